@@ -1,0 +1,50 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench_util.h"
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double bench_time(int (*fn)(void *arg), void *arg, int min_reps, double min_seconds) {
+    if (fn(arg)) return -1;
+    enum { MAX_REPS = 1000 };
+    double times[MAX_REPS], start = core_now();
+    int n = 0;
+    while (n < MAX_REPS && (n < min_reps || core_now() - start < min_seconds)) {
+        double t0 = core_now();
+        if (fn(arg)) return -1;
+        times[n++] = core_now() - t0;
+    }
+    qsort(times, (size_t)n, sizeof times[0], cmp_double);
+    return times[n / 2];
+}
+
+cJSON *bench_record(const rt_ctx *ctx, const char *op) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "device", ctx->dev.info.name);
+    cJSON_AddStringToObject(o, "platform", ctx->dev.info.platform_name);
+    cJSON_AddStringToObject(o, "op", op);
+    return o;
+}
+
+int bench_write_json(cJSON *array, const char *path) {
+    char *text = cJSON_Print(array);
+    if (!text) return -1;
+    int ok;
+    if (!strcmp(path, "-")) {
+        ok = printf("%s\n", text) > 0;
+    } else {
+        char *tmp = core_strdup_printf("%s.tmp", path);
+        FILE *f = tmp ? fopen(tmp, "w") : NULL;
+        ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
+        if (f) ok = fclose(f) == 0 && ok;
+        ok = ok && rename(tmp, path) == 0;
+        if (!ok && tmp) remove(tmp);
+        free(tmp);
+    }
+    free(text);
+    return ok ? 0 : -1;
+}

@@ -1,0 +1,21 @@
+/* tensor.cl: strided copy and fill over up to 4 dims (shape s0..s3, strides in elements).
+ * Copies move raw bits, so one kernel per element width serves every dtype. */
+
+#define STRIDED_COPY(NAME, T)                                                                   \
+__kernel void NAME(__global T *dst, int doff, int d0, int d1, int d2, int d3,                    \
+                   __global const T *src, int soff, int t0, int t1, int t2, int t3,              \
+                   int n, int s1, int s2, int s3) {                                              \
+    int i = get_global_id(0);                                                                    \
+    if (i >= n) return;                                                                          \
+    dst[doff + atb_offset4(i, s1, s2, s3, d0, d1, d2, d3)] =                                     \
+        src[soff + atb_offset4(i, s1, s2, s3, t0, t1, t2, t3)];                                  \
+}
+STRIDED_COPY(copy_strided_u32, uint)
+STRIDED_COPY(copy_strided_u16, ushort)
+
+__kernel void fill_strided_u32(__global uint *dst, int doff, int d0, int d1, int d2, int d3, uint bits,
+                               int n, int s1, int s2, int s3) {
+    int i = get_global_id(0);
+    if (i >= n) return;
+    dst[doff + atb_offset4(i, s1, s2, s3, d0, d1, d2, d3)] = bits;
+}

@@ -1,0 +1,21 @@
+/* cli.h: what the subcommands of the attamba tool share. */
+#ifndef ATTAMBA_CLI_H
+#define ATTAMBA_CLI_H
+
+#include <stdio.h>
+
+#include "attamba/attamba.h"
+
+/* Every subcommand: argv[0] is its name. Returns the process exit code. */
+typedef int (*cli_command_fn)(int argc, char **argv);
+
+/* Opens the device named by --device (may be NULL) or $ATTAMBA_DEVICE; prints the error and
+ * returns NULL on failure. */
+attamba_context *cli_open_device(const char *device);
+/* Prints "attamba <cmd>: <message>" to stderr and returns 1 (for `return cli_error(...)`). */
+int cli_error(const char *cmd, const char *fmt, ...);
+
+int cli_devices(int argc, char **argv);
+int bench_gemm_main(int argc, char **argv);
+
+#endif

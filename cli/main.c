@@ -1,0 +1,89 @@
+/* attamba: the command-line tool. Parses the subcommand and hands over. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static int cmd_bench(int argc, char **argv);
+static int cmd_version(int argc, char **argv);
+
+static const struct {
+    const char *name;
+    cli_command_fn fn;
+    const char *help;
+} commands[] = {
+    {"devices", cli_devices, "list OpenCL devices and what they can do"},
+    {"bench", cmd_bench, "benchmarks: bench gemm"},
+    {"version", cmd_version, "print the library version"},
+};
+
+static const struct {
+    const char *name;
+    cli_command_fn fn;
+    const char *help;
+} benches[] = {
+    {"gemm", bench_gemm_main, "GEMM: CLBlast vs the own kernel vs host BLAS on a d=512 model's shapes"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: attamba <command> [options]   (attamba <command> --help for its options)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "\nenvironment: ATTAMBA_DEVICE (P:D|gpu|cpu|accelerator), ATTAMBA_CACHE_DIR (kernel binary\n"
+               "cache; 0 disables), ATTAMBA_PROGRAM_DIR (prebuilt binaries), ATTAMBA_GEMM (clblast|own),\n"
+               "ATTAMBA_PROFILE=1 (per-kernel timing), ATTAMBA_LOG (error|warn|info|debug)\n");
+}
+
+int cli_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "attamba %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+attamba_context *cli_open_device(const char *device) {
+    attamba_context *ctx = NULL;
+    char err[1024];
+    attamba_status s = attamba_context_create(device, &ctx, err, sizeof err);
+    if (s) {
+        fprintf(stderr, "attamba: cannot open a device: %s\n", err);
+        return NULL;
+    }
+    return ctx;
+}
+
+static int cmd_version(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    printf("attamba %s\n", attamba_version());
+    return 0;
+}
+
+static int cmd_bench(int argc, char **argv) {
+    if (argc >= 2)
+        for (size_t i = 0; i < sizeof benches / sizeof benches[0]; i++)
+            if (!strcmp(argv[1], benches[i].name)) return benches[i].fn(argc - 1, argv + 1);
+    FILE *f = argc >= 2 && strcmp(argv[1], "--help") && strcmp(argv[1], "-h") ? stderr : stdout;
+    if (f == stderr) fprintf(stderr, "attamba bench: unknown benchmark '%s'\n", argv[1]);
+    fprintf(f, "usage: attamba bench <name> [options]\n\nbenchmarks:\n");
+    for (size_t i = 0; i < sizeof benches / sizeof benches[0]; i++)
+        fprintf(f, "  %-10s %s\n", benches[i].name, benches[i].help);
+    return f == stderr || argc < 2 ? 2 : 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "attamba: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,101 @@
+/*
+ * attamba.h: the public C API of libattamba.
+ *
+ * Every fallible function returns an attamba_status (0 = ATTAMBA_OK). After a failure,
+ * attamba_context_last_error() gives the whole message, with the OpenCL error name and the
+ * compiler log where relevant. The library never calls exit() or abort() on bad input.
+ */
+#ifndef ATTAMBA_ATTAMBA_H
+#define ATTAMBA_ATTAMBA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ATTAMBA_VERSION_MAJOR 0
+#define ATTAMBA_VERSION_MINOR 1
+#define ATTAMBA_VERSION_PATCH 0
+
+typedef enum attamba_status {
+    ATTAMBA_OK = 0,
+    ATTAMBA_ERR_INVALID_ARG = 1,    /* a bad value or string from the caller */
+    ATTAMBA_ERR_SHAPE = 2,          /* tensor shapes that do not fit together */
+    ATTAMBA_ERR_NO_PLATFORM = 3,    /* no OpenCL platform (no ICD installed) */
+    ATTAMBA_ERR_NO_DEVICE = 4,      /* no device matches the selection */
+    ATTAMBA_ERR_OUT_OF_MEMORY = 5,  /* host or device allocation failed */
+    ATTAMBA_ERR_BUILD = 6,          /* an OpenCL program did not compile; message has the log */
+    ATTAMBA_ERR_OPENCL = 7,         /* any other OpenCL error; message names it */
+    ATTAMBA_ERR_IO = 8,             /* a file could not be read or written */
+    ATTAMBA_ERR_FORMAT = 9,         /* a file or config is corrupt or inconsistent */
+    ATTAMBA_ERR_UNSUPPORTED = 10,   /* valid, but not supported by this device or build */
+    ATTAMBA_ERR_INTERNAL = 11       /* a bug: please report it */
+} attamba_status;
+
+/* A static English description of a status code. Never NULL. */
+const char *attamba_status_str(attamba_status s);
+
+/* "major.minor.patch" of the library. */
+const char *attamba_version(void);
+
+/* ---- Devices ------------------------------------------------------------------------------ */
+
+typedef enum attamba_device_type {
+    ATTAMBA_DEVICE_CPU = 1,
+    ATTAMBA_DEVICE_GPU = 2,
+    ATTAMBA_DEVICE_ACCELERATOR = 4,
+    ATTAMBA_DEVICE_OTHER = 8
+} attamba_device_type;
+
+typedef struct attamba_device_info {
+    int platform_index;            /* position in clGetPlatformIDs order */
+    int device_index;              /* position inside its platform */
+    char platform_name[128];
+    char name[128];
+    char vendor[128];
+    char driver_version[64];
+    char opencl_c_version[64];     /* e.g. "OpenCL C 1.2 PoCL" */
+    attamba_device_type type;
+    unsigned compute_units;
+    uint64_t global_mem_bytes;
+    uint64_t max_alloc_bytes;
+    uint64_t local_mem_bytes;
+    size_t max_work_group_size;
+    int has_fp16;                  /* cl_khr_fp16 */
+    int has_fp64;                  /* cl_khr_fp64 */
+    int has_subgroups;             /* cl_khr_subgroups or cl_intel_subgroups */
+} attamba_device_info;
+
+/* Lists every OpenCL device of every platform. *out is malloc'd and owned by the caller (free()).
+ * No platform is ATTAMBA_ERR_NO_PLATFORM; *count may be 0 otherwise. The message, if any, is
+ * written to errbuf (may be NULL). */
+attamba_status attamba_devices_list(attamba_device_info **out, int *count, char *errbuf,
+                                    size_t errbuf_size);
+
+/* ---- Context ------------------------------------------------------------------------------ */
+
+/* One device, its OpenCL context and in-order queue, the program cache and memory accounting. */
+typedef struct rt_ctx attamba_context;
+
+/* device: NULL or "" = $ATTAMBA_DEVICE, else the default (first GPU, then accelerator, then CPU);
+ * "P:D" = platform P, device D (indices from attamba_devices_list); "gpu", "cpu", "accelerator" =
+ * the first device of that type. On failure *out is NULL and errbuf (may be NULL) says why. */
+attamba_status attamba_context_create(const char *device, attamba_context **out, char *errbuf,
+                                      size_t errbuf_size);
+void attamba_context_destroy(attamba_context *ctx);
+
+/* The message of the last failed call on this context ("" if none). Owned by the context. */
+const char *attamba_context_last_error(const attamba_context *ctx);
+
+/* The selected device. Owned by the context. */
+const attamba_device_info *attamba_context_device(const attamba_context *ctx);
+
+/* Bytes currently allocated on the device by this context, and the peak since creation. */
+void attamba_context_memory(const attamba_context *ctx, uint64_t *current, uint64_t *peak);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The one place dependencies arrive: Debian packages only.
+# As root it installs what is missing with apt-get; otherwise it prints the command to run.
+#   scripts/setup.sh            build + test dependencies
+#   scripts/setup.sh --torch    also python3-torch (only to regenerate golden vectors)
+set -euo pipefail
+
+pkgs=(build-essential cmake pkg-config
+      ocl-icd-opencl-dev opencl-c-headers ocl-icd-libopencl1 pocl-opencl-icd clinfo
+      libclblast-dev check libcjson-dev libopenblas-dev libxxhash-dev)
+[ "${1:-}" = "--torch" ] && pkgs+=(python3-torch python3-numpy)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all dependencies present"
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: missing packages: ${missing[*]}"
+  echo "run:   sudo apt-get update && sudo apt-get install -y --no-install-recommends ${missing[*]}"
+  exit 1
+fi
+echo "setup: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,44 @@
+/* core.h: status strings, logging, formatting helpers and a small seeded RNG.
+ * The bottom layer: depends on nothing but libc. */
+#ifndef ATTAMBA_CORE_H
+#define ATTAMBA_CORE_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "attamba/attamba.h"
+
+#define CORE_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define CORE_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define CORE_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#if defined(__GNUC__)
+#define CORE_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define CORE_PRINTF(f, a)
+#endif
+
+/* snprintf into buf when buf is not NULL; returns s so callers can `return core_errbuf(...)`. */
+attamba_status core_errbuf(char *buf, size_t size, attamba_status s, const char *fmt, ...)
+    CORE_PRINTF(4, 5);
+
+/* A malloc'd printf. NULL when out of memory. */
+char *core_strdup_printf(const char *fmt, ...) CORE_PRINTF(1, 2);
+
+typedef enum { CORE_LOG_ERROR = 0, CORE_LOG_WARN = 1, CORE_LOG_INFO = 2, CORE_LOG_DEBUG = 3 } core_log_level;
+
+/* Writes to stderr when level <= $ATTAMBA_LOG (error|warn|info|debug, default warn). */
+void core_log(core_log_level level, const char *fmt, ...) CORE_PRINTF(2, 3);
+
+/* Monotonic seconds. */
+double core_now(void);
+
+/* xoshiro256** seeded through splitmix64: reproducible across platforms. */
+typedef struct { uint64_t s[4]; } core_rng;
+void core_rng_seed(core_rng *r, uint64_t seed);
+uint64_t core_rng_next(core_rng *r);
+float core_rng_uniform(core_rng *r);         /* [0, 1) with 24 random bits */
+float core_rng_normal(core_rng *r);          /* standard normal (Box-Muller) */
+
+#endif

@@ -1,0 +1,95 @@
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core.h"
+
+attamba_status core_errbuf(char *buf, size_t size, attamba_status s, const char *fmt, ...) {
+    if (buf && size) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(buf, size, fmt, ap);
+        va_end(ap);
+    }
+    return s;
+}
+
+char *core_strdup_printf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) return NULL;
+    char *s = malloc((size_t)n + 1);
+    if (!s) return NULL;
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+static int log_threshold(void) {
+    static int level = -1;
+    if (level < 0) {
+        const char *e = getenv("ATTAMBA_LOG");
+        level = CORE_LOG_WARN;
+        if (e) {
+            if (!strcmp(e, "error")) level = CORE_LOG_ERROR;
+            else if (!strcmp(e, "info")) level = CORE_LOG_INFO;
+            else if (!strcmp(e, "debug")) level = CORE_LOG_DEBUG;
+        }
+    }
+    return level;
+}
+
+void core_log(core_log_level level, const char *fmt, ...) {
+    static const char *names[] = {"error", "warn", "info", "debug"};
+    if ((int)level > log_threshold()) return;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "attamba %s: ", names[level]);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+double core_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+void core_rng_seed(core_rng *r, uint64_t seed) {
+    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&seed);
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+uint64_t core_rng_next(core_rng *r) {
+    uint64_t *s = r->s;
+    uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+float core_rng_uniform(core_rng *r) { return (float)(core_rng_next(r) >> 40) * (1.0f / 16777216.0f); }
+
+float core_rng_normal(core_rng *r) {
+    float u1 = core_rng_uniform(r), u2 = core_rng_uniform(r);
+    if (u1 < 1e-30f) u1 = 1e-30f;
+    return sqrtf(-2.0f * logf(u1)) * cosf(6.28318530718f * u2);
+}

@@ -1,0 +1,41 @@
+/* ops.h: the op layer. Each op checks its arguments (returning ATTAMBA_ERR_SHAPE or
+ * ATTAMBA_ERR_INVALID_ARG with a message on the context), then enqueues kernels. Ops know
+ * nothing about models. Unless said otherwise, tensors are f32 and contiguous, and `out` is
+ * allocated by the caller with the documented shape; out may alias an input for elementwise ops. */
+#ifndef ATTAMBA_OPS_H
+#define ATTAMBA_OPS_H
+
+#include "tensor/tensor.h"
+
+/* ---- checks shared by the ops (ops_check.c) ---- */
+/* t is f32 (or dtype), contiguous, and has exactly the given dims; name is used in messages. */
+attamba_status ops_expect(rt_ctx *ctx, const char *op, const char *name, const tensor *t, tensor_dtype dtype,
+                          int ndim, const int64_t *shape);
+attamba_status ops_expect_same(rt_ctx *ctx, const char *op, const char *name, const tensor *t,
+                               const tensor *like);
+/* Launches a 1-D kernel of `program` over n items with the device's work-group size. */
+attamba_status ops_launch_1d(rt_ctx *ctx, const char *program, const char *options, const char *kernel,
+                             int64_t n, int n_args, const rt_arg *args);
+
+/* ---- elementwise (elementwise.c): same-shape f32 tensors ---- */
+attamba_status ops_add(rt_ctx *ctx, const tensor *a, const tensor *b, tensor *out);
+attamba_status ops_mul(rt_ctx *ctx, const tensor *a, const tensor *b, tensor *out);
+attamba_status ops_scale(rt_ctx *ctx, const tensor *x, float alpha, tensor *out);
+attamba_status ops_silu(rt_ctx *ctx, const tensor *x, tensor *out);
+
+/* ---- GEMM (gemm.c) ----
+ * C = alpha * op(A) op(B) + beta * C. A is [M,K] ([K,M] when trans_a), B is [K,N] ([N,K] when
+ * trans_b), C is [M,N]; with a leading batch dim all three are batched, and a 2-D A or B is
+ * shared by every batch. Rows may be strided (views), elements within a row must be adjacent.
+ * beta == 0 overwrites C without reading it. */
+typedef enum { OPS_GEMM_AUTO = 0, OPS_GEMM_CLBLAST = 1, OPS_GEMM_OWN = 2 } ops_gemm_backend;
+attamba_status ops_gemm(rt_ctx *ctx, int trans_a, int trans_b, float alpha, const tensor *a, const tensor *b,
+                        float beta, tensor *c);
+/* Same with an explicit backend. AUTO = $ATTAMBA_GEMM (clblast|own) or CLBlast when built with it,
+ * falling back to the own kernel (with a warning, once) if CLBlast fails on this device. */
+attamba_status ops_gemm_with(rt_ctx *ctx, ops_gemm_backend backend, int trans_a, int trans_b, float alpha,
+                             const tensor *a, const tensor *b, float beta, tensor *c);
+/* Whether this build has CLBlast. */
+int ops_gemm_have_clblast(void);
+
+#endif

@@ -1,0 +1,33 @@
+#include <stdio.h>
+#include <string.h>
+
+#include "ops.h"
+
+attamba_status ops_expect(rt_ctx *ctx, const char *op, const char *name, const tensor *t, tensor_dtype dtype,
+                          int ndim, const int64_t *shape) {
+    char have[96];
+    if (!t || !t->buf) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: %s is an empty tensor", op, name);
+    int ok = t->dtype == dtype && t->ndim == ndim && tensor_is_contiguous(t);
+    for (int d = 0; ok && d < ndim; d++) ok = t->shape[d] == shape[d];
+    if (ok) return ATTAMBA_OK;
+    char want[96];
+    size_t u = (size_t)snprintf(want, sizeof want, "[");
+    for (int d = 0; d < ndim && u < sizeof want; d++)
+        u += (size_t)snprintf(want + u, sizeof want - u, d ? ", %lld" : "%lld", (long long)shape[d]);
+    if (u < sizeof want) snprintf(want + u, sizeof want - u, "] %s", tensor_dtype_name(dtype));
+    return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: %s must be contiguous %s, got %s%s", op, name, want,
+                   tensor_describe(t, have, sizeof have), tensor_is_contiguous(t) ? "" : " (strided)");
+}
+
+attamba_status ops_expect_same(rt_ctx *ctx, const char *op, const char *name, const tensor *t,
+                               const tensor *like) {
+    return ops_expect(ctx, op, name, t, like->dtype, like->ndim, like->shape);
+}
+
+attamba_status ops_launch_1d(rt_ctx *ctx, const char *program, const char *options, const char *kernel,
+                             int64_t n, int n_args, const rt_arg *args) {
+    cl_kernel k;
+    RT_TRY(rt_kernel(ctx, program, options, kernel, &k));
+    size_t local = rt_local_1d(ctx, k, 256), global = (size_t)n;
+    return rt_launch(ctx, k, kernel, 1, &global, &local, n_args, args);
+}

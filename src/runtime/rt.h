@@ -1,0 +1,135 @@
+/* rt.h: the OpenCL runtime. Device discovery and selection, one context and in-order queue per
+ * device, program builds with an on-disk binary cache, kernel lookup, launches, profiling.
+ * Everything above this layer is OpenCL-free except for the cl_mem handles tensors carry. */
+#ifndef ATTAMBA_RT_H
+#define ATTAMBA_RT_H
+
+#define CL_TARGET_OPENCL_VERSION 120
+#ifndef CL_USE_DEPRECATED_OPENCL_1_2_APIS
+#define CL_USE_DEPRECATED_OPENCL_1_2_APIS
+#endif
+#include <CL/cl.h>
+
+#include "core/core.h"
+
+/* One device as discovered, with its OpenCL handles. */
+typedef struct rt_device {
+    attamba_device_info info;
+    cl_platform_id platform;
+    cl_device_id device;
+} rt_device;
+
+typedef struct rt_kernel_entry {
+    char *name;
+    cl_kernel kernel;
+} rt_kernel_entry;
+
+typedef struct rt_program {
+    char *name;      /* embedded source name, or a caller's label */
+    char *options;   /* the caller's options (device options are added on top) */
+    cl_program program;
+    rt_kernel_entry *kernels;
+    int n_kernels;
+} rt_program;
+
+typedef struct rt_profile_entry {
+    char *name;
+    uint64_t launches;
+    double seconds;
+} rt_profile_entry;
+
+typedef struct rt_cache_stats {
+    unsigned hits;        /* programs loaded from the on-disk cache */
+    unsigned misses;      /* programs built from source (and then stored) */
+    unsigned rejected;    /* cache entries found corrupt or stale, then rebuilt */
+    unsigned prebuilt;    /* programs loaded from $ATTAMBA_PROGRAM_DIR */
+} rt_cache_stats;
+
+struct rt_ctx {
+    rt_device dev;
+    cl_context context;
+    cl_command_queue queue;
+    char *err;                 /* last error message, malloc'd; never NULL after create */
+    char *device_options;      /* compile options every program gets (std, fp16 macro, ...) */
+    char *cache_dir;           /* NULL = binary cache disabled */
+    char *program_dir;         /* NULL = no prebuilt binaries */
+    rt_program *programs;
+    int n_programs, cap_programs;
+    rt_cache_stats cache;
+    uint64_t mem_current, mem_peak;
+    uint64_t mem_limit;        /* 0 = the device's global memory */
+    int profiling;             /* per-kernel timing through profiling events */
+    int gemm_clblast_broken;   /* CLBlast failed here once: ops_gemm uses the own kernel */
+    rt_profile_entry *profile;
+    int n_profile;
+};
+typedef struct rt_ctx rt_ctx;
+
+/* ---- errors ---- */
+const char *rt_cl_error_name(cl_int err);
+/* Records a message on the context and returns s. */
+attamba_status rt_fail(rt_ctx *ctx, attamba_status s, const char *fmt, ...) CORE_PRINTF(3, 4);
+/* ok for CL_SUCCESS; otherwise records "<what>: <CL name>" and maps the code to a status. */
+attamba_status rt_check(rt_ctx *ctx, cl_int err, const char *what);
+#define RT_TRY(expr)                                  \
+    do {                                              \
+        attamba_status rt_try_s_ = (expr);            \
+        if (rt_try_s_ != ATTAMBA_OK) return rt_try_s_; \
+    } while (0)
+#define RT_CL(ctx, expr, what) RT_TRY(rt_check((ctx), (expr), (what)))
+
+/* ---- devices ---- */
+/* All devices of all platforms; *out malloc'd. */
+attamba_status rt_devices_enumerate(rt_device **out, int *count, char *errbuf, size_t errbuf_size);
+/* Picks one of devs by spec (see attamba_context_create); pure, no OpenCL calls. */
+attamba_status rt_device_select(const rt_device *devs, int n, const char *spec, int *index,
+                                char *errbuf, size_t errbuf_size);
+
+/* ---- programs and kernels ---- */
+/* The embedded source of cl/<name>.cl, or NULL. */
+const char *rt_embedded_source(const char *name);
+/* The names of all embedded sources, NULL-terminated. */
+const char *const *rt_embedded_names(void);
+
+/* Builds (or finds) the program of embedded source `name` compiled with `options`. */
+attamba_status rt_program_get(rt_ctx *ctx, const char *name, const char *options, rt_program **out);
+/* Same for a caller-provided source; label names it in messages and in the in-memory table. */
+attamba_status rt_program_from_source(rt_ctx *ctx, const char *label, const char *source,
+                                      const char *options, rt_program **out);
+/* Registers a prebuilt device binary (e.g. from an FPGA toolchain) as program (name, options). */
+attamba_status rt_program_from_binary_file(rt_ctx *ctx, const char *name, const char *options,
+                                           const char *path, rt_program **out);
+/* Writes the device binary of a built program to path (temp file + rename). */
+attamba_status rt_program_save_binary(rt_ctx *ctx, rt_program *p, const char *path);
+attamba_status rt_kernel_get(rt_ctx *ctx, rt_program *p, const char *kernel, cl_kernel *out);
+/* Shorthand: program `name` with `options`, then its kernel. */
+attamba_status rt_kernel(rt_ctx *ctx, const char *program, const char *options, const char *kernel,
+                         cl_kernel *out);
+
+/* ---- binary cache (rt_cache.c) ---- */
+typedef struct { uint64_t lo, hi; } rt_key;
+rt_key rt_program_key(const rt_ctx *ctx, const char *const *sources, int n_sources, const char *options);
+/* Loads a cached binary; NULL when absent. Corrupt entries are removed and counted as rejected. */
+unsigned char *rt_cache_load(rt_ctx *ctx, rt_key key, size_t *size);
+void rt_cache_store(rt_ctx *ctx, rt_key key, const unsigned char *bin, size_t size);
+
+/* ---- launches ---- */
+typedef struct { size_t size; const void *value; } rt_arg;
+#define RT_MEM(m) ((rt_arg){sizeof(cl_mem), &(m)})
+#define RT_I32(v) ((rt_arg){sizeof(cl_int), &(cl_int){(cl_int)(v)}})
+#define RT_F32(v) ((rt_arg){sizeof(cl_float), &(cl_float){(cl_float)(v)}})
+#define RT_LOCAL(bytes) ((rt_arg){(bytes), NULL})
+
+/* Sets args and enqueues. global is rounded up to a multiple of local; local NULL = device's
+ * choice. `label` names the kernel in profiles and messages. */
+attamba_status rt_launch(rt_ctx *ctx, cl_kernel k, const char *label, cl_uint dims,
+                         const size_t *global, const size_t *local, int n_args, const rt_arg *args);
+/* A 1-D work-group size for k: a multiple of 8 when the device allows, at most `cap`. */
+size_t rt_local_1d(rt_ctx *ctx, cl_kernel k, size_t cap);
+size_t rt_round_up(size_t x, size_t m);
+attamba_status rt_finish(rt_ctx *ctx);
+
+/* Profiling report: one line per kernel label, sorted by total time. */
+void rt_profile_print(const rt_ctx *ctx, void *file /* FILE* */);
+
+#endif

@@ -1,0 +1,89 @@
+/* Kernel launches and per-kernel profiling. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rt.h"
+
+size_t rt_round_up(size_t x, size_t m) { return m ? (x + m - 1) / m * m : x; }
+
+size_t rt_local_1d(rt_ctx *ctx, cl_kernel k, size_t cap) {
+    size_t kmax = 0;
+    clGetKernelWorkGroupInfo(k, ctx->dev.device, CL_KERNEL_WORK_GROUP_SIZE, sizeof kmax, &kmax, NULL);
+    size_t wg = CORE_MIN(ctx->dev.info.max_work_group_size, cap);
+    if (kmax) wg = CORE_MIN(wg, kmax);
+    if (wg >= 8) wg -= wg % 8;
+    return wg ? wg : 1;
+}
+
+static void profile_add(rt_ctx *ctx, const char *label, double seconds) {
+    for (int i = 0; i < ctx->n_profile; i++)
+        if (!strcmp(ctx->profile[i].name, label)) {
+            ctx->profile[i].launches++;
+            ctx->profile[i].seconds += seconds;
+            return;
+        }
+    rt_profile_entry *grown = realloc(ctx->profile, (size_t)(ctx->n_profile + 1) * sizeof *grown);
+    if (!grown) return;
+    ctx->profile = grown;
+    grown[ctx->n_profile].name = strdup(label);
+    if (!grown[ctx->n_profile].name) return;
+    grown[ctx->n_profile].launches = 1;
+    grown[ctx->n_profile].seconds = seconds;
+    ctx->n_profile++;
+}
+
+attamba_status rt_launch(rt_ctx *ctx, cl_kernel k, const char *label, cl_uint dims,
+                         const size_t *global, const size_t *local, int n_args, const rt_arg *args) {
+    for (int i = 0; i < n_args; i++) {
+        cl_int err = clSetKernelArg(k, (cl_uint)i, args[i].size, args[i].value);
+        if (err != CL_SUCCESS)
+            return rt_fail(ctx, ATTAMBA_ERR_INTERNAL, "%s: argument %d: %s", label, i, rt_cl_error_name(err));
+    }
+    size_t g[3];
+    for (cl_uint d = 0; d < dims; d++) {
+        if (global[d] == 0) return ATTAMBA_OK; /* nothing to do */
+        g[d] = local ? rt_round_up(global[d], local[d]) : global[d];
+    }
+    cl_event ev = NULL;
+    cl_int err = clEnqueueNDRangeKernel(ctx->queue, k, dims, NULL, g, local, 0, NULL,
+                                        ctx->profiling ? &ev : NULL);
+    if (err != CL_SUCCESS) {
+        char what[160];
+        snprintf(what, sizeof what, "launching %s", label);
+        return rt_check(ctx, err, what);
+    }
+    if (ev) {
+        cl_ulong t0 = 0, t1 = 0;
+        clWaitForEvents(1, &ev);
+        clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof t0, &t0, NULL);
+        clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof t1, &t1, NULL);
+        clReleaseEvent(ev);
+        profile_add(ctx, label, 1e-9 * (double)(t1 - t0));
+    }
+    return ATTAMBA_OK;
+}
+
+attamba_status rt_finish(rt_ctx *ctx) { return rt_check(ctx, clFinish(ctx->queue), "clFinish"); }
+
+static int by_time(const void *a, const void *b) {
+    double x = ((const rt_profile_entry *)a)->seconds, y = ((const rt_profile_entry *)b)->seconds;
+    return (x < y) - (x > y);
+}
+
+void rt_profile_print(const rt_ctx *ctx, void *file) {
+    FILE *f = file;
+    if (!ctx->n_profile) {
+        fprintf(f, "no kernel profile (set ATTAMBA_PROFILE=1)\n");
+        return;
+    }
+    rt_profile_entry *sorted = malloc((size_t)ctx->n_profile * sizeof *sorted);
+    if (!sorted) return;
+    memcpy(sorted, ctx->profile, (size_t)ctx->n_profile * sizeof *sorted);
+    qsort(sorted, (size_t)ctx->n_profile, sizeof *sorted, by_time);
+    fprintf(f, "%-32s %10s %12s %12s\n", "kernel", "launches", "total ms", "mean us");
+    for (int i = 0; i < ctx->n_profile; i++)
+        fprintf(f, "%-32s %10llu %12.3f %12.1f\n", sorted[i].name, (unsigned long long)sorted[i].launches,
+                1e3 * sorted[i].seconds, 1e6 * sorted[i].seconds / (double)sorted[i].launches);
+    free(sorted);
+}

@@ -1,0 +1,263 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tensor.h"
+
+size_t tensor_dtype_size(tensor_dtype t) { return (t == TENSOR_F16 || t == TENSOR_BF16) ? 2 : 4; }
+
+const char *tensor_dtype_name(tensor_dtype t) {
+    static const char *names[] = {"f32", "f16", "bf16", "i32"};
+    return (unsigned)t < CORE_LEN(names) ? names[t] : "?";
+}
+
+int64_t tensor_numel(const tensor *t) {
+    int64_t n = 1;
+    for (int d = 0; d < t->ndim; d++) n *= t->shape[d];
+    return n;
+}
+
+int tensor_is_contiguous(const tensor *t) {
+    int64_t expect = 1;
+    for (int d = t->ndim - 1; d >= 0; d--) {
+        if (t->shape[d] != 1 && t->stride[d] != expect) return 0;
+        expect *= t->shape[d];
+    }
+    return 1;
+}
+
+int tensor_same_shape(const tensor *a, const tensor *b) {
+    if (a->ndim != b->ndim) return 0;
+    for (int d = 0; d < a->ndim; d++)
+        if (a->shape[d] != b->shape[d]) return 0;
+    return 1;
+}
+
+char *tensor_describe(const tensor *t, char *buf, size_t n) {
+    size_t used = (size_t)snprintf(buf, n, "[");
+    for (int d = 0; d < t->ndim && used < n; d++)
+        used += (size_t)snprintf(buf + used, n - used, d ? ", %lld" : "%lld", (long long)t->shape[d]);
+    if (used < n) snprintf(buf + used, n - used, "] %s", tensor_dtype_name(t->dtype));
+    return buf;
+}
+
+static void set_contiguous_strides(tensor *t) {
+    int64_t s = 1;
+    for (int d = t->ndim - 1; d >= 0; d--) {
+        t->stride[d] = s;
+        s *= t->shape[d];
+    }
+}
+
+attamba_status tensor_alloc(rt_ctx *ctx, tensor *out, tensor_dtype dtype, int ndim, const int64_t *shape) {
+    memset(out, 0, sizeof *out);
+    if (ndim < 1 || ndim > TENSOR_MAX_DIMS)
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "tensor_alloc: %d dims (1..%d allowed)", ndim, TENSOR_MAX_DIMS);
+    if ((unsigned)dtype > TENSOR_I32) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "tensor_alloc: bad dtype");
+    int64_t numel = 1;
+    for (int d = 0; d < ndim; d++) {
+        if (shape[d] < 1 || shape[d] > ((int64_t)1 << 40))
+            return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "tensor_alloc: dimension %d has size %lld", d,
+                           (long long)shape[d]);
+        numel *= shape[d];
+        if (numel > INT32_MAX)
+            return rt_fail(ctx, ATTAMBA_ERR_UNSUPPORTED,
+                           "tensor_alloc: %lld+ elements; kernels index with 32-bit ints (max %d)",
+                           (long long)numel, INT32_MAX);
+    }
+    size_t bytes = (size_t)numel * tensor_dtype_size(dtype);
+    const attamba_device_info *di = &ctx->dev.info;
+    uint64_t limit = ctx->mem_limit ? ctx->mem_limit : di->global_mem_bytes;
+    if (di->max_alloc_bytes && bytes > di->max_alloc_bytes)
+        return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY,
+                       "device out of memory: a tensor of %zu bytes exceeds %s's largest allocation "
+                       "(%llu bytes)", bytes, di->name, (unsigned long long)di->max_alloc_bytes);
+    if (limit && ctx->mem_current + bytes > limit)
+        return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY,
+                       "device out of memory: %zu more bytes with %llu in use exceeds %llu available on %s",
+                       bytes, (unsigned long long)ctx->mem_current, (unsigned long long)limit, di->name);
+    tensor_buffer *b = calloc(1, sizeof *b);
+    if (!b) return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+    cl_int err;
+    b->mem = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (err != CL_SUCCESS) {
+        free(b);
+        char what[96];
+        snprintf(what, sizeof what, "allocating %zu bytes on the device", bytes);
+        return rt_check(ctx, err, what);
+    }
+    b->ctx = ctx;
+    b->bytes = bytes;
+    b->refs = 1;
+    ctx->mem_current += bytes;
+    if (ctx->mem_current > ctx->mem_peak) ctx->mem_peak = ctx->mem_current;
+    out->buf = b;
+    out->dtype = dtype;
+    out->ndim = ndim;
+    for (int d = 0; d < ndim; d++) out->shape[d] = shape[d];
+    set_contiguous_strides(out);
+    return ATTAMBA_OK;
+}
+
+void tensor_free(tensor *t) {
+    tensor_buffer *b = t->buf;
+    if (b && --b->refs == 0) {
+        clReleaseMemObject(b->mem);
+        b->ctx->mem_current -= b->bytes;
+        free(b);
+    }
+    memset(t, 0, sizeof *t);
+}
+
+static tensor view_of(const tensor *src) {
+    tensor v = *src;
+    if (v.buf) v.buf->refs++;
+    return v;
+}
+
+/* Pads shape/strides to 4 dims on the left, as the strided kernels expect. */
+static void dims4(const tensor *t, int *s, int *st) {
+    int pad = TENSOR_MAX_DIMS - t->ndim;
+    for (int d = 0; d < TENSOR_MAX_DIMS; d++) {
+        s[d] = d < pad ? 1 : (int)t->shape[d - pad];
+        st[d] = d < pad ? 0 : (int)t->stride[d - pad];
+    }
+}
+
+static attamba_status launch_1d(rt_ctx *ctx, const char *kernel, int n, int n_args, const rt_arg *args) {
+    cl_kernel k;
+    RT_TRY(rt_kernel(ctx, "tensor", "", kernel, &k));
+    size_t local = rt_local_1d(ctx, k, 256);
+    size_t global = (size_t)n;
+    return rt_launch(ctx, k, kernel, 1, &global, &local, n_args, args);
+}
+
+attamba_status tensor_copy(tensor *dst, const tensor *src) {
+    rt_ctx *ctx = dst->buf ? dst->buf->ctx : NULL;
+    if (!ctx || !src->buf) return ATTAMBA_ERR_INVALID_ARG;
+    char a[64], b[64];
+    if (!tensor_same_shape(dst, src) || dst->dtype != src->dtype)
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "tensor_copy: %s from %s", tensor_describe(dst, a, sizeof a),
+                       tensor_describe(src, b, sizeof b));
+    size_t es = tensor_dtype_size(src->dtype);
+    if (tensor_is_contiguous(dst) && tensor_is_contiguous(src)) {
+        size_t bytes = (size_t)tensor_numel(src) * es;
+        return rt_check(ctx, clEnqueueCopyBuffer(ctx->queue, src->buf->mem, dst->buf->mem,
+                                                 (size_t)src->offset * es, (size_t)dst->offset * es, bytes,
+                                                 0, NULL, NULL),
+                        "tensor_copy");
+    }
+    int s[4], ds[4], ss[4];
+    dims4(dst, s, ds);
+    dims4(src, s, ss);
+    int n = (int)tensor_numel(src);
+    rt_arg args[] = {RT_MEM(dst->buf->mem), RT_I32(dst->offset), RT_I32(ds[0]), RT_I32(ds[1]), RT_I32(ds[2]),
+                     RT_I32(ds[3]), RT_MEM(src->buf->mem), RT_I32(src->offset), RT_I32(ss[0]),
+                     RT_I32(ss[1]), RT_I32(ss[2]), RT_I32(ss[3]), RT_I32(n), RT_I32(s[1]), RT_I32(s[2]),
+                     RT_I32(s[3])};
+    return launch_1d(ctx, es == 4 ? "copy_strided_u32" : "copy_strided_u16", n, (int)CORE_LEN(args), args);
+}
+
+attamba_status tensor_fill(tensor *t, double value) {
+    if (!t->buf) return ATTAMBA_ERR_INVALID_ARG;
+    rt_ctx *ctx = t->buf->ctx;
+    uint32_t bits;
+    if (t->dtype == TENSOR_F32) {
+        float f = (float)value;
+        memcpy(&bits, &f, 4);
+    } else if (t->dtype == TENSOR_I32) {
+        int32_t i = (int32_t)value;
+        memcpy(&bits, &i, 4);
+    } else {
+        return rt_fail(ctx, ATTAMBA_ERR_UNSUPPORTED, "tensor_fill: %s", tensor_dtype_name(t->dtype));
+    }
+    int s[4], st[4];
+    dims4(t, s, st);
+    int n = (int)tensor_numel(t);
+    rt_arg args[] = {RT_MEM(t->buf->mem), RT_I32(t->offset), RT_I32(st[0]), RT_I32(st[1]), RT_I32(st[2]),
+                     RT_I32(st[3]), {sizeof(cl_uint), &bits}, RT_I32(n), RT_I32(s[1]), RT_I32(s[2]),
+                     RT_I32(s[3])};
+    return launch_1d(ctx, "fill_strided_u32", n, (int)CORE_LEN(args), args);
+}
+
+attamba_status tensor_upload(tensor *t, const void *host) {
+    if (!t->buf) return ATTAMBA_ERR_INVALID_ARG;
+    rt_ctx *ctx = t->buf->ctx;
+    size_t es = tensor_dtype_size(t->dtype), bytes = (size_t)tensor_numel(t) * es;
+    if (tensor_is_contiguous(t))
+        return rt_check(ctx, clEnqueueWriteBuffer(ctx->queue, t->buf->mem, CL_TRUE, (size_t)t->offset * es,
+                                                  bytes, host, 0, NULL, NULL),
+                        "tensor_upload");
+    tensor tmp;
+    RT_TRY(tensor_alloc(ctx, &tmp, t->dtype, t->ndim, t->shape));
+    attamba_status s = tensor_upload(&tmp, host);
+    if (!s) s = tensor_copy(t, &tmp);
+    tensor_free(&tmp); /* the in-order queue keeps the buffer alive until the copy ran */
+    return s;
+}
+
+attamba_status tensor_download(const tensor *t, void *host) {
+    if (!t->buf) return ATTAMBA_ERR_INVALID_ARG;
+    rt_ctx *ctx = t->buf->ctx;
+    size_t es = tensor_dtype_size(t->dtype), bytes = (size_t)tensor_numel(t) * es;
+    if (tensor_is_contiguous(t))
+        return rt_check(ctx, clEnqueueReadBuffer(ctx->queue, t->buf->mem, CL_TRUE, (size_t)t->offset * es,
+                                                 bytes, host, 0, NULL, NULL),
+                        "tensor_download");
+    tensor tmp;
+    RT_TRY(tensor_contiguous(t, &tmp));
+    attamba_status s = tensor_download(&tmp, host);
+    tensor_free(&tmp);
+    return s;
+}
+
+attamba_status tensor_slice(const tensor *src, int dim, int64_t start, int64_t len, tensor *out) {
+    rt_ctx *ctx = src->buf->ctx;
+    if (dim < 0 || dim >= src->ndim || start < 0 || len < 1 || start + len > src->shape[dim]) {
+        char a[64];
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "tensor_slice: dim %d, [%lld, %lld) of %s", dim,
+                       (long long)start, (long long)(start + len), tensor_describe(src, a, sizeof a));
+    }
+    *out = view_of(src);
+    out->offset += start * src->stride[dim];
+    out->shape[dim] = len;
+    return ATTAMBA_OK;
+}
+
+attamba_status tensor_transpose(const tensor *src, int d0, int d1, tensor *out) {
+    if (d0 < 0 || d1 < 0 || d0 >= src->ndim || d1 >= src->ndim)
+        return rt_fail(src->buf->ctx, ATTAMBA_ERR_SHAPE, "tensor_transpose: dims %d, %d of %d", d0, d1, src->ndim);
+    *out = view_of(src);
+    out->shape[d0] = src->shape[d1];
+    out->shape[d1] = src->shape[d0];
+    out->stride[d0] = src->stride[d1];
+    out->stride[d1] = src->stride[d0];
+    return ATTAMBA_OK;
+}
+
+attamba_status tensor_contiguous(const tensor *src, tensor *out) {
+    if (tensor_is_contiguous(src)) {
+        *out = view_of(src);
+        return ATTAMBA_OK;
+    }
+    RT_TRY(tensor_alloc(src->buf->ctx, out, src->dtype, src->ndim, src->shape));
+    attamba_status s = tensor_copy(out, src);
+    if (s) tensor_free(out);
+    return s;
+}
+
+attamba_status tensor_reshape(const tensor *src, int ndim, const int64_t *shape, tensor *out) {
+    rt_ctx *ctx = src->buf->ctx;
+    int64_t n = 1;
+    for (int d = 0; d < ndim; d++) n *= shape[d];
+    if (ndim < 1 || ndim > TENSOR_MAX_DIMS || n != tensor_numel(src)) {
+        char a[64];
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "tensor_reshape: %d dims with %lld elements from %s", ndim,
+                       (long long)n, tensor_describe(src, a, sizeof a));
+    }
+    RT_TRY(tensor_contiguous(src, out));
+    out->ndim = ndim;
+    for (int d = 0; d < ndim; d++) out->shape[d] = shape[d];
+    set_contiguous_strides(out);
+    return ATTAMBA_OK;
+}

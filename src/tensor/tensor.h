@@ -1,0 +1,64 @@
+/* tensor.h: device tensors. A tensor is a small value (dtype, up to 4 dims, strides in elements,
+ * an element offset) over a reference-counted device buffer, so views share memory and cost
+ * nothing. All work is enqueued on the context's in-order queue; uploads return once the host
+ * memory may be reused, downloads once the data is in host memory.
+ * Shapes are row-major: shape[ndim-1] is the fastest-varying dimension. */
+#ifndef ATTAMBA_TENSOR_H
+#define ATTAMBA_TENSOR_H
+
+#include "runtime/rt.h"
+
+#define TENSOR_MAX_DIMS 4
+
+typedef enum { TENSOR_F32 = 0, TENSOR_F16 = 1, TENSOR_BF16 = 2, TENSOR_I32 = 3 } tensor_dtype;
+
+typedef struct tensor_buffer {
+    rt_ctx *ctx;
+    cl_mem mem;
+    size_t bytes;
+    int refs;
+} tensor_buffer;
+
+typedef struct tensor {
+    tensor_buffer *buf;   /* NULL for an empty tensor */
+    tensor_dtype dtype;
+    int ndim;
+    int64_t shape[TENSOR_MAX_DIMS];
+    int64_t stride[TENSOR_MAX_DIMS];  /* in elements */
+    int64_t offset;                   /* in elements, from the start of buf */
+} tensor;
+
+size_t tensor_dtype_size(tensor_dtype t);
+const char *tensor_dtype_name(tensor_dtype t);
+
+/* A new contiguous tensor. Refuses sizes over the device's single-allocation limit or the memory
+ * left on the device with ATTAMBA_ERR_OUT_OF_MEMORY. Contents are undefined. */
+attamba_status tensor_alloc(rt_ctx *ctx, tensor *out, tensor_dtype dtype, int ndim, const int64_t *shape);
+/* Shorthands for up to 4 dims: tensor_alloc_f32(ctx, &t, 2, (int64_t[]){M, N}). */
+#define tensor_alloc_f32(ctx, out, ndim, shape) tensor_alloc((ctx), (out), TENSOR_F32, (ndim), (shape))
+/* Drops this tensor's reference; the buffer goes when its last view does. Safe on empty tensors. */
+void tensor_free(tensor *t);
+
+int64_t tensor_numel(const tensor *t);
+int tensor_is_contiguous(const tensor *t);
+int tensor_same_shape(const tensor *a, const tensor *b);
+/* "[2, 3, 5] f32" into buf; returns buf. */
+char *tensor_describe(const tensor *t, char *buf, size_t n);
+
+/* Host <-> device for a whole tensor (any strides): host holds numel elements, row-major. */
+attamba_status tensor_upload(tensor *t, const void *host);
+attamba_status tensor_download(const tensor *t, void *host);
+/* Fills every element with value (converted to the dtype; f16/bf16 unsupported for now). */
+attamba_status tensor_fill(tensor *t, double value);
+/* Elementwise copy between tensors of the same shape and dtype, any strides. */
+attamba_status tensor_copy(tensor *dst, const tensor *src);
+
+/* Views: share the buffer, no copy. out must not alias src. */
+attamba_status tensor_slice(const tensor *src, int dim, int64_t start, int64_t len, tensor *out);
+attamba_status tensor_transpose(const tensor *src, int d0, int d1, tensor *out);
+/* A view when src is contiguous; otherwise a contiguous copy. */
+attamba_status tensor_reshape(const tensor *src, int ndim, const int64_t *shape, tensor *out);
+/* src itself (a new view) when contiguous, else a contiguous copy. */
+attamba_status tensor_contiguous(const tensor *src, tensor *out);
+
+#endif

@@ -1,0 +1,159 @@
+/* GEMM (CLBlast and the own kernel) against ref_gemm on awkward shapes, all transposes, batches,
+ * shared operands, strided rows, alpha/beta.
+ * Tolerance: |C - ref| <= 1e-4 |ref| + 2e-6 K (inputs in [-1, 1]; float accumulation error grows
+ * about linearly in K in the worst case, the reference accumulates in double). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+
+static const int shapes[][3] = {{1, 1, 1},    {3, 7, 33},    {33, 129, 7},  {129, 3, 1000}, {1000, 33, 129},
+                                {7, 1000, 3}, {1, 1000, 129}, {1000, 1, 33}, {64, 64, 64}};
+#define N_SHAPES (int)(sizeof shapes / sizeof shapes[0])
+
+static void check_one(ops_gemm_backend be, int ta, int tb, int M, int N, int K, float alpha, float beta) {
+    rt_ctx *ctx = tu_ctx();
+    uint64_t seed = (uint64_t)(M * 131 + N * 17 + K + ta * 7 + tb * 3);
+    float *a = tu_random((int64_t)M * K, seed, -1, 1), *b = tu_random((int64_t)K * N, seed + 1, -1, 1);
+    float *c = tu_random((int64_t)M * N, seed + 2, -1, 1), *want = malloc((size_t)M * N * sizeof *want);
+    memcpy(want, c, (size_t)M * N * sizeof *want);
+    tensor A = tu_tensor(2, ta ? (int64_t[]){K, M} : (int64_t[]){M, K}, a);
+    tensor B = tu_tensor(2, tb ? (int64_t[]){N, K} : (int64_t[]){K, N}, b);
+    tensor C = tu_tensor(2, (int64_t[]){M, N}, c);
+    tu_ok(ops_gemm_with(ctx, be, ta, tb, alpha, &A, &B, beta, &C));
+    ref_gemm(ta, tb, M, N, K, alpha, a, ta ? M : K, b, tb ? K : N, beta, want, N);
+    float *got = tu_download(&C);
+    char what[128];
+    snprintf(what, sizeof what, "%s gemm %dx%dx%d ta=%d tb=%d", be == OPS_GEMM_OWN ? "own" : "clblast", M, N, K, ta, tb);
+    tu_assert_close(got, want, (int64_t)M * N, 1e-4, 2e-6 * K + 1e-6, what);
+    free(got);
+    free(a);
+    free(b);
+    free(c);
+    free(want);
+    tensor_free(&A);
+    tensor_free(&B);
+    tensor_free(&C);
+}
+
+static void all_transposes(ops_gemm_backend be, int s) {
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) check_one(be, ta, tb, shapes[s][0], shapes[s][1], shapes[s][2], 1.0f, 0.0f);
+}
+
+START_TEST(own_kernel_matches_reference) { all_transposes(OPS_GEMM_OWN, _i); }
+END_TEST
+
+START_TEST(clblast_matches_reference) {
+    if (!ops_gemm_have_clblast()) return;
+    all_transposes(OPS_GEMM_CLBLAST, _i);
+}
+END_TEST
+
+START_TEST(alpha_and_beta_accumulate) {
+    check_one(OPS_GEMM_OWN, 0, 1, 17, 23, 31, -0.5f, 0.75f);
+    check_one(OPS_GEMM_OWN, 1, 0, 17, 23, 31, 2.0f, 1.0f);
+    if (ops_gemm_have_clblast()) check_one(OPS_GEMM_CLBLAST, 1, 1, 17, 23, 31, -0.5f, 0.75f);
+}
+END_TEST
+
+/* Batched C[b] = A[b] W with W shared (the model's case), and with both batched and B^T. */
+static void check_batched(ops_gemm_backend be, int shared_b, int tb) {
+    rt_ctx *ctx = tu_ctx();
+    int Bn = 3, M = 19, N = 45, K = 27;
+    float *a = tu_random((int64_t)Bn * M * K, 5, -1, 1);
+    float *b = tu_random((int64_t)(shared_b ? 1 : Bn) * K * N, 6, -1, 1);
+    float *want = calloc((size_t)Bn * M * N, sizeof *want);
+    tensor A = tu_tensor(3, (int64_t[]){Bn, M, K}, a);
+    tensor B = shared_b ? tu_tensor(2, tb ? (int64_t[]){N, K} : (int64_t[]){K, N}, b)
+                        : tu_tensor(3, tb ? (int64_t[]){Bn, N, K} : (int64_t[]){Bn, K, N}, b);
+    tensor C = tu_zeros(3, (int64_t[]){Bn, M, N});
+    tu_ok(ops_gemm_with(ctx, be, 0, tb, 1.0f, &A, &B, 0.0f, &C));
+    for (int i = 0; i < Bn; i++)
+        ref_gemm(0, tb, M, N, K, 1.0f, a + (int64_t)i * M * K, K, b + (shared_b ? 0 : (int64_t)i * K * N), tb ? K : N,
+                 0.0f, want + (int64_t)i * M * N, N);
+    float *got = tu_download(&C);
+    tu_assert_close(got, want, (int64_t)Bn * M * N, 1e-4, 1e-4, shared_b ? "batched, shared B" : "batched");
+    free(got);
+    free(a);
+    free(b);
+    free(want);
+    tensor_free(&A);
+    tensor_free(&B);
+    tensor_free(&C);
+}
+
+START_TEST(batched_and_shared_operands) {
+    for (int tb = 0; tb < 2; tb++) {
+        check_batched(OPS_GEMM_OWN, 1, tb);
+        check_batched(OPS_GEMM_OWN, 0, tb);
+        if (ops_gemm_have_clblast()) {
+            check_batched(OPS_GEMM_CLBLAST, 1, tb);
+            check_batched(OPS_GEMM_CLBLAST, 0, tb);
+        }
+    }
+}
+END_TEST
+
+START_TEST(strided_row_views) {
+    /* A is columns [5, 5+K) of a wider matrix: row stride 40, not K */
+    rt_ctx *ctx = tu_ctx();
+    int M = 9, K = 11, N = 13, W = 40;
+    float *wide = tu_random((int64_t)M * W, 8, -1, 1), *b = tu_random((int64_t)K * N, 9, -1, 1);
+    float want[9 * 13];
+    tensor Wt = tu_tensor(2, (int64_t[]){M, W}, wide), A, B = tu_tensor(2, (int64_t[]){K, N}, b),
+           C = tu_zeros(2, (int64_t[]){M, N});
+    tu_ok(tensor_slice(&Wt, 1, 5, K, &A));
+    ref_gemm(0, 0, M, N, K, 1.0f, wide + 5, W, b, N, 0.0f, want, N);
+    for (int be = OPS_GEMM_CLBLAST; be <= OPS_GEMM_OWN; be++) {
+        if (be == OPS_GEMM_CLBLAST && !ops_gemm_have_clblast()) continue;
+        tu_ok(ops_gemm_with(ctx, (ops_gemm_backend)be, 0, 0, 1.0f, &A, &B, 0.0f, &C));
+        float *got = tu_download(&C);
+        tu_assert_close(got, want, M * N, 1e-4, 1e-4, "strided A");
+        free(got);
+    }
+    free(wide);
+    free(b);
+    tensor_free(&A);
+    tensor_free(&Wt);
+    tensor_free(&B);
+    tensor_free(&C);
+}
+END_TEST
+
+START_TEST(mismatched_shapes_are_refused) {
+    rt_ctx *ctx = tu_ctx();
+    tensor A = tu_zeros(2, (int64_t[]){4, 5}), B = tu_zeros(2, (int64_t[]){6, 7}), C = tu_zeros(2, (int64_t[]){4, 7}), T;
+    ck_assert_int_eq(ops_gemm(ctx, 0, 0, 1, &A, &B, 0, &C), ATTAMBA_ERR_SHAPE);
+    ck_assert_ptr_nonnull(strstr(ctx->err, "op(A) is 4x5"));
+    tu_ok(tensor_transpose(&B, 0, 1, &T));
+    ck_assert_int_eq(ops_gemm(ctx, 0, 0, 1, &A, &T, 0, &C), ATTAMBA_ERR_SHAPE);
+    ck_assert_ptr_nonnull(strstr(ctx->err, "trans flags"));
+    tensor B3 = tu_zeros(3, (int64_t[]){2, 5, 7});
+    ck_assert_int_eq(ops_gemm(ctx, 0, 0, 1, &A, &B3, 0, &C), ATTAMBA_ERR_SHAPE);
+    tensor C3 = tu_zeros(3, (int64_t[]){3, 4, 7});
+    ck_assert_int_eq(ops_gemm(ctx, 0, 0, 1, &A, &B3, 0, &C3), ATTAMBA_ERR_SHAPE);
+    ck_assert_ptr_nonnull(strstr(ctx->err, "batch 2"));
+    tensor_free(&A);
+    tensor_free(&B);
+    tensor_free(&C);
+    tensor_free(&T);
+    tensor_free(&B3);
+    tensor_free(&C3);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("gemm");
+    TCase *t = tcase_create("gemm");
+    tcase_set_timeout(t, 600);
+    tcase_add_loop_test(t, own_kernel_matches_reference, 0, N_SHAPES);
+    tcase_add_loop_test(t, clblast_matches_reference, 0, N_SHAPES);
+    tcase_add_test(t, alpha_and_beta_accumulate);
+    tcase_add_test(t, batched_and_shared_operands);
+    tcase_add_test(t, strided_row_views);
+    tcase_add_test(t, mismatched_shapes_are_refused);
+    suite_add_tcase(s, t);
+    return tu_run(s);
+}

@@ -1,0 +1,79 @@
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "testutil.h"
+
+static rt_ctx *the_ctx;
+
+static void close_ctx(void) { attamba_context_destroy(the_ctx); }
+
+rt_ctx *tu_ctx(void) {
+    if (!the_ctx) {
+        char err[1024];
+        attamba_status s = attamba_context_create(NULL, &the_ctx, err, sizeof err);
+        ck_assert_msg(s == ATTAMBA_OK, "cannot open the test device: %s", err);
+        atexit(close_ctx);
+    }
+    return the_ctx;
+}
+
+void tu_fill_uniform(float *x, int64_t n, uint64_t seed, float lo, float hi) {
+    core_rng r;
+    core_rng_seed(&r, seed);
+    for (int64_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * core_rng_uniform(&r);
+}
+
+float *tu_random(int64_t n, uint64_t seed, float lo, float hi) {
+    float *x = malloc((size_t)(n ? n : 1) * sizeof *x);
+    ck_assert_ptr_nonnull(x);
+    tu_fill_uniform(x, n, seed, lo, hi);
+    return x;
+}
+
+tensor tu_tensor(int ndim, const int64_t *shape, const float *host) {
+    tensor t;
+    tu_ok(tensor_alloc_f32(tu_ctx(), &t, ndim, shape));
+    tu_ok(tensor_upload(&t, host));
+    return t;
+}
+
+tensor tu_zeros(int ndim, const int64_t *shape) {
+    tensor t;
+    tu_ok(tensor_alloc_f32(tu_ctx(), &t, ndim, shape));
+    tu_ok(tensor_fill(&t, 0.0));
+    return t;
+}
+
+float *tu_download(const tensor *t) {
+    int64_t n = tensor_numel(t);
+    float *x = malloc((size_t)n * tensor_dtype_size(t->dtype));
+    ck_assert_ptr_nonnull(x);
+    tu_ok(tensor_download(t, x));
+    return x;
+}
+
+void tu_assert_close_at(const float *got, const float *want, int64_t n, double rtol, double atol,
+                        const char *what, const char *file, int line) {
+    int64_t worst = -1;
+    double worst_excess = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double g = got[i], w = want[i], tol = atol + rtol * fabs(w);
+        double excess = isnan(g) != isnan(w) ? INFINITY : (isnan(g) ? 0 : fabs(g - w) - tol);
+        if (excess > 0 && excess > worst_excess) {
+            worst_excess = excess;
+            worst = i;
+        }
+    }
+    if (worst >= 0)
+        ck_abort_msg("%s:%d: %s: element %lld is %.8g, expected %.8g (rtol %.1e, atol %.1e)", file, line, what,
+                     (long long)worst, got[worst], want[worst], rtol, atol);
+}
+
+int tu_run(Suite *s) {
+    SRunner *r = srunner_create(s);
+    srunner_run_all(r, CK_NORMAL);
+    int failed = srunner_ntests_failed(r);
+    srunner_free(r);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,39 @@
+/* testutil.h: what every Check suite shares: one device per process, random data, tolerant
+ * comparisons that name the worst element. */
+#ifndef ATTAMBA_TESTUTIL_H
+#define ATTAMBA_TESTUTIL_H
+
+#include <check.h>
+#include <stdint.h>
+
+#include "ops/ops.h"
+#include "ref/ref.h"
+
+/* The device under test ($ATTAMBA_DEVICE or the default), opened once per process. */
+rt_ctx *tu_ctx(void);
+/* n values uniform in [lo, hi) from seed. */
+void tu_fill_uniform(float *x, int64_t n, uint64_t seed, float lo, float hi);
+/* malloc'd n uniform values; freed by the caller. */
+float *tu_random(int64_t n, uint64_t seed, float lo, float hi);
+/* A new device tensor holding host data (ck_assert on failure). */
+tensor tu_tensor(int ndim, const int64_t *shape, const float *host);
+/* A new zero-filled f32 device tensor. */
+tensor tu_zeros(int ndim, const int64_t *shape);
+/* malloc'd copy of the tensor's elements. */
+float *tu_download(const tensor *t);
+/* Asserts |got - want| <= atol + rtol * |want| everywhere; the message names the worst element. */
+void tu_assert_close_at(const float *got, const float *want, int64_t n, double rtol, double atol,
+                        const char *what, const char *file, int line);
+#define tu_assert_close(got, want, n, rtol, atol, what) \
+    tu_assert_close_at((got), (want), (n), (rtol), (atol), (what), __FILE__, __LINE__)
+/* ck_assert that s is ATTAMBA_OK, printing the context's message otherwise. */
+#define tu_ok(expr)                                                                                   \
+    do {                                                                                              \
+        attamba_status tu_s_ = (expr);                                                                \
+        ck_assert_msg(tu_s_ == ATTAMBA_OK, "%s -> %s: %s", #expr, attamba_status_str(tu_s_),          \
+                      tu_ctx()->err);                                                                 \
+    } while (0)
+/* Runs the suite; returns the process exit code. */
+int tu_run(Suite *s);
+
+#endif
