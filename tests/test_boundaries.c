@@ -87,7 +87,7 @@ START_TEST(explicit_boundaries_are_validated) {
     ck_assert_int_eq(list(&s, 0, 1, 10, b, 8), 4); /* 0 added */
     ck_assert_int_eq(b[0], 0);
     ck_assert_int_eq(b[3], 9);
-    ck_assert_int_eq(boundary_positions(&s, 0, 1, 9, b, 8), -1); /* 9 is out of range for T = 9 */
+    ck_assert_int_eq(boundary_positions(&s, 0, 1, 9, b, 8), 3); /* 9 lies beyond T = 9 */
     char err[256];
     s.positions = unsorted;
     s.n_positions = 2;

@@ -89,10 +89,8 @@ int64_t boundary_positions(const boundary_spec *spec, int layer, int n_layers, i
         break;
     }
     case BOUNDARY_EXPLICIT:
-        for (int i = 0; i < spec->n_positions; i++) {
-            if (spec->positions[i] >= end) return -1;
+        for (int i = 0; i < spec->n_positions && spec->positions[i] < end; i++)
             if (spec->positions[i] > 0) EMIT(spec->positions[i]);
-        }
         break;
     }
 #undef EMIT

@@ -34,7 +34,8 @@ attamba_status boundary_validate(const boundary_spec *spec, char *err, size_t er
 
 /* The boundaries of layer `layer` (of n_layers) in [0, end), sorted, starting with 0. Writes at most
  * cap positions to out (may be NULL to count) and returns how many there are, or -1 if the spec
- * is invalid (see boundary_validate) or an explicit position is >= end. */
+ * is invalid (see boundary_validate). Explicit positions >= end are outside the range, not errors:
+ * boundaries depend on absolute position only. */
 int64_t boundary_positions(const boundary_spec *spec, int layer, int n_layers, int64_t end, int64_t *out,
                            int64_t cap);
 /* Whether absolute position pos is a boundary of the layer. */

@@ -1,0 +1,336 @@
+#include <cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "core/core.h"
+
+const char *model_kind_name(model_kind k) {
+    static const char *names[] = {"attamba", "transformer", "transformer-swa"};
+    return (unsigned)k < CORE_LEN(names) ? names[k] : "?";
+}
+
+void model_config_default(model_config *c) {
+    memset(c, 0, sizeof *c);
+    c->kind = MODEL_ATTAMBA;
+    c->vocab_size = 258;
+    c->dim = 64;
+    c->n_layers = 2;
+    c->n_heads = 4;
+    c->n_kv_heads = 4;
+    c->head_dim = 16;
+    c->ffn_dim = 128;
+    c->ssm_inner = 32;
+    c->ssm_heads = 4;
+    c->ssm_state = 8;
+    c->ssm_groups = 1;
+    c->ssm_conv = 4;
+    c->ssm_dt_bias = 0;
+    c->a_init_min = 0.01f;
+    c->a_init_max = 2.0f;
+    c->chunk = 4;
+    c->window = 4;
+    c->pseudo = 0;
+    c->boundaries = BOUNDARY_CYCLIC;
+    c->rope_theta = 10000.0f;
+    c->norm_eps = 1e-5f;
+    c->tie_embeddings = 0;
+    c->bos_id = 256;
+    c->eos_id = 257;
+}
+
+attamba_status model_config_preset(const char *name, model_config *c, char *err, size_t err_size) {
+    model_config_default(c);
+    if (!strcmp(name, "tiny")) return ATTAMBA_OK;
+    if (!strcmp(name, "small")) { /* the demo: byte-level, trains in minutes on two cores */
+        c->dim = 128;
+        c->n_layers = 4;
+        c->n_heads = c->n_kv_heads = 4;
+        c->head_dim = 32;
+        c->ffn_dim = 384;
+        c->ssm_inner = 64;
+        c->ssm_heads = 4;
+        c->ssm_state = 16;
+        c->chunk = 8;
+        c->window = 8;
+        return ATTAMBA_OK;
+    }
+    if (!strcmp(name, "paper-60m")) { /* SPEC 5 */
+        c->vocab_size = 32000;
+        c->dim = 512;
+        c->n_layers = 8;
+        c->n_heads = c->n_kv_heads = 8;
+        c->head_dim = 64;
+        c->ffn_dim = 1536;
+        c->ssm_inner = 256;
+        c->ssm_heads = 8;
+        c->ssm_state = 32;
+        c->ssm_groups = 1;
+        c->ssm_conv = 4;
+        c->chunk = 8;
+        c->window = 8;
+        c->bos_id = 1;
+        c->eos_id = 2;
+        return ATTAMBA_OK;
+    }
+    return core_errbuf(err, err_size, ATTAMBA_ERR_INVALID_ARG, "unknown preset '%s' (tiny, small, paper-60m)", name);
+}
+
+#define FAIL(...) return core_errbuf(err, err_size, ATTAMBA_ERR_FORMAT, __VA_ARGS__)
+
+attamba_status model_config_validate(const model_config *c, char *err, size_t err_size) {
+    const struct { const char *name; int value, min; } pos[] = {
+        {"vocab_size", c->vocab_size, 1}, {"dim", c->dim, 1},           {"n_layers", c->n_layers, 1},
+        {"n_heads", c->n_heads, 1},       {"n_kv_heads", c->n_kv_heads, 1}, {"head_dim", c->head_dim, 2},
+        {"ffn_dim", c->ffn_dim, 1},       {"window", c->window, 0},     {"chunk", c->chunk, 1},
+    };
+    for (size_t i = 0; i < CORE_LEN(pos); i++)
+        if (pos[i].value < pos[i].min) FAIL("config field '%s': must be >= %d, got %d", pos[i].name, pos[i].min, pos[i].value);
+    if ((unsigned)c->kind > MODEL_TRANSFORMER_SWA) FAIL("config field 'kind': unknown kind %d", c->kind);
+    if (c->head_dim % 2) FAIL("config field 'head_dim': must be even for RoPE, got %d", c->head_dim);
+    if (c->n_heads % c->n_kv_heads)
+        FAIL("config field 'n_kv_heads': %d does not divide n_heads = %d", c->n_kv_heads, c->n_heads);
+    if (!(c->rope_theta > 0) || !isfinite(c->rope_theta)) FAIL("config field 'rope_theta': must be > 0");
+    if (!(c->norm_eps > 0) || !isfinite(c->norm_eps)) FAIL("config field 'norm_eps': must be > 0");
+    if (c->bos_id < 0 || c->bos_id >= c->vocab_size) FAIL("config field 'bos_id': %d not in [0, vocab_size)", c->bos_id);
+    if (c->eos_id < 0 || c->eos_id >= c->vocab_size) FAIL("config field 'eos_id': %d not in [0, vocab_size)", c->eos_id);
+    if (c->kind != MODEL_ATTAMBA) return ATTAMBA_OK;
+    if (c->dim != c->n_kv_heads * c->head_dim)
+        FAIL("config field 'dim': attamba keys are x + SSM(x), so dim (%d) must equal n_kv_heads * head_dim (%d * %d)",
+             c->dim, c->n_kv_heads, c->head_dim);
+    const struct { const char *name; int value, min; } ssm[] = {
+        {"ssm_inner", c->ssm_inner, 1}, {"ssm_heads", c->ssm_heads, 1}, {"ssm_state", c->ssm_state, 1},
+        {"ssm_groups", c->ssm_groups, 1}, {"ssm_conv", c->ssm_conv, 0}};
+    for (size_t i = 0; i < CORE_LEN(ssm); i++)
+        if (ssm[i].value < ssm[i].min) FAIL("config field '%s': must be >= %d, got %d", ssm[i].name, ssm[i].min, ssm[i].value);
+    if (c->ssm_inner % c->ssm_heads)
+        FAIL("config field 'ssm_heads': %d does not divide ssm_inner = %d", c->ssm_heads, c->ssm_inner);
+    if (c->ssm_heads % c->ssm_groups)
+        FAIL("config field 'ssm_groups': %d does not divide ssm_heads = %d", c->ssm_groups, c->ssm_heads);
+    if (!(c->a_init_min > 0) || !(c->a_init_max >= c->a_init_min))
+        FAIL("config fields 'a_init_min'/'a_init_max': need 0 < min <= max");
+    boundary_spec b = model_config_boundaries(c);
+    char why[200];
+    if (boundary_validate(&b, why, sizeof why)) FAIL("config field 'boundaries': %s", why);
+    return ATTAMBA_OK;
+}
+
+boundary_spec model_config_boundaries(const model_config *c) {
+    boundary_spec b = {.strategy = c->boundaries, .chunk = c->chunk, .seed = c->boundary_seed,
+                       .positions = c->explicit_positions, .n_positions = c->n_explicit};
+    return b;
+}
+
+/* ---- JSON ---- */
+
+typedef enum { F_INT, F_FLOAT, F_BOOL } field_type;
+typedef struct { const char *name; field_type type; size_t offset; } field;
+#define FI(n) {#n, F_INT, offsetof(model_config, n)}
+#define FF(n) {#n, F_FLOAT, offsetof(model_config, n)}
+#define FB(n) {#n, F_BOOL, offsetof(model_config, n)}
+static const field fields[] = {
+    FI(vocab_size), FI(dim),        FI(n_layers),   FI(n_heads),    FI(n_kv_heads),  FI(head_dim),
+    FI(ffn_dim),    FI(ssm_inner),  FI(ssm_heads),  FI(ssm_state),  FI(ssm_groups),  FI(ssm_conv),
+    FB(ssm_dt_bias), FF(a_init_min), FF(a_init_max), FI(chunk),     FI(window),      FB(pseudo),
+    FF(rope_theta), FF(norm_eps),   FB(tie_embeddings), FI(bos_id), FI(eos_id),
+};
+
+static attamba_status parse_boundaries(const cJSON *v, model_config *c, char *err, size_t err_size) {
+    if (cJSON_IsString(v)) {
+        boundary_spec b = {0};
+        char why[200];
+        if (!strcmp(v->valuestring, "explicit")) FAIL("config field 'boundaries': give explicit boundaries as a list");
+        if (boundary_parse(v->valuestring, &b, why, sizeof why)) FAIL("config field 'boundaries': %s", why);
+        c->boundaries = b.strategy;
+        c->boundary_seed = b.seed;
+        c->n_explicit = 0;
+        return ATTAMBA_OK;
+    }
+    if (!cJSON_IsArray(v)) FAIL("config field 'boundaries': expected a strategy name or a list of positions");
+    int n = cJSON_GetArraySize(v);
+    if (n > MODEL_MAX_EXPLICIT) FAIL("config field 'boundaries': more than %d explicit positions", MODEL_MAX_EXPLICIT);
+    int i = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, v) {
+        if (!cJSON_IsNumber(e) || e->valuedouble != floor(e->valuedouble) || e->valuedouble < 0 || e->valuedouble > 1e15)
+            FAIL("config field 'boundaries': element %d is not a non-negative integer", i);
+        c->explicit_positions[i++] = (int64_t)e->valuedouble;
+    }
+    c->boundaries = BOUNDARY_EXPLICIT;
+    c->n_explicit = n;
+    return ATTAMBA_OK;
+}
+
+attamba_status model_config_from_json(const char *text, model_config *c, char *err, size_t err_size) {
+    model_config_default(c);
+    cJSON *root = cJSON_Parse(text);
+    if (!root || !cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        FAIL("config is not a JSON object (parse error near '%.20s')", cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "");
+    }
+    attamba_status s = ATTAMBA_OK;
+    const cJSON *v;
+    cJSON_ArrayForEach(v, root) {
+        const char *key = v->string;
+        if (!strcmp(key, "kind")) {
+            int k = -1;
+            for (int i = 0; i <= MODEL_TRANSFORMER_SWA; i++)
+                if (cJSON_IsString(v) && !strcmp(v->valuestring, model_kind_name((model_kind)i))) k = i;
+            if (k < 0) {
+                s = core_errbuf(err, err_size, ATTAMBA_ERR_FORMAT,
+                                "config field 'kind': expected \"attamba\", \"transformer\" or \"transformer-swa\"");
+                break;
+            }
+            c->kind = (model_kind)k;
+            continue;
+        }
+        if (!strcmp(key, "boundaries")) {
+            if ((s = parse_boundaries(v, c, err, err_size))) break;
+            continue;
+        }
+        if (!strcmp(key, "format") || !strcmp(key, "tokenizer")) {
+            if (!cJSON_IsString(v)) {
+                s = core_errbuf(err, err_size, ATTAMBA_ERR_FORMAT, "config field '%s': expected a string", key);
+                break;
+            }
+            if (!strcmp(key, "tokenizer") && strcmp(v->valuestring, "bytes")) {
+                s = core_errbuf(err, err_size, ATTAMBA_ERR_FORMAT,
+                                "config field 'tokenizer': only \"bytes\" is supported, got \"%s\"", v->valuestring);
+                break;
+            }
+            continue;
+        }
+        const field *f = NULL;
+        for (size_t i = 0; i < CORE_LEN(fields); i++)
+            if (!strcmp(key, fields[i].name)) f = &fields[i];
+        if (!f) {
+            s = core_errbuf(err, err_size, ATTAMBA_ERR_FORMAT, "config field '%s': unknown field", key);
+            break;
+        }
+        char *dst = (char *)c + f->offset;
+        if (f->type == F_BOOL) {
+            if (!cJSON_IsBool(v)) {
+                s = core_errbuf(err, err_size, ATTAMBA_ERR_FORMAT, "config field '%s': expected true or false", key);
+                break;
+            }
+            *(int *)dst = cJSON_IsTrue(v);
+        } else if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) {
+            s = core_errbuf(err, err_size, ATTAMBA_ERR_FORMAT, "config field '%s': expected a number", key);
+            break;
+        } else if (f->type == F_INT) {
+            double d = v->valuedouble;
+            if (d != floor(d) || d < -2147483647.0 || d > 2147483647.0) {
+                s = core_errbuf(err, err_size, ATTAMBA_ERR_FORMAT, "config field '%s': expected an integer, got %g", key, d);
+                break;
+            }
+            *(int *)dst = (int)d;
+        } else {
+            *(float *)dst = (float)v->valuedouble;
+        }
+    }
+    cJSON_Delete(root);
+    if (s) return s;
+    return model_config_validate(c, err, err_size);
+}
+
+attamba_status model_config_load(const char *path, model_config *c, char *err, size_t err_size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return core_errbuf(err, err_size, ATTAMBA_ERR_IO, "cannot open config %s", path);
+    char *text = NULL;
+    long n = -1;
+    if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);
+    if (n >= 0 && n < (1 << 24) && fseek(f, 0, SEEK_SET) == 0 && (text = malloc((size_t)n + 1))) {
+        if (fread(text, 1, (size_t)n, f) != (size_t)n) {
+            free(text);
+            text = NULL;
+        } else {
+            text[n] = 0;
+        }
+    }
+    fclose(f);
+    if (!text) return core_errbuf(err, err_size, ATTAMBA_ERR_IO, "cannot read config %s", path);
+    char why[400];
+    attamba_status s = model_config_from_json(text, c, why, sizeof why);
+    free(text);
+    if (s) return core_errbuf(err, err_size, s, "%s: %s", path, why);
+    return ATTAMBA_OK;
+}
+
+char *model_config_to_json(const model_config *c) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "format", "attamba-config-1");
+    cJSON_AddStringToObject(o, "kind", model_kind_name(c->kind));
+    cJSON_AddStringToObject(o, "tokenizer", "bytes");
+    for (size_t i = 0; i < CORE_LEN(fields); i++) {
+        const char *src = (const char *)c + fields[i].offset;
+        if (fields[i].type == F_BOOL) cJSON_AddBoolToObject(o, fields[i].name, *(const int *)src);
+        else if (fields[i].type == F_INT) cJSON_AddNumberToObject(o, fields[i].name, *(const int *)src);
+        else cJSON_AddNumberToObject(o, fields[i].name, (double)*(const float *)src);
+    }
+    if (c->boundaries == BOUNDARY_EXPLICIT) {
+        cJSON *a = cJSON_AddArrayToObject(o, "boundaries");
+        for (int i = 0; i < c->n_explicit; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber((double)c->explicit_positions[i]));
+    } else if (c->boundaries == BOUNDARY_RANDOM) {
+        char s[48];
+        snprintf(s, sizeof s, "random:%llu", (unsigned long long)c->boundary_seed);
+        cJSON_AddStringToObject(o, "boundaries", s);
+    } else {
+        cJSON_AddStringToObject(o, "boundaries", boundary_strategy_name(c->boundaries));
+    }
+    char *text = cJSON_Print(o);
+    cJSON_Delete(o);
+    return text;
+}
+
+attamba_status model_config_save(const model_config *c, const char *path, char *err, size_t err_size) {
+    char *text = model_config_to_json(c);
+    char *tmp = core_strdup_printf("%s.tmp", path);
+    FILE *f = text && tmp ? fopen(tmp, "w") : NULL;
+    int ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
+    if (f) ok = fclose(f) == 0 && ok;
+    ok = ok && rename(tmp, path) == 0;
+    if (!ok && tmp) remove(tmp);
+    free(tmp);
+    free(text);
+    return ok ? ATTAMBA_OK : core_errbuf(err, err_size, ATTAMBA_ERR_IO, "cannot write config %s", path);
+}
+
+int64_t model_config_param_count(const model_config *c) {
+    int64_t d = c->dim, V = c->vocab_size, qw = (int64_t)c->n_heads * c->head_dim,
+            kvw = (int64_t)c->n_kv_heads * c->head_dim, Fd = c->ffn_dim;
+    int64_t layer = d /* attention_norm */ + qw * d /* wq */ + d * qw /* wo */ + d /* ffn_norm */ + 3 * Fd * d;
+    if (c->kind == MODEL_ATTAMBA) {
+        int64_t E = c->ssm_inner, nh = c->ssm_heads, GN = (int64_t)c->ssm_groups * c->ssm_state;
+        int64_t ssm = (2 * E + 2 * GN + nh) * d + (E + 2 * GN) * c->ssm_conv + (c->ssm_dt_bias ? nh : 0) + 2 * nh + E + E * d;
+        layer += 2 * ssm;
+    } else {
+        layer += 2 * kvw * d;
+    }
+    return V * d + c->n_layers * layer + d + (c->tie_embeddings ? 0 : V * d);
+}
+
+int64_t model_config_cache_bytes(const model_config *c, int64_t tokens) {
+    const int64_t f32 = 4;
+    int64_t kvw = (int64_t)c->n_kv_heads * c->head_dim, total = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        int64_t rows;
+        if (c->kind == MODEL_TRANSFORMER || (c->kind == MODEL_ATTAMBA && c->pseudo)) {
+            rows = tokens;
+        } else if (c->kind == MODEL_TRANSFORMER_SWA) {
+            rows = CORE_MIN(tokens, (int64_t)c->window + 1);
+        } else {
+            boundary_spec b = model_config_boundaries(c);
+            int64_t nb = tokens > 0 ? boundary_positions(&b, l, c->n_layers, tokens, NULL, 0) : 0;
+            rows = nb + c->window + 1;
+        }
+        total += rows * 2 * kvw * f32;
+        if (c->kind == MODEL_ATTAMBA) {
+            int64_t conv_ch = c->ssm_inner + 2 * (int64_t)c->ssm_groups * c->ssm_state;
+            int64_t state = (int64_t)c->ssm_inner * c->ssm_state; /* nh * p * N */
+            total += 2 * (CORE_MAX(c->ssm_conv - 1, 0) * conv_ch + state) * f32;
+        }
+    }
+    return total;
+}

@@ -1,0 +1,62 @@
+/* config.h: a model's shape and behaviour (SPEC 2-3), as a JSON file beside the weights.
+ * Every field has a JSON name (docs/weights.md lists them); load validates and names the field
+ * at fault; save writes every field. */
+#ifndef ATTAMBA_MODEL_CONFIG_H
+#define ATTAMBA_MODEL_CONFIG_H
+
+#include <stdint.h>
+
+#include "attamba/attamba.h"
+#include "ops/boundaries.h"
+
+typedef enum {
+    MODEL_ATTAMBA = 0,          /* K, V from residual SSMs; compressed attention (SPEC 3) */
+    MODEL_TRANSFORMER = 1,      /* K = x Wk, V = x Wv, causal; narrow heads give the iso-KV baseline */
+    MODEL_TRANSFORMER_SWA = 2   /* same, sliding window of `window` earlier tokens */
+} model_kind;
+
+#define MODEL_MAX_EXPLICIT 4096
+
+typedef struct model_config {
+    model_kind kind;
+    int vocab_size, dim, n_layers;
+    int n_heads, n_kv_heads, head_dim;  /* attention width = n_heads * head_dim */
+    int ffn_dim;
+    /* K/V SSMs (attamba only) */
+    int ssm_inner, ssm_heads, ssm_state, ssm_groups, ssm_conv, ssm_dt_bias;
+    float a_init_min, a_init_max;
+    /* attention pattern */
+    int chunk, window, pseudo;
+    boundary_strategy boundaries;
+    uint64_t boundary_seed;
+    int n_explicit;
+    int64_t explicit_positions[MODEL_MAX_EXPLICIT];
+    float rope_theta, norm_eps;
+    int tie_embeddings;
+    int bos_id, eos_id;  /* tokenizer specials (byte tokenizer: 256, 257) */
+} model_config;
+
+/* The fields' defaults: a tiny byte-level Attamba model (the `tiny` preset). */
+void model_config_default(model_config *c);
+/* "tiny" (tests), "small" (the demo) or "paper-60m" (SPEC 5: d=512, 8 layers, 32000 vocab). */
+attamba_status model_config_preset(const char *name, model_config *c, char *err, size_t err_size);
+/* Every constraint of SPEC 2-3 (positivity, d % heads, Hkv | H, attamba: d == Hkv*dh, E % nh,
+ * nh % G, ...). The message names the field. */
+attamba_status model_config_validate(const model_config *c, char *err, size_t err_size);
+/* JSON text <-> config. Unknown fields and wrong types are refused. load = defaults + the file. */
+attamba_status model_config_from_json(const char *text, model_config *c, char *err, size_t err_size);
+attamba_status model_config_load(const char *path, model_config *c, char *err, size_t err_size);
+/* Malloc'd JSON text with every field. */
+char *model_config_to_json(const model_config *c);
+/* Writes to a temporary file, then renames. */
+attamba_status model_config_save(const model_config *c, const char *path, char *err, size_t err_size);
+
+const char *model_kind_name(model_kind k);
+/* The boundary spec of this config (pointing into c for explicit lists). */
+boundary_spec model_config_boundaries(const model_config *c);
+/* Parameter count (every tensor of docs/weights.md). */
+int64_t model_config_param_count(const model_config *c);
+/* KV-cache bytes per layer after `tokens` tokens (SPEC 4), f32; layer matters for cyclic shifts. */
+int64_t model_config_cache_bytes(const model_config *c, int64_t tokens);
+
+#endif
