@@ -1,0 +1,219 @@
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "safetensors.h"
+#include "weights.h"
+
+typedef struct {
+    weight_info *v;
+    int n, cap;
+    int64_t offset;
+} builder;
+
+static int add(builder *b, int decay, int64_t r, int64_t cols, const char *fmt, ...) CORE_PRINTF(5, 6);
+static int add(builder *b, int decay, int64_t r, int64_t cols, const char *fmt, ...) {
+    if (b->n == b->cap) {
+        int cap = b->cap ? 2 * b->cap : 64;
+        weight_info *g = realloc(b->v, (size_t)cap * sizeof *g);
+        if (!g) return -1;
+        b->v = g;
+        b->cap = cap;
+    }
+    weight_info *w = &b->v[b->n++];
+    memset(w, 0, sizeof *w);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(w->name, sizeof w->name, fmt, ap);
+    va_end(ap);
+    w->ndim = cols ? 2 : 1;
+    w->shape[0] = r;
+    w->shape[1] = cols;
+    w->offset = b->offset;
+    w->decay = decay;
+    b->offset += r * (cols ? cols : 1);
+    return 0;
+}
+
+attamba_status weights_list(const model_config *c, weight_info **out, int *n) {
+    builder b = {0};
+    int64_t d = c->dim, V = c->vocab_size, qw = (int64_t)c->n_heads * c->head_dim,
+            kvw = (int64_t)c->n_kv_heads * c->head_dim, Fd = c->ffn_dim;
+    int64_t E = c->ssm_inner, nh = c->ssm_heads, GN = (int64_t)c->ssm_groups * c->ssm_state;
+    int err = add(&b, 1, V, d, "tok_embeddings.weight");
+    for (int l = 0; l < c->n_layers && !err; l++) {
+        err |= add(&b, 0, d, 0, "layers.%d.attention_norm.weight", l);
+        err |= add(&b, 1, qw, d, "layers.%d.attention.wq.weight", l);
+        if (c->kind == MODEL_ATTAMBA) {
+            for (int s = 0; s < 2; s++) {
+                const char *m = s ? "ssm_v" : "ssm_k";
+                err |= add(&b, 1, 2 * E + 2 * GN + nh, d, "layers.%d.%s.in_proj.weight", l, m);
+                if (c->ssm_conv > 0) err |= add(&b, 1, E + 2 * GN, c->ssm_conv, "layers.%d.%s.conv1d.weight", l, m);
+                if (c->ssm_dt_bias) err |= add(&b, 0, nh, 0, "layers.%d.%s.dt_bias", l, m);
+                err |= add(&b, 0, nh, 0, "layers.%d.%s.A_log", l, m);
+                err |= add(&b, 0, nh, 0, "layers.%d.%s.D", l, m);
+                err |= add(&b, 0, E, 0, "layers.%d.%s.norm.weight", l, m);
+                err |= add(&b, 1, d, E, "layers.%d.%s.out_proj.weight", l, m);
+            }
+        } else {
+            err |= add(&b, 1, kvw, d, "layers.%d.attention.wk.weight", l);
+            err |= add(&b, 1, kvw, d, "layers.%d.attention.wv.weight", l);
+        }
+        err |= add(&b, 1, d, qw, "layers.%d.attention.wo.weight", l);
+        err |= add(&b, 0, d, 0, "layers.%d.ffn_norm.weight", l);
+        err |= add(&b, 1, Fd, d, "layers.%d.feed_forward.w1.weight", l);
+        err |= add(&b, 1, d, Fd, "layers.%d.feed_forward.w2.weight", l);
+        err |= add(&b, 1, Fd, d, "layers.%d.feed_forward.w3.weight", l);
+    }
+    err |= add(&b, 0, d, 0, "norm.weight");
+    if (!c->tie_embeddings) err |= add(&b, 1, V, d, "output.weight");
+    if (err) {
+        free(b.v);
+        return ATTAMBA_ERR_OUT_OF_MEMORY;
+    }
+    *out = b.v;
+    *n = b.n;
+    return ATTAMBA_OK;
+}
+
+int weights_find(const weight_info *list, int n, const char *name) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(list[i].name, name)) return i;
+    return -1;
+}
+
+static int64_t info_numel(const weight_info *w) { return w->shape[0] * (w->ndim == 2 ? w->shape[1] : 1); }
+
+attamba_status weights_alloc(rt_ctx *ctx, const model_config *c, model_weights *w) {
+    memset(w, 0, sizeof *w);
+    if (weights_list(c, &w->info, &w->n)) return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+    w->numel = w->info[w->n - 1].offset + info_numel(&w->info[w->n - 1]);
+    w->t = calloc((size_t)w->n, sizeof *w->t);
+    attamba_status s = w->t ? tensor_alloc_f32(ctx, &w->flat, 1, &w->numel)
+                            : rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+    for (int i = 0; i < w->n && !s; i++) {
+        tensor slice;
+        s = tensor_slice(&w->flat, 0, w->info[i].offset, info_numel(&w->info[i]), &slice);
+        if (!s) s = tensor_reshape(&slice, w->info[i].ndim, w->info[i].shape, &w->t[i]);
+        tensor_free(&slice);
+    }
+    if (s) weights_free(w);
+    return s;
+}
+
+void weights_free(model_weights *w) {
+    if (w->t)
+        for (int i = 0; i < w->n; i++) tensor_free(&w->t[i]);
+    tensor_free(&w->flat);
+    free(w->t);
+    free(w->info);
+    memset(w, 0, sizeof *w);
+}
+
+const tensor *weights_get(const model_weights *w, const char *name) {
+    int i = weights_find(w->info, w->n, name);
+    return i < 0 ? NULL : &w->t[i];
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && !strcmp(s + n - m, suffix);
+}
+
+static float trunc_normal(core_rng *r, float std) {
+    float x;
+    do x = core_rng_normal(r);
+    while (x < -3.0f || x > 3.0f);
+    return x * std;
+}
+
+void weights_init_host(const model_config *c, const weight_info *list, int n, uint64_t seed, float *host) {
+    for (int i = 0; i < n; i++) {
+        const weight_info *w = &list[i];
+        float *x = host + w->offset;
+        int64_t numel = info_numel(w);
+        core_rng r; /* one stream per tensor: adding a tensor never changes the others */
+        core_rng_seed(&r, seed ^ (0x51ed270b27a5ULL * (uint64_t)(i + 1)));
+        if (ends_with(w->name, "norm.weight") || ends_with(w->name, ".D")) {
+            for (int64_t j = 0; j < numel; j++) x[j] = 1.0f;
+        } else if (ends_with(w->name, "A_log")) {
+            for (int64_t j = 0; j < numel; j++)
+                x[j] = logf(c->a_init_min + (c->a_init_max - c->a_init_min) * core_rng_uniform(&r));
+        } else if (ends_with(w->name, "dt_bias")) {
+            for (int64_t j = 0; j < numel; j++) {
+                float dt = expf(logf(1e-3f) + (logf(1e-1f) - logf(1e-3f)) * core_rng_uniform(&r));
+                x[j] = dt + logf(-expm1f(-dt)); /* softplus^-1 */
+            }
+        } else if (ends_with(w->name, "conv1d.weight")) {
+            float bound = 1.0f / sqrtf((float)w->shape[1]);
+            for (int64_t j = 0; j < numel; j++) x[j] = bound * (2.0f * core_rng_uniform(&r) - 1.0f);
+        } else { /* [out, in] matrices and the [V, d] embedding: std = in^-1/2 */
+            float std = 1.0f / sqrtf((float)w->shape[1]);
+            for (int64_t j = 0; j < numel; j++) x[j] = trunc_normal(&r, std);
+        }
+    }
+}
+
+static void fmt_shape(int ndim, const int64_t *shape, char *buf, size_t n) {
+    size_t u = (size_t)snprintf(buf, n, "[");
+    for (int d = 0; d < ndim && u < n; d++) u += (size_t)snprintf(buf + u, n - u, d ? ", %lld" : "%lld", (long long)shape[d]);
+    if (u < n) snprintf(buf + u, n - u, "]");
+}
+
+attamba_status weights_load(rt_ctx *ctx, const model_config *c, const char *path, model_weights *w, char *err,
+                            size_t err_size) {
+    st_file f;
+    attamba_status s = st_open(path, &f, err, err_size);
+    if (s) return s;
+    if ((s = weights_alloc(ctx, c, w))) {
+        st_close(&f);
+        return core_errbuf(err, err_size, s, "%s", ctx->err);
+    }
+    float *host = malloc((size_t)w->numel * sizeof *host);
+    if (!host) s = core_errbuf(err, err_size, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+    for (int i = 0; i < w->n && !s; i++) {
+        const weight_info *wi = &w->info[i];
+        const st_tensor *t = st_find(&f, wi->name);
+        if (!t) {
+            s = core_errbuf(err, err_size, ATTAMBA_ERR_FORMAT, "%s: missing tensor '%s' (the config says it exists)",
+                            path, wi->name);
+            break;
+        }
+        int same = t->ndim == wi->ndim && t->shape[0] == wi->shape[0] && (wi->ndim == 1 || t->shape[1] == wi->shape[1]);
+        if (!same) {
+            char have[96], want[96];
+            fmt_shape(t->ndim, t->shape, have, sizeof have);
+            fmt_shape(wi->ndim, wi->shape, want, sizeof want);
+            s = core_errbuf(err, err_size, ATTAMBA_ERR_FORMAT, "%s: tensor '%s' has shape %s, the config needs %s",
+                            path, wi->name, have, want);
+            break;
+        }
+        st_read_f32(&f, t, host + wi->offset);
+    }
+    for (int i = 0; i < f.n_tensors && !s; i++)
+        if (weights_find(w->info, w->n, f.tensors[i].name) < 0)
+            s = core_errbuf(err, err_size, ATTAMBA_ERR_FORMAT, "%s: unexpected tensor '%s' (config and weights disagree)",
+                            path, f.tensors[i].name);
+    if (!s && tensor_upload(&w->flat, host)) s = core_errbuf(err, err_size, ATTAMBA_ERR_OPENCL, "%s", ctx->err);
+    free(host);
+    st_close(&f);
+    if (s) weights_free(w);
+    return s;
+}
+
+attamba_status weights_save(const model_weights *w, const char *path, char *err, size_t err_size) {
+    float *host = malloc((size_t)w->numel * sizeof *host);
+    st_entry *e = calloc((size_t)w->n, sizeof *e);
+    attamba_status s = host && e ? ATTAMBA_OK : core_errbuf(err, err_size, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+    if (!s && tensor_download(&w->flat, host))
+        s = core_errbuf(err, err_size, ATTAMBA_ERR_OPENCL, "%s", w->flat.buf->ctx->err);
+    for (int i = 0; i < w->n && !s; i++)
+        e[i] = (st_entry){w->info[i].name, w->info[i].ndim, w->info[i].shape, host + w->info[i].offset};
+    const char *meta[] = {"format", "attamba", NULL};
+    if (!s) s = st_write(path, e, w->n, meta, err, err_size);
+    free(host);
+    free(e);
+    return s;
+}
