@@ -1,0 +1,60 @@
+/* model.h: the Attamba language model and its transformer baselines (SPEC 3) on one device:
+ * weights, prefill (a batch of sequences to logits), run-time overrides of P, L and boundaries.
+ * The model never mentions OpenCL: it calls ops on tensors. */
+#ifndef ATTAMBA_MODEL_H
+#define ATTAMBA_MODEL_H
+
+#include "config.h"
+#include "tensor/tensor.h"
+#include "weights.h"
+
+typedef struct ssm_weights {
+    tensor in_z, in_xs, in_b, in_c, in_dt;  /* row blocks of in_proj: [E|E|GN|GN|nh, d] */
+    tensor conv_xs, conv_b, conv_c;         /* row blocks of conv1d.weight [E|GN|GN, w]; empty when w = 0 */
+    const tensor *dt_bias, *A_log, *D, *norm, *out_proj;
+} ssm_weights;
+
+typedef struct layer_weights {
+    const tensor *attn_norm, *wq, *wk, *wv, *wo, *ffn_norm, *w1, *w2, *w3;
+    ssm_weights ssm[2];  /* K and V (attamba only) */
+} layer_weights;
+
+typedef struct model {
+    rt_ctx *ctx;
+    model_config cfg;  /* as trained, plus any run-time overrides of chunk/window/boundaries */
+    model_weights w;
+    layer_weights *layers;
+    const tensor *tok_emb, *norm, *output;
+} model;
+
+/* A model with allocated, uninitialised weights. */
+attamba_status model_create(rt_ctx *ctx, const model_config *cfg, model **out);
+void model_destroy(model *m);
+/* Seeded init of all weights (weights_init_host), uploaded. */
+attamba_status model_init_random(model *m, uint64_t seed);
+/* dir/config.json and dir/model.safetensors. Messages go to the context (attamba_context_last_error). */
+attamba_status model_load(rt_ctx *ctx, const char *dir, model **out);
+/* Writes dir/config.json and dir/model.safetensors (each via a temporary file); creates dir. */
+attamba_status model_save(const model *m, const char *dir);
+
+/* Test-time overrides (the paper's "smooth transition"): chunk <= 0 / window < 0 / boundaries NULL
+ * keep the current value; boundaries is "uniform", "cyclic", "random" or "random:SEED". */
+attamba_status model_set_attention(model *m, int chunk, int window, const char *boundaries);
+
+/* Logits [B,T,V] for tokens (host, B*T ids, row-major; every id in [0, V)). All sequences start at
+ * position 0; a shorter sequence can be padded at the end, since padding never affects earlier
+ * positions. *logits is allocated here; the caller frees it. */
+attamba_status model_forward(model *m, const int32_t *tokens, int B, int T, tensor *logits);
+
+/* Internal, shared with the KV cache: one layer's SSM (K or V) over x [B,T,d] with segment starts,
+ * writing kv = x + SSM(x). When conv_in is not NULL it receives the pre-conv [xs|B|C] inputs
+ * ([B,T,E+2GN]) and final_state the scan's state after the last token ([B,nh,p,N]). */
+attamba_status model_ssm_prefill(model *m, const ssm_weights *w, const tensor *x, const tensor *seg_start,
+                                 tensor *kv, tensor *conv_in, tensor *final_state);
+/* y = x W^T (+ y when accumulate): x [..., in], W [out, in], y [..., out]. */
+attamba_status model_linear(model *m, const tensor *x, const tensor *W, int accumulate, tensor *y);
+/* The boundary positions of layer l below T as a new i32 tensor [nb] (nb >= 1), and the segment
+ * starts [T] when seg is not NULL. */
+attamba_status model_boundaries(model *m, int layer, int T, tensor *positions, tensor *seg);
+
+#endif
