@@ -105,6 +105,7 @@ attamba_status model_config_validate(const model_config *c, char *err, size_t er
         {"ssm_groups", c->ssm_groups, 1}, {"ssm_conv", c->ssm_conv, 0}};
     for (size_t i = 0; i < CORE_LEN(ssm); i++)
         if (ssm[i].value < ssm[i].min) FAIL("config field '%s': must be >= %d, got %d", ssm[i].name, ssm[i].min, ssm[i].value);
+    if (c->ssm_conv == 1) FAIL("config field 'ssm_conv': 1 is not supported (0 = no conv, or a width >= 2)");
     if (c->ssm_inner % c->ssm_heads)
         FAIL("config field 'ssm_heads': %d does not divide ssm_inner = %d", c->ssm_heads, c->ssm_inner);
     if (c->ssm_heads % c->ssm_groups)

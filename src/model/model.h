@@ -46,11 +46,18 @@ attamba_status model_set_attention(model *m, int chunk, int window, const char *
  * positions. *logits is allocated here; the caller frees it. */
 attamba_status model_forward(model *m, const int32_t *tokens, int B, int T, tensor *logits);
 
-/* Internal, shared with the KV cache: one layer's SSM (K or V) over x [B,T,d] with segment starts,
- * writing kv = x + SSM(x). When conv_in is not NULL it receives the pre-conv [xs|B|C] inputs
- * ([B,T,E+2GN]) and final_state the scan's state after the last token ([B,nh,p,N]). */
+/* Internal, shared with the KV cache. Where the prefill of one sequence leaves an SSM's decode
+ * state: views into the cache ([1, w-1, E|GN|GN] conv inputs, [1, nh, p, N] state) and the first
+ * position of the segment the last token belongs to. */
+typedef struct ssm_tail {
+    tensor conv[3];
+    tensor state;
+    int64_t seg_first;
+} ssm_tail;
+/* One layer's SSM (K or V) over x [B,T,d] with segment starts: kv = x + SSM(x). With tail (B = 1),
+ * also the decode state after the last token. */
 attamba_status model_ssm_prefill(model *m, const ssm_weights *w, const tensor *x, const tensor *seg_start,
-                                 tensor *kv, tensor *conv_in, tensor *final_state);
+                                 tensor *kv, const ssm_tail *tail);
 /* y = x W^T (+ y when accumulate): x [..., in], W [out, in], y [..., out]. */
 attamba_status model_linear(model *m, const tensor *x, const tensor *W, int accumulate, tensor *y);
 /* The boundary positions of layer l below T as a new i32 tensor [nb] (nb >= 1), and the segment

@@ -1,0 +1,54 @@
+/* kv_cache.h: what decoding keeps per layer (SPEC 4). Attamba: the K/V of every boundary seen so far
+ * (grows ~T/P), a ring of the last L+1 K/V, the conv windows and SSM states of the open segment.
+ * Transformer: every token's K/V (the "boundary" store with L = 0). Sliding window: the ring only.
+ * Each sequence of the batch has its own position. */
+#ifndef ATTAMBA_KV_CACHE_H
+#define ATTAMBA_KV_CACHE_H
+
+#include "model.h"
+
+typedef struct kv_layer {
+    tensor kb, vb;          /* [B, cap, kvw] stored keys/values (boundaries, or all tokens) */
+    tensor bpos;            /* i32 [B, cap] their positions */
+    tensor nb;              /* i32 [B] how many are stored */
+    int64_t *nb_host;       /* [B] the same on the host */
+    tensor kr, vr;          /* [B, R, kvw] the ring: position p in slot p % R */
+    tensor conv[2][3];      /* attamba: [B, w-1, E|GN|GN] pre-conv inputs of the K and V SSMs */
+    tensor state[2];        /* attamba: [B, nh, p, N] SSM states */
+} kv_layer;
+
+typedef struct kv_cache {
+    model *m;
+    int B;
+    int64_t max_tokens;     /* capacity per sequence */
+    int cap, R;             /* stored-row capacity, ring length */
+    int window;             /* the window the decode kernel uses (0 for a full cache) */
+    int store_all;          /* transformer or pseudo: every token is stored */
+    int64_t *pos;           /* [B] next position of each sequence */
+    kv_layer *layers;
+} kv_cache;
+
+/* A cache for B sequences of up to max_tokens tokens under the model's current P, L, boundaries. */
+attamba_status kv_cache_create(model *m, int B, int64_t max_tokens, kv_cache **out);
+void kv_cache_destroy(kv_cache *c);
+/* Forgets sequence b (or all when b < 0). */
+void kv_cache_reset(kv_cache *c, int b);
+/* Bytes the cache holds now for sequence b (SPEC 4: (|B| + min(pos, L+1)) * 2 * kvw * 4 + constant
+ * per layer), and the bytes allocated for the whole batch. */
+int64_t kv_cache_bytes_used(const kv_cache *c, int b);
+int64_t kv_cache_bytes_allocated(const kv_cache *c);
+
+/* Prefill: sequence b of the cache (which must be empty) takes tokens[0..T); logits [1,T,V] when not
+ * NULL. Same math as model_forward. */
+attamba_status model_prefill(model *m, kv_cache *c, int b, const int32_t *tokens, int T, tensor *logits);
+/* One decode step: tokens[b] is appended to every sequence; logits [B,V] allocated here. */
+attamba_status model_decode_step(model *m, kv_cache *c, const int32_t *tokens, tensor *logits);
+
+/* Internal (model.c): views of sequence b's decode state of SSM i (0 = K, 1 = V) in layer l, for a
+ * prefill of T tokens; free with ssm_tail_free. */
+attamba_status kv_cache_ssm_tail(kv_cache *c, int b, int l, int i, int64_t T, ssm_tail *tail);
+void ssm_tail_free(ssm_tail *t);
+/* Internal (model.c): stores sequence b's roped k, v [1, T, kvw] of layer l after a prefill. */
+attamba_status kv_cache_fill_layer(kv_cache *c, int b, int l, const tensor *k, const tensor *v);
+
+#endif
