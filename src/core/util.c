@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core.h"
 
@@ -92,4 +93,20 @@ float core_rng_normal(core_rng *r) {
     float u1 = core_rng_uniform(r), u2 = core_rng_uniform(r);
     if (u1 < 1e-30f) u1 = 1e-30f;
     return sqrtf(-2.0f * logf(u1)) * cosf(6.28318530718f * u2);
+}
+
+void core_progress(const char *label, double frac, int done, const char *suffix) {
+    static int tty = -1;
+    if (tty < 0) tty = isatty(STDERR_FILENO);
+    if (!tty && !done) return;
+    enum { WIDTH = 28 };
+    if (frac < 0) frac = 0;
+    if (frac > 1) frac = 1;
+    int fill = (int)(frac * WIDTH + 0.5);
+    char bar[WIDTH + 1];
+    for (int i = 0; i < WIDTH; i++) bar[i] = i < fill ? '#' : '.';
+    bar[WIDTH] = 0;
+    fprintf(stderr, "%s%s [%s] %3.0f%% %s%s", tty ? "\r\033[K" : "", label, bar, 100 * frac, suffix ? suffix : "",
+            done ? "\n" : "");
+    fflush(stderr);
 }

@@ -203,17 +203,23 @@ attamba_status weights_load(rt_ctx *ctx, const model_config *c, const char *path
     return s;
 }
 
+attamba_status weights_save_host(const weight_info *list, int n, const float *host, const char *path, char *err,
+                                 size_t err_size) {
+    st_entry *e = calloc((size_t)n, sizeof *e);
+    if (!e) return core_errbuf(err, err_size, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+    for (int i = 0; i < n; i++) e[i] = (st_entry){list[i].name, list[i].ndim, list[i].shape, host + list[i].offset};
+    const char *meta[] = {"format", "attamba", NULL};
+    attamba_status s = st_write(path, e, n, meta, err, err_size);
+    free(e);
+    return s;
+}
+
 attamba_status weights_save(const model_weights *w, const char *path, char *err, size_t err_size) {
     float *host = malloc((size_t)w->numel * sizeof *host);
-    st_entry *e = calloc((size_t)w->n, sizeof *e);
-    attamba_status s = host && e ? ATTAMBA_OK : core_errbuf(err, err_size, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+    attamba_status s = host ? ATTAMBA_OK : core_errbuf(err, err_size, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
     if (!s && tensor_download(&w->flat, host))
         s = core_errbuf(err, err_size, ATTAMBA_ERR_OPENCL, "%s", w->flat.buf->ctx->err);
-    for (int i = 0; i < w->n && !s; i++)
-        e[i] = (st_entry){w->info[i].name, w->info[i].ndim, w->info[i].shape, host + w->info[i].offset};
-    const char *meta[] = {"format", "attamba", NULL};
-    if (!s) s = st_write(path, e, w->n, meta, err, err_size);
+    if (!s) s = weights_save_host(w->info, w->n, host, path, err, err_size);
     free(host);
-    free(e);
     return s;
 }

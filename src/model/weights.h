@@ -44,6 +44,9 @@ void weights_init_host(const model_config *c, const weight_info *list, int n, ui
  * f16/bf16 files are converted. Extra tensors are refused too (a different model). */
 attamba_status weights_load(rt_ctx *ctx, const model_config *c, const char *path, model_weights *w, char *err,
                             size_t err_size);
+/* Writes host values (laid out as list, numel floats) as an f32 safetensors file. */
+attamba_status weights_save_host(const weight_info *list, int n, const float *host, const char *path, char *err,
+                                 size_t err_size);
 /* Writes w as an f32 safetensors file (temporary file + rename). */
 attamba_status weights_save(const model_weights *w, const char *path, char *err, size_t err_size);
 
