@@ -31,8 +31,8 @@ typedef enum { CORE_LOG_ERROR = 0, CORE_LOG_WARN = 1, CORE_LOG_INFO = 2, CORE_LO
 /* Writes to stderr when level <= $ATTAMBA_LOG (error|warn|info|debug, default warn). */
 void core_log(core_log_level level, const char *fmt, ...) CORE_PRINTF(2, 3);
 
-/* A one-line progress bar on stderr ("\r" redrawn; only when stderr is a terminal, unless
- * force): label, fraction done in [0,1], then a free-form suffix. done = 1 ends the line. */
+/* A one-line progress bar on stderr ("\r" redrawn; only when stderr is a terminal, except
+ * the final line, done = 1): label, fraction done in [0,1], then a free-form suffix. */
 void core_progress(const char *label, double frac, int done, const char *suffix);
 
 /* Monotonic seconds. */

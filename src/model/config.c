@@ -324,7 +324,7 @@ int64_t model_config_cache_bytes(const model_config *c, int64_t tokens) {
         } else {
             boundary_spec b = model_config_boundaries(c);
             int64_t nb = tokens > 0 ? boundary_positions(&b, l, c->n_layers, tokens, NULL, 0) : 0;
-            rows = nb + c->window + 1;
+            rows = nb + CORE_MIN(tokens, (int64_t)c->window + 1); /* the ring never outgrows the sequence */
         }
         total += rows * 2 * kvw * f32;
         if (c->kind == MODEL_ATTAMBA) {
