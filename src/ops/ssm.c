@@ -237,12 +237,26 @@ attamba_status ops_ssm_scan_with(rt_ctx *ctx, ops_ssm_path path, int block, cons
     cl_mem fin_mem = final_state ? final_state->buf->mem : y->buf->mem;
     cl_int fin_off = final_state ? (cl_int)final_state->offset : 0, want_final = final_state != NULL;
     cl_int hpg = (cl_int)(nh / in.G);
+    /* scratch: (dt, exp(dt A)) per (b, t, h); chunked adds block end states and block decays */
+    tensor dd = {0}, states = {0}, dec = {0};
+    attamba_status s = tensor_alloc_f32(ctx, &dd, 1, (int64_t[]){B * T * nh * 2});
+    if (!s && path == OPS_SSM_CHUNKED) s = tensor_alloc_f32(ctx, &states, 1, (int64_t[]){B * nblk * nh * p * N});
+    if (!s && path == OPS_SSM_CHUNKED) s = tensor_alloc_f32(ctx, &dec, 1, (int64_t[]){B * nblk * nh});
+    if (!s) {
+        rt_arg da[] = {RT_MEM(dd.buf->mem), RT_MEM(in.dt.mem), (rt_arg){sizeof(cl_int), &in.dt.off},
+                       (rt_arg){sizeof(cl_int), &in.dt.rs}, (rt_arg){sizeof(cl_int), &in.dt.bs}, RT_MEM(in.bias_mem),
+                       (rt_arg){sizeof(cl_int), &in.bias_off}, (rt_arg){sizeof(cl_int), &in.has_bias},
+                       RT_MEM(in.A_mem), (rt_arg){sizeof(cl_int), &in.A_off}, RT_I32(B), RT_I32(T), RT_I32(nh)};
+        s = ops_launch_1d(ctx, "ssm", opts, "ssm_dt", B * T * nh, (int)CORE_LEN(da), da);
+    }
+    if (s) goto done;
     rt_arg a[48];
     int k = 0;
     a[k++] = RT_MEM(y->buf->mem);
     a[k++] = RT_I32(y->offset);
     in_args(&in, a + k);
     k += SSM_N_IN_ARGS;
+    a[k++] = RT_MEM(dd.buf->mem);
     a[k++] = RT_MEM(seg_start->buf->mem);
     a[k++] = RT_I32(seg_start->offset);
 
@@ -252,15 +266,8 @@ attamba_status ops_ssm_scan_with(rt_ctx *ctx, ops_ssm_path path, int block, cons
         a[k++] = RT_MEM(y->buf->mem), a[k++] = RT_I32(0);
         a[k++] = RT_I32(B), a[k++] = RT_I32(T), a[k++] = RT_I32(nh), a[k++] = RT_I32(p), a[k++] = RT_I32(hpg);
         a[k++] = RT_I32(block), a[k++] = RT_I32(nblk), a[k++] = RT_I32(0), a[k++] = (rt_arg){sizeof(cl_int), &want_final};
-        return ops_launch_1d(ctx, "ssm", opts, "ssm_scan_blocks", B * nblk * nh * p, k, a);
-    }
-
-    tensor states = {0}, dec = {0};
-    attamba_status s = tensor_alloc_f32(ctx, &states, 1, (int64_t[]){B * nblk * nh * p * N});
-    if (!s) s = tensor_alloc_f32(ctx, &dec, 1, (int64_t[]){B * nblk * nh});
-    if (s) {
-        tensor_free(&states);
-        return s;
+        s = ops_launch_1d(ctx, "ssm", opts, "ssm_scan_blocks", B * nblk * nh * p, k, a);
+        goto done;
     }
     int k0 = k;
     a[k++] = RT_MEM(states.buf->mem), a[k++] = RT_I32(0);
@@ -283,7 +290,9 @@ attamba_status ops_ssm_scan_with(rt_ctx *ctx, ops_ssm_path path, int block, cons
         a[k++] = RT_I32(block), a[k++] = RT_I32(nblk);
         s = ops_launch_1d(ctx, "ssm", opts, "ssm_fix", B * (nblk - 1) * nh * p, k, a);
     }
+done:
     /* released now, freed by OpenCL once the queued kernels that use them have finished */
+    tensor_free(&dd);
     tensor_free(&states);
     tensor_free(&dec);
     return s;
