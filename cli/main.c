@@ -25,6 +25,7 @@ static const struct {
     const char *help;
 } benches[] = {
     {"gemm", bench_gemm_main, "GEMM: CLBlast vs the own kernel vs host BLAS on a d=512 model's shapes"},
+    {"ssm", bench_ssm_main, "K/V SSM: conv1d, scan (sequential vs chunked), decode steps vs copy bandwidth"},
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,244 @@
+/* attamba bench ssm: the K/V-SSM kernels at the paper's sizes (E=256, nh=8, p=32, N=32, G=1, w=4):
+ * conv1d over [xs, Bm, Cm], the SSM scan on both paths (sequential over segments, chunked over
+ * blocks), and the decode steps, next to the device's copy bandwidth measured in the same run.
+ * Byte model (compulsory traffic, f32): conv1d reads x and writes out once (2*B*T*C*4, C = E+2GN);
+ * the scan reads xs, Bm, Cm, dt_raw once and writes y and final_state once
+ * (B*T*(2E+2GN+nh)*4 + B*nh*p*N*4). The chunked path's scratch states are extra traffic not
+ * credited, so its GB/s understate what it moves. Copy: tensor_copy of 64 MiB (reads + writes). */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench_util.h"
+#include "cli.h"
+#include "ops/boundaries.h"
+#include "ops/ssm.h"
+
+typedef struct {
+    rt_ctx *ctx;
+    int which; /* 0 copy, 1 conv1d, 2 scan, 3 conv1d_step, 4 ssm_step */
+    ops_ssm_path path;
+    tensor *a, *b, *c, *d, *e, *f, *g, *h, *i, *j, *k;
+    int G;
+} ssm_run;
+
+static int run(void *arg) {
+    ssm_run *r = arg;
+    attamba_status s = ATTAMBA_OK;
+    switch (r->which) {
+    case 0: s = tensor_copy(r->b, r->a); break;
+    case 1: s = ops_conv1d(r->ctx, r->a, r->b, r->c, 1, r->d); break;
+    case 2: s = ops_ssm_scan_with(r->ctx, r->path, 0, r->a, r->b, r->c, r->d, NULL, r->e, r->f, r->g, r->G, r->h, r->i); break;
+    case 3: s = ops_conv1d_step(r->ctx, r->a, r->b, r->c, r->d, 1, r->e); break;
+    case 4: s = ops_ssm_step(r->ctx, r->a, r->b, r->c, r->d, NULL, r->e, r->f, r->g, r->G, r->h, r->i); break;
+    }
+    if (s) return 1;
+    return rt_finish(r->ctx) != ATTAMBA_OK;
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: attamba bench ssm [--device P:D] [--T 1024,4096] [--P 8,64,T] [--batch B]\n"
+               "                         [--state N] [--seconds S] [--json FILE|-]\n\n"
+               "Times conv1d, the SSM scan (sequential and chunked paths) and the decode steps at the\n"
+               "paper's sizes (E=256, nh=8, p=32, G=1, w=4; N=32 unless --state), uniform boundaries\n"
+               "every P tokens (P=T: one long segment), next to a copy kernel's bandwidth.\n");
+}
+
+static tensor rand_tensor(rt_ctx *ctx, int ndim, const int64_t *shape, float lo, float hi, uint64_t seed, int *fail) {
+    tensor t = {0};
+    int64_t n = 1;
+    for (int d = 0; d < ndim; d++) n *= shape[d];
+    float *h = malloc((size_t)n * sizeof *h);
+    core_rng rng;
+    core_rng_seed(&rng, seed);
+    for (int64_t i = 0; h && i < n; i++) h[i] = lo + (hi - lo) * core_rng_uniform(&rng);
+    if (!h || tensor_alloc_f32(ctx, &t, ndim, shape) || tensor_upload(&t, h)) *fail = 1;
+    free(h);
+    return t;
+}
+
+static void record(cJSON *out, rt_ctx *ctx, const char *op, const char *path, int B, int T, int P, int N, double s,
+                   double bytes, double copy_gbs, double ratio_seq) {
+    double gbs = bytes / s * 1e-9;
+    printf("%-12s %-11s %3d %6d %6d %10.3f %9.2f %8.0f%%", op, path, B, T, P, 1e3 * s, gbs, 100 * gbs / copy_gbs);
+    if (ratio_seq > 0) printf(" %9.2fx", ratio_seq);
+    printf("\n");
+    fflush(stdout);
+    cJSON *o = bench_record(ctx, op);
+    cJSON_AddStringToObject(o, "path", path);
+    cJSON_AddNumberToObject(o, "B", B);
+    cJSON_AddNumberToObject(o, "T", T);
+    cJSON_AddNumberToObject(o, "P", P);
+    cJSON_AddNumberToObject(o, "E", 256);
+    cJSON_AddNumberToObject(o, "nh", 8);
+    cJSON_AddNumberToObject(o, "N", N);
+    cJSON_AddNumberToObject(o, "ms", 1e3 * s);
+    cJSON_AddNumberToObject(o, "gbs", gbs);
+    cJSON_AddNumberToObject(o, "ratio_to_copy", gbs / copy_gbs);
+    if (ratio_seq > 0) cJSON_AddNumberToObject(o, "speedup_vs_sequential", ratio_seq);
+    cJSON_AddItemToArray(out, o);
+}
+
+int bench_ssm_main(int argc, char **argv) {
+    static const struct option opts[] = {{"device", required_argument, 0, 'd'}, {"T", required_argument, 0, 'T'},
+                                         {"P", required_argument, 0, 'P'},      {"batch", required_argument, 0, 'b'},
+                                         {"state", required_argument, 0, 'n'},  {"seconds", required_argument, 0, 't'},
+                                         {"json", required_argument, 0, 'j'},   {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    const char *device = NULL, *Ts = "1024,4096", *Ps = "8,64,T", *json = NULL;
+    double seconds = 0.5;
+    int B = 1, N = 32, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "d:T:P:b:n:t:j:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': device = optarg; break;
+        case 'T': Ts = optarg; break;
+        case 'P': Ps = optarg; break;
+        case 'b': B = atoi(optarg); break;
+        case 'n': N = atoi(optarg); break;
+        case 't': seconds = atof(optarg); break;
+        case 'j': json = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (B < 1 || N < 1 || N > 256) return cli_error("bench ssm", "need --batch >= 1 and 1 <= --state <= 256");
+    const int E = 256, nh = 8, p = 32, G = 1, W = 4, GN = G * N, C = E + 2 * GN;
+    rt_ctx *ctx = cli_open_device(device);
+    if (!ctx) return 1;
+    printf("device: %s (%s)\n", ctx->dev.info.name, ctx->dev.info.platform_name);
+    cJSON *out = cJSON_CreateArray();
+    int rc = 0, fail = 0;
+    double copy_gbs = 1;
+
+    /* the yardstick: a streaming copy of 64 MiB */
+    int64_t ncopy = 16 << 20;
+    tensor c0 = rand_tensor(ctx, 1, &ncopy, 0, 1, 1, &fail), c1 = {0};
+    if (fail || tensor_alloc_f32(ctx, &c1, 1, &ncopy)) {
+        rc = cli_error("bench ssm", "%s", ctx->err);
+        goto done_copy;
+    }
+    ssm_run cr = {.ctx = ctx, .which = 0, .a = &c0, .b = &c1};
+    double copy_s = bench_time(run, &cr, 3, seconds);
+    copy_gbs = 8.0 * ncopy / copy_s * 1e-9;
+    printf("copy 64 MiB: %.3f ms, %.2f GB/s (read + write)\n\n", 1e3 * copy_s, copy_gbs);
+    printf("%-12s %-11s %3s %6s %6s %10s %9s %9s %10s\n", "op", "path", "B", "T", "P", "ms", "GB/s", "of copy",
+           "vs seq");
+    cJSON *co = bench_record(ctx, "copy");
+    cJSON_AddNumberToObject(co, "bytes", 8.0 * ncopy);
+    cJSON_AddNumberToObject(co, "ms", 1e3 * copy_s);
+    cJSON_AddNumberToObject(co, "gbs", copy_gbs);
+    cJSON_AddItemToArray(out, co);
+done_copy:
+    tensor_free(&c0);
+    tensor_free(&c1);
+
+    char *tl = strdup(Ts);
+    for (char *s1 = NULL, *tt = strtok_r(tl, ",", &s1); tt && !rc; tt = strtok_r(NULL, ",", &s1)) {
+        int T = atoi(tt);
+        if (T < 1) {
+            rc = cli_error("bench ssm", "bad T '%s'", tt);
+            break;
+        }
+        char *pl = strdup(Ps);
+        for (char *s2 = NULL, *pp = strtok_r(pl, ",", &s2); pp && !rc; pp = strtok_r(NULL, ",", &s2)) {
+            int P = !strcmp(pp, "T") ? T : atoi(pp);
+            if (P < 1) {
+                rc = cli_error("bench ssm", "bad P '%s' (a number or T)", pp);
+                break;
+            }
+            boundary_spec spec = {.strategy = BOUNDARY_UNIFORM, .chunk = P};
+            int64_t *pos = malloc((size_t)T * sizeof *pos);
+            int32_t *seg = malloc((size_t)T * sizeof *seg);
+            int64_t nb = boundary_positions(&spec, 0, 1, T, pos, T);
+            boundary_segment_starts(pos, nb, T, seg);
+            free(pos);
+            fail = 0;
+            int64_t Ti = T;
+            tensor ts = {0}, x = rand_tensor(ctx, 3, (int64_t[]){B, T, C}, -1, 1, 2, &fail);
+            tensor w = rand_tensor(ctx, 2, (int64_t[]){C, W}, -0.5f, 0.5f, 3, &fail);
+            tensor xs = rand_tensor(ctx, 3, (int64_t[]){B, T, E}, -1, 1, 4, &fail);
+            tensor bm = rand_tensor(ctx, 3, (int64_t[]){B, T, GN}, -1, 1, 5, &fail);
+            tensor cm = rand_tensor(ctx, 3, (int64_t[]){B, T, GN}, -1, 1, 6, &fail);
+            tensor dt = rand_tensor(ctx, 3, (int64_t[]){B, T, nh}, -4, 1, 7, &fail);
+            tensor al = rand_tensor(ctx, 1, (int64_t[]){nh}, -4, 0.7f, 8, &fail);
+            tensor D = rand_tensor(ctx, 1, (int64_t[]){nh}, 0.5f, 1.5f, 9, &fail);
+            tensor conv_out = {0}, y = {0}, y2 = {0}, fin = {0};
+            if (fail || tensor_alloc(ctx, &ts, TENSOR_I32, 1, &Ti) || tensor_upload(&ts, seg) ||
+                tensor_alloc_f32(ctx, &conv_out, 3, x.shape) || tensor_alloc_f32(ctx, &y, 3, xs.shape) ||
+                tensor_alloc_f32(ctx, &y2, 3, xs.shape) ||
+                tensor_alloc_f32(ctx, &fin, 4, ((int64_t[]){B, nh, p, N}))) {
+                rc = cli_error("bench ssm", "setup: %s", ctx->err);
+                goto next;
+            }
+            ssm_run r = {.ctx = ctx, .which = 1, .a = &x, .b = &w, .c = &ts, .d = &conv_out};
+            double t = bench_time(run, &r, 3, seconds);
+            if (t < 0) {
+                rc = cli_error("bench ssm", "conv1d: %s", ctx->err);
+                goto next;
+            }
+            record(out, ctx, "conv1d", "-", B, T, P, N, t, 2.0 * B * T * C * 4, copy_gbs, 0);
+            double bytes = 4.0 * B * T * (2 * E + 2 * GN + nh) + 4.0 * B * nh * p * N, seq_s = 0;
+            for (int path = OPS_SSM_SEQUENTIAL; path <= OPS_SSM_CHUNKED && !rc; path++) {
+                ssm_run sr = {ctx, 2, (ops_ssm_path)path, &xs, &bm, &cm, &dt, &al, &D, &ts,
+                              path == OPS_SSM_SEQUENTIAL ? &y : &y2, &fin, .G = G};
+                t = bench_time(run, &sr, 3, seconds);
+                if (t < 0) {
+                    rc = cli_error("bench ssm", "scan: %s", ctx->err);
+                    break;
+                }
+                if (path == OPS_SSM_SEQUENTIAL) seq_s = t;
+                record(out, ctx, "ssm_scan", ops_ssm_path_name((ops_ssm_path)path), B, T, P, N, t, bytes, copy_gbs,
+                       path == OPS_SSM_CHUNKED ? seq_s / t : 0);
+            }
+            if (!rc) { /* the two paths must agree; a benchmark of wrong answers is worthless */
+                size_t n = (size_t)B * T * E;
+                float *a = malloc(n * 4), *b2 = malloc(n * 4);
+                double md = 0, mx = 0;
+                if (a && b2 && !tensor_download(&y, a) && !tensor_download(&y2, b2))
+                    for (size_t i = 0; i < n; i++) md = fmax(md, fabs(a[i] - b2[i])), mx = fmax(mx, fabs(a[i]));
+                printf("%-12s max |seq - chunked| = %.2e (max |y| = %.2f)\n", "", md, mx);
+                free(a), free(b2);
+            }
+        next:
+            free(seg);
+            tensor *all[] = {&ts, &x, &w, &xs, &bm, &cm, &dt, &al, &D, &conv_out, &y, &y2, &fin};
+            for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) tensor_free(all[i]);
+        }
+        free(pl);
+    }
+    free(tl);
+
+    if (!rc) { /* decode: one token per sequence, the per-layer state update of one SSM */
+        fail = 0;
+        int32_t *zr = calloc((size_t)B, sizeof *zr);
+        tensor x = rand_tensor(ctx, 2, (int64_t[]){B, C}, -1, 1, 2, &fail), w = rand_tensor(ctx, 2, (int64_t[]){C, W}, -1, 1, 3, &fail);
+        tensor cst = rand_tensor(ctx, 3, (int64_t[]){B, W - 1, C}, -1, 1, 4, &fail);
+        tensor xs = rand_tensor(ctx, 2, (int64_t[]){B, E}, -1, 1, 5, &fail), bm = rand_tensor(ctx, 2, (int64_t[]){B, GN}, -1, 1, 6, &fail);
+        tensor dt = rand_tensor(ctx, 2, (int64_t[]){B, nh}, -4, 1, 7, &fail), al = rand_tensor(ctx, 1, (int64_t[]){nh}, -4, 0.7f, 8, &fail);
+        tensor D = rand_tensor(ctx, 1, (int64_t[]){nh}, 0.5f, 1.5f, 9, &fail);
+        tensor st = rand_tensor(ctx, 4, (int64_t[]){B, nh, p, N}, -1, 1, 10, &fail);
+        tensor o1 = rand_tensor(ctx, 2, (int64_t[]){B, C}, 0, 1, 11, &fail), o2 = rand_tensor(ctx, 2, (int64_t[]){B, E}, 0, 1, 12, &fail);
+        tensor rs = {0};
+        if (fail || tensor_alloc(ctx, &rs, TENSOR_I32, 1, (int64_t[]){B}) || tensor_upload(&rs, zr)) {
+            rc = cli_error("bench ssm", "decode setup: %s", ctx->err);
+        } else {
+            ssm_run r1 = {.ctx = ctx, .which = 3, .a = &x, .b = &w, .c = &cst, .d = &rs, .e = &o1};
+            double t1 = bench_time(run, &r1, 10, seconds);
+            record(out, ctx, "conv1d_step", "-", B, 1, 0, N, t1, 4.0 * B * (2 * C + 2 * (W - 1) * C), copy_gbs, 0);
+            ssm_run r2 = {ctx, 4, OPS_SSM_AUTO, &xs, &bm, &bm, &dt, &al, &D, &rs, &st, &o2, .G = G};
+            double t2 = bench_time(run, &r2, 10, seconds);
+            record(out, ctx, "ssm_step", "-", B, 1, 0, N, t2, 4.0 * B * (2 * E + 2 * GN + nh + 2 * nh * p * N), copy_gbs, 0);
+            if (t1 < 0 || t2 < 0) rc = cli_error("bench ssm", "decode: %s", ctx->err);
+        }
+        free(zr);
+        tensor *all[] = {&x, &w, &cst, &xs, &bm, &dt, &al, &D, &st, &o1, &o2, &rs};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) tensor_free(all[i]);
+    }
+    if (!rc && json && bench_write_json(out, json)) rc = cli_error("bench ssm", "cannot write %s", json);
+    cJSON_Delete(out);
+    attamba_context_destroy(ctx);
+    return rc;
+}

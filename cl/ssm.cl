@@ -1,0 +1,223 @@
+/* ssm.cl: the Mamba-2 SSM scan of the K/V SSM (SPEC 3.1) with state restarts at segment starts.
+ * Compiled with -DSSM_N=<state size>: a work-item keeps one row S[pi, 0..N-1] of a head's state in
+ * private memory, and every loop over N has that compile-time trip count.
+ * Work-items are numbered (b, block, head, pi) with pi fastest: neighbours read neighbouring xs/y
+ * floats and share the same Bm/Cm row (one group of heads).
+ * Inputs xs, Bm, Cm, dt_raw may have strided rows (column slices of a wider projection).
+ *
+ * Two prefill paths over blocks of Q tokens:
+ *  - sequential (mode 0): the work-item of block k scans, token by token, every segment that STARTS
+ *    in block k to its end (possibly far beyond the block). Parallel over segments; one launch.
+ *  - chunked (mode 1 + ssm_pass + ssm_fix): each block is scanned from a zero state (restarting at
+ *    starts inside it), its end state and its total decay are stored; ssm_pass carries states across
+ *    blocks (E_k = S_k + decay_k E_{k-1}); ssm_fix adds the carried state's contribution to the
+ *    block's tokens before its first segment start. Parallel over blocks even inside one segment. */
+
+#ifndef SSM_N
+#error "compile with -DSSM_N=<state size>"
+#endif
+
+#define SSM_IN_ARGS                                                                                   \
+    __global const float *xs, int xo, int x_rs, int x_bs, __global const float *Bm, int bo, int b_rs,   \
+        int b_bs, __global const float *Cm, int co, int c_rs, int c_bs, __global const float *dtr, int dto, \
+        int dt_rs, int dt_bs, __global const float *dt_bias, int dbo, int has_bias,                    \
+        __global const float *A_log, int ao, __global const float *D, int Do
+
+inline float ssm_softplus(float v) { return v > 20.0f ? v : log1p(exp(v)); }
+
+/* dt of (b, t, h): softplus(dt_raw + bias). */
+#define SSM_DT(b, t, h) ssm_softplus(dtr[dto + (b) * dt_bs + (t) * dt_rs + (h)] + bias)
+
+/* A state row is SSM_N8 float8 vectors plus SSM_NT scalars: the vector part is explicit because PoCL
+ * cannot vectorise across work-items whose token loops differ in length. */
+#define SSM_N8 (SSM_N / 8)
+#define SSM_NT (SSM_N % 8)
+#define SSM_ROW(S8, St) float8 S8[SSM_N8 > 0 ? SSM_N8 : 1]; float St[SSM_NT > 0 ? SSM_NT : 1]
+
+inline float ssm_hsum(float8 v) {
+    float4 a = v.lo + v.hi;
+    float2 b = a.lo + a.hi;
+    return b.x + b.y;
+}
+
+inline void ssm_load(float8 *S8, float *St, __global const float *src) {
+    for (int j = 0; j < SSM_N8; j++) S8[j] = vload8(j, src);
+    for (int j = 0; j < SSM_NT; j++) St[j] = src[SSM_N8 * 8 + j];
+}
+
+inline void ssm_zero(float8 *S8, float *St) {
+    for (int j = 0; j < SSM_N8; j++) S8[j] = (float8)(0.0f);
+    for (int j = 0; j < SSM_NT; j++) St[j] = 0.0f;
+}
+
+inline void ssm_store(const float8 *S8, const float *St, __global float *dst) {
+    for (int j = 0; j < SSM_N8; j++) vstore8(S8[j], j, dst);
+    for (int j = 0; j < SSM_NT; j++) dst[SSM_N8 * 8 + j] = St[j];
+}
+
+/* One token: S = decay * S + u B; returns S . C. decay == 0 restarts the state. */
+inline float ssm_token(float8 *S8, float *St, float decay, float u, __global const float *Bt,
+                       __global const float *Ct) {
+    float8 acc8 = (float8)(0.0f);
+    for (int j = 0; j < SSM_N8; j++) {
+        S8[j] = decay * S8[j] + u * vload8(j, Bt);
+        acc8 += S8[j] * vload8(j, Ct);
+    }
+    float acc = ssm_hsum(acc8);
+    for (int j = 0; j < SSM_NT; j++) {
+        St[j] = decay * St[j] + u * Bt[SSM_N8 * 8 + j];
+        acc += St[j] * Ct[SSM_N8 * 8 + j];
+    }
+    return acc;
+}
+
+/* S *= decay; returns S . C (the carried state's contribution in ssm_fix). */
+inline float ssm_decay_dot(float8 *S8, float *St, float decay, __global const float *Ct) {
+    float8 acc8 = (float8)(0.0f);
+    for (int j = 0; j < SSM_N8; j++) {
+        S8[j] *= decay;
+        acc8 += S8[j] * vload8(j, Ct);
+    }
+    float acc = ssm_hsum(acc8);
+    for (int j = 0; j < SSM_NT; j++) {
+        St[j] *= decay;
+        acc += St[j] * Ct[SSM_N8 * 8 + j];
+    }
+    return acc;
+}
+
+/* dt and exp(dt A) of every (b, t, h) once, instead of once per channel of the head. */
+__kernel void ssm_dt(__global float2 *dd, __global const float *dtr, int dto, int dt_rs, int dt_bs,
+                     __global const float *dt_bias, int dbo, int has_bias, __global const float *A_log, int ao,
+                     int B, int T, int nh) {
+    int i = get_global_id(0);
+    if (i >= B * T * nh) return;
+    int h = i % nh, bt = i / nh, t = bt % T, b = bt / T;
+    float bias = has_bias ? dt_bias[dbo + h] : 0.0f;
+    float dt = SSM_DT(b, t, h);
+    dd[i] = (float2)(dt, exp(-dt * exp(A_log[ao + h])));
+}
+
+/* Scans blocks of Q tokens; see the header for the two modes.
+ * mode 0: st = final_state [B,nh,p,N] (written by whoever scans token T-1 when want_final).
+ * mode 1: st = block end states [B,nblk,nh,p,N], dec = block decays [B,nblk,nh]. */
+__kernel void ssm_scan_blocks(__global float *y, int yo, SSM_IN_ARGS, __global const float2 *dd,
+                              __global const int *seg, int so,
+                              __global float *st, int sto, __global float *dec, int deo, int B, int T, int nh,
+                              int p, int hpg, int Q, int nblk, int mode, int want_final) {
+    int gid = get_global_id(0);
+    if (gid >= B * nblk * nh * p) return;
+    int pi = gid % p, r = gid / p;
+    int h = r % nh;
+    r /= nh;
+    int k = r % nblk, b = r / nblk;
+    int E = nh * p, g = h / hpg;
+    float a = -exp(A_log[ao + h]), dh = D[Do + h];
+    int t0 = k * Q, t1 = min(T, t0 + Q);
+    SSM_ROW(S8, St);
+    ssm_zero(S8, St);
+
+    int t = t0, end = t1;
+    if (mode == 0) {
+        /* skip the tail of a segment begun in an earlier block; run past t1 to our last segment's end */
+        while (t < t1 && seg[so + t] != t) t++;
+        if (t == t1) return;
+        end = t1;
+        while (end < T && seg[so + end] != end) end++;
+    }
+    float logdec = 0.0f;
+    int cont = 1;
+    for (; t < end; t++) {
+        float2 d = dd[(b * T + t) * nh + h];
+        int restart = seg[so + t] == t;
+        cont &= !restart;
+        logdec += d.x * a;
+        float xv = xs[xo + b * x_bs + t * x_rs + h * p + pi];
+        float acc = ssm_token(S8, St, restart ? 0.0f : d.y, d.x * xv, Bm + bo + b * b_bs + t * b_rs + g * SSM_N,
+                              Cm + co + b * c_bs + t * c_rs + g * SSM_N);
+        y[yo + (b * T + t) * E + h * p + pi] = acc + dh * xv;
+    }
+    if (mode == 0) {
+        if (end == T && want_final) {
+            ssm_store(S8, St, st + sto + ((b * nh + h) * p + pi) * SSM_N);
+        }
+        return;
+    }
+    /* the end state is needed when the segment runs on into the next block, or for final_state */
+    int need = t1 < T ? seg[so + t1] != t1 : want_final;
+    if (need) {
+        ssm_store(S8, St, st + sto + (((b * nblk + k) * nh + h) * p + pi) * SSM_N);
+    }
+    if (pi == 0) dec[deo + (b * nblk + k) * nh + h] = cont ? exp(logdec) : 0.0f;
+}
+
+/* Carries states across blocks: one work-item per (b, h, pi, n), sequential over blocks. Block k's
+ * stored state becomes E_k = S_k + decay_k E_{k-1} (only where someone reads it); E of the last
+ * block is the final state. */
+__kernel void ssm_pass(__global float *st, int sto, __global const float *dec, int deo, __global const int *seg,
+                       int so, __global float *fin, int fo, int B, int T, int nh, int p, int Q, int nblk,
+                       int want_final) {
+    int gid = get_global_id(0);
+    if (gid >= B * nh * p * SSM_N) return;
+    int n = gid % SSM_N, r = gid / SSM_N;
+    int pi = r % p;
+    r /= p;
+    int h = r % nh, b = r / nh;
+    float carry = 0.0f;
+    for (int k = 0; k < nblk; k++) {
+        int t1 = (k + 1) * Q;
+        int need = t1 < T ? seg[so + t1] != t1 : want_final;
+        if (!need) {
+            carry = 0.0f; /* the next block starts a segment: nothing flows on */
+            continue;
+        }
+        float f = dec[deo + (b * nblk + k) * nh + h];
+        int i = sto + (((b * nblk + k) * nh + h) * p + pi) * SSM_N + n;
+        float e = st[i] + f * carry;
+        if (f != 0.0f) st[i] = e;
+        carry = e;
+    }
+    if (want_final) fin[fo + gid] = carry;
+}
+
+/* Adds the carried state E_{k-1} to block k's tokens before its first segment start. */
+__kernel void ssm_fix(__global float *y, int yo, SSM_IN_ARGS, __global const float2 *dd, __global const int *seg,
+                      int so,
+                      __global const float *st, int sto, int B, int T, int nh, int p, int hpg, int Q, int nblk) {
+    int gid = get_global_id(0);
+    if (gid >= B * (nblk - 1) * nh * p) return;
+    int pi = gid % p, r = gid / p;
+    int h = r % nh;
+    r /= nh;
+    int k = 1 + r % (nblk - 1), b = r / (nblk - 1);
+    int t0 = k * Q, t1 = min(T, t0 + Q), E = nh * p, g = h / hpg;
+    if (seg[so + t0] == t0) return;
+    SSM_ROW(S8, St);
+    ssm_load(S8, St, st + sto + (((b * nblk + k - 1) * nh + h) * p + pi) * SSM_N);
+    for (int t = t0; t < t1 && seg[so + t] != t; t++)
+        y[yo + (b * T + t) * E + h * p + pi] +=
+            ssm_decay_dot(S8, St, dd[(b * T + t) * nh + h].y, Cm + co + b * c_bs + t * c_rs + g * SSM_N);
+}
+
+/* Decode: one token per sequence; one work-item per (b, h, pi), state row updated in place. */
+__kernel void ssm_step(__global float *y, int yo, SSM_IN_ARGS, __global const int *restart, int ro,
+                       __global float *st, int sto, int B, int nh, int p, int hpg) {
+    int gid = get_global_id(0);
+    if (gid >= B * nh * p) return;
+    int pi = gid % p, r = gid / p;
+    int h = r % nh, b = r / nh, g = h / hpg;
+    float a = -exp(A_log[ao + h]), bias = has_bias ? dt_bias[dbo + h] : 0.0f;
+    int rs = restart[ro + b] != 0;
+    __global float *row = st + sto + gid * SSM_N;
+    SSM_ROW(S8, St);
+    if (rs) /* a restart ignores the stored state, whatever it holds */
+        ssm_zero(S8, St);
+    else
+        ssm_load(S8, St, row);
+    float dt = ssm_softplus(dtr[dto + b * dt_rs + h] + bias);
+    float xv = xs[xo + b * x_rs + h * p + pi];
+    float acc = ssm_token(S8, St, rs ? 0.0f : exp(dt * a), dt * xv, Bm + bo + b * b_rs + g * SSM_N,
+                          Cm + co + b * c_rs + g * SSM_N);
+    ssm_store(S8, St, row);
+    y[yo + gid] = acc + D[Do + h] * xv;
+}

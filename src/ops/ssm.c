@@ -1,0 +1,330 @@
+/* The K/V-SSM kernels (SPEC 3.1): argument checks, path choice, launches of cl/conv1d.cl and cl/ssm.cl. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ssm.h"
+
+enum { SSM_MAX_N = 256, SEQ_BLOCK = 16, CHUNK_BLOCK = 64 };
+
+/* An input whose rows may be strided: buffer, offset, row stride, batch stride (elements). */
+typedef struct {
+    cl_mem mem;
+    cl_int off, rs, bs;
+} ssm_in;
+
+static attamba_status expect_rows(rt_ctx *ctx, const char *op, const char *name, const tensor *t, int ndim,
+                                  const int64_t *shape, ssm_in *o) {
+    char have[96];
+    if (!t || !t->buf) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: %s is an empty tensor", op, name);
+    int ok = t->dtype == TENSOR_F32 && t->ndim == ndim;
+    for (int d = 0; ok && d < ndim; d++) ok = t->shape[d] == shape[d];
+    if (!ok) {
+        char want[96];
+        size_t u = (size_t)snprintf(want, sizeof want, "[");
+        for (int d = 0; d < ndim && u < sizeof want; d++)
+            u += (size_t)snprintf(want + u, sizeof want - u, d ? ", %lld" : "%lld", (long long)shape[d]);
+        if (u < sizeof want) snprintf(want + u, sizeof want - u, "] f32");
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: %s must be %s, got %s", op, name, want,
+                       tensor_describe(t, have, sizeof have));
+    }
+    int64_t rs = t->stride[ndim - 2], bs = ndim == 3 ? t->stride[0] : 0;
+    if ((t->stride[ndim - 1] != 1 && shape[ndim - 1] > 1) || rs < shape[ndim - 1] || bs < 0)
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: %s %s needs contiguous rows (last dim adjacent)", op, name,
+                       tensor_describe(t, have, sizeof have));
+    o->mem = t->buf->mem;
+    o->off = (cl_int)t->offset;
+    o->rs = (cl_int)rs;
+    o->bs = (cl_int)bs;
+    return ATTAMBA_OK;
+}
+
+static attamba_status expect_i32(rt_ctx *ctx, const char *op, const char *name, const tensor *t, int64_t n) {
+    return ops_expect(ctx, op, name, t, TENSOR_I32, 1, &n);
+}
+
+/* ---------------------------------------------------------------------------------------------- conv1d */
+
+attamba_status ops_conv1d(rt_ctx *ctx, const tensor *x, const tensor *w, const tensor *seg_start, int silu,
+                          tensor *out) {
+    const char *op = "ops_conv1d";
+    char d[96];
+    if (!x || !x->buf || !w || !w->buf) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: x and w are required", op);
+    if (x->ndim != 3)
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: x must be [B, T, C], got %s", op, tensor_describe(x, d, sizeof d));
+    if (w->ndim != 2 || w->shape[0] != x->shape[2] || w->shape[1] < 1)
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: w must be [C=%lld, W>=1], got %s", op, (long long)x->shape[2],
+                       tensor_describe(w, d, sizeof d));
+    int64_t B = x->shape[0], T = x->shape[1], C = x->shape[2], W = w->shape[1];
+    ssm_in xi;
+    RT_TRY(expect_rows(ctx, op, "x", x, 3, x->shape, &xi));
+    RT_TRY(ops_expect(ctx, op, "w", w, TENSOR_F32, 2, w->shape));
+    RT_TRY(expect_i32(ctx, op, "seg_start", seg_start, T));
+    RT_TRY(ops_expect(ctx, op, "out", out, TENSOR_F32, 3, (int64_t[]){B, T, C}));
+    if (out->buf == x->buf)
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: out must not share x's buffer (taps read earlier rows)", op);
+    rt_arg args[] = {RT_MEM(out->buf->mem), RT_I32(out->offset), RT_MEM(xi.mem),  RT_I32(xi.off),
+                     RT_I32(xi.rs),         RT_I32(xi.bs),       RT_MEM(w->buf->mem), RT_I32(w->offset),
+                     RT_MEM(seg_start->buf->mem), RT_I32(seg_start->offset), RT_I32(B), RT_I32(T),
+                     RT_I32(C),             RT_I32(W),           RT_I32(silu != 0)};
+    return ops_launch_1d(ctx, "conv1d", "", "conv1d_f32", B * T * C, (int)CORE_LEN(args), args);
+}
+
+attamba_status ops_conv1d_step(rt_ctx *ctx, const tensor *x, const tensor *w, tensor *state, const tensor *restart,
+                               int silu, tensor *out) {
+    const char *op = "ops_conv1d_step";
+    char d[96];
+    if (!x || !x->buf || !w || !w->buf) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: x and w are required", op);
+    if (x->ndim != 2)
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: x must be [B, C], got %s", op, tensor_describe(x, d, sizeof d));
+    if (w->ndim != 2 || w->shape[0] != x->shape[1] || w->shape[1] < 1)
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: w must be [C=%lld, W>=1], got %s", op, (long long)x->shape[1],
+                       tensor_describe(w, d, sizeof d));
+    int64_t B = x->shape[0], C = x->shape[1], W = w->shape[1];
+    ssm_in xi;
+    RT_TRY(expect_rows(ctx, op, "x", x, 2, x->shape, &xi));
+    RT_TRY(ops_expect(ctx, op, "w", w, TENSOR_F32, 2, w->shape));
+    if (W > 1) {
+        if (!state) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: state is required when W > 1", op);
+        RT_TRY(ops_expect(ctx, op, "state", state, TENSOR_F32, 3, (int64_t[]){B, W - 1, C}));
+    }
+    RT_TRY(expect_i32(ctx, op, "restart", restart, B));
+    RT_TRY(ops_expect(ctx, op, "out", out, TENSOR_F32, 2, (int64_t[]){B, C}));
+    /* W == 1 has no window; the kernel never touches state, any buffer will do for the argument */
+    const tensor *st = W > 1 ? state : out;
+    rt_arg args[] = {RT_MEM(out->buf->mem), RT_I32(out->offset), RT_MEM(xi.mem),   RT_I32(xi.off),
+                     RT_I32(xi.rs),         RT_MEM(w->buf->mem), RT_I32(w->offset), RT_MEM(st->buf->mem),
+                     RT_I32(st->offset),    RT_MEM(restart->buf->mem), RT_I32(restart->offset), RT_I32(B),
+                     RT_I32(C),             RT_I32(W),           RT_I32(silu != 0)};
+    return ops_launch_1d(ctx, "conv1d", "", "conv1d_step_f32", B * C, (int)CORE_LEN(args), args);
+}
+
+/* ------------------------------------------------------------------------------------------- ssm */
+
+/* The inputs every SSM kernel takes (SSM_IN_ARGS in cl/ssm.cl), held here so the rt_arg pointers
+ * stay valid until the launch. */
+typedef struct {
+    ssm_in xs, Bm, Cm, dt;
+    cl_mem bias_mem, A_mem, D_mem;
+    cl_int bias_off, has_bias, A_off, D_off;
+    int64_t B, T, nh, p, G, N;   /* T = 1 for the decode step */
+} ssm_inputs;
+
+enum { SSM_N_IN_ARGS = 23 };
+
+static void in_args(const ssm_inputs *in, rt_arg *a) {
+    const ssm_in *v[4] = {&in->xs, &in->Bm, &in->Cm, &in->dt};
+    int k = 0;
+    for (int i = 0; i < 4; i++) {
+        a[k++] = RT_MEM(v[i]->mem);
+        a[k++] = (rt_arg){sizeof(cl_int), &v[i]->off};
+        a[k++] = (rt_arg){sizeof(cl_int), &v[i]->rs};
+        a[k++] = (rt_arg){sizeof(cl_int), &v[i]->bs};
+    }
+    a[k++] = RT_MEM(in->bias_mem);
+    a[k++] = (rt_arg){sizeof(cl_int), &in->bias_off};
+    a[k++] = (rt_arg){sizeof(cl_int), &in->has_bias};
+    a[k++] = RT_MEM(in->A_mem);
+    a[k++] = (rt_arg){sizeof(cl_int), &in->A_off};
+    a[k++] = RT_MEM(in->D_mem);
+    a[k++] = (rt_arg){sizeof(cl_int), &in->D_off};
+}
+
+/* Shapes of the scan (step = 0: xs [B,T,nh*p]...) or the step (step = 1: xs [B,nh*p]...). */
+static attamba_status check_inputs(rt_ctx *ctx, const char *op, int step, const tensor *xs, const tensor *Bm,
+                                   const tensor *Cm, const tensor *dt_raw, const tensor *dt_bias,
+                                   const tensor *A_log, const tensor *D, int n_groups, ssm_inputs *in) {
+    char d[96];
+    int nd = step ? 2 : 3;
+    if (!xs || !xs->buf || !Bm || !Bm->buf || !Cm || !Cm->buf || !dt_raw || !dt_raw->buf || !A_log || !A_log->buf ||
+        !D || !D->buf)
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: xs, Bm, Cm, dt_raw, A_log and D are required", op);
+    if (A_log->ndim != 1 || A_log->shape[0] < 1)
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: A_log must be [nh], got %s", op, tensor_describe(A_log, d, sizeof d));
+    if (xs->ndim != nd || Bm->ndim != nd)
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: xs and Bm must be %s, got %s and %s", op,
+                       step ? "[B, width]" : "[B, T, width]", tensor_describe(xs, d, sizeof d),
+                       tensor_describe(Bm, d + 48, sizeof d - 48));
+    int64_t nh = A_log->shape[0], B = xs->shape[0], T = step ? 1 : xs->shape[1], E = xs->shape[nd - 1];
+    int64_t GN = Bm->shape[nd - 1];
+    if (E % nh)
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: xs width %lld is not a multiple of nh = %lld (A_log)", op,
+                       (long long)E, (long long)nh);
+    if (n_groups < 1 || nh % n_groups)
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: n_groups = %d must divide nh = %lld", op, n_groups,
+                       (long long)nh);
+    if (GN % n_groups || GN < n_groups)
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: Bm width %lld is not a positive multiple of n_groups = %d", op,
+                       (long long)GN, n_groups);
+    int64_t N = GN / n_groups;
+    if (N > SSM_MAX_N)
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG,
+                       "%s: state size N = %lld is above %d (a state row lives in private memory)", op,
+                       (long long)N, SSM_MAX_N);
+    int64_t sx[3] = {B, T, E}, sb[3] = {B, T, GN}, st[3] = {B, T, nh};
+    if (step) sx[1] = E, sb[1] = GN, st[1] = nh;
+    RT_TRY(expect_rows(ctx, op, "xs", xs, nd, sx, &in->xs));
+    RT_TRY(expect_rows(ctx, op, "Bm", Bm, nd, sb, &in->Bm));
+    RT_TRY(expect_rows(ctx, op, "Cm", Cm, nd, sb, &in->Cm));
+    RT_TRY(expect_rows(ctx, op, "dt_raw", dt_raw, nd, st, &in->dt));
+    RT_TRY(ops_expect(ctx, op, "A_log", A_log, TENSOR_F32, 1, &nh));
+    RT_TRY(ops_expect(ctx, op, "D", D, TENSOR_F32, 1, &nh));
+    if (dt_bias) RT_TRY(ops_expect(ctx, op, "dt_bias", dt_bias, TENSOR_F32, 1, &nh));
+    /* without a bias the kernel still needs a valid buffer argument; it never reads it */
+    in->bias_mem = dt_bias ? dt_bias->buf->mem : A_log->buf->mem;
+    in->bias_off = dt_bias ? (cl_int)dt_bias->offset : 0;
+    in->has_bias = dt_bias != NULL;
+    in->A_mem = A_log->buf->mem;
+    in->A_off = (cl_int)A_log->offset;
+    in->D_mem = D->buf->mem;
+    in->D_off = (cl_int)D->offset;
+    in->B = B, in->T = T, in->nh = nh, in->p = E / nh, in->G = n_groups, in->N = N;
+    return ATTAMBA_OK;
+}
+
+static int aliases(const tensor *out, const tensor *in) { return in && in->buf && out->buf == in->buf; }
+
+const char *ops_ssm_path_name(ops_ssm_path path) {
+    switch (path) {
+    case OPS_SSM_AUTO: return "auto";
+    case OPS_SSM_SEQUENTIAL: return "sequential";
+    case OPS_SSM_CHUNKED: return "chunked";
+    }
+    return NULL;
+}
+
+ops_ssm_path ops_ssm_choose_path(const rt_ctx *ctx, int64_t rows, int64_t T, int64_t longest_segment) {
+    if (longest_segment <= 0 || longest_segment > T) longest_segment = T;
+    /* a sequential work-item walks at most SEQ_BLOCK + its segment; the chunked critical path is
+     * ~2 blocks + T/block steps of the state pass, so short segments always favour one launch */
+    if (longest_segment <= 4 * CHUNK_BLOCK) return OPS_SSM_SEQUENTIAL;
+    int64_t items = rows * ((T + longest_segment - 1) / longest_segment);
+    /* enough independent scans to fill the device: a CPU core needs a few, a GPU compute unit
+     * hundreds to hide memory latency */
+    int per_cu = (ctx->dev.info.type & ATTAMBA_DEVICE_CPU) ? 16 : 256;
+    return items >= (int64_t)ctx->dev.info.compute_units * per_cu ? OPS_SSM_SEQUENTIAL : OPS_SSM_CHUNKED;
+}
+
+static ops_ssm_path env_path(void) {
+    const char *e = getenv("ATTAMBA_SSM_PATH");
+    if (e && (!strcmp(e, "seq") || !strcmp(e, "sequential"))) return OPS_SSM_SEQUENTIAL;
+    if (e && !strcmp(e, "chunked")) return OPS_SSM_CHUNKED;
+    return OPS_SSM_AUTO;
+}
+
+attamba_status ops_ssm_scan_with(rt_ctx *ctx, ops_ssm_path path, int block, const tensor *xs, const tensor *Bm,
+                                 const tensor *Cm, const tensor *dt_raw, const tensor *dt_bias, const tensor *A_log,
+                                 const tensor *D, const tensor *seg_start, int n_groups, tensor *y,
+                                 tensor *final_state) {
+    const char *op = "ops_ssm_scan";
+    ssm_inputs in;
+    RT_TRY(check_inputs(ctx, op, 0, xs, Bm, Cm, dt_raw, dt_bias, A_log, D, n_groups, &in));
+    int64_t B = in.B, T = in.T, nh = in.nh, p = in.p, N = in.N;
+    RT_TRY(expect_i32(ctx, op, "seg_start", seg_start, T));
+    RT_TRY(ops_expect(ctx, op, "y", y, TENSOR_F32, 3, (int64_t[]){B, T, nh * p}));
+    if (final_state) RT_TRY(ops_expect(ctx, op, "final_state", final_state, TENSOR_F32, 4, (int64_t[]){B, nh, p, N}));
+    if (aliases(y, xs) || aliases(y, Bm) || aliases(y, Cm) || aliases(y, dt_raw))
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: y must not share a buffer with xs, Bm, Cm or dt_raw", op);
+    if (path != OPS_SSM_AUTO && path != OPS_SSM_SEQUENTIAL && path != OPS_SSM_CHUNKED)
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: unknown path %d", op, (int)path);
+    if (path == OPS_SSM_AUTO) path = env_path();
+    if (path == OPS_SSM_AUTO) path = ops_ssm_choose_path(ctx, B * nh * p, T, T);
+    if (block <= 0) block = path == OPS_SSM_SEQUENTIAL ? SEQ_BLOCK : CHUNK_BLOCK;
+    int64_t nblk = (T + block - 1) / block;
+
+    char opts[32];
+    snprintf(opts, sizeof opts, "-DSSM_N=%d", (int)N);
+    cl_mem fin_mem = final_state ? final_state->buf->mem : y->buf->mem;
+    cl_int fin_off = final_state ? (cl_int)final_state->offset : 0, want_final = final_state != NULL;
+    cl_int hpg = (cl_int)(nh / in.G);
+    /* scratch: (dt, exp(dt A)) per (b, t, h); chunked adds block end states and block decays */
+    tensor dd = {0}, states = {0}, dec = {0};
+    attamba_status s = tensor_alloc_f32(ctx, &dd, 1, (int64_t[]){B * T * nh * 2});
+    if (!s && path == OPS_SSM_CHUNKED) s = tensor_alloc_f32(ctx, &states, 1, (int64_t[]){B * nblk * nh * p * N});
+    if (!s && path == OPS_SSM_CHUNKED) s = tensor_alloc_f32(ctx, &dec, 1, (int64_t[]){B * nblk * nh});
+    if (!s) {
+        rt_arg da[] = {RT_MEM(dd.buf->mem), RT_MEM(in.dt.mem), (rt_arg){sizeof(cl_int), &in.dt.off},
+                       (rt_arg){sizeof(cl_int), &in.dt.rs}, (rt_arg){sizeof(cl_int), &in.dt.bs}, RT_MEM(in.bias_mem),
+                       (rt_arg){sizeof(cl_int), &in.bias_off}, (rt_arg){sizeof(cl_int), &in.has_bias},
+                       RT_MEM(in.A_mem), (rt_arg){sizeof(cl_int), &in.A_off}, RT_I32(B), RT_I32(T), RT_I32(nh)};
+        s = ops_launch_1d(ctx, "ssm", opts, "ssm_dt", B * T * nh, (int)CORE_LEN(da), da);
+    }
+    if (s) goto done;
+    rt_arg a[48];
+    int k = 0;
+    a[k++] = RT_MEM(y->buf->mem);
+    a[k++] = RT_I32(y->offset);
+    in_args(&in, a + k);
+    k += SSM_N_IN_ARGS;
+    a[k++] = RT_MEM(dd.buf->mem);
+    a[k++] = RT_MEM(seg_start->buf->mem);
+    a[k++] = RT_I32(seg_start->offset);
+
+    if (path == OPS_SSM_SEQUENTIAL) {
+        /* st = final_state; dec unused (any buffer) */
+        a[k++] = RT_MEM(fin_mem), a[k++] = (rt_arg){sizeof(cl_int), &fin_off};
+        a[k++] = RT_MEM(y->buf->mem), a[k++] = RT_I32(0);
+        a[k++] = RT_I32(B), a[k++] = RT_I32(T), a[k++] = RT_I32(nh), a[k++] = RT_I32(p), a[k++] = RT_I32(hpg);
+        a[k++] = RT_I32(block), a[k++] = RT_I32(nblk), a[k++] = RT_I32(0), a[k++] = (rt_arg){sizeof(cl_int), &want_final};
+        s = ops_launch_1d(ctx, "ssm", opts, "ssm_scan_blocks", B * nblk * nh * p, k, a);
+        goto done;
+    }
+    int k0 = k;
+    a[k++] = RT_MEM(states.buf->mem), a[k++] = RT_I32(0);
+    a[k++] = RT_MEM(dec.buf->mem), a[k++] = RT_I32(0);
+    a[k++] = RT_I32(B), a[k++] = RT_I32(T), a[k++] = RT_I32(nh), a[k++] = RT_I32(p), a[k++] = RT_I32(hpg);
+    a[k++] = RT_I32(block), a[k++] = RT_I32(nblk), a[k++] = RT_I32(1), a[k++] = (rt_arg){sizeof(cl_int), &want_final};
+    s = ops_launch_1d(ctx, "ssm", opts, "ssm_scan_blocks", B * nblk * nh * p, k, a);
+    if (!s) {
+        rt_arg pa[] = {RT_MEM(states.buf->mem), RT_I32(0), RT_MEM(dec.buf->mem), RT_I32(0),
+                       RT_MEM(seg_start->buf->mem), RT_I32(seg_start->offset), RT_MEM(fin_mem),
+                       (rt_arg){sizeof(cl_int), &fin_off}, RT_I32(B), RT_I32(T), RT_I32(nh), RT_I32(p),
+                       RT_I32(block), RT_I32(nblk), (rt_arg){sizeof(cl_int), &want_final}};
+        s = ops_launch_1d(ctx, "ssm", opts, "ssm_pass", B * nh * p * N, (int)CORE_LEN(pa), pa);
+    }
+    if (!s && nblk > 1) {
+        /* ssm_fix: same leading arguments as ssm_scan_blocks, then the carried states */
+        k = k0;
+        a[k++] = RT_MEM(states.buf->mem), a[k++] = RT_I32(0);
+        a[k++] = RT_I32(B), a[k++] = RT_I32(T), a[k++] = RT_I32(nh), a[k++] = RT_I32(p), a[k++] = RT_I32(hpg);
+        a[k++] = RT_I32(block), a[k++] = RT_I32(nblk);
+        s = ops_launch_1d(ctx, "ssm", opts, "ssm_fix", B * (nblk - 1) * nh * p, k, a);
+    }
+done:
+    /* released now, freed by OpenCL once the queued kernels that use them have finished */
+    tensor_free(&dd);
+    tensor_free(&states);
+    tensor_free(&dec);
+    return s;
+}
+
+attamba_status ops_ssm_scan(rt_ctx *ctx, const tensor *xs, const tensor *Bm, const tensor *Cm, const tensor *dt_raw,
+                            const tensor *dt_bias, const tensor *A_log, const tensor *D, const tensor *seg_start,
+                            int n_groups, tensor *y, tensor *final_state) {
+    return ops_ssm_scan_with(ctx, OPS_SSM_AUTO, 0, xs, Bm, Cm, dt_raw, dt_bias, A_log, D, seg_start, n_groups, y,
+                             final_state);
+}
+
+attamba_status ops_ssm_step(rt_ctx *ctx, const tensor *xs, const tensor *Bm, const tensor *Cm, const tensor *dt_raw,
+                            const tensor *dt_bias, const tensor *A_log, const tensor *D, const tensor *restart,
+                            int n_groups, tensor *state, tensor *y) {
+    const char *op = "ops_ssm_step";
+    ssm_inputs in;
+    RT_TRY(check_inputs(ctx, op, 1, xs, Bm, Cm, dt_raw, dt_bias, A_log, D, n_groups, &in));
+    int64_t B = in.B, nh = in.nh, p = in.p, N = in.N;
+    RT_TRY(expect_i32(ctx, op, "restart", restart, B));
+    RT_TRY(ops_expect(ctx, op, "state", state, TENSOR_F32, 4, (int64_t[]){B, nh, p, N}));
+    RT_TRY(ops_expect(ctx, op, "y", y, TENSOR_F32, 2, (int64_t[]){B, nh * p}));
+    char opts[32];
+    snprintf(opts, sizeof opts, "-DSSM_N=%d", (int)N);
+    rt_arg a[40];
+    int k = 0;
+    a[k++] = RT_MEM(y->buf->mem);
+    a[k++] = RT_I32(y->offset);
+    in_args(&in, a + k);
+    k += SSM_N_IN_ARGS;
+    a[k++] = RT_MEM(restart->buf->mem), a[k++] = RT_I32(restart->offset);
+    a[k++] = RT_MEM(state->buf->mem), a[k++] = RT_I32(state->offset);
+    a[k++] = RT_I32(B), a[k++] = RT_I32(nh), a[k++] = RT_I32(p), a[k++] = RT_I32(nh / in.G);
+    return ops_launch_1d(ctx, "ssm", opts, "ssm_step", B * nh * p, k, a);
+}

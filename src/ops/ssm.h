@@ -1,0 +1,57 @@
+/* ssm.h: the Mamba-2 K/V-SSM kernels of Attamba (SPEC 3.1), forward: the causal depthwise conv1d
+ * with segment restarts and the chunk-wise SSM scan, each with a single-token decode step.
+ * f32 throughout. Outputs and states are contiguous; the inputs x (conv), xs, Bm, Cm and dt_raw may
+ * also be row-strided views (a column slice of a wider projection: the last dim contiguous, any
+ * row and batch stride), which saves a copy after the input projection. seg_start is the i32 [T]
+ * tensor of docs/ops.md (the first position of each token's segment); restart is i32 [B]. */
+#ifndef ATTAMBA_OPS_SSM_H
+#define ATTAMBA_OPS_SSM_H
+
+#include "ops.h"
+
+/* out[b,t,c] = (silu?)(sum_{j=0..W-1} w[c*W + j] * x[b, t-(W-1)+j, c]) where taps before seg_start[t]
+ * (or before 0) count as zero. x [B,T,C], w [C,W], seg_start i32 [T], out [B,T,C]. */
+attamba_status ops_conv1d(rt_ctx *ctx, const tensor *x, const tensor *w, const tensor *seg_start, int silu,
+                          tensor *out);
+/* Decode: x [B,C] one token per sequence; state [B,W-1,C] holds the previous W-1 inputs (oldest first),
+ * updated in place (NULL allowed when W == 1); restart i32 [B]: nonzero when this token starts a new
+ * segment (the state is treated as zeros). out [B,C]. */
+attamba_status ops_conv1d_step(rt_ctx *ctx, const tensor *x, const tensor *w, tensor *state, const tensor *restart,
+                               int silu, tensor *out);
+
+/* SSM scan. xs [B,T,nh*p], Bm [B,T,G*N], Cm [B,T,G*N], dt_raw [B,T,nh], dt_bias [nh] or NULL, A_log [nh],
+ * D [nh], seg_start i32 [T]. Head h uses group h / (nh/G). dt = softplus(dt_raw + dt_bias), A = -exp(A_log);
+ * per head inside a segment (state S [p,N] = 0 at the segment's first token):
+ *   S_t = exp(dt_t*A) S_{t-1} + dt_t xs_t Bm_t^T ;  y_t = S_t Cm_t + D xs_t.
+ * y [B,T,nh*p] (must not alias an input). final_state [B,nh,p,N] or NULL: the state after token T-1. */
+attamba_status ops_ssm_scan(rt_ctx *ctx, const tensor *xs, const tensor *Bm, const tensor *Cm, const tensor *dt_raw,
+                            const tensor *dt_bias, const tensor *A_log, const tensor *D, const tensor *seg_start,
+                            int n_groups, tensor *y, tensor *final_state);
+/* Decode: one token per sequence: xs [B,nh*p], Bm/Cm [B,G*N], dt_raw [B,nh]; restart i32 [B]; state
+ * [B,nh,p,N] in/out; y [B,nh*p]. */
+attamba_status ops_ssm_step(rt_ctx *ctx, const tensor *xs, const tensor *Bm, const tensor *Cm, const tensor *dt_raw,
+                            const tensor *dt_bias, const tensor *A_log, const tensor *D, const tensor *restart,
+                            int n_groups, tensor *state, tensor *y);
+
+/* The two prefill scan paths (cl/ssm.cl):
+ * SEQUENTIAL: one work-item per (batch, segment, head, channel) scans its whole segment token by token;
+ *   one launch, no scratch. Best when segments are short (P up to a few hundred).
+ * CHUNKED: blocks of `block` tokens are scanned in parallel from zero states, block end states are
+ *   carried across blocks, then each block's head (the tokens before its first segment start) gets
+ *   the carried state's contribution. Three launches and a scratch of B*ceil(T/block)*nh*p*N floats;
+ *   parallel over blocks even inside one long segment (P >= T: pure Mamba-2).
+ * AUTO: $ATTAMBA_SSM_PATH (seq|chunked) if set, else ops_ssm_choose_path with the longest segment
+ *   taken as T (the op does not read seg_start back: that would stall the queue). */
+typedef enum { OPS_SSM_AUTO = 0, OPS_SSM_SEQUENTIAL = 1, OPS_SSM_CHUNKED = 2 } ops_ssm_path;
+/* block <= 0 picks the default block for the path (16 sequential, 64 chunked). */
+attamba_status ops_ssm_scan_with(rt_ctx *ctx, ops_ssm_path path, int block, const tensor *xs, const tensor *Bm,
+                                 const tensor *Cm, const tensor *dt_raw, const tensor *dt_bias, const tensor *A_log,
+                                 const tensor *D, const tensor *seg_start, int n_groups, tensor *y,
+                                 tensor *final_state);
+/* The path for a scan of `rows` = B*nh*p independent channels over T tokens whose longest segment has
+ * `longest_segment` tokens (callers that know their boundaries pass the real figure). Sequential when
+ * segments are short or when the sequential path alone has enough work-items for the device. */
+ops_ssm_path ops_ssm_choose_path(const rt_ctx *ctx, int64_t rows, int64_t T, int64_t longest_segment);
+const char *ops_ssm_path_name(ops_ssm_path path);
+
+#endif

@@ -1,0 +1,532 @@
+/* The K/V-SSM kernels (conv1d, SSM scan, their decode steps) against src/ref, property tests of the
+ * reference itself, prefill == token-by-token decode, and refused arguments.
+ * Tolerances: the kernels accumulate in f32, the reference in double. conv1d sums W <= 4 products:
+ * 1e-5 relative + 1e-6 absolute. The scan sums up to T decayed terms of N products per token, so its
+ * error grows with the output's scale: every scan comparison uses rtol 2e-4 and atol 2e-5 * max|ref|
+ * (measured worst cases are ~10x below this). Two kernel paths differ only in summation order
+ * and get the same bound. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/boundaries.h"
+#include "ops/ssm.h"
+#include "ref/ref_ssm.h"
+#include "testutil.h"
+
+/* ------------------------------------------------------------------------------------------ helpers */
+
+static tensor i32_tensor(int64_t n, const int32_t *host) {
+    tensor t;
+    tu_ok(tensor_alloc(tu_ctx(), &t, TENSOR_I32, 1, &n));
+    tu_ok(tensor_upload(&t, host));
+    return t;
+}
+
+/* A row view of token t of a [B,T,C] tensor as [B,C] (row stride T*C); not owned, never freed. */
+static tensor token_view(const tensor *full, int64_t t) {
+    tensor v = *full;
+    v.ndim = 2;
+    v.shape[0] = full->shape[0];
+    v.shape[1] = full->shape[2];
+    v.stride[0] = full->shape[1] * full->shape[2];
+    v.stride[1] = 1;
+    v.offset = full->offset + t * full->shape[2];
+    return v;
+}
+
+enum { SEG_UNIFORM, SEG_CYCLIC, SEG_RANDOM, SEG_EXPLICIT, SEG_ONE };
+
+typedef struct {
+    int kind, P;
+} seg_case;
+
+static const int64_t explicit_b[] = {0, 2, 3, 40, 41, 90};
+
+static boundary_spec spec_of(seg_case s) {
+    boundary_spec b = {.chunk = s.P};
+    switch (s.kind) {
+    case SEG_UNIFORM: b.strategy = BOUNDARY_UNIFORM; break;
+    case SEG_CYCLIC: b.strategy = BOUNDARY_CYCLIC; break;
+    case SEG_RANDOM: b.strategy = BOUNDARY_RANDOM, b.seed = 7; break;
+    default:
+        b.strategy = BOUNDARY_EXPLICIT, b.positions = explicit_b;
+        b.n_positions = (int)(sizeof explicit_b / sizeof explicit_b[0]);
+    }
+    return b;
+}
+
+/* seg_start of layer 3 of 8 (so cyclic is really shifted); SEG_ONE = one segment over all of T,
+ * which no boundary set gives (0 is always a boundary): the pure Mamba-2 case. */
+static int32_t *make_segs(seg_case s, int T) {
+    int32_t *seg = malloc((size_t)T * sizeof *seg);
+    ck_assert_ptr_nonnull(seg);
+    if (s.kind == SEG_ONE) {
+        memset(seg, 0, (size_t)T * sizeof *seg);
+        return seg;
+    }
+    boundary_spec b = spec_of(s);
+    int64_t *pos = malloc((size_t)T * sizeof *pos);
+    int64_t nb = boundary_positions(&b, 3, 8, T, pos, T);
+    ck_assert_int_ge(nb, 1);
+    boundary_segment_starts(pos, nb, T, seg);
+    for (int t = 0; t < T; t++) /* the decode steps' restart flag, as the model derives it */
+        ck_assert_int_eq(seg[t] == t, t == 0 || boundary_is_boundary(&b, 3, 8, t - 1));
+    free(pos);
+    return seg;
+}
+
+static double max_abs(const float *x, int64_t n) {
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs(x[i]));
+    return m;
+}
+
+#define SCAN_RTOL 2e-4
+#define SCAN_ATOL(ref, n) (2e-5 * max_abs((ref), (n)) + 1e-6)
+
+/* ------------------------------------------------------------------------------------------- conv1d */
+
+typedef struct {
+    int B, T, C, W, silu;
+    seg_case seg;
+} conv_case;
+
+static const conv_case conv_cases[] = {
+    {1, 1, 1, 4, 1, {SEG_UNIFORM, 4}},    {2, 37, 5, 4, 1, {SEG_UNIFORM, 5}},   {1, 50, 64, 4, 0, {SEG_CYCLIC, 8}},
+    {3, 33, 3, 3, 1, {SEG_UNIFORM, 1}},   {2, 91, 17, 4, 1, {SEG_RANDOM, 6}},   {1, 100, 9, 2, 0, {SEG_EXPLICIT, 0}},
+    {2, 20, 8, 1, 1, {SEG_CYCLIC, 3}},    {1, 60, 12, 4, 1, {SEG_ONE, 0}},
+};
+
+START_TEST(conv1d_matches_reference_and_restarts_at_segment_starts) {
+    const conv_case *cc = &conv_cases[_i];
+    rt_ctx *ctx = tu_ctx();
+    int64_t n = (int64_t)cc->B * cc->T * cc->C;
+    float *x = tu_random(n, 100 + (uint64_t)_i, -2, 2), *w = tu_random((int64_t)cc->C * cc->W, 200 + (uint64_t)_i, -1, 1);
+    float *want = malloc((size_t)n * sizeof *want);
+    int32_t *seg = make_segs(cc->seg, cc->T);
+    tensor tx = tu_tensor(3, ((int64_t[]){cc->B, cc->T, cc->C}), x), tw = tu_tensor(2, ((int64_t[]){cc->C, cc->W}), w);
+    tensor ts = i32_tensor(cc->T, seg), out = tu_zeros(3, tx.shape);
+    tu_ok(ops_conv1d(ctx, &tx, &tw, &ts, cc->silu, &out));
+    ref_conv1d(cc->B, cc->T, cc->C, cc->W, x, w, seg, cc->silu, want);
+    float *got = tu_download(&out);
+    tu_assert_close(got, want, n, 1e-5, 1e-6, "conv1d");
+    /* the window really restarts: the first token of a segment sees only itself */
+    for (int t = 0; t < cc->T; t++)
+        if (seg[t] == t && !cc->silu)
+            for (int c = 0; c < cc->C; c++)
+                ck_assert_float_eq_tol(got[(int64_t)t * cc->C + c], w[c * cc->W + cc->W - 1] * x[(int64_t)t * cc->C + c],
+                                       1e-5f);
+
+    /* decode: stepping token by token from a zero window gives the prefill rows */
+    tensor state = {0}, restart = {0}, o1 = tu_zeros(2, ((int64_t[]){cc->B, cc->C}));
+    if (cc->W > 1) state = tu_zeros(3, ((int64_t[]){cc->B, cc->W - 1, cc->C}));
+    int32_t *r = malloc((size_t)cc->B * sizeof *r);
+    tu_ok(tensor_alloc(ctx, &restart, TENSOR_I32, 1, ((int64_t[]){cc->B})));
+    float *steps = malloc((size_t)n * sizeof *steps), *row = malloc((size_t)cc->B * cc->C * sizeof *row);
+    for (int t = 0; t < cc->T; t++) {
+        for (int b = 0; b < cc->B; b++) r[b] = seg[t] == t;
+        tu_ok(tensor_upload(&restart, r));
+        tensor xt = token_view(&tx, t);
+        tu_ok(ops_conv1d_step(ctx, &xt, &tw, cc->W > 1 ? &state : NULL, &restart, cc->silu, &o1));
+        tu_ok(tensor_download(&o1, row));
+        for (int b = 0; b < cc->B; b++)
+            memcpy(steps + ((int64_t)b * cc->T + t) * cc->C, row + (int64_t)b * cc->C, (size_t)cc->C * sizeof *row);
+    }
+    tu_assert_close(steps, got, n, 1e-5, 1e-6, "conv1d_step vs conv1d");
+    free(steps), free(row), free(r), free(got), free(want), free(seg), free(x), free(w);
+    tensor_free(&tx), tensor_free(&tw), tensor_free(&ts), tensor_free(&out), tensor_free(&state);
+    tensor_free(&restart), tensor_free(&o1);
+}
+END_TEST
+
+START_TEST(conv1d_step_matches_reference_with_mixed_restarts) {
+    rt_ctx *ctx = tu_ctx();
+    int B = 3, C = 10, W = 4;
+    float *x = tu_random(B * C, 1, -2, 2), *w = tu_random(C * W, 2, -1, 1), *st = tu_random(B * (W - 1) * C, 3, -1, 1);
+    int32_t r[3] = {0, 1, 0};
+    float want[30];
+    tensor tx = tu_tensor(2, ((int64_t[]){B, C}), x), tw = tu_tensor(2, ((int64_t[]){C, W}), w);
+    tensor ts = tu_tensor(3, ((int64_t[]){B, W - 1, C}), st), tr = i32_tensor(B, r), out = tu_zeros(2, tx.shape);
+    tu_ok(ops_conv1d_step(ctx, &tx, &tw, &ts, &tr, 1, &out));
+    ref_conv1d_step(B, C, W, x, w, st, r, 1, want);
+    float *got = tu_download(&out), *gst = tu_download(&ts);
+    tu_assert_close(got, want, B * C, 1e-5, 1e-6, "conv1d_step");
+    tu_assert_close(gst, st, B * (W - 1) * C, 0, 0, "conv1d_step state");
+    free(got), free(gst), free(x), free(w), free(st);
+    tensor_free(&tx), tensor_free(&tw), tensor_free(&ts), tensor_free(&tr), tensor_free(&out);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------------------------ scan */
+
+typedef struct {
+    int B, T, nh, p, G, N, bias;
+    seg_case seg;
+} scan_case;
+
+static const scan_case scan_cases[] = {
+    {1, 37, 1, 8, 1, 32, 1, {SEG_UNIFORM, 5}},   /* one head, T not a multiple of P */
+    {2, 50, 4, 4, 2, 128, 0, {SEG_CYCLIC, 8}},   /* G > 1, batch, N = 128, no bias */
+    {1, 33, 2, 6, 1, 7, 1, {SEG_UNIFORM, 1}},    /* P = 1, odd N */
+    {2, 70, 4, 8, 4, 32, 1, {SEG_UNIFORM, 500}}, /* P >= T */
+    {3, 91, 2, 5, 1, 13, 0, {SEG_RANDOM, 6}},    /* random boundaries, odd p and N */
+    {1, 100, 8, 4, 2, 32, 1, {SEG_EXPLICIT, 0}}, /* explicit boundaries */
+    {1, 130, 2, 4, 1, 32, 0, {SEG_ONE, 0}},      /* one segment: pure Mamba-2 */
+};
+
+typedef struct {
+    int64_t nx, nb, nd;
+    float *xs, *Bm, *Cm, *dt, *bias, *A_log, *D, *y, *fin;
+    int32_t *seg;
+} scan_data;
+
+static scan_data make_data(const scan_case *c, uint64_t seed) {
+    scan_data d;
+    int E = c->nh * c->p, GN = c->G * c->N;
+    d.nx = (int64_t)c->B * c->T * E, d.nb = (int64_t)c->B * c->T * GN, d.nd = (int64_t)c->B * c->T * c->nh;
+    d.xs = tu_random(d.nx, seed, -1, 1);
+    d.Bm = tu_random(d.nb, seed + 1, -1, 1);
+    d.Cm = tu_random(d.nb, seed + 2, -1, 1);
+    d.dt = tu_random(d.nd, seed + 3, -4, 1); /* softplus: dt in ~[0.02, 1.3] */
+    d.bias = c->bias ? tu_random(c->nh, seed + 4, -1, 0.5f) : NULL;
+    /* A_log = log(U[0.01, 2]) as the reference initialises it */
+    d.A_log = tu_random(c->nh, seed + 5, 0.01f, 2.0f);
+    for (int h = 0; h < c->nh; h++) d.A_log[h] = logf(d.A_log[h]);
+    d.D = tu_random(c->nh, seed + 6, 0.5f, 1.5f);
+    d.y = malloc((size_t)d.nx * sizeof *d.y);
+    d.fin = malloc((size_t)c->B * c->nh * c->p * c->N * sizeof *d.fin);
+    d.seg = make_segs(c->seg, c->T);
+    ref_ssm_scan(c->B, c->T, c->nh, c->p, c->G, c->N, d.xs, d.Bm, d.Cm, d.dt, d.bias, d.A_log, d.D, d.seg, d.y, d.fin);
+    return d;
+}
+
+static void free_data(scan_data *d) {
+    free(d->xs), free(d->Bm), free(d->Cm), free(d->dt), free(d->bias), free(d->A_log), free(d->D), free(d->y);
+    free(d->fin), free(d->seg);
+}
+
+typedef struct {
+    tensor xs, Bm, Cm, dt, bias, A_log, D, seg, y, fin;
+} scan_dev;
+
+static scan_dev upload(const scan_case *c, const scan_data *d) {
+    scan_dev v = {0};
+    int64_t E = c->nh * c->p, GN = c->G * c->N, nh = c->nh;
+    v.xs = tu_tensor(3, ((int64_t[]){c->B, c->T, E}), d->xs);
+    v.Bm = tu_tensor(3, ((int64_t[]){c->B, c->T, GN}), d->Bm);
+    v.Cm = tu_tensor(3, ((int64_t[]){c->B, c->T, GN}), d->Cm);
+    v.dt = tu_tensor(3, ((int64_t[]){c->B, c->T, nh}), d->dt);
+    if (d->bias) v.bias = tu_tensor(1, &nh, d->bias);
+    v.A_log = tu_tensor(1, &nh, d->A_log);
+    v.D = tu_tensor(1, &nh, d->D);
+    v.seg = i32_tensor(c->T, d->seg);
+    v.y = tu_zeros(3, v.xs.shape);
+    v.fin = tu_zeros(4, ((int64_t[]){c->B, nh, c->p, c->N}));
+    return v;
+}
+
+static void free_dev(scan_dev *v) {
+    tensor *all[] = {&v->xs, &v->Bm, &v->Cm, &v->dt, &v->bias, &v->A_log, &v->D, &v->seg, &v->y, &v->fin};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) tensor_free(all[i]);
+}
+
+static const tensor *bias_of(const scan_dev *v) { return v->bias.buf ? &v->bias : NULL; }
+
+/* The test's own oracle: token by token over the whole sequence, zeroing the state wherever
+ * seg_start says a segment begins; no segment bookkeeping at all. */
+static void naive_scan(const scan_case *c, const scan_data *d, float *y, float *fin) {
+    int E = c->nh * c->p, GN = c->G * c->N, hpg = c->nh / c->G, SN = c->p * c->N;
+    double *S = calloc((size_t)c->B * c->nh * SN, sizeof *S);
+    for (int t = 0; t < c->T; t++)
+        for (int b = 0; b < c->B; b++)
+            for (int h = 0; h < c->nh; h++) {
+                double *s = S + ((int64_t)b * c->nh + h) * SN;
+                int64_t bt = (int64_t)b * c->T + t;
+                double dt = d->dt[bt * c->nh + h] + (d->bias ? d->bias[h] : 0.0);
+                dt = dt > 20 ? dt : log(1.0 + exp(dt));
+                double decay = d->seg[t] == t ? 0.0 : exp(-dt * exp(d->A_log[h]));
+                const float *Bt = d->Bm + bt * GN + (h / hpg) * c->N, *Ct = d->Cm + bt * GN + (h / hpg) * c->N;
+                for (int i = 0; i < c->p; i++) {
+                    double xv = d->xs[bt * E + h * c->p + i], acc = 0;
+                    for (int n = 0; n < c->N; n++) {
+                        s[i * c->N + n] = decay * s[i * c->N + n] + dt * xv * Bt[n];
+                        acc += s[i * c->N + n] * Ct[n];
+                    }
+                    y[bt * E + h * c->p + i] = (float)(acc + d->D[h] * xv);
+                }
+            }
+    for (int64_t i = 0; i < (int64_t)c->B * c->nh * SN; i++) fin[i] = (float)S[i];
+    free(S);
+}
+
+/* The closed (SSD, quadratic) form: y_t = sum_{s in seg, s <= t} (C_t . B_s) exp(A sum_{r=s+1..t} dt_r)
+ * dt_s x_s + D x_t. Independent of any recurrence. */
+static void quadratic_scan(const scan_case *c, const scan_data *d, float *y) {
+    int E = c->nh * c->p, GN = c->G * c->N, hpg = c->nh / c->G;
+    for (int b = 0; b < c->B; b++)
+        for (int h = 0; h < c->nh; h++) {
+            double A = -exp(d->A_log[h]);
+            for (int t = 0; t < c->T; t++) {
+                int64_t bt = (int64_t)b * c->T + t;
+                for (int i = 0; i < c->p; i++) {
+                    double acc = d->D[h] * d->xs[bt * E + h * c->p + i], cum = 0; /* cum = A sum dt over (s, t] */
+                    for (int s = t; s >= d->seg[t]; s--) {
+                        int64_t bs = (int64_t)b * c->T + s;
+                        double dts = ref_softplus(d->dt[bs * c->nh + h] + (d->bias ? d->bias[h] : 0.0)), cb = 0;
+                        for (int n = 0; n < c->N; n++)
+                            cb += (double)d->Cm[bt * GN + (h / hpg) * c->N + n] * d->Bm[bs * GN + (h / hpg) * c->N + n];
+                        acc += cb * exp(cum) * dts * d->xs[bs * E + h * c->p + i];
+                        cum += A * dts;
+                    }
+                    y[bt * E + h * c->p + i] = (float)acc;
+                }
+            }
+        }
+}
+
+START_TEST(reference_scan_equals_naive_recurrence_and_quadratic_form) {
+    const scan_case *c = &scan_cases[_i];
+    scan_data d = make_data(c, 1000 + 10 * (uint64_t)_i);
+    int64_t nf = (int64_t)c->B * c->nh * c->p * c->N;
+    float *y = malloc((size_t)d.nx * sizeof *y), *fin = malloc((size_t)nf * sizeof *fin);
+    naive_scan(c, &d, y, fin);
+    /* both in double: only the final rounding to float differs */
+    tu_assert_close(d.y, y, d.nx, 1e-6, 1e-6, "ref vs naive y");
+    tu_assert_close(d.fin, fin, nf, 1e-6, 1e-6, "ref vs naive final state");
+    quadratic_scan(c, &d, y);
+    tu_assert_close(d.y, y, d.nx, 1e-6, 1e-6 * max_abs(y, d.nx), "ref vs quadratic form");
+    free(y), free(fin);
+    free_data(&d);
+}
+END_TEST
+
+/* Each path with its default block and with blocks small enough that segments span many blocks. */
+static const struct {
+    ops_ssm_path path;
+    int block;
+} runs[] = {{OPS_SSM_AUTO, 0},       {OPS_SSM_SEQUENTIAL, 0}, {OPS_SSM_SEQUENTIAL, 1}, {OPS_SSM_SEQUENTIAL, 7},
+            {OPS_SSM_CHUNKED, 0},    {OPS_SSM_CHUNKED, 1},    {OPS_SSM_CHUNKED, 4},    {OPS_SSM_CHUNKED, 9}};
+
+START_TEST(scan_paths_match_reference_on_awkward_shapes) {
+    const scan_case *c = &scan_cases[_i];
+    rt_ctx *ctx = tu_ctx();
+    scan_data d = make_data(c, 2000 + 10 * (uint64_t)_i);
+    scan_dev v = upload(c, &d);
+    int64_t nf = (int64_t)c->B * c->nh * c->p * c->N;
+    float *first = NULL;
+    for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
+        tu_ok(tensor_fill(&v.y, NAN));
+        tu_ok(tensor_fill(&v.fin, NAN));
+        tu_ok(ops_ssm_scan_with(ctx, runs[r].path, runs[r].block, &v.xs, &v.Bm, &v.Cm, &v.dt, bias_of(&v), &v.A_log,
+                                &v.D, &v.seg, c->G, &v.y, &v.fin));
+        float *y = tu_download(&v.y), *fin = tu_download(&v.fin);
+        char what[96];
+        snprintf(what, sizeof what, "case %d, %s block %d: y", _i, ops_ssm_path_name(runs[r].path), runs[r].block);
+        tu_assert_close(y, d.y, d.nx, SCAN_RTOL, SCAN_ATOL(d.y, d.nx), what);
+        strcat(what, " final state");
+        tu_assert_close(fin, d.fin, nf, SCAN_RTOL, SCAN_ATOL(d.fin, nf), what);
+        if (!first) first = y;
+        else {
+            tu_assert_close(y, first, d.nx, SCAN_RTOL, SCAN_ATOL(d.y, d.nx), "paths agree");
+            free(y);
+        }
+        free(fin);
+    }
+    /* without final_state the outputs are the same */
+    tu_ok(ops_ssm_scan_with(ctx, OPS_SSM_CHUNKED, 4, &v.xs, &v.Bm, &v.Cm, &v.dt, bias_of(&v), &v.A_log, &v.D, &v.seg,
+                            c->G, &v.y, NULL));
+    float *y = tu_download(&v.y);
+    tu_assert_close(y, d.y, d.nx, SCAN_RTOL, SCAN_ATOL(d.y, d.nx), "chunked without final_state");
+    free(y), free(first);
+    free_dev(&v);
+    free_data(&d);
+}
+END_TEST
+
+/* Decode: stepping token by token (restart where a segment starts) from the state a prefill of the
+ * first T0 tokens leaves gives the full prefill's outputs and final state; T0 = 0 starts from zeros. */
+START_TEST(ssm_step_continues_a_prefill_exactly) {
+    const scan_case *c = &scan_cases[_i];
+    rt_ctx *ctx = tu_ctx();
+    scan_data d = make_data(c, 3000 + 10 * (uint64_t)_i);
+    scan_dev v = upload(c, &d);
+    int64_t E = c->nh * c->p, nf = (int64_t)c->B * c->nh * c->p * c->N;
+    int T0s[2] = {0, c->T / 2 + 1};
+    tensor yt = tu_zeros(2, ((int64_t[]){c->B, E})), restart;
+    tu_ok(tensor_alloc(ctx, &restart, TENSOR_I32, 1, ((int64_t[]){c->B})));
+    int32_t *r = malloc((size_t)c->B * sizeof *r);
+    float *ys = malloc((size_t)d.nx * sizeof *ys), *row = malloc((size_t)c->B * E * sizeof *row);
+    for (int k = 0; k < 2; k++) {
+        int T0 = T0s[k];
+        tu_ok(tensor_fill(&v.fin, 0.0));
+        if (T0 > 0) {
+            tensor px[4], ps;
+            tensor *full[4] = {&v.xs, &v.Bm, &v.Cm, &v.dt};
+            for (int i = 0; i < 4; i++) tu_ok(tensor_slice(full[i], 1, 0, T0, &px[i])); /* batch-strided views */
+            tu_ok(tensor_slice(&v.seg, 0, 0, T0, &ps));
+            tensor py;
+            tu_ok(tensor_alloc_f32(ctx, &py, 3, ((int64_t[]){c->B, T0, E})));
+            tu_ok(ops_ssm_scan_with(ctx, k ? OPS_SSM_CHUNKED : OPS_SSM_SEQUENTIAL, 4, &px[0], &px[1], &px[2], &px[3],
+                                    bias_of(&v), &v.A_log, &v.D, &ps, c->G, &py, &v.fin));
+            float *hy = tu_download(&py);
+            for (int b = 0; b < c->B; b++)
+                memcpy(ys + (int64_t)b * c->T * E, hy + (int64_t)b * T0 * E, (size_t)(T0 * E) * sizeof *hy);
+            free(hy);
+            tensor_free(&py), tensor_free(&ps);
+            for (int i = 0; i < 4; i++) tensor_free(&px[i]);
+        }
+        for (int t = T0; t < c->T; t++) {
+            for (int b = 0; b < c->B; b++) r[b] = d.seg[t] == t;
+            tu_ok(tensor_upload(&restart, r));
+            tensor xt = token_view(&v.xs, t), bt = token_view(&v.Bm, t), ct = token_view(&v.Cm, t);
+            tensor dtt = token_view(&v.dt, t);
+            tu_ok(ops_ssm_step(ctx, &xt, &bt, &ct, &dtt, bias_of(&v), &v.A_log, &v.D, &restart, c->G, &v.fin, &yt));
+            tu_ok(tensor_download(&yt, row));
+            for (int b = 0; b < c->B; b++)
+                memcpy(ys + ((int64_t)b * c->T + t) * E, row + (int64_t)b * E, (size_t)E * sizeof *row);
+        }
+        float *fin = tu_download(&v.fin);
+        tu_assert_close(ys, d.y, d.nx, SCAN_RTOL, SCAN_ATOL(d.y, d.nx), T0 ? "prefill + steps: y" : "steps: y");
+        tu_assert_close(fin, d.fin, nf, SCAN_RTOL, SCAN_ATOL(d.fin, nf), "steps: final state");
+        free(fin);
+    }
+    free(r), free(ys), free(row);
+    tensor_free(&yt), tensor_free(&restart);
+    free_dev(&v);
+    free_data(&d);
+}
+END_TEST
+
+START_TEST(ssm_step_matches_reference_with_mixed_restarts) {
+    rt_ctx *ctx = tu_ctx();
+    int B = 3, nh = 4, p = 3, G = 2, N = 9, E = nh * p;
+    float *x = tu_random(B * E, 1, -1, 1), *bm = tu_random(B * G * N, 2, -1, 1), *cm = tu_random(B * G * N, 3, -1, 1);
+    float *dt = tu_random(B * nh, 4, -3, 1), *al = tu_random(nh, 5, -2, 0.5f), *D = tu_random(nh, 6, 0, 1);
+    float *st = tu_random(B * nh * p * N, 7, -1, 1), *want = malloc((size_t)B * E * sizeof *want);
+    int32_t r[3] = {1, 0, 1};
+    int64_t nh64 = nh;
+    tensor tx = tu_tensor(2, ((int64_t[]){B, E}), x), tb = tu_tensor(2, ((int64_t[]){B, G * N}), bm);
+    tensor tc = tu_tensor(2, ((int64_t[]){B, G * N}), cm), tdt = tu_tensor(2, ((int64_t[]){B, nh}), dt);
+    tensor ta = tu_tensor(1, &nh64, al), tD = tu_tensor(1, &nh64, D), tr = i32_tensor(B, r);
+    tensor ts = tu_tensor(4, ((int64_t[]){B, nh, p, N}), st), ty = tu_zeros(2, tx.shape);
+    tu_ok(ops_ssm_step(ctx, &tx, &tb, &tc, &tdt, NULL, &ta, &tD, &tr, G, &ts, &ty));
+    ref_ssm_step(B, nh, p, G, N, x, bm, cm, dt, NULL, al, D, r, st, want);
+    float *got = tu_download(&ty), *gst = tu_download(&ts);
+    /* one token: a dot product of N terms, so 1e-5 relative + 1e-5 absolute */
+    tu_assert_close(got, want, B * E, 1e-5, 1e-5, "ssm_step y");
+    tu_assert_close(gst, st, B * nh * p * N, 1e-5, 1e-5, "ssm_step state");
+    free(got), free(gst), free(x), free(bm), free(cm), free(dt), free(al), free(D), free(st), free(want);
+    tensor *all[] = {&tx, &tb, &tc, &tdt, &ta, &tD, &tr, &ts, &ty};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) tensor_free(all[i]);
+}
+END_TEST
+
+/* xs, Bm, Cm, dt_raw as column slices of one [B,T,F] projection (as x W_in produces them). */
+START_TEST(scan_and_conv_read_column_slices_of_a_projection) {
+    rt_ctx *ctx = tu_ctx();
+    const scan_case *c = &scan_cases[1];
+    scan_data d = make_data(c, 4000);
+    int64_t E = c->nh * c->p, GN = c->G * c->N, F = E + 2 * GN + c->nh + 3, BT = (int64_t)c->B * c->T;
+    float *proj = tu_random(BT * F, 9, -1, 1);
+    for (int64_t i = 0; i < BT; i++) {
+        memcpy(proj + i * F + 1, d.xs + i * E, (size_t)E * sizeof(float));
+        memcpy(proj + i * F + 1 + E, d.Bm + i * GN, (size_t)GN * sizeof(float));
+        memcpy(proj + i * F + 1 + E + GN, d.Cm + i * GN, (size_t)GN * sizeof(float));
+        memcpy(proj + i * F + 1 + E + 2 * GN, d.dt + i * c->nh, (size_t)c->nh * sizeof(float));
+    }
+    tensor tp = tu_tensor(3, ((int64_t[]){c->B, c->T, F}), proj), vx, vb, vc, vd;
+    tu_ok(tensor_slice(&tp, 2, 1, E, &vx));
+    tu_ok(tensor_slice(&tp, 2, 1 + E, GN, &vb));
+    tu_ok(tensor_slice(&tp, 2, 1 + E + GN, GN, &vc));
+    tu_ok(tensor_slice(&tp, 2, 1 + E + 2 * GN, c->nh, &vd));
+    scan_dev v = upload(c, &d);
+    for (int path = OPS_SSM_SEQUENTIAL; path <= OPS_SSM_CHUNKED; path++) {
+        tu_ok(ops_ssm_scan_with(ctx, (ops_ssm_path)path, 8, &vx, &vb, &vc, &vd, bias_of(&v), &v.A_log, &v.D, &v.seg,
+                                c->G, &v.y, &v.fin));
+        float *y = tu_download(&v.y);
+        tu_assert_close(y, d.y, d.nx, SCAN_RTOL, SCAN_ATOL(d.y, d.nx), "scan on column slices");
+        free(y);
+    }
+    /* conv over the xs slice */
+    float *w = tu_random(E * 4, 11, -1, 1), *want = malloc((size_t)d.nx * sizeof *want);
+    tensor tw = tu_tensor(2, ((int64_t[]){E, 4}), w), out = tu_zeros(3, ((int64_t[]){c->B, c->T, E}));
+    tu_ok(ops_conv1d(ctx, &vx, &tw, &v.seg, 1, &out));
+    ref_conv1d(c->B, c->T, (int)E, 4, d.xs, w, d.seg, 1, want);
+    float *got = tu_download(&out);
+    tu_assert_close(got, want, d.nx, 1e-5, 1e-6, "conv on a column slice");
+    free(got), free(want), free(w), free(proj);
+    tensor_free(&tw), tensor_free(&out), tensor_free(&vx), tensor_free(&vb), tensor_free(&vc), tensor_free(&vd);
+    tensor_free(&tp);
+    free_dev(&v);
+    free_data(&d);
+}
+END_TEST
+
+START_TEST(bad_arguments_are_refused_with_a_message) {
+    rt_ctx *ctx = tu_ctx();
+    int B = 2, T = 6, nh = 4, p = 2, G = 2, N = 8, E = nh * p;
+    tensor xs = tu_zeros(3, ((int64_t[]){B, T, E})), bm = tu_zeros(3, ((int64_t[]){B, T, G * N}));
+    tensor dt = tu_zeros(3, ((int64_t[]){B, T, nh})), al = tu_zeros(1, ((int64_t[]){nh})), D = tu_zeros(1, ((int64_t[]){nh}));
+    tensor y = tu_zeros(3, xs.shape), fin = tu_zeros(4, ((int64_t[]){B, nh, p, N}));
+    tensor odd = tu_zeros(3, ((int64_t[]){B, T, E + 1})), bad_al = tu_zeros(1, ((int64_t[]){3}));
+    tensor fseg = tu_zeros(1, ((int64_t[]){T})), big = tu_zeros(3, ((int64_t[]){B, T, G * 300}));
+    int32_t zs[8] = {0};
+    tensor seg = i32_tensor(T, zs), short_seg = i32_tensor(T - 1, zs), restart = i32_tensor(B, zs);
+
+#define REFUSED(expr, status, text)                                                                         \
+    do {                                                                                                    \
+        ck_assert_int_eq((expr), (status));                                                                 \
+        ck_assert_msg(strstr(ctx->err, (text)) != NULL, "message '%s' lacks '%s'", ctx->err, (text));         \
+    } while (0)
+    REFUSED(ops_ssm_scan(ctx, &odd, &bm, &bm, &dt, NULL, &al, &D, &seg, G, &y, NULL), ATTAMBA_ERR_SHAPE, "multiple of nh");
+    REFUSED(ops_ssm_scan(ctx, &xs, &bm, &bm, &dt, NULL, &bad_al, &D, &seg, 1, &y, NULL), ATTAMBA_ERR_SHAPE, "xs width");
+    REFUSED(ops_ssm_scan(ctx, &xs, &bm, &bm, &dt, NULL, &al, &D, &seg, 3, &y, NULL), ATTAMBA_ERR_INVALID_ARG, "n_groups");
+    REFUSED(ops_ssm_scan(ctx, &xs, &bm, &bm, &dt, NULL, &al, &D, &short_seg, G, &y, NULL), ATTAMBA_ERR_SHAPE, "seg_start");
+    REFUSED(ops_ssm_scan(ctx, &xs, &bm, &bm, &dt, NULL, &al, &D, &fseg, G, &y, NULL), ATTAMBA_ERR_SHAPE, "i32");
+    REFUSED(ops_ssm_scan(ctx, &xs, &bm, &bm, &dt, &D, &al, &D, &seg, G, &y, &y), ATTAMBA_ERR_SHAPE, "final_state");
+    REFUSED(ops_ssm_scan(ctx, &xs, &bm, &bm, &xs, NULL, &al, &D, &seg, G, &y, NULL), ATTAMBA_ERR_SHAPE, "dt_raw");
+    REFUSED(ops_ssm_scan(ctx, &xs, &bm, &bm, &dt, &fseg, &al, &D, &seg, G, &y, NULL), ATTAMBA_ERR_SHAPE, "dt_bias");
+    REFUSED(ops_ssm_scan(ctx, &xs, &bm, &bm, &dt, NULL, &al, &D, &seg, G, &xs, NULL), ATTAMBA_ERR_INVALID_ARG, "share");
+    REFUSED(ops_ssm_scan(ctx, NULL, &bm, &bm, &dt, NULL, &al, &D, &seg, G, &y, NULL), ATTAMBA_ERR_INVALID_ARG, "required");
+    REFUSED(ops_ssm_scan(ctx, &xs, &big, &big, &dt, NULL, &al, &D, &seg, G, &y, NULL), ATTAMBA_ERR_INVALID_ARG, "N = 300");
+    REFUSED(ops_ssm_scan_with(ctx, (ops_ssm_path)7, 0, &xs, &bm, &bm, &dt, NULL, &al, &D, &seg, G, &y, &fin),
+            ATTAMBA_ERR_INVALID_ARG, "path");
+    tensor x1 = token_view(&xs, 0), b1 = token_view(&bm, 0), d1 = token_view(&dt, 0);
+    REFUSED(ops_ssm_step(ctx, &x1, &b1, &b1, &d1, NULL, &al, &D, &restart, G, &y, &x1), ATTAMBA_ERR_SHAPE, "state");
+    REFUSED(ops_ssm_step(ctx, &x1, &b1, &b1, &d1, NULL, &al, &D, &seg, G, &fin, &x1), ATTAMBA_ERR_SHAPE, "restart");
+
+    tensor w = tu_zeros(2, ((int64_t[]){E, 4})), wbad = tu_zeros(2, ((int64_t[]){E + 1, 4}));
+    tensor cst = tu_zeros(3, ((int64_t[]){B, 3, E})), o2 = tu_zeros(2, ((int64_t[]){B, E}));
+    REFUSED(ops_conv1d(ctx, &xs, &wbad, &seg, 1, &y), ATTAMBA_ERR_SHAPE, "ops_conv1d: w");
+    REFUSED(ops_conv1d(ctx, &xs, &w, &short_seg, 1, &y), ATTAMBA_ERR_SHAPE, "seg_start");
+    REFUSED(ops_conv1d(ctx, &xs, &w, &seg, 1, &dt), ATTAMBA_ERR_SHAPE, "out");
+    REFUSED(ops_conv1d(ctx, &xs, &w, &seg, 1, &xs), ATTAMBA_ERR_INVALID_ARG, "share");
+    tensor x2 = token_view(&xs, 1);
+    REFUSED(ops_conv1d_step(ctx, &x2, &w, NULL, &restart, 1, &o2), ATTAMBA_ERR_INVALID_ARG, "state is required");
+    REFUSED(ops_conv1d_step(ctx, &x2, &w, &xs, &restart, 1, &o2), ATTAMBA_ERR_SHAPE, "state");
+    REFUSED(ops_conv1d_step(ctx, &x2, &w, &cst, &short_seg, 1, &o2), ATTAMBA_ERR_SHAPE, "restart");
+    tu_ok(ops_conv1d_step(ctx, &x2, &w, &cst, &restart, 1, &o2));
+    tensor *all[] = {&xs, &bm, &dt, &al, &D, &y, &fin, &odd, &bad_al, &fseg, &big, &seg, &short_seg, &restart, &w,
+                     &wbad, &cst, &o2};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) tensor_free(all[i]);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("ssm");
+    TCase *t = tcase_create("ssm");
+    tcase_set_timeout(t, 600);
+    int nconv = (int)(sizeof conv_cases / sizeof conv_cases[0]), nscan = (int)(sizeof scan_cases / sizeof scan_cases[0]);
+    tcase_add_loop_test(t, conv1d_matches_reference_and_restarts_at_segment_starts, 0, nconv);
+    tcase_add_test(t, conv1d_step_matches_reference_with_mixed_restarts);
+    tcase_add_loop_test(t, reference_scan_equals_naive_recurrence_and_quadratic_form, 0, nscan);
+    tcase_add_loop_test(t, scan_paths_match_reference_on_awkward_shapes, 0, nscan);
+    tcase_add_loop_test(t, ssm_step_continues_a_prefill_exactly, 0, nscan);
+    tcase_add_test(t, ssm_step_matches_reference_with_mixed_restarts);
+    tcase_add_test(t, scan_and_conv_read_column_slices_of_a_projection);
+    tcase_add_test(t, bad_arguments_are_refused_with_a_message);
+    suite_add_tcase(s, t);
+    return tu_run(s);
+}
