@@ -1,0 +1,256 @@
+/* attention.cl: causal / sliding / compressed (Attamba) attention, forward, f32.
+ * Options: -DDH=<head dim> -DBQ=<queries per work-group> -DTK=<keys per tile> -DUSE_LOCAL=0|1
+ *          (decode: -DWG=<work-items per (sequence, head)>).
+ *
+ * Prefill: a work-group is a block of BQ consecutive queries of one head of one sequence, one
+ * work-item per query. The keys a block needs are the union of its queries' keys, split in two:
+ *   phase A: keys every query of the block sees unmasked: all of [0, t0) for CAUSAL, the boundaries
+ *            before the first query's window (b < t0 - L) for COMPRESSED, none for SLIDING;
+ *   phase B: the dense range [t0 - L, t0 + BQ) (CAUSAL: [t0, t0 + BQ)) masked per query by the
+ *            SPEC 3.3 rule, a key of it being a boundary found by walking the sorted list along.
+ * So a query visits about #boundaries-before-its-window + L + BQ keys and no T x T mask exists.
+ * Keys come in tiles of TK: scores of the tile first, then one online-softmax rescale per tile.
+ * All trip counts depend only on the group (t0) and the data, never on the work-item, so the
+ * barriers of the __local variant sit in uniform loops, and PoCL can vectorise across work-items
+ * with the key rows as uniform (broadcast) loads. */
+#ifndef DH
+#define DH 64
+#endif
+#ifndef BQ
+#define BQ 16
+#endif
+#ifndef TK
+#define TK 8
+#endif
+#ifndef USE_LOCAL
+#define USE_LOCAL 0
+#endif
+#ifndef WG
+#define WG 16
+#endif
+
+#define ATTN_CAUSAL 0
+#define ATTN_SLIDING 1
+#define ATTN_COMPRESSED 2
+/* Running-max start: finite so that exp(m - m_new) never sees inf - inf. Masked keys get
+ * probability 0 explicitly, never through exp(-inf). */
+#define ATTN_NEG (-1e30f)
+
+/* Number of entries of the sorted list a[0..n) that are < x. */
+inline int attn_count_below(__global const int *a, int n, int x) {
+    int lo = 0, hi = n;
+    while (lo < hi) {
+        int mid = (lo + hi) >> 1;
+        if (a[mid] < x) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+/* One tile of TK keys for one query: scores, online-softmax update of (m, l, acc).
+ * KAT(j, d) / VAT(j, d) read key/value j of the tile, ok[j] says whether the query sees it. */
+#define ATTN_TILE_UPDATE(KAT, VAT)                                            \
+    do {                                                                      \
+        float sc[TK];                                                         \
+        for (int j = 0; j < TK; j++) sc[j] = 0.0f;                            \
+        for (int d = 0; d < DH; d++) {                                        \
+            float qd = qv[d];                                                 \
+            for (int j = 0; j < TK; j++) sc[j] = fma(qd, KAT(j, d), sc[j]);   \
+        }                                                                     \
+        float mt = m;                                                         \
+        for (int j = 0; j < TK; j++)                                          \
+            if (ok[j]) mt = fmax(mt, sc[j]);                                  \
+        float corr = exp(m - mt), ls = 0.0f;                                  \
+        float p[TK];                                                          \
+        for (int j = 0; j < TK; j++) {                                        \
+            p[j] = ok[j] ? exp(sc[j] - mt) : 0.0f;                            \
+            ls += p[j];                                                       \
+        }                                                                     \
+        l = l * corr + ls;                                                    \
+        m = mt;                                                               \
+        for (int d = 0; d < DH; d++) {                                        \
+            float a = acc[d] * corr;                                          \
+            for (int j = 0; j < TK; j++) a = fma(p[j], VAT(j, d), a);         \
+            acc[d] = a;                                                       \
+        }                                                                     \
+    } while (0)
+
+#if USE_LOCAL
+/* The group loads the tile's rows into __local; the first barrier keeps the previous tile alive
+ * until every work-item is done with it. TK * DH need not be a multiple of BQ: no barrier inside. */
+#define ATTN_LOAD_TILE()                                                      \
+    do {                                                                      \
+        barrier(CLK_LOCAL_MEM_FENCE);                                         \
+        for (int e = lid; e < TK * DH; e += BQ) {                             \
+            int j_ = e / DH, d_ = e - j_ * DH;                                \
+            kt[e] = k[krow[j_] + d_];                                         \
+            vt[e] = v[krow[j_] + d_];                                         \
+        }                                                                     \
+        barrier(CLK_LOCAL_MEM_FENCE);                                         \
+    } while (0)
+#define KAT_(j, d) kt[(j) * DH + (d)]
+#define VAT_(j, d) vt[(j) * DH + (d)]
+#else
+#define ATTN_LOAD_TILE() do { } while (0)
+#define KAT_(j, d) k[krow[j] + (d)]
+#define VAT_(j, d) v[krow[j] + (d)]
+#endif
+
+/* q [B,T,H*DH], k/v [B,T,Hkv*DH], out [B,T,H*DH]; bnd: nbnd sorted boundary positions.
+ * window: L (CAUSAL: ignored). Global (ceil(T/BQ)*BQ, H, B), local (BQ, 1, 1). */
+__kernel __attribute__((reqd_work_group_size(BQ, 1, 1)))
+void attn_prefill(__global const float *q, int qo, __global const float *k, int ko,
+                  __global const float *v, int vo, __global float *out, int oo,
+                  __global const int *bnd, int bo, int nbnd, int T, int H, int Hkv, int mode, int window,
+                  float scale) {
+    const int lid = get_local_id(0);
+    const int t0 = get_group_id(0) * BQ;
+    const int h = get_global_id(1), b = get_global_id(2);
+    const int kvh = h / (H / Hkv);
+    const int qs = H * DH, ks = Hkv * DH;
+    /* Padding lanes of the last block compute a copy of the last query and never store it. */
+    const int t = min(t0 + lid, T - 1);
+    bnd += bo;
+    k += ko + b * T * ks + kvh * DH;
+    v += vo + b * T * ks + kvh * DH;
+    __global const float *qp = q + qo + (b * T + t) * qs + h * DH;
+#if USE_LOCAL
+    __local float kt[TK * DH], vt[TK * DH];
+#endif
+
+    float qv[DH], acc[DH];
+    for (int d = 0; d < DH; d++) {
+        qv[d] = qp[d] * scale;
+        acc[d] = 0.0f;
+    }
+    float m = ATTN_NEG, l = 0.0f;
+    int krow[TK], ok[TK];
+
+    /* Phase A: keys every query of the block sees. */
+    const int wlo = mode == ATTN_CAUSAL ? t0 : max(0, t0 - window);
+    const int na = mode == ATTN_CAUSAL ? t0
+                 : mode == ATTN_COMPRESSED ? attn_count_below(bnd, nbnd, wlo) : 0;
+    const int indirect = mode == ATTN_COMPRESSED;
+    for (int i0 = 0; i0 < na; i0 += TK) {
+        for (int j = 0; j < TK; j++) {
+            int i = min(i0 + j, na - 1);
+            krow[j] = (indirect ? bnd[i] : i) * ks;
+            ok[j] = i0 + j < na;
+        }
+        ATTN_LOAD_TILE();
+        ATTN_TILE_UPDATE(KAT_, VAT_);
+    }
+
+    /* Phase B: the block's window range, masked per query. bi walks the boundaries >= wlo. */
+    const int whi = min(T, t0 + BQ);
+    const int lwin = mode == ATTN_CAUSAL ? T : window;
+    int bi = mode == ATTN_COMPRESSED ? na : nbnd;
+    for (int s0 = wlo; s0 < whi; s0 += TK) {
+        for (int j = 0; j < TK; j++) {
+            int s = s0 + j;
+            int isb = 0;
+            if (s < whi) {
+                while (bi < nbnd && bnd[bi] < s) bi++;
+                isb = bi < nbnd && bnd[bi] == s;
+            }
+            krow[j] = min(s, whi - 1) * ks;
+            ok[j] = s < whi && s <= t && (t - s <= lwin || isb);
+        }
+        ATTN_LOAD_TILE();
+        ATTN_TILE_UPDATE(KAT_, VAT_);
+    }
+
+    if (t0 + lid < T) {
+        /* l >= 1: every query sees itself, the key at the running max contributing exp(0). */
+        float inv = 1.0f / l;
+        __global float *op = out + oo + (b * T + t) * qs + h * DH;
+        for (int d = 0; d < DH; d++) op[d] = acc[d] * inv;
+    }
+}
+
+/* Decode: one query per sequence at position pos[b]. kb/vb [B,cap,Hkv*DH] with positions
+ * bpos [B,cap] (increasing) and counts nb [B]; kr/vr [B,R,Hkv*DH] holding position p in slot
+ * p % R. The query sees ring positions max(0, pos-window)..pos and boundaries with
+ * bpos < pos - window. WG work-items per (sequence, head) split those keys into contiguous runs
+ * with an online softmax each, then merge through __local (one barrier, outside every loop).
+ * Global (WG, H, B), local (WG, 1, 1). */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void attn_decode(__global const float *q, int qo, __global const float *kb, int kbo,
+                 __global const float *vb, int vbo, __global const int *bpos, int bpo,
+                 __global const int *nbv, int nbo, __global const float *kr, int kro,
+                 __global const float *vr, int vro, __global const int *posv, int poso,
+                 __global float *out, int oo, int cap, int R, int H, int Hkv, int window, float scale) {
+    const int lid = get_local_id(0);
+    const int h = get_global_id(1), b = get_global_id(2);
+    const int kvh = h / (H / Hkv);
+    const int ks = Hkv * DH;
+    const int pos = posv[poso + b];
+    const int nb = clamp(nbv[nbo + b], 0, cap);      /* defensive: never read past the cache */
+    const int plo = max(0, pos - window);
+    /* Boundaries strictly before the window; the ones inside it are in the ring. */
+    const int nvis = attn_count_below(bpos + bpo + b * cap, nb, plo);
+    const int nring = min(pos - plo + 1, R);
+    const int n = nvis + nring;
+    kb += kbo + b * cap * ks + kvh * DH;
+    vb += vbo + b * cap * ks + kvh * DH;
+    kr += kro + b * R * ks + kvh * DH;
+    vr += vro + b * R * ks + kvh * DH;
+    __global const float *qp = q + qo + b * H * DH + h * DH;
+
+    float qv[DH], acc[DH];
+    for (int d = 0; d < DH; d++) {
+        qv[d] = qp[d] * scale;
+        acc[d] = 0.0f;
+    }
+    float m = ATTN_NEG, l = 0.0f;
+    const int per = (n + WG - 1) / WG;
+    const int lo = min(n, lid * per), hi = min(n, lo + per);
+    int ok[TK];
+    __global const float *kp[TK], *vp[TK];
+    for (int e0 = lo; e0 < hi; e0 += TK) {
+        for (int j = 0; j < TK; j++) {
+            int e = min(e0 + j, hi - 1);
+            ok[j] = e0 + j < hi;
+            if (e < nvis) {
+                kp[j] = kb + e * ks;
+                vp[j] = vb + e * ks;
+            } else {
+                int slot = (plo + e - nvis) % R;
+                kp[j] = kr + slot * ks;
+                vp[j] = vr + slot * ks;
+            }
+        }
+#define KAT_D(j, d) kp[j][d]
+#define VAT_D(j, d) vp[j][d]
+        ATTN_TILE_UPDATE(KAT_D, VAT_D);
+#undef KAT_D
+#undef VAT_D
+    }
+
+    __local float lm[WG], ll[WG], lacc[WG * DH];
+    lm[lid] = m;
+    ll[lid] = l;
+    for (int d = 0; d < DH; d++) lacc[lid * DH + d] = acc[d];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    float M = ATTN_NEG;
+    for (int w = 0; w < WG; w++) M = fmax(M, lm[w]);
+    float L = 0.0f;
+    for (int w = 0; w < WG; w++) L += ll[w] * exp(lm[w] - M);
+    float inv = 1.0f / L;
+    for (int d = lid; d < DH; d += WG) {
+        float a = 0.0f;
+        for (int w = 0; w < WG; w++) a += lacc[w * DH + d] * exp(lm[w] - M);
+        out[oo + b * H * DH + h * DH + d] = a * inv;
+    }
+}
+
+/* out[b, i, :] = src[b, idx[i], :]; src [B,T,C], idx [n], out [B,n,C]. Out-of-range indices are
+ * clamped into [0, T) so a bad list can never read outside src. Global B*n*C. */
+__kernel void attn_gather_rows(__global float *out, int oo, __global const float *src, int so,
+                               __global const int *idx, int io, int n, int T, int C, int total) {
+    int i = get_global_id(0);
+    if (i >= total) return;
+    int c = i % C, r = (i / C) % n, b = i / (C * n);
+    int row = clamp(idx[io + r], 0, T - 1);
+    out[oo + i] = src[so + (b * T + row) * C + c];
+}

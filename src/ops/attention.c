@@ -1,0 +1,187 @@
+/* Attention ops: prefill (causal / sliding / compressed), decode over boundary cache + ring,
+ * gather of boundary rows. Kernels in cl/attention.cl. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "attention.h"
+
+/* Private arrays of dh floats per work-item (q and the accumulator): beyond this they spill
+ * badly everywhere and the kernel is the wrong tool. */
+#define ATTN_MAX_DH 256
+
+static int is_gpu(const rt_ctx *ctx) { return ctx->dev.info.type == ATTAMBA_DEVICE_GPU; }
+
+static attamba_status check_heads(rt_ctx *ctx, const char *op, int n_heads, int n_kv_heads, int64_t width,
+                                  int *dh) {
+    if (n_heads < 1 || n_kv_heads < 1)
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: n_heads (%d) and n_kv_heads (%d) must be >= 1", op,
+                       n_heads, n_kv_heads);
+    if (n_heads % n_kv_heads)
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: n_heads (%d) must be a multiple of n_kv_heads (%d)", op,
+                       n_heads, n_kv_heads);
+    if (width % n_heads)
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: q width %lld is not a multiple of n_heads (%d)", op,
+                       (long long)width, n_heads);
+    *dh = (int)(width / n_heads);
+    if (*dh < 1 || *dh > ATTN_MAX_DH)
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: head dim %d outside [1, %d]", op, *dh, ATTN_MAX_DH);
+    return ATTAMBA_OK;
+}
+
+/* Downloads and checks the boundary list: 1-D i32, starts at 0, strictly increasing, < T. */
+static attamba_status check_boundaries(rt_ctx *ctx, const char *op, const tensor *bt, int64_t T, int *nb) {
+    if (!bt || !bt->buf)
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: COMPRESSED needs a boundaries tensor", op);
+    if (bt->ndim != 1 || bt->dtype != TENSOR_I32 || !tensor_is_contiguous(bt) || bt->shape[0] < 1) {
+        char have[96];
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: boundaries must be a contiguous non-empty [nb] i32, got %s",
+                       op, tensor_describe(bt, have, sizeof have));
+    }
+    if (bt->shape[0] > T)
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: %lld boundaries for %lld positions", op,
+                       (long long)bt->shape[0], (long long)T);
+    int n = (int)bt->shape[0];
+    int32_t *h = malloc((size_t)n * sizeof *h);
+    if (!h) return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "%s: no host memory for %d boundaries", op, n);
+    attamba_status s = tensor_download(bt, h);
+    if (s == ATTAMBA_OK && h[0] != 0)
+        s = rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: boundaries[0] is %d, position 0 must be a boundary", op,
+                    h[0]);
+    for (int i = 1; s == ATTAMBA_OK && i < n; i++)
+        if (h[i] <= h[i - 1])
+            s = rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG,
+                        "%s: boundaries not strictly increasing: [%d] = %d after [%d] = %d", op, i, h[i], i - 1,
+                        h[i - 1]);
+    if (s == ATTAMBA_OK && h[n - 1] >= T)
+        s = rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: boundary %d is not below T = %lld", op, h[n - 1],
+                    (long long)T);
+    free(h);
+    *nb = n;
+    return s;
+}
+
+attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v,
+                                          int n_heads, int n_kv_heads, const attn_mask *mask,
+                                          const attn_prefill_opts *opts, tensor *out) {
+    static const char *op = "ops_attention_prefill";
+    if (!mask) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: mask is NULL", op);
+    if (mask->mode != ATTN_CAUSAL && mask->mode != ATTN_SLIDING && mask->mode != ATTN_COMPRESSED)
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: unknown mask mode %d", op, (int)mask->mode);
+    if (mask->window < 0)
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: window %d < 0", op, mask->window);
+    if (!q || !q->buf) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: q is an empty tensor", op);
+    if (q->ndim != 3) {
+        char have[96];
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: q must be [B, T, H*dh], got %s", op,
+                       tensor_describe(q, have, sizeof have));
+    }
+    RT_TRY(ops_expect(ctx, op, "q", q, TENSOR_F32, 3, q->shape));
+    int dh;
+    RT_TRY(check_heads(ctx, op, n_heads, n_kv_heads, q->shape[2], &dh));
+    int64_t B = q->shape[0], T = q->shape[1];
+    int64_t kvshape[3] = {B, T, (int64_t)n_kv_heads * dh};
+    RT_TRY(ops_expect(ctx, op, "k", k, TENSOR_F32, 3, kvshape));
+    RT_TRY(ops_expect(ctx, op, "v", v, TENSOR_F32, 3, kvshape));
+    RT_TRY(ops_expect_same(ctx, op, "out", out, q));
+    int nb = 0;
+    if (mask->mode == ATTN_COMPRESSED) RT_TRY(check_boundaries(ctx, op, mask->boundaries, T, &nb));
+    if (B * T == 0) return ATTAMBA_OK;
+
+    int gpu = is_gpu(ctx);
+    int bq = opts && opts->block_q ? opts->block_q : gpu ? 64 : 16;
+    int tk = opts && opts->tile_k ? opts->tile_k : gpu ? 16 : 8;
+    int use_local = opts && opts->use_local ? opts->use_local == 1 : gpu;
+    if (bq < 1 || bq > 256 || tk < 1 || tk > 32)
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: block_q %d (1..256) or tile_k %d (1..32) out of range",
+                       op, bq, tk);
+    if ((size_t)bq > ctx->dev.info.max_work_group_size) bq = (int)ctx->dev.info.max_work_group_size;
+    /* Two TK x dh tiles must fit the device's local memory, else read keys from global. */
+    if (use_local && (uint64_t)2 * tk * dh * sizeof(float) > ctx->dev.info.local_mem_bytes) use_local = 0;
+
+    char options[96];
+    snprintf(options, sizeof options, "-DDH=%d -DBQ=%d -DTK=%d -DUSE_LOCAL=%d", dh, bq, tk, use_local);
+    cl_kernel kern;
+    RT_TRY(rt_kernel(ctx, "attention", options, "attn_prefill", &kern));
+    const tensor *bt = mask->mode == ATTN_COMPRESSED ? mask->boundaries : q; /* q: a buffer never read */
+    int64_t nblk = (T + bq - 1) / bq;
+    size_t global[3] = {(size_t)(nblk * bq), (size_t)n_heads, (size_t)B}, local[3] = {(size_t)bq, 1, 1};
+    rt_arg args[] = {RT_MEM(q->buf->mem), RT_I32(q->offset), RT_MEM(k->buf->mem), RT_I32(k->offset),
+                     RT_MEM(v->buf->mem), RT_I32(v->offset), RT_MEM(out->buf->mem), RT_I32(out->offset),
+                     RT_MEM(bt->buf->mem), RT_I32(mask->mode == ATTN_COMPRESSED ? bt->offset : 0), RT_I32(nb),
+                     RT_I32(T), RT_I32(n_heads), RT_I32(n_kv_heads), RT_I32(mask->mode), RT_I32(mask->window),
+                     RT_F32(1.0 / sqrt((double)dh))};
+    return rt_launch(ctx, kern, "attn_prefill", 3, global, local, (int)(sizeof args / sizeof args[0]), args);
+}
+
+attamba_status ops_attention_prefill(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v, int n_heads,
+                                     int n_kv_heads, const attn_mask *mask, tensor *out) {
+    return ops_attention_prefill_with(ctx, q, k, v, n_heads, n_kv_heads, mask, NULL, out);
+}
+
+attamba_status ops_gather_rows(rt_ctx *ctx, const tensor *src, const tensor *idx, tensor *out) {
+    static const char *op = "ops_gather_rows";
+    if (!src || !src->buf) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: src is an empty tensor", op);
+    if (!idx || !idx->buf) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: idx is an empty tensor", op);
+    if (src->ndim != 3 || idx->ndim != 1) {
+        char a[96], b[96];
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: src must be [B, T, C] and idx [n], got %s and %s", op,
+                       tensor_describe(src, a, sizeof a), tensor_describe(idx, b, sizeof b));
+    }
+    RT_TRY(ops_expect(ctx, op, "src", src, TENSOR_F32, 3, src->shape));
+    RT_TRY(ops_expect(ctx, op, "idx", idx, TENSOR_I32, 1, idx->shape));
+    int64_t B = src->shape[0], T = src->shape[1], C = src->shape[2], n = idx->shape[0];
+    RT_TRY(ops_expect(ctx, op, "out", out, TENSOR_F32, 3, (int64_t[]){B, n, C}));
+    int64_t total = B * n * C;
+    if (total == 0) return ATTAMBA_OK;
+    if (T == 0) return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: gathering %lld rows from an empty src", op,
+                               (long long)n);
+    rt_arg args[] = {RT_MEM(out->buf->mem), RT_I32(out->offset), RT_MEM(src->buf->mem), RT_I32(src->offset),
+                     RT_MEM(idx->buf->mem), RT_I32(idx->offset), RT_I32(n), RT_I32(T), RT_I32(C), RT_I32(total)};
+    return ops_launch_1d(ctx, "attention", "", "attn_gather_rows", total, 10, args);
+}
+
+attamba_status ops_attention_decode(rt_ctx *ctx, const tensor *q, const tensor *kb, const tensor *vb,
+                                    const tensor *bpos, const tensor *nb, const tensor *kr, const tensor *vr,
+                                    const tensor *pos, int n_heads, int n_kv_heads, int window, tensor *out) {
+    static const char *op = "ops_attention_decode";
+    if (window < 0) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: window %d < 0", op, window);
+    if (!q || !q->buf) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: q is an empty tensor", op);
+    if (q->ndim != 2) {
+        char have[96];
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: q must be [B, H*dh], got %s", op,
+                       tensor_describe(q, have, sizeof have));
+    }
+    RT_TRY(ops_expect(ctx, op, "q", q, TENSOR_F32, 2, q->shape));
+    int dh;
+    RT_TRY(check_heads(ctx, op, n_heads, n_kv_heads, q->shape[1], &dh));
+    int64_t B = q->shape[0], C = (int64_t)n_kv_heads * dh, R = (int64_t)window + 1;
+    if (!kb || !kb->buf || kb->ndim != 3)
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: kb must be a [B, cap, Hkv*dh] tensor", op);
+    int64_t cap = kb->shape[1];
+    RT_TRY(ops_expect(ctx, op, "kb", kb, TENSOR_F32, 3, (int64_t[]){B, cap, C}));
+    RT_TRY(ops_expect(ctx, op, "vb", vb, TENSOR_F32, 3, (int64_t[]){B, cap, C}));
+    RT_TRY(ops_expect(ctx, op, "bpos", bpos, TENSOR_I32, 2, (int64_t[]){B, cap}));
+    RT_TRY(ops_expect(ctx, op, "nb", nb, TENSOR_I32, 1, (int64_t[]){B}));
+    RT_TRY(ops_expect(ctx, op, "kr", kr, TENSOR_F32, 3, (int64_t[]){B, R, C}));
+    RT_TRY(ops_expect(ctx, op, "vr", vr, TENSOR_F32, 3, (int64_t[]){B, R, C}));
+    RT_TRY(ops_expect(ctx, op, "pos", pos, TENSOR_I32, 1, (int64_t[]){B}));
+    RT_TRY(ops_expect_same(ctx, op, "out", out, q));
+    if (B == 0) return ATTAMBA_OK;
+
+    int wg = is_gpu(ctx) ? 32 : 8;
+    if ((size_t)wg > ctx->dev.info.max_work_group_size) wg = (int)ctx->dev.info.max_work_group_size;
+    char options[96];
+    snprintf(options, sizeof options, "-DDH=%d -DTK=4 -DWG=%d", dh, wg);
+    cl_kernel kern;
+    RT_TRY(rt_kernel(ctx, "attention", options, "attn_decode", &kern));
+    size_t global[3] = {(size_t)wg, (size_t)n_heads, (size_t)B}, local[3] = {(size_t)wg, 1, 1};
+    rt_arg args[] = {RT_MEM(q->buf->mem),    RT_I32(q->offset),    RT_MEM(kb->buf->mem),  RT_I32(kb->offset),
+                     RT_MEM(vb->buf->mem),   RT_I32(vb->offset),   RT_MEM(bpos->buf->mem), RT_I32(bpos->offset),
+                     RT_MEM(nb->buf->mem),   RT_I32(nb->offset),   RT_MEM(kr->buf->mem),  RT_I32(kr->offset),
+                     RT_MEM(vr->buf->mem),   RT_I32(vr->offset),   RT_MEM(pos->buf->mem), RT_I32(pos->offset),
+                     RT_MEM(out->buf->mem),  RT_I32(out->offset),  RT_I32(cap),           RT_I32(R),
+                     RT_I32(n_heads),        RT_I32(n_kv_heads),   RT_I32(window),
+                     RT_F32(1.0 / sqrt((double)dh))};
+    return rt_launch(ctx, kern, "attn_decode", 3, global, local, (int)(sizeof args / sizeof args[0]), args);
+}

@@ -1,0 +1,54 @@
+/* attention.h: causal, sliding-window and compressed (Attamba, SPEC 3.3) attention, forward, f32.
+ * Prefill visits only the keys the mask allows (flash-style online softmax, no T x T mask);
+ * decode reads a compact boundary cache plus a ring of the last window+1 tokens. */
+#ifndef ATTAMBA_OPS_ATTENTION_H
+#define ATTAMBA_OPS_ATTENTION_H
+
+#include "ops.h"
+
+typedef enum { ATTN_CAUSAL = 0, ATTN_SLIDING = 1, ATTN_COMPRESSED = 2 } attn_mode;
+
+/* Query t may see key s iff s <= t and: CAUSAL: always; SLIDING: t - s <= window;
+ * COMPRESSED: s is a boundary (in `boundaries`) or t - s <= window. ("pseudo" Attamba == CAUSAL.) */
+typedef struct attn_mask {
+    attn_mode mode;
+    int window;                 /* L >= 0 (unused for CAUSAL) */
+    const tensor *boundaries;   /* COMPRESSED: i32 [nb], sorted absolute positions, boundaries[0] == 0 */
+} attn_mask;
+
+/* q [B,T,H*dh], k,v [B,T,Hkv*dh], out [B,T,H*dh]; H % Hkv == 0; query head j uses kv head j/(H/Hkv);
+ * softmax(q k^T / sqrt(dh) + mask) v. Never builds or scans a T x T mask: per query the work is
+ * about (#boundaries before its window) + (window + 1) keys, plus the rest of its query block.
+ * COMPRESSED downloads the (small) boundaries tensor to check it is sorted, starts at 0 and stays
+ * below T: that one read waits for the queue. */
+attamba_status ops_attention_prefill(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v, int n_heads,
+                                     int n_kv_heads, const attn_mask *mask, tensor *out);
+
+/* Kernel variants, for tests and benchmarks; zero fields mean "the device's default".
+ * block_q: queries per work-group (1..256); tile_k: keys per tile (1..32);
+ * use_local: 1 = key tiles through __local (GPU default), 2 = straight from global (CPU default). */
+typedef struct attn_prefill_opts {
+    int block_q;
+    int tile_k;
+    int use_local;
+} attn_prefill_opts;
+attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v,
+                                          int n_heads, int n_kv_heads, const attn_mask *mask,
+                                          const attn_prefill_opts *opts, tensor *out);
+
+/* out[b,i,:] = src[b, idx[i], :]: src [B,T,C], idx i32 [n], out [B,n,C] (gathers boundary K/V).
+ * Indices outside [0, T) are clamped (the device cannot report them without a host wait). */
+attamba_status ops_gather_rows(rt_ctx *ctx, const tensor *src, const tensor *idx, tensor *out);
+
+/* Decode: one query per sequence at absolute position pos[b] (i32 [B]). The KV cache layout:
+ * boundary cache kb,vb [B,cap,Hkv*dh] with positions bpos i32 [B,cap] (increasing) and counts
+ * nb i32 [B]; a ring kr,vr [B,R,Hkv*dh] (R = window+1) holding positions p in slot p % R, the
+ * current token already written. The query sees ring entries for positions max(0,pos-window)..pos
+ * and boundary entries with bpos < pos - window (so nothing is visited twice). With window = 0 and
+ * every token a boundary this is a plain full-cache transformer; with nb = 0 a sliding-window one.
+ * q [B,H*dh], out [B,H*dh]. nb is clamped to [0, cap] on the device. */
+attamba_status ops_attention_decode(rt_ctx *ctx, const tensor *q, const tensor *kb, const tensor *vb,
+                                    const tensor *bpos, const tensor *nb, const tensor *kr, const tensor *vr,
+                                    const tensor *pos, int n_heads, int n_kv_heads, int window, tensor *out);
+
+#endif

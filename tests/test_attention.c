@@ -1,0 +1,438 @@
+/* Attention (prefill, decode, gather) against the dense reference with the SPEC 3.3 mask.
+ * Inputs are uniform in [-1, 1), so scores are bounded by sqrt(dh) and every output is a convex
+ * combination of values in [-1, 1]. Tolerances:
+ *  - kernel vs the double-precision reference: 2e-5 absolute + 1e-4 relative (f32 dot products of
+ *    up to 64 terms, f32 exp and a running sum over up to a few hundred keys: observed errors are
+ *    below 2e-6);
+ *  - kernel vs kernel (different key orders / variants / decode vs prefill): the same 2e-5 + 1e-4,
+ *    as both sides carry independent f32 rounding;
+ *  - gather: exact (a copy). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/attention.h"
+#include "ops/boundaries.h"
+#include "ref/ref_attention.h"
+#include "testutil.h"
+
+#define RTOL 1e-4
+#define ATOL 2e-5
+
+/* ---- helpers ---- */
+
+/* Boundaries of layer `layer` of 4 in [0, T) from a spec, as int64 (for flags) and an i32 tensor. */
+typedef struct {
+    int64_t *pos;
+    int n;
+    uint8_t *flags;
+    tensor t;
+} bset;
+
+static bset bset_make(const boundary_spec *spec, int layer, int T) {
+    bset s = {0};
+    int64_t n = boundary_positions(spec, layer, 4, T, NULL, 0);
+    ck_assert_int_ge(n, 1);
+    s.pos = malloc((size_t)n * sizeof *s.pos);
+    s.flags = malloc((size_t)T);
+    ck_assert(s.pos && s.flags);
+    ck_assert_int_eq(boundary_positions(spec, layer, 4, T, s.pos, n), n);
+    s.n = (int)n;
+    ref_boundary_flags(T, s.pos, n, s.flags);
+    int32_t *h = malloc((size_t)n * sizeof *h);
+    for (int i = 0; i < s.n; i++) h[i] = (int32_t)s.pos[i];
+    tu_ok(tensor_alloc(tu_ctx(), &s.t, TENSOR_I32, 1, (int64_t[]){n}));
+    tu_ok(tensor_upload(&s.t, h));
+    free(h);
+    return s;
+}
+
+static void bset_free(bset *s) {
+    free(s->pos);
+    free(s->flags);
+    tensor_free(&s->t);
+}
+
+static tensor i32_tensor(int ndim, const int64_t *shape, const int32_t *host) {
+    tensor t;
+    tu_ok(tensor_alloc(tu_ctx(), &t, TENSOR_I32, ndim, shape));
+    tu_ok(tensor_upload(&t, host));
+    return t;
+}
+
+/* Random q, k, v on host and device. */
+typedef struct {
+    int B, T, H, Hkv, dh;
+    float *q, *k, *v;
+    tensor tq, tk, tv, out;
+} qkv;
+
+static qkv qkv_make(int B, int T, int H, int Hkv, int dh, uint64_t seed) {
+    qkv x = {B, T, H, Hkv, dh, NULL, NULL, NULL, {0}, {0}, {0}, {0}};
+    int64_t nq = (int64_t)B * T * H * dh, nk = (int64_t)B * T * Hkv * dh;
+    x.q = tu_random(nq, seed, -1, 1);
+    x.k = tu_random(nk, seed + 1, -1, 1);
+    x.v = tu_random(nk, seed + 2, -1, 1);
+    int64_t qs[3] = {B, T, (int64_t)H * dh}, ks[3] = {B, T, (int64_t)Hkv * dh};
+    x.tq = tu_tensor(3, qs, x.q);
+    x.tk = tu_tensor(3, ks, x.k);
+    x.tv = tu_tensor(3, ks, x.v);
+    x.out = tu_zeros(3, qs);
+    return x;
+}
+
+static void qkv_free(qkv *x) {
+    free(x->q);
+    free(x->k);
+    free(x->v);
+    tensor_free(&x->tq);
+    tensor_free(&x->tk);
+    tensor_free(&x->tv);
+    tensor_free(&x->out);
+}
+
+static int64_t qkv_nout(const qkv *x) { return (int64_t)x->B * x->T * x->H * x->dh; }
+
+/* Runs the kernel (variant opts, NULL = default) and returns the downloaded output. */
+static float *run_prefill(qkv *x, attn_mode mode, int window, const bset *bs, const attn_prefill_opts *opts) {
+    attn_mask m = {mode, window, bs ? &bs->t : NULL};
+    tu_ok(ops_attention_prefill_with(tu_ctx(), &x->tq, &x->tk, &x->tv, x->H, x->Hkv, &m, opts, &x->out));
+    return tu_download(&x->out);
+}
+
+static float *run_ref(const qkv *x, attn_mode mode, int window, const bset *bs) {
+    float *want = malloc((size_t)qkv_nout(x) * sizeof *want);
+    ref_attention(x->B, x->T, x->H, x->Hkv, x->dh, x->q, x->k, x->v, (int)mode, window, bs ? bs->flags : NULL,
+                  want);
+    return want;
+}
+
+/* Variants every shape runs through: the device default, one query per group, and both tilings
+ * with tile sizes that do not divide the key ranges. */
+static const attn_prefill_opts variants[] = {
+    {0, 0, 0}, {1, 1, 2}, {32, 3, 1}, {8, 16, 2},
+};
+#define N_VARIANTS ((int)(sizeof variants / sizeof variants[0]))
+
+/* ---- prefill vs the reference ---- */
+
+typedef struct {
+    int B, T, H, Hkv, dh;
+    attn_mode mode;
+    int window;
+    boundary_strategy strategy;
+    int chunk;
+} pcase;
+
+static const int64_t explicit_pos[] = {0, 3, 4, 17, 30};
+
+static const pcase pcases[] = {
+    {2, 37, 2, 2, 8, ATTN_COMPRESSED, 3, BOUNDARY_CYCLIC, 4},     /* T not a multiple of P, batch */
+    {1, 50, 4, 1, 24, ATTN_COMPRESSED, 0, BOUNDARY_RANDOM, 5},    /* L = 0, odd dh, H = 4 Hkv */
+    {1, 20, 2, 1, 64, ATTN_COMPRESSED, 2, BOUNDARY_UNIFORM, 1},   /* P = 1 */
+    {1, 19, 1, 1, 8, ATTN_COMPRESSED, 4, BOUNDARY_UNIFORM, 32},   /* P >= T: only boundary 0 */
+    {2, 33, 4, 4, 64, ATTN_COMPRESSED, 40, BOUNDARY_CYCLIC, 8},   /* L >= T */
+    {1, 41, 8, 2, 8, ATTN_COMPRESSED, 5, BOUNDARY_EXPLICIT, 0},   /* explicit list */
+    {1, 300, 2, 1, 64, ATTN_COMPRESSED, 8, BOUNDARY_RANDOM, 6},   /* many blocks, phase-A tails */
+    {2, 45, 4, 2, 24, ATTN_CAUSAL, 0, BOUNDARY_UNIFORM, 1},
+    {1, 70, 2, 1, 64, ATTN_SLIDING, 6, BOUNDARY_UNIFORM, 1},
+    {1, 23, 3, 3, 8, ATTN_SLIDING, 0, BOUNDARY_UNIFORM, 1},       /* L = 0: each query sees itself */
+    {3, 1, 2, 1, 8, ATTN_COMPRESSED, 2, BOUNDARY_CYCLIC, 4},      /* T = 1 */
+};
+#define N_PCASES ((int)(sizeof pcases / sizeof pcases[0]))
+
+START_TEST(prefill_matches_dense_reference_on_awkward_shapes) {
+    const pcase *c = &pcases[_i];
+    qkv x = qkv_make(c->B, c->T, c->H, c->Hkv, c->dh, 100 + (uint64_t)_i * 7);
+    boundary_spec spec = {c->strategy, c->chunk > 0 ? c->chunk : 1, 11, explicit_pos, 5};
+    bset bs = bset_make(&spec, 2, c->T);
+    float *want = run_ref(&x, c->mode, c->window, &bs);
+    for (int v = 0; v < N_VARIANTS; v++) {
+        float *got = run_prefill(&x, c->mode, c->window, &bs, &variants[v]);
+        char what[96];
+        snprintf(what, sizeof what, "case %d (mode %d, T %d, dh %d) variant %d", _i, (int)c->mode, c->T, c->dh, v);
+        tu_assert_close(got, want, qkv_nout(&x), RTOL, ATOL, what);
+        free(got);
+    }
+    free(want);
+    bset_free(&bs);
+    qkv_free(&x);
+}
+END_TEST
+
+/* ---- properties ---- */
+
+START_TEST(chunk_one_and_window_at_least_t_equal_causal) {
+    qkv x = qkv_make(2, 53, 4, 2, 24, 7);
+    float *causal = run_prefill(&x, ATTN_CAUSAL, 0, NULL, NULL);
+    boundary_spec p1 = {BOUNDARY_UNIFORM, 1, 0, NULL, 0};
+    bset all = bset_make(&p1, 0, x.T);
+    ck_assert_int_eq(all.n, x.T);
+    for (int L = 0; L <= 5; L += 5) {
+        float *got = run_prefill(&x, ATTN_COMPRESSED, L, &all, NULL);
+        tu_assert_close(got, causal, qkv_nout(&x), RTOL, ATOL, "P = 1 vs causal");
+        free(got);
+    }
+    boundary_spec p8 = {BOUNDARY_CYCLIC, 8, 0, NULL, 0};
+    bset some = bset_make(&p8, 3, x.T);
+    for (int L = x.T - 1; L <= x.T + 10; L += 11) {
+        float *got = run_prefill(&x, ATTN_COMPRESSED, L, &some, NULL);
+        tu_assert_close(got, causal, qkv_nout(&x), RTOL, ATOL, "L >= T-1 vs causal");
+        free(got);
+        got = run_prefill(&x, ATTN_SLIDING, L, NULL, NULL);
+        tu_assert_close(got, causal, qkv_nout(&x), RTOL, ATOL, "sliding L >= T-1 vs causal");
+        free(got);
+    }
+    free(causal);
+    bset_free(&all);
+    bset_free(&some);
+    qkv_free(&x);
+}
+END_TEST
+
+/* COMPRESSED with only boundary 0 is SLIDING plus key 0: the same rows while key 0 is inside the
+ * window (t <= L), different rows after it (the extra key changes a softmax over random data). */
+START_TEST(compressed_with_only_boundary_zero_is_sliding_plus_key_zero) {
+    int L = 4;
+    qkv x = qkv_make(1, 30, 2, 2, 8, 9);
+    boundary_spec big = {BOUNDARY_UNIFORM, 1000, 0, NULL, 0};
+    bset zero = bset_make(&big, 0, x.T);
+    ck_assert_int_eq(zero.n, 1);
+    float *comp = run_prefill(&x, ATTN_COMPRESSED, L, &zero, NULL);
+    float *slid = run_prefill(&x, ATTN_SLIDING, L, NULL, NULL);
+    int row = x.H * x.dh;
+    tu_assert_close(comp, slid, (int64_t)(L + 1) * row, RTOL, ATOL, "rows t <= L");
+    for (int t = L + 1; t < x.T; t++) {
+        double diff = 0;
+        for (int i = 0; i < row; i++) diff = fmax(diff, fabs(comp[t * row + i] - slid[t * row + i]));
+        ck_assert_msg(diff > 1e-4, "row %d: compressed equals sliding (max diff %g) though it sees key 0", t, diff);
+    }
+    free(comp);
+    free(slid);
+    bset_free(&zero);
+    qkv_free(&x);
+}
+END_TEST
+
+START_TEST(key_visits_match_the_closed_form) {
+    /* Per query t: min(t, L) + 1 window keys plus the boundaries b < t - L. */
+    int T = 200, L = 7;
+    boundary_spec spec = {BOUNDARY_RANDOM, 5, 3, NULL, 0};
+    int64_t b[200];
+    int64_t nb = boundary_positions(&spec, 1, 4, T, b, 200);
+    uint8_t flags[200];
+    ref_boundary_flags(T, b, nb, flags);
+    int64_t want = 0;
+    for (int t = 0; t < T; t++) {
+        want += (t < L ? t : L) + 1;
+        for (int64_t i = 0; i < nb; i++) want += b[i] < t - L;
+    }
+    ck_assert_int_eq(ref_attention_key_visits(T, 2, L, flags), want);
+    ck_assert_int_eq(ref_attention_key_visits(T, 0, L, flags), (int64_t)T * (T + 1) / 2);
+}
+END_TEST
+
+/* ---- decode vs prefill ---- */
+
+typedef struct {
+    attn_mode mode; /* of the prefill it is compared with */
+    int window;
+    boundary_strategy strategy;
+    int chunk;
+} dcase;
+
+static const dcase dcases[] = {
+    {ATTN_COMPRESSED, 3, BOUNDARY_CYCLIC, 4},
+    {ATTN_COMPRESSED, 0, BOUNDARY_RANDOM, 3},
+    {ATTN_CAUSAL, 0, BOUNDARY_UNIFORM, 1},  /* window 0, every token a boundary */
+    {ATTN_SLIDING, 5, BOUNDARY_UNIFORM, 1}, /* no boundary cache */
+};
+#define N_DCASES ((int)(sizeof dcases / sizeof dcases[0]))
+
+START_TEST(decode_token_by_token_equals_prefill_rows) {
+    const dcase *c = &dcases[_i];
+    const int B = 2, T = 23, H = 4, Hkv = 2, dh = 24, C = Hkv * dh, lag = 3;
+    qkv x = qkv_make(B, T, H, Hkv, dh, 300 + (uint64_t)_i);
+    boundary_spec spec = {c->strategy, c->chunk, 5, NULL, 0};
+    bset bs = bset_make(&spec, 1, T);
+    float *pre = run_prefill(&x, c->mode, c->window, c->mode == ATTN_COMPRESSED ? &bs : NULL, NULL);
+    int R = c->window + 1, cap = T;
+    /* Unwritten cache slots hold NaN: reading one would poison the output. */
+    float *kb = malloc((size_t)B * cap * C * sizeof(float)), *vb = malloc((size_t)B * cap * C * sizeof(float));
+    float *kr = malloc((size_t)B * R * C * sizeof(float)), *vr = malloc((size_t)B * R * C * sizeof(float));
+    float *qd = malloc((size_t)B * H * dh * sizeof(float));
+    int32_t *bpos = malloc((size_t)B * cap * sizeof(int32_t)), nb[2], pos[2];
+    tensor tkb, tvb, tkr, tvr, tbpos, tnb, tpos, tq, tout;
+    tu_ok(tensor_alloc_f32(tu_ctx(), &tkb, 3, ((int64_t[]){B, cap, C})));
+    tu_ok(tensor_alloc_f32(tu_ctx(), &tvb, 3, ((int64_t[]){B, cap, C})));
+    tu_ok(tensor_alloc_f32(tu_ctx(), &tkr, 3, ((int64_t[]){B, R, C})));
+    tu_ok(tensor_alloc_f32(tu_ctx(), &tvr, 3, ((int64_t[]){B, R, C})));
+    tu_ok(tensor_alloc(tu_ctx(), &tbpos, TENSOR_I32, 2, ((int64_t[]){B, cap})));
+    tu_ok(tensor_alloc(tu_ctx(), &tnb, TENSOR_I32, 1, ((int64_t[]){B})));
+    tu_ok(tensor_alloc(tu_ctx(), &tpos, TENSOR_I32, 1, ((int64_t[]){B})));
+    tu_ok(tensor_alloc_f32(tu_ctx(), &tq, 2, ((int64_t[]){B, H * dh})));
+    tu_ok(tensor_alloc_f32(tu_ctx(), &tout, 2, ((int64_t[]){B, H * dh})));
+    for (int step = 0; step < T + lag; step++) {
+        for (int i = 0; i < B * cap * C; i++) kb[i] = vb[i] = NAN;
+        for (int i = 0; i < B * R * C; i++) kr[i] = vr[i] = NAN;
+        for (int i = 0; i < B * cap; i++) bpos[i] = 1 << 30;
+        /* Sequence b lags b * lag tokens behind: the batch decodes at different positions. */
+        for (int b = 0; b < B; b++) {
+            pos[b] = step - b * lag < 0 ? 0 : step - b * lag >= T ? T - 1 : step - b * lag;
+            nb[b] = 0;
+            for (int p = 0; p <= pos[b]; p++) { /* the cache as filled token by token */
+                const float *kp = x.k + ((int64_t)b * T + p) * C, *vp = x.v + ((int64_t)b * T + p) * C;
+                memcpy(kr + ((int64_t)b * R + p % R) * C, kp, (size_t)C * sizeof(float));
+                memcpy(vr + ((int64_t)b * R + p % R) * C, vp, (size_t)C * sizeof(float));
+                int is_b = c->mode == ATTN_CAUSAL || (c->mode == ATTN_COMPRESSED && bs.flags[p]);
+                if (is_b) {
+                    memcpy(kb + ((int64_t)b * cap + nb[b]) * C, kp, (size_t)C * sizeof(float));
+                    memcpy(vb + ((int64_t)b * cap + nb[b]) * C, vp, (size_t)C * sizeof(float));
+                    bpos[b * cap + nb[b]++] = p;
+                }
+            }
+            memcpy(qd + (int64_t)b * H * dh, x.q + ((int64_t)b * T + pos[b]) * H * dh,
+                   (size_t)H * dh * sizeof(float));
+        }
+        tu_ok(tensor_upload(&tkb, kb));
+        tu_ok(tensor_upload(&tvb, vb));
+        tu_ok(tensor_upload(&tkr, kr));
+        tu_ok(tensor_upload(&tvr, vr));
+        tu_ok(tensor_upload(&tbpos, bpos));
+        tu_ok(tensor_upload(&tnb, nb));
+        tu_ok(tensor_upload(&tpos, pos));
+        tu_ok(tensor_upload(&tq, qd));
+        tu_ok(ops_attention_decode(tu_ctx(), &tq, &tkb, &tvb, &tbpos, &tnb, &tkr, &tvr, &tpos, H, Hkv, c->window,
+                                   &tout));
+        float *got = tu_download(&tout);
+        for (int b = 0; b < B; b++) {
+            char what[96];
+            snprintf(what, sizeof what, "decode case %d, sequence %d at %d", _i, b, pos[b]);
+            tu_assert_close(got + (int64_t)b * H * dh, pre + ((int64_t)b * T + pos[b]) * H * dh, H * dh, RTOL,
+                            ATOL, what);
+        }
+        free(got);
+    }
+    tensor_free(&tkb);
+    tensor_free(&tvb);
+    tensor_free(&tkr);
+    tensor_free(&tvr);
+    tensor_free(&tbpos);
+    tensor_free(&tnb);
+    tensor_free(&tpos);
+    tensor_free(&tq);
+    tensor_free(&tout);
+    free(kb);
+    free(vb);
+    free(kr);
+    free(vr);
+    free(qd);
+    free(bpos);
+    free(pre);
+    bset_free(&bs);
+    qkv_free(&x);
+}
+END_TEST
+
+/* ---- gather ---- */
+
+START_TEST(gather_rows_copies_the_indexed_rows) {
+    const int B = 2, T = 9, C = 5, n = 5;
+    float *src = tu_random(B * T * C, 77, -1, 1);
+    int32_t idx[5] = {0, 3, 8, 3, 99}; /* 99: out of range, clamped to T - 1 */
+    tensor ts = tu_tensor(3, ((int64_t[]){B, T, C}), src), ti = i32_tensor(1, ((int64_t[]){n}), idx);
+    tensor to = tu_zeros(3, ((int64_t[]){B, n, C}));
+    tu_ok(ops_gather_rows(tu_ctx(), &ts, &ti, &to));
+    float *got = tu_download(&to), want[2 * 5 * 5];
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < n; i++)
+            for (int c = 0; c < C; c++)
+                want[(b * n + i) * C + c] = src[(b * T + (idx[i] < T ? idx[i] : T - 1)) * C + c];
+    tu_assert_close(got, want, B * n * C, 0, 0, "gather");
+    free(got);
+    free(src);
+    tensor_free(&ts);
+    tensor_free(&ti);
+    tensor_free(&to);
+}
+END_TEST
+
+/* ---- bad arguments ---- */
+
+static void expect_fail(attamba_status s, attamba_status want, const char *needle) {
+    ck_assert_msg(s == want, "got %s, want %s (%s)", attamba_status_str(s), attamba_status_str(want), tu_ctx()->err);
+    ck_assert_msg(strstr(tu_ctx()->err, needle), "message '%s' lacks '%s'", tu_ctx()->err, needle);
+}
+
+START_TEST(bad_arguments_return_a_status_and_a_message) {
+    rt_ctx *ctx = tu_ctx();
+    qkv x = qkv_make(1, 10, 4, 2, 8, 5);
+    attn_mask causal = {ATTN_CAUSAL, 0, NULL};
+    expect_fail(ops_attention_prefill(ctx, &x.tq, &x.tk, &x.tv, 4, 3, &causal, &x.out), ATTAMBA_ERR_INVALID_ARG,
+                "multiple of n_kv_heads");
+    /* k built for Hkv = 2 passed as Hkv = 1 (mismatched shapes) */
+    expect_fail(ops_attention_prefill(ctx, &x.tq, &x.tk, &x.tv, 4, 1, &causal, &x.out), ATTAMBA_ERR_SHAPE, "k");
+    expect_fail(ops_attention_prefill(ctx, &x.tq, &x.tk, &x.tv, 4, 2, &causal, &x.tk), ATTAMBA_ERR_SHAPE, "out");
+    attn_mask neg = {ATTN_SLIDING, -1, NULL};
+    expect_fail(ops_attention_prefill(ctx, &x.tq, &x.tk, &x.tv, 4, 2, &neg, &x.out), ATTAMBA_ERR_INVALID_ARG,
+                "window -1");
+    attn_mask missing = {ATTN_COMPRESSED, 2, NULL};
+    expect_fail(ops_attention_prefill(ctx, &x.tq, &x.tk, &x.tv, 4, 2, &missing, &x.out), ATTAMBA_ERR_INVALID_ARG,
+                "boundaries");
+    int32_t unsorted[3] = {0, 5, 3}, nozero[2] = {1, 5}, beyond[2] = {0, 10};
+    tensor tu = i32_tensor(1, ((int64_t[]){3}), unsorted), tz = i32_tensor(1, ((int64_t[]){2}), nozero);
+    tensor tb = i32_tensor(1, ((int64_t[]){2}), beyond);
+    attn_mask m = {ATTN_COMPRESSED, 2, &tu};
+    expect_fail(ops_attention_prefill(ctx, &x.tq, &x.tk, &x.tv, 4, 2, &m, &x.out), ATTAMBA_ERR_INVALID_ARG,
+                "increasing");
+    m.boundaries = &tz;
+    expect_fail(ops_attention_prefill(ctx, &x.tq, &x.tk, &x.tv, 4, 2, &m, &x.out), ATTAMBA_ERR_INVALID_ARG,
+                "position 0");
+    m.boundaries = &tb;
+    expect_fail(ops_attention_prefill(ctx, &x.tq, &x.tk, &x.tv, 4, 2, &m, &x.out), ATTAMBA_ERR_INVALID_ARG,
+                "below T");
+    m.boundaries = &x.tk; /* f32, 3-D */
+    expect_fail(ops_attention_prefill(ctx, &x.tq, &x.tk, &x.tv, 4, 2, &m, &x.out), ATTAMBA_ERR_SHAPE, "i32");
+
+    /* decode: ring not window + 1 rows, H % Hkv */
+    tensor q = tu_zeros(2, ((int64_t[]){1, 32})), kb = tu_zeros(3, ((int64_t[]){1, 4, 16}));
+    tensor ring = tu_zeros(3, ((int64_t[]){1, 3, 16}));
+    int32_t zero4[4] = {0, 0, 0, 0};
+    tensor bpos = i32_tensor(2, ((int64_t[]){1, 4}), zero4), nb = i32_tensor(1, ((int64_t[]){1}), zero4);
+    tensor pos = i32_tensor(1, ((int64_t[]){1}), zero4);
+    expect_fail(ops_attention_decode(ctx, &q, &kb, &kb, &bpos, &nb, &ring, &ring, &pos, 4, 2, 4, &q),
+                ATTAMBA_ERR_SHAPE, "kr");
+    tu_ok(ops_attention_decode(ctx, &q, &kb, &kb, &bpos, &nb, &ring, &ring, &pos, 4, 2, 2, &q));
+    expect_fail(ops_attention_decode(ctx, &q, &kb, &kb, &bpos, &nb, &ring, &ring, &pos, 4, 3, 2, &q),
+                ATTAMBA_ERR_INVALID_ARG, "multiple");
+    expect_fail(ops_attention_decode(ctx, &q, &kb, &kb, &bpos, &nb, &ring, &ring, &pos, 4, 2, -1, &q),
+                ATTAMBA_ERR_INVALID_ARG, "window");
+    /* gather: idx must be i32 */
+    expect_fail(ops_gather_rows(ctx, &kb, &q, &kb), ATTAMBA_ERR_SHAPE, "idx");
+    tensor_free(&tu);
+    tensor_free(&tz);
+    tensor_free(&tb);
+    tensor_free(&q);
+    tensor_free(&kb);
+    tensor_free(&ring);
+    tensor_free(&bpos);
+    tensor_free(&nb);
+    tensor_free(&pos);
+    qkv_free(&x);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("attention");
+    TCase *t = tcase_create("attention");
+    tcase_add_loop_test(t, prefill_matches_dense_reference_on_awkward_shapes, 0, N_PCASES);
+    tcase_add_test(t, chunk_one_and_window_at_least_t_equal_causal);
+    tcase_add_test(t, compressed_with_only_boundary_zero_is_sliding_plus_key_zero);
+    tcase_add_test(t, key_visits_match_the_closed_form);
+    tcase_add_loop_test(t, decode_token_by_token_equals_prefill_rows, 0, N_DCASES);
+    tcase_add_test(t, gather_rows_copies_the_indexed_rows);
+    tcase_add_test(t, bad_arguments_return_a_status_and_a_message);
+    suite_add_tcase(s, t);
+    return tu_run(s);
+}
