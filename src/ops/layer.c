@@ -1,0 +1,134 @@
+/* Layer ops (SPEC 3): argument checks, then the kernels of cl/layer.cl. */
+#include <math.h>
+
+#include "ops/layer.h"
+
+/* x is a non-empty contiguous f32 tensor; *C gets its last dim and *rows the product of the others. */
+static attamba_status expect_rows(rt_ctx *ctx, const char *op, const char *name, const tensor *x,
+                                  int64_t *rows, int64_t *C) {
+    if (!x || !x->buf) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: %s is an empty tensor", op, name);
+    if (x->ndim < 1) return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: %s must have at least one dim", op, name);
+    RT_TRY(ops_expect(ctx, op, name, x, TENSOR_F32, x->ndim, x->shape));
+    *C = x->shape[x->ndim - 1];
+    *rows = *C ? tensor_numel(x) / *C : 0;
+    return ATTAMBA_OK;
+}
+
+static attamba_status expect_eps(rt_ctx *ctx, const char *op, float eps) {
+    if (!(eps >= 0.0f) || isinf(eps))
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: eps must be finite and >= 0, got %g", op,
+                       (double)eps);
+    return ATTAMBA_OK;
+}
+
+/* One work-group per row: the group is the device's size capped by the row width (rounded up to
+ * 8) and by 256, so short rows do not idle a large group and long rows loop. */
+static attamba_status launch_rows(rt_ctx *ctx, const char *kernel, int64_t rows, int64_t C, int n_args,
+                                  rt_arg *args) {
+    cl_kernel k;
+    RT_TRY(rt_kernel(ctx, "layer", "", kernel, &k));
+    size_t cap = (size_t)C < 256 ? rt_round_up((size_t)C, 8) : 256;
+    size_t local = rt_local_1d(ctx, k, cap), global = (size_t)rows * local;
+    args[n_args - 1] = RT_LOCAL(local * sizeof(cl_float));
+    return rt_launch(ctx, k, kernel, 1, &global, &local, n_args, args);
+}
+
+attamba_status ops_rmsnorm(rt_ctx *ctx, const tensor *x, const tensor *w, float eps, tensor *out) {
+    static const char op[] = "ops_rmsnorm";
+    int64_t rows = 0, C = 0;
+    RT_TRY(expect_rows(ctx, op, "x", x, &rows, &C));
+    RT_TRY(ops_expect(ctx, op, "w", w, TENSOR_F32, 1, &C));
+    RT_TRY(ops_expect_same(ctx, op, "out", out, x));
+    RT_TRY(expect_eps(ctx, op, eps));
+    rt_arg args[] = {RT_MEM(out->buf->mem), RT_I32(out->offset), RT_MEM(x->buf->mem), RT_I32(x->offset),
+                     RT_MEM(w->buf->mem), RT_I32(w->offset), RT_I32(C), RT_F32(eps), RT_LOCAL(0)};
+    return launch_rows(ctx, "rmsnorm_f32", rows, C, (int)CORE_LEN(args), args);
+}
+
+attamba_status ops_gated_rmsnorm(rt_ctx *ctx, const tensor *y, const tensor *z, const tensor *w, float eps,
+                                 tensor *out) {
+    static const char op[] = "ops_gated_rmsnorm";
+    int64_t rows = 0, C = 0;
+    RT_TRY(expect_rows(ctx, op, "y", y, &rows, &C));
+    RT_TRY(ops_expect_same(ctx, op, "z", z, y));
+    RT_TRY(ops_expect(ctx, op, "w", w, TENSOR_F32, 1, &C));
+    RT_TRY(ops_expect_same(ctx, op, "out", out, y));
+    RT_TRY(expect_eps(ctx, op, eps));
+    rt_arg args[] = {RT_MEM(out->buf->mem), RT_I32(out->offset), RT_MEM(y->buf->mem), RT_I32(y->offset),
+                     RT_MEM(z->buf->mem), RT_I32(z->offset), RT_MEM(w->buf->mem), RT_I32(w->offset),
+                     RT_I32(C), RT_F32(eps), RT_LOCAL(0)};
+    return launch_rows(ctx, "gated_rmsnorm_f32", rows, C, (int)CORE_LEN(args), args);
+}
+
+attamba_status ops_rope(rt_ctx *ctx, tensor *x, int n_heads, const tensor *pos0, float theta) {
+    static const char op[] = "ops_rope";
+    char d[96];
+    if (!x || !x->buf) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: x is an empty tensor", op);
+    if (x->ndim != 3)
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: x must be [B, T, n_heads*dh], got %s", op,
+                       tensor_describe(x, d, sizeof d));
+    RT_TRY(ops_expect(ctx, op, "x", x, TENSOR_F32, 3, x->shape));
+    if (n_heads < 1)
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: n_heads must be >= 1, got %d", op, n_heads);
+    if (!(theta > 0.0f) || isinf(theta))
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: theta must be finite and > 0, got %g", op,
+                       (double)theta);
+    int64_t B = x->shape[0], T = x->shape[1], width = x->shape[2];
+    if (width % n_heads || (width / n_heads) % 2)
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: x %s: width %lld is not n_heads (%d) times an even dh",
+                       op, tensor_describe(x, d, sizeof d), (long long)width, n_heads);
+    RT_TRY(ops_expect(ctx, op, "pos0", pos0, TENSOR_I32, 1, &B));
+    int64_t n_pairs = tensor_numel(x) / 2;
+    int half_dh = (int)(width / n_heads / 2);
+    rt_arg args[] = {RT_MEM(x->buf->mem), RT_I32(x->offset), RT_MEM(pos0->buf->mem), RT_I32(pos0->offset),
+                     RT_I32(T), RT_I32(half_dh), RT_I32(width / 2), RT_F32(log2((double)theta)),
+                     RT_I32(n_pairs)};
+    return ops_launch_1d(ctx, "layer", "", "rope_f32", n_pairs, (int)CORE_LEN(args), args);
+}
+
+attamba_status ops_swiglu(rt_ctx *ctx, const tensor *gate, const tensor *up, tensor *out) {
+    static const char op[] = "ops_swiglu";
+    int64_t rows = 0, C = 0;
+    RT_TRY(expect_rows(ctx, op, "gate", gate, &rows, &C));
+    RT_TRY(ops_expect_same(ctx, op, "up", up, gate));
+    RT_TRY(ops_expect_same(ctx, op, "out", out, gate));
+    int64_t n = tensor_numel(gate);
+    rt_arg args[] = {RT_MEM(out->buf->mem), RT_I32(out->offset), RT_MEM(gate->buf->mem), RT_I32(gate->offset),
+                     RT_MEM(up->buf->mem), RT_I32(up->offset), RT_I32(n)};
+    return ops_launch_1d(ctx, "layer", "", "swiglu_f32", n, (int)CORE_LEN(args), args);
+}
+
+attamba_status ops_embedding(rt_ctx *ctx, const tensor *ids, const tensor *table, tensor *out) {
+    static const char op[] = "ops_embedding";
+    char d[96];
+    if (!ids || !ids->buf || !table || !table->buf)
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: %s is an empty tensor", op,
+                       ids && ids->buf ? "table" : "ids");
+    if (ids->ndim != 2)
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: ids must be i32 [B, T], got %s", op,
+                       tensor_describe(ids, d, sizeof d));
+    RT_TRY(ops_expect(ctx, op, "ids", ids, TENSOR_I32, 2, ids->shape));
+    if (table->ndim != 2)
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: table must be f32 [V, d], got %s", op,
+                       tensor_describe(table, d, sizeof d));
+    RT_TRY(ops_expect(ctx, op, "table", table, TENSOR_F32, 2, table->shape));
+    int64_t V = table->shape[0], width = table->shape[1];
+    int64_t out_shape[3] = {ids->shape[0], ids->shape[1], width};
+    RT_TRY(ops_expect(ctx, op, "out", out, TENSOR_F32, 3, out_shape));
+    int64_t n = tensor_numel(out);
+    rt_arg args[] = {RT_MEM(out->buf->mem), RT_I32(out->offset), RT_MEM(ids->buf->mem), RT_I32(ids->offset),
+                     RT_MEM(table->buf->mem), RT_I32(table->offset), RT_I32(V), RT_I32(width), RT_I32(n)};
+    return ops_launch_1d(ctx, "layer", "", "embedding_f32", n, (int)CORE_LEN(args), args);
+}
+
+attamba_status ops_add_bias(rt_ctx *ctx, const tensor *x, const tensor *bias, tensor *out) {
+    static const char op[] = "ops_add_bias";
+    int64_t rows = 0, C = 0;
+    RT_TRY(expect_rows(ctx, op, "x", x, &rows, &C));
+    RT_TRY(ops_expect(ctx, op, "bias", bias, TENSOR_F32, 1, &C));
+    RT_TRY(ops_expect_same(ctx, op, "out", out, x));
+    int64_t n = tensor_numel(x);
+    rt_arg args[] = {RT_MEM(out->buf->mem), RT_I32(out->offset), RT_MEM(x->buf->mem), RT_I32(x->offset),
+                     RT_MEM(bias->buf->mem), RT_I32(bias->offset), RT_I32(C), RT_I32(n)};
+    return ops_launch_1d(ctx, "layer", "", "add_bias_f32", n, (int)CORE_LEN(args), args);
+}
