@@ -25,6 +25,7 @@ static const struct {
     const char *help;
 } benches[] = {
     {"gemm", bench_gemm_main, "GEMM: CLBlast vs the own kernel vs host BLAS on a d=512 model's shapes"},
+    {"loss", bench_loss_main, "LM head: cross-entropy, argmax, sampling vs the copy bandwidth"},
 };
 
 static void usage(FILE *f) {
