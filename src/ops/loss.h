@@ -1,0 +1,62 @@
+/* loss.h: the language-model head's ops, forward only: per-row cross-entropy (with the row
+ * log-sum-exp kept for a backward pass), argmax, and sampling with temperature, top-k and top-p
+ * from a seeded RNG. Row reductions run one work-group per row (cl/loss.cl).
+ *
+ * Shapes: logits is f32, contiguous, [N, V] (or [B, T, V]: any leading dims, rows are the last
+ * dim); targets, losses, lse and argmax outputs have the logits' shape without the last dim. */
+#ifndef ATTAMBA_OPS_LOSS_H
+#define ATTAMBA_OPS_LOSS_H
+
+#include "ops.h"
+
+/* Per-row cross-entropy of logits [N,V] against targets i32 [N]: losses[i] = logsumexp(logits[i]) -
+ * logits[i, t_i]; rows whose target == ignore_id (e.g. a pad id; pass -1 for none) get loss 0 and are not
+ * counted. Also writes lse [N] (log-sum-exp per row, kept for the backward pass later) when non-NULL.
+ * Targets outside [0,V) other than ignore_id: the kernel writes NaN for that row; the op does not read
+ * the targets back (it never blocks), so validating them is the caller's job (or use
+ * ops_cross_entropy_mean, which reports them). */
+attamba_status ops_cross_entropy(rt_ctx *ctx, const tensor *logits, const tensor *targets, int ignore_id,
+                                 tensor *losses, tensor *lse);
+
+/* Mean loss over counted rows, computed on the device and read back (blocks): *mean and *count.
+ * A row is counted when its target is in [0, V) and != ignore_id. With no counted row *mean is 0.
+ * Targets outside [0, V) other than ignore_id: ATTAMBA_ERR_INVALID_ARG naming how many, with *mean
+ * NaN and *count the valid rows. */
+attamba_status ops_cross_entropy_mean(rt_ctx *ctx, const tensor *logits, const tensor *targets, int ignore_id,
+                                      double *mean, int64_t *count);
+
+/* out i32 [B]: index of the max of each row of logits [B,V] (first one on ties; NaN counts as the max,
+ * as in NumPy and PyTorch). */
+attamba_status ops_argmax(rt_ctx *ctx, const tensor *logits, tensor *out);
+
+typedef struct sampler {
+    float temperature;
+    int top_k;
+    float top_p;
+    core_rng rng;
+} sampler;
+
+/* temperature <= 0 means greedy (argmax); top_k <= 0 or >= V means no top-k; top_p >= 1 means no top-p.
+ * Seeds the RNG; the same seed gives the same draws. */
+void sampler_init(sampler *s, float temperature, int top_k, float top_p, uint64_t seed);
+
+/* One token per row of logits [B,V], written to tokens (host, B ints); blocks.
+ *
+ * Split: the device computes the temperature softmax of every row (max-subtracted; the O(B*V)
+ * bandwidth-bound pass, the same whatever the filter); the host then does the top-k/top-p cut and
+ * the seeded draw on the downloaded probabilities with ref_sample_filter / ref_sample_draw (one
+ * definition shared with the tests). Why: the cut needs a ranking of the row (a selection or a sort
+ * over V up to 32000), which does not fit one work-group's local memory and would be a multi-pass
+ * kernel for what is a few rows per decode step; and drawing on the host from core_rng makes the
+ * tokens identical on every device for a given seed. The cost is one B*V float download per call.
+ * Greedy (temperature <= 0) and top_k == 1 take the argmax kernel and download only B ints; they use
+ * no random numbers. Otherwise each row consumes one 64-bit draw from s->rng.
+ *
+ * Top-k is applied first; top-p then keeps the smallest prefix of the ranking (probability
+ * descending, ties to the smaller index) whose renormalised mass is >= top_p; at least one token.
+ * Validates: s and tokens non-NULL, temperature finite, top_p in (0, 1], and every row's softmax
+ * finite (no NaN or +inf logit, not all -inf;
+ * -inf logits are fine and mask tokens out). */
+attamba_status ops_sample(rt_ctx *ctx, const tensor *logits, sampler *s, int32_t *tokens);
+
+#endif
