@@ -1,9 +1,15 @@
-/* gemm.cl: the portable GEMM of our own, used when CLBlast is missing or fails.
- * C[b] = alpha * op(A[b]) op(B[b]) + beta * C[b], row-major, offsets/strides in elements.
- * Options: -DTRANS_A=0|1 -DTRANS_B=0|1 -DRM=<rows per work-item>.
- * Work-item (x = column n, y = block of RM rows, z = batch): consecutive work-items of a
- * work-group read consecutive B elements (coalesced on GPUs, vectorised across work-items by
- * PoCL on CPUs) while the RM values of A are shared by the whole group. */
+/* gemm.cl: the portable GEMM of our own.
+ * C[b] = alpha * op(A[b]) op(B[b]) + beta * C[b], row-major, offsets/strides in elements;
+ * beta == 0 never reads C. src/ops/gemm.c picks one of three schemes:
+ *   gemm_f32                  one column x RM rows per work-item, no pre-pass: for tiny M (decode).
+ *   gemm_pack_b + gemm_tiles  register tiles for CPUs: op(B) is first copied into zero-padded panels
+ *                             [panel][K][NW] so that a work-item streams one contiguous panel, then
+ *                             each work-item keeps an RM x NW block of C in RM*NV explicit vectors of
+ *                             VW floats (PoCL's implicit vectoriser cannot widen a loop nest this
+ *                             deep; explicit vectors map straight onto AVX/AVX-512 registers).
+ *   gemm_local                __local tiles for GPUs: a work-group of LW x LW items computes an
+ *                             LT x LT block of C from LT x KT slices of A and B staged in __local.
+ * Options: -DTRANS_A=0|1 -DTRANS_B=0|1, and per scheme RM; RM VW NV; LT LW KT. */
 #ifndef TRANS_A
 #define TRANS_A 0
 #endif
@@ -25,6 +31,8 @@
 #define B_AT(k, n) B[(k) * ldb + (n)]
 #endif
 
+/* Work-item (x = column n, y = block of RM rows, z = batch): consecutive work-items read consecutive
+ * B elements while the RM values of A are shared by the whole group. */
 __kernel void gemm_f32(int M, int N, int K, float alpha,
                        __global const float *A, int ao, int lda, int sa,
                        __global const float *B, int bo, int ldb, int sb, float beta,
@@ -52,3 +60,145 @@ __kernel void gemm_f32(int M, int N, int K, float alpha,
         *c = alpha * acc[r] + (beta != 0.0f ? beta * *c : 0.0f);
     }
 }
+
+#ifdef VW
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#define vecf CAT(float, VW)
+#define VLOAD CAT(vload, VW)
+#define VSTORE CAT(vstore, VW)
+#define NW (VW * NV) /* columns per work-item = panel width */
+
+/* P[b][panel][k][j] = op(B[b])[k][panel * NW + j], 0 past column N. Work-item (x = k, y = panel,
+ * z = batch of B); P's batch stride is panels * K * NW. */
+__kernel void gemm_pack_b(int N, int K, int panels, __global const float *B, int bo, int ldb, int sb,
+                          __global float *P) {
+    int k = get_global_id(0), panel = get_global_id(1), batch = get_global_id(2);
+    if (k >= K || panel >= panels) return;
+    int n0 = panel * NW;
+    B += bo + batch * sb;
+    P += ((batch * panels + panel) * K + k) * NW;
+    if (n0 + NW <= N) {
+        for (int j = 0; j < NW; j++) P[j] = B_AT(k, n0 + j);
+    } else {
+        for (int j = 0; j < NW; j++) P[j] = n0 + j < N ? B_AT(k, n0 + j) : 0.0f;
+    }
+}
+
+/* Work-item (x = block of RM rows, y = panel of NW columns, z = batch). x is the fastest index, so
+ * the work-items of a group and consecutive groups share one B panel (K * NW floats, kept in L2)
+ * while they walk down the rows of A. sp = P's batch stride (0 when B is shared). */
+__kernel void gemm_tiles(int M, int N, int K, float alpha,
+                         __global const float *A, int ao, int lda, int sa,
+                         __global const float *P, int sp, float beta,
+                         __global float *C, int co, int ldc, int sc) {
+    int m0 = get_global_id(0) * RM, panel = get_global_id(1), batch = get_global_id(2);
+    if (m0 >= M) return;
+    int n0 = panel * NW;
+    A += ao + batch * sa;
+    P += batch * sp + panel * K * NW;
+    C += co + batch * sc;
+#if TRANS_A
+#define A_KSTEP lda
+#else
+#define A_KSTEP 1
+#endif
+    const __global float *a[RM];
+    vecf acc[RM][NV];
+#pragma unroll
+    for (int r = 0; r < RM; r++) {
+        a[r] = &A_AT(min(m0 + r, M - 1), 0); /* clamped: the extra rows compute but never store */
+#pragma unroll
+        for (int v = 0; v < NV; v++) acc[r][v] = (vecf)(0.0f);
+    }
+    for (int k = 0; k < K; k++, P += NW) {
+        vecf b[NV];
+#pragma unroll
+        for (int v = 0; v < NV; v++) b[v] = VLOAD(v, P);
+#pragma unroll
+        for (int r = 0; r < RM; r++) {
+            vecf x = (vecf)(a[r][k * A_KSTEP]);
+#pragma unroll
+            for (int v = 0; v < NV; v++) acc[r][v] = fma(x, b[v], acc[r][v]);
+        }
+    }
+    int full = n0 + NW <= N;
+    for (int r = 0; r < RM && m0 + r < M; r++) {
+        __global float *c = C + (m0 + r) * ldc + n0;
+#pragma unroll
+        for (int v = 0; v < NV; v++) {
+            vecf x = alpha * acc[r][v];
+            if (full) {
+                if (beta != 0.0f) x = fma((vecf)(beta), VLOAD(v, c), x);
+                VSTORE(x, v, c);
+            } else {
+                float t[VW];
+                VSTORE(x, 0, t);
+                for (int j = 0; j < VW && n0 + v * VW + j < N; j++) {
+                    __global float *cj = c + v * VW + j;
+                    *cj = t[j] + (beta != 0.0f ? beta * *cj : 0.0f);
+                }
+            }
+        }
+    }
+}
+#endif
+
+#ifdef LT
+#define WPT (LT / LW) /* rows (and columns) of C per work-item */
+/* Work-group (LW x LW, z = batch) computes C[m0 .. m0+LT) x [n0 .. n0+LT); item (lx, ly) owns rows
+ * ly + LW*i and columns lx + LW*j, so that its __local reads and global stores are consecutive
+ * across the group's x. Every item reaches every barrier: out-of-range items load zeros and skip
+ * only the final store. */
+__kernel void gemm_local(int M, int N, int K, float alpha,
+                         __global const float *A, int ao, int lda, int sa,
+                         __global const float *B, int bo, int ldb, int sb, float beta,
+                         __global float *C, int co, int ldc, int sc) {
+    __local float As[KT][LT], Bs[KT][LT];
+    int lx = get_local_id(0), ly = get_local_id(1), tid = ly * LW + lx, batch = get_global_id(2);
+    int m0 = get_group_id(1) * LT, n0 = get_group_id(0) * LT;
+    A += ao + batch * sa;
+    B += bo + batch * sb;
+    C += co + batch * sc;
+    float acc[WPT][WPT];
+    for (int i = 0; i < WPT; i++)
+        for (int j = 0; j < WPT; j++) acc[i][j] = 0.0f;
+    for (int k0 = 0; k0 < K; k0 += KT) {
+        /* LT * KT elements of each operand, LW * LW items: the index runs along the operand's
+         * contiguous dimension so that neighbouring items read neighbouring addresses */
+        for (int e = tid; e < LT * KT; e += LW * LW) {
+#if TRANS_A
+            int m = e % LT, k = e / LT;
+#else
+            int m = e / KT, k = e % KT;
+#endif
+#if TRANS_B
+            int n = e / KT, kb = e % KT;
+#else
+            int n = e % LT, kb = e / LT;
+#endif
+            As[k][m] = m0 + m < M && k0 + k < K ? A_AT(m0 + m, k0 + k) : 0.0f;
+            Bs[kb][n] = n0 + n < N && k0 + kb < K ? B_AT(k0 + kb, n0 + n) : 0.0f;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int k = 0; k < KT; k++) {
+            float av[WPT], bv[WPT];
+            for (int i = 0; i < WPT; i++) av[i] = As[k][ly + LW * i];
+            for (int j = 0; j < WPT; j++) bv[j] = Bs[k][lx + LW * j];
+            for (int i = 0; i < WPT; i++)
+                for (int j = 0; j < WPT; j++) acc[i][j] = fma(av[i], bv[j], acc[i][j]);
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    for (int i = 0; i < WPT; i++) {
+        int m = m0 + ly + LW * i;
+        if (m >= M) break;
+        for (int j = 0; j < WPT; j++) {
+            int n = n0 + lx + LW * j;
+            if (n >= N) break;
+            __global float *c = C + m * ldc + n;
+            *c = alpha * acc[i][j] + (beta != 0.0f ? beta * *c : 0.0f);
+        }
+    }
+}
+#endif

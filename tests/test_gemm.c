@@ -11,9 +11,25 @@
 static const int shapes[][3] = {{1, 1, 1},    {3, 7, 33},    {33, 129, 7},  {129, 3, 1000}, {1000, 33, 129},
                                 {7, 1000, 3}, {1, 1000, 129}, {1000, 1, 33}, {64, 64, 64}};
 #define N_SHAPES (int)(sizeof shapes / sizeof shapes[0])
+/* Edges of the own kernels' tiles: register tiles are 8 (6) rows x 32 (16) columns on CPUs,
+ * __local tiles 64 x 64 x 16: exact multiples, one past, one short. */
+static const int tile_shapes[][3] = {{8, 32, 16}, {9, 33, 17}, {17, 31, 15}, {16, 64, 64},
+                                     {65, 65, 65}, {63, 97, 1}, {48, 16, 5}};
+#define N_TILE_SHAPES (int)(sizeof tile_shapes / sizeof tile_shapes[0])
+static const ops_gemm_kernel kernels[] = {OPS_GEMM_KERNEL_SIMPLE, OPS_GEMM_KERNEL_TILES, OPS_GEMM_KERNEL_LOCAL};
+#define N_KERNELS (int)(sizeof kernels / sizeof kernels[0])
+static const char *const kernel_names[] = {"auto", "simple", "tiles", "local"};
 
-static void check_one(ops_gemm_backend be, int ta, int tb, int M, int N, int K, float alpha, float beta) {
+/* ops_gemm_with(be), or for be == OWN with an explicit kernel, ops_gemm_own(kern). */
+static attamba_status run(ops_gemm_backend be, ops_gemm_kernel kern, int ta, int tb, float alpha, const tensor *a,
+                          const tensor *b, float beta, tensor *c) {
     rt_ctx *ctx = tu_ctx();
+    if (be == OPS_GEMM_OWN && kern != OPS_GEMM_KERNEL_AUTO) return ops_gemm_own(ctx, kern, ta, tb, alpha, a, b, beta, c);
+    return ops_gemm_with(ctx, be, ta, tb, alpha, a, b, beta, c);
+}
+
+static void check_kernel(ops_gemm_backend be, ops_gemm_kernel kern, int ta, int tb, int M, int N, int K, float alpha,
+                         float beta) {
     uint64_t seed = (uint64_t)(M * 131 + N * 17 + K + ta * 7 + tb * 3);
     float *a = tu_random((int64_t)M * K, seed, -1, 1), *b = tu_random((int64_t)K * N, seed + 1, -1, 1);
     float *c = tu_random((int64_t)M * N, seed + 2, -1, 1), *want = malloc((size_t)M * N * sizeof *want);
@@ -21,11 +37,12 @@ static void check_one(ops_gemm_backend be, int ta, int tb, int M, int N, int K, 
     tensor A = tu_tensor(2, ta ? (int64_t[]){K, M} : (int64_t[]){M, K}, a);
     tensor B = tu_tensor(2, tb ? (int64_t[]){N, K} : (int64_t[]){K, N}, b);
     tensor C = tu_tensor(2, (int64_t[]){M, N}, c);
-    tu_ok(ops_gemm_with(ctx, be, ta, tb, alpha, &A, &B, beta, &C));
+    tu_ok(run(be, kern, ta, tb, alpha, &A, &B, beta, &C));
     ref_gemm(ta, tb, M, N, K, alpha, a, ta ? M : K, b, tb ? K : N, beta, want, N);
     float *got = tu_download(&C);
     char what[128];
-    snprintf(what, sizeof what, "%s gemm %dx%dx%d ta=%d tb=%d", be == OPS_GEMM_OWN ? "own" : "clblast", M, N, K, ta, tb);
+    snprintf(what, sizeof what, "%s/%s gemm %dx%dx%d ta=%d tb=%d", be == OPS_GEMM_OWN ? "own" : "clblast",
+             kernel_names[kern], M, N, K, ta, tb);
     tu_assert_close(got, want, (int64_t)M * N, 1e-4, 2e-6 * K + 1e-6, what);
     free(got);
     free(a);
@@ -37,12 +54,35 @@ static void check_one(ops_gemm_backend be, int ta, int tb, int M, int N, int K, 
     tensor_free(&C);
 }
 
+static void check_one(ops_gemm_backend be, int ta, int tb, int M, int N, int K, float alpha, float beta) {
+    check_kernel(be, OPS_GEMM_KERNEL_AUTO, ta, tb, M, N, K, alpha, beta);
+}
+
 static void all_transposes(ops_gemm_backend be, int s) {
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++) check_one(be, ta, tb, shapes[s][0], shapes[s][1], shapes[s][2], 1.0f, 0.0f);
 }
 
 START_TEST(own_kernel_matches_reference) { all_transposes(OPS_GEMM_OWN, _i); }
+END_TEST
+
+/* Every own kernel (not only the one AUTO picks on this device) on the awkward shapes and on its
+ * tile edges, all transposes; _i enumerates kernel x shape. */
+START_TEST(each_own_kernel_matches_reference_at_tile_edges) {
+    int n_all = N_SHAPES + N_TILE_SHAPES, s = _i % n_all;
+    const int *shape = s < N_SHAPES ? shapes[s] : tile_shapes[s - N_SHAPES];
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            check_kernel(OPS_GEMM_OWN, kernels[_i / n_all], ta, tb, shape[0], shape[1], shape[2], 1.0f, 0.0f);
+}
+END_TEST
+
+START_TEST(each_own_kernel_applies_alpha_and_beta_on_full_and_partial_tiles) {
+    for (int i = 0; i < N_KERNELS; i++) {
+        check_kernel(OPS_GEMM_OWN, kernels[i], 0, 0, 17, 70, 31, -0.5f, 0.75f);
+        check_kernel(OPS_GEMM_OWN, kernels[i], 1, 1, 70, 64, 9, 2.0f, 1.0f);
+    }
+}
 END_TEST
 
 START_TEST(clblast_matches_reference) {
@@ -59,8 +99,7 @@ START_TEST(alpha_and_beta_accumulate) {
 END_TEST
 
 /* Batched C[b] = A[b] W with W shared (the model's case), and with both batched and B^T. */
-static void check_batched(ops_gemm_backend be, int shared_b, int tb) {
-    rt_ctx *ctx = tu_ctx();
+static void check_batched(ops_gemm_backend be, ops_gemm_kernel kern, int shared_b, int tb) {
     int Bn = 3, M = 19, N = 45, K = 27;
     float *a = tu_random((int64_t)Bn * M * K, 5, -1, 1);
     float *b = tu_random((int64_t)(shared_b ? 1 : Bn) * K * N, 6, -1, 1);
@@ -69,7 +108,7 @@ static void check_batched(ops_gemm_backend be, int shared_b, int tb) {
     tensor B = shared_b ? tu_tensor(2, tb ? (int64_t[]){N, K} : (int64_t[]){K, N}, b)
                         : tu_tensor(3, tb ? (int64_t[]){Bn, N, K} : (int64_t[]){Bn, K, N}, b);
     tensor C = tu_zeros(3, (int64_t[]){Bn, M, N});
-    tu_ok(ops_gemm_with(ctx, be, 0, tb, 1.0f, &A, &B, 0.0f, &C));
+    tu_ok(run(be, kern, 0, tb, 1.0f, &A, &B, 0.0f, &C));
     for (int i = 0; i < Bn; i++)
         ref_gemm(0, tb, M, N, K, 1.0f, a + (int64_t)i * M * K, K, b + (shared_b ? 0 : (int64_t)i * K * N), tb ? K : N,
                  0.0f, want + (int64_t)i * M * N, N);
@@ -86,11 +125,15 @@ static void check_batched(ops_gemm_backend be, int shared_b, int tb) {
 
 START_TEST(batched_and_shared_operands) {
     for (int tb = 0; tb < 2; tb++) {
-        check_batched(OPS_GEMM_OWN, 1, tb);
-        check_batched(OPS_GEMM_OWN, 0, tb);
+        check_batched(OPS_GEMM_OWN, OPS_GEMM_KERNEL_AUTO, 1, tb);
+        check_batched(OPS_GEMM_OWN, OPS_GEMM_KERNEL_AUTO, 0, tb);
+        for (int i = 0; i < N_KERNELS; i++) {
+            check_batched(OPS_GEMM_OWN, kernels[i], 1, tb);
+            check_batched(OPS_GEMM_OWN, kernels[i], 0, tb);
+        }
         if (ops_gemm_have_clblast()) {
-            check_batched(OPS_GEMM_CLBLAST, 1, tb);
-            check_batched(OPS_GEMM_CLBLAST, 0, tb);
+            check_batched(OPS_GEMM_CLBLAST, OPS_GEMM_KERNEL_AUTO, 1, tb);
+            check_batched(OPS_GEMM_CLBLAST, OPS_GEMM_KERNEL_AUTO, 0, tb);
         }
     }
 }
@@ -122,6 +165,36 @@ START_TEST(strided_row_views) {
 }
 END_TEST
 
+/* C is columns [7, 7+N) of a wider matrix with beta != 0: every kernel must read and write only
+ * inside the view (N = 40: one full 32-column panel and a partial one). */
+START_TEST(strided_output_view_is_written_only_inside) {
+    int M = 11, K = 21, N = 40, W = 56;
+    float *a = tu_random((int64_t)M * K, 11, -1, 1), *b = tu_random((int64_t)K * N, 12, -1, 1);
+    float *wide = tu_random((int64_t)M * W, 13, -1, 1);
+    tensor A = tu_tensor(2, (int64_t[]){M, K}, a), B = tu_tensor(2, (int64_t[]){K, N}, b);
+    for (int i = 0; i <= N_KERNELS; i++) {
+        ops_gemm_kernel kern = i < N_KERNELS ? kernels[i] : OPS_GEMM_KERNEL_AUTO;
+        tensor Wt = tu_tensor(2, (int64_t[]){M, W}, wide), Cv;
+        tu_ok(tensor_slice(&Wt, 1, 7, N, &Cv));
+        tu_ok(run(OPS_GEMM_OWN, kern, 0, 0, 1.5f, &A, &B, -1.0f, &Cv));
+        float *want = malloc((size_t)M * W * sizeof *want);
+        memcpy(want, wide, (size_t)M * W * sizeof *want);
+        ref_gemm(0, 0, M, N, K, 1.5f, a, K, b, N, -1.0f, want + 7, W);
+        float *got = tu_download(&Wt);
+        tu_assert_close(got, want, (int64_t)M * W, 1e-4, 1e-4, kernel_names[kern]);
+        free(got);
+        free(want);
+        tensor_free(&Cv);
+        tensor_free(&Wt);
+    }
+    free(a);
+    free(b);
+    free(wide);
+    tensor_free(&A);
+    tensor_free(&B);
+}
+END_TEST
+
 START_TEST(mismatched_shapes_are_refused) {
     rt_ctx *ctx = tu_ctx();
     tensor A = tu_zeros(2, (int64_t[]){4, 5}), B = tu_zeros(2, (int64_t[]){6, 7}), C = tu_zeros(2, (int64_t[]){4, 7}), T;
@@ -150,9 +223,13 @@ int main(void) {
     tcase_set_timeout(t, 600);
     tcase_add_loop_test(t, own_kernel_matches_reference, 0, N_SHAPES);
     tcase_add_loop_test(t, clblast_matches_reference, 0, N_SHAPES);
+    tcase_add_loop_test(t, each_own_kernel_matches_reference_at_tile_edges, 0,
+                        N_KERNELS * (N_SHAPES + N_TILE_SHAPES));
+    tcase_add_test(t, each_own_kernel_applies_alpha_and_beta_on_full_and_partial_tiles);
     tcase_add_test(t, alpha_and_beta_accumulate);
     tcase_add_test(t, batched_and_shared_operands);
     tcase_add_test(t, strided_row_views);
+    tcase_add_test(t, strided_output_view_is_written_only_inside);
     tcase_add_test(t, mismatched_shapes_are_refused);
     suite_add_tcase(s, t);
     return tu_run(s);

@@ -46,9 +46,37 @@ static attamba_status operand(rt_ctx *ctx, const char *name, const tensor *t, in
     return ATTAMBA_OK;
 }
 
-static attamba_status gemm_own(rt_ctx *ctx, int ta, int tb, int M, int N, int K, float alpha,
-                               const gemm_operand *a, const gemm_operand *b, float beta, const gemm_operand *c,
-                               int batch) {
+/* Parameters of the own kernels for one device (see cl/gemm.cl). */
+typedef struct {
+    int rm, vw, nv; /* gemm_tiles: RM rows x NV vectors of VW floats per work-item */
+    int lt, lw, kt; /* gemm_local: LT x LT block of C per LW x LW group, KT-deep __local slices */
+} gemm_tuning;
+
+/* CPUs: 8 x 32 accumulators = 16 of the 32 AVX-512 registers (float16); with 8-wide AVX2 or
+ * 4-wide SSE/NEON (16 registers on x86) 6 rows x 2 vectors leave room for B and the broadcast.
+ * GPUs: 64 x 64 tiles, 16 x 16 groups, 4 x 4 per item, 8 KiB of __local. */
+static gemm_tuning tuning_for(rt_ctx *ctx) {
+    gemm_tuning t = {8, 16, 2, 64, 16, 16};
+    cl_uint w = 0;
+    if (clGetDeviceInfo(ctx->dev.device, CL_DEVICE_PREFERRED_VECTOR_WIDTH_FLOAT, sizeof w, &w, NULL) != CL_SUCCESS)
+        w = 4;
+    t.vw = w >= 16 ? 16 : w >= 8 ? 8 : 4;
+    if (t.vw < 16) t.rm = 6;
+    return t;
+}
+
+static ops_gemm_kernel auto_kernel(rt_ctx *ctx, int M) {
+    if (M < 8) return OPS_GEMM_KERNEL_SIMPLE; /* one row block: packing B would cost more than it saves */
+    if (ctx->dev.info.type == ATTAMBA_DEVICE_GPU && ctx->dev.info.max_work_group_size >= 256)
+        return OPS_GEMM_KERNEL_LOCAL;
+    return OPS_GEMM_KERNEL_TILES;
+}
+
+#define GEMM_A_ARGS(a) RT_MEM((a)->mem), RT_I32((a)->off), RT_I32((a)->ld), RT_I32((a)->stride)
+
+static attamba_status gemm_simple(rt_ctx *ctx, int ta, int tb, int M, int N, int K, float alpha,
+                                  const gemm_operand *a, const gemm_operand *b, float beta,
+                                  const gemm_operand *c, int batch) {
     enum { ROWS = 8 };
     char opts[64];
     snprintf(opts, sizeof opts, "-DTRANS_A=%d -DTRANS_B=%d -DRM=%d", ta, tb, ROWS);
@@ -57,11 +85,75 @@ static attamba_status gemm_own(rt_ctx *ctx, int ta, int tb, int M, int N, int K,
     size_t lx = rt_local_1d(ctx, k, 64);
     size_t local[3] = {lx, 1, 1};
     size_t global[3] = {(size_t)N, (size_t)((M + ROWS - 1) / ROWS), (size_t)batch};
-    rt_arg args[] = {RT_I32(M), RT_I32(N), RT_I32(K), RT_F32(alpha),
-                     RT_MEM(a->mem), RT_I32(a->off), RT_I32(a->ld), RT_I32(a->stride),
-                     RT_MEM(b->mem), RT_I32(b->off), RT_I32(b->ld), RT_I32(b->stride), RT_F32(beta),
-                     RT_MEM(c->mem), RT_I32(c->off), RT_I32(c->ld), RT_I32(c->stride)};
+    rt_arg args[] = {RT_I32(M), RT_I32(N), RT_I32(K), RT_F32(alpha), GEMM_A_ARGS(a), GEMM_A_ARGS(b),
+                     RT_F32(beta), GEMM_A_ARGS(c)};
     return rt_launch(ctx, k, "gemm_f32", 3, global, local, (int)CORE_LEN(args), args);
+}
+
+/* op(B) into zero-padded panels (a scratch tensor, released once enqueued: OpenCL keeps it alive
+ * until the kernels that use it have run), then the register-tile kernel. */
+static attamba_status gemm_tiles(rt_ctx *ctx, const gemm_tuning *t, int ta, int tb, int M, int N, int K,
+                                 float alpha, const gemm_operand *a, const gemm_operand *b, float beta,
+                                 const gemm_operand *c, int batch) {
+    int nw = t->vw * t->nv, panels = (N + nw - 1) / nw, b_batch = b->stride ? batch : 1;
+    char opts[96];
+    snprintf(opts, sizeof opts, "-DTRANS_A=%d -DTRANS_B=%d -DRM=%d -DVW=%d -DNV=%d", ta, tb, t->rm, t->vw, t->nv);
+    cl_kernel kp, kt;
+    RT_TRY(rt_kernel(ctx, "gemm", opts, "gemm_pack_b", &kp));
+    RT_TRY(rt_kernel(ctx, "gemm", opts, "gemm_tiles", &kt));
+    tensor packed;
+    RT_TRY(tensor_alloc_f32(ctx, &packed, 2, ((int64_t[]){(int64_t)b_batch * panels * K, nw})));
+    cl_mem pm = packed.buf->mem;
+    size_t lp = rt_local_1d(ctx, kp, 64);
+    size_t pglobal[3] = {(size_t)K, (size_t)panels, (size_t)b_batch}, plocal[3] = {lp, 1, 1};
+    rt_arg pargs[] = {RT_I32(N), RT_I32(K), RT_I32(panels), GEMM_A_ARGS(b), RT_MEM(pm)};
+    attamba_status s = rt_launch(ctx, kp, "gemm_pack_b", 3, pglobal, plocal, (int)CORE_LEN(pargs), pargs);
+    if (s == ATTAMBA_OK) {
+        /* 8 row blocks per group: enough to amortise a group's start on PoCL, small enough that
+         * M = 4096 still gives dozens of groups per column panel to share among the cores */
+        size_t lx = rt_local_1d(ctx, kt, 8);
+        size_t global[3] = {(size_t)((M + t->rm - 1) / t->rm), (size_t)panels, (size_t)batch};
+        size_t local[3] = {lx, 1, 1};
+        int sp = b->stride ? panels * K * nw : 0;
+        rt_arg args[] = {RT_I32(M), RT_I32(N), RT_I32(K), RT_F32(alpha), GEMM_A_ARGS(a), RT_MEM(pm), RT_I32(sp),
+                         RT_F32(beta), GEMM_A_ARGS(c)};
+        s = rt_launch(ctx, kt, "gemm_tiles", 3, global, local, (int)CORE_LEN(args), args);
+    }
+    tensor_free(&packed);
+    return s;
+}
+
+static attamba_status gemm_local(rt_ctx *ctx, const gemm_tuning *t, int ta, int tb, int M, int N, int K,
+                                 float alpha, const gemm_operand *a, const gemm_operand *b, float beta,
+                                 const gemm_operand *c, int batch) {
+    char opts[96];
+    snprintf(opts, sizeof opts, "-DTRANS_A=%d -DTRANS_B=%d -DLT=%d -DLW=%d -DKT=%d", ta, tb, t->lt, t->lw, t->kt);
+    cl_kernel k;
+    RT_TRY(rt_kernel(ctx, "gemm", opts, "gemm_local", &k));
+    size_t kmax = 0;
+    clGetKernelWorkGroupInfo(k, ctx->dev.device, CL_KERNEL_WORK_GROUP_SIZE, sizeof kmax, &kmax, NULL);
+    if (kmax < (size_t)(t->lw * t->lw))
+        return rt_fail(ctx, ATTAMBA_ERR_UNSUPPORTED, "ops_gemm: gemm_local needs %dx%d work-groups, %s allows %zu",
+                       t->lw, t->lw, ctx->dev.info.name, kmax);
+    size_t local[3] = {(size_t)t->lw, (size_t)t->lw, 1};
+    size_t global[3] = {(size_t)((N + t->lt - 1) / t->lt * t->lw), (size_t)((M + t->lt - 1) / t->lt * t->lw),
+                        (size_t)batch};
+    rt_arg args[] = {RT_I32(M), RT_I32(N), RT_I32(K), RT_F32(alpha), GEMM_A_ARGS(a), GEMM_A_ARGS(b),
+                     RT_F32(beta), GEMM_A_ARGS(c)};
+    return rt_launch(ctx, k, "gemm_local", 3, global, local, (int)CORE_LEN(args), args);
+}
+
+static attamba_status gemm_own(rt_ctx *ctx, ops_gemm_kernel kernel, int ta, int tb, int M, int N, int K,
+                               float alpha, const gemm_operand *a, const gemm_operand *b, float beta,
+                               const gemm_operand *c, int batch) {
+    gemm_tuning t = tuning_for(ctx);
+    if (kernel == OPS_GEMM_KERNEL_AUTO) kernel = auto_kernel(ctx, M);
+    switch (kernel) {
+    case OPS_GEMM_KERNEL_TILES: return gemm_tiles(ctx, &t, ta, tb, M, N, K, alpha, a, b, beta, c, batch);
+    case OPS_GEMM_KERNEL_LOCAL: return gemm_local(ctx, &t, ta, tb, M, N, K, alpha, a, b, beta, c, batch);
+    case OPS_GEMM_KERNEL_SIMPLE: return gemm_simple(ctx, ta, tb, M, N, K, alpha, a, b, beta, c, batch);
+    default: return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "ops_gemm: unknown own kernel %d", (int)kernel);
+    }
 }
 
 #ifdef ATTAMBA_HAVE_CLBLAST
@@ -89,34 +181,49 @@ static attamba_status gemm_clblast(rt_ctx *ctx, int ta, int tb, int M, int N, in
 }
 #endif
 
-static ops_gemm_backend auto_backend(void) {
+/* $ATTAMBA_GEMM, else the own kernels on CPUs (on PoCL they run several times faster than CLBlast's
+ * GPU-tuned kernels: see docs in bench/bench_gemm.c), else CLBlast when this build has it. */
+static ops_gemm_backend auto_backend(rt_ctx *ctx) {
     const char *e = getenv("ATTAMBA_GEMM");
     if (e && !strcmp(e, "own")) return OPS_GEMM_OWN;
+    if (e && !strcmp(e, "clblast") && ops_gemm_have_clblast()) return OPS_GEMM_CLBLAST;
+    if (ctx->dev.info.type == ATTAMBA_DEVICE_CPU) return OPS_GEMM_OWN;
     return ops_gemm_have_clblast() ? OPS_GEMM_CLBLAST : OPS_GEMM_OWN;
+}
+
+/* Checks the operands of C = alpha op(A) op(B) + beta C and returns the problem's sizes. */
+static attamba_status gemm_check(rt_ctx *ctx, int trans_a, int trans_b, const tensor *a, const tensor *b,
+                                 tensor *c, gemm_operand *A, gemm_operand *B, gemm_operand *C, int *M, int *N,
+                                 int *K, int *batch) {
+    RT_TRY(operand(ctx, "C", c, c && c->ndim == 3 ? c->shape[0] : 1, C));
+    *batch = c->ndim == 3 ? (int)c->shape[0] : 1;
+    if (c->ndim == 2 && ((a && a->ndim == 3) || (b && b->ndim == 3)))
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "ops_gemm: batched A or B needs a batched C");
+    RT_TRY(operand(ctx, "A", a, *batch, A));
+    RT_TRY(operand(ctx, "B", b, *batch, B));
+    int64_t m = trans_a ? A->cols : A->rows, k = trans_a ? A->rows : A->cols;
+    int64_t kb = trans_b ? B->cols : B->rows, n = trans_b ? B->rows : B->cols;
+    if (k != kb || C->rows != m || C->cols != n)
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE,
+                       "ops_gemm: op(A) is %lldx%lld, op(B) is %lldx%lld, C is %lldx%lld", (long long)m,
+                       (long long)k, (long long)kb, (long long)n, (long long)C->rows, (long long)C->cols);
+    if (C->stride == 0 && *batch > 1) return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "ops_gemm: C batch stride is 0");
+    *M = (int)m;
+    *N = (int)n;
+    *K = (int)k;
+    return ATTAMBA_OK;
 }
 
 attamba_status ops_gemm_with(rt_ctx *ctx, ops_gemm_backend backend, int trans_a, int trans_b, float alpha,
                              const tensor *a, const tensor *b, float beta, tensor *c) {
     gemm_operand A, B, C;
-    RT_TRY(operand(ctx, "C", c, c && c->ndim == 3 ? c->shape[0] : 1, &C));
-    int batch = c->ndim == 3 ? (int)c->shape[0] : 1;
-    if (c->ndim == 2 && (a->ndim == 3 || b->ndim == 3))
-        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "ops_gemm: batched A or B needs a batched C");
-    RT_TRY(operand(ctx, "A", a, batch, &A));
-    RT_TRY(operand(ctx, "B", b, batch, &B));
-    int64_t M = trans_a ? A.cols : A.rows, K = trans_a ? A.rows : A.cols;
-    int64_t Kb = trans_b ? B.cols : B.rows, N = trans_b ? B.rows : B.cols;
-    if (K != Kb || C.rows != M || C.cols != N)
-        return rt_fail(ctx, ATTAMBA_ERR_SHAPE,
-                       "ops_gemm: op(A) is %lldx%lld, op(B) is %lldx%lld, C is %lldx%lld", (long long)M,
-                       (long long)K, (long long)Kb, (long long)N, (long long)C.rows, (long long)C.cols);
-    if (C.stride == 0 && batch > 1) return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "ops_gemm: C batch stride is 0");
+    int M = 0, N = 0, K = 0, batch = 1;
+    RT_TRY(gemm_check(ctx, trans_a, trans_b, a, b, c, &A, &B, &C, &M, &N, &K, &batch));
     int fallback = backend == OPS_GEMM_AUTO;
-    if (backend == OPS_GEMM_AUTO) backend = ctx->gemm_clblast_broken ? OPS_GEMM_OWN : auto_backend();
+    if (backend == OPS_GEMM_AUTO) backend = ctx->gemm_clblast_broken ? OPS_GEMM_OWN : auto_backend(ctx);
     if (backend == OPS_GEMM_CLBLAST) {
 #ifdef ATTAMBA_HAVE_CLBLAST
-        attamba_status s = gemm_clblast(ctx, trans_a, trans_b, (int)M, (int)N, (int)K, alpha, &A, &B, beta, &C,
-                                        batch);
+        attamba_status s = gemm_clblast(ctx, trans_a, trans_b, M, N, K, alpha, &A, &B, beta, &C, batch);
         if (s != ATTAMBA_ERR_OPENCL || !fallback) return s;
         core_log(CORE_LOG_WARN, "%s; using the own GEMM kernel on this device from now on", ctx->err);
         ctx->gemm_clblast_broken = 1;
@@ -125,7 +232,15 @@ attamba_status ops_gemm_with(rt_ctx *ctx, ops_gemm_backend backend, int trans_a,
         return rt_fail(ctx, ATTAMBA_ERR_UNSUPPORTED, "ops_gemm: this build has no CLBlast");
 #endif
     }
-    return gemm_own(ctx, trans_a, trans_b, (int)M, (int)N, (int)K, alpha, &A, &B, beta, &C, batch);
+    return gemm_own(ctx, OPS_GEMM_KERNEL_AUTO, trans_a, trans_b, M, N, K, alpha, &A, &B, beta, &C, batch);
+}
+
+attamba_status ops_gemm_own(rt_ctx *ctx, ops_gemm_kernel kernel, int trans_a, int trans_b, float alpha,
+                            const tensor *a, const tensor *b, float beta, tensor *c) {
+    gemm_operand A, B, C;
+    int M = 0, N = 0, K = 0, batch = 1;
+    RT_TRY(gemm_check(ctx, trans_a, trans_b, a, b, c, &A, &B, &C, &M, &N, &K, &batch));
+    return gemm_own(ctx, kernel, trans_a, trans_b, M, N, K, alpha, &A, &B, beta, &C, batch);
 }
 
 attamba_status ops_gemm(rt_ctx *ctx, int trans_a, int trans_b, float alpha, const tensor *a, const tensor *b,

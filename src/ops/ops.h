@@ -31,10 +31,22 @@ attamba_status ops_silu(rt_ctx *ctx, const tensor *x, tensor *out);
 typedef enum { OPS_GEMM_AUTO = 0, OPS_GEMM_CLBLAST = 1, OPS_GEMM_OWN = 2 } ops_gemm_backend;
 attamba_status ops_gemm(rt_ctx *ctx, int trans_a, int trans_b, float alpha, const tensor *a, const tensor *b,
                         float beta, tensor *c);
-/* Same with an explicit backend. AUTO = $ATTAMBA_GEMM (clblast|own) or CLBlast when built with it,
- * falling back to the own kernel (with a warning, once) if CLBlast fails on this device. */
+/* Same with an explicit backend. AUTO = $ATTAMBA_GEMM (clblast|own), else the own kernels on CPU
+ * devices (faster than CLBlast on PoCL), else CLBlast when built with it, falling back to the own
+ * kernels (with a warning, once) if CLBlast fails on this device. */
 attamba_status ops_gemm_with(rt_ctx *ctx, ops_gemm_backend backend, int trans_a, int trans_b, float alpha,
                              const tensor *a, const tensor *b, float beta, tensor *c);
+/* Tuning/testing hook: the own backend with an explicit kernel (cl/gemm.cl). AUTO = SIMPLE for
+ * M < 8, LOCAL on GPUs, TILES elsewhere. LOCAL fails with ATTAMBA_ERR_UNSUPPORTED on devices whose
+ * work-groups cannot hold 16 x 16 items. */
+typedef enum {
+    OPS_GEMM_KERNEL_AUTO = 0,
+    OPS_GEMM_KERNEL_SIMPLE = 1, /* one column x 8 rows per work-item, no pre-pass */
+    OPS_GEMM_KERNEL_TILES = 2,  /* B packed into panels, register tiles of explicit vectors (CPUs) */
+    OPS_GEMM_KERNEL_LOCAL = 3   /* __local-memory tiles (GPUs) */
+} ops_gemm_kernel;
+attamba_status ops_gemm_own(rt_ctx *ctx, ops_gemm_kernel kernel, int trans_a, int trans_b, float alpha,
+                            const tensor *a, const tensor *b, float beta, tensor *c);
 /* Whether this build has CLBlast. */
 int ops_gemm_have_clblast(void);
 
