@@ -16,6 +16,11 @@ attamba_context *cli_open_device(const char *device);
 int cli_error(const char *cmd, const char *fmt, ...);
 
 int cli_devices(int argc, char **argv);
+int cli_init(int argc, char **argv);
+int cli_info(int argc, char **argv);
+int cli_forward(int argc, char **argv);
+int cli_generate(int argc, char **argv);
+int cli_eval(int argc, char **argv);
 int bench_gemm_main(int argc, char **argv);
 int bench_ssm_main(int argc, char **argv);
 int bench_loss_main(int argc, char **argv);

@@ -15,6 +15,11 @@ static const struct {
     const char *help;
 } commands[] = {
     {"devices", cli_devices, "list OpenCL devices and what they can do"},
+    {"init", cli_init, "write a seeded random model (config + weights)"},
+    {"info", cli_info, "a model's config, parameter count and KV-cache bytes"},
+    {"forward", cli_forward, "logits of token sequences, as raw f32"},
+    {"generate", cli_generate, "stream text from a prompt"},
+    {"eval", cli_eval, "perplexity and bits per byte on a text file"},
     {"bench", cmd_bench, "benchmarks: bench gemm"},
     {"version", cmd_version, "print the library version"},
 };

@@ -1,0 +1,523 @@
+/* attamba init | info | forward | generate | eval: make, inspect, run and measure models. */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <errno.h>
+
+#include "cli.h"
+#include "model/kv_cache.h"
+#include "model/model.h"
+#include "model/tokenizer.h"
+#include "model/weights.h"
+#include "ops/loss.h"
+
+/* ---- shared option handling ---- */
+
+typedef struct {
+    const char *device, *model_dir, *boundaries;
+    int chunk, window;
+} model_opts;
+
+enum { OPT_CHUNK = 1000, OPT_WINDOW, OPT_BOUNDARIES, OPT_DEVICE, OPT_MODEL };
+#define MODEL_LONG_OPTS                                                                               \
+    {"device", required_argument, 0, OPT_DEVICE}, {"model", required_argument, 0, OPT_MODEL},         \
+        {"chunk", required_argument, 0, OPT_CHUNK}, {"window", required_argument, 0, OPT_WINDOW},     \
+        {"boundaries", required_argument, 0, OPT_BOUNDARIES}, {"help", no_argument, 0, 'h'}
+
+static const char *model_opts_help =
+    "  --model DIR          model directory (config.json + model.safetensors)\n"
+    "  --device P:D|gpu|cpu|accelerator   (default: $ATTAMBA_DEVICE, else first GPU, accelerator, CPU)\n"
+    "  --chunk P            test-time chunk size (attamba)\n"
+    "  --window L           test-time window of leading tokens\n"
+    "  --boundaries S       uniform | cyclic | random | random:SEED\n";
+
+/* Returns 1 when c was one of the shared options. */
+static int model_opt(model_opts *o, int c, const char *arg, int *bad) {
+    char *end;
+    switch (c) {
+    case OPT_DEVICE: o->device = arg; return 1;
+    case OPT_MODEL: o->model_dir = arg; return 1;
+    case OPT_BOUNDARIES: o->boundaries = arg; return 1;
+    case OPT_CHUNK:
+    case OPT_WINDOW: {
+        long v = strtol(arg, &end, 10);
+        if (*end || end == arg || v < (c == OPT_CHUNK ? 1 : 0) || v > 1000000) {
+            fprintf(stderr, "attamba: bad --%s '%s'\n", c == OPT_CHUNK ? "chunk" : "window", arg);
+            *bad = 1;
+        }
+        if (c == OPT_CHUNK) o->chunk = (int)v;
+        else o->window = (int)v;
+        return 1;
+    }
+    }
+    return 0;
+}
+
+static int parse_int(const char *cmd, const char *name, const char *arg, long lo, long hi, long *out) {
+    char *end;
+    long v = strtol(arg, &end, 10);
+    if (*end || end == arg || v < lo || v > hi) {
+        cli_error(cmd, "bad --%s '%s' (an integer in [%ld, %ld])", name, arg, lo, hi);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+static int parse_float(const char *cmd, const char *name, const char *arg, double lo, double hi, double *out) {
+    char *end;
+    double v = strtod(arg, &end);
+    if (*end || end == arg || !(v >= lo && v <= hi)) {
+        cli_error(cmd, "bad --%s '%s' (a number in [%g, %g])", name, arg, lo, hi);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+/* Opens the device and the model, applying overrides; prints errors. */
+static int open_model(const char *cmd, const model_opts *o, attamba_context **ctx, model **m) {
+    *ctx = NULL;
+    *m = NULL;
+    if (!o->model_dir) return cli_error(cmd, "--model DIR is required"), 0;
+    if (!(*ctx = cli_open_device(o->device))) return 0;
+    if (model_load(*ctx, o->model_dir, m)) {
+        cli_error(cmd, "%s", attamba_context_last_error(*ctx));
+        attamba_context_destroy(*ctx);
+        *ctx = NULL;
+        return 0;
+    }
+    if (model_set_attention(*m, o->chunk, o->window >= 0 ? o->window : -1, o->boundaries)) {
+        cli_error(cmd, "%s", attamba_context_last_error(*ctx));
+        model_destroy(*m);
+        attamba_context_destroy(*ctx);
+        *m = NULL;
+        *ctx = NULL;
+        return 0;
+    }
+    return 1;
+}
+
+static void close_model(attamba_context *ctx, model *m) {
+    model_destroy(m);
+    attamba_context_destroy(ctx);
+}
+
+static char *read_text(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    size_t got;
+    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n == cap) {
+            char *g = realloc(buf, 2 * cap + 1);
+            if (!g) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = g;
+            cap *= 2;
+        }
+    }
+    fclose(f);
+    if (buf) buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+/* ---- init ---- */
+
+int cli_init(int argc, char **argv) {
+    static const struct option opts[] = {{"config", required_argument, 0, 'c'}, {"preset", required_argument, 0, 'p'},
+                                         {"seed", required_argument, 0, 's'},   {"out", required_argument, 0, 'o'},
+                                         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+    const char *config = NULL, *preset = NULL, *out = NULL;
+    long seed = 0;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:p:s:o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': config = optarg; break;
+        case 'p': preset = optarg; break;
+        case 's': if (!parse_int("init", "seed", optarg, 0, 2147483647L, &seed)) return 2; break;
+        case 'o': out = optarg; break;
+        case 'h':
+            printf("usage: attamba init (--config C.json | --preset tiny|small|paper-60m) [--seed S] --out DIR\n\n"
+                   "Writes DIR/config.json and DIR/model.safetensors: a seeded random model (SPEC 3.1 init).\n"
+                   "No device is needed.\n");
+            return 0;
+        default: return 2;
+        }
+    }
+    if (!out || (!config == !preset)) return cli_error("init", "need --out DIR and one of --config or --preset"), 2;
+    model_config cfg;
+    char err[600];
+    if ((config ? model_config_load(config, &cfg, err, sizeof err) : model_config_preset(preset, &cfg, err, sizeof err)))
+        return cli_error("init", "%s", err);
+    weight_info *list;
+    int n;
+    if (weights_list(&cfg, &list, &n)) return cli_error("init", "out of memory");
+    int64_t numel = list[n - 1].offset + list[n - 1].shape[0] * (list[n - 1].ndim == 2 ? list[n - 1].shape[1] : 1);
+    float *host = malloc((size_t)numel * sizeof *host);
+    if (!host) {
+        free(list);
+        return cli_error("init", "out of host memory for %lld parameters", (long long)numel);
+    }
+    weights_init_host(&cfg, list, n, (uint64_t)seed, host);
+    int rc = 0;
+    char *wpath = core_strdup_printf("%s/model.safetensors", out), *cpath = core_strdup_printf("%s/config.json", out);
+    if (mkdir(out, 0755) != 0 && errno != EEXIST) rc = cli_error("init", "cannot create %s", out);
+    else if (weights_save_host(list, n, host, wpath, err, sizeof err) || model_config_save(&cfg, cpath, err, sizeof err))
+        rc = cli_error("init", "%s", err);
+    else
+        printf("wrote %s (%lld parameters, seed %ld) and %s\n", wpath, (long long)numel, seed, cpath);
+    free(wpath);
+    free(cpath);
+    free(host);
+    free(list);
+    return rc;
+}
+
+/* ---- info ---- */
+
+int cli_info(int argc, char **argv) {
+    static const struct option opts[] = {{"model", required_argument, 0, 'm'}, {"preset", required_argument, 0, 'p'},
+                                         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    const char *dir = NULL, *preset = NULL;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "m:p:h", opts, NULL)) != -1) {
+        if (c == 'm') dir = optarg;
+        else if (c == 'p') preset = optarg;
+        else if (c == 'h') {
+            printf("usage: attamba info (--model DIR | --preset NAME)\n\nPrints the config, the parameter count and "
+                   "the KV-cache bytes per token. No device is needed.\n");
+            return 0;
+        } else return 2;
+    }
+    model_config cfg;
+    char err[600];
+    if (!dir == !preset) return cli_error("info", "need --model DIR or --preset NAME"), 2;
+    if (dir) {
+        char *cpath = core_strdup_printf("%s/config.json", dir);
+        attamba_status s = model_config_load(cpath, &cfg, err, sizeof err);
+        free(cpath);
+        if (s) return cli_error("info", "%s", err);
+    } else if (model_config_preset(preset, &cfg, err, sizeof err)) {
+        return cli_error("info", "%s", err);
+    }
+    char *json = model_config_to_json(&cfg);
+    printf("%s\n", json);
+    free(json);
+    printf("parameters: %lld\n", (long long)model_config_param_count(&cfg));
+    model_config full = cfg;
+    full.kind = MODEL_TRANSFORMER;
+    printf("%-10s %16s %16s %10s\n", "context", "cache bytes", "per token", "vs full");
+    for (int64_t T = 1024; T <= 32768; T *= 4) {
+        int64_t b = model_config_cache_bytes(&cfg, T), f = model_config_cache_bytes(&full, T);
+        printf("%-10lld %16lld %16.1f %9.2fx\n", (long long)T, (long long)b, (double)b / (double)T, (double)f / (double)b);
+    }
+    return 0;
+}
+
+/* ---- forward ---- */
+
+int cli_forward(int argc, char **argv) {
+    static const struct option opts[] = {MODEL_LONG_OPTS, {"input", required_argument, 0, 'i'},
+                                         {"output", required_argument, 0, 'o'}, {0, 0, 0, 0}};
+    model_opts mo = {.window = -1};
+    const char *input = NULL, *output = NULL;
+    int c, bad = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "i:o:h", opts, NULL)) != -1) {
+        if (model_opt(&mo, c, optarg, &bad)) continue;
+        if (c == 'i') input = optarg;
+        else if (c == 'o') output = optarg;
+        else if (c == 'h') {
+            printf("usage: attamba forward --model DIR --input tokens.txt --output logits.bin [options]\n\n"
+                   "tokens.txt: one sequence per line, token ids separated by spaces. Writes the logits as raw\n"
+                   "little-endian f32 [B, T, V] (T = the longest sequence; shorter ones are padded with id 0 at\n"
+                   "the end, which does not change their earlier positions) and prints the shape.\n%s",
+                   model_opts_help);
+            return 0;
+        } else return 2;
+    }
+    if (bad) return 2;
+    if (!input || !output) return cli_error("forward", "--input and --output are required"), 2;
+    size_t len;
+    char *text = read_text(input, &len);
+    if (!text) return cli_error("forward", "cannot read %s", input);
+    /* parse lines of ints */
+    int B = 0, T = 0, cap = 1024, n = 0;
+    int32_t *flat = malloc((size_t)cap * sizeof *flat);
+    int *lens = NULL;
+    int rc = 0;
+    for (char *line = text, *next; line && *line && !rc; line = next) {
+        next = strchr(line, '\n');
+        if (next) *next++ = 0;
+        int count = 0;
+        for (char *p = line, *end;; p = end) {
+            while (*p == ' ' || *p == '\t' || *p == '\r') p++;
+            if (!*p) break;
+            long v = strtol(p, &end, 10);
+            if (end == p) {
+                rc = cli_error("forward", "%s line %d: '%.10s' is not a token id", input, B + 1, p);
+                break;
+            }
+            if (n == cap) flat = realloc(flat, (size_t)(cap *= 2) * sizeof *flat);
+            flat[n++] = (int32_t)v;
+            count++;
+        }
+        if (!count || rc) continue;
+        lens = realloc(lens, (size_t)(B + 1) * sizeof *lens);
+        lens[B++] = count;
+        if (count > T) T = count;
+    }
+    free(text);
+    if (!rc && !B) rc = cli_error("forward", "%s holds no tokens", input);
+    int32_t *tokens = rc ? NULL : calloc((size_t)B * T, sizeof *tokens);
+    for (int b = 0, off = 0; tokens && b < B; off += lens[b++])
+        memcpy(tokens + (size_t)b * T, flat + off, (size_t)lens[b] * sizeof *tokens);
+    free(flat);
+    attamba_context *ctx;
+    model *m;
+    if (!rc && !open_model("forward", &mo, &ctx, &m)) rc = 1;
+    else if (!rc) {
+        tensor logits;
+        double t0 = core_now();
+        if (model_forward(m, tokens, B, T, &logits)) {
+            rc = cli_error("forward", "%s", attamba_context_last_error(ctx));
+        } else {
+            int64_t nl = tensor_numel(&logits);
+            float *host = malloc((size_t)nl * sizeof *host);
+            if (!host || tensor_download(&logits, host)) rc = cli_error("forward", "cannot read the logits back");
+            double secs = core_now() - t0;
+            char *tmp = core_strdup_printf("%s.tmp", output);
+            FILE *f = rc ? NULL : fopen(tmp, "wb");
+            if (!rc && (!f || fwrite(host, sizeof *host, (size_t)nl, f) != (size_t)nl || fclose(f) != 0 ||
+                        rename(tmp, output) != 0)) {
+                rc = cli_error("forward", "cannot write %s", output);
+                remove(tmp);
+            }
+            free(tmp);
+            if (!rc) {
+                printf("logits [%d, %d, %d] f32 little-endian -> %s (%.1f tokens/s)\nlengths:", B, T, m->cfg.vocab_size,
+                       output, B * T / secs);
+                for (int b = 0; b < B; b++) printf(" %d", lens[b]);
+                printf("\n");
+            }
+            free(host);
+            tensor_free(&logits);
+        }
+        close_model(ctx, m);
+    }
+    free(tokens);
+    free(lens);
+    return rc;
+}
+
+/* ---- generate ---- */
+
+int cli_generate(int argc, char **argv) {
+    static const struct option opts[] = {MODEL_LONG_OPTS,
+                                         {"prompt", required_argument, 0, 'p'},
+                                         {"tokens", required_argument, 0, 'n'},
+                                         {"temperature", required_argument, 0, 't'},
+                                         {"top-k", required_argument, 0, 'k'},
+                                         {"top-p", required_argument, 0, 'P'},
+                                         {"seed", required_argument, 0, 's'},
+                                         {0, 0, 0, 0}};
+    model_opts mo = {.window = -1};
+    const char *prompt = "";
+    long n_new = 200, top_k = 0, seed = 0;
+    double temperature = 0.8, top_p = 1.0;
+    int c, bad = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "p:n:t:k:P:s:h", opts, NULL)) != -1) {
+        if (model_opt(&mo, c, optarg, &bad)) continue;
+        switch (c) {
+        case 'p': prompt = optarg; break;
+        case 'n': bad |= !parse_int("generate", "tokens", optarg, 0, 1000000, &n_new); break;
+        case 't': bad |= !parse_float("generate", "temperature", optarg, 0, 100, &temperature); break;
+        case 'k': bad |= !parse_int("generate", "top-k", optarg, 0, 1 << 30, &top_k); break;
+        case 'P': bad |= !parse_float("generate", "top-p", optarg, 1e-6, 1, &top_p); break;
+        case 's': bad |= !parse_int("generate", "seed", optarg, 0, 2147483647L, &seed); break;
+        case 'h':
+            printf("usage: attamba generate --model DIR --prompt TEXT [-n N] [--temperature T] [--top-k K]\n"
+                   "                        [--top-p P] [--seed S] [options]\n\n"
+                   "Streams N new tokens (default 200; temperature 0 = greedy), then prints tokens/s and the KV\n"
+                   "cache bytes.\n%s", model_opts_help);
+            return 0;
+        default: return 2;
+        }
+    }
+    if (bad) return 2;
+    attamba_context *ctx;
+    model *m;
+    if (!open_model("generate", &mo, &ctx, &m)) return 1;
+    tokenizer *tok;
+    char err[300];
+    if (tokenizer_create("bytes", m->cfg.vocab_size, m->cfg.bos_id, m->cfg.eos_id, &tok, err, sizeof err)) {
+        close_model(ctx, m);
+        return cli_error("generate", "%s", err);
+    }
+    size_t plen = strlen(prompt);
+    int64_t np;
+    int32_t *ids = malloc((plen + 1) * sizeof *ids);
+    ids[0] = tok->bos_id;
+    tok->encode(tok, prompt, plen, ids + 1, (int64_t)plen, &np);
+    int T = (int)np + 1, rc = 0;
+    kv_cache *cache = NULL;
+    tensor logits = {0};
+    sampler smp;
+    sampler_init(&smp, (float)temperature, (int)top_k, (float)top_p, (uint64_t)seed);
+    double t_prefill = 0, t_decode = 0;
+    int generated = 0;
+    if (kv_cache_create(m, 1, T + n_new + 1, &cache)) {
+        rc = cli_error("generate", "%s", attamba_context_last_error(ctx));
+    } else {
+        double t0 = core_now();
+        tensor all;
+        if (model_prefill(m, cache, 0, ids, T, &all)) {
+            rc = cli_error("generate", "%s", attamba_context_last_error(ctx));
+        } else {
+            /* the next token comes from the last position's logits */
+            tensor last, last2;
+            tensor_slice(&all, 1, T - 1, 1, &last);
+            tensor_reshape(&last, 2, (int64_t[]){1, m->cfg.vocab_size}, &last2);
+            int32_t next;
+            if (ops_sample(ctx, &last2, &smp, &next)) rc = cli_error("generate", "%s", attamba_context_last_error(ctx));
+            tensor_free(&last);
+            tensor_free(&last2);
+            tensor_free(&all);
+            t_prefill = core_now() - t0;
+            fputs(prompt, stdout);
+            t0 = core_now();
+            for (long i = 0; i < n_new && !rc; i++) {
+                char buf[8];
+                int nb = tok->decode(tok, next, buf, sizeof buf);
+                fwrite(buf, 1, (size_t)nb, stdout);
+                fflush(stdout);
+                generated++;
+                if (next == tok->eos_id) break;
+                if (i + 1 == n_new) break;
+                if (model_decode_step(m, cache, &next, &logits) || ops_sample(ctx, &logits, &smp, &next))
+                    rc = cli_error("generate", "%s", attamba_context_last_error(ctx));
+                tensor_free(&logits);
+            }
+            t_decode = core_now() - t0;
+            printf("\n");
+        }
+    }
+    if (!rc)
+        fprintf(stderr, "\nprefill %d tokens in %.3f s (%.1f tokens/s); generated %d tokens in %.3f s (%.1f tokens/s); "
+                        "KV cache %lld bytes (%.0f per token; a full-attention cache would hold %lld)\n",
+                T, t_prefill, T / t_prefill, generated, t_decode, generated / (t_decode > 0 ? t_decode : 1e-9),
+                (long long)kv_cache_bytes_used(cache, 0), (double)kv_cache_bytes_used(cache, 0) / (double)cache->pos[0],
+                (long long)(cache->pos[0] * 2LL * m->cfg.n_kv_heads * m->cfg.head_dim * 4 * m->cfg.n_layers));
+    kv_cache_destroy(cache);
+    tokenizer_destroy(tok);
+    free(ids);
+    close_model(ctx, m);
+    return rc;
+}
+
+/* ---- eval ---- */
+
+int cli_eval(int argc, char **argv) {
+    static const struct option opts[] = {MODEL_LONG_OPTS, {"data", required_argument, 0, 'd'},
+                                         {"seq", required_argument, 0, 'T'}, {"batch", required_argument, 0, 'b'},
+                                         {"max-tokens", required_argument, 0, 'M'}, {0, 0, 0, 0}};
+    model_opts mo = {.window = -1};
+    const char *data = NULL;
+    long seq = 256, batch = 4, max_tokens = 0;
+    int c, bad = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "d:T:b:M:h", opts, NULL)) != -1) {
+        if (model_opt(&mo, c, optarg, &bad)) continue;
+        switch (c) {
+        case 'd': data = optarg; break;
+        case 'T': bad |= !parse_int("eval", "seq", optarg, 2, 1 << 20, &seq); break;
+        case 'b': bad |= !parse_int("eval", "batch", optarg, 1, 4096, &batch); break;
+        case 'M': bad |= !parse_int("eval", "max-tokens", optarg, 0, 1L << 40, &max_tokens); break;
+        case 'h':
+            printf("usage: attamba eval --model DIR --data FILE [--seq T] [--batch B] [--max-tokens N] [options]\n\n"
+                   "Perplexity and bits per byte of the model on a text file, cut into windows of T tokens\n"
+                   "(BOS + T-1 bytes, every byte predicted once). --max-tokens limits the bytes read.\n%s",
+                   model_opts_help);
+            return 0;
+        default: return 2;
+        }
+    }
+    if (bad) return 2;
+    if (!data) return cli_error("eval", "--data FILE is required"), 2;
+    size_t len;
+    char *text = read_text(data, &len);
+    if (!text) return cli_error("eval", "cannot read %s", data);
+    if (max_tokens && (size_t)max_tokens < len) len = (size_t)max_tokens;
+    attamba_context *ctx;
+    model *m;
+    if (!open_model("eval", &mo, &ctx, &m)) {
+        free(text);
+        return 1;
+    }
+    int64_t per = seq - 1, windows = (int64_t)(len / (size_t)per);
+    if (windows < 1) {
+        free(text);
+        close_model(ctx, m);
+        return cli_error("eval", "%s has %zu bytes, fewer than one window of %ld", data, len, per);
+    }
+    int32_t *tok = malloc((size_t)batch * seq * sizeof *tok), *tgt = malloc((size_t)batch * seq * sizeof *tgt);
+    double total = 0;
+    int64_t counted = 0;
+    int rc = 0;
+    double t0 = core_now();
+    tensor targets = {0};
+    for (int64_t w0 = 0; w0 < windows && !rc; w0 += batch) {
+        int B = (int)CORE_MIN((int64_t)batch, windows - w0);
+        for (int b = 0; b < B; b++) {
+            const unsigned char *src = (const unsigned char *)text + (size_t)(w0 + b) * per;
+            tok[b * seq] = m->cfg.bos_id;
+            for (int t = 0; t < per; t++) {
+                tok[b * seq + t + 1] = src[t];
+                tgt[b * seq + t] = src[t];
+            }
+            tgt[b * seq + per] = -1; /* the last position predicts beyond the window: not counted */
+        }
+        tensor logits, flat;
+        double mean;
+        int64_t count;
+        if (model_forward(m, tok, B, (int)seq, &logits) || tensor_reshape(&logits, 2, (int64_t[]){(int64_t)B * seq, m->cfg.vocab_size}, &flat) ||
+            tensor_alloc(ctx, &targets, TENSOR_I32, 1, (int64_t[]){(int64_t)B * seq}) || tensor_upload(&targets, tgt) ||
+            ops_cross_entropy_mean(ctx, &flat, &targets, -1, &mean, &count)) {
+            rc = cli_error("eval", "%s", attamba_context_last_error(ctx));
+        } else {
+            total += mean * (double)count;
+            counted += count;
+        }
+        tensor_free(&logits);
+        tensor_free(&flat);
+        tensor_free(&targets);
+        char suffix[96];
+        snprintf(suffix, sizeof suffix, "loss %.4f  %.0f tokens/s", counted ? total / counted : 0.0,
+                 (double)counted / (core_now() - t0));
+        core_progress("eval", (double)(w0 + B) / (double)windows, w0 + B >= windows || rc, suffix);
+    }
+    if (!rc) {
+        double loss = total / (double)counted;
+        printf("tokens %lld  loss %.4f  perplexity %.3f  bits/byte %.4f  (P=%d L=%d %s%s)\n", (long long)counted, loss,
+               exp(loss), loss / log(2.0), m->cfg.chunk, m->cfg.window, boundary_strategy_name(m->cfg.boundaries),
+               m->cfg.kind == MODEL_ATTAMBA ? "" : ", baseline");
+    }
+    free(tok);
+    free(tgt);
+    free(text);
+    close_model(ctx, m);
+    return rc;
+}

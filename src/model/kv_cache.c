@@ -1,0 +1,234 @@
+/* The compressed KV cache (SPEC 4) and the decode step that reads and extends it. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kv_cache.h"
+#include "ops/attention.h"
+#include "ops/layer.h"
+#include "ops/ops.h"
+#include "ops/ssm.h"
+
+static int64_t kv_width(const model_config *c) { return (int64_t)c->n_kv_heads * c->head_dim; }
+
+static int stores_all(const model_config *c) {
+    return c->kind == MODEL_TRANSFORMER || (c->kind == MODEL_ATTAMBA && c->pseudo);
+}
+
+/* Whether layer l stores position p in the boundary store. */
+static int is_stored(const kv_cache *c, int l, int64_t p) {
+    const model_config *cfg = &c->m->cfg;
+    if (c->store_all) return 1;
+    if (cfg->kind != MODEL_ATTAMBA) return 0;
+    boundary_spec b = model_config_boundaries(cfg);
+    return boundary_is_boundary(&b, l, cfg->n_layers, p);
+}
+
+attamba_status kv_cache_create(model *m, int B, int64_t max_tokens, kv_cache **out) {
+    const model_config *cfg = &m->cfg;
+    *out = NULL;
+    if (B < 1 || max_tokens < 1)
+        return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "kv_cache_create: B = %d, max_tokens = %lld", B,
+                       (long long)max_tokens);
+    kv_cache *c = calloc(1, sizeof *c);
+    if (!c) return rt_fail(m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+    c->m = m;
+    c->B = B;
+    c->max_tokens = max_tokens;
+    c->store_all = stores_all(cfg);
+    c->window = c->store_all ? 0 : cfg->window;
+    c->R = c->window + 1; /* the decode kernel addresses the ring modulo window + 1 */
+    c->cap = 1;
+    if (c->store_all) {
+        c->cap = (int)max_tokens;
+    } else if (cfg->kind == MODEL_ATTAMBA) {
+        boundary_spec bs = model_config_boundaries(cfg);
+        for (int l = 0; l < cfg->n_layers; l++)
+            c->cap = (int)CORE_MAX(c->cap, boundary_positions(&bs, l, cfg->n_layers, max_tokens, NULL, 0));
+    }
+    c->pos = calloc((size_t)B, sizeof *c->pos);
+    c->layers = calloc((size_t)cfg->n_layers, sizeof *c->layers);
+    attamba_status s = c->pos && c->layers ? ATTAMBA_OK : rt_fail(m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+    int64_t kvw = kv_width(cfg), E = cfg->ssm_inner, GN = (int64_t)cfg->ssm_groups * cfg->ssm_state;
+    for (int l = 0; l < cfg->n_layers && !s; l++) {
+        kv_layer *L = &c->layers[l];
+        if (!(L->nb_host = calloc((size_t)B, sizeof *L->nb_host))) s = rt_fail(m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "oom");
+        if (!s) s = tensor_alloc_f32(m->ctx, &L->kb, 3, ((int64_t[]){B, c->cap, kvw}));
+        if (!s) s = tensor_alloc_f32(m->ctx, &L->vb, 3, ((int64_t[]){B, c->cap, kvw}));
+        if (!s) s = tensor_alloc(m->ctx, &L->bpos, TENSOR_I32, 2, ((int64_t[]){B, c->cap}));
+        if (!s) s = tensor_alloc(m->ctx, &L->nb, TENSOR_I32, 1, ((int64_t[]){B}));
+        if (!s) s = tensor_fill(&L->nb, 0);
+        if (!s) s = tensor_alloc_f32(m->ctx, &L->kr, 3, ((int64_t[]){B, c->R, kvw}));
+        if (!s) s = tensor_alloc_f32(m->ctx, &L->vr, 3, ((int64_t[]){B, c->R, kvw}));
+        if (cfg->kind != MODEL_ATTAMBA) continue;
+        for (int i = 0; i < 2 && !s; i++) {
+            int64_t widths[3] = {E, GN, GN};
+            for (int j = 0; j < 3 && !s && cfg->ssm_conv > 1; j++) {
+                s = tensor_alloc_f32(m->ctx, &L->conv[i][j], 3, ((int64_t[]){B, cfg->ssm_conv - 1, widths[j]}));
+                if (!s) s = tensor_fill(&L->conv[i][j], 0.0);
+            }
+            if (!s)
+                s = tensor_alloc_f32(m->ctx, &L->state[i], 4,
+                                     ((int64_t[]){B, cfg->ssm_heads, E / cfg->ssm_heads, cfg->ssm_state}));
+            if (!s) s = tensor_fill(&L->state[i], 0.0);
+        }
+    }
+    if (s) {
+        kv_cache_destroy(c);
+        return s;
+    }
+    *out = c;
+    return ATTAMBA_OK;
+}
+
+void kv_cache_destroy(kv_cache *c) {
+    if (!c) return;
+    for (int l = 0; c->layers && l < c->m->cfg.n_layers; l++) {
+        kv_layer *L = &c->layers[l];
+        tensor *all[] = {&L->kb, &L->vb, &L->bpos, &L->nb, &L->kr, &L->vr, &L->state[0], &L->state[1]};
+        for (size_t i = 0; i < CORE_LEN(all); i++) tensor_free(all[i]);
+        for (int i = 0; i < 2; i++)
+            for (int j = 0; j < 3; j++) tensor_free(&L->conv[i][j]);
+        free(L->nb_host);
+    }
+    free(c->layers);
+    free(c->pos);
+    free(c);
+}
+
+void kv_cache_reset(kv_cache *c, int b) {
+    for (int i = 0; i < c->B; i++) {
+        if (b >= 0 && i != b) continue;
+        c->pos[i] = 0;
+        for (int l = 0; l < c->m->cfg.n_layers; l++) c->layers[l].nb_host[i] = 0;
+    }
+    /* device counters follow at the next write (kv_cache_fill_layer / decode upload them) */
+}
+
+int64_t kv_cache_bytes_used(const kv_cache *c, int b) {
+    const model_config *cfg = &c->m->cfg;
+    int64_t kvw = kv_width(cfg), total = 0;
+    for (int l = 0; l < cfg->n_layers; l++) {
+        const kv_layer *L = &c->layers[l];
+        int64_t rows = L->nb_host[b] + (c->store_all ? 0 : CORE_MIN(c->pos[b], (int64_t)c->R));
+        total += rows * 2 * kvw * 4;
+        for (int i = 0; i < 2; i++) {
+            for (int j = 0; j < 3; j++)
+                if (L->conv[i][j].buf) total += L->conv[i][j].shape[1] * L->conv[i][j].shape[2] * 4;
+            if (L->state[i].buf) total += tensor_numel(&L->state[i]) / c->B * 4;
+        }
+    }
+    return total;
+}
+
+int64_t kv_cache_bytes_allocated(const kv_cache *c) {
+    int64_t total = 0;
+    for (int l = 0; l < c->m->cfg.n_layers; l++) {
+        const kv_layer *L = &c->layers[l];
+        const tensor *all[] = {&L->kb, &L->vb, &L->bpos, &L->nb, &L->kr, &L->vr, &L->state[0], &L->state[1]};
+        for (size_t i = 0; i < CORE_LEN(all); i++)
+            if (all[i]->buf) total += tensor_numel(all[i]) * (int64_t)tensor_dtype_size(all[i]->dtype);
+        for (int i = 0; i < 2; i++)
+            for (int j = 0; j < 3; j++)
+                if (L->conv[i][j].buf) total += tensor_numel(&L->conv[i][j]) * 4;
+    }
+    return total;
+}
+
+/* ---- prefill hooks ---- */
+
+void ssm_tail_free(ssm_tail *t) {
+    for (int j = 0; j < 3; j++) tensor_free(&t->conv[j]);
+    tensor_free(&t->state);
+    t->seg_first = 0;
+}
+
+attamba_status kv_cache_ssm_tail(kv_cache *c, int b, int l, int i, int64_t T, ssm_tail *tail) {
+    const model_config *cfg = &c->m->cfg;
+    kv_layer *L = &c->layers[l];
+    memset(tail, 0, sizeof *tail);
+    for (int j = 0; j < 3 && cfg->ssm_conv > 1; j++) RT_TRY(tensor_slice(&L->conv[i][j], 0, b, 1, &tail->conv[j]));
+    RT_TRY(tensor_slice(&L->state[i], 0, b, 1, &tail->state));
+    /* the first position of the segment holding T-1: one past the last boundary before T-1 */
+    boundary_spec bs = model_config_boundaries(cfg);
+    tail->seg_first = 0;
+    for (int64_t p = T - 2; p >= 0; p--)
+        if (boundary_is_boundary(&bs, l, cfg->n_layers, p)) {
+            tail->seg_first = p + 1;
+            break;
+        }
+    return ATTAMBA_OK;
+}
+
+/* Copies row `from` of src [1, T, C] to row `to` of sequence b of dst [B, R, C]. */
+static attamba_status copy_row(const tensor *src, int64_t from, tensor *dst, int b, int64_t to, int64_t n) {
+    tensor s1, d1, d2;
+    RT_TRY(tensor_slice(src, 1, from, n, &s1));
+    attamba_status s = tensor_slice(dst, 0, b, 1, &d1);
+    if (!s) s = tensor_slice(&d1, 1, to, n, &d2);
+    if (!s) s = tensor_copy(&d2, &s1);
+    tensor_free(&s1);
+    tensor_free(&d1);
+    tensor_free(&d2);
+    return s;
+}
+
+static attamba_status upload_counts(kv_cache *c, kv_layer *L) {
+    int32_t *n = malloc((size_t)c->B * sizeof *n);
+    if (!n) return rt_fail(c->m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+    for (int b = 0; b < c->B; b++) n[b] = (int32_t)L->nb_host[b];
+    attamba_status s = tensor_upload(&L->nb, n);
+    free(n);
+    return s;
+}
+
+attamba_status kv_cache_fill_layer(kv_cache *c, int b, int l, const tensor *k, const tensor *v) {
+    kv_layer *L = &c->layers[l];
+    int64_t T = k->shape[1];
+    int64_t *pos = malloc((size_t)T * sizeof *pos);
+    int32_t *p32 = malloc((size_t)T * sizeof *p32);
+    attamba_status s = pos && p32 ? ATTAMBA_OK : rt_fail(c->m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+    int64_t n = 0;
+    for (int64_t p = 0; p < T && !s; p++)
+        if (is_stored(c, l, p)) pos[n++] = p;
+    if (!s && n > c->cap) s = rt_fail(c->m->ctx, ATTAMBA_ERR_INTERNAL, "kv cache: %lld rows > capacity %d", (long long)n, c->cap);
+    if (!s && n == T) { /* every token: one contiguous copy */
+        s = copy_row(k, 0, &L->kb, b, 0, T);
+        if (!s) s = copy_row(v, 0, &L->vb, b, 0, T);
+    } else if (!s && n > 0) {
+        tensor idx = {0}, gk = {0}, gv = {0};
+        for (int64_t i = 0; i < n; i++) p32[i] = (int32_t)pos[i];
+        s = tensor_alloc(c->m->ctx, &idx, TENSOR_I32, 1, &n);
+        if (!s) s = tensor_upload(&idx, p32);
+        if (!s) s = tensor_alloc_f32(c->m->ctx, &gk, 3, ((int64_t[]){1, n, k->shape[2]}));
+        if (!s) s = tensor_alloc_f32(c->m->ctx, &gv, 3, ((int64_t[]){1, n, k->shape[2]}));
+        if (!s) s = ops_gather_rows(c->m->ctx, k, &idx, &gk);
+        if (!s) s = ops_gather_rows(c->m->ctx, v, &idx, &gv);
+        if (!s) s = copy_row(&gk, 0, &L->kb, b, 0, n);
+        if (!s) s = copy_row(&gv, 0, &L->vb, b, 0, n);
+        tensor_free(&idx);
+        tensor_free(&gk);
+        tensor_free(&gv);
+    }
+    if (!s && n > 0) {
+        tensor row, cells;
+        for (int64_t i = 0; i < n; i++) p32[i] = (int32_t)pos[i];
+        s = tensor_slice(&L->bpos, 0, b, 1, &row);
+        if (!s) {
+            s = tensor_slice(&row, 1, 0, n, &cells);
+            if (!s) s = tensor_upload(&cells, p32);
+            tensor_free(&cells);
+            tensor_free(&row);
+        }
+    }
+    for (int64_t p = CORE_MAX(0, T - c->R); p < T && !s && !c->store_all; p++) {
+        s = copy_row(k, p, &L->kr, b, p % c->R, 1);
+        if (!s) s = copy_row(v, p, &L->vr, b, p % c->R, 1);
+    }
+    if (!s) {
+        L->nb_host[b] = n;
+        s = upload_counts(c, L);
+    }
+    free(pos);
+    free(p32);
+    return s;
+}
