@@ -63,11 +63,13 @@ attamba_status ops_conv1d(rt_ctx *ctx, const tensor *x, const tensor *w, const t
     RT_TRY(ops_expect(ctx, op, "out", out, TENSOR_F32, 3, (int64_t[]){B, T, C}));
     if (out->buf == x->buf)
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: out must not share x's buffer (taps read earlier rows)", op);
+    char opts[32];
+    snprintf(opts, sizeof opts, "-DCONV_W=%d", (int)W);
     rt_arg args[] = {RT_MEM(out->buf->mem), RT_I32(out->offset), RT_MEM(xi.mem),  RT_I32(xi.off),
                      RT_I32(xi.rs),         RT_I32(xi.bs),       RT_MEM(w->buf->mem), RT_I32(w->offset),
                      RT_MEM(seg_start->buf->mem), RT_I32(seg_start->offset), RT_I32(B), RT_I32(T),
-                     RT_I32(C),             RT_I32(W),           RT_I32(silu != 0)};
-    return ops_launch_1d(ctx, "conv1d", "", "conv1d_f32", B * T * C, (int)CORE_LEN(args), args);
+                     RT_I32(C),             RT_I32(silu != 0)};
+    return ops_launch_1d(ctx, "conv1d", opts, "conv1d_f32", B * T * C, (int)CORE_LEN(args), args);
 }
 
 attamba_status ops_conv1d_step(rt_ctx *ctx, const tensor *x, const tensor *w, tensor *state, const tensor *restart,
@@ -96,7 +98,9 @@ attamba_status ops_conv1d_step(rt_ctx *ctx, const tensor *x, const tensor *w, te
                      RT_I32(xi.rs),         RT_MEM(w->buf->mem), RT_I32(w->offset), RT_MEM(st->buf->mem),
                      RT_I32(st->offset),    RT_MEM(restart->buf->mem), RT_I32(restart->offset), RT_I32(B),
                      RT_I32(C),             RT_I32(W),           RT_I32(silu != 0)};
-    return ops_launch_1d(ctx, "conv1d", "", "conv1d_step_f32", B * C, (int)CORE_LEN(args), args);
+    char opts[32];
+    snprintf(opts, sizeof opts, "-DCONV_W=%d", (int)W);
+    return ops_launch_1d(ctx, "conv1d", opts, "conv1d_step_f32", B * C, (int)CORE_LEN(args), args);
 }
 
 /* ------------------------------------------------------------------------------------------- ssm */
