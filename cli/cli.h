@@ -22,6 +22,7 @@ int cli_forward(int argc, char **argv);
 int cli_generate(int argc, char **argv);
 int cli_eval(int argc, char **argv);
 int bench_gemm_main(int argc, char **argv);
+int bench_decode_main(int argc, char **argv);
 int bench_ssm_main(int argc, char **argv);
 int bench_loss_main(int argc, char **argv);
 

@@ -29,6 +29,7 @@ static const struct {
     cli_command_fn fn;
     const char *help;
 } benches[] = {
+    {"decode", bench_decode_main, "model: decode and prefill tokens/s and cache bytes vs context length"},
     {"gemm", bench_gemm_main, "GEMM: CLBlast vs the own kernel vs host BLAS on a d=512 model's shapes"},
     {"ssm", bench_ssm_main, "K/V SSM: conv1d, scan (sequential vs chunked), decode steps vs copy bandwidth"},
     {"loss", bench_loss_main, "LM head: cross-entropy, argmax, sampling vs the copy bandwidth"},

@@ -174,9 +174,8 @@ attamba_status model_set_attention(model *m, int chunk, int window, const char *
         c.boundaries = b.strategy;
         c.boundary_seed = b.seed;
     }
-    if (chunk == 0 || window < -1 || model_config_validate(&c, err, sizeof err))
-        return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "attention override: %s",
-                       chunk == 0 ? "chunk must be >= 1" : window < -1 ? "window must be >= 0" : err);
+    if (model_config_validate(&c, err, sizeof err))
+        return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "attention override: %s", err);
     m->cfg = c;
     return ATTAMBA_OK;
 }

@@ -1,0 +1,271 @@
+/* attamba bench decode: prefill and decode throughput of Attamba (P = 4, 8, 16) against the
+ * full-attention and sliding-window transformers of the same width, against context length, with
+ * KV-cache bytes and peak device memory; measured in one run. Writes a table, JSON and an SVG plot.
+ *
+ * Decode at context T is timed after filling the cache to T synthetically (every stored row and
+ * state set to a constant): a decode step's cost depends on how many rows it reads, not on their
+ * values, and prefilling 32K tokens per model would take far longer than the measurement. */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench_util.h"
+#include "cli.h"
+#include "model/kv_cache.h"
+#include "model/model.h"
+
+typedef struct {
+    const char *name;
+    model_kind kind;
+    int chunk, window;
+} variant;
+
+/* Sets every sequence of c to position T as if T tokens had been decoded. */
+static attamba_status fill_synthetic(kv_cache *c, int64_t T) {
+    model *m = c->m;
+    const model_config *cfg = &m->cfg;
+    boundary_spec bs = model_config_boundaries(cfg);
+    int32_t *pos = malloc((size_t)c->cap * sizeof *pos);
+    if (!pos) return ATTAMBA_ERR_OUT_OF_MEMORY;
+    attamba_status s = ATTAMBA_OK;
+    for (int l = 0; l < cfg->n_layers && !s; l++) {
+        kv_layer *L = &c->layers[l];
+        int64_t n = 0;
+        if (c->store_all) {
+            n = T;
+            for (int64_t i = 0; i < n; i++) pos[i] = (int32_t)i;
+        } else if (cfg->kind == MODEL_ATTAMBA) {
+            int64_t *p64 = malloc((size_t)c->cap * sizeof *p64);
+            n = boundary_positions(&bs, l, cfg->n_layers, T, p64, c->cap);
+            for (int64_t i = 0; i < n; i++) pos[i] = (int32_t)p64[i];
+            free(p64);
+        }
+        for (int b = 0; b < c->B && !s; b++) {
+            L->nb_host[b] = n;
+            if (n) {
+                tensor row, cells;
+                s = tensor_slice(&L->bpos, 0, b, 1, &row);
+                if (!s) s = tensor_slice(&row, 1, 0, n, &cells);
+                if (!s) s = tensor_upload(&cells, pos);
+                tensor_free(&row);
+                tensor_free(&cells);
+            }
+        }
+        tensor *fill[] = {&L->kb, &L->vb, &L->kr, &L->vr, &L->state[0], &L->state[1]};
+        for (size_t i = 0; i < sizeof fill / sizeof fill[0] && !s; i++)
+            if (fill[i]->buf) s = tensor_fill(fill[i], 0.01);
+        int32_t counts[64];
+        for (int b = 0; b < c->B; b++) counts[b] = (int32_t)n;
+        if (!s) s = tensor_upload(&L->nb, counts);
+    }
+    for (int b = 0; b < c->B; b++) c->pos[b] = T;
+    free(pos);
+    return s;
+}
+
+typedef struct {
+    model *m;
+    kv_cache *c;
+    int32_t token;
+} step_arg;
+
+static int one_step(void *p) {
+    step_arg *a = p;
+    int n_layers = a->m->cfg.n_layers;
+    int64_t before[256];
+    for (int l = 0; l < n_layers && l < 256; l++) before[l] = a->c->layers[l].nb_host[0];
+    tensor lg;
+    if (model_decode_step(a->m, a->c, &a->token, &lg)) return 1;
+    tensor_free(&lg);
+    int rc = rt_finish(a->m->ctx) != ATTAMBA_OK;
+    /* forget what the step appended, so every timed step decodes at the same context */
+    a->c->pos[0]--;
+    for (int l = 0; l < n_layers && l < 256; l++) {
+        kv_layer *L = &a->c->layers[l];
+        if (L->nb_host[0] == before[l]) continue;
+        L->nb_host[0] = before[l];
+        int32_t n = (int32_t)before[l];
+        rc |= tensor_upload(&L->nb, &n) != ATTAMBA_OK;
+    }
+    return rc;
+}
+
+typedef struct {
+    model *m;
+    int32_t *tokens;
+    int T;
+} prefill_arg;
+
+static int one_prefill(void *p) {
+    prefill_arg *a = p;
+    tensor lg;
+    if (model_forward(a->m, a->tokens, 1, a->T, &lg)) return 1;
+    int rc = rt_finish(a->m->ctx) != ATTAMBA_OK;
+    tensor_free(&lg);
+    return rc;
+}
+
+static void write_svg(const char *path, const variant *vs, int nv, const int64_t *ctxs, int nc, double *tps) {
+    FILE *f = fopen(path, "w");
+    if (!f) return;
+    const int W = 640, H = 400, L = 70, R = 160, T = 30, B = 50;
+    double ymax = 0;
+    for (int i = 0; i < nv * nc; i++) ymax = fmax(ymax, tps[i]);
+    ymax = ymax > 0 ? pow(10, ceil(log10(ymax))) : 1;
+    double ymin = ymax / 1000;
+    fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d' font-family='sans-serif' font-size='12'>\n", W, H);
+    fprintf(f, "<rect width='100%%' height='100%%' fill='white'/>\n");
+    fprintf(f, "<text x='%d' y='18' font-size='14'>decode tokens/s vs context (log-log)</text>\n", L);
+#define X(i) (L + (double)(i) * (W - L - R) / (nc > 1 ? nc - 1 : 1))
+#define Y(v) (T + (H - T - B) * (1 - (log10(fmax(v, ymin)) - log10(ymin)) / (log10(ymax) - log10(ymin))))
+    fprintf(f, "<line x1='%d' y1='%d' x2='%d' y2='%d' stroke='black'/>\n", L, H - B, W - R, H - B);
+    fprintf(f, "<line x1='%d' y1='%d' x2='%d' y2='%d' stroke='black'/>\n", L, T, L, H - B);
+    for (int i = 0; i < nc; i++)
+        fprintf(f, "<text x='%.0f' y='%d' text-anchor='middle'>%lldK</text>\n", X(i), H - B + 18, (long long)ctxs[i] / 1024);
+    for (double v = ymin; v <= ymax * 1.01; v *= 10)
+        fprintf(f, "<text x='%d' y='%.0f' text-anchor='end'>%g</text><line x1='%d' x2='%d' y1='%.0f' y2='%.0f' stroke='#ddd'/>\n",
+                L - 6, Y(v) + 4, v, L, W - R, Y(v), Y(v));
+    static const char *colors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"};
+    for (int j = 0; j < nv; j++) {
+        fprintf(f, "<polyline fill='none' stroke-width='2' stroke='%s' points='", colors[j % 7]);
+        for (int i = 0; i < nc; i++)
+            if (tps[j * nc + i] > 0) fprintf(f, "%.1f,%.1f ", X(i), Y(tps[j * nc + i]));
+        fprintf(f, "'/>\n<text x='%d' y='%d' fill='%s'>%s</text>\n", W - R + 10, T + 16 * (j + 1), colors[j % 7], vs[j].name);
+    }
+    fprintf(f, "<text x='%d' y='%d' text-anchor='middle'>context (tokens)</text>\n", (L + W - R) / 2, H - 12);
+    fprintf(f, "</svg>\n");
+#undef X
+#undef Y
+    fclose(f);
+}
+
+int bench_decode_main(int argc, char **argv) {
+    static const struct option opts[] = {{"device", required_argument, 0, 'd'}, {"contexts", required_argument, 0, 'c'},
+                                         {"dim", required_argument, 0, 'D'},    {"layers", required_argument, 0, 'l'},
+                                         {"steps", required_argument, 0, 's'},  {"prefill-max", required_argument, 0, 'p'},
+                                         {"json", required_argument, 0, 'j'},   {"svg", required_argument, 0, 'g'},
+                                         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+    const char *device = NULL, *contexts = "1024,4096,16384,32768", *json = NULL, *svg = NULL;
+    int dim = 512, layers = 8, steps = 5, prefill_max = 2048, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "d:c:D:l:s:p:j:g:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': device = optarg; break;
+        case 'c': contexts = optarg; break;
+        case 'D': dim = atoi(optarg); break;
+        case 'l': layers = atoi(optarg); break;
+        case 's': steps = atoi(optarg); break;
+        case 'p': prefill_max = atoi(optarg); break;
+        case 'j': json = optarg; break;
+        case 'g': svg = optarg; break;
+        case 'h':
+            printf("usage: attamba bench decode [--contexts 1024,4096,...] [--dim 512] [--layers 8] [--steps 5]\n"
+                   "                            [--prefill-max 2048] [--json FILE|-] [--svg FILE] [--device P:D]\n\n"
+                   "Decode tokens/s at each context (cache filled synthetically to that length), prefill tokens/s\n"
+                   "for contexts up to --prefill-max, KV-cache bytes and peak device memory, for Attamba P=4/8/16\n"
+                   "(L=8), a full-attention transformer and a sliding-window one (L=64), all of width --dim with\n"
+                   "heads of 64 and a 32000 vocabulary.\n");
+            return 0;
+        default: return 2;
+        }
+    }
+    if (dim < 64 || dim % 64 || layers < 1 || layers > 256 || steps < 1) return cli_error("bench decode", "need --dim a multiple of 64, --layers >= 1, --steps >= 1"), 2;
+    int64_t ctxs[16];
+    int nc = 0;
+    for (const char *p = contexts; *p && nc < 16;) {
+        ctxs[nc++] = strtoll(p, (char **)&p, 10);
+        if (ctxs[nc - 1] < 16) return cli_error("bench decode", "bad --contexts '%s'", contexts), 2;
+        if (*p == ',') p++;
+    }
+    variant vs[] = {{"transformer", MODEL_TRANSFORMER, 1, 0},
+                    {"transformer-swa L=64", MODEL_TRANSFORMER_SWA, 1, 64},
+                    {"attamba P=4 L=8", MODEL_ATTAMBA, 4, 8},
+                    {"attamba P=8 L=8", MODEL_ATTAMBA, 8, 8},
+                    {"attamba P=16 L=8", MODEL_ATTAMBA, 16, 8}};
+    int nv = (int)(sizeof vs / sizeof vs[0]);
+    rt_ctx *ctx = cli_open_device(device);
+    if (!ctx) return 1;
+    printf("device: %s; d=%d, %d layers, 64-wide heads, vocab 32000\n", ctx->dev.info.name, dim, layers);
+    printf("%-22s %8s %12s %12s %14s %12s %12s\n", "model", "context", "decode tok/s", "prefill tok/s", "cache bytes",
+           "vs full", "peak MiB");
+    cJSON *out = cJSON_CreateArray();
+    double *tps = calloc((size_t)(nv * nc), sizeof *tps);
+    int64_t *full_bytes = calloc((size_t)nc, sizeof *full_bytes);
+    int rc = 0;
+    for (int j = 0; j < nv && !rc; j++) {
+        model_config cfg;
+        model_config_preset("paper-60m", &cfg, NULL, 0);
+        cfg.kind = vs[j].kind;
+        cfg.dim = dim;
+        cfg.n_layers = layers;
+        cfg.n_heads = cfg.n_kv_heads = dim / 64;
+        cfg.ssm_inner = dim / 2;
+        cfg.chunk = vs[j].chunk;
+        cfg.window = vs[j].window;
+        cfg.boundaries = BOUNDARY_CYCLIC;
+        model *m;
+        if (model_create(ctx, &cfg, &m) || model_init_random(m, 1)) {
+            rc = cli_error("bench decode", "%s", ctx->err);
+            break;
+        }
+        for (int i = 0; i < nc && !rc; i++) {
+            int64_t T = ctxs[i];
+            ctx->mem_peak = ctx->mem_current;
+            kv_cache *cache;
+            if (kv_cache_create(m, 1, T + 2, &cache) || fill_synthetic(cache, T)) {
+                fprintf(stderr, "attamba bench decode: %s at %lld: %s\n", vs[j].name, (long long)T, ctx->err);
+                kv_cache_destroy(cache);
+                continue;
+            }
+            step_arg sa = {m, cache, 65};
+            double t = bench_time(one_step, &sa, steps, 0.5);
+            double prefill = 0;
+            if (T <= prefill_max) {
+                int32_t *tok = malloc((size_t)T * sizeof *tok);
+                for (int64_t k = 0; k < T; k++) tok[k] = (int32_t)((k * 7919) % 32000);
+                prefill_arg pa = {m, tok, (int)T};
+                double tp = bench_time(one_prefill, &pa, 1, 0.0);
+                prefill = tp > 0 ? T / tp : 0;
+                free(tok);
+            }
+            int64_t bytes = kv_cache_bytes_used(cache, 0);
+            if (j == 0) full_bytes[i] = bytes;
+            tps[j * nc + i] = t > 0 ? 1.0 / t : 0;
+            double peak = (double)ctx->mem_peak / (1 << 20);
+            printf("%-22s %8lld %12.1f %12s %14lld %11.2fx %12.1f\n", vs[j].name, (long long)T, tps[j * nc + i],
+                   prefill > 0 ? "" : "-", (long long)bytes, full_bytes[i] ? (double)full_bytes[i] / bytes : 0, peak);
+            if (prefill > 0) printf("%-22s %8s %12s %12.1f\n", "", "", "", prefill);
+            fflush(stdout);
+            cJSON *o = bench_record(ctx, "decode");
+            cJSON_AddStringToObject(o, "model", vs[j].name);
+            cJSON_AddNumberToObject(o, "context", (double)T);
+            cJSON_AddNumberToObject(o, "decode_tokens_per_s", tps[j * nc + i]);
+            cJSON_AddNumberToObject(o, "decode_ms", t * 1e3);
+            if (prefill > 0) cJSON_AddNumberToObject(o, "prefill_tokens_per_s", prefill);
+            cJSON_AddNumberToObject(o, "cache_bytes", (double)bytes);
+            cJSON_AddNumberToObject(o, "peak_device_bytes", (double)ctx->mem_peak);
+            if (full_bytes[i]) cJSON_AddNumberToObject(o, "cache_ratio_to_full", (double)full_bytes[i] / bytes);
+            if (tps[i] > 0) cJSON_AddNumberToObject(o, "decode_speedup_vs_full", tps[j * nc + i] / tps[i]);
+            cJSON_AddItemToArray(out, o);
+            kv_cache_destroy(cache);
+        }
+        model_destroy(m);
+    }
+    printf("\ndecode speedup over the full transformer:\n%-22s", "model");
+    for (int i = 0; i < nc; i++) printf(" %8lld", (long long)ctxs[i]);
+    printf("\n");
+    for (int j = 1; j < nv; j++) {
+        printf("%-22s", vs[j].name);
+        for (int i = 0; i < nc; i++) printf(" %7.2fx", tps[i] > 0 ? tps[j * nc + i] / tps[i] : 0);
+        printf("\n");
+    }
+    if (!rc && json && bench_write_json(out, json)) rc = cli_error("bench decode", "cannot write %s", json);
+    if (!rc && svg) write_svg(svg, vs, nv, ctxs, nc, tps);
+    cJSON_Delete(out);
+    free(tps);
+    free(full_bytes);
+    attamba_context_destroy(ctx);
+    return rc;
+}
