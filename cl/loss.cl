@@ -156,14 +156,33 @@ __kernel void argmax_rows(__global const float *logits, int lo, int V, __global 
     if (lid == 0) out[oo + r] = ri[0];
 }
 
-/* probs[r, :] = softmax(row / temperature), max-subtracted; inv_t = 1 / temperature > 0. */
+/* probs[r, :] = softmax(row / temperature), max-subtracted; inv_t = 1 / temperature > 0.
+ * The sum pass stores each exp() it computes, and after the reduction every work-item rescales
+ * the elements it stored itself (its own global writes are visible to it without a barrier):
+ * one exp per element instead of two, which is what bounds this kernel on a CPU. */
 __kernel void softmax_temperature_rows(__global const float *logits, int lo, int V, float inv_t,
                                        __global float *probs, int po, __local float *red) {
     int r = get_group_id(0), lid = get_local_id(0), n = get_local_size(0);
     __global const float *row = logits + lo + r * V;
-    float m, s;
-    loss_row_max_sum(row, V, inv_t, red, &m, &s);
-    float inv_s = 1.0f / s;
     __global float *p = probs + po + r * V;
-    for (int j = lid; j < V; j += n) p[j] = exp(inv_t * (row[j] - m)) * inv_s;
+    float m = -INFINITY;
+    for (int base = 0; base < V; base += n) {
+        int j = base + lid;
+        m = fmax(m, j < V ? row[j] : -INFINITY);
+    }
+    m = loss_group_max(red, m);
+    float s = 0.0f;
+    for (int base = 0; base < V; base += n) {
+        int j = base + lid;
+        if (j < V) {
+            float e = exp(inv_t * (row[j] - m));
+            p[j] = e;
+            s += e;
+        }
+    }
+    float inv_s = 1.0f / loss_group_sum(red, s);
+    for (int base = 0; base < V; base += n) {
+        int j = base + lid;
+        if (j < V) p[j] *= inv_s;
+    }
 }
