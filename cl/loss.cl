@@ -3,7 +3,8 @@
  * size, so there are no partial groups. Each work-item first scans a strided slice of its row
  * (no barrier inside that loop), then the group combines the partial results with a __local tree
  * whose loop bound (the local size) is uniform, so every work-item reaches every barrier equally
- * often. Offsets are in elements. */
+ * often. The scans step over the row in chunks of the local size with a predicated tail, so their
+ * trip count is uniform too (PoCL vectorises across work-items only then). Offsets are in elements. */
 
 /* Tree-reduce red[0..n) to red[0] with max; every work-item of the group must call this. */
 inline float loss_group_max(__local float *red, float v) {
@@ -39,10 +40,16 @@ inline void loss_row_max_sum(__global const float *row, int V, float scale, __lo
                              float *max_out, float *sum_out) {
     int lid = get_local_id(0), n = get_local_size(0);
     float m = -INFINITY;
-    for (int j = lid; j < V; j += n) m = fmax(m, row[j]);
+    for (int base = 0; base < V; base += n) {
+        int j = base + lid;
+        m = fmax(m, j < V ? row[j] : -INFINITY);
+    }
     m = loss_group_max(red, m);
     float s = 0.0f;
-    for (int j = lid; j < V; j += n) s += exp(scale * (row[j] - m));
+    for (int base = 0; base < V; base += n) {
+        int j = base + lid;
+        s += j < V ? exp(scale * (row[j] - m)) : 0.0f;
+    }
     *max_out = m;
     *sum_out = loss_group_sum(red, s);
 }
@@ -128,9 +135,10 @@ __kernel void argmax_rows(__global const float *logits, int lo, int V, __global 
     float bv = -INFINITY;
     int bi = -1;
     /* This item's indices increase, so only a strictly better value replaces the best. */
-    for (int j = lid; j < V; j += n) {
-        float x = row[j];
-        if (loss_before(x, j, bv, bi)) {
+    for (int base = 0; base < V; base += n) {
+        int j = base + lid;
+        float x = j < V ? row[j] : 0.0f;
+        if (j < V && loss_before(x, j, bv, bi)) {
             bv = x;
             bi = j;
         }
@@ -148,14 +156,33 @@ __kernel void argmax_rows(__global const float *logits, int lo, int V, __global 
     if (lid == 0) out[oo + r] = ri[0];
 }
 
-/* probs[r, :] = softmax(row / temperature), max-subtracted; inv_t = 1 / temperature > 0. */
+/* probs[r, :] = softmax(row / temperature), max-subtracted; inv_t = 1 / temperature > 0.
+ * The sum pass stores each exp() it computes, and after the reduction every work-item rescales
+ * the elements it stored itself (its own global writes are visible to it without a barrier):
+ * one exp per element instead of two, which is what bounds this kernel on a CPU. */
 __kernel void softmax_temperature_rows(__global const float *logits, int lo, int V, float inv_t,
                                        __global float *probs, int po, __local float *red) {
     int r = get_group_id(0), lid = get_local_id(0), n = get_local_size(0);
     __global const float *row = logits + lo + r * V;
-    float m, s;
-    loss_row_max_sum(row, V, inv_t, red, &m, &s);
-    float inv_s = 1.0f / s;
     __global float *p = probs + po + r * V;
-    for (int j = lid; j < V; j += n) p[j] = exp(inv_t * (row[j] - m)) * inv_s;
+    float m = -INFINITY;
+    for (int base = 0; base < V; base += n) {
+        int j = base + lid;
+        m = fmax(m, j < V ? row[j] : -INFINITY);
+    }
+    m = loss_group_max(red, m);
+    float s = 0.0f;
+    for (int base = 0; base < V; base += n) {
+        int j = base + lid;
+        if (j < V) {
+            float e = exp(inv_t * (row[j] - m));
+            p[j] = e;
+            s += e;
+        }
+    }
+    float inv_s = 1.0f / loss_group_sum(red, s);
+    for (int base = 0; base < V; base += n) {
+        int j = base + lid;
+        if (j < V) p[j] *= inv_s;
+    }
 }
