@@ -222,25 +222,6 @@ attamba_status model_boundaries(model *m, int layer, int T, tensor *positions, t
     return s;
 }
 
-/* Scratch tensors of one call, freed together. */
-typedef struct {
-    tensor t[32];
-    int n;
-} scratch;
-
-static attamba_status scratch_f32(model *m, scratch *s, tensor **out, int ndim, const int64_t *shape) {
-    if (s->n == (int)CORE_LEN(s->t)) return rt_fail(m->ctx, ATTAMBA_ERR_INTERNAL, "scratch full");
-    *out = &s->t[s->n];
-    RT_TRY(tensor_alloc_f32(m->ctx, *out, ndim, shape));
-    s->n++;
-    return ATTAMBA_OK;
-}
-
-static void scratch_free(scratch *s) {
-    for (int i = 0; i < s->n; i++) tensor_free(&s->t[i]);
-    s->n = 0;
-}
-
 /* dst [1, w-1, C] = the rows T-w+1 .. T-1 of src [1, T, C] that lie in the last segment; zeros elsewhere. */
 static attamba_status conv_tail(const tensor *src, const tensor *dst, int64_t seg_first) {
     int64_t T = src->shape[1], W1 = dst->shape[1];
@@ -257,55 +238,118 @@ static attamba_status conv_tail(const tensor *src, const tensor *dst, int64_t se
     return ATTAMBA_OK;
 }
 
-attamba_status model_ssm_prefill(model *m, const ssm_weights *w, const tensor *x, const tensor *seg_start,
-                                 tensor *kv, const ssm_tail *tail) {
+static attamba_status ssm_acts_alloc(model *m, int64_t B, int64_t T, ssm_acts *a) {
     const model_config *c = &m->cfg;
-    int64_t B = x->shape[0], T = x->shape[1], E = c->ssm_inner, GN = (int64_t)c->ssm_groups * c->ssm_state;
-    scratch s = {0};
-    tensor *z = NULL, *xs_in = NULL, *b_in = NULL, *c_in = NULL, *dt = NULL;
-    tensor *xs = NULL, *bm = NULL, *cm = NULL, *y = NULL;
-    attamba_status st;
-#define TRY(e) do { if ((st = (e))) goto done; } while (0)
-    TRY(scratch_f32(m, &s, &z, 3, (int64_t[]){B, T, E}));
-    TRY(scratch_f32(m, &s, &xs_in, 3, (int64_t[]){B, T, E}));
-    TRY(scratch_f32(m, &s, &b_in, 3, (int64_t[]){B, T, GN}));
-    TRY(scratch_f32(m, &s, &c_in, 3, (int64_t[]){B, T, GN}));
-    TRY(scratch_f32(m, &s, &dt, 3, (int64_t[]){B, T, c->ssm_heads}));
-    TRY(scratch_f32(m, &s, &xs, 3, (int64_t[]){B, T, E}));
-    TRY(scratch_f32(m, &s, &bm, 3, (int64_t[]){B, T, GN}));
-    TRY(scratch_f32(m, &s, &cm, 3, (int64_t[]){B, T, GN}));
-    TRY(scratch_f32(m, &s, &y, 3, (int64_t[]){B, T, E}));
-    TRY(model_linear(m, x, &w->in_z, 0, z));
-    TRY(model_linear(m, x, &w->in_xs, 0, xs_in));
-    TRY(model_linear(m, x, &w->in_b, 0, b_in));
-    TRY(model_linear(m, x, &w->in_c, 0, c_in));
-    TRY(model_linear(m, x, &w->in_dt, 0, dt));
+    int64_t E = c->ssm_inner, GN = (int64_t)c->ssm_groups * c->ssm_state, nh = c->ssm_heads;
+    struct { tensor *t; int64_t w; } all[] = {{&a->z, E},  {&a->xs_in, E}, {&a->b_in, GN}, {&a->c_in, GN}, {&a->dt, nh},
+                                              {&a->xs, E}, {&a->bm, GN},   {&a->cm, GN},   {&a->y, E},     {&a->g, E}};
+    for (size_t i = 0; i < CORE_LEN(all); i++) RT_TRY(tensor_alloc_f32(m->ctx, all[i].t, 3, ((int64_t[]){B, T, all[i].w})));
+    return ATTAMBA_OK;
+}
+
+static void ssm_acts_free(ssm_acts *a) {
+    tensor *all[] = {&a->z, &a->xs_in, &a->b_in, &a->c_in, &a->dt, &a->xs, &a->bm, &a->cm, &a->y, &a->g};
+    for (size_t i = 0; i < CORE_LEN(all); i++) tensor_free(all[i]);
+}
+
+attamba_status model_acts_alloc(model *m, int B, int T, layer_acts *a) {
+    const model_config *c = &m->cfg;
+    int64_t d = c->dim, qw = (int64_t)c->n_heads * c->head_dim, kvw = (int64_t)c->n_kv_heads * c->head_dim, F = c->ffn_dim;
+    memset(a, 0, sizeof *a);
+    struct { tensor *t; int64_t w; } all[] = {{&a->x, d}, {&a->q, qw}, {&a->k, kvw}, {&a->v, kvw}, {&a->o, qw},
+                                              {&a->y, d}, {&a->f1, F}, {&a->f3, F},   {&a->hid, F}};
+    attamba_status s = ATTAMBA_OK;
+    for (size_t i = 0; i < CORE_LEN(all) && !s; i++) s = tensor_alloc_f32(m->ctx, all[i].t, 3, ((int64_t[]){B, T, all[i].w}));
+    for (int i = 0; i < 2 && !s && c->kind == MODEL_ATTAMBA; i++) s = ssm_acts_alloc(m, B, T, &a->ssm[i]);
+    if (s) model_acts_free(a);
+    return s;
+}
+
+void model_acts_free(layer_acts *a) {
+    tensor *all[] = {&a->x, &a->q, &a->k, &a->v, &a->o, &a->y, &a->f1, &a->f3, &a->hid, &a->bpos, &a->seg};
+    for (size_t i = 0; i < CORE_LEN(all); i++) tensor_free(all[i]);
+    for (int i = 0; i < 2; i++) ssm_acts_free(&a->ssm[i]);
+}
+
+attamba_status model_ssm_forward(model *m, const ssm_weights *w, const tensor *x, const tensor *seg_start,
+                                 ssm_acts *a, tensor *kv, const ssm_tail *tail) {
+    const model_config *c = &m->cfg;
+    RT_TRY(model_linear(m, x, &w->in_z, 0, &a->z));
+    RT_TRY(model_linear(m, x, &w->in_xs, 0, &a->xs_in));
+    RT_TRY(model_linear(m, x, &w->in_b, 0, &a->b_in));
+    RT_TRY(model_linear(m, x, &w->in_c, 0, &a->c_in));
+    RT_TRY(model_linear(m, x, &w->in_dt, 0, &a->dt));
     if (tail && c->ssm_conv > 1) { /* the decode cache keeps the last pre-conv rows */
-        TRY(conv_tail(xs_in, &tail->conv[0], tail->seg_first));
-        TRY(conv_tail(b_in, &tail->conv[1], tail->seg_first));
-        TRY(conv_tail(c_in, &tail->conv[2], tail->seg_first));
+        RT_TRY(conv_tail(&a->xs_in, &tail->conv[0], tail->seg_first));
+        RT_TRY(conv_tail(&a->b_in, &tail->conv[1], tail->seg_first));
+        RT_TRY(conv_tail(&a->c_in, &tail->conv[2], tail->seg_first));
     }
     if (c->ssm_conv > 0) {
-        TRY(ops_conv1d(m->ctx, xs_in, &w->conv_xs, seg_start, 1, xs));
-        TRY(ops_conv1d(m->ctx, b_in, &w->conv_b, seg_start, 1, bm));
-        TRY(ops_conv1d(m->ctx, c_in, &w->conv_c, seg_start, 1, cm));
+        RT_TRY(ops_conv1d(m->ctx, &a->xs_in, &w->conv_xs, seg_start, 1, &a->xs));
+        RT_TRY(ops_conv1d(m->ctx, &a->b_in, &w->conv_b, seg_start, 1, &a->bm));
+        RT_TRY(ops_conv1d(m->ctx, &a->c_in, &w->conv_c, seg_start, 1, &a->cm));
     } else {
-        TRY(ops_silu(m->ctx, xs_in, xs));
-        TRY(ops_silu(m->ctx, b_in, bm));
-        TRY(ops_silu(m->ctx, c_in, cm));
+        RT_TRY(ops_silu(m->ctx, &a->xs_in, &a->xs));
+        RT_TRY(ops_silu(m->ctx, &a->b_in, &a->bm));
+        RT_TRY(ops_silu(m->ctx, &a->c_in, &a->cm));
     }
-    TRY(ops_ssm_scan(m->ctx, xs, bm, cm, dt, w->dt_bias, w->A_log, w->D, seg_start, c->ssm_groups, y,
-                     tail ? (tensor *)&tail->state : NULL));
-    TRY(ops_gated_rmsnorm(m->ctx, y, z, w->norm, c->norm_eps, xs)); /* xs is free again: reuse it */
-    TRY(tensor_copy(kv, x));
-    TRY(model_linear(m, xs, w->out_proj, 1, kv));
-#undef TRY
-done:
-    scratch_free(&s);
-    return st;
+    RT_TRY(ops_ssm_scan(m->ctx, &a->xs, &a->bm, &a->cm, &a->dt, w->dt_bias, w->A_log, w->D, seg_start, c->ssm_groups,
+                        &a->y, tail ? (tensor *)&tail->state : NULL));
+    RT_TRY(ops_gated_rmsnorm(m->ctx, &a->y, &a->z, w->norm, c->norm_eps, &a->g));
+    RT_TRY(tensor_copy(kv, x));
+    return model_linear(m, &a->g, w->out_proj, 1, kv);
 }
 
 /* ---- the forward pass ---- */
+
+/* dst = src + x W^T; in place when dst is src. */
+static attamba_status residual(model *m, tensor *dst, const tensor *src, const tensor *x, const tensor *W) {
+    if (dst != src) RT_TRY(tensor_copy(dst, src));
+    return model_linear(m, x, W, 1, dst);
+}
+
+attamba_status model_layer_forward(model *m, int l, layer_acts *a, const tensor *pos0, kv_cache *cache, int b) {
+    const model_config *c = &m->cfg;
+    const layer_weights *L = &m->layers[l];
+    int T = (int)a->h_in->shape[1];
+    ssm_tail tails[2];
+    memset(tails, 0, sizeof tails);
+    attamba_status st;
+#define TRY(e) do { if ((st = (e))) goto done; } while (0)
+    TRY(ops_rmsnorm(m->ctx, a->h_in, L->attn_norm, c->norm_eps, &a->x));
+    TRY(model_linear(m, &a->x, L->wq, 0, &a->q));
+    attn_mask mask = {ATTN_CAUSAL, c->window, NULL};
+    if (c->kind == MODEL_ATTAMBA) {
+        tensor_free(&a->bpos);
+        tensor_free(&a->seg);
+        TRY(model_boundaries(m, l, T, &a->bpos, &a->seg));
+        for (int i = 0; i < 2 && cache; i++) TRY(kv_cache_ssm_tail(cache, b, l, i, T, &tails[i]));
+        TRY(model_ssm_forward(m, &L->ssm[0], &a->x, &a->seg, &a->ssm[0], &a->k, cache ? &tails[0] : NULL));
+        TRY(model_ssm_forward(m, &L->ssm[1], &a->x, &a->seg, &a->ssm[1], &a->v, cache ? &tails[1] : NULL));
+        if (!c->pseudo) {
+            mask.mode = ATTN_COMPRESSED;
+            mask.boundaries = &a->bpos;
+        }
+    } else {
+        TRY(model_linear(m, &a->x, L->wk, 0, &a->k));
+        TRY(model_linear(m, &a->x, L->wv, 0, &a->v));
+        if (c->kind == MODEL_TRANSFORMER_SWA) mask.mode = ATTN_SLIDING;
+    }
+    TRY(ops_rope(m->ctx, &a->q, c->n_heads, pos0, c->rope_theta));
+    TRY(ops_rope(m->ctx, &a->k, c->n_kv_heads, pos0, c->rope_theta));
+    if (cache) TRY(kv_cache_fill_layer(cache, b, l, &a->k, &a->v));
+    TRY(ops_attention_prefill(m->ctx, &a->q, &a->k, &a->v, c->n_heads, c->n_kv_heads, &mask, &a->o));
+    TRY(residual(m, a->h_mid, a->h_in, &a->o, L->wo));
+    TRY(ops_rmsnorm(m->ctx, a->h_mid, L->ffn_norm, c->norm_eps, &a->y));
+    TRY(model_linear(m, &a->y, L->w1, 0, &a->f1));
+    TRY(model_linear(m, &a->y, L->w3, 0, &a->f3));
+    TRY(ops_swiglu(m->ctx, &a->f1, &a->f3, &a->hid));
+    TRY(residual(m, a->h_out, a->h_mid, &a->hid, L->w2));
+#undef TRY
+done:
+    for (int i = 0; i < 2; i++) ssm_tail_free(&tails[i]);
+    return st;
+}
 
 /* The forward pass; with a cache (B = 1) it also leaves sequence b's decode state there. */
 static attamba_status forward(model *m, const int32_t *tokens, int B, int T, tensor *logits, kv_cache *cache, int b) {
@@ -315,64 +359,23 @@ static attamba_status forward(model *m, const int32_t *tokens, int B, int T, ten
         if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
             return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "forward: token %d at index %lld is outside [0, %d)",
                            tokens[i], (long long)i, c->vocab_size);
-    int64_t d = c->dim, qw = (int64_t)c->n_heads * c->head_dim, kvw = (int64_t)c->n_kv_heads * c->head_dim;
-    scratch s = {0};
-    tensor ids = {0}, pos0 = {0}, bpos = {0}, seg = {0};
-    ssm_tail tails[2];
-    memset(tails, 0, sizeof tails);
-    tensor *h = NULL, *x = NULL, *q = NULL, *k = NULL, *v = NULL, *o = NULL, *f1 = NULL, *f3 = NULL;
-    attamba_status st;
+    tensor ids = {0}, pos0 = {0}, h = {0};
+    layer_acts a;
+    attamba_status st = model_acts_alloc(m, B, T, &a);
+    if (st) return st;
+    a.h_in = a.h_mid = a.h_out = &h;
 #define TRY(e) do { if ((st = (e))) goto done; } while (0)
     TRY(tensor_alloc(m->ctx, &ids, TENSOR_I32, 2, (int64_t[]){B, T}));
     TRY(tensor_upload(&ids, tokens));
     TRY(tensor_alloc(m->ctx, &pos0, TENSOR_I32, 1, (int64_t[]){B}));
     TRY(tensor_fill(&pos0, 0));
-    TRY(scratch_f32(m, &s, &h, 3, (int64_t[]){B, T, d}));
-    TRY(scratch_f32(m, &s, &x, 3, (int64_t[]){B, T, d}));
-    TRY(scratch_f32(m, &s, &q, 3, (int64_t[]){B, T, qw}));
-    TRY(scratch_f32(m, &s, &k, 3, (int64_t[]){B, T, kvw}));
-    TRY(scratch_f32(m, &s, &v, 3, (int64_t[]){B, T, kvw}));
-    TRY(scratch_f32(m, &s, &o, 3, (int64_t[]){B, T, qw}));
-    TRY(scratch_f32(m, &s, &f1, 3, (int64_t[]){B, T, c->ffn_dim}));
-    TRY(scratch_f32(m, &s, &f3, 3, (int64_t[]){B, T, c->ffn_dim}));
-    TRY(ops_embedding(m->ctx, &ids, m->tok_emb, h));
-    for (int l = 0; l < c->n_layers; l++) {
-        const layer_weights *L = &m->layers[l];
-        TRY(ops_rmsnorm(m->ctx, h, L->attn_norm, c->norm_eps, x));
-        TRY(model_linear(m, x, L->wq, 0, q));
-        attn_mask mask = {ATTN_CAUSAL, c->window, NULL};
-        if (c->kind == MODEL_ATTAMBA) {
-            TRY(model_boundaries(m, l, T, &bpos, &seg));
-            for (int i = 0; i < 2 && cache; i++) TRY(kv_cache_ssm_tail(cache, b, l, i, T, &tails[i]));
-            TRY(model_ssm_prefill(m, &L->ssm[0], x, &seg, k, cache ? &tails[0] : NULL));
-            TRY(model_ssm_prefill(m, &L->ssm[1], x, &seg, v, cache ? &tails[1] : NULL));
-            if (!c->pseudo) {
-                mask.mode = ATTN_COMPRESSED;
-                mask.boundaries = &bpos;
-            }
-        } else {
-            TRY(model_linear(m, x, L->wk, 0, k));
-            TRY(model_linear(m, x, L->wv, 0, v));
-            if (c->kind == MODEL_TRANSFORMER_SWA) mask.mode = ATTN_SLIDING;
-        }
-        TRY(ops_rope(m->ctx, q, c->n_heads, &pos0, c->rope_theta));
-        TRY(ops_rope(m->ctx, k, c->n_kv_heads, &pos0, c->rope_theta));
-        if (cache) TRY(kv_cache_fill_layer(cache, b, l, k, v));
-        TRY(ops_attention_prefill(m->ctx, q, k, v, c->n_heads, c->n_kv_heads, &mask, o));
-        TRY(model_linear(m, o, L->wo, 1, h));
-        TRY(ops_rmsnorm(m->ctx, h, L->ffn_norm, c->norm_eps, x));
-        TRY(model_linear(m, x, L->w1, 0, f1));
-        TRY(model_linear(m, x, L->w3, 0, f3));
-        TRY(ops_swiglu(m->ctx, f1, f3, f1));
-        TRY(model_linear(m, f1, L->w2, 1, h));
-        tensor_free(&bpos);
-        tensor_free(&seg);
-        for (int i = 0; i < 2; i++) ssm_tail_free(&tails[i]);
-    }
+    TRY(tensor_alloc_f32(m->ctx, &h, 3, ((int64_t[]){B, T, c->dim})));
+    TRY(ops_embedding(m->ctx, &ids, m->tok_emb, &h));
+    for (int l = 0; l < c->n_layers; l++) TRY(model_layer_forward(m, l, &a, &pos0, cache, b));
     if (logits) {
-        TRY(ops_rmsnorm(m->ctx, h, m->norm, c->norm_eps, x));
+        TRY(ops_rmsnorm(m->ctx, &h, m->norm, c->norm_eps, &a.x));
         TRY(tensor_alloc_f32(m->ctx, logits, 3, ((int64_t[]){B, T, c->vocab_size})));
-        TRY(model_linear(m, x, m->output, 0, logits));
+        TRY(model_linear(m, &a.x, m->output, 0, logits));
     }
     if (cache) cache->pos[b] = T;
 #undef TRY
@@ -380,10 +383,8 @@ done:
     if (st && logits) tensor_free(logits);
     tensor_free(&ids);
     tensor_free(&pos0);
-    tensor_free(&bpos);
-    tensor_free(&seg);
-    for (int i = 0; i < 2; i++) ssm_tail_free(&tails[i]);
-    scratch_free(&s);
+    tensor_free(&h);
+    model_acts_free(&a);
     return st;
 }
 

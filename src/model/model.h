@@ -8,6 +8,8 @@
 #include "tensor/tensor.h"
 #include "weights.h"
 
+struct kv_cache;
+
 typedef struct ssm_weights {
     tensor in_z, in_xs, in_b, in_c, in_dt;  /* row blocks of in_proj: [E|E|GN|GN|nh, d] */
     tensor conv_xs, conv_b, conv_c;         /* row blocks of conv1d.weight [E|GN|GN, w]; empty when w = 0 */
@@ -46,18 +48,44 @@ attamba_status model_set_attention(model *m, int chunk, int window, const char *
  * positions. *logits is allocated here; the caller frees it. */
 attamba_status model_forward(model *m, const int32_t *tokens, int B, int T, tensor *logits);
 
-/* Internal, shared with the KV cache. Where the prefill of one sequence leaves an SSM's decode
- * state: views into the cache ([1, w-1, E|GN|GN] conv inputs, [1, nh, p, N] state) and the first
- * position of the segment the last token belongs to. */
+/* ---- internal, shared with the KV cache and the trainer ---- */
+
+/* Where the prefill of one sequence leaves an SSM's decode state: views into the cache
+ * ([1, w-1, E|GN|GN] conv inputs, [1, nh, p, N] state) and the first position of the segment the
+ * last token belongs to. */
 typedef struct ssm_tail {
     tensor conv[3];
     tensor state;
     int64_t seg_first;
 } ssm_tail;
-/* One layer's SSM (K or V) over x [B,T,d] with segment starts: kv = x + SSM(x). With tail (B = 1),
+
+/* One SSM's activations over [B,T]: projections z [E], xs_in [E], b_in, c_in [GN], dt [nh]; conv
+ * (+SiLU) outputs xs, bm, cm; scan output y [E]; gated-norm output g [E]. */
+typedef struct ssm_acts {
+    tensor z, xs_in, b_in, c_in, dt, xs, bm, cm, y, g;
+} ssm_acts;
+
+/* One layer's activations. Inference shares one set across layers with h_in == h_mid == h_out
+ * (the residual stream is updated in place); training keeps a set per layer and distinct streams. */
+typedef struct layer_acts {
+    tensor *h_in, *h_mid, *h_out;  /* residual stream before the layer, after attention, after the FFN */
+    tensor x, q, k, v, o, y, f1, f3; /* x, y: the normed inputs of attention and FFN; q, k roped */
+    tensor hid;                     /* silu(f1) * f3, the input of W2 */
+    ssm_acts ssm[2];
+    tensor bpos, seg;               /* attamba: boundary positions and segment starts of this layer */
+} layer_acts;
+
+/* Allocates every tensor of a (not the h_* pointers) for B sequences of T tokens. */
+attamba_status model_acts_alloc(model *m, int B, int T, layer_acts *a);
+void model_acts_free(layer_acts *a);
+/* Layer l over a->h_in (positions pos0 [B] + t), writing the activations, a->h_mid and a->h_out.
+ * With a cache (B = 1) it also stores sequence b's decode state for this layer. */
+attamba_status model_layer_forward(model *m, int l, layer_acts *a, const tensor *pos0, struct kv_cache *cache,
+                                   int b);
+/* kv = x + SSM(x) over x [B,T,d] with segment starts, keeping the activations in a. With tail (B = 1),
  * also the decode state after the last token. */
-attamba_status model_ssm_prefill(model *m, const ssm_weights *w, const tensor *x, const tensor *seg_start,
-                                 tensor *kv, const ssm_tail *tail);
+attamba_status model_ssm_forward(model *m, const ssm_weights *w, const tensor *x, const tensor *seg_start,
+                                 ssm_acts *a, tensor *kv, const ssm_tail *tail);
 /* y = x W^T (+ y when accumulate): x [..., in], W [out, in], y [..., out]. */
 attamba_status model_linear(model *m, const tensor *x, const tensor *W, int accumulate, tensor *y);
 /* The boundary positions of layer l below T as a new i32 tensor [nb] (nb >= 1), and the segment
