@@ -9,7 +9,7 @@
  *                             deep; explicit vectors map straight onto AVX/AVX-512 registers).
  *   gemm_local                __local tiles for GPUs: a work-group of LW x LW items computes an
  *                             LT x LT block of C from LT x KT slices of A and B staged in __local.
- * Options: -DTRANS_A=0|1 -DTRANS_B=0|1, and per scheme RM; RM VW NV; LT LW KT. */
+ * Options: -DTRANS_A=0|1 -DTRANS_B=0|1, and per scheme RM; RM VW NV PACKED; LT LW KT. */
 #ifndef TRANS_A
 #define TRANS_A 0
 #endif
@@ -87,16 +87,22 @@ __kernel void gemm_pack_b(int N, int K, int panels, __global const float *B, int
 
 /* Work-item (x = block of RM rows, y = panel of NW columns, z = batch). x is the fastest index, so
  * the work-items of a group and consecutive groups share one B panel (K * NW floats, kept in L2)
- * while they walk down the rows of A. sp = P's batch stride (0 when B is shared). */
+ * while they walk down the rows of A. -DPACKED=1: B is gemm_pack_b's output (ldb = NW, sb = its
+ * batch stride or 0 when shared); -DPACKED=0: B itself, not transposed (for small M, where a
+ * pre-pass over all of B would cost more than the strided rows). */
 __kernel void gemm_tiles(int M, int N, int K, float alpha,
                          __global const float *A, int ao, int lda, int sa,
-                         __global const float *P, int sp, float beta,
+                         __global const float *B, int bo, int ldb, int sb, float beta,
                          __global float *C, int co, int ldc, int sc) {
     int m0 = get_global_id(0) * RM, panel = get_global_id(1), batch = get_global_id(2);
     if (m0 >= M) return;
-    int n0 = panel * NW;
+    int n0 = panel * NW, full = n0 + NW <= N;
     A += ao + batch * sa;
-    P += batch * sp + panel * K * NW;
+#if PACKED
+    B += bo + batch * sb + panel * K * NW; /* ldb == NW */
+#else
+    B += bo + batch * sb + n0;
+#endif
     C += co + batch * sc;
 #if TRANS_A
 #define A_KSTEP lda
@@ -111,10 +117,22 @@ __kernel void gemm_tiles(int M, int N, int K, float alpha,
 #pragma unroll
         for (int v = 0; v < NV; v++) acc[r][v] = (vecf)(0.0f);
     }
-    for (int k = 0; k < K; k++, P += NW) {
+    for (int k = 0; k < K; k++, B += ldb) {
         vecf b[NV];
+#if PACKED
 #pragma unroll
-        for (int v = 0; v < NV; v++) b[v] = VLOAD(v, P);
+        for (int v = 0; v < NV; v++) b[v] = VLOAD(v, B);
+#else
+        if (full) {
+#pragma unroll
+            for (int v = 0; v < NV; v++) b[v] = VLOAD(v, B);
+        } else {
+            float t[NW];
+            for (int j = 0; j < NW; j++) t[j] = n0 + j < N ? B[j] : 0.0f;
+#pragma unroll
+            for (int v = 0; v < NV; v++) b[v] = VLOAD(v, t);
+        }
+#endif
 #pragma unroll
         for (int r = 0; r < RM; r++) {
             vecf x = (vecf)(a[r][k * A_KSTEP]);
@@ -122,7 +140,6 @@ __kernel void gemm_tiles(int M, int N, int K, float alpha,
             for (int v = 0; v < NV; v++) acc[r][v] = fma(x, b[v], acc[r][v]);
         }
     }
-    int full = n0 + NW <= N;
     for (int r = 0; r < RM && m0 + r < M; r++) {
         __global float *c = C + (m0 + r) * ldc + n0;
 #pragma unroll

@@ -99,8 +99,8 @@ START_TEST(alpha_and_beta_accumulate) {
 END_TEST
 
 /* Batched C[b] = A[b] W with W shared (the model's case), and with both batched and B^T. */
-static void check_batched(ops_gemm_backend be, ops_gemm_kernel kern, int shared_b, int tb) {
-    int Bn = 3, M = 19, N = 45, K = 27;
+static void check_batched_m(ops_gemm_backend be, ops_gemm_kernel kern, int shared_b, int tb, int M) {
+    int Bn = 3, N = 45, K = 27;
     float *a = tu_random((int64_t)Bn * M * K, 5, -1, 1);
     float *b = tu_random((int64_t)(shared_b ? 1 : Bn) * K * N, 6, -1, 1);
     float *want = calloc((size_t)Bn * M * N, sizeof *want);
@@ -123,6 +123,10 @@ static void check_batched(ops_gemm_backend be, ops_gemm_kernel kern, int shared_
     tensor_free(&C);
 }
 
+static void check_batched(ops_gemm_backend be, ops_gemm_kernel kern, int shared_b, int tb) {
+    check_batched_m(be, kern, shared_b, tb, 19);
+}
+
 START_TEST(batched_and_shared_operands) {
     for (int tb = 0; tb < 2; tb++) {
         check_batched(OPS_GEMM_OWN, OPS_GEMM_KERNEL_AUTO, 1, tb);
@@ -131,6 +135,9 @@ START_TEST(batched_and_shared_operands) {
             check_batched(OPS_GEMM_OWN, kernels[i], 1, tb);
             check_batched(OPS_GEMM_OWN, kernels[i], 0, tb);
         }
+        /* M > 64: the tiles kernel packs B per batch (or once when shared) */
+        check_batched_m(OPS_GEMM_OWN, OPS_GEMM_KERNEL_TILES, 1, tb, 70);
+        check_batched_m(OPS_GEMM_OWN, OPS_GEMM_KERNEL_TILES, 0, tb, 70);
         if (ops_gemm_have_clblast()) {
             check_batched(OPS_GEMM_CLBLAST, OPS_GEMM_KERNEL_AUTO, 1, tb);
             check_batched(OPS_GEMM_CLBLAST, OPS_GEMM_KERNEL_AUTO, 0, tb);
