@@ -56,7 +56,7 @@ static void usage(FILE *f) {
                "Times C = op(A) op(B) (f32, row-major; t = transposed operand) with CLBlast, the own\n"
                "OpenCL kernels and the host CBLAS in the same run. Default shapes:\n"
                "4096x512x512,4096x1536x512,4096x32000x512, trans nn, batch 1. --kernels also times every\n"
-               "own kernel (simple, tiles, local) besides the one chosen for the device.\n");
+               "own kernel (simple, tiles, local, dot) besides the one chosen for the device.\n");
 }
 
 static double max_rel_err(const float *x, const float *ref, size_t n) {
@@ -139,8 +139,9 @@ int bench_gemm_main(int argc, char **argv) {
             }
             gemm_run r = {ctx, OPS_GEMM_AUTO, OPS_GEMM_KERNEL_AUTO, &a, &b, &cc, M, N, K, batch, ta, tb, ha, hb, hc};
             double flop = 2.0 * batch * M * N * K, bytes = 4.0 * (double)(ta_ + tb_ + tc_), host_s = -1;
-            static const char *const names[] = {"host-blas", "clblast", "own", "own-simple", "own-tiles", "own-local"};
-            for (int which = 0; which < 6; which++) {
+            static const char *const names[] = {"host-blas", "clblast", "own", "own-simple", "own-tiles", "own-local",
+                                                 "own-dot"};
+            for (int which = 0; which < 7; which++) {
                 double t;
                 double err = 0;
                 if (which == 0) {

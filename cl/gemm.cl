@@ -1,7 +1,8 @@
 /* gemm.cl: the portable GEMM of our own.
  * C[b] = alpha * op(A[b]) op(B[b]) + beta * C[b], row-major, offsets/strides in elements;
  * beta == 0 never reads C. src/ops/gemm.c picks one of three schemes:
- *   gemm_f32                  one column x RM rows per work-item, no pre-pass: for tiny M (decode).
+ *   gemm_f32                  one column x RM rows per work-item, no pre-pass (the original kernel).
+ *   gemm_dot                  one element per work-item, float16 dot products: tiny M with B^T.
  *   gemm_pack_b + gemm_tiles  register tiles for CPUs: op(B) is first copied into zero-padded panels
  *                             [panel][K][NW] so that a work-item streams one contiguous panel, then
  *                             each work-item keeps an RM x NW block of C in RM*NV explicit vectors of
@@ -59,6 +60,33 @@ __kernel void gemm_f32(int M, int N, int K, float alpha,
         __global float *c = C + (m0 + r) * ldc + n;
         *c = alpha * acc[r] + (beta != 0.0f ? beta * *c : 0.0f);
     }
+}
+
+/* One element of C per work-item (x = column n, y = row m, z = batch): a dot product of a row of A
+ * and a row of B^T, both contiguous along k when !TRANS_A && TRANS_B, so it runs on float16 loads
+ * (decode: x W^T with one or a few rows); other layouts take the scalar loop. */
+__kernel void gemm_dot(int M, int N, int K, float alpha,
+                       __global const float *A, int ao, int lda, int sa,
+                       __global const float *B, int bo, int ldb, int sb, float beta,
+                       __global float *C, int co, int ldc, int sc) {
+    int n = get_global_id(0), m = get_global_id(1), batch = get_global_id(2);
+    if (n >= N || m >= M) return;
+    A += ao + batch * sa;
+    B += bo + batch * sb;
+    C += co + batch * sc;
+    int k = 0;
+    float s = 0.0f;
+#if !TRANS_A && TRANS_B
+    const __global float *a = A + m * lda, *b = B + n * ldb;
+    float16 acc = (float16)(0.0f);
+    for (; k + 16 <= K; k += 16) acc = fma(vload16(0, a + k), vload16(0, b + k), acc);
+    float8 h8 = acc.lo + acc.hi;
+    float4 h4 = h8.lo + h8.hi;
+    s = h4.x + h4.y + h4.z + h4.w;
+#endif
+    for (; k < K; k++) s = fma(A_AT(m, k), B_AT(k, n), s);
+    __global float *c = C + m * ldc + n;
+    *c = alpha * s + (beta != 0.0f ? beta * *c : 0.0f);
 }
 
 #ifdef VW

@@ -16,9 +16,10 @@ static const int shapes[][3] = {{1, 1, 1},    {3, 7, 33},    {33, 129, 7},  {129
 static const int tile_shapes[][3] = {{8, 32, 16}, {9, 33, 17}, {17, 31, 15}, {16, 64, 64},
                                      {65, 65, 65}, {63, 97, 1}, {48, 16, 5}};
 #define N_TILE_SHAPES (int)(sizeof tile_shapes / sizeof tile_shapes[0])
-static const ops_gemm_kernel kernels[] = {OPS_GEMM_KERNEL_SIMPLE, OPS_GEMM_KERNEL_TILES, OPS_GEMM_KERNEL_LOCAL};
+static const ops_gemm_kernel kernels[] = {OPS_GEMM_KERNEL_SIMPLE, OPS_GEMM_KERNEL_TILES, OPS_GEMM_KERNEL_LOCAL,
+                                          OPS_GEMM_KERNEL_DOT};
 #define N_KERNELS (int)(sizeof kernels / sizeof kernels[0])
-static const char *const kernel_names[] = {"auto", "simple", "tiles", "local"};
+static const char *const kernel_names[] = {"auto", "simple", "tiles", "local", "dot"};
 
 /* ops_gemm_with(be), or for be == OWN with an explicit kernel, ops_gemm_own(kern). */
 static attamba_status run(ops_gemm_backend be, ops_gemm_kernel kern, int ta, int tb, float alpha, const tensor *a,

@@ -65,9 +65,9 @@ static gemm_tuning tuning_for(rt_ctx *ctx) {
     return t;
 }
 
-static ops_gemm_kernel auto_kernel(rt_ctx *ctx, int M, int tb) {
-    /* a column per work-item walks a row of B^T contiguously; for B itself tiles read rows of B */
-    if (M < 8 && tb) return OPS_GEMM_KERNEL_SIMPLE;
+static ops_gemm_kernel auto_kernel(rt_ctx *ctx, int M, int ta, int tb) {
+    /* rows of A and B^T are both contiguous: dot products; for B itself tiles read rows of B */
+    if (M < 8 && tb && !ta) return OPS_GEMM_KERNEL_DOT;
     if (ctx->dev.info.type == ATTAMBA_DEVICE_GPU && ctx->dev.info.max_work_group_size >= 256)
         return OPS_GEMM_KERNEL_LOCAL;
     return OPS_GEMM_KERNEL_TILES;
@@ -75,20 +75,20 @@ static ops_gemm_kernel auto_kernel(rt_ctx *ctx, int M, int tb) {
 
 #define GEMM_A_ARGS(a) RT_MEM((a)->mem), RT_I32((a)->off), RT_I32((a)->ld), RT_I32((a)->stride)
 
-static attamba_status gemm_simple(rt_ctx *ctx, int ta, int tb, int M, int N, int K, float alpha,
-                                  const gemm_operand *a, const gemm_operand *b, float beta,
-                                  const gemm_operand *c, int batch) {
-    enum { ROWS = 8 };
+/* gemm_f32 (rows = 8) or gemm_dot (rows = 1): x = column, y = block of rows, z = batch. */
+static attamba_status gemm_columns(rt_ctx *ctx, const char *kernel, int rows, int ta, int tb, int M, int N, int K,
+                                   float alpha, const gemm_operand *a, const gemm_operand *b, float beta,
+                                   const gemm_operand *c, int batch) {
     char opts[64];
-    snprintf(opts, sizeof opts, "-DTRANS_A=%d -DTRANS_B=%d -DRM=%d", ta, tb, ROWS);
+    snprintf(opts, sizeof opts, "-DTRANS_A=%d -DTRANS_B=%d -DRM=%d", ta, tb, rows);
     cl_kernel k;
-    RT_TRY(rt_kernel(ctx, "gemm", opts, "gemm_f32", &k));
+    RT_TRY(rt_kernel(ctx, "gemm", opts, kernel, &k));
     size_t lx = rt_local_1d(ctx, k, 64);
     size_t local[3] = {lx, 1, 1};
-    size_t global[3] = {(size_t)N, (size_t)((M + ROWS - 1) / ROWS), (size_t)batch};
+    size_t global[3] = {(size_t)N, (size_t)((M + rows - 1) / rows), (size_t)batch};
     rt_arg args[] = {RT_I32(M), RT_I32(N), RT_I32(K), RT_F32(alpha), GEMM_A_ARGS(a), GEMM_A_ARGS(b),
                      RT_F32(beta), GEMM_A_ARGS(c)};
-    return rt_launch(ctx, k, "gemm_f32", 3, global, local, (int)CORE_LEN(args), args);
+    return rt_launch(ctx, k, kernel, 3, global, local, (int)CORE_LEN(args), args);
 }
 
 /* Register tiles. Unless B is small next to the work (M <= 64) and not transposed, op(B) is first
@@ -156,11 +156,12 @@ static attamba_status gemm_own(rt_ctx *ctx, ops_gemm_kernel kernel, int ta, int 
                                float alpha, const gemm_operand *a, const gemm_operand *b, float beta,
                                const gemm_operand *c, int batch) {
     gemm_tuning t = tuning_for(ctx);
-    if (kernel == OPS_GEMM_KERNEL_AUTO) kernel = auto_kernel(ctx, M, tb);
+    if (kernel == OPS_GEMM_KERNEL_AUTO) kernel = auto_kernel(ctx, M, ta, tb);
     switch (kernel) {
     case OPS_GEMM_KERNEL_TILES: return gemm_tiles(ctx, &t, ta, tb, M, N, K, alpha, a, b, beta, c, batch);
     case OPS_GEMM_KERNEL_LOCAL: return gemm_local(ctx, &t, ta, tb, M, N, K, alpha, a, b, beta, c, batch);
-    case OPS_GEMM_KERNEL_SIMPLE: return gemm_simple(ctx, ta, tb, M, N, K, alpha, a, b, beta, c, batch);
+    case OPS_GEMM_KERNEL_SIMPLE: return gemm_columns(ctx, "gemm_f32", 8, ta, tb, M, N, K, alpha, a, b, beta, c, batch);
+    case OPS_GEMM_KERNEL_DOT: return gemm_columns(ctx, "gemm_dot", 1, ta, tb, M, N, K, alpha, a, b, beta, c, batch);
     default: return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "ops_gemm: unknown own kernel %d", (int)kernel);
     }
 }
