@@ -1,7 +1,8 @@
 /* gemm.cl: the portable GEMM of our own.
  * C[b] = alpha * op(A[b]) op(B[b]) + beta * C[b], row-major, offsets/strides in elements;
  * beta == 0 never reads C. src/ops/gemm.c picks one of three schemes:
- *   gemm_f32                  one column x RM rows per work-item, no pre-pass: for tiny M (decode).
+ *   gemm_f32                  one column x RM rows per work-item, no pre-pass (the original kernel).
+ *   gemm_dot                  one element per work-item, float16 dot products: tiny M with B^T.
  *   gemm_pack_b + gemm_tiles  register tiles for CPUs: op(B) is first copied into zero-padded panels
  *                             [panel][K][NW] so that a work-item streams one contiguous panel, then
  *                             each work-item keeps an RM x NW block of C in RM*NV explicit vectors of
@@ -9,7 +10,7 @@
  *                             deep; explicit vectors map straight onto AVX/AVX-512 registers).
  *   gemm_local                __local tiles for GPUs: a work-group of LW x LW items computes an
  *                             LT x LT block of C from LT x KT slices of A and B staged in __local.
- * Options: -DTRANS_A=0|1 -DTRANS_B=0|1, and per scheme RM; RM VW NV; LT LW KT. */
+ * Options: -DTRANS_A=0|1 -DTRANS_B=0|1, and per scheme RM; RM VW NV PACKED; LT LW KT. */
 #ifndef TRANS_A
 #define TRANS_A 0
 #endif
@@ -61,6 +62,33 @@ __kernel void gemm_f32(int M, int N, int K, float alpha,
     }
 }
 
+/* One element of C per work-item (x = column n, y = row m, z = batch): a dot product of a row of A
+ * and a row of B^T, both contiguous along k when !TRANS_A && TRANS_B, so it runs on float16 loads
+ * (decode: x W^T with one or a few rows); other layouts take the scalar loop. */
+__kernel void gemm_dot(int M, int N, int K, float alpha,
+                       __global const float *A, int ao, int lda, int sa,
+                       __global const float *B, int bo, int ldb, int sb, float beta,
+                       __global float *C, int co, int ldc, int sc) {
+    int n = get_global_id(0), m = get_global_id(1), batch = get_global_id(2);
+    if (n >= N || m >= M) return;
+    A += ao + batch * sa;
+    B += bo + batch * sb;
+    C += co + batch * sc;
+    int k = 0;
+    float s = 0.0f;
+#if !TRANS_A && TRANS_B
+    const __global float *a = A + m * lda, *b = B + n * ldb;
+    float16 acc = (float16)(0.0f);
+    for (; k + 16 <= K; k += 16) acc = fma(vload16(0, a + k), vload16(0, b + k), acc);
+    float8 h8 = acc.lo + acc.hi;
+    float4 h4 = h8.lo + h8.hi;
+    s = h4.x + h4.y + h4.z + h4.w;
+#endif
+    for (; k < K; k++) s = fma(A_AT(m, k), B_AT(k, n), s);
+    __global float *c = C + m * ldc + n;
+    *c = alpha * s + (beta != 0.0f ? beta * *c : 0.0f);
+}
+
 #ifdef VW
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)
@@ -87,16 +115,22 @@ __kernel void gemm_pack_b(int N, int K, int panels, __global const float *B, int
 
 /* Work-item (x = block of RM rows, y = panel of NW columns, z = batch). x is the fastest index, so
  * the work-items of a group and consecutive groups share one B panel (K * NW floats, kept in L2)
- * while they walk down the rows of A. sp = P's batch stride (0 when B is shared). */
+ * while they walk down the rows of A. -DPACKED=1: B is gemm_pack_b's output (ldb = NW, sb = its
+ * batch stride or 0 when shared); -DPACKED=0: B itself, not transposed (for small M, where a
+ * pre-pass over all of B would cost more than the strided rows). */
 __kernel void gemm_tiles(int M, int N, int K, float alpha,
                          __global const float *A, int ao, int lda, int sa,
-                         __global const float *P, int sp, float beta,
+                         __global const float *B, int bo, int ldb, int sb, float beta,
                          __global float *C, int co, int ldc, int sc) {
     int m0 = get_global_id(0) * RM, panel = get_global_id(1), batch = get_global_id(2);
     if (m0 >= M) return;
-    int n0 = panel * NW;
+    int n0 = panel * NW, full = n0 + NW <= N;
     A += ao + batch * sa;
-    P += batch * sp + panel * K * NW;
+#if PACKED
+    B += bo + batch * sb + panel * K * NW; /* ldb == NW */
+#else
+    B += bo + batch * sb + n0;
+#endif
     C += co + batch * sc;
 #if TRANS_A
 #define A_KSTEP lda
@@ -111,10 +145,22 @@ __kernel void gemm_tiles(int M, int N, int K, float alpha,
 #pragma unroll
         for (int v = 0; v < NV; v++) acc[r][v] = (vecf)(0.0f);
     }
-    for (int k = 0; k < K; k++, P += NW) {
+    for (int k = 0; k < K; k++, B += ldb) {
         vecf b[NV];
+#if PACKED
 #pragma unroll
-        for (int v = 0; v < NV; v++) b[v] = VLOAD(v, P);
+        for (int v = 0; v < NV; v++) b[v] = VLOAD(v, B);
+#else
+        if (full) {
+#pragma unroll
+            for (int v = 0; v < NV; v++) b[v] = VLOAD(v, B);
+        } else {
+            float t[NW];
+            for (int j = 0; j < NW; j++) t[j] = n0 + j < N ? B[j] : 0.0f;
+#pragma unroll
+            for (int v = 0; v < NV; v++) b[v] = VLOAD(v, t);
+        }
+#endif
 #pragma unroll
         for (int r = 0; r < RM; r++) {
             vecf x = (vecf)(a[r][k * A_KSTEP]);
@@ -122,7 +168,6 @@ __kernel void gemm_tiles(int M, int N, int K, float alpha,
             for (int v = 0; v < NV; v++) acc[r][v] = fma(x, b[v], acc[r][v]);
         }
     }
-    int full = n0 + NW <= N;
     for (int r = 0; r < RM && m0 + r < M; r++) {
         __global float *c = C + (m0 + r) * ldc + n0;
 #pragma unroll

@@ -16,9 +16,10 @@ static const int shapes[][3] = {{1, 1, 1},    {3, 7, 33},    {33, 129, 7},  {129
 static const int tile_shapes[][3] = {{8, 32, 16}, {9, 33, 17}, {17, 31, 15}, {16, 64, 64},
                                      {65, 65, 65}, {63, 97, 1}, {48, 16, 5}};
 #define N_TILE_SHAPES (int)(sizeof tile_shapes / sizeof tile_shapes[0])
-static const ops_gemm_kernel kernels[] = {OPS_GEMM_KERNEL_SIMPLE, OPS_GEMM_KERNEL_TILES, OPS_GEMM_KERNEL_LOCAL};
+static const ops_gemm_kernel kernels[] = {OPS_GEMM_KERNEL_SIMPLE, OPS_GEMM_KERNEL_TILES, OPS_GEMM_KERNEL_LOCAL,
+                                          OPS_GEMM_KERNEL_DOT};
 #define N_KERNELS (int)(sizeof kernels / sizeof kernels[0])
-static const char *const kernel_names[] = {"auto", "simple", "tiles", "local"};
+static const char *const kernel_names[] = {"auto", "simple", "tiles", "local", "dot"};
 
 /* ops_gemm_with(be), or for be == OWN with an explicit kernel, ops_gemm_own(kern). */
 static attamba_status run(ops_gemm_backend be, ops_gemm_kernel kern, int ta, int tb, float alpha, const tensor *a,
@@ -99,8 +100,8 @@ START_TEST(alpha_and_beta_accumulate) {
 END_TEST
 
 /* Batched C[b] = A[b] W with W shared (the model's case), and with both batched and B^T. */
-static void check_batched(ops_gemm_backend be, ops_gemm_kernel kern, int shared_b, int tb) {
-    int Bn = 3, M = 19, N = 45, K = 27;
+static void check_batched_m(ops_gemm_backend be, ops_gemm_kernel kern, int shared_b, int tb, int M) {
+    int Bn = 3, N = 45, K = 27;
     float *a = tu_random((int64_t)Bn * M * K, 5, -1, 1);
     float *b = tu_random((int64_t)(shared_b ? 1 : Bn) * K * N, 6, -1, 1);
     float *want = calloc((size_t)Bn * M * N, sizeof *want);
@@ -123,6 +124,10 @@ static void check_batched(ops_gemm_backend be, ops_gemm_kernel kern, int shared_
     tensor_free(&C);
 }
 
+static void check_batched(ops_gemm_backend be, ops_gemm_kernel kern, int shared_b, int tb) {
+    check_batched_m(be, kern, shared_b, tb, 19);
+}
+
 START_TEST(batched_and_shared_operands) {
     for (int tb = 0; tb < 2; tb++) {
         check_batched(OPS_GEMM_OWN, OPS_GEMM_KERNEL_AUTO, 1, tb);
@@ -131,6 +136,9 @@ START_TEST(batched_and_shared_operands) {
             check_batched(OPS_GEMM_OWN, kernels[i], 1, tb);
             check_batched(OPS_GEMM_OWN, kernels[i], 0, tb);
         }
+        /* M > 64: the tiles kernel packs B per batch (or once when shared) */
+        check_batched_m(OPS_GEMM_OWN, OPS_GEMM_KERNEL_TILES, 1, tb, 70);
+        check_batched_m(OPS_GEMM_OWN, OPS_GEMM_KERNEL_TILES, 0, tb, 70);
         if (ops_gemm_have_clblast()) {
             check_batched(OPS_GEMM_CLBLAST, OPS_GEMM_KERNEL_AUTO, 1, tb);
             check_batched(OPS_GEMM_CLBLAST, OPS_GEMM_KERNEL_AUTO, 0, tb);

@@ -65,8 +65,9 @@ static gemm_tuning tuning_for(rt_ctx *ctx) {
     return t;
 }
 
-static ops_gemm_kernel auto_kernel(rt_ctx *ctx, int M) {
-    if (M < 8) return OPS_GEMM_KERNEL_SIMPLE; /* one row block: packing B would cost more than it saves */
+static ops_gemm_kernel auto_kernel(rt_ctx *ctx, int M, int ta, int tb) {
+    /* rows of A and B^T are both contiguous: dot products; for B itself tiles read rows of B */
+    if (M < 8 && tb && !ta) return OPS_GEMM_KERNEL_DOT;
     if (ctx->dev.info.type == ATTAMBA_DEVICE_GPU && ctx->dev.info.max_work_group_size >= 256)
         return OPS_GEMM_KERNEL_LOCAL;
     return OPS_GEMM_KERNEL_TILES;
@@ -74,52 +75,60 @@ static ops_gemm_kernel auto_kernel(rt_ctx *ctx, int M) {
 
 #define GEMM_A_ARGS(a) RT_MEM((a)->mem), RT_I32((a)->off), RT_I32((a)->ld), RT_I32((a)->stride)
 
-static attamba_status gemm_simple(rt_ctx *ctx, int ta, int tb, int M, int N, int K, float alpha,
-                                  const gemm_operand *a, const gemm_operand *b, float beta,
-                                  const gemm_operand *c, int batch) {
-    enum { ROWS = 8 };
+/* gemm_f32 (rows = 8) or gemm_dot (rows = 1): x = column, y = block of rows, z = batch. */
+static attamba_status gemm_columns(rt_ctx *ctx, const char *kernel, int rows, int ta, int tb, int M, int N, int K,
+                                   float alpha, const gemm_operand *a, const gemm_operand *b, float beta,
+                                   const gemm_operand *c, int batch) {
     char opts[64];
-    snprintf(opts, sizeof opts, "-DTRANS_A=%d -DTRANS_B=%d -DRM=%d", ta, tb, ROWS);
+    snprintf(opts, sizeof opts, "-DTRANS_A=%d -DTRANS_B=%d -DRM=%d", ta, tb, rows);
     cl_kernel k;
-    RT_TRY(rt_kernel(ctx, "gemm", opts, "gemm_f32", &k));
+    RT_TRY(rt_kernel(ctx, "gemm", opts, kernel, &k));
     size_t lx = rt_local_1d(ctx, k, 64);
     size_t local[3] = {lx, 1, 1};
-    size_t global[3] = {(size_t)N, (size_t)((M + ROWS - 1) / ROWS), (size_t)batch};
+    size_t global[3] = {(size_t)N, (size_t)((M + rows - 1) / rows), (size_t)batch};
     rt_arg args[] = {RT_I32(M), RT_I32(N), RT_I32(K), RT_F32(alpha), GEMM_A_ARGS(a), GEMM_A_ARGS(b),
                      RT_F32(beta), GEMM_A_ARGS(c)};
-    return rt_launch(ctx, k, "gemm_f32", 3, global, local, (int)CORE_LEN(args), args);
+    return rt_launch(ctx, k, kernel, 3, global, local, (int)CORE_LEN(args), args);
 }
 
-/* op(B) into zero-padded panels (a scratch tensor, released once enqueued: OpenCL keeps it alive
- * until the kernels that use it have run), then the register-tile kernel. */
+/* Register tiles. Unless B is small next to the work (M <= 64) and not transposed, op(B) is first
+ * copied into zero-padded panels (a scratch tensor, released once enqueued: OpenCL keeps it alive
+ * until the kernels that use it have run). */
 static attamba_status gemm_tiles(rt_ctx *ctx, const gemm_tuning *t, int ta, int tb, int M, int N, int K,
                                  float alpha, const gemm_operand *a, const gemm_operand *b, float beta,
                                  const gemm_operand *c, int batch) {
     int nw = t->vw * t->nv, panels = (N + nw - 1) / nw, b_batch = b->stride ? batch : 1;
-    char opts[96];
-    snprintf(opts, sizeof opts, "-DTRANS_A=%d -DTRANS_B=%d -DRM=%d -DVW=%d -DNV=%d", ta, tb, t->rm, t->vw, t->nv);
-    cl_kernel kp, kt;
-    RT_TRY(rt_kernel(ctx, "gemm", opts, "gemm_pack_b", &kp));
+    int packed = tb || M > 64;
+    char opts[112];
+    snprintf(opts, sizeof opts, "-DTRANS_A=%d -DTRANS_B=%d -DRM=%d -DVW=%d -DNV=%d -DPACKED=%d", ta, tb, t->rm,
+             t->vw, t->nv, packed);
+    cl_kernel kt;
     RT_TRY(rt_kernel(ctx, "gemm", opts, "gemm_tiles", &kt));
-    tensor packed;
-    RT_TRY(tensor_alloc_f32(ctx, &packed, 2, ((int64_t[]){(int64_t)b_batch * panels * K, nw})));
-    cl_mem pm = packed.buf->mem;
-    size_t lp = rt_local_1d(ctx, kp, 64);
-    size_t pglobal[3] = {(size_t)K, (size_t)panels, (size_t)b_batch}, plocal[3] = {lp, 1, 1};
-    rt_arg pargs[] = {RT_I32(N), RT_I32(K), RT_I32(panels), GEMM_A_ARGS(b), RT_MEM(pm)};
-    attamba_status s = rt_launch(ctx, kp, "gemm_pack_b", 3, pglobal, plocal, (int)CORE_LEN(pargs), pargs);
-    if (s == ATTAMBA_OK) {
-        /* 8 row blocks per group: enough to amortise a group's start on PoCL, small enough that
-         * M = 4096 still gives dozens of groups per column panel to share among the cores */
-        size_t lx = rt_local_1d(ctx, kt, 8);
-        size_t global[3] = {(size_t)((M + t->rm - 1) / t->rm), (size_t)panels, (size_t)batch};
-        size_t local[3] = {lx, 1, 1};
-        int sp = b->stride ? panels * K * nw : 0;
-        rt_arg args[] = {RT_I32(M), RT_I32(N), RT_I32(K), RT_F32(alpha), GEMM_A_ARGS(a), RT_MEM(pm), RT_I32(sp),
-                         RT_F32(beta), GEMM_A_ARGS(c)};
-        s = rt_launch(ctx, kt, "gemm_tiles", 3, global, local, (int)CORE_LEN(args), args);
+    gemm_operand bt = *b;
+    tensor scratch = {0};
+    if (packed) {
+        cl_kernel kp;
+        RT_TRY(rt_kernel(ctx, "gemm", opts, "gemm_pack_b", &kp));
+        RT_TRY(tensor_alloc_f32(ctx, &scratch, 2, ((int64_t[]){(int64_t)b_batch * panels * K, nw})));
+        bt = (gemm_operand){scratch.buf->mem, 0, nw, b->stride ? panels * K * nw : 0, K, nw};
+        size_t lp = rt_local_1d(ctx, kp, 64);
+        size_t pglobal[3] = {(size_t)K, (size_t)panels, (size_t)b_batch}, plocal[3] = {lp, 1, 1};
+        rt_arg pargs[] = {RT_I32(N), RT_I32(K), RT_I32(panels), GEMM_A_ARGS(b), RT_MEM(bt.mem)};
+        attamba_status s = rt_launch(ctx, kp, "gemm_pack_b", 3, pglobal, plocal, (int)CORE_LEN(pargs), pargs);
+        if (s != ATTAMBA_OK) {
+            tensor_free(&scratch);
+            return s;
+        }
     }
-    tensor_free(&packed);
+    /* 8 row blocks per group: enough to amortise a group's start on PoCL, small enough that
+     * M = 4096 still gives dozens of groups per column panel to share among the cores */
+    size_t lx = rt_local_1d(ctx, kt, 8);
+    size_t global[3] = {(size_t)((M + t->rm - 1) / t->rm), (size_t)panels, (size_t)batch};
+    size_t local[3] = {lx, 1, 1};
+    rt_arg args[] = {RT_I32(M), RT_I32(N), RT_I32(K), RT_F32(alpha), GEMM_A_ARGS(a), GEMM_A_ARGS(&bt),
+                     RT_F32(beta), GEMM_A_ARGS(c)};
+    attamba_status s = rt_launch(ctx, kt, "gemm_tiles", 3, global, local, (int)CORE_LEN(args), args);
+    tensor_free(&scratch);
     return s;
 }
 
@@ -147,11 +156,12 @@ static attamba_status gemm_own(rt_ctx *ctx, ops_gemm_kernel kernel, int ta, int 
                                float alpha, const gemm_operand *a, const gemm_operand *b, float beta,
                                const gemm_operand *c, int batch) {
     gemm_tuning t = tuning_for(ctx);
-    if (kernel == OPS_GEMM_KERNEL_AUTO) kernel = auto_kernel(ctx, M);
+    if (kernel == OPS_GEMM_KERNEL_AUTO) kernel = auto_kernel(ctx, M, ta, tb);
     switch (kernel) {
     case OPS_GEMM_KERNEL_TILES: return gemm_tiles(ctx, &t, ta, tb, M, N, K, alpha, a, b, beta, c, batch);
     case OPS_GEMM_KERNEL_LOCAL: return gemm_local(ctx, &t, ta, tb, M, N, K, alpha, a, b, beta, c, batch);
-    case OPS_GEMM_KERNEL_SIMPLE: return gemm_simple(ctx, ta, tb, M, N, K, alpha, a, b, beta, c, batch);
+    case OPS_GEMM_KERNEL_SIMPLE: return gemm_columns(ctx, "gemm_f32", 8, ta, tb, M, N, K, alpha, a, b, beta, c, batch);
+    case OPS_GEMM_KERNEL_DOT: return gemm_columns(ctx, "gemm_dot", 1, ta, tb, M, N, K, alpha, a, b, beta, c, batch);
     default: return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "ops_gemm: unknown own kernel %d", (int)kernel);
     }
 }

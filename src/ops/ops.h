@@ -36,14 +36,15 @@ attamba_status ops_gemm(rt_ctx *ctx, int trans_a, int trans_b, float alpha, cons
  * kernels (with a warning, once) if CLBlast fails on this device. */
 attamba_status ops_gemm_with(rt_ctx *ctx, ops_gemm_backend backend, int trans_a, int trans_b, float alpha,
                              const tensor *a, const tensor *b, float beta, tensor *c);
-/* Tuning/testing hook: the own backend with an explicit kernel (cl/gemm.cl). AUTO = SIMPLE for
- * M < 8, LOCAL on GPUs, TILES elsewhere. LOCAL fails with ATTAMBA_ERR_UNSUPPORTED on devices whose
+/* Tuning/testing hook: the own backend with an explicit kernel (cl/gemm.cl). AUTO = DOT for
+ * M < 8 with trans_b, else LOCAL on GPUs, TILES elsewhere. LOCAL fails with ATTAMBA_ERR_UNSUPPORTED on devices whose
  * work-groups cannot hold 16 x 16 items. */
 typedef enum {
     OPS_GEMM_KERNEL_AUTO = 0,
     OPS_GEMM_KERNEL_SIMPLE = 1, /* one column x 8 rows per work-item, no pre-pass */
     OPS_GEMM_KERNEL_TILES = 2,  /* B packed into panels, register tiles of explicit vectors (CPUs) */
-    OPS_GEMM_KERNEL_LOCAL = 3   /* __local-memory tiles (GPUs) */
+    OPS_GEMM_KERNEL_LOCAL = 3,  /* __local-memory tiles (GPUs) */
+    OPS_GEMM_KERNEL_DOT = 4     /* one dot product per work-item, vectorised for A B^T */
 } ops_gemm_kernel;
 attamba_status ops_gemm_own(rt_ctx *ctx, ops_gemm_kernel kernel, int trans_a, int trans_b, float alpha,
                             const tensor *a, const tensor *b, float beta, tensor *c);
