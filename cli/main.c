@@ -25,6 +25,7 @@ static const struct {
     const char *help;
 } benches[] = {
     {"gemm", bench_gemm_main, "GEMM: CLBlast vs the own kernel vs host BLAS on a d=512 model's shapes"},
+    {"layer", bench_layer_main, "layer ops (norms, RoPE, SwiGLU, embedding, bias) vs copy bandwidth"},
 };
 
 static void usage(FILE *f) {

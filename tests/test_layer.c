@@ -88,6 +88,45 @@ START_TEST(norms_match_reference_on_awkward_shapes) {
 }
 END_TEST
 
+/* The default group sizes are powers of two on some devices; $ATTAMBA_NORM_GROUP forces others
+ * (24, 40, 200: the tree then has work-items without a partner) and tiny ones, against rows
+ * shorter and longer than the group. Same tolerance as above. */
+START_TEST(norms_reduce_correctly_with_any_group_size) {
+    rt_ctx *ctx = tu_ctx();
+    static const char *const groups[] = {"8", "24", "40", "200"};
+    static const int64_t widths[] = {1, 7, 100, 1000};
+    for (int gi = 0; gi < 4; gi++) {
+        ck_assert_int_eq(setenv("ATTAMBA_NORM_GROUP", groups[gi], 1), 0);
+        for (int wi = 0; wi < 4; wi++) {
+            int64_t C = widths[wi], shape[2] = {3, C}, n = 3 * C;
+            float *x = tu_random(n, 900 + (uint64_t)wi, -2, 2), *z = tu_random(n, 950 + (uint64_t)wi, -6, 6);
+            float *w = tu_random(C, 990, 0.5f, 1.5f), *want = malloc((size_t)n * sizeof *want);
+            tensor tx = tu_tensor(2, shape, x), tz = tu_tensor(2, shape, z), tw = tu_tensor(1, &C, w);
+            tensor out = tu_zeros(2, shape);
+            tu_ok(ops_rmsnorm(ctx, &tx, &tw, 1e-5f, &out));
+            ref_rmsnorm(3, C, x, w, 1e-5f, want);
+            float *got = tu_download(&out);
+            tu_assert_close(got, want, n, 1e-5, 1e-7, groups[gi]);
+            free(got);
+            tu_ok(ops_gated_rmsnorm(ctx, &tx, &tz, &tw, 1e-5f, &out));
+            ref_gated_rmsnorm(3, C, x, z, w, 1e-5f, want);
+            got = tu_download(&out);
+            tu_assert_close(got, want, n, 1e-5, 1e-7, groups[gi]);
+            free(got);
+            tensor_free(&tx);
+            tensor_free(&tz);
+            tensor_free(&tw);
+            tensor_free(&out);
+            free(x);
+            free(z);
+            free(w);
+            free(want);
+        }
+    }
+    unsetenv("ATTAMBA_NORM_GROUP");
+}
+END_TEST
+
 START_TEST(swiglu_and_bias_match_reference_on_awkward_shapes) {
     rt_ctx *ctx = tu_ctx();
     int64_t rows = test_rows[_i / N_WIDTHS], C = test_widths[_i % N_WIDTHS], n = rows * C, shape[4];
@@ -455,6 +494,7 @@ int main(void) {
     Suite *s = suite_create("layer");
     TCase *t = tcase_create("layer");
     tcase_add_loop_test(t, norms_match_reference_on_awkward_shapes, 0, N_ROWS * N_WIDTHS);
+    tcase_add_test(t, norms_reduce_correctly_with_any_group_size);
     tcase_add_loop_test(t, swiglu_and_bias_match_reference_on_awkward_shapes, 0, N_ROWS * N_WIDTHS);
     tcase_add_test(t, ops_work_in_place_on_views_with_offsets);
     tcase_add_test(t, eps_keeps_zero_rows_finite_and_shifts_small_rows);
