@@ -112,7 +112,8 @@ int bench_layer_main(int argc, char **argv) {
     for (int64_t i = 0; i < (int64_t)vocab * width; i++) ht[i] = core_rng_uniform(&rng) - 0.5f;
     for (int i = 0; i < rows; i++) hid[i] = (int32_t)(core_rng_uniform(&rng) * (float)vocab) % vocab;
     if (tensor_alloc_f32(ctx, &r.x, 2, shape) || tensor_alloc_f32(ctx, &r.z, 2, shape) ||
-        tensor_alloc_f32(ctx, &r.out, 2, shape) || tensor_reshape(&r.out, 3, rope_shape, &r.out3) || tensor_alloc_f32(ctx, &r.w, 1, &C) ||
+        tensor_alloc_f32(ctx, &r.out, 2, shape) || tensor_reshape(&r.out, 3, rope_shape, &r.out3) ||
+        tensor_alloc_f32(ctx, &r.w, 1, &C) ||
         tensor_alloc_f32(ctx, &r.rope_x, 3, rope_shape) || tensor_alloc(ctx, &r.pos0, TENSOR_I32, 1, &one) ||
         tensor_alloc(ctx, &r.ids, TENSOR_I32, 2, ids_shape) ||
         tensor_alloc_f32(ctx, &r.table, 2, ((int64_t[]){vocab, width})) ||
@@ -158,7 +159,8 @@ int bench_layer_main(int argc, char **argv) {
     }
     if (!rc && json && bench_write_json(out, json)) rc = cli_error("bench layer", "cannot write %s", json);
 done:
-    tensor *all[] = {&r.x, &r.z, &r.w, &r.out, &r.out3, &r.rope_x, &r.pos0, &r.ids, &r.table, &r.big_src, &r.big_dst};
+    tensor *all[] = {&r.x, &r.z, &r.w, &r.out, &r.out3, &r.rope_x, &r.pos0, &r.ids, &r.table, &r.big_src,
+                     &r.big_dst};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) tensor_free(all[i]);
     cJSON_Delete(out);
     free(hx);

@@ -6,11 +6,12 @@
  *   norm adds exp (a few ulp). Each output is a product of factors, so the error stays relative.
  * - SwiGLU: rtol 2e-6, atol 1e-7 (exp to a few ulp plus two roundings).
  * - bias add and embedding: exact (one f32 add; a copy).
- * - RoPE: angles are pos * freq in f32 (as in PyTorch). Within OpenCL 1.2's accuracy limits (exp2
- *   3 ulp, sin/cos 4 ulp) the angle is off by at most ~4.2e-7 * pos radians (freq error times pos,
- *   plus half an ulp of the angle); we allow 1e-6 * (pos + 1) per rotation. With |x| <= 1 a pair has
- *   norm <= sqrt 2, so an output may be off by 1.5e-6 * (max pos + 1) + 1e-6 (sin/cos, products).
- *   PoCL measures ~5e-8 * pos, so a wrong frequency or position still fails by far. */
+ * - RoPE: angles are pos * freq in f32 (as in PyTorch; kept in half-turns for sinpi/cospi). Within
+ *   OpenCL 1.2's accuracy limits (exp2 3 ulp, sinpi/cospi 4 ulp) the angle is off by at most
+ *   ~5e-7 * pos radians (freq error times pos, plus an ulp of the angle); we allow 1e-6 * (pos + 1)
+ *   per rotation. With |x| <= 1 a pair has norm <= sqrt 2, so an output may be off by
+ *   1.5e-6 * (max pos + 1) + 1e-6 (sin/cos, products). PoCL measures ~1e-7 * pos, so a wrong
+ *   frequency or position still fails by far. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -268,9 +269,10 @@ static const struct {
     int B, T, H, dh;
     int32_t pos0[3];
 } rope_cases[] = {
-    {1, 1, 1, 2, {0}},            /* the smallest head */
-    {3, 5, 3, 8, {0, 17, 250}},   /* several starts per batch */
-    {2, 7, 8, 64, {3, 0}},        /* the paper's heads */
+    {1, 1, 1, 2, {0}},             /* the smallest head (scalar kernel) */
+    {2, 4, 2, 12, {7, 300}},       /* dh % 8 != 0: the scalar kernel */
+    {3, 5, 3, 8, {0, 17, 250}},    /* several starts per batch; dh % 8 == 0: the float4 kernel */
+    {2, 7, 8, 64, {3, 0}},         /* the paper's heads */
     {2, 3, 2, 64, {100000, 4095}}, /* far positions */
 };
 

@@ -95,12 +95,15 @@ attamba_status ops_rope(rt_ctx *ctx, tensor *x, int n_heads, const tensor *pos0,
         return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: x %s: width %lld is not n_heads (%d) times an even dh",
                        op, tensor_describe(x, d, sizeof d), (long long)width, n_heads);
     RT_TRY(ops_expect(ctx, op, "pos0", pos0, TENSOR_I32, 1, &B));
-    int half_dh = (int)(width / n_heads / 2);
-    int64_t n_items = B * T * half_dh; /* one per (token, pair index); each loops over the heads */
+    /* one work-item per (token, pair index), or per four pair indices when dh % 8 == 0; each
+     * loops over the heads */
+    int half_dh = (int)(width / n_heads / 2), vec = half_dh % 4 ? 1 : 4;
+    int64_t n_items = B * T * (half_dh / vec);
     rt_arg args[] = {RT_MEM(x->buf->mem), RT_I32(x->offset), RT_MEM(pos0->buf->mem), RT_I32(pos0->offset),
-                     RT_I32(T), RT_I32(n_heads), RT_I32(half_dh), RT_F32(log2((double)theta)),
+                     RT_I32(T), RT_I32(n_heads), RT_I32(half_dh / vec), RT_F32(log2((double)theta)),
                      RT_F32(log2(3.14159265358979323846)), RT_I32(n_items)};
-    return ops_launch_1d(ctx, "layer", "", "rope_f32", n_items, (int)CORE_LEN(args), args);
+    return ops_launch_1d(ctx, "layer", "", vec == 4 ? "rope4_f32" : "rope_f32", n_items, (int)CORE_LEN(args),
+                         args);
 }
 
 attamba_status ops_swiglu(rt_ctx *ctx, const tensor *gate, const tensor *up, tensor *out) {
@@ -134,8 +137,10 @@ attamba_status ops_embedding(rt_ctx *ctx, const tensor *ids, const tensor *table
     RT_TRY(ops_expect(ctx, op, "out", out, TENSOR_F32, 3, out_shape));
     int64_t rows = tensor_numel(ids);
     rt_arg args[] = {RT_MEM(out->buf->mem), RT_I32(out->offset), RT_MEM(ids->buf->mem), RT_I32(ids->offset),
-                     RT_MEM(table->buf->mem), RT_I32(table->offset), RT_I32(V), RT_I32(width), RT_I32(rows)};
-    return launch_matrix(ctx, "embedding_f32", rows, width, (int)CORE_LEN(args), args);
+                     RT_MEM(table->buf->mem), RT_I32(table->offset), RT_I32(V),
+                     RT_I32(width % 4 ? width : width / 4), RT_I32(rows)};
+    if (width % 4) return launch_matrix(ctx, "embedding_f32", rows, width, (int)CORE_LEN(args), args);
+    return launch_matrix(ctx, "embedding4_f32", rows, width / 4, (int)CORE_LEN(args), args);
 }
 
 attamba_status ops_add_bias(rt_ctx *ctx, const tensor *x, const tensor *bias, tensor *out) {
