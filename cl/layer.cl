@@ -120,12 +120,18 @@ __kernel void rope4_f32(__global float *x, int xo, __global const int *pos0, int
     }
 }
 
+/* Work-items 0..n/4-1 take a float4 each, the next n % 4 one scalar each (explicit vectors:
+ * PoCL leaves the scalar exp unvectorised). */
 __kernel void swiglu_f32(__global float *out, int oo, __global const float *gate, int go,
                          __global const float *up, int uo, int n) {
-    int i = get_global_id(0);
-    if (i < n) {
-        float g = gate[go + i];
-        out[oo + i] = g * atb_sigmoid(g) * up[uo + i];
+    int i = get_global_id(0), n4 = n >> 2;
+    if (i < n4) {
+        float4 g = vload4(i, gate + go);
+        vstore4(g / (1.0f + exp(-g)) * vload4(i, up + uo), i, out + oo);
+    } else if (i < n4 + (n & 3)) {
+        int e = 4 * n4 + (i - n4);
+        float g = gate[go + e];
+        out[oo + e] = g * atb_sigmoid(g) * up[uo + e];
     }
 }
 

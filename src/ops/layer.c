@@ -24,14 +24,15 @@ static attamba_status expect_eps(rt_ctx *ctx, const char *op, float eps) {
 
 /* One work-group per row, each work-item taking float4s. The group size is capped by the row's
  * vector count (rounded up to 8) and by a per-device-type limit: on CPUs (PoCL) every barrier
- * costs a pass over the group's work-items, and 16 measured fastest there ([4096, 512]: ~3x faster
- * than 128); GPUs want wide groups (256). $ATTAMBA_NORM_GROUP overrides the limit (tuning and
- * tests: it forces group sizes that are not powers of two). */
+ * costs a pass over the group's work-items, and 8 measured fastest there (rmsnorm on [4096, 512],
+ * 2-core PoCL under load: ~1 ms at 8, 2.4 at 32, 7-17 at 128); GPUs want wide groups (256).
+ * $ATTAMBA_NORM_GROUP overrides the limit (tuning, and tests forcing sizes like 24 or 40 that are
+ * not powers of two). */
 static attamba_status launch_rows(rt_ctx *ctx, const char *kernel, int64_t rows, int64_t C, int n_args,
                                   rt_arg *args) {
     cl_kernel k;
     RT_TRY(rt_kernel(ctx, "layer", "", kernel, &k));
-    size_t limit = ctx->dev.info.type == ATTAMBA_DEVICE_CPU ? 16 : 256;
+    size_t limit = ctx->dev.info.type == ATTAMBA_DEVICE_CPU ? 8 : 256;
     const char *e = getenv("ATTAMBA_NORM_GROUP");
     if (e && atoi(e) > 0) limit = (size_t)atoi(e);
     size_t vecs = ((size_t)C + 3) / 4, cap = vecs < limit ? rt_round_up(vecs, 8) : limit;
@@ -115,7 +116,7 @@ attamba_status ops_swiglu(rt_ctx *ctx, const tensor *gate, const tensor *up, ten
     int64_t n = tensor_numel(gate);
     rt_arg args[] = {RT_MEM(out->buf->mem), RT_I32(out->offset), RT_MEM(gate->buf->mem), RT_I32(gate->offset),
                      RT_MEM(up->buf->mem), RT_I32(up->offset), RT_I32(n)};
-    return ops_launch_1d(ctx, "layer", "", "swiglu_f32", n, (int)CORE_LEN(args), args);
+    return ops_launch_1d(ctx, "layer", "", "swiglu_f32", n / 4 + n % 4, (int)CORE_LEN(args), args);
 }
 
 attamba_status ops_embedding(rt_ctx *ctx, const tensor *ids, const tensor *table, tensor *out) {
