@@ -6,11 +6,12 @@
  *   norm adds exp (a few ulp). Each output is a product of factors, so the error stays relative.
  * - SwiGLU: rtol 2e-6, atol 1e-7 (exp to a few ulp plus two roundings).
  * - bias add and embedding: exact (one f32 add; a copy).
- * - RoPE: angles are pos * freq in f32 (as in PyTorch). Within OpenCL 1.2's accuracy limits (exp2
- *   3 ulp, sin/cos 4 ulp) the angle is off by at most ~4.2e-7 * pos radians (freq error times pos,
- *   plus half an ulp of the angle); we allow 1e-6 * (pos + 1) per rotation. With |x| <= 1 a pair has
- *   norm <= sqrt 2, so an output may be off by 1.5e-6 * (max pos + 1) + 1e-6 (sin/cos, products).
- *   PoCL measures ~5e-8 * pos, so a wrong frequency or position still fails by far. */
+ * - RoPE: angles are pos * freq in f32 (as in PyTorch; kept in half-turns for sinpi/cospi). Within
+ *   OpenCL 1.2's accuracy limits (exp2 3 ulp, sinpi/cospi 4 ulp) the angle is off by at most
+ *   ~5e-7 * pos radians (freq error times pos, plus an ulp of the angle); we allow 1e-6 * (pos + 1)
+ *   per rotation. With |x| <= 1 a pair has norm <= sqrt 2, so an output may be off by
+ *   1.5e-6 * (max pos + 1) + 1e-6 (sin/cos, products). PoCL measures ~1e-7 * pos, so a wrong
+ *   frequency or position still fails by far. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +86,45 @@ START_TEST(norms_match_reference_on_awkward_shapes) {
     free(z);
     free(w);
     free(want);
+}
+END_TEST
+
+/* The default group sizes are powers of two on some devices; $ATTAMBA_NORM_GROUP forces others
+ * (24, 40, 200: the tree then has work-items without a partner) and tiny ones, against rows
+ * shorter and longer than the group. Same tolerance as above. */
+START_TEST(norms_reduce_correctly_with_any_group_size) {
+    rt_ctx *ctx = tu_ctx();
+    static const char *const groups[] = {"8", "24", "40", "200"};
+    static const int64_t widths[] = {1, 7, 100, 1000};
+    for (int gi = 0; gi < 4; gi++) {
+        ck_assert_int_eq(setenv("ATTAMBA_NORM_GROUP", groups[gi], 1), 0);
+        for (int wi = 0; wi < 4; wi++) {
+            int64_t C = widths[wi], shape[2] = {3, C}, n = 3 * C;
+            float *x = tu_random(n, 900 + (uint64_t)wi, -2, 2), *z = tu_random(n, 950 + (uint64_t)wi, -6, 6);
+            float *w = tu_random(C, 990, 0.5f, 1.5f), *want = malloc((size_t)n * sizeof *want);
+            tensor tx = tu_tensor(2, shape, x), tz = tu_tensor(2, shape, z), tw = tu_tensor(1, &C, w);
+            tensor out = tu_zeros(2, shape);
+            tu_ok(ops_rmsnorm(ctx, &tx, &tw, 1e-5f, &out));
+            ref_rmsnorm(3, C, x, w, 1e-5f, want);
+            float *got = tu_download(&out);
+            tu_assert_close(got, want, n, 1e-5, 1e-7, groups[gi]);
+            free(got);
+            tu_ok(ops_gated_rmsnorm(ctx, &tx, &tz, &tw, 1e-5f, &out));
+            ref_gated_rmsnorm(3, C, x, z, w, 1e-5f, want);
+            got = tu_download(&out);
+            tu_assert_close(got, want, n, 1e-5, 1e-7, groups[gi]);
+            free(got);
+            tensor_free(&tx);
+            tensor_free(&tz);
+            tensor_free(&tw);
+            tensor_free(&out);
+            free(x);
+            free(z);
+            free(w);
+            free(want);
+        }
+    }
+    unsetenv("ATTAMBA_NORM_GROUP");
 }
 END_TEST
 
@@ -229,9 +269,10 @@ static const struct {
     int B, T, H, dh;
     int32_t pos0[3];
 } rope_cases[] = {
-    {1, 1, 1, 2, {0}},            /* the smallest head */
-    {3, 5, 3, 8, {0, 17, 250}},   /* several starts per batch */
-    {2, 7, 8, 64, {3, 0}},        /* the paper's heads */
+    {1, 1, 1, 2, {0}},             /* the smallest head (scalar kernel) */
+    {2, 4, 2, 12, {7, 300}},       /* dh % 8 != 0: the scalar kernel */
+    {3, 5, 3, 8, {0, 17, 250}},    /* several starts per batch; dh % 8 == 0: the float4 kernel */
+    {2, 7, 8, 64, {3, 0}},         /* the paper's heads */
     {2, 3, 2, 64, {100000, 4095}}, /* far positions */
 };
 
@@ -455,6 +496,7 @@ int main(void) {
     Suite *s = suite_create("layer");
     TCase *t = tcase_create("layer");
     tcase_add_loop_test(t, norms_match_reference_on_awkward_shapes, 0, N_ROWS * N_WIDTHS);
+    tcase_add_test(t, norms_reduce_correctly_with_any_group_size);
     tcase_add_loop_test(t, swiglu_and_bias_match_reference_on_awkward_shapes, 0, N_ROWS * N_WIDTHS);
     tcase_add_test(t, ops_work_in_place_on_views_with_offsets);
     tcase_add_test(t, eps_keeps_zero_rows_finite_and_shifts_small_rows);
