@@ -31,7 +31,8 @@ typedef enum attamba_status {
     ATTAMBA_ERR_IO = 8,             /* a file could not be read or written */
     ATTAMBA_ERR_FORMAT = 9,         /* a file or config is corrupt or inconsistent */
     ATTAMBA_ERR_UNSUPPORTED = 10,   /* valid, but not supported by this device or build */
-    ATTAMBA_ERR_INTERNAL = 11       /* a bug: please report it */
+    ATTAMBA_ERR_INTERNAL = 11,      /* a bug: please report it */
+    ATTAMBA_ERR_INTERRUPTED = 12    /* stopped on request (e.g. SIGINT) after saving what it could */
 } attamba_status;
 
 /* A static English description of a status code. Never NULL. */

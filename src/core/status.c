@@ -14,6 +14,7 @@ const char *attamba_status_str(attamba_status s) {
     case ATTAMBA_ERR_FORMAT: return "corrupt or inconsistent data";
     case ATTAMBA_ERR_UNSUPPORTED: return "unsupported";
     case ATTAMBA_ERR_INTERNAL: return "internal error";
+    case ATTAMBA_ERR_INTERRUPTED: return "interrupted";
     }
     return "unknown status";
 }

@@ -35,6 +35,8 @@ attamba_status trainer_forward_backward(trainer *t, const int32_t *tokens, const
  * *grad_norm (may be NULL) is the norm before clipping; *lr the rate used. */
 attamba_status trainer_apply(trainer *t, int64_t step, double *grad_norm, float *lr);
 
+/* The model being trained. */
+model *trainer_model(const trainer *t);
 /* The gradient views (as weights: same names and shapes), and the AdamW moments as flat tensors. */
 const model_weights *trainer_grads(const trainer *t);
 tensor *trainer_moment(trainer *t, int which /* 0 = m, 1 = v */);
