@@ -4,7 +4,9 @@ attamba_ref.forward (float64), for the C whole-model test (tests/test_model.c).
 
     /usr/bin/python3 tools/reference/make_golden.py      # needs python3-torch (scripts/setup.sh --torch)
 
-Each case directory holds config.json, model.safetensors (f32), tokens.json and logits.safetensors.
+Each case directory holds config.json, model.safetensors (f32), tokens.json (with targets, -1 = not
+scored) and logits.safetensors, and grads.safetensors: the mean cross-entropy loss ("loss", [1]) and
+its gradient for every parameter (same names as the weights), from autograd.
 """
 import json
 import os
@@ -42,8 +44,18 @@ def main():
         g = torch.Generator().manual_seed(200 + i)
         tokens = torch.randint(0, cfg["vocab_size"], (B, T), generator=g)
         # the stored weights are f32: compute the reference from exactly those values
-        params = {k: v.float().double() for k, v in params.items()}
+        params = {k: v.float().double().clone() for k, v in params.items()}
+        targets = torch.randint(0, cfg["vocab_size"], (B, T), generator=g)
+        targets[0, 3] = -1  # not scored
+        targets[1, T - 1] = -1
+        for v in params.values():
+            v.requires_grad_(True)
         logits = R.forward(params, cfg, tokens)
+        loss = R.loss(logits, targets, ignore_id=-1)
+        loss.backward()
+        grads = {k: v.grad.detach() for k, v in params.items()}
+        grads["loss"] = loss.detach().reshape(1)
+        logits = logits.detach()
         d = os.path.join(out_root, name)
         os.makedirs(d, exist_ok=True)
         file_cfg = {k: v for k, v in cfg.items()}
@@ -52,10 +64,13 @@ def main():
             f.write("\n")
         R.save_safetensors(os.path.join(d, "model.safetensors"), params, {"format": "attamba"})
         with open(os.path.join(d, "tokens.json"), "w") as f:
-            json.dump({"B": B, "T": T, "tokens": tokens.reshape(-1).tolist()}, f)
+            json.dump({"B": B, "T": T, "tokens": tokens.reshape(-1).tolist(),
+                       "targets": targets.reshape(-1).tolist()}, f)
             f.write("\n")
         R.save_safetensors(os.path.join(d, "logits.safetensors"), {"logits": logits})
-        print(f"{name}: logits {tuple(logits.shape)}, |logits| max {logits.abs().max().item():.3f}")
+        R.save_safetensors(os.path.join(d, "grads.safetensors"), grads)
+        print(f"{name}: logits {tuple(logits.shape)}, |logits| max {logits.abs().max().item():.3f}, "
+              f"loss {loss.item():.5f}")
 
 
 if __name__ == "__main__":
