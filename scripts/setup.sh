@@ -7,7 +7,7 @@ set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config
       ocl-icd-opencl-dev opencl-c-headers ocl-icd-libopencl1 pocl-opencl-icd clinfo
-      libclblast-dev check libcjson-dev libopenblas-dev libxxhash-dev)
+      libclblast-dev check libcjson-dev libopenblas-dev libxxhash-dev bible-kjv)
 [ "${1:-}" = "--torch" ] && pkgs+=(python3-torch python3-numpy)
 
 missing=()
