@@ -28,6 +28,39 @@
 #define SSMB_ROWS(name, pre) __global const float *name, int pre##o, int pre##_rs, int pre##_bs
 #define SSMB_AT(pre, b, t) (pre##o + (b) * pre##_bs + (t) * pre##_rs)
 
+/* A private vector of LEN floats as LEN/8 float8 plus LEN%8 scalars: explicit vectors, because PoCL
+ * does not vectorise across work-items whose token loops differ in length (as in cl/ssm.cl). */
+#define SSMB_VEC(V8, Vt, LEN) float8 V8[(LEN) / 8 > 0 ? (LEN) / 8 : 1]; float Vt[(LEN) % 8 > 0 ? (LEN) % 8 : 1]
+
+inline float ssmb_hsum(float8 v) {
+    float4 a = v.lo + v.hi;
+    float2 b = a.lo + a.hi;
+    return b.x + b.y;
+}
+
+/* The one update all three scans make, for a vector of LEN: V = a V + s v1; returns V . v2. */
+#define SSMB_DEFINE_STEP(NAME, LEN)                                                                      \
+    inline void NAME##_zero(float8 *V8, float *Vt) {                                                     \
+        for (int j = 0; j < (LEN) / 8; j++) V8[j] = (float8)(0.0f);                                      \
+        for (int j = 0; j < (LEN) % 8; j++) Vt[j] = 0.0f;                                                \
+    }                                                                                                    \
+    inline float NAME(float8 *V8, float *Vt, float a, float s, __global const float *v1,                 \
+                      __global const float *v2) {                                                        \
+        float8 acc8 = (float8)(0.0f);                                                                    \
+        for (int j = 0; j < (LEN) / 8; j++) {                                                            \
+            V8[j] = a * V8[j] + s * vload8(j, v1);                                                       \
+            acc8 += V8[j] * vload8(j, v2);                                                               \
+        }                                                                                                \
+        float acc = ssmb_hsum(acc8);                                                                     \
+        for (int j = 0; j < (LEN) % 8; j++) {                                                            \
+            Vt[j] = a * Vt[j] + s * v1[(LEN) / 8 * 8 + j];                                               \
+            acc += Vt[j] * v2[(LEN) / 8 * 8 + j];                                                        \
+        }                                                                                                \
+        return acc;                                                                                      \
+    }
+SSMB_DEFINE_STEP(ssmb_step_p, SSM_P)
+SSMB_DEFINE_STEP(ssmb_step_n, SSM_N)
+
 /* First token of the segment after the one starting at t (or T). */
 inline int ssmb_seg_end(__global const int *seg, int so, int t, int T) {
     int e = t + 1;
@@ -58,33 +91,24 @@ __kernel void ssmb_cols(__global float *dch, __global float *u, SSMB_ROWS(xs, x)
     int k = r % nblk, bb = r / nblk;
     int col = (h / hpg) * SSM_N + n, hp = h * SSM_P;
     int t1 = min(T, (k + 1) * Q);
-    float S[SSM_P];
+    SSMB_VEC(S8, St, SSM_P);
     for (int t = k * Q; t < t1; t++) {
         if (seg[so + t] != t) continue;
         int e = ssmb_seg_end(seg, so, t, T);
-        /* forward: S[:, n] */
-        for (int i = 0; i < SSM_P; i++) S[i] = 0.0f;
+        /* forward: S[:, n] += dt B[n] x */
+        ssmb_step_p_zero(S8, St);
         for (int s = t; s < e; s++) {
             float4 d = dd[(bb * T + s) * nh + h];
-            float a = s > t ? d.y : 0.0f, ub = d.x * Bm[SSMB_AT(b, bb, s) + col], acc = 0.0f;
             __global const float *xr = xs + SSMB_AT(x, bb, s) + hp, *gr = dy + SSMB_AT(gy, bb, s) + hp;
-            for (int i = 0; i < SSM_P; i++) {
-                S[i] = a * S[i] + ub * xr[i];
-                acc += S[i] * gr[i];
-            }
-            dch[((bb * T + s) * nh + h) * SSM_N + n] = acc;
+            dch[((bb * T + s) * nh + h) * SSM_N + n] =
+                ssmb_step_p(S8, St, s > t ? d.y : 0.0f, d.x * Bm[SSMB_AT(b, bb, s) + col], xr, gr);
         }
-        /* backward: G[:, n] */
-        for (int i = 0; i < SSM_P; i++) S[i] = 0.0f;
+        /* backward: G[:, n] = a_{s+1} G[:, n] + C[n] dy */
+        ssmb_step_p_zero(S8, St);
         float an = 0.0f; /* a_{s+1} */
         for (int s = e - 1; s >= t; s--) {
-            float cn = Cm[SSMB_AT(c, bb, s) + col], acc = 0.0f;
             __global const float *xr = xs + SSMB_AT(x, bb, s) + hp, *gr = dy + SSMB_AT(gy, bb, s) + hp;
-            for (int i = 0; i < SSM_P; i++) {
-                S[i] = an * S[i] + gr[i] * cn;
-                acc += S[i] * xr[i];
-            }
-            u[((bb * T + s) * nh + h) * SSM_N + n] = acc;
+            u[((bb * T + s) * nh + h) * SSM_N + n] = ssmb_step_p(S8, St, an, Cm[SSMB_AT(c, bb, s) + col], gr, xr);
             an = dd[(bb * T + s) * nh + h].y;
         }
         t = e - 1; /* the loop's t++ lands on the next segment's start */
@@ -104,20 +128,16 @@ __kernel void ssmb_rows(__global float *dx, int dxo, int dx_rs, int dx_bs, SSMB_
     int go = (h / hpg) * SSM_N, col = h * p + pi;
     float dh = D[Do + h];
     int t1 = min(T, (k + 1) * Q);
-    float G[SSM_N];
+    SSMB_VEC(G8, Gt, SSM_N);
     for (int t = k * Q; t < t1; t++) {
         if (seg[so + t] != t) continue;
         int e = ssmb_seg_end(seg, so, t, T);
-        for (int n = 0; n < SSM_N; n++) G[n] = 0.0f;
+        ssmb_step_n_zero(G8, Gt);
         float an = 0.0f;
         for (int s = e - 1; s >= t; s--) {
             float4 d = dd[(bb * T + s) * nh + h];
-            float gv = dy[SSMB_AT(gy, bb, s) + col], acc = 0.0f;
-            __global const float *br = Bm + SSMB_AT(b, bb, s) + go, *cr = Cm + SSMB_AT(c, bb, s) + go;
-            for (int n = 0; n < SSM_N; n++) {
-                G[n] = an * G[n] + gv * cr[n];
-                acc += G[n] * br[n];
-            }
+            float gv = dy[SSMB_AT(gy, bb, s) + col];
+            float acc = ssmb_step_n(G8, Gt, an, gv, Cm + SSMB_AT(c, bb, s) + go, Bm + SSMB_AT(b, bb, s) + go);
             dx[dxo + bb * dx_bs + s * dx_rs + col] = dh * gv + d.x * acc;
             an = d.y;
         }

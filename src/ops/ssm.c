@@ -382,30 +382,44 @@ attamba_status ops_conv1d_backward(rt_ctx *ctx, const tensor *x, const tensor *w
     RT_TRY(no_alias(ctx, op, "dw", dw, ins, 4));
     if (dx && dw && dx->buf == dw->buf)
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: dx and dw must not share a buffer", op);
+    if (!dx && !dw) return ATTAMBA_OK;
     char opts[32];
     snprintf(opts, sizeof opts, "-DCONV_W=%d", (int)W);
-    if (dx) {
-        rt_arg a[] = {RT_MEM(oi.mem),   RT_I32(oi.off),      RT_I32(oi.rs),     RT_I32(oi.bs),
-                      RT_MEM(xi.mem),   RT_I32(xi.off),      RT_I32(xi.rs),     RT_I32(xi.bs),
-                      RT_MEM(w->buf->mem), RT_I32(w->offset), RT_MEM(seg_start->buf->mem),
-                      RT_I32(seg_start->offset), RT_MEM(gi.mem), RT_I32(gi.off), RT_I32(gi.rs), RT_I32(gi.bs),
-                      RT_I32(B),        RT_I32(T),           RT_I32(C),         RT_I32(silu != 0)};
-        RT_TRY(ops_launch_1d(ctx, "conv1d", opts, "conv1d_bwd_dx", B * T * C, (int)CORE_LEN(a), a));
-    }
-    if (!dw) return ATTAMBA_OK;
     int64_t nk = (B * T + CONV_DW_ROWS - 1) / CONV_DW_ROWS;
-    tensor part = {0};
-    RT_TRY(tensor_alloc_f32(ctx, &part, 1, (int64_t[]){nk * C * W}));
-    rt_arg a[] = {RT_MEM(part.buf->mem), RT_MEM(xi.mem), RT_I32(xi.off), RT_I32(xi.rs), RT_I32(xi.bs),
-                  RT_MEM(w->buf->mem), RT_I32(w->offset), RT_MEM(seg_start->buf->mem), RT_I32(seg_start->offset),
-                  RT_MEM(gi.mem), RT_I32(gi.off), RT_I32(gi.rs), RT_I32(gi.bs), RT_I32(B), RT_I32(T), RT_I32(C),
-                  RT_I32(silu != 0), RT_I32(CONV_DW_ROWS), RT_I32(nk)};
-    attamba_status s = ops_launch_1d(ctx, "conv1d", opts, "conv1d_bwd_dw_part", nk * C, (int)CORE_LEN(a), a);
-    if (!s) {
-        rt_arg b[] = {RT_MEM(dw->buf->mem), RT_I32(dw->offset), RT_MEM(part.buf->mem), RT_I32(C), RT_I32(nk)};
-        s = ops_launch_1d(ctx, "conv1d", opts, "conv1d_bwd_dw_sum", C * W, (int)CORE_LEN(b), b);
+    tensor g = {0}, part = {0};
+    attamba_status s = ATTAMBA_OK;
+    if (silu) { /* g = dL/d(pre-activation) once, then read like dout */
+        s = tensor_alloc_f32(ctx, &g, 1, (int64_t[]){B * T * C});
+        if (!s) {
+            rt_arg a[] = {RT_MEM(g.buf->mem), RT_MEM(xi.mem), RT_I32(xi.off), RT_I32(xi.rs), RT_I32(xi.bs),
+                          RT_MEM(w->buf->mem), RT_I32(w->offset), RT_MEM(seg_start->buf->mem),
+                          RT_I32(seg_start->offset), RT_MEM(gi.mem), RT_I32(gi.off), RT_I32(gi.rs), RT_I32(gi.bs),
+                          RT_I32(B), RT_I32(T), RT_I32(C)};
+            s = ops_launch_1d(ctx, "conv1d", opts, "conv1d_bwd_g", B * T * C, (int)CORE_LEN(a), a);
+        }
+        if (!s) gi = (ssm_in){g.buf->mem, 0, (cl_int)C, (cl_int)(T * C)};
     }
-    tensor_free(&part); /* freed by OpenCL once the queued kernels are done with it */
+    if (!s && dx) {
+        rt_arg a[] = {RT_MEM(oi.mem), RT_I32(oi.off), RT_I32(oi.rs), RT_I32(oi.bs), RT_MEM(w->buf->mem),
+                      RT_I32(w->offset), RT_MEM(seg_start->buf->mem), RT_I32(seg_start->offset), RT_MEM(gi.mem),
+                      RT_I32(gi.off), RT_I32(gi.rs), RT_I32(gi.bs), RT_I32(B), RT_I32(T), RT_I32(C)};
+        s = ops_launch_1d(ctx, "conv1d", opts, "conv1d_bwd_dx", B * T * C, (int)CORE_LEN(a), a);
+    }
+    if (!s && dw) s = tensor_alloc_f32(ctx, &part, 1, (int64_t[]){nk * C * W});
+    if (!s && dw) {
+        rt_arg a[] = {RT_MEM(part.buf->mem), RT_MEM(xi.mem), RT_I32(xi.off), RT_I32(xi.rs), RT_I32(xi.bs),
+                      RT_MEM(seg_start->buf->mem), RT_I32(seg_start->offset), RT_MEM(gi.mem), RT_I32(gi.off),
+                      RT_I32(gi.rs), RT_I32(gi.bs), RT_I32(B), RT_I32(T), RT_I32(C), RT_I32(CONV_DW_ROWS),
+                      RT_I32(nk)};
+        s = ops_launch_1d(ctx, "conv1d", opts, "conv1d_bwd_dw_part", nk * C, (int)CORE_LEN(a), a);
+    }
+    if (!s && dw) {
+        rt_arg a[] = {RT_MEM(dw->buf->mem), RT_I32(dw->offset), RT_MEM(part.buf->mem), RT_I32(C), RT_I32(nk)};
+        s = ops_launch_1d(ctx, "conv1d", opts, "conv1d_bwd_dw_sum", C * W, (int)CORE_LEN(a), a);
+    }
+    /* released now, freed by OpenCL once the queued kernels are done with them */
+    tensor_free(&g);
+    tensor_free(&part);
     return s;
 }
 
