@@ -50,10 +50,10 @@ static int run(void *arg) {
 static void usage(FILE *f) {
     fprintf(f, "usage: attamba bench ssm [--device P:D] [--T 1024,4096] [--P 8,64,T] [--batch B]\n"
                "                         [--state N] [--seconds S] [--json FILE|-]\n\n"
-               "Times conv1d, the SSM scan (sequential and chunked paths), their backward passes (ratio =\n"
-               "backward / forward time) and the decode steps at the\n"
-               "paper's sizes (E=256, nh=8, p=32, G=1, w=4; N=32 unless --state), uniform boundaries\n"
-               "every P tokens (P=T: one long segment), next to a copy kernel's bandwidth.\n");
+               "Times conv1d, the SSM scan (sequential and chunked paths), their backward passes and the\n"
+               "decode steps at the paper's sizes (E=256, nh=8, p=32, G=1, w=4; N=32 unless --state),\n"
+               "uniform boundaries every P tokens (P=T: one long segment), next to a copy kernel's\n"
+               "bandwidth. ratio: chunked speedup vs sequential; for *_bwd, backward / forward time.\n");
 }
 
 static tensor rand_tensor(rt_ctx *ctx, int ndim, const int64_t *shape, float lo, float hi, uint64_t seed, int *fail) {
