@@ -4,7 +4,11 @@
  * Byte model (compulsory traffic, f32): conv1d reads x and writes out once (2*B*T*C*4, C = E+2GN);
  * the scan reads xs, Bm, Cm, dt_raw once and writes y and final_state once
  * (B*T*(2E+2GN+nh)*4 + B*nh*p*N*4). The chunked path's scratch states are extra traffic not
- * credited, so its GB/s understate what it moves. Copy: tensor_copy of 64 MiB (reads + writes). */
+ * credited, so its GB/s understate what it moves. Copy: tensor_copy of 64 MiB (reads + writes).
+ * Backward (training): conv1d_bwd (silu, dx and dw) reads x and dout and writes dx (3*B*T*C*4);
+ * ssm_scan_bwd (all gradients) reads xs, Bm, Cm, dt_raw, dy and writes dxs, dBm, dCm, ddt_raw
+ * (B*T*(3E+4GN+2nh)*4); its scratch (2*B*T*nh*N + 8*B*T*nh floats) is not credited. Their "ratio"
+ * column is backward time / forward time (the faster forward path for the scan). */
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -18,9 +22,9 @@
 
 typedef struct {
     rt_ctx *ctx;
-    int which; /* 0 copy, 1 conv1d, 2 scan, 3 conv1d_step, 4 ssm_step */
+    int which; /* 0 copy, 1 conv1d, 2 scan, 3 conv1d_step, 4 ssm_step, 5 conv1d_backward, 6 scan backward */
     ops_ssm_path path;
-    tensor *a, *b, *c, *d, *e, *f, *g, *h, *i, *j, *k;
+    tensor *a, *b, *c, *d, *e, *f, *g, *h, *i, *j, *k, *l, *m, *n;
     int G;
 } ssm_run;
 
@@ -33,6 +37,11 @@ static int run(void *arg) {
     case 2: s = ops_ssm_scan_with(r->ctx, r->path, 0, r->a, r->b, r->c, r->d, NULL, r->e, r->f, r->g, r->G, r->h, r->i); break;
     case 3: s = ops_conv1d_step(r->ctx, r->a, r->b, r->c, r->d, 1, r->e); break;
     case 4: s = ops_ssm_step(r->ctx, r->a, r->b, r->c, r->d, NULL, r->e, r->f, r->g, r->G, r->h, r->i); break;
+    case 5: s = ops_conv1d_backward(r->ctx, r->a, r->b, r->c, 1, r->d, r->e, r->f); break;
+    case 6:
+        s = ops_ssm_scan_backward(r->ctx, r->a, r->b, r->c, r->d, NULL, r->e, r->f, r->g, r->G, r->h, r->i, r->j, r->k,
+                                  r->l, NULL, r->m, r->n);
+        break;
     }
     if (s) return 1;
     return rt_finish(r->ctx) != ATTAMBA_OK;
@@ -41,9 +50,10 @@ static int run(void *arg) {
 static void usage(FILE *f) {
     fprintf(f, "usage: attamba bench ssm [--device P:D] [--T 1024,4096] [--P 8,64,T] [--batch B]\n"
                "                         [--state N] [--seconds S] [--json FILE|-]\n\n"
-               "Times conv1d, the SSM scan (sequential and chunked paths) and the decode steps at the\n"
-               "paper's sizes (E=256, nh=8, p=32, G=1, w=4; N=32 unless --state), uniform boundaries\n"
-               "every P tokens (P=T: one long segment), next to a copy kernel's bandwidth.\n");
+               "Times conv1d, the SSM scan (sequential and chunked paths), their backward passes and the\n"
+               "decode steps at the paper's sizes (E=256, nh=8, p=32, G=1, w=4; N=32 unless --state),\n"
+               "uniform boundaries every P tokens (P=T: one long segment), next to a copy kernel's\n"
+               "bandwidth. ratio: chunked speedup vs sequential; for *_bwd, backward / forward time.\n");
 }
 
 static tensor rand_tensor(rt_ctx *ctx, int ndim, const int64_t *shape, float lo, float hi, uint64_t seed, int *fail) {
@@ -59,8 +69,10 @@ static tensor rand_tensor(rt_ctx *ctx, int ndim, const int64_t *shape, float lo,
     return t;
 }
 
+/* ratio_seq: printed in the last column and stored under ratio_key (speedup vs sequential, or
+ * backward / forward time); 0 = none. */
 static void record(cJSON *out, rt_ctx *ctx, const char *op, const char *path, int B, int T, int P, int N, double s,
-                   double bytes, double copy_gbs, double ratio_seq) {
+                   double bytes, double copy_gbs, double ratio_seq, const char *ratio_key) {
     double gbs = bytes / s * 1e-9;
     printf("%-12s %-11s %3d %6d %6d %10.3f %9.2f %8.0f%%", op, path, B, T, P, 1e3 * s, gbs, 100 * gbs / copy_gbs);
     if (ratio_seq > 0) printf(" %9.2fx", ratio_seq);
@@ -77,7 +89,7 @@ static void record(cJSON *out, rt_ctx *ctx, const char *op, const char *path, in
     cJSON_AddNumberToObject(o, "ms", 1e3 * s);
     cJSON_AddNumberToObject(o, "gbs", gbs);
     cJSON_AddNumberToObject(o, "ratio_to_copy", gbs / copy_gbs);
-    if (ratio_seq > 0) cJSON_AddNumberToObject(o, "speedup_vs_sequential", ratio_seq);
+    if (ratio_seq > 0) cJSON_AddNumberToObject(o, ratio_key, ratio_seq);
     cJSON_AddItemToArray(out, o);
 }
 
@@ -125,7 +137,7 @@ int bench_ssm_main(int argc, char **argv) {
     copy_gbs = 8.0 * ncopy / copy_s * 1e-9;
     printf("copy 64 MiB: %.3f ms, %.2f GB/s (read + write)\n\n", 1e3 * copy_s, copy_gbs);
     printf("%-12s %-11s %3s %6s %6s %10s %9s %9s %10s\n", "op", "path", "B", "T", "P", "ms", "GB/s", "of copy",
-           "vs seq");
+           "ratio");
     cJSON *co = bench_record(ctx, "copy");
     cJSON_AddNumberToObject(co, "bytes", 8.0 * ncopy);
     cJSON_AddNumberToObject(co, "ms", 1e3 * copy_s);
@@ -179,8 +191,9 @@ done_copy:
                 rc = cli_error("bench ssm", "conv1d: %s", ctx->err);
                 goto next;
             }
-            record(out, ctx, "conv1d", "-", B, T, P, N, t, 2.0 * B * T * C * 4, copy_gbs, 0);
-            double bytes = 4.0 * B * T * (2 * E + 2 * GN + nh) + 4.0 * B * nh * p * N, seq_s = 0;
+            record(out, ctx, "conv1d", "-", B, T, P, N, t, 2.0 * B * T * C * 4, copy_gbs, 0, NULL);
+            double bytes = 4.0 * B * T * (2 * E + 2 * GN + nh) + 4.0 * B * nh * p * N, seq_s = 0, fwd_s = 0;
+            double conv_s = t;
             for (int path = OPS_SSM_SEQUENTIAL; path <= OPS_SSM_CHUNKED && !rc; path++) {
                 ssm_run sr = {ctx, 2, (ops_ssm_path)path, &xs, &bm, &cm, &dt, &al, &D, &ts,
                               path == OPS_SSM_SEQUENTIAL ? &y : &y2, &fin, .G = G};
@@ -191,7 +204,8 @@ done_copy:
                 }
                 if (path == OPS_SSM_SEQUENTIAL) seq_s = t;
                 record(out, ctx, "ssm_scan", ops_ssm_path_name((ops_ssm_path)path), B, T, P, N, t, bytes, copy_gbs,
-                       path == OPS_SSM_CHUNKED ? seq_s / t : 0);
+                       path == OPS_SSM_CHUNKED ? seq_s / t : 0, "speedup_vs_sequential");
+                if (path == OPS_SSM_CHUNKED) fwd_s = fmin(seq_s, t);
             }
             if (!rc) { /* the two paths must agree; a benchmark of wrong answers is worthless */
                 size_t n = (size_t)B * T * E;
@@ -201,6 +215,32 @@ done_copy:
                     for (size_t i = 0; i < n; i++) md = fmax(md, fabs(a[i] - b2[i])), mx = fmax(mx, fabs(a[i]));
                 printf("%-12s max |seq - chunked| = %.2e (max |y| = %.2f)\n", "", md, mx);
                 free(a), free(b2);
+            }
+            if (!rc) { /* backward: all gradients, as training needs them */
+                tensor gx = {0}, gw = {0}, gxs = {0}, gbm = {0}, gcm = {0}, gdt = {0}, ga = {0}, gD = {0};
+                if (tensor_alloc_f32(ctx, &gx, 3, x.shape) || tensor_alloc_f32(ctx, &gw, 2, w.shape) ||
+                    tensor_fill(&gw, 0) || tensor_alloc_f32(ctx, &gxs, 3, xs.shape) ||
+                    tensor_alloc_f32(ctx, &gbm, 3, bm.shape) || tensor_alloc_f32(ctx, &gcm, 3, cm.shape) ||
+                    tensor_alloc_f32(ctx, &gdt, 3, dt.shape) || tensor_alloc_f32(ctx, &ga, 1, (int64_t[]){nh}) ||
+                    tensor_fill(&ga, 0) || tensor_alloc_f32(ctx, &gD, 1, (int64_t[]){nh}) || tensor_fill(&gD, 0)) {
+                    rc = cli_error("bench ssm", "backward setup: %s", ctx->err);
+                } else {
+                    /* dout / dy: the forward outputs serve as any upstream gradient */
+                    ssm_run br = {.ctx = ctx, .which = 5, .a = &x, .b = &w, .c = &ts, .d = &conv_out, .e = &gx, .f = &gw};
+                    t = bench_time(run, &br, 3, seconds);
+                    if (t < 0) rc = cli_error("bench ssm", "conv1d backward: %s", ctx->err);
+                    else record(out, ctx, "conv1d_bwd", "-", B, T, P, N, t, 3.0 * B * T * C * 4, copy_gbs, t / conv_s,
+                                "ratio_to_forward");
+                    ssm_run sr = {ctx, 6, OPS_SSM_AUTO, &xs, &bm, &cm, &dt, &al, &D, &ts, &y, &gxs, &gbm, &gcm,
+                                  &gdt, &ga, &gD, .G = G};
+                    t = rc ? -1 : bench_time(run, &sr, 3, seconds);
+                    if (!rc && t < 0) rc = cli_error("bench ssm", "scan backward: %s", ctx->err);
+                    else if (!rc)
+                        record(out, ctx, "ssm_scan_bwd", "-", B, T, P, N, t, 4.0 * B * T * (3 * E + 4 * GN + 2 * nh),
+                               copy_gbs, t / fwd_s, "ratio_to_forward");
+                }
+                tensor *gs[] = {&gx, &gw, &gxs, &gbm, &gcm, &gdt, &ga, &gD};
+                for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++) tensor_free(gs[i]);
             }
         next:
             free(seg);
@@ -227,10 +267,10 @@ done_copy:
         } else {
             ssm_run r1 = {.ctx = ctx, .which = 3, .a = &x, .b = &w, .c = &cst, .d = &rs, .e = &o1};
             double t1 = bench_time(run, &r1, 10, seconds);
-            record(out, ctx, "conv1d_step", "-", B, 1, 0, N, t1, 4.0 * B * (2 * C + 2 * (W - 1) * C), copy_gbs, 0);
+            record(out, ctx, "conv1d_step", "-", B, 1, 0, N, t1, 4.0 * B * (2 * C + 2 * (W - 1) * C), copy_gbs, 0, NULL);
             ssm_run r2 = {ctx, 4, OPS_SSM_AUTO, &xs, &bm, &bm, &dt, &al, &D, &rs, &st, &o2, .G = G};
             double t2 = bench_time(run, &r2, 10, seconds);
-            record(out, ctx, "ssm_step", "-", B, 1, 0, N, t2, 4.0 * B * (2 * E + 2 * GN + nh + 2 * nh * p * N), copy_gbs, 0);
+            record(out, ctx, "ssm_step", "-", B, 1, 0, N, t2, 4.0 * B * (2 * E + 2 * GN + nh + 2 * nh * p * N), copy_gbs, 0, NULL);
             if (t1 < 0 || t2 < 0) rc = cli_error("bench ssm", "decode: %s", ctx->err);
         }
         free(zr);

@@ -332,3 +332,237 @@ attamba_status ops_ssm_step(rt_ctx *ctx, const tensor *xs, const tensor *Bm, con
     a[k++] = RT_I32(B), a[k++] = RT_I32(nh), a[k++] = RT_I32(p), a[k++] = RT_I32(nh / in.G);
     return ops_launch_1d(ctx, "ssm", opts, "ssm_step", B * nh * p, k, a);
 }
+
+/* -------------------------------------------------------------------------------------- backward */
+
+enum { BWD_BLOCK = 16, CONV_DW_ROWS = 64 };
+
+/* An optional row-strided output: like expect_rows, and its batches must not overlap either. */
+static attamba_status expect_out_rows(rt_ctx *ctx, const char *op, const char *name, const tensor *t,
+                                      const int64_t *shape, ssm_in *o) {
+    RT_TRY(expect_rows(ctx, op, name, t, 3, shape, o));
+    char have[96];
+    if (shape[0] > 1 && (int64_t)o->bs < (int64_t)o->rs * (shape[1] - 1) + shape[2])
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: %s %s has overlapping batches", op, name,
+                       tensor_describe(t, have, sizeof have));
+    return ATTAMBA_OK;
+}
+
+/* out must not share a buffer with any of the n inputs (NULLs skipped). */
+static attamba_status no_alias(rt_ctx *ctx, const char *op, const char *name, const tensor *out,
+                               const tensor *const *ins, int n) {
+    if (!out) return ATTAMBA_OK;
+    for (int i = 0; i < n; i++)
+        if (aliases(out, ins[i]))
+            return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: %s must not share a buffer with an input", op, name);
+    return ATTAMBA_OK;
+}
+
+attamba_status ops_conv1d_backward(rt_ctx *ctx, const tensor *x, const tensor *w, const tensor *seg_start, int silu,
+                                   const tensor *dout, tensor *dx, tensor *dw) {
+    const char *op = "ops_conv1d_backward";
+    char d[96];
+    if (!x || !x->buf || !w || !w->buf || !dout || !dout->buf)
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: x, w and dout are required", op);
+    if (x->ndim != 3)
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: x must be [B, T, C], got %s", op, tensor_describe(x, d, sizeof d));
+    if (w->ndim != 2 || w->shape[0] != x->shape[2] || w->shape[1] < 1)
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: w must be [C=%lld, W>=1], got %s", op, (long long)x->shape[2],
+                       tensor_describe(w, d, sizeof d));
+    int64_t B = x->shape[0], T = x->shape[1], C = x->shape[2], W = w->shape[1];
+    ssm_in xi, gi, oi = {0};
+    RT_TRY(expect_rows(ctx, op, "x", x, 3, x->shape, &xi));
+    RT_TRY(ops_expect(ctx, op, "w", w, TENSOR_F32, 2, w->shape));
+    RT_TRY(expect_i32(ctx, op, "seg_start", seg_start, T));
+    RT_TRY(expect_rows(ctx, op, "dout", dout, 3, x->shape, &gi));
+    if (dx) RT_TRY(expect_out_rows(ctx, op, "dx", dx, x->shape, &oi));
+    if (dw) RT_TRY(ops_expect(ctx, op, "dw", dw, TENSOR_F32, 2, w->shape));
+    const tensor *ins[] = {x, w, dout, seg_start};
+    RT_TRY(no_alias(ctx, op, "dx", dx, ins, 4));
+    RT_TRY(no_alias(ctx, op, "dw", dw, ins, 4));
+    if (dx && dw && dx->buf == dw->buf)
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: dx and dw must not share a buffer", op);
+    if (!dx && !dw) return ATTAMBA_OK;
+    char opts[32];
+    snprintf(opts, sizeof opts, "-DCONV_W=%d", (int)W);
+    int64_t nk = (B * T + CONV_DW_ROWS - 1) / CONV_DW_ROWS;
+    tensor g = {0}, part = {0};
+    attamba_status s = ATTAMBA_OK;
+    if (silu) { /* g = dL/d(pre-activation) once, then read like dout */
+        s = tensor_alloc_f32(ctx, &g, 1, (int64_t[]){B * T * C});
+        if (!s) {
+            rt_arg a[] = {RT_MEM(g.buf->mem), RT_MEM(xi.mem), RT_I32(xi.off), RT_I32(xi.rs), RT_I32(xi.bs),
+                          RT_MEM(w->buf->mem), RT_I32(w->offset), RT_MEM(seg_start->buf->mem),
+                          RT_I32(seg_start->offset), RT_MEM(gi.mem), RT_I32(gi.off), RT_I32(gi.rs), RT_I32(gi.bs),
+                          RT_I32(B), RT_I32(T), RT_I32(C)};
+            s = ops_launch_1d(ctx, "conv1d", opts, "conv1d_bwd_g", B * T * C, (int)CORE_LEN(a), a);
+        }
+        if (!s) gi = (ssm_in){g.buf->mem, 0, (cl_int)C, (cl_int)(T * C)};
+    }
+    if (!s && dx) {
+        rt_arg a[] = {RT_MEM(oi.mem), RT_I32(oi.off), RT_I32(oi.rs), RT_I32(oi.bs), RT_MEM(w->buf->mem),
+                      RT_I32(w->offset), RT_MEM(seg_start->buf->mem), RT_I32(seg_start->offset), RT_MEM(gi.mem),
+                      RT_I32(gi.off), RT_I32(gi.rs), RT_I32(gi.bs), RT_I32(B), RT_I32(T), RT_I32(C)};
+        s = ops_launch_1d(ctx, "conv1d", opts, "conv1d_bwd_dx", B * T * C, (int)CORE_LEN(a), a);
+    }
+    if (!s && dw) s = tensor_alloc_f32(ctx, &part, 1, (int64_t[]){nk * C * W});
+    if (!s && dw) {
+        rt_arg a[] = {RT_MEM(part.buf->mem), RT_MEM(xi.mem), RT_I32(xi.off), RT_I32(xi.rs), RT_I32(xi.bs),
+                      RT_MEM(seg_start->buf->mem), RT_I32(seg_start->offset), RT_MEM(gi.mem), RT_I32(gi.off),
+                      RT_I32(gi.rs), RT_I32(gi.bs), RT_I32(B), RT_I32(T), RT_I32(C), RT_I32(CONV_DW_ROWS),
+                      RT_I32(nk)};
+        s = ops_launch_1d(ctx, "conv1d", opts, "conv1d_bwd_dw_part", nk * C, (int)CORE_LEN(a), a);
+    }
+    if (!s && dw) {
+        rt_arg a[] = {RT_MEM(dw->buf->mem), RT_I32(dw->offset), RT_MEM(part.buf->mem), RT_I32(C), RT_I32(nk)};
+        s = ops_launch_1d(ctx, "conv1d", opts, "conv1d_bwd_dw_sum", C * W, (int)CORE_LEN(a), a);
+    }
+    /* released now, freed by OpenCL once the queued kernels are done with them */
+    tensor_free(&g);
+    tensor_free(&part);
+    return s;
+}
+
+/* The (mem, off, rs, bs) quadruple of a row-strided tensor for a kernel argument list. */
+static int rows_args(rt_arg *a, ssm_in *v) {
+    a[0] = RT_MEM(v->mem);
+    a[1] = (rt_arg){sizeof(cl_int), &v->off};
+    a[2] = (rt_arg){sizeof(cl_int), &v->rs};
+    a[3] = (rt_arg){sizeof(cl_int), &v->bs};
+    return 4;
+}
+
+attamba_status ops_ssm_scan_backward(rt_ctx *ctx, const tensor *xs, const tensor *Bm, const tensor *Cm,
+                                     const tensor *dt_raw, const tensor *dt_bias, const tensor *A_log, const tensor *D,
+                                     const tensor *seg_start, int n_groups, const tensor *dy, tensor *dxs, tensor *dBm,
+                                     tensor *dCm, tensor *ddt_raw, tensor *ddt_bias, tensor *dA_log, tensor *dD) {
+    const char *op = "ops_ssm_scan_backward";
+    ssm_inputs in;
+    RT_TRY(check_inputs(ctx, op, 0, xs, Bm, Cm, dt_raw, dt_bias, A_log, D, n_groups, &in));
+    int64_t B = in.B, T = in.T, nh = in.nh, p = in.p, N = in.N, GN = in.G * N;
+    RT_TRY(expect_i32(ctx, op, "seg_start", seg_start, T));
+    if (p > SSM_MAX_N)
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG,
+                       "%s: head dim p = %lld is above %d (a state column lives in private memory)", op,
+                       (long long)p, SSM_MAX_N);
+    ssm_in gy, ox = {0}, ob = {0}, oc = {0}, odt = {0};
+    RT_TRY(expect_rows(ctx, op, "dy", dy, 3, (int64_t[]){B, T, nh * p}, &gy));
+    if (dxs) RT_TRY(expect_out_rows(ctx, op, "dxs", dxs, (int64_t[]){B, T, nh * p}, &ox));
+    if (dBm) RT_TRY(expect_out_rows(ctx, op, "dBm", dBm, (int64_t[]){B, T, GN}, &ob));
+    if (dCm) RT_TRY(expect_out_rows(ctx, op, "dCm", dCm, (int64_t[]){B, T, GN}, &oc));
+    if (ddt_raw) RT_TRY(expect_out_rows(ctx, op, "ddt_raw", ddt_raw, (int64_t[]){B, T, nh}, &odt));
+    if (ddt_bias && !dt_bias)
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: ddt_bias given but the scan has no dt_bias", op);
+    if (ddt_bias) RT_TRY(ops_expect(ctx, op, "ddt_bias", ddt_bias, TENSOR_F32, 1, &nh));
+    if (dA_log) RT_TRY(ops_expect(ctx, op, "dA_log", dA_log, TENSOR_F32, 1, &nh));
+    if (dD) RT_TRY(ops_expect(ctx, op, "dD", dD, TENSOR_F32, 1, &nh));
+    const tensor *ins[] = {xs, Bm, Cm, dt_raw, dt_bias, A_log, D, seg_start, dy};
+    tensor *outs[] = {dxs, dBm, dCm, ddt_raw, ddt_bias, dA_log, dD};
+    const char *names[] = {"dxs", "dBm", "dCm", "ddt_raw", "ddt_bias", "dA_log", "dD"};
+    for (int i = 0; i < 7; i++) RT_TRY(no_alias(ctx, op, names[i], outs[i], ins, (int)CORE_LEN(ins)));
+    /* parameter gradients are read-modify-write: two of them in one buffer would race */
+    for (int i = 4; i < 7; i++)
+        for (int j = i + 1; j < 7; j++)
+            if (outs[i] && outs[j] && outs[i]->buf == outs[j]->buf)
+                return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: %s and %s must not share a buffer", op, names[i],
+                               names[j]);
+
+    int want_tok = ddt_raw || ddt_bias || dA_log || dD, want_cols = want_tok || dBm || dCm;
+    if (!dxs && !want_cols) return ATTAMBA_OK;
+    char opts[48];
+    snprintf(opts, sizeof opts, "-DSSM_N=%d -DSSM_P=%d", (int)N, (int)p);
+    cl_int hpg = (cl_int)(nh / in.G), Q = BWD_BLOCK, nblk = (cl_int)((T + Q - 1) / Q);
+    tensor dd = {0}, dch = {0}, u = {0}, tok = {0};
+    attamba_status s = tensor_alloc_f32(ctx, &dd, 1, (int64_t[]){B * T * nh * 4});
+    if (!s && want_cols) s = tensor_alloc_f32(ctx, &dch, 1, (int64_t[]){B * T * nh * N});
+    if (!s && want_cols) s = tensor_alloc_f32(ctx, &u, 1, (int64_t[]){B * T * nh * N});
+    if (!s && want_tok) s = tensor_alloc_f32(ctx, &tok, 1, (int64_t[]){B * T * nh * 4});
+    if (s) goto done;
+    {
+        rt_arg a[16];
+        int k = 0;
+        a[k++] = RT_MEM(dd.buf->mem);
+        k += rows_args(a + k, &in.dt);
+        a[k++] = RT_MEM(in.bias_mem), a[k++] = (rt_arg){sizeof(cl_int), &in.bias_off};
+        a[k++] = (rt_arg){sizeof(cl_int), &in.has_bias};
+        a[k++] = RT_MEM(in.A_mem), a[k++] = (rt_arg){sizeof(cl_int), &in.A_off};
+        a[k++] = RT_I32(B), a[k++] = RT_I32(T), a[k++] = RT_I32(nh);
+        s = ops_launch_1d(ctx, "ssm_backward", opts, "ssmb_dt", B * T * nh, k, a);
+    }
+    if (!s && dxs) {
+        rt_arg a[32];
+        int k = rows_args(a, &ox);
+        k += rows_args(a + k, &in.Bm);
+        k += rows_args(a + k, &in.Cm);
+        k += rows_args(a + k, &gy);
+        a[k++] = RT_MEM(dd.buf->mem), a[k++] = RT_MEM(seg_start->buf->mem), a[k++] = RT_I32(seg_start->offset);
+        a[k++] = RT_MEM(in.D_mem), a[k++] = (rt_arg){sizeof(cl_int), &in.D_off};
+        a[k++] = RT_I32(B), a[k++] = RT_I32(T), a[k++] = RT_I32(nh), a[k++] = RT_I32(p), a[k++] = RT_I32(hpg);
+        a[k++] = RT_I32(Q), a[k++] = RT_I32(nblk);
+        s = ops_launch_1d(ctx, "ssm_backward", opts, "ssmb_rows", B * nblk * nh * p, k, a);
+    }
+    if (!s && want_cols) {
+        rt_arg a[32];
+        int k = 0;
+        a[k++] = RT_MEM(dch.buf->mem), a[k++] = RT_MEM(u.buf->mem);
+        k += rows_args(a + k, &in.xs);
+        k += rows_args(a + k, &in.Bm);
+        k += rows_args(a + k, &in.Cm);
+        k += rows_args(a + k, &gy);
+        a[k++] = RT_MEM(dd.buf->mem), a[k++] = RT_MEM(seg_start->buf->mem), a[k++] = RT_I32(seg_start->offset);
+        a[k++] = RT_I32(B), a[k++] = RT_I32(T), a[k++] = RT_I32(nh), a[k++] = RT_I32(hpg);
+        a[k++] = RT_I32(Q), a[k++] = RT_I32(nblk);
+        s = ops_launch_1d(ctx, "ssm_backward", opts, "ssmb_cols", B * nblk * nh * N, k, a);
+    }
+    if (!s && (dBm || dCm)) {
+        /* an output not wanted still needs a valid buffer argument; the kernel never writes it */
+        if (!dBm) ob = oc;
+        if (!dCm) oc = ob;
+        rt_arg a[24];
+        int k = rows_args(a, &ob);
+        a[k++] = RT_I32(dBm != NULL);
+        k += rows_args(a + k, &oc);
+        a[k++] = RT_I32(dCm != NULL);
+        a[k++] = RT_MEM(dch.buf->mem), a[k++] = RT_MEM(u.buf->mem), a[k++] = RT_MEM(dd.buf->mem);
+        a[k++] = RT_I32(B), a[k++] = RT_I32(T), a[k++] = RT_I32(nh), a[k++] = RT_I32(hpg);
+        s = ops_launch_1d(ctx, "ssm_backward", opts, "ssmb_bc", B * T * in.G * N, k, a);
+    }
+    if (!s && want_tok) {
+        rt_arg a[32];
+        int k = 0;
+        a[k++] = RT_MEM(tok.buf->mem), a[k++] = RT_MEM(dch.buf->mem), a[k++] = RT_MEM(u.buf->mem);
+        a[k++] = RT_MEM(dd.buf->mem);
+        k += rows_args(a + k, &in.xs);
+        k += rows_args(a + k, &in.Bm);
+        k += rows_args(a + k, &in.Cm);
+        k += rows_args(a + k, &gy);
+        a[k++] = RT_I32(B), a[k++] = RT_I32(T), a[k++] = RT_I32(nh), a[k++] = RT_I32(hpg);
+        s = ops_launch_1d(ctx, "ssm_backward", opts, "ssmb_tok", B * T * nh, k, a);
+    }
+    if (!s && want_tok) {
+        /* unwanted outputs: any valid buffer, never written */
+        cl_mem any = dd.buf->mem;
+        if (!ddt_raw) odt.mem = any;
+        rt_arg a[32];
+        int k = 0;
+        a[k++] = RT_MEM(tok.buf->mem), a[k++] = RT_MEM(dd.buf->mem);
+        a[k++] = RT_MEM(seg_start->buf->mem), a[k++] = RT_I32(seg_start->offset);
+        a[k++] = RT_MEM(in.A_mem), a[k++] = (rt_arg){sizeof(cl_int), &in.A_off};
+        k += rows_args(a + k, &odt);
+        a[k++] = RT_I32(ddt_raw != NULL);
+        a[k++] = ddt_bias ? RT_MEM(ddt_bias->buf->mem) : RT_MEM(any);
+        a[k++] = RT_I32(ddt_bias ? ddt_bias->offset : 0), a[k++] = RT_I32(ddt_bias != NULL);
+        a[k++] = dA_log ? RT_MEM(dA_log->buf->mem) : RT_MEM(any);
+        a[k++] = RT_I32(dA_log ? dA_log->offset : 0), a[k++] = RT_I32(dA_log != NULL);
+        a[k++] = dD ? RT_MEM(dD->buf->mem) : RT_MEM(any);
+        a[k++] = RT_I32(dD ? dD->offset : 0), a[k++] = RT_I32(dD != NULL);
+        a[k++] = RT_I32(B), a[k++] = RT_I32(T), a[k++] = RT_I32(nh);
+        s = ops_launch_1d(ctx, "ssm_backward", opts, "ssmb_params", nh, k, a);
+    }
+done:
+    tensor_free(&dd);
+    tensor_free(&dch);
+    tensor_free(&u);
+    tensor_free(&tok);
+    return s;
+}

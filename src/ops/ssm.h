@@ -54,4 +54,26 @@ attamba_status ops_ssm_scan_with(rt_ctx *ctx, ops_ssm_path path, int block, cons
 ops_ssm_path ops_ssm_choose_path(const rt_ctx *ctx, int64_t rows, int64_t T, int64_t longest_segment);
 const char *ops_ssm_path_name(ops_ssm_path path);
 
+/* ---- backward (training) ----
+ * Gradients w.r.t. inputs are written (overwritten), gradients w.r.t. parameters accumulated (+=);
+ * pass NULL for a gradient that is not needed. Input-gradient outputs may be row-strided views like
+ * the inputs (e.g. column slices of one projection gradient; several may share a buffer when their
+ * columns are disjoint) but must not share a buffer with any input. dout/dy may be row-strided. */
+
+/* Gradients of ops_conv1d (out = (silu?)(conv(x))): given dout [B,T,C], writes dx [B,T,C] and accumulates
+ * dw [C,W]. With silu, the pre-activation is recomputed from x and w. dw is reduced in two passes
+ * (partial sums over fixed row ranges, then over ranges in order): deterministic. */
+attamba_status ops_conv1d_backward(rt_ctx *ctx, const tensor *x, const tensor *w, const tensor *seg_start, int silu,
+                                   const tensor *dout, tensor *dx, tensor *dw);
+/* Gradients of ops_ssm_scan (y = scan(...), see above): given dy [B,T,nh*p], writes dxs, dBm, dCm, ddt_raw (same
+ * shapes as the inputs) and accumulates ddt_bias [nh] (only with a dt_bias; refused without one),
+ * dA_log [nh], dD [nh]. States are recomputed segment by segment, never stored (docs/training.md,
+ * "SSM backward"); the work is parallel over (batch, segment, head, state row or column), like the
+ * sequential forward path, so one long segment runs B*nh*max(p, N) scans of T tokens. Scratch:
+ * 2*B*T*nh*N + 8*B*T*nh floats. Deterministic (no atomics; fixed summation orders). */
+attamba_status ops_ssm_scan_backward(rt_ctx *ctx, const tensor *xs, const tensor *Bm, const tensor *Cm,
+                                     const tensor *dt_raw, const tensor *dt_bias, const tensor *A_log, const tensor *D,
+                                     const tensor *seg_start, int n_groups, const tensor *dy, tensor *dxs, tensor *dBm,
+                                     tensor *dCm, tensor *ddt_raw, tensor *ddt_bias, tensor *dA_log, tensor *dD);
+
 #endif

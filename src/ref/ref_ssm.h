@@ -29,4 +29,18 @@ void ref_ssm_step(int B, int nh, int p, int G, int N, const float *xs, const flo
                   const float *dt_raw, const float *dt_bias, const float *A_log, const float *D,
                   const int32_t *restart, float *state, float *y);
 
+/* ---- backward (training). Input gradients are written, parameter gradients accumulated (+=);
+ * any gradient may be NULL (not computed). Written from the chain rule directly: the conv's taps
+ * transposed, the scan's states stored per segment and the state gradient G run backwards. ---- */
+
+/* Gradients of ref_conv1d given dout [B,T,C]: dx [B,T,C] written, dw [C,W] accumulated. */
+void ref_conv1d_backward(int B, int T, int C, int W, const float *x, const float *w, const int32_t *seg_start,
+                         int silu, const float *dout, float *dx, float *dw);
+/* Gradients of ref_ssm_scan given dy [B,T,nh*p]: dxs, dBm, dCm, ddt_raw written (shapes of the inputs);
+ * ddt_bias (needs dt_bias), dA_log, dD [nh] accumulated. */
+void ref_ssm_scan_backward(int B, int T, int nh, int p, int G, int N, const float *xs, const float *Bm,
+                           const float *Cm, const float *dt_raw, const float *dt_bias, const float *A_log,
+                           const float *D, const int32_t *seg_start, const float *dy, float *dxs, float *dBm,
+                           float *dCm, float *ddt_raw, float *ddt_bias, float *dA_log, float *dD);
+
 #endif

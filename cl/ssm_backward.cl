@@ -1,0 +1,214 @@
+/* ssm_backward.cl: gradients of the SSM scan of cl/ssm.cl (SPEC 3.1), for training.
+ * Compiled with -DSSM_N=<state size> -DSSM_P=<head dim>. Per head, within a segment (t0 .. t1-1):
+ *   S_t = a_t S_{t-1} + dt_t x_t B_t^T (a_t0 = 0),  y_t = S_t C_t + D x_t,
+ *   G_t = dL/dS_t = dy_t C_t^T + a_{t+1} G_{t+1}     (G = 0 after the segment's last token).
+ * States are recomputed, never stored. Three scans, each parallel over (batch, segment, head, lane):
+ *  - ssmb_cols, lane = state column n (a work-item holds S[:, n], then G[:, n], p floats): forward
+ *    for dCh_t[n] = sum_i S_t[i,n] dy_t[i], backward for U_t[n] = sum_i G_t[i,n] x_t[i]; both per
+ *    head into scratch [B,T,nh,N], summed over the heads of a group by ssmb_bc (dC = sum dCh,
+ *    dB = sum dt U): no cross-work-item reduction inside a scan.
+ *  - ssmb_rows, lane = state row i (G[i, :], N floats): dx_t[i] = D dy_t[i] + dt_t G_t[i,:] . B_t.
+ * The decay gradient needs <G_t, S_{t-1}>, which no single scan holds. It comes from the identity
+ * (pairs s <= t of the quadratic form; l_r = dt_r A is the log-decay of token r)
+ *   dL/dl_r = sum_{t >= r in the segment} (Y_t - X_t),  Y_t = dy_t . (S_t C_t) = dCh_t . C_t,
+ *   X_t = dt_t x_t . (G_t B_t) = dt_t U_t . B_t,
+ * a reverse cumulative sum per (b, h) (ssmb_params); dL/dl = 0 at a segment's first token.
+ * Then d dt_t = U_t . B_t + A dL/dl_t and dA = sum_t dt_t dL/dl_t.
+ * Segments are assigned as in the sequential forward path: the work-item of block k (Q tokens)
+ * handles every segment that STARTS in block k, to its end. */
+
+#ifndef SSM_N
+#error "compile with -DSSM_N=<state size> -DSSM_P=<head dim>"
+#endif
+#ifndef SSM_P
+#error "compile with -DSSM_N=<state size> -DSSM_P=<head dim>"
+#endif
+
+/* A row-strided input or output: buffer, offset, row stride, batch stride. */
+#define SSMB_ROWS(name, pre) __global const float *name, int pre##o, int pre##_rs, int pre##_bs
+#define SSMB_AT(pre, b, t) (pre##o + (b) * pre##_bs + (t) * pre##_rs)
+
+/* A private vector of LEN floats as LEN/8 float8 plus LEN%8 scalars: explicit vectors, because PoCL
+ * does not vectorise across work-items whose token loops differ in length (as in cl/ssm.cl). */
+#define SSMB_VEC(V8, Vt, LEN) float8 V8[(LEN) / 8 > 0 ? (LEN) / 8 : 1]; float Vt[(LEN) % 8 > 0 ? (LEN) % 8 : 1]
+
+inline float ssmb_hsum(float8 v) {
+    float4 a = v.lo + v.hi;
+    float2 b = a.lo + a.hi;
+    return b.x + b.y;
+}
+
+/* The one update all three scans make, for a vector of LEN: V = a V + s v1; returns V . v2. */
+#define SSMB_DEFINE_STEP(NAME, LEN)                                                                      \
+    inline void NAME##_zero(float8 *V8, float *Vt) {                                                     \
+        for (int j = 0; j < (LEN) / 8; j++) V8[j] = (float8)(0.0f);                                      \
+        for (int j = 0; j < (LEN) % 8; j++) Vt[j] = 0.0f;                                                \
+    }                                                                                                    \
+    inline float NAME(float8 *V8, float *Vt, float a, float s, __global const float *v1,                 \
+                      __global const float *v2) {                                                        \
+        float8 acc8 = (float8)(0.0f);                                                                    \
+        for (int j = 0; j < (LEN) / 8; j++) {                                                            \
+            V8[j] = a * V8[j] + s * vload8(j, v1);                                                       \
+            acc8 += V8[j] * vload8(j, v2);                                                               \
+        }                                                                                                \
+        float acc = ssmb_hsum(acc8);                                                                     \
+        for (int j = 0; j < (LEN) % 8; j++) {                                                            \
+            Vt[j] = a * Vt[j] + s * v1[(LEN) / 8 * 8 + j];                                               \
+            acc += Vt[j] * v2[(LEN) / 8 * 8 + j];                                                        \
+        }                                                                                                \
+        return acc;                                                                                      \
+    }
+SSMB_DEFINE_STEP(ssmb_step_p, SSM_P)
+SSMB_DEFINE_STEP(ssmb_step_n, SSM_N)
+
+/* First token of the segment after the one starting at t (or T). */
+inline int ssmb_seg_end(__global const int *seg, int so, int t, int T) {
+    int e = t + 1;
+    while (e < T && seg[so + e] != e) e++;
+    return e;
+}
+
+/* Per (b, t, h): dt, decay exp(dt A), d dt / d dt_raw (softplus' as the forward computes softplus). */
+__kernel void ssmb_dt(__global float4 *dd, SSMB_ROWS(dtr, dt), __global const float *dt_bias, int dbo, int has_bias,
+                      __global const float *A_log, int ao, int B, int T, int nh) {
+    int i = get_global_id(0);
+    if (i >= B * T * nh) return;
+    int h = i % nh, bt = i / nh, t = bt % T, b = bt / T;
+    float v = dtr[SSMB_AT(dt, b, t) + h] + (has_bias ? dt_bias[dbo + h] : 0.0f);
+    float dt = v > 20.0f ? v : log1p(exp(v));
+    dd[i] = (float4)(dt, exp(-dt * exp(A_log[ao + h])), v > 20.0f ? 1.0f : atb_sigmoid(v), 0.0f);
+}
+
+/* Column scans: one work-item per (b, block, h, n), n fastest (neighbours share the xs/dy rows). */
+__kernel void ssmb_cols(__global float *dch, __global float *u, SSMB_ROWS(xs, x), SSMB_ROWS(Bm, b),
+                        SSMB_ROWS(Cm, c), SSMB_ROWS(dy, gy), __global const float4 *dd, __global const int *seg,
+                        int so, int B, int T, int nh, int hpg, int Q, int nblk) {
+    int gid = get_global_id(0);
+    if (gid >= B * nblk * nh * SSM_N) return;
+    int n = gid % SSM_N, r = gid / SSM_N;
+    int h = r % nh;
+    r /= nh;
+    int k = r % nblk, bb = r / nblk;
+    int col = (h / hpg) * SSM_N + n, hp = h * SSM_P;
+    int t1 = min(T, (k + 1) * Q);
+    SSMB_VEC(S8, St, SSM_P);
+    for (int t = k * Q; t < t1; t++) {
+        if (seg[so + t] != t) continue;
+        int e = ssmb_seg_end(seg, so, t, T);
+        /* forward: S[:, n] += dt B[n] x */
+        ssmb_step_p_zero(S8, St);
+        for (int s = t; s < e; s++) {
+            float4 d = dd[(bb * T + s) * nh + h];
+            __global const float *xr = xs + SSMB_AT(x, bb, s) + hp, *gr = dy + SSMB_AT(gy, bb, s) + hp;
+            dch[((bb * T + s) * nh + h) * SSM_N + n] =
+                ssmb_step_p(S8, St, s > t ? d.y : 0.0f, d.x * Bm[SSMB_AT(b, bb, s) + col], xr, gr);
+        }
+        /* backward: G[:, n] = a_{s+1} G[:, n] + C[n] dy */
+        ssmb_step_p_zero(S8, St);
+        float an = 0.0f; /* a_{s+1} */
+        for (int s = e - 1; s >= t; s--) {
+            __global const float *xr = xs + SSMB_AT(x, bb, s) + hp, *gr = dy + SSMB_AT(gy, bb, s) + hp;
+            u[((bb * T + s) * nh + h) * SSM_N + n] = ssmb_step_p(S8, St, an, Cm[SSMB_AT(c, bb, s) + col], gr, xr);
+            an = dd[(bb * T + s) * nh + h].y;
+        }
+        t = e - 1; /* the loop's t++ lands on the next segment's start */
+    }
+}
+
+/* Row scan: one work-item per (b, block, h, i), i fastest; writes dx (row-strided). */
+__kernel void ssmb_rows(__global float *dx, int dxo, int dx_rs, int dx_bs, SSMB_ROWS(Bm, b), SSMB_ROWS(Cm, c),
+                        SSMB_ROWS(dy, gy), __global const float4 *dd, __global const int *seg, int so,
+                        __global const float *D, int Do, int B, int T, int nh, int p, int hpg, int Q, int nblk) {
+    int gid = get_global_id(0);
+    if (gid >= B * nblk * nh * p) return;
+    int pi = gid % p, r = gid / p;
+    int h = r % nh;
+    r /= nh;
+    int k = r % nblk, bb = r / nblk;
+    int go = (h / hpg) * SSM_N, col = h * p + pi;
+    float dh = D[Do + h];
+    int t1 = min(T, (k + 1) * Q);
+    SSMB_VEC(G8, Gt, SSM_N);
+    for (int t = k * Q; t < t1; t++) {
+        if (seg[so + t] != t) continue;
+        int e = ssmb_seg_end(seg, so, t, T);
+        ssmb_step_n_zero(G8, Gt);
+        float an = 0.0f;
+        for (int s = e - 1; s >= t; s--) {
+            float4 d = dd[(bb * T + s) * nh + h];
+            float gv = dy[SSMB_AT(gy, bb, s) + col];
+            float acc = ssmb_step_n(G8, Gt, an, gv, Cm + SSMB_AT(c, bb, s) + go, Bm + SSMB_AT(b, bb, s) + go);
+            dx[dxo + bb * dx_bs + s * dx_rs + col] = dh * gv + d.x * acc;
+            an = d.y;
+        }
+        t = e - 1;
+    }
+}
+
+/* Per (b, t, g, n), n fastest: dC = sum over the group's heads of dCh, dB = sum of dt U. */
+__kernel void ssmb_bc(__global float *dB, int dbo_, int dB_rs, int dB_bs, int want_b, __global float *dC, int dco_,
+                      int dC_rs, int dC_bs, int want_c, __global const float *dch, __global const float *u,
+                      __global const float4 *dd, int B, int T, int nh, int hpg) {
+    int gid = get_global_id(0);
+    int G = nh / hpg;
+    if (gid >= B * T * G * SSM_N) return;
+    int n = gid % SSM_N, r = gid / SSM_N;
+    int g = r % G, bt = r / G, t = bt % T, b = bt / T;
+    float sb = 0.0f, sc = 0.0f;
+    for (int h = g * hpg; h < (g + 1) * hpg; h++) {
+        int i = (bt * nh + h) * SSM_N + n;
+        sc += dch[i];
+        sb += dd[bt * nh + h].x * u[i];
+    }
+    if (want_b) dB[dbo_ + b * dB_bs + t * dB_rs + g * SSM_N + n] = sb;
+    if (want_c) dC[dco_ + b * dC_bs + t * dC_rs + g * SSM_N + n] = sc;
+}
+
+/* Per (b, t, h): tok = (Y_t - X_t, U_t . B_t, dy_t . x_t) (see the header). */
+__kernel void ssmb_tok(__global float4 *tok, __global const float *dch, __global const float *u,
+                       __global const float4 *dd, SSMB_ROWS(xs, x), SSMB_ROWS(Bm, b), SSMB_ROWS(Cm, c),
+                       SSMB_ROWS(dy, gy), int B, int T, int nh, int hpg) {
+    int i = get_global_id(0);
+    if (i >= B * T * nh) return;
+    int h = i % nh, bt = i / nh, t = bt % T, bb = bt / T;
+    int go = (h / hpg) * SSM_N, hp = h * SSM_P;
+    __global const float *br = Bm + SSMB_AT(b, bb, t) + go, *cr = Cm + SSMB_AT(c, bb, t) + go;
+    __global const float *xr = xs + SSMB_AT(x, bb, t) + hp, *gr = dy + SSMB_AT(gy, bb, t) + hp;
+    float y = 0.0f, xd = 0.0f, dD = 0.0f;
+    for (int n = 0; n < SSM_N; n++) {
+        y += dch[i * SSM_N + n] * cr[n];
+        xd += u[i * SSM_N + n] * br[n];
+    }
+    for (int j = 0; j < SSM_P; j++) dD += gr[j] * xr[j];
+    tok[i] = (float4)(y - dd[i].x * xd, xd, dD, 0.0f);
+}
+
+/* Per head h: the reverse cumulative sum over each segment gives dL/dl_t; writes ddt_raw (when
+ * want_dt) and accumulates ddt_bias, dA_log, dD (when wanted), summing over (b, t) in a fixed order. */
+__kernel void ssmb_params(__global const float4 *tok, __global const float4 *dd, __global const int *seg, int so,
+                          __global const float *A_log, int ao, __global float *ddt, int gto, int gt_rs, int gt_bs,
+                          int want_dt, __global float *dbias, int gbo, int want_bias, __global float *dA_log,
+                          int gao, int want_a, __global float *dD, int gdo, int want_d, int B, int T, int nh) {
+    int h = get_global_id(0);
+    if (h >= nh) return;
+    float A = -exp(A_log[ao + h]), sa = 0.0f, sbias = 0.0f, sd = 0.0f;
+    for (int b = 0; b < B; b++) {
+        float run = 0.0f;
+        for (int t = T - 1; t >= 0; t--) {
+            int i = (b * T + t) * nh + h;
+            float4 q = tok[i], d = dd[i];
+            int start = seg[so + t] == t;
+            run += q.x;
+            float dl = start ? 0.0f : run;
+            if (start) run = 0.0f;
+            float graw = (q.y + A * dl) * d.z;
+            if (want_dt) ddt[gto + b * gt_bs + t * gt_rs + h] = graw;
+            sbias += graw;
+            sa += d.x * dl;
+            sd += q.z;
+        }
+    }
+    if (want_bias) dbias[gbo + h] += sbias;
+    if (want_a) dA_log[gao + h] += sa * A;
+    if (want_d) dD[gdo + h] += sd;
+}
