@@ -22,49 +22,6 @@ typedef struct {
     int chunk, window;
 } variant;
 
-/* Sets every sequence of c to position T as if T tokens had been decoded. */
-static attamba_status fill_synthetic(kv_cache *c, int64_t T) {
-    model *m = c->m;
-    const model_config *cfg = &m->cfg;
-    boundary_spec bs = model_config_boundaries(cfg);
-    int32_t *pos = malloc((size_t)c->cap * sizeof *pos);
-    if (!pos) return ATTAMBA_ERR_OUT_OF_MEMORY;
-    attamba_status s = ATTAMBA_OK;
-    for (int l = 0; l < cfg->n_layers && !s; l++) {
-        kv_layer *L = &c->layers[l];
-        int64_t n = 0;
-        if (c->store_all) {
-            n = T;
-            for (int64_t i = 0; i < n; i++) pos[i] = (int32_t)i;
-        } else if (cfg->kind == MODEL_ATTAMBA) {
-            int64_t *p64 = malloc((size_t)c->cap * sizeof *p64);
-            n = boundary_positions(&bs, l, cfg->n_layers, T, p64, c->cap);
-            for (int64_t i = 0; i < n; i++) pos[i] = (int32_t)p64[i];
-            free(p64);
-        }
-        for (int b = 0; b < c->B && !s; b++) {
-            L->nb_host[b] = n;
-            if (n) {
-                tensor row, cells;
-                s = tensor_slice(&L->bpos, 0, b, 1, &row);
-                if (!s) s = tensor_slice(&row, 1, 0, n, &cells);
-                if (!s) s = tensor_upload(&cells, pos);
-                tensor_free(&row);
-                tensor_free(&cells);
-            }
-        }
-        tensor *fill[] = {&L->kb, &L->vb, &L->kr, &L->vr, &L->state[0], &L->state[1]};
-        for (size_t i = 0; i < sizeof fill / sizeof fill[0] && !s; i++)
-            if (fill[i]->buf) s = tensor_fill(fill[i], 0.01);
-        int32_t counts[64];
-        for (int b = 0; b < c->B; b++) counts[b] = (int32_t)n;
-        if (!s) s = tensor_upload(&L->nb, counts);
-    }
-    for (int b = 0; b < c->B; b++) c->pos[b] = T;
-    free(pos);
-    return s;
-}
-
 typedef struct {
     model *m;
     kv_cache *c;
@@ -214,7 +171,7 @@ int bench_decode_main(int argc, char **argv) {
             int64_t T = ctxs[i];
             ctx->mem_peak = ctx->mem_current;
             kv_cache *cache;
-            if (kv_cache_create(m, 1, T + 2, &cache) || fill_synthetic(cache, T)) {
+            if (kv_cache_create(m, 1, T + 2, &cache) || kv_cache_fill_synthetic(cache, T)) {
                 fprintf(stderr, "attamba bench decode: %s at %lld: %s\n", vs[j].name, (long long)T, ctx->err);
                 kv_cache_destroy(cache);
                 continue;

@@ -388,7 +388,7 @@ int cli_generate(int argc, char **argv) {
             rc = cli_error("generate", "%s", attamba_context_last_error(ctx));
         } else {
             /* the next token comes from the last position's logits */
-            tensor last, last2;
+            tensor last = {0}, last2 = {0};
             tensor_slice(&all, 1, T - 1, 1, &last);
             tensor_reshape(&last, 2, (int64_t[]){1, m->cfg.vocab_size}, &last2);
             int32_t next;
@@ -490,7 +490,7 @@ int cli_eval(int argc, char **argv) {
             }
             tgt[b * seq + per] = -1; /* the last position predicts beyond the window: not counted */
         }
-        tensor logits, flat;
+        tensor logits = {0}, flat = {0};
         double mean;
         int64_t count;
         if (model_forward(m, tok, B, (int)seq, &logits) || tensor_reshape(&logits, 2, (int64_t[]){(int64_t)B * seq, m->cfg.vocab_size}, &flat) ||

@@ -66,7 +66,7 @@ done:
 
 /* Writes row b of src [B,1,C] to row `row` of sequence b of dst [B,R,C]. */
 static attamba_status put_row(const tensor *src, int b, tensor *dst, int64_t row) {
-    tensor s1, d1, d2;
+    tensor s1 = {0}, d1 = {0}, d2 = {0};
     RT_TRY(tensor_slice(src, 0, b, 1, &s1));
     attamba_status s = tensor_slice(dst, 0, b, 1, &d1);
     if (!s) s = tensor_slice(&d1, 1, row, 1, &d2);
@@ -93,7 +93,7 @@ static attamba_status cache_append(kv_cache *c, int l, const tensor *k, const te
         if (n >= c->cap) return rt_fail(c->m->ctx, ATTAMBA_ERR_INVALID_ARG, "kv cache full (%d rows)", c->cap);
         RT_TRY(put_row(k, b, &L->kb, n));
         RT_TRY(put_row(v, b, &L->vb, n));
-        tensor row, cell;
+        tensor row = {0}, cell = {0};
         int32_t p32 = (int32_t)p;
         RT_TRY(tensor_slice(&L->bpos, 0, b, 1, &row));
         attamba_status s = tensor_slice(&row, 1, n, 1, &cell);
@@ -165,7 +165,7 @@ attamba_status model_decode_step(model *m, kv_cache *c, const int32_t *tokens, t
         TRY(ops_rope(m->ctx, q, cfg->n_heads, &pos, cfg->rope_theta));
         TRY(ops_rope(m->ctx, k, cfg->n_kv_heads, &pos, cfg->rope_theta));
         TRY(cache_append(c, l, k, v));
-        tensor q2, o2;
+        tensor q2 = {0}, o2 = {0};
         TRY(tensor_reshape(q, 2, (int64_t[]){B, qw}, &q2));
         st = tensor_reshape(o, 2, (int64_t[]){B, qw}, &o2);
         if (!st)

@@ -161,7 +161,7 @@ attamba_status kv_cache_ssm_tail(kv_cache *c, int b, int l, int i, int64_t T, ss
 
 /* Copies row `from` of src [1, T, C] to row `to` of sequence b of dst [B, R, C]. */
 static attamba_status copy_row(const tensor *src, int64_t from, tensor *dst, int b, int64_t to, int64_t n) {
-    tensor s1, d1, d2;
+    tensor s1 = {0}, d1 = {0}, d2 = {0};
     RT_TRY(tensor_slice(src, 1, from, n, &s1));
     attamba_status s = tensor_slice(dst, 0, b, 1, &d1);
     if (!s) s = tensor_slice(&d1, 1, to, n, &d2);
@@ -210,7 +210,7 @@ attamba_status kv_cache_fill_layer(kv_cache *c, int b, int l, const tensor *k, c
         tensor_free(&gv);
     }
     if (!s && n > 0) {
-        tensor row, cells;
+        tensor row = {0}, cells = {0};
         for (int64_t i = 0; i < n; i++) p32[i] = (int32_t)pos[i];
         s = tensor_slice(&L->bpos, 0, b, 1, &row);
         if (!s) {
@@ -232,3 +232,45 @@ attamba_status kv_cache_fill_layer(kv_cache *c, int b, int l, const tensor *k, c
     free(p32);
     return s;
 }
+
+attamba_status kv_cache_fill_synthetic(kv_cache *c, int64_t T) {
+    model *m = c->m;
+    const model_config *cfg = &m->cfg;
+    boundary_spec bs = model_config_boundaries(cfg);
+    if (T > c->max_tokens) return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "kv cache: %lld > capacity", (long long)T);
+    int32_t *pos = malloc((size_t)c->cap * sizeof *pos);
+    if (!pos) return rt_fail(c->m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+    attamba_status s = ATTAMBA_OK;
+    for (int l = 0; l < cfg->n_layers && !s; l++) {
+        kv_layer *L = &c->layers[l];
+        int64_t n = 0;
+        if (c->store_all) {
+            n = T;
+            for (int64_t i = 0; i < n; i++) pos[i] = (int32_t)i;
+        } else if (cfg->kind == MODEL_ATTAMBA) {
+            int64_t *p64 = malloc((size_t)c->cap * sizeof *p64);
+            n = p64 ? boundary_positions(&bs, l, cfg->n_layers, T, p64, c->cap) : 0;
+            for (int64_t i = 0; i < n; i++) pos[i] = (int32_t)p64[i];
+            free(p64);
+        }
+        for (int b = 0; b < c->B && !s; b++) {
+            L->nb_host[b] = n;
+            if (n) {
+                tensor row = {0}, cells = {0};
+                s = tensor_slice(&L->bpos, 0, b, 1, &row);
+                if (!s) s = tensor_slice(&row, 1, 0, n, &cells);
+                if (!s) s = tensor_upload(&cells, pos);
+                tensor_free(&row);
+                tensor_free(&cells);
+            }
+        }
+        tensor *fill[] = {&L->kb, &L->vb, &L->kr, &L->vr, &L->state[0], &L->state[1]};
+        for (size_t i = 0; i < sizeof fill / sizeof fill[0] && !s; i++)
+            if (fill[i]->buf) s = tensor_fill(fill[i], 0.01);
+        if (!s) s = upload_counts(c, L);
+    }
+    for (int b = 0; b < c->B; b++) c->pos[b] = T;
+    free(pos);
+    return s;
+}
+

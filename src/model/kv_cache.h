@@ -38,6 +38,11 @@ void kv_cache_reset(kv_cache *c, int b);
 int64_t kv_cache_bytes_used(const kv_cache *c, int b);
 int64_t kv_cache_bytes_allocated(const kv_cache *c);
 
+/* Puts every sequence at position T as if T tokens had been decoded, with every stored row and
+ * state set to a constant: for measuring decode speed at long contexts (a step's cost depends on
+ * how many rows it reads, not on their values) without prefilling T tokens. */
+attamba_status kv_cache_fill_synthetic(kv_cache *c, int64_t T);
+
 /* Prefill: sequence b of the cache (which must be empty) takes tokens[0..T); logits [1,T,V] when not
  * NULL. Same math as model_forward. */
 attamba_status model_prefill(model *m, kv_cache *c, int b, const int32_t *tokens, int T, tensor *logits);

@@ -189,7 +189,7 @@ static attamba_status flat2(const tensor *t, tensor *out) {
 }
 
 attamba_status model_linear(model *m, const tensor *x, const tensor *W, int accumulate, tensor *y) {
-    tensor x2, y2;
+    tensor x2 = {0}, y2 = {0};
     RT_TRY(flat2(x, &x2));
     attamba_status s = flat2(y, &y2);
     if (!s) s = ops_gemm(m->ctx, 0, 1, 1.0f, &x2, W, accumulate ? 1.0f : 0.0f, &y2);
@@ -227,7 +227,7 @@ static attamba_status conv_tail(const tensor *src, const tensor *dst, int64_t se
     int64_t T = src->shape[1], W1 = dst->shape[1];
     for (int64_t j = 0; j < W1; j++) {
         int64_t p = T - W1 + j;
-        tensor d, sr;
+        tensor d = {0}, sr = {0};
         RT_TRY(tensor_slice(dst, 1, j, 1, &d));
         attamba_status s = p >= 0 && p >= seg_first ? tensor_slice(src, 1, p, 1, &sr) : ATTAMBA_OK;
         if (!s) s = p >= 0 && p >= seg_first ? tensor_copy(&d, &sr) : tensor_fill(&d, 0.0);
