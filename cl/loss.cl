@@ -188,27 +188,20 @@ __kernel void softmax_temperature_rows(__global const float *logits, int lo, int
     }
 }
 
-/* dlogits[r, :] = scale * (exp(row - lse[r]) - onehot(t)): the gradient of scale * loss[r]. Ignored
- * rows get 0 (whatever their logits); targets outside [0, V) get NaN. dlogits may be the very same
- * elements as logits: each work-item reads x[j] before it writes d[j] and touches no other element,
- * and the one-hot term needs only the index t, not x[t]. So neither pointer is restrict. One
- * work-group per row, like the reductions, so the row's target and lse are read once per item
- * from cache, with no division to find the row of an element. */
-__kernel void cross_entropy_backward_rows(__global const float *logits, int lo, int V, __global const int *targets,
-                                          int to, int ignore_id, __global const float *lse, int eo, float scale,
-                                          __global float *dlogits, int dlo) {
-    int r = get_group_id(0), lid = get_local_id(0), n = get_local_size(0);
-    __global const float *row = logits + lo + r * V;
-    __global float *d = dlogits + dlo + r * V;
+/* dlogits[r, j] = scale * (exp(x[r, j] - lse[r]) - (j == t)): the gradient of scale * loss[r], one
+ * element per work-item of a 2-D launch (j, r), so the row needs no division and PoCL vectorises the
+ * work-item loop as for any elementwise kernel. Ignored rows get 0 (whatever their logits); targets
+ * outside [0, V) get NaN. dlogits may be the very same elements as logits: each work-item reads x[j]
+ * before it writes d[j] and touches no other element, and the one-hot term needs only the index t,
+ * not x[t]; so neither pointer is restrict. */
+__kernel void cross_entropy_backward(__global const float *logits, int lo, int V, __global const int *targets,
+                                     int to, int ignore_id, __global const float *lse, int eo, float scale,
+                                     __global float *dlogits, int dlo) {
+    int j = get_global_id(0), r = get_global_id(1);
+    if (j >= V) return;
     int t = targets[to + r];
-    float l = lse[eo + r];
     int ignored = t == ignore_id;
     float s = (t < 0 || t >= V) && !ignored ? NAN : scale;
-    for (int base = 0; base < V; base += n) {
-        int j = base + lid;
-        if (j < V) {
-            float g = s * (exp(row[j] - l) - (j == t ? 1.0f : 0.0f));
-            d[j] = ignored ? 0.0f : g;
-        }
-    }
+    float g = s * (exp(logits[lo + r * V + j] - lse[eo + r]) - (j == t ? 1.0f : 0.0f));
+    dlogits[dlo + r * V + j] = ignored ? 0.0f : g;
 }

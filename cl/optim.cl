@@ -11,20 +11,55 @@ inline void optim_kahan(float *s, float *c, float x) {
     *s = t;
 }
 
-/* out[oo + group] = sum over this group's share of x[xo .. xo + n) of (square ? x*x : x).
- * Grid-stride over the whole launch: element i goes to work-item i % global_size, so the split (and
- * the result) depends only on n and the launch shape, never on scheduling. The trip count is the
- * same for every item (a predicated tail), which PoCL needs to vectorise across items. The host
- * guarantees n + global size < 2^31. */
-__kernel void reduce_sum(__global const float *x, int xo, int n, int square, __global float *out, int oo,
-                         __local float *red) {
+inline void optim_kahan8(float8 *s, float8 *c, float8 x) {
+    float8 y = x - *c, t = *s + y;
+    *c = (t - *s) - y;
+    *s = t;
+}
+
+/* First pass of the sum of squares: partial[po + gid] = sum of the squares of this work-item's share
+ * of x[xo .. xo + n), read as float8 blocks (vload8 needs only element alignment). Which blocks an
+ * item takes is fixed by n, the launch size and `chunk`, never by scheduling, so the result is
+ * deterministic: chunk > 0 gives item gid the contiguous blocks [gid * chunk, (gid + 1) * chunk)
+ * (CPUs: one work-item runs at a time per core, and a linear scan is what their caches and
+ * prefetchers want); chunk == 0 gives it blocks gid, gid + global size, ... (GPUs: adjacent items
+ * read adjacent blocks). Each item keeps eight Kahan sums (one per lane: explicit SIMD, whatever
+ * the compiler does across items), adds the lanes pairwise, then the < 8 elements past the last
+ * block go one each to the first items. No barrier, no __local; the trip count is uniform (a
+ * predicated tail). The host guarantees n / 8 + global size < 2^31. */
+__kernel void sum_squares_blocks(__global const float *x, int xo, int n, int chunk, __global float *partial,
+                                 int po) {
+    int gid = get_global_id(0), total = get_global_size(0);
+    int nb = n / 8;
+    int first = chunk > 0 ? gid * chunk : gid, step = chunk > 0 ? 1 : total;
+    int trips = chunk > 0 ? chunk : (nb + total - 1) / total;
+    float8 s = (float8)(0.0f), c = (float8)(0.0f);
+    for (int k = 0; k < trips; k++) {
+        int b = first + k * step;
+        float8 v = b < nb ? vload8(b, x + xo) : (float8)(0.0f);
+        optim_kahan8(&s, &c, v * v);
+    }
+    float8 r8 = s - c;
+    float4 r4 = r8.lo + r8.hi;
+    float2 r2 = r4.lo + r4.hi;
+    float r = r2.x + r2.y;
+    if (gid < n - 8 * nb) {
+        float t = x[xo + 8 * nb + gid];
+        r += t * t;
+    }
+    partial[po + gid] = r;
+}
+
+/* out[oo + group] = sum over this group's share of x[xo .. xo + n): element i goes to work-item
+ * i % global_size (deterministic, as above), each item Kahan-sums its elements, then the group adds
+ * its items with a tree. Used with one group as the second pass of the sum of squares. */
+__kernel void reduce_sum(__global const float *x, int xo, int n, __global float *out, int oo, __local float *red) {
     int gid = get_global_id(0), total = get_global_size(0), lid = get_local_id(0), nl = get_local_size(0);
     int trips = (n + total - 1) / total;
     float s = 0.0f, c = 0.0f;
     for (int k = 0; k < trips; k++) {
         int i = gid + k * total;
-        float v = i < n ? x[xo + i] : 0.0f;
-        optim_kahan(&s, &c, square ? v * v : v);
+        optim_kahan(&s, &c, i < n ? x[xo + i] : 0.0f);
     }
     red[lid] = s - c;
     barrier(CLK_LOCAL_MEM_FENCE);
@@ -48,6 +83,20 @@ __kernel void sum_rows_chunk(__global const float *x, int xo, int R, int C, int 
     for (int r = r0; r < r1; r++) optim_kahan(&s, &comp, x[xo + r * C + c]);
     int o = dso + p * C + c;
     dst[o] = accumulate ? dst[o] + (s - comp) : s - comp;
+}
+
+/* sum_rows_chunk for C % 8 == 0 with eight adjacent columns per work-item as one float8 (explicit
+ * SIMD: PoCL does not vectorise across work-items around a loop whose trip count it cannot see is
+ * uniform). Lane by lane the same additions in the same order as sum_rows_chunk. */
+__kernel void sum_rows_chunk8(__global const float *x, int xo, int R, int C, int rpc, __global float *dst,
+                              int dso, int accumulate) {
+    int cb = get_global_id(0), p = get_global_id(1);
+    if (cb >= C / 8) return;
+    int r0 = p * rpc, r1 = min(R, r0 + rpc);
+    float8 s = (float8)(0.0f), comp = (float8)(0.0f);
+    for (int r = r0; r < r1; r++) optim_kahan8(&s, &comp, vload8(cb, x + xo + r * C));
+    __global float *d = dst + dso + p * C;
+    vstore8(accumulate ? vload8(cb, d) + (s - comp) : s - comp, cb, d);
 }
 
 /* One decoupled-weight-decay Adam step (PyTorch's AdamW) per element:

@@ -149,13 +149,14 @@ attamba_status ops_cross_entropy_backward(rt_ctx *ctx, const tensor *logits, con
         lse = &tmp_lse;
     }
     cl_kernel k;
-    if (!s) s = rt_kernel(ctx, "loss", "", "cross_entropy_backward_rows", &k);
+    if (!s) s = rt_kernel(ctx, "loss", "", "cross_entropy_backward", &k);
     if (!s) {
-        size_t local = row_group_size(ctx, k, V), global = (size_t)rows * local;
+        size_t lx = rt_local_1d(ctx, k, 256), local[2] = {lx, 1};
+        size_t global[2] = {rt_round_up((size_t)V, lx), (size_t)rows};
         rt_arg args[] = {RT_MEM(logits->buf->mem), RT_I32(logits->offset), RT_I32(V), RT_MEM(targets->buf->mem),
                          RT_I32(targets->offset), RT_I32(ignore_id), RT_MEM(lse->buf->mem), RT_I32(lse->offset),
                          RT_F32(scale), RT_MEM(dlogits->buf->mem), RT_I32(dlogits->offset)};
-        s = rt_launch(ctx, k, "cross_entropy_backward_rows", 1, &global, &local, (int)CORE_LEN(args), args);
+        s = rt_launch(ctx, k, "cross_entropy_backward", 2, global, local, (int)CORE_LEN(args), args);
     }
     tensor_free(&tmp_loss);
     tensor_free(&tmp_lse);

@@ -25,31 +25,33 @@ attamba_status ops_sum_squares(rt_ctx *ctx, const tensor *x, double *out) {
     if (!x || !x->buf) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: x is an empty tensor", op);
     RT_TRY(ops_expect(ctx, op, "x", x, TENSOR_F32, x->ndim, x->shape));
     int64_t n = tensor_numel(x);
-    cl_kernel k;
-    RT_TRY(rt_kernel(ctx, "optim", "", "reduce_sum", &k));
-    size_t local = pow2_local(ctx, k);
-    /* Enough groups to fill a GPU, few enough that the second pass is one group's short job; each
-     * work-item gets at least 16 elements so small tensors do not launch idle groups. */
-    enum { MAX_GROUPS = 1024, MIN_PER_ITEM = 16 };
-    int64_t groups = (n + (int64_t)local * MIN_PER_ITEM - 1) / ((int64_t)local * MIN_PER_ITEM);
-    groups = CORE_MAX(1, CORE_MIN(groups, MAX_GROUPS));
-    size_t global = (size_t)groups * local;
-    if (n + (int64_t)global > INT32_MAX)
+    cl_kernel k1, k2;
+    RT_TRY(rt_kernel(ctx, "optim", "", "sum_squares_blocks", &k1));
+    RT_TRY(rt_kernel(ctx, "optim", "", "reduce_sum", &k2));
+    /* Pass 1: enough work-items to fill a GPU, each with >= 16 blocks of 8 so that small tensors do
+     * not launch idle groups; at least 8 items so the < 8 tail elements have an item each. */
+    enum { MAX_ITEMS = 65536, MIN_BLOCKS = 16 };
+    size_t l1 = rt_local_1d(ctx, k1, 256), l2 = pow2_local(ctx, k2);
+    int64_t want = CORE_MAX(8, CORE_MIN(MAX_ITEMS, (n / 8 + MIN_BLOCKS - 1) / MIN_BLOCKS));
+    size_t items = rt_round_up((size_t)want, l1);
+    /* CPUs scan contiguous chunks, GPUs interleave (see cl/optim.cl); chunk * items covers every block. */
+    int64_t nb = n / 8, chunk = ctx->dev.info.type == ATTAMBA_DEVICE_CPU ? (nb + (int64_t)items - 1) / (int64_t)items : 0;
+    if (nb + (int64_t)items * (chunk ? chunk : 1) > INT32_MAX)
         return rt_fail(ctx, ATTAMBA_ERR_UNSUPPORTED, "%s: %lld elements are too many for 32-bit indexing", op,
                        (long long)n);
     tensor part = {0};
     float result = 0;
-    attamba_status s = tensor_alloc_f32(ctx, &part, 1, (int64_t[]){groups + 1});
+    /* part[1 .. items] holds the partial sums; one group then adds them into part[0]. */
+    attamba_status s = tensor_alloc_f32(ctx, &part, 1, (int64_t[]){(int64_t)items + 1});
     if (!s) {
-        rt_arg args[] = {RT_MEM(x->buf->mem), RT_I32(x->offset), RT_I32(n), RT_I32(1), RT_MEM(part.buf->mem),
-                         RT_I32(1), RT_LOCAL(local * sizeof(cl_float))};
-        s = rt_launch(ctx, k, "sum_squares_partial", 1, &global, &local, (int)CORE_LEN(args), args);
+        rt_arg args[] = {RT_MEM(x->buf->mem), RT_I32(x->offset), RT_I32(n), RT_I32(chunk), RT_MEM(part.buf->mem),
+                         RT_I32(1)};
+        s = rt_launch(ctx, k1, "sum_squares_blocks", 1, &items, &l1, (int)CORE_LEN(args), args);
     }
     if (!s) {
-        /* The partial sums sit at part[1 .. groups]; one group adds them into part[0]. */
-        rt_arg args[] = {RT_MEM(part.buf->mem), RT_I32(1), RT_I32(groups), RT_I32(0), RT_MEM(part.buf->mem),
-                         RT_I32(0), RT_LOCAL(local * sizeof(cl_float))};
-        s = rt_launch(ctx, k, "sum_squares_final", 1, &local, &local, (int)CORE_LEN(args), args);
+        rt_arg args[] = {RT_MEM(part.buf->mem), RT_I32(1), RT_I32(items), RT_MEM(part.buf->mem), RT_I32(0),
+                         RT_LOCAL(l2 * sizeof(cl_float))};
+        s = rt_launch(ctx, k2, "sum_squares_final", 1, &l2, &l2, (int)CORE_LEN(args), args);
     }
     if (!s) {
         tensor first;
@@ -65,13 +67,16 @@ attamba_status ops_sum_squares(rt_ctx *ctx, const tensor *x, double *out) {
 /* Launches sum_rows_chunk over x [R, C] (at offset xo of buffer xm) in P chunks of rpc rows into dst. */
 static attamba_status sum_rows_launch(rt_ctx *ctx, cl_mem xm, int64_t xo, int64_t R, int64_t C, int64_t P,
                                       int64_t rpc, cl_mem dm, int64_t dso, int accumulate) {
+    /* Eight columns per work-item when rows are whole float8 blocks. */
+    int vec = C % 8 == 0;
+    const char *name = vec ? "sum_rows_chunk8" : "sum_rows_chunk";
     cl_kernel k;
-    RT_TRY(rt_kernel(ctx, "optim", "", "sum_rows_chunk", &k));
+    RT_TRY(rt_kernel(ctx, "optim", "", name, &k));
     size_t lx = rt_local_1d(ctx, k, 64);
-    size_t global[2] = {rt_round_up((size_t)C, lx), (size_t)P}, local[2] = {lx, 1};
+    size_t global[2] = {rt_round_up((size_t)(vec ? C / 8 : C), lx), (size_t)P}, local[2] = {lx, 1};
     rt_arg args[] = {RT_MEM(xm), RT_I32(xo), RT_I32(R), RT_I32(C), RT_I32(rpc), RT_MEM(dm), RT_I32(dso),
                      RT_I32(accumulate)};
-    return rt_launch(ctx, k, "sum_rows_chunk", 2, global, local, (int)CORE_LEN(args), args);
+    return rt_launch(ctx, k, name, 2, global, local, (int)CORE_LEN(args), args);
 }
 
 attamba_status ops_sum_rows(rt_ctx *ctx, const tensor *x, tensor *out) {
@@ -84,7 +89,8 @@ attamba_status ops_sum_rows(rt_ctx *ctx, const tensor *x, tensor *out) {
     /* Chunks of >= 32 rows, enough of them for ~16k work-items in all; a single chunk adds straight
      * into out, more go through a [P, C] buffer whose rows are then summed into out. */
     enum { MIN_ROWS = 32, TARGET_ITEMS = 16384 };
-    int64_t P = CORE_MIN((TARGET_ITEMS + C - 1) / C, (R + MIN_ROWS - 1) / MIN_ROWS);
+    int64_t cols = C % 8 == 0 ? C / 8 : C; /* work-items per chunk */
+    int64_t P = CORE_MIN((TARGET_ITEMS + cols - 1) / cols, (R + MIN_ROWS - 1) / MIN_ROWS);
     P = CORE_MAX(P, 1);
     int64_t rpc = (R + P - 1) / P;
     P = (R + rpc - 1) / rpc;

@@ -10,9 +10,10 @@
 #include "ops.h"
 
 /* Sum of squares of all elements of x (any shape, contiguous f32), reduced on the device, read back (blocks).
- * Two passes: per-work-group partial sums (each work-item Kahan-compensated, then a __local tree) into a
- * buffer, then one group reduces those the same way. Relative error ~1e-7 typically, <= ~2e-6 worst case
- * (two Kahan sums and two 8-level trees of non-negative terms), whatever the size. */
+ * Two passes: per-work-item partial sums (eight Kahan-compensated lanes over float8 blocks, added pairwise)
+ * into a buffer, then one work-group Kahan-sums those and adds its items with a __local tree. Relative error
+ * ~1e-7 typically, <= ~2e-6 worst case (two Kahan sums, a 3-level and an 8-level tree of non-negative
+ * terms), whatever the size. */
 attamba_status ops_sum_squares(rt_ctx *ctx, const tensor *x, double *out);
 
 /* out[c] += sum over rows r of x[r, c]: x [..., C] (every leading dim is a row; a 1-D x is one row), out [C]
