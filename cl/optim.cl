@@ -11,6 +11,12 @@ inline void optim_kahan(float *s, float *c, float x) {
     *s = t;
 }
 
+inline void optim_kahan16(float16 *s, float16 *c, float16 x) {
+    float16 y = x - *c, t = *s + y;
+    *c = (t - *s) - y;
+    *s = t;
+}
+
 inline void optim_kahan8(float8 *s, float8 *c, float8 x) {
     float8 y = x - *c, t = *s + y;
     *c = (t - *s) - y;
@@ -18,33 +24,36 @@ inline void optim_kahan8(float8 *s, float8 *c, float8 x) {
 }
 
 /* First pass of the sum of squares: partial[po + gid] = sum of the squares of this work-item's share
- * of x[xo .. xo + n), read as float8 blocks (vload8 needs only element alignment). Which blocks an
+ * of x[xo .. xo + n), read as float16 blocks (vload16 needs only element alignment). Which blocks an
  * item takes is fixed by n, the launch size and `chunk`, never by scheduling, so the result is
  * deterministic: chunk > 0 gives item gid the contiguous blocks [gid * chunk, (gid + 1) * chunk)
  * (CPUs: one work-item runs at a time per core, and a linear scan is what their caches and
- * prefetchers want); chunk == 0 gives it blocks gid, gid + global size, ... (GPUs: adjacent items
- * read adjacent blocks). Each item keeps eight Kahan sums (one per lane: explicit SIMD, whatever
- * the compiler does across items), adds the lanes pairwise, then the < 8 elements past the last
- * block go one each to the first items. No barrier, no __local; the trip count is uniform (a
- * predicated tail). The host guarantees n / 8 + global size < 2^31. */
+ * prefetchers want; measured 2.6x faster than interleaved on PoCL); chunk == 0 gives it blocks gid,
+ * gid + global size, ... (GPUs: adjacent items read adjacent blocks). Each item keeps sixteen Kahan
+ * sums (one per lane: explicit SIMD whatever the compiler does across items, and sixteen independent
+ * dependency chains; float8 measured 2x slower on PoCL, latency-bound), adds the lanes pairwise,
+ * then the < 16 elements past the last block go one each to the first items. No barrier, no
+ * __local; the trip count is uniform (a predicated tail). The host guarantees that the block
+ * indices stay below 2^31. */
 __kernel void sum_squares_blocks(__global const float *x, int xo, int n, int chunk, __global float *partial,
                                  int po) {
     int gid = get_global_id(0), total = get_global_size(0);
-    int nb = n / 8;
+    int nb = n / 16;
     int first = chunk > 0 ? gid * chunk : gid, step = chunk > 0 ? 1 : total;
     int trips = chunk > 0 ? chunk : (nb + total - 1) / total;
-    float8 s = (float8)(0.0f), c = (float8)(0.0f);
+    float16 s = (float16)(0.0f), c = (float16)(0.0f);
     for (int k = 0; k < trips; k++) {
         int b = first + k * step;
-        float8 v = b < nb ? vload8(b, x + xo) : (float8)(0.0f);
-        optim_kahan8(&s, &c, v * v);
+        float16 v = b < nb ? vload16(b, x + xo) : (float16)(0.0f);
+        optim_kahan16(&s, &c, v * v);
     }
-    float8 r8 = s - c;
+    float16 r16 = s - c;
+    float8 r8 = r16.lo + r16.hi;
     float4 r4 = r8.lo + r8.hi;
     float2 r2 = r4.lo + r4.hi;
     float r = r2.x + r2.y;
-    if (gid < n - 8 * nb) {
-        float t = x[xo + 8 * nb + gid];
+    if (gid < n - 16 * nb) {
+        float t = x[xo + 16 * nb + gid];
         r += t * t;
     }
     partial[po + gid] = r;

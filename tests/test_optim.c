@@ -2,9 +2,9 @@
  *
  * Tolerances:
  * - sum of squares: |got - ref| <= 2e-6 * ref. Every term is >= 0, so relative error bounds add up:
- *   each square rounds once (6e-8), each work-item's Kahan sum is within ~2 ulp (1.2e-7) whatever its
- *   length, each of the two 8-level __local trees adds <= 8 * 6e-8, and the second pass's Kahan sum
- *   another 1.2e-7: <= ~1.3e-6 in all. (A plain f32 running sum of the 60M-element case would be off
+ *   each square rounds once (6e-8), each lane's Kahan sum is within ~2 ulp (1.2e-7) whatever its
+ *   length, the 4-level sum of the 16 lanes adds <= 4 * 6e-8, the second pass's Kahan sums another
+ *   1.2e-7 and its 8-level __local tree <= 8 * 6e-8: <= ~1.1e-6 in all. (A plain f32 running sum of the 60M-element case would be off
  *   by far more: it stops growing at 2^24 ulps.)
  * - column sums: |got - want| <= 3e-7 * (|out before| + sum_r |x[r, c]|) + 1.2e-7 |want|: two Kahan
  *   sums (chunks, then chunk totals) are each within ~2 ulp of the sum of magnitudes, plus the final
@@ -41,7 +41,8 @@ static void assert_rel(double got, double want, double rtol, const char *what) {
 
 /* ---- sum of squares ---- */
 
-static const int64_t ss_sizes[] = {1, 7, 1000, 1000003};
+/* Sizes around the float16 blocks: tail only, one exact block, blocks + tails. */
+static const int64_t ss_sizes[] = {1, 7, 16, 1000, 1000003};
 
 START_TEST(sum_squares_matches_double_and_is_deterministic) {
     int64_t n = ss_sizes[_i];
@@ -49,13 +50,18 @@ START_TEST(sum_squares_matches_double_and_is_deterministic) {
     float *x = tu_random(n, 60 + (uint64_t)_i, -1, 1);
     for (int64_t i = 0; i < n; i += 97) x[i] *= 1000.0f;
     tensor t = tu_tensor(1, &n, x);
-    double got = 0, again = 1, want = ref_sum_squares(n, x);
-    tu_ok(ops_sum_squares(tu_ctx(), &t, &got));
-    tu_ok(ops_sum_squares(tu_ctx(), &t, &again));
-    char what[48];
-    snprintf(what, sizeof what, "sum_squares n=%lld", (long long)n);
-    assert_rel(got, want, 2e-6, what);
-    ck_assert_msg(memcmp(&got, &again, sizeof got) == 0, "%s: two runs differ (%.17g vs %.17g)", what, got, again);
+    double want = ref_sum_squares(n, x);
+    /* Both splits of the first pass (the device picks one; the other is what other devices run). */
+    for (ops_sumsq_split sp = OPS_SUMSQ_AUTO; sp <= OPS_SUMSQ_INTERLEAVED; sp++) {
+        double got = 0, again = 1;
+        tu_ok(ops_sum_squares_with(tu_ctx(), sp, &t, &got));
+        tu_ok(ops_sum_squares_with(tu_ctx(), sp, &t, &again));
+        char what[48];
+        snprintf(what, sizeof what, "sum_squares n=%lld split %d", (long long)n, (int)sp);
+        assert_rel(got, want, 2e-6, what);
+        ck_assert_msg(memcmp(&got, &again, sizeof got) == 0, "%s: two runs differ (%.17g vs %.17g)", what, got,
+                      again);
+    }
     free(x);
     tensor_free(&t);
 }
@@ -71,9 +77,11 @@ START_TEST(sum_squares_takes_views_and_any_shape) {
     tensor big = tu_tensor(1, &total, x), flat, view;
     tu_ok(tensor_slice(&big, 0, OFF, N, &flat));
     tu_ok(tensor_reshape(&flat, 3, (int64_t[]){7, 11, 13}, &view));
-    double got = 0;
-    tu_ok(ops_sum_squares(tu_ctx(), &view, &got));
-    assert_rel(got, ref_sum_squares(N, x + OFF), 2e-6, "sum_squares of a view");
+    for (ops_sumsq_split sp = OPS_SUMSQ_AUTO; sp <= OPS_SUMSQ_INTERLEAVED; sp++) {
+        double got = 0;
+        tu_ok(ops_sum_squares_with(tu_ctx(), sp, &view, &got));
+        assert_rel(got, ref_sum_squares(N, x + OFF), 2e-6, "sum_squares of a view");
+    }
     free(x);
     tensor_free(&big), tensor_free(&flat), tensor_free(&view);
 }
@@ -102,8 +110,11 @@ START_TEST(sum_squares_stays_accurate_on_60_million_elements) {
         /* Random values: the host part (generate 60M, reference) is the slow bit, ~1-2 s. */
         float *x = tu_random(n, 80, -1, 1);
         tu_ok(tensor_upload(&t, x));
+        double want = ref_sum_squares(n, x);
         tu_ok(ops_sum_squares(ctx, &t, &got));
-        assert_rel(got, ref_sum_squares(n, x), 2e-6, "sum_squares of 60M uniform");
+        assert_rel(got, want, 2e-6, "sum_squares of 60M uniform");
+        tu_ok(ops_sum_squares_with(ctx, OPS_SUMSQ_INTERLEAVED, &t, &got));
+        assert_rel(got, want, 2e-6, "sum_squares of 60M uniform, interleaved");
         free(x);
         fprintf(stderr, "sum_squares 60M: fill %.2f s, reduce %.3f s\n", fill_s, sum_s);
     }
@@ -421,6 +432,7 @@ START_TEST(bad_arguments_return_a_status_and_a_message) {
     ck_assert_int_eq(ops_sum_squares(ctx, &tr, &out), ATTAMBA_ERR_SHAPE);
     ck_assert_int_eq(ops_sum_squares(ctx, &i32, &out), ATTAMBA_ERR_SHAPE);
     ck_assert_int_eq(ops_sum_squares(ctx, &empty, &out), ATTAMBA_ERR_INVALID_ARG);
+    ck_assert_int_eq(ops_sum_squares_with(ctx, (ops_sumsq_split)7, &a, &out), ATTAMBA_ERR_INVALID_ARG);
     tu_ok(ops_sum_rows(ctx, &a, &o6));
     ck_assert_int_eq(ops_sum_rows(ctx, &a, &o5), ATTAMBA_ERR_SHAPE);
     ck_assert_ptr_nonnull(strstr(ctx->err, "out must be contiguous [6] f32"));
@@ -443,7 +455,7 @@ END_TEST
 int main(void) {
     Suite *s = suite_create("optim");
     TCase *red = tcase_create("reductions"), *aw = tcase_create("adamw"), *host = tcase_create("host");
-    tcase_add_loop_test(red, sum_squares_matches_double_and_is_deterministic, 0, 4);
+    tcase_add_loop_test(red, sum_squares_matches_double_and_is_deterministic, 0, 5);
     tcase_add_test(red, sum_squares_takes_views_and_any_shape);
     tcase_add_test(red, sum_squares_stays_accurate_on_60_million_elements);
     tcase_add_loop_test(red, sum_rows_accumulates_column_sums_like_the_reference, 0, 6);

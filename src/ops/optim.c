@@ -20,7 +20,13 @@ static size_t pow2_local(rt_ctx *ctx, cl_kernel k) {
 }
 
 attamba_status ops_sum_squares(rt_ctx *ctx, const tensor *x, double *out) {
+    return ops_sum_squares_with(ctx, OPS_SUMSQ_AUTO, x, out);
+}
+
+attamba_status ops_sum_squares_with(rt_ctx *ctx, ops_sumsq_split split, const tensor *x, double *out) {
     static const char *op = "ops_sum_squares";
+    if (split < OPS_SUMSQ_AUTO || split > OPS_SUMSQ_INTERLEAVED)
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: unknown split %d", op, (int)split);
     if (!out) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: out must not be NULL", op);
     if (!x || !x->buf) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: x is an empty tensor", op);
     RT_TRY(ops_expect(ctx, op, "x", x, TENSOR_F32, x->ndim, x->shape));
@@ -28,14 +34,16 @@ attamba_status ops_sum_squares(rt_ctx *ctx, const tensor *x, double *out) {
     cl_kernel k1, k2;
     RT_TRY(rt_kernel(ctx, "optim", "", "sum_squares_blocks", &k1));
     RT_TRY(rt_kernel(ctx, "optim", "", "reduce_sum", &k2));
-    /* Pass 1: enough work-items to fill a GPU, each with >= 16 blocks of 8 so that small tensors do
-     * not launch idle groups; at least 8 items so the < 8 tail elements have an item each. */
+    /* Pass 1: enough work-items to fill a GPU, each with >= 16 blocks of 16 so that small tensors do
+     * not launch idle groups; at least 16 items so the < 16 tail elements have an item each. */
     enum { MAX_ITEMS = 65536, MIN_BLOCKS = 16 };
     size_t l1 = rt_local_1d(ctx, k1, 256), l2 = pow2_local(ctx, k2);
-    int64_t want = CORE_MAX(8, CORE_MIN(MAX_ITEMS, (n / 8 + MIN_BLOCKS - 1) / MIN_BLOCKS));
+    int64_t want = CORE_MAX(16, CORE_MIN(MAX_ITEMS, (n / 16 + MIN_BLOCKS - 1) / MIN_BLOCKS));
     size_t items = rt_round_up((size_t)want, l1);
     /* CPUs scan contiguous chunks, GPUs interleave (see cl/optim.cl); chunk * items covers every block. */
-    int64_t nb = n / 8, chunk = ctx->dev.info.type == ATTAMBA_DEVICE_CPU ? (nb + (int64_t)items - 1) / (int64_t)items : 0;
+    if (split == OPS_SUMSQ_AUTO)
+        split = ctx->dev.info.type == ATTAMBA_DEVICE_CPU ? OPS_SUMSQ_CHUNKED : OPS_SUMSQ_INTERLEAVED;
+    int64_t nb = n / 16, chunk = split == OPS_SUMSQ_CHUNKED ? (nb + (int64_t)items - 1) / (int64_t)items : 0;
     if (nb + (int64_t)items * (chunk ? chunk : 1) > INT32_MAX)
         return rt_fail(ctx, ATTAMBA_ERR_UNSUPPORTED, "%s: %lld elements are too many for 32-bit indexing", op,
                        (long long)n);

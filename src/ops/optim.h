@@ -10,11 +10,17 @@
 #include "ops.h"
 
 /* Sum of squares of all elements of x (any shape, contiguous f32), reduced on the device, read back (blocks).
- * Two passes: per-work-item partial sums (eight Kahan-compensated lanes over float8 blocks, added pairwise)
- * into a buffer, then one work-group Kahan-sums those and adds its items with a __local tree. Relative error
- * ~1e-7 typically, <= ~2e-6 worst case (two Kahan sums, a 3-level and an 8-level tree of non-negative
- * terms), whatever the size. */
+ * Two passes: per-work-item partial sums (sixteen Kahan-compensated lanes over float16 blocks, added
+ * pairwise) into a buffer, then one work-group Kahan-sums those and adds its items with a __local tree.
+ * Relative error ~1e-7 typically, <= ~2e-6 worst case (two Kahan sums, a 4-level and an 8-level tree of
+ * non-negative terms), whatever the size. */
 attamba_status ops_sum_squares(rt_ctx *ctx, const tensor *x, double *out);
+
+/* Tuning/testing hook: ops_sum_squares with the first pass's split of the blocks among work-items forced.
+ * AUTO = contiguous chunks on CPU devices, interleaved elsewhere (see cl/optim.cl). The splits agree up to
+ * rounding; each is deterministic. */
+typedef enum { OPS_SUMSQ_AUTO = 0, OPS_SUMSQ_CHUNKED = 1, OPS_SUMSQ_INTERLEAVED = 2 } ops_sumsq_split;
+attamba_status ops_sum_squares_with(rt_ctx *ctx, ops_sumsq_split split, const tensor *x, double *out);
 
 /* out[c] += sum over rows r of x[r, c]: x [..., C] (every leading dim is a row; a 1-D x is one row), out [C]
  * (bias gradients: accumulated, like every parameter gradient). Deterministic: rows are split into fixed
