@@ -125,7 +125,8 @@ static int bench_params(bench_env *env, int64_t n) {
     rc = report(env, &r, "copy", shape, 8.0 * (double)n, -1, NULL);
     /* The sum of squares of n copies of 0.25f is exactly n / 16. */
     double err = -1;
-    if (!rc && !ops_sum_squares(env->ctx, &g, &r.result)) err = fabs(r.result - (double)n / 16.0) / ((double)n / 16.0);
+    if (!rc && !ops_sum_squares(env->ctx, &g, &r.result))
+        err = fabs(r.result - (double)n / 16.0) / ((double)n / 16.0);
     r.kind = RUN_SUMSQ;
     if (!rc) rc = report(env, &r, "sum_squares", shape, 4.0 * (double)n, err, "rel_err");
     r.ap = (adamw_params){.lr = 6e-4f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f,

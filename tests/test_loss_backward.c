@@ -217,7 +217,8 @@ END_TEST
 
 START_TEST(bad_arguments_return_a_status_and_a_message) {
     rt_ctx *ctx = tu_ctx();
-    tensor lg = tu_zeros(2, (int64_t[]){4, 10}), d = tu_zeros(2, (int64_t[]){4, 10}), d5 = tu_zeros(2, (int64_t[]){5, 10});
+    tensor lg = tu_zeros(2, (int64_t[]){4, 10}), d = tu_zeros(2, (int64_t[]){4, 10});
+    tensor d5 = tu_zeros(2, (int64_t[]){5, 10});
     tensor lse = tu_zeros(1, (int64_t[]){4}), lse5 = tu_zeros(1, (int64_t[]){5}), tf = tu_zeros(1, (int64_t[]){4});
     int32_t h[4] = {0, 1, 2, 3};
     tensor t = i32_tensor(1, (int64_t[]){4}, h), empty = {0}, tr, big = tu_zeros(1, (int64_t[]){60}), s1, s1v;

@@ -4,8 +4,8 @@
  * - sum of squares: |got - ref| <= 2e-6 * ref. Every term is >= 0, so relative error bounds add up:
  *   each square rounds once (6e-8), each lane's Kahan sum is within ~2 ulp (1.2e-7) whatever its
  *   length, the 4-level sum of the 16 lanes adds <= 4 * 6e-8, the second pass's Kahan sums another
- *   1.2e-7 and its 8-level __local tree <= 8 * 6e-8: <= ~1.1e-6 in all. (A plain f32 running sum of the 60M-element case would be off
- *   by far more: it stops growing at 2^24 ulps.)
+ *   1.2e-7 and its 8-level __local tree <= 8 * 6e-8: <= ~1.1e-6 in all. (A plain f32 running sum of
+ *   the 60M-element case would be off by far more: it stops growing at 2^24 ulps.)
  * - column sums: |got - want| <= 3e-7 * (|out before| + sum_r |x[r, c]|) + 1.2e-7 |want|: two Kahan
  *   sums (chunks, then chunk totals) are each within ~2 ulp of the sum of magnitudes, plus the final
  *   add into out and its rounding.
@@ -393,7 +393,8 @@ END_TEST
 START_TEST(bad_arguments_return_a_status_and_a_message) {
     rt_ctx *ctx = tu_ctx();
     tensor a = tu_zeros(2, (int64_t[]){4, 6}), b = tu_zeros(2, (int64_t[]){4, 6}), c = tu_zeros(2, (int64_t[]){4, 6});
-    tensor d = tu_zeros(2, (int64_t[]){4, 6}), e5 = tu_zeros(2, (int64_t[]){4, 5}), t64 = tu_zeros(2, (int64_t[]){6, 4});
+    tensor d = tu_zeros(2, (int64_t[]){4, 6}), e5 = tu_zeros(2, (int64_t[]){4, 5});
+    tensor t64 = tu_zeros(2, (int64_t[]){6, 4});
     tensor tr, i32, empty = {0}, o6 = tu_zeros(1, (int64_t[]){6}), o5 = tu_zeros(1, (int64_t[]){5});
     tu_ok(tensor_transpose(&t64, 0, 1, &tr));
     tu_ok(tensor_alloc(ctx, &i32, TENSOR_I32, 1, (int64_t[]){6}));

@@ -111,7 +111,8 @@ attamba_status ops_sum_rows(rt_ctx *ctx, const tensor *x, tensor *out) {
     return s;
 }
 
-attamba_status ops_adamw(rt_ctx *ctx, tensor *param, const tensor *grad, tensor *m, tensor *v, const adamw_params *p) {
+attamba_status ops_adamw(rt_ctx *ctx, tensor *param, const tensor *grad, tensor *m, tensor *v,
+                         const adamw_params *p) {
     static const char *op = "ops_adamw";
     if (!p) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: params must not be NULL", op);
     if (!(isfinite(p->lr) && p->lr >= 0))
