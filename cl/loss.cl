@@ -1,4 +1,5 @@
-/* loss.cl: the language-model head's row reductions over the vocabulary (forward only).
+/* loss.cl: the language-model head's row kernels over the vocabulary (cross-entropy forward and
+ * backward, argmax, softmax).
  * One work-group per row; the host launches exactly rows * local items with a power-of-two local
  * size, so there are no partial groups. Each work-item first scans a strided slice of its row
  * (no barrier inside that loop), then the group combines the partial results with a __local tree
@@ -185,4 +186,22 @@ __kernel void softmax_temperature_rows(__global const float *logits, int lo, int
         int j = base + lid;
         if (j < V) p[j] *= inv_s;
     }
+}
+
+/* dlogits[r, j] = scale * (exp(x[r, j] - lse[r]) - (j == t)): the gradient of scale * loss[r], one
+ * element per work-item of a 2-D launch (j, r), so the row needs no division and PoCL vectorises the
+ * work-item loop as for any elementwise kernel. Ignored rows get 0 (whatever their logits); targets
+ * outside [0, V) get NaN. dlogits may be the very same elements as logits: each work-item reads x[j]
+ * before it writes d[j] and touches no other element, and the one-hot term needs only the index t,
+ * not x[t]; so neither pointer is restrict. */
+__kernel void cross_entropy_backward(__global const float *logits, int lo, int V, __global const int *targets,
+                                     int to, int ignore_id, __global const float *lse, int eo, float scale,
+                                     __global float *dlogits, int dlo) {
+    int j = get_global_id(0), r = get_global_id(1);
+    if (j >= V) return;
+    int t = targets[to + r];
+    int ignored = t == ignore_id;
+    float s = (t < 0 || t >= V) && !ignored ? NAN : scale;
+    float g = s * (exp(logits[lo + r * V + j] - lse[eo + r]) - (j == t ? 1.0f : 0.0f));
+    dlogits[dlo + r * V + j] = ignored ? 0.0f : g;
 }

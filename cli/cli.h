@@ -26,5 +26,6 @@ int bench_decode_main(int argc, char **argv);
 int bench_ssm_main(int argc, char **argv);
 int bench_loss_main(int argc, char **argv);
 int bench_layer_main(int argc, char **argv);
+int bench_optim_main(int argc, char **argv);
 
 #endif

@@ -34,6 +34,7 @@ static const struct {
     {"ssm", bench_ssm_main, "K/V SSM: conv1d, scan (sequential vs chunked), decode steps vs copy bandwidth"},
     {"loss", bench_loss_main, "LM head: cross-entropy, argmax, sampling vs the copy bandwidth"},
     {"layer", bench_layer_main, "layer ops (norms, RoPE, SwiGLU, embedding, bias) vs copy bandwidth"},
+    {"optim", bench_optim_main, "training: AdamW, sum of squares, column sums, cross-entropy backward vs copy"},
 };
 
 static void usage(FILE *f) {

@@ -109,6 +109,60 @@ attamba_status ops_cross_entropy_mean(rt_ctx *ctx, const tensor *logits, const t
     return ATTAMBA_OK;
 }
 
+/* Whether a and b (any dtypes) share device memory: the same buffer and intersecting element
+ * ranges (both contiguous, so [offset, offset + numel) in bytes). */
+static int overlaps(const tensor *a, const tensor *b) {
+    if (a->buf->mem != b->buf->mem) return 0;
+    size_t ea = tensor_dtype_size(a->dtype), eb = tensor_dtype_size(b->dtype);
+    size_t a0 = (size_t)a->offset * ea, a1 = a0 + (size_t)tensor_numel(a) * ea;
+    size_t b0 = (size_t)b->offset * eb, b1 = b0 + (size_t)tensor_numel(b) * eb;
+    return a0 < b1 && b0 < a1;
+}
+
+attamba_status ops_cross_entropy_backward(rt_ctx *ctx, const tensor *logits, const tensor *targets, int ignore_id,
+                                          const tensor *lse, float scale, tensor *dlogits) {
+    static const char *op = "ops_cross_entropy_backward";
+    int64_t rows = 0, rshape[TENSOR_MAX_DIMS] = {0};
+    int V = 0, rndim = 0;
+    RT_TRY(expect_logits(ctx, op, logits, &rows, &V, rshape, &rndim));
+    RT_TRY(ops_expect(ctx, op, "targets", targets, TENSOR_I32, rndim, rshape));
+    if (lse) RT_TRY(ops_expect(ctx, op, "lse", lse, TENSOR_F32, rndim, rshape));
+    RT_TRY(ops_expect_same(ctx, op, "dlogits", dlogits, logits));
+    if (!isfinite(scale)) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: scale must be finite, got %g", op,
+                                         (double)scale);
+    /* In place is the same elements; a shifted overlap would read logits another item already overwrote. */
+    if (overlaps(dlogits, logits) && dlogits->offset != logits->offset)
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: dlogits overlaps logits without being the same elements",
+                       op);
+    if (overlaps(dlogits, targets) || (lse && overlaps(dlogits, lse)))
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: dlogits overlaps %s", op,
+                       overlaps(dlogits, targets) ? "targets" : "lse");
+    /* Without lse: the forward kernel recomputes it into a temporary (its per-row losses are a by-product).
+     * The temporaries may be released right after the launches: OpenCL keeps a buffer alive until the
+     * commands queued on it have finished. */
+    tensor tmp_loss = {0}, tmp_lse = {0};
+    attamba_status s = ATTAMBA_OK;
+    if (!lse) {
+        s = tensor_alloc_f32(ctx, &tmp_loss, rndim, rshape);
+        if (!s) s = tensor_alloc_f32(ctx, &tmp_lse, rndim, rshape);
+        if (!s) s = ops_cross_entropy(ctx, logits, targets, ignore_id, &tmp_loss, &tmp_lse);
+        lse = &tmp_lse;
+    }
+    cl_kernel k;
+    if (!s) s = rt_kernel(ctx, "loss", "", "cross_entropy_backward", &k);
+    if (!s) {
+        size_t lx = rt_local_1d(ctx, k, 256), local[2] = {lx, 1};
+        size_t global[2] = {rt_round_up((size_t)V, lx), (size_t)rows};
+        rt_arg args[] = {RT_MEM(logits->buf->mem), RT_I32(logits->offset), RT_I32(V), RT_MEM(targets->buf->mem),
+                         RT_I32(targets->offset), RT_I32(ignore_id), RT_MEM(lse->buf->mem), RT_I32(lse->offset),
+                         RT_F32(scale), RT_MEM(dlogits->buf->mem), RT_I32(dlogits->offset)};
+        s = rt_launch(ctx, k, "cross_entropy_backward", 2, global, local, (int)CORE_LEN(args), args);
+    }
+    tensor_free(&tmp_loss);
+    tensor_free(&tmp_lse);
+    return s;
+}
+
 attamba_status ops_argmax(rt_ctx *ctx, const tensor *logits, tensor *out) {
     static const char *op = "ops_argmax";
     int64_t rows = 0, rshape[TENSOR_MAX_DIMS] = {0};

@@ -1,6 +1,6 @@
-/* loss.h: the language-model head's ops, forward only: per-row cross-entropy (with the row
- * log-sum-exp kept for a backward pass), argmax, and sampling with temperature, top-k and top-p
- * from a seeded RNG. Row reductions run one work-group per row (cl/loss.cl).
+/* loss.h: the language-model head's ops: per-row cross-entropy (with the row log-sum-exp kept for
+ * the backward pass) and its gradient, argmax, and sampling with temperature, top-k and top-p from
+ * a seeded RNG. Row reductions run one work-group per row (cl/loss.cl).
  *
  * Shapes: logits is f32, contiguous, [N, V] (or [B, T, V]: any leading dims, rows are the last
  * dim); targets, losses, lse and argmax outputs have the logits' shape without the last dim. */
@@ -24,6 +24,18 @@ attamba_status ops_cross_entropy(rt_ctx *ctx, const tensor *logits, const tensor
  * NaN and *count the valid rows. */
 attamba_status ops_cross_entropy_mean(rt_ctx *ctx, const tensor *logits, const tensor *targets, int ignore_id,
                                       double *mean, int64_t *count);
+
+/* d(mean loss)/d(logits): dlogits[i,:] = scale * (softmax(logits[i]) - onehot(t_i)) for counted rows, 0 for
+ * rows whose target == ignore_id. lse [N] from ops_cross_entropy (pass it in; recompute when NULL). scale is
+ * usually 1/count. logits/dlogits [N,V] or [B,T,V]; dlogits may alias logits (the very same elements: in-place
+ * saves memory on a 32000 vocab); any other overlap between dlogits and an input is refused.
+ * Gradients w.r.t. inputs are written, not accumulated. Targets outside [0, V) other than ignore_id give a row
+ * of NaN (as the forward's loss; the op does not read targets back). softmax is formed as exp(x - lse), so
+ * with huge logits (|x| ~ 1e4) each probability carries the f32 rounding of lse (~1e-3 absolute in the
+ * exponent); logits of that size need the max-subtracted forward for their loss, and their gradient is
+ * only as good as lse. */
+attamba_status ops_cross_entropy_backward(rt_ctx *ctx, const tensor *logits, const tensor *targets, int ignore_id,
+                                          const tensor *lse, float scale, tensor *dlogits);
 
 /* out i32 [B]: index of the max of each row of logits [B,V] (first one on ties; NaN counts as the max,
  * as in NumPy and PyTorch). */

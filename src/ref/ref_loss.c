@@ -31,6 +31,40 @@ int64_t ref_cross_entropy(int64_t N, int V, const float *logits, const int32_t *
     return counted;
 }
 
+/* Max-subtracted log-sum-exp of a double row. */
+static double row_lse_d(int V, const double *row) {
+    double m = -INFINITY, s = 0;
+    for (int j = 0; j < V; j++) m = fmax(m, row[j]);
+    for (int j = 0; j < V; j++) s += exp(row[j] - m);
+    return m + log(s);
+}
+
+void ref_cross_entropy_backward(int64_t N, int V, const float *logits, const int32_t *targets, int ignore_id,
+                                double scale, double *dlogits) {
+    for (int64_t i = 0; i < N; i++) {
+        double *d = dlogits + i * V;
+        for (int j = 0; j < V; j++) d[j] = logits[i * V + j];
+        int t = targets[i];
+        if (t == ignore_id) {
+            for (int j = 0; j < V; j++) d[j] = 0;
+            continue;
+        }
+        double l = row_lse_d(V, d), s = t < 0 || t >= V ? NAN : scale;
+        for (int j = 0; j < V; j++) d[j] = s * (exp(d[j] - l) - (j == t));
+    }
+}
+
+double ref_cross_entropy_loss_d(int64_t N, int V, const double *logits, const int32_t *targets, int ignore_id,
+                                double scale) {
+    double sum = 0;
+    for (int64_t i = 0; i < N; i++) {
+        int t = targets[i];
+        if (t == ignore_id) continue;
+        sum += t < 0 || t >= V ? NAN : row_lse_d(V, logits + i * V) - logits[i * V + t];
+    }
+    return scale * sum;
+}
+
 /* NaN first, then larger values, then smaller indices. */
 static int argmax_before(float v, int i, float w, int j) {
     if (isnan(v) || isnan(w)) return isnan(v) && (!isnan(w) || i < j);

@@ -14,6 +14,18 @@
 int64_t ref_cross_entropy(int64_t N, int V, const float *logits, const int32_t *targets, int ignore_id,
                           double *losses, double *lse, double *mean);
 
+/* The gradient of scale * sum of the counted rows' losses w.r.t. logits [N,V], in double:
+ * dlogits[i,:] = scale * (softmax(logits[i]) - onehot(t_i)); 0 for rows with t_i == ignore_id; NaN
+ * for t_i outside [0, V). */
+void ref_cross_entropy_backward(int64_t N, int V, const float *logits, const int32_t *targets, int ignore_id,
+                                double scale, double *dlogits);
+
+/* scale * the sum of the counted rows' losses for double logits (the function whose gradient
+ * ref_cross_entropy_backward is; finite differences need logits perturbed finer than f32). Ignored
+ * rows add nothing; a target outside [0, V) makes the result NaN. */
+double ref_cross_entropy_loss_d(int64_t N, int V, const double *logits, const int32_t *targets, int ignore_id,
+                                double scale);
+
 /* out[i] = index of the max of row i of logits [B,V]; the first one on ties; NaN counts as the max
  * (as in NumPy and PyTorch). */
 void ref_argmax(int64_t B, int V, const float *logits, int32_t *out);
