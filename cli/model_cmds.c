@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <errno.h>
 
+#include <cJSON.h>
+
 #include "cli.h"
 #include "model/kv_cache.h"
 #include "model/model.h"
@@ -188,16 +190,23 @@ int cli_init(int argc, char **argv) {
 
 int cli_info(int argc, char **argv) {
     static const struct option opts[] = {{"model", required_argument, 0, 'm'}, {"preset", required_argument, 0, 'p'},
+                                         {"context", required_argument, 0, 'c'}, {"json", no_argument, 0, 'j'},
                                          {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *dir = NULL, *preset = NULL;
-    int c;
+    long context = 0;
+    int c, json = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:p:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:p:c:jh", opts, NULL)) != -1) {
         if (c == 'm') dir = optarg;
         else if (c == 'p') preset = optarg;
-        else if (c == 'h') {
-            printf("usage: attamba info (--model DIR | --preset NAME)\n\nPrints the config, the parameter count and "
-                   "the KV-cache bytes per token. No device is needed.\n");
+        else if (c == 'j') json = 1;
+        else if (c == 'c') {
+            if (!parse_int("info", "context", optarg, 1, 1L << 24, &context)) return 2;
+        } else if (c == 'h') {
+            printf("usage: attamba info (--model DIR | --preset NAME) [--context T] [--json]\n\n"
+                   "Prints the config, the parameter count, and per context length the KV-cache bytes, the keys\n"
+                   "a query visits per layer and the attention FLOPs per token (for T = 1K, 4K, 16K, 32K, or\n"
+                   "only --context T). --json prints one object. No device is needed.\n");
             return 0;
         } else return 2;
     }
@@ -212,16 +221,46 @@ int cli_info(int argc, char **argv) {
     } else if (model_config_preset(preset, &cfg, err, sizeof err)) {
         return cli_error("info", "%s", err);
     }
-    char *json = model_config_to_json(&cfg);
-    printf("%s\n", json);
-    free(json);
-    printf("parameters: %lld\n", (long long)model_config_param_count(&cfg));
+    int64_t contexts[4] = {1024, 4096, 16384, 32768};
+    int nc = 4;
+    if (context) {
+        contexts[0] = context;
+        nc = 1;
+    }
     model_config full = cfg;
     full.kind = MODEL_TRANSFORMER;
-    printf("%-10s %16s %16s %10s\n", "context", "cache bytes", "per token", "vs full");
-    for (int64_t T = 1024; T <= 32768; T *= 4) {
-        int64_t b = model_config_cache_bytes(&cfg, T), f = model_config_cache_bytes(&full, T);
-        printf("%-10lld %16lld %16.1f %9.2fx\n", (long long)T, (long long)b, (double)b / (double)T, (double)f / (double)b);
+    full.pseudo = 0;
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        char *text = model_config_to_json(&cfg);
+        cJSON_AddItemToObject(o, "config", cJSON_Parse(text));
+        free(text);
+        cJSON_AddNumberToObject(o, "parameters", (double)model_config_param_count(&cfg));
+        cJSON *a = cJSON_AddArrayToObject(o, "contexts");
+        for (int i = 0; i < nc; i++) {
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddNumberToObject(e, "context", (double)contexts[i]);
+            cJSON_AddNumberToObject(e, "cache_bytes", (double)model_config_cache_bytes(&cfg, contexts[i]));
+            cJSON_AddNumberToObject(e, "cache_bytes_full_attention", (double)model_config_cache_bytes(&full, contexts[i]));
+            cJSON_AddNumberToObject(e, "key_visits_per_query", model_config_key_visits(&cfg, contexts[i]));
+            cJSON_AddNumberToObject(e, "attention_flops_per_token", model_config_attention_flops(&cfg, contexts[i]));
+            cJSON_AddItemToArray(a, e);
+        }
+        char *out = cJSON_Print(o);
+        printf("%s\n", out);
+        free(out);
+        cJSON_Delete(o);
+        return 0;
+    }
+    char *text = model_config_to_json(&cfg);
+    printf("%s\n", text);
+    free(text);
+    printf("parameters: %lld\n", (long long)model_config_param_count(&cfg));
+    printf("%-9s %14s %11s %9s %13s %17s\n", "context", "cache bytes", "per token", "vs full", "keys/query", "attn FLOP/token");
+    for (int i = 0; i < nc; i++) {
+        int64_t T = contexts[i], b = model_config_cache_bytes(&cfg, T), f = model_config_cache_bytes(&full, T);
+        printf("%-9lld %14lld %11.1f %8.2fx %13.1f %17.3g\n", (long long)T, (long long)b, (double)b / (double)T,
+               (double)f / (double)b, model_config_key_visits(&cfg, T), model_config_attention_flops(&cfg, T));
     }
     return 0;
 }

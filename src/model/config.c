@@ -335,3 +335,30 @@ int64_t model_config_cache_bytes(const model_config *c, int64_t tokens) {
     }
     return total;
 }
+
+double model_config_key_visits(const model_config *c, int64_t T) {
+    if (T < 1) return 0;
+    double total = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        if (c->kind == MODEL_TRANSFORMER || (c->kind == MODEL_ATTAMBA && c->pseudo)) {
+            total += (double)T * (double)(T + 1) / 2;
+            continue;
+        }
+        int64_t L = c->window;
+        for (int64_t t = 0; t < T; t++) total += (double)CORE_MIN(t, L) + 1; /* the window */
+        if (c->kind != MODEL_ATTAMBA) continue;
+        /* plus every boundary s < t - L */
+        boundary_spec b = model_config_boundaries(c);
+        int64_t nb = boundary_positions(&b, l, c->n_layers, T, NULL, 0);
+        int64_t *pos = malloc((size_t)(nb > 0 ? nb : 1) * sizeof *pos);
+        if (!pos) return -1;
+        boundary_positions(&b, l, c->n_layers, T, pos, nb);
+        for (int64_t i = 0; i < nb; i++) total += (double)CORE_MAX(0, T - (pos[i] + L + 1)); /* queries t > s + L */
+        free(pos);
+    }
+    return total / ((double)T * c->n_layers);
+}
+
+double model_config_attention_flops(const model_config *c, int64_t T) {
+    return 4.0 * c->n_heads * c->head_dim * model_config_key_visits(c, T) * c->n_layers;
+}

@@ -59,4 +59,9 @@ int64_t model_config_param_count(const model_config *c);
 /* KV-cache bytes per layer after `tokens` tokens (SPEC 4), f32; layer matters for cyclic shifts. */
 int64_t model_config_cache_bytes(const model_config *c, int64_t tokens);
 
+/* Mean number of keys a query visits per layer over positions [0, T) (SPEC 3.3 masks), and the
+ * attention FLOPs per token of the whole model at that context (QK^T and PV: 4 * H * dh per key). */
+double model_config_key_visits(const model_config *c, int64_t T);
+double model_config_attention_flops(const model_config *c, int64_t T);
+
 #endif
