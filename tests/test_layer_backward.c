@@ -249,8 +249,9 @@ static void assert_scaled(const float *got, const float *want, const double *sca
  * is off by ~1e-6 of sum |dout w g| and r by a few ulp. Hence scale = r |dout w| +
  * |g| r^3 sum|dout w g| / C (times |silu(z)| for dy, |y| s (1 + |z| (1 - s)) for dz, s =
  * sigmoid(z): silu' = s (1 + z (1 - s)) crosses zero near z = -1.28, where 1 - s's rounding is all
- * that is left), rtol 1e-5 of that, atol 1e-8. Where the two terms cancel (C = 1: dx = r dout w eps / (x^2 + eps)) a tolerance
- * relative to the result itself would be wrong. a = x or y; z NULL for the plain norm. */
+ * that is left), rtol 1e-5 of that, atol 1e-8. Where the two terms cancel (C = 1:
+ * dx = r dout w eps / (x^2 + eps)) a tolerance relative to the result itself would be wrong.
+ * a = x or y; z NULL for the plain norm. */
 static void check_norm_grads(int64_t rows, int64_t C, const float *a, const float *z, const float *w,
                              float eps, const float *dout, const float *got_a, const float *want_a,
                              const float *got_z, const float *want_z, const char *what) {
@@ -383,7 +384,8 @@ START_TEST(norm_weight_gradients_accumulate_into_views_reproducibly) {
         tu_assert_close(res[0] + PAD, wdw, C, 1e-5, 4e-6 * (double)rows, "dw accumulated twice");
         ck_assert_mem_eq(res[0], flat, PAD * sizeof(float));
         ck_assert_mem_eq(res[0] + PAD + C, flat + PAD + C, PAD * sizeof(float));
-        ck_assert_msg(!memcmp(res[0], res[1], FLAT * sizeof(float)), "two identical runs differ (gated %d)", gated);
+        ck_assert_msg(!memcmp(res[0], res[1], FLAT * sizeof(float)), "two identical runs differ (gated %d)",
+                      gated);
         free(res[0]), free(res[1]);
     }
     tensor *all[] = {&tx, &tz, &tw, &tg};
@@ -459,6 +461,42 @@ START_TEST(norm_input_gradients_may_overwrite_inputs) {
     }
     tensor_free(&tw);
     free(x), free(z), free(w), free(dout);
+}
+END_TEST
+
+/* A zero row (x = 0, or z = 0 in the gated norm) has r = 1/sqrt(eps): the gradients stay finite
+ * and match the ref (dx = dout w / sqrt(eps), dw gets nothing from that row). */
+START_TEST(norm_backwards_are_finite_on_zero_rows) {
+    rt_ctx *ctx = tu_ctx();
+    enum { R = 3, C = 50, N = R * C };
+    int64_t shape[2] = {R, C}, c = C;
+    float *x = tu_random(N, 181, -2, 2), *w = tu_random(C, 182, 0.5f, 1.5f), *dout = tu_random(N, 183, -1, 1);
+    float *z = tu_random(N, 184, -4, 4), wa[N], wb[N], wdw[C] = {0};
+    for (int i = 0; i < C; i++) x[C + i] = 0.0f, z[2 * C + i] = 0.0f; /* row 1: x = 0; row 2: z = 0 */
+    tensor tx = tu_tensor(2, shape, x), tz = tu_tensor(2, shape, z), tw = tu_tensor(1, &c, w);
+    tensor tg = tu_tensor(2, shape, dout), ta = tu_zeros(2, shape), tb = tu_zeros(2, shape), dw = tu_zeros(1, &c);
+    tu_ok(ops_rmsnorm_backward(ctx, &tx, &tw, 1e-5f, &tg, &ta, &dw));
+    ref_rmsnorm_backward(R, C, x, w, 1e-5f, dout, wa, wdw);
+    float *got = tu_download(&ta), *gdw = tu_download(&dw);
+    check_norm_grads(R, C, x, NULL, w, 1e-5f, dout, got, wa, NULL, NULL, "rmsnorm with a zero row");
+    tu_assert_close(gdw, wdw, C, 1e-5, 2e-6 * R, "rmsnorm dw with a zero row");
+    for (int i = 0; i < C; i++) /* 1/sqrt(1e-5) = 316.2: the row is scaled, not zeroed or NaN */
+        ck_assert_double_eq_tol(got[C + i], dout[C + i] * w[i] / sqrt(1e-5),
+                                1e-5 * 316.3 * fabs(dout[C + i]) + 1e-6);
+    free(got), free(gdw);
+    memset(wdw, 0, sizeof wdw);
+    tu_ok(tensor_fill(&dw, 0.0));
+    tu_ok(ops_gated_rmsnorm_backward(ctx, &tx, &tz, &tw, 1e-5f, &tg, &ta, &tb, &dw));
+    ref_gated_rmsnorm_backward(R, C, x, z, w, 1e-5f, dout, wa, wb, wdw);
+    got = tu_download(&ta), gdw = tu_download(&dw);
+    float *gdz = tu_download(&tb);
+    check_norm_grads(R, C, x, z, w, 1e-5f, dout, got, wa, gdz, wb, "gated with zero rows");
+    tu_assert_close(gdw, wdw, C, 1e-5, 2e-6 * R, "gated dw with zero rows");
+    for (int i = 0; i < N; i++) ck_assert(isfinite(got[i]) && isfinite(gdz[i]));
+    free(got), free(gdw), free(gdz);
+    tensor *all[] = {&tx, &tz, &tw, &tg, &ta, &tb, &dw};
+    for (size_t i = 0; i < CORE_LEN(all); i++) tensor_free(all[i]);
+    free(x), free(w), free(dout), free(z);
 }
 END_TEST
 
@@ -638,7 +676,8 @@ START_TEST(embedding_backward_sums_repeated_ids_and_leaves_unused_rows) {
     int64_t d = widths[_i], ids_shape[2] = {B, T}, dshape[3] = {B, T, d}, tshape[2] = {V, d};
     /* 7 appears 5 times, 0 three times, 49 (the last id) twice; most ids are unused */
     int32_t ids[B * T] = {7, 0, 49, 7, 3, 7, 12, 0, 49, 25, 1, 2, 7, 4, 30, 48, 0, 7, 13, 40, 11};
-    float *dout = tu_random(B * T * d, 150 + (uint64_t)_i, -1, 1), *table = tu_random(V * d, 160 + (uint64_t)_i, -1, 1);
+    float *dout = tu_random(B * T * d, 150 + (uint64_t)_i, -1, 1);
+    float *table = tu_random(V * d, 160 + (uint64_t)_i, -1, 1);
     dyadic(dout, B * T * d);
     dyadic(table, V * d);
     float *want = malloc((size_t)(V * d) * sizeof *want);
@@ -804,6 +843,7 @@ int main(void) {
     tcase_add_loop_test(t, norm_backwards_match_reference_on_awkward_shapes, 0, N_ROWS * N_WIDTHS);
     tcase_add_loop_test(t, norm_weight_gradients_accumulate_into_views_reproducibly, 0, 2);
     tcase_add_test(t, norm_input_gradients_may_overwrite_inputs);
+    tcase_add_test(t, norm_backwards_are_finite_on_zero_rows);
     tcase_add_loop_test(t, rope_backward_matches_reference, 0, (int)CORE_LEN(rope_cases));
     tcase_add_loop_test(t, rope_backward_undoes_rope_forward, 0, (int)CORE_LEN(rope_cases));
     tcase_add_loop_test(t, swiglu_and_silu_backwards_match_reference, 0, N_ROWS * N_WIDTHS);
