@@ -1,0 +1,205 @@
+/* layer_backward.cl: backward passes of the layer ops of layer.cl (RMSNorm, gated RMSNorm, RoPE,
+ * SwiGLU, SiLU, embedding), for training. Offsets in elements.
+ *
+ * Norms: with r = rsqrt(mean(g^2) + eps) (g = x, or y * silu(z) for the gated norm) and
+ * s = dot(dout * w, g) over the row, the input gradient is dg = r * dout * w - g * (r^3 s / C).
+ * A row kernel (one work-group per row, __local tree reduction as in layer.cl) computes the two
+ * per-row numbers (r, r^3 s / C) and either writes the gradients itself or leaves them to an
+ * elementwise kernel that runs after the weight gradient, which reads x and dout: that order lets
+ * dx alias x or dout. The weight gradient dw[c] = sum_r dout[r, c] g[r, c] r_r is a column sum:
+ * partial sums over fixed blocks of rows, then one work-item per column adds the partials in
+ * block order. No float atomics, so results are bitwise reproducible for a given shape.
+ *
+ * Barriers only in straight-line code or loops whose trip count depends on the group size. */
+
+/* Sums of (a, b) over the group, returned to every work-item. Tree over the next power of two
+ * >= the group size; partners beyond the group add nothing. Ends with a barrier. */
+inline float2 atb_group_sum2(float2 part, __local float2 *scratch) {
+    int lid = get_local_id(0), n = get_local_size(0);
+    int p2 = 1;
+    while (p2 < n) p2 <<= 1;
+    scratch[lid] = part;
+    for (int s = p2 >> 1; s > 0; s >>= 1) {
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (lid < s && lid + s < n) scratch[lid] += scratch[lid + s];
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    float2 total = scratch[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return total;
+}
+
+/* d silu(z) / dz = sigmoid(z) (1 + z (1 - sigmoid(z))). */
+inline float atb_dsilu(float z) {
+    float sg = atb_sigmoid(z);
+    return sg * (1.0f + z * (1.0f - sg));
+}
+
+/* Row statistics of RMSNorm backward into stats[2r], stats[2r+1] = (r, r^3 s / C); with
+ * write_dx the row's dx as well (each work-item rereads exactly what it writes: dx may alias x
+ * or dout). */
+__kernel void rmsnorm_bwd_rows_f32(__global float *dx, int dxo, __global float *stats,
+                                   __global const float *x, int xo, __global const float *w, int wo,
+                                   __global const float *dout, int go, int C, float eps, int write_dx,
+                                   __local float2 *scratch) {
+    int r = get_group_id(0), lid = get_local_id(0), n = get_local_size(0);
+    __global const float *xr = x + xo + (size_t)r * C;
+    __global const float *gr = dout + go + (size_t)r * C;
+    float2 part = (float2)(0.0f, 0.0f);
+    for (int c = lid; c < C; c += n) {
+        float v = xr[c];
+        part += (float2)(v * v, gr[c] * w[wo + c] * v);
+    }
+    float2 tot = atb_group_sum2(part, scratch);
+    float inv = 1.0f / sqrt(tot.x / (float)C + eps);
+    float coef = inv * inv * inv * tot.y / (float)C;
+    if (lid == 0) {
+        stats[2 * r] = inv;
+        stats[2 * r + 1] = coef;
+    }
+    if (write_dx) {
+        __global float *dr = dx + dxo + (size_t)r * C;
+        for (int c = lid; c < C; c += n) dr[c] = inv * gr[c] * w[wo + c] - xr[c] * coef;
+    }
+}
+
+/* dx from the row statistics, one work-item per element. */
+__kernel void rmsnorm_bwd_dx_f32(__global float *dx, int dxo, __global const float *stats,
+                                 __global const float *x, int xo, __global const float *w, int wo,
+                                 __global const float *dout, int go, int C, int n) {
+    int i = get_global_id(0);
+    if (i >= n) return;
+    int r = i / C, c = i - r * C;
+    dx[dxo + i] = stats[2 * r] * dout[go + i] * w[wo + c] - x[xo + i] * stats[2 * r + 1];
+}
+
+/* Gated: the same with g = y * silu(z); dy = dg * silu(z), dz = dg * y * silu'(z). Every input
+ * element is read before the work-item writes its outputs, so dy/dz may alias y, z or dout. */
+__kernel void gated_rmsnorm_bwd_rows_f32(__global float *dy, int dyo, __global float *dz, int dzo,
+                                         __global float *stats, __global const float *y, int yo,
+                                         __global const float *z, int zo, __global const float *w, int wo,
+                                         __global const float *dout, int go, int C, float eps, int write_dy,
+                                         int write_dz, __local float2 *scratch) {
+    int r = get_group_id(0), lid = get_local_id(0), n = get_local_size(0);
+    __global const float *yr = y + yo + (size_t)r * C;
+    __global const float *zr = z + zo + (size_t)r * C;
+    __global const float *gr = dout + go + (size_t)r * C;
+    float2 part = (float2)(0.0f, 0.0f);
+    for (int c = lid; c < C; c += n) {
+        float zv = zr[c], g = yr[c] * zv * atb_sigmoid(zv);
+        part += (float2)(g * g, gr[c] * w[wo + c] * g);
+    }
+    float2 tot = atb_group_sum2(part, scratch);
+    float inv = 1.0f / sqrt(tot.x / (float)C + eps);
+    float coef = inv * inv * inv * tot.y / (float)C;
+    if (lid == 0) {
+        stats[2 * r] = inv;
+        stats[2 * r + 1] = coef;
+    }
+    if (write_dy || write_dz) {
+        for (int c = lid; c < C; c += n) {
+            float yv = yr[c], zv = zr[c], sg = atb_sigmoid(zv), silu = zv * sg;
+            float dg = inv * gr[c] * w[wo + c] - yv * silu * coef;
+            float dzv = dg * yv * sg * (1.0f + zv * (1.0f - sg));
+            if (write_dy) dy[dyo + (size_t)r * C + c] = dg * silu;
+            if (write_dz) dz[dzo + (size_t)r * C + c] = dzv;
+        }
+    }
+}
+
+__kernel void gated_rmsnorm_bwd_dyz_f32(__global float *dy, int dyo, __global float *dz, int dzo,
+                                        __global const float *stats, __global const float *y, int yo,
+                                        __global const float *z, int zo, __global const float *w, int wo,
+                                        __global const float *dout, int go, int C, int write_dy, int write_dz,
+                                        int n) {
+    int i = get_global_id(0);
+    if (i >= n) return;
+    int r = i / C, c = i - r * C;
+    float yv = y[yo + i], zv = z[zo + i], sg = atb_sigmoid(zv), silu = zv * sg;
+    float dg = stats[2 * r] * dout[go + i] * w[wo + c] - yv * silu * stats[2 * r + 1];
+    float dzv = dg * yv * sg * (1.0f + zv * (1.0f - sg));
+    if (write_dy) dy[dyo + i] = dg * silu;
+    if (write_dz) dz[dzo + i] = dzv;
+}
+
+/* Weight-gradient partials: work-item (blk, c) sums dout[r, c] * g[r, c] * stats[2r] over rows
+ * r of block blk (rb rows), g = a (gated = 0) or a * silu(z) (gated = 1). With accumulate it adds
+ * the sum to out[blk * C + c] (the single-block case writes straight into dw), else stores it. */
+__kernel void norm_dw_partial_f32(__global float *out, int oo, __global const float *dout, int go,
+                                  __global const float *a, int ao, __global const float *z, int zo,
+                                  __global const float *stats, int rows, int C, int rb, int gated,
+                                  int accumulate, int n) {
+    int i = get_global_id(0);
+    if (i >= n) return;
+    int blk = i / C, c = i - blk * C;
+    int r0 = blk * rb, r1 = min(rows, r0 + rb);
+    float sum = 0.0f;
+    for (int r = r0; r < r1; r++) {
+        size_t e = (size_t)r * C + c;
+        float g = a[ao + e];
+        if (gated) g *= z[zo + e] * atb_sigmoid(z[zo + e]);
+        sum += dout[go + e] * g * stats[2 * r];
+    }
+    if (accumulate) out[oo + i] += sum;
+    else out[oo + i] = sum;
+}
+
+/* dw[c] += sum over blocks of part[blk * C + c], in block order. */
+__kernel void colsum_acc_f32(__global float *dw, int dwo, __global const float *part, int nblk, int C) {
+    int c = get_global_id(0);
+    if (c >= C) return;
+    float sum = 0.0f;
+    for (int b = 0; b < nblk; b++) sum += part[(size_t)b * C + c];
+    dw[dwo + c] += sum;
+}
+
+/* RoPE backward: the forward rotates pair i by +angle, so the gradient rotates by -angle. The
+ * angle is computed exactly as rope_f32 in layer.cl computes it (same f32 operations), so
+ * backward(forward(x)) is x up to the rounding of cos^2 + sin^2. */
+__kernel void rope_bwd_f32(__global float *dx, int xo, __global const int *pos0, int po, int T, int half_dh,
+                           int pairs_per_row, float log2_theta, int n_pairs) {
+    int i = get_global_id(0);
+    if (i >= n_pairs) return;
+    int j = i % half_dh, row = i / pairs_per_row;
+    int b = row / T, t = row - b * T;
+    float pos = (float)(pos0[po + b] + t);
+    float freq = exp2(-((float)j / (float)half_dh) * log2_theta);
+    float ang = pos * freq, c = cos(ang), s = sin(ang);
+    __global float *p = dx + xo + 2 * (size_t)i;
+    float a = p[0], bb = p[1];
+    p[0] = a * c + bb * s;
+    p[1] = bb * c - a * s;
+}
+
+/* out = silu(gate) * up: dgate = dout * up * silu'(gate), dup = dout * silu(gate). Inputs are
+ * read before either output is written, so dgate/dup may alias gate, up or dout. */
+__kernel void swiglu_bwd_f32(__global float *dgate, int dgo, __global float *dup, int duo,
+                             __global const float *gate, int go, __global const float *up, int uo,
+                             __global const float *dout, int oo, int write_dgate, int write_dup, int n) {
+    int i = get_global_id(0);
+    if (i >= n) return;
+    float g = gate[go + i], u = up[uo + i], d = dout[oo + i], sg = atb_sigmoid(g);
+    float dg = d * u * sg * (1.0f + g * (1.0f - sg)), du = d * g * sg;
+    if (write_dgate) dgate[dgo + i] = dg;
+    if (write_dup) dup[duo + i] = du;
+}
+
+__kernel void silu_bwd_f32(__global float *dx, int dxo, __global const float *x, int xo,
+                           __global const float *dout, int oo, int n) {
+    int i = get_global_id(0);
+    if (i < n) dx[dxo + i] = dout[oo + i] * atb_dsilu(x[xo + i]);
+}
+
+/* Embedding backward over a host-built CSR: used id u (ids[u]) owns positions
+ * pos[start[u] .. start[u+1]) in increasing order; work-item (u, c) adds their dout[p, c] in that
+ * order to dtable[ids[u], c]. Each (id, c) has exactly one writer: no atomics, deterministic. */
+__kernel void embedding_bwd_f32(__global float *dtable, int to, __global const float *dout, int go,
+                                __global const int *csr, int n_used, int d, int n) {
+    int i = get_global_id(0);
+    if (i >= n) return;
+    int u = i / d, c = i - u * d;
+    __global const int *ids = csr, *start = csr + n_used, *pos = csr + 2 * n_used + 1;
+    float sum = 0.0f;
+    for (int k = start[u]; k < start[u + 1]; k++) sum += dout[go + (size_t)pos[k] * d + c];
+    dtable[to + (size_t)ids[u] * d + c] += sum;
+}
