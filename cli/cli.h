@@ -25,5 +25,6 @@ int bench_gemm_main(int argc, char **argv);
 int bench_decode_main(int argc, char **argv);
 int bench_ssm_main(int argc, char **argv);
 int bench_loss_main(int argc, char **argv);
+int bench_attention_backward_main(int argc, char **argv);
 
 #endif

@@ -33,6 +33,7 @@ static const struct {
     {"gemm", bench_gemm_main, "GEMM: CLBlast vs the own kernel vs host BLAS on a d=512 model's shapes"},
     {"ssm", bench_ssm_main, "K/V SSM: conv1d, scan (sequential vs chunked), decode steps vs copy bandwidth"},
     {"loss", bench_loss_main, "LM head: cross-entropy, argmax, sampling vs the copy bandwidth"},
+    {"attention-backward", bench_attention_backward_main, "attention: prefill backward vs forward, causal vs compressed"},
 };
 
 static void usage(FILE *f) {
