@@ -29,23 +29,24 @@ typedef struct {
 static int run_once(void *p) {
     attn_run *r = p;
     attamba_status s =
-        r->backward ? ops_attention_prefill_backward_with(r->ctx, r->q, r->k, r->v, r->H, r->H, r->mask, r->out,
-                                                          r->dout, r->opts, r->dq, r->dk, r->dv)
+        r->backward ? ops_attention_prefill_backward_with(r->ctx, r->q, r->k, r->v, r->H, r->H, r->mask,
+                                                          r->out, r->dout, r->opts, r->dq, r->dk, r->dv)
                     : ops_attention_prefill(r->ctx, r->q, r->k, r->v, r->H, r->H, r->mask, r->out);
     if (s) return 1;
     return rt_finish(r->ctx) != ATTAMBA_OK;
 }
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: attamba bench attention-backward [--device P:D] [--seconds S] [--reps N] [--t T[,T...]]\n"
-               "                                        [--variant BQ,TK,BK,TQ,LOCAL] [--json FILE|-]\n\n"
-               "Times the prefill attention forward and backward on d = 512 (8 heads of 64), B = 1, for\n"
-               "causal and compressed masks (P = 1 and 8 with cyclic boundaries, L = 8), T = 1024,4096 by\n"
-               "default. 'pairs' counts the (query, key) pairs the mask allows; 'check' is the worst\n"
-               "|sum_s dv_s - sum_t dout_t| / sum_t |dout_t| over channels (softmax rows sum to 1).\n"
-               "--seconds: minimum time per measurement (default 1); --reps: minimum repetitions (3).\n"
-               "--variant: the backward's attn_backward_opts (0 = the device default; LOCAL 1 = __local\n"
-               "tiles, 2 = global), e.g. 16,8,16,8,2.\n");
+    fprintf(f,
+            "usage: attamba bench attention-backward [--device P:D] [--seconds S] [--reps N] [--t T[,T...]]\n"
+            "                                        [--variant BQ,TK,BK,TQ,LOCAL] [--json FILE|-]\n\n"
+            "Times the prefill attention forward and backward on d = 512 (8 heads of 64), B = 1, for\n"
+            "causal and compressed masks (P = 1 and 8 with cyclic boundaries, L = 8), T = 1024,4096 by\n"
+            "default. 'pairs' counts the (query, key) pairs the mask allows; 'check' is the worst\n"
+            "|sum_s dv_s - sum_t dout_t| / sum_t |dout_t| over channels (softmax rows sum to 1).\n"
+            "--seconds: minimum time per measurement (default 1); --reps: minimum repetitions (3).\n"
+            "--variant: the backward's attn_backward_opts (0 = the device default; LOCAL 1 = __local\n"
+            "tiles, 2 = global), e.g. 16,8,16,8,2.\n");
 }
 
 typedef struct {
@@ -95,7 +96,8 @@ static int bench_case(bench_env *env, int T, attn_mode mode, int P, int L, doubl
     }
     ref_boundary_flags(T, b64, nb, flags);
     attn_mask mask = {mode, L, mode == ATTN_COMPRESSED ? &bt : NULL};
-    attn_run r = {ctx, 0, H, &mask, env->opts, &ts[0], &ts[1], &ts[2], &ts[3], &ts[4], &ts[5], &ts[6], &ts[7]};
+    attn_run r = {ctx, 0, H, &mask, env->opts, &ts[0], &ts[1], &ts[2], &ts[3], &ts[4], &ts[5], &ts[6],
+                  &ts[7]};
     double fwd = bench_time(run_once, &r, env->reps, env->seconds);
     r.backward = 1;
     double bwd = fwd < 0 ? -1 : bench_time(run_once, &r, env->reps, env->seconds);
@@ -121,8 +123,8 @@ static int bench_case(bench_env *env, int T, attn_mode mode, int P, int L, doubl
     char pl[32] = "-";
     if (mode == ATTN_COMPRESSED) snprintf(pl, sizeof pl, "P=%d L=%d", P, L);
     double vs_causal = causal_bwd_ms > 0 ? 1e3 * bwd / causal_bwd_ms : 1.0;
-    printf("%6d %-11s %-10s %12lld %10.2f %10.2f %8.2f %10.3f %9.1e\n", T, name, pl, (long long)pairs, 1e3 * fwd,
-           1e3 * bwd, bwd / fwd, vs_causal, check);
+    printf("%6d %-11s %-10s %12lld %10.2f %10.2f %8.2f %10.3f %9.1e\n", T, name, pl, (long long)pairs,
+           1e3 * fwd, 1e3 * bwd, bwd / fwd, vs_causal, check);
     fflush(stdout);
     cJSON *o = bench_record(ctx, "attention_prefill_backward");
     cJSON_AddNumberToObject(o, "T", T);
@@ -154,11 +156,11 @@ done:
 }
 
 int bench_attention_backward_main(int argc, char **argv) {
-    static const struct option opts[] = {{"device", required_argument, 0, 'd'}, {"seconds", required_argument, 0, 's'},
-                                         {"reps", required_argument, 0, 'r'},   {"t", required_argument, 0, 't'},
-                                         {"variant", required_argument, 0, 'v'},
-                                         {"json", required_argument, 0, 'j'},   {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"device", required_argument, 0, 'd'},  {"seconds", required_argument, 0, 's'},
+        {"reps", required_argument, 0, 'r'},    {"t", required_argument, 0, 't'},
+        {"variant", required_argument, 0, 'v'}, {"json", required_argument, 0, 'j'},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     const char *device = NULL, *json = NULL, *tlist = "1024,4096";
     double seconds = 1.0;
     int reps = 3, c;
@@ -171,9 +173,10 @@ int bench_attention_backward_main(int argc, char **argv) {
         case 'r': reps = atoi(optarg); break;
         case 't': tlist = optarg; break;
         case 'v':
-            if (sscanf(optarg, "%d,%d,%d,%d,%d", &variant.block_q, &variant.tile_k, &variant.block_k, &variant.tile_q,
-                       &variant.use_local) != 5)
-                return cli_error("bench attention-backward", "bad --variant '%s' (want BQ,TK,BK,TQ,LOCAL)", optarg);
+            if (sscanf(optarg, "%d,%d,%d,%d,%d", &variant.block_q, &variant.tile_k, &variant.block_k,
+                       &variant.tile_q, &variant.use_local) != 5)
+                return cli_error("bench attention-backward", "bad --variant '%s' (want BQ,TK,BK,TQ,LOCAL)",
+                                 optarg);
             break;
         case 'j': json = optarg; break;
         case 'h': usage(stdout); return 0;
@@ -184,7 +187,8 @@ int bench_attention_backward_main(int argc, char **argv) {
     for (const char *p = tlist; *p && nt < 16;) {
         char *end;
         long t = strtol(p, &end, 10);
-        if (end == p || t < 1 || t > (1 << 20)) return cli_error("bench attention-backward", "bad --t '%s'", tlist);
+        if (end == p || t < 1 || t > (1 << 20))
+            return cli_error("bench attention-backward", "bad --t '%s'", tlist);
         ts[nt++] = (int)t;
         p = *end == ',' ? end + 1 : end;
         if (*end && *end != ',') return cli_error("bench attention-backward", "bad --t '%s'", tlist);

@@ -117,20 +117,20 @@ typedef struct {
 } bcase;
 
 static const bcase fd_cases[] = {
-    {2, 7, 2, 1, 4, ATTN_CAUSAL, 0, BOUNDARY_UNIFORM, 1},         /* batch, GQA */
+    {2, 7, 2, 1, 4, ATTN_CAUSAL, 0, BOUNDARY_UNIFORM, 1}, /* batch, GQA */
     {1, 9, 2, 2, 3, ATTN_SLIDING, 2, BOUNDARY_UNIFORM, 1},
-    {1, 8, 2, 1, 4, ATTN_SLIDING, 0, BOUNDARY_UNIFORM, 1},        /* L = 0: out = v, dq = dk = 0 */
-    {1, 11, 2, 1, 4, ATTN_COMPRESSED, 2, BOUNDARY_CYCLIC, 3},     /* GQA */
-    {2, 10, 4, 2, 2, ATTN_COMPRESSED, 0, BOUNDARY_RANDOM, 3},     /* L = 0, GQA */
-    {1, 8, 2, 2, 4, ATTN_COMPRESSED, 1, BOUNDARY_UNIFORM, 1},     /* P = 1 */
-    {1, 10, 2, 1, 4, ATTN_COMPRESSED, 2, BOUNDARY_UNIFORM, 16},   /* P >= T: only boundary 0 */
+    {1, 8, 2, 1, 4, ATTN_SLIDING, 0, BOUNDARY_UNIFORM, 1},      /* L = 0: out = v, dq = dk = 0 */
+    {1, 11, 2, 1, 4, ATTN_COMPRESSED, 2, BOUNDARY_CYCLIC, 3},   /* GQA */
+    {2, 10, 4, 2, 2, ATTN_COMPRESSED, 0, BOUNDARY_RANDOM, 3},   /* L = 0, GQA */
+    {1, 8, 2, 2, 4, ATTN_COMPRESSED, 1, BOUNDARY_UNIFORM, 1},   /* P = 1 */
+    {1, 10, 2, 1, 4, ATTN_COMPRESSED, 2, BOUNDARY_UNIFORM, 16}, /* P >= T: only boundary 0 */
 };
 #define N_FD_CASES ((int)(sizeof fd_cases / sizeof fd_cases[0]))
 
 /* Central differences of fd_loss in every element of x (a copy of one of q, k, v), compared with
  * the reference gradient `want` for it. */
-static void fd_check(const bcase *c, const uint8_t *isb, double *q, double *k, double *v, const double *g, double *x,
-                     int64_t n, const float *grad, const char *name, int case_no) {
+static void fd_check(const bcase *c, const uint8_t *isb, double *q, double *k, double *v, const double *g,
+                     double *x, int64_t n, const float *grad, const char *name, int case_no) {
     double worst = 0;
     int64_t at = -1;
     for (int64_t i = 0; i < n; i++) {
@@ -147,14 +147,15 @@ static void fd_check(const bcase *c, const uint8_t *isb, double *q, double *k, d
             at = i;
         }
     }
-    ck_assert_msg(at < 0, "case %d: d%s[%lld] = %.8g, finite differences give a different value", case_no, name,
-                  (long long)at, at >= 0 ? grad[at] : 0.0);
+    ck_assert_msg(at < 0, "case %d: d%s[%lld] = %.8g, finite differences give a different value", case_no,
+                  name, (long long)at, at >= 0 ? grad[at] : 0.0);
 }
 
 START_TEST(reference_backward_matches_finite_differences) {
     const bcase *c = &fd_cases[_i];
     int64_t nq = (int64_t)c->B * c->T * c->H * c->dh, nk = (int64_t)c->B * c->T * c->Hkv * c->dh;
-    float *q = tu_random(nq, 10 + _i, -1, 1), *k = tu_random(nk, 20 + _i, -1, 1), *v = tu_random(nk, 30 + _i, -1, 1);
+    float *q = tu_random(nq, 10 + _i, -1, 1), *k = tu_random(nk, 20 + _i, -1, 1),
+          *v = tu_random(nk, 30 + _i, -1, 1);
     float *g = tu_random(nq, 40 + _i, -1, 1);
     float *dq = malloc((size_t)nq * sizeof *dq), *dk = malloc((size_t)nk * sizeof *dk);
     float *dv = malloc((size_t)nk * sizeof *dv);
@@ -170,8 +171,8 @@ START_TEST(reference_backward_matches_finite_differences) {
         vd[i] = v[i];
     }
     bset bs = bset_make(c->strategy, c->chunk, c->T);
-    ref_attention_backward(c->B, c->T, c->H, c->Hkv, c->dh, q, k, v, g, (int)c->mode, c->window, bs.flags, dq, dk,
-                           dv);
+    ref_attention_backward(c->B, c->T, c->H, c->Hkv, c->dh, q, k, v, g, (int)c->mode, c->window, bs.flags, dq,
+                           dk, dv);
     fd_check(c, bs.flags, qd, kd, vd, gd, qd, nq, dq, "q", _i);
     fd_check(c, bs.flags, qd, kd, vd, gd, kd, nk, dk, "k", _i);
     fd_check(c, bs.flags, qd, kd, vd, gd, vd, nk, dv, "v", _i);
@@ -237,8 +238,8 @@ static void run_backward(prob *x, const attn_mask *m, const attn_backward_opts *
     tu_ok(tensor_fill(&x->dq, NAN));
     tu_ok(tensor_fill(&x->dk, NAN));
     tu_ok(tensor_fill(&x->dv, NAN));
-    tu_ok(ops_attention_prefill_backward_with(ctx, &x->tq, &x->tk, &x->tv, x->H, x->Hkv, m, &x->out, &x->tg, opts,
-                                              &x->dq, &x->dk, &x->dv));
+    tu_ok(ops_attention_prefill_backward_with(ctx, &x->tq, &x->tk, &x->tv, x->H, x->Hkv, m, &x->out, &x->tg,
+                                              opts, &x->dq, &x->dk, &x->dv));
     *dq = tu_download(&x->dq);
     *dk = tu_download(&x->dk);
     *dv = tu_download(&x->dv);
@@ -252,18 +253,18 @@ static const attn_backward_opts variants[] = {
 #define N_VARIANTS ((int)(sizeof variants / sizeof variants[0]))
 
 static const bcase kcases[] = {
-    {2, 37, 2, 1, 8, ATTN_COMPRESSED, 3, BOUNDARY_CYCLIC, 4},     /* T % P != 0, batch, GQA */
-    {1, 100, 4, 2, 24, ATTN_COMPRESSED, 5, BOUNDARY_RANDOM, 6},   /* odd dh, GQA */
-    {1, 257, 2, 1, 64, ATTN_COMPRESSED, 8, BOUNDARY_CYCLIC, 8},   /* many blocks, far pass */
-    {2, 100, 2, 2, 8, ATTN_COMPRESSED, 0, BOUNDARY_UNIFORM, 1},   /* P = 1, L = 0 */
-    {1, 37, 2, 1, 24, ATTN_COMPRESSED, 4, BOUNDARY_UNIFORM, 64},  /* P >= T: only boundary 0 */
-    {2, 41, 4, 1, 8, ATTN_COMPRESSED, 2, BOUNDARY_EXPLICIT, 0},   /* explicit list, H = 4 Hkv */
-    {1, 33, 2, 2, 24, ATTN_COMPRESSED, 40, BOUNDARY_CYCLIC, 8},   /* L >= T: no far pass */
+    {2, 37, 2, 1, 8, ATTN_COMPRESSED, 3, BOUNDARY_CYCLIC, 4},    /* T % P != 0, batch, GQA */
+    {1, 100, 4, 2, 24, ATTN_COMPRESSED, 5, BOUNDARY_RANDOM, 6},  /* odd dh, GQA */
+    {1, 257, 2, 1, 64, ATTN_COMPRESSED, 8, BOUNDARY_CYCLIC, 8},  /* many blocks, far pass */
+    {2, 100, 2, 2, 8, ATTN_COMPRESSED, 0, BOUNDARY_UNIFORM, 1},  /* P = 1, L = 0 */
+    {1, 37, 2, 1, 24, ATTN_COMPRESSED, 4, BOUNDARY_UNIFORM, 64}, /* P >= T: only boundary 0 */
+    {2, 41, 4, 1, 8, ATTN_COMPRESSED, 2, BOUNDARY_EXPLICIT, 0},  /* explicit list, H = 4 Hkv */
+    {1, 33, 2, 2, 24, ATTN_COMPRESSED, 40, BOUNDARY_CYCLIC, 8},  /* L >= T: no far pass */
     {2, 45, 4, 2, 24, ATTN_CAUSAL, 0, BOUNDARY_UNIFORM, 1},
     {1, 257, 2, 2, 8, ATTN_CAUSAL, 0, BOUNDARY_UNIFORM, 1},
     {1, 100, 2, 1, 64, ATTN_SLIDING, 6, BOUNDARY_UNIFORM, 1},
-    {1, 23, 3, 3, 8, ATTN_SLIDING, 0, BOUNDARY_UNIFORM, 1},       /* L = 0 */
-    {3, 1, 2, 1, 8, ATTN_COMPRESSED, 2, BOUNDARY_CYCLIC, 4},      /* T = 1 */
+    {1, 23, 3, 3, 8, ATTN_SLIDING, 0, BOUNDARY_UNIFORM, 1},  /* L = 0 */
+    {3, 1, 2, 1, 8, ATTN_COMPRESSED, 2, BOUNDARY_CYCLIC, 4}, /* T = 1 */
 };
 #define N_KCASES ((int)(sizeof kcases / sizeof kcases[0]))
 
@@ -275,15 +276,15 @@ START_TEST(kernel_backward_matches_reference_on_awkward_shapes) {
     float *wq = malloc((size_t)nq * sizeof *wq), *wk = malloc((size_t)nk * sizeof *wk);
     float *wv = malloc((size_t)nk * sizeof *wv);
     ck_assert(wq && wk && wv);
-    ref_attention_backward(c->B, c->T, c->H, c->Hkv, c->dh, x.q, x.k, x.v, x.g, (int)c->mode, c->window, bs.flags, wq,
-                           wk, wv);
+    ref_attention_backward(c->B, c->T, c->H, c->Hkv, c->dh, x.q, x.k, x.v, x.g, (int)c->mode, c->window,
+                           bs.flags, wq, wk, wv);
     attn_mask m = {c->mode, c->window, c->mode == ATTN_COMPRESSED ? &bs.t : NULL};
     for (int vi = 0; vi < N_VARIANTS; vi++) {
         float *dq, *dk, *dv;
         run_backward(&x, &m, &variants[vi], &dq, &dk, &dv);
         char what[128];
-        snprintf(what, sizeof what, "case %d (mode %d, T %d, dh %d, nb %d) variant %d dq", _i, (int)c->mode, c->T,
-                 c->dh, bs.n, vi);
+        snprintf(what, sizeof what, "case %d (mode %d, T %d, dh %d, nb %d) variant %d dq", _i, (int)c->mode,
+                 c->T, c->dh, bs.n, vi);
         tu_assert_close(dq, wq, nq, RTOL, ATOL, what);
         what[strlen(what) - 1] = 'k';
         tu_assert_close(dk, wk, nk, RTOL, ATOL, what);
@@ -310,7 +311,8 @@ START_TEST(kernel_backward_is_deterministic) {
     run_backward(&x, &m, NULL, &b[0], &b[1], &b[2]);
     int64_t n[3] = {tensor_numel(&x.dq), tensor_numel(&x.dk), tensor_numel(&x.dv)};
     for (int i = 0; i < 3; i++) {
-        ck_assert_msg(!memcmp(a[i], b[i], (size_t)n[i] * sizeof(float)), "gradient %d differs between runs", i);
+        ck_assert_msg(!memcmp(a[i], b[i], (size_t)n[i] * sizeof(float)), "gradient %d differs between runs",
+                      i);
         free(a[i]);
         free(b[i]);
     }
@@ -347,7 +349,8 @@ END_TEST
 /* ---- (3) bad arguments ---- */
 
 static void expect_fail(attamba_status s, attamba_status want, const char *needle) {
-    ck_assert_msg(s == want, "got %s, want %s (%s)", attamba_status_str(s), attamba_status_str(want), tu_ctx()->err);
+    ck_assert_msg(s == want, "got %s, want %s (%s)", attamba_status_str(s), attamba_status_str(want),
+                  tu_ctx()->err);
     ck_assert_msg(strstr(tu_ctx()->err, needle), "message '%s' lacks '%s'", tu_ctx()->err, needle);
 }
 
@@ -355,17 +358,19 @@ START_TEST(bad_arguments_return_a_status_and_a_message) {
     rt_ctx *ctx = tu_ctx();
     prob x = prob_make(1, 10, 4, 2, 8, 5);
     attn_mask causal = {ATTN_CAUSAL, 0, NULL};
-#define BWD(H, Hkv, mask, out, dout, dq, dk, dv) \
+#define BWD(H, Hkv, mask, out, dout, dq, dk, dv)                                                             \
     ops_attention_prefill_backward(ctx, &x.tq, &x.tk, &x.tv, H, Hkv, mask, out, dout, dq, dk, dv)
     tu_ok(BWD(4, 2, &causal, &x.out, &x.tg, &x.dq, &x.dk, &x.dv));
     expect_fail(BWD(4, 3, &causal, &x.out, &x.tg, &x.dq, &x.dk, &x.dv), ATTAMBA_ERR_INVALID_ARG,
                 "multiple of n_kv_heads");
     expect_fail(BWD(0, 1, &causal, &x.out, &x.tg, &x.dq, &x.dk, &x.dv), ATTAMBA_ERR_INVALID_ARG, "n_heads");
-    expect_fail(BWD(3, 1, &causal, &x.out, &x.tg, &x.dq, &x.dk, &x.dv), ATTAMBA_ERR_SHAPE, "multiple of n_heads");
+    expect_fail(BWD(3, 1, &causal, &x.out, &x.tg, &x.dq, &x.dk, &x.dv), ATTAMBA_ERR_SHAPE,
+                "multiple of n_heads");
     /* k built for Hkv = 2 passed as Hkv = 1 */
     expect_fail(BWD(4, 1, &causal, &x.out, &x.tg, &x.dq, &x.dk, &x.dv), ATTAMBA_ERR_SHAPE, "k must be");
     expect_fail(BWD(4, 2, &causal, &x.out, &x.tk, &x.dq, &x.dk, &x.dv), ATTAMBA_ERR_SHAPE, "dout");
-    expect_fail(BWD(4, 2, &causal, NULL, &x.tg, &x.dq, &x.dk, &x.dv), ATTAMBA_ERR_INVALID_ARG, "out is an empty");
+    expect_fail(BWD(4, 2, &causal, NULL, &x.tg, &x.dq, &x.dk, &x.dv), ATTAMBA_ERR_INVALID_ARG,
+                "out is an empty");
     expect_fail(BWD(4, 2, &causal, &x.out, &x.tg, &x.dk, &x.dk, &x.dv), ATTAMBA_ERR_SHAPE, "dq");
     expect_fail(BWD(4, 2, &causal, &x.out, &x.tg, &x.dq, &x.dq, &x.dv), ATTAMBA_ERR_SHAPE, "dk");
     expect_fail(BWD(4, 2, &causal, &x.out, &x.tg, &x.dq, &x.dk, &x.dk), ATTAMBA_ERR_INVALID_ARG,
@@ -378,7 +383,8 @@ START_TEST(bad_arguments_return_a_status_and_a_message) {
     attn_mask neg = {ATTN_SLIDING, -1, NULL};
     expect_fail(BWD(4, 2, &neg, &x.out, &x.tg, &x.dq, &x.dk, &x.dv), ATTAMBA_ERR_INVALID_ARG, "window -1");
     attn_mask missing = {ATTN_COMPRESSED, 2, NULL};
-    expect_fail(BWD(4, 2, &missing, &x.out, &x.tg, &x.dq, &x.dk, &x.dv), ATTAMBA_ERR_INVALID_ARG, "boundaries");
+    expect_fail(BWD(4, 2, &missing, &x.out, &x.tg, &x.dq, &x.dk, &x.dv), ATTAMBA_ERR_INVALID_ARG,
+                "boundaries");
     int32_t unsorted[3] = {0, 5, 3}, nozero[2] = {1, 5}, beyond[2] = {0, 10};
     tensor tu, tz, tb;
     tu_ok(tensor_alloc(ctx, &tu, TENSOR_I32, 1, (int64_t[]){3}));
@@ -396,8 +402,8 @@ START_TEST(bad_arguments_return_a_status_and_a_message) {
     m.boundaries = &x.tk; /* f32, 3-D */
     expect_fail(BWD(4, 2, &m, &x.out, &x.tg, &x.dq, &x.dk, &x.dv), ATTAMBA_ERR_SHAPE, "i32");
     attn_backward_opts opts = {0, 0, 300, 0, 0};
-    expect_fail(ops_attention_prefill_backward_with(ctx, &x.tq, &x.tk, &x.tv, 4, 2, &causal, &x.out, &x.tg, &opts,
-                                                    &x.dq, &x.dk, &x.dv),
+    expect_fail(ops_attention_prefill_backward_with(ctx, &x.tq, &x.tk, &x.tv, 4, 2, &causal, &x.out, &x.tg,
+                                                    &opts, &x.dq, &x.dk, &x.dv),
                 ATTAMBA_ERR_INVALID_ARG, "out of range");
 #undef BWD
     tensor_free(&tu);

@@ -16,25 +16,28 @@ static int is_gpu(const rt_ctx *ctx) { return ctx->dev.info.type == ATTAMBA_DEVI
 
 /* Boundary list: 1-D contiguous i32, starts at 0, strictly increasing, < T. Downloads it (small). */
 static attamba_status check_bounds(rt_ctx *ctx, const tensor *bt, int64_t T, int *nb) {
-    if (!bt || !bt->buf) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: COMPRESSED needs a boundaries tensor", OP);
+    if (!bt || !bt->buf)
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: COMPRESSED needs a boundaries tensor", OP);
     if (bt->ndim != 1 || bt->dtype != TENSOR_I32 || !tensor_is_contiguous(bt) || bt->shape[0] < 1) {
         char have[96];
-        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: boundaries must be a contiguous non-empty [nb] i32, got %s", OP,
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE,
+                       "%s: boundaries must be a contiguous non-empty [nb] i32, got %s", OP,
                        tensor_describe(bt, have, sizeof have));
     }
     if (bt->shape[0] > T)
-        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: %lld boundaries for %lld positions", OP, (long long)bt->shape[0],
-                       (long long)T);
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: %lld boundaries for %lld positions", OP,
+                       (long long)bt->shape[0], (long long)T);
     int n = (int)bt->shape[0];
     int32_t *h = malloc((size_t)n * sizeof *h);
     if (!h) return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "%s: no host memory for %d boundaries", OP, n);
     attamba_status s = tensor_download(bt, h);
     if (s == ATTAMBA_OK && h[0] != 0)
-        s = rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: boundaries[0] is %d, position 0 must be a boundary", OP, h[0]);
+        s = rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: boundaries[0] is %d, position 0 must be a boundary",
+                    OP, h[0]);
     for (int i = 1; s == ATTAMBA_OK && i < n; i++)
         if (h[i] <= h[i - 1])
-            s = rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: boundaries not strictly increasing: [%d] = %d after %d", OP,
-                        i, h[i], h[i - 1]);
+            s = rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG,
+                        "%s: boundaries not strictly increasing: [%d] = %d after %d", OP, i, h[i], h[i - 1]);
     if (s == ATTAMBA_OK && h[n - 1] >= T)
         s = rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: boundary %d is not below T = %lld", OP, h[n - 1],
                     (long long)T);
@@ -55,11 +58,11 @@ static attamba_status check_no_alias(rt_ctx *ctx, const tensor *const *ts, const
     return ATTAMBA_OK;
 }
 
-attamba_status ops_attention_prefill_backward_with(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v,
-                                                   int n_heads, int n_kv_heads, const attn_mask *mask,
-                                                   const tensor *out, const tensor *dout,
-                                                   const attn_backward_opts *opts, tensor *dq, tensor *dk,
-                                                   tensor *dv) {
+attamba_status ops_attention_prefill_backward_with(rt_ctx *ctx, const tensor *q, const tensor *k,
+                                                   const tensor *v, int n_heads, int n_kv_heads,
+                                                   const attn_mask *mask, const tensor *out,
+                                                   const tensor *dout, const attn_backward_opts *opts,
+                                                   tensor *dq, tensor *dk, tensor *dv) {
     if (!mask) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: mask is NULL", OP);
     if (mask->mode != ATTN_CAUSAL && mask->mode != ATTN_SLIDING && mask->mode != ATTN_COMPRESSED)
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: unknown mask mode %d", OP, (int)mask->mode);
@@ -72,11 +75,11 @@ attamba_status ops_attention_prefill_backward_with(rt_ctx *ctx, const tensor *q,
     }
     RT_TRY(ops_expect(ctx, OP, "q", q, TENSOR_F32, 3, q->shape));
     if (n_heads < 1 || n_kv_heads < 1)
-        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: n_heads (%d) and n_kv_heads (%d) must be >= 1", OP, n_heads,
-                       n_kv_heads);
-    if (n_heads % n_kv_heads)
-        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: n_heads (%d) must be a multiple of n_kv_heads (%d)", OP,
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: n_heads (%d) and n_kv_heads (%d) must be >= 1", OP,
                        n_heads, n_kv_heads);
+    if (n_heads % n_kv_heads)
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: n_heads (%d) must be a multiple of n_kv_heads (%d)",
+                       OP, n_heads, n_kv_heads);
     if (q->shape[2] % n_heads)
         return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: q width %lld is not a multiple of n_heads (%d)", OP,
                        (long long)q->shape[2], n_heads);
@@ -107,8 +110,8 @@ attamba_status ops_attention_prefill_backward_with(rt_ctx *ctx, const tensor *q,
     int use_local = opts && opts->use_local ? opts->use_local == 1 : gpu;
     if (bq < 1 || bq > 256 || tk < 1 || tk > 32 || bk < 1 || bk > 256 || tq < 1 || tq > 32)
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG,
-                       "%s: block_q %d, block_k %d (1..256) or tile_k %d, tile_q %d (1..32) out of range", OP, bq, bk,
-                       tk, tq);
+                       "%s: block_q %d, block_k %d (1..256) or tile_k %d, tile_q %d (1..32) out of range", OP,
+                       bq, bk, tk, tq);
     size_t maxwg = ctx->dev.info.max_work_group_size;
     if ((size_t)bq > maxwg) bq = (int)maxwg;
     if ((size_t)bk > maxwg) bk = (int)maxwg;
@@ -118,8 +121,8 @@ attamba_status ops_attention_prefill_backward_with(rt_ctx *ctx, const tensor *q,
         use_local = 0;
 
     char options[128];
-    snprintf(options, sizeof options, "-DDH=%d -DBQ=%d -DTK=%d -DBK=%d -DTQ=%d -DUSE_LOCAL=%d", dh, bq, tk, bk, tq,
-             use_local);
+    snprintf(options, sizeof options, "-DDH=%d -DBQ=%d -DTK=%d -DBK=%d -DTQ=%d -DUSE_LOCAL=%d", dh, bq, tk,
+             bk, tq, use_local);
     cl_kernel kq, kkv;
     RT_TRY(rt_kernel(ctx, "attention_backward", options, "attn_bwd_dq", &kq));
     RT_TRY(rt_kernel(ctx, "attention_backward", options, "attn_bwd_dkv", &kkv));
@@ -137,14 +140,12 @@ attamba_status ops_attention_prefill_backward_with(rt_ctx *ctx, const tensor *q,
     if (s == ATTAMBA_OK) {
         int64_t nblk = (T + bq - 1) / bq;
         size_t global[3] = {(size_t)(nblk * bq), (size_t)n_heads, (size_t)B}, local[3] = {(size_t)bq, 1, 1};
-        rt_arg args[] = {RT_MEM(q->buf->mem),     RT_I32(q->offset),    RT_MEM(k->buf->mem),
-                         RT_I32(k->offset),       RT_MEM(v->buf->mem),  RT_I32(v->offset),
-                         RT_MEM(out->buf->mem),   RT_I32(out->offset),  RT_MEM(dout->buf->mem),
-                         RT_I32(dout->offset),    RT_MEM(dq->buf->mem), RT_I32(dq->offset),
-                         RT_MEM(lse.buf->mem),    RT_MEM(dsum.buf->mem), RT_MEM(bt->buf->mem),
-                         RT_I32(bo),              RT_I32(nb),           RT_I32(T),
-                         RT_I32(n_heads),         RT_I32(n_kv_heads),   RT_I32(mask->mode),
-                         RT_I32(win),             RT_F32(scale)};
+        rt_arg args[] = {RT_MEM(q->buf->mem), RT_I32(q->offset), RT_MEM(k->buf->mem), RT_I32(k->offset),
+                         RT_MEM(v->buf->mem), RT_I32(v->offset), RT_MEM(out->buf->mem), RT_I32(out->offset),
+                         RT_MEM(dout->buf->mem), RT_I32(dout->offset), RT_MEM(dq->buf->mem),
+                         RT_I32(dq->offset), RT_MEM(lse.buf->mem), RT_MEM(dsum.buf->mem),
+                         RT_MEM(bt->buf->mem), RT_I32(bo), RT_I32(nb), RT_I32(T), RT_I32(n_heads),
+                         RT_I32(n_kv_heads), RT_I32(mask->mode), RT_I32(win), RT_F32(scale)};
         s = rt_launch(ctx, kq, "attn_bwd_dq", 3, global, local, (int)(sizeof args / sizeof args[0]), args);
     }
     /* near: every key's window queries (CAUSAL: all later ones); far: each boundary's later queries. */
@@ -153,13 +154,14 @@ attamba_status ops_attention_prefill_backward_with(rt_ctx *ctx, const tensor *q,
         int64_t n = far ? nb : T;
         int lw = mask->mode == ATTN_CAUSAL ? (int)T : win;
         int64_t nblk = (n + bk - 1) / bk;
-        size_t global[3] = {(size_t)(nblk * bk), (size_t)n_kv_heads, (size_t)B}, local[3] = {(size_t)bk, 1, 1};
-        rt_arg args[] = {RT_MEM(q->buf->mem),    RT_I32(q->offset),    RT_MEM(k->buf->mem),   RT_I32(k->offset),
-                         RT_MEM(v->buf->mem),    RT_I32(v->offset),    RT_MEM(dout->buf->mem), RT_I32(dout->offset),
-                         RT_MEM(lse.buf->mem),   RT_MEM(dsum.buf->mem), RT_MEM(dk->buf->mem),  RT_I32(dk->offset),
-                         RT_MEM(dv->buf->mem),   RT_I32(dv->offset),   RT_MEM(bt->buf->mem),  RT_I32(bo),
-                         RT_I32(nb),             RT_I32(T),            RT_I32(n_heads),       RT_I32(n_kv_heads),
-                         RT_I32(far),            RT_I32(lw),           RT_F32(scale)};
+        size_t global[3] = {(size_t)(nblk * bk), (size_t)n_kv_heads, (size_t)B},
+               local[3] = {(size_t)bk, 1, 1};
+        rt_arg args[] = {RT_MEM(q->buf->mem), RT_I32(q->offset), RT_MEM(k->buf->mem), RT_I32(k->offset),
+                         RT_MEM(v->buf->mem), RT_I32(v->offset), RT_MEM(dout->buf->mem), RT_I32(dout->offset),
+                         RT_MEM(lse.buf->mem), RT_MEM(dsum.buf->mem), RT_MEM(dk->buf->mem),
+                         RT_I32(dk->offset), RT_MEM(dv->buf->mem), RT_I32(dv->offset), RT_MEM(bt->buf->mem),
+                         RT_I32(bo), RT_I32(nb), RT_I32(T), RT_I32(n_heads), RT_I32(n_kv_heads), RT_I32(far),
+                         RT_I32(lw), RT_F32(scale)};
         s = rt_launch(ctx, kkv, far ? "attn_bwd_dkv_far" : "attn_bwd_dkv_near", 3, global, local,
                       (int)(sizeof args / sizeof args[0]), args);
     }
@@ -170,7 +172,9 @@ attamba_status ops_attention_prefill_backward_with(rt_ctx *ctx, const tensor *q,
 }
 
 attamba_status ops_attention_prefill_backward(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v,
-                                              int n_heads, int n_kv_heads, const attn_mask *mask, const tensor *out,
-                                              const tensor *dout, tensor *dq, tensor *dk, tensor *dv) {
-    return ops_attention_prefill_backward_with(ctx, q, k, v, n_heads, n_kv_heads, mask, out, dout, NULL, dq, dk, dv);
+                                              int n_heads, int n_kv_heads, const attn_mask *mask,
+                                              const tensor *out, const tensor *dout, tensor *dq, tensor *dk,
+                                              tensor *dv) {
+    return ops_attention_prefill_backward_with(ctx, q, k, v, n_heads, n_kv_heads, mask, out, dout, NULL, dq,
+                                               dk, dv);
 }

@@ -6,18 +6,19 @@
 
 #include "attention.h"
 
-/* Gradients of ops_attention_prefill (same q, k, v, heads, mask): given the forward output out [B,T,H*dh] and
- * dout [B,T,H*dh], writes dq [B,T,H*dh], dk, dv [B,T,Hkv*dh] (overwritten; with GQA, dk/dv sum over the query heads
- * of each kv head). The row log-sum-exp is recomputed here (online, in the same pass over the keys that
- * computes dq), so the forward needs no change.
+/* Gradients of ops_attention_prefill (same q, k, v, heads, mask): given the forward output
+ * out [B,T,H*dh] and dout [B,T,H*dh], writes dq [B,T,H*dh], dk, dv [B,T,Hkv*dh] (overwritten; with
+ * GQA, dk/dv sum over the query heads of each kv head). The row log-sum-exp is recomputed here
+ * (online, in the same pass over the keys that computes dq), so the forward needs no change.
  * Three launches: a query-centred pass (dq, and the row log-sum-exp and dout . out into two [B,H,T]
  * scratch tensors), a key-centred pass over each key's window queries (dk, dv), and for COMPRESSED a
  * key-centred pass over each boundary's later queries (added to its row). dq, dk, dv must not share
  * a buffer with each other or with the inputs. COMPRESSED downloads the boundaries to check them
  * (one wait for the queue), like the forward. */
 attamba_status ops_attention_prefill_backward(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v,
-                                              int n_heads, int n_kv_heads, const attn_mask *mask, const tensor *out,
-                                              const tensor *dout, tensor *dq, tensor *dk, tensor *dv);
+                                              int n_heads, int n_kv_heads, const attn_mask *mask,
+                                              const tensor *out, const tensor *dout, tensor *dq, tensor *dk,
+                                              tensor *dv);
 
 /* Kernel variants, for tests and benchmarks; zero fields mean "the device's default".
  * block_q: queries per work-group of the dq pass (1..256), tile_k: keys per tile there (1..32);
@@ -30,10 +31,10 @@ typedef struct attn_backward_opts {
     int tile_q;
     int use_local;
 } attn_backward_opts;
-attamba_status ops_attention_prefill_backward_with(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v,
-                                                   int n_heads, int n_kv_heads, const attn_mask *mask,
-                                                   const tensor *out, const tensor *dout,
-                                                   const attn_backward_opts *opts, tensor *dq, tensor *dk,
-                                                   tensor *dv);
+attamba_status ops_attention_prefill_backward_with(rt_ctx *ctx, const tensor *q, const tensor *k,
+                                                   const tensor *v, int n_heads, int n_kv_heads,
+                                                   const attn_mask *mask, const tensor *out,
+                                                   const tensor *dout, const attn_backward_opts *opts,
+                                                   tensor *dq, tensor *dk, tensor *dv);
 
 #endif

@@ -8,9 +8,9 @@
 /* Per (sequence, head, query): the masked softmax row P, then with dP_s = dout . v_s and
  * D = sum_s P_s dP_s (= dout . out), dS_s = P_s (dP_s - D); dq += dS_s k_s, dk_s += dS_s q,
  * dv_s += P_s dout, the first two scaled by 1/sqrt(dh). Gradients accumulate in double arrays. */
-void ref_attention_backward(int B, int T, int H, int Hkv, int dh, const float *q, const float *k, const float *v,
-                            const float *dout, int mode, int window, const uint8_t *is_boundary, float *dq,
-                            float *dk, float *dv) {
+void ref_attention_backward(int B, int T, int H, int Hkv, int dh, const float *q, const float *k,
+                            const float *v, const float *dout, int mode, int window,
+                            const uint8_t *is_boundary, float *dq, float *dk, float *dv) {
     int64_t qs = (int64_t)H * dh, ks = (int64_t)Hkv * dh;
     int64_t nq = (int64_t)B * T * qs, nk = (int64_t)B * T * ks;
     size_t rows = (size_t)(T ? T : 1);

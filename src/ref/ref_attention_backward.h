@@ -11,8 +11,8 @@
  * query heads of each kv head). mode as attn_mode (0 causal, 1 sliding, 2 compressed);
  * is_boundary [T] flags (may be NULL for modes 0 and 1). The probabilities and the output are
  * recomputed here in double, so no forward result is needed. */
-void ref_attention_backward(int B, int T, int H, int Hkv, int dh, const float *q, const float *k, const float *v,
-                            const float *dout, int mode, int window, const uint8_t *is_boundary, float *dq,
-                            float *dk, float *dv);
+void ref_attention_backward(int B, int T, int H, int Hkv, int dh, const float *q, const float *k,
+                            const float *v, const float *dout, int mode, int window,
+                            const uint8_t *is_boundary, float *dq, float *dk, float *dv);
 
 #endif
