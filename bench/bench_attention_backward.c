@@ -136,6 +136,10 @@ static int bench_case(bench_env *env, int T, attn_mode mode, int P, int L, doubl
         cJSON_AddNumberToObject(o, "L", L);
         cJSON_AddNumberToObject(o, "boundaries", (double)nb);
     }
+    const attn_backward_opts *vo = env->opts;
+    char vs[64];
+    snprintf(vs, sizeof vs, "%d,%d,%d,%d,%d", vo->block_q, vo->tile_k, vo->block_k, vo->tile_q, vo->use_local);
+    cJSON_AddStringToObject(o, "variant", vs); /* BQ,TK,BK,TQ,LOCAL as given; 0 = device default */
     cJSON_AddNumberToObject(o, "pairs", (double)pairs);
     cJSON_AddNumberToObject(o, "forward_ms", 1e3 * fwd);
     cJSON_AddNumberToObject(o, "backward_ms", 1e3 * bwd);
