@@ -35,6 +35,7 @@ static const struct {
     {"loss", bench_loss_main, "LM head: cross-entropy, argmax, sampling vs the copy bandwidth"},
     {"layer", bench_layer_main, "layer ops (norms, RoPE, SwiGLU, embedding, bias) vs copy bandwidth"},
     {"optim", bench_optim_main, "training: AdamW, sum of squares, column sums, cross-entropy backward vs copy"},
+    {"attention-backward", bench_attention_backward_main, "attention: prefill backward vs forward, causal vs compressed"},
 };
 
 static void usage(FILE *f) {
