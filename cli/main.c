@@ -20,6 +20,8 @@ static const struct {
     {"forward", cli_forward, "logits of token sequences, as raw f32"},
     {"generate", cli_generate, "stream text from a prompt"},
     {"eval", cli_eval, "perplexity and bits per byte on a text file"},
+    {"train", cli_train, "train a model (or resume) on a text or token file"},
+    {"demo", cli_demo, "train Attamba and a transformer on the bundled corpus, compare, sample"},
     {"bench", cmd_bench, "benchmarks: bench gemm"},
     {"version", cmd_version, "print the library version"},
 };

@@ -30,17 +30,11 @@ static attamba_status expect_eps(rt_ctx *ctx, const char *op, float eps) {
     return ATTAMBA_OK;
 }
 
-/* Whether two (contiguous) tensors share any element. */
-static int overlap(const tensor *a, const tensor *b) {
-    if (!a || !b || !a->buf || a->buf != b->buf) return 0;
-    return a->offset < b->offset + tensor_numel(b) && b->offset < a->offset + tensor_numel(a);
-}
-
 /* An output may be the very same elements as an input when the kernels allow it (allow_exact),
  * never a shifted or partial overlap: a work-item would then read what another one writes. */
 static attamba_status expect_apart(rt_ctx *ctx, const char *op, const char *out_name, const tensor *out,
                                    const char *in_name, const tensor *in, int allow_exact) {
-    if (!overlap(out, in)) return ATTAMBA_OK;
+    if (!ops_overlap(out, in)) return ATTAMBA_OK;
     if (allow_exact && out->offset == in->offset && tensor_numel(out) == tensor_numel(in)) return ATTAMBA_OK;
     return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: %s overlaps %s%s", op, out_name, in_name,
                    allow_exact ? " without being the same elements" : " (not allowed)");

@@ -109,16 +109,6 @@ attamba_status ops_cross_entropy_mean(rt_ctx *ctx, const tensor *logits, const t
     return ATTAMBA_OK;
 }
 
-/* Whether a and b (any dtypes) share device memory: the same buffer and intersecting element
- * ranges (both contiguous, so [offset, offset + numel) in bytes). */
-static int overlaps(const tensor *a, const tensor *b) {
-    if (a->buf->mem != b->buf->mem) return 0;
-    size_t ea = tensor_dtype_size(a->dtype), eb = tensor_dtype_size(b->dtype);
-    size_t a0 = (size_t)a->offset * ea, a1 = a0 + (size_t)tensor_numel(a) * ea;
-    size_t b0 = (size_t)b->offset * eb, b1 = b0 + (size_t)tensor_numel(b) * eb;
-    return a0 < b1 && b0 < a1;
-}
-
 attamba_status ops_cross_entropy_backward(rt_ctx *ctx, const tensor *logits, const tensor *targets, int ignore_id,
                                           const tensor *lse, float scale, tensor *dlogits) {
     static const char *op = "ops_cross_entropy_backward";
@@ -131,12 +121,12 @@ attamba_status ops_cross_entropy_backward(rt_ctx *ctx, const tensor *logits, con
     if (!isfinite(scale)) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: scale must be finite, got %g", op,
                                          (double)scale);
     /* In place is the same elements; a shifted overlap would read logits another item already overwrote. */
-    if (overlaps(dlogits, logits) && dlogits->offset != logits->offset)
+    if (ops_overlap(dlogits, logits) && dlogits->offset != logits->offset)
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: dlogits overlaps logits without being the same elements",
                        op);
-    if (overlaps(dlogits, targets) || (lse && overlaps(dlogits, lse)))
+    if (ops_overlap(dlogits, targets) || (lse && ops_overlap(dlogits, lse)))
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: dlogits overlaps %s", op,
-                       overlaps(dlogits, targets) ? "targets" : "lse");
+                       ops_overlap(dlogits, targets) ? "targets" : "lse");
     /* Without lse: the forward kernel recomputes it into a temporary (its per-row losses are a by-product).
      * The temporaries may be released right after the launches: OpenCL keeps a buffer alive until the
      * commands queued on it have finished. */

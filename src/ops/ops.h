@@ -13,6 +13,10 @@ attamba_status ops_expect(rt_ctx *ctx, const char *op, const char *name, const t
                           int ndim, const int64_t *shape);
 attamba_status ops_expect_same(rt_ctx *ctx, const char *op, const char *name, const tensor *t,
                                const tensor *like);
+/* Whether a and b may share device memory: the same buffer and intersecting byte extents (from the
+ * first to the last element each view can reach; exact for contiguous views, conservative for
+ * strided ones). NULL or empty tensors overlap nothing. */
+int ops_overlap(const tensor *a, const tensor *b);
 /* Launches a 1-D kernel of `program` over n items with the device's work-group size. */
 attamba_status ops_launch_1d(rt_ctx *ctx, const char *program, const char *options, const char *kernel,
                              int64_t n, int n_args, const rt_arg *args);

@@ -31,3 +31,17 @@ attamba_status ops_launch_1d(rt_ctx *ctx, const char *program, const char *optio
     size_t local = rt_local_1d(ctx, k, 256), global = (size_t)n;
     return rt_launch(ctx, k, kernel, 1, &global, &local, n_args, args);
 }
+
+int ops_overlap(const tensor *a, const tensor *b) {
+    if (!a || !b || !a->buf || !b->buf || a->buf->mem != b->buf->mem) return 0;
+    int64_t ext[2][2];
+    const tensor *t[2] = {a, b};
+    for (int i = 0; i < 2; i++) {
+        int64_t last = t[i]->offset;
+        for (int d = 0; d < t[i]->ndim; d++) last += (t[i]->shape[d] - 1) * t[i]->stride[d];
+        int64_t es = (int64_t)tensor_dtype_size(t[i]->dtype);
+        ext[i][0] = t[i]->offset * es;
+        ext[i][1] = (last + 1) * es;
+    }
+    return ext[0][0] < ext[1][1] && ext[1][0] < ext[0][1];
+}

@@ -4,13 +4,6 @@
 
 #include "optim.h"
 
-/* Whether a and b share device memory: the same buffer and intersecting element ranges (both are
- * contiguous f32, so [offset, offset + numel)). */
-static int overlaps(const tensor *a, const tensor *b) {
-    return a->buf->mem == b->buf->mem && a->offset < b->offset + tensor_numel(b) &&
-           b->offset < a->offset + tensor_numel(a);
-}
-
 /* The largest power of two <= the device's 1-D work-group size for k (capped at 256): the __local
  * trees halve it. */
 static size_t pow2_local(rt_ctx *ctx, cl_kernel k) {
@@ -93,7 +86,7 @@ attamba_status ops_sum_rows(rt_ctx *ctx, const tensor *x, tensor *out) {
     RT_TRY(ops_expect(ctx, op, "x", x, TENSOR_F32, x->ndim, x->shape));
     int64_t C = x->shape[x->ndim - 1], R = tensor_numel(x) / C;
     RT_TRY(ops_expect(ctx, op, "out", out, TENSOR_F32, 1, &C));
-    if (overlaps(x, out)) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: out overlaps x", op);
+    if (ops_overlap(x, out)) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: out overlaps x", op);
     /* Chunks of >= 32 rows, enough of them for ~16k work-items in all; a single chunk adds straight
      * into out, more go through a [P, C] buffer whose rows are then summed into out. */
     enum { MIN_ROWS = 32, TARGET_ITEMS = 16384 };
@@ -139,7 +132,7 @@ attamba_status ops_adamw(rt_ctx *ctx, tensor *param, const tensor *grad, tensor 
     static const char *names[4] = {"param", "grad", "m", "v"};
     for (int i = 0; i < 4; i++)
         for (int j = i + 1; j < 4; j++)
-            if (overlaps(all[i], all[j]))
+            if (ops_overlap(all[i], all[j]))
                 return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: %s and %s share memory", op, names[i], names[j]);
     /* Bias corrections in double: 1 - b^t for t in the millions stays accurate (pow, not repeated
      * products), and 1 - b2^1 = 1e-3 keeps its digits. */

@@ -186,8 +186,6 @@ static attamba_status check_inputs(rt_ctx *ctx, const char *op, int step, const 
     return ATTAMBA_OK;
 }
 
-static int aliases(const tensor *out, const tensor *in) { return in && in->buf && out->buf == in->buf; }
-
 const char *ops_ssm_path_name(ops_ssm_path path) {
     switch (path) {
     case OPS_SSM_AUTO: return "auto";
@@ -227,7 +225,7 @@ attamba_status ops_ssm_scan_with(rt_ctx *ctx, ops_ssm_path path, int block, cons
     RT_TRY(expect_i32(ctx, op, "seg_start", seg_start, T));
     RT_TRY(ops_expect(ctx, op, "y", y, TENSOR_F32, 3, (int64_t[]){B, T, nh * p}));
     if (final_state) RT_TRY(ops_expect(ctx, op, "final_state", final_state, TENSOR_F32, 4, (int64_t[]){B, nh, p, N}));
-    if (aliases(y, xs) || aliases(y, Bm) || aliases(y, Cm) || aliases(y, dt_raw))
+    if (ops_overlap(y, xs) || ops_overlap(y, Bm) || ops_overlap(y, Cm) || ops_overlap(y, dt_raw))
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: y must not share a buffer with xs, Bm, Cm or dt_raw", op);
     if (path != OPS_SSM_AUTO && path != OPS_SSM_SEQUENTIAL && path != OPS_SSM_CHUNKED)
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: unknown path %d", op, (int)path);
@@ -353,7 +351,7 @@ static attamba_status no_alias(rt_ctx *ctx, const char *op, const char *name, co
                                const tensor *const *ins, int n) {
     if (!out) return ATTAMBA_OK;
     for (int i = 0; i < n; i++)
-        if (aliases(out, ins[i]))
+        if (ops_overlap(out, ins[i]))
             return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: %s must not share a buffer with an input", op, name);
     return ATTAMBA_OK;
 }
@@ -380,8 +378,7 @@ attamba_status ops_conv1d_backward(rt_ctx *ctx, const tensor *x, const tensor *w
     const tensor *ins[] = {x, w, dout, seg_start};
     RT_TRY(no_alias(ctx, op, "dx", dx, ins, 4));
     RT_TRY(no_alias(ctx, op, "dw", dw, ins, 4));
-    if (dx && dw && dx->buf == dw->buf)
-        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: dx and dw must not share a buffer", op);
+    if (ops_overlap(dx, dw)) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: dx and dw overlap", op);
     if (!dx && !dw) return ATTAMBA_OK;
     char opts[32];
     snprintf(opts, sizeof opts, "-DCONV_W=%d", (int)W);
@@ -460,12 +457,12 @@ attamba_status ops_ssm_scan_backward(rt_ctx *ctx, const tensor *xs, const tensor
     tensor *outs[] = {dxs, dBm, dCm, ddt_raw, ddt_bias, dA_log, dD};
     const char *names[] = {"dxs", "dBm", "dCm", "ddt_raw", "ddt_bias", "dA_log", "dD"};
     for (int i = 0; i < 7; i++) RT_TRY(no_alias(ctx, op, names[i], outs[i], ins, (int)CORE_LEN(ins)));
-    /* parameter gradients are read-modify-write: two of them in one buffer would race */
+    /* parameter gradients are read-modify-write: two overlapping ones would race (disjoint views of
+     * one flat gradient buffer are fine) */
     for (int i = 4; i < 7; i++)
         for (int j = i + 1; j < 7; j++)
-            if (outs[i] && outs[j] && outs[i]->buf == outs[j]->buf)
-                return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: %s and %s must not share a buffer", op, names[i],
-                               names[j]);
+            if (ops_overlap(outs[i], outs[j]))
+                return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: %s and %s overlap", op, names[i], names[j]);
 
     int want_tok = ddt_raw || ddt_bias || dA_log || dD, want_cols = want_tok || dBm || dCm;
     if (!dxs && !want_cols) return ATTAMBA_OK;

@@ -1,0 +1,164 @@
+/* attamba demo: the README's main job. On the default device: train a small Attamba model and a
+ * transformer of the same width on the bundled corpus with the same budget, then compare them:
+ * validation perplexity at the trained and at test-time P and L, KV-cache bytes at 4K and 32K
+ * context, decode tokens/s at a long context; and generate a sample. Every number is measured in
+ * this run. */
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "model/kv_cache.h"
+#include "ops/loss.h"
+#include "train/data.h"
+#include "train/run.h"
+
+static volatile sig_atomic_t demo_stop;
+static void demo_sigint(int sig) {
+    (void)sig;
+    demo_stop = 1;
+}
+
+/* Decode tokens/s of m at context T (the cache filled synthetically to T; see kv_cache.h). */
+static double decode_rate(model *m, int64_t T, int steps) {
+    kv_cache *c;
+    if (kv_cache_create(m, 1, T + steps + 1, &c)) return 0;
+    double rate = 0;
+    if (!kv_cache_fill_synthetic(c, T)) {
+        int32_t tok = 'a';
+        tensor lg;
+        int ok = 1;
+        double t0 = core_now();
+        for (int i = 0; i < steps && ok; i++) {
+            ok = model_decode_step(m, c, &tok, &lg) == ATTAMBA_OK;
+            tensor_free(&lg);
+        }
+        ok = ok && rt_finish(m->ctx) == ATTAMBA_OK;
+        if (ok) rate = steps / (core_now() - t0);
+    }
+    kv_cache_destroy(c);
+    return rate;
+}
+
+static int train_one(rt_ctx *ctx, const char *name, const model_config *cfg, const train_hparams *h, const char *data,
+                     const char *dir, uint64_t seed, double *seconds) {
+    train_run_opts o = {.data = data, .val_frac = 0.05, .out = dir, .seed = seed, .val_windows = 16, .progress = 1,
+                        .stop = &demo_stop};
+    printf("\n== training %s: %lld parameters, %lld steps of %d x %d tokens\n", name,
+           (long long)model_config_param_count(cfg), (long long)h->steps, h->batch, h->seq);
+    fflush(stdout);
+    double t0 = core_now();
+    attamba_status s = train_run(ctx, cfg, h, &o, NULL);
+    *seconds = core_now() - t0;
+    if (s) return cli_error("demo", "training %s: %s", name, attamba_context_last_error(ctx));
+    return 0;
+}
+
+int cli_demo(int argc, char **argv) {
+    static const struct option opts[] = {{"data", required_argument, 0, 'd'}, {"out", required_argument, 0, 'o'},
+                                         {"steps", required_argument, 0, 's'}, {"device", required_argument, 0, 'D'},
+                                         {"seed", required_argument, 0, 'S'}, {"prompt", required_argument, 0, 'p'},
+                                         {"help", no_argument, 0, 'h'},       {0, 0, 0, 0}};
+    const char *data = "build/corpus/kjv.txt", *out = "build/demo", *device = NULL, *prompt = "And God said";
+    long steps = 300, seed = 1;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "d:o:s:D:S:p:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': data = optarg; break;
+        case 'o': out = optarg; break;
+        case 's': steps = strtol(optarg, NULL, 10); break;
+        case 'D': device = optarg; break;
+        case 'S': seed = strtol(optarg, NULL, 10); break;
+        case 'p': prompt = optarg; break;
+        case 'h':
+            printf("usage: attamba demo [--data FILE] [--out DIR] [--steps N] [--seed S] [--prompt TEXT] [--device P:D]\n\n"
+                   "Trains the `small` Attamba model (P=8, L=8) and a transformer of the same width on FILE (default\n"
+                   "build/corpus/kjv.txt, made by scripts/corpus.sh) with the same budget (default 300 steps of\n"
+                   "8 x 128 tokens), then prints their validation perplexity (Attamba also at test-time P and L),\n"
+                   "KV-cache bytes at 4K and 32K context, decode tokens/s at 16K context, and a sample.\n");
+            return 0;
+        default: return 2;
+        }
+    }
+    if (steps < 1) return cli_error("demo", "--steps must be >= 1"), 2;
+    attamba_context *ctx = cli_open_device(device);
+    if (!ctx) return 1;
+    const attamba_device_info *di = attamba_context_device(ctx);
+    printf("device %d:%d: %s (%s), %u compute units\n", di->platform_index, di->device_index, di->name,
+           di->platform_name, di->compute_units);
+    signal(SIGINT, demo_sigint);
+    model_config att, tra;
+    model_config_preset("small", &att, NULL, 0);
+    tra = att;
+    tra.kind = MODEL_TRANSFORMER;
+    train_hparams h;
+    train_hparams_default(&h, steps);
+    h.batch = 8;
+    h.seq = 128;
+    char *dir_a = core_strdup_printf("%s/attamba", out), *dir_t = core_strdup_printf("%s/transformer", out);
+    double secs_a = 0, secs_t = 0;
+    int rc = train_one(ctx, "Attamba (P=8, L=8)", &att, &h, data, dir_a, (uint64_t)seed, &secs_a);
+    if (!rc) rc = train_one(ctx, "transformer (same width)", &tra, &h, data, dir_t, (uint64_t)seed, &secs_t);
+    model *ma = NULL, *mt = NULL;
+    dataset d = {0};
+    char err[300];
+    if (!rc && (model_load(ctx, dir_a, &ma) || model_load(ctx, dir_t, &mt)))
+        rc = cli_error("demo", "%s", attamba_context_last_error(ctx));
+    if (!rc && data_open(data, &d, err, sizeof err)) rc = cli_error("demo", "%s", err);
+    if (!rc) {
+        int64_t vbegin = data_train_end(&d, 0.05);
+        int windows = 48, T = h.seq;
+        printf("\n== validation (%d windows of %d bytes from the held-out 5%%), cache and decode speed\n", windows, T);
+        printf("%-34s %9s %9s %14s %14s %12s\n", "model", "val ppl", "bits/byte", "cache @4K", "cache @32K", "decode tok/s");
+        struct { const char *label; model *m; int chunk, window; } rows[] = {
+            {"transformer (full attention)", mt, -1, -1},
+            {"Attamba P=8 L=8 (as trained)", ma, 8, 8},
+            {"Attamba at test time: P=4 L=8", ma, 4, 8},
+            {"Attamba at test time: P=16 L=8", ma, 16, 8},
+            {"Attamba at test time: P=8 L=32", ma, 8, 32},
+            {"Attamba at test time: P=8 L=2", ma, 8, 2},
+            {"Attamba at test time: P=1 (every key)", ma, 1, 8},
+        };
+        for (size_t i = 0; i < sizeof rows / sizeof rows[0] && !rc; i++) {
+            model *m = rows[i].m;
+            if (rows[i].chunk > 0 && model_set_attention(m, rows[i].chunk, rows[i].window, NULL)) {
+                rc = cli_error("demo", "%s", attamba_context_last_error(ctx));
+                break;
+            }
+            double loss;
+            if (train_eval(m, &d, vbegin, d.n, T, 8, windows, &loss)) {
+                rc = cli_error("demo", "%s", attamba_context_last_error(ctx));
+                break;
+            }
+            double rate = decode_rate(m, 16384, 16);
+            printf("%-34s %9.3f %9.4f %14lld %14lld %12.1f\n", rows[i].label, exp(loss), loss / log(2.0),
+                   (long long)model_config_cache_bytes(&m->cfg, 4096), (long long)model_config_cache_bytes(&m->cfg, 32768),
+                   rate);
+            fflush(stdout);
+        }
+        if (!rc) model_set_attention(ma, 8, 8, NULL);
+        printf("(training took %.0f s for Attamba, %.0f s for the transformer; decode measured at 16K context)\n",
+               secs_a, secs_t);
+    }
+    if (!rc) { /* a sample from the trained Attamba model */
+        printf("\n== sample (Attamba, temperature 0.8, seed %ld)\n", seed);
+        fflush(stdout);
+        char *gargv[] = {"generate", "--model", dir_a, "--prompt", (char *)prompt, "-n", "300", "--temperature", "0.8",
+                         "--seed", "1", NULL};
+        if (device) { /* keep the device the demo ran on */
+            setenv("ATTAMBA_DEVICE", device, 1);
+        }
+        rc = cli_generate(11, gargv);
+    }
+    data_close(&d);
+    model_destroy(ma);
+    model_destroy(mt);
+    free(dir_a);
+    free(dir_t);
+    attamba_context_destroy(ctx);
+    return rc;
+}

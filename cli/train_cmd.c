@@ -1,0 +1,140 @@
+/* attamba train: train a model (or resume) on a text or token file. */
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "train/run.h"
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_sigint(int sig) {
+    (void)sig;
+    stop_requested = 1;
+}
+
+static int num_opt(const char *name, const char *arg, double lo, double hi, double *out) {
+    char *end;
+    double v = strtod(arg, &end);
+    if (*end || end == arg || !(v >= lo && v <= hi)) {
+        cli_error("train", "bad --%s '%s' (a number in [%g, %g])", name, arg, lo, hi);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+int cli_train(int argc, char **argv) {
+    enum { O_CONFIG = 1000, O_PRESET, O_DATA, O_STEPS, O_OUT, O_RESUME, O_BATCH, O_SEQ, O_ACCUM, O_LR, O_MIN_LR,
+           O_WARMUP, O_WD, O_CLIP, O_SEED, O_VAL_EVERY, O_VAL_WINDOWS, O_VAL_FRAC, O_CKPT, O_DEVICE, O_CHUNK, O_WINDOW,
+           O_KIND, O_BOUNDARIES };
+    static const struct option opts[] = {
+        {"config", required_argument, 0, O_CONFIG},   {"preset", required_argument, 0, O_PRESET},
+        {"data", required_argument, 0, O_DATA},       {"steps", required_argument, 0, O_STEPS},
+        {"out", required_argument, 0, O_OUT},         {"resume", no_argument, 0, O_RESUME},
+        {"batch", required_argument, 0, O_BATCH},     {"seq", required_argument, 0, O_SEQ},
+        {"accum", required_argument, 0, O_ACCUM},     {"lr", required_argument, 0, O_LR},
+        {"min-lr", required_argument, 0, O_MIN_LR},   {"warmup", required_argument, 0, O_WARMUP},
+        {"weight-decay", required_argument, 0, O_WD}, {"clip", required_argument, 0, O_CLIP},
+        {"seed", required_argument, 0, O_SEED},       {"val-every", required_argument, 0, O_VAL_EVERY},
+        {"val-windows", required_argument, 0, O_VAL_WINDOWS}, {"val-frac", required_argument, 0, O_VAL_FRAC},
+        {"ckpt-every", required_argument, 0, O_CKPT}, {"device", required_argument, 0, O_DEVICE},
+        {"kind", required_argument, 0, O_KIND},       {"chunk", required_argument, 0, O_CHUNK},
+        {"window", required_argument, 0, O_WINDOW},   {"boundaries", required_argument, 0, O_BOUNDARIES},
+        {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
+    const char *config = NULL, *preset = NULL, *device = NULL, *kind = NULL, *boundaries = NULL;
+    train_run_opts o = {.val_frac = 0.05, .val_windows = 32, .progress = 1, .stop = &stop_requested};
+    double v = 0, steps = 0, warmup = -1, chunk = 0, window = -1;
+    train_hparams h;
+    train_hparams_default(&h, 1);
+    int c, ok = 1;
+    optind = 1;
+    while (ok && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case O_CONFIG: config = optarg; break;
+        case O_PRESET: preset = optarg; break;
+        case O_DATA: o.data = optarg; break;
+        case O_OUT: o.out = optarg; break;
+        case O_RESUME: o.resume = 1; break;
+        case O_DEVICE: device = optarg; break;
+        case O_KIND: kind = optarg; break;
+        case O_BOUNDARIES: boundaries = optarg; break;
+        case O_STEPS: ok = num_opt("steps", optarg, 1, 1e12, &steps); break;
+        case O_BATCH: ok = num_opt("batch", optarg, 1, 1 << 20, &v); h.batch = (int)v; break;
+        case O_SEQ: ok = num_opt("seq", optarg, 2, 1 << 20, &v); h.seq = (int)v; break;
+        case O_ACCUM: ok = num_opt("accum", optarg, 1, 1 << 20, &v); h.accum = (int)v; break;
+        case O_LR: ok = num_opt("lr", optarg, 1e-9, 10, &v); h.lr = (float)v; break;
+        case O_MIN_LR: ok = num_opt("min-lr", optarg, 0, 10, &v); h.min_lr = (float)v; break;
+        case O_WARMUP: ok = num_opt("warmup", optarg, 0, 1e12, &warmup); break;
+        case O_WD: ok = num_opt("weight-decay", optarg, 0, 10, &v); h.weight_decay = (float)v; break;
+        case O_CLIP: ok = num_opt("clip", optarg, 0, 1e9, &v); h.clip = (float)v; break;
+        case O_SEED: ok = num_opt("seed", optarg, 0, 1e18, &v); o.seed = (uint64_t)v; break;
+        case O_VAL_EVERY: ok = num_opt("val-every", optarg, 0, 1e12, &v); o.val_every = (int64_t)v; break;
+        case O_VAL_WINDOWS: ok = num_opt("val-windows", optarg, 1, 1e9, &v); o.val_windows = (int)v; break;
+        case O_VAL_FRAC: ok = num_opt("val-frac", optarg, 0, 0.9, &o.val_frac); break;
+        case O_CKPT: ok = num_opt("ckpt-every", optarg, 0, 1e12, &v); o.ckpt_every = (int64_t)v; break;
+        case O_CHUNK: ok = num_opt("chunk", optarg, 1, 1e6, &chunk); break;
+        case O_WINDOW: ok = num_opt("window", optarg, 0, 1e6, &window); break;
+        case 'h':
+            printf("usage: attamba train (--config C.json | --preset tiny|small|paper-60m) --data FILE --steps N\n"
+                   "                     --out DIR [options]\n"
+                   "       attamba train --resume --out DIR --data FILE [--steps N]\n\n"
+                   "  --kind K             attamba | transformer | transformer-swa (overrides the config)\n"
+                   "  --chunk P --window L --boundaries S     attention pattern (override the config)\n"
+                   "  --batch B --seq T    micro-batch (default 8 x 256); --accum K micro-batches per step\n"
+                   "  --lr --min-lr --warmup --weight-decay --clip   AdamW + schedule (defaults: 3e-3, 3e-4,\n"
+                   "                       5%% of steps, 0.033, 1.0; betas 0.9/0.95 as in the paper)\n"
+                   "  --seed S             init and data order (same seed + device = same run)\n"
+                   "  --val-frac F         held-out tail of the data (0.05); --val-every K, --val-windows N\n"
+                   "  --ckpt-every K       checkpoint period (also at the end and on Ctrl-C)\n"
+                   "  --device P:D|gpu|cpu|accelerator\n\n"
+                   "Writes DIR/metrics.jsonl, DIR/ckpt-*/ (the newest two; DIR/latest names the newest) and the\n"
+                   "final model in DIR (config.json + model.safetensors).\n");
+            return 0;
+        default: return 2;
+        }
+    }
+    if (!ok) return 2;
+    if (!o.data || !o.out) return cli_error("train", "--data and --out are required"), 2;
+    if (!o.resume && !config == !preset) return cli_error("train", "give --config or --preset (or --resume)"), 2;
+    if (!o.resume && steps < 1) return cli_error("train", "--steps N is required"), 2;
+    model_config cfg;
+    char err[600];
+    if (!o.resume || config || preset) {
+        if (config ? model_config_load(config, &cfg, err, sizeof err) : model_config_preset(preset, &cfg, err, sizeof err))
+            return cli_error("train", "%s", err);
+        if (kind) {
+            int k = -1;
+            for (int i = 0; i <= MODEL_TRANSFORMER_SWA; i++)
+                if (!strcmp(kind, model_kind_name((model_kind)i))) k = i;
+            if (k < 0) return cli_error("train", "unknown --kind '%s'", kind), 2;
+            cfg.kind = (model_kind)k;
+        }
+        if (chunk > 0) cfg.chunk = (int)chunk;
+        if (window >= 0) cfg.window = (int)window;
+        if (boundaries) {
+            boundary_spec b = model_config_boundaries(&cfg);
+            if (boundary_parse(boundaries, &b, err, sizeof err)) return cli_error("train", "%s", err);
+            cfg.boundaries = b.strategy;
+            cfg.boundary_seed = b.seed;
+        }
+        if (model_config_validate(&cfg, err, sizeof err)) return cli_error("train", "%s", err);
+    }
+    h.steps = (int64_t)steps;
+    h.warmup = warmup >= 0 ? (int64_t)warmup : (h.steps / 20 > 0 ? h.steps / 20 : 1);
+    attamba_context *ctx = cli_open_device(device);
+    if (!ctx) return 1;
+    signal(SIGINT, on_sigint);
+    fprintf(stderr, "device: %s\n", attamba_context_device(ctx)->name);
+    double val;
+    attamba_status s = train_run(ctx, &cfg, &h, &o, &val);
+    int rc = 0;
+    if (s == ATTAMBA_ERR_INTERRUPTED) rc = (cli_error("train", "%s", attamba_context_last_error(ctx)), 130);
+    else if (s) rc = cli_error("train", "%s", attamba_context_last_error(ctx));
+    else printf("trained %s: validation loss %.4f, perplexity %.3f, bits/byte %.4f\n", o.out, val, exp(val), val / log(2.0));
+    attamba_context_destroy(ctx);
+    return rc;
+}

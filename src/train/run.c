@@ -1,0 +1,182 @@
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <errno.h>
+
+#include "checkpoint.h"
+#include "data.h"
+#include "ops/loss.h"
+#include "run.h"
+
+attamba_status train_eval(model *m, const dataset *d, int64_t begin, int64_t end, int T, int B, int n_windows,
+                          double *loss) {
+    rt_ctx *ctx = m->ctx;
+    int64_t avail = (end - begin) / T;
+    if (avail < 1) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "eval: %lld tokens are fewer than one window of %d",
+                                  (long long)(end - begin), T);
+    if (n_windows <= 0 || n_windows > avail) n_windows = (int)avail;
+    int32_t *tok = malloc((size_t)B * T * sizeof *tok), *tgt = malloc((size_t)B * T * sizeof *tgt);
+    if (!tok || !tgt) {
+        free(tok);
+        free(tgt);
+        return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+    }
+    double total = 0;
+    int64_t counted = 0;
+    attamba_status s = ATTAMBA_OK;
+    for (int w0 = 0; w0 < n_windows && !s; w0 += B) {
+        int nb = n_windows - w0 < B ? n_windows - w0 : B;
+        for (int b = 0; b < nb; b++) data_window(d, begin + (int64_t)(w0 + b) * T, T, m->cfg.bos_id, tok + b * T, tgt + b * T);
+        tensor logits = {0}, targets = {0};
+        double mean;
+        int64_t count;
+        s = model_forward(m, tok, nb, T, &logits);
+        if (!s) s = tensor_alloc(ctx, &targets, TENSOR_I32, 2, ((int64_t[]){nb, T}));
+        if (!s) s = tensor_upload(&targets, tgt);
+        if (!s) s = ops_cross_entropy_mean(ctx, &logits, &targets, -1, &mean, &count);
+        if (!s) {
+            total += mean * (double)count;
+            counted += count;
+        }
+        tensor_free(&logits);
+        tensor_free(&targets);
+    }
+    free(tok);
+    free(tgt);
+    if (!s) *loss = counted ? total / (double)counted : 0;
+    return s;
+}
+
+/* Keeps the lines of metrics.jsonl up to `step` (a resumed run rewrites what came after). */
+static void metrics_truncate(const char *path, int64_t step) {
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    char *tmp = core_strdup_printf("%s.tmp", path);
+    FILE *o = tmp ? fopen(tmp, "w") : NULL;
+    char line[4096];
+    while (o && fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, "\"step\":");
+        if (p && strtoll(p + 7, NULL, 10) > step) continue;
+        fputs(line, o);
+    }
+    fclose(f);
+    if (o && fclose(o) == 0) rename(tmp, path);
+    free(tmp);
+}
+
+static void fmt_eta(double s, char *buf, size_t n) {
+    if (!(s >= 0) || s > 1e7) snprintf(buf, n, "?");
+    else if (s >= 3600) snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)(s / 60) % 60);
+    else snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)s % 60);
+}
+
+attamba_status train_run(rt_ctx *ctx, const model_config *cfg, const train_hparams *h_in, const train_run_opts *o,
+                         double *final_val) {
+    char err[700];
+    dataset d;
+    if (data_open(o->data, &d, err, sizeof err)) return rt_fail(ctx, ATTAMBA_ERR_IO, "%s", err);
+    train_hparams h = *h_in;
+    int64_t train_end = data_train_end(&d, o->val_frac);
+    if (train_end < h.seq + 1 || (o->val_frac > 0 && d.n - train_end < h.seq)) {
+        data_close(&d);
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG,
+                       "%s: %lld tokens are too few for windows of %d with a validation fraction of %g", o->data,
+                       (long long)d.n, h.seq, o->val_frac);
+    }
+    if (mkdir(o->out, 0755) != 0 && errno != EEXIST) {
+        data_close(&d);
+        return rt_fail(ctx, ATTAMBA_ERR_IO, "cannot create %s", o->out);
+    }
+    model *m = NULL;
+    trainer *t = NULL;
+    train_progress p = {0};
+    attamba_status s;
+    if (o->resume && checkpoint_exists(o->out)) {
+        train_hparams saved;
+        s = checkpoint_load(ctx, o->out, &m, &saved, &p, err, sizeof err);
+        if (s) rt_fail(ctx, s, "resume: %s", err);
+        if (!s) {
+            saved.steps = h.steps > saved.steps ? h.steps : saved.steps; /* allow extending a finished run */
+            h = saved;
+            s = trainer_create(m, &h, &t);
+        }
+        if (!s && (s = checkpoint_load_moments(o->out, t, err, sizeof err))) rt_fail(ctx, s, "resume: %s", err);
+        if (!s && o->progress) fprintf(stderr, "resuming %s at step %lld\n", o->out, (long long)p.step);
+    } else {
+        s = model_create(ctx, cfg, &m);
+        if (!s) s = model_init_random(m, o->seed);
+        if (!s) s = trainer_create(m, &h, &t);
+        p.seed = o->seed;
+        core_rng_seed(&p.rng, o->seed ^ 0xda7a0dadULL);
+    }
+    char *metrics_path = core_strdup_printf("%s/metrics.jsonl", o->out);
+    if (!s) metrics_truncate(metrics_path, p.step);
+    FILE *metrics = s ? NULL : fopen(metrics_path, "a");
+    if (!s && !metrics) s = rt_fail(ctx, ATTAMBA_ERR_IO, "cannot open %s", metrics_path);
+    int B = h.batch, T = h.seq;
+    int32_t *tok = malloc((size_t)B * T * sizeof *tok), *tgt = malloc((size_t)B * T * sizeof *tgt);
+    if (!s && (!tok || !tgt)) s = rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+    double val = NAN, t_start = core_now() - p.seconds, t_session = core_now(), last_loss = NAN;
+    int64_t start_step = p.step;
+    while (!s && p.step < h.steps) {
+        int64_t step = p.step + 1;
+        double loss_sum = 0, grad_norm = 0;
+        float lr = 0;
+        s = trainer_zero_grad(t);
+        for (int a = 0; a < h.accum && !s; a++) {
+            for (int b = 0; b < B; b++)
+                data_window(&d, data_random_start(&p.rng, 0, train_end, T), T, m->cfg.bos_id, tok + b * T, tgt + b * T);
+            double loss;
+            int64_t count;
+            s = trainer_forward_backward(t, tok, tgt, 1.0f / (float)h.accum, &loss, &count);
+            loss_sum += loss;
+        }
+        if (!s) s = trainer_apply(t, step, &grad_norm, &lr);
+        if (s) break;
+        p.step = step;
+        p.tokens += (int64_t)B * T * h.accum;
+        p.seconds = core_now() - t_start;
+        last_loss = loss_sum / h.accum;
+        fprintf(metrics, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens\": %lld, "
+                         "\"seconds\": %.3f}\n",
+                (long long)step, last_loss, lr, grad_norm, (long long)p.tokens, p.seconds);
+        int last = step == h.steps, stopping = (o->stop && *o->stop) || step == o->stop_at;
+        if ((o->val_every > 0 && step % o->val_every == 0) || last) {
+            s = train_eval(m, &d, train_end, d.n, T, B, o->val_windows, &val);
+            if (s) break;
+            fprintf(metrics, "{\"step\": %lld, \"val_loss\": %.6f, \"val_ppl\": %.4f}\n", (long long)step, val, exp(val));
+        }
+        fflush(metrics);
+        if (o->progress) {
+            double session = core_now() - t_session, per_step = session / (double)(step - start_step);
+            double tok_s = (double)(step - start_step) * B * T * h.accum / session;
+            char eta[32], suffix[200];
+            fmt_eta(per_step * (double)(h.steps - step), eta, sizeof eta);
+            int n = snprintf(suffix, sizeof suffix, "step %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  ETA %s",
+                             (long long)step, (long long)h.steps, last_loss, lr, tok_s, eta);
+            if (!isnan(val) && n > 0 && n < (int)sizeof suffix)
+                snprintf(suffix + n, sizeof suffix - (size_t)n, "  val %.4f", val);
+            core_progress("train", (double)step / (double)h.steps, last || stopping, suffix);
+        }
+        if ((o->ckpt_every > 0 && step % o->ckpt_every == 0) || last || stopping) {
+            s = checkpoint_save(o->out, t, &h, &p, 2, err, sizeof err);
+            if (s) rt_fail(ctx, s, "checkpoint: %s", err);
+        }
+        if (!s && stopping && !last) {
+            s = rt_fail(ctx, ATTAMBA_ERR_INTERRUPTED, "interrupted at step %lld; checkpoint saved in %s (--resume)",
+                        (long long)step, o->out);
+        }
+    }
+    if (!s && model_save(m, o->out)) s = ATTAMBA_ERR_IO;
+    if (!s && final_val) *final_val = val;
+    if (metrics) fclose(metrics);
+    free(metrics_path);
+    free(tok);
+    free(tgt);
+    trainer_destroy(t);
+    model_destroy(m);
+    data_close(&d);
+    return s;
+}

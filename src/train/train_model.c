@@ -1,0 +1,294 @@
+/* Training: the forward pass keeping every layer's activations, the backward pass through the
+ * whole model (SPEC 3, in reverse), global-norm clipping and AdamW.
+ * Backward ops write input gradients and accumulate parameter gradients, so every weight's
+ * gradient lands in its view of one flat buffer, shaped like the weights. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/attention.h"
+#include "ops/attention_backward.h"
+#include "ops/layer.h"
+#include "ops/layer_backward.h"
+#include "ops/loss.h"
+#include "ops/ops.h"
+#include "ops/optim.h"
+#include "ops/ssm.h"
+#include "train.h"
+
+void train_hparams_default(train_hparams *h, int64_t steps) {
+    h->batch = 8;
+    h->seq = 256;
+    h->accum = 1;
+    h->lr = 3e-3f;
+    h->min_lr = 3e-4f;
+    h->steps = steps;
+    h->warmup = steps / 20 > 0 ? steps / 20 : 1;
+    h->beta1 = 0.9f;
+    h->beta2 = 0.95f;
+    h->eps = 1e-8f;
+    h->weight_decay = 0.033f;
+    h->clip = 1.0f;
+    h->ignore_id = -1;
+}
+
+/* Gradients of one SSM (K or V) of a layer. */
+typedef struct {
+    tensor dg, dy, dz, dxs, dbm, dcm, ddt, dxs_in, db_in, dc_in;
+} ssm_grads;
+
+struct trainer {
+    model *m;
+    train_hparams h;
+    model *g, *mom[2];        /* gradients and AdamW moments, as models: the same views as the weights */
+    int L;
+    layer_acts *acts;         /* one per layer */
+    tensor *hs;               /* residual stream: hs[2l] enters layer l, hs[2l+1] after its attention */
+    tensor ids, targets, pos0, xf, logits, lse, losses;
+    int32_t *ids_host;
+    /* gradient scratch */
+    tensor dh, dx, dtmp, dq, dk, dv, dout, dhid, df1, df3;
+    ssm_grads sg;
+};
+
+const model_weights *trainer_grads(const trainer *t) { return &t->g->w; }
+model *trainer_model(const trainer *t) { return t->m; }
+tensor *trainer_moment(trainer *t, int which) { return &t->mom[which & 1]->w.flat; }
+
+static attamba_status alloc3(trainer *t, tensor *x, int64_t w) {
+    return tensor_alloc_f32(t->m->ctx, x, 3, ((int64_t[]){t->h.batch, t->h.seq, w}));
+}
+
+void trainer_destroy(trainer *t) {
+    if (!t) return;
+    model_destroy(t->g);
+    model_destroy(t->mom[0]);
+    model_destroy(t->mom[1]);
+    for (int l = 0; t->acts && l < t->L; l++) model_acts_free(&t->acts[l]);
+    for (int i = 0; t->hs && i < 2 * t->L + 1; i++) tensor_free(&t->hs[i]);
+    tensor *all[] = {&t->ids, &t->targets, &t->pos0, &t->xf,  &t->logits, &t->lse,  &t->losses, &t->dh,
+                     &t->dx,  &t->dtmp,    &t->dq,   &t->dk,  &t->dv,     &t->dout, &t->dhid,   &t->df1,
+                     &t->df3, &t->sg.dg,   &t->sg.dy, &t->sg.dz, &t->sg.dxs, &t->sg.dbm, &t->sg.dcm, &t->sg.ddt,
+                     &t->sg.dxs_in, &t->sg.db_in, &t->sg.dc_in};
+    for (size_t i = 0; i < CORE_LEN(all); i++) tensor_free(all[i]);
+    free(t->acts);
+    free(t->hs);
+    free(t->ids_host);
+    free(t);
+}
+
+attamba_status trainer_create(model *m, const train_hparams *h, trainer **out) {
+    *out = NULL;
+    rt_ctx *ctx = m->ctx;
+    const model_config *c = &m->cfg;
+    if (h->batch < 1 || h->seq < 2 || h->accum < 1 || h->steps < 1 || !(h->lr > 0) || !(h->min_lr >= 0) ||
+        h->warmup < 0 || !(h->beta1 >= 0 && h->beta1 < 1) || !(h->beta2 >= 0 && h->beta2 < 1) || !(h->eps > 0) ||
+        !(h->weight_decay >= 0) || !(h->clip >= 0))
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG,
+                       "trainer: need batch >= 1, seq >= 2, accum >= 1, steps >= 1, lr > 0, min_lr >= 0, "
+                       "warmup >= 0, betas in [0, 1), eps > 0, weight decay >= 0, clip >= 0");
+    trainer *t = calloc(1, sizeof *t);
+    if (!t) return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+    t->m = m;
+    t->h = *h;
+    t->L = c->n_layers;
+    int64_t B = h->batch, T = h->seq, d = c->dim, qw = (int64_t)c->n_heads * c->head_dim,
+            kvw = (int64_t)c->n_kv_heads * c->head_dim, F = c->ffn_dim, E = c->ssm_inner,
+            GN = (int64_t)c->ssm_groups * c->ssm_state;
+    attamba_status s = model_create(ctx, c, &t->g);
+    for (int i = 0; i < 2 && !s; i++) s = model_create(ctx, c, &t->mom[i]);
+    for (int i = 0; i < 2 && !s; i++) s = tensor_fill(&t->mom[i]->w.flat, 0.0);
+    t->acts = calloc((size_t)t->L, sizeof *t->acts);
+    t->hs = calloc((size_t)(2 * t->L + 1), sizeof *t->hs);
+    t->ids_host = malloc((size_t)(B * T) * sizeof *t->ids_host);
+    if (!s && (!t->acts || !t->hs || !t->ids_host)) s = rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+    for (int i = 0; i < 2 * t->L + 1 && !s; i++) s = alloc3(t, &t->hs[i], d);
+    for (int l = 0; l < t->L && !s; l++) {
+        s = model_acts_alloc(m, (int)B, (int)T, &t->acts[l]);
+        t->acts[l].h_in = &t->hs[2 * l];
+        t->acts[l].h_mid = &t->hs[2 * l + 1];
+        t->acts[l].h_out = &t->hs[2 * l + 2];
+    }
+    if (!s) s = tensor_alloc(ctx, &t->ids, TENSOR_I32, 2, ((int64_t[]){B, T}));
+    if (!s) s = tensor_alloc(ctx, &t->targets, TENSOR_I32, 2, ((int64_t[]){B, T}));
+    if (!s) s = tensor_alloc(ctx, &t->pos0, TENSOR_I32, 1, &B);
+    if (!s) s = tensor_fill(&t->pos0, 0);
+    if (!s) s = alloc3(t, &t->xf, d);
+    if (!s) s = alloc3(t, &t->logits, c->vocab_size);
+    if (!s) s = tensor_alloc_f32(ctx, &t->lse, 2, ((int64_t[]){B, T}));
+    if (!s) s = tensor_alloc_f32(ctx, &t->losses, 2, ((int64_t[]){B, T}));
+    struct { tensor *x; int64_t w; } scratch[] = {{&t->dh, d},    {&t->dx, d},    {&t->dtmp, d},     {&t->dq, qw},
+                                                  {&t->dk, kvw},  {&t->dv, kvw},  {&t->dout, qw},    {&t->dhid, F},
+                                                  {&t->df1, F},   {&t->df3, F}};
+    for (size_t i = 0; i < CORE_LEN(scratch) && !s; i++) s = alloc3(t, scratch[i].x, scratch[i].w);
+    if (c->kind == MODEL_ATTAMBA) {
+        ssm_grads *g = &t->sg;
+        struct { tensor *x; int64_t w; } sgs[] = {{&g->dg, E},  {&g->dy, E},     {&g->dz, E},    {&g->dxs, E},
+                                                  {&g->dbm, GN}, {&g->dcm, GN},  {&g->ddt, c->ssm_heads},
+                                                  {&g->dxs_in, E}, {&g->db_in, GN}, {&g->dc_in, GN}};
+        for (size_t i = 0; i < CORE_LEN(sgs) && !s; i++) s = alloc3(t, sgs[i].x, sgs[i].w);
+    }
+    if (s) {
+        trainer_destroy(t);
+        return s;
+    }
+    *out = t;
+    return ATTAMBA_OK;
+}
+
+attamba_status trainer_zero_grad(trainer *t) { return tensor_fill(&t->g->w.flat, 0.0); }
+
+/* ---- backward building blocks ---- */
+
+static attamba_status flat2(const tensor *x, tensor *out) {
+    int64_t shape[2] = {tensor_numel(x) / x->shape[x->ndim - 1], x->shape[x->ndim - 1]};
+    return tensor_reshape(x, 2, shape, out);
+}
+
+/* For y = x W^T: dW += dy^T x, and dx = dy W (dx += when accumulate; skipped when dx is NULL). */
+static attamba_status linear_backward(trainer *t, const tensor *x, const tensor *W, const tensor *dy, tensor *dW,
+                                      tensor *dx, int accumulate) {
+    rt_ctx *ctx = t->m->ctx;
+    tensor x2, dy2, dx2 = {0};
+    RT_TRY(flat2(x, &x2));
+    attamba_status s = flat2(dy, &dy2);
+    if (!s) s = ops_gemm(ctx, 1, 0, 1.0f, &dy2, &x2, 1.0f, dW);
+    if (!s && dx) {
+        s = flat2(dx, &dx2);
+        if (!s) s = ops_gemm(ctx, 0, 0, 1.0f, &dy2, W, accumulate ? 1.0f : 0.0f, &dx2);
+    }
+    tensor_free(&x2);
+    tensor_free(&dy2);
+    tensor_free(&dx2);
+    return s;
+}
+
+/* kv = x + g W_out^T, g = gated_rmsnorm(scan(conv(x W_in^T))): dx += dkv + (the SSM's input gradient). */
+static attamba_status ssm_backward(trainer *t, int l, int i, const tensor *x, const tensor *seg, const tensor *dkv,
+                                   tensor *dx) {
+    model *m = t->m;
+    const model_config *c = &m->cfg;
+    const ssm_weights *w = &m->layers[l].ssm[i], *gw = &t->g->layers[l].ssm[i];
+    const ssm_acts *a = &t->acts[l].ssm[i];
+    ssm_grads *g = &t->sg;
+    RT_TRY(linear_backward(t, &a->g, w->out_proj, dkv, (tensor *)gw->out_proj, &g->dg, 0));
+    RT_TRY(ops_gated_rmsnorm_backward(m->ctx, &a->y, &a->z, w->norm, c->norm_eps, &g->dg, &g->dy, &g->dz,
+                                      (tensor *)gw->norm));
+    RT_TRY(ops_ssm_scan_backward(m->ctx, &a->xs, &a->bm, &a->cm, &a->dt, w->dt_bias, w->A_log, w->D, seg,
+                                 c->ssm_groups, &g->dy, &g->dxs, &g->dbm, &g->dcm, &g->ddt, (tensor *)gw->dt_bias,
+                                 (tensor *)gw->A_log, (tensor *)gw->D));
+    const tensor *pre[3] = {&a->xs_in, &a->b_in, &a->c_in}, *conv_w[3] = {&w->conv_xs, &w->conv_b, &w->conv_c};
+    tensor *dpost[3] = {&g->dxs, &g->dbm, &g->dcm}, *dpre[3] = {&g->dxs_in, &g->db_in, &g->dc_in};
+    tensor *dconv[3] = {(tensor *)&gw->conv_xs, (tensor *)&gw->conv_b, (tensor *)&gw->conv_c};
+    for (int j = 0; j < 3; j++) {
+        if (c->ssm_conv > 0) RT_TRY(ops_conv1d_backward(m->ctx, pre[j], conv_w[j], seg, 1, dpost[j], dpre[j], dconv[j]));
+        else RT_TRY(ops_silu_backward(m->ctx, pre[j], dpost[j], dpre[j]));
+    }
+    RT_TRY(ops_add(m->ctx, dx, dkv, dx)); /* the residual path k = x + ... */
+    RT_TRY(linear_backward(t, x, &w->in_z, &g->dz, (tensor *)&gw->in_z, dx, 1));
+    RT_TRY(linear_backward(t, x, &w->in_xs, &g->dxs_in, (tensor *)&gw->in_xs, dx, 1));
+    RT_TRY(linear_backward(t, x, &w->in_b, &g->db_in, (tensor *)&gw->in_b, dx, 1));
+    RT_TRY(linear_backward(t, x, &w->in_c, &g->dc_in, (tensor *)&gw->in_c, dx, 1));
+    return linear_backward(t, x, &w->in_dt, &g->ddt, (tensor *)&gw->in_dt, dx, 1);
+}
+
+/* t->dh holds dL/dh_out of layer l; leaves dL/dh_in there. */
+static attamba_status layer_backward(trainer *t, int l) {
+    model *m = t->m;
+    const model_config *c = &m->cfg;
+    const layer_weights *W = &m->layers[l], *G = &t->g->layers[l];
+    layer_acts *a = &t->acts[l];
+    rt_ctx *ctx = m->ctx;
+    /* FFN: h_out = h_mid + W2 (silu(f1) * f3), f1 = W1 y, f3 = W3 y, y = rmsnorm(h_mid) */
+    RT_TRY(linear_backward(t, &a->hid, W->w2, &t->dh, (tensor *)G->w2, &t->dhid, 0));
+    RT_TRY(ops_swiglu_backward(ctx, &a->f1, &a->f3, &t->dhid, &t->df1, &t->df3));
+    RT_TRY(linear_backward(t, &a->y, W->w1, &t->df1, (tensor *)G->w1, &t->dx, 0));
+    RT_TRY(linear_backward(t, &a->y, W->w3, &t->df3, (tensor *)G->w3, &t->dx, 1));
+    RT_TRY(ops_rmsnorm_backward(ctx, a->h_mid, W->ffn_norm, c->norm_eps, &t->dx, &t->dtmp, (tensor *)G->ffn_norm));
+    RT_TRY(ops_add(ctx, &t->dh, &t->dtmp, &t->dh));
+    /* attention: h_mid = h_in + Wo attn(rope(q), rope(k), v), q = Wq x, x = rmsnorm(h_in) */
+    RT_TRY(linear_backward(t, &a->o, W->wo, &t->dh, (tensor *)G->wo, &t->dout, 0));
+    attn_mask mask = {ATTN_CAUSAL, c->window, NULL};
+    if (c->kind == MODEL_ATTAMBA && !c->pseudo) {
+        mask.mode = ATTN_COMPRESSED;
+        mask.boundaries = &a->bpos;
+    } else if (c->kind == MODEL_TRANSFORMER_SWA) {
+        mask.mode = ATTN_SLIDING;
+    }
+    RT_TRY(ops_attention_prefill_backward(ctx, &a->q, &a->k, &a->v, c->n_heads, c->n_kv_heads, &mask, &a->o,
+                                          &t->dout, &t->dq, &t->dk, &t->dv));
+    RT_TRY(ops_rope_backward(ctx, &t->dq, c->n_heads, &t->pos0, c->rope_theta));
+    RT_TRY(ops_rope_backward(ctx, &t->dk, c->n_kv_heads, &t->pos0, c->rope_theta));
+    RT_TRY(linear_backward(t, &a->x, W->wq, &t->dq, (tensor *)G->wq, &t->dx, 0));
+    if (c->kind == MODEL_ATTAMBA) {
+        RT_TRY(ssm_backward(t, l, 0, &a->x, &a->seg, &t->dk, &t->dx));
+        RT_TRY(ssm_backward(t, l, 1, &a->x, &a->seg, &t->dv, &t->dx));
+    } else {
+        RT_TRY(linear_backward(t, &a->x, W->wk, &t->dk, (tensor *)G->wk, &t->dx, 1));
+        RT_TRY(linear_backward(t, &a->x, W->wv, &t->dv, (tensor *)G->wv, &t->dx, 1));
+    }
+    RT_TRY(ops_rmsnorm_backward(ctx, a->h_in, W->attn_norm, c->norm_eps, &t->dx, &t->dtmp, (tensor *)G->attn_norm));
+    return ops_add(ctx, &t->dh, &t->dtmp, &t->dh);
+}
+
+attamba_status trainer_forward_backward(trainer *t, const int32_t *tokens, const int32_t *targets, float grad_weight,
+                                        double *loss, int64_t *count) {
+    model *m = t->m;
+    const model_config *c = &m->cfg;
+    rt_ctx *ctx = m->ctx;
+    int64_t n = (int64_t)t->h.batch * t->h.seq, counted = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
+            return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "train: token %d outside [0, %d)", tokens[i], c->vocab_size);
+        if (targets[i] == t->h.ignore_id) continue;
+        if (targets[i] < 0 || targets[i] >= c->vocab_size)
+            return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "train: target %d outside [0, %d)", targets[i], c->vocab_size);
+        counted++;
+    }
+    memcpy(t->ids_host, tokens, (size_t)n * sizeof *tokens);
+    RT_TRY(tensor_upload(&t->ids, tokens));
+    RT_TRY(tensor_upload(&t->targets, targets));
+    /* forward, keeping every layer's activations */
+    RT_TRY(ops_embedding(ctx, &t->ids, m->tok_emb, &t->hs[0]));
+    for (int l = 0; l < t->L; l++) RT_TRY(model_layer_forward(m, l, &t->acts[l], &t->pos0, NULL, 0));
+    tensor *hL = &t->hs[2 * t->L];
+    RT_TRY(ops_rmsnorm(ctx, hL, m->norm, c->norm_eps, &t->xf));
+    RT_TRY(model_linear(m, &t->xf, m->output, 0, &t->logits));
+    RT_TRY(ops_cross_entropy(ctx, &t->logits, &t->targets, t->h.ignore_id, &t->losses, &t->lse));
+    float *losses = malloc((size_t)n * sizeof *losses);
+    if (!losses) return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+    attamba_status s = tensor_download(&t->losses, losses);
+    double sum = 0;
+    for (int64_t i = 0; i < n && !s; i++) sum += losses[i];
+    free(losses);
+    RT_TRY(s);
+    *loss = counted ? sum / (double)counted : 0.0;
+    *count = counted;
+    if (!counted) return ATTAMBA_OK;
+    /* backward: logits -> final norm -> layers in reverse -> embedding */
+    RT_TRY(ops_cross_entropy_backward(ctx, &t->logits, &t->targets, t->h.ignore_id, &t->lse,
+                                      grad_weight / (float)counted, &t->logits));
+    const tensor *g_out = c->tie_embeddings ? t->g->tok_emb : t->g->output;
+    RT_TRY(linear_backward(t, &t->xf, m->output, &t->logits, (tensor *)g_out, &t->dx, 0));
+    RT_TRY(ops_rmsnorm_backward(ctx, hL, m->norm, c->norm_eps, &t->dx, &t->dh, (tensor *)t->g->norm));
+    for (int l = t->L - 1; l >= 0; l--) RT_TRY(layer_backward(t, l));
+    return ops_embedding_backward(ctx, &t->ids, t->ids_host, &t->dh, (tensor *)t->g->tok_emb);
+}
+
+attamba_status trainer_apply(trainer *t, int64_t step, double *grad_norm, float *lr_out) {
+    rt_ctx *ctx = t->m->ctx;
+    double sq;
+    RT_TRY(ops_sum_squares(ctx, &t->g->w.flat, &sq));
+    double norm = sqrt(sq);
+    if (!isfinite(norm)) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "train: gradient norm is %g at step %lld", norm, (long long)step);
+    float lr = optim_lr_schedule(step, t->h.warmup, t->h.steps, t->h.lr, t->h.min_lr);
+    adamw_params p = {lr, t->h.beta1, t->h.beta2, t->h.eps, 0.0f, optim_clip_scale(norm, t->h.clip), step};
+    model_weights *w = &t->m->w;
+    for (int i = 0; i < w->n; i++) {
+        p.weight_decay = w->info[i].decay ? t->h.weight_decay : 0.0f;
+        RT_TRY(ops_adamw(ctx, &w->t[i], &t->g->w.t[i], &t->mom[0]->w.t[i], &t->mom[1]->w.t[i], &p));
+    }
+    if (grad_norm) *grad_norm = norm;
+    if (lr_out) *lr_out = lr;
+    return ATTAMBA_OK;
+}
