@@ -416,6 +416,9 @@ END_TEST
 int main(void) {
     Suite *s = suite_create("attention_backward");
     TCase *t = tcase_create("attention_backward");
+    /* A cold kernel cache compiles four variants (plus the forward) inside one loop iteration:
+     * several seconds each on 2 shared cores, beyond Check's 4 s default. */
+    tcase_set_timeout(t, 300);
     tcase_add_loop_test(t, reference_backward_matches_finite_differences, 0, N_FD_CASES);
     tcase_add_loop_test(t, kernel_backward_matches_reference_on_awkward_shapes, 0, N_KCASES);
     tcase_add_test(t, kernel_backward_is_deterministic);
