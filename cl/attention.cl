@@ -47,15 +47,51 @@ inline int attn_count_below(__global const int *a, int n, int x) {
     return lo;
 }
 
+/* Head-dim vectors: each work-item holds its query and accumulator as DV vectors of VW floats
+ * (explicit vectors: PoCL then needs no cross-work-item vectorisation, GPUs just see registers). */
+#ifndef VW
+#if DH % 16 == 0
+#define VW 16
+#elif DH % 8 == 0
+#define VW 8
+#elif DH % 4 == 0
+#define VW 4
+#else
+#define VW 1
+#endif
+#endif
+#define DV (DH / VW)
+#if VW == 16
+typedef float16 vec;
+#define VLOAD(p) vload16(0, (p))
+#define VSTORE(x, p) vstore16((x), 0, (p))
+#define HSUM(x) attn_hsum4(((x).lo.lo + (x).lo.hi) + ((x).hi.lo + (x).hi.hi))
+#elif VW == 8
+typedef float8 vec;
+#define VLOAD(p) vload8(0, (p))
+#define VSTORE(x, p) vstore8((x), 0, (p))
+#define HSUM(x) attn_hsum4((x).lo + (x).hi)
+#elif VW == 4
+typedef float4 vec;
+#define VLOAD(p) vload4(0, (p))
+#define VSTORE(x, p) vstore4((x), 0, (p))
+#define HSUM(x) attn_hsum4(x)
+#else
+typedef float vec;
+#define VLOAD(p) (*(p))
+#define HSUM(x) (x)
+#endif
+inline float attn_hsum4(float4 x) { return (x.x + x.y) + (x.z + x.w); }
+
 /* One tile of TK keys for one query: scores, online-softmax update of (m, l, acc).
- * KAT(j, d) / VAT(j, d) read key/value j of the tile, ok[j] says whether the query sees it. */
-#define ATTN_TILE_UPDATE(KAT, VAT)                                            \
+ * KPTR(j) / VPTR(j) point at key/value row j of the tile, ok[j] says whether the query sees it. */
+#define ATTN_TILE_UPDATE(KPTR, VPTR)                                          \
     do {                                                                      \
         float sc[TK];                                                         \
-        for (int j = 0; j < TK; j++) sc[j] = 0.0f;                            \
-        for (int d = 0; d < DH; d++) {                                        \
-            float qd = qv[d];                                                 \
-            for (int j = 0; j < TK; j++) sc[j] = fma(qd, KAT(j, d), sc[j]);   \
+        for (int j = 0; j < TK; j++) {                                        \
+            vec s_ = qv[0] * VLOAD(KPTR(j));                                  \
+            for (int c = 1; c < DV; c++) s_ = fma(qv[c], VLOAD(KPTR(j) + c * VW), s_); \
+            sc[j] = HSUM(s_);                                                 \
         }                                                                     \
         float mt = m;                                                         \
         for (int j = 0; j < TK; j++)                                          \
@@ -68,10 +104,10 @@ inline int attn_count_below(__global const int *a, int n, int x) {
         }                                                                     \
         l = l * corr + ls;                                                    \
         m = mt;                                                               \
-        for (int d = 0; d < DH; d++) {                                        \
-            float a = acc[d] * corr;                                          \
-            for (int j = 0; j < TK; j++) a = fma(p[j], VAT(j, d), a);         \
-            acc[d] = a;                                                       \
+        for (int c = 0; c < DV; c++) {                                        \
+            vec a = acc[c] * corr;                                            \
+            for (int j = 0; j < TK; j++) a = fma((vec)(p[j]), VLOAD(VPTR(j) + c * VW), a); \
+            acc[c] = a;                                                       \
         }                                                                     \
     } while (0)
 
@@ -88,12 +124,12 @@ inline int attn_count_below(__global const int *a, int n, int x) {
         }                                                                     \
         barrier(CLK_LOCAL_MEM_FENCE);                                         \
     } while (0)
-#define KAT_(j, d) kt[(j) * DH + (d)]
-#define VAT_(j, d) vt[(j) * DH + (d)]
+#define KPTR_(j) (kt + (j) * DH)
+#define VPTR_(j) (vt + (j) * DH)
 #else
 #define ATTN_LOAD_TILE() do { } while (0)
-#define KAT_(j, d) k[krow[j] + (d)]
-#define VAT_(j, d) v[krow[j] + (d)]
+#define KPTR_(j) (k + krow[j])
+#define VPTR_(j) (v + krow[j])
 #endif
 
 /* q [B,T,H*DH], k/v [B,T,Hkv*DH], out [B,T,H*DH]; bnd: nbnd sorted boundary positions.
@@ -118,10 +154,10 @@ void attn_prefill(__global const float *q, int qo, __global const float *k, int 
     __local float kt[TK * DH], vt[TK * DH];
 #endif
 
-    float qv[DH], acc[DH];
-    for (int d = 0; d < DH; d++) {
-        qv[d] = qp[d] * scale;
-        acc[d] = 0.0f;
+    vec qv[DV], acc[DV];
+    for (int c = 0; c < DV; c++) {
+        qv[c] = VLOAD(qp + c * VW) * scale;
+        acc[c] = (vec)(0.0f);
     }
     float m = ATTN_NEG, l = 0.0f;
     int krow[TK], ok[TK];
@@ -138,7 +174,7 @@ void attn_prefill(__global const float *q, int qo, __global const float *k, int 
             ok[j] = i0 + j < na;
         }
         ATTN_LOAD_TILE();
-        ATTN_TILE_UPDATE(KAT_, VAT_);
+        ATTN_TILE_UPDATE(KPTR_, VPTR_);
     }
 
     /* Phase B: the block's window range, masked per query. bi walks the boundaries >= wlo. */
@@ -157,14 +193,21 @@ void attn_prefill(__global const float *q, int qo, __global const float *k, int 
             ok[j] = s < whi && s <= t && (t - s <= lwin || isb);
         }
         ATTN_LOAD_TILE();
-        ATTN_TILE_UPDATE(KAT_, VAT_);
+        ATTN_TILE_UPDATE(KPTR_, VPTR_);
     }
 
     if (t0 + lid < T) {
         /* l >= 1: every query sees itself, the key at the running max contributing exp(0). */
         float inv = 1.0f / l;
         __global float *op = out + oo + (b * T + t) * qs + h * DH;
-        for (int d = 0; d < DH; d++) op[d] = acc[d] * inv;
+        for (int c = 0; c < DV; c++) {
+            vec o = acc[c] * inv;
+#if VW == 1
+            op[c] = o;
+#else
+            VSTORE(o, op + c * VW);
+#endif
+        }
     }
 }
 
@@ -197,10 +240,10 @@ void attn_decode(__global const float *q, int qo, __global const float *kb, int 
     vr += vro + b * R * ks + kvh * DH;
     __global const float *qp = q + qo + b * H * DH + h * DH;
 
-    float qv[DH], acc[DH];
-    for (int d = 0; d < DH; d++) {
-        qv[d] = qp[d] * scale;
-        acc[d] = 0.0f;
+    vec qv[DV], acc[DV];
+    for (int c = 0; c < DV; c++) {
+        qv[c] = VLOAD(qp + c * VW) * scale;
+        acc[c] = (vec)(0.0f);
     }
     float m = ATTN_NEG, l = 0.0f;
     const int per = (n + WG - 1) / WG;
@@ -220,17 +263,23 @@ void attn_decode(__global const float *q, int qo, __global const float *kb, int 
                 vp[j] = vr + slot * ks;
             }
         }
-#define KAT_D(j, d) kp[j][d]
-#define VAT_D(j, d) vp[j][d]
-        ATTN_TILE_UPDATE(KAT_D, VAT_D);
-#undef KAT_D
-#undef VAT_D
+#define KPTR_D(j) kp[j]
+#define VPTR_D(j) vp[j]
+        ATTN_TILE_UPDATE(KPTR_D, VPTR_D);
+#undef KPTR_D
+#undef VPTR_D
     }
 
     __local float lm[WG], ll[WG], lacc[WG * DH];
     lm[lid] = m;
     ll[lid] = l;
-    for (int d = 0; d < DH; d++) lacc[lid * DH + d] = acc[d];
+    for (int c = 0; c < DV; c++) {
+#if VW == 1
+        lacc[lid * DH + c] = acc[c];
+#else
+        VSTORE(acc[c], lacc + lid * DH + c * VW);
+#endif
+    }
     barrier(CLK_LOCAL_MEM_FENCE);
     float M = ATTN_NEG;
     for (int w = 0; w < WG; w++) M = fmax(M, lm[w]);

@@ -17,5 +17,6 @@ int cli_error(const char *cmd, const char *fmt, ...);
 
 int cli_devices(int argc, char **argv);
 int bench_gemm_main(int argc, char **argv);
+int bench_attention_main(int argc, char **argv);
 
 #endif

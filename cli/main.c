@@ -25,6 +25,7 @@ static const struct {
     const char *help;
 } benches[] = {
     {"gemm", bench_gemm_main, "GEMM: CLBlast vs the own kernel vs host BLAS on a d=512 model's shapes"},
+    {"attention", bench_attention_main, "attention: compressed (Attamba) vs dense causal prefill, key visits"},
 };
 
 static void usage(FILE *f) {

@@ -92,6 +92,10 @@ attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const te
     int bq = opts && opts->block_q ? opts->block_q : gpu ? 64 : 16;
     int tk = opts && opts->tile_k ? opts->tile_k : gpu ? 16 : 8;
     int use_local = opts && opts->use_local ? opts->use_local == 1 : gpu;
+    int vw = opts && opts->vec_width ? opts->vec_width : dh % 16 == 0 ? 16 : dh % 8 == 0 ? 8 : dh % 4 == 0 ? 4 : 1;
+    if ((vw != 1 && vw != 4 && vw != 8 && vw != 16) || dh % vw)
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: vec_width %d must be 1, 4, 8 or 16 and divide dh %d", op,
+                       vw, dh);
     if (bq < 1 || bq > 256 || tk < 1 || tk > 32)
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: block_q %d (1..256) or tile_k %d (1..32) out of range",
                        op, bq, tk);
@@ -100,7 +104,7 @@ attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const te
     if (use_local && (uint64_t)2 * tk * dh * sizeof(float) > ctx->dev.info.local_mem_bytes) use_local = 0;
 
     char options[96];
-    snprintf(options, sizeof options, "-DDH=%d -DBQ=%d -DTK=%d -DUSE_LOCAL=%d", dh, bq, tk, use_local);
+    snprintf(options, sizeof options, "-DDH=%d -DBQ=%d -DTK=%d -DUSE_LOCAL=%d -DVW=%d", dh, bq, tk, use_local, vw);
     cl_kernel kern;
     RT_TRY(rt_kernel(ctx, "attention", options, "attn_prefill", &kern));
     const tensor *bt = mask->mode == ATTN_COMPRESSED ? mask->boundaries : q; /* q: a buffer never read */
