@@ -83,30 +83,57 @@ typedef float vec;
 #endif
 inline float attn_hsum4(float4 x) { return (x.x + x.y) + (x.z + x.w); }
 
+/* A tile's TK scores as one vector, so exp runs vectorised (it dominates a scalar loop). */
+#if TK == 16
+typedef float16 tvec;
+typedef int16 itvec;
+#elif TK == 8
+typedef float8 tvec;
+typedef int8 itvec;
+#elif TK == 4
+typedef float4 tvec;
+typedef int4 itvec;
+#elif TK == 2
+typedef float2 tvec;
+typedef int2 itvec;
+#elif TK == 1
+typedef float tvec;
+typedef int itvec;
+#define ATTN_TK1 1
+#else
+#error "TK must be 1, 2, 4, 8 or 16"
+#endif
+#ifdef ATTN_TK1
+#define TV(x, j) (x)
+#else
+#define TV(x, j) ((x)[j])
+#endif
+
 /* One tile of TK keys for one query: scores, online-softmax update of (m, l, acc).
- * KPTR(j) / VPTR(j) point at key/value row j of the tile, ok[j] says whether the query sees it. */
+ * KPTR(j) / VPTR(j) point at key/value row j of the tile, ok[j] says whether the query sees it.
+ * Masked scores become ATTN_NEG before the max and get probability 0 explicitly. */
 #define ATTN_TILE_UPDATE(KPTR, VPTR)                                          \
     do {                                                                      \
-        float sc[TK];                                                         \
+        tvec sc;                                                              \
+        itvec okv;                                                            \
         for (int j = 0; j < TK; j++) {                                        \
             vec s_ = qv[0] * VLOAD(KPTR(j));                                  \
             for (int c = 1; c < DV; c++) s_ = fma(qv[c], VLOAD(KPTR(j) + c * VW), s_); \
-            sc[j] = HSUM(s_);                                                 \
+            TV(sc, j) = HSUM(s_);                                             \
+            TV(okv, j) = ok[j] ? -1 : 0;                                      \
         }                                                                     \
+        sc = okv ? sc : (tvec)(ATTN_NEG);                                     \
         float mt = m;                                                         \
-        for (int j = 0; j < TK; j++)                                          \
-            if (ok[j]) mt = fmax(mt, sc[j]);                                  \
+        for (int j = 0; j < TK; j++) mt = fmax(mt, TV(sc, j));                \
         float corr = exp(m - mt), ls = 0.0f;                                  \
-        float p[TK];                                                          \
-        for (int j = 0; j < TK; j++) {                                        \
-            p[j] = ok[j] ? exp(sc[j] - mt) : 0.0f;                            \
-            ls += p[j];                                                       \
-        }                                                                     \
+        tvec p = exp(sc - (tvec)(mt));                                        \
+        p = okv ? p : (tvec)(0.0f); /* all-masked tile before any key: exp(0) */ \
+        for (int j = 0; j < TK; j++) ls += TV(p, j);                          \
         l = l * corr + ls;                                                    \
         m = mt;                                                               \
         for (int c = 0; c < DV; c++) {                                        \
             vec a = acc[c] * corr;                                            \
-            for (int j = 0; j < TK; j++) a = fma((vec)(p[j]), VLOAD(VPTR(j) + c * VW), a); \
+            for (int j = 0; j < TK; j++) a = fma((vec)(TV(p, j)), VLOAD(VPTR(j) + c * VW), a); \
             acc[c] = a;                                                       \
         }                                                                     \
     } while (0)

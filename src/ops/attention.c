@@ -96,8 +96,8 @@ attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const te
     if ((vw != 1 && vw != 4 && vw != 8 && vw != 16) || dh % vw)
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: vec_width %d must be 1, 4, 8 or 16 and divide dh %d", op,
                        vw, dh);
-    if (bq < 1 || bq > 256 || tk < 1 || tk > 32)
-        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: block_q %d (1..256) or tile_k %d (1..32) out of range",
+    if (bq < 1 || bq > 256 || tk < 1 || tk > 16 || (tk & (tk - 1)))
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: block_q %d (1..256) or tile_k %d (1, 2, 4, 8, 16) out of range",
                        op, bq, tk);
     if ((size_t)bq > ctx->dev.info.max_work_group_size) bq = (int)ctx->dev.info.max_work_group_size;
     /* Two TK x dh tiles must fit the device's local memory, else read keys from global. */
