@@ -26,7 +26,8 @@ attamba_status ops_attention_prefill(rt_ctx *ctx, const tensor *q, const tensor 
 
 /* Kernel variants, for tests and benchmarks; zero fields mean "the device's default".
  * block_q: queries per work-group (1..256); tile_k: keys per tile (1, 2, 4, 8 or 16);
- * use_local: 1 = key tiles through __local (GPU default), 2 = straight from global (CPU default);
+ * use_local: 1 = key tiles through __local, 2 = keys straight from global (the defaults depend on the
+ * device and on how many keys a query block shares: see attention.c);
  * vec_width: floats per vector in the head dim (1, 4, 8 or 16, dividing dh; default the largest). */
 typedef struct attn_prefill_opts {
     int block_q;
