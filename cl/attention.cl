@@ -146,8 +146,8 @@ typedef int itvec;
         barrier(CLK_LOCAL_MEM_FENCE);                                         \
         for (int e = lid; e < TK * DH; e += BQ) {                             \
             int j_ = e / DH, d_ = e - j_ * DH;                                \
-            kt[e] = k[krow[j_] + d_];                                         \
-            vt[e] = v[krow[j_] + d_];                                         \
+            kt[e] = kbase[krow[j_] + d_];                                     \
+            vt[e] = vbase[krow[j_] + d_];                                     \
         }                                                                     \
         barrier(CLK_LOCAL_MEM_FENCE);                                         \
     } while (0)
@@ -155,8 +155,8 @@ typedef int itvec;
 #define VPTR_(j) (vt + (j) * DH)
 #else
 #define ATTN_LOAD_TILE() do { } while (0)
-#define KPTR_(j) (k + krow[j])
-#define VPTR_(j) (v + krow[j])
+#define KPTR_(j) (kbase + krow[j])
+#define VPTR_(j) (vbase + krow[j])
 #endif
 
 /* q [B,T,H*DH], k/v [B,T,Hkv*DH], out [B,T,H*DH]; bnd: nbnd sorted boundary positions.
@@ -165,7 +165,7 @@ __kernel __attribute__((reqd_work_group_size(BQ, 1, 1)))
 void attn_prefill(__global const float *q, int qo, __global const float *k, int ko,
                   __global const float *v, int vo, __global float *out, int oo,
                   __global const int *bnd, int bo, int nbnd, int T, int H, int Hkv, int mode, int window,
-                  float scale) {
+                  float scale, __global const float *kc, int kco, __global const float *vc, int vco, int compact) {
     const int lid = get_local_id(0);
     const int t0 = get_group_id(0) * BQ;
     const int h = get_global_id(1), b = get_global_id(2);
@@ -193,11 +193,20 @@ void attn_prefill(__global const float *q, int qo, __global const float *k, int 
     const int wlo = mode == ATTN_CAUSAL ? t0 : max(0, t0 - window);
     const int na = mode == ATTN_CAUSAL ? t0
                  : mode == ATTN_COMPRESSED ? attn_count_below(bnd, nbnd, wlo) : 0;
-    const int indirect = mode == ATTN_COMPRESSED;
+    /* Boundary rows from k/v at their positions, or (compact) from the head-major gathered copy
+     * kc/vc [B, Hkv, nbnd, DH], where the block's phase-A keys are one contiguous stream. */
+    const int indirect = mode == ATTN_COMPRESSED && !compact;
+    __global const float *kbase = k, *vbase = v;
+    int rstride = ks;
+    if (mode == ATTN_COMPRESSED && compact) {
+        kbase = kc + kco + (b * Hkv + kvh) * nbnd * DH;
+        vbase = vc + vco + (b * Hkv + kvh) * nbnd * DH;
+        rstride = DH;
+    }
     for (int i0 = 0; i0 < na; i0 += TK) {
         for (int j = 0; j < TK; j++) {
             int i = min(i0 + j, na - 1);
-            krow[j] = (indirect ? bnd[i] : i) * ks;
+            krow[j] = (indirect ? bnd[i] : i) * rstride;
             ok[j] = i0 + j < na;
         }
         ATTN_LOAD_TILE();
@@ -205,6 +214,8 @@ void attn_prefill(__global const float *q, int qo, __global const float *k, int 
     }
 
     /* Phase B: the block's window range, masked per query. bi walks the boundaries >= wlo. */
+    kbase = k;
+    vbase = v;
     const int whi = min(T, t0 + BQ);
     const int lwin = mode == ATTN_CAUSAL ? T : window;
     int bi = mode == ATTN_COMPRESSED ? na : nbnd;
@@ -329,4 +340,14 @@ __kernel void attn_gather_rows(__global float *out, int oo, __global const float
     int c = i % C, r = (i / C) % n, b = i / (C * n);
     int row = clamp(idx[io + r], 0, T - 1);
     out[oo + i] = src[so + (b * T + row) * C + c];
+}
+
+/* Head-major copy of the boundary rows: out[b, h, i, :] = src[b, bnd[i], h*DH : (h+1)*DH];
+ * src [B,T,Hkv*DH], out [B,Hkv,nb,DH]. Global B*Hkv*nb*DH. */
+__kernel void attn_gather_heads(__global float *out, __global const float *src, int so,
+                                __global const int *bnd, int bo, int nb, int T, int Hkv, int total) {
+    int i = get_global_id(0);
+    if (i >= total) return;
+    int d = i % DH, r = (i / DH) % nb, h = (i / (DH * nb)) % Hkv, b = i / (DH * nb * Hkv);
+    out[i] = src[so + (b * T + bnd[bo + r]) * Hkv * DH + h * DH + d];
 }

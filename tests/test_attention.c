@@ -109,9 +109,10 @@ static float *run_ref(const qkv *x, attn_mode mode, int window, const bset *bs) 
 }
 
 /* Variants every shape runs through: the device default, one query per group, and both tilings
- * with tile sizes that do not divide the key ranges, and narrower head-dim vectors. */
+ * with tile sizes that do not divide the key ranges, narrower head-dim vectors, and boundary rows
+ * read in place or from the compact gathered copy. */
 static const attn_prefill_opts variants[] = {
-    {0, 0, 0, 0}, {1, 1, 2, 0}, {32, 2, 1, 4}, {8, 16, 2, 8},
+    {0, 0, 0, 0, 0}, {1, 1, 2, 0, 1}, {32, 2, 1, 4, 2}, {8, 16, 2, 8, 0}, {16, 8, 1, 0, 1},
 };
 #define N_VARIANTS ((int)(sizeof variants / sizeof variants[0]))
 

@@ -113,19 +113,57 @@ attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const te
     /* Two TK x dh tiles must fit the device's local memory, else read keys from global. */
     if (use_local && (uint64_t)2 * tk * dh * sizeof(float) > ctx->dev.info.local_mem_bytes) use_local = 0;
 
+    /* The compact copy costs one gather but turns each block's boundary keys into a contiguous
+     * stream: ~5% less CPU time at T = 4096, P = 8, L = 8 on PoCL (3 of 3 interleaved pairs). */
+    int want_compact = opts && opts->compact ? opts->compact == 1 : 1;
+    int compact = mask->mode == ATTN_COMPRESSED && want_compact;
+
     char options[96];
     snprintf(options, sizeof options, "-DDH=%d -DBQ=%d -DTK=%d -DUSE_LOCAL=%d -DVW=%d", dh, bq, tk, use_local, vw);
     cl_kernel kern;
     RT_TRY(rt_kernel(ctx, "attention", options, "attn_prefill", &kern));
     const tensor *bt = mask->mode == ATTN_COMPRESSED ? mask->boundaries : q; /* q: a buffer never read */
+    tensor kc = {0}, vc = {0};
+    if (compact) {
+        int64_t cshape[4] = {B, n_kv_heads, nb, dh};
+        attamba_status s = tensor_alloc_f32(ctx, &kc, 4, cshape);
+        if (s == ATTAMBA_OK) s = tensor_alloc_f32(ctx, &vc, 4, cshape);
+        if (s == ATTAMBA_ERR_OUT_OF_MEMORY && !(opts && opts->compact)) {
+            /* Only a default: without room for the copy, read the rows in place. */
+            tensor_free(&kc);
+            compact = 0;
+            s = ATTAMBA_OK;
+        }
+        int64_t total = B * n_kv_heads * nb * dh;
+        for (int which = 0; which < 2 && s == ATTAMBA_OK && compact; which++) {
+            const tensor *src = which ? v : k;
+            tensor *dst = which ? &vc : &kc;
+            rt_arg gargs[] = {RT_MEM(dst->buf->mem), RT_MEM(src->buf->mem), RT_I32(src->offset),
+                              RT_MEM(bt->buf->mem), RT_I32(bt->offset), RT_I32(nb), RT_I32(T), RT_I32(n_kv_heads),
+                              RT_I32(total)};
+            s = ops_launch_1d(ctx, "attention", options, "attn_gather_heads", total, 9, gargs);
+        }
+        if (s != ATTAMBA_OK) {
+            tensor_free(&kc);
+            tensor_free(&vc);
+            return s;
+        }
+    }
+    const tensor *kcp = compact ? &kc : k, *vcp = compact ? &vc : v;
     int64_t nblk = (T + bq - 1) / bq;
     size_t global[3] = {(size_t)(nblk * bq), (size_t)n_heads, (size_t)B}, local[3] = {(size_t)bq, 1, 1};
     rt_arg args[] = {RT_MEM(q->buf->mem), RT_I32(q->offset), RT_MEM(k->buf->mem), RT_I32(k->offset),
                      RT_MEM(v->buf->mem), RT_I32(v->offset), RT_MEM(out->buf->mem), RT_I32(out->offset),
                      RT_MEM(bt->buf->mem), RT_I32(mask->mode == ATTN_COMPRESSED ? bt->offset : 0), RT_I32(nb),
                      RT_I32(T), RT_I32(n_heads), RT_I32(n_kv_heads), RT_I32(mask->mode), RT_I32(mask->window),
-                     RT_F32(1.0 / sqrt((double)dh))};
-    return rt_launch(ctx, kern, "attn_prefill", 3, global, local, (int)(sizeof args / sizeof args[0]), args);
+                     RT_F32(1.0 / sqrt((double)dh)), RT_MEM(kcp->buf->mem), RT_I32(compact ? 0 : kcp->offset),
+                     RT_MEM(vcp->buf->mem), RT_I32(compact ? 0 : vcp->offset), RT_I32(compact)};
+    attamba_status s = rt_launch(ctx, kern, "attn_prefill", 3, global, local, (int)(sizeof args / sizeof args[0]),
+                                 args);
+    /* The queue keeps the buffers alive until the kernel has run (OpenCL retains enqueued memory). */
+    tensor_free(&kc);
+    tensor_free(&vc);
+    return s;
 }
 
 attamba_status ops_attention_prefill(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v, int n_heads,
