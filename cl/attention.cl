@@ -47,31 +47,94 @@ inline int attn_count_below(__global const int *a, int n, int x) {
     return lo;
 }
 
+/* Head-dim vectors: each work-item holds its query and accumulator as DV vectors of VW floats
+ * (explicit vectors: PoCL then needs no cross-work-item vectorisation, GPUs just see registers). */
+#ifndef VW
+#if DH % 16 == 0
+#define VW 16
+#elif DH % 8 == 0
+#define VW 8
+#elif DH % 4 == 0
+#define VW 4
+#else
+#define VW 1
+#endif
+#endif
+#define DV (DH / VW)
+#if VW == 16
+typedef float16 vec;
+#define VLOAD(p) vload16(0, (p))
+#define VSTORE(x, p) vstore16((x), 0, (p))
+#define HSUM(x) attn_hsum4(((x).lo.lo + (x).lo.hi) + ((x).hi.lo + (x).hi.hi))
+#elif VW == 8
+typedef float8 vec;
+#define VLOAD(p) vload8(0, (p))
+#define VSTORE(x, p) vstore8((x), 0, (p))
+#define HSUM(x) attn_hsum4((x).lo + (x).hi)
+#elif VW == 4
+typedef float4 vec;
+#define VLOAD(p) vload4(0, (p))
+#define VSTORE(x, p) vstore4((x), 0, (p))
+#define HSUM(x) attn_hsum4(x)
+#else
+typedef float vec;
+#define VLOAD(p) (*(p))
+#define HSUM(x) (x)
+#endif
+inline float attn_hsum4(float4 x) { return (x.x + x.y) + (x.z + x.w); }
+
+/* A tile's TK scores as one vector, so exp runs vectorised (it dominates a scalar loop). */
+#if TK == 16
+typedef float16 tvec;
+typedef int16 itvec;
+#elif TK == 8
+typedef float8 tvec;
+typedef int8 itvec;
+#elif TK == 4
+typedef float4 tvec;
+typedef int4 itvec;
+#elif TK == 2
+typedef float2 tvec;
+typedef int2 itvec;
+#elif TK == 1
+typedef float tvec;
+typedef int itvec;
+#define ATTN_TK1 1
+#else
+#error "TK must be 1, 2, 4, 8 or 16"
+#endif
+#ifdef ATTN_TK1
+#define TV(x, j) (x)
+#else
+#define TV(x, j) ((x)[j])
+#endif
+
 /* One tile of TK keys for one query: scores, online-softmax update of (m, l, acc).
- * KAT(j, d) / VAT(j, d) read key/value j of the tile, ok[j] says whether the query sees it. */
-#define ATTN_TILE_UPDATE(KAT, VAT)                                            \
+ * KPTR(j) / VPTR(j) point at key/value row j of the tile, ok[j] says whether the query sees it.
+ * Masked scores become ATTN_NEG before the max and get probability 0 explicitly. */
+#define ATTN_TILE_UPDATE(KPTR, VPTR)                                          \
     do {                                                                      \
-        float sc[TK];                                                         \
-        for (int j = 0; j < TK; j++) sc[j] = 0.0f;                            \
-        for (int d = 0; d < DH; d++) {                                        \
-            float qd = qv[d];                                                 \
-            for (int j = 0; j < TK; j++) sc[j] = fma(qd, KAT(j, d), sc[j]);   \
-        }                                                                     \
-        float mt = m;                                                         \
-        for (int j = 0; j < TK; j++)                                          \
-            if (ok[j]) mt = fmax(mt, sc[j]);                                  \
-        float corr = exp(m - mt), ls = 0.0f;                                  \
-        float p[TK];                                                          \
+        tvec sc;                                                              \
+        itvec okv;                                                            \
         for (int j = 0; j < TK; j++) {                                        \
-            p[j] = ok[j] ? exp(sc[j] - mt) : 0.0f;                            \
-            ls += p[j];                                                       \
+            vec s_ = qv[0] * VLOAD(KPTR(j));                                  \
+            for (int c = 1; c < DV; c++) s_ = fma(qv[c], VLOAD(KPTR(j) + c * VW), s_); \
+            TV(sc, j) = HSUM(s_);                                             \
+            TV(okv, j) = ok[j] ? -1 : 0;                                      \
         }                                                                     \
+        sc = okv ? sc : (tvec)(ATTN_NEG);                                     \
+        float mt = m;                                                         \
+        for (int j = 0; j < TK; j++) mt = fmax(mt, TV(sc, j));                \
+        float corr = exp(m - mt), ls = 0.0f;                                  \
+        tvec p = exp(sc - (tvec)(mt));                                        \
+        p = okv ? p : (tvec)(0.0f); /* all-masked tile before any key: exp(0) */ \
+        for (int j = 0; j < TK; j++) ls += TV(p, j);                          \
         l = l * corr + ls;                                                    \
         m = mt;                                                               \
-        for (int d = 0; d < DH; d++) {                                        \
-            float a = acc[d] * corr;                                          \
-            for (int j = 0; j < TK; j++) a = fma(p[j], VAT(j, d), a);         \
-            acc[d] = a;                                                       \
+        for (int c = 0; c < DV; c++) {                                        \
+            vec a = acc[c] * corr;                                            \
+            for (int j = 0; j < TK; j++) a = fma((vec)(TV(p, j)), VLOAD(VPTR(j) + c * VW), a); \
+            acc[c] = a;                                                       \
         }                                                                     \
     } while (0)
 
@@ -83,17 +146,17 @@ inline int attn_count_below(__global const int *a, int n, int x) {
         barrier(CLK_LOCAL_MEM_FENCE);                                         \
         for (int e = lid; e < TK * DH; e += BQ) {                             \
             int j_ = e / DH, d_ = e - j_ * DH;                                \
-            kt[e] = k[krow[j_] + d_];                                         \
-            vt[e] = v[krow[j_] + d_];                                         \
+            kt[e] = kbase[krow[j_] + d_];                                     \
+            vt[e] = vbase[krow[j_] + d_];                                     \
         }                                                                     \
         barrier(CLK_LOCAL_MEM_FENCE);                                         \
     } while (0)
-#define KAT_(j, d) kt[(j) * DH + (d)]
-#define VAT_(j, d) vt[(j) * DH + (d)]
+#define KPTR_(j) (kt + (j) * DH)
+#define VPTR_(j) (vt + (j) * DH)
 #else
 #define ATTN_LOAD_TILE() do { } while (0)
-#define KAT_(j, d) k[krow[j] + (d)]
-#define VAT_(j, d) v[krow[j] + (d)]
+#define KPTR_(j) (kbase + krow[j])
+#define VPTR_(j) (vbase + krow[j])
 #endif
 
 /* q [B,T,H*DH], k/v [B,T,Hkv*DH], out [B,T,H*DH]; bnd: nbnd sorted boundary positions.
@@ -102,7 +165,7 @@ __kernel __attribute__((reqd_work_group_size(BQ, 1, 1)))
 void attn_prefill(__global const float *q, int qo, __global const float *k, int ko,
                   __global const float *v, int vo, __global float *out, int oo,
                   __global const int *bnd, int bo, int nbnd, int T, int H, int Hkv, int mode, int window,
-                  float scale) {
+                  float scale, __global const float *kc, int kco, __global const float *vc, int vco, int compact) {
     const int lid = get_local_id(0);
     const int t0 = get_group_id(0) * BQ;
     const int h = get_global_id(1), b = get_global_id(2);
@@ -118,10 +181,10 @@ void attn_prefill(__global const float *q, int qo, __global const float *k, int 
     __local float kt[TK * DH], vt[TK * DH];
 #endif
 
-    float qv[DH], acc[DH];
-    for (int d = 0; d < DH; d++) {
-        qv[d] = qp[d] * scale;
-        acc[d] = 0.0f;
+    vec qv[DV], acc[DV];
+    for (int c = 0; c < DV; c++) {
+        qv[c] = VLOAD(qp + c * VW) * scale;
+        acc[c] = (vec)(0.0f);
     }
     float m = ATTN_NEG, l = 0.0f;
     int krow[TK], ok[TK];
@@ -130,18 +193,29 @@ void attn_prefill(__global const float *q, int qo, __global const float *k, int 
     const int wlo = mode == ATTN_CAUSAL ? t0 : max(0, t0 - window);
     const int na = mode == ATTN_CAUSAL ? t0
                  : mode == ATTN_COMPRESSED ? attn_count_below(bnd, nbnd, wlo) : 0;
-    const int indirect = mode == ATTN_COMPRESSED;
+    /* Boundary rows from k/v at their positions, or (compact) from the head-major gathered copy
+     * kc/vc [B, Hkv, nbnd, DH], where the block's phase-A keys are one contiguous stream. */
+    const int indirect = mode == ATTN_COMPRESSED && !compact;
+    __global const float *kbase = k, *vbase = v;
+    int rstride = ks;
+    if (mode == ATTN_COMPRESSED && compact) {
+        kbase = kc + kco + (b * Hkv + kvh) * nbnd * DH;
+        vbase = vc + vco + (b * Hkv + kvh) * nbnd * DH;
+        rstride = DH;
+    }
     for (int i0 = 0; i0 < na; i0 += TK) {
         for (int j = 0; j < TK; j++) {
             int i = min(i0 + j, na - 1);
-            krow[j] = (indirect ? bnd[i] : i) * ks;
+            krow[j] = (indirect ? bnd[i] : i) * rstride;
             ok[j] = i0 + j < na;
         }
         ATTN_LOAD_TILE();
-        ATTN_TILE_UPDATE(KAT_, VAT_);
+        ATTN_TILE_UPDATE(KPTR_, VPTR_);
     }
 
     /* Phase B: the block's window range, masked per query. bi walks the boundaries >= wlo. */
+    kbase = k;
+    vbase = v;
     const int whi = min(T, t0 + BQ);
     const int lwin = mode == ATTN_CAUSAL ? T : window;
     int bi = mode == ATTN_COMPRESSED ? na : nbnd;
@@ -157,14 +231,21 @@ void attn_prefill(__global const float *q, int qo, __global const float *k, int 
             ok[j] = s < whi && s <= t && (t - s <= lwin || isb);
         }
         ATTN_LOAD_TILE();
-        ATTN_TILE_UPDATE(KAT_, VAT_);
+        ATTN_TILE_UPDATE(KPTR_, VPTR_);
     }
 
     if (t0 + lid < T) {
         /* l >= 1: every query sees itself, the key at the running max contributing exp(0). */
         float inv = 1.0f / l;
         __global float *op = out + oo + (b * T + t) * qs + h * DH;
-        for (int d = 0; d < DH; d++) op[d] = acc[d] * inv;
+        for (int c = 0; c < DV; c++) {
+            vec o = acc[c] * inv;
+#if VW == 1
+            op[c] = o;
+#else
+            VSTORE(o, op + c * VW);
+#endif
+        }
     }
 }
 
@@ -197,10 +278,10 @@ void attn_decode(__global const float *q, int qo, __global const float *kb, int 
     vr += vro + b * R * ks + kvh * DH;
     __global const float *qp = q + qo + b * H * DH + h * DH;
 
-    float qv[DH], acc[DH];
-    for (int d = 0; d < DH; d++) {
-        qv[d] = qp[d] * scale;
-        acc[d] = 0.0f;
+    vec qv[DV], acc[DV];
+    for (int c = 0; c < DV; c++) {
+        qv[c] = VLOAD(qp + c * VW) * scale;
+        acc[c] = (vec)(0.0f);
     }
     float m = ATTN_NEG, l = 0.0f;
     const int per = (n + WG - 1) / WG;
@@ -220,17 +301,23 @@ void attn_decode(__global const float *q, int qo, __global const float *kb, int 
                 vp[j] = vr + slot * ks;
             }
         }
-#define KAT_D(j, d) kp[j][d]
-#define VAT_D(j, d) vp[j][d]
-        ATTN_TILE_UPDATE(KAT_D, VAT_D);
-#undef KAT_D
-#undef VAT_D
+#define KPTR_D(j) kp[j]
+#define VPTR_D(j) vp[j]
+        ATTN_TILE_UPDATE(KPTR_D, VPTR_D);
+#undef KPTR_D
+#undef VPTR_D
     }
 
     __local float lm[WG], ll[WG], lacc[WG * DH];
     lm[lid] = m;
     ll[lid] = l;
-    for (int d = 0; d < DH; d++) lacc[lid * DH + d] = acc[d];
+    for (int c = 0; c < DV; c++) {
+#if VW == 1
+        lacc[lid * DH + c] = acc[c];
+#else
+        VSTORE(acc[c], lacc + lid * DH + c * VW);
+#endif
+    }
     barrier(CLK_LOCAL_MEM_FENCE);
     float M = ATTN_NEG;
     for (int w = 0; w < WG; w++) M = fmax(M, lm[w]);
@@ -253,4 +340,14 @@ __kernel void attn_gather_rows(__global float *out, int oo, __global const float
     int c = i % C, r = (i / C) % n, b = i / (C * n);
     int row = clamp(idx[io + r], 0, T - 1);
     out[oo + i] = src[so + (b * T + row) * C + c];
+}
+
+/* Head-major copy of the boundary rows: out[b, h, i, :] = src[b, bnd[i], h*DH : (h+1)*DH];
+ * src [B,T,Hkv*DH], out [B,Hkv,nb,DH]. Global B*Hkv*nb*DH. */
+__kernel void attn_gather_heads(__global float *out, __global const float *src, int so,
+                                __global const int *bnd, int bo, int nb, int T, int Hkv, int total) {
+    int i = get_global_id(0);
+    if (i >= total) return;
+    int d = i % DH, r = (i / DH) % nb, h = (i / (DH * nb)) % Hkv, b = i / (DH * nb * Hkv);
+    out[i] = src[so + (b * T + bnd[bo + r]) * Hkv * DH + h * DH + d];
 }

@@ -30,5 +30,6 @@ int bench_loss_main(int argc, char **argv);
 int bench_layer_main(int argc, char **argv);
 int bench_optim_main(int argc, char **argv);
 int bench_attention_backward_main(int argc, char **argv);
+int bench_attention_main(int argc, char **argv);
 
 #endif

@@ -38,6 +38,7 @@ static const struct {
     {"layer", bench_layer_main, "layer ops (norms, RoPE, SwiGLU, embedding, bias) vs copy bandwidth"},
     {"optim", bench_optim_main, "training: AdamW, sum of squares, column sums, cross-entropy backward vs copy"},
     {"attention-backward", bench_attention_backward_main, "attention: prefill backward vs forward, causal vs compressed"},
+    {"attention", bench_attention_main, "attention: compressed (Attamba) vs dense causal prefill, key visits"},
 };
 
 static void usage(FILE *f) {

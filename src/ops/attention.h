@@ -25,12 +25,18 @@ attamba_status ops_attention_prefill(rt_ctx *ctx, const tensor *q, const tensor 
                                      int n_kv_heads, const attn_mask *mask, tensor *out);
 
 /* Kernel variants, for tests and benchmarks; zero fields mean "the device's default".
- * block_q: queries per work-group (1..256); tile_k: keys per tile (1..32);
- * use_local: 1 = key tiles through __local (GPU default), 2 = straight from global (CPU default). */
+ * block_q: queries per work-group (1..256); tile_k: keys per tile (1, 2, 4, 8 or 16);
+ * use_local: 1 = key tiles through __local, 2 = keys straight from global (the defaults depend on the
+ * device and on how many keys a query block shares: see attention.c);
+ * vec_width: floats per vector in the head dim (1, 4, 8 or 16, dividing dh; default the largest);
+ * compact (COMPRESSED only): 1 = first gather the boundary rows into a head-major copy and stream
+ * that (the default; two temporary [B, Hkv, nb, dh] buffers), 2 = read them from k/v in place. */
 typedef struct attn_prefill_opts {
     int block_q;
     int tile_k;
     int use_local;
+    int vec_width;
+    int compact;
 } attn_prefill_opts;
 attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v,
                                           int n_heads, int n_kv_heads, const attn_mask *mask,
