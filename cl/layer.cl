@@ -82,16 +82,17 @@ __kernel void gated_rmsnorm_f32(__global float *out, int oo, __global const floa
  * i / half_dh, pair j = i % half_dh. The angle is kept in half-turns, pos * theta^(-2j/dh) / pi,
  * so sinpi/cospi reduce it exactly (x mod 2) instead of a costly reduction mod pi of a large
  * radian value; the f32 error is the same (an ulp of the angle). The frequency is
- * exp2(-(j/half_dh) * log2(theta) - log2(pi)) with both logarithms from the host. */
+ * exp2(-(j/half_dh) * log2(theta) - log2(pi)) with both logarithms from the host. sign = -1
+ * rotates the other way: the backward pass (a rotation's gradient is the inverse rotation). */
 __kernel void rope_f32(__global float *x, int xo, __global const int *pos0, int po, int T, int H,
-                       int half_dh, float log2_theta, float log2_pi, int n_items) {
+                       int half_dh, float log2_theta, float log2_pi, float sign, int n_items) {
     int i = get_global_id(0);
     if (i >= n_items) return;
     int j = i % half_dh, row = i / half_dh;
     int b = row / T, t = row - b * T;
     float pos = (float)(pos0[po + b] + t);
     float half_turns = pos * exp2(-((float)j / (float)half_dh) * log2_theta - log2_pi);
-    float c = cospi(half_turns), s = sinpi(half_turns);
+    float c = cospi(half_turns), s = sign * sinpi(half_turns);
     __global float *p = x + xo + (size_t)row * H * 2 * half_dh + 2 * j;
     for (int h = 0; h < H; h++, p += 2 * half_dh) {
         float2 v = vload2(0, p);
@@ -103,7 +104,7 @@ __kernel void rope_f32(__global float *x, int xo, __global const int *pos0, int 
  * sinpi/cospi: PoCL does not vectorise the scalar calls across work-items, explicit vectors it
  * does. Element for element the formula of rope_f32. quads = half_dh / 4. */
 __kernel void rope4_f32(__global float *x, int xo, __global const int *pos0, int po, int T, int H,
-                        int quads, float log2_theta, float log2_pi, int n_items) {
+                        int quads, float log2_theta, float log2_pi, float sign, int n_items) {
     int i = get_global_id(0);
     if (i >= n_items) return;
     int jq = i % quads, row = i / quads;
@@ -111,7 +112,7 @@ __kernel void rope4_f32(__global float *x, int xo, __global const int *pos0, int
     float pos = (float)(pos0[po + b] + t);
     float4 j = (float4)(4 * jq) + (float4)(0.0f, 1.0f, 2.0f, 3.0f);
     float4 half_turns = pos * exp2(-(j / (float)(4 * quads)) * log2_theta - log2_pi);
-    float4 c = cospi(half_turns), s = sinpi(half_turns);
+    float4 c = cospi(half_turns), s = sign * sinpi(half_turns);
     __global float *p = x + xo + (size_t)row * H * 8 * quads + 8 * jq;
     for (int h = 0; h < H; h++, p += 8 * quads) {
         float8 v = vload8(0, p);

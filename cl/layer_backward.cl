@@ -153,24 +153,6 @@ __kernel void colsum_acc_f32(__global float *dw, int dwo, __global const float *
     dw[dwo + c] += sum;
 }
 
-/* RoPE backward: the forward rotates pair i by +angle, so the gradient rotates by -angle. The
- * angle is computed exactly as rope_f32 in layer.cl computes it (same f32 operations), so
- * backward(forward(x)) is x up to the rounding of cos^2 + sin^2. */
-__kernel void rope_bwd_f32(__global float *dx, int xo, __global const int *pos0, int po, int T, int half_dh,
-                           int pairs_per_row, float log2_theta, int n_pairs) {
-    int i = get_global_id(0);
-    if (i >= n_pairs) return;
-    int j = i % half_dh, row = i / pairs_per_row;
-    int b = row / T, t = row - b * T;
-    float pos = (float)(pos0[po + b] + t);
-    float freq = exp2(-((float)j / (float)half_dh) * log2_theta);
-    float ang = pos * freq, c = cos(ang), s = sin(ang);
-    __global float *p = dx + xo + 2 * (size_t)i;
-    float a = p[0], bb = p[1];
-    p[0] = a * c + bb * s;
-    p[1] = bb * c - a * s;
-}
-
 /* out = silu(gate) * up: dgate = dout * up * silu'(gate), dup = dout * silu(gate). Inputs are
  * read before either output is written, so dgate/dup may alias gate, up or dout. */
 __kernel void swiglu_bwd_f32(__global float *dgate, int dgo, __global float *dup, int duo,

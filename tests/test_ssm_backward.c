@@ -523,7 +523,7 @@ START_TEST(bad_arguments_are_refused_with_a_message) {
             ATTAMBA_ERR_INVALID_ARG, "dA_log must not share");
     REFUSED(ops_ssm_scan_backward(ctx, &xs, &bm, &bm, &dt, NULL, &al, &D, &seg, G, &dy, NULL, NULL, NULL, NULL, NULL,
                                   &dnh, &dnh),
-            ATTAMBA_ERR_INVALID_ARG, "must not share a buffer");
+            ATTAMBA_ERR_INVALID_ARG, "dA_log and dD overlap");
     REFUSED(ops_ssm_scan_backward(ctx, &xs, &bm, &bm, &dt, NULL, &al, &D, &short_seg, G, &dy, &dxs, NULL, NULL, NULL,
                                   NULL, NULL, NULL),
             ATTAMBA_ERR_SHAPE, "seg_start");

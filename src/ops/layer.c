@@ -79,7 +79,11 @@ attamba_status ops_gated_rmsnorm(rt_ctx *ctx, const tensor *y, const tensor *z, 
 }
 
 attamba_status ops_rope(rt_ctx *ctx, tensor *x, int n_heads, const tensor *pos0, float theta) {
-    static const char op[] = "ops_rope";
+    return ops_rope_rotate(ctx, "ops_rope", x, n_heads, pos0, theta, 1.0f);
+}
+
+attamba_status ops_rope_rotate(rt_ctx *ctx, const char *op, tensor *x, int n_heads, const tensor *pos0, float theta,
+                               float sign) {
     char d[96];
     if (!x || !x->buf) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: x is an empty tensor", op);
     if (x->ndim != 3)
@@ -102,7 +106,7 @@ attamba_status ops_rope(rt_ctx *ctx, tensor *x, int n_heads, const tensor *pos0,
     int64_t n_items = B * T * (half_dh / vec);
     rt_arg args[] = {RT_MEM(x->buf->mem), RT_I32(x->offset), RT_MEM(pos0->buf->mem), RT_I32(pos0->offset),
                      RT_I32(T), RT_I32(n_heads), RT_I32(half_dh / vec), RT_F32(log2((double)theta)),
-                     RT_F32(log2(3.14159265358979323846)), RT_I32(n_items)};
+                     RT_F32(log2(3.14159265358979323846)), RT_F32(sign), RT_I32(n_items)};
     return ops_launch_1d(ctx, "layer", "", vec == 4 ? "rope4_f32" : "rope_f32", n_items, (int)CORE_LEN(args),
                          args);
 }

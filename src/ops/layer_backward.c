@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops/layer.h"
 #include "ops/layer_backward.h"
 
 #define PROGRAM "layer_backward"
@@ -173,30 +174,8 @@ attamba_status ops_gated_rmsnorm_backward(rt_ctx *ctx, const tensor *y, const te
 }
 
 attamba_status ops_rope_backward(rt_ctx *ctx, tensor *dx, int n_heads, const tensor *pos0, float theta) {
-    static const char op[] = "ops_rope_backward";
-    char d[96];
-    if (!dx || !dx->buf) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: dx is an empty tensor", op);
-    if (dx->ndim != 3)
-        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: dx must be [B, T, n_heads*dh], got %s", op,
-                       tensor_describe(dx, d, sizeof d));
-    RT_TRY(ops_expect(ctx, op, "dx", dx, TENSOR_F32, 3, dx->shape));
-    if (n_heads < 1)
-        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: n_heads must be >= 1, got %d", op, n_heads);
-    if (!(theta > 0.0f) || isinf(theta))
-        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: theta must be finite and > 0, got %g", op,
-                       (double)theta);
-    int64_t B = dx->shape[0], T = dx->shape[1], width = dx->shape[2];
-    if (width % n_heads || (width / n_heads) % 2)
-        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: dx %s: width %lld is not n_heads (%d) times an even dh",
-                       op, tensor_describe(dx, d, sizeof d), (long long)width, n_heads);
-    RT_TRY(ops_expect(ctx, op, "pos0", pos0, TENSOR_I32, 1, &B));
-    int64_t n_pairs = tensor_numel(dx) / 2;
-    int half_dh = (int)(width / n_heads / 2);
-    /* log2(theta) as ops_rope passes it, so both directions use bit-identical angles */
-    rt_arg args[] = {RT_MEM(dx->buf->mem), RT_I32(dx->offset), RT_MEM(pos0->buf->mem), RT_I32(pos0->offset),
-                     RT_I32(T), RT_I32(half_dh), RT_I32(width / 2), RT_F32(log2((double)theta)),
-                     RT_I32(n_pairs)};
-    return ops_launch_1d(ctx, PROGRAM, "", "rope_bwd_f32", n_pairs, (int)CORE_LEN(args), args);
+    /* the forward kernel with the angle negated: bit-identical angles in both directions */
+    return ops_rope_rotate(ctx, "ops_rope_backward", dx, n_heads, pos0, theta, -1.0f);
 }
 
 attamba_status ops_swiglu_backward(rt_ctx *ctx, const tensor *gate, const tensor *up, const tensor *dout,
