@@ -174,7 +174,7 @@ int cli_init(int argc, char **argv) {
     weights_init_host(&cfg, list, n, (uint64_t)seed, host);
     int rc = 0;
     char *wpath = core_strdup_printf("%s/model.safetensors", out), *cpath = core_strdup_printf("%s/config.json", out);
-    if (mkdir(out, 0755) != 0 && errno != EEXIST) rc = cli_error("init", "cannot create %s", out);
+    if (core_mkdirs(out) != 0) rc = cli_error("init", "cannot create %s", out);
     else if (weights_save_host(list, n, host, wpath, err, sizeof err) || model_config_save(&cfg, cpath, err, sizeof err))
         rc = cli_error("init", "%s", err);
     else

@@ -35,6 +35,9 @@ void core_log(core_log_level level, const char *fmt, ...) CORE_PRINTF(2, 3);
  * the final line, done = 1): label, fraction done in [0,1], then a free-form suffix. */
 void core_progress(const char *label, double frac, int done, const char *suffix);
 
+/* mkdir -p: 0 on success (also when it exists). */
+int core_mkdirs(const char *dir);
+
 /* Monotonic seconds. */
 double core_now(void);
 

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <errno.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core.h"
@@ -109,4 +111,21 @@ void core_progress(const char *label, double frac, int done, const char *suffix)
     fprintf(stderr, "%s%s [%s] %3.0f%% %s%s", tty ? "\r\033[K" : "", label, bar, 100 * frac, suffix ? suffix : "",
             done ? "\n" : "");
     fflush(stderr);
+}
+
+int core_mkdirs(const char *dir) {
+    char *p = strdup(dir);
+    if (!p) return -1;
+    for (char *c = p + 1; *c; c++) {
+        if (*c != '/') continue;
+        *c = 0;
+        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+            free(p);
+            return -1;
+        }
+        *c = '/';
+    }
+    int r = (mkdir(p, 0755) == 0 || errno == EEXIST) ? 0 : -1;
+    free(p);
+    return r;
 }

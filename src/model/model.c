@@ -152,7 +152,7 @@ attamba_status model_load(rt_ctx *ctx, const char *dir, model **out) {
 }
 
 attamba_status model_save(const model *m, const char *dir) {
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+    if (core_mkdirs(dir) != 0)
         return rt_fail(m->ctx, ATTAMBA_ERR_IO, "cannot create directory %s", dir);
     char err[400], *cpath = core_strdup_printf("%s/config.json", dir), *wpath = core_strdup_printf("%s/model.safetensors", dir);
     attamba_status s = !cpath || !wpath ? ATTAMBA_ERR_OUT_OF_MEMORY : weights_save(&m->w, wpath, err, sizeof err);

@@ -81,27 +81,9 @@ unsigned char *rt_cache_load(rt_ctx *ctx, rt_key key, size_t *size) {
     return bin;
 }
 
-/* mkdir -p */
-static int make_dirs(const char *dir) {
-    char *p = strdup(dir);
-    if (!p) return -1;
-    for (char *c = p + 1; *c; c++) {
-        if (*c != '/') continue;
-        *c = 0;
-        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
-            free(p);
-            return -1;
-        }
-        *c = '/';
-    }
-    int r = (mkdir(p, 0755) == 0 || errno == EEXIST) ? 0 : -1;
-    free(p);
-    return r;
-}
-
 void rt_cache_store(rt_ctx *ctx, rt_key key, const unsigned char *bin, size_t size) {
     if (!ctx->cache_dir) return;
-    if (make_dirs(ctx->cache_dir) != 0) {
+    if (core_mkdirs(ctx->cache_dir) != 0) {
         core_log(CORE_LOG_WARN, "cannot create program cache dir %s; caching disabled", ctx->cache_dir);
         free(ctx->cache_dir);
         ctx->cache_dir = NULL;

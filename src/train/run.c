@@ -85,7 +85,7 @@ attamba_status train_run(rt_ctx *ctx, const model_config *cfg, const train_hpara
                        "%s: %lld tokens are too few for windows of %d with a validation fraction of %g", o->data,
                        (long long)d.n, h.seq, o->val_frac);
     }
-    if (mkdir(o->out, 0755) != 0 && errno != EEXIST) {
+    if (core_mkdirs(o->out) != 0) {
         data_close(&d);
         return rt_fail(ctx, ATTAMBA_ERR_IO, "cannot create %s", o->out);
     }
