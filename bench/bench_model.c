@@ -106,15 +106,16 @@ int bench_decode_main(int argc, char **argv) {
                                          {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     const char *device = NULL, *contexts = "1024,4096,16384,32768", *json = NULL, *svg = NULL;
     int dim = 512, layers = 8, steps = 5, prefill_max = 2048, c;
+    double v;
     optind = 1;
     while ((c = getopt_long(argc, argv, "d:c:D:l:s:p:j:g:h", opts, NULL)) != -1) {
         switch (c) {
         case 'd': device = optarg; break;
         case 'c': contexts = optarg; break;
-        case 'D': dim = atoi(optarg); break;
-        case 'l': layers = atoi(optarg); break;
-        case 's': steps = atoi(optarg); break;
-        case 'p': prefill_max = atoi(optarg); break;
+        case 'D': if (!cli_number("bench decode", "dim", optarg, 64, 65536, 1, &v)) return 2; dim = (int)v; break;
+        case 'l': if (!cli_number("bench decode", "layers", optarg, 1, 256, 1, &v)) return 2; layers = (int)v; break;
+        case 's': if (!cli_number("bench decode", "steps", optarg, 1, 1e6, 1, &v)) return 2; steps = (int)v; break;
+        case 'p': if (!cli_number("bench decode", "prefill-max", optarg, 0, 1e7, 1, &v)) return 2; prefill_max = (int)v; break;
         case 'j': json = optarg; break;
         case 'g': svg = optarg; break;
         case 'h':
@@ -128,7 +129,7 @@ int bench_decode_main(int argc, char **argv) {
         default: return 2;
         }
     }
-    if (dim < 64 || dim % 64 || layers < 1 || layers > 256 || steps < 1) return cli_error("bench decode", "need --dim a multiple of 64, --layers >= 1, --steps >= 1"), 2;
+    if (dim % 64) return cli_error("bench decode", "--dim must be a multiple of 64"), 2;
     int64_t ctxs[16];
     int nc = 0;
     for (const char *p = contexts; *p && nc < 16;) {

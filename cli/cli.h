@@ -12,6 +12,9 @@ typedef int (*cli_command_fn)(int argc, char **argv);
 /* Opens the device named by --device (may be NULL) or $ATTAMBA_DEVICE; prints the error and
  * returns NULL on failure. */
 attamba_context *cli_open_device(const char *device);
+/* Parses arg as a number in [lo, hi] (a whole number when integer); on failure prints
+ * "attamba CMD: bad --NAME" with the range and returns 0. */
+int cli_number(const char *cmd, const char *name, const char *arg, double lo, double hi, int integer, double *out);
 /* Prints "attamba <cmd>: <message>" to stderr and returns 1 (for `return cli_error(...)`). */
 int cli_error(const char *cmd, const char *fmt, ...);
 

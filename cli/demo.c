@@ -68,16 +68,16 @@ int cli_demo(int argc, char **argv) {
                                          {"seed", required_argument, 0, 'S'}, {"prompt", required_argument, 0, 'p'},
                                          {"help", no_argument, 0, 'h'},       {0, 0, 0, 0}};
     const char *data = "build/corpus/kjv.txt", *out = "build/demo", *device = NULL, *prompt = "And God said";
-    long steps = 300, seed = 1;
+    double steps = 300, seed = 1;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "d:o:s:D:S:p:h", opts, NULL)) != -1) {
         switch (c) {
         case 'd': data = optarg; break;
         case 'o': out = optarg; break;
-        case 's': steps = strtol(optarg, NULL, 10); break;
+        case 's': if (!cli_number("demo", "steps", optarg, 1, 1e9, 1, &steps)) return 2; break;
         case 'D': device = optarg; break;
-        case 'S': seed = strtol(optarg, NULL, 10); break;
+        case 'S': if (!cli_number("demo", "seed", optarg, 0, 2147483647.0, 1, &seed)) return 2; break;
         case 'p': prompt = optarg; break;
         case 'h':
             printf("usage: attamba demo [--data FILE] [--out DIR] [--steps N] [--seed S] [--prompt TEXT] [--device P:D]\n\n"
@@ -89,7 +89,6 @@ int cli_demo(int argc, char **argv) {
         default: return 2;
         }
     }
-    if (steps < 1) return cli_error("demo", "--steps must be >= 1"), 2;
     attamba_context *ctx = cli_open_device(device);
     if (!ctx) return 1;
     const attamba_device_info *di = attamba_context_device(ctx);
@@ -101,7 +100,7 @@ int cli_demo(int argc, char **argv) {
     tra = att;
     tra.kind = MODEL_TRANSFORMER;
     train_hparams h;
-    train_hparams_default(&h, steps);
+    train_hparams_default(&h, (int64_t)steps);
     h.batch = 8;
     h.seq = 128;
     char *dir_a = core_strdup_printf("%s/attamba", out), *dir_t = core_strdup_printf("%s/transformer", out);
@@ -150,7 +149,7 @@ int cli_demo(int argc, char **argv) {
                secs_a, secs_t);
     }
     if (!rc) { /* a sample from the trained Attamba model */
-        printf("\n== sample (Attamba, temperature 0.8, seed %ld)\n", seed);
+        printf("\n== sample (Attamba, temperature 0.8, seed %.0f)\n", seed);
         fflush(stdout);
         char *gargv[] = {"generate", "--model", dir_a, "--prompt", (char *)prompt, "-n", "300", "--temperature", "0.8",
                          "--seed", "1", NULL};

@@ -1,4 +1,5 @@
 /* attamba: the command-line tool. Parses the subcommand and hands over. */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +58,17 @@ int cli_error(const char *cmd, const char *fmt, ...) {
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
+    return 1;
+}
+
+int cli_number(const char *cmd, const char *name, const char *arg, double lo, double hi, int integer, double *out) {
+    char *end;
+    double v = strtod(arg, &end);
+    if (*end || end == arg || !(v >= lo && v <= hi) || (integer && v != floor(v))) {
+        cli_error(cmd, "bad --%s '%s' (%s in [%g, %g])", name, arg, integer ? "a whole number" : "a number", lo, hi);
+        return 0;
+    }
+    *out = v;
     return 1;
 }
 

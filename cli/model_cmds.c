@@ -36,48 +36,34 @@ static const char *model_opts_help =
     "  --window L           test-time window of leading tokens\n"
     "  --boundaries S       uniform | cyclic | random | random:SEED\n";
 
-/* Returns 1 when c was one of the shared options. */
+/* Returns 1 when c was one of the shared options (*bad set when its value is bad). */
 static int model_opt(model_opts *o, int c, const char *arg, int *bad) {
-    char *end;
+    double v = 0;
     switch (c) {
     case OPT_DEVICE: o->device = arg; return 1;
     case OPT_MODEL: o->model_dir = arg; return 1;
     case OPT_BOUNDARIES: o->boundaries = arg; return 1;
     case OPT_CHUNK:
-    case OPT_WINDOW: {
-        long v = strtol(arg, &end, 10);
-        if (*end || end == arg || v < (c == OPT_CHUNK ? 1 : 0) || v > 1000000) {
-            fprintf(stderr, "attamba: bad --%s '%s'\n", c == OPT_CHUNK ? "chunk" : "window", arg);
-            *bad = 1;
-        }
-        if (c == OPT_CHUNK) o->chunk = (int)v;
-        else o->window = (int)v;
+        *bad |= !cli_number("model", "chunk", arg, 1, 1e6, 1, &v);
+        o->chunk = (int)v;
         return 1;
-    }
+    case OPT_WINDOW:
+        *bad |= !cli_number("model", "window", arg, 0, 1e6, 1, &v);
+        o->window = (int)v;
+        return 1;
     }
     return 0;
 }
 
 static int parse_int(const char *cmd, const char *name, const char *arg, long lo, long hi, long *out) {
-    char *end;
-    long v = strtol(arg, &end, 10);
-    if (*end || end == arg || v < lo || v > hi) {
-        cli_error(cmd, "bad --%s '%s' (an integer in [%ld, %ld])", name, arg, lo, hi);
-        return 0;
-    }
-    *out = v;
+    double v;
+    if (!cli_number(cmd, name, arg, (double)lo, (double)hi, 1, &v)) return 0;
+    *out = (long)v;
     return 1;
 }
 
 static int parse_float(const char *cmd, const char *name, const char *arg, double lo, double hi, double *out) {
-    char *end;
-    double v = strtod(arg, &end);
-    if (*end || end == arg || !(v >= lo && v <= hi)) {
-        cli_error(cmd, "bad --%s '%s' (a number in [%g, %g])", name, arg, lo, hi);
-        return 0;
-    }
-    *out = v;
-    return 1;
+    return cli_number(cmd, name, arg, lo, hi, 0, out);
 }
 
 /* Opens the device and the model, applying overrides; prints errors. */

@@ -17,14 +17,7 @@ static void on_sigint(int sig) {
 }
 
 static int num_opt(const char *name, const char *arg, double lo, double hi, double *out) {
-    char *end;
-    double v = strtod(arg, &end);
-    if (*end || end == arg || !(v >= lo && v <= hi)) {
-        cli_error("train", "bad --%s '%s' (a number in [%g, %g])", name, arg, lo, hi);
-        return 0;
-    }
-    *out = v;
-    return 1;
+    return cli_number("train", name, arg, lo, hi, 0, out);
 }
 
 int cli_train(int argc, char **argv) {

@@ -64,19 +64,6 @@ done:
     return st;
 }
 
-/* Writes row b of src [B,1,C] to row `row` of sequence b of dst [B,R,C]. */
-static attamba_status put_row(const tensor *src, int b, tensor *dst, int64_t row) {
-    tensor s1 = {0}, d1 = {0}, d2 = {0};
-    RT_TRY(tensor_slice(src, 0, b, 1, &s1));
-    attamba_status s = tensor_slice(dst, 0, b, 1, &d1);
-    if (!s) s = tensor_slice(&d1, 1, row, 1, &d2);
-    if (!s) s = tensor_copy(&d2, &s1);
-    tensor_free(&s1);
-    tensor_free(&d1);
-    tensor_free(&d2);
-    return s;
-}
-
 /* Appends this step's k, v to the ring and, where the position is stored, to the boundary store. */
 static attamba_status cache_append(kv_cache *c, int l, const tensor *k, const tensor *v) {
     const model_config *cfg = &c->m->cfg;
@@ -85,32 +72,20 @@ static attamba_status cache_append(kv_cache *c, int l, const tensor *k, const te
     int changed = 0;
     for (int b = 0; b < c->B; b++) {
         int64_t p = c->pos[b];
-        RT_TRY(put_row(k, b, &L->kr, p % c->R));
-        RT_TRY(put_row(v, b, &L->vr, p % c->R));
+        RT_TRY(kv_copy_rows(k, b, 0, &L->kr, b, p % c->R, 1));
+        RT_TRY(kv_copy_rows(v, b, 0, &L->vr, b, p % c->R, 1));
         int store = c->store_all || (cfg->kind == MODEL_ATTAMBA && boundary_is_boundary(&bs, l, cfg->n_layers, p));
         if (!store) continue;
         int64_t n = L->nb_host[b];
         if (n >= c->cap) return rt_fail(c->m->ctx, ATTAMBA_ERR_INVALID_ARG, "kv cache full (%d rows)", c->cap);
-        RT_TRY(put_row(k, b, &L->kb, n));
-        RT_TRY(put_row(v, b, &L->vb, n));
-        tensor row = {0}, cell = {0};
+        RT_TRY(kv_copy_rows(k, b, 0, &L->kb, b, n, 1));
+        RT_TRY(kv_copy_rows(v, b, 0, &L->vb, b, n, 1));
         int32_t p32 = (int32_t)p;
-        RT_TRY(tensor_slice(&L->bpos, 0, b, 1, &row));
-        attamba_status s = tensor_slice(&row, 1, n, 1, &cell);
-        if (!s) s = tensor_upload(&cell, &p32);
-        tensor_free(&cell);
-        tensor_free(&row);
-        RT_TRY(s);
+        RT_TRY(kv_cache_set_positions(L, b, n, 1, &p32));
         L->nb_host[b] = n + 1;
         changed = 1;
     }
-    if (!changed) return ATTAMBA_OK;
-    int32_t *n = malloc((size_t)c->B * sizeof *n);
-    if (!n) return rt_fail(c->m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
-    for (int b = 0; b < c->B; b++) n[b] = (int32_t)L->nb_host[b];
-    attamba_status s = tensor_upload(&L->nb, n);
-    free(n);
-    return s;
+    return changed ? kv_cache_upload_counts(c, L) : ATTAMBA_OK;
 }
 
 attamba_status model_decode_step(model *m, kv_cache *c, const int32_t *tokens, tensor *logits) {

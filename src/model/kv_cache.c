@@ -159,20 +159,29 @@ attamba_status kv_cache_ssm_tail(kv_cache *c, int b, int l, int i, int64_t T, ss
     return ATTAMBA_OK;
 }
 
-/* Copies row `from` of src [1, T, C] to row `to` of sequence b of dst [B, R, C]. */
-static attamba_status copy_row(const tensor *src, int64_t from, tensor *dst, int b, int64_t to, int64_t n) {
-    tensor s1 = {0}, d1 = {0}, d2 = {0};
-    RT_TRY(tensor_slice(src, 1, from, n, &s1));
-    attamba_status s = tensor_slice(dst, 0, b, 1, &d1);
+attamba_status kv_copy_rows(const tensor *src, int sb, int64_t from, tensor *dst, int db, int64_t to, int64_t n) {
+    tensor s1 = {0}, s2 = {0}, d1 = {0}, d2 = {0};
+    attamba_status s = tensor_slice(src, 0, sb, 1, &s1);
+    if (!s) s = tensor_slice(&s1, 1, from, n, &s2);
+    if (!s) s = tensor_slice(dst, 0, db, 1, &d1);
     if (!s) s = tensor_slice(&d1, 1, to, n, &d2);
-    if (!s) s = tensor_copy(&d2, &s1);
-    tensor_free(&s1);
-    tensor_free(&d1);
-    tensor_free(&d2);
+    if (!s) s = tensor_copy(&d2, &s2);
+    tensor *all[] = {&s1, &s2, &d1, &d2};
+    for (size_t i = 0; i < CORE_LEN(all); i++) tensor_free(all[i]);
     return s;
 }
 
-static attamba_status upload_counts(kv_cache *c, kv_layer *L) {
+attamba_status kv_cache_set_positions(kv_layer *L, int b, int64_t first, int64_t n, const int32_t *pos) {
+    tensor row = {0}, cells = {0};
+    attamba_status s = tensor_slice(&L->bpos, 0, b, 1, &row);
+    if (!s) s = tensor_slice(&row, 1, first, n, &cells);
+    if (!s) s = tensor_upload(&cells, pos);
+    tensor_free(&row);
+    tensor_free(&cells);
+    return s;
+}
+
+attamba_status kv_cache_upload_counts(kv_cache *c, kv_layer *L) {
     int32_t *n = malloc((size_t)c->B * sizeof *n);
     if (!n) return rt_fail(c->m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
     for (int b = 0; b < c->B; b++) n[b] = (int32_t)L->nb_host[b];
@@ -192,8 +201,8 @@ attamba_status kv_cache_fill_layer(kv_cache *c, int b, int l, const tensor *k, c
         if (is_stored(c, l, p)) pos[n++] = p;
     if (!s && n > c->cap) s = rt_fail(c->m->ctx, ATTAMBA_ERR_INTERNAL, "kv cache: %lld rows > capacity %d", (long long)n, c->cap);
     if (!s && n == T) { /* every token: one contiguous copy */
-        s = copy_row(k, 0, &L->kb, b, 0, T);
-        if (!s) s = copy_row(v, 0, &L->vb, b, 0, T);
+        s = kv_copy_rows(k, 0, 0, &L->kb, b, 0, T);
+        if (!s) s = kv_copy_rows(v, 0, 0, &L->vb, b, 0, T);
     } else if (!s && n > 0) {
         tensor idx = {0}, gk = {0}, gv = {0};
         for (int64_t i = 0; i < n; i++) p32[i] = (int32_t)pos[i];
@@ -203,30 +212,23 @@ attamba_status kv_cache_fill_layer(kv_cache *c, int b, int l, const tensor *k, c
         if (!s) s = tensor_alloc_f32(c->m->ctx, &gv, 3, ((int64_t[]){1, n, k->shape[2]}));
         if (!s) s = ops_gather_rows(c->m->ctx, k, &idx, &gk);
         if (!s) s = ops_gather_rows(c->m->ctx, v, &idx, &gv);
-        if (!s) s = copy_row(&gk, 0, &L->kb, b, 0, n);
-        if (!s) s = copy_row(&gv, 0, &L->vb, b, 0, n);
+        if (!s) s = kv_copy_rows(&gk, 0, 0, &L->kb, b, 0, n);
+        if (!s) s = kv_copy_rows(&gv, 0, 0, &L->vb, b, 0, n);
         tensor_free(&idx);
         tensor_free(&gk);
         tensor_free(&gv);
     }
     if (!s && n > 0) {
-        tensor row = {0}, cells = {0};
         for (int64_t i = 0; i < n; i++) p32[i] = (int32_t)pos[i];
-        s = tensor_slice(&L->bpos, 0, b, 1, &row);
-        if (!s) {
-            s = tensor_slice(&row, 1, 0, n, &cells);
-            if (!s) s = tensor_upload(&cells, p32);
-            tensor_free(&cells);
-            tensor_free(&row);
-        }
+        s = kv_cache_set_positions(L, b, 0, n, p32);
     }
     for (int64_t p = CORE_MAX(0, T - c->R); p < T && !s && !c->store_all; p++) {
-        s = copy_row(k, p, &L->kr, b, p % c->R, 1);
-        if (!s) s = copy_row(v, p, &L->vr, b, p % c->R, 1);
+        s = kv_copy_rows(k, 0, p, &L->kr, b, p % c->R, 1);
+        if (!s) s = kv_copy_rows(v, 0, p, &L->vr, b, p % c->R, 1);
     }
     if (!s) {
         L->nb_host[b] = n;
-        s = upload_counts(c, L);
+        s = kv_cache_upload_counts(c, L);
     }
     free(pos);
     free(p32);
@@ -255,19 +257,12 @@ attamba_status kv_cache_fill_synthetic(kv_cache *c, int64_t T) {
         }
         for (int b = 0; b < c->B && !s; b++) {
             L->nb_host[b] = n;
-            if (n) {
-                tensor row = {0}, cells = {0};
-                s = tensor_slice(&L->bpos, 0, b, 1, &row);
-                if (!s) s = tensor_slice(&row, 1, 0, n, &cells);
-                if (!s) s = tensor_upload(&cells, pos);
-                tensor_free(&row);
-                tensor_free(&cells);
-            }
+            if (n) s = kv_cache_set_positions(L, b, 0, n, pos);
         }
         tensor *fill[] = {&L->kb, &L->vb, &L->kr, &L->vr, &L->state[0], &L->state[1]};
         for (size_t i = 0; i < sizeof fill / sizeof fill[0] && !s; i++)
             if (fill[i]->buf) s = tensor_fill(fill[i], 0.01);
-        if (!s) s = upload_counts(c, L);
+        if (!s) s = kv_cache_upload_counts(c, L);
     }
     for (int b = 0; b < c->B; b++) c->pos[b] = T;
     free(pos);

@@ -53,6 +53,12 @@ attamba_status model_decode_step(model *m, kv_cache *c, const int32_t *tokens, t
  * prefill of T tokens; free with ssm_tail_free. */
 attamba_status kv_cache_ssm_tail(kv_cache *c, int b, int l, int i, int64_t T, ssm_tail *tail);
 void ssm_tail_free(ssm_tail *t);
+/* Internal: rows [from, from+n) of batch sb of src [B, T, C] to rows [to, to+n) of batch db of dst. */
+attamba_status kv_copy_rows(const tensor *src, int sb, int64_t from, tensor *dst, int db, int64_t to, int64_t n);
+/* Internal: positions [first, first+n) of sequence b's stored rows in layer L. */
+attamba_status kv_cache_set_positions(kv_layer *L, int b, int64_t first, int64_t n, const int32_t *pos);
+/* Internal: uploads the layer's stored-row counts (nb_host) to the device. */
+attamba_status kv_cache_upload_counts(kv_cache *c, kv_layer *L);
 /* Internal (model.c): stores sequence b's roped k, v [1, T, kvw] of layer l after a prefill. */
 attamba_status kv_cache_fill_layer(kv_cache *c, int b, int l, const tensor *k, const tensor *v);
 
