@@ -9,7 +9,7 @@
 #   ONLY="attamba-p8-l8" scripts/study.sh   selected models
 set -euo pipefail
 cd "$(dirname "$0")/.."
-STEPS=${STEPS:-1200} BATCH=${BATCH:-8} SEQ=${SEQ:-256} SEED=${SEED:-1} OUT=${OUT:-build/study}
+STEPS=${STEPS:-500} BATCH=${BATCH:-8} SEQ=${SEQ:-128} SEED=${SEED:-1} OUT=${OUT:-build/study}
 scripts/setup.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)" >/dev/null
@@ -20,12 +20,13 @@ mkdir -p "$OUT"
 # The base: the `small` preset (d=128, 4 layers, 4 heads of 32, FFN 384, byte-level; SSMs E=64, nh=4, N=16).
 base='"dim": 128, "n_layers": 4, "n_heads": 4, "n_kv_heads": 4, "head_dim": 32, "ffn_dim": 384,
       "ssm_inner": 64, "ssm_heads": 4, "ssm_state": 16, "ssm_groups": 1, "ssm_conv": 4'
-# name | JSON fields on top of the base
+# name | JSON fields on top of the base. The sliding-window transformer keeps as many K/V rows as
+# Attamba P=4 L=4 at the training length (SEQ/4 boundaries + L + 1).
 models=(
   'transformer|"kind": "transformer"'
   'transformer-width32|"kind": "transformer", "n_heads": 4, "n_kv_heads": 4, "head_dim": 8'
   'transformer-width16|"kind": "transformer", "n_heads": 2, "n_kv_heads": 2, "head_dim": 8'
-  'transformer-swa-w68|"kind": "transformer-swa", "window": 67'
+  "transformer-swa-L$((SEQ / 4 + 5))|\"kind\": \"transformer-swa\", \"window\": $((SEQ / 4 + 5))"
   'attamba-p4-l4|"chunk": 4, "window": 4'
   'attamba-p4-l32|"chunk": 4, "window": 32'
   'attamba-p8-l8|"chunk": 8, "window": 8'
