@@ -22,6 +22,7 @@ static const struct {
     {"generate", cli_generate, "stream text from a prompt"},
     {"eval", cli_eval, "perplexity and bits per byte on a text file"},
     {"train", cli_train, "train a model (or resume) on a text or token file"},
+    {"tokenize", cli_tokenize, "a text file as a binary token file for train"},
     {"demo", cli_demo, "train Attamba and a transformer on the bundled corpus, compare, sample"},
     {"bench", cmd_bench, "benchmarks: bench gemm"},
     {"version", cmd_version, "print the library version"},

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "train/data.h"
 #include "train/run.h"
 
 static volatile sig_atomic_t stop_requested;
@@ -130,4 +131,31 @@ int cli_train(int argc, char **argv) {
     else printf("trained %s: validation loss %.4f, perplexity %.3f, bits/byte %.4f\n", o.out, val, exp(val), val / log(2.0));
     attamba_context_destroy(ctx);
     return rc;
+}
+
+/* attamba tokenize: a text file as a binary token file (bytes as u16 ids), which `train` maps
+ * instead of reading: worth it for corpora that do not fit in memory comfortably. */
+int cli_tokenize(int argc, char **argv) {
+    static const struct option opts[] = {{"data", required_argument, 0, 'd'}, {"out", required_argument, 0, 'o'},
+                                         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    const char *in = NULL, *out = NULL;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "d:o:h", opts, NULL)) != -1) {
+        if (c == 'd') in = optarg;
+        else if (c == 'o') out = optarg;
+        else if (c == 'h') {
+            printf("usage: attamba tokenize --data TEXT --out FILE.tok\n\nWrites the byte tokens of TEXT as a "
+                   "binary token file (\"ATBTOK01\", u64 count, u16 ids) for `attamba train --data`.\n");
+            return 0;
+        } else return 2;
+    }
+    if (!in || !out) return cli_error("tokenize", "--data and --out are required"), 2;
+    dataset d;
+    char err[400];
+    if (data_open(in, &d, err, sizeof err)) return cli_error("tokenize", "%s", err);
+    attamba_status s = data_write_tokens(out, d.tok, d.n, err, sizeof err);
+    if (!s) printf("wrote %s: %lld tokens\n", out, (long long)d.n);
+    data_close(&d);
+    return s ? cli_error("tokenize", "%s", err) : 0;
 }

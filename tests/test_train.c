@@ -17,6 +17,7 @@
 
 #include "model/safetensors.h"
 #include "train/checkpoint.h"
+#include "train/data.h"
 #include "train/run.h"
 #include "train/train.h"
 #include "testutil.h"
@@ -197,6 +198,41 @@ START_TEST(same_seed_gives_the_same_run) {
 }
 END_TEST
 
+START_TEST(binary_token_file_trains_like_the_text) {
+    rt_ctx *ctx = tu_ctx();
+    char *a = temp_dir(), *b = temp_dir();
+    char tok[600], err[300];
+    snprintf(tok, sizeof tok, "%s/corpus.tok", b);
+    dataset d;
+    ck_assert_int_eq(data_open(corpus_path(), &d, err, sizeof err), ATTAMBA_OK);
+    ck_assert_int_eq(data_write_tokens(tok, d.tok, d.n, err, sizeof err), ATTAMBA_OK);
+    data_close(&d);
+    ck_assert_int_eq(data_open(tok, &d, err, sizeof err), ATTAMBA_OK);
+    ck_assert_ptr_nonnull(d.map); /* mapped, not read */
+    data_close(&d);
+    model_config c;
+    train_hparams h;
+    train_run_opts o;
+    tiny_setup(&c, &h, &o, a, 3);
+    tu_ok(train_run(ctx, &c, &h, &o, NULL));
+    o.out = b;
+    o.data = tok;
+    tu_ok(train_run(ctx, &c, &h, &o, NULL));
+    double la[5], lb[5];
+    ck_assert_int_eq(read_losses(a, la, 5), 3);
+    ck_assert_int_eq(read_losses(b, lb, 5), 3);
+    for (int i = 0; i < 3; i++) ck_assert_msg(la[i] == lb[i], "step %d: text %.9f, token file %.9f", i + 1, la[i], lb[i]);
+    /* a truncated token file is refused */
+    FILE *f = fopen(tok, "r+b");
+    ck_assert_int_eq(ftruncate(fileno(f), 100), 0);
+    fclose(f);
+    ck_assert_int_eq(data_open(tok, &d, err, sizeof err), ATTAMBA_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(err, "truncated"));
+    free(a);
+    free(b);
+}
+END_TEST
+
 START_TEST(resume_after_interrupt_continues_exactly) {
     rt_ctx *ctx = tu_ctx();
     char *full = temp_dir(), *cut = temp_dir();
@@ -341,6 +377,7 @@ int main(void) {
     tcase_set_timeout(t, 600);
     tcase_add_test(t, loss_falls_on_a_fixed_text);
     tcase_add_test(t, same_seed_gives_the_same_run);
+    tcase_add_test(t, binary_token_file_trains_like_the_text);
     tcase_add_test(t, resume_after_interrupt_continues_exactly);
     tcase_add_test(t, kill_9_then_resume_matches_an_uninterrupted_run);
     tcase_add_test(t, bad_training_input_is_refused);
