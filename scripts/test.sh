@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets up, builds (warnings as errors) and runs every test suite on the default device.
-# Kernel compiles are cached inside the build tree, so each kernel compiles once per build dir.
+# Sets up, builds (warnings as errors) and runs every test suite on the default device, then the
+# file-format and boundary suites again under AddressSanitizer + LeakSanitizer (corrupt inputs must
+# neither crash nor leak). Kernel compiles are cached inside the build trees.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -8,5 +9,13 @@ BUILD=${BUILD:-build}
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DATTAMBA_WERROR=ON
 cmake --build "$BUILD" -j"$(nproc)"
 "$BUILD"/attamba devices
-cd "$BUILD"
-ctest --output-on-failure -j1 "$@"
+(cd "$BUILD" && ctest --output-on-failure -j1 "$@")
+
+echo "== sanitizers: model files and boundaries under ASan/LSan"
+cmake -S . -B "$BUILD-asan" -DCMAKE_BUILD_TYPE=Debug -DATTAMBA_WERROR=ON -DATTAMBA_SANITIZE=ON >/dev/null
+cmake --build "$BUILD-asan" -j"$(nproc)" --target test_model_io test_boundaries >/dev/null
+cd "$BUILD-asan"
+export LSAN_OPTIONS="suppressions=$PWD/../tests/lsan.supp:print_suppressions=0" CK_FORK=no
+export POCL_CACHE_DIR=$PWD/pocl-cache ATTAMBA_CACHE_DIR=$PWD/kernel-cache
+./test_boundaries
+./test_model_io
