@@ -29,6 +29,7 @@ int cli_tokenize(int argc, char **argv);
 int cli_demo(int argc, char **argv);
 int bench_gemm_main(int argc, char **argv);
 int bench_decode_main(int argc, char **argv);
+int bench_train_main(int argc, char **argv);
 int bench_ssm_main(int argc, char **argv);
 int bench_loss_main(int argc, char **argv);
 int bench_layer_main(int argc, char **argv);

@@ -33,6 +33,7 @@ static const struct {
     cli_command_fn fn;
     const char *help;
 } benches[] = {
+    {"train", bench_train_main, "training tokens/s per preset, and against the PyTorch reference (--torch)"},
     {"decode", bench_decode_main, "model: decode and prefill tokens/s and cache bytes vs context length"},
     {"gemm", bench_gemm_main, "GEMM: CLBlast vs the own kernel vs host BLAS on a d=512 model's shapes"},
     {"ssm", bench_ssm_main, "K/V SSM: conv1d, scan (sequential vs chunked), decode steps vs copy bandwidth"},

@@ -117,12 +117,15 @@ def conv_segmented(x, w, starts):
     """Depthwise causal conv, taps before the segment start count as zero. x [B,T,C], w [C,W]."""
     B, T, C = x.shape
     W = w.shape[1]
+    t = torch.arange(T)
+    start = torch.as_tensor(starts)
     out = torch.zeros_like(x)
-    for t in range(T):
-        for j in range(W):
-            s = t - (W - 1) + j
-            if s >= starts[t]:
-                out[:, t] = out[:, t] + w[:, j] * x[:, s]
+    for j in range(W):
+        shift = W - 1 - j  # tap j reads x[t - shift]
+        src = t - shift
+        keep = (src >= start).to(x.dtype)[None, :, None]
+        shifted = torch.cat([torch.zeros(B, shift, C, dtype=x.dtype), x[:, :T - shift]], dim=1) if shift else x
+        out = out + w[:, j] * shifted * keep
     return out
 
 

@@ -1,0 +1,151 @@
+/* attamba bench train: training tokens/s (forward, backward, clipping, AdamW) of a preset on the
+ * device, and with --torch the same model's training step in the PyTorch reference on this CPU,
+ * measured in the same run, as a ratio. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench_util.h"
+#include "cli.h"
+#include "train/train.h"
+
+typedef struct {
+    trainer *t;
+    const int32_t *tok, *tgt;
+    int64_t step;
+} step_arg;
+
+static int one_step(void *p) {
+    step_arg *a = p;
+    double loss;
+    int64_t count;
+    model *m = trainer_model(a->t);
+    if (trainer_zero_grad(a->t) || trainer_forward_backward(a->t, a->tok, a->tgt, 1.0f, &loss, &count) ||
+        trainer_apply(a->t, ++a->step, NULL, NULL))
+        return 1;
+    return rt_finish(m->ctx) != ATTAMBA_OK;
+}
+
+/* Runs the PyTorch reference's step timing; returns its tokens/s or 0. */
+static double torch_rate(const char *script, const model_config *cfg, int B, int T, int steps) {
+    char cfg_path[] = "/tmp/attamba-bench-train-XXXXXX";
+    int fd = mkstemp(cfg_path);
+    if (fd < 0) return 0;
+    char *json = model_config_to_json(cfg);
+    FILE *f = fdopen(fd, "w");
+    fputs(json, f);
+    fclose(f);
+    free(json);
+    char *cmd = core_strdup_printf("/usr/bin/python3 %s --config %s --batch %d --seq %d --steps %d", script, cfg_path,
+                                   B, T, steps);
+    FILE *p = cmd ? popen(cmd, "r") : NULL;
+    char line[512] = "";
+    double rate = 0;
+    if (p) {
+        while (fgets(line, sizeof line, p)) {
+            cJSON *o = cJSON_Parse(line);
+            const cJSON *r = o ? cJSON_GetObjectItem(o, "tokens_per_s") : NULL;
+            if (cJSON_IsNumber(r)) rate = r->valuedouble;
+            cJSON_Delete(o);
+        }
+        pclose(p);
+    }
+    free(cmd);
+    remove(cfg_path);
+    return rate;
+}
+
+int bench_train_main(int argc, char **argv) {
+    static const struct option opts[] = {{"device", required_argument, 0, 'd'}, {"preset", required_argument, 0, 'p'},
+                                         {"batch", required_argument, 0, 'b'},  {"seq", required_argument, 0, 'T'},
+                                         {"steps", required_argument, 0, 's'},  {"kind", required_argument, 0, 'k'},
+                                         {"torch", optional_argument, 0, 't'},  {"json", required_argument, 0, 'j'},
+                                         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+    const char *device = NULL, *presets = "tiny,small,paper-60m", *json = NULL, *torch = NULL, *kind = "attamba";
+    int B = 4, T = 128, steps = 3, c;
+    double v;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "d:p:b:T:s:k:t::j:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': device = optarg; break;
+        case 'p': presets = optarg; break;
+        case 'k': kind = optarg; break;
+        case 'b': if (!cli_number("bench train", "batch", optarg, 1, 4096, 1, &v)) return 2; B = (int)v; break;
+        case 'T': if (!cli_number("bench train", "seq", optarg, 2, 1 << 20, 1, &v)) return 2; T = (int)v; break;
+        case 's': if (!cli_number("bench train", "steps", optarg, 1, 1e6, 1, &v)) return 2; steps = (int)v; break;
+        case 't': torch = optarg ? optarg : "tools/reference/bench_train_torch.py"; break;
+        case 'j': json = optarg; break;
+        case 'h':
+            printf("usage: attamba bench train [--preset tiny,small,paper-60m] [--kind attamba|transformer]\n"
+                   "                           [--batch 4] [--seq 128] [--steps 3] [--torch[=SCRIPT]] [--json FILE|-]\n\n"
+                   "Training tokens/s (forward + backward + clip + AdamW) per preset; with --torch also the PyTorch\n"
+                   "reference (tools/reference/, needs python3-torch) on this CPU in the same run, and the ratio.\n");
+            return 0;
+        default: return 2;
+        }
+    }
+    rt_ctx *ctx = cli_open_device(device);
+    if (!ctx) return 1;
+    printf("device: %s; %s, batch %d x seq %d\n", ctx->dev.info.name, kind, B, T);
+    printf("%-12s %12s %12s %14s %14s %10s\n", "preset", "params", "ms/step", "engine tok/s", "torch tok/s", "ratio");
+    cJSON *out = cJSON_CreateArray();
+    int rc = 0;
+    char *list = strdup(presets);
+    for (char *save = NULL, *name = strtok_r(list, ",", &save); name && !rc; name = strtok_r(NULL, ",", &save)) {
+        model_config cfg;
+        char err[300];
+        if (model_config_preset(name, &cfg, err, sizeof err)) {
+            rc = cli_error("bench train", "%s", err);
+            break;
+        }
+        if (!strcmp(kind, "transformer")) cfg.kind = MODEL_TRANSFORMER;
+        model *m = NULL;
+        trainer *t = NULL;
+        train_hparams h;
+        train_hparams_default(&h, 1000);
+        h.batch = B;
+        h.seq = T;
+        int32_t *tok = malloc((size_t)B * T * sizeof *tok), *tgt = malloc((size_t)B * T * sizeof *tgt);
+        for (int i = 0; i < B * T; i++) {
+            tok[i] = (int32_t)((i * 7919) % cfg.vocab_size);
+            tgt[i] = (int32_t)((i * 104729 + 1) % cfg.vocab_size);
+        }
+        if (model_create(ctx, &cfg, &m) || model_init_random(m, 1) || trainer_create(m, &h, &t)) {
+            rc = cli_error("bench train", "%s: %s", name, ctx->err);
+        } else {
+            step_arg a = {t, tok, tgt, 0};
+            double s = bench_time(one_step, &a, steps, 0.0);
+            double mine = s > 0 ? B * T / s : 0, theirs = torch ? torch_rate(torch, &cfg, B, T, steps) : 0;
+            char tb[32] = "-", rb[32] = "-";
+            if (theirs > 0) {
+                snprintf(tb, sizeof tb, "%.0f", theirs);
+                snprintf(rb, sizeof rb, "%.2fx", mine / theirs);
+            }
+            printf("%-12s %12lld %12.1f %14.0f %14s %10s\n", name, (long long)model_config_param_count(&cfg), s * 1e3,
+                   mine, tb, rb);
+            fflush(stdout);
+            cJSON *o = bench_record(ctx, "train");
+            cJSON_AddStringToObject(o, "preset", name);
+            cJSON_AddStringToObject(o, "kind", model_kind_name(cfg.kind));
+            cJSON_AddNumberToObject(o, "batch", B);
+            cJSON_AddNumberToObject(o, "seq", T);
+            cJSON_AddNumberToObject(o, "ms_per_step", s * 1e3);
+            cJSON_AddNumberToObject(o, "tokens_per_s", mine);
+            if (theirs > 0) {
+                cJSON_AddNumberToObject(o, "torch_tokens_per_s", theirs);
+                cJSON_AddNumberToObject(o, "ratio_to_torch", mine / theirs);
+            }
+            cJSON_AddItemToArray(out, o);
+        }
+        trainer_destroy(t);
+        model_destroy(m);
+        free(tok);
+        free(tgt);
+    }
+    free(list);
+    if (!rc && json && bench_write_json(out, json)) rc = cli_error("bench train", "cannot write %s", json);
+    cJSON_Delete(out);
+    attamba_context_destroy(ctx);
+    return rc;
+}

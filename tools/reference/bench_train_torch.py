@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""Times one training step (forward, backward, AdamW) of the PyTorch reference model on the CPU, for
+`attamba bench train --torch`, which runs it in the same run as the engine and reports the ratio.
+
+    bench_train_torch.py --config C.json --batch B --seq T --steps N [--threads K]
+
+Prints one JSON object: tokens_per_s, ms_per_step, threads, torch version. The model is
+attamba_ref.py: a readable reference (a loop over time steps in the SSM scan, dense masked
+attention), not a tuned PyTorch implementation.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import attamba_ref as R  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    cfg = R.load_config(a.config)
+    params = R.random_params(cfg, seed=1, dtype=torch.float32)
+    for v in params.values():
+        v.requires_grad_(True)
+    opt = torch.optim.AdamW(params.values(), lr=3e-3, betas=(0.9, 0.95), weight_decay=0.033)
+    g = torch.Generator().manual_seed(2)
+    tokens = torch.randint(0, cfg["vocab_size"], (a.batch, a.seq), generator=g)
+    targets = torch.randint(0, cfg["vocab_size"], (a.batch, a.seq), generator=g)
+
+    def step():
+        opt.zero_grad()
+        loss = R.loss(R.forward(params, cfg, tokens), targets)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params.values(), 1.0)
+        opt.step()
+
+    step()  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(a.steps):
+        step()
+    dt = (time.perf_counter() - t0) / a.steps
+    print(json.dumps({"tokens_per_s": a.batch * a.seq / dt, "ms_per_step": dt * 1e3, "threads": a.threads,
+                      "torch": torch.__version__}))
+
+
+if __name__ == "__main__":
+    main()
