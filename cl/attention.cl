@@ -29,23 +29,8 @@
 #define WG 16
 #endif
 
-#define ATTN_CAUSAL 0
-#define ATTN_SLIDING 1
-#define ATTN_COMPRESSED 2
-/* Running-max start: finite so that exp(m - m_new) never sees inf - inf. Masked keys get
- * probability 0 explicitly, never through exp(-inf). */
-#define ATTN_NEG (-1e30f)
-
-/* Number of entries of the sorted list a[0..n) that are < x. */
-inline int attn_count_below(__global const int *a, int n, int x) {
-    int lo = 0, hi = n;
-    while (lo < hi) {
-        int mid = (lo + hi) >> 1;
-        if (a[mid] < x) lo = mid + 1;
-        else hi = mid;
-    }
-    return lo;
-}
+/* ATTN_CAUSAL / ATTN_SLIDING / ATTN_COMPRESSED, ATTN_NEG and the key-tile walks attn_tile_all /
+ * attn_tile_window are in common.cl: the backward dq kernel walks the same tiles. */
 
 /* Head-dim vectors: each work-item holds its query and accumulator as DV vectors of VW floats
  * (explicit vectors: PoCL then needs no cross-work-item vectorisation, GPUs just see registers). */
@@ -192,7 +177,7 @@ void attn_prefill(__global const float *q, int qo, __global const float *k, int 
     /* Phase A: keys every query of the block sees. */
     const int wlo = mode == ATTN_CAUSAL ? t0 : max(0, t0 - window);
     const int na = mode == ATTN_CAUSAL ? t0
-                 : mode == ATTN_COMPRESSED ? attn_count_below(bnd, nbnd, wlo) : 0;
+                 : mode == ATTN_COMPRESSED ? atb_count_below(bnd, nbnd, wlo) : 0;
     /* Boundary rows from k/v at their positions, or (compact) from the head-major gathered copy
      * kc/vc [B, Hkv, nbnd, DH], where the block's phase-A keys are one contiguous stream. */
     const int indirect = mode == ATTN_COMPRESSED && !compact;
@@ -204,11 +189,7 @@ void attn_prefill(__global const float *q, int qo, __global const float *k, int 
         rstride = DH;
     }
     for (int i0 = 0; i0 < na; i0 += TK) {
-        for (int j = 0; j < TK; j++) {
-            int i = min(i0 + j, na - 1);
-            krow[j] = (indirect ? bnd[i] : i) * rstride;
-            ok[j] = i0 + j < na;
-        }
+        attn_tile_all(krow, ok, TK, i0, na, indirect, bnd, rstride);
         ATTN_LOAD_TILE();
         ATTN_TILE_UPDATE(KPTR_, VPTR_);
     }
@@ -220,16 +201,7 @@ void attn_prefill(__global const float *q, int qo, __global const float *k, int 
     const int lwin = mode == ATTN_CAUSAL ? T : window;
     int bi = mode == ATTN_COMPRESSED ? na : nbnd;
     for (int s0 = wlo; s0 < whi; s0 += TK) {
-        for (int j = 0; j < TK; j++) {
-            int s = s0 + j;
-            int isb = 0;
-            if (s < whi) {
-                while (bi < nbnd && bnd[bi] < s) bi++;
-                isb = bi < nbnd && bnd[bi] == s;
-            }
-            krow[j] = min(s, whi - 1) * ks;
-            ok[j] = s < whi && s <= t && (t - s <= lwin || isb);
-        }
+        attn_tile_window(krow, ok, TK, s0, whi, t, lwin, bnd, nbnd, &bi, ks);
         ATTN_LOAD_TILE();
         ATTN_TILE_UPDATE(KPTR_, VPTR_);
     }
@@ -269,7 +241,7 @@ void attn_decode(__global const float *q, int qo, __global const float *kb, int 
     const int nb = clamp(nbv[nbo + b], 0, cap);      /* defensive: never read past the cache */
     const int plo = max(0, pos - window);
     /* Boundaries strictly before the window; the ones inside it are in the ring. */
-    const int nvis = attn_count_below(bpos + bpo + b * cap, nb, plo);
+    const int nvis = atb_count_below(bpos + bpo + b * cap, nb, plo);
     const int nring = min(pos - plo + 1, R);
     const int n = nvis + nring;
     kb += kbo + b * cap * ks + kvh * DH;

@@ -41,23 +41,8 @@
 #define USE_LOCAL 0
 #endif
 
-#define ATTN_CAUSAL 0
-#define ATTN_SLIDING 1
-#define ATTN_COMPRESSED 2
-/* Running-max start: finite so that exp(m - m_new) never sees inf - inf; masked pairs get 0
- * explicitly, never through exp(-inf). */
-#define ATTN_NEG (-1e30f)
-
-/* Number of entries of the sorted list a[0..n) that are < x. */
-inline int bwd_count_below(__global const int *a, int n, int x) {
-    int lo = 0, hi = n;
-    while (lo < hi) {
-        int mid = (lo + hi) >> 1;
-        if (a[mid] < x) lo = mid + 1;
-        else hi = mid;
-    }
-    return lo;
-}
+/* The modes, ATTN_NEG and the forward's key-tile walks (attn_tile_all, attn_tile_window) come from
+ * common.cl. */
 
 /* ---------------------------------------------------------------- dq (query-centred) */
 
@@ -150,14 +135,10 @@ void attn_bwd_dq(__global const float *q, int qo, __global const float *k, int k
 
     /* Phase A: keys every query of the block sees. */
     const int wlo = mode == ATTN_CAUSAL ? t0 : max(0, t0 - window);
-    const int na = mode == ATTN_CAUSAL ? t0 : mode == ATTN_COMPRESSED ? bwd_count_below(bnd, nbnd, wlo) : 0;
+    const int na = mode == ATTN_CAUSAL ? t0 : mode == ATTN_COMPRESSED ? atb_count_below(bnd, nbnd, wlo) : 0;
     const int indirect = mode == ATTN_COMPRESSED;
     for (int i0 = 0; i0 < na; i0 += TK) {
-        for (int j = 0; j < TK; j++) {
-            int i = min(i0 + j, na - 1);
-            krow[j] = (indirect ? bnd[i] : i) * ks;
-            ok[j] = i0 + j < na;
-        }
+        attn_tile_all(krow, ok, TK, i0, na, indirect, bnd, ks);
         BWD_LOAD_KV();
         BWD_DQ_TILE(BWD_KAT, BWD_VAT);
     }
@@ -167,16 +148,7 @@ void attn_bwd_dq(__global const float *q, int qo, __global const float *k, int k
     const int lwin = mode == ATTN_CAUSAL ? T : window;
     int bi = mode == ATTN_COMPRESSED ? na : nbnd;
     for (int s0 = wlo; s0 < whi; s0 += TK) {
-        for (int j = 0; j < TK; j++) {
-            int s = s0 + j;
-            int isb = 0;
-            if (s < whi) {
-                while (bi < nbnd && bnd[bi] < s) bi++;
-                isb = bi < nbnd && bnd[bi] == s;
-            }
-            krow[j] = min(s, whi - 1) * ks;
-            ok[j] = s < whi && s <= t && (t - s <= lwin || isb);
-        }
+        attn_tile_window(krow, ok, TK, s0, whi, t, lwin, bnd, nbnd, &bi, ks);
         BWD_LOAD_KV();
         BWD_DQ_TILE(BWD_KAT, BWD_VAT);
     }

@@ -12,3 +12,122 @@ inline int atb_offset4(int i, int s1, int s2, int s3, int t0, int t1, int t2, in
 }
 
 inline float atb_sigmoid(float x) { return 1.0f / (1.0f + exp(-x)); }
+
+/* 8-lane horizontal sum, pairwise. */
+inline float atb_hsum8(float8 v) {
+    float4 a = v.lo + v.hi;
+    float2 b = a.lo + a.hi;
+    return b.x + b.y;
+}
+
+/* softplus(v) = log(1 + exp(v)), exactly v above 20 (where the f32 difference is below an ulp). */
+inline float atb_softplus(float v) { return v > 20.0f ? v : log1p(exp(v)); }
+
+/* ---- work-group reductions */
+
+/* NAME(part, scratch): sum of part of type T over the group into scratch[0], returned to every
+ * work-item; scratch holds one T per work-item. The tree runs over the next power of two >= the
+ * group size (any size, not only powers of two); work-items whose partner lies beyond the group add
+ * nothing. Every barrier sits in a loop whose trip count depends on the group size only, and the
+ * last one lets the caller reuse scratch. */
+#define ATB_DEFINE_GROUP_SUM(NAME, T)                                         \
+    inline T NAME(T part, __local T *scratch) {                               \
+        int lid = get_local_id(0), n = get_local_size(0);                     \
+        int p2 = 1;                                                           \
+        while (p2 < n) p2 <<= 1;                                              \
+        scratch[lid] = part;                                                  \
+        for (int s = p2 >> 1; s > 0; s >>= 1) {                               \
+            barrier(CLK_LOCAL_MEM_FENCE);                                     \
+            if (lid < s && lid + s < n) scratch[lid] += scratch[lid + s];     \
+        }                                                                     \
+        barrier(CLK_LOCAL_MEM_FENCE);                                         \
+        T total = scratch[0];                                                 \
+        barrier(CLK_LOCAL_MEM_FENCE);                                         \
+        return total;                                                         \
+    }
+ATB_DEFINE_GROUP_SUM(atb_group_sum, float)
+ATB_DEFINE_GROUP_SUM(atb_group_sum2, float2)
+
+/* ---- private vectors (SSM forward and backward) */
+
+/* A private vector of LEN floats as LEN/8 float8 plus LEN%8 scalars: explicit vectors, because PoCL
+ * does not vectorise across work-items whose token loops differ in length. */
+#define ATB_VEC8(V8, Vt, LEN) float8 V8[(LEN) / 8 > 0 ? (LEN) / 8 : 1]; float Vt[(LEN) % 8 > 0 ? (LEN) % 8 : 1]
+
+/* NAME_zero(V8, Vt): V = 0. NAME(V8, Vt, a, s, v1, v2): V = a V + s v1; returns V . v2 (a == 0
+ * restarts V). LEN is expanded where the pair is defined, so it may be a -D option. */
+#define ATB_DEFINE_VEC_STEP(NAME, LEN)                                                                   \
+    inline void NAME##_zero(float8 *V8, float *Vt) {                                                     \
+        for (int j = 0; j < (LEN) / 8; j++) V8[j] = (float8)(0.0f);                                      \
+        for (int j = 0; j < (LEN) % 8; j++) Vt[j] = 0.0f;                                                \
+    }                                                                                                    \
+    inline float NAME(float8 *V8, float *Vt, float a, float s, __global const float *v1,                 \
+                      __global const float *v2) {                                                        \
+        float8 acc8 = (float8)(0.0f);                                                                    \
+        for (int j = 0; j < (LEN) / 8; j++) {                                                            \
+            V8[j] = a * V8[j] + s * vload8(j, v1);                                                       \
+            acc8 += V8[j] * vload8(j, v2);                                                               \
+        }                                                                                                \
+        float acc = atb_hsum8(acc8);                                                                     \
+        for (int j = 0; j < (LEN) % 8; j++) {                                                            \
+            Vt[j] = a * Vt[j] + s * v1[(LEN) / 8 * 8 + j];                                               \
+            acc += Vt[j] * v2[(LEN) / 8 * 8 + j];                                                        \
+        }                                                                                                \
+        return acc;                                                                                      \
+    }
+
+/* ---- segments and boundaries */
+
+/* First position >= e that starts a segment (seg[so + p] == p), or T. */
+inline int atb_next_start(__global const int *seg, int so, int e, int T) {
+    while (e < T && seg[so + e] != e) e++;
+    return e;
+}
+
+/* Number of entries of the sorted list a[0..n) that are < x. */
+inline int atb_count_below(__global const int *a, int n, int x) {
+    int lo = 0, hi = n;
+    while (lo < hi) {
+        int mid = (lo + hi) >> 1;
+        if (a[mid] < x) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+/* ---- prefill attention key tiles (attention.cl forward, attention_backward.cl dq) */
+
+#define ATTN_CAUSAL 0
+#define ATTN_SLIDING 1
+#define ATTN_COMPRESSED 2
+/* Running-max start: finite so that exp(m - m_new) never sees inf - inf. Masked keys get
+ * probability 0 explicitly, never through exp(-inf). */
+#define ATTN_NEG (-1e30f)
+
+/* Phase A tile of n keys from i0: key i < na (row bnd[i] when indirect, else i) at row offset
+ * key * stride; padding entries repeat the last key with ok = 0. */
+inline void attn_tile_all(int *krow, int *ok, int n, int i0, int na, int indirect, __global const int *bnd,
+                          int stride) {
+    for (int j = 0; j < n; j++) {
+        int i = min(i0 + j, na - 1);
+        krow[j] = (indirect ? bnd[i] : i) * stride;
+        ok[j] = i0 + j < na;
+    }
+}
+
+/* Phase B tile of n keys s0.. of the block's window range [.., whi), masked for query t by the
+ * SPEC 3.3 rule (s <= t and (t - s <= lwin or s is a boundary)). *bi walks the sorted boundaries
+ * along with s, so it must start at the first boundary >= the range's start. Row offset s * stride. */
+inline void attn_tile_window(int *krow, int *ok, int n, int s0, int whi, int t, int lwin,
+                             __global const int *bnd, int nbnd, int *bi, int stride) {
+    for (int j = 0; j < n; j++) {
+        int s = s0 + j;
+        int isb = 0;
+        if (s < whi) {
+            while (*bi < nbnd && bnd[*bi] < s) (*bi)++;
+            isb = *bi < nbnd && bnd[*bi] == s;
+        }
+        krow[j] = min(s, whi - 1) * stride;
+        ok[j] = s < whi && s <= t && (t - s <= lwin || isb);
+    }
+}

@@ -11,20 +11,26 @@
 
 inline float conv_act(float v, int silu) { return silu ? v * atb_sigmoid(v) : v; }
 
+/* Pre-activation of output t of one channel: taps of x column xc (row stride x_rs) times wc, the
+ * taps before the segment start lo selected to 0. Shared by the forward and the backward's
+ * recomputation, so both see the same float. */
+inline float conv_pre(__global const float *xc, int x_rs, __global const float *wc, int t, int lo) {
+    float acc = 0.0f;
+    for (int j = 0; j < CONV_W; j++) {
+        int s = t - (CONV_W - 1) + j;
+        float v = xc[max(s, 0) * x_rs];
+        acc += s >= lo ? wc[j] * v : 0.0f;
+    }
+    return acc;
+}
+
 __kernel void conv1d_f32(__global float *out, int oo, __global const float *x, int xo, int x_rs, int x_bs,
                          __global const float *w, int wo, __global const int *seg, int so,
                          int B, int T, int C, int silu) {
     int i = get_global_id(0);
     if (i >= B * T * C) return;
     int c = i % C, bt = i / C, t = bt % T, b = bt / T;
-    int lo = seg[so + t];
-    __global const float *xc = x + xo + b * x_bs + c;
-    float acc = 0.0f;
-    for (int j = 0; j < CONV_W; j++) {
-        int s = t - (CONV_W - 1) + j;
-        float v = xc[max(s, 0) * x_rs];
-        acc += s >= lo ? w[wo + c * CONV_W + j] * v : 0.0f;
-    }
+    float acc = conv_pre(x + xo + b * x_bs + c, x_rs, w + wo + c * CONV_W, t, seg[so + t]);
     out[oo + i] = conv_act(acc, silu);
 }
 
@@ -59,14 +65,7 @@ __kernel void conv1d_bwd_g(__global float *g, __global const float *x, int xo, i
     int i = get_global_id(0);
     if (i >= B * T * C) return;
     int c = i % C, bt = i / C, t = bt % T, b = bt / T;
-    int lo = seg[so + t];
-    __global const float *xc = x + xo + b * x_bs + c;
-    float pre = 0.0f;
-    for (int j = 0; j < CONV_W; j++) {
-        int s = t - (CONV_W - 1) + j;
-        float v = xc[max(s, 0) * x_rs];
-        pre += s >= lo ? w[wo + c * CONV_W + j] * v : 0.0f;
-    }
+    float pre = conv_pre(x + xo + b * x_bs + c, x_rs, w + wo + c * CONV_W, t, seg[so + t]);
     float sg = atb_sigmoid(pre);
     g[i] = dout[go + b * g_bs + t * g_rs + c] * sg * (1.0f + pre * (1.0f - sg));
 }

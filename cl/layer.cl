@@ -6,23 +6,7 @@
  * in straight-line code or in a loop whose trip count depends on the group size only, so all
  * work-items reach each barrier the same number of times (PoCL miscompiles anything else). */
 
-/* Sum of part over the group into scratch[0], returned to every work-item. The tree runs over
- * the next power of two >= the group size; work-items whose partner lies beyond the group add
- * nothing. Ends with a barrier, so scratch may be reused afterwards. */
-inline float atb_group_sum(float part, __local float *scratch) {
-    int lid = get_local_id(0), n = get_local_size(0);
-    int p2 = 1;
-    while (p2 < n) p2 <<= 1;
-    scratch[lid] = part;
-    for (int s = p2 >> 1; s > 0; s >>= 1) {
-        barrier(CLK_LOCAL_MEM_FENCE);
-        if (lid < s && lid + s < n) scratch[lid] += scratch[lid + s];
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    float total = scratch[0];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    return total;
-}
+/* atb_group_sum (the __local tree of any group size) is in common.cl. */
 
 /* The norms work on float4 (vload4 needs only float alignment, so any row offset is fine): PoCL's
  * work-item vectoriser gives up on loops like these, so explicit vectors are what make exp and

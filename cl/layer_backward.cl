@@ -3,7 +3,7 @@
  *
  * Norms: with r = rsqrt(mean(g^2) + eps) (g = x, or y * silu(z) for the gated norm) and
  * s = dot(dout * w, g) over the row, the input gradient is dg = r * dout * w - g * (r^3 s / C).
- * A row kernel (one work-group per row, __local tree reduction as in layer.cl) computes the two
+ * A row kernel (one work-group per row, the __local tree reduction of common.cl) computes the two
  * per-row numbers (r, r^3 s / C) and either writes the gradients itself or leaves them to an
  * elementwise kernel that runs after the weight gradient, which reads x and dout: that order lets
  * dx alias x or dout. The weight gradient dw[c] = sum_r dout[r, c] g[r, c] r_r is a column sum:
@@ -12,21 +12,19 @@
  *
  * Barriers only in straight-line code or loops whose trip count depends on the group size. */
 
-/* Sums of (a, b) over the group, returned to every work-item. Tree over the next power of two
- * >= the group size; partners beyond the group add nothing. Ends with a barrier. */
-inline float2 atb_group_sum2(float2 part, __local float2 *scratch) {
-    int lid = get_local_id(0), n = get_local_size(0);
-    int p2 = 1;
-    while (p2 < n) p2 <<= 1;
-    scratch[lid] = part;
-    for (int s = p2 >> 1; s > 0; s >>= 1) {
-        barrier(CLK_LOCAL_MEM_FENCE);
-        if (lid < s && lid + s < n) scratch[lid] += scratch[lid + s];
+/* The row's pair of sums (sum g^2, sum dout * w * g), group-reduced with atb_group_sum2 (common.cl),
+ * gives r = rsqrt(mean(g^2) + eps) and coef = r^3 s / C; work-item 0 stores both in stats[2 row],
+ * stats[2 row + 1]. Returns r, and coef through *coef. */
+inline float norm_bwd_stats(float2 part, __local float2 *scratch, int C, float eps, __global float *stats,
+                            int row, float *coef) {
+    float2 tot = atb_group_sum2(part, scratch);
+    float inv = 1.0f / sqrt(tot.x / (float)C + eps);
+    *coef = inv * inv * inv * tot.y / (float)C;
+    if (get_local_id(0) == 0) {
+        stats[2 * row] = inv;
+        stats[2 * row + 1] = *coef;
     }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    float2 total = scratch[0];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    return total;
+    return inv;
 }
 
 /* d silu(z) / dz = sigmoid(z) (1 + z (1 - sigmoid(z))). */
@@ -50,13 +48,8 @@ __kernel void rmsnorm_bwd_rows_f32(__global float *dx, int dxo, __global float *
         float v = xr[c];
         part += (float2)(v * v, gr[c] * w[wo + c] * v);
     }
-    float2 tot = atb_group_sum2(part, scratch);
-    float inv = 1.0f / sqrt(tot.x / (float)C + eps);
-    float coef = inv * inv * inv * tot.y / (float)C;
-    if (lid == 0) {
-        stats[2 * r] = inv;
-        stats[2 * r + 1] = coef;
-    }
+    float coef;
+    float inv = norm_bwd_stats(part, scratch, C, eps, stats, r, &coef);
     if (write_dx) {
         __global float *dr = dx + dxo + (size_t)r * C;
         for (int c = lid; c < C; c += n) dr[c] = inv * gr[c] * w[wo + c] - xr[c] * coef;
@@ -89,13 +82,8 @@ __kernel void gated_rmsnorm_bwd_rows_f32(__global float *dy, int dyo, __global f
         float zv = zr[c], g = yr[c] * zv * atb_sigmoid(zv);
         part += (float2)(g * g, gr[c] * w[wo + c] * g);
     }
-    float2 tot = atb_group_sum2(part, scratch);
-    float inv = 1.0f / sqrt(tot.x / (float)C + eps);
-    float coef = inv * inv * inv * tot.y / (float)C;
-    if (lid == 0) {
-        stats[2 * r] = inv;
-        stats[2 * r + 1] = coef;
-    }
+    float coef;
+    float inv = norm_bwd_stats(part, scratch, C, eps, stats, r, &coef);
     if (write_dy || write_dz) {
         for (int c = lid; c < C; c += n) {
             float yv = yr[c], zv = zr[c], sg = atb_sigmoid(zv), silu = zv * sg;

@@ -34,18 +34,24 @@ inline float loss_group_sum(__local float *red, float v) {
     return r;
 }
 
-/* Max, then sum of exp(scale * (x - max)) over one row: the numerically stable log-sum-exp.
- * With scale > 0 the max of scale * x is scale * max(x). A row of all -inf gives max -inf, and
- * then the sum is NaN (exp(NaN)): such a row has no distribution. */
-inline void loss_row_max_sum(__global const float *row, int V, float scale, __local float *red,
-                             float *max_out, float *sum_out) {
+/* Max of one row over the group, returned to every work-item. */
+inline float loss_row_max(__global const float *row, int V, __local float *red) {
     int lid = get_local_id(0), n = get_local_size(0);
     float m = -INFINITY;
     for (int base = 0; base < V; base += n) {
         int j = base + lid;
         m = fmax(m, j < V ? row[j] : -INFINITY);
     }
-    m = loss_group_max(red, m);
+    return loss_group_max(red, m);
+}
+
+/* Max, then sum of exp(scale * (x - max)) over one row: the numerically stable log-sum-exp.
+ * With scale > 0 the max of scale * x is scale * max(x). A row of all -inf gives max -inf, and
+ * then the sum is NaN (exp(NaN)): such a row has no distribution. */
+inline void loss_row_max_sum(__global const float *row, int V, float scale, __local float *red,
+                             float *max_out, float *sum_out) {
+    int lid = get_local_id(0), n = get_local_size(0);
+    float m = loss_row_max(row, V, red);
     float s = 0.0f;
     for (int base = 0; base < V; base += n) {
         int j = base + lid;
@@ -166,12 +172,7 @@ __kernel void softmax_temperature_rows(__global const float *logits, int lo, int
     int r = get_group_id(0), lid = get_local_id(0), n = get_local_size(0);
     __global const float *row = logits + lo + r * V;
     __global float *p = probs + po + r * V;
-    float m = -INFINITY;
-    for (int base = 0; base < V; base += n) {
-        int j = base + lid;
-        m = fmax(m, j < V ? row[j] : -INFINITY);
-    }
-    m = loss_group_max(red, m);
+    float m = loss_row_max(row, V, red);
     float s = 0.0f;
     for (int base = 0; base < V; base += n) {
         int j = base + lid;

@@ -23,31 +23,18 @@
         int dt_rs, int dt_bs, __global const float *dt_bias, int dbo, int has_bias,                    \
         __global const float *A_log, int ao, __global const float *D, int Do
 
-inline float ssm_softplus(float v) { return v > 20.0f ? v : log1p(exp(v)); }
-
 /* dt of (b, t, h): softplus(dt_raw + bias). */
-#define SSM_DT(b, t, h) ssm_softplus(dtr[dto + (b) * dt_bs + (t) * dt_rs + (h)] + bias)
+#define SSM_DT(b, t, h) atb_softplus(dtr[dto + (b) * dt_bs + (t) * dt_rs + (h)] + bias)
 
 /* A state row is SSM_N8 float8 vectors plus SSM_NT scalars: the vector part is explicit because PoCL
  * cannot vectorise across work-items whose token loops differ in length. */
 #define SSM_N8 (SSM_N / 8)
 #define SSM_NT (SSM_N % 8)
-#define SSM_ROW(S8, St) float8 S8[SSM_N8 > 0 ? SSM_N8 : 1]; float St[SSM_NT > 0 ? SSM_NT : 1]
-
-inline float ssm_hsum(float8 v) {
-    float4 a = v.lo + v.hi;
-    float2 b = a.lo + a.hi;
-    return b.x + b.y;
-}
+#define SSM_ROW(S8, St) ATB_VEC8(S8, St, SSM_N)
 
 inline void ssm_load(float8 *S8, float *St, __global const float *src) {
     for (int j = 0; j < SSM_N8; j++) S8[j] = vload8(j, src);
     for (int j = 0; j < SSM_NT; j++) St[j] = src[SSM_N8 * 8 + j];
-}
-
-inline void ssm_zero(float8 *S8, float *St) {
-    for (int j = 0; j < SSM_N8; j++) S8[j] = (float8)(0.0f);
-    for (int j = 0; j < SSM_NT; j++) St[j] = 0.0f;
 }
 
 inline void ssm_store(const float8 *S8, const float *St, __global float *dst) {
@@ -55,21 +42,9 @@ inline void ssm_store(const float8 *S8, const float *St, __global float *dst) {
     for (int j = 0; j < SSM_NT; j++) dst[SSM_N8 * 8 + j] = St[j];
 }
 
-/* One token: S = decay * S + u B; returns S . C. decay == 0 restarts the state. */
-inline float ssm_token(float8 *S8, float *St, float decay, float u, __global const float *Bt,
-                       __global const float *Ct) {
-    float8 acc8 = (float8)(0.0f);
-    for (int j = 0; j < SSM_N8; j++) {
-        S8[j] = decay * S8[j] + u * vload8(j, Bt);
-        acc8 += S8[j] * vload8(j, Ct);
-    }
-    float acc = ssm_hsum(acc8);
-    for (int j = 0; j < SSM_NT; j++) {
-        St[j] = decay * St[j] + u * Bt[SSM_N8 * 8 + j];
-        acc += St[j] * Ct[SSM_N8 * 8 + j];
-    }
-    return acc;
-}
+/* One token: ssm_token(S8, St, decay, u, B_t, C_t) makes S = decay * S + u B and returns S . C;
+ * decay == 0 restarts the state. ssm_token_zero(S8, St): S = 0. */
+ATB_DEFINE_VEC_STEP(ssm_token, SSM_N)
 
 /* S *= decay; returns S . C (the carried state's contribution in ssm_fix). */
 inline float ssm_decay_dot(float8 *S8, float *St, float decay, __global const float *Ct) {
@@ -78,7 +53,7 @@ inline float ssm_decay_dot(float8 *S8, float *St, float decay, __global const fl
         S8[j] *= decay;
         acc8 += S8[j] * vload8(j, Ct);
     }
-    float acc = ssm_hsum(acc8);
+    float acc = atb_hsum8(acc8);
     for (int j = 0; j < SSM_NT; j++) {
         St[j] *= decay;
         acc += St[j] * Ct[SSM_N8 * 8 + j];
@@ -115,15 +90,14 @@ __kernel void ssm_scan_blocks(__global float *y, int yo, SSM_IN_ARGS, __global c
     float a = -exp(A_log[ao + h]), dh = D[Do + h];
     int t0 = k * Q, t1 = min(T, t0 + Q);
     SSM_ROW(S8, St);
-    ssm_zero(S8, St);
+    ssm_token_zero(S8, St);
 
     int t = t0, end = t1;
     if (mode == 0) {
         /* skip the tail of a segment begun in an earlier block; run past t1 to our last segment's end */
         while (t < t1 && seg[so + t] != t) t++;
         if (t == t1) return;
-        end = t1;
-        while (end < T && seg[so + end] != end) end++;
+        end = atb_next_start(seg, so, t1, T);
     }
     float logdec = 0.0f;
     int cont = 1;
@@ -211,10 +185,10 @@ __kernel void ssm_step(__global float *y, int yo, SSM_IN_ARGS, __global const in
     __global float *row = st + sto + gid * SSM_N;
     SSM_ROW(S8, St);
     if (rs) /* a restart ignores the stored state, whatever it holds */
-        ssm_zero(S8, St);
+        ssm_token_zero(S8, St);
     else
         ssm_load(S8, St, row);
-    float dt = ssm_softplus(dtr[dto + b * dt_rs + h] + bias);
+    float dt = atb_softplus(dtr[dto + b * dt_rs + h] + bias);
     float xv = xs[xo + b * x_rs + h * p + pi];
     float acc = ssm_token(S8, St, rs ? 0.0f : exp(dt * a), dt * xv, Bm + bo + b * b_rs + g * SSM_N,
                           Cm + co + b * c_rs + g * SSM_N);

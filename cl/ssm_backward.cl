@@ -28,45 +28,10 @@
 #define SSMB_ROWS(name, pre) __global const float *name, int pre##o, int pre##_rs, int pre##_bs
 #define SSMB_AT(pre, b, t) (pre##o + (b) * pre##_bs + (t) * pre##_rs)
 
-/* A private vector of LEN floats as LEN/8 float8 plus LEN%8 scalars: explicit vectors, because PoCL
- * does not vectorise across work-items whose token loops differ in length (as in cl/ssm.cl). */
-#define SSMB_VEC(V8, Vt, LEN) float8 V8[(LEN) / 8 > 0 ? (LEN) / 8 : 1]; float Vt[(LEN) % 8 > 0 ? (LEN) % 8 : 1]
-
-inline float ssmb_hsum(float8 v) {
-    float4 a = v.lo + v.hi;
-    float2 b = a.lo + a.hi;
-    return b.x + b.y;
-}
-
-/* The one update all three scans make, for a vector of LEN: V = a V + s v1; returns V . v2. */
-#define SSMB_DEFINE_STEP(NAME, LEN)                                                                      \
-    inline void NAME##_zero(float8 *V8, float *Vt) {                                                     \
-        for (int j = 0; j < (LEN) / 8; j++) V8[j] = (float8)(0.0f);                                      \
-        for (int j = 0; j < (LEN) % 8; j++) Vt[j] = 0.0f;                                                \
-    }                                                                                                    \
-    inline float NAME(float8 *V8, float *Vt, float a, float s, __global const float *v1,                 \
-                      __global const float *v2) {                                                        \
-        float8 acc8 = (float8)(0.0f);                                                                    \
-        for (int j = 0; j < (LEN) / 8; j++) {                                                            \
-            V8[j] = a * V8[j] + s * vload8(j, v1);                                                       \
-            acc8 += V8[j] * vload8(j, v2);                                                               \
-        }                                                                                                \
-        float acc = ssmb_hsum(acc8);                                                                     \
-        for (int j = 0; j < (LEN) % 8; j++) {                                                            \
-            Vt[j] = a * Vt[j] + s * v1[(LEN) / 8 * 8 + j];                                               \
-            acc += Vt[j] * v2[(LEN) / 8 * 8 + j];                                                        \
-        }                                                                                                \
-        return acc;                                                                                      \
-    }
-SSMB_DEFINE_STEP(ssmb_step_p, SSM_P)
-SSMB_DEFINE_STEP(ssmb_step_n, SSM_N)
-
-/* First token of the segment after the one starting at t (or T). */
-inline int ssmb_seg_end(__global const int *seg, int so, int t, int T) {
-    int e = t + 1;
-    while (e < T && seg[so + e] != e) e++;
-    return e;
-}
+/* Private vectors (ATB_VEC8) and the one update all three scans make (ATB_DEFINE_VEC_STEP:
+ * V = a V + s v1, returning V . v2) are in common.cl, shared with the forward scan of cl/ssm.cl. */
+ATB_DEFINE_VEC_STEP(ssmb_step_p, SSM_P)
+ATB_DEFINE_VEC_STEP(ssmb_step_n, SSM_N)
 
 /* Per (b, t, h): dt, decay exp(dt A), d dt / d dt_raw (softplus' as the forward computes softplus). */
 __kernel void ssmb_dt(__global float4 *dd, SSMB_ROWS(dtr, dt), __global const float *dt_bias, int dbo, int has_bias,
@@ -75,7 +40,7 @@ __kernel void ssmb_dt(__global float4 *dd, SSMB_ROWS(dtr, dt), __global const fl
     if (i >= B * T * nh) return;
     int h = i % nh, bt = i / nh, t = bt % T, b = bt / T;
     float v = dtr[SSMB_AT(dt, b, t) + h] + (has_bias ? dt_bias[dbo + h] : 0.0f);
-    float dt = v > 20.0f ? v : log1p(exp(v));
+    float dt = atb_softplus(v);
     dd[i] = (float4)(dt, exp(-dt * exp(A_log[ao + h])), v > 20.0f ? 1.0f : atb_sigmoid(v), 0.0f);
 }
 
@@ -91,10 +56,10 @@ __kernel void ssmb_cols(__global float *dch, __global float *u, SSMB_ROWS(xs, x)
     int k = r % nblk, bb = r / nblk;
     int col = (h / hpg) * SSM_N + n, hp = h * SSM_P;
     int t1 = min(T, (k + 1) * Q);
-    SSMB_VEC(S8, St, SSM_P);
+    ATB_VEC8(S8, St, SSM_P);
     for (int t = k * Q; t < t1; t++) {
         if (seg[so + t] != t) continue;
-        int e = ssmb_seg_end(seg, so, t, T);
+        int e = atb_next_start(seg, so, t + 1, T);
         /* forward: S[:, n] += dt B[n] x */
         ssmb_step_p_zero(S8, St);
         for (int s = t; s < e; s++) {
@@ -128,10 +93,10 @@ __kernel void ssmb_rows(__global float *dx, int dxo, int dx_rs, int dx_bs, SSMB_
     int go = (h / hpg) * SSM_N, col = h * p + pi;
     float dh = D[Do + h];
     int t1 = min(T, (k + 1) * Q);
-    SSMB_VEC(G8, Gt, SSM_N);
+    ATB_VEC8(G8, Gt, SSM_N);
     for (int t = k * Q; t < t1; t++) {
         if (seg[so + t] != t) continue;
-        int e = ssmb_seg_end(seg, so, t, T);
+        int e = atb_next_start(seg, so, t + 1, T);
         ssmb_step_n_zero(G8, Gt);
         float an = 0.0f;
         for (int s = e - 1; s >= t; s--) {

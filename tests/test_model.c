@@ -21,31 +21,14 @@
 #error "GOLDEN_DIR must point at tests/golden"
 #endif
 
-static const char *golden_cases[] = {"attamba_cyclic",  "attamba_explicit_tied", "attamba_long_chunk",
-                                     "attamba_pseudo",  "attamba_random_noconv", "attamba_uniform_gqa_groups",
-                                     "transformer_gqa", "transformer_swa"};
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    ck_assert_int_eq(fread(s, 1, (size_t)n, f), n);
-    s[n] = 0;
-    fclose(f);
-    return s;
-}
-
 START_TEST(logits_match_the_pytorch_reference) {
     rt_ctx *ctx = tu_ctx();
     char dir[512], path[600];
-    snprintf(dir, sizeof dir, "%s/%s", GOLDEN_DIR, golden_cases[_i]);
+    snprintf(dir, sizeof dir, "%s/%s", GOLDEN_DIR, tu_golden_cases[_i]);
     model *m;
     tu_ok(model_load(ctx, dir, &m));
     snprintf(path, sizeof path, "%s/tokens.json", dir);
-    char *text = slurp(path);
+    char *text = tu_slurp(path);
     cJSON *j = cJSON_Parse(text);
     int B = cJSON_GetObjectItem(j, "B")->valueint, T = cJSON_GetObjectItem(j, "T")->valueint;
     int32_t *tokens = malloc((size_t)B * T * sizeof *tokens);
@@ -64,7 +47,7 @@ START_TEST(logits_match_the_pytorch_reference) {
     ck_assert_int_eq(st_numel(want_t), tensor_numel(&logits));
     float *want = malloc((size_t)st_numel(want_t) * sizeof *want);
     st_read_f32(&f, want_t, want);
-    tu_assert_close(got, want, st_numel(want_t), 2e-4, 2e-4, golden_cases[_i]);
+    tu_assert_close(got, want, st_numel(want_t), 2e-4, 2e-4, tu_golden_cases[_i]);
     st_close(&f);
     free(want);
     free(got);
@@ -289,7 +272,7 @@ int main(void) {
     Suite *s = suite_create("model");
     TCase *t = tcase_create("golden");
     tcase_set_timeout(t, 300);
-    tcase_add_loop_test(t, logits_match_the_pytorch_reference, 0, (int)(sizeof golden_cases / sizeof golden_cases[0]));
+    tcase_add_loop_test(t, logits_match_the_pytorch_reference, 0, tu_n_golden_cases);
     suite_add_tcase(s, t);
     t = tcase_create("decode");
     tcase_set_timeout(t, 300);

@@ -22,23 +22,6 @@
 #include "train/train.h"
 #include "testutil.h"
 
-static const char *golden_cases[] = {"attamba_cyclic",  "attamba_explicit_tied", "attamba_long_chunk",
-                                     "attamba_pseudo",  "attamba_random_noconv", "attamba_uniform_gqa_groups",
-                                     "transformer_gqa", "transformer_swa"};
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    ck_assert_int_eq(fread(s, 1, (size_t)n, f), n);
-    s[n] = 0;
-    fclose(f);
-    return s;
-}
-
 static int32_t *json_ints(cJSON *j, const char *key, int n) {
     int32_t *v = malloc((size_t)n * sizeof *v);
     int i = 0;
@@ -51,11 +34,11 @@ static int32_t *json_ints(cJSON *j, const char *key, int n) {
 START_TEST(loss_and_gradients_match_pytorch) {
     rt_ctx *ctx = tu_ctx();
     char dir[512], path[600], err[300];
-    snprintf(dir, sizeof dir, "%s/%s", GOLDEN_DIR, golden_cases[_i]);
+    snprintf(dir, sizeof dir, "%s/%s", GOLDEN_DIR, tu_golden_cases[_i]);
     model *m;
     tu_ok(model_load(ctx, dir, &m));
     snprintf(path, sizeof path, "%s/tokens.json", dir);
-    char *text = slurp(path);
+    char *text = tu_slurp(path);
     cJSON *j = cJSON_Parse(text);
     int B = cJSON_GetObjectItem(j, "B")->valueint, T = cJSON_GetObjectItem(j, "T")->valueint;
     int32_t *tok = json_ints(j, "tokens", B * T), *tgt = json_ints(j, "targets", B * T);
@@ -75,7 +58,7 @@ START_TEST(loss_and_gradients_match_pytorch) {
     ck_assert_int_eq(st_open(path, &f, err, sizeof err), ATTAMBA_OK);
     float want_loss;
     st_read_f32(&f, st_find(&f, "loss"), &want_loss);
-    ck_assert_msg(fabs(loss - want_loss) <= 1e-4 * fabs(want_loss), "%s: loss %.7f, PyTorch %.7f", golden_cases[_i],
+    ck_assert_msg(fabs(loss - want_loss) <= 1e-4 * fabs(want_loss), "%s: loss %.7f, PyTorch %.7f", tu_golden_cases[_i],
                   loss, want_loss);
     const model_weights *g = trainer_grads(t);
     float *all = tu_download(&g->flat);
@@ -88,7 +71,7 @@ START_TEST(loss_and_gradients_match_pytorch) {
         double mx = 0;
         for (int64_t k = 0; k < n; k++) mx = fmax(mx, fabs(want[k]));
         char what[200];
-        snprintf(what, sizeof what, "%s: d %s", golden_cases[_i], g->info[i].name);
+        snprintf(what, sizeof what, "%s: d %s", tu_golden_cases[_i], g->info[i].name);
         tu_assert_close(all + g->info[i].offset, want, n, 1e-3, 2e-3 * mx + 1e-9, what);
         free(want);
     }
@@ -142,7 +125,7 @@ static void tiny_setup(model_config *c, train_hparams *h, train_run_opts *o, con
 static int read_losses(const char *out, double *loss, int cap) {
     char path[512];
     snprintf(path, sizeof path, "%s/metrics.jsonl", out);
-    char *text = slurp(path);
+    char *text = tu_slurp(path);
     int n = 0;
     for (char *line = strtok(text, "\n"); line && n < cap; line = strtok(NULL, "\n")) {
         cJSON *j = cJSON_Parse(line);
@@ -371,7 +354,7 @@ int main(void) {
     Suite *s = suite_create("train");
     TCase *t = tcase_create("gradients");
     tcase_set_timeout(t, 300);
-    tcase_add_loop_test(t, loss_and_gradients_match_pytorch, 0, (int)(sizeof golden_cases / sizeof golden_cases[0]));
+    tcase_add_loop_test(t, loss_and_gradients_match_pytorch, 0, tu_n_golden_cases);
     suite_add_tcase(s, t);
     t = tcase_create("runs");
     tcase_set_timeout(t, 600);

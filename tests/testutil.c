@@ -77,3 +77,22 @@ int tu_run(Suite *s) {
     srunner_free(r);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
+
+char *tu_slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_int_eq(fread(s, 1, (size_t)n, f), n);
+    s[n] = 0;
+    fclose(f);
+    return s;
+}
+
+const char *const tu_golden_cases[] = {"attamba_cyclic",  "attamba_explicit_tied", "attamba_long_chunk",
+                                       "attamba_pseudo",  "attamba_random_noconv", "attamba_uniform_gqa_groups",
+                                       "transformer_gqa", "transformer_swa"};
+const int tu_n_golden_cases = (int)(sizeof tu_golden_cases / sizeof tu_golden_cases[0]);

@@ -33,6 +33,11 @@ void tu_assert_close_at(const float *got, const float *want, int64_t n, double r
         ck_assert_msg(tu_s_ == ATTAMBA_OK, "%s -> %s: %s", #expr, attamba_status_str(tu_s_),          \
                       tu_ctx()->err);                                                                 \
     } while (0)
+/* malloc'd NUL-terminated contents of the file at path (ck_assert on failure); freed by the caller. */
+char *tu_slurp(const char *path);
+/* The model cases under tests/golden (scripts write them from PyTorch): names of its sub-folders. */
+extern const char *const tu_golden_cases[];
+extern const int tu_n_golden_cases;
 /* Runs the suite; returns the process exit code. */
 int tu_run(Suite *s);
 

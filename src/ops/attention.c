@@ -29,8 +29,8 @@ static attamba_status check_heads(rt_ctx *ctx, const char *op, int n_heads, int 
     return ATTAMBA_OK;
 }
 
-/* Downloads and checks the boundary list: 1-D i32, starts at 0, strictly increasing, < T. */
-static attamba_status check_boundaries(rt_ctx *ctx, const char *op, const tensor *bt, int64_t T, int *nb) {
+/* Declared in attention.h: attention_backward.c checks its arguments the same way. */
+attamba_status attn_check_boundaries(rt_ctx *ctx, const char *op, const tensor *bt, int64_t T, int *nb) {
     if (!bt || !bt->buf)
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: COMPRESSED needs a boundaries tensor", op);
     if (bt->ndim != 1 || bt->dtype != TENSOR_I32 || !tensor_is_contiguous(bt) || bt->shape[0] < 1) {
@@ -61,10 +61,8 @@ static attamba_status check_boundaries(rt_ctx *ctx, const char *op, const tensor
     return s;
 }
 
-attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v,
-                                          int n_heads, int n_kv_heads, const attn_mask *mask,
-                                          const attn_prefill_opts *opts, tensor *out) {
-    static const char *op = "ops_attention_prefill";
+attamba_status attn_check_prefill(rt_ctx *ctx, const char *op, const tensor *q, const tensor *k, const tensor *v,
+                                  int n_heads, int n_kv_heads, const attn_mask *mask, int *dh) {
     if (!mask) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: mask is NULL", op);
     if (mask->mode != ATTN_CAUSAL && mask->mode != ATTN_SLIDING && mask->mode != ATTN_COMPRESSED)
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: unknown mask mode %d", op, (int)mask->mode);
@@ -77,15 +75,22 @@ attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const te
                        tensor_describe(q, have, sizeof have));
     }
     RT_TRY(ops_expect(ctx, op, "q", q, TENSOR_F32, 3, q->shape));
-    int dh;
-    RT_TRY(check_heads(ctx, op, n_heads, n_kv_heads, q->shape[2], &dh));
-    int64_t B = q->shape[0], T = q->shape[1];
-    int64_t kvshape[3] = {B, T, (int64_t)n_kv_heads * dh};
+    RT_TRY(check_heads(ctx, op, n_heads, n_kv_heads, q->shape[2], dh));
+    int64_t kvshape[3] = {q->shape[0], q->shape[1], (int64_t)n_kv_heads * *dh};
     RT_TRY(ops_expect(ctx, op, "k", k, TENSOR_F32, 3, kvshape));
-    RT_TRY(ops_expect(ctx, op, "v", v, TENSOR_F32, 3, kvshape));
+    return ops_expect(ctx, op, "v", v, TENSOR_F32, 3, kvshape);
+}
+
+attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v,
+                                          int n_heads, int n_kv_heads, const attn_mask *mask,
+                                          const attn_prefill_opts *opts, tensor *out) {
+    static const char *op = "ops_attention_prefill";
+    int dh;
+    RT_TRY(attn_check_prefill(ctx, op, q, k, v, n_heads, n_kv_heads, mask, &dh));
+    int64_t B = q->shape[0], T = q->shape[1];
     RT_TRY(ops_expect_same(ctx, op, "out", out, q));
     int nb = 0;
-    if (mask->mode == ATTN_COMPRESSED) RT_TRY(check_boundaries(ctx, op, mask->boundaries, T, &nb));
+    if (mask->mode == ATTN_COMPRESSED) RT_TRY(attn_check_boundaries(ctx, op, mask->boundaries, T, &nb));
     if (B * T == 0) return ATTAMBA_OK;
 
     /* Defaults. GPU: key tiles through __local, 64 queries per group. CPU (PoCL): the barriers of

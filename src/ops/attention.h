@@ -42,6 +42,15 @@ attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const te
                                           int n_heads, int n_kv_heads, const attn_mask *mask,
                                           const attn_prefill_opts *opts, tensor *out);
 
+/* Argument checks shared by the prefill forward (attention.c) and backward (attention_backward.c).
+ * attn_check_prefill: mask mode and window, q contiguous f32 [B, T, H*dh], head counts (H a multiple
+ * of Hkv, dh in [1, 256]), k and v contiguous f32 [B, T, Hkv*dh]; sets *dh.
+ * attn_check_boundaries: downloads the boundary list (small) and checks it is a contiguous 1-D i32,
+ * starting at 0, strictly increasing, < T; sets *nb. */
+attamba_status attn_check_prefill(rt_ctx *ctx, const char *op, const tensor *q, const tensor *k, const tensor *v,
+                                  int n_heads, int n_kv_heads, const attn_mask *mask, int *dh);
+attamba_status attn_check_boundaries(rt_ctx *ctx, const char *op, const tensor *bt, int64_t T, int *nb);
+
 /* out[b,i,:] = src[b, idx[i], :]: src [B,T,C], idx i32 [n], out [B,n,C] (gathers boundary K/V).
  * Indices outside [0, T) are clamped (the device cannot report them without a host wait). */
 attamba_status ops_gather_rows(rt_ctx *ctx, const tensor *src, const tensor *idx, tensor *out);

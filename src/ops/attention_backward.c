@@ -6,45 +6,9 @@
 
 #include "attention_backward.h"
 
-/* Private arrays of dh floats per work-item (four in the dk/dv pass): beyond this they spill
- * badly everywhere. The same limit as the forward. */
-#define BWD_MAX_DH 256
-
 static const char *OP = "ops_attention_prefill_backward";
 
 static int is_gpu(const rt_ctx *ctx) { return ctx->dev.info.type == ATTAMBA_DEVICE_GPU; }
-
-/* Boundary list: 1-D contiguous i32, starts at 0, strictly increasing, < T. Downloads it (small). */
-static attamba_status check_bounds(rt_ctx *ctx, const tensor *bt, int64_t T, int *nb) {
-    if (!bt || !bt->buf)
-        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: COMPRESSED needs a boundaries tensor", OP);
-    if (bt->ndim != 1 || bt->dtype != TENSOR_I32 || !tensor_is_contiguous(bt) || bt->shape[0] < 1) {
-        char have[96];
-        return rt_fail(ctx, ATTAMBA_ERR_SHAPE,
-                       "%s: boundaries must be a contiguous non-empty [nb] i32, got %s", OP,
-                       tensor_describe(bt, have, sizeof have));
-    }
-    if (bt->shape[0] > T)
-        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: %lld boundaries for %lld positions", OP,
-                       (long long)bt->shape[0], (long long)T);
-    int n = (int)bt->shape[0];
-    int32_t *h = malloc((size_t)n * sizeof *h);
-    if (!h) return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "%s: no host memory for %d boundaries", OP, n);
-    attamba_status s = tensor_download(bt, h);
-    if (s == ATTAMBA_OK && h[0] != 0)
-        s = rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: boundaries[0] is %d, position 0 must be a boundary",
-                    OP, h[0]);
-    for (int i = 1; s == ATTAMBA_OK && i < n; i++)
-        if (h[i] <= h[i - 1])
-            s = rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG,
-                        "%s: boundaries not strictly increasing: [%d] = %d after %d", OP, i, h[i], h[i - 1]);
-    if (s == ATTAMBA_OK && h[n - 1] >= T)
-        s = rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: boundary %d is not below T = %lld", OP, h[n - 1],
-                    (long long)T);
-    free(h);
-    *nb = n;
-    return s;
-}
 
 /* The kernels read some tensors while others are being written by other work-groups: an output
  * sharing a buffer with anything else would be read half-updated. Views of one buffer are refused
@@ -63,33 +27,10 @@ attamba_status ops_attention_prefill_backward_with(rt_ctx *ctx, const tensor *q,
                                                    const attn_mask *mask, const tensor *out,
                                                    const tensor *dout, const attn_backward_opts *opts,
                                                    tensor *dq, tensor *dk, tensor *dv) {
-    if (!mask) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: mask is NULL", OP);
-    if (mask->mode != ATTN_CAUSAL && mask->mode != ATTN_SLIDING && mask->mode != ATTN_COMPRESSED)
-        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: unknown mask mode %d", OP, (int)mask->mode);
-    if (mask->window < 0) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: window %d < 0", OP, mask->window);
-    if (!q || !q->buf) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: q is an empty tensor", OP);
-    if (q->ndim != 3) {
-        char have[96];
-        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: q must be [B, T, H*dh], got %s", OP,
-                       tensor_describe(q, have, sizeof have));
-    }
-    RT_TRY(ops_expect(ctx, OP, "q", q, TENSOR_F32, 3, q->shape));
-    if (n_heads < 1 || n_kv_heads < 1)
-        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: n_heads (%d) and n_kv_heads (%d) must be >= 1", OP,
-                       n_heads, n_kv_heads);
-    if (n_heads % n_kv_heads)
-        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: n_heads (%d) must be a multiple of n_kv_heads (%d)",
-                       OP, n_heads, n_kv_heads);
-    if (q->shape[2] % n_heads)
-        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: q width %lld is not a multiple of n_heads (%d)", OP,
-                       (long long)q->shape[2], n_heads);
-    int dh = (int)(q->shape[2] / n_heads);
-    if (dh < 1 || dh > BWD_MAX_DH)
-        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: head dim %d outside [1, %d]", OP, dh, BWD_MAX_DH);
+    int dh; /* at most 256, the forward's limit: the dk/dv pass keeps four private arrays of dh floats */
+    RT_TRY(attn_check_prefill(ctx, OP, q, k, v, n_heads, n_kv_heads, mask, &dh));
     int64_t B = q->shape[0], T = q->shape[1];
     int64_t kvshape[3] = {B, T, (int64_t)n_kv_heads * dh};
-    RT_TRY(ops_expect(ctx, OP, "k", k, TENSOR_F32, 3, kvshape));
-    RT_TRY(ops_expect(ctx, OP, "v", v, TENSOR_F32, 3, kvshape));
     RT_TRY(ops_expect_same(ctx, OP, "out", out, q));
     RT_TRY(ops_expect_same(ctx, OP, "dout", dout, q));
     RT_TRY(ops_expect_same(ctx, OP, "dq", dq, q));
@@ -99,7 +40,7 @@ attamba_status ops_attention_prefill_backward_with(rt_ctx *ctx, const tensor *q,
     const char *names[] = {"dq", "dk", "dv", "q", "k", "v", "out", "dout"};
     RT_TRY(check_no_alias(ctx, all, names, 8));
     int nb = 0;
-    if (mask->mode == ATTN_COMPRESSED) RT_TRY(check_bounds(ctx, mask->boundaries, T, &nb));
+    if (mask->mode == ATTN_COMPRESSED) RT_TRY(attn_check_boundaries(ctx, OP, mask->boundaries, T, &nb));
     if (B * T == 0) return ATTAMBA_OK;
 
     int gpu = is_gpu(ctx);

@@ -4,24 +4,6 @@
 
 #include "ops/layer.h"
 
-/* x is a non-empty contiguous f32 tensor; *C gets its last dim and *rows the product of the others. */
-static attamba_status expect_rows(rt_ctx *ctx, const char *op, const char *name, const tensor *x,
-                                  int64_t *rows, int64_t *C) {
-    if (!x || !x->buf) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: %s is an empty tensor", op, name);
-    if (x->ndim < 1) return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: %s must have at least one dim", op, name);
-    RT_TRY(ops_expect(ctx, op, name, x, TENSOR_F32, x->ndim, x->shape));
-    *C = x->shape[x->ndim - 1];
-    *rows = *C ? tensor_numel(x) / *C : 0;
-    return ATTAMBA_OK;
-}
-
-static attamba_status expect_eps(rt_ctx *ctx, const char *op, float eps) {
-    if (!(eps >= 0.0f) || isinf(eps))
-        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: eps must be finite and >= 0, got %g", op,
-                       (double)eps);
-    return ATTAMBA_OK;
-}
-
 /* One work-group per row, each work-item taking float4s. The group size is capped by the row's
  * vector count (rounded up to 8) and by a per-device-type limit: on CPUs (PoCL) every barrier
  * costs a pass over the group's work-items, and 8 measured fastest there (rmsnorm on [4096, 512],
@@ -30,15 +12,11 @@ static attamba_status expect_eps(rt_ctx *ctx, const char *op, float eps) {
  * not powers of two). */
 static attamba_status launch_rows(rt_ctx *ctx, const char *kernel, int64_t rows, int64_t C, int n_args,
                                   rt_arg *args) {
-    cl_kernel k;
-    RT_TRY(rt_kernel(ctx, "layer", "", kernel, &k));
     size_t limit = ctx->dev.info.type == ATTAMBA_DEVICE_CPU ? 8 : 256;
     const char *e = getenv("ATTAMBA_NORM_GROUP");
     if (e && atoi(e) > 0) limit = (size_t)atoi(e);
     size_t vecs = ((size_t)C + 3) / 4, cap = vecs < limit ? rt_round_up(vecs, 8) : limit;
-    size_t local = rt_local_1d(ctx, k, cap), global = (size_t)rows * local;
-    args[n_args - 1] = RT_LOCAL(local * sizeof(cl_float));
-    return rt_launch(ctx, k, kernel, 1, &global, &local, n_args, args);
+    return ops_launch_rows(ctx, "layer", kernel, rows, cap, sizeof(cl_float), n_args, args);
 }
 
 /* A 2-D launch over (column, row) of a rows x C matrix, the group spanning columns. */
@@ -54,10 +32,10 @@ static attamba_status launch_matrix(rt_ctx *ctx, const char *kernel, int64_t row
 attamba_status ops_rmsnorm(rt_ctx *ctx, const tensor *x, const tensor *w, float eps, tensor *out) {
     static const char op[] = "ops_rmsnorm";
     int64_t rows = 0, C = 0;
-    RT_TRY(expect_rows(ctx, op, "x", x, &rows, &C));
+    RT_TRY(ops_expect_rows(ctx, op, "x", x, &rows, &C));
     RT_TRY(ops_expect(ctx, op, "w", w, TENSOR_F32, 1, &C));
     RT_TRY(ops_expect_same(ctx, op, "out", out, x));
-    RT_TRY(expect_eps(ctx, op, eps));
+    RT_TRY(ops_expect_nonneg(ctx, op, "eps", eps));
     rt_arg args[] = {RT_MEM(out->buf->mem), RT_I32(out->offset), RT_MEM(x->buf->mem), RT_I32(x->offset),
                      RT_MEM(w->buf->mem), RT_I32(w->offset), RT_I32(C), RT_F32(eps), RT_LOCAL(0)};
     return launch_rows(ctx, "rmsnorm_f32", rows, C, (int)CORE_LEN(args), args);
@@ -67,11 +45,11 @@ attamba_status ops_gated_rmsnorm(rt_ctx *ctx, const tensor *y, const tensor *z, 
                                  tensor *out) {
     static const char op[] = "ops_gated_rmsnorm";
     int64_t rows = 0, C = 0;
-    RT_TRY(expect_rows(ctx, op, "y", y, &rows, &C));
+    RT_TRY(ops_expect_rows(ctx, op, "y", y, &rows, &C));
     RT_TRY(ops_expect_same(ctx, op, "z", z, y));
     RT_TRY(ops_expect(ctx, op, "w", w, TENSOR_F32, 1, &C));
     RT_TRY(ops_expect_same(ctx, op, "out", out, y));
-    RT_TRY(expect_eps(ctx, op, eps));
+    RT_TRY(ops_expect_nonneg(ctx, op, "eps", eps));
     rt_arg args[] = {RT_MEM(out->buf->mem), RT_I32(out->offset), RT_MEM(y->buf->mem), RT_I32(y->offset),
                      RT_MEM(z->buf->mem), RT_I32(z->offset), RT_MEM(w->buf->mem), RT_I32(w->offset),
                      RT_I32(C), RT_F32(eps), RT_LOCAL(0)};
@@ -114,7 +92,7 @@ attamba_status ops_rope_rotate(rt_ctx *ctx, const char *op, tensor *x, int n_hea
 attamba_status ops_swiglu(rt_ctx *ctx, const tensor *gate, const tensor *up, tensor *out) {
     static const char op[] = "ops_swiglu";
     int64_t rows = 0, C = 0;
-    RT_TRY(expect_rows(ctx, op, "gate", gate, &rows, &C));
+    RT_TRY(ops_expect_rows(ctx, op, "gate", gate, &rows, &C));
     RT_TRY(ops_expect_same(ctx, op, "up", up, gate));
     RT_TRY(ops_expect_same(ctx, op, "out", out, gate));
     int64_t n = tensor_numel(gate);
@@ -151,7 +129,7 @@ attamba_status ops_embedding(rt_ctx *ctx, const tensor *ids, const tensor *table
 attamba_status ops_add_bias(rt_ctx *ctx, const tensor *x, const tensor *bias, tensor *out) {
     static const char op[] = "ops_add_bias";
     int64_t rows = 0, C = 0;
-    RT_TRY(expect_rows(ctx, op, "x", x, &rows, &C));
+    RT_TRY(ops_expect_rows(ctx, op, "x", x, &rows, &C));
     RT_TRY(ops_expect(ctx, op, "bias", bias, TENSOR_F32, 1, &C));
     RT_TRY(ops_expect_same(ctx, op, "out", out, x));
     rt_arg args[] = {RT_MEM(out->buf->mem), RT_I32(out->offset), RT_MEM(x->buf->mem), RT_I32(x->offset),

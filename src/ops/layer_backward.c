@@ -13,24 +13,6 @@
  * the f32 additions, hence the result, depends on the shape only. */
 enum { DW_ROWS_PER_BLOCK = 32 };
 
-/* x is a non-empty contiguous f32 tensor; *C gets its last dim and *rows the product of the others. */
-static attamba_status expect_rows(rt_ctx *ctx, const char *op, const char *name, const tensor *x,
-                                  int64_t *rows, int64_t *C) {
-    if (!x || !x->buf) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: %s is an empty tensor", op, name);
-    if (x->ndim < 1) return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: %s must have at least one dim", op, name);
-    RT_TRY(ops_expect(ctx, op, name, x, TENSOR_F32, x->ndim, x->shape));
-    *C = x->shape[x->ndim - 1];
-    *rows = tensor_numel(x) / *C;
-    return ATTAMBA_OK;
-}
-
-static attamba_status expect_eps(rt_ctx *ctx, const char *op, float eps) {
-    if (!(eps >= 0.0f) || isinf(eps))
-        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: eps must be finite and >= 0, got %g", op,
-                       (double)eps);
-    return ATTAMBA_OK;
-}
-
 /* An output may be the very same elements as an input when the kernels allow it (allow_exact),
  * never a shifted or partial overlap: a work-item would then read what another one writes. */
 static attamba_status expect_apart(rt_ctx *ctx, const char *op, const char *out_name, const tensor *out,
@@ -45,12 +27,8 @@ static attamba_status expect_apart(rt_ctx *ctx, const char *op, const char *out_
  * rounded up to 8 and by 256. */
 static attamba_status launch_rows(rt_ctx *ctx, const char *kernel, int64_t rows, int64_t C, int n_args,
                                   rt_arg *args) {
-    cl_kernel k;
-    RT_TRY(rt_kernel(ctx, PROGRAM, "", kernel, &k));
     size_t cap = (size_t)C < 256 ? rt_round_up((size_t)C, 8) : 256;
-    size_t local = rt_local_1d(ctx, k, cap), global = (size_t)rows * local;
-    args[n_args - 1] = RT_LOCAL(local * 2 * sizeof(cl_float));
-    return rt_launch(ctx, k, kernel, 1, &global, &local, n_args, args);
+    return ops_launch_rows(ctx, PROGRAM, kernel, rows, cap, 2 * sizeof(cl_float), n_args, args);
 }
 
 /* dw[c] += sum over rows of dout[r, c] * g[r, c] * stats[2r], g = a or a * silu(z) (z non-NULL).
@@ -81,12 +59,12 @@ attamba_status ops_rmsnorm_backward(rt_ctx *ctx, const tensor *x, const tensor *
                                     tensor *dx, tensor *dw) {
     static const char op[] = "ops_rmsnorm_backward";
     int64_t rows = 0, C = 0;
-    RT_TRY(expect_rows(ctx, op, "x", x, &rows, &C));
+    RT_TRY(ops_expect_rows(ctx, op, "x", x, &rows, &C));
     RT_TRY(ops_expect(ctx, op, "w", w, TENSOR_F32, 1, &C));
     RT_TRY(ops_expect_same(ctx, op, "dout", dout, x));
     if (dx) RT_TRY(ops_expect_same(ctx, op, "dx", dx, x));
     if (dw) RT_TRY(ops_expect(ctx, op, "dw", dw, TENSOR_F32, 1, &C));
-    RT_TRY(expect_eps(ctx, op, eps));
+    RT_TRY(ops_expect_nonneg(ctx, op, "eps", eps));
     if (dx) {
         RT_TRY(expect_apart(ctx, op, "dx", dx, "x", x, 1));
         RT_TRY(expect_apart(ctx, op, "dx", dx, "dout", dout, 1));
@@ -125,14 +103,14 @@ attamba_status ops_gated_rmsnorm_backward(rt_ctx *ctx, const tensor *y, const te
                                           const tensor *dout, tensor *dy, tensor *dz, tensor *dw) {
     static const char op[] = "ops_gated_rmsnorm_backward";
     int64_t rows = 0, C = 0;
-    RT_TRY(expect_rows(ctx, op, "y", y, &rows, &C));
+    RT_TRY(ops_expect_rows(ctx, op, "y", y, &rows, &C));
     RT_TRY(ops_expect_same(ctx, op, "z", z, y));
     RT_TRY(ops_expect(ctx, op, "w", w, TENSOR_F32, 1, &C));
     RT_TRY(ops_expect_same(ctx, op, "dout", dout, y));
     if (dy) RT_TRY(ops_expect_same(ctx, op, "dy", dy, y));
     if (dz) RT_TRY(ops_expect_same(ctx, op, "dz", dz, y));
     if (dw) RT_TRY(ops_expect(ctx, op, "dw", dw, TENSOR_F32, 1, &C));
-    RT_TRY(expect_eps(ctx, op, eps));
+    RT_TRY(ops_expect_nonneg(ctx, op, "eps", eps));
     const struct { const char *name; const tensor *t; } ins[] = {{"y", y}, {"z", z}, {"dout", dout}};
     for (int i = 0; i < 3; i++) {
         if (dy) RT_TRY(expect_apart(ctx, op, "dy", dy, ins[i].name, ins[i].t, 1));
@@ -182,7 +160,7 @@ attamba_status ops_swiglu_backward(rt_ctx *ctx, const tensor *gate, const tensor
                                    tensor *dgate, tensor *dup) {
     static const char op[] = "ops_swiglu_backward";
     int64_t rows = 0, C = 0;
-    RT_TRY(expect_rows(ctx, op, "gate", gate, &rows, &C));
+    RT_TRY(ops_expect_rows(ctx, op, "gate", gate, &rows, &C));
     RT_TRY(ops_expect_same(ctx, op, "up", up, gate));
     RT_TRY(ops_expect_same(ctx, op, "dout", dout, gate));
     if (dgate) RT_TRY(ops_expect_same(ctx, op, "dgate", dgate, gate));
@@ -206,7 +184,7 @@ attamba_status ops_swiglu_backward(rt_ctx *ctx, const tensor *gate, const tensor
 attamba_status ops_silu_backward(rt_ctx *ctx, const tensor *x, const tensor *dout, tensor *dx) {
     static const char op[] = "ops_silu_backward";
     int64_t rows = 0, C = 0;
-    RT_TRY(expect_rows(ctx, op, "x", x, &rows, &C));
+    RT_TRY(ops_expect_rows(ctx, op, "x", x, &rows, &C));
     RT_TRY(ops_expect_same(ctx, op, "dout", dout, x));
     if (!dx) return ATTAMBA_OK;
     RT_TRY(ops_expect_same(ctx, op, "dx", dx, x));

@@ -17,6 +17,16 @@ attamba_status ops_expect_same(rt_ctx *ctx, const char *op, const char *name, co
  * first to the last element each view can reach; exact for contiguous views, conservative for
  * strided ones). NULL or empty tensors overlap nothing. */
 int ops_overlap(const tensor *a, const tensor *b);
+/* x is a non-empty contiguous f32 tensor of at least one dim; *C gets its last dim and *rows the
+ * product of the others (0 when C is 0). */
+attamba_status ops_expect_rows(rt_ctx *ctx, const char *op, const char *name, const tensor *x, int64_t *rows,
+                               int64_t *C);
+/* v is finite and >= 0 (a NaN fails); name is used in the message. */
+attamba_status ops_expect_nonneg(rt_ctx *ctx, const char *op, const char *name, double v);
+/* One work-group per row: rows groups of the device's group size for the kernel capped at cap; the
+ * last argument becomes the group's __local scratch of bytes_per_item bytes per work-item. */
+attamba_status ops_launch_rows(rt_ctx *ctx, const char *program, const char *kernel, int64_t rows, size_t cap,
+                               size_t bytes_per_item, int n_args, rt_arg *args);
 /* Launches a 1-D kernel of `program` over n items with the device's work-group size. */
 attamba_status ops_launch_1d(rt_ctx *ctx, const char *program, const char *options, const char *kernel,
                              int64_t n, int n_args, const rt_arg *args);

@@ -1,3 +1,4 @@
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -22,6 +23,31 @@ attamba_status ops_expect(rt_ctx *ctx, const char *op, const char *name, const t
 attamba_status ops_expect_same(rt_ctx *ctx, const char *op, const char *name, const tensor *t,
                                const tensor *like) {
     return ops_expect(ctx, op, name, t, like->dtype, like->ndim, like->shape);
+}
+
+attamba_status ops_expect_rows(rt_ctx *ctx, const char *op, const char *name, const tensor *x, int64_t *rows,
+                               int64_t *C) {
+    if (!x || !x->buf) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: %s is an empty tensor", op, name);
+    if (x->ndim < 1) return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: %s must have at least one dim", op, name);
+    RT_TRY(ops_expect(ctx, op, name, x, TENSOR_F32, x->ndim, x->shape));
+    *C = x->shape[x->ndim - 1];
+    *rows = *C ? tensor_numel(x) / *C : 0;
+    return ATTAMBA_OK;
+}
+
+attamba_status ops_expect_nonneg(rt_ctx *ctx, const char *op, const char *name, double v) {
+    if (!(v >= 0.0) || isinf(v))
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: %s must be finite and >= 0, got %g", op, name, v);
+    return ATTAMBA_OK;
+}
+
+attamba_status ops_launch_rows(rt_ctx *ctx, const char *program, const char *kernel, int64_t rows, size_t cap,
+                               size_t bytes_per_item, int n_args, rt_arg *args) {
+    cl_kernel k;
+    RT_TRY(rt_kernel(ctx, program, "", kernel, &k));
+    size_t local = rt_local_1d(ctx, k, cap), global = (size_t)rows * local;
+    args[n_args - 1] = RT_LOCAL(local * bytes_per_item);
+    return rt_launch(ctx, k, kernel, 1, &global, &local, n_args, args);
 }
 
 attamba_status ops_launch_1d(rt_ctx *ctx, const char *program, const char *options, const char *kernel,

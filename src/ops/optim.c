@@ -108,16 +108,12 @@ attamba_status ops_adamw(rt_ctx *ctx, tensor *param, const tensor *grad, tensor 
                          const adamw_params *p) {
     static const char *op = "ops_adamw";
     if (!p) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: params must not be NULL", op);
-    if (!(isfinite(p->lr) && p->lr >= 0))
-        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: lr must be finite and >= 0, got %g", op, (double)p->lr);
+    RT_TRY(ops_expect_nonneg(ctx, op, "lr", p->lr));
     if (!(p->beta1 >= 0 && p->beta1 < 1) || !(p->beta2 >= 0 && p->beta2 < 1))
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: beta1 and beta2 must be in [0, 1), got %g and %g", op,
                        (double)p->beta1, (double)p->beta2);
-    if (!(isfinite(p->eps) && p->eps >= 0))
-        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: eps must be finite and >= 0, got %g", op, (double)p->eps);
-    if (!(isfinite(p->weight_decay) && p->weight_decay >= 0))
-        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: weight_decay must be finite and >= 0, got %g", op,
-                       (double)p->weight_decay);
+    RT_TRY(ops_expect_nonneg(ctx, op, "eps", p->eps));
+    RT_TRY(ops_expect_nonneg(ctx, op, "weight_decay", p->weight_decay));
     if (!isfinite(p->grad_scale))
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: grad_scale must be finite, got %g", op,
                        (double)p->grad_scale);

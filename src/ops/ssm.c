@@ -45,16 +45,25 @@ static attamba_status expect_i32(rt_ctx *ctx, const char *op, const char *name, 
 
 /* ---------------------------------------------------------------------------------------------- conv1d */
 
+/* x has ndim dims (shown as dims in messages), the last one C; w is [C, W >= 1]. The full layout
+ * checks (row strides, dtypes) follow in the callers. */
+static attamba_status expect_conv_xw(rt_ctx *ctx, const char *op, const tensor *x, int ndim, const char *dims,
+                                     const tensor *w) {
+    char d[96];
+    if (!x || !x->buf || !w || !w->buf) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: x and w are required", op);
+    if (x->ndim != ndim)
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: x must be %s, got %s", op, dims, tensor_describe(x, d, sizeof d));
+    int64_t C = x->shape[ndim - 1];
+    if (w->ndim != 2 || w->shape[0] != C || w->shape[1] < 1)
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: w must be [C=%lld, W>=1], got %s", op, (long long)C,
+                       tensor_describe(w, d, sizeof d));
+    return ATTAMBA_OK;
+}
+
 attamba_status ops_conv1d(rt_ctx *ctx, const tensor *x, const tensor *w, const tensor *seg_start, int silu,
                           tensor *out) {
     const char *op = "ops_conv1d";
-    char d[96];
-    if (!x || !x->buf || !w || !w->buf) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: x and w are required", op);
-    if (x->ndim != 3)
-        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: x must be [B, T, C], got %s", op, tensor_describe(x, d, sizeof d));
-    if (w->ndim != 2 || w->shape[0] != x->shape[2] || w->shape[1] < 1)
-        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: w must be [C=%lld, W>=1], got %s", op, (long long)x->shape[2],
-                       tensor_describe(w, d, sizeof d));
+    RT_TRY(expect_conv_xw(ctx, op, x, 3, "[B, T, C]", w));
     int64_t B = x->shape[0], T = x->shape[1], C = x->shape[2], W = w->shape[1];
     ssm_in xi;
     RT_TRY(expect_rows(ctx, op, "x", x, 3, x->shape, &xi));
@@ -75,13 +84,7 @@ attamba_status ops_conv1d(rt_ctx *ctx, const tensor *x, const tensor *w, const t
 attamba_status ops_conv1d_step(rt_ctx *ctx, const tensor *x, const tensor *w, tensor *state, const tensor *restart,
                                int silu, tensor *out) {
     const char *op = "ops_conv1d_step";
-    char d[96];
-    if (!x || !x->buf || !w || !w->buf) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: x and w are required", op);
-    if (x->ndim != 2)
-        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: x must be [B, C], got %s", op, tensor_describe(x, d, sizeof d));
-    if (w->ndim != 2 || w->shape[0] != x->shape[1] || w->shape[1] < 1)
-        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: w must be [C=%lld, W>=1], got %s", op, (long long)x->shape[1],
-                       tensor_describe(w, d, sizeof d));
+    RT_TRY(expect_conv_xw(ctx, op, x, 2, "[B, C]", w));
     int64_t B = x->shape[0], C = x->shape[1], W = w->shape[1];
     ssm_in xi;
     RT_TRY(expect_rows(ctx, op, "x", x, 2, x->shape, &xi));
@@ -359,14 +362,8 @@ static attamba_status no_alias(rt_ctx *ctx, const char *op, const char *name, co
 attamba_status ops_conv1d_backward(rt_ctx *ctx, const tensor *x, const tensor *w, const tensor *seg_start, int silu,
                                    const tensor *dout, tensor *dx, tensor *dw) {
     const char *op = "ops_conv1d_backward";
-    char d[96];
-    if (!x || !x->buf || !w || !w->buf || !dout || !dout->buf)
-        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: x, w and dout are required", op);
-    if (x->ndim != 3)
-        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: x must be [B, T, C], got %s", op, tensor_describe(x, d, sizeof d));
-    if (w->ndim != 2 || w->shape[0] != x->shape[2] || w->shape[1] < 1)
-        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: w must be [C=%lld, W>=1], got %s", op, (long long)x->shape[2],
-                       tensor_describe(w, d, sizeof d));
+    if (!dout || !dout->buf) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: dout is required", op);
+    RT_TRY(expect_conv_xw(ctx, op, x, 3, "[B, T, C]", w));
     int64_t B = x->shape[0], T = x->shape[1], C = x->shape[2], W = w->shape[1];
     ssm_in xi, gi, oi = {0};
     RT_TRY(expect_rows(ctx, op, "x", x, 3, x->shape, &xi));
