@@ -96,6 +96,39 @@ const attamba_device_info *attamba_context_device(const attamba_context *ctx);
 /* Bytes currently allocated on the device by this context, and the peak since creation. */
 void attamba_context_memory(const attamba_context *ctx, uint64_t *current, uint64_t *peak);
 
+/* ---- Models ------------------------------------------------------------------------------- */
+
+/* An Attamba model or transformer baseline on a context's device (docs/weights.md: a directory
+ * with config.json and model.safetensors). */
+typedef struct model attamba_model;
+
+/* Loads dir/config.json and dir/model.safetensors; refuses corrupt or inconsistent files with a
+ * message (attamba_context_last_error). The model must be destroyed before its context. */
+attamba_status attamba_model_load(attamba_context *ctx, const char *dir, attamba_model **out);
+void attamba_model_destroy(attamba_model *m);
+int attamba_model_vocab_size(const attamba_model *m);
+/* Test-time attention pattern: chunk P (<= 0 keeps), window L (< 0 keeps), boundaries "uniform",
+ * "cyclic", "random" or "random:SEED" (NULL keeps). */
+attamba_status attamba_model_set_attention(attamba_model *m, int chunk, int window, const char *boundaries);
+
+/* Logits of B sequences of T tokens (tokens: B*T ids in [0, vocab)), written to logits: B*T*vocab
+ * floats, row-major. All sequences start at position 0. */
+attamba_status attamba_model_forward(attamba_model *m, const int32_t *tokens, int batch, int T, float *logits);
+
+/* ---- Decoding sessions -------------------------------------------------------------------- */
+
+/* One sequence's compressed KV cache (SPEC 4) for up to max_tokens tokens. */
+typedef struct kv_cache attamba_session;
+
+attamba_status attamba_session_create(attamba_model *m, int64_t max_tokens, attamba_session **out);
+void attamba_session_destroy(attamba_session *s);
+/* Feeds n tokens (n >= 1; a prefill when the session is empty, else one decode step per token) and
+ * writes the logits after the last one (vocab floats) when logits is not NULL. */
+attamba_status attamba_session_feed(attamba_session *s, const int32_t *tokens, int n, float *logits);
+/* Tokens fed so far, and the bytes the cache holds now. */
+int64_t attamba_session_position(const attamba_session *s);
+int64_t attamba_session_cache_bytes(const attamba_session *s);
+
 #ifdef __cplusplus
 }
 #endif
