@@ -49,9 +49,9 @@ attamba_status ops_attention_prefill_backward_with(rt_ctx *ctx, const tensor *q,
     int bk = opts && opts->block_k ? opts->block_k : gpu ? 64 : 16;
     int tq = opts && opts->tile_q ? opts->tile_q : gpu ? 16 : 8;
     int use_local = opts && opts->use_local ? opts->use_local == 1 : gpu;
-    if (bq < 1 || bq > 256 || tk < 1 || tk > 32 || bk < 1 || bk > 256 || tq < 1 || tq > 32)
+    if (bq < 1 || bq > 256 || tk < 1 || tk > 16 || bk < 1 || bk > 256 || tq < 1 || tq > 16)
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG,
-                       "%s: block_q %d, block_k %d (1..256) or tile_k %d, tile_q %d (1..32) out of range", OP,
+                       "%s: block_q %d, block_k %d (1..256) or tile_k %d, tile_q %d (1..16) out of range", OP,
                        bq, bk, tk, tq);
     size_t maxwg = ctx->dev.info.max_work_group_size;
     if ((size_t)bq > maxwg) bq = (int)maxwg;

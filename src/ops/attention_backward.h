@@ -21,8 +21,8 @@ attamba_status ops_attention_prefill_backward(rt_ctx *ctx, const tensor *q, cons
                                               tensor *dv);
 
 /* Kernel variants, for tests and benchmarks; zero fields mean "the device's default".
- * block_q: queries per work-group of the dq pass (1..256), tile_k: keys per tile there (1..32);
- * block_k: keys per work-group of the dk/dv passes (1..256), tile_q: queries per tile there (1..32);
+ * block_q: queries per work-group of the dq pass (1..256), tile_k: keys per tile there (1..16);
+ * block_k: keys per work-group of the dk/dv passes (1..256), tile_q: queries per tile there (1..16);
  * use_local: 1 = tiles through __local (GPU default), 2 = straight from global (CPU default). */
 typedef struct attn_backward_opts {
     int block_q;
