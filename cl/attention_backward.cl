@@ -3,7 +3,7 @@
  * matrix, no atomics (every output row has exactly one writer, so results are deterministic).
  * Options: -DDH=<head dim> -DBQ=<queries per group> -DTK=<keys per tile>        (attn_bwd_dq)
  *          -DBK=<keys per group>    -DTQ=<queries per tile>                     (attn_bwd_dkv)
- *          -DUSE_LOCAL=0|1 (tiles through __local).
+ *          -DUSE_LOCAL=0|1 (tiles through __local), -DPER_ITEM=0|1 (see below).
  *
  * attn_bwd_dq, query-centred, the forward's block structure (phase A: keys every query of the
  * block sees; phase B: the block's window range masked per query). With D = dout . out known up
@@ -21,7 +21,15 @@
  *         t - b_i > L; adds to the rows the near launch wrote (the in-order queue orders them).
  * So each key's queries are visited once, plus the block's masked triangle, as in the forward.
  * Every loop trip count depends on the group and the data only, never on the work-item, so the
- * barriers of the __local variant sit in uniform control flow. */
+ * barriers of the __local variant sit in uniform control flow.
+ *
+ * PER_ITEM (the CPU default): each work-item walks exactly its own pairs, in loops whose lengths
+ * differ per work-item (so no barriers, no __local). On a CPU a work-item runs as its own thread of
+ * explicit vector code, so nothing is lost to divergence and the masked triangles go away:
+ *   dq:  query t walks the boundaries before t - L (COMPRESSED), then every key of [t - L, t]
+ *        (CAUSAL: [0, t]), unmasked;
+ *   dkv: key s walks queries [s, s + lw], or [s, T) when s is a boundary (its near and far queries
+ *        together), one launch that overwrites dk, dv: no far launch. */
 #ifndef DH
 #define DH 64
 #endif
@@ -39,6 +47,12 @@
 #endif
 #ifndef USE_LOCAL
 #define USE_LOCAL 0
+#endif
+#ifndef PER_ITEM
+#define PER_ITEM 0
+#endif
+#if PER_ITEM && USE_LOCAL
+#error "PER_ITEM walks differ per work-item: no barriers, so no __local tiles"
 #endif
 
 /* The modes, ATTN_NEG and the forward's key-tile walks (attn_tile_all, attn_tile_window) come from
@@ -200,6 +214,23 @@ void attn_bwd_dq(__global const float *q, int qo, __global const float *k, int k
     float m = ATTN_NEG, l = 0.0f;
     int krow[TK], ok[TK];
 
+#if PER_ITEM
+    if (t0 + lid >= T) return; /* no barrier follows */
+    /* The boundaries before this query's window, then the window [wlo, t], all visible. */
+    const int wlo = mode == ATTN_CAUSAL ? 0 : max(0, t - window);
+    const int na = mode == ATTN_COMPRESSED ? atb_count_below(bnd, nbnd, wlo) : 0;
+    for (int i0 = 0; i0 < na; i0 += TK) {
+        attn_tile_all(krow, ok, TK, i0, na, 1, bnd, ks);
+        BWD_DQ_TILE(BWD_KPTR, BWD_VPTR);
+    }
+    for (int s0 = wlo; s0 <= t; s0 += TK) {
+        for (int j = 0; j < TK; j++) {
+            krow[j] = min(s0 + j, t) * ks;
+            ok[j] = s0 + j <= t;
+        }
+        BWD_DQ_TILE(BWD_KPTR, BWD_VPTR);
+    }
+#else
     /* Phase A: keys every query of the block sees. */
     const int wlo = mode == ATTN_CAUSAL ? t0 : max(0, t0 - window);
     const int na = mode == ATTN_CAUSAL ? t0 : mode == ATTN_COMPRESSED ? atb_count_below(bnd, nbnd, wlo) : 0;
@@ -219,6 +250,7 @@ void attn_bwd_dq(__global const float *q, int qo, __global const float *k, int k
         BWD_LOAD_KV();
         BWD_DQ_TILE(BWD_KPTR, BWD_VPTR);
     }
+#endif
 
     if (t0 + lid < T) {
         /* l >= 1: every query sees itself, the key at the running max contributing exp(0). */
@@ -294,6 +326,7 @@ void attn_bwd_dq(__global const float *q, int qo, __global const float *k, int k
 /* q, dout [B,T,H*DH]; k, v, dk, dv [B,T,Hkv*DH]; lse, dsum [B,H,T] from attn_bwd_dq.
  * far = 0 (near): group g owns keys [g*BK, g*BK + BK); lw as above; overwrites dk, dv.
  * far = 1: group g owns boundaries bnd[g*BK .. g*BK + BK); adds to dk, dv.
+ * PER_ITEM: only far = 0, and key g*BK + lid walks exactly its queries (see the top).
  * Global (ceil(n/BK)*BK, Hkv, B) with n = T (near) or nbnd (far), local (BK, 1, 1). */
 __kernel __attribute__((reqd_work_group_size(BK, 1, 1)))
 void attn_bwd_dkv(__global const float *q, int qo, __global const float *k, int ko, __global const float *v, int vo,
@@ -306,6 +339,13 @@ void attn_bwd_dkv(__global const float *q, int qo, __global const float *k, int 
     const int grp = H / Hkv;
     const int qs = H * DH, ks = Hkv * DH;
     bnd += bo;
+#if PER_ITEM
+    if (g0 + lid >= T) return; /* no barrier follows */
+    const int mine = 1, s = g0 + lid;
+    const int ib = atb_count_below(bnd, nbnd, s);
+    /* s + lw + 1 does not overflow: the host passes lw <= T. */
+    const int qlo = s, qhi = ib < nbnd && bnd[ib] == s ? T : min(T, s + lw + 1);
+#else
     /* Padding lanes work on a copy of the last key and never store it. */
     const int n = far ? nbnd : T;
     const int mine = g0 + lid < n;
@@ -313,6 +353,7 @@ void attn_bwd_dkv(__global const float *q, int qo, __global const float *k, int 
     /* Queries of the group: near [g0, g0 + BK + lw), far (bnd[g0] + lw, T); lw = L there. */
     const int qlo = far ? bnd[g0] + lw + 1 : g0;
     const int qhi = far ? T : min(T, g0 + BK + lw);
+#endif
     const int krow = (b * T + s) * ks + kvh * DH;
     q += qo + b * T * qs;
     dout += go + b * T * qs;
@@ -335,7 +376,7 @@ void attn_bwd_dkv(__global const float *q, int qo, __global const float *k, int 
                 int t = min(t0 + j, qhi - 1);
                 qrow[j] = t * qs + h * DH;
                 srow[j] = (b * H + h) * T + t;
-                ok[j] = t0 + j < qhi && (far ? t - s > lw : t >= s && t - s <= lw);
+                ok[j] = t0 + j < qhi && (PER_ITEM || (far ? t - s > lw : t >= s && t - s <= lw));
             }
             BWD_LOAD_QG();
             BWD_DKV_TILE(BWD_QPTR, BWD_GPTR, BWD_LSE, BWD_DS);
