@@ -1,5 +1,6 @@
 /* attamba bench attention-backward: forward vs backward prefill attention on a d = 512 layer
- * (8 heads of 64, B = 1; --shape for others, e.g. the `small` preset's training batch), causal against compressed (P = 1 and 8, L = 8), T = 1024 and 4096.
+ * (8 heads of 64, B = 1; --shape for others, e.g. the `small` preset's training batch), causal
+ * against compressed (P = 1 and 8, L = 8), T = 1024 and 4096.
  * Each row: ms of ops_attention_prefill and of ops_attention_prefill_backward (median, each ended
  * by a queue wait), their ratio, the (query, key) pairs the mask allows (so time per pair can be
  * compared across masks), and a sanity check of the gradients measured in the run: since every
@@ -142,8 +143,8 @@ static int bench_case(bench_env *env, int T, attn_mode mode, int P, int L, doubl
     }
     const attn_backward_opts *vo = env->opts;
     char vs[64];
-    snprintf(vs, sizeof vs, "%d,%d,%d,%d,%d,%d", vo->block_q, vo->tile_k, vo->block_k, vo->tile_q, vo->use_local,
-             vo->per_item);
+    snprintf(vs, sizeof vs, "%d,%d,%d,%d,%d,%d", vo->block_q, vo->tile_k, vo->block_k, vo->tile_q,
+             vo->use_local, vo->per_item);
     cJSON_AddStringToObject(o, "variant", vs); /* BQ,TK,BK,TQ,LOCAL,ITEM as given; 0 = device default */
     cJSON_AddNumberToObject(o, "pairs", (double)pairs);
     cJSON_AddNumberToObject(o, "forward_ms", 1e3 * fwd);
