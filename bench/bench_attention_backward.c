@@ -1,5 +1,6 @@
 /* attamba bench attention-backward: forward vs backward prefill attention on a d = 512 layer
- * (8 heads of 64, B = 1), causal against compressed (P = 1 and 8, L = 8), T = 1024 and 4096.
+ * (8 heads of 64, B = 1; --shape for others, e.g. the `small` preset's training batch), causal
+ * against compressed (P = 1 and 8, L = 8), T = 1024 and 4096.
  * Each row: ms of ops_attention_prefill and of ops_attention_prefill_backward (median, each ended
  * by a queue wait), their ratio, the (query, key) pairs the mask allows (so time per pair can be
  * compared across masks), and a sanity check of the gradients measured in the run: since every
@@ -39,14 +40,16 @@ static int run_once(void *p) {
 static void usage(FILE *f) {
     fprintf(f,
             "usage: attamba bench attention-backward [--device P:D] [--seconds S] [--reps N] [--t T[,T...]]\n"
-            "                                        [--variant BQ,TK,BK,TQ,LOCAL] [--json FILE|-]\n\n"
+            "                                        [--shape B,H,DH] [--variant BQ,TK,BK,TQ,LOCAL[,ITEM]]\n"
+            "                                        [--json FILE|-]\n\n"
             "Times the prefill attention forward and backward on d = 512 (8 heads of 64), B = 1, for\n"
             "causal and compressed masks (P = 1 and 8 with cyclic boundaries, L = 8), T = 1024,4096 by\n"
             "default. 'pairs' counts the (query, key) pairs the mask allows; 'check' is the worst\n"
             "|sum_s dv_s - sum_t dout_t| / sum_t |dout_t| over channels (softmax rows sum to 1).\n"
             "--seconds: minimum time per measurement (default 1); --reps: minimum repetitions (3).\n"
+            "--shape: batch, heads, head dim (default 1,8,64; the `small` preset trains 8,4,32).\n"
             "--variant: the backward's attn_backward_opts (0 = the device default; LOCAL 1 = __local\n"
-            "tiles, 2 = global), e.g. 16,8,16,8,2.\n");
+            "tiles, 2 = global; ITEM 1 = per-work-item walks, 2 = group walks), e.g. 16,8,16,8,2,1.\n");
 }
 
 typedef struct {
@@ -54,15 +57,16 @@ typedef struct {
     cJSON *out;
     double seconds;
     int reps;
+    int B, H, dh; /* --shape */
     const attn_backward_opts *opts;
 } bench_env;
 
 /* One (T, mask) case: times forward and backward, prints a row, adds a JSON record. */
 static int bench_case(bench_env *env, int T, attn_mode mode, int P, int L, double causal_bwd_ms,
                       double *bwd_ms_out) {
-    const int H = 8, dh = 64, C = H * dh;
+    const int B = env->B, H = env->H, dh = env->dh, C = H * dh;
     rt_ctx *ctx = env->ctx;
-    int64_t shape[3] = {1, T, C}, n = (int64_t)T * C;
+    int64_t shape[3] = {B, T, C}, n = (int64_t)B * T * C;
     tensor ts[8] = {{0}};
     tensor bt = {0};
     float *x = malloc((size_t)n * sizeof *x), *dv = malloc((size_t)n * sizeof *dv);
@@ -110,7 +114,7 @@ static int bench_case(bench_env *env, int T, attn_mode mode, int P, int L, doubl
         check = 0;
         for (int c = 0; c < C; c++) {
             double sv = 0, sg = 0, ag = 0;
-            for (int t = 0; t < T; t++) {
+            for (int64_t t = 0; t < (int64_t)B * T; t++) { /* every sequence's rows sum to 1 */
                 sv += dv[(int64_t)t * C + c];
                 sg += x[(int64_t)t * C + c];
                 ag += fabs(x[(int64_t)t * C + c]);
@@ -118,7 +122,7 @@ static int bench_case(bench_env *env, int T, attn_mode mode, int P, int L, doubl
             check = fmax(check, fabs(sv - sg) / ag);
         }
     }
-    int64_t pairs = ref_attention_key_visits(T, (int)mode, L, flags);
+    int64_t pairs = B * ref_attention_key_visits(T, (int)mode, L, flags);
     const char *name = mode == ATTN_CAUSAL ? "causal" : "compressed";
     char pl[32] = "-";
     if (mode == ATTN_COMPRESSED) snprintf(pl, sizeof pl, "P=%d L=%d", P, L);
@@ -128,6 +132,7 @@ static int bench_case(bench_env *env, int T, attn_mode mode, int P, int L, doubl
     fflush(stdout);
     cJSON *o = bench_record(ctx, "attention_prefill_backward");
     cJSON_AddNumberToObject(o, "T", T);
+    cJSON_AddNumberToObject(o, "batch", B);
     cJSON_AddNumberToObject(o, "heads", H);
     cJSON_AddNumberToObject(o, "head_dim", dh);
     cJSON_AddStringToObject(o, "mask", name);
@@ -138,8 +143,9 @@ static int bench_case(bench_env *env, int T, attn_mode mode, int P, int L, doubl
     }
     const attn_backward_opts *vo = env->opts;
     char vs[64];
-    snprintf(vs, sizeof vs, "%d,%d,%d,%d,%d", vo->block_q, vo->tile_k, vo->block_k, vo->tile_q, vo->use_local);
-    cJSON_AddStringToObject(o, "variant", vs); /* BQ,TK,BK,TQ,LOCAL as given; 0 = device default */
+    snprintf(vs, sizeof vs, "%d,%d,%d,%d,%d,%d", vo->block_q, vo->tile_k, vo->block_k, vo->tile_q,
+             vo->use_local, vo->per_item);
+    cJSON_AddStringToObject(o, "variant", vs); /* BQ,TK,BK,TQ,LOCAL,ITEM as given; 0 = device default */
     cJSON_AddNumberToObject(o, "pairs", (double)pairs);
     cJSON_AddNumberToObject(o, "forward_ms", 1e3 * fwd);
     cJSON_AddNumberToObject(o, "backward_ms", 1e3 * bwd);
@@ -164,25 +170,30 @@ int bench_attention_backward_main(int argc, char **argv) {
         {"device", required_argument, 0, 'd'},  {"seconds", required_argument, 0, 's'},
         {"reps", required_argument, 0, 'r'},    {"t", required_argument, 0, 't'},
         {"variant", required_argument, 0, 'v'}, {"json", required_argument, 0, 'j'},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+        {"shape", required_argument, 0, 'S'},   {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     const char *device = NULL, *json = NULL, *tlist = "1024,4096";
     double seconds = 1.0;
-    int reps = 3, c;
-    attn_backward_opts variant = {0, 0, 0, 0, 0};
+    int reps = 3, c, B = 1, H = 8, dh = 64;
+    attn_backward_opts variant = {0, 0, 0, 0, 0, 0};
     optind = 1;
-    while ((c = getopt_long(argc, argv, "d:s:r:t:v:j:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "d:s:r:t:v:j:S:h", opts, NULL)) != -1) {
         switch (c) {
         case 'd': device = optarg; break;
         case 's': seconds = atof(optarg); break;
         case 'r': reps = atoi(optarg); break;
         case 't': tlist = optarg; break;
         case 'v':
-            if (sscanf(optarg, "%d,%d,%d,%d,%d", &variant.block_q, &variant.tile_k, &variant.block_k,
-                       &variant.tile_q, &variant.use_local) != 5)
-                return cli_error("bench attention-backward", "bad --variant '%s' (want BQ,TK,BK,TQ,LOCAL)",
-                                 optarg);
+            if (sscanf(optarg, "%d,%d,%d,%d,%d,%d", &variant.block_q, &variant.tile_k, &variant.block_k,
+                       &variant.tile_q, &variant.use_local, &variant.per_item) < 5)
+                return cli_error("bench attention-backward",
+                                 "bad --variant '%s' (want BQ,TK,BK,TQ,LOCAL[,ITEM])", optarg);
             break;
         case 'j': json = optarg; break;
+        case 'S':
+            if (sscanf(optarg, "%d,%d,%d", &B, &H, &dh) != 3 || B < 1 || H < 1 || dh < 1 || dh > 256)
+                return cli_error("bench attention-backward", "bad --shape '%s' (want B,H,DH)", optarg);
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -201,9 +212,10 @@ int bench_attention_backward_main(int argc, char **argv) {
     rt_ctx *ctx = cli_open_device(device);
     if (!ctx) return 1;
     printf("device: %s (%s)\n", ctx->dev.info.name, ctx->dev.info.platform_name);
+    printf("shape: B %d, %d heads of %d\n", B, H, dh);
     printf("%6s %-11s %-10s %12s %10s %10s %8s %10s %9s\n", "T", "mask", "P, L", "pairs", "fwd ms", "bwd ms",
            "bwd/fwd", "vs causal", "check");
-    bench_env env = {ctx, cJSON_CreateArray(), seconds, reps, &variant};
+    bench_env env = {ctx, cJSON_CreateArray(), seconds, reps, B, H, dh, &variant};
     int rc = 0;
     for (int i = 0; i < nt && !rc; i++) {
         double causal_ms = 0, ms;

@@ -3,7 +3,7 @@
  * matrix, no atomics (every output row has exactly one writer, so results are deterministic).
  * Options: -DDH=<head dim> -DBQ=<queries per group> -DTK=<keys per tile>        (attn_bwd_dq)
  *          -DBK=<keys per group>    -DTQ=<queries per tile>                     (attn_bwd_dkv)
- *          -DUSE_LOCAL=0|1 (tiles through __local).
+ *          -DUSE_LOCAL=0|1 (tiles through __local), -DPER_ITEM=0|1 (see below).
  *
  * attn_bwd_dq, query-centred, the forward's block structure (phase A: keys every query of the
  * block sees; phase B: the block's window range masked per query). With D = dout . out known up
@@ -21,7 +21,15 @@
  *         t - b_i > L; adds to the rows the near launch wrote (the in-order queue orders them).
  * So each key's queries are visited once, plus the block's masked triangle, as in the forward.
  * Every loop trip count depends on the group and the data only, never on the work-item, so the
- * barriers of the __local variant sit in uniform control flow. */
+ * barriers of the __local variant sit in uniform control flow.
+ *
+ * PER_ITEM (the CPU default): each work-item walks exactly its own pairs, in loops whose lengths
+ * differ per work-item (so no barriers, no __local). On a CPU a work-item runs as its own thread of
+ * explicit vector code, so nothing is lost to divergence and the masked triangles go away:
+ *   dq:  query t walks the boundaries before t - L (COMPRESSED), then every key of [t - L, t]
+ *        (CAUSAL: [0, t]), unmasked;
+ *   dkv: key s walks queries [s, s + lw], or [s, T) when s is a boundary (its near and far queries
+ *        together), one launch that overwrites dk, dv: no far launch. */
 #ifndef DH
 #define DH 64
 #endif
@@ -40,41 +48,113 @@
 #ifndef USE_LOCAL
 #define USE_LOCAL 0
 #endif
+#ifndef PER_ITEM
+#define PER_ITEM 0
+#endif
+#if PER_ITEM && USE_LOCAL
+#error "PER_ITEM walks differ per work-item: no barriers, so no __local tiles"
+#endif
 
 /* The modes, ATTN_NEG and the forward's key-tile walks (attn_tile_all, attn_tile_window) come from
  * common.cl. */
 
+/* Head-dim vectors, as in the forward: each work-item holds its rows (q, dout and dq's accumulator;
+ * k, v and the dk, dv accumulators) as DV vectors of VW floats. PoCL then needs no vectorisation
+ * across work-items (which it does not manage on these loops), GPUs just see registers. */
+#if DH % 16 == 0
+#define VW 16
+#elif DH % 8 == 0
+#define VW 8
+#elif DH % 4 == 0
+#define VW 4
+#else
+#define VW 1
+#endif
+#define DV (DH / VW)
+#if VW == 16
+typedef float16 vec;
+#define VLOAD(p) vload16(0, (p))
+#define VSTORE(x, p) vstore16((x), 0, (p))
+#define HSUM(x) bwd_hsum4(((x).lo.lo + (x).lo.hi) + ((x).hi.lo + (x).hi.hi))
+#elif VW == 8
+typedef float8 vec;
+#define VLOAD(p) vload8(0, (p))
+#define VSTORE(x, p) vstore8((x), 0, (p))
+#define HSUM(x) bwd_hsum4((x).lo + (x).hi)
+#elif VW == 4
+typedef float4 vec;
+#define VLOAD(p) vload4(0, (p))
+#define VSTORE(x, p) vstore4((x), 0, (p))
+#define HSUM(x) bwd_hsum4(x)
+#else
+typedef float vec;
+#define VLOAD(p) (*(p))
+#define VSTORE(x, p) (*(p) = (x))
+#define HSUM(x) (x)
+#endif
+inline float bwd_hsum4(float4 x) { return (x.x + x.y) + (x.z + x.w); }
+
+/* A tile's scores as one vector (so exp runs vectorised: scalar exp dominated the loops). The
+ * vector is the tile size rounded up to 2, 4, 8 or 16 lanes; lanes beyond the tile are masked. */
+#define BWD_CAT_(a, b) a##b
+#define BWD_CAT(a, b) BWD_CAT_(a, b)
+#if TK <= 2
+#define KW 2
+#elif TK <= 4
+#define KW 4
+#elif TK <= 8
+#define KW 8
+#else
+#define KW 16
+#endif
+#if TQ <= 2
+#define QW 2
+#elif TQ <= 4
+#define QW 4
+#elif TQ <= 8
+#define QW 8
+#else
+#define QW 16
+#endif
+typedef BWD_CAT(float, KW) ktvec; /* dq pass: one lane per key of the tile */
+typedef BWD_CAT(int, KW) ktmask;
+typedef BWD_CAT(float, QW) qtvec; /* dk/dv pass: one lane per query of the tile */
+typedef BWD_CAT(int, QW) qtmask;
+
 /* ---------------------------------------------------------------- dq (query-centred) */
 
 /* One tile of TK keys for one query: scores and dout . v, then the online rescale of (m, l, acc).
- * KAT(j, d) / VAT(j, d) read key / value j of the tile; ok[j]: the query sees it. */
-#define BWD_DQ_TILE(KAT, VAT)                                                 \
+ * KPTR(j) / VPTR(j) point at key / value row j of the tile; ok[j]: the query sees it. Masked
+ * scores become ATTN_NEG before the max and get probability 0 explicitly. */
+#define BWD_DQ_TILE(KPTR, VPTR)                                               \
     do {                                                                      \
-        float sc[TK], dp[TK];                                                 \
-        for (int j = 0; j < TK; j++) sc[j] = dp[j] = 0.0f;                    \
-        for (int d = 0; d < DH; d++) {                                        \
-            float qd = qv[d], gd = gv[d];                                     \
-            for (int j = 0; j < TK; j++) {                                    \
-                sc[j] = fma(qd, KAT(j, d), sc[j]);                            \
-                dp[j] = fma(gd, VAT(j, d), dp[j]);                            \
-            }                                                                 \
-        }                                                                     \
-        float mt = m;                                                         \
-        for (int j = 0; j < TK; j++)                                          \
-            if (ok[j]) mt = fmax(mt, sc[j]);                                  \
-        float corr = exp(m - mt), ls = 0.0f;                                  \
-        float w[TK];                                                          \
+        ktvec sc = (ktvec)(0.0f), dp = (ktvec)(0.0f);                         \
+        ktmask okv = (ktmask)(0);                                             \
         for (int j = 0; j < TK; j++) {                                        \
-            float p = ok[j] ? exp(sc[j] - mt) : 0.0f;                         \
-            ls += p;                                                          \
-            w[j] = p * (dp[j] - dd);                                          \
+            vec s_ = qv[0] * VLOAD(KPTR(j)), g_ = gv[0] * VLOAD(VPTR(j));     \
+            for (int c = 1; c < DV; c++) {                                    \
+                s_ = fma(qv[c], VLOAD(KPTR(j) + c * VW), s_);                 \
+                g_ = fma(gv[c], VLOAD(VPTR(j) + c * VW), g_);                 \
+            }                                                                 \
+            sc[j] = HSUM(s_);                                                 \
+            dp[j] = HSUM(g_);                                                 \
+            okv[j] = ok[j] ? -1 : 0;                                          \
         }                                                                     \
+        sc = okv ? sc : (ktvec)(ATTN_NEG);                                    \
+        float mt = m;                                                         \
+        for (int j = 0; j < TK; j++) mt = fmax(mt, sc[j]);                    \
+        float corr = exp(m - mt);                                             \
+        ktvec p = exp(sc - (ktvec)(mt));                                      \
+        p = okv ? p : (ktvec)(0.0f); /* all-masked tile before any key: exp(0) */ \
+        float ls = 0.0f;                                                      \
+        for (int j = 0; j < TK; j++) ls += p[j];                              \
+        ktvec w = p * (dp - (ktvec)(dd));                                     \
         l = l * corr + ls;                                                    \
         m = mt;                                                               \
-        for (int d = 0; d < DH; d++) {                                        \
-            float a = acc[d] * corr;                                          \
-            for (int j = 0; j < TK; j++) a = fma(w[j], KAT(j, d), a);         \
-            acc[d] = a;                                                       \
+        for (int c = 0; c < DV; c++) {                                        \
+            vec a = acc[c] * corr;                                            \
+            for (int j = 0; j < TK; j++) a = fma((vec)(w[j]), VLOAD(KPTR(j) + c * VW), a); \
+            acc[c] = a;                                                       \
         }                                                                     \
     } while (0)
 
@@ -91,12 +171,12 @@
         }                                                                     \
         barrier(CLK_LOCAL_MEM_FENCE);                                         \
     } while (0)
-#define BWD_KAT(j, d) kt[(j) * DH + (d)]
-#define BWD_VAT(j, d) vt[(j) * DH + (d)]
+#define BWD_KPTR(j) (kt + (j) * DH)
+#define BWD_VPTR(j) (vt + (j) * DH)
 #else
 #define BWD_LOAD_KV() do { } while (0)
-#define BWD_KAT(j, d) k[krow[j] + (d)]
-#define BWD_VAT(j, d) v[krow[j] + (d)]
+#define BWD_KPTR(j) (k + krow[j])
+#define BWD_VPTR(j) (v + krow[j])
 #endif
 
 /* q, out, dout, dq [B,T,H*DH]; k, v [B,T,Hkv*DH]; lse, dsum [B,H,T] (written: row log-sum-exp of
@@ -122,17 +202,35 @@ void attn_bwd_dq(__global const float *q, int qo, __global const float *k, int k
     __local float kt[TK * DH], vt[TK * DH];
 #endif
 
-    float qv[DH], gv[DH], acc[DH];
-    float dd = 0.0f;
-    for (int d = 0; d < DH; d++) {
-        qv[d] = q[qo + row + d] * scale;
-        gv[d] = dout[go + row + d];
-        dd = fma(gv[d], out[oo + row + d], dd);
-        acc[d] = 0.0f;
+    vec qv[DV], gv[DV], acc[DV];
+    vec dd_ = (vec)(0.0f);
+    for (int c = 0; c < DV; c++) {
+        qv[c] = VLOAD(q + qo + row + c * VW) * scale;
+        gv[c] = VLOAD(dout + go + row + c * VW);
+        dd_ = fma(gv[c], VLOAD(out + oo + row + c * VW), dd_);
+        acc[c] = (vec)(0.0f);
     }
+    const float dd = HSUM(dd_);
     float m = ATTN_NEG, l = 0.0f;
     int krow[TK], ok[TK];
 
+#if PER_ITEM
+    if (t0 + lid >= T) return; /* no barrier follows */
+    /* The boundaries before this query's window, then the window [wlo, t], all visible. */
+    const int wlo = mode == ATTN_CAUSAL ? 0 : max(0, t - window);
+    const int na = mode == ATTN_COMPRESSED ? atb_count_below(bnd, nbnd, wlo) : 0;
+    for (int i0 = 0; i0 < na; i0 += TK) {
+        attn_tile_all(krow, ok, TK, i0, na, 1, bnd, ks);
+        BWD_DQ_TILE(BWD_KPTR, BWD_VPTR);
+    }
+    for (int s0 = wlo; s0 <= t; s0 += TK) {
+        for (int j = 0; j < TK; j++) {
+            krow[j] = min(s0 + j, t) * ks;
+            ok[j] = s0 + j <= t;
+        }
+        BWD_DQ_TILE(BWD_KPTR, BWD_VPTR);
+    }
+#else
     /* Phase A: keys every query of the block sees. */
     const int wlo = mode == ATTN_CAUSAL ? t0 : max(0, t0 - window);
     const int na = mode == ATTN_CAUSAL ? t0 : mode == ATTN_COMPRESSED ? atb_count_below(bnd, nbnd, wlo) : 0;
@@ -140,7 +238,7 @@ void attn_bwd_dq(__global const float *q, int qo, __global const float *k, int k
     for (int i0 = 0; i0 < na; i0 += TK) {
         attn_tile_all(krow, ok, TK, i0, na, indirect, bnd, ks);
         BWD_LOAD_KV();
-        BWD_DQ_TILE(BWD_KAT, BWD_VAT);
+        BWD_DQ_TILE(BWD_KPTR, BWD_VPTR);
     }
 
     /* Phase B: the block's window range, masked per query; bi walks the boundaries >= wlo. */
@@ -150,13 +248,14 @@ void attn_bwd_dq(__global const float *q, int qo, __global const float *k, int k
     for (int s0 = wlo; s0 < whi; s0 += TK) {
         attn_tile_window(krow, ok, TK, s0, whi, t, lwin, bnd, nbnd, &bi, ks);
         BWD_LOAD_KV();
-        BWD_DQ_TILE(BWD_KAT, BWD_VAT);
+        BWD_DQ_TILE(BWD_KPTR, BWD_VPTR);
     }
+#endif
 
     if (t0 + lid < T) {
         /* l >= 1: every query sees itself, the key at the running max contributing exp(0). */
         float f = scale / l;
-        for (int d = 0; d < DH; d++) dq[dqo + row + d] = acc[d] * f;
+        for (int c = 0; c < DV; c++) VSTORE(acc[c] * f, dq + dqo + row + c * VW);
         lse[(b * H + h) * T + t] = m + log(l);
         dsum[(b * H + h) * T + t] = dd;
     }
@@ -164,33 +263,36 @@ void attn_bwd_dq(__global const float *q, int qo, __global const float *k, int k
 
 /* ---------------------------------------------------------------- dk, dv (key-centred) */
 
-/* One tile of TQ queries for one key: P and dS per query, then dv += P dout, dk += dS q.
- * QAT(j, d) / GAT(j, d) read q / dout of query j of the tile, LSE(j) / DS(j) its lse and D;
- * ok[j]: the query sees this work-item's key. */
-#define BWD_DKV_TILE(QAT, GAT, LSE, DS)                                       \
+/* One tile of TQ queries for one key: P and dS per query (as vectors over the tile), then
+ * dv += P dout, dk += dS q. QPTR(j) / GPTR(j) point at q / dout of query j of the tile, LSE(j) /
+ * DS(j) are its lse and D; ok[j]: the query sees this work-item's key. */
+#define BWD_DKV_TILE(QPTR, GPTR, LSE, DS)                                     \
     do {                                                                      \
-        float sc[TQ], dp[TQ];                                                 \
-        for (int j = 0; j < TQ; j++) sc[j] = dp[j] = 0.0f;                    \
-        for (int d = 0; d < DH; d++) {                                        \
-            float kd = kv[d], vd = vv[d];                                     \
-            for (int j = 0; j < TQ; j++) {                                    \
-                sc[j] = fma(kd, QAT(j, d), sc[j]);                            \
-                dp[j] = fma(vd, GAT(j, d), dp[j]);                            \
-            }                                                                 \
-        }                                                                     \
-        float p[TQ], ds[TQ];                                                  \
+        qtvec sc = (qtvec)(0.0f), dp = (qtvec)(0.0f), lv = (qtvec)(0.0f), dv_ = (qtvec)(0.0f); \
+        qtmask okv = (qtmask)(0);                                             \
         for (int j = 0; j < TQ; j++) {                                        \
-            p[j] = ok[j] ? exp(sc[j] * scale - LSE(j)) : 0.0f;                \
-            ds[j] = p[j] * (dp[j] - DS(j));                                   \
-        }                                                                     \
-        for (int d = 0; d < DH; d++) {                                        \
-            float a = gvacc[d], c = gkacc[d];                                 \
-            for (int j = 0; j < TQ; j++) {                                    \
-                a = fma(p[j], GAT(j, d), a);                                  \
-                c = fma(ds[j], QAT(j, d), c);                                 \
+            vec s_ = kv[0] * VLOAD(QPTR(j)), g_ = vv[0] * VLOAD(GPTR(j));     \
+            for (int c = 1; c < DV; c++) {                                    \
+                s_ = fma(kv[c], VLOAD(QPTR(j) + c * VW), s_);                 \
+                g_ = fma(vv[c], VLOAD(GPTR(j) + c * VW), g_);                 \
             }                                                                 \
-            gvacc[d] = a;                                                     \
-            gkacc[d] = c;                                                     \
+            sc[j] = HSUM(s_);                                                 \
+            dp[j] = HSUM(g_);                                                 \
+            lv[j] = LSE(j);                                                   \
+            dv_[j] = DS(j);                                                   \
+            okv[j] = ok[j] ? -1 : 0;                                          \
+        }                                                                     \
+        qtvec p = exp(sc * scale - lv);                                       \
+        p = okv ? p : (qtvec)(0.0f);                                          \
+        qtvec ds = p * (dp - dv_);                                            \
+        for (int c = 0; c < DV; c++) {                                        \
+            vec a = gvacc[c], b_ = gkacc[c];                                  \
+            for (int j = 0; j < TQ; j++) {                                    \
+                a = fma((vec)(p[j]), VLOAD(GPTR(j) + c * VW), a);             \
+                b_ = fma((vec)(ds[j]), VLOAD(QPTR(j) + c * VW), b_);          \
+            }                                                                 \
+            gvacc[c] = a;                                                     \
+            gkacc[c] = b_;                                                    \
         }                                                                     \
     } while (0)
 
@@ -209,14 +311,14 @@ void attn_bwd_dq(__global const float *q, int qo, __global const float *k, int k
         }                                                                     \
         barrier(CLK_LOCAL_MEM_FENCE);                                         \
     } while (0)
-#define BWD_QAT(j, d) qt[(j) * DH + (d)]
-#define BWD_GAT(j, d) gt[(j) * DH + (d)]
+#define BWD_QPTR(j) (qt + (j) * DH)
+#define BWD_GPTR(j) (gt + (j) * DH)
 #define BWD_LSE(j) lt[j]
 #define BWD_DS(j) dt[j]
 #else
 #define BWD_LOAD_QG() do { } while (0)
-#define BWD_QAT(j, d) q[qrow[j] + (d)]
-#define BWD_GAT(j, d) dout[qrow[j] + (d)]
+#define BWD_QPTR(j) (q + qrow[j])
+#define BWD_GPTR(j) (dout + qrow[j])
 #define BWD_LSE(j) lse[srow[j]]
 #define BWD_DS(j) dsum[srow[j]]
 #endif
@@ -224,6 +326,7 @@ void attn_bwd_dq(__global const float *q, int qo, __global const float *k, int k
 /* q, dout [B,T,H*DH]; k, v, dk, dv [B,T,Hkv*DH]; lse, dsum [B,H,T] from attn_bwd_dq.
  * far = 0 (near): group g owns keys [g*BK, g*BK + BK); lw as above; overwrites dk, dv.
  * far = 1: group g owns boundaries bnd[g*BK .. g*BK + BK); adds to dk, dv.
+ * PER_ITEM: only far = 0, and key g*BK + lid walks exactly its queries (see the top).
  * Global (ceil(n/BK)*BK, Hkv, B) with n = T (near) or nbnd (far), local (BK, 1, 1). */
 __kernel __attribute__((reqd_work_group_size(BK, 1, 1)))
 void attn_bwd_dkv(__global const float *q, int qo, __global const float *k, int ko, __global const float *v, int vo,
@@ -236,6 +339,13 @@ void attn_bwd_dkv(__global const float *q, int qo, __global const float *k, int 
     const int grp = H / Hkv;
     const int qs = H * DH, ks = Hkv * DH;
     bnd += bo;
+#if PER_ITEM
+    if (g0 + lid >= T) return; /* no barrier follows */
+    const int mine = 1, s = g0 + lid;
+    const int ib = atb_count_below(bnd, nbnd, s);
+    /* s + lw + 1 does not overflow: the host passes lw <= T. */
+    const int qlo = s, qhi = ib < nbnd && bnd[ib] == s ? T : min(T, s + lw + 1);
+#else
     /* Padding lanes work on a copy of the last key and never store it. */
     const int n = far ? nbnd : T;
     const int mine = g0 + lid < n;
@@ -243,6 +353,7 @@ void attn_bwd_dkv(__global const float *q, int qo, __global const float *k, int 
     /* Queries of the group: near [g0, g0 + BK + lw), far (bnd[g0] + lw, T); lw = L there. */
     const int qlo = far ? bnd[g0] + lw + 1 : g0;
     const int qhi = far ? T : min(T, g0 + BK + lw);
+#endif
     const int krow = (b * T + s) * ks + kvh * DH;
     q += qo + b * T * qs;
     dout += go + b * T * qs;
@@ -250,12 +361,12 @@ void attn_bwd_dkv(__global const float *q, int qo, __global const float *k, int 
     __local float qt[TQ * DH], gt[TQ * DH], lt[TQ], dt[TQ];
 #endif
 
-    float kv[DH], vv[DH], gkacc[DH], gvacc[DH];
-    for (int d = 0; d < DH; d++) {
-        kv[d] = k[ko + krow + d];
-        vv[d] = v[vo + krow + d];
-        gkacc[d] = 0.0f;
-        gvacc[d] = 0.0f;
+    vec kv[DV], vv[DV], gkacc[DV], gvacc[DV];
+    for (int c = 0; c < DV; c++) {
+        kv[c] = VLOAD(k + ko + krow + c * VW);
+        vv[c] = VLOAD(v + vo + krow + c * VW);
+        gkacc[c] = (vec)(0.0f);
+        gvacc[c] = (vec)(0.0f);
     }
     int qrow[TQ], srow[TQ], ok[TQ];
     for (int hh = 0; hh < grp; hh++) {
@@ -265,17 +376,18 @@ void attn_bwd_dkv(__global const float *q, int qo, __global const float *k, int 
                 int t = min(t0 + j, qhi - 1);
                 qrow[j] = t * qs + h * DH;
                 srow[j] = (b * H + h) * T + t;
-                ok[j] = t0 + j < qhi && (far ? t - s > lw : t >= s && t - s <= lw);
+                ok[j] = t0 + j < qhi && (PER_ITEM || (far ? t - s > lw : t >= s && t - s <= lw));
             }
             BWD_LOAD_QG();
-            BWD_DKV_TILE(BWD_QAT, BWD_GAT, BWD_LSE, BWD_DS);
+            BWD_DKV_TILE(BWD_QPTR, BWD_GPTR, BWD_LSE, BWD_DS);
         }
     }
     if (mine)
-        for (int d = 0; d < DH; d++) {
+        for (int c = 0; c < DV; c++) {
             /* far: the near launch's part of this boundary row comes first, in the same order always. */
-            float k0 = far ? dk[dko + krow + d] : 0.0f, v0 = far ? dv[dvo + krow + d] : 0.0f;
-            dk[dko + krow + d] = fma(gkacc[d], scale, k0);
-            dv[dvo + krow + d] = v0 + gvacc[d];
+            __global float *kp = dk + dko + krow + c * VW, *vp = dv + dvo + krow + c * VW;
+            vec k0 = far ? VLOAD(kp) : (vec)(0.0f), v0 = far ? VLOAD(vp) : (vec)(0.0f);
+            VSTORE(fma(gkacc[c], (vec)(scale), k0), kp);
+            VSTORE(v0 + gvacc[c], vp);
         }
 }

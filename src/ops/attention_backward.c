@@ -49,9 +49,15 @@ attamba_status ops_attention_prefill_backward_with(rt_ctx *ctx, const tensor *q,
     int bk = opts && opts->block_k ? opts->block_k : gpu ? 64 : 16;
     int tq = opts && opts->tile_q ? opts->tile_q : gpu ? 16 : 8;
     int use_local = opts && opts->use_local ? opts->use_local == 1 : gpu;
-    if (bq < 1 || bq > 256 || tk < 1 || tk > 32 || bk < 1 || bk > 256 || tq < 1 || tq > 32)
+    int per_item = opts && opts->per_item ? opts->per_item == 1 : !gpu && !use_local;
+    if (per_item && use_local)
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: per_item walks cannot use __local tiles", OP);
+    if (opts && (opts->use_local < 0 || opts->use_local > 2 || opts->per_item < 0 || opts->per_item > 2))
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: use_local %d, per_item %d: want 0, 1 or 2", OP,
+                       opts->use_local, opts->per_item);
+    if (bq < 1 || bq > 256 || tk < 1 || tk > 16 || bk < 1 || bk > 256 || tq < 1 || tq > 16)
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG,
-                       "%s: block_q %d, block_k %d (1..256) or tile_k %d, tile_q %d (1..32) out of range", OP,
+                       "%s: block_q %d, block_k %d (1..256) or tile_k %d, tile_q %d (1..16) out of range", OP,
                        bq, bk, tk, tq);
     size_t maxwg = ctx->dev.info.max_work_group_size;
     if ((size_t)bq > maxwg) bq = (int)maxwg;
@@ -61,9 +67,9 @@ attamba_status ops_attention_prefill_backward_with(rt_ctx *ctx, const tensor *q,
     if (use_local && (uint64_t)(2 * tile_rows * dh + 2 * tq) * sizeof(float) > ctx->dev.info.local_mem_bytes)
         use_local = 0;
 
-    char options[128];
-    snprintf(options, sizeof options, "-DDH=%d -DBQ=%d -DTK=%d -DBK=%d -DTQ=%d -DUSE_LOCAL=%d", dh, bq, tk,
-             bk, tq, use_local);
+    char options[160];
+    snprintf(options, sizeof options, "-DDH=%d -DBQ=%d -DTK=%d -DBK=%d -DTQ=%d -DUSE_LOCAL=%d -DPER_ITEM=%d",
+             dh, bq, tk, bk, tq, use_local, per_item);
     cl_kernel kq, kkv;
     RT_TRY(rt_kernel(ctx, "attention_backward", options, "attn_bwd_dq", &kq));
     RT_TRY(rt_kernel(ctx, "attention_backward", options, "attn_bwd_dkv", &kkv));
@@ -89,9 +95,10 @@ attamba_status ops_attention_prefill_backward_with(rt_ctx *ctx, const tensor *q,
                          RT_I32(n_kv_heads), RT_I32(mask->mode), RT_I32(win), RT_F32(scale)};
         s = rt_launch(ctx, kq, "attn_bwd_dq", 3, global, local, (int)(sizeof args / sizeof args[0]), args);
     }
-    /* near: every key's window queries (CAUSAL: all later ones); far: each boundary's later queries. */
+    /* near: every key's window queries (CAUSAL: all later ones); far: each boundary's later queries
+     * (per_item: the near launch does both). */
     for (int far = 0; far <= 1 && s == ATTAMBA_OK; far++) {
-        if (far && (mask->mode != ATTN_COMPRESSED || win >= T - 1)) break; /* no query beyond any window */
+        if (far && (per_item || mask->mode != ATTN_COMPRESSED || win >= T - 1)) break; /* nothing beyond */
         int64_t n = far ? nb : T;
         int lw = mask->mode == ATTN_CAUSAL ? (int)T : win;
         int64_t nblk = (n + bk - 1) / bk;

@@ -12,7 +12,8 @@
  * (online, in the same pass over the keys that computes dq), so the forward needs no change.
  * Three launches: a query-centred pass (dq, and the row log-sum-exp and dout . out into two [B,H,T]
  * scratch tensors), a key-centred pass over each key's window queries (dk, dv), and for COMPRESSED a
- * key-centred pass over each boundary's later queries (added to its row). dq, dk, dv must not share
+ * key-centred pass over each boundary's later queries (added to its row); on CPUs (per_item below)
+ * the second pass takes each boundary's later queries too, so two launches. dq, dk, dv must not share
  * a buffer with each other or with the inputs. COMPRESSED downloads the boundaries to check them
  * (one wait for the queue), like the forward. */
 attamba_status ops_attention_prefill_backward(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v,
@@ -21,15 +22,18 @@ attamba_status ops_attention_prefill_backward(rt_ctx *ctx, const tensor *q, cons
                                               tensor *dv);
 
 /* Kernel variants, for tests and benchmarks; zero fields mean "the device's default".
- * block_q: queries per work-group of the dq pass (1..256), tile_k: keys per tile there (1..32);
- * block_k: keys per work-group of the dk/dv passes (1..256), tile_q: queries per tile there (1..32);
- * use_local: 1 = tiles through __local (GPU default), 2 = straight from global (CPU default). */
+ * block_q: queries per work-group of the dq pass (1..256), tile_k: keys per tile there (1..16);
+ * block_k: keys per work-group of the dk/dv passes (1..256), tile_q: queries per tile there (1..16);
+ * use_local: 1 = tiles through __local (GPU default), 2 = straight from global (CPU default);
+ * per_item: 1 = every work-item walks exactly its own (query, key) pairs, no masked triangles, one
+ * dk/dv launch (CPU default; needs use_local off), 2 = the group's uniform walk (GPU default). */
 typedef struct attn_backward_opts {
     int block_q;
     int tile_k;
     int block_k;
     int tile_q;
     int use_local;
+    int per_item;
 } attn_backward_opts;
 attamba_status ops_attention_prefill_backward_with(rt_ctx *ctx, const tensor *q, const tensor *k,
                                                    const tensor *v, int n_heads, int n_kv_heads,
