@@ -49,7 +49,7 @@ attamba_status train_eval(model *m, const dataset *d, int64_t begin, int64_t end
     return s;
 }
 
-/* Keeps the lines of metrics.jsonl up to `step` (a resumed run rewrites what came after). */
+/* Keeps the whole lines of metrics.jsonl up to `step` (a resumed run rewrites what came after). */
 static void metrics_truncate(const char *path, int64_t step) {
     FILE *f = fopen(path, "r");
     if (!f) return;
@@ -58,7 +58,9 @@ static void metrics_truncate(const char *path, int64_t step) {
     char line[4096];
     while (o && fgets(line, sizeof line, f)) {
         const char *p = strstr(line, "\"step\":");
-        if (p && strtoll(p + 7, NULL, 10) > step) continue;
+        size_t n = strlen(line);
+        /* a line cut short by a kill is dropped, as is anything after the checkpoint's step */
+        if (!p || n < 2 || strcmp(line + n - 2, "}\n") != 0 || strtoll(p + 7, NULL, 10) > step) continue;
         fputs(line, o);
     }
     fclose(f);
