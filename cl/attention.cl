@@ -124,18 +124,7 @@ typedef int itvec;
     } while (0)
 
 #if USE_LOCAL
-/* The group loads the tile's rows into __local; the first barrier keeps the previous tile alive
- * until every work-item is done with it. TK * DH need not be a multiple of BQ: no barrier inside. */
-#define ATTN_LOAD_TILE()                                                      \
-    do {                                                                      \
-        barrier(CLK_LOCAL_MEM_FENCE);                                         \
-        for (int e = lid; e < TK * DH; e += BQ) {                             \
-            int j_ = e / DH, d_ = e - j_ * DH;                                \
-            kt[e] = kbase[krow[j_] + d_];                                     \
-            vt[e] = vbase[krow[j_] + d_];                                     \
-        }                                                                     \
-        barrier(CLK_LOCAL_MEM_FENCE);                                         \
-    } while (0)
+#define ATTN_LOAD_TILE() ATTN_LOCAL_TILE(kt, vt, kbase, vbase, krow, TK, DH, lid, BQ)
 #define KPTR_(j) (kt + (j) * DH)
 #define VPTR_(j) (vt + (j) * DH)
 #else

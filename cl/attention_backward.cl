@@ -159,18 +159,7 @@ typedef BWD_CAT(int, QW) qtmask;
     } while (0)
 
 #if USE_LOCAL
-/* The first barrier keeps the previous tile alive until every work-item is done with it; the
- * copy loop has no barrier inside, so TK * DH need not be a multiple of the group size. */
-#define BWD_LOAD_KV()                                                         \
-    do {                                                                      \
-        barrier(CLK_LOCAL_MEM_FENCE);                                         \
-        for (int e = lid; e < TK * DH; e += BQ) {                             \
-            int j_ = e / DH, d_ = e - j_ * DH;                                \
-            kt[e] = k[krow[j_] + d_];                                         \
-            vt[e] = v[krow[j_] + d_];                                         \
-        }                                                                     \
-        barrier(CLK_LOCAL_MEM_FENCE);                                         \
-    } while (0)
+#define BWD_LOAD_KV() ATTN_LOCAL_TILE(kt, vt, k, v, krow, TK, DH, lid, BQ)
 #define BWD_KPTR(j) (kt + (j) * DH)
 #define BWD_VPTR(j) (vt + (j) * DH)
 #else

@@ -115,6 +115,21 @@ inline void attn_tile_all(int *krow, int *ok, int n, int i0, int na, int indirec
     }
 }
 
+/* Copies the n_rows key and value rows of a tile (element offsets krow[j], width dh) into __local
+ * kt and vt with a group of n_items work-items (this one is lid). The first barrier keeps the
+ * previous tile alive until every work-item is done with it; the copy loop has no barrier inside,
+ * so n_rows * dh need not be a multiple of n_items. Call it from uniform control flow only. */
+#define ATTN_LOCAL_TILE(kt, vt, ksrc, vsrc, krow, n_rows, dh, lid, n_items) \
+    do {                                                                      \
+        barrier(CLK_LOCAL_MEM_FENCE);                                         \
+        for (int e_ = (lid); e_ < (n_rows) * (dh); e_ += (n_items)) {          \
+            int j_ = e_ / (dh), d_ = e_ - j_ * (dh);                          \
+            (kt)[e_] = (ksrc)[(krow)[j_] + d_];                               \
+            (vt)[e_] = (vsrc)[(krow)[j_] + d_];                               \
+        }                                                                     \
+        barrier(CLK_LOCAL_MEM_FENCE);                                         \
+    } while (0)
+
 /* Phase B tile of n keys s0.. of the block's window range [.., whi), masked for query t by the
  * SPEC 3.3 rule (s <= t and (t - s <= lwin or s is a boundary)). *bi walks the sorted boundaries
  * along with s, so it must start at the first boundary >= the range's start. Row offset s * stride. */
