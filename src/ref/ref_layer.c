@@ -29,12 +29,17 @@ void ref_gated_rmsnorm(int64_t rows, int64_t C, const float *y, const float *z, 
 }
 
 void ref_rope(int64_t B, int64_t T, int n_heads, int dh, float *x, const int32_t *pos0, float theta) {
+    ref_rope_rotate(B, T, n_heads, dh, x, pos0, theta, 1.0);
+}
+
+void ref_rope_rotate(int64_t B, int64_t T, int n_heads, int dh, float *x, const int32_t *pos0, float theta,
+                     double sign) {
     int64_t width = (int64_t)n_heads * dh;
     for (int64_t b = 0; b < B; b++)
         for (int64_t t = 0; t < T; t++)
             for (int h = 0; h < n_heads; h++)
                 for (int i = 0; i < dh / 2; i++) {
-                    double ang = (double)(pos0[b] + t) * pow(theta, -2.0 * i / dh);
+                    double ang = sign * (double)(pos0[b] + t) * pow(theta, -2.0 * i / dh);
                     float *p = x + (b * T + t) * width + (int64_t)h * dh + 2 * i;
                     double a = p[0], c = p[1];
                     p[0] = (float)(a * cos(ang) - c * sin(ang));

@@ -13,6 +13,9 @@ void ref_gated_rmsnorm(int64_t rows, int64_t C, const float *y, const float *z, 
 /* In place on x [B, T, n_heads*dh]: pair (2i, 2i+1) of each head rotates by the angle
  * (pos0[b] + t) * theta^(-2i/dh). */
 void ref_rope(int64_t B, int64_t T, int n_heads, int dh, float *x, const int32_t *pos0, float theta);
+/* The rotation by sign * angle (sign -1: the backward pass, the transpose of the rotation). */
+void ref_rope_rotate(int64_t B, int64_t T, int n_heads, int dh, float *x, const int32_t *pos0, float theta,
+                     double sign);
 /* out = silu(gate) * up over n elements. */
 void ref_swiglu(int64_t n, const float *gate, const float *up, float *out);
 /* out[r, :] = table[ids[r], :] for r < n_ids, a zero row for ids outside [0, V). */

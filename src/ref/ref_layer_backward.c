@@ -1,6 +1,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "ref_layer.h"
 #include "ref_layer_backward.h"
 
 static double sigmoid(double v) { return 1.0 / (1.0 + exp(-v)); }
@@ -51,18 +52,7 @@ void ref_gated_rmsnorm_backward(int64_t rows, int64_t C, const float *y, const f
 }
 
 void ref_rope_backward(int64_t B, int64_t T, int n_heads, int dh, float *dx, const int32_t *pos0, float theta) {
-    int64_t width = (int64_t)n_heads * dh;
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t t = 0; t < T; t++)
-            for (int h = 0; h < n_heads; h++)
-                for (int i = 0; i < dh / 2; i++) {
-                    double ang = (double)(pos0[b] + t) * pow(theta, -2.0 * i / dh);
-                    float *p = dx + (b * T + t) * width + (int64_t)h * dh + 2 * i;
-                    double a = p[0], c = p[1];
-                    /* the transpose of [[cos, -sin], [sin, cos]] */
-                    p[0] = (float)(a * cos(ang) + c * sin(ang));
-                    p[1] = (float)(c * cos(ang) - a * sin(ang));
-                }
+    ref_rope_rotate(B, T, n_heads, dh, dx, pos0, theta, -1.0); /* the transpose of a rotation: its inverse */
 }
 
 void ref_swiglu_backward(int64_t n, const float *gate, const float *up, const float *dout, float *dgate,
