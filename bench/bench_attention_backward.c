@@ -59,10 +59,10 @@ typedef struct {
     int reps;
     int B, H, dh; /* --shape */
     const attn_backward_opts *opts;
-} bench_env;
+} bwd_env;
 
 /* One (T, mask) case: times forward and backward, prints a row, adds a JSON record. */
-static int bench_case(bench_env *env, int T, attn_mode mode, int P, int L, double causal_bwd_ms,
+static int bench_case(bwd_env *env, int T, attn_mode mode, int P, int L, double causal_bwd_ms,
                       double *bwd_ms_out) {
     const int B = env->B, H = env->H, dh = env->dh, C = H * dh;
     rt_ctx *ctx = env->ctx;
@@ -215,7 +215,7 @@ int bench_attention_backward_main(int argc, char **argv) {
     printf("shape: B %d, %d heads of %d\n", B, H, dh);
     printf("%6s %-11s %-10s %12s %10s %10s %8s %10s %9s\n", "T", "mask", "P, L", "pairs", "fwd ms", "bwd ms",
            "bwd/fwd", "vs causal", "check");
-    bench_env env = {ctx, cJSON_CreateArray(), seconds, reps, B, H, dh, &variant};
+    bwd_env env = {ctx, cJSON_CreateArray(), seconds, reps, B, H, dh, &variant};
     int rc = 0;
     for (int i = 0; i < nt && !rc; i++) {
         double causal_ms = 0, ms;

@@ -50,33 +50,16 @@ static void usage(FILE *f) {
                "first 16 rows (cross-entropy) or the number of rows that differ (argmax).\n");
 }
 
-typedef struct {
-    rt_ctx *ctx;
-    cJSON *out;
-    double seconds, copy_gbs;
-} bench_env;
-
 /* Times one case, prints a row and adds a JSON record; returns 0 or 1 on failure. */
 static int report(bench_env *env, loss_run *r, const char *op, const char *shape, const char *variant,
                   double bytes, double check, const char *check_name) {
-    double t = bench_time(run_once, r, 3, env->seconds);
+    double gbs, ratio, t = bench_measure(env, run_once, r, op, shape, variant, bytes, r->kind == RUN_COPY, check,
+                                        check_name, &gbs, &ratio);
     if (t < 0) return cli_error("bench loss", "%s %s failed: %s", op, shape, env->ctx->err);
-    double gbs = bytes / t * 1e-9;
-    if (r->kind == RUN_COPY) env->copy_gbs = gbs;
-    double ratio = env->copy_gbs > 0 ? gbs / env->copy_gbs : 0;
     char chk[32] = "";
     if (check >= 0) snprintf(chk, sizeof chk, "%.1e", check);
     printf("%-14s %-14s %-22s %10.3f %9.2f %8.2f %10s\n", op, shape, variant, 1e3 * t, gbs, ratio, chk);
     fflush(stdout);
-    cJSON *o = bench_record(env->ctx, op);
-    cJSON_AddStringToObject(o, "shape", shape);
-    cJSON_AddStringToObject(o, "variant", variant);
-    cJSON_AddNumberToObject(o, "ms", 1e3 * t);
-    cJSON_AddNumberToObject(o, "gbs", gbs);
-    cJSON_AddNumberToObject(o, "copy_gbs", env->copy_gbs);
-    if (r->kind != RUN_COPY) cJSON_AddNumberToObject(o, "ratio_to_copy", ratio);
-    if (check >= 0) cJSON_AddNumberToObject(o, check_name, check);
-    cJSON_AddItemToArray(env->out, o);
     return 0;
 }
 

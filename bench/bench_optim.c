@@ -58,31 +58,15 @@ static void usage(FILE *f) {
                "column sums and of the first 4 gradient rows.\n");
 }
 
-typedef struct {
-    rt_ctx *ctx;
-    cJSON *out;
-    double seconds, copy_gbs;
-} bench_env;
-
 static int report(bench_env *env, optim_run *r, const char *op, const char *shape, double bytes, double check,
                   const char *check_name) {
-    double t = bench_time(run_once, r, 3, env->seconds);
+    double gbs, ratio, t = bench_measure(env, run_once, r, op, shape, NULL, bytes, r->kind == RUN_COPY, check,
+                                        check_name, &gbs, &ratio);
     if (t < 0) return cli_error("bench optim", "%s %s failed: %s", op, shape, env->ctx->err);
-    double gbs = bytes / t * 1e-9;
-    if (r->kind == RUN_COPY) env->copy_gbs = gbs;
-    double ratio = env->copy_gbs > 0 ? gbs / env->copy_gbs : 0;
     char chk[32] = "";
     if (check >= 0) snprintf(chk, sizeof chk, "%.1e", check);
     printf("%-16s %-16s %10.3f %9.2f %8.2f %10s\n", op, shape, 1e3 * t, gbs, ratio, chk);
     fflush(stdout);
-    cJSON *o = bench_record(env->ctx, op);
-    cJSON_AddStringToObject(o, "shape", shape);
-    cJSON_AddNumberToObject(o, "ms", 1e3 * t);
-    cJSON_AddNumberToObject(o, "gbs", gbs);
-    cJSON_AddNumberToObject(o, "copy_gbs", env->copy_gbs);
-    if (r->kind != RUN_COPY) cJSON_AddNumberToObject(o, "ratio_to_copy", ratio);
-    if (check >= 0) cJSON_AddNumberToObject(o, check_name, check);
-    cJSON_AddItemToArray(env->out, o);
     return 0;
 }
 

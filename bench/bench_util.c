@@ -48,3 +48,23 @@ int bench_write_json(cJSON *array, const char *path) {
     free(text);
     return ok ? 0 : -1;
 }
+
+double bench_measure(bench_env *env, int (*fn)(void *arg), void *arg, const char *op, const char *shape,
+                     const char *variant, double bytes, int is_copy, double check, const char *check_name,
+                     double *gbs, double *ratio) {
+    double t = bench_time(fn, arg, 3, env->seconds);
+    if (t < 0) return t;
+    *gbs = bytes / t * 1e-9;
+    if (is_copy) env->copy_gbs = *gbs;
+    *ratio = env->copy_gbs > 0 ? *gbs / env->copy_gbs : 0;
+    cJSON *o = bench_record(env->ctx, op);
+    cJSON_AddStringToObject(o, "shape", shape);
+    if (variant) cJSON_AddStringToObject(o, "variant", variant);
+    cJSON_AddNumberToObject(o, "ms", 1e3 * t);
+    cJSON_AddNumberToObject(o, "gbs", *gbs);
+    cJSON_AddNumberToObject(o, "copy_gbs", env->copy_gbs);
+    if (!is_copy) cJSON_AddNumberToObject(o, "ratio_to_copy", *ratio);
+    if (check >= 0) cJSON_AddNumberToObject(o, check_name, check);
+    cJSON_AddItemToArray(env->out, o);
+    return t;
+}

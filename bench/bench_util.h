@@ -17,4 +17,20 @@ cJSON *bench_record(const rt_ctx *ctx, const char *op);
 /* Writes the array as JSON to path ("-" = stdout) via a temporary file and rename; 0 on success. */
 int bench_write_json(cJSON *array, const char *path);
 
+/* What the bandwidth-bound benchmarks share: the device, the JSON array, the time per case, and the
+ * copy bandwidth measured in the same run (the yardstick). */
+typedef struct bench_env {
+    rt_ctx *ctx;
+    cJSON *out;
+    double seconds, copy_gbs;
+} bench_env;
+
+/* Times fn(arg) (at least 3 runs, env->seconds), computes *gbs for `bytes` moved and *ratio to
+ * env->copy_gbs (is_copy: this case is the yardstick and sets it), and adds a JSON record (op,
+ * shape, variant unless NULL, ms, gbs, copy_gbs, ratio_to_copy, and check_name = check when
+ * check >= 0). Returns the seconds per run, negative when fn failed. */
+double bench_measure(bench_env *env, int (*fn)(void *arg), void *arg, const char *op, const char *shape,
+                     const char *variant, double bytes, int is_copy, double check, const char *check_name,
+                     double *gbs, double *ratio);
+
 #endif
