@@ -22,37 +22,8 @@
 
 /* ---- helpers ---- */
 
-/* Boundaries of layer `layer` of 4 in [0, T) from a spec, as int64 (for flags) and an i32 tensor. */
-typedef struct {
-    int64_t *pos;
-    int n;
-    uint8_t *flags;
-    tensor t;
-} bset;
-
-static bset bset_make(const boundary_spec *spec, int layer, int T) {
-    bset s = {0};
-    int64_t n = boundary_positions(spec, layer, 4, T, NULL, 0);
-    ck_assert_int_ge(n, 1);
-    s.pos = malloc((size_t)n * sizeof *s.pos);
-    s.flags = malloc((size_t)T);
-    ck_assert(s.pos && s.flags);
-    ck_assert_int_eq(boundary_positions(spec, layer, 4, T, s.pos, n), n);
-    s.n = (int)n;
-    ref_boundary_flags(T, s.pos, n, s.flags);
-    int32_t *h = malloc((size_t)n * sizeof *h);
-    for (int i = 0; i < s.n; i++) h[i] = (int32_t)s.pos[i];
-    tu_ok(tensor_alloc(tu_ctx(), &s.t, TENSOR_I32, 1, (int64_t[]){n}));
-    tu_ok(tensor_upload(&s.t, h));
-    free(h);
-    return s;
-}
-
-static void bset_free(bset *s) {
-    free(s->pos);
-    free(s->flags);
-    tensor_free(&s->t);
-}
+/* Boundaries of layer `layer` of 4 in [0, T) from a spec. */
+static tu_bset bset_make(const boundary_spec *spec, int layer, int T) { return tu_bset_make(spec, layer, 4, T); }
 
 static tensor i32_tensor(int ndim, const int64_t *shape, const int32_t *host) {
     tensor t;
@@ -95,13 +66,13 @@ static void qkv_free(qkv *x) {
 static int64_t qkv_nout(const qkv *x) { return (int64_t)x->B * x->T * x->H * x->dh; }
 
 /* Runs the kernel (variant opts, NULL = default) and returns the downloaded output. */
-static float *run_prefill(qkv *x, attn_mode mode, int window, const bset *bs, const attn_prefill_opts *opts) {
+static float *run_prefill(qkv *x, attn_mode mode, int window, const tu_bset *bs, const attn_prefill_opts *opts) {
     attn_mask m = {mode, window, bs ? &bs->t : NULL};
     tu_ok(ops_attention_prefill_with(tu_ctx(), &x->tq, &x->tk, &x->tv, x->H, x->Hkv, &m, opts, &x->out));
     return tu_download(&x->out);
 }
 
-static float *run_ref(const qkv *x, attn_mode mode, int window, const bset *bs) {
+static float *run_ref(const qkv *x, attn_mode mode, int window, const tu_bset *bs) {
     float *want = malloc((size_t)qkv_nout(x) * sizeof *want);
     ref_attention(x->B, x->T, x->H, x->Hkv, x->dh, x->q, x->k, x->v, (int)mode, window, bs ? bs->flags : NULL,
                   want);
@@ -147,7 +118,7 @@ START_TEST(prefill_matches_dense_reference_on_awkward_shapes) {
     const pcase *c = &pcases[_i];
     qkv x = qkv_make(c->B, c->T, c->H, c->Hkv, c->dh, 100 + (uint64_t)_i * 7);
     boundary_spec spec = {c->strategy, c->chunk > 0 ? c->chunk : 1, 11, explicit_pos, 5};
-    bset bs = bset_make(&spec, 2, c->T);
+    tu_bset bs = bset_make(&spec, 2, c->T);
     float *want = run_ref(&x, c->mode, c->window, &bs);
     for (int v = 0; v < N_VARIANTS; v++) {
         float *got = run_prefill(&x, c->mode, c->window, &bs, &variants[v]);
@@ -157,7 +128,7 @@ START_TEST(prefill_matches_dense_reference_on_awkward_shapes) {
         free(got);
     }
     free(want);
-    bset_free(&bs);
+    tu_bset_free(&bs);
     qkv_free(&x);
 }
 END_TEST
@@ -168,7 +139,7 @@ START_TEST(chunk_one_and_window_at_least_t_equal_causal) {
     qkv x = qkv_make(2, 53, 4, 2, 24, 7);
     float *causal = run_prefill(&x, ATTN_CAUSAL, 0, NULL, NULL);
     boundary_spec p1 = {BOUNDARY_UNIFORM, 1, 0, NULL, 0};
-    bset all = bset_make(&p1, 0, x.T);
+    tu_bset all = bset_make(&p1, 0, x.T);
     ck_assert_int_eq(all.n, x.T);
     for (int L = 0; L <= 5; L += 5) {
         float *got = run_prefill(&x, ATTN_COMPRESSED, L, &all, NULL);
@@ -176,7 +147,7 @@ START_TEST(chunk_one_and_window_at_least_t_equal_causal) {
         free(got);
     }
     boundary_spec p8 = {BOUNDARY_CYCLIC, 8, 0, NULL, 0};
-    bset some = bset_make(&p8, 3, x.T);
+    tu_bset some = bset_make(&p8, 3, x.T);
     for (int L = x.T - 1; L <= x.T + 10; L += 11) {
         float *got = run_prefill(&x, ATTN_COMPRESSED, L, &some, NULL);
         tu_assert_close(got, causal, qkv_nout(&x), RTOL, ATOL, "L >= T-1 vs causal");
@@ -186,8 +157,8 @@ START_TEST(chunk_one_and_window_at_least_t_equal_causal) {
         free(got);
     }
     free(causal);
-    bset_free(&all);
-    bset_free(&some);
+    tu_bset_free(&all);
+    tu_bset_free(&some);
     qkv_free(&x);
 }
 END_TEST
@@ -198,7 +169,7 @@ START_TEST(compressed_with_only_boundary_zero_is_sliding_plus_key_zero) {
     int L = 4;
     qkv x = qkv_make(1, 30, 2, 2, 8, 9);
     boundary_spec big = {BOUNDARY_UNIFORM, 1000, 0, NULL, 0};
-    bset zero = bset_make(&big, 0, x.T);
+    tu_bset zero = bset_make(&big, 0, x.T);
     ck_assert_int_eq(zero.n, 1);
     float *comp = run_prefill(&x, ATTN_COMPRESSED, L, &zero, NULL);
     float *slid = run_prefill(&x, ATTN_SLIDING, L, NULL, NULL);
@@ -211,7 +182,7 @@ START_TEST(compressed_with_only_boundary_zero_is_sliding_plus_key_zero) {
     }
     free(comp);
     free(slid);
-    bset_free(&zero);
+    tu_bset_free(&zero);
     qkv_free(&x);
 }
 END_TEST
@@ -256,7 +227,7 @@ START_TEST(decode_token_by_token_equals_prefill_rows) {
     const int B = 2, T = 23, H = 4, Hkv = 2, dh = 24, C = Hkv * dh, lag = 3;
     qkv x = qkv_make(B, T, H, Hkv, dh, 300 + (uint64_t)_i);
     boundary_spec spec = {c->strategy, c->chunk, 5, NULL, 0};
-    bset bs = bset_make(&spec, 1, T);
+    tu_bset bs = bset_make(&spec, 1, T);
     float *pre = run_prefill(&x, c->mode, c->window, c->mode == ATTN_COMPRESSED ? &bs : NULL, NULL);
     int R = c->window + 1, cap = T;
     /* Unwritten cache slots hold NaN: reading one would poison the output. */
@@ -331,7 +302,7 @@ START_TEST(decode_token_by_token_equals_prefill_rows) {
     free(qd);
     free(bpos);
     free(pre);
-    bset_free(&bs);
+    tu_bset_free(&bs);
     qkv_free(&x);
 }
 END_TEST

@@ -31,38 +31,12 @@
 
 static const int64_t explicit_pos[] = {0, 3, 4, 17, 30, 31, 40};
 
-typedef struct {
-    int64_t *pos;
-    int n;
-    uint8_t *flags;
-    tensor t;
-} bset;
 
-/* Boundaries of layer 1 of 4 in [0, T): int64 list, flags and an i32 tensor. */
-static bset bset_make(boundary_strategy strategy, int chunk, int T) {
+/* Boundaries of layer 1 of 4 in [0, T). */
+static tu_bset bset_make(boundary_strategy strategy, int chunk, int T) {
     boundary_spec spec = {strategy, chunk > 0 ? chunk : 1, 7, explicit_pos,
                           (int)(sizeof explicit_pos / sizeof explicit_pos[0])};
-    bset s = {0};
-    int64_t n = boundary_positions(&spec, 1, 4, T, NULL, 0);
-    ck_assert_int_ge(n, 1);
-    s.pos = malloc((size_t)n * sizeof *s.pos);
-    s.flags = malloc((size_t)T);
-    int32_t *h = malloc((size_t)n * sizeof *h);
-    ck_assert(s.pos && s.flags && h);
-    ck_assert_int_eq(boundary_positions(&spec, 1, 4, T, s.pos, n), n);
-    s.n = (int)n;
-    ref_boundary_flags(T, s.pos, n, s.flags);
-    for (int i = 0; i < s.n; i++) h[i] = (int32_t)s.pos[i];
-    tu_ok(tensor_alloc(tu_ctx(), &s.t, TENSOR_I32, 1, (int64_t[]){n}));
-    tu_ok(tensor_upload(&s.t, h));
-    free(h);
-    return s;
-}
-
-static void bset_free(bset *s) {
-    free(s->pos);
-    free(s->flags);
-    tensor_free(&s->t);
+    return tu_bset_make(&spec, 1, 4, T);
 }
 
 /* ---- (1) the reference against finite differences ---- */
@@ -170,7 +144,7 @@ START_TEST(reference_backward_matches_finite_differences) {
         kd[i] = k[i];
         vd[i] = v[i];
     }
-    bset bs = bset_make(c->strategy, c->chunk, c->T);
+    tu_bset bs = bset_make(c->strategy, c->chunk, c->T);
     ref_attention_backward(c->B, c->T, c->H, c->Hkv, c->dh, q, k, v, g, (int)c->mode, c->window, bs.flags, dq,
                            dk, dv);
     fd_check(c, bs.flags, qd, kd, vd, gd, qd, nq, dq, "q", _i);
@@ -178,7 +152,7 @@ START_TEST(reference_backward_matches_finite_differences) {
     fd_check(c, bs.flags, qd, kd, vd, gd, vd, nk, dv, "v", _i);
     if (c->mode == ATTN_SLIDING && c->window == 0) /* each query sees only itself: P = 1, dS = 0 */
         for (int64_t i = 0; i < nq; i++) ck_assert(dq[i] == 0.0f);
-    bset_free(&bs);
+    tu_bset_free(&bs);
     free(q);
     free(k);
     free(v);
@@ -273,7 +247,7 @@ static const bcase kcases[] = {
 START_TEST(kernel_backward_matches_reference_on_awkward_shapes) {
     const bcase *c = &kcases[_i];
     prob x = prob_make(c->B, c->T, c->H, c->Hkv, c->dh, 500 + (uint64_t)_i * 11);
-    bset bs = bset_make(c->strategy, c->chunk, c->T);
+    tu_bset bs = bset_make(c->strategy, c->chunk, c->T);
     int64_t nq = (int64_t)c->B * c->T * c->H * c->dh, nk = (int64_t)c->B * c->T * c->Hkv * c->dh;
     float *wq = malloc((size_t)nq * sizeof *wq), *wk = malloc((size_t)nk * sizeof *wk);
     float *wv = malloc((size_t)nk * sizeof *wv);
@@ -299,14 +273,14 @@ START_TEST(kernel_backward_matches_reference_on_awkward_shapes) {
     free(wq);
     free(wk);
     free(wv);
-    bset_free(&bs);
+    tu_bset_free(&bs);
     prob_free(&x);
 }
 END_TEST
 
 START_TEST(kernel_backward_is_deterministic) {
     prob x = prob_make(2, 150, 4, 2, 24, 77);
-    bset bs = bset_make(BOUNDARY_RANDOM, 5, x.T);
+    tu_bset bs = bset_make(BOUNDARY_RANDOM, 5, x.T);
     attn_mask m = {ATTN_COMPRESSED, 4, &bs.t};
     float *a[3], *b[3];
     run_backward(&x, &m, NULL, &a[0], &a[1], &a[2]);
@@ -318,7 +292,7 @@ START_TEST(kernel_backward_is_deterministic) {
         free(a[i]);
         free(b[i]);
     }
-    bset_free(&bs);
+    tu_bset_free(&bs);
     prob_free(&x);
 }
 END_TEST
@@ -329,7 +303,7 @@ END_TEST
  * magnitude <= 1 (f32 rounding is ~1e-5 there). */
 START_TEST(dv_summed_over_keys_equals_dout_summed_over_queries) {
     prob x = prob_make(1, 300, 2, 1, 8, 91);
-    bset bs = bset_make(BOUNDARY_CYCLIC, 7, x.T);
+    tu_bset bs = bset_make(BOUNDARY_CYCLIC, 7, x.T);
     attn_mask m = {ATTN_COMPRESSED, 3, &bs.t};
     float *dq, *dk, *dv;
     run_backward(&x, &m, NULL, &dq, &dk, &dv);
@@ -343,7 +317,7 @@ START_TEST(dv_summed_over_keys_equals_dout_summed_over_queries) {
     free(dq);
     free(dk);
     free(dv);
-    bset_free(&bs);
+    tu_bset_free(&bs);
     prob_free(&x);
 }
 END_TEST

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "ref/ref_attention.h"
 #include "testutil.h"
 
 static rt_ctx *the_ctx;
@@ -68,6 +69,30 @@ void tu_assert_close_at(const float *got, const float *want, int64_t n, double r
     if (worst >= 0)
         ck_abort_msg("%s:%d: %s: element %lld is %.8g, expected %.8g (rtol %.1e, atol %.1e)", file, line, what,
                      (long long)worst, got[worst], want[worst], rtol, atol);
+}
+
+tu_bset tu_bset_make(const boundary_spec *spec, int layer, int n_layers, int T) {
+    tu_bset s = {0};
+    int64_t n = boundary_positions(spec, layer, n_layers, T, NULL, 0);
+    ck_assert_int_ge(n, 1);
+    s.pos = malloc((size_t)n * sizeof *s.pos);
+    s.flags = malloc((size_t)T);
+    int32_t *h = malloc((size_t)n * sizeof *h);
+    ck_assert(s.pos && s.flags && h);
+    ck_assert_int_eq(boundary_positions(spec, layer, n_layers, T, s.pos, n), n);
+    s.n = (int)n;
+    ref_boundary_flags(T, s.pos, n, s.flags);
+    for (int i = 0; i < s.n; i++) h[i] = (int32_t)s.pos[i];
+    tu_ok(tensor_alloc(tu_ctx(), &s.t, TENSOR_I32, 1, (int64_t[]){n}));
+    tu_ok(tensor_upload(&s.t, h));
+    free(h);
+    return s;
+}
+
+void tu_bset_free(tu_bset *s) {
+    free(s->pos);
+    free(s->flags);
+    tensor_free(&s->t);
 }
 
 int tu_run(Suite *s) {

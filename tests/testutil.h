@@ -6,6 +6,7 @@
 #include <check.h>
 #include <stdint.h>
 
+#include "ops/boundaries.h"
 #include "ops/ops.h"
 #include "ref/ref.h"
 
@@ -38,6 +39,17 @@ char *tu_slurp(const char *path);
 /* The model cases under tests/golden (scripts write them from PyTorch): names of its sub-folders. */
 extern const char *const tu_golden_cases[];
 extern const int tu_n_golden_cases;
+/* The boundaries of one layer (of n_layers) in [0, T): the positions, per-position flags (1 at a
+ * boundary) and the i32 device tensor the attention ops take. */
+typedef struct tu_bset {
+    int64_t *pos;
+    int n;
+    uint8_t *flags;
+    tensor t;
+} tu_bset;
+tu_bset tu_bset_make(const boundary_spec *spec, int layer, int n_layers, int T);
+void tu_bset_free(tu_bset *s);
+
 /* Runs the suite; returns the process exit code. */
 int tu_run(Suite *s);
 
