@@ -23,7 +23,9 @@
 /* ---- helpers ---- */
 
 /* Boundaries of layer `layer` of 4 in [0, T) from a spec. */
-static tu_bset bset_make(const boundary_spec *spec, int layer, int T) { return tu_bset_make(spec, layer, 4, T); }
+static tu_bset bset_make(const boundary_spec *spec, int layer, int T) {
+    return tu_bset_make(spec, layer, 4, T);
+}
 
 static tensor i32_tensor(int ndim, const int64_t *shape, const int32_t *host) {
     tensor t;
