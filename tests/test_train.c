@@ -137,6 +137,16 @@ static int read_losses(const char *out, double *loss, int cap) {
     return n;
 }
 
+/* Both runs logged exactly `steps` losses, and the same ones bit for bit. */
+static void assert_same_losses(const char *a, const char *b, int steps, const char *what) {
+    double la[64], lb[64];
+    ck_assert_int_le(steps, 64);
+    ck_assert_int_eq(read_losses(a, la, 64), steps);
+    ck_assert_int_eq(read_losses(b, lb, 64), steps);
+    for (int i = 0; i < steps; i++)
+        ck_assert_msg(la[i] == lb[i], "step %d: %.9f, %.9f %s", i + 1, la[i], lb[i], what);
+}
+
 START_TEST(loss_falls_on_a_fixed_text) {
     rt_ctx *ctx = tu_ctx();
     char *out = temp_dir();
@@ -171,11 +181,7 @@ START_TEST(same_seed_gives_the_same_run) {
     tu_ok(train_run(ctx, &c, &h, &o, NULL));
     o.out = b;
     tu_ok(train_run(ctx, &c, &h, &o, NULL));
-    double la[10], lb[10];
-    int na = read_losses(a, la, 10), nb = read_losses(b, lb, 10);
-    ck_assert_int_eq(na, 6);
-    ck_assert_int_eq(nb, 6);
-    for (int i = 0; i < 6; i++) ck_assert_msg(la[i] == lb[i], "step %d: %.9f vs %.9f", i + 1, la[i], lb[i]);
+    assert_same_losses(a, b, 6, "with the same seed");
     free(a);
     free(b);
 }
@@ -201,10 +207,7 @@ START_TEST(binary_token_file_trains_like_the_text) {
     o.out = b;
     o.data = tok;
     tu_ok(train_run(ctx, &c, &h, &o, NULL));
-    double la[5], lb[5];
-    ck_assert_int_eq(read_losses(a, la, 5), 3);
-    ck_assert_int_eq(read_losses(b, lb, 5), 3);
-    for (int i = 0; i < 3; i++) ck_assert_msg(la[i] == lb[i], "step %d: text %.9f, token file %.9f", i + 1, la[i], lb[i]);
+    assert_same_losses(a, b, 3, "(text, token file)");
     /* a truncated token file is refused */
     FILE *f = fopen(tok, "r+b");
     ck_assert_int_eq(ftruncate(fileno(f), 100), 0);
@@ -231,11 +234,7 @@ START_TEST(resume_after_interrupt_continues_exactly) {
     o.stop_at = 0;
     o.resume = 1;
     tu_ok(train_run(ctx, &c, &h, &o, NULL));
-    double a[20], b[20];
-    int na = read_losses(full, a, 20), nb = read_losses(cut, b, 20);
-    ck_assert_int_eq(na, 10);
-    ck_assert_int_eq(nb, 10);
-    for (int i = 0; i < 10; i++) ck_assert_msg(a[i] == b[i], "step %d: %.9f uninterrupted, %.9f resumed", i + 1, a[i], b[i]);
+    assert_same_losses(full, cut, 10, "(uninterrupted, resumed)");
     free(full);
     free(cut);
 }
@@ -301,11 +300,7 @@ START_TEST(kill_9_then_resume_matches_an_uninterrupted_run) {
     o.resume = 0;
     o.out = full;
     tu_ok(train_run(ctx, &c, &h, &o, NULL));
-    double a[20], b[20];
-    int na = read_losses(full, a, 20), nb = read_losses(cut, b, 20);
-    ck_assert_int_eq(na, 14);
-    ck_assert_int_eq(nb, 14);
-    for (int i = 0; i < 14; i++) ck_assert_msg(a[i] == b[i], "step %d: %.9f uninterrupted, %.9f after kill -9", i + 1, a[i], b[i]);
+    assert_same_losses(full, cut, 14, "(uninterrupted, after kill -9)");
     free(full);
     free(cut);
 }
