@@ -93,8 +93,21 @@ const char *attamba_context_last_error(const attamba_context *ctx);
 /* The selected device. Owned by the context. */
 const attamba_device_info *attamba_context_device(const attamba_context *ctx);
 
-/* Bytes currently allocated on the device by this context, and the peak since creation. */
+/* Bytes of device memory in use by this context (weights, caches, activations and the scratch of
+ * calls in flight), and the peak since creation. Scratch buffers kept idle for reuse by later calls
+ * are not counted (like PyTorch's memory_allocated, not memory_reserved). */
 void attamba_context_memory(const attamba_context *ctx, uint64_t *current, uint64_t *peak);
+
+/* What the context has asked of the device since creation: cheap counters, always on. Take two
+ * readings and subtract them to see what one call costs (e.g. per decoded token). */
+typedef struct attamba_counters {
+    uint64_t launches;        /* kernels enqueued */
+    uint64_t allocations;     /* device buffers created (clCreateBuffer) */
+    uint64_t uploads;         /* host -> device writes */
+    uint64_t copies;          /* device -> device buffer copies */
+    uint64_t blocking_reads;  /* host waits for the queue: device -> host reads and clFinish */
+} attamba_counters;
+void attamba_context_counters(const attamba_context *ctx, attamba_counters *out);
 
 /* ---- Models ------------------------------------------------------------------------------- */
 

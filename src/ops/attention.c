@@ -131,8 +131,8 @@ attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const te
     tensor kc = {0}, vc = {0};
     if (compact) {
         int64_t cshape[4] = {B, n_kv_heads, nb, dh};
-        attamba_status s = tensor_alloc_f32(ctx, &kc, 4, cshape);
-        if (s == ATTAMBA_OK) s = tensor_alloc_f32(ctx, &vc, 4, cshape);
+        attamba_status s = tensor_scratch(ctx, &kc, TENSOR_F32, 4, cshape);
+        if (s == ATTAMBA_OK) s = tensor_scratch(ctx, &vc, TENSOR_F32, 4, cshape);
         if (s == ATTAMBA_ERR_OUT_OF_MEMORY && !(opts && opts->compact)) {
             /* Only a default: without room for the copy, read the rows in place. */
             tensor_free(&kc);

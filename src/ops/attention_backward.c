@@ -77,8 +77,8 @@ attamba_status ops_attention_prefill_backward_with(rt_ctx *ctx, const tensor *q,
     /* Per (sequence, head, query): the row log-sum-exp and D = dout . out, from the dq pass. */
     tensor lse = {0}, dsum = {0};
     int64_t sshape[3] = {B, n_heads, T};
-    attamba_status s = tensor_alloc_f32(ctx, &lse, 3, sshape);
-    if (s == ATTAMBA_OK) s = tensor_alloc_f32(ctx, &dsum, 3, sshape);
+    attamba_status s = tensor_scratch(ctx, &lse, TENSOR_F32, 3, sshape);
+    if (s == ATTAMBA_OK) s = tensor_scratch(ctx, &dsum, TENSOR_F32, 3, sshape);
     const tensor *bt = mask->mode == ATTN_COMPRESSED ? mask->boundaries : q; /* q: a buffer never read */
     int bo = mask->mode == ATTN_COMPRESSED ? (int)bt->offset : 0;
     float scale = (float)(1.0 / sqrt((double)dh));

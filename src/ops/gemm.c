@@ -109,7 +109,7 @@ static attamba_status gemm_tiles(rt_ctx *ctx, const gemm_tuning *t, int ta, int 
     if (packed) {
         cl_kernel kp;
         RT_TRY(rt_kernel(ctx, "gemm", opts, "gemm_pack_b", &kp));
-        RT_TRY(tensor_alloc_f32(ctx, &scratch, 2, ((int64_t[]){(int64_t)b_batch * panels * K, nw})));
+        RT_TRY(tensor_scratch(ctx, &scratch, TENSOR_F32, 2, ((int64_t[]){(int64_t)b_batch * panels * K, nw})));
         bt = (gemm_operand){scratch.buf->mem, 0, nw, b->stride ? panels * K * nw : 0, K, nw};
         size_t lp = rt_local_1d(ctx, kp, 64);
         size_t pglobal[3] = {(size_t)K, (size_t)panels, (size_t)b_batch}, plocal[3] = {lp, 1, 1};

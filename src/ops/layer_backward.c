@@ -39,7 +39,7 @@ static attamba_status norm_dw(rt_ctx *ctx, const tensor *dout, const tensor *a, 
     int64_t nblk = (rows + DW_ROWS_PER_BLOCK - 1) / DW_ROWS_PER_BLOCK, n = nblk * C;
     const tensor *zz = z ? z : a; /* a valid buffer for the unused argument */
     tensor part = {0};
-    if (nblk > 1) RT_TRY(tensor_alloc_f32(ctx, &part, 2, ((int64_t[]){nblk, C})));
+    if (nblk > 1) RT_TRY(tensor_scratch(ctx, &part, TENSOR_F32, 2, ((int64_t[]){nblk, C})));
     const tensor *dst = nblk > 1 ? &part : dw;
     rt_arg args[] = {RT_MEM(dst->buf->mem), RT_I32(dst->offset), RT_MEM(dout->buf->mem), RT_I32(dout->offset),
                      RT_MEM(a->buf->mem),   RT_I32(a->offset),   RT_MEM(zz->buf->mem),   RT_I32(zz->offset),
@@ -79,7 +79,7 @@ attamba_status ops_rmsnorm_backward(rt_ctx *ctx, const tensor *x, const tensor *
     if (!dx && !dw) return ATTAMBA_OK;
 
     tensor stats;
-    RT_TRY(tensor_alloc_f32(ctx, &stats, 1, ((int64_t[]){2 * rows})));
+    RT_TRY(tensor_scratch(ctx, &stats, TENSOR_F32, 1, ((int64_t[]){2 * rows})));
     /* Without dw the row kernel writes dx itself; with dw, dx waits until dw has read x and dout. */
     int fused = dx && !dw;
     const tensor *dxa = dx ? dx : x; /* a valid buffer for the unused argument */
@@ -128,7 +128,7 @@ attamba_status ops_gated_rmsnorm_backward(rt_ctx *ctx, const tensor *y, const te
     if (!dy && !dz && !dw) return ATTAMBA_OK;
 
     tensor stats;
-    RT_TRY(tensor_alloc_f32(ctx, &stats, 1, ((int64_t[]){2 * rows})));
+    RT_TRY(tensor_scratch(ctx, &stats, TENSOR_F32, 1, ((int64_t[]){2 * rows})));
     int fused = !dw, want_dy = dy != NULL, want_dz = dz != NULL;
     const tensor *dya = dy ? dy : y, *dza = dz ? dz : y; /* valid buffers for unused arguments */
     rt_arg args[] = {RT_MEM(dya->buf->mem), RT_I32(dya->offset), RT_MEM(dza->buf->mem), RT_I32(dza->offset),
@@ -248,7 +248,7 @@ attamba_status ops_embedding_backward(rt_ctx *ctx, const tensor *ids, const int3
 
     tensor tcsr = {0};
     int64_t len = 2 * (int64_t)n_used + 1 + n_ids;
-    attamba_status s = tensor_alloc(ctx, &tcsr, TENSOR_I32, 1, &len);
+    attamba_status s = tensor_scratch(ctx, &tcsr, TENSOR_I32, 1, &len);
     if (!s) s = tensor_upload(&tcsr, csr);
     free(csr);
     if (!s) {

@@ -76,9 +76,9 @@ attamba_status ops_cross_entropy_mean(rt_ctx *ctx, const tensor *logits, const t
     tensor losses = {0}, sum = {0}, cnt = {0};
     float h_sum = 0;
     int32_t h_cnt[2] = {0, 0};
-    attamba_status s = tensor_alloc_f32(ctx, &losses, rndim, rshape);
-    if (!s) s = tensor_alloc_f32(ctx, &sum, 1, ((int64_t[]){1}));
-    if (!s) s = tensor_alloc(ctx, &cnt, TENSOR_I32, 1, ((int64_t[]){2}));
+    attamba_status s = tensor_scratch(ctx, &losses, TENSOR_F32, rndim, rshape);
+    if (!s) s = tensor_scratch(ctx, &sum, TENSOR_F32, 1, ((int64_t[]){1}));
+    if (!s) s = tensor_scratch(ctx, &cnt, TENSOR_I32, 1, ((int64_t[]){2}));
     if (!s) s = ops_cross_entropy(ctx, logits, targets, ignore_id, &losses, NULL);
     if (!s) {
         cl_kernel k;
@@ -133,8 +133,8 @@ attamba_status ops_cross_entropy_backward(rt_ctx *ctx, const tensor *logits, con
     tensor tmp_loss = {0}, tmp_lse = {0};
     attamba_status s = ATTAMBA_OK;
     if (!lse) {
-        s = tensor_alloc_f32(ctx, &tmp_loss, rndim, rshape);
-        if (!s) s = tensor_alloc_f32(ctx, &tmp_lse, rndim, rshape);
+        s = tensor_scratch(ctx, &tmp_loss, TENSOR_F32, rndim, rshape);
+        if (!s) s = tensor_scratch(ctx, &tmp_lse, TENSOR_F32, rndim, rshape);
         if (!s) s = ops_cross_entropy(ctx, logits, targets, ignore_id, &tmp_loss, &tmp_lse);
         lse = &tmp_lse;
     }
@@ -178,7 +178,7 @@ void sampler_init(sampler *s, float temperature, int top_k, float top_p, uint64_
 static attamba_status sample_greedy(rt_ctx *ctx, const tensor *logits, int rndim, const int64_t *rshape,
                                     int32_t *tokens) {
     tensor out = {0};
-    attamba_status s = tensor_alloc(ctx, &out, TENSOR_I32, rndim, rshape);
+    attamba_status s = tensor_scratch(ctx, &out, TENSOR_I32, rndim, rshape);
     if (!s) s = ops_argmax(ctx, logits, &out);
     if (!s) s = tensor_download(&out, tokens);
     tensor_free(&out);
@@ -205,7 +205,7 @@ attamba_status ops_sample(rt_ctx *ctx, const tensor *logits, sampler *sm, int32_
     tensor dp = {0};
     attamba_status s = probs && row && order ? ATTAMBA_OK
                                              : rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "%s: out of host memory", op);
-    if (!s) s = tensor_alloc_f32(ctx, &dp, logits->ndim, logits->shape);
+    if (!s) s = tensor_scratch(ctx, &dp, TENSOR_F32, logits->ndim, logits->shape);
     if (!s) {
         rt_arg args[] = {RT_MEM(logits->buf->mem), RT_I32(logits->offset), RT_I32(V),
                          RT_F32(1.0f / sm->temperature), RT_MEM(dp.buf->mem), RT_I32(0), RT_LOCAL(0)};

@@ -43,7 +43,7 @@ attamba_status ops_sum_squares_with(rt_ctx *ctx, ops_sumsq_split split, const te
     tensor part = {0};
     float result = 0;
     /* part[1 .. items] holds the partial sums; one group then adds them into part[0]. */
-    attamba_status s = tensor_alloc_f32(ctx, &part, 1, (int64_t[]){(int64_t)items + 1});
+    attamba_status s = tensor_scratch(ctx, &part, TENSOR_F32, 1, (int64_t[]){(int64_t)items + 1});
     if (!s) {
         rt_arg args[] = {RT_MEM(x->buf->mem), RT_I32(x->offset), RT_I32(n), RT_I32(chunk), RT_MEM(part.buf->mem),
                          RT_I32(1)};
@@ -97,7 +97,7 @@ attamba_status ops_sum_rows(rt_ctx *ctx, const tensor *x, tensor *out) {
     P = (R + rpc - 1) / rpc;
     if (P == 1) return sum_rows_launch(ctx, x->buf->mem, x->offset, R, C, 1, R, out->buf->mem, out->offset, 1);
     tensor part = {0};
-    attamba_status s = tensor_alloc_f32(ctx, &part, 2, ((int64_t[]){P, C}));
+    attamba_status s = tensor_scratch(ctx, &part, TENSOR_F32, 2, ((int64_t[]){P, C}));
     if (!s) s = sum_rows_launch(ctx, x->buf->mem, x->offset, R, C, P, rpc, part.buf->mem, 0, 0);
     if (!s) s = sum_rows_launch(ctx, part.buf->mem, 0, P, C, 1, P, out->buf->mem, out->offset, 1);
     tensor_free(&part); /* released once the queued kernels are done with it */

@@ -244,9 +244,9 @@ attamba_status ops_ssm_scan_with(rt_ctx *ctx, ops_ssm_path path, int block, cons
     cl_int hpg = (cl_int)(nh / in.G);
     /* scratch: (dt, exp(dt A)) per (b, t, h); chunked adds block end states and block decays */
     tensor dd = {0}, states = {0}, dec = {0};
-    attamba_status s = tensor_alloc_f32(ctx, &dd, 1, (int64_t[]){B * T * nh * 2});
-    if (!s && path == OPS_SSM_CHUNKED) s = tensor_alloc_f32(ctx, &states, 1, (int64_t[]){B * nblk * nh * p * N});
-    if (!s && path == OPS_SSM_CHUNKED) s = tensor_alloc_f32(ctx, &dec, 1, (int64_t[]){B * nblk * nh});
+    attamba_status s = tensor_scratch(ctx, &dd, TENSOR_F32, 1, (int64_t[]){B * T * nh * 2});
+    if (!s && path == OPS_SSM_CHUNKED) s = tensor_scratch(ctx, &states, TENSOR_F32, 1, (int64_t[]){B * nblk * nh * p * N});
+    if (!s && path == OPS_SSM_CHUNKED) s = tensor_scratch(ctx, &dec, TENSOR_F32, 1, (int64_t[]){B * nblk * nh});
     if (!s) {
         rt_arg da[] = {RT_MEM(dd.buf->mem), RT_MEM(in.dt.mem), (rt_arg){sizeof(cl_int), &in.dt.off},
                        (rt_arg){sizeof(cl_int), &in.dt.rs}, (rt_arg){sizeof(cl_int), &in.dt.bs}, RT_MEM(in.bias_mem),
@@ -383,7 +383,7 @@ attamba_status ops_conv1d_backward(rt_ctx *ctx, const tensor *x, const tensor *w
     tensor g = {0}, part = {0};
     attamba_status s = ATTAMBA_OK;
     if (silu) { /* g = dL/d(pre-activation) once, then read like dout */
-        s = tensor_alloc_f32(ctx, &g, 1, (int64_t[]){B * T * C});
+        s = tensor_scratch(ctx, &g, TENSOR_F32, 1, (int64_t[]){B * T * C});
         if (!s) {
             rt_arg a[] = {RT_MEM(g.buf->mem), RT_MEM(xi.mem), RT_I32(xi.off), RT_I32(xi.rs), RT_I32(xi.bs),
                           RT_MEM(w->buf->mem), RT_I32(w->offset), RT_MEM(seg_start->buf->mem),
@@ -399,7 +399,7 @@ attamba_status ops_conv1d_backward(rt_ctx *ctx, const tensor *x, const tensor *w
                       RT_I32(gi.off), RT_I32(gi.rs), RT_I32(gi.bs), RT_I32(B), RT_I32(T), RT_I32(C)};
         s = ops_launch_1d(ctx, "conv1d", opts, "conv1d_bwd_dx", B * T * C, (int)CORE_LEN(a), a);
     }
-    if (!s && dw) s = tensor_alloc_f32(ctx, &part, 1, (int64_t[]){nk * C * W});
+    if (!s && dw) s = tensor_scratch(ctx, &part, TENSOR_F32, 1, (int64_t[]){nk * C * W});
     if (!s && dw) {
         rt_arg a[] = {RT_MEM(part.buf->mem), RT_MEM(xi.mem), RT_I32(xi.off), RT_I32(xi.rs), RT_I32(xi.bs),
                       RT_MEM(seg_start->buf->mem), RT_I32(seg_start->offset), RT_MEM(gi.mem), RT_I32(gi.off),
@@ -467,10 +467,10 @@ attamba_status ops_ssm_scan_backward(rt_ctx *ctx, const tensor *xs, const tensor
     snprintf(opts, sizeof opts, "-DSSM_N=%d -DSSM_P=%d", (int)N, (int)p);
     cl_int hpg = (cl_int)(nh / in.G), Q = BWD_BLOCK, nblk = (cl_int)((T + Q - 1) / Q);
     tensor dd = {0}, dch = {0}, u = {0}, tok = {0};
-    attamba_status s = tensor_alloc_f32(ctx, &dd, 1, (int64_t[]){B * T * nh * 4});
-    if (!s && want_cols) s = tensor_alloc_f32(ctx, &dch, 1, (int64_t[]){B * T * nh * N});
-    if (!s && want_cols) s = tensor_alloc_f32(ctx, &u, 1, (int64_t[]){B * T * nh * N});
-    if (!s && want_tok) s = tensor_alloc_f32(ctx, &tok, 1, (int64_t[]){B * T * nh * 4});
+    attamba_status s = tensor_scratch(ctx, &dd, TENSOR_F32, 1, (int64_t[]){B * T * nh * 4});
+    if (!s && want_cols) s = tensor_scratch(ctx, &dch, TENSOR_F32, 1, (int64_t[]){B * T * nh * N});
+    if (!s && want_cols) s = tensor_scratch(ctx, &u, TENSOR_F32, 1, (int64_t[]){B * T * nh * N});
+    if (!s && want_tok) s = tensor_scratch(ctx, &tok, TENSOR_F32, 1, (int64_t[]){B * T * nh * 4});
     if (s) goto done;
     {
         rt_arg a[16];

@@ -56,7 +56,11 @@ struct rt_ctx {
     rt_program *programs;
     int n_programs, cap_programs;
     rt_cache_stats cache;
-    uint64_t mem_current, mem_peak;
+    uint64_t mem_current, mem_peak;  /* bytes of live tensors (idle pooled scratch excluded) */
+    uint64_t mem_pool_idle;          /* bytes of idle scratch buffers kept in the pool */
+    attamba_counters counters; /* launches, buffer creations, copies, blocking reads */
+    struct rt_pooled *pool;    /* scratch buffers kept for reuse (tensor_scratch) */
+    int n_pool;
     uint64_t mem_limit;        /* 0 = the device's global memory */
     int profiling;             /* per-kernel timing through profiling events */
     int gemm_clblast_broken;   /* CLBlast failed here once: ops_gemm uses the own kernel */
@@ -129,7 +133,31 @@ size_t rt_local_1d(rt_ctx *ctx, cl_kernel k, size_t cap);
 size_t rt_round_up(size_t x, size_t m);
 attamba_status rt_finish(rt_ctx *ctx);
 
-/* Profiling report: one line per kernel label, sorted by total time. */
+/* Profiling report: one line per kernel label, sorted by total time, then the counters. */
 void rt_profile_print(const rt_ctx *ctx, void *file /* FILE* */);
+
+/* ---- device buffers (the only place that creates, reads, writes or copies them) ---- */
+/* A new buffer, refused with ATTAMBA_ERR_OUT_OF_MEMORY beyond the device's largest allocation or
+ * its memory; counted in the context's memory until rt_buffer_release. */
+attamba_status rt_buffer_create(rt_ctx *ctx, size_t bytes, cl_mem *out);
+void rt_buffer_release(rt_ctx *ctx, cl_mem mem, size_t bytes);
+/* Blocking write (the host memory may be reused on return) and blocking read. */
+attamba_status rt_buffer_write(rt_ctx *ctx, cl_mem mem, size_t offset, size_t bytes, const void *host);
+attamba_status rt_buffer_read(rt_ctx *ctx, cl_mem mem, size_t offset, size_t bytes, void *host);
+attamba_status rt_buffer_copy(rt_ctx *ctx, cl_mem src, size_t src_offset, cl_mem dst, size_t dst_offset,
+                              size_t bytes);
+
+/* The scratch pool: device buffers released by tensor_scratch views wait here, on the device,
+ * for the next request that fits, so a call repeated at a size already seen creates no buffer.
+ * Reuse right after release is safe because every command goes through one in-order queue. */
+typedef struct rt_pooled {
+    cl_mem mem;
+    size_t bytes;
+    int busy;
+} rt_pooled;
+/* A buffer of at least `bytes`: a free pooled one (the smallest that fits), else a new one. */
+attamba_status rt_pool_acquire(rt_ctx *ctx, size_t bytes, cl_mem *mem, size_t *capacity);
+void rt_pool_release(rt_ctx *ctx, cl_mem mem);
+void rt_pool_destroy(rt_ctx *ctx);
 
 #endif

@@ -48,6 +48,7 @@ attamba_status rt_launch(rt_ctx *ctx, cl_kernel k, const char *label, cl_uint di
     cl_event ev = NULL;
     cl_int err = clEnqueueNDRangeKernel(ctx->queue, k, dims, NULL, g, local, 0, NULL,
                                         ctx->profiling ? &ev : NULL);
+    ctx->counters.launches++;
     if (err != CL_SUCCESS) {
         char what[160];
         snprintf(what, sizeof what, "launching %s", label);
@@ -64,7 +65,10 @@ attamba_status rt_launch(rt_ctx *ctx, cl_kernel k, const char *label, cl_uint di
     return ATTAMBA_OK;
 }
 
-attamba_status rt_finish(rt_ctx *ctx) { return rt_check(ctx, clFinish(ctx->queue), "clFinish"); }
+attamba_status rt_finish(rt_ctx *ctx) {
+    ctx->counters.blocking_reads++;
+    return rt_check(ctx, clFinish(ctx->queue), "clFinish");
+}
 
 static int by_time(const void *a, const void *b) {
     double x = ((const rt_profile_entry *)a)->seconds, y = ((const rt_profile_entry *)b)->seconds;
@@ -86,4 +90,8 @@ void rt_profile_print(const rt_ctx *ctx, void *file) {
         fprintf(f, "%-32s %10llu %12.3f %12.1f\n", sorted[i].name, (unsigned long long)sorted[i].launches,
                 1e3 * sorted[i].seconds, 1e6 * sorted[i].seconds / (double)sorted[i].launches);
     free(sorted);
+    const attamba_counters *c = &ctx->counters;
+    fprintf(f, "counters: %llu launches, %llu buffers created, %llu uploads, %llu device copies, %llu blocking reads\n",
+            (unsigned long long)c->launches, (unsigned long long)c->allocations, (unsigned long long)c->uploads,
+            (unsigned long long)c->copies, (unsigned long long)c->blocking_reads);
 }

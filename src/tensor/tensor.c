@@ -49,7 +49,7 @@ static void set_contiguous_strides(tensor *t) {
     }
 }
 
-attamba_status tensor_alloc(rt_ctx *ctx, tensor *out, tensor_dtype dtype, int ndim, const int64_t *shape) {
+static attamba_status alloc(rt_ctx *ctx, tensor *out, tensor_dtype dtype, int ndim, const int64_t *shape, int pooled) {
     memset(out, 0, sizeof *out);
     if (ndim < 1 || ndim > TENSOR_MAX_DIMS)
         return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "tensor_alloc: %d dims (1..%d allowed)", ndim, TENSOR_MAX_DIMS);
@@ -66,31 +66,17 @@ attamba_status tensor_alloc(rt_ctx *ctx, tensor *out, tensor_dtype dtype, int nd
                            (long long)numel, INT32_MAX);
     }
     size_t bytes = (size_t)numel * tensor_dtype_size(dtype);
-    const attamba_device_info *di = &ctx->dev.info;
-    uint64_t limit = ctx->mem_limit ? ctx->mem_limit : di->global_mem_bytes;
-    if (di->max_alloc_bytes && bytes > di->max_alloc_bytes)
-        return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY,
-                       "device out of memory: a tensor of %zu bytes exceeds %s's largest allocation "
-                       "(%llu bytes)", bytes, di->name, (unsigned long long)di->max_alloc_bytes);
-    if (limit && ctx->mem_current + bytes > limit)
-        return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY,
-                       "device out of memory: %zu more bytes with %llu in use exceeds %llu available on %s",
-                       bytes, (unsigned long long)ctx->mem_current, (unsigned long long)limit, di->name);
     tensor_buffer *b = calloc(1, sizeof *b);
     if (!b) return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
-    cl_int err;
-    b->mem = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
-    if (err != CL_SUCCESS) {
+    attamba_status s = pooled ? rt_pool_acquire(ctx, bytes, &b->mem, &bytes) : rt_buffer_create(ctx, bytes, &b->mem);
+    if (s) {
         free(b);
-        char what[96];
-        snprintf(what, sizeof what, "allocating %zu bytes on the device", bytes);
-        return rt_check(ctx, err, what);
+        return s;
     }
     b->ctx = ctx;
     b->bytes = bytes;
     b->refs = 1;
-    ctx->mem_current += bytes;
-    if (ctx->mem_current > ctx->mem_peak) ctx->mem_peak = ctx->mem_current;
+    b->pooled = pooled;
     out->buf = b;
     out->dtype = dtype;
     out->ndim = ndim;
@@ -99,11 +85,19 @@ attamba_status tensor_alloc(rt_ctx *ctx, tensor *out, tensor_dtype dtype, int nd
     return ATTAMBA_OK;
 }
 
+attamba_status tensor_alloc(rt_ctx *ctx, tensor *out, tensor_dtype dtype, int ndim, const int64_t *shape) {
+    return alloc(ctx, out, dtype, ndim, shape, 0);
+}
+
+attamba_status tensor_scratch(rt_ctx *ctx, tensor *out, tensor_dtype dtype, int ndim, const int64_t *shape) {
+    return alloc(ctx, out, dtype, ndim, shape, 1);
+}
+
 void tensor_free(tensor *t) {
     tensor_buffer *b = t->buf;
     if (b && --b->refs == 0) {
-        clReleaseMemObject(b->mem);
-        b->ctx->mem_current -= b->bytes;
+        if (b->pooled) rt_pool_release(b->ctx, b->mem);
+        else rt_buffer_release(b->ctx, b->mem, b->bytes);
         free(b);
     }
     memset(t, 0, sizeof *t);
@@ -142,10 +136,8 @@ attamba_status tensor_copy(tensor *dst, const tensor *src) {
     size_t es = tensor_dtype_size(src->dtype);
     if (tensor_is_contiguous(dst) && tensor_is_contiguous(src)) {
         size_t bytes = (size_t)tensor_numel(src) * es;
-        return rt_check(ctx, clEnqueueCopyBuffer(ctx->queue, src->buf->mem, dst->buf->mem,
-                                                 (size_t)src->offset * es, (size_t)dst->offset * es, bytes,
-                                                 0, NULL, NULL),
-                        "tensor_copy");
+        return rt_buffer_copy(ctx, src->buf->mem, (size_t)src->offset * es, dst->buf->mem, (size_t)dst->offset * es,
+                              bytes);
     }
     int s[4], ds[4], ss[4];
     dims4(dst, s, ds);
@@ -185,9 +177,7 @@ attamba_status tensor_upload(tensor *t, const void *host) {
     rt_ctx *ctx = t->buf->ctx;
     size_t es = tensor_dtype_size(t->dtype), bytes = (size_t)tensor_numel(t) * es;
     if (tensor_is_contiguous(t))
-        return rt_check(ctx, clEnqueueWriteBuffer(ctx->queue, t->buf->mem, CL_TRUE, (size_t)t->offset * es,
-                                                  bytes, host, 0, NULL, NULL),
-                        "tensor_upload");
+        return rt_buffer_write(ctx, t->buf->mem, (size_t)t->offset * es, bytes, host);
     tensor tmp;
     RT_TRY(tensor_alloc(ctx, &tmp, t->dtype, t->ndim, t->shape));
     attamba_status s = tensor_upload(&tmp, host);
@@ -201,9 +191,7 @@ attamba_status tensor_download(const tensor *t, void *host) {
     rt_ctx *ctx = t->buf->ctx;
     size_t es = tensor_dtype_size(t->dtype), bytes = (size_t)tensor_numel(t) * es;
     if (tensor_is_contiguous(t))
-        return rt_check(ctx, clEnqueueReadBuffer(ctx->queue, t->buf->mem, CL_TRUE, (size_t)t->offset * es,
-                                                 bytes, host, 0, NULL, NULL),
-                        "tensor_download");
+        return rt_buffer_read(ctx, t->buf->mem, (size_t)t->offset * es, bytes, host);
     tensor tmp;
     RT_TRY(tensor_contiguous(t, &tmp));
     attamba_status s = tensor_download(&tmp, host);

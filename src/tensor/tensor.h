@@ -17,6 +17,7 @@ typedef struct tensor_buffer {
     cl_mem mem;
     size_t bytes;
     int refs;
+    int pooled;     /* from the context's scratch pool: returned there, not released */
 } tensor_buffer;
 
 typedef struct tensor {
@@ -34,6 +35,9 @@ const char *tensor_dtype_name(tensor_dtype t);
 /* A new contiguous tensor. Refuses sizes over the device's single-allocation limit or the memory
  * left on the device with ATTAMBA_ERR_OUT_OF_MEMORY. Contents are undefined. */
 attamba_status tensor_alloc(rt_ctx *ctx, tensor *out, tensor_dtype dtype, int ndim, const int64_t *shape);
+/* The same from the context's scratch pool (rt_pool_acquire): for temporaries released soon, such
+ * as an op's scratch. A call repeated at a size the pool has seen creates no device buffer. */
+attamba_status tensor_scratch(rt_ctx *ctx, tensor *out, tensor_dtype dtype, int ndim, const int64_t *shape);
 /* Shorthands for up to 4 dims: tensor_alloc_f32(ctx, &t, 2, (int64_t[]){M, N}). */
 #define tensor_alloc_f32(ctx, out, ndim, shape) tensor_alloc((ctx), (out), TENSOR_F32, (ndim), (shape))
 /* Drops this tensor's reference; the buffer goes when its last view does. Safe on empty tensors. */
