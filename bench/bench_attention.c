@@ -148,7 +148,7 @@ int bench_attention_main(int argc, char **argv) {
         }
         double flop_per_visit = 4.0 * dh * H * B;
         int64_t dense_visits = (int64_t)T * (T + 1) / 2;
-        attn_run r = {ctx, &d.q, &d.k, &d.v, &d.out, H, {ATTN_CAUSAL, 0, NULL}};
+        attn_run r = {ctx, &d.q, &d.k, &d.v, &d.out, H, {ATTN_CAUSAL, 0, NULL, 0}};
         double ms_dense = -1;
         if (T <= dense_max) {
             double s = bench_time(run_prefill, &r, 2, seconds);
@@ -181,7 +181,7 @@ int bench_attention_main(int argc, char **argv) {
                         rc = cli_error("bench attention", "%s", ctx->err);
                         goto next;
                     }
-                    r.mask = (attn_mask){ATTN_COMPRESSED, L, &tb};
+                    r.mask = (attn_mask){ATTN_COMPRESSED, L, &tb, 0};
                     double s = bench_time(run_prefill, &r, 2, seconds);
                     if (s < 0) {
                         rc = cli_error("bench attention", "compressed T=%d P=%d L=%d: %s", T, P, L, ctx->err);

@@ -312,3 +312,27 @@ __kernel void attn_gather_heads(__global float *out, __global const float *src, 
     int d = i % DH, r = (i / DH) % nb, h = (i / (DH * nb)) % Hkv, b = i / (DH * nb * Hkv);
     out[i] = src[so + (b * T + bnd[bo + r]) * Hkv * DH + h * DH + d];
 }
+
+/* Decode, one step: k, v [B, C] go to the ring (slot pos % R) and, where store[b] >= 0, to the
+ * store's row store[b] with their position; nb[b] becomes store[b] + 1. Work-item (b, c) writes
+ * element c; the c == 0 ones also write the position and the count. Global B*C. */
+__kernel void kv_append(__global const float *k, int ko, __global const float *v, int vo,
+                        __global const int *pos, int po, __global const int *store, int so,
+                        __global float *kr, int kro, __global float *vr, int vro, int R,
+                        __global float *kb, int kbo, __global float *vb, int vbo, int cap,
+                        __global int *bpos, int bpo, __global int *nb, int nbo, int C, int total) {
+    int i = get_global_id(0);
+    if (i >= total) return;
+    int c = i % C, b = i / C, p = pos[po + b], row = store[so + b];
+    float kv = k[ko + i], vv = v[vo + i];
+    int slot = (b * R + p % R) * C + c;
+    kr[kro + slot] = kv;
+    vr[vro + slot] = vv;
+    if (row < 0 || row >= cap) return;
+    kb[kbo + (b * cap + row) * C + c] = kv;
+    vb[vbo + (b * cap + row) * C + c] = vv;
+    if (c == 0) {
+        bpos[bpo + b * cap + row] = p;
+        nb[nbo + b] = row + 1;
+    }
+}

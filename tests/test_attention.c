@@ -69,7 +69,7 @@ static int64_t qkv_nout(const qkv *x) { return (int64_t)x->B * x->T * x->H * x->
 
 /* Runs the kernel (variant opts, NULL = default) and returns the downloaded output. */
 static float *run_prefill(qkv *x, attn_mode mode, int window, const tu_bset *bs, const attn_prefill_opts *opts) {
-    attn_mask m = {mode, window, bs ? &bs->t : NULL};
+    attn_mask m = {mode, window, bs ? &bs->t : NULL, 0};
     tu_ok(ops_attention_prefill_with(tu_ctx(), &x->tq, &x->tk, &x->tv, x->H, x->Hkv, &m, opts, &x->out));
     return tu_download(&x->out);
 }
@@ -332,6 +332,49 @@ START_TEST(gather_rows_copies_the_indexed_rows) {
 }
 END_TEST
 
+/* ---- kv append ---- */
+
+static int32_t *tu_download_i32(const tensor *t) {
+    int32_t *h = malloc((size_t)tensor_numel(t) * sizeof *h);
+    tu_ok(tensor_download(t, h));
+    return h;
+}
+
+START_TEST(kv_append_writes_the_ring_and_the_chosen_store_rows) {
+    /* awkward sizes: C not a multiple of 4, a ring of 3, one sequence storing nothing, one storing
+     * in its last row, one wrapping the ring */
+    const int B = 3, C = 7, R = 3, cap = 5;
+    float *k = tu_random(B * C, 5, -1, 1), *v = tu_random(B * C, 6, -1, 1);
+    float *kr = tu_random(B * R * C, 7, -1, 1), *vr = tu_random(B * R * C, 8, -1, 1);
+    float *kb = tu_random(B * cap * C, 9, -1, 1), *vb = tu_random(B * cap * C, 10, -1, 1);
+    int32_t pos[3] = {0, 11, 4}, store[3] = {0, -1, 4}, bpos[15], nb[3] = {9, 9, 9};
+    for (int i = 0; i < B * cap; i++) bpos[i] = -7;
+    tensor tk = tu_tensor(2, ((int64_t[]){B, C}), k), tv = tu_tensor(2, ((int64_t[]){B, C}), v);
+    tensor tkr = tu_tensor(3, ((int64_t[]){B, R, C}), kr), tvr = tu_tensor(3, ((int64_t[]){B, R, C}), vr);
+    tensor tkb = tu_tensor(3, ((int64_t[]){B, cap, C}), kb), tvb = tu_tensor(3, ((int64_t[]){B, cap, C}), vb);
+    tensor tp = i32_tensor(1, ((int64_t[]){B}), pos), ts = i32_tensor(1, ((int64_t[]){B}), store);
+    tensor tbp = i32_tensor(2, ((int64_t[]){B, cap}), bpos), tnb = i32_tensor(1, ((int64_t[]){B}), nb);
+    tu_ok(ops_kv_append(tu_ctx(), &tk, &tv, &tp, &ts, &tkr, &tvr, &tkb, &tvb, &tbp, &tnb));
+    ref_kv_append(B, C, R, cap, k, v, pos, store, kr, vr, kb, vb, bpos, nb);
+    float *got[4] = {tu_download(&tkr), tu_download(&tvr), tu_download(&tkb), tu_download(&tvb)};
+    tu_assert_close(got[0], kr, B * R * C, 0, 0, "ring keys");
+    tu_assert_close(got[1], vr, B * R * C, 0, 0, "ring values");
+    tu_assert_close(got[2], kb, B * cap * C, 0, 0, "stored keys");
+    tu_assert_close(got[3], vb, B * cap * C, 0, 0, "stored values");
+    int32_t *gp = tu_download_i32(&tbp), *gn = tu_download_i32(&tnb);
+    for (int i = 0; i < B * cap; i++) ck_assert_int_eq(gp[i], bpos[i]);
+    for (int b = 0; b < B; b++) ck_assert_int_eq(gn[b], nb[b]);
+    ck_assert_int_eq(gn[1], 9); /* not stored: the count is left alone */
+    /* a store row is refused as a shape mismatch, never written out of bounds */
+    tensor bad = tu_zeros(3, ((int64_t[]){B, cap, C + 1}));
+    ck_assert_int_eq(ops_kv_append(tu_ctx(), &tk, &tv, &tp, &ts, &tkr, &tvr, &bad, &tvb, &tbp, &tnb), ATTAMBA_ERR_SHAPE);
+    tensor *all[] = {&tk, &tv, &tkr, &tvr, &tkb, &tvb, &tp, &ts, &tbp, &tnb, &bad};
+    for (size_t i = 0; i < CORE_LEN(all); i++) tensor_free(all[i]);
+    for (int i = 0; i < 4; i++) free(got[i]);
+    free(gp), free(gn), free(k), free(v), free(kr), free(vr), free(kb), free(vb);
+}
+END_TEST
+
 /* ---- bad arguments ---- */
 
 static void expect_fail(attamba_status s, attamba_status want, const char *needle) {
@@ -342,22 +385,22 @@ static void expect_fail(attamba_status s, attamba_status want, const char *needl
 START_TEST(bad_arguments_return_a_status_and_a_message) {
     rt_ctx *ctx = tu_ctx();
     qkv x = qkv_make(1, 10, 4, 2, 8, 5);
-    attn_mask causal = {ATTN_CAUSAL, 0, NULL};
+    attn_mask causal = {ATTN_CAUSAL, 0, NULL, 0};
     expect_fail(ops_attention_prefill(ctx, &x.tq, &x.tk, &x.tv, 4, 3, &causal, &x.out), ATTAMBA_ERR_INVALID_ARG,
                 "multiple of n_kv_heads");
     /* k built for Hkv = 2 passed as Hkv = 1 (mismatched shapes) */
     expect_fail(ops_attention_prefill(ctx, &x.tq, &x.tk, &x.tv, 4, 1, &causal, &x.out), ATTAMBA_ERR_SHAPE, "k");
     expect_fail(ops_attention_prefill(ctx, &x.tq, &x.tk, &x.tv, 4, 2, &causal, &x.tk), ATTAMBA_ERR_SHAPE, "out");
-    attn_mask neg = {ATTN_SLIDING, -1, NULL};
+    attn_mask neg = {ATTN_SLIDING, -1, NULL, 0};
     expect_fail(ops_attention_prefill(ctx, &x.tq, &x.tk, &x.tv, 4, 2, &neg, &x.out), ATTAMBA_ERR_INVALID_ARG,
                 "window -1");
-    attn_mask missing = {ATTN_COMPRESSED, 2, NULL};
+    attn_mask missing = {ATTN_COMPRESSED, 2, NULL, 0};
     expect_fail(ops_attention_prefill(ctx, &x.tq, &x.tk, &x.tv, 4, 2, &missing, &x.out), ATTAMBA_ERR_INVALID_ARG,
                 "boundaries");
     int32_t unsorted[3] = {0, 5, 3}, nozero[2] = {1, 5}, beyond[2] = {0, 10};
     tensor tu = i32_tensor(1, ((int64_t[]){3}), unsorted), tz = i32_tensor(1, ((int64_t[]){2}), nozero);
     tensor tb = i32_tensor(1, ((int64_t[]){2}), beyond);
-    attn_mask m = {ATTN_COMPRESSED, 2, &tu};
+    attn_mask m = {ATTN_COMPRESSED, 2, &tu, 0};
     expect_fail(ops_attention_prefill(ctx, &x.tq, &x.tk, &x.tv, 4, 2, &m, &x.out), ATTAMBA_ERR_INVALID_ARG,
                 "increasing");
     m.boundaries = &tz;
@@ -411,6 +454,7 @@ int main(void) {
     tcase_add_test(t, key_visits_match_the_closed_form);
     tcase_add_loop_test(t, decode_token_by_token_equals_prefill_rows, 0, N_DCASES);
     tcase_add_test(t, gather_rows_copies_the_indexed_rows);
+    tcase_add_test(t, kv_append_writes_the_ring_and_the_chosen_store_rows);
     tcase_add_test(t, bad_arguments_return_a_status_and_a_message);
     suite_add_tcase(s, t);
     return tu_run(s);

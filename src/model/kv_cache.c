@@ -1,12 +1,11 @@
-/* The compressed KV cache (SPEC 4) and the decode step that reads and extends it. */
+/* The compressed KV cache (SPEC 4): what it holds, how a prefill fills it, and its byte counts.
+ * The decode step that extends it is decode.c. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "kv_cache.h"
 #include "ops/attention.h"
-#include "ops/layer.h"
 #include "ops/ops.h"
-#include "ops/ssm.h"
 
 static int64_t kv_width(const model_config *c) { return (int64_t)c->n_kv_heads * c->head_dim; }
 
@@ -14,8 +13,7 @@ static int stores_all(const model_config *c) {
     return c->kind == MODEL_TRANSFORMER || (c->kind == MODEL_ATTAMBA && c->pseudo);
 }
 
-/* Whether layer l stores position p in the boundary store. */
-static int is_stored(const kv_cache *c, int l, int64_t p) {
+int kv_cache_stores(const kv_cache *c, int l, int64_t p) {
     const model_config *cfg = &c->m->cfg;
     if (c->store_all) return 1;
     if (cfg->kind != MODEL_ATTAMBA) return 0;
@@ -47,7 +45,8 @@ attamba_status kv_cache_create(model *m, int B, int64_t max_tokens, kv_cache **o
     }
     c->pos = calloc((size_t)B, sizeof *c->pos);
     c->layers = calloc((size_t)cfg->n_layers, sizeof *c->layers);
-    attamba_status s = c->pos && c->layers ? ATTAMBA_OK : rt_fail(m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+    c->step_host = malloc((size_t)(2 + 2 * cfg->n_layers) * (size_t)B * sizeof *c->step_host);
+    attamba_status s = c->pos && c->layers && c->step_host ? ATTAMBA_OK : rt_fail(m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
     int64_t kvw = kv_width(cfg), E = cfg->ssm_inner, GN = (int64_t)cfg->ssm_groups * cfg->ssm_state;
     for (int l = 0; l < cfg->n_layers && !s; l++) {
         kv_layer *L = &c->layers[l];
@@ -57,14 +56,14 @@ attamba_status kv_cache_create(model *m, int B, int64_t max_tokens, kv_cache **o
         if (!s) s = tensor_alloc(m->ctx, &L->bpos, TENSOR_I32, 2, ((int64_t[]){B, c->cap}));
         if (!s) s = tensor_alloc(m->ctx, &L->nb, TENSOR_I32, 1, ((int64_t[]){B}));
         if (!s) s = tensor_fill(&L->nb, 0);
+        if (!s) s = tensor_fill(&L->bpos, 0);
         if (!s) s = tensor_alloc_f32(m->ctx, &L->kr, 3, ((int64_t[]){B, c->R, kvw}));
         if (!s) s = tensor_alloc_f32(m->ctx, &L->vr, 3, ((int64_t[]){B, c->R, kvw}));
         if (cfg->kind != MODEL_ATTAMBA) continue;
         for (int i = 0; i < 2 && !s; i++) {
-            int64_t widths[3] = {E, GN, GN};
-            for (int j = 0; j < 3 && !s && cfg->ssm_conv > 1; j++) {
-                s = tensor_alloc_f32(m->ctx, &L->conv[i][j], 3, ((int64_t[]){B, cfg->ssm_conv - 1, widths[j]}));
-                if (!s) s = tensor_fill(&L->conv[i][j], 0.0);
+            if (cfg->ssm_conv > 1) {
+                s = tensor_alloc_f32(m->ctx, &L->conv[i], 3, ((int64_t[]){B, cfg->ssm_conv - 1, E + 2 * GN}));
+                if (!s) s = tensor_fill(&L->conv[i], 0.0);
             }
             if (!s)
                 s = tensor_alloc_f32(m->ctx, &L->state[i], 4,
@@ -84,12 +83,12 @@ void kv_cache_destroy(kv_cache *c) {
     if (!c) return;
     for (int l = 0; c->layers && l < c->m->cfg.n_layers; l++) {
         kv_layer *L = &c->layers[l];
-        tensor *all[] = {&L->kb, &L->vb, &L->bpos, &L->nb, &L->kr, &L->vr, &L->state[0], &L->state[1]};
+        tensor *all[] = {&L->kb, &L->vb, &L->bpos, &L->nb, &L->kr, &L->vr, &L->state[0], &L->state[1], &L->conv[0], &L->conv[1]};
         for (size_t i = 0; i < CORE_LEN(all); i++) tensor_free(all[i]);
-        for (int i = 0; i < 2; i++)
-            for (int j = 0; j < 3; j++) tensor_free(&L->conv[i][j]);
         free(L->nb_host);
     }
+    model_workspace_free(&c->ws);
+    free(c->step_host);
     free(c->layers);
     free(c->pos);
     free(c);
@@ -112,8 +111,7 @@ int64_t kv_cache_bytes_used(const kv_cache *c, int b) {
         int64_t rows = L->nb_host[b] + (c->store_all ? 0 : CORE_MIN(c->pos[b], (int64_t)c->R));
         total += rows * 2 * kvw * 4;
         for (int i = 0; i < 2; i++) {
-            for (int j = 0; j < 3; j++)
-                if (L->conv[i][j].buf) total += L->conv[i][j].shape[1] * L->conv[i][j].shape[2] * 4;
+            if (L->conv[i].buf) total += L->conv[i].shape[1] * L->conv[i].shape[2] * 4;
             if (L->state[i].buf) total += tensor_numel(&L->state[i]) / c->B * 4;
         }
     }
@@ -124,12 +122,9 @@ int64_t kv_cache_bytes_allocated(const kv_cache *c) {
     int64_t total = 0;
     for (int l = 0; l < c->m->cfg.n_layers; l++) {
         const kv_layer *L = &c->layers[l];
-        const tensor *all[] = {&L->kb, &L->vb, &L->bpos, &L->nb, &L->kr, &L->vr, &L->state[0], &L->state[1]};
+        const tensor *all[] = {&L->kb, &L->vb, &L->bpos, &L->nb, &L->kr, &L->vr, &L->state[0], &L->state[1], &L->conv[0], &L->conv[1]};
         for (size_t i = 0; i < CORE_LEN(all); i++)
             if (all[i]->buf) total += tensor_numel(all[i]) * (int64_t)tensor_dtype_size(all[i]->dtype);
-        for (int i = 0; i < 2; i++)
-            for (int j = 0; j < 3; j++)
-                if (L->conv[i][j].buf) total += tensor_numel(&L->conv[i][j]) * 4;
     }
     return total;
 }
@@ -137,7 +132,7 @@ int64_t kv_cache_bytes_allocated(const kv_cache *c) {
 /* ---- prefill hooks ---- */
 
 void ssm_tail_free(ssm_tail *t) {
-    for (int j = 0; j < 3; j++) tensor_free(&t->conv[j]);
+    tensor_free(&t->conv);
     tensor_free(&t->state);
     t->seg_first = 0;
 }
@@ -146,7 +141,7 @@ attamba_status kv_cache_ssm_tail(kv_cache *c, int b, int l, int i, int64_t T, ss
     const model_config *cfg = &c->m->cfg;
     kv_layer *L = &c->layers[l];
     memset(tail, 0, sizeof *tail);
-    for (int j = 0; j < 3 && cfg->ssm_conv > 1; j++) RT_TRY(tensor_slice(&L->conv[i][j], 0, b, 1, &tail->conv[j]));
+    if (cfg->ssm_conv > 1) RT_TRY(tensor_slice(&L->conv[i], 0, b, 1, &tail->conv));
     RT_TRY(tensor_slice(&L->state[i], 0, b, 1, &tail->state));
     /* the first position of the segment holding T-1: one past the last boundary before T-1 */
     boundary_spec bs = model_config_boundaries(cfg);
@@ -171,7 +166,7 @@ attamba_status kv_copy_rows(const tensor *src, int sb, int64_t from, tensor *dst
     return s;
 }
 
-attamba_status kv_cache_set_positions(kv_layer *L, int b, int64_t first, int64_t n, const int32_t *pos) {
+static attamba_status set_positions(kv_layer *L, int b, int64_t first, int64_t n, const int32_t *pos) {
     tensor row = {0}, cells = {0};
     attamba_status s = tensor_slice(&L->bpos, 0, b, 1, &row);
     if (!s) s = tensor_slice(&row, 1, first, n, &cells);
@@ -181,7 +176,7 @@ attamba_status kv_cache_set_positions(kv_layer *L, int b, int64_t first, int64_t
     return s;
 }
 
-attamba_status kv_cache_upload_counts(kv_cache *c, kv_layer *L) {
+static attamba_status upload_counts(kv_cache *c, kv_layer *L) {
     int32_t *n = malloc((size_t)c->B * sizeof *n);
     if (!n) return rt_fail(c->m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
     for (int b = 0; b < c->B; b++) n[b] = (int32_t)L->nb_host[b];
@@ -198,7 +193,7 @@ attamba_status kv_cache_fill_layer(kv_cache *c, int b, int l, const tensor *k, c
     attamba_status s = pos && p32 ? ATTAMBA_OK : rt_fail(c->m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
     int64_t n = 0;
     for (int64_t p = 0; p < T && !s; p++)
-        if (is_stored(c, l, p)) pos[n++] = p;
+        if (kv_cache_stores(c, l, p)) pos[n++] = p;
     if (!s && n > c->cap) s = rt_fail(c->m->ctx, ATTAMBA_ERR_INTERNAL, "kv cache: %lld rows > capacity %d", (long long)n, c->cap);
     if (!s && n == T) { /* every token: one contiguous copy */
         s = kv_copy_rows(k, 0, 0, &L->kb, b, 0, T);
@@ -206,10 +201,10 @@ attamba_status kv_cache_fill_layer(kv_cache *c, int b, int l, const tensor *k, c
     } else if (!s && n > 0) {
         tensor idx = {0}, gk = {0}, gv = {0};
         for (int64_t i = 0; i < n; i++) p32[i] = (int32_t)pos[i];
-        s = tensor_alloc(c->m->ctx, &idx, TENSOR_I32, 1, &n);
+        s = tensor_scratch(c->m->ctx, &idx, TENSOR_I32, 1, &n);
         if (!s) s = tensor_upload(&idx, p32);
-        if (!s) s = tensor_alloc_f32(c->m->ctx, &gk, 3, ((int64_t[]){1, n, k->shape[2]}));
-        if (!s) s = tensor_alloc_f32(c->m->ctx, &gv, 3, ((int64_t[]){1, n, k->shape[2]}));
+        if (!s) s = tensor_scratch(c->m->ctx, &gk, TENSOR_F32, 3, ((int64_t[]){1, n, k->shape[2]}));
+        if (!s) s = tensor_scratch(c->m->ctx, &gv, TENSOR_F32, 3, ((int64_t[]){1, n, k->shape[2]}));
         if (!s) s = ops_gather_rows(c->m->ctx, k, &idx, &gk);
         if (!s) s = ops_gather_rows(c->m->ctx, v, &idx, &gv);
         if (!s) s = kv_copy_rows(&gk, 0, 0, &L->kb, b, 0, n);
@@ -220,7 +215,7 @@ attamba_status kv_cache_fill_layer(kv_cache *c, int b, int l, const tensor *k, c
     }
     if (!s && n > 0) {
         for (int64_t i = 0; i < n; i++) p32[i] = (int32_t)pos[i];
-        s = kv_cache_set_positions(L, b, 0, n, p32);
+        s = set_positions(L, b, 0, n, p32);
     }
     for (int64_t p = CORE_MAX(0, T - c->R); p < T && !s && !c->store_all; p++) {
         s = kv_copy_rows(k, 0, p, &L->kr, b, p % c->R, 1);
@@ -228,7 +223,7 @@ attamba_status kv_cache_fill_layer(kv_cache *c, int b, int l, const tensor *k, c
     }
     if (!s) {
         L->nb_host[b] = n;
-        s = kv_cache_upload_counts(c, L);
+        s = upload_counts(c, L);
     }
     free(pos);
     free(p32);
@@ -257,12 +252,12 @@ attamba_status kv_cache_fill_synthetic(kv_cache *c, int64_t T) {
         }
         for (int b = 0; b < c->B && !s; b++) {
             L->nb_host[b] = n;
-            if (n) s = kv_cache_set_positions(L, b, 0, n, pos);
+            if (n) s = set_positions(L, b, 0, n, pos);
         }
-        tensor *fill[] = {&L->kb, &L->vb, &L->kr, &L->vr, &L->state[0], &L->state[1]};
+        tensor *fill[] = {&L->kb, &L->vb, &L->kr, &L->vr, &L->state[0], &L->state[1], &L->conv[0], &L->conv[1]};
         for (size_t i = 0; i < sizeof fill / sizeof fill[0] && !s; i++)
             if (fill[i]->buf) s = tensor_fill(fill[i], 0.01);
-        if (!s) s = kv_cache_upload_counts(c, L);
+        if (!s) s = upload_counts(c, L);
     }
     for (int b = 0; b < c->B; b++) c->pos[b] = T;
     free(pos);

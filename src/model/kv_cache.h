@@ -13,7 +13,7 @@ typedef struct kv_layer {
     tensor nb;              /* i32 [B] how many are stored */
     int64_t *nb_host;       /* [B] the same on the host */
     tensor kr, vr;          /* [B, R, kvw] the ring: position p in slot p % R */
-    tensor conv[2][3];      /* attamba: [B, w-1, E|GN|GN] pre-conv inputs of the K and V SSMs */
+    tensor conv[2];         /* attamba: [B, w-1, E+2GN] pre-conv inputs (xs, B, C) of the K and V SSMs */
     tensor state[2];        /* attamba: [B, nh, p, N] SSM states */
 } kv_layer;
 
@@ -26,6 +26,8 @@ typedef struct kv_cache {
     int store_all;          /* transformer or pseudo: every token is stored */
     int64_t *pos;           /* [B] next position of each sequence */
     kv_layer *layers;
+    model_workspace ws;     /* the decode step's activations and step table, resident on the device */
+    int32_t *step_host;     /* [(2 + 2L) * B] the step table on the host */
 } kv_cache;
 
 /* A cache for B sequences of up to max_tokens tokens under the model's current P, L, boundaries. */
@@ -43,22 +45,29 @@ int64_t kv_cache_bytes_allocated(const kv_cache *c);
  * how many rows it reads, not on their values) without prefilling T tokens. */
 attamba_status kv_cache_fill_synthetic(kv_cache *c, int64_t T);
 
+/* Whether layer l keeps position p's key and value in its store (a boundary, or every token). */
+int kv_cache_stores(const kv_cache *c, int l, int64_t p);
+
 /* Prefill: sequence b of the cache (which must be empty) takes tokens[0..T); logits [1,T,V] when not
  * NULL. Same math as model_forward. */
 attamba_status model_prefill(model *m, kv_cache *c, int b, const int32_t *tokens, int T, tensor *logits);
 /* One decode step: tokens[b] is appended to every sequence; logits [B,V] allocated here. */
 attamba_status model_decode_step(model *m, kv_cache *c, const int32_t *tokens, tensor *logits);
 
-/* Internal (model.c): views of sequence b's decode state of SSM i (0 = K, 1 = V) in layer l, for a
+/* Where the prefill of one sequence leaves an SSM's decode state: views into the cache
+ * ([1, w-1, E+2GN] conv inputs, [1, nh, p, N] state) and the first position of the segment the
+ * last token belongs to. */
+typedef struct ssm_tail {
+    tensor conv;
+    tensor state;
+    int64_t seg_first;
+} ssm_tail;
+/* Internal (layer.c): views of sequence b's decode state of SSM i (0 = K, 1 = V) in layer l, for a
  * prefill of T tokens; free with ssm_tail_free. */
 attamba_status kv_cache_ssm_tail(kv_cache *c, int b, int l, int i, int64_t T, ssm_tail *tail);
 void ssm_tail_free(ssm_tail *t);
 /* Internal: rows [from, from+n) of batch sb of src [B, T, C] to rows [to, to+n) of batch db of dst. */
 attamba_status kv_copy_rows(const tensor *src, int sb, int64_t from, tensor *dst, int db, int64_t to, int64_t n);
-/* Internal: positions [first, first+n) of sequence b's stored rows in layer L. */
-attamba_status kv_cache_set_positions(kv_layer *L, int b, int64_t first, int64_t n, const int32_t *pos);
-/* Internal: uploads the layer's stored-row counts (nb_host) to the device. */
-attamba_status kv_cache_upload_counts(kv_cache *c, kv_layer *L);
 /* Internal (model.c): stores sequence b's roped k, v [1, T, kvw] of layer l after a prefill. */
 attamba_status kv_cache_fill_layer(kv_cache *c, int b, int l, const tensor *k, const tensor *v);
 

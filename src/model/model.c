@@ -53,22 +53,13 @@ static attamba_status bind_layer(model *m, int l) {
         SSM(D, "D");
         SSM(norm, "norm.weight");
         SSM(out_proj, "out_proj.weight");
-        const tensor *in, *conv;
         snprintf(name, sizeof name, "layers.%d.%s.in_proj.weight", l, which);
-        in = weights_get(&m->w, name);
+        const tensor *in = weights_get(&m->w, name);
         snprintf(name, sizeof name, "layers.%d.%s.conv1d.weight", l, which);
-        conv = weights_get(&m->w, name);
+        S->conv = weights_get(&m->w, name);
 #undef SSM
         RT_TRY(rows(in, 0, E, &S->in_z));
-        RT_TRY(rows(in, E, E, &S->in_xs));
-        RT_TRY(rows(in, 2 * E, GN, &S->in_b));
-        RT_TRY(rows(in, 2 * E + GN, GN, &S->in_c));
-        RT_TRY(rows(in, 2 * E + 2 * GN, nh, &S->in_dt));
-        if (conv) {
-            RT_TRY(rows(conv, 0, E, &S->conv_xs));
-            RT_TRY(rows(conv, E, GN, &S->conv_b));
-            RT_TRY(rows(conv, E + GN, GN, &S->conv_c));
-        }
+        RT_TRY(rows(in, E, E + 2 * GN + nh, &S->in_xbcdt));
     }
     return ATTAMBA_OK;
 }
@@ -107,10 +98,12 @@ void model_destroy(model *m) {
         for (int l = 0; l < m->cfg.n_layers; l++)
             for (int s = 0; s < 2; s++) {
                 ssm_weights *S = &m->layers[l].ssm[s];
-                tensor *views[] = {&S->in_z, &S->in_xs, &S->in_b, &S->in_c, &S->in_dt, &S->conv_xs, &S->conv_b, &S->conv_c};
-                for (size_t i = 0; i < CORE_LEN(views); i++) tensor_free(views[i]);
+                tensor_free(&S->in_z);
+                tensor_free(&S->in_xbcdt);
             }
     free(m->layers);
+    model_workspace_free(m->ws);
+    free(m->ws);
     weights_free(&m->w);
     free(m);
 }
@@ -198,160 +191,8 @@ attamba_status model_linear(model *m, const tensor *x, const tensor *W, int accu
     return s;
 }
 
-attamba_status model_boundaries(model *m, int layer, int T, tensor *positions, tensor *seg) {
-    boundary_spec b = model_config_boundaries(&m->cfg);
-    int64_t nb = boundary_positions(&b, layer, m->cfg.n_layers, T, NULL, 0);
-    if (nb < 1) return rt_fail(m->ctx, ATTAMBA_ERR_INTERNAL, "no boundaries for layer %d", layer);
-    int64_t *pos = malloc((size_t)nb * sizeof *pos);
-    int32_t *p32 = malloc((size_t)(nb > T ? nb : T) * sizeof *p32);
-    attamba_status s = pos && p32 ? ATTAMBA_OK : rt_fail(m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
-    if (!s) {
-        boundary_positions(&b, layer, m->cfg.n_layers, T, pos, nb);
-        for (int64_t i = 0; i < nb; i++) p32[i] = (int32_t)pos[i];
-        s = tensor_alloc(m->ctx, positions, TENSOR_I32, 1, &nb);
-        if (!s) s = tensor_upload(positions, p32);
-    }
-    if (!s && seg) {
-        int64_t t64 = T;
-        boundary_segment_starts(pos, nb, T, p32);
-        s = tensor_alloc(m->ctx, seg, TENSOR_I32, 1, &t64);
-        if (!s) s = tensor_upload(seg, p32);
-    }
-    free(pos);
-    free(p32);
-    return s;
-}
-
-/* dst [1, w-1, C] = the rows T-w+1 .. T-1 of src [1, T, C] that lie in the last segment; zeros elsewhere. */
-static attamba_status conv_tail(const tensor *src, const tensor *dst, int64_t seg_first) {
-    int64_t T = src->shape[1], W1 = dst->shape[1];
-    for (int64_t j = 0; j < W1; j++) {
-        int64_t p = T - W1 + j;
-        tensor d = {0}, sr = {0};
-        RT_TRY(tensor_slice(dst, 1, j, 1, &d));
-        attamba_status s = p >= 0 && p >= seg_first ? tensor_slice(src, 1, p, 1, &sr) : ATTAMBA_OK;
-        if (!s) s = p >= 0 && p >= seg_first ? tensor_copy(&d, &sr) : tensor_fill(&d, 0.0);
-        tensor_free(&d);
-        tensor_free(&sr);
-        RT_TRY(s);
-    }
-    return ATTAMBA_OK;
-}
-
-static attamba_status ssm_acts_alloc(model *m, int64_t B, int64_t T, ssm_acts *a) {
-    const model_config *c = &m->cfg;
-    int64_t E = c->ssm_inner, GN = (int64_t)c->ssm_groups * c->ssm_state, nh = c->ssm_heads;
-    struct { tensor *t; int64_t w; } all[] = {{&a->z, E},  {&a->xs_in, E}, {&a->b_in, GN}, {&a->c_in, GN}, {&a->dt, nh},
-                                              {&a->xs, E}, {&a->bm, GN},   {&a->cm, GN},   {&a->y, E},     {&a->g, E}};
-    for (size_t i = 0; i < CORE_LEN(all); i++) RT_TRY(tensor_alloc_f32(m->ctx, all[i].t, 3, ((int64_t[]){B, T, all[i].w})));
-    return ATTAMBA_OK;
-}
-
-static void ssm_acts_free(ssm_acts *a) {
-    tensor *all[] = {&a->z, &a->xs_in, &a->b_in, &a->c_in, &a->dt, &a->xs, &a->bm, &a->cm, &a->y, &a->g};
-    for (size_t i = 0; i < CORE_LEN(all); i++) tensor_free(all[i]);
-}
-
-attamba_status model_acts_alloc(model *m, int B, int T, layer_acts *a) {
-    const model_config *c = &m->cfg;
-    int64_t d = c->dim, qw = (int64_t)c->n_heads * c->head_dim, kvw = (int64_t)c->n_kv_heads * c->head_dim, F = c->ffn_dim;
-    memset(a, 0, sizeof *a);
-    struct { tensor *t; int64_t w; } all[] = {{&a->x, d}, {&a->q, qw}, {&a->k, kvw}, {&a->v, kvw}, {&a->o, qw},
-                                              {&a->y, d}, {&a->f1, F}, {&a->f3, F},   {&a->hid, F}};
-    attamba_status s = ATTAMBA_OK;
-    for (size_t i = 0; i < CORE_LEN(all) && !s; i++) s = tensor_alloc_f32(m->ctx, all[i].t, 3, ((int64_t[]){B, T, all[i].w}));
-    for (int i = 0; i < 2 && !s && c->kind == MODEL_ATTAMBA; i++) s = ssm_acts_alloc(m, B, T, &a->ssm[i]);
-    if (s) model_acts_free(a);
-    return s;
-}
-
-void model_acts_free(layer_acts *a) {
-    tensor *all[] = {&a->x, &a->q, &a->k, &a->v, &a->o, &a->y, &a->f1, &a->f3, &a->hid, &a->bpos, &a->seg};
-    for (size_t i = 0; i < CORE_LEN(all); i++) tensor_free(all[i]);
-    for (int i = 0; i < 2; i++) ssm_acts_free(&a->ssm[i]);
-}
-
-attamba_status model_ssm_forward(model *m, const ssm_weights *w, const tensor *x, const tensor *seg_start,
-                                 ssm_acts *a, tensor *kv, const ssm_tail *tail) {
-    const model_config *c = &m->cfg;
-    RT_TRY(model_linear(m, x, &w->in_z, 0, &a->z));
-    RT_TRY(model_linear(m, x, &w->in_xs, 0, &a->xs_in));
-    RT_TRY(model_linear(m, x, &w->in_b, 0, &a->b_in));
-    RT_TRY(model_linear(m, x, &w->in_c, 0, &a->c_in));
-    RT_TRY(model_linear(m, x, &w->in_dt, 0, &a->dt));
-    if (tail && c->ssm_conv > 1) { /* the decode cache keeps the last pre-conv rows */
-        RT_TRY(conv_tail(&a->xs_in, &tail->conv[0], tail->seg_first));
-        RT_TRY(conv_tail(&a->b_in, &tail->conv[1], tail->seg_first));
-        RT_TRY(conv_tail(&a->c_in, &tail->conv[2], tail->seg_first));
-    }
-    if (c->ssm_conv > 0) {
-        RT_TRY(ops_conv1d(m->ctx, &a->xs_in, &w->conv_xs, seg_start, 1, &a->xs));
-        RT_TRY(ops_conv1d(m->ctx, &a->b_in, &w->conv_b, seg_start, 1, &a->bm));
-        RT_TRY(ops_conv1d(m->ctx, &a->c_in, &w->conv_c, seg_start, 1, &a->cm));
-    } else {
-        RT_TRY(ops_silu(m->ctx, &a->xs_in, &a->xs));
-        RT_TRY(ops_silu(m->ctx, &a->b_in, &a->bm));
-        RT_TRY(ops_silu(m->ctx, &a->c_in, &a->cm));
-    }
-    RT_TRY(ops_ssm_scan(m->ctx, &a->xs, &a->bm, &a->cm, &a->dt, w->dt_bias, w->A_log, w->D, seg_start, c->ssm_groups,
-                        &a->y, tail ? (tensor *)&tail->state : NULL));
-    RT_TRY(ops_gated_rmsnorm(m->ctx, &a->y, &a->z, w->norm, c->norm_eps, &a->g));
-    RT_TRY(tensor_copy(kv, x));
-    return model_linear(m, &a->g, w->out_proj, 1, kv);
-}
-
-/* ---- the forward pass ---- */
-
-/* dst = src + x W^T; in place when dst is src. */
-static attamba_status residual(model *m, tensor *dst, const tensor *src, const tensor *x, const tensor *W) {
-    if (dst != src) RT_TRY(tensor_copy(dst, src));
-    return model_linear(m, x, W, 1, dst);
-}
-
-attamba_status model_layer_forward(model *m, int l, layer_acts *a, const tensor *pos0, kv_cache *cache, int b) {
-    const model_config *c = &m->cfg;
-    const layer_weights *L = &m->layers[l];
-    int T = (int)a->h_in->shape[1];
-    ssm_tail tails[2];
-    memset(tails, 0, sizeof tails);
-    attamba_status st;
-#define TRY(e) do { if ((st = (e))) goto done; } while (0)
-    TRY(ops_rmsnorm(m->ctx, a->h_in, L->attn_norm, c->norm_eps, &a->x));
-    TRY(model_linear(m, &a->x, L->wq, 0, &a->q));
-    attn_mask mask = {ATTN_CAUSAL, c->window, NULL};
-    if (c->kind == MODEL_ATTAMBA) {
-        tensor_free(&a->bpos);
-        tensor_free(&a->seg);
-        TRY(model_boundaries(m, l, T, &a->bpos, &a->seg));
-        for (int i = 0; i < 2 && cache; i++) TRY(kv_cache_ssm_tail(cache, b, l, i, T, &tails[i]));
-        TRY(model_ssm_forward(m, &L->ssm[0], &a->x, &a->seg, &a->ssm[0], &a->k, cache ? &tails[0] : NULL));
-        TRY(model_ssm_forward(m, &L->ssm[1], &a->x, &a->seg, &a->ssm[1], &a->v, cache ? &tails[1] : NULL));
-        if (!c->pseudo) {
-            mask.mode = ATTN_COMPRESSED;
-            mask.boundaries = &a->bpos;
-        }
-    } else {
-        TRY(model_linear(m, &a->x, L->wk, 0, &a->k));
-        TRY(model_linear(m, &a->x, L->wv, 0, &a->v));
-        if (c->kind == MODEL_TRANSFORMER_SWA) mask.mode = ATTN_SLIDING;
-    }
-    TRY(ops_rope(m->ctx, &a->q, c->n_heads, pos0, c->rope_theta));
-    TRY(ops_rope(m->ctx, &a->k, c->n_kv_heads, pos0, c->rope_theta));
-    if (cache) TRY(kv_cache_fill_layer(cache, b, l, &a->k, &a->v));
-    TRY(ops_attention_prefill(m->ctx, &a->q, &a->k, &a->v, c->n_heads, c->n_kv_heads, &mask, &a->o));
-    TRY(residual(m, a->h_mid, a->h_in, &a->o, L->wo));
-    TRY(ops_rmsnorm(m->ctx, a->h_mid, L->ffn_norm, c->norm_eps, &a->y));
-    TRY(model_linear(m, &a->y, L->w1, 0, &a->f1));
-    TRY(model_linear(m, &a->y, L->w3, 0, &a->f3));
-    TRY(ops_swiglu(m->ctx, &a->f1, &a->f3, &a->hid));
-    TRY(residual(m, a->h_out, a->h_mid, &a->hid, L->w2));
-#undef TRY
-done:
-    for (int i = 0; i < 2; i++) ssm_tail_free(&tails[i]);
-    return st;
-}
-
-/* The forward pass; with a cache (B = 1) it also leaves sequence b's decode state there. */
+/* The forward pass over the model's workspace; with a cache (B = 1) it also leaves sequence b's
+ * decode state there. */
 static attamba_status forward(model *m, const int32_t *tokens, int B, int T, tensor *logits, kv_cache *cache, int b) {
     const model_config *c = &m->cfg;
     if (B < 1 || T < 1) return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "forward: B = %d, T = %d", B, T);
@@ -359,33 +200,19 @@ static attamba_status forward(model *m, const int32_t *tokens, int B, int T, ten
         if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
             return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "forward: token %d at index %lld is outside [0, %d)",
                            tokens[i], (long long)i, c->vocab_size);
-    tensor ids = {0}, pos0 = {0}, h = {0};
-    layer_acts a;
-    attamba_status st = model_acts_alloc(m, B, T, &a);
-    if (st) return st;
-    a.h_in = a.h_mid = a.h_out = &h;
-#define TRY(e) do { if ((st = (e))) goto done; } while (0)
-    TRY(tensor_alloc(m->ctx, &ids, TENSOR_I32, 2, (int64_t[]){B, T}));
-    TRY(tensor_upload(&ids, tokens));
-    TRY(tensor_alloc(m->ctx, &pos0, TENSOR_I32, 1, (int64_t[]){B}));
-    TRY(tensor_fill(&pos0, 0));
-    TRY(tensor_alloc_f32(m->ctx, &h, 3, ((int64_t[]){B, T, c->dim})));
-    TRY(ops_embedding(m->ctx, &ids, m->tok_emb, &h));
-    for (int l = 0; l < c->n_layers; l++) TRY(model_layer_forward(m, l, &a, &pos0, cache, b));
-    if (logits) {
-        TRY(ops_rmsnorm(m->ctx, &h, m->norm, c->norm_eps, &a.x));
-        TRY(tensor_alloc_f32(m->ctx, logits, 3, ((int64_t[]){B, T, c->vocab_size})));
-        TRY(model_linear(m, &a.x, m->output, 0, logits));
-    }
+    if (!m->ws && !(m->ws = calloc(1, sizeof *m->ws))) return rt_fail(m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+    model_workspace *ws = m->ws;
+    RT_TRY(model_workspace_carve(m, ws, B, T, 0));
+    RT_TRY(boundary_plan_update(m, &ws->plan));
+    RT_TRY(tensor_upload(&ws->ids, tokens));
+    layer_mode md = {.pos = &ws->pos, .plan = &ws->plan, .cache = cache, .b = b};
+    RT_TRY(model_trunk(m, &ws->ids, &ws->acts, 0, &md, &ws->xf));
     if (cache) cache->pos[b] = T;
-#undef TRY
-done:
-    if (st && logits) tensor_free(logits);
-    tensor_free(&ids);
-    tensor_free(&pos0);
-    tensor_free(&h);
-    model_acts_free(&a);
-    return st;
+    if (!logits) return ATTAMBA_OK;
+    RT_TRY(tensor_scratch(m->ctx, logits, TENSOR_F32, 3, (int64_t[]){B, T, c->vocab_size}));
+    attamba_status s = model_linear(m, &ws->xf, m->output, 0, logits);
+    if (s) tensor_free(logits);
+    return s;
 }
 
 attamba_status model_forward(model *m, const int32_t *tokens, int B, int T, tensor *logits) {

@@ -7,12 +7,13 @@
 #include "config.h"
 #include "tensor/tensor.h"
 #include "weights.h"
+#include "ops/boundaries.h"
 
 struct kv_cache;
 
 typedef struct ssm_weights {
-    tensor in_z, in_xs, in_b, in_c, in_dt;  /* row blocks of in_proj: [E|E|GN|GN|nh, d] */
-    tensor conv_xs, conv_b, conv_c;         /* row blocks of conv1d.weight [E|GN|GN, w]; empty when w = 0 */
+    tensor in_z, in_xbcdt;   /* row blocks of in_proj [E | E+2GN+nh, d]: the gate, then xs, B, C and dt */
+    const tensor *conv;      /* conv1d.weight [E+2GN, w] over xs, B, C; NULL when w = 0 */
     const tensor *dt_bias, *A_log, *D, *norm, *out_proj;
 } ssm_weights;
 
@@ -21,12 +22,15 @@ typedef struct layer_weights {
     ssm_weights ssm[2];  /* K and V (attamba only) */
 } layer_weights;
 
+struct model_workspace;
+
 typedef struct model {
     rt_ctx *ctx;
     model_config cfg;  /* as trained, plus any run-time overrides of chunk/window/boundaries */
     model_weights w;
     layer_weights *layers;
     const tensor *tok_emb, *norm, *output;
+    struct model_workspace *ws; /* prefill activations, kept between calls (layer.c) */
 } model;
 
 /* A model with allocated, uninitialised weights. */
@@ -45,24 +49,16 @@ attamba_status model_set_attention(model *m, int chunk, int window, const char *
 
 /* Logits [B,T,V] for tokens (host, B*T ids, row-major; every id in [0, V)). All sequences start at
  * position 0; a shorter sequence can be padded at the end, since padding never affects earlier
- * positions. *logits is allocated here; the caller frees it. */
+ * positions. *logits comes from the context's scratch pool; the caller frees it. */
 attamba_status model_forward(model *m, const int32_t *tokens, int B, int T, tensor *logits);
 
-/* ---- internal, shared with the KV cache and the trainer ---- */
+/* ---- the layer program (layer.c), shared by prefill, decode and the trainer ---- */
 
-/* Where the prefill of one sequence leaves an SSM's decode state: views into the cache
- * ([1, w-1, E|GN|GN] conv inputs, [1, nh, p, N] state) and the first position of the segment the
- * last token belongs to. */
-typedef struct ssm_tail {
-    tensor conv[3];
-    tensor state;
-    int64_t seg_first;
-} ssm_tail;
-
-/* One SSM's activations over [B,T]: projections z [E], xs_in [E], b_in, c_in [GN], dt [nh]; conv
- * (+SiLU) outputs xs, bm, cm; scan output y [E]; gated-norm output g [E]. */
+/* One SSM's activations over [B,T]: the projections z [E] and xbcdt [E+2GN+nh] with its column views
+ * xs_in, b_in, c_in (the conv's input xbc_in) and dt; the conv output xbc [E+2GN] with views xs, bm, cm
+ * (without a conv, xbc is xbc_in: SPEC 3.1 passes them raw); scan output y [E]; gated-norm output g [E]. */
 typedef struct ssm_acts {
-    tensor z, xs_in, b_in, c_in, dt, xs, bm, cm, y, g;
+    tensor z, xbcdt, xbc_in, xs_in, b_in, c_in, dt, xbc, xs, bm, cm, y, g;
 } ssm_acts;
 
 /* One layer's activations. Inference shares one set across layers with h_in == h_mid == h_out
@@ -72,24 +68,59 @@ typedef struct layer_acts {
     tensor x, q, k, v, o, y, f1, f3; /* x, y: the normed inputs of attention and FFN; q, k roped */
     tensor hid;                     /* silu(f1) * f3, the input of W2 */
     ssm_acts ssm[2];
-    tensor bpos, seg;               /* attamba: boundary positions and segment starts of this layer */
+    tensor bpos, seg;               /* attamba prefill: views of this layer's boundaries and segment starts */
 } layer_acts;
 
-/* Allocates every tensor of a (not the h_* pointers) for B sequences of T tokens. */
-attamba_status model_acts_alloc(model *m, int B, int T, layer_acts *a);
-void model_acts_free(layer_acts *a);
-/* Layer l over a->h_in (positions pos0 [B] + t), writing the activations, a->h_mid and a->h_out.
- * With a cache (B = 1) it also stores sequence b's decode state for this layer. */
-attamba_status model_layer_forward(model *m, int l, layer_acts *a, const tensor *pos0, struct kv_cache *cache,
-                                   int b);
-/* kv = x + SSM(x) over x [B,T,d] with segment starts, keeping the activations in a. With tail (B = 1),
- * also the decode state after the last token. */
-attamba_status model_ssm_forward(model *m, const ssm_weights *w, const tensor *x, const tensor *seg_start,
-                                 ssm_acts *a, tensor *kv, const ssm_tail *tail);
+/* Carves a's tensors for B sequences of T tokens out of an arena (tensor_arena_take), and drops them. */
+attamba_status model_acts_take(const model_config *c, tensor_arena *ar, int64_t B, int64_t T, layer_acts *a);
+void model_acts_release(layer_acts *a);
+
+/* Every layer's boundaries and segment starts below T (attamba), on the device: one upload when T or
+ * the attention pattern changes, none otherwise. Boundaries are validated where they are made, here,
+ * so attention trusts them without reading them back. */
+typedef struct boundary_plan {
+    tensor all;          /* i32 [2, L, T]: [0, l, :nb[l]] boundaries, [1, l, :] segment starts */
+    int64_t *nb;         /* [L] */
+    int64_t T;
+    boundary_spec spec;  /* what `all` holds; chunk 0 = nothing yet */
+} boundary_plan;
+attamba_status boundary_plan_take(const model_config *c, tensor_arena *ar, int64_t T, boundary_plan *p);
+attamba_status boundary_plan_update(model *m, boundary_plan *p);
+void boundary_plan_release(boundary_plan *p);
+
+/* What differs between the ways the layer runs: the op variants, never the sequence of ops. */
+typedef struct layer_mode {
+    const tensor *pos;             /* i32 [B]: the position of each sequence's first token */
+    const boundary_plan *plan;     /* prefill / training, attamba: boundaries and segment starts */
+    struct kv_cache *cache;        /* prefill: leaves sequence b's decode state there (B = 1) */
+    int b;
+    int decode;                    /* one token per sequence continuing the cache (conv/SSM steps, cached attention) */
+    const tensor *step;            /* decode: i32 [2 + 2L, B]: ids, positions, then per layer restart flags and store slots */
+} layer_mode;
+
+/* Layer l over a->h_in, writing the activations, a->h_mid and a->h_out. */
+attamba_status model_layer_forward(model *m, int l, layer_acts *a, const layer_mode *mode);
+/* Embedding of ids [B,T] into acts[0].h_in, every layer (acts[l] when per_layer, else acts[0] shared),
+ * then the final norm into xf [B,T,d]. */
+attamba_status model_trunk(model *m, const tensor *ids, layer_acts *acts, int per_layer, const layer_mode *mode,
+                           tensor *xf);
 /* y = x W^T (+ y when accumulate): x [..., in], W [out, in], y [..., out]. */
 attamba_status model_linear(model *m, const tensor *x, const tensor *W, int accumulate, tensor *y);
-/* The boundary positions of layer l below T as a new i32 tensor [nb] (nb >= 1), and the segment
- * starts [T] when seg is not NULL. */
-attamba_status model_boundaries(model *m, int layer, int T, tensor *positions, tensor *seg);
+
+/* The inference workspace: activations, ids, positions and the boundary plan of the last [B, T]
+ * (or of a decode step), carved from one arena. */
+typedef struct model_workspace {
+    tensor_arena arena;
+    int64_t B, T;
+    int decode;
+    layer_acts acts;
+    tensor h, xf, ids, pos;
+    boundary_plan plan;
+    tensor step;     /* decode: i32 [2 + 2L, B] */
+} model_workspace;
+/* Carves ws for [B, T] (or a decode step of B sequences), unless it already is. */
+attamba_status model_workspace_carve(model *m, model_workspace *ws, int64_t B, int64_t T, int decode);
+void model_workspace_release(model_workspace *ws);
+void model_workspace_free(model_workspace *ws);
 
 #endif

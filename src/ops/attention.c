@@ -30,7 +30,7 @@ static attamba_status check_heads(rt_ctx *ctx, const char *op, int n_heads, int 
 }
 
 /* Declared in attention.h: attention_backward.c checks its arguments the same way. */
-attamba_status attn_check_boundaries(rt_ctx *ctx, const char *op, const tensor *bt, int64_t T, int *nb) {
+attamba_status attn_check_boundaries(rt_ctx *ctx, const char *op, const tensor *bt, int trusted, int64_t T, int *nb) {
     if (!bt || !bt->buf)
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: COMPRESSED needs a boundaries tensor", op);
     if (bt->ndim != 1 || bt->dtype != TENSOR_I32 || !tensor_is_contiguous(bt) || bt->shape[0] < 1) {
@@ -42,6 +42,8 @@ attamba_status attn_check_boundaries(rt_ctx *ctx, const char *op, const tensor *
         return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: %lld boundaries for %lld positions", op,
                        (long long)bt->shape[0], (long long)T);
     int n = (int)bt->shape[0];
+    *nb = n;
+    if (trusted) return ATTAMBA_OK;
     int32_t *h = malloc((size_t)n * sizeof *h);
     if (!h) return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "%s: no host memory for %d boundaries", op, n);
     attamba_status s = tensor_download(bt, h);
@@ -90,7 +92,7 @@ attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const te
     int64_t B = q->shape[0], T = q->shape[1];
     RT_TRY(ops_expect_same(ctx, op, "out", out, q));
     int nb = 0;
-    if (mask->mode == ATTN_COMPRESSED) RT_TRY(attn_check_boundaries(ctx, op, mask->boundaries, T, &nb));
+    if (mask->mode == ATTN_COMPRESSED) RT_TRY(attn_check_boundaries(ctx, op, mask->boundaries, mask->trusted, T, &nb));
     if (B * T == 0) return ATTAMBA_OK;
 
     /* Defaults. GPU: key tiles through __local, 64 queries per group. CPU (PoCL): the barriers of
@@ -241,4 +243,31 @@ attamba_status ops_attention_decode(rt_ctx *ctx, const tensor *q, const tensor *
                      RT_I32(n_heads),        RT_I32(n_kv_heads),   RT_I32(window),
                      RT_F32(1.0 / sqrt((double)dh))};
     return rt_launch(ctx, kern, "attn_decode", 3, global, local, (int)(sizeof args / sizeof args[0]), args);
+}
+
+attamba_status ops_kv_append(rt_ctx *ctx, const tensor *k, const tensor *v, const tensor *pos, const tensor *store,
+                             tensor *kr, tensor *vr, tensor *kb, tensor *vb, tensor *bpos, tensor *nb) {
+    static const char *op = "ops_kv_append";
+    if (!k || !k->buf || k->ndim != 2) return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: k must be a [B, C] tensor", op);
+    int64_t B = k->shape[0], C = k->shape[1];
+    if (!kr || !kr->buf || kr->ndim != 3 || !kb || !kb->buf || kb->ndim != 3)
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: kr and kb must be [B, R, C] and [B, cap, C] tensors", op);
+    int64_t R = kr->shape[1], cap = kb->shape[1];
+    RT_TRY(ops_expect(ctx, op, "k", k, TENSOR_F32, 2, k->shape));
+    RT_TRY(ops_expect(ctx, op, "v", v, TENSOR_F32, 2, k->shape));
+    RT_TRY(ops_expect(ctx, op, "pos", pos, TENSOR_I32, 1, &B));
+    RT_TRY(ops_expect(ctx, op, "store", store, TENSOR_I32, 1, &B));
+    RT_TRY(ops_expect(ctx, op, "kr", kr, TENSOR_F32, 3, (int64_t[]){B, R, C}));
+    RT_TRY(ops_expect(ctx, op, "vr", vr, TENSOR_F32, 3, (int64_t[]){B, R, C}));
+    RT_TRY(ops_expect(ctx, op, "kb", kb, TENSOR_F32, 3, (int64_t[]){B, cap, C}));
+    RT_TRY(ops_expect(ctx, op, "vb", vb, TENSOR_F32, 3, (int64_t[]){B, cap, C}));
+    RT_TRY(ops_expect(ctx, op, "bpos", bpos, TENSOR_I32, 2, (int64_t[]){B, cap}));
+    RT_TRY(ops_expect(ctx, op, "nb", nb, TENSOR_I32, 1, &B));
+    rt_arg args[] = {RT_MEM(k->buf->mem),    RT_I32(k->offset),     RT_MEM(v->buf->mem),  RT_I32(v->offset),
+                     RT_MEM(pos->buf->mem),  RT_I32(pos->offset),   RT_MEM(store->buf->mem), RT_I32(store->offset),
+                     RT_MEM(kr->buf->mem),   RT_I32(kr->offset),    RT_MEM(vr->buf->mem), RT_I32(vr->offset),
+                     RT_I32(R),              RT_MEM(kb->buf->mem),  RT_I32(kb->offset),   RT_MEM(vb->buf->mem),
+                     RT_I32(vb->offset),     RT_I32(cap),           RT_MEM(bpos->buf->mem), RT_I32(bpos->offset),
+                     RT_MEM(nb->buf->mem),   RT_I32(nb->offset),    RT_I32(C),            RT_I32(B * C)};
+    return ops_launch_1d(ctx, "attention", "", "kv_append", B * C, (int)CORE_LEN(args), args);
 }

@@ -14,13 +14,15 @@ typedef struct attn_mask {
     attn_mode mode;
     int window;                 /* L >= 0 (unused for CAUSAL) */
     const tensor *boundaries;   /* COMPRESSED: i32 [nb], sorted absolute positions, boundaries[0] == 0 */
+    int trusted;                /* the caller made and checked the boundaries (the model's boundary plan):
+                                   skip reading them back to check them */
 } attn_mask;
 
 /* q [B,T,H*dh], k,v [B,T,Hkv*dh], out [B,T,H*dh]; H % Hkv == 0; query head j uses kv head j/(H/Hkv);
  * softmax(q k^T / sqrt(dh) + mask) v. Never builds or scans a T x T mask: per query the work is
  * about (#boundaries before its window) + (window + 1) keys, plus the rest of its query block.
  * COMPRESSED downloads the (small) boundaries tensor to check it is sorted, starts at 0 and stays
- * below T: that one read waits for the queue. */
+ * below T (that one read waits for the queue), unless mask->trusted. */
 attamba_status ops_attention_prefill(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v, int n_heads,
                                      int n_kv_heads, const attn_mask *mask, tensor *out);
 
@@ -45,11 +47,11 @@ attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const te
 /* Argument checks shared by the prefill forward (attention.c) and backward (attention_backward.c).
  * attn_check_prefill: mask mode and window, q contiguous f32 [B, T, H*dh], head counts (H a multiple
  * of Hkv, dh in [1, 256]), k and v contiguous f32 [B, T, Hkv*dh]; sets *dh.
- * attn_check_boundaries: downloads the boundary list (small) and checks it is a contiguous 1-D i32,
- * starting at 0, strictly increasing, < T; sets *nb. */
+ * attn_check_boundaries: checks the boundary list is a contiguous 1-D i32 of at most T and, unless
+ * trusted, downloads it (small) to check it starts at 0, strictly increases and stays < T; sets *nb. */
 attamba_status attn_check_prefill(rt_ctx *ctx, const char *op, const tensor *q, const tensor *k, const tensor *v,
                                   int n_heads, int n_kv_heads, const attn_mask *mask, int *dh);
-attamba_status attn_check_boundaries(rt_ctx *ctx, const char *op, const tensor *bt, int64_t T, int *nb);
+attamba_status attn_check_boundaries(rt_ctx *ctx, const char *op, const tensor *bt, int trusted, int64_t T, int *nb);
 
 /* out[b,i,:] = src[b, idx[i], :]: src [B,T,C], idx i32 [n], out [B,n,C] (gathers boundary K/V).
  * Indices outside [0, T) are clamped (the device cannot report them without a host wait). */
@@ -65,5 +67,12 @@ attamba_status ops_gather_rows(rt_ctx *ctx, const tensor *src, const tensor *idx
 attamba_status ops_attention_decode(rt_ctx *ctx, const tensor *q, const tensor *kb, const tensor *vb,
                                     const tensor *bpos, const tensor *nb, const tensor *kr, const tensor *vr,
                                     const tensor *pos, int n_heads, int n_kv_heads, int window, tensor *out);
+
+/* Decode: appends one step's k, v [B, Hkv*dh] (contiguous) to the cache of ops_attention_decode:
+ * to the ring kr, vr [B, R, C] at slot pos[b] % R and, where store[b] >= 0 (i32 [B]), to row store[b]
+ * of kb, vb [B, cap, C] with bpos[b, store[b]] = pos[b] and nb[b] = store[b] + 1. One launch, no
+ * host round-trip: the caller (who knows the counts) decides the rows. */
+attamba_status ops_kv_append(rt_ctx *ctx, const tensor *k, const tensor *v, const tensor *pos, const tensor *store,
+                             tensor *kr, tensor *vr, tensor *kb, tensor *vb, tensor *bpos, tensor *nb);
 
 #endif

@@ -11,12 +11,12 @@ static const char *OP = "ops_attention_prefill_backward";
 static int is_gpu(const rt_ctx *ctx) { return ctx->dev.info.type == ATTAMBA_DEVICE_GPU; }
 
 /* The kernels read some tensors while others are being written by other work-groups: an output
- * sharing a buffer with anything else would be read half-updated. Views of one buffer are refused
- * even when they do not overlap (simple and conservative). */
+ * overlapping anything else would be read half-updated. (Disjoint views of one buffer, as an arena
+ * hands out, are fine.) */
 static attamba_status check_no_alias(rt_ctx *ctx, const tensor *const *ts, const char *const *names, int n) {
     for (int i = 0; i < 3; i++)
         for (int j = 0; j < n; j++)
-            if (j != i && ts[i]->buf == ts[j]->buf)
+            if (j != i && ops_overlap(ts[i], ts[j]))
                 return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: %s shares its buffer with %s", OP, names[i],
                                names[j]);
     return ATTAMBA_OK;
@@ -40,7 +40,7 @@ attamba_status ops_attention_prefill_backward_with(rt_ctx *ctx, const tensor *q,
     const char *names[] = {"dq", "dk", "dv", "q", "k", "v", "out", "dout"};
     RT_TRY(check_no_alias(ctx, all, names, 8));
     int nb = 0;
-    if (mask->mode == ATTN_COMPRESSED) RT_TRY(attn_check_boundaries(ctx, OP, mask->boundaries, T, &nb));
+    if (mask->mode == ATTN_COMPRESSED) RT_TRY(attn_check_boundaries(ctx, OP, mask->boundaries, mask->trusted, T, &nb));
     if (B * T == 0) return ATTAMBA_OK;
 
     int gpu = is_gpu(ctx);

@@ -70,7 +70,7 @@ attamba_status ops_conv1d(rt_ctx *ctx, const tensor *x, const tensor *w, const t
     RT_TRY(ops_expect(ctx, op, "w", w, TENSOR_F32, 2, w->shape));
     RT_TRY(expect_i32(ctx, op, "seg_start", seg_start, T));
     RT_TRY(ops_expect(ctx, op, "out", out, TENSOR_F32, 3, (int64_t[]){B, T, C}));
-    if (out->buf == x->buf)
+    if (ops_overlap(out, x))
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: out must not share x's buffer (taps read earlier rows)", op);
     char opts[32];
     snprintf(opts, sizeof opts, "-DCONV_W=%d", (int)W);

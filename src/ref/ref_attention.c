@@ -65,3 +65,21 @@ void ref_boundary_flags(int T, const int64_t *b, int64_t nb, uint8_t *is_boundar
     for (int64_t i = 0; i < nb; i++)
         if (b[i] >= 0 && b[i] < T) is_boundary[b[i]] = 1;
 }
+
+void ref_kv_append(int B, int C, int R, int cap, const float *k, const float *v, const int32_t *pos,
+                   const int32_t *store, float *kr, float *vr, float *kb, float *vb, int32_t *bpos, int32_t *nb) {
+    for (int b = 0; b < B; b++) {
+        int64_t slot = ((int64_t)b * R + pos[b] % R) * C, row = store[b];
+        for (int c = 0; c < C; c++) {
+            kr[slot + c] = k[b * C + c];
+            vr[slot + c] = v[b * C + c];
+        }
+        if (row < 0 || row >= cap) continue;
+        for (int c = 0; c < C; c++) {
+            kb[((int64_t)b * cap + row) * C + c] = k[b * C + c];
+            vb[((int64_t)b * cap + row) * C + c] = v[b * C + c];
+        }
+        bpos[(int64_t)b * cap + row] = pos[b];
+        nb[b] = (int32_t)row + 1;
+    }
+}

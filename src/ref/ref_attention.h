@@ -20,4 +20,9 @@ int64_t ref_attention_key_visits(int T, int mode, int window, const uint8_t *is_
 /* is_boundary flags [T] from a sorted list of nb positions (positions >= T are ignored). */
 void ref_boundary_flags(int T, const int64_t *b, int64_t nb, uint8_t *is_boundary);
 
+/* ops_kv_append: k, v [B,C] into ring kr, vr [B,R,C] at slot pos[b] % R and, where 0 <= store[b] < cap,
+ * into kb, vb [B,cap,C] row store[b], with bpos[b*cap + store[b]] = pos[b], nb[b] = store[b] + 1. */
+void ref_kv_append(int B, int C, int R, int cap, const float *k, const float *v, const int32_t *pos,
+                   const int32_t *store, float *kr, float *vr, float *kb, float *vb, int32_t *bpos, int32_t *nb);
+
 #endif

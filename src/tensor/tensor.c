@@ -249,3 +249,46 @@ attamba_status tensor_reshape(const tensor *src, int ndim, const int64_t *shape,
     set_contiguous_strides(out);
     return ATTAMBA_OK;
 }
+
+/* ---- arenas ---- */
+
+/* Views start at multiples of 64 elements (256 bytes): every kernel's vector loads stay aligned. */
+#define ARENA_ALIGN 64
+
+void tensor_arena_begin(tensor_arena *a, rt_ctx *ctx) {
+    a->ctx = ctx;
+    a->used = 0;
+}
+
+static int64_t arena_capacity(const tensor_arena *a) { return a->base.buf ? a->base.shape[0] : 0; }
+
+attamba_status tensor_arena_take(tensor_arena *a, tensor *out, tensor_dtype dtype, int ndim, const int64_t *shape) {
+    memset(out, 0, sizeof *out);
+    if (tensor_dtype_size(dtype) != 4 || ndim < 1 || ndim > TENSOR_MAX_DIMS)
+        return rt_fail(a->ctx, ATTAMBA_ERR_INTERNAL, "tensor_arena_take: %s, %d dims", tensor_dtype_name(dtype), ndim);
+    int64_t n = 1;
+    for (int d = 0; d < ndim; d++) n *= shape[d];
+    int64_t at = a->used;
+    a->used = (int64_t)rt_round_up((size_t)(at + n), ARENA_ALIGN);
+    if (a->used > arena_capacity(a)) return ATTAMBA_OK; /* measuring */
+    RT_TRY(tensor_slice(&a->base, 0, at, n, out));
+    out->dtype = dtype;
+    out->ndim = ndim;
+    for (int d = 0; d < ndim; d++) out->shape[d] = shape[d];
+    set_contiguous_strides(out);
+    return ATTAMBA_OK;
+}
+
+attamba_status tensor_arena_end(tensor_arena *a, int *again) {
+    *again = a->used > arena_capacity(a);
+    if (!*again) return ATTAMBA_OK;
+    tensor_free(&a->base); /* views still held keep the old buffer alive until they go */
+    return tensor_alloc(a->ctx, &a->base, TENSOR_F32, 1, &a->used);
+}
+
+int64_t tensor_arena_bytes(const tensor_arena *a) { return arena_capacity(a) * 4; }
+
+void tensor_arena_free(tensor_arena *a) {
+    tensor_free(&a->base);
+    a->used = 0;
+}

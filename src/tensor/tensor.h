@@ -65,4 +65,23 @@ attamba_status tensor_reshape(const tensor *src, int ndim, const int64_t *shape,
 /* src itself (a new view) when contiguous, else a contiguous copy. */
 attamba_status tensor_contiguous(const tensor *src, tensor *out);
 
+/* An arena: tensors carved as views out of one device buffer that grows, never shrinks
+ * (llm.c / ggml-alloc style). Carving is a pass of tensor_arena_take calls after tensor_arena_begin;
+ * when the buffer is too small the pass only measures (the tensors it gives are empty) and
+ * tensor_arena_end grows the buffer (one allocation) and says to carve again. So a plan that
+ * repeats, or asks for less, creates no device buffer. */
+typedef struct tensor_arena {
+    rt_ctx *ctx;
+    tensor base;       /* f32 [capacity]; i32 views share it (same element size) */
+    int64_t used;      /* elements taken in this pass (aligned) */
+} tensor_arena;
+
+void tensor_arena_begin(tensor_arena *a, rt_ctx *ctx);
+/* A view of the arena (or, while measuring, an empty tensor) of a dtype of 4 bytes. */
+attamba_status tensor_arena_take(tensor_arena *a, tensor *out, tensor_dtype dtype, int ndim, const int64_t *shape);
+/* 0 when every take of this pass fit; 1 when the buffer was grown and the pass must be repeated. */
+attamba_status tensor_arena_end(tensor_arena *a, int *again);
+int64_t tensor_arena_bytes(const tensor_arena *a);
+void tensor_arena_free(tensor_arena *a);
+
 #endif

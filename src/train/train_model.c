@@ -32,9 +32,11 @@ void train_hparams_default(train_hparams *h, int64_t steps) {
     h->ignore_id = -1;
 }
 
-/* Gradients of one SSM (K or V) of a layer. */
+/* Gradients of one SSM (K or V) of a layer, shaped like its activations: dxbcdt is the gradient of the
+ * projection [xs, B, C | dt] (dxbc_in and ddt its column views); dxbc that of the conv output (dxs, dbm,
+ * dcm its views), which without a conv is dxbc_in itself. */
 typedef struct {
-    tensor dg, dy, dz, dxs, dbm, dcm, ddt, dxs_in, db_in, dc_in;
+    tensor dg, dy, dz, dxbcdt, dxbc_in, ddt, dxbc, dxs, dbm, dcm;
 } ssm_grads;
 
 struct trainer {
@@ -42,10 +44,13 @@ struct trainer {
     train_hparams h;
     model *g, *mom[2];        /* gradients and AdamW moments, as models: the same views as the weights */
     int L;
+    tensor_arena arena;       /* every tensor below: carved once, so a step creates no device buffer */
     layer_acts *acts;         /* one per layer */
     tensor *hs;               /* residual stream: hs[2l] enters layer l, hs[2l+1] after its attention */
+    boundary_plan plan;
     tensor ids, targets, pos0, xf, logits, lse, losses;
     int32_t *ids_host;
+    float *losses_host;
     /* gradient scratch */
     tensor dh, dx, dtmp, dq, dk, dv, dout, dhid, df1, df3;
     ssm_grads sg;
@@ -55,8 +60,15 @@ const model_weights *trainer_grads(const trainer *t) { return &t->g->w; }
 model *trainer_model(const trainer *t) { return t->m; }
 tensor *trainer_moment(trainer *t, int which) { return &t->mom[which & 1]->w.flat; }
 
-static attamba_status alloc3(trainer *t, tensor *x, int64_t w) {
-    return tensor_alloc_f32(t->m->ctx, x, 3, ((int64_t[]){t->h.batch, t->h.seq, w}));
+static void release(trainer *t) {
+    for (int l = 0; t->acts && l < t->L; l++) model_acts_release(&t->acts[l]);
+    for (int i = 0; t->hs && i < 2 * t->L + 1; i++) tensor_free(&t->hs[i]);
+    ssm_grads *g = &t->sg;
+    tensor *all[] = {&t->ids,  &t->targets, &t->pos0,   &t->xf,     &t->logits, &t->lse,  &t->losses, &t->dh,
+                     &t->dx,   &t->dtmp,    &t->dq,     &t->dk,     &t->dv,     &t->dout, &t->dhid,   &t->df1,
+                     &t->df3,  &g->dg,      &g->dy,     &g->dz,     &g->dxbcdt, &g->dxbc_in, &g->ddt, &g->dxbc,
+                     &g->dxs,  &g->dbm,     &g->dcm,    &t->plan.all};
+    for (size_t i = 0; i < CORE_LEN(all); i++) tensor_free(all[i]);
 }
 
 void trainer_destroy(trainer *t) {
@@ -64,17 +76,54 @@ void trainer_destroy(trainer *t) {
     model_destroy(t->g);
     model_destroy(t->mom[0]);
     model_destroy(t->mom[1]);
-    for (int l = 0; t->acts && l < t->L; l++) model_acts_free(&t->acts[l]);
-    for (int i = 0; t->hs && i < 2 * t->L + 1; i++) tensor_free(&t->hs[i]);
-    tensor *all[] = {&t->ids, &t->targets, &t->pos0, &t->xf,  &t->logits, &t->lse,  &t->losses, &t->dh,
-                     &t->dx,  &t->dtmp,    &t->dq,   &t->dk,  &t->dv,     &t->dout, &t->dhid,   &t->df1,
-                     &t->df3, &t->sg.dg,   &t->sg.dy, &t->sg.dz, &t->sg.dxs, &t->sg.dbm, &t->sg.dcm, &t->sg.ddt,
-                     &t->sg.dxs_in, &t->sg.db_in, &t->sg.dc_in};
-    for (size_t i = 0; i < CORE_LEN(all); i++) tensor_free(all[i]);
+    release(t);
+    boundary_plan_release(&t->plan);
+    tensor_arena_free(&t->arena);
     free(t->acts);
     free(t->hs);
     free(t->ids_host);
+    free(t->losses_host);
     free(t);
+}
+
+/* Column block [from, from + n) of x [B, T, C] (empty while the arena measures). */
+static attamba_status cols(const tensor *x, int64_t from, int64_t n, tensor *out) {
+    memset(out, 0, sizeof *out);
+    return x->buf ? tensor_slice(x, 2, from, n, out) : ATTAMBA_OK;
+}
+
+/* One pass of carving everything the trainer keeps out of its arena. */
+static attamba_status carve(trainer *t) {
+    const model_config *c = &t->m->cfg;
+    tensor_arena *ar = &t->arena;
+    int64_t B = t->h.batch, T = t->h.seq, d = c->dim, qw = (int64_t)c->n_heads * c->head_dim,
+            kvw = (int64_t)c->n_kv_heads * c->head_dim, F = c->ffn_dim, E = c->ssm_inner,
+            GN = (int64_t)c->ssm_groups * c->ssm_state, nh = c->ssm_heads;
+    for (int l = 0; l < t->L; l++) RT_TRY(model_acts_take(c, ar, B, T, &t->acts[l]));
+    struct { tensor *x; int64_t w; } f32[] = {{&t->xf, d},    {&t->logits, c->vocab_size}, {&t->dh, d}, {&t->dx, d},
+                                              {&t->dtmp, d},  {&t->dq, qw},  {&t->dk, kvw}, {&t->dv, kvw},
+                                              {&t->dout, qw}, {&t->dhid, F}, {&t->df1, F},  {&t->df3, F}};
+    for (int i = 0; i < 2 * t->L + 1; i++) RT_TRY(tensor_arena_take(ar, &t->hs[i], TENSOR_F32, 3, (int64_t[]){B, T, d}));
+    for (size_t i = 0; i < CORE_LEN(f32); i++)
+        RT_TRY(tensor_arena_take(ar, f32[i].x, TENSOR_F32, 3, (int64_t[]){B, T, f32[i].w}));
+    RT_TRY(tensor_arena_take(ar, &t->lse, TENSOR_F32, 2, (int64_t[]){B, T}));
+    RT_TRY(tensor_arena_take(ar, &t->losses, TENSOR_F32, 2, (int64_t[]){B, T}));
+    RT_TRY(tensor_arena_take(ar, &t->ids, TENSOR_I32, 2, (int64_t[]){B, T}));
+    RT_TRY(tensor_arena_take(ar, &t->targets, TENSOR_I32, 2, (int64_t[]){B, T}));
+    RT_TRY(tensor_arena_take(ar, &t->pos0, TENSOR_I32, 1, &B));
+    RT_TRY(boundary_plan_take(c, ar, T, &t->plan));
+    if (c->kind != MODEL_ATTAMBA) return ATTAMBA_OK;
+    ssm_grads *g = &t->sg;
+    struct { tensor *x; int64_t w; } sg[] = {{&g->dg, E}, {&g->dy, E}, {&g->dz, E}, {&g->dxbcdt, E + 2 * GN + nh}};
+    for (size_t i = 0; i < CORE_LEN(sg); i++)
+        RT_TRY(tensor_arena_take(ar, sg[i].x, TENSOR_F32, 3, (int64_t[]){B, T, sg[i].w}));
+    RT_TRY(cols(&g->dxbcdt, 0, E + 2 * GN, &g->dxbc_in));
+    RT_TRY(cols(&g->dxbcdt, E + 2 * GN, nh, &g->ddt));
+    if (c->ssm_conv > 0) RT_TRY(tensor_arena_take(ar, &g->dxbc, TENSOR_F32, 3, (int64_t[]){B, T, E + 2 * GN}));
+    else RT_TRY(cols(&g->dxbc_in, 0, E + 2 * GN, &g->dxbc));
+    RT_TRY(cols(&g->dxbc, 0, E, &g->dxs));
+    RT_TRY(cols(&g->dxbc, E, GN, &g->dbm));
+    return cols(&g->dxbc, E + GN, GN, &g->dcm);
 }
 
 attamba_status trainer_create(model *m, const train_hparams *h, trainer **out) {
@@ -92,42 +141,28 @@ attamba_status trainer_create(model *m, const train_hparams *h, trainer **out) {
     t->m = m;
     t->h = *h;
     t->L = c->n_layers;
-    int64_t B = h->batch, T = h->seq, d = c->dim, qw = (int64_t)c->n_heads * c->head_dim,
-            kvw = (int64_t)c->n_kv_heads * c->head_dim, F = c->ffn_dim, E = c->ssm_inner,
-            GN = (int64_t)c->ssm_groups * c->ssm_state;
+    int64_t n = (int64_t)h->batch * h->seq;
     attamba_status s = model_create(ctx, c, &t->g);
     for (int i = 0; i < 2 && !s; i++) s = model_create(ctx, c, &t->mom[i]);
     for (int i = 0; i < 2 && !s; i++) s = tensor_fill(&t->mom[i]->w.flat, 0.0);
     t->acts = calloc((size_t)t->L, sizeof *t->acts);
     t->hs = calloc((size_t)(2 * t->L + 1), sizeof *t->hs);
-    t->ids_host = malloc((size_t)(B * T) * sizeof *t->ids_host);
-    if (!s && (!t->acts || !t->hs || !t->ids_host)) s = rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
-    for (int i = 0; i < 2 * t->L + 1 && !s; i++) s = alloc3(t, &t->hs[i], d);
+    t->ids_host = malloc((size_t)n * sizeof *t->ids_host);
+    t->losses_host = malloc((size_t)n * sizeof *t->losses_host);
+    if (!s && (!t->acts || !t->hs || !t->ids_host || !t->losses_host))
+        s = rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+    for (int again = 1; again && !s;) {
+        release(t);
+        tensor_arena_begin(&t->arena, ctx);
+        s = carve(t);
+        if (!s) s = tensor_arena_end(&t->arena, &again);
+    }
     for (int l = 0; l < t->L && !s; l++) {
-        s = model_acts_alloc(m, (int)B, (int)T, &t->acts[l]);
         t->acts[l].h_in = &t->hs[2 * l];
         t->acts[l].h_mid = &t->hs[2 * l + 1];
         t->acts[l].h_out = &t->hs[2 * l + 2];
     }
-    if (!s) s = tensor_alloc(ctx, &t->ids, TENSOR_I32, 2, ((int64_t[]){B, T}));
-    if (!s) s = tensor_alloc(ctx, &t->targets, TENSOR_I32, 2, ((int64_t[]){B, T}));
-    if (!s) s = tensor_alloc(ctx, &t->pos0, TENSOR_I32, 1, &B);
     if (!s) s = tensor_fill(&t->pos0, 0);
-    if (!s) s = alloc3(t, &t->xf, d);
-    if (!s) s = alloc3(t, &t->logits, c->vocab_size);
-    if (!s) s = tensor_alloc_f32(ctx, &t->lse, 2, ((int64_t[]){B, T}));
-    if (!s) s = tensor_alloc_f32(ctx, &t->losses, 2, ((int64_t[]){B, T}));
-    struct { tensor *x; int64_t w; } scratch[] = {{&t->dh, d},    {&t->dx, d},    {&t->dtmp, d},     {&t->dq, qw},
-                                                  {&t->dk, kvw},  {&t->dv, kvw},  {&t->dout, qw},    {&t->dhid, F},
-                                                  {&t->df1, F},   {&t->df3, F}};
-    for (size_t i = 0; i < CORE_LEN(scratch) && !s; i++) s = alloc3(t, scratch[i].x, scratch[i].w);
-    if (c->kind == MODEL_ATTAMBA) {
-        ssm_grads *g = &t->sg;
-        struct { tensor *x; int64_t w; } sgs[] = {{&g->dg, E},  {&g->dy, E},     {&g->dz, E},    {&g->dxs, E},
-                                                  {&g->dbm, GN}, {&g->dcm, GN},  {&g->ddt, c->ssm_heads},
-                                                  {&g->dxs_in, E}, {&g->db_in, GN}, {&g->dc_in, GN}};
-        for (size_t i = 0; i < CORE_LEN(sgs) && !s; i++) s = alloc3(t, sgs[i].x, sgs[i].w);
-    }
     if (s) {
         trainer_destroy(t);
         return s;
@@ -177,19 +212,11 @@ static attamba_status ssm_backward(trainer *t, int l, int i, const tensor *x, co
     RT_TRY(ops_ssm_scan_backward(m->ctx, &a->xs, &a->bm, &a->cm, &a->dt, w->dt_bias, w->A_log, w->D, seg,
                                  c->ssm_groups, &g->dy, &g->dxs, &g->dbm, &g->dcm, &g->ddt, (tensor *)gw->dt_bias,
                                  (tensor *)gw->A_log, (tensor *)gw->D));
-    const tensor *pre[3] = {&a->xs_in, &a->b_in, &a->c_in}, *conv_w[3] = {&w->conv_xs, &w->conv_b, &w->conv_c};
-    tensor *dpost[3] = {&g->dxs, &g->dbm, &g->dcm}, *dpre[3] = {&g->dxs_in, &g->db_in, &g->dc_in};
-    tensor *dconv[3] = {(tensor *)&gw->conv_xs, (tensor *)&gw->conv_b, (tensor *)&gw->conv_c};
-    for (int j = 0; j < 3; j++) {
-        if (c->ssm_conv > 0) RT_TRY(ops_conv1d_backward(m->ctx, pre[j], conv_w[j], seg, 1, dpost[j], dpre[j], dconv[j]));
-        else RT_TRY(ops_silu_backward(m->ctx, pre[j], dpost[j], dpre[j]));
-    }
+    if (w->conv)
+        RT_TRY(ops_conv1d_backward(m->ctx, &a->xbc_in, w->conv, seg, 1, &g->dxbc, &g->dxbc_in, (tensor *)gw->conv));
     RT_TRY(ops_add(m->ctx, dx, dkv, dx)); /* the residual path k = x + ... */
     RT_TRY(linear_backward(t, x, &w->in_z, &g->dz, (tensor *)&gw->in_z, dx, 1));
-    RT_TRY(linear_backward(t, x, &w->in_xs, &g->dxs_in, (tensor *)&gw->in_xs, dx, 1));
-    RT_TRY(linear_backward(t, x, &w->in_b, &g->db_in, (tensor *)&gw->in_b, dx, 1));
-    RT_TRY(linear_backward(t, x, &w->in_c, &g->dc_in, (tensor *)&gw->in_c, dx, 1));
-    return linear_backward(t, x, &w->in_dt, &g->ddt, (tensor *)&gw->in_dt, dx, 1);
+    return linear_backward(t, x, &w->in_xbcdt, &g->dxbcdt, (tensor *)&gw->in_xbcdt, dx, 1);
 }
 
 /* t->dh holds dL/dh_out of layer l; leaves dL/dh_in there. */
@@ -208,7 +235,7 @@ static attamba_status layer_backward(trainer *t, int l) {
     RT_TRY(ops_add(ctx, &t->dh, &t->dtmp, &t->dh));
     /* attention: h_mid = h_in + Wo attn(rope(q), rope(k), v), q = Wq x, x = rmsnorm(h_in) */
     RT_TRY(linear_backward(t, &a->o, W->wo, &t->dh, (tensor *)G->wo, &t->dout, 0));
-    attn_mask mask = {ATTN_CAUSAL, c->window, NULL};
+    attn_mask mask = {ATTN_CAUSAL, c->window, NULL, 1}; /* boundaries: the trainer's plan, checked when made */
     if (c->kind == MODEL_ATTAMBA && !c->pseudo) {
         mask.mode = ATTN_COMPRESSED;
         mask.boundaries = &a->bpos;
@@ -248,20 +275,16 @@ attamba_status trainer_forward_backward(trainer *t, const int32_t *tokens, const
     memcpy(t->ids_host, tokens, (size_t)n * sizeof *tokens);
     RT_TRY(tensor_upload(&t->ids, tokens));
     RT_TRY(tensor_upload(&t->targets, targets));
+    RT_TRY(boundary_plan_update(m, &t->plan));
     /* forward, keeping every layer's activations */
-    RT_TRY(ops_embedding(ctx, &t->ids, m->tok_emb, &t->hs[0]));
-    for (int l = 0; l < t->L; l++) RT_TRY(model_layer_forward(m, l, &t->acts[l], &t->pos0, NULL, 0));
+    layer_mode md = {.pos = &t->pos0, .plan = &t->plan};
+    RT_TRY(model_trunk(m, &t->ids, t->acts, 1, &md, &t->xf));
     tensor *hL = &t->hs[2 * t->L];
-    RT_TRY(ops_rmsnorm(ctx, hL, m->norm, c->norm_eps, &t->xf));
     RT_TRY(model_linear(m, &t->xf, m->output, 0, &t->logits));
     RT_TRY(ops_cross_entropy(ctx, &t->logits, &t->targets, t->h.ignore_id, &t->losses, &t->lse));
-    float *losses = malloc((size_t)n * sizeof *losses);
-    if (!losses) return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
-    attamba_status s = tensor_download(&t->losses, losses);
+    RT_TRY(tensor_download(&t->losses, t->losses_host));
     double sum = 0;
-    for (int64_t i = 0; i < n && !s; i++) sum += losses[i];
-    free(losses);
-    RT_TRY(s);
+    for (int64_t i = 0; i < n; i++) sum += t->losses_host[i];
     *loss = counted ? sum / (double)counted : 0.0;
     *count = counted;
     if (!counted) return ATTAMBA_OK;

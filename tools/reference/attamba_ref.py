@@ -136,9 +136,8 @@ def ssm(x, p, cfg, starts):
     B, T, _ = x.shape
     zxbcdt = x @ p["in_proj.weight"].T
     z, xbc, dt_raw = torch.split(zxbcdt, [E, E + 2 * G * N, nh], dim=-1)
-    if cfg["ssm_conv"] > 0:
-        xbc = conv_segmented(xbc, p["conv1d.weight"], starts)
-    xbc = F.silu(xbc)
+    if cfg["ssm_conv"] > 0:  # SPEC 3.1: ssm_conv = 0 means no conv and no SiLU (xs, B, C pass raw)
+        xbc = F.silu(conv_segmented(xbc, p["conv1d.weight"], starts))
     xs, Bm, Cm = torch.split(xbc, [E, G * N, G * N], dim=-1)
     dt = F.softplus(dt_raw + (p["dt_bias"] if cfg["ssm_dt_bias"] else 0.0))  # [B,T,nh]
     A = -torch.exp(p["A_log"])  # [nh]

@@ -1,0 +1,347 @@
+/* The layer program (SPEC 3): the one place that says which ops an Attamba or transformer layer
+ * runs, in what order. Prefill, decode and the trainer's forward all run model_layer_forward; they
+ * differ only in the op variants picked at three points (the SSM's conv and scan: whole sequence or
+ * one step from the cached state; the cache: filled by a prefill, appended to by decode; attention:
+ * over the sequence or over the cache) and in whether activations are kept per layer (training). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kv_cache.h"
+#include "model.h"
+#include "ops/attention.h"
+#include "ops/layer.h"
+#include "ops/ops.h"
+#include "ops/ssm.h"
+
+/* ---- activations ---- */
+
+static attamba_status take3(tensor_arena *ar, tensor *t, int64_t B, int64_t T, int64_t w) {
+    return tensor_arena_take(ar, t, TENSOR_F32, 3, (int64_t[]){B, T, w});
+}
+
+/* Column block [from, from + n) of x [B, T, C]: a row-strided view (empty while measuring). */
+static attamba_status cols(const tensor *x, int64_t from, int64_t n, tensor *out) {
+    memset(out, 0, sizeof *out);
+    return x->buf ? tensor_slice(x, 2, from, n, out) : ATTAMBA_OK;
+}
+
+static attamba_status ssm_acts_take(const model_config *c, tensor_arena *ar, int64_t B, int64_t T, ssm_acts *a) {
+    int64_t E = c->ssm_inner, GN = (int64_t)c->ssm_groups * c->ssm_state, nh = c->ssm_heads;
+    RT_TRY(take3(ar, &a->z, B, T, E));
+    RT_TRY(take3(ar, &a->xbcdt, B, T, E + 2 * GN + nh));
+    RT_TRY(cols(&a->xbcdt, 0, E + 2 * GN, &a->xbc_in));
+    RT_TRY(cols(&a->xbcdt, E + 2 * GN, nh, &a->dt));
+    if (c->ssm_conv > 0) RT_TRY(take3(ar, &a->xbc, B, T, E + 2 * GN));
+    else if (a->xbc_in.buf) RT_TRY(cols(&a->xbc_in, 0, E + 2 * GN, &a->xbc)); /* SPEC 3.1: no conv, no SiLU */
+    const tensor *pre[2] = {&a->xbc_in, &a->xbc};
+    tensor *parts[2][3] = {{&a->xs_in, &a->b_in, &a->c_in}, {&a->xs, &a->bm, &a->cm}};
+    for (int k = 0; k < 2; k++) {
+        RT_TRY(cols(pre[k], 0, E, parts[k][0]));
+        RT_TRY(cols(pre[k], E, GN, parts[k][1]));
+        RT_TRY(cols(pre[k], E + GN, GN, parts[k][2]));
+    }
+    RT_TRY(take3(ar, &a->y, B, T, E));
+    return take3(ar, &a->g, B, T, E);
+}
+
+static void ssm_acts_release(ssm_acts *a) {
+    tensor *all[] = {&a->z,   &a->xbcdt, &a->xbc_in, &a->xs_in, &a->b_in, &a->c_in, &a->dt,
+                     &a->xbc, &a->xs,    &a->bm,     &a->cm,    &a->y,    &a->g};
+    for (size_t i = 0; i < CORE_LEN(all); i++) tensor_free(all[i]);
+}
+
+attamba_status model_acts_take(const model_config *c, tensor_arena *ar, int64_t B, int64_t T, layer_acts *a) {
+    int64_t d = c->dim, qw = (int64_t)c->n_heads * c->head_dim, kvw = (int64_t)c->n_kv_heads * c->head_dim,
+            F = c->ffn_dim;
+    struct { tensor *t; int64_t w; } all[] = {{&a->x, d}, {&a->q, qw}, {&a->k, kvw}, {&a->v, kvw}, {&a->o, qw},
+                                              {&a->y, d}, {&a->f1, F}, {&a->f3, F},   {&a->hid, F}};
+    for (size_t i = 0; i < CORE_LEN(all); i++) RT_TRY(take3(ar, all[i].t, B, T, all[i].w));
+    for (int i = 0; i < 2 && c->kind == MODEL_ATTAMBA; i++) RT_TRY(ssm_acts_take(c, ar, B, T, &a->ssm[i]));
+    return ATTAMBA_OK;
+}
+
+void model_acts_release(layer_acts *a) {
+    tensor *all[] = {&a->x, &a->q, &a->k, &a->v, &a->o, &a->y, &a->f1, &a->f3, &a->hid, &a->bpos, &a->seg};
+    for (size_t i = 0; i < CORE_LEN(all); i++) tensor_free(all[i]);
+    for (int i = 0; i < 2; i++) ssm_acts_release(&a->ssm[i]);
+}
+
+/* ---- boundaries ---- */
+
+/* Elements [off, off + n) of contiguous t as a 1-D view. */
+static attamba_status span(const tensor *t, int64_t off, int64_t n, tensor *out) {
+    tensor flat = {0};
+    RT_TRY(tensor_reshape(t, 1, (int64_t[]){tensor_numel(t)}, &flat));
+    attamba_status s = tensor_slice(&flat, 0, off, n, out);
+    tensor_free(&flat);
+    return s;
+}
+
+/* Views of layer l's boundaries [nb] and segment starts [T]. */
+static attamba_status plan_layer(const boundary_plan *p, int L, int l, tensor *bpos, tensor *seg) {
+    tensor_free(bpos);
+    tensor_free(seg);
+    RT_TRY(span(&p->all, l * p->T, p->nb[l], bpos));
+    return span(&p->all, (L + l) * p->T, p->T, seg);
+}
+
+/* Row r of the decode step table (i32 [2 + 2L, B]) as a [B] view. */
+static attamba_status step_row(const tensor *step, int64_t r, tensor *out) {
+    return span(step, r * step->shape[1], step->shape[1], out);
+}
+
+static int same_spec(const boundary_spec *a, const boundary_spec *b) {
+    return a->strategy == b->strategy && a->chunk == b->chunk && a->seed == b->seed && a->positions == b->positions &&
+           a->n_positions == b->n_positions;
+}
+
+attamba_status boundary_plan_take(const model_config *c, tensor_arena *ar, int64_t T, boundary_plan *p) {
+    p->T = T;
+    p->spec.chunk = 0;
+    if (c->kind != MODEL_ATTAMBA) return ATTAMBA_OK;
+    if (!p->nb && !(p->nb = calloc((size_t)c->n_layers, sizeof *p->nb)))
+        return rt_fail(ar->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+    return tensor_arena_take(ar, &p->all, TENSOR_I32, 3, (int64_t[]){2, c->n_layers, T});
+}
+
+void boundary_plan_release(boundary_plan *p) {
+    tensor_free(&p->all);
+    free(p->nb);
+    memset(p, 0, sizeof *p);
+}
+
+attamba_status boundary_plan_update(model *m, boundary_plan *p) {
+    const model_config *c = &m->cfg;
+    boundary_spec b = model_config_boundaries(c);
+    if (c->kind != MODEL_ATTAMBA || same_spec(&b, &p->spec)) return ATTAMBA_OK;
+    int L = c->n_layers;
+    int64_t T = p->T, *pos = malloc((size_t)T * sizeof *pos);
+    int32_t *host = calloc((size_t)(2 * L * T), sizeof *host);
+    attamba_status s = pos && host ? ATTAMBA_OK : rt_fail(m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+    for (int l = 0; l < L && !s; l++) {
+        int64_t nb = boundary_positions(&b, l, L, T, pos, T);
+        /* what attention relies on (ops_attention_prefill checks the same of untrusted lists) */
+        int ok = nb >= 1 && pos[0] == 0;
+        for (int64_t i = 1; i < nb && ok; i++) ok = pos[i] > pos[i - 1] && pos[i] < T;
+        if (!ok) {
+            s = rt_fail(m->ctx, ATTAMBA_ERR_INTERNAL, "boundaries of layer %d below %lld are not sorted from 0", l,
+                        (long long)T);
+            break;
+        }
+        p->nb[l] = nb;
+        for (int64_t i = 0; i < nb; i++) host[(int64_t)l * T + i] = (int32_t)pos[i];
+        boundary_segment_starts(pos, nb, T, host + (int64_t)(L + l) * T);
+    }
+    if (!s) s = tensor_upload(&p->all, host);
+    if (!s) p->spec = b;
+    free(pos);
+    free(host);
+    return s;
+}
+
+/* ---- the layer ---- */
+
+/* A [B, 1, C] tensor (or a column view of one) as [B, C], for the decode-step ops. */
+static attamba_status rows2(const tensor *t, tensor *out) {
+    RT_TRY(tensor_slice(t, 1, 0, 1, out));
+    out->ndim = 2;
+    out->shape[1] = t->shape[2];
+    out->stride[1] = t->stride[2];
+    return ATTAMBA_OK;
+}
+
+/* dst [1, w-1, C] = the rows T-w+1 .. T-1 of src [1, T, C] that lie in the last segment; zeros elsewhere:
+ * what a decode step continues the conv from. */
+static attamba_status conv_tail(const tensor *src, const tensor *dst, int64_t seg_first) {
+    int64_t T = src->shape[1], W1 = dst->shape[1];
+    for (int64_t j = 0; j < W1; j++) {
+        int64_t p = T - W1 + j;
+        tensor d = {0}, sr = {0};
+        RT_TRY(tensor_slice(dst, 1, j, 1, &d));
+        attamba_status s = p >= 0 && p >= seg_first ? tensor_slice(src, 1, p, 1, &sr) : ATTAMBA_OK;
+        if (!s) s = p >= 0 && p >= seg_first ? tensor_copy(&d, &sr) : tensor_fill(&d, 0.0);
+        tensor_free(&d);
+        tensor_free(&sr);
+        RT_TRY(s);
+    }
+    return ATTAMBA_OK;
+}
+
+/* kv = x + SSM(x) (SPEC 3.1): in_proj, conv (+SiLU), scan, gated norm, out_proj. Prefill and training
+ * run the whole-sequence conv and scan from segment starts; decode steps each sequence's cached
+ * conv window and state; a prefill into a cache leaves those for the decode steps to come. */
+static attamba_status ssm_forward(model *m, int l, int i, const tensor *x, const tensor *seg, const tensor *restart,
+                                  ssm_acts *a, tensor *kv, const layer_mode *md) {
+    const model_config *c = &m->cfg;
+    const ssm_weights *w = &m->layers[l].ssm[i];
+    kv_layer *C = md->cache ? &md->cache->layers[l] : NULL;
+    RT_TRY(model_linear(m, x, &w->in_z, 0, &a->z));
+    RT_TRY(model_linear(m, x, &w->in_xbcdt, 0, &a->xbcdt));
+    if (md->decode) {
+        tensor xs = {0}, bm = {0}, cm = {0}, dt = {0}, y = {0}, in = {0}, out = {0};
+        attamba_status s = rows2(&a->xs, &xs);
+        if (!s) s = rows2(&a->bm, &bm);
+        if (!s) s = rows2(&a->cm, &cm);
+        if (!s) s = rows2(&a->dt, &dt);
+        if (!s) s = rows2(&a->y, &y);
+        if (!s && w->conv) s = rows2(&a->xbc_in, &in);
+        if (!s && w->conv) s = rows2(&a->xbc, &out);
+        if (!s && w->conv) s = ops_conv1d_step(m->ctx, &in, w->conv, &C->conv[i], restart, 1, &out);
+        if (!s)
+            s = ops_ssm_step(m->ctx, &xs, &bm, &cm, &dt, w->dt_bias, w->A_log, w->D, restart, c->ssm_groups,
+                             &C->state[i], &y);
+        tensor *all[] = {&xs, &bm, &cm, &dt, &y, &in, &out};
+        for (size_t k = 0; k < CORE_LEN(all); k++) tensor_free(all[k]);
+        RT_TRY(s);
+    } else {
+        ssm_tail tail;
+        memset(&tail, 0, sizeof tail);
+        int64_t T = x->shape[1];
+        if (C) RT_TRY(kv_cache_ssm_tail(md->cache, md->b, l, i, T, &tail));
+        attamba_status s = C && w->conv ? conv_tail(&a->xbc_in, &tail.conv, tail.seg_first) : ATTAMBA_OK;
+        if (!s && w->conv) s = ops_conv1d(m->ctx, &a->xbc_in, w->conv, seg, 1, &a->xbc);
+        if (!s)
+            s = ops_ssm_scan(m->ctx, &a->xs, &a->bm, &a->cm, &a->dt, w->dt_bias, w->A_log, w->D, seg,
+                             c->ssm_groups, &a->y, C ? &tail.state : NULL);
+        ssm_tail_free(&tail);
+        RT_TRY(s);
+    }
+    RT_TRY(ops_gated_rmsnorm(m->ctx, &a->y, &a->z, w->norm, c->norm_eps, &a->g));
+    RT_TRY(tensor_copy(kv, x));
+    return model_linear(m, &a->g, w->out_proj, 1, kv);
+}
+
+/* dst = src + x W^T; in place when dst is src. */
+static attamba_status residual(model *m, tensor *dst, const tensor *src, const tensor *x, const tensor *W) {
+    if (dst != src) RT_TRY(tensor_copy(dst, src));
+    return model_linear(m, x, W, 1, dst);
+}
+
+/* Attention over the sequence (prefill, training; a prefill into a cache stores k, v there first) or,
+ * decoding, over the cache after appending this step's k, v. */
+static attamba_status attend(model *m, int l, layer_acts *a, const tensor *store, const layer_mode *md) {
+    const model_config *c = &m->cfg;
+    if (md->decode) {
+        kv_cache *cache = md->cache;
+        kv_layer *C = &cache->layers[l];
+        tensor q = {0}, k = {0}, v = {0}, o = {0};
+        attamba_status s = rows2(&a->q, &q);
+        if (!s) s = rows2(&a->k, &k);
+        if (!s) s = rows2(&a->v, &v);
+        if (!s) s = rows2(&a->o, &o);
+        if (!s) s = ops_kv_append(m->ctx, &k, &v, md->pos, store, &C->kr, &C->vr, &C->kb, &C->vb, &C->bpos, &C->nb);
+        if (!s)
+            s = ops_attention_decode(m->ctx, &q, &C->kb, &C->vb, &C->bpos, &C->nb, &C->kr, &C->vr, md->pos,
+                                     c->n_heads, c->n_kv_heads, cache->window, &o);
+        tensor *all[] = {&q, &k, &v, &o};
+        for (size_t i = 0; i < CORE_LEN(all); i++) tensor_free(all[i]);
+        return s;
+    }
+    if (md->cache) RT_TRY(kv_cache_fill_layer(md->cache, md->b, l, &a->k, &a->v));
+    attn_mask mask = {ATTN_CAUSAL, c->window, NULL, 1};
+    if (c->kind == MODEL_ATTAMBA && !c->pseudo) {
+        mask.mode = ATTN_COMPRESSED;
+        mask.boundaries = &a->bpos;
+    } else if (c->kind == MODEL_TRANSFORMER_SWA) {
+        mask.mode = ATTN_SLIDING;
+    }
+    return ops_attention_prefill(m->ctx, &a->q, &a->k, &a->v, c->n_heads, c->n_kv_heads, &mask, &a->o);
+}
+
+attamba_status model_layer_forward(model *m, int l, layer_acts *a, const layer_mode *md) {
+    const model_config *c = &m->cfg;
+    const layer_weights *L = &m->layers[l];
+    tensor restart = {0}, store = {0};
+    attamba_status st;
+#define TRY(e) do { if ((st = (e))) goto done; } while (0)
+    if (md->decode) {
+        TRY(step_row(md->step, 2 + 2 * (int64_t)l, &restart));
+        TRY(step_row(md->step, 3 + 2 * (int64_t)l, &store));
+    } else if (c->kind == MODEL_ATTAMBA) {
+        TRY(plan_layer(md->plan, c->n_layers, l, &a->bpos, &a->seg));
+    }
+    TRY(ops_rmsnorm(m->ctx, a->h_in, L->attn_norm, c->norm_eps, &a->x));
+    TRY(model_linear(m, &a->x, L->wq, 0, &a->q));
+    if (c->kind == MODEL_ATTAMBA) {
+        TRY(ssm_forward(m, l, 0, &a->x, &a->seg, &restart, &a->ssm[0], &a->k, md));
+        TRY(ssm_forward(m, l, 1, &a->x, &a->seg, &restart, &a->ssm[1], &a->v, md));
+    } else {
+        TRY(model_linear(m, &a->x, L->wk, 0, &a->k));
+        TRY(model_linear(m, &a->x, L->wv, 0, &a->v));
+    }
+    TRY(ops_rope(m->ctx, &a->q, c->n_heads, md->pos, c->rope_theta));
+    TRY(ops_rope(m->ctx, &a->k, c->n_kv_heads, md->pos, c->rope_theta));
+    TRY(attend(m, l, a, &store, md));
+    TRY(residual(m, a->h_mid, a->h_in, &a->o, L->wo));
+    TRY(ops_rmsnorm(m->ctx, a->h_mid, L->ffn_norm, c->norm_eps, &a->y));
+    TRY(model_linear(m, &a->y, L->w1, 0, &a->f1));
+    TRY(model_linear(m, &a->y, L->w3, 0, &a->f3));
+    TRY(ops_swiglu(m->ctx, &a->f1, &a->f3, &a->hid));
+    TRY(residual(m, a->h_out, a->h_mid, &a->hid, L->w2));
+#undef TRY
+done:
+    tensor_free(&restart);
+    tensor_free(&store);
+    return st;
+}
+
+attamba_status model_trunk(model *m, const tensor *ids, layer_acts *acts, int per_layer, const layer_mode *md,
+                           tensor *xf) {
+    const model_config *c = &m->cfg;
+    RT_TRY(ops_embedding(m->ctx, ids, m->tok_emb, acts[0].h_in));
+    for (int l = 0; l < c->n_layers; l++) RT_TRY(model_layer_forward(m, l, &acts[per_layer ? l : 0], md));
+    return ops_rmsnorm(m->ctx, acts[per_layer ? c->n_layers - 1 : 0].h_out, m->norm, c->norm_eps, xf);
+}
+
+/* ---- the inference workspace ---- */
+
+void model_workspace_free(model_workspace *ws) {
+    if (!ws) return;
+    model_workspace_release(ws);
+    boundary_plan_release(&ws->plan);
+    tensor_arena_free(&ws->arena);
+}
+
+void model_workspace_release(model_workspace *ws) {
+    model_acts_release(&ws->acts);
+    tensor *all[] = {&ws->h, &ws->xf, &ws->ids, &ws->pos, &ws->step};
+    for (size_t i = 0; i < CORE_LEN(all); i++) tensor_free(all[i]);
+    tensor_free(&ws->plan.all);
+    ws->plan.spec.chunk = 0;
+    ws->B = ws->T = 0;
+}
+
+attamba_status model_workspace_carve(model *m, model_workspace *ws, int64_t B, int64_t T, int decode) {
+    const model_config *c = &m->cfg;
+    if (ws->B == B && ws->T == T && ws->decode == decode) return ATTAMBA_OK;
+    for (int again = 1; again;) {
+        model_workspace_release(ws);
+        tensor_arena *ar = &ws->arena;
+        tensor_arena_begin(ar, m->ctx);
+        RT_TRY(model_acts_take(c, ar, B, T, &ws->acts));
+        RT_TRY(take3(ar, &ws->h, B, T, c->dim));
+        RT_TRY(take3(ar, &ws->xf, B, T, c->dim));
+        if (decode) {
+            RT_TRY(tensor_arena_take(ar, &ws->step, TENSOR_I32, 2, (int64_t[]){2 + 2 * (int64_t)c->n_layers, B}));
+            if (ws->step.buf) RT_TRY(step_row(&ws->step, 0, &ws->ids));
+            if (ws->step.buf) RT_TRY(step_row(&ws->step, 1, &ws->pos));
+        } else {
+            RT_TRY(tensor_arena_take(ar, &ws->ids, TENSOR_I32, 2, (int64_t[]){B, T}));
+            RT_TRY(tensor_arena_take(ar, &ws->pos, TENSOR_I32, 1, &B));
+            RT_TRY(boundary_plan_take(c, ar, T, &ws->plan));
+        }
+        RT_TRY(tensor_arena_end(ar, &again));
+    }
+    ws->acts.h_in = ws->acts.h_mid = ws->acts.h_out = &ws->h;
+    if (decode) { /* ids as [B, 1] for the embedding */
+        ws->ids.ndim = 2;
+        ws->ids.shape[1] = 1;
+        ws->ids.stride[1] = 1;
+        ws->ids.stride[0] = 1;
+    }
+    if (!decode) RT_TRY(tensor_fill(&ws->pos, 0));
+    ws->B = B;
+    ws->T = T;
+    ws->decode = decode;
+    return ATTAMBA_OK;
+}
