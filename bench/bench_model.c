@@ -26,17 +26,26 @@ typedef struct {
     model *m;
     kv_cache *c;
     int32_t token;
+    float *logits;                /* [V] on the host */
+    attamba_counters per_token;   /* what the last step asked of the device, logits read included */
 } step_arg;
 
+/* One decode step and the read of its logits (what generation does before sampling). */
 static int one_step(void *p) {
     step_arg *a = p;
     int n_layers = a->m->cfg.n_layers;
     int64_t before[256];
     for (int l = 0; l < n_layers && l < 256; l++) before[l] = a->c->layers[l].nb_host[0];
     tensor lg;
+    attamba_counters c0, c1;
+    attamba_context_counters(a->m->ctx, &c0);
     if (model_decode_step(a->m, a->c, &a->token, &lg)) return 1;
+    int rc = tensor_download(&lg, a->logits) != ATTAMBA_OK;
+    attamba_context_counters(a->m->ctx, &c1);
+    a->per_token = (attamba_counters){c1.launches - c0.launches, c1.allocations - c0.allocations,
+                                      c1.uploads - c0.uploads, c1.copies - c0.copies,
+                                      c1.blocking_reads - c0.blocking_reads};
     tensor_free(&lg);
-    int rc = rt_finish(a->m->ctx) != ATTAMBA_OK;
     /* forget what the step appended, so every timed step decodes at the same context */
     a->c->pos[0]--;
     for (int l = 0; l < n_layers && l < 256; l++) {
@@ -105,7 +114,7 @@ int bench_decode_main(int argc, char **argv) {
                                          {"json", required_argument, 0, 'j'},   {"svg", required_argument, 0, 'g'},
                                          {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     const char *device = NULL, *contexts = "1024,4096,16384,32768", *json = NULL, *svg = NULL;
-    int dim = 512, layers = 8, steps = 5, prefill_max = 2048, c;
+    int dim = 512, layers = 8, steps = 5, prefill_max = 2048, copy_mib = 256, c;
     double v;
     optind = 1;
     while ((c = getopt_long(argc, argv, "d:c:D:l:s:p:j:g:h", opts, NULL)) != -1) {
@@ -124,7 +133,9 @@ int bench_decode_main(int argc, char **argv) {
                    "Decode tokens/s at each context (cache filled synthetically to that length), prefill tokens/s\n"
                    "for contexts up to --prefill-max, KV-cache bytes and peak device memory, for Attamba P=4/8/16\n"
                    "(L=8), a full-attention transformer and a sliding-window one (L=64), all of width --dim with\n"
-                   "heads of 64 and a 32000 vocabulary.\n");
+                   "heads of 64 and a 32000 vocabulary. Per decode step it also reports what the step asks of\n"
+                   "the device (kernel launches, buffer creations, blocking reads; the logits read included) and\n"
+                   "its bytes (weights + cache) over the copy bandwidth measured in the same run.\n");
             return 0;
         default: return 2;
         }
@@ -145,9 +156,11 @@ int bench_decode_main(int argc, char **argv) {
     int nv = (int)(sizeof vs / sizeof vs[0]);
     rt_ctx *ctx = cli_open_device(device);
     if (!ctx) return 1;
-    printf("device: %s; d=%d, %d layers, 64-wide heads, vocab 32000\n", ctx->dev.info.name, dim, layers);
-    printf("%-22s %8s %12s %12s %14s %12s %12s\n", "model", "context", "decode tok/s", "prefill tok/s", "cache bytes",
-           "vs full", "peak MiB");
+    double copy_gbs = bench_copy_gbs(ctx, copy_mib, 1.0);
+    printf("device: %s; d=%d, %d layers, 64-wide heads, vocab 32000; copy bandwidth %.1f GB/s\n", ctx->dev.info.name,
+           dim, layers, copy_gbs);
+    printf("%-22s %8s %12s %12s %14s %12s %12s %9s %18s\n", "model", "context", "decode tok/s", "prefill tok/s",
+           "cache bytes", "vs full", "peak MiB", "of BW", "launch/alloc/read");
     cJSON *out = cJSON_CreateArray();
     double *tps = calloc((size_t)(nv * nc), sizeof *tps);
     int64_t *full_bytes = calloc((size_t)nc, sizeof *full_bytes);
@@ -177,8 +190,10 @@ int bench_decode_main(int argc, char **argv) {
                 kv_cache_destroy(cache);
                 continue;
             }
-            step_arg sa = {m, cache, 65};
-            double t = bench_time(one_step, &sa, steps, 0.5);
+            float *host_logits = malloc((size_t)cfg.vocab_size * sizeof *host_logits);
+            step_arg sa = {m, cache, 65, host_logits, {0}};
+            double t = host_logits ? bench_time(one_step, &sa, steps, 0.5) : -1;
+            free(host_logits);
             double prefill = 0;
             if (T <= prefill_max) {
                 int32_t *tok = malloc((size_t)T * sizeof *tok);
@@ -192,8 +207,17 @@ int bench_decode_main(int argc, char **argv) {
             if (j == 0) full_bytes[i] = bytes;
             tps[j * nc + i] = t > 0 ? 1.0 / t : 0;
             double peak = (double)ctx->mem_peak / (1 << 20);
-            printf("%-22s %8lld %12.1f %12s %14lld %11.2fx %12.1f\n", vs[j].name, (long long)T, tps[j * nc + i],
-                   prefill > 0 ? "" : "-", (long long)bytes, full_bytes[i] ? (double)full_bytes[i] / bytes : 0, peak);
+            /* a step reads every weight but the embedding table (one row), and the cache */
+            int64_t emb = cfg.tie_embeddings ? 0 : (int64_t)cfg.vocab_size * cfg.dim;
+            double step_bytes = 4.0 * (double)(m->w.numel - emb) + (double)bytes;
+            double bw = copy_gbs > 0 ? step_bytes * tps[j * nc + i] * 1e-9 / copy_gbs : 0;
+            const attamba_counters *pt = &sa.per_token;
+            char cnt[48];
+            snprintf(cnt, sizeof cnt, "%llu/%llu/%llu", (unsigned long long)pt->launches,
+                     (unsigned long long)pt->allocations, (unsigned long long)pt->blocking_reads);
+            printf("%-22s %8lld %12.1f %12s %14lld %11.2fx %12.1f %8.0f%% %18s\n", vs[j].name, (long long)T,
+                   tps[j * nc + i], prefill > 0 ? "" : "-", (long long)bytes,
+                   full_bytes[i] ? (double)full_bytes[i] / bytes : 0, peak, 100 * bw, cnt);
             if (prefill > 0) printf("%-22s %8s %12s %12.1f\n", "", "", "", prefill);
             fflush(stdout);
             cJSON *o = bench_record(ctx, "decode");
@@ -204,6 +228,11 @@ int bench_decode_main(int argc, char **argv) {
             if (prefill > 0) cJSON_AddNumberToObject(o, "prefill_tokens_per_s", prefill);
             cJSON_AddNumberToObject(o, "cache_bytes", (double)bytes);
             cJSON_AddNumberToObject(o, "peak_device_bytes", (double)ctx->mem_peak);
+            cJSON_AddNumberToObject(o, "bytes_per_token", step_bytes);
+            cJSON_AddNumberToObject(o, "copy_gbs", copy_gbs);
+            cJSON_AddNumberToObject(o, "bandwidth_fraction", bw);
+            cJSON_AddNumberToObject(o, "n_layers", layers);
+            bench_add_counters(o, pt, 1, "token");
             if (full_bytes[i]) cJSON_AddNumberToObject(o, "cache_ratio_to_full", (double)full_bytes[i] / bytes);
             if (tps[i] > 0) cJSON_AddNumberToObject(o, "decode_speedup_vs_full", tps[j * nc + i] / tps[i]);
             cJSON_AddItemToArray(out, o);

@@ -1,7 +1,9 @@
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bench_util.h"
+#include "tensor/tensor.h"
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -20,6 +22,45 @@ double bench_time(int (*fn)(void *arg), void *arg, int min_reps, double min_seco
     }
     qsort(times, (size_t)n, sizeof times[0], cmp_double);
     return times[n / 2];
+}
+
+attamba_counters bench_count(rt_ctx *ctx, int (*fn)(void *arg), void *arg, int *failed) {
+    attamba_counters a, b;
+    attamba_context_counters(ctx, &a);
+    *failed = fn(arg) != 0;
+    attamba_context_counters(ctx, &b);
+    return (attamba_counters){b.launches - a.launches, b.allocations - a.allocations, b.uploads - a.uploads,
+                              b.copies - a.copies, b.blocking_reads - a.blocking_reads};
+}
+
+void bench_add_counters(cJSON *o, const attamba_counters *c, double per, const char *unit) {
+    const char *names[] = {"launches", "allocations", "uploads", "copies", "blocking_reads"};
+    uint64_t v[] = {c->launches, c->allocations, c->uploads, c->copies, c->blocking_reads};
+    for (size_t i = 0; i < CORE_LEN(names); i++) {
+        char key[64];
+        snprintf(key, sizeof key, "%s_per_%s", names[i], unit);
+        cJSON_AddNumberToObject(o, key, (double)v[i] / per);
+    }
+}
+
+typedef struct {
+    tensor src, dst;
+} copy_run;
+
+static int run_copy(void *p) {
+    copy_run *r = p;
+    return tensor_copy(&r->dst, &r->src) || rt_finish(r->src.buf->ctx);
+}
+
+double bench_copy_gbs(rt_ctx *ctx, int mib, double seconds) {
+    copy_run r = {{0}, {0}};
+    int64_t n = (int64_t)mib << 18;
+    double t = -1;
+    if (!tensor_alloc_f32(ctx, &r.src, 1, &n) && !tensor_alloc_f32(ctx, &r.dst, 1, &n) && !tensor_fill(&r.src, 1.0))
+        t = bench_time(run_copy, &r, 3, seconds);
+    tensor_free(&r.src);
+    tensor_free(&r.dst);
+    return t > 0 ? 8.0 * (double)n / t * 1e-9 : -1;
 }
 
 cJSON *bench_record(const rt_ctx *ctx, const char *op) {
@@ -54,6 +95,9 @@ double bench_measure(bench_env *env, int (*fn)(void *arg), void *arg, const char
                      double *gbs, double *ratio) {
     double t = bench_time(fn, arg, 3, env->seconds);
     if (t < 0) return t;
+    int failed;
+    attamba_counters cnt = bench_count(env->ctx, fn, arg, &failed);
+    if (failed) return -1;
     *gbs = bytes / t * 1e-9;
     if (is_copy) env->copy_gbs = *gbs;
     *ratio = env->copy_gbs > 0 ? *gbs / env->copy_gbs : 0;
@@ -65,6 +109,7 @@ double bench_measure(bench_env *env, int (*fn)(void *arg), void *arg, const char
     cJSON_AddNumberToObject(o, "copy_gbs", env->copy_gbs);
     if (!is_copy) cJSON_AddNumberToObject(o, "ratio_to_copy", *ratio);
     if (check >= 0) cJSON_AddNumberToObject(o, check_name, check);
+    bench_add_counters(o, &cnt, 1, "run");
     cJSON_AddItemToArray(env->out, o);
     return t;
 }

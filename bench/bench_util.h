@@ -17,6 +17,14 @@ cJSON *bench_record(const rt_ctx *ctx, const char *op);
 /* Writes the array as JSON to path ("-" = stdout) via a temporary file and rename; 0 on success. */
 int bench_write_json(cJSON *array, const char *path);
 
+/* What one call of fn(arg) asks of the device: the context's counters after minus before. */
+attamba_counters bench_count(rt_ctx *ctx, int (*fn)(void *arg), void *arg, int *failed);
+/* Adds the counters divided by `per` to o as "launches_per_<unit>", "allocations_per_<unit>", ... */
+void bench_add_counters(cJSON *o, const attamba_counters *c, double per, const char *unit);
+/* The device's copy bandwidth (GB/s, bytes read + written) from tensor_copy of an M MiB tensor: the
+ * yardstick of memory-bound work, measured in the run that uses it. Negative on failure. */
+double bench_copy_gbs(rt_ctx *ctx, int mib, double seconds);
+
 /* What the bandwidth-bound benchmarks share: the device, the JSON array, the time per case, and the
  * copy bandwidth measured in the same run (the yardstick). */
 typedef struct bench_env {
