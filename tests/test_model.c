@@ -268,6 +268,69 @@ START_TEST(bad_tokens_and_shapes_are_refused) {
 }
 END_TEST
 
+/* ---- planned memory: counters, not guesses ---- */
+
+static attamba_counters since(const attamba_counters *a) {
+    attamba_counters b;
+    attamba_context_counters(tu_ctx(), &b);
+    return (attamba_counters){b.launches - a->launches, b.allocations - a->allocations, b.uploads - a->uploads,
+                              b.copies - a->copies, b.blocking_reads - a->blocking_reads};
+}
+
+/* What a prefill at a size already seen (or a smaller one) and a decode step ask of the device:
+ * no buffer is created, and nothing is read back but the logits. */
+static void check_no_allocations(model *m, const char *what) {
+    rt_ctx *ctx = tu_ctx();
+    int V = m->cfg.vocab_size, T = 20;
+    int32_t tok[40];
+    for (int t = 0; t < 40; t++) tok[t] = (7 * t + 3) % V;
+    float *host = malloc((size_t)2 * T * V * sizeof *host);
+    tensor lg;
+    tu_ok(model_forward(m, tok, 2, T, &lg)); /* first at this size: the arena and pool grow */
+    tensor_free(&lg);
+    const int sizes[3][2] = {{2, T}, {1, T}, {2, 7}};
+    for (int i = 0; i < 3; i++) {
+        attamba_counters c0;
+        attamba_context_counters(ctx, &c0);
+        tu_ok(model_forward(m, tok, sizes[i][0], sizes[i][1], &lg));
+        tu_ok(tensor_download(&lg, host));
+        tensor_free(&lg);
+        attamba_counters d = since(&c0);
+        ck_assert_msg(d.allocations == 0, "%s: prefill [%d, %d] created %llu buffers", what, sizes[i][0], sizes[i][1],
+                      (unsigned long long)d.allocations);
+        ck_assert_msg(d.blocking_reads == 1, "%s: prefill [%d, %d] waited %llu times (the logits only: 1)", what,
+                      sizes[i][0], sizes[i][1], (unsigned long long)d.blocking_reads);
+    }
+    kv_cache *c;
+    tu_ok(kv_cache_create(m, 1, 40, &c));
+    tu_ok(model_prefill(m, c, 0, tok, 9, NULL));
+    for (int t = 9; t < 30; t++) {
+        attamba_counters c0;
+        attamba_context_counters(ctx, &c0);
+        tu_ok(model_decode_step(m, c, &tok[t], &lg));
+        tu_ok(tensor_download(&lg, host));
+        tensor_free(&lg);
+        attamba_counters d = since(&c0);
+        if (t == 9) continue; /* the first step carves the decode workspace */
+        ck_assert_msg(d.allocations == 0 && d.blocking_reads == 1 && d.uploads == 1,
+                      "%s: decode at %d: %llu buffers created, %llu blocking reads, %llu uploads (want 0, 1, 1)", what,
+                      t, (unsigned long long)d.allocations, (unsigned long long)d.blocking_reads,
+                      (unsigned long long)d.uploads);
+    }
+    kv_cache_destroy(c);
+    free(host);
+}
+
+START_TEST(repeated_prefill_and_decode_create_no_buffers) {
+    model *m = tiny(MODEL_ATTAMBA, 4, 2, BOUNDARY_CYCLIC, 0, 5);
+    check_no_allocations(m, "attamba");
+    model_destroy(m);
+    m = tiny(MODEL_TRANSFORMER, 1, 0, BOUNDARY_UNIFORM, 0, 6);
+    check_no_allocations(m, "transformer");
+    model_destroy(m);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("model");
     TCase *t = tcase_create("golden");
@@ -284,6 +347,7 @@ int main(void) {
     tcase_add_test(t, save_and_load_give_the_same_logits);
     tcase_add_test(t, test_time_overrides_change_the_pattern);
     tcase_add_test(t, bad_tokens_and_shapes_are_refused);
+    tcase_add_test(t, repeated_prefill_and_decode_create_no_buffers);
     suite_add_tcase(s, t);
     return tu_run(s);
 }

@@ -306,6 +306,45 @@ START_TEST(kill_9_then_resume_matches_an_uninterrupted_run) {
 }
 END_TEST
 
+/* A training step (forward, backward, update) after the first creates no device buffer and waits
+ * for the device once (the losses). */
+START_TEST(a_training_step_creates_no_buffers) {
+    rt_ctx *ctx = tu_ctx();
+    const model_kind kinds[2] = {MODEL_ATTAMBA, MODEL_TRANSFORMER};
+    for (int k = 0; k < 2; k++) {
+        model_config c;
+        model_config_default(&c);
+        c.kind = kinds[k];
+        model *m;
+        tu_ok(model_create(ctx, &c, &m));
+        tu_ok(model_init_random(m, 3));
+        train_hparams h;
+        train_hparams_default(&h, 10);
+        h.batch = 2;
+        h.seq = 16;
+        trainer *t;
+        tu_ok(trainer_create(m, &h, &t));
+        int32_t tok[32], tgt[32];
+        for (int i = 0; i < 32; i++) tok[i] = (5 * i + 1) % c.vocab_size, tgt[i] = (5 * i + 6) % c.vocab_size;
+        for (int step = 0; step < 3; step++) {
+            attamba_counters a, b;
+            attamba_context_counters(ctx, &a);
+            double loss, norm;
+            int64_t count;
+            tu_ok(trainer_zero_grad(t));
+            tu_ok(trainer_forward_backward(t, tok, tgt, 1.0f, &loss, &count));
+            tu_ok(trainer_apply(t, step + 1, &norm, NULL));
+            attamba_context_counters(ctx, &b);
+            if (step == 0) continue; /* the first step fills the scratch pool */
+            ck_assert_msg(b.allocations == a.allocations, "%s step %d created %llu buffers", model_kind_name(c.kind),
+                          step, (unsigned long long)(b.allocations - a.allocations));
+        }
+        trainer_destroy(t);
+        model_destroy(m);
+    }
+}
+END_TEST
+
 START_TEST(bad_training_input_is_refused) {
     rt_ctx *ctx = tu_ctx();
     model *m;
@@ -359,6 +398,7 @@ int main(void) {
     tcase_add_test(t, resume_after_interrupt_continues_exactly);
     tcase_add_test(t, kill_9_then_resume_matches_an_uninterrupted_run);
     tcase_add_test(t, bad_training_input_is_refused);
+    tcase_add_test(t, a_training_step_creates_no_buffers);
     suite_add_tcase(s, t);
     return tu_run(s);
 }
