@@ -174,28 +174,101 @@ int cli_init(int argc, char **argv) {
 
 /* ---- info ---- */
 
+/* Device memory of a model at B x T, measured: the arenas and scratch a prefill and a decode step
+ * of that size use, read from the context's accounting (attamba_context_memory). */
+static int info_memory(const model_config *cfg, const char *device, int B, int64_t T, cJSON *json) {
+    attamba_context *ctx = cli_open_device(device);
+    if (!ctx) return 1;
+    model *m = NULL;
+    kv_cache *cache = NULL;
+    int32_t *tok = malloc((size_t)B * (size_t)T * sizeof *tok);
+    uint64_t base, after_prefill, after_decode, peak_prefill, peak_decode;
+    int rc = !tok;
+    if (!rc && (model_create(ctx, cfg, &m) || model_init_random(m, 1))) rc = 1;
+    if (!rc) {
+        for (int64_t i = 0; i < (int64_t)B * T; i++) tok[i] = (int32_t)((i * 7919) % cfg->vocab_size);
+        attamba_context_memory(ctx, &base, NULL);
+        ctx->mem_peak = base;
+        tensor lg;
+        rc = model_forward(m, tok, B, (int)T, &lg) != ATTAMBA_OK;
+        if (!rc) tensor_free(&lg);
+        attamba_context_memory(ctx, &after_prefill, &peak_prefill);
+    }
+    if (!rc) {
+        ctx->mem_peak = after_prefill;
+        tensor lg;
+        rc = kv_cache_create(m, B, T + 1, &cache) || kv_cache_fill_synthetic(cache, T) ||
+             model_decode_step(m, cache, tok, &lg);
+        if (!rc) tensor_free(&lg);
+        attamba_context_memory(ctx, &after_decode, &peak_decode);
+    }
+    if (rc) {
+        cli_error("info", "measuring memory: %s", ctx->err);
+    } else {
+        int64_t ws = tensor_arena_bytes(&m->ws->arena), dws = tensor_arena_bytes(&cache->ws.arena);
+        int64_t kv = kv_cache_bytes_allocated(cache), idle = (int64_t)ctx->mem_pool_idle;
+        if (json) {
+            cJSON *o = cJSON_AddObjectToObject(json, "device_memory");
+            cJSON_AddStringToObject(o, "device", ctx->dev.info.name);
+            cJSON_AddNumberToObject(o, "batch", B);
+            cJSON_AddNumberToObject(o, "context", (double)T);
+            cJSON_AddNumberToObject(o, "weights_bytes", (double)base);
+            cJSON_AddNumberToObject(o, "prefill_arena_bytes", (double)ws);
+            cJSON_AddNumberToObject(o, "prefill_peak_bytes", (double)peak_prefill);
+            cJSON_AddNumberToObject(o, "kv_cache_bytes", (double)kv);
+            cJSON_AddNumberToObject(o, "decode_arena_bytes", (double)dws);
+            cJSON_AddNumberToObject(o, "decode_peak_bytes", (double)peak_decode);
+            cJSON_AddNumberToObject(o, "scratch_pool_idle_bytes", (double)idle);
+        } else {
+            printf("device memory for %d x %lld tokens on %s (measured):\n", B, (long long)T, ctx->dev.info.name);
+            printf("  weights                 %14llu\n", (unsigned long long)base);
+            printf("  prefill activations     %14lld  (one arena, kept for the next prefill)\n", (long long)ws);
+            printf("  prefill peak            %14llu  (weights + arena + logits + op scratch in use)\n",
+                   (unsigned long long)peak_prefill);
+            printf("  KV cache                %14lld  (%d sequence%s of %lld)\n", (long long)kv, B, B > 1 ? "s" : "",
+                   (long long)T + 1);
+            printf("  decode activations      %14lld\n", (long long)dws);
+            printf("  decode peak             %14llu  (all of the above at once)\n", (unsigned long long)peak_decode);
+            printf("  idle scratch, kept      %14lld  (not counted in use)\n", (long long)idle);
+        }
+    }
+    kv_cache_destroy(cache);
+    model_destroy(m);
+    free(tok);
+    attamba_context_destroy(ctx);
+    return rc;
+}
+
 int cli_info(int argc, char **argv) {
     static const struct option opts[] = {{"model", required_argument, 0, 'm'}, {"preset", required_argument, 0, 'p'},
                                          {"context", required_argument, 0, 'c'}, {"json", no_argument, 0, 'j'},
+                                         {"batch", required_argument, 0, 'b'}, {"device", required_argument, 0, 'd'},
                                          {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    const char *dir = NULL, *preset = NULL;
-    long context = 0;
+    const char *dir = NULL, *preset = NULL, *device = NULL;
+    long context = 0, batch = 0;
     int c, json = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:p:c:jh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:p:c:jb:d:h", opts, NULL)) != -1) {
         if (c == 'm') dir = optarg;
         else if (c == 'p') preset = optarg;
         else if (c == 'j') json = 1;
+        else if (c == 'd') device = optarg;
         else if (c == 'c') {
             if (!parse_int("info", "context", optarg, 1, 1L << 24, &context)) return 2;
+        } else if (c == 'b') {
+            if (!parse_int("info", "batch", optarg, 1, 1L << 16, &batch)) return 2;
         } else if (c == 'h') {
-            printf("usage: attamba info (--model DIR | --preset NAME) [--context T] [--json]\n\n"
+            printf("usage: attamba info (--model DIR | --preset NAME) [--context T] [--batch B [--device P:D]] [--json]\n\n"
                    "Prints the config, the parameter count, and per context length the KV-cache bytes, the keys\n"
                    "a query visits per layer and the attention FLOPs per token (for T = 1K, 4K, 16K, 32K, or\n"
-                   "only --context T). --json prints one object. No device is needed.\n");
+                   "only --context T). --json prints one object. No device is needed, except with --batch:\n"
+                   "then a model of this config (random weights) runs a prefill of B x T and a decode step with\n"
+                   "a cache of B sequences of T on the device, and the device memory each needs is printed as\n"
+                   "measured (weights, activation arenas, KV cache, peaks).\n");
             return 0;
         } else return 2;
     }
+    if (batch && !context) return cli_error("info", "--batch needs --context T"), 2;
     model_config cfg;
     char err[600];
     if (!dir == !preset) return cli_error("info", "need --model DIR or --preset NAME"), 2;
@@ -232,6 +305,10 @@ int cli_info(int argc, char **argv) {
             cJSON_AddNumberToObject(e, "attention_flops_per_token", model_config_attention_flops(&cfg, contexts[i]));
             cJSON_AddItemToArray(a, e);
         }
+        if (batch && info_memory(&cfg, device, (int)batch, context, o)) {
+            cJSON_Delete(o);
+            return 1;
+        }
         char *out = cJSON_Print(o);
         printf("%s\n", out);
         free(out);
@@ -248,7 +325,7 @@ int cli_info(int argc, char **argv) {
         printf("%-9lld %14lld %11.1f %8.2fx %13.1f %17.3g\n", (long long)T, (long long)b, (double)b / (double)T,
                (double)f / (double)b, model_config_key_visits(&cfg, T), model_config_attention_flops(&cfg, T));
     }
-    return 0;
+    return batch ? info_memory(&cfg, device, (int)batch, context, NULL) : 0;
 }
 
 /* ---- forward ---- */
