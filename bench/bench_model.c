@@ -107,18 +107,29 @@ static void write_svg(const char *path, const variant *vs, int nv, const int64_t
     fclose(f);
 }
 
+/* Whether name is one of the comma-separated names of list (NULL lists every name). */
+static int listed(const char *list, const char *name) {
+    if (!list) return 1;
+    size_t n = strlen(name);
+    for (const char *p = list; p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+        if (!strncmp(p, name, n) && (p[n] == ',' || p[n] == 0)) return 1;
+    return 0;
+}
+
 int bench_decode_main(int argc, char **argv) {
     static const struct option opts[] = {{"device", required_argument, 0, 'd'}, {"contexts", required_argument, 0, 'c'},
                                          {"dim", required_argument, 0, 'D'},    {"layers", required_argument, 0, 'l'},
                                          {"steps", required_argument, 0, 's'},  {"prefill-max", required_argument, 0, 'p'},
                                          {"json", required_argument, 0, 'j'},   {"svg", required_argument, 0, 'g'},
+                                         {"only", required_argument, 0, 'o'},
                                          {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
-    const char *device = NULL, *contexts = "1024,4096,16384,32768", *json = NULL, *svg = NULL;
+    const char *device = NULL, *contexts = "1024,4096,16384,32768", *json = NULL, *svg = NULL, *only = NULL;
     int dim = 512, layers = 8, steps = 5, prefill_max = 2048, copy_mib = 256, c;
     double v;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "d:c:D:l:s:p:j:g:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "d:c:D:l:s:p:j:g:o:h", opts, NULL)) != -1) {
         switch (c) {
+        case 'o': only = optarg; break;
         case 'd': device = optarg; break;
         case 'c': contexts = optarg; break;
         case 'D': if (!cli_number("bench decode", "dim", optarg, 64, 65536, 1, &v)) return 2; dim = (int)v; break;
@@ -129,11 +140,13 @@ int bench_decode_main(int argc, char **argv) {
         case 'g': svg = optarg; break;
         case 'h':
             printf("usage: attamba bench decode [--contexts 1024,4096,...] [--dim 512] [--layers 8] [--steps 5]\n"
-                   "                            [--prefill-max 2048] [--json FILE|-] [--svg FILE] [--device P:D]\n\n"
+                   "                            [--prefill-max 2048] [--only NAME,...] [--json FILE|-] [--svg FILE]\n"
+                   "                            [--device P:D]\n\n"
                    "Decode tokens/s at each context (cache filled synthetically to that length), prefill tokens/s\n"
                    "for contexts up to --prefill-max, KV-cache bytes and peak device memory, for Attamba P=4/8/16\n"
                    "(L=8), a full-attention transformer and a sliding-window one (L=64), all of width --dim with\n"
-                   "heads of 64 and a 32000 vocabulary. Per decode step it also reports what the step asks of\n"
+                   "heads of 64 and a 32000 vocabulary (--only: the models whose names are listed, e.g.\n"
+                   "'transformer,attamba P=8 L=8'). Per decode step it also reports what the step asks of\n"
                    "the device (kernel launches, buffer creations, blocking reads; the logits read included) and\n"
                    "its bytes (weights + cache) over the copy bandwidth measured in the same run.\n");
             return 0;
@@ -166,6 +179,7 @@ int bench_decode_main(int argc, char **argv) {
     int64_t *full_bytes = calloc((size_t)nc, sizeof *full_bytes);
     int rc = 0;
     for (int j = 0; j < nv && !rc; j++) {
+        if (!listed(only, vs[j].name)) continue;
         model_config cfg;
         model_config_preset("paper-60m", &cfg, NULL, 0);
         cfg.kind = vs[j].kind;
@@ -215,9 +229,10 @@ int bench_decode_main(int argc, char **argv) {
             char cnt[48];
             snprintf(cnt, sizeof cnt, "%llu/%llu/%llu", (unsigned long long)pt->launches,
                      (unsigned long long)pt->allocations, (unsigned long long)pt->blocking_reads);
-            printf("%-22s %8lld %12.1f %12s %14lld %11.2fx %12.1f %8.0f%% %18s\n", vs[j].name, (long long)T,
-                   tps[j * nc + i], prefill > 0 ? "" : "-", (long long)bytes,
-                   full_bytes[i] ? (double)full_bytes[i] / bytes : 0, peak, 100 * bw, cnt);
+            char vs_full[16] = "-";
+            if (full_bytes[i]) snprintf(vs_full, sizeof vs_full, "%.2fx", (double)full_bytes[i] / bytes);
+            printf("%-22s %8lld %12.1f %12s %14lld %12s %12.1f %8.0f%% %18s\n", vs[j].name, (long long)T,
+                   tps[j * nc + i], prefill > 0 ? "" : "-", (long long)bytes, vs_full, peak, 100 * bw, cnt);
             if (prefill > 0) printf("%-22s %8s %12s %12.1f\n", "", "", "", prefill);
             fflush(stdout);
             cJSON *o = bench_record(ctx, "decode");
@@ -240,10 +255,11 @@ int bench_decode_main(int argc, char **argv) {
         }
         model_destroy(m);
     }
-    printf("\ndecode speedup over the full transformer:\n%-22s", "model");
-    for (int i = 0; i < nc; i++) printf(" %8lld", (long long)ctxs[i]);
-    printf("\n");
-    for (int j = 1; j < nv; j++) {
+    if (ctx->profiling) rt_profile_print(ctx, stdout);
+    if (tps[0] > 0) printf("\ndecode speedup over the full transformer:\n%-22s", "model");
+    for (int i = 0; i < nc && tps[0] > 0; i++) printf(" %8lld", (long long)ctxs[i]);
+    if (tps[0] > 0) printf("\n");
+    for (int j = 1; j < nv && tps[0] > 0; j++) {
         printf("%-22s", vs[j].name);
         for (int i = 0; i < nc; i++) printf(" %7.2fx", tps[i] > 0 ? tps[j * nc + i] / tps[i] : 0);
         printf("\n");
