@@ -210,8 +210,10 @@ void attn_prefill(__global const float *q, int qo, __global const float *k, int 
     }
 }
 
-/* Decode: one query per sequence at position pos[b]. kb/vb [B,cap,Hkv*DH] with positions
- * bpos [B,cap] (increasing) and counts nb [B]; kr/vr [B,R,Hkv*DH] holding position p in slot
+/* Decode: one query per sequence at position pos[b]. kb/vb hold each sequence's stored keys (bs
+ * floats apart), head kvh's row e at kvh * hs + e * es ([B,cap,Hkv*DH]: hs = DH, es = Hkv*DH;
+ * head-major [B,Hkv,cap,DH]: hs = cap*DH, es = DH, so a head's keys are one contiguous stream), with
+ * positions bpos [B,cap] (increasing) and counts nb [B]; kr/vr [B,R,Hkv*DH] holding position p in slot
  * p % R. The query sees ring positions max(0, pos-window)..pos and boundaries with
  * bpos < pos - window. WG work-items per (sequence, head) split those keys into contiguous runs
  * with an online softmax each, then merge through __local (one barrier, outside every loop).
@@ -221,7 +223,8 @@ void attn_decode(__global const float *q, int qo, __global const float *kb, int 
                  __global const float *vb, int vbo, __global const int *bpos, int bpo,
                  __global const int *nbv, int nbo, __global const float *kr, int kro,
                  __global const float *vr, int vro, __global const int *posv, int poso,
-                 __global float *out, int oo, int cap, int R, int H, int Hkv, int window, float scale) {
+                 __global float *out, int oo, int cap, int bs, int hs, int es, int R, int H, int Hkv,
+                 int window, float scale) {
     const int lid = get_local_id(0);
     const int h = get_global_id(1), b = get_global_id(2);
     const int kvh = h / (H / Hkv);
@@ -233,8 +236,8 @@ void attn_decode(__global const float *q, int qo, __global const float *kb, int 
     const int nvis = atb_count_below(bpos + bpo + b * cap, nb, plo);
     const int nring = min(pos - plo + 1, R);
     const int n = nvis + nring;
-    kb += kbo + b * cap * ks + kvh * DH;
-    vb += vbo + b * cap * ks + kvh * DH;
+    kb += kbo + b * bs + kvh * hs;
+    vb += vbo + b * bs + kvh * hs;
     kr += kro + b * R * ks + kvh * DH;
     vr += vro + b * R * ks + kvh * DH;
     __global const float *qp = q + qo + b * H * DH + h * DH;
@@ -254,8 +257,8 @@ void attn_decode(__global const float *q, int qo, __global const float *kb, int 
             int e = min(e0 + j, hi - 1);
             ok[j] = e0 + j < hi;
             if (e < nvis) {
-                kp[j] = kb + e * ks;
-                vp[j] = vb + e * ks;
+                kp[j] = kb + e * es;
+                vp[j] = vb + e * es;
             } else {
                 int slot = (plo + e - nvis) % R;
                 kp[j] = kr + slot * ks;
@@ -314,13 +317,14 @@ __kernel void attn_gather_heads(__global float *out, __global const float *src, 
 }
 
 /* Decode, one step: k, v [B, C] go to the ring (slot pos % R) and, where store[b] >= 0, to the
- * store's row store[b] with their position; nb[b] becomes store[b] + 1. Work-item (b, c) writes
- * element c; the c == 0 ones also write the position and the count. Global B*C. */
+ * store's row store[b] (laid out as for attn_decode: sequence b at b * bs, head c / dh at
+ * (c / dh) * hs, row at row * es) with their position; nb[b] becomes store[b] + 1. Work-item (b, c)
+ * writes element c; the c == 0 ones also write the position and the count. Global B*C. */
 __kernel void kv_append(__global const float *k, int ko, __global const float *v, int vo,
                         __global const int *pos, int po, __global const int *store, int so,
                         __global float *kr, int kro, __global float *vr, int vro, int R,
-                        __global float *kb, int kbo, __global float *vb, int vbo, int cap,
-                        __global int *bpos, int bpo, __global int *nb, int nbo, int C, int total) {
+                        __global float *kb, int kbo, __global float *vb, int vbo, int cap, int bs, int hs, int es,
+                        int dh, __global int *bpos, int bpo, __global int *nb, int nbo, int C, int total) {
     int i = get_global_id(0);
     if (i >= total) return;
     int c = i % C, b = i / C, p = pos[po + b], row = store[so + b];
@@ -329,8 +333,9 @@ __kernel void kv_append(__global const float *k, int ko, __global const float *v
     kr[kro + slot] = kv;
     vr[vro + slot] = vv;
     if (row < 0 || row >= cap) return;
-    kb[kbo + (b * cap + row) * C + c] = kv;
-    vb[vbo + (b * cap + row) * C + c] = vv;
+    int at = b * bs + (c / dh) * hs + row * es + c % dh;
+    kb[kbo + at] = kv;
+    vb[vbo + at] = vv;
     if (c == 0) {
         bpos[bpo + b * cap + row] = p;
         nb[nbo + b] = row + 1;

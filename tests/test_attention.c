@@ -375,6 +375,49 @@ START_TEST(kv_append_writes_the_ring_and_the_chosen_store_rows) {
 }
 END_TEST
 
+/* [B, cap, Hkv*dh] -> [B, Hkv, cap, dh] on the host. */
+static float *head_major(const float *x, int B, int cap, int Hkv, int dh) {
+    float *y = malloc((size_t)B * cap * Hkv * dh * sizeof *y);
+    for (int b = 0; b < B; b++)
+        for (int e = 0; e < cap; e++)
+            for (int h = 0; h < Hkv; h++)
+                for (int d = 0; d < dh; d++)
+                    y[(((size_t)b * Hkv + h) * cap + e) * dh + d] = x[(((size_t)b * cap + e) * Hkv + h) * dh + d];
+    return y;
+}
+
+START_TEST(head_major_store_decodes_and_appends_like_row_major) {
+    rt_ctx *ctx = tu_ctx();
+    const int B = 2, H = 4, Hkv = 2, dh = 8, cap = 6, window = 2, R = window + 1, C = Hkv * dh;
+    float *q = tu_random(B * H * dh, 21, -1, 1), *kb = tu_random(B * cap * C, 22, -1, 1);
+    float *vb = tu_random(B * cap * C, 23, -1, 1), *kr = tu_random(B * R * C, 24, -1, 1);
+    float *vr = tu_random(B * R * C, 25, -1, 1), *k = tu_random(B * C, 26, -1, 1), *v = tu_random(B * C, 27, -1, 1);
+    float *kb4 = head_major(kb, B, cap, Hkv, dh), *vb4 = head_major(vb, B, cap, Hkv, dh);
+    int32_t bpos[12] = {0, 3, 7, 9, 0, 0, 0, 2, 5, 6, 8, 11}, nb[2] = {4, 6}, pos[2] = {12, 13}, store[2] = {4, -1};
+    tensor tq = tu_tensor(2, ((int64_t[]){B, H * dh}), q), tkr = tu_tensor(3, ((int64_t[]){B, R, C}), kr);
+    tensor tvr = tu_tensor(3, ((int64_t[]){B, R, C}), vr), tk = tu_tensor(2, ((int64_t[]){B, C}), k);
+    tensor tv = tu_tensor(2, ((int64_t[]){B, C}), v);
+    tensor t3[2] = {tu_tensor(3, ((int64_t[]){B, cap, C}), kb), tu_tensor(3, ((int64_t[]){B, cap, C}), vb)};
+    tensor t4[2] = {tu_tensor(4, ((int64_t[]){B, Hkv, cap, dh}), kb4), tu_tensor(4, ((int64_t[]){B, Hkv, cap, dh}), vb4)};
+    tensor tbp = i32_tensor(2, ((int64_t[]){B, cap}), bpos), tnb = i32_tensor(1, ((int64_t[]){B}), nb);
+    tensor tp = i32_tensor(1, ((int64_t[]){B}), pos), ts = i32_tensor(1, ((int64_t[]){B}), store);
+    tensor o3 = tu_zeros(2, ((int64_t[]){B, H * dh})), o4 = tu_zeros(2, ((int64_t[]){B, H * dh}));
+    /* append to both layouts, then decode from both: the same keys, so the same outputs */
+    tu_ok(ops_kv_append(ctx, &tk, &tv, &tp, &ts, &tkr, &tvr, &t3[0], &t3[1], &tbp, &tnb));
+    tu_ok(ops_kv_append(ctx, &tk, &tv, &tp, &ts, &tkr, &tvr, &t4[0], &t4[1], &tbp, &tnb));
+    tu_ok(ops_attention_decode(ctx, &tq, &t3[0], &t3[1], &tbp, &tnb, &tkr, &tvr, &tp, H, Hkv, window, &o3));
+    tu_ok(ops_attention_decode(ctx, &tq, &t4[0], &t4[1], &tbp, &tnb, &tkr, &tvr, &tp, H, Hkv, window, &o4));
+    float *a = tu_download(&o3), *b4 = tu_download(&o4), *s3 = tu_download(&t3[0]), *s4 = tu_download(&t4[0]);
+    float *want4 = head_major(s3, B, cap, Hkv, dh);
+    tu_assert_close(b4, a, B * H * dh, 0, 0, "head-major decode");
+    tu_assert_close(s4, want4, B * cap * C, 0, 0, "head-major append");
+    tensor *all[] = {&tq, &tkr, &tvr, &tk, &tv, &t3[0], &t3[1], &t4[0], &t4[1], &tbp, &tnb, &tp, &ts, &o3, &o4};
+    for (size_t i = 0; i < CORE_LEN(all); i++) tensor_free(all[i]);
+    float *fr[] = {q, kb, vb, kr, vr, k, v, kb4, vb4, a, b4, s3, s4, want4};
+    for (size_t i = 0; i < CORE_LEN(fr); i++) free(fr[i]);
+}
+END_TEST
+
 /* ---- bad arguments ---- */
 
 static void expect_fail(attamba_status s, attamba_status want, const char *needle) {
@@ -455,6 +498,7 @@ int main(void) {
     tcase_add_loop_test(t, decode_token_by_token_equals_prefill_rows, 0, N_DCASES);
     tcase_add_test(t, gather_rows_copies_the_indexed_rows);
     tcase_add_test(t, kv_append_writes_the_ring_and_the_chosen_store_rows);
+    tcase_add_test(t, head_major_store_decodes_and_appends_like_row_major);
     tcase_add_test(t, bad_arguments_return_a_status_and_a_message);
     suite_add_tcase(s, t);
     return tu_run(s);

@@ -51,8 +51,9 @@ attamba_status kv_cache_create(model *m, int B, int64_t max_tokens, kv_cache **o
     for (int l = 0; l < cfg->n_layers && !s; l++) {
         kv_layer *L = &c->layers[l];
         if (!(L->nb_host = calloc((size_t)B, sizeof *L->nb_host))) s = rt_fail(m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "oom");
-        if (!s) s = tensor_alloc_f32(m->ctx, &L->kb, 3, ((int64_t[]){B, c->cap, kvw}));
-        if (!s) s = tensor_alloc_f32(m->ctx, &L->vb, 3, ((int64_t[]){B, c->cap, kvw}));
+        int64_t head_major[4] = {B, cfg->n_kv_heads, c->cap, cfg->head_dim};
+        if (!s) s = tensor_alloc_f32(m->ctx, &L->kb, 4, head_major);
+        if (!s) s = tensor_alloc_f32(m->ctx, &L->vb, 4, head_major);
         if (!s) s = tensor_alloc(m->ctx, &L->bpos, TENSOR_I32, 2, ((int64_t[]){B, c->cap}));
         if (!s) s = tensor_alloc(m->ctx, &L->nb, TENSOR_I32, 1, ((int64_t[]){B}));
         if (!s) s = tensor_fill(&L->nb, 0);
@@ -185,6 +186,21 @@ static attamba_status upload_counts(kv_cache *c, kv_layer *L) {
     return s;
 }
 
+/* Rows [0, n) of src [1, >= n, Hkv*dh] into rows [0, n) of sequence b of the head-major store
+ * dst [B, Hkv, cap, dh]: one strided copy, viewing both as [Hkv, n, dh]. */
+static attamba_status store_rows(const tensor *src, int64_t n, tensor *dst, int b) {
+    int64_t Hkv = dst->shape[1], dh = dst->shape[3];
+    tensor s = *src, d = *dst;
+    s.ndim = d.ndim = 3;
+    s.shape[0] = d.shape[0] = Hkv;
+    s.shape[1] = d.shape[1] = n;
+    s.shape[2] = d.shape[2] = dh;
+    s.stride[0] = dh, s.stride[1] = src->stride[1], s.stride[2] = 1;
+    d.offset += b * dst->stride[0];
+    d.stride[0] = dst->stride[1], d.stride[1] = dst->stride[2], d.stride[2] = 1;
+    return tensor_copy(&d, &s); /* plain struct copies: views without a reference of their own */
+}
+
 attamba_status kv_cache_fill_layer(kv_cache *c, int b, int l, const tensor *k, const tensor *v) {
     kv_layer *L = &c->layers[l];
     int64_t T = k->shape[1];
@@ -195,9 +211,9 @@ attamba_status kv_cache_fill_layer(kv_cache *c, int b, int l, const tensor *k, c
     for (int64_t p = 0; p < T && !s; p++)
         if (kv_cache_stores(c, l, p)) pos[n++] = p;
     if (!s && n > c->cap) s = rt_fail(c->m->ctx, ATTAMBA_ERR_INTERNAL, "kv cache: %lld rows > capacity %d", (long long)n, c->cap);
-    if (!s && n == T) { /* every token: one contiguous copy */
-        s = kv_copy_rows(k, 0, 0, &L->kb, b, 0, T);
-        if (!s) s = kv_copy_rows(v, 0, 0, &L->vb, b, 0, T);
+    if (!s && n == T) { /* every token */
+        s = store_rows(k, T, &L->kb, b);
+        if (!s) s = store_rows(v, T, &L->vb, b);
     } else if (!s && n > 0) {
         tensor idx = {0}, gk = {0}, gv = {0};
         for (int64_t i = 0; i < n; i++) p32[i] = (int32_t)pos[i];
@@ -207,8 +223,8 @@ attamba_status kv_cache_fill_layer(kv_cache *c, int b, int l, const tensor *k, c
         if (!s) s = tensor_scratch(c->m->ctx, &gv, TENSOR_F32, 3, ((int64_t[]){1, n, k->shape[2]}));
         if (!s) s = ops_gather_rows(c->m->ctx, k, &idx, &gk);
         if (!s) s = ops_gather_rows(c->m->ctx, v, &idx, &gv);
-        if (!s) s = kv_copy_rows(&gk, 0, 0, &L->kb, b, 0, n);
-        if (!s) s = kv_copy_rows(&gv, 0, 0, &L->vb, b, 0, n);
+        if (!s) s = store_rows(&gk, n, &L->kb, b);
+        if (!s) s = store_rows(&gv, n, &L->vb, b);
         tensor_free(&idx);
         tensor_free(&gk);
         tensor_free(&gv);

@@ -8,7 +8,7 @@
 #include "model.h"
 
 typedef struct kv_layer {
-    tensor kb, vb;          /* [B, cap, kvw] stored keys/values (boundaries, or all tokens) */
+    tensor kb, vb;          /* [B, Hkv, cap, dh] stored keys/values (boundaries, or all tokens), head-major */
     tensor bpos;            /* i32 [B, cap] their positions */
     tensor nb;              /* i32 [B] how many are stored */
     int64_t *nb_host;       /* [B] the same on the host */

@@ -141,6 +141,55 @@ attamba_status boundary_plan_update(model *m, boundary_plan *p) {
 
 /* ---- the layer ---- */
 
+/* t as a [rows, cols] view (its leading dims merged); t must be contiguous or a row-block view. */
+static int rows_cols(const tensor *t, int64_t *rows, int64_t *cols, int64_t *ld) {
+    int n = t->ndim;
+    *cols = t->shape[n - 1];
+    *ld = n >= 2 ? t->stride[n - 2] : *cols;
+    *rows = 1;
+    for (int d = 0; d < n - 1; d++) *rows *= t->shape[d];
+    if (t->stride[n - 1] != 1) return 0;
+    for (int d = 0; d + 2 < n; d++)
+        if (t->shape[d] > 1 && t->stride[d] != t->shape[d + 1] * t->stride[d + 1]) return 0;
+    return 1;
+}
+
+/* t0 and t1 (the same shape, one buffer, t1 after t0) as one [2, rows, cols] view whose batch
+ * stride is the distance between them; t0 alone (2-D, shared by both) when t1 is t0. */
+static int pair_view(const tensor *t0, const tensor *t1, tensor *out) {
+    int64_t r0, c0, l0, r1, c1, l1;
+    if (!rows_cols(t0, &r0, &c0, &l0) || !rows_cols(t1, &r1, &c1, &l1)) return 0;
+    if (r0 != r1 || c0 != c1 || l0 != l1 || t0->dtype != t1->dtype || t0->buf != t1->buf) return 0;
+    int64_t stride = t1->offset - t0->offset;
+    if (t1 != t0 && stride < r0 * l0) return 0; /* overlapping (or t1 first): no pair */
+    *out = *t0;
+    out->buf->refs++;
+    int shared = t1 == t0;
+    out->ndim = shared ? 2 : 3;
+    int64_t shape[3] = {2, r0, c0}, strides[3] = {stride, l0, 1};
+    for (int d = 0; d < out->ndim; d++) {
+        out->shape[d] = shape[d + shared];
+        out->stride[d] = strides[d + shared];
+    }
+    return 1;
+}
+
+/* y_i = x_i W_i^T (+ y_i when accumulate) for i = 0, 1: one batched GEMM launch when the pairs
+ * share buffers (weights of one flat buffer, activations of one arena), else two. */
+static attamba_status linear_pair(model *m, const tensor *x0, const tensor *x1, const tensor *W0, const tensor *W1,
+                                  int accumulate, tensor *y0, tensor *y1) {
+    tensor x = {0}, W = {0}, y = {0};
+    int paired = pair_view(x0, x1, &x) && pair_view(W0, W1, &W) && pair_view(y0, y1, &y) && y.ndim == 3;
+    attamba_status s = paired ? ops_gemm(m->ctx, 0, 1, 1.0f, &x, &W, accumulate ? 1.0f : 0.0f, &y) : ATTAMBA_OK;
+    tensor_free(&x);
+    tensor_free(&W);
+    tensor_free(&y);
+    if (paired || s) return s;
+    RT_TRY(model_linear(m, x0, W0, accumulate, y0));
+    return model_linear(m, x1, W1, accumulate, y1);
+}
+
+
 /* A [B, 1, C] tensor (or a column view of one) as [B, C], for the decode-step ops. */
 static attamba_status rows2(const tensor *t, tensor *out) {
     RT_TRY(tensor_slice(t, 1, 0, 1, out));
@@ -167,16 +216,14 @@ static attamba_status conv_tail(const tensor *src, const tensor *dst, int64_t se
     return ATTAMBA_OK;
 }
 
-/* kv = x + SSM(x) (SPEC 3.1): in_proj, conv (+SiLU), scan, gated norm, out_proj. Prefill and training
- * run the whole-sequence conv and scan from segment starts; decode steps each sequence's cached
- * conv window and state; a prefill into a cache leaves those for the decode steps to come. */
-static attamba_status ssm_forward(model *m, int l, int i, const tensor *x, const tensor *seg, const tensor *restart,
-                                  ssm_acts *a, tensor *kv, const layer_mode *md) {
+/* The SSM's conv and scan (SPEC 3.1): prefill and training run them over the whole sequence from
+ * segment starts; decode steps each sequence's cached conv window and state; a prefill into a cache
+ * leaves those for the decode steps to come. */
+static attamba_status ssm_mix(model *m, int l, int i, const tensor *seg, const tensor *restart, ssm_acts *a,
+                              const layer_mode *md) {
     const model_config *c = &m->cfg;
     const ssm_weights *w = &m->layers[l].ssm[i];
     kv_layer *C = md->cache ? &md->cache->layers[l] : NULL;
-    RT_TRY(model_linear(m, x, &w->in_z, 0, &a->z));
-    RT_TRY(model_linear(m, x, &w->in_xbcdt, 0, &a->xbcdt));
     if (md->decode) {
         tensor xs = {0}, bm = {0}, cm = {0}, dt = {0}, y = {0}, in = {0}, out = {0};
         attamba_status s = rows2(&a->xs, &xs);
@@ -192,23 +239,35 @@ static attamba_status ssm_forward(model *m, int l, int i, const tensor *x, const
                              &C->state[i], &y);
         tensor *all[] = {&xs, &bm, &cm, &dt, &y, &in, &out};
         for (size_t k = 0; k < CORE_LEN(all); k++) tensor_free(all[k]);
-        RT_TRY(s);
-    } else {
-        ssm_tail tail;
-        memset(&tail, 0, sizeof tail);
-        int64_t T = x->shape[1];
-        if (C) RT_TRY(kv_cache_ssm_tail(md->cache, md->b, l, i, T, &tail));
-        attamba_status s = C && w->conv ? conv_tail(&a->xbc_in, &tail.conv, tail.seg_first) : ATTAMBA_OK;
-        if (!s && w->conv) s = ops_conv1d(m->ctx, &a->xbc_in, w->conv, seg, 1, &a->xbc);
-        if (!s)
-            s = ops_ssm_scan(m->ctx, &a->xs, &a->bm, &a->cm, &a->dt, w->dt_bias, w->A_log, w->D, seg,
-                             c->ssm_groups, &a->y, C ? &tail.state : NULL);
-        ssm_tail_free(&tail);
-        RT_TRY(s);
+        return s;
     }
-    RT_TRY(ops_gated_rmsnorm(m->ctx, &a->y, &a->z, w->norm, c->norm_eps, &a->g));
-    RT_TRY(tensor_copy(kv, x));
-    return model_linear(m, &a->g, w->out_proj, 1, kv);
+    ssm_tail tail;
+    memset(&tail, 0, sizeof tail);
+    if (C) RT_TRY(kv_cache_ssm_tail(md->cache, md->b, l, i, a->z.shape[1], &tail));
+    attamba_status s = C && w->conv ? conv_tail(&a->xbc_in, &tail.conv, tail.seg_first) : ATTAMBA_OK;
+    if (!s && w->conv) s = ops_conv1d(m->ctx, &a->xbc_in, w->conv, seg, 1, &a->xbc);
+    if (!s)
+        s = ops_ssm_scan(m->ctx, &a->xs, &a->bm, &a->cm, &a->dt, w->dt_bias, w->A_log, w->D, seg, c->ssm_groups,
+                         &a->y, C ? &tail.state : NULL);
+    ssm_tail_free(&tail);
+    return s;
+}
+
+/* k = x + SSM_K(x), v = x + SSM_V(x): in_proj, conv (+SiLU), scan, gated norm, out_proj; the two
+ * SSMs' projections run as pairs (one launch each where the buffers allow). */
+static attamba_status ssm_forward(model *m, int l, layer_acts *a, const tensor *restart, const layer_mode *md) {
+    const model_config *c = &m->cfg;
+    const ssm_weights *w = m->layers[l].ssm;
+    ssm_acts *s = a->ssm;
+    RT_TRY(linear_pair(m, &a->x, &a->x, &w[0].in_z, &w[1].in_z, 0, &s[0].z, &s[1].z));
+    RT_TRY(linear_pair(m, &a->x, &a->x, &w[0].in_xbcdt, &w[1].in_xbcdt, 0, &s[0].xbcdt, &s[1].xbcdt));
+    for (int i = 0; i < 2; i++) {
+        RT_TRY(ssm_mix(m, l, i, &a->seg, restart, &s[i], md));
+        RT_TRY(ops_gated_rmsnorm(m->ctx, &s[i].y, &s[i].z, w[i].norm, c->norm_eps, &s[i].g));
+    }
+    RT_TRY(tensor_copy(&a->k, &a->x));
+    RT_TRY(tensor_copy(&a->v, &a->x));
+    return linear_pair(m, &s[0].g, &s[1].g, w[0].out_proj, w[1].out_proj, 1, &a->k, &a->v);
 }
 
 /* dst = src + x W^T; in place when dst is src. */
@@ -262,20 +321,14 @@ attamba_status model_layer_forward(model *m, int l, layer_acts *a, const layer_m
     }
     TRY(ops_rmsnorm(m->ctx, a->h_in, L->attn_norm, c->norm_eps, &a->x));
     TRY(model_linear(m, &a->x, L->wq, 0, &a->q));
-    if (c->kind == MODEL_ATTAMBA) {
-        TRY(ssm_forward(m, l, 0, &a->x, &a->seg, &restart, &a->ssm[0], &a->k, md));
-        TRY(ssm_forward(m, l, 1, &a->x, &a->seg, &restart, &a->ssm[1], &a->v, md));
-    } else {
-        TRY(model_linear(m, &a->x, L->wk, 0, &a->k));
-        TRY(model_linear(m, &a->x, L->wv, 0, &a->v));
-    }
+    if (c->kind == MODEL_ATTAMBA) TRY(ssm_forward(m, l, a, &restart, md));
+    else TRY(linear_pair(m, &a->x, &a->x, L->wk, L->wv, 0, &a->k, &a->v));
     TRY(ops_rope(m->ctx, &a->q, c->n_heads, md->pos, c->rope_theta));
     TRY(ops_rope(m->ctx, &a->k, c->n_kv_heads, md->pos, c->rope_theta));
     TRY(attend(m, l, a, &store, md));
     TRY(residual(m, a->h_mid, a->h_in, &a->o, L->wo));
     TRY(ops_rmsnorm(m->ctx, a->h_mid, L->ffn_norm, c->norm_eps, &a->y));
-    TRY(model_linear(m, &a->y, L->w1, 0, &a->f1));
-    TRY(model_linear(m, &a->y, L->w3, 0, &a->f3));
+    TRY(linear_pair(m, &a->y, &a->y, L->w1, L->w3, 0, &a->f1, &a->f3));
     TRY(ops_swiglu(m->ctx, &a->f1, &a->f3, &a->hid));
     TRY(residual(m, a->h_out, a->h_mid, &a->hid, L->w2));
 #undef TRY

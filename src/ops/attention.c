@@ -200,6 +200,29 @@ attamba_status ops_gather_rows(rt_ctx *ctx, const tensor *src, const tensor *idx
     return ops_launch_1d(ctx, "attention", "", "attn_gather_rows", total, 10, args);
 }
 
+/* The boundary store of the decode ops: [B, cap, Hkv*dh] (row-major) or [B, Hkv, cap, dh] (head-major),
+ * kb and vb alike, contiguous; the strides the kernels take. */
+typedef struct {
+    int64_t cap;
+    int bs, hs, es; /* floats between sequences, heads, rows */
+} store_layout;
+
+static attamba_status store_check(rt_ctx *ctx, const char *op, const tensor *kb, const tensor *vb, int64_t B,
+                                  int Hkv, int dh, store_layout *st) {
+    if (!kb || !kb->buf || (kb->ndim != 3 && kb->ndim != 4))
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: kb must be a [B, cap, Hkv*dh] or [B, Hkv, cap, dh] tensor", op);
+    int head_major = kb->ndim == 4;
+    st->cap = kb->shape[head_major ? 2 : 1];
+    int64_t C = (int64_t)Hkv * dh, shape[4] = {B, st->cap, C};
+    if (head_major) shape[1] = Hkv, shape[2] = st->cap, shape[3] = dh;
+    RT_TRY(ops_expect(ctx, op, "kb", kb, TENSOR_F32, kb->ndim, shape));
+    RT_TRY(ops_expect(ctx, op, "vb", vb, TENSOR_F32, kb->ndim, shape));
+    st->bs = (int)(st->cap * C);
+    st->hs = head_major ? (int)(st->cap * dh) : dh;
+    st->es = head_major ? dh : (int)C;
+    return ATTAMBA_OK;
+}
+
 attamba_status ops_attention_decode(rt_ctx *ctx, const tensor *q, const tensor *kb, const tensor *vb,
                                     const tensor *bpos, const tensor *nb, const tensor *kr, const tensor *vr,
                                     const tensor *pos, int n_heads, int n_kv_heads, int window, tensor *out) {
@@ -215,11 +238,9 @@ attamba_status ops_attention_decode(rt_ctx *ctx, const tensor *q, const tensor *
     int dh;
     RT_TRY(check_heads(ctx, op, n_heads, n_kv_heads, q->shape[1], &dh));
     int64_t B = q->shape[0], C = (int64_t)n_kv_heads * dh, R = (int64_t)window + 1;
-    if (!kb || !kb->buf || kb->ndim != 3)
-        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: kb must be a [B, cap, Hkv*dh] tensor", op);
-    int64_t cap = kb->shape[1];
-    RT_TRY(ops_expect(ctx, op, "kb", kb, TENSOR_F32, 3, (int64_t[]){B, cap, C}));
-    RT_TRY(ops_expect(ctx, op, "vb", vb, TENSOR_F32, 3, (int64_t[]){B, cap, C}));
+    store_layout st;
+    RT_TRY(store_check(ctx, op, kb, vb, B, n_kv_heads, dh, &st));
+    int64_t cap = st.cap;
     RT_TRY(ops_expect(ctx, op, "bpos", bpos, TENSOR_I32, 2, (int64_t[]){B, cap}));
     RT_TRY(ops_expect(ctx, op, "nb", nb, TENSOR_I32, 1, (int64_t[]){B}));
     RT_TRY(ops_expect(ctx, op, "kr", kr, TENSOR_F32, 3, (int64_t[]){B, R, C}));
@@ -239,7 +260,8 @@ attamba_status ops_attention_decode(rt_ctx *ctx, const tensor *q, const tensor *
                      RT_MEM(vb->buf->mem),   RT_I32(vb->offset),   RT_MEM(bpos->buf->mem), RT_I32(bpos->offset),
                      RT_MEM(nb->buf->mem),   RT_I32(nb->offset),   RT_MEM(kr->buf->mem),  RT_I32(kr->offset),
                      RT_MEM(vr->buf->mem),   RT_I32(vr->offset),   RT_MEM(pos->buf->mem), RT_I32(pos->offset),
-                     RT_MEM(out->buf->mem),  RT_I32(out->offset),  RT_I32(cap),           RT_I32(R),
+                     RT_MEM(out->buf->mem),  RT_I32(out->offset),  RT_I32(cap),           RT_I32(st.bs),
+                     RT_I32(st.hs),          RT_I32(st.es),        RT_I32(R),
                      RT_I32(n_heads),        RT_I32(n_kv_heads),   RT_I32(window),
                      RT_F32(1.0 / sqrt((double)dh))};
     return rt_launch(ctx, kern, "attn_decode", 3, global, local, (int)(sizeof args / sizeof args[0]), args);
@@ -250,24 +272,27 @@ attamba_status ops_kv_append(rt_ctx *ctx, const tensor *k, const tensor *v, cons
     static const char *op = "ops_kv_append";
     if (!k || !k->buf || k->ndim != 2) return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: k must be a [B, C] tensor", op);
     int64_t B = k->shape[0], C = k->shape[1];
-    if (!kr || !kr->buf || kr->ndim != 3 || !kb || !kb->buf || kb->ndim != 3)
-        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: kr and kb must be [B, R, C] and [B, cap, C] tensors", op);
-    int64_t R = kr->shape[1], cap = kb->shape[1];
+    if (!kr || !kr->buf || kr->ndim != 3)
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: kr must be a [B, R, C] tensor", op);
+    int64_t R = kr->shape[1];
+    int Hkv = kb && kb->buf && kb->ndim == 4 ? (int)kb->shape[1] : 1, dh = (int)(C / Hkv);
+    store_layout st;
+    RT_TRY(store_check(ctx, op, kb, vb, B, Hkv, dh, &st));
+    int64_t cap = st.cap;
     RT_TRY(ops_expect(ctx, op, "k", k, TENSOR_F32, 2, k->shape));
     RT_TRY(ops_expect(ctx, op, "v", v, TENSOR_F32, 2, k->shape));
     RT_TRY(ops_expect(ctx, op, "pos", pos, TENSOR_I32, 1, &B));
     RT_TRY(ops_expect(ctx, op, "store", store, TENSOR_I32, 1, &B));
     RT_TRY(ops_expect(ctx, op, "kr", kr, TENSOR_F32, 3, (int64_t[]){B, R, C}));
     RT_TRY(ops_expect(ctx, op, "vr", vr, TENSOR_F32, 3, (int64_t[]){B, R, C}));
-    RT_TRY(ops_expect(ctx, op, "kb", kb, TENSOR_F32, 3, (int64_t[]){B, cap, C}));
-    RT_TRY(ops_expect(ctx, op, "vb", vb, TENSOR_F32, 3, (int64_t[]){B, cap, C}));
     RT_TRY(ops_expect(ctx, op, "bpos", bpos, TENSOR_I32, 2, (int64_t[]){B, cap}));
     RT_TRY(ops_expect(ctx, op, "nb", nb, TENSOR_I32, 1, &B));
     rt_arg args[] = {RT_MEM(k->buf->mem),    RT_I32(k->offset),     RT_MEM(v->buf->mem),  RT_I32(v->offset),
                      RT_MEM(pos->buf->mem),  RT_I32(pos->offset),   RT_MEM(store->buf->mem), RT_I32(store->offset),
                      RT_MEM(kr->buf->mem),   RT_I32(kr->offset),    RT_MEM(vr->buf->mem), RT_I32(vr->offset),
                      RT_I32(R),              RT_MEM(kb->buf->mem),  RT_I32(kb->offset),   RT_MEM(vb->buf->mem),
-                     RT_I32(vb->offset),     RT_I32(cap),           RT_MEM(bpos->buf->mem), RT_I32(bpos->offset),
+                     RT_I32(vb->offset),     RT_I32(cap),           RT_I32(st.bs),        RT_I32(st.hs),
+                     RT_I32(st.es),          RT_I32(dh),            RT_MEM(bpos->buf->mem), RT_I32(bpos->offset),
                      RT_MEM(nb->buf->mem),   RT_I32(nb->offset),    RT_I32(C),            RT_I32(B * C)};
     return ops_launch_1d(ctx, "attention", "", "kv_append", B * C, (int)CORE_LEN(args), args);
 }
