@@ -68,8 +68,9 @@ __kernel void gated_rmsnorm_f32(__global float *out, int oo, __global const floa
  * radian value; the f32 error is the same (an ulp of the angle). The frequency is
  * exp2(-(j/half_dh) * log2(theta) - log2(pi)) with both logarithms from the host. sign = -1
  * rotates the other way: the backward pass (a rotation's gradient is the inverse rotation). */
-__kernel void rope_f32(__global float *x, int xo, __global const int *pos0, int po, int T, int H,
-                       int half_dh, float log2_theta, float log2_pi, float sign, int n_items) {
+__kernel void rope_f32(__global float *x, int xo, __global float *x2, int x2o, int H2, __global const int *pos0,
+                       int po, int T, int H, int half_dh, float log2_theta, float log2_pi, float sign,
+                       int n_items) {
     int i = get_global_id(0);
     if (i >= n_items) return;
     int j = i % half_dh, row = i / half_dh;
@@ -82,13 +83,19 @@ __kernel void rope_f32(__global float *x, int xo, __global const int *pos0, int 
         float2 v = vload2(0, p);
         vstore2((float2)(v.x * c - v.y * s, v.x * s + v.y * c), 0, p);
     }
+    p = x2 + x2o + (size_t)row * H2 * 2 * half_dh + 2 * j;
+    for (int h = 0; h < H2; h++, p += 2 * half_dh) {
+        float2 v = vload2(0, p);
+        vstore2((float2)(v.x * c - v.y * s, v.x * s + v.y * c), 0, p);
+    }
 }
 
 /* The same for four consecutive pair indices per work-item (half_dh % 4 == 0), with float4
  * sinpi/cospi: PoCL does not vectorise the scalar calls across work-items, explicit vectors it
  * does. Element for element the formula of rope_f32. quads = half_dh / 4. */
-__kernel void rope4_f32(__global float *x, int xo, __global const int *pos0, int po, int T, int H,
-                        int quads, float log2_theta, float log2_pi, float sign, int n_items) {
+__kernel void rope4_f32(__global float *x, int xo, __global float *x2, int x2o, int H2, __global const int *pos0,
+                        int po, int T, int H, int quads, float log2_theta, float log2_pi, float sign,
+                        int n_items) {
     int i = get_global_id(0);
     if (i >= n_items) return;
     int jq = i % quads, row = i / quads;
@@ -99,6 +106,12 @@ __kernel void rope4_f32(__global float *x, int xo, __global const int *pos0, int
     float4 c = cospi(half_turns), s = sign * sinpi(half_turns);
     __global float *p = x + xo + (size_t)row * H * 8 * quads + 8 * jq;
     for (int h = 0; h < H; h++, p += 8 * quads) {
+        float8 v = vload8(0, p);
+        float4 e = v.even * c - v.odd * s, o = v.even * s + v.odd * c;
+        vstore8(shuffle2(e, o, (uint8)(0, 4, 1, 5, 2, 6, 3, 7)), 0, p);
+    }
+    p = x2 + x2o + (size_t)row * H2 * 8 * quads + 8 * jq;
+    for (int h = 0; h < H2; h++, p += 8 * quads) {
         float8 v = vload8(0, p);
         float4 e = v.even * c - v.odd * s, o = v.even * s + v.odd * c;
         vstore8(shuffle2(e, o, (uint8)(0, 4, 1, 5, 2, 6, 3, 7)), 0, p);

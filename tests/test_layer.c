@@ -298,6 +298,31 @@ START_TEST(rope_matches_reference_with_per_sequence_starts) {
 }
 END_TEST
 
+/* q and k in one launch: bit for bit what two single launches give, for both kernel variants
+ * (dh = 6: scalar pairs; dh = 16: quads), and a mismatched k is refused. */
+START_TEST(rope2_rotates_q_and_k_like_two_single_calls) {
+    rt_ctx *ctx = tu_ctx();
+    const int dhs[2] = {6, 16};
+    for (int v = 0; v < 2; v++) {
+        int B = 2, T = 5, H = 3, Hk = 1, dh = dhs[v];
+        int64_t qs[3] = {B, T, (int64_t)H * dh}, ks[3] = {B, T, (int64_t)Hk * dh}, b64 = B;
+        float *q = tu_random(B * T * H * dh, 40 + (uint64_t)v, -1, 1), *k = tu_random(B * T * Hk * dh, 50, -1, 1);
+        tensor q1 = tu_tensor(3, qs, q), k1 = tu_tensor(3, ks, k), q2 = tu_tensor(3, qs, q), k2 = tu_tensor(3, ks, k);
+        tensor tp = i32_tensor(1, &b64, (int32_t[]){3, 700});
+        tu_ok(ops_rope(ctx, &q1, H, &tp, 10000.0f));
+        tu_ok(ops_rope(ctx, &k1, Hk, &tp, 10000.0f));
+        tu_ok(ops_rope2(ctx, &q2, H, &k2, Hk, &tp, 10000.0f));
+        float *a = tu_download(&q1), *b = tu_download(&q2), *c = tu_download(&k1), *d = tu_download(&k2);
+        tu_assert_close(b, a, B * T * H * dh, 0, 0, "rope2 q");
+        tu_assert_close(d, c, B * T * Hk * dh, 0, 0, "rope2 k");
+        ck_assert_int_eq(ops_rope2(ctx, &q2, H, &q2, H, &tp, 10000.0f), ATTAMBA_ERR_INVALID_ARG); /* overlap */
+        tensor *all[] = {&q1, &k1, &q2, &k2, &tp};
+        for (size_t i = 0; i < CORE_LEN(all); i++) tensor_free(all[i]);
+        free(a), free(b), free(c), free(d), free(q), free(k);
+    }
+}
+END_TEST
+
 /* Rotation by angle 0 is the identity, exactly: token 0 of a sequence starting at 0. */
 START_TEST(rope_leaves_position_zero_unchanged) {
     rt_ctx *ctx = tu_ctx();
@@ -503,6 +528,7 @@ int main(void) {
     tcase_add_loop_test(t, rope_matches_reference_with_per_sequence_starts, 0,
                         (int)(sizeof rope_cases / sizeof rope_cases[0]));
     tcase_add_test(t, rope_leaves_position_zero_unchanged);
+    tcase_add_test(t, rope2_rotates_q_and_k_like_two_single_calls);
     tcase_add_test(t, rope_one_token_at_a_time_equals_whole_sequence);
     tcase_add_test(t, rope_dot_products_depend_only_on_relative_position);
     tcase_add_loop_test(t, embedding_gathers_rows_and_zeroes_out_of_range_ids, 0, 3);

@@ -323,8 +323,7 @@ attamba_status model_layer_forward(model *m, int l, layer_acts *a, const layer_m
     TRY(model_linear(m, &a->x, L->wq, 0, &a->q));
     if (c->kind == MODEL_ATTAMBA) TRY(ssm_forward(m, l, a, &restart, md));
     else TRY(linear_pair(m, &a->x, &a->x, L->wk, L->wv, 0, &a->k, &a->v));
-    TRY(ops_rope(m->ctx, &a->q, c->n_heads, md->pos, c->rope_theta));
-    TRY(ops_rope(m->ctx, &a->k, c->n_kv_heads, md->pos, c->rope_theta));
+    TRY(ops_rope2(m->ctx, &a->q, c->n_heads, &a->k, c->n_kv_heads, md->pos, c->rope_theta));
     TRY(attend(m, l, a, &store, md));
     TRY(residual(m, a->h_mid, a->h_in, &a->o, L->wo));
     TRY(ops_rmsnorm(m->ctx, a->h_mid, L->ffn_norm, c->norm_eps, &a->y));

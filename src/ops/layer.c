@@ -57,32 +57,54 @@ attamba_status ops_gated_rmsnorm(rt_ctx *ctx, const tensor *y, const tensor *z, 
 }
 
 attamba_status ops_rope(rt_ctx *ctx, tensor *x, int n_heads, const tensor *pos0, float theta) {
-    return ops_rope_rotate(ctx, "ops_rope", x, n_heads, pos0, theta, 1.0f);
+    return ops_rope_rotate(ctx, "ops_rope", x, n_heads, NULL, 0, pos0, theta, 1.0f);
 }
 
-attamba_status ops_rope_rotate(rt_ctx *ctx, const char *op, tensor *x, int n_heads, const tensor *pos0, float theta,
-                               float sign) {
+attamba_status ops_rope2(rt_ctx *ctx, tensor *q, int q_heads, tensor *k, int k_heads, const tensor *pos0, float theta) {
+    return ops_rope_rotate(ctx, "ops_rope2", q, q_heads, k, k_heads, pos0, theta, 1.0f);
+}
+
+/* Checks x [B, T, n_heads * dh] (dh even); sets *half_dh. */
+static attamba_status rope_check(rt_ctx *ctx, const char *op, const char *name, const tensor *x, int n_heads,
+                                 int *half_dh) {
     char d[96];
-    if (!x || !x->buf) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: x is an empty tensor", op);
+    if (!x || !x->buf) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: %s is an empty tensor", op, name);
     if (x->ndim != 3)
-        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: x must be [B, T, n_heads*dh], got %s", op,
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: %s must be [B, T, n_heads*dh], got %s", op, name,
                        tensor_describe(x, d, sizeof d));
-    RT_TRY(ops_expect(ctx, op, "x", x, TENSOR_F32, 3, x->shape));
+    RT_TRY(ops_expect(ctx, op, name, x, TENSOR_F32, 3, x->shape));
     if (n_heads < 1)
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: n_heads must be >= 1, got %d", op, n_heads);
+    int64_t width = x->shape[2];
+    if (width % n_heads || (width / n_heads) % 2)
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: %s %s: width %lld is not n_heads (%d) times an even dh",
+                       op, name, tensor_describe(x, d, sizeof d), (long long)width, n_heads);
+    *half_dh = (int)(width / n_heads / 2);
+    return ATTAMBA_OK;
+}
+
+attamba_status ops_rope_rotate(rt_ctx *ctx, const char *op, tensor *x, int n_heads, tensor *x2, int n_heads2,
+                               const tensor *pos0, float theta, float sign) {
+    int half_dh = 0, half2 = 0;
+    RT_TRY(rope_check(ctx, op, "x", x, n_heads, &half_dh));
+    if (x2) {
+        RT_TRY(rope_check(ctx, op, "x2", x2, n_heads2, &half2));
+        if (half2 != half_dh || x2->shape[0] != x->shape[0] || x2->shape[1] != x->shape[1])
+            return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: x2 needs x's B, T and head dim", op);
+        if (ops_overlap(x, x2)) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: x and x2 overlap", op);
+    }
     if (!(theta > 0.0f) || isinf(theta))
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: theta must be finite and > 0, got %g", op,
                        (double)theta);
-    int64_t B = x->shape[0], T = x->shape[1], width = x->shape[2];
-    if (width % n_heads || (width / n_heads) % 2)
-        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: x %s: width %lld is not n_heads (%d) times an even dh",
-                       op, tensor_describe(x, d, sizeof d), (long long)width, n_heads);
+    int64_t B = x->shape[0], T = x->shape[1];
     RT_TRY(ops_expect(ctx, op, "pos0", pos0, TENSOR_I32, 1, &B));
     /* one work-item per (token, pair index), or per four pair indices when dh % 8 == 0; each
-     * loops over the heads */
-    int half_dh = (int)(width / n_heads / 2), vec = half_dh % 4 ? 1 : 4;
+     * loops over the heads of x, then of x2 (the same angles) */
+    int vec = half_dh % 4 ? 1 : 4;
     int64_t n_items = B * T * (half_dh / vec);
-    rt_arg args[] = {RT_MEM(x->buf->mem), RT_I32(x->offset), RT_MEM(pos0->buf->mem), RT_I32(pos0->offset),
+    const tensor *y = x2 ? x2 : x;
+    rt_arg args[] = {RT_MEM(x->buf->mem), RT_I32(x->offset), RT_MEM(y->buf->mem), RT_I32(y->offset),
+                     RT_I32(x2 ? n_heads2 : 0), RT_MEM(pos0->buf->mem), RT_I32(pos0->offset),
                      RT_I32(T), RT_I32(n_heads), RT_I32(half_dh / vec), RT_F32(log2((double)theta)),
                      RT_F32(log2(3.14159265358979323846)), RT_F32(sign), RT_I32(n_items)};
     return ops_launch_1d(ctx, "layer", "", vec == 4 ? "rope4_f32" : "rope_f32", n_items, (int)CORE_LEN(args),

@@ -22,9 +22,12 @@ attamba_status ops_gated_rmsnorm(rt_ctx *ctx, const tensor *y, const tensor *z, 
  * Angles are computed in f32 (as PyTorch does), so their error grows with pos: about pos * 5e-7
  * radians. */
 attamba_status ops_rope(rt_ctx *ctx, tensor *x, int n_heads, const tensor *pos0, float theta);
-/* RoPE by sign * angle (sign -1 is the backward pass); op names the caller in messages. */
-attamba_status ops_rope_rotate(rt_ctx *ctx, const char *op, tensor *x, int n_heads, const tensor *pos0, float theta,
-                               float sign);
+/* RoPE of q [B, T, q_heads*dh] and k [B, T, k_heads*dh] (the same B, T, dh) in one launch. */
+attamba_status ops_rope2(rt_ctx *ctx, tensor *q, int q_heads, tensor *k, int k_heads, const tensor *pos0, float theta);
+/* RoPE by sign * angle (sign -1 is the backward pass) of x and, unless NULL, x2; op names the caller
+ * in messages. */
+attamba_status ops_rope_rotate(rt_ctx *ctx, const char *op, tensor *x, int n_heads, tensor *x2, int n_heads2,
+                               const tensor *pos0, float theta, float sign);
 
 /* out = silu(gate) * up; all three of one shape; out may alias either input. */
 attamba_status ops_swiglu(rt_ctx *ctx, const tensor *gate, const tensor *up, tensor *out);

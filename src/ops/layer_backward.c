@@ -153,7 +153,7 @@ attamba_status ops_gated_rmsnorm_backward(rt_ctx *ctx, const tensor *y, const te
 
 attamba_status ops_rope_backward(rt_ctx *ctx, tensor *dx, int n_heads, const tensor *pos0, float theta) {
     /* the forward kernel with the angle negated: bit-identical angles in both directions */
-    return ops_rope_rotate(ctx, "ops_rope_backward", dx, n_heads, pos0, theta, -1.0f);
+    return ops_rope_rotate(ctx, "ops_rope_backward", dx, n_heads, NULL, 0, pos0, theta, -1.0f);
 }
 
 attamba_status ops_swiglu_backward(rt_ctx *ctx, const tensor *gate, const tensor *up, const tensor *dout,

@@ -244,8 +244,8 @@ static attamba_status layer_backward(trainer *t, int l) {
     }
     RT_TRY(ops_attention_prefill_backward(ctx, &a->q, &a->k, &a->v, c->n_heads, c->n_kv_heads, &mask, &a->o,
                                           &t->dout, &t->dq, &t->dk, &t->dv));
-    RT_TRY(ops_rope_backward(ctx, &t->dq, c->n_heads, &t->pos0, c->rope_theta));
-    RT_TRY(ops_rope_backward(ctx, &t->dk, c->n_kv_heads, &t->pos0, c->rope_theta));
+    RT_TRY(ops_rope_rotate(ctx, "ops_rope_backward", &t->dq, c->n_heads, &t->dk, c->n_kv_heads, &t->pos0,
+                           c->rope_theta, -1.0f));
     RT_TRY(linear_backward(t, &a->x, W->wq, &t->dq, (tensor *)G->wq, &t->dx, 0));
     if (c->kind == MODEL_ATTAMBA) {
         RT_TRY(ssm_backward(t, l, 0, &a->x, &a->seg, &t->dk, &t->dx));
