@@ -195,3 +195,80 @@ __kernel void ssm_step(__global float *y, int yo, SSM_IN_ARGS, __global const in
     ssm_store(S8, St, row);
     y[yo + gid] = acc + D[Do + h] * xv;
 }
+
+/* ---- decode: the whole SSM of one token per sequence in one launch ---- */
+
+/* One causal-conv output of channel c at position t: the new input xc plus the window ring's taps
+ * (position q in slot q % W; taps before the segment's first position sf count as zero); the new
+ * input then takes slot t % W, which no tap of this step reads. */
+inline float ssm_conv_ring(__global const float *w, __global float *win, int c, int CH, int W, int t, int sf,
+                           float xc) {
+    float acc = w[c * W + W - 1] * xc;
+    for (int k = 1; k < W; k++)
+        if (t - k >= sf) acc += w[c * W + W - 1 - k] * win[((t - k) % W) * CH + c];
+    win[(t % W) * CH + c] = xc;
+    return acc * atb_sigmoid(acc); /* SiLU */
+}
+
+/* Decode step of up to two SSMs of one shape (K and V: get_global_id(2), their tensors ps floats
+ * apart), one work-group per (sequence b, SSM). For token t = pos[b] with segment start sf:
+ *   xbc = SiLU(conv(xbcdt[:, :CH])) (raw when W == 0), dt = softplus(dt_raw + bias),
+ *   S = exp(dt A) S + dt xs B^T (S = dt xs B^T when t == sf), y = S C + D xs,
+ *   g = rmsnorm(y * silu(z)) * norm.
+ * B and C of every group go through __local once; each work-item then takes rows r = (h, pi) of
+ * the state. xbcdt and z rows are x_rs / z_rs apart; window [B, W, CH]; state [B, nh, p, SSM_N];
+ * g [B, E]. Global (WG, B, n), local (WG, 1, 1); lbc holds 2*G*SSM_N floats, red one per item. */
+__kernel void ssm_decode(__global const float *xbcdt, int xo, int x_ps, int x_rs,
+                         __global const float *z, int zo, int z_ps, int z_rs,
+                         __global const float *cw, int cwo, int cw_ps, int W,
+                         __global float *win, int wio, int wi_ps,
+                         __global const float *dt_bias, int dbo, int db_ps, int has_bias,
+                         __global const float *A_log, int ao, int a_ps, __global const float *D, int Do, int d_ps,
+                         __global const float *nw, int nwo, int nw_ps, __global float *st, int sto, int st_ps,
+                         __global float *g, int go, int g_ps, __global const int *posv, int po,
+                         __global const int *sfv, int sfo, int nh, int p, int G, float eps,
+                         __local float *lbc, __local float *red) {
+    const int lid = get_local_id(0), n = get_local_size(0), b = get_global_id(1), s = get_global_id(2);
+    const int E = nh * p, GN = G * SSM_N, CH = E + 2 * GN, hpg = nh / G;
+    const int t = posv[po + b], sf = sfv[sfo + b];
+    __global const float *xr = xbcdt + xo + s * x_ps + b * x_rs;
+    __global const float *zr = z + zo + s * z_ps + b * z_rs;
+    __global float *wr = win + wio + s * wi_ps + b * W * CH;
+    __global float *gr = g + go + s * g_ps + b * E;
+    cw += cwo + s * cw_ps;
+    dt_bias += dbo + s * db_ps;
+    A_log += ao + s * a_ps;
+    D += Do + s * d_ps;
+    nw += nwo + s * nw_ps;
+    st += sto + s * st_ps + b * E * SSM_N;
+    for (int c = E + lid; c < CH; c += n) lbc[c - E] = W ? ssm_conv_ring(cw, wr, c, CH, W, t, sf, xr[c]) : xr[c];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    float part = 0.0f;
+    for (int r = lid; r < E; r += n) {
+        int h = r / p, grp = h / hpg;
+        float xs = W ? ssm_conv_ring(cw, wr, r, CH, W, t, sf, xr[r]) : xr[r];
+        float dt = atb_softplus(xr[CH + h] + (has_bias ? dt_bias[h] : 0.0f));
+        float decay = exp(-dt * exp(A_log[h]));
+        __global float *row = st + r * SSM_N;
+        __local const float *Bg = lbc + grp * SSM_N, *Cg = lbc + GN + grp * SSM_N;
+        float8 acc8 = (float8)(0.0f);
+        int fresh = t == sf; /* a restart ignores the stored state, whatever it holds */
+        for (int j = 0; j < SSM_N8; j++) {
+            float8 v = (fresh ? (float8)(0.0f) : decay * vload8(j, row)) + (dt * xs) * vload8(j, Bg);
+            vstore8(v, j, row);
+            acc8 += v * vload8(j, Cg);
+        }
+        float y = atb_hsum8(acc8);
+        for (int j = SSM_N8 * 8; j < SSM_N; j++) {
+            float v = (fresh ? 0.0f : decay * row[j]) + dt * xs * Bg[j];
+            row[j] = v;
+            y += v * Cg[j];
+        }
+        y += D[h] * xs;
+        float zv = zr[r], gv = y * zv * atb_sigmoid(zv);
+        gr[r] = gv;
+        part += gv * gv;
+    }
+    float inv = 1.0f / sqrt(atb_group_sum(part, red) / (float)E + eps);
+    for (int r = lid; r < E; r += n) gr[r] = gr[r] * inv * nw[r];
+}

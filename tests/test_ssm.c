@@ -464,6 +464,81 @@ START_TEST(scan_and_conv_read_column_slices_of_a_projection) {
 }
 END_TEST
 
+/* ---- the fused decode step ---- */
+
+/* Half i of t [2, ...] as a view without the leading dim: the twins of a K/V pair in one buffer. */
+static tensor half(const tensor *t, int i) {
+    tensor v;
+    tu_ok(tensor_slice(t, 0, i, 1, &v));
+    for (int d = 0; d + 1 < v.ndim; d++) v.shape[d] = v.shape[d + 1], v.stride[d] = v.stride[d + 1];
+    v.ndim--;
+    return v;
+}
+
+/* The fused decode step (ring conv + SiLU + state step + gated norm) of two SSMs against the
+ * reference, for sequences that restart, continue with every tap, and continue with a tap before
+ * the segment start masked; in one launch (twins in one buffer), one launch each, and without a
+ * conv (ssm_conv = 0: xs, B, C raw). Awkward sizes: p = 3, N = 12 (a float8 and a tail), G = 2. */
+START_TEST(ssm_decode_matches_reference_for_both_ssms) {
+    rt_ctx *ctx = tu_ctx();
+    enum { B = 3, nh = 4, p = 3, G = 2, N = 12, E = nh * p, GN = G * N, CH = E + 2 * GN, F = CH + nh };
+    const int widths[2] = {3, 0};
+    int32_t pos[B] = {5, 9, 2}, sf[B] = {5, 8, 0};
+    for (int wi = 0; wi < 2; wi++) {
+        int W = widths[wi], Wn = W ? W : 1;
+        for (int mode = 0; mode < 2; mode++) { /* 0: one launch for both, 1: one launch each */
+            uint64_t seed = 900 + (uint64_t)(10 * wi + mode);
+            float *x = tu_random(2 * B * F, seed, -2, 2), *z = tu_random(2 * B * E, seed + 1, -2, 2);
+            float *cw = tu_random(2 * CH * Wn, seed + 2, -0.5, 0.5), *win = tu_random(2 * B * Wn * CH, seed + 3, -1, 1);
+            float *bias = tu_random(2 * nh, seed + 4, -1, 1), *alog = tu_random(2 * nh, seed + 5, -1, 1);
+            float *dd = tu_random(2 * nh, seed + 6, -1, 1), *nw = tu_random(2 * E, seed + 7, 0.5, 1.5);
+            float *st = tu_random(2 * B * E * N, seed + 8, -1, 1), *g = malloc(2 * B * E * sizeof *g);
+            tensor tx = tu_tensor(3, ((int64_t[]){2, B, F}), x), tz = tu_tensor(3, ((int64_t[]){2, B, E}), z);
+            tensor tcw = tu_tensor(3, ((int64_t[]){2, CH, Wn}), cw), twin = tu_tensor(4, ((int64_t[]){2, B, Wn, CH}), win);
+            tensor tb = tu_tensor(2, ((int64_t[]){2, nh}), bias), ta = tu_tensor(2, ((int64_t[]){2, nh}), alog);
+            tensor td = tu_tensor(2, ((int64_t[]){2, nh}), dd), tn = tu_tensor(2, ((int64_t[]){2, E}), nw);
+            tensor tst = tu_tensor(2, ((int64_t[]){2, B * E * N}), st), tg = tu_zeros(3, ((int64_t[]){2, B, E}));
+            tensor tp = i32_tensor(B, pos), tsf = i32_tensor(B, sf);
+            tensor v[2][10];
+            ops_ssm_decode_io io[2];
+            for (int i = 0; i < 2; i++) {
+                tensor *h = v[i];
+                h[0] = half(&tx, i), h[1] = half(&tz, i), h[2] = half(&tcw, i), h[3] = half(&twin, i);
+                h[4] = half(&tb, i), h[5] = half(&ta, i), h[6] = half(&td, i), h[7] = half(&tn, i);
+                h[8] = half(&tst, i), h[9] = half(&tg, i);
+                h[8].ndim = 4; /* [B * E * N] as [B, nh, p, N] (tensors have at most 4 dims) */
+                int64_t ss[4] = {B, nh, p, N}, sst[4] = {E * N, p * N, N, 1};
+                memcpy(h[8].shape, ss, sizeof ss);
+                memcpy(h[8].stride, sst, sizeof sst);
+                io[i] = (ops_ssm_decode_io){&h[0], &h[1], W ? &h[2] : NULL, &h[4], &h[5], &h[6], &h[7], &h[3], &h[8], &h[9]};
+            }
+            attamba_counters c0, c1;
+            attamba_context_counters(ctx, &c0);
+            if (mode == 0) tu_ok(ops_ssm_decode(ctx, 2, io, &tp, &tsf, G, 1e-5f));
+            for (int i = 0; i < 2 && mode == 1; i++) tu_ok(ops_ssm_decode(ctx, 1, &io[i], &tp, &tsf, G, 1e-5f));
+            attamba_context_counters(ctx, &c1);
+            ck_assert_uint_eq(c1.launches - c0.launches, 2 - (mode == 0));
+            float *gg = tu_download(&tg), *gs = tu_download(&tst), *gw = tu_download(&twin);
+            for (int i = 0; i < 2; i++)
+                ref_ssm_decode(B, nh, p, G, N, W, x + i * B * F, F, z + i * B * E, W ? cw + i * CH * W : NULL,
+                               win + i * B * Wn * CH, bias + i * nh, alog + i * nh, dd + i * nh, nw + i * E, 1e-5f,
+                               pos, sf, st + i * B * E * N, g + i * B * E);
+            char what[64];
+            snprintf(what, sizeof what, "g (W = %d, mode %d)", W, mode);
+            tu_assert_close(gg, g, 2 * B * E, 1e-4, 1e-5, what);
+            tu_assert_close(gs, st, 2 * B * E * N, 1e-5, 1e-5, "state");
+            if (W) tu_assert_close(gw, win, 2 * B * W * CH, 0, 0, "window");
+            for (int i = 0; i < 2; i++)
+                for (int k = 0; k < 10; k++) tensor_free(&v[i][k]);
+            tensor *all[] = {&tx, &tz, &tcw, &twin, &tb, &ta, &td, &tn, &tst, &tg, &tp, &tsf};
+            for (size_t k = 0; k < CORE_LEN(all); k++) tensor_free(all[k]);
+            float *fr[] = {x, z, cw, win, bias, alog, dd, nw, st, g, gg, gs, gw};
+            for (size_t k = 0; k < CORE_LEN(fr); k++) free(fr[k]);
+        }
+    }
+}
+END_TEST
+
 START_TEST(bad_arguments_are_refused_with_a_message) {
     rt_ctx *ctx = tu_ctx();
     int B = 2, T = 6, nh = 4, p = 2, G = 2, N = 8, E = nh * p;
@@ -526,6 +601,7 @@ int main(void) {
     tcase_add_loop_test(t, ssm_step_continues_a_prefill_exactly, 0, nscan);
     tcase_add_test(t, ssm_step_matches_reference_with_mixed_restarts);
     tcase_add_test(t, scan_and_conv_read_column_slices_of_a_projection);
+    tcase_add_test(t, ssm_decode_matches_reference_for_both_ssms);
     tcase_add_test(t, bad_arguments_are_refused_with_a_message);
     suite_add_tcase(s, t);
     return tu_run(s);

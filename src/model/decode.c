@@ -22,7 +22,8 @@ attamba_status model_decode_step(model *m, kv_cache *c, const int32_t *tokens, t
     }
     model_workspace *ws = &c->ws;
     RT_TRY(model_workspace_carve(m, ws, B, 1, 1));
-    /* the step table: ids, positions, then per layer the restart flags and the store slots (-1: not stored) */
+    /* the step table: ids, positions, then per layer the first position of each token's segment and
+     * the store slots (-1: not stored) */
     int32_t *host = c->step_host;
     boundary_spec bs = model_config_boundaries(cfg);
     for (int b = 0; b < B; b++) {
@@ -30,9 +31,11 @@ attamba_status model_decode_step(model *m, kv_cache *c, const int32_t *tokens, t
         host[b] = tokens[b];
         host[B + b] = (int32_t)p;
         for (int l = 0; l < L; l++) {
-            int attamba = cfg->kind == MODEL_ATTAMBA;
             /* a token starts a segment at position 0 or right after a boundary */
-            host[(2 + 2 * l) * B + b] = attamba && (p == 0 || boundary_is_boundary(&bs, l, L, p - 1));
+            int64_t sf = 0;
+            if (cfg->kind == MODEL_ATTAMBA)
+                sf = p == 0 || boundary_is_boundary(&bs, l, L, p - 1) ? p : c->layers[l].seg_first[b];
+            host[(2 + 2 * l) * B + b] = (int32_t)sf;
             int store = kv_cache_stores(c, l, p);
             int64_t n = c->layers[l].nb_host[b];
             if (store && n >= c->cap) return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "kv cache full (%d rows)", c->cap);
@@ -49,7 +52,10 @@ attamba_status model_decode_step(model *m, kv_cache *c, const int32_t *tokens, t
         return s;
     }
     for (int b = 0; b < B; b++) {
-        for (int l = 0; l < L; l++) c->layers[l].nb_host[b] += host[(3 + 2 * l) * B + b] >= 0;
+        for (int l = 0; l < L; l++) {
+            c->layers[l].nb_host[b] += host[(3 + 2 * l) * B + b] >= 0;
+            if (cfg->kind == MODEL_ATTAMBA) c->layers[l].seg_first[b] = host[(2 + 2 * l) * B + b];
+        }
         c->pos[b]++;
     }
     return ATTAMBA_OK;

@@ -61,15 +61,15 @@ attamba_status kv_cache_create(model *m, int B, int64_t max_tokens, kv_cache **o
         if (!s) s = tensor_alloc_f32(m->ctx, &L->kr, 3, ((int64_t[]){B, c->R, kvw}));
         if (!s) s = tensor_alloc_f32(m->ctx, &L->vr, 3, ((int64_t[]){B, c->R, kvw}));
         if (cfg->kind != MODEL_ATTAMBA) continue;
+        /* K's and V's states in one allocation each, so one decode launch serves both */
+        if (!s && !(L->seg_first = calloc((size_t)B, sizeof *L->seg_first))) s = rt_fail(m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "oom");
+        if (!s && cfg->ssm_conv > 1) s = tensor_alloc_f32(m->ctx, &L->conv_all, 3, ((int64_t[]){2 * B, cfg->ssm_conv, E + 2 * GN}));
+        if (!s && cfg->ssm_conv > 1) s = tensor_fill(&L->conv_all, 0.0);
+        if (!s) s = tensor_alloc_f32(m->ctx, &L->state_all, 4, ((int64_t[]){2 * B, cfg->ssm_heads, E / cfg->ssm_heads, cfg->ssm_state}));
+        if (!s) s = tensor_fill(&L->state_all, 0.0);
         for (int i = 0; i < 2 && !s; i++) {
-            if (cfg->ssm_conv > 1) {
-                s = tensor_alloc_f32(m->ctx, &L->conv[i], 3, ((int64_t[]){B, cfg->ssm_conv - 1, E + 2 * GN}));
-                if (!s) s = tensor_fill(&L->conv[i], 0.0);
-            }
-            if (!s)
-                s = tensor_alloc_f32(m->ctx, &L->state[i], 4,
-                                     ((int64_t[]){B, cfg->ssm_heads, E / cfg->ssm_heads, cfg->ssm_state}));
-            if (!s) s = tensor_fill(&L->state[i], 0.0);
+            if (cfg->ssm_conv > 1) s = tensor_slice(&L->conv_all, 0, (int64_t)i * B, B, &L->conv[i]);
+            if (!s) s = tensor_slice(&L->state_all, 0, (int64_t)i * B, B, &L->state[i]);
         }
     }
     if (s) {
@@ -84,9 +84,11 @@ void kv_cache_destroy(kv_cache *c) {
     if (!c) return;
     for (int l = 0; c->layers && l < c->m->cfg.n_layers; l++) {
         kv_layer *L = &c->layers[l];
-        tensor *all[] = {&L->kb, &L->vb, &L->bpos, &L->nb, &L->kr, &L->vr, &L->state[0], &L->state[1], &L->conv[0], &L->conv[1]};
+        tensor *all[] = {&L->kb,       &L->vb,       &L->bpos,    &L->nb,      &L->kr,       &L->vr,
+                         &L->state[0], &L->state[1], &L->conv[0], &L->conv[1], &L->state_all, &L->conv_all};
         for (size_t i = 0; i < CORE_LEN(all); i++) tensor_free(all[i]);
         free(L->nb_host);
+        free(L->seg_first);
     }
     model_workspace_free(&c->ws);
     free(c->step_host);
@@ -111,8 +113,8 @@ int64_t kv_cache_bytes_used(const kv_cache *c, int b) {
         const kv_layer *L = &c->layers[l];
         int64_t rows = L->nb_host[b] + (c->store_all ? 0 : CORE_MIN(c->pos[b], (int64_t)c->R));
         total += rows * 2 * kvw * 4;
-        for (int i = 0; i < 2; i++) {
-            if (L->conv[i].buf) total += L->conv[i].shape[1] * L->conv[i].shape[2] * 4;
+        for (int i = 0; i < 2; i++) { /* SPEC 4's state: w-1 conv inputs (the ring keeps one slot more) */
+            if (L->conv[i].buf) total += (L->conv[i].shape[1] - 1) * L->conv[i].shape[2] * 4;
             if (L->state[i].buf) total += tensor_numel(&L->state[i]) / c->B * 4;
         }
     }
@@ -123,7 +125,7 @@ int64_t kv_cache_bytes_allocated(const kv_cache *c) {
     int64_t total = 0;
     for (int l = 0; l < c->m->cfg.n_layers; l++) {
         const kv_layer *L = &c->layers[l];
-        const tensor *all[] = {&L->kb, &L->vb, &L->bpos, &L->nb, &L->kr, &L->vr, &L->state[0], &L->state[1], &L->conv[0], &L->conv[1]};
+        const tensor *all[] = {&L->kb, &L->vb, &L->bpos, &L->nb, &L->kr, &L->vr, &L->state_all, &L->conv_all};
         for (size_t i = 0; i < CORE_LEN(all); i++)
             if (all[i]->buf) total += tensor_numel(all[i]) * (int64_t)tensor_dtype_size(all[i]->dtype);
     }
@@ -144,15 +146,16 @@ attamba_status kv_cache_ssm_tail(kv_cache *c, int b, int l, int i, int64_t T, ss
     memset(tail, 0, sizeof *tail);
     if (cfg->ssm_conv > 1) RT_TRY(tensor_slice(&L->conv[i], 0, b, 1, &tail->conv));
     RT_TRY(tensor_slice(&L->state[i], 0, b, 1, &tail->state));
-    /* the first position of the segment holding T-1: one past the last boundary before T-1 */
-    boundary_spec bs = model_config_boundaries(cfg);
-    tail->seg_first = 0;
-    for (int64_t p = T - 2; p >= 0; p--)
-        if (boundary_is_boundary(&bs, l, cfg->n_layers, p)) {
-            tail->seg_first = p + 1;
-            break;
-        }
+    tail->seg_first = L->seg_first[b] = kv_cache_segment_first(c, l, T - 1);
     return ATTAMBA_OK;
+}
+
+int64_t kv_cache_segment_first(const kv_cache *c, int l, int64_t p) {
+    const model_config *cfg = &c->m->cfg;
+    boundary_spec bs = model_config_boundaries(cfg);
+    for (int64_t q = p - 1; q >= 0; q--) /* one past the last boundary before p */
+        if (boundary_is_boundary(&bs, l, cfg->n_layers, q)) return q + 1;
+    return 0;
 }
 
 attamba_status kv_copy_rows(const tensor *src, int sb, int64_t from, tensor *dst, int db, int64_t to, int64_t n) {
@@ -270,7 +273,8 @@ attamba_status kv_cache_fill_synthetic(kv_cache *c, int64_t T) {
             L->nb_host[b] = n;
             if (n) s = set_positions(L, b, 0, n, pos);
         }
-        tensor *fill[] = {&L->kb, &L->vb, &L->kr, &L->vr, &L->state[0], &L->state[1], &L->conv[0], &L->conv[1]};
+        for (int b = 0; b < c->B && cfg->kind == MODEL_ATTAMBA; b++) L->seg_first[b] = kv_cache_segment_first(c, l, T - 1);
+        tensor *fill[] = {&L->kb, &L->vb, &L->kr, &L->vr, &L->state_all, &L->conv_all};
         for (size_t i = 0; i < sizeof fill / sizeof fill[0] && !s; i++)
             if (fill[i]->buf) s = tensor_fill(fill[i], 0.01);
         if (!s) s = upload_counts(c, L);

@@ -13,8 +13,11 @@ typedef struct kv_layer {
     tensor nb;              /* i32 [B] how many are stored */
     int64_t *nb_host;       /* [B] the same on the host */
     tensor kr, vr;          /* [B, R, kvw] the ring: position p in slot p % R */
-    tensor conv[2];         /* attamba: [B, w-1, E+2GN] pre-conv inputs (xs, B, C) of the K and V SSMs */
+    tensor conv[2];         /* attamba: [B, w, E+2GN] pre-conv inputs (xs, B, C) of the K and V SSMs: a ring,
+                               position q in slot q % w (the last w-1 are the state; the step writes the w-th) */
     tensor state[2];        /* attamba: [B, nh, p, N] SSM states */
+    tensor conv_all, state_all; /* the allocations conv[] and state[] are views of: K's, then V's */
+    int64_t *seg_first;     /* attamba: [B] the first position of the segment of each sequence's last token */
 } kv_layer;
 
 typedef struct kv_cache {
@@ -45,6 +48,8 @@ int64_t kv_cache_bytes_allocated(const kv_cache *c);
  * how many rows it reads, not on their values) without prefilling T tokens. */
 attamba_status kv_cache_fill_synthetic(kv_cache *c, int64_t T);
 
+/* The first position of the segment holding position p in layer l. */
+int64_t kv_cache_segment_first(const kv_cache *c, int l, int64_t p);
 /* Whether layer l keeps position p's key and value in its store (a boundary, or every token). */
 int kv_cache_stores(const kv_cache *c, int l, int64_t p);
 
@@ -55,7 +60,7 @@ attamba_status model_prefill(model *m, kv_cache *c, int b, const int32_t *tokens
 attamba_status model_decode_step(model *m, kv_cache *c, const int32_t *tokens, tensor *logits);
 
 /* Where the prefill of one sequence leaves an SSM's decode state: views into the cache
- * ([1, w-1, E+2GN] conv inputs, [1, nh, p, N] state) and the first position of the segment the
+ * ([1, w, E+2GN] conv input ring, [1, nh, p, N] state) and the first position of the segment the
  * last token belongs to. */
 typedef struct ssm_tail {
     tensor conv;

@@ -199,16 +199,15 @@ static attamba_status rows2(const tensor *t, tensor *out) {
     return ATTAMBA_OK;
 }
 
-/* dst [1, w-1, C] = the rows T-w+1 .. T-1 of src [1, T, C] that lie in the last segment; zeros elsewhere:
- * what a decode step continues the conv from. */
+/* The conv inputs a decode step continues from: rows T-w+1 .. T-1 of src [1, T, C] that lie in the
+ * last segment (from seg_first) go to their slots p % w of the ring dst [1, w, C]. */
 static attamba_status conv_tail(const tensor *src, const tensor *dst, int64_t seg_first) {
-    int64_t T = src->shape[1], W1 = dst->shape[1];
-    for (int64_t j = 0; j < W1; j++) {
-        int64_t p = T - W1 + j;
+    int64_t T = src->shape[1], W = dst->shape[1];
+    for (int64_t p = CORE_MAX(seg_first, T - W + 1); p < T; p++) {
         tensor d = {0}, sr = {0};
-        RT_TRY(tensor_slice(dst, 1, j, 1, &d));
-        attamba_status s = p >= 0 && p >= seg_first ? tensor_slice(src, 1, p, 1, &sr) : ATTAMBA_OK;
-        if (!s) s = p >= 0 && p >= seg_first ? tensor_copy(&d, &sr) : tensor_fill(&d, 0.0);
+        attamba_status s = tensor_slice(dst, 1, p % W, 1, &d);
+        if (!s) s = tensor_slice(src, 1, p, 1, &sr);
+        if (!s) s = tensor_copy(&d, &sr);
         tensor_free(&d);
         tensor_free(&sr);
         RT_TRY(s);
@@ -216,55 +215,57 @@ static attamba_status conv_tail(const tensor *src, const tensor *dst, int64_t se
     return ATTAMBA_OK;
 }
 
-/* The SSM's conv and scan (SPEC 3.1): prefill and training run them over the whole sequence from
- * segment starts; decode steps each sequence's cached conv window and state; a prefill into a cache
- * leaves those for the decode steps to come. */
-static attamba_status ssm_mix(model *m, int l, int i, const tensor *seg, const tensor *restart, ssm_acts *a,
-                              const layer_mode *md) {
+/* The conv and scan of SSM i over the whole sequence (prefill, training), from segment starts; a
+ * prefill into a cache leaves the conv window and the state there for the decode steps to come. */
+static attamba_status ssm_scan_sequence(model *m, int l, int i, const tensor *seg, ssm_acts *a, const layer_mode *md) {
     const model_config *c = &m->cfg;
     const ssm_weights *w = &m->layers[l].ssm[i];
-    kv_layer *C = md->cache ? &md->cache->layers[l] : NULL;
-    if (md->decode) {
-        tensor xs = {0}, bm = {0}, cm = {0}, dt = {0}, y = {0}, in = {0}, out = {0};
-        attamba_status s = rows2(&a->xs, &xs);
-        if (!s) s = rows2(&a->bm, &bm);
-        if (!s) s = rows2(&a->cm, &cm);
-        if (!s) s = rows2(&a->dt, &dt);
-        if (!s) s = rows2(&a->y, &y);
-        if (!s && w->conv) s = rows2(&a->xbc_in, &in);
-        if (!s && w->conv) s = rows2(&a->xbc, &out);
-        if (!s && w->conv) s = ops_conv1d_step(m->ctx, &in, w->conv, &C->conv[i], restart, 1, &out);
-        if (!s)
-            s = ops_ssm_step(m->ctx, &xs, &bm, &cm, &dt, w->dt_bias, w->A_log, w->D, restart, c->ssm_groups,
-                             &C->state[i], &y);
-        tensor *all[] = {&xs, &bm, &cm, &dt, &y, &in, &out};
-        for (size_t k = 0; k < CORE_LEN(all); k++) tensor_free(all[k]);
-        return s;
-    }
     ssm_tail tail;
     memset(&tail, 0, sizeof tail);
-    if (C) RT_TRY(kv_cache_ssm_tail(md->cache, md->b, l, i, a->z.shape[1], &tail));
-    attamba_status s = C && w->conv ? conv_tail(&a->xbc_in, &tail.conv, tail.seg_first) : ATTAMBA_OK;
+    if (md->cache) RT_TRY(kv_cache_ssm_tail(md->cache, md->b, l, i, a->z.shape[1], &tail));
+    attamba_status s = md->cache && w->conv ? conv_tail(&a->xbc_in, &tail.conv, tail.seg_first) : ATTAMBA_OK;
     if (!s && w->conv) s = ops_conv1d(m->ctx, &a->xbc_in, w->conv, seg, 1, &a->xbc);
     if (!s)
         s = ops_ssm_scan(m->ctx, &a->xs, &a->bm, &a->cm, &a->dt, w->dt_bias, w->A_log, w->D, seg, c->ssm_groups,
-                         &a->y, C ? &tail.state : NULL);
+                         &a->y, md->cache ? &tail.state : NULL);
+    if (!s) s = ops_gated_rmsnorm(m->ctx, &a->y, &a->z, w->norm, c->norm_eps, &a->g);
     ssm_tail_free(&tail);
     return s;
 }
 
-/* k = x + SSM_K(x), v = x + SSM_V(x): in_proj, conv (+SiLU), scan, gated norm, out_proj; the two
- * SSMs' projections run as pairs (one launch each where the buffers allow). */
-static attamba_status ssm_forward(model *m, int l, layer_acts *a, const tensor *restart, const layer_mode *md) {
+/* Decode: both SSMs' conv window, state step and gated norm for one token per sequence, in one
+ * launch (ops_ssm_decode; the cache keeps K's and V's states in one allocation). */
+static attamba_status ssm_step_both(model *m, int l, ssm_acts *a, const tensor *seg_first, const layer_mode *md) {
     const model_config *c = &m->cfg;
+    kv_layer *C = &md->cache->layers[l];
+    tensor v[2][3];
+    ops_ssm_decode_io io[2];
+    memset(v, 0, sizeof v);
+    attamba_status s = ATTAMBA_OK;
+    for (int i = 0; i < 2 && !s; i++) {
+        const ssm_weights *w = &m->layers[l].ssm[i];
+        s = rows2(&a[i].xbcdt, &v[i][0]);
+        if (!s) s = rows2(&a[i].z, &v[i][1]);
+        if (!s) s = rows2(&a[i].g, &v[i][2]);
+        io[i] = (ops_ssm_decode_io){&v[i][0], &v[i][1], w->conv, w->dt_bias, w->A_log, w->D, w->norm,
+                                    &C->conv[i], &C->state[i], &v[i][2]};
+    }
+    if (!s) s = ops_ssm_decode(m->ctx, 2, io, md->pos, seg_first, c->ssm_groups, c->norm_eps);
+    for (int i = 0; i < 2; i++)
+        for (int k = 0; k < 3; k++) tensor_free(&v[i][k]);
+    return s;
+}
+
+/* k = x + SSM_K(x), v = x + SSM_V(x): in_proj, conv (+SiLU), scan, gated norm, out_proj; the two
+ * SSMs run side by side (one launch for both where the buffers allow). */
+static attamba_status ssm_forward(model *m, int l, layer_acts *a, const tensor *seg_first, const layer_mode *md) {
     const ssm_weights *w = m->layers[l].ssm;
     ssm_acts *s = a->ssm;
     RT_TRY(linear_pair(m, &a->x, &a->x, &w[0].in_z, &w[1].in_z, 0, &s[0].z, &s[1].z));
     RT_TRY(linear_pair(m, &a->x, &a->x, &w[0].in_xbcdt, &w[1].in_xbcdt, 0, &s[0].xbcdt, &s[1].xbcdt));
-    for (int i = 0; i < 2; i++) {
-        RT_TRY(ssm_mix(m, l, i, &a->seg, restart, &s[i], md));
-        RT_TRY(ops_gated_rmsnorm(m->ctx, &s[i].y, &s[i].z, w[i].norm, c->norm_eps, &s[i].g));
-    }
+    if (md->decode) RT_TRY(ssm_step_both(m, l, s, seg_first, md));
+    else
+        for (int i = 0; i < 2; i++) RT_TRY(ssm_scan_sequence(m, l, i, &a->seg, &s[i], md));
     RT_TRY(tensor_copy(&a->k, &a->x));
     RT_TRY(tensor_copy(&a->v, &a->x));
     return linear_pair(m, &s[0].g, &s[1].g, w[0].out_proj, w[1].out_proj, 1, &a->k, &a->v);
@@ -310,18 +311,18 @@ static attamba_status attend(model *m, int l, layer_acts *a, const tensor *store
 attamba_status model_layer_forward(model *m, int l, layer_acts *a, const layer_mode *md) {
     const model_config *c = &m->cfg;
     const layer_weights *L = &m->layers[l];
-    tensor restart = {0}, store = {0};
+    tensor seg_first = {0}, store = {0};
     attamba_status st;
 #define TRY(e) do { if ((st = (e))) goto done; } while (0)
     if (md->decode) {
-        TRY(step_row(md->step, 2 + 2 * (int64_t)l, &restart));
+        TRY(step_row(md->step, 2 + 2 * (int64_t)l, &seg_first));
         TRY(step_row(md->step, 3 + 2 * (int64_t)l, &store));
     } else if (c->kind == MODEL_ATTAMBA) {
         TRY(plan_layer(md->plan, c->n_layers, l, &a->bpos, &a->seg));
     }
     TRY(ops_rmsnorm(m->ctx, a->h_in, L->attn_norm, c->norm_eps, &a->x));
     TRY(model_linear(m, &a->x, L->wq, 0, &a->q));
-    if (c->kind == MODEL_ATTAMBA) TRY(ssm_forward(m, l, a, &restart, md));
+    if (c->kind == MODEL_ATTAMBA) TRY(ssm_forward(m, l, a, &seg_first, md));
     else TRY(linear_pair(m, &a->x, &a->x, L->wk, L->wv, 0, &a->k, &a->v));
     TRY(ops_rope2(m->ctx, &a->q, c->n_heads, &a->k, c->n_kv_heads, md->pos, c->rope_theta));
     TRY(attend(m, l, a, &store, md));
@@ -332,7 +333,7 @@ attamba_status model_layer_forward(model *m, int l, layer_acts *a, const layer_m
     TRY(residual(m, a->h_out, a->h_mid, &a->hid, L->w2));
 #undef TRY
 done:
-    tensor_free(&restart);
+    tensor_free(&seg_first);
     tensor_free(&store);
     return st;
 }

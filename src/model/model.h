@@ -95,7 +95,8 @@ typedef struct layer_mode {
     struct kv_cache *cache;        /* prefill: leaves sequence b's decode state there (B = 1) */
     int b;
     int decode;                    /* one token per sequence continuing the cache (conv/SSM steps, cached attention) */
-    const tensor *step;            /* decode: i32 [2 + 2L, B]: ids, positions, then per layer restart flags and store slots */
+    const tensor *step;            /* decode: i32 [2 + 2L, B]: ids, positions, then per layer the first positions
+                                      of the tokens' segments and the store slots */
 } layer_mode;
 
 /* Layer l over a->h_in, writing the activations, a->h_mid and a->h_out. */

@@ -334,6 +334,107 @@ attamba_status ops_ssm_step(rt_ctx *ctx, const tensor *xs, const tensor *Bm, con
     return ops_launch_1d(ctx, "ssm", opts, "ssm_step", B * nh * p, k, a);
 }
 
+/* The distance from a to b when both lie in one buffer (a pair's tensors), else -1. */
+static int64_t twin_stride(const tensor *a, const tensor *b) {
+    if (!a || !b) return a == b ? 0 : -1;
+    if (a->buf != b->buf || a->dtype != b->dtype || a->ndim != b->ndim) return -1;
+    for (int d = 0; d < a->ndim; d++)
+        if (a->shape[d] != b->shape[d] || a->stride[d] != b->stride[d]) return -1;
+    return b->offset - a->offset;
+}
+
+static attamba_status ssm_decode_check(rt_ctx *ctx, const ops_ssm_decode_io *io, int n_groups, int64_t B,
+                                       int64_t *E, int64_t *nh, int64_t *N, int64_t *W) {
+    const char *op = "ops_ssm_decode";
+    char d[96];
+    if (!io->A_log || !io->A_log->buf || io->A_log->ndim != 1 || !io->state || !io->state->buf || io->state->ndim != 4)
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: A_log must be [nh] and state [B, nh, p, N]", op);
+    *nh = io->A_log->shape[0];
+    int64_t p = io->state->shape[2];
+    *N = io->state->shape[3];
+    *E = *nh * p;
+    if (n_groups < 1 || *nh % n_groups)
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: n_groups %d does not divide nh = %lld", op, n_groups,
+                       (long long)*nh);
+    int64_t GN = n_groups * *N, CH = *E + 2 * GN;
+    RT_TRY(ops_expect(ctx, op, "state", io->state, TENSOR_F32, 4, (int64_t[]){B, *nh, p, *N}));
+    RT_TRY(ops_expect(ctx, op, "A_log", io->A_log, TENSOR_F32, 1, nh));
+    RT_TRY(ops_expect(ctx, op, "D", io->D, TENSOR_F32, 1, nh));
+    if (io->dt_bias) RT_TRY(ops_expect(ctx, op, "dt_bias", io->dt_bias, TENSOR_F32, 1, nh));
+    RT_TRY(ops_expect(ctx, op, "norm_w", io->norm_w, TENSOR_F32, 1, E));
+    RT_TRY(ops_expect(ctx, op, "g", io->g, TENSOR_F32, 2, (int64_t[]){B, *E}));
+    ssm_in x, z;
+    RT_TRY(expect_rows(ctx, op, "xbcdt", io->xbcdt, 2, (int64_t[]){B, CH + *nh}, &x));
+    RT_TRY(expect_rows(ctx, op, "z", io->z, 2, (int64_t[]){B, *E}, &z));
+    *W = 0;
+    if (io->conv_w) {
+        if (io->conv_w->ndim != 2 || io->conv_w->shape[0] != CH || io->conv_w->shape[1] < 2)
+            return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: conv_w must be [%lld, W >= 2], got %s", op, (long long)CH,
+                           tensor_describe(io->conv_w, d, sizeof d));
+        *W = io->conv_w->shape[1];
+        RT_TRY(ops_expect(ctx, op, "conv_w", io->conv_w, TENSOR_F32, 2, io->conv_w->shape));
+        RT_TRY(ops_expect(ctx, op, "window", io->window, TENSOR_F32, 3, (int64_t[]){B, *W, CH}));
+    }
+    const tensor *outs[3] = {io->g, io->state, io->conv_w ? io->window : NULL};
+    const tensor *ins[3] = {io->xbcdt, io->z, io->norm_w};
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++)
+            if (outs[i] && ops_overlap(outs[i], ins[j]))
+                return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: outputs g, state, window must not overlap the inputs", op);
+    return ATTAMBA_OK;
+}
+
+attamba_status ops_ssm_decode(rt_ctx *ctx, int n, const ops_ssm_decode_io *io, const tensor *pos,
+                              const tensor *seg_first, int n_groups, float eps) {
+    const char *op = "ops_ssm_decode";
+    if (n < 1 || n > 2 || !io) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: n = %d SSMs (1 or 2)", op, n);
+    if (!pos || !pos->buf || pos->ndim != 1) return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: pos must be i32 [B]", op);
+    int64_t B = pos->shape[0], E = 0, nh = 0, N = 0, W = 0;
+    RT_TRY(expect_i32(ctx, op, "pos", pos, B));
+    RT_TRY(expect_i32(ctx, op, "seg_first", seg_first, B));
+    RT_TRY(ops_expect_nonneg(ctx, op, "eps", eps));
+    for (int i = 0; i < n; i++) {
+        int64_t e = 0, h = 0, nn = 0, w = 0;
+        RT_TRY(ssm_decode_check(ctx, &io[i], n_groups, B, &e, &h, &nn, &w));
+        if (i && (e != E || h != nh || nn != N || w != W || !io[0].dt_bias != !io[1].dt_bias))
+            return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: the two SSMs differ in shape", op);
+        E = e, nh = h, N = nn, W = w;
+    }
+    /* one launch for both when every tensor has its twin at a fixed distance in the same buffer */
+    const ops_ssm_decode_io *a = &io[0], *b = &io[n - 1];
+    int64_t ps[10] = {twin_stride(a->xbcdt, b->xbcdt), twin_stride(a->z, b->z), twin_stride(a->conv_w, b->conv_w),
+                      twin_stride(a->conv_w ? a->window : NULL, b->conv_w ? b->window : NULL),
+                      twin_stride(a->dt_bias, b->dt_bias), twin_stride(a->A_log, b->A_log), twin_stride(a->D, b->D),
+                      twin_stride(a->norm_w, b->norm_w), twin_stride(a->state, b->state), twin_stride(a->g, b->g)};
+    for (int i = 0; i < 10 && n == 2; i++)
+        if (ps[i] < 0 || ps[i] > INT32_MAX) {
+            RT_TRY(ops_ssm_decode(ctx, 1, &io[0], pos, seg_first, n_groups, eps));
+            return ops_ssm_decode(ctx, 1, &io[1], pos, seg_first, n_groups, eps);
+        }
+    char opts[32];
+    snprintf(opts, sizeof opts, "-DSSM_N=%d", (int)N);
+    cl_kernel k;
+    RT_TRY(rt_kernel(ctx, "ssm", opts, "ssm_decode", &k));
+    size_t wg = rt_local_1d(ctx, k, ctx->dev.info.type == ATTAMBA_DEVICE_CPU ? 8 : 256);
+    size_t global[3] = {wg, (size_t)B, (size_t)n}, local[3] = {wg, 1, 1};
+    const tensor *cw = a->conv_w ? a->conv_w : a->A_log, *win = a->conv_w ? a->window : a->g;
+    const tensor *bias = a->dt_bias ? a->dt_bias : a->A_log;
+    rt_arg args[] = {RT_MEM(a->xbcdt->buf->mem), RT_I32(a->xbcdt->offset), RT_I32(ps[0]), RT_I32(a->xbcdt->stride[0]),
+                     RT_MEM(a->z->buf->mem), RT_I32(a->z->offset), RT_I32(ps[1]), RT_I32(a->z->stride[0]),
+                     RT_MEM(cw->buf->mem), RT_I32(cw->offset), RT_I32(ps[2]), RT_I32(W),
+                     RT_MEM(win->buf->mem), RT_I32(win->offset), RT_I32(ps[3]),
+                     RT_MEM(bias->buf->mem), RT_I32(bias->offset), RT_I32(ps[4]), RT_I32(a->dt_bias != NULL),
+                     RT_MEM(a->A_log->buf->mem), RT_I32(a->A_log->offset), RT_I32(ps[5]),
+                     RT_MEM(a->D->buf->mem), RT_I32(a->D->offset), RT_I32(ps[6]),
+                     RT_MEM(a->norm_w->buf->mem), RT_I32(a->norm_w->offset), RT_I32(ps[7]),
+                     RT_MEM(a->state->buf->mem), RT_I32(a->state->offset), RT_I32(ps[8]),
+                     RT_MEM(a->g->buf->mem), RT_I32(a->g->offset), RT_I32(ps[9]),
+                     RT_MEM(pos->buf->mem), RT_I32(pos->offset), RT_MEM(seg_first->buf->mem), RT_I32(seg_first->offset),
+                     RT_I32(nh), RT_I32(E / nh), RT_I32(n_groups), RT_F32(eps),
+                     RT_LOCAL(2 * (size_t)n_groups * (size_t)N * sizeof(cl_float)), RT_LOCAL(wg * sizeof(cl_float))};
+    return rt_launch(ctx, k, "ssm_decode", 3, global, local, (int)CORE_LEN(args), args);
+}
+
 /* -------------------------------------------------------------------------------------- backward */
 
 enum { BWD_BLOCK = 16, CONV_DW_ROWS = 64 };

@@ -33,6 +33,24 @@ attamba_status ops_ssm_step(rt_ctx *ctx, const tensor *xs, const tensor *Bm, con
                             const tensor *dt_bias, const tensor *A_log, const tensor *D, const tensor *restart,
                             int n_groups, tensor *state, tensor *y);
 
+/* Decode, the whole Mamba-2 mixer of one token per sequence (SPEC 3.1) in one launch, for n = 1 or 2
+ * SSMs of one shape (Attamba's K and V). For each SSM i and sequence b at position pos[b] (i32 [B])
+ * whose segment starts at seg_first[b] (i32 [B]; the token restarts the state when they are equal):
+ *   xbc = SiLU(causal conv over the window and xbcdt[b, :E+2GN]) (xbcdt's columns raw when conv_w is
+ *   NULL: SPEC's ssm_conv = 0), split into xs [E], B, C [GN]; dt = softplus(xbcdt[b, E+2GN:] + dt_bias);
+ *   the state step of ops_ssm_step; g[b] = gated RMSNorm (y, z[b], norm_w, eps) of ops_gated_rmsnorm.
+ * xbcdt [B, E+2GN+nh] and z [B, E] may have strided rows. window [B, W, E+2GN] (W = conv width) is a
+ * ring: position q's input in slot q % W, positions before seg_first never read; the step writes
+ * slot pos % W. state [B, nh, p, N] in/out, g [B, E] out. Two SSMs run in one launch when each of
+ * their tensors shares a buffer with its twin at a fixed distance (one flat weight buffer, one
+ * arena, one cache allocation), else one launch each. */
+typedef struct ops_ssm_decode_io {
+    const tensor *xbcdt, *z, *conv_w, *dt_bias, *A_log, *D, *norm_w;
+    tensor *window, *state, *g;
+} ops_ssm_decode_io;
+attamba_status ops_ssm_decode(rt_ctx *ctx, int n, const ops_ssm_decode_io *io, const tensor *pos,
+                              const tensor *seg_first, int n_groups, float eps);
+
 /* The two prefill scan paths (cl/ssm.cl):
  * SEQUENTIAL: one work-item per (batch, segment, head, channel) scans its whole segment token by token;
  *   one launch, no scratch. Best when segments are short (P up to a few hundred).

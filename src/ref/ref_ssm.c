@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ref_layer.h"
 #include "ref_ssm.h"
 
 static double silu(double v) { return v / (1.0 + exp(-v)); }
@@ -101,6 +102,48 @@ void ref_ssm_step(int B, int nh, int p, int G, int N, const float *xs, const flo
             for (int64_t i = 0; i < (int64_t)p * N; i++) st[i] = (float)S[i];
         }
     free(S);
+}
+
+void ref_ssm_decode(int B, int nh, int p, int G, int N, int W, const float *xbcdt, int x_rs, const float *z,
+                    const float *conv_w, float *window, const float *dt_bias, const float *A_log, const float *D,
+                    const float *norm_w, float eps, const int32_t *pos, const int32_t *seg_first, float *state,
+                    float *g) {
+    int E = nh * p, GN = G * N, CH = E + 2 * GN;
+    float *xbc = malloc((size_t)B * CH * sizeof *xbc), *dt = malloc((size_t)B * nh * sizeof *dt);
+    float *y = malloc((size_t)B * E * sizeof *y);
+    int32_t *restart = malloc((size_t)B * sizeof *restart);
+    if (!xbc || !dt || !y || !restart) abort();
+    for (int b = 0; b < B; b++) {
+        const float *xr = xbcdt + (int64_t)b * x_rs;
+        int t = pos[b], sf = seg_first[b];
+        restart[b] = t == sf;
+        for (int h = 0; h < nh; h++) dt[b * nh + h] = xr[CH + h];
+        for (int c = 0; c < CH; c++) {
+            if (!conv_w) {
+                xbc[(int64_t)b * CH + c] = xr[c];
+                continue;
+            }
+            float *win = window + (int64_t)b * W * CH;
+            double acc = (double)conv_w[c * W + W - 1] * xr[c];
+            for (int k = 1; k < W; k++)
+                if (t - k >= sf) acc += (double)conv_w[c * W + W - 1 - k] * win[((t - k) % W) * CH + c];
+            xbc[(int64_t)b * CH + c] = (float)silu(acc);
+        }
+        if (conv_w)
+            for (int c = 0; c < CH; c++) window[(int64_t)b * W * CH + (t % W) * CH + c] = xr[c];
+    }
+    /* xs, B, C are column blocks of xbc: gather them for ref_ssm_step */
+    float *xs = malloc((size_t)B * E * sizeof *xs), *Bm = malloc((size_t)B * GN * sizeof *Bm),
+          *Cm = malloc((size_t)B * GN * sizeof *Cm);
+    if (!xs || !Bm || !Cm) abort();
+    for (int b = 0; b < B; b++) {
+        memcpy(xs + (int64_t)b * E, xbc + (int64_t)b * CH, (size_t)E * sizeof *xs);
+        memcpy(Bm + (int64_t)b * GN, xbc + (int64_t)b * CH + E, (size_t)GN * sizeof *Bm);
+        memcpy(Cm + (int64_t)b * GN, xbc + (int64_t)b * CH + E + GN, (size_t)GN * sizeof *Cm);
+    }
+    ref_ssm_step(B, nh, p, G, N, xs, Bm, Cm, dt, dt_bias, A_log, D, restart, state, y);
+    ref_gated_rmsnorm(B, E, y, z, norm_w, eps, g);
+    free(xbc), free(dt), free(y), free(restart), free(xs), free(Bm), free(Cm);
 }
 
 /* ------------------------------------------------------------------------------------- backward */

@@ -29,6 +29,14 @@ void ref_ssm_step(int B, int nh, int p, int G, int N, const float *xs, const flo
                   const float *dt_raw, const float *dt_bias, const float *A_log, const float *D,
                   const int32_t *restart, float *state, float *y);
 
+/* ops_ssm_decode for one SSM: xbcdt [B, E+2GN+nh] (rows x_rs apart), z [B,E], conv_w [E+2GN, W] or
+ * NULL (W = 0), window [B, W, E+2GN] ring in/out, pos/seg_first [B], state [B,nh,p,N] in/out, g [B,E]:
+ * the ring conv + SiLU, ref_ssm_step (restart where pos == seg_first) and ref_gated_rmsnorm. */
+void ref_ssm_decode(int B, int nh, int p, int G, int N, int W, const float *xbcdt, int x_rs, const float *z,
+                    const float *conv_w, float *window, const float *dt_bias, const float *A_log, const float *D,
+                    const float *norm_w, float eps, const int32_t *pos, const int32_t *seg_first, float *state,
+                    float *g);
+
 /* ---- backward (training). Input gradients are written, parameter gradients accumulated (+=);
  * any gradient may be NULL (not computed). Written from the chain rule directly: the conv's taps
  * transposed, the scan's states stored per segment and the state gradient G run backwards. ---- */
