@@ -89,6 +89,41 @@ __kernel void gemm_dot(int M, int N, int K, float alpha,
     *c = alpha * s + (beta != 0.0f ? beta * *c : 0.0f);
 }
 
+/* Decode projections sharing their input: y_i = x W_i^T (+ y_i when acc_i) for up to 6 (OPS_GEMV_MAX)
+ * matrices W_i [N_i, K] (rows ldw_i apart) in one launch, x [M, K] (rows ldx apart), y_i [M, N_i] (rows
+ * ldy_i apart). Work-item x = an output column of the concatenation [N_0 | N_1 | ...], y = row m;
+ * each is one float16 dot product, as gemm_dot. Members past n_members have N_i = 0. */
+#define GEMV_MEMBER(i) __global const float *W##i, int wo##i, int ldw##i, int n##i, __global float *Y##i, int yo##i, \
+                       int ldy##i, int acc##i
+#define GEMV_PICK(i)                                                                                   \
+    if (n < n##i) {                                                                                   \
+        W = W##i + wo##i + n * ldw##i;                                                                \
+        Y = Y##i + yo##i + m * ldy##i + n;                                                            \
+        acc = acc##i;                                                                                 \
+        goto found;                                                                                   \
+    }                                                                                                 \
+    n -= n##i;
+__kernel void gemv_group(int M, int K, __global const float *X, int xo, int ldx, GEMV_MEMBER(0), GEMV_MEMBER(1),
+                         GEMV_MEMBER(2), GEMV_MEMBER(3), GEMV_MEMBER(4), GEMV_MEMBER(5)) {
+    int n = get_global_id(0), m = get_global_id(1);
+    if (m >= M) return;
+    __global const float *W;
+    __global float *Y;
+    int acc;
+    GEMV_PICK(0) GEMV_PICK(1) GEMV_PICK(2) GEMV_PICK(3) GEMV_PICK(4) GEMV_PICK(5)
+    return; /* past the last column */
+found:;
+    const __global float *a = X + xo + m * ldx;
+    float16 s16 = (float16)(0.0f);
+    int k = 0;
+    for (; k + 16 <= K; k += 16) s16 = fma(vload16(0, a + k), vload16(0, W + k), s16);
+    float8 h8 = s16.lo + s16.hi;
+    float4 h4 = h8.lo + h8.hi;
+    float s = h4.x + h4.y + h4.z + h4.w;
+    for (; k < K; k++) s = fma(a[k], W[k], s);
+    *Y = s + (acc ? *Y : 0.0f);
+}
+
 #ifdef VW
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)

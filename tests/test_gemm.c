@@ -203,6 +203,50 @@ START_TEST(strided_output_view_is_written_only_inside) {
 }
 END_TEST
 
+/* Projections sharing an input in one call: row blocks of one matrix (like in_proj's z | xBC+dt) and
+ * another matrix, awkward widths (1, 7, 33; K = 37 is no multiple of 16), one accumulating; with 3
+ * rows (one grouped launch) and 9 (one GEMM each). */
+START_TEST(grouped_projections_match_reference) {
+    rt_ctx *ctx = tu_ctx();
+    const int K = 37, Ns[3] = {1, 7, 33}, rows[2] = {3, 9};
+    for (int r = 0; r < 2; r++) {
+        int M = rows[r];
+        float *x = tu_random(M * K, 60 + (uint64_t)r, -1, 1), *w01 = tu_random(8 * K, 61, -1, 1);
+        float *w2 = tu_random(33 * K, 62, -1, 1);
+        tensor tx = tu_tensor(3, ((int64_t[]){M, 1, K}), x), tw01 = tu_tensor(2, ((int64_t[]){8, K}), w01);
+        tensor tw2 = tu_tensor(2, ((int64_t[]){33, K}), w2), tw[3] = {{0}, {0}, tw2}, ty[3];
+        tu_ok(tensor_slice(&tw01, 0, 0, 1, &tw[0]));
+        tu_ok(tensor_slice(&tw01, 0, 1, 7, &tw[1]));
+        float *init[3], *want[3];
+        const float *wsrc[3] = {w01, w01 + K, w2};
+        for (int i = 0; i < 3; i++) {
+            init[i] = tu_random(M * Ns[i], 70 + (uint64_t)i, -1, 1);
+            want[i] = malloc((size_t)M * Ns[i] * sizeof *want[i]);
+            memcpy(want[i], init[i], (size_t)M * Ns[i] * sizeof *want[i]);
+            ty[i] = tu_tensor(3, ((int64_t[]){M, 1, Ns[i]}), init[i]);
+        }
+        const tensor *W[3] = {&tw[0], &tw[1], &tw[2]};
+        tensor *Y[3] = {&ty[0], &ty[1], &ty[2]};
+        int acc[3] = {0, 1, 0};
+        attamba_counters c0, c1;
+        attamba_context_counters(ctx, &c0);
+        tu_ok(ops_gemm_group(ctx, &tx, 3, W, Y, acc));
+        attamba_context_counters(ctx, &c1);
+        if (M < 8) ck_assert_uint_eq(c1.launches - c0.launches, 1);
+        for (int i = 0; i < 3; i++) {
+            ref_gemm(0, 1, M, Ns[i], K, 1.0f, x, K, wsrc[i], K, acc[i] ? 1.0f : 0.0f, want[i], Ns[i]);
+            float *got = tu_download(&ty[i]);
+            tu_assert_close(got, want[i], M * Ns[i], 1e-4, 2e-6 * K + 1e-6, "grouped projection");
+            free(got), free(init[i]), free(want[i]);
+            tensor_free(&ty[i]);
+        }
+        tensor *all[] = {&tx, &tw01, &tw2, &tw[0], &tw[1]};
+        for (size_t i = 0; i < CORE_LEN(all); i++) tensor_free(all[i]);
+        free(x), free(w01), free(w2);
+    }
+}
+END_TEST
+
 START_TEST(mismatched_shapes_are_refused) {
     rt_ctx *ctx = tu_ctx();
     tensor A = tu_zeros(2, (int64_t[]){4, 5}), B = tu_zeros(2, (int64_t[]){6, 7}), C = tu_zeros(2, (int64_t[]){4, 7}), T;
@@ -238,6 +282,7 @@ int main(void) {
     tcase_add_test(t, batched_and_shared_operands);
     tcase_add_test(t, strided_row_views);
     tcase_add_test(t, strided_output_view_is_written_only_inside);
+    tcase_add_test(t, grouped_projections_match_reference);
     tcase_add_test(t, mismatched_shapes_are_refused);
     suite_add_tcase(s, t);
     return tu_run(s);

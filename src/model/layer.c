@@ -215,6 +215,20 @@ static attamba_status conv_tail(const tensor *src, const tensor *dst, int64_t se
     return ATTAMBA_OK;
 }
 
+/* y_i = x W_i^T for projections sharing their input x: in decode (a few rows) one launch for all
+ * (ops_gemm_group); otherwise consecutive twins (K's and V's, W1 and W3) as one batched GEMM each. */
+static attamba_status linear_shared(model *m, const tensor *x, int n, const tensor *const *W, tensor *const *y) {
+    if (tensor_numel(x) / x->shape[x->ndim - 1] < OPS_GEMV_MAX_ROWS && n <= OPS_GEMV_MAX)
+        return ops_gemm_group(m->ctx, x, n, W, y, NULL);
+    for (int i = 0; i < n; i++) {
+        int twins = i + 1 < n && W[i]->shape[0] == W[i + 1]->shape[0];
+        if (twins) RT_TRY(linear_pair(m, x, x, W[i], W[i + 1], 0, y[i], y[i + 1]));
+        else RT_TRY(model_linear(m, x, W[i], 0, y[i]));
+        i += twins;
+    }
+    return ATTAMBA_OK;
+}
+
 /* The conv and scan of SSM i over the whole sequence (prefill, training), from segment starts; a
  * prefill into a cache leaves the conv window and the state there for the decode steps to come. */
 static attamba_status ssm_scan_sequence(model *m, int l, int i, const tensor *seg, ssm_acts *a, const layer_mode *md) {
@@ -256,13 +270,11 @@ static attamba_status ssm_step_both(model *m, int l, ssm_acts *a, const tensor *
     return s;
 }
 
-/* k = x + SSM_K(x), v = x + SSM_V(x): in_proj, conv (+SiLU), scan, gated norm, out_proj; the two
- * SSMs run side by side (one launch for both where the buffers allow). */
+/* k = x + SSM_K(x), v = x + SSM_V(x) after their in_proj (done with q's): conv (+SiLU), scan, gated
+ * norm, out_proj; the two SSMs run side by side (one launch for both where the buffers allow). */
 static attamba_status ssm_forward(model *m, int l, layer_acts *a, const tensor *seg_first, const layer_mode *md) {
     const ssm_weights *w = m->layers[l].ssm;
     ssm_acts *s = a->ssm;
-    RT_TRY(linear_pair(m, &a->x, &a->x, &w[0].in_z, &w[1].in_z, 0, &s[0].z, &s[1].z));
-    RT_TRY(linear_pair(m, &a->x, &a->x, &w[0].in_xbcdt, &w[1].in_xbcdt, 0, &s[0].xbcdt, &s[1].xbcdt));
     if (md->decode) RT_TRY(ssm_step_both(m, l, s, seg_first, md));
     else
         for (int i = 0; i < 2; i++) RT_TRY(ssm_scan_sequence(m, l, i, &a->seg, &s[i], md));
@@ -321,14 +333,25 @@ attamba_status model_layer_forward(model *m, int l, layer_acts *a, const layer_m
         TRY(plan_layer(md->plan, c->n_layers, l, &a->bpos, &a->seg));
     }
     TRY(ops_rmsnorm(m->ctx, a->h_in, L->attn_norm, c->norm_eps, &a->x));
-    TRY(model_linear(m, &a->x, L->wq, 0, &a->q));
-    if (c->kind == MODEL_ATTAMBA) TRY(ssm_forward(m, l, a, &seg_first, md));
-    else TRY(linear_pair(m, &a->x, &a->x, L->wk, L->wv, 0, &a->k, &a->v));
+    if (c->kind == MODEL_ATTAMBA) { /* q and the SSMs' in_proj: z and [xs, B, C | dt] of K, then of V */
+        const ssm_weights *w = L->ssm;
+        ssm_acts *s = a->ssm;
+        const tensor *W[5] = {L->wq, &w[0].in_z, &w[1].in_z, &w[0].in_xbcdt, &w[1].in_xbcdt};
+        tensor *y[5] = {&a->q, &s[0].z, &s[1].z, &s[0].xbcdt, &s[1].xbcdt};
+        TRY(linear_shared(m, &a->x, 5, W, y));
+        TRY(ssm_forward(m, l, a, &seg_first, md));
+    } else {
+        const tensor *W[3] = {L->wq, L->wk, L->wv};
+        tensor *y[3] = {&a->q, &a->k, &a->v};
+        TRY(linear_shared(m, &a->x, 3, W, y));
+    }
     TRY(ops_rope2(m->ctx, &a->q, c->n_heads, &a->k, c->n_kv_heads, md->pos, c->rope_theta));
     TRY(attend(m, l, a, &store, md));
     TRY(residual(m, a->h_mid, a->h_in, &a->o, L->wo));
     TRY(ops_rmsnorm(m->ctx, a->h_mid, L->ffn_norm, c->norm_eps, &a->y));
-    TRY(linear_pair(m, &a->y, &a->y, L->w1, L->w3, 0, &a->f1, &a->f3));
+    const tensor *W13[2] = {L->w1, L->w3};
+    tensor *f13[2] = {&a->f1, &a->f3};
+    TRY(linear_shared(m, &a->y, 2, W13, f13));
     TRY(ops_swiglu(m->ctx, &a->f1, &a->f3, &a->hid));
     TRY(residual(m, a->h_out, a->h_mid, &a->hid, L->w2));
 #undef TRY

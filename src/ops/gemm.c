@@ -257,3 +257,64 @@ attamba_status ops_gemm(rt_ctx *ctx, int trans_a, int trans_b, float alpha, cons
                         float beta, tensor *c) {
     return ops_gemm_with(ctx, OPS_GEMM_AUTO, trans_a, trans_b, alpha, a, b, beta, c);
 }
+
+/* A contiguous tensor's leading dims merged: [..., C] -> rows x C (a view). */
+static attamba_status rows_view(const tensor *t, tensor *out) {
+    int64_t shape[2] = {tensor_numel(t) / t->shape[t->ndim - 1], t->shape[t->ndim - 1]};
+    return tensor_reshape(t, 2, shape, out);
+}
+
+attamba_status ops_gemm_group(rt_ctx *ctx, const tensor *x, int n, const tensor *const *W, tensor *const *y,
+                              const int *accumulate) {
+    static const char op[] = "ops_gemm_group";
+    if (n < 1 || !x || !x->buf || x->ndim < 1 || !tensor_is_contiguous(x))
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: need n >= 1 and a contiguous x", op);
+    int64_t K = x->shape[x->ndim - 1], M = tensor_numel(x) / K;
+    if (n > OPS_GEMV_MAX || M >= OPS_GEMV_MAX_ROWS) { /* one GEMM each */
+        tensor x2 = {0};
+        RT_TRY(rows_view(x, &x2));
+        attamba_status s = ATTAMBA_OK;
+        for (int i = 0; i < n && !s; i++) {
+            tensor y2 = {0};
+            s = rows_view(y[i], &y2);
+            if (!s) s = ops_gemm(ctx, 0, 1, 1.0f, &x2, W[i], accumulate && accumulate[i] ? 1.0f : 0.0f, &y2);
+            tensor_free(&y2);
+        }
+        tensor_free(&x2);
+        return s;
+    }
+    rt_arg args[5 + 8 * OPS_GEMV_MAX];
+    cl_int ints[OPS_GEMV_MAX][6];
+    int k = 0;
+    int64_t total = 0;
+    args[k++] = RT_I32(M), args[k++] = RT_I32(K);
+    args[k++] = RT_MEM(x->buf->mem), args[k++] = RT_I32(x->offset), args[k++] = RT_I32(K);
+    for (int i = 0; i < OPS_GEMV_MAX; i++) {
+        const tensor *w = W[i < n ? i : 0], *yi = y[i < n ? i : 0];
+        if (i < n) {
+            char a[96];
+            if (!w || !w->buf || w->ndim != 2 || w->shape[1] != K || w->stride[1] != 1 || w->dtype != TENSOR_F32)
+                return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: W[%d] must be f32 [N, %lld] with contiguous rows, got %s", op,
+                               i, (long long)K, w && w->buf ? tensor_describe(w, a, sizeof a) : "nothing");
+            int64_t N = w->shape[0];
+            if (!yi || !yi->buf || yi->dtype != TENSOR_F32 || !tensor_is_contiguous(yi) ||
+                yi->shape[yi->ndim - 1] != N || tensor_numel(yi) != M * N)
+                return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: y[%d] must be contiguous f32 [..., %lld] with x's rows", op, i,
+                               (long long)N);
+            if (ops_overlap(yi, x)) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: y[%d] overlaps x", op, i);
+            total += N;
+        }
+        cl_int *v = ints[i];
+        v[0] = (cl_int)w->offset, v[1] = (cl_int)w->stride[0], v[2] = i < n ? (cl_int)w->shape[0] : 0;
+        v[3] = (cl_int)yi->offset, v[4] = (cl_int)yi->shape[yi->ndim - 1], v[5] = i < n && accumulate && accumulate[i];
+        args[k++] = RT_MEM(w->buf->mem), args[k++] = (rt_arg){sizeof(cl_int), &v[0]};
+        args[k++] = (rt_arg){sizeof(cl_int), &v[1]}, args[k++] = (rt_arg){sizeof(cl_int), &v[2]};
+        args[k++] = RT_MEM(yi->buf->mem), args[k++] = (rt_arg){sizeof(cl_int), &v[3]};
+        args[k++] = (rt_arg){sizeof(cl_int), &v[4]}, args[k++] = (rt_arg){sizeof(cl_int), &v[5]};
+    }
+    cl_kernel kern;
+    RT_TRY(rt_kernel(ctx, "gemm", "-DTRANS_A=0 -DTRANS_B=1 -DRM=1", "gemv_group", &kern));
+    size_t lx = rt_local_1d(ctx, kern, 64);
+    size_t local[2] = {lx, 1}, global[2] = {(size_t)total, (size_t)M};
+    return rt_launch(ctx, kern, "gemv_group", 2, global, local, k, args);
+}

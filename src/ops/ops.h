@@ -62,6 +62,14 @@ typedef enum {
 } ops_gemm_kernel;
 attamba_status ops_gemm_own(rt_ctx *ctx, ops_gemm_kernel kernel, int trans_a, int trans_b, float alpha,
                             const tensor *a, const tensor *b, float beta, tensor *c);
+/* y_i = x W_i^T (+ y_i where accumulate[i]) for n matrices sharing the input x [..., K]: W_i [N_i, K]
+ * (rows contiguous; row blocks of a larger matrix are fine), y_i [..., N_i] with x's leading dims.
+ * With a few rows of x (decode: fewer than 8) and n <= 6, one launch for all (the decode step's
+ * projections); otherwise one ops_gemm each. */
+#define OPS_GEMV_MAX_ROWS 8 /* ops_gemm_group: one launch below this many rows of x ... */
+#define OPS_GEMV_MAX 6       /* ... and up to this many matrices */
+attamba_status ops_gemm_group(rt_ctx *ctx, const tensor *x, int n, const tensor *const *W, tensor *const *y,
+                              const int *accumulate);
 /* Whether this build has CLBlast. */
 int ops_gemm_have_clblast(void);
 
