@@ -130,7 +130,9 @@ int bench_layer_main(int argc, char **argv) {
     for (int op = 0; op < N_OPS; op++) {
         r.op = op;
         double t = bench_time(run_op, &r, 3, seconds);
-        if (t < 0) {
+        int failed = 0;
+        attamba_counters per_run = t < 0 ? (attamba_counters){0} : bench_count(ctx, run_op, &r, &failed);
+        if (t < 0 || failed) {
             rc = cli_error("bench layer", "%s failed: %s", op_names[op], ctx->err);
             break;
         }
@@ -155,6 +157,7 @@ int bench_layer_main(int argc, char **argv) {
         cJSON_AddNumberToObject(o, "gbs", gbs);
         cJSON_AddNumberToObject(o, "copy_gbs", copy_gbs);
         cJSON_AddNumberToObject(o, "ratio_to_copy", gbs / copy_gbs);
+        bench_add_counters(o, &per_run, 1, "run");
         cJSON_AddItemToArray(out, o);
     }
     if (!rc && json && bench_write_json(out, json)) rc = cli_error("bench layer", "cannot write %s", json);

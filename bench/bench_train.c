@@ -88,7 +88,8 @@ int bench_train_main(int argc, char **argv) {
     rt_ctx *ctx = cli_open_device(device);
     if (!ctx) return 1;
     printf("device: %s; %s, batch %d x seq %d\n", ctx->dev.info.name, kind, B, T);
-    printf("%-12s %12s %12s %14s %14s %10s\n", "preset", "params", "ms/step", "engine tok/s", "torch tok/s", "ratio");
+    printf("%-12s %12s %12s %14s %14s %10s %s\n", "preset", "params", "ms/step", "engine tok/s", "torch tok/s", "ratio",
+           "launch/alloc/read per step");
     cJSON *out = cJSON_CreateArray();
     int rc = 0;
     char *list = strdup(presets);
@@ -116,14 +117,18 @@ int bench_train_main(int argc, char **argv) {
         } else {
             step_arg a = {t, tok, tgt, 0};
             double s = bench_time(one_step, &a, steps, 0.0);
+            int failed = 0;
+            attamba_counters per_step = bench_count(ctx, one_step, &a, &failed);
             double mine = s > 0 ? B * T / s : 0, theirs = torch ? torch_rate(torch, &cfg, B, T, steps) : 0;
             char tb[32] = "-", rb[32] = "-";
             if (theirs > 0) {
                 snprintf(tb, sizeof tb, "%.0f", theirs);
                 snprintf(rb, sizeof rb, "%.2fx", mine / theirs);
             }
-            printf("%-12s %12lld %12.1f %14.0f %14s %10s\n", name, (long long)model_config_param_count(&cfg), s * 1e3,
-                   mine, tb, rb);
+            printf("%-12s %12lld %12.1f %14.0f %14s %10s %8llu/%llu/%llu\n", name,
+                   (long long)model_config_param_count(&cfg), s * 1e3, mine, tb, rb,
+                   (unsigned long long)per_step.launches, (unsigned long long)per_step.allocations,
+                   (unsigned long long)per_step.blocking_reads);
             fflush(stdout);
             cJSON *o = bench_record(ctx, "train");
             cJSON_AddStringToObject(o, "preset", name);
@@ -132,6 +137,7 @@ int bench_train_main(int argc, char **argv) {
             cJSON_AddNumberToObject(o, "seq", T);
             cJSON_AddNumberToObject(o, "ms_per_step", s * 1e3);
             cJSON_AddNumberToObject(o, "tokens_per_s", mine);
+            if (!failed) bench_add_counters(o, &per_step, 1, "step");
             if (theirs > 0) {
                 cJSON_AddNumberToObject(o, "torch_tokens_per_s", theirs);
                 cJSON_AddNumberToObject(o, "ratio_to_torch", mine / theirs);
