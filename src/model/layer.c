@@ -1,8 +1,10 @@
 /* The layer program (SPEC 3): the one place that says which ops an Attamba or transformer layer
  * runs, in what order. Prefill, decode and the trainer's forward all run model_layer_forward; they
- * differ only in the op variants picked at three points (the SSM's conv and scan: whole sequence or
- * one step from the cached state; the cache: filled by a prefill, appended to by decode; attention:
- * over the sequence or over the cache) and in whether activations are kept per layer (training). */
+ * differ only in the op variants picked at three points (the SSMs' conv, scan and gated norm: over
+ * the sequence, or one fused step from the cached state; the cache: filled by a prefill, appended
+ * to by decode; attention: over the sequence or over the cache) and in whether activations are kept
+ * per layer (training). Projections that share an input run together (linear_shared): one launch
+ * in decode, batched pairs otherwise. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -188,7 +190,6 @@ static attamba_status linear_pair(model *m, const tensor *x0, const tensor *x1, 
     RT_TRY(model_linear(m, x0, W0, accumulate, y0));
     return model_linear(m, x1, W1, accumulate, y1);
 }
-
 
 /* A [B, 1, C] tensor (or a column view of one) as [B, C], for the decode-step ops. */
 static attamba_status rows2(const tensor *t, tensor *out) {
