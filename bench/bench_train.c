@@ -150,6 +150,7 @@ int bench_train_main(int argc, char **argv) {
         free(tgt);
     }
     free(list);
+    if (ctx->profiling) rt_profile_print(ctx, stdout);
     if (!rc && json && bench_write_json(out, json)) rc = cli_error("bench train", "cannot write %s", json);
     cJSON_Delete(out);
     attamba_context_destroy(ctx);
