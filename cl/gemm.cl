@@ -96,23 +96,24 @@ __kernel void gemm_dot(int M, int N, int K, float alpha,
 #define GEMV_MEMBER(i) __global const float *W##i, int wo##i, int ldw##i, int n##i, __global float *Y##i, int yo##i, \
                        int ldy##i, int acc##i
 #define GEMV_PICK(i)                                                                                   \
-    if (n < n##i) {                                                                                   \
-        W = W##i + wo##i + n * ldw##i;                                                                \
-        Y = Y##i + yo##i + m * ldy##i + n;                                                            \
-        acc = acc##i;                                                                                 \
-        goto found;                                                                                   \
-    }                                                                                                 \
-    n -= n##i;
+    if (member < 0) {                                                                                 \
+        if (n < n##i) {                                                                               \
+            W = W##i + wo##i + n * ldw##i;                                                            \
+            Y = Y##i + yo##i + m * ldy##i + n;                                                        \
+            acc = acc##i;                                                                             \
+            member = i;                                                                               \
+        } else {                                                                                      \
+            n -= n##i;                                                                                \
+        }                                                                                             \
+    }
 __kernel void gemv_group(int M, int K, __global const float *X, int xo, int ldx, GEMV_MEMBER(0), GEMV_MEMBER(1),
                          GEMV_MEMBER(2), GEMV_MEMBER(3), GEMV_MEMBER(4), GEMV_MEMBER(5)) {
-    int n = get_global_id(0), m = get_global_id(1);
+    int n = get_global_id(0), m = get_global_id(1), member = -1, acc = 0;
     if (m >= M) return;
-    __global const float *W;
-    __global float *Y;
-    int acc;
+    __global const float *W = W0;
+    __global float *Y = Y0;
     GEMV_PICK(0) GEMV_PICK(1) GEMV_PICK(2) GEMV_PICK(3) GEMV_PICK(4) GEMV_PICK(5)
-    return; /* past the last column */
-found:;
+    if (member < 0) return; /* past the last column */
     const __global float *a = X + xo + m * ldx;
     float16 s16 = (float16)(0.0f);
     int k = 0;
