@@ -485,19 +485,13 @@ int cli_generate(int argc, char **argv) {
         rc = cli_error("generate", "%s", attamba_context_last_error(ctx));
     } else {
         double t0 = core_now();
-        tensor all;
-        if (model_prefill(m, cache, 0, ids, T, &all)) {
+        tensor last;
+        if (model_prefill_last(m, cache, 0, ids, T, &last)) {
             rc = cli_error("generate", "%s", attamba_context_last_error(ctx));
-        } else {
-            /* the next token comes from the last position's logits */
-            tensor last = {0}, last2 = {0};
-            tensor_slice(&all, 1, T - 1, 1, &last);
-            tensor_reshape(&last, 2, (int64_t[]){1, m->cfg.vocab_size}, &last2);
+        } else { /* the next token comes from the last position's logits */
             int32_t next;
-            if (ops_sample(ctx, &last2, &smp, &next)) rc = cli_error("generate", "%s", attamba_context_last_error(ctx));
+            if (ops_sample(ctx, &last, &smp, &next)) rc = cli_error("generate", "%s", attamba_context_last_error(ctx));
             tensor_free(&last);
-            tensor_free(&last2);
-            tensor_free(&all);
             t_prefill = core_now() - t0;
             fputs(prompt, stdout);
             t0 = core_now();

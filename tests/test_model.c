@@ -321,6 +321,32 @@ static void check_no_allocations(model *m, const char *what) {
     free(host);
 }
 
+/* Generation's prefill computes the last position's logits only: the same numbers as that row of
+ * the full prefill. */
+START_TEST(prefill_of_the_last_position_equals_the_last_row) {
+    model *m = tiny(MODEL_ATTAMBA, 4, 2, BOUNDARY_CYCLIC, 0, 8);
+    int V = m->cfg.vocab_size, T = 13;
+    int32_t tok[13];
+    for (int t = 0; t < T; t++) tok[t] = (5 * t + 2) % V;
+    kv_cache *c1, *c2;
+    tu_ok(kv_cache_create(m, 1, 20, &c1));
+    tu_ok(kv_cache_create(m, 1, 20, &c2));
+    tensor all, last;
+    tu_ok(model_prefill(m, c1, 0, tok, T, &all));
+    tu_ok(model_prefill_last(m, c2, 0, tok, T, &last));
+    ck_assert_int_eq(last.ndim, 2);
+    ck_assert_int_eq(last.shape[1], V);
+    float *a = tu_download(&all), *l = tu_download(&last);
+    tu_assert_close(l, a + (int64_t)(T - 1) * V, V, 1e-5, 1e-5, "last-position logits");
+    free(a), free(l);
+    tensor_free(&all);
+    tensor_free(&last);
+    kv_cache_destroy(c1);
+    kv_cache_destroy(c2);
+    model_destroy(m);
+}
+END_TEST
+
 START_TEST(repeated_prefill_and_decode_create_no_buffers) {
     model *m = tiny(MODEL_ATTAMBA, 4, 2, BOUNDARY_CYCLIC, 0, 5);
     check_no_allocations(m, "attamba");
@@ -348,6 +374,7 @@ int main(void) {
     tcase_add_test(t, test_time_overrides_change_the_pattern);
     tcase_add_test(t, bad_tokens_and_shapes_are_refused);
     tcase_add_test(t, repeated_prefill_and_decode_create_no_buffers);
+    tcase_add_test(t, prefill_of_the_last_position_equals_the_last_row);
     suite_add_tcase(s, t);
     return tu_run(s);
 }

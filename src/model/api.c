@@ -37,9 +37,9 @@ attamba_status attamba_session_feed(attamba_session *s, const int32_t *tokens, i
     attamba_status st = ATTAMBA_OK;
     int i = 0;
     if (s->pos[0] == 0) { /* prefill the whole prompt at once */
-        RT_TRY(model_prefill(m, s, 0, tokens, n, logits ? &lg : NULL));
+        RT_TRY(model_prefill_last(m, s, 0, tokens, n, logits ? &lg : NULL));
         i = n;
-        if (logits) st = tensor_slice(&lg, 1, n - 1, 1, &last);
+        if (logits) st = tensor_slice(&lg, 0, 0, 1, &last);
     }
     for (; i < n && !st; i++) {
         tensor_free(&lg);

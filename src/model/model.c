@@ -192,8 +192,10 @@ attamba_status model_linear(model *m, const tensor *x, const tensor *W, int accu
 }
 
 /* The forward pass over the model's workspace; with a cache (B = 1) it also leaves sequence b's
- * decode state there. */
-static attamba_status forward(model *m, const int32_t *tokens, int B, int T, tensor *logits, kv_cache *cache, int b) {
+ * decode state there. Logits [B, T, V], or [B, V] of each sequence's last position when last_only
+ * (generation reads nothing else: that skips (T-1)/T of the output layer). */
+static attamba_status forward(model *m, const int32_t *tokens, int B, int T, tensor *logits, int last_only,
+                              kv_cache *cache, int b) {
     const model_config *c = &m->cfg;
     if (B < 1 || T < 1) return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "forward: B = %d, T = %d", B, T);
     for (int64_t i = 0; i < (int64_t)B * T; i++)
@@ -209,23 +211,43 @@ static attamba_status forward(model *m, const int32_t *tokens, int B, int T, ten
     RT_TRY(model_trunk(m, &ws->ids, &ws->acts, 0, &md, &ws->xf));
     if (cache) cache->pos[b] = T;
     if (!logits) return ATTAMBA_OK;
-    RT_TRY(tensor_scratch(m->ctx, logits, TENSOR_F32, 3, (int64_t[]){B, T, c->vocab_size}));
-    attamba_status s = model_linear(m, &ws->xf, m->output, 0, logits);
+    if (!last_only) {
+        RT_TRY(tensor_scratch(m->ctx, logits, TENSOR_F32, 3, (int64_t[]){B, T, c->vocab_size}));
+        attamba_status s = model_linear(m, &ws->xf, m->output, 0, logits);
+        if (s) tensor_free(logits);
+        return s;
+    }
+    tensor last = {0}; /* [B, d]: row T-1 of every sequence, rows T*d apart */
+    RT_TRY(tensor_slice(&ws->xf, 1, T - 1, 1, &last));
+    last.ndim = 2;
+    last.shape[1] = c->dim;
+    last.stride[1] = 1;
+    attamba_status s = tensor_scratch(m->ctx, logits, TENSOR_F32, 2, (int64_t[]){B, c->vocab_size});
+    if (!s) s = ops_gemm(m->ctx, 0, 1, 1.0f, &last, m->output, 0.0f, logits);
     if (s) tensor_free(logits);
+    tensor_free(&last);
     return s;
 }
 
 attamba_status model_forward(model *m, const int32_t *tokens, int B, int T, tensor *logits) {
     memset(logits, 0, sizeof *logits);
-    return forward(m, tokens, B, T, logits, NULL, 0);
+    return forward(m, tokens, B, T, logits, 0, NULL, 0);
 }
 
-attamba_status model_prefill(model *m, kv_cache *c, int b, const int32_t *tokens, int T, tensor *logits) {
+static attamba_status prefill(model *m, kv_cache *c, int b, const int32_t *tokens, int T, tensor *logits, int last_only) {
     if (logits) memset(logits, 0, sizeof *logits);
     if (b < 0 || b >= c->B) return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "model_prefill: sequence %d of %d", b, c->B);
     if (c->pos[b] != 0) return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "model_prefill: sequence %d is not empty", b);
     if (T > c->max_tokens)
         return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "model_prefill: %d tokens exceed the cache's %lld", T,
                        (long long)c->max_tokens);
-    return forward(m, tokens, 1, T, logits, c, b);
+    return forward(m, tokens, 1, T, logits, last_only, c, b);
+}
+
+attamba_status model_prefill(model *m, kv_cache *c, int b, const int32_t *tokens, int T, tensor *logits) {
+    return prefill(m, c, b, tokens, T, logits, 0);
+}
+
+attamba_status model_prefill_last(model *m, kv_cache *c, int b, const int32_t *tokens, int T, tensor *logits) {
+    return prefill(m, c, b, tokens, T, logits, 1);
 }
