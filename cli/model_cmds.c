@@ -367,12 +367,25 @@ int cli_forward(int argc, char **argv) {
         for (char *p = line, *end;; p = end) {
             while (*p == ' ' || *p == '\t' || *p == '\r') p++;
             if (!*p) break;
-            long v = strtol(p, &end, 10);
-            if (end == p) {
+            errno = 0;
+            long long v = strtoll(p, &end, 10);
+            if (end == p || (*end && *end != ' ' && *end != '\t' && *end != '\r')) {
                 rc = cli_error("forward", "%s line %d: '%.10s' is not a token id", input, B + 1, p);
                 break;
             }
-            if (n == cap) flat = realloc(flat, (size_t)(cap *= 2) * sizeof *flat);
+            if (errno == ERANGE || v < 0 || v > INT32_MAX) { /* never wrap: 4294967297 is not token 1 */
+                rc = cli_error("forward", "%s line %d: token id %.24s is out of range", input, B + 1, p);
+                break;
+            }
+            if (n == cap) {
+                int32_t *grown = realloc(flat, (size_t)cap * 2 * sizeof *flat);
+                if (!grown) {
+                    rc = cli_error("forward", "out of host memory");
+                    break;
+                }
+                flat = grown;
+                cap *= 2;
+            }
             flat[n++] = (int32_t)v;
             count++;
         }
@@ -573,6 +586,10 @@ int cli_eval(int argc, char **argv) {
     double total = 0;
     int64_t counted = 0;
     int rc = 0;
+    if (!tok || !tgt) {
+        rc = cli_error("eval", "out of host memory for --batch %ld x --seq %ld tokens", batch, seq);
+        windows = 0;
+    }
     double t0 = core_now();
     tensor targets = {0};
     for (int64_t w0 = 0; w0 < windows && !rc; w0 += batch) {

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "train/checkpoint.h"
 #include "train/data.h"
 #include "train/run.h"
 
@@ -97,6 +98,9 @@ int cli_train(int argc, char **argv) {
     if (!o.resume && steps < 1) return cli_error("train", "--steps N is required"), 2;
     model_config cfg;
     char err[600];
+    memset(&cfg, 0, sizeof cfg);
+    if (o.resume && !config && !preset && !checkpoint_exists(o.out))
+        return cli_error("train", "--resume: no checkpoint in %s (give --config or --preset to start a run)", o.out), 2;
     if (!o.resume || config || preset) {
         if (config ? model_config_load(config, &cfg, err, sizeof err) : model_config_preset(preset, &cfg, err, sizeof err))
             return cli_error("train", "%s", err);

@@ -9,6 +9,7 @@
 #include "model/config.h"
 #include "model/safetensors.h"
 #include "model/weights.h"
+#include "model/tokenizer.h"
 #include "testutil.h"
 
 static char tmpdir[64];
@@ -38,6 +39,22 @@ START_TEST(paper_60m_parameter_counts_match_spec) {
     free(w);
     c.kind = MODEL_TRANSFORMER;
     ck_assert_int_eq(model_config_param_count(&c), 60039680);
+}
+END_TEST
+
+/* Finding 10 of the hardening campaign: generate refused paper-60m models (bos/eos 1/2 against the
+ * byte tokenizer's 256/257). Every preset must make a model the byte tokenizer accepts. */
+START_TEST(every_preset_makes_a_model_the_byte_tokenizer_accepts) {
+    const char *presets[] = {"tiny", "small", "paper-60m"};
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
+        model_config c;
+        ck_assert_int_eq(model_config_preset(presets[i], &c, NULL, 0), ATTAMBA_OK);
+        tokenizer *t = NULL;
+        char err[300];
+        ck_assert_msg(tokenizer_create("bytes", c.vocab_size, c.bos_id, c.eos_id, &t, err, sizeof err) == ATTAMBA_OK,
+                      "%s: %s", presets[i], err);
+        tokenizer_destroy(t);
+    }
 }
 END_TEST
 
@@ -269,6 +286,7 @@ int main(void) {
     TCase *t = tcase_create("config");
     tcase_add_test(t, paper_60m_parameter_counts_match_spec);
     tcase_add_test(t, cache_bytes_follow_spec_formula);
+    tcase_add_test(t, every_preset_makes_a_model_the_byte_tokenizer_accepts);
     tcase_add_test(t, config_json_round_trips);
     tcase_add_loop_test(t, bad_configs_are_refused_naming_the_field, 0, (int)(sizeof bad_configs / sizeof bad_configs[0]));
     tcase_add_test(t, missing_config_file_is_an_io_error);

@@ -71,8 +71,10 @@ attamba_status model_config_preset(const char *name, model_config *c, char *err,
         c->ssm_conv = 4;
         c->chunk = 8;
         c->window = 8;
-        c->bos_id = 1;
-        c->eos_id = 2;
+        /* the paper's vocabulary size, but the byte tokenizer (the engine's only one) and its
+         * bos/eos, so that every command accepts a model made from this preset */
+        c->bos_id = 256;
+        c->eos_id = 257;
         return ATTAMBA_OK;
     }
     return core_errbuf(err, err_size, ATTAMBA_ERR_INVALID_ARG, "unknown preset '%s' (tiny, small, paper-60m)", name);

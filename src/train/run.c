@@ -68,6 +68,14 @@ static void metrics_truncate(const char *path, int64_t step) {
     free(tmp);
 }
 
+/* Whether the data holds a training window of seq + 1 tokens (and a validation window); says why not. */
+static int windows_fit(rt_ctx *ctx, const dataset *d, int64_t train_end, int seq, const train_run_opts *o) {
+    if (train_end >= (int64_t)seq + 1 && (o->val_frac <= 0 || d->n - train_end >= seq)) return 1;
+    rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: %lld tokens are too few for windows of %d with a validation fraction of %g",
+            o->data, (long long)d->n, seq, o->val_frac);
+    return 0;
+}
+
 static void fmt_eta(double s, char *buf, size_t n) {
     if (!(s >= 0) || s > 1e7) snprintf(buf, n, "?");
     else if (s >= 3600) snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)(s / 60) % 60);
@@ -81,11 +89,9 @@ attamba_status train_run(rt_ctx *ctx, const model_config *cfg, const train_hpara
     if (data_open(o->data, &d, err, sizeof err)) return rt_fail(ctx, ATTAMBA_ERR_IO, "%s", err);
     train_hparams h = *h_in;
     int64_t train_end = data_train_end(&d, o->val_frac);
-    if (train_end < h.seq + 1 || (o->val_frac > 0 && d.n - train_end < h.seq)) {
+    if (!windows_fit(ctx, &d, train_end, h.seq, o)) {
         data_close(&d);
-        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG,
-                       "%s: %lld tokens are too few for windows of %d with a validation fraction of %g", o->data,
-                       (long long)d.n, h.seq, o->val_frac);
+        return ATTAMBA_ERR_INVALID_ARG;
     }
     if (core_mkdirs(o->out) != 0) {
         data_close(&d);
@@ -101,8 +107,8 @@ attamba_status train_run(rt_ctx *ctx, const model_config *cfg, const train_hpara
         if (s) rt_fail(ctx, s, "resume: %s", err);
         if (!s) {
             saved.steps = h.steps > saved.steps ? h.steps : saved.steps; /* allow extending a finished run */
-            h = saved;
-            s = trainer_create(m, &h, &t);
+            h = saved; /* the checkpoint's window length replaces the command line's: check it again */
+            s = windows_fit(ctx, &d, train_end, h.seq, o) ? trainer_create(m, &h, &t) : ATTAMBA_ERR_INVALID_ARG;
         }
         if (!s && (s = checkpoint_load_moments(o->out, t, err, sizeof err))) rt_fail(ctx, s, "resume: %s", err);
         if (!s && o->progress) fprintf(stderr, "resuming %s at step %lld\n", o->out, (long long)p.step);

@@ -1,0 +1,124 @@
+/* The command-line tool as a user runs it: the reproducers of the hardening campaign (issue 13), each
+ * a test named after its finding. Every one must end with a clear message and a non-zero exit. */
+#include <check.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "testutil.h"
+
+/* Runs `attamba ARGS` (through sh, stderr folded into stdout); returns the exit status and keeps the
+ * output in out. */
+static int cli(char *out, size_t cap, const char *fmt, ...) {
+    char args[1024], cmd[1400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", ATTAMBA_CLI, args);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static char *temp_dir(void) {
+    static char path[64];
+    snprintf(path, sizeof path, "/tmp/attamba-cli-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(path));
+    return path;
+}
+
+static void write_text(const char *path, int bytes) {
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    for (int i = 0; i < bytes; i++) fputc("In the beginning God created the heaven and the earth. "[i % 55], f);
+    fclose(f);
+}
+
+#define EXPECT_FAILS(rc, out, needle)                                                                 \
+    do {                                                                                              \
+        ck_assert_msg((rc) != 0 && (rc) < 128, "exit %d (want a clean non-zero exit): %s", (rc), (out)); \
+        ck_assert_msg(strstr((out), (needle)), "message lacks '%s': %s", (needle), (out));           \
+    } while (0)
+
+/* Finding 1: a resumed run checks its data against the checkpoint's window length, not --seq. */
+START_TEST(finding_1_resume_on_data_shorter_than_the_saved_window_is_refused) {
+    char out[8192], *dir = temp_dir(), big[128], small[128], run[128];
+    snprintf(big, sizeof big, "%s/big.txt", dir);
+    snprintf(small, sizeof small, "%s/small.txt", dir);
+    snprintf(run, sizeof run, "%s/run", dir);
+    write_text(big, 3000);
+    write_text(small, 60);
+    int rc = cli(out, sizeof out, "train --preset tiny --seq 100 --batch 1 --steps 1 --data %s --out %s", big, run);
+    ck_assert_msg(rc == 0, "training failed: %s", out);
+    rc = cli(out, sizeof out, "train --resume --seq 2 --steps 2 --data %s --out %s", small, run);
+    EXPECT_FAILS(rc, out, "too few for windows of 100");
+}
+END_TEST
+
+/* Finding 2: --resume on a directory without a checkpoint says so (and reads no uninitialised config). */
+START_TEST(finding_2_resume_without_a_checkpoint_says_so) {
+    char out[8192], *dir = temp_dir(), data[128];
+    snprintf(data, sizeof data, "%s/d.txt", dir);
+    write_text(data, 3000);
+    int rc = cli(out, sizeof out, "train --resume --steps 2 --data %s --out %s/none", data, dir);
+    EXPECT_FAILS(rc, out, "no checkpoint in");
+}
+END_TEST
+
+/* Finding 7: token ids are parsed with range checks; nothing wraps to a valid id. */
+START_TEST(finding_7_token_ids_out_of_range_are_refused) {
+    char out[8192], *dir = temp_dir(), in[128];
+    int rc = cli(out, sizeof out, "init --preset tiny --out %s/m", dir);
+    ck_assert_msg(rc == 0, "init failed: %s", out);
+    snprintf(in, sizeof in, "%s/tok.txt", dir);
+    FILE *f = fopen(in, "w");
+    fputs("1 2 4294967297\n", f);
+    fclose(f);
+    rc = cli(out, sizeof out, "forward --model %s/m --input %s --output %s/o.bin", dir, in, dir);
+    EXPECT_FAILS(rc, out, "out of range");
+    f = fopen(in, "w");
+    fputs("1 2x\n", f);
+    fclose(f);
+    rc = cli(out, sizeof out, "forward --model %s/m --input %s --output %s/o.bin", dir, in, dir);
+    EXPECT_FAILS(rc, out, "is not a token id");
+}
+END_TEST
+
+/* Finding 8: "too few tokens" names how many there are. */
+START_TEST(finding_8_too_few_tokens_names_the_count) {
+    char out[8192], *dir = temp_dir(), data[128];
+    snprintf(data, sizeof data, "%s/d.txt", dir);
+    write_text(data, 40);
+    int rc = cli(out, sizeof out, "train --preset tiny --seq 64 --steps 2 --data %s --out %s/run", data, dir);
+    EXPECT_FAILS(rc, out, ": 40 tokens are too few");
+}
+END_TEST
+
+/* Finding 10: a model made from any preset is accepted by generate. */
+START_TEST(finding_10_generate_accepts_every_preset) {
+    char out[8192], *dir = temp_dir();
+    int rc = cli(out, sizeof out, "init --preset paper-60m --out %s/m", dir);
+    ck_assert_msg(rc == 0, "init failed: %s", out);
+    rc = cli(out, sizeof out, "generate --model %s/m --prompt 'In the' -n 2 --seed 1", dir);
+    ck_assert_msg(rc == 0, "generate refused a paper-60m model: %s", out);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("cli");
+    TCase *t = tcase_create("findings");
+    tcase_set_timeout(t, 600);
+    tcase_add_test(t, finding_1_resume_on_data_shorter_than_the_saved_window_is_refused);
+    tcase_add_test(t, finding_2_resume_without_a_checkpoint_says_so);
+    tcase_add_test(t, finding_7_token_ids_out_of_range_are_refused);
+    tcase_add_test(t, finding_8_too_few_tokens_names_the_count);
+    tcase_add_test(t, finding_10_generate_accepts_every_preset);
+    suite_add_tcase(s, t);
+    return tu_run(s);
+}
