@@ -321,6 +321,22 @@ static void check_no_allocations(model *m, const char *what) {
     free(host);
 }
 
+/* Finding 5 of the hardening campaign: a model larger than the device is refused before any
+ * allocation, saying how large it is. */
+START_TEST(a_model_larger_than_the_device_is_refused_with_its_size) {
+    model_config c;
+    model_config_default(&c);
+    c.kind = MODEL_TRANSFORMER;
+    c.vocab_size = 1 << 24;
+    c.dim = 1 << 14; /* 2^38 embedding parameters: 1 TiB */
+    c.bos_id = 256, c.eos_id = 257;
+    model *m = NULL;
+    ck_assert_int_eq(model_create(tu_ctx(), &c, &m), ATTAMBA_ERR_OUT_OF_MEMORY);
+    ck_assert_ptr_null(m);
+    ck_assert_msg(strstr(tu_ctx()->err, "the model needs"), "%s", tu_ctx()->err);
+}
+END_TEST
+
 /* Generation's prefill computes the last position's logits only: the same numbers as that row of
  * the full prefill. */
 START_TEST(prefill_of_the_last_position_equals_the_last_row) {
@@ -375,6 +391,7 @@ int main(void) {
     tcase_add_test(t, bad_tokens_and_shapes_are_refused);
     tcase_add_test(t, repeated_prefill_and_decode_create_no_buffers);
     tcase_add_test(t, prefill_of_the_last_position_equals_the_last_row);
+    tcase_add_test(t, a_model_larger_than_the_device_is_refused_with_its_size);
     suite_add_tcase(s, t);
     return tu_run(s);
 }

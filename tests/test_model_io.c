@@ -111,6 +111,13 @@ static const struct {
     {"{\"boundaries\": [1, -2]}", "boundaries"},
     {"{\"tokenizer\": \"bpe\"}", "tokenizer"},
     {"{\"eos_id\": 300}", "eos_id"},
+    /* finding 4/5 of the hardening campaign: sizes whose products overflow, or absurd ones */
+    {"{\"n_layers\": 2147483647}", "n_layers"},
+    {"{\"window\": 2147483647}", "window"},
+    {"{\"head_dim\": 1073741824}", "head_dim"},
+    {"{\"vocab_size\": 2000000000}", "vocab_size"},
+    {"{\"n_heads\": 4096, \"n_kv_heads\": 4096, \"head_dim\": 256}", "n_heads"},
+    {"{\"n_layers\": 1e12}", "n_layers"},
     {"[1, 2]", "JSON object"},
     {"{\"dim\": 64", "JSON object"},
 };

@@ -82,14 +82,23 @@ attamba_status model_config_preset(const char *name, model_config *c, char *err,
 
 #define FAIL(...) return core_errbuf(err, err_size, ATTAMBA_ERR_FORMAT, __VA_ARGS__)
 
+/* Every size is bounded so that no product of sizes (parameter counts, widths, cache rows) can
+ * overflow int64, and each width fits the kernels' 32-bit indexing; the device's memory is checked
+ * against the model's bytes when the model is made (model_create). */
 attamba_status model_config_validate(const model_config *c, char *err, size_t err_size) {
-    const struct { const char *name; int value, min; } pos[] = {
-        {"vocab_size", c->vocab_size, 1}, {"dim", c->dim, 1},           {"n_layers", c->n_layers, 1},
-        {"n_heads", c->n_heads, 1},       {"n_kv_heads", c->n_kv_heads, 1}, {"head_dim", c->head_dim, 2},
-        {"ffn_dim", c->ffn_dim, 1},       {"window", c->window, 0},     {"chunk", c->chunk, 1},
+    const struct { const char *name; int value, min, max; } pos[] = {
+        {"vocab_size", c->vocab_size, 1, 1 << 24}, {"dim", c->dim, 1, 1 << 16},
+        {"n_layers", c->n_layers, 1, 4096},        {"n_heads", c->n_heads, 1, 4096},
+        {"n_kv_heads", c->n_kv_heads, 1, 4096},    {"head_dim", c->head_dim, 2, 256}, /* attention kernels' limit */
+        {"ffn_dim", c->ffn_dim, 1, 1 << 20},       {"window", c->window, 0, 1 << 30},
+        {"chunk", c->chunk, 1, 1 << 30},
     };
     for (size_t i = 0; i < CORE_LEN(pos); i++)
-        if (pos[i].value < pos[i].min) FAIL("config field '%s': must be >= %d, got %d", pos[i].name, pos[i].min, pos[i].value);
+        if (pos[i].value < pos[i].min || pos[i].value > pos[i].max)
+            FAIL("config field '%s': must be in [%d, %d], got %d", pos[i].name, pos[i].min, pos[i].max, pos[i].value);
+    if ((int64_t)c->n_heads * c->head_dim > (1 << 16) || (int64_t)c->n_kv_heads * c->head_dim > (1 << 16))
+        FAIL("config field 'n_heads': n_heads (%d) and n_kv_heads (%d) times head_dim (%d) must be <= 65536",
+             c->n_heads, c->n_kv_heads, c->head_dim);
     if ((unsigned)c->kind > MODEL_TRANSFORMER_SWA) FAIL("config field 'kind': unknown kind %d", c->kind);
     if (c->head_dim % 2) FAIL("config field 'head_dim': must be even for RoPE, got %d", c->head_dim);
     if (c->n_heads % c->n_kv_heads)
@@ -102,11 +111,12 @@ attamba_status model_config_validate(const model_config *c, char *err, size_t er
     if (c->dim != c->n_kv_heads * c->head_dim)
         FAIL("config field 'dim': attamba keys are x + SSM(x), so dim (%d) must equal n_kv_heads * head_dim (%d * %d)",
              c->dim, c->n_kv_heads, c->head_dim);
-    const struct { const char *name; int value, min; } ssm[] = {
-        {"ssm_inner", c->ssm_inner, 1}, {"ssm_heads", c->ssm_heads, 1}, {"ssm_state", c->ssm_state, 1},
-        {"ssm_groups", c->ssm_groups, 1}, {"ssm_conv", c->ssm_conv, 0}};
+    const struct { const char *name; int value, min, max; } ssm[] = {
+        {"ssm_inner", c->ssm_inner, 1, 1 << 16}, {"ssm_heads", c->ssm_heads, 1, 4096}, {"ssm_state", c->ssm_state, 1, 1024},
+        {"ssm_groups", c->ssm_groups, 1, 4096},  {"ssm_conv", c->ssm_conv, 0, 64}};
     for (size_t i = 0; i < CORE_LEN(ssm); i++)
-        if (ssm[i].value < ssm[i].min) FAIL("config field '%s': must be >= %d, got %d", ssm[i].name, ssm[i].min, ssm[i].value);
+        if (ssm[i].value < ssm[i].min || ssm[i].value > ssm[i].max)
+            FAIL("config field '%s': must be in [%d, %d], got %d", ssm[i].name, ssm[i].min, ssm[i].max, ssm[i].value);
     if (c->ssm_conv == 1) FAIL("config field 'ssm_conv': 1 is not supported (0 = no conv, or a width >= 2)");
     if (c->ssm_inner % c->ssm_heads)
         FAIL("config field 'ssm_heads': %d does not divide ssm_inner = %d", c->ssm_heads, c->ssm_inner);

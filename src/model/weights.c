@@ -90,6 +90,15 @@ attamba_status weights_alloc(rt_ctx *ctx, const model_config *c, model_weights *
     memset(w, 0, sizeof *w);
     if (weights_list(c, &w->info, &w->n)) return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
     w->numel = w->info[w->n - 1].offset + info_numel(&w->info[w->n - 1]);
+    const attamba_device_info *di = &ctx->dev.info;
+    double need = 4.0 * (double)w->numel, gib = 1024.0 * 1024.0 * 1024.0;
+    if (w->numel > INT32_MAX || (di->global_mem_bytes && need > (double)di->global_mem_bytes)) {
+        weights_free(w);
+        return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY,
+                       "the model needs %.2f GiB of weights (%lld parameters), %s has %.2f GiB%s", need / gib,
+                       (long long)(need / 4), di->name, (double)di->global_mem_bytes / gib,
+                       w->numel > INT32_MAX ? " (and kernels index weights with 32-bit ints: 2^31 parameters at most)" : "");
+    }
     w->t = calloc((size_t)w->n, sizeof *w->t);
     attamba_status s = w->t ? tensor_alloc_f32(ctx, &w->flat, 1, &w->numel)
                             : rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
