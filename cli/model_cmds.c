@@ -94,29 +94,12 @@ static void close_model(attamba_context *ctx, model *m) {
     attamba_context_destroy(ctx);
 }
 
-static char *read_text(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap + 1);
-    size_t got;
-    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n == cap) {
-            char *g = realloc(buf, 2 * cap + 1);
-            if (!g) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = g;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    if (buf) buf[n] = 0;
-    *len = n;
-    return buf;
+/* A text file, at most max bytes of it (0 = all); prints why not and returns NULL. */
+static char *read_text(const char *cmd, const char *path, size_t max, size_t *len) {
+    char err[600];
+    char *text = core_read_file(path, max, len, err, sizeof err);
+    if (!text) cli_error(cmd, "%s", err);
+    return text;
 }
 
 /* ---- init ---- */
@@ -353,8 +336,8 @@ int cli_forward(int argc, char **argv) {
     if (bad) return 2;
     if (!input || !output) return cli_error("forward", "--input and --output are required"), 2;
     size_t len;
-    char *text = read_text(input, &len);
-    if (!text) return cli_error("forward", "cannot read %s", input);
+    char *text = read_text("forward", input, 0, &len);
+    if (!text) return 1;
     /* parse lines of ints */
     int B = 0, T = 0, cap = 1024, n = 0;
     int32_t *flat = malloc((size_t)cap * sizeof *flat);
@@ -567,9 +550,8 @@ int cli_eval(int argc, char **argv) {
     if (bad) return 2;
     if (!data) return cli_error("eval", "--data FILE is required"), 2;
     size_t len;
-    char *text = read_text(data, &len);
-    if (!text) return cli_error("eval", "cannot read %s", data);
-    if (max_tokens && (size_t)max_tokens < len) len = (size_t)max_tokens;
+    char *text = read_text("eval", data, (size_t)max_tokens, &len); /* reads no more than --max-tokens */
+    if (!text) return 1;
     attamba_context *ctx;
     model *m;
     if (!open_model("eval", &mo, &ctx, &m)) {

@@ -17,7 +17,7 @@ static int cli(char *out, size_t cap, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", ATTAMBA_CLI, args);
+    snprintf(cmd, sizeof cmd, "timeout 300 '%s' %s 2>&1", ATTAMBA_CLI, args); /* a hang fails as exit 124 */
     FILE *p = popen(cmd, "r");
     ck_assert_ptr_nonnull(p);
     size_t n = fread(out, 1, cap - 1, p);
@@ -71,6 +71,27 @@ START_TEST(finding_2_resume_without_a_checkpoint_says_so) {
 }
 END_TEST
 
+/* Finding 6: devices and FIFOs are refused at once instead of read without end or blocked on. */
+START_TEST(finding_6_non_regular_files_are_refused_without_blocking) {
+    char out[8192], *dir = temp_dir();
+    int rc = cli(out, sizeof out, "init --preset tiny --out %s/m", dir);
+    ck_assert_msg(rc == 0, "init failed: %s", out);
+    rc = cli(out, sizeof out, "eval --model %s/m --data /dev/zero --max-tokens 100", dir);
+    EXPECT_FAILS(rc, out, "not a regular file");
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "mkdir %s/fifo && cp %s/m/model.safetensors %s/fifo/ && mkfifo %s/fifo/config.json", dir, dir,
+             dir, dir);
+    ck_assert_int_eq(system(cmd), 0);
+    rc = cli(out, sizeof out, "info --model %s/fifo", dir);
+    EXPECT_FAILS(rc, out, "not a regular file");
+    snprintf(cmd, sizeof cmd, "mkdir %s/fifo2 && cp %s/m/config.json %s/fifo2/ && mkfifo %s/fifo2/model.safetensors", dir,
+             dir, dir, dir);
+    ck_assert_int_eq(system(cmd), 0);
+    rc = cli(out, sizeof out, "generate --model %s/fifo2 --prompt x -n 1", dir);
+    EXPECT_FAILS(rc, out, "not a regular file");
+}
+END_TEST
+
 /* Finding 7: token ids are parsed with range checks; nothing wraps to a valid id. */
 START_TEST(finding_7_token_ids_out_of_range_are_refused) {
     char out[8192], *dir = temp_dir(), in[128];
@@ -116,6 +137,7 @@ int main(void) {
     tcase_set_timeout(t, 600);
     tcase_add_test(t, finding_1_resume_on_data_shorter_than_the_saved_window_is_refused);
     tcase_add_test(t, finding_2_resume_without_a_checkpoint_says_so);
+    tcase_add_test(t, finding_6_non_regular_files_are_refused_without_blocking);
     tcase_add_test(t, finding_7_token_ids_out_of_range_are_refused);
     tcase_add_test(t, finding_8_too_few_tokens_names_the_count);
     tcase_add_test(t, finding_10_generate_accepts_every_preset);

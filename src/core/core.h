@@ -4,6 +4,7 @@
 #define ATTAMBA_CORE_H
 
 #include <stdarg.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,6 +35,15 @@ void core_log(core_log_level level, const char *fmt, ...) CORE_PRINTF(2, 3);
 /* A one-line progress bar on stderr ("\r" redrawn; only when stderr is a terminal, except
  * the final line, done = 1): label, fraction done in [0,1], then a free-form suffix. */
 void core_progress(const char *label, double frac, int done, const char *suffix);
+
+/* Opens path read-only if it is a regular file: never blocks on a FIFO (opened non-blocking, then
+ * checked with fstat); -1 with errno = EINVAL for a device, FIFO, directory or socket. */
+int core_open_regular(const char *path);
+/* The same as a stdio stream ("rb"), or NULL. */
+FILE *core_fopen_regular(const char *path);
+/* A regular file's bytes, at most max of them (0 = all), NUL-terminated, *len without the NUL;
+ * NULL (message in err) when it cannot be read, is not a regular file or memory runs out. */
+char *core_read_file(const char *path, size_t max, size_t *len, char *err, size_t err_size);
 
 /* mkdir -p: 0 on success (also when it exists). */
 int core_mkdirs(const char *dir);

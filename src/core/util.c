@@ -5,6 +5,7 @@
 #include <time.h>
 #include <errno.h>
 #include <sys/stat.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "core.h"
@@ -128,4 +129,51 @@ int core_mkdirs(const char *dir) {
     int r = (mkdir(p, 0755) == 0 || errno == EEXIST) ? 0 : -1;
     free(p);
     return r;
+}
+
+int core_open_regular(const char *path) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK);
+    if (fd < 0) return -1;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        errno = EINVAL;
+        return -1;
+    }
+    int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0) fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    return fd;
+}
+
+FILE *core_fopen_regular(const char *path) {
+    int fd = core_open_regular(path);
+    FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
+    if (fd >= 0 && !f) close(fd);
+    return f;
+}
+
+char *core_read_file(const char *path, size_t max, size_t *len, char *err, size_t err_size) {
+    int fd = core_open_regular(path);
+    if (fd < 0) {
+        core_errbuf(err, err_size, ATTAMBA_ERR_IO, "cannot read %s: %s", path,
+                    errno == EINVAL ? "not a regular file" : strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    size_t n = 0, want = fstat(fd, &st) == 0 ? (size_t)st.st_size : 0;
+    if (max && want > max) want = max;
+    char *buf = malloc(want + 1);
+    while (buf && n < want) {
+        ssize_t got = read(fd, buf + n, want - n);
+        if (got <= 0) break; /* the file shrank: keep what was read */
+        n += (size_t)got;
+    }
+    close(fd);
+    if (!buf) {
+        core_errbuf(err, err_size, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory for %zu bytes of %s", want, path);
+        return NULL;
+    }
+    buf[n] = 0;
+    *len = n;
+    return buf;
 }

@@ -1,4 +1,5 @@
 #include <cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -249,8 +250,9 @@ attamba_status model_config_from_json(const char *text, model_config *c, char *e
 }
 
 attamba_status model_config_load(const char *path, model_config *c, char *err, size_t err_size) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return core_errbuf(err, err_size, ATTAMBA_ERR_IO, "cannot open config %s", path);
+    FILE *f = core_fopen_regular(path);
+    if (!f) return core_errbuf(err, err_size, ATTAMBA_ERR_IO, "cannot open config %s%s", path,
+                               errno == EINVAL ? ": not a regular file" : "");
     char *text = NULL;
     long n = -1;
     if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);

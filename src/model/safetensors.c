@@ -1,3 +1,4 @@
+#include <errno.h>
 #include <cJSON.h>
 #include <fcntl.h>
 #include <math.h>
@@ -105,8 +106,10 @@ static attamba_status parse_header(st_file *f, const char *path, const char *jso
 
 attamba_status st_open(const char *path, st_file *f, char *err, size_t err_size) {
     memset(f, 0, sizeof *f);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return core_errbuf(err, err_size, ATTAMBA_ERR_IO, "cannot open %s", path);
+    int fd = core_open_regular(path); /* never blocks on a FIFO */
+    if (fd < 0)
+        return core_errbuf(err, err_size, ATTAMBA_ERR_IO, "cannot open %s%s", path,
+                           errno == EINVAL ? ": not a regular file" : "");
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);

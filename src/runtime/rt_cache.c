@@ -53,7 +53,7 @@ unsigned char *rt_cache_load(rt_ctx *ctx, rt_key key, size_t *size) {
     if (!ctx->cache_dir) return NULL;
     char *path = entry_path(ctx, key, "");
     if (!path) return NULL;
-    FILE *f = fopen(path, "rb");
+    FILE *f = core_fopen_regular(path);
     if (!f) {
         free(path);
         return NULL;

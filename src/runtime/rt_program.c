@@ -83,7 +83,7 @@ static unsigned char *program_binary(rt_ctx *ctx, cl_program prog, size_t *size)
 }
 
 static unsigned char *read_file(const char *path, size_t *size) {
-    FILE *f = fopen(path, "rb");
+    FILE *f = core_fopen_regular(path);
     if (!f) return NULL;
     unsigned char *buf = NULL;
     long n;
@@ -209,7 +209,7 @@ attamba_status rt_program_get(rt_ctx *ctx, const char *name, const char *options
     if (ctx->program_dir && !*options) {
         /* Prebuilt binaries (the FPGA flow) cover the default variant of each program. */
         char *path = core_strdup_printf("%s/%s.bin", ctx->program_dir, name);
-        FILE *f = path ? fopen(path, "rb") : NULL;
+        FILE *f = path ? core_fopen_regular(path) : NULL;
         if (f) {
             fclose(f);
             attamba_status s = rt_program_from_binary_file(ctx, name, options, path, out);

@@ -11,7 +11,7 @@
 #include "model/safetensors.h"
 
 static char *read_small(const char *path) {
-    FILE *f = fopen(path, "rb");
+    FILE *f = core_fopen_regular(path);
     if (!f) return NULL;
     char *buf = malloc(1 << 16);
     size_t n = buf ? fread(buf, 1, (1 << 16) - 1, f) : 0;

@@ -1,3 +1,4 @@
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,8 +13,10 @@
 
 attamba_status data_open(const char *path, dataset *d, char *err, size_t err_size) {
     memset(d, 0, sizeof *d);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return core_errbuf(err, err_size, ATTAMBA_ERR_IO, "cannot open %s", path);
+    int fd = core_open_regular(path); /* never blocks on a FIFO */
+    if (fd < 0)
+        return core_errbuf(err, err_size, ATTAMBA_ERR_IO, "cannot open %s%s", path,
+                           errno == EINVAL ? ": not a regular file" : "");
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) {
         close(fd);
