@@ -142,6 +142,44 @@ START_TEST(second_build_hits_the_binary_cache) {
 }
 END_TEST
 
+/* Finding 9 of the hardening campaign: an entry whose header is consistent but whose payload is
+ * another program's binary must not poison later runs: the missing kernel marks it stale, and it is
+ * deleted and rebuilt. */
+START_TEST(finding_9_a_poisoned_cache_entry_is_rebuilt) {
+    static const char *other_src = "__kernel void thrice(__global float *x) { x[get_global_id(0)] *= 3.0f; }\n";
+    char *dir = temp_dir();
+    rt_program *p, *q;
+    rt_ctx *a = ctx_with_cache(dir);
+    ck_assert_int_eq(rt_program_from_source(a, "twice", cache_src, "", &p), ATTAMBA_OK);
+    ck_assert_int_eq(rt_program_from_source(a, "thrice", other_src, "", &q), ATTAMBA_OK);
+    /* thrice's binary under twice's key, with a header that matches */
+    char *full = core_strdup_printf("%s %s", a->device_options, "");
+    rt_key key = rt_program_key(a, &cache_src, 1, full);
+    size_t size = 0;
+    ck_assert_int_eq(clGetProgramInfo(q->program, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL), CL_SUCCESS);
+    unsigned char *bin = malloc(size);
+    ck_assert_int_eq(clGetProgramInfo(q->program, CL_PROGRAM_BINARIES, sizeof bin, &bin, NULL), CL_SUCCESS);
+    rt_cache_store(a, key, bin, size);
+    attamba_context_destroy(a);
+    rt_ctx *b = ctx_with_cache(dir);
+    cl_kernel k;
+    ck_assert_int_eq(rt_program_from_source(b, "twice", cache_src, "", &p), ATTAMBA_OK);
+    ck_assert_uint_eq(b->cache.hits, 1); /* the poisoned entry loads ... */
+    ck_assert_int_eq(rt_kernel_get(b, p, "twice", &k), ATTAMBA_OK); /* ... and is replaced */
+    ck_assert_uint_eq(b->cache.rejected, 1);
+    ck_assert_uint_eq(b->cache.misses, 1);
+    attamba_context_destroy(b);
+    rt_ctx *c = ctx_with_cache(dir); /* the rebuilt entry is good */
+    ck_assert_int_eq(rt_program_from_source(c, "twice", cache_src, "", &p), ATTAMBA_OK);
+    ck_assert_int_eq(rt_kernel_get(c, p, "twice", &k), ATTAMBA_OK);
+    ck_assert_uint_eq(c->cache.rejected, 0);
+    attamba_context_destroy(c);
+    free(bin);
+    free(full);
+    free(dir);
+}
+END_TEST
+
 START_TEST(corrupt_cache_entry_is_rebuilt) {
     char *dir = temp_dir();
     rt_program *p;
@@ -272,6 +310,7 @@ int main(void) {
     tcase_add_test(t, syntax_error_returns_the_compiler_log);
     tcase_add_test(t, second_build_hits_the_binary_cache);
     tcase_add_test(t, corrupt_cache_entry_is_rebuilt);
+    tcase_add_test(t, finding_9_a_poisoned_cache_entry_is_rebuilt);
     tcase_add_test(t, prebuilt_binary_is_loaded_and_runs);
     tcase_add_test(t, profiling_records_kernel_times);
     suite_add_tcase(s, t);

@@ -24,10 +24,14 @@ typedef struct rt_kernel_entry {
     cl_kernel kernel;
 } rt_kernel_entry;
 
+typedef struct { uint64_t lo, hi; } rt_key;
+
 typedef struct rt_program {
     char *name;      /* embedded source name, or a caller's label */
     char *options;   /* the caller's options (device options are added on top) */
     cl_program program;
+    char *cached_from; /* loaded from the binary cache: its source (to rebuild if the entry proves stale) */
+    rt_key key;        /* ... and the entry's key */
     rt_kernel_entry *kernels;
     int n_kernels;
 } rt_program;
@@ -111,11 +115,12 @@ attamba_status rt_kernel(rt_ctx *ctx, const char *program, const char *options, 
                          cl_kernel *out);
 
 /* ---- binary cache (rt_cache.c) ---- */
-typedef struct { uint64_t lo, hi; } rt_key;
 rt_key rt_program_key(const rt_ctx *ctx, const char *const *sources, int n_sources, const char *options);
 /* Loads a cached binary; NULL when absent. Corrupt entries are removed and counted as rejected. */
 unsigned char *rt_cache_load(rt_ctx *ctx, rt_key key, size_t *size);
 void rt_cache_store(rt_ctx *ctx, rt_key key, const unsigned char *bin, size_t size);
+/* Deletes an entry that proved stale (counted as rejected). */
+void rt_cache_remove(rt_ctx *ctx, rt_key key);
 
 /* ---- launches ---- */
 typedef struct { size_t size; const void *value; } rt_arg;

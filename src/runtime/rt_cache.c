@@ -1,6 +1,6 @@
 /* On-disk cache of program binaries.
- * File <dir>/<key>.bin: a 40-byte header (magic, key, payload size, payload hash), then the
- * driver's binary. The key hashes the sources, the full options and the device's identity (name,
+ * File <dir>/<key>.bin: a 40-byte header (magic, key, payload size, payload hash seeded with the
+ * key, so a payload belongs to its key), then the driver's binary. The key hashes the sources, the full options and the device's identity (name,
  * vendor, driver and platform version), so a driver update never loads a stale binary. Entries are
  * written to a temporary name and renamed; a corrupt entry is deleted and rebuilt, never fatal. */
 #include <errno.h>
@@ -13,7 +13,7 @@
 
 #include "rt.h"
 
-#define CACHE_MAGIC "ATBBIN01"
+#define CACHE_MAGIC "ATBBIN02"
 #define CACHE_FORMAT 1
 
 typedef struct {
@@ -44,6 +44,10 @@ rt_key rt_program_key(const rt_ctx *ctx, const char *const *sources, int n_sourc
     return k;
 }
 
+static uint64_t payload_hash(rt_key key, const unsigned char *bin, size_t size) {
+    return XXH3_64bits_withSeed(bin, size, key.lo ^ (key.hi * 0x9e3779b97f4a7c15ULL));
+}
+
 static char *entry_path(const rt_ctx *ctx, rt_key key, const char *suffix) {
     return core_strdup_printf("%s/%016llx%016llx.bin%s", ctx->cache_dir, (unsigned long long)key.hi,
                               (unsigned long long)key.lo, suffix);
@@ -65,7 +69,7 @@ unsigned char *rt_cache_load(rt_ctx *ctx, rt_key key, size_t *size) {
     if (ok) {
         bin = malloc((size_t)h.size);
         ok = bin && fread(bin, 1, (size_t)h.size, f) == h.size && fgetc(f) == EOF &&
-             XXH3_64bits(bin, (size_t)h.size) == h.hash;
+             payload_hash(key, bin, (size_t)h.size) == h.hash;
     }
     fclose(f);
     if (!ok) {
@@ -98,7 +102,7 @@ void rt_cache_store(rt_ctx *ctx, rt_key key, const unsigned char *bin, size_t si
     h.key_lo = key.lo;
     h.key_hi = key.hi;
     h.size = size;
-    h.hash = XXH3_64bits(bin, size);
+    h.hash = payload_hash(key, bin, size);
     int ok = f && fwrite(&h, sizeof h, 1, f) == 1 && fwrite(bin, 1, size, f) == size;
     if (f) ok = (fclose(f) == 0) && ok;
     if (ok) ok = rename(tmp, path) == 0;
@@ -107,5 +111,15 @@ void rt_cache_store(rt_ctx *ctx, rt_key key, const unsigned char *bin, size_t si
         if (tmp) remove(tmp);
     }
     free(tmp);
+    free(path);
+}
+
+void rt_cache_remove(rt_ctx *ctx, rt_key key) {
+    if (!ctx->cache_dir) return;
+    char *path = entry_path(ctx, key, "");
+    if (path && remove(path) == 0) {
+        core_log(CORE_LOG_WARN, "removed stale program cache entry %s", path);
+        ctx->cache.rejected++;
+    }
     free(path);
 }

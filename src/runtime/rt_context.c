@@ -112,6 +112,7 @@ void attamba_context_destroy(attamba_context *ctx) {
         if (p->program) clReleaseProgram(p->program);
         free(p->name);
         free(p->options);
+        free(p->cached_from);
     }
     free(ctx->programs);
     rt_pool_destroy(ctx);

@@ -99,6 +99,43 @@ static unsigned char *read_file(const char *path, size_t *size) {
     return buf;
 }
 
+/* Compiles sources with the full options; stores the binary in the cache under key. */
+static attamba_status compile(rt_ctx *ctx, const char *label, const char *const *sources, int n_sources,
+                              const char *full, rt_key key, cl_program *out) {
+    cl_int err;
+    cl_program prog = clCreateProgramWithSource(ctx->context, (cl_uint)n_sources, (const char **)sources, NULL, &err);
+    if (err != CL_SUCCESS) return rt_check(ctx, err, "clCreateProgramWithSource");
+    double t0 = core_now();
+    err = clBuildProgram(prog, 1, &ctx->dev.device, full, NULL, NULL);
+    if (err != CL_SUCCESS) {
+        char *log = build_log(ctx, prog);
+        attamba_status s = rt_fail(ctx, ATTAMBA_ERR_BUILD,
+                                   "building OpenCL program '%s' for %s failed (%s) with options "
+                                   "'%s'; compiler log:\n%s",
+                                   label, ctx->dev.info.name, rt_cl_error_name(err), full, log ? log : "(no log)");
+        free(log);
+        clReleaseProgram(prog);
+        return s;
+    }
+    core_log(CORE_LOG_INFO, "built %s in %.2f s", label, core_now() - t0);
+    ctx->cache.misses++;
+    size_t size;
+    unsigned char *b = program_binary(ctx, prog, &size);
+    if (b) rt_cache_store(ctx, key, b, size);
+    free(b);
+    *out = prog;
+    return ATTAMBA_OK;
+}
+
+static char *join(const char *const *sources, int n) {
+    size_t len = 1;
+    for (int i = 0; i < n; i++) len += strlen(sources[i]);
+    char *all = malloc(len);
+    if (all) *all = 0;
+    for (int i = 0; i < n && all; i++) strcat(all, sources[i]);
+    return all;
+}
+
 static attamba_status build(rt_ctx *ctx, const char *label, const char *const *sources, int n_sources,
                             const char *options, rt_program **out) {
     char *full = core_strdup_printf("%s %s", ctx->device_options, options);
@@ -117,35 +154,41 @@ static attamba_status build(rt_ctx *ctx, const char *label, const char *const *s
             core_log(CORE_LOG_WARN, "cached binary of %s refused by the driver; rebuilding", label);
         }
     }
-    if (!prog) {
-        cl_int err;
-        prog = clCreateProgramWithSource(ctx->context, (cl_uint)n_sources, (const char **)sources, NULL, &err);
-        if (err != CL_SUCCESS) {
-            free(full);
-            return rt_check(ctx, err, "clCreateProgramWithSource");
-        }
-        double t0 = core_now();
-        err = clBuildProgram(prog, 1, &ctx->dev.device, full, NULL, NULL);
-        if (err != CL_SUCCESS) {
-            char *log = build_log(ctx, prog);
-            attamba_status s = rt_fail(ctx, ATTAMBA_ERR_BUILD,
-                                       "building OpenCL program '%s' for %s failed (%s) with options "
-                                       "'%s'; compiler log:\n%s",
-                                       label, ctx->dev.info.name, rt_cl_error_name(err), full,
-                                       log ? log : "(no log)");
-            free(log);
-            free(full);
-            clReleaseProgram(prog);
-            return s;
-        }
-        core_log(CORE_LOG_INFO, "built %s in %.2f s", label, core_now() - t0);
-        ctx->cache.misses++;
-        unsigned char *b = program_binary(ctx, prog, &size);
-        if (b) rt_cache_store(ctx, key, b, size);
-        free(b);
-    }
+    int cached = prog != NULL;
+    attamba_status s = cached ? ATTAMBA_OK : compile(ctx, label, sources, n_sources, full, key, &prog);
     free(full);
-    return add_program(ctx, label, options, prog, out);
+    if (!s) s = add_program(ctx, label, options, prog, out);
+    if (!s && cached) {
+        (*out)->key = key;
+        (*out)->cached_from = join(sources, n_sources); /* NULL only costs the rebuild below */
+    }
+    return s;
+}
+
+/* A binary from the cache lacks a kernel its source has (a payload of another program, or a
+ * driver's stale one): delete the entry, rebuild the program from its source, go on. */
+static attamba_status rebuild_stale(rt_ctx *ctx, rt_program *p, const char *kernel) {
+    core_log(CORE_LOG_WARN, "cached binary of %s has no kernel %s; rebuilding", p->name, kernel);
+    rt_cache_remove(ctx, p->key);
+    char *full = core_strdup_printf("%s %s", ctx->device_options, p->options);
+    const char *src = p->cached_from;
+    cl_program prog = NULL;
+    attamba_status s = full ? compile(ctx, p->name, &src, 1, full, p->key, &prog)
+                            : rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+    free(full);
+    if (s) return s;
+    for (int k = 0; k < p->n_kernels; k++) {
+        clReleaseKernel(p->kernels[k].kernel);
+        free(p->kernels[k].name);
+    }
+    free(p->kernels);
+    p->kernels = NULL;
+    p->n_kernels = 0;
+    clReleaseProgram(p->program);
+    p->program = prog;
+    free(p->cached_from);
+    p->cached_from = NULL;
+    return ATTAMBA_OK;
 }
 
 attamba_status rt_program_from_source(rt_ctx *ctx, const char *label, const char *source,
@@ -180,6 +223,8 @@ attamba_status rt_program_from_binary_file(rt_ctx *ctx, const char *name, const 
         old->n_kernels = 0;
         clReleaseProgram(old->program);
         old->program = prog;
+        free(old->cached_from);
+        old->cached_from = NULL;
         *out = old;
         return ATTAMBA_OK;
     }
@@ -232,6 +277,8 @@ attamba_status rt_kernel_get(rt_ctx *ctx, rt_program *p, const char *kernel, cl_
         }
     cl_int err;
     cl_kernel k = clCreateKernel(p->program, kernel, &err);
+    if (err != CL_SUCCESS && p->cached_from && rebuild_stale(ctx, p, kernel) == ATTAMBA_OK)
+        k = clCreateKernel(p->program, kernel, &err);
     if (err != CL_SUCCESS)
         return rt_fail(ctx, ATTAMBA_ERR_OPENCL, "kernel '%s' of program '%s': %s", kernel, p->name,
                        rt_cl_error_name(err));
