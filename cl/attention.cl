@@ -34,10 +34,8 @@
 
 /* Head-dim vectors: each work-item holds its query and accumulator as DV vectors of VW floats
  * (explicit vectors: PoCL then needs no cross-work-item vectorisation, GPUs just see registers). */
-#ifndef VW
-#if DH % 16 == 0
-#define VW 16
-#elif DH % 8 == 0
+#ifndef VW /* the host passes attn_vec_width(); this default serves the builds without options (gathers) */
+#if DH % 8 == 0
 #define VW 8
 #elif DH % 4 == 0
 #define VW 4

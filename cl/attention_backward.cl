@@ -61,6 +61,7 @@
 /* Head-dim vectors, as in the forward: each work-item holds its rows (q, dout and dq's accumulator;
  * k, v and the dk, dv accumulators) as DV vectors of VW floats. PoCL then needs no vectorisation
  * across work-items (which it does not manage on these loops), GPUs just see registers. */
+#ifndef VW /* the host passes attn_vec_width(); without it, the widest that divides DH */
 #if DH % 16 == 0
 #define VW 16
 #elif DH % 8 == 0
@@ -69,6 +70,7 @@
 #define VW 4
 #else
 #define VW 1
+#endif
 #endif
 #define DV (DH / VW)
 #if VW == 16
@@ -365,7 +367,11 @@ void attn_bwd_dkv(__global const float *q, int qo, __global const float *k, int 
                 int t = min(t0 + j, qhi - 1);
                 qrow[j] = t * qs + h * DH;
                 srow[j] = (b * H + h) * T + t;
-                ok[j] = t0 + j < qhi && (PER_ITEM || (far ? t - s > lw : t >= s && t - s <= lw));
+#if PER_ITEM
+                ok[j] = t0 + j < qhi;
+#else
+                ok[j] = t0 + j < qhi && (far ? t - s > lw : t >= s && t - s <= lw);
+#endif
             }
             BWD_LOAD_QG();
             BWD_DKV_TILE(BWD_QPTR, BWD_GPTR, BWD_LSE, BWD_DS);

@@ -2,7 +2,7 @@
  * C[b] = alpha * op(A[b]) op(B[b]) + beta * C[b], row-major, offsets/strides in elements;
  * beta == 0 never reads C. src/ops/gemm.c picks one of three schemes:
  *   gemm_f32                  one column x RM rows per work-item, no pre-pass (the original kernel).
- *   gemm_dot                  one element per work-item, float16 dot products: tiny M with B^T.
+ *   gemm_dot                  one element per work-item, two float8 dot products: tiny M with B^T.
  *   gemm_pack_b + gemm_tiles  register tiles for CPUs: op(B) is first copied into zero-padded panels
  *                             [panel][K][NW] so that a work-item streams one contiguous panel, then
  *                             each work-item keeps an RM x NW block of C in RM*NV explicit vectors of
@@ -63,7 +63,7 @@ __kernel void gemm_f32(int M, int N, int K, float alpha,
 }
 
 /* One element of C per work-item (x = column n, y = row m, z = batch): a dot product of a row of A
- * and a row of B^T, both contiguous along k when !TRANS_A && TRANS_B, so it runs on float16 loads
+ * and a row of B^T, both contiguous along k when !TRANS_A && TRANS_B, so it runs on float8 loads
  * (decode: x W^T with one or a few rows); other layouts take the scalar loop. */
 __kernel void gemm_dot(int M, int N, int K, float alpha,
                        __global const float *A, int ao, int lda, int sa,
@@ -78,9 +78,12 @@ __kernel void gemm_dot(int M, int N, int K, float alpha,
     float s = 0.0f;
 #if !TRANS_A && TRANS_B
     const __global float *a = A + m * lda, *b = B + n * ldb;
-    float16 acc = (float16)(0.0f);
-    for (; k + 16 <= K; k += 16) acc = fma(vload16(0, a + k), vload16(0, b + k), acc);
-    float8 h8 = acc.lo + acc.hi;
+    float8 acc0 = (float8)(0.0f), acc1 = (float8)(0.0f); /* two float8, not a float16: AVX2 has no 16-wide ABI */
+    for (; k + 16 <= K; k += 16) {
+        acc0 = fma(vload8(0, a + k), vload8(0, b + k), acc0);
+        acc1 = fma(vload8(0, a + k + 8), vload8(0, b + k + 8), acc1);
+    }
+    float8 h8 = acc0 + acc1;
     float4 h4 = h8.lo + h8.hi;
     s = h4.x + h4.y + h4.z + h4.w;
 #endif
@@ -92,7 +95,7 @@ __kernel void gemm_dot(int M, int N, int K, float alpha,
 /* Decode projections sharing their input: y_i = x W_i^T (+ y_i when acc_i) for up to 6 (OPS_GEMV_MAX)
  * matrices W_i [N_i, K] (rows ldw_i apart) in one launch, x [M, K] (rows ldx apart), y_i [M, N_i] (rows
  * ldy_i apart). Work-item x = an output column of the concatenation [N_0 | N_1 | ...], y = row m;
- * each is one float16 dot product, as gemm_dot. Members past n_members have N_i = 0. */
+ * each is a float8 dot product, as gemm_dot. Members past n_members have N_i = 0. */
 #define GEMV_MEMBER(i) __global const float *W##i, int wo##i, int ldw##i, int n##i, __global float *Y##i, int yo##i, \
                        int ldy##i, int acc##i
 #define GEMV_PICK(i)                                                                                   \
@@ -115,10 +118,13 @@ __kernel void gemv_group(int M, int K, __global const float *X, int xo, int ldx,
     GEMV_PICK(0) GEMV_PICK(1) GEMV_PICK(2) GEMV_PICK(3) GEMV_PICK(4) GEMV_PICK(5)
     if (member < 0) return; /* past the last column */
     const __global float *a = X + xo + m * ldx;
-    float16 s16 = (float16)(0.0f);
+    float8 s0 = (float8)(0.0f), s1 = (float8)(0.0f);
     int k = 0;
-    for (; k + 16 <= K; k += 16) s16 = fma(vload16(0, a + k), vload16(0, W + k), s16);
-    float8 h8 = s16.lo + s16.hi;
+    for (; k + 16 <= K; k += 16) {
+        s0 = fma(vload8(0, a + k), vload8(0, W + k), s0);
+        s1 = fma(vload8(0, a + k + 8), vload8(0, W + k + 8), s1);
+    }
+    float8 h8 = s0 + s1;
     float4 h4 = h8.lo + h8.hi;
     float s = h4.x + h4.y + h4.z + h4.w;
     for (; k < K; k++) s = fma(a[k], W[k], s);

@@ -11,12 +11,6 @@ inline void optim_kahan(float *s, float *c, float x) {
     *s = t;
 }
 
-inline void optim_kahan16(float16 *s, float16 *c, float16 x) {
-    float16 y = x - *c, t = *s + y;
-    *c = (t - *s) - y;
-    *s = t;
-}
-
 inline void optim_kahan8(float8 *s, float8 *c, float8 x) {
     float8 y = x - *c, t = *s + y;
     *c = (t - *s) - y;
@@ -24,7 +18,7 @@ inline void optim_kahan8(float8 *s, float8 *c, float8 x) {
 }
 
 /* First pass of the sum of squares: partial[po + gid] = sum of the squares of this work-item's share
- * of x[xo .. xo + n), read as float16 blocks (vload16 needs only element alignment). Which blocks an
+ * of x[xo .. xo + n), read as blocks of 16 floats (vload needs only element alignment). Which blocks an
  * item takes is fixed by n, the launch size and `chunk`, never by scheduling, so the result is
  * deterministic: chunk > 0 gives item gid the contiguous blocks [gid * chunk, (gid + 1) * chunk)
  * (CPUs: one work-item runs at a time per core, and a linear scan is what their caches and
@@ -41,14 +35,17 @@ __kernel void sum_squares_blocks(__global const float *x, int xo, int n, int chu
     int nb = n / 16;
     int first = chunk > 0 ? gid * chunk : gid, step = chunk > 0 ? 1 : total;
     int trips = chunk > 0 ? chunk : (nb + total - 1) / total;
-    float16 s = (float16)(0.0f), c = (float16)(0.0f);
+    /* the sixteen lanes as two float8 halves (a float16 crosses function boundaries badly on AVX2);
+     * lane for lane the same sums */
+    float8 s0 = (float8)(0.0f), c0 = (float8)(0.0f), s1 = (float8)(0.0f), c1 = (float8)(0.0f);
     for (int k = 0; k < trips; k++) {
         int b = first + k * step;
-        float16 v = b < nb ? vload16(b, x + xo) : (float16)(0.0f);
-        optim_kahan16(&s, &c, v * v);
+        float8 v0 = b < nb ? vload8(2 * b, x + xo) : (float8)(0.0f);
+        float8 v1 = b < nb ? vload8(2 * b + 1, x + xo) : (float8)(0.0f);
+        optim_kahan8(&s0, &c0, v0 * v0);
+        optim_kahan8(&s1, &c1, v1 * v1);
     }
-    float16 r16 = s - c;
-    float8 r8 = r16.lo + r16.hi;
+    float8 r8 = (s0 - c0) + (s1 - c1);
     float4 r4 = r8.lo + r8.hi;
     float2 r2 = r4.lo + r4.hi;
     float r = r2.x + r2.y;
