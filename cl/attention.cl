@@ -46,22 +46,28 @@
 #define DV (DH / VW)
 #if VW == 16
 typedef float16 vec;
-#define VLOAD(p) vload16(0, (p))
-#define VSTORE(x, p) vstore16((x), 0, (p))
+/* float16 moved as float8 halves: a float16 argument or return of a library call (vload16, fma)
+ * changes the ABI on CPUs without AVX-512, and PoCL warns about each; the arithmetic is the same */
+#define VLOAD(p) ((float16)(vload8(0, (p)), vload8(1, (p))))
+#define VSTORE(x, p) (vstore8((x).lo, 0, (p)), vstore8((x).hi, 1, (p)))
+#define VFMA(a, b, c) ((float16)(fma((a).lo, (b).lo, (c).lo), fma((a).hi, (b).hi, (c).hi)))
 #define HSUM(x) attn_hsum4(((x).lo.lo + (x).lo.hi) + ((x).hi.lo + (x).hi.hi))
 #elif VW == 8
 typedef float8 vec;
 #define VLOAD(p) vload8(0, (p))
 #define VSTORE(x, p) vstore8((x), 0, (p))
+#define VFMA(a, b, c) fma((a), (b), (c))
 #define HSUM(x) attn_hsum4((x).lo + (x).hi)
 #elif VW == 4
 typedef float4 vec;
 #define VLOAD(p) vload4(0, (p))
 #define VSTORE(x, p) vstore4((x), 0, (p))
+#define VFMA(a, b, c) fma((a), (b), (c))
 #define HSUM(x) attn_hsum4(x)
 #else
 typedef float vec;
 #define VLOAD(p) (*(p))
+#define VFMA(a, b, c) fma((a), (b), (c))
 #define HSUM(x) (x)
 #endif
 inline float attn_hsum4(float4 x) { return (x.x + x.y) + (x.z + x.w); }
@@ -101,7 +107,7 @@ typedef int itvec;
         itvec okv;                                                            \
         for (int j = 0; j < TK; j++) {                                        \
             vec s_ = qv[0] * VLOAD(KPTR(j));                                  \
-            for (int c = 1; c < DV; c++) s_ = fma(qv[c], VLOAD(KPTR(j) + c * VW), s_); \
+            for (int c = 1; c < DV; c++) s_ = VFMA(qv[c], VLOAD(KPTR(j) + c * VW), s_); \
             TV(sc, j) = HSUM(s_);                                             \
             TV(okv, j) = ok[j] ? -1 : 0;                                      \
         }                                                                     \
@@ -116,7 +122,7 @@ typedef int itvec;
         m = mt;                                                               \
         for (int c = 0; c < DV; c++) {                                        \
             vec a = acc[c] * corr;                                            \
-            for (int j = 0; j < TK; j++) a = fma((vec)(TV(p, j)), VLOAD(VPTR(j) + c * VW), a); \
+            for (int j = 0; j < TK; j++) a = VFMA((vec)(TV(p, j)), VLOAD(VPTR(j) + c * VW), a); \
             acc[c] = a;                                                       \
         }                                                                     \
     } while (0)

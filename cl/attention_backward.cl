@@ -75,22 +75,28 @@
 #define DV (DH / VW)
 #if VW == 16
 typedef float16 vec;
-#define VLOAD(p) vload16(0, (p))
-#define VSTORE(x, p) vstore16((x), 0, (p))
+/* float16 moved as float8 halves: a float16 argument or return of a library call (vload16, fma)
+ * changes the ABI on CPUs without AVX-512, and PoCL warns about each; the arithmetic is the same */
+#define VLOAD(p) ((float16)(vload8(0, (p)), vload8(1, (p))))
+#define VSTORE(x, p) (vstore8((x).lo, 0, (p)), vstore8((x).hi, 1, (p)))
+#define VFMA(a, b, c) ((float16)(fma((a).lo, (b).lo, (c).lo), fma((a).hi, (b).hi, (c).hi)))
 #define HSUM(x) bwd_hsum4(((x).lo.lo + (x).lo.hi) + ((x).hi.lo + (x).hi.hi))
 #elif VW == 8
 typedef float8 vec;
 #define VLOAD(p) vload8(0, (p))
 #define VSTORE(x, p) vstore8((x), 0, (p))
+#define VFMA(a, b, c) fma((a), (b), (c))
 #define HSUM(x) bwd_hsum4((x).lo + (x).hi)
 #elif VW == 4
 typedef float4 vec;
 #define VLOAD(p) vload4(0, (p))
 #define VSTORE(x, p) vstore4((x), 0, (p))
+#define VFMA(a, b, c) fma((a), (b), (c))
 #define HSUM(x) bwd_hsum4(x)
 #else
 typedef float vec;
 #define VLOAD(p) (*(p))
+#define VFMA(a, b, c) fma((a), (b), (c))
 #define VSTORE(x, p) (*(p) = (x))
 #define HSUM(x) (x)
 #endif
@@ -135,8 +141,8 @@ typedef BWD_CAT(int, QW) qtmask;
         for (int j = 0; j < TK; j++) {                                        \
             vec s_ = qv[0] * VLOAD(KPTR(j)), g_ = gv[0] * VLOAD(VPTR(j));     \
             for (int c = 1; c < DV; c++) {                                    \
-                s_ = fma(qv[c], VLOAD(KPTR(j) + c * VW), s_);                 \
-                g_ = fma(gv[c], VLOAD(VPTR(j) + c * VW), g_);                 \
+                s_ = VFMA(qv[c], VLOAD(KPTR(j) + c * VW), s_);                 \
+                g_ = VFMA(gv[c], VLOAD(VPTR(j) + c * VW), g_);                 \
             }                                                                 \
             sc[j] = HSUM(s_);                                                 \
             dp[j] = HSUM(g_);                                                 \
@@ -155,7 +161,7 @@ typedef BWD_CAT(int, QW) qtmask;
         m = mt;                                                               \
         for (int c = 0; c < DV; c++) {                                        \
             vec a = acc[c] * corr;                                            \
-            for (int j = 0; j < TK; j++) a = fma((vec)(w[j]), VLOAD(KPTR(j) + c * VW), a); \
+            for (int j = 0; j < TK; j++) a = VFMA((vec)(w[j]), VLOAD(KPTR(j) + c * VW), a); \
             acc[c] = a;                                                       \
         }                                                                     \
     } while (0)
@@ -198,7 +204,7 @@ void attn_bwd_dq(__global const float *q, int qo, __global const float *k, int k
     for (int c = 0; c < DV; c++) {
         qv[c] = VLOAD(q + qo + row + c * VW) * scale;
         gv[c] = VLOAD(dout + go + row + c * VW);
-        dd_ = fma(gv[c], VLOAD(out + oo + row + c * VW), dd_);
+        dd_ = VFMA(gv[c], VLOAD(out + oo + row + c * VW), dd_);
         acc[c] = (vec)(0.0f);
     }
     const float dd = HSUM(dd_);
@@ -264,8 +270,8 @@ void attn_bwd_dq(__global const float *q, int qo, __global const float *k, int k
         for (int j = 0; j < TQ; j++) {                                        \
             vec s_ = kv[0] * VLOAD(QPTR(j)), g_ = vv[0] * VLOAD(GPTR(j));     \
             for (int c = 1; c < DV; c++) {                                    \
-                s_ = fma(kv[c], VLOAD(QPTR(j) + c * VW), s_);                 \
-                g_ = fma(vv[c], VLOAD(GPTR(j) + c * VW), g_);                 \
+                s_ = VFMA(kv[c], VLOAD(QPTR(j) + c * VW), s_);                 \
+                g_ = VFMA(vv[c], VLOAD(GPTR(j) + c * VW), g_);                 \
             }                                                                 \
             sc[j] = HSUM(s_);                                                 \
             dp[j] = HSUM(g_);                                                 \
@@ -279,8 +285,8 @@ void attn_bwd_dq(__global const float *q, int qo, __global const float *k, int k
         for (int c = 0; c < DV; c++) {                                        \
             vec a = gvacc[c], b_ = gkacc[c];                                  \
             for (int j = 0; j < TQ; j++) {                                    \
-                a = fma((vec)(p[j]), VLOAD(GPTR(j) + c * VW), a);             \
-                b_ = fma((vec)(ds[j]), VLOAD(QPTR(j) + c * VW), b_);          \
+                a = VFMA((vec)(p[j]), VLOAD(GPTR(j) + c * VW), a);             \
+                b_ = VFMA((vec)(ds[j]), VLOAD(QPTR(j) + c * VW), b_);          \
             }                                                                 \
             gvacc[c] = a;                                                     \
             gkacc[c] = b_;                                                    \
@@ -382,7 +388,7 @@ void attn_bwd_dkv(__global const float *q, int qo, __global const float *k, int 
             /* far: the near launch's part of this boundary row comes first, in the same order always. */
             __global float *kp = dk + dko + krow + c * VW, *vp = dv + dvo + krow + c * VW;
             vec k0 = far ? VLOAD(kp) : (vec)(0.0f), v0 = far ? VLOAD(vp) : (vec)(0.0f);
-            VSTORE(fma(gkacc[c], (vec)(scale), k0), kp);
+            VSTORE(VFMA(gkacc[c], (vec)(scale), k0), kp);
             VSTORE(v0 + gvacc[c], vp);
         }
 }

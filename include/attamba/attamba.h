@@ -67,7 +67,6 @@ typedef struct attamba_device_info {
     int has_fp16;                  /* cl_khr_fp16 */
     int has_fp64;                  /* cl_khr_fp64 */
     int has_subgroups;             /* cl_khr_subgroups or cl_intel_subgroups */
-    unsigned native_float_width;   /* CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT: 8 on AVX2, 16 on AVX-512 CPUs */
 } attamba_device_info;
 
 /* Lists every OpenCL device of every platform. *out is malloc'd and owned by the caller (free()).

@@ -29,14 +29,7 @@ static attamba_status check_heads(rt_ctx *ctx, const char *op, int n_heads, int 
     return ATTAMBA_OK;
 }
 
-int attn_vec_width(const rt_ctx *ctx, int dh) {
-    int cap = 16;
-    if (ctx->dev.info.type == ATTAMBA_DEVICE_CPU && ctx->dev.info.native_float_width)
-        cap = ctx->dev.info.native_float_width < 4 ? 4 : (int)ctx->dev.info.native_float_width;
-    for (int w = 16; w > 1; w /= 2)
-        if (w <= cap && dh % w == 0 && w != 2) return w;
-    return 1;
-}
+int attn_vec_width(int dh) { return dh % 16 == 0 ? 16 : dh % 8 == 0 ? 8 : dh % 4 == 0 ? 4 : 1; }
 
 /* Declared in attention.h: attention_backward.c checks its arguments the same way. */
 attamba_status attn_check_boundaries(rt_ctx *ctx, const char *op, const tensor *bt, int trusted, int64_t T, int *nb) {
@@ -118,7 +111,7 @@ attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const te
     int bq = opts && opts->block_q ? opts->block_q : long_stream ? 64 : 16;
     int tk = opts && opts->tile_k ? opts->tile_k : gpu ? 16 : 8;
     int use_local = opts && opts->use_local ? opts->use_local == 1 : long_stream;
-    int vw = opts && opts->vec_width ? opts->vec_width : attn_vec_width(ctx, dh);
+    int vw = opts && opts->vec_width ? opts->vec_width : attn_vec_width(dh);
     if ((vw != 1 && vw != 4 && vw != 8 && vw != 16) || dh % vw)
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: vec_width %d must be 1, 4, 8 or 16 and divide dh %d", op,
                        vw, dh);
@@ -261,7 +254,7 @@ attamba_status ops_attention_decode(rt_ctx *ctx, const tensor *q, const tensor *
     int wg = is_gpu(ctx) ? 32 : 8;
     if ((size_t)wg > ctx->dev.info.max_work_group_size) wg = (int)ctx->dev.info.max_work_group_size;
     char options[96];
-    snprintf(options, sizeof options, "-DDH=%d -DTK=4 -DWG=%d -DVW=%d", dh, wg, attn_vec_width(ctx, dh));
+    snprintf(options, sizeof options, "-DDH=%d -DTK=4 -DWG=%d -DVW=%d", dh, wg, attn_vec_width(dh));
     cl_kernel kern;
     RT_TRY(rt_kernel(ctx, "attention", options, "attn_decode", &kern));
     size_t global[3] = {(size_t)wg, (size_t)n_heads, (size_t)B}, local[3] = {(size_t)wg, 1, 1};

@@ -69,7 +69,7 @@ attamba_status ops_attention_prefill_backward_with(rt_ctx *ctx, const tensor *q,
 
     char options[160];
     snprintf(options, sizeof options, "-DDH=%d -DBQ=%d -DTK=%d -DBK=%d -DTQ=%d -DUSE_LOCAL=%d -DPER_ITEM=%d -DVW=%d",
-             dh, bq, tk, bk, tq, use_local, per_item, attn_vec_width(ctx, dh));
+             dh, bq, tk, bk, tq, use_local, per_item, attn_vec_width(dh));
     cl_kernel kq, kkv;
     RT_TRY(rt_kernel(ctx, "attention_backward", options, "attn_bwd_dq", &kq));
     RT_TRY(rt_kernel(ctx, "attention_backward", options, "attn_bwd_dkv", &kkv));

@@ -61,9 +61,6 @@ static void fill_info(rt_device *r, int pi, int di) {
     cl_uint cu = 0;
     cl_ulong gm = 0, ma = 0, lm = 0;
     size_t wg = 0;
-    cl_uint vw = 0;
-    clGetDeviceInfo(r->device, CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT, sizeof vw, &vw, NULL);
-    i->native_float_width = vw;
     clGetDeviceInfo(r->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof cu, &cu, NULL);
     clGetDeviceInfo(r->device, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof gm, &gm, NULL);
     clGetDeviceInfo(r->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof ma, &ma, NULL);
