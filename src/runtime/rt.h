@@ -66,6 +66,7 @@ struct rt_ctx {
     struct rt_pooled *pool;    /* scratch buffers kept for reuse (tensor_scratch) */
     int n_pool;
     uint64_t mem_limit;        /* 0 = the device's global memory */
+    uint64_t fail_allocation;  /* fault injection (tests): the allocation this many creations from now fails; 0 = none */
     int profiling;             /* per-kernel timing through profiling events */
     int gemm_clblast_broken;   /* CLBlast failed here once: ops_gemm uses the own kernel */
     rt_profile_entry *profile;
@@ -164,5 +165,7 @@ typedef struct rt_pooled {
 attamba_status rt_pool_acquire(rt_ctx *ctx, size_t bytes, cl_mem *mem, size_t *capacity);
 void rt_pool_release(rt_ctx *ctx, cl_mem mem);
 void rt_pool_destroy(rt_ctx *ctx);
+/* Releases the pool's idle buffers. */
+void rt_pool_trim(rt_ctx *ctx);
 
 #endif

@@ -9,6 +9,9 @@ void attamba_context_counters(const attamba_context *ctx, attamba_counters *out)
 
 static attamba_status create(rt_ctx *ctx, size_t bytes, cl_mem *out) {
     const attamba_device_info *di = &ctx->dev.info;
+    if (ctx->fail_allocation && --ctx->fail_allocation == 0)
+        return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "device out of memory: injected failure of a %zu-byte allocation",
+                       bytes);
     uint64_t limit = ctx->mem_limit ? ctx->mem_limit : di->global_mem_bytes;
     if (di->max_alloc_bytes && bytes > di->max_alloc_bytes)
         return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY,
@@ -31,8 +34,7 @@ static attamba_status create(rt_ctx *ctx, size_t bytes, cl_mem *out) {
     return ATTAMBA_OK;
 }
 
-/* Releases the idle pooled buffers (when memory runs short). */
-static void pool_trim(rt_ctx *ctx) {
+void rt_pool_trim(rt_ctx *ctx) {
     int kept = 0;
     for (int i = 0; i < ctx->n_pool; i++) {
         if (ctx->pool[i].busy) {
@@ -48,7 +50,7 @@ static void pool_trim(rt_ctx *ctx) {
 attamba_status rt_buffer_create(rt_ctx *ctx, size_t bytes, cl_mem *out) {
     attamba_status s = create(ctx, bytes, out);
     if (s == ATTAMBA_OK || s != ATTAMBA_ERR_OUT_OF_MEMORY || !ctx->n_pool) return s;
-    pool_trim(ctx); /* idle scratch gives way to a buffer someone keeps */
+    rt_pool_trim(ctx); /* idle scratch gives way to a buffer someone keeps */
     return create(ctx, bytes, out);
 }
 
@@ -119,7 +121,7 @@ void rt_pool_release(rt_ctx *ctx, cl_mem mem) {
 }
 
 void rt_pool_destroy(rt_ctx *ctx) {
-    pool_trim(ctx);
+    rt_pool_trim(ctx);
     free(ctx->pool);
     ctx->pool = NULL;
     ctx->n_pool = 0;
