@@ -161,7 +161,7 @@ int bench_layer_main(int argc, char **argv) {
         cJSON_AddItemToArray(out, o);
     }
     if (!rc && json && bench_write_json(out, json)) rc = cli_error("bench layer", "cannot write %s", json);
-done:
+done:;
     tensor *all[] = {&r.x, &r.z, &r.w, &r.out, &r.out3, &r.rope_x, &r.pos0, &r.ids, &r.table, &r.big_src,
                      &r.big_dst};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) tensor_free(all[i]);
