@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets of tests/fuzz with clang (ASan + UBSan) and runs each for a bounded
-# time on a copy of its seed corpus (tests/fuzz/corpus/<target>); any crash, leak or sanitizer
+# Builds the libFuzzer targets of tests/fuzz (config, safetensors, tokens, state = trainer.json,
+# cache = a kernel-cache entry) with clang (ASan + UBSan) and runs each for a bounded time on a copy of its seed corpus (tests/fuzz/corpus/<target>); any crash, leak or sanitizer
 # report fails the run, and libFuzzer leaves the input that caused it in build-fuzz/.
 #   scripts/fuzz.sh [SECONDS per target, default 60]
 set -euo pipefail
@@ -9,9 +9,9 @@ SECONDS_EACH=${1:-60}
 BUILD=${FUZZ_BUILD:-build-fuzz}
 CC=${CC_FUZZ:-clang-15} cmake -S . -B "$BUILD" -DCMAKE_C_COMPILER="${CC_FUZZ:-clang-15}" -DCMAKE_BUILD_TYPE=Debug \
   -DATTAMBA_FUZZ=ON -DATTAMBA_TESTS=OFF >/dev/null
-cmake --build "$BUILD" -j"$(nproc)" --target fuzz_config fuzz_safetensors fuzz_tokens >/dev/null
+cmake --build "$BUILD" -j"$(nproc)" --target fuzz_config fuzz_safetensors fuzz_tokens fuzz_state fuzz_cache >/dev/null
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
-for target in config safetensors tokens; do
+for target in config safetensors tokens state cache; do
   work="$BUILD/corpus-$target" log="$BUILD/fuzz-$target.log"
   rm -rf "$work" && mkdir -p "$work"
   echo "== fuzz_$target for ${SECONDS_EACH}s"

@@ -64,8 +64,11 @@ unsigned char *rt_cache_load(rt_ctx *ctx, rt_key key, size_t *size) {
     }
     cache_header h;
     unsigned char *bin = NULL;
-    int ok = fread(&h, sizeof h, 1, f) == 1 && !memcmp(h.magic, CACHE_MAGIC, 8) && h.key_lo == key.lo &&
-             h.key_hi == key.hi && h.size > 0 && h.size < ((uint64_t)1 << 34);
+    struct stat st;
+    /* the payload size must be what the file holds: a header cannot make us allocate more */
+    int ok = fstat(fileno(f), &st) == 0 && fread(&h, sizeof h, 1, f) == 1 && !memcmp(h.magic, CACHE_MAGIC, 8) &&
+             h.key_lo == key.lo && h.key_hi == key.hi && h.size > 0 &&
+             (uint64_t)st.st_size >= sizeof h && h.size == (uint64_t)st.st_size - sizeof h;
     if (ok) {
         bin = malloc((size_t)h.size);
         ok = bin && fread(bin, 1, (size_t)h.size, f) == h.size && fgetc(f) == EOF &&

@@ -162,10 +162,49 @@ static char *latest_dir(const char *out) {
     return dir;
 }
 
-static double num(const cJSON *o, const char *k, int *ok) {
+/* Field k of o as a number in [lo, hi] (so every cast below is defined); clears *ok otherwise. */
+static double num(const cJSON *o, const char *k, double lo, double hi, int *ok) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    if (!cJSON_IsNumber(v)) *ok = 0;
-    return cJSON_IsNumber(v) ? v->valuedouble : 0;
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= lo && v->valuedouble <= hi)) {
+        *ok = 0;
+        return lo;
+    }
+    return v->valuedouble;
+}
+
+attamba_status checkpoint_parse_state(const char *text, train_hparams *h, train_progress *p, char *err,
+                                      size_t err_size) {
+    cJSON *o = text ? cJSON_Parse(text) : NULL;
+    if (!o) return core_errbuf(err, err_size, ATTAMBA_ERR_FORMAT, "not JSON");
+    int ok = 1;
+    const double I64 = 9.2e18, I32 = 2147483647.0, F = 3.0e38;
+    memset(p, 0, sizeof *p);
+    p->step = (int64_t)num(o, "step", 0, I64, &ok);
+    p->tokens = (int64_t)num(o, "tokens", 0, I64, &ok);
+    p->seconds = num(o, "seconds", 0, 1e18, &ok);
+    const cJSON *seed = cJSON_GetObjectItemCaseSensitive(o, "seed"), *rng = cJSON_GetObjectItemCaseSensitive(o, "rng");
+    ok = ok && cJSON_IsString(seed) && cJSON_IsArray(rng) && cJSON_GetArraySize(rng) == 4;
+    if (ok) p->seed = strtoull(seed->valuestring, NULL, 10);
+    for (int i = 0; ok && i < 4; i++) {
+        const cJSON *e = cJSON_GetArrayItem(rng, i);
+        ok = cJSON_IsString(e);
+        if (ok) p->rng.s[i] = strtoull(e->valuestring, NULL, 10);
+    }
+    h->batch = (int)num(o, "batch", 1, I32, &ok);
+    h->seq = (int)num(o, "seq", 2, I32, &ok);
+    h->accum = (int)num(o, "accum", 1, I32, &ok);
+    h->lr = (float)num(o, "lr", 0, F, &ok);
+    h->min_lr = (float)num(o, "min_lr", 0, F, &ok);
+    h->warmup = (int64_t)num(o, "warmup", 0, I64, &ok);
+    h->steps = (int64_t)num(o, "steps", 1, I64, &ok);
+    h->beta1 = (float)num(o, "beta1", 0, 1, &ok);
+    h->beta2 = (float)num(o, "beta2", 0, 1, &ok);
+    h->eps = (float)num(o, "eps", 0, F, &ok);
+    h->weight_decay = (float)num(o, "weight_decay", 0, F, &ok);
+    h->clip = (float)num(o, "clip", 0, F, &ok);
+    h->ignore_id = (int)num(o, "ignore_id", -I32, I32, &ok);
+    cJSON_Delete(o);
+    return ok ? ATTAMBA_OK : core_errbuf(err, err_size, ATTAMBA_ERR_FORMAT, "missing or malformed fields");
 }
 
 attamba_status checkpoint_load(rt_ctx *ctx, const char *out, model **m, train_hparams *h, train_progress *p,
@@ -174,39 +213,10 @@ attamba_status checkpoint_load(rt_ctx *ctx, const char *out, model **m, train_hp
     char *dir = latest_dir(out);
     if (!dir) return core_errbuf(err, err_size, ATTAMBA_ERR_IO, "no checkpoint in %s (no readable 'latest')", out);
     char *tj = core_strdup_printf("%s/trainer.json", dir), *text = tj ? read_small(tj) : NULL;
-    cJSON *o = text ? cJSON_Parse(text) : NULL;
-    attamba_status s = o ? ATTAMBA_OK : core_errbuf(err, err_size, ATTAMBA_ERR_FORMAT, "%s is missing or not JSON", tj ? tj : dir);
-    if (!s) {
-        int ok = 1;
-        memset(p, 0, sizeof *p);
-        p->step = (int64_t)num(o, "step", &ok);
-        p->tokens = (int64_t)num(o, "tokens", &ok);
-        p->seconds = num(o, "seconds", &ok);
-        const cJSON *seed = cJSON_GetObjectItemCaseSensitive(o, "seed"), *rng = cJSON_GetObjectItemCaseSensitive(o, "rng");
-        ok = ok && cJSON_IsString(seed) && cJSON_IsArray(rng) && cJSON_GetArraySize(rng) == 4;
-        if (ok) p->seed = strtoull(seed->valuestring, NULL, 10);
-        for (int i = 0; ok && i < 4; i++) {
-            const cJSON *e = cJSON_GetArrayItem(rng, i);
-            ok = cJSON_IsString(e);
-            if (ok) p->rng.s[i] = strtoull(e->valuestring, NULL, 10);
-        }
-        h->batch = (int)num(o, "batch", &ok);
-        h->seq = (int)num(o, "seq", &ok);
-        h->accum = (int)num(o, "accum", &ok);
-        h->lr = (float)num(o, "lr", &ok);
-        h->min_lr = (float)num(o, "min_lr", &ok);
-        h->warmup = (int64_t)num(o, "warmup", &ok);
-        h->steps = (int64_t)num(o, "steps", &ok);
-        h->beta1 = (float)num(o, "beta1", &ok);
-        h->beta2 = (float)num(o, "beta2", &ok);
-        h->eps = (float)num(o, "eps", &ok);
-        h->weight_decay = (float)num(o, "weight_decay", &ok);
-        h->clip = (float)num(o, "clip", &ok);
-        h->ignore_id = (int)num(o, "ignore_id", &ok);
-        if (!ok) s = core_errbuf(err, err_size, ATTAMBA_ERR_FORMAT, "%s: missing or malformed fields", tj);
-    }
+    char why[200];
+    attamba_status s = text ? checkpoint_parse_state(text, h, p, why, sizeof why) : ATTAMBA_ERR_FORMAT;
+    if (s) core_errbuf(err, err_size, ATTAMBA_ERR_FORMAT, "%s: %s", tj ? tj : dir, text ? why : "missing");
     if (!s && model_load(ctx, dir, m)) s = core_errbuf(err, err_size, ATTAMBA_ERR_FORMAT, "%s", ctx->err);
-    cJSON_Delete(o);
     free(text);
     free(tj);
     free(dir);

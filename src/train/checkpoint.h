@@ -21,6 +21,9 @@ attamba_status checkpoint_save(const char *out, trainer *t, const train_hparams 
                                int keep, char *err, size_t err_size);
 /* Whether OUT/latest exists. */
 int checkpoint_exists(const char *out);
+/* trainer.json's text into the hyper-parameters and progress, every number range-checked. */
+attamba_status checkpoint_parse_state(const char *text, train_hparams *h, train_progress *p, char *err,
+                                      size_t err_size);
 /* Loads the newest checkpoint: a new model (*m) and trainer (*t) with the saved hyper-parameters
  * (*h, whose steps may then be raised by the caller before use) and progress. */
 attamba_status checkpoint_load(rt_ctx *ctx, const char *out, model **m, train_hparams *h, train_progress *p,
