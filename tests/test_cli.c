@@ -71,6 +71,31 @@ START_TEST(finding_2_resume_without_a_checkpoint_says_so) {
 }
 END_TEST
 
+/* Finding 3: eval with a token buffer it cannot allocate (32 GiB under an 8 GB address-space limit)
+ * says so instead of writing through NULL. */
+START_TEST(finding_3_eval_refuses_a_batch_it_cannot_allocate) {
+    char out[8192], *dir = temp_dir(), data[128];
+    int rc = cli(out, sizeof out, "init --preset tiny --out %s/m", dir);
+    ck_assert_msg(rc == 0, "init failed: %s", out);
+    snprintf(data, sizeof data, "%s/d.txt", dir);
+    write_text(data, 1100000); /* one window of 2^20 tokens */
+    char cmd[1024];
+#ifdef ATTAMBA_SANITIZED /* ASan needs its address space; its allocator refuses 32 GiB itself */
+    const char *limit = "export ASAN_OPTIONS=allocator_may_return_null=1";
+#else
+    const char *limit = "ulimit -v 8000000";
+#endif
+    snprintf(cmd, sizeof cmd, "%s; '%s' eval --model %s/m --data %s --batch 4096 --seq 1048576 2>&1", limit,
+             ATTAMBA_CLI, dir, data);
+    FILE *p = popen(cmd, "r");
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+    EXPECT_FAILS(rc, out, "out of host memory");
+}
+END_TEST
+
 /* Finding 6: devices and FIFOs are refused at once instead of read without end or blocked on. */
 START_TEST(finding_6_non_regular_files_are_refused_without_blocking) {
     char out[8192], *dir = temp_dir();
@@ -137,6 +162,7 @@ int main(void) {
     tcase_set_timeout(t, 600);
     tcase_add_test(t, finding_1_resume_on_data_shorter_than_the_saved_window_is_refused);
     tcase_add_test(t, finding_2_resume_without_a_checkpoint_says_so);
+    tcase_add_test(t, finding_3_eval_refuses_a_batch_it_cannot_allocate);
     tcase_add_test(t, finding_6_non_regular_files_are_refused_without_blocking);
     tcase_add_test(t, finding_7_token_ids_out_of_range_are_refused);
     tcase_add_test(t, finding_8_too_few_tokens_names_the_count);
