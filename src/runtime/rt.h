@@ -47,6 +47,7 @@ typedef struct rt_cache_stats {
     unsigned misses;      /* programs built from source (and then stored) */
     unsigned rejected;    /* cache entries found corrupt or stale, then rebuilt */
     unsigned prebuilt;    /* programs loaded from $ATTAMBA_PROGRAM_DIR */
+    unsigned warned;      /* programs built from source whose build log has a warning */
 } rt_cache_stats;
 
 struct rt_ctx {

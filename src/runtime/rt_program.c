@@ -120,6 +120,7 @@ static attamba_status compile(rt_ctx *ctx, const char *label, const char *const 
     core_log(CORE_LOG_INFO, "built %s in %.2f s", label, core_now() - t0);
     char *log = build_log(ctx, prog); /* warnings, for whoever asks (ATTAMBA_LOG=debug) */
     if (log && log[strspn(log, " \n\r\t")]) core_log(CORE_LOG_DEBUG, "build log of %s (%s):\n%s", label, full, log);
+    if (log && strstr(log, "warning")) ctx->cache.warned++;
     free(log);
     ctx->cache.misses++;
     size_t size;
