@@ -169,18 +169,9 @@ static attamba_status build(rt_ctx *ctx, const char *label, const char *const *s
     return s;
 }
 
-/* A binary from the cache lacks a kernel its source has (a payload of another program, or a
- * driver's stale one): delete the entry, rebuild the program from its source, go on. */
-static attamba_status rebuild_stale(rt_ctx *ctx, rt_program *p, const char *kernel) {
-    core_log(CORE_LOG_WARN, "cached binary of %s has no kernel %s; rebuilding", p->name, kernel);
-    rt_cache_remove(ctx, p->key);
-    char *full = core_strdup_printf("%s %s", ctx->device_options, p->options);
-    const char *src = p->cached_from;
-    cl_program prog = NULL;
-    attamba_status s = full ? compile(ctx, p->name, &src, 1, full, p->key, &prog)
-                            : rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
-    free(full);
-    if (s) return s;
+/* p's program becomes prog, in place (callers keep their rt_program pointers); its kernels belonged
+ * to the old program and go with it. */
+static void replace_program(rt_program *p, cl_program prog) {
     for (int k = 0; k < p->n_kernels; k++) {
         clReleaseKernel(p->kernels[k].kernel);
         free(p->kernels[k].name);
@@ -192,7 +183,21 @@ static attamba_status rebuild_stale(rt_ctx *ctx, rt_program *p, const char *kern
     p->program = prog;
     free(p->cached_from);
     p->cached_from = NULL;
-    return ATTAMBA_OK;
+}
+
+/* A binary from the cache lacks a kernel its source has (a payload of another program, or a
+ * driver's stale one): delete the entry, rebuild the program from its source, go on. */
+static attamba_status rebuild_stale(rt_ctx *ctx, rt_program *p, const char *kernel) {
+    core_log(CORE_LOG_WARN, "cached binary of %s has no kernel %s; rebuilding", p->name, kernel);
+    rt_cache_remove(ctx, p->key);
+    char *full = core_strdup_printf("%s %s", ctx->device_options, p->options);
+    const char *src = p->cached_from;
+    cl_program prog = NULL;
+    attamba_status s = full ? compile(ctx, p->name, &src, 1, full, p->key, &prog)
+                            : rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+    free(full);
+    if (!s) replace_program(p, prog);
+    return s;
 }
 
 attamba_status rt_program_from_source(rt_ctx *ctx, const char *label, const char *source,
@@ -217,18 +222,8 @@ attamba_status rt_program_from_binary_file(rt_ctx *ctx, const char *name, const 
                        "program binary %s is not a valid binary for %s (%s)", path, ctx->dev.info.name,
                        ctx->dev.info.driver_version);
     rt_program *old = find_program(ctx, name, options);
-    if (old) { /* replace in place: its kernels belong to the old program */
-        for (int k = 0; k < old->n_kernels; k++) {
-            clReleaseKernel(old->kernels[k].kernel);
-            free(old->kernels[k].name);
-        }
-        free(old->kernels);
-        old->kernels = NULL;
-        old->n_kernels = 0;
-        clReleaseProgram(old->program);
-        old->program = prog;
-        free(old->cached_from);
-        old->cached_from = NULL;
+    if (old) {
+        replace_program(old, prog);
         *out = old;
         return ATTAMBA_OK;
     }
