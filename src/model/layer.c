@@ -21,26 +21,20 @@ static attamba_status take3(tensor_arena *ar, tensor *t, int64_t B, int64_t T, i
     return tensor_arena_take(ar, t, TENSOR_F32, 3, (int64_t[]){B, T, w});
 }
 
-/* Column block [from, from + n) of x [B, T, C]: a row-strided view (empty while measuring). */
-static attamba_status cols(const tensor *x, int64_t from, int64_t n, tensor *out) {
-    memset(out, 0, sizeof *out);
-    return x->buf ? tensor_slice(x, 2, from, n, out) : ATTAMBA_OK;
-}
-
 static attamba_status ssm_acts_take(const model_config *c, tensor_arena *ar, int64_t B, int64_t T, ssm_acts *a) {
     int64_t E = c->ssm_inner, GN = (int64_t)c->ssm_groups * c->ssm_state, nh = c->ssm_heads;
     RT_TRY(take3(ar, &a->z, B, T, E));
     RT_TRY(take3(ar, &a->xbcdt, B, T, E + 2 * GN + nh));
-    RT_TRY(cols(&a->xbcdt, 0, E + 2 * GN, &a->xbc_in));
-    RT_TRY(cols(&a->xbcdt, E + 2 * GN, nh, &a->dt));
+    RT_TRY(tensor_columns(&a->xbcdt, 0, E + 2 * GN, &a->xbc_in));
+    RT_TRY(tensor_columns(&a->xbcdt, E + 2 * GN, nh, &a->dt));
     if (c->ssm_conv > 0) RT_TRY(take3(ar, &a->xbc, B, T, E + 2 * GN));
-    else if (a->xbc_in.buf) RT_TRY(cols(&a->xbc_in, 0, E + 2 * GN, &a->xbc)); /* SPEC 3.1: no conv, no SiLU */
+    else if (a->xbc_in.buf) RT_TRY(tensor_columns(&a->xbc_in, 0, E + 2 * GN, &a->xbc)); /* SPEC 3.1: no conv, no SiLU */
     const tensor *pre[2] = {&a->xbc_in, &a->xbc};
     tensor *parts[2][3] = {{&a->xs_in, &a->b_in, &a->c_in}, {&a->xs, &a->bm, &a->cm}};
     for (int k = 0; k < 2; k++) {
-        RT_TRY(cols(pre[k], 0, E, parts[k][0]));
-        RT_TRY(cols(pre[k], E, GN, parts[k][1]));
-        RT_TRY(cols(pre[k], E + GN, GN, parts[k][2]));
+        RT_TRY(tensor_columns(pre[k], 0, E, parts[k][0]));
+        RT_TRY(tensor_columns(pre[k], E, GN, parts[k][1]));
+        RT_TRY(tensor_columns(pre[k], E + GN, GN, parts[k][2]));
     }
     RT_TRY(take3(ar, &a->y, B, T, E));
     return take3(ar, &a->g, B, T, E);

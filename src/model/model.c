@@ -175,16 +175,10 @@ attamba_status model_set_attention(model *m, int chunk, int window, const char *
 
 /* ---- building blocks ---- */
 
-/* A view of t with its leading dims merged: [..., C] -> [rows, C]. */
-static attamba_status flat2(const tensor *t, tensor *out) {
-    int64_t shape[2] = {tensor_numel(t) / t->shape[t->ndim - 1], t->shape[t->ndim - 1]};
-    return tensor_reshape(t, 2, shape, out);
-}
-
 attamba_status model_linear(model *m, const tensor *x, const tensor *W, int accumulate, tensor *y) {
     tensor x2 = {0}, y2 = {0};
-    RT_TRY(flat2(x, &x2));
-    attamba_status s = flat2(y, &y2);
+    RT_TRY(tensor_rows(x, &x2));
+    attamba_status s = tensor_rows(y, &y2);
     if (!s) s = ops_gemm(m->ctx, 0, 1, 1.0f, &x2, W, accumulate ? 1.0f : 0.0f, &y2);
     tensor_free(&x2);
     tensor_free(&y2);

@@ -258,12 +258,6 @@ attamba_status ops_gemm(rt_ctx *ctx, int trans_a, int trans_b, float alpha, cons
     return ops_gemm_with(ctx, OPS_GEMM_AUTO, trans_a, trans_b, alpha, a, b, beta, c);
 }
 
-/* A contiguous tensor's leading dims merged: [..., C] -> rows x C (a view). */
-static attamba_status rows_view(const tensor *t, tensor *out) {
-    int64_t shape[2] = {tensor_numel(t) / t->shape[t->ndim - 1], t->shape[t->ndim - 1]};
-    return tensor_reshape(t, 2, shape, out);
-}
-
 attamba_status ops_gemm_group(rt_ctx *ctx, const tensor *x, int n, const tensor *const *W, tensor *const *y,
                               const int *accumulate) {
     static const char op[] = "ops_gemm_group";
@@ -272,11 +266,11 @@ attamba_status ops_gemm_group(rt_ctx *ctx, const tensor *x, int n, const tensor 
     int64_t K = x->shape[x->ndim - 1], M = tensor_numel(x) / K;
     if (n > OPS_GEMV_MAX || M >= OPS_GEMV_MAX_ROWS) { /* one GEMM each */
         tensor x2 = {0};
-        RT_TRY(rows_view(x, &x2));
+        RT_TRY(tensor_rows(x, &x2));
         attamba_status s = ATTAMBA_OK;
         for (int i = 0; i < n && !s; i++) {
             tensor y2 = {0};
-            s = rows_view(y[i], &y2);
+            s = tensor_rows(y[i], &y2);
             if (!s) s = ops_gemm(ctx, 0, 1, 1.0f, &x2, W[i], accumulate && accumulate[i] ? 1.0f : 0.0f, &y2);
             tensor_free(&y2);
         }

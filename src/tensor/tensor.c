@@ -250,6 +250,16 @@ attamba_status tensor_reshape(const tensor *src, int ndim, const int64_t *shape,
     return ATTAMBA_OK;
 }
 
+attamba_status tensor_rows(const tensor *t, tensor *out) {
+    int64_t shape[2] = {tensor_numel(t) / t->shape[t->ndim - 1], t->shape[t->ndim - 1]};
+    return tensor_reshape(t, 2, shape, out);
+}
+
+attamba_status tensor_columns(const tensor *x, int64_t from, int64_t n, tensor *out) {
+    memset(out, 0, sizeof *out);
+    return x->buf ? tensor_slice(x, 2, from, n, out) : ATTAMBA_OK;
+}
+
 /* ---- arenas ---- */
 
 /* Views start at multiples of 64 elements (256 bytes): every kernel's vector loads stay aligned. */

@@ -62,6 +62,11 @@ attamba_status tensor_slice(const tensor *src, int dim, int64_t start, int64_t l
 attamba_status tensor_transpose(const tensor *src, int d0, int d1, tensor *out);
 /* A view when src is contiguous; otherwise a contiguous copy. */
 attamba_status tensor_reshape(const tensor *src, int ndim, const int64_t *shape, tensor *out);
+/* t with its leading dims merged, [..., C] -> [rows, C] (tensor_reshape: a view when contiguous). */
+attamba_status tensor_rows(const tensor *t, tensor *out);
+/* Columns [from, from + n) of x [B, T, C] as a row-strided view; an empty tensor for an empty x
+ * (an arena that is only measuring). */
+attamba_status tensor_columns(const tensor *x, int64_t from, int64_t n, tensor *out);
 /* src itself (a new view) when contiguous, else a contiguous copy. */
 attamba_status tensor_contiguous(const tensor *src, tensor *out);
 

@@ -86,12 +86,6 @@ void trainer_destroy(trainer *t) {
     free(t);
 }
 
-/* Column block [from, from + n) of x [B, T, C] (empty while the arena measures). */
-static attamba_status cols(const tensor *x, int64_t from, int64_t n, tensor *out) {
-    memset(out, 0, sizeof *out);
-    return x->buf ? tensor_slice(x, 2, from, n, out) : ATTAMBA_OK;
-}
-
 /* One pass of carving everything the trainer keeps out of its arena. */
 static attamba_status carve(trainer *t) {
     const model_config *c = &t->m->cfg;
@@ -117,13 +111,13 @@ static attamba_status carve(trainer *t) {
     struct { tensor *x; int64_t w; } sg[] = {{&g->dg, E}, {&g->dy, E}, {&g->dz, E}, {&g->dxbcdt, E + 2 * GN + nh}};
     for (size_t i = 0; i < CORE_LEN(sg); i++)
         RT_TRY(tensor_arena_take(ar, sg[i].x, TENSOR_F32, 3, (int64_t[]){B, T, sg[i].w}));
-    RT_TRY(cols(&g->dxbcdt, 0, E + 2 * GN, &g->dxbc_in));
-    RT_TRY(cols(&g->dxbcdt, E + 2 * GN, nh, &g->ddt));
+    RT_TRY(tensor_columns(&g->dxbcdt, 0, E + 2 * GN, &g->dxbc_in));
+    RT_TRY(tensor_columns(&g->dxbcdt, E + 2 * GN, nh, &g->ddt));
     if (c->ssm_conv > 0) RT_TRY(tensor_arena_take(ar, &g->dxbc, TENSOR_F32, 3, (int64_t[]){B, T, E + 2 * GN}));
-    else RT_TRY(cols(&g->dxbc_in, 0, E + 2 * GN, &g->dxbc));
-    RT_TRY(cols(&g->dxbc, 0, E, &g->dxs));
-    RT_TRY(cols(&g->dxbc, E, GN, &g->dbm));
-    return cols(&g->dxbc, E + GN, GN, &g->dcm);
+    else RT_TRY(tensor_columns(&g->dxbc_in, 0, E + 2 * GN, &g->dxbc));
+    RT_TRY(tensor_columns(&g->dxbc, 0, E, &g->dxs));
+    RT_TRY(tensor_columns(&g->dxbc, E, GN, &g->dbm));
+    return tensor_columns(&g->dxbc, E + GN, GN, &g->dcm);
 }
 
 attamba_status trainer_create(model *m, const train_hparams *h, trainer **out) {
@@ -175,21 +169,16 @@ attamba_status trainer_zero_grad(trainer *t) { return tensor_fill(&t->g->w.flat,
 
 /* ---- backward building blocks ---- */
 
-static attamba_status flat2(const tensor *x, tensor *out) {
-    int64_t shape[2] = {tensor_numel(x) / x->shape[x->ndim - 1], x->shape[x->ndim - 1]};
-    return tensor_reshape(x, 2, shape, out);
-}
-
 /* For y = x W^T: dW += dy^T x, and dx = dy W (dx += when accumulate; skipped when dx is NULL). */
 static attamba_status linear_backward(trainer *t, const tensor *x, const tensor *W, const tensor *dy, tensor *dW,
                                       tensor *dx, int accumulate) {
     rt_ctx *ctx = t->m->ctx;
     tensor x2, dy2, dx2 = {0};
-    RT_TRY(flat2(x, &x2));
-    attamba_status s = flat2(dy, &dy2);
+    RT_TRY(tensor_rows(x, &x2));
+    attamba_status s = tensor_rows(dy, &dy2);
     if (!s) s = ops_gemm(ctx, 1, 0, 1.0f, &dy2, &x2, 1.0f, dW);
     if (!s && dx) {
-        s = flat2(dx, &dx2);
+        s = tensor_rows(dx, &dx2);
         if (!s) s = ops_gemm(ctx, 0, 0, 1.0f, &dy2, W, accumulate ? 1.0f : 0.0f, &dx2);
     }
     tensor_free(&x2);
