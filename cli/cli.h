@@ -12,6 +12,11 @@ typedef int (*cli_command_fn)(int argc, char **argv);
 /* Opens the device named by --device (may be NULL) or $ATTAMBA_DEVICE; prints the error and
  * returns NULL on failure. */
 attamba_context *cli_open_device(const char *device);
+/* Opens a device set (attamba_contexts_create) for --devices LIST; a --device given instead opens that
+ * one device; neither: $ATTAMBA_DEVICES, else the default device. Returns the count, 0 on failure
+ * (said on stderr). */
+int cli_open_devices(const char *devices, const char *device, attamba_context **out);
+void cli_close_devices(attamba_context **ctxs, int n);
 /* Parses arg as a number in [lo, hi] (a whole number when integer); on failure prints
  * "attamba CMD: bad --NAME" with the range and returns 0. */
 int cli_number(const char *cmd, const char *name, const char *arg, double lo, double hi, int integer, double *out);

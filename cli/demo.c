@@ -56,7 +56,7 @@ static int train_one(rt_ctx *ctx, const char *name, const model_config *cfg, con
            (long long)model_config_param_count(cfg), (long long)h->steps, h->batch, h->seq);
     fflush(stdout);
     double t0 = core_now();
-    attamba_status s = train_run(ctx, cfg, h, &o, NULL);
+    attamba_status s = train_run(&ctx, 1, cfg, h, &o, NULL);
     *seconds = core_now() - t0;
     if (s) return cli_error("demo", "training %s: %s", name, attamba_context_last_error(ctx));
     return 0;

@@ -8,6 +8,25 @@
 #include "cli.h"
 
 static int cmd_bench(int argc, char **argv);
+int cli_open_devices(const char *devices, const char *device, attamba_context **out) {
+    if (devices && device) {
+        fprintf(stderr, "attamba: give --device or --devices, not both\n");
+        return 0;
+    }
+    if (device) return (out[0] = cli_open_device(device)) != NULL;
+    char err[1024];
+    int n = 0;
+    if (attamba_contexts_create(devices, out, ATTAMBA_MAX_DEVICES, &n, err, sizeof err)) {
+        fprintf(stderr, "attamba: cannot open the devices: %s\n", err);
+        return 0;
+    }
+    return n;
+}
+
+void cli_close_devices(attamba_context **ctxs, int n) {
+    for (int i = 0; i < n; i++) attamba_context_destroy(ctxs[i]);
+}
+
 static int cmd_version(int argc, char **argv);
 
 static const struct {

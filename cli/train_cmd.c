@@ -25,7 +25,7 @@ static int num_opt(const char *name, const char *arg, double lo, double hi, doub
 int cli_train(int argc, char **argv) {
     enum { O_CONFIG = 1000, O_PRESET, O_DATA, O_STEPS, O_OUT, O_RESUME, O_BATCH, O_SEQ, O_ACCUM, O_LR, O_MIN_LR,
            O_WARMUP, O_WD, O_CLIP, O_SEED, O_VAL_EVERY, O_VAL_WINDOWS, O_VAL_FRAC, O_CKPT, O_DEVICE, O_CHUNK, O_WINDOW,
-           O_KIND, O_BOUNDARIES };
+           O_KIND, O_BOUNDARIES, O_DEVICES };
     static const struct option opts[] = {
         {"config", required_argument, 0, O_CONFIG},   {"preset", required_argument, 0, O_PRESET},
         {"data", required_argument, 0, O_DATA},       {"steps", required_argument, 0, O_STEPS},
@@ -37,10 +37,11 @@ int cli_train(int argc, char **argv) {
         {"seed", required_argument, 0, O_SEED},       {"val-every", required_argument, 0, O_VAL_EVERY},
         {"val-windows", required_argument, 0, O_VAL_WINDOWS}, {"val-frac", required_argument, 0, O_VAL_FRAC},
         {"ckpt-every", required_argument, 0, O_CKPT}, {"device", required_argument, 0, O_DEVICE},
+        {"devices", required_argument, 0, O_DEVICES},
         {"kind", required_argument, 0, O_KIND},       {"chunk", required_argument, 0, O_CHUNK},
         {"window", required_argument, 0, O_WINDOW},   {"boundaries", required_argument, 0, O_BOUNDARIES},
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
-    const char *config = NULL, *preset = NULL, *device = NULL, *kind = NULL, *boundaries = NULL;
+    const char *config = NULL, *preset = NULL, *device = NULL, *devices = NULL, *kind = NULL, *boundaries = NULL;
     train_run_opts o = {.val_frac = 0.05, .val_windows = 32, .progress = 1, .stop = &stop_requested};
     double v = 0, steps = 0, warmup = -1, chunk = 0, window = -1;
     train_hparams h;
@@ -55,6 +56,7 @@ int cli_train(int argc, char **argv) {
         case O_OUT: o.out = optarg; break;
         case O_RESUME: o.resume = 1; break;
         case O_DEVICE: device = optarg; break;
+        case O_DEVICES: devices = optarg; break;
         case O_KIND: kind = optarg; break;
         case O_BOUNDARIES: boundaries = optarg; break;
         case O_STEPS: ok = num_opt("steps", optarg, 1, 1e12, &steps); break;
@@ -85,7 +87,9 @@ int cli_train(int argc, char **argv) {
                    "  --seed S             init and data order (same seed + device = same run)\n"
                    "  --val-frac F         held-out tail of the data (0.05); --val-every K, --val-windows N\n"
                    "  --ckpt-every K       checkpoint period (also at the end and on Ctrl-C)\n"
-                   "  --device P:D|gpu|cpu|accelerator\n\n"
+                   "  --device P:D|gpu|cpu|accelerator   one device\n"
+                   "  --devices all|gpu|cpu|P:D,P:D,...  data-parallel over several (also $ATTAMBA_DEVICES):\n"
+                   "                       each micro-batch's rows split by measured speed (docs/multi-device.md)\n\n"
                    "Writes DIR/metrics.jsonl, DIR/ckpt-*/ (the newest two; DIR/latest names the newest) and the\n"
                    "final model in DIR (config.json + model.safetensors).\n");
             return 0;
@@ -123,17 +127,22 @@ int cli_train(int argc, char **argv) {
     }
     h.steps = (int64_t)steps;
     h.warmup = warmup >= 0 ? (int64_t)warmup : (h.steps / 20 > 0 ? h.steps / 20 : 1);
-    attamba_context *ctx = cli_open_device(device);
-    if (!ctx) return 1;
+    attamba_context *ctxs[ATTAMBA_MAX_DEVICES];
+    int n_ctx = cli_open_devices(devices, device, ctxs);
+    if (!n_ctx) return 1;
+    attamba_context *ctx = ctxs[0];
     signal(SIGINT, on_sigint);
-    fprintf(stderr, "device: %s\n", attamba_context_device(ctx)->name);
+    for (int i = 0; i < n_ctx; i++) {
+        const attamba_device_info *d = attamba_context_device(ctxs[i]);
+        fprintf(stderr, "device %d:%d: %s\n", d->platform_index, d->device_index, d->name);
+    }
     double val;
-    attamba_status s = train_run(ctx, &cfg, &h, &o, &val);
+    attamba_status s = train_run(ctxs, n_ctx, &cfg, &h, &o, &val);
     int rc = 0;
     if (s == ATTAMBA_ERR_INTERRUPTED) rc = (cli_error("train", "%s", attamba_context_last_error(ctx)), 130);
     else if (s) rc = cli_error("train", "%s", attamba_context_last_error(ctx));
     else printf("trained %s: validation loss %.4f, perplexity %.3f, bits/byte %.4f\n", o.out, val, exp(val), val / log(2.0));
-    attamba_context_destroy(ctx);
+    cli_close_devices(ctxs, n_ctx);
     return rc;
 }
 

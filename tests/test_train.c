@@ -86,27 +86,6 @@ START_TEST(loss_and_gradients_match_pytorch) {
 }
 END_TEST
 
-/* A small fixed corpus: a few sentences repeated with variations (enough to learn in seconds). */
-static const char *corpus_path(void) {
-    static char path[64];
-    if (path[0]) return path;
-    strcpy(path, "/tmp/attamba-corpus-XXXXXX");
-    int fd = mkstemp(path);
-    ck_assert_int_ge(fd, 0);
-    FILE *f = fdopen(fd, "w");
-    static const char *lines[] = {"the cat sat on the mat. ", "a dog ran in the park. ", "the sun is warm today. ",
-                                  "we read a book at night. "};
-    for (int i = 0; i < 400; i++) fputs(lines[(i * 7) % 4], f);
-    fclose(f);
-    return path;
-}
-
-static char *temp_dir(void) {
-    char tmpl[] = "/tmp/attamba-train-XXXXXX";
-    ck_assert_ptr_nonnull(mkdtemp(tmpl));
-    return strdup(tmpl);
-}
-
 static void tiny_setup(model_config *c, train_hparams *h, train_run_opts *o, const char *out, int64_t steps) {
     model_config_default(c);
     train_hparams_default(h, steps);
@@ -114,50 +93,34 @@ static void tiny_setup(model_config *c, train_hparams *h, train_run_opts *o, con
     h->seq = 32;
     h->warmup = 2;
     memset(o, 0, sizeof *o);
-    o->data = corpus_path();
+    o->data = tu_corpus_path();
     o->val_frac = 0.1;
     o->out = out;
     o->seed = 7;
     o->val_windows = 8;
 }
 
-/* The "loss" values of metrics.jsonl in order. */
-static int read_losses(const char *out, double *loss, int cap) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", out);
-    char *text = tu_slurp(path);
-    int n = 0;
-    for (char *line = strtok(text, "\n"); line && n < cap; line = strtok(NULL, "\n")) {
-        cJSON *j = cJSON_Parse(line);
-        const cJSON *l = cJSON_GetObjectItem(j, "loss");
-        if (cJSON_IsNumber(l)) loss[n++] = l->valuedouble;
-        cJSON_Delete(j);
-    }
-    free(text);
-    return n;
-}
-
 /* Both runs logged exactly `steps` losses, and the same ones bit for bit. */
 static void assert_same_losses(const char *a, const char *b, int steps, const char *what) {
     double la[64], lb[64];
     ck_assert_int_le(steps, 64);
-    ck_assert_int_eq(read_losses(a, la, 64), steps);
-    ck_assert_int_eq(read_losses(b, lb, 64), steps);
+    ck_assert_int_eq(tu_read_losses(a, la, 64), steps);
+    ck_assert_int_eq(tu_read_losses(b, lb, 64), steps);
     for (int i = 0; i < steps; i++)
         ck_assert_msg(la[i] == lb[i], "step %d: %.9f, %.9f %s", i + 1, la[i], lb[i], what);
 }
 
 START_TEST(loss_falls_on_a_fixed_text) {
     rt_ctx *ctx = tu_ctx();
-    char *out = temp_dir();
+    char *out = tu_temp_dir();
     model_config c;
     train_hparams h;
     train_run_opts o;
     tiny_setup(&c, &h, &o, out, 80);
     double val;
-    tu_ok(train_run(ctx, &c, &h, &o, &val));
+    tu_ok(train_run(&ctx, 1, &c, &h, &o, &val));
     double loss[100];
-    int n = read_losses(out, loss, 100);
+    int n = tu_read_losses(out, loss, 100);
     ck_assert_int_eq(n, 80);
     /* from ln(258) = 5.55 at init; the corpus has ~4 sentences: well below 1.5 nats after 80 steps */
     ck_assert_msg(loss[0] > 4.5, "first loss %.3f", loss[0]);
@@ -173,14 +136,14 @@ END_TEST
 
 START_TEST(same_seed_gives_the_same_run) {
     rt_ctx *ctx = tu_ctx();
-    char *a = temp_dir(), *b = temp_dir();
+    char *a = tu_temp_dir(), *b = tu_temp_dir();
     model_config c;
     train_hparams h;
     train_run_opts o;
     tiny_setup(&c, &h, &o, a, 6);
-    tu_ok(train_run(ctx, &c, &h, &o, NULL));
+    tu_ok(train_run(&ctx, 1, &c, &h, &o, NULL));
     o.out = b;
-    tu_ok(train_run(ctx, &c, &h, &o, NULL));
+    tu_ok(train_run(&ctx, 1, &c, &h, &o, NULL));
     assert_same_losses(a, b, 6, "with the same seed");
     free(a);
     free(b);
@@ -189,11 +152,11 @@ END_TEST
 
 START_TEST(binary_token_file_trains_like_the_text) {
     rt_ctx *ctx = tu_ctx();
-    char *a = temp_dir(), *b = temp_dir();
+    char *a = tu_temp_dir(), *b = tu_temp_dir();
     char tok[600], err[300];
     snprintf(tok, sizeof tok, "%s/corpus.tok", b);
     dataset d;
-    ck_assert_int_eq(data_open(corpus_path(), &d, err, sizeof err), ATTAMBA_OK);
+    ck_assert_int_eq(data_open(tu_corpus_path(), &d, err, sizeof err), ATTAMBA_OK);
     ck_assert_int_eq(data_write_tokens(tok, d.tok, d.n, err, sizeof err), ATTAMBA_OK);
     data_close(&d);
     ck_assert_int_eq(data_open(tok, &d, err, sizeof err), ATTAMBA_OK);
@@ -203,10 +166,10 @@ START_TEST(binary_token_file_trains_like_the_text) {
     train_hparams h;
     train_run_opts o;
     tiny_setup(&c, &h, &o, a, 3);
-    tu_ok(train_run(ctx, &c, &h, &o, NULL));
+    tu_ok(train_run(&ctx, 1, &c, &h, &o, NULL));
     o.out = b;
     o.data = tok;
-    tu_ok(train_run(ctx, &c, &h, &o, NULL));
+    tu_ok(train_run(&ctx, 1, &c, &h, &o, NULL));
     assert_same_losses(a, b, 3, "(text, token file)");
     /* a truncated token file is refused */
     FILE *f = fopen(tok, "r+b");
@@ -221,19 +184,19 @@ END_TEST
 
 START_TEST(resume_after_interrupt_continues_exactly) {
     rt_ctx *ctx = tu_ctx();
-    char *full = temp_dir(), *cut = temp_dir();
+    char *full = tu_temp_dir(), *cut = tu_temp_dir();
     model_config c;
     train_hparams h;
     train_run_opts o;
     tiny_setup(&c, &h, &o, full, 10);
-    tu_ok(train_run(ctx, &c, &h, &o, NULL));
+    tu_ok(train_run(&ctx, 1, &c, &h, &o, NULL));
     o.out = cut;
     o.stop_at = 4;
-    ck_assert_int_eq(train_run(ctx, &c, &h, &o, NULL), ATTAMBA_ERR_INTERRUPTED);
+    ck_assert_int_eq(train_run(&ctx, 1, &c, &h, &o, NULL), ATTAMBA_ERR_INTERRUPTED);
     ck_assert(checkpoint_exists(cut));
     o.stop_at = 0;
     o.resume = 1;
-    tu_ok(train_run(ctx, &c, &h, &o, NULL));
+    tu_ok(train_run(&ctx, 1, &c, &h, &o, NULL));
     assert_same_losses(full, cut, 10, "(uninterrupted, resumed)");
     free(full);
     free(cut);
@@ -259,7 +222,7 @@ static void assert_checkpoints_whole(rt_ctx *ctx, const char *out) {
 }
 
 START_TEST(kill_9_then_resume_matches_an_uninterrupted_run) {
-    char *full = temp_dir(), *cut = temp_dir();
+    char *full = tu_temp_dir(), *cut = tu_temp_dir();
     model_config c;
     train_hparams h;
     train_run_opts o;
@@ -271,7 +234,7 @@ START_TEST(kill_9_then_resume_matches_an_uninterrupted_run) {
         rt_ctx *ctx;
         char err[300];
         if (attamba_context_create(NULL, &ctx, err, sizeof err)) _exit(3);
-        train_run(ctx, &c, &h, &o, NULL);
+        train_run(&ctx, 1, &c, &h, &o, NULL);
         _exit(0);
     }
     /* wait for a few checkpoints, then kill -9 wherever the child is (possibly mid-save) */
@@ -296,10 +259,10 @@ START_TEST(kill_9_then_resume_matches_an_uninterrupted_run) {
     rt_ctx *ctx = tu_ctx();
     assert_checkpoints_whole(ctx, cut);
     o.resume = 1;
-    tu_ok(train_run(ctx, &c, &h, &o, NULL));
+    tu_ok(train_run(&ctx, 1, &c, &h, &o, NULL));
     o.resume = 0;
     o.out = full;
-    tu_ok(train_run(ctx, &c, &h, &o, NULL));
+    tu_ok(train_run(&ctx, 1, &c, &h, &o, NULL));
     assert_same_losses(full, cut, 14, "(uninterrupted, after kill -9)");
     free(full);
     free(cut);
@@ -369,7 +332,7 @@ START_TEST(bad_training_input_is_refused) {
     trainer_destroy(t);
     model_destroy(m);
     /* a data file too short for one window */
-    char *out = temp_dir();
+    char *out = tu_temp_dir();
     char path[600];
     snprintf(path, sizeof path, "%s/short.txt", out);
     FILE *f = fopen(path, "w");
@@ -378,7 +341,7 @@ START_TEST(bad_training_input_is_refused) {
     train_run_opts o;
     tiny_setup(&c, &h, &o, out, 3);
     o.data = path;
-    ck_assert_int_eq(train_run(ctx, &c, &h, &o, NULL), ATTAMBA_ERR_INVALID_ARG);
+    ck_assert_int_eq(train_run(&ctx, 1, &c, &h, &o, NULL), ATTAMBA_ERR_INVALID_ARG);
     ck_assert_ptr_nonnull(strstr(ctx->err, "too few"));
     free(out);
 }

@@ -1,6 +1,8 @@
+#include <cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ref/ref_attention.h"
 #include "testutil.h"
@@ -121,3 +123,38 @@ const char *const tu_golden_cases[] = {"attamba_cyclic",  "attamba_explicit_tied
                                        "attamba_pseudo",  "attamba_random_noconv", "attamba_uniform_gqa_groups",
                                        "transformer_gqa", "transformer_swa"};
 const int tu_n_golden_cases = (int)(sizeof tu_golden_cases / sizeof tu_golden_cases[0]);
+
+const char *tu_corpus_path(void) {
+    static char path[64];
+    if (path[0]) return path;
+    strcpy(path, "/tmp/attamba-corpus-XXXXXX");
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    FILE *f = fdopen(fd, "w");
+    static const char *lines[] = {"the cat sat on the mat. ", "a dog ran in the park. ", "the sun is warm today. ",
+                                  "we read a book at night. "};
+    for (int i = 0; i < 400; i++) fputs(lines[(i * 7) % 4], f);
+    fclose(f);
+    return path;
+}
+
+char *tu_temp_dir(void) {
+    char tmpl[] = "/tmp/attamba-test-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(tmpl));
+    return strdup(tmpl);
+}
+
+int tu_read_losses(const char *out, double *loss, int cap) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", out);
+    char *text = tu_slurp(path);
+    int n = 0;
+    for (char *line = strtok(text, "\n"); line && n < cap; line = strtok(NULL, "\n")) {
+        cJSON *j = cJSON_Parse(line);
+        const cJSON *l = cJSON_GetObjectItem(j, "loss");
+        if (cJSON_IsNumber(l)) loss[n++] = l->valuedouble;
+        cJSON_Delete(j);
+    }
+    free(text);
+    return n;
+}

@@ -50,6 +50,13 @@ typedef struct tu_bset {
 tu_bset tu_bset_make(const boundary_spec *spec, int layer, int n_layers, int T);
 void tu_bset_free(tu_bset *s);
 
+/* Training fixtures: a small fixed corpus (a few sentences repeated with variations, enough to learn
+ * in seconds; written once per process), a new temporary directory (malloc'd), and the "loss" values
+ * of DIR/metrics.jsonl in order (how many). */
+const char *tu_corpus_path(void);
+char *tu_temp_dir(void);
+int tu_read_losses(const char *out, double *loss, int cap);
+
 /* Runs the suite; returns the process exit code. */
 int tu_run(Suite *s);
 

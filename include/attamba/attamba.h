@@ -87,6 +87,15 @@ attamba_status attamba_context_create(const char *device, attamba_context **out,
                                       size_t errbuf_size);
 void attamba_context_destroy(attamba_context *ctx);
 
+/* A device set: one context per device (each its own OpenCL context and queue; data moves between
+ * them through host memory). devices: NULL or "" = $ATTAMBA_DEVICES, else the one default device;
+ * "all" = every device; "gpu", "cpu", "accelerator" = every device of that type; or a list
+ * "P:D,P:D,..." whose entries are single selections as for attamba_context_create (no device twice).
+ * out has room for max contexts; *count gets how many were opened. On failure none stays open. */
+#define ATTAMBA_MAX_DEVICES 16
+attamba_status attamba_contexts_create(const char *devices, attamba_context **out, int max, int *count,
+                                       char *errbuf, size_t errbuf_size);
+
 /* The message of the last failed call on this context ("" if none). Owned by the context. */
 const char *attamba_context_last_error(const attamba_context *ctx);
 

@@ -301,10 +301,10 @@ attamba_status ops_gemm_group(rt_ctx *ctx, const tensor *x, int n, const tensor 
         cl_int *v = ints[i];
         v[0] = (cl_int)w->offset, v[1] = (cl_int)w->stride[0], v[2] = i < n ? (cl_int)w->shape[0] : 0;
         v[3] = (cl_int)yi->offset, v[4] = (cl_int)yi->shape[yi->ndim - 1], v[5] = i < n && accumulate && accumulate[i];
-        args[k++] = RT_MEM(w->buf->mem), args[k++] = (rt_arg){sizeof(cl_int), &v[0]};
-        args[k++] = (rt_arg){sizeof(cl_int), &v[1]}, args[k++] = (rt_arg){sizeof(cl_int), &v[2]};
-        args[k++] = RT_MEM(yi->buf->mem), args[k++] = (rt_arg){sizeof(cl_int), &v[3]};
-        args[k++] = (rt_arg){sizeof(cl_int), &v[4]}, args[k++] = (rt_arg){sizeof(cl_int), &v[5]};
+        args[k++] = RT_MEM(w->buf->mem), args[k++] = RT_I32_AT(&v[0]);
+        args[k++] = RT_I32_AT(&v[1]), args[k++] = RT_I32_AT(&v[2]);
+        args[k++] = RT_MEM(yi->buf->mem), args[k++] = RT_I32_AT(&v[3]);
+        args[k++] = RT_I32_AT(&v[4]), args[k++] = RT_I32_AT(&v[5]);
     }
     cl_kernel kern;
     RT_TRY(rt_kernel(ctx, "gemm", "-DTRANS_A=0 -DTRANS_B=1 -DRM=1", "gemv_group", &kern));

@@ -4,10 +4,21 @@
 
 #include "ops.h"
 
+/* Refuses a tensor of another device than the op's (tensors move between devices only explicitly). */
+static attamba_status expect_here(rt_ctx *ctx, const char *op, const char *name, const tensor *t) {
+    if (t->buf->ctx == ctx) return ATTAMBA_OK;
+    const attamba_device_info *a = &t->buf->ctx->dev.info, *b = &ctx->dev.info;
+    return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG,
+                   "%s: %s lives on device %d:%d (%s) but the op runs on %d:%d (%s); copy it over first "
+                   "(tensor_transfer)",
+                   op, name, a->platform_index, a->device_index, a->name, b->platform_index, b->device_index, b->name);
+}
+
 attamba_status ops_expect(rt_ctx *ctx, const char *op, const char *name, const tensor *t, tensor_dtype dtype,
                           int ndim, const int64_t *shape) {
     char have[96];
     if (!t || !t->buf) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: %s is an empty tensor", op, name);
+    RT_TRY(expect_here(ctx, op, name, t));
     int ok = t->dtype == dtype && t->ndim == ndim && tensor_is_contiguous(t);
     for (int d = 0; ok && d < ndim; d++) ok = t->shape[d] == shape[d];
     if (ok) return ATTAMBA_OK;

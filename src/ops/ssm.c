@@ -124,17 +124,17 @@ static void in_args(const ssm_inputs *in, rt_arg *a) {
     int k = 0;
     for (int i = 0; i < 4; i++) {
         a[k++] = RT_MEM(v[i]->mem);
-        a[k++] = (rt_arg){sizeof(cl_int), &v[i]->off};
-        a[k++] = (rt_arg){sizeof(cl_int), &v[i]->rs};
-        a[k++] = (rt_arg){sizeof(cl_int), &v[i]->bs};
+        a[k++] = RT_I32_AT(&v[i]->off);
+        a[k++] = RT_I32_AT(&v[i]->rs);
+        a[k++] = RT_I32_AT(&v[i]->bs);
     }
     a[k++] = RT_MEM(in->bias_mem);
-    a[k++] = (rt_arg){sizeof(cl_int), &in->bias_off};
-    a[k++] = (rt_arg){sizeof(cl_int), &in->has_bias};
+    a[k++] = RT_I32_AT(&in->bias_off);
+    a[k++] = RT_I32_AT(&in->has_bias);
     a[k++] = RT_MEM(in->A_mem);
-    a[k++] = (rt_arg){sizeof(cl_int), &in->A_off};
+    a[k++] = RT_I32_AT(&in->A_off);
     a[k++] = RT_MEM(in->D_mem);
-    a[k++] = (rt_arg){sizeof(cl_int), &in->D_off};
+    a[k++] = RT_I32_AT(&in->D_off);
 }
 
 /* Shapes of the scan (step = 0: xs [B,T,nh*p]...) or the step (step = 1: xs [B,nh*p]...). */
@@ -248,10 +248,10 @@ attamba_status ops_ssm_scan_with(rt_ctx *ctx, ops_ssm_path path, int block, cons
     if (!s && path == OPS_SSM_CHUNKED) s = tensor_scratch(ctx, &states, TENSOR_F32, 1, (int64_t[]){B * nblk * nh * p * N});
     if (!s && path == OPS_SSM_CHUNKED) s = tensor_scratch(ctx, &dec, TENSOR_F32, 1, (int64_t[]){B * nblk * nh});
     if (!s) {
-        rt_arg da[] = {RT_MEM(dd.buf->mem), RT_MEM(in.dt.mem), (rt_arg){sizeof(cl_int), &in.dt.off},
-                       (rt_arg){sizeof(cl_int), &in.dt.rs}, (rt_arg){sizeof(cl_int), &in.dt.bs}, RT_MEM(in.bias_mem),
-                       (rt_arg){sizeof(cl_int), &in.bias_off}, (rt_arg){sizeof(cl_int), &in.has_bias},
-                       RT_MEM(in.A_mem), (rt_arg){sizeof(cl_int), &in.A_off}, RT_I32(B), RT_I32(T), RT_I32(nh)};
+        rt_arg da[] = {RT_MEM(dd.buf->mem), RT_MEM(in.dt.mem), RT_I32_AT(&in.dt.off),
+                       RT_I32_AT(&in.dt.rs), RT_I32_AT(&in.dt.bs), RT_MEM(in.bias_mem),
+                       RT_I32_AT(&in.bias_off), RT_I32_AT(&in.has_bias),
+                       RT_MEM(in.A_mem), RT_I32_AT(&in.A_off), RT_I32(B), RT_I32(T), RT_I32(nh)};
         s = ops_launch_1d(ctx, "ssm", opts, "ssm_dt", B * T * nh, (int)CORE_LEN(da), da);
     }
     if (s) goto done;
@@ -267,10 +267,10 @@ attamba_status ops_ssm_scan_with(rt_ctx *ctx, ops_ssm_path path, int block, cons
 
     if (path == OPS_SSM_SEQUENTIAL) {
         /* st = final_state; dec unused (any buffer) */
-        a[k++] = RT_MEM(fin_mem), a[k++] = (rt_arg){sizeof(cl_int), &fin_off};
+        a[k++] = RT_MEM(fin_mem), a[k++] = RT_I32_AT(&fin_off);
         a[k++] = RT_MEM(y->buf->mem), a[k++] = RT_I32(0);
         a[k++] = RT_I32(B), a[k++] = RT_I32(T), a[k++] = RT_I32(nh), a[k++] = RT_I32(p), a[k++] = RT_I32(hpg);
-        a[k++] = RT_I32(block), a[k++] = RT_I32(nblk), a[k++] = RT_I32(0), a[k++] = (rt_arg){sizeof(cl_int), &want_final};
+        a[k++] = RT_I32(block), a[k++] = RT_I32(nblk), a[k++] = RT_I32(0), a[k++] = RT_I32_AT(&want_final);
         s = ops_launch_1d(ctx, "ssm", opts, "ssm_scan_blocks", B * nblk * nh * p, k, a);
         goto done;
     }
@@ -278,13 +278,13 @@ attamba_status ops_ssm_scan_with(rt_ctx *ctx, ops_ssm_path path, int block, cons
     a[k++] = RT_MEM(states.buf->mem), a[k++] = RT_I32(0);
     a[k++] = RT_MEM(dec.buf->mem), a[k++] = RT_I32(0);
     a[k++] = RT_I32(B), a[k++] = RT_I32(T), a[k++] = RT_I32(nh), a[k++] = RT_I32(p), a[k++] = RT_I32(hpg);
-    a[k++] = RT_I32(block), a[k++] = RT_I32(nblk), a[k++] = RT_I32(1), a[k++] = (rt_arg){sizeof(cl_int), &want_final};
+    a[k++] = RT_I32(block), a[k++] = RT_I32(nblk), a[k++] = RT_I32(1), a[k++] = RT_I32_AT(&want_final);
     s = ops_launch_1d(ctx, "ssm", opts, "ssm_scan_blocks", B * nblk * nh * p, k, a);
     if (!s) {
         rt_arg pa[] = {RT_MEM(states.buf->mem), RT_I32(0), RT_MEM(dec.buf->mem), RT_I32(0),
                        RT_MEM(seg_start->buf->mem), RT_I32(seg_start->offset), RT_MEM(fin_mem),
-                       (rt_arg){sizeof(cl_int), &fin_off}, RT_I32(B), RT_I32(T), RT_I32(nh), RT_I32(p),
-                       RT_I32(block), RT_I32(nblk), (rt_arg){sizeof(cl_int), &want_final}};
+                       RT_I32_AT(&fin_off), RT_I32(B), RT_I32(T), RT_I32(nh), RT_I32(p),
+                       RT_I32(block), RT_I32(nblk), RT_I32_AT(&want_final)};
         s = ops_launch_1d(ctx, "ssm", opts, "ssm_pass", B * nh * p * N, (int)CORE_LEN(pa), pa);
     }
     if (!s && nblk > 1) {
@@ -521,9 +521,9 @@ attamba_status ops_conv1d_backward(rt_ctx *ctx, const tensor *x, const tensor *w
 /* The (mem, off, rs, bs) quadruple of a row-strided tensor for a kernel argument list. */
 static int rows_args(rt_arg *a, ssm_in *v) {
     a[0] = RT_MEM(v->mem);
-    a[1] = (rt_arg){sizeof(cl_int), &v->off};
-    a[2] = (rt_arg){sizeof(cl_int), &v->rs};
-    a[3] = (rt_arg){sizeof(cl_int), &v->bs};
+    a[1] = RT_I32_AT(&v->off);
+    a[2] = RT_I32_AT(&v->rs);
+    a[3] = RT_I32_AT(&v->bs);
     return 4;
 }
 
@@ -578,9 +578,9 @@ attamba_status ops_ssm_scan_backward(rt_ctx *ctx, const tensor *xs, const tensor
         int k = 0;
         a[k++] = RT_MEM(dd.buf->mem);
         k += rows_args(a + k, &in.dt);
-        a[k++] = RT_MEM(in.bias_mem), a[k++] = (rt_arg){sizeof(cl_int), &in.bias_off};
-        a[k++] = (rt_arg){sizeof(cl_int), &in.has_bias};
-        a[k++] = RT_MEM(in.A_mem), a[k++] = (rt_arg){sizeof(cl_int), &in.A_off};
+        a[k++] = RT_MEM(in.bias_mem), a[k++] = RT_I32_AT(&in.bias_off);
+        a[k++] = RT_I32_AT(&in.has_bias);
+        a[k++] = RT_MEM(in.A_mem), a[k++] = RT_I32_AT(&in.A_off);
         a[k++] = RT_I32(B), a[k++] = RT_I32(T), a[k++] = RT_I32(nh);
         s = ops_launch_1d(ctx, "ssm_backward", opts, "ssmb_dt", B * T * nh, k, a);
     }
@@ -591,7 +591,7 @@ attamba_status ops_ssm_scan_backward(rt_ctx *ctx, const tensor *xs, const tensor
         k += rows_args(a + k, &in.Cm);
         k += rows_args(a + k, &gy);
         a[k++] = RT_MEM(dd.buf->mem), a[k++] = RT_MEM(seg_start->buf->mem), a[k++] = RT_I32(seg_start->offset);
-        a[k++] = RT_MEM(in.D_mem), a[k++] = (rt_arg){sizeof(cl_int), &in.D_off};
+        a[k++] = RT_MEM(in.D_mem), a[k++] = RT_I32_AT(&in.D_off);
         a[k++] = RT_I32(B), a[k++] = RT_I32(T), a[k++] = RT_I32(nh), a[k++] = RT_I32(p), a[k++] = RT_I32(hpg);
         a[k++] = RT_I32(Q), a[k++] = RT_I32(nblk);
         s = ops_launch_1d(ctx, "ssm_backward", opts, "ssmb_rows", B * nblk * nh * p, k, a);
@@ -642,7 +642,7 @@ attamba_status ops_ssm_scan_backward(rt_ctx *ctx, const tensor *xs, const tensor
         int k = 0;
         a[k++] = RT_MEM(tok.buf->mem), a[k++] = RT_MEM(dd.buf->mem);
         a[k++] = RT_MEM(seg_start->buf->mem), a[k++] = RT_I32(seg_start->offset);
-        a[k++] = RT_MEM(in.A_mem), a[k++] = (rt_arg){sizeof(cl_int), &in.A_off};
+        a[k++] = RT_MEM(in.A_mem), a[k++] = RT_I32_AT(&in.A_off);
         k += rows_args(a + k, &odt);
         a[k++] = RT_I32(ddt_raw != NULL);
         a[k++] = ddt_bias ? RT_MEM(ddt_bias->buf->mem) : RT_MEM(any);

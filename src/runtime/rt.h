@@ -95,6 +95,10 @@ attamba_status rt_devices_enumerate(rt_device **out, int *count, char *errbuf, s
 attamba_status rt_device_select(const rt_device *devs, int n, const char *spec, int *index,
                                 char *errbuf, size_t errbuf_size);
 
+/* Picks up to max distinct devices by spec (see attamba_contexts_create) into index; pure. */
+attamba_status rt_device_select_set(const rt_device *devs, int n, const char *spec, int *index, int max,
+                                    int *count, char *errbuf, size_t errbuf_size);
+
 /* ---- programs and kernels ---- */
 /* The embedded source of cl/<name>.cl, or NULL. */
 const char *rt_embedded_source(const char *name);
@@ -125,11 +129,13 @@ void rt_cache_store(rt_ctx *ctx, rt_key key, const unsigned char *bin, size_t si
 void rt_cache_remove(rt_ctx *ctx, rt_key key);
 
 /* ---- launches ---- */
-typedef struct { size_t size; const void *value; } rt_arg;
-#define RT_MEM(m) ((rt_arg){sizeof(cl_mem), &(m)})
-#define RT_I32(v) ((rt_arg){sizeof(cl_int), &(cl_int){(cl_int)(v)}})
-#define RT_F32(v) ((rt_arg){sizeof(cl_float), &(cl_float){(cl_float)(v)}})
-#define RT_LOCAL(bytes) ((rt_arg){(bytes), NULL})
+typedef struct { size_t size; const void *value; int is_mem; } rt_arg;
+#define RT_MEM(m) ((rt_arg){sizeof(cl_mem), &(m), 1})
+#define RT_I32(v) ((rt_arg){sizeof(cl_int), &(cl_int){(cl_int)(v)}, 0})
+#define RT_F32(v) ((rt_arg){sizeof(cl_float), &(cl_float){(cl_float)(v)}, 0})
+#define RT_LOCAL(bytes) ((rt_arg){(bytes), NULL, 0})
+/* A cl_int the caller keeps alive until the launch (an array of them filled in a loop). */
+#define RT_I32_AT(p) ((rt_arg){sizeof(cl_int), (p), 0})
 
 /* Sets args and enqueues. global is rounded up to a multiple of local; local NULL = device's
  * choice. `label` names the kernel in profiles and messages. */

@@ -97,8 +97,9 @@ void rt_cache_store(rt_ctx *ctx, rt_key key, const unsigned char *bin, size_t si
         return;
     }
     char *path = entry_path(ctx, key, "");
-    /* the pid keeps concurrent processes from writing the same temporary file */
-    char *tmp = path ? core_strdup_printf("%s.%ld.tmp", path, (long)getpid()) : NULL;
+    /* the pid and the context keep concurrent processes, and contexts on two threads of one process
+     * (two identical devices store the same key), from writing the same temporary file */
+    char *tmp = path ? core_strdup_printf("%s.%ld.%p.tmp", path, (long)getpid(), (void *)ctx) : NULL;
     FILE *f = tmp ? fopen(tmp, "wb") : NULL;
     cache_header h;
     memcpy(h.magic, CACHE_MAGIC, 8);

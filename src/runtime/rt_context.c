@@ -48,26 +48,12 @@ static char *cache_dir_from_env(void) {
     return NULL;
 }
 
-attamba_status attamba_context_create(const char *device, attamba_context **out, char *errbuf,
-                                      size_t errbuf_size) {
+/* Opens a context on one enumerated device. */
+static attamba_status context_open(const rt_device *dev, rt_ctx **out, char *errbuf, size_t errbuf_size) {
     *out = NULL;
-    if (!device || !*device) device = getenv("ATTAMBA_DEVICE");
-    rt_device *devs;
-    int n, pick;
-    attamba_status s = rt_devices_enumerate(&devs, &n, errbuf, errbuf_size);
-    if (s) return s;
-    s = rt_device_select(devs, n, device, &pick, errbuf, errbuf_size);
-    if (s) {
-        free(devs);
-        return s;
-    }
     rt_ctx *ctx = calloc(1, sizeof *ctx);
-    if (!ctx) {
-        free(devs);
-        return core_errbuf(errbuf, errbuf_size, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
-    }
-    ctx->dev = devs[pick];
-    free(devs);
+    if (!ctx) return core_errbuf(errbuf, errbuf_size, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+    ctx->dev = *dev;
     ctx->err = strdup("");
     const char *prof = getenv("ATTAMBA_PROFILE");
     ctx->profiling = prof && *prof && strcmp(prof, "0") != 0;
@@ -97,6 +83,47 @@ attamba_status attamba_context_create(const char *device, attamba_context **out,
              ctx->dev.info.device_index, ctx->dev.info.name, ctx->dev.info.platform_name);
     *out = ctx;
     return ATTAMBA_OK;
+}
+
+attamba_status attamba_context_create(const char *device, attamba_context **out, char *errbuf,
+                                      size_t errbuf_size) {
+    *out = NULL;
+    if (!device || !*device) device = getenv("ATTAMBA_DEVICE");
+    rt_device *devs;
+    int n, pick;
+    attamba_status s = rt_devices_enumerate(&devs, &n, errbuf, errbuf_size);
+    if (s) return s;
+    s = rt_device_select(devs, n, device, &pick, errbuf, errbuf_size);
+    if (!s) s = context_open(&devs[pick], out, errbuf, errbuf_size);
+    free(devs);
+    return s;
+}
+
+attamba_status attamba_contexts_create(const char *devices, attamba_context **out, int max, int *count,
+                                       char *errbuf, size_t errbuf_size) {
+    *count = 0;
+    if (!devices || !*devices) devices = getenv("ATTAMBA_DEVICES");
+    if (!devices || !*devices) {
+        if (max < 1) return core_errbuf(errbuf, errbuf_size, ATTAMBA_ERR_INVALID_ARG, "no room for a device");
+        attamba_status s = attamba_context_create(NULL, &out[0], errbuf, errbuf_size);
+        if (!s) *count = 1;
+        return s;
+    }
+    rt_device *devs;
+    int n, picks[ATTAMBA_MAX_DEVICES], k = 0;
+    attamba_status s = rt_devices_enumerate(&devs, &n, errbuf, errbuf_size);
+    if (s) return s;
+    s = rt_device_select_set(devs, n, devices, picks, CORE_MIN(max, ATTAMBA_MAX_DEVICES), &k, errbuf, errbuf_size);
+    for (int i = 0; i < k && !s; i++) {
+        s = context_open(&devs[picks[i]], &out[i], errbuf, errbuf_size);
+        if (!s) *count = i + 1;
+    }
+    free(devs);
+    if (s) {
+        for (int i = 0; i < *count; i++) attamba_context_destroy(out[i]);
+        *count = 0;
+    }
+    return s;
 }
 
 void attamba_context_destroy(attamba_context *ctx) {

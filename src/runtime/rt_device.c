@@ -195,6 +195,59 @@ attamba_status rt_device_select(const rt_device *devs, int n, const char *spec, 
                        "no device %d:%d ('attamba devices' lists what there is)", p, d);
 }
 
+attamba_status rt_device_select_set(const rt_device *devs, int n, const char *spec, int *index, int max,
+                                    int *count, char *errbuf, size_t errbuf_size) {
+    *count = 0;
+    if (!spec || !*spec) {
+        attamba_status s = rt_device_select(devs, n, NULL, index, errbuf, errbuf_size);
+        if (!s) *count = 1;
+        return s;
+    }
+    int every = !strcmp(spec, "all"), type = -1;
+    static const attamba_device_type types[] = {ATTAMBA_DEVICE_CPU, ATTAMBA_DEVICE_GPU, ATTAMBA_DEVICE_ACCELERATOR};
+    for (size_t t = 0; t < CORE_LEN(types); t++)
+        if (!strcmp(spec, type_name(types[t]))) type = (int)types[t];
+    if (every || type >= 0) {
+        for (int i = 0; i < n; i++)
+            if (every || (int)devs[i].info.type == type) {
+                if (*count == max)
+                    return core_errbuf(errbuf, errbuf_size, ATTAMBA_ERR_INVALID_ARG,
+                                       "'%s' selects more than %d devices: list the ones to use (P:D,P:D,...)", spec, max);
+                index[(*count)++] = i;
+            }
+        if (*count) return ATTAMBA_OK;
+        return core_errbuf(errbuf, errbuf_size, ATTAMBA_ERR_NO_DEVICE,
+                           n ? "no %s device found ('attamba devices' lists what there is)"
+                             : "the OpenCL platforms report no devices (%s): install a driver "
+                               "(e.g. pocl-opencl-icd for the CPU)",
+                           spec);
+    }
+    /* a comma-separated list of single selections, each device at most once */
+    const char *p = spec;
+    for (;;) {
+        size_t len = strcspn(p, ",");
+        char one[64];
+        if (len == 0 || len >= sizeof one)
+            return core_errbuf(errbuf, errbuf_size, ATTAMBA_ERR_INVALID_ARG,
+                               "bad device list '%s': expected all, gpu, cpu, accelerator or P:D,P:D,...", spec);
+        memcpy(one, p, len);
+        one[len] = 0;
+        int pick;
+        RT_TRY(rt_device_select(devs, n, one, &pick, errbuf, errbuf_size));
+        for (int k = 0; k < *count; k++)
+            if (index[k] == pick)
+                return core_errbuf(errbuf, errbuf_size, ATTAMBA_ERR_INVALID_ARG,
+                                   "device list '%s' names device %d:%d twice", spec, devs[pick].info.platform_index,
+                                   devs[pick].info.device_index);
+        if (*count == max)
+            return core_errbuf(errbuf, errbuf_size, ATTAMBA_ERR_INVALID_ARG, "device list '%s': more than %d devices",
+                               spec, max);
+        index[(*count)++] = pick;
+        if (!p[len]) return ATTAMBA_OK;
+        p += len + 1;
+    }
+}
+
 attamba_status attamba_devices_list(attamba_device_info **out, int *count, char *errbuf,
                                     size_t errbuf_size) {
     rt_device *devs;

@@ -36,6 +36,15 @@ static void profile_add(rt_ctx *ctx, const char *label, double seconds) {
 attamba_status rt_launch(rt_ctx *ctx, cl_kernel k, const char *label, cl_uint dims,
                          const size_t *global, const size_t *local, int n_args, const rt_arg *args) {
     for (int i = 0; i < n_args; i++) {
+        cl_context owner = NULL;
+        if (args[i].is_mem && *(const cl_mem *)args[i].value &&
+            clGetMemObjectInfo(*(const cl_mem *)args[i].value, CL_MEM_CONTEXT, sizeof owner, &owner, NULL) ==
+                CL_SUCCESS &&
+            owner != ctx->context)
+            return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG,
+                           "%s: argument %d is a buffer of another device than %d:%d (%s); copy it over first "
+                           "(tensor_transfer)",
+                           label, i, ctx->dev.info.platform_index, ctx->dev.info.device_index, ctx->dev.info.name);
         cl_int err = clSetKernelArg(k, (cl_uint)i, args[i].size, args[i].value);
         if (err != CL_SUCCESS)
             return rt_fail(ctx, ATTAMBA_ERR_INTERNAL, "%s: argument %d: %s", label, i, rt_cl_error_name(err));

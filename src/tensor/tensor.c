@@ -133,6 +133,9 @@ attamba_status tensor_copy(tensor *dst, const tensor *src) {
     if (!tensor_same_shape(dst, src) || dst->dtype != src->dtype)
         return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "tensor_copy: %s from %s", tensor_describe(dst, a, sizeof a),
                        tensor_describe(src, b, sizeof b));
+    if (src->buf->ctx != ctx)
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "tensor_copy: the source lives on another device (%s); "
+                       "tensor_transfer copies between devices", src->buf->ctx->dev.info.name);
     size_t es = tensor_dtype_size(src->dtype);
     if (tensor_is_contiguous(dst) && tensor_is_contiguous(src)) {
         size_t bytes = (size_t)tensor_numel(src) * es;
@@ -148,6 +151,23 @@ attamba_status tensor_copy(tensor *dst, const tensor *src) {
                      RT_I32(ss[1]), RT_I32(ss[2]), RT_I32(ss[3]), RT_I32(n), RT_I32(s[1]), RT_I32(s[2]),
                      RT_I32(s[3])};
     return launch_1d(ctx, es == 4 ? "copy_strided_u32" : "copy_strided_u16", n, (int)CORE_LEN(args), args);
+}
+
+attamba_status tensor_transfer(tensor *dst, const tensor *src) {
+    if (!dst->buf || !src->buf) return ATTAMBA_ERR_INVALID_ARG;
+    if (dst->buf->ctx == src->buf->ctx) return tensor_copy(dst, src);
+    rt_ctx *ctx = dst->buf->ctx;
+    char a[64], b[64];
+    if (!tensor_same_shape(dst, src) || dst->dtype != src->dtype)
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "tensor_transfer: %s from %s", tensor_describe(dst, a, sizeof a),
+                       tensor_describe(src, b, sizeof b));
+    void *host = malloc((size_t)(tensor_numel(src) ? tensor_numel(src) : 1) * tensor_dtype_size(src->dtype));
+    if (!host) return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "tensor_transfer: out of host memory");
+    attamba_status s = tensor_download(src, host);
+    if (s) rt_fail(ctx, s, "tensor_transfer: %s", src->buf->ctx->err);
+    else s = tensor_upload(dst, host);
+    free(host);
+    return s;
 }
 
 attamba_status tensor_fill(tensor *t, double value) {
@@ -167,7 +187,7 @@ attamba_status tensor_fill(tensor *t, double value) {
     dims4(t, s, st);
     int n = (int)tensor_numel(t);
     rt_arg args[] = {RT_MEM(t->buf->mem), RT_I32(t->offset), RT_I32(st[0]), RT_I32(st[1]), RT_I32(st[2]),
-                     RT_I32(st[3]), {sizeof(cl_uint), &bits}, RT_I32(n), RT_I32(s[1]), RT_I32(s[2]),
+                     RT_I32(st[3]), RT_I32_AT(&bits), RT_I32(n), RT_I32(s[1]), RT_I32(s[2]),
                      RT_I32(s[3])};
     return launch_1d(ctx, "fill_strided_u32", n, (int)CORE_LEN(args), args);
 }

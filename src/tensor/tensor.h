@@ -57,6 +57,11 @@ attamba_status tensor_fill(tensor *t, double value);
 /* Elementwise copy between tensors of the same shape and dtype, any strides. */
 attamba_status tensor_copy(tensor *dst, const tensor *src);
 
+/* The same between tensors of any two devices: a device copy on one device, else through host
+ * memory (a blocking download from src's device, then an upload to dst's). tensor_copy and every op
+ * refuse tensors of another device than their own. */
+attamba_status tensor_transfer(tensor *dst, const tensor *src);
+
 /* Views: share the buffer, no copy. out must not alias src. */
 attamba_status tensor_slice(const tensor *src, int dim, int64_t start, int64_t len, tensor *out);
 attamba_status tensor_transpose(const tensor *src, int d0, int d1, tensor *out);

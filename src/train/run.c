@@ -8,6 +8,7 @@
 #include "checkpoint.h"
 #include "data.h"
 #include "ops/loss.h"
+#include "parallel.h"
 #include "run.h"
 
 attamba_status train_eval(model *m, const dataset *d, int64_t begin, int64_t end, int T, int B, int n_windows,
@@ -82,8 +83,9 @@ static void fmt_eta(double s, char *buf, size_t n) {
     else snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)s % 60);
 }
 
-attamba_status train_run(rt_ctx *ctx, const model_config *cfg, const train_hparams *h_in, const train_run_opts *o,
-                         double *final_val) {
+attamba_status train_run(rt_ctx *const *ctxs, int n_ctx, const model_config *cfg, const train_hparams *h_in,
+                         const train_run_opts *o, double *final_val) {
+    rt_ctx *ctx = ctxs[0];
     char err[700];
     dataset d;
     if (data_open(o->data, &d, err, sizeof err)) return rt_fail(ctx, ATTAMBA_ERR_IO, "%s", err);
@@ -98,7 +100,8 @@ attamba_status train_run(rt_ctx *ctx, const model_config *cfg, const train_hpara
         return rt_fail(ctx, ATTAMBA_ERR_IO, "cannot create %s", o->out);
     }
     model *m = NULL;
-    trainer *t = NULL;
+    trainer *t = NULL; /* the model's own, on device 0: what checkpoints save */
+    dp_trainer *dp = NULL;
     train_progress p = {0};
     attamba_status s;
     if (o->resume && checkpoint_exists(o->out)) {
@@ -108,14 +111,16 @@ attamba_status train_run(rt_ctx *ctx, const model_config *cfg, const train_hpara
         if (!s) {
             saved.steps = h.steps > saved.steps ? h.steps : saved.steps; /* allow extending a finished run */
             h = saved; /* the checkpoint's window length replaces the command line's: check it again */
-            s = windows_fit(ctx, &d, train_end, h.seq, o) ? trainer_create(m, &h, &t) : ATTAMBA_ERR_INVALID_ARG;
+            s = windows_fit(ctx, &d, train_end, h.seq, o) ? dp_create(ctxs, n_ctx, m, &h, &dp) : ATTAMBA_ERR_INVALID_ARG;
+            if (!s) t = dp_primary(dp);
         }
         if (!s && (s = checkpoint_load_moments(o->out, t, err, sizeof err))) rt_fail(ctx, s, "resume: %s", err);
         if (!s && o->progress) fprintf(stderr, "resuming %s at step %lld\n", o->out, (long long)p.step);
     } else {
         s = model_create(ctx, cfg, &m);
         if (!s) s = model_init_random(m, o->seed);
-        if (!s) s = trainer_create(m, &h, &t);
+        if (!s) s = dp_create(ctxs, n_ctx, m, &h, &dp);
+        if (!s) t = dp_primary(dp);
         p.seed = o->seed;
         core_rng_seed(&p.rng, o->seed ^ 0xda7a0dadULL);
     }
@@ -132,16 +137,19 @@ attamba_status train_run(rt_ctx *ctx, const model_config *cfg, const train_hpara
         int64_t step = p.step + 1;
         double loss_sum = 0, grad_norm = 0;
         float lr = 0;
-        s = trainer_zero_grad(t);
+        s = dp_zero_grad(dp);
         for (int a = 0; a < h.accum && !s; a++) {
             for (int b = 0; b < B; b++)
                 data_window(&d, data_random_start(&p.rng, 0, train_end, T), T, m->cfg.bos_id, tok + b * T, tgt + b * T);
             double loss;
             int64_t count;
-            s = trainer_forward_backward(t, tok, tgt, 1.0f / (float)h.accum, &loss, &count);
+            s = dp_forward_backward(dp, tok, tgt, 1.0f / (float)h.accum, &loss, &count);
             loss_sum += loss;
+            char split[600];
+            if (!s && n_ctx > 1 && dp_describe_split(dp, split, sizeof split) && o->progress)
+                fprintf(stderr, "\rsplit of %d rows: %s\n", B, split);
         }
-        if (!s) s = trainer_apply(t, step, &grad_norm, &lr);
+        if (!s) s = dp_apply(dp, step, &grad_norm, &lr);
         if (s) break;
         p.step = step;
         p.tokens += (int64_t)B * T * h.accum;
@@ -183,7 +191,7 @@ attamba_status train_run(rt_ctx *ctx, const model_config *cfg, const train_hpara
     free(metrics_path);
     free(tok);
     free(tgt);
-    trainer_destroy(t);
+    dp_destroy(dp);
     model_destroy(m);
     data_close(&d);
     return s;

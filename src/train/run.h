@@ -24,11 +24,12 @@ typedef struct train_run_opts {
     int64_t stop_at;            /* > 0: behave as if interrupted after this step (tests) */
 } train_run_opts;
 
-/* Trains a new model of config cfg (ignored when resuming) with hyper-parameters h. On success
- * out/config.json and out/model.safetensors hold the final model. *final_val (may be NULL) gets the
- * last validation loss. */
-attamba_status train_run(rt_ctx *ctx, const model_config *cfg, const train_hparams *h, const train_run_opts *o,
-                         double *final_val);
+/* Trains a new model of config cfg (ignored when resuming) with hyper-parameters h on the devices
+ * ctxs[0..n_ctx-1] (data-parallel when more than one: parallel.h; errors are reported on ctxs[0],
+ * which also validates and checkpoints). On success out/config.json and out/model.safetensors hold
+ * the final model. *final_val (may be NULL) gets the last validation loss. */
+attamba_status train_run(rt_ctx *const *ctxs, int n_ctx, const model_config *cfg, const train_hparams *h,
+                         const train_run_opts *o, double *final_val);
 
 /* Mean loss of model m on n windows of T tokens taken in order from [begin, end) of d. */
 struct dataset;

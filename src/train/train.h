@@ -22,6 +22,13 @@ void train_hparams_default(train_hparams *h, int64_t steps);
 typedef struct trainer trainer;
 
 attamba_status trainer_create(model *m, const train_hparams *h, trainer **out);
+/* A trainer without optimiser moments (a data-parallel replica: forward and backward only; its
+ * gradients are applied elsewhere). trainer_apply refuses it; trainer_moment gives NULL. */
+attamba_status trainer_create_replica(model *m, const train_hparams *h, trainer **out);
+/* Micro-batches of `batch` rows from now on (the activations are carved again; a smaller batch
+ * creates no device buffer). */
+attamba_status trainer_resize(trainer *t, int batch);
+const train_hparams *trainer_hparams(const trainer *t);
 void trainer_destroy(trainer *t);
 
 /* Zeroes the gradients (start of an optimiser step). */
@@ -37,7 +44,8 @@ attamba_status trainer_apply(trainer *t, int64_t step, double *grad_norm, float 
 
 /* The model being trained. */
 model *trainer_model(const trainer *t);
-/* The gradient views (as weights: same names and shapes), and the AdamW moments as flat tensors. */
+/* The gradient views (as weights: same names and shapes), and the AdamW moments as flat tensors
+ * (NULL for a replica). */
 const model_weights *trainer_grads(const trainer *t);
 tensor *trainer_moment(trainer *t, int which /* 0 = m, 1 = v */);
 

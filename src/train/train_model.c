@@ -58,7 +58,7 @@ struct trainer {
 
 const model_weights *trainer_grads(const trainer *t) { return &t->g->w; }
 model *trainer_model(const trainer *t) { return t->m; }
-tensor *trainer_moment(trainer *t, int which) { return &t->mom[which & 1]->w.flat; }
+tensor *trainer_moment(trainer *t, int which) { return t->mom[0] ? &t->mom[which & 1]->w.flat : NULL; }
 
 static void release(trainer *t) {
     for (int l = 0; t->acts && l < t->L; l++) model_acts_release(&t->acts[l]);
@@ -120,7 +120,31 @@ static attamba_status carve(trainer *t) {
     return tensor_columns(&g->dxbc, E + GN, GN, &g->dcm);
 }
 
-attamba_status trainer_create(model *m, const train_hparams *h, trainer **out) {
+/* (Re)carves the arena for t->h.batch rows (a smaller batch reuses the buffer) and the host staging. */
+static attamba_status plan(trainer *t) {
+    rt_ctx *ctx = t->m->ctx;
+    int64_t n = (int64_t)t->h.batch * t->h.seq;
+    free(t->ids_host);
+    free(t->losses_host);
+    t->ids_host = malloc((size_t)n * sizeof *t->ids_host);
+    t->losses_host = malloc((size_t)n * sizeof *t->losses_host);
+    if (!t->ids_host || !t->losses_host) return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+    attamba_status s = ATTAMBA_OK;
+    for (int again = 1; again && !s;) {
+        release(t);
+        tensor_arena_begin(&t->arena, ctx);
+        s = carve(t);
+        if (!s) s = tensor_arena_end(&t->arena, &again);
+    }
+    for (int l = 0; l < t->L && !s; l++) {
+        t->acts[l].h_in = &t->hs[2 * l];
+        t->acts[l].h_mid = &t->hs[2 * l + 1];
+        t->acts[l].h_out = &t->hs[2 * l + 2];
+    }
+    return s ? s : tensor_fill(&t->pos0, 0);
+}
+
+static attamba_status create(model *m, const train_hparams *h, int moments, trainer **out) {
     *out = NULL;
     rt_ctx *ctx = m->ctx;
     const model_config *c = &m->cfg;
@@ -135,28 +159,13 @@ attamba_status trainer_create(model *m, const train_hparams *h, trainer **out) {
     t->m = m;
     t->h = *h;
     t->L = c->n_layers;
-    int64_t n = (int64_t)h->batch * h->seq;
     attamba_status s = model_create(ctx, c, &t->g);
-    for (int i = 0; i < 2 && !s; i++) s = model_create(ctx, c, &t->mom[i]);
-    for (int i = 0; i < 2 && !s; i++) s = tensor_fill(&t->mom[i]->w.flat, 0.0);
+    for (int i = 0; i < 2 * moments && !s; i++) s = model_create(ctx, c, &t->mom[i]);
+    for (int i = 0; i < 2 * moments && !s; i++) s = tensor_fill(&t->mom[i]->w.flat, 0.0);
     t->acts = calloc((size_t)t->L, sizeof *t->acts);
     t->hs = calloc((size_t)(2 * t->L + 1), sizeof *t->hs);
-    t->ids_host = malloc((size_t)n * sizeof *t->ids_host);
-    t->losses_host = malloc((size_t)n * sizeof *t->losses_host);
-    if (!s && (!t->acts || !t->hs || !t->ids_host || !t->losses_host))
-        s = rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
-    for (int again = 1; again && !s;) {
-        release(t);
-        tensor_arena_begin(&t->arena, ctx);
-        s = carve(t);
-        if (!s) s = tensor_arena_end(&t->arena, &again);
-    }
-    for (int l = 0; l < t->L && !s; l++) {
-        t->acts[l].h_in = &t->hs[2 * l];
-        t->acts[l].h_mid = &t->hs[2 * l + 1];
-        t->acts[l].h_out = &t->hs[2 * l + 2];
-    }
-    if (!s) s = tensor_fill(&t->pos0, 0);
+    if (!s && (!t->acts || !t->hs)) s = rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+    if (!s) s = plan(t);
     if (s) {
         trainer_destroy(t);
         return s;
@@ -164,6 +173,19 @@ attamba_status trainer_create(model *m, const train_hparams *h, trainer **out) {
     *out = t;
     return ATTAMBA_OK;
 }
+
+attamba_status trainer_create(model *m, const train_hparams *h, trainer **out) { return create(m, h, 1, out); }
+
+attamba_status trainer_create_replica(model *m, const train_hparams *h, trainer **out) { return create(m, h, 0, out); }
+
+attamba_status trainer_resize(trainer *t, int batch) {
+    if (batch < 1) return rt_fail(t->m->ctx, ATTAMBA_ERR_INVALID_ARG, "trainer: batch %d < 1", batch);
+    if (batch == t->h.batch) return ATTAMBA_OK;
+    t->h.batch = batch;
+    return plan(t);
+}
+
+const train_hparams *trainer_hparams(const trainer *t) { return &t->h; }
 
 attamba_status trainer_zero_grad(trainer *t) { return tensor_fill(&t->g->w.flat, 0.0); }
 
@@ -289,6 +311,7 @@ attamba_status trainer_forward_backward(trainer *t, const int32_t *tokens, const
 
 attamba_status trainer_apply(trainer *t, int64_t step, double *grad_norm, float *lr_out) {
     rt_ctx *ctx = t->m->ctx;
+    if (!t->mom[0]) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "trainer: a replica keeps no optimiser state");
     double sq;
     RT_TRY(ops_sum_squares(ctx, &t->g->w.flat, &sq));
     double norm = sqrt(sq);

@@ -1,0 +1,42 @@
+/* parallel.h: data-parallel training over a device set in one process (docs/multi-device.md).
+ * Each device holds a replica of the model and a trainer for its share of the rows of every
+ * micro-batch; the shares follow each device's measured throughput (equal for the first micro-batch,
+ * which also compiles the kernels; measured from the second; re-measured every few micro-batches).
+ * Gradients are summed (through host memory, in device order) into device 0's, which clips and
+ * applies AdamW (it alone keeps the optimiser moments) and sends the new weights to the others, so
+ * the replicas stay identical even across vendors. A step's loss and update are the same functions
+ * of the global batch as on one device (up to the order of float sums). One device: the plain
+ * trainer, nothing copied. */
+#ifndef ATTAMBA_TRAIN_PARALLEL_H
+#define ATTAMBA_TRAIN_PARALLEL_H
+
+#include "train.h"
+
+typedef struct dp_trainer dp_trainer;
+
+/* Replicates m0 (which lives on ctxs[0] and stays the caller's) on ctxs[1..n-1]; h->batch is the
+ * global micro-batch. */
+attamba_status dp_create(rt_ctx *const *ctxs, int n, model *m0, const train_hparams *h, dp_trainer **out);
+void dp_destroy(dp_trainer *g);
+
+/* Device 0's trainer: the optimiser state checkpoints save and resumes load. */
+trainer *dp_primary(dp_trainer *g);
+int dp_devices(const dp_trainer *g);
+/* Device i's model (i = 0: the caller's m0). */
+model *dp_replica(dp_trainer *g, int i);
+
+/* As trainer_zero_grad, trainer_forward_backward (tokens and targets: the global h->batch rows) and
+ * trainer_apply, over every device. */
+attamba_status dp_zero_grad(dp_trainer *g);
+attamba_status dp_forward_backward(dp_trainer *g, const int32_t *tokens, const int32_t *targets, float grad_weight,
+                                   double *loss, int64_t *count);
+attamba_status dp_apply(dp_trainer *g, int64_t step, double *grad_norm, float *lr);
+
+/* The current split, e.g. "0:0 pthread 5 rows (41.2 rows/s), 0:1 basic 3 rows (24.9 rows/s)"; returns
+ * whether it changed since the last call (so a caller prints it once per change). */
+int dp_describe_split(dp_trainer *g, char *buf, size_t n);
+
+/* Splits B rows in proportion to weight[0..n-1] (largest remainders; ties to the lower index). */
+void dp_split_rows(const double *weight, int n, int B, int *rows);
+
+#endif
