@@ -1,6 +1,7 @@
 /* attamba bench train: training tokens/s (forward, backward, clipping, AdamW) of a preset on the
  * device, and with --torch the same model's training step in the PyTorch reference on this CPU,
- * measured in the same run, as a ratio. */
+ * measured in the same run, as a ratio. With --devices (several), data-parallel scaling: each
+ * device alone and all together in interleaved rounds, the medians, and the efficiency. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,10 +9,10 @@
 
 #include "bench_util.h"
 #include "cli.h"
-#include "train/train.h"
+#include "train/parallel.h"
 
 typedef struct {
-    trainer *t;
+    dp_trainer *g;
     const int32_t *tok, *tgt;
     int64_t step;
 } step_arg;
@@ -20,11 +21,88 @@ static int one_step(void *p) {
     step_arg *a = p;
     double loss;
     int64_t count;
-    model *m = trainer_model(a->t);
-    if (trainer_zero_grad(a->t) || trainer_forward_backward(a->t, a->tok, a->tgt, 1.0f, &loss, &count) ||
-        trainer_apply(a->t, ++a->step, NULL, NULL))
+    if (dp_zero_grad(a->g) || dp_forward_backward(a->g, a->tok, a->tgt, 1.0f, &loss, &count) ||
+        dp_apply(a->g, ++a->step, NULL, NULL))
         return 1;
-    return rt_finish(m->ctx) != ATTAMBA_OK;
+    return rt_finish(dp_replica(a->g, 0)->ctx) != ATTAMBA_OK;
+}
+
+/* A model of cfg on ctxs[0] and its data-parallel trainer over ctxs[0..n-1]. */
+static attamba_status setup(rt_ctx *const *ctxs, int n, const model_config *cfg, const train_hparams *h, model **m,
+                            dp_trainer **g) {
+    *g = NULL;
+    attamba_status s = model_create(ctxs[0], cfg, m);
+    if (!s) s = model_init_random(*m, 1);
+    if (!s) s = dp_create(ctxs, n, *m, h, g);
+    return s;
+}
+
+static char *device_label(const rt_ctx *ctx) {
+    return core_strdup_printf("%d:%d %s", ctx->dev.info.platform_index, ctx->dev.info.device_index, ctx->dev.info.name);
+}
+
+/* Each device alone, then all together (configuration n), `rounds` interleaved rounds of `steps`
+ * steps; prints and records the median tokens/s of each and the scaling. */
+static int scaling(rt_ctx *const *ctxs, int n, const char *name, const model_config *cfg, const train_hparams *h,
+                   const int32_t *tok, const int32_t *tgt, int steps, cJSON *out) {
+    enum { ROUNDS = 3 };
+    model *m[ATTAMBA_MAX_DEVICES + 1] = {0};
+    dp_trainer *g[ATTAMBA_MAX_DEVICES + 1] = {0};
+    step_arg a[ATTAMBA_MAX_DEVICES + 1];
+    double rate[ATTAMBA_MAX_DEVICES + 1][ROUNDS];
+    int rc = 0;
+    for (int c = 0; c <= n && !rc; c++) {
+        rt_ctx *const *set = c < n ? &ctxs[c] : ctxs;
+        if (setup(set, c < n ? 1 : n, cfg, h, &m[c], &g[c])) rc = cli_error("bench train", "%s: %s", name, set[0]->err);
+        a[c] = (step_arg){g[c], tok, tgt, 0};
+        /* warm-up: compiles the kernels, and the second micro-batch calibrates the split */
+        for (int w = 0; w < 3 && !rc; w++)
+            if (one_step(&a[c])) rc = cli_error("bench train", "%s: %s", name, set[0]->err);
+    }
+    for (int r = 0; r < ROUNDS && !rc; r++)
+        for (int c = 0; c <= n && !rc; c++) {
+            double sec = bench_time(one_step, &a[c], steps, 0.0);
+            if (sec <= 0) rc = cli_error("bench train", "%s: %s", name, ctxs[c < n ? c : 0]->err);
+            else rate[c][r] = h->batch * h->seq / sec;
+        }
+    double best = 0, sum = 0, med[ATTAMBA_MAX_DEVICES + 1];
+    for (int c = 0; c <= n && !rc; c++) {
+        for (int i = 1; i < ROUNDS; i++) /* sort the rounds: the median is the middle one */
+            for (int k = i; k > 0 && rate[c][k] < rate[c][k - 1]; k--) {
+                double t = rate[c][k];
+                rate[c][k] = rate[c][k - 1], rate[c][k - 1] = t;
+            }
+        med[c] = rate[c][ROUNDS / 2];
+        if (c < n) sum += med[c], best = CORE_MAX(best, med[c]);
+    }
+    for (int c = 0; c <= n && !rc; c++) {
+        char *label = c < n ? device_label(ctxs[c]) : core_strdup_printf("all %d together", n);
+        char split[600] = "";
+        if (c == n) dp_describe_split(g[c], split, sizeof split);
+        printf("%-12s %-40.40s %12.0f", name, label ? label : "?", med[c]);
+        if (c == n) printf("   %.2f of the sum, %.2fx the fastest alone\n%12s split: %s\n", med[c] / sum,
+                           med[c] / best, "", split);
+        else printf("\n");
+        cJSON *o = bench_record(c < n ? ctxs[c] : ctxs[0], "train_devices");
+        cJSON_AddStringToObject(o, "preset", name);
+        cJSON_AddStringToObject(o, "devices", label ? label : "?");
+        cJSON_AddNumberToObject(o, "batch", h->batch);
+        cJSON_AddNumberToObject(o, "seq", h->seq);
+        cJSON_AddNumberToObject(o, "tokens_per_s", med[c]);
+        cJSON_AddNumberToObject(o, "rounds", ROUNDS);
+        if (c == n) {
+            cJSON_AddNumberToObject(o, "efficiency_vs_sum", med[c] / sum);
+            cJSON_AddNumberToObject(o, "speedup_vs_fastest", med[c] / best);
+            cJSON_AddStringToObject(o, "split", split);
+        }
+        cJSON_AddItemToArray(out, o);
+        free(label);
+    }
+    for (int c = 0; c <= n; c++) {
+        dp_destroy(g[c]);
+        model_destroy(m[c]);
+    }
+    return rc;
 }
 
 /* Runs the PyTorch reference's step timing; returns its tokens/s or 0. */
@@ -57,18 +135,20 @@ static double torch_rate(const char *script, const model_config *cfg, int B, int
 }
 
 int bench_train_main(int argc, char **argv) {
-    static const struct option opts[] = {{"device", required_argument, 0, 'd'}, {"preset", required_argument, 0, 'p'},
+    static const struct option opts[] = {{"device", required_argument, 0, 'd'}, {"devices", required_argument, 0, 'D'},
+                                         {"preset", required_argument, 0, 'p'},
                                          {"batch", required_argument, 0, 'b'},  {"seq", required_argument, 0, 'T'},
                                          {"steps", required_argument, 0, 's'},  {"kind", required_argument, 0, 'k'},
                                          {"torch", optional_argument, 0, 't'},  {"json", required_argument, 0, 'j'},
                                          {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
-    const char *device = NULL, *presets = "tiny,small,paper-60m", *json = NULL, *torch = NULL, *kind = "attamba";
+    const char *device = NULL, *devices = NULL, *presets = "tiny,small,paper-60m", *json = NULL, *torch = NULL, *kind = "attamba";
     int B = 4, T = 128, steps = 3, c;
     double v;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "d:p:b:T:s:k:t::j:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "d:D:p:b:T:s:k:t::j:h", opts, NULL)) != -1) {
         switch (c) {
         case 'd': device = optarg; break;
+        case 'D': devices = optarg; break;
         case 'p': presets = optarg; break;
         case 'k': kind = optarg; break;
         case 'b': if (!cli_number("bench train", "batch", optarg, 1, 4096, 1, &v)) return 2; B = (int)v; break;
@@ -78,18 +158,28 @@ int bench_train_main(int argc, char **argv) {
         case 'j': json = optarg; break;
         case 'h':
             printf("usage: attamba bench train [--preset tiny,small,paper-60m] [--kind attamba|transformer]\n"
-                   "                           [--batch 4] [--seq 128] [--steps 3] [--torch[=SCRIPT]] [--json FILE|-]\n\n"
+                   "                           [--batch 4] [--seq 128] [--steps 3] [--torch[=SCRIPT]] [--json FILE|-]\n"
+                   "                           [--device P:D | --devices all|gpu|cpu|P:D,P:D,...]\n\n"
                    "Training tokens/s (forward + backward + clip + AdamW) per preset; with --torch also the PyTorch\n"
-                   "reference (tools/reference/, needs python3-torch) on this CPU in the same run, and the ratio.\n");
+                   "reference (tools/reference/, needs python3-torch) on this CPU in the same run, and the ratio.\n"
+                   "With several --devices: each device alone and all together (data-parallel), medians of 3\n"
+                   "interleaved rounds, the efficiency (together / sum alone) and the speedup over the fastest.\n");
             return 0;
         default: return 2;
         }
     }
-    rt_ctx *ctx = cli_open_device(device);
-    if (!ctx) return 1;
-    printf("device: %s; %s, batch %d x seq %d\n", ctx->dev.info.name, kind, B, T);
-    printf("%-12s %12s %12s %14s %14s %10s %s\n", "preset", "params", "ms/step", "engine tok/s", "torch tok/s", "ratio",
-           "launch/alloc/read per step");
+    rt_ctx *ctxs[ATTAMBA_MAX_DEVICES];
+    int n_ctx = cli_open_devices(devices, device, ctxs);
+    if (!n_ctx) return 1;
+    rt_ctx *ctx = ctxs[0];
+    if (n_ctx > 1) {
+        printf("%d devices, data-parallel; %s, batch %d x seq %d\n%-12s %-40s %12s\n", n_ctx, kind, B, T, "preset",
+               "devices", "tok/s");
+    } else {
+        printf("device: %s; %s, batch %d x seq %d\n", ctx->dev.info.name, kind, B, T);
+        printf("%-12s %12s %12s %14s %14s %10s %s\n", "preset", "params", "ms/step", "engine tok/s", "torch tok/s",
+               "ratio", "launch/alloc/read per step");
+    }
     cJSON *out = cJSON_CreateArray();
     int rc = 0;
     char *list = strdup(presets);
@@ -102,7 +192,7 @@ int bench_train_main(int argc, char **argv) {
         }
         if (!strcmp(kind, "transformer")) cfg.kind = MODEL_TRANSFORMER;
         model *m = NULL;
-        trainer *t = NULL;
+        dp_trainer *g = NULL;
         train_hparams h;
         train_hparams_default(&h, 1000);
         h.batch = B;
@@ -112,10 +202,12 @@ int bench_train_main(int argc, char **argv) {
             tok[i] = (int32_t)((i * 7919) % cfg.vocab_size);
             tgt[i] = (int32_t)((i * 104729 + 1) % cfg.vocab_size);
         }
-        if (model_create(ctx, &cfg, &m) || model_init_random(m, 1) || trainer_create(m, &h, &t)) {
+        if (n_ctx > 1) {
+            rc = scaling(ctxs, n_ctx, name, &cfg, &h, tok, tgt, steps, out);
+        } else if (setup(ctxs, 1, &cfg, &h, &m, &g)) {
             rc = cli_error("bench train", "%s: %s", name, ctx->err);
         } else {
-            step_arg a = {t, tok, tgt, 0};
+            step_arg a = {g, tok, tgt, 0};
             double s = bench_time(one_step, &a, steps, 0.0);
             int failed = 0;
             attamba_counters per_step = bench_count(ctx, one_step, &a, &failed);
@@ -144,7 +236,7 @@ int bench_train_main(int argc, char **argv) {
             }
             cJSON_AddItemToArray(out, o);
         }
-        trainer_destroy(t);
+        dp_destroy(g);
         model_destroy(m);
         free(tok);
         free(tgt);
@@ -153,6 +245,6 @@ int bench_train_main(int argc, char **argv) {
     if (ctx->profiling) rt_profile_print(ctx, stdout);
     if (!rc && json && bench_write_json(out, json)) rc = cli_error("bench train", "cannot write %s", json);
     cJSON_Delete(out);
-    attamba_context_destroy(ctx);
+    cli_close_devices(ctxs, n_ctx);
     return rc;
 }
