@@ -33,7 +33,7 @@ static attamba_status setup(rt_ctx *const *ctxs, int n, const model_config *cfg,
     *g = NULL;
     attamba_status s = model_create(ctxs[0], cfg, m);
     if (!s) s = model_init_random(*m, 1);
-    if (!s) s = dp_create(ctxs, n, *m, h, g);
+    if (!s) s = dp_create(ctxs, n, *m, h, NULL, g);
     return s;
 }
 

@@ -23,6 +23,13 @@ int cli_number(const char *cmd, const char *name, const char *arg, double lo, do
 /* Prints "attamba <cmd>: <message>" to stderr and returns 1 (for `return cli_error(...)`). */
 int cli_error(const char *cmd, const char *fmt, ...);
 
+/* The processes of an MPI job (cli/mpi.c): under mpirun, MPI_Init and the communicator; else one
+ * process (c->size 1). Returns -1 (said on stderr) when it cannot start. cli_mpi_end finishes the job;
+ * a non-zero rc ends every process. */
+struct train_comm;
+int cli_mpi_begin(struct train_comm *c);
+void cli_mpi_end(const struct train_comm *c, int rc);
+
 int cli_devices(int argc, char **argv);
 int cli_init(int argc, char **argv);
 int cli_info(int argc, char **argv);

@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "train/checkpoint.h"
 #include "train/data.h"
+#include "train/parallel.h"
 #include "train/run.h"
 
 static volatile sig_atomic_t stop_requested;
@@ -127,22 +128,34 @@ int cli_train(int argc, char **argv) {
     }
     h.steps = (int64_t)steps;
     h.warmup = warmup >= 0 ? (int64_t)warmup : (h.steps / 20 > 0 ? h.steps / 20 : 1);
+    train_comm comm;
+    if (cli_mpi_begin(&comm)) return 1;
+    o.comm = &comm;
+    o.progress = comm.rank == 0;
     attamba_context *ctxs[ATTAMBA_MAX_DEVICES];
     int n_ctx = cli_open_devices(devices, device, ctxs);
-    if (!n_ctx) return 1;
+    if (!n_ctx) return cli_mpi_end(&comm, 1), 1;
     attamba_context *ctx = ctxs[0];
     signal(SIGINT, on_sigint);
     for (int i = 0; i < n_ctx; i++) {
         const attamba_device_info *d = attamba_context_device(ctxs[i]);
+        if (comm.size > 1) fprintf(stderr, "rank %d/%d ", comm.rank, comm.size);
         fprintf(stderr, "device %d:%d: %s\n", d->platform_index, d->device_index, d->name);
     }
     double val;
     attamba_status s = train_run(ctxs, n_ctx, &cfg, &h, &o, &val);
     int rc = 0;
-    if (s == ATTAMBA_ERR_INTERRUPTED) rc = (cli_error("train", "%s", attamba_context_last_error(ctx)), 130);
-    else if (s) rc = cli_error("train", "%s", attamba_context_last_error(ctx));
-    else printf("trained %s: validation loss %.4f, perplexity %.3f, bits/byte %.4f\n", o.out, val, exp(val), val / log(2.0));
+    if (s == ATTAMBA_ERR_INTERRUPTED) {
+        rc = 130;
+        if (comm.rank == 0) cli_error("train", "%s", attamba_context_last_error(ctx));
+    } else if (s) {
+        rc = comm.size > 1 ? cli_error("train", "rank %d: %s", comm.rank, attamba_context_last_error(ctx))
+                           : cli_error("train", "%s", attamba_context_last_error(ctx));
+    } else if (comm.rank == 0) {
+        printf("trained %s: validation loss %.4f, perplexity %.3f, bits/byte %.4f\n", o.out, val, exp(val), val / log(2.0));
+    }
     cli_close_devices(ctxs, n_ctx);
+    cli_mpi_end(&comm, rc && rc != 130 ? rc : 0);
     return rc;
 }
 

@@ -158,7 +158,7 @@ static float *train_on(rt_ctx *const *ctxs, int n, int steps, int accum, double 
     h.seq = 48;
     h.accum = accum;
     dp_trainer *g;
-    tu_ok(dp_create(ctxs, n, m, &h, &g));
+    tu_ok(dp_create(ctxs, n, m, &h, NULL, &g));
     int64_t bt = (int64_t)h.batch * h.seq;
     int32_t *tok = malloc((size_t)bt * sizeof *tok), *tgt = malloc((size_t)bt * sizeof *tgt);
     core_rng rng;
@@ -216,7 +216,7 @@ START_TEST(replicas_hold_device_0s_weights_after_each_step) {
     h.batch = 3;
     h.seq = 16;
     dp_trainer *g;
-    tu_ok(dp_create(ctxs, 2, m, &h, &g));
+    tu_ok(dp_create(ctxs, 2, m, &h, NULL, &g));
     int32_t tok[48], tgt[48];
     for (int i = 0; i < 48; i++) tok[i] = i % 50, tgt[i] = (i * 7) % 50;
     int64_t numel = tensor_numel(&m->w.flat);

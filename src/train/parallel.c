@@ -26,6 +26,8 @@ typedef struct replica {
 
 struct dp_trainer {
     int n, B, T;
+    const train_comm *comm; /* NULL: one process */
+    int ranks;              /* processes (1 without comm) */
     int64_t calls;     /* micro-batches so far */
     int reported;      /* the split has been described since it last changed */
     replica *r;
@@ -81,7 +83,8 @@ void dp_destroy(dp_trainer *g) {
     free(g);
 }
 
-attamba_status dp_create(rt_ctx *const *ctxs, int n, model *m0, const train_hparams *h, dp_trainer **out) {
+attamba_status dp_create(rt_ctx *const *ctxs, int n, model *m0, const train_hparams *h, const train_comm *comm,
+                         dp_trainer **out) {
     *out = NULL;
     rt_ctx *ctx = m0->ctx;
     if (n < 1 || n > ATTAMBA_MAX_DEVICES || ctxs[0] != ctx)
@@ -93,6 +96,8 @@ attamba_status dp_create(rt_ctx *const *ctxs, int n, model *m0, const train_hpar
         return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
     }
     g->n = n;
+    g->comm = comm;
+    g->ranks = comm && comm->size > 1 ? comm->size : 1;
     g->B = h->batch;
     g->T = h->seq;
     int rows[ATTAMBA_MAX_DEVICES];
@@ -117,7 +122,7 @@ attamba_status dp_create(rt_ctx *const *ctxs, int n, model *m0, const train_hpar
             rt_fail(ctx, s, "device %d:%d (%s): %s", ctxs[i]->dev.info.platform_index, ctxs[i]->dev.info.device_index,
                     ctxs[i]->dev.info.name, ctxs[i]->err);
     }
-    if (!s && n > 1) {
+    if (!s && (n > 1 || g->ranks > 1)) {
         int64_t numel = tensor_numel(&m0->w.flat);
         g->host = malloc((size_t)numel * sizeof *g->host);
         g->sum = malloc((size_t)numel * sizeof *g->sum);
@@ -231,30 +236,56 @@ attamba_status dp_forward_backward(dp_trainer *g, const int32_t *tokens, const i
     return rebalance(g);
 }
 
-attamba_status dp_apply(dp_trainer *g, int64_t step, double *grad_norm, float *lr) {
-    replica *r0 = &g->r[0];
-    rt_ctx *c0 = r0->m->ctx;
-    int others = 0;
-    for (int i = 1; i < g->n; i++) {
-        if (!g->r[i].touched) continue;
-        attamba_status s = tensor_download(&trainer_grads(g->r[i].t)->flat, others ? g->host : g->sum);
-        if (s) return device_failed(g, i, s);
-        if (others++)
-            for (int64_t k = 0, n = tensor_numel(&g->incoming); k < n; k++) g->sum[k] += g->host[k];
-    }
-    tensor *grads = (tensor *)&trainer_grads(r0->t)->flat;
-    if (others) {
-        RT_TRY(tensor_upload(&g->incoming, g->sum));
-        RT_TRY(ops_add(c0, grads, &g->incoming, grads));
-    }
-    RT_TRY(trainer_apply(r0->t, step, grad_norm, lr));
+/* Device 0's weights to every other device of this process. */
+static attamba_status broadcast_weights(dp_trainer *g) {
     if (g->n == 1) return ATTAMBA_OK;
-    RT_TRY(tensor_download(&r0->m->w.flat, g->host));
+    RT_TRY(tensor_download(&g->r[0].m->w.flat, g->host));
     for (int i = 1; i < g->n; i++) {
         attamba_status s = tensor_upload(&g->r[i].m->w.flat, g->host);
         if (s) return device_failed(g, i, s);
     }
     return ATTAMBA_OK;
+}
+
+attamba_status dp_apply(dp_trainer *g, int64_t step, double *grad_norm, float *lr) {
+    replica *r0 = &g->r[0];
+    rt_ctx *c0 = r0->m->ctx;
+    tensor *grads = (tensor *)&trainer_grads(r0->t)->flat;
+    int64_t numel = tensor_numel(grads);
+    /* the sum on the host, in device order: the other devices' gradients only, or with several
+     * processes device 0's too (the all-reduce needs them all) */
+    float *acc = NULL;
+    for (int i = g->ranks > 1 ? 0 : 1; i < g->n; i++) {
+        if (i > 0 && !g->r[i].touched) continue;
+        attamba_status s = tensor_download(&trainer_grads(g->r[i].t)->flat, acc ? g->host : g->sum);
+        if (s) return device_failed(g, i, s);
+        if (acc)
+            for (int64_t k = 0; k < numel; k++) acc[k] += g->host[k];
+        acc = g->sum;
+    }
+    if (g->ranks > 1) {
+        if (g->comm->sum_f32(g->comm->user, g->sum, numel))
+            return rt_fail(c0, ATTAMBA_ERR_IO, "the gradient all-reduce over %d processes failed", g->ranks);
+        RT_TRY(tensor_upload(grads, g->sum));
+    } else if (acc) {
+        RT_TRY(tensor_upload(&g->incoming, g->sum));
+        RT_TRY(ops_add(c0, grads, &g->incoming, grads));
+    }
+    RT_TRY(trainer_apply(r0->t, step, grad_norm, lr));
+    return broadcast_weights(g);
+}
+
+attamba_status dp_sync(dp_trainer *g) {
+    if (g->ranks == 1) return ATTAMBA_OK;
+    rt_ctx *c0 = g->r[0].m->ctx;
+    tensor *state[] = {&g->r[0].m->w.flat, trainer_moment(g->r[0].t, 0), trainer_moment(g->r[0].t, 1)};
+    for (size_t i = 0; i < CORE_LEN(state); i++) {
+        RT_TRY(tensor_download(state[i], g->host));
+        if (g->comm->bcast(g->comm->user, g->host, (size_t)tensor_numel(state[i]) * sizeof *g->host))
+            return rt_fail(c0, ATTAMBA_ERR_IO, "the broadcast of rank 0's training state failed");
+        RT_TRY(tensor_upload(state[i], g->host));
+    }
+    return broadcast_weights(g);
 }
 
 int dp_describe_split(dp_trainer *g, char *buf, size_t n) {

@@ -12,11 +12,24 @@
 
 #include "train.h"
 
+/* The processes of a job (MPI ranks across machines), each running a dp_trainer on its devices. The
+ * CLI provides it (cli/mpi.c); the library never links MPI. Every call returns 0 on success and is
+ * made by every process in the same order. NULL or size 1: one process. */
+typedef struct train_comm {
+    int rank, size;
+    void *user;
+    int (*sum_f32)(void *user, float *buf, int64_t n);  /* in place: the sum over the processes */
+    int (*sum_f64)(void *user, double *buf, int64_t n);
+    int (*bcast)(void *user, void *buf, size_t bytes);   /* rank 0's bytes to every process */
+} train_comm;
+
 typedef struct dp_trainer dp_trainer;
 
-/* Replicates m0 (which lives on ctxs[0] and stays the caller's) on ctxs[1..n-1]; h->batch is the
- * global micro-batch. */
-attamba_status dp_create(rt_ctx *const *ctxs, int n, model *m0, const train_hparams *h, dp_trainer **out);
+/* Replicates m0 (which lives on ctxs[0] and stays the caller's) on ctxs[1..n-1]; h->batch is this
+ * process's share of the global micro-batch. comm (may be NULL) joins the processes: dp_apply sums
+ * the gradients of all of them, and each applies the same update. */
+attamba_status dp_create(rt_ctx *const *ctxs, int n, model *m0, const train_hparams *h, const train_comm *comm,
+                         dp_trainer **out);
 void dp_destroy(dp_trainer *g);
 
 /* Device 0's trainer: the optimiser state checkpoints save and resumes load. */
@@ -25,12 +38,17 @@ int dp_devices(const dp_trainer *g);
 /* Device i's model (i = 0: the caller's m0). */
 model *dp_replica(dp_trainer *g, int i);
 
-/* As trainer_zero_grad, trainer_forward_backward (tokens and targets: the global h->batch rows) and
- * trainer_apply, over every device. */
+/* As trainer_zero_grad, trainer_forward_backward (tokens and targets: this process's h->batch rows;
+ * grad_weight already scaled by its share of the job's scored targets) and trainer_apply, over
+ * every device (and process). */
 attamba_status dp_zero_grad(dp_trainer *g);
 attamba_status dp_forward_backward(dp_trainer *g, const int32_t *tokens, const int32_t *targets, float grad_weight,
                                    double *loss, int64_t *count);
 attamba_status dp_apply(dp_trainer *g, int64_t step, double *grad_norm, float *lr);
+
+/* Makes every process's model and optimiser state rank 0's (a broadcast; with one process, a no-op):
+ * after a resume, and at checkpoints so that processes on different drivers cannot drift apart. */
+attamba_status dp_sync(dp_trainer *g);
 
 /* The current split, e.g. "0:0 pthread 5 rows (41.2 rows/s), 0:1 basic 3 rows (24.9 rows/s)"; returns
  * whether it changed since the last call (so a caller prints it once per change). */

@@ -83,9 +83,29 @@ static void fmt_eta(double s, char *buf, size_t n) {
     else snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)s % 60);
 }
 
+/* The processes agree on where they start (all resumed the same step, none failed) and take rank
+ * 0's state: its weights and moments, and its data order and counters. */
+static attamba_status join_ranks(rt_ctx *ctx, const train_comm *comm, attamba_status s, dp_trainer *dp,
+                                 train_progress *p, const char *out) {
+    if (!comm || comm->size < 2) return s;
+    double v[3] = {s != ATTAMBA_OK, (double)p->step, (double)p->step * (double)p->step};
+    if (comm->sum_f64(comm->user, v, 3)) return rt_fail(ctx, ATTAMBA_ERR_IO, "the processes cannot agree on a start");
+    if (s) return s;
+    if (v[0] > 0) return rt_fail(ctx, ATTAMBA_ERR_IO, "%g of the %d processes failed to start", v[0], comm->size);
+    double mean = v[1] / comm->size;
+    if (v[2] / comm->size - mean * mean > 0.25) /* the steps differ */
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG,
+                       "the processes found different checkpoints in %s: it must be one directory every rank sees", out);
+    RT_TRY(dp_sync(dp));
+    if (comm->bcast(comm->user, p, sizeof *p)) return rt_fail(ctx, ATTAMBA_ERR_IO, "broadcasting the data order failed");
+    return ATTAMBA_OK;
+}
+
 attamba_status train_run(rt_ctx *const *ctxs, int n_ctx, const model_config *cfg, const train_hparams *h_in,
                          const train_run_opts *o, double *final_val) {
     rt_ctx *ctx = ctxs[0];
+    const train_comm *comm = o->comm && o->comm->size > 1 ? o->comm : NULL;
+    int ranks = comm ? comm->size : 1, lead = !comm || comm->rank == 0;
     char err[700];
     dataset d;
     if (data_open(o->data, &d, err, sizeof err)) return rt_fail(ctx, ATTAMBA_ERR_IO, "%s", err);
@@ -95,7 +115,7 @@ attamba_status train_run(rt_ctx *const *ctxs, int n_ctx, const model_config *cfg
         data_close(&d);
         return ATTAMBA_ERR_INVALID_ARG;
     }
-    if (core_mkdirs(o->out) != 0) {
+    if (lead && core_mkdirs(o->out) != 0) {
         data_close(&d);
         return rt_fail(ctx, ATTAMBA_ERR_IO, "cannot create %s", o->out);
     }
@@ -104,30 +124,45 @@ attamba_status train_run(rt_ctx *const *ctxs, int n_ctx, const model_config *cfg
     dp_trainer *dp = NULL;
     train_progress p = {0};
     attamba_status s;
-    if (o->resume && checkpoint_exists(o->out)) {
+    int first_row = 0, resumed = o->resume && checkpoint_exists(o->out);
+    train_hparams mine; /* h with this process's rows [first_row, first_row + mine.batch) of each micro-batch */
+    if (resumed) {
         train_hparams saved;
         s = checkpoint_load(ctx, o->out, &m, &saved, &p, err, sizeof err);
         if (s) rt_fail(ctx, s, "resume: %s", err);
         if (!s) {
             saved.steps = h.steps > saved.steps ? h.steps : saved.steps; /* allow extending a finished run */
             h = saved; /* the checkpoint's window length replaces the command line's: check it again */
-            s = windows_fit(ctx, &d, train_end, h.seq, o) ? dp_create(ctxs, n_ctx, m, &h, &dp) : ATTAMBA_ERR_INVALID_ARG;
-            if (!s) t = dp_primary(dp);
+            if (!windows_fit(ctx, &d, train_end, h.seq, o)) s = ATTAMBA_ERR_INVALID_ARG;
         }
-        if (!s && (s = checkpoint_load_moments(o->out, t, err, sizeof err))) rt_fail(ctx, s, "resume: %s", err);
-        if (!s && o->progress) fprintf(stderr, "resuming %s at step %lld\n", o->out, (long long)p.step);
     } else {
         s = model_create(ctx, cfg, &m);
         if (!s) s = model_init_random(m, o->seed);
-        if (!s) s = dp_create(ctxs, n_ctx, m, &h, &dp);
-        if (!s) t = dp_primary(dp);
         p.seed = o->seed;
         core_rng_seed(&p.rng, o->seed ^ 0xda7a0dadULL);
     }
+    if (!s && h.batch < ranks)
+        s = rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "a batch of %d rows cannot be shared by %d processes", h.batch, ranks);
+    if (!s) {
+        double equal[ATTAMBA_MAX_DEVICES] = {0};
+        int share[ATTAMBA_MAX_DEVICES];
+        for (int r = 0; r < ranks && r < ATTAMBA_MAX_DEVICES; r++) equal[r] = 1;
+        if (ranks > ATTAMBA_MAX_DEVICES) s = rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "at most %d processes", ATTAMBA_MAX_DEVICES);
+        else dp_split_rows(equal, ranks, h.batch, share);
+        for (int r = 0; !s && r < (comm ? comm->rank : 0); r++) first_row += share[r];
+        mine = h;
+        if (!s) mine.batch = share[comm ? comm->rank : 0];
+    }
+    if (!s) s = dp_create(ctxs, n_ctx, m, &mine, comm, &dp);
+    if (!s) t = dp_primary(dp);
+    if (!s && resumed && (s = checkpoint_load_moments(o->out, t, err, sizeof err)))
+        rt_fail(ctx, s, "resume: %s", err);
+    s = join_ranks(ctx, comm, s, dp, &p, o->out);
+    if (!s && o->progress && lead && resumed) fprintf(stderr, "resuming %s at step %lld\n", o->out, (long long)p.step);
     char *metrics_path = core_strdup_printf("%s/metrics.jsonl", o->out);
-    if (!s) metrics_truncate(metrics_path, p.step);
-    FILE *metrics = s ? NULL : fopen(metrics_path, "a");
-    if (!s && !metrics) s = rt_fail(ctx, ATTAMBA_ERR_IO, "cannot open %s", metrics_path);
+    if (!s && lead) metrics_truncate(metrics_path, p.step);
+    FILE *metrics = s || !lead ? NULL : fopen(metrics_path, "a");
+    if (!s && lead && !metrics) s = rt_fail(ctx, ATTAMBA_ERR_IO, "cannot open %s", metrics_path);
     int B = h.batch, T = h.seq;
     int32_t *tok = malloc((size_t)B * T * sizeof *tok), *tgt = malloc((size_t)B * T * sizeof *tgt);
     if (!s && (!tok || !tgt)) s = rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
@@ -135,37 +170,50 @@ attamba_status train_run(rt_ctx *const *ctxs, int n_ctx, const model_config *cfg
     int64_t start_step = p.step;
     while (!s && p.step < h.steps) {
         int64_t step = p.step + 1;
-        double loss_sum = 0, grad_norm = 0;
+        double grad_norm = 0, sums[2] = {0, 0}; /* this process's part of the step's loss; a stop request */
         float lr = 0;
         s = dp_zero_grad(dp);
         for (int a = 0; a < h.accum && !s; a++) {
+            /* every process draws the whole global batch (the same windows) and computes its rows */
             for (int b = 0; b < B; b++)
                 data_window(&d, data_random_start(&p.rng, 0, train_end, T), T, m->cfg.bos_id, tok + b * T, tgt + b * T);
+            int64_t scored = 0, here = 0;
+            for (int64_t k = 0; k < (int64_t)B * T; k++) {
+                int counts = tgt[k] != h.ignore_id;
+                scored += counts;
+                here += counts && k >= (int64_t)first_row * T && k < (int64_t)(first_row + mine.batch) * T;
+            }
             double loss;
             int64_t count;
-            s = dp_forward_backward(dp, tok, tgt, 1.0f / (float)h.accum, &loss, &count);
-            loss_sum += loss;
+            float share = scored ? (float)((double)here / (double)scored) : 0.0f;
+            s = dp_forward_backward(dp, tok + (int64_t)first_row * T, tgt + (int64_t)first_row * T,
+                                    share / (float)h.accum, &loss, &count);
+            if (!s && scored) sums[0] += loss * (double)count / (double)scored;
             char split[600];
-            if (!s && n_ctx > 1 && dp_describe_split(dp, split, sizeof split) && o->progress)
-                fprintf(stderr, "\rsplit of %d rows: %s\n", B, split);
+            if (!s && n_ctx > 1 && dp_describe_split(dp, split, sizeof split) && o->progress && lead)
+                fprintf(stderr, "\rsplit of %d rows: %s\n", mine.batch, split);
         }
+        sums[1] = (o->stop && *o->stop) || step == o->stop_at;
+        if (!s && comm && comm->sum_f64(comm->user, sums, 2))
+            s = rt_fail(ctx, ATTAMBA_ERR_IO, "the loss all-reduce over %d processes failed", ranks);
         if (!s) s = dp_apply(dp, step, &grad_norm, &lr);
         if (s) break;
         p.step = step;
         p.tokens += (int64_t)B * T * h.accum;
         p.seconds = core_now() - t_start;
-        last_loss = loss_sum / h.accum;
-        fprintf(metrics, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens\": %lld, "
-                         "\"seconds\": %.3f}\n",
-                (long long)step, last_loss, lr, grad_norm, (long long)p.tokens, p.seconds);
-        int last = step == h.steps, stopping = (o->stop && *o->stop) || step == o->stop_at;
-        if ((o->val_every > 0 && step % o->val_every == 0) || last) {
+        last_loss = sums[0] / h.accum;
+        int last = step == h.steps, stopping = sums[1] > 0;
+        if (lead)
+            fprintf(metrics, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens\": %lld, "
+                             "\"seconds\": %.3f}\n",
+                    (long long)step, last_loss, lr, grad_norm, (long long)p.tokens, p.seconds);
+        if (lead && ((o->val_every > 0 && step % o->val_every == 0) || last)) {
             s = train_eval(m, &d, train_end, d.n, T, B, o->val_windows, &val);
             if (s) break;
             fprintf(metrics, "{\"step\": %lld, \"val_loss\": %.6f, \"val_ppl\": %.4f}\n", (long long)step, val, exp(val));
         }
-        fflush(metrics);
-        if (o->progress) {
+        if (lead) fflush(metrics);
+        if (o->progress && lead) {
             double session = core_now() - t_session, per_step = session / (double)(step - start_step);
             double tok_s = (double)(step - start_step) * B * T * h.accum / session;
             char eta[32], suffix[200];
@@ -177,15 +225,16 @@ attamba_status train_run(rt_ctx *const *ctxs, int n_ctx, const model_config *cfg
             core_progress("train", (double)step / (double)h.steps, last || stopping, suffix);
         }
         if ((o->ckpt_every > 0 && step % o->ckpt_every == 0) || last || stopping) {
-            s = checkpoint_save(o->out, t, &h, &p, 2, err, sizeof err);
-            if (s) rt_fail(ctx, s, "checkpoint: %s", err);
+            s = dp_sync(dp); /* every process: rank 0's state, which the checkpoint holds */
+            if (!s && lead && (s = checkpoint_save(o->out, t, &h, &p, 2, err, sizeof err)))
+                rt_fail(ctx, s, "checkpoint: %s", err);
         }
         if (!s && stopping && !last) {
             s = rt_fail(ctx, ATTAMBA_ERR_INTERRUPTED, "interrupted at step %lld; checkpoint saved in %s (--resume)",
                         (long long)step, o->out);
         }
     }
-    if (!s && model_save(m, o->out)) s = ATTAMBA_ERR_IO;
+    if (!s && lead && model_save(m, o->out)) s = ATTAMBA_ERR_IO;
     if (!s && final_val) *final_val = val;
     if (metrics) fclose(metrics);
     free(metrics_path);

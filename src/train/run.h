@@ -22,12 +22,15 @@ typedef struct train_run_opts {
     int progress;               /* draw the progress line */
     volatile sig_atomic_t *stop; /* set by the caller (SIGINT): checkpoint and return ATTAMBA_ERR_INTERRUPTED */
     int64_t stop_at;            /* > 0: behave as if interrupted after this step (tests) */
+    const struct train_comm *comm; /* the job's processes (parallel.h); NULL: this one only */
 } train_run_opts;
 
 /* Trains a new model of config cfg (ignored when resuming) with hyper-parameters h on the devices
  * ctxs[0..n_ctx-1] (data-parallel when more than one: parallel.h; errors are reported on ctxs[0],
- * which also validates and checkpoints). On success out/config.json and out/model.safetensors hold
- * the final model. *final_val (may be NULL) gets the last validation loss. */
+ * which also validates and checkpoints). With o->comm, every process of the job calls this: each
+ * draws the same global batches and computes its share of the rows; rank 0 alone writes metrics,
+ * checkpoints and the model, and validates. On success out/config.json and out/model.safetensors
+ * hold the final model. *final_val (may be NULL) gets the last validation loss (rank 0). */
 attamba_status train_run(rt_ctx *const *ctxs, int n_ctx, const model_config *cfg, const train_hparams *h,
                          const train_run_opts *o, double *final_val);
 
