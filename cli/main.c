@@ -67,9 +67,10 @@ static void usage(FILE *f) {
     fprintf(f, "usage: attamba <command> [options]   (attamba <command> --help for its options)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
-    fprintf(f, "\nenvironment: ATTAMBA_DEVICE (P:D|gpu|cpu|accelerator), ATTAMBA_CACHE_DIR (kernel binary\n"
-               "cache; 0 disables), ATTAMBA_PROGRAM_DIR (prebuilt binaries), ATTAMBA_GEMM (clblast|own),\n"
-               "ATTAMBA_PROFILE=1 (per-kernel timing), ATTAMBA_LOG (error|warn|info|debug)\n");
+    fprintf(f, "\nenvironment: ATTAMBA_DEVICE (P:D|gpu|cpu|accelerator), ATTAMBA_DEVICES (a set: all|gpu|cpu|\n"
+               "P:D,P:D,...), ATTAMBA_CACHE_DIR (kernel binary cache; 0 disables), ATTAMBA_PROGRAM_DIR (prebuilt\n"
+               "binaries), ATTAMBA_GEMM (clblast|own), ATTAMBA_PROFILE=1 (per-kernel timing), ATTAMBA_LOG\n"
+               "(error|warn|info|debug)\n");
 }
 
 int cli_error(const char *cmd, const char *fmt, ...) {

@@ -156,6 +156,27 @@ START_TEST(finding_10_generate_accepts_every_preset) {
 }
 END_TEST
 
+/* Device sets: refused lists say why; a one-device set trains as --device does. */
+START_TEST(device_sets_are_checked_before_anything_runs) {
+    char out[8192], *dir = temp_dir(), data[128];
+    snprintf(data, sizeof data, "%s/d.txt", dir);
+    write_text(data, 3000);
+    const char *run = "train --preset tiny --seq 32 --batch 2 --steps 1 --val-windows 1";
+    int rc = cli(out, sizeof out, "%s --data %s --out %s/a --device 0:0 --devices all", run, data, dir);
+    EXPECT_FAILS(rc, out, "not both");
+    rc = cli(out, sizeof out, "%s --data %s --out %s/a --devices 0:0,0:0", run, data, dir);
+    EXPECT_FAILS(rc, out, "twice");
+    rc = cli(out, sizeof out, "%s --data %s --out %s/a --devices 0:0,", run, data, dir);
+    EXPECT_FAILS(rc, out, "bad device list");
+    setenv("ATTAMBA_DEVICES", "9:9", 1);
+    rc = cli(out, sizeof out, "%s --data %s --out %s/a", run, data, dir);
+    EXPECT_FAILS(rc, out, "no device 9:9");
+    unsetenv("ATTAMBA_DEVICES");
+    rc = cli(out, sizeof out, "%s --data %s --out %s/b --devices 0:0", run, data, dir);
+    ck_assert_msg(rc == 0 && strstr(out, "device 0:0"), "exit %d: %s", rc, out);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("cli");
     TCase *t = tcase_create("findings");
@@ -167,6 +188,7 @@ int main(void) {
     tcase_add_test(t, finding_7_token_ids_out_of_range_are_refused);
     tcase_add_test(t, finding_8_too_few_tokens_names_the_count);
     tcase_add_test(t, finding_10_generate_accepts_every_preset);
+    tcase_add_test(t, device_sets_are_checked_before_anything_runs);
     suite_add_tcase(s, t);
     return tu_run(s);
 }
