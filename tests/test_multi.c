@@ -121,17 +121,17 @@ END_TEST
 
 START_TEST(rows_split_in_proportion_to_speed) {
     int rows[4];
-    dp_split_rows((double[]){5, 3}, 2, 8, rows);
+    core_split((double[]){5, 3}, 2, 8, rows);
     ck_assert(rows[0] == 5 && rows[1] == 3);
-    dp_split_rows((double[]){1, 1, 1}, 3, 8, rows); /* 2.67 each: the two largest remainders, lowest first */
+    core_split((double[]){1, 1, 1}, 3, 8, rows); /* 2.67 each: the two largest remainders, lowest first */
     ck_assert(rows[0] == 3 && rows[1] == 3 && rows[2] == 2);
-    dp_split_rows((double[]){10, 0.1}, 2, 8, rows); /* a device worth under half a row gets none */
+    core_split((double[]){10, 0.1}, 2, 8, rows); /* a device worth under half a row gets none */
     ck_assert(rows[0] == 8 && rows[1] == 0);
-    dp_split_rows((double[]){0, 0}, 2, 5, rows); /* nothing measured: equal */
+    core_split((double[]){0, 0}, 2, 5, rows); /* nothing measured: equal */
     ck_assert(rows[0] == 3 && rows[1] == 2);
     for (int B = 1; B <= 33; B += 4) {
         double w[4] = {0.3, 2.9, 1.0, 0.05};
-        dp_split_rows(w, 4, B, rows);
+        core_split(w, 4, B, rows);
         int sum = 0;
         for (int i = 0; i < 4; i++) {
             sum += rows[i];

@@ -51,6 +51,11 @@ int core_mkdirs(const char *dir);
 /* Monotonic seconds. */
 double core_now(void);
 
+/* Splits B items into n <= CORE_SPLIT_MAX parts in proportion to weight[0..n-1] (largest remainders,
+ * ties to the lower index; equal parts when no weight is positive). */
+#define CORE_SPLIT_MAX 64
+void core_split(const double *weight, int n, int B, int *rows);
+
 /* xoshiro256** seeded through splitmix64: reproducible across platforms. */
 typedef struct { uint64_t s[4]; } core_rng;
 void core_rng_seed(core_rng *r, uint64_t seed);

@@ -177,3 +177,22 @@ char *core_read_file(const char *path, size_t max, size_t *len, char *err, size_
     *len = n;
     return buf;
 }
+
+void core_split(const double *weight, int n, int B, int *rows) {
+    double total = 0, frac[CORE_SPLIT_MAX];
+    for (int i = 0; i < n; i++) total += weight[i] > 0 ? weight[i] : 0;
+    int given = 0;
+    for (int i = 0; i < n; i++) {
+        double share = total > 0 ? (weight[i] > 0 ? weight[i] : 0) / total * B : (double)B / n;
+        rows[i] = (int)share;
+        frac[i] = share - rows[i];
+        given += rows[i];
+    }
+    for (; given < B; given++) { /* the rows left go to the largest remainders */
+        int best = 0;
+        for (int i = 1; i < n; i++)
+            if (frac[i] > frac[best]) best = i;
+        rows[best]++;
+        frac[best] = -1;
+    }
+}

@@ -39,25 +39,6 @@ trainer *dp_primary(dp_trainer *g) { return g->r[0].t; }
 int dp_devices(const dp_trainer *g) { return g->n; }
 model *dp_replica(dp_trainer *g, int i) { return g->r[i].m; }
 
-void dp_split_rows(const double *weight, int n, int B, int *rows) {
-    double total = 0, frac[ATTAMBA_MAX_DEVICES];
-    for (int i = 0; i < n; i++) total += weight[i] > 0 ? weight[i] : 0;
-    int given = 0;
-    for (int i = 0; i < n; i++) {
-        double share = total > 0 ? (weight[i] > 0 ? weight[i] : 0) / total * B : (double)B / n;
-        rows[i] = (int)share;
-        frac[i] = share - rows[i];
-        given += rows[i];
-    }
-    for (; given < B; given++) { /* the rows left go to the largest remainders */
-        int best = 0;
-        for (int i = 1; i < n; i++)
-            if (frac[i] > frac[best]) best = i;
-        rows[best]++;
-        frac[best] = -1;
-    }
-}
-
 static attamba_status set_split(dp_trainer *g, const int *rows) {
     for (int i = 0; i < g->n; i++) {
         if (rows[i] == g->r[i].rows) continue;
@@ -103,7 +84,7 @@ attamba_status dp_create(rt_ctx *const *ctxs, int n, model *m0, const train_hpar
     int rows[ATTAMBA_MAX_DEVICES];
     double ones[ATTAMBA_MAX_DEVICES];
     for (int i = 0; i < n; i++) ones[i] = 1;
-    dp_split_rows(ones, n, g->B, rows);
+    core_split(ones, n, g->B, rows);
     attamba_status s = ATTAMBA_OK;
     for (int i = 0; i < n && !s; i++) {
         replica *r = &g->r[i];
@@ -181,7 +162,7 @@ static attamba_status rebalance(dp_trainer *g) {
     if (!measured || (g->calls != 2 && g->calls % REBALANCE_EVERY)) return ATTAMBA_OK;
     if (g->calls == 2) g->reported = 0; /* the first measured split is worth saying even if unchanged */
     for (int i = 0; i < g->n; i++) weight[i] = g->r[i].rate > 0 ? g->r[i].rate : sum / measured;
-    dp_split_rows(weight, g->n, g->B, rows);
+    core_split(weight, g->n, g->B, rows);
     /* a micro-batch takes as long as its slowest device: move rows only for a 5% gain (timings are noisy) */
     double now = 0, next = 0;
     for (int i = 0; i < g->n; i++) {

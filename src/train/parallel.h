@@ -54,7 +54,4 @@ attamba_status dp_sync(dp_trainer *g);
  * whether it changed since the last call (so a caller prints it once per change). */
 int dp_describe_split(dp_trainer *g, char *buf, size_t n);
 
-/* Splits B rows in proportion to weight[0..n-1] (largest remainders; ties to the lower index). */
-void dp_split_rows(const double *weight, int n, int B, int *rows);
-
 #endif

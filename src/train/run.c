@@ -144,11 +144,10 @@ attamba_status train_run(rt_ctx *const *ctxs, int n_ctx, const model_config *cfg
     if (!s && h.batch < ranks)
         s = rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "a batch of %d rows cannot be shared by %d processes", h.batch, ranks);
     if (!s) {
-        double equal[ATTAMBA_MAX_DEVICES] = {0};
-        int share[ATTAMBA_MAX_DEVICES];
-        for (int r = 0; r < ranks && r < ATTAMBA_MAX_DEVICES; r++) equal[r] = 1;
-        if (ranks > ATTAMBA_MAX_DEVICES) s = rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "at most %d processes", ATTAMBA_MAX_DEVICES);
-        else dp_split_rows(equal, ranks, h.batch, share);
+        double equal[CORE_SPLIT_MAX] = {0};
+        int share[CORE_SPLIT_MAX];
+        if (ranks > CORE_SPLIT_MAX) s = rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "at most %d processes", CORE_SPLIT_MAX);
+        else core_split(equal, ranks, h.batch, share); /* no weights: equal shares */
         for (int r = 0; !s && r < (comm ? comm->rank : 0); r++) first_row += share[r];
         mine = h;
         if (!s) mine.batch = share[comm ? comm->rank : 0];
