@@ -1,13 +1,16 @@
 /* Several devices (CTest runs this suite with POCL_DEVICES="pthread basic" POCL_MAX_PTHREAD_COUNT=1:
  * two one-core CPU devices of different PoCL drivers): device-set selection, ops refusing tensors of
- * another device, explicit transfers, and data-parallel training giving the one-device losses.
- * Tolerance: data-parallel losses within 1e-5 relative of one device's (the same global batch; only
- * the order of the float sums over rows differs). */
+ * another device, explicit transfers, data-parallel training giving the one-device losses, and a
+ * layer split giving the whole model's logits.
+ * Tolerances: data-parallel losses within 1e-5 relative of one device's (the same global batch; only
+ * the order of the float sums over rows differs); layer-split logits within 1e-5 (the same kernels
+ * on two drivers of one CPU; only the hand-over through host memory differs, which is exact). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/kv_cache.h"
 #include "train/parallel.h"
 #include "train/run.h"
 #include "testutil.h"
@@ -275,6 +278,78 @@ START_TEST(a_two_device_run_resumes_on_one_device) {
 }
 END_TEST
 
+/* A layer split over the two devices gives the whole model's logits; each stage holds its share. */
+START_TEST(layer_split_gives_the_whole_models_logits) {
+    rt_ctx *ctxs[2] = {tu_ctx(), second_ctx()};
+    static const struct {
+        model_kind kind;
+        int tied, layers;
+        double share[2];
+    } cases[] = {{MODEL_ATTAMBA, 0, 4, {1, 1}}, {MODEL_ATTAMBA, 1, 3, {3, 1}}, {MODEL_TRANSFORMER, 0, 3, {1, 2}},
+                 {MODEL_TRANSFORMER_SWA, 1, 2, {1, 1}}};
+    model_config c;
+    model_config_default(&c);
+    c.kind = cases[_i].kind;
+    c.tie_embeddings = cases[_i].tied;
+    c.n_layers = cases[_i].layers;
+    char *dir = tu_temp_dir();
+    model *whole, *split;
+    tu_ok(model_create(ctxs[0], &c, &whole));
+    tu_ok(model_init_random(whole, 9));
+    tu_ok(model_save(whole, dir));
+    tu_ok(model_load_split(ctxs, 2, dir, cases[_i].share, &split));
+    /* the stages: layers in proportion to the shares, each on its device, holding only its weights */
+    int layers[2];
+    core_split(cases[_i].share, 2, c.n_layers, layers);
+    ck_assert_ptr_nonnull(split->next);
+    ck_assert_ptr_null(split->next->next);
+    ck_assert(split->ctx == ctxs[0] && split->next->ctx == ctxs[1]);
+    ck_assert(split->first_layer == 0 && split->end_layer == layers[0] && split->next->end_layer == c.n_layers);
+    ck_assert_int_lt(split->w.held, whole->w.held);
+    ck_assert_int_lt(split->next->w.held, whole->w.held);
+    int B = 2, T = 37;
+    int32_t tok[74];
+    for (int i = 0; i < B * T; i++) tok[i] = (i * 31 + 7) % c.vocab_size;
+    tensor a, b;
+    tu_ok(model_forward(whole, tok, B, T, &a));
+    tu_ok(model_forward(split, tok, B, T, &b));
+    ck_assert_ptr_eq(b.buf->ctx, ctxs[1]); /* the logits come from the last stage */
+    float *x = tu_download(&a), *y = tu_download(&b);
+    tu_assert_close(y, x, tensor_numel(&a), 1e-5, 1e-5, "layer split vs whole");
+    /* what needs a whole model refuses a split one with a message */
+    kv_cache *kc;
+    ck_assert_int_eq(kv_cache_create(split, 1, 64, &kc), ATTAMBA_ERR_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(ctxs[0]->err, "layer-split"));
+    ck_assert_int_eq(model_save(split, dir), ATTAMBA_ERR_UNSUPPORTED);
+    free(x);
+    free(y);
+    tensor_free(&a);
+    tensor_free(&b);
+    model_destroy(whole);
+    model_destroy(split);
+    free(dir);
+}
+END_TEST
+
+START_TEST(a_device_whose_share_rounds_to_no_layer_is_left_out) {
+    rt_ctx *ctxs[2] = {tu_ctx(), second_ctx()};
+    model_config c;
+    model_config_default(&c);
+    c.n_layers = 2;
+    char *dir = tu_temp_dir();
+    model *whole, *split;
+    tu_ok(model_create(ctxs[0], &c, &whole));
+    tu_ok(model_init_random(whole, 3));
+    tu_ok(model_save(whole, dir));
+    tu_ok(model_load_split(ctxs, 2, dir, (double[]){10, 1}, &split));
+    ck_assert_ptr_null(split->next);
+    ck_assert(split->w.held == whole->w.held && split->end_layer == 2);
+    model_destroy(split);
+    model_destroy(whole);
+    free(dir);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("multi");
     TCase *tc = tcase_create("multi");
@@ -286,6 +361,8 @@ int main(void) {
     tcase_add_loop_test(tc, data_parallel_training_gives_the_one_device_losses, 0, 2);
     tcase_add_test(tc, replicas_hold_device_0s_weights_after_each_step);
     tcase_add_test(tc, a_two_device_run_resumes_on_one_device);
+    tcase_add_loop_test(tc, layer_split_gives_the_whole_models_logits, 0, 4);
+    tcase_add_test(tc, a_device_whose_share_rounds_to_no_layer_is_left_out);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

@@ -24,6 +24,8 @@ int kv_cache_stores(const kv_cache *c, int l, int64_t p) {
 attamba_status kv_cache_create(model *m, int B, int64_t max_tokens, kv_cache **out) {
     const model_config *cfg = &m->cfg;
     *out = NULL;
+    if (m->next)
+        return rt_fail(m->ctx, ATTAMBA_ERR_UNSUPPORTED, "decoding a layer-split model is not built yet (docs/multi-device.md)");
     if (B < 1 || max_tokens < 1 || max_tokens > INT32_MAX) /* positions are i32 on the device */
         return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "kv_cache_create: B = %d, max_tokens = %lld (1 .. 2^31-1)", B,
                        (long long)max_tokens);

@@ -359,8 +359,9 @@ done:
 attamba_status model_trunk(model *m, const tensor *ids, layer_acts *acts, int per_layer, const layer_mode *md,
                            tensor *xf) {
     const model_config *c = &m->cfg;
-    RT_TRY(ops_embedding(m->ctx, ids, m->tok_emb, acts[0].h_in));
-    for (int l = 0; l < c->n_layers; l++) RT_TRY(model_layer_forward(m, l, &acts[per_layer ? l : 0], md));
+    if (m->first_layer == 0) RT_TRY(ops_embedding(m->ctx, ids, m->tok_emb, acts[0].h_in));
+    for (int l = m->first_layer; l < m->end_layer; l++) RT_TRY(model_layer_forward(m, l, &acts[per_layer ? l : 0], md));
+    if (m->end_layer < c->n_layers) return ATTAMBA_OK;
     return ops_rmsnorm(m->ctx, acts[per_layer ? c->n_layers - 1 : 0].h_out, m->norm, c->norm_eps, xf);
 }
 

@@ -64,17 +64,19 @@ static attamba_status bind_layer(model *m, int l) {
     return ATTAMBA_OK;
 }
 
+/* Points the model's weight fields at the views of what it holds (layers [first_layer, end_layer)). */
 static attamba_status bind(model *m) {
     m->layers = calloc((size_t)m->cfg.n_layers, sizeof *m->layers);
     if (!m->layers) return rt_fail(m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
     m->tok_emb = weights_get(&m->w, "tok_embeddings.weight");
     m->norm = weights_get(&m->w, "norm.weight");
     m->output = m->cfg.tie_embeddings ? m->tok_emb : weights_get(&m->w, "output.weight");
-    for (int l = 0; l < m->cfg.n_layers; l++) RT_TRY(bind_layer(m, l));
+    for (int l = m->first_layer; l < m->end_layer; l++) RT_TRY(bind_layer(m, l));
     return ATTAMBA_OK;
 }
 
-attamba_status model_create(rt_ctx *ctx, const model_config *cfg, model **out) {
+/* A model (or the stage of layers [l0, l1)) with allocated, uninitialised weights. */
+static attamba_status create(rt_ctx *ctx, const model_config *cfg, int l0, int l1, model **out) {
     *out = NULL;
     char err[400];
     if (model_config_validate(cfg, err, sizeof err)) return rt_fail(ctx, ATTAMBA_ERR_FORMAT, "%s", err);
@@ -82,7 +84,9 @@ attamba_status model_create(rt_ctx *ctx, const model_config *cfg, model **out) {
     if (!m) return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
     m->ctx = ctx;
     m->cfg = *cfg;
-    attamba_status s = weights_alloc(ctx, cfg, &m->w);
+    m->first_layer = l0;
+    m->end_layer = l1;
+    attamba_status s = weights_alloc_layers(ctx, cfg, l0, l1, &m->w);
     if (!s) s = bind(m);
     if (s) {
         model_destroy(m);
@@ -92,8 +96,13 @@ attamba_status model_create(rt_ctx *ctx, const model_config *cfg, model **out) {
     return ATTAMBA_OK;
 }
 
+attamba_status model_create(rt_ctx *ctx, const model_config *cfg, model **out) {
+    return create(ctx, cfg, 0, cfg->n_layers, out);
+}
+
 void model_destroy(model *m) {
     if (!m) return;
+    model_destroy(m->next);
     if (m->layers)
         for (int l = 0; l < m->cfg.n_layers; l++)
             for (int s = 0; s < 2; s++) {
@@ -112,8 +121,42 @@ attamba_status model_init_random(model *m, uint64_t seed) {
     float *host = malloc((size_t)m->w.numel * sizeof *host);
     if (!host) return rt_fail(m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
     weights_init_host(&m->cfg, m->w.info, m->w.n, seed, host);
-    attamba_status s = tensor_upload(&m->w.flat, host);
+    attamba_status s = ATTAMBA_OK;
+    for (model *stage = m; stage && !s; stage = stage->next) s = weights_upload_host(&stage->w, host);
     free(host);
+    return s;
+}
+
+attamba_status model_load_split(rt_ctx *const *ctxs, int n, const char *dir, const double *share, model **out) {
+    *out = NULL;
+    rt_ctx *ctx = ctxs[0];
+    char err[600], *cpath = core_strdup_printf("%s/config.json", dir), *wpath = core_strdup_printf("%s/model.safetensors", dir);
+    model_config cfg;
+    float *host = NULL;
+    attamba_status s = !cpath || !wpath ? ATTAMBA_ERR_OUT_OF_MEMORY : model_config_load(cpath, &cfg, err, sizeof err);
+    if (!s && (n < 1 || n > CORE_SPLIT_MAX))
+        s = core_errbuf(err, sizeof err, ATTAMBA_ERR_INVALID_ARG, "a layer split over %d devices", n);
+    if (!s) s = weights_read_host(&cfg, wpath, &host, err, sizeof err);
+    if (s) rt_fail(ctx, s, "%s", s == ATTAMBA_ERR_OUT_OF_MEMORY ? "out of host memory" : err);
+    int layers[CORE_SPLIT_MAX];
+    double equal[CORE_SPLIT_MAX] = {0};
+    if (!s) core_split(share ? share : equal, n, cfg.n_layers, layers);
+    model **tail = out;
+    for (int k = 0, l0 = 0; k < n && !s; l0 += layers[k], k++) {
+        if (!layers[k]) continue;
+        s = create(ctxs[k], &cfg, l0, l0 + layers[k], tail);
+        if (!s) s = weights_upload_host(&(*tail)->w, host);
+        if (s && ctxs[k] != ctx) rt_fail(ctx, s, "device %d:%d (%s): %s", ctxs[k]->dev.info.platform_index,
+                                         ctxs[k]->dev.info.device_index, ctxs[k]->dev.info.name, ctxs[k]->err);
+        if (*tail) tail = &(*tail)->next;
+    }
+    free(host);
+    free(cpath);
+    free(wpath);
+    if (s) {
+        model_destroy(*out);
+        *out = NULL;
+    }
     return s;
 }
 
@@ -130,6 +173,7 @@ attamba_status model_load(rt_ctx *ctx, const char *dir, model **out) {
     } else {
         m->ctx = ctx;
         m->cfg = cfg;
+        m->end_layer = cfg.n_layers;
         s = weights_load(ctx, &cfg, wpath, &m->w, err, sizeof err);
         if (s) rt_fail(ctx, s, "%s", err);
         else s = bind(m);
@@ -145,6 +189,8 @@ attamba_status model_load(rt_ctx *ctx, const char *dir, model **out) {
 }
 
 attamba_status model_save(const model *m, const char *dir) {
+    if (m->next || m->w.held != m->w.numel)
+        return rt_fail(m->ctx, ATTAMBA_ERR_UNSUPPORTED, "saving a layer-split model: save the whole model it was loaded from");
     if (core_mkdirs(dir) != 0)
         return rt_fail(m->ctx, ATTAMBA_ERR_IO, "cannot create directory %s", dir);
     char err[400], *cpath = core_strdup_printf("%s/config.json", dir), *wpath = core_strdup_printf("%s/model.safetensors", dir);
@@ -169,7 +215,7 @@ attamba_status model_set_attention(model *m, int chunk, int window, const char *
     }
     if (model_config_validate(&c, err, sizeof err))
         return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "attention override: %s", err);
-    m->cfg = c;
+    for (model *stage = m; stage; stage = stage->next) stage->cfg = c;
     return ATTAMBA_OK;
 }
 
@@ -185,6 +231,8 @@ attamba_status model_linear(model *m, const tensor *x, const tensor *W, int accu
     return s;
 }
 
+static attamba_status head(model *m, int B, int T, tensor *logits, int last_only);
+
 /* The forward pass over the model's workspace; with a cache (B = 1) it also leaves sequence b's
  * decode state there. Logits [B, T, V], or [B, V] of each sequence's last position when last_only
  * (generation reads nothing else: that skips (T-1)/T of the output layer). */
@@ -196,15 +244,35 @@ static attamba_status forward(model *m, const int32_t *tokens, int B, int T, ten
         if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
             return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "forward: token %d at index %lld is outside [0, %d)",
                            tokens[i], (long long)i, c->vocab_size);
-    if (!m->ws && !(m->ws = calloc(1, sizeof *m->ws))) return rt_fail(m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
-    model_workspace *ws = m->ws;
-    RT_TRY(model_workspace_carve(m, ws, B, T, 0));
-    RT_TRY(boundary_plan_update(m, &ws->plan));
-    RT_TRY(tensor_upload(&ws->ids, tokens));
-    layer_mode md = {.pos = &ws->pos, .plan = &ws->plan, .cache = cache, .b = b};
-    RT_TRY(model_trunk(m, &ws->ids, &ws->acts, 0, &md, &ws->xf));
+    if (cache && m->next)
+        return rt_fail(m->ctx, ATTAMBA_ERR_UNSUPPORTED, "decoding a layer-split model is not built yet (docs/multi-device.md)");
+    /* every stage of a layer split in turn (a whole model is one stage), the hidden state handed over */
+    model *prev = NULL;
+    for (model *st = m; st; prev = st, st = st->next) {
+        if (!st->ws && !(st->ws = calloc(1, sizeof *st->ws)))
+            return rt_fail(st->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+        model_workspace *ws = st->ws;
+        RT_TRY(model_workspace_carve(st, ws, B, T, 0));
+        RT_TRY(boundary_plan_update(st, &ws->plan));
+        if (prev) RT_TRY(tensor_transfer(&ws->h, &prev->ws->h));
+        else RT_TRY(tensor_upload(&ws->ids, tokens));
+        layer_mode md = {.pos = &ws->pos, .plan = &ws->plan, .cache = cache, .b = b};
+        attamba_status s = model_trunk(st, &ws->ids, &ws->acts, 0, &md, &ws->xf);
+        if (s && st != m) return rt_fail(m->ctx, s, "stage on %s: %s", st->ctx->dev.info.name, st->ctx->err);
+        RT_TRY(s);
+    }
     if (cache) cache->pos[b] = T;
     if (!logits) return ATTAMBA_OK;
+    attamba_status s = head(prev, B, T, logits, last_only); /* on the last stage's device */
+    if (s && prev != m) rt_fail(m->ctx, s, "%s", prev->ctx->err);
+    return s;
+}
+
+/* Logits from the final norm's output of the model's workspace: [B, T, V], or [B, V] of each
+ * sequence's last position. */
+static attamba_status head(model *m, int B, int T, tensor *logits, int last_only) {
+    const model_config *c = &m->cfg;
+    model_workspace *ws = m->ws;
     if (!last_only) {
         RT_TRY(tensor_scratch(m->ctx, logits, TENSOR_F32, 3, (int64_t[]){B, T, c->vocab_size}));
         attamba_status s = model_linear(m, &ws->xf, m->output, 0, logits);

@@ -31,6 +31,11 @@ typedef struct model {
     layer_weights *layers;
     const tensor *tok_emb, *norm, *output;
     struct model_workspace *ws; /* prefill activations, kept between calls (layer.c) */
+    /* Layer split (model_load_split): this model holds layers [first_layer, end_layer) only (with the
+     * embedding when first, the final norm and output layer when last) and hands its hidden state to
+     * `next`, the stage on the next device. A whole model: [0, n_layers), next NULL. */
+    int first_layer, end_layer;
+    struct model *next;
 } model;
 
 /* A model with allocated, uninitialised weights. */
@@ -42,6 +47,13 @@ attamba_status model_init_random(model *m, uint64_t seed);
 attamba_status model_load(rt_ctx *ctx, const char *dir, model **out);
 /* Writes dir/config.json and dir/model.safetensors (each via a temporary file); creates dir. */
 attamba_status model_save(const model *m, const char *dir);
+
+/* The model in dir with its layers spread over the devices ctxs[0..n-1], in proportion to share
+ * (NULL: equal; llama.cpp's --tensor-split), each device holding only its layers' weights: a pipeline
+ * of stages linked by `next`, whose forward hands the hidden state from device to device (through
+ * host memory). A device whose share rounds to no layer is left out. Decoding and training need a
+ * whole model for now (they refuse a split one). Messages go to ctxs[0]. */
+attamba_status model_load_split(rt_ctx *const *ctxs, int n, const char *dir, const double *share, model **out);
 
 /* Test-time overrides (the paper's "smooth transition"): chunk <= 0 / window < 0 / boundaries NULL
  * keep the current value; boundaries is "uniform", "cyclic", "random" or "random:SEED". */
@@ -102,7 +114,8 @@ typedef struct layer_mode {
 /* Layer l over a->h_in, writing the activations, a->h_mid and a->h_out. */
 attamba_status model_layer_forward(model *m, int l, layer_acts *a, const layer_mode *mode);
 /* Embedding of ids [B,T] into acts[0].h_in, every layer (acts[l] when per_layer, else acts[0] shared),
- * then the final norm into xf [B,T,d]. */
+ * then the final norm into xf [B,T,d]; for a stage of a layer split, only what it holds (its layers,
+ * the embedding if first, the norm if last). */
 attamba_status model_trunk(model *m, const tensor *ids, layer_acts *acts, int per_layer, const layer_mode *mode,
                            tensor *xf);
 /* y = x W^T (+ y when accumulate): x [..., in], W [out, in], y [..., out]. */

@@ -86,12 +86,28 @@ int weights_find(const weight_info *list, int n, const char *name) {
 
 static int64_t info_numel(const weight_info *w) { return w->shape[0] * (w->ndim == 2 ? w->shape[1] : 1); }
 
-attamba_status weights_alloc(rt_ctx *ctx, const model_config *c, model_weights *w) {
+/* Index of layer l's first weight (l = n_layers: the final norm's). */
+static int layer_start(const model_weights *w, const model_config *c, int l) {
+    char name[WEIGHT_NAME_MAX];
+    if (l == c->n_layers) return weights_find(w->info, w->n, "norm.weight");
+    snprintf(name, sizeof name, "layers.%d.attention_norm.weight", l);
+    return weights_find(w->info, w->n, name);
+}
+
+attamba_status weights_alloc_layers(rt_ctx *ctx, const model_config *c, int l0, int l1, model_weights *w) {
     memset(w, 0, sizeof *w);
     if (weights_list(c, &w->info, &w->n)) return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
     w->numel = w->info[w->n - 1].offset + info_numel(&w->info[w->n - 1]);
+    /* the held weights: info[first, end) (from the embedding for the first layers, to the output layer
+     * for the last), then a tied output layer's copy of the embedding when the embedding is elsewhere */
+    int L = c->n_layers;
+    w->first = l0 == 0 ? 0 : layer_start(w, c, l0);
+    w->end = l1 == L ? w->n : layer_start(w, c, l1);
+    w->tied_copy = l1 == L && l0 > 0 && c->tie_embeddings;
+    int64_t base = w->info[w->first].offset, range = (w->end < w->n ? w->info[w->end].offset : w->numel) - base;
+    w->held = range + (w->tied_copy ? info_numel(&w->info[0]) : 0);
     const attamba_device_info *di = &ctx->dev.info;
-    double need = 4.0 * (double)w->numel, gib = 1024.0 * 1024.0 * 1024.0;
+    double need = 4.0 * (double)w->held, gib = 1024.0 * 1024.0 * 1024.0;
     if (w->numel > INT32_MAX || (di->global_mem_bytes && need > (double)di->global_mem_bytes)) {
         weights_free(w);
         return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY,
@@ -100,16 +116,29 @@ attamba_status weights_alloc(rt_ctx *ctx, const model_config *c, model_weights *
                        w->numel > INT32_MAX ? " (and kernels index weights with 32-bit ints: 2^31 parameters at most)" : "");
     }
     w->t = calloc((size_t)w->n, sizeof *w->t);
-    attamba_status s = w->t ? tensor_alloc_f32(ctx, &w->flat, 1, &w->numel)
+    attamba_status s = w->t ? tensor_alloc_f32(ctx, &w->flat, 1, &w->held)
                             : rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
     for (int i = 0; i < w->n && !s; i++) {
+        int here = i >= w->first && i < w->end, copy = i == 0 && w->tied_copy;
+        if (!here && !copy) continue; /* held by another stage: an empty view */
         tensor slice;
-        s = tensor_slice(&w->flat, 0, w->info[i].offset, info_numel(&w->info[i]), &slice);
+        s = tensor_slice(&w->flat, 0, here ? w->info[i].offset - base : range, info_numel(&w->info[i]), &slice);
         if (!s) s = tensor_reshape(&slice, w->info[i].ndim, w->info[i].shape, &w->t[i]);
         tensor_free(&slice);
     }
     if (s) weights_free(w);
     return s;
+}
+
+attamba_status weights_alloc(rt_ctx *ctx, const model_config *c, model_weights *w) {
+    return weights_alloc_layers(ctx, c, 0, c->n_layers, w);
+}
+
+attamba_status weights_upload_host(model_weights *w, const float *host) {
+    if (w->held == w->numel) return tensor_upload(&w->flat, host);
+    for (int i = 0; i < w->n; i++)
+        if (w->t[i].buf) RT_TRY(tensor_upload(&w->t[i], host + w->info[i].offset));
+    return ATTAMBA_OK;
 }
 
 void weights_free(model_weights *w) {
@@ -171,19 +200,21 @@ static void fmt_shape(int ndim, const int64_t *shape, char *buf, size_t n) {
     if (u < n) snprintf(buf + u, n - u, "]");
 }
 
-attamba_status weights_load(rt_ctx *ctx, const model_config *c, const char *path, model_weights *w, char *err,
-                            size_t err_size) {
+attamba_status weights_read_host(const model_config *c, const char *path, float **out, char *err, size_t err_size) {
+    *out = NULL;
+    weight_info *info;
+    int n;
+    if (weights_list(c, &info, &n)) return core_errbuf(err, err_size, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
     st_file f;
     attamba_status s = st_open(path, &f, err, err_size);
-    if (s) return s;
-    if ((s = weights_alloc(ctx, c, w))) {
-        st_close(&f);
-        return core_errbuf(err, err_size, s, "%s", ctx->err);
+    if (s) {
+        free(info);
+        return s;
     }
-    float *host = malloc((size_t)w->numel * sizeof *host);
+    float *host = malloc((size_t)(info[n - 1].offset + info_numel(&info[n - 1])) * sizeof *host);
     if (!host) s = core_errbuf(err, err_size, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
-    for (int i = 0; i < w->n && !s; i++) {
-        const weight_info *wi = &w->info[i];
+    for (int i = 0; i < n && !s; i++) {
+        const weight_info *wi = &info[i];
         const st_tensor *t = st_find(&f, wi->name);
         if (!t) {
             s = core_errbuf(err, err_size, ATTAMBA_ERR_FORMAT, "%s: missing tensor '%s' (the config says it exists)",
@@ -202,13 +233,25 @@ attamba_status weights_load(rt_ctx *ctx, const model_config *c, const char *path
         st_read_f32(&f, t, host + wi->offset);
     }
     for (int i = 0; i < f.n_tensors && !s; i++)
-        if (weights_find(w->info, w->n, f.tensors[i].name) < 0)
+        if (weights_find(info, n, f.tensors[i].name) < 0)
             s = core_errbuf(err, err_size, ATTAMBA_ERR_FORMAT, "%s: unexpected tensor '%s' (config and weights disagree)",
                             path, f.tensors[i].name);
-    if (!s && tensor_upload(&w->flat, host)) s = core_errbuf(err, err_size, ATTAMBA_ERR_OPENCL, "%s", ctx->err);
-    free(host);
     st_close(&f);
+    free(info);
+    if (s) free(host);
+    else *out = host;
+    return s;
+}
+
+attamba_status weights_load(rt_ctx *ctx, const model_config *c, const char *path, model_weights *w, char *err,
+                            size_t err_size) {
+    float *host = NULL;
+    attamba_status s = weights_alloc(ctx, c, w); /* first: a model too large for the device is refused unread */
+    if (s) return core_errbuf(err, err_size, s, "%s", ctx->err);
+    s = weights_read_host(c, path, &host, err, err_size);
+    if (!s && (s = weights_upload_host(w, host))) core_errbuf(err, err_size, s, "%s", ctx->err);
     if (s) weights_free(w);
+    free(host);
     return s;
 }
 

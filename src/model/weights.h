@@ -24,13 +24,24 @@ int weights_find(const weight_info *list, int n, const char *name);
 typedef struct model_weights {
     weight_info *info;
     int n;
-    int64_t numel;
-    tensor flat;      /* [numel] */
-    tensor *t;        /* views into flat, shaped as info[i] */
+    int64_t numel;    /* of the whole model (info's offsets) */
+    tensor flat;      /* [held]: the weights held on this device; all of them (held == numel) but for a stage */
+    tensor *t;        /* views into flat, shaped as info[i]; empty for weights another stage holds */
+    int64_t held;
+    int first, end;   /* flat holds info[first, end) ... */
+    int tied_copy;    /* ... and then a copy of the embedding (a tied output layer on the last stage) */
 } model_weights;
 
-/* Allocates the flat buffer and the views (contents undefined). */
+/* Allocates the flat buffer and the views of every weight (contents undefined). */
 attamba_status weights_alloc(rt_ctx *ctx, const model_config *c, model_weights *w);
+/* The same for a stage of a layer split: the weights of layers [l0, l1), with the embedding when
+ * l0 == 0 and the final norm and output layer when l1 == n_layers (a tied one as a copy). */
+attamba_status weights_alloc_layers(rt_ctx *ctx, const model_config *c, int l0, int l1, model_weights *w);
+/* Uploads the held weights from host values in the whole model's layout (numel floats). */
+attamba_status weights_upload_host(model_weights *w, const float *host);
+/* Reads a safetensors file for config c into *host (malloc'd, numel floats), checking every tensor's
+ * presence and shape, refusing extra ones; f16/bf16 are converted. */
+attamba_status weights_read_host(const model_config *c, const char *path, float **host, char *err, size_t err_size);
 void weights_free(model_weights *w);
 /* The view named name; NULL when the model has no such weight. */
 const tensor *weights_get(const model_weights *w, const char *name);

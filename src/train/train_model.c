@@ -154,6 +154,8 @@ static attamba_status create(model *m, const train_hparams *h, int moments, trai
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG,
                        "trainer: need batch >= 1, seq >= 2, accum >= 1, steps >= 1, lr > 0, min_lr >= 0, "
                        "warmup >= 0, betas in [0, 1), eps > 0, weight decay >= 0, clip >= 0");
+    if (m->next || m->first_layer || m->end_layer != c->n_layers)
+        return rt_fail(ctx, ATTAMBA_ERR_UNSUPPORTED, "training a layer-split model: train on a device set instead (--devices)");
     trainer *t = calloc(1, sizeof *t);
     if (!t) return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
     t->m = m;
