@@ -19,19 +19,23 @@
 /* ---- shared option handling ---- */
 
 typedef struct {
-    const char *device, *model_dir, *boundaries;
+    const char *device, *devices, *split, *tensor_split, *model_dir, *boundaries;
     int chunk, window;
 } model_opts;
 
-enum { OPT_CHUNK = 1000, OPT_WINDOW, OPT_BOUNDARIES, OPT_DEVICE, OPT_MODEL };
+enum { OPT_CHUNK = 1000, OPT_WINDOW, OPT_BOUNDARIES, OPT_DEVICE, OPT_MODEL, OPT_DEVICES, OPT_SPLIT, OPT_TENSOR_SPLIT };
 #define MODEL_LONG_OPTS                                                                               \
     {"device", required_argument, 0, OPT_DEVICE}, {"model", required_argument, 0, OPT_MODEL},         \
         {"chunk", required_argument, 0, OPT_CHUNK}, {"window", required_argument, 0, OPT_WINDOW},     \
-        {"boundaries", required_argument, 0, OPT_BOUNDARIES}, {"help", no_argument, 0, 'h'}
+        {"boundaries", required_argument, 0, OPT_BOUNDARIES}, {"help", no_argument, 0, 'h'},          \
+        {"devices", required_argument, 0, OPT_DEVICES}, {"split", required_argument, 0, OPT_SPLIT},   \
+        {"tensor-split", required_argument, 0, OPT_TENSOR_SPLIT}
 
 static const char *model_opts_help =
     "  --model DIR          model directory (config.json + model.safetensors)\n"
     "  --device P:D|gpu|cpu|accelerator   (default: $ATTAMBA_DEVICE, else first GPU, accelerator, CPU)\n"
+    "  --devices LIST --split layer [--tensor-split 3,1]   the layers spread over a device set, in\n"
+    "                       proportion to the shares (default equal); not for generate yet\n"
     "  --chunk P            test-time chunk size (attamba)\n"
     "  --window L           test-time window of leading tokens\n"
     "  --boundaries S       uniform | cyclic | random | random:SEED\n";
@@ -41,6 +45,12 @@ static int model_opt(model_opts *o, int c, const char *arg, int *bad) {
     double v = 0;
     switch (c) {
     case OPT_DEVICE: o->device = arg; return 1;
+    case OPT_DEVICES: o->devices = arg; return 1;
+    case OPT_SPLIT:
+        if (strcmp(arg, "layer") && strcmp(arg, "none")) *bad |= cli_error("model", "--split: layer or none, not '%s'", arg);
+        o->split = arg;
+        return 1;
+    case OPT_TENSOR_SPLIT: o->tensor_split = arg; return 1;
     case OPT_MODEL: o->model_dir = arg; return 1;
     case OPT_BOUNDARIES: o->boundaries = arg; return 1;
     case OPT_CHUNK:
@@ -66,32 +76,50 @@ static int parse_float(const char *cmd, const char *name, const char *arg, doubl
     return cli_number(cmd, name, arg, lo, hi, 0, out);
 }
 
-/* Opens the device and the model, applying overrides; prints errors. */
-static int open_model(const char *cmd, const model_opts *o, attamba_context **ctx, model **m) {
-    *ctx = NULL;
-    *m = NULL;
-    if (!o->model_dir) return cli_error(cmd, "--model DIR is required"), 0;
-    if (!(*ctx = cli_open_device(o->device))) return 0;
-    if (model_load(*ctx, o->model_dir, m)) {
-        cli_error(cmd, "%s", attamba_context_last_error(*ctx));
-        attamba_context_destroy(*ctx);
-        *ctx = NULL;
-        return 0;
-    }
-    if (model_set_attention(*m, o->chunk, o->window >= 0 ? o->window : -1, o->boundaries)) {
-        cli_error(cmd, "%s", attamba_context_last_error(*ctx));
-        model_destroy(*m);
-        attamba_context_destroy(*ctx);
-        *m = NULL;
-        *ctx = NULL;
-        return 0;
+/* Parses "3,1" into n shares (n = the device count); says why not. */
+static int parse_shares(const char *cmd, const char *arg, int n, double *share) {
+    const char *p = arg;
+    for (int i = 0; i < n; i++) {
+        char *end;
+        share[i] = strtod(p, &end);
+        if (end == p || !(share[i] >= 0) || share[i] > 1e9 || (*end != ',' && *end) || (*end == ',') != (i < n - 1))
+            return cli_error(cmd, "--tensor-split '%s': want %d non-negative numbers separated by commas", arg, n), 0;
+        p = end + 1;
     }
     return 1;
 }
 
-static void close_model(attamba_context *ctx, model *m) {
+/* Opens the devices (one, or a set with --split layer) and the model, applying overrides; prints
+ * errors. ctxs has room for ATTAMBA_MAX_DEVICES; *n gets how many are open. */
+static int open_model(const char *cmd, const model_opts *o, attamba_context **ctxs, int *n, model **m) {
+    *n = 0;
+    *m = NULL;
+    if (!o->model_dir) return cli_error(cmd, "--model DIR is required"), 0;
+    int split = o->split && !strcmp(o->split, "layer");
+    if (o->tensor_split && !split) return cli_error(cmd, "--tensor-split needs --split layer"), 0;
+    if (!(*n = cli_open_devices(o->devices, o->device, ctxs))) return 0;
+    double share[ATTAMBA_MAX_DEVICES];
+    attamba_status s;
+    if (*n > 1 && !split) {
+        cli_error(cmd, "%d devices: give --split layer to spread the model's layers over them", *n);
+    } else if (o->tensor_split && !parse_shares(cmd, o->tensor_split, *n, share)) {
+    } else if ((s = split ? model_load_split(ctxs, *n, o->model_dir, o->tensor_split ? share : NULL, m)
+                          : model_load(ctxs[0], o->model_dir, m)) ||
+               model_set_attention(*m, o->chunk, o->window >= 0 ? o->window : -1, o->boundaries)) {
+        cli_error(cmd, "%s", attamba_context_last_error(ctxs[0]));
+    } else {
+        return 1;
+    }
+    model_destroy(*m);
+    *m = NULL;
+    cli_close_devices(ctxs, *n);
+    *n = 0;
+    return 0;
+}
+
+static void close_model(attamba_context **ctxs, int n, model *m) {
     model_destroy(m);
-    attamba_context_destroy(ctx);
+    cli_close_devices(ctxs, n);
 }
 
 /* A text file, at most max bytes of it (0 = all); prints why not and returns NULL. */
@@ -383,10 +411,12 @@ int cli_forward(int argc, char **argv) {
     for (int b = 0, off = 0; tokens && b < B; off += lens[b++])
         memcpy(tokens + (size_t)b * T, flat + off, (size_t)lens[b] * sizeof *tokens);
     free(flat);
-    attamba_context *ctx;
-    model *m;
-    if (!rc && !open_model("forward", &mo, &ctx, &m)) rc = 1;
+    attamba_context *ctxs[ATTAMBA_MAX_DEVICES], *ctx = NULL;
+    int n_ctx = 0;
+    model *m = NULL;
+    if (!rc && !open_model("forward", &mo, ctxs, &n_ctx, &m)) rc = 1;
     else if (!rc) {
+        ctx = ctxs[0];
         tensor logits;
         double t0 = core_now();
         if (model_forward(m, tokens, B, T, &logits)) {
@@ -413,7 +443,7 @@ int cli_forward(int argc, char **argv) {
             free(host);
             tensor_free(&logits);
         }
-        close_model(ctx, m);
+        close_model(ctxs, n_ctx, m);
     }
     free(tokens);
     free(lens);
@@ -456,13 +486,15 @@ int cli_generate(int argc, char **argv) {
         }
     }
     if (bad) return 2;
-    attamba_context *ctx;
+    attamba_context *ctxs[ATTAMBA_MAX_DEVICES];
+    int n_ctx;
     model *m;
-    if (!open_model("generate", &mo, &ctx, &m)) return 1;
+    if (!open_model("generate", &mo, ctxs, &n_ctx, &m)) return 1;
+    attamba_context *ctx = ctxs[0];
     tokenizer *tok;
     char err[300];
     if (tokenizer_create("bytes", m->cfg.vocab_size, m->cfg.bos_id, m->cfg.eos_id, &tok, err, sizeof err)) {
-        close_model(ctx, m);
+        close_model(ctxs, n_ctx, m);
         return cli_error("generate", "%s", err);
     }
     size_t plen = strlen(prompt);
@@ -516,7 +548,7 @@ int cli_generate(int argc, char **argv) {
     kv_cache_destroy(cache);
     tokenizer_destroy(tok);
     free(ids);
-    close_model(ctx, m);
+    close_model(ctxs, n_ctx, m);
     return rc;
 }
 
@@ -552,16 +584,18 @@ int cli_eval(int argc, char **argv) {
     size_t len;
     char *text = read_text("eval", data, (size_t)max_tokens, &len); /* reads no more than --max-tokens */
     if (!text) return 1;
-    attamba_context *ctx;
+    attamba_context *ctxs[ATTAMBA_MAX_DEVICES];
+    int n_ctx;
     model *m;
-    if (!open_model("eval", &mo, &ctx, &m)) {
+    if (!open_model("eval", &mo, ctxs, &n_ctx, &m)) {
         free(text);
         return 1;
     }
+    attamba_context *ctx = ctxs[0];
     int64_t per = seq - 1, windows = (int64_t)(len / (size_t)per);
     if (windows < 1) {
         free(text);
-        close_model(ctx, m);
+        close_model(ctxs, n_ctx, m);
         return cli_error("eval", "%s has %zu bytes, fewer than one window of %ld", data, len, per);
     }
     int32_t *tok = malloc((size_t)batch * seq * sizeof *tok), *tgt = malloc((size_t)batch * seq * sizeof *tgt);
@@ -588,10 +622,12 @@ int cli_eval(int argc, char **argv) {
         tensor logits = {0}, flat = {0};
         double mean;
         int64_t count;
-        if (model_forward(m, tok, B, (int)seq, &logits) || tensor_reshape(&logits, 2, (int64_t[]){(int64_t)B * seq, m->cfg.vocab_size}, &flat) ||
-            tensor_alloc(ctx, &targets, TENSOR_I32, 1, (int64_t[]){(int64_t)B * seq}) || tensor_upload(&targets, tgt) ||
-            ops_cross_entropy_mean(ctx, &flat, &targets, -1, &mean, &count)) {
-            rc = cli_error("eval", "%s", attamba_context_last_error(ctx));
+        rt_ctx *lc = ctx; /* the logits' device: the last stage's with a layer split */
+        if (model_forward(m, tok, B, (int)seq, &logits) || !(lc = logits.buf->ctx) ||
+            tensor_reshape(&logits, 2, (int64_t[]){(int64_t)B * seq, m->cfg.vocab_size}, &flat) ||
+            tensor_alloc(lc, &targets, TENSOR_I32, 1, (int64_t[]){(int64_t)B * seq}) || tensor_upload(&targets, tgt) ||
+            ops_cross_entropy_mean(lc, &flat, &targets, -1, &mean, &count)) {
+            rc = cli_error("eval", "%s", attamba_context_last_error(lc));
         } else {
             total += mean * (double)count;
             counted += count;
@@ -613,6 +649,6 @@ int cli_eval(int argc, char **argv) {
     free(tok);
     free(tgt);
     free(text);
-    close_model(ctx, m);
+    close_model(ctxs, n_ctx, m);
     return rc;
 }

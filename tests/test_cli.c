@@ -177,6 +177,30 @@ START_TEST(device_sets_are_checked_before_anything_runs) {
 }
 END_TEST
 
+/* A layer split over two devices evaluates to the whole model's loss; what it cannot do, it says. */
+START_TEST(eval_over_a_layer_split_matches_one_device) {
+    char out[8192], whole[8192], *dir = temp_dir(), data[128];
+    snprintf(data, sizeof data, "%s/d.txt", dir);
+    write_text(data, 4000);
+    setenv("POCL_DEVICES", "pthread basic", 1); /* two devices for the commands below */
+    setenv("POCL_MAX_PTHREAD_COUNT", "1", 1);
+    int rc = cli(out, sizeof out, "init --preset tiny --out %s/m", dir);
+    ck_assert_msg(rc == 0, "init: %s", out);
+    rc = cli(whole, sizeof whole, "eval --model %s/m --data %s --seq 64", dir, data);
+    ck_assert_msg(rc == 0 && strstr(whole, "tokens "), "eval: %s", whole);
+    rc = cli(out, sizeof out, "eval --model %s/m --data %s --seq 64 --devices all --split layer --tensor-split 1,3", dir,
+             data);
+    ck_assert_msg(rc == 0, "eval over a split: %s", out);
+    ck_assert_msg(!strcmp(strstr(out, "tokens "), strstr(whole, "tokens ")), "split: %s\nwhole: %s", out, whole);
+    rc = cli(out, sizeof out, "eval --model %s/m --data %s --devices all", dir, data);
+    EXPECT_FAILS(rc, out, "--split layer");
+    rc = cli(out, sizeof out, "eval --model %s/m --data %s --devices all --split layer --tensor-split 1,x", dir, data);
+    EXPECT_FAILS(rc, out, "--tensor-split '1,x'");
+    rc = cli(out, sizeof out, "generate --model %s/m --prompt hi -n 2 --devices all --split layer", dir);
+    EXPECT_FAILS(rc, out, "layer-split");
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("cli");
     TCase *t = tcase_create("findings");
@@ -189,6 +213,7 @@ int main(void) {
     tcase_add_test(t, finding_8_too_few_tokens_names_the_count);
     tcase_add_test(t, finding_10_generate_accepts_every_preset);
     tcase_add_test(t, device_sets_are_checked_before_anything_runs);
+    tcase_add_test(t, eval_over_a_layer_split_matches_one_device);
     suite_add_tcase(s, t);
     return tu_run(s);
 }
