@@ -216,7 +216,7 @@ static int info_memory(const model_config *cfg, const char *device, int B, int64
     if (rc) {
         cli_error("info", "measuring memory: %s", ctx->err);
     } else {
-        int64_t ws = tensor_arena_bytes(&m->ws->arena), dws = tensor_arena_bytes(&cache->ws.arena);
+        int64_t ws = tensor_arena_bytes(&m->ws->arena), dws = tensor_arena_bytes(&cache->ws[0].arena);
         int64_t kv = kv_cache_bytes_allocated(cache), idle = (int64_t)ctx->mem_pool_idle;
         if (json) {
             cJSON *o = cJSON_AddObjectToObject(json, "device_memory");
@@ -518,7 +518,8 @@ int cli_generate(int argc, char **argv) {
             rc = cli_error("generate", "%s", attamba_context_last_error(ctx));
         } else { /* the next token comes from the last position's logits */
             int32_t next;
-            if (ops_sample(ctx, &last, &smp, &next)) rc = cli_error("generate", "%s", attamba_context_last_error(ctx));
+            if (ops_sample(last.buf->ctx, &last, &smp, &next)) /* the logits' device: the last stage's with a split */
+                rc = cli_error("generate", "%s", attamba_context_last_error(last.buf->ctx));
             tensor_free(&last);
             t_prefill = core_now() - t0;
             fputs(prompt, stdout);
@@ -531,8 +532,10 @@ int cli_generate(int argc, char **argv) {
                 generated++;
                 if (next == tok->eos_id) break;
                 if (i + 1 == n_new) break;
-                if (model_decode_step(m, cache, &next, &logits) || ops_sample(ctx, &logits, &smp, &next))
+                if (model_decode_step(m, cache, &next, &logits))
                     rc = cli_error("generate", "%s", attamba_context_last_error(ctx));
+                else if (ops_sample(logits.buf->ctx, &logits, &smp, &next))
+                    rc = cli_error("generate", "%s", attamba_context_last_error(logits.buf->ctx));
                 tensor_free(&logits);
             }
             t_decode = core_now() - t0;

@@ -76,47 +76,6 @@ static model *tiny(model_kind kind, int chunk, int window, boundary_strategy bs,
     return m;
 }
 
-/* Prefill of n0 tokens into the cache, then decode one by one: the logits at every position equal
- * those of one forward pass over the whole sequence. */
-static void check_decode_matches_prefill(model *m, int T, int n0, const char *what) {
-    rt_ctx *ctx = tu_ctx();
-    int32_t *tok = malloc((size_t)T * sizeof *tok);
-    core_rng r;
-    core_rng_seed(&r, 11);
-    for (int t = 0; t < T; t++) tok[t] = (int32_t)(core_rng_next(&r) % (uint64_t)m->cfg.vocab_size);
-    tensor full;
-    tu_ok(model_forward(m, tok, 1, T, &full));
-    float *want = tu_download(&full);
-    kv_cache *c;
-    tu_ok(kv_cache_create(m, 1, T, &c));
-    int V = m->cfg.vocab_size;
-    tensor pre;
-    tu_ok(model_prefill(m, c, 0, tok, n0, &pre));
-    float *got = tu_download(&pre);
-    char msg[160];
-    snprintf(msg, sizeof msg, "%s: prefill of %d", what, n0);
-    tu_assert_close(got, want, (int64_t)n0 * V, 1e-4, 1e-4, msg);
-    free(got);
-    tensor_free(&pre);
-    for (int t = n0; t < T; t++) {
-        tensor lg;
-        tu_ok(model_decode_step(m, c, &tok[t], &lg));
-        got = tu_download(&lg);
-        snprintf(msg, sizeof msg, "%s: decode at position %d", what, t);
-        tu_assert_close(got, want + (int64_t)t * V, V, 1e-4, 1e-4, msg);
-        free(got);
-        tensor_free(&lg);
-    }
-    /* SPEC 4: cache bytes */
-    model_config cc = m->cfg;
-    ck_assert_int_eq(kv_cache_bytes_used(c, 0), model_config_cache_bytes(&cc, T));
-    kv_cache_destroy(c);
-    tensor_free(&full);
-    free(want);
-    free(tok);
-    (void)ctx;
-}
-
 static const struct {
     model_kind kind;
     int chunk, window;
@@ -138,8 +97,8 @@ static const struct {
 START_TEST(decode_matches_prefill) {
     model *m = tiny(decode_cases[_i].kind, decode_cases[_i].chunk, decode_cases[_i].window, decode_cases[_i].bs,
                     decode_cases[_i].pseudo, 5 + (uint64_t)_i);
-    check_decode_matches_prefill(m, 29, 1, decode_cases[_i].name);
-    check_decode_matches_prefill(m, 29, 13, decode_cases[_i].name);
+    tu_check_decode_matches_prefill(m, 29, 1, decode_cases[_i].name);
+    tu_check_decode_matches_prefill(m, 29, 13, decode_cases[_i].name);
     model_destroy(m);
 }
 END_TEST
@@ -150,7 +109,7 @@ START_TEST(decode_with_explicit_boundaries_matches_prefill) {
     m->cfg.boundaries = BOUNDARY_EXPLICIT;
     m->cfg.n_explicit = 6;
     memcpy(m->cfg.explicit_positions, pos, sizeof pos);
-    check_decode_matches_prefill(m, 27, 7, "explicit boundaries");
+    tu_check_decode_matches_prefill(m, 27, 7, "explicit boundaries");
     model_destroy(m);
 }
 END_TEST

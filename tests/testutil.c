@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/kv_cache.h"
 #include "ref/ref_attention.h"
 #include "testutil.h"
 
@@ -157,4 +158,41 @@ int tu_read_losses(const char *out, double *loss, int cap) {
     }
     free(text);
     return n;
+}
+
+void tu_check_decode_matches_prefill(model *m, int T, int n0, const char *what) {
+    int32_t *tok = malloc((size_t)T * sizeof *tok);
+    core_rng r;
+    core_rng_seed(&r, 11);
+    for (int t = 0; t < T; t++) tok[t] = (int32_t)(core_rng_next(&r) % (uint64_t)m->cfg.vocab_size);
+    tensor full;
+    tu_ok(model_forward(m, tok, 1, T, &full));
+    float *want = tu_download(&full);
+    kv_cache *c;
+    tu_ok(kv_cache_create(m, 1, T, &c));
+    int V = m->cfg.vocab_size;
+    tensor pre;
+    tu_ok(model_prefill(m, c, 0, tok, n0, &pre));
+    float *got = tu_download(&pre);
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s: prefill of %d", what, n0);
+    tu_assert_close(got, want, (int64_t)n0 * V, 1e-4, 1e-4, msg);
+    free(got);
+    tensor_free(&pre);
+    for (int t = n0; t < T; t++) {
+        tensor lg;
+        tu_ok(model_decode_step(m, c, &tok[t], &lg));
+        got = tu_download(&lg);
+        snprintf(msg, sizeof msg, "%s: decode at position %d", what, t);
+        tu_assert_close(got, want + (int64_t)t * V, V, 1e-4, 1e-4, msg);
+        free(got);
+        tensor_free(&lg);
+    }
+    /* SPEC 4: cache bytes */
+    model_config cc = m->cfg;
+    ck_assert_int_eq(kv_cache_bytes_used(c, 0), model_config_cache_bytes(&cc, T));
+    kv_cache_destroy(c);
+    tensor_free(&full);
+    free(want);
+    free(tok);
 }

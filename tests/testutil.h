@@ -57,6 +57,12 @@ const char *tu_corpus_path(void);
 char *tu_temp_dir(void);
 int tu_read_losses(const char *out, double *loss, int cap);
 
+/* Prefill of n0 of T random tokens into a cache, then decode one by one: the logits at every position
+ * equal those of one forward pass over the whole sequence (1e-4 abs + rel), and the cache holds
+ * SPEC 4's bytes. */
+struct model;
+void tu_check_decode_matches_prefill(struct model *m, int T, int n0, const char *what);
+
 /* Runs the suite; returns the process exit code. */
 int tu_run(Suite *s);
 

@@ -7,6 +7,11 @@ attamba_status attamba_model_load(attamba_context *ctx, const char *dir, attamba
     return model_load(ctx, dir, out);
 }
 
+attamba_status attamba_model_load_split(attamba_context *const *ctxs, int n, const char *dir,
+                                        const double *tensor_split, attamba_model **out) {
+    return model_load_split(ctxs, n, dir, tensor_split, out);
+}
+
 void attamba_model_destroy(attamba_model *m) { model_destroy(m); }
 
 int attamba_model_vocab_size(const attamba_model *m) { return m->cfg.vocab_size; }

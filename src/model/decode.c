@@ -20,8 +20,6 @@ attamba_status model_decode_step(model *m, kv_cache *c, const int32_t *tokens, t
             return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "decode: sequence %d is at the cache's capacity (%lld tokens)",
                            b, (long long)c->max_tokens);
     }
-    model_workspace *ws = &c->ws;
-    RT_TRY(model_workspace_carve(m, ws, B, 1, 1));
     /* the step table: ids, positions, then per layer the first position of each token's segment and
      * the store slots (-1: not stored) */
     int32_t *host = c->step_host;
@@ -42,14 +40,24 @@ attamba_status model_decode_step(model *m, kv_cache *c, const int32_t *tokens, t
             host[(3 + 2 * l) * B + b] = store ? (int32_t)n : -1;
         }
     }
-    RT_TRY(tensor_upload(&ws->step, host));
-    layer_mode md = {.pos = &ws->pos, .cache = c, .decode = 1, .step = &ws->step};
-    RT_TRY(model_trunk(m, &ws->ids, &ws->acts, 0, &md, &ws->xf));
-    RT_TRY(tensor_scratch(m->ctx, logits, TENSOR_F32, 2, ((int64_t[]){B, cfg->vocab_size})));
-    attamba_status s = model_linear(m, &ws->xf, m->output, 0, logits);
-    if (s) {
-        tensor_free(logits);
-        return s;
+    /* every stage of a layer split in turn (a whole model is one stage), the hidden state handed over */
+    model *st = m;
+    model_workspace *ws = NULL;
+    for (int k = 0; st; k++, st = st->next) {
+        model_workspace *prev = ws;
+        ws = &c->ws[k];
+        attamba_status s = model_workspace_carve(st, ws, B, 1, 1);
+        if (!s) s = tensor_upload(&ws->step, host);
+        if (!s && prev) s = tensor_transfer(&ws->h, &prev->h);
+        layer_mode md = {.pos = &ws->pos, .cache = c, .decode = 1, .step = &ws->step};
+        if (!s) s = model_trunk(st, &ws->ids, &ws->acts, 0, &md, &ws->xf);
+        if (!s && !st->next) { /* the last stage: the output layer */
+            s = tensor_scratch(st->ctx, logits, TENSOR_F32, 2, ((int64_t[]){B, cfg->vocab_size}));
+            if (!s) s = model_linear(st, &ws->xf, st->output, 0, logits);
+            if (s) tensor_free(logits);
+        }
+        if (s && st != m) rt_fail(m->ctx, s, "stage on %s: %s", st->ctx->dev.info.name, st->ctx->err);
+        RT_TRY(s);
     }
     for (int b = 0; b < B; b++) {
         for (int l = 0; l < L; l++) {

@@ -24,8 +24,6 @@ int kv_cache_stores(const kv_cache *c, int l, int64_t p) {
 attamba_status kv_cache_create(model *m, int B, int64_t max_tokens, kv_cache **out) {
     const model_config *cfg = &m->cfg;
     *out = NULL;
-    if (m->next)
-        return rt_fail(m->ctx, ATTAMBA_ERR_UNSUPPORTED, "decoding a layer-split model is not built yet (docs/multi-device.md)");
     if (B < 1 || max_tokens < 1 || max_tokens > INT32_MAX) /* positions are i32 on the device */
         return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "kv_cache_create: B = %d, max_tokens = %lld (1 .. 2^31-1)", B,
                        (long long)max_tokens);
@@ -48,32 +46,38 @@ attamba_status kv_cache_create(model *m, int B, int64_t max_tokens, kv_cache **o
     c->pos = calloc((size_t)B, sizeof *c->pos);
     c->layers = calloc((size_t)cfg->n_layers, sizeof *c->layers);
     c->step_host = malloc((size_t)(2 + 2 * cfg->n_layers) * (size_t)B * sizeof *c->step_host);
-    attamba_status s = c->pos && c->layers && c->step_host ? ATTAMBA_OK : rt_fail(m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+    c->n_ws = model_stages(m);
+    c->ws = calloc((size_t)c->n_ws, sizeof *c->ws);
+    attamba_status s = c->pos && c->layers && c->step_host && c->ws ? ATTAMBA_OK
+                                                                    : rt_fail(m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
     int64_t kvw = kv_width(cfg), E = cfg->ssm_inner, GN = (int64_t)cfg->ssm_groups * cfg->ssm_state;
+    rt_ctx *ctx = m->ctx;
     for (int l = 0; l < cfg->n_layers && !s; l++) {
         kv_layer *L = &c->layers[l];
+        ctx = model_stage(m, l)->ctx; /* the layer's device */
         if (!(L->nb_host = calloc((size_t)B, sizeof *L->nb_host))) s = rt_fail(m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "oom");
         int64_t head_major[4] = {B, cfg->n_kv_heads, c->cap, cfg->head_dim};
-        if (!s) s = tensor_alloc_f32(m->ctx, &L->kb, 4, head_major);
-        if (!s) s = tensor_alloc_f32(m->ctx, &L->vb, 4, head_major);
-        if (!s) s = tensor_alloc(m->ctx, &L->bpos, TENSOR_I32, 2, ((int64_t[]){B, c->cap}));
-        if (!s) s = tensor_alloc(m->ctx, &L->nb, TENSOR_I32, 1, ((int64_t[]){B}));
+        if (!s) s = tensor_alloc_f32(ctx, &L->kb, 4, head_major);
+        if (!s) s = tensor_alloc_f32(ctx, &L->vb, 4, head_major);
+        if (!s) s = tensor_alloc(ctx, &L->bpos, TENSOR_I32, 2, ((int64_t[]){B, c->cap}));
+        if (!s) s = tensor_alloc(ctx, &L->nb, TENSOR_I32, 1, ((int64_t[]){B}));
         if (!s) s = tensor_fill(&L->nb, 0);
         if (!s) s = tensor_fill(&L->bpos, 0);
-        if (!s) s = tensor_alloc_f32(m->ctx, &L->kr, 3, ((int64_t[]){B, c->R, kvw}));
-        if (!s) s = tensor_alloc_f32(m->ctx, &L->vr, 3, ((int64_t[]){B, c->R, kvw}));
+        if (!s) s = tensor_alloc_f32(ctx, &L->kr, 3, ((int64_t[]){B, c->R, kvw}));
+        if (!s) s = tensor_alloc_f32(ctx, &L->vr, 3, ((int64_t[]){B, c->R, kvw}));
         if (cfg->kind != MODEL_ATTAMBA) continue;
         /* K's and V's states in one allocation each, so one decode launch serves both */
         if (!s && !(L->seg_first = calloc((size_t)B, sizeof *L->seg_first))) s = rt_fail(m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "oom");
-        if (!s && cfg->ssm_conv > 1) s = tensor_alloc_f32(m->ctx, &L->conv_all, 3, ((int64_t[]){2 * B, cfg->ssm_conv, E + 2 * GN}));
+        if (!s && cfg->ssm_conv > 1) s = tensor_alloc_f32(ctx, &L->conv_all, 3, ((int64_t[]){2 * B, cfg->ssm_conv, E + 2 * GN}));
         if (!s && cfg->ssm_conv > 1) s = tensor_fill(&L->conv_all, 0.0);
-        if (!s) s = tensor_alloc_f32(m->ctx, &L->state_all, 4, ((int64_t[]){2 * B, cfg->ssm_heads, E / cfg->ssm_heads, cfg->ssm_state}));
+        if (!s) s = tensor_alloc_f32(ctx, &L->state_all, 4, ((int64_t[]){2 * B, cfg->ssm_heads, E / cfg->ssm_heads, cfg->ssm_state}));
         if (!s) s = tensor_fill(&L->state_all, 0.0);
         for (int i = 0; i < 2 && !s; i++) {
             if (cfg->ssm_conv > 1) s = tensor_slice(&L->conv_all, 0, (int64_t)i * B, B, &L->conv[i]);
             if (!s) s = tensor_slice(&L->state_all, 0, (int64_t)i * B, B, &L->state[i]);
         }
     }
+    if (s && ctx != m->ctx) rt_fail(m->ctx, s, "kv cache on %s: %s", ctx->dev.info.name, ctx->err);
     if (s) {
         kv_cache_destroy(c);
         return s;
@@ -92,7 +96,8 @@ void kv_cache_destroy(kv_cache *c) {
         free(L->nb_host);
         free(L->seg_first);
     }
-    model_workspace_free(&c->ws);
+    for (int k = 0; c->ws && k < c->n_ws; k++) model_workspace_free(&c->ws[k]);
+    free(c->ws);
     free(c->step_host);
     free(c->layers);
     free(c->pos);
@@ -208,26 +213,27 @@ static attamba_status store_rows(const tensor *src, int64_t n, tensor *dst, int 
 
 attamba_status kv_cache_fill_layer(kv_cache *c, int b, int l, const tensor *k, const tensor *v) {
     kv_layer *L = &c->layers[l];
+    rt_ctx *ctx = L->kb.buf->ctx; /* the layer's device */
     int64_t T = k->shape[1];
     int64_t *pos = malloc((size_t)T * sizeof *pos);
     int32_t *p32 = malloc((size_t)T * sizeof *p32);
-    attamba_status s = pos && p32 ? ATTAMBA_OK : rt_fail(c->m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+    attamba_status s = pos && p32 ? ATTAMBA_OK : rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
     int64_t n = 0;
     for (int64_t p = 0; p < T && !s; p++)
         if (kv_cache_stores(c, l, p)) pos[n++] = p;
-    if (!s && n > c->cap) s = rt_fail(c->m->ctx, ATTAMBA_ERR_INTERNAL, "kv cache: %lld rows > capacity %d", (long long)n, c->cap);
+    if (!s && n > c->cap) s = rt_fail(ctx, ATTAMBA_ERR_INTERNAL, "kv cache: %lld rows > capacity %d", (long long)n, c->cap);
     if (!s && n == T) { /* every token */
         s = store_rows(k, T, &L->kb, b);
         if (!s) s = store_rows(v, T, &L->vb, b);
     } else if (!s && n > 0) {
         tensor idx = {0}, gk = {0}, gv = {0};
         for (int64_t i = 0; i < n; i++) p32[i] = (int32_t)pos[i];
-        s = tensor_scratch(c->m->ctx, &idx, TENSOR_I32, 1, &n);
+        s = tensor_scratch(ctx, &idx, TENSOR_I32, 1, &n);
         if (!s) s = tensor_upload(&idx, p32);
-        if (!s) s = tensor_scratch(c->m->ctx, &gk, TENSOR_F32, 3, ((int64_t[]){1, n, k->shape[2]}));
-        if (!s) s = tensor_scratch(c->m->ctx, &gv, TENSOR_F32, 3, ((int64_t[]){1, n, k->shape[2]}));
-        if (!s) s = ops_gather_rows(c->m->ctx, k, &idx, &gk);
-        if (!s) s = ops_gather_rows(c->m->ctx, v, &idx, &gv);
+        if (!s) s = tensor_scratch(ctx, &gk, TENSOR_F32, 3, ((int64_t[]){1, n, k->shape[2]}));
+        if (!s) s = tensor_scratch(ctx, &gv, TENSOR_F32, 3, ((int64_t[]){1, n, k->shape[2]}));
+        if (!s) s = ops_gather_rows(ctx, k, &idx, &gk);
+        if (!s) s = ops_gather_rows(ctx, v, &idx, &gv);
         if (!s) s = store_rows(&gk, n, &L->kb, b);
         if (!s) s = store_rows(&gv, n, &L->vb, b);
         tensor_free(&idx);

@@ -29,7 +29,9 @@ typedef struct kv_cache {
     int store_all;          /* transformer or pseudo: every token is stored */
     int64_t *pos;           /* [B] next position of each sequence */
     kv_layer *layers;
-    model_workspace ws;     /* the decode step's activations and step table, resident on the device */
+    model_workspace *ws;    /* the decode step's activations and step table, resident on the device: one per
+                               stage of a layer split (each layer's cache lives on its stage's device) */
+    int n_ws;
     int32_t *step_host;     /* [(2 + 2L) * B] the step table on the host */
 } kv_cache;
 

@@ -127,6 +127,17 @@ attamba_status model_init_random(model *m, uint64_t seed) {
     return s;
 }
 
+model *model_stage(model *m, int l) {
+    while (m->next && l >= m->end_layer) m = m->next;
+    return m;
+}
+
+int model_stages(const model *m) {
+    int n = 0;
+    for (; m; m = m->next) n++;
+    return n;
+}
+
 attamba_status model_load_split(rt_ctx *const *ctxs, int n, const char *dir, const double *share, model **out) {
     *out = NULL;
     rt_ctx *ctx = ctxs[0];
@@ -244,8 +255,6 @@ static attamba_status forward(model *m, const int32_t *tokens, int B, int T, ten
         if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
             return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "forward: token %d at index %lld is outside [0, %d)",
                            tokens[i], (long long)i, c->vocab_size);
-    if (cache && m->next)
-        return rt_fail(m->ctx, ATTAMBA_ERR_UNSUPPORTED, "decoding a layer-split model is not built yet (docs/multi-device.md)");
     /* every stage of a layer split in turn (a whole model is one stage), the hidden state handed over */
     model *prev = NULL;
     for (model *st = m; st; prev = st, st = st->next) {

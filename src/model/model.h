@@ -51,9 +51,14 @@ attamba_status model_save(const model *m, const char *dir);
 /* The model in dir with its layers spread over the devices ctxs[0..n-1], in proportion to share
  * (NULL: equal; llama.cpp's --tensor-split), each device holding only its layers' weights: a pipeline
  * of stages linked by `next`, whose forward hands the hidden state from device to device (through
- * host memory). A device whose share rounds to no layer is left out. Decoding and training need a
- * whole model for now (they refuse a split one). Messages go to ctxs[0]. */
+ * host memory), and whose KV caches keep each layer's state on that layer's device. A device whose
+ * share rounds to no layer is left out. Training and saving need a whole model (they refuse a split
+ * one). Messages go to ctxs[0]. */
 attamba_status model_load_split(rt_ctx *const *ctxs, int n, const char *dir, const double *share, model **out);
+
+/* The stage holding layer l (the model itself unless it is layer-split), and the number of stages. */
+model *model_stage(model *m, int l);
+int model_stages(const model *m);
 
 /* Test-time overrides (the paper's "smooth transition"): chunk <= 0 / window < 0 / boundaries NULL
  * keep the current value; boundaries is "uniform", "cyclic", "random" or "random:SEED". */
