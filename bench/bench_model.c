@@ -68,7 +68,7 @@ static int one_prefill(void *p) {
     prefill_arg *a = p;
     tensor lg;
     if (model_forward(a->m, a->tokens, 1, a->T, &lg)) return 1;
-    int rc = rt_finish(a->m->ctx) != ATTAMBA_OK;
+    int rc = rt_finish(lg.buf->ctx) != ATTAMBA_OK; /* the last stage's device with a layer split */
     tensor_free(&lg);
     return rc;
 }
@@ -108,6 +108,26 @@ static void write_svg(const char *path, const variant *vs, int nv, const int64_t
 }
 
 /* Whether name is one of the comma-separated names of list (NULL lists every name). */
+/* Decode tokens/s of m at context T (cache filled synthetically); 0 when it cannot run (said on
+ * stderr). sa gets the last step's counters, *bytes (may be NULL) what the cache holds at T. */
+static double decode_rate(model *m, const char *name, int64_t T, int steps, step_arg *sa, int64_t *bytes) {
+    kv_cache *cache = NULL;
+    memset(sa, 0, sizeof *sa);
+    if (kv_cache_create(m, 1, T + 2, &cache) || kv_cache_fill_synthetic(cache, T)) {
+        fprintf(stderr, "attamba bench decode: %s at %lld: %s\n", name, (long long)T, m->ctx->err);
+        kv_cache_destroy(cache);
+        return 0;
+    }
+    float *host_logits = malloc((size_t)m->cfg.vocab_size * sizeof *host_logits);
+    *sa = (step_arg){m, cache, 65, host_logits, {0}};
+    double t = host_logits ? bench_time(one_step, sa, steps, 0.5) : -1;
+    free(host_logits);
+    if (bytes) *bytes = kv_cache_bytes_used(cache, 0);
+    kv_cache_destroy(cache);
+    sa->c = NULL;
+    return t > 0 ? 1.0 / t : 0;
+}
+
 static int listed(const char *list, const char *name) {
     if (!list) return 1;
     size_t n = strlen(name);
@@ -121,14 +141,17 @@ int bench_decode_main(int argc, char **argv) {
                                          {"dim", required_argument, 0, 'D'},    {"layers", required_argument, 0, 'l'},
                                          {"steps", required_argument, 0, 's'},  {"prefill-max", required_argument, 0, 'p'},
                                          {"json", required_argument, 0, 'j'},   {"svg", required_argument, 0, 'g'},
-                                         {"only", required_argument, 0, 'o'},
+                                         {"only", required_argument, 0, 'o'},   {"devices", required_argument, 0, 'E'},
+                                         {"split", required_argument, 0, 'S'},
                                          {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
-    const char *device = NULL, *contexts = "1024,4096,16384,32768", *json = NULL, *svg = NULL, *only = NULL;
+    const char *device = NULL, *devices = NULL, *split = NULL, *contexts = "1024,4096,16384,32768", *json = NULL, *svg = NULL, *only = NULL;
     int dim = 512, layers = 8, steps = 5, prefill_max = 2048, copy_mib = 256, c;
     double v;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "d:c:D:l:s:p:j:g:o:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "d:c:D:l:s:p:j:g:o:E:S:h", opts, NULL)) != -1) {
         switch (c) {
+        case 'E': devices = optarg; break;
+        case 'S': split = optarg; break;
         case 'o': only = optarg; break;
         case 'd': device = optarg; break;
         case 'c': contexts = optarg; break;
@@ -141,14 +164,17 @@ int bench_decode_main(int argc, char **argv) {
         case 'h':
             printf("usage: attamba bench decode [--contexts 1024,4096,...] [--dim 512] [--layers 8] [--steps 5]\n"
                    "                            [--prefill-max 2048] [--only NAME,...] [--json FILE|-] [--svg FILE]\n"
-                   "                            [--device P:D]\n\n"
+                   "                            [--device P:D | --devices LIST --split layer]\n\n"
                    "Decode tokens/s at each context (cache filled synthetically to that length), prefill tokens/s\n"
                    "for contexts up to --prefill-max, KV-cache bytes and peak device memory, for Attamba P=4/8/16\n"
                    "(L=8), a full-attention transformer and a sliding-window one (L=64), all of width --dim with\n"
                    "heads of 64 and a 32000 vocabulary (--only: the models whose names are listed, e.g.\n"
                    "'transformer,attamba P=8 L=8'). Per decode step it also reports what the step asks of\n"
                    "the device (kernel launches, buffer creations, blocking reads; the logits read included) and\n"
-                   "its bytes (weights + cache) over the copy bandwidth measured in the same run.\n");
+                   "its bytes (weights + cache) over the copy bandwidth measured in the same run. With\n"
+                   "--devices LIST --split layer, each model also decodes with its layers spread over the devices\n"
+                   "(equal shares), next to the first device alone: what a split costs (it is for models or\n"
+                   "caches that do not fit one device, not for speed).\n");
             return 0;
         default: return 2;
         }
@@ -167,8 +193,14 @@ int bench_decode_main(int argc, char **argv) {
                     {"attamba P=8 L=8", MODEL_ATTAMBA, 8, 8},
                     {"attamba P=16 L=8", MODEL_ATTAMBA, 16, 8}};
     int nv = (int)(sizeof vs / sizeof vs[0]);
-    rt_ctx *ctx = cli_open_device(device);
-    if (!ctx) return 1;
+    rt_ctx *ctxs_[ATTAMBA_MAX_DEVICES];
+    int n_dev = cli_open_devices(devices, device, ctxs_);
+    if (!n_dev) return 1;
+    rt_ctx *ctx = ctxs_[0];
+    if (n_dev > 1 && !(split && !strcmp(split, "layer"))) {
+        cli_close_devices(ctxs_, n_dev);
+        return cli_error("bench decode", "%d devices: give --split layer", n_dev), 2;
+    }
     double copy_gbs = bench_copy_gbs(ctx, copy_mib, 1.0);
     printf("device: %s; d=%d, %d layers, 64-wide heads, vocab 32000; copy bandwidth %.1f GB/s\n", ctx->dev.info.name,
            dim, layers, copy_gbs);
@@ -190,24 +222,21 @@ int bench_decode_main(int argc, char **argv) {
         cfg.chunk = vs[j].chunk;
         cfg.window = vs[j].window;
         cfg.boundaries = BOUNDARY_CYCLIC;
-        model *m;
-        if (model_create(ctx, &cfg, &m) || model_init_random(m, 1)) {
+        model *m, *ms = NULL; /* ms: the same model split over the devices */
+        if (model_create(ctx, &cfg, &m) || model_init_random(m, 1) ||
+            (n_dev > 1 && (model_create_split(ctxs_, n_dev, &cfg, NULL, &ms) || model_init_random(ms, 1)))) {
             rc = cli_error("bench decode", "%s", ctx->err);
+            model_destroy(m);
             break;
         }
         for (int i = 0; i < nc && !rc; i++) {
             int64_t T = ctxs[i];
             ctx->mem_peak = ctx->mem_current;
-            kv_cache *cache;
-            if (kv_cache_create(m, 1, T + 2, &cache) || kv_cache_fill_synthetic(cache, T)) {
-                fprintf(stderr, "attamba bench decode: %s at %lld: %s\n", vs[j].name, (long long)T, ctx->err);
-                kv_cache_destroy(cache);
-                continue;
-            }
-            float *host_logits = malloc((size_t)cfg.vocab_size * sizeof *host_logits);
-            step_arg sa = {m, cache, 65, host_logits, {0}};
-            double t = host_logits ? bench_time(one_step, &sa, steps, 0.5) : -1;
-            free(host_logits);
+            step_arg sa, ssa;
+            int64_t bytes = 0;
+            double rate = decode_rate(m, vs[j].name, T, steps, &sa, &bytes), t = rate > 0 ? 1.0 / rate : -1;
+            if (!(rate > 0)) continue;
+            double split_rate = ms ? decode_rate(ms, vs[j].name, T, steps, &ssa, NULL) : 0;
             double prefill = 0;
             if (T <= prefill_max) {
                 int32_t *tok = malloc((size_t)T * sizeof *tok);
@@ -217,7 +246,6 @@ int bench_decode_main(int argc, char **argv) {
                 prefill = tp > 0 ? T / tp : 0;
                 free(tok);
             }
-            int64_t bytes = kv_cache_bytes_used(cache, 0);
             if (j == 0) full_bytes[i] = bytes;
             tps[j * nc + i] = t > 0 ? 1.0 / t : 0;
             double peak = (double)ctx->mem_peak / (1 << 20);
@@ -234,6 +262,8 @@ int bench_decode_main(int argc, char **argv) {
             printf("%-22s %8lld %12.1f %12s %14lld %12s %12.1f %8.0f%% %18s\n", vs[j].name, (long long)T,
                    tps[j * nc + i], prefill > 0 ? "" : "-", (long long)bytes, vs_full, peak, 100 * bw, cnt);
             if (prefill > 0) printf("%-22s %8s %12s %12.1f\n", "", "", "", prefill);
+            if (ms) printf("%-22s %8s %12.1f   over %d devices (layer split): %.2fx of one\n", "", "", split_rate,
+                           model_stages(ms), split_rate / tps[j * nc + i]);
             fflush(stdout);
             cJSON *o = bench_record(ctx, "decode");
             cJSON_AddStringToObject(o, "model", vs[j].name);
@@ -250,10 +280,14 @@ int bench_decode_main(int argc, char **argv) {
             bench_add_counters(o, pt, 1, "token");
             if (full_bytes[i]) cJSON_AddNumberToObject(o, "cache_ratio_to_full", (double)full_bytes[i] / bytes);
             if (tps[i] > 0) cJSON_AddNumberToObject(o, "decode_speedup_vs_full", tps[j * nc + i] / tps[i]);
+            if (ms) {
+                cJSON_AddNumberToObject(o, "split_devices", model_stages(ms));
+                cJSON_AddNumberToObject(o, "split_decode_tokens_per_s", split_rate);
+            }
             cJSON_AddItemToArray(out, o);
-            kv_cache_destroy(cache);
         }
         model_destroy(m);
+        model_destroy(ms);
     }
     if (ctx->profiling) rt_profile_print(ctx, stdout);
     if (tps[0] > 0) printf("\ndecode speedup over the full transformer:\n%-22s", "model");
@@ -269,6 +303,6 @@ int bench_decode_main(int argc, char **argv) {
     cJSON_Delete(out);
     free(tps);
     free(full_bytes);
-    attamba_context_destroy(ctx);
+    cli_close_devices(ctxs_, n_dev);
     return rc;
 }

@@ -138,6 +138,30 @@ int model_stages(const model *m) {
     return n;
 }
 
+attamba_status model_create_split(rt_ctx *const *ctxs, int n, const model_config *cfg, const double *share,
+                                  model **out) {
+    *out = NULL;
+    if (n < 1 || n > CORE_SPLIT_MAX) return rt_fail(ctxs[0], ATTAMBA_ERR_INVALID_ARG, "a layer split over %d devices", n);
+    int layers[CORE_SPLIT_MAX];
+    double equal[CORE_SPLIT_MAX] = {0};
+    core_split(share ? share : equal, n, cfg->n_layers, layers);
+    model **tail = out;
+    attamba_status s = ATTAMBA_OK;
+    for (int k = 0, l0 = 0; k < n && !s; l0 += layers[k], k++) {
+        if (!layers[k]) continue;
+        s = create(ctxs[k], cfg, l0, l0 + layers[k], tail);
+        if (s && ctxs[k] != ctxs[0])
+            rt_fail(ctxs[0], s, "device %d:%d (%s): %s", ctxs[k]->dev.info.platform_index, ctxs[k]->dev.info.device_index,
+                    ctxs[k]->dev.info.name, ctxs[k]->err);
+        if (*tail) tail = &(*tail)->next;
+    }
+    if (s) {
+        model_destroy(*out);
+        *out = NULL;
+    }
+    return s;
+}
+
 attamba_status model_load_split(rt_ctx *const *ctxs, int n, const char *dir, const double *share, model **out) {
     *out = NULL;
     rt_ctx *ctx = ctxs[0];
@@ -145,22 +169,11 @@ attamba_status model_load_split(rt_ctx *const *ctxs, int n, const char *dir, con
     model_config cfg;
     float *host = NULL;
     attamba_status s = !cpath || !wpath ? ATTAMBA_ERR_OUT_OF_MEMORY : model_config_load(cpath, &cfg, err, sizeof err);
-    if (!s && (n < 1 || n > CORE_SPLIT_MAX))
-        s = core_errbuf(err, sizeof err, ATTAMBA_ERR_INVALID_ARG, "a layer split over %d devices", n);
     if (!s) s = weights_read_host(&cfg, wpath, &host, err, sizeof err);
     if (s) rt_fail(ctx, s, "%s", s == ATTAMBA_ERR_OUT_OF_MEMORY ? "out of host memory" : err);
-    int layers[CORE_SPLIT_MAX];
-    double equal[CORE_SPLIT_MAX] = {0};
-    if (!s) core_split(share ? share : equal, n, cfg.n_layers, layers);
-    model **tail = out;
-    for (int k = 0, l0 = 0; k < n && !s; l0 += layers[k], k++) {
-        if (!layers[k]) continue;
-        s = create(ctxs[k], &cfg, l0, l0 + layers[k], tail);
-        if (!s) s = weights_upload_host(&(*tail)->w, host);
-        if (s && ctxs[k] != ctx) rt_fail(ctx, s, "device %d:%d (%s): %s", ctxs[k]->dev.info.platform_index,
-                                         ctxs[k]->dev.info.device_index, ctxs[k]->dev.info.name, ctxs[k]->err);
-        if (*tail) tail = &(*tail)->next;
-    }
+    if (!s) s = model_create_split(ctxs, n, &cfg, share, out);
+    for (model *st = *out; st && !s; st = st->next)
+        if ((s = weights_upload_host(&st->w, host)) && st->ctx != ctx) rt_fail(ctx, s, "%s: %s", st->ctx->dev.info.name, st->ctx->err);
     free(host);
     free(cpath);
     free(wpath);

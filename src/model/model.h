@@ -55,6 +55,9 @@ attamba_status model_save(const model *m, const char *dir);
  * share rounds to no layer is left out. Training and saving need a whole model (they refuse a split
  * one). Messages go to ctxs[0]. */
 attamba_status model_load_split(rt_ctx *const *ctxs, int n, const char *dir, const double *share, model **out);
+/* The same for a config, with uninitialised weights (model_init_random fills every stage). */
+attamba_status model_create_split(rt_ctx *const *ctxs, int n, const model_config *cfg, const double *share,
+                                  model **out);
 
 /* The stage holding layer l (the model itself unless it is layer-split), and the number of stages. */
 model *model_stage(model *m, int l);
