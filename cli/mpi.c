@@ -22,22 +22,23 @@ static int launched_size(void) {
 /* MPI counts are int: large buffers go in pieces. */
 enum { PIECE = INT_MAX / 16 };
 
-static int sum_f32(void *user, float *buf, int64_t n) {
-    (void)user;
+/* The sum over the processes of n elements of `size` bytes, in place. */
+static int sum(void *buf, int64_t n, MPI_Datatype type, size_t size) {
     for (int64_t o = 0; o < n; o += PIECE)
-        if (MPI_Allreduce(MPI_IN_PLACE, buf + o, (int)(n - o < PIECE ? n - o : PIECE), MPI_FLOAT, MPI_SUM,
-                          MPI_COMM_WORLD) != MPI_SUCCESS)
+        if (MPI_Allreduce(MPI_IN_PLACE, (char *)buf + (size_t)o * size, (int)(n - o < PIECE ? n - o : PIECE), type,
+                          MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS)
             return 1;
     return 0;
 }
 
+static int sum_f32(void *user, float *buf, int64_t n) {
+    (void)user;
+    return sum(buf, n, MPI_FLOAT, sizeof *buf);
+}
+
 static int sum_f64(void *user, double *buf, int64_t n) {
     (void)user;
-    for (int64_t o = 0; o < n; o += PIECE)
-        if (MPI_Allreduce(MPI_IN_PLACE, buf + o, (int)(n - o < PIECE ? n - o : PIECE), MPI_DOUBLE, MPI_SUM,
-                          MPI_COMM_WORLD) != MPI_SUCCESS)
-            return 1;
-    return 0;
+    return sum(buf, n, MPI_DOUBLE, sizeof *buf);
 }
 
 static int bcast(void *user, void *buf, size_t bytes) {

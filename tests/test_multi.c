@@ -23,18 +23,9 @@ static rt_ctx *second_ctx(void) {
     return c;
 }
 
-static rt_device fake(int p, int d, attamba_device_type type) {
-    rt_device r;
-    memset(&r, 0, sizeof r);
-    r.info.platform_index = p;
-    r.info.device_index = d;
-    r.info.type = type;
-    return r;
-}
-
 START_TEST(device_sets_are_selected_by_type_list_or_all) {
-    rt_device devs[] = {fake(0, 0, ATTAMBA_DEVICE_CPU), fake(1, 0, ATTAMBA_DEVICE_GPU), fake(1, 1, ATTAMBA_DEVICE_GPU),
-                        fake(2, 0, ATTAMBA_DEVICE_ACCELERATOR)};
+    rt_device devs[] = {tu_fake_device(0, 0, ATTAMBA_DEVICE_CPU), tu_fake_device(1, 0, ATTAMBA_DEVICE_GPU), tu_fake_device(1, 1, ATTAMBA_DEVICE_GPU),
+                        tu_fake_device(2, 0, ATTAMBA_DEVICE_ACCELERATOR)};
     int idx[8], n;
     char err[300];
     ck_assert_int_eq(rt_device_select_set(devs, 4, "all", idx, 8, &n, err, sizeof err), ATTAMBA_OK);
@@ -61,7 +52,7 @@ START_TEST(device_sets_are_selected_by_type_list_or_all) {
         ck_assert_int_eq(rt_device_select_set(devs, 4, bad[i].spec, idx, 3, &n, err, sizeof err), bad[i].s);
         ck_assert_msg(strstr(err, bad[i].says), "'%s' said: %s", bad[i].spec, err);
     }
-    rt_device cpus[] = {fake(0, 0, ATTAMBA_DEVICE_CPU)};
+    rt_device cpus[] = {tu_fake_device(0, 0, ATTAMBA_DEVICE_CPU)};
     ck_assert_int_eq(rt_device_select_set(cpus, 1, "gpu", idx, 8, &n, err, sizeof err), ATTAMBA_ERR_NO_DEVICE);
     ck_assert_ptr_nonnull(strstr(err, "no gpu device"));
 }

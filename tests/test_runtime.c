@@ -25,18 +25,9 @@ START_TEST(devices_are_listed_with_sane_properties) {
 }
 END_TEST
 
-static rt_device fake(int p, int d, attamba_device_type t) {
-    rt_device r;
-    memset(&r, 0, sizeof r);
-    r.info.platform_index = p;
-    r.info.device_index = d;
-    r.info.type = t;
-    return r;
-}
-
 START_TEST(default_selection_prefers_gpu_then_accelerator_then_cpu) {
-    rt_device devs[] = {fake(0, 0, ATTAMBA_DEVICE_CPU), fake(1, 0, ATTAMBA_DEVICE_ACCELERATOR),
-                        fake(1, 1, ATTAMBA_DEVICE_GPU)};
+    rt_device devs[] = {tu_fake_device(0, 0, ATTAMBA_DEVICE_CPU), tu_fake_device(1, 0, ATTAMBA_DEVICE_ACCELERATOR),
+                        tu_fake_device(1, 1, ATTAMBA_DEVICE_GPU)};
     int i = -1;
     ck_assert_int_eq(rt_device_select(devs, 3, NULL, &i, NULL, 0), ATTAMBA_OK);
     ck_assert_int_eq(i, 2);
@@ -48,7 +39,7 @@ START_TEST(default_selection_prefers_gpu_then_accelerator_then_cpu) {
 END_TEST
 
 START_TEST(selection_by_type_and_index) {
-    rt_device devs[] = {fake(0, 0, ATTAMBA_DEVICE_CPU), fake(0, 1, ATTAMBA_DEVICE_CPU), fake(2, 0, ATTAMBA_DEVICE_GPU)};
+    rt_device devs[] = {tu_fake_device(0, 0, ATTAMBA_DEVICE_CPU), tu_fake_device(0, 1, ATTAMBA_DEVICE_CPU), tu_fake_device(2, 0, ATTAMBA_DEVICE_GPU)};
     int i = -1;
     ck_assert_int_eq(rt_device_select(devs, 3, "cpu", &i, NULL, 0), ATTAMBA_OK);
     ck_assert_int_eq(i, 0);
@@ -69,7 +60,7 @@ START_TEST(selection_by_type_and_index) {
 END_TEST
 
 START_TEST(malformed_device_strings_are_refused) {
-    rt_device devs[] = {fake(0, 0, ATTAMBA_DEVICE_CPU)};
+    rt_device devs[] = {tu_fake_device(0, 0, ATTAMBA_DEVICE_CPU)};
     const char *bad[] = {"abc", "0", "0:", ":0", "0:x", "-1:0", "0:-1", "1:2:3", "0:0 ", " 0:0", "GPU", "0x0:0",
                          "99999999:0"};
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {

@@ -196,3 +196,12 @@ void tu_check_decode_matches_prefill(model *m, int T, int n0, const char *what) 
     free(want);
     free(tok);
 }
+
+rt_device tu_fake_device(int platform, int device, attamba_device_type type) {
+    rt_device r;
+    memset(&r, 0, sizeof r);
+    r.info.platform_index = platform;
+    r.info.device_index = device;
+    r.info.type = type;
+    return r;
+}

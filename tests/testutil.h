@@ -63,6 +63,9 @@ int tu_read_losses(const char *out, double *loss, int cap);
 struct model;
 void tu_check_decode_matches_prefill(struct model *m, int T, int n0, const char *what);
 
+/* A device as enumeration would list it (no OpenCL handles): for the pure selection functions. */
+rt_device tu_fake_device(int platform, int device, attamba_device_type type);
+
 /* Runs the suite; returns the process exit code. */
 int tu_run(Suite *s);
 
