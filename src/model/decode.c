@@ -13,6 +13,7 @@ attamba_status model_decode_step(model *m, kv_cache *c, const int32_t *tokens, t
     const model_config *cfg = &m->cfg;
     memset(logits, 0, sizeof *logits);
     int B = c->B, L = cfg->n_layers;
+    if (c->m != m) return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "decode: the cache was made for another model");
     for (int b = 0; b < B; b++) {
         if (tokens[b] < 0 || tokens[b] >= cfg->vocab_size)
             return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "decode: token %d outside [0, %d)", tokens[b], cfg->vocab_size);

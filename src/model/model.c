@@ -320,6 +320,7 @@ attamba_status model_forward(model *m, const int32_t *tokens, int B, int T, tens
 
 static attamba_status prefill(model *m, kv_cache *c, int b, const int32_t *tokens, int T, tensor *logits, int last_only) {
     if (logits) memset(logits, 0, sizeof *logits);
+    if (c->m != m) return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "model_prefill: the cache was made for another model");
     if (b < 0 || b >= c->B) return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "model_prefill: sequence %d of %d", b, c->B);
     if (c->pos[b] != 0) return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "model_prefill: sequence %d is not empty", b);
     if (T > c->max_tokens)

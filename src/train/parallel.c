@@ -36,7 +36,6 @@ struct dp_trainer {
 };
 
 trainer *dp_primary(dp_trainer *g) { return g->r[0].t; }
-int dp_devices(const dp_trainer *g) { return g->n; }
 model *dp_replica(dp_trainer *g, int i) { return g->r[i].m; }
 
 static attamba_status set_split(dp_trainer *g, const int *rows) {
@@ -71,6 +70,9 @@ attamba_status dp_create(rt_ctx *const *ctxs, int n, model *m0, const train_hpar
     if (n < 1 || n > ATTAMBA_MAX_DEVICES || ctxs[0] != ctx)
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "data-parallel: need 1..%d devices, the first the model's",
                        ATTAMBA_MAX_DEVICES);
+    for (int i = 0; i < n; i++) /* a context serves one host thread at a time */
+        for (int k = 0; k < i; k++)
+            if (ctxs[i] == ctxs[k]) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "data-parallel: device %d given twice", i);
     dp_trainer *g = calloc(1, sizeof *g);
     if (!g || !(g->r = calloc((size_t)n, sizeof *g->r))) {
         free(g);
@@ -108,7 +110,7 @@ attamba_status dp_create(rt_ctx *const *ctxs, int n, model *m0, const train_hpar
         g->host = malloc((size_t)numel * sizeof *g->host);
         g->sum = malloc((size_t)numel * sizeof *g->sum);
         if (!g->host || !g->sum) s = rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
-        if (!s) s = tensor_alloc(ctx, &g->incoming, TENSOR_F32, 1, &numel);
+        if (!s && g->ranks == 1) s = tensor_alloc(ctx, &g->incoming, TENSOR_F32, 1, &numel);
     }
     if (s) {
         dp_destroy(g);

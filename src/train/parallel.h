@@ -34,7 +34,6 @@ void dp_destroy(dp_trainer *g);
 
 /* Device 0's trainer: the optimiser state checkpoints save and resumes load. */
 trainer *dp_primary(dp_trainer *g);
-int dp_devices(const dp_trainer *g);
 /* Device i's model (i = 0: the caller's m0). */
 model *dp_replica(dp_trainer *g, int i);
 

@@ -143,14 +143,14 @@ attamba_status train_run(rt_ctx *const *ctxs, int n_ctx, const model_config *cfg
     }
     if (!s && h.batch < ranks)
         s = rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "a batch of %d rows cannot be shared by %d processes", h.batch, ranks);
+    if (!s && ranks > CORE_SPLIT_MAX) s = rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "at most %d processes", CORE_SPLIT_MAX);
     if (!s) {
-        double equal[CORE_SPLIT_MAX] = {0};
-        int share[CORE_SPLIT_MAX];
-        if (ranks > CORE_SPLIT_MAX) s = rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "at most %d processes", CORE_SPLIT_MAX);
-        else core_split(equal, ranks, h.batch, share); /* no weights: equal shares */
-        for (int r = 0; !s && r < (comm ? comm->rank : 0); r++) first_row += share[r];
+        int share[CORE_SPLIT_MAX], rank = comm ? comm->rank : 0;
+        double equal[CORE_SPLIT_MAX] = {0}; /* no weights: equal shares */
+        core_split(equal, ranks, h.batch, share);
+        for (int r = 0; r < rank; r++) first_row += share[r];
         mine = h;
-        if (!s) mine.batch = share[comm ? comm->rank : 0];
+        mine.batch = share[rank];
     }
     if (!s) s = dp_create(ctxs, n_ctx, m, &mine, comm, &dp);
     if (!s) t = dp_primary(dp);
