@@ -341,6 +341,61 @@ START_TEST(a_device_whose_share_rounds_to_no_layer_is_left_out) {
 }
 END_TEST
 
+/* The public API: a params struct places the model; forward and a session agree with one device. */
+START_TEST(public_api_places_a_model_by_params) {
+    attamba_context *c[ATTAMBA_MAX_DEVICES];
+    int n;
+    char err[512];
+    ck_assert_int_eq(attamba_contexts_create("all", c, ATTAMBA_MAX_DEVICES, &n, err, sizeof err), ATTAMBA_OK);
+    model_config cfg;
+    model_config_default(&cfg);
+    cfg.n_layers = 3;
+    char *dir = tu_temp_dir();
+    model *m0;
+    tu_ok(model_create(tu_ctx(), &cfg, &m0));
+    tu_ok(model_init_random(m0, 4));
+    tu_ok(model_save(m0, dir));
+    model_destroy(m0);
+    attamba_model_params p = attamba_model_params_default();
+    attamba_model *whole, *split;
+    p.devices = c;
+    p.n_devices = 1;
+    ck_assert_int_eq(attamba_model_load_with(dir, &p, &whole), ATTAMBA_OK);
+    p.n_devices = n;
+    ck_assert_int_eq(attamba_model_load_with(dir, &p, &split), ATTAMBA_ERR_INVALID_ARG); /* 2 devices, no split */
+    ck_assert_ptr_nonnull(strstr(attamba_context_last_error(c[0]), "ATTAMBA_SPLIT_LAYER"));
+    p.split_mode = ATTAMBA_SPLIT_LAYER;
+    p.tensor_split = (double[]){2, 1};
+    ck_assert_int_eq(attamba_model_load_with(dir, &p, &split), ATTAMBA_OK);
+    int V = attamba_model_vocab_size(whole), T = 11;
+    int32_t tok[11];
+    for (int i = 0; i < T; i++) tok[i] = (i * 13 + 1) % V;
+    float *a = malloc((size_t)T * V * sizeof *a), *b = malloc((size_t)T * V * sizeof *b), la[512], lb[512];
+    ck_assert_int_eq(attamba_model_forward(whole, tok, 1, T, a), ATTAMBA_OK);
+    ck_assert_int_eq(attamba_model_forward(split, tok, 1, T, b), ATTAMBA_OK);
+    tu_assert_close(b, a, (int64_t)T * V, 1e-5, 1e-5, "public forward over a split");
+    attamba_session *sa, *sb;
+    ck_assert_int_eq(attamba_session_create(whole, 32, &sa), ATTAMBA_OK);
+    ck_assert_int_eq(attamba_session_create(split, 32, &sb), ATTAMBA_OK);
+    ck_assert_int_eq(attamba_session_feed(sa, tok, 6, la), ATTAMBA_OK);
+    ck_assert_int_eq(attamba_session_feed(sb, tok, 6, lb), ATTAMBA_OK);
+    for (int i = 6; i < T; i++) {
+        ck_assert_int_eq(attamba_session_feed(sa, &tok[i], 1, la), ATTAMBA_OK);
+        ck_assert_int_eq(attamba_session_feed(sb, &tok[i], 1, lb), ATTAMBA_OK);
+        tu_assert_close(lb, la, V, 1e-5, 1e-5, "public session over a split");
+    }
+    ck_assert_int_eq(attamba_session_cache_bytes(sb), attamba_session_cache_bytes(sa));
+    attamba_session_destroy(sa);
+    attamba_session_destroy(sb);
+    attamba_model_destroy(whole);
+    attamba_model_destroy(split);
+    for (int i = 0; i < n; i++) attamba_context_destroy(c[i]);
+    free(a);
+    free(b);
+    free(dir);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("multi");
     TCase *tc = tcase_create("multi");
@@ -354,6 +409,7 @@ int main(void) {
     tcase_add_test(tc, a_two_device_run_resumes_on_one_device);
     tcase_add_loop_test(tc, layer_split_gives_the_whole_models_logits, 0, 4);
     tcase_add_test(tc, a_device_whose_share_rounds_to_no_layer_is_left_out);
+    tcase_add_test(tc, public_api_places_a_model_by_params);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

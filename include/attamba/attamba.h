@@ -127,12 +127,24 @@ typedef struct model attamba_model;
 /* Loads dir/config.json and dir/model.safetensors; refuses corrupt or inconsistent files with a
  * message (attamba_context_last_error). The model must be destroyed before its context. */
 attamba_status attamba_model_load(attamba_context *ctx, const char *dir, attamba_model **out);
-/* The same with the model's layers spread over n devices (a layer split: each holds only its layers'
- * weights and their KV caches; the hidden state moves between them through host memory), in
- * proportion to tensor_split[0..n-1] (NULL: equal; as llama.cpp's tensor_split). Forward and sessions
- * work as on one device; messages go to ctxs[0]. */
-attamba_status attamba_model_load_split(attamba_context *const *ctxs, int n, const char *dir,
-                                        const double *tensor_split, attamba_model **out);
+/* Where a model lives (as llama.cpp's devices / split_mode / tensor_split). Start from
+ * attamba_model_params_default() and set what you need. */
+typedef enum attamba_split_mode {
+    ATTAMBA_SPLIT_NONE = 0,   /* the whole model on devices[0] */
+    ATTAMBA_SPLIT_LAYER = 1   /* the layers spread over the devices: each holds only its layers' weights
+                                 and their KV caches; the hidden state moves between them through host
+                                 memory (a model or cache larger than one device fits) */
+} attamba_split_mode;
+typedef struct attamba_model_params {
+    attamba_context *const *devices; /* n_devices contexts (attamba_contexts_create) */
+    int n_devices;
+    attamba_split_mode split_mode;
+    const double *tensor_split;      /* ATTAMBA_SPLIT_LAYER: each device's share of the layers (NULL: equal) */
+} attamba_model_params;
+attamba_model_params attamba_model_params_default(void);
+/* attamba_model_load with the placement of p; forward and sessions work as on one device; messages
+ * go to devices[0]. */
+attamba_status attamba_model_load_with(const char *dir, const attamba_model_params *p, attamba_model **out);
 void attamba_model_destroy(attamba_model *m);
 int attamba_model_vocab_size(const attamba_model *m);
 /* Test-time attention pattern: chunk P (<= 0 keeps), window L (< 0 keeps), boundaries "uniform",

@@ -7,9 +7,18 @@ attamba_status attamba_model_load(attamba_context *ctx, const char *dir, attamba
     return model_load(ctx, dir, out);
 }
 
-attamba_status attamba_model_load_split(attamba_context *const *ctxs, int n, const char *dir,
-                                        const double *tensor_split, attamba_model **out) {
-    return model_load_split(ctxs, n, dir, tensor_split, out);
+attamba_model_params attamba_model_params_default(void) {
+    return (attamba_model_params){NULL, 0, ATTAMBA_SPLIT_NONE, NULL};
+}
+
+attamba_status attamba_model_load_with(const char *dir, const attamba_model_params *p, attamba_model **out) {
+    *out = NULL;
+    if (!p || !p->devices || p->n_devices < 1 || !p->devices[0]) return ATTAMBA_ERR_INVALID_ARG;
+    if (p->split_mode == ATTAMBA_SPLIT_LAYER) return model_load_split(p->devices, p->n_devices, dir, p->tensor_split, out);
+    if (p->split_mode != ATTAMBA_SPLIT_NONE || p->n_devices != 1)
+        return rt_fail(p->devices[0], ATTAMBA_ERR_INVALID_ARG,
+                       "attamba_model_load_with: %d devices need split_mode ATTAMBA_SPLIT_LAYER", p->n_devices);
+    return model_load(p->devices[0], dir, out);
 }
 
 void attamba_model_destroy(attamba_model *m) { model_destroy(m); }
