@@ -35,7 +35,8 @@ static const char *model_opts_help =
     "  --model DIR          model directory (config.json + model.safetensors)\n"
     "  --device P:D|gpu|cpu|accelerator   (default: $ATTAMBA_DEVICE, else first GPU, accelerator, CPU)\n"
     "  --devices LIST --split layer [--tensor-split 3,1]   the layers spread over a device set, in\n"
-    "                       proportion to the shares (default equal); not for generate yet\n"
+    "                       proportion to the shares (default equal); eval also --split rows: each\n"
+    "                       device evaluates its share of every batch with a whole copy of the model\n"
     "  --chunk P            test-time chunk size (attamba)\n"
     "  --window L           test-time window of leading tokens\n"
     "  --boundaries S       uniform | cyclic | random | random:SEED\n";
@@ -47,7 +48,8 @@ static int model_opt(model_opts *o, int c, const char *arg, int *bad) {
     case OPT_DEVICE: o->device = arg; return 1;
     case OPT_DEVICES: o->devices = arg; return 1;
     case OPT_SPLIT:
-        if (strcmp(arg, "layer") && strcmp(arg, "none")) *bad |= cli_error("model", "--split: layer or none, not '%s'", arg);
+        if (strcmp(arg, "layer") && strcmp(arg, "rows") && strcmp(arg, "none"))
+            *bad |= cli_error("model", "--split: layer, rows (eval) or none, not '%s'", arg);
         o->split = arg;
         return 1;
     case OPT_TENSOR_SPLIT: o->tensor_split = arg; return 1;
@@ -95,13 +97,14 @@ static int open_model(const char *cmd, const model_opts *o, attamba_context **ct
     *n = 0;
     *m = NULL;
     if (!o->model_dir) return cli_error(cmd, "--model DIR is required"), 0;
-    int split = o->split && !strcmp(o->split, "layer");
+    int split = o->split && !strcmp(o->split, "layer"), rows = o->split && !strcmp(o->split, "rows");
     if (o->tensor_split && !split) return cli_error(cmd, "--tensor-split needs --split layer"), 0;
+    if (rows && strcmp(cmd, "eval")) return cli_error(cmd, "--split rows is for eval"), 0;
     if (!(*n = cli_open_devices(o->devices, o->device, ctxs))) return 0;
     double share[ATTAMBA_MAX_DEVICES];
     attamba_status s;
-    if (*n > 1 && !split) {
-        cli_error(cmd, "%d devices: give --split layer to spread the model's layers over them", *n);
+    if (*n > 1 && !split && !rows) {
+        cli_error(cmd, "%d devices: give --split layer (or rows, for eval) to use them", *n);
     } else if (o->tensor_split && !parse_shares(cmd, o->tensor_split, *n, share)) {
     } else if ((s = split ? model_load_split(ctxs, *n, o->model_dir, o->tensor_split ? share : NULL, m)
                           : model_load(ctxs[0], o->model_dir, m)) ||
@@ -594,23 +597,20 @@ int cli_eval(int argc, char **argv) {
         free(text);
         return 1;
     }
-    attamba_context *ctx = ctxs[0];
+    /* --split rows: a whole copy of the model on every device, each evaluating its share of a batch */
+    model *reps[ATTAMBA_MAX_DEVICES] = {m};
+    int n_rep = mo.split && !strcmp(mo.split, "rows") ? n_ctx : 1, rc = 0;
+    for (int i = 1; i < n_rep && !rc; i++)
+        if (model_load(ctxs[i], mo.model_dir, &reps[i]) ||
+            model_set_attention(reps[i], mo.chunk, mo.window >= 0 ? mo.window : -1, mo.boundaries))
+            rc = cli_error("eval", "%s", attamba_context_last_error(ctxs[i]));
     int64_t per = seq - 1, windows = (int64_t)(len / (size_t)per);
-    if (windows < 1) {
-        free(text);
-        close_model(ctxs, n_ctx, m);
-        return cli_error("eval", "%s has %zu bytes, fewer than one window of %ld", data, len, per);
-    }
+    if (!rc && windows < 1) rc = cli_error("eval", "%s has %zu bytes, fewer than one window of %ld", data, len, per);
     int32_t *tok = malloc((size_t)batch * seq * sizeof *tok), *tgt = malloc((size_t)batch * seq * sizeof *tgt);
     double total = 0;
     int64_t counted = 0;
-    int rc = 0;
-    if (!tok || !tgt) {
-        rc = cli_error("eval", "out of host memory for --batch %ld x --seq %ld tokens", batch, seq);
-        windows = 0;
-    }
+    if (!rc && (!tok || !tgt)) rc = cli_error("eval", "out of host memory for --batch %ld x --seq %ld tokens", batch, seq);
     double t0 = core_now();
-    tensor targets = {0};
     for (int64_t w0 = 0; w0 < windows && !rc; w0 += batch) {
         int B = (int)CORE_MIN((int64_t)batch, windows - w0);
         for (int b = 0; b < B; b++) {
@@ -622,22 +622,14 @@ int cli_eval(int argc, char **argv) {
             }
             tgt[b * seq + per] = -1; /* the last position predicts beyond the window: not counted */
         }
-        tensor logits = {0}, flat = {0};
-        double mean;
+        double sum;
         int64_t count;
-        rt_ctx *lc = ctx; /* the logits' device: the last stage's with a layer split */
-        if (model_forward(m, tok, B, (int)seq, &logits) || !(lc = logits.buf->ctx) ||
-            tensor_reshape(&logits, 2, (int64_t[]){(int64_t)B * seq, m->cfg.vocab_size}, &flat) ||
-            tensor_alloc(lc, &targets, TENSOR_I32, 1, (int64_t[]){(int64_t)B * seq}) || tensor_upload(&targets, tgt) ||
-            ops_cross_entropy_mean(lc, &flat, &targets, -1, &mean, &count)) {
-            rc = cli_error("eval", "%s", attamba_context_last_error(lc));
+        if (model_loss_replicas(reps, n_rep, tok, tgt, B, (int)seq, &sum, &count)) {
+            rc = cli_error("eval", "%s", attamba_context_last_error(ctxs[0]));
         } else {
-            total += mean * (double)count;
+            total += sum;
             counted += count;
         }
-        tensor_free(&logits);
-        tensor_free(&flat);
-        tensor_free(&targets);
         char suffix[96];
         snprintf(suffix, sizeof suffix, "loss %.4f  %.0f tokens/s", counted ? total / counted : 0.0,
                  (double)counted / (core_now() - t0));
@@ -652,6 +644,7 @@ int cli_eval(int argc, char **argv) {
     free(tok);
     free(tgt);
     free(text);
+    for (int i = 1; i < n_rep; i++) model_destroy(reps[i]);
     close_model(ctxs, n_ctx, m);
     return rc;
 }

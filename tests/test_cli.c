@@ -177,7 +177,8 @@ START_TEST(device_sets_are_checked_before_anything_runs) {
 }
 END_TEST
 
-/* A layer split over two devices evaluates to the whole model's loss and generates its text. */
+/* A layer split over two devices evaluates to the whole model's loss and generates its text; a split
+ * of the rows evaluates to the same loss. */
 START_TEST(eval_and_generate_over_a_layer_split_match_one_device) {
     char out[8192], whole[8192], *dir = temp_dir(), data[128];
     snprintf(data, sizeof data, "%s/d.txt", dir);
@@ -192,8 +193,13 @@ START_TEST(eval_and_generate_over_a_layer_split_match_one_device) {
              data);
     ck_assert_msg(rc == 0, "eval over a split: %s", out);
     ck_assert_msg(!strcmp(strstr(out, "tokens "), strstr(whole, "tokens ")), "split: %s\nwhole: %s", out, whole);
+    rc = cli(out, sizeof out, "eval --model %s/m --data %s --seq 64 --batch 3 --devices all --split rows", dir, data);
+    ck_assert_msg(rc == 0, "eval split by rows: %s", out);
+    ck_assert_msg(!strcmp(strstr(out, "tokens "), strstr(whole, "tokens ")), "rows: %s\nwhole: %s", out, whole);
     rc = cli(out, sizeof out, "eval --model %s/m --data %s --devices all", dir, data);
     EXPECT_FAILS(rc, out, "--split layer");
+    rc = cli(out, sizeof out, "generate --model %s/m --prompt hi --devices all --split rows", dir);
+    EXPECT_FAILS(rc, out, "--split rows is for eval");
     rc = cli(out, sizeof out, "eval --model %s/m --data %s --devices all --split layer --tensor-split 1,x", dir, data);
     EXPECT_FAILS(rc, out, "--tensor-split '1,x'");
     /* greedy generation over the split (each layer's cache on its device) writes the whole model's text */

@@ -1,6 +1,7 @@
 /* The LM forward pass (SPEC 3): embedding, n_layers of [RMSNorm, Q/K/V (SSMs for attamba),
  * RoPE, attention, output projection, SwiGLU FFN], final norm, output projection. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 
 #include "model.h"
 #include "ops/attention.h"
+#include "ops/loss.h"
 #include "ops/layer.h"
 #include "ops/ops.h"
 #include "ops/ssm.h"
@@ -335,4 +337,65 @@ attamba_status model_prefill(model *m, kv_cache *c, int b, const int32_t *tokens
 
 attamba_status model_prefill_last(model *m, kv_cache *c, int b, const int32_t *tokens, int T, tensor *logits) {
     return prefill(m, c, b, tokens, T, logits, 1);
+}
+
+/* ---- losses ---- */
+
+attamba_status model_loss(model *m, const int32_t *tokens, const int32_t *targets, int B, int T, double *sum,
+                          int64_t *count) {
+    tensor logits = {0}, targets_d = {0};
+    double mean = 0;
+    RT_TRY(model_forward(m, tokens, B, T, &logits));
+    rt_ctx *ctx = logits.buf->ctx; /* the last stage's device with a layer split */
+    attamba_status s = tensor_alloc(ctx, &targets_d, TENSOR_I32, 2, ((int64_t[]){B, T}));
+    if (!s) s = tensor_upload(&targets_d, targets);
+    if (!s) s = ops_cross_entropy_mean(ctx, &logits, &targets_d, -1, &mean, count);
+    if (s && ctx != m->ctx) rt_fail(m->ctx, s, "%s", ctx->err);
+    if (!s) *sum = mean * (double)*count;
+    tensor_free(&logits);
+    tensor_free(&targets_d);
+    return s;
+}
+
+typedef struct {
+    model *m;
+    const int32_t *tokens, *targets;
+    int B, T;
+    double sum;
+    int64_t count;
+    attamba_status s;
+} loss_job;
+
+static void *loss_work(void *arg) {
+    loss_job *j = arg;
+    j->s = j->B ? model_loss(j->m, j->tokens, j->targets, j->B, j->T, &j->sum, &j->count) : ATTAMBA_OK;
+    return NULL;
+}
+
+attamba_status model_loss_replicas(model *const *ms, int n, const int32_t *tokens, const int32_t *targets, int B,
+                                   int T, double *sum, int64_t *count) {
+    if (n < 1 || n > CORE_SPLIT_MAX) return rt_fail(ms[0]->ctx, ATTAMBA_ERR_INVALID_ARG, "model_loss: %d replicas", n);
+    double equal[CORE_SPLIT_MAX] = {0};
+    int rows[CORE_SPLIT_MAX], started[CORE_SPLIT_MAX] = {0};
+    loss_job job[CORE_SPLIT_MAX];
+    pthread_t th[CORE_SPLIT_MAX];
+    core_split(equal, n, B, rows);
+    for (int i = 0, row = 0; i < n; row += rows[i], i++) {
+        job[i] = (loss_job){ms[i], tokens + (int64_t)row * T, targets + (int64_t)row * T, rows[i], T, 0, 0, ATTAMBA_OK};
+        if (i > 0) started[i] = pthread_create(&th[i], NULL, loss_work, &job[i]) == 0;
+        if (i > 0 && !started[i]) loss_work(&job[i]); /* no thread to be had: here */
+    }
+    loss_work(&job[0]);
+    attamba_status s = ATTAMBA_OK;
+    *sum = 0;
+    *count = 0;
+    for (int i = 0; i < n; i++) {
+        if (started[i]) pthread_join(th[i], NULL);
+        if (job[i].s && !s)
+            s = ms[i]->ctx == ms[0]->ctx ? job[i].s
+                                         : rt_fail(ms[0]->ctx, job[i].s, "%s: %s", ms[i]->ctx->dev.info.name, ms[i]->ctx->err);
+        *sum += job[i].sum;
+        *count += job[i].count;
+    }
+    return s;
 }

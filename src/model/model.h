@@ -72,6 +72,15 @@ attamba_status model_set_attention(model *m, int chunk, int window, const char *
  * positions. *logits comes from the context's scratch pool; the caller frees it. */
 attamba_status model_forward(model *m, const int32_t *tokens, int B, int T, tensor *logits);
 
+/* The summed cross-entropy of the scored targets (ids != -1; B*T host ids as for the tokens) under
+ * the model, and how many were scored. */
+attamba_status model_loss(model *m, const int32_t *tokens, const int32_t *targets, int B, int T, double *sum,
+                          int64_t *count);
+/* The same with the B rows shared out over n replicas of one model (one per device, each on its own
+ * host thread; equal shares): evaluation over a device set. Messages go to ms[0]'s context. */
+attamba_status model_loss_replicas(model *const *ms, int n, const int32_t *tokens, const int32_t *targets, int B,
+                                   int T, double *sum, int64_t *count);
+
 /* ---- the layer program (layer.c), shared by prefill, decode and the trainer ---- */
 
 /* One SSM's activations over [B,T]: the projections z [E] and xbcdt [E+2GN+nh] with its column views

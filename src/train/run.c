@@ -7,7 +7,6 @@
 
 #include "checkpoint.h"
 #include "data.h"
-#include "ops/loss.h"
 #include "parallel.h"
 #include "run.h"
 
@@ -30,19 +29,13 @@ attamba_status train_eval(model *m, const dataset *d, int64_t begin, int64_t end
     for (int w0 = 0; w0 < n_windows && !s; w0 += B) {
         int nb = n_windows - w0 < B ? n_windows - w0 : B;
         for (int b = 0; b < nb; b++) data_window(d, begin + (int64_t)(w0 + b) * T, T, m->cfg.bos_id, tok + b * T, tgt + b * T);
-        tensor logits = {0}, targets = {0};
-        double mean;
+        double sum;
         int64_t count;
-        s = model_forward(m, tok, nb, T, &logits);
-        if (!s) s = tensor_alloc(ctx, &targets, TENSOR_I32, 2, ((int64_t[]){nb, T}));
-        if (!s) s = tensor_upload(&targets, tgt);
-        if (!s) s = ops_cross_entropy_mean(ctx, &logits, &targets, -1, &mean, &count);
+        s = model_loss(m, tok, tgt, nb, T, &sum, &count);
         if (!s) {
-            total += mean * (double)count;
+            total += sum;
             counted += count;
         }
-        tensor_free(&logits);
-        tensor_free(&targets);
     }
     free(tok);
     free(tgt);
