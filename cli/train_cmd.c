@@ -137,10 +137,12 @@ int cli_train(int argc, char **argv) {
     if (!n_ctx) return cli_mpi_end(&comm, 1), 1;
     attamba_context *ctx = ctxs[0];
     signal(SIGINT, on_sigint);
+    signal(SIGTERM, on_sigint); /* what mpirun (on Ctrl-C) and batch schedulers (at the time limit) send */
     for (int i = 0; i < n_ctx; i++) {
         const attamba_device_info *d = attamba_context_device(ctxs[i]);
-        if (comm.size > 1) fprintf(stderr, "rank %d/%d ", comm.rank, comm.size);
-        fprintf(stderr, "device %d:%d: %s\n", d->platform_index, d->device_index, d->name);
+        char rank[32] = ""; /* one write per line: the ranks share the terminal */
+        if (comm.size > 1) snprintf(rank, sizeof rank, "rank %d/%d ", comm.rank, comm.size);
+        fprintf(stderr, "%sdevice %d:%d: %s\n", rank, d->platform_index, d->device_index, d->name);
     }
     double val;
     attamba_status s = train_run(ctxs, n_ctx, &cfg, &h, &o, &val);
