@@ -1,5 +1,6 @@
 /* attamba bench optim: the training step's ops outside the layers on the paper-60m model's sizes:
- * AdamW over 62.75M parameters (param, grad, m, v: four f32 tensors, ~1 GB), the sum of squares of
+ * zeroing the gradients and AdamW over 62.75M parameters (param, grad, m, v: four f32 tensors,
+ * ~1 GB), the sum of squares of
  * the same gradient (global-norm clipping), column sums of a [16384, 512] gradient (bias grads), and
  * cross-entropy backward in place on [1024, 32000] logits. Each in ms and GB/s (bytes the op must
  * move at least once) against the device's copy bandwidth measured in the same run (tensor_copy of
@@ -17,7 +18,7 @@
 #include "ref/ref_loss.h"
 #include "ref/ref_optim.h"
 
-typedef enum { RUN_COPY, RUN_ADAMW, RUN_SUMSQ, RUN_SUM_ROWS, RUN_CE_BWD } run_kind;
+typedef enum { RUN_COPY, RUN_ZERO, RUN_ADAMW, RUN_SUMSQ, RUN_SUM_ROWS, RUN_CE_BWD } run_kind;
 
 typedef struct {
     rt_ctx *ctx;
@@ -32,6 +33,7 @@ static int run_once(void *arg) {
     attamba_status s = ATTAMBA_OK;
     switch (r->kind) {
     case RUN_COPY: s = tensor_copy(r->m, r->g); break;
+    case RUN_ZERO: s = tensor_fill(r->m, 0.0); break; /* what trainer_zero_grad does to the gradients */
     case RUN_ADAMW:
         /* The step count grows as in training (bias corrections change; the work does not). */
         r->ap.step++;
@@ -107,6 +109,8 @@ static int bench_params(bench_env *env, int64_t n) {
     snprintf(shape, sizeof shape, "[%lld]", (long long)n);
     optim_run r = {.ctx = env->ctx, .kind = RUN_COPY, .p = &p, .g = &g, .m = &m, .v = &v};
     rc = report(env, &r, "copy", shape, 8.0 * (double)n, -1, NULL);
+    r.kind = RUN_ZERO;
+    if (!rc) rc = report(env, &r, "zero", shape, 4.0 * (double)n, -1, NULL);
     /* The sum of squares of n copies of 0.25f is exactly n / 16. */
     double err = -1;
     if (!rc && !ops_sum_squares(env->ctx, &g, &r.result))

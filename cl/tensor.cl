@@ -13,6 +13,23 @@ __kernel void NAME(__global T *dst, int doff, int d0, int d1, int d2, int d3,   
 STRIDED_COPY(copy_strided_u32, uint)
 STRIDED_COPY(copy_strided_u16, ushort)
 
+/* A contiguous fill: 16 elements per work-item, written as four uint4 (vstore4 needs only the
+ * element's alignment); the last work-item's short tail element by element. */
+__kernel void fill_u32(__global uint *dst, int doff, uint bits, int n) {
+    int i = get_global_id(0) * 16;
+    if (i >= n) return;
+    __global uint *p = dst + doff + i;
+    if (i + 16 <= n) {
+        uint4 v = (uint4)(bits);
+        vstore4(v, 0, p);
+        vstore4(v, 1, p);
+        vstore4(v, 2, p);
+        vstore4(v, 3, p);
+    } else {
+        for (int k = 0; k < n - i; k++) p[k] = bits;
+    }
+}
+
 __kernel void fill_strided_u32(__global uint *dst, int doff, int d0, int d1, int d2, int d3, uint bits,
                                int n, int s1, int s2, int s3) {
     int i = get_global_id(0);

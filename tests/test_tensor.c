@@ -34,6 +34,38 @@ START_TEST(fill_sets_every_element) {
 }
 END_TEST
 
+/* The contiguous fill writes 16 elements per work-item: lengths around multiples of 16, at odd
+ * offsets, must set exactly their elements (the neighbours keep theirs), f32 and i32. */
+START_TEST(contiguous_fill_touches_exactly_its_elements) {
+    static const int64_t lens[] = {1, 3, 15, 16, 17, 31, 33, 257, 1000};
+    int64_t total = 1100;
+    float *h = tu_random(total, 3, -1, 1);
+    for (size_t c = 0; c < sizeof lens / sizeof lens[0]; c++)
+        for (int64_t off = 0; off < 3; off++) {
+            tensor all = tu_tensor(1, &total, h), part;
+            tu_ok(tensor_slice(&all, 0, 7 + off, lens[c], &part));
+            tu_ok(tensor_fill(&part, 4.25));
+            float *x = tu_download(&all);
+            for (int64_t i = 0; i < total; i++) {
+                int inside = i >= 7 + off && i < 7 + off + lens[c];
+                ck_assert_msg(x[i] == (inside ? 4.25f : h[i]), "length %lld offset %lld: element %lld is %g",
+                              (long long)lens[c], (long long)(7 + off), (long long)i, x[i]);
+            }
+            free(x);
+            tensor_free(&part);
+            tensor_free(&all);
+        }
+    tensor ti;
+    tu_ok(tensor_alloc(tu_ctx(), &ti, TENSOR_I32, 1, ((int64_t[]){37})));
+    tu_ok(tensor_fill(&ti, -7));
+    int32_t got[37];
+    tu_ok(tensor_download(&ti, got));
+    for (int i = 0; i < 37; i++) ck_assert_int_eq(got[i], -7);
+    tensor_free(&ti);
+    free(h);
+}
+END_TEST
+
 START_TEST(slice_is_a_view_sharing_memory) {
     rt_ctx *ctx = tu_ctx();
     float h[4 * 6];
@@ -178,6 +210,7 @@ int main(void) {
     TCase *t = tcase_create("tensor");
     tcase_add_test(t, upload_download_round_trip_f32_and_i32);
     tcase_add_test(t, fill_sets_every_element);
+    tcase_add_test(t, contiguous_fill_touches_exactly_its_elements);
     tcase_add_test(t, slice_is_a_view_sharing_memory);
     tcase_add_test(t, transpose_view_and_contiguous_copy);
     tcase_add_test(t, reshape_views_contiguous_and_copies_strided);

@@ -183,9 +183,13 @@ attamba_status tensor_fill(tensor *t, double value) {
     } else {
         return rt_fail(ctx, ATTAMBA_ERR_UNSUPPORTED, "tensor_fill: %s", tensor_dtype_name(t->dtype));
     }
+    int n = (int)tensor_numel(t);
+    if (tensor_is_contiguous(t)) { /* vector stores; the strided kernel divides per element */
+        rt_arg args[] = {RT_MEM(t->buf->mem), RT_I32(t->offset), RT_I32_AT(&bits), RT_I32(n)};
+        return launch_1d(ctx, "fill_u32", (n + 15) / 16, (int)CORE_LEN(args), args);
+    }
     int s[4], st[4];
     dims4(t, s, st);
-    int n = (int)tensor_numel(t);
     rt_arg args[] = {RT_MEM(t->buf->mem), RT_I32(t->offset), RT_I32(st[0]), RT_I32(st[1]), RT_I32(st[2]),
                      RT_I32(st[3]), RT_I32_AT(&bits), RT_I32(n), RT_I32(s[1]), RT_I32(s[2]),
                      RT_I32(s[3])};
