@@ -158,10 +158,12 @@ attamba_status train_run(rt_ctx *const *ctxs, int n_ctx, const model_config *cfg
     int B = h.batch, T = h.seq;
     int32_t *tok = malloc((size_t)B * T * sizeof *tok), *tgt = malloc((size_t)B * T * sizeof *tgt);
     if (!s && (!tok || !tgt)) s = rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
-    double val = NAN, t_start = core_now() - p.seconds, t_session = core_now(), last_loss = NAN;
+    double val = NAN, t_start = core_now() - p.seconds, last_loss = NAN;
+    double first_secs = 0, warm_secs = 0; /* this session's first step (it builds the kernels), and the others */
     int64_t start_step = p.step;
     while (!s && p.step < h.steps) {
         int64_t step = p.step + 1;
+        double t_step = core_now();
         double grad_norm = 0, sums[2] = {0, 0}; /* this process's part of the step's loss; a stop request */
         float lr = 0;
         s = dp_zero_grad(dp);
@@ -190,6 +192,8 @@ attamba_status train_run(rt_ctx *const *ctxs, int n_ctx, const model_config *cfg
             s = rt_fail(ctx, ATTAMBA_ERR_IO, "the loss all-reduce over %d processes failed", ranks);
         if (!s) s = dp_apply(dp, step, &grad_norm, &lr);
         if (s) break;
+        if (step == start_step + 1) first_secs = core_now() - t_step;
+        else warm_secs += core_now() - t_step;
         p.step = step;
         p.tokens += (int64_t)B * T * h.accum;
         p.seconds = core_now() - t_start;
@@ -206,12 +210,14 @@ attamba_status train_run(rt_ctx *const *ctxs, int n_ctx, const model_config *cfg
         }
         if (lead) fflush(metrics);
         if (o->progress && lead) {
-            double session = core_now() - t_session, per_step = session / (double)(step - start_step);
-            double tok_s = (double)(step - start_step) * B * T * h.accum / session;
+            /* the rate of the steps after the first, which also builds (or loads) the kernels */
+            int64_t warm = step - start_step - 1;
+            double per_step = warm ? warm_secs / (double)warm : first_secs, tok_s = (double)B * T * h.accum / per_step;
             char eta[32], suffix[200];
             fmt_eta(per_step * (double)(h.steps - step), eta, sizeof eta);
-            int n = snprintf(suffix, sizeof suffix, "step %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  ETA %s",
-                             (long long)step, (long long)h.steps, last_loss, lr, tok_s, eta);
+            int n = snprintf(suffix, sizeof suffix, "step %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s%s  ETA %s",
+                             (long long)step, (long long)h.steps, last_loss, lr, tok_s,
+                             warm ? "" : " (with kernel builds)", eta);
             if (!isnan(val) && n > 0 && n < (int)sizeof suffix)
                 snprintf(suffix + n, sizeof suffix - (size_t)n, "  val %.4f", val);
             core_progress("train", (double)step / (double)h.steps, last || stopping, suffix);
