@@ -249,8 +249,16 @@ START_TEST(a_two_device_run_resumes_on_one_device) {
     h.batch = 5;
     h.seq = 32;
     h.warmup = 2;
-    train_run_opts o = {.data = tu_corpus_path(), .val_frac = 0.1, .out = full, .seed = 7, .val_windows = 4};
-    tu_ok(train_run(ctxs, 1, &c, &h, &o, NULL));
+    train_run_opts o = {.data = tu_corpus_path(), .val_frac = 0.1, .out = full, .seed = 7, .val_windows = 5};
+    double val_one, val_two;
+    tu_ok(train_run(ctxs, 1, &c, &h, &o, &val_one));
+    /* the same run on both devices validates on both (windows shared out): the same validation loss */
+    char *two = tu_temp_dir();
+    o.out = two;
+    tu_ok(train_run(ctxs, 2, &c, &h, &o, &val_two));
+    ck_assert_msg(fabs(val_one - val_two) <= 1e-5 * fabs(val_one), "validation: one device %.8f, two %.8f", val_one,
+                  val_two);
+    free(two);
     o.out = cut;
     o.stop_at = 3;
     ck_assert_int_eq(train_run(ctxs, 2, &c, &h, &o, NULL), ATTAMBA_ERR_INTERRUPTED);

@@ -12,6 +12,12 @@
 
 attamba_status train_eval(model *m, const dataset *d, int64_t begin, int64_t end, int T, int B, int n_windows,
                           double *loss) {
+    return train_eval_replicas(&m, 1, d, begin, end, T, B, n_windows, loss);
+}
+
+attamba_status train_eval_replicas(model *const *ms, int n, const dataset *d, int64_t begin, int64_t end, int T, int B,
+                                   int n_windows, double *loss) {
+    const model *m = ms[0];
     rt_ctx *ctx = m->ctx;
     int64_t avail = (end - begin) / T;
     if (avail < 1) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "eval: %lld tokens are fewer than one window of %d",
@@ -31,7 +37,7 @@ attamba_status train_eval(model *m, const dataset *d, int64_t begin, int64_t end
         for (int b = 0; b < nb; b++) data_window(d, begin + (int64_t)(w0 + b) * T, T, m->cfg.bos_id, tok + b * T, tgt + b * T);
         double sum;
         int64_t count;
-        s = model_loss(m, tok, tgt, nb, T, &sum, &count);
+        s = model_loss_replicas(ms, n, tok, tgt, nb, T, &sum, &count);
         if (!s) {
             total += sum;
             counted += count;
@@ -204,7 +210,9 @@ attamba_status train_run(rt_ctx *const *ctxs, int n_ctx, const model_config *cfg
                              "\"seconds\": %.3f}\n",
                     (long long)step, last_loss, lr, grad_norm, (long long)p.tokens, p.seconds);
         if (lead && ((o->val_every > 0 && step % o->val_every == 0) || last)) {
-            s = train_eval(m, &d, train_end, d.n, T, B, o->val_windows, &val);
+            model *reps[ATTAMBA_MAX_DEVICES]; /* every device of this process: the replicas hold m's weights */
+            for (int i = 0; i < n_ctx; i++) reps[i] = dp_replica(dp, i);
+            s = train_eval_replicas(reps, n_ctx, &d, train_end, d.n, T, B, o->val_windows, &val);
             if (s) break;
             fprintf(metrics, "{\"step\": %lld, \"val_loss\": %.6f, \"val_ppl\": %.4f}\n", (long long)step, val, exp(val));
         }

@@ -38,5 +38,8 @@ attamba_status train_run(rt_ctx *const *ctxs, int n_ctx, const model_config *cfg
 struct dataset;
 attamba_status train_eval(model *m, const struct dataset *d, int64_t begin, int64_t end, int T, int B, int n_windows,
                           double *loss);
+/* The same with each batch's windows shared out over n replicas of one model (model_loss_replicas). */
+attamba_status train_eval_replicas(model *const *ms, int n, const struct dataset *d, int64_t begin, int64_t end, int T,
+                                   int B, int n_windows, double *loss);
 
 #endif
