@@ -57,8 +57,7 @@ attamba_status model_decode_step(model *m, kv_cache *c, const int32_t *tokens, t
             if (!s) s = model_linear(st, &ws->xf, st->output, 0, logits);
             if (s) tensor_free(logits);
         }
-        if (s && st != m) rt_fail(m->ctx, s, "stage on %s: %s", st->ctx->dev.info.name, st->ctx->err);
-        RT_TRY(s);
+        RT_TRY(rt_fail_from(m->ctx, s, st->ctx));
     }
     for (int b = 0; b < B; b++) {
         for (int l = 0; l < L; l++) {

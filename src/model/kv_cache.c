@@ -77,8 +77,8 @@ attamba_status kv_cache_create(model *m, int B, int64_t max_tokens, kv_cache **o
             if (!s) s = tensor_slice(&L->state_all, 0, (int64_t)i * B, B, &L->state[i]);
         }
     }
-    if (s && ctx != m->ctx) rt_fail(m->ctx, s, "kv cache on %s: %s", ctx->dev.info.name, ctx->err);
     if (s) {
+        rt_fail_from(m->ctx, s, ctx);
         kv_cache_destroy(c);
         return s;
     }

@@ -152,9 +152,7 @@ attamba_status model_create_split(rt_ctx *const *ctxs, int n, const model_config
     for (int k = 0, l0 = 0; k < n && !s; l0 += layers[k], k++) {
         if (!layers[k]) continue;
         s = create(ctxs[k], cfg, l0, l0 + layers[k], tail);
-        if (s && ctxs[k] != ctxs[0])
-            rt_fail(ctxs[0], s, "device %d:%d (%s): %s", ctxs[k]->dev.info.platform_index, ctxs[k]->dev.info.device_index,
-                    ctxs[k]->dev.info.name, ctxs[k]->err);
+        if (s) rt_fail_from(ctxs[0], s, ctxs[k]);
         if (*tail) tail = &(*tail)->next;
     }
     if (s) {
@@ -175,7 +173,7 @@ attamba_status model_load_split(rt_ctx *const *ctxs, int n, const char *dir, con
     if (s) rt_fail(ctx, s, "%s", s == ATTAMBA_ERR_OUT_OF_MEMORY ? "out of host memory" : err);
     if (!s) s = model_create_split(ctxs, n, &cfg, share, out);
     for (model *st = *out; st && !s; st = st->next)
-        if ((s = weights_upload_host(&st->w, host)) && st->ctx != ctx) rt_fail(ctx, s, "%s: %s", st->ctx->dev.info.name, st->ctx->err);
+        s = rt_fail_from(ctx, weights_upload_host(&st->w, host), st->ctx);
     free(host);
     free(cpath);
     free(wpath);
@@ -282,14 +280,11 @@ static attamba_status forward(model *m, const int32_t *tokens, int B, int T, ten
         else RT_TRY(tensor_upload(&ws->ids, tokens));
         layer_mode md = {.pos = &ws->pos, .plan = &ws->plan, .cache = cache, .b = b};
         attamba_status s = model_trunk(st, &ws->ids, &ws->acts, 0, &md, &ws->xf);
-        if (s && st != m) return rt_fail(m->ctx, s, "stage on %s: %s", st->ctx->dev.info.name, st->ctx->err);
-        RT_TRY(s);
+        RT_TRY(rt_fail_from(m->ctx, s, st->ctx));
     }
     if (cache) cache->pos[b] = T;
     if (!logits) return ATTAMBA_OK;
-    attamba_status s = head(prev, B, T, logits, last_only); /* on the last stage's device */
-    if (s && prev != m) rt_fail(m->ctx, s, "%s", prev->ctx->err);
-    return s;
+    return rt_fail_from(m->ctx, head(prev, B, T, logits, last_only), prev->ctx); /* on the last stage's device */
 }
 
 /* Logits from the final norm's output of the model's workspace: [B, T, V], or [B, V] of each
@@ -350,7 +345,7 @@ attamba_status model_loss(model *m, const int32_t *tokens, const int32_t *target
     attamba_status s = tensor_alloc(ctx, &targets_d, TENSOR_I32, 2, ((int64_t[]){B, T}));
     if (!s) s = tensor_upload(&targets_d, targets);
     if (!s) s = ops_cross_entropy_mean(ctx, &logits, &targets_d, -1, &mean, count);
-    if (s && ctx != m->ctx) rt_fail(m->ctx, s, "%s", ctx->err);
+    if (s) rt_fail_from(m->ctx, s, ctx);
     if (!s) *sum = mean * (double)*count;
     tensor_free(&logits);
     tensor_free(&targets_d);
@@ -391,9 +386,7 @@ attamba_status model_loss_replicas(model *const *ms, int n, const int32_t *token
     *count = 0;
     for (int i = 0; i < n; i++) {
         if (started[i]) pthread_join(th[i], NULL);
-        if (job[i].s && !s)
-            s = ms[i]->ctx == ms[0]->ctx ? job[i].s
-                                         : rt_fail(ms[0]->ctx, job[i].s, "%s: %s", ms[i]->ctx->dev.info.name, ms[i]->ctx->err);
+        if (job[i].s && !s) s = rt_fail_from(ms[0]->ctx, job[i].s, ms[i]->ctx);
         *sum += job[i].sum;
         *count += job[i].count;
     }

@@ -79,6 +79,9 @@ typedef struct rt_ctx rt_ctx;
 const char *rt_cl_error_name(cl_int err);
 /* Records a message on the context and returns s. */
 attamba_status rt_fail(rt_ctx *ctx, attamba_status s, const char *fmt, ...) CORE_PRINTF(3, 4);
+/* Returns s; when s is a failure on another context `from`, first records its message on `to`,
+ * naming its device (a failure on one device of a set, reported where the caller looks). */
+attamba_status rt_fail_from(rt_ctx *to, attamba_status s, const rt_ctx *from);
 /* ok for CL_SUCCESS; otherwise records "<what>: <CL name>" and maps the code to a status. */
 attamba_status rt_check(rt_ctx *ctx, cl_int err, const char *what);
 #define RT_TRY(expr)                                  \

@@ -22,6 +22,12 @@ attamba_status rt_fail(rt_ctx *ctx, attamba_status s, const char *fmt, ...) {
     return s;
 }
 
+attamba_status rt_fail_from(rt_ctx *to, attamba_status s, const rt_ctx *from) {
+    if (s == ATTAMBA_OK || from == to) return s;
+    const attamba_device_info *d = &from->dev.info;
+    return rt_fail(to, s, "device %d:%d (%s): %s", d->platform_index, d->device_index, d->name, from->err);
+}
+
 attamba_status rt_check(rt_ctx *ctx, cl_int err, const char *what) {
     if (err == CL_SUCCESS) return ATTAMBA_OK;
     switch (err) {

@@ -14,7 +14,7 @@ typedef struct replica {
     model *m;          /* device 0: the caller's model */
     trainer *t;
     int rows;          /* of each micro-batch */
-    int touched;       /* got rows since the last zero_grad: its gradients count */
+    int touched;       /* got rows since the last zero_grad: its gradients count (devices 1..) */
     double rate;       /* rows/s, smoothed; 0 = not measured yet */
     /* one micro-batch's work, filled by dp_forward_backward, run by work() */
     const int32_t *tok, *tgt;
@@ -101,9 +101,7 @@ attamba_status dp_create(rt_ctx *const *ctxs, int n, model *m0, const train_hpar
         s = model_create(ctxs[i], &m0->cfg, &r->m);
         if (!s) s = tensor_transfer(&r->m->w.flat, &m0->w.flat);
         if (!s) s = trainer_create_replica(r->m, &hi, &r->t);
-        if (s && ctxs[i] != ctx)
-            rt_fail(ctx, s, "device %d:%d (%s): %s", ctxs[i]->dev.info.platform_index, ctxs[i]->dev.info.device_index,
-                    ctxs[i]->dev.info.name, ctxs[i]->err);
+        if (s) rt_fail_from(ctx, s, ctxs[i]);
     }
     if (!s && (n > 1 || g->ranks > 1)) {
         int64_t numel = tensor_numel(&m0->w.flat);
@@ -140,10 +138,7 @@ static void *work(void *arg) {
 
 /* Moves the failure of device i into device 0's message. */
 static attamba_status device_failed(dp_trainer *g, int i, attamba_status s) {
-    rt_ctx *c0 = g->r[0].m->ctx, *ci = g->r[i].m->ctx;
-    if (ci == c0) return s;
-    return rt_fail(c0, s, "device %d:%d (%s): %s", ci->dev.info.platform_index, ci->dev.info.device_index,
-                   ci->dev.info.name, ci->err);
+    return rt_fail_from(g->r[0].m->ctx, s, g->r[i].m->ctx);
 }
 
 /* Folds the timings of the last micro-batch into the rates and re-splits when it is time: after
@@ -177,9 +172,7 @@ static attamba_status rebalance(dp_trainer *g) {
 attamba_status dp_forward_backward(dp_trainer *g, const int32_t *tokens, const int32_t *targets, float grad_weight,
                                    double *loss, int64_t *count) {
     if (g->n == 1) {
-        RT_TRY(trainer_forward_backward(g->r[0].t, tokens, targets, grad_weight, loss, count));
-        g->r[0].touched = 1;
-        return ATTAMBA_OK;
+        return trainer_forward_backward(g->r[0].t, tokens, targets, grad_weight, loss, count);
     }
     /* each device's gradient is weighted by its share of the scored targets, so the sum is the
      * gradient of the global batch's mean loss */
