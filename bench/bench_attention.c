@@ -149,13 +149,20 @@ int bench_attention_main(int argc, char **argv) {
         double flop_per_visit = 4.0 * dh * H * B;
         int64_t dense_visits = (int64_t)T * (T + 1) / 2;
         attn_run r = {ctx, &d.q, &d.k, &d.v, &d.out, H, {ATTN_CAUSAL, 0, NULL, 0}};
-        double ms_dense = -1;
+        double ms_dense = -1, bytes = 16.0 * B * T * H * dh; /* q, k, v read, out written once */
+        char shape[64];
+        snprintf(shape, sizeof shape, "B=%d H=%d T=%d dh=%d", B, H, T, dh);
+        bench_timing tm;
         if (T <= dense_max) {
-            double s = bench_time(run_prefill, &r, 2, seconds);
+            double s = bench_time(run_prefill, &r, 2, seconds, &tm);
             if (s < 0) {
                 rc = cli_error("bench attention", "dense T=%d: %s", T, ctx->err);
             } else {
                 ms_dense = 1e3 * s;
+                cJSON *o = bench_entry(ctx, "attention", "attention_prefill", shape, "dense", &tm,
+                                       (double)dense_visits * flop_per_visit, bytes);
+                cJSON_AddNumberToObject(o, "key_visits", (double)dense_visits);
+                cJSON_AddItemToArray(out, o);
             }
         }
         for (int ip = 0; ip < nP && !rc; ip++)
@@ -182,7 +189,7 @@ int bench_attention_main(int argc, char **argv) {
                         goto next;
                     }
                     r.mask = (attn_mask){ATTN_COMPRESSED, L, &tb, 0};
-                    double s = bench_time(run_prefill, &r, 2, seconds);
+                    double s = bench_time(run_prefill, &r, 2, seconds, &tm);
                     if (s < 0) {
                         rc = cli_error("bench attention", "compressed T=%d P=%d L=%d: %s", T, P, L, ctx->err);
                         goto next;
@@ -200,27 +207,25 @@ int bench_attention_main(int argc, char **argv) {
                 fprintf(tab, "%6d %4d %4d %10s %10s %8s %12lld %12.0f %7.2fx %9.2f %9.2f\n", T, P, L, sc, sd, ss,
                         (long long)visits, formula, ratio, gf_c, gf_d);
                 fflush(tab);
-                cJSON *o = bench_record(ctx, "attention");
-                cJSON_AddNumberToObject(o, "seq", T);
-                cJSON_AddNumberToObject(o, "chunk", P);
-                cJSON_AddNumberToObject(o, "window", L);
-                cJSON_AddNumberToObject(o, "batch", B);
-                cJSON_AddNumberToObject(o, "heads", H);
-                cJSON_AddNumberToObject(o, "head_dim", dh);
-                cJSON_AddStringToObject(o, "boundaries", boundary_strategy_name(spec.strategy));
-                if (ms_comp > 0) cJSON_AddNumberToObject(o, "ms_compressed", ms_comp);
-                else cJSON_AddNullToObject(o, "ms_compressed");
-                if (ms_dense > 0) cJSON_AddNumberToObject(o, "ms_dense", ms_dense);
-                else cJSON_AddNullToObject(o, "ms_dense");
-                if (speedup > 0) cJSON_AddNumberToObject(o, "speedup", speedup);
-                else cJSON_AddNullToObject(o, "speedup");
-                cJSON_AddNumberToObject(o, "key_visits", (double)visits);
-                cJSON_AddNumberToObject(o, "key_visits_formula", formula);
-                cJSON_AddNumberToObject(o, "key_visits_dense", (double)dense_visits);
-                cJSON_AddNumberToObject(o, "visit_ratio", ratio);
-                if (gf_c > 0) cJSON_AddNumberToObject(o, "gflops_compressed", gf_c);
-                if (gf_d > 0) cJSON_AddNumberToObject(o, "gflops_dense", gf_d);
-                cJSON_AddItemToArray(out, o);
+                if (ms_comp > 0) {
+                    char variant[48];
+                    snprintf(variant, sizeof variant, "compressed P=%d L=%d", P, L);
+                    cJSON *o = bench_entry(ctx, "attention", "attention_prefill", shape, variant, &tm,
+                                           (double)visits * flop_per_visit, bytes);
+                    cJSON_AddNumberToObject(o, "seq", T);
+                    cJSON_AddNumberToObject(o, "chunk", P);
+                    cJSON_AddNumberToObject(o, "window", L);
+                    cJSON_AddNumberToObject(o, "batch", B);
+                    cJSON_AddNumberToObject(o, "heads", H);
+                    cJSON_AddNumberToObject(o, "head_dim", dh);
+                    cJSON_AddStringToObject(o, "boundaries", boundary_strategy_name(spec.strategy));
+                    if (speedup > 0) cJSON_AddNumberToObject(o, "speedup_vs_dense", speedup);
+                    cJSON_AddNumberToObject(o, "key_visits", (double)visits);
+                    cJSON_AddNumberToObject(o, "key_visits_formula", formula);
+                    cJSON_AddNumberToObject(o, "key_visits_dense", (double)dense_visits);
+                    cJSON_AddNumberToObject(o, "visit_ratio", ratio);
+                    cJSON_AddItemToArray(out, o);
+                }
             next:
                 tensor_free(&tb);
                 free(b);

@@ -102,9 +102,10 @@ static int bench_case(bwd_env *env, int T, attn_mode mode, int P, int L, double 
     attn_mask mask = {mode, L, mode == ATTN_COMPRESSED ? &bt : NULL, 0};
     attn_run r = {ctx, 0, H, &mask, env->opts, &ts[0], &ts[1], &ts[2], &ts[3], &ts[4], &ts[5], &ts[6],
                   &ts[7]};
-    double fwd = bench_time(run_once, &r, env->reps, env->seconds);
+    bench_timing tf, tb;
+    double fwd = bench_time(run_once, &r, env->reps, env->seconds, &tf);
     r.backward = 1;
-    double bwd = fwd < 0 ? -1 : bench_time(run_once, &r, env->reps, env->seconds);
+    double bwd = fwd < 0 ? -1 : bench_time(run_once, &r, env->reps, env->seconds, &tb);
     if (bwd < 0) {
         rc = cli_error("bench attention-backward", "T %d mode %d: %s", T, (int)mode, ctx->err);
         goto done;
@@ -130,29 +131,41 @@ static int bench_case(bwd_env *env, int T, attn_mode mode, int P, int L, double 
     printf("%6d %-11s %-10s %12lld %10.2f %10.2f %8.2f %10.3f %9.1e\n", T, name, pl, (long long)pairs,
            1e3 * fwd, 1e3 * bwd, bwd / fwd, vs_causal, check);
     fflush(stdout);
-    cJSON *o = bench_record(ctx, "attention_prefill_backward");
-    cJSON_AddNumberToObject(o, "T", T);
-    cJSON_AddNumberToObject(o, "batch", B);
-    cJSON_AddNumberToObject(o, "heads", H);
-    cJSON_AddNumberToObject(o, "head_dim", dh);
-    cJSON_AddStringToObject(o, "mask", name);
-    if (mode == ATTN_COMPRESSED) {
-        cJSON_AddNumberToObject(o, "P", P);
-        cJSON_AddNumberToObject(o, "L", L);
-        cJSON_AddNumberToObject(o, "boundaries", (double)nb);
-    }
+    /* per visited (query, key) pair and head: forward QK^T and PV, 4 dh; backward recomputes QK^T and
+     * forms dP = dO V^T, dQ, dK and dV, 10 dh. Bytes: every [B, T, H dh] operand once. */
+    char desc[64], variant[48];
+    snprintf(desc, sizeof desc, "B=%d H=%d T=%d dh=%d", B, H, T, dh);
+    if (mode == ATTN_COMPRESSED) snprintf(variant, sizeof variant, "compressed P=%d L=%d", P, L);
+    else snprintf(variant, sizeof variant, "%s", name);
     const attn_backward_opts *vo = env->opts;
     char vs[64];
     snprintf(vs, sizeof vs, "%d,%d,%d,%d,%d,%d", vo->block_q, vo->tile_k, vo->block_k, vo->tile_q,
              vo->use_local, vo->per_item);
-    cJSON_AddStringToObject(o, "variant", vs); /* BQ,TK,BK,TQ,LOCAL,ITEM as given; 0 = device default */
-    cJSON_AddNumberToObject(o, "pairs", (double)pairs);
-    cJSON_AddNumberToObject(o, "forward_ms", 1e3 * fwd);
-    cJSON_AddNumberToObject(o, "backward_ms", 1e3 * bwd);
-    cJSON_AddNumberToObject(o, "backward_over_forward", bwd / fwd);
-    cJSON_AddNumberToObject(o, "backward_vs_causal", vs_causal);
-    cJSON_AddNumberToObject(o, "dv_sum_rel_err", check);
-    cJSON_AddItemToArray(env->out, o);
+    double operand = 4.0 * (double)n;
+    for (int pass = 0; pass < 2; pass++) {
+        cJSON *o = pass ? bench_entry(ctx, "attention-backward", "attention_prefill_backward", desc, variant, &tb,
+                                      10.0 * dh * H * (double)pairs, 8 * operand)
+                        : bench_entry(ctx, "attention-backward", "attention_prefill", desc, variant, &tf,
+                                      4.0 * dh * H * (double)pairs, 4 * operand);
+        cJSON_AddNumberToObject(o, "T", T);
+        cJSON_AddNumberToObject(o, "batch", B);
+        cJSON_AddNumberToObject(o, "heads", H);
+        cJSON_AddNumberToObject(o, "head_dim", dh);
+        cJSON_AddStringToObject(o, "mask", name);
+        if (mode == ATTN_COMPRESSED) {
+            cJSON_AddNumberToObject(o, "P", P);
+            cJSON_AddNumberToObject(o, "L", L);
+            cJSON_AddNumberToObject(o, "boundaries", (double)nb);
+        }
+        cJSON_AddStringToObject(o, "opts", vs); /* BQ,TK,BK,TQ,LOCAL,ITEM as given; 0 = device default */
+        cJSON_AddNumberToObject(o, "pairs", (double)pairs);
+        if (pass) {
+            cJSON_AddNumberToObject(o, "backward_over_forward", bwd / fwd);
+            cJSON_AddNumberToObject(o, "backward_vs_causal", vs_causal);
+            cJSON_AddNumberToObject(o, "dv_sum_rel_err", check);
+        }
+        cJSON_AddItemToArray(env->out, o);
+    }
     *bwd_ms_out = 1e3 * bwd;
 done:
     for (int i = 0; i < 8; i++) tensor_free(&ts[i]);

@@ -144,9 +144,10 @@ int bench_gemm_main(int argc, char **argv) {
             for (int which = 0; which < 7; which++) {
                 double t;
                 double err = 0;
+                bench_timing tm;
                 if (which == 0) {
 #ifdef ATTAMBA_HAVE_CBLAS
-                    t = bench_time(run_host, &r, 2, seconds);
+                    t = bench_time(run_host, &r, 2, seconds, &tm);
 #else
                     continue;
 #endif
@@ -155,7 +156,7 @@ int bench_gemm_main(int argc, char **argv) {
                     if (which >= 3 && !all_kernels) break;
                     r.backend = which == 1 ? OPS_GEMM_CLBLAST : OPS_GEMM_OWN;
                     r.kernel = which >= 3 ? (ops_gemm_kernel)(which - 2) : OPS_GEMM_KERNEL_AUTO;
-                    t = bench_time(run_device, &r, 2, seconds);
+                    t = bench_time(run_device, &r, 2, seconds, &tm);
                     if (t < 0) {
                         fprintf(stderr, "attamba bench gemm: %s failed: %s\n", names[which], ctx->err);
                         continue;
@@ -172,7 +173,10 @@ int bench_gemm_main(int argc, char **argv) {
                 printf("%-18s %-5s %-12s %10.2f %10.1f %9.1f %9.2fx %9.1e\n", label, op, names[which], 1e3 * t,
                        flop / t * 1e-9, bytes / t * 1e-9, ratio, err);
                 fflush(stdout);
-                cJSON *o = bench_record(ctx, "gemm");
+                char variant[32];
+                snprintf(variant, sizeof variant, "%s %s", names[which], op);
+                cJSON *o = bench_entry(ctx, "gemm", "gemm", label, variant, &tm, flop, bytes);
+                if (which == 0) cJSON_AddBoolToObject(o, "on_host", 1);
                 cJSON_AddStringToObject(o, "backend", names[which]);
                 cJSON_AddNumberToObject(o, "M", M);
                 cJSON_AddNumberToObject(o, "N", N);
@@ -180,9 +184,6 @@ int bench_gemm_main(int argc, char **argv) {
                 cJSON_AddNumberToObject(o, "batch", batch);
                 cJSON_AddBoolToObject(o, "trans_a", ta);
                 cJSON_AddBoolToObject(o, "trans_b", tb);
-                cJSON_AddNumberToObject(o, "ms", 1e3 * t);
-                cJSON_AddNumberToObject(o, "gflops", flop / t * 1e-9);
-                cJSON_AddNumberToObject(o, "gbs", bytes / t * 1e-9);
                 if (ratio > 0) cJSON_AddNumberToObject(o, "ratio_to_host_blas", ratio);
                 if (which) cJSON_AddNumberToObject(o, "max_rel_err", err);
                 cJSON_AddItemToArray(out, o);

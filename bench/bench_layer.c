@@ -129,7 +129,8 @@ int bench_layer_main(int argc, char **argv) {
     double copy_gbs = 0;
     for (int op = 0; op < N_OPS; op++) {
         r.op = op;
-        double t = bench_time(run_op, &r, 3, seconds);
+        bench_timing tm;
+        double t = bench_time(run_op, &r, 3, seconds, &tm);
         int failed = 0;
         attamba_counters per_run = t < 0 ? (attamba_counters){0} : bench_count(ctx, run_op, &r, &failed);
         if (t < 0 || failed) {
@@ -145,19 +146,16 @@ int bench_layer_main(int argc, char **argv) {
             snprintf(desc, sizeof desc, "%d of [%d, %d]", rows, vocab, width);
         else
             snprintf(desc, sizeof desc, "[%d, %d]", rows, width);
-        double gbs = op_bytes(op, (double)n, rows, width, 4.0 * (double)big) / t * 1e-9;
+        double bytes = op_bytes(op, (double)n, rows, width, 4.0 * (double)big), gbs = bytes / t * 1e-9;
         if (op == OP_COPY) copy_gbs = gbs;
         printf("%-14s %-22s %10.3f %10.1f %8.0f%%\n", op_names[op], desc, 1e3 * t, gbs, 100 * gbs / copy_gbs);
         fflush(stdout);
-        cJSON *o = bench_record(ctx, op_names[op]);
-        cJSON_AddStringToObject(o, "shape", desc);
+        cJSON *o = bench_entry(ctx, "layer", op_names[op], desc, NULL, &tm, 0, bytes);
         cJSON_AddNumberToObject(o, "rows", op == OP_COPY ? 1 : rows);
         cJSON_AddNumberToObject(o, "width", op == OP_COPY ? (double)big : width);
-        cJSON_AddNumberToObject(o, "ms", 1e3 * t);
-        cJSON_AddNumberToObject(o, "gbs", gbs);
         cJSON_AddNumberToObject(o, "copy_gbs", copy_gbs);
         cJSON_AddNumberToObject(o, "ratio_to_copy", gbs / copy_gbs);
-        bench_add_counters(o, &per_run, 1, "run");
+        bench_entry_counters(o, &per_run, 1);
         cJSON_AddItemToArray(out, o);
     }
     if (!rc && json && bench_write_json(out, json)) rc = cli_error("bench layer", "cannot write %s", json);

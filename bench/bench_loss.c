@@ -199,7 +199,7 @@ int bench_loss_main(int argc, char **argv) {
     if (!ctx) return 1;
     printf("device: %s (%s)\n", ctx->dev.info.name, ctx->dev.info.platform_name);
     printf("%-14s %-14s %-22s %10s %9s %8s %10s\n", "op", "shape", "variant", "ms", "GB/s", "vs copy", "check");
-    bench_env env = {ctx, cJSON_CreateArray(), seconds, 0};
+    bench_env env = {ctx, "loss", cJSON_CreateArray(), seconds, 0};
     int rc = bench_copy(&env);
     if (!rc) rc = bench_ce(&env, 4096, 32000);
     if (!rc) rc = bench_ce(&env, 4096, 258);

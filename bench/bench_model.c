@@ -110,7 +110,8 @@ static void write_svg(const char *path, const variant *vs, int nv, const int64_t
 /* Whether name is one of the comma-separated names of list (NULL lists every name). */
 /* Decode tokens/s of m at context T (cache filled synthetically); 0 when it cannot run (said on
  * stderr). sa gets the last step's counters, *bytes (may be NULL) what the cache holds at T. */
-static double decode_rate(model *m, const char *name, int64_t T, int steps, step_arg *sa, int64_t *bytes) {
+static double decode_rate(model *m, const char *name, int64_t T, int steps, step_arg *sa, int64_t *bytes,
+                          bench_timing *tm) {
     kv_cache *cache = NULL;
     memset(sa, 0, sizeof *sa);
     if (kv_cache_create(m, 1, T + 2, &cache) || kv_cache_fill_synthetic(cache, T)) {
@@ -120,7 +121,7 @@ static double decode_rate(model *m, const char *name, int64_t T, int steps, step
     }
     float *host_logits = malloc((size_t)m->cfg.vocab_size * sizeof *host_logits);
     *sa = (step_arg){m, cache, 65, host_logits, {0}};
-    double t = host_logits ? bench_time(one_step, sa, steps, 0.5) : -1;
+    double t = host_logits ? bench_time(one_step, sa, steps, 0.5, tm) : -1;
     free(host_logits);
     if (bytes) *bytes = kv_cache_bytes_used(cache, 0);
     kv_cache_destroy(cache);
@@ -234,15 +235,16 @@ int bench_decode_main(int argc, char **argv) {
             ctx->mem_peak = ctx->mem_current;
             step_arg sa, ssa;
             int64_t bytes = 0;
-            double rate = decode_rate(m, vs[j].name, T, steps, &sa, &bytes), t = rate > 0 ? 1.0 / rate : -1;
+            bench_timing tm, tp_tm = {0};
+            double rate = decode_rate(m, vs[j].name, T, steps, &sa, &bytes, &tm), t = rate > 0 ? 1.0 / rate : -1;
             if (!(rate > 0)) continue;
-            double split_rate = ms ? decode_rate(ms, vs[j].name, T, steps, &ssa, NULL) : 0;
+            double split_rate = ms ? decode_rate(ms, vs[j].name, T, steps, &ssa, NULL, NULL) : 0;
             double prefill = 0;
             if (T <= prefill_max) {
                 int32_t *tok = malloc((size_t)T * sizeof *tok);
                 for (int64_t k = 0; k < T; k++) tok[k] = (int32_t)((k * 7919) % 32000);
                 prefill_arg pa = {m, tok, (int)T};
-                double tp = bench_time(one_prefill, &pa, 1, 0.0);
+                double tp = bench_time(one_prefill, &pa, 1, 0.0, &tp_tm);
                 prefill = tp > 0 ? T / tp : 0;
                 free(tok);
             }
@@ -265,19 +267,32 @@ int bench_decode_main(int argc, char **argv) {
             if (ms) printf("%-22s %8s %12.1f   over %d devices (layer split): %.2fx of one\n", "", "", split_rate,
                            model_stages(ms), split_rate / tps[j * nc + i]);
             fflush(stdout);
-            cJSON *o = bench_record(ctx, "decode");
+            /* FLOPs: two per weight (embedding row excluded) and the attention over the keys position T
+             * visits (the model's total over [0, T + 1) minus that over [0, T)); bytes: every weight
+             * and the cache read once. Prefill: the same over T tokens, the weights read once. */
+            double w_flop = 2.0 * (double)(m->w.numel - emb);
+            double attn_T = model_config_attention_flops(&cfg, T) * (double)T;
+            double flop = w_flop + model_config_attention_flops(&cfg, T + 1) * (double)(T + 1) - attn_T;
+            char shape[48];
+            snprintf(shape, sizeof shape, "context=%lld", (long long)T);
+            if (prefill > 0) {
+                cJSON *po = bench_entry(ctx, "decode", "prefill", shape, vs[j].name, &tp_tm, w_flop * (double)T + attn_T,
+                                        4.0 * (double)(m->w.numel - emb) + (double)bytes);
+                cJSON_AddNumberToObject(po, "context", (double)T);
+                bench_entry_rate(po, prefill, "tokens/s");
+                cJSON_AddItemToArray(out, po);
+            }
+            cJSON *o = bench_entry(ctx, "decode", "decode", shape, vs[j].name, &tm, flop, step_bytes);
+            bench_entry_rate(o, tps[j * nc + i], "tokens/s");
             cJSON_AddStringToObject(o, "model", vs[j].name);
             cJSON_AddNumberToObject(o, "context", (double)T);
-            cJSON_AddNumberToObject(o, "decode_tokens_per_s", tps[j * nc + i]);
-            cJSON_AddNumberToObject(o, "decode_ms", t * 1e3);
             if (prefill > 0) cJSON_AddNumberToObject(o, "prefill_tokens_per_s", prefill);
             cJSON_AddNumberToObject(o, "cache_bytes", (double)bytes);
             cJSON_AddNumberToObject(o, "peak_device_bytes", (double)ctx->mem_peak);
-            cJSON_AddNumberToObject(o, "bytes_per_token", step_bytes);
             cJSON_AddNumberToObject(o, "copy_gbs", copy_gbs);
             cJSON_AddNumberToObject(o, "bandwidth_fraction", bw);
             cJSON_AddNumberToObject(o, "n_layers", layers);
-            bench_add_counters(o, pt, 1, "token");
+            bench_entry_counters(o, pt, 1);
             if (full_bytes[i]) cJSON_AddNumberToObject(o, "cache_ratio_to_full", (double)full_bytes[i] / bytes);
             if (tps[i] > 0) cJSON_AddNumberToObject(o, "decode_speedup_vs_full", tps[j * nc + i] / tps[i]);
             if (ms) {

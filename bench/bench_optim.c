@@ -241,7 +241,7 @@ int bench_optim_main(int argc, char **argv) {
     if (!ctx) return 1;
     printf("device: %s (%s)\n", ctx->dev.info.name, ctx->dev.info.platform_name);
     printf("%-16s %-16s %10s %9s %8s %10s\n", "op", "shape", "ms", "GB/s", "vs copy", "check");
-    bench_env env = {ctx, cJSON_CreateArray(), seconds, 0};
+    bench_env env = {ctx, "optim", cJSON_CreateArray(), seconds, 0};
     int rc = bench_params(&env, params);
     if (!rc) rc = bench_sum_rows(&env, 16384, 512);
     if (!rc) rc = bench_ce_backward(&env, 1024, 32000);

@@ -37,6 +37,16 @@ static attamba_status setup(rt_ctx *const *ctxs, int n, const model_config *cfg,
     return s;
 }
 
+/* A training step's FLOPs: six per non-embedding weight per token (forward, two backward GEMMs) and the
+ * attention, forward (4 dh per key visit) and backward (10 dh); bytes: what a step must move at least,
+ * each weight read forward and backward, its gradient written, and AdamW's 28 bytes per parameter. */
+static void train_cost(const model_config *cfg, int B, int T, double *flop, double *bytes) {
+    double params = (double)model_config_param_count(cfg);
+    double nonemb = params - (cfg->tie_embeddings ? 0 : (double)cfg->vocab_size * cfg->dim);
+    *flop = (double)B * T * (6.0 * nonemb + 3.5 * model_config_attention_flops(cfg, T));
+    *bytes = 40.0 * params;
+}
+
 static char *device_label(const rt_ctx *ctx) {
     return core_strdup_printf("%d:%d %s", ctx->dev.info.platform_index, ctx->dev.info.device_index, ctx->dev.info.name);
 }
@@ -61,7 +71,7 @@ static int scaling(rt_ctx *const *ctxs, int n, const char *name, const model_con
     }
     for (int r = 0; r < ROUNDS && !rc; r++)
         for (int c = 0; c <= n && !rc; c++) {
-            double sec = bench_time(one_step, &a[c], steps, 0.0);
+            double sec = bench_time(one_step, &a[c], steps, 0.0, NULL);
             if (sec <= 0) rc = cli_error("bench train", "%s: %s", name, ctxs[c < n ? c : 0]->err);
             else rate[c][r] = h->batch * h->seq / sec;
         }
@@ -83,7 +93,14 @@ static int scaling(rt_ctx *const *ctxs, int n, const char *name, const model_con
         if (c == n) printf("   %.2f of the sum, %.2fx the fastest alone\n%12s split: %s\n", med[c] / sum,
                            med[c] / best, "", split);
         else printf("\n");
-        cJSON *o = bench_record(c < n ? ctxs[c] : ctxs[0], "train_devices");
+        double flop, bytes, steps_per_s = med[c] / (h->batch * h->seq);
+        train_cost(cfg, h->batch, h->seq, &flop, &bytes);
+        bench_timing tm = {1.0 / steps_per_s, h->batch * h->seq / rate[c][ROUNDS - 1], ROUNDS};
+        char shape[48], variant[80];
+        snprintf(shape, sizeof shape, "B=%d T=%d", h->batch, h->seq);
+        snprintf(variant, sizeof variant, "%s %s: %s", name, model_kind_name(cfg->kind), label ? label : "?");
+        cJSON *o = bench_entry(c < n ? ctxs[c] : ctxs[0], "train", "train_step", shape, variant, &tm, flop, bytes);
+        bench_entry_rate(o, med[c], "tokens/s");
         cJSON_AddStringToObject(o, "preset", name);
         cJSON_AddStringToObject(o, "devices", label ? label : "?");
         cJSON_AddNumberToObject(o, "batch", h->batch);
@@ -208,7 +225,8 @@ int bench_train_main(int argc, char **argv) {
             rc = cli_error("bench train", "%s: %s", name, ctx->err);
         } else {
             step_arg a = {g, tok, tgt, 0};
-            double s = bench_time(one_step, &a, steps, 0.0);
+            bench_timing tm;
+            double s = bench_time(one_step, &a, steps, 0.0, &tm);
             int failed = 0;
             attamba_counters per_step = bench_count(ctx, one_step, &a, &failed);
             double mine = s > 0 ? B * T / s : 0, theirs = torch ? torch_rate(torch, &cfg, B, T, steps) : 0;
@@ -222,14 +240,18 @@ int bench_train_main(int argc, char **argv) {
                    (unsigned long long)per_step.launches, (unsigned long long)per_step.allocations,
                    (unsigned long long)per_step.blocking_reads);
             fflush(stdout);
-            cJSON *o = bench_record(ctx, "train");
+            double flop, bytes;
+            train_cost(&cfg, B, T, &flop, &bytes);
+            char shape[48], variant[64];
+            snprintf(shape, sizeof shape, "B=%d T=%d", B, T);
+            snprintf(variant, sizeof variant, "%s %s", name, model_kind_name(cfg.kind));
+            cJSON *o = bench_entry(ctx, "train", "train_step", shape, variant, &tm, flop, bytes);
+            bench_entry_rate(o, mine, "tokens/s");
             cJSON_AddStringToObject(o, "preset", name);
             cJSON_AddStringToObject(o, "kind", model_kind_name(cfg.kind));
             cJSON_AddNumberToObject(o, "batch", B);
             cJSON_AddNumberToObject(o, "seq", T);
-            cJSON_AddNumberToObject(o, "ms_per_step", s * 1e3);
-            cJSON_AddNumberToObject(o, "tokens_per_s", mine);
-            if (!failed) bench_add_counters(o, &per_step, 1, "step");
+            if (!failed) bench_entry_counters(o, &per_step, 1);
             if (theirs > 0) {
                 cJSON_AddNumberToObject(o, "torch_tokens_per_s", theirs);
                 cJSON_AddNumberToObject(o, "ratio_to_torch", mine / theirs);

@@ -10,7 +10,7 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-double bench_time(int (*fn)(void *arg), void *arg, int min_reps, double min_seconds) {
+double bench_time(int (*fn)(void *arg), void *arg, int min_reps, double min_seconds, bench_timing *stats) {
     if (fn(arg)) return -1;
     enum { MAX_REPS = 1000 };
     double times[MAX_REPS], start = core_now();
@@ -21,8 +21,11 @@ double bench_time(int (*fn)(void *arg), void *arg, int min_reps, double min_seco
         times[n++] = core_now() - t0;
     }
     qsort(times, (size_t)n, sizeof times[0], cmp_double);
+    if (stats) *stats = (bench_timing){times[n / 2], times[0], n};
     return times[n / 2];
 }
+
+bench_timing bench_timing_once(double seconds) { return (bench_timing){seconds, seconds, 1}; }
 
 attamba_counters bench_count(rt_ctx *ctx, int (*fn)(void *arg), void *arg, int *failed) {
     attamba_counters a, b;
@@ -33,14 +36,13 @@ attamba_counters bench_count(rt_ctx *ctx, int (*fn)(void *arg), void *arg, int *
                               b.copies - a.copies, b.blocking_reads - a.blocking_reads};
 }
 
-void bench_add_counters(cJSON *o, const attamba_counters *c, double per, const char *unit) {
-    const char *names[] = {"launches", "allocations", "uploads", "copies", "blocking_reads"};
-    uint64_t v[] = {c->launches, c->allocations, c->uploads, c->copies, c->blocking_reads};
-    for (size_t i = 0; i < CORE_LEN(names); i++) {
-        char key[64];
-        snprintf(key, sizeof key, "%s_per_%s", names[i], unit);
-        cJSON_AddNumberToObject(o, key, (double)v[i] / per);
-    }
+void bench_entry_counters(cJSON *o, const attamba_counters *c, double per) {
+    cJSON *k = cJSON_AddObjectToObject(o, "counters");
+    cJSON_AddNumberToObject(k, "launches", (double)c->launches / per);
+    cJSON_AddNumberToObject(k, "allocations", (double)c->allocations / per);
+    cJSON_AddNumberToObject(k, "uploads", (double)c->uploads / per);
+    cJSON_AddNumberToObject(k, "copies", (double)c->copies / per);
+    cJSON_AddNumberToObject(k, "blocking_reads", (double)c->blocking_reads / per);
 }
 
 typedef struct {
@@ -57,18 +59,34 @@ double bench_copy_gbs(rt_ctx *ctx, int mib, double seconds) {
     int64_t n = (int64_t)mib << 18;
     double t = -1;
     if (!tensor_alloc_f32(ctx, &r.src, 1, &n) && !tensor_alloc_f32(ctx, &r.dst, 1, &n) && !tensor_fill(&r.src, 1.0))
-        t = bench_time(run_copy, &r, 3, seconds);
+        t = bench_time(run_copy, &r, 3, seconds, NULL);
     tensor_free(&r.src);
     tensor_free(&r.dst);
     return t > 0 ? 8.0 * (double)n / t * 1e-9 : -1;
 }
 
-cJSON *bench_record(const rt_ctx *ctx, const char *op) {
+cJSON *bench_entry(const rt_ctx *ctx, const char *bench, const char *op, const char *shape, const char *variant,
+                   const bench_timing *t, double flop, double bytes) {
     cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "bench", bench);
+    cJSON_AddStringToObject(o, "op", op);
+    cJSON_AddStringToObject(o, "shape", shape);
+    cJSON_AddStringToObject(o, "variant", variant ? variant : "");
     cJSON_AddStringToObject(o, "device", ctx->dev.info.name);
     cJSON_AddStringToObject(o, "platform", ctx->dev.info.platform_name);
-    cJSON_AddStringToObject(o, "op", op);
+    cJSON_AddNumberToObject(o, "reps", t->reps);
+    cJSON_AddNumberToObject(o, "ms", 1e3 * t->median);
+    cJSON_AddNumberToObject(o, "min_ms", 1e3 * t->min);
+    cJSON_AddNumberToObject(o, "flop", flop);
+    cJSON_AddNumberToObject(o, "bytes", bytes);
+    cJSON_AddNumberToObject(o, "gflops", flop / t->median * 1e-9);
+    cJSON_AddNumberToObject(o, "gbs", bytes / t->median * 1e-9);
     return o;
+}
+
+void bench_entry_rate(cJSON *o, double rate, const char *unit) {
+    cJSON_AddNumberToObject(o, "rate", rate);
+    cJSON_AddStringToObject(o, "rate_unit", unit);
 }
 
 int bench_write_json(cJSON *array, const char *path) {
@@ -93,7 +111,8 @@ int bench_write_json(cJSON *array, const char *path) {
 double bench_measure(bench_env *env, int (*fn)(void *arg), void *arg, const char *op, const char *shape,
                      const char *variant, double bytes, int is_copy, double check, const char *check_name,
                      double *gbs, double *ratio) {
-    double t = bench_time(fn, arg, 3, env->seconds);
+    bench_timing tm;
+    double t = bench_time(fn, arg, 3, env->seconds, &tm);
     if (t < 0) return t;
     int failed;
     attamba_counters cnt = bench_count(env->ctx, fn, arg, &failed);
@@ -101,15 +120,11 @@ double bench_measure(bench_env *env, int (*fn)(void *arg), void *arg, const char
     *gbs = bytes / t * 1e-9;
     if (is_copy) env->copy_gbs = *gbs;
     *ratio = env->copy_gbs > 0 ? *gbs / env->copy_gbs : 0;
-    cJSON *o = bench_record(env->ctx, op);
-    cJSON_AddStringToObject(o, "shape", shape);
-    if (variant) cJSON_AddStringToObject(o, "variant", variant);
-    cJSON_AddNumberToObject(o, "ms", 1e3 * t);
-    cJSON_AddNumberToObject(o, "gbs", *gbs);
+    cJSON *o = bench_entry(env->ctx, env->bench, op, shape, variant, &tm, 0, bytes);
     cJSON_AddNumberToObject(o, "copy_gbs", env->copy_gbs);
     if (!is_copy) cJSON_AddNumberToObject(o, "ratio_to_copy", *ratio);
     if (check >= 0) cJSON_AddNumberToObject(o, check_name, check);
-    bench_add_counters(o, &cnt, 1, "run");
+    bench_entry_counters(o, &cnt, 1);
     cJSON_AddItemToArray(env->out, o);
     return t;
 }

@@ -7,20 +7,34 @@
 
 #include "runtime/rt.h"
 
-/* Runs fn(arg) once to warm up, then repeats until min_seconds have passed (at least min_reps
- * times); returns the median seconds per call, or a negative value if fn failed. fn must wait
- * for its own work (e.g. end with rt_finish). */
-double bench_time(int (*fn)(void *arg), void *arg, int min_reps, double min_seconds);
+/* How a case's runs went: the median and the fastest (seconds per call) over reps runs. */
+typedef struct bench_timing {
+    double median, min;
+    int reps;
+} bench_timing;
 
-/* A JSON object with the fields every measurement carries (device, op). */
-cJSON *bench_record(const rt_ctx *ctx, const char *op);
+/* Runs fn(arg) once to warm up, then repeats until min_seconds have passed (at least min_reps
+ * times); returns the median seconds per call, or a negative value if fn failed; *stats (may be
+ * NULL) gets median, min and reps. fn must wait for its own work (e.g. end with rt_finish). */
+double bench_time(int (*fn)(void *arg), void *arg, int min_reps, double min_seconds, bench_timing *stats);
+/* One run's time as a timing (for cases measured once, e.g. a prefill). */
+bench_timing bench_timing_once(double seconds);
+
+/* One measured case in the form every benchmark writes (docs/bench/schema.json, definitions/entry):
+ * bench, op, shape, variant, device, platform, reps, ms (median), min_ms, flop and bytes per run (exact
+ * counts of what it computes and must move; 0 where none), gflops and gbs at the median. Benchmarks
+ * add their own fields beside these. */
+cJSON *bench_entry(const rt_ctx *ctx, const char *bench, const char *op, const char *shape, const char *variant,
+                   const bench_timing *t, double flop, double bytes);
+/* The case's natural throughput beside the entry (e.g. 1234 "tokens/s"). */
+void bench_entry_rate(cJSON *o, double rate, const char *unit);
+/* Adds the counters divided by `per` as the entry's "counters" object (per run). */
+void bench_entry_counters(cJSON *o, const attamba_counters *c, double per);
 /* Writes the array as JSON to path ("-" = stdout) via a temporary file and rename; 0 on success. */
 int bench_write_json(cJSON *array, const char *path);
 
 /* What one call of fn(arg) asks of the device: the context's counters after minus before. */
 attamba_counters bench_count(rt_ctx *ctx, int (*fn)(void *arg), void *arg, int *failed);
-/* Adds the counters divided by `per` to o as "launches_per_<unit>", "allocations_per_<unit>", ... */
-void bench_add_counters(cJSON *o, const attamba_counters *c, double per, const char *unit);
 /* The device's copy bandwidth (GB/s, bytes read + written) from tensor_copy of an M MiB tensor: the
  * yardstick of memory-bound work, measured in the run that uses it. Negative on failure. */
 double bench_copy_gbs(rt_ctx *ctx, int mib, double seconds);
@@ -29,6 +43,7 @@ double bench_copy_gbs(rt_ctx *ctx, int mib, double seconds);
  * copy bandwidth measured in the same run (the yardstick). */
 typedef struct bench_env {
     rt_ctx *ctx;
+    const char *bench; /* the benchmark's name in its entries */
     cJSON *out;
     double seconds, copy_gbs;
 } bench_env;
