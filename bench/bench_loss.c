@@ -42,9 +42,10 @@ static int run_once(void *p) {
 }
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: attamba bench loss [--device P:D] [--seconds S] [--json FILE|-]\n\n"
-               "Times cross-entropy on [4096, 32000] and [4096, 258], argmax and sampling on [8, 32000],\n"
-               "in ms and GB/s against the copy bandwidth (tensor_copy, 256 MiB) of the same run.\n"
+    fprintf(f, "usage: attamba bench loss [--device P:D] [--rows N] [--seconds S] [--json FILE|-]\n\n"
+               "Times cross-entropy on [N, 32000] and [N, 258] (N = 4096 unless --rows), argmax and\n"
+               "sampling on [8, 32000], in ms and GB/s against the copy bandwidth (tensor_copy, 256 MiB)\n"
+               "of the same run.\n"
                "GB/s counts the logits read once; the cross-entropy kernel reads each row twice (max,\n"
                "then sum of exp), mostly from cache. 'check' is the max |error| against src/ref on the\n"
                "first 16 rows (cross-entropy) or the number of rows that differ (argmax).\n");
@@ -180,15 +181,18 @@ done:
 
 int bench_loss_main(int argc, char **argv) {
     static const struct option opts[] = {{"device", required_argument, 0, 'd'}, {"seconds", required_argument, 0, 't'},
-                                         {"json", required_argument, 0, 'j'}, {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+                                         {"json", required_argument, 0, 'j'}, {"rows", required_argument, 0, 'r'},
+                                         {"help", no_argument, 0, 'h'},       {0, 0, 0, 0}};
     const char *device = NULL, *json = NULL;
-    double seconds = 1.0;
+    double seconds = 1.0, rows = 4096;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "d:t:j:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "d:t:j:r:h", opts, NULL)) != -1) {
         switch (c) {
         case 'd': device = optarg; break;
+        case 'r':
+            if (!cli_number("bench loss", "rows", optarg, 16, 1 << 20, 1, &rows)) return 2;
+            break;
         case 't': seconds = atof(optarg); break;
         case 'j': json = optarg; break;
         case 'h': usage(stdout); return 0;
@@ -201,8 +205,8 @@ int bench_loss_main(int argc, char **argv) {
     printf("%-14s %-14s %-22s %10s %9s %8s %10s\n", "op", "shape", "variant", "ms", "GB/s", "vs copy", "check");
     bench_env env = {ctx, "loss", cJSON_CreateArray(), seconds, 0};
     int rc = bench_copy(&env);
-    if (!rc) rc = bench_ce(&env, 4096, 32000);
-    if (!rc) rc = bench_ce(&env, 4096, 258);
+    if (!rc) rc = bench_ce(&env, (int64_t)rows, 32000);
+    if (!rc) rc = bench_ce(&env, (int64_t)rows, 258);
     if (!rc) rc = bench_decode(&env, 8, 32000);
     if (!rc && json && bench_write_json(env.out, json)) rc = cli_error("bench loss", "cannot write %s", json);
     cJSON_Delete(env.out);

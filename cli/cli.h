@@ -48,5 +48,6 @@ int bench_layer_main(int argc, char **argv);
 int bench_optim_main(int argc, char **argv);
 int bench_attention_backward_main(int argc, char **argv);
 int bench_attention_main(int argc, char **argv);
+int bench_suite_main(int argc, char **argv);
 
 #endif

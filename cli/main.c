@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_peak.h"
+#include "bench_report.h"
 #include "cli.h"
 
 static int cmd_bench(int argc, char **argv);
@@ -43,7 +45,7 @@ static const struct {
     {"train", cli_train, "train a model (or resume) on a text or token file"},
     {"tokenize", cli_tokenize, "a text file as a binary token file for train"},
     {"demo", cli_demo, "train Attamba and a transformer on the bundled corpus, compare, sample"},
-    {"bench", cmd_bench, "benchmarks: bench gemm"},
+    {"bench", cmd_bench, "benchmarks: bench suite, bench peak, bench gemm, ..."},
     {"version", cmd_version, "print the library version"},
 };
 
@@ -52,6 +54,10 @@ static const struct {
     cli_command_fn fn;
     const char *help;
 } benches[] = {
+    {"suite", bench_suite_main, "the benchmark suite on every device: JSON reports, report.md, roofline SVGs"},
+    {"peak", bench_peak_main, "the device's ceilings: FMA GFLOP/s, copy and transfer GB/s, launch latency"},
+    {"report", bench_report_main, "report.md and the SVG plots of a suite directory, from its JSON alone"},
+    {"compare", bench_compare_main, "suite reports (or bench --json files) side by side, with ratios"},
     {"train", bench_train_main, "training tokens/s per preset, and against the PyTorch reference (--torch)"},
     {"decode", bench_decode_main, "model: decode and prefill tokens/s and cache bytes vs context length"},
     {"gemm", bench_gemm_main, "GEMM: CLBlast vs the own kernel vs host BLAS on a d=512 model's shapes"},
@@ -120,7 +126,7 @@ static int cmd_bench(int argc, char **argv) {
     if (f == stderr) fprintf(stderr, "attamba bench: unknown benchmark '%s'\n", argv[1]);
     fprintf(f, "usage: attamba bench <name> [options]\n\nbenchmarks:\n");
     for (size_t i = 0; i < sizeof benches / sizeof benches[0]; i++)
-        fprintf(f, "  %-10s %s\n", benches[i].name, benches[i].help);
+        fprintf(f, "  %-18s %s\n", benches[i].name, benches[i].help);
     return f == stderr || argc < 2 ? 2 : 0;
 }
 

@@ -9,7 +9,8 @@ pkgs=(build-essential cmake pkg-config
       ocl-icd-opencl-dev opencl-c-headers ocl-icd-libopencl1 pocl-opencl-icd clinfo
       libclblast-dev check libcjson-dev libopenblas-dev libxxhash-dev bible-kjv
       clang-15   # PoCL's kernel compiler, and libFuzzer for scripts/fuzz.sh
-      openmpi-bin libopenmpi-dev)  # training across processes and machines (mpirun)
+      openmpi-bin libopenmpi-dev   # training across processes and machines (mpirun)
+      python3-jsonschema)          # tests: benchmark reports against docs/bench/schema.json
 [ "${1:-}" = "--torch" ] && pkgs+=(python3-torch python3-numpy)
 
 missing=()

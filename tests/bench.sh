@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The benchmark suite's reports, end to end, on two one-core PoCL devices:
+#  1. `bench suite` (a few steps, short times) writes one JSON report per device, report.md and the
+#     roofline SVGs, and every report validates against docs/bench/schema.json (as does a single
+#     benchmark's --json array);
+#  2. report.md and the SVGs are a function of the JSON alone: `bench report` on a copy holding only
+#     the JSON files writes byte-identical files;
+#  3. `bench compare` matches every entry of the two devices' reports and prints their ratios;
+#     a broken report is refused with its file named.
+#   tests/bench.sh ATTAMBA_BINARY SOURCE_DIR
+set -euo pipefail
+cli=$1
+src=$2
+work=$(mktemp -d /tmp/attamba-bench-XXXXXX)
+trap 'rm -rf "$work"' EXIT
+export POCL_DEVICES="pthread pthread" POCL_MAX_PTHREAD_COUNT=1
+fail() { echo "FAIL: $*"; exit 1; }
+
+"$cli" bench suite --devices all --only layer,ssm --seconds 0.01 --out "$work/a" > "$work/suite.log" ||
+    { cat "$work/suite.log"; fail "bench suite exited with $?"; }
+mapfile -t reports < <(find "$work/a" -maxdepth 1 -name '*.json' | sort)
+[ "${#reports[@]}" -eq 2 ] || fail "want 2 device reports, got ${#reports[@]}"
+for f in report.md "roofline-$(basename "${reports[0]}" .json).svg" "roofline-$(basename "${reports[1]}" .json).svg"; do
+    [ -s "$work/a/$f" ] || fail "suite did not write $f"
+done
+for r in "${reports[@]}"; do
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if len(d["entries"]) >= 10 and not d["failures"] else 1)' "$r" ||
+        fail "$r: too few entries or a failed step"
+done
+
+if python3 -c 'import jsonschema' 2>/dev/null; then
+    "$cli" bench layer --rows 64 --copy-mib 1 --seconds 0.01 --json "$work/layer.json" > /dev/null
+    python3 "$src/tests/bench_schema.py" "$src/docs/bench/schema.json" "${reports[@]}" "$work/layer.json" ||
+        fail "schema validation"
+    # the validator is not a rubber stamp: a report without its roofline fractions fails
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); del d["entries"][0]["roofline"]; json.dump(d, open(sys.argv[2], "w"))' \
+        "${reports[0]}" "$work/broken.json"
+    ! python3 "$src/tests/bench_schema.py" "$src/docs/bench/schema.json" "$work/broken.json" > /dev/null ||
+        fail "a report without roofline validated"
+else
+    echo "SKIP schema validation: python3 jsonschema missing (scripts/setup.sh installs python3-jsonschema)"
+fi
+
+mkdir "$work/b"
+cp "${reports[@]}" "$work/b/"
+"$cli" bench report "$work/b" > /dev/null || fail "bench report exited with $?"
+for f in "$work/a"/report.md "$work/a"/*.svg; do
+    cmp "$f" "$work/b/$(basename "$f")" || fail "$(basename "$f") is not regenerated identically from the JSON"
+done
+
+"$cli" bench compare "${reports[@]}" > "$work/compare.txt" || fail "bench compare exited with $?"
+n_entries=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["entries"]))' "${reports[0]}")
+# every entry of the first report appears with a ratio for the second
+n_rows=$(grep -cE '[0-9]\.[0-9]+x' "$work/compare.txt" || true)
+[ "$n_rows" -ge "$n_entries" ] || { cat "$work/compare.txt"; fail "compare shows $n_rows ratios for $n_entries entries"; }
+echo '{"schema": "attamba-bench", "entries": 3}' > "$work/bad.json"
+if "$cli" bench compare "${reports[0]}" "$work/bad.json" > /dev/null 2> "$work/bad.err"; then
+    fail "compare accepted a broken report"
+fi
+grep -q "bad.json" "$work/bad.err" || { cat "$work/bad.err"; fail "compare's error does not name the file"; }
+echo "bench suite, report, compare: ok (${#reports[@]} devices, $n_entries entries each)"
