@@ -37,7 +37,7 @@ typedef struct {
     int is_report;
     const char *suite, *command, *created, *version, *commit;
     const char *dev_id, *dev_name, *platform, *driver, *type, *nominal_note;
-    double suite_version, suite_seconds, compute_units, clock_mhz; /* suite_seconds: -1 when absent */
+    double suite_version, suite_seconds, compute_units, clock_mhz; /* suite_seconds (per case): -1 if absent */
     double fma_gflops, copy_gbs, write_gbs, read_gbs, launch_us, nominal_gflops; /* nominal: 0 when null */
     rep_entry *e;
     int ne;
@@ -353,7 +353,7 @@ static void md_device(FILE *f, const report *r) {
     md(f, "| library | ", r->version, "");
     fprintf(f, " (commit `%s`) |\n| created | %s |\n| suite | %s v%.0f", r->commit, r->created, r->suite,
             r->suite_version);
-    if (r->suite_seconds >= 0) fprintf(f, ", %.0f s", r->suite_seconds);
+    if (r->suite_seconds >= 0) fprintf(f, ", at least %s s per case", num(r->suite_seconds).s);
     fprintf(f, " |\n\n### Peak\n\n| FMA GFLOP/s | copy GB/s | write GB/s | read GB/s | launch us | nominal GFLOP/s "
                "| measured/nominal |\n|---:|---:|---:|---:|---:|---:|---:|\n");
     fprintf(f, "| %s | %s | %s | %s | %s", num(r->fma_gflops).s, num(r->copy_gbs).s, num(r->write_gbs).s,
@@ -461,7 +461,10 @@ static int write_md(FILE *f, const report *rs, int n, int decode) {
 
 /* ---- SVG plots (hand-written, like bench decode's) ---- */
 
-enum { W = 720, H = 460, L = 70, R = 230, T = 36, B = 50 };
+enum { W = 760, H = 460, L = 70, R = 270, T = 36, B = 50 };
+
+/* A white outline under a label, so that it stays readable over lines and points. */
+#define HALO "stroke='white' stroke-width='3' paint-order='stroke'"
 
 static void svg_open(FILE *f, const char *title) {
     fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d' font-family='sans-serif' "
@@ -495,7 +498,7 @@ static void decades(double a, double b, int max_span, int *lo, int *hi) {
 }
 
 typedef struct {
-    int x0, x1, y0, y1; /* decades of the axes */
+    double x0, x1, y0, y1; /* log10 of the axes' ends */
 } loglog;
 
 static double px(const loglog *g, double v) {
@@ -521,17 +524,18 @@ static void write_roofline(FILE *f, const report *r, names *benches) {
         xa = fmin(xa, e->flop / e->bytes), xb = fmax(xb, e->flop / e->bytes);
         ya = fmin(ya, e->gflops), yb = fmax(yb, e->gflops);
     }
-    loglog g;
-    decades(xa, xb, 8, &g.x0, &g.x1);
-    decades(ya, 2 * yb, 7, &g.y0, &g.y1);
+    int x0, x1, y0, y1;
+    decades(xa, xb, 8, &x0, &x1);
+    decades(ya, 2 * yb, 7, &y0, &y1);
+    loglog g = {x0, x1, y0, y1};
     char title[320];
     snprintf(title, sizeof title, "roofline: %s (%s)", r->dev_name, r->slug);
     svg_open(f, title);
-    for (int k = g.x0; k <= g.x1; k++)
+    for (int k = x0; k <= x1; k++)
         fprintf(f, "<line x1='%.1f' x2='%.1f' y1='%d' y2='%d' stroke='#ddd'/><text x='%.1f' y='%d' "
                    "text-anchor='middle'>%s</text>\n", px(&g, pow(10, k)), px(&g, pow(10, k)), T, H - B,
                 px(&g, pow(10, k)), H - B + 18, decade(k).s);
-    for (int k = g.y0; k <= g.y1; k++)
+    for (int k = y0; k <= y1; k++)
         fprintf(f, "<line x1='%d' x2='%d' y1='%.1f' y2='%.1f' stroke='#ddd'/><text x='%d' y='%.1f' "
                    "text-anchor='end'>%s</text>\n", L, W - R, py(&g, pow(10, k)), py(&g, pow(10, k)), L - 6,
                 py(&g, pow(10, k)) + 4, decade(k).s);
@@ -541,14 +545,6 @@ static void write_roofline(FILE *f, const report *r, names *benches) {
             py(&g, fmin(fma, xs * copy)));
     if (ridge > xs && ridge < xe) fprintf(f, "%.1f,%.1f ", px(&g, ridge), py(&g, fma));
     fprintf(f, "%.1f,%.1f'/>\n", px(&g, xe), py(&g, fmin(fma, xe * copy)));
-    fprintf(f, "<text x='%d' y='%.1f' text-anchor='end'>FMA peak %s GFLOP/s</text>\n", W - R - 4, py(&g, fma) - 6,
-            num(fma).s);
-    double xm = sqrt(xs * fmin(fmax(ridge, xs), xe)); /* the middle of the visible slope */
-    double dy = (double)(H - T - B) / (g.y1 - g.y0), dx = (double)(W - L - R) / (g.x1 - g.x0); /* px per decade */
-    double ang = atan2(dy, dx) * 57.29577951308232;                                           /* degrees */
-    double lx = px(&g, xm), ly = py(&g, fmin(fma, xm * copy)) - 6;
-    fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle' transform='rotate(%.1f %.1f %.1f)'>copy %s GB/s</text>\n",
-            lx, ly, -ang, lx, ly, num(copy).s);
     int used[256] = {0}, host = 0;
     for (int i = 0; i < r->ne; i++) {
         const rep_entry *e = &r->e[i];
@@ -568,6 +564,15 @@ static void write_roofline(FILE *f, const report *r, names *benches) {
         xml(f, e->variant);
         fprintf(f, ": %s GFLOP/s, %s</title></circle>\n", num(e->gflops).s, pct(e).s);
     }
+    /* the ceilings' labels over the points */
+    fprintf(f, "<text x='%d' y='%.1f' text-anchor='end' %s>FMA peak %s GFLOP/s</text>\n", W - R - 4, py(&g, fma) - 6,
+            HALO, num(fma).s);
+    double xm = sqrt(xs * fmin(fmax(ridge, xs), xe)); /* the middle of the visible slope */
+    double dy = (double)(H - T - B) / (g.y1 - g.y0), dx = (double)(W - L - R) / (g.x1 - g.x0); /* px per decade */
+    double ang = atan2(dy, dx) * 57.29577951308232;                                           /* degrees */
+    double lx = px(&g, xm), ly = py(&g, fmin(fma, xm * copy)) - 6;
+    fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle' transform='rotate(%.1f %.1f %.1f)' %s>copy %s GB/s"
+               "</text>\n", lx, ly, -ang, lx, ly, HALO, num(copy).s);
     int row = 0;
     for (int b = 0; b < benches->n; b++) {
         if (!used[b]) continue;
@@ -581,6 +586,13 @@ static void write_roofline(FILE *f, const report *r, names *benches) {
         fprintf(f, "<circle cx='%d' cy='%d' r='4' fill='none' stroke='black'/><text x='%d' y='%d'>on the host</text>\n",
                 W - R + 20, T + 16 * row, W - R + 30, T + 16 * row + 4);
     svg_axis_titles(f, "arithmetic intensity (flop/byte)", "GFLOP/s");
+}
+
+/* The 1-2-5 step at or below v (at or above it when up). */
+static double step125(double v, int up) {
+    double p = pow(10, floor(log10(v))), m = v / p;
+    if (up) return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * p;
+    return (m >= 5 ? 5 : m >= 2 ? 2 : 1) * p;
 }
 
 /* A decode entry's tokens/s: its rate, else one token per median time. */
@@ -616,14 +628,19 @@ static int write_decode(FILE *f, const report *rs, int n) {
     const rep_entry **pts = malloc((size_t)total * sizeof *pts), **ticks = malloc((size_t)total * sizeof *ticks);
     if (!pts || !ticks) return free(pts), free(ticks), -1;
     double lx0 = log10(cmin) - 0.1, lx1 = log10(cmax) + 0.1;
-    loglog g = {0, 1, 0, 1}; /* y only: devices differ by orders of magnitude */
-    decades(ymin, ymax * 1.2, 7, &g.y0, &g.y1);
+    /* log y (devices differ by orders of magnitude) from the 1-2-5 step below the slowest to the one above
+     * the fastest, with a tick at every 1-2-5 step */
+    loglog g = {0, 1, log10(step125(ymin, 0)), log10(step125(ymax * 1.05, 1))};
 #define X(c) (L + (log10(c) - lx0) / (lx1 - lx0) * (W - L - R))
     svg_open(f, "decode tokens/s vs context (log-log)");
-    for (int k = g.y0; k <= g.y1; k++)
-        fprintf(f, "<line x1='%d' x2='%d' y1='%.1f' y2='%.1f' stroke='#ddd'/><text x='%d' y='%.1f' "
-                   "text-anchor='end'>%s</text>\n", L, W - R, py(&g, pow(10, k)), py(&g, pow(10, k)), L - 6,
-                py(&g, pow(10, k)) + 4, decade(k).s);
+    for (int k = (int)floor(g.y0); k <= (int)ceil(g.y1); k++)
+        for (int m = 1; m <= 5; m += m == 1 ? 1 : 3) {
+            double v = m * pow(10, k);
+            if (log10(v) < g.y0 - 1e-9 || log10(v) > g.y1 + 1e-9) continue;
+            fprintf(f, "<line x1='%d' x2='%d' y1='%.1f' y2='%.1f' stroke='#ddd'/><text x='%d' y='%.1f' "
+                       "text-anchor='end'>%s</text>\n", L, W - R, py(&g, v), py(&g, v), L - 6, py(&g, v) + 4,
+                    num(v).s);
+        }
     int nt = 0; /* a tick at every context measured */
     for (int i = 0; i < n; i++)
         for (int j = 0; j < rs[i].ne; j++)
@@ -650,14 +667,16 @@ static int write_decode(FILE *f, const report *rs, int n) {
             fprintf(f, "<polyline fill='none' stroke-width='2' stroke='%s' stroke-dasharray='%s' points='", c, d);
             for (int k = 0; k < np; k++)
                 fprintf(f, "%s%.1f,%.1f", k ? " " : "", X(pts[k]->context), py(&g, tokens_per_s(pts[k])));
-            int y = T + 16 * row++;
+            int y = T + (n > 1 ? 30 : 16) * row++; /* with several reports, the report's name below */
             fprintf(f, "'/>\n<line x1='%d' x2='%d' y1='%d' y2='%d' stroke-width='2' stroke='%s' "
                        "stroke-dasharray='%s'/><text x='%d' y='%d'>", W - R + 10, W - R + 34, y, y, c, d, W - R + 40,
                     y + 4);
             xml(f, e->variant);
-            fprintf(f, " (");
+            fprintf(f, "</text>\n");
+            if (n == 1) continue;
+            fprintf(f, "<text x='%d' y='%d' font-size='10' fill='#555'>", W - R + 40, y + 16);
             xml(f, rs[i].slug);
-            fprintf(f, ")</text>\n");
+            fprintf(f, "</text>\n");
         }
     }
 #undef X
