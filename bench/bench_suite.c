@@ -37,9 +37,9 @@ static const struct {
     {"attention", bench_attention_main, "--seq|4096|--chunk|64|--window|32", NULL},
     {"attention-backward", bench_attention_backward_main, "--t|1024|--reps|2", ""},
     {"ssm", bench_ssm_main, "--T|1024|--P|8,64", ""},
-    {"layer", bench_layer_main, "--rows|1024|--copy-mib|64", ""},
+    {"layer", bench_layer_main, "", ""},
     {"loss", bench_loss_main, "--rows|512", ""},
-    {"optim", bench_optim_main, "--params|4000000", ""},
+    {"optim", bench_optim_main, "--params|16000000", ""},
     {"decode", bench_decode_main,
      "--contexts|512,4096|--prefill-max|512|--steps|3|--only|transformer,attamba P=8 L=8", ""},
     {"train", bench_train_main, "--preset|small|--kind|attamba|--batch|4|--seq|128|--steps|2",
@@ -255,39 +255,49 @@ int bench_suite_main(int argc, char **argv) {
     rt_ctx *ctxs[ATTAMBA_MAX_DEVICES];
     int n = cli_open_devices(devices, device, ctxs);
     if (!n) return 1;
-    int rc = 0;
+    /* Per device: its report, id and slug. The steps run interleaved (each step on every device in
+     * turn), so that a busy spell of a shared machine falls on all devices alike. */
+    struct {
+        cJSON *report, *entries, *failures;
+        bench_peak pk;
+        char id[32], slug[160];
+    } dev[ATTAMBA_MAX_DEVICES];
+    int rc = 0, n_rep = 0; /* devices with a report */
     double t_all = core_now();
     for (int d = 0; d < n && !rc; d++) {
         rt_ctx *ctx = ctxs[d];
-        char slug[160], id[32];
-        device_slug(ctx, slug, sizeof slug);
-        snprintf(id, sizeof id, "%d:%d", ctx->dev.info.platform_index, ctx->dev.info.device_index);
-        printf("=== device %s: %s (%s)\n", id, ctx->dev.info.name, ctx->dev.info.platform_name);
-        bench_peak pk;
-        if (bench_peak_measure(ctx, CORE_MIN(seconds, 0.5), &pk)) {
-            rc = cli_error("bench suite", "device %s: cannot measure its peaks: %s", id, ctx->err);
+        device_slug(ctx, dev[d].slug, sizeof dev[d].slug);
+        snprintf(dev[d].id, sizeof dev[d].id, "%d:%d", ctx->dev.info.platform_index, ctx->dev.info.device_index);
+        printf("=== device %s: %s (%s)\n", dev[d].id, ctx->dev.info.name, ctx->dev.info.platform_name);
+        bench_peak *pk = &dev[d].pk;
+        if (bench_peak_measure(ctx, CORE_MIN(seconds, 0.5), pk)) {
+            rc = cli_error("bench suite", "device %s: cannot measure its peaks: %s", dev[d].id, ctx->err);
             break;
         }
         printf("peak: %.1f GFLOP/s FMA, copy %.1f GB/s, host->device %.1f GB/s, device->host %.1f GB/s, launch %.1f us\n",
-               pk.fma_gflops, pk.copy_gbs, pk.write_gbs, pk.read_gbs, pk.launch_us);
-        cJSON *report = report_header(full, seconds, command);
-        cJSON_AddItemToObject(report, "device", device_json(ctx, &pk));
-        cJSON_AddItemToObject(report, "peak", bench_peak_json(&pk));
-        cJSON *entries = cJSON_AddArrayToObject(report, "entries");
-        cJSON *failures = cJSON_AddArrayToObject(report, "failures");
-        char *tmp = core_strdup_printf("%s/.%s.step.json", out, slug);
-        double t_dev = core_now();
-        for (int i = 0; i < (int)CORE_LEN(steps); i++)
-            if ((full ? steps[i].full : steps[i].quick) && listed(only, steps[i].name))
-                run_step(i, full, seconds, id, tmp, &pk, entries, failures);
-        char *path = core_strdup_printf("%s/%s.json", out, slug);
-        if (!path || bench_write_json(report, path)) rc = cli_error("bench suite", "cannot write %s", path);
-        else
-            printf("=== device %s: %d entries, %d failures, %.0f s -> %s\n", id, cJSON_GetArraySize(entries),
-                   cJSON_GetArraySize(failures), core_now() - t_dev, path);
+               pk->fma_gflops, pk->copy_gbs, pk->write_gbs, pk->read_gbs, pk->launch_us);
+        dev[d].report = report_header(full, seconds, command);
+        cJSON_AddItemToObject(dev[d].report, "device", device_json(ctx, pk));
+        cJSON_AddItemToObject(dev[d].report, "peak", bench_peak_json(pk));
+        dev[d].entries = cJSON_AddArrayToObject(dev[d].report, "entries");
+        dev[d].failures = cJSON_AddArrayToObject(dev[d].report, "failures");
+        n_rep++;
+    }
+    for (int i = 0; i < (int)CORE_LEN(steps) && !rc; i++)
+        for (int d = 0; d < n_rep && (full ? steps[i].full : steps[i].quick) && listed(only, steps[i].name); d++) {
+            char *tmp = core_strdup_printf("%s/.%s.step.json", out, dev[d].slug);
+            run_step(i, full, seconds, dev[d].id, tmp, &dev[d].pk, dev[d].entries, dev[d].failures);
+            free(tmp);
+        }
+    for (int d = 0; d < n_rep; d++) {
+        char *path = core_strdup_printf("%s/%s.json", out, dev[d].slug);
+        if (!rc && (!path || bench_write_json(dev[d].report, path)))
+            rc = cli_error("bench suite", "cannot write %s", path);
+        else if (!rc)
+            printf("=== device %s: %d entries, %d failures -> %s\n", dev[d].id, cJSON_GetArraySize(dev[d].entries),
+                   cJSON_GetArraySize(dev[d].failures), path);
         free(path);
-        free(tmp);
-        cJSON_Delete(report);
+        cJSON_Delete(dev[d].report);
     }
     cli_close_devices(ctxs, n);
     char err[512];
