@@ -162,6 +162,7 @@ int bench_attention_main(int argc, char **argv) {
                 cJSON *o = bench_entry(ctx, "attention", "attention_prefill", shape, "dense", &tm,
                                        (double)dense_visits * flop_per_visit, bytes);
                 cJSON_AddNumberToObject(o, "key_visits", (double)dense_visits);
+                bench_entry_count(o, ctx, run_prefill, &r);
                 cJSON_AddItemToArray(out, o);
             }
         }
@@ -224,6 +225,7 @@ int bench_attention_main(int argc, char **argv) {
                     cJSON_AddNumberToObject(o, "key_visits_formula", formula);
                     cJSON_AddNumberToObject(o, "key_visits_dense", (double)dense_visits);
                     cJSON_AddNumberToObject(o, "visit_ratio", ratio);
+                    bench_entry_count(o, ctx, run_prefill, &r);
                     cJSON_AddItemToArray(out, o);
                 }
             next:

@@ -159,6 +159,8 @@ static int bench_case(bwd_env *env, int T, attn_mode mode, int P, int L, double 
         }
         cJSON_AddStringToObject(o, "opts", vs); /* BQ,TK,BK,TQ,LOCAL,ITEM as given; 0 = device default */
         cJSON_AddNumberToObject(o, "pairs", (double)pairs);
+        r.backward = pass;
+        bench_entry_count(o, ctx, run_once, &r);
         if (pass) {
             cJSON_AddNumberToObject(o, "backward_over_forward", bwd / fwd);
             cJSON_AddNumberToObject(o, "backward_vs_causal", vs_causal);

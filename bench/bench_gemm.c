@@ -177,6 +177,7 @@ int bench_gemm_main(int argc, char **argv) {
                 snprintf(variant, sizeof variant, "%s %s", names[which], op);
                 cJSON *o = bench_entry(ctx, "gemm", "gemm", label, variant, &tm, flop, bytes);
                 if (which == 0) cJSON_AddBoolToObject(o, "on_host", 1);
+                else bench_entry_count(o, ctx, run_device, &r);
                 cJSON_AddStringToObject(o, "backend", names[which]);
                 cJSON_AddNumberToObject(o, "M", M);
                 cJSON_AddNumberToObject(o, "N", N);

@@ -71,7 +71,7 @@ static tensor rand_tensor(rt_ctx *ctx, int ndim, const int64_t *shape, float lo,
 
 /* ratio_seq: printed in the last column and stored under ratio_key (speedup vs sequential, or
  * backward / forward time); 0 = none. */
-static void record(cJSON *out, rt_ctx *ctx, const char *op, const char *path, int B, int T, int P, int N,
+static void record(cJSON *out, ssm_run *r, const char *op, const char *path, int B, int T, int P, int N,
                    const bench_timing *tm, double bytes, double copy_gbs, double ratio_seq, const char *ratio_key) {
     double s = tm->median, gbs = bytes / s * 1e-9;
     printf("%-12s %-11s %3d %6d %6d %10.3f %9.2f %8.0f%%", op, path, B, T, P, 1e3 * s, gbs, 100 * gbs / copy_gbs);
@@ -80,7 +80,8 @@ static void record(cJSON *out, rt_ctx *ctx, const char *op, const char *path, in
     fflush(stdout);
     char shape[64];
     snprintf(shape, sizeof shape, "B=%d T=%d P=%d N=%d", B, T, P, N);
-    cJSON *o = bench_entry(ctx, "ssm", op, shape, path, tm, 0, bytes);
+    cJSON *o = bench_entry(r->ctx, "ssm", op, shape, path, tm, 0, bytes);
+    bench_entry_count(o, r->ctx, run, r);
     cJSON_AddStringToObject(o, "path", path);
     cJSON_AddNumberToObject(o, "B", B);
     cJSON_AddNumberToObject(o, "T", T);
@@ -143,7 +144,9 @@ int bench_ssm_main(int argc, char **argv) {
     printf("copy 64 MiB: %.3f ms, %.2f GB/s (read + write)\n\n", 1e3 * copy_s, copy_gbs);
     printf("%-12s %-11s %3s %6s %6s %10s %9s %9s %10s\n", "op", "path", "B", "T", "P", "ms", "GB/s", "of copy",
            "ratio");
-    cJSON_AddItemToArray(out, bench_entry(ctx, "ssm", "copy", "[16777216]", "tensor_copy", &tm, 0, 8.0 * ncopy));
+    cJSON *co = bench_entry(ctx, "ssm", "copy", "[16777216]", "tensor_copy", &tm, 0, 8.0 * ncopy);
+    bench_entry_count(co, ctx, run, &cr);
+    cJSON_AddItemToArray(out, co);
 done_copy:
     tensor_free(&c0);
     tensor_free(&c1);
@@ -192,7 +195,7 @@ done_copy:
                 rc = cli_error("bench ssm", "conv1d: %s", ctx->err);
                 goto next;
             }
-            record(out, ctx, "conv1d", "-", B, T, P, N, &tm, 2.0 * B * T * C * 4, copy_gbs, 0, NULL);
+            record(out, &r, "conv1d", "-", B, T, P, N, &tm, 2.0 * B * T * C * 4, copy_gbs, 0, NULL);
             double bytes = 4.0 * B * T * (2 * E + 2 * GN + nh) + 4.0 * B * nh * p * N, seq_s = 0, fwd_s = 0;
             double conv_s = t;
             for (int path = OPS_SSM_SEQUENTIAL; path <= OPS_SSM_CHUNKED && !rc; path++) {
@@ -204,7 +207,7 @@ done_copy:
                     break;
                 }
                 if (path == OPS_SSM_SEQUENTIAL) seq_s = t;
-                record(out, ctx, "ssm_scan", ops_ssm_path_name((ops_ssm_path)path), B, T, P, N, &tm, bytes, copy_gbs,
+                record(out, &sr, "ssm_scan", ops_ssm_path_name((ops_ssm_path)path), B, T, P, N, &tm, bytes, copy_gbs,
                        path == OPS_SSM_CHUNKED ? seq_s / t : 0, "speedup_vs_sequential");
                 if (path == OPS_SSM_CHUNKED) fwd_s = fmin(seq_s, t);
             }
@@ -230,14 +233,14 @@ done_copy:
                     ssm_run br = {.ctx = ctx, .which = 5, .a = &x, .b = &w, .c = &ts, .d = &conv_out, .e = &gx, .f = &gw};
                     t = bench_time(run, &br, 3, seconds, &tm);
                     if (t < 0) rc = cli_error("bench ssm", "conv1d backward: %s", ctx->err);
-                    else record(out, ctx, "conv1d_bwd", "-", B, T, P, N, &tm, 3.0 * B * T * C * 4, copy_gbs, t / conv_s,
+                    else record(out, &br, "conv1d_bwd", "-", B, T, P, N, &tm, 3.0 * B * T * C * 4, copy_gbs, t / conv_s,
                                 "ratio_to_forward");
                     ssm_run sr = {ctx, 6, OPS_SSM_AUTO, &xs, &bm, &cm, &dt, &al, &D, &ts, &y, &gxs, &gbm, &gcm,
                                   &gdt, &ga, &gD, .G = G};
                     t = rc ? -1 : bench_time(run, &sr, 3, seconds, &tm);
                     if (!rc && t < 0) rc = cli_error("bench ssm", "scan backward: %s", ctx->err);
                     else if (!rc)
-                        record(out, ctx, "ssm_scan_bwd", "-", B, T, P, N, &tm, 4.0 * B * T * (3 * E + 4 * GN + 2 * nh),
+                        record(out, &sr, "ssm_scan_bwd", "-", B, T, P, N, &tm, 4.0 * B * T * (3 * E + 4 * GN + 2 * nh),
                                copy_gbs, t / fwd_s, "ratio_to_forward");
                 }
                 tensor *gs[] = {&gx, &gw, &gxs, &gbm, &gcm, &gdt, &ga, &gD};
@@ -268,10 +271,10 @@ done_copy:
         } else {
             ssm_run r1 = {.ctx = ctx, .which = 3, .a = &x, .b = &w, .c = &cst, .d = &rs, .e = &o1};
             double t1 = bench_time(run, &r1, 10, seconds, &tm);
-            record(out, ctx, "conv1d_step", "-", B, 1, 0, N, &tm, 4.0 * B * (2 * C + 2 * (W - 1) * C), copy_gbs, 0, NULL);
+            record(out, &r1, "conv1d_step", "-", B, 1, 0, N, &tm, 4.0 * B * (2 * C + 2 * (W - 1) * C), copy_gbs, 0, NULL);
             ssm_run r2 = {ctx, 4, OPS_SSM_AUTO, &xs, &bm, &bm, &dt, &al, &D, &rs, &st, &o2, .G = G};
             double t2 = bench_time(run, &r2, 10, seconds, &tm);
-            record(out, ctx, "ssm_step", "-", B, 1, 0, N, &tm, 4.0 * B * (2 * E + 2 * GN + nh + 2 * nh * p * N), copy_gbs, 0, NULL);
+            record(out, &r2, "ssm_step", "-", B, 1, 0, N, &tm, 4.0 * B * (2 * E + 2 * GN + nh + 2 * nh * p * N), copy_gbs, 0, NULL);
             if (t1 < 0 || t2 < 0) rc = cli_error("bench ssm", "decode: %s", ctx->err);
         }
         free(zr);

@@ -45,6 +45,13 @@ void bench_entry_counters(cJSON *o, const attamba_counters *c, double per) {
     cJSON_AddNumberToObject(k, "blocking_reads", (double)c->blocking_reads / per);
 }
 
+int bench_entry_count(cJSON *o, rt_ctx *ctx, int (*fn)(void *arg), void *arg) {
+    int failed;
+    attamba_counters c = bench_count(ctx, fn, arg, &failed);
+    if (!failed) bench_entry_counters(o, &c, 1);
+    return failed;
+}
+
 typedef struct {
     tensor src, dst;
 } copy_run;

@@ -30,6 +30,9 @@ cJSON *bench_entry(const rt_ctx *ctx, const char *bench, const char *op, const c
 void bench_entry_rate(cJSON *o, double rate, const char *unit);
 /* Adds the counters divided by `per` as the entry's "counters" object (per run). */
 void bench_entry_counters(cJSON *o, const attamba_counters *c, double per);
+/* Runs fn(arg) once more and adds what that run asked of ctx's device as the entry's counters;
+ * nonzero when fn failed (no counters then). */
+int bench_entry_count(cJSON *o, rt_ctx *ctx, int (*fn)(void *arg), void *arg);
 /* Writes the array as JSON to path ("-" = stdout) via a temporary file and rename; 0 on success. */
 int bench_write_json(cJSON *array, const char *path);
 
