@@ -15,6 +15,7 @@
 #include <cJSON.h>
 
 #include "bench_report.h"
+#include "core/core.h"
 
 /* ---- reports in memory ---- */
 
@@ -189,28 +190,6 @@ static void parse_report(checker *c, const cJSON *root, report *r) {
     }
 }
 
-static char *read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t n = 0, cap = 1 << 16;
-    char *buf = malloc(cap);
-    for (size_t k; buf && (k = fread(buf + n, 1, cap - n - 1, f)) > 0;) {
-        n += k;
-        if (cap - n - 1 == 0) {
-            char *b = realloc(buf, cap *= 2);
-            if (!b) free(buf);
-            buf = b;
-        }
-    }
-    if (buf && ferror(f)) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (buf) buf[n] = 0;
-    return buf;
-}
-
 static int is_report(const cJSON *root) {
     const cJSON *s = cJSON_GetObjectItemCaseSensitive(root, "schema");
     return cJSON_IsObject(root) && cJSON_IsString(s) && !strcmp(s->valuestring, "attamba-bench");
@@ -221,8 +200,9 @@ static int is_report(const cJSON *root) {
 static int report_load(const char *path, const char *file, int arrays, report *r, char *err, size_t err_size) {
     memset(r, 0, sizeof *r);
     snprintf(r->file, sizeof r->file, "%s", file);
-    char *text = read_text(path);
-    if (!text) return snprintf(err, err_size, "%s: cannot read", file), -1;
+    size_t len;
+    char *text = core_read_file(path, 0, &len, err, err_size);
+    if (!text) return -1;
     r->root = cJSON_Parse(text);
     free(text);
     if (!r->root) return snprintf(err, err_size, "%s: not valid JSON", file), -1;
