@@ -5,6 +5,7 @@
 #     benchmark's --json array);
 #  2. report.md and the SVGs are a function of the JSON alone: `bench report` on a copy holding only
 #     the JSON files writes byte-identical files;
+#     the committed suite run in docs/bench/suite/ is likewise regenerated from its JSON alone;
 #  3. `bench compare` matches every entry of the two devices' reports and prints their ratios;
 #     a broken report is refused with its file named.
 #   tests/bench.sh ATTAMBA_BINARY SOURCE_DIR
@@ -47,6 +48,18 @@ cp "${reports[@]}" "$work/b/"
 for f in "$work/a"/report.md "$work/a"/*.svg; do
     cmp "$f" "$work/b/$(basename "$f")" || fail "$(basename "$f") is not regenerated identically from the JSON"
 done
+
+mkdir "$work/docs"
+cp "$src"/docs/bench/suite/*.json "$work/docs/"
+"$cli" bench report "$work/docs" > /dev/null || fail "bench report of docs/bench/suite exited with $?"
+for f in "$src"/docs/bench/suite/report.md "$src"/docs/bench/suite/*.svg; do
+    cmp "$f" "$work/docs/$(basename "$f")" ||
+        fail "docs/bench/suite/$(basename "$f") differs from what bench report makes of its JSON (regenerate it)"
+done
+if python3 -c 'import jsonschema' 2>/dev/null; then
+    python3 "$src/tests/bench_schema.py" "$src/docs/bench/schema.json" "$src"/docs/bench/suite/*.json > /dev/null ||
+        fail "docs/bench/suite does not validate"
+fi
 
 "$cli" bench compare "${reports[@]}" > "$work/compare.txt" || fail "bench compare exited with $?"
 n_entries=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["entries"]))' "${reports[0]}")
