@@ -107,7 +107,6 @@ static void write_svg(const char *path, const variant *vs, int nv, const int64_t
     fclose(f);
 }
 
-/* Whether name is one of the comma-separated names of list (NULL lists every name). */
 /* Decode tokens/s of m at context T (cache filled synthetically); 0 when it cannot run (said on
  * stderr). sa gets the last step's counters, *bytes (may be NULL) what the cache holds at T. */
 static double decode_rate(model *m, const char *name, int64_t T, int steps, step_arg *sa, int64_t *bytes,
@@ -127,14 +126,6 @@ static double decode_rate(model *m, const char *name, int64_t T, int steps, step
     kv_cache_destroy(cache);
     sa->c = NULL;
     return t > 0 ? 1.0 / t : 0;
-}
-
-static int listed(const char *list, const char *name) {
-    if (!list) return 1;
-    size_t n = strlen(name);
-    for (const char *p = list; p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
-        if (!strncmp(p, name, n) && (p[n] == ',' || p[n] == 0)) return 1;
-    return 0;
 }
 
 int bench_decode_main(int argc, char **argv) {
@@ -212,7 +203,7 @@ int bench_decode_main(int argc, char **argv) {
     int64_t *full_bytes = calloc((size_t)nc, sizeof *full_bytes);
     int rc = 0;
     for (int j = 0; j < nv && !rc; j++) {
-        if (!listed(only, vs[j].name)) continue;
+        if (!bench_listed(only, vs[j].name)) continue;
         model_config cfg;
         model_config_preset("paper-60m", &cfg, NULL, 0);
         cfg.kind = vs[j].kind;

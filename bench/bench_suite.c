@@ -69,14 +69,6 @@ static void usage(FILE *f) {
             SUITE_VERSION);
 }
 
-static int listed(const char *list, const char *name) {
-    if (!list) return 1;
-    size_t n = strlen(name);
-    for (const char *p = list; p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
-        if (!strncmp(p, name, n) && (p[n] == ',' || p[n] == 0)) return 1;
-    return 0;
-}
-
 /* The report's name for a device: "<P>-<D>-<name>" with everything but [A-Za-z0-9.-] as '-'. */
 static void device_slug(const rt_ctx *ctx, char *out, size_t size) {
     snprintf(out, size, "%d-%d-%s", ctx->dev.info.platform_index, ctx->dev.info.device_index, ctx->dev.info.name);
@@ -109,15 +101,6 @@ static void add_roofline(cJSON *e, const bench_peak *pk) {
     cJSON_AddNumberToObject(r, "fraction", achieved / attainable);
 }
 
-static const char *type_name(attamba_device_type t) {
-    switch (t) {
-    case ATTAMBA_DEVICE_CPU: return "cpu";
-    case ATTAMBA_DEVICE_GPU: return "gpu";
-    case ATTAMBA_DEVICE_ACCELERATOR: return "accelerator";
-    default: return "other";
-    }
-}
-
 static cJSON *device_json(const rt_ctx *ctx, const bench_peak *pk) {
     const attamba_device_info *d = &ctx->dev.info;
     cJSON *o = cJSON_CreateObject();
@@ -129,7 +112,7 @@ static cJSON *device_json(const rt_ctx *ctx, const bench_peak *pk) {
     cJSON_AddStringToObject(o, "platform", d->platform_name);
     cJSON_AddStringToObject(o, "driver_version", d->driver_version);
     cJSON_AddStringToObject(o, "opencl_c_version", d->opencl_c_version);
-    cJSON_AddStringToObject(o, "type", type_name(d->type));
+    cJSON_AddStringToObject(o, "type", attamba_device_type_name(d->type));
     cJSON_AddNumberToObject(o, "compute_units", d->compute_units);
     cJSON_AddNumberToObject(o, "clock_mhz", pk->clock_mhz);
     cJSON_AddNumberToObject(o, "global_mem_bytes", (double)d->global_mem_bytes);
@@ -284,7 +267,7 @@ int bench_suite_main(int argc, char **argv) {
         n_rep++;
     }
     for (int i = 0; i < (int)CORE_LEN(steps) && !rc; i++)
-        for (int d = 0; d < n_rep && (full ? steps[i].full : steps[i].quick) && listed(only, steps[i].name); d++) {
+        for (int d = 0; d < n_rep && (full ? steps[i].full : steps[i].quick) && bench_listed(only, steps[i].name); d++) {
             char *tmp = core_strdup_printf("%s/.%s.step.json", out, dev[d].slug);
             run_step(i, full, seconds, dev[d].id, tmp, &dev[d].pk, dev[d].entries, dev[d].failures);
             free(tmp);

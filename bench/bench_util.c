@@ -96,6 +96,14 @@ void bench_entry_rate(cJSON *o, double rate, const char *unit) {
     cJSON_AddStringToObject(o, "rate_unit", unit);
 }
 
+int bench_listed(const char *list, const char *name) {
+    if (!list) return 1;
+    size_t n = strlen(name);
+    for (const char *p = list; p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+        if (!strncmp(p, name, n) && (p[n] == ',' || p[n] == 0)) return 1;
+    return 0;
+}
+
 int bench_write_json(cJSON *array, const char *path) {
     char *text = cJSON_Print(array);
     if (!text) return -1;

@@ -33,6 +33,8 @@ void bench_entry_counters(cJSON *o, const attamba_counters *c, double per);
 /* Runs fn(arg) once more and adds what that run asked of ctx's device as the entry's counters;
  * nonzero when fn failed (no counters then). */
 int bench_entry_count(cJSON *o, rt_ctx *ctx, int (*fn)(void *arg), void *arg);
+/* Whether name is one of the comma-separated names of list (a NULL list holds every name). */
+int bench_listed(const char *list, const char *name);
 /* Writes the array as JSON to path ("-" = stdout) via a temporary file and rename; 0 on success. */
 int bench_write_json(cJSON *array, const char *path);
 

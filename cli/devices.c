@@ -6,15 +6,6 @@
 
 #include "cli.h"
 
-static const char *type_str(attamba_device_type t) {
-    switch (t) {
-    case ATTAMBA_DEVICE_CPU: return "cpu";
-    case ATTAMBA_DEVICE_GPU: return "gpu";
-    case ATTAMBA_DEVICE_ACCELERATOR: return "accelerator";
-    default: return "other";
-    }
-}
-
 int cli_devices(int argc, char **argv) {
     static const struct option opts[] = {{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int c;
@@ -42,7 +33,7 @@ int cli_devices(int argc, char **argv) {
         char id[16];
         snprintf(id, sizeof id, "%d:%d%s", d->platform_index, d->device_index, sel ? "*" : "");
         printf("%-5s %-28.28s %-36.36s %-6s %4u %8.2fG %8.2fG %7.0fK %6zu %4s %4s  %s\n", id, d->platform_name,
-               d->name, type_str(d->type), d->compute_units, d->global_mem_bytes / 1073741824.0,
+               d->name, attamba_device_type_name(d->type), d->compute_units, d->global_mem_bytes / 1073741824.0,
                d->max_alloc_bytes / 1073741824.0, d->local_mem_bytes / 1024.0, d->max_work_group_size,
                d->has_fp16 ? "yes" : "no", d->has_fp64 ? "yes" : "no", d->opencl_c_version);
     }

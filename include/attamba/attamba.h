@@ -50,6 +50,9 @@ typedef enum attamba_device_type {
     ATTAMBA_DEVICE_OTHER = 8
 } attamba_device_type;
 
+/* "cpu", "gpu", "accelerator" or "other": the names device selections use. */
+const char *attamba_device_type_name(attamba_device_type t);
+
 typedef struct attamba_device_info {
     int platform_index;            /* position in clGetPlatformIDs order */
     int device_index;              /* position inside its platform */

@@ -129,7 +129,7 @@ attamba_status rt_devices_enumerate(rt_device **out, int *count, char *errbuf, s
     return ATTAMBA_OK;
 }
 
-static const char *type_name(attamba_device_type t) {
+const char *attamba_device_type_name(attamba_device_type t) {
     switch (t) {
     case ATTAMBA_DEVICE_CPU: return "cpu";
     case ATTAMBA_DEVICE_GPU: return "gpu";
@@ -171,7 +171,7 @@ attamba_status rt_device_select(const rt_device *devs, int n, const char *spec, 
     static const attamba_device_type types[] = {ATTAMBA_DEVICE_CPU, ATTAMBA_DEVICE_GPU,
                                                 ATTAMBA_DEVICE_ACCELERATOR};
     for (size_t t = 0; t < CORE_LEN(types); t++) {
-        if (strcmp(spec, type_name(types[t])) != 0) continue;
+        if (strcmp(spec, attamba_device_type_name(types[t])) != 0) continue;
         for (int i = 0; i < n; i++)
             if (devs[i].info.type == types[t]) {
                 *index = i;
@@ -206,7 +206,7 @@ attamba_status rt_device_select_set(const rt_device *devs, int n, const char *sp
     int every = !strcmp(spec, "all"), type = -1;
     static const attamba_device_type types[] = {ATTAMBA_DEVICE_CPU, ATTAMBA_DEVICE_GPU, ATTAMBA_DEVICE_ACCELERATOR};
     for (size_t t = 0; t < CORE_LEN(types); t++)
-        if (!strcmp(spec, type_name(types[t]))) type = (int)types[t];
+        if (!strcmp(spec, attamba_device_type_name(types[t]))) type = (int)types[t];
     if (every || type >= 0) {
         for (int i = 0; i < n; i++)
             if (every || (int)devs[i].info.type == type) {
