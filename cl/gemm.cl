@@ -155,11 +155,26 @@ __kernel void gemm_pack_b(int N, int K, int panels, __global const float *B, int
     }
 }
 
+/* P[b][mp][k][r] = op(A[b])[mp * RM + r][k] (rows past M repeat the last): each gemm_tiles work-item
+ * then streams RM contiguous floats per k instead of RM strided ones (op(A) = A^T, the weight
+ * gradient dW = dY^T X: without it that layout ran at a third of the others). Work-item (x = k,
+ * y = block of RM rows, z = batch of A): consecutive work-items write consecutive floats of P.
+ * P's batch stride is mpanels * K * RM. */
+__kernel void gemm_pack_a(int M, int K, int mpanels, __global const float *A, int ao, int lda, int sa,
+                          __global float *P) {
+    int k = get_global_id(0), mp = get_global_id(1), batch = get_global_id(2);
+    if (mp >= mpanels || k >= K) return;
+    A += ao + batch * sa;
+    P += ((batch * mpanels + mp) * K + k) * RM;
+    for (int r = 0; r < RM; r++) P[r] = A_AT(min(mp * RM + r, M - 1), k);
+}
+
 /* Work-item (x = block of RM rows, y = panel of NW columns, z = batch). x is the fastest index, so
  * the work-items of a group and consecutive groups share one B panel (K * NW floats, kept in L2)
  * while they walk down the rows of A. -DPACKED=1: B is gemm_pack_b's output (ldb = NW, sb = its
  * batch stride or 0 when shared); -DPACKED=0: B itself, not transposed (for small M, where a
- * pre-pass over all of B would cost more than the strided rows). */
+ * pre-pass over all of B would cost more than the strided rows). -DPACKED_A=1: A is gemm_pack_a's
+ * output (sa = its batch stride or 0). */
 __kernel void gemm_tiles(int M, int N, int K, float alpha,
                          __global const float *A, int ao, int lda, int sa,
                          __global const float *B, int bo, int ldb, int sb, float beta,
@@ -174,7 +189,9 @@ __kernel void gemm_tiles(int M, int N, int K, float alpha,
     B += bo + batch * sb + n0;
 #endif
     C += co + batch * sc;
-#if TRANS_A
+#if PACKED_A
+#define A_KSTEP RM
+#elif TRANS_A
 #define A_KSTEP lda
 #else
 #define A_KSTEP 1
@@ -183,7 +200,11 @@ __kernel void gemm_tiles(int M, int N, int K, float alpha,
     vecf acc[RM][NV];
 #pragma unroll
     for (int r = 0; r < RM; r++) {
+#if PACKED_A
+        a[r] = A + get_global_id(0) * K * RM + r;
+#else
         a[r] = &A_AT(min(m0 + r, M - 1), 0); /* clamped: the extra rows compute but never store */
+#endif
 #pragma unroll
         for (int v = 0; v < NV; v++) acc[r][v] = (vecf)(0.0f);
     }

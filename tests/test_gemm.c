@@ -99,22 +99,28 @@ START_TEST(alpha_and_beta_accumulate) {
 }
 END_TEST
 
-/* Batched C[b] = A[b] W with W shared (the model's case), and with both batched and B^T. */
-static void check_batched_m(ops_gemm_backend be, ops_gemm_kernel kern, int shared_b, int tb, int M) {
+/* Batched C[b] = op(A[b]) op(W) with W shared (the model's case), with both batched, and with A
+ * shared instead (the A operand is [K, M] when transposed: the weight gradient's layout). */
+static void check_batched_m(ops_gemm_backend be, ops_gemm_kernel kern, int shared_b, int tb, int M, int ta,
+                            int shared_a) {
     int Bn = 3, N = 45, K = 27;
-    float *a = tu_random((int64_t)Bn * M * K, 5, -1, 1);
+    float *a = tu_random((int64_t)(shared_a ? 1 : Bn) * M * K, 5, -1, 1);
     float *b = tu_random((int64_t)(shared_b ? 1 : Bn) * K * N, 6, -1, 1);
     float *want = calloc((size_t)Bn * M * N, sizeof *want);
-    tensor A = tu_tensor(3, (int64_t[]){Bn, M, K}, a);
+    int64_t ar = ta ? K : M, ac = ta ? M : K;
+    tensor A = shared_a ? tu_tensor(2, (int64_t[]){ar, ac}, a) : tu_tensor(3, (int64_t[]){Bn, ar, ac}, a);
     tensor B = shared_b ? tu_tensor(2, tb ? (int64_t[]){N, K} : (int64_t[]){K, N}, b)
                         : tu_tensor(3, tb ? (int64_t[]){Bn, N, K} : (int64_t[]){Bn, K, N}, b);
     tensor C = tu_zeros(3, (int64_t[]){Bn, M, N});
-    tu_ok(run(be, kern, 0, tb, 1.0f, &A, &B, 0.0f, &C));
+    tu_ok(run(be, kern, ta, tb, 1.0f, &A, &B, 0.0f, &C));
     for (int i = 0; i < Bn; i++)
-        ref_gemm(0, tb, M, N, K, 1.0f, a + (int64_t)i * M * K, K, b + (shared_b ? 0 : (int64_t)i * K * N), tb ? K : N,
-                 0.0f, want + (int64_t)i * M * N, N);
+        ref_gemm(ta, tb, M, N, K, 1.0f, a + (shared_a ? 0 : (int64_t)i * M * K), (int)ac,
+                 b + (shared_b ? 0 : (int64_t)i * K * N), tb ? K : N, 0.0f, want + (int64_t)i * M * N, N);
     float *got = tu_download(&C);
-    tu_assert_close(got, want, (int64_t)Bn * M * N, 1e-4, 1e-4, shared_b ? "batched, shared B" : "batched");
+    char what[96];
+    snprintf(what, sizeof what, "batched M=%d ta=%d tb=%d, shared %s", M, ta, tb,
+             shared_a ? "A" : shared_b ? "B" : "neither");
+    tu_assert_close(got, want, (int64_t)Bn * M * N, 1e-4, 1e-4, what);
     free(got);
     free(a);
     free(b);
@@ -125,7 +131,7 @@ static void check_batched_m(ops_gemm_backend be, ops_gemm_kernel kern, int share
 }
 
 static void check_batched(ops_gemm_backend be, ops_gemm_kernel kern, int shared_b, int tb) {
-    check_batched_m(be, kern, shared_b, tb, 19);
+    check_batched_m(be, kern, shared_b, tb, 19, 0, 0);
 }
 
 START_TEST(batched_and_shared_operands) {
@@ -136,9 +142,15 @@ START_TEST(batched_and_shared_operands) {
             check_batched(OPS_GEMM_OWN, kernels[i], 1, tb);
             check_batched(OPS_GEMM_OWN, kernels[i], 0, tb);
         }
-        /* M > 64: the tiles kernel packs B per batch (or once when shared) */
-        check_batched_m(OPS_GEMM_OWN, OPS_GEMM_KERNEL_TILES, 1, tb, 70);
-        check_batched_m(OPS_GEMM_OWN, OPS_GEMM_KERNEL_TILES, 0, tb, 70);
+        /* M > 64: the tiles kernel packs B per batch (or once when shared); a transposed A is
+         * packed per batch, or once when shared */
+        check_batched_m(OPS_GEMM_OWN, OPS_GEMM_KERNEL_TILES, 1, tb, 70, 0, 0);
+        check_batched_m(OPS_GEMM_OWN, OPS_GEMM_KERNEL_TILES, 0, tb, 70, 0, 0);
+        for (int M = 19; M <= 70; M += 51) {
+            check_batched_m(OPS_GEMM_OWN, OPS_GEMM_KERNEL_TILES, 1, tb, M, 1, 0);
+            check_batched_m(OPS_GEMM_OWN, OPS_GEMM_KERNEL_TILES, 0, tb, M, 1, 0);
+            check_batched_m(OPS_GEMM_OWN, OPS_GEMM_KERNEL_TILES, 0, tb, M, 1, 1);
+        }
         if (ops_gemm_have_clblast()) {
             check_batched(OPS_GEMM_CLBLAST, OPS_GEMM_KERNEL_AUTO, 1, tb);
             check_batched(OPS_GEMM_CLBLAST, OPS_GEMM_KERNEL_AUTO, 0, tb);

@@ -92,43 +92,59 @@ static attamba_status gemm_columns(rt_ctx *ctx, const char *kernel, int rows, in
 }
 
 /* Register tiles. Unless B is small next to the work (M <= 64) and not transposed, op(B) is first
- * copied into zero-padded panels (a scratch tensor, released once enqueued: OpenCL keeps it alive
- * until the kernels that use it have run). */
+ * copied into zero-padded panels, and a transposed A into panels of RM rows (scratch tensors,
+ * released once enqueued: OpenCL keeps them alive until the kernels that use them have run). */
 static attamba_status gemm_tiles(rt_ctx *ctx, const gemm_tuning *t, int ta, int tb, int M, int N, int K,
                                  float alpha, const gemm_operand *a, const gemm_operand *b, float beta,
                                  const gemm_operand *c, int batch) {
     int nw = t->vw * t->nv, panels = (N + nw - 1) / nw, b_batch = b->stride ? batch : 1;
-    int packed = tb || M > 64;
-    char opts[112];
-    snprintf(opts, sizeof opts, "-DTRANS_A=%d -DTRANS_B=%d -DRM=%d -DVW=%d -DNV=%d -DPACKED=%d", ta, tb, t->rm,
-             t->vw, t->nv, packed);
+    int mpanels = (M + t->rm - 1) / t->rm, a_batch = a->stride ? batch : 1;
+    int packed = tb || M > 64, packed_a = ta;
+    char opts[128];
+    snprintf(opts, sizeof opts, "-DTRANS_A=%d -DTRANS_B=%d -DRM=%d -DVW=%d -DNV=%d -DPACKED=%d -DPACKED_A=%d", ta,
+             tb, t->rm, t->vw, t->nv, packed, packed_a);
     cl_kernel kt;
     RT_TRY(rt_kernel(ctx, "gemm", opts, "gemm_tiles", &kt));
-    gemm_operand bt = *b;
-    tensor scratch = {0};
+    gemm_operand at = *a, bt = *b;
+    tensor scratch = {0}, scratch_a = {0};
+    attamba_status s = ATTAMBA_OK;
     if (packed) {
         cl_kernel kp;
-        RT_TRY(rt_kernel(ctx, "gemm", opts, "gemm_pack_b", &kp));
-        RT_TRY(tensor_scratch(ctx, &scratch, TENSOR_F32, 2, ((int64_t[]){(int64_t)b_batch * panels * K, nw})));
-        bt = (gemm_operand){scratch.buf->mem, 0, nw, b->stride ? panels * K * nw : 0, K, nw};
-        size_t lp = rt_local_1d(ctx, kp, 64);
-        size_t pglobal[3] = {(size_t)K, (size_t)panels, (size_t)b_batch}, plocal[3] = {lp, 1, 1};
-        rt_arg pargs[] = {RT_I32(N), RT_I32(K), RT_I32(panels), GEMM_A_ARGS(b), RT_MEM(bt.mem)};
-        attamba_status s = rt_launch(ctx, kp, "gemm_pack_b", 3, pglobal, plocal, (int)CORE_LEN(pargs), pargs);
-        if (s != ATTAMBA_OK) {
-            tensor_free(&scratch);
-            return s;
+        s = rt_kernel(ctx, "gemm", opts, "gemm_pack_b", &kp);
+        if (!s) s = tensor_scratch(ctx, &scratch, TENSOR_F32, 2, ((int64_t[]){(int64_t)b_batch * panels * K, nw}));
+        if (!s) {
+            bt = (gemm_operand){scratch.buf->mem, 0, nw, b->stride ? panels * K * nw : 0, K, nw};
+            size_t lp = rt_local_1d(ctx, kp, 64);
+            size_t pglobal[3] = {(size_t)K, (size_t)panels, (size_t)b_batch}, plocal[3] = {lp, 1, 1};
+            rt_arg pargs[] = {RT_I32(N), RT_I32(K), RT_I32(panels), GEMM_A_ARGS(b), RT_MEM(bt.mem)};
+            s = rt_launch(ctx, kp, "gemm_pack_b", 3, pglobal, plocal, (int)CORE_LEN(pargs), pargs);
         }
     }
-    /* 8 row blocks per group: enough to amortise a group's start on PoCL, small enough that
-     * M = 4096 still gives dozens of groups per column panel to share among the cores */
-    size_t lx = rt_local_1d(ctx, kt, 8);
-    size_t global[3] = {(size_t)((M + t->rm - 1) / t->rm), (size_t)panels, (size_t)batch};
-    size_t local[3] = {lx, 1, 1};
-    rt_arg args[] = {RT_I32(M), RT_I32(N), RT_I32(K), RT_F32(alpha), GEMM_A_ARGS(a), GEMM_A_ARGS(&bt),
-                     RT_F32(beta), GEMM_A_ARGS(c)};
-    attamba_status s = rt_launch(ctx, kt, "gemm_tiles", 3, global, local, (int)CORE_LEN(args), args);
+    if (!s && packed_a) {
+        cl_kernel kp;
+        s = rt_kernel(ctx, "gemm", opts, "gemm_pack_a", &kp);
+        if (!s)
+            s = tensor_scratch(ctx, &scratch_a, TENSOR_F32, 2, ((int64_t[]){(int64_t)a_batch * mpanels * K, t->rm}));
+        if (!s) {
+            at = (gemm_operand){scratch_a.buf->mem, 0, t->rm, a->stride ? mpanels * K * t->rm : 0, M, K};
+            size_t lp = rt_local_1d(ctx, kp, 64);
+            size_t pglobal[3] = {(size_t)K, (size_t)mpanels, (size_t)a_batch}, plocal[3] = {lp, 1, 1};
+            rt_arg pargs[] = {RT_I32(M), RT_I32(K), RT_I32(mpanels), GEMM_A_ARGS(a), RT_MEM(at.mem)};
+            s = rt_launch(ctx, kp, "gemm_pack_a", 3, pglobal, plocal, (int)CORE_LEN(pargs), pargs);
+        }
+    }
+    if (!s) {
+        /* 8 row blocks per group: enough to amortise a group's start on PoCL, small enough that
+         * M = 4096 still gives dozens of groups per column panel to share among the cores */
+        size_t lx = rt_local_1d(ctx, kt, 8);
+        size_t global[3] = {(size_t)mpanels, (size_t)panels, (size_t)batch};
+        size_t local[3] = {lx, 1, 1};
+        rt_arg args[] = {RT_I32(M), RT_I32(N), RT_I32(K), RT_F32(alpha), GEMM_A_ARGS(&at), GEMM_A_ARGS(&bt),
+                         RT_F32(beta), GEMM_A_ARGS(c)};
+        s = rt_launch(ctx, kt, "gemm_tiles", 3, global, local, (int)CORE_LEN(args), args);
+    }
     tensor_free(&scratch);
+    tensor_free(&scratch_a);
     return s;
 }
 
