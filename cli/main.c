@@ -45,6 +45,7 @@ static const struct {
     {"train", cli_train, "train a model (or resume) on a text or token file"},
     {"tokenize", cli_tokenize, "a text file as a binary token file for train"},
     {"demo", cli_demo, "train Attamba and a transformer on the bundled corpus, compare, sample"},
+    {"tune", cli_tune, "the tuning table in force on each device (--show)"},
     {"bench", cmd_bench, "benchmarks: bench suite, bench peak, bench gemm, ..."},
     {"version", cmd_version, "print the library version"},
 };
@@ -75,8 +76,9 @@ static void usage(FILE *f) {
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
     fprintf(f, "\nenvironment: ATTAMBA_DEVICE (P:D|gpu|cpu|accelerator), ATTAMBA_DEVICES (a set: all|gpu|cpu|\n"
                "P:D,P:D,...), ATTAMBA_CACHE_DIR (kernel binary cache; 0 disables), ATTAMBA_PROGRAM_DIR (prebuilt\n"
-               "binaries), ATTAMBA_GEMM (clblast|own), ATTAMBA_PROFILE=1 (per-kernel timing), ATTAMBA_LOG\n"
-               "(error|warn|info|debug)\n");
+               "binaries), ATTAMBA_PROFILE=1 (per-kernel timing), ATTAMBA_LOG\n"
+               "(error|warn|info|debug); ATTAMBA_GEMM, ATTAMBA_NORM_GROUP, ATTAMBA_SSM_PATH override the tuning\n"
+               "table (attamba tune --show)\n");
 }
 
 int cli_error(const char *cmd, const char *fmt, ...) {

@@ -177,6 +177,21 @@ START_TEST(device_sets_are_checked_before_anything_runs) {
 }
 END_TEST
 
+/* tune --show prints the table with its sources; an environment override shows as such. */
+START_TEST(tune_shows_the_table_in_force) {
+    char out[16384];
+    setenv("ATTAMBA_NORM_GROUP", "40", 1);
+    int rc = cli(out, sizeof out, "tune --show");
+    unsetenv("ATTAMBA_NORM_GROUP");
+    ck_assert_msg(rc == 0 && strstr(out, "class ") && strstr(out, "gemm.backend") && strstr(out, "ssm.decode_wg"),
+                  "exit %d: %s", rc, out);
+    char *row = strstr(out, "norm.group");
+    ck_assert_msg(row && strstr(row, "40") && strstr(row, "env ATTAMBA_NORM_GROUP"), "%s", out);
+    rc = cli(out, sizeof out, "tune");
+    EXPECT_FAILS(rc, out, "--show");
+}
+END_TEST
+
 /* A layer split over two devices evaluates to the whole model's loss and generates its text; a split
  * of the rows evaluates to the same loss. */
 START_TEST(eval_and_generate_over_a_layer_split_match_one_device) {
@@ -225,6 +240,7 @@ int main(void) {
     tcase_add_test(t, finding_8_too_few_tokens_names_the_count);
     tcase_add_test(t, finding_10_generate_accepts_every_preset);
     tcase_add_test(t, device_sets_are_checked_before_anything_runs);
+    tcase_add_test(t, tune_shows_the_table_in_force);
     tcase_add_test(t, eval_and_generate_over_a_layer_split_match_one_device);
     suite_add_tcase(s, t);
     return tu_run(s);

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "ops/layer.h"
+#include "ops/tuning.h"
 #include "ref/ref_layer.h"
 #include "testutil.h"
 
@@ -89,15 +90,16 @@ START_TEST(norms_match_reference_on_awkward_shapes) {
 }
 END_TEST
 
-/* The default group sizes are powers of two on some devices; $ATTAMBA_NORM_GROUP forces others
- * (24, 40, 200: the tree then has work-items without a partner) and tiny ones, against rows
+/* The default group sizes are powers of two on some devices; the tuning table's norm.group forces
+ * others (24, 40, 200: the tree then has work-items without a partner) and tiny ones, against rows
  * shorter and longer than the group. Same tolerance as above. */
 START_TEST(norms_reduce_correctly_with_any_group_size) {
     rt_ctx *ctx = tu_ctx();
     static const char *const groups[] = {"8", "24", "40", "200"};
     static const int64_t widths[] = {1, 7, 100, 1000};
+    int group = ops_tune(ctx, TUNE_NORM_GROUP);
     for (int gi = 0; gi < 4; gi++) {
-        ck_assert_int_eq(setenv("ATTAMBA_NORM_GROUP", groups[gi], 1), 0);
+        tu_ok(ops_tune_set(ctx, TUNE_NORM_GROUP, atoi(groups[gi]), "test"));
         for (int wi = 0; wi < 4; wi++) {
             int64_t C = widths[wi], shape[2] = {3, C}, n = 3 * C;
             float *x = tu_random(n, 900 + (uint64_t)wi, -2, 2), *z = tu_random(n, 950 + (uint64_t)wi, -6, 6);
@@ -124,7 +126,7 @@ START_TEST(norms_reduce_correctly_with_any_group_size) {
             free(want);
         }
     }
-    unsetenv("ATTAMBA_NORM_GROUP");
+    tu_ok(ops_tune_set(ctx, TUNE_NORM_GROUP, group, "test"));
 }
 END_TEST
 

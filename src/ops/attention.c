@@ -5,12 +5,12 @@
 #include <stdlib.h>
 
 #include "attention.h"
+#include "ops/tuning.h"
 
 /* Private arrays of dh floats per work-item (q and the accumulator): beyond this they spill
  * badly everywhere and the kernel is the wrong tool. */
 #define ATTN_MAX_DH 256
 
-static int is_gpu(const rt_ctx *ctx) { return ctx->dev.info.type == ATTAMBA_DEVICE_GPU; }
 
 static attamba_status check_heads(rt_ctx *ctx, const char *op, int n_heads, int n_kv_heads, int64_t width,
                                   int *dh) {
@@ -97,19 +97,14 @@ attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const te
     if (mask->mode == ATTN_COMPRESSED) RT_TRY(attn_check_boundaries(ctx, op, mask->boundaries, mask->trusted, T, &nb));
     if (B * T == 0) return ATTAMBA_OK;
 
-    /* Defaults. GPU: key tiles through __local, 64 queries per group. CPU (PoCL): the barriers of
-     * the __local variant turn each tile into a loop over the group's work-items, so all BQ queries
-     * reuse a tile from L1; without them each work-item streams the block's shared keys alone, which
-     * only stays in cache while that stream is short. So: __local with 64 queries when the keys all
-     * queries of a block share (all earlier keys for CAUSAL, the boundaries for COMPRESSED) exceed
-     * ~256 KiB of K+V per head, else straight from global with 16 queries, whose window range
-     * (L + BQ keys per query) wastes less. Measured on the shared 2-core host (noisy): dense causal
-     * at T = 4096 about 2x faster with __local, compressed P = 8 about even or slower. */
-    int gpu = is_gpu(ctx);
+    /* Defaults (ops/tuning.c): __local key tiles and the long query block when the keys all queries
+     * of a block share (all earlier keys for CAUSAL, the boundaries for COMPRESSED) exceed attn.long_kib
+     * of K+V per head (GPUs: always), else straight from global with the short block, whose window
+     * range (L + BQ keys per query) wastes less. */
     int64_t shared = mask->mode == ATTN_CAUSAL ? T : mask->mode == ATTN_COMPRESSED ? nb : 0;
-    int long_stream = gpu || shared * dh * 2 * (int64_t)sizeof(float) > 256 * 1024;
-    int bq = opts && opts->block_q ? opts->block_q : long_stream ? 64 : 16;
-    int tk = opts && opts->tile_k ? opts->tile_k : gpu ? 16 : 8;
+    int long_stream = shared * dh * 2 * (int64_t)sizeof(float) > (int64_t)ops_tune(ctx, TUNE_ATTN_LONG_KIB) * 1024;
+    int bq = opts && opts->block_q ? opts->block_q : ops_tune(ctx, long_stream ? TUNE_ATTN_BQ_LONG : TUNE_ATTN_BQ_SHORT);
+    int tk = opts && opts->tile_k ? opts->tile_k : ops_tune(ctx, TUNE_ATTN_TK);
     int use_local = opts && opts->use_local ? opts->use_local == 1 : long_stream;
     int vw = opts && opts->vec_width ? opts->vec_width : attn_vec_width(dh);
     if ((vw != 1 && vw != 4 && vw != 8 && vw != 16) || dh % vw)
@@ -251,7 +246,7 @@ attamba_status ops_attention_decode(rt_ctx *ctx, const tensor *q, const tensor *
     RT_TRY(ops_expect_same(ctx, op, "out", out, q));
     if (B == 0) return ATTAMBA_OK;
 
-    int wg = is_gpu(ctx) ? 32 : 8;
+    int wg = ops_tune(ctx, TUNE_ATTN_DECODE_WG);
     if ((size_t)wg > ctx->dev.info.max_work_group_size) wg = (int)ctx->dev.info.max_work_group_size;
     char options[96];
     snprintf(options, sizeof options, "-DDH=%d -DTK=4 -DWG=%d -DVW=%d", dh, wg, attn_vec_width(dh));

@@ -5,10 +5,10 @@
 #include <stdlib.h>
 
 #include "attention_backward.h"
+#include "ops/tuning.h"
 
 static const char *OP = "ops_attention_prefill_backward";
 
-static int is_gpu(const rt_ctx *ctx) { return ctx->dev.info.type == ATTAMBA_DEVICE_GPU; }
 
 /* The kernels read some tensors while others are being written by other work-groups: an output
  * overlapping anything else would be read half-updated. (Disjoint views of one buffer, as an arena
@@ -43,13 +43,12 @@ attamba_status ops_attention_prefill_backward_with(rt_ctx *ctx, const tensor *q,
     if (mask->mode == ATTN_COMPRESSED) RT_TRY(attn_check_boundaries(ctx, OP, mask->boundaries, mask->trusted, T, &nb));
     if (B * T == 0) return ATTAMBA_OK;
 
-    int gpu = is_gpu(ctx);
-    int bq = opts && opts->block_q ? opts->block_q : gpu ? 64 : 16;
-    int tk = opts && opts->tile_k ? opts->tile_k : gpu ? 16 : 8;
-    int bk = opts && opts->block_k ? opts->block_k : gpu ? 64 : 16;
-    int tq = opts && opts->tile_q ? opts->tile_q : gpu ? 16 : 8;
-    int use_local = opts && opts->use_local ? opts->use_local == 1 : gpu;
-    int per_item = opts && opts->per_item ? opts->per_item == 1 : !gpu && !use_local;
+    int bq = opts && opts->block_q ? opts->block_q : ops_tune(ctx, TUNE_BWD_BQ);
+    int tk = opts && opts->tile_k ? opts->tile_k : ops_tune(ctx, TUNE_BWD_TK);
+    int bk = opts && opts->block_k ? opts->block_k : ops_tune(ctx, TUNE_BWD_BK);
+    int tq = opts && opts->tile_q ? opts->tile_q : ops_tune(ctx, TUNE_BWD_TQ);
+    int use_local = opts && opts->use_local ? opts->use_local == 1 : ops_tune(ctx, TUNE_BWD_LOCAL);
+    int per_item = opts && opts->per_item ? opts->per_item == 1 : ops_tune(ctx, TUNE_BWD_PER_ITEM) && !use_local;
     if (per_item && use_local)
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: per_item walks cannot use __local tiles", OP);
     if (opts && (opts->use_local < 0 || opts->use_local > 2 || opts->per_item < 0 || opts->per_item > 2))

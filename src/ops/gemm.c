@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "ops.h"
+#include "tuning.h"
 #ifdef ATTAMBA_HAVE_CLBLAST
 #include <clblast_c.h>
 #endif
@@ -52,23 +53,32 @@ typedef struct {
     int lt, lw, kt; /* gemm_local: LT x LT block of C per LW x LW group, KT-deep __local slices */
 } gemm_tuning;
 
-/* CPUs: 8 x 32 accumulators = 16 of the 32 AVX-512 registers (float16); with 8-wide AVX2 or
- * 4-wide SSE/NEON (16 registers on x86) 6 rows x 2 vectors leave room for B and the broadcast.
- * GPUs: 64 x 64 tiles, 16 x 16 groups, 4 x 4 per item, 8 KiB of __local. */
+/* The device's parameters (ops/tuning.c). */
 static gemm_tuning tuning_for(rt_ctx *ctx) {
-    gemm_tuning t = {8, 16, 2, 64, 16, 16};
-    cl_uint w = 0;
-    if (clGetDeviceInfo(ctx->dev.device, CL_DEVICE_PREFERRED_VECTOR_WIDTH_FLOAT, sizeof w, &w, NULL) != CL_SUCCESS)
-        w = 4;
-    t.vw = w >= 16 ? 16 : w >= 8 ? 8 : 4;
-    if (t.vw < 16) t.rm = 6;
-    return t;
+    return (gemm_tuning){ops_tune(ctx, TUNE_GEMM_RM), ops_tune(ctx, TUNE_GEMM_VW), ops_tune(ctx, TUNE_GEMM_NV),
+                         ops_tune(ctx, TUNE_GEMM_LT), ops_tune(ctx, TUNE_GEMM_LW), ops_tune(ctx, TUNE_GEMM_KT)};
 }
 
-static ops_gemm_kernel auto_kernel(rt_ctx *ctx, int M, int ta, int tb) {
+/* gemm_local for these options, refused (UNSUPPORTED) where the device cannot run its LW x LW
+ * work-groups (some drivers allow fewer, e.g. rusticl 32). */
+static attamba_status local_kernel(rt_ctx *ctx, const gemm_tuning *t, int ta, int tb, cl_kernel *k) {
+    char opts[96];
+    snprintf(opts, sizeof opts, "-DTRANS_A=%d -DTRANS_B=%d -DLT=%d -DLW=%d -DKT=%d", ta, tb, t->lt, t->lw, t->kt);
+    RT_TRY(rt_kernel(ctx, "gemm", opts, "gemm_local", k));
+    size_t kmax = 0;
+    clGetKernelWorkGroupInfo(*k, ctx->dev.device, CL_KERNEL_WORK_GROUP_SIZE, sizeof kmax, &kmax, NULL);
+    if (kmax < (size_t)(t->lw * t->lw) || t->lt % t->lw)
+        return rt_fail(ctx, ATTAMBA_ERR_UNSUPPORTED, "ops_gemm: gemm_local needs %dx%d work-groups (LT %d), %s allows %zu",
+                       t->lw, t->lw, t->lt, ctx->dev.info.name, kmax);
+    return ATTAMBA_OK;
+}
+
+/* The __local kernel where the table asks for it and the device can run it, else register tiles. */
+static ops_gemm_kernel auto_kernel(rt_ctx *ctx, const gemm_tuning *t, int M, int ta, int tb) {
     /* rows of A and B^T are both contiguous: dot products; for B itself tiles read rows of B */
     if (M < 8 && tb && !ta) return OPS_GEMM_KERNEL_DOT;
-    if (ctx->dev.info.type == ATTAMBA_DEVICE_GPU && ctx->dev.info.max_work_group_size >= 256)
+    cl_kernel k;
+    if (ops_tune(ctx, TUNE_GEMM_KERNEL) == 1 && local_kernel(ctx, t, ta, tb, &k) == ATTAMBA_OK)
         return OPS_GEMM_KERNEL_LOCAL;
     return OPS_GEMM_KERNEL_TILES;
 }
@@ -151,15 +161,8 @@ static attamba_status gemm_tiles(rt_ctx *ctx, const gemm_tuning *t, int ta, int 
 static attamba_status gemm_local(rt_ctx *ctx, const gemm_tuning *t, int ta, int tb, int M, int N, int K,
                                  float alpha, const gemm_operand *a, const gemm_operand *b, float beta,
                                  const gemm_operand *c, int batch) {
-    char opts[96];
-    snprintf(opts, sizeof opts, "-DTRANS_A=%d -DTRANS_B=%d -DLT=%d -DLW=%d -DKT=%d", ta, tb, t->lt, t->lw, t->kt);
     cl_kernel k;
-    RT_TRY(rt_kernel(ctx, "gemm", opts, "gemm_local", &k));
-    size_t kmax = 0;
-    clGetKernelWorkGroupInfo(k, ctx->dev.device, CL_KERNEL_WORK_GROUP_SIZE, sizeof kmax, &kmax, NULL);
-    if (kmax < (size_t)(t->lw * t->lw))
-        return rt_fail(ctx, ATTAMBA_ERR_UNSUPPORTED, "ops_gemm: gemm_local needs %dx%d work-groups, %s allows %zu",
-                       t->lw, t->lw, ctx->dev.info.name, kmax);
+    RT_TRY(local_kernel(ctx, t, ta, tb, &k));
     size_t local[3] = {(size_t)t->lw, (size_t)t->lw, 1};
     size_t global[3] = {(size_t)((N + t->lt - 1) / t->lt * t->lw), (size_t)((M + t->lt - 1) / t->lt * t->lw),
                         (size_t)batch};
@@ -172,7 +175,7 @@ static attamba_status gemm_own(rt_ctx *ctx, ops_gemm_kernel kernel, int ta, int 
                                float alpha, const gemm_operand *a, const gemm_operand *b, float beta,
                                const gemm_operand *c, int batch) {
     gemm_tuning t = tuning_for(ctx);
-    if (kernel == OPS_GEMM_KERNEL_AUTO) kernel = auto_kernel(ctx, M, ta, tb);
+    if (kernel == OPS_GEMM_KERNEL_AUTO) kernel = auto_kernel(ctx, &t, M, ta, tb);
     switch (kernel) {
     case OPS_GEMM_KERNEL_TILES: return gemm_tiles(ctx, &t, ta, tb, M, N, K, alpha, a, b, beta, c, batch);
     case OPS_GEMM_KERNEL_LOCAL: return gemm_local(ctx, &t, ta, tb, M, N, K, alpha, a, b, beta, c, batch);
@@ -207,14 +210,9 @@ static attamba_status gemm_clblast(rt_ctx *ctx, int ta, int tb, int M, int N, in
 }
 #endif
 
-/* $ATTAMBA_GEMM, else the own kernels on CPUs (on PoCL they run several times faster than CLBlast's
- * GPU-tuned kernels: see docs in bench/bench_gemm.c), else CLBlast when this build has it. */
+/* The tuning table's gemm.backend; CLBlast only when this build has it. */
 static ops_gemm_backend auto_backend(rt_ctx *ctx) {
-    const char *e = getenv("ATTAMBA_GEMM");
-    if (e && !strcmp(e, "own")) return OPS_GEMM_OWN;
-    if (e && !strcmp(e, "clblast") && ops_gemm_have_clblast()) return OPS_GEMM_CLBLAST;
-    if (ctx->dev.info.type == ATTAMBA_DEVICE_CPU) return OPS_GEMM_OWN;
-    return ops_gemm_have_clblast() ? OPS_GEMM_CLBLAST : OPS_GEMM_OWN;
+    return ops_tune(ctx, TUNE_GEMM_BACKEND) == 1 && ops_gemm_have_clblast() ? OPS_GEMM_CLBLAST : OPS_GEMM_OWN;
 }
 
 /* Checks the operands of C = alpha op(A) op(B) + beta C and returns the problem's sizes. */

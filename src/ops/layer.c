@@ -3,18 +3,14 @@
 #include <stdlib.h>
 
 #include "ops/layer.h"
+#include "ops/tuning.h"
 
 /* One work-group per row, each work-item taking float4s. The group size is capped by the row's
- * vector count (rounded up to 8) and by a per-device-type limit: on CPUs (PoCL) every barrier
- * costs a pass over the group's work-items, and 8 measured fastest there (rmsnorm on [4096, 512],
- * 2-core PoCL under load: ~1 ms at 8, 2.4 at 32, 7-17 at 128); GPUs want wide groups (256).
- * $ATTAMBA_NORM_GROUP overrides the limit (tuning, and tests forcing sizes like 24 or 40 that are
- * not powers of two). */
+ * vector count (rounded up to 8) and by the tuning table's norm.group (why 8 on CPUs and 256 on GPUs:
+ * ops/tuning.c). */
 static attamba_status launch_rows(rt_ctx *ctx, const char *kernel, int64_t rows, int64_t C, int n_args,
                                   rt_arg *args) {
-    size_t limit = ctx->dev.info.type == ATTAMBA_DEVICE_CPU ? 8 : 256;
-    const char *e = getenv("ATTAMBA_NORM_GROUP");
-    if (e && atoi(e) > 0) limit = (size_t)atoi(e);
+    size_t limit = (size_t)ops_tune(ctx, TUNE_NORM_GROUP);
     size_t vecs = ((size_t)C + 3) / 4, cap = vecs < limit ? rt_round_up(vecs, 8) : limit;
     return ops_launch_rows(ctx, "layer", kernel, rows, cap, sizeof(cl_float), n_args, args);
 }

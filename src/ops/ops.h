@@ -45,9 +45,9 @@ attamba_status ops_silu(rt_ctx *ctx, const tensor *x, tensor *out);
 typedef enum { OPS_GEMM_AUTO = 0, OPS_GEMM_CLBLAST = 1, OPS_GEMM_OWN = 2 } ops_gemm_backend;
 attamba_status ops_gemm(rt_ctx *ctx, int trans_a, int trans_b, float alpha, const tensor *a, const tensor *b,
                         float beta, tensor *c);
-/* Same with an explicit backend. AUTO = $ATTAMBA_GEMM (clblast|own), else the own kernels on CPU
- * devices (faster than CLBlast on PoCL), else CLBlast when built with it, falling back to the own
- * kernels (with a warning, once) if CLBlast fails on this device. */
+/* Same with an explicit backend. AUTO = the tuning table's gemm.backend (ops/tuning.c: the own
+ * kernels on CPU devices, CLBlast elsewhere when built with it; $ATTAMBA_GEMM=clblast|own), falling
+ * back to the own kernels (with a warning, once) if CLBlast fails on this device. */
 attamba_status ops_gemm_with(rt_ctx *ctx, ops_gemm_backend backend, int trans_a, int trans_b, float alpha,
                              const tensor *a, const tensor *b, float beta, tensor *c);
 /* Tuning/testing hook: the own backend with an explicit kernel (cl/gemm.cl). AUTO = DOT for

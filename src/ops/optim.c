@@ -3,6 +3,7 @@
 #include <math.h>
 
 #include "optim.h"
+#include "ops/tuning.h"
 
 /* The largest power of two <= the device's 1-D work-group size for k (capped at 256): the __local
  * trees halve it. */
@@ -35,7 +36,7 @@ attamba_status ops_sum_squares_with(rt_ctx *ctx, ops_sumsq_split split, const te
     size_t items = rt_round_up((size_t)want, l1);
     /* CPUs scan contiguous chunks, GPUs interleave (see cl/optim.cl); chunk * items covers every block. */
     if (split == OPS_SUMSQ_AUTO)
-        split = ctx->dev.info.type == ATTAMBA_DEVICE_CPU ? OPS_SUMSQ_CHUNKED : OPS_SUMSQ_INTERLEAVED;
+        split = ops_tune(ctx, TUNE_SUMSQ_SPLIT) == 0 ? OPS_SUMSQ_CHUNKED : OPS_SUMSQ_INTERLEAVED;
     int64_t nb = n / 16, chunk = split == OPS_SUMSQ_CHUNKED ? (nb + (int64_t)items - 1) / (int64_t)items : 0;
     if (nb + (int64_t)items * (chunk ? chunk : 1) > INT32_MAX)
         return rt_fail(ctx, ATTAMBA_ERR_UNSUPPORTED, "%s: %lld elements are too many for 32-bit indexing", op,

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "ssm.h"
+#include "ops/tuning.h"
 
 enum { SSM_MAX_N = 256, SEQ_BLOCK = 16, CHUNK_BLOCK = 64 };
 
@@ -198,23 +199,21 @@ const char *ops_ssm_path_name(ops_ssm_path path) {
     return NULL;
 }
 
-ops_ssm_path ops_ssm_choose_path(const rt_ctx *ctx, int64_t rows, int64_t T, int64_t longest_segment) {
+ops_ssm_path ops_ssm_choose_path(rt_ctx *ctx, int64_t rows, int64_t T, int64_t longest_segment) {
     if (longest_segment <= 0 || longest_segment > T) longest_segment = T;
     /* a sequential work-item walks at most SEQ_BLOCK + its segment; the chunked critical path is
      * ~2 blocks + T/block steps of the state pass, so short segments always favour one launch */
     if (longest_segment <= 4 * CHUNK_BLOCK) return OPS_SSM_SEQUENTIAL;
     int64_t items = rows * ((T + longest_segment - 1) / longest_segment);
-    /* enough independent scans to fill the device: a CPU core needs a few, a GPU compute unit
-     * hundreds to hide memory latency */
-    int per_cu = (ctx->dev.info.type & ATTAMBA_DEVICE_CPU) ? 16 : 256;
+    /* enough independent scans to fill the device (ssm.per_cu per compute unit) */
+    int64_t per_cu = ops_tune(ctx, TUNE_SSM_PER_CU);
     return items >= (int64_t)ctx->dev.info.compute_units * per_cu ? OPS_SSM_SEQUENTIAL : OPS_SSM_CHUNKED;
 }
 
-static ops_ssm_path env_path(void) {
-    const char *e = getenv("ATTAMBA_SSM_PATH");
-    if (e && (!strcmp(e, "seq") || !strcmp(e, "sequential"))) return OPS_SSM_SEQUENTIAL;
-    if (e && !strcmp(e, "chunked")) return OPS_SSM_CHUNKED;
-    return OPS_SSM_AUTO;
+/* The tuning table's ssm.path, AUTO when it leaves the choice to ops_ssm_choose_path. */
+static ops_ssm_path table_path(rt_ctx *ctx) {
+    int v = ops_tune(ctx, TUNE_SSM_PATH);
+    return v == 1 ? OPS_SSM_SEQUENTIAL : v == 2 ? OPS_SSM_CHUNKED : OPS_SSM_AUTO;
 }
 
 attamba_status ops_ssm_scan_with(rt_ctx *ctx, ops_ssm_path path, int block, const tensor *xs, const tensor *Bm,
@@ -232,7 +231,7 @@ attamba_status ops_ssm_scan_with(rt_ctx *ctx, ops_ssm_path path, int block, cons
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: y must not share a buffer with xs, Bm, Cm or dt_raw", op);
     if (path != OPS_SSM_AUTO && path != OPS_SSM_SEQUENTIAL && path != OPS_SSM_CHUNKED)
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: unknown path %d", op, (int)path);
-    if (path == OPS_SSM_AUTO) path = env_path();
+    if (path == OPS_SSM_AUTO) path = table_path(ctx);
     if (path == OPS_SSM_AUTO) path = ops_ssm_choose_path(ctx, B * nh * p, T, T);
     if (block <= 0) block = path == OPS_SSM_SEQUENTIAL ? SEQ_BLOCK : CHUNK_BLOCK;
     int64_t nblk = (T + block - 1) / block;
@@ -415,7 +414,7 @@ attamba_status ops_ssm_decode(rt_ctx *ctx, int n, const ops_ssm_decode_io *io, c
     snprintf(opts, sizeof opts, "-DSSM_N=%d", (int)N);
     cl_kernel k;
     RT_TRY(rt_kernel(ctx, "ssm", opts, "ssm_decode", &k));
-    size_t wg = rt_local_1d(ctx, k, ctx->dev.info.type == ATTAMBA_DEVICE_CPU ? 8 : 256);
+    size_t wg = rt_local_1d(ctx, k, (size_t)ops_tune(ctx, TUNE_SSM_DECODE_WG));
     size_t global[3] = {wg, (size_t)B, (size_t)n}, local[3] = {wg, 1, 1};
     const tensor *cw = a->conv_w ? a->conv_w : a->A_log, *win = a->conv_w ? a->window : a->g;
     const tensor *bias = a->dt_bias ? a->dt_bias : a->A_log;

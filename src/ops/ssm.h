@@ -58,7 +58,7 @@ attamba_status ops_ssm_decode(rt_ctx *ctx, int n, const ops_ssm_decode_io *io, c
  *   carried across blocks, then each block's head (the tokens before its first segment start) gets
  *   the carried state's contribution. Three launches and a scratch of B*ceil(T/block)*nh*p*N floats;
  *   parallel over blocks even inside one long segment (P >= T: pure Mamba-2).
- * AUTO: $ATTAMBA_SSM_PATH (seq|chunked) if set, else ops_ssm_choose_path with the longest segment
+ * AUTO: the tuning table's ssm.path ($ATTAMBA_SSM_PATH seq|chunked) if set, else ops_ssm_choose_path with the longest segment
  *   taken as T (the op does not read seg_start back: that would stall the queue). */
 typedef enum { OPS_SSM_AUTO = 0, OPS_SSM_SEQUENTIAL = 1, OPS_SSM_CHUNKED = 2 } ops_ssm_path;
 /* block <= 0 picks the default block for the path (16 sequential, 64 chunked). */
@@ -69,7 +69,7 @@ attamba_status ops_ssm_scan_with(rt_ctx *ctx, ops_ssm_path path, int block, cons
 /* The path for a scan of `rows` = B*nh*p independent channels over T tokens whose longest segment has
  * `longest_segment` tokens (callers that know their boundaries pass the real figure). Sequential when
  * segments are short or when the sequential path alone has enough work-items for the device. */
-ops_ssm_path ops_ssm_choose_path(const rt_ctx *ctx, int64_t rows, int64_t T, int64_t longest_segment);
+ops_ssm_path ops_ssm_choose_path(rt_ctx *ctx, int64_t rows, int64_t T, int64_t longest_segment);
 const char *ops_ssm_path_name(ops_ssm_path path);
 
 /* ---- backward (training) ----

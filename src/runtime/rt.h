@@ -72,6 +72,7 @@ struct rt_ctx {
     int gemm_clblast_broken;   /* CLBlast failed here once: ops_gemm uses the own kernel */
     rt_profile_entry *profile;
     int n_profile;
+    void *tuning;              /* the op layer's tuning table (ops/tuning.c), one malloc'd block */
 };
 typedef struct rt_ctx rt_ctx;
 

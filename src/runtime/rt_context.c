@@ -157,6 +157,7 @@ void attamba_context_destroy(attamba_context *ctx) {
     free(ctx->device_options);
     free(ctx->cache_dir);
     free(ctx->program_dir);
+    free(ctx->tuning);
     free(ctx);
 }
 

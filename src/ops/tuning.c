@@ -1,0 +1,201 @@
+/* tuning.c: the table of device-dependent kernel parameters (see tuning.h), with why each row has
+ * its value. CPU rows were measured on PoCL (2-core AMD EPYC, AVX-512 and AVX2 hosts); GPU rows are
+ * the usual GPU shapes, not yet measured on a GPU (no GPU has been lent to this project). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "ops/tuning.h"
+
+/* A row of the table: the default (accelerators, unknown devices), the CPU value, the GPU value
+ * (every GPU vendor unless a vendor column below differs), the accepted range and the meaning.
+ * VW_AUTO / RM_AUTO: derived from the device's preferred float vector width when the table is built. */
+enum { SAME = -1000000, VW_AUTO = -1, RM_AUTO = -2 };
+static const struct {
+    const char *name;
+    int def, cpu, gpu;
+    int nvidia, amd, intel; /* SAME: the GPU value */
+    int lo, hi;
+    const char *doc;
+} rows[TUNE_N] = {
+    /* On PoCL CLBlast's GPU-tuned kernels reach 11-18 GFLOP/s where the own register tiles reach
+     * 100-200 (bench gemm); GPUs take CLBlast when the build has it. */
+    [TUNE_GEMM_BACKEND] = {"gemm.backend", 1, 0, 1, SAME, SAME, SAME, 0, 1, "0 own kernels, 1 CLBlast (if built)"},
+    [TUNE_GEMM_KERNEL] = {"gemm.kernel", 0, 0, 1, SAME, SAME, SAME, 0, 1, "own kernel: 0 register tiles, 1 __local tiles"},
+    /* CPUs: 8 x 32 accumulators = 16 of the 32 AVX-512 registers (float16); with 8-wide AVX2 or
+     * 4-wide SSE/NEON (16 registers on x86) 6 rows x 2 vectors leave room for B and the broadcast. */
+    [TUNE_GEMM_VW] = {"gemm.vw", VW_AUTO, VW_AUTO, VW_AUTO, SAME, SAME, SAME, 4, 16,
+                      "register tiles: vector width (default: the device's preferred float width)"},
+    [TUNE_GEMM_NV] = {"gemm.nv", 2, 2, 2, SAME, SAME, SAME, 1, 4, "register tiles: vectors per row"},
+    [TUNE_GEMM_RM] = {"gemm.rm", RM_AUTO, RM_AUTO, RM_AUTO, SAME, SAME, SAME, 1, 16,
+                      "register tiles: rows per work-item (default 8 at 16 lanes, else 6)"},
+    /* GPUs: 64 x 64 tiles, 16 x 16 groups, 4 x 4 per item, 8 KiB of __local. */
+    [TUNE_GEMM_LT] = {"gemm.lt", 64, 64, 64, SAME, SAME, SAME, 8, 128, "__local tiles: LT x LT block of C per group"},
+    [TUNE_GEMM_LW] = {"gemm.lw", 16, 16, 16, SAME, SAME, SAME, 1, 32, "__local tiles: LW x LW work-items per group"},
+    [TUNE_GEMM_KT] = {"gemm.kt", 16, 16, 16, SAME, SAME, SAME, 1, 64, "__local tiles: KT-deep slices"},
+    /* PoCL runs a __local variant's barriers as loops over the group, so all BQ queries reuse a tile
+     * from L1; without them each work-item streams the shared keys alone, which stays in cache only
+     * while the stream is short (dense causal T = 4096: ~2x faster with __local; compressed P = 8:
+     * about even). GPUs always tile through __local. */
+    [TUNE_ATTN_LONG_KIB] = {"attn.long_kib", 256, 256, 0, SAME, SAME, SAME, 0, 1 << 20,
+                            "prefill: __local tiles and the long block above this many KiB of shared K+V"},
+    [TUNE_ATTN_BQ_LONG] = {"attn.bq_long", 64, 64, 64, SAME, SAME, SAME, 1, 256, "prefill: queries per group, long"},
+    [TUNE_ATTN_BQ_SHORT] = {"attn.bq_short", 16, 16, 16, SAME, SAME, SAME, 1, 256, "prefill: queries per group, short"},
+    [TUNE_ATTN_TK] = {"attn.tk", 8, 8, 16, SAME, SAME, SAME, 1, 16, "prefill: keys per tile (power of two)"},
+    [TUNE_ATTN_DECODE_WG] = {"attn.decode_wg", 8, 8, 32, SAME, SAME, SAME, 1, 256,
+                             "decode: work-items per (sequence, head)"},
+    [TUNE_BWD_BQ] = {"bwd.bq", 16, 16, 64, SAME, SAME, SAME, 1, 256, "backward: queries per group (dq)"},
+    [TUNE_BWD_TK] = {"bwd.tk", 8, 8, 16, SAME, SAME, SAME, 1, 16, "backward: keys per tile"},
+    [TUNE_BWD_BK] = {"bwd.bk", 16, 16, 64, SAME, SAME, SAME, 1, 256, "backward: keys per group (dk, dv)"},
+    [TUNE_BWD_TQ] = {"bwd.tq", 8, 8, 16, SAME, SAME, SAME, 1, 16, "backward: queries per tile"},
+    [TUNE_BWD_LOCAL] = {"bwd.local", 0, 0, 1, SAME, SAME, SAME, 0, 1, "backward: 1 tiles through __local"},
+    [TUNE_BWD_PER_ITEM] = {"bwd.per_item", 1, 1, 0, SAME, SAME, SAME, 0, 1,
+                           "backward: 1 each work-item walks its own rows (only without __local)"},
+    /* PoCL: every barrier costs a pass over the group's work-items; 8 measured fastest there
+     * (rmsnorm on [4096, 512]: ~1 ms at 8, 2.4 at 32, 7-17 at 128). GPUs want wide groups. */
+    [TUNE_NORM_GROUP] = {"norm.group", 256, 8, 256, SAME, SAME, SAME, 1, 1024, "norms: the largest work-group"},
+    /* CPUs scan contiguous chunks (one stream per core), GPUs interleave (coalesced). */
+    [TUNE_SUMSQ_SPLIT] = {"sumsq.split", 1, 0, 1, SAME, SAME, SAME, 0, 1, "sum of squares: 0 chunks, 1 interleaved"},
+    [TUNE_SSM_PATH] = {"ssm.path", 0, 0, 0, SAME, SAME, SAME, 0, 2, "scan: 0 by ssm.per_cu, 1 sequential, 2 chunked"},
+    /* enough independent scans to fill the device: a CPU core needs a few, a GPU compute unit
+     * hundreds to hide memory latency */
+    [TUNE_SSM_PER_CU] = {"ssm.per_cu", 256, 16, 256, SAME, SAME, SAME, 1, 1 << 20,
+                         "scan: sequential while there are this many scans per compute unit"},
+    [TUNE_SSM_DECODE_WG] = {"ssm.decode_wg", 256, 8, 256, SAME, SAME, SAME, 1, 1024,
+                            "SSM decode step: the largest work-group"},
+};
+
+typedef struct ops_tuning {
+    tune_class cls;
+    int value[TUNE_N];
+    char source[TUNE_N][48];
+} ops_tuning;
+
+static const char *const class_names[TUNE_N_CLASSES] = {"cpu", "nvidia", "amd", "intel-gpu", "gpu", "accelerator",
+                                                         "other"};
+
+const char *ops_tune_class_name(tune_class c) { return c >= 0 && c < TUNE_N_CLASSES ? class_names[c] : "?"; }
+
+static int has(const char *s, const char *what) { return strstr(s, what) != NULL; }
+
+tune_class ops_tune_class(const attamba_device_info *d) {
+    if (d->type & ATTAMBA_DEVICE_CPU) return TUNE_CPU;
+    if (d->type & ATTAMBA_DEVICE_GPU) {
+        if (has(d->vendor, "NVIDIA")) return TUNE_NVIDIA;
+        if (has(d->vendor, "AMD") || has(d->vendor, "Advanced Micro Devices")) return TUNE_AMD;
+        if (has(d->vendor, "Intel")) return TUNE_INTEL_GPU;
+        return TUNE_GPU;
+    }
+    if (d->type & ATTAMBA_DEVICE_ACCELERATOR) return TUNE_ACCELERATOR;
+    return TUNE_OTHER;
+}
+
+/* The class row's value of p, and which row gave it. */
+static int class_value(tune_param p, tune_class c, const char **row) {
+    int vendor = c == TUNE_NVIDIA ? rows[p].nvidia : c == TUNE_AMD ? rows[p].amd : c == TUNE_INTEL_GPU ? rows[p].intel
+                                                                                                        : SAME;
+    *row = "default";
+    if (c == TUNE_CPU) return *row = "cpu", rows[p].cpu;
+    if (vendor != SAME) return *row = class_names[c], vendor;
+    if (c <= TUNE_GPU) return *row = "gpu", rows[p].gpu;
+    return rows[p].def;
+}
+
+/* $name as a whole number in p's range, or -1 (a bad value is warned about and ignored). */
+static int env_int(const char *name, tune_param p) {
+    const char *e = getenv(name);
+    if (!e || !*e) return -1;
+    char *end;
+    long v = strtol(e, &end, 10);
+    if (*end || v < rows[p].lo || v > rows[p].hi) {
+        core_log(CORE_LOG_WARN, "ignoring $%s='%s': want a whole number in [%d, %d]", name, e, rows[p].lo, rows[p].hi);
+        return -1;
+    }
+    return (int)v;
+}
+
+/* $name as one of the words (index = value), or -1. */
+static int env_word(const char *name, const char *const *words, int n) {
+    const char *e = getenv(name);
+    if (!e || !*e) return -1;
+    for (int i = 0; i < n; i++)
+        if (words[i] && !strcmp(e, words[i])) return i;
+    core_log(CORE_LOG_WARN, "ignoring $%s='%s': not a known value", name, e);
+    return -1;
+}
+
+static void put(ops_tuning *t, tune_param p, int v, const char *source) {
+    t->value[p] = v;
+    snprintf(t->source[p], sizeof t->source[p], "%s", source);
+}
+
+static ops_tuning *build(rt_ctx *ctx) {
+    ops_tuning *t = calloc(1, sizeof *t);
+    if (!t) return NULL;
+    t->cls = ops_tune_class(&ctx->dev.info);
+    for (int p = 0; p < TUNE_N; p++) {
+        const char *row;
+        int v = class_value((tune_param)p, t->cls, &row);
+        put(t, (tune_param)p, v, row);
+    }
+    if (t->value[TUNE_GEMM_VW] == VW_AUTO) {
+        cl_uint w = 4;
+        if (clGetDeviceInfo(ctx->dev.device, CL_DEVICE_PREFERRED_VECTOR_WIDTH_FLOAT, sizeof w, &w, NULL) != CL_SUCCESS)
+            w = 4;
+        put(t, TUNE_GEMM_VW, w >= 16 ? 16 : w >= 8 ? 8 : 4, "device: preferred float width");
+    }
+    if (t->value[TUNE_GEMM_RM] == RM_AUTO) put(t, TUNE_GEMM_RM, t->value[TUNE_GEMM_VW] >= 16 ? 8 : 6, "from gemm.vw");
+    static const char *const gemm_words[] = {"own", "clblast"};
+    static const char *const path_words[] = {NULL, "sequential", "chunked", "seq"};
+    int v;
+    if ((v = env_word("ATTAMBA_GEMM", gemm_words, 2)) >= 0) put(t, TUNE_GEMM_BACKEND, v, "env ATTAMBA_GEMM");
+    if ((v = env_int("ATTAMBA_NORM_GROUP", TUNE_NORM_GROUP)) >= 0) put(t, TUNE_NORM_GROUP, v, "env ATTAMBA_NORM_GROUP");
+    if ((v = env_word("ATTAMBA_SSM_PATH", path_words, 4)) >= 0)
+        put(t, TUNE_SSM_PATH, v == 3 ? 1 : v, "env ATTAMBA_SSM_PATH");
+    return t;
+}
+
+static ops_tuning *table(rt_ctx *ctx) {
+    if (!ctx->tuning) ctx->tuning = build(ctx);
+    return ctx->tuning;
+}
+
+int ops_tune(rt_ctx *ctx, tune_param p) {
+    ops_tuning *t = table(ctx);
+    if (t) return t->value[p];
+    /* out of host memory for a few hundred bytes: the class value still holds */
+    const char *row;
+    int v = class_value(p, ops_tune_class(&ctx->dev.info), &row);
+    return v == VW_AUTO ? 4 : v == RM_AUTO ? 6 : v;
+}
+
+attamba_status ops_tune_set(rt_ctx *ctx, tune_param p, int value, const char *source) {
+    if (p < 0 || p >= TUNE_N) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "ops_tune_set: no parameter %d", (int)p);
+    if (value < rows[p].lo || value > rows[p].hi)
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "ops_tune_set: %s = %d is outside [%d, %d]", rows[p].name, value,
+                       rows[p].lo, rows[p].hi);
+    ops_tuning *t = table(ctx);
+    if (!t) return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "ops_tune_set: out of host memory");
+    put(t, p, value, source ? source : "set");
+    return ATTAMBA_OK;
+}
+
+int ops_tune_find(const char *name) {
+    for (int p = 0; p < TUNE_N; p++)
+        if (!strcmp(rows[p].name, name)) return p;
+    return -1;
+}
+
+const char *ops_tune_name(tune_param p) { return p >= 0 && p < TUNE_N ? rows[p].name : "?"; }
+
+void ops_tuning_print(rt_ctx *ctx, FILE *f) {
+    const attamba_device_info *d = &ctx->dev.info;
+    fprintf(f, "device %d:%d %s (%s): class %s\n", d->platform_index, d->device_index, d->name, d->platform_name,
+            class_names[ops_tune_class(d)]);
+    fprintf(f, "%-16s %8s  %-30s %s\n", "parameter", "value", "from", "meaning");
+    for (int p = 0; p < TUNE_N; p++) {
+        ops_tuning *t = table(ctx);
+        fprintf(f, "%-16s %8d  %-30s %s\n", rows[p].name, ops_tune(ctx, (tune_param)p), t ? t->source[p] : "class",
+                rows[p].doc);
+    }
+}

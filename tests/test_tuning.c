@@ -1,0 +1,146 @@
+/* The tuning table (src/ops/tuning.c): device classes, class rows, environment overrides, values set
+ * at run time, and the rule that no other file of the op, model or training layers decides by device
+ * type. */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "ops/tuning.h"
+#include "testutil.h"
+
+START_TEST(device_classes_by_type_and_vendor) {
+    static const struct {
+        attamba_device_type type;
+        const char *vendor;
+        tune_class want;
+    } cases[] = {
+        {ATTAMBA_DEVICE_CPU, "AuthenticAMD", TUNE_CPU},
+        {ATTAMBA_DEVICE_GPU, "NVIDIA Corporation", TUNE_NVIDIA},
+        {ATTAMBA_DEVICE_GPU, "Advanced Micro Devices, Inc.", TUNE_AMD},
+        {ATTAMBA_DEVICE_GPU, "AMD", TUNE_AMD},
+        {ATTAMBA_DEVICE_GPU, "Intel(R) Corporation", TUNE_INTEL_GPU},
+        {ATTAMBA_DEVICE_GPU, "Mesa", TUNE_GPU},
+        {ATTAMBA_DEVICE_ACCELERATOR, "Intel(R) Corporation", TUNE_ACCELERATOR},
+        {ATTAMBA_DEVICE_OTHER, "x", TUNE_OTHER},
+    };
+    for (size_t i = 0; i < CORE_LEN(cases); i++) {
+        rt_device d = tu_fake_device(0, 0, cases[i].type);
+        snprintf(d.info.vendor, sizeof d.info.vendor, "%s", cases[i].vendor);
+        ck_assert_msg(ops_tune_class(&d.info) == cases[i].want, "%s: class %s", cases[i].vendor,
+                      ops_tune_class_name(ops_tune_class(&d.info)));
+    }
+}
+END_TEST
+
+START_TEST(names_are_unique_and_found) {
+    for (int p = 0; p < TUNE_N; p++) {
+        ck_assert_int_eq(ops_tune_find(ops_tune_name((tune_param)p)), p);
+        for (int q = 0; q < p; q++) ck_assert_str_ne(ops_tune_name((tune_param)p), ops_tune_name((tune_param)q));
+    }
+    ck_assert_int_eq(ops_tune_find("no.such"), -1);
+}
+END_TEST
+
+/* This device (a PoCL CPU in CI) gets the CPU row; a value set at run time wins and is shown with its
+ * source; one outside the parameter's range is refused with a message. */
+START_TEST(the_table_in_force_on_this_device) {
+    rt_ctx *ctx = tu_ctx();
+    if (ops_tune_class(&ctx->dev.info) == TUNE_CPU) {
+        ck_assert_int_eq(ops_tune(ctx, TUNE_NORM_GROUP), 8);
+        ck_assert_int_eq(ops_tune(ctx, TUNE_GEMM_BACKEND), 0);
+        ck_assert_int_eq(ops_tune(ctx, TUNE_ATTN_DECODE_WG), 8);
+    }
+    int vw = ops_tune(ctx, TUNE_GEMM_VW);
+    ck_assert_msg(vw == 4 || vw == 8 || vw == 16, "gemm.vw %d", vw);
+    ck_assert_int_eq(ops_tune(ctx, TUNE_GEMM_RM), vw == 16 ? 8 : 6);
+
+    int old = ops_tune(ctx, TUNE_SSM_PER_CU);
+    tu_ok(ops_tune_set(ctx, TUNE_SSM_PER_CU, 123, "test"));
+    ck_assert_int_eq(ops_tune(ctx, TUNE_SSM_PER_CU), 123);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    ops_tuning_print(ctx, f);
+    fclose(f);
+    ck_assert_msg(strstr(text, "ssm.per_cu") && strstr(text, "123") && strstr(text, "test"), "%s", text);
+    free(text);
+    ck_assert_int_eq(ops_tune_set(ctx, TUNE_SSM_PER_CU, 0, "test"), ATTAMBA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(ctx->err, "ssm.per_cu"), "%s", ctx->err);
+    ck_assert_int_eq(ops_tune(ctx, TUNE_SSM_PER_CU), 123);
+    tu_ok(ops_tune_set(ctx, TUNE_SSM_PER_CU, old, "test"));
+}
+END_TEST
+
+/* The environment overrides apply when a context's table is built; a bad value is ignored. */
+START_TEST(environment_overrides) {
+    rt_ctx *c = tu_ctx();
+    int group = ops_tune(c, TUNE_NORM_GROUP); /* c's table: built before the variables are set */
+    setenv("ATTAMBA_NORM_GROUP", "24", 1);
+    setenv("ATTAMBA_GEMM", "own", 1);
+    setenv("ATTAMBA_SSM_PATH", "seq", 1);
+    rt_ctx *a = NULL;
+    tu_ok(attamba_context_create(NULL, &a, NULL, 0));
+    ck_assert_int_eq(ops_tune(a, TUNE_NORM_GROUP), 24);
+    ck_assert_int_eq(ops_tune(a, TUNE_GEMM_BACKEND), 0);
+    ck_assert_int_eq(ops_tune(a, TUNE_SSM_PATH), 1);
+    attamba_context_destroy(a);
+    setenv("ATTAMBA_NORM_GROUP", "-3", 1);
+    setenv("ATTAMBA_SSM_PATH", "fastest", 1);
+    rt_ctx *b = NULL;
+    tu_ok(attamba_context_create(NULL, &b, NULL, 0));
+    ck_assert_int_eq(ops_tune(b, TUNE_NORM_GROUP), group);
+    ck_assert_int_eq(ops_tune(c, TUNE_NORM_GROUP), group);
+    ck_assert_int_eq(ops_tune(b, TUNE_SSM_PATH), 0);
+    attamba_context_destroy(b);
+    unsetenv("ATTAMBA_NORM_GROUP");
+    unsetenv("ATTAMBA_GEMM");
+    unsetenv("ATTAMBA_SSM_PATH");
+}
+END_TEST
+
+/* No file of the op, model or training layers but tuning.c decides by device type or reads the
+ * tuning environment variables. */
+START_TEST(device_decisions_live_only_in_the_table) {
+    static const char *const dirs[] = {"src/ops", "src/model", "src/train"};
+    static const char *const banned[] = {"ATTAMBA_DEVICE_CPU", "ATTAMBA_DEVICE_GPU", "ATTAMBA_DEVICE_ACCELERATOR",
+                                         "info.type", "ATTAMBA_GEMM", "ATTAMBA_NORM_GROUP", "ATTAMBA_SSM_PATH"};
+    int files = 0;
+    for (size_t i = 0; i < CORE_LEN(dirs); i++) {
+        char dir[1024];
+        snprintf(dir, sizeof dir, "%s/../../%s", GOLDEN_DIR, dirs[i]);
+        DIR *d = opendir(dir);
+        ck_assert_msg(d != NULL, "cannot read %s", dir);
+        for (struct dirent *e; (e = readdir(d));) {
+            size_t n = strlen(e->d_name);
+            if (n < 3 || strcmp(e->d_name + n - 2, ".c") || !strcmp(e->d_name, "tuning.c")) continue;
+            char path[2048], err[256];
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            size_t len;
+            char *text = core_read_file(path, 0, &len, err, sizeof err);
+            ck_assert_msg(text != NULL, "%s", err);
+            for (size_t b = 0; b < CORE_LEN(banned); b++)
+                ck_assert_msg(!strstr(text, banned[b]), "%s/%s decides by '%s': ask ops_tune (src/ops/tuning.c)",
+                              dirs[i], e->d_name, banned[b]);
+            free(text);
+            files++;
+        }
+        closedir(d);
+    }
+    ck_assert_int_gt(files, 20);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("tuning");
+    TCase *t = tcase_create("table");
+    tcase_set_timeout(t, 300);
+    tcase_add_test(t, device_classes_by_type_and_vendor);
+    tcase_add_test(t, names_are_unique_and_found);
+    tcase_add_test(t, the_table_in_force_on_this_device);
+    tcase_add_test(t, environment_overrides);
+    tcase_add_test(t, device_decisions_live_only_in_the_table);
+    suite_add_tcase(s, t);
+    return tu_run(s);
+}
