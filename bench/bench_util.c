@@ -111,13 +111,7 @@ int bench_write_json(cJSON *array, const char *path) {
     if (!strcmp(path, "-")) {
         ok = printf("%s\n", text) > 0;
     } else {
-        char *tmp = core_strdup_printf("%s.tmp", path);
-        FILE *f = tmp ? fopen(tmp, "w") : NULL;
-        ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
-        if (f) ok = fclose(f) == 0 && ok;
-        ok = ok && rename(tmp, path) == 0;
-        if (!ok && tmp) remove(tmp);
-        free(tmp);
+        ok = core_write_file_atomic(path, text) == 0;
     }
     free(text);
     return ok ? 0 : -1;

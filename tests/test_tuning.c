@@ -100,6 +100,43 @@ START_TEST(environment_overrides) {
 }
 END_TEST
 
+/* The tuner's values are saved in the cache directory and loaded by the next context on this device
+ * (source "tuned"); a value out of range or a corrupt file is ignored with a warning. */
+START_TEST(tuned_values_persist_per_device) {
+    char *dir = tu_temp_dir();
+    setenv("ATTAMBA_CACHE_DIR", dir, 1);
+    rt_ctx *a = NULL, *b = NULL, *c = NULL;
+    tu_ok(attamba_context_create(NULL, &a, NULL, 0));
+    int tk = ops_tune(a, TUNE_ATTN_TK) == 4 ? 16 : 4;
+    tu_ok(ops_tune_set(a, TUNE_ATTN_TK, tk, "tuned"));
+    tu_ok(ops_tune_set(a, TUNE_NORM_GROUP, 24, "test")); /* not "tuned": not saved */
+    tu_ok(ops_tuning_save(a));
+    tu_ok(attamba_context_create(NULL, &b, NULL, 0));
+    ck_assert_int_eq(ops_tune(b, TUNE_ATTN_TK), tk);
+    ck_assert_str_eq(ops_tune_source(b, TUNE_ATTN_TK), "tuned");
+    ck_assert_int_ne(ops_tune(b, TUNE_NORM_GROUP), 24);
+    char *path = ops_tuning_path(b);
+    ck_assert_ptr_nonnull(path);
+    FILE *f = fopen(path, "w");
+    fputs("{\"params\": {\"attn.tk\": 3000, \"no.such\": 1, \"norm.group\": 16}}", f);
+    fclose(f);
+    tu_ok(attamba_context_create(NULL, &c, NULL, 0));
+    ck_assert_int_eq(ops_tune(c, TUNE_ATTN_TK), ops_tune(tu_ctx(), TUNE_ATTN_TK)); /* 3000: out of range */
+    ck_assert_int_eq(ops_tune(c, TUNE_NORM_GROUP), 16);
+    attamba_context_destroy(c);
+    f = fopen(path, "w");
+    fputs("not json", f);
+    fclose(f);
+    tu_ok(attamba_context_create(NULL, &c, NULL, 0));
+    ck_assert_str_ne(ops_tune_source(c, TUNE_ATTN_TK), "tuned");
+    attamba_context_destroy(a);
+    attamba_context_destroy(b);
+    attamba_context_destroy(c);
+    free(path);
+    unsetenv("ATTAMBA_CACHE_DIR");
+}
+END_TEST
+
 /* No file of the op, model or training layers but tuning.c decides by device type or reads the
  * tuning environment variables. */
 START_TEST(device_decisions_live_only_in_the_table) {
@@ -140,6 +177,7 @@ int main(void) {
     tcase_add_test(t, names_are_unique_and_found);
     tcase_add_test(t, the_table_in_force_on_this_device);
     tcase_add_test(t, environment_overrides);
+    tcase_add_test(t, tuned_values_persist_per_device);
     tcase_add_test(t, device_decisions_live_only_in_the_table);
     suite_add_tcase(s, t);
     return tu_run(s);

@@ -44,6 +44,9 @@ FILE *core_fopen_regular(const char *path);
 /* A regular file's bytes, at most max of them (0 = all), NUL-terminated, *len without the NUL;
  * NULL (message in err) when it cannot be read, is not a regular file or memory runs out. */
 char *core_read_file(const char *path, size_t max, size_t *len, char *err, size_t err_size);
+/* Writes text (and a newline) to path through path.tmp and a rename, so that a reader never sees a
+ * half-written file; 0 on success (the temporary removed on failure). */
+int core_write_file_atomic(const char *path, const char *text);
 
 /* mkdir -p: 0 on success (also when it exists). */
 int core_mkdirs(const char *dir);

@@ -152,6 +152,17 @@ FILE *core_fopen_regular(const char *path) {
     return f;
 }
 
+int core_write_file_atomic(const char *path, const char *text) {
+    char *tmp = core_strdup_printf("%s.tmp", path);
+    FILE *f = tmp ? fopen(tmp, "w") : NULL;
+    int ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
+    if (f) ok = fclose(f) == 0 && ok;
+    ok = ok && rename(tmp, path) == 0;
+    if (!ok && tmp) remove(tmp);
+    free(tmp);
+    return ok ? 0 : -1;
+}
+
 char *core_read_file(const char *path, size_t max, size_t *len, char *err, size_t err_size) {
     int fd = core_open_regular(path);
     if (fd < 0) {

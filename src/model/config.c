@@ -301,13 +301,7 @@ char *model_config_to_json(const model_config *c) {
 
 attamba_status model_config_save(const model_config *c, const char *path, char *err, size_t err_size) {
     char *text = model_config_to_json(c);
-    char *tmp = core_strdup_printf("%s.tmp", path);
-    FILE *f = text && tmp ? fopen(tmp, "w") : NULL;
-    int ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
-    if (f) ok = fclose(f) == 0 && ok;
-    ok = ok && rename(tmp, path) == 0;
-    if (!ok && tmp) remove(tmp);
-    free(tmp);
+    int ok = text && core_write_file_atomic(path, text) == 0;
     free(text);
     return ok ? ATTAMBA_OK : core_errbuf(err, err_size, ATTAMBA_ERR_IO, "cannot write config %s", path);
 }

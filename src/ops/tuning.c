@@ -1,8 +1,10 @@
 /* tuning.c: the table of device-dependent kernel parameters (see tuning.h), with why each row has
  * its value. CPU rows were measured on PoCL (2-core AMD EPYC, AVX-512 and AVX2 hosts); GPU rows are
  * the usual GPU shapes, not yet measured on a GPU (no GPU has been lent to this project). */
+#include <cJSON.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #include "core/core.h"
 #include "ops/tuning.h"
@@ -129,6 +131,40 @@ static void put(ops_tuning *t, tune_param p, int v, const char *source) {
     snprintf(t->source[p], sizeof t->source[p], "%s", source);
 }
 
+char *ops_tuning_path(rt_ctx *ctx) {
+    if (!ctx->cache_dir) return NULL;
+    const attamba_device_info *d = &ctx->dev.info;
+    char *key = core_strdup_printf("%s\n%s\n%s\n%s", d->platform_name, d->name, d->driver_version, d->opencl_c_version);
+    char *path = key ? core_strdup_printf("%s/tuning-%016llx.json", ctx->cache_dir,
+                                          (unsigned long long)XXH64(key, strlen(key), 0))
+                     : NULL;
+    free(key);
+    return path;
+}
+
+/* The tuner's values for this device and driver, if it ran here: each one checked against its
+ * parameter's range (a bad file or value is warned about and ignored, the rest kept). */
+static void load_tuned(rt_ctx *ctx, ops_tuning *t) {
+    char *path = ops_tuning_path(ctx), err[256];
+    size_t len;
+    char *text = path ? core_read_file(path, 1 << 20, &len, err, sizeof err) : NULL;
+    cJSON *root = text ? cJSON_Parse(text) : NULL;
+    if (text && (!root || !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(root, "params"))))
+        core_log(CORE_LOG_WARN, "ignoring tuned values %s: not a tuning file", path);
+    const cJSON *params = root ? cJSON_GetObjectItemCaseSensitive(root, "params") : NULL;
+    for (const cJSON *v = cJSON_IsObject(params) ? params->child : NULL; v; v = v->next) {
+        int p = ops_tune_find(v->string);
+        if (p < 0 || !cJSON_IsNumber(v) || v->valuedouble != (int)v->valuedouble || v->valuedouble < rows[p].lo ||
+            v->valuedouble > rows[p].hi)
+            core_log(CORE_LOG_WARN, "ignoring tuned value %s in %s", v->string, path);
+        else
+            put(t, (tune_param)p, (int)v->valuedouble, "tuned");
+    }
+    cJSON_Delete(root);
+    free(text);
+    free(path);
+}
+
 static ops_tuning *build(rt_ctx *ctx) {
     ops_tuning *t = calloc(1, sizeof *t);
     if (!t) return NULL;
@@ -145,6 +181,7 @@ static ops_tuning *build(rt_ctx *ctx) {
         put(t, TUNE_GEMM_VW, w >= 16 ? 16 : w >= 8 ? 8 : 4, "device: preferred float width");
     }
     if (t->value[TUNE_GEMM_RM] == RM_AUTO) put(t, TUNE_GEMM_RM, t->value[TUNE_GEMM_VW] >= 16 ? 8 : 6, "from gemm.vw");
+    load_tuned(ctx, t);
     static const char *const gemm_words[] = {"own", "clblast"};
     static const char *const path_words[] = {NULL, "sequential", "chunked", "seq"};
     int v;
@@ -158,6 +195,30 @@ static ops_tuning *build(rt_ctx *ctx) {
 static ops_tuning *table(rt_ctx *ctx) {
     if (!ctx->tuning) ctx->tuning = build(ctx);
     return ctx->tuning;
+}
+
+attamba_status ops_tuning_save(rt_ctx *ctx) {
+    char *path = ops_tuning_path(ctx);
+    if (!path)
+        return rt_fail(ctx, ATTAMBA_ERR_UNSUPPORTED, "tuned values live in the kernel cache directory, which is off");
+    ops_tuning *t = table(ctx);
+    cJSON *o = cJSON_CreateObject(), *params = cJSON_CreateObject();
+    const attamba_device_info *d = &ctx->dev.info;
+    cJSON_AddStringToObject(o, "schema", "attamba-tuning");
+    cJSON_AddNumberToObject(o, "version", 1);
+    cJSON_AddStringToObject(o, "device", d->name);
+    cJSON_AddStringToObject(o, "platform", d->platform_name);
+    cJSON_AddStringToObject(o, "driver", d->driver_version);
+    for (int p = 0; t && p < TUNE_N; p++)
+        if (!strcmp(t->source[p], "tuned")) cJSON_AddNumberToObject(params, rows[p].name, t->value[p]);
+    cJSON_AddItemToObject(o, "params", params);
+    char *text = cJSON_Print(o);
+    int bad = core_mkdirs(ctx->cache_dir) || !text || core_write_file_atomic(path, text);
+    attamba_status s = bad ? rt_fail(ctx, ATTAMBA_ERR_IO, "cannot write the tuned values to %s", path) : ATTAMBA_OK;
+    free(text);
+    cJSON_Delete(o);
+    free(path);
+    return s;
 }
 
 int ops_tune(rt_ctx *ctx, tune_param p) {
@@ -178,6 +239,11 @@ attamba_status ops_tune_set(rt_ctx *ctx, tune_param p, int value, const char *so
     if (!t) return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "ops_tune_set: out of host memory");
     put(t, p, value, source ? source : "set");
     return ATTAMBA_OK;
+}
+
+const char *ops_tune_source(rt_ctx *ctx, tune_param p) {
+    ops_tuning *t = table(ctx);
+    return t && p >= 0 && p < TUNE_N ? t->source[p] : "class";
 }
 
 int ops_tune_find(const char *name) {

@@ -2,8 +2,9 @@
  * variant of an op), in one table: a default for each parameter and rows for device classes. An op
  * asks ops_tune(ctx, PARAM) and applies only the device's hard limits (largest work-group, local
  * memory) on top; no other file decides by device type. The table is built for a context at its
- * first use, from the class rows, then the environment overrides ($ATTAMBA_GEMM, $ATTAMBA_NORM_GROUP,
- * $ATTAMBA_SSM_PATH), then values set later (tests, a tuner). `attamba tune --show` prints it. */
+ * first use, from the class rows, then the tuner's values for this device and driver (`attamba
+ * tune`), then the environment overrides ($ATTAMBA_GEMM, $ATTAMBA_NORM_GROUP, $ATTAMBA_SSM_PATH), then
+ * values set later (ops_tune_set). `attamba tune --show` prints it. */
 #ifndef ATTAMBA_OPS_TUNING_H
 #define ATTAMBA_OPS_TUNING_H
 
@@ -59,9 +60,17 @@ int ops_tune(rt_ctx *ctx, tune_param p);
 /* Overrides p on ctx (tests, a tuner); `source` says where the value came from (copied). A value
  * outside the parameter's range is refused (ATTAMBA_ERR_INVALID_ARG, message on ctx). */
 attamba_status ops_tune_set(rt_ctx *ctx, tune_param p, int value, const char *source);
+/* Where p's value on ctx came from ("cpu", "gpu", "default", "tuned", "env ...", a setter's label). */
+const char *ops_tune_source(rt_ctx *ctx, tune_param p);
 /* The parameter named `name` ("gemm.rm"), or -1. */
 int ops_tune_find(const char *name);
 const char *ops_tune_name(tune_param p);
+/* Where the tuner's values for ctx's device and driver live: <cache dir>/tuning-<hash>.json, or NULL
+ * when the cache is off. They are loaded when the table is built (source "tuned"), after the class
+ * rows and before the environment. */
+char *ops_tuning_path(rt_ctx *ctx);
+/* Writes every value whose source is "tuned" to ops_tuning_path (through a temporary and a rename). */
+attamba_status ops_tuning_save(rt_ctx *ctx);
 /* The table in force on ctx: class, then per parameter its name, value, source and meaning. */
 void ops_tuning_print(rt_ctx *ctx, FILE *f);
 
