@@ -313,7 +313,7 @@ static int search(group *g, double seconds, int verbose) {
 
 static void usage(FILE *f) {
     fprintf(f, "usage: attamba tune [--preset NAME | --model DIR] [--quick] [--tokens N] [--verbose]\n"
-               "                    [--device P:D | --devices LIST]\n"
+               "                    [--only gemm,norm,attention] [--device P:D | --devices LIST]\n"
                "       attamba tune --show [--device P:D | --devices LIST]\n\n"
                "Searches the device-dependent kernel parameters (src/ops/tuning.c) on each device for the\n"
                "shapes of a model (default preset paper-60m; N tokens per batch, default 512): the GEMM\n"
@@ -329,7 +329,7 @@ static void usage(FILE *f) {
 }
 
 /* The groups for ctx's device: the register-tile GEMM only where the own tiles run it. */
-static int tune_device(rt_ctx *ctx, const model_config *cfg, int tokens, int quick, int verbose) {
+static int tune_device(rt_ctx *ctx, const model_config *cfg, int tokens, int quick, int verbose, const char *only) {
     const struct {
         const char *name;
         int n;
@@ -348,6 +348,7 @@ static int tune_device(rt_ctx *ctx, const model_config *cfg, int tokens, int qui
     printf("device %d:%d %s (%s), %d tokens of %s %s\n", d->platform_index, d->device_index, d->name,
            d->platform_name, tokens, model_kind_name(cfg->kind), quick ? "(quick)" : "");
     for (size_t i = 0; i < CORE_LEN(defs) && !rc; i++) {
+        if (!bench_listed(only, defs[i].name)) continue;
         if (i == 0 && (ops_tune(ctx, TUNE_GEMM_KERNEL) != 0 ||
                        (ops_tune(ctx, TUNE_GEMM_BACKEND) == 1 && ops_gemm_have_clblast()))) {
             printf("%-10s skipped: this device's GEMM runs through CLBlast or the __local kernel\n", defs[i].name);
@@ -378,13 +379,14 @@ int cli_tune(int argc, char **argv) {
                                          {"devices", required_argument, 0, 'D'}, {"preset", required_argument, 0, 'p'},
                                          {"model", required_argument, 0, 'm'},   {"quick", no_argument, 0, 'q'},
                                          {"tokens", required_argument, 0, 't'},  {"verbose", no_argument, 0, 'v'},
+                                         {"only", required_argument, 0, 'o'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
-    const char *device = NULL, *devices = NULL, *preset = NULL, *model_dir = NULL;
+    const char *device = NULL, *devices = NULL, *preset = NULL, *model_dir = NULL, *only = NULL;
     int show = 0, quick = 0, verbose = 0, c;
     double tokens = 512;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "sd:D:p:m:qt:vh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "sd:D:p:m:qt:vo:h", opts, NULL)) != -1) {
         switch (c) {
         case 's': show = 1; break;
         case 'd': device = optarg; break;
@@ -393,6 +395,7 @@ int cli_tune(int argc, char **argv) {
         case 'm': model_dir = optarg; break;
         case 'q': quick = 1; break;
         case 'v': verbose = 1; break;
+        case 'o': only = optarg; break;
         case 't':
             if (!cli_number("tune", "tokens", optarg, 16, 65536, 1, &tokens)) return 2;
             break;
@@ -422,7 +425,7 @@ int cli_tune(int argc, char **argv) {
     for (int i = 0; i < n && !rc; i++) {
         if (i) printf("\n");
         if (show) ops_tuning_print(ctxs[i], stdout);
-        else rc = tune_device(ctxs[i], &cfg, (int)tokens, quick, verbose);
+        else rc = tune_device(ctxs[i], &cfg, (int)tokens, quick, verbose, only);
     }
     cli_close_devices(ctxs, n);
     return rc;

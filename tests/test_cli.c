@@ -177,7 +177,8 @@ START_TEST(device_sets_are_checked_before_anything_runs) {
 }
 END_TEST
 
-/* tune --show prints the table with its sources; an environment override shows as such. */
+/* tune --show prints the table with its sources; an environment override shows as such; a tuner run
+ * ends by saying where it stored its values. */
 START_TEST(tune_shows_the_table_in_force) {
     char out[16384];
     setenv("ATTAMBA_NORM_GROUP", "40", 1);
@@ -187,8 +188,16 @@ START_TEST(tune_shows_the_table_in_force) {
                   "exit %d: %s", rc, out);
     char *row = strstr(out, "norm.group");
     ck_assert_msg(row && strstr(row, "40") && strstr(row, "env ATTAMBA_NORM_GROUP"), "%s", out);
-    rc = cli(out, sizeof out, "tune");
-    EXPECT_FAILS(rc, out, "--show");
+    rc = cli(out, sizeof out, "tune --preset nosuch");
+    EXPECT_FAILS(rc, out, "nosuch");
+    /* a (short) search stores its result where --show then finds it */
+    char *dir = temp_dir();
+    setenv("ATTAMBA_CACHE_DIR", dir, 1);
+    rc = cli(out, sizeof out, "tune --preset tiny --quick --tokens 64 --only norm");
+    ck_assert_msg(rc == 0 && strstr(out, "norm") && strstr(out, "tuned values ->"), "exit %d: %s", rc, out);
+    rc = cli(out, sizeof out, "tune --show");
+    unsetenv("ATTAMBA_CACHE_DIR");
+    ck_assert_msg(rc == 0 && strstr(out, "norm.group"), "exit %d: %s", rc, out);
 }
 END_TEST
 
