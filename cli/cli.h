@@ -40,6 +40,7 @@ int cli_train(int argc, char **argv);
 int cli_tokenize(int argc, char **argv);
 int cli_demo(int argc, char **argv);
 int cli_tune(int argc, char **argv);
+int cli_compile(int argc, char **argv);
 int bench_gemm_main(int argc, char **argv);
 int bench_decode_main(int argc, char **argv);
 int bench_train_main(int argc, char **argv);

@@ -45,6 +45,7 @@ static const struct {
     {"train", cli_train, "train a model (or resume) on a text or token file"},
     {"tokenize", cli_tokenize, "a text file as a binary token file for train"},
     {"demo", cli_demo, "train Attamba and a transformer on the bundled corpus, compare, sample"},
+    {"compile", cli_compile, "every program variant a model needs, prebuilt (ATTAMBA_PROGRAM_DIR)"},
     {"tune", cli_tune, "the tuning table in force on each device (--show)"},
     {"bench", cmd_bench, "benchmarks: bench suite, bench peak, bench gemm, ..."},
     {"version", cmd_version, "print the library version"},

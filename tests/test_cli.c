@@ -201,6 +201,34 @@ START_TEST(tune_shows_the_table_in_force) {
 }
 END_TEST
 
+/* compile writes every variant a model needs; with the bundle and the cache off, generate and a
+ * training step compile nothing (ATTAMBA_LOG=info names each program's origin). */
+START_TEST(a_compiled_bundle_serves_every_program) {
+    char out[65536], *dir = temp_dir(), data[256];
+    snprintf(data, sizeof data, "%s/d.txt", dir);
+    write_text(data, 4000);
+    int rc = cli(out, sizeof out, "init --preset tiny --out %s/m", dir);
+    ck_assert_msg(rc == 0, "init: %s", out);
+    rc = cli(out, sizeof out, "compile --model %s/m --out %s/bundle --max-prompt 64 --train-seq 32", dir, dir);
+    ck_assert_msg(rc == 0 && strstr(out, "program variants"), "exit %d: %s", rc, out);
+    setenv("ATTAMBA_CACHE_DIR", "off", 1);
+    setenv("ATTAMBA_LOG", "info", 1);
+    char bundle[300];
+    snprintf(bundle, sizeof bundle, "%s/bundle", dir);
+    setenv("ATTAMBA_PROGRAM_DIR", bundle, 1);
+    rc = cli(out, sizeof out, "generate --model %s/m --prompt 'In the beginn' -n 4", dir);
+    ck_assert_msg(rc == 0 && strstr(out, "from the bundle") && !strstr(out, "from source"), "exit %d: %s", rc, out);
+    rc = cli(out, sizeof out, "train --preset tiny --data %s --out %s/t --steps 1 --batch 2 --seq 32 --val-windows 1",
+             data, dir);
+    ck_assert_msg(rc == 0 && strstr(out, "from the bundle") && !strstr(out, "from source"), "exit %d: %s", rc, out);
+    unsetenv("ATTAMBA_PROGRAM_DIR");
+    unsetenv("ATTAMBA_LOG");
+    unsetenv("ATTAMBA_CACHE_DIR");
+    rc = cli(out, sizeof out, "compile --preset tiny --model %s/m --out %s/b2", dir, dir);
+    EXPECT_FAILS(rc, out, "usage");
+}
+END_TEST
+
 /* A layer split over two devices evaluates to the whole model's loss and generates its text; a split
  * of the rows evaluates to the same loss. */
 START_TEST(eval_and_generate_over_a_layer_split_match_one_device) {
@@ -250,6 +278,7 @@ int main(void) {
     tcase_add_test(t, finding_10_generate_accepts_every_preset);
     tcase_add_test(t, device_sets_are_checked_before_anything_runs);
     tcase_add_test(t, tune_shows_the_table_in_force);
+    tcase_add_test(t, a_compiled_bundle_serves_every_program);
     tcase_add_test(t, eval_and_generate_over_a_layer_split_match_one_device);
     suite_add_tcase(s, t);
     return tu_run(s);

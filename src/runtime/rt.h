@@ -109,7 +109,11 @@ const char *rt_embedded_source(const char *name);
 /* The names of all embedded sources, NULL-terminated. */
 const char *const *rt_embedded_names(void);
 
-/* Builds (or finds) the program of embedded source `name` compiled with `options`. */
+/* The file of a prebuilt variant in a bundle directory: dir/name.bin without options, else
+ * dir/name@<64-bit hash of the options>.bin. */
+char *rt_bundle_file(const char *dir, const char *name, const char *options);
+/* Builds (or finds) the program of embedded source `name` compiled with `options`: from the bundle
+ * in $ATTAMBA_PROGRAM_DIR when it has the variant, else the binary cache, else the source. */
 attamba_status rt_program_get(rt_ctx *ctx, const char *name, const char *options, rt_program **out);
 /* Same for a caller-provided source; label names it in messages and in the in-memory table. */
 attamba_status rt_program_from_source(rt_ctx *ctx, const char *label, const char *source,

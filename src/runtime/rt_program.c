@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <xxhash.h>
+
 #include "rt.h"
 
 static rt_program *find_program(rt_ctx *ctx, const char *name, const char *options) {
@@ -117,7 +119,7 @@ static attamba_status compile(rt_ctx *ctx, const char *label, const char *const 
         clReleaseProgram(prog);
         return s;
     }
-    core_log(CORE_LOG_INFO, "built %s in %.2f s", label, core_now() - t0);
+    core_log(CORE_LOG_INFO, "program %s: built from source in %.2f s", label, core_now() - t0);
     char *log = build_log(ctx, prog); /* warnings, for whoever asks (ATTAMBA_LOG=debug) */
     if (log && log[strspn(log, " \n\r\t")]) core_log(CORE_LOG_DEBUG, "build log of %s (%s):\n%s", label, full, log);
     if (log && strstr(log, "warning")) ctx->cache.warned++;
@@ -153,6 +155,7 @@ static attamba_status build(rt_ctx *ctx, const char *label, const char *const *s
         free(bin);
         if (prog) {
             ctx->cache.hits++;
+            core_log(CORE_LOG_INFO, "program %s [%s]: from the cache", label, options);
         } else {
             ctx->cache.rejected++;
             core_log(CORE_LOG_WARN, "cached binary of %s refused by the driver; rebuilding", label);
@@ -245,27 +248,40 @@ attamba_status rt_program_save_binary(rt_ctx *ctx, rt_program *p, const char *pa
     return ok ? ATTAMBA_OK : rt_fail(ctx, ATTAMBA_ERR_IO, "cannot write program binary %s", path);
 }
 
+char *rt_bundle_file(const char *dir, const char *name, const char *options) {
+    if (!options || !*options) return core_strdup_printf("%s/%s.bin", dir, name);
+    return core_strdup_printf("%s/%s@%016llx.bin", dir, name, (unsigned long long)XXH64(options, strlen(options), 0));
+}
+
 attamba_status rt_program_get(rt_ctx *ctx, const char *name, const char *options, rt_program **out) {
     if (!options) options = "";
     if ((*out = find_program(ctx, name, options))) return ATTAMBA_OK;
     const char *src = rt_embedded_source(name);
     if (!src) return rt_fail(ctx, ATTAMBA_ERR_INTERNAL, "no embedded OpenCL source named '%s'", name);
-    if (ctx->program_dir && !*options) {
-        /* Prebuilt binaries (the FPGA flow) cover the default variant of each program. */
-        char *path = core_strdup_printf("%s/%s.bin", ctx->program_dir, name);
+    if (ctx->program_dir) {
+        /* prebuilt binaries (the FPGA flow, `attamba compile` bundles): one file per variant */
+        char *path = rt_bundle_file(ctx->program_dir, name, options);
         FILE *f = path ? core_fopen_regular(path) : NULL;
         if (f) {
             fclose(f);
             attamba_status s = rt_program_from_binary_file(ctx, name, options, path, out);
             free(path);
-            if (s == ATTAMBA_OK) ctx->cache.prebuilt++;
+            if (s == ATTAMBA_OK) {
+                ctx->cache.prebuilt++;
+                core_log(CORE_LOG_INFO, "program %s [%s]: from the bundle", name, options);
+            }
             return s;
         }
         free(path);
     }
     const char *sources[2] = {rt_embedded_source("common"), src};
     int has_common = sources[0] != NULL && strcmp(name, "common") != 0;
-    return build(ctx, name, has_common ? sources : sources + 1, has_common ? 2 : 1, options, out);
+    attamba_status s = build(ctx, name, has_common ? sources : sources + 1, has_common ? 2 : 1, options, out);
+    if (s && ctx->program_dir) /* the variant a bundle lacks, named, when it cannot be built here either */
+        rt_fail(ctx, s, "program %s with options '%s' is not in the prebuilt bundle %s (make one with `attamba "
+                "compile` for this model and device), and building it here failed: %.600s",
+                name, options, ctx->program_dir, ctx->err);
+    return s;
 }
 
 attamba_status rt_kernel_get(rt_ctx *ctx, rt_program *p, const char *kernel, cl_kernel *out) {
