@@ -86,6 +86,13 @@ START_TEST(environment_overrides) {
     ck_assert_int_eq(ops_tune(a, TUNE_GEMM_BACKEND), 0);
     ck_assert_int_eq(ops_tune(a, TUNE_SSM_PATH), 1);
     attamba_context_destroy(a);
+    setenv("ATTAMBA_TUNE_CLASS", "nvidia", 1); /* another class's rows on this device */
+    tu_ok(attamba_context_create(NULL, &a, NULL, 0));
+    ck_assert_int_eq(ops_tune(a, TUNE_GEMM_KERNEL), 1);
+    ck_assert_int_eq(ops_tune(a, TUNE_ATTN_DECODE_WG), 32);
+    ck_assert_int_eq(ops_tune(a, TUNE_NORM_GROUP), 24); /* the variable above still wins */
+    attamba_context_destroy(a);
+    unsetenv("ATTAMBA_TUNE_CLASS");
     setenv("ATTAMBA_NORM_GROUP", "-3", 1);
     setenv("ATTAMBA_SSM_PATH", "fastest", 1);
     rt_ctx *b = NULL;

@@ -169,10 +169,14 @@ static ops_tuning *build(rt_ctx *ctx) {
     ops_tuning *t = calloc(1, sizeof *t);
     if (!t) return NULL;
     t->cls = ops_tune_class(&ctx->dev.info);
+    /* $ATTAMBA_TUNE_CLASS: another class's rows on this device (runs the GPU variants on a CPU device:
+     * tests, and `attamba compile` enumerating a GPU's variants) */
+    int forced = env_word("ATTAMBA_TUNE_CLASS", class_names, TUNE_N_CLASSES);
+    if (forced >= 0) t->cls = (tune_class)forced;
     for (int p = 0; p < TUNE_N; p++) {
         const char *row;
         int v = class_value((tune_param)p, t->cls, &row);
-        put(t, (tune_param)p, v, row);
+        put(t, (tune_param)p, v, forced >= 0 ? "env ATTAMBA_TUNE_CLASS" : row);
     }
     if (t->value[TUNE_GEMM_VW] == VW_AUTO) {
         cl_uint w = 4;
@@ -256,11 +260,11 @@ const char *ops_tune_name(tune_param p) { return p >= 0 && p < TUNE_N ? rows[p].
 
 void ops_tuning_print(rt_ctx *ctx, FILE *f) {
     const attamba_device_info *d = &ctx->dev.info;
+    ops_tuning *t = table(ctx);
     fprintf(f, "device %d:%d %s (%s): class %s\n", d->platform_index, d->device_index, d->name, d->platform_name,
-            class_names[ops_tune_class(d)]);
+            class_names[t ? t->cls : ops_tune_class(d)]);
     fprintf(f, "%-16s %8s  %-30s %s\n", "parameter", "value", "from", "meaning");
     for (int p = 0; p < TUNE_N; p++) {
-        ops_tuning *t = table(ctx);
         fprintf(f, "%-16s %8d  %-30s %s\n", rows[p].name, ops_tune(ctx, (tune_param)p), t ? t->source[p] : "class",
                 rows[p].doc);
     }
