@@ -8,7 +8,8 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config
       ocl-icd-opencl-dev opencl-c-headers ocl-icd-libopencl1 pocl-opencl-icd clinfo
       libclblast-dev check libcjson-dev libopenblas-dev libxxhash-dev bible-kjv
-      clang-15   # PoCL's kernel compiler, and libFuzzer for scripts/fuzz.sh
+      clang-15   # PoCL's kernel compiler, libFuzzer for scripts/fuzz.sh, offline GPU compiles
+      rocm-device-libs  # AMD GPU builtins for scripts/portability.py
       openmpi-bin libopenmpi-dev   # training across processes and machines (mpirun)
       python3-jsonschema)          # tests: benchmark reports against docs/bench/schema.json
 [ "${1:-}" = "--torch" ] && pkgs+=(python3-torch python3-numpy)

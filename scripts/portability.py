@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""Every OpenCL program variant the engine builds, compiled offline for GPUs it cannot run on here.
+
+usage: scripts/portability.py ATTAMBA_BINARY [--out FILE] [--presets tiny,paper-60m] [--jobs N]
+
+The variants are the ones `attamba compile` finds for each preset with the CPU rows of the tuning
+table and with the GPU rows (ATTAMBA_TUNE_CLASS=gpu): the program, its -D options. Each is compiled
+by clang-15 as OpenCL C 1.2 (the sources cl/common.cl + cl/<program>.cl, as the runtime joins them)
+for AMD gfx90a and gfx1030 (with Debian's rocm-device-libs; resource use from clang's
+kernel-resource-usage remarks), NVIDIA nvptx64 (PTX: the per-kernel local-memory stack, where spills
+land; physical registers need ptxas, which Debian lacks) and SPIR (spir64: a front-end check). Any
+compile error fails the run. The table goes to FILE (default docs/portability.md), with a flag on
+every kernel that spills or whose gfx90a occupancy falls below FLOOR waves per SIMD.
+"""
+import argparse
+import concurrent.futures
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLANG = "clang-15"
+DEVICE_LIBS = "/usr/lib/x86_64-linux-gnu/amdgcn/bitcode"
+FLOOR = 4  # waves per SIMD on gfx90a: below it a kernel cannot hide memory latency
+AMD = ["gfx90a", "gfx1030"]
+
+
+def variants(cli, presets):
+    """(program, options) pairs, each with the classes and presets that build it."""
+    found = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for cls in ("cpu", "gpu"):
+            for preset in presets:
+                out = os.path.join(tmp, f"{cls}-{preset}")
+                env = dict(os.environ, ATTAMBA_TUNE_CLASS=cls, ATTAMBA_GEMM="own")
+                r = subprocess.run([cli, "compile", "--preset", preset, "--out", out, "--max-prompt", "128",
+                                    "--train-seq", "64"], env=env, capture_output=True, text=True)
+                if r.returncode:
+                    sys.exit(f"portability: attamba compile --preset {preset} ({cls}) failed:\n{r.stderr[-3000:]}")
+                with open(os.path.join(out, "bundle.json"), encoding="utf-8") as f:
+                    for p in json.load(f)["programs"]:
+                        key = (p["program"], p["options"])
+                        found.setdefault(key, set()).add(f"{cls}/{preset}")
+    return found
+
+
+def source(program):
+    parts = [] if program == "common" else ["common"]
+    text = ""
+    for name in parts + [program]:
+        with open(os.path.join(ROOT, "cl", name + ".cl"), encoding="utf-8") as f:
+            text += f.read()
+    return text
+
+
+REMARK = re.compile(r"remark:\s+(Function Name|VGPRs|AGPRs|ScratchSize \[bytes/lane\]|Occupancy \[waves/SIMD\]|"
+                    r"VGPRs Spill|SGPRs Spill|LDS Size \[bytes/block\]):\s*(\S+)")
+
+
+def compile_one(program, options, target):
+    """Compiles one variant for one target: (kernel -> resources, error text or None)."""
+    base = [CLANG, "-x", "cl", "-cl-std=CL1.2", "-DATB_HAS_FP16=0", "-DATB_HAS_FP64=0"] + options.split()
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, program + ".cl")
+        with open(src, "w", encoding="utf-8") as f:
+            f.write(source(program))
+        if target in AMD:
+            cmd = base + ["-target", "amdgcn-amd-amdhsa", "-mcpu=" + target, "--rocm-device-lib-path=" + DEVICE_LIBS,
+                          "-O3", "-Rpass-analysis=kernel-resource-usage", "-c", src, "-o", os.path.join(tmp, "o")]
+        elif target == "nvptx64":
+            cmd = base + ["-target", "nvptx64-nvidia-nvcl", "-O3", "-S", src, "-o", os.path.join(tmp, "o.ptx")]
+        else:
+            cmd = base + ["-target", "spir64", "-O0", "-emit-llvm", "-c", src, "-o", os.path.join(tmp, "o.bc")]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode:
+            return {}, r.stderr[-2000:]
+        kernels = {}
+        if target in AMD:
+            name = None
+            for m in REMARK.finditer(r.stderr):
+                if m.group(1) == "Function Name":
+                    name = m.group(2)
+                    kernels[name] = {}
+                elif name:
+                    kernels[name][m.group(1).split(" [")[0]] = int(m.group(2))
+        elif target == "nvptx64":
+            with open(os.path.join(tmp, "o.ptx"), encoding="utf-8") as f:
+                ptx = f.read()
+            for m in re.finditer(r"\.entry\s+(\w+)\s*\((.*?)\n\}", ptx, re.S):
+                depot = re.search(r"__local_depot\d+\[(\d+)\]", m.group(2))
+                kernels[m.group(1)] = {"local": int(depot.group(1)) if depot else 0}
+        return kernels, None
+
+
+def short(options):
+    """The options without the ones every variant of the program shares with the others' defaults."""
+    return " ".join(o[2:] for o in options.split()) or "-"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("cli")
+    ap.add_argument("--out", default=os.path.join(ROOT, "docs", "portability.md"))
+    ap.add_argument("--presets", default="tiny,paper-60m")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    a = ap.parse_args()
+    found = variants(a.cli, a.presets.split(","))
+    targets = AMD + ["nvptx64", "spir64"]
+    jobs = {}
+    with concurrent.futures.ThreadPoolExecutor(a.jobs) as pool:
+        for key in found:
+            for t in targets:
+                jobs[(key, t)] = pool.submit(compile_one, key[0], key[1], t)
+    errors, rows, flagged = [], [], 0
+    for key in sorted(found):
+        program, options = key
+        res = {t: jobs[(key, t)].result() for t in targets}
+        for t in targets:
+            if res[t][1]:
+                errors.append(f"{program} [{options}] for {t}:\n{res[t][1]}")
+        for kernel in sorted(res["gfx90a"][0]):
+            g, r = res["gfx90a"][0][kernel], res["gfx1030"][0].get(kernel, {})
+            p = res["nvptx64"][0].get(kernel, {})
+            flags = []
+            if g.get("ScratchSize", 0) or g.get("VGPRs Spill", 0):
+                flags.append("gfx90a scratch")
+            if g.get("Occupancy", 99) < FLOOR:
+                flags.append(f"gfx90a occupancy < {FLOOR}")
+            if r.get("ScratchSize", 0):
+                flags.append("gfx1030 scratch")
+            if p.get("local", 0):
+                flags.append("PTX local stack")
+            flagged += bool(flags)
+            rows.append(f"| {program} | {kernel} | {short(options)} | {g.get('VGPRs', '?')} | {g.get('AGPRs', '?')} | "
+                        f"{g.get('ScratchSize', '?')} | {g.get('Occupancy', '?')} | {g.get('LDS Size', '?')} | "
+                        f"{r.get('VGPRs', '?')} | {r.get('ScratchSize', '?')} | {r.get('Occupancy', '?')} | "
+                        f"{p.get('local', '?')} | {', '.join(flags) or '-'} |")
+    with open(a.out + ".tmp", "w", encoding="utf-8") as f:
+        f.write(f"""# Portability: every program variant, compiled offline for GPUs
+
+Generated by `scripts/portability.py build/attamba` (clang-15, OpenCL C 1.2, no extension required): the
+{len(found)} variants `attamba compile` finds for the presets {a.presets} with the CPU and the GPU
+rows of the tuning table, each compiled for AMD gfx90a and gfx1030 (Debian's rocm-device-libs),
+NVIDIA nvptx64 and SPIR (spir64). Every compile succeeded ({len(found) * len(targets)} compiles);
+CI runs the script and fails on any error.
+
+Columns: gfx90a vector registers (VGPR), accumulation registers (AGPR), scratch bytes per lane
+(spills and private arrays), waves per SIMD (occupancy, of 8), LDS bytes per group; gfx1030 (RDNA2:
+Debian's ROCm 5.2 device libraries stop before gfx1100) VGPRs, scratch and occupancy (of 16); the PTX
+local-memory stack per thread (where nvptx puts private
+arrays and spills; physical registers need NVIDIA's ptxas, not in Debian). Flagged: any scratch or
+PTX stack, or gfx90a occupancy below {FLOOR} waves per SIMD: {flagged} of {len(rows)} kernels. The
+options column drops the `-D`.
+
+| program | kernel | options | 90a VGPR | 90a AGPR | 90a scratch | 90a waves | 90a LDS | 1030 VGPR | 1030 scratch | 1030 waves | PTX local | flags |
+|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|
+""")
+        f.write("\n".join(rows) + "\n")
+    os.replace(a.out + ".tmp", a.out)
+    print(f"portability: {len(found)} variants x {len(targets)} targets, {len(rows)} kernels, {flagged} flagged, "
+          f"{len(errors)} errors -> {a.out}")
+    for e in errors:
+        print("error:", e, file=sys.stderr)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
