@@ -140,6 +140,7 @@ START_TEST(tuned_values_persist_per_device) {
     attamba_context_destroy(b);
     attamba_context_destroy(c);
     free(path);
+    free(dir);
     unsetenv("ATTAMBA_CACHE_DIR");
 }
 END_TEST
