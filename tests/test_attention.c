@@ -288,6 +288,23 @@ START_TEST(decode_token_by_token_equals_prefill_rows) {
         }
         free(got);
     }
+    /* a device with little local memory: the merge's group shrinks to fit and the result holds; with
+     * too little for one work-item the op refuses, naming the sizes */
+    rt_ctx *ctx = tu_ctx();
+    uint64_t local = ctx->dev.info.local_mem_bytes;
+    ctx->dev.info.local_mem_bytes = 250; /* two work-items of dh + 2 = 26 floats */
+    tu_ok(ops_attention_decode(ctx, &tq, &tkb, &tvb, &tbpos, &tnb, &tkr, &tvr, &tpos, H, Hkv, c->window, &tout));
+    float *got = tu_download(&tout);
+    for (int b = 0; b < B; b++)
+        tu_assert_close(got + (int64_t)b * H * dh, pre + ((int64_t)b * T + pos[b]) * H * dh, H * dh, RTOL, ATOL,
+                        "decode with 250 bytes of local memory");
+    free(got);
+    ctx->dev.info.local_mem_bytes = 50;
+    ck_assert_int_eq(ops_attention_decode(ctx, &tq, &tkb, &tvb, &tbpos, &tnb, &tkr, &tvr, &tpos, H, Hkv, c->window,
+                                          &tout),
+                     ATTAMBA_ERR_UNSUPPORTED);
+    ck_assert_msg(strstr(ctx->err, "local memory"), "%s", ctx->err);
+    ctx->dev.info.local_mem_bytes = local;
     tensor_free(&tkb);
     tensor_free(&tvb);
     tensor_free(&tkr);

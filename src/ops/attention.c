@@ -248,6 +248,14 @@ attamba_status ops_attention_decode(rt_ctx *ctx, const tensor *q, const tensor *
 
     int wg = ops_tune(ctx, TUNE_ATTN_DECODE_WG);
     if ((size_t)wg > ctx->dev.info.max_work_group_size) wg = (int)ctx->dev.info.max_work_group_size;
+    /* the merge keeps WG x (DH + 2) floats in __local: halve the group until they fit the device
+     * (DH = 256 at 32 work-items needs 33 KB, more than some GPUs have) */
+    uint64_t lmem = ctx->dev.info.local_mem_bytes, need = (uint64_t)(dh + 2) * sizeof(float);
+    while (wg > 1 && (uint64_t)wg * need > lmem) wg /= 2;
+    if ((uint64_t)wg * need > lmem)
+        return rt_fail(ctx, ATTAMBA_ERR_UNSUPPORTED,
+                       "%s: head width %d needs %llu bytes of local memory per work-item, %s has %llu", op, dh,
+                       (unsigned long long)need, ctx->dev.info.name, (unsigned long long)lmem);
     char options[96];
     snprintf(options, sizeof options, "-DDH=%d -DTK=4 -DWG=%d -DVW=%d", dh, wg, attn_vec_width(dh));
     cl_kernel kern;
