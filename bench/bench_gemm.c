@@ -59,15 +59,6 @@ static void usage(FILE *f) {
                "own kernel (simple, tiles, local, dot) besides the one chosen for the device.\n");
 }
 
-static double max_rel_err(const float *x, const float *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        num = fmax(num, fabs((double)x[i] - ref[i]));
-        den = fmax(den, fabs((double)ref[i]));
-    }
-    return den > 0 ? num / den : num;
-}
-
 int bench_gemm_main(int argc, char **argv) {
     static const struct option opts[] = {{"device", required_argument, 0, 'd'}, {"shapes", required_argument, 0, 's'},
                                          {"seconds", required_argument, 0, 't'}, {"json", required_argument, 0, 'j'},
@@ -161,7 +152,7 @@ int bench_gemm_main(int argc, char **argv) {
                         fprintf(stderr, "attamba bench gemm: %s failed: %s\n", names[which], ctx->err);
                         continue;
                     }
-                    if (tensor_download(&cc, dc) == ATTAMBA_OK && host_s > 0) err = max_rel_err(dc, hc, tc_);
+                    if (tensor_download(&cc, dc) == ATTAMBA_OK && host_s > 0) err = bench_max_rel_err(dc, hc, tc_);
                 }
                 if (which == 0) host_s = t;
                 double ratio = host_s > 0 ? host_s / t : 0;

@@ -209,11 +209,6 @@ cJSON *bench_peak_json(const bench_peak *p) {
     return o;
 }
 
-static double number(const cJSON *o, const char *key) {
-    const cJSON *v = cJSON_GetObjectItem(o, key);
-    return cJSON_IsNumber(v) ? v->valuedouble : 0;
-}
-
 static const char *string(const cJSON *o, const char *key) {
     const char *s = cJSON_GetStringValue(cJSON_GetObjectItem(o, key));
     return s ? s : "";
@@ -228,10 +223,10 @@ static void print_device(const bench_peak *p, const cJSON *out, int first) {
         const cJSON *o = cJSON_GetArrayItem(out, i);
         const char *op = string(o, "op");
         int fma = !strcmp(op, "fma"), launch = !strcmp(op, "launch");
-        double rate = fma ? number(o, "gflops") : launch ? 1e3 * number(o, "ms") : number(o, "gbs");
+        double rate = bench_json_number(o, fma ? "gflops" : launch ? "ms" : "gbs") * (launch ? 1e3 : 1);
         if (fma && rate > best_gflops) best_gflops = rate, best = string(o, "variant");
         printf("  %-7s %-22s %-44s %6.0f %10.3f %12.2f %s\n", op, string(o, "variant"), string(o, "shape"),
-               number(o, "reps"), number(o, "ms"), rate, fma ? "GFLOP/s" : launch ? "us" : "GB/s");
+               bench_json_number(o, "reps"), bench_json_number(o, "ms"), rate, fma ? "GFLOP/s" : launch ? "us" : "GB/s");
     }
     printf("  fma %.1f GFLOP/s (%s)", p->fma_gflops, best);
     if (p->nominal_gflops > 0)

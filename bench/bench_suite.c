@@ -77,24 +77,19 @@ static void device_slug(const rt_ctx *ctx, char *out, size_t size) {
             *p = '-';
 }
 
-static double number(const cJSON *o, const char *key) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsNumber(v) ? v->valuedouble : 0;
-}
-
 /* The entry's place under the device's roofline: with FLOPs, the attainable rate is
  * min(FMA peak, intensity x copy bandwidth); without, the copy bandwidth. */
 static void add_roofline(cJSON *e, const bench_peak *pk) {
-    double flop = number(e, "flop"), bytes = number(e, "bytes");
+    double flop = bench_json_number(e, "flop"), bytes = bench_json_number(e, "bytes");
     cJSON *r = cJSON_AddObjectToObject(e, "roofline");
     if (bytes > 0) cJSON_AddNumberToObject(r, "intensity", flop / bytes);
     else cJSON_AddNullToObject(r, "intensity");
-    double attainable = pk->copy_gbs, achieved = number(e, "gbs");
+    double attainable = pk->copy_gbs, achieved = bench_json_number(e, "gbs");
     int compute = 0;
     if (flop > 0) {
         attainable = bytes > 0 ? CORE_MIN(pk->fma_gflops, flop / bytes * pk->copy_gbs) : pk->fma_gflops;
         compute = attainable >= pk->fma_gflops;
-        achieved = number(e, "gflops");
+        achieved = bench_json_number(e, "gflops");
     }
     cJSON_AddStringToObject(r, "bound", compute ? "compute" : "memory");
     cJSON_AddNumberToObject(r, "attainable", attainable);

@@ -1,3 +1,4 @@
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,6 +95,20 @@ cJSON *bench_entry(const rt_ctx *ctx, const char *bench, const char *op, const c
 void bench_entry_rate(cJSON *o, double rate, const char *unit) {
     cJSON_AddNumberToObject(o, "rate", rate);
     cJSON_AddStringToObject(o, "rate_unit", unit);
+}
+
+double bench_max_rel_err(const float *x, const float *ref, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        num = fmax(num, fabs((double)x[i] - ref[i]));
+        den = fmax(den, fabs((double)ref[i]));
+    }
+    return den > 0 ? num / den : num;
+}
+
+double bench_json_number(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : 0;
 }
 
 int bench_listed(const char *list, const char *name) {

@@ -33,6 +33,10 @@ void bench_entry_counters(cJSON *o, const attamba_counters *c, double per);
 /* Runs fn(arg) once more and adds what that run asked of ctx's device as the entry's counters;
  * nonzero when fn failed (no counters then). */
 int bench_entry_count(cJSON *o, rt_ctx *ctx, int (*fn)(void *arg), void *arg);
+/* max |x - ref| over max |ref| (the absolute error when ref is all zeros): a result against src/ref. */
+double bench_max_rel_err(const float *x, const float *ref, size_t n);
+/* o[key] when it is a number, else 0. */
+double bench_json_number(const cJSON *o, const char *key);
 /* Whether name is one of the comma-separated names of list (a NULL list holds every name). */
 int bench_listed(const char *list, const char *name);
 /* Writes the array as JSON to path ("-" = stdout) via a temporary file and rename; 0 on success. */

@@ -70,12 +70,6 @@ static int upload_random(rt_ctx *ctx, tensor *t, int nd, const int64_t *shape, u
     return bad;
 }
 
-static double max_rel(const float *x, const float *ref, int64_t n) {
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++) num = fmax(num, fabs((double)x[i] - ref[i])), den = fmax(den, fabs((double)ref[i]));
-    return den > 0 ? num / den : num;
-}
-
 /* ---- GEMM register tiles: every layout the model uses (nn forward, nt and tn backward) ---- */
 
 static int gemm_check(group *g) {
@@ -94,7 +88,7 @@ static int gemm_check(group *g) {
                   tensor_download(&C, got);
             if (!bad) {
                 ref_gemm(ta, tb, M, N, K, 1.0f, a, (int)sa[1], b, (int)sb[1], 0.0f, want, N);
-                bad = max_rel(got, want, (int64_t)M * N) > 1e-4;
+                bad = bench_max_rel_err(got, want, (size_t)M * N) > 1e-4;
             }
             tensor_free(&A), tensor_free(&B), tensor_free(&C);
             free(a), free(b), free(want), free(got);
@@ -143,7 +137,7 @@ static int norm_check(group *g) {
               tensor_download(&out, got);
         if (!bad) {
             ref_rmsnorm(3, C, x, w, 1e-5f, want);
-            bad = max_rel(got, want, n) > 1e-5;
+            bad = bench_max_rel_err(got, want, (size_t)n) > 1e-5;
         }
         tensor_free(&tx), tensor_free(&tw), tensor_free(&out);
         free(x), free(w), free(want), free(got);
@@ -213,7 +207,7 @@ static int attn_check(group *g) {
         }
         if (!bad) {
             ref_attention(1, T, H, Hkv, dh, q, k, v, (int)m.mode, m.window, flags, want);
-            bad = max_rel(got, want, nq) > 1e-4;
+            bad = bench_max_rel_err(got, want, (size_t)nq) > 1e-4;
         }
         free(flags);
     }
