@@ -142,7 +142,7 @@ attamba_status ops_cross_entropy_backward(rt_ctx *ctx, const tensor *logits, con
     if (!s) s = rt_kernel(ctx, "loss", "", "cross_entropy_backward", &k);
     if (!s) {
         size_t lx = rt_local_1d(ctx, k, 256), local[2] = {lx, 1};
-        size_t global[2] = {rt_round_up((size_t)V, lx), (size_t)rows};
+        size_t global[2] = {rt_round_up((size_t)(V + 7) / 8, lx), (size_t)rows};
         rt_arg args[] = {RT_MEM(logits->buf->mem), RT_I32(logits->offset), RT_I32(V), RT_MEM(targets->buf->mem),
                          RT_I32(targets->offset), RT_I32(ignore_id), RT_MEM(lse->buf->mem), RT_I32(lse->offset),
                          RT_F32(scale), RT_MEM(dlogits->buf->mem), RT_I32(dlogits->offset)};
