@@ -1,19 +1,23 @@
 /* conv1d.cl: the causal depthwise conv of the K/V SSM (SPEC 3.1) with segment restarts.
  * Compiled with -DCONV_W=<taps>. Inputs may have strided rows (a column slice of a wider projection);
  * the last dim is contiguous.
- * Prefill: one work-item per output, channel fastest (neighbours read neighbouring floats); the tap
- * loop has the same compile-time trip count everywhere (a select zeroes taps before the segment
- * start). A variant sliding a private window down tiles of 16 tokens measured 3-4x slower on PoCL. */
+ * Prefill and g of the backward: a 3-D launch (c / 4, t / CONV_TT, b); each work-item takes four
+ * neighbouring channels as a float4 down CONV_TT tokens, sliding a private window of CONV_W rows
+ * (each x row read once). No division per element, and the exp of SiLU runs on float4: PoCL runs
+ * exp() scalar unless the code is written on vectors (the scalar one-output-per-item version ran at
+ * 3-5% of copy bandwidth). The last item of a row takes the C % 4 tail channel by channel. Taps
+ * before the segment start are selected to 0. */
 
 #ifndef CONV_W
 #error "compile with -DCONV_W=<taps>"
 #endif
+#define CONV_TT 8 /* tokens per work-item; the host launches ceil(T / CONV_TT) along dim 1 */
 
 inline float conv_act(float v, int silu) { return silu ? v * atb_sigmoid(v) : v; }
+inline float4 conv_act4(float4 v, int silu) { return silu ? v / (1.0f + exp(-v)) : v; }
 
 /* Pre-activation of output t of one channel: taps of x column xc (row stride x_rs) times wc, the
- * taps before the segment start lo selected to 0. Shared by the forward and the backward's
- * recomputation, so both see the same float. */
+ * taps before the segment start lo selected to 0 (the tail channels' path). */
 inline float conv_pre(__global const float *xc, int x_rs, __global const float *wc, int t, int lo) {
     float acc = 0.0f;
     for (int j = 0; j < CONV_W; j++) {
@@ -24,14 +28,43 @@ inline float conv_pre(__global const float *xc, int x_rs, __global const float *
     return acc;
 }
 
+/* The window of four channels at xc (weights wc[k * CONV_W + j] for channel k) before token t0:
+ * win[1 .. CONV_W-1] = rows t0 - CONV_W + 1 .. t0 - 1 (clamped at 0; selected away by conv_step). */
+inline void conv_start(__global const float *xc, int x_rs, __global const float *wc, int t0, float4 *wv,
+                       float4 *win) {
+    for (int j = 0; j < CONV_W; j++) {
+        wv[j] = (float4)(wc[j], wc[CONV_W + j], wc[2 * CONV_W + j], wc[3 * CONV_W + j]);
+        win[j] = vload4(0, xc + max(t0 - CONV_W + j, 0) * x_rs);
+    }
+}
+
+/* Slides the window to token t and returns its pre-activation. The forward and the backward's
+ * recomputation both call it, so they see the same float. */
+inline float4 conv_step(__global const float *xc, int x_rs, const float4 *wv, float4 *win, int t, int lo) {
+    for (int j = 0; j < CONV_W - 1; j++) win[j] = win[j + 1];
+    win[CONV_W - 1] = vload4(0, xc + t * x_rs);
+    float4 acc = (float4)(0.0f);
+    for (int j = 0; j < CONV_W; j++) acc += t - (CONV_W - 1) + j >= lo ? wv[j] * win[j] : (float4)(0.0f);
+    return acc;
+}
+
 __kernel void conv1d_f32(__global float *out, int oo, __global const float *x, int xo, int x_rs, int x_bs,
                          __global const float *w, int wo, __global const int *seg, int so,
                          int B, int T, int C, int silu) {
-    int i = get_global_id(0);
-    if (i >= B * T * C) return;
-    int c = i % C, bt = i / C, t = bt % T, b = bt / T;
-    float acc = conv_pre(x + xo + b * x_bs + c, x_rs, w + wo + c * CONV_W, t, seg[so + t]);
-    out[oo + i] = conv_act(acc, silu);
+    int c = 4 * get_global_id(0), t0 = CONV_TT * get_global_id(1), b = get_global_id(2);
+    if (c >= C || t0 >= T || b >= B) return;
+    int t1 = min(T, t0 + CONV_TT);
+    __global const float *xc = x + xo + b * x_bs + c, *wc = w + wo + c * CONV_W;
+    __global float *o = out + oo + b * T * C + c;
+    if (c + 4 <= C) {
+        float4 wv[CONV_W], win[CONV_W];
+        conv_start(xc, x_rs, wc, t0, wv, win);
+        for (int t = t0; t < t1; t++) vstore4(conv_act4(conv_step(xc, x_rs, wv, win, t, seg[so + t]), silu), 0, o + t * C);
+    } else {
+        for (int t = t0; t < t1; t++)
+            for (int k = 0; k < C - c; k++)
+                o[t * C + k] = conv_act(conv_pre(xc + k, x_rs, wc + k * CONV_W, t, seg[so + t]), silu);
+    }
 }
 
 /* Decode: one token per sequence. Each work-item owns one (b, c) column of the window, so the
@@ -58,59 +91,127 @@ __kernel void conv1d_step_f32(__global float *out, int oo, __global const float 
  * The other two kernels read g (row-strided). Recomputing g inside them instead (no scratch) cost
  * W times the taps and measured ~5x the forward on PoCL. ---- */
 
-/* g[b, t, c] = dout * silu'(pre), pre recomputed; one work-item per (b, t, c), channel fastest. */
+/* g[b, t, c] = dout * silu'(pre), pre recomputed; launched like conv1d_f32. */
 __kernel void conv1d_bwd_g(__global float *g, __global const float *x, int xo, int x_rs, int x_bs,
                            __global const float *w, int wo, __global const int *seg, int so, __global const float *dout,
                            int go, int g_rs, int g_bs, int B, int T, int C) {
-    int i = get_global_id(0);
-    if (i >= B * T * C) return;
-    int c = i % C, bt = i / C, t = bt % T, b = bt / T;
-    float pre = conv_pre(x + xo + b * x_bs + c, x_rs, w + wo + c * CONV_W, t, seg[so + t]);
-    float sg = atb_sigmoid(pre);
-    g[i] = dout[go + b * g_bs + t * g_rs + c] * sg * (1.0f + pre * (1.0f - sg));
+    int c = 4 * get_global_id(0), t0 = CONV_TT * get_global_id(1), b = get_global_id(2);
+    if (c >= C || t0 >= T || b >= B) return;
+    int t1 = min(T, t0 + CONV_TT);
+    __global const float *xc = x + xo + b * x_bs + c, *wc = w + wo + c * CONV_W;
+    __global const float *d = dout + go + b * g_bs + c;
+    __global float *gr = g + b * T * C + c;
+    if (c + 4 <= C) {
+        float4 wv[CONV_W], win[CONV_W];
+        conv_start(xc, x_rs, wc, t0, wv, win);
+        for (int t = t0; t < t1; t++) {
+            float4 pre = conv_step(xc, x_rs, wv, win, t, seg[so + t]), sg = 1.0f / (1.0f + exp(-pre));
+            vstore4(vload4(0, d + t * g_rs) * sg * (1.0f + pre * (1.0f - sg)), 0, gr + t * C);
+        }
+    } else {
+        for (int t = t0; t < t1; t++)
+            for (int k = 0; k < C - c; k++) {
+                float pre = conv_pre(xc + k, x_rs, wc + k * CONV_W, t, seg[so + t]), sg = atb_sigmoid(pre);
+                gr[t * C + k] = d[t * g_rs + k] * sg * (1.0f + pre * (1.0f - sg));
+            }
+    }
 }
 
 /* dx[b, s, c] = sum over the outputs t = s + W-1-j that read x[b, s, c] (t < T, s >= seg_start[t]) of
- * w[c, j] g[b, t, c]. One work-item per (b, s, c), channel fastest. */
+ * w[c, j] g[b, t, c]; launched like conv1d_f32, each item sliding a window of the g rows
+ * s .. s + W-1 (and their segment starts) down its tokens. */
 __kernel void conv1d_bwd_dx(__global float *dx, int gxo, int gx_rs, int gx_bs, __global const float *w, int wo,
                             __global const int *seg, int so, __global const float *g, int go, int g_rs, int g_bs,
                             int B, int T, int C) {
-    int i = get_global_id(0);
-    if (i >= B * T * C) return;
-    int c = i % C, bt = i / C, s = bt % T, b = bt / T;
+    int c = 4 * get_global_id(0), s0 = CONV_TT * get_global_id(1), b = get_global_id(2);
+    if (c >= C || s0 >= T || b >= B) return;
+    int s1 = min(T, s0 + CONV_TT);
     __global const float *wc = w + wo + c * CONV_W, *gc = g + go + b * g_bs + c;
-    float acc = 0.0f;
-    for (int j = 0; j < CONV_W; j++) {
-        int t = s + (CONV_W - 1) - j;
-        acc += t < T && s >= seg[so + min(t, T - 1)] ? wc[j] * gc[min(t, T - 1) * g_rs] : 0.0f;
+    __global float *o = dx + gxo + b * gx_bs + c;
+    if (c + 4 <= C) {
+        /* win[j] = g row t = s + j (zero past T), lo[j] its segment start */
+        float4 wv[CONV_W], win[CONV_W];
+        int lo[CONV_W];
+        for (int j = 0; j < CONV_W; j++) {
+            wv[j] = (float4)(wc[j], wc[CONV_W + j], wc[2 * CONV_W + j], wc[3 * CONV_W + j]);
+            int t = s0 - 1 + j, tc = clamp(t, 0, T - 1);
+            win[j] = vload4(0, gc + tc * g_rs);
+            lo[j] = t < T ? seg[so + tc] : T;
+        }
+        for (int s = s0; s < s1; s++) {
+            for (int j = 0; j < CONV_W - 1; j++) {
+                win[j] = win[j + 1];
+                lo[j] = lo[j + 1];
+            }
+            int t = s + CONV_W - 1, tc = min(t, T - 1);
+            win[CONV_W - 1] = vload4(0, gc + tc * g_rs);
+            lo[CONV_W - 1] = t < T ? seg[so + tc] : T;
+            float4 acc = (float4)(0.0f);
+            for (int j = 0; j < CONV_W; j++) /* output s + j reads x[s] through tap W-1-j */
+                acc += s >= lo[j] ? wv[CONV_W - 1 - j] * win[j] : (float4)(0.0f);
+            vstore4(acc, 0, o + s * gx_rs);
+        }
+    } else {
+        for (int s = s0; s < s1; s++)
+            for (int k = 0; k < C - c; k++) {
+                float acc = 0.0f;
+                for (int j = 0; j < CONV_W; j++) {
+                    int t = s + (CONV_W - 1) - j, tc = min(t, T - 1);
+                    acc += t < T && s >= seg[so + tc] ? wc[k * CONV_W + j] * gc[tc * g_rs + k] : 0.0f;
+                }
+                o[s * gx_rs + k] = acc;
+            }
     }
-    dx[gxo + b * gx_bs + s * gx_rs + c] = acc;
 }
 
-/* dw, first pass: partial sums over R consecutive (b, t) rows per work-item (k, c), channel fastest;
- * part [nk, C, W]. Fixed row order: the result does not depend on scheduling. */
+/* dw, first pass: partial sums over the R tokens [k R, (k + 1) R) of one sequence b per work-item,
+ * a 3-D launch (c / 4, k, b) with a sliding x window; part [B, nk, C, W]. Fixed token order: the
+ * result does not depend on scheduling. */
 __kernel void conv1d_bwd_dw_part(__global float *part, __global const float *x, int xo, int x_rs, int x_bs,
                                  __global const int *seg, int so, __global const float *g, int go, int g_rs,
                                  int g_bs, int B, int T, int C, int R, int nk) {
-    int i = get_global_id(0);
-    if (i >= nk * C) return;
-    int c = i % C, k = i / C;
-    float acc[CONV_W];
-    for (int j = 0; j < CONV_W; j++) acc[j] = 0.0f;
-    int r1 = min(B * T, (k + 1) * R);
-    for (int r = k * R; r < r1; r++) {
-        int t = r % T, b = r / T, lo = seg[so + t];
-        __global const float *xc = x + xo + b * x_bs + c;
-        float gv = g[go + b * g_bs + t * g_rs + c];
+    int c = 4 * get_global_id(0), k = get_global_id(1), b = get_global_id(2);
+    if (c >= C || k >= nk || b >= B) return;
+    int t0 = k * R, t1 = min(T, t0 + R);
+    __global const float *xc = x + xo + b * x_bs + c, *gc = g + go + b * g_bs + c;
+    __global float *pc = part + ((b * nk + k) * C + c) * CONV_W;
+    if (c + 4 <= C) {
+        float4 acc[CONV_W], win[CONV_W];
         for (int j = 0; j < CONV_W; j++) {
-            int s = t - (CONV_W - 1) + j;
-            acc[j] += s >= lo ? gv * xc[max(s, 0) * x_rs] : 0.0f;
+            acc[j] = (float4)(0.0f);
+            win[j] = vload4(0, xc + max(t0 - CONV_W + j, 0) * x_rs);
+        }
+        for (int t = t0; t < t1; t++) {
+            for (int j = 0; j < CONV_W - 1; j++) win[j] = win[j + 1];
+            win[CONV_W - 1] = vload4(0, xc + t * x_rs);
+            float4 gv = vload4(0, gc + t * g_rs);
+            int lo = seg[so + t];
+            for (int j = 0; j < CONV_W; j++) acc[j] += t - (CONV_W - 1) + j >= lo ? gv * win[j] : (float4)(0.0f);
+        }
+        for (int j = 0; j < CONV_W; j++) {
+            pc[j] = acc[j].x;
+            pc[CONV_W + j] = acc[j].y;
+            pc[2 * CONV_W + j] = acc[j].z;
+            pc[3 * CONV_W + j] = acc[j].w;
+        }
+    } else {
+        for (int q = 0; q < C - c; q++) {
+            float acc[CONV_W];
+            for (int j = 0; j < CONV_W; j++) acc[j] = 0.0f;
+            for (int t = t0; t < t1; t++) {
+                int lo = seg[so + t];
+                float gv = gc[t * g_rs + q];
+                for (int j = 0; j < CONV_W; j++) {
+                    int s = t - (CONV_W - 1) + j;
+                    acc[j] += s >= lo ? gv * xc[max(s, 0) * x_rs + q] : 0.0f;
+                }
+            }
+            for (int j = 0; j < CONV_W; j++) pc[q * CONV_W + j] = acc[j];
         }
     }
-    for (int j = 0; j < CONV_W; j++) part[(k * C + c) * CONV_W + j] = acc[j];
 }
 
-/* dw, second pass: dw[c, j] += sum over k of part[k, c, j], in k order. */
+/* dw, second pass: dw[c, j] += sum over k of part[k, c, j], in k order (k over B x nk). */
 __kernel void conv1d_bwd_dw_sum(__global float *dw, int dwo, __global const float *part, int C, int nk) {
     int i = get_global_id(0);
     if (i >= C * CONV_W) return;

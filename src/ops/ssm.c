@@ -61,6 +61,23 @@ static attamba_status expect_conv_xw(rt_ctx *ctx, const char *op, const tensor *
     return ATTAMBA_OK;
 }
 
+/* The (c / 4, rows, b) launch of the prefill and backward kernels (cl/conv1d.cl; rows: tokens, or
+ * tiles of CONV_TT tokens). A work-group spans lx channel groups (the width of 64, 32, 16, 8 that
+ * pads c / 4 least) and as many rows as fill the work-group size: PoCL pays per work-group. */
+enum { CONV_TT = 8 }; /* as in cl/conv1d.cl */
+static attamba_status launch_conv(rt_ctx *ctx, const char *opts, const char *kernel, int64_t B, int64_t T,
+                                  int64_t C, int n_args, const rt_arg *args) {
+    cl_kernel k;
+    RT_TRY(rt_kernel(ctx, "conv1d", opts, kernel, &k));
+    size_t c4 = (size_t)(C + 3) / 4, cap = rt_local_1d(ctx, k, 256), lx = 1;
+    for (size_t w = 64; w >= 8; w /= 2)
+        if (w <= cap && (lx == 1 || rt_round_up(c4, w) < rt_round_up(c4, lx))) lx = w;
+    size_t ly = 1;
+    while (ly * 2 * lx <= cap && ly < (size_t)T) ly *= 2;
+    size_t local[3] = {lx, ly, 1}, global[3] = {c4, (size_t)T, (size_t)B};
+    return rt_launch(ctx, k, kernel, 3, global, local, n_args, args);
+}
+
 attamba_status ops_conv1d(rt_ctx *ctx, const tensor *x, const tensor *w, const tensor *seg_start, int silu,
                           tensor *out) {
     const char *op = "ops_conv1d";
@@ -79,7 +96,7 @@ attamba_status ops_conv1d(rt_ctx *ctx, const tensor *x, const tensor *w, const t
                      RT_I32(xi.rs),         RT_I32(xi.bs),       RT_MEM(w->buf->mem), RT_I32(w->offset),
                      RT_MEM(seg_start->buf->mem), RT_I32(seg_start->offset), RT_I32(B), RT_I32(T),
                      RT_I32(C),             RT_I32(silu != 0)};
-    return ops_launch_1d(ctx, "conv1d", opts, "conv1d_f32", B * T * C, (int)CORE_LEN(args), args);
+    return launch_conv(ctx, opts, "conv1d_f32", B, (T + 7) / 8, C, (int)CORE_LEN(args), args);
 }
 
 attamba_status ops_conv1d_step(rt_ctx *ctx, const tensor *x, const tensor *w, tensor *state, const tensor *restart,
@@ -479,7 +496,7 @@ attamba_status ops_conv1d_backward(rt_ctx *ctx, const tensor *x, const tensor *w
     if (!dx && !dw) return ATTAMBA_OK;
     char opts[32];
     snprintf(opts, sizeof opts, "-DCONV_W=%d", (int)W);
-    int64_t nk = (B * T + CONV_DW_ROWS - 1) / CONV_DW_ROWS;
+    int64_t nk = (T + CONV_DW_ROWS - 1) / CONV_DW_ROWS; /* token tiles per sequence */
     tensor g = {0}, part = {0};
     attamba_status s = ATTAMBA_OK;
     if (silu) { /* g = dL/d(pre-activation) once, then read like dout */
@@ -489,7 +506,7 @@ attamba_status ops_conv1d_backward(rt_ctx *ctx, const tensor *x, const tensor *w
                           RT_MEM(w->buf->mem), RT_I32(w->offset), RT_MEM(seg_start->buf->mem),
                           RT_I32(seg_start->offset), RT_MEM(gi.mem), RT_I32(gi.off), RT_I32(gi.rs), RT_I32(gi.bs),
                           RT_I32(B), RT_I32(T), RT_I32(C)};
-            s = ops_launch_1d(ctx, "conv1d", opts, "conv1d_bwd_g", B * T * C, (int)CORE_LEN(a), a);
+            s = launch_conv(ctx, opts, "conv1d_bwd_g", B, (T + CONV_TT - 1) / CONV_TT, C, (int)CORE_LEN(a), a);
         }
         if (!s) gi = (ssm_in){g.buf->mem, 0, (cl_int)C, (cl_int)(T * C)};
     }
@@ -497,18 +514,18 @@ attamba_status ops_conv1d_backward(rt_ctx *ctx, const tensor *x, const tensor *w
         rt_arg a[] = {RT_MEM(oi.mem), RT_I32(oi.off), RT_I32(oi.rs), RT_I32(oi.bs), RT_MEM(w->buf->mem),
                       RT_I32(w->offset), RT_MEM(seg_start->buf->mem), RT_I32(seg_start->offset), RT_MEM(gi.mem),
                       RT_I32(gi.off), RT_I32(gi.rs), RT_I32(gi.bs), RT_I32(B), RT_I32(T), RT_I32(C)};
-        s = ops_launch_1d(ctx, "conv1d", opts, "conv1d_bwd_dx", B * T * C, (int)CORE_LEN(a), a);
+        s = launch_conv(ctx, opts, "conv1d_bwd_dx", B, (T + CONV_TT - 1) / CONV_TT, C, (int)CORE_LEN(a), a);
     }
-    if (!s && dw) s = tensor_scratch(ctx, &part, TENSOR_F32, 1, (int64_t[]){nk * C * W});
+    if (!s && dw) s = tensor_scratch(ctx, &part, TENSOR_F32, 1, (int64_t[]){B * nk * C * W});
     if (!s && dw) {
         rt_arg a[] = {RT_MEM(part.buf->mem), RT_MEM(xi.mem), RT_I32(xi.off), RT_I32(xi.rs), RT_I32(xi.bs),
                       RT_MEM(seg_start->buf->mem), RT_I32(seg_start->offset), RT_MEM(gi.mem), RT_I32(gi.off),
                       RT_I32(gi.rs), RT_I32(gi.bs), RT_I32(B), RT_I32(T), RT_I32(C), RT_I32(CONV_DW_ROWS),
                       RT_I32(nk)};
-        s = ops_launch_1d(ctx, "conv1d", opts, "conv1d_bwd_dw_part", nk * C, (int)CORE_LEN(a), a);
+        s = launch_conv(ctx, opts, "conv1d_bwd_dw_part", B, nk, C, (int)CORE_LEN(a), a);
     }
     if (!s && dw) {
-        rt_arg a[] = {RT_MEM(dw->buf->mem), RT_I32(dw->offset), RT_MEM(part.buf->mem), RT_I32(C), RT_I32(nk)};
+        rt_arg a[] = {RT_MEM(dw->buf->mem), RT_I32(dw->offset), RT_MEM(part.buf->mem), RT_I32(C), RT_I32(B * nk)};
         s = ops_launch_1d(ctx, "conv1d", opts, "conv1d_bwd_dw_sum", C * W, (int)CORE_LEN(a), a);
     }
     /* released now, freed by OpenCL once the queued kernels are done with them */
