@@ -1,5 +1,5 @@
 /* attamba bench train: training tokens/s (forward, backward, clipping, AdamW) of a preset on the
- * device, and with --torch the same model's training step in the PyTorch reference on this CPU,
+ * device, and with --torch the same model's training step in PyTorch (tools/reference/torch_twin.py) on this CPU,
  * measured in the same run, as a ratio. With --devices (several), data-parallel scaling: each
  * device alone and all together in interleaved rounds, the medians, and the efficiency. */
 #include <getopt.h>
@@ -122,7 +122,7 @@ static int scaling(rt_ctx *const *ctxs, int n, const char *name, const model_con
     return rc;
 }
 
-/* Runs the PyTorch reference's step timing; returns its tokens/s or 0. */
+/* Runs the PyTorch twin's step timing (bench_train_torch.py); returns its tokens/s or 0. */
 static double torch_rate(const char *script, const model_config *cfg, int B, int T, int steps) {
     char cfg_path[] = "/tmp/attamba-bench-train-XXXXXX";
     int fd = mkstemp(cfg_path);
@@ -177,8 +177,9 @@ int bench_train_main(int argc, char **argv) {
             printf("usage: attamba bench train [--preset tiny,small,paper-60m] [--kind attamba|transformer]\n"
                    "                           [--batch 4] [--seq 128] [--steps 3] [--torch[=SCRIPT]] [--json FILE|-]\n"
                    "                           [--device P:D | --devices all|gpu|cpu|P:D,P:D,...]\n\n"
-                   "Training tokens/s (forward + backward + clip + AdamW) per preset; with --torch also the PyTorch\n"
-                   "reference (tools/reference/, needs python3-torch) on this CPU in the same run, and the ratio.\n"
+                   "Training tokens/s (forward + backward + clip + AdamW) per preset; with --torch also the same\n"
+                   "model in PyTorch (tools/reference/torch_twin.py: vectorised SSD scan; needs python3-torch) on\n"
+                   "this CPU in the same run, and the ratio.\n"
                    "With several --devices: each device alone and all together (data-parallel), medians of 3\n"
                    "interleaved rounds, the efficiency (together / sum alone) and the speedup over the fastest.\n");
             return 0;

@@ -60,7 +60,7 @@ static const struct {
     {"peak", bench_peak_main, "the device's ceilings: FMA GFLOP/s, copy and transfer GB/s, launch latency"},
     {"report", bench_report_main, "report.md and the SVG plots of a suite directory, from its JSON alone"},
     {"compare", bench_compare_main, "suite reports (or bench --json files) side by side, with ratios"},
-    {"train", bench_train_main, "training tokens/s per preset, and against the PyTorch reference (--torch)"},
+    {"train", bench_train_main, "training tokens/s per preset, and against the same model in PyTorch (--torch)"},
     {"decode", bench_decode_main, "model: decode and prefill tokens/s and cache bytes vs context length"},
     {"gemm", bench_gemm_main, "GEMM: CLBlast vs the own kernel vs host BLAS on a d=512 model's shapes"},
     {"ssm", bench_ssm_main, "K/V SSM: conv1d, scan (sequential vs chunked), decode steps vs copy bandwidth"},
