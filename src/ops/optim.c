@@ -139,7 +139,7 @@ attamba_status ops_adamw(rt_ctx *ctx, tensor *param, const tensor *grad, tensor 
                      RT_MEM(m->buf->mem), RT_I32(m->offset), RT_MEM(v->buf->mem), RT_I32(v->offset), RT_I32(n),
                      RT_F32(p->grad_scale), RT_F32(p->beta1), RT_F32(p->beta2), RT_F32(p->eps),
                      RT_F32((double)p->lr * p->weight_decay), RT_F32(p->lr / bc1), RT_F32(1.0 / sqrt(bc2))};
-    return ops_launch_1d(ctx, "optim", "", "adamw_step", n, (int)CORE_LEN(args), args);
+    return ops_launch_1d(ctx, "optim", "", "adamw_step", (n + 7) / 8, (int)CORE_LEN(args), args);
 }
 
 float optim_lr_schedule(int64_t step, int64_t warmup, int64_t total, float lr_max, float lr_min) {
