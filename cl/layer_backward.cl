@@ -95,41 +95,75 @@ __kernel void gated_rmsnorm_bwd_rows_f32(__global float *dy, int dyo, __global f
     }
 }
 
+/* dy and dz from the row statistics: a 2-D launch (c / 4, r), four columns per work-item on float4
+ * (PoCL runs the scalar exp of silu unvectorised), the C % 4 tail one column at a time. */
+inline void gated_dyz(float4 yv, float4 zv, float4 gv, float4 wv, float inv, float coef, float4 *dy, float4 *dz) {
+    float4 sg = 1.0f / (1.0f + exp(-zv)), silu = zv * sg;
+    float4 dg = inv * gv * wv - yv * silu * coef;
+    *dz = dg * yv * sg * (1.0f + zv * (1.0f - sg));
+    *dy = dg * silu;
+}
+
 __kernel void gated_rmsnorm_bwd_dyz_f32(__global float *dy, int dyo, __global float *dz, int dzo,
                                         __global const float *stats, __global const float *y, int yo,
                                         __global const float *z, int zo, __global const float *w, int wo,
                                         __global const float *dout, int go, int C, int write_dy, int write_dz,
-                                        int n) {
-    int i = get_global_id(0);
-    if (i >= n) return;
-    int r = i / C, c = i - r * C;
-    float yv = y[yo + i], zv = z[zo + i], sg = atb_sigmoid(zv), silu = zv * sg;
-    float dg = stats[2 * r] * dout[go + i] * w[wo + c] - yv * silu * stats[2 * r + 1];
-    float dzv = dg * yv * sg * (1.0f + zv * (1.0f - sg));
-    if (write_dy) dy[dyo + i] = dg * silu;
-    if (write_dz) dz[dzo + i] = dzv;
+                                        int rows) {
+    int c = 4 * get_global_id(0), r = get_global_id(1);
+    if (c >= C || r >= rows) return;
+    size_t e = (size_t)r * C + c;
+    float inv = stats[2 * r], coef = stats[2 * r + 1];
+    float4 vy, vz;
+    if (c + 4 <= C) {
+        gated_dyz(vload4(0, y + yo + e), vload4(0, z + zo + e), vload4(0, dout + go + e), vload4(0, w + wo + c), inv,
+                  coef, &vy, &vz);
+        if (write_dy) vstore4(vy, 0, dy + dyo + e);
+        if (write_dz) vstore4(vz, 0, dz + dzo + e);
+    } else {
+        for (int k = 0; k < C - c; k++) {
+            gated_dyz((float4)(y[yo + e + k]), (float4)(z[zo + e + k]), (float4)(dout[go + e + k]),
+                      (float4)(w[wo + c + k]), inv, coef, &vy, &vz);
+            if (write_dy) dy[dyo + e + k] = vy.x;
+            if (write_dz) dz[dzo + e + k] = vz.x;
+        }
+    }
 }
 
-/* Weight-gradient partials: work-item (blk, c) sums dout[r, c] * g[r, c] * stats[2r] over rows
- * r of block blk (rb rows), g = a (gated = 0) or a * silu(z) (gated = 1). With accumulate it adds
- * the sum to out[blk * C + c] (the single-block case writes straight into dw), else stores it. */
+/* Weight-gradient partials: work-item (c / 4, blk) sums dout[r, c] * g[r, c] * stats[2r] for four
+ * columns (float4; the C % 4 tail one column at a time) over the rows r of block blk (rb rows),
+ * g = a (gated = 0) or a * silu(z) (gated = 1). With accumulate it adds the sum to
+ * out[blk * C + c] (the single-block case writes straight into dw), else stores it. */
+inline float4 norm_dw_term(float4 d, float4 a, float4 z, float st, int gated) {
+    return d * (gated ? a * z / (1.0f + exp(-z)) : a) * st;
+}
+
 __kernel void norm_dw_partial_f32(__global float *out, int oo, __global const float *dout, int go,
                                   __global const float *a, int ao, __global const float *z, int zo,
                                   __global const float *stats, int rows, int C, int rb, int gated,
-                                  int accumulate, int n) {
-    int i = get_global_id(0);
-    if (i >= n) return;
-    int blk = i / C, c = i - blk * C;
+                                  int accumulate, int nblk) {
+    int c = 4 * get_global_id(0), blk = get_global_id(1);
+    if (c >= C || blk >= nblk) return;
     int r0 = blk * rb, r1 = min(rows, r0 + rb);
-    float sum = 0.0f;
-    for (int r = r0; r < r1; r++) {
-        size_t e = (size_t)r * C + c;
-        float g = a[ao + e];
-        if (gated) g *= z[zo + e] * atb_sigmoid(z[zo + e]);
-        sum += dout[go + e] * g * stats[2 * r];
+    __global float *o = out + oo + (size_t)blk * C + c;
+    if (c + 4 <= C) {
+        float4 sum = (float4)(0.0f);
+        for (int r = r0; r < r1; r++) {
+            size_t e = (size_t)r * C + c;
+            sum += norm_dw_term(vload4(0, dout + go + e), vload4(0, a + ao + e), vload4(0, z + zo + e), stats[2 * r],
+                                gated);
+        }
+        vstore4(accumulate ? vload4(0, o) + sum : sum, 0, o);
+    } else {
+        for (int k = 0; k < C - c; k++) {
+            float sum = 0.0f;
+            for (int r = r0; r < r1; r++) {
+                size_t e = (size_t)r * C + c + k;
+                sum += norm_dw_term((float4)(dout[go + e]), (float4)(a[ao + e]), (float4)(z[zo + e]), stats[2 * r],
+                                    gated).x;
+            }
+            o[k] = accumulate ? o[k] + sum : sum;
+        }
     }
-    if (accumulate) out[oo + i] += sum;
-    else out[oo + i] = sum;
 }
 
 /* dw[c] += sum over blocks of part[blk * C + c], in block order. */
@@ -143,15 +177,28 @@ __kernel void colsum_acc_f32(__global float *dw, int dwo, __global const float *
 
 /* out = silu(gate) * up: dgate = dout * up * silu'(gate), dup = dout * silu(gate). Inputs are
  * read before either output is written, so dgate/dup may alias gate, up or dout. */
+/* Work-items 0..n/4-1 take a float4 each, the next n % 4 one element each (as swiglu_f32). */
+inline void swiglu_bwd4(float4 g, float4 u, float4 d, float4 *dg, float4 *du) {
+    float4 sg = 1.0f / (1.0f + exp(-g));
+    *dg = d * u * sg * (1.0f + g * (1.0f - sg));
+    *du = d * g * sg;
+}
+
 __kernel void swiglu_bwd_f32(__global float *dgate, int dgo, __global float *dup, int duo,
                              __global const float *gate, int go, __global const float *up, int uo,
                              __global const float *dout, int oo, int write_dgate, int write_dup, int n) {
-    int i = get_global_id(0);
-    if (i >= n) return;
-    float g = gate[go + i], u = up[uo + i], d = dout[oo + i], sg = atb_sigmoid(g);
-    float dg = d * u * sg * (1.0f + g * (1.0f - sg)), du = d * g * sg;
-    if (write_dgate) dgate[dgo + i] = dg;
-    if (write_dup) dup[duo + i] = du;
+    int i = get_global_id(0), n4 = n >> 2;
+    float4 dg, du;
+    if (i < n4) {
+        swiglu_bwd4(vload4(i, gate + go), vload4(i, up + uo), vload4(i, dout + oo), &dg, &du);
+        if (write_dgate) vstore4(dg, i, dgate + dgo);
+        if (write_dup) vstore4(du, i, dup + duo);
+    } else if (i < n4 + (n & 3)) {
+        int e = 4 * n4 + (i - n4);
+        swiglu_bwd4((float4)(gate[go + e]), (float4)(up[uo + e]), (float4)(dout[oo + e]), &dg, &du);
+        if (write_dgate) dgate[dgo + e] = dg.x;
+        if (write_dup) dup[duo + e] = du.x;
+    }
 }
 
 __kernel void silu_bwd_f32(__global float *dx, int dxo, __global const float *x, int xo,

@@ -31,12 +31,24 @@ static attamba_status launch_rows(rt_ctx *ctx, const char *kernel, int64_t rows,
     return ops_launch_rows(ctx, PROGRAM, kernel, rows, cap, 2 * sizeof(cl_float), n_args, args);
 }
 
+/* A 2-D launch (ceil(C / 4), rows) of a kernel taking four columns per work-item. */
+static attamba_status launch_quads(rt_ctx *ctx, const char *kernel, int64_t rows, int64_t C, int n_args,
+                                   const rt_arg *args) {
+    cl_kernel k;
+    RT_TRY(rt_kernel(ctx, PROGRAM, "", kernel, &k));
+    size_t q = (size_t)(C + 3) / 4, lx = rt_local_1d(ctx, k, q < 64 ? rt_round_up(q, 8) : 64);
+    size_t ly = 1;
+    while (ly * 2 * lx <= rt_local_1d(ctx, k, 256) && ly < (size_t)rows) ly *= 2;
+    size_t local[2] = {lx, ly}, global[2] = {q, (size_t)rows};
+    return rt_launch(ctx, k, kernel, 2, global, local, n_args, args);
+}
+
 /* dw[c] += sum over rows of dout[r, c] * g[r, c] * stats[2r], g = a or a * silu(z) (z non-NULL).
  * One block of rows: straight into dw. Several: partials [nblk, C] in a scratch tensor (released
  * once enqueued; OpenCL keeps it alive until the kernels ran), then a fixed-order column sum. */
 static attamba_status norm_dw(rt_ctx *ctx, const tensor *dout, const tensor *a, const tensor *z,
                               const tensor *stats, int64_t rows, int64_t C, tensor *dw) {
-    int64_t nblk = (rows + DW_ROWS_PER_BLOCK - 1) / DW_ROWS_PER_BLOCK, n = nblk * C;
+    int64_t nblk = (rows + DW_ROWS_PER_BLOCK - 1) / DW_ROWS_PER_BLOCK;
     const tensor *zz = z ? z : a; /* a valid buffer for the unused argument */
     tensor part = {0};
     if (nblk > 1) RT_TRY(tensor_scratch(ctx, &part, TENSOR_F32, 2, ((int64_t[]){nblk, C})));
@@ -44,8 +56,8 @@ static attamba_status norm_dw(rt_ctx *ctx, const tensor *dout, const tensor *a, 
     rt_arg args[] = {RT_MEM(dst->buf->mem), RT_I32(dst->offset), RT_MEM(dout->buf->mem), RT_I32(dout->offset),
                      RT_MEM(a->buf->mem),   RT_I32(a->offset),   RT_MEM(zz->buf->mem),   RT_I32(zz->offset),
                      RT_MEM(stats->buf->mem), RT_I32(rows),      RT_I32(C),
-                     RT_I32(DW_ROWS_PER_BLOCK), RT_I32(z != NULL), RT_I32(nblk == 1), RT_I32(n)};
-    attamba_status s = ops_launch_1d(ctx, PROGRAM, "", "norm_dw_partial_f32", n, (int)CORE_LEN(args), args);
+                     RT_I32(DW_ROWS_PER_BLOCK), RT_I32(z != NULL), RT_I32(nblk == 1), RT_I32(nblk)};
+    attamba_status s = launch_quads(ctx, "norm_dw_partial_f32", nblk, C, (int)CORE_LEN(args), args);
     if (!s && nblk > 1) {
         rt_arg sargs[] = {RT_MEM(dw->buf->mem), RT_I32(dw->offset), RT_MEM(part.buf->mem), RT_I32(nblk),
                           RT_I32(C)};
@@ -139,13 +151,12 @@ attamba_status ops_gated_rmsnorm_backward(rt_ctx *ctx, const tensor *y, const te
     attamba_status s = launch_rows(ctx, "gated_rmsnorm_bwd_rows_f32", rows, C, (int)CORE_LEN(args), args);
     if (!s && dw) s = norm_dw(ctx, dout, y, z, &stats, rows, C, dw);
     if (!s && !fused && (dy || dz)) {
-        int64_t n = rows * C;
         rt_arg dargs[] = {RT_MEM(dya->buf->mem), RT_I32(dya->offset), RT_MEM(dza->buf->mem), RT_I32(dza->offset),
                           RT_MEM(stats.buf->mem), RT_MEM(y->buf->mem), RT_I32(y->offset), RT_MEM(z->buf->mem),
                           RT_I32(z->offset),      RT_MEM(w->buf->mem), RT_I32(w->offset), RT_MEM(dout->buf->mem),
                           RT_I32(dout->offset),   RT_I32(C),           RT_I32(want_dy),   RT_I32(want_dz),
-                          RT_I32(n)};
-        s = ops_launch_1d(ctx, PROGRAM, "", "gated_rmsnorm_bwd_dyz_f32", n, (int)CORE_LEN(dargs), dargs);
+                          RT_I32(rows)};
+        s = launch_quads(ctx, "gated_rmsnorm_bwd_dyz_f32", rows, C, (int)CORE_LEN(dargs), dargs);
     }
     tensor_free(&stats);
     return s;
@@ -178,7 +189,7 @@ attamba_status ops_swiglu_backward(rt_ctx *ctx, const tensor *gate, const tensor
                      RT_MEM(gate->buf->mem), RT_I32(gate->offset), RT_MEM(up->buf->mem),  RT_I32(up->offset),
                      RT_MEM(dout->buf->mem), RT_I32(dout->offset), RT_I32(dgate != NULL), RT_I32(dup != NULL),
                      RT_I32(n)};
-    return ops_launch_1d(ctx, PROGRAM, "", "swiglu_bwd_f32", n, (int)CORE_LEN(args), args);
+    return ops_launch_1d(ctx, PROGRAM, "", "swiglu_bwd_f32", n / 4 + n % 4, (int)CORE_LEN(args), args);
 }
 
 attamba_status ops_silu_backward(rt_ctx *ctx, const tensor *x, const tensor *dout, tensor *dx) {
