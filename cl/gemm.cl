@@ -166,6 +166,14 @@ __kernel void gemm_pack_a(int M, int K, int mpanels, __global const float *A, in
     if (mp >= mpanels || k >= K) return;
     A += ao + batch * sa;
     P += ((batch * mpanels + mp) * K + k) * RM;
+#if TRANS_A /* rows mp * RM .. are contiguous in A: explicit vectors when all RM exist */
+    if (mp * RM + RM <= M) {
+        int r = 0;
+        for (; r + 4 <= RM; r += 4) vstore4(vload4(0, &A_AT(mp * RM + r, k)), 0, P + r);
+        for (; r < RM; r++) P[r] = A_AT(mp * RM + r, k);
+        return;
+    }
+#endif
     for (int r = 0; r < RM; r++) P[r] = A_AT(min(mp * RM + r, M - 1), k);
 }
 
