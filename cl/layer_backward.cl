@@ -35,24 +35,28 @@ inline float atb_dsilu(float z) {
 
 /* Row statistics of RMSNorm backward into stats[2r], stats[2r+1] = (r, r^3 s / C); with
  * write_dx the row's dx as well (each work-item rereads exactly what it writes: dx may alias x
- * or dout). */
+ * or dout). On float4 with a C % 4 tail, as the forward norms (layer.cl). */
 __kernel void rmsnorm_bwd_rows_f32(__global float *dx, int dxo, __global float *stats,
                                    __global const float *x, int xo, __global const float *w, int wo,
                                    __global const float *dout, int go, int C, float eps, int write_dx,
                                    __local float2 *scratch) {
     int r = get_group_id(0), lid = get_local_id(0), n = get_local_size(0);
+    int C4 = C >> 2, tail = 4 * C4 + lid;
     __global const float *xr = x + xo + (size_t)r * C;
     __global const float *gr = dout + go + (size_t)r * C;
+    __global const float *wr = w + wo;
     float2 part = (float2)(0.0f, 0.0f);
-    for (int c = lid; c < C; c += n) {
-        float v = xr[c];
-        part += (float2)(v * v, gr[c] * w[wo + c] * v);
+    for (int q = lid; q < C4; q += n) {
+        float4 v = vload4(q, xr);
+        part += (float2)(dot(v, v), dot(vload4(q, gr) * vload4(q, wr), v));
     }
+    if (tail < C) part += (float2)(xr[tail] * xr[tail], gr[tail] * wr[tail] * xr[tail]);
     float coef;
     float inv = norm_bwd_stats(part, scratch, C, eps, stats, r, &coef);
     if (write_dx) {
         __global float *dr = dx + dxo + (size_t)r * C;
-        for (int c = lid; c < C; c += n) dr[c] = inv * gr[c] * w[wo + c] - xr[c] * coef;
+        for (int q = lid; q < C4; q += n) vstore4(inv * vload4(q, gr) * vload4(q, wr) - vload4(q, xr) * coef, q, dr);
+        if (tail < C) dr[tail] = inv * gr[tail] * wr[tail] - xr[tail] * coef;
     }
 }
 
@@ -66,37 +70,8 @@ __kernel void rmsnorm_bwd_dx_f32(__global float *dx, int dxo, __global const flo
     dx[dxo + i] = stats[2 * r] * dout[go + i] * w[wo + c] - x[xo + i] * stats[2 * r + 1];
 }
 
-/* Gated: the same with g = y * silu(z); dy = dg * silu(z), dz = dg * y * silu'(z). Every input
- * element is read before the work-item writes its outputs, so dy/dz may alias y, z or dout. */
-__kernel void gated_rmsnorm_bwd_rows_f32(__global float *dy, int dyo, __global float *dz, int dzo,
-                                         __global float *stats, __global const float *y, int yo,
-                                         __global const float *z, int zo, __global const float *w, int wo,
-                                         __global const float *dout, int go, int C, float eps, int write_dy,
-                                         int write_dz, __local float2 *scratch) {
-    int r = get_group_id(0), lid = get_local_id(0), n = get_local_size(0);
-    __global const float *yr = y + yo + (size_t)r * C;
-    __global const float *zr = z + zo + (size_t)r * C;
-    __global const float *gr = dout + go + (size_t)r * C;
-    float2 part = (float2)(0.0f, 0.0f);
-    for (int c = lid; c < C; c += n) {
-        float zv = zr[c], g = yr[c] * zv * atb_sigmoid(zv);
-        part += (float2)(g * g, gr[c] * w[wo + c] * g);
-    }
-    float coef;
-    float inv = norm_bwd_stats(part, scratch, C, eps, stats, r, &coef);
-    if (write_dy || write_dz) {
-        for (int c = lid; c < C; c += n) {
-            float yv = yr[c], zv = zr[c], sg = atb_sigmoid(zv), silu = zv * sg;
-            float dg = inv * gr[c] * w[wo + c] - yv * silu * coef;
-            float dzv = dg * yv * sg * (1.0f + zv * (1.0f - sg));
-            if (write_dy) dy[dyo + (size_t)r * C + c] = dg * silu;
-            if (write_dz) dz[dzo + (size_t)r * C + c] = dzv;
-        }
-    }
-}
-
-/* dy and dz from the row statistics: a 2-D launch (c / 4, r), four columns per work-item on float4
- * (PoCL runs the scalar exp of silu unvectorised), the C % 4 tail one column at a time. */
+/* Gated: the same with g = y * silu(z); dy = dg * silu(z), dz = dg * y * silu'(z), here for four
+ * elements (PoCL runs the scalar exp of silu unvectorised; the C % 4 tails use lane x). */
 inline void gated_dyz(float4 yv, float4 zv, float4 gv, float4 wv, float inv, float coef, float4 *dy, float4 *dz) {
     float4 sg = 1.0f / (1.0f + exp(-zv)), silu = zv * sg;
     float4 dg = inv * gv * wv - yv * silu * coef;
@@ -104,6 +79,48 @@ inline void gated_dyz(float4 yv, float4 zv, float4 gv, float4 wv, float inv, flo
     *dy = dg * silu;
 }
 
+__kernel void gated_rmsnorm_bwd_rows_f32(__global float *dy, int dyo, __global float *dz, int dzo,
+                                         __global float *stats, __global const float *y, int yo,
+                                         __global const float *z, int zo, __global const float *w, int wo,
+                                         __global const float *dout, int go, int C, float eps, int write_dy,
+                                         int write_dz, __local float2 *scratch) {
+    int r = get_group_id(0), lid = get_local_id(0), n = get_local_size(0);
+    int C4 = C >> 2, tail = 4 * C4 + lid;
+    __global const float *yr = y + yo + (size_t)r * C;
+    __global const float *zr = z + zo + (size_t)r * C;
+    __global const float *gr = dout + go + (size_t)r * C;
+    __global const float *wr = w + wo;
+    float2 part = (float2)(0.0f, 0.0f);
+    for (int q = lid; q < C4; q += n) {
+        float4 zv = vload4(q, zr), g = vload4(q, yr) * zv / (1.0f + exp(-zv));
+        part += (float2)(dot(g, g), dot(vload4(q, gr) * vload4(q, wr), g));
+    }
+    if (tail < C) {
+        float zv = zr[tail], g = yr[tail] * zv * atb_sigmoid(zv);
+        part += (float2)(g * g, gr[tail] * wr[tail] * g);
+    }
+    float coef;
+    float inv = norm_bwd_stats(part, scratch, C, eps, stats, r, &coef);
+    if (write_dy || write_dz) { /* every input element is read before this item writes its outputs:
+                                   dy/dz may alias y, z or dout */
+        __global float *dyr = dy + dyo + (size_t)r * C, *dzr = dz + dzo + (size_t)r * C;
+        float4 vy, vz;
+        for (int q = lid; q < C4; q += n) {
+            gated_dyz(vload4(q, yr), vload4(q, zr), vload4(q, gr), vload4(q, wr), inv, coef, &vy, &vz);
+            if (write_dy) vstore4(vy, q, dyr);
+            if (write_dz) vstore4(vz, q, dzr);
+        }
+        if (tail < C) {
+            gated_dyz((float4)(yr[tail]), (float4)(zr[tail]), (float4)(gr[tail]), (float4)(wr[tail]), inv, coef, &vy,
+                      &vz);
+            if (write_dy) dyr[tail] = vy.x;
+            if (write_dz) dzr[tail] = vz.x;
+        }
+    }
+}
+
+/* dy and dz from the row statistics: a 2-D launch (c / 4, r), four columns per work-item, the
+ * C % 4 tail one column at a time. */
 __kernel void gated_rmsnorm_bwd_dyz_f32(__global float *dy, int dyo, __global float *dz, int dzo,
                                         __global const float *stats, __global const float *y, int yo,
                                         __global const float *z, int zo, __global const float *w, int wo,
