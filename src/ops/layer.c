@@ -3,16 +3,10 @@
 #include <stdlib.h>
 
 #include "ops/layer.h"
-#include "ops/tuning.h"
 
-/* One work-group per row, each work-item taking float4s. The group size is capped by the row's
- * vector count (rounded up to 8) and by the tuning table's norm.group (why 8 on CPUs and 256 on GPUs:
- * ops/tuning.c). */
 static attamba_status launch_rows(rt_ctx *ctx, const char *kernel, int64_t rows, int64_t C, int n_args,
                                   rt_arg *args) {
-    size_t limit = (size_t)ops_tune(ctx, TUNE_NORM_GROUP);
-    size_t vecs = ((size_t)C + 3) / 4, cap = vecs < limit ? rt_round_up(vecs, 8) : limit;
-    return ops_launch_rows(ctx, "layer", kernel, rows, cap, sizeof(cl_float), n_args, args);
+    return ops_launch_rows(ctx, "layer", kernel, rows, C, sizeof(cl_float), n_args, args);
 }
 
 /* A 2-D launch over (column, row) of a rows x C matrix, the group spanning columns. */

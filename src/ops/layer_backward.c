@@ -23,12 +23,10 @@ static attamba_status expect_apart(rt_ctx *ctx, const char *op, const char *out_
                    allow_exact ? " without being the same elements" : " (not allowed)");
 }
 
-/* One work-group per row (as the forward norms): the device's group size capped by the row width
- * rounded up to 8 and by 256. */
+/* One work-group per row, sized as the forward norms'. */
 static attamba_status launch_rows(rt_ctx *ctx, const char *kernel, int64_t rows, int64_t C, int n_args,
                                   rt_arg *args) {
-    size_t cap = (size_t)C < 256 ? rt_round_up((size_t)C, 8) : 256;
-    return ops_launch_rows(ctx, PROGRAM, kernel, rows, cap, 2 * sizeof(cl_float), n_args, args);
+    return ops_launch_rows(ctx, PROGRAM, kernel, rows, C, 2 * sizeof(cl_float), n_args, args);
 }
 
 /* A 2-D launch (ceil(C / 4), rows) of a kernel taking four columns per work-item. */

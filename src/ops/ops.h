@@ -23,9 +23,11 @@ attamba_status ops_expect_rows(rt_ctx *ctx, const char *op, const char *name, co
                                int64_t *C);
 /* v is finite and >= 0 (a NaN fails); name is used in the message. */
 attamba_status ops_expect_nonneg(rt_ctx *ctx, const char *op, const char *name, double v);
-/* One work-group per row: rows groups of the device's group size for the kernel capped at cap; the
- * last argument becomes the group's __local scratch of bytes_per_item bytes per work-item. */
-attamba_status ops_launch_rows(rt_ctx *ctx, const char *program, const char *kernel, int64_t rows, size_t cap,
+/* The norms' row kernels (forward and backward), one work-group per row of C floats taken as float4s:
+ * the group size is capped by the row's vector count (rounded up to 8) and by the tuning table's
+ * norm.group (why 8 on CPUs and 256 on GPUs: ops/tuning.c); the last argument becomes the group's
+ * __local scratch of bytes_per_item bytes per work-item. */
+attamba_status ops_launch_rows(rt_ctx *ctx, const char *program, const char *kernel, int64_t rows, int64_t C,
                                size_t bytes_per_item, int n_args, rt_arg *args);
 /* Launches a 1-D kernel of `program` over n items with the device's work-group size. */
 attamba_status ops_launch_1d(rt_ctx *ctx, const char *program, const char *options, const char *kernel,

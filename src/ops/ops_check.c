@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "ops.h"
+#include "ops/tuning.h"
 
 /* Refuses a tensor of another device than the op's (tensors move between devices only explicitly). */
 static attamba_status expect_here(rt_ctx *ctx, const char *op, const char *name, const tensor *t) {
@@ -52,10 +53,12 @@ attamba_status ops_expect_nonneg(rt_ctx *ctx, const char *op, const char *name, 
     return ATTAMBA_OK;
 }
 
-attamba_status ops_launch_rows(rt_ctx *ctx, const char *program, const char *kernel, int64_t rows, size_t cap,
+attamba_status ops_launch_rows(rt_ctx *ctx, const char *program, const char *kernel, int64_t rows, int64_t C,
                                size_t bytes_per_item, int n_args, rt_arg *args) {
     cl_kernel k;
     RT_TRY(rt_kernel(ctx, program, "", kernel, &k));
+    size_t limit = (size_t)ops_tune(ctx, TUNE_NORM_GROUP);
+    size_t vecs = ((size_t)C + 3) / 4, cap = vecs < limit ? rt_round_up(vecs, 8) : limit;
     size_t local = rt_local_1d(ctx, k, cap), global = (size_t)rows * local;
     args[n_args - 1] = RT_LOCAL(local * bytes_per_item);
     return rt_launch(ctx, k, kernel, 1, &global, &local, n_args, args);
