@@ -59,7 +59,8 @@ __kernel void conv1d_f32(__global float *out, int oo, __global const float *x, i
     if (c + 4 <= C) {
         float4 wv[CONV_W], win[CONV_W];
         conv_start(xc, x_rs, wc, t0, wv, win);
-        for (int t = t0; t < t1; t++) vstore4(conv_act4(conv_step(xc, x_rs, wv, win, t, seg[so + t]), silu), 0, o + t * C);
+        for (int t = t0; t < t1; t++)
+            vstore4(conv_act4(conv_step(xc, x_rs, wv, win, t, seg[so + t]), silu), 0, o + t * C);
     } else {
         for (int t = t0; t < t1; t++)
             for (int k = 0; k < C - c; k++)
@@ -129,7 +130,7 @@ __kernel void conv1d_bwd_dx(__global float *dx, int gxo, int gx_rs, int gx_bs, _
     __global const float *wc = w + wo + c * CONV_W, *gc = g + go + b * g_bs + c;
     __global float *o = dx + gxo + b * gx_bs + c;
     if (c + 4 <= C) {
-        /* win[j] = g row t = s + j (zero past T), lo[j] its segment start */
+        /* win[j] = g row t = s + j, lo[j] its segment start (T past the end: never s >= lo) */
         float4 wv[CONV_W], win[CONV_W];
         int lo[CONV_W];
         for (int j = 0; j < CONV_W; j++) {

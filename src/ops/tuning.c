@@ -55,7 +55,8 @@ static const struct {
                            "backward: 1 each work-item walks its own rows (only without __local)"},
     /* PoCL: every barrier costs a pass over the group's work-items; 8 measured fastest there
      * (rmsnorm on [4096, 512]: ~1 ms at 8, 2.4 at 32, 7-17 at 128). GPUs want wide groups. */
-    [TUNE_NORM_GROUP] = {"norm.group", 256, 8, 256, SAME, SAME, SAME, 1, 1024, "norms (forward and backward rows): the largest work-group"},
+    [TUNE_NORM_GROUP] = {"norm.group", 256, 8, 256, SAME, SAME, SAME, 1, 1024,
+                         "norms (forward and backward rows): the largest work-group"},
     /* CPUs scan contiguous chunks (one stream per core), GPUs interleave (coalesced). */
     [TUNE_SUMSQ_SPLIT] = {"sumsq.split", 1, 0, 1, SAME, SAME, SAME, 0, 1, "sum of squares: 0 chunks, 1 interleaved"},
     [TUNE_SSM_PATH] = {"ssm.path", 0, 0, 0, SAME, SAME, SAME, 0, 2, "scan: 0 by ssm.per_cu, 1 sequential, 2 chunked"},
