@@ -8,16 +8,17 @@
 #include "ref/ref_attention.h"
 #include "testutil.h"
 
+/* The suite's context, made on first use. tu_run destroys it after the run, while the driver is
+ * whole: an atexit handler registered here would run after destructors the driver registers later
+ * (Oclgrind's LLVM state; rusticl's JIT threads), and releasing into a torn-down driver crashed or
+ * hung there. A forked test's process leaves it to the exit. */
 static rt_ctx *the_ctx;
-
-static void close_ctx(void) { attamba_context_destroy(the_ctx); }
 
 rt_ctx *tu_ctx(void) {
     if (!the_ctx) {
         char err[1024];
         attamba_status s = attamba_context_create(NULL, &the_ctx, err, sizeof err);
         ck_assert_msg(s == ATTAMBA_OK, "cannot open the test device: %s", err);
-        atexit(close_ctx);
     }
     return the_ctx;
 }
@@ -103,6 +104,8 @@ int tu_run(Suite *s) {
     srunner_run_all(r, CK_NORMAL);
     int failed = srunner_ntests_failed(r);
     srunner_free(r);
+    attamba_context_destroy(the_ctx);
+    the_ctx = NULL;
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 

@@ -186,9 +186,16 @@ static attamba_status gemm_own(rt_ctx *ctx, ops_gemm_kernel kernel, int ta, int 
 }
 
 #ifdef ATTAMBA_HAVE_CLBLAST
+/* CLBlast keeps its compiled programs (each holding the context) in a process-wide cache that it
+ * would release from a library destructor at exit, after the driver may have torn itself down
+ * (Oclgrind aborts there). Cleared when a context that used it is destroyed; another live
+ * context's entries are rebuilt on its next call. */
+static void clblast_release(void) { CLBlastClearCache(); }
+
 static attamba_status gemm_clblast(rt_ctx *ctx, int ta, int tb, int M, int N, int K, float alpha,
                                    const gemm_operand *a, const gemm_operand *b, float beta,
                                    const gemm_operand *c, int batch) {
+    ctx->release_outside = clblast_release;
     CLBlastTranspose ta_ = ta ? CLBlastTransposeYes : CLBlastTransposeNo;
     CLBlastTranspose tb_ = tb ? CLBlastTransposeYes : CLBlastTransposeNo;
     CLBlastStatusCode s;

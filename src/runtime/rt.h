@@ -73,6 +73,11 @@ struct rt_ctx {
     rt_profile_entry *profile;
     int n_profile;
     void *tuning;              /* the op layer's tuning table (ops/tuning.c), one malloc'd block */
+    /* Set by a layer above that holds driver objects of this context outside it (CLBlast's program
+     * cache): called by attamba_context_destroy after the queue has finished, before anything of
+     * the context is released, so nothing of it outlives the call (a driver may be gone by the time
+     * library destructors run at exit). */
+    void (*release_outside)(void);
 };
 typedef struct rt_ctx rt_ctx;
 

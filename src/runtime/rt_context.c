@@ -135,6 +135,7 @@ attamba_status attamba_contexts_create(const char *devices, attamba_context **ou
 void attamba_context_destroy(attamba_context *ctx) {
     if (!ctx) return;
     if (ctx->queue) clFinish(ctx->queue);
+    if (ctx->release_outside) ctx->release_outside();
     for (int i = 0; i < ctx->n_programs; i++) {
         rt_program *p = &ctx->programs[i];
         for (int k = 0; k < p->n_kernels; k++) {
