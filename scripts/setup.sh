@@ -11,7 +11,8 @@ pkgs=(build-essential cmake pkg-config
       clang-15   # PoCL's kernel compiler, libFuzzer for scripts/fuzz.sh, offline GPU compiles
       rocm-device-libs  # AMD GPU builtins for scripts/portability.py
       openmpi-bin libopenmpi-dev   # training across processes and machines (mpirun)
-      python3-jsonschema)          # tests: benchmark reports against docs/bench/schema.json
+      python3-jsonschema           # tests: benchmark reports against docs/bench/schema.json
+      oclgrind mesa-opencl-icd)    # tests: the suites on Oclgrind and on rusticl
 [ "${1:-}" = "--torch" ] && pkgs+=(python3-torch python3-numpy)
 
 missing=()
