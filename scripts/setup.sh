@@ -12,7 +12,7 @@ pkgs=(build-essential cmake pkg-config
       rocm-device-libs  # AMD GPU builtins for scripts/portability.py
       openmpi-bin libopenmpi-dev   # training across processes and machines (mpirun)
       python3-jsonschema           # tests: benchmark reports against docs/bench/schema.json
-      oclgrind mesa-opencl-icd)    # tests: the suites on Oclgrind and on rusticl
+      oclgrind)                    # tests: a few suites on the Oclgrind simulator
 [ "${1:-}" = "--torch" ] && pkgs+=(python3-torch python3-numpy)
 
 missing=()

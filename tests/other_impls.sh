@@ -2,7 +2,8 @@
 # Suites on the other OpenCL implementations Debian has, besides PoCL:
 #  - Oclgrind, a simulator that reports out-of-bounds accesses, data races and API misuse in the
 #    kernels (it presents a GPU, so the GPU rows of the tuning table run, and CLBlast for GEMM);
-#  - Mesa's rusticl on llvmpipe (a second CPU compiler and runtime).
+#  - Mesa's rusticl on llvmpipe (a second CPU compiler and runtime), where mesa-opencl-icd is
+#    installed (not by scripts/setup.sh: it registers its drivers for every process).
 # Each suite must pass and exit 0 (their teardown crashed or hung at exit on both, issue 11), and
 # Oclgrind must report nothing. An implementation that is not installed is skipped, and with
 # neither the test is skipped (exit 77).
