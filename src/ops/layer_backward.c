@@ -29,16 +29,12 @@ static attamba_status launch_rows(rt_ctx *ctx, const char *kernel, int64_t rows,
     return ops_launch_rows(ctx, PROGRAM, kernel, rows, C, 2 * sizeof(cl_float), n_args, args);
 }
 
-/* A 2-D launch (ceil(C / 4), rows) of a kernel taking four columns per work-item. */
+/* A (ceil(C / 4), rows) grid of a kernel taking four columns per work-item. */
 static attamba_status launch_quads(rt_ctx *ctx, const char *kernel, int64_t rows, int64_t C, int n_args,
                                    const rt_arg *args) {
     cl_kernel k;
     RT_TRY(rt_kernel(ctx, PROGRAM, "", kernel, &k));
-    size_t q = (size_t)(C + 3) / 4, lx = rt_local_1d(ctx, k, q < 64 ? rt_round_up(q, 8) : 64);
-    size_t ly = 1;
-    while (ly * 2 * lx <= rt_local_1d(ctx, k, 256) && ly < (size_t)rows) ly *= 2;
-    size_t local[2] = {lx, ly}, global[2] = {q, (size_t)rows};
-    return rt_launch(ctx, k, kernel, 2, global, local, n_args, args);
+    return ops_launch_grid(ctx, k, kernel, (C + 3) / 4, rows, 1, n_args, args);
 }
 
 /* dw[c] += sum over rows of dout[r, c] * g[r, c] * stats[2r], g = a or a * silu(z) (z non-NULL).

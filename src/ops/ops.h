@@ -29,6 +29,12 @@ attamba_status ops_expect_nonneg(rt_ctx *ctx, const char *op, const char *name, 
  * __local scratch of bytes_per_item bytes per work-item. */
 attamba_status ops_launch_rows(rt_ctx *ctx, const char *program, const char *kernel, int64_t rows, int64_t C,
                                size_t bytes_per_item, int n_args, rt_arg *args);
+/* Launches kernel k (named `name` in the profile) over a (x, y, z) grid whose work-groups span lx
+ * of x (the width of 64, 32, 16, 8 that pads x least) by as many y as fill the kernel's group size
+ * (at most 256): for kernels that take a few columns per work-item down rows (PoCL pays per
+ * work-group, so one narrow row per group costs as much as the arithmetic). */
+attamba_status ops_launch_grid(rt_ctx *ctx, cl_kernel k, const char *name, int64_t x, int64_t y, int64_t z,
+                               int n_args, const rt_arg *args);
 /* Launches a 1-D kernel of `program` over n items with the device's work-group size. */
 attamba_status ops_launch_1d(rt_ctx *ctx, const char *program, const char *options, const char *kernel,
                              int64_t n, int n_args, const rt_arg *args);

@@ -64,6 +64,16 @@ attamba_status ops_launch_rows(rt_ctx *ctx, const char *program, const char *ker
     return rt_launch(ctx, k, kernel, 1, &global, &local, n_args, args);
 }
 
+attamba_status ops_launch_grid(rt_ctx *ctx, cl_kernel k, const char *name, int64_t x, int64_t y, int64_t z,
+                               int n_args, const rt_arg *args) {
+    size_t cap = rt_local_1d(ctx, k, 256), lx = 1, ly = 1;
+    for (size_t w = 64; w >= 8; w /= 2)
+        if (w <= cap && (lx == 1 || rt_round_up((size_t)x, w) < rt_round_up((size_t)x, lx))) lx = w;
+    while (ly * 2 * lx <= cap && ly < (size_t)y) ly *= 2;
+    size_t local[3] = {lx, ly, 1}, global[3] = {(size_t)x, (size_t)y, (size_t)z};
+    return rt_launch(ctx, k, name, 3, global, local, n_args, args);
+}
+
 attamba_status ops_launch_1d(rt_ctx *ctx, const char *program, const char *options, const char *kernel,
                              int64_t n, int n_args, const rt_arg *args) {
     cl_kernel k;

@@ -61,21 +61,14 @@ static attamba_status expect_conv_xw(rt_ctx *ctx, const char *op, const tensor *
     return ATTAMBA_OK;
 }
 
-/* The (c / 4, rows, b) launch of the prefill and backward kernels (cl/conv1d.cl; rows: tokens, or
- * tiles of CONV_TT tokens). A work-group spans lx channel groups (the width of 64, 32, 16, 8 that
- * pads c / 4 least) and as many rows as fill the work-group size: PoCL pays per work-group. */
+/* The prefill and backward kernels of cl/conv1d.cl: a (c / 4, rows, b) grid (rows: tokens, or tiles
+ * of CONV_TT tokens). */
 enum { CONV_TT = 8 }; /* as in cl/conv1d.cl */
-static attamba_status launch_conv(rt_ctx *ctx, const char *opts, const char *kernel, int64_t B, int64_t T,
+static attamba_status launch_conv(rt_ctx *ctx, const char *opts, const char *kernel, int64_t B, int64_t rows,
                                   int64_t C, int n_args, const rt_arg *args) {
     cl_kernel k;
     RT_TRY(rt_kernel(ctx, "conv1d", opts, kernel, &k));
-    size_t c4 = (size_t)(C + 3) / 4, cap = rt_local_1d(ctx, k, 256), lx = 1;
-    for (size_t w = 64; w >= 8; w /= 2)
-        if (w <= cap && (lx == 1 || rt_round_up(c4, w) < rt_round_up(c4, lx))) lx = w;
-    size_t ly = 1;
-    while (ly * 2 * lx <= cap && ly < (size_t)T) ly *= 2;
-    size_t local[3] = {lx, ly, 1}, global[3] = {c4, (size_t)T, (size_t)B};
-    return rt_launch(ctx, k, kernel, 3, global, local, n_args, args);
+    return ops_launch_grid(ctx, k, kernel, (C + 3) / 4, rows, B, n_args, args);
 }
 
 attamba_status ops_conv1d(rt_ctx *ctx, const tensor *x, const tensor *w, const tensor *seg_start, int silu,
@@ -96,7 +89,7 @@ attamba_status ops_conv1d(rt_ctx *ctx, const tensor *x, const tensor *w, const t
                      RT_I32(xi.rs),         RT_I32(xi.bs),       RT_MEM(w->buf->mem), RT_I32(w->offset),
                      RT_MEM(seg_start->buf->mem), RT_I32(seg_start->offset), RT_I32(B), RT_I32(T),
                      RT_I32(C),             RT_I32(silu != 0)};
-    return launch_conv(ctx, opts, "conv1d_f32", B, (T + 7) / 8, C, (int)CORE_LEN(args), args);
+    return launch_conv(ctx, opts, "conv1d_f32", B, (T + CONV_TT - 1) / CONV_TT, C, (int)CORE_LEN(args), args);
 }
 
 attamba_status ops_conv1d_step(rt_ctx *ctx, const tensor *x, const tensor *w, tensor *state, const tensor *restart,
