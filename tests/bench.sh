@@ -7,7 +7,8 @@
 #     the JSON files writes byte-identical files;
 #     the committed suite run in docs/bench/suite/ is likewise regenerated from its JSON alone;
 #  3. `bench compare` matches every entry of the two devices' reports and prints their ratios;
-#     a broken report is refused with its file named.
+#     a broken report is refused with its file named;
+#  4. `bench train --profile` prints each kernel's share of a step and the zeroing + AdamW line.
 #   tests/bench.sh ATTAMBA_BINARY SOURCE_DIR
 set -euo pipefail
 cli=$1
@@ -71,4 +72,10 @@ if "$cli" bench compare "${reports[0]}" "$work/bad.json" > /dev/null 2> "$work/b
     fail "compare accepted a broken report"
 fi
 grep -q "bad.json" "$work/bad.err" || { cat "$work/bad.err"; fail "compare's error does not name the file"; }
-echo "bench suite, report, compare: ok (${#reports[@]} devices, $n_entries entries each)"
+
+# 4. bench train --profile: per-step kernel shares after the warm-up, and the zeroing + AdamW line
+"$cli" bench train --preset tiny --steps 2 --profile > "$work/profile.txt" || fail "bench train --profile exited with $?"
+grep -q "^adamw_step .*%" "$work/profile.txt" || { cat "$work/profile.txt"; fail "no per-step row for adamw_step"; }
+grep -qE "^zeroing \(fill_u32\) [0-9.]+ ms \+ AdamW \(adamw_step\) [0-9.]+ ms per step: [0-9.]+% of the [0-9.]+ ms step \(4 steps profiled\)" \
+    "$work/profile.txt" || { cat "$work/profile.txt"; fail "no zeroing + AdamW line"; }
+echo "bench suite, report, compare, train --profile: ok (${#reports[@]} devices, $n_entries entries each)"

@@ -161,6 +161,11 @@ attamba_status rt_finish(rt_ctx *ctx);
 
 /* Profiling report: one line per kernel label, sorted by total time, then the counters. */
 void rt_profile_print(const rt_ctx *ctx, void *file /* FILE* */);
+/* The same per step of a repeated piece of work: launches and kernel ms per step over `steps`
+ * steps, and each label's share of a step of step_seconds (wall time). */
+void rt_profile_print_steps(const rt_ctx *ctx, void *file /* FILE* */, int64_t steps, double step_seconds);
+/* Zeroes every label's launches and time (to profile from a point on, e.g. after a warm-up). */
+void rt_profile_reset(rt_ctx *ctx);
 
 /* ---- device buffers (the only place that creates, reads, writes or copies them) ---- */
 /* A new buffer, refused with ATTAMBA_ERR_OUT_OF_MEMORY beyond the device's largest allocation or

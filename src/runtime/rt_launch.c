@@ -84,18 +84,45 @@ static int by_time(const void *a, const void *b) {
     return (x < y) - (x > y);
 }
 
+void rt_profile_reset(rt_ctx *ctx) {
+    for (int i = 0; i < ctx->n_profile; i++) {
+        ctx->profile[i].launches = 0;
+        ctx->profile[i].seconds = 0;
+    }
+}
+
+/* The labels that ran, sorted by total time (malloc'd; NULL when none or out of memory). */
+static rt_profile_entry *profile_sorted(const rt_ctx *ctx, int *n) {
+    rt_profile_entry *sorted = ctx->n_profile ? malloc((size_t)ctx->n_profile * sizeof *sorted) : NULL;
+    *n = 0;
+    if (!sorted) return NULL;
+    for (int i = 0; i < ctx->n_profile; i++)
+        if (ctx->profile[i].launches) sorted[(*n)++] = ctx->profile[i];
+    qsort(sorted, (size_t)*n, sizeof *sorted, by_time);
+    return sorted;
+}
+
+void rt_profile_print_steps(const rt_ctx *ctx, void *file, int64_t steps, double step_seconds) {
+    FILE *f = file;
+    int n;
+    rt_profile_entry *sorted = profile_sorted(ctx, &n);
+    fprintf(f, "%-32s %12s %10s %8s\n", "kernel", "launches/step", "ms/step", "of step");
+    for (int i = 0; i < n && steps > 0; i++)
+        fprintf(f, "%-32s %12.1f %10.2f %7.1f%%\n", sorted[i].name, (double)sorted[i].launches / (double)steps,
+                1e3 * sorted[i].seconds / (double)steps, 100.0 * sorted[i].seconds / (double)steps / step_seconds);
+    free(sorted);
+}
+
 void rt_profile_print(const rt_ctx *ctx, void *file) {
     FILE *f = file;
     if (!ctx->n_profile) {
         fprintf(f, "no kernel profile (set ATTAMBA_PROFILE=1)\n");
         return;
     }
-    rt_profile_entry *sorted = malloc((size_t)ctx->n_profile * sizeof *sorted);
-    if (!sorted) return;
-    memcpy(sorted, ctx->profile, (size_t)ctx->n_profile * sizeof *sorted);
-    qsort(sorted, (size_t)ctx->n_profile, sizeof *sorted, by_time);
+    int n;
+    rt_profile_entry *sorted = profile_sorted(ctx, &n);
     fprintf(f, "%-32s %10s %12s %12s\n", "kernel", "launches", "total ms", "mean us");
-    for (int i = 0; i < ctx->n_profile; i++)
+    for (int i = 0; i < n; i++)
         fprintf(f, "%-32s %10llu %12.3f %12.1f\n", sorted[i].name, (unsigned long long)sorted[i].launches,
                 1e3 * sorted[i].seconds, 1e6 * sorted[i].seconds / (double)sorted[i].launches);
     free(sorted);
