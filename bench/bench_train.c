@@ -162,8 +162,8 @@ static void print_profile(const rt_ctx *ctx, int64_t steps, double step_seconds)
     }
     printf("zeroing (fill_u32) %.1f ms + AdamW (adamw_step) %.1f ms per step: %.1f%% of the %.1f ms step "
            "(%lld steps profiled)\n",
-           1e3 * zero / (double)steps, 1e3 * adamw / (double)steps, 100.0 * (zero + adamw) / (double)steps / step_seconds,
-           1e3 * step_seconds, (long long)steps);
+           1e3 * zero / (double)steps, 1e3 * adamw / (double)steps,
+           100.0 * (zero + adamw) / (double)steps / step_seconds, 1e3 * step_seconds, (long long)steps);
 }
 
 int bench_train_main(int argc, char **argv) {
