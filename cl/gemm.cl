@@ -140,16 +140,27 @@ __kernel void gemv_group(int M, int K, __global const float *X, int xo, int ldx,
 #define NW (VW * NV) /* columns per work-item = panel width */
 
 /* P[b][panel][k][j] = op(B[b])[k][panel * NW + j], 0 past column N. Work-item (x = k, y = panel,
- * z = batch of B); P's batch stride is panels * K * NW. */
+ * z = batch of B) for a transposed B: neighbours read neighbouring floats of a row of B. A plain B
+ * swaps x and y (x = panel): neighbours read neighbouring NW-float pieces of row k, as vectors
+ * (with x = k, PoCL gathered one float per row, 2 KB and more apart: 4.6 GB/s).
+ * P's batch stride is panels * K * NW. */
 __kernel void gemm_pack_b(int N, int K, int panels, __global const float *B, int bo, int ldb, int sb,
                           __global float *P) {
+#if TRANS_B
     int k = get_global_id(0), panel = get_global_id(1), batch = get_global_id(2);
+#else
+    int panel = get_global_id(0), k = get_global_id(1), batch = get_global_id(2);
+#endif
     if (k >= K || panel >= panels) return;
     int n0 = panel * NW;
     B += bo + batch * sb;
     P += ((batch * panels + panel) * K + k) * NW;
     if (n0 + NW <= N) {
+#if TRANS_B
         for (int j = 0; j < NW; j++) P[j] = B_AT(k, n0 + j);
+#else
+        for (int v = 0; v < NV; v++) VSTORE(VLOAD(v, B + k * ldb + n0), v, P);
+#endif
     } else {
         for (int j = 0; j < NW; j++) P[j] = n0 + j < N ? B_AT(k, n0 + j) : 0.0f;
     }

@@ -124,8 +124,10 @@ static attamba_status gemm_tiles(rt_ctx *ctx, const gemm_tuning *t, int ta, int 
         if (!s) s = tensor_scratch(ctx, &scratch, TENSOR_F32, 2, ((int64_t[]){(int64_t)b_batch * panels * K, nw}));
         if (!s) {
             bt = (gemm_operand){scratch.buf->mem, 0, nw, b->stride ? panels * K * nw : 0, K, nw};
-            size_t lp = rt_local_1d(ctx, kp, 64);
-            size_t pglobal[3] = {(size_t)K, (size_t)panels, (size_t)b_batch}, plocal[3] = {lp, 1, 1};
+            /* x = k for a transposed B, x = panel for a plain one (cl/gemm.cl) */
+            size_t x = tb ? (size_t)K : (size_t)panels, y = tb ? (size_t)panels : (size_t)K;
+            size_t lp = rt_local_1d(ctx, kp, x < 64 ? rt_round_up(x, 8) : 64);
+            size_t pglobal[3] = {x, y, (size_t)b_batch}, plocal[3] = {lp, 1, 1};
             rt_arg pargs[] = {RT_I32(N), RT_I32(K), RT_I32(panels), GEMM_A_ARGS(b), RT_MEM(bt.mem)};
             s = rt_launch(ctx, kp, "gemm_pack_b", 3, pglobal, plocal, (int)CORE_LEN(pargs), pargs);
         }
