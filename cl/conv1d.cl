@@ -28,12 +28,17 @@ inline float conv_pre(__global const float *xc, int x_rs, __global const float *
     return acc;
 }
 
+/* The weights of tap j for the four channels at wc (channel k's taps at wc[k * CONV_W]). */
+inline float4 conv_w4(__global const float *wc, int j) {
+    return (float4)(wc[j], wc[CONV_W + j], wc[2 * CONV_W + j], wc[3 * CONV_W + j]);
+}
+
 /* The window of four channels at xc (weights wc[k * CONV_W + j] for channel k) before token t0:
  * win[1 .. CONV_W-1] = rows t0 - CONV_W + 1 .. t0 - 1 (clamped at 0; selected away by conv_step). */
 inline void conv_start(__global const float *xc, int x_rs, __global const float *wc, int t0, float4 *wv,
                        float4 *win) {
     for (int j = 0; j < CONV_W; j++) {
-        wv[j] = (float4)(wc[j], wc[CONV_W + j], wc[2 * CONV_W + j], wc[3 * CONV_W + j]);
+        wv[j] = conv_w4(wc, j);
         win[j] = vload4(0, xc + max(t0 - CONV_W + j, 0) * x_rs);
     }
 }
@@ -134,7 +139,7 @@ __kernel void conv1d_bwd_dx(__global float *dx, int gxo, int gx_rs, int gx_bs, _
         float4 wv[CONV_W], win[CONV_W];
         int lo[CONV_W];
         for (int j = 0; j < CONV_W; j++) {
-            wv[j] = (float4)(wc[j], wc[CONV_W + j], wc[2 * CONV_W + j], wc[3 * CONV_W + j]);
+            wv[j] = conv_w4(wc, j);
             int t = s0 - 1 + j, tc = clamp(t, 0, T - 1);
             win[j] = vload4(0, gc + tc * g_rs);
             lo[j] = t < T ? seg[so + tc] : T;

@@ -41,12 +41,6 @@ inline float loss_hmax8(float8 v) {
     return fmax(b.lo, b.hi);
 }
 
-inline float loss_hsum8(float8 v) {
-    float4 a = v.lo + v.hi;
-    float2 b = a.lo + a.hi;
-    return b.lo + b.hi;
-}
-
 /* The row scans below read eight floats at a time with vload8 (element alignment is enough) and
  * call the vector exp: PoCL does not vectorise exp() across work-items inside these loops, and the
  * scalar exp made the cross-entropy kernels ~15x slower than copying the logits. Each work-item
@@ -71,7 +65,7 @@ inline void loss_row_max_sum(__global const float *row, int V, float scale, __lo
     float m = loss_row_max(row, V, red);
     float8 s8 = (float8)(0.0f);
     for (int jv = lid; jv < nv; jv += n) s8 += exp(scale * (vload8(jv, row) - m));
-    float s = loss_hsum8(s8);
+    float s = atb_hsum8(s8);
     for (int j = 8 * nv + lid; j < V; j += n) s += exp(scale * (row[j] - m));
     *max_out = m;
     *sum_out = loss_group_sum(red, s);
@@ -196,7 +190,7 @@ __kernel void softmax_temperature_rows(__global const float *logits, int lo, int
         vstore8(e, jv, p);
         s8 += e;
     }
-    float s = loss_hsum8(s8);
+    float s = atb_hsum8(s8);
     for (int j = 8 * nv + lid; j < V; j += n) {
         float e = exp(inv_t * (row[j] - m));
         p[j] = e;
@@ -209,8 +203,8 @@ __kernel void softmax_temperature_rows(__global const float *logits, int lo, int
 
 /* dlogits[r, j] = scale * (exp(x[r, j] - lse[r]) - (j == t)): the gradient of scale * loss[r], eight
  * elements per work-item of a 2-D launch (j / 8, r), so the row needs no division and exp runs on
- * float8 (the last item of a row takes the V % 8 tail one by one). Ignored rows get 0 (whatever their logits); targets
- * outside [0, V) get NaN. dlogits may be the very same elements as logits: each work-item reads its
+ * float8 (the last item of a row takes the V % 8 tail one by one). Ignored rows get 0 (whatever
+ * their logits); targets outside [0, V) get NaN. dlogits may be the very same elements as logits: each work-item reads its
  * elements before it writes them and touches no other element, and the one-hot term needs only the index t,
  * not x[t]; so neither pointer is restrict. */
 __kernel void cross_entropy_backward(__global const float *logits, int lo, int V, __global const int *targets,
