@@ -10,7 +10,7 @@
  *                             deep; explicit vectors map straight onto AVX/AVX-512 registers).
  *   gemm_local                __local tiles for GPUs: a work-group of LW x LW items computes an
  *                             LT x LT block of C from LT x KT slices of A and B staged in __local.
- * Options: -DTRANS_A=0|1 -DTRANS_B=0|1, and per scheme RM; RM VW NV PACKED; LT LW KT. */
+ * Options: -DTRANS_A=0|1 -DTRANS_B=0|1, -DWT=0|1|2 (B's storage), and per scheme RM; RM VW NV PACKED; LT LW KT. */
 #ifndef TRANS_A
 #define TRANS_A 0
 #endif
@@ -26,24 +26,98 @@
 #else
 #define A_AT(m, k) A[(m) * lda + (k)]
 #endif
-#if TRANS_B
-#define B_AT(k, n) B[(n) * ldb + (k)]
-#else
-#define B_AT(k, n) B[(k) * ldb + (n)]
+/* B's storage (-DWT): 0 f32; 1 f16, read with vload_half (core OpenCL 1.2: no cl_khr_fp16 needed);
+ * 2 q8 blocks (tensor.h: per 32 values along a row, an f32 scale d and 32 int8 q, 36 bytes; value
+ * d * q), only as a transposed B (a weight W [N, K] in x W^T), its offsets and strides counting
+ * blocks. BT is the element type the kernels take B as; B_STEP(x) advances B by x elements. */
+#ifndef WT
+#define WT 0
 #endif
+#if WT == 0
+#define BT float
+#define B_STEP(x) (x)
+#define B_LOAD(i) B[i]
+#elif WT == 1
+#define BT half
+#define B_STEP(x) (x)
+#define B_LOAD(i) vload_half((i), B)
+#elif WT == 2
+#if !TRANS_B
+#error "q8 B needs TRANS_B"
+#endif
+#define BT uchar
+#define Q8_BLOCK 32
+#define Q8_BYTES 36
+#define B_STEP(x) ((x) * Q8_BYTES)
+/* value k of the row whose first block is row_blk blocks from B */
+inline float q8_at(__global const uchar *B, int row_blk, int k) {
+    __global const uchar *blk = B + (row_blk + k / Q8_BLOCK) * Q8_BYTES;
+    return *(__global const float *)blk * (float)((__global const char *)blk)[4 + k % Q8_BLOCK];
+}
+#else
+#error "WT must be 0, 1 or 2"
+#endif
+#if WT == 2
+#define B_AT(k, n) q8_at(B, (n) * ldb, (k))
+#elif TRANS_B
+#define B_AT(k, n) B_LOAD((n) * ldb + (k))
+#else
+#define B_AT(k, n) B_LOAD((k) * ldb + (n))
+#endif
+
+/* The dot product of K floats at a with a row of B (w: its start, B_STEP(row * ldb) from B): two
+ * float8 accumulators (not a float16: AVX2 has no 16-wide ABI), the stored type converted as it is
+ * loaded (q8: K is a multiple of 32, one scale per block). */
+inline float dot_row(const __global float *a, const __global BT *w, int K) {
+    float8 s0 = (float8)(0.0f), s1 = (float8)(0.0f);
+    int k = 0;
+#if WT == 2
+    for (; k < K; k += Q8_BLOCK, w += Q8_BYTES) {
+        __global const char *q = (__global const char *)(w + 4);
+        float8 t0 = vload8(0, a + k) * convert_float8(vload8(0, q));
+        float8 t1 = vload8(1, a + k) * convert_float8(vload8(1, q));
+        t0 = fma(vload8(2, a + k), convert_float8(vload8(2, q)), t0);
+        t1 = fma(vload8(3, a + k), convert_float8(vload8(3, q)), t1);
+        float d = *(__global const float *)w;
+        s0 = fma((float8)(d), t0, s0);
+        s1 = fma((float8)(d), t1, s1);
+    }
+#else
+    for (; k + 16 <= K; k += 16) {
+#if WT == 1
+        s0 = fma(vload8(0, a + k), vload_half8(0, w + k), s0);
+        s1 = fma(vload8(0, a + k + 8), vload_half8(0, w + k + 8), s1);
+#else
+        s0 = fma(vload8(0, a + k), vload8(0, w + k), s0);
+        s1 = fma(vload8(0, a + k + 8), vload8(0, w + k + 8), s1);
+#endif
+    }
+#endif
+    float8 h8 = s0 + s1;
+    float4 h4 = h8.lo + h8.hi;
+    float s = h4.x + h4.y + h4.z + h4.w;
+#if WT != 2
+#if WT == 1
+    for (; k < K; k++) s = fma(a[k], vload_half(k, w), s);
+#else
+    for (; k < K; k++) s = fma(a[k], w[k], s);
+#endif
+#endif
+    return s;
+}
 
 /* Work-item (x = column n, y = block of RM rows, z = batch): consecutive work-items read consecutive
  * B elements while the RM values of A are shared by the whole group. */
 __kernel void gemm_f32(int M, int N, int K, float alpha,
                        __global const float *A, int ao, int lda, int sa,
-                       __global const float *B, int bo, int ldb, int sb, float beta,
+                       __global const BT *B, int bo, int ldb, int sb, float beta,
                        __global float *C, int co, int ldc, int sc) {
     int n = get_global_id(0);
     int m0 = get_global_id(1) * RM;
     int batch = get_global_id(2);
     if (n >= N || m0 >= M) return;
     A += ao + batch * sa;
-    B += bo + batch * sb;
+    B += B_STEP(bo + batch * sb);
     C += co + batch * sc;
     int rows[RM];
     float acc[RM];
@@ -67,27 +141,19 @@ __kernel void gemm_f32(int M, int N, int K, float alpha,
  * (decode: x W^T with one or a few rows); other layouts take the scalar loop. */
 __kernel void gemm_dot(int M, int N, int K, float alpha,
                        __global const float *A, int ao, int lda, int sa,
-                       __global const float *B, int bo, int ldb, int sb, float beta,
+                       __global const BT *B, int bo, int ldb, int sb, float beta,
                        __global float *C, int co, int ldc, int sc) {
     int n = get_global_id(0), m = get_global_id(1), batch = get_global_id(2);
     if (n >= N || m >= M) return;
     A += ao + batch * sa;
-    B += bo + batch * sb;
+    B += B_STEP(bo + batch * sb);
     C += co + batch * sc;
-    int k = 0;
     float s = 0.0f;
 #if !TRANS_A && TRANS_B
-    const __global float *a = A + m * lda, *b = B + n * ldb;
-    float8 acc0 = (float8)(0.0f), acc1 = (float8)(0.0f); /* two float8, not a float16: AVX2 has no 16-wide ABI */
-    for (; k + 16 <= K; k += 16) {
-        acc0 = fma(vload8(0, a + k), vload8(0, b + k), acc0);
-        acc1 = fma(vload8(0, a + k + 8), vload8(0, b + k + 8), acc1);
-    }
-    float8 h8 = acc0 + acc1;
-    float4 h4 = h8.lo + h8.hi;
-    s = h4.x + h4.y + h4.z + h4.w;
+    s = dot_row(A + m * lda, B + B_STEP(n * ldb), K);
+#else
+    for (int k = 0; k < K; k++) s = fma(A_AT(m, k), B_AT(k, n), s);
 #endif
-    for (; k < K; k++) s = fma(A_AT(m, k), B_AT(k, n), s);
     __global float *c = C + m * ldc + n;
     *c = alpha * s + (beta != 0.0f ? beta * *c : 0.0f);
 }
@@ -96,12 +162,12 @@ __kernel void gemm_dot(int M, int N, int K, float alpha,
  * matrices W_i [N_i, K] (rows ldw_i apart) in one launch, x [M, K] (rows ldx apart), y_i [M, N_i] (rows
  * ldy_i apart). Work-item x = an output column of the concatenation [N_0 | N_1 | ...], y = row m;
  * each is a float8 dot product, as gemm_dot. Members past n_members have N_i = 0. */
-#define GEMV_MEMBER(i) __global const float *W##i, int wo##i, int ldw##i, int n##i, __global float *Y##i, int yo##i, \
+#define GEMV_MEMBER(i) __global const BT *W##i, int wo##i, int ldw##i, int n##i, __global float *Y##i, int yo##i, \
                        int ldy##i, int acc##i
 #define GEMV_PICK(i)                                                                                   \
     if (member < 0) {                                                                                 \
         if (n < n##i) {                                                                               \
-            W = W##i + wo##i + n * ldw##i;                                                            \
+            W = W##i + B_STEP(wo##i + n * ldw##i);                                                    \
             Y = Y##i + yo##i + m * ldy##i + n;                                                        \
             acc = acc##i;                                                                             \
             member = i;                                                                               \
@@ -113,21 +179,11 @@ __kernel void gemv_group(int M, int K, __global const float *X, int xo, int ldx,
                          GEMV_MEMBER(2), GEMV_MEMBER(3), GEMV_MEMBER(4), GEMV_MEMBER(5)) {
     int n = get_global_id(0), m = get_global_id(1), member = -1, acc = 0;
     if (m >= M) return;
-    __global const float *W = W0;
+    __global const BT *W = W0;
     __global float *Y = Y0;
     GEMV_PICK(0) GEMV_PICK(1) GEMV_PICK(2) GEMV_PICK(3) GEMV_PICK(4) GEMV_PICK(5)
     if (member < 0) return; /* past the last column */
-    const __global float *a = X + xo + m * ldx;
-    float8 s0 = (float8)(0.0f), s1 = (float8)(0.0f);
-    int k = 0;
-    for (; k + 16 <= K; k += 16) {
-        s0 = fma(vload8(0, a + k), vload8(0, W + k), s0);
-        s1 = fma(vload8(0, a + k + 8), vload8(0, W + k + 8), s1);
-    }
-    float8 h8 = s0 + s1;
-    float4 h4 = h8.lo + h8.hi;
-    float s = h4.x + h4.y + h4.z + h4.w;
-    for (; k < K; k++) s = fma(a[k], W[k], s);
+    float s = dot_row(X + xo + m * ldx, W, K);
     *Y = s + (acc ? *Y : 0.0f);
 }
 
@@ -144,7 +200,7 @@ __kernel void gemv_group(int M, int K, __global const float *X, int xo, int ldx,
  * swaps x and y (x = panel): neighbours read neighbouring NW-float pieces of row k, as vectors
  * (with x = k, PoCL gathered one float per row, 2 KB and more apart: 4.6 GB/s).
  * P's batch stride is panels * K * NW. */
-__kernel void gemm_pack_b(int N, int K, int panels, __global const float *B, int bo, int ldb, int sb,
+__kernel void gemm_pack_b(int N, int K, int panels, __global const BT *B, int bo, int ldb, int sb,
                           __global float *P) {
 #if TRANS_B
     int k = get_global_id(0), panel = get_global_id(1), batch = get_global_id(2);
@@ -153,10 +209,10 @@ __kernel void gemm_pack_b(int N, int K, int panels, __global const float *B, int
 #endif
     if (k >= K || panel >= panels) return;
     int n0 = panel * NW;
-    B += bo + batch * sb;
+    B += B_STEP(bo + batch * sb);
     P += ((batch * panels + panel) * K + k) * NW;
     if (n0 + NW <= N) {
-#if TRANS_B
+#if TRANS_B || WT
         for (int j = 0; j < NW; j++) P[j] = B_AT(k, n0 + j);
 #else
         for (int v = 0; v < NV; v++) VSTORE(VLOAD(v, B + k * ldb + n0), v, P);
@@ -279,13 +335,13 @@ __kernel void gemm_tiles(int M, int N, int K, float alpha,
  * only the final store. */
 __kernel void gemm_local(int M, int N, int K, float alpha,
                          __global const float *A, int ao, int lda, int sa,
-                         __global const float *B, int bo, int ldb, int sb, float beta,
+                         __global const BT *B, int bo, int ldb, int sb, float beta,
                          __global float *C, int co, int ldc, int sc) {
     __local float As[KT][LT], Bs[KT][LT];
     int lx = get_local_id(0), ly = get_local_id(1), tid = ly * LW + lx, batch = get_global_id(2);
     int m0 = get_group_id(1) * LT, n0 = get_group_id(0) * LT;
     A += ao + batch * sa;
-    B += bo + batch * sb;
+    B += B_STEP(bo + batch * sb);
     C += co + batch * sc;
     float acc[WPT][WPT];
     for (int i = 0; i < WPT; i++)

@@ -32,6 +32,7 @@ void cli_mpi_end(const struct train_comm *c, int rc);
 
 int cli_devices(int argc, char **argv);
 int cli_init(int argc, char **argv);
+int cli_quantize(int argc, char **argv);
 int cli_info(int argc, char **argv);
 int cli_forward(int argc, char **argv);
 int cli_generate(int argc, char **argv);

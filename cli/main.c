@@ -38,6 +38,7 @@ static const struct {
 } commands[] = {
     {"devices", cli_devices, "list OpenCL devices and what they can do"},
     {"init", cli_init, "write a seeded random model (config + weights)"},
+    {"quantize", cli_quantize, "store a model's projections as f16 or 8-bit blocks (q8)"},
     {"info", cli_info, "a model's config, parameter count and KV-cache bytes"},
     {"forward", cli_forward, "logits of token sequences, as raw f32"},
     {"generate", cli_generate, "stream text from a prompt"},

@@ -186,6 +186,76 @@ int cli_init(int argc, char **argv) {
     return rc;
 }
 
+/* ---- quantize ---- */
+
+int cli_quantize(int argc, char **argv) {
+    static const struct option opts[] = {{"type", required_argument, 0, 't'}, {"in", required_argument, 0, 'i'},
+                                         {"out", required_argument, 0, 'o'},  {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    const char *in = NULL, *out = NULL;
+    int type = -1, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "t:i:o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 't':
+            if ((type = model_weight_type_parse(optarg)) < 0)
+                return cli_error("quantize", "bad --type %s (f32, f16 or q8)", optarg), 2;
+            break;
+        case 'i': in = optarg; break;
+        case 'o': out = optarg; break;
+        case 'h':
+            printf("usage: attamba quantize --type f16|q8|f32 --in DIR --out DIR\n\n"
+                   "Writes the model in DIR with its projection matrices and output layer stored as f16 or q8\n"
+                   "(8-bit values in blocks of 32 with an f32 scale; docs/weights.md); embeddings, norms, convs\n"
+                   "and SSM parameters stay f32. f32 turns a quantized model back into f32 (its rounded values).\n"
+                   "Such a model runs forward, generate and eval with the weights read in their type; training\n"
+                   "needs f32. No device is needed.\n");
+            return 0;
+        default: return 2;
+        }
+    }
+    if (!in || !out || type < 0) return cli_error("quantize", "need --type, --in DIR and --out DIR"), 2;
+    model_config cfg;
+    char err[600];
+    char *cin = core_strdup_printf("%s/config.json", in), *win = core_strdup_printf("%s/model.safetensors", in);
+    char *cout = core_strdup_printf("%s/config.json", out), *wout = core_strdup_printf("%s/model.safetensors", out);
+    float *host = NULL;
+    weight_info *list = NULL;
+    int n = 0, rc = 0;
+    if (!cin || !win || !cout || !wout) rc = cli_error("quantize", "out of host memory");
+    else if (model_config_load(cin, &cfg, err, sizeof err) || weights_read_host(&cfg, win, &host, err, sizeof err))
+        rc = cli_error("quantize", "%s", err);
+    if (!rc) {
+        cfg.weights = (weight_type)type;
+        if (weights_list(&cfg, &list, &n)) rc = cli_error("quantize", "out of host memory");
+    }
+    int64_t low = 0, kept = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        int64_t numel = list[i].shape[0] * (list[i].ndim == 2 ? list[i].shape[1] : 1);
+        if (list[i].dtype == TENSOR_F32) {
+            kept += numel;
+            continue;
+        }
+        low += numel;
+        for (int64_t j = 0; j < numel && !rc; j++)
+            if (!isfinite(host[list[i].offset + j]))
+                rc = cli_error("quantize", "%s: tensor '%s' has a non-finite value at %lld", win, list[i].name, (long long)j);
+    }
+    if (!rc && core_mkdirs(out) != 0) rc = cli_error("quantize", "cannot create %s", out);
+    if (!rc && (weights_save_host(list, n, host, wout, err, sizeof err) || model_config_save(&cfg, cout, err, sizeof err)))
+        rc = cli_error("quantize", "%s", err);
+    if (!rc)
+        printf("wrote %s: %lld parameters as %s, %lld as f32; and %s\n", wout, (long long)low,
+               model_weight_type_name(cfg.weights), (long long)kept, cout);
+    free(host);
+    free(list);
+    free(cin);
+    free(win);
+    free(cout);
+    free(wout);
+    return rc;
+}
+
 /* ---- info ---- */
 
 /* Device memory of a model at B x T, measured: the arenas and scratch a prefill and a decode step

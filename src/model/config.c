@@ -101,6 +101,7 @@ attamba_status model_config_validate(const model_config *c, char *err, size_t er
         FAIL("config field 'n_heads': n_heads (%d) and n_kv_heads (%d) times head_dim (%d) must be <= 65536",
              c->n_heads, c->n_kv_heads, c->head_dim);
     if ((unsigned)c->kind > MODEL_TRANSFORMER_SWA) FAIL("config field 'kind': unknown kind %d", c->kind);
+    if ((unsigned)c->weights > WEIGHTS_Q8) FAIL("config field 'weight_type': unknown type %d", c->weights);
     if (c->head_dim % 2) FAIL("config field 'head_dim': must be even for RoPE, got %d", c->head_dim);
     if (c->n_heads % c->n_kv_heads)
         FAIL("config field 'n_kv_heads': %d does not divide n_heads = %d", c->n_kv_heads, c->n_heads);
@@ -204,6 +205,16 @@ attamba_status model_config_from_json(const char *text, model_config *c, char *e
             if ((s = parse_boundaries(v, c, err, err_size))) break;
             continue;
         }
+        if (!strcmp(key, "weight_type")) {
+            int t = cJSON_IsString(v) ? model_weight_type_parse(v->valuestring) : -1;
+            if (t < 0) {
+                s = core_errbuf(err, err_size, ATTAMBA_ERR_FORMAT,
+                                "config field 'weight_type': expected \"f32\", \"f16\" or \"q8\"");
+                break;
+            }
+            c->weights = (weight_type)t;
+            continue;
+        }
         if (!strcmp(key, "format") || !strcmp(key, "tokenizer")) {
             if (!cJSON_IsString(v)) {
                 s = core_errbuf(err, err_size, ATTAMBA_ERR_FORMAT, "config field '%s': expected a string", key);
@@ -273,11 +284,24 @@ attamba_status model_config_load(const char *path, model_config *c, char *err, s
     return ATTAMBA_OK;
 }
 
+static const char *const weight_type_names[] = {"f32", "f16", "q8"};
+
+const char *model_weight_type_name(weight_type t) {
+    return (unsigned)t < CORE_LEN(weight_type_names) ? weight_type_names[t] : "?";
+}
+
+int model_weight_type_parse(const char *name) {
+    for (int i = 0; i < (int)CORE_LEN(weight_type_names); i++)
+        if (!strcmp(name, weight_type_names[i])) return i;
+    return -1;
+}
+
 char *model_config_to_json(const model_config *c) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "format", "attamba-config-1");
     cJSON_AddStringToObject(o, "kind", model_kind_name(c->kind));
     cJSON_AddStringToObject(o, "tokenizer", "bytes");
+    cJSON_AddStringToObject(o, "weight_type", model_weight_type_name(c->weights));
     for (size_t i = 0; i < CORE_LEN(fields); i++) {
         const char *src = (const char *)c + fields[i].offset;
         if (fields[i].type == F_BOOL) cJSON_AddBoolToObject(o, fields[i].name, *(const int *)src);

@@ -15,6 +15,10 @@ typedef enum {
     MODEL_TRANSFORMER_SWA = 2   /* same, sliding window of `window` earlier tokens */
 } model_kind;
 
+/* How the projection matrices and the output layer are stored (docs/weights.md): f32, f16, or q8
+ * (8-bit blocks of 32 with an f32 scale). Embeddings, norms, convs and SSM parameters stay f32. */
+typedef enum { WEIGHTS_F32 = 0, WEIGHTS_F16 = 1, WEIGHTS_Q8 = 2 } weight_type;
+
 #define MODEL_MAX_EXPLICIT 4096
 
 typedef struct model_config {
@@ -34,6 +38,7 @@ typedef struct model_config {
     float rope_theta, norm_eps;
     int tie_embeddings;
     int bos_id, eos_id;  /* tokenizer specials (byte tokenizer: 256, 257) */
+    weight_type weights; /* JSON "weight_type": "f32" (default), "f16", "q8" */
 } model_config;
 
 /* The fields' defaults: a tiny byte-level Attamba model (the `tiny` preset). */
@@ -52,6 +57,9 @@ char *model_config_to_json(const model_config *c);
 attamba_status model_config_save(const model_config *c, const char *path, char *err, size_t err_size);
 
 const char *model_kind_name(model_kind k);
+/* "f32", "f16", "q8"; and back (-1 for an unknown name). */
+const char *model_weight_type_name(weight_type t);
+int model_weight_type_parse(const char *name);
 /* The boundary spec of this config (pointing into c for explicit lists). */
 boundary_spec model_config_boundaries(const model_config *c);
 /* Parameter count (every tensor of docs/weights.md). */

@@ -11,10 +11,12 @@
 
 #include "core/core.h"
 #include "safetensors.h"
+#include "tensor/quant.h"
 
 #define FAIL(...) core_errbuf(err, err_size, ATTAMBA_ERR_FORMAT, __VA_ARGS__)
 
-static size_t dtype_size(st_dtype t) { return t == ST_F32 ? 4 : 2; }
+static size_t dtype_size(st_dtype t) { return t == ST_F32 ? 4 : t == ST_I8 ? 1 : 2; }
+static const char *const dtype_names[] = {"F32", "F16", "BF16", "I8"};
 
 static int cmp_begin(const void *a, const void *b) {
     const st_tensor *x = a, *y = b;
@@ -47,11 +49,11 @@ static attamba_status parse_header(st_file *f, const char *path, const char *jso
             s = FAIL("%s: tensor '%s': needs dtype, shape and data_offsets [begin, end]", path, e->string);
             break;
         }
-        if (!strcmp(dt->valuestring, "F32")) t->dtype = ST_F32;
-        else if (!strcmp(dt->valuestring, "F16")) t->dtype = ST_F16;
-        else if (!strcmp(dt->valuestring, "BF16")) t->dtype = ST_BF16;
-        else {
-            s = FAIL("%s: tensor '%s': unsupported dtype %s (F32, F16, BF16)", path, e->string, dt->valuestring);
+        int known = 0;
+        for (int i = 0; i < (int)CORE_LEN(dtype_names) && !known; i++)
+            if (!strcmp(dt->valuestring, dtype_names[i])) t->dtype = (st_dtype)i, known = 1;
+        if (!known) {
+            s = FAIL("%s: tensor '%s': unsupported dtype %s (F32, F16, BF16, I8)", path, e->string, dt->valuestring);
             break;
         }
         t->ndim = cJSON_GetArraySize(sh);
@@ -161,29 +163,6 @@ int64_t st_numel(const st_tensor *t) {
     return n;
 }
 
-static float half_to_float(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
-    if (exp == 0) {
-        if (man == 0) {
-            bits = sign;
-        } else { /* subnormal: renormalise */
-            exp = 127 - 15 + 1;
-            while (!(man & 0x400)) {
-                man <<= 1;
-                exp--;
-            }
-            bits = sign | (exp << 23) | ((man & 0x3ff) << 13);
-        }
-    } else if (exp == 31) {
-        bits = sign | 0x7f800000u | (man << 13);
-    } else {
-        bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
-    }
-    float out;
-    memcpy(&out, &bits, 4);
-    return out;
-}
-
 void st_read_f32(const st_file *f, const st_tensor *t, float *out) {
     const unsigned char *src = f->data + t->begin;
     int64_t n = st_numel(t);
@@ -199,7 +178,8 @@ void st_read_f32(const st_file *f, const st_tensor *t, float *out) {
             bits = ((uint32_t)b[0] | (uint32_t)b[1] << 8) << 16;
             memcpy(&out[i], &bits, 4);
             break;
-        case ST_F16: out[i] = half_to_float((uint16_t)(b[0] | b[1] << 8)); break;
+        case ST_F16: out[i] = quant_f32_from_f16((uint16_t)(b[0] | b[1] << 8)); break;
+        case ST_I8: out[i] = (float)(signed char)b[0]; break;
         }
     }
 }
@@ -226,7 +206,7 @@ attamba_status st_write(const char *path, const st_entry *entries, int n, const 
     uint64_t off = 0;
     for (int i = 0; i < n; i++) {
         cJSON *t = cJSON_AddObjectToObject(root, sorted[i].name);
-        cJSON_AddStringToObject(t, "dtype", "F32");
+        cJSON_AddStringToObject(t, "dtype", dtype_names[sorted[i].dtype]);
         cJSON *sh = cJSON_AddArrayToObject(t, "shape");
         int64_t numel = 1;
         for (int d = 0; d < sorted[i].ndim; d++) {
@@ -235,7 +215,7 @@ attamba_status st_write(const char *path, const st_entry *entries, int n, const 
         }
         cJSON *o = cJSON_AddArrayToObject(t, "data_offsets");
         cJSON_AddItemToArray(o, cJSON_CreateNumber((double)off));
-        off += (uint64_t)numel * 4;
+        off += (uint64_t)numel * dtype_size(sorted[i].dtype);
         cJSON_AddItemToArray(o, cJSON_CreateNumber((double)off));
     }
     char *json = cJSON_PrintUnformatted(root);
@@ -249,11 +229,12 @@ attamba_status st_write(const char *path, const st_entry *entries, int n, const 
         for (int i = 0; i < 8; i++) len[i] = (unsigned char)((uint64_t)padded >> (8 * i));
         ok = fwrite(len, 1, 8, f) == 8 && fwrite(json, 1, hl, f) == hl;
         for (size_t i = hl; ok && i < padded; i++) ok = fputc(' ', f) != EOF;
-        /* little-endian f32 on every host we support; checked at compile time below */
+        /* little-endian values on every host we support; checked at compile time below */
         for (int i = 0; ok && i < n; i++) {
             int64_t numel = 1;
             for (int d = 0; d < sorted[i].ndim; d++) numel *= sorted[i].shape[d];
-            ok = fwrite(sorted[i].data, 4, (size_t)numel, f) == (size_t)numel;
+            size_t es = dtype_size(sorted[i].dtype);
+            ok = fwrite(sorted[i].data, es, (size_t)numel, f) == (size_t)numel;
         }
         ok = (fclose(f) == 0) && ok;
     }

@@ -9,7 +9,7 @@
 
 #include "attamba/attamba.h"
 
-typedef enum { ST_F32 = 0, ST_F16 = 1, ST_BF16 = 2 } st_dtype;
+typedef enum { ST_F32 = 0, ST_F16 = 1, ST_BF16 = 2, ST_I8 = 3 } st_dtype;
 
 typedef struct st_tensor {
     char *name;
@@ -34,16 +34,17 @@ attamba_status st_open(const char *path, st_file *f, char *err, size_t err_size)
 void st_close(st_file *f);
 const st_tensor *st_find(const st_file *f, const char *name);
 int64_t st_numel(const st_tensor *t);
-/* The tensor's values as f32 (f16 and bf16 are converted). out holds st_numel(t) floats. */
+/* The tensor's values as f32 (f16, bf16 and i8 are converted). out holds st_numel(t) floats. */
 void st_read_f32(const st_file *f, const st_tensor *t, float *out);
 
 typedef struct st_entry {
     const char *name;
     int ndim;
     const int64_t *shape;
-    const float *data;  /* f32, row-major */
+    const void *data;   /* row-major, little-endian values of dtype */
+    st_dtype dtype;     /* F32 (the default), F16 or I8 */
 } st_entry;
-/* Writes the entries (f32) to path through a temporary file and a rename. metadata: string pairs
+/* Writes the entries to path through a temporary file and a rename. metadata: string pairs
  * (key, value, key, value, ..., NULL) or NULL. */
 attamba_status st_write(const char *path, const st_entry *entries, int n, const char *const *metadata, char *err,
                         size_t err_size);

@@ -5,6 +5,7 @@
 
 #include "core/core.h"
 #include "safetensors.h"
+#include "tensor/quant.h"
 #include "weights.h"
 
 typedef struct {
@@ -73,6 +74,15 @@ attamba_status weights_list(const model_config *c, weight_info **out, int *n) {
         free(b.v);
         return ATTAMBA_ERR_OUT_OF_MEMORY;
     }
+    /* low precision for the matrices the GEMMs read as x W^T: not the embedding (gathered by rows, and
+     * a tied output layer with it), nor the short conv taps */
+    tensor_dtype lowp = c->weights == WEIGHTS_F16 ? TENSOR_F16 : c->weights == WEIGHTS_Q8 ? TENSOR_Q8 : TENSOR_F32;
+    for (int i = 0; i < b.n; i++) {
+        weight_info *w = &b.v[i];
+        int matrix = w->ndim == 2 && w->decay && i > 0 && !strstr(w->name, "conv1d");
+        int fits = lowp != TENSOR_Q8 || w->shape[1] % TENSOR_Q8_BLOCK == 0;
+        w->dtype = matrix && fits ? lowp : TENSOR_F32;
+    }
     *out = b.v;
     *n = b.n;
     return ATTAMBA_OK;
@@ -94,6 +104,11 @@ static int layer_start(const model_weights *w, const model_config *c, int l) {
     return weights_find(w->info, w->n, name);
 }
 
+/* Elements of weight w in its storage type (q8: blocks). */
+static int64_t stored_numel(const weight_info *w) {
+    return info_numel(w) / (w->dtype == TENSOR_Q8 ? TENSOR_Q8_BLOCK : 1);
+}
+
 attamba_status weights_alloc_layers(rt_ctx *ctx, const model_config *c, int l0, int l1, model_weights *w) {
     memset(w, 0, sizeof *w);
     if (weights_list(c, &w->info, &w->n)) return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
@@ -104,10 +119,16 @@ attamba_status weights_alloc_layers(rt_ctx *ctx, const model_config *c, int l0, 
     w->first = l0 == 0 ? 0 : layer_start(w, c, l0);
     w->end = l1 == L ? w->n : layer_start(w, c, l1);
     w->tied_copy = l1 == L && l0 > 0 && c->tie_embeddings;
-    int64_t base = w->info[w->first].offset, range = (w->end < w->n ? w->info[w->end].offset : w->numel) - base;
-    w->held = range + (w->tied_copy ? info_numel(&w->info[0]) : 0);
+    int64_t n32 = 0, nlow = 0; /* elements of flat and of lowp */
+    tensor_dtype lowp = TENSOR_F32;
+    for (int i = 0; i < w->n; i++) {
+        if (!((i >= w->first && i < w->end) || (i == 0 && w->tied_copy))) continue;
+        w->held += info_numel(&w->info[i]);
+        if (w->info[i].dtype == TENSOR_F32) n32 += info_numel(&w->info[i]);
+        else nlow += stored_numel(&w->info[i]), lowp = w->info[i].dtype;
+    }
     const attamba_device_info *di = &ctx->dev.info;
-    double need = 4.0 * (double)w->held, gib = 1024.0 * 1024.0 * 1024.0;
+    double need = 4.0 * (double)n32 + (double)nlow * (double)tensor_dtype_size(lowp), gib = 1024.0 * 1024.0 * 1024.0;
     if (w->numel > INT32_MAX || (di->global_mem_bytes && need > (double)di->global_mem_bytes)) {
         weights_free(w);
         return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY,
@@ -116,15 +137,23 @@ attamba_status weights_alloc_layers(rt_ctx *ctx, const model_config *c, int l0, 
                        w->numel > INT32_MAX ? " (and kernels index weights with 32-bit ints: 2^31 parameters at most)" : "");
     }
     w->t = calloc((size_t)w->n, sizeof *w->t);
-    attamba_status s = w->t ? tensor_alloc_f32(ctx, &w->flat, 1, &w->held)
+    attamba_status s = w->t ? tensor_alloc_f32(ctx, &w->flat, 1, &n32)
                             : rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
-    for (int i = 0; i < w->n && !s; i++) {
-        int here = i >= w->first && i < w->end, copy = i == 0 && w->tied_copy;
+    if (!s && nlow) s = tensor_alloc(ctx, &w->lowp, lowp, 1, &nlow);
+    /* in list order, the tied copy last, each in its buffer */
+    int64_t at32 = 0, atlow = 0;
+    for (int k = 0; k <= w->n && !s; k++) {
+        int i = k < w->n ? k : 0, here = k < w->n && i >= w->first && i < w->end, copy = k == w->n && w->tied_copy;
         if (!here && !copy) continue; /* held by another stage: an empty view */
+        const weight_info *wi = &w->info[i];
+        int low = wi->dtype != TENSOR_F32;
+        int64_t *at = low ? &atlow : &at32, shape[2] = {wi->shape[0], wi->shape[1]};
+        if (wi->dtype == TENSOR_Q8) shape[1] /= TENSOR_Q8_BLOCK;
         tensor slice;
-        s = tensor_slice(&w->flat, 0, here ? w->info[i].offset - base : range, info_numel(&w->info[i]), &slice);
-        if (!s) s = tensor_reshape(&slice, w->info[i].ndim, w->info[i].shape, &w->t[i]);
+        s = tensor_slice(low ? &w->lowp : &w->flat, 0, *at, stored_numel(wi), &slice);
+        if (!s) s = tensor_reshape(&slice, wi->ndim, shape, &w->t[i]);
         tensor_free(&slice);
+        *at += stored_numel(wi);
     }
     if (s) weights_free(w);
     return s;
@@ -135,16 +164,34 @@ attamba_status weights_alloc(rt_ctx *ctx, const model_config *c, model_weights *
 }
 
 attamba_status weights_upload_host(model_weights *w, const float *host) {
-    if (w->held == w->numel) return tensor_upload(&w->flat, host);
-    for (int i = 0; i < w->n; i++)
-        if (w->t[i].buf) RT_TRY(tensor_upload(&w->t[i], host + w->info[i].offset));
-    return ATTAMBA_OK;
+    if (w->held == w->numel && !w->lowp.buf) return tensor_upload(&w->flat, host);
+    void *tmp = NULL;
+    attamba_status s = ATTAMBA_OK;
+    for (int i = 0; i < w->n && !s; i++) {
+        const weight_info *wi = &w->info[i];
+        if (!w->t[i].buf) continue;
+        if (wi->dtype == TENSOR_F32) {
+            s = tensor_upload(&w->t[i], host + wi->offset);
+            continue;
+        }
+        void *q = realloc(tmp, quant_bytes(wi->dtype, info_numel(wi)));
+        if (!q) {
+            s = rt_fail(w->flat.buf->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+            break;
+        }
+        tmp = q;
+        quant_encode(wi->dtype, host + wi->offset, info_numel(wi), tmp);
+        s = tensor_upload(&w->t[i], tmp); /* blocking: tmp may be reused after it */
+    }
+    free(tmp);
+    return s;
 }
 
 void weights_free(model_weights *w) {
     if (w->t)
         for (int i = 0; i < w->n; i++) tensor_free(&w->t[i]);
     tensor_free(&w->flat);
+    tensor_free(&w->lowp);
     free(w->t);
     free(w->info);
     memset(w, 0, sizeof *w);
@@ -200,6 +247,38 @@ static void fmt_shape(int ndim, const int64_t *shape, char *buf, size_t n) {
     if (u < n) snprintf(buf + u, n - u, "]");
 }
 
+/* A q8 weight in a file: its I8 values (read as floats) times the F32 scales of '<name>.scales'. */
+static attamba_status read_q8_scales(const st_file *f, const char *path, const weight_info *wi, float *x, char *err,
+                                     size_t err_size) {
+    char name[WEIGHT_NAME_MAX + 8];
+    snprintf(name, sizeof name, "%s.scales", wi->name);
+    const st_tensor *t = st_find(f, name);
+    int64_t nblk = wi->ndim == 2 ? wi->shape[1] / TENSOR_Q8_BLOCK : 0;
+    if (!t || t->dtype != ST_F32 || t->ndim != 2 || t->shape[0] != wi->shape[0] || t->shape[1] != nblk ||
+        nblk * TENSOR_Q8_BLOCK != wi->shape[1])
+        return core_errbuf(err, err_size, ATTAMBA_ERR_FORMAT,
+                           "%s: I8 tensor '%s' needs F32 scales '%s' of shape [%lld, %lld] (blocks of %d values)", path,
+                           wi->name, name, (long long)wi->shape[0], (long long)nblk, TENSOR_Q8_BLOCK);
+    float *d = malloc((size_t)(wi->shape[0] * nblk) * sizeof *d);
+    if (!d) return core_errbuf(err, err_size, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+    st_read_f32(f, t, d);
+    for (int64_t b = 0; b < wi->shape[0] * nblk; b++)
+        for (int j = 0; j < TENSOR_Q8_BLOCK; j++) x[b * TENSOR_Q8_BLOCK + j] *= d[b];
+    free(d);
+    return ATTAMBA_OK;
+}
+
+/* Whether the file's tensor named name is the scales of one of its I8 weights. */
+static int is_q8_scales(const st_file *f, const weight_info *info, int n, const char *name) {
+    size_t len = strlen(name);
+    if (len < 8 || strcmp(name + len - 7, ".scales") || len - 7 >= WEIGHT_NAME_MAX) return 0;
+    char base[WEIGHT_NAME_MAX];
+    memcpy(base, name, len - 7);
+    base[len - 7] = 0;
+    const st_tensor *t = st_find(f, base);
+    return t && t->dtype == ST_I8 && weights_find(info, n, base) >= 0;
+}
+
 attamba_status weights_read_host(const model_config *c, const char *path, float **out, char *err, size_t err_size) {
     *out = NULL;
     weight_info *info;
@@ -231,9 +310,10 @@ attamba_status weights_read_host(const model_config *c, const char *path, float 
             break;
         }
         st_read_f32(&f, t, host + wi->offset);
+        if (t->dtype == ST_I8) s = read_q8_scales(&f, path, wi, host + wi->offset, err, err_size);
     }
     for (int i = 0; i < f.n_tensors && !s; i++)
-        if (weights_find(info, n, f.tensors[i].name) < 0)
+        if (weights_find(info, n, f.tensors[i].name) < 0 && !is_q8_scales(&f, info, n, f.tensors[i].name))
             s = core_errbuf(err, err_size, ATTAMBA_ERR_FORMAT, "%s: unexpected tensor '%s' (config and weights disagree)",
                             path, f.tensors[i].name);
     st_close(&f);
@@ -257,16 +337,64 @@ attamba_status weights_load(rt_ctx *ctx, const model_config *c, const char *path
 
 attamba_status weights_save_host(const weight_info *list, int n, const float *host, const char *path, char *err,
                                  size_t err_size) {
-    st_entry *e = calloc((size_t)n, sizeof *e);
-    if (!e) return core_errbuf(err, err_size, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
-    for (int i = 0; i < n; i++) e[i] = (st_entry){list[i].name, list[i].ndim, list[i].shape, host + list[i].offset};
+    /* room for the entries (a q8 weight is two) and the converted low-precision values */
+    size_t bytes = 0;
+    for (int i = 0; i < n; i++) bytes += list[i].dtype == TENSOR_F32 ? 0 : quant_bytes(list[i].dtype, info_numel(&list[i]));
+    st_entry *e = calloc((size_t)(2 * n), sizeof *e);
+    unsigned char *low = bytes ? malloc(bytes) : NULL;
+    int64_t(*scale_shape)[2] = calloc((size_t)n, sizeof *scale_shape);
+    char(*scale_name)[WEIGHT_NAME_MAX + 8] = calloc((size_t)n, sizeof *scale_name);
+    attamba_status s = e && (low || !bytes) && scale_shape && scale_name
+                           ? ATTAMBA_OK : core_errbuf(err, err_size, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+    int ne = 0;
+    unsigned char *at = low;
+    for (int i = 0; i < n && !s; i++) {
+        const weight_info *w = &list[i];
+        const float *x = host + w->offset;
+        int64_t numel = info_numel(w);
+        e[ne++] = (st_entry){w->name, w->ndim, w->shape, x, ST_F32};
+        if (w->dtype == TENSOR_F16) {
+            quant_encode(TENSOR_F16, x, numel, at);
+            e[ne - 1].data = at;
+            e[ne - 1].dtype = ST_F16;
+        } else if (w->dtype == TENSOR_Q8) {
+            /* blocks [d, q0..q31] split into the values (in place, packed to the front) and the scales */
+            int64_t nblk = numel / TENSOR_Q8_BLOCK;
+            float *d = malloc((size_t)nblk * sizeof *d);
+            if (!d) {
+                s = core_errbuf(err, err_size, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+                break;
+            }
+            quant_encode(TENSOR_Q8, x, numel, at);
+            for (int64_t b = 0; b < nblk; b++) {
+                memcpy(&d[b], at + b * TENSOR_Q8_BYTES, 4);
+                memmove(at + b * TENSOR_Q8_BLOCK, at + b * TENSOR_Q8_BYTES + 4, TENSOR_Q8_BLOCK);
+            }
+            memcpy(at + numel, d, (size_t)nblk * sizeof *d); /* numel + 4 nblk <= 36 nblk bytes */
+            free(d);
+            e[ne - 1].data = at;
+            e[ne - 1].dtype = ST_I8;
+            snprintf(scale_name[i], sizeof scale_name[i], "%s.scales", w->name);
+            scale_shape[i][0] = w->shape[0];
+            scale_shape[i][1] = w->shape[1] / TENSOR_Q8_BLOCK;
+            e[ne++] = (st_entry){scale_name[i], 2, scale_shape[i], at + numel, ST_F32};
+        }
+        if (w->dtype != TENSOR_F32) at += quant_bytes(w->dtype, numel);
+    }
     const char *meta[] = {"format", "attamba", NULL};
-    attamba_status s = st_write(path, e, n, meta, err, err_size);
+    if (!s) s = st_write(path, e, ne, meta, err, err_size);
     free(e);
+    free(low);
+    free(scale_shape);
+    free(scale_name);
     return s;
 }
 
 attamba_status weights_save(const model_weights *w, const char *path, char *err, size_t err_size) {
+    if (w->lowp.buf)
+        return core_errbuf(err, err_size, ATTAMBA_ERR_UNSUPPORTED,
+                           "saving %s weights: quantized models are written by `attamba quantize` from f32 weights",
+                           tensor_dtype_name(w->lowp.dtype));
     float *host = malloc((size_t)w->numel * sizeof *host);
     attamba_status s = host ? ATTAMBA_OK : core_errbuf(err, err_size, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
     if (!s && tensor_download(&w->flat, host))

@@ -14,9 +14,13 @@ typedef struct weight_info {
     int64_t shape[2];
     int64_t offset;   /* in elements, inside the flat buffer */
     int decay;        /* AdamW weight decay applies (matrices and embeddings; not norms, A_log, D, biases) */
+    tensor_dtype dtype; /* storage on the device: f32, or the config's weight type for the projections */
 } weight_info;
 
-/* The canonical list for a config: *out malloc'd, *n entries, in file order. */
+/* The canonical list for a config: *out malloc'd, *n entries, in file order. Offsets count the f32
+ * layout of the whole model (the host arrays); dtype says how each weight is stored on the device:
+ * with weight_type f16 / q8, every projection matrix and the output layer (q8: those whose rows are a
+ * whole number of 32-value blocks), the rest f32. */
 attamba_status weights_list(const model_config *c, weight_info **out, int *n);
 /* Index of name in the list, or -1. */
 int weights_find(const weight_info *list, int n, const char *name);
@@ -25,9 +29,12 @@ typedef struct model_weights {
     weight_info *info;
     int n;
     int64_t numel;    /* of the whole model (info's offsets) */
-    tensor flat;      /* [held]: the weights held on this device; all of them (held == numel) but for a stage */
-    tensor *t;        /* views into flat, shaped as info[i]; empty for weights another stage holds */
-    int64_t held;
+    tensor flat;      /* the f32 weights held on this device, in order: all of them (the model's layout) unless
+                         a stage or low-precision storage holds fewer */
+    tensor lowp;      /* the f16 / q8 weights held, in order; empty for an f32 model */
+    tensor *t;        /* views into flat or lowp, shaped as info[i] (q8: [rows, cols / 32] blocks); empty for
+                         weights another stage holds */
+    int64_t held;     /* parameters held (of any type) */
     int first, end;   /* flat holds info[first, end) ... */
     int tied_copy;    /* ... and then a copy of the embedding (a tied output layer on the last stage) */
 } model_weights;
@@ -55,10 +62,13 @@ void weights_init_host(const model_config *c, const weight_info *list, int n, ui
  * f16/bf16 files are converted. Extra tensors are refused too (a different model). */
 attamba_status weights_load(rt_ctx *ctx, const model_config *c, const char *path, model_weights *w, char *err,
                             size_t err_size);
-/* Writes host values (laid out as list, numel floats) as an f32 safetensors file. */
+/* Writes host values (laid out as list, numel floats) as a safetensors file, each weight as the list
+ * stores it: F32; F16; or q8 as an I8 tensor of the values and an F32 '<name>.scales' [rows, cols / 32].
+ * weights_read_host reads each of these back. */
 attamba_status weights_save_host(const weight_info *list, int n, const float *host, const char *path, char *err,
                                  size_t err_size);
-/* Writes w as an f32 safetensors file (temporary file + rename). */
+/* Writes w as an f32 safetensors file (temporary file + rename); refuses low-precision weights (written by
+ * `attamba quantize` from the f32 file). */
 attamba_status weights_save(const model_weights *w, const char *path, char *err, size_t err_size);
 
 #endif

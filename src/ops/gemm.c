@@ -20,16 +20,20 @@ int ops_gemm_have_clblast(void) {
 /* One operand as the kernels see it: buffer, offset, row stride, batch stride (0 = shared). */
 typedef struct {
     cl_mem mem;
-    int off, ld, stride;
-    int64_t rows, cols;
+    int off, ld, stride; /* in elements of the storage (q8: blocks) */
+    int64_t rows, cols;  /* in values */
 } gemm_operand;
+
+/* The -DWT of a B of this type (cl/gemm.cl): 0 f32, 1 f16, 2 q8. */
+static int weight_wt(tensor_dtype t) { return t == TENSOR_F16 ? 1 : t == TENSOR_Q8 ? 2 : 0; }
 
 static attamba_status operand(rt_ctx *ctx, const char *name, const tensor *t, int64_t batch, gemm_operand *o) {
     char d[96];
     if (!t || !t->buf) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "ops_gemm: %s is an empty tensor", name);
-    if (t->dtype != TENSOR_F32 || t->ndim < 2 || t->ndim > 3)
-        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "ops_gemm: %s must be a 2-D or 3-D f32 tensor, got %s", name,
-                       tensor_describe(t, d, sizeof d));
+    int lowp_ok = name[0] == 'B' && (t->dtype == TENSOR_F16 || t->dtype == TENSOR_Q8);
+    if ((t->dtype != TENSOR_F32 && !lowp_ok) || t->ndim < 2 || t->ndim > 3)
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "ops_gemm: %s must be a 2-D or 3-D f32 tensor%s, got %s", name,
+                       name[0] == 'B' ? " (or f16 / q8)" : "", tensor_describe(t, d, sizeof d));
     int r = t->ndim - 2;
     if (t->stride[r + 1] != 1 || t->stride[r] < t->shape[r + 1])
         return rt_fail(ctx, ATTAMBA_ERR_SHAPE,
@@ -43,9 +47,12 @@ static attamba_status operand(rt_ctx *ctx, const char *name, const tensor *t, in
     o->ld = (int)t->stride[r];
     o->stride = t->ndim == 3 ? (int)t->stride[0] : 0;
     o->rows = t->shape[r];
-    o->cols = t->shape[r + 1];
+    o->cols = t->shape[r + 1] * (t->dtype == TENSOR_Q8 ? TENSOR_Q8_BLOCK : 1);
     return ATTAMBA_OK;
 }
+
+/* " -DWT=n" for a low-precision B, nothing for f32 (whose programs keep their option strings). */
+static const char *wt_option(int wt) { return wt == 1 ? " -DWT=1" : wt == 2 ? " -DWT=2" : ""; }
 
 /* Parameters of the own kernels for one device (see cl/gemm.cl). */
 typedef struct {
@@ -61,9 +68,10 @@ static gemm_tuning tuning_for(rt_ctx *ctx) {
 
 /* gemm_local for these options, refused (UNSUPPORTED) where the device cannot run its LW x LW
  * work-groups (some drivers allow fewer, e.g. rusticl 32). */
-static attamba_status local_kernel(rt_ctx *ctx, const gemm_tuning *t, int ta, int tb, cl_kernel *k) {
-    char opts[96];
-    snprintf(opts, sizeof opts, "-DTRANS_A=%d -DTRANS_B=%d -DLT=%d -DLW=%d -DKT=%d", ta, tb, t->lt, t->lw, t->kt);
+static attamba_status local_kernel(rt_ctx *ctx, const gemm_tuning *t, int ta, int tb, int wt, cl_kernel *k) {
+    char opts[112];
+    snprintf(opts, sizeof opts, "-DTRANS_A=%d -DTRANS_B=%d -DLT=%d -DLW=%d -DKT=%d%s", ta, tb, t->lt, t->lw, t->kt,
+             wt_option(wt));
     RT_TRY(rt_kernel(ctx, "gemm", opts, "gemm_local", k));
     size_t kmax = 0;
     clGetKernelWorkGroupInfo(*k, ctx->dev.device, CL_KERNEL_WORK_GROUP_SIZE, sizeof kmax, &kmax, NULL);
@@ -74,11 +82,11 @@ static attamba_status local_kernel(rt_ctx *ctx, const gemm_tuning *t, int ta, in
 }
 
 /* The __local kernel where the table asks for it and the device can run it, else register tiles. */
-static ops_gemm_kernel auto_kernel(rt_ctx *ctx, const gemm_tuning *t, int M, int ta, int tb) {
+static ops_gemm_kernel auto_kernel(rt_ctx *ctx, const gemm_tuning *t, int M, int ta, int tb, int wt) {
     /* rows of A and B^T are both contiguous: dot products; for B itself tiles read rows of B */
     if (M < 8 && tb && !ta) return OPS_GEMM_KERNEL_DOT;
     cl_kernel k;
-    if (ops_tune(ctx, TUNE_GEMM_KERNEL) == 1 && local_kernel(ctx, t, ta, tb, &k) == ATTAMBA_OK)
+    if (ops_tune(ctx, TUNE_GEMM_KERNEL) == 1 && local_kernel(ctx, t, ta, tb, wt, &k) == ATTAMBA_OK)
         return OPS_GEMM_KERNEL_LOCAL;
     return OPS_GEMM_KERNEL_TILES;
 }
@@ -86,11 +94,11 @@ static ops_gemm_kernel auto_kernel(rt_ctx *ctx, const gemm_tuning *t, int M, int
 #define GEMM_A_ARGS(a) RT_MEM((a)->mem), RT_I32((a)->off), RT_I32((a)->ld), RT_I32((a)->stride)
 
 /* gemm_f32 (rows = 8) or gemm_dot (rows = 1): x = column, y = block of rows, z = batch. */
-static attamba_status gemm_columns(rt_ctx *ctx, const char *kernel, int rows, int ta, int tb, int M, int N, int K,
-                                   float alpha, const gemm_operand *a, const gemm_operand *b, float beta,
+static attamba_status gemm_columns(rt_ctx *ctx, const char *kernel, int rows, int ta, int tb, int wt, int M, int N,
+                                   int K, float alpha, const gemm_operand *a, const gemm_operand *b, float beta,
                                    const gemm_operand *c, int batch) {
-    char opts[64];
-    snprintf(opts, sizeof opts, "-DTRANS_A=%d -DTRANS_B=%d -DRM=%d", ta, tb, rows);
+    char opts[80];
+    snprintf(opts, sizeof opts, "-DTRANS_A=%d -DTRANS_B=%d -DRM=%d%s", ta, tb, rows, wt_option(wt));
     cl_kernel k;
     RT_TRY(rt_kernel(ctx, "gemm", opts, kernel, &k));
     size_t lx = rt_local_1d(ctx, k, 64);
@@ -104,15 +112,15 @@ static attamba_status gemm_columns(rt_ctx *ctx, const char *kernel, int rows, in
 /* Register tiles. Unless B is small next to the work (M <= 64) and not transposed, op(B) is first
  * copied into zero-padded panels, and a transposed A into panels of RM rows (scratch tensors,
  * released once enqueued: OpenCL keeps them alive until the kernels that use them have run). */
-static attamba_status gemm_tiles(rt_ctx *ctx, const gemm_tuning *t, int ta, int tb, int M, int N, int K,
+static attamba_status gemm_tiles(rt_ctx *ctx, const gemm_tuning *t, int ta, int tb, int wt, int M, int N, int K,
                                  float alpha, const gemm_operand *a, const gemm_operand *b, float beta,
                                  const gemm_operand *c, int batch) {
     int nw = t->vw * t->nv, panels = (N + nw - 1) / nw, b_batch = b->stride ? batch : 1;
     int mpanels = (M + t->rm - 1) / t->rm, a_batch = a->stride ? batch : 1;
-    int packed = tb || M > 64, packed_a = ta;
-    char opts[128];
-    snprintf(opts, sizeof opts, "-DTRANS_A=%d -DTRANS_B=%d -DRM=%d -DVW=%d -DNV=%d -DPACKED=%d -DPACKED_A=%d", ta,
-             tb, t->rm, t->vw, t->nv, packed, packed_a);
+    int packed = tb || wt || M > 64, packed_a = ta; /* a low-precision B becomes f32 panels */
+    char opts[144];
+    snprintf(opts, sizeof opts, "-DTRANS_A=%d -DTRANS_B=%d -DRM=%d -DVW=%d -DNV=%d -DPACKED=%d -DPACKED_A=%d%s", ta,
+             tb, t->rm, t->vw, t->nv, packed, packed_a, wt_option(wt));
     cl_kernel kt;
     RT_TRY(rt_kernel(ctx, "gemm", opts, "gemm_tiles", &kt));
     gemm_operand at = *a, bt = *b;
@@ -160,11 +168,11 @@ static attamba_status gemm_tiles(rt_ctx *ctx, const gemm_tuning *t, int ta, int 
     return s;
 }
 
-static attamba_status gemm_local(rt_ctx *ctx, const gemm_tuning *t, int ta, int tb, int M, int N, int K,
+static attamba_status gemm_local(rt_ctx *ctx, const gemm_tuning *t, int ta, int tb, int wt, int M, int N, int K,
                                  float alpha, const gemm_operand *a, const gemm_operand *b, float beta,
                                  const gemm_operand *c, int batch) {
     cl_kernel k;
-    RT_TRY(local_kernel(ctx, t, ta, tb, &k));
+    RT_TRY(local_kernel(ctx, t, ta, tb, wt, &k));
     size_t local[3] = {(size_t)t->lw, (size_t)t->lw, 1};
     size_t global[3] = {(size_t)((N + t->lt - 1) / t->lt * t->lw), (size_t)((M + t->lt - 1) / t->lt * t->lw),
                         (size_t)batch};
@@ -173,16 +181,18 @@ static attamba_status gemm_local(rt_ctx *ctx, const gemm_tuning *t, int ta, int 
     return rt_launch(ctx, k, "gemm_local", 3, global, local, (int)CORE_LEN(args), args);
 }
 
-static attamba_status gemm_own(rt_ctx *ctx, ops_gemm_kernel kernel, int ta, int tb, int M, int N, int K,
+static attamba_status gemm_own(rt_ctx *ctx, ops_gemm_kernel kernel, int ta, int tb, int wt, int M, int N, int K,
                                float alpha, const gemm_operand *a, const gemm_operand *b, float beta,
                                const gemm_operand *c, int batch) {
     gemm_tuning t = tuning_for(ctx);
-    if (kernel == OPS_GEMM_KERNEL_AUTO) kernel = auto_kernel(ctx, &t, M, ta, tb);
+    if (kernel == OPS_GEMM_KERNEL_AUTO) kernel = auto_kernel(ctx, &t, M, ta, tb, wt);
     switch (kernel) {
-    case OPS_GEMM_KERNEL_TILES: return gemm_tiles(ctx, &t, ta, tb, M, N, K, alpha, a, b, beta, c, batch);
-    case OPS_GEMM_KERNEL_LOCAL: return gemm_local(ctx, &t, ta, tb, M, N, K, alpha, a, b, beta, c, batch);
-    case OPS_GEMM_KERNEL_SIMPLE: return gemm_columns(ctx, "gemm_f32", 8, ta, tb, M, N, K, alpha, a, b, beta, c, batch);
-    case OPS_GEMM_KERNEL_DOT: return gemm_columns(ctx, "gemm_dot", 1, ta, tb, M, N, K, alpha, a, b, beta, c, batch);
+    case OPS_GEMM_KERNEL_TILES: return gemm_tiles(ctx, &t, ta, tb, wt, M, N, K, alpha, a, b, beta, c, batch);
+    case OPS_GEMM_KERNEL_LOCAL: return gemm_local(ctx, &t, ta, tb, wt, M, N, K, alpha, a, b, beta, c, batch);
+    case OPS_GEMM_KERNEL_SIMPLE:
+        return gemm_columns(ctx, "gemm_f32", 8, ta, tb, wt, M, N, K, alpha, a, b, beta, c, batch);
+    case OPS_GEMM_KERNEL_DOT:
+        return gemm_columns(ctx, "gemm_dot", 1, ta, tb, wt, M, N, K, alpha, a, b, beta, c, batch);
     default: return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "ops_gemm: unknown own kernel %d", (int)kernel);
     }
 }
@@ -227,13 +237,17 @@ static ops_gemm_backend auto_backend(rt_ctx *ctx) {
 /* Checks the operands of C = alpha op(A) op(B) + beta C and returns the problem's sizes. */
 static attamba_status gemm_check(rt_ctx *ctx, int trans_a, int trans_b, const tensor *a, const tensor *b,
                                  tensor *c, gemm_operand *A, gemm_operand *B, gemm_operand *C, int *M, int *N,
-                                 int *K, int *batch) {
+                                 int *K, int *batch, int *wt) {
     RT_TRY(operand(ctx, "C", c, c && c->ndim == 3 ? c->shape[0] : 1, C));
     *batch = c->ndim == 3 ? (int)c->shape[0] : 1;
     if (c->ndim == 2 && ((a && a->ndim == 3) || (b && b->ndim == 3)))
         return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "ops_gemm: batched A or B needs a batched C");
     RT_TRY(operand(ctx, "A", a, *batch, A));
     RT_TRY(operand(ctx, "B", b, *batch, B));
+    *wt = weight_wt(b->dtype);
+    if (*wt && !trans_b)
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "ops_gemm: an %s B must be a weight read transposed (x W^T)",
+                       tensor_dtype_name(b->dtype));
     int64_t m = trans_a ? A->cols : A->rows, k = trans_a ? A->rows : A->cols;
     int64_t kb = trans_b ? B->cols : B->rows, n = trans_b ? B->rows : B->cols;
     if (k != kb || C->rows != m || C->cols != n)
@@ -250,10 +264,12 @@ static attamba_status gemm_check(rt_ctx *ctx, int trans_a, int trans_b, const te
 attamba_status ops_gemm_with(rt_ctx *ctx, ops_gemm_backend backend, int trans_a, int trans_b, float alpha,
                              const tensor *a, const tensor *b, float beta, tensor *c) {
     gemm_operand A, B, C;
-    int M = 0, N = 0, K = 0, batch = 1;
-    RT_TRY(gemm_check(ctx, trans_a, trans_b, a, b, c, &A, &B, &C, &M, &N, &K, &batch));
+    int M = 0, N = 0, K = 0, batch = 1, wt = 0;
+    RT_TRY(gemm_check(ctx, trans_a, trans_b, a, b, c, &A, &B, &C, &M, &N, &K, &batch, &wt));
     int fallback = backend == OPS_GEMM_AUTO;
-    if (backend == OPS_GEMM_AUTO) backend = ctx->gemm_clblast_broken ? OPS_GEMM_OWN : auto_backend(ctx);
+    if (backend == OPS_GEMM_AUTO) backend = ctx->gemm_clblast_broken || wt ? OPS_GEMM_OWN : auto_backend(ctx);
+    if (backend == OPS_GEMM_CLBLAST && wt)
+        return rt_fail(ctx, ATTAMBA_ERR_UNSUPPORTED, "ops_gemm: CLBlast takes no %s operand", tensor_dtype_name(b->dtype));
     if (backend == OPS_GEMM_CLBLAST) {
 #ifdef ATTAMBA_HAVE_CLBLAST
         attamba_status s = gemm_clblast(ctx, trans_a, trans_b, M, N, K, alpha, &A, &B, beta, &C, batch);
@@ -265,15 +281,15 @@ attamba_status ops_gemm_with(rt_ctx *ctx, ops_gemm_backend backend, int trans_a,
         return rt_fail(ctx, ATTAMBA_ERR_UNSUPPORTED, "ops_gemm: this build has no CLBlast");
 #endif
     }
-    return gemm_own(ctx, OPS_GEMM_KERNEL_AUTO, trans_a, trans_b, M, N, K, alpha, &A, &B, beta, &C, batch);
+    return gemm_own(ctx, OPS_GEMM_KERNEL_AUTO, trans_a, trans_b, wt, M, N, K, alpha, &A, &B, beta, &C, batch);
 }
 
 attamba_status ops_gemm_own(rt_ctx *ctx, ops_gemm_kernel kernel, int trans_a, int trans_b, float alpha,
                             const tensor *a, const tensor *b, float beta, tensor *c) {
     gemm_operand A, B, C;
-    int M = 0, N = 0, K = 0, batch = 1;
-    RT_TRY(gemm_check(ctx, trans_a, trans_b, a, b, c, &A, &B, &C, &M, &N, &K, &batch));
-    return gemm_own(ctx, kernel, trans_a, trans_b, M, N, K, alpha, &A, &B, beta, &C, batch);
+    int M = 0, N = 0, K = 0, batch = 1, wt = 0;
+    RT_TRY(gemm_check(ctx, trans_a, trans_b, a, b, c, &A, &B, &C, &M, &N, &K, &batch, &wt));
+    return gemm_own(ctx, kernel, trans_a, trans_b, wt, M, N, K, alpha, &A, &B, beta, &C, batch);
 }
 
 attamba_status ops_gemm(rt_ctx *ctx, int trans_a, int trans_b, float alpha, const tensor *a, const tensor *b,
@@ -287,7 +303,9 @@ attamba_status ops_gemm_group(rt_ctx *ctx, const tensor *x, int n, const tensor 
     if (n < 1 || !x || !x->buf || x->ndim < 1 || !tensor_is_contiguous(x))
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: need n >= 1 and a contiguous x", op);
     int64_t K = x->shape[x->ndim - 1], M = tensor_numel(x) / K;
-    if (n > OPS_GEMV_MAX || M >= OPS_GEMV_MAX_ROWS) { /* one GEMM each */
+    int mixed = 0; /* the members' storage types differ: one kernel reads one type */
+    for (int i = 1; i < n; i++) mixed |= W[i] && W[0] && W[i]->dtype != W[0]->dtype;
+    if (n > OPS_GEMV_MAX || M >= OPS_GEMV_MAX_ROWS || mixed) { /* one GEMM each */
         tensor x2 = {0};
         RT_TRY(tensor_rows(x, &x2));
         attamba_status s = ATTAMBA_OK;
@@ -310,9 +328,13 @@ attamba_status ops_gemm_group(rt_ctx *ctx, const tensor *x, int n, const tensor 
         const tensor *w = W[i < n ? i : 0], *yi = y[i < n ? i : 0];
         if (i < n) {
             char a[96];
-            if (!w || !w->buf || w->ndim != 2 || w->shape[1] != K || w->stride[1] != 1 || w->dtype != TENSOR_F32)
-                return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: W[%d] must be f32 [N, %lld] with contiguous rows, got %s", op,
-                               i, (long long)K, w && w->buf ? tensor_describe(w, a, sizeof a) : "nothing");
+            int wt = w && w->buf ? weight_wt(w->dtype) : 0;
+            int64_t cols = w && w->buf && w->ndim == 2 ? w->shape[1] * (wt == 2 ? TENSOR_Q8_BLOCK : 1) : -1;
+            if (!w || !w->buf || w->ndim != 2 || cols != K || w->stride[1] != 1 ||
+                (w->dtype != TENSOR_F32 && !wt))
+                return rt_fail(ctx, ATTAMBA_ERR_SHAPE,
+                               "%s: W[%d] must be f32, f16 or q8 [N, %lld] with contiguous rows, got %s", op, i,
+                               (long long)K, w && w->buf ? tensor_describe(w, a, sizeof a) : "nothing");
             int64_t N = w->shape[0];
             if (!yi || !yi->buf || yi->dtype != TENSOR_F32 || !tensor_is_contiguous(yi) ||
                 yi->shape[yi->ndim - 1] != N || tensor_numel(yi) != M * N)
@@ -330,7 +352,9 @@ attamba_status ops_gemm_group(rt_ctx *ctx, const tensor *x, int n, const tensor 
         args[k++] = RT_I32_AT(&v[4]), args[k++] = RT_I32_AT(&v[5]);
     }
     cl_kernel kern;
-    RT_TRY(rt_kernel(ctx, "gemm", "-DTRANS_A=0 -DTRANS_B=1 -DRM=1", "gemv_group", &kern));
+    char opts[64];
+    snprintf(opts, sizeof opts, "-DTRANS_A=0 -DTRANS_B=1 -DRM=1%s", wt_option(weight_wt(W[0]->dtype)));
+    RT_TRY(rt_kernel(ctx, "gemm", opts, "gemv_group", &kern));
     size_t lx = rt_local_1d(ctx, kern, 64);
     size_t local[2] = {lx, 1}, global[2] = {(size_t)total, (size_t)M};
     return rt_launch(ctx, kern, "gemv_group", 2, global, local, k, args);

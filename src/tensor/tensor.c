@@ -4,10 +4,12 @@
 
 #include "tensor.h"
 
-size_t tensor_dtype_size(tensor_dtype t) { return (t == TENSOR_F16 || t == TENSOR_BF16) ? 2 : 4; }
+size_t tensor_dtype_size(tensor_dtype t) {
+    return t == TENSOR_Q8 ? TENSOR_Q8_BYTES : (t == TENSOR_F16 || t == TENSOR_BF16) ? 2 : 4;
+}
 
 const char *tensor_dtype_name(tensor_dtype t) {
-    static const char *names[] = {"f32", "f16", "bf16", "i32"};
+    static const char *names[] = {"f32", "f16", "bf16", "i32", "q8"};
     return (unsigned)t < CORE_LEN(names) ? names[t] : "?";
 }
 
@@ -53,7 +55,7 @@ static attamba_status alloc(rt_ctx *ctx, tensor *out, tensor_dtype dtype, int nd
     memset(out, 0, sizeof *out);
     if (ndim < 1 || ndim > TENSOR_MAX_DIMS)
         return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "tensor_alloc: %d dims (1..%d allowed)", ndim, TENSOR_MAX_DIMS);
-    if ((unsigned)dtype > TENSOR_I32) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "tensor_alloc: bad dtype");
+    if ((unsigned)dtype > TENSOR_Q8) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "tensor_alloc: bad dtype");
     int64_t numel = 1;
     for (int d = 0; d < ndim; d++) {
         if (shape[d] < 1 || shape[d] > ((int64_t)1 << 40))
@@ -142,6 +144,8 @@ attamba_status tensor_copy(tensor *dst, const tensor *src) {
         return rt_buffer_copy(ctx, src->buf->mem, (size_t)src->offset * es, dst->buf->mem, (size_t)dst->offset * es,
                               bytes);
     }
+    if (es != 4 && es != 2)
+        return rt_fail(ctx, ATTAMBA_ERR_UNSUPPORTED, "tensor_copy: strided %s tensors", tensor_dtype_name(src->dtype));
     int s[4], ds[4], ss[4];
     dims4(dst, s, ds);
     dims4(src, s, ss);

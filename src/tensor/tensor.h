@@ -10,7 +10,13 @@
 
 #define TENSOR_MAX_DIMS 4
 
-typedef enum { TENSOR_F32 = 0, TENSOR_F16 = 1, TENSOR_BF16 = 2, TENSOR_I32 = 3 } tensor_dtype;
+/* TENSOR_Q8: 8-bit block-quantised weights (docs/weights.md). One element is a block of
+ * TENSOR_Q8_BLOCK consecutive values along a row, stored in TENSOR_Q8_BYTES bytes: an f32 scale d, then
+ * 32 int8 q (value = d * q). So a [N, K] weight matrix is a q8 tensor of shape [N, K / 32], and views,
+ * offsets and strides count blocks. */
+typedef enum { TENSOR_F32 = 0, TENSOR_F16 = 1, TENSOR_BF16 = 2, TENSOR_I32 = 3, TENSOR_Q8 = 4 } tensor_dtype;
+#define TENSOR_Q8_BLOCK 32
+#define TENSOR_Q8_BYTES 36
 
 typedef struct tensor_buffer {
     rt_ctx *ctx;
@@ -29,6 +35,7 @@ typedef struct tensor {
     int64_t offset;                   /* in elements, from the start of buf */
 } tensor;
 
+/* Bytes per element (a q8 element is a block of 32 values). */
 size_t tensor_dtype_size(tensor_dtype t);
 const char *tensor_dtype_name(tensor_dtype t);
 

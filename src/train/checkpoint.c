@@ -98,7 +98,7 @@ attamba_status checkpoint_save(const char *out, trainer *t, const train_hparams 
         if (!host) s = core_errbuf(err, err_size, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
         if (!s && (tensor_download(trainer_moment(t, 0), host) || tensor_download(trainer_moment(t, 1), host + n)))
             s = core_errbuf(err, err_size, ATTAMBA_ERR_OPENCL, "%s", m->ctx->err);
-        st_entry e[2] = {{"m", 1, &n, host}, {"v", 1, &n, host + n}};
+        st_entry e[2] = {{"m", 1, &n, host, ST_F32}, {"v", 1, &n, host + n, ST_F32}};
         if (!s) s = st_write(opt, e, 2, NULL, err, err_size);
         free(host);
     }

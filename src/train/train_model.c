@@ -156,6 +156,9 @@ static attamba_status create(model *m, const train_hparams *h, int moments, trai
                        "warmup >= 0, betas in [0, 1), eps > 0, weight decay >= 0, clip >= 0");
     if (m->next || m->first_layer || m->end_layer != c->n_layers)
         return rt_fail(ctx, ATTAMBA_ERR_UNSUPPORTED, "training a layer-split model: train on a device set instead (--devices)");
+    if (c->weights != WEIGHTS_F32)
+        return rt_fail(ctx, ATTAMBA_ERR_UNSUPPORTED, "training a model with %s weights: train the f32 model, then quantize it",
+                       model_weight_type_name(c->weights));
     trainer *t = calloc(1, sizeof *t);
     if (!t) return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
     t->m = m;
