@@ -17,9 +17,10 @@
 #include "model/model.h"
 
 typedef struct {
-    const char *name;
+    char name[40];
     model_kind kind;
     int chunk, window;
+    weight_type weights;
 } variant;
 
 typedef struct {
@@ -134,14 +135,16 @@ int bench_decode_main(int argc, char **argv) {
                                          {"steps", required_argument, 0, 's'},  {"prefill-max", required_argument, 0, 'p'},
                                          {"json", required_argument, 0, 'j'},   {"svg", required_argument, 0, 'g'},
                                          {"only", required_argument, 0, 'o'},   {"devices", required_argument, 0, 'E'},
-                                         {"split", required_argument, 0, 'S'},
+                                         {"split", required_argument, 0, 'S'},  {"weight-types", required_argument, 0, 'w'},
                                          {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     const char *device = NULL, *devices = NULL, *split = NULL, *contexts = "1024,4096,16384,32768", *json = NULL, *svg = NULL, *only = NULL;
+    const char *types = "f32";
     int dim = 512, layers = 8, steps = 5, prefill_max = 2048, copy_mib = 256, c;
     double v;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "d:c:D:l:s:p:j:g:o:E:S:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "d:c:D:l:s:p:j:g:o:E:S:w:h", opts, NULL)) != -1) {
         switch (c) {
+        case 'w': types = optarg; break;
         case 'E': devices = optarg; break;
         case 'S': split = optarg; break;
         case 'o': only = optarg; break;
@@ -156,7 +159,7 @@ int bench_decode_main(int argc, char **argv) {
         case 'h':
             printf("usage: attamba bench decode [--contexts 1024,4096,...] [--dim 512] [--layers 8] [--steps 5]\n"
                    "                            [--prefill-max 2048] [--only NAME,...] [--json FILE|-] [--svg FILE]\n"
-                   "                            [--device P:D | --devices LIST --split layer]\n\n"
+                   "                            [--weight-types f32,f16,q8] [--device P:D | --devices LIST --split layer]\n\n"
                    "Decode tokens/s at each context (cache filled synthetically to that length), prefill tokens/s\n"
                    "for contexts up to --prefill-max, KV-cache bytes and peak device memory, for Attamba P=4/8/16\n"
                    "(L=8), a full-attention transformer and a sliding-window one (L=64), all of width --dim with\n"
@@ -166,7 +169,8 @@ int bench_decode_main(int argc, char **argv) {
                    "its bytes (weights + cache) over the copy bandwidth measured in the same run. With\n"
                    "--devices LIST --split layer, each model also decodes with its layers spread over the devices\n"
                    "(equal shares), next to the first device alone: what a split costs (it is for models or\n"
-                   "caches that do not fit one device, not for speed).\n");
+                   "caches that do not fit one device, not for speed). --weight-types: each model with its\n"
+                   "projections stored as each type (attamba quantize; named e.g. 'transformer q8'), in turn.\n");
             return 0;
         default: return 2;
         }
@@ -179,12 +183,25 @@ int bench_decode_main(int argc, char **argv) {
         if (ctxs[nc - 1] < 16) return cli_error("bench decode", "bad --contexts '%s'", contexts), 2;
         if (*p == ',') p++;
     }
-    variant vs[] = {{"transformer", MODEL_TRANSFORMER, 1, 0},
-                    {"transformer-swa L=64", MODEL_TRANSFORMER_SWA, 1, 64},
-                    {"attamba P=4 L=8", MODEL_ATTAMBA, 4, 8},
-                    {"attamba P=8 L=8", MODEL_ATTAMBA, 8, 8},
-                    {"attamba P=16 L=8", MODEL_ATTAMBA, 16, 8}};
-    int nv = (int)(sizeof vs / sizeof vs[0]);
+    static const variant base[] = {{"transformer", MODEL_TRANSFORMER, 1, 0, WEIGHTS_F32},
+                                   {"transformer-swa L=64", MODEL_TRANSFORMER_SWA, 1, 64, WEIGHTS_F32},
+                                   {"attamba P=4 L=8", MODEL_ATTAMBA, 4, 8, WEIGHTS_F32},
+                                   {"attamba P=8 L=8", MODEL_ATTAMBA, 8, 8, WEIGHTS_F32},
+                                   {"attamba P=16 L=8", MODEL_ATTAMBA, 16, 8, WEIGHTS_F32}};
+    /* every model with every weight type asked for: f32 keeps the plain name */
+    variant vs[3 * CORE_LEN(base)];
+    int nv = 0;
+    for (size_t b = 0; b < CORE_LEN(base); b++) {
+        if (!bench_listed(only, base[b].name)) continue;
+        for (int t = 0; t < 3; t++) {
+            if (!bench_listed(types, model_weight_type_name((weight_type)t))) continue;
+            vs[nv] = base[b];
+            vs[nv].weights = (weight_type)t;
+            if (t) snprintf(vs[nv].name, sizeof vs[nv].name, "%.32s %s", base[b].name, model_weight_type_name(vs[nv].weights));
+            nv++;
+        }
+    }
+    if (!nv) return cli_error("bench decode", "no model matches --only '%s' and --weight-types '%s'", only ? only : "", types), 2;
     rt_ctx *ctxs_[ATTAMBA_MAX_DEVICES];
     int n_dev = cli_open_devices(devices, device, ctxs_);
     if (!n_dev) return 1;
@@ -203,7 +220,6 @@ int bench_decode_main(int argc, char **argv) {
     int64_t *full_bytes = calloc((size_t)nc, sizeof *full_bytes);
     int rc = 0;
     for (int j = 0; j < nv && !rc; j++) {
-        if (!bench_listed(only, vs[j].name)) continue;
         model_config cfg;
         model_config_preset("paper-60m", &cfg, NULL, 0);
         cfg.kind = vs[j].kind;
@@ -213,6 +229,7 @@ int bench_decode_main(int argc, char **argv) {
         cfg.ssm_inner = dim / 2;
         cfg.chunk = vs[j].chunk;
         cfg.window = vs[j].window;
+        cfg.weights = vs[j].weights;
         cfg.boundaries = BOUNDARY_CYCLIC;
         model *m, *ms = NULL; /* ms: the same model split over the devices */
         if (model_create(ctx, &cfg, &m) || model_init_random(m, 1) ||
@@ -244,7 +261,7 @@ int bench_decode_main(int argc, char **argv) {
             double peak = (double)ctx->mem_peak / (1 << 20);
             /* a step reads every weight but the embedding table (one row), and the cache */
             int64_t emb = cfg.tie_embeddings ? 0 : (int64_t)cfg.vocab_size * cfg.dim;
-            double step_bytes = 4.0 * (double)(m->w.numel - emb) + (double)bytes;
+            double w_bytes = (double)weights_bytes(&m->w) - 4.0 * (double)emb, step_bytes = w_bytes + (double)bytes;
             double bw = copy_gbs > 0 ? step_bytes * tps[j * nc + i] * 1e-9 / copy_gbs : 0;
             const attamba_counters *pt = &sa.per_token;
             char cnt[48];
@@ -268,7 +285,7 @@ int bench_decode_main(int argc, char **argv) {
             snprintf(shape, sizeof shape, "context=%lld", (long long)T);
             if (prefill > 0) {
                 cJSON *po = bench_entry(ctx, "decode", "prefill", shape, vs[j].name, &tp_tm, w_flop * (double)T + attn_T,
-                                        4.0 * (double)(m->w.numel - emb) + (double)bytes);
+                                        w_bytes + (double)bytes);
                 cJSON_AddNumberToObject(po, "context", (double)T);
                 bench_entry_rate(po, prefill, "tokens/s");
                 cJSON_AddItemToArray(out, po);
@@ -276,6 +293,7 @@ int bench_decode_main(int argc, char **argv) {
             cJSON *o = bench_entry(ctx, "decode", "decode", shape, vs[j].name, &tm, flop, step_bytes);
             bench_entry_rate(o, tps[j * nc + i], "tokens/s");
             cJSON_AddStringToObject(o, "model", vs[j].name);
+            cJSON_AddStringToObject(o, "weight_type", model_weight_type_name(vs[j].weights));
             cJSON_AddNumberToObject(o, "context", (double)T);
             if (prefill > 0) cJSON_AddNumberToObject(o, "prefill_tokens_per_s", prefill);
             cJSON_AddNumberToObject(o, "cache_bytes", (double)bytes);

@@ -19,13 +19,14 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: attamba compile (--model DIR | --preset NAME) --out DIR [--device P:D] [--max-prompt N]\n"
-               "                       [--train-seq T]\n\n"
+               "                       [--train-seq T] [--weight-type f32|f16|q8]\n\n"
                "Runs the model once on the device (prefills of 1, 13, 100 and N tokens, default N 512,\n"
                "decode steps, a loss, a training step of T tokens, default 128) and writes every OpenCL\n"
                "program variant it built to DIR as binaries, with DIR/bundle.json. Then\n"
                "ATTAMBA_PROGRAM_DIR=DIR serves them: with ATTAMBA_CACHE_DIR=off, generate, eval and train\n"
                "compile nothing (ATTAMBA_LOG=info says where each program came from). Shapes outside\n"
-               "these (e.g. much longer prompts) may need variants the bundle lacks.\n");
+               "these (e.g. much longer prompts) may need variants the bundle lacks. --weight-type: the\n"
+               "preset with its projections stored so (a quantized model trains nothing: no training step).\n");
 }
 
 /* What generate, eval and train run, once each. */
@@ -63,7 +64,7 @@ static attamba_status exercise(model *m, int max_prompt, int train_seq) {
     double sum;
     int64_t count;
     if (!s) s = model_loss(m, tok, tgt, 1, max_prompt, &sum, &count);
-    if (!s && train_seq > 0) {
+    if (!s && train_seq > 0 && m->cfg.weights == WEIGHTS_F32) { /* quantized models do not train */
         train_hparams h;
         train_hparams_default(&h, 10);
         h.batch = 1;
@@ -118,13 +119,18 @@ int cli_compile(int argc, char **argv) {
     static const struct option opts[] = {{"model", required_argument, 0, 'm'},      {"preset", required_argument, 0, 'p'},
                                          {"out", required_argument, 0, 'o'},        {"device", required_argument, 0, 'd'},
                                          {"max-prompt", required_argument, 0, 'T'}, {"train-seq", required_argument, 0, 's'},
-                                         {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
+                                         {"weight-type", required_argument, 0, 'w'}, {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     const char *model_dir = NULL, *preset = NULL, *out = NULL, *device = NULL;
     double max_prompt = 512, train_seq = 128;
-    int c;
+    int c, wtype = WEIGHTS_F32;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:p:o:d:T:s:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:p:o:d:T:s:w:h", opts, NULL)) != -1) {
         switch (c) {
+        case 'w':
+            if ((wtype = model_weight_type_parse(optarg)) < 0)
+                return cli_error("compile", "bad --weight-type %s (f32, f16 or q8)", optarg), 2;
+            break;
         case 'm': model_dir = optarg; break;
         case 'p': preset = optarg; break;
         case 'o': out = optarg; break;
@@ -143,6 +149,8 @@ int cli_compile(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
+    if (model_dir && wtype != WEIGHTS_F32)
+        return cli_error("compile", "--weight-type is for --preset; a model's config says its own (attamba quantize)"), 2;
     if (core_mkdirs(out)) return cli_error("compile", "cannot create %s", out);
     rt_ctx *ctx = cli_open_device(device);
     if (!ctx) return 1;
@@ -155,7 +163,8 @@ int cli_compile(int argc, char **argv) {
         model_config cfg;
         char err[300];
         if (model_config_preset(preset, &cfg, err, sizeof err)) rc = cli_error("compile", "%s", err);
-        else if (model_create(ctx, &cfg, &m) || model_init_random(m, 1)) rc = cli_error("compile", "%s", ctx->err);
+        cfg.weights = (weight_type)wtype;
+        if (!rc && (model_create(ctx, &cfg, &m) || model_init_random(m, 1))) rc = cli_error("compile", "%s", ctx->err);
     }
     if (!rc && exercise(m, (int)max_prompt, (int)train_seq)) rc = cli_error("compile", "%s", ctx->err);
     if (!rc) rc = write_bundle(ctx, out);

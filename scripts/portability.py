@@ -34,10 +34,12 @@ def variants(cli, presets):
     with tempfile.TemporaryDirectory() as tmp:
         for cls in ("cpu", "gpu"):
             for preset in presets:
-                out = os.path.join(tmp, f"{cls}-{preset}")
+                out = os.path.join(tmp, f"{cls}-{preset}".replace(":", "-"))
                 env = dict(os.environ, ATTAMBA_TUNE_CLASS=cls, ATTAMBA_GEMM="own")
-                r = subprocess.run([cli, "compile", "--preset", preset, "--out", out, "--max-prompt", "128",
-                                    "--train-seq", "64"], env=env, capture_output=True, text=True)
+                name, _, wtype = preset.partition(":")  # NAME:TYPE: the preset with f16 / q8 weights
+                r = subprocess.run([cli, "compile", "--preset", name, "--out", out, "--max-prompt", "128",
+                                    "--train-seq", "64"] + (["--weight-type", wtype] if wtype else []),
+                                   env=env, capture_output=True, text=True)
                 if r.returncode:
                     sys.exit(f"portability: attamba compile --preset {preset} ({cls}) failed:\n{r.stderr[-3000:]}")
                 with open(os.path.join(out, "bundle.json"), encoding="utf-8") as f:
@@ -104,7 +106,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("cli")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "portability.md"))
-    ap.add_argument("--presets", default="tiny,paper-60m")
+    ap.add_argument("--presets", default="tiny,paper-60m,tiny:f16,tiny:q8",
+                    help="presets to compile, NAME or NAME:f16 / NAME:q8 for low-precision weights")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     a = ap.parse_args()
     found = variants(a.cli, a.presets.split(","))

@@ -229,6 +229,41 @@ START_TEST(a_compiled_bundle_serves_every_program) {
 }
 END_TEST
 
+/* attamba quantize: f16 and q8 models run generate and eval; an f16 model generates the text of the
+ * f32 model of its rounded values (quantize --type f32); training one, or a bad type, is refused. */
+START_TEST(quantized_models_run_and_refuse_training) {
+    char out[8192], back[8192], *dir = temp_dir(), data[128];
+    snprintf(data, sizeof data, "%s/d.txt", dir);
+    write_text(data, 4000);
+    int rc = cli(out, sizeof out, "init --preset tiny --out %s/m", dir);
+    ck_assert_msg(rc == 0, "init: %s", out);
+    rc = cli(out, sizeof out, "quantize --type q4 --in %s/m --out %s/x", dir, dir);
+    EXPECT_FAILS(rc, out, "bad --type q4");
+    rc = cli(out, sizeof out, "quantize --type q8 --in %s/nothing --out %s/x", dir, dir);
+    EXPECT_FAILS(rc, out, "nothing/config.json");
+    const char *types[2] = {"f16", "q8"};
+    for (int i = 0; i < 2; i++) {
+        rc = cli(out, sizeof out, "quantize --type %s --in %s/m --out %s/%s", types[i], dir, dir, types[i]);
+        ck_assert_msg(rc == 0 && strstr(out, types[i]), "quantize %s: %s", types[i], out);
+        rc = cli(out, sizeof out, "eval --model %s/%s --data %s", dir, types[i], data);
+        ck_assert_msg(rc == 0 && strstr(out, "perplexity"), "eval %s: %s", types[i], out);
+        rc = cli(out, sizeof out, "train --config %s/%s/config.json --data %s --out %s/t --steps 1 --batch 2 --seq 32",
+                 dir, types[i], data, dir);
+        EXPECT_FAILS(rc, out, "quantize");
+    }
+    rc = cli(out, sizeof out, "quantize --type f32 --in %s/f16 --out %s/back", dir, dir);
+    ck_assert_msg(rc == 0, "quantize back: %s", out);
+    /* the text alone (stdout, as hex: a random model's bytes may include NUL), not the timing line */
+    rc = cli(out, sizeof out, "generate --model %s/f16 --prompt 'In the beginn' -n 24 --temperature 0 2>/dev/null | od -An -tx1",
+             dir);
+    ck_assert_msg(rc == 0 && strlen(out) > 24, "generate f16: %s", out);
+    rc = cli(back, sizeof back, "generate --model %s/back --prompt 'In the beginn' -n 24 --temperature 0 2>/dev/null | od -An -tx1",
+             dir);
+    ck_assert_msg(rc == 0, "generate back: %s", back);
+    ck_assert_msg(!strcmp(out, back), "f16 and its f32 twin generate differently:\n%s\n---\n%s", out, back);
+}
+END_TEST
+
 /* A layer split over two devices evaluates to the whole model's loss and generates its text; a split
  * of the rows evaluates to the same loss. */
 START_TEST(eval_and_generate_over_a_layer_split_match_one_device) {
@@ -279,6 +314,7 @@ int main(void) {
     tcase_add_test(t, device_sets_are_checked_before_anything_runs);
     tcase_add_test(t, tune_shows_the_table_in_force);
     tcase_add_test(t, a_compiled_bundle_serves_every_program);
+    tcase_add_test(t, quantized_models_run_and_refuse_training);
     tcase_add_test(t, eval_and_generate_over_a_layer_split_match_one_device);
     suite_add_tcase(s, t);
     return tu_run(s);

@@ -197,6 +197,11 @@ void weights_free(model_weights *w) {
     memset(w, 0, sizeof *w);
 }
 
+int64_t weights_bytes(const model_weights *w) {
+    int64_t b = w->flat.buf ? tensor_numel(&w->flat) * 4 : 0;
+    return b + (w->lowp.buf ? tensor_numel(&w->lowp) * (int64_t)tensor_dtype_size(w->lowp.dtype) : 0);
+}
+
 const tensor *weights_get(const model_weights *w, const char *name) {
     int i = weights_find(w->info, w->n, name);
     return i < 0 ? NULL : &w->t[i];

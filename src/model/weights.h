@@ -50,6 +50,8 @@ attamba_status weights_upload_host(model_weights *w, const float *host);
  * presence and shape, refusing extra ones; f16/bf16 are converted. */
 attamba_status weights_read_host(const model_config *c, const char *path, float **host, char *err, size_t err_size);
 void weights_free(model_weights *w);
+/* Device bytes of the weights held (f32 and low-precision buffers). */
+int64_t weights_bytes(const model_weights *w);
 /* The view named name; NULL when the model has no such weight. */
 const tensor *weights_get(const model_weights *w, const char *name);
 
