@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# attamba against llama.cpp's CPU backend on this machine, same model, same thread count (issue 12).
+# Not run by CI (it builds llama.cpp: 15-30 min on two cores). Steps, each skipped when its output is
+# already there (so a rerun only measures):
+#   1. fetch the llama-cpp-python sdist from PyPI with pip download (its vendored llama.cpp, pinned);
+#   2. build llama.cpp's CPU backend: llama-bench, llama-quantize, libllama; and lc_logits.c here;
+#   3. models: `attamba init` of the paper-60m shape as a transformer and as Attamba P=8 (seed 1), each
+#      quantized by `attamba quantize` to f16 and q8; the transformer as GGUF (to_gguf.py), then
+#      llama-quantize to F16 and Q8_0;
+#   4. equivalence: the logits of 64 token ids from both engines, f32 / f16 / 8-bit;
+#   5. ROUNDS interleaved rounds (the engines alternate who goes first): pp512, pp2048, tg128, and decode
+#      at 4K and 16K of context, per weight type;
+#   6. summarize.py: medians and ratios -> docs/bench/peers.json, a markdown table on stdout.
+# llama.cpp runs with OMP_WAIT_POLICY=PASSIVE (its OpenMP barriers spin otherwise, which collapses on a
+# shared machine) and --repack 0 (AMX may be advertised in a VM and not work); attamba on PoCL with
+# POCL_MAX_PTHREAD_COUNT=THREADS. Both with THREADS threads (default 2).
+#
+#   bench/peers/llamacpp.sh [--rounds N] [--threads T] [--dir DIR] [--out FILE]
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+VERSION=0.3.36 # llama-cpp-python; vendors llama.cpp 0c1e570 (2026-10-01)
+ROUNDS=3
+THREADS=2
+DIR=$ROOT/build/peers
+OUT=$ROOT/docs/bench/peers.json
+while [ $# -gt 0 ]; do
+    case $1 in
+    --rounds) ROUNDS=$2; shift 2 ;;
+    --threads) THREADS=$2; shift 2 ;;
+    --dir) DIR=$2; shift 2 ;;
+    --out) OUT=$2; shift 2 ;;
+    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "llamacpp.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+done
+ATTAMBA=${ATTAMBA:-$ROOT/build/attamba}
+[ -x "$ATTAMBA" ] || { echo "llamacpp.sh: build attamba first ($ATTAMBA)" >&2; exit 1; }
+mkdir -p "$DIR/models" "$DIR/runs"
+cd "$DIR"
+export POCL_CACHE_DIR=${POCL_CACHE_DIR:-$ROOT/build/pocl-cache} ATTAMBA_CACHE_DIR=${ATTAMBA_CACHE_DIR:-$ROOT/build/kernel-cache}
+export POCL_MAX_PTHREAD_COUNT=$THREADS
+say() { printf '\n== %s\n' "$*"; }
+
+# 1. source
+SDIST=llama_cpp_python-$VERSION.tar.gz
+if [ ! -f "$SDIST" ]; then
+    say "pip download llama-cpp-python==$VERSION (sdist)"
+    pip download --no-deps --no-binary llama-cpp-python "llama-cpp-python==$VERSION" -d .
+fi
+sha256sum "$SDIST"
+LC=$DIR/llama_cpp_python-$VERSION/vendor/llama.cpp
+[ -d "$LC" ] || tar xzf "$SDIST"
+
+# 2. builds
+BIN=$DIR/build-cpu/bin
+if [ ! -x "$BIN/llama-bench" ] || [ ! -x "$BIN/llama-quantize" ]; then
+    say "building llama.cpp's CPU backend"
+    cmake -S "$LC" -B build-cpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
+        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_EXAMPLES=OFF
+    ninja -C build-cpu -j"$(nproc)" llama-bench llama-quantize llama
+fi
+if [ ! -x lc_logits ] || [ "$ROOT/bench/peers/lc_logits.c" -nt lc_logits ]; then
+    cc -O2 -o lc_logits "$ROOT/bench/peers/lc_logits.c" -I"$LC/include" -I"$LC/ggml/include" -L"$BIN" -lllama \
+        -Wl,-rpath,"$BIN"
+fi
+
+# 3. models
+M=$DIR/models
+[ -f "$M/p8/model.safetensors" ] || "$ATTAMBA" init --preset paper-60m --seed 1 --out "$M/p8"
+if [ ! -f "$M/tf/model.safetensors" ]; then
+    python3 - "$M" <<'EOF'
+import json, sys
+c = json.load(open(f"{sys.argv[1]}/p8/config.json"))
+c["kind"] = "transformer"
+json.dump(c, open(f"{sys.argv[1]}/tf-config.json", "w"), indent=1)
+EOF
+    "$ATTAMBA" init --config "$M/tf-config.json" --seed 1 --out "$M/tf"
+fi
+for m in tf p8; do
+    for t in f16 q8; do
+        [ -f "$M/$m-$t/model.safetensors" ] || "$ATTAMBA" quantize --type $t --in "$M/$m" --out "$M/$m-$t"
+    done
+done
+[ -f "$M/tf-f32.gguf" ] || PYTHONPATH=$LC/gguf-py python3 "$ROOT/bench/peers/to_gguf.py" "$M/tf" "$M/tf-f32.gguf"
+[ -f "$M/tf-f16.gguf" ] || "$BIN/llama-quantize" "$M/tf-f32.gguf" "$M/tf-f16.gguf" F16 >runs/quantize-f16.log 2>&1
+[ -f "$M/tf-q8.gguf" ] || "$BIN/llama-quantize" "$M/tf-f32.gguf" "$M/tf-q8.gguf" Q8_0 >runs/quantize-q8.log 2>&1
+
+# 4. equivalence: 64 ids (256 = our BOS, then bytes-and-beyond ids), through both engines
+say "equivalence"
+python3 -c "import random; r = random.Random(7); print(' '.join(['256'] + [str(r.randrange(32000)) for _ in range(63)]))" \
+    > runs/tok64.txt
+for t in f32 f16 q8; do
+    am=$M/tf && [ $t != f32 ] && am=$M/tf-$t
+    "$ATTAMBA" forward --model "$am" --input runs/tok64.txt --output runs/at-$t.bin >/dev/null
+    ./lc_logits "$M/tf-$t.gguf" runs/tok64.txt runs/lc-$t.bin >/dev/null 2>runs/lc-$t.log
+done
+
+# 5. rounds
+PROMPT512=$(python3 -c "print(('In the beginning God created the heaven and the earth. ' * 64)[:511], end='')")
+PROMPT2048=$(python3 -c "print(('And the earth was without form, and void. ' * 64)[:2047], end='')")
+llama_round() {
+    local r=$1
+    for t in f32 f16 q8; do
+        OMP_WAIT_POLICY=PASSIVE "$BIN/llama-bench" -m "$M/tf-$t.gguf" -t "$THREADS" -p 512,2048 -n 128 -r 1 \
+            --repack 0 -o json >runs/lc-r$r-$t.json 2>runs/lc-r$r-$t.log
+    done
+    OMP_WAIT_POLICY=PASSIVE "$BIN/llama-bench" -m "$M/tf-f32.gguf" -t "$THREADS" -p 0 -n 32 -d 4096,16384 -r 1 \
+        --repack 0 -o json >runs/lc-r$r-depth.json 2>runs/lc-r$r-depth.log
+}
+attamba_round() {
+    local r=$1
+    for m in tf tf-f16 tf-q8 p8 p8-f16 p8-q8; do
+        {
+            "$ATTAMBA" generate --model "$M/$m" --prompt "$PROMPT512" -n 1 --temperature 0 2>&1 >/dev/null | grep prefill
+            "$ATTAMBA" generate --model "$M/$m" --prompt "$PROMPT2048" -n 1 --temperature 0 2>&1 >/dev/null | grep prefill
+            "$ATTAMBA" generate --model "$M/$m" --prompt "" -n 128 --temperature 0 2>&1 >/dev/null | grep prefill
+        } >runs/at-r$r-$m.txt
+    done
+    "$ATTAMBA" bench decode --contexts 4096,16384 --prefill-max 0 --steps 8 --only "transformer,attamba P=8 L=8" \
+        --weight-types f32 --json runs/at-r$r-depth.json >/dev/null
+}
+for r in $(seq 1 "$ROUNDS"); do
+    say "round $r of $ROUNDS ($(uptime | sed 's/.*load/load/'))"
+    if [ $((r % 2)) = 1 ]; then llama_round "$r"; attamba_round "$r"; else attamba_round "$r"; llama_round "$r"; fi
+done
+
+# 6. summary
+say "summary"
+python3 "$ROOT/bench/peers/summarize.py" --runs runs --rounds "$ROUNDS" --threads "$THREADS" --sdist "$SDIST" --out "$OUT"

@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""The figures of bench/peers/llamacpp.sh's runs: medians over the rounds, ratios attamba / llama.cpp,
+the logit agreement, as JSON (--out) and a markdown table (stdout)."""
+import argparse
+import datetime
+import glob
+import json
+import os
+import re
+import statistics
+
+import numpy as np
+
+TYPES = ["f32", "f16", "q8"]
+LINE = re.compile(r"prefill (\d+) tokens in [\d.]+ s \(([\d.]+) tokens/s\); generated (\d+) tokens in [\d.]+ s "
+                  r"\(([\d.]+) tokens/s\)")
+
+
+def llama_rates(path):
+    """{test: tokens/s} of one llama-bench JSON: pp512, pp2048, tg128, tg32@4096, ..."""
+    out = {}
+    with open(path, encoding="utf-8") as f:
+        for e in json.load(f):
+            p, n, d = e["n_prompt"], e["n_gen"], e.get("n_depth", 0)
+            test = f"pp{p}" if p else f"tg{n}"
+            out[test + (f"@{d}" if d else "")] = e["avg_ts"]
+    return out
+
+
+def attamba_rates(path):
+    """pp512, pp2048 (prefill rates of generate) and tg128 (its decode rate) of one model's run file."""
+    with open(path, encoding="utf-8") as f:
+        lines = [LINE.search(line) for line in f]
+    lines = [m for m in lines if m]
+    if len(lines) != 3:
+        raise SystemExit(f"summarize: {path}: expected 3 generate lines, found {len(lines)}")
+    return {"pp512": float(lines[0][2]), "pp2048": float(lines[1][2]), "tg128": float(lines[2][4])}
+
+
+def attamba_depth(path):
+    out = {}
+    with open(path, encoding="utf-8") as f:
+        for e in json.load(f):
+            if e["op"] == "decode":
+                kind = "tf" if e["model"] == "transformer" else "p8"
+                out[f"{kind}:tg@{int(e['context'])}"] = e["rate"]
+    return out
+
+
+def median(xs):
+    return statistics.median(xs) if xs else None
+
+
+def logits_agreement(runs):
+    out = {}
+    for t in TYPES:
+        a, b = np.fromfile(f"{runs}/at-{t}.bin", "<f4"), np.fromfile(f"{runs}/lc-{t}.bin", "<f4")
+        if a.size != b.size:
+            raise SystemExit(f"summarize: logits of different sizes for {t}: {a.size} vs {b.size}")
+        a, b = a.reshape(64, -1), b.reshape(64, -1)
+        out[t] = {"max_abs": float(np.abs(a - b).max()), "mean_abs": float(np.abs(a - b).mean()),
+                  "argmax_equal": int((a.argmax(1) == b.argmax(1)).sum()), "positions": 64}
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--runs", required=True)
+    ap.add_argument("--rounds", type=int, required=True)
+    ap.add_argument("--threads", type=int, required=True)
+    ap.add_argument("--sdist", default="")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    samples = {}  # (engine, model, type, test) -> [rates]
+    for r in range(1, a.rounds + 1):
+        for t in TYPES:
+            for test, v in llama_rates(f"{a.runs}/lc-r{r}-{t}.json").items():
+                samples.setdefault(("llama.cpp", "tf", t, test), []).append(v)
+            for m in ("tf", "p8"):
+                name = m if t == "f32" else f"{m}-{t}"
+                for test, v in attamba_rates(f"{a.runs}/at-r{r}-{name}.txt").items():
+                    samples.setdefault(("attamba", m, t, test), []).append(v)
+        for test, v in llama_rates(f"{a.runs}/lc-r{r}-depth.json").items():
+            samples.setdefault(("llama.cpp", "tf", "f32", test.replace("tg32", "tg")), []).append(v)
+        for key, v in attamba_depth(f"{a.runs}/at-r{r}-depth.json").items():
+            m, test = key.split(":")
+            samples.setdefault(("attamba", m, "f32", test), []).append(v)
+    med = {k: median(v) for k, v in samples.items()}
+
+    def ratio(m, t, test, lt=None):
+        x, y = med.get(("attamba", m, t, test)), med.get(("llama.cpp", "tf", lt or t, test))
+        return x / y if x and y else None
+
+    rows = []
+    for test in ["pp512", "pp2048", "tg128", "tg@4096", "tg@16384"]:
+        for t in TYPES:
+            if test.startswith("tg@") and t != "f32":
+                continue
+            rows.append({"test": test, "weights": t, "llama.cpp": med.get(("llama.cpp", "tf", t, test)),
+                         "attamba transformer": med.get(("attamba", "tf", t, test)),
+                         "attamba P=8 L=8": med.get(("attamba", "p8", t, test)),
+                         # prefill is judged against llama.cpp f32, decode against the matching type
+                         "ratio transformer": ratio("tf", t, test, "f32" if test.startswith("pp") else t),
+                         "ratio P=8": ratio("p8", t, test, "f32" if test.startswith("pp") else t)})
+    report = {"schema": "attamba-peers", "date": datetime.date.today().isoformat(), "sdist": a.sdist,
+              "threads": a.threads, "rounds": a.rounds, "logits": logits_agreement(a.runs), "rows": rows,
+              "samples": [{"engine": k[0], "model": k[1], "weights": k[2], "test": k[3], "tokens_per_s": v}
+                          for k, v in sorted(samples.items())]}
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    with open(a.out + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=1)
+    os.replace(a.out + ".tmp", a.out)
+
+    fmt = lambda x, d=1: "-" if x is None else f"{x:.{d}f}"
+    print("| test | weights | llama.cpp tok/s | attamba transformer | ratio | attamba P=8 L=8 | ratio |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['test']} | {r['weights']} | {fmt(r['llama.cpp'])} | {fmt(r['attamba transformer'])} | "
+              f"{fmt(r['ratio transformer'], 2)}x | {fmt(r['attamba P=8 L=8'])} | {fmt(r['ratio P=8'], 2)}x |")
+    print("\nlogits of 64 ids, attamba vs llama.cpp (flash attention off, f32 KV):")
+    for t, v in report["logits"].items():
+        print(f"  {t}: max abs {v['max_abs']:.2e}, mean {v['mean_abs']:.2e}, argmax equal {v['argmax_equal']}/64")
+    print(f"\n-> {a.out}")
+
+
+if __name__ == "__main__":
+    main()
