@@ -246,7 +246,7 @@ static attamba_status gemm_check(rt_ctx *ctx, int trans_a, int trans_b, const te
     RT_TRY(operand(ctx, "B", b, *batch, B));
     *wt = weight_wt(b->dtype);
     if (*wt && !trans_b)
-        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "ops_gemm: an %s B must be a weight read transposed (x W^T)",
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "ops_gemm: a B stored as %s must be a weight read transposed (x W^T)",
                        tensor_dtype_name(b->dtype));
     int64_t m = trans_a ? A->cols : A->rows, k = trans_a ? A->rows : A->cols;
     int64_t kb = trans_b ? B->cols : B->rows, n = trans_b ? B->rows : B->cols;

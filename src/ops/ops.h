@@ -49,7 +49,9 @@ attamba_status ops_silu(rt_ctx *ctx, const tensor *x, tensor *out);
  * C = alpha * op(A) op(B) + beta * C. A is [M,K] ([K,M] when trans_a), B is [K,N] ([N,K] when
  * trans_b), C is [M,N]; with a leading batch dim all three are batched, and a 2-D A or B is
  * shared by every batch. Rows may be strided (views), elements within a row must be adjacent.
- * beta == 0 overwrites C without reading it. */
+ * beta == 0 overwrites C without reading it. All f32, except that B may be a weight stored as f16 or
+ * q8 (tensor.h; a q8 [N, K] is [N, K / 32] blocks) when read transposed (x W^T): the own kernels
+ * convert it as they load it; CLBlast refuses it (the automatic choice takes the own kernel). */
 typedef enum { OPS_GEMM_AUTO = 0, OPS_GEMM_CLBLAST = 1, OPS_GEMM_OWN = 2 } ops_gemm_backend;
 attamba_status ops_gemm(rt_ctx *ctx, int trans_a, int trans_b, float alpha, const tensor *a, const tensor *b,
                         float beta, tensor *c);
@@ -73,7 +75,8 @@ attamba_status ops_gemm_own(rt_ctx *ctx, ops_gemm_kernel kernel, int trans_a, in
 /* y_i = x W_i^T (+ y_i where accumulate[i]) for n matrices sharing the input x [..., K]: W_i [N_i, K]
  * (rows contiguous; row blocks of a larger matrix are fine), y_i [..., N_i] with x's leading dims.
  * With a few rows of x (decode: fewer than 8) and n <= 6, one launch for all (the decode step's
- * projections); otherwise one ops_gemm each. */
+ * projections); otherwise one ops_gemm each. W_i may be f16 or q8 as in ops_gemm (one launch when
+ * all have the same type). */
 #define OPS_GEMV_MAX_ROWS 8 /* ops_gemm_group: one launch below this many rows of x ... */
 #define OPS_GEMV_MAX 6       /* ... and up to this many matrices */
 attamba_status ops_gemm_group(rt_ctx *ctx, const tensor *x, int n, const tensor *const *W, tensor *const *y,
