@@ -214,6 +214,94 @@ void attn_prefill(__global const float *q, int qo, __global const float *k, int 
     }
 }
 
+/* Dense causal prefill with the keys along the vector lanes (CPUs; -DRQ=<queries per work-item>,
+ * DH % 8 == 0). A work-item takes RQ consecutive queries of one head and walks the keys in tiles of
+ * 16: the tile's scores for all RQ queries come from 2 x DH float8 loads of the transposed keys
+ * kt [B, Hkv, DH, Tp] (attn_transpose_k; Tp a multiple of 16, zeros past T), each load shared by the
+ * RQ queries; then an online-softmax update per query and P.V with the value rows as float8 along
+ * the head dim. One query per work-item (attn_prefill) re-reads every key for each query and
+ * reduces each score across lanes; here the RQ x 16 scores need no reduction and each key row is
+ * read once per RQ queries (1.5-1.8x attn_prefill at T = 2048 on AVX2, tools/experiments/
+ * attn_lanes_over_keys.py). Masked scores (key s > query t) get probability 0; rows past T compute
+ * a copy of the last query and are never stored. No barriers: a work-item past T returns.
+ * Global (ceil(ceil(T / RQ) / 8) * 8, H, B), local (8, 1, 1) or what the device allows. */
+#ifdef RQ
+#define DV8 (DH / 8)
+__kernel void attn_causal_lanes(__global const float *q, int qo, __global const float *kt,
+                                __global const float *v, int vo, __global float *out, int oo,
+                                int T, int Tp, int H, int Hkv, float scale) {
+    const int t0 = get_global_id(0) * RQ, h = get_global_id(1), b = get_global_id(2);
+    if (t0 >= T) return;
+    const int kvh = h / (H / Hkv), qs = H * DH, ks = Hkv * DH;
+    __global const float *kh = kt + (b * Hkv + kvh) * DH * Tp;
+    __global const float *vh = v + vo + b * T * ks + kvh * DH;
+    float qv[RQ][DH], m[RQ], l[RQ];
+    float8 acc[RQ][DV8];
+    for (int r = 0; r < RQ; r++) {
+        __global const float *qp = q + qo + (b * T + min(t0 + r, T - 1)) * qs + h * DH;
+        for (int d = 0; d < DH; d++) qv[r][d] = qp[d] * scale;
+        m[r] = ATTN_NEG;
+        l[r] = 0.0f;
+        for (int c = 0; c < DV8; c++) acc[r][c] = (float8)(0.0f);
+    }
+    const int kend = min(T, t0 + RQ); /* the last query's keys: 0 .. t0 + RQ - 1 */
+    const int8 lane = (int8)(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int s0 = 0; s0 < kend; s0 += 16) {
+        float8 sa[RQ], sb[RQ];
+        for (int r = 0; r < RQ; r++) sa[r] = sb[r] = (float8)(0.0f);
+        for (int d = 0; d < DH; d++) {
+            float8 ka = vload8(0, kh + d * Tp + s0), kb = vload8(0, kh + d * Tp + s0 + 8);
+            for (int r = 0; r < RQ; r++) {
+                sa[r] = fma((float8)(qv[r][d]), ka, sa[r]);
+                sb[r] = fma((float8)(qv[r][d]), kb, sb[r]);
+            }
+        }
+        float p[RQ][16];
+        const int8 ia = lane + s0, ib = ia + 8;
+        for (int r = 0; r < RQ; r++) {
+            const int8 t = (int8)(t0 + r);
+            float8 xa = ia <= t ? sa[r] : (float8)(ATTN_NEG), xb = ib <= t ? sb[r] : (float8)(ATTN_NEG);
+            float8 mx = fmax(xa, xb);
+            float4 m4 = fmax(mx.lo, mx.hi);
+            float mt = fmax(m[r], fmax(fmax(m4.x, m4.y), fmax(m4.z, m4.w)));
+            float corr = exp(m[r] - mt);
+            float8 pa = ia <= t ? exp(xa - (float8)(mt)) : (float8)(0.0f);
+            float8 pb = ib <= t ? exp(xb - (float8)(mt)) : (float8)(0.0f);
+            l[r] = l[r] * corr + atb_hsum8(pa + pb);
+            m[r] = mt;
+            vstore8(pa, 0, p[r]);
+            vstore8(pb, 1, p[r]);
+            for (int c = 0; c < DV8; c++) acc[r][c] *= corr;
+        }
+        const int jn = min(16, kend - s0);
+        for (int c = 0; c < DV8; c++) {
+            float8 a[RQ];
+            for (int r = 0; r < RQ; r++) a[r] = acc[r][c];
+            for (int j = 0; j < jn; j++) {
+                float8 vv = vload8(c, vh + (s0 + j) * ks);
+                for (int r = 0; r < RQ; r++) a[r] = fma((float8)(p[r][j]), vv, a[r]);
+            }
+            for (int r = 0; r < RQ; r++) acc[r][c] = a[r];
+        }
+    }
+    for (int r = 0; r < RQ && t0 + r < T; r++) {
+        /* l >= 1: every query sees key 0 .. itself, the running max contributing exp(0) */
+        float inv = 1.0f / l[r];
+        __global float *op = out + oo + (b * T + t0 + r) * qs + h * DH;
+        for (int c = 0; c < DV8; c++) vstore8(acc[r][c] * inv, c, op);
+    }
+}
+#endif
+
+/* kt[b, h, d, s] = k[b, s, h * DH + d] for s < T, 0 for T <= s < Tp: the keys of attn_causal_lanes.
+ * Global (Tp, DH, B * Hkv). */
+__kernel void attn_transpose_k(__global float *kt, __global const float *k, int ko, int T, int Tp, int Hkv) {
+    const int s = get_global_id(0), d = get_global_id(1), bh = get_global_id(2);
+    if (s >= Tp) return;
+    const int b = bh / Hkv, h = bh % Hkv;
+    kt[(bh * DH + d) * Tp + s] = s < T ? k[ko + (b * T + s) * Hkv * DH + h * DH + d] : 0.0f;
+}
+
 /* Decode: one query per sequence at position pos[b]. kb/vb hold each sequence's stored keys (bs
  * floats apart), head kvh's row e at kvh * hs + e * es ([B,cap,Hkv*DH]: hs = DH, es = Hkv*DH;
  * head-major [B,Hkv,cap,DH]: hs = cap*DH, es = DH, so a head's keys are one contiguous stream), with

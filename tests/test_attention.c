@@ -83,9 +83,10 @@ static float *run_ref(const qkv *x, attn_mode mode, int window, const tu_bset *b
 
 /* Variants every shape runs through: the device default, one query per group, and both tilings
  * with tile sizes that do not divide the key ranges, narrower head-dim vectors, and boundary rows
- * read in place or from the compact gathered copy. */
+ * read in place or from the compact gathered copy; dense causal also with the keys-along-lanes
+ * kernel at 3 and 1 queries per work-item (the default takes the table's, 16 on CPUs) and without it. */
 static const attn_prefill_opts variants[] = {
-    {0, 0, 0, 0, 0}, {1, 1, 2, 0, 1}, {32, 2, 1, 4, 2}, {8, 16, 2, 8, 0}, {16, 8, 1, 0, 1},
+    {0, 0, 0, 0, 0, 0}, {1, 1, 2, 0, 1, -1}, {32, 2, 1, 4, 2, 3}, {8, 16, 2, 8, 0, -1}, {16, 8, 1, 0, 1, 1},
 };
 #define N_VARIANTS ((int)(sizeof variants / sizeof variants[0]))
 
@@ -110,6 +111,8 @@ static const pcase pcases[] = {
     {1, 41, 8, 2, 8, ATTN_COMPRESSED, 5, BOUNDARY_EXPLICIT, 0},   /* explicit list */
     {1, 300, 2, 1, 64, ATTN_COMPRESSED, 8, BOUNDARY_RANDOM, 6},   /* many blocks, phase-A tails */
     {2, 45, 4, 2, 24, ATTN_CAUSAL, 0, BOUNDARY_UNIFORM, 1},
+    {1, 70, 2, 1, 64, ATTN_CAUSAL, 0, BOUNDARY_UNIFORM, 1},       /* tiles of 16 keys, T past them */
+    {2, 17, 3, 3, 8, ATTN_CAUSAL, 0, BOUNDARY_UNIFORM, 1},        /* dh = 8: one vector */
     {1, 70, 2, 1, 64, ATTN_SLIDING, 6, BOUNDARY_UNIFORM, 1},
     {1, 23, 3, 3, 8, ATTN_SLIDING, 0, BOUNDARY_UNIFORM, 1},       /* L = 0: each query sees itself */
     {3, 1, 2, 1, 8, ATTN_COMPRESSED, 2, BOUNDARY_CYCLIC, 4},      /* T = 1 */

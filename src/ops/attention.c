@@ -85,6 +85,34 @@ attamba_status attn_check_prefill(rt_ctx *ctx, const char *op, const tensor *q, 
     return ops_expect(ctx, op, "v", v, TENSOR_F32, 3, kvshape);
 }
 
+/* Dense causal prefill through attn_causal_lanes (cl/attention.cl): the keys transposed into a
+ * scratch [B, Hkv, dh, Tp], then rq queries per work-item. */
+static attamba_status prefill_lanes(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v, int n_heads,
+                                    int n_kv_heads, int dh, int rq, tensor *out) {
+    int64_t B = q->shape[0], T = q->shape[1], Tp = (T + 15) / 16 * 16;
+    char options[48];
+    snprintf(options, sizeof options, "-DDH=%d -DRQ=%d", dh, rq);
+    cl_kernel kt_kern, kern;
+    RT_TRY(rt_kernel(ctx, "attention", options, "attn_transpose_k", &kt_kern));
+    RT_TRY(rt_kernel(ctx, "attention", options, "attn_causal_lanes", &kern));
+    tensor kt = {0};
+    RT_TRY(tensor_scratch(ctx, &kt, TENSOR_F32, 4, (int64_t[]){B, n_kv_heads, dh, Tp}));
+    rt_arg targs[] = {RT_MEM(kt.buf->mem), RT_MEM(k->buf->mem), RT_I32(k->offset), RT_I32(T), RT_I32(Tp),
+                      RT_I32(n_kv_heads)};
+    attamba_status s = ops_launch_grid(ctx, kt_kern, "attn_transpose_k", Tp, dh, B * n_kv_heads,
+                                       (int)CORE_LEN(targs), targs);
+    if (!s) {
+        size_t lx = rt_local_1d(ctx, kern, 8), items = (size_t)((T + rq - 1) / rq);
+        size_t global[3] = {rt_round_up(items, lx), (size_t)n_heads, (size_t)B}, local[3] = {lx, 1, 1};
+        rt_arg args[] = {RT_MEM(q->buf->mem), RT_I32(q->offset), RT_MEM(kt.buf->mem), RT_MEM(v->buf->mem),
+                         RT_I32(v->offset), RT_MEM(out->buf->mem), RT_I32(out->offset), RT_I32(T), RT_I32(Tp),
+                         RT_I32(n_heads), RT_I32(n_kv_heads), RT_F32(1.0 / sqrt((double)dh))};
+        s = rt_launch(ctx, kern, "attn_causal_lanes", 3, global, local, (int)CORE_LEN(args), args);
+    }
+    tensor_free(&kt); /* the queue keeps it alive until the kernel has run */
+    return s;
+}
+
 attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v,
                                           int n_heads, int n_kv_heads, const attn_mask *mask,
                                           const attn_prefill_opts *opts, tensor *out) {
@@ -96,6 +124,13 @@ attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const te
     int nb = 0;
     if (mask->mode == ATTN_COMPRESSED) RT_TRY(attn_check_boundaries(ctx, op, mask->boundaries, mask->trusted, T, &nb));
     if (B * T == 0) return ATTAMBA_OK;
+
+    /* Dense causal on CPUs (the table's attn.rq): queries per work-item with the keys along the lanes,
+     * for head widths of whole float8s; their RQ x dh private floats are capped at 2048. */
+    int rq = opts && opts->lanes ? opts->lanes : ops_tune(ctx, TUNE_ATTN_RQ);
+    if (rq > 0 && dh % 8 == 0) rq = CORE_MIN(rq, 2048 / dh);
+    if (mask->mode == ATTN_CAUSAL && rq > 0 && dh % 8 == 0)
+        return prefill_lanes(ctx, q, k, v, n_heads, n_kv_heads, dh, rq, out);
 
     /* Defaults (ops/tuning.c): __local key tiles and the long query block when the keys all queries
      * of a block share (all earlier keys for CAUSAL, the boundaries for COMPRESSED) exceed attn.long_kib

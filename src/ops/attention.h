@@ -39,6 +39,7 @@ typedef struct attn_prefill_opts {
     int use_local;
     int vec_width;
     int compact;
+    int lanes;  /* dense causal: queries per work-item of attn_causal_lanes; 0 the table's attn.rq, -1 off */
 } attn_prefill_opts;
 attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v,
                                           int n_heads, int n_kv_heads, const attn_mask *mask,
