@@ -221,8 +221,7 @@ void attn_prefill(__global const float *q, int qo, __global const float *k, int 
  * RQ queries; then an online-softmax update per query and P.V with the value rows as float8 along
  * the head dim. One query per work-item (attn_prefill) re-reads every key for each query and
  * reduces each score across lanes; here the RQ x 16 scores need no reduction and each key row is
- * read once per RQ queries (1.5-1.8x attn_prefill at T = 2048 on AVX2, tools/experiments/
- * attn_lanes_over_keys.py). Masked scores (key s > query t) get probability 0; rows past T compute
+ * read once per RQ queries (1.38x attn_prefill at T = 2048 on AVX2, 1.22x at 512: docs/benchmarks.md). Masked scores (key s > query t) get probability 0; rows past T compute
  * a copy of the last query and are never stored. No barriers: a work-item past T returns.
  * Global (ceil(ceil(T / RQ) / 8) * 8, H, B), local (8, 1, 1) or what the device allows. */
 #ifdef RQ

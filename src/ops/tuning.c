@@ -46,9 +46,9 @@ static const struct {
     [TUNE_ATTN_TK] = {"attn.tk", 8, 8, 16, SAME, SAME, SAME, 1, 16, "prefill: keys per tile (power of two)"},
     [TUNE_ATTN_DECODE_WG] = {"attn.decode_wg", 8, 8, 32, SAME, SAME, SAME, 1, 256,
                              "decode: work-items per (sequence, head)"},
-    /* CPUs: 16 queries per work-item share each transposed key load (1.5-1.8x the per-query kernel at
-     * T = 2048 on AVX2; tools/experiments/attn_lanes_over_keys.py). GPUs: off, RQ x DH private floats
-     * would spill. */
+    /* CPUs: 16 queries per work-item share each transposed key load (dense attention 1.22x the
+     * per-query kernel at T = 512, 1.38x at 2048 on AVX2: docs/benchmarks.md). GPUs: off, RQ x DH
+     * private floats would spill. */
     [TUNE_ATTN_RQ] = {"attn.rq", 0, 16, 0, SAME, SAME, SAME, 0, 32,
                       "dense causal prefill: queries per work-item, keys along the lanes (0 off)"},
     [TUNE_BWD_BQ] = {"bwd.bq", 16, 16, 64, SAME, SAME, SAME, 1, 256, "backward: queries per group (dq)"},
