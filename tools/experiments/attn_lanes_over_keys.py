@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Experiment (issue 12, not part of the engine): causal attention on a CPU OpenCL device with the
+"""Experiment (issue 12; the engine's version is attn_causal_lanes in cl/attention.cl, with GQA, any T
+and the table's attn.rq): causal attention on a CPU OpenCL device with the
 keys along the vector lanes. K is transposed to [H, DH, T] so a tile of 16 keys' d-th components is
 two float8 loads; each work-item takes RQ consecutive queries (scores RQ x 16 per tile, online
 softmax, P.V with the value rows along the lanes). Checked against numpy; GFLOP/s counts 4 * DH per
