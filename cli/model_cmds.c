@@ -165,7 +165,7 @@ int cli_init(int argc, char **argv) {
     weight_info *list;
     int n;
     if (weights_list(&cfg, &list, &n)) return cli_error("init", "out of memory");
-    int64_t numel = list[n - 1].offset + list[n - 1].shape[0] * (list[n - 1].ndim == 2 ? list[n - 1].shape[1] : 1);
+    int64_t numel = list[n - 1].offset + weight_numel(&list[n - 1]);
     float *host = malloc((size_t)numel * sizeof *host);
     if (!host) {
         free(list);
@@ -231,7 +231,7 @@ int cli_quantize(int argc, char **argv) {
     }
     int64_t low = 0, kept = 0;
     for (int i = 0; i < n && !rc; i++) {
-        int64_t numel = list[i].shape[0] * (list[i].ndim == 2 ? list[i].shape[1] : 1);
+        int64_t numel = weight_numel(&list[i]);
         if (list[i].dtype == TENSOR_F32) {
             kept += numel;
             continue;

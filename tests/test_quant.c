@@ -202,7 +202,7 @@ START_TEST(low_precision_operands_are_refused_where_unsupported) {
 END_TEST
 
 static int64_t list_numel(const weight_info *list, int n) {
-    return list[n - 1].offset + list[n - 1].shape[0] * (list[n - 1].ndim == 2 ? list[n - 1].shape[1] : 1);
+    return list[n - 1].offset + weight_numel(&list[n - 1]);
 }
 
 /* The tiny preset with weight type t; its f32 twin holds the values t rounds them to. */
@@ -221,7 +221,7 @@ static float *rounded_host(const model_config *c, uint64_t seed, int64_t *numel)
     weights_init_host(c, list, n, seed, host);
     for (int i = 0; i < n; i++) {
         if (list[i].dtype == TENSOR_F32) continue;
-        int64_t k = list[i].shape[0] * list[i].shape[1];
+        int64_t k = weight_numel(&list[i]);
         void *q = malloc(quant_bytes(list[i].dtype, k));
         quant_encode(list[i].dtype, host + list[i].offset, k, q);
         quant_decode(list[i].dtype, q, k, host + list[i].offset);

@@ -94,7 +94,7 @@ int weights_find(const weight_info *list, int n, const char *name) {
     return -1;
 }
 
-static int64_t info_numel(const weight_info *w) { return w->shape[0] * (w->ndim == 2 ? w->shape[1] : 1); }
+int64_t weight_numel(const weight_info *w) { return w->shape[0] * (w->ndim == 2 ? w->shape[1] : 1); }
 
 /* Index of layer l's first weight (l = n_layers: the final norm's). */
 static int layer_start(const model_weights *w, const model_config *c, int l) {
@@ -106,13 +106,13 @@ static int layer_start(const model_weights *w, const model_config *c, int l) {
 
 /* Elements of weight w in its storage type (q8: blocks). */
 static int64_t stored_numel(const weight_info *w) {
-    return info_numel(w) / (w->dtype == TENSOR_Q8 ? TENSOR_Q8_BLOCK : 1);
+    return weight_numel(w) / (w->dtype == TENSOR_Q8 ? TENSOR_Q8_BLOCK : 1);
 }
 
 attamba_status weights_alloc_layers(rt_ctx *ctx, const model_config *c, int l0, int l1, model_weights *w) {
     memset(w, 0, sizeof *w);
     if (weights_list(c, &w->info, &w->n)) return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
-    w->numel = w->info[w->n - 1].offset + info_numel(&w->info[w->n - 1]);
+    w->numel = w->info[w->n - 1].offset + weight_numel(&w->info[w->n - 1]);
     /* the held weights: info[first, end) (from the embedding for the first layers, to the output layer
      * for the last), then a tied output layer's copy of the embedding when the embedding is elsewhere */
     int L = c->n_layers;
@@ -123,8 +123,8 @@ attamba_status weights_alloc_layers(rt_ctx *ctx, const model_config *c, int l0, 
     tensor_dtype lowp = TENSOR_F32;
     for (int i = 0; i < w->n; i++) {
         if (!((i >= w->first && i < w->end) || (i == 0 && w->tied_copy))) continue;
-        w->held += info_numel(&w->info[i]);
-        if (w->info[i].dtype == TENSOR_F32) n32 += info_numel(&w->info[i]);
+        w->held += weight_numel(&w->info[i]);
+        if (w->info[i].dtype == TENSOR_F32) n32 += weight_numel(&w->info[i]);
         else nlow += stored_numel(&w->info[i]), lowp = w->info[i].dtype;
     }
     const attamba_device_info *di = &ctx->dev.info;
@@ -174,13 +174,13 @@ attamba_status weights_upload_host(model_weights *w, const float *host) {
             s = tensor_upload(&w->t[i], host + wi->offset);
             continue;
         }
-        void *q = realloc(tmp, quant_bytes(wi->dtype, info_numel(wi)));
+        void *q = realloc(tmp, quant_bytes(wi->dtype, weight_numel(wi)));
         if (!q) {
             s = rt_fail(w->flat.buf->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
             break;
         }
         tmp = q;
-        quant_encode(wi->dtype, host + wi->offset, info_numel(wi), tmp);
+        quant_encode(wi->dtype, host + wi->offset, weight_numel(wi), tmp);
         s = tensor_upload(&w->t[i], tmp); /* blocking: tmp may be reused after it */
     }
     free(tmp);
@@ -223,7 +223,7 @@ void weights_init_host(const model_config *c, const weight_info *list, int n, ui
     for (int i = 0; i < n; i++) {
         const weight_info *w = &list[i];
         float *x = host + w->offset;
-        int64_t numel = info_numel(w);
+        int64_t numel = weight_numel(w);
         core_rng r; /* one stream per tensor: adding a tensor never changes the others */
         core_rng_seed(&r, seed ^ (0x51ed270b27a5ULL * (uint64_t)(i + 1)));
         if (ends_with(w->name, "norm.weight") || ends_with(w->name, ".D")) {
@@ -295,7 +295,7 @@ attamba_status weights_read_host(const model_config *c, const char *path, float 
         free(info);
         return s;
     }
-    float *host = malloc((size_t)(info[n - 1].offset + info_numel(&info[n - 1])) * sizeof *host);
+    float *host = malloc((size_t)(info[n - 1].offset + weight_numel(&info[n - 1])) * sizeof *host);
     if (!host) s = core_errbuf(err, err_size, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
     for (int i = 0; i < n && !s; i++) {
         const weight_info *wi = &info[i];
@@ -344,7 +344,7 @@ attamba_status weights_save_host(const weight_info *list, int n, const float *ho
                                  size_t err_size) {
     /* room for the entries (a q8 weight is two) and the converted low-precision values */
     size_t bytes = 0;
-    for (int i = 0; i < n; i++) bytes += list[i].dtype == TENSOR_F32 ? 0 : quant_bytes(list[i].dtype, info_numel(&list[i]));
+    for (int i = 0; i < n; i++) bytes += list[i].dtype == TENSOR_F32 ? 0 : quant_bytes(list[i].dtype, weight_numel(&list[i]));
     st_entry *e = calloc((size_t)(2 * n), sizeof *e);
     unsigned char *low = bytes ? malloc(bytes) : NULL;
     int64_t(*scale_shape)[2] = calloc((size_t)n, sizeof *scale_shape);
@@ -356,7 +356,7 @@ attamba_status weights_save_host(const weight_info *list, int n, const float *ho
     for (int i = 0; i < n && !s; i++) {
         const weight_info *w = &list[i];
         const float *x = host + w->offset;
-        int64_t numel = info_numel(w);
+        int64_t numel = weight_numel(w);
         e[ne++] = (st_entry){w->name, w->ndim, w->shape, x, ST_F32};
         if (w->dtype == TENSOR_F16) {
             quant_encode(TENSOR_F16, x, numel, at);

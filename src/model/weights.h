@@ -22,6 +22,8 @@ typedef struct weight_info {
  * with weight_type f16 / q8, every projection matrix and the output layer (q8: those whose rows are a
  * whole number of 32-value blocks), the rest f32. */
 attamba_status weights_list(const model_config *c, weight_info **out, int *n);
+/* Parameters of one weight (rows x cols, or rows). */
+int64_t weight_numel(const weight_info *w);
 /* Index of name in the list, or -1. */
 int weights_find(const weight_info *list, int n, const char *name);
 

@@ -128,9 +128,8 @@ attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const te
     /* Dense causal on CPUs (the table's attn.rq): queries per work-item with the keys along the lanes,
      * for head widths of whole float8s; their RQ x dh private floats are capped at 2048. */
     int rq = opts && opts->lanes ? opts->lanes : ops_tune(ctx, TUNE_ATTN_RQ);
-    if (rq > 0 && dh % 8 == 0) rq = CORE_MIN(rq, 2048 / dh);
     if (mask->mode == ATTN_CAUSAL && rq > 0 && dh % 8 == 0)
-        return prefill_lanes(ctx, q, k, v, n_heads, n_kv_heads, dh, rq, out);
+        return prefill_lanes(ctx, q, k, v, n_heads, n_kv_heads, dh, CORE_MIN(rq, 2048 / dh), out);
 
     /* Defaults (ops/tuning.c): __local key tiles and the long query block when the keys all queries
      * of a block share (all earlier keys for CAUSAL, the boundaries for COMPRESSED) exceed attn.long_kib
