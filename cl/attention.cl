@@ -296,7 +296,7 @@ __kernel void attn_causal_lanes(__global const float *q, int qo, __global const 
  * Global (Tp, DH, B * Hkv). */
 __kernel void attn_transpose_k(__global float *kt, __global const float *k, int ko, int T, int Tp, int Hkv) {
     const int s = get_global_id(0), d = get_global_id(1), bh = get_global_id(2);
-    if (s >= Tp) return;
+    if (s >= Tp || d >= DH) return; /* the launch pads both to its work-group */
     const int b = bh / Hkv, h = bh % Hkv;
     kt[(bh * DH + d) * Tp + s] = s < T ? k[ko + (b * T + s) * Hkv * DH + h * DH + d] : 0.0f;
 }
