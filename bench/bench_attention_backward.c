@@ -40,7 +40,7 @@ static int run_once(void *p) {
 static void usage(FILE *f) {
     fprintf(f,
             "usage: attamba bench attention-backward [--device P:D] [--seconds S] [--reps N] [--t T[,T...]]\n"
-            "                                        [--shape B,H,DH] [--variant BQ,TK,BK,TQ,LOCAL[,ITEM]]\n"
+            "                                        [--shape B,H,DH] [--variant BQ,TK,BK,TQ,LOCAL[,ITEM[,GEMM]]]\n"
             "                                        [--json FILE|-]\n\n"
             "Times the prefill attention forward and backward on d = 512 (8 heads of 64), B = 1, for\n"
             "causal and compressed masks (P = 1 and 8 with cyclic boundaries, L = 8), T = 1024,4096 by\n"
@@ -49,7 +49,8 @@ static void usage(FILE *f) {
             "--seconds: minimum time per measurement (default 1); --reps: minimum repetitions (3).\n"
             "--shape: batch, heads, head dim (default 1,8,64; the `small` preset trains 8,4,32).\n"
             "--variant: the backward's attn_backward_opts (0 = the device default; LOCAL 1 = __local\n"
-            "tiles, 2 = global; ITEM 1 = per-work-item walks, 2 = group walks), e.g. 16,8,16,8,2,1.\n");
+            "tiles, 2 = global; ITEM 1 = per-work-item walks, 2 = group walks; GEMM: queries per block\n"
+            "through the GEMM for causal, -1 = the kernels), e.g. 16,8,16,8,2,1,-1.\n");
 }
 
 typedef struct {
@@ -190,7 +191,7 @@ int bench_attention_backward_main(int argc, char **argv) {
     const char *device = NULL, *json = NULL, *tlist = "1024,4096";
     double seconds = 1.0;
     int reps = 3, c, B = 1, H = 8, dh = 64;
-    attn_backward_opts variant = {0, 0, 0, 0, 0, 0};
+    attn_backward_opts variant = {0, 0, 0, 0, 0, 0, 0};
     optind = 1;
     while ((c = getopt_long(argc, argv, "d:s:r:t:v:j:S:h", opts, NULL)) != -1) {
         switch (c) {
@@ -199,10 +200,10 @@ int bench_attention_backward_main(int argc, char **argv) {
         case 'r': reps = atoi(optarg); break;
         case 't': tlist = optarg; break;
         case 'v':
-            if (sscanf(optarg, "%d,%d,%d,%d,%d,%d", &variant.block_q, &variant.tile_k, &variant.block_k,
-                       &variant.tile_q, &variant.use_local, &variant.per_item) < 5)
+            if (sscanf(optarg, "%d,%d,%d,%d,%d,%d,%d", &variant.block_q, &variant.tile_k, &variant.block_k,
+                       &variant.tile_q, &variant.use_local, &variant.per_item, &variant.gemm_block) < 5)
                 return cli_error("bench attention-backward",
-                                 "bad --variant '%s' (want BQ,TK,BK,TQ,LOCAL[,ITEM])", optarg);
+                                 "bad --variant '%s' (want BQ,TK,BK,TQ,LOCAL[,ITEM[,GEMM]])", optarg);
             break;
         case 'j': json = optarg; break;
         case 'S':

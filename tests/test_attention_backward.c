@@ -222,9 +222,12 @@ static void run_backward(prob *x, const attn_mask *m, const attn_backward_opts *
 /* The device default, one work-item per group with tiles of one, and __local / global tilings
  * whose tile sizes do not divide the ranges or the group sizes (tile sizes 3 and 5 also leave
  * padding lanes in the tile vectors). On a CPU the global ones walk per work-item by default; the
- * last variant forces the group walk (masked triangles, separate far launch) from global memory. */
+ * fifth variant forces the group walk (masked triangles, separate far launch) from global memory.
+ * The last two take causal and sliding through the GEMM in blocks of 7 and 32 queries (the default
+ * on CPUs for causal; compressed masks ignore them). */
 static const attn_backward_opts variants[] = {
-    {0, 0, 0, 0, 0, 0}, {1, 1, 1, 1, 2, 0}, {32, 3, 8, 5, 1, 0}, {8, 16, 24, 3, 2, 0}, {8, 16, 24, 3, 2, 2},
+    {0, 0, 0, 0, 0, 0, 0},      {1, 1, 1, 1, 2, 0, -1}, {32, 3, 8, 5, 1, 0, -1}, {8, 16, 24, 3, 2, 0, -1},
+    {8, 16, 24, 3, 2, 2, -1}, {0, 0, 0, 0, 0, 0, 7},  {0, 0, 0, 0, 0, 0, 32},
 };
 #define N_VARIANTS ((int)(sizeof variants / sizeof variants[0]))
 
@@ -377,11 +380,11 @@ START_TEST(bad_arguments_return_a_status_and_a_message) {
     expect_fail(BWD(4, 2, &m, &x.out, &x.tg, &x.dq, &x.dk, &x.dv), ATTAMBA_ERR_INVALID_ARG, "below T");
     m.boundaries = &x.tk; /* f32, 3-D */
     expect_fail(BWD(4, 2, &m, &x.out, &x.tg, &x.dq, &x.dk, &x.dv), ATTAMBA_ERR_SHAPE, "i32");
-    attn_backward_opts opts = {0, 0, 300, 0, 0, 0};
+    attn_backward_opts opts = {0, 0, 300, 0, 0, 0, -1};
     expect_fail(ops_attention_prefill_backward_with(ctx, &x.tq, &x.tk, &x.tv, 4, 2, &causal, &x.out, &x.tg,
                                                     &opts, &x.dq, &x.dk, &x.dv),
                 ATTAMBA_ERR_INVALID_ARG, "out of range");
-    attn_backward_opts item_local = {0, 0, 0, 0, 1, 1}, item_bad = {0, 0, 0, 0, 0, 3};
+    attn_backward_opts item_local = {0, 0, 0, 0, 1, 1, -1}, item_bad = {0, 0, 0, 0, 0, 3, -1};
     expect_fail(ops_attention_prefill_backward_with(ctx, &x.tq, &x.tk, &x.tv, 4, 2, &causal, &x.out, &x.tg,
                                                     &item_local, &x.dq, &x.dk, &x.dv),
                 ATTAMBA_ERR_INVALID_ARG, "__local");

@@ -40,6 +40,7 @@ typedef struct attn_prefill_opts {
     int vec_width;
     int compact;
     int lanes;  /* dense causal: queries per work-item of attn_causal_lanes; 0 the table's attn.rq, -1 off */
+    int gemm_block; /* causal / sliding through the GEMM: queries per block; 0 the table's attn.gemm_bq, -1 off */
 } attn_prefill_opts;
 attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v,
                                           int n_heads, int n_kv_heads, const attn_mask *mask,
@@ -56,6 +57,20 @@ attamba_status attn_check_prefill(rt_ctx *ctx, const char *op, const tensor *q, 
  * faster than 8 on an AVX2 CPU too; the kernels move float16 as float8 halves). */
 int attn_vec_width(int dh);
 attamba_status attn_check_boundaries(rt_ctx *ctx, const char *op, const tensor *bt, int trusted, int64_t T, int *nb);
+
+/* Dense causal and sliding-window attention through the GEMM (attention_gemm.c, the CPU path): per
+ * block of bq queries, one batched GEMM of the scores of every head against the block's keys into a
+ * scratch [H, bq, keys], a row pass (cl/attention_rows.cl), a GEMM by V; the backward five GEMMs.
+ * attn_gemm_block: the block for this call, or 0 when the kernels serve it: the table's attn.gemm_bq
+ * is 0 (GPUs), the mask is compressed, a sliding window is shorter than the block, or a score buffer
+ * would pass 64 MiB even at 16 queries. want > 0 overrides the table and the window rule, want < 0
+ * turns the path off. The two ops take checked arguments (attn_check_prefill). */
+int attn_gemm_block(rt_ctx *ctx, const attn_mask *mask, int64_t T, int n_heads, int want);
+attamba_status attn_gemm_prefill(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v, int n_heads,
+                                 int n_kv_heads, int dh, const attn_mask *mask, int bq, tensor *out);
+attamba_status attn_gemm_backward(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v, int n_heads,
+                                  int n_kv_heads, int dh, const attn_mask *mask, int bq, const tensor *dout,
+                                  tensor *dq, tensor *dk, tensor *dv);
 
 /* out[b,i,:] = src[b, idx[i], :]: src [B,T,C], idx i32 [n], out [B,n,C] (gathers boundary K/V).
  * Indices outside [0, T) are clamped (the device cannot report them without a host wait). */

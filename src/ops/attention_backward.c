@@ -43,6 +43,9 @@ attamba_status ops_attention_prefill_backward_with(rt_ctx *ctx, const tensor *q,
     if (mask->mode == ATTN_COMPRESSED) RT_TRY(attn_check_boundaries(ctx, OP, mask->boundaries, mask->trusted, T, &nb));
     if (B * T == 0) return ATTAMBA_OK;
 
+    int gbq = attn_gemm_block(ctx, mask, T, n_heads, opts ? opts->gemm_block : 0);
+    if (gbq) return attn_gemm_backward(ctx, q, k, v, n_heads, n_kv_heads, dh, mask, gbq, dout, dq, dk, dv);
+
     int bq = opts && opts->block_q ? opts->block_q : ops_tune(ctx, TUNE_BWD_BQ);
     int tk = opts && opts->tile_k ? opts->tile_k : ops_tune(ctx, TUNE_BWD_TK);
     int bk = opts && opts->block_k ? opts->block_k : ops_tune(ctx, TUNE_BWD_BK);
