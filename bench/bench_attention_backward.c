@@ -50,7 +50,7 @@ static void usage(FILE *f) {
             "--shape: batch, heads, head dim (default 1,8,64; the `small` preset trains 8,4,32).\n"
             "--variant: the backward's attn_backward_opts (0 = the device default; LOCAL 1 = __local\n"
             "tiles, 2 = global; ITEM 1 = per-work-item walks, 2 = group walks; GEMM: queries per block\n"
-            "through the GEMM for causal, -1 = the kernels), e.g. 16,8,16,8,2,1,-1.\n");
+            "through the GEMM, -1 = the kernels), e.g. 16,8,16,8,2,1,-1.\n");
 }
 
 typedef struct {

@@ -85,8 +85,8 @@ static float *run_ref(const qkv *x, attn_mode mode, int window, const tu_bset *b
  * with tile sizes that do not divide the key ranges, narrower head-dim vectors, and boundary rows
  * read in place or from the compact gathered copy; dense causal also with the keys-along-lanes
  * kernel at 3 and 1 queries per work-item (the default takes the table's, 16 on CPUs) and without it;
- * causal and sliding also through the GEMM in blocks of 5 and 16 queries (the table's default on
- * CPUs is 128, for sliding windows of at least that). */
+ * and every mask through the GEMM in blocks of 5 and 16 queries (on CPUs the default takes the table's
+ * 128 where the mask leaves the GEMMs enough work, so the four kernel variants turn it off). */
 static const attn_prefill_opts variants[] = {
     {0, 0, 0, 0, 0, 0, 0},  {1, 1, 2, 0, 1, -1, -1}, {32, 2, 1, 4, 2, 3, -1}, {8, 16, 2, 8, 0, -1, -1},
     {16, 8, 1, 0, 1, 1, -1}, {0, 0, 0, 0, 0, 0, 5},   {0, 0, 0, 0, 0, 0, 16},

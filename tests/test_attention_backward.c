@@ -223,8 +223,8 @@ static void run_backward(prob *x, const attn_mask *m, const attn_backward_opts *
  * whose tile sizes do not divide the ranges or the group sizes (tile sizes 3 and 5 also leave
  * padding lanes in the tile vectors). On a CPU the global ones walk per work-item by default; the
  * fifth variant forces the group walk (masked triangles, separate far launch) from global memory.
- * The last two take causal and sliding through the GEMM in blocks of 7 and 32 queries (the default
- * on CPUs for causal; compressed masks ignore them). */
+ * The last two go through the GEMM in blocks of 7 and 32 queries (the default on CPUs where the mask
+ * leaves the GEMMs enough work, so the kernel variants turn it off). */
 static const attn_backward_opts variants[] = {
     {0, 0, 0, 0, 0, 0, 0},      {1, 1, 1, 1, 2, 0, -1}, {32, 3, 8, 5, 1, 0, -1}, {8, 16, 24, 3, 2, 0, -1},
     {8, 16, 24, 3, 2, 2, -1}, {0, 0, 0, 0, 0, 0, 7},  {0, 0, 0, 0, 0, 0, 32},

@@ -125,9 +125,10 @@ attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const te
     if (mask->mode == ATTN_COMPRESSED) RT_TRY(attn_check_boundaries(ctx, op, mask->boundaries, mask->trusted, T, &nb));
     if (B * T == 0) return ATTAMBA_OK;
 
-    /* Causal and long sliding windows on CPUs: through the GEMM (the table's attn.gemm_bq). */
-    int gbq = attn_gemm_block(ctx, mask, T, n_heads, opts ? opts->gemm_block : 0);
-    if (gbq) return attn_gemm_prefill(ctx, q, k, v, n_heads, n_kv_heads, dh, mask, gbq, out);
+    /* On CPUs through the GEMM (the table's attn.gemm_bq), unless the mask hides most of its work. */
+    int taken;
+    RT_TRY(attn_gemm_prefill(ctx, q, k, v, n_heads, n_kv_heads, dh, mask, opts ? opts->gemm_block : 0, out, &taken));
+    if (taken) return ATTAMBA_OK;
 
     /* Dense causal on CPUs (the table's attn.rq): queries per work-item with the keys along the lanes,
      * for head widths of whole float8s; their RQ x dh private floats are capped at 2048. */

@@ -40,7 +40,7 @@ typedef struct attn_prefill_opts {
     int vec_width;
     int compact;
     int lanes;  /* dense causal: queries per work-item of attn_causal_lanes; 0 the table's attn.rq, -1 off */
-    int gemm_block; /* causal / sliding through the GEMM: queries per block; 0 the table's attn.gemm_bq, -1 off */
+    int gemm_block; /* through the GEMM: queries per block; 0 the table's attn.gemm_bq, -1 off */
 } attn_prefill_opts;
 attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v,
                                           int n_heads, int n_kv_heads, const attn_mask *mask,
@@ -58,19 +58,21 @@ attamba_status attn_check_prefill(rt_ctx *ctx, const char *op, const tensor *q, 
 int attn_vec_width(int dh);
 attamba_status attn_check_boundaries(rt_ctx *ctx, const char *op, const tensor *bt, int trusted, int64_t T, int *nb);
 
-/* Dense causal and sliding-window attention through the GEMM (attention_gemm.c, the CPU path): per
- * block of bq queries, one batched GEMM of the scores of every head against the block's keys into a
- * scratch [H, bq, keys], a row pass (cl/attention_rows.cl), a GEMM by V; the backward five GEMMs.
- * attn_gemm_block: the block for this call, or 0 when the kernels serve it: the table's attn.gemm_bq
- * is 0 (GPUs), the mask is compressed, a sliding window is shorter than the block, or a score buffer
- * would pass 64 MiB even at 16 queries. want > 0 overrides the table and the window rule, want < 0
- * turns the path off. The two ops take checked arguments (attn_check_prefill). */
-int attn_gemm_block(rt_ctx *ctx, const attn_mask *mask, int64_t T, int n_heads, int want);
+/* Attention through the GEMM (attention_gemm.c, the CPU path), every mask: per block of queries, batched
+ * GEMMs of the scores of every head against the block's keys (its window range, and for compressed
+ * masks the boundaries before it, gathered once) into a scratch [H, bq, keys], a row pass
+ * (cl/attention_rows.cl), GEMMs by V; the backward the GEMMs of dP, dq, dk and dv. Each decides
+ * first: *taken = 0 (and nothing enqueued) leaves the call to the kernels, when the table's
+ * attn.gemm_bq is 0 (GPUs), when the block's scores would be more than 2.5x the (query, key) pairs the
+ * mask allows (short windows with few boundaries), or when a score buffer would pass 64 MiB even at 16
+ * queries. want > 0: that block size, whatever it wastes; want < 0: the kernels. A compressed mask's
+ * boundaries are downloaded (a wait for the queue). The arguments must have passed attn_check_prefill
+ * (and the boundary checks). */
 attamba_status attn_gemm_prefill(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v, int n_heads,
-                                 int n_kv_heads, int dh, const attn_mask *mask, int bq, tensor *out);
+                                 int n_kv_heads, int dh, const attn_mask *mask, int want, tensor *out, int *taken);
 attamba_status attn_gemm_backward(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v, int n_heads,
-                                  int n_kv_heads, int dh, const attn_mask *mask, int bq, const tensor *dout,
-                                  tensor *dq, tensor *dk, tensor *dv);
+                                  int n_kv_heads, int dh, const attn_mask *mask, int want, const tensor *dout,
+                                  tensor *dq, tensor *dk, tensor *dv, int *taken);
 
 /* out[b,i,:] = src[b, idx[i], :]: src [B,T,C], idx i32 [n], out [B,n,C] (gathers boundary K/V).
  * Indices outside [0, T) are clamped (the device cannot report them without a host wait). */

@@ -43,8 +43,10 @@ attamba_status ops_attention_prefill_backward_with(rt_ctx *ctx, const tensor *q,
     if (mask->mode == ATTN_COMPRESSED) RT_TRY(attn_check_boundaries(ctx, OP, mask->boundaries, mask->trusted, T, &nb));
     if (B * T == 0) return ATTAMBA_OK;
 
-    int gbq = attn_gemm_block(ctx, mask, T, n_heads, opts ? opts->gemm_block : 0);
-    if (gbq) return attn_gemm_backward(ctx, q, k, v, n_heads, n_kv_heads, dh, mask, gbq, dout, dq, dk, dv);
+    int taken;
+    RT_TRY(attn_gemm_backward(ctx, q, k, v, n_heads, n_kv_heads, dh, mask, opts ? opts->gemm_block : 0, dout, dq, dk,
+                              dv, &taken));
+    if (taken) return ATTAMBA_OK;
 
     int bq = opts && opts->block_q ? opts->block_q : ops_tune(ctx, TUNE_BWD_BQ);
     int tk = opts && opts->tile_k ? opts->tile_k : ops_tune(ctx, TUNE_BWD_TK);

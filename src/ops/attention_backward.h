@@ -34,7 +34,7 @@ typedef struct attn_backward_opts {
     int tile_q;
     int use_local;
     int per_item;
-    int gemm_block; /* causal / sliding through the GEMM (attention.h): 0 the table's attn.gemm_bq, -1 off */
+    int gemm_block; /* through the GEMM (attention.h): queries per block; 0 the table's attn.gemm_bq, -1 off */
 } attn_backward_opts;
 attamba_status ops_attention_prefill_backward_with(rt_ctx *ctx, const tensor *q, const tensor *k,
                                                    const tensor *v, int n_heads, int n_kv_heads,

@@ -1,13 +1,20 @@
-/* Dense causal and sliding-window attention through the GEMM (the CPU path; declared in
- * attention.h). The queries of a sequence go in blocks of bq. For a block, one batched GEMM writes
- * the scores of every head against the block's keys into a scratch [H, bq, keys] (keys: all earlier
- * ones, or the window's), a row pass (cl/attention_rows.cl) turns them into probabilities with exact
- * zeros where the mask hides a key, and a second GEMM multiplies them by V. The backward recomputes
- * P the same way and runs three more GEMMs (dP = dout V^T; dq = dS K; dk += dS^T q, dv += P^T dout).
- * The register-tiled GEMM runs these shapes at ~3.5x the per-query kernels' FLOP rate on CPUs,
- * which repays the masked triangle each block computes: a fraction (bq + 1) / (2 bq) of the block's
- * scores is wasted for causal. Scratch: one or two [H, bq, keys] buffers per call, never T x T. */
+/* Attention through the GEMM (the CPU path; declared in attention.h), for every mask. The queries of
+ * a sequence go in blocks of bq. A block's keys are its window range (all earlier keys for causal)
+ * and, for compressed masks, the boundaries before it, gathered once per call into a head-major copy.
+ * Batched GEMMs write the scores of every head against those keys into a scratch [H, bq, keys], a row
+ * pass (cl/attention_rows.cl) turns them into probabilities with exact zeros where the mask hides a
+ * key, and GEMMs multiply them by V. The backward recomputes P the same way and runs the GEMMs of
+ * dP = dout V^T, dq = dS K, dk += dS^T q and dv += P^T dout (the boundary keys' gradients into the
+ * compact copy, then added to their rows).
+ *
+ * The register-tiled GEMM runs these shapes at ~3.5x the per-query kernels' FLOP rate on CPUs, which
+ * repays the masked scores a block computes (for causal, the triangle: (bq - 1) / (2 bq) of them).
+ * Where the mask hides most of the block's scores (short windows, few boundaries) the kernels are
+ * faster: the path is taken only while the scores computed are at most ATTN_GEMM_WASTE times the
+ * (query, key) pairs the mask allows. Scratch: [H, bq, keys] score buffers (never T x T) and the
+ * boundary copies. */
 #include <math.h>
+#include <stdlib.h>
 
 #include "attention.h"
 #include "ops/tuning.h"
@@ -15,33 +22,83 @@
 /* Each score buffer stays under 64 MiB: the block shrinks to fit, else the kernels serve the call. */
 #define ATTN_GEMM_MAX_FLOATS ((int64_t)16 << 20)
 #define ATTN_GEMM_MIN_BQ 16
+/* computed scores / allowed pairs at most this (the GEMM's rate over the kernels', with a margin) */
+#define ATTN_GEMM_WASTE 2.5
 
-/* The keys of one query block: queries [t0, t0 + nq) see keys [kb, kb + nk); score rows of ld floats. */
+/* The keys of one query block: queries [t0, t0 + nq) see the boundaries bnd[0 .. nbb) and the window
+ * keys [kb, kb + nw); score rows of nk = nbb + nw columns, ld floats apart. */
 typedef struct gemm_block {
-    int64_t t0, nq, kb, nk, ld;
+    int64_t t0, nq, kb, nw, nbb, nk, ld;
 } gemm_block;
 
-static int64_t round8(int64_t n) { return (n + 7) / 8 * 8; }
+/* The call's geometry: block size, window (-1: causal) and the boundaries (host copy). */
+typedef struct gemm_plan {
+    int64_t T;
+    int bq, win, nb;
+    int32_t *bnd;
+} gemm_plan;
 
-static gemm_block block_at(const attn_mask *mask, int64_t T, int64_t t0, int bq) {
-    gemm_block g = {.t0 = t0, .nq = CORE_MIN((int64_t)bq, T - t0)};
-    g.kb = mask->mode == ATTN_SLIDING ? CORE_MAX(0, t0 - mask->window) : 0;
-    g.nk = t0 + g.nq - g.kb;
-    g.ld = round8(g.nk);
+static int64_t count_below(const int32_t *a, int64_t n, int64_t x) {
+    int64_t lo = 0, hi = n;
+    while (lo < hi) {
+        int64_t mid = (lo + hi) / 2;
+        if (a[mid] < x) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+static gemm_block block_at(const gemm_plan *pl, int64_t t0) {
+    gemm_block g = {.t0 = t0, .nq = CORE_MIN((int64_t)pl->bq, pl->T - t0)};
+    int64_t last = t0 + g.nq - 1; /* the block's last query */
+    g.kb = pl->win < 0 ? 0 : CORE_MAX(0, t0 - pl->win);
+    g.nw = last + 1 - g.kb;
+    /* boundaries some query of the block sees as such: below last - win (the rest are window keys) */
+    g.nbb = pl->nb && pl->win >= 0 ? count_below(pl->bnd, pl->nb, last - pl->win) : 0;
+    g.nk = g.nbb + g.nw;
+    g.ld = (g.nk + 7) / 8 * 8;
     return g;
 }
 
-int attn_gemm_block(rt_ctx *ctx, const attn_mask *mask, int64_t T, int n_heads, int want) {
-    int bq = want ? want : ops_tune(ctx, TUNE_ATTN_GEMM_BQ);
-    if (bq <= 0 || mask->mode == ATTN_COMPRESSED) return 0;
-    /* A window shorter than the block computes more masked scores than visible ones. */
-    if (!want && mask->mode == ATTN_SLIDING && mask->window < bq) return 0;
-    for (;; bq /= 2) {
-        /* the widest score row: the last block's */
-        gemm_block g = block_at(mask, T, CORE_MAX(0, T - bq), bq);
-        if (n_heads * (int64_t)bq * g.ld <= ATTN_GEMM_MAX_FLOATS) return bq;
-        if (bq / 2 < ATTN_GEMM_MIN_BQ) return 0;
+/* The widest score row of the call's blocks, in floats. */
+static int64_t widest_row(const gemm_plan *pl) {
+    int64_t rows = 0;
+    for (int64_t t0 = 0; t0 < pl->T; t0 += pl->bq) rows = CORE_MAX(rows, block_at(pl, t0).ld);
+    return rows;
+}
+
+/* Whether the GEMMs' scores stay within ATTN_GEMM_WASTE of the (query, key) pairs the mask allows. */
+static int plan_pays(const gemm_plan *pl) {
+    double computed = 0, allowed = 0;
+    for (int64_t t0 = 0; t0 < pl->T; t0 += pl->bq) {
+        gemm_block g = block_at(pl, t0);
+        computed += (double)g.nq * g.nk;
     }
+    for (int64_t t = 0; t < pl->T; t++)
+        allowed += pl->win < 0 ? t + 1 : CORE_MIN(t, (int64_t)pl->win) + 1 +
+                                          (pl->nb ? count_below(pl->bnd, pl->nb, t - pl->win) : 0);
+    return computed <= ATTN_GEMM_WASTE * allowed;
+}
+
+/* Decides the path: *taken = 0 leaves the call to the kernels. The caller checked the arguments.
+ * Only memory shrinks the block: smaller blocks waste less of a short window, but run the GEMM at a
+ * lower rate (T = 512, P = 8, L = 8 at 32 queries: no faster than the kernels). */
+static attamba_status plan_make(rt_ctx *ctx, const attn_mask *mask, int64_t T, int n_heads, int want, gemm_plan *pl,
+                                int *taken) {
+    *pl = (gemm_plan){.T = T, .bq = want ? want : ops_tune(ctx, TUNE_ATTN_GEMM_BQ)};
+    pl->win = mask->mode == ATTN_CAUSAL ? -1 : (int)CORE_MIN((int64_t)mask->window, T);
+    *taken = 0;
+    if (pl->bq <= 0) return ATTAMBA_OK;
+    if (mask->mode == ATTN_COMPRESSED) {
+        pl->nb = (int)mask->boundaries->shape[0];
+        pl->bnd = malloc((size_t)pl->nb * sizeof *pl->bnd);
+        if (!pl->bnd) return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "ops_attention: out of host memory");
+        RT_TRY(tensor_download(mask->boundaries, pl->bnd)); /* small; waits for the queue */
+    }
+    while (n_heads * (int64_t)pl->bq * widest_row(pl) > ATTN_GEMM_MAX_FLOATS)
+        if ((pl->bq /= 2) < ATTN_GEMM_MIN_BQ) return ATTAMBA_OK;
+    *taken = want > 0 || plan_pays(pl); /* an explicit block is taken whatever it wastes (tests) */
+    return ATTAMBA_OK;
 }
 
 /* A view [n, rows, cols] of t's storage from element off: head stride hs, row stride ld. */
@@ -55,7 +112,7 @@ static tensor view3(const tensor *t, int64_t off, int64_t n, int64_t rows, int64
 }
 
 /* Heads [first, first + n) of a view [heads, rows, cols]; n = 0: head `first` alone, as a 2-D view. */
-static tensor heads(const tensor *t, int64_t first, int64_t n) {
+static tensor head_slice(const tensor *t, int64_t first, int64_t n) {
     tensor v = *t;
     v.offset += first * t->stride[0];
     if (n) {
@@ -68,14 +125,23 @@ static tensor heads(const tensor *t, int64_t first, int64_t n) {
     return v;
 }
 
+/* Columns [c0, c0 + n) of a view [heads, rows, cols]. */
+static tensor cols(const tensor *t, int64_t c0, int64_t n) {
+    tensor v = *t;
+    v.offset += c0;
+    v.shape[2] = n;
+    return v;
+}
+
 /* C_h = alpha op(A_h) op(B_{h / grp}) + beta C_h for every query head h: A and C hold the query heads,
  * B the kv heads. One batched GEMM without grouping; with it, one per kv head, its grp query heads
- * batched against the shared B. */
+ * batched against the shared B. Nothing for an empty B. */
 static attamba_status heads_gemm(rt_ctx *ctx, int ta, int tb, float alpha, const tensor *A, const tensor *B,
                                  float beta, tensor *C, int grp) {
+    if (B->shape[1] == 0 || B->shape[2] == 0) return ATTAMBA_OK;
     if (grp == 1) return ops_gemm(ctx, ta, tb, alpha, A, B, beta, C);
     for (int64_t kh = 0; kh < B->shape[0]; kh++) {
-        tensor a = heads(A, kh * grp, grp), b = heads(B, kh, 0), c = heads(C, kh * grp, grp);
+        tensor a = head_slice(A, kh * grp, grp), b = head_slice(B, kh, 0), c = head_slice(C, kh * grp, grp);
         RT_TRY(ops_gemm(ctx, ta, tb, alpha, &a, &b, beta, &c));
     }
     return ATTAMBA_OK;
@@ -84,110 +150,156 @@ static attamba_status heads_gemm(rt_ctx *ctx, int ta, int tb, float alpha, const
 /* C_g += alpha op(A_h) op(B_h) summed over the query heads h of each kv head g (C holds the kv heads). */
 static attamba_status heads_gemm_sum(rt_ctx *ctx, int ta, int tb, float alpha, const tensor *A, const tensor *B,
                                      tensor *C, int grp) {
+    if (C->shape[1] == 0) return ATTAMBA_OK;
     if (grp == 1) return ops_gemm(ctx, ta, tb, alpha, A, B, 1.0f, C);
     for (int64_t h = 0; h < A->shape[0]; h++) {
-        tensor a = heads(A, h, 0), b = heads(B, h, 0), c = heads(C, h / grp, 0);
+        tensor a = head_slice(A, h, 0), b = head_slice(B, h, 0), c = head_slice(C, h / grp, 0);
         RT_TRY(ops_gemm(ctx, ta, tb, alpha, &a, &b, 1.0f, &c));
     }
     return ATTAMBA_OK;
 }
 
-/* The operands of one block of sequence b: q-like views [H, nq, dh] at the block's queries, k-like
- * [Hkv, nk, dh] at its keys, and the score rows [H, nq, nk] of a scratch. */
-typedef struct block_views {
-    int64_t qoff, koff; /* element offsets of the block's first query row / key row, before a tensor's own */
-    int64_t H, Hkv, dh, qs, ks;
-} block_views;
-
-static tensor qview(const block_views *bv, const gemm_block *g, const tensor *t) {
-    return view3(t, bv->qoff, bv->H, g->nq, bv->dh, bv->dh, bv->qs);
-}
-static tensor kview(const block_views *bv, const gemm_block *g, const tensor *t) {
-    return view3(t, bv->koff, bv->Hkv, g->nk, bv->dh, bv->dh, bv->ks);
-}
-static tensor sview(const block_views *bv, const gemm_block *g, const tensor *scratch) {
-    return view3(scratch, 0, bv->H, g->nq, g->nk, g->nq * g->ld, g->ld);
+/* Rows [r0, r0 + n) of sequence b of x [B, T, nh * dh]: a view [nh, n, dh]. */
+static tensor rows_of(const tensor *x, int64_t b, int64_t r0, int64_t n, int64_t nh) {
+    int64_t w = x->shape[2], dh = w / nh;
+    return view3(x, (b * x->shape[1] + r0) * w, nh, n, dh, dh, w);
 }
 
-static block_views views_at(int64_t T, int n_heads, int n_kv_heads, int dh, int64_t b, const gemm_block *g) {
-    block_views bv = {.H = n_heads, .Hkv = n_kv_heads, .dh = dh, .qs = (int64_t)n_heads * dh,
-                      .ks = (int64_t)n_kv_heads * dh};
-    bv.qoff = (b * T + g->t0) * bv.qs;
-    bv.koff = (b * T + g->kb) * bv.ks;
-    return bv;
+/* The first n boundary rows of sequence b of a compact copy [B, nh, nb, dh]: a view [nh, n, dh]. */
+static tensor bnd_rows(const tensor *xc, int64_t b, int64_t n) {
+    int64_t nh = xc->shape[1], nb = xc->shape[2], dh = xc->shape[3];
+    return view3(xc, b * nh * nb * dh, nh, n, dh, nb * dh, dh);
+}
+
+/* The score rows [H, nq, nk] of a block in a scratch. */
+static tensor scores(const tensor *scratch, int64_t H, const gemm_block *g) {
+    return view3(scratch, 0, H, g->nq, g->nk, g->nq * g->ld, g->ld);
+}
+
+/* The boundary rows of x [B, T, nh * dh] into a compact copy xc [B, nh, nb, dh] (to), or added back
+ * to x's rows (!to). */
+static attamba_status bnd_move(rt_ctx *ctx, const attn_mask *mask, tensor *xc, const tensor *x, int to) {
+    int64_t B = x->shape[0], T = x->shape[1], nh = xc->shape[1], nb = xc->shape[2], dh = xc->shape[3];
+    const char *name = to ? "attn_rows_gather" : "attn_rows_scatter_add";
+    cl_kernel k;
+    RT_TRY(rt_kernel(ctx, "attention_rows", "", name, &k));
+    const tensor *bt = mask->boundaries;
+    rt_arg a_to[] = {RT_MEM(xc->buf->mem), RT_MEM(x->buf->mem), RT_I32(x->offset), RT_MEM(bt->buf->mem),
+                     RT_I32(bt->offset), RT_I32(nb), RT_I32(T), RT_I32(nh), RT_I32(dh), RT_I32(B * nh)};
+    rt_arg a_back[] = {RT_MEM(x->buf->mem), RT_I32(x->offset), RT_MEM(xc->buf->mem), RT_MEM(bt->buf->mem),
+                       RT_I32(bt->offset), RT_I32(nb), RT_I32(T), RT_I32(nh), RT_I32(dh), RT_I32(B * nh)};
+    return ops_launch_grid(ctx, k, name, nb, (dh + 7) / 8, B * nh, 10, to ? a_to : a_back);
+}
+
+/* Compact copies [B, nh, nb, dh] of the boundary rows of each x (NULL x: only allocated). */
+static attamba_status bnd_copies(rt_ctx *ctx, const attn_mask *mask, const gemm_plan *pl, const tensor *like,
+                                 int64_t nh, int n, const tensor *const *x, tensor *out) {
+    int64_t shape[4] = {like->shape[0], nh, pl->nb, like->shape[2] / nh};
+    for (int i = 0; i < n; i++) {
+        RT_TRY(tensor_scratch(ctx, &out[i], TENSOR_F32, 4, shape));
+        RT_TRY(x[i] ? bnd_move(ctx, mask, &out[i], x[i], 1) : tensor_fill(&out[i], 0.0));
+    }
+    return ATTAMBA_OK;
 }
 
 /* The row pass over a block's scores (and, for the backward, dP). */
 static attamba_status rows_pass(rt_ctx *ctx, cl_kernel kern, const char *name, const tensor *sc, const tensor *dp,
-                                const gemm_block *g, int n_heads, const attn_mask *mask) {
-    int win = mask->mode == ATTN_SLIDING ? mask->window : -1;
-    rt_arg fwd[] = {RT_MEM(sc->buf->mem), RT_I32(sc->offset), RT_I32(g->ld), RT_I32(g->nq), RT_I32(n_heads),
-                    RT_I32(g->t0 - g->kb), RT_I32(win)};
-    if (!dp) return ops_launch_grid(ctx, kern, name, g->nq, n_heads, 1, (int)CORE_LEN(fwd), fwd);
-    rt_arg bwd[] = {RT_MEM(sc->buf->mem), RT_MEM(dp->buf->mem), RT_I32(sc->offset), RT_I32(g->ld), RT_I32(g->nq),
-                    RT_I32(n_heads), RT_I32(g->t0 - g->kb), RT_I32(win)};
-    return ops_launch_grid(ctx, kern, name, g->nq, n_heads, 1, (int)CORE_LEN(bwd), bwd);
+                                const gemm_block *g, int n_heads, const gemm_plan *pl, const attn_mask *mask) {
+    const tensor *bt = g->nbb ? mask->boundaries : sc; /* never read without boundary columns */
+    rt_arg tail[] = {RT_I32(g->ld), RT_I32(g->nq), RT_I32(n_heads), RT_I32(g->t0 - g->kb), RT_I32(pl->win),
+                     RT_I32(g->t0), RT_I32(g->nbb), RT_MEM(bt->buf->mem), RT_I32(g->nbb ? bt->offset : 0)};
+    rt_arg args[12];
+    int n = 0;
+    args[n++] = RT_MEM(sc->buf->mem);
+    if (dp) args[n++] = RT_MEM(dp->buf->mem);
+    args[n++] = RT_I32(sc->offset);
+    for (size_t i = 0; i < CORE_LEN(tail); i++) args[n++] = tail[i];
+    return ops_launch_grid(ctx, kern, name, g->nq, n_heads, 1, n, args);
 }
 
-static attamba_status score_scratch(rt_ctx *ctx, const attn_mask *mask, int64_t T, int n_heads, int bq,
-                                    tensor *out) {
-    gemm_block last = block_at(mask, T, CORE_MAX(0, T - bq), bq);
-    return tensor_scratch(ctx, out, TENSOR_F32, 1, (int64_t[]){(int64_t)n_heads * bq * last.ld});
+static attamba_status score_scratch(rt_ctx *ctx, const gemm_plan *pl, int n_heads, tensor *out) {
+    return tensor_scratch(ctx, out, TENSOR_F32, 1, (int64_t[]){(int64_t)n_heads * pl->bq * widest_row(pl)});
 }
 
 attamba_status attn_gemm_prefill(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v, int n_heads,
-                                 int n_kv_heads, int dh, const attn_mask *mask, int bq, tensor *out) {
+                                 int n_kv_heads, int dh, const attn_mask *mask, int want, tensor *out, int *taken) {
     int64_t B = q->shape[0], T = q->shape[1];
+    gemm_plan pl;
+    attamba_status s = plan_make(ctx, mask, T, n_heads, want, &pl, taken);
     int grp = n_heads / n_kv_heads;
     float scale = (float)(1.0 / sqrt((double)dh));
-    cl_kernel kern;
-    RT_TRY(rt_kernel(ctx, "attention_rows", "", "attn_rows_softmax", &kern));
-    tensor sc = {0};
-    attamba_status s = score_scratch(ctx, mask, T, n_heads, bq, &sc);
-    for (int64_t b = 0; b < B && s == ATTAMBA_OK; b++)
-        for (int64_t t0 = 0; t0 < T && s == ATTAMBA_OK; t0 += bq) {
-            gemm_block g = block_at(mask, T, t0, bq);
-            block_views bv = views_at(T, n_heads, n_kv_heads, dh, b, &g);
-            tensor qb = qview(&bv, &g, q), kb = kview(&bv, &g, k), vb = kview(&bv, &g, v);
-            tensor ob = qview(&bv, &g, out), p = sview(&bv, &g, &sc);
-            s = heads_gemm(ctx, 0, 1, scale, &qb, &kb, 0.0f, &p, grp);
-            if (!s) s = rows_pass(ctx, kern, "attn_rows_softmax", &p, NULL, &g, n_heads, mask);
-            if (!s) s = heads_gemm(ctx, 0, 0, 1.0f, &p, &vb, 0.0f, &ob, grp);
+    cl_kernel kern = NULL;
+    tensor sc = {0}, kv[2] = {{0}};
+    if (!s && *taken) s = rt_kernel(ctx, "attention_rows", "", "attn_rows_softmax", &kern);
+    if (!s && *taken) s = score_scratch(ctx, &pl, n_heads, &sc);
+    if (!s && *taken && pl.nb) s = bnd_copies(ctx, mask, &pl, k, n_kv_heads, 2, (const tensor *[]){k, v}, kv);
+    for (int64_t b = 0; b < B && !s && *taken; b++)
+        for (int64_t t0 = 0; t0 < T && !s; t0 += pl.bq) {
+            gemm_block g = block_at(&pl, t0);
+            tensor qb = rows_of(q, b, t0, g.nq, n_heads), ob = rows_of(out, b, t0, g.nq, n_heads);
+            tensor kw = rows_of(k, b, g.kb, g.nw, n_kv_heads), vw = rows_of(v, b, g.kb, g.nw, n_kv_heads);
+            tensor kc = bnd_rows(&kv[0], b, g.nbb), vc = bnd_rows(&kv[1], b, g.nbb);
+            tensor p = scores(&sc, n_heads, &g), pb = cols(&p, 0, g.nbb), pw = cols(&p, g.nbb, g.nw);
+            s = heads_gemm(ctx, 0, 1, scale, &qb, &kc, 0.0f, &pb, grp);
+            if (!s) s = heads_gemm(ctx, 0, 1, scale, &qb, &kw, 0.0f, &pw, grp);
+            if (!s) s = rows_pass(ctx, kern, "attn_rows_softmax", &p, NULL, &g, n_heads, &pl, mask);
+            if (!s) s = heads_gemm(ctx, 0, 0, 1.0f, &pb, &vc, 0.0f, &ob, grp);
+            if (!s) s = heads_gemm(ctx, 0, 0, 1.0f, &pw, &vw, g.nbb ? 1.0f : 0.0f, &ob, grp);
         }
-    tensor_free(&sc); /* the queue keeps it alive until its kernels have run */
+    /* the queue keeps the scratch alive until its kernels have run */
+    tensor_free(&sc);
+    for (int i = 0; i < 2; i++) tensor_free(&kv[i]);
+    free(pl.bnd);
     return s;
 }
 
 attamba_status attn_gemm_backward(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v, int n_heads,
-                                  int n_kv_heads, int dh, const attn_mask *mask, int bq, const tensor *dout,
-                                  tensor *dq, tensor *dk, tensor *dv) {
+                                  int n_kv_heads, int dh, const attn_mask *mask, int want, const tensor *dout,
+                                  tensor *dq, tensor *dk, tensor *dv, int *taken) {
     int64_t B = q->shape[0], T = q->shape[1];
+    gemm_plan pl;
+    attamba_status s = plan_make(ctx, mask, T, n_heads, want, &pl, taken);
     int grp = n_heads / n_kv_heads;
     float scale = (float)(1.0 / sqrt((double)dh));
-    cl_kernel kern;
-    RT_TRY(rt_kernel(ctx, "attention_rows", "", "attn_rows_dsoftmax", &kern));
+    cl_kernel kern = NULL;
+    /* c[0..1]: the boundary rows of k and v; c[2..3]: their gradients, added to dk, dv at the end */
+    tensor sc = {0}, gsc = {0}, c[4] = {{0}};
+    if (!s && *taken) s = rt_kernel(ctx, "attention_rows", "", "attn_rows_dsoftmax", &kern);
     /* dk and dv gather from every block that sees their key: zero, then accumulate. */
-    RT_TRY(tensor_fill(dk, 0.0));
-    RT_TRY(tensor_fill(dv, 0.0));
-    tensor sc = {0}, gsc = {0};
-    attamba_status s = score_scratch(ctx, mask, T, n_heads, bq, &sc);
-    if (!s) s = score_scratch(ctx, mask, T, n_heads, bq, &gsc);
-    for (int64_t b = 0; b < B && s == ATTAMBA_OK; b++)
-        for (int64_t t0 = 0; t0 < T && s == ATTAMBA_OK; t0 += bq) {
-            gemm_block g = block_at(mask, T, t0, bq);
-            block_views bv = views_at(T, n_heads, n_kv_heads, dh, b, &g);
-            tensor qb = qview(&bv, &g, q), kb = kview(&bv, &g, k), vb = kview(&bv, &g, v);
-            tensor gb = qview(&bv, &g, dout), dqb = qview(&bv, &g, dq);
-            tensor dkb = kview(&bv, &g, dk), dvb = kview(&bv, &g, dv);
-            tensor p = sview(&bv, &g, &sc), ds = sview(&bv, &g, &gsc);
-            s = heads_gemm(ctx, 0, 1, scale, &qb, &kb, 0.0f, &p, grp);
-            if (!s) s = heads_gemm(ctx, 0, 1, 1.0f, &gb, &vb, 0.0f, &ds, grp);
-            if (!s) s = rows_pass(ctx, kern, "attn_rows_dsoftmax", &p, &ds, &g, n_heads, mask);
-            if (!s) s = heads_gemm(ctx, 0, 0, scale, &ds, &kb, 0.0f, &dqb, grp);
-            if (!s) s = heads_gemm_sum(ctx, 1, 0, scale, &ds, &qb, &dkb, grp);
-            if (!s) s = heads_gemm_sum(ctx, 1, 0, 1.0f, &p, &gb, &dvb, grp);
+    if (!s && *taken) s = tensor_fill(dk, 0.0);
+    if (!s && *taken) s = tensor_fill(dv, 0.0);
+    if (!s && *taken) s = score_scratch(ctx, &pl, n_heads, &sc);
+    if (!s && *taken) s = score_scratch(ctx, &pl, n_heads, &gsc);
+    if (!s && *taken && pl.nb)
+        s = bnd_copies(ctx, mask, &pl, k, n_kv_heads, 4, (const tensor *[]){k, v, NULL, NULL}, c);
+    for (int64_t b = 0; b < B && !s && *taken; b++)
+        for (int64_t t0 = 0; t0 < T && !s; t0 += pl.bq) {
+            gemm_block g = block_at(&pl, t0);
+            tensor qb = rows_of(q, b, t0, g.nq, n_heads), gb = rows_of(dout, b, t0, g.nq, n_heads);
+            tensor dqb = rows_of(dq, b, t0, g.nq, n_heads);
+            tensor kw = rows_of(k, b, g.kb, g.nw, n_kv_heads), vw = rows_of(v, b, g.kb, g.nw, n_kv_heads);
+            tensor dkw = rows_of(dk, b, g.kb, g.nw, n_kv_heads), dvw = rows_of(dv, b, g.kb, g.nw, n_kv_heads);
+            tensor kc = bnd_rows(&c[0], b, g.nbb), vc = bnd_rows(&c[1], b, g.nbb);
+            tensor dkc = bnd_rows(&c[2], b, g.nbb), dvc = bnd_rows(&c[3], b, g.nbb);
+            tensor p = scores(&sc, n_heads, &g), pb = cols(&p, 0, g.nbb), pw = cols(&p, g.nbb, g.nw);
+            tensor ds = scores(&gsc, n_heads, &g), dsb = cols(&ds, 0, g.nbb), dsw = cols(&ds, g.nbb, g.nw);
+            s = heads_gemm(ctx, 0, 1, scale, &qb, &kc, 0.0f, &pb, grp);
+            if (!s) s = heads_gemm(ctx, 0, 1, scale, &qb, &kw, 0.0f, &pw, grp);
+            if (!s) s = heads_gemm(ctx, 0, 1, 1.0f, &gb, &vc, 0.0f, &dsb, grp);
+            if (!s) s = heads_gemm(ctx, 0, 1, 1.0f, &gb, &vw, 0.0f, &dsw, grp);
+            if (!s) s = rows_pass(ctx, kern, "attn_rows_dsoftmax", &p, &ds, &g, n_heads, &pl, mask);
+            if (!s) s = heads_gemm(ctx, 0, 0, scale, &dsb, &kc, 0.0f, &dqb, grp);
+            if (!s) s = heads_gemm(ctx, 0, 0, scale, &dsw, &kw, g.nbb ? 1.0f : 0.0f, &dqb, grp);
+            if (!s) s = heads_gemm_sum(ctx, 1, 0, scale, &dsb, &qb, &dkc, grp);
+            if (!s) s = heads_gemm_sum(ctx, 1, 0, scale, &dsw, &qb, &dkw, grp);
+            if (!s) s = heads_gemm_sum(ctx, 1, 0, 1.0f, &pb, &gb, &dvc, grp);
+            if (!s) s = heads_gemm_sum(ctx, 1, 0, 1.0f, &pw, &gb, &dvw, grp);
         }
+    if (!s && *taken && pl.nb) s = bnd_move(ctx, mask, &c[2], dk, 0);
+    if (!s && *taken && pl.nb) s = bnd_move(ctx, mask, &c[3], dv, 0);
     tensor_free(&sc);
     tensor_free(&gsc);
+    for (int i = 0; i < 4; i++) tensor_free(&c[i]);
+    free(pl.bnd);
     return s;
 }

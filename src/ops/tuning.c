@@ -54,7 +54,7 @@ static const struct {
     /* CPUs: the register-tiled GEMM runs the scores and their products at ~3.5x the per-query
      * kernels' rate (docs/benchmarks.md). GPUs: off until measured there. */
     [TUNE_ATTN_GEMM_BQ] = {"attn.gemm_bq", 0, 128, 0, SAME, SAME, SAME, 0, 1024,
-                           "causal/sliding prefill and backward through the GEMM: queries per block (0 off)"},
+                           "prefill and backward attention through the GEMM: queries per block (0 off)"},
     [TUNE_BWD_BQ] = {"bwd.bq", 16, 16, 64, SAME, SAME, SAME, 1, 256, "backward: queries per group (dq)"},
     [TUNE_BWD_TK] = {"bwd.tk", 8, 8, 16, SAME, SAME, SAME, 1, 16, "backward: keys per tile"},
     [TUNE_BWD_BK] = {"bwd.bk", 16, 16, 64, SAME, SAME, SAME, 1, 256, "backward: keys per group (dk, dv)"},

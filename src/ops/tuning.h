@@ -39,7 +39,7 @@ typedef enum tune_param {
     TUNE_ATTN_TK,        /*   keys per tile */
     TUNE_ATTN_DECODE_WG, /* decode attention: work-items per (sequence, head) */
     TUNE_ATTN_RQ,        /* dense causal prefill: queries per work-item with the keys along the lanes (0: off) */
-    TUNE_ATTN_GEMM_BQ,   /* causal / sliding prefill and backward through the GEMM: queries per block (0: off) */
+    TUNE_ATTN_GEMM_BQ,   /* prefill and backward attention through the GEMM: queries per block (0: off) */
     TUNE_BWD_BQ,         /* prefill attention backward: queries per group (dq pass) */
     TUNE_BWD_TK,         /*   keys per tile */
     TUNE_BWD_BK,         /*   keys per group (dk/dv pass) */
