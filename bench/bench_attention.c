@@ -148,7 +148,7 @@ int bench_attention_main(int argc, char **argv) {
         }
         double flop_per_visit = 4.0 * dh * H * B;
         int64_t dense_visits = (int64_t)T * (T + 1) / 2;
-        attn_run r = {ctx, &d.q, &d.k, &d.v, &d.out, H, {ATTN_CAUSAL, 0, NULL, 0}};
+        attn_run r = {ctx, &d.q, &d.k, &d.v, &d.out, H, {ATTN_CAUSAL, 0, NULL, 0, NULL}};
         double ms_dense = -1, bytes = 16.0 * B * T * H * dh; /* q, k, v read, out written once */
         char shape[64];
         snprintf(shape, sizeof shape, "B=%d H=%d T=%d dh=%d", B, H, T, dh);
@@ -189,7 +189,7 @@ int bench_attention_main(int argc, char **argv) {
                         rc = cli_error("bench attention", "%s", ctx->err);
                         goto next;
                     }
-                    r.mask = (attn_mask){ATTN_COMPRESSED, L, &tb, 0};
+                    r.mask = (attn_mask){ATTN_COMPRESSED, L, &tb, 0, b32};
                     double s = bench_time(run_prefill, &r, 2, seconds, &tm);
                     if (s < 0) {
                         rc = cli_error("bench attention", "compressed T=%d P=%d L=%d: %s", T, P, L, ctx->err);

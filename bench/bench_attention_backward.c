@@ -100,7 +100,7 @@ static int bench_case(bwd_env *env, int T, attn_mode mode, int P, int L, double 
         goto done;
     }
     ref_boundary_flags(T, b64, nb, flags);
-    attn_mask mask = {mode, L, mode == ATTN_COMPRESSED ? &bt : NULL, 0};
+    attn_mask mask = {mode, L, mode == ATTN_COMPRESSED ? &bt : NULL, 0, mode == ATTN_COMPRESSED ? b32 : NULL};
     attn_run r = {ctx, 0, H, &mask, env->opts, &ts[0], &ts[1], &ts[2], &ts[3], &ts[4], &ts[5], &ts[6],
                   &ts[7]};
     bench_timing tf, tb;

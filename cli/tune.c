@@ -163,7 +163,7 @@ static int norm_setup(group *g, int quick) {
 /* The model's mask over T tokens (COMPRESSED with its boundaries for Attamba, else CAUSAL). */
 static int attn_mask_for(group *g, int T, tensor *bnd, attn_mask *m) {
     if (g->cfg.kind != MODEL_ATTAMBA) {
-        *m = (attn_mask){ATTN_CAUSAL, 0, NULL, 0};
+        *m = (attn_mask){ATTN_CAUSAL, 0, NULL, 0, NULL};
         return 0;
     }
     boundary_spec spec = model_config_boundaries(&g->cfg);
@@ -177,7 +177,7 @@ static int attn_mask_for(group *g, int T, tensor *bnd, attn_mask *m) {
         bad = tensor_alloc(g->ctx, bnd, TENSOR_I32, 1, &nb) || tensor_upload(bnd, b32);
     }
     free(b), free(b32);
-    *m = (attn_mask){ATTN_COMPRESSED, g->cfg.window, bnd, 0};
+    *m = (attn_mask){ATTN_COMPRESSED, g->cfg.window, bnd, 0, NULL};
     return bad;
 }
 

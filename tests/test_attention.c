@@ -69,7 +69,10 @@ static int64_t qkv_nout(const qkv *x) { return (int64_t)x->B * x->T * x->H * x->
 
 /* Runs the kernel (variant opts, NULL = default) and returns the downloaded output. */
 static float *run_prefill(qkv *x, attn_mode mode, int window, const tu_bset *bs, const attn_prefill_opts *opts) {
-    attn_mask m = {mode, window, bs ? &bs->t : NULL, 0};
+    /* The GEMM path plans compressed blocks from the host copy of the boundaries when the mask has one
+     * (the model's way), else from a download: blocks of 16 take the first, the others the second. */
+    const int32_t *host = bs && opts && opts->gemm_block == 16 ? bs->pos32 : NULL;
+    attn_mask m = {mode, window, bs ? &bs->t : NULL, 0, host};
     tu_ok(ops_attention_prefill_with(tu_ctx(), &x->tq, &x->tk, &x->tv, x->H, x->Hkv, &m, opts, &x->out));
     return tu_download(&x->out);
 }
@@ -451,22 +454,22 @@ static void expect_fail(attamba_status s, attamba_status want, const char *needl
 START_TEST(bad_arguments_return_a_status_and_a_message) {
     rt_ctx *ctx = tu_ctx();
     qkv x = qkv_make(1, 10, 4, 2, 8, 5);
-    attn_mask causal = {ATTN_CAUSAL, 0, NULL, 0};
+    attn_mask causal = {ATTN_CAUSAL, 0, NULL, 0, NULL};
     expect_fail(ops_attention_prefill(ctx, &x.tq, &x.tk, &x.tv, 4, 3, &causal, &x.out), ATTAMBA_ERR_INVALID_ARG,
                 "multiple of n_kv_heads");
     /* k built for Hkv = 2 passed as Hkv = 1 (mismatched shapes) */
     expect_fail(ops_attention_prefill(ctx, &x.tq, &x.tk, &x.tv, 4, 1, &causal, &x.out), ATTAMBA_ERR_SHAPE, "k");
     expect_fail(ops_attention_prefill(ctx, &x.tq, &x.tk, &x.tv, 4, 2, &causal, &x.tk), ATTAMBA_ERR_SHAPE, "out");
-    attn_mask neg = {ATTN_SLIDING, -1, NULL, 0};
+    attn_mask neg = {ATTN_SLIDING, -1, NULL, 0, NULL};
     expect_fail(ops_attention_prefill(ctx, &x.tq, &x.tk, &x.tv, 4, 2, &neg, &x.out), ATTAMBA_ERR_INVALID_ARG,
                 "window -1");
-    attn_mask missing = {ATTN_COMPRESSED, 2, NULL, 0};
+    attn_mask missing = {ATTN_COMPRESSED, 2, NULL, 0, NULL};
     expect_fail(ops_attention_prefill(ctx, &x.tq, &x.tk, &x.tv, 4, 2, &missing, &x.out), ATTAMBA_ERR_INVALID_ARG,
                 "boundaries");
     int32_t unsorted[3] = {0, 5, 3}, nozero[2] = {1, 5}, beyond[2] = {0, 10};
     tensor tu = i32_tensor(1, ((int64_t[]){3}), unsorted), tz = i32_tensor(1, ((int64_t[]){2}), nozero);
     tensor tb = i32_tensor(1, ((int64_t[]){2}), beyond);
-    attn_mask m = {ATTN_COMPRESSED, 2, &tu, 0};
+    attn_mask m = {ATTN_COMPRESSED, 2, &tu, 0, NULL};
     expect_fail(ops_attention_prefill(ctx, &x.tq, &x.tk, &x.tv, 4, 2, &m, &x.out), ATTAMBA_ERR_INVALID_ARG,
                 "increasing");
     m.boundaries = &tz;

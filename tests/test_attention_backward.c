@@ -257,9 +257,11 @@ START_TEST(kernel_backward_matches_reference_on_awkward_shapes) {
     ck_assert(wq && wk && wv);
     ref_attention_backward(c->B, c->T, c->H, c->Hkv, c->dh, x.q, x.k, x.v, x.g, (int)c->mode, c->window,
                            bs.flags, wq, wk, wv);
-    attn_mask m = {c->mode, c->window, c->mode == ATTN_COMPRESSED ? &bs.t : NULL, 0};
+    attn_mask m = {c->mode, c->window, c->mode == ATTN_COMPRESSED ? &bs.t : NULL, 0, NULL};
     for (int vi = 0; vi < N_VARIANTS; vi++) {
         float *dq, *dk, *dv;
+        /* the GEMM path's plan from the boundaries' host copy (blocks of 32) or a download (7) */
+        m.host = c->mode == ATTN_COMPRESSED && variants[vi].gemm_block == 32 ? bs.pos32 : NULL;
         run_backward(&x, &m, &variants[vi], &dq, &dk, &dv);
         char what[128];
         snprintf(what, sizeof what, "case %d (mode %d, T %d, dh %d, nb %d) variant %d dq", _i, (int)c->mode,
@@ -284,7 +286,7 @@ END_TEST
 START_TEST(kernel_backward_is_deterministic) {
     prob x = prob_make(2, 150, 4, 2, 24, 77);
     tu_bset bs = bset_make(BOUNDARY_RANDOM, 5, x.T);
-    attn_mask m = {ATTN_COMPRESSED, 4, &bs.t, 0};
+    attn_mask m = {ATTN_COMPRESSED, 4, &bs.t, 0, NULL};
     float *a[3], *b[3];
     run_backward(&x, &m, NULL, &a[0], &a[1], &a[2]);
     run_backward(&x, &m, NULL, &b[0], &b[1], &b[2]);
@@ -307,7 +309,7 @@ END_TEST
 START_TEST(dv_summed_over_keys_equals_dout_summed_over_queries) {
     prob x = prob_make(1, 300, 2, 1, 8, 91);
     tu_bset bs = bset_make(BOUNDARY_CYCLIC, 7, x.T);
-    attn_mask m = {ATTN_COMPRESSED, 3, &bs.t, 0};
+    attn_mask m = {ATTN_COMPRESSED, 3, &bs.t, 0, NULL};
     float *dq, *dk, *dv;
     run_backward(&x, &m, NULL, &dq, &dk, &dv);
     for (int d = 0; d < x.dh; d++) {
@@ -336,7 +338,7 @@ static void expect_fail(attamba_status s, attamba_status want, const char *needl
 START_TEST(bad_arguments_return_a_status_and_a_message) {
     rt_ctx *ctx = tu_ctx();
     prob x = prob_make(1, 10, 4, 2, 8, 5);
-    attn_mask causal = {ATTN_CAUSAL, 0, NULL, 0};
+    attn_mask causal = {ATTN_CAUSAL, 0, NULL, 0, NULL};
 #define BWD(H, Hkv, mask, out, dout, dq, dk, dv)                                                             \
     ops_attention_prefill_backward(ctx, &x.tq, &x.tk, &x.tv, H, Hkv, mask, out, dout, dq, dk, dv)
     tu_ok(BWD(4, 2, &causal, &x.out, &x.tg, &x.dq, &x.dk, &x.dv));
@@ -357,11 +359,11 @@ START_TEST(bad_arguments_return_a_status_and_a_message) {
     expect_fail(BWD(4, 2, &causal, &x.out, &x.tg, &x.tg, &x.dk, &x.dv), ATTAMBA_ERR_INVALID_ARG,
                 "dq shares its buffer with dout");
     expect_fail(BWD(4, 2, NULL, &x.out, &x.tg, &x.dq, &x.dk, &x.dv), ATTAMBA_ERR_INVALID_ARG, "mask is NULL");
-    attn_mask bad = {(attn_mode)7, 0, NULL, 0};
+    attn_mask bad = {(attn_mode)7, 0, NULL, 0, NULL};
     expect_fail(BWD(4, 2, &bad, &x.out, &x.tg, &x.dq, &x.dk, &x.dv), ATTAMBA_ERR_INVALID_ARG, "mode 7");
-    attn_mask neg = {ATTN_SLIDING, -1, NULL, 0};
+    attn_mask neg = {ATTN_SLIDING, -1, NULL, 0, NULL};
     expect_fail(BWD(4, 2, &neg, &x.out, &x.tg, &x.dq, &x.dk, &x.dv), ATTAMBA_ERR_INVALID_ARG, "window -1");
-    attn_mask missing = {ATTN_COMPRESSED, 2, NULL, 0};
+    attn_mask missing = {ATTN_COMPRESSED, 2, NULL, 0, NULL};
     expect_fail(BWD(4, 2, &missing, &x.out, &x.tg, &x.dq, &x.dk, &x.dv), ATTAMBA_ERR_INVALID_ARG,
                 "boundaries");
     int32_t unsorted[3] = {0, 5, 3}, nozero[2] = {1, 5}, beyond[2] = {0, 10};
@@ -372,7 +374,7 @@ START_TEST(bad_arguments_return_a_status_and_a_message) {
     tu_ok(tensor_upload(&tz, nozero));
     tu_ok(tensor_alloc(ctx, &tb, TENSOR_I32, 1, (int64_t[]){2}));
     tu_ok(tensor_upload(&tb, beyond));
-    attn_mask m = {ATTN_COMPRESSED, 2, &tu, 0};
+    attn_mask m = {ATTN_COMPRESSED, 2, &tu, 0, NULL};
     expect_fail(BWD(4, 2, &m, &x.out, &x.tg, &x.dq, &x.dk, &x.dv), ATTAMBA_ERR_INVALID_ARG, "increasing");
     m.boundaries = &tz;
     expect_fail(BWD(4, 2, &m, &x.out, &x.tg, &x.dq, &x.dk, &x.dv), ATTAMBA_ERR_INVALID_ARG, "position 0");

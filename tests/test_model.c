@@ -15,6 +15,7 @@
 #include "model/kv_cache.h"
 #include "model/model.h"
 #include "model/safetensors.h"
+#include "ops/tuning.h"
 #include "testutil.h"
 
 #ifndef GOLDEN_DIR
@@ -282,6 +283,50 @@ static void check_no_allocations(model *m, const char *what) {
 
 /* Finding 5 of the hardening campaign: a model larger than the device is refused before any
  * allocation, saying how large it is. */
+/* The CPU path through the GEMM (attn.gemm_bq, here blocks of 16 queries) and the attention kernels
+ * (0) give the same logits in a whole model, for each mask kind; the compressed plan comes from the
+ * boundary plan's host copy, so the prefill still waits only for its logits. Tolerance: f32 sums in
+ * another order through 2 layers (observed ~1e-6). */
+static const struct {
+    model_kind kind;
+    int chunk, window;
+    boundary_strategy bs;
+    const char *name;
+} path_cases[] = {
+    {MODEL_ATTAMBA, 4, 4, BOUNDARY_CYCLIC, "attamba P=4 L=4 cyclic"},
+    {MODEL_ATTAMBA, 5, 2, BOUNDARY_RANDOM, "attamba P=5 L=2 random"},
+    {MODEL_TRANSFORMER, 4, 4, BOUNDARY_CYCLIC, "transformer"},
+    {MODEL_TRANSFORMER_SWA, 4, 40, BOUNDARY_CYCLIC, "transformer-swa L=40"},
+};
+
+START_TEST(attention_through_the_gemm_gives_the_kernels_logits) {
+    rt_ctx *ctx = tu_ctx();
+    model *m = tiny(path_cases[_i].kind, path_cases[_i].chunk, path_cases[_i].window, path_cases[_i].bs, 0,
+                    40 + (uint64_t)_i);
+    int V = m->cfg.vocab_size, B = 2, T = 96;
+    int32_t tok[2 * 96];
+    for (int t = 0; t < B * T; t++) tok[t] = (11 * t + 5) % V;
+    int was = ops_tune(ctx, TUNE_ATTN_GEMM_BQ);
+    float *got[2];
+    for (int i = 0; i < 2; i++) {
+        tu_ok(ops_tune_set(ctx, TUNE_ATTN_GEMM_BQ, i ? 0 : 16, "test"));
+        tensor lg;
+        attamba_counters c0;
+        attamba_context_counters(ctx, &c0);
+        tu_ok(model_forward(m, tok, B, T, &lg));
+        got[i] = tu_download(&lg);
+        tensor_free(&lg);
+        attamba_counters d = since(&c0);
+        ck_assert_msg(d.blocking_reads == 1, "%s: the forward waited %llu times", path_cases[_i].name,
+                      (unsigned long long)d.blocking_reads);
+    }
+    tu_ok(ops_tune_set(ctx, TUNE_ATTN_GEMM_BQ, was, "test"));
+    tu_assert_close(got[0], got[1], (int64_t)B * T * V, 1e-4, 1e-5, path_cases[_i].name);
+    free(got[0]), free(got[1]);
+    model_destroy(m);
+}
+END_TEST
+
 START_TEST(a_model_larger_than_the_device_is_refused_with_its_size) {
     model_config c;
     model_config_default(&c);
@@ -351,6 +396,8 @@ int main(void) {
     tcase_add_test(t, repeated_prefill_and_decode_create_no_buffers);
     tcase_add_test(t, prefill_of_the_last_position_equals_the_last_row);
     tcase_add_test(t, a_model_larger_than_the_device_is_refused_with_its_size);
+    tcase_add_loop_test(t, attention_through_the_gemm_gives_the_kernels_logits, 0,
+                        (int)(sizeof path_cases / sizeof path_cases[0]));
     suite_add_tcase(s, t);
     return tu_run(s);
 }

@@ -81,7 +81,7 @@ tu_bset tu_bset_make(const boundary_spec *spec, int layer, int n_layers, int T) 
     ck_assert_int_ge(n, 1);
     s.pos = malloc((size_t)n * sizeof *s.pos);
     s.flags = malloc((size_t)T);
-    int32_t *h = malloc((size_t)n * sizeof *h);
+    int32_t *h = s.pos32 = malloc((size_t)n * sizeof *h);
     ck_assert(s.pos && s.flags && h);
     ck_assert_int_eq(boundary_positions(spec, layer, n_layers, T, s.pos, n), n);
     s.n = (int)n;
@@ -89,12 +89,12 @@ tu_bset tu_bset_make(const boundary_spec *spec, int layer, int n_layers, int T) 
     for (int i = 0; i < s.n; i++) h[i] = (int32_t)s.pos[i];
     tu_ok(tensor_alloc(tu_ctx(), &s.t, TENSOR_I32, 1, (int64_t[]){n}));
     tu_ok(tensor_upload(&s.t, h));
-    free(h);
     return s;
 }
 
 void tu_bset_free(tu_bset *s) {
     free(s->pos);
+    free(s->pos32);
     free(s->flags);
     tensor_free(&s->t);
 }

@@ -43,6 +43,7 @@ extern const int tu_n_golden_cases;
  * boundary) and the i32 device tensor the attention ops take. */
 typedef struct tu_bset {
     int64_t *pos;
+    int32_t *pos32; /* the same as i32 (what t holds; an attn_mask's host copy) */
     int n;
     uint8_t *flags;
     tensor t;

@@ -95,13 +95,16 @@ attamba_status boundary_plan_take(const model_config *c, tensor_arena *ar, int64
     p->T = T;
     p->spec.chunk = 0;
     if (c->kind != MODEL_ATTAMBA) return ATTAMBA_OK;
-    if (!p->nb && !(p->nb = calloc((size_t)c->n_layers, sizeof *p->nb)))
-        return rt_fail(ar->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+    free(p->host);
+    p->host = calloc((size_t)(2 * c->n_layers * T), sizeof *p->host);
+    if (!p->nb) p->nb = calloc((size_t)c->n_layers, sizeof *p->nb);
+    if (!p->nb || !p->host) return rt_fail(ar->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
     return tensor_arena_take(ar, &p->all, TENSOR_I32, 3, (int64_t[]){2, c->n_layers, T});
 }
 
 void boundary_plan_release(boundary_plan *p) {
     tensor_free(&p->all);
+    free(p->host);
     free(p->nb);
     memset(p, 0, sizeof *p);
 }
@@ -112,8 +115,8 @@ attamba_status boundary_plan_update(model *m, boundary_plan *p) {
     if (c->kind != MODEL_ATTAMBA || same_spec(&b, &p->spec)) return ATTAMBA_OK;
     int L = c->n_layers;
     int64_t T = p->T, *pos = malloc((size_t)T * sizeof *pos);
-    int32_t *host = calloc((size_t)(2 * L * T), sizeof *host);
-    attamba_status s = pos && host ? ATTAMBA_OK : rt_fail(m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+    int32_t *host = p->host;
+    attamba_status s = pos ? ATTAMBA_OK : rt_fail(m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
     for (int l = 0; l < L && !s; l++) {
         int64_t nb = boundary_positions(&b, l, L, T, pos, T);
         /* what attention relies on (ops_attention_prefill checks the same of untrusted lists) */
@@ -131,7 +134,6 @@ attamba_status boundary_plan_update(model *m, boundary_plan *p) {
     if (!s) s = tensor_upload(&p->all, host);
     if (!s) p->spec = b;
     free(pos);
-    free(host);
     return s;
 }
 
@@ -305,10 +307,11 @@ static attamba_status attend(model *m, int l, layer_acts *a, const tensor *store
         return s;
     }
     if (md->cache) RT_TRY(kv_cache_fill_layer(md->cache, md->b, l, &a->k, &a->v));
-    attn_mask mask = {ATTN_CAUSAL, c->window, NULL, 1};
+    attn_mask mask = {ATTN_CAUSAL, c->window, NULL, 1, NULL};
     if (c->kind == MODEL_ATTAMBA && !c->pseudo) {
         mask.mode = ATTN_COMPRESSED;
         mask.boundaries = &a->bpos;
+        mask.host = md->plan->host + (int64_t)l * md->plan->T;
     } else if (c->kind == MODEL_TRANSFORMER_SWA) {
         mask.mode = ATTN_SLIDING;
     }

@@ -109,6 +109,7 @@ void model_acts_release(layer_acts *a);
  * so attention trusts them without reading them back. */
 typedef struct boundary_plan {
     tensor all;          /* i32 [2, L, T]: [0, l, :nb[l]] boundaries, [1, l, :] segment starts */
+    int32_t *host;       /* [2, L, T]: the same on the host (attention plans its blocks with the boundaries) */
     int64_t *nb;         /* [L] */
     int64_t T;
     boundary_spec spec;  /* what `all` holds; chunk 0 = nothing yet */

@@ -16,6 +16,8 @@ typedef struct attn_mask {
     const tensor *boundaries;   /* COMPRESSED: i32 [nb], sorted absolute positions, boundaries[0] == 0 */
     int trusted;                /* the caller made and checked the boundaries (the model's boundary plan):
                                    skip reading them back to check them */
+    const int32_t *host;        /* COMPRESSED, optional: the same boundaries on the host, for the GEMM path's
+                                   plan (without them it downloads the list: a wait for the queue) */
 } attn_mask;
 
 /* q [B,T,H*dh], k,v [B,T,Hkv*dh], out [B,T,H*dh]; H % Hkv == 0; query head j uses kv head j/(H/Hkv);
@@ -66,7 +68,7 @@ attamba_status attn_check_boundaries(rt_ctx *ctx, const char *op, const tensor *
  * attn.gemm_bq is 0 (GPUs), when the block's scores would be more than 2.5x the (query, key) pairs the
  * mask allows (short windows with few boundaries), or when a score buffer would pass 64 MiB even at 16
  * queries. want > 0: that block size, whatever it wastes; want < 0: the kernels. A compressed mask's
- * boundaries are downloaded (a wait for the queue). The arguments must have passed attn_check_prefill
+ * boundaries come from mask->host, else they are downloaded (a wait for the queue). The arguments must have passed attn_check_prefill
  * (and the boundary checks). */
 attamba_status attn_gemm_prefill(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v, int n_heads,
                                  int n_kv_heads, int dh, const attn_mask *mask, int want, tensor *out, int *taken);

@@ -35,7 +35,8 @@ typedef struct gemm_block {
 typedef struct gemm_plan {
     int64_t T;
     int bq, win, nb;
-    int32_t *bnd;
+    const int32_t *bnd;
+    int32_t *owned; /* bnd when downloaded here */
 } gemm_plan;
 
 static int64_t count_below(const int32_t *a, int64_t n, int64_t x) {
@@ -91,9 +92,11 @@ static attamba_status plan_make(rt_ctx *ctx, const attn_mask *mask, int64_t T, i
     if (pl->bq <= 0) return ATTAMBA_OK;
     if (mask->mode == ATTN_COMPRESSED) {
         pl->nb = (int)mask->boundaries->shape[0];
-        pl->bnd = malloc((size_t)pl->nb * sizeof *pl->bnd);
-        if (!pl->bnd) return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "ops_attention: out of host memory");
-        RT_TRY(tensor_download(mask->boundaries, pl->bnd)); /* small; waits for the queue */
+        if (!(pl->bnd = mask->host)) {
+            if (!(pl->bnd = pl->owned = malloc((size_t)pl->nb * sizeof *pl->owned)))
+                return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "ops_attention: out of host memory");
+            RT_TRY(tensor_download(mask->boundaries, pl->owned)); /* small; waits for the queue */
+        }
     }
     while (n_heads * (int64_t)pl->bq * widest_row(pl) > ATTN_GEMM_MAX_FLOATS)
         if ((pl->bq /= 2) < ATTN_GEMM_MIN_BQ) return ATTAMBA_OK;
@@ -249,7 +252,7 @@ attamba_status attn_gemm_prefill(rt_ctx *ctx, const tensor *q, const tensor *k, 
     /* the queue keeps the scratch alive until its kernels have run */
     tensor_free(&sc);
     for (int i = 0; i < 2; i++) tensor_free(&kv[i]);
-    free(pl.bnd);
+    free(pl.owned);
     return s;
 }
 
@@ -300,6 +303,6 @@ attamba_status attn_gemm_backward(rt_ctx *ctx, const tensor *q, const tensor *k,
     tensor_free(&sc);
     tensor_free(&gsc);
     for (int i = 0; i < 4; i++) tensor_free(&c[i]);
-    free(pl.bnd);
+    free(pl.owned);
     return s;
 }

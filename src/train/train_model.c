@@ -251,10 +251,11 @@ static attamba_status layer_backward(trainer *t, int l) {
     RT_TRY(ops_add(ctx, &t->dh, &t->dtmp, &t->dh));
     /* attention: h_mid = h_in + Wo attn(rope(q), rope(k), v), q = Wq x, x = rmsnorm(h_in) */
     RT_TRY(linear_backward(t, &a->o, W->wo, &t->dh, (tensor *)G->wo, &t->dout, 0));
-    attn_mask mask = {ATTN_CAUSAL, c->window, NULL, 1}; /* boundaries: the trainer's plan, checked when made */
+    attn_mask mask = {ATTN_CAUSAL, c->window, NULL, 1, NULL}; /* boundaries: the trainer's plan, checked when made */
     if (c->kind == MODEL_ATTAMBA && !c->pseudo) {
         mask.mode = ATTN_COMPRESSED;
         mask.boundaries = &a->bpos;
+        mask.host = t->plan.host + (int64_t)l * t->plan.T;
     } else if (c->kind == MODEL_TRANSFORMER_SWA) {
         mask.mode = ATTN_SLIDING;
     }
