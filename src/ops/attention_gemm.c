@@ -174,9 +174,16 @@ static tensor bnd_rows(const tensor *xc, int64_t b, int64_t n) {
     return view3(xc, b * nh * nb * dh, nh, n, dh, nb * dh, dh);
 }
 
-/* The score rows [H, nq, nk] of a block in a scratch. */
-static tensor scores(const tensor *scratch, int64_t H, const gemm_block *g) {
-    return view3(scratch, 0, H, g->nq, g->nk, g->nq * g->ld, g->ld);
+/* A block's score rows [H, nq, nk] in a scratch: all of them, and their boundary and window columns. */
+typedef struct block_scores {
+    tensor all, bnd, win;
+} block_scores;
+
+static block_scores scores(const tensor *scratch, int64_t H, const gemm_block *g) {
+    block_scores r = {.all = view3(scratch, 0, H, g->nq, g->nk, g->nq * g->ld, g->ld)};
+    r.bnd = cols(&r.all, 0, g->nbb);
+    r.win = cols(&r.all, g->nbb, g->nw);
+    return r;
 }
 
 /* The boundary rows of x [B, T, nh * dh] into a compact copy xc [B, nh, nb, dh] (to), or added back
@@ -224,35 +231,47 @@ static attamba_status score_scratch(rt_ctx *ctx, const gemm_plan *pl, int n_head
     return tensor_scratch(ctx, out, TENSOR_F32, 1, (int64_t[]){(int64_t)n_heads * pl->bq * widest_row(pl)});
 }
 
+/* What the forward and the backward share: the plan, the head grouping, the score scale and the row
+ * kernel (only when taken). */
+typedef struct gemm_call {
+    gemm_plan pl;
+    int grp;
+    float scale;
+    cl_kernel rows;
+} gemm_call;
+
+static attamba_status call_begin(rt_ctx *ctx, const attn_mask *mask, const tensor *q, int n_heads, int n_kv_heads,
+                                 int dh, int want, const char *rows_kernel, gemm_call *c, int *taken) {
+    *c = (gemm_call){.grp = n_heads / n_kv_heads, .scale = (float)(1.0 / sqrt((double)dh))};
+    RT_TRY(plan_make(ctx, mask, q->shape[1], n_heads, want, &c->pl, taken));
+    return *taken ? rt_kernel(ctx, "attention_rows", "", rows_kernel, &c->rows) : ATTAMBA_OK;
+}
+
 attamba_status attn_gemm_prefill(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v, int n_heads,
                                  int n_kv_heads, int dh, const attn_mask *mask, int want, tensor *out, int *taken) {
     int64_t B = q->shape[0], T = q->shape[1];
-    gemm_plan pl;
-    attamba_status s = plan_make(ctx, mask, T, n_heads, want, &pl, taken);
-    int grp = n_heads / n_kv_heads;
-    float scale = (float)(1.0 / sqrt((double)dh));
-    cl_kernel kern = NULL;
+    gemm_call c;
     tensor sc = {0}, kv[2] = {{0}};
-    if (!s && *taken) s = rt_kernel(ctx, "attention_rows", "", "attn_rows_softmax", &kern);
-    if (!s && *taken) s = score_scratch(ctx, &pl, n_heads, &sc);
-    if (!s && *taken && pl.nb) s = bnd_copies(ctx, mask, &pl, k, n_kv_heads, 2, (const tensor *[]){k, v}, kv);
+    attamba_status s = call_begin(ctx, mask, q, n_heads, n_kv_heads, dh, want, "attn_rows_softmax", &c, taken);
+    if (!s && *taken) s = score_scratch(ctx, &c.pl, n_heads, &sc);
+    if (!s && *taken && c.pl.nb) s = bnd_copies(ctx, mask, &c.pl, k, n_kv_heads, 2, (const tensor *[]){k, v}, kv);
     for (int64_t b = 0; b < B && !s && *taken; b++)
-        for (int64_t t0 = 0; t0 < T && !s; t0 += pl.bq) {
-            gemm_block g = block_at(&pl, t0);
+        for (int64_t t0 = 0; t0 < T && !s; t0 += c.pl.bq) {
+            gemm_block g = block_at(&c.pl, t0);
             tensor qb = rows_of(q, b, t0, g.nq, n_heads), ob = rows_of(out, b, t0, g.nq, n_heads);
             tensor kw = rows_of(k, b, g.kb, g.nw, n_kv_heads), vw = rows_of(v, b, g.kb, g.nw, n_kv_heads);
             tensor kc = bnd_rows(&kv[0], b, g.nbb), vc = bnd_rows(&kv[1], b, g.nbb);
-            tensor p = scores(&sc, n_heads, &g), pb = cols(&p, 0, g.nbb), pw = cols(&p, g.nbb, g.nw);
-            s = heads_gemm(ctx, 0, 1, scale, &qb, &kc, 0.0f, &pb, grp);
-            if (!s) s = heads_gemm(ctx, 0, 1, scale, &qb, &kw, 0.0f, &pw, grp);
-            if (!s) s = rows_pass(ctx, kern, "attn_rows_softmax", &p, NULL, &g, n_heads, &pl, mask);
-            if (!s) s = heads_gemm(ctx, 0, 0, 1.0f, &pb, &vc, 0.0f, &ob, grp);
-            if (!s) s = heads_gemm(ctx, 0, 0, 1.0f, &pw, &vw, g.nbb ? 1.0f : 0.0f, &ob, grp);
+            block_scores p = scores(&sc, n_heads, &g);
+            s = heads_gemm(ctx, 0, 1, c.scale, &qb, &kc, 0.0f, &p.bnd, c.grp);
+            if (!s) s = heads_gemm(ctx, 0, 1, c.scale, &qb, &kw, 0.0f, &p.win, c.grp);
+            if (!s) s = rows_pass(ctx, c.rows, "attn_rows_softmax", &p.all, NULL, &g, n_heads, &c.pl, mask);
+            if (!s) s = heads_gemm(ctx, 0, 0, 1.0f, &p.bnd, &vc, 0.0f, &ob, c.grp);
+            if (!s) s = heads_gemm(ctx, 0, 0, 1.0f, &p.win, &vw, g.nbb ? 1.0f : 0.0f, &ob, c.grp);
         }
     /* the queue keeps the scratch alive until its kernels have run */
     tensor_free(&sc);
     for (int i = 0; i < 2; i++) tensor_free(&kv[i]);
-    free(pl.owned);
+    free(c.pl.owned);
     return s;
 }
 
@@ -260,49 +279,44 @@ attamba_status attn_gemm_backward(rt_ctx *ctx, const tensor *q, const tensor *k,
                                   int n_kv_heads, int dh, const attn_mask *mask, int want, const tensor *dout,
                                   tensor *dq, tensor *dk, tensor *dv, int *taken) {
     int64_t B = q->shape[0], T = q->shape[1];
-    gemm_plan pl;
-    attamba_status s = plan_make(ctx, mask, T, n_heads, want, &pl, taken);
-    int grp = n_heads / n_kv_heads;
-    float scale = (float)(1.0 / sqrt((double)dh));
-    cl_kernel kern = NULL;
-    /* c[0..1]: the boundary rows of k and v; c[2..3]: their gradients, added to dk, dv at the end */
-    tensor sc = {0}, gsc = {0}, c[4] = {{0}};
-    if (!s && *taken) s = rt_kernel(ctx, "attention_rows", "", "attn_rows_dsoftmax", &kern);
+    gemm_call c;
+    /* kv[0..1]: the boundary rows of k and v; kv[2..3]: their gradients, added to dk, dv at the end */
+    tensor sc = {0}, gsc = {0}, kv[4] = {{0}};
+    attamba_status s = call_begin(ctx, mask, q, n_heads, n_kv_heads, dh, want, "attn_rows_dsoftmax", &c, taken);
     /* dk and dv gather from every block that sees their key: zero, then accumulate. */
     if (!s && *taken) s = tensor_fill(dk, 0.0);
     if (!s && *taken) s = tensor_fill(dv, 0.0);
-    if (!s && *taken) s = score_scratch(ctx, &pl, n_heads, &sc);
-    if (!s && *taken) s = score_scratch(ctx, &pl, n_heads, &gsc);
-    if (!s && *taken && pl.nb)
-        s = bnd_copies(ctx, mask, &pl, k, n_kv_heads, 4, (const tensor *[]){k, v, NULL, NULL}, c);
+    if (!s && *taken) s = score_scratch(ctx, &c.pl, n_heads, &sc);
+    if (!s && *taken) s = score_scratch(ctx, &c.pl, n_heads, &gsc);
+    if (!s && *taken && c.pl.nb)
+        s = bnd_copies(ctx, mask, &c.pl, k, n_kv_heads, 4, (const tensor *[]){k, v, NULL, NULL}, kv);
     for (int64_t b = 0; b < B && !s && *taken; b++)
-        for (int64_t t0 = 0; t0 < T && !s; t0 += pl.bq) {
-            gemm_block g = block_at(&pl, t0);
+        for (int64_t t0 = 0; t0 < T && !s; t0 += c.pl.bq) {
+            gemm_block g = block_at(&c.pl, t0);
             tensor qb = rows_of(q, b, t0, g.nq, n_heads), gb = rows_of(dout, b, t0, g.nq, n_heads);
             tensor dqb = rows_of(dq, b, t0, g.nq, n_heads);
             tensor kw = rows_of(k, b, g.kb, g.nw, n_kv_heads), vw = rows_of(v, b, g.kb, g.nw, n_kv_heads);
             tensor dkw = rows_of(dk, b, g.kb, g.nw, n_kv_heads), dvw = rows_of(dv, b, g.kb, g.nw, n_kv_heads);
-            tensor kc = bnd_rows(&c[0], b, g.nbb), vc = bnd_rows(&c[1], b, g.nbb);
-            tensor dkc = bnd_rows(&c[2], b, g.nbb), dvc = bnd_rows(&c[3], b, g.nbb);
-            tensor p = scores(&sc, n_heads, &g), pb = cols(&p, 0, g.nbb), pw = cols(&p, g.nbb, g.nw);
-            tensor ds = scores(&gsc, n_heads, &g), dsb = cols(&ds, 0, g.nbb), dsw = cols(&ds, g.nbb, g.nw);
-            s = heads_gemm(ctx, 0, 1, scale, &qb, &kc, 0.0f, &pb, grp);
-            if (!s) s = heads_gemm(ctx, 0, 1, scale, &qb, &kw, 0.0f, &pw, grp);
-            if (!s) s = heads_gemm(ctx, 0, 1, 1.0f, &gb, &vc, 0.0f, &dsb, grp);
-            if (!s) s = heads_gemm(ctx, 0, 1, 1.0f, &gb, &vw, 0.0f, &dsw, grp);
-            if (!s) s = rows_pass(ctx, kern, "attn_rows_dsoftmax", &p, &ds, &g, n_heads, &pl, mask);
-            if (!s) s = heads_gemm(ctx, 0, 0, scale, &dsb, &kc, 0.0f, &dqb, grp);
-            if (!s) s = heads_gemm(ctx, 0, 0, scale, &dsw, &kw, g.nbb ? 1.0f : 0.0f, &dqb, grp);
-            if (!s) s = heads_gemm_sum(ctx, 1, 0, scale, &dsb, &qb, &dkc, grp);
-            if (!s) s = heads_gemm_sum(ctx, 1, 0, scale, &dsw, &qb, &dkw, grp);
-            if (!s) s = heads_gemm_sum(ctx, 1, 0, 1.0f, &pb, &gb, &dvc, grp);
-            if (!s) s = heads_gemm_sum(ctx, 1, 0, 1.0f, &pw, &gb, &dvw, grp);
+            tensor kc = bnd_rows(&kv[0], b, g.nbb), vc = bnd_rows(&kv[1], b, g.nbb);
+            tensor dkc = bnd_rows(&kv[2], b, g.nbb), dvc = bnd_rows(&kv[3], b, g.nbb);
+            block_scores p = scores(&sc, n_heads, &g), ds = scores(&gsc, n_heads, &g);
+            s = heads_gemm(ctx, 0, 1, c.scale, &qb, &kc, 0.0f, &p.bnd, c.grp);
+            if (!s) s = heads_gemm(ctx, 0, 1, c.scale, &qb, &kw, 0.0f, &p.win, c.grp);
+            if (!s) s = heads_gemm(ctx, 0, 1, 1.0f, &gb, &vc, 0.0f, &ds.bnd, c.grp);
+            if (!s) s = heads_gemm(ctx, 0, 1, 1.0f, &gb, &vw, 0.0f, &ds.win, c.grp);
+            if (!s) s = rows_pass(ctx, c.rows, "attn_rows_dsoftmax", &p.all, &ds.all, &g, n_heads, &c.pl, mask);
+            if (!s) s = heads_gemm(ctx, 0, 0, c.scale, &ds.bnd, &kc, 0.0f, &dqb, c.grp);
+            if (!s) s = heads_gemm(ctx, 0, 0, c.scale, &ds.win, &kw, g.nbb ? 1.0f : 0.0f, &dqb, c.grp);
+            if (!s) s = heads_gemm_sum(ctx, 1, 0, c.scale, &ds.bnd, &qb, &dkc, c.grp);
+            if (!s) s = heads_gemm_sum(ctx, 1, 0, c.scale, &ds.win, &qb, &dkw, c.grp);
+            if (!s) s = heads_gemm_sum(ctx, 1, 0, 1.0f, &p.bnd, &gb, &dvc, c.grp);
+            if (!s) s = heads_gemm_sum(ctx, 1, 0, 1.0f, &p.win, &gb, &dvw, c.grp);
         }
-    if (!s && *taken && pl.nb) s = bnd_move(ctx, mask, &c[2], dk, 0);
-    if (!s && *taken && pl.nb) s = bnd_move(ctx, mask, &c[3], dv, 0);
+    if (!s && *taken && c.pl.nb) s = bnd_move(ctx, mask, &kv[2], dk, 0);
+    if (!s && *taken && c.pl.nb) s = bnd_move(ctx, mask, &kv[3], dv, 0);
     tensor_free(&sc);
     tensor_free(&gsc);
-    for (int i = 0; i < 4; i++) tensor_free(&c[i]);
-    free(pl.owned);
+    for (int i = 0; i < 4; i++) tensor_free(&kv[i]);
+    free(c.pl.owned);
     return s;
 }
