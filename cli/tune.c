@@ -223,10 +223,8 @@ static int attn_run(void *p) {
            rt_finish(g->ctx);
 }
 
-static int attn_setup(group *g, int quick) {
-    for (int tk = 4; tk <= 16; tk *= 2)
-        for (int bq = 8; bq <= (quick ? 32 : 64); bq *= 2)
-            g->cand[g->n_cand][0] = tk, g->cand[g->n_cand++][1] = bq;
+/* The timed case: q, k, v, out of the model's widths over its tokens, and its mask. */
+static int attn_tensors(group *g) {
     int64_t T = g->tokens, H = g->cfg.n_heads, Hkv = g->cfg.n_kv_heads, dh = g->cfg.dim / H;
     int bad = upload_random(g->ctx, &g->t[0], 3, ((int64_t[]){1, T, H * dh}), 12) ||
               upload_random(g->ctx, &g->t[1], 3, ((int64_t[]){1, T, Hkv * dh}), 13) ||
@@ -235,6 +233,20 @@ static int attn_setup(group *g, int quick) {
               attn_mask_for(g, (int)T, &g->bnd, &g->mask);
     g->mask.trusted = 1;
     return bad;
+}
+
+static int attn_setup(group *g, int quick) {
+    for (int tk = 4; tk <= 16; tk *= 2)
+        for (int bq = 8; bq <= (quick ? 32 : 64); bq *= 2)
+            g->cand[g->n_cand][0] = tk, g->cand[g->n_cand++][1] = bq;
+    return attn_tensors(g);
+}
+
+/* Kernels (0) or the GEMM path in blocks of 64 to 256 queries, where the mask lets it pay. */
+static int path_setup(group *g, int quick) {
+    (void)quick;
+    for (int bq = 0; bq <= 256; bq = bq ? 2 * bq : 64) g->cand[g->n_cand++][0] = bq;
+    return attn_tensors(g);
 }
 
 /* ---- the search ---- */
@@ -307,12 +319,14 @@ static int search(group *g, double seconds, int verbose) {
 
 static void usage(FILE *f) {
     fprintf(f, "usage: attamba tune [--preset NAME | --model DIR] [--quick] [--tokens N] [--verbose]\n"
-               "                    [--only gemm,norm,attention] [--device P:D | --devices LIST]\n"
+               "                    [--only gemm,norm,attention,attention-path] [--device P:D | --devices LIST]\n"
                "       attamba tune --show [--device P:D | --devices LIST]\n\n"
                "Searches the device-dependent kernel parameters (src/ops/tuning.c) on each device for the\n"
                "shapes of a model (default preset paper-60m; N tokens per batch, default 512): the GEMM\n"
                "register tiles (gemm.vw, gemm.nv, gemm.rm; nn, nt, tn), the norms' group (norm.group) and\n"
-               "the prefill attention tiles (attn.tk, attn.bq_short) with the model's mask. Each candidate is\n"
+               "the prefill attention tiles (attn.tk, attn.bq_short) with the model's mask, then whether that\n"
+               "attention (prefill and backward) goes through the GEMM and in blocks of how many queries\n"
+               "(attn.gemm_bq: 0 = the kernels, 64, 128, 256). Each candidate is\n"
                "checked against src/ref, then timed next to the values in force; a winner must beat them by\n"
                "3%% in interleaved rounds. Winners are stored in the kernel cache directory, keyed by device\n"
                "and driver, and used by every later run there (source 'tuned' in --show). --quick: fewer\n"
@@ -335,6 +349,7 @@ static int tune_device(rt_ctx *ctx, const model_config *cfg, int tokens, int qui
         {"gemm", 3, {TUNE_GEMM_VW, TUNE_GEMM_NV, TUNE_GEMM_RM}, gemm_setup, gemm_check, gemm_run},
         {"norm", 1, {TUNE_NORM_GROUP}, norm_setup, norm_check, norm_run},
         {"attention", 2, {TUNE_ATTN_TK, TUNE_ATTN_BQ_SHORT}, attn_setup, attn_check, attn_run},
+        {"attention-path", 1, {TUNE_ATTN_GEMM_BQ}, path_setup, attn_check, attn_run},
     };
     double seconds = quick ? 0.15 : 0.5, t0 = core_now();
     int rc = 0;
