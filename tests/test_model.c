@@ -303,11 +303,13 @@ START_TEST(attention_through_the_gemm_gives_the_kernels_logits) {
     rt_ctx *ctx = tu_ctx();
     model *m = tiny(path_cases[_i].kind, path_cases[_i].chunk, path_cases[_i].window, path_cases[_i].bs, 0,
                     40 + (uint64_t)_i);
-    int V = m->cfg.vocab_size, B = 2, T = 96;
-    int32_t tok[2 * 96];
+    /* long enough that every case's blocks of 16 compute under 1.6x the pairs its mask allows */
+    int V = m->cfg.vocab_size, B = 2, T = 256;
+    int32_t tok[2 * 256];
     for (int t = 0; t < B * T; t++) tok[t] = (11 * t + 5) % V;
     int was = ops_tune(ctx, TUNE_ATTN_GEMM_BQ);
     float *got[2];
+    unsigned long long launches[2];
     for (int i = 0; i < 2; i++) {
         tu_ok(ops_tune_set(ctx, TUNE_ATTN_GEMM_BQ, i ? 0 : 16, "test"));
         tensor lg;
@@ -319,7 +321,11 @@ START_TEST(attention_through_the_gemm_gives_the_kernels_logits) {
         attamba_counters d = since(&c0);
         ck_assert_msg(d.blocking_reads == 1, "%s: the forward waited %llu times", path_cases[_i].name,
                       (unsigned long long)d.blocking_reads);
+        launches[i] = (unsigned long long)d.launches;
     }
+    /* the GEMM path launches per block of queries, the kernels once per layer */
+    ck_assert_msg(launches[0] > launches[1] + 20, "%s: the GEMM path did not run (%llu vs %llu launches)",
+                  path_cases[_i].name, launches[0], launches[1]);
     tu_ok(ops_tune_set(ctx, TUNE_ATTN_GEMM_BQ, was, "test"));
     tu_assert_close(got[0], got[1], (int64_t)B * T * V, 1e-4, 1e-5, path_cases[_i].name);
     free(got[0]), free(got[1]);

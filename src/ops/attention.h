@@ -65,11 +65,11 @@ attamba_status attn_check_boundaries(rt_ctx *ctx, const char *op, const tensor *
  * masks the boundaries before it, gathered once) into a scratch [H, bq, keys], a row pass
  * (cl/attention_rows.cl), GEMMs by V; the backward the GEMMs of dP, dq, dk and dv. Each decides
  * first: *taken = 0 (and nothing enqueued) leaves the call to the kernels, when the table's
- * attn.gemm_bq is 0 (GPUs), when the block's scores would be more than 2.5x the (query, key) pairs the
+ * attn.gemm_bq is 0 (GPUs), when the block's scores would be more than 1.6x the (query, key) pairs the
  * mask allows (short windows with few boundaries), or when a score buffer would pass 64 MiB even at 16
  * queries. want > 0: that block size, whatever it wastes; want < 0: the kernels. A compressed mask's
- * boundaries come from mask->host, else they are downloaded (a wait for the queue). The arguments must have passed attn_check_prefill
- * (and the boundary checks). */
+ * boundaries come from mask->host, else they are downloaded (a wait for the queue). The arguments
+ * must have passed attn_check_prefill (and the boundary checks). */
 attamba_status attn_gemm_prefill(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v, int n_heads,
                                  int n_kv_heads, int dh, const attn_mask *mask, int want, tensor *out, int *taken);
 attamba_status attn_gemm_backward(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v, int n_heads,

@@ -22,8 +22,12 @@
 /* Each score buffer stays under 64 MiB: the block shrinks to fit, else the kernels serve the call. */
 #define ATTN_GEMM_MAX_FLOATS ((int64_t)16 << 20)
 #define ATTN_GEMM_MIN_BQ 16
-/* computed scores / allowed pairs at most this (the GEMM's rate over the kernels', with a margin) */
-#define ATTN_GEMM_WASTE 2.5
+/* Computed scores / allowed pairs at most this. The GEMMs run ~3.5x the kernels' FLOP rate, but each
+ * block adds launches (about 27 per block in the backward, 9 in the forward), whose cost the op
+ * benchmarks do not show and a training step does: paper-60m Attamba (P = 8, L = 8, 8 heads of 64)
+ * trained 1.31x faster through the GEMM at T = 4096 (1.47x the pairs) and 7-8% slower at T = 2048
+ * (1.93x), though its attention alone ran 1.6x faster there (docs/benchmarks.md). Causal: ~1.06. */
+#define ATTN_GEMM_WASTE 1.6
 
 /* The keys of one query block: queries [t0, t0 + nq) see the boundaries bnd[0 .. nbb) and the window
  * keys [kb, kb + nw); score rows of nk = nbb + nw columns, ld floats apart. */
