@@ -106,8 +106,8 @@ __kernel void attn_rows_gather(__global float *xc, __global const float *x, int 
 }
 
 /* The way back, adding: x[b, bnd[bo + r], h * dh + d] += xc[b, h, r, d]. The boundaries are distinct,
- * so every element has one writer. Same grid. */
-__kernel void attn_rows_scatter_add(__global float *x, int xo, __global const float *xc, __global const int *bnd,
+ * so every element has one writer. Same arguments (in the same order) and grid. */
+__kernel void attn_rows_scatter_add(__global const float *xc, __global float *x, int xo, __global const int *bnd,
                                     int bo, int nb, int T, int nh, int dh, int nbh) {
     const int r = get_global_id(0), d0 = 8 * get_global_id(1), bh = get_global_id(2);
     if (r >= nb || d0 >= dh || bh >= nbh) return;

@@ -39,6 +39,7 @@ typedef struct group {
     int tokens;
     tensor t[6];  /* the timed case's tensors */
     tensor bnd;   /* compressed attention: boundaries */
+    int32_t *bnd_host;
     attn_mask mask;
 } group;
 
@@ -160,8 +161,10 @@ static int norm_setup(group *g, int quick) {
 
 /* ---- prefill attention with the model's mask ---- */
 
-/* The model's mask over T tokens (COMPRESSED with its boundaries for Attamba, else CAUSAL). */
-static int attn_mask_for(group *g, int T, tensor *bnd, attn_mask *m) {
+/* The model's mask over T tokens (COMPRESSED with its boundaries for Attamba, else CAUSAL); the
+ * boundaries go to bnd and, malloc'd, to *host (the mask's host copy; NULL for CAUSAL). */
+static int attn_mask_for(group *g, int T, tensor *bnd, int32_t **host, attn_mask *m) {
+    *host = NULL;
     if (g->cfg.kind != MODEL_ATTAMBA) {
         *m = (attn_mask){ATTN_CAUSAL, 0, NULL, 0, NULL};
         return 0;
@@ -169,15 +172,15 @@ static int attn_mask_for(group *g, int T, tensor *bnd, attn_mask *m) {
     boundary_spec spec = model_config_boundaries(&g->cfg);
     int64_t nb = boundary_positions(&spec, 0, g->cfg.n_layers, T, NULL, 0);
     int64_t *b = malloc((size_t)nb * sizeof *b);
-    int32_t *b32 = malloc((size_t)nb * sizeof *b32);
+    int32_t *b32 = *host = malloc((size_t)nb * sizeof *b32);
     int bad = !b || !b32;
     if (!bad) {
         boundary_positions(&spec, 0, g->cfg.n_layers, T, b, nb);
         for (int64_t i = 0; i < nb; i++) b32[i] = (int32_t)b[i];
         bad = tensor_alloc(g->ctx, bnd, TENSOR_I32, 1, &nb) || tensor_upload(bnd, b32);
     }
-    free(b), free(b32);
-    *m = (attn_mask){ATTN_COMPRESSED, g->cfg.window, bnd, 0, NULL};
+    free(b);
+    *m = (attn_mask){ATTN_COMPRESSED, g->cfg.window, bnd, 0, b32};
     return bad;
 }
 
@@ -187,8 +190,9 @@ static int attn_check(group *g) {
     float *q = random_host(nq, 9), *k = random_host(nk, 10), *v = random_host(nk, 11);
     float *want = malloc((size_t)nq * 4), *got = malloc((size_t)nq * 4);
     tensor tq = {0}, tk = {0}, tv = {0}, out = {0}, bnd = {0};
+    int32_t *b32 = NULL;
     attn_mask m;
-    int bad = !q || !k || !v || !want || !got || attn_mask_for(g, T, &bnd, &m) ||
+    int bad = !q || !k || !v || !want || !got || attn_mask_for(g, T, &bnd, &b32, &m) ||
               tensor_alloc_f32(g->ctx, &tq, 3, ((int64_t[]){1, T, H * dh})) || tensor_upload(&tq, q) ||
               tensor_alloc_f32(g->ctx, &tk, 3, ((int64_t[]){1, T, Hkv * dh})) || tensor_upload(&tk, k) ||
               tensor_alloc_f32(g->ctx, &tv, 3, ((int64_t[]){1, T, Hkv * dh})) || tensor_upload(&tv, v) ||
@@ -198,12 +202,11 @@ static int attn_check(group *g) {
         uint8_t *flags = calloc((size_t)T, 1);
         if (m.mode == ATTN_COMPRESSED) {
             int64_t nb = bnd.shape[0];
-            int32_t *b32 = malloc((size_t)nb * 4);
             int64_t *b = malloc((size_t)nb * 8);
-            bad = !flags || !b32 || !b || tensor_download(&bnd, b32);
+            bad = !flags || !b;
             for (int64_t i = 0; !bad && i < nb; i++) b[i] = b32[i];
             if (!bad) ref_boundary_flags(T, b, nb, flags);
-            free(b32), free(b);
+            free(b);
         }
         if (!bad) {
             ref_attention(1, T, H, Hkv, dh, q, k, v, (int)m.mode, m.window, flags, want);
@@ -212,7 +215,7 @@ static int attn_check(group *g) {
         free(flags);
     }
     tensor_free(&tq), tensor_free(&tk), tensor_free(&tv), tensor_free(&out), tensor_free(&bnd);
-    free(q), free(k), free(v), free(want), free(got);
+    free(q), free(k), free(v), free(want), free(got), free(b32);
     return bad;
 }
 
@@ -230,7 +233,7 @@ static int attn_tensors(group *g) {
               upload_random(g->ctx, &g->t[1], 3, ((int64_t[]){1, T, Hkv * dh}), 13) ||
               upload_random(g->ctx, &g->t[2], 3, ((int64_t[]){1, T, Hkv * dh}), 14) ||
               tensor_alloc_f32(g->ctx, &g->t[3], 3, ((int64_t[]){1, T, H * dh})) ||
-              attn_mask_for(g, (int)T, &g->bnd, &g->mask);
+              attn_mask_for(g, (int)T, &g->bnd, &g->bnd_host, &g->mask);
     g->mask.trusted = 1;
     return bad;
 }
@@ -372,6 +375,7 @@ static int tune_device(rt_ctx *ctx, const model_config *cfg, int tokens, int qui
         else rc = search(g, seconds, verbose);
         for (size_t k = 0; k < CORE_LEN(g->t); k++) tensor_free(&g->t[k]);
         tensor_free(&g->bnd);
+        free(g->bnd_host);
         free(g);
     }
     if (!rc && ops_tuning_save(ctx)) rc = cli_error("tune", "%s", ctx->err);

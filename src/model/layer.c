@@ -137,6 +137,18 @@ attamba_status boundary_plan_update(model *m, boundary_plan *p) {
     return s;
 }
 
+attn_mask boundary_plan_mask(const model_config *c, const boundary_plan *p, int l, const tensor *bpos) {
+    attn_mask mask = {ATTN_CAUSAL, c->window, NULL, 1, NULL};
+    if (c->kind == MODEL_ATTAMBA && !c->pseudo) {
+        mask.mode = ATTN_COMPRESSED;
+        mask.boundaries = bpos;
+        mask.host = p->host + (int64_t)l * p->T;
+    } else if (c->kind == MODEL_TRANSFORMER_SWA) {
+        mask.mode = ATTN_SLIDING;
+    }
+    return mask;
+}
+
 /* ---- the layer ---- */
 
 /* t as a [rows, cols] view (its leading dims merged); t must be contiguous or a row-block view. */
@@ -307,14 +319,7 @@ static attamba_status attend(model *m, int l, layer_acts *a, const tensor *store
         return s;
     }
     if (md->cache) RT_TRY(kv_cache_fill_layer(md->cache, md->b, l, &a->k, &a->v));
-    attn_mask mask = {ATTN_CAUSAL, c->window, NULL, 1, NULL};
-    if (c->kind == MODEL_ATTAMBA && !c->pseudo) {
-        mask.mode = ATTN_COMPRESSED;
-        mask.boundaries = &a->bpos;
-        mask.host = md->plan->host + (int64_t)l * md->plan->T;
-    } else if (c->kind == MODEL_TRANSFORMER_SWA) {
-        mask.mode = ATTN_SLIDING;
-    }
+    attn_mask mask = boundary_plan_mask(c, md->plan, l, &a->bpos);
     return ops_attention_prefill(m->ctx, &a->q, &a->k, &a->v, c->n_heads, c->n_kv_heads, &mask, &a->o);
 }
 

@@ -7,6 +7,7 @@
 #include "config.h"
 #include "tensor/tensor.h"
 #include "weights.h"
+#include "ops/attention.h"
 #include "ops/boundaries.h"
 
 struct kv_cache;
@@ -117,6 +118,9 @@ typedef struct boundary_plan {
 attamba_status boundary_plan_take(const model_config *c, tensor_arena *ar, int64_t T, boundary_plan *p);
 attamba_status boundary_plan_update(model *m, boundary_plan *p);
 void boundary_plan_release(boundary_plan *p);
+/* Layer l's prefill / training attention mask (trusted): compressed over the plan's boundaries, bpos
+ * being the layer's view of them (Attamba), sliding (transformer-swa), else causal. */
+attn_mask boundary_plan_mask(const model_config *c, const boundary_plan *p, int l, const tensor *bpos);
 
 /* What differs between the ways the layer runs: the op variants, never the sequence of ops. */
 typedef struct layer_mode {

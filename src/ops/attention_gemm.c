@@ -35,9 +35,10 @@ typedef struct gemm_block {
     int64_t t0, nq, kb, nw, nbb, nk, ld;
 } gemm_block;
 
-/* The call's geometry: block size, window (-1: causal) and the boundaries (host copy). */
+/* The call's geometry: block size, window (-1: causal), the boundaries (host copy) and the widest
+ * score row of its blocks (floats). */
 typedef struct gemm_plan {
-    int64_t T;
+    int64_t T, row;
     int bq, win, nb;
     const int32_t *bnd;
     int32_t *owned; /* bnd when downloaded here */
@@ -102,7 +103,7 @@ static attamba_status plan_make(rt_ctx *ctx, const attn_mask *mask, int64_t T, i
             RT_TRY(tensor_download(mask->boundaries, pl->owned)); /* small; waits for the queue */
         }
     }
-    while (n_heads * (int64_t)pl->bq * widest_row(pl) > ATTN_GEMM_MAX_FLOATS)
+    while (n_heads * (int64_t)pl->bq * (pl->row = widest_row(pl)) > ATTN_GEMM_MAX_FLOATS)
         if ((pl->bq /= 2) < ATTN_GEMM_MIN_BQ) return ATTAMBA_OK;
     *taken = want > 0 || plan_pays(pl); /* an explicit block is taken whatever it wastes (tests) */
     return ATTAMBA_OK;
@@ -198,11 +199,9 @@ static attamba_status bnd_move(rt_ctx *ctx, const attn_mask *mask, tensor *xc, c
     cl_kernel k;
     RT_TRY(rt_kernel(ctx, "attention_rows", "", name, &k));
     const tensor *bt = mask->boundaries;
-    rt_arg a_to[] = {RT_MEM(xc->buf->mem), RT_MEM(x->buf->mem), RT_I32(x->offset), RT_MEM(bt->buf->mem),
+    rt_arg args[] = {RT_MEM(xc->buf->mem), RT_MEM(x->buf->mem), RT_I32(x->offset), RT_MEM(bt->buf->mem),
                      RT_I32(bt->offset), RT_I32(nb), RT_I32(T), RT_I32(nh), RT_I32(dh), RT_I32(B * nh)};
-    rt_arg a_back[] = {RT_MEM(x->buf->mem), RT_I32(x->offset), RT_MEM(xc->buf->mem), RT_MEM(bt->buf->mem),
-                       RT_I32(bt->offset), RT_I32(nb), RT_I32(T), RT_I32(nh), RT_I32(dh), RT_I32(B * nh)};
-    return ops_launch_grid(ctx, k, name, nb, (dh + 7) / 8, B * nh, 10, to ? a_to : a_back);
+    return ops_launch_grid(ctx, k, name, nb, (dh + 7) / 8, B * nh, (int)CORE_LEN(args), args);
 }
 
 /* Compact copies [B, nh, nb, dh] of the boundary rows of each x (NULL x: only allocated). */
@@ -232,7 +231,7 @@ static attamba_status rows_pass(rt_ctx *ctx, cl_kernel kern, const char *name, c
 }
 
 static attamba_status score_scratch(rt_ctx *ctx, const gemm_plan *pl, int n_heads, tensor *out) {
-    return tensor_scratch(ctx, out, TENSOR_F32, 1, (int64_t[]){(int64_t)n_heads * pl->bq * widest_row(pl)});
+    return tensor_scratch(ctx, out, TENSOR_F32, 1, (int64_t[]){(int64_t)n_heads * pl->bq * pl->row});
 }
 
 /* What the forward and the backward share: the plan, the head grouping, the score scale and the row

@@ -251,14 +251,7 @@ static attamba_status layer_backward(trainer *t, int l) {
     RT_TRY(ops_add(ctx, &t->dh, &t->dtmp, &t->dh));
     /* attention: h_mid = h_in + Wo attn(rope(q), rope(k), v), q = Wq x, x = rmsnorm(h_in) */
     RT_TRY(linear_backward(t, &a->o, W->wo, &t->dh, (tensor *)G->wo, &t->dout, 0));
-    attn_mask mask = {ATTN_CAUSAL, c->window, NULL, 1, NULL}; /* boundaries: the trainer's plan, checked when made */
-    if (c->kind == MODEL_ATTAMBA && !c->pseudo) {
-        mask.mode = ATTN_COMPRESSED;
-        mask.boundaries = &a->bpos;
-        mask.host = t->plan.host + (int64_t)l * t->plan.T;
-    } else if (c->kind == MODEL_TRANSFORMER_SWA) {
-        mask.mode = ATTN_SLIDING;
-    }
+    attn_mask mask = boundary_plan_mask(c, &t->plan, l, &a->bpos); /* the trainer's plan, checked when made */
     RT_TRY(ops_attention_prefill_backward(ctx, &a->q, &a->k, &a->v, c->n_heads, c->n_kv_heads, &mask, &a->o,
                                           &t->dout, &t->dq, &t->dk, &t->dv));
     RT_TRY(ops_rope_rotate(ctx, "ops_rope_backward", &t->dq, c->n_heads, &t->dk, c->n_kv_heads, &t->pos0,
