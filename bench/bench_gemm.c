@@ -17,6 +17,7 @@
 
 #include "bench_util.h"
 #include "cli.h"
+#include "model/weights.h"
 #include "ops/ops.h"
 
 typedef struct {
@@ -50,13 +51,78 @@ static int run_host(void *p) {
 }
 #endif
 
+enum { N_BACKENDS = 7, MAX_ROUNDS = 32 };
+static const char *const backend_names[N_BACKENDS] = {"host-blas", "clblast",   "own",    "own-simple",
+                                                      "own-tiles", "own-local", "own-dot"};
+
+/* Whether --backends (NULL: all) names this one; the own-* kernels only with --kernels. */
+static int backend_wanted(int which, const char *backends, int all_kernels) {
+    if (which == 1 && !ops_gemm_have_clblast()) return 0;
+#ifndef ATTAMBA_HAVE_CBLAS
+    if (which == 0) return 0;
+#endif
+    if (which >= 3 && !all_kernels) return 0;
+    return bench_listed(backends, backend_names[which]);
+}
+
+/* Appends "MxNxK:op" to the comma-separated list out (capacity cap) unless it is there already. */
+static void add_case(char *out, size_t cap, int64_t M, int64_t N, int64_t K, const char *op) {
+    char tok[64], padded[80], list[cap + 2];
+    snprintf(tok, sizeof tok, "%lldx%lldx%lld:%s", (long long)M, (long long)N, (long long)K, op);
+    snprintf(padded, sizeof padded, ",%s,", tok);
+    snprintf(list, sizeof list, ",%s,", out);
+    if (strstr(list, padded) || strlen(out) + strlen(tok) + 2 > cap) return;
+    if (*out) strcat(out, ",");
+    strcat(out, tok);
+}
+
+/* The GEMMs that training the presets in names (comma-separated; attamba and transformer kinds)
+ * runs on `rows` tokens, as "MxNxK:op,...": for each linear layer W [out, in], the forward x W^T
+ * (nt), the input gradient dy W (nn) and the weight gradient dy^T x (tn). NULL (and a message) for
+ * an unknown preset. */
+static char *preset_cases(const char *names, int rows) {
+    size_t cap = 8192;
+    char *out = calloc(cap, 1), *list = strdup(names), err[256];
+    for (char *save = NULL, *name = strtok_r(list, ",", &save); name && out; name = strtok_r(NULL, ",", &save))
+        for (int kind = 0; kind < 2 && out; kind++) {
+            model_config cfg;
+            weight_info *w = NULL;
+            int n = 0;
+            if (model_config_preset(name, &cfg, err, sizeof err) ||
+                (cfg.kind = kind ? MODEL_TRANSFORMER : MODEL_ATTAMBA, weights_list(&cfg, &w, &n))) {
+                cli_error("bench gemm", "%s", err);
+                free(out);
+                out = NULL;
+                break;
+            }
+            for (int i = 0; i < n; i++) {
+                int tok_emb = !strcmp(w[i].name, "tok_embeddings.weight");
+                if (w[i].ndim != 2 || strstr(w[i].name, "conv1d") || (tok_emb && !cfg.tie_embeddings)) continue;
+                int64_t o = w[i].shape[0], in = w[i].shape[1];
+                add_case(out, cap, rows, o, in, "nt");
+                add_case(out, cap, rows, in, o, "nn");
+                add_case(out, cap, o, in, rows, "tn");
+            }
+            free(w);
+        }
+    free(list);
+    return out;
+}
+
 static void usage(FILE *f) {
-    fprintf(f, "usage: attamba bench gemm [--device P:D] [--shapes MxNxK,...] [--trans nn,nt,tn,tt] [--batch B]\n"
-               "                         [--kernels] [--seconds S] [--json FILE|-]\n\n"
+    fprintf(f, "usage: attamba bench gemm [--device P:D] [--shapes MxNxK[:op],...] [--trans nn,nt,tn,tt] [--batch B]\n"
+               "                         [--preset NAME,... [--seq T]]\n"
+               "                         [--kernels] [--backends LIST] [--rounds R] [--seconds S] [--json FILE|-]\n\n"
                "Times C = op(A) op(B) (f32, row-major; t = transposed operand) with CLBlast, the own\n"
                "OpenCL kernels and the host CBLAS in the same run. Default shapes:\n"
-               "4096x512x512,4096x1536x512,4096x32000x512, trans nn, batch 1. --kernels also times every\n"
-               "own kernel (simple, tiles, local, dot) besides the one chosen for the device.\n");
+               "4096x512x512,4096x1536x512,4096x32000x512, trans nn, batch 1; a shape with :op (e.g. :tn)\n"
+               "runs in that layout only. --preset small,paper-60m takes the training GEMMs of those presets\n"
+               "on T tokens (default 512) instead: per linear layer, x W^T (nt), dy W (nn), dy^T x (tn).\n"
+               "--kernels also times every\n"
+               "own kernel (simple, tiles, local, dot) besides the one chosen for the device; --backends\n"
+               "keeps those named (host-blas, clblast, own, own-tiles, ...). --rounds R (default 1, at most\n"
+               "32) interleaves the backends: R rounds of S/R seconds each, medians of times and of the\n"
+               "per-round ratios to the host BLAS (for a shared, noisy machine).\n");
 }
 
 int bench_gemm_main(int argc, char **argv) {
@@ -64,40 +130,52 @@ int bench_gemm_main(int argc, char **argv) {
                                          {"seconds", required_argument, 0, 't'}, {"json", required_argument, 0, 'j'},
                                          {"trans", required_argument, 0, 'T'}, {"batch", required_argument, 0, 'b'},
                                          {"kernels", no_argument, 0, 'k'}, {"help", no_argument, 0, 'h'},
+                                         {"rounds", required_argument, 0, 'r'}, {"backends", required_argument, 0, 'B'},
+                                         {"preset", required_argument, 0, 'p'}, {"seq", required_argument, 0, 'S'},
                                          {0, 0, 0, 0}};
     const char *device = NULL, *shapes = "4096x512x512,4096x1536x512,4096x32000x512", *json = NULL;
-    const char *trans = "nn";
+    const char *trans = "nn", *backends = NULL, *presets = NULL;
     double seconds = 1.0;
-    int c, batch = 1, all_kernels = 0;
+    int c, batch = 1, all_kernels = 0, rounds = 1, seq = 512;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "d:s:t:j:T:b:kh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "d:s:t:j:T:b:khr:B:p:S:", opts, NULL)) != -1) {
         switch (c) {
         case 'd': device = optarg; break;
         case 's': shapes = optarg; break;
         case 'T': trans = optarg; break;
         case 'b': batch = atoi(optarg); break;
         case 'k': all_kernels = 1; break;
+        case 'r': rounds = atoi(optarg); break;
+        case 'B': backends = optarg; break;
+        case 'p': presets = optarg; break;
+        case 'S': seq = atoi(optarg); break;
         case 't': seconds = atof(optarg); break;
         case 'j': json = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
-    if (batch < 1) {
+    if (batch < 1 || rounds < 1 || rounds > MAX_ROUNDS || !(seconds > 0) || seq < 1) {
         usage(stderr);
         return 2;
     }
-    rt_ctx *ctx = cli_open_device(device);
-    if (!ctx) return 1;
+    char *cases = presets ? preset_cases(presets, seq) : strdup(shapes);
+    rt_ctx *ctx = cases ? cli_open_device(device) : NULL;
+    if (!ctx) {
+        free(cases);
+        return 1;
+    }
     printf("device: %s (%s)\n", ctx->dev.info.name, ctx->dev.info.platform_name);
     printf("%-18s %-5s %-12s %10s %10s %9s %10s %9s\n", "MxNxK", "op", "backend", "ms", "GFLOP/s", "GB/s", "vs host",
            "max err");
     cJSON *out = cJSON_CreateArray();
     int rc = 0;
-    char *list = strdup(shapes), *tlist = strdup(trans);
-    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok && !rc; tok = strtok_r(NULL, ",", &save)) {
+    char *tlist = malloc(strlen(trans) + 4);
+    for (char *save = NULL, *tok = strtok_r(cases, ",", &save); tok && !rc; tok = strtok_r(NULL, ",", &save)) {
         int M, N, K;
-        if (sscanf(tok, "%dx%dx%d", &M, &N, &K) != 3 || M < 1 || N < 1 || K < 1) {
+        char *layout = strchr(tok, ':'); /* this shape's one layout */
+        if (layout) *layout++ = 0;
+        if (sscanf(tok, "%dx%dx%d", &M, &N, &K) != 3 || M < 1 || N < 1 || K < 1 || (layout && strlen(layout) > 2)) {
             rc = cli_error("bench gemm", "bad shape '%s' (want MxNxK)", tok);
             break;
         }
@@ -113,7 +191,7 @@ int bench_gemm_main(int argc, char **argv) {
         core_rng_seed(&rng, 1);
         for (size_t i = 0; i < ta_; i++) ha[i] = core_rng_uniform(&rng) - 0.5f;
         for (size_t i = 0; i < tb_; i++) hb[i] = core_rng_uniform(&rng) - 0.5f;
-        for (char *tsave = NULL, *op = strtok_r(strcpy(tlist, trans), ",", &tsave); op && !rc;
+        for (char *tsave = NULL, *op = strtok_r(strcpy(tlist, layout ? layout : trans), ",", &tsave); op && !rc;
              op = strtok_r(NULL, ",", &tsave)) {
             if (strlen(op) != 2 || !strchr("nt", op[0]) || !strchr("nt", op[1])) {
                 rc = cli_error("bench gemm", "bad --trans '%s' (want nn, nt, tn or tt)", op);
@@ -129,55 +207,71 @@ int bench_gemm_main(int argc, char **argv) {
                 break;
             }
             gemm_run r = {ctx, OPS_GEMM_AUTO, OPS_GEMM_KERNEL_AUTO, &a, &b, &cc, M, N, K, batch, ta, tb, ha, hb, hc};
-            double flop = 2.0 * batch * M * N * K, bytes = 4.0 * (double)(ta_ + tb_ + tc_), host_s = -1;
-            static const char *const names[] = {"host-blas", "clblast", "own", "own-simple", "own-tiles", "own-local",
-                                                 "own-dot"};
-            for (int which = 0; which < 7; which++) {
-                double t;
-                double err = 0;
-                bench_timing tm;
-                if (which == 0) {
+            double flop = 2.0 * batch * M * N * K, bytes = 4.0 * (double)(ta_ + tb_ + tc_);
+            /* rounds x backends, interleaved: each round times every backend once (seconds / rounds
+             * each), so a neighbour's load on a shared machine falls on all of them alike; ratios to
+             * the host BLAS are taken within a round, then their median */
+            double times[N_BACKENDS][MAX_ROUNDS], err[N_BACKENDS] = {0};
+            bench_timing tm[N_BACKENDS] = {{0}};
+            int failed[N_BACKENDS] = {0};
+            for (int round = 0; round < rounds; round++)
+                for (int which = 0; which < N_BACKENDS; which++) {
+                    bench_timing t = {-1, -1, 0};
+                    if (!backend_wanted(which, backends, all_kernels) || failed[which]) continue;
+                    if (which == 0) {
 #ifdef ATTAMBA_HAVE_CBLAS
-                    t = bench_time(run_host, &r, 2, seconds, &tm);
-#else
-                    continue;
+                        bench_time(run_host, &r, 2, seconds / rounds, &t);
 #endif
-                } else {
-                    if (which == 1 && !ops_gemm_have_clblast()) continue;
-                    if (which >= 3 && !all_kernels) break;
-                    r.backend = which == 1 ? OPS_GEMM_CLBLAST : OPS_GEMM_OWN;
-                    r.kernel = which >= 3 ? (ops_gemm_kernel)(which - 2) : OPS_GEMM_KERNEL_AUTO;
-                    t = bench_time(run_device, &r, 2, seconds, &tm);
-                    if (t < 0) {
-                        fprintf(stderr, "attamba bench gemm: %s failed: %s\n", names[which], ctx->err);
-                        continue;
+                    } else {
+                        r.backend = which == 1 ? OPS_GEMM_CLBLAST : OPS_GEMM_OWN;
+                        r.kernel = which >= 3 ? (ops_gemm_kernel)(which - 2) : OPS_GEMM_KERNEL_AUTO;
+                        if (bench_time(run_device, &r, 2, seconds / rounds, &t) < 0) {
+                            fprintf(stderr, "attamba bench gemm: %s failed: %s\n", backend_names[which], ctx->err);
+                            failed[which] = 1;
+                            continue;
+                        }
+                        if (round == 0 && tensor_download(&cc, dc) == ATTAMBA_OK)
+                            err[which] = bench_max_rel_err(dc, hc, tc_);
                     }
-                    if (tensor_download(&cc, dc) == ATTAMBA_OK && host_s > 0) err = bench_max_rel_err(dc, hc, tc_);
+                    times[which][round] = t.median;
+                    tm[which].min = round == 0 || t.min < tm[which].min ? t.min : tm[which].min;
+                    tm[which].reps += t.reps;
                 }
-                if (which == 0) host_s = t;
-                double ratio = host_s > 0 ? host_s / t : 0;
+            for (int which = 0; which < N_BACKENDS; which++) {
+                if (!tm[which].reps) continue;
+                double ratios[MAX_ROUNDS];
+                int have_host = tm[0].reps > 0;
+                for (int i = 0; i < rounds; i++) ratios[i] = have_host ? times[0][i] / times[which][i] : 0;
+                tm[which].median = bench_median(times[which], rounds);
+                double t = tm[which].median, ratio = bench_median(ratios, rounds);
                 char label[64];
                 if (batch > 1)
                     snprintf(label, sizeof label, "%dx%s", batch, tok);
                 else
                     snprintf(label, sizeof label, "%s", tok);
-                printf("%-18s %-5s %-12s %10.2f %10.1f %9.1f %9.2fx %9.1e\n", label, op, names[which], 1e3 * t,
-                       flop / t * 1e-9, bytes / t * 1e-9, ratio, err);
+                printf("%-18s %-5s %-12s %10.2f %10.1f %9.1f %9.2fx %9.1e\n", label, op, backend_names[which],
+                       1e3 * t, flop / t * 1e-9, bytes / t * 1e-9, ratio, err[which]);
                 fflush(stdout);
                 char variant[32];
-                snprintf(variant, sizeof variant, "%s %s", names[which], op);
-                cJSON *o = bench_entry(ctx, "gemm", "gemm", label, variant, &tm, flop, bytes);
-                if (which == 0) cJSON_AddBoolToObject(o, "on_host", 1);
-                else bench_entry_count(o, ctx, run_device, &r);
-                cJSON_AddStringToObject(o, "backend", names[which]);
+                snprintf(variant, sizeof variant, "%s %s", backend_names[which], op);
+                cJSON *o = bench_entry(ctx, "gemm", "gemm", label, variant, &tm[which], flop, bytes);
+                if (which == 0) {
+                    cJSON_AddBoolToObject(o, "on_host", 1);
+                } else {
+                    r.backend = which == 1 ? OPS_GEMM_CLBLAST : OPS_GEMM_OWN;
+                    r.kernel = which >= 3 ? (ops_gemm_kernel)(which - 2) : OPS_GEMM_KERNEL_AUTO;
+                    bench_entry_count(o, ctx, run_device, &r);
+                }
+                cJSON_AddStringToObject(o, "backend", backend_names[which]);
                 cJSON_AddNumberToObject(o, "M", M);
                 cJSON_AddNumberToObject(o, "N", N);
                 cJSON_AddNumberToObject(o, "K", K);
                 cJSON_AddNumberToObject(o, "batch", batch);
+                cJSON_AddNumberToObject(o, "rounds", rounds);
                 cJSON_AddBoolToObject(o, "trans_a", ta);
                 cJSON_AddBoolToObject(o, "trans_b", tb);
                 if (ratio > 0) cJSON_AddNumberToObject(o, "ratio_to_host_blas", ratio);
-                if (which) cJSON_AddNumberToObject(o, "max_rel_err", err);
+                if (which) cJSON_AddNumberToObject(o, "max_rel_err", err[which]);
                 cJSON_AddItemToArray(out, o);
             }
             tensor_free(&a);
@@ -193,7 +287,7 @@ int bench_gemm_main(int argc, char **argv) {
         free(hc);
         free(dc);
     }
-    free(list);
+    free(cases);
     free(tlist);
     if (!rc && json && bench_write_json(out, json)) rc = cli_error("bench gemm", "cannot write %s", json);
     cJSON_Delete(out);

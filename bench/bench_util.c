@@ -26,6 +26,11 @@ double bench_time(int (*fn)(void *arg), void *arg, int min_reps, double min_seco
     return times[n / 2];
 }
 
+double bench_median(double *x, int n) {
+    qsort(x, (size_t)n, sizeof x[0], cmp_double);
+    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
+}
+
 bench_timing bench_timing_once(double seconds) { return (bench_timing){seconds, seconds, 1}; }
 
 attamba_counters bench_count(rt_ctx *ctx, int (*fn)(void *arg), void *arg, int *failed) {

@@ -17,6 +17,8 @@ typedef struct bench_timing {
  * times); returns the median seconds per call, or a negative value if fn failed; *stats (may be
  * NULL) gets median, min and reps. fn must wait for its own work (e.g. end with rt_finish). */
 double bench_time(int (*fn)(void *arg), void *arg, int min_reps, double min_seconds, bench_timing *stats);
+/* The median of n values (x is left sorted). */
+double bench_median(double *x, int n);
 /* One run's time as a timing (for cases measured once, e.g. a prefill). */
 bench_timing bench_timing_once(double seconds);
 
