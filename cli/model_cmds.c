@@ -15,6 +15,7 @@
 #include "model/tokenizer.h"
 #include "model/weights.h"
 #include "ops/loss.h"
+#include "train/task.h"
 
 /* ---- shared option handling ---- */
 
@@ -630,26 +631,152 @@ int cli_generate(int argc, char **argv) {
 
 /* ---- eval ---- */
 
+/* The greedy prediction after every position: argmax of the logits, on the device. */
+static int predict_argmax(void *user, const int32_t *tokens, int B, int T, int32_t *argmax) {
+    model *m = user;
+    rt_ctx *ctx = m->ctx;
+    tensor logits = {0}, rows = {0}, best = {0};
+    attamba_status s = model_forward(m, tokens, B, T, &logits);
+    if (!s) s = tensor_rows(&logits, &rows);
+    if (!s) s = tensor_scratch(ctx, &best, TENSOR_I32, 1, (int64_t[]){(int64_t)B * T});
+    if (!s) s = ops_argmax(ctx, &rows, &best);
+    if (!s) s = tensor_download(&best, argmax);
+    tensor_free(&best);
+    tensor_free(&rows);
+    tensor_free(&logits);
+    return s != ATTAMBA_OK;
+}
+
+static void print_tallies(const char *title, const char *key, const task_tally *t, int n) {
+    if (!n) return;
+    printf("%s\n  %8s %10s %9s  %s\n", title, key, "items", "accuracy", "95% interval");
+    for (int i = 0; i < n; i++) {
+        double lo, hi;
+        task_wilson(t[i].right, t[i].total, &lo, &hi);
+        printf("  %8d %10lld %9.4f  [%.4f, %.4f]\n", t[i].key, (long long)t[i].total,
+               (double)t[i].right / (double)t[i].total, lo, hi);
+    }
+}
+
+static cJSON *tallies_json(const task_tally *t, int n) {
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; i < n; i++) {
+        double lo, hi;
+        task_wilson(t[i].right, t[i].total, &lo, &hi);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "key", t[i].key);
+        cJSON_AddNumberToObject(o, "right", (double)t[i].right);
+        cJSON_AddNumberToObject(o, "items", (double)t[i].total);
+        cJSON_AddNumberToObject(o, "accuracy", (double)t[i].right / (double)t[i].total);
+        cJSON_AddNumberToObject(o, "lo", lo);
+        cJSON_AddNumberToObject(o, "hi", hi);
+        cJSON_AddItemToArray(a, o);
+    }
+    return a;
+}
+
+/* eval --task: exact-match accuracy on a task file (attamba data), with 95% intervals, by group, by
+ * the fact's offset in its chunk (attamba models) and by distance; --json adds a machine copy. */
+static int eval_task(const model_opts *mo, const char *kind, const char *data, long batch, const char *json) {
+    char err[600];
+    task_set t;
+    if (task_read(data, &t, err, sizeof err)) return cli_error("eval", "%s", err);
+    if (task_kind_from_name(kind) != t.kind) {
+        cli_error("eval", "--task %s, but %s holds %s examples", kind, data, task_kind_name(t.kind));
+        task_free(&t);
+        return 2;
+    }
+    attamba_context *ctxs[ATTAMBA_MAX_DEVICES];
+    int n_ctx, rc = 0;
+    model *m;
+    if (mo->split && !strcmp(mo->split, "rows")) {
+        task_free(&t);
+        return cli_error("eval", "--task runs on one device or --split layer, not --split rows");
+    }
+    if (!open_model("eval", mo, ctxs, &n_ctx, &m)) {
+        task_free(&t);
+        return 1;
+    }
+    for (int64_t i = 0; i < t.n && !rc; i++)
+        if (t.tok[i] >= m->cfg.vocab_size)
+            rc = cli_error("eval", "%s has token %d, outside the model's vocabulary of %d", data, t.tok[i],
+                           m->cfg.vocab_size);
+    task_report r;
+    int chunk = m->cfg.kind == MODEL_ATTAMBA ? m->cfg.chunk : 0;
+    double t0 = core_now();
+    if (!rc && task_score(&t, m->cfg.bos_id, predict_argmax, m, (int)batch, chunk, &r))
+        rc = cli_error("eval", "%s", attamba_context_last_error(ctxs[0]));
+    if (!rc) {
+        double lo, hi;
+        task_wilson(r.all.right, r.all.total, &lo, &hi);
+        printf("%s: %lld of %lld answers exact (greedy): accuracy %.4f, 95%% interval [%.4f, %.4f]  "
+               "(%s, P=%d L=%d %s; %lld examples of %d tokens in %.1f s)\n",
+               task_kind_name(t.kind), (long long)r.all.right, (long long)r.all.total,
+               (double)r.all.right / (double)r.all.total, lo, hi, model_kind_name(m->cfg.kind), m->cfg.chunk,
+               m->cfg.window, boundary_strategy_name(m->cfg.boundaries), (long long)(t.n / t.example), t.example,
+               core_now() - t0);
+        print_tallies(t.kind == TASK_MQAR ? "by pairs in the example" : "by depth of the key (% of the filler)",
+                      t.kind == TASK_MQAR ? "pairs" : "depth", r.group, r.n_group);
+        print_tallies("by the fact's position in its chunk (model position mod P)", "offset", r.offset, r.n_offset);
+        print_tallies("by distance from the fact to the answer (tokens, from)", "distance", r.distance, r.n_distance);
+    }
+    if (!rc && json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "task", task_kind_name(t.kind));
+        cJSON_AddStringToObject(o, "data", data);
+        cJSON_AddStringToObject(o, "model", mo->model_dir);
+        cJSON_AddStringToObject(o, "kind", model_kind_name(m->cfg.kind));
+        cJSON_AddNumberToObject(o, "chunk", m->cfg.chunk);
+        cJSON_AddNumberToObject(o, "window", m->cfg.window);
+        cJSON_AddStringToObject(o, "boundaries", boundary_strategy_name(m->cfg.boundaries));
+        cJSON_AddNumberToObject(o, "kv_cache_bytes_per_layer", (double)model_config_cache_bytes(&m->cfg, t.example));
+        cJSON_AddNumberToObject(o, "params", (double)model_config_param_count(&m->cfg));
+        cJSON_AddNumberToObject(o, "examples", (double)(t.n / t.example));
+        cJSON_AddNumberToObject(o, "seq", t.example);
+        cJSON_AddItemToObject(o, "all", tallies_json(&r.all, 1));
+        cJSON_AddItemToObject(o, "by_group", tallies_json(r.group, r.n_group));
+        cJSON_AddItemToObject(o, "by_offset", tallies_json(r.offset, r.n_offset));
+        cJSON_AddItemToObject(o, "by_distance", tallies_json(r.distance, r.n_distance));
+        char *text = cJSON_Print(o);
+        if (!text || core_write_file_atomic(json, text))
+            rc = cli_error("eval", "cannot write %s", json);
+        free(text);
+        cJSON_Delete(o);
+    }
+    task_free(&t);
+    close_model(ctxs, n_ctx, m);
+    return rc;
+}
+
 int cli_eval(int argc, char **argv) {
     static const struct option opts[] = {MODEL_LONG_OPTS, {"data", required_argument, 0, 'd'},
                                          {"seq", required_argument, 0, 'T'}, {"batch", required_argument, 0, 'b'},
-                                         {"max-tokens", required_argument, 0, 'M'}, {0, 0, 0, 0}};
+                                         {"max-tokens", required_argument, 0, 'M'}, {"task", required_argument, 0, 'k'},
+                                         {"json", required_argument, 0, 'j'}, {0, 0, 0, 0}};
     model_opts mo = {.window = -1};
-    const char *data = NULL;
+    const char *data = NULL, *task = NULL, *json = NULL;
     long seq = 256, batch = 4, max_tokens = 0;
     int c, bad = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "d:T:b:M:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "d:T:b:M:k:j:h", opts, NULL)) != -1) {
         if (model_opt(&mo, c, optarg, &bad)) continue;
         switch (c) {
         case 'd': data = optarg; break;
+        case 'k':
+            if (!task_kind_from_name(optarg)) bad |= cli_error("eval", "--task: mqar or passkey, not '%s'", optarg);
+            task = optarg;
+            break;
+        case 'j': json = optarg; break;
         case 'T': bad |= !parse_int("eval", "seq", optarg, 2, 1 << 20, &seq); break;
         case 'b': bad |= !parse_int("eval", "batch", optarg, 1, 4096, &batch); break;
         case 'M': bad |= !parse_int("eval", "max-tokens", optarg, 0, 1L << 40, &max_tokens); break;
         case 'h':
-            printf("usage: attamba eval --model DIR --data FILE [--seq T] [--batch B] [--max-tokens N] [options]\n\n"
+            printf("usage: attamba eval --model DIR --data FILE [--seq T] [--batch B] [--max-tokens N] [options]\n"
+                   "       attamba eval --model DIR --task mqar|passkey --data FILE.task [--batch B] [--json OUT]\n\n"
                    "Perplexity and bits per byte of the model on a text file, cut into windows of T tokens\n"
-                   "(BOS + T-1 bytes, every byte predicted once). --max-tokens limits the bytes read.\n%s",
+                   "(BOS + T-1 bytes, every byte predicted once). --max-tokens limits the bytes read.\n"
+                   "With --task: exact-match (greedy) accuracy on a task file made by `attamba data`, with 95%%\n"
+                   "Wilson intervals, by pairs or depth, by the fact's offset in its chunk and by distance.\n%s",
                    model_opts_help);
             return 0;
         default: return 2;
@@ -657,6 +784,8 @@ int cli_eval(int argc, char **argv) {
     }
     if (bad) return 2;
     if (!data) return cli_error("eval", "--data FILE is required"), 2;
+    if (task) return eval_task(&mo, task, data, batch, json);
+    if (json) return cli_error("eval", "--json is for --task"), 2;
     size_t len;
     char *text = read_text("eval", data, (size_t)max_tokens, &len); /* reads no more than --max-tokens */
     if (!text) return 1;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "data.h"
+#include "task.h"
 
 #define TOK_MAGIC "ATBTOK01"
 
@@ -40,6 +41,16 @@ attamba_status data_open(const char *path, dataset *d, char *err, size_t err_siz
         d->n = (int64_t)n;
         return ATTAMBA_OK;
     }
+    if (size >= 8 && !memcmp(map, "ATBTSK01", 8)) {
+        munmap(map, size);
+        task_set t;
+        attamba_status s = task_read(path, &t, err, err_size);
+        if (s) return s;
+        free(t.items);
+        d->owned = t.tok, d->scored = t.scored, d->n = t.n, d->example = t.example;
+        d->tok = d->owned;
+        return ATTAMBA_OK;
+    }
     d->owned = malloc(size * sizeof *d->owned);
     if (!d->owned) {
         munmap(map, size);
@@ -56,6 +67,7 @@ attamba_status data_open(const char *path, dataset *d, char *err, size_t err_siz
 void data_close(dataset *d) {
     if (d->map) munmap(d->map, d->map_size);
     free(d->owned);
+    free(d->scored);
     memset(d, 0, sizeof *d);
 }
 
@@ -75,18 +87,23 @@ attamba_status data_write_tokens(const char *path, const uint16_t *tok, int64_t 
 int64_t data_train_end(const dataset *d, double val_frac) {
     if (val_frac <= 0) return d->n;
     if (val_frac >= 1) return 0;
-    return d->n - (int64_t)((double)d->n * val_frac);
+    int64_t end = d->n - (int64_t)((double)d->n * val_frac);
+    return d->example ? end / d->example * d->example : end;
 }
 
 void data_window(const dataset *d, int64_t s, int T, int bos, int32_t *tokens, int32_t *targets) {
     tokens[0] = bos;
     for (int t = 0; t < T; t++) {
         if (t + 1 < T) tokens[t + 1] = d->tok[s + t];
-        targets[t] = d->tok[s + t];
+        targets[t] = d->scored && !d->scored[s + t] ? DATA_UNSCORED : d->tok[s + t];
     }
 }
 
-int64_t data_random_start(core_rng *rng, int64_t begin, int64_t end, int T) {
+int64_t data_random_start(const dataset *d, core_rng *rng, int64_t begin, int64_t end, int T) {
+    if (d->example) { /* begin and end are example boundaries (data_train_end), T the example length */
+        int64_t n = (end - begin) / d->example;
+        return n <= 1 ? begin : begin + (int64_t)(core_rng_next(rng) % (uint64_t)n) * d->example;
+    }
     int64_t span = end - T - begin + 1;
     return span <= 1 ? begin : begin + (int64_t)(core_rng_next(rng) % (uint64_t)span);
 }

@@ -70,7 +70,12 @@ static void metrics_truncate(const char *path, int64_t step) {
 
 /* Whether the data holds a training window of seq + 1 tokens (and a validation window); says why not. */
 static int windows_fit(rt_ctx *ctx, const dataset *d, int64_t train_end, int seq, const train_run_opts *o) {
-    if (train_end >= (int64_t)seq + 1 && (o->val_frac <= 0 || d->n - train_end >= seq)) return 1;
+    if (d->example && seq != d->example) {
+        rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s holds examples of %d tokens: train on them with --seq %d", o->data,
+                d->example, d->example);
+        return 0;
+    }
+    if (train_end >= (int64_t)seq + !d->example && (o->val_frac <= 0 || d->n - train_end >= seq)) return 1;
     rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: %lld tokens are too few for windows of %d with a validation fraction of %g",
             o->data, (long long)d->n, seq, o->val_frac);
     return 0;
@@ -176,7 +181,7 @@ attamba_status train_run(rt_ctx *const *ctxs, int n_ctx, const model_config *cfg
         for (int a = 0; a < h.accum && !s; a++) {
             /* every process draws the whole global batch (the same windows) and computes its rows */
             for (int b = 0; b < B; b++)
-                data_window(&d, data_random_start(&p.rng, 0, train_end, T), T, m->cfg.bos_id, tok + b * T, tgt + b * T);
+                data_window(&d, data_random_start(&d, &p.rng, 0, train_end, T), T, m->cfg.bos_id, tok + b * T, tgt + b * T);
             int64_t scored = 0, here = 0;
             for (int64_t k = 0; k < (int64_t)B * T; k++) {
                 int counts = tgt[k] != h.ignore_id;
