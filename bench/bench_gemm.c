@@ -230,7 +230,7 @@ int bench_gemm_main(int argc, char **argv) {
                             failed[which] = 1;
                             continue;
                         }
-                        if (round == 0 && tensor_download(&cc, dc) == ATTAMBA_OK)
+                        if (round == 0 && tm[0].reps && tensor_download(&cc, dc) == ATTAMBA_OK)
                             err[which] = bench_max_rel_err(dc, hc, tc_);
                     }
                     times[which][round] = t.median;
@@ -290,6 +290,7 @@ int bench_gemm_main(int argc, char **argv) {
     free(cases);
     free(tlist);
     if (!rc && json && bench_write_json(out, json)) rc = cli_error("bench gemm", "cannot write %s", json);
+    if (ctx->profiling) rt_profile_print(ctx, stderr); /* ATTAMBA_PROFILE=1: the packing passes apart */
     cJSON_Delete(out);
     attamba_context_destroy(ctx);
     return rc;

@@ -43,7 +43,7 @@ static const struct {
     {"forward", cli_forward, "logits of token sequences, as raw f32"},
     {"generate", cli_generate, "stream text from a prompt"},
     {"eval", cli_eval, "perplexity and bits per byte on a text file; recall accuracy on a task file"},
-    {"train", cli_train, "train a model (or resume) on a text or token file"},
+    {"train", cli_train, "train a model (or resume) on a text, token or task file"},
     {"tokenize", cli_tokenize, "a text file as a binary token file for train"},
     {"data", cli_data, "synthetic recall tasks (mqar, passkey) as task files for train and eval --task"},
     {"demo", cli_demo, "train Attamba and a transformer on the bundled corpus, compare, sample"},

@@ -1,4 +1,4 @@
-/* attamba train: train a model (or resume) on a text or token file. */
+/* attamba train: train a model (or resume) on a text, token or task file. */
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
@@ -91,6 +91,8 @@ int cli_train(int argc, char **argv) {
                    "  --device P:D|gpu|cpu|accelerator   one device\n"
                    "  --devices all|gpu|cpu|P:D,P:D,...  data-parallel over several (also $ATTAMBA_DEVICES):\n"
                    "                       each micro-batch's rows split by measured speed (docs/multi-device.md)\n\n"
+                   "FILE: text (bytes), a token file (attamba tokenize) or a task file (attamba data: every window\n"
+                   "is one example, --seq its length, and only the answers are scored).\n"
                    "Writes DIR/metrics.jsonl, DIR/ckpt-*/ (the newest two; DIR/latest names the newest) and the\n"
                    "final model in DIR (config.json + model.safetensors).\n");
             return 0;
