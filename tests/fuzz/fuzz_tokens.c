@@ -1,4 +1,4 @@
-/* libFuzzer target: a training data file (text, or an ATBTOK01 token file) -> data_open, then
+/* libFuzzer target: a training data file (text, an ATBTOK01 token file or an ATBTSK01 task file) -> data_open, then
  * windows at its start, middle and end, as the trainer reads them. Built by scripts/fuzz.sh. */
 #include <stdint.h>
 #include <stdio.h>
