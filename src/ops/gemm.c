@@ -147,8 +147,9 @@ static attamba_status gemm_tiles(rt_ctx *ctx, const gemm_tuning *t, int ta, int 
             s = tensor_scratch(ctx, &scratch_a, TENSOR_F32, 2, ((int64_t[]){(int64_t)a_batch * mpanels * K, t->rm}));
         if (!s) {
             at = (gemm_operand){scratch_a.buf->mem, 0, t->rm, a->stride ? mpanels * K * t->rm : 0, M, K};
-            size_t lp = rt_local_1d(ctx, kp, 64);
-            size_t pglobal[3] = {(size_t)K, (size_t)mpanels, (size_t)a_batch}, plocal[3] = {lp, 1, 1};
+            /* x = block of RM rows, y = 8 k's (PACK_KB in cl/gemm.cl) */
+            size_t lp = rt_local_1d(ctx, kp, mpanels < 64 ? rt_round_up((size_t)mpanels, 8) : 64);
+            size_t pglobal[3] = {(size_t)mpanels, (size_t)(K + 7) / 8, (size_t)a_batch}, plocal[3] = {lp, 1, 1};
             rt_arg pargs[] = {RT_I32(M), RT_I32(K), RT_I32(mpanels), GEMM_A_ARGS(a), RT_MEM(at.mem)};
             s = rt_launch(ctx, kp, "gemm_pack_a", 3, pglobal, plocal, (int)CORE_LEN(pargs), pargs);
         }
