@@ -117,10 +117,10 @@ static void usage(FILE *f) {
                "OpenCL kernels and the host CBLAS in the same run. Default shapes:\n"
                "4096x512x512,4096x1536x512,4096x32000x512, trans nn, batch 1; a shape with :op (e.g. :tn)\n"
                "runs in that layout only. --preset small,paper-60m takes the training GEMMs of those presets\n"
-               "on T tokens (default 512) instead: per linear layer, x W^T (nt), dy W (nn), dy^T x (tn).\n"
-               "--kernels also times every\n"
-               "own kernel (simple, tiles, local, dot) besides the one chosen for the device; --backends\n"
-               "keeps those named (host-blas, clblast, own, own-tiles, ...). --rounds R (default 1, at most\n"
+               "on T tokens (default 512) instead: per linear layer, x W^T (nt), dy W (nn), dy^T x (tn);\n"
+               "--trans then keeps the layouts it names. --kernels also times every own kernel (simple,\n"
+               "tiles, local, dot) besides the one chosen for the device; --backends keeps those named\n"
+               "(host-blas, clblast, own, own-tiles, ...). --rounds R (default 1, at most\n"
                "32) interleaves the backends: R rounds of S/R seconds each, medians of times and of the\n"
                "per-round ratios to the host BLAS (for a shared, noisy machine).\n");
 }
@@ -136,13 +136,13 @@ int bench_gemm_main(int argc, char **argv) {
     const char *device = NULL, *shapes = "4096x512x512,4096x1536x512,4096x32000x512", *json = NULL;
     const char *trans = "nn", *backends = NULL, *presets = NULL;
     double seconds = 1.0;
-    int c, batch = 1, all_kernels = 0, rounds = 1, seq = 512;
+    int c, batch = 1, all_kernels = 0, rounds = 1, seq = 512, trans_given = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "d:s:t:j:T:b:khr:B:p:S:", opts, NULL)) != -1) {
         switch (c) {
         case 'd': device = optarg; break;
         case 's': shapes = optarg; break;
-        case 'T': trans = optarg; break;
+        case 'T': trans = optarg, trans_given = 1; break;
         case 'b': batch = atoi(optarg); break;
         case 'k': all_kernels = 1; break;
         case 'r': rounds = atoi(optarg); break;
@@ -179,6 +179,7 @@ int bench_gemm_main(int argc, char **argv) {
             rc = cli_error("bench gemm", "bad shape '%s' (want MxNxK)", tok);
             break;
         }
+        if (layout && trans_given && !bench_listed(trans, layout)) continue; /* --trans picks layouts */
         size_t na = (size_t)M * K, nb = (size_t)K * N, nc = (size_t)M * N;
         size_t ta_ = (size_t)batch * na, tb_ = (size_t)batch * nb, tc_ = (size_t)batch * nc;
         float *ha = malloc(ta_ * 4), *hb = malloc(tb_ * 4), *hc = malloc(tc_ * 4), *dc = malloc(tc_ * 4);

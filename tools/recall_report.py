@@ -107,15 +107,18 @@ def main():
                          " | ".join(cells) + " | " + " | ".join(ext) + f" | {r['secs']} |")
         offs = [r for r in mqar if r["eval"]["by_offset"]]
         if offs:
-            P = max(len(r["eval"]["by_offset"]) for r in offs)
-            lines += ["", "By the pair's position in its chunk (model position of the value mod P; a uniform"
-                      " boundary sits at offset 0):", "",
-                      "| model | seed | " + " | ".join(f"{o}" for o in range(P)) + " |",
-                      "|---|---:|" + "---:|" * P]
+            lines += ["", "By the pair's position in its chunk (model position of the value mod P, as a fraction"
+                      " of P in eighths; with uniform boundaries a chunk's boundary token is at offset P-1, cyclic"
+                      " ones shift it by layer):", "",
+                      "| model | seed | " + " | ".join(f"{i}/8" for i in range(8)) + " |", "|---|---:|" + "---:|" * 8]
             for r in offs:
-                by = {g["key"]: g for g in r["eval"]["by_offset"]}
-                lines.append(f"| {r['name']} | {r['seed']} | " +
-                             " | ".join(f"{by[o]['accuracy']:.3f}" if o in by else "" for o in range(P)) + " |")
+                P = r["eval"]["chunk"]
+                cells = []
+                for i in range(8):  # the offsets o with o * 8 // P == i
+                    g = [t for t in r["eval"]["by_offset"] if t["key"] * 8 // P == i]
+                    right, n = sum(t["right"] for t in g), sum(t["items"] for t in g)
+                    cells.append(f"{right / n:.3f}" if n else "")
+                lines.append(f"| {r['name']} | {r['seed']} | " + " | ".join(cells) + " |")
         tt = [r for r in mqar if r["test_time"]]
         if tt:
             keys = sorted({k for r in tt for k in r["test_time"]})
