@@ -30,7 +30,10 @@ static void pick_distinct(core_rng *rng, int n, int k, int *scratch, int *out) {
     }
 }
 
-static int cmp_int(const void *a, const void *b) { return (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b); }
+static int cmp_int(const void *a, const void *b) {
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
 
 /* One mqar example at tok (p->example tokens) with `pairs` pairs; its items at items. scratch holds
  * max(p->example, p->vocab) ints. */
@@ -84,11 +87,13 @@ static void passkey_example(const task_params *p, double depth, core_rng *rng, i
 attamba_status task_generate(const task_params *p, task_set *out, char *err, size_t err_size) {
     memset(out, 0, sizeof *out);
     if (p->example < 8 || p->example > 1 << 20 || p->examples < 1 || p->examples > 1 << 24)
-        return core_errbuf(err, err_size, ATTAMBA_ERR_INVALID_ARG, "want examples of 8 to 2^20 tokens, 1 to 2^24 of them");
+        return core_errbuf(err, err_size, ATTAMBA_ERR_INVALID_ARG,
+                           "want examples of 8 to 2^20 tokens, 1 to 2^24 of them");
     int64_t n_items = 0;
     if (p->kind == TASK_MQAR) {
         if (p->vocab < 4 || p->vocab > 65536 || p->n_pairs < 1 || p->n_pairs > 16)
-            return core_errbuf(err, err_size, ATTAMBA_ERR_INVALID_ARG, "mqar: want a vocabulary of 4 to 65536 and 1 to 16 pair counts");
+            return core_errbuf(err, err_size, ATTAMBA_ERR_INVALID_ARG,
+                               "mqar: want a vocabulary of 4 to 65536 and 1 to 16 pair counts");
         for (int i = 0; i < p->n_pairs; i++) {
             int n = p->pairs[i];
             if (n < 1 || n > p->vocab / 2 - 1)
@@ -104,7 +109,8 @@ attamba_status task_generate(const task_params *p, task_set *out, char *err, siz
     } else if (p->kind == TASK_PASSKEY) {
         int fixed = (int)(strlen(NEEDLE_A) + strlen(NEEDLE_B) + strlen(NEEDLE_C) + strlen(QUESTION)) + 3 * p->digits;
         if (p->digits < 1 || p->digits > 12 || p->n_depth < 0 || p->n_depth > 16)
-            return core_errbuf(err, err_size, ATTAMBA_ERR_INVALID_ARG, "passkey: want 1 to 12 digits and at most 16 depths");
+            return core_errbuf(err, err_size, ATTAMBA_ERR_INVALID_ARG,
+                               "passkey: want 1 to 12 digits and at most 16 depths");
         for (int i = 0; i < p->n_depth; i++)
             if (!(p->depth[i] >= 0 && p->depth[i] <= 1))
                 return core_errbuf(err, err_size, ATTAMBA_ERR_INVALID_ARG, "passkey: depths are in [0, 1]");
@@ -167,7 +173,8 @@ attamba_status task_write(const char *path, const task_set *t, char *err, size_t
     static const char zeros[8] = {0};
     size_t body = (size_t)t->n * 3, pad = padded(body) - body;
     int ok = f && fwrite(TASK_MAGIC, 1, 8, f) == 8 && fwrite(head32, 4, 2, f) == 2 && fwrite(head64, 8, 2, f) == 2 &&
-             fwrite(t->tok, 2, (size_t)t->n, f) == (size_t)t->n && fwrite(t->scored, 1, (size_t)t->n, f) == (size_t)t->n &&
+             fwrite(t->tok, 2, (size_t)t->n, f) == (size_t)t->n &&
+             fwrite(t->scored, 1, (size_t)t->n, f) == (size_t)t->n &&
              fwrite(zeros, 1, pad, f) == pad &&
              fwrite(t->items, sizeof *t->items, (size_t)t->n_items, f) == (size_t)t->n_items;
     if (f) ok = fclose(f) == 0 && ok;
@@ -193,7 +200,7 @@ attamba_status task_read(const char *path, task_set *t, char *err, size_t err_si
     } else {
         uint64_t n = head64[0], n_items = head64[1], e = head32[1];
         uint64_t want = TASK_HEADER + padded(n * 3) + n_items * sizeof(task_item);
-        if ((head32[0] != TASK_MQAR && head32[0] != TASK_PASSKEY) || e < 1 || n % (e ? e : 1) ||
+        if ((head32[0] != TASK_MQAR && head32[0] != TASK_PASSKEY) || e < 1 || e > 1 << 20 || n % e ||
             n > (uint64_t)size || n_items > (uint64_t)size || want != (uint64_t)size)
             s = core_errbuf(err, err_size, ATTAMBA_ERR_FORMAT,
                             "%s: the header (kind %u, examples of %u tokens, %llu tokens, %llu items) does not match "
@@ -210,16 +217,17 @@ attamba_status task_read(const char *path, task_set *t, char *err, size_t err_si
                 s = core_errbuf(err, err_size, ATTAMBA_ERR_IO, "cannot read %s", path);
         }
     }
-    for (int64_t i = 0; !s && i < t->n_items; i++) { /* every answer inside one example, scored */
+    for (int64_t i = 0; !s && i < t->n_items; i++) { /* in order, every answer inside one example, scored */
         const task_item *it = &t->items[i];
         int64_t ex = it->start / t->example;
-        int ok = it->start >= 0 && it->start < t->n && it->len >= 1 && it->len <= t->example &&
+        int ok = it->start >= (i ? t->items[i - 1].start : 0) && it->start < t->n && it->len >= 1 &&
+                 it->len <= t->example &&
                  it->start + it->len <= (ex + 1) * t->example && it->source >= 0 &&
                  it->source < t->example;
         for (int j = 0; ok && j < it->len; j++) ok = t->scored[it->start + j] == 1;
         if (!ok)
-            s = core_errbuf(err, err_size, ATTAMBA_ERR_FORMAT, "%s: item %lld is not a scored answer inside its example",
-                            path, (long long)i);
+            s = core_errbuf(err, err_size, ATTAMBA_ERR_FORMAT,
+                            "%s: item %lld is not a scored answer inside its example", path, (long long)i);
     }
     fclose(f);
     if (s) task_free(t);

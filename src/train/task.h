@@ -67,8 +67,8 @@ attamba_status task_generate(const task_params *p, task_set *out, char *err, siz
 void task_free(task_set *t);
 
 /* Task file: "ATBTSK01", u32 kind, u32 example, u64 tokens, u64 items, then u16 tokens, u8 scored flags,
- * zero padding to 8 bytes and the items (task_item, little-endian). Written to a temporary name and
- * renamed; read checks every size and item against the file. */
+ * zero padding to 8 bytes and the items (task_item, little-endian, in stream order). Written to a
+ * temporary name and renamed; read checks every size and item against the file. */
 attamba_status task_write(const char *path, const task_set *t, char *err, size_t err_size);
 attamba_status task_read(const char *path, task_set *t, char *err, size_t err_size);
 
