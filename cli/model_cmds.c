@@ -715,6 +715,9 @@ static int eval_task(const model_opts *mo, const char *kind, const char *data, l
                (double)r.all.right / (double)r.all.total, lo, hi, model_kind_name(m->cfg.kind), m->cfg.chunk,
                m->cfg.window, boundary_strategy_name(m->cfg.boundaries), (long long)(t.n / t.example), t.example,
                core_now() - t0);
+        if (r.tokens.total > r.all.total)
+            printf("answer tokens right one by one: %lld of %lld (%.4f)\n", (long long)r.tokens.right,
+                   (long long)r.tokens.total, (double)r.tokens.right / (double)r.tokens.total);
         print_tallies(t.kind == TASK_MQAR ? "by pairs in the example" : "by depth of the key (% of the filler)",
                       t.kind == TASK_MQAR ? "pairs" : "depth", r.group, r.n_group);
         print_tallies("by the fact's position in its chunk (model position mod P)", "offset", r.offset, r.n_offset);
@@ -734,6 +737,7 @@ static int eval_task(const model_opts *mo, const char *kind, const char *data, l
         cJSON_AddNumberToObject(o, "examples", (double)(t.n / t.example));
         cJSON_AddNumberToObject(o, "seq", t.example);
         cJSON_AddItemToObject(o, "all", tallies_json(&r.all, 1));
+        cJSON_AddItemToObject(o, "tokens", tallies_json(&r.tokens, 1));
         cJSON_AddItemToObject(o, "by_group", tallies_json(r.group, r.n_group));
         cJSON_AddItemToObject(o, "by_offset", tallies_json(r.offset, r.n_offset));
         cJSON_AddItemToObject(o, "by_distance", tallies_json(r.distance, r.n_distance));

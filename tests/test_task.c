@@ -161,6 +161,8 @@ START_TEST(copying_scores_all_and_guessing_scores_chance) {
     ck_assert_int_eq(task_score(&k, 256, predict_copy, &k, 2, 0, &r), 0);
     ck_assert_int_eq(r.all.total, 3);
     ck_assert_int_eq(r.all.right, 3);
+    ck_assert_int_eq(r.tokens.total, 12); /* 4 digits each */
+    ck_assert_int_eq(r.tokens.right, 12);
     ck_assert_int_eq(r.n_group, 3);
     /* values are 128 of 256 tokens; a uniform guess among 128 tokens that include none of them
      * scores 0, and among the values (shifted) 1/128 */

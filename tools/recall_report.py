@@ -132,13 +132,16 @@ def main():
     if passkey:
         depths = sorted({g["key"] for r in passkey for g in r["eval"]["by_group"]})
         lines += ["", "### Passkey", "",
-                  "| model | seed | KV bytes/layer @T | all | " + " | ".join(f"depth {d}%" for d in depths) +
-                  " | train s |", "|---|---:|---:|---|" + "---|" * len(depths) + "---:|"]
+                  "| model | seed | KV bytes/layer @T | all | digits one by one | " +
+                  " | ".join(f"depth {d}%" for d in depths) + " | train s |",
+                  "|---|---:|---:|---|---:|" + "---|" * len(depths) + "---:|"]
         for r in passkey:
             e = r["eval"]
             by = {g["key"]: g for g in e["by_group"]}
-            lines.append(f"| {r['name']} | {r['seed']} | {e['kv_cache_bytes_per_layer']:,} | {acc(e['all'][0])} | " +
-                         " | ".join(acc(by[d]) if d in by else "-" for d in depths) + f" | {r['secs']} |")
+            tok = e["tokens"][0]["accuracy"] if e.get("tokens") else float("nan")
+            lines.append(f"| {r['name']} | {r['seed']} | {e['kv_cache_bytes_per_layer']:,} | {acc(e['all'][0])} | "
+                         f"{tok:.3f} | " + " | ".join(acc(by[d]) if d in by else "-" for d in depths) +
+                         f" | {r['secs']} |")
     text = "\n".join(lines) + "\n"
     with open(os.path.join(out, "table.md"), "w") as f:
         f.write(text)

@@ -271,7 +271,11 @@ int task_score(const task_set *t, int bos, task_predict_fn predict, void *user, 
             const task_item *it = &t->items[next];
             if (it->start < e0 * T) continue;
             int right = 1;
-            for (int j = 0; j < it->len; j++) right &= arg[it->start - e0 * T + j] == t->tok[it->start + j];
+            for (int j = 0; j < it->len; j++) {
+                int ok = arg[it->start - e0 * T + j] == t->tok[it->start + j];
+                right &= ok;
+                r->tokens.right += ok, r->tokens.total++;
+            }
             r->all.right += right, r->all.total++;
             tally(r->group, &r->n_group, it->group, right);
             if (chunk > 0) tally(r->offset, &r->n_offset, (it->source + 1) % chunk, right);

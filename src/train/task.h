@@ -85,6 +85,7 @@ typedef struct task_tally {
 } task_tally;
 typedef struct task_report {
     task_tally all;
+    task_tally tokens; /* answer tokens right, each on its own (a partial credit for multi-token answers) */
     task_tally group[TASK_MAX_GROUPS], offset[TASK_MAX_GROUPS], distance[TASK_MAX_GROUPS];
     int n_group, n_offset, n_distance;
 } task_report;
