@@ -148,7 +148,7 @@ def main():
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump({"mqar": [{k: v for k, v in r.items() if k not in ("test_time",)} | {
             "test_time": {f"p{p}-l{l}": v for (p, l), v in r["test_time"].items()}} for r in mqar],
-                   "passkey": passkey}, f, indent=1)
+                   "passkey": passkey}, f)
     svg_plot([r for r in mqar if r["seed"] == 1], os.path.join(out, "recall-vs-kv.svg"))
     print(text)
 
