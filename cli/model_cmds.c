@@ -631,6 +631,19 @@ int cli_generate(int argc, char **argv) {
 
 /* ---- eval ---- */
 
+/* What the model's attention sees, for eval's summary line: "attamba P=8 L=4 cyclic", "transformer-swa
+ * L=49", "transformer". */
+static const char *attention_desc(const model_config *c, char *buf, size_t n) {
+    if (c->kind == MODEL_ATTAMBA)
+        snprintf(buf, n, "attamba P=%d L=%d %s%s", c->chunk, c->window, boundary_strategy_name(c->boundaries),
+                 c->pseudo ? " pseudo" : "");
+    else if (c->kind == MODEL_TRANSFORMER_SWA)
+        snprintf(buf, n, "%s L=%d", model_kind_name(c->kind), c->window);
+    else
+        snprintf(buf, n, "%s", model_kind_name(c->kind));
+    return buf;
+}
+
 /* The greedy prediction after every position: argmax of the logits, on the device. */
 static int predict_argmax(void *user, const int32_t *tokens, int B, int T, int32_t *argmax) {
     model *m = user;
@@ -709,12 +722,12 @@ static int eval_task(const model_opts *mo, const char *kind, const char *data, l
     if (!rc) {
         double lo, hi;
         task_wilson(r.all.right, r.all.total, &lo, &hi);
+        char desc[96];
         printf("%s: %lld of %lld answers exact (greedy): accuracy %.4f, 95%% interval [%.4f, %.4f]  "
-               "(%s, P=%d L=%d %s; %lld examples of %d tokens in %.1f s)\n",
+               "(%s; %lld examples of %d tokens in %.1f s)\n",
                task_kind_name(t.kind), (long long)r.all.right, (long long)r.all.total,
-               (double)r.all.right / (double)r.all.total, lo, hi, model_kind_name(m->cfg.kind), m->cfg.chunk,
-               m->cfg.window, boundary_strategy_name(m->cfg.boundaries), (long long)(t.n / t.example), t.example,
-               core_now() - t0);
+               (double)r.all.right / (double)r.all.total, lo, hi, attention_desc(&m->cfg, desc, sizeof desc),
+               (long long)(t.n / t.example), t.example, core_now() - t0);
         if (r.tokens.total > r.all.total)
             printf("answer tokens right one by one: %lld of %lld (%.4f)\n", (long long)r.tokens.right,
                    (long long)r.tokens.total, (double)r.tokens.right / (double)r.tokens.total);
@@ -840,9 +853,9 @@ int cli_eval(int argc, char **argv) {
     }
     if (!rc) {
         double loss = total / (double)counted;
-        printf("tokens %lld  loss %.4f  perplexity %.3f  bits/byte %.4f  (P=%d L=%d %s%s)\n", (long long)counted, loss,
-               exp(loss), loss / log(2.0), m->cfg.chunk, m->cfg.window, boundary_strategy_name(m->cfg.boundaries),
-               m->cfg.kind == MODEL_ATTAMBA ? "" : ", baseline");
+        char desc[96];
+        printf("tokens %lld  loss %.4f  perplexity %.3f  bits/byte %.4f  (%s)\n", (long long)counted, loss,
+               exp(loss), loss / log(2.0), attention_desc(&m->cfg, desc, sizeof desc));
     }
     free(tok);
     free(tgt);
