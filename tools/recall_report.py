@@ -62,13 +62,14 @@ def svg_plot(rows, path):
     xs = [math.log10(p[0]) for p in pts]
     x0, x1 = math.floor(min(xs)), math.ceil(max(xs))
     x1 = x1 if x1 > x0 else x0 + 1
+    top = min(1.0, math.ceil(max(p[1] for p in pts) * 10 + 1) / 10)  # the axis ends a tenth above the best
     X = lambda v: L + (math.log10(v) - x0) / (x1 - x0) * (W - L - 20)
-    Y = lambda a: H - B - a * (H - B - 20)
+    Y = lambda a: H - B - a / top * (H - B - 20)
     s = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
          '<rect width="100%" height="100%" fill="white"/>']
-    for a in (0, 0.25, 0.5, 0.75, 1):
+    for a in (top * i / 4 for i in range(5)):
         s.append(f'<line x1="{L}" x2="{W-20}" y1="{Y(a):.1f}" y2="{Y(a):.1f}" stroke="#ddd"/>'
-                 f'<text x="{L-8}" y="{Y(a)+4:.1f}" text-anchor="end">{a:g}</text>')
+                 f'<text x="{L-8}" y="{Y(a)+4:.1f}" text-anchor="end">{a:.3g}</text>')
     for e in range(x0, x1 + 1):
         s.append(f'<line x1="{X(10**e):.1f}" x2="{X(10**e):.1f}" y1="20" y2="{H-B}" stroke="#ddd"/>'
                  f'<text x="{X(10**e):.1f}" y="{H-B+16}" text-anchor="middle">1e{e}</text>')
