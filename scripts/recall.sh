@@ -6,7 +6,7 @@
 # with P and L changed at test time. Rerunnable and resumable: a finished run is skipped, an
 # interrupted one resumes from its checkpoint.
 #
-#   scripts/recall.sh            the study (about 2 hours on two cores), then build/recall/table.md
+#   scripts/recall.sh            the study (about 2.5 hours on two cores), then build/recall/table.md
 #   scripts/recall.sh --quick    a reduced version (3 models, short runs: minutes)
 #   ONLY="attamba-p8-l4 transformer" scripts/recall.sh     selected models
 #   STEPS=, BATCH=, SEQ=, OUT= override the budget and the place; TASKS="mqar" one task; CENTRAL=
