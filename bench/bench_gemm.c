@@ -55,6 +55,12 @@ enum { N_BACKENDS = 7, MAX_ROUNDS = 32 };
 static const char *const backend_names[N_BACKENDS] = {"host-blas", "clblast",   "own",    "own-simple",
                                                       "own-tiles", "own-local", "own-dot"};
 
+/* Points r at device backend `which` (1 CLBlast, 2 the own default, 3.. one own kernel). */
+static void use_backend(gemm_run *r, int which) {
+    r->backend = which == 1 ? OPS_GEMM_CLBLAST : OPS_GEMM_OWN;
+    r->kernel = which >= 3 ? (ops_gemm_kernel)(which - 2) : OPS_GEMM_KERNEL_AUTO;
+}
+
 /* Whether --backends (NULL: all) names this one; the own-* kernels only with --kernels. */
 static int backend_wanted(int which, const char *backends, int all_kernels) {
     if (which == 1 && !ops_gemm_have_clblast()) return 0;
@@ -224,8 +230,7 @@ int bench_gemm_main(int argc, char **argv) {
                         bench_time(run_host, &r, 2, seconds / rounds, &t);
 #endif
                     } else {
-                        r.backend = which == 1 ? OPS_GEMM_CLBLAST : OPS_GEMM_OWN;
-                        r.kernel = which >= 3 ? (ops_gemm_kernel)(which - 2) : OPS_GEMM_KERNEL_AUTO;
+                        use_backend(&r, which);
                         if (bench_time(run_device, &r, 2, seconds / rounds, &t) < 0) {
                             fprintf(stderr, "attamba bench gemm: %s failed: %s\n", backend_names[which], ctx->err);
                             failed[which] = 1;
@@ -235,21 +240,20 @@ int bench_gemm_main(int argc, char **argv) {
                             err[which] = bench_max_rel_err(dc, hc, tc_);
                     }
                     times[which][round] = t.median;
-                    tm[which].min = round == 0 || t.min < tm[which].min ? t.min : tm[which].min;
+                    if (!tm[which].reps || t.min < tm[which].min) tm[which].min = t.min;
                     tm[which].reps += t.reps;
                 }
+            char label[64];
+            if (batch > 1)
+                snprintf(label, sizeof label, "%dx%s", batch, tok);
+            else
+                snprintf(label, sizeof label, "%s", tok);
             for (int which = 0; which < N_BACKENDS; which++) {
                 if (!tm[which].reps) continue;
-                double ratios[MAX_ROUNDS];
-                int have_host = tm[0].reps > 0;
-                for (int i = 0; i < rounds; i++) ratios[i] = have_host ? times[0][i] / times[which][i] : 0;
+                double ratios[MAX_ROUNDS]; /* before the median sorts times[which] */
+                for (int i = 0; i < rounds; i++) ratios[i] = tm[0].reps ? times[0][i] / times[which][i] : 0;
                 tm[which].median = bench_median(times[which], rounds);
                 double t = tm[which].median, ratio = bench_median(ratios, rounds);
-                char label[64];
-                if (batch > 1)
-                    snprintf(label, sizeof label, "%dx%s", batch, tok);
-                else
-                    snprintf(label, sizeof label, "%s", tok);
                 printf("%-18s %-5s %-12s %10.2f %10.1f %9.1f %9.2fx %9.1e\n", label, op, backend_names[which],
                        1e3 * t, flop / t * 1e-9, bytes / t * 1e-9, ratio, err[which]);
                 fflush(stdout);
@@ -259,8 +263,7 @@ int bench_gemm_main(int argc, char **argv) {
                 if (which == 0) {
                     cJSON_AddBoolToObject(o, "on_host", 1);
                 } else {
-                    r.backend = which == 1 ? OPS_GEMM_CLBLAST : OPS_GEMM_OWN;
-                    r.kernel = which >= 3 ? (ops_gemm_kernel)(which - 2) : OPS_GEMM_KERNEL_AUTO;
+                    use_backend(&r, which);
                     bench_entry_count(o, ctx, run_device, &r);
                 }
                 cJSON_AddStringToObject(o, "backend", backend_names[which]);

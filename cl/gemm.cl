@@ -251,8 +251,8 @@ __kernel void gemm_pack_a(int M, int K, int mpanels, __global const float *A, in
  * the work-items of a group and consecutive groups share one B panel (K * NW floats, kept in L2)
  * while they walk down the rows of A. -DPACKED=1: B is gemm_pack_b's output (ldb = NW, sb = its
  * batch stride or 0 when shared); -DPACKED=0: B itself, not transposed (for small M, where a
- * pre-pass over all of B would cost more than the strided rows). -DPACKED_A=1: A is gemm_pack_a's
- * output (sa = its batch stride or 0). */
+ * pre-pass over all of B would cost more than the strided rows). A transposed A (-DTRANS_A=1) is
+ * always gemm_pack_a's output (sa = its batch stride or 0). */
 __kernel void gemm_tiles(int M, int N, int K, float alpha,
                          __global const float *A, int ao, int lda, int sa,
                          __global const float *B, int bo, int ldb, int sb, float beta,
@@ -267,10 +267,8 @@ __kernel void gemm_tiles(int M, int N, int K, float alpha,
     B += bo + batch * sb + n0;
 #endif
     C += co + batch * sc;
-#if PACKED_A
+#if TRANS_A /* packed */
 #define A_KSTEP RM
-#elif TRANS_A
-#define A_KSTEP lda
 #else
 #define A_KSTEP 1
 #endif
@@ -278,7 +276,7 @@ __kernel void gemm_tiles(int M, int N, int K, float alpha,
     vecf acc[RM][NV];
 #pragma unroll
     for (int r = 0; r < RM; r++) {
-#if PACKED_A
+#if TRANS_A
         a[r] = A + get_global_id(0) * K * RM + r;
 #else
         a[r] = &A_AT(min(m0 + r, M - 1), 0); /* clamped: the extra rows compute but never store */

@@ -117,10 +117,10 @@ static attamba_status gemm_tiles(rt_ctx *ctx, const gemm_tuning *t, int ta, int 
                                  const gemm_operand *c, int batch) {
     int nw = t->vw * t->nv, panels = (N + nw - 1) / nw, b_batch = b->stride ? batch : 1;
     int mpanels = (M + t->rm - 1) / t->rm, a_batch = a->stride ? batch : 1;
-    int packed = tb || wt || M > 64, packed_a = ta; /* a low-precision B becomes f32 panels */
+    int packed = tb || wt || M > 64; /* a low-precision B becomes f32 panels; a transposed A is always packed */
     char opts[144];
-    snprintf(opts, sizeof opts, "-DTRANS_A=%d -DTRANS_B=%d -DRM=%d -DVW=%d -DNV=%d -DPACKED=%d -DPACKED_A=%d%s", ta,
-             tb, t->rm, t->vw, t->nv, packed, packed_a, wt_option(wt));
+    snprintf(opts, sizeof opts, "-DTRANS_A=%d -DTRANS_B=%d -DRM=%d -DVW=%d -DNV=%d -DPACKED=%d%s", ta, tb, t->rm,
+             t->vw, t->nv, packed, wt_option(wt));
     cl_kernel kt;
     RT_TRY(rt_kernel(ctx, "gemm", opts, "gemm_tiles", &kt));
     gemm_operand at = *a, bt = *b;
@@ -140,7 +140,7 @@ static attamba_status gemm_tiles(rt_ctx *ctx, const gemm_tuning *t, int ta, int 
             s = rt_launch(ctx, kp, "gemm_pack_b", 3, pglobal, plocal, (int)CORE_LEN(pargs), pargs);
         }
     }
-    if (!s && packed_a) {
+    if (!s && ta) {
         cl_kernel kp;
         s = rt_kernel(ctx, "gemm", opts, "gemm_pack_a", &kp);
         if (!s)

@@ -268,8 +268,7 @@ int task_score(const task_set *t, int bos, task_predict_fn predict, void *user, 
         }
         if ((rc = predict(user, tok, B, T, arg) != 0)) break;
         for (; next < t->n_items && t->items[next].start < (e0 + B) * T; next++) {
-            const task_item *it = &t->items[next];
-            if (it->start < e0 * T) continue;
+            const task_item *it = &t->items[next]; /* in stream order (task_read checks), so in this batch */
             int right = 1;
             for (int j = 0; j < it->len; j++) {
                 int ok = arg[it->start - e0 * T + j] == t->tok[it->start + j];
