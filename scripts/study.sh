@@ -7,6 +7,7 @@
 #   scripts/study.sh                 all models, then docs/results.md and docs/study-curves.svg
 #   STEPS=300 scripts/study.sh       a shorter budget
 #   ONLY="attamba-p8-l8" scripts/study.sh   selected models
+#   SEQ=, BATCH=, SEED=, OUT= another length, budget, seed or place; CURVES= where the plot goes
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STEPS=${STEPS:-500} BATCH=${BATCH:-8} SEQ=${SEQ:-128} SEED=${SEED:-1} OUT=${OUT:-build/study}
@@ -55,9 +56,9 @@ for entry in "${models[@]}"; do
   touch "$dir/done"
 done
 
-python3 - "$OUT" "$STEPS" "$BATCH" "$SEQ" <<'PY'
+python3 - "$OUT" "$STEPS" "$BATCH" "$SEQ" "$SEED" <<'PY'
 import json, os, re, sys, subprocess, platform
-out, steps, batch, seq = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+out, steps, batch, seq, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 rows = []
 for name in sorted(os.listdir(out)):
     d = os.path.join(out, name)
@@ -88,11 +89,12 @@ for r in rows:
                  f"{r['cache4k']:,} | {r['flops']:.3g} | {r['flops4k']:.3g} | {r['secs'] or 0:.0f} |")
 table = "\n".join(lines)
 open(os.path.join(out, "table.md"), "w").write(
-    f"Budget: {steps} steps x {batch} x {seq} bytes = {steps*batch*seq/1e6:.1f}M training bytes per model, seed 1; "
+    f"Budget: {steps} steps x {batch} x {seq} bytes = {steps*batch*seq/1e6:.1f}M training bytes per model, seed {seed}; "
     f"commit {commit}; {cpu}, {os.cpu_count()} cores, PoCL.\n\n{table}\n")
 print(table)
 PY
 args=()
 for d in "$OUT"/*/; do n=$(basename "$d"); [ -f "$d/done" ] && args+=("$n=$d/metrics.jsonl"); done
-python3 tools/plot_curves.py docs/study-curves.svg "${args[@]}"
-echo "study: table in $OUT/table.md, curves in docs/study-curves.svg"
+CURVES=${CURVES:-docs/study-curves.svg}
+python3 tools/plot_curves.py "$CURVES" "${args[@]}"
+echo "study: table in $OUT/table.md, curves in $CURVES"
