@@ -26,16 +26,19 @@ typedef struct {
     ops_gemm_kernel kernel; /* for backend OWN */
     tensor *a, *b, *c;
     int M, N, K, batch, ta, tb;
+    int queue; /* GEMMs enqueued back to back per timed call, then one wait */
     const float *ha, *hb;
     float *hc;
 } gemm_run;
 
 static int run_device(void *p) {
     gemm_run *r = p;
-    attamba_status s = r->backend == OPS_GEMM_OWN
-                           ? ops_gemm_own(r->ctx, r->kernel, r->ta, r->tb, 1.0f, r->a, r->b, 0.0f, r->c)
-                           : ops_gemm_with(r->ctx, r->backend, r->ta, r->tb, 1.0f, r->a, r->b, 0.0f, r->c);
-    if (s) return 1;
+    for (int i = 0; i < r->queue; i++) {
+        attamba_status s = r->backend == OPS_GEMM_OWN
+                               ? ops_gemm_own(r->ctx, r->kernel, r->ta, r->tb, 1.0f, r->a, r->b, 0.0f, r->c)
+                               : ops_gemm_with(r->ctx, r->backend, r->ta, r->tb, 1.0f, r->a, r->b, 0.0f, r->c);
+        if (s) return 1;
+    }
     return rt_finish(r->ctx) != ATTAMBA_OK;
 }
 
@@ -43,10 +46,10 @@ static int run_device(void *p) {
 static int run_host(void *p) {
     gemm_run *r = p;
     size_t sa = (size_t)r->M * r->K, sb = (size_t)r->K * r->N, sc = (size_t)r->M * r->N;
-    for (int i = 0; i < r->batch; i++)
+    for (int i = 0; i < r->batch * r->queue; i++)
         cblas_sgemm(CblasRowMajor, r->ta ? CblasTrans : CblasNoTrans, r->tb ? CblasTrans : CblasNoTrans, r->M, r->N,
-                    r->K, 1.0f, r->ha + i * sa, r->ta ? r->M : r->K, r->hb + i * sb, r->tb ? r->K : r->N, 0.0f,
-                    r->hc + i * sc, r->N);
+                    r->K, 1.0f, r->ha + i % r->batch * sa, r->ta ? r->M : r->K, r->hb + i % r->batch * sb,
+                    r->tb ? r->K : r->N, 0.0f, r->hc + i % r->batch * sc, r->N);
     return 0;
 }
 #endif
@@ -118,7 +121,8 @@ static char *preset_cases(const char *names, int rows) {
 static void usage(FILE *f) {
     fprintf(f, "usage: attamba bench gemm [--device P:D] [--shapes MxNxK[:op],...] [--trans nn,nt,tn,tt] [--batch B]\n"
                "                         [--preset NAME,... [--seq T]]\n"
-               "                         [--kernels] [--backends LIST] [--rounds R] [--seconds S] [--json FILE|-]\n\n"
+               "                         [--kernels] [--backends LIST] [--rounds R] [--queue Q] [--seconds S]\n"
+               "                         [--json FILE|-]\n\n"
                "Times C = op(A) op(B) (f32, row-major; t = transposed operand) with CLBlast, the own\n"
                "OpenCL kernels and the host CBLAS in the same run. Default shapes:\n"
                "4096x512x512,4096x1536x512,4096x32000x512, trans nn, batch 1; a shape with :op (e.g. :tn)\n"
@@ -128,7 +132,10 @@ static void usage(FILE *f) {
                "tiles, local, dot) besides the one chosen for the device; --backends keeps those named\n"
                "(host-blas, clblast, own, own-tiles, ...). --rounds R (default 1, at most\n"
                "32) interleaves the backends: R rounds of S/R seconds each, medians of times and of the\n"
-               "per-round ratios to the host BLAS (for a shared, noisy machine).\n");
+               "per-round ratios to the host BLAS (for a shared, noisy machine). A device time is per GEMM\n"
+               "in a queue of Q calls enqueued back to back and waited for once, as training runs them\n"
+               "(default: enough calls for 0.5 GFLOP, at most 64; --queue 1 times each call with its own\n"
+               "wait, the latency a synchronous caller sees).\n");
 }
 
 int bench_gemm_main(int argc, char **argv) {
@@ -138,13 +145,14 @@ int bench_gemm_main(int argc, char **argv) {
                                          {"kernels", no_argument, 0, 'k'}, {"help", no_argument, 0, 'h'},
                                          {"rounds", required_argument, 0, 'r'}, {"backends", required_argument, 0, 'B'},
                                          {"preset", required_argument, 0, 'p'}, {"seq", required_argument, 0, 'S'},
+                                         {"queue", required_argument, 0, 'q'},
                                          {0, 0, 0, 0}};
     const char *device = NULL, *shapes = "4096x512x512,4096x1536x512,4096x32000x512", *json = NULL;
     const char *trans = "nn", *backends = NULL, *presets = NULL;
     double seconds = 1.0;
-    int c, batch = 1, all_kernels = 0, rounds = 1, seq = 512, trans_given = 0;
+    int c, batch = 1, all_kernels = 0, rounds = 1, seq = 512, trans_given = 0, queue = 0; /* 0: by FLOPs */
     optind = 1;
-    while ((c = getopt_long(argc, argv, "d:s:t:j:T:b:khr:B:p:S:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "d:s:t:j:T:b:khr:B:p:S:q:", opts, NULL)) != -1) {
         switch (c) {
         case 'd': device = optarg; break;
         case 's': shapes = optarg; break;
@@ -155,13 +163,14 @@ int bench_gemm_main(int argc, char **argv) {
         case 'B': backends = optarg; break;
         case 'p': presets = optarg; break;
         case 'S': seq = atoi(optarg); break;
+        case 'q': queue = atoi(optarg); break;
         case 't': seconds = atof(optarg); break;
         case 'j': json = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
-    if (batch < 1 || rounds < 1 || rounds > MAX_ROUNDS || !(seconds > 0) || seq < 1) {
+    if (batch < 1 || rounds < 1 || rounds > MAX_ROUNDS || !(seconds > 0) || seq < 1 || queue < 0 || queue > 64) {
         usage(stderr);
         return 2;
     }
@@ -213,8 +222,9 @@ int bench_gemm_main(int argc, char **argv) {
                 rc = cli_error("bench gemm", "%s", ctx->err);
                 break;
             }
-            gemm_run r = {ctx, OPS_GEMM_AUTO, OPS_GEMM_KERNEL_AUTO, &a, &b, &cc, M, N, K, batch, ta, tb, ha, hb, hc};
             double flop = 2.0 * batch * M * N * K, bytes = 4.0 * (double)(ta_ + tb_ + tc_);
+            int q = queue ? queue : (int)CORE_MAX(1.0, CORE_MIN(64.0, ceil(0.5e9 / flop)));
+            gemm_run r = {ctx, OPS_GEMM_AUTO, OPS_GEMM_KERNEL_AUTO, &a, &b, &cc, M, N, K, batch, ta, tb, q, ha, hb, hc};
             /* rounds x backends, interleaved: each round times every backend once (seconds / rounds
              * each), so a neighbour's load on a shared machine falls on all of them alike; ratios to
              * the host BLAS are taken within a round, then their median */
@@ -239,9 +249,9 @@ int bench_gemm_main(int argc, char **argv) {
                         if (round == 0 && tm[0].reps && tensor_download(&cc, dc) == ATTAMBA_OK)
                             err[which] = bench_max_rel_err(dc, hc, tc_);
                     }
-                    times[which][round] = t.median;
-                    if (!tm[which].reps || t.min < tm[which].min) tm[which].min = t.min;
-                    tm[which].reps += t.reps;
+                    times[which][round] = t.median / q;
+                    if (!tm[which].reps || t.min / q < tm[which].min) tm[which].min = t.min / q;
+                    tm[which].reps += t.reps * q;
                 }
             char label[64];
             if (batch > 1)
@@ -264,7 +274,9 @@ int bench_gemm_main(int argc, char **argv) {
                     cJSON_AddBoolToObject(o, "on_host", 1);
                 } else {
                     use_backend(&r, which);
-                    bench_entry_count(o, ctx, run_device, &r);
+                    int bad;
+                    attamba_counters k = bench_count(ctx, run_device, &r, &bad);
+                    if (!bad) bench_entry_counters(o, &k, q);
                 }
                 cJSON_AddStringToObject(o, "backend", backend_names[which]);
                 cJSON_AddNumberToObject(o, "M", M);
@@ -272,6 +284,7 @@ int bench_gemm_main(int argc, char **argv) {
                 cJSON_AddNumberToObject(o, "K", K);
                 cJSON_AddNumberToObject(o, "batch", batch);
                 cJSON_AddNumberToObject(o, "rounds", rounds);
+                cJSON_AddNumberToObject(o, "queue", q);
                 cJSON_AddBoolToObject(o, "trans_a", ta);
                 cJSON_AddBoolToObject(o, "trans_b", tb);
                 if (ratio > 0) cJSON_AddNumberToObject(o, "ratio_to_host_blas", ratio);

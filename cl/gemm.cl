@@ -10,7 +10,8 @@
  *                             deep; explicit vectors map straight onto AVX/AVX-512 registers).
  *   gemm_local                __local tiles for GPUs: a work-group of LW x LW items computes an
  *                             LT x LT block of C from LT x KT slices of A and B staged in __local.
- * Options: -DTRANS_A=0|1 -DTRANS_B=0|1, -DWT=0|1|2 (B's storage), and per scheme RM; RM VW NV PACKED; LT LW KT. */
+ * Options: -DTRANS_A=0|1 -DTRANS_B=0|1, -DWT=0|1|2 (B's storage), and per scheme RM; RM VW NV PACKED PACKED_A;
+ * LT LW KT. */
 #ifndef TRANS_A
 #define TRANS_A 0
 #endif
@@ -251,8 +252,9 @@ __kernel void gemm_pack_a(int M, int K, int mpanels, __global const float *A, in
  * the work-items of a group and consecutive groups share one B panel (K * NW floats, kept in L2)
  * while they walk down the rows of A. -DPACKED=1: B is gemm_pack_b's output (ldb = NW, sb = its
  * batch stride or 0 when shared); -DPACKED=0: B itself, not transposed (for small M, where a
- * pre-pass over all of B would cost more than the strided rows). A transposed A (-DTRANS_A=1) is
- * always gemm_pack_a's output (sa = its batch stride or 0). */
+ * pre-pass over all of B would cost more than the strided rows). -DPACKED_A=1: A is gemm_pack_a's
+ * output (sa = its batch stride or 0); a transposed A with -DPACKED_A=0 is read in place, RM
+ * contiguous floats per k (small A only: rows lda apart cost a cache line per k and item). */
 __kernel void gemm_tiles(int M, int N, int K, float alpha,
                          __global const float *A, int ao, int lda, int sa,
                          __global const float *B, int bo, int ldb, int sb, float beta,
@@ -267,8 +269,10 @@ __kernel void gemm_tiles(int M, int N, int K, float alpha,
     B += bo + batch * sb + n0;
 #endif
     C += co + batch * sc;
-#if TRANS_A /* packed */
+#if PACKED_A /* gemm_pack_a's panels */
 #define A_KSTEP RM
+#elif TRANS_A /* A^T in place: RM contiguous floats per k, rows lda apart */
+#define A_KSTEP lda
 #else
 #define A_KSTEP 1
 #endif
@@ -276,7 +280,7 @@ __kernel void gemm_tiles(int M, int N, int K, float alpha,
     vecf acc[RM][NV];
 #pragma unroll
     for (int r = 0; r < RM; r++) {
-#if TRANS_A
+#if PACKED_A
         a[r] = A + get_global_id(0) * K * RM + r;
 #else
         a[r] = &A_AT(min(m0 + r, M - 1), 0); /* clamped: the extra rows compute but never store */

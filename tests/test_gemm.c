@@ -9,7 +9,7 @@
 #include "testutil.h"
 
 static const int shapes[][3] = {{1, 1, 1},    {3, 7, 33},    {33, 129, 7},  {129, 3, 1000}, {1000, 33, 129},
-                                {7, 1000, 3}, {1, 1000, 129}, {1000, 1, 33}, {64, 64, 64}};
+                                {7, 1000, 3}, {1, 1000, 129}, {1000, 1, 33}, {64, 64, 64}, {70, 300, 257}};
 #define N_SHAPES (int)(sizeof shapes / sizeof shapes[0])
 /* Edges of the own kernels' tiles: register tiles are 8 (6) rows x 32 (16) columns on CPUs,
  * __local tiles 64 x 64 x 16: exact multiples, one past, one short. */
@@ -101,9 +101,9 @@ END_TEST
 
 /* Batched C[b] = op(A[b]) op(W) with W shared (the model's case), with both batched, and with A
  * shared instead (the A operand is [K, M] when transposed: the weight gradient's layout). */
-static void check_batched_m(ops_gemm_backend be, ops_gemm_kernel kern, int shared_b, int tb, int M, int ta,
+static void check_batched_m(ops_gemm_backend be, ops_gemm_kernel kern, int shared_b, int tb, int M, int K, int ta,
                             int shared_a) {
-    int Bn = 3, N = 45, K = 27;
+    int Bn = 3, N = 45;
     float *a = tu_random((int64_t)(shared_a ? 1 : Bn) * M * K, 5, -1, 1);
     float *b = tu_random((int64_t)(shared_b ? 1 : Bn) * K * N, 6, -1, 1);
     float *want = calloc((size_t)Bn * M * N, sizeof *want);
@@ -118,7 +118,7 @@ static void check_batched_m(ops_gemm_backend be, ops_gemm_kernel kern, int share
                  b + (shared_b ? 0 : (int64_t)i * K * N), tb ? K : N, 0.0f, want + (int64_t)i * M * N, N);
     float *got = tu_download(&C);
     char what[96];
-    snprintf(what, sizeof what, "batched M=%d ta=%d tb=%d, shared %s", M, ta, tb,
+    snprintf(what, sizeof what, "batched M=%d K=%d ta=%d tb=%d, shared %s", M, K, ta, tb,
              shared_a ? "A" : shared_b ? "B" : "neither");
     tu_assert_close(got, want, (int64_t)Bn * M * N, 1e-4, 1e-4, what);
     free(got);
@@ -131,7 +131,7 @@ static void check_batched_m(ops_gemm_backend be, ops_gemm_kernel kern, int share
 }
 
 static void check_batched(ops_gemm_backend be, ops_gemm_kernel kern, int shared_b, int tb) {
-    check_batched_m(be, kern, shared_b, tb, 19, 0, 0);
+    check_batched_m(be, kern, shared_b, tb, 19, 27, 0, 0);
 }
 
 START_TEST(batched_and_shared_operands) {
@@ -142,14 +142,17 @@ START_TEST(batched_and_shared_operands) {
             check_batched(OPS_GEMM_OWN, kernels[i], 1, tb);
             check_batched(OPS_GEMM_OWN, kernels[i], 0, tb);
         }
-        /* M > 64: the tiles kernel packs B per batch (or once when shared); a transposed A is
-         * packed per batch, or once when shared */
-        check_batched_m(OPS_GEMM_OWN, OPS_GEMM_KERNEL_TILES, 1, tb, 70, 0, 0);
-        check_batched_m(OPS_GEMM_OWN, OPS_GEMM_KERNEL_TILES, 0, tb, 70, 0, 0);
-        for (int M = 19; M <= 70; M += 51) {
-            check_batched_m(OPS_GEMM_OWN, OPS_GEMM_KERNEL_TILES, 1, tb, M, 1, 0);
-            check_batched_m(OPS_GEMM_OWN, OPS_GEMM_KERNEL_TILES, 0, tb, M, 1, 0);
-            check_batched_m(OPS_GEMM_OWN, OPS_GEMM_KERNEL_TILES, 0, tb, M, 1, 1);
+        /* The tiles kernel packs B (M > 64 and K * N > 64K floats: per batch, or once when shared)
+         * and a transposed A (K * M > 64K: per batch, or once when shared), and reads smaller ones
+         * in place: K = 27 and 1500 take both ways */
+        for (int K = 27; K <= 1500; K += 1473) {
+            check_batched_m(OPS_GEMM_OWN, OPS_GEMM_KERNEL_TILES, 1, tb, 70, K, 0, 0);
+            check_batched_m(OPS_GEMM_OWN, OPS_GEMM_KERNEL_TILES, 0, tb, 70, K, 0, 0);
+            for (int M = 19; M <= 70; M += 51) {
+                check_batched_m(OPS_GEMM_OWN, OPS_GEMM_KERNEL_TILES, 1, tb, M, K, 1, 0);
+                check_batched_m(OPS_GEMM_OWN, OPS_GEMM_KERNEL_TILES, 0, tb, M, K, 1, 0);
+                check_batched_m(OPS_GEMM_OWN, OPS_GEMM_KERNEL_TILES, 0, tb, M, K, 1, 1);
+            }
         }
         if (ops_gemm_have_clblast()) {
             check_batched(OPS_GEMM_CLBLAST, OPS_GEMM_KERNEL_AUTO, 1, tb);

@@ -109,18 +109,23 @@ static attamba_status gemm_columns(rt_ctx *ctx, const char *kernel, int rows, in
     return rt_launch(ctx, k, kernel, 3, global, local, (int)CORE_LEN(args), args);
 }
 
-/* Register tiles. Unless B is small next to the work (M <= 64) and not transposed, op(B) is first
- * copied into zero-padded panels, and a transposed A into panels of RM rows (scratch tensors,
- * released once enqueued: OpenCL keeps them alive until the kernels that use them have run). */
+/* Packing passes cost a launch and a pass over the operand, which pays only when the operand is read
+ * many times from far apart: op(B) is copied into zero-padded panels unless it is a plain f32 B that
+ * is small next to the work (M <= 64) or small enough to stay in L2 (PACK_MIN floats), and a
+ * transposed A into panels of RM rows unless it is that small (the weight gradients of narrow layers).
+ * The copies are scratch tensors, released once enqueued: OpenCL keeps them alive until the kernels
+ * that use them have run. */
+enum { PACK_MIN = 64 * 1024 };
 static attamba_status gemm_tiles(rt_ctx *ctx, const gemm_tuning *t, int ta, int tb, int wt, int M, int N, int K,
                                  float alpha, const gemm_operand *a, const gemm_operand *b, float beta,
                                  const gemm_operand *c, int batch) {
     int nw = t->vw * t->nv, panels = (N + nw - 1) / nw, b_batch = b->stride ? batch : 1;
     int mpanels = (M + t->rm - 1) / t->rm, a_batch = a->stride ? batch : 1;
-    int packed = tb || wt || M > 64; /* a low-precision B becomes f32 panels; a transposed A is always packed */
-    char opts[144];
-    snprintf(opts, sizeof opts, "-DTRANS_A=%d -DTRANS_B=%d -DRM=%d -DVW=%d -DNV=%d -DPACKED=%d%s", ta, tb, t->rm,
-             t->vw, t->nv, packed, wt_option(wt));
+    int packed = tb || wt || (M > 64 && (int64_t)K * N > PACK_MIN);
+    int packed_a = ta && (int64_t)K * M > PACK_MIN;
+    char opts[160];
+    snprintf(opts, sizeof opts, "-DTRANS_A=%d -DTRANS_B=%d -DRM=%d -DVW=%d -DNV=%d -DPACKED=%d -DPACKED_A=%d%s", ta,
+             tb, t->rm, t->vw, t->nv, packed, packed_a, wt_option(wt));
     cl_kernel kt;
     RT_TRY(rt_kernel(ctx, "gemm", opts, "gemm_tiles", &kt));
     gemm_operand at = *a, bt = *b;
@@ -140,7 +145,7 @@ static attamba_status gemm_tiles(rt_ctx *ctx, const gemm_tuning *t, int ta, int 
             s = rt_launch(ctx, kp, "gemm_pack_b", 3, pglobal, plocal, (int)CORE_LEN(pargs), pargs);
         }
     }
-    if (!s && ta) {
+    if (!s && packed_a) {
         cl_kernel kp;
         s = rt_kernel(ctx, "gemm", opts, "gemm_pack_a", &kp);
         if (!s)
