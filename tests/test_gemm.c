@@ -9,7 +9,7 @@
 #include "testutil.h"
 
 static const int shapes[][3] = {{1, 1, 1},    {3, 7, 33},    {33, 129, 7},  {129, 3, 1000}, {1000, 33, 129},
-                                {7, 1000, 3}, {1, 1000, 129}, {1000, 1, 33}, {64, 64, 64}, {70, 300, 257}};
+                                {7, 1000, 3}, {1, 1000, 129}, {1000, 1, 33}, {64, 64, 64}, {301, 20, 500}};
 #define N_SHAPES (int)(sizeof shapes / sizeof shapes[0])
 /* Edges of the own kernels' tiles: register tiles are 8 (6) rows x 32 (16) columns on CPUs,
  * __local tiles 64 x 64 x 16: exact multiples, one past, one short. */
@@ -142,10 +142,10 @@ START_TEST(batched_and_shared_operands) {
             check_batched(OPS_GEMM_OWN, kernels[i], 1, tb);
             check_batched(OPS_GEMM_OWN, kernels[i], 0, tb);
         }
-        /* The tiles kernel packs B (M > 64 and K * N > 64K floats: per batch, or once when shared)
-         * and a transposed A (K * M > 64K: per batch, or once when shared), and reads smaller ones
-         * in place: K = 27 and 1500 take both ways */
-        for (int K = 27; K <= 1500; K += 1473) {
+        /* M > 64: the tiles kernel packs B per batch (or once when shared). A transposed A is
+         * packed per batch (or once when shared) when K * M > 128K floats, else read in place:
+         * K = 27 and 2000 take both ways */
+        for (int K = 27; K <= 2000; K += 1973) {
             check_batched_m(OPS_GEMM_OWN, OPS_GEMM_KERNEL_TILES, 1, tb, 70, K, 0, 0);
             check_batched_m(OPS_GEMM_OWN, OPS_GEMM_KERNEL_TILES, 0, tb, 70, K, 0, 0);
             for (int M = 19; M <= 70; M += 51) {
