@@ -195,6 +195,9 @@ __kernel void gemv_group(int M, int K, __global const float *X, int xo, int ldx,
 #define VLOAD CAT(vload, VW)
 #define VSTORE CAT(vstore, VW)
 #define NW (VW * NV) /* columns per work-item = panel width */
+#ifndef PB
+#define PB 64 /* gemm_tiles: panels per block of the launch order */
+#endif
 
 /* P[b][panel][k][j] = op(B[b])[k][panel * NW + j], 0 past column N. Work-item (x = k, y = panel,
  * z = batch of B) for a transposed B: neighbours read neighbouring floats of a row of B. A plain B
@@ -259,7 +262,13 @@ __kernel void gemm_tiles(int M, int N, int K, float alpha,
                          __global const float *A, int ao, int lda, int sa,
                          __global const float *B, int bo, int ldb, int sb, float beta,
                          __global float *C, int co, int ldc, int sc) {
-    int m0 = get_global_id(0) * RM, panel = get_global_id(1), batch = get_global_id(2);
+    /* The groups in launch order (x fastest) walk PB panels over one group of rows before moving to
+     * the next rows: the rows' A (LX * RM * K floats) stays in the core's L2 while B's PB panels stay
+     * in L3, instead of all of A streaming from L3 (or memory) once per panel when N is large. */
+    int G = get_num_groups(0), L = get_group_id(0) + get_group_id(1) * G;
+    int pb0 = L / (G * PB) * PB, pbn = min(PB, (int)get_num_groups(1) - pb0), rem = L - pb0 * G;
+    int mp = rem / pbn * get_local_size(0) + get_local_id(0), panel = pb0 + rem % pbn, batch = get_global_id(2);
+    int m0 = mp * RM;
     if (m0 >= M) return;
     int n0 = panel * NW, full = n0 + NW <= N;
     A += ao + batch * sa;
@@ -281,7 +290,7 @@ __kernel void gemm_tiles(int M, int N, int K, float alpha,
 #pragma unroll
     for (int r = 0; r < RM; r++) {
 #if PACKED_A
-        a[r] = A + get_global_id(0) * K * RM + r;
+        a[r] = A + mp * K * RM + r;
 #else
         a[r] = &A_AT(min(m0 + r, M - 1), 0); /* clamped: the extra rows compute but never store */
 #endif
