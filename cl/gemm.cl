@@ -199,30 +199,47 @@ __kernel void gemv_group(int M, int K, __global const float *X, int xo, int ldx,
 #define PB 64 /* gemm_tiles: panels per block of the launch order */
 #endif
 
-/* P[b][panel][k][j] = op(B[b])[k][panel * NW + j], 0 past column N. Work-item (x = k, y = panel,
- * z = batch of B) for a transposed B: neighbours read neighbouring floats of a row of B. A plain B
- * swaps x and y (x = panel): neighbours read neighbouring NW-float pieces of row k, as vectors
- * (with x = k, PoCL gathered one float per row, 2 KB and more apart: 4.6 GB/s).
- * P's batch stride is panels * K * NW. */
+#define PACK_KB 8 /* k per work-item of the packing passes: src/ops/gemm.c launches ceil(K / 8) */
+
+/* P[b][panel][k][j] = op(B[b])[k][panel * NW + j], 0 past column N. Each work-item copies PACK_KB
+ * consecutive k of one panel (one item per k cost PoCL more in items than in copying: a 256 KB B
+ * packed at 3-6 GB/s). Work-item (x = block of k, y = panel, z = batch of B) for a transposed B:
+ * each reads PACK_KB contiguous floats from each of the panel's NW rows and neighbours read
+ * neighbouring pieces of a row. A plain B swaps x and y (x = panel): neighbours read neighbouring
+ * NW-float pieces of row k, as vectors (with x = k, PoCL gathered one float per row, 2 KB and more
+ * apart: 4.6 GB/s). P's batch stride is panels * K * NW. */
 __kernel void gemm_pack_b(int N, int K, int panels, __global const BT *B, int bo, int ldb, int sb,
                           __global float *P) {
 #if TRANS_B
-    int k = get_global_id(0), panel = get_global_id(1), batch = get_global_id(2);
+    int k0 = get_global_id(0) * PACK_KB, panel = get_global_id(1), batch = get_global_id(2);
 #else
-    int panel = get_global_id(0), k = get_global_id(1), batch = get_global_id(2);
+    int panel = get_global_id(0), k0 = get_global_id(1) * PACK_KB, batch = get_global_id(2);
 #endif
-    if (k >= K || panel >= panels) return;
-    int n0 = panel * NW;
+    if (k0 >= K || panel >= panels) return;
+    int n0 = panel * NW, k1 = min(k0 + PACK_KB, K);
     B += B_STEP(bo + batch * sb);
-    P += ((batch * panels + panel) * K + k) * NW;
+    P += (batch * panels + panel) * K * NW;
     if (n0 + NW <= N) {
-#if TRANS_B || WT
-        for (int j = 0; j < NW; j++) P[j] = B_AT(k, n0 + j);
-#else
-        for (int v = 0; v < NV; v++) VSTORE(VLOAD(v, B + k * ldb + n0), v, P);
+#if TRANS_B && WT == 0
+        if (k1 - k0 == PACK_KB) { /* a row piece of 8 at a time, written down its column of P */
+            for (int j = 0; j < NW; j++) {
+                float t[PACK_KB];
+                vstore8(vload8(0, B + (n0 + j) * ldb + k0), 0, t);
+                for (int k = 0; k < PACK_KB; k++) P[(k0 + k) * NW + j] = t[k];
+            }
+            return;
+        }
 #endif
+        for (int k = k0; k < k1; k++) {
+#if TRANS_B || WT
+            for (int j = 0; j < NW; j++) P[k * NW + j] = B_AT(k, n0 + j);
+#else
+            for (int v = 0; v < NV; v++) VSTORE(VLOAD(v, B + k * ldb + n0), v, P + k * NW);
+#endif
+        }
     } else {
-        for (int j = 0; j < NW; j++) P[j] = n0 + j < N ? B_AT(k, n0 + j) : 0.0f;
+        for (int k = k0; k < k1; k++)
+            for (int j = 0; j < NW; j++) P[k * NW + j] = n0 + j < N ? B_AT(k, n0 + j) : 0.0f;
     }
 }
 
@@ -233,7 +250,6 @@ __kernel void gemm_pack_b(int N, int K, int panels, __global const BT *B, int bo
  * Work-item (x = block of RM rows, y = PACK_KB consecutive k, z = batch of A): neighbours read
  * neighbouring pieces of a row of A and each writes PACK_KB * RM contiguous floats (with x = k, each
  * read 24 bytes from rows far apart: 1.8 GB/s at M = 32000). P's batch stride is mpanels * K * RM. */
-#define PACK_KB 8 /* src/ops/gemm.c launches ceil(K / 8) along y */
 __kernel void gemm_pack_a(int M, int K, int mpanels, __global const float *A, int ao, int lda, int sa,
                           __global float *P) {
     int mp = get_global_id(0), k0 = get_global_id(1) * PACK_KB, batch = get_global_id(2);

@@ -117,6 +117,15 @@ static attamba_status gemm_columns(rt_ctx *ctx, const char *kernel, int rows, in
  * the panels stay even for small B. The copies are scratch tensors, released once enqueued: OpenCL
  * keeps them alive until the kernels that use them have run. */
 enum { PACK_A_MIN = 128 * 1024 };
+
+/* Work-groups of a packing pass: up to 64 items, x first; a narrow x (few panels) takes several y
+ * (rows of B) per group, since a group per row of a small B cost more than its copy (PoCL). */
+static void pack_local(rt_ctx *ctx, cl_kernel k, size_t x, size_t local[3]) {
+    size_t lmax = rt_local_1d(ctx, k, 64), lx = CORE_MIN(lmax, x < 64 ? rt_round_up(x, 8) : 64);
+    local[0] = lx;
+    local[1] = CORE_MAX(1, lmax / lx);
+    local[2] = 1;
+}
 static attamba_status gemm_tiles(rt_ctx *ctx, const gemm_tuning *t, int ta, int tb, int wt, int M, int N, int K,
                                  float alpha, const gemm_operand *a, const gemm_operand *b, float beta,
                                  const gemm_operand *c, int batch) {
@@ -138,10 +147,11 @@ static attamba_status gemm_tiles(rt_ctx *ctx, const gemm_tuning *t, int ta, int 
         if (!s) s = tensor_scratch(ctx, &scratch, TENSOR_F32, 2, ((int64_t[]){(int64_t)b_batch * panels * K, nw}));
         if (!s) {
             bt = (gemm_operand){scratch.buf->mem, 0, nw, b->stride ? panels * K * nw : 0, K, nw};
-            /* x = k for a transposed B, x = panel for a plain one (cl/gemm.cl) */
-            size_t x = tb ? (size_t)K : (size_t)panels, y = tb ? (size_t)panels : (size_t)K;
-            size_t lp = rt_local_1d(ctx, kp, x < 64 ? rt_round_up(x, 8) : 64);
-            size_t pglobal[3] = {x, y, (size_t)b_batch}, plocal[3] = {lp, 1, 1};
+            /* x = block of k for a transposed B, x = panel for a plain one (cl/gemm.cl) */
+            size_t kb = (size_t)(K + 7) / 8; /* blocks of PACK_KB k (cl/gemm.cl) */
+            size_t x = tb ? kb : (size_t)panels, y = tb ? (size_t)panels : kb;
+            size_t pglobal[3] = {x, y, (size_t)b_batch}, plocal[3];
+            pack_local(ctx, kp, x, plocal);
             rt_arg pargs[] = {RT_I32(N), RT_I32(K), RT_I32(panels), GEMM_A_ARGS(b), RT_MEM(bt.mem)};
             s = rt_launch(ctx, kp, "gemm_pack_b", 3, pglobal, plocal, (int)CORE_LEN(pargs), pargs);
         }
@@ -154,8 +164,8 @@ static attamba_status gemm_tiles(rt_ctx *ctx, const gemm_tuning *t, int ta, int 
         if (!s) {
             at = (gemm_operand){scratch_a.buf->mem, 0, t->rm, a->stride ? mpanels * K * t->rm : 0, M, K};
             /* x = block of RM rows, y = 8 k's (PACK_KB in cl/gemm.cl) */
-            size_t lp = rt_local_1d(ctx, kp, mpanels < 64 ? rt_round_up((size_t)mpanels, 8) : 64);
-            size_t pglobal[3] = {(size_t)mpanels, (size_t)(K + 7) / 8, (size_t)a_batch}, plocal[3] = {lp, 1, 1};
+            size_t pglobal[3] = {(size_t)mpanels, (size_t)(K + 7) / 8, (size_t)a_batch}, plocal[3];
+            pack_local(ctx, kp, (size_t)mpanels, plocal);
             rt_arg pargs[] = {RT_I32(M), RT_I32(K), RT_I32(mpanels), GEMM_A_ARGS(a), RT_MEM(at.mem)};
             s = rt_launch(ctx, kp, "gemm_pack_a", 3, pglobal, plocal, (int)CORE_LEN(pargs), pargs);
         }
