@@ -267,9 +267,8 @@ __kernel void gemm_pack_a(int M, int K, int mpanels, __global const float *A, in
 }
 #endif
 
-/* Work-item (x = block of RM rows, y = panel of NW columns, z = batch). x is the fastest index, so
- * the work-items of a group and consecutive groups share one B panel (K * NW floats, kept in L2)
- * while they walk down the rows of A. -DPACKED=1: B is gemm_pack_b's output (ldb = NW, sb = its
+/* Work-item: an RM x NW block of C (a block of RM rows, a panel of NW columns; z = batch), the
+ * groups in the launch order described below. -DPACKED=1: B is gemm_pack_b's output (ldb = NW, sb = its
  * batch stride or 0 when shared); -DPACKED=0: B itself, not transposed (for small M, where a
  * pre-pass over all of B would cost more than the strided rows). -DPACKED_A=1: A is gemm_pack_a's
  * output (sa = its batch stride or 0); a transposed A with -DPACKED_A=0 is read in place, RM
@@ -278,9 +277,10 @@ __kernel void gemm_tiles(int M, int N, int K, float alpha,
                          __global const float *A, int ao, int lda, int sa,
                          __global const float *B, int bo, int ldb, int sb, float beta,
                          __global float *C, int co, int ldc, int sc) {
-    /* The groups in launch order (x fastest) walk PB panels over one group of rows before moving to
-     * the next rows: the rows' A (LX * RM * K floats) stays in the core's L2 while B's PB panels stay
-     * in L3, instead of all of A streaming from L3 (or memory) once per panel when N is large. */
+    /* The groups in launch order (x fastest, as PoCL hands them out) walk PB panels over one group
+     * of rows before the next group of rows: the group's rows of A (local size * RM * K floats) stay
+     * in the core's L2 and the PB panels of B (PB * K * NW) in L3, where running down all rows per
+     * panel streamed all of A from L3, or memory, once per panel (2000 times at N = 32000). */
     int G = get_num_groups(0), L = get_group_id(0) + get_group_id(1) * G;
     int pb0 = L / (G * PB) * PB, pbn = min(PB, (int)get_num_groups(1) - pb0), rem = L - pb0 * G;
     int mp = rem / pbn * get_local_size(0) + get_local_id(0), panel = pb0 + rem % pbn, batch = get_global_id(2);
