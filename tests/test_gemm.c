@@ -9,7 +9,7 @@
 #include "testutil.h"
 
 static const int shapes[][3] = {{1, 1, 1},    {3, 7, 33},    {33, 129, 7},  {129, 3, 1000}, {1000, 33, 129},
-                                {7, 1000, 3}, {1, 1000, 129}, {1000, 1, 33}, {64, 64, 64}, {301, 20, 500}, {50, 1100, 9}};
+                                {7, 1000, 3}, {1, 1000, 129}, {1000, 1, 33}, {64, 64, 64}, {301, 20, 500}, {50, 1100, 9}, {70, 40, 2100}};
 #define N_SHAPES (int)(sizeof shapes / sizeof shapes[0])
 /* Edges of the own kernels' tiles: register tiles are 8 (6) rows x 32 (16) columns on CPUs,
  * __local tiles 64 x 64 x 16: exact multiples, one past, one short. */
@@ -144,8 +144,8 @@ START_TEST(batched_and_shared_operands) {
         }
         /* M > 64: the tiles kernel packs B per batch (or once when shared). A transposed A is
          * packed per batch (or once when shared) when K * M > 128K floats, else read in place:
-         * K = 27 and 2000 take both ways */
-        for (int K = 27; K <= 2000; K += 1973) {
+         * K = 27 and 2100 take both ways (and K = 2100 runs in passes over K) */
+        for (int K = 27; K <= 2100; K += 2073) {
             check_batched_m(OPS_GEMM_OWN, OPS_GEMM_KERNEL_TILES, 1, tb, 70, K, 0, 0);
             check_batched_m(OPS_GEMM_OWN, OPS_GEMM_KERNEL_TILES, 0, tb, 70, K, 0, 0);
             for (int M = 19; M <= 70; M += 51) {

@@ -126,9 +126,9 @@ static void pack_local(rt_ctx *ctx, cl_kernel k, size_t x, size_t local[3]) {
     local[1] = CORE_MAX(1, lmax / lx);
     local[2] = 1;
 }
-static attamba_status gemm_tiles(rt_ctx *ctx, const gemm_tuning *t, int ta, int tb, int wt, int M, int N, int K,
-                                 float alpha, const gemm_operand *a, const gemm_operand *b, float beta,
-                                 const gemm_operand *c, int batch) {
+static attamba_status gemm_tiles_pass(rt_ctx *ctx, const gemm_tuning *t, int ta, int tb, int wt, int M, int N,
+                                      int K, float alpha, const gemm_operand *a, const gemm_operand *b, float beta,
+                                      const gemm_operand *c, int batch) {
     int nw = t->vw * t->nv, panels = (N + nw - 1) / nw, b_batch = b->stride ? batch : 1;
     int mpanels = (M + t->rm - 1) / t->rm, a_batch = a->stride ? batch : 1;
     int packed = tb || wt || M > 64;
@@ -183,6 +183,26 @@ static attamba_status gemm_tiles(rt_ctx *ctx, const gemm_tuning *t, int ta, int 
     tensor_free(&scratch);
     tensor_free(&scratch_a);
     return s;
+}
+
+/* Register tiles in passes over K of at most kc: a work-item streams a whole packed panel of B (K x NW
+ * floats), and the items of a group each stream it again, which stays in L2 only up to ~128 KB
+ * (K = 2048 for 16-float panels). Longer K (the output layer's dy W, whose K is the vocabulary, and
+ * the weight gradients of large batches, whose K is the token count) ran at 0.72-0.84x OpenBLAS in
+ * one pass. Each later pass adds to C (beta = 1). */
+static attamba_status gemm_tiles(rt_ctx *ctx, const gemm_tuning *t, int ta, int tb, int wt, int M, int N, int K,
+                                 float alpha, const gemm_operand *a, const gemm_operand *b, float beta,
+                                 const gemm_operand *c, int batch) {
+    int kc = 128 * 1024 / (4 * t->vw * t->nv);
+    if (wt || K <= kc) return gemm_tiles_pass(ctx, t, ta, tb, wt, M, N, K, alpha, a, b, beta, c, batch);
+    for (int k0 = 0; k0 < K; k0 += kc) {
+        gemm_operand ak = *a, bk = *b; /* columns k0.. of op(A), rows k0.. of op(B) */
+        ak.off += ta ? k0 * a->ld : k0;
+        bk.off += tb ? k0 : k0 * b->ld;
+        RT_TRY(gemm_tiles_pass(ctx, t, ta, tb, wt, M, N, CORE_MIN(kc, K - k0), alpha, &ak, &bk, k0 ? 1.0f : beta, c,
+                               batch));
+    }
+    return ATTAMBA_OK;
 }
 
 static attamba_status gemm_local(rt_ctx *ctx, const gemm_tuning *t, int ta, int tb, int wt, int M, int N, int K,
