@@ -8,7 +8,9 @@
 #     the committed suite run in docs/bench/suite/ is likewise regenerated from its JSON alone;
 #  3. `bench compare` matches every entry of the two devices' reports and prints their ratios;
 #     a broken report is refused with its file named;
-#  4. `bench train --profile` prints each kernel's share of a step and the zeroing + AdamW line.
+#  4. `bench train --profile` prints each kernel's share of a step and the zeroing + AdamW line;
+#  5. `bench gemm` times every backend and layout asked for, per GEMM of a queue (--queue), with the
+#     device results checked against the host BLAS.
 #   tests/bench.sh ATTAMBA_BINARY SOURCE_DIR
 set -euo pipefail
 cli=$1
@@ -78,4 +80,17 @@ grep -q "bad.json" "$work/bad.err" || { cat "$work/bad.err"; fail "compare's err
 grep -q "^adamw_step .*%" "$work/profile.txt" || { cat "$work/profile.txt"; fail "no per-step row for adamw_step"; }
 grep -qE "^zeroing \(fill_u32\) [0-9.]+ ms \+ AdamW \(adamw_step\) [0-9.]+ ms per step: [0-9.]+% of the [0-9.]+ ms step \(4 steps profiled\)" \
     "$work/profile.txt" || { cat "$work/profile.txt"; fail "no zeroing + AdamW line"; }
-echo "bench suite, report, compare, train --profile: ok (${#reports[@]} devices, $n_entries entries each)"
+
+# 5. bench gemm: one entry per backend and layout, each with its queue, device results close to the host's
+"$cli" bench gemm --device 0:0 --shapes 37x29x41:nn,37x29x41:nt,64x8x130:tn --rounds 2 --queue 3 --seconds 0.01 \
+    --json "$work/gemm.json" > "$work/gemm.txt" || { cat "$work/gemm.txt"; fail "bench gemm exited with $?"; }
+python3 - "$work/gemm.json" <<'PY' || { cat "$work/gemm.txt"; fail "bench gemm's JSON"; }
+import json, sys
+e = json.load(open(sys.argv[1]))
+cases = {(x["M"], x["N"], x["K"], x["variant"].split()[-1]) for x in e}
+assert cases == {(37, 29, 41, "nn"), (37, 29, 41, "nt"), (64, 8, 130, "tn")}, cases
+assert all(x["queue"] == 3 and x["rounds"] == 2 for x in e)
+device = [x for x in e if not x.get("on_host")]
+assert device and all(x["max_rel_err"] < 1e-4 for x in device), device
+PY
+echo "bench suite, report, compare, train --profile, gemm: ok (${#reports[@]} devices, $n_entries entries each)"
