@@ -196,7 +196,7 @@ __kernel void gemv_group(int M, int K, __global const float *X, int xo, int ldx,
 #define VSTORE CAT(vstore, VW)
 #define NW (VW * NV) /* columns per work-item = panel width */
 #ifndef PB
-#define PB 64 /* gemm_tiles: panels per block of the launch order */
+#define PB 64 /* gemm_tiles: panels per block of the launch order (gemm.pb) */
 #endif
 
 #define PACK_KB 8 /* k per work-item of the packing passes: src/ops/gemm.c launches ceil(K / 8) */

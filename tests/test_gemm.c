@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops/tuning.h"
 #include "testutil.h"
 
 static const int shapes[][3] = {{1, 1, 1},    {3, 7, 33},    {33, 129, 7},  {129, 3, 1000}, {1000, 33, 129},
@@ -162,6 +163,23 @@ START_TEST(batched_and_shared_operands) {
 }
 END_TEST
 
+/* Register tiles in many passes over K (gemm.kc_kib = 1: 8-16 k per pass), with a remainder pass,
+ * alpha, beta and a batch: the same C as the reference, on any device's panel width. */
+START_TEST(passes_over_k_accumulate) {
+    rt_ctx *ctx = tu_ctx();
+    int kept = ops_tune(ctx, TUNE_GEMM_KC_KIB);
+    tu_ok(ops_tune_set(ctx, TUNE_GEMM_KC_KIB, 1, "test"));
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            check_kernel(OPS_GEMM_OWN, OPS_GEMM_KERNEL_TILES, ta, tb, 70, 40, 101, 0.5f, 1.5f);
+            check_kernel(OPS_GEMM_OWN, OPS_GEMM_KERNEL_TILES, ta, tb, 9, 33, 37, 1.0f, 0.0f);
+        }
+    check_batched_m(OPS_GEMM_OWN, OPS_GEMM_KERNEL_TILES, 0, 0, 70, 101, 1, 0);
+    check_batched_m(OPS_GEMM_OWN, OPS_GEMM_KERNEL_TILES, 1, 1, 19, 101, 0, 0);
+    tu_ok(ops_tune_set(ctx, TUNE_GEMM_KC_KIB, kept, "test"));
+}
+END_TEST
+
 START_TEST(strided_row_views) {
     /* A is columns [5, 5+K) of a wider matrix: row stride 40, not K */
     rt_ctx *ctx = tu_ctx();
@@ -295,6 +313,7 @@ int main(void) {
     tcase_add_test(t, each_own_kernel_applies_alpha_and_beta_on_full_and_partial_tiles);
     tcase_add_test(t, alpha_and_beta_accumulate);
     tcase_add_test(t, batched_and_shared_operands);
+    tcase_add_test(t, passes_over_k_accumulate);
     tcase_add_test(t, strided_row_views);
     tcase_add_test(t, strided_output_view_is_written_only_inside);
     tcase_add_test(t, grouped_projections_match_reference);

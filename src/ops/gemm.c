@@ -58,12 +58,14 @@ static const char *wt_option(int wt) { return wt == 1 ? " -DWT=1" : wt == 2 ? " 
 typedef struct {
     int rm, vw, nv; /* gemm_tiles: RM rows x NV vectors of VW floats per work-item */
     int lt, lw, kt; /* gemm_local: LT x LT block of C per LW x LW group, KT-deep __local slices */
+    int kc_kib, pb; /* gemm_tiles: KiB of a B panel per pass over K, panels per block of the launch order */
 } gemm_tuning;
 
 /* The device's parameters (ops/tuning.c). */
 static gemm_tuning tuning_for(rt_ctx *ctx) {
     return (gemm_tuning){ops_tune(ctx, TUNE_GEMM_RM), ops_tune(ctx, TUNE_GEMM_VW), ops_tune(ctx, TUNE_GEMM_NV),
-                         ops_tune(ctx, TUNE_GEMM_LT), ops_tune(ctx, TUNE_GEMM_LW), ops_tune(ctx, TUNE_GEMM_KT)};
+                         ops_tune(ctx, TUNE_GEMM_LT), ops_tune(ctx, TUNE_GEMM_LW), ops_tune(ctx, TUNE_GEMM_KT),
+                         ops_tune(ctx, TUNE_GEMM_KC_KIB), ops_tune(ctx, TUNE_GEMM_PB)};
 }
 
 /* gemm_local for these options, refused (UNSUPPORTED) where the device cannot run its LW x LW
@@ -133,9 +135,9 @@ static attamba_status gemm_tiles_pass(rt_ctx *ctx, const gemm_tuning *t, int ta,
     int mpanels = (M + t->rm - 1) / t->rm, a_batch = a->stride ? batch : 1;
     int packed = tb || wt || M > 64;
     int packed_a = ta && (int64_t)K * M > PACK_A_MIN;
-    char opts[160];
-    snprintf(opts, sizeof opts, "-DTRANS_A=%d -DTRANS_B=%d -DRM=%d -DVW=%d -DNV=%d -DPACKED=%d -DPACKED_A=%d%s", ta,
-             tb, t->rm, t->vw, t->nv, packed, packed_a, wt_option(wt));
+    char opts[176];
+    snprintf(opts, sizeof opts, "-DTRANS_A=%d -DTRANS_B=%d -DRM=%d -DVW=%d -DNV=%d -DPACKED=%d -DPACKED_A=%d -DPB=%d%s",
+             ta, tb, t->rm, t->vw, t->nv, packed, packed_a, t->pb, wt_option(wt));
     cl_kernel kt;
     RT_TRY(rt_kernel(ctx, "gemm", opts, "gemm_tiles", &kt));
     gemm_operand at = *a, bt = *b;
@@ -186,15 +188,15 @@ static attamba_status gemm_tiles_pass(rt_ctx *ctx, const gemm_tuning *t, int ta,
 }
 
 /* Register tiles in passes over K of at most kc: a work-item streams a whole packed panel of B (K x NW
- * floats), and the items of a group each stream it again, which stays in L2 only up to ~128 KB
- * (K = 2048 for 16-float panels). Longer K (the output layer's dy W, whose K is the vocabulary, and
- * the weight gradients of large batches, whose K is the token count) ran at 0.72-0.84x OpenBLAS in
- * one pass. Each later pass adds to C (beta = 1). */
+ * floats), and the items of a group each stream it again, which stays in L2 only up to gemm.kc_kib
+ * (128 KiB on CPUs: K = 2048 for 16-float panels). Longer K (the output layer's dy W, whose K is the
+ * vocabulary, and the weight gradients of large batches, whose K is the token count) ran at
+ * 0.72-0.84x OpenBLAS in one pass. Each later pass adds to C (beta = 1). */
 static attamba_status gemm_tiles(rt_ctx *ctx, const gemm_tuning *t, int ta, int tb, int wt, int M, int N, int K,
                                  float alpha, const gemm_operand *a, const gemm_operand *b, float beta,
                                  const gemm_operand *c, int batch) {
-    int kc = 128 * 1024 / (4 * t->vw * t->nv);
-    if (wt || K <= kc) return gemm_tiles_pass(ctx, t, ta, tb, wt, M, N, K, alpha, a, b, beta, c, batch);
+    int kc = (int)CORE_MAX(8, t->kc_kib * 1024LL / (4 * t->vw * t->nv));
+    if (wt || !t->kc_kib || K <= kc) return gemm_tiles_pass(ctx, t, ta, tb, wt, M, N, K, alpha, a, b, beta, c, batch);
     for (int k0 = 0; k0 < K; k0 += kc) {
         gemm_operand ak = *a, bk = *b; /* columns k0.. of op(A), rows k0.. of op(B) */
         ak.off += ta ? k0 * a->ld : k0;

@@ -35,6 +35,14 @@ static const struct {
     [TUNE_GEMM_LT] = {"gemm.lt", 64, 64, 64, SAME, SAME, SAME, 8, 128, "__local tiles: LT x LT block of C per group"},
     [TUNE_GEMM_LW] = {"gemm.lw", 16, 16, 16, SAME, SAME, SAME, 1, 32, "__local tiles: LW x LW work-items per group"},
     [TUNE_GEMM_KT] = {"gemm.kt", 16, 16, 16, SAME, SAME, SAME, 1, 64, "__local tiles: KT-deep slices"},
+    /* Every work-item of a group streams its panel of B again, which stays in a core's L2 up to
+     * ~128 KiB (Zen 3: 512 KiB): 512x512x32000 nn 0.84 -> 0.95x OpenBLAS in passes of 2048 k. The
+     * groups walk 64 panels (2 MiB of B at K = 512, in L3) over one group of rows before the next:
+     * 4096x32000x512 nn 0.6 -> 1.1x; 16 measured alike, 256 worse (docs/benchmarks.md). */
+    [TUNE_GEMM_KC_KIB] = {"gemm.kc_kib", 128, 128, 128, SAME, SAME, SAME, 0, 1 << 16,
+                          "register tiles: KiB of a packed panel of B per pass over K (0: one pass)"},
+    [TUNE_GEMM_PB] = {"gemm.pb", 64, 64, 64, SAME, SAME, SAME, 1, 4096,
+                      "register tiles: panels of B per block of the launch order"},
     /* PoCL runs a __local variant's barriers as loops over the group, so all BQ queries reuse a tile
      * from L1; without them each work-item streams the shared keys alone, which stays in cache only
      * while the stream is short (dense causal T = 4096: ~2x faster with __local; compressed P = 8:
