@@ -10,8 +10,8 @@
  *                             deep; explicit vectors map straight onto AVX/AVX-512 registers).
  *   gemm_local                __local tiles for GPUs: a work-group of LW x LW items computes an
  *                             LT x LT block of C from LT x KT slices of A and B staged in __local.
- * Options: -DTRANS_A=0|1 -DTRANS_B=0|1, -DWT=0|1|2 (B's storage), and per scheme RM; RM VW NV PACKED PACKED_A;
- * LT LW KT. */
+ * Options: -DTRANS_A=0|1 -DTRANS_B=0|1, -DWT=0|1|2 (B's storage), and per scheme RM; RM VW NV PACKED PACKED_A
+ * PB; LT LW KT. */
 #ifndef TRANS_A
 #define TRANS_A 0
 #endif
@@ -199,7 +199,7 @@ __kernel void gemv_group(int M, int K, __global const float *X, int xo, int ldx,
 #define PB 64 /* gemm_tiles: panels per block of the launch order (gemm.pb) */
 #endif
 
-#define PACK_KB 8 /* k per work-item of the packing passes: src/ops/gemm.c launches ceil(K / 8) */
+#define PACK_KB 8 /* k per work-item of the packing passes (src/ops/gemm.c's PACK_KB launches ceil(K / 8)) */
 
 /* P[b][panel][k][j] = op(B[b])[k][panel * NW + j], 0 past column N. Each work-item copies PACK_KB
  * consecutive k of one panel (one item per k cost PoCL more in items than in copying: a 256 KB B

@@ -9,8 +9,9 @@
 #include "ops/tuning.h"
 #include "testutil.h"
 
-static const int shapes[][3] = {{1, 1, 1},    {3, 7, 33},    {33, 129, 7},  {129, 3, 1000}, {1000, 33, 129},
-                                {7, 1000, 3}, {1, 1000, 129}, {1000, 1, 33}, {64, 64, 64}, {301, 20, 500}, {50, 1100, 9}, {70, 40, 2100}};
+static const int shapes[][3] = {{1, 1, 1},    {3, 7, 33},     {33, 129, 7},  {129, 3, 1000}, {1000, 33, 129},
+                                {7, 1000, 3}, {1, 1000, 129}, {1000, 1, 33}, {64, 64, 64},   {301, 20, 500},
+                                {50, 1100, 9}, {70, 40, 2100}};
 #define N_SHAPES (int)(sizeof shapes / sizeof shapes[0])
 /* Edges of the own kernels' tiles: register tiles are 8 (6) rows x 32 (16) columns on CPUs,
  * __local tiles 64 x 64 x 16: exact multiples, one past, one short. */

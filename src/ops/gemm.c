@@ -111,15 +111,6 @@ static attamba_status gemm_columns(rt_ctx *ctx, const char *kernel, int rows, in
     return rt_launch(ctx, k, kernel, 3, global, local, (int)CORE_LEN(args), args);
 }
 
-/* Register tiles. Unless B is small next to the work (M <= 64) and not transposed, op(B) is first
- * copied into zero-padded panels. A transposed A is copied into panels of RM rows unless it fits in
- * a CPU's L2 (PACK_A_MIN floats: the weight gradients of narrow layers), where reading it in place
- * saves a launch and a pass (measured: 0.77x against 0.67x OpenBLAS, median of five shapes). Not so
- * for a plain B read in place: its rows ldb apart fall into few cache sets and evict each other, so
- * the panels stay even for small B. The copies are scratch tensors, released once enqueued: OpenCL
- * keeps them alive until the kernels that use them have run. */
-enum { PACK_A_MIN = 128 * 1024 };
-
 /* Work-groups of a packing pass: up to 64 items, x first; a narrow x (few panels) takes several y
  * (rows of B) per group, since a group per row of a small B cost more than its copy (PoCL). */
 static void pack_local(rt_ctx *ctx, cl_kernel k, size_t x, size_t local[3]) {
@@ -128,11 +119,21 @@ static void pack_local(rt_ctx *ctx, cl_kernel k, size_t x, size_t local[3]) {
     local[1] = CORE_MAX(1, lmax / lx);
     local[2] = 1;
 }
+
+/* Register tiles. Unless B is small next to the work (M <= 64) and not transposed, op(B) is first
+ * copied into zero-padded panels. A transposed A is copied into panels of RM rows unless it fits in
+ * a CPU's L2 (PACK_A_MIN floats: the weight gradients of narrow layers), where reading it in place
+ * saves a launch and a pass (measured: 0.77x against 0.67x OpenBLAS, median of five shapes). Not so
+ * for a plain B read in place: its rows ldb apart fall into few cache sets and evict each other, so
+ * the panels stay even for small B. The copies are scratch tensors, released once enqueued: OpenCL
+ * keeps them alive until the kernels that use them have run. */
+enum { PACK_A_MIN = 128 * 1024, PACK_KB = 8 /* k per packing work-item, as in cl/gemm.cl */ };
 static attamba_status gemm_tiles_pass(rt_ctx *ctx, const gemm_tuning *t, int ta, int tb, int wt, int M, int N,
                                       int K, float alpha, const gemm_operand *a, const gemm_operand *b, float beta,
                                       const gemm_operand *c, int batch) {
     int nw = t->vw * t->nv, panels = (N + nw - 1) / nw, b_batch = b->stride ? batch : 1;
     int mpanels = (M + t->rm - 1) / t->rm, a_batch = a->stride ? batch : 1;
+    size_t kblocks = (size_t)(K + PACK_KB - 1) / PACK_KB; /* the packing passes' blocks of k */
     int packed = tb || wt || M > 64;
     int packed_a = ta && (int64_t)K * M > PACK_A_MIN;
     char opts[176];
@@ -150,8 +151,7 @@ static attamba_status gemm_tiles_pass(rt_ctx *ctx, const gemm_tuning *t, int ta,
         if (!s) {
             bt = (gemm_operand){scratch.buf->mem, 0, nw, b->stride ? panels * K * nw : 0, K, nw};
             /* x = block of k for a transposed B, x = panel for a plain one (cl/gemm.cl) */
-            size_t kb = (size_t)(K + 7) / 8; /* blocks of PACK_KB k (cl/gemm.cl) */
-            size_t x = tb ? kb : (size_t)panels, y = tb ? (size_t)panels : kb;
+            size_t x = tb ? kblocks : (size_t)panels, y = tb ? (size_t)panels : kblocks;
             size_t pglobal[3] = {x, y, (size_t)b_batch}, plocal[3];
             pack_local(ctx, kp, x, plocal);
             rt_arg pargs[] = {RT_I32(N), RT_I32(K), RT_I32(panels), GEMM_A_ARGS(b), RT_MEM(bt.mem)};
@@ -165,8 +165,8 @@ static attamba_status gemm_tiles_pass(rt_ctx *ctx, const gemm_tuning *t, int ta,
             s = tensor_scratch(ctx, &scratch_a, TENSOR_F32, 2, ((int64_t[]){(int64_t)a_batch * mpanels * K, t->rm}));
         if (!s) {
             at = (gemm_operand){scratch_a.buf->mem, 0, t->rm, a->stride ? mpanels * K * t->rm : 0, M, K};
-            /* x = block of RM rows, y = 8 k's (PACK_KB in cl/gemm.cl) */
-            size_t pglobal[3] = {(size_t)mpanels, (size_t)(K + 7) / 8, (size_t)a_batch}, plocal[3];
+            /* x = block of RM rows, y = block of k */
+            size_t pglobal[3] = {(size_t)mpanels, kblocks, (size_t)a_batch}, plocal[3];
             pack_local(ctx, kp, (size_t)mpanels, plocal);
             rt_arg pargs[] = {RT_I32(M), RT_I32(K), RT_I32(mpanels), GEMM_A_ARGS(a), RT_MEM(at.mem)};
             s = rt_launch(ctx, kp, "gemm_pack_a", 3, pglobal, plocal, (int)CORE_LEN(pargs), pargs);
@@ -191,7 +191,8 @@ static attamba_status gemm_tiles_pass(rt_ctx *ctx, const gemm_tuning *t, int ta,
  * floats), and the items of a group each stream it again, which stays in L2 only up to gemm.kc_kib
  * (128 KiB on CPUs: K = 2048 for 16-float panels). Longer K (the output layer's dy W, whose K is the
  * vocabulary, and the weight gradients of large batches, whose K is the token count) ran at
- * 0.72-0.84x OpenBLAS in one pass. Each later pass adds to C (beta = 1). */
+ * 0.72-0.84x OpenBLAS in one pass. Each later pass adds to C (beta = 1). A low-precision B runs in
+ * one pass: a q8 B's offsets count 32-value blocks, not values. */
 static attamba_status gemm_tiles(rt_ctx *ctx, const gemm_tuning *t, int ta, int tb, int wt, int M, int N, int K,
                                  float alpha, const gemm_operand *a, const gemm_operand *b, float beta,
                                  const gemm_operand *c, int batch) {
