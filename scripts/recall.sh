@@ -10,7 +10,8 @@
 #   scripts/recall.sh --quick    a reduced version (3 models, short runs: minutes)
 #   ONLY="attamba-p8-l4 transformer" scripts/recall.sh     selected models
 #   STEPS=, BATCH=, SEQ=, OUT= override the budget and the place; TASKS="mqar" one task; CENTRAL=
-#   (the models trained with a second seed) and PASSKEY_MODELS= other lists
+#   (the models trained with a second seed) and PASSKEY_MODELS= other lists; RESTORE=docs/recall/results.json
+#   first writes the committed runs back into OUT, so a fresh checkout trains only what they lack
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=0
@@ -31,6 +32,7 @@ export POCL_CACHE_DIR=${POCL_CACHE_DIR:-$PWD/build/pocl-cache}
 scripts/corpus.sh build/corpus >/dev/null
 A=build/attamba
 mkdir -p "$OUT/data"
+[ -n "${RESTORE:-}" ] && python3 tools/recall_report.py --restore "$RESTORE" "$OUT"
 
 # The base: d=64, 2 layers, 4 heads of 16, byte-sized vocabulary (258), SSMs E=32, nh=4, N=8 (the tiny preset).
 base='"dim": 64, "n_layers": 2, "n_heads": 4, "n_kv_heads": 4, "head_dim": 16, "ffn_dim": 128,

@@ -3,10 +3,13 @@
 standard library only.
 
     tools/recall_report.py OUT STEPS BATCH SEQ
+    tools/recall_report.py --restore RESULTS.json OUT
 
 Reads OUT/{mqar,passkey}/NAME-sSEED/{eval*.json,train-seconds,done}; writes OUT/results.json,
 OUT/table.md and OUT/recall-vs-kv.svg (MQAR accuracy at the training length against KV-cache bytes
-per layer, log scale).
+per layer, log scale). --restore writes the eval files, train seconds and done marker of every run in
+a results.json back into OUT (runs already there are left alone), so that a fresh checkout resumes the
+study from the committed results instead of retraining them; restored runs have no checkpoints.
 """
 import glob
 import json
@@ -53,6 +56,27 @@ def runs(out, task):
     return rows
 
 
+def restore(results, out):
+    with open(results) as f:
+        data = json.load(f)
+    for task, rows in data.items():
+        for r in rows:
+            d = os.path.join(out, task, f"{r['name']}-s{r['seed']}")
+            if os.path.exists(os.path.join(d, "done")):
+                continue
+            os.makedirs(d, exist_ok=True)
+            files = {"eval.json": r["eval"], "eval-x2.json": r.get("x2"), "eval-x4.json": r.get("x4")}
+            files |= {f"eval-{k}.json": v for k, v in r.get("test_time", {}).items()}
+            for name, ev in files.items():
+                if ev:
+                    with open(os.path.join(d, name), "w") as f:
+                        json.dump(ev, f)
+            with open(os.path.join(d, "train-seconds"), "w") as f:
+                f.write(f"{r['secs']}\n")
+            open(os.path.join(d, "done"), "w").close()
+            print(f"restored {d}")
+
+
 def svg_plot(rows, path):
     pts = [(r["eval"]["kv_cache_bytes_per_layer"], r["eval"]["all"][0]["accuracy"], r["name"])
            for r in rows if r["eval"]["kv_cache_bytes_per_layer"] > 0]
@@ -85,6 +109,9 @@ def svg_plot(rows, path):
 
 
 def main():
+    if sys.argv[1] == "--restore":
+        restore(sys.argv[2], sys.argv[3])
+        return
     out, steps, batch, seq = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     mqar, passkey = runs(out, "mqar"), runs(out, "passkey")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
