@@ -123,6 +123,16 @@ static int gemm_setup(group *g, int quick) {
            tensor_alloc_f32(g->ctx, &g->t[4], 2, ((int64_t[]){d, f}));
 }
 
+/* ---- GEMM: the plain B sizes read in place instead of packed, on the same shapes ---- */
+
+static int gemm_inplace_setup(group *g, int quick) {
+    static const int kib[] = {0, 256, 1024, 4096};
+    int rc = gemm_setup(g, quick);
+    g->n_cand = (int)CORE_LEN(kib);
+    for (int c = 0; c < g->n_cand; c++) g->cand[c][0] = kib[c];
+    return rc;
+}
+
 /* ---- norms: the largest work-group ---- */
 
 static int norm_check(group *g) {
@@ -322,11 +332,13 @@ static int search(group *g, double seconds, int verbose) {
 
 static void usage(FILE *f) {
     fprintf(f, "usage: attamba tune [--preset NAME | --model DIR] [--quick] [--tokens N] [--verbose]\n"
-               "                    [--only gemm,norm,attention,attention-path] [--device P:D | --devices LIST]\n"
+               "                    [--only gemm,gemm-inplace,norm,attention,attention-path]\n"
+               "                    [--device P:D | --devices LIST]\n"
                "       attamba tune --show [--device P:D | --devices LIST]\n\n"
                "Searches the device-dependent kernel parameters (src/ops/tuning.c) on each device for the\n"
                "shapes of a model (default preset paper-60m; N tokens per batch, default 512): the GEMM\n"
-               "register tiles (gemm.vw, gemm.nv, gemm.rm; nn, nt, tn), the norms' group (norm.group) and\n"
+               "register tiles (gemm.vw, gemm.nv, gemm.rm; nn, nt, tn) and the plain B sizes they read in\n"
+               "place (gemm.inplace_b_kib: 0, 256, 1024, 4096), the norms' group (norm.group) and\n"
                "the prefill attention tiles (attn.tk, attn.bq_short) with the model's mask, then whether that\n"
                "attention (prefill and backward) goes through the GEMM and in blocks of how many queries\n"
                "(attn.gemm_bq: 0 = the kernels, 64, 128, 256). Each candidate is\n"
@@ -339,7 +351,7 @@ static void usage(FILE *f) {
                "$ATTAMBA_SSM_PATH).\n");
 }
 
-/* The groups for ctx's device: the register-tile GEMM only where the own tiles run it. */
+/* The groups for ctx's device: the register-tile GEMM (the first two) only where the own tiles run it. */
 static int tune_device(rt_ctx *ctx, const model_config *cfg, int tokens, int quick, int verbose, const char *only) {
     const struct {
         const char *name;
@@ -350,6 +362,7 @@ static int tune_device(rt_ctx *ctx, const model_config *cfg, int tokens, int qui
         int (*run)(void *);
     } defs[] = {
         {"gemm", 3, {TUNE_GEMM_VW, TUNE_GEMM_NV, TUNE_GEMM_RM}, gemm_setup, gemm_check, gemm_run},
+        {"gemm-inplace", 1, {TUNE_GEMM_INPLACE_B_KIB}, gemm_inplace_setup, gemm_check, gemm_run},
         {"norm", 1, {TUNE_NORM_GROUP}, norm_setup, norm_check, norm_run},
         {"attention", 2, {TUNE_ATTN_TK, TUNE_ATTN_BQ_SHORT}, attn_setup, attn_check, attn_run},
         {"attention-path", 1, {TUNE_ATTN_GEMM_BQ}, path_setup, attn_check, attn_run},
@@ -361,7 +374,7 @@ static int tune_device(rt_ctx *ctx, const model_config *cfg, int tokens, int qui
            d->platform_name, tokens, model_kind_name(cfg->kind), quick ? "(quick)" : "");
     for (size_t i = 0; i < CORE_LEN(defs) && !rc; i++) {
         if (!bench_listed(only, defs[i].name)) continue;
-        if (i == 0 && (ops_tune(ctx, TUNE_GEMM_KERNEL) != 0 ||
+        if (i <= 1 && (ops_tune(ctx, TUNE_GEMM_KERNEL) != 0 ||
                        (ops_tune(ctx, TUNE_GEMM_BACKEND) == 1 && ops_gemm_have_clblast()))) {
             printf("%-10s skipped: this device's GEMM runs through CLBlast or the __local kernel\n", defs[i].name);
             continue;

@@ -181,6 +181,24 @@ START_TEST(passes_over_k_accumulate) {
 }
 END_TEST
 
+/* A plain B with M > 64 both packed (gemm.inplace_b_kib = 0) and read in place (any size), with
+ * a partial last panel, alpha, beta and batches: the same C either way. */
+START_TEST(plain_b_in_place_and_packed) {
+    rt_ctx *ctx = tu_ctx();
+    int kept = ops_tune(ctx, TUNE_GEMM_INPLACE_B_KIB);
+    for (int kib = 0; kib <= 1 << 20; kib += 1 << 20) {
+        tu_ok(ops_tune_set(ctx, TUNE_GEMM_INPLACE_B_KIB, kib, "test"));
+        for (int ta = 0; ta < 2; ta++) {
+            check_kernel(OPS_GEMM_OWN, OPS_GEMM_KERNEL_TILES, ta, 0, 70, 40, 101, 0.5f, 1.5f);
+            check_kernel(OPS_GEMM_OWN, OPS_GEMM_KERNEL_TILES, ta, 0, 130, 7, 2100, 1.0f, 0.0f);
+            check_batched_m(OPS_GEMM_OWN, OPS_GEMM_KERNEL_TILES, 1, 0, 70, 27, ta, 0);
+            check_batched_m(OPS_GEMM_OWN, OPS_GEMM_KERNEL_TILES, 0, 0, 70, 27, ta, 0);
+        }
+    }
+    tu_ok(ops_tune_set(ctx, TUNE_GEMM_INPLACE_B_KIB, kept, "test"));
+}
+END_TEST
+
 START_TEST(strided_row_views) {
     /* A is columns [5, 5+K) of a wider matrix: row stride 40, not K */
     rt_ctx *ctx = tu_ctx();
@@ -315,6 +333,7 @@ int main(void) {
     tcase_add_test(t, alpha_and_beta_accumulate);
     tcase_add_test(t, batched_and_shared_operands);
     tcase_add_test(t, passes_over_k_accumulate);
+    tcase_add_test(t, plain_b_in_place_and_packed);
     tcase_add_test(t, strided_row_views);
     tcase_add_test(t, strided_output_view_is_written_only_inside);
     tcase_add_test(t, grouped_projections_match_reference);

@@ -59,13 +59,15 @@ typedef struct {
     int rm, vw, nv; /* gemm_tiles: RM rows x NV vectors of VW floats per work-item */
     int lt, lw, kt; /* gemm_local: LT x LT block of C per LW x LW group, KT-deep __local slices */
     int kc_kib, pb; /* gemm_tiles: KiB of a B panel per pass over K, panels per block of the launch order */
+    int inplace_b_kib; /* gemm_tiles: a plain f32 B under this many KiB is read in place */
 } gemm_tuning;
 
 /* The device's parameters (ops/tuning.c). */
 static gemm_tuning tuning_for(rt_ctx *ctx) {
     return (gemm_tuning){ops_tune(ctx, TUNE_GEMM_RM), ops_tune(ctx, TUNE_GEMM_VW), ops_tune(ctx, TUNE_GEMM_NV),
                          ops_tune(ctx, TUNE_GEMM_LT), ops_tune(ctx, TUNE_GEMM_LW), ops_tune(ctx, TUNE_GEMM_KT),
-                         ops_tune(ctx, TUNE_GEMM_KC_KIB), ops_tune(ctx, TUNE_GEMM_PB)};
+                         ops_tune(ctx, TUNE_GEMM_KC_KIB), ops_tune(ctx, TUNE_GEMM_PB),
+                         ops_tune(ctx, TUNE_GEMM_INPLACE_B_KIB)};
 }
 
 /* gemm_local for these options, refused (UNSUPPORTED) where the device cannot run its LW x LW
@@ -120,13 +122,15 @@ static void pack_local(rt_ctx *ctx, cl_kernel k, size_t x, size_t local[3]) {
     local[2] = 1;
 }
 
-/* Register tiles. Unless B is small next to the work (M <= 64) and not transposed, op(B) is first
- * copied into zero-padded panels. A transposed A is copied into panels of RM rows unless it fits in
- * a CPU's L2 (PACK_A_MIN floats: the weight gradients of narrow layers), where reading it in place
- * saves a launch and a pass (measured: 0.77x against 0.67x OpenBLAS, median of five shapes). Not so
- * for a plain B read in place: its rows ldb apart fall into few cache sets and evict each other, so
- * the panels stay even for small B. The copies are scratch tensors, released once enqueued: OpenCL
- * keeps them alive until the kernels that use them have run. */
+/* Register tiles. Unless B is not transposed and small next to the work (M <= 64) or small enough
+ * to read in place on this device (gemm.inplace_b_kib), op(B) is first copied into zero-padded
+ * panels. A transposed A is copied into panels of RM rows unless it fits in a CPU's L2 (PACK_A_MIN
+ * floats: the weight gradients of narrow layers), where reading it in place saves a launch and a
+ * pass (measured: 0.77x against 0.67x OpenBLAS, median of five shapes). A plain B read in place is
+ * another matter: with one-line panel rows (16 floats) its rows, ldb apart, fall into few cache sets
+ * and evict each other, so it is read in place only under gemm.inplace_b_kib (1 MiB with 32-float
+ * panels, else never; `attamba tune` measures it). The copies are scratch tensors, released once
+ * enqueued: OpenCL keeps them alive until the kernels that use them have run. */
 enum { PACK_A_MIN = 128 * 1024, PACK_KB = 8 /* k per packing work-item, as in cl/gemm.cl */ };
 static attamba_status gemm_tiles_pass(rt_ctx *ctx, const gemm_tuning *t, int ta, int tb, int wt, int M, int N,
                                       int K, float alpha, const gemm_operand *a, const gemm_operand *b, float beta,
@@ -134,7 +138,7 @@ static attamba_status gemm_tiles_pass(rt_ctx *ctx, const gemm_tuning *t, int ta,
     int nw = t->vw * t->nv, panels = (N + nw - 1) / nw, b_batch = b->stride ? batch : 1;
     int mpanels = (M + t->rm - 1) / t->rm, a_batch = a->stride ? batch : 1;
     size_t kblocks = (size_t)(K + PACK_KB - 1) / PACK_KB; /* the packing passes' blocks of k */
-    int packed = tb || wt || M > 64;
+    int packed = tb || wt || (M > 64 && (int64_t)K * N * 4 >= t->inplace_b_kib * 1024LL);
     int packed_a = ta && (int64_t)K * M > PACK_A_MIN;
     char opts[176];
     snprintf(opts, sizeof opts, "-DTRANS_A=%d -DTRANS_B=%d -DRM=%d -DVW=%d -DNV=%d -DPACKED=%d -DPACKED_A=%d -DPB=%d%s",

@@ -11,8 +11,8 @@
 
 /* A row of the table: the default (accelerators, unknown devices), the CPU value, the GPU value
  * (every GPU vendor unless a vendor column below differs), the accepted range and the meaning.
- * VW_AUTO / RM_AUTO: derived from the device's preferred float vector width when the table is built. */
-enum { SAME = -1000000, VW_AUTO = -1, RM_AUTO = -2 };
+ * VW_AUTO / RM_AUTO / INPLACE_AUTO: derived from the device's preferred float vector width when the table is built. */
+enum { SAME = -1000000, VW_AUTO = -1, RM_AUTO = -2, INPLACE_AUTO = -3 };
 static const struct {
     const char *name;
     int def, cpu, gpu;
@@ -43,6 +43,14 @@ static const struct {
                           "register tiles: KiB of a packed panel of B per pass over K (0: one pass)"},
     [TUNE_GEMM_PB] = {"gemm.pb", 64, 64, 64, SAME, SAME, SAME, 1, 4096,
                       "register tiles: panels of B per block of the launch order"},
+    /* A plain B read in place costs a cache line per k and item when its rows are one line wide
+     * (16-float panels: AVX2's 8 x 2 lanes), rows ldb apart sharing few cache sets: packed won on a
+     * Zen 3 at every size. With 32-float panels (AVX-512) reading a B under 1 MiB in place skips a
+     * pass and a launch: small's weight gradients (128-384 x 128 x 512 tn) 0.80-0.94x -> 0.88-1.20x
+     * OpenBLAS on a Zen 4, larger B about even or worse (docs/benchmarks.md). */
+    [TUNE_GEMM_INPLACE_B_KIB] = {"gemm.inplace_b_kib", 0, INPLACE_AUTO, 0, SAME, SAME, SAME, 0, 1 << 20,
+                                 "register tiles: a plain f32 B under this many KiB is read in place, not packed "
+                                 "(default 1024 at 16 lanes, else 0: only for M <= 64)"},
     /* PoCL runs a __local variant's barriers as loops over the group, so all BQ queries reuse a tile
      * from L1; without them each work-item streams the shared keys alone, which stays in cache only
      * while the stream is short (dense causal T = 4096: ~2x faster with __local; compressed P = 8:
@@ -203,6 +211,8 @@ static ops_tuning *build(rt_ctx *ctx) {
         put(t, TUNE_GEMM_VW, w >= 16 ? 16 : w >= 8 ? 8 : 4, "device: preferred float width");
     }
     if (t->value[TUNE_GEMM_RM] == RM_AUTO) put(t, TUNE_GEMM_RM, t->value[TUNE_GEMM_VW] >= 16 ? 8 : 6, "from gemm.vw");
+    if (t->value[TUNE_GEMM_INPLACE_B_KIB] == INPLACE_AUTO)
+        put(t, TUNE_GEMM_INPLACE_B_KIB, t->value[TUNE_GEMM_VW] >= 16 ? 1024 : 0, "from gemm.vw");
     load_tuned(ctx, t);
     static const char *const gemm_words[] = {"own", "clblast"};
     static const char *const path_words[] = {NULL, "sequential", "chunked", "seq"};
