@@ -204,8 +204,10 @@ __kernel void gemv_group(int M, int K, __global const float *X, int xo, int ldx,
 /* P[b][panel][k][j] = op(B[b])[k][panel * NW + j], 0 past column N. Each work-item copies PACK_KB
  * consecutive k of one panel (one item per k cost PoCL more in items than in copying: a 256 KB B
  * packed at 3-6 GB/s). Work-item (x = block of k, y = panel, z = batch of B) for a transposed B:
- * each reads PACK_KB contiguous floats from each of the panel's NW rows and neighbours read
- * neighbouring pieces of a row. A plain B swaps x and y (x = panel): neighbours read neighbouring
+ * each reads PACK_KB contiguous floats from each of the panel's NW rows (neighbours read
+ * neighbouring pieces of a row) and transposes VW of them at a time in registers into PACK_KB
+ * vectors of P (stored one float at a time down P's columns, the 64 MB B of 512x32000x512 nt took
+ * ~25 ms, now ~14: 3-7% of that GEMM, median of four interleaved pairs). A plain B swaps x and y (x = panel): neighbours read neighbouring
  * NW-float pieces of row k, as vectors (with x = k, PoCL gathered one float per row, 2 KB and more
  * apart: 4.6 GB/s). P's batch stride is panels * K * NW. */
 __kernel void gemm_pack_b(int N, int K, int panels, __global const BT *B, int bo, int ldb, int sb,
@@ -221,11 +223,17 @@ __kernel void gemm_pack_b(int N, int K, int panels, __global const BT *B, int bo
     P += (batch * panels + panel) * K * NW;
     if (n0 + NW <= N) {
 #if TRANS_B && WT == 0
-        if (k1 - k0 == PACK_KB) { /* a row piece of 8 at a time, written down its column of P */
-            for (int j = 0; j < NW; j++) {
-                float t[PACK_KB];
-                vstore8(vload8(0, B + (n0 + j) * ldb + k0), 0, t);
-                for (int k = 0; k < PACK_KB; k++) P[(k0 + k) * NW + j] = t[k];
+        if (k1 - k0 == PACK_KB) { /* VW row pieces of 8 transposed in registers into 8 vectors of P */
+            for (int v = 0; v < NV; v++) {
+                float t[PACK_KB][VW];
+#pragma unroll
+                for (int l = 0; l < VW; l++) {
+                    float8 r = vload8(0, B + (n0 + v * VW + l) * ldb + k0);
+                    t[0][l] = r.s0, t[1][l] = r.s1, t[2][l] = r.s2, t[3][l] = r.s3;
+                    t[4][l] = r.s4, t[5][l] = r.s5, t[6][l] = r.s6, t[7][l] = r.s7;
+                }
+#pragma unroll
+                for (int k = 0; k < PACK_KB; k++) VSTORE(VLOAD(0, t[k]), v, P + (k0 + k) * NW);
             }
             return;
         }
