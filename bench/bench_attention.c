@@ -236,6 +236,7 @@ int bench_attention_main(int argc, char **argv) {
         data_free(&d);
     }
     if (!rc && json && bench_write_json(out, json)) rc = cli_error("bench attention", "cannot write %s", json);
+    if (ctx->profiling) rt_profile_print(ctx, stderr); /* ATTAMBA_PROFILE=1: where the time went, per kernel */
     cJSON_Delete(out);
     attamba_context_destroy(ctx);
     return rc;

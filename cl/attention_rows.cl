@@ -3,7 +3,8 @@
  * A block of nq queries t = t0 + i of one sequence meets nk keys. The GEMMs write every (head, query)
  * score row of the block, head-major: row (h * nq + i) at s + so + row * ld, ld a multiple of 8 (so
  * whole float8s stay inside the row). Columns [0, nbb) are boundary keys (compressed masks), at
- * positions bnd[bo + c], seen by query t when the position is below t - win; columns from nbb on are
+ * ascending positions bnd[bo + c], seen by query t when the position is below t - win (a prefix of
+ * them, found once per row by bisection); columns from nbb on are
  * the window keys kb, kb + 1, ..., seen in [lo, hi]: hi = nbb + i + off (off = t0 - kb: the query
  * itself) and lo = max(nbb, hi - win), or nbb when win < 0 (causal). These kernels turn the scores
  * into what the next GEMMs need, with exact zeros in every column the query does not see, so the
@@ -13,31 +14,35 @@
  * One work-item per row, on float8 vectors; no barriers. Global (nq, nh heads), padded to any local
  * size. Without boundary columns (nbb = 0) bnd is never read. */
 
-/* Which columns of [j, j + 8) the row sees (lim = t - win). */
-inline int8 rows_visible(int j, int nbb, __global const int *bnd, int lim, int lo, int hi) {
-    const int8 jj = (int8)(0, 1, 2, 3, 4, 5, 6, 7) + j;
-    int8 ok = (jj >= lo) & (jj <= hi);
-    if (j < nbb) {
-        const int l = nbb - 1;
-        const int8 pos = (int8)(bnd[min(j, l)], bnd[min(j + 1, l)], bnd[min(j + 2, l)], bnd[min(j + 3, l)],
-                                bnd[min(j + 4, l)], bnd[min(j + 5, l)], bnd[min(j + 6, l)], bnd[min(j + 7, l)]);
-        ok |= (jj < nbb) & (pos < lim);
+/* How many of the (ascending) boundaries bnd[0 .. nbb) lie below lim = t - win: the row sees boundary
+ * columns [0, cb). */
+inline int rows_below(__global const int *bnd, int nbb, int lim) {
+    int lo = 0, hi = nbb;
+    while (lo < hi) {
+        const int mid = (lo + hi) / 2;
+        if (bnd[mid] < lim) lo = mid + 1;
+        else hi = mid;
     }
-    return ok;
+    return lo;
+}
+
+/* Which columns of [j, j + 8) the row sees. */
+inline int8 rows_visible(int j, int cb, int lo, int hi) {
+    const int8 jj = (int8)(0, 1, 2, 3, 4, 5, 6, 7) + j;
+    return (jj < cb) | ((jj >= lo) & (jj <= hi));
 }
 
 /* Softmax over the visible columns of row x in place; zeros elsewhere in [0, ld). [j0, j1) are the
  * float8s that may hold visible columns. */
-inline void rows_softmax(__global float *x, int ld, int j0, int j1, int nbb, __global const int *bnd, int lim,
-                         int lo, int hi) {
+inline void rows_softmax(__global float *x, int ld, int j0, int j1, int cb, int lo, int hi) {
     float8 mx = (float8)(-INFINITY);
     for (int j = j0; j < j1; j += 8)
-        mx = rows_visible(j, nbb, bnd, lim, lo, hi) ? fmax(mx, vload8(0, x + j)) : mx;
+        mx = rows_visible(j, cb, lo, hi) ? fmax(mx, vload8(0, x + j)) : mx;
     const float4 m4 = fmax(mx.lo, mx.hi);
     const float m = fmax(fmax(m4.x, m4.y), fmax(m4.z, m4.w)); /* finite: the query sees itself */
     float8 sum = (float8)(0.0f);
     for (int j = j0; j < j1; j += 8) {
-        const int8 ok = rows_visible(j, nbb, bnd, lim, lo, hi);
+        const int8 ok = rows_visible(j, cb, lo, hi);
         const float8 e = ok ? exp(vload8(0, x + j) - (float8)(m)) : (float8)(0.0f);
         vstore8(e, 0, x + j);
         sum += e;
@@ -54,15 +59,15 @@ inline void rows_softmax(__global float *x, int ld, int j0, int j1, int nbb, __g
     const int i = get_global_id(0), h = get_global_id(1);                                \
     if (i >= nq || h >= nh) return;                                                      \
     const int hi = nbb + i + off, lo = win < 0 ? nbb : max(nbb, hi - win);               \
-    const int lim = t0 + i - win, j0 = nbb ? 0 : lo & ~7, j1 = (hi + 8) & ~7;           \
-    bnd += bo;                                                                           \
+    const int cb = nbb ? rows_below(bnd + bo, nbb, t0 + i - win) : 0;                   \
+    const int j0 = cb ? 0 : lo & ~7, j1 = (hi + 8) & ~7;                                 \
     const int row = (h * nq + i) * ld
 
 /* Scores -> probabilities P, in place (the forward). */
 __kernel void attn_rows_softmax(__global float *s, int so, int ld, int nq, int nh, int off, int win, int t0,
                                 int nbb, __global const int *bnd, int bo) {
     ROWS_SETUP();
-    rows_softmax(s + so + row, ld, j0, j1, nbb, bnd, lim, lo, hi);
+    rows_softmax(s + so + row, ld, j0, j1, cb, lo, hi);
 }
 
 /* The backward's row pass: scores -> P in place, then with dP = dout . v (dp, same layout) the
@@ -73,7 +78,7 @@ __kernel void attn_rows_dsoftmax(__global float *s, __global float *dp, int so, 
                                  int win, int t0, int nbb, __global const int *bnd, int bo) {
     ROWS_SETUP();
     __global float *p = s + so + row, *g = dp + so + row;
-    rows_softmax(p, ld, j0, j1, nbb, bnd, lim, lo, hi);
+    rows_softmax(p, ld, j0, j1, cb, lo, hi);
     float8 d8 = (float8)(0.0f);
     for (int j = j0; j < j1; j += 8) {
         const float8 pv = vload8(0, p + j);
