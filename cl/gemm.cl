@@ -206,8 +206,8 @@ __kernel void gemv_group(int M, int K, __global const float *X, int xo, int ldx,
  * packed at 3-6 GB/s). Work-item (x = block of k, y = panel, z = batch of B) for a transposed B:
  * each reads PACK_KB contiguous floats from each of the panel's NW rows (neighbours read
  * neighbouring pieces of a row) and transposes VW of them at a time in registers into PACK_KB
- * vectors of P (stored one float at a time down P's columns, the 64 MB B of 512x32000x512 nt took
- * ~25 ms, now ~14: 3-7% of that GEMM, median of four interleaved pairs). A plain B swaps x and y (x = panel): neighbours read neighbouring
+ * vectors of P (stored one float at a time down P's columns, 512x32000x512 nt took 96 ms, now 93:
+ * medians of four interleaved pairs). A plain B swaps x and y (x = panel): neighbours read neighbouring
  * NW-float pieces of row k, as vectors (with x = k, PoCL gathered one float per row, 2 KB and more
  * apart: 4.6 GB/s). P's batch stride is panels * K * NW. */
 __kernel void gemm_pack_b(int N, int K, int panels, __global const BT *B, int bo, int ldb, int sb,

@@ -128,8 +128,8 @@ static void pack_local(rt_ctx *ctx, cl_kernel k, size_t x, size_t local[3]) {
  * floats: the weight gradients of narrow layers), where reading it in place saves a launch and a
  * pass (measured: 0.77x against 0.67x OpenBLAS, median of five shapes). A plain B read in place is
  * another matter: with one-line panel rows (16 floats) its rows, ldb apart, fall into few cache sets
- * and evict each other, so it is read in place only under gemm.inplace_b_kib (1 MiB with 32-float
- * panels, else never; `attamba tune` measures it). The copies are scratch tensors, released once
+ * and evict each other, so a larger one is read in place only under gemm.inplace_b_kib (1 MiB with
+ * 32-float panels, else 0; `attamba tune` measures it). The copies are scratch tensors, released once
  * enqueued: OpenCL keeps them alive until the kernels that use them have run. */
 enum { PACK_A_MIN = 128 * 1024, PACK_KB = 8 /* k per packing work-item, as in cl/gemm.cl */ };
 static attamba_status gemm_tiles_pass(rt_ctx *ctx, const gemm_tuning *t, int ta, int tb, int wt, int M, int N,

@@ -11,7 +11,8 @@
 
 /* A row of the table: the default (accelerators, unknown devices), the CPU value, the GPU value
  * (every GPU vendor unless a vendor column below differs), the accepted range and the meaning.
- * VW_AUTO / RM_AUTO / INPLACE_AUTO: derived from the device's preferred float vector width when the table is built. */
+ * VW_AUTO / RM_AUTO / INPLACE_AUTO: derived from the device's preferred float vector width when the
+ * table is built. */
 enum { SAME = -1000000, VW_AUTO = -1, RM_AUTO = -2, INPLACE_AUTO = -3 };
 static const struct {
     const char *name;
