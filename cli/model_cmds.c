@@ -533,15 +533,18 @@ int cli_generate(int argc, char **argv) {
                                          {"temperature", required_argument, 0, 't'},
                                          {"top-k", required_argument, 0, 'k'},
                                          {"top-p", required_argument, 0, 'P'},
+                                         {"min-p", required_argument, 0, 'M'},
+                                         {"repeat-penalty", required_argument, 0, 'R'},
+                                         {"repeat-last-n", required_argument, 0, 'N'},
                                          {"seed", required_argument, 0, 's'},
                                          {0, 0, 0, 0}};
     model_opts mo = {.window = -1};
     const char *prompt = "";
-    long n_new = 200, top_k = 0, seed = 0;
-    double temperature = 0.8, top_p = 1.0;
+    long n_new = 200, top_k = 0, seed = 0, last_n = 64;
+    double temperature = 0.8, top_p = 1.0, min_p = 0.0, penalty = 1.0;
     int c, bad = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "p:n:t:k:P:s:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "p:n:t:k:P:M:R:N:s:h", opts, NULL)) != -1) {
         if (model_opt(&mo, c, optarg, &bad)) continue;
         switch (c) {
         case 'p': prompt = optarg; break;
@@ -549,12 +552,19 @@ int cli_generate(int argc, char **argv) {
         case 't': bad |= !parse_float("generate", "temperature", optarg, 0, 100, &temperature); break;
         case 'k': bad |= !parse_int("generate", "top-k", optarg, 0, 1 << 30, &top_k); break;
         case 'P': bad |= !parse_float("generate", "top-p", optarg, 1e-6, 1, &top_p); break;
+        case 'M': bad |= !parse_float("generate", "min-p", optarg, 0, 1, &min_p); break;
+        case 'R': bad |= !parse_float("generate", "repeat-penalty", optarg, 1e-3, 1e3, &penalty); break;
+        case 'N': bad |= !parse_int("generate", "repeat-last-n", optarg, 1, 65536, &last_n); break;
         case 's': bad |= !parse_int("generate", "seed", optarg, 0, 2147483647L, &seed); break;
         case 'h':
             printf("usage: attamba generate --model DIR --prompt TEXT [-n N] [--temperature T] [--top-k K]\n"
-                   "                        [--top-p P] [--seed S] [options]\n\n"
+                   "                        [--top-p P] [--min-p P] [--repeat-penalty R [--repeat-last-n N]]\n"
+                   "                        [--seed S] [options]\n\n"
                    "Streams N new tokens (default 200; temperature 0 = greedy), then prints tokens/s and the KV\n"
-                   "cache bytes.\n%s", model_opts_help);
+                   "cache bytes. Sampling: temperature, then top-k, top-p and min-p (drops tokens below P times\n"
+                   "the most probable; default 0 = off); --repeat-penalty R (default 1 = off) first divides the\n"
+                   "positive logits of the tokens among the last N (default 64) of prompt and output by R and\n"
+                   "multiplies the negative ones, each distinct token once.\n%s", model_opts_help);
             return 0;
         default: return 2;
         }
@@ -583,11 +593,14 @@ int cli_generate(int argc, char **argv) {
     sampler_init(&smp, (float)temperature, (int)top_k, (float)top_p, (uint64_t)seed);
     double t_prefill = 0, t_decode = 0;
     int generated = 0;
-    if (kv_cache_create(m, 1, T + n_new + 1, &cache)) {
+    if (sampler_set_filters(ctx, &smp, (float)min_p, (float)penalty, (int)last_n)) {
+        rc = cli_error("generate", "%s", attamba_context_last_error(ctx));
+    } else if (kv_cache_create(m, 1, T + n_new + 1, &cache)) {
         rc = cli_error("generate", "%s", attamba_context_last_error(ctx));
     } else {
         double t0 = core_now();
         tensor last;
+        for (int i = 1; i < T; i++) sampler_accept(&smp, ids[i]); /* the prompt counts for the penalty */
         if (model_prefill_last(m, cache, 0, ids, T, &last)) {
             rc = cli_error("generate", "%s", attamba_context_last_error(ctx));
         } else { /* the next token comes from the last position's logits */
@@ -604,6 +617,7 @@ int cli_generate(int argc, char **argv) {
                 fwrite(buf, 1, (size_t)nb, stdout);
                 fflush(stdout);
                 generated++;
+                sampler_accept(&smp, next);
                 if (next == tok->eos_id) break;
                 if (i + 1 == n_new) break;
                 if (model_decode_step(m, cache, &next, &logits))
@@ -623,6 +637,7 @@ int cli_generate(int argc, char **argv) {
                 (long long)kv_cache_bytes_used(cache, 0), (double)kv_cache_bytes_used(cache, 0) / (double)cache->pos[0],
                 (long long)(cache->pos[0] * 2LL * m->cfg.n_kv_heads * m->cfg.head_dim * 4 * m->cfg.n_layers));
     kv_cache_destroy(cache);
+    sampler_free(&smp);
     tokenizer_destroy(tok);
     free(ids);
     close_model(ctxs, n_ctx, m);

@@ -156,6 +156,24 @@ START_TEST(finding_10_generate_accepts_every_preset) {
 }
 END_TEST
 
+/* generate's sampling filters: out-of-range values are refused by name; min-p and the repetition
+ * penalty run (their semantics: test_loss). */
+START_TEST(generate_checks_and_runs_its_sampling_filters) {
+    char out[8192], *dir = temp_dir();
+    int rc = cli(out, sizeof out, "init --preset tiny --out %s/m", dir);
+    ck_assert_msg(rc == 0, "init failed: %s", out);
+    const char *bad[] = {"--min-p 2", "--min-p -0.1", "--repeat-penalty 0", "--repeat-last-n 0"};
+    const char *name[] = {"min-p", "min-p", "repeat-penalty", "repeat-last-n"};
+    for (int i = 0; i < 4; i++) {
+        rc = cli(out, sizeof out, "generate --model %s/m --prompt x -n 2 %s", dir, bad[i]);
+        ck_assert_msg(rc == 2 && strstr(out, name[i]), "%s: exit %d: %s", bad[i], rc, out);
+    }
+    rc = cli(out, sizeof out, "generate --model %s/m --prompt 'In the' -n 8 --min-p 0.1 --repeat-penalty 1.5 "
+                              "--repeat-last-n 4 --seed 3", dir);
+    ck_assert_msg(rc == 0 && strstr(out, "\nprefill "), "generate with filters: exit %d: %s", rc, out);
+}
+END_TEST
+
 /* Device sets: refused lists say why; a one-device set trains as --device does. */
 START_TEST(device_sets_are_checked_before_anything_runs) {
     char out[8192], *dir = temp_dir(), data[128];
@@ -311,6 +329,7 @@ int main(void) {
     tcase_add_test(t, finding_7_token_ids_out_of_range_are_refused);
     tcase_add_test(t, finding_8_too_few_tokens_names_the_count);
     tcase_add_test(t, finding_10_generate_accepts_every_preset);
+    tcase_add_test(t, generate_checks_and_runs_its_sampling_filters);
     tcase_add_test(t, device_sets_are_checked_before_anything_runs);
     tcase_add_test(t, tune_shows_the_table_in_force);
     tcase_add_test(t, a_compiled_bundle_serves_every_program);

@@ -314,17 +314,20 @@ static const double chi2_999[] = {0, 10.828, 13.816, 16.266, 18.467, 20.515, 22.
 
 /* Draws `calls` x B tokens from B identical rows of x [V] and checks the counts against the
  * reference distribution (chi-square) and that dropped tokens never appear. */
-static void check_frequencies(int V, const float *x, float temperature, int top_k, float top_p, int B, int calls) {
+static void check_frequencies(int V, const float *x, float temperature, int top_k, float top_p, float min_p, int B,
+                              int calls) {
     float *rows = malloc((size_t)B * V * sizeof *rows);
     for (int b = 0; b < B; b++) memcpy(rows + (size_t)b * V, x, (size_t)V * sizeof *x);
     tensor tl = tu_tensor(2, ((int64_t[]){B, V}), rows);
     double p[16];
     int32_t order[16], *tok = malloc((size_t)B * sizeof *tok);
     int kept = ref_sample_probs(V, x, temperature, top_k, top_p, p, order);
+    if (min_p > 0) kept = ref_sample_min_p(V, p, min_p);
     ck_assert(V <= 16 && kept >= 2 && kept <= 8);
     long counts[16] = {0};
     sampler s;
     sampler_init(&s, temperature, top_k, top_p, 2024);
+    tu_ok(sampler_set_filters(tu_ctx(), &s, min_p, 1.0f, 64));
     for (int c = 0; c < calls; c++) {
         tu_ok(ops_sample(tu_ctx(), &tl, &s, tok));
         for (int b = 0; b < B; b++) {
@@ -344,10 +347,12 @@ static void check_frequencies(int V, const float *x, float temperature, int top_
 
 START_TEST(empirical_frequencies_match_the_filtered_distribution) {
     const float x[6] = {1.0f, -0.5f, 0.3f, 2.0f, -2.0f, 0.9f};
-    check_frequencies(6, x, 1.0f, 0, 1.0f, 2000, 10);  /* no filter: 6 tokens */
-    check_frequencies(6, x, 0.7f, 4, 1.0f, 2000, 10);  /* top-k 4 */
-    check_frequencies(6, x, 1.3f, 5, 0.8f, 2000, 10);  /* top-k then top-p */
-    check_frequencies(6, x, 2.0f, 0, 0.6f, 2000, 10);  /* top-p only */
+    check_frequencies(6, x, 1.0f, 0, 1.0f, 0, 2000, 10);  /* no filter: 6 tokens */
+    check_frequencies(6, x, 0.7f, 4, 1.0f, 0, 2000, 10);  /* top-k 4 */
+    check_frequencies(6, x, 1.3f, 5, 0.8f, 0, 2000, 10);  /* top-k then top-p */
+    check_frequencies(6, x, 2.0f, 0, 0.6f, 0, 2000, 10);  /* top-p only */
+    check_frequencies(6, x, 1.0f, 0, 1.0f, 0.2f, 2000, 10); /* min-p: 3 of 6 tokens */
+    check_frequencies(6, x, 1.3f, 5, 0.9f, 0.3f, 2000, 10); /* top-k, top-p, then min-p */
 }
 END_TEST
 
@@ -380,7 +385,82 @@ START_TEST(top_p_keeps_the_smallest_set_whose_mass_reaches_p) {
         }
     }
     /* The op with top_p 0.6 draws only tokens 1 and 3, at 5/7 and 2/7. */
-    check_frequencies(5, x, 1.0f, 0, 0.6f, 2000, 5);
+    check_frequencies(5, x, 1.0f, 0, 0.6f, 0, 2000, 5);
+}
+END_TEST
+
+START_TEST(min_p_keeps_tokens_within_a_fraction_of_the_best) {
+    /* Exact in binary after renormalising: 0.5 and 0.25 of 1 - 0.125 - 0.125. */
+    double q[4] = {0.5, 0.25, 0.125, 0.125};
+    ck_assert_int_eq(ref_sample_min_p(4, q, 0.5f), 2); /* the cut is 0.25: kept, not below */
+    ck_assert(q[0] == 0.5 / 0.75 && q[1] == 0.25 / 0.75 && q[2] == 0 && q[3] == 0);
+    double r[3] = {0.4, 0.4, 0.2};
+    ck_assert_int_eq(ref_sample_min_p(3, r, 1.0f), 2); /* only the best: both of the tie */
+    ck_assert(r[0] == 0.5 && r[1] == 0.5 && r[2] == 0);
+    double z[3] = {0.2, 0.3, 0.5};
+    ck_assert_int_eq(ref_sample_min_p(3, z, 0.0f), 3); /* off */
+    ck_assert(z[0] == 0.2 && z[1] == 0.3 && z[2] == 0.5);
+}
+END_TEST
+
+START_TEST(repetition_penalty_divides_positive_and_multiplies_negative_logits) {
+    float x[4] = {2.0f, -1.0f, 0.5f, 3.0f};
+    const int32_t hist[] = {0, 1, 0, 7, -1}; /* token 0 twice: penalised once; 7 and -1 outside V = 4 */
+    ref_repetition_penalty(4, x, hist, 5, 2.0f);
+    ck_assert(x[0] == 1.0f && x[1] == -2.0f && x[2] == 0.5f && x[3] == 3.0f);
+
+    /* Through the op: greedy takes the argmax of the penalised logits; only the last last_n count. */
+    rt_ctx *ctx = tu_ctx();
+    const float row[3] = {2.0f, 1.9f, 1.0f};
+    tensor tl = tu_tensor(2, ((int64_t[]){1, 3}), row);
+    int32_t tok = -1;
+    sampler s;
+    sampler_init(&s, 0.0f, 0, 1.0f, 1);
+    tu_ok(sampler_set_filters(ctx, &s, 0.0f, 1.5f, 2));
+    tu_ok(ops_sample(ctx, &tl, &s, &tok));
+    ck_assert_int_eq(tok, 0); /* no history yet */
+    sampler_accept(&s, 0);
+    tu_ok(ops_sample(ctx, &tl, &s, &tok));
+    ck_assert_int_eq(tok, 1); /* 2.0 / 1.5 < 1.9 */
+    sampler_accept(&s, 2);
+    sampler_accept(&s, 2); /* token 0 left the last two */
+    tu_ok(ops_sample(ctx, &tl, &s, &tok));
+    ck_assert_int_eq(tok, 0);
+    sampler_free(&s);
+    tensor_free(&tl);
+}
+END_TEST
+
+/* With a penalty the op draws on the host from the penalised logits: the same tokens as the
+ * reference steps with the same seed, row by row, with every filter on. */
+START_TEST(penalised_sampling_draws_what_the_reference_steps_draw) {
+    enum { B = 4, V = 258 };
+    rt_ctx *ctx = tu_ctx();
+    float *x = tu_random(B * V, 91, -3, 3);
+    tensor tl = tu_tensor(2, ((int64_t[]){B, V}), x);
+    const int32_t hist[] = {5, 17, 5, 200, 31};
+    sampler s, r;
+    sampler_init(&s, 0.9f, 50, 0.95f, 7);
+    sampler_init(&r, 0.9f, 50, 0.95f, 7); /* the reference's RNG */
+    tu_ok(sampler_set_filters(ctx, &s, 0.05f, 1.3f, 4)); /* the last four: 17, 5, 200, 31 */
+    for (size_t i = 0; i < CORE_LEN(hist); i++) sampler_accept(&s, hist[i]);
+    double *p = malloc(V * sizeof *p);
+    int32_t *order = malloc(V * sizeof *order), tok[B];
+    for (int call = 0; call < 3; call++) {
+        tu_ok(ops_sample(ctx, &tl, &s, tok));
+        for (int b = 0; b < B; b++) {
+            float row[V];
+            memcpy(row, x + b * V, sizeof row);
+            ref_repetition_penalty(V, row, hist + 1, 4, 1.3f);
+            ref_sample_probs(V, row, 0.9f, 50, 0.95f, p, order);
+            ref_sample_min_p(V, p, 0.05f);
+            int want = ref_sample_draw(V, p, ref_uniform53(core_rng_next(&r.rng)));
+            ck_assert_msg(tok[b] == want, "call %d row %d: %d, expected %d", call, b, tok[b], want);
+        }
+    }
+    sampler_free(&s);
+    free(p), free(order), free(x);
+    tensor_free(&tl);
 }
 END_TEST
 
@@ -489,6 +569,14 @@ START_TEST(bad_arguments_return_a_status_and_a_message) {
         ck_assert_int_eq(ops_sample(ctx, &lg, &s, tok), ATTAMBA_ERR_INVALID_ARG);
         ck_assert_ptr_nonnull(strstr(ctx->err, "top_p must be in (0, 1]"));
     }
+    const struct { float min_p, penalty; int last_n; const char *what; } bad_f[] = {
+        {1.5f, 1, 64, "min_p"}, {-0.1f, 1, 64, "min_p"}, {NAN, 1, 64, "min_p"}, {0, 0, 64, "penalty"},
+        {0, NAN, 64, "penalty"}, {0, INFINITY, 64, "penalty"}, {0, 1.2f, 0, "last_n"}, {0, 1.2f, 70000, "last_n"}};
+    for (size_t i = 0; i < CORE_LEN(bad_f); i++) {
+        ck_assert_int_eq(sampler_set_filters(ctx, &s, bad_f[i].min_p, bad_f[i].penalty, bad_f[i].last_n),
+                         ATTAMBA_ERR_INVALID_ARG);
+        ck_assert_ptr_nonnull(strstr(ctx->err, bad_f[i].what));
+    }
     sampler_init(&s, 1.0f, 0, 1.0f, 1);
     ck_assert_int_eq(ops_sample(ctx, &lg, &s, NULL), ATTAMBA_ERR_INVALID_ARG);
     ck_assert_int_eq(ops_sample(ctx, &lg, NULL, tok), ATTAMBA_ERR_INVALID_ARG);
@@ -530,6 +618,9 @@ int main(void) {
     tcase_add_test(sm, empirical_frequencies_match_the_filtered_distribution);
     tcase_add_test(sm, top_p_keeps_the_smallest_set_whose_mass_reaches_p);
     tcase_add_test(sm, the_host_filter_matches_a_brute_force_sort);
+    tcase_add_test(sm, min_p_keeps_tokens_within_a_fraction_of_the_best);
+    tcase_add_test(sm, repetition_penalty_divides_positive_and_multiplies_negative_logits);
+    tcase_add_test(sm, penalised_sampling_draws_what_the_reference_steps_draw);
     tcase_add_test(sm, sampled_tokens_never_come_from_outside_the_top_k);
     tcase_add_test(sm, bad_arguments_return_a_status_and_a_message);
     suite_add_tcase(s, ce);

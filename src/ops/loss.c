@@ -168,10 +168,73 @@ attamba_status ops_argmax(rt_ctx *ctx, const tensor *logits, tensor *out) {
 }
 
 void sampler_init(sampler *s, float temperature, int top_k, float top_p, uint64_t seed) {
-    s->temperature = temperature;
-    s->top_k = top_k;
-    s->top_p = top_p;
+    *s = (sampler){.temperature = temperature, .top_k = top_k, .top_p = top_p, .penalty = 1.0f};
     core_rng_seed(&s->rng, seed);
+}
+
+attamba_status sampler_set_filters(rt_ctx *ctx, sampler *s, float min_p, float penalty, int last_n) {
+    static const char *op = "sampler_set_filters";
+    if (!(min_p >= 0.0f && min_p <= 1.0f))
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: min_p must be in [0, 1], got %g", op, (double)min_p);
+    if (!(penalty > 0.0f) || !isfinite(penalty))
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: the repetition penalty must be finite and > 0, got %g", op,
+                       (double)penalty);
+    if (last_n < 1 || last_n > 65536)
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: last_n must be in [1, 65536], got %d", op, last_n);
+    int32_t *hist = penalty != 1.0f ? malloc((size_t)last_n * sizeof *hist) : NULL;
+    if (penalty != 1.0f && !hist) return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "%s: out of host memory", op);
+    free(s->hist);
+    s->hist = hist;
+    s->min_p = min_p, s->penalty = penalty, s->last_n = last_n, s->n_seen = 0;
+    return ATTAMBA_OK;
+}
+
+void sampler_accept(sampler *s, int32_t token) {
+    if (s->hist) s->hist[s->n_seen % s->last_n] = token;
+    s->n_seen++;
+}
+
+void sampler_free(sampler *s) {
+    free(s->hist);
+    s->hist = NULL;
+    s->penalty = 1.0f;
+}
+
+/* The tokens the penalty counts (their order does not matter). */
+static int sampler_history(const sampler *s) { return s->hist ? (int)CORE_MIN(s->n_seen, (int64_t)s->last_n) : 0; }
+
+/* The general path for a penalty: each row's logits on the host, penalised, then greedy or the filters
+ * and a draw as ops_sample's device path does. */
+static attamba_status sample_penalised(rt_ctx *ctx, const tensor *logits, int64_t rows, int V, sampler *sm,
+                                       int32_t *tokens) {
+    size_t n = (size_t)rows * (size_t)V;
+    float *x = malloc(n * sizeof *x);
+    double *p = malloc((size_t)V * sizeof *p);
+    int32_t *order = malloc((size_t)V * sizeof *order);
+    attamba_status s = x && p && order ? ATTAMBA_OK
+                                       : rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "ops_sample: out of host memory");
+    if (!s) s = tensor_download(logits, x); /* contiguous (expect_logits) */
+    for (int64_t b = 0; !s && b < rows; b++) {
+        float *row = x + (size_t)b * V;
+        ref_repetition_penalty(V, row, sm->hist, sampler_history(sm), sm->penalty);
+        if (sm->temperature <= 0.0f || sm->top_k == 1) {
+            ref_argmax(1, V, row, &tokens[b]);
+            continue;
+        }
+        ref_sample_probs(V, row, sm->temperature, sm->top_k, sm->top_p, p, order);
+        double total = 0;
+        for (int i = 0; i < V; i++) total += p[i];
+        if (!isfinite(total) || !(total > 0)) {
+            s = rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG,
+                        "ops_sample: row %lld of logits has no finite softmax (NaN or +inf logits, or all -inf)",
+                        (long long)b);
+            break;
+        }
+        if (sm->min_p > 0.0f) ref_sample_min_p(V, p, sm->min_p);
+        tokens[b] = ref_sample_draw(V, p, ref_uniform53(core_rng_next(&sm->rng)));
+    }
+    free(x), free(p), free(order);
+    return s;
 }
 
 /* Greedy: the argmax kernel, then B ints back. */
@@ -196,6 +259,7 @@ attamba_status ops_sample(rt_ctx *ctx, const tensor *logits, sampler *sm, int32_
     if (!(sm->top_p > 0.0f && sm->top_p <= 1.0f))
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: top_p must be in (0, 1], got %g", op, (double)sm->top_p);
     RT_TRY(expect_logits(ctx, op, logits, &rows, &V, rshape, &rndim));
+    if (sampler_history(sm) && sm->penalty != 1.0f) return sample_penalised(ctx, logits, rows, V, sm, tokens);
     if (sm->temperature <= 0.0f || sm->top_k == 1) return sample_greedy(ctx, logits, rndim, rshape, tokens);
 
     size_t n = (size_t)rows * (size_t)V;
@@ -224,6 +288,7 @@ attamba_status ops_sample(rt_ctx *ctx, const tensor *logits, sampler *sm, int32_
             break;
         }
         ref_sample_filter(V, row, sm->top_k, sm->top_p, order);
+        if (sm->min_p > 0.0f) ref_sample_min_p(V, row, sm->min_p);
         tokens[b] = ref_sample_draw(V, row, ref_uniform53(core_rng_next(&sm->rng)));
     }
     tensor_free(&dp);

@@ -45,12 +45,27 @@ typedef struct sampler {
     float temperature;
     int top_k;
     float top_p;
+    float min_p;    /* 0: off */
+    float penalty;  /* repetition penalty; 1: off */
+    int last_n;     /* the penalty looks at the last last_n accepted tokens */
+    int32_t *hist;  /* ring of the last min(n_seen, last_n) accepted tokens */
+    int64_t n_seen; /* tokens accepted so far */
     core_rng rng;
 } sampler;
 
 /* temperature <= 0 means greedy (argmax); top_k <= 0 or >= V means no top-k; top_p >= 1 means no top-p.
- * Seeds the RNG; the same seed gives the same draws. */
+ * Seeds the RNG; the same seed gives the same draws. No min-p, no repetition penalty. */
 void sampler_init(sampler *s, float temperature, int top_k, float top_p, uint64_t seed);
+
+/* Min-p (0 = off, else in (0, 1]) and the repetition penalty (1 = off, else > 0) over the last
+ * last_n (1..65536) tokens given to sampler_accept. Checks the values; forgets the history. */
+attamba_status sampler_set_filters(rt_ctx *ctx, sampler *s, float min_p, float penalty, int last_n);
+
+/* A token the penalty should count (the prompt's and each generated one). */
+void sampler_accept(sampler *s, int32_t token);
+
+/* Frees the history; the sampler can be set up again. */
+void sampler_free(sampler *s);
 
 /* One token per row of logits [B,V], written to tokens (host, B ints); blocks.
  *
@@ -65,7 +80,10 @@ void sampler_init(sampler *s, float temperature, int top_k, float top_p, uint64_
  * no random numbers. Otherwise each row consumes one 64-bit draw from s->rng.
  *
  * Top-k is applied first; top-p then keeps the smallest prefix of the ranking (probability
- * descending, ties to the smaller index) whose renormalised mass is >= top_p; at least one token.
+ * descending, ties to the smaller index) whose renormalised mass is >= top_p; at least one token;
+ * then min-p drops what is below min_p times the most probable token (ref_sample_min_p).
+ * With a repetition penalty and a history, every row's logits are downloaded instead and the host
+ * applies ref_repetition_penalty, then the same steps (greedy: the argmax of the penalised logits).
  * Validates: s and tokens non-NULL, temperature finite, top_p in (0, 1], and every row's softmax
  * finite (no NaN or +inf logit, not all -inf;
  * -inf logits are fine and mask tokens out). */

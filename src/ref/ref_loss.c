@@ -203,6 +203,31 @@ int ref_sample_probs(int V, const float *logits, float temperature, int top_k, f
     return ref_sample_filter(V, probs, top_k, top_p, order);
 }
 
+int ref_sample_min_p(int V, double *p, float min_p) {
+    double top = 0, mass = 0;
+    for (int i = 0; i < V; i++) top = fmax(top, p[i]);
+    double cut = min_p > 0 ? (double)min_p * top : 0;
+    for (int i = 0; i < V; i++) {
+        if (p[i] < cut) p[i] = 0;
+        mass += p[i];
+    }
+    int kept = 0;
+    for (int i = 0; i < V; i++) {
+        p[i] /= mass;
+        kept += p[i] > 0;
+    }
+    return kept;
+}
+
+void ref_repetition_penalty(int V, float *logits, const int32_t *hist, int n, float penalty) {
+    for (int j = 0; j < n; j++) {
+        int t = hist[j], seen = 0;
+        for (int e = 0; e < j && !seen; e++) seen = hist[e] == t; /* each distinct token once */
+        if (seen || t < 0 || t >= V) continue;
+        logits[t] = logits[t] > 0 ? logits[t] / penalty : logits[t] * penalty;
+    }
+}
+
 int ref_sample_draw(int V, const double *p, double u) {
     double total = 0;
     for (int i = 0; i < V; i++) total += p[i];

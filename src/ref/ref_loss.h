@@ -38,6 +38,16 @@ void ref_argmax(int64_t B, int V, const float *logits, int32_t *out);
  * Returns the number of tokens kept. */
 int ref_sample_filter(int V, double *p, int top_k, float top_p, int32_t *order);
 
+/* Min-p, after ref_sample_filter: drops every token whose probability is below min_p times the
+ * largest one and renormalises the rest, in place (p as ref_sample_filter leaves it). min_p <= 0
+ * keeps all; the most probable token always stays (min_p <= 1). Returns the number kept. */
+int ref_sample_min_p(int V, double *p, float min_p);
+
+/* The repetition penalty (Keskar et al., 2019, as llama.cpp applies it): each distinct token of
+ * hist [n] has its logit divided by penalty when positive, multiplied by it otherwise. In place on
+ * one row of logits [V]; ids outside [0, V) are ignored. */
+void ref_repetition_penalty(int V, float *logits, const int32_t *hist, int n, float penalty);
+
 /* The distribution a token is drawn from, for one row of logits [V]: softmax(logits / temperature)
  * filtered by ref_sample_filter; with temperature <= 0, a one-hot at ref_argmax (greedy).
  * order is scratch for V ints. Returns the number of tokens with non-zero probability. */
