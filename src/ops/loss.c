@@ -259,7 +259,7 @@ attamba_status ops_sample(rt_ctx *ctx, const tensor *logits, sampler *sm, int32_
     if (!(sm->top_p > 0.0f && sm->top_p <= 1.0f))
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: top_p must be in (0, 1], got %g", op, (double)sm->top_p);
     RT_TRY(expect_logits(ctx, op, logits, &rows, &V, rshape, &rndim));
-    if (sampler_history(sm) && sm->penalty != 1.0f) return sample_penalised(ctx, logits, rows, V, sm, tokens);
+    if (sampler_history(sm)) return sample_penalised(ctx, logits, rows, V, sm, tokens); /* a penalty is set */
     if (sm->temperature <= 0.0f || sm->top_k == 1) return sample_greedy(ctx, logits, rndim, rshape, tokens);
 
     size_t n = (size_t)rows * (size_t)V;

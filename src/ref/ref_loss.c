@@ -1,6 +1,7 @@
 /* Reference cross-entropy, argmax and the sampling filter/draw; see ref_loss.h. */
 #include <math.h>
 #include <stddef.h>
+#include <stdlib.h>
 
 #include "ref_loss.h"
 
@@ -220,12 +221,16 @@ int ref_sample_min_p(int V, double *p, float min_p) {
 }
 
 void ref_repetition_penalty(int V, float *logits, const int32_t *hist, int n, float penalty) {
+    unsigned char *done = calloc((size_t)V, 1); /* each distinct token once */
     for (int j = 0; j < n; j++) {
         int t = hist[j], seen = 0;
-        for (int e = 0; e < j && !seen; e++) seen = hist[e] == t; /* each distinct token once */
-        if (seen || t < 0 || t >= V) continue;
-        logits[t] = logits[t] > 0 ? logits[t] / penalty : logits[t] * penalty;
+        if (t < 0 || t >= V) continue;
+        if (done) seen = done[t], done[t] = 1;
+        else /* no memory for the marks: look back instead */
+            for (int e = 0; e < j && !seen; e++) seen = hist[e] == t;
+        if (!seen) logits[t] = logits[t] > 0 ? logits[t] / penalty : logits[t] * penalty;
     }
+    free(done);
 }
 
 int ref_sample_draw(int V, const double *p, double u) {
