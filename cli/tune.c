@@ -351,7 +351,8 @@ static void usage(FILE *f) {
                "$ATTAMBA_SSM_PATH).\n");
 }
 
-/* The groups for ctx's device: the register-tile GEMM (the first two) only where the own tiles run it. */
+/* The groups for ctx's device: the register-tile GEMM's (those checked by gemm_check) only where the
+ * own tiles run it. */
 static int tune_device(rt_ctx *ctx, const model_config *cfg, int tokens, int quick, int verbose, const char *only) {
     const struct {
         const char *name;
@@ -374,7 +375,7 @@ static int tune_device(rt_ctx *ctx, const model_config *cfg, int tokens, int qui
            d->platform_name, tokens, model_kind_name(cfg->kind), quick ? "(quick)" : "");
     for (size_t i = 0; i < CORE_LEN(defs) && !rc; i++) {
         if (!bench_listed(only, defs[i].name)) continue;
-        if (i <= 1 && (ops_tune(ctx, TUNE_GEMM_KERNEL) != 0 ||
+        if (defs[i].check == gemm_check && (ops_tune(ctx, TUNE_GEMM_KERNEL) != 0 ||
                        (ops_tune(ctx, TUNE_GEMM_BACKEND) == 1 && ops_gemm_have_clblast()))) {
             printf("%-10s skipped: this device's GEMM runs through CLBlast or the __local kernel\n", defs[i].name);
             continue;

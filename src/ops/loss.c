@@ -203,8 +203,25 @@ void sampler_free(sampler *s) {
 /* The tokens the penalty counts (their order does not matter). */
 static int sampler_history(const sampler *s) { return s->hist ? (int)CORE_MIN(s->n_seen, (int64_t)s->last_n) : 0; }
 
-/* The general path for a penalty: each row's logits on the host, penalised, then greedy or the filters
- * and a draw as ops_sample's device path does. */
+/* One row's token from its (unfiltered, unnormalised) probabilities p [V], in place: top-k, top-p,
+ * min-p, then a draw from sm's RNG. A row whose mass is not finite and positive (NaN or +inf
+ * logits, or all -inf) has no distribution to draw from. */
+static attamba_status draw_row(rt_ctx *ctx, sampler *sm, int V, double *p, int32_t *order, int64_t b,
+                               int32_t *token) {
+    double total = 0;
+    for (int i = 0; i < V; i++) total += p[i];
+    if (!isfinite(total) || !(total > 0))
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG,
+                       "ops_sample: row %lld of logits has no finite softmax (NaN or +inf logits, or all -inf)",
+                       (long long)b);
+    ref_sample_filter(V, p, sm->top_k, sm->top_p, order);
+    if (sm->min_p > 0.0f) ref_sample_min_p(V, p, sm->min_p);
+    *token = ref_sample_draw(V, p, ref_uniform53(core_rng_next(&sm->rng)));
+    return ATTAMBA_OK;
+}
+
+/* The general path for a penalty: each row's logits on the host, penalised, then greedy or the host
+ * softmax and draw_row, as ops_sample's device path does. */
 static attamba_status sample_penalised(rt_ctx *ctx, const tensor *logits, int64_t rows, int V, sampler *sm,
                                        int32_t *tokens) {
     size_t n = (size_t)rows * (size_t)V;
@@ -221,17 +238,8 @@ static attamba_status sample_penalised(rt_ctx *ctx, const tensor *logits, int64_
             ref_argmax(1, V, row, &tokens[b]);
             continue;
         }
-        ref_sample_probs(V, row, sm->temperature, sm->top_k, sm->top_p, p, order);
-        double total = 0;
-        for (int i = 0; i < V; i++) total += p[i];
-        if (!isfinite(total) || !(total > 0)) {
-            s = rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG,
-                        "ops_sample: row %lld of logits has no finite softmax (NaN or +inf logits, or all -inf)",
-                        (long long)b);
-            break;
-        }
-        if (sm->min_p > 0.0f) ref_sample_min_p(V, p, sm->min_p);
-        tokens[b] = ref_sample_draw(V, p, ref_uniform53(core_rng_next(&sm->rng)));
+        ref_sample_probs(V, row, sm->temperature, 0, 1.0f, p, order); /* the softmax alone */
+        s = draw_row(ctx, sm, V, p, order, b, &tokens[b]);
     }
     free(x), free(p), free(order);
     return s;
@@ -277,19 +285,9 @@ attamba_status ops_sample(rt_ctx *ctx, const tensor *logits, sampler *sm, int32_
     }
     if (!s) s = tensor_download(&dp, probs);
     for (int64_t b = 0; !s && b < rows; b++) {
-        const float *p = probs + (size_t)b * V;
-        double total = 0;
-        for (int i = 0; i < V; i++) total += row[i] = p[i];
-        /* NaN or +inf logits, or a row of all -inf, leave no distribution to draw from. */
-        if (!isfinite(total) || !(total > 0)) {
-            s = rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG,
-                        "%s: row %lld of logits has no finite softmax (NaN or +inf logits, or all -inf)", op,
-                        (long long)b);
-            break;
-        }
-        ref_sample_filter(V, row, sm->top_k, sm->top_p, order);
-        if (sm->min_p > 0.0f) ref_sample_min_p(V, row, sm->min_p);
-        tokens[b] = ref_sample_draw(V, row, ref_uniform53(core_rng_next(&sm->rng)));
+        const float *pb = probs + (size_t)b * V;
+        for (int i = 0; i < V; i++) row[i] = pb[i];
+        s = draw_row(ctx, sm, V, row, order, b, &tokens[b]);
     }
     tensor_free(&dp);
     free(probs);
