@@ -43,8 +43,8 @@ int main(int argc, char **argv) {
     }
     printf("\n");
     if (rc) fprintf(stderr, "%s\n", attamba_context_last_error(ctx));
-    else fprintf(stderr, "KV cache: %lld bytes after %lld tokens\n", (long long)attamba_session_cache_bytes(s),
-                 (long long)attamba_session_position(s));
+    else fprintf(stderr, "KV cache: %lld bytes after %lld tokens\n", (long long)attamba_session_cache_bytes(s, 0),
+                 (long long)attamba_session_position(s, 0));
     attamba_session_destroy(s);
     attamba_model_destroy(m);
     attamba_context_destroy(ctx);

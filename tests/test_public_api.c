@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "attamba/attamba.h"
 
@@ -36,8 +37,8 @@ START_TEST(session_decoding_matches_the_forward_pass) {
         for (int v = 0; v < V; v++)
             ck_assert_msg(fabsf(step[v] - full[(size_t)t * V + v]) < 1e-4f, "position %d logit %d", t, v);
     }
-    ck_assert_int_eq(attamba_session_position(s), T);
-    ck_assert_int_gt(attamba_session_cache_bytes(s), 0);
+    ck_assert_int_eq(attamba_session_position(s, 0), T);
+    ck_assert_int_gt(attamba_session_cache_bytes(s, 0), 0);
     ck_assert_int_eq(attamba_model_set_attention(m, 2, 1, "uniform"), ATTAMBA_OK);
     ck_assert_int_eq(attamba_model_set_attention(m, -1, -1, "nonsense"), ATTAMBA_ERR_INVALID_ARG);
     int32_t bad = V;
@@ -56,11 +57,239 @@ START_TEST(session_decoding_matches_the_forward_pass) {
 }
 END_TEST
 
+static attamba_model *load_golden(attamba_context *ctx, const char *name) {
+    attamba_model *m;
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/%s", GOLDEN_DIR, name);
+    ck_assert_msg(attamba_model_load(ctx, dir, &m) == ATTAMBA_OK, "%s", attamba_context_last_error(ctx));
+    return m;
+}
+
+static int32_t argmax(const float *x, int V) {
+    int32_t best = 0;
+    for (int v = 1; v < V; v++)
+        if (x[v] > x[best]) best = v;
+    return best;
+}
+
+/* Sequences of different lengths decoded together give each the logits (and greedy tokens) it gets
+ * alone, also after one is reset and given a new prompt mid-way. */
+static void check_batch(const char *name) {
+    enum { NS = 3, STEPS = 7, RESET_AT = 3 };
+    attamba_context *ctx = open_ctx();
+    attamba_model *m = load_golden(ctx, name);
+    int V = attamba_model_vocab_size(m);
+    const int len[NS] = {5, 11, 1}, len2 = 6; /* sequence 1 gets a prompt of len2 after RESET_AT steps */
+    int32_t prompt[NS][16], prompt2[16];
+    for (int i = 0; i < NS; i++)
+        for (int t = 0; t < len[i]; t++) prompt[i][t] = (t * (7 + 2 * i) + 3 * i + 1) % V;
+    for (int t = 0; t < len2; t++) prompt2[t] = (t * 5 + 2) % V;
+    /* alone: each sequence's logits after every step, greedy; pre2: sequence 1's after prompt2 */
+    float *alone = malloc((size_t)NS * (STEPS + 1) * V * sizeof *alone), *pre2 = malloc((size_t)V * sizeof *pre2);
+    for (int i = 0; i < NS; i++) {
+        attamba_session *s;
+        ck_assert_int_eq(attamba_session_create(m, 64, &s), ATTAMBA_OK);
+        float *row = alone + (size_t)i * (STEPS + 1) * V;
+        ck_assert_int_eq(attamba_session_feed(s, prompt[i], len[i], row), ATTAMBA_OK);
+        for (int k = 1; k <= STEPS; k++) {
+            const float *prev = row + (size_t)(k - 1) * V;
+            if (i == 1 && k == RESET_AT + 1) { /* the new prompt replaces the old sequence */
+                attamba_session_destroy(s);
+                ck_assert_int_eq(attamba_session_create(m, 64, &s), ATTAMBA_OK);
+                ck_assert_int_eq(attamba_session_feed(s, prompt2, len2, pre2), ATTAMBA_OK);
+                prev = pre2;
+            }
+            int32_t next = argmax(prev, V);
+            ck_assert_int_eq(attamba_session_feed(s, &next, 1, row + (size_t)k * V), ATTAMBA_OK);
+        }
+        attamba_session_destroy(s);
+    }
+    /* together */
+    attamba_session *b;
+    ck_assert_int_eq(attamba_session_create_batch(m, NS, 64, &b), ATTAMBA_OK);
+    ck_assert_int_eq(attamba_session_sequences(b), NS);
+    float *got = malloc((size_t)NS * V * sizeof *got), *one = malloc((size_t)V * sizeof *one);
+    for (int i = 0; i < NS; i++) {
+        ck_assert_int_eq(attamba_session_prefill(b, i, prompt[i], len[i], one), ATTAMBA_OK);
+        for (int v = 0; v < V; v++) ck_assert_msg(fabsf(one[v] - alone[(size_t)i * (STEPS + 1) * V + v]) < 1e-4f,
+                                                  "%s: prefill of sequence %d, logit %d", name, i, v);
+    }
+    ck_assert_int_eq(attamba_session_prefill(b, 0, prompt[0], 1, NULL), ATTAMBA_ERR_INVALID_ARG); /* not empty */
+    ck_assert_ptr_nonnull(strstr(attamba_context_last_error(ctx), "not empty"));
+    ck_assert_int_eq(attamba_session_prefill(b, NS, prompt[0], 1, NULL), ATTAMBA_ERR_INVALID_ARG);
+    ck_assert_int_eq(attamba_session_feed(b, prompt[0], 1, NULL), ATTAMBA_ERR_INVALID_ARG);
+    int32_t tok[NS];
+    for (int k = 1; k <= STEPS; k++) {
+        for (int i = 0; i < NS; i++) tok[i] = argmax(alone + ((size_t)i * (STEPS + 1) + k - 1) * V, V);
+        if (k == RESET_AT + 1) { /* sequence 1 starts over with prompt2 */
+            ck_assert_int_eq(attamba_session_reset(b, 1), ATTAMBA_OK);
+            ck_assert_int_eq(attamba_session_position(b, 1), 0);
+            ck_assert_int_eq(attamba_session_prefill(b, 1, prompt2, len2, one), ATTAMBA_OK);
+            for (int v = 0; v < V; v++) ck_assert_msg(fabsf(one[v] - pre2[v]) < 1e-4f, "%s: new prompt", name);
+            tok[1] = argmax(one, V);
+        }
+        ck_assert_int_eq(attamba_session_step(b, tok, got), ATTAMBA_OK);
+        for (int i = 0; i < NS; i++) {
+            const float *want = alone + ((size_t)i * (STEPS + 1) + k) * V;
+            const float *have = got + (size_t)i * V;
+            for (int v = 0; v < V; v++)
+                ck_assert_msg(fabsf(have[v] - want[v]) < 1e-4f, "%s: step %d, sequence %d, logit %d: %g vs %g", name,
+                              k, i, v, (double)have[v], (double)want[v]);
+        }
+    }
+    ck_assert_int_eq(attamba_session_position(b, 0), len[0] + STEPS);
+    ck_assert_int_eq(attamba_session_position(b, NS), -1);
+    ck_assert_int_gt(attamba_session_cache_bytes(b, 2), 0);
+    attamba_session_destroy(b);
+    attamba_model_destroy(m);
+    attamba_context_destroy(ctx);
+    free(alone), free(pre2), free(got), free(one);
+}
+
+START_TEST(batched_sessions_match_sessions_alone) {
+    check_batch("attamba_cyclic");
+    check_batch("transformer_gqa");
+}
+END_TEST
+
+START_TEST(init_save_load_and_the_tokenizer) {
+    attamba_context *ctx = open_ctx();
+    attamba_model *a, *b, *c;
+    ck_assert_int_eq(attamba_model_init(ctx, "tiny", 5, &a), ATTAMBA_OK);
+    ck_assert_int_eq(attamba_model_init(ctx, "tiny", 6, &c), ATTAMBA_OK);
+    char dir[] = "/tmp/attamba_api_XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    ck_assert_int_eq(attamba_model_save(a, dir), ATTAMBA_OK);
+    ck_assert_int_eq(attamba_model_load(ctx, dir, &b), ATTAMBA_OK);
+    int V = attamba_model_vocab_size(a), T = 9;
+    int32_t tok[9];
+    for (int t = 0; t < T; t++) tok[t] = (t * 31 + 7) % V;
+    float *la = malloc((size_t)T * V * sizeof *la), *lb = malloc((size_t)T * V * sizeof *lb);
+    float *lc = malloc((size_t)T * V * sizeof *lc);
+    ck_assert_int_eq(attamba_model_forward(a, tok, 1, T, la), ATTAMBA_OK);
+    ck_assert_int_eq(attamba_model_forward(b, tok, 1, T, lb), ATTAMBA_OK);
+    ck_assert_int_eq(attamba_model_forward(c, tok, 1, T, lc), ATTAMBA_OK);
+    ck_assert_int_eq(memcmp(la, lb, (size_t)T * V * sizeof *la), 0); /* saved and loaded bit for bit */
+    ck_assert_int_ne(memcmp(la, lc, (size_t)T * V * sizeof *la), 0); /* another seed, other weights */
+    ck_assert_int_eq(attamba_model_init(ctx, "huge", 5, &c), ATTAMBA_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(attamba_context_last_error(ctx), "unknown preset"));
+    ck_assert_int_eq(attamba_model_init(ctx, "/nonexistent/config.json", 5, &c), ATTAMBA_ERR_IO);
+
+    const attamba_tokenizer *t;
+    ck_assert_int_eq(attamba_model_tokenizer(a, &t), ATTAMBA_OK);
+    ck_assert_int_eq(attamba_tokenizer_vocab_size(t), V);
+    ck_assert_int_eq(attamba_tokenizer_bos(t), 256);
+    ck_assert_int_eq(attamba_tokenizer_eos(t), 257);
+    const char *text = "Caf\xc3\xa9 au lait\n";
+    int64_t n;
+    ck_assert_int_eq(attamba_tokenizer_encode(t, text, strlen(text), 1, NULL, 0, &n), ATTAMBA_OK); /* sizing */
+    ck_assert_int_eq(n, (int64_t)strlen(text) + 1);
+    int32_t ids[32], few[4];
+    ck_assert_int_eq(attamba_tokenizer_encode(t, text, strlen(text), 1, ids, 32, &n), ATTAMBA_OK);
+    ck_assert_int_eq(ids[0], 256);
+    ck_assert_int_eq(ids[4], 0xc3);
+    ck_assert_int_eq(attamba_tokenizer_encode(t, text, strlen(text), 1, few, 4, &n), ATTAMBA_OK); /* truncated */
+    ck_assert_int_eq(n, (int64_t)strlen(text) + 1);
+    ck_assert_int_eq(few[3], 'f');
+    ids[n] = 257; /* EOS: no text */
+    char out[64];
+    size_t len;
+    ck_assert_int_eq(attamba_tokenizer_decode(t, ids, n + 1, out, sizeof out, &len), ATTAMBA_OK);
+    ck_assert_str_eq(out, text);
+    ck_assert_int_eq(len, strlen(text));
+    ck_assert_int_eq(attamba_tokenizer_decode(t, ids, n, out, 3, &len), ATTAMBA_OK); /* truncated, no NUL */
+    ck_assert_int_eq(len, strlen(text));
+    ck_assert_int_eq(memcmp(out, "Caf", 3), 0);
+    ids[2] = V;
+    ck_assert_int_eq(attamba_tokenizer_decode(t, ids, n, out, sizeof out, &len), ATTAMBA_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(attamba_context_last_error(ctx), "outside"));
+    attamba_model *g = load_golden(ctx, "attamba_cyclic"); /* vocab 61: no byte tokenizer */
+    ck_assert_int_eq(attamba_model_tokenizer(g, &t), ATTAMBA_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(attamba_context_last_error(ctx), "byte tokenizer"));
+    attamba_model_destroy(g);
+    attamba_model_destroy(a), attamba_model_destroy(b), attamba_model_destroy(c);
+    attamba_context_destroy(ctx);
+    free(la), free(lb), free(lc);
+    char path[600];
+    snprintf(path, sizeof path, "%s/config.json", dir), remove(path);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir), remove(path);
+    rmdir(dir);
+}
+END_TEST
+
+START_TEST(the_sampler) {
+    attamba_context *ctx = open_ctx();
+    enum { V = 50 };
+    float x[V];
+    for (int v = 0; v < V; v++) x[v] = 0.1f * (float)((v * 17) % 53); /* distinct */
+    int32_t top = argmax(x, V), tok, draws[2][40];
+    attamba_sampler_params p = attamba_sampler_params_default();
+    ck_assert(p.temperature > 0 && p.top_p == 1.0f && p.repeat_penalty == 1.0f && p.repeat_last_n == 64);
+    attamba_sampler *s;
+    /* the same seed draws the same tokens; reset starts them over; they are not all the argmax */
+    p.seed = 11;
+    ck_assert_int_eq(attamba_sampler_create(ctx, &p, &s), ATTAMBA_OK);
+    int differ = 0;
+    for (int r = 0; r < 2; r++) {
+        for (int i = 0; i < 40; i++) ck_assert_int_eq(attamba_sampler_sample(s, x, V, &draws[r][i]), ATTAMBA_OK);
+        attamba_sampler_reset(s);
+    }
+    for (int i = 0; i < 40; i++) {
+        ck_assert_int_eq(draws[0][i], draws[1][i]);
+        ck_assert(draws[0][i] >= 0 && draws[0][i] < V);
+        differ += draws[0][i] != top;
+    }
+    ck_assert_int_gt(differ, 0);
+    attamba_sampler_destroy(s);
+    /* greedy, min-p 1 and top-k 1 all give the argmax */
+    for (int c = 0; c < 3; c++) {
+        attamba_sampler_params q = attamba_sampler_params_default();
+        if (c == 0) q.temperature = 0;
+        if (c == 1) q.min_p = 1.0f;
+        if (c == 2) q.top_k = 1;
+        ck_assert_int_eq(attamba_sampler_create(ctx, &q, &s), ATTAMBA_OK);
+        for (int i = 0; i < 5; i++) {
+            ck_assert_int_eq(attamba_sampler_sample(s, x, V, &tok), ATTAMBA_OK);
+            ck_assert_int_eq(tok, top);
+        }
+        attamba_sampler_destroy(s);
+    }
+    /* greedy with a penalty: a token once drawn (or accepted) loses to the runner-up */
+    attamba_sampler_params g = attamba_sampler_params_default();
+    g.temperature = 0, g.repeat_penalty = 100.0f, g.repeat_last_n = 4;
+    ck_assert_int_eq(attamba_sampler_create(ctx, &g, &s), ATTAMBA_OK);
+    ck_assert_int_eq(attamba_sampler_sample(s, x, V, &tok), ATTAMBA_OK);
+    ck_assert_int_eq(tok, top);
+    ck_assert_int_eq(attamba_sampler_sample(s, x, V, &tok), ATTAMBA_OK);
+    ck_assert_int_ne(tok, top);
+    attamba_sampler_reset(s);
+    attamba_sampler_accept(s, top);
+    ck_assert_int_eq(attamba_sampler_sample(s, x, V, &tok), ATTAMBA_OK);
+    ck_assert_int_ne(tok, top);
+    attamba_sampler_destroy(s);
+    /* bad parameters and logits */
+    attamba_sampler_params bad = attamba_sampler_params_default();
+    bad.top_p = 0;
+    ck_assert_int_eq(attamba_sampler_create(ctx, &bad, &s), ATTAMBA_ERR_INVALID_ARG);
+    ck_assert_ptr_null(s);
+    bad = attamba_sampler_params_default(), bad.repeat_penalty = -1;
+    ck_assert_int_eq(attamba_sampler_create(ctx, &bad, &s), ATTAMBA_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(attamba_context_last_error(ctx), "penalty"));
+    ck_assert_int_eq(attamba_sampler_create(ctx, &p, &s), ATTAMBA_OK);
+    x[3] = NAN;
+    ck_assert_int_eq(attamba_sampler_sample(s, x, V, &tok), ATTAMBA_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(attamba_context_last_error(ctx), "finite"));
+    ck_assert_int_eq(attamba_sampler_sample(s, x, 0, &tok), ATTAMBA_ERR_INVALID_ARG);
+    attamba_sampler_destroy(s);
+    attamba_context_destroy(ctx);
+}
+END_TEST
+
 START_TEST(status_strings_and_version) {
     ck_assert_str_eq(attamba_status_str(ATTAMBA_OK), "ok");
     ck_assert_str_eq(attamba_status_str(ATTAMBA_ERR_OUT_OF_MEMORY), "out of memory");
     ck_assert_str_eq(attamba_status_str((attamba_status)999), "unknown status");
-    ck_assert_str_eq(attamba_version(), "0.1.0");
+    ck_assert_str_eq(attamba_version(), "0.2.0");
     ck_assert_str_eq(attamba_device_type_name(ATTAMBA_DEVICE_GPU), "gpu");
     ck_assert_str_eq(attamba_device_type_name(ATTAMBA_DEVICE_ACCELERATOR), "accelerator");
     ck_assert_str_eq(attamba_device_type_name((attamba_device_type)0), "other");
@@ -73,6 +302,9 @@ int main(void) {
     tcase_set_timeout(t, 300);
     tcase_add_test(t, session_decoding_matches_the_forward_pass);
     tcase_add_test(t, status_strings_and_version);
+    tcase_add_test(t, batched_sessions_match_sessions_alone);
+    tcase_add_test(t, init_save_load_and_the_tokenizer);
+    tcase_add_test(t, the_sampler);
     suite_add_tcase(s, t);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_NORMAL);

@@ -61,8 +61,8 @@ int tu_read_losses(const char *out, double *loss, int cap);
 /* Prefill of n0 of T random tokens into a cache, then decode one by one: the logits at every position
  * equal those of one forward pass over the whole sequence (1e-4 abs + rel), and the cache holds
  * SPEC 4's bytes. */
-struct model;
-void tu_check_decode_matches_prefill(struct model *m, int T, int n0, const char *what);
+struct attamba_model;
+void tu_check_decode_matches_prefill(struct attamba_model *m, int T, int n0, const char *what);
 
 /* A device as enumeration would list it (no OpenCL handles): for the pure selection functions. */
 rt_device tu_fake_device(int platform, int device, attamba_device_type type);

@@ -16,7 +16,7 @@ extern "C" {
 #endif
 
 #define ATTAMBA_VERSION_MAJOR 0
-#define ATTAMBA_VERSION_MINOR 1
+#define ATTAMBA_VERSION_MINOR 2
 #define ATTAMBA_VERSION_PATCH 0
 
 typedef enum attamba_status {
@@ -81,7 +81,7 @@ attamba_status attamba_devices_list(attamba_device_info **out, int *count, char 
 /* ---- Context ------------------------------------------------------------------------------ */
 
 /* One device, its OpenCL context and in-order queue, the program cache and memory accounting. */
-typedef struct rt_ctx attamba_context;
+typedef struct attamba_context attamba_context;
 
 /* device: NULL or "" = $ATTAMBA_DEVICE, else the default (first GPU, then accelerator, then CPU);
  * "P:D" = platform P, device D (indices from attamba_devices_list); "gpu", "cpu", "accelerator" =
@@ -125,11 +125,18 @@ void attamba_context_counters(const attamba_context *ctx, attamba_counters *out)
 
 /* An Attamba model or transformer baseline on a context's device (docs/weights.md: a directory
  * with config.json and model.safetensors). */
-typedef struct model attamba_model;
+typedef struct attamba_model attamba_model;
 
 /* Loads dir/config.json and dir/model.safetensors; refuses corrupt or inconsistent files with a
  * message (attamba_context_last_error). The model must be destroyed before its context. */
 attamba_status attamba_model_load(attamba_context *ctx, const char *dir, attamba_model **out);
+/* A new model with seeded random weights (SPEC 3.1 init) on ctx's device: config is a preset name
+ * ("tiny", "small", "paper-60m") or the path of a config.json. The same seed gives the same weights
+ * as `attamba init`. */
+attamba_status attamba_model_init(attamba_context *ctx, const char *config, uint64_t seed, attamba_model **out);
+/* Writes dir/config.json and dir/model.safetensors (each through a temporary file); creates dir.
+ * A model split over devices cannot be saved. */
+attamba_status attamba_model_save(const attamba_model *m, const char *dir);
 /* Where a model lives (as llama.cpp's devices / split_mode / tensor_split). Start from
  * attamba_model_params_default() and set what you need. */
 typedef enum attamba_split_mode {
@@ -158,19 +165,86 @@ attamba_status attamba_model_set_attention(attamba_model *m, int chunk, int wind
  * floats, row-major. All sequences start at position 0. */
 attamba_status attamba_model_forward(attamba_model *m, const int32_t *tokens, int batch, int T, float *logits);
 
+/* ---- Tokenizer ---------------------------------------------------------------------------- */
+
+/* Text <-> token ids: the tokenizer a model's config names. Today "bytes": ids 0..255 are the byte
+ * values, BOS and EOS come from the config (256 and 257 by default). */
+typedef struct attamba_tokenizer attamba_tokenizer;
+
+/* The model's tokenizer, owned by the model (valid until attamba_model_destroy). */
+attamba_status attamba_model_tokenizer(attamba_model *m, const attamba_tokenizer **out);
+int attamba_tokenizer_vocab_size(const attamba_tokenizer *t);
+int32_t attamba_tokenizer_bos(const attamba_tokenizer *t);
+int32_t attamba_tokenizer_eos(const attamba_tokenizer *t);
+/* The ids of text[0..len), BOS first when add_bos: at most cap are written to ids; *n gets how many
+ * the whole text needs (so cap 0 sizes the buffer). */
+attamba_status attamba_tokenizer_encode(const attamba_tokenizer *t, const char *text, size_t len, int add_bos,
+                                        int32_t *ids, int64_t cap, int64_t *n);
+/* The text of ids[0..n) (specials such as BOS and EOS give no text): at most cap bytes are written to
+ * out, then a NUL when there is room; *len gets how many bytes the whole text needs (without the NUL).
+ * An id outside the vocabulary is ATTAMBA_ERR_INVALID_ARG. */
+attamba_status attamba_tokenizer_decode(const attamba_tokenizer *t, const int32_t *ids, int64_t n, char *out,
+                                        size_t cap, size_t *len);
+
+/* ---- Sampling ----------------------------------------------------------------------------- */
+
+/* Chooses tokens from logits on the host (any logits: a model's, or the caller's own), in llama.cpp's
+ * order: repetition penalty, temperature softmax, top-k, top-p, min-p, then a seeded draw. The same
+ * seed and inputs give the same tokens on every device. */
+typedef struct attamba_sampler attamba_sampler;
+typedef struct attamba_sampler_params {
+    float temperature;     /* <= 0: greedy (the argmax, after the penalty) */
+    int top_k;             /* <= 0: off */
+    float top_p;           /* in (0, 1]; 1: off */
+    float min_p;           /* in [0, 1]; 0: off */
+    float repeat_penalty;  /* > 0; 1: off. Each distinct token of the last repeat_last_n: positive
+                              logits divided by it, negative ones multiplied */
+    int repeat_last_n;     /* 1..65536 */
+    uint64_t seed;
+} attamba_sampler_params;
+/* temperature 0.8, top_k 0, top_p 1, min_p 0, repeat_penalty 1, repeat_last_n 64, seed 0 (the
+ * defaults of `attamba generate`). */
+attamba_sampler_params attamba_sampler_params_default(void);
+/* Messages of this sampler's failures go to ctx (attamba_context_last_error). */
+attamba_status attamba_sampler_create(attamba_context *ctx, const attamba_sampler_params *p, attamba_sampler **out);
+void attamba_sampler_destroy(attamba_sampler *s);
+/* One token from n_vocab logits (not modified); the token is then counted for the penalty as
+ * attamba_sampler_accept does. Logits with no finite softmax (NaN, +inf, all -inf) are refused. */
+attamba_status attamba_sampler_sample(attamba_sampler *s, const float *logits, int n_vocab, int32_t *token);
+/* Counts a token for the repetition penalty without drawing it (the prompt's tokens). */
+void attamba_sampler_accept(attamba_sampler *s, int32_t token);
+/* Forgets the accepted tokens and restarts the random numbers from the seed. */
+void attamba_sampler_reset(attamba_sampler *s);
+
 /* ---- Decoding sessions -------------------------------------------------------------------- */
 
-/* One sequence's compressed KV cache (SPEC 4) for up to max_tokens tokens. */
-typedef struct kv_cache attamba_session;
+/* The compressed KV caches (SPEC 4) of one sequence, or of a batch of sequences decoded together,
+ * each up to max_tokens tokens. */
+typedef struct attamba_session attamba_session;
 
+/* One sequence. */
 attamba_status attamba_session_create(attamba_model *m, int64_t max_tokens, attamba_session **out);
+/* n_seq sequences, each with its own cache and position, advanced together by attamba_session_step
+ * (what a server needs: one pass over the weights per step for all of them). */
+attamba_status attamba_session_create_batch(attamba_model *m, int n_seq, int64_t max_tokens,
+                                            attamba_session **out);
 void attamba_session_destroy(attamba_session *s);
-/* Feeds n tokens (n >= 1; a prefill when the session is empty, else one decode step per token) and
- * writes the logits after the last one (vocab floats) when logits is not NULL. */
+int attamba_session_sequences(const attamba_session *s);
+/* One sequence only: feeds n tokens (n >= 1; a prefill when the session is empty, else one decode
+ * step per token) and writes the logits after the last one (vocab floats) when logits is not NULL. */
 attamba_status attamba_session_feed(attamba_session *s, const int32_t *tokens, int n, float *logits);
-/* Tokens fed so far, and the bytes the cache holds now. */
-int64_t attamba_session_position(const attamba_session *s);
-int64_t attamba_session_cache_bytes(const attamba_session *s);
+/* The prompt of sequence seq, which must be empty (new or reset); the others are untouched. Logits
+ * after the last token (vocab floats) when logits is not NULL. */
+attamba_status attamba_session_prefill(attamba_session *s, int seq, const int32_t *tokens, int n, float *logits);
+/* One decode step of every sequence: sequence i appends tokens[i] (n_seq ids) at its own position;
+ * logits (n_seq x vocab floats, sequence-major) when not NULL. A sequence with nothing to decode
+ * still takes a token: reset it and prefill its next prompt before the step. */
+attamba_status attamba_session_step(attamba_session *s, const int32_t *tokens, float *logits);
+/* Forgets sequence seq (all when seq < 0); its cache is then empty. */
+attamba_status attamba_session_reset(attamba_session *s, int seq);
+/* Tokens sequence seq has been fed, and the bytes its cache holds now (-1 for a bad seq). */
+int64_t attamba_session_position(const attamba_session *s, int seq);
+int64_t attamba_session_cache_bytes(const attamba_session *s, int seq);
 
 #ifdef __cplusplus
 }

@@ -1,10 +1,36 @@
 /* The public model and session API (include/attamba/attamba.h) over model.h and kv_cache.h. */
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kv_cache.h"
+#include "ops/loss.h"
+#include "tokenizer.h"
 
 attamba_status attamba_model_load(attamba_context *ctx, const char *dir, attamba_model **out) {
     return model_load(ctx, dir, out);
+}
+
+attamba_status attamba_model_init(attamba_context *ctx, const char *config, uint64_t seed, attamba_model **out) {
+    *out = NULL;
+    if (!config) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "attamba_model_init: NULL config");
+    model_config cfg;
+    char err[600];
+    size_t n = strlen(config);
+    attamba_status s = n > 5 && !strcmp(config + n - 5, ".json") ? model_config_load(config, &cfg, err, sizeof err)
+                                                                 : model_config_preset(config, &cfg, err, sizeof err);
+    if (s) return rt_fail(ctx, s, "attamba_model_init: %s", err);
+    model *m;
+    RT_TRY(model_create(ctx, &cfg, &m));
+    s = model_init_random(m, seed);
+    if (s) model_destroy(m);
+    else *out = m;
+    return s;
+}
+
+attamba_status attamba_model_save(const attamba_model *m, const char *dir) {
+    if (!dir) return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "attamba_model_save: NULL dir");
+    return model_save(m, dir);
 }
 
 attamba_model_params attamba_model_params_default(void) {
@@ -38,34 +64,215 @@ attamba_status attamba_model_forward(attamba_model *m, const int32_t *tokens, in
     return s;
 }
 
+/* ---- tokenizer ---- */
+
+struct attamba_tokenizer {
+    tokenizer *t;
+    rt_ctx *ctx; /* the model's: where messages go */
+};
+
+void model_tokenizer_free(model *m) {
+    if (!m->tok) return;
+    tokenizer_destroy(m->tok->t);
+    free(m->tok);
+    m->tok = NULL;
+}
+
+attamba_status attamba_model_tokenizer(attamba_model *m, const attamba_tokenizer **out) {
+    *out = NULL;
+    if (!m->tok) {
+        char err[256];
+        attamba_tokenizer *t = calloc(1, sizeof *t);
+        if (!t) return rt_fail(m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "tokenizer: out of host memory");
+        attamba_status s = tokenizer_create("bytes", m->cfg.vocab_size, m->cfg.bos_id, m->cfg.eos_id, &t->t, err,
+                                            sizeof err);
+        if (s) {
+            free(t);
+            return rt_fail(m->ctx, s, "the model's tokenizer: %s", err);
+        }
+        t->ctx = m->ctx;
+        m->tok = t;
+    }
+    *out = m->tok;
+    return ATTAMBA_OK;
+}
+
+int attamba_tokenizer_vocab_size(const attamba_tokenizer *t) { return t->t->vocab_size; }
+int32_t attamba_tokenizer_bos(const attamba_tokenizer *t) { return t->t->bos_id; }
+int32_t attamba_tokenizer_eos(const attamba_tokenizer *t) { return t->t->eos_id; }
+
+attamba_status attamba_tokenizer_encode(const attamba_tokenizer *t, const char *text, size_t len, int add_bos,
+                                        int32_t *ids, int64_t cap, int64_t *n) {
+    if ((!text && len) || (!ids && cap > 0) || cap < 0 || !n)
+        return rt_fail(t->ctx, ATTAMBA_ERR_INVALID_ARG, "attamba_tokenizer_encode: NULL buffer or negative cap");
+    int64_t first = add_bos ? 1 : 0;
+    if (add_bos && cap > 0) ids[0] = t->t->bos_id;
+    RT_TRY(t->t->encode(t->t, text ? text : "", len, ids + first * (cap > 0), cap > first ? cap - first : 0, n));
+    *n += first;
+    return ATTAMBA_OK;
+}
+
+attamba_status attamba_tokenizer_decode(const attamba_tokenizer *t, const int32_t *ids, int64_t n, char *out,
+                                        size_t cap, size_t *len) {
+    if ((!ids && n > 0) || n < 0 || (!out && cap > 0) || !len)
+        return rt_fail(t->ctx, ATTAMBA_ERR_INVALID_ARG, "attamba_tokenizer_decode: NULL buffer or negative count");
+    size_t w = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= t->t->vocab_size)
+            return rt_fail(t->ctx, ATTAMBA_ERR_INVALID_ARG, "attamba_tokenizer_decode: id %d at %lld outside [0, %d)",
+                           ids[i], (long long)i, t->t->vocab_size);
+        char piece[64];
+        int k = t->t->decode(t->t, ids[i], piece, (int)sizeof piece);
+        for (int j = 0; j < k; j++, w++)
+            if (w < cap) out[w] = piece[j];
+    }
+    if (w < cap) out[w] = '\0';
+    *len = w;
+    return ATTAMBA_OK;
+}
+
+/* ---- sampler ---- */
+
+struct attamba_sampler {
+    rt_ctx *ctx;
+    attamba_sampler_params p;
+    sampler s;
+    float *row; /* the caller's logits, copied (the penalty works in place) */
+    int cap;
+};
+
+attamba_sampler_params attamba_sampler_params_default(void) {
+    return (attamba_sampler_params){.temperature = 0.8f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f,
+                                    .repeat_penalty = 1.0f, .repeat_last_n = 64, .seed = 0};
+}
+
+attamba_status attamba_sampler_create(attamba_context *ctx, const attamba_sampler_params *p, attamba_sampler **out) {
+    static const char *op = "attamba_sampler_create";
+    *out = NULL;
+    if (!p) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: NULL params", op);
+    if (!isfinite(p->temperature))
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: temperature must be finite, got %g", op, (double)p->temperature);
+    if (!(p->top_p > 0.0f && p->top_p <= 1.0f))
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: top_p must be in (0, 1], got %g", op, (double)p->top_p);
+    attamba_sampler *sm = calloc(1, sizeof *sm);
+    if (!sm) return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "%s: out of host memory", op);
+    *sm = (attamba_sampler){.ctx = ctx, .p = *p};
+    sampler_init(&sm->s, p->temperature, p->top_k, p->top_p, p->seed);
+    attamba_status s = sampler_set_filters(ctx, &sm->s, p->min_p, p->repeat_penalty, p->repeat_last_n);
+    if (s) {
+        free(sm);
+        return s;
+    }
+    *out = sm;
+    return ATTAMBA_OK;
+}
+
+void attamba_sampler_destroy(attamba_sampler *s) {
+    if (!s) return;
+    sampler_free(&s->s);
+    free(s->row);
+    free(s);
+}
+
+attamba_status attamba_sampler_sample(attamba_sampler *s, const float *logits, int n_vocab, int32_t *token) {
+    if (!logits || !token || n_vocab < 1)
+        return rt_fail(s->ctx, ATTAMBA_ERR_INVALID_ARG, "attamba_sampler_sample: NULL buffer or n_vocab %d < 1", n_vocab);
+    if (n_vocab > s->cap) {
+        float *row = realloc(s->row, (size_t)n_vocab * sizeof *row);
+        if (!row) return rt_fail(s->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "attamba_sampler_sample: out of host memory");
+        s->row = row, s->cap = n_vocab;
+    }
+    memcpy(s->row, logits, (size_t)n_vocab * sizeof *logits);
+    RT_TRY(sampler_sample_host(s->ctx, &s->s, s->row, 1, n_vocab, token));
+    sampler_accept(&s->s, *token);
+    return ATTAMBA_OK;
+}
+
+void attamba_sampler_accept(attamba_sampler *s, int32_t token) { sampler_accept(&s->s, token); }
+
+void attamba_sampler_reset(attamba_sampler *s) {
+    core_rng_seed(&s->s.rng, s->p.seed);
+    s->s.n_seen = 0;
+}
+
+/* ---- sessions ---- */
+
 attamba_status attamba_session_create(attamba_model *m, int64_t max_tokens, attamba_session **out) {
     return kv_cache_create(m, 1, max_tokens, out);
 }
 
+attamba_status attamba_session_create_batch(attamba_model *m, int n_seq, int64_t max_tokens, attamba_session **out) {
+    *out = NULL;
+    if (n_seq < 1 || n_seq > 4096)
+        return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "attamba_session_create_batch: n_seq %d outside [1, 4096]", n_seq);
+    return kv_cache_create(m, n_seq, max_tokens, out);
+}
+
 void attamba_session_destroy(attamba_session *s) { kv_cache_destroy(s); }
 
-attamba_status attamba_session_feed(attamba_session *s, const int32_t *tokens, int n, float *logits) {
+int attamba_session_sequences(const attamba_session *s) { return s->B; }
+
+static attamba_status check_seq(const attamba_session *s, const char *op, int seq) {
+    if (seq < 0 || seq >= s->B)
+        return rt_fail(s->m->ctx, ATTAMBA_ERR_INVALID_ARG, "%s: sequence %d outside [0, %d)", op, seq, s->B);
+    return ATTAMBA_OK;
+}
+
+/* Sequence seq's logits [1, V] from the rows of lg ([B, V] or [1, V]) to the host. */
+static attamba_status download_row(const tensor *lg, int row, float *logits) {
+    tensor r = {0};
+    attamba_status s = tensor_slice(lg, 0, row, 1, &r);
+    if (!s) s = tensor_download(&r, logits);
+    tensor_free(&r);
+    return s;
+}
+
+attamba_status attamba_session_prefill(attamba_session *s, int seq, const int32_t *tokens, int n, float *logits) {
+    static const char *op = "attamba_session_prefill";
     model *m = s->m;
-    if (!tokens || n < 1) return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "attamba_session_feed: no tokens");
-    tensor lg = {0}, last = {0};
-    attamba_status st = ATTAMBA_OK;
-    int i = 0;
-    if (s->pos[0] == 0) { /* prefill the whole prompt at once */
-        RT_TRY(model_prefill_last(m, s, 0, tokens, n, logits ? &lg : NULL));
-        i = n;
-        if (logits) st = tensor_slice(&lg, 0, 0, 1, &last);
-    }
-    for (; i < n && !st; i++) {
-        tensor_free(&lg);
-        st = model_decode_step(m, s, &tokens[i], &lg);
-        if (!st && i == n - 1 && logits) st = tensor_slice(&lg, 0, 0, 1, &last);
-    }
-    if (!st && logits) st = tensor_download(&last, logits);
-    tensor_free(&last);
+    if (!tokens || n < 1) return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "%s: no tokens", op);
+    RT_TRY(check_seq(s, op, seq));
+    if (s->pos[seq] != 0)
+        return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "%s: sequence %d is not empty (%lld tokens; reset it first)",
+                       op, seq, (long long)s->pos[seq]);
+    tensor lg = {0};
+    attamba_status st = model_prefill_last(m, s, seq, tokens, n, logits ? &lg : NULL);
+    if (!st && logits) st = download_row(&lg, 0, logits);
     tensor_free(&lg);
     return st;
 }
 
-int64_t attamba_session_position(const attamba_session *s) { return s->pos[0]; }
+attamba_status attamba_session_step(attamba_session *s, const int32_t *tokens, float *logits) {
+    if (!tokens) return rt_fail(s->m->ctx, ATTAMBA_ERR_INVALID_ARG, "attamba_session_step: no tokens");
+    tensor lg = {0};
+    attamba_status st = model_decode_step(s->m, s, tokens, &lg);
+    if (!st && logits) st = tensor_download(&lg, logits);
+    tensor_free(&lg);
+    return st;
+}
 
-int64_t attamba_session_cache_bytes(const attamba_session *s) { return kv_cache_bytes_used(s, 0); }
+attamba_status attamba_session_feed(attamba_session *s, const int32_t *tokens, int n, float *logits) {
+    model *m = s->m;
+    if (!tokens || n < 1) return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "attamba_session_feed: no tokens");
+    if (s->B != 1)
+        return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG,
+                       "attamba_session_feed: a batch of %d sequences is fed by attamba_session_prefill and "
+                       "attamba_session_step", s->B);
+    if (s->pos[0] == 0) return attamba_session_prefill(s, 0, tokens, n, logits); /* the whole prompt at once */
+    for (int i = 0; i < n; i++) RT_TRY(attamba_session_step(s, &tokens[i], i == n - 1 ? logits : NULL));
+    return ATTAMBA_OK;
+}
+
+attamba_status attamba_session_reset(attamba_session *s, int seq) {
+    if (seq >= 0) RT_TRY(check_seq(s, "attamba_session_reset", seq));
+    kv_cache_reset(s, seq);
+    return ATTAMBA_OK;
+}
+
+int64_t attamba_session_position(const attamba_session *s, int seq) {
+    return seq >= 0 && seq < s->B ? s->pos[seq] : -1;
+}
+
+int64_t attamba_session_cache_bytes(const attamba_session *s, int seq) {
+    return seq >= 0 && seq < s->B ? kv_cache_bytes_used(s, seq) : -1;
+}

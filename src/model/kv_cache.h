@@ -20,7 +20,8 @@ typedef struct kv_layer {
     int64_t *seg_first;     /* attamba: [B] the first position of the segment of each sequence's last token */
 } kv_layer;
 
-typedef struct kv_cache {
+/* The public attamba_session (include/attamba/attamba.h): B = 1, or a batch of sequences. */
+typedef struct attamba_session {
     model *m;
     int B;
     int64_t max_tokens;     /* capacity per sequence */

@@ -113,6 +113,7 @@ void model_destroy(model *m) {
                 tensor_free(&S->in_xbcdt);
             }
     free(m->layers);
+    model_tokenizer_free(m);
     model_workspace_free(m->ws);
     free(m->ws);
     weights_free(&m->w);

@@ -10,7 +10,7 @@
 #include "ops/attention.h"
 #include "ops/boundaries.h"
 
-struct kv_cache;
+struct attamba_session;
 
 typedef struct ssm_weights {
     tensor in_z, in_xbcdt;   /* row blocks of in_proj [E | E+2GN+nh, d]: the gate, then xs, B, C and dt */
@@ -25,7 +25,9 @@ typedef struct layer_weights {
 
 struct model_workspace;
 
-typedef struct model {
+/* The public attamba_model (include/attamba/attamba.h). */
+typedef struct attamba_model model;
+struct attamba_model {
     rt_ctx *ctx;
     model_config cfg;  /* as trained, plus any run-time overrides of chunk/window/boundaries */
     model_weights w;
@@ -36,12 +38,15 @@ typedef struct model {
      * embedding when first, the final norm and output layer when last) and hands its hidden state to
      * `next`, the stage on the next device. A whole model: [0, n_layers), next NULL. */
     int first_layer, end_layer;
-    struct model *next;
-} model;
+    model *next;
+    struct attamba_tokenizer *tok; /* made by attamba_model_tokenizer on first use (api.c) */
+};
 
 /* A model with allocated, uninitialised weights. */
 attamba_status model_create(rt_ctx *ctx, const model_config *cfg, model **out);
 void model_destroy(model *m);
+/* Internal (api.c): frees m->tok. */
+void model_tokenizer_free(model *m);
 /* Seeded init of all weights (weights_init_host), uploaded. */
 attamba_status model_init_random(model *m, uint64_t seed);
 /* dir/config.json and dir/model.safetensors. Messages go to the context (attamba_context_last_error). */
@@ -126,7 +131,7 @@ attn_mask boundary_plan_mask(const model_config *c, const boundary_plan *p, int 
 typedef struct layer_mode {
     const tensor *pos;             /* i32 [B]: the position of each sequence's first token */
     const boundary_plan *plan;     /* prefill / training, attamba: boundaries and segment starts */
-    struct kv_cache *cache;        /* prefill: leaves sequence b's decode state there (B = 1) */
+    struct attamba_session *cache;        /* prefill: leaves sequence b's decode state there (B = 1) */
     int b;
     int decode;                    /* one token per sequence continuing the cache (conv/SSM steps, cached attention) */
     const tensor *step;            /* decode: i32 [2 + 2L, B]: ids, positions, then per layer the first positions

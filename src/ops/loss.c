@@ -220,17 +220,10 @@ static attamba_status draw_row(rt_ctx *ctx, sampler *sm, int V, double *p, int32
     return ATTAMBA_OK;
 }
 
-/* The general path for a penalty: each row's logits on the host, penalised, then greedy or the host
- * softmax and draw_row, as ops_sample's device path does. */
-static attamba_status sample_penalised(rt_ctx *ctx, const tensor *logits, int64_t rows, int V, sampler *sm,
-                                       int32_t *tokens) {
-    size_t n = (size_t)rows * (size_t)V;
-    float *x = malloc(n * sizeof *x);
+attamba_status sampler_sample_host(rt_ctx *ctx, sampler *sm, float *x, int64_t rows, int V, int32_t *tokens) {
     double *p = malloc((size_t)V * sizeof *p);
     int32_t *order = malloc((size_t)V * sizeof *order);
-    attamba_status s = x && p && order ? ATTAMBA_OK
-                                       : rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "ops_sample: out of host memory");
-    if (!s) s = tensor_download(logits, x); /* contiguous (expect_logits) */
+    attamba_status s = p && order ? ATTAMBA_OK : rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "ops_sample: out of host memory");
     for (int64_t b = 0; !s && b < rows; b++) {
         float *row = x + (size_t)b * V;
         ref_repetition_penalty(V, row, sm->hist, sampler_history(sm), sm->penalty);
@@ -241,7 +234,18 @@ static attamba_status sample_penalised(rt_ctx *ctx, const tensor *logits, int64_
         ref_sample_probs(V, row, sm->temperature, 0, 1.0f, p, order); /* the softmax alone */
         s = draw_row(ctx, sm, V, p, order, b, &tokens[b]);
     }
-    free(x), free(p), free(order);
+    free(p), free(order);
+    return s;
+}
+
+/* The general path for a penalty: every row's logits downloaded, then sampler_sample_host. */
+static attamba_status sample_penalised(rt_ctx *ctx, const tensor *logits, int64_t rows, int V, sampler *sm,
+                                       int32_t *tokens) {
+    float *x = malloc((size_t)rows * (size_t)V * sizeof *x);
+    attamba_status s = x ? ATTAMBA_OK : rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "ops_sample: out of host memory");
+    if (!s) s = tensor_download(logits, x); /* contiguous (expect_logits) */
+    if (!s) s = sampler_sample_host(ctx, sm, x, rows, V, tokens);
+    free(x);
     return s;
 }
 

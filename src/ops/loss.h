@@ -67,6 +67,10 @@ void sampler_accept(sampler *s, int32_t token);
 /* Frees the history; the sampler can be set up again. */
 void sampler_free(sampler *s);
 
+/* What ops_sample does with a penalty, on host logits x [rows, V] (penalised in place): the penalty,
+ * then the argmax (greedy) or the temperature softmax, top-k, top-p, min-p and a draw per row. */
+attamba_status sampler_sample_host(rt_ctx *ctx, sampler *s, float *x, int64_t rows, int V, int32_t *tokens);
+
 /* One token per row of logits [B,V], written to tokens (host, B ints); blocks.
  *
  * Split: the device computes the temperature softmax of every row (max-subtracted; the O(B*V)

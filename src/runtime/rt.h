@@ -50,7 +50,8 @@ typedef struct rt_cache_stats {
     unsigned warned;      /* programs built from source whose build log has a warning */
 } rt_cache_stats;
 
-struct rt_ctx {
+/* The public attamba_context (include/attamba/attamba.h). */
+struct attamba_context {
     rt_device dev;
     cl_context context;
     cl_command_queue queue;
@@ -79,7 +80,7 @@ struct rt_ctx {
      * library destructors run at exit). */
     void (*release_outside)(void);
 };
-typedef struct rt_ctx rt_ctx;
+typedef struct attamba_context rt_ctx;
 
 /* ---- errors ---- */
 const char *rt_cl_error_name(cl_int err);
