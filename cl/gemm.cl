@@ -107,6 +107,13 @@ inline float dot_row(const __global float *a, const __global BT *w, int K) {
     return s;
 }
 
+/* The dot products of RM rows of A (a: the first, rows lda apart; rows past nrows are not computed)
+ * with one row of B, into out: one row after the other, so the row of B comes from memory for the
+ * first and from the cache for the rest (a decode step of RM sequences reads the weights once). */
+inline void dot_rows(const __global float *a, int lda, int nrows, const __global BT *w, int K, float *out) {
+    for (int r = 0; r < RM; r++) out[r] = r < nrows ? dot_row(a + r * lda, w, K) : 0.0f;
+}
+
 /* Work-item (x = column n, y = block of RM rows, z = batch): consecutive work-items read consecutive
  * B elements while the RM values of A are shared by the whole group. */
 __kernel void gemm_f32(int M, int N, int K, float alpha,
@@ -137,26 +144,32 @@ __kernel void gemm_f32(int M, int N, int K, float alpha,
     }
 }
 
-/* One element of C per work-item (x = column n, y = row m, z = batch): a dot product of a row of A
- * and a row of B^T, both contiguous along k when !TRANS_A && TRANS_B, so it runs on float8 loads
- * (decode: x W^T with one or a few rows); other layouts take the scalar loop. */
+/* One column of RM rows of C per work-item (x = column n, y = block of RM rows, z = batch): dot products
+ * of rows of A and a row of B^T, both contiguous along k when !TRANS_A && TRANS_B, so they run on
+ * float8 loads (decode: x W^T with one or a few rows, dot_rows); other layouts take the scalar loop. */
 __kernel void gemm_dot(int M, int N, int K, float alpha,
                        __global const float *A, int ao, int lda, int sa,
                        __global const BT *B, int bo, int ldb, int sb, float beta,
                        __global float *C, int co, int ldc, int sc) {
-    int n = get_global_id(0), m = get_global_id(1), batch = get_global_id(2);
-    if (n >= N || m >= M) return;
+    int n = get_global_id(0), m0 = get_global_id(1) * RM, batch = get_global_id(2);
+    if (n >= N || m0 >= M) return;
     A += ao + batch * sa;
     B += B_STEP(bo + batch * sb);
     C += co + batch * sc;
-    float s = 0.0f;
+    float s[RM];
 #if !TRANS_A && TRANS_B
-    s = dot_row(A + m * lda, B + B_STEP(n * ldb), K);
+    dot_rows(A + m0 * lda, lda, M - m0, B + B_STEP(n * ldb), K, s);
 #else
-    for (int k = 0; k < K; k++) s = fma(A_AT(m, k), B_AT(k, n), s);
+    for (int r = 0; r < RM; r++) {
+        int m = min(m0 + r, M - 1);
+        s[r] = 0.0f;
+        for (int k = 0; k < K; k++) s[r] = fma(A_AT(m, k), B_AT(k, n), s[r]);
+    }
 #endif
-    __global float *c = C + m * ldc + n;
-    *c = alpha * s + (beta != 0.0f ? beta * *c : 0.0f);
+    for (int r = 0; r < RM && m0 + r < M; r++) {
+        __global float *c = C + (m0 + r) * ldc + n;
+        *c = alpha * s[r] + (beta != 0.0f ? beta * *c : 0.0f);
+    }
 }
 
 /* Decode projections sharing their input: y_i = x W_i^T (+ y_i when acc_i) for up to 6 (OPS_GEMV_MAX)
@@ -171,6 +184,7 @@ __kernel void gemm_dot(int M, int N, int K, float alpha,
             W = W##i + B_STEP(wo##i + n * ldw##i);                                                    \
             Y = Y##i + yo##i + m * ldy##i + n;                                                        \
             acc = acc##i;                                                                             \
+            ldy = ldy##i;                                                                             \
             member = i;                                                                               \
         } else {                                                                                      \
             n -= n##i;                                                                                \
@@ -178,14 +192,15 @@ __kernel void gemm_dot(int M, int N, int K, float alpha,
     }
 __kernel void gemv_group(int M, int K, __global const float *X, int xo, int ldx, GEMV_MEMBER(0), GEMV_MEMBER(1),
                          GEMV_MEMBER(2), GEMV_MEMBER(3), GEMV_MEMBER(4), GEMV_MEMBER(5)) {
-    int n = get_global_id(0), m = get_global_id(1), member = -1, acc = 0;
+    int n = get_global_id(0), m = get_global_id(1) * RM, member = -1, acc = 0, ldy = 0;
     if (m >= M) return;
     __global const BT *W = W0;
     __global float *Y = Y0;
     GEMV_PICK(0) GEMV_PICK(1) GEMV_PICK(2) GEMV_PICK(3) GEMV_PICK(4) GEMV_PICK(5)
     if (member < 0) return; /* past the last column */
-    float s = dot_row(X + xo + m * ldx, W, K);
-    *Y = s + (acc ? *Y : 0.0f);
+    float s[RM];
+    dot_rows(X + xo + m * ldx, ldx, M - m, W, K, s);
+    for (int r = 0; r < RM && m + r < M; r++, Y += ldy) *Y = s[r] + (acc ? *Y : 0.0f);
 }
 
 #ifdef VW

@@ -45,6 +45,7 @@ int cli_tune(int argc, char **argv);
 int cli_compile(int argc, char **argv);
 int bench_gemm_main(int argc, char **argv);
 int bench_decode_main(int argc, char **argv);
+int bench_batch_main(int argc, char **argv);
 int bench_train_main(int argc, char **argv);
 int bench_ssm_main(int argc, char **argv);
 int bench_loss_main(int argc, char **argv);

@@ -64,6 +64,7 @@ static const struct {
     {"compare", bench_compare_main, "suite reports (or bench --json files) side by side, with ratios"},
     {"train", bench_train_main, "training tokens/s per preset, and against the same model in PyTorch (--torch)"},
     {"decode", bench_decode_main, "model: decode and prefill tokens/s and cache bytes vs context length"},
+    {"batch", bench_batch_main, "batched decoding: aggregate tokens/s of 1, 4, 16 sequences stepped together"},
     {"gemm", bench_gemm_main, "GEMM: CLBlast vs the own kernel vs host BLAS on a d=512 model's shapes"},
     {"ssm", bench_ssm_main, "K/V SSM: conv1d, scan (sequential vs chunked), decode steps vs copy bandwidth"},
     {"loss", bench_loss_main, "LM head: cross-entropy, argmax, sampling vs the copy bandwidth"},

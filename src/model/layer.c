@@ -227,7 +227,7 @@ static attamba_status conv_tail(const tensor *src, const tensor *dst, int64_t se
 /* y_i = x W_i^T for projections sharing their input x: in decode (a few rows) one launch for all
  * (ops_gemm_group); otherwise consecutive twins (K's and V's, W1 and W3) as one batched GEMM each. */
 static attamba_status linear_shared(model *m, const tensor *x, int n, const tensor *const *W, tensor *const *y) {
-    if (tensor_numel(x) / x->shape[x->ndim - 1] < OPS_GEMV_MAX_ROWS && n <= OPS_GEMV_MAX)
+    if (tensor_numel(x) / x->shape[x->ndim - 1] < ops_dot_max_rows(m->ctx) && n <= OPS_GEMV_MAX)
         return ops_gemm_group(m->ctx, x, n, W, y, NULL);
     for (int i = 0; i < n; i++) {
         int twins = i + 1 < n && W[i]->shape[0] == W[i + 1]->shape[0];

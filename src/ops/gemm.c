@@ -85,10 +85,20 @@ static attamba_status local_kernel(rt_ctx *ctx, const gemm_tuning *t, int ta, in
     return ATTAMBA_OK;
 }
 
+int ops_dot_max_rows(rt_ctx *ctx) { return ops_tune(ctx, TUNE_GEMM_DOT_M); }
+
+/* Rows of A per work-item of the dot-product kernels: the power of two that covers M, at most the
+ * table's gemm.dot_rm. */
+static int dot_rows_per_item(rt_ctx *ctx, int M) {
+    int cap = ops_tune(ctx, TUNE_GEMM_DOT_RM), r = 1;
+    while (r < M && r < cap) r *= 2;
+    return r;
+}
+
 /* The __local kernel where the table asks for it and the device can run it, else register tiles. */
 static ops_gemm_kernel auto_kernel(rt_ctx *ctx, const gemm_tuning *t, int M, int ta, int tb, int wt) {
     /* rows of A and B^T are both contiguous: dot products; for B itself tiles read rows of B */
-    if (M < 8 && tb && !ta) return OPS_GEMM_KERNEL_DOT;
+    if (M < ops_dot_max_rows(ctx) && tb && !ta) return OPS_GEMM_KERNEL_DOT;
     cl_kernel k;
     if (ops_tune(ctx, TUNE_GEMM_KERNEL) == 1 && local_kernel(ctx, t, ta, tb, wt, &k) == ATTAMBA_OK)
         return OPS_GEMM_KERNEL_LOCAL;
@@ -236,7 +246,8 @@ static attamba_status gemm_own(rt_ctx *ctx, ops_gemm_kernel kernel, int ta, int 
     case OPS_GEMM_KERNEL_SIMPLE:
         return gemm_columns(ctx, "gemm_f32", 8, ta, tb, wt, M, N, K, alpha, a, b, beta, c, batch);
     case OPS_GEMM_KERNEL_DOT:
-        return gemm_columns(ctx, "gemm_dot", 1, ta, tb, wt, M, N, K, alpha, a, b, beta, c, batch);
+        return gemm_columns(ctx, "gemm_dot", dot_rows_per_item(ctx, M), ta, tb, wt, M, N, K, alpha, a, b, beta, c,
+                            batch);
     default: return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "ops_gemm: unknown own kernel %d", (int)kernel);
     }
 }
@@ -349,7 +360,7 @@ attamba_status ops_gemm_group(rt_ctx *ctx, const tensor *x, int n, const tensor 
     int64_t K = x->shape[x->ndim - 1], M = tensor_numel(x) / K;
     int mixed = 0; /* the members' storage types differ: one kernel reads one type */
     for (int i = 1; i < n; i++) mixed |= W[i] && W[0] && W[i]->dtype != W[0]->dtype;
-    if (n > OPS_GEMV_MAX || M >= OPS_GEMV_MAX_ROWS || mixed) { /* one GEMM each */
+    if (n > OPS_GEMV_MAX || M >= ops_dot_max_rows(ctx) || mixed) { /* one GEMM each */
         tensor x2 = {0};
         RT_TRY(tensor_rows(x, &x2));
         attamba_status s = ATTAMBA_OK;
@@ -397,9 +408,10 @@ attamba_status ops_gemm_group(rt_ctx *ctx, const tensor *x, int n, const tensor 
     }
     cl_kernel kern;
     char opts[64];
-    snprintf(opts, sizeof opts, "-DTRANS_A=0 -DTRANS_B=1 -DRM=1%s", wt_option(weight_wt(W[0]->dtype)));
+    int rows = dot_rows_per_item(ctx, (int)M);
+    snprintf(opts, sizeof opts, "-DTRANS_A=0 -DTRANS_B=1 -DRM=%d%s", rows, wt_option(weight_wt(W[0]->dtype)));
     RT_TRY(rt_kernel(ctx, "gemm", opts, "gemv_group", &kern));
     size_t lx = rt_local_1d(ctx, kern, 64);
-    size_t local[2] = {lx, 1}, global[2] = {(size_t)total, (size_t)M};
+    size_t local[2] = {lx, 1}, global[2] = {(size_t)total, (size_t)((M + rows - 1) / rows)};
     return rt_launch(ctx, kern, "gemv_group", 2, global, local, k, args);
 }

@@ -61,24 +61,25 @@ attamba_status ops_gemm(rt_ctx *ctx, int trans_a, int trans_b, float alpha, cons
 attamba_status ops_gemm_with(rt_ctx *ctx, ops_gemm_backend backend, int trans_a, int trans_b, float alpha,
                              const tensor *a, const tensor *b, float beta, tensor *c);
 /* Tuning/testing hook: the own backend with an explicit kernel (cl/gemm.cl). AUTO = DOT for
- * M < 8 with trans_b, else LOCAL on GPUs, TILES elsewhere. LOCAL fails with ATTAMBA_ERR_UNSUPPORTED on devices whose
+ * M < gemm.dot_m (8) with trans_b, else LOCAL on GPUs, TILES elsewhere. LOCAL fails with ATTAMBA_ERR_UNSUPPORTED on devices whose
  * work-groups cannot hold 16 x 16 items. */
 typedef enum {
     OPS_GEMM_KERNEL_AUTO = 0,
     OPS_GEMM_KERNEL_SIMPLE = 1, /* one column x 8 rows per work-item, no pre-pass */
     OPS_GEMM_KERNEL_TILES = 2,  /* B packed into panels, register tiles of explicit vectors (CPUs) */
     OPS_GEMM_KERNEL_LOCAL = 3,  /* __local-memory tiles (GPUs) */
-    OPS_GEMM_KERNEL_DOT = 4     /* one dot product per work-item, vectorised for A B^T */
+    OPS_GEMM_KERNEL_DOT = 4     /* dot products of up to gemm.dot_rm rows per work-item, vectorised for A B^T */
 } ops_gemm_kernel;
 attamba_status ops_gemm_own(rt_ctx *ctx, ops_gemm_kernel kernel, int trans_a, int trans_b, float alpha,
                             const tensor *a, const tensor *b, float beta, tensor *c);
 /* y_i = x W_i^T (+ y_i where accumulate[i]) for n matrices sharing the input x [..., K]: W_i [N_i, K]
  * (rows contiguous; row blocks of a larger matrix are fine), y_i [..., N_i] with x's leading dims.
- * With a few rows of x (decode: fewer than 8) and n <= 6, one launch for all (the decode step's
+ * With a few rows of x (decode: fewer than gemm.dot_m) and n <= 6, one launch for all (the decode step's
  * projections); otherwise one ops_gemm each. W_i may be f16 or q8 as in ops_gemm (one launch when
  * all have the same type). */
-#define OPS_GEMV_MAX_ROWS 8 /* ops_gemm_group: one launch below this many rows of x ... */
-#define OPS_GEMV_MAX 6       /* ... and up to this many matrices */
+#define OPS_GEMV_MAX 6 /* ops_gemm_group: one launch for up to this many matrices ... */
+/* ... and below this many rows of x (the tuning row gemm.dot_m; where ops_gemm takes the dot kernel). */
+int ops_dot_max_rows(rt_ctx *ctx);
 attamba_status ops_gemm_group(rt_ctx *ctx, const tensor *x, int n, const tensor *const *W, tensor *const *y,
                               const int *accumulate);
 /* Whether this build has CLBlast. */

@@ -52,6 +52,14 @@ static const struct {
     [TUNE_GEMM_INPLACE_B_KIB] = {"gemm.inplace_b_kib", 0, INPLACE_AUTO, 0, SAME, SAME, SAME, 0, 1 << 20,
                                  "register tiles: a plain f32 B under this many KiB is read in place, not packed "
                                  "(default 1024 at 16 lanes, else 0: only for M <= 64)"},
+    /* A decode step of several sequences: each dot-product work-item takes up to gemm.dot_rm rows of x
+     * against its row of W, one after the other, so W comes from memory once and from the cache for
+     * the rest. PoCL, 4 x 32000 x 512: 10.3 ms with one row per item, 4.6 with four (bench gemm); the
+     * same rows as float8 accumulators side by side took 5.3-6.3 ms. GPUs: not measured. */
+    [TUNE_GEMM_DOT_M] = {"gemm.dot_m", 8, 8, 8, SAME, SAME, SAME, 1, 64,
+                         "A B^T with fewer rows than this (decode) takes the dot-product kernels"},
+    [TUNE_GEMM_DOT_RM] = {"gemm.dot_rm", 4, 8, 4, SAME, SAME, SAME, 1, 16,
+                          "dot-product kernels: rows of A per work-item (at most; powers of two)"},
     /* PoCL runs a __local variant's barriers as loops over the group, so all BQ queries reuse a tile
      * from L1; without them each work-item streams the shared keys alone, which stays in cache only
      * while the stream is short (dense causal T = 4096: ~2x faster with __local; compressed P = 8:

@@ -35,6 +35,8 @@ typedef enum tune_param {
     TUNE_GEMM_KC_KIB,    /* register tiles: KiB of a packed panel of B per pass over K (0: one pass) */
     TUNE_GEMM_PB,        /*   panels per block of the launch order */
     TUNE_GEMM_INPLACE_B_KIB, /* register tiles: a plain f32 B smaller than this is read in place, not packed */
+    TUNE_GEMM_DOT_M,     /* A B^T with fewer rows than this (decode) takes the dot-product kernels */
+    TUNE_GEMM_DOT_RM,    /*   rows of A per work-item there (at most) */
     TUNE_ATTN_LONG_KIB,  /* prefill: __local key tiles and the long query block when the keys every
                             query of a block shares exceed this many KiB of K + V per head */
     TUNE_ATTN_BQ_LONG,   /*   queries per group then */
