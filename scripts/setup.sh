@@ -12,6 +12,7 @@ pkgs=(build-essential cmake pkg-config
       rocm-device-libs  # AMD GPU builtins for scripts/portability.py
       openmpi-bin libopenmpi-dev   # training across processes and machines (mpirun)
       python3-jsonschema           # tests: benchmark reports against docs/bench/schema.json
+      python3-venv python3-pip python3-setuptools python3-numpy python3-pytest  # python/ bindings, tests/python.sh
       oclgrind)                    # tests: a few suites on the Oclgrind simulator
 [ "${1:-}" = "--torch" ] && pkgs+=(python3-torch python3-numpy)
 

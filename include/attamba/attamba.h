@@ -72,11 +72,14 @@ typedef struct attamba_device_info {
     int has_subgroups;             /* cl_khr_subgroups or cl_intel_subgroups */
 } attamba_device_info;
 
-/* Lists every OpenCL device of every platform. *out is malloc'd and owned by the caller (free()).
+/* Lists every OpenCL device of every platform. *out is malloc'd and owned by the caller (free() or
+ * attamba_devices_free).
  * No platform is ATTAMBA_ERR_NO_PLATFORM; *count may be 0 otherwise. The message, if any, is
  * written to errbuf (may be NULL). */
 attamba_status attamba_devices_list(attamba_device_info **out, int *count, char *errbuf,
                                     size_t errbuf_size);
+/* Frees what attamba_devices_list gave (the same as free(); for callers without the C library's). */
+void attamba_devices_free(attamba_device_info *list);
 
 /* ---- Context ------------------------------------------------------------------------------ */
 
@@ -205,7 +208,8 @@ typedef struct attamba_sampler_params {
 /* temperature 0.8, top_k 0, top_p 1, min_p 0, repeat_penalty 1, repeat_last_n 64, seed 0 (the
  * defaults of `attamba generate`). */
 attamba_sampler_params attamba_sampler_params_default(void);
-/* Messages of this sampler's failures go to ctx (attamba_context_last_error). */
+/* Messages of this sampler's failures go to ctx (attamba_context_last_error): destroy the sampler
+ * before the context. */
 attamba_status attamba_sampler_create(attamba_context *ctx, const attamba_sampler_params *p, attamba_sampler **out);
 void attamba_sampler_destroy(attamba_sampler *s);
 /* One token from n_vocab logits (not modified); the token is then counted for the penalty as
@@ -228,6 +232,7 @@ attamba_status attamba_session_create(attamba_model *m, int64_t max_tokens, atta
  * (what a server needs: one pass over the weights per step for all of them). */
 attamba_status attamba_session_create_batch(attamba_model *m, int n_seq, int64_t max_tokens,
                                             attamba_session **out);
+/* A session must be destroyed before its model. */
 void attamba_session_destroy(attamba_session *s);
 int attamba_session_sequences(const attamba_session *s);
 /* One sequence only: feeds n tokens (n >= 1; a prefill when the session is empty, else one decode

@@ -267,3 +267,5 @@ attamba_status attamba_devices_list(attamba_device_info **out, int *count, char 
     *count = n;
     return ATTAMBA_OK;
 }
+
+void attamba_devices_free(attamba_device_info *list) { free(list); }

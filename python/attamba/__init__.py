@@ -1,0 +1,25 @@
+"""attamba: Python bindings for libattamba, the portable OpenCL engine for Attamba language models.
+
+A thin ctypes layer over the C API (include/attamba/attamba.h, API 0.2) with numpy arrays in and
+out: float32 logits, int32 token ids.
+
+    import attamba
+    with attamba.Context() as ctx:
+        model = attamba.Model.init(ctx, "tiny", seed=1)       # or attamba.Model.load(ctx, "model_dir")
+        ids = model.tokenizer.encode("Hello")
+        logits = model.forward(ids)                           # [T, V] float32
+        print(model.tokenizer.decode(model.generate("Hello", 20)))
+
+The shared library is found through $ATTAMBA_LIBRARY, else ctypes.util.find_library("attamba"),
+when first needed. Every failure of a C call raises attamba.Error (a RuntimeError) with the
+library's status and message; see docs/python.md.
+"""
+
+from ._lib import Error, LibraryNotFoundError, Status, load_library
+from ._core import (Context, Counters, DeviceInfo, Memory, Model, Sampler, Session, Tokenizer, devices,
+                    generate_batch, version)
+
+__version__ = "0.2.0"
+
+__all__ = ["Error", "LibraryNotFoundError", "Status", "load_library", "version", "devices", "DeviceInfo",
+           "Memory", "Counters", "Context", "Model", "Tokenizer", "Sampler", "Session", "generate_batch"]

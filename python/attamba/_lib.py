@@ -1,0 +1,254 @@
+"""Loading libattamba and declaring its C API (include/attamba/attamba.h, API 0.2) for ctypes.
+
+Nothing here is public except what ``attamba/__init__.py`` re-exports: :class:`Error`,
+:class:`Status`, :class:`LibraryNotFoundError` and :func:`load_library`.
+"""
+
+import ctypes
+import ctypes.util
+import enum
+import os
+import threading
+from ctypes import (POINTER, Structure, c_char, c_char_p, c_float, c_int, c_int32, c_int64,
+                    c_size_t, c_uint, c_uint64, c_void_p)
+
+__all__ = ["Error", "Status", "LibraryNotFoundError", "load_library", "lib", "check", "fail_from_errbuf", "errbuf"]
+
+INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
+INT64_MAX = 2 ** 63 - 1
+UINT64_MAX = 2 ** 64 - 1
+
+
+class Status(enum.IntEnum):
+    """The C library's status codes (``attamba_status``)."""
+    OK = 0
+    ERR_INVALID_ARG = 1
+    ERR_SHAPE = 2
+    ERR_NO_PLATFORM = 3
+    ERR_NO_DEVICE = 4
+    ERR_OUT_OF_MEMORY = 5
+    ERR_BUILD = 6
+    ERR_OPENCL = 7
+    ERR_IO = 8
+    ERR_FORMAT = 9
+    ERR_UNSUPPORTED = 10
+    ERR_INTERNAL = 11
+    ERR_INTERRUPTED = 12
+
+
+class Error(RuntimeError):
+    """A call into libattamba failed.
+
+    Attributes:
+        status: the :class:`Status` (an int if the library returned a code this module does not know).
+        status_name: the library's description of the status (``attamba_status_str``), e.g.
+            ``"invalid argument"``.
+        message: the library's message for this failure (``attamba_context_last_error`` of the context
+            involved, or the error buffer of the call), e.g. which file or which token was at fault.
+    """
+
+    def __init__(self, status, message="", status_name=None):
+        try:
+            status = Status(status)
+        except ValueError:
+            status = int(status)
+        if status_name is None:
+            status_name = _status_str(status)
+        self.status = status
+        self.status_name = status_name
+        self.message = message
+        super().__init__(f"{status_name}: {message}" if message else status_name)
+
+    def __reduce__(self):
+        return (type(self), (int(self.status), self.message, self.status_name))
+
+
+class LibraryNotFoundError(ImportError):
+    """libattamba.so could not be found or loaded (raised on first use of the library)."""
+
+
+# ---- C types -------------------------------------------------------------------------------------
+
+class DeviceInfoStruct(Structure):
+    _fields_ = [
+        ("platform_index", c_int),
+        ("device_index", c_int),
+        ("platform_name", c_char * 128),
+        ("name", c_char * 128),
+        ("vendor", c_char * 128),
+        ("driver_version", c_char * 64),
+        ("opencl_c_version", c_char * 64),
+        ("type", c_int),
+        ("compute_units", c_uint),
+        ("global_mem_bytes", c_uint64),
+        ("max_alloc_bytes", c_uint64),
+        ("local_mem_bytes", c_uint64),
+        ("max_work_group_size", c_size_t),
+        ("has_fp16", c_int),
+        ("has_fp64", c_int),
+        ("has_subgroups", c_int),
+    ]
+
+
+class CountersStruct(Structure):
+    _fields_ = [(name, c_uint64) for name in ("launches", "allocations", "uploads", "copies", "blocking_reads")]
+
+
+class SamplerParamsStruct(Structure):
+    _fields_ = [
+        ("temperature", c_float),
+        ("top_k", c_int),
+        ("top_p", c_float),
+        ("min_p", c_float),
+        ("repeat_penalty", c_float),
+        ("repeat_last_n", c_int),
+        ("seed", c_uint64),
+    ]
+
+
+P_I32 = POINTER(c_int32)
+P_F32 = POINTER(c_float)
+P_HANDLE = POINTER(c_void_p)
+
+# name: (restype, argtypes). Opaque handles (context, model, session, sampler, tokenizer) are c_void_p.
+_PROTOTYPES = {
+    "attamba_status_str": (c_char_p, [c_int]),
+    "attamba_version": (c_char_p, []),
+    "attamba_device_type_name": (c_char_p, [c_int]),
+    "attamba_devices_list": (c_int, [POINTER(POINTER(DeviceInfoStruct)), POINTER(c_int), POINTER(c_char), c_size_t]),
+    "attamba_devices_free": (None, [POINTER(DeviceInfoStruct)]),
+    "attamba_context_create": (c_int, [c_char_p, P_HANDLE, POINTER(c_char), c_size_t]),
+    "attamba_context_destroy": (None, [c_void_p]),
+    "attamba_context_last_error": (c_char_p, [c_void_p]),
+    "attamba_context_device": (POINTER(DeviceInfoStruct), [c_void_p]),
+    "attamba_context_memory": (None, [c_void_p, POINTER(c_uint64), POINTER(c_uint64)]),
+    "attamba_context_counters": (None, [c_void_p, POINTER(CountersStruct)]),
+    "attamba_model_load": (c_int, [c_void_p, c_char_p, P_HANDLE]),
+    "attamba_model_init": (c_int, [c_void_p, c_char_p, c_uint64, P_HANDLE]),
+    "attamba_model_save": (c_int, [c_void_p, c_char_p]),
+    "attamba_model_destroy": (None, [c_void_p]),
+    "attamba_model_vocab_size": (c_int, [c_void_p]),
+    "attamba_model_set_attention": (c_int, [c_void_p, c_int, c_int, c_char_p]),
+    "attamba_model_forward": (c_int, [c_void_p, P_I32, c_int, c_int, P_F32]),
+    "attamba_model_tokenizer": (c_int, [c_void_p, P_HANDLE]),
+    "attamba_tokenizer_vocab_size": (c_int, [c_void_p]),
+    "attamba_tokenizer_bos": (c_int32, [c_void_p]),
+    "attamba_tokenizer_eos": (c_int32, [c_void_p]),
+    "attamba_tokenizer_encode": (c_int, [c_void_p, c_char_p, c_size_t, c_int, P_I32, c_int64, POINTER(c_int64)]),
+    "attamba_tokenizer_decode": (c_int, [c_void_p, P_I32, c_int64, POINTER(c_char), c_size_t, POINTER(c_size_t)]),
+    "attamba_sampler_params_default": (SamplerParamsStruct, []),
+    "attamba_sampler_create": (c_int, [c_void_p, POINTER(SamplerParamsStruct), P_HANDLE]),
+    "attamba_sampler_destroy": (None, [c_void_p]),
+    "attamba_sampler_sample": (c_int, [c_void_p, P_F32, c_int, P_I32]),
+    "attamba_sampler_accept": (None, [c_void_p, c_int32]),
+    "attamba_sampler_reset": (None, [c_void_p]),
+    "attamba_session_create": (c_int, [c_void_p, c_int64, P_HANDLE]),
+    "attamba_session_create_batch": (c_int, [c_void_p, c_int, c_int64, P_HANDLE]),
+    "attamba_session_destroy": (None, [c_void_p]),
+    "attamba_session_sequences": (c_int, [c_void_p]),
+    "attamba_session_feed": (c_int, [c_void_p, P_I32, c_int, P_F32]),
+    "attamba_session_prefill": (c_int, [c_void_p, c_int, P_I32, c_int, P_F32]),
+    "attamba_session_step": (c_int, [c_void_p, P_I32, P_F32]),
+    "attamba_session_reset": (c_int, [c_void_p, c_int]),
+    "attamba_session_position": (c_int64, [c_void_p, c_int]),
+    "attamba_session_cache_bytes": (c_int64, [c_void_p, c_int]),
+}
+
+
+class _Lib:
+    """The loaded library: one attribute per C function, with its prototype set."""
+
+    def __init__(self, path):
+        try:
+            self._dll = ctypes.CDLL(path)
+        except OSError as e:
+            raise LibraryNotFoundError(
+                f"cannot load libattamba from {path!r}: {e}. Set ATTAMBA_LIBRARY to the path of "
+                f"libattamba.so (e.g. build/libattamba.so in a CMake build tree)") from e
+        self.path = path
+        missing = []
+        for name, (restype, argtypes) in _PROTOTYPES.items():
+            try:
+                fn = getattr(self._dll, name)
+            except AttributeError:
+                missing.append(name)
+                continue
+            fn.restype = restype
+            fn.argtypes = argtypes
+            setattr(self, name[len("attamba_"):], fn)
+        if missing:
+            raise LibraryNotFoundError(
+                f"{path} lacks {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}: these bindings "
+                f"need the C API 0.2 or later; point ATTAMBA_LIBRARY at a newer libattamba.so")
+
+
+
+_lib = None
+_lib_lock = threading.Lock()
+
+
+def _find_path():
+    path = os.environ.get("ATTAMBA_LIBRARY")
+    if path:
+        if not os.path.exists(path):
+            raise LibraryNotFoundError(f"ATTAMBA_LIBRARY={path} does not exist; set it to the path of "
+                                       f"libattamba.so (e.g. build/libattamba.so in a CMake build tree)")
+        return path
+    path = ctypes.util.find_library("attamba")
+    if not path:
+        raise LibraryNotFoundError(
+            "libattamba was not found: set ATTAMBA_LIBRARY to the path of libattamba.so (e.g. "
+            "ATTAMBA_LIBRARY=/path/to/attamba/build/libattamba.so), or install it where the dynamic "
+            "loader finds it (cmake --install, then ldconfig)")
+    return path
+
+
+def load_library(path=None):
+    """Loads libattamba now and returns the path it was loaded from.
+
+    ``path`` defaults to ``$ATTAMBA_LIBRARY``, else ``ctypes.util.find_library("attamba")``. The
+    library is otherwise loaded on first use; once loaded it cannot be swapped for another.
+    Raises :class:`LibraryNotFoundError` when it cannot be found or lacks the 0.2 API.
+    """
+    global _lib
+    with _lib_lock:
+        if _lib is None:
+            _lib = _Lib(os.fspath(path) if path is not None else _find_path())
+        elif path is not None and os.fspath(path) != _lib.path:
+            raise ValueError(f"libattamba is already loaded from {_lib.path}")
+        return _lib.path
+
+
+def lib():
+    """The loaded library (loading it on first use)."""
+    if _lib is None:
+        load_library()
+    return _lib
+
+
+def _status_str(status):
+    try:
+        return lib().status_str(int(status)).decode("utf-8", "replace")
+    except LibraryNotFoundError:
+        return f"status {int(status)}"
+
+
+def _decode(b):
+    return b.decode("utf-8", "replace") if b else ""
+
+
+def check(status, ctx_ptr):
+    """Raises Error for a failed status, with the message the context holds."""
+    if status != 0:
+        msg = _decode(lib().context_last_error(ctx_ptr)) if ctx_ptr else ""
+        raise Error(status, msg or "(the library gave no message)")
+
+
+def fail_from_errbuf(status, errbuf):
+    """Raises Error for a failed status, with the message the call wrote to errbuf."""
+    if status != 0:
+        raise Error(status, _decode(errbuf.value) or "(the library gave no message)")
+
+
+def errbuf():
+    return ctypes.create_string_buffer(1024)
