@@ -574,74 +574,68 @@ int cli_generate(int argc, char **argv) {
     int n_ctx;
     model *m;
     if (!open_model("generate", &mo, ctxs, &n_ctx, &m)) return 1;
+    /* from here on, the public API alone (include/attamba/attamba.h) */
     attamba_context *ctx = ctxs[0];
-    tokenizer *tok;
-    char err[300];
-    if (tokenizer_create("bytes", m->cfg.vocab_size, m->cfg.bos_id, m->cfg.eos_id, &tok, err, sizeof err)) {
-        close_model(ctxs, n_ctx, m);
-        return cli_error("generate", "%s", err);
-    }
+    const attamba_tokenizer *tok = NULL;
+    attamba_sampler *smp = NULL;
+    attamba_session *ses = NULL;
+    attamba_sampler_params sp = attamba_sampler_params_default();
+    sp.temperature = (float)temperature, sp.top_k = (int)top_k, sp.top_p = (float)top_p, sp.min_p = (float)min_p;
+    sp.repeat_penalty = (float)penalty, sp.repeat_last_n = (int)last_n, sp.seed = (uint64_t)seed;
+    int V = attamba_model_vocab_size(m);
     size_t plen = strlen(prompt);
-    int64_t np;
+    int64_t np = 0;
     int32_t *ids = malloc((plen + 1) * sizeof *ids);
-    ids[0] = tok->bos_id;
-    tok->encode(tok, prompt, plen, ids + 1, (int64_t)plen, &np);
-    int T = (int)np + 1, rc = 0;
-    kv_cache *cache = NULL;
-    tensor logits = {0};
-    sampler smp;
-    sampler_init(&smp, (float)temperature, (int)top_k, (float)top_p, (uint64_t)seed);
+    float *logits = malloc((size_t)V * sizeof *logits);
+    int rc = !ids || !logits ? ATTAMBA_ERR_OUT_OF_MEMORY : ATTAMBA_OK;
+    if (!rc) rc = attamba_model_tokenizer(m, &tok);
+    if (!rc) rc = attamba_tokenizer_encode(tok, prompt, plen, 1, ids, (int64_t)plen + 1, &np);
+    int T = (int)np;
+    if (!rc) rc = attamba_sampler_create(ctx, &sp, &smp);
+    if (!rc) rc = attamba_session_create(m, T + n_new + 1, &ses);
     double t_prefill = 0, t_decode = 0;
     int generated = 0;
-    if (sampler_set_filters(ctx, &smp, (float)min_p, (float)penalty, (int)last_n)) {
-        rc = cli_error("generate", "%s", attamba_context_last_error(ctx));
-    } else if (kv_cache_create(m, 1, T + n_new + 1, &cache)) {
-        rc = cli_error("generate", "%s", attamba_context_last_error(ctx));
-    } else {
+    if (!rc) {
         double t0 = core_now();
-        tensor last;
-        for (int i = 1; i < T; i++) sampler_accept(&smp, ids[i]); /* the prompt counts for the penalty */
-        if (model_prefill_last(m, cache, 0, ids, T, &last)) {
-            rc = cli_error("generate", "%s", attamba_context_last_error(ctx));
-        } else { /* the next token comes from the last position's logits */
-            int32_t next;
-            if (ops_sample(last.buf->ctx, &last, &smp, &next)) /* the logits' device: the last stage's with a split */
-                rc = cli_error("generate", "%s", attamba_context_last_error(last.buf->ctx));
-            tensor_free(&last);
-            t_prefill = core_now() - t0;
-            fputs(prompt, stdout);
-            t0 = core_now();
-            for (long i = 0; i < n_new && !rc; i++) {
-                char buf[8];
-                int nb = tok->decode(tok, next, buf, sizeof buf);
-                fwrite(buf, 1, (size_t)nb, stdout);
-                fflush(stdout);
-                generated++;
-                sampler_accept(&smp, next);
-                if (next == tok->eos_id) break;
-                if (i + 1 == n_new) break;
-                if (model_decode_step(m, cache, &next, &logits))
-                    rc = cli_error("generate", "%s", attamba_context_last_error(ctx));
-                else if (ops_sample(logits.buf->ctx, &logits, &smp, &next))
-                    rc = cli_error("generate", "%s", attamba_context_last_error(logits.buf->ctx));
-                tensor_free(&logits);
-            }
-            t_decode = core_now() - t0;
-            printf("\n");
+        for (int i = 1; i < T; i++) attamba_sampler_accept(smp, ids[i]); /* the prompt counts for the penalty */
+        int32_t next = 0;
+        rc = attamba_session_feed(ses, ids, T, logits); /* the next token comes from the last position's */
+        if (!rc) rc = attamba_sampler_sample(smp, logits, V, &next);
+        t_prefill = core_now() - t0;
+        int shown = !rc; /* the prompt, then the tokens as they come */
+        if (shown) fputs(prompt, stdout);
+        t0 = core_now();
+        for (long i = 0; i < n_new && !rc; i++) {
+            char buf[64];
+            size_t nb = 0;
+            rc = attamba_tokenizer_decode(tok, &next, 1, buf, sizeof buf, &nb);
+            fwrite(buf, 1, CORE_MIN(nb, sizeof buf), stdout);
+            fflush(stdout);
+            generated++;
+            if (rc || next == attamba_tokenizer_eos(tok) || i + 1 == n_new) break;
+            rc = attamba_session_feed(ses, &next, 1, logits);
+            if (!rc) rc = attamba_sampler_sample(smp, logits, V, &next);
         }
+        t_decode = core_now() - t0;
+        if (shown) printf("\n");
     }
-    if (!rc)
+    if (rc) {
+        cli_error("generate", "%s", rc == ATTAMBA_ERR_OUT_OF_MEMORY && !ids ? "out of host memory"
+                                                                           : attamba_context_last_error(ctx));
+    } else {
+        int64_t bytes = attamba_session_cache_bytes(ses, 0), pos = attamba_session_position(ses, 0);
         fprintf(stderr, "\nprefill %d tokens in %.3f s (%.1f tokens/s); generated %d tokens in %.3f s (%.1f tokens/s); "
                         "KV cache %lld bytes (%.0f per token; a full-attention cache would hold %lld)\n",
                 T, t_prefill, T / t_prefill, generated, t_decode, generated / (t_decode > 0 ? t_decode : 1e-9),
-                (long long)kv_cache_bytes_used(cache, 0), (double)kv_cache_bytes_used(cache, 0) / (double)cache->pos[0],
-                (long long)(cache->pos[0] * 2LL * m->cfg.n_kv_heads * m->cfg.head_dim * 4 * m->cfg.n_layers));
-    kv_cache_destroy(cache);
-    sampler_free(&smp);
-    tokenizer_destroy(tok);
+                (long long)bytes, (double)bytes / (double)pos,
+                (long long)(pos * 2LL * m->cfg.n_kv_heads * m->cfg.head_dim * 4 * m->cfg.n_layers));
+    }
+    attamba_session_destroy(ses);
+    attamba_sampler_destroy(smp);
     free(ids);
+    free(logits);
     close_model(ctxs, n_ctx, m);
-    return rc;
+    return rc != 0;
 }
 
 /* ---- eval ---- */
