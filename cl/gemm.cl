@@ -107,11 +107,66 @@ inline float dot_row(const __global float *a, const __global BT *w, int K) {
     return s;
 }
 
+/* Two rows of A (a0, a1) against one row of B, as dot_row: each piece of B loaded once for both,
+ * four independent accumulators (one pair of chains per row hides the FMA latency). */
+inline float2 dot_pair(const __global float *a0, const __global float *a1, const __global BT *w, int K) {
+    float8 s0 = (float8)(0.0f), s1 = (float8)(0.0f), t0 = (float8)(0.0f), t1 = (float8)(0.0f);
+    int k = 0;
+#if WT == 2
+    for (; k < K; k += Q8_BLOCK, w += Q8_BYTES) {
+        __global const char *q = (__global const char *)(w + 4);
+        float8 w0 = convert_float8(vload8(0, q)), w1 = convert_float8(vload8(1, q));
+        float8 w2 = convert_float8(vload8(2, q)), w3 = convert_float8(vload8(3, q));
+        float8 d = (float8)(*(__global const float *)w);
+        s0 = fma(d, fma(vload8(2, a0 + k), w2, vload8(0, a0 + k) * w0), s0);
+        s1 = fma(d, fma(vload8(3, a0 + k), w3, vload8(1, a0 + k) * w1), s1);
+        t0 = fma(d, fma(vload8(2, a1 + k), w2, vload8(0, a1 + k) * w0), t0);
+        t1 = fma(d, fma(vload8(3, a1 + k), w3, vload8(1, a1 + k) * w1), t1);
+    }
+#else
+    for (; k + 16 <= K; k += 16) {
+#if WT == 1
+        float8 w0 = vload_half8(0, w + k), w1 = vload_half8(0, w + k + 8);
+#else
+        float8 w0 = vload8(0, w + k), w1 = vload8(0, w + k + 8);
+#endif
+        s0 = fma(vload8(0, a0 + k), w0, s0);
+        s1 = fma(vload8(0, a0 + k + 8), w1, s1);
+        t0 = fma(vload8(0, a1 + k), w0, t0);
+        t1 = fma(vload8(0, a1 + k + 8), w1, t1);
+    }
+#endif
+    float8 h8 = s0 + s1, g8 = t0 + t1;
+    float4 h4 = h8.lo + h8.hi, g4 = g8.lo + g8.hi;
+    float2 r = (float2)(h4.x + h4.y + h4.z + h4.w, g4.x + g4.y + g4.z + g4.w);
+#if WT != 2
+    for (; k < K; k++) {
+#if WT == 1
+        float wk = vload_half(k, w);
+#else
+        float wk = w[k];
+#endif
+        r = fma((float2)(a0[k], a1[k]), (float2)(wk), r);
+    }
+#endif
+    return r;
+}
+
 /* The dot products of RM rows of A (a: the first, rows lda apart; rows past nrows are not computed)
- * with one row of B, into out: one row after the other, so the row of B comes from memory for the
- * first and from the cache for the rest (a decode step of RM sequences reads the weights once). */
+ * with one row of B, into out: two rows at a time (dot_pair), so the row of B comes from memory for
+ * the first pair and from the cache for the rest (a decode step of RM sequences reads the weights
+ * once). */
 inline void dot_rows(const __global float *a, int lda, int nrows, const __global BT *w, int K, float *out) {
-    for (int r = 0; r < RM; r++) out[r] = r < nrows ? dot_row(a + r * lda, w, K) : 0.0f;
+    if (RM == 1 || nrows == 1) {
+        out[0] = dot_row(a, w, K);
+        return;
+    }
+    for (int r = 0; r < RM; r += 2) {
+        if (r >= nrows) break;
+        float2 d = dot_pair(a + r * lda, a + min(r + 1, nrows - 1) * lda, w, K);
+        out[r] = d.x;
+        if (r + 1 < RM) out[r + 1] = d.y;
+    }
 }
 
 /* Work-item (x = column n, y = block of RM rows, z = batch): consecutive work-items read consecutive

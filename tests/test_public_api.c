@@ -39,12 +39,14 @@ START_TEST(session_decoding_matches_the_forward_pass) {
     }
     ck_assert_int_eq(attamba_session_position(s, 0), T);
     ck_assert_int_gt(attamba_session_cache_bytes(s, 0), 0);
+    ck_assert_int_eq(attamba_model_set_attention(m, 2, 1, "uniform"), ATTAMBA_ERR_INVALID_ARG); /* s is open */
+    ck_assert_ptr_nonnull(strstr(attamba_context_last_error(ctx), "destroy them first"));
+    attamba_session_destroy(s);
     ck_assert_int_eq(attamba_model_set_attention(m, 2, 1, "uniform"), ATTAMBA_OK);
     ck_assert_int_eq(attamba_model_set_attention(m, -1, -1, "nonsense"), ATTAMBA_ERR_INVALID_ARG);
     int32_t bad = V;
     ck_assert_int_eq(attamba_model_forward(m, &bad, 1, 1, full), ATTAMBA_ERR_INVALID_ARG);
     ck_assert_ptr_nonnull(strstr(attamba_context_last_error(ctx), "outside"));
-    attamba_session_destroy(s);
     attamba_model_destroy(m);
     free(full);
     free(step);
@@ -174,6 +176,7 @@ START_TEST(init_save_load_and_the_tokenizer) {
     ck_assert_int_eq(attamba_model_init(ctx, "huge", 5, &c), ATTAMBA_ERR_INVALID_ARG);
     ck_assert_ptr_nonnull(strstr(attamba_context_last_error(ctx), "unknown preset"));
     ck_assert_int_eq(attamba_model_init(ctx, "/nonexistent/config.json", 5, &c), ATTAMBA_ERR_IO);
+    ck_assert_int_eq(attamba_model_init(ctx, "/nonexistent/conf", 5, &c), ATTAMBA_ERR_IO); /* a path all the same */
 
     const attamba_tokenizer *t;
     ck_assert_int_eq(attamba_model_tokenizer(a, &t), ATTAMBA_OK);
@@ -240,6 +243,12 @@ START_TEST(the_sampler) {
         differ += draws[0][i] != top;
     }
     ck_assert_int_gt(differ, 0);
+    attamba_sampler_set_seed(s, 12); /* another seed: other draws; back to 11: the same again */
+    for (int i = 0; i < 40; i++) ck_assert_int_eq(attamba_sampler_sample(s, x, V, &draws[1][i]), ATTAMBA_OK);
+    ck_assert_int_ne(memcmp(draws[0], draws[1], sizeof draws[0]), 0);
+    attamba_sampler_set_seed(s, 11);
+    for (int i = 0; i < 40; i++) ck_assert_int_eq(attamba_sampler_sample(s, x, V, &draws[1][i]), ATTAMBA_OK);
+    ck_assert_int_eq(memcmp(draws[0], draws[1], sizeof draws[0]), 0);
     attamba_sampler_destroy(s);
     /* greedy, min-p 1 and top-k 1 all give the argmax */
     for (int c = 0; c < 3; c++) {

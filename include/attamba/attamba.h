@@ -134,7 +134,7 @@ typedef struct attamba_model attamba_model;
  * message (attamba_context_last_error). The model must be destroyed before its context. */
 attamba_status attamba_model_load(attamba_context *ctx, const char *dir, attamba_model **out);
 /* A new model with seeded random weights (SPEC 3.1 init) on ctx's device: config is a preset name
- * ("tiny", "small", "paper-60m") or the path of a config.json. The same seed gives the same weights
+ * ("tiny", "small", "paper-60m") or the path of a config file (anything with a '/' or a '.'). The same seed gives the same weights
  * as `attamba init`. */
 attamba_status attamba_model_init(attamba_context *ctx, const char *config, uint64_t seed, attamba_model **out);
 /* Writes dir/config.json and dir/model.safetensors (each through a temporary file); creates dir.
@@ -161,7 +161,8 @@ attamba_status attamba_model_load_with(const char *dir, const attamba_model_para
 void attamba_model_destroy(attamba_model *m);
 int attamba_model_vocab_size(const attamba_model *m);
 /* Test-time attention pattern: chunk P (<= 0 keeps), window L (< 0 keeps), boundaries "uniform",
- * "cyclic", "random" or "random:SEED" (NULL keeps). */
+ * "cyclic", "random" or "random:SEED" (NULL keeps). Refused while sessions of the model are open
+ * (their caches are sized for the pattern in force). attamba_model_save writes the pattern in force. */
 attamba_status attamba_model_set_attention(attamba_model *m, int chunk, int window, const char *boundaries);
 
 /* Logits of B sequences of T tokens (tokens: B*T ids in [0, vocab)), written to logits: B*T*vocab
@@ -213,12 +214,15 @@ attamba_sampler_params attamba_sampler_params_default(void);
 attamba_status attamba_sampler_create(attamba_context *ctx, const attamba_sampler_params *p, attamba_sampler **out);
 void attamba_sampler_destroy(attamba_sampler *s);
 /* One token from n_vocab logits (not modified); the token is then counted for the penalty as
- * attamba_sampler_accept does. Logits with no finite softmax (NaN, +inf, all -inf) are refused. */
+ * attamba_sampler_accept does. A draw from logits with no finite softmax (NaN, +inf, all -inf) is
+ * refused; greedy takes the argmax as it is (a NaN counts as the largest, as in NumPy). */
 attamba_status attamba_sampler_sample(attamba_sampler *s, const float *logits, int n_vocab, int32_t *token);
 /* Counts a token for the repetition penalty without drawing it (the prompt's tokens). */
 void attamba_sampler_accept(attamba_sampler *s, int32_t token);
 /* Forgets the accepted tokens and restarts the random numbers from the seed. */
 void attamba_sampler_reset(attamba_sampler *s);
+/* The same with a new seed (a server giving a slot's sampler to its next request). */
+void attamba_sampler_set_seed(attamba_sampler *s, uint64_t seed);
 
 /* ---- Decoding sessions -------------------------------------------------------------------- */
 

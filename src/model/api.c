@@ -16,9 +16,9 @@ attamba_status attamba_model_init(attamba_context *ctx, const char *config, uint
     if (!config) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "attamba_model_init: NULL config");
     model_config cfg;
     char err[600];
-    size_t n = strlen(config);
-    attamba_status s = n > 5 && !strcmp(config + n - 5, ".json") ? model_config_load(config, &cfg, err, sizeof err)
-                                                                 : model_config_preset(config, &cfg, err, sizeof err);
+    int path = strchr(config, '/') || strchr(config, '.'); /* preset names have neither */
+    attamba_status s = path ? model_config_load(config, &cfg, err, sizeof err)
+                            : model_config_preset(config, &cfg, err, sizeof err);
     if (s) return rt_fail(ctx, s, "attamba_model_init: %s", err);
     model *m;
     RT_TRY(model_create(ctx, &cfg, &m));
@@ -52,6 +52,10 @@ void attamba_model_destroy(attamba_model *m) { model_destroy(m); }
 int attamba_model_vocab_size(const attamba_model *m) { return m->cfg.vocab_size; }
 
 attamba_status attamba_model_set_attention(attamba_model *m, int chunk, int window, const char *boundaries) {
+    if (m->n_sessions) /* their caches are sized and filled for the pattern in force */
+        return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG,
+                       "attamba_model_set_attention: %d session(s) of this model are open; destroy them first",
+                       m->n_sessions);
     return model_set_attention(m, chunk, window, boundaries);
 }
 
@@ -195,20 +199,31 @@ void attamba_sampler_reset(attamba_sampler *s) {
     s->s.n_seen = 0;
 }
 
+void attamba_sampler_set_seed(attamba_sampler *s, uint64_t seed) {
+    s->p.seed = seed;
+    attamba_sampler_reset(s);
+}
+
 /* ---- sessions ---- */
 
 attamba_status attamba_session_create(attamba_model *m, int64_t max_tokens, attamba_session **out) {
-    return kv_cache_create(m, 1, max_tokens, out);
+    return attamba_session_create_batch(m, 1, max_tokens, out);
 }
 
 attamba_status attamba_session_create_batch(attamba_model *m, int n_seq, int64_t max_tokens, attamba_session **out) {
     *out = NULL;
     if (n_seq < 1 || n_seq > 4096)
         return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "attamba_session_create_batch: n_seq %d outside [1, 4096]", n_seq);
-    return kv_cache_create(m, n_seq, max_tokens, out);
+    RT_TRY(kv_cache_create(m, n_seq, max_tokens, out));
+    m->n_sessions++;
+    return ATTAMBA_OK;
 }
 
-void attamba_session_destroy(attamba_session *s) { kv_cache_destroy(s); }
+void attamba_session_destroy(attamba_session *s) {
+    if (!s) return;
+    s->m->n_sessions--;
+    kv_cache_destroy(s);
+}
 
 int attamba_session_sequences(const attamba_session *s) { return s->B; }
 

@@ -40,6 +40,7 @@ struct attamba_model {
     int first_layer, end_layer;
     model *next;
     struct attamba_tokenizer *tok; /* made by attamba_model_tokenizer on first use (api.c) */
+    int n_sessions;                /* public sessions open on the model (api.c) */
 };
 
 /* A model with allocated, uninitialised weights. */
