@@ -61,7 +61,7 @@ attamba_status ops_gemm(rt_ctx *ctx, int trans_a, int trans_b, float alpha, cons
 attamba_status ops_gemm_with(rt_ctx *ctx, ops_gemm_backend backend, int trans_a, int trans_b, float alpha,
                              const tensor *a, const tensor *b, float beta, tensor *c);
 /* Tuning/testing hook: the own backend with an explicit kernel (cl/gemm.cl). AUTO = DOT for
- * M < gemm.dot_m (8) with trans_b, else LOCAL on GPUs, TILES elsewhere. LOCAL fails with ATTAMBA_ERR_UNSUPPORTED on devices whose
+ * M < gemm.dot_m (17 on CPUs, 8 elsewhere) with trans_b, else LOCAL on GPUs, TILES elsewhere. LOCAL fails with ATTAMBA_ERR_UNSUPPORTED on devices whose
  * work-groups cannot hold 16 x 16 items. */
 typedef enum {
     OPS_GEMM_KERNEL_AUTO = 0,

@@ -53,12 +53,14 @@ static const struct {
                                  "register tiles: a plain f32 B under this many KiB is read in place, not packed "
                                  "(default 1024 at 16 lanes, else 0: only for M <= 64)"},
     /* A decode step of several sequences: each dot-product work-item takes up to gemm.dot_rm rows of x
-     * against its row of W, one after the other, so W comes from memory once and from the cache for
-     * the rest. PoCL, 4 x 32000 x 512: 10.3 ms with one row per item, 4.6 with four (bench gemm); the
-     * same rows as float8 accumulators side by side took 5.3-6.3 ms. GPUs: not measured. */
-    [TUNE_GEMM_DOT_M] = {"gemm.dot_m", 8, 8, 8, SAME, SAME, SAME, 1, 64,
+     * against its row of W, two at a time, so W comes from memory once and from the cache for the
+     * rest. PoCL (Sapphire Rapids), 4 x 32000 x 512: 10.3 ms with one row per item, 2.1 with four;
+     * 8 and 16 rows: 3.0 and 5.5-6.1 ms where the register tiles, which pack W on every call, took
+     * 6.5-7.5 (bench gemm); bench batch at 4K context, 16 sequences: 3.2 -> 3.7-3.9x one sequence's
+     * tokens/s. GPUs: not measured. */
+    [TUNE_GEMM_DOT_M] = {"gemm.dot_m", 8, 17, 8, SAME, SAME, SAME, 1, 64,
                          "A B^T with fewer rows than this (decode) takes the dot-product kernels"},
-    [TUNE_GEMM_DOT_RM] = {"gemm.dot_rm", 4, 8, 4, SAME, SAME, SAME, 1, 16,
+    [TUNE_GEMM_DOT_RM] = {"gemm.dot_rm", 4, 16, 4, SAME, SAME, SAME, 1, 16,
                           "dot-product kernels: rows of A per work-item (at most; powers of two)"},
     /* PoCL runs a __local variant's barriers as loops over the group, so all BQ queries reuse a tile
      * from L1; without them each work-item streams the shared keys alone, which stays in cache only
