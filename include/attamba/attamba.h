@@ -255,6 +255,51 @@ attamba_status attamba_session_reset(attamba_session *s, int seq);
 int64_t attamba_session_position(const attamba_session *s, int seq);
 int64_t attamba_session_cache_bytes(const attamba_session *s, int seq);
 
+/* ---- Training ----------------------------------------------------------------------------- */
+
+/* Trains a model in place (SPEC 5: AdamW with a linear warmup and a cosine decay, gradient clipping,
+ * gradient accumulation), on batches the caller supplies: what `attamba train` does, minus the data
+ * sampling, validation schedule and logging, which are the caller's. */
+typedef struct attamba_trainer attamba_trainer;
+typedef struct attamba_train_params {
+    int batch, seq;          /* micro-batch: batch rows of seq tokens */
+    int accum;               /* micro-batches per optimiser step */
+    float lr, min_lr;        /* peak and floor of the schedule */
+    int64_t warmup, steps;   /* linear warmup over `warmup` steps, then cosine decay to min_lr at `steps` */
+    float beta1, beta2, eps, weight_decay, clip; /* AdamW; clip: the global gradient norm (0: off) */
+    int32_t ignore_id;       /* a target with this id is not scored (-1: every target is) */
+} attamba_train_params;
+/* `attamba train`'s defaults for a run of `steps` optimiser steps: batch 8, seq 256, accum 1, lr 3e-3
+ * down to 3e-4, warmup 5% of the steps, betas 0.9 / 0.95, eps 1e-8, weight decay 0.033, clip 1. */
+attamba_train_params attamba_train_params_default(int64_t steps);
+
+/* A trainer of m (f32 weights, on one device): its gradients, AdamW moments and the activations of
+ * one micro-batch. Destroy it before the model. */
+attamba_status attamba_trainer_create(attamba_model *m, const attamba_train_params *p, attamba_trainer **out);
+void attamba_trainer_destroy(attamba_trainer *t);
+typedef struct attamba_train_stats {
+    int64_t step;      /* optimiser steps done, this one included */
+    double loss;       /* the step's mean cross-entropy (nats per scored target) */
+    double grad_norm;  /* before clipping */
+    float lr;          /* the rate this step used */
+} attamba_train_stats;
+/* One optimiser step over accum micro-batches: tokens and targets hold accum * batch * seq ids each
+ * (row-major; usually targets[i] = the token after tokens[i]). A step past `steps` keeps min_lr.
+ * stats may be NULL. */
+attamba_status attamba_trainer_step(attamba_trainer *t, const int32_t *tokens, const int32_t *targets,
+                                    attamba_train_stats *stats);
+/* The mean loss of the model on n_rows rows of seq tokens (no gradients, no change). */
+attamba_status attamba_trainer_evaluate(attamba_trainer *t, const int32_t *tokens, const int32_t *targets, int n_rows,
+                                        double *loss);
+int64_t attamba_trainer_steps_done(const attamba_trainer *t);
+/* A checkpoint in dir (dir/ckpt-<step>, dir/latest; the previous one kept): the model, the AdamW
+ * moments, the parameters and the step, written to a temporary directory and renamed. The
+ * checkpoint is also a model directory (attamba_model_load). */
+attamba_status attamba_trainer_save(attamba_trainer *t, const char *dir);
+/* Resumes dir's newest checkpoint: a new model on ctx and its trainer, which continue exactly where
+ * the saved one stopped (the same batches give the same losses). */
+attamba_status attamba_trainer_load(attamba_context *ctx, const char *dir, attamba_model **m, attamba_trainer **t);
+
 #ifdef __cplusplus
 }
 #endif
