@@ -292,6 +292,8 @@ attamba_status attamba_trainer_step(attamba_trainer *t, const int32_t *tokens, c
 attamba_status attamba_trainer_evaluate(attamba_trainer *t, const int32_t *tokens, const int32_t *targets, int n_rows,
                                         double *loss);
 int64_t attamba_trainer_steps_done(const attamba_trainer *t);
+/* The parameters in force (after attamba_trainer_load: the saved run's). */
+attamba_train_params attamba_trainer_params(const attamba_trainer *t);
 /* A checkpoint in dir (dir/ckpt-<step>, dir/latest; the previous one kept): the model, the AdamW
  * moments, the parameters and the step, written to a temporary directory and renamed. The
  * checkpoint is also a model directory (attamba_model_load). */

@@ -7,7 +7,7 @@ import os
 import threading
 import weakref
 from collections import namedtuple
-from ctypes import byref, c_int32, c_int64, c_size_t, c_uint64, c_void_p
+from ctypes import byref, c_double, c_int32, c_int64, c_size_t, c_uint64, c_void_p
 
 import numpy as np
 
@@ -15,7 +15,7 @@ from . import _lib as L
 from ._lib import Error, INT32_MAX, INT32_MIN, INT64_MAX, UINT64_MAX
 
 __all__ = ["version", "devices", "DeviceInfo", "Memory", "Counters", "Context", "Model", "Tokenizer", "Sampler",
-           "Session", "generate_batch"]
+           "Session", "generate_batch", "Trainer", "TrainStats"]
 
 
 # ---- helpers -------------------------------------------------------------------------------------
@@ -575,10 +575,15 @@ class Sampler(_Owned):
         with self._h.lock:
             L.lib().sampler_accept(self._ptr(), t)
 
-    def reset(self):
-        """Forgets the accepted tokens and restarts the random numbers from the seed."""
+    def reset(self, seed=None):
+        """Forgets the accepted tokens and restarts the random numbers from the seed (a new one when
+        given)."""
         with self._h.lock:
-            L.lib().sampler_reset(self._ptr())
+            if seed is None:
+                L.lib().sampler_reset(self._ptr())
+            else:
+                self.seed = _int(seed, "seed", 0, UINT64_MAX)
+                L.lib().sampler_set_seed(self._ptr(), self.seed)
 
     def __repr__(self):
         return (f"<attamba.Sampler temperature={self.temperature} top_k={self.top_k} top_p={self.top_p} "
@@ -762,3 +767,153 @@ def generate_batch(model, prompts, n, samplers=None, stop_at_eos=True):
                 outs[i].append(nxt[i])
                 done[i] = nxt[i] == eos or len(outs[i]) == n
     return [np.asarray(o, dtype=np.int32) for o in outs]
+
+
+# ---- training ------------------------------------------------------------------------------------
+
+TrainStats = namedtuple("TrainStats", ["step", "loss", "grad_norm", "lr"])
+TrainStats.__doc__ = ("One optimiser step: steps done (this one included), its mean loss (nats per scored target), "
+                      "the gradient norm before clipping, the learning rate it used.")
+
+
+def _windows(tokens, targets, rows, seq, what):
+    """tokens [rows, seq] (or flat) with targets of the same shape, or, without targets, windows
+    [rows, seq + 1] whose last seq ids are the targets."""
+    ids = _tokens(tokens, "tokens")
+    if targets is None:
+        w = ids.reshape(-1, seq + 1) if ids.ndim == 1 and ids.size % (seq + 1) == 0 else ids
+        if w.ndim != 2 or w.shape[1] != seq + 1 or (rows is not None and w.shape[0] != rows):
+            want = f"[{rows if rows is not None else 'n'}, {seq + 1}]"
+            raise ValueError(f"{what}: windows without targets must be {want} ids, got shape {ids.shape}")
+        return np.ascontiguousarray(w[:, :-1]), np.ascontiguousarray(w[:, 1:])
+    tgt = _tokens(targets, "targets")
+    if ids.shape != tgt.shape:
+        raise ValueError(f"{what}: tokens {ids.shape} and targets {tgt.shape} differ")
+    if ids.size % seq or (rows is not None and ids.size != rows * seq):
+        want = f"{rows} x {seq}" if rows is not None else f"a multiple of {seq}"
+        raise ValueError(f"{what}: need {want} ids, got {ids.size}")
+    return ids.reshape(-1, seq), tgt.reshape(-1, seq)
+
+
+class Trainer(_Owned):
+    """Trains a model in place: AdamW with a linear warmup and a cosine decay to min_lr at ``steps``,
+    gradient clipping and accumulation (SPEC 5), on batches you supply, or on random windows of a
+    token array with :meth:`fit`. The defaults are ``attamba train``'s. Keeps its model alive.
+    """
+
+    _kind = "Trainer"
+    _FIELDS = ("batch", "seq", "accum", "lr", "min_lr", "warmup", "beta1", "beta2", "eps", "weight_decay", "clip",
+               "ignore_id")
+
+    def __init__(self, model, steps, **params):
+        if not isinstance(model, Model):
+            raise TypeError(f"model must be an attamba.Model, got {type(model).__name__}")
+        unknown = set(params) - set(self._FIELDS)
+        if unknown:
+            raise TypeError(f"unknown training parameter(s): {', '.join(sorted(unknown))}")
+        p = L.lib().train_params_default(_int(steps, "steps", 1, INT64_MAX))
+        for k, v in params.items():
+            if isinstance(getattr(p, k), float):
+                setattr(p, k, _float(v, k))
+            else:
+                setattr(p, k, _int(v, k, 0, INT64_MAX) if k == "warmup" else _int(v, k, INT32_MIN, INT32_MAX))
+        out = c_void_p()
+        with model._h.lock:
+            mptr = model._ptr()
+            L.check(L.lib().trainer_create(mptr, byref(p), byref(out)), model.context._h.ptr)
+            self._h = _Handle(out.value, L.lib().trainer_destroy, model._h)
+        self.model = model
+
+    @property
+    def params(self):
+        """The parameters in force (a dict: batch, seq, accum, lr, min_lr, warmup, steps, ...)."""
+        with self._h.lock:
+            p = L.lib().trainer_params(self._ptr())
+        return {k: getattr(p, k) for k in self._FIELDS + ("steps",)}
+
+    @classmethod
+    def load(cls, ctx, dir):
+        """Resumes the newest checkpoint in dir (written by :meth:`save`): returns (model, trainer),
+        which continue exactly where the saved trainer stopped."""
+        if not isinstance(ctx, Context):
+            raise TypeError(f"ctx must be an attamba.Context, got {type(ctx).__name__}")
+        path = _path_bytes(dir, "dir")
+        m, t = c_void_p(), c_void_p()
+        with ctx._h.lock:
+            cptr = ctx._ptr()
+            L.check(L.lib().trainer_load(cptr, path, byref(m), byref(t)), cptr)
+            model = object.__new__(Model)
+            model.context = ctx
+            model._h = _Handle(m.value, L.lib().model_destroy, ctx._h)
+            model._eos = model._bos = None
+            model._specials_known = False
+            self = object.__new__(cls)
+            self._h = _Handle(t.value, L.lib().trainer_destroy, model._h)
+        self.model = model
+        return model, self
+
+    def _call(self, fn, *args):
+        with self._h.lock:
+            L.check(fn(self._ptr(), *args), self.model.context._h.ptr)
+
+    def _shape(self):
+        p = self.params
+        return p["batch"] * p["accum"], p["seq"]
+
+    def step(self, tokens, targets=None):
+        """One optimiser step over accum micro-batches: tokens and targets [accum * batch, seq] ids, or
+        tokens alone as windows [accum * batch, seq + 1]. Returns :class:`TrainStats`."""
+        rows, seq = self._shape()
+        tok, tgt = _windows(tokens, targets, rows, seq, "step")
+        st = L.TrainStatsStruct()
+        self._call(L.lib().trainer_step, _i32p(tok), _i32p(tgt), byref(st))
+        return TrainStats(int(st.step), float(st.loss), float(st.grad_norm), float(st.lr))
+
+    def evaluate(self, tokens, targets=None):
+        """The mean loss (nats per scored target) on rows of seq tokens, without changing anything."""
+        _, seq = self._shape()
+        tok, tgt = _windows(tokens, targets, None, seq, "evaluate")
+        if tok.shape[0] > INT32_MAX:
+            raise ValueError("too many rows")
+        loss = c_double()
+        self._call(L.lib().trainer_evaluate, _i32p(tok), _i32p(tgt), tok.shape[0], byref(loss))
+        return float(loss.value)
+
+    @property
+    def steps_done(self):
+        """Optimiser steps done so far."""
+        with self._h.lock:
+            return int(L.lib().trainer_steps_done(self._ptr()))
+
+    def save(self, dir):
+        """A checkpoint in dir (``dir/ckpt-<step>``, ``dir/latest``): model, AdamW moments, parameters and
+        step; it is also a model directory for :meth:`Model.load`."""
+        self._call(L.lib().trainer_save, _path_bytes(dir, "dir"))
+
+    def fit(self, data, steps=None, callback=None, seed=0, val_data=None, val_rows=16):
+        """Trains on random windows of a 1-D array of token ids for ``steps`` optimiser steps (default:
+        up to the schedule's end). After each step ``callback(stats, val_loss)`` is called: the step's
+        :class:`TrainStats`, and the mean loss on ``val_rows`` windows spread over ``val_data`` (None
+        without val_data); a callback returning False stops. Returns the last :class:`TrainStats`."""
+        rows, seq = self._shape()
+        ids = _tokens(data, "data").reshape(-1)
+        if ids.size < seq + 2:
+            raise ValueError(f"data: need more than {seq + 1} tokens, got {ids.size}")
+        rng = np.random.default_rng(seed)
+        if steps is None:
+            steps = max(0, self.params["steps"] - self.steps_done)
+        val = None
+        if val_data is not None:
+            v = _tokens(val_data, "val_data").reshape(-1)
+            starts = np.linspace(0, v.size - seq - 1, num=val_rows).astype(np.int64)
+            val = np.stack([v[s:s + seq + 1] for s in starts])
+        last = None
+        for _ in range(_int(steps, "steps", 0, INT64_MAX)):
+            starts = rng.integers(0, ids.size - seq - 1, size=rows)
+            last = self.step(np.stack([ids[s:s + seq + 1] for s in starts]))
+            if callback is not None and callback(last, self.evaluate(val) if val is not None else None) is False:
+                break
+        return last
+
+    def __repr__(self):
+        return "<attamba.Trainer closed>" if self.closed else f"<attamba.Trainer steps_done={self.steps_done}>"

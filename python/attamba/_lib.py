@@ -9,7 +9,7 @@ import ctypes.util
 import enum
 import os
 import threading
-from ctypes import (POINTER, Structure, c_char, c_char_p, c_float, c_int, c_int32, c_int64,
+from ctypes import (POINTER, Structure, c_char, c_char_p, c_double, c_float, c_int, c_int32, c_int64,
                     c_size_t, c_uint, c_uint64, c_void_p)
 
 __all__ = ["Error", "Status", "LibraryNotFoundError", "load_library", "lib", "check", "fail_from_errbuf", "errbuf"]
@@ -94,6 +94,28 @@ class CountersStruct(Structure):
     _fields_ = [(name, c_uint64) for name in ("launches", "allocations", "uploads", "copies", "blocking_reads")]
 
 
+class TrainParamsStruct(Structure):
+    _fields_ = [
+        ("batch", c_int),
+        ("seq", c_int),
+        ("accum", c_int),
+        ("lr", c_float),
+        ("min_lr", c_float),
+        ("warmup", c_int64),
+        ("steps", c_int64),
+        ("beta1", c_float),
+        ("beta2", c_float),
+        ("eps", c_float),
+        ("weight_decay", c_float),
+        ("clip", c_float),
+        ("ignore_id", c_int32),
+    ]
+
+
+class TrainStatsStruct(Structure):
+    _fields_ = [("step", c_int64), ("loss", c_double), ("grad_norm", c_double), ("lr", c_float)]
+
+
 class SamplerParamsStruct(Structure):
     _fields_ = [
         ("temperature", c_float),
@@ -152,6 +174,16 @@ _PROTOTYPES = {
     "attamba_session_reset": (c_int, [c_void_p, c_int]),
     "attamba_session_position": (c_int64, [c_void_p, c_int]),
     "attamba_session_cache_bytes": (c_int64, [c_void_p, c_int]),
+    "attamba_sampler_set_seed": (None, [c_void_p, c_uint64]),
+    "attamba_train_params_default": (TrainParamsStruct, [c_int64]),
+    "attamba_trainer_create": (c_int, [c_void_p, POINTER(TrainParamsStruct), P_HANDLE]),
+    "attamba_trainer_destroy": (None, [c_void_p]),
+    "attamba_trainer_step": (c_int, [c_void_p, P_I32, P_I32, POINTER(TrainStatsStruct)]),
+    "attamba_trainer_evaluate": (c_int, [c_void_p, P_I32, P_I32, c_int, POINTER(c_double)]),
+    "attamba_trainer_steps_done": (c_int64, [c_void_p]),
+    "attamba_trainer_params": (TrainParamsStruct, [c_void_p]),
+    "attamba_trainer_save": (c_int, [c_void_p, c_char_p]),
+    "attamba_trainer_load": (c_int, [c_void_p, c_char_p, P_HANDLE, P_HANDLE]),
 }
 
 

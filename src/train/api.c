@@ -16,13 +16,17 @@ static train_hparams to_hparams(const attamba_train_params *p) {
                            .eps = p->eps, .weight_decay = p->weight_decay, .clip = p->clip, .ignore_id = p->ignore_id};
 }
 
+static attamba_train_params from_hparams(const train_hparams *h) {
+    return (attamba_train_params){.batch = h->batch, .seq = h->seq, .accum = h->accum, .lr = h->lr,
+                                  .min_lr = h->min_lr, .warmup = h->warmup, .steps = h->steps, .beta1 = h->beta1,
+                                  .beta2 = h->beta2, .eps = h->eps, .weight_decay = h->weight_decay,
+                                  .clip = h->clip, .ignore_id = h->ignore_id};
+}
+
 attamba_train_params attamba_train_params_default(int64_t steps) {
     train_hparams h;
     train_hparams_default(&h, steps);
-    return (attamba_train_params){.batch = h.batch, .seq = h.seq, .accum = h.accum, .lr = h.lr, .min_lr = h.min_lr,
-                                  .warmup = h.warmup, .steps = h.steps, .beta1 = h.beta1, .beta2 = h.beta2,
-                                  .eps = h.eps, .weight_decay = h.weight_decay, .clip = h.clip,
-                                  .ignore_id = h.ignore_id};
+    return from_hparams(&h);
 }
 
 static attamba_status wrap(trainer *t, const train_hparams *h, const train_progress *p, attamba_trainer **out) {
@@ -108,6 +112,8 @@ attamba_status attamba_trainer_evaluate(attamba_trainer *t, const int32_t *token
 }
 
 int64_t attamba_trainer_steps_done(const attamba_trainer *t) { return t->p.step; }
+
+attamba_train_params attamba_trainer_params(const attamba_trainer *t) { return from_hparams(&t->h); }
 
 attamba_status attamba_trainer_save(attamba_trainer *t, const char *dir) {
     rt_ctx *ctx = trainer_model(t->t)->ctx;
