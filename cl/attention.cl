@@ -306,18 +306,22 @@ __kernel void attn_transpose_k(__global float *kt, __global const float *k, int 
  * head-major [B,Hkv,cap,DH]: hs = cap*DH, es = DH, so a head's keys are one contiguous stream), with
  * positions bpos [B,cap] (increasing) and counts nb [B]; kr/vr [B,R,Hkv*DH] holding position p in slot
  * p % R. The query sees ring positions max(0, pos-window)..pos and boundaries with
- * bpos < pos - window. WG work-items per (sequence, head) split those keys into contiguous runs
- * with an online softmax each, then merge through __local (one barrier, outside every loop).
- * Global (WG, H, B), local (WG, 1, 1). */
+ * bpos < pos - window. With S = 1, WG work-items per (sequence, head) split those keys into
+ * contiguous runs with an online softmax each, then merge through __local (one barrier, outside every
+ * loop) into out. With S > 1 (split-K, for devices that need more groups than sequences x heads),
+ * S groups share a (sequence, head): group s takes the s-th of S contiguous runs of the keys and
+ * writes its unnormalised accumulator, running max and sum to part [B, H, S, DH + 2] (a group with
+ * no key writes max ATTN_NEG and zeros); attn_decode_merge then combines them.
+ * Global (WG, H * S, B), local (WG, 1, 1). */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void attn_decode(__global const float *q, int qo, __global const float *kb, int kbo,
                  __global const float *vb, int vbo, __global const int *bpos, int bpo,
                  __global const int *nbv, int nbo, __global const float *kr, int kro,
                  __global const float *vr, int vro, __global const int *posv, int poso,
                  __global float *out, int oo, int cap, int bs, int hs, int es, int R, int H, int Hkv,
-                 int window, float scale) {
+                 int window, float scale, int S, __global float *part, int po) {
     const int lid = get_local_id(0);
-    const int h = get_global_id(1), b = get_global_id(2);
+    const int h = get_global_id(1) / S, split = get_global_id(1) % S, b = get_global_id(2);
     const int kvh = h / (H / Hkv);
     const int ks = Hkv * DH;
     const int pos = posv[poso + b];
@@ -339,8 +343,9 @@ void attn_decode(__global const float *q, int qo, __global const float *kb, int 
         acc[c] = (vec)(0.0f);
     }
     float m = ATTN_NEG, l = 0.0f;
-    const int per = (n + WG - 1) / WG;
-    const int lo = min(n, lid * per), hi = min(n, lo + per);
+    const int per_s = (n + S - 1) / S, k0 = min(n, split * per_s), k1 = min(n, k0 + per_s); /* this group's */
+    const int per = (k1 - k0 + WG - 1) / WG;
+    const int lo = min(k1, k0 + lid * per), hi = min(k1, lo + per);
     int ok[TK];
     __global const float *kp[TK], *vp[TK];
     for (int e0 = lo; e0 < hi; e0 += TK) {
@@ -378,12 +383,33 @@ void attn_decode(__global const float *q, int qo, __global const float *kb, int 
     for (int w = 0; w < WG; w++) M = fmax(M, lm[w]);
     float L = 0.0f;
     for (int w = 0; w < WG; w++) L += ll[w] * exp(lm[w] - M);
-    float inv = 1.0f / L;
+    __global float *pp = part + po + ((b * H + h) * S + split) * (DH + 2);
+    const float inv = S == 1 ? 1.0f / L : 1.0f; /* split: the merge normalises */
     for (int d = lid; d < DH; d += WG) {
         float a = 0.0f;
         for (int w = 0; w < WG; w++) a += lacc[w * DH + d] * exp(lm[w] - M);
-        out[oo + b * H * DH + h * DH + d] = a * inv;
+        if (S == 1) out[oo + b * H * DH + h * DH + d] = a * inv;
+        else pp[d] = a;
     }
+    if (S > 1 && lid == 0) pp[DH] = M, pp[DH + 1] = L;
+}
+
+/* Split-K decode, second pass: out[b, h*DH + d] = sum_s acc_s[d] e^(m_s - M) / sum_s l_s e^(m_s - M)
+ * over the S partial results of attn_decode (M: their largest max; a group without keys has max
+ * ATTN_NEG and adds nothing). Global (DH, H, B). */
+__kernel void attn_decode_merge(__global const float *part, int po, int S, int H, __global float *out, int oo) {
+    const int d = get_global_id(0), h = get_global_id(1), b = get_global_id(2);
+    if (d >= DH) return; /* the launch pads DH to its work-group */
+    __global const float *pp = part + po + (b * H + h) * S * (DH + 2);
+    float M = ATTN_NEG;
+    for (int s = 0; s < S; s++) M = fmax(M, pp[s * (DH + 2) + DH]);
+    float L = 0.0f, a = 0.0f;
+    for (int s = 0; s < S; s++) {
+        float w = exp(pp[s * (DH + 2) + DH] - M);
+        L += pp[s * (DH + 2) + DH + 1] * w;
+        a += pp[s * (DH + 2) + d] * w;
+    }
+    out[oo + b * H * DH + h * DH + d] = a / L;
 }
 
 /* out[b, i, :] = src[b, idx[i], :]; src [B,T,C], idx [n], out [B,n,C]. Out-of-range indices are

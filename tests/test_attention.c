@@ -14,6 +14,7 @@
 
 #include "ops/attention.h"
 #include "ops/boundaries.h"
+#include "ops/tuning.h"
 #include "ref/ref_attention.h"
 #include "testutil.h"
 
@@ -296,6 +297,31 @@ START_TEST(decode_token_by_token_equals_prefill_rows) {
                             ATOL, what);
         }
         free(got);
+        /* split-K: each (sequence, head)'s keys over about (cap + R) / keys groups (many of them empty
+         * early on), merged by a second pass */
+        rt_ctx *ctx = tu_ctx();
+        int groups = ops_tune(ctx, TUNE_ATTN_DECODE_GROUPS), split_keys = ops_tune(ctx, TUNE_ATTN_DECODE_SPLIT_KEYS);
+        for (int keys = 1; keys <= 9; keys += 4) {
+            tu_ok(ops_tune_set(ctx, TUNE_ATTN_DECODE_GROUPS, 1024, "test"));
+            tu_ok(ops_tune_set(ctx, TUNE_ATTN_DECODE_SPLIT_KEYS, keys, "test"));
+            attamba_counters c0, c1;
+            attamba_context_counters(ctx, &c0);
+            tu_ok(ops_attention_decode(ctx, &tq, &tkb, &tvb, &tbpos, &tnb, &tkr, &tvr, &tpos, H, Hkv, c->window,
+                                       &tout));
+            attamba_context_counters(ctx, &c1);
+            ck_assert_uint_eq(c1.launches - c0.launches, 2); /* the split and the merge */
+            got = tu_download(&tout);
+            for (int b = 0; b < B; b++) {
+                char what[96];
+                snprintf(what, sizeof what, "split-K decode (%d keys), case %d, sequence %d at %d", keys, _i, b,
+                         pos[b]);
+                tu_assert_close(got + (int64_t)b * H * dh, pre + ((int64_t)b * T + pos[b]) * H * dh, H * dh, RTOL,
+                                ATOL, what);
+            }
+            free(got);
+        }
+        tu_ok(ops_tune_set(ctx, TUNE_ATTN_DECODE_GROUPS, groups, "test"));
+        tu_ok(ops_tune_set(ctx, TUNE_ATTN_DECODE_SPLIT_KEYS, split_keys, "test"));
     }
     /* a device with little local memory: the merge's group shrinks to fit and the result holds; with
      * too little for one work-item the op refuses, naming the sizes */

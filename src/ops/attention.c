@@ -295,11 +295,26 @@ attamba_status ops_attention_decode(rt_ctx *ctx, const tensor *q, const tensor *
         return rt_fail(ctx, ATTAMBA_ERR_UNSUPPORTED,
                        "%s: head width %d needs %llu bytes of local memory per work-item, %s has %llu", op, dh,
                        (unsigned long long)need, ctx->dev.info.name, (unsigned long long)lmem);
+    /* split-K: each (sequence, head) over S groups when there are too few pairs for the device; a
+     * sequence has at most cap stored keys and R in the ring */
+    int64_t S = 1, want = (int64_t)ops_tune(ctx, TUNE_ATTN_DECODE_GROUPS) * ctx->dev.info.compute_units;
+    if (want > B * n_heads) {
+        int64_t most = CORE_MAX(1, (cap + R) / ops_tune(ctx, TUNE_ATTN_DECODE_SPLIT_KEYS));
+        S = CORE_MIN(CORE_MIN(most, (want + B * n_heads - 1) / (B * n_heads)), 4096);
+    }
+    tensor part = {0};
+    if (S > 1) RT_TRY(tensor_scratch(ctx, &part, TENSOR_F32, 1, (int64_t[]){B * n_heads * S * (dh + 2)}));
+    const tensor *pt = S > 1 ? &part : out; /* unused when S = 1 */
     char options[96];
     snprintf(options, sizeof options, "-DDH=%d -DTK=4 -DWG=%d -DVW=%d", dh, wg, attn_vec_width(dh));
-    cl_kernel kern;
-    RT_TRY(rt_kernel(ctx, "attention", options, "attn_decode", &kern));
-    size_t global[3] = {(size_t)wg, (size_t)n_heads, (size_t)B}, local[3] = {(size_t)wg, 1, 1};
+    cl_kernel kern, merge;
+    attamba_status s = rt_kernel(ctx, "attention", options, "attn_decode", &kern);
+    if (!s && S > 1) s = rt_kernel(ctx, "attention", options, "attn_decode_merge", &merge);
+    if (s) {
+        tensor_free(&part);
+        return s;
+    }
+    size_t global[3] = {(size_t)wg, (size_t)(n_heads * S), (size_t)B}, local[3] = {(size_t)wg, 1, 1};
     rt_arg args[] = {RT_MEM(q->buf->mem),    RT_I32(q->offset),    RT_MEM(kb->buf->mem),  RT_I32(kb->offset),
                      RT_MEM(vb->buf->mem),   RT_I32(vb->offset),   RT_MEM(bpos->buf->mem), RT_I32(bpos->offset),
                      RT_MEM(nb->buf->mem),   RT_I32(nb->offset),   RT_MEM(kr->buf->mem),  RT_I32(kr->offset),
@@ -307,8 +322,17 @@ attamba_status ops_attention_decode(rt_ctx *ctx, const tensor *q, const tensor *
                      RT_MEM(out->buf->mem),  RT_I32(out->offset),  RT_I32(cap),           RT_I32(st.bs),
                      RT_I32(st.hs),          RT_I32(st.es),        RT_I32(R),
                      RT_I32(n_heads),        RT_I32(n_kv_heads),   RT_I32(window),
-                     RT_F32(1.0 / sqrt((double)dh))};
-    return rt_launch(ctx, kern, "attn_decode", 3, global, local, (int)(sizeof args / sizeof args[0]), args);
+                     RT_F32(1.0 / sqrt((double)dh)), RT_I32(S),  RT_MEM(pt->buf->mem), RT_I32(pt->offset)};
+    s = rt_launch(ctx, kern, "attn_decode", 3, global, local, (int)CORE_LEN(args), args);
+    if (!s && S > 1) {
+        size_t lx = rt_local_1d(ctx, merge, 64);
+        size_t mglobal[3] = {rt_round_up((size_t)dh, lx), (size_t)n_heads, (size_t)B}, mlocal[3] = {lx, 1, 1};
+        rt_arg margs[] = {RT_MEM(part.buf->mem), RT_I32(part.offset), RT_I32(S), RT_I32(n_heads),
+                          RT_MEM(out->buf->mem), RT_I32(out->offset)};
+        s = rt_launch(ctx, merge, "attn_decode_merge", 3, mglobal, mlocal, (int)CORE_LEN(margs), margs);
+    }
+    tensor_free(&part); /* enqueued: OpenCL keeps the buffer until the kernels have run */
+    return s;
 }
 
 attamba_status ops_kv_append(rt_ctx *ctx, const tensor *k, const tensor *v, const tensor *pos, const tensor *store,

@@ -73,6 +73,15 @@ static const struct {
     [TUNE_ATTN_TK] = {"attn.tk", 8, 8, 16, SAME, SAME, SAME, 1, 16, "prefill: keys per tile (power of two)"},
     [TUNE_ATTN_DECODE_WG] = {"attn.decode_wg", 8, 8, 32, SAME, SAME, SAME, 1, 256,
                              "decode: work-items per (sequence, head)"},
+    /* Split-K decode (flash-decoding): paper-60m decoding one sequence has 8 (sequence, head) pairs,
+     * one work-group each: a GPU's 100+ compute units would sit idle. There the keys of a pair are
+     * split over enough groups for about 4 per compute unit (not measured on a GPU yet; a second
+     * launch merges the parts). CPUs: off (two cores are full with 8 groups). */
+    [TUNE_ATTN_DECODE_GROUPS] = {"attn.decode_groups", 0, 0, 4, SAME, SAME, SAME, 0, 1024,
+                                 "decode: work-groups wanted per compute unit; fewer (sequence, head) pairs "
+                                 "split their keys over several groups (0: never)"},
+    [TUNE_ATTN_DECODE_SPLIT_KEYS] = {"attn.decode_split_keys", 64, 64, 64, SAME, SAME, SAME, 1, 1 << 20,
+                                     "decode split-K: at least this many keys per group"},
     /* CPUs: 16 queries per work-item share each transposed key load (dense attention 1.22x the
      * per-query kernel at T = 512, 1.38x at 2048 on AVX2: docs/benchmarks.md). GPUs: off, RQ x DH
      * private floats would spill. */

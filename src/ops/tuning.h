@@ -43,6 +43,9 @@ typedef enum tune_param {
     TUNE_ATTN_BQ_SHORT,  /*   queries per group otherwise */
     TUNE_ATTN_TK,        /*   keys per tile */
     TUNE_ATTN_DECODE_WG, /* decode attention: work-items per (sequence, head) */
+    TUNE_ATTN_DECODE_GROUPS, /*   work-groups per compute unit wanted: fewer (sequence, head) pairs split
+                                their keys (split-K; 0: never) */
+    TUNE_ATTN_DECODE_SPLIT_KEYS, /* at least this many keys per split */
     TUNE_ATTN_RQ,        /* dense causal prefill: queries per work-item with the keys along the lanes (0: off) */
     TUNE_ATTN_GEMM_BQ,   /* prefill and backward attention through the GEMM: queries per block (0: off) */
     TUNE_BWD_BQ,         /* prefill attention backward: queries per group (dq pass) */
