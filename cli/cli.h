@@ -39,6 +39,7 @@ int cli_generate(int argc, char **argv);
 int cli_eval(int argc, char **argv);
 int cli_train(int argc, char **argv);
 int cli_tokenize(int argc, char **argv);
+int cli_tokenizer(int argc, char **argv);
 int cli_data(int argc, char **argv);
 int cli_demo(int argc, char **argv);
 int cli_tune(int argc, char **argv);

@@ -45,6 +45,7 @@ static const struct {
     {"eval", cli_eval, "perplexity and bits per byte on a text file; recall accuracy on a task file"},
     {"train", cli_train, "train a model (or resume) on a text, token or task file"},
     {"tokenize", cli_tokenize, "a text file as a binary token file for train"},
+    {"tokenizer", cli_tokenizer, "tokenizer train: a SentencePiece tokenizer for a text (lossless)"},
     {"data", cli_data, "synthetic recall tasks (mqar, passkey) as task files for train and eval --task"},
     {"demo", cli_demo, "train Attamba and a transformer on the bundled corpus, compare, sample"},
     {"compile", cli_compile, "every program variant a model needs, prebuilt (ATTAMBA_PROGRAM_DIR)"},

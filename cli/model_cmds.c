@@ -136,24 +136,60 @@ static char *read_text(const char *cmd, const char *path, size_t max, size_t *le
 
 /* ---- init ---- */
 
+/* cfg with the SentencePiece model at path as its tokenizer ("tokenizer.model" in the model directory):
+ * vocab_size, bos_id and eos_id from it. */
+static int use_tokenizer(const char *cmd, const char *path, model_config *cfg) {
+    char err[1024];
+    tokenizer *t = NULL;
+    if (tokenizer_load_sentencepiece(path, &t, err, sizeof err)) return cli_error(cmd, "%s", err);
+    cfg->tokenizer = TOKENIZER_SENTENCEPIECE;
+    cfg->vocab_size = t->vocab_size, cfg->bos_id = t->bos_id, cfg->eos_id = t->eos_id;
+    tokenizer_destroy(t);
+    snprintf(cfg->tokenizer_file, sizeof cfg->tokenizer_file, "tokenizer.model");
+    if (snprintf(cfg->tokenizer_path, sizeof cfg->tokenizer_path, "%s", path) >= (int)sizeof cfg->tokenizer_path)
+        return cli_error(cmd, "--tokenizer: path too long");
+    if (model_config_validate(cfg, err, sizeof err)) return cli_error(cmd, "%s", err);
+    return 0;
+}
+
+/* A sentencepiece config's tokenizer file, checked against the config, copied into dir (which then
+ * holds a self-contained model). */
+static int copy_tokenizer(const char *cmd, const model_config *cfg, const char *dir) {
+    if (cfg->tokenizer == TOKENIZER_BYTES) return 0;
+    char err[1024];
+    void *file = NULL;
+    size_t size = 0;
+    tokenizer *t = NULL;
+    attamba_status s = tokenizer_file_read(cfg, &file, &size, err, sizeof err);
+    if (!s) s = tokenizer_for_config(cfg, file, size, &t, err, sizeof err);
+    if (!s) s = tokenizer_file_write(cfg, dir, file, size, err, sizeof err);
+    tokenizer_destroy(t);
+    free(file);
+    return s ? cli_error(cmd, "%s", err) : 0;
+}
+
 int cli_init(int argc, char **argv) {
     static const struct option opts[] = {{"config", required_argument, 0, 'c'}, {"preset", required_argument, 0, 'p'},
                                          {"seed", required_argument, 0, 's'},   {"out", required_argument, 0, 'o'},
-                                         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
-    const char *config = NULL, *preset = NULL, *out = NULL;
+                                         {"tokenizer", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    const char *config = NULL, *preset = NULL, *out = NULL, *spm = NULL;
     long seed = 0;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "c:p:s:o:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:p:s:o:t:h", opts, NULL)) != -1) {
         switch (c) {
         case 'c': config = optarg; break;
         case 'p': preset = optarg; break;
         case 's': if (!parse_int("init", "seed", optarg, 0, 2147483647L, &seed)) return 2; break;
         case 'o': out = optarg; break;
+        case 't': spm = optarg; break;
         case 'h':
-            printf("usage: attamba init (--config C.json | --preset tiny|small|paper-60m) [--seed S] --out DIR\n\n"
+            printf("usage: attamba init (--config C.json | --preset tiny|small|paper-60m) [--seed S]\n"
+                   "                    [--tokenizer FILE.model] --out DIR\n\n"
                    "Writes DIR/config.json and DIR/model.safetensors: a seeded random model (SPEC 3.1 init).\n"
-                   "No device is needed.\n");
+                   "--tokenizer: a SentencePiece tokenizer (`attamba tokenizer train`) instead of bytes, copied\n"
+                   "to DIR/tokenizer.model; vocab_size, bos_id and eos_id come from it. No device is needed.\n");
             return 0;
         default: return 2;
         }
@@ -163,6 +199,7 @@ int cli_init(int argc, char **argv) {
     char err[600];
     if ((config ? model_config_load(config, &cfg, err, sizeof err) : model_config_preset(preset, &cfg, err, sizeof err)))
         return cli_error("init", "%s", err);
+    if (spm && use_tokenizer("init", spm, &cfg)) return 1;
     weight_info *list;
     int n;
     if (weights_list(&cfg, &list, &n)) return cli_error("init", "out of memory");
@@ -176,10 +213,12 @@ int cli_init(int argc, char **argv) {
     int rc = 0;
     char *wpath = core_strdup_printf("%s/model.safetensors", out), *cpath = core_strdup_printf("%s/config.json", out);
     if (core_mkdirs(out) != 0) rc = cli_error("init", "cannot create %s", out);
-    else if (weights_save_host(list, n, host, wpath, err, sizeof err) || model_config_save(&cfg, cpath, err, sizeof err))
+    else if (weights_save_host(list, n, host, wpath, err, sizeof err)) rc = cli_error("init", "%s", err);
+    else if (!(rc = copy_tokenizer("init", &cfg, out)) && model_config_save(&cfg, cpath, err, sizeof err))
         rc = cli_error("init", "%s", err);
-    else
-        printf("wrote %s (%lld parameters, seed %ld) and %s\n", wpath, (long long)numel, seed, cpath);
+    if (!rc)
+        printf("wrote %s (%lld parameters, seed %ld) and %s%s%s\n", wpath, (long long)numel, seed, cpath,
+               spm ? " with the tokenizer " : "", spm ? spm : "");
     free(wpath);
     free(cpath);
     free(host);
@@ -243,8 +282,9 @@ int cli_quantize(int argc, char **argv) {
                 rc = cli_error("quantize", "%s: tensor '%s' has a non-finite value at %lld", win, list[i].name, (long long)j);
     }
     if (!rc && core_mkdirs(out) != 0) rc = cli_error("quantize", "cannot create %s", out);
-    if (!rc && (weights_save_host(list, n, host, wout, err, sizeof err) || model_config_save(&cfg, cout, err, sizeof err)))
-        rc = cli_error("quantize", "%s", err);
+    if (!rc && weights_save_host(list, n, host, wout, err, sizeof err)) rc = cli_error("quantize", "%s", err);
+    if (!rc) rc = copy_tokenizer("quantize", &cfg, out);
+    if (!rc && model_config_save(&cfg, cout, err, sizeof err)) rc = cli_error("quantize", "%s", err);
     if (!rc)
         printf("wrote %s: %lld parameters as %s, %lld as f32; and %s\n", wout, (long long)low,
                model_weight_type_name(cfg.weights), (long long)kept, cout);
@@ -774,6 +814,30 @@ static int eval_task(const model_opts *mo, const char *kind, const char *data, l
     return rc;
 }
 
+/* The ids of text: its bytes for a byte model, else the model's tokenizer's ids, with the byte count of
+ * each piece (*piece_bytes, [vocab]; NULL for bytes). Non-zero (message on the context) on failure. */
+static int text_tokens(model *m, const char *text, size_t len, int32_t **ids, int64_t *n, int32_t **piece_bytes) {
+    *ids = malloc((len ? len : 1) * sizeof **ids); /* a piece is at least one byte */
+    *piece_bytes = NULL;
+    if (!*ids) return rt_fail(m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory for %zu tokens", len);
+    if (m->cfg.tokenizer == TOKENIZER_BYTES) {
+        for (size_t i = 0; i < len; i++) (*ids)[i] = (unsigned char)text[i];
+        *n = (int64_t)len;
+        return 0;
+    }
+    const attamba_tokenizer *tk;
+    int V = m->cfg.vocab_size;
+    if (attamba_model_tokenizer(m, &tk) || attamba_tokenizer_encode(tk, text, len, 0, *ids, (int64_t)len, n)) return 1;
+    if (!(*piece_bytes = malloc((size_t)V * sizeof **piece_bytes)))
+        return rt_fail(m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+    for (int32_t id = 0; id < V; id++) {
+        size_t nb = 0;
+        attamba_tokenizer_decode(tk, &id, 1, NULL, 0, &nb);
+        (*piece_bytes)[id] = (int32_t)nb;
+    }
+    return 0;
+}
+
 int cli_eval(int argc, char **argv) {
     static const struct option opts[] = {MODEL_LONG_OPTS, {"data", required_argument, 0, 'd'},
                                          {"seq", required_argument, 0, 'T'}, {"batch", required_argument, 0, 'b'},
@@ -800,7 +864,9 @@ int cli_eval(int argc, char **argv) {
             printf("usage: attamba eval --model DIR --data FILE [--seq T] [--batch B] [--max-tokens N] [options]\n"
                    "       attamba eval --model DIR --task mqar|passkey --data FILE.task [--batch B] [--json OUT]\n\n"
                    "Perplexity and bits per byte of the model on a text file, cut into windows of T tokens\n"
-                   "(BOS + T-1 bytes, every byte predicted once). --max-tokens limits the bytes read.\n"
+                   "(BOS + T-1 tokens, every token predicted once): the model's tokens (bytes, or the pieces of\n"
+                   "its SentencePiece tokenizer); perplexity per token, bits per byte = the summed loss / ln 2 /\n"
+                   "the bytes those tokens cover. --max-tokens limits the bytes read.\n"
                    "With --task: exact-match (greedy) accuracy on a task file made by `attamba data`, with 95%%\n"
                    "Wilson intervals, by pairs or depth, by the fact's offset in its chunk and by distance.\n%s",
                    model_opts_help);
@@ -829,21 +895,29 @@ int cli_eval(int argc, char **argv) {
         if (model_load(ctxs[i], mo.model_dir, &reps[i]) ||
             model_set_attention(reps[i], mo.chunk, mo.window >= 0 ? mo.window : -1, mo.boundaries))
             rc = cli_error("eval", "%s", attamba_context_last_error(ctxs[i]));
-    int64_t per = seq - 1, windows = (int64_t)(len / (size_t)per);
-    if (!rc && windows < 1) rc = cli_error("eval", "%s has %zu bytes, fewer than one window of %ld", data, len, per);
+    /* the text as the model's tokens, and the bytes of each (a byte model: the bytes themselves) */
+    int32_t *ids = NULL, *piece_bytes = NULL;
+    int64_t n_ids = 0;
+    if (!rc && text_tokens(m, text, len, &ids, &n_ids, &piece_bytes))
+        rc = cli_error("eval", "%s", attamba_context_last_error(ctxs[0]));
+    int64_t per = seq - 1, windows = n_ids / per;
+    if (!rc && windows < 1)
+        rc = cli_error("eval", "%s has %lld tokens (%zu bytes), fewer than one window of %ld", data, (long long)n_ids,
+                       len, per);
     int32_t *tok = malloc((size_t)batch * seq * sizeof *tok), *tgt = malloc((size_t)batch * seq * sizeof *tgt);
     double total = 0;
-    int64_t counted = 0;
+    int64_t counted = 0, bytes = 0;
     if (!rc && (!tok || !tgt)) rc = cli_error("eval", "out of host memory for --batch %ld x --seq %ld tokens", batch, seq);
     double t0 = core_now();
     for (int64_t w0 = 0; w0 < windows && !rc; w0 += batch) {
         int B = (int)CORE_MIN((int64_t)batch, windows - w0);
         for (int b = 0; b < B; b++) {
-            const unsigned char *src = (const unsigned char *)text + (size_t)(w0 + b) * per;
+            const int32_t *src = ids + (w0 + b) * per;
             tok[b * seq] = m->cfg.bos_id;
             for (int t = 0; t < per; t++) {
                 tok[b * seq + t + 1] = src[t];
                 tgt[b * seq + t] = src[t];
+                bytes += piece_bytes ? piece_bytes[src[t]] : 1;
             }
             tgt[b * seq + per] = -1; /* the last position predicts beyond the window: not counted */
         }
@@ -860,12 +934,15 @@ int cli_eval(int argc, char **argv) {
                  (double)counted / (core_now() - t0));
         core_progress("eval", (double)(w0 + B) / (double)windows, w0 + B >= windows || rc, suffix);
     }
-    if (!rc) {
+    if (!rc) { /* perplexity per token; bits per byte of the text the tokens cover (the same for a byte model) */
         double loss = total / (double)counted;
         char desc[96];
-        printf("tokens %lld  loss %.4f  perplexity %.3f  bits/byte %.4f  (%s)\n", (long long)counted, loss,
-               exp(loss), loss / log(2.0), attention_desc(&m->cfg, desc, sizeof desc));
+        printf("tokens %lld  bytes %lld  loss %.4f  perplexity %.3f  bits/byte %.4f  (%s%s)\n", (long long)counted,
+               (long long)bytes, loss, exp(loss), total / log(2.0) / (double)bytes,
+               attention_desc(&m->cfg, desc, sizeof desc), piece_bytes ? ", sentencepiece tokens" : "");
     }
+    free(ids);
+    free(piece_bytes);
     free(tok);
     free(tgt);
     free(text);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "model/tokenizer.h"
 #include "train/checkpoint.h"
 #include "train/data.h"
 #include "train/parallel.h"
@@ -92,7 +93,8 @@ int cli_train(int argc, char **argv) {
                    "  --devices all|gpu|cpu|P:D,P:D,...  data-parallel over several (also $ATTAMBA_DEVICES):\n"
                    "                       each micro-batch's rows split by measured speed (docs/multi-device.md)\n\n"
                    "FILE: text (bytes), a token file (attamba tokenize) or a task file (attamba data: every window\n"
-                   "is one example, --seq its length, and only the answers are scored).\n"
+                   "is one example, --seq its length, and only the answers are scored). A model with a SentencePiece\n"
+                   "tokenizer (attamba init --tokenizer) trains on a token file of `attamba tokenize --tokenizer`.\n"
                    "Writes DIR/metrics.jsonl, DIR/ckpt-*/ (the newest two; DIR/latest names the newest) and the\n"
                    "final model in DIR (config.json + model.safetensors).\n");
             return 0;
@@ -156,31 +158,76 @@ int cli_train(int argc, char **argv) {
         rc = comm.size > 1 ? cli_error("train", "rank %d: %s", comm.rank, attamba_context_last_error(ctx))
                            : cli_error("train", "%s", attamba_context_last_error(ctx));
     } else if (comm.rank == 0) {
-        printf("trained %s: validation loss %.4f, perplexity %.3f, bits/byte %.4f\n", o.out, val, exp(val), val / log(2.0));
+        char *cpath = core_strdup_printf("%s/config.json", o.out); /* the trained model's, also after --resume */
+        int bytes = cpath && !model_config_load(cpath, &cfg, err, sizeof err) && cfg.tokenizer == TOKENIZER_BYTES;
+        free(cpath);
+        if (bytes)
+            printf("trained %s: validation loss %.4f, perplexity %.3f, bits/byte %.4f\n", o.out, val, exp(val),
+                   val / log(2.0));
+        else
+            printf("trained %s: validation loss %.4f, perplexity %.3f per token (attamba eval: bits per byte)\n",
+                   o.out, val, exp(val));
     }
     cli_close_devices(ctxs, n_ctx);
     cli_mpi_end(&comm, rc && rc != 130 ? rc : 0);
     return rc;
 }
 
-/* attamba tokenize: a text file as a binary token file (bytes as u16 ids), which `train` maps
- * instead of reading: worth it for corpora that do not fit in memory comfortably. */
+/* attamba tokenize: a text file as a binary token file (u16 ids: bytes, or a SentencePiece model's
+ * pieces), which `train` maps instead of reading: worth it for corpora that do not fit in memory
+ * comfortably, and the way SentencePiece models get their data. */
+static int tokenize_with(const char *spm, const char *in, const char *out) {
+    char err[1024];
+    tokenizer *t = NULL;
+    if (tokenizer_load_sentencepiece(spm, &t, err, sizeof err)) return cli_error("tokenize", "%s", err);
+    if (t->vocab_size > 65535) {
+        cli_error("tokenize", "%s has %d pieces: token files hold u16 ids, at most 65535", spm, t->vocab_size);
+        tokenizer_destroy(t);
+        return 1;
+    }
+    size_t len = 0;
+    char *text = core_read_file(in, 0, &len, err, sizeof err);
+    int32_t *ids = text ? malloc((len ? len : 1) * sizeof *ids) : NULL; /* a piece is at least one byte */
+    uint16_t *tok = ids ? malloc((len ? len : 1) * sizeof *tok) : NULL;
+    int64_t n = 0;
+    int rc = 0;
+    if (!text) rc = cli_error("tokenize", "%s", err);
+    else if (!tok) rc = cli_error("tokenize", "out of host memory for the tokens of %zu bytes", len);
+    else if (t->encode(t, text, len, ids, (int64_t)len, &n) || n > (int64_t)len)
+        rc = cli_error("tokenize", "%s: encoding failed", in);
+    for (int64_t i = 0; !rc && i < n; i++) tok[i] = (uint16_t)ids[i];
+    if (!rc && data_write_tokens(out, tok, n, err, sizeof err)) rc = cli_error("tokenize", "%s", err);
+    if (!rc)
+        printf("wrote %s: %lld tokens of %s (vocab %d) from %zu bytes, %.4f tokens per byte\n", out, (long long)n,
+               spm, t->vocab_size, len, (double)n / (double)(len ? len : 1));
+    tokenizer_destroy(t);
+    free(text);
+    free(ids);
+    free(tok);
+    return rc;
+}
+
 int cli_tokenize(int argc, char **argv) {
     static const struct option opts[] = {{"data", required_argument, 0, 'd'}, {"out", required_argument, 0, 'o'},
-                                         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    const char *in = NULL, *out = NULL;
+                                         {"tokenizer", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    const char *in = NULL, *out = NULL, *spm = NULL;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "d:o:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "d:o:t:h", opts, NULL)) != -1) {
         if (c == 'd') in = optarg;
         else if (c == 'o') out = optarg;
+        else if (c == 't') spm = optarg;
         else if (c == 'h') {
-            printf("usage: attamba tokenize --data TEXT --out FILE.tok\n\nWrites the byte tokens of TEXT as a "
-                   "binary token file (\"ATBTOK01\", u64 count, u16 ids) for `attamba train --data`.\n");
+            printf("usage: attamba tokenize --data TEXT --out FILE.tok [--tokenizer FILE.model]\n\nWrites the "
+                   "tokens of TEXT as a binary token file (\"ATBTOK01\", u64 count, u16 ids) for `attamba train\n"
+                   "--data`: its bytes, or with --tokenizer the ids of a SentencePiece model (`attamba tokenizer\n"
+                   "train`; at most 65535 pieces), the data of a model made with `attamba init --tokenizer`.\n");
             return 0;
         } else return 2;
     }
     if (!in || !out) return cli_error("tokenize", "--data and --out are required"), 2;
+    if (spm) return tokenize_with(spm, in, out);
     dataset d;
     char err[400];
     if (data_open(in, &d, err, sizeof err)) return cli_error("tokenize", "%s", err);

@@ -11,6 +11,7 @@ pkgs=(build-essential cmake pkg-config
       clang-15   # PoCL's kernel compiler, libFuzzer for scripts/fuzz.sh, offline GPU compiles
       rocm-device-libs  # AMD GPU builtins for scripts/portability.py
       openmpi-bin libopenmpi-dev   # training across processes and machines (mpirun)
+      libsentencepiece-dev         # SentencePiece tokenizers (optional: CMake builds without them)
       python3-jsonschema           # tests: benchmark reports against docs/bench/schema.json
       python3-venv python3-pip python3-setuptools python3-numpy python3-pytest  # python/ bindings, tests/python.sh
       oclgrind)                    # tests: a few suites on the Oclgrind simulator

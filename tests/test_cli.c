@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include "model/tokenizer.h"
 #include "testutil.h"
 
 /* Runs `attamba ARGS` (through sh, stderr folded into stdout); returns the exit status and keeps the
@@ -318,6 +320,65 @@ START_TEST(eval_and_generate_over_a_layer_split_match_one_device) {
 }
 END_TEST
 
+/* Sentences of common words and numbers, one or two a line: a text a tokenizer can learn pieces from. */
+static void write_sentences(const char *path, int bytes, unsigned seed) {
+    static const char *words[] = {"the", "and", "of", "to", "in", "that", "he", "it", "was", "for", "with", "light",
+                                  "earth", "water", "said", "unto", "them", "upon", "day", "night", "God", "made"};
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    for (int w = 0; w < bytes;) {
+        seed = seed * 1103515245u + 12345u;
+        const char *word = words[(seed >> 16) % (sizeof words / sizeof words[0])];
+        w += fprintf(f, "%s%s", word, (seed >> 8) % 11 == 0 ? ".\n" : (seed >> 8) % 13 == 0 ? ", 7 " : " ");
+    }
+    fclose(f);
+}
+
+/* A SentencePiece model from end to end: tokenizer train -> tokenize -> init --tokenizer -> train on
+ * the token file (a text file is refused) -> eval (perplexity per token and bits per byte) ->
+ * generate. */
+START_TEST(a_sentencepiece_model_from_tokenizer_to_generate) {
+    char out[8192], *dir = temp_dir(), text[128], held[128];
+    snprintf(text, sizeof text, "%s/text.txt", dir);
+    snprintf(held, sizeof held, "%s/held.txt", dir);
+    write_sentences(text, 60000, 1);
+    write_sentences(held, 6000, 2);
+    int rc = cli(out, sizeof out, "tokenizer train --vocab 300 --data %s --out %s/t.model", text, dir);
+    if (!tokenizer_have_sentencepiece()) {
+        EXPECT_FAILS(rc, out, "no SentencePiece");
+        printf("%s: skipped the rest: this build has no SentencePiece\n", __func__);
+        return;
+    }
+    ck_assert_msg(rc == 0 && strstr(out, "vocab 300") && strstr(out, "tokens per byte") && strstr(out, "back exactly"),
+                  "tokenizer train: %s", out);
+    printf("%s", out);
+    rc = cli(out, sizeof out, "tokenize --tokenizer %s/t.model --data %s --out %s/text.tok", dir, text, dir);
+    ck_assert_msg(rc == 0 && strstr(out, "tokens per byte"), "tokenize: %s", out);
+    rc = cli(out, sizeof out, "tokenize --tokenizer %s --data %s --out %s/x.tok", text, text, dir);
+    EXPECT_FAILS(rc, out, "not a SentencePiece model");
+    rc = cli(out, sizeof out, "init --preset tiny --tokenizer %s/t.model --out %s/m", dir, dir);
+    ck_assert_msg(rc == 0, "init: %s", out);
+    char path[300];
+    snprintf(path, sizeof path, "%s/m/tokenizer.model", dir);
+    ck_assert_msg(access(path, R_OK) == 0, "init did not copy the tokenizer: %s", out);
+    rc = cli(out, sizeof out, "train --config %s/m/config.json --data %s --steps 1 --batch 2 --seq 32 --out %s/bad",
+             dir, text, dir);
+    EXPECT_FAILS(rc, out, "attamba tokenize --tokenizer");
+    rc = cli(out, sizeof out,
+             "train --config %s/m/config.json --data %s/text.tok --steps 6 --batch 4 --seq 32 --out %s/run", dir, dir,
+             dir);
+    ck_assert_msg(rc == 0 && strstr(out, "per token"), "train: %s", out);
+    rc = cli(out, sizeof out, "eval --model %s/run --data %s --seq 32", dir, held);
+    const char *bpb = strstr(out, "bits/byte ");
+    ck_assert_msg(rc == 0 && bpb && strstr(out, "perplexity ") && strstr(out, "sentencepiece"), "eval: %s", out);
+    double bits = atof(bpb + 10);
+    ck_assert_msg(bits > 0 && bits < 16, "eval: bits per byte %g: %s", bits, out);
+    printf("%s", strstr(out, "tokens "));
+    rc = cli(out, sizeof out, "generate --model %s/run --prompt 'And God' -n 8 --seed 1", dir);
+    ck_assert_msg(rc == 0 && !strncmp(out, "And God", 7) && strstr(out, "\nprefill ") > out + 7, "generate: %s", out);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("cli");
     TCase *t = tcase_create("findings");
@@ -335,6 +396,7 @@ int main(void) {
     tcase_add_test(t, a_compiled_bundle_serves_every_program);
     tcase_add_test(t, quantized_models_run_and_refuse_training);
     tcase_add_test(t, eval_and_generate_over_a_layer_split_match_one_device);
+    tcase_add_test(t, a_sentencepiece_model_from_tokenizer_to_generate);
     suite_add_tcase(s, t);
     return tu_run(s);
 }

@@ -171,8 +171,10 @@ attamba_status attamba_model_forward(attamba_model *m, const int32_t *tokens, in
 
 /* ---- Tokenizer ---------------------------------------------------------------------------- */
 
-/* Text <-> token ids: the tokenizer a model's config names. Today "bytes": ids 0..255 are the byte
- * values, BOS and EOS come from the config (256 and 257 by default). */
+/* Text <-> token ids: the tokenizer a model's config names. "bytes": ids 0..255 are the byte values,
+ * BOS and EOS come from the config (256 and 257 by default). "sentencepiece": the SentencePiece model
+ * file in the model directory (docs/weights.md); ATTAMBA_ERR_UNSUPPORTED in a build without it. Both
+ * are lossless: the bytes of the ids of a text are the text, and each id decodes to its own bytes. */
 typedef struct attamba_tokenizer attamba_tokenizer;
 
 /* The model's tokenizer, owned by the model (valid until attamba_model_destroy). */

@@ -47,6 +47,8 @@ char *core_read_file(const char *path, size_t max, size_t *len, char *err, size_
 /* Writes text (and a newline) to path through path.tmp and a rename, so that a reader never sees a
  * half-written file; 0 on success (the temporary removed on failure). */
 int core_write_file_atomic(const char *path, const char *text);
+/* The same for size bytes of data, as they are. */
+int core_write_bytes_atomic(const char *path, const void *data, size_t size);
 
 /* mkdir -p: 0 on success (also when it exists). */
 int core_mkdirs(const char *dir);

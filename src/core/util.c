@@ -163,6 +163,17 @@ int core_write_file_atomic(const char *path, const char *text) {
     return ok ? 0 : -1;
 }
 
+int core_write_bytes_atomic(const char *path, const void *data, size_t size) {
+    char *tmp = core_strdup_printf("%s.tmp", path);
+    FILE *f = tmp ? fopen(tmp, "wb") : NULL;
+    int ok = f && fwrite(data, 1, size, f) == size;
+    if (f) ok = fclose(f) == 0 && ok;
+    ok = ok && rename(tmp, path) == 0;
+    if (!ok && tmp) remove(tmp);
+    free(tmp);
+    return ok ? 0 : -1;
+}
+
 char *core_read_file(const char *path, size_t max, size_t *len, char *err, size_t err_size) {
     int fd = core_open_regular(path);
     if (fd < 0) {

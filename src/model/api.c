@@ -85,11 +85,10 @@ void model_tokenizer_free(model *m) {
 attamba_status attamba_model_tokenizer(attamba_model *m, const attamba_tokenizer **out) {
     *out = NULL;
     if (!m->tok) {
-        char err[256];
+        char err[800];
         attamba_tokenizer *t = calloc(1, sizeof *t);
         if (!t) return rt_fail(m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "tokenizer: out of host memory");
-        attamba_status s = tokenizer_create("bytes", m->cfg.vocab_size, m->cfg.bos_id, m->cfg.eos_id, &t->t, err,
-                                            sizeof err);
+        attamba_status s = tokenizer_for_config(&m->cfg, m->tok_file, m->tok_file_size, &t->t, err, sizeof err);
         if (s) {
             free(t);
             return rt_fail(m->ctx, s, "the model's tokenizer: %s", err);
@@ -111,7 +110,9 @@ attamba_status attamba_tokenizer_encode(const attamba_tokenizer *t, const char *
         return rt_fail(t->ctx, ATTAMBA_ERR_INVALID_ARG, "attamba_tokenizer_encode: NULL buffer or negative cap");
     int64_t first = add_bos ? 1 : 0;
     if (add_bos && cap > 0) ids[0] = t->t->bos_id;
-    RT_TRY(t->t->encode(t->t, text ? text : "", len, ids + first * (cap > 0), cap > first ? cap - first : 0, n));
+    attamba_status s =
+        t->t->encode(t->t, text ? text : "", len, ids + first * (cap > 0), cap > first ? cap - first : 0, n);
+    if (s) return rt_fail(t->ctx, s, "attamba_tokenizer_encode: the %s tokenizer failed (see the log)", t->t->name);
     *n += first;
     return ATTAMBA_OK;
 }
@@ -127,6 +128,11 @@ attamba_status attamba_tokenizer_decode(const attamba_tokenizer *t, const int32_
                            ids[i], (long long)i, t->t->vocab_size);
         char piece[64];
         int k = t->t->decode(t->t, ids[i], piece, (int)sizeof piece);
+        if (k > (int)sizeof piece) { /* a long piece: straight into out, as far as it fits */
+            if (w < cap) t->t->decode(t->t, ids[i], out + w, (int)CORE_MIN((size_t)k, cap - w));
+            w += (size_t)k;
+            continue;
+        }
         for (int j = 0; j < k; j++, w++)
             if (w < cap) out[w] = piece[j];
     }

@@ -72,8 +72,8 @@ attamba_status model_config_preset(const char *name, model_config *c, char *err,
         c->ssm_conv = 4;
         c->chunk = 8;
         c->window = 8;
-        /* the paper's vocabulary size, but the byte tokenizer (the engine's only one) and its
-         * bos/eos, so that every command accepts a model made from this preset */
+        /* the paper's vocabulary size, but the byte tokenizer and its bos/eos, so that every command
+         * accepts a model made from this preset (`attamba init --tokenizer` gives it a SentencePiece one) */
         c->bos_id = 256;
         c->eos_id = 257;
         return ATTAMBA_OK;
@@ -109,6 +109,16 @@ attamba_status model_config_validate(const model_config *c, char *err, size_t er
     if (!(c->norm_eps > 0) || !isfinite(c->norm_eps)) FAIL("config field 'norm_eps': must be > 0");
     if (c->bos_id < 0 || c->bos_id >= c->vocab_size) FAIL("config field 'bos_id': %d not in [0, vocab_size)", c->bos_id);
     if (c->eos_id < 0 || c->eos_id >= c->vocab_size) FAIL("config field 'eos_id': %d not in [0, vocab_size)", c->eos_id);
+    if ((unsigned)c->tokenizer > TOKENIZER_SENTENCEPIECE)
+        FAIL("config field 'tokenizer': unknown kind %d", c->tokenizer);
+    if (c->tokenizer == TOKENIZER_BYTES && c->tokenizer_file[0])
+        FAIL("config field 'tokenizer_file': only for \"tokenizer\": \"sentencepiece\"");
+    const char *tf = c->tokenizer_file;
+    int bad_name = !memchr(tf, 0, MODEL_TOKENIZER_FILE_MAX) || !tf[0] || strchr(tf, '/') || !strcmp(tf, ".") ||
+                   !strcmp(tf, "..");
+    if (c->tokenizer == TOKENIZER_SENTENCEPIECE && bad_name)
+        FAIL("config field 'tokenizer_file': \"tokenizer\": \"sentencepiece\" needs the name of the tokenizer's "
+             "file in the model directory (no '/'), got \"%.64s\"", tf);
     if (c->kind != MODEL_ATTAMBA) return ATTAMBA_OK;
     if (c->dim != c->n_kv_heads * c->head_dim)
         FAIL("config field 'dim': attamba keys are x + SSM(x), so dim (%d) must equal n_kv_heads * head_dim (%d * %d)",
@@ -215,15 +225,31 @@ attamba_status model_config_from_json(const char *text, model_config *c, char *e
             c->weights = (weight_type)t;
             continue;
         }
-        if (!strcmp(key, "format") || !strcmp(key, "tokenizer")) {
+        if (!strcmp(key, "format") || !strcmp(key, "tokenizer") || !strcmp(key, "tokenizer_file")) {
             if (!cJSON_IsString(v)) {
                 s = core_errbuf(err, err_size, ATTAMBA_ERR_FORMAT, "config field '%s': expected a string", key);
                 break;
             }
-            if (!strcmp(key, "tokenizer") && strcmp(v->valuestring, "bytes")) {
-                s = core_errbuf(err, err_size, ATTAMBA_ERR_FORMAT,
-                                "config field 'tokenizer': only \"bytes\" is supported, got \"%s\"", v->valuestring);
-                break;
+            if (!strcmp(key, "tokenizer")) {
+                int k = -1;
+                for (int i = 0; i <= TOKENIZER_SENTENCEPIECE; i++)
+                    if (!strcmp(v->valuestring, model_tokenizer_name((tokenizer_kind)i))) k = i;
+                if (k < 0) {
+                    s = core_errbuf(err, err_size, ATTAMBA_ERR_FORMAT,
+                                    "config field 'tokenizer': expected \"bytes\" or \"sentencepiece\", got \"%.64s\"",
+                                    v->valuestring);
+                    break;
+                }
+                c->tokenizer = (tokenizer_kind)k;
+            } else if (!strcmp(key, "tokenizer_file")) {
+                if (strlen(v->valuestring) >= MODEL_TOKENIZER_FILE_MAX) {
+                    s = core_errbuf(err, err_size, ATTAMBA_ERR_FORMAT,
+                                    "config field 'tokenizer_file': longer than %d bytes",
+                                    MODEL_TOKENIZER_FILE_MAX - 1);
+                    break;
+                }
+                snprintf(c->tokenizer_file, sizeof c->tokenizer_file, "%s", v->valuestring);
+                snprintf(c->tokenizer_path, sizeof c->tokenizer_path, "%s", v->valuestring);
             }
             continue;
         }
@@ -281,6 +307,14 @@ attamba_status model_config_load(const char *path, model_config *c, char *err, s
     attamba_status s = model_config_from_json(text, c, why, sizeof why);
     free(text);
     if (s) return core_errbuf(err, err_size, s, "%s: %s", path, why);
+    if (c->tokenizer == TOKENIZER_SENTENCEPIECE) { /* the tokenizer's file lies beside the config */
+        const char *slash = strrchr(path, '/');
+        int dir = slash ? (int)(slash - path) : 0;
+        int w = slash ? snprintf(c->tokenizer_path, sizeof c->tokenizer_path, "%.*s/%s", dir, path, c->tokenizer_file)
+                      : snprintf(c->tokenizer_path, sizeof c->tokenizer_path, "%s", c->tokenizer_file);
+        if (w < 0 || w >= (int)sizeof c->tokenizer_path)
+            return core_errbuf(err, err_size, ATTAMBA_ERR_INVALID_ARG, "%s: the tokenizer's path is too long", path);
+    }
     return ATTAMBA_OK;
 }
 
@@ -288,6 +322,10 @@ static const char *const weight_type_names[] = {"f32", "f16", "q8"};
 
 const char *model_weight_type_name(weight_type t) {
     return (unsigned)t < CORE_LEN(weight_type_names) ? weight_type_names[t] : "?";
+}
+
+const char *model_tokenizer_name(tokenizer_kind k) {
+    return k == TOKENIZER_BYTES ? "bytes" : k == TOKENIZER_SENTENCEPIECE ? "sentencepiece" : "?";
 }
 
 int model_weight_type_parse(const char *name) {
@@ -300,7 +338,8 @@ char *model_config_to_json(const model_config *c) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "format", "attamba-config-1");
     cJSON_AddStringToObject(o, "kind", model_kind_name(c->kind));
-    cJSON_AddStringToObject(o, "tokenizer", "bytes");
+    cJSON_AddStringToObject(o, "tokenizer", model_tokenizer_name(c->tokenizer));
+    if (c->tokenizer == TOKENIZER_SENTENCEPIECE) cJSON_AddStringToObject(o, "tokenizer_file", c->tokenizer_file);
     cJSON_AddStringToObject(o, "weight_type", model_weight_type_name(c->weights));
     for (size_t i = 0; i < CORE_LEN(fields); i++) {
         const char *src = (const char *)c + fields[i].offset;

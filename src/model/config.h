@@ -19,6 +19,11 @@ typedef enum {
  * (8-bit blocks of 32 with an f32 scale). Embeddings, norms, convs and SSM parameters stay f32. */
 typedef enum { WEIGHTS_F32 = 0, WEIGHTS_F16 = 1, WEIGHTS_Q8 = 2 } weight_type;
 
+/* The tokenizer (tokenizer.h): bytes, or a SentencePiece model file kept in the model directory. */
+typedef enum { TOKENIZER_BYTES = 0, TOKENIZER_SENTENCEPIECE = 1 } tokenizer_kind;
+#define MODEL_TOKENIZER_FILE_MAX 256
+#define MODEL_TOKENIZER_PATH_MAX 4096
+
 #define MODEL_MAX_EXPLICIT 4096
 
 typedef struct model_config {
@@ -39,6 +44,12 @@ typedef struct model_config {
     int tie_embeddings;
     int bos_id, eos_id;  /* tokenizer specials (byte tokenizer: 256, 257) */
     weight_type weights; /* JSON "weight_type": "f32" (default), "f16", "q8" */
+    tokenizer_kind tokenizer; /* JSON "tokenizer": "bytes" (default) or "sentencepiece" */
+    /* sentencepiece: the model file's name in the model directory (JSON "tokenizer_file", a plain
+     * name without '/'), and where to read it from (not saved: model_config_load puts the config's
+     * directory in front; model_config_from_json leaves the name, relative to the working directory) */
+    char tokenizer_file[MODEL_TOKENIZER_FILE_MAX];
+    char tokenizer_path[MODEL_TOKENIZER_PATH_MAX];
 } model_config;
 
 /* The fields' defaults: a tiny byte-level Attamba model (the `tiny` preset). */
@@ -60,6 +71,8 @@ const char *model_kind_name(model_kind k);
 /* "f32", "f16", "q8"; and back (-1 for an unknown name). */
 const char *model_weight_type_name(weight_type t);
 int model_weight_type_parse(const char *name);
+/* "bytes", "sentencepiece". */
+const char *model_tokenizer_name(tokenizer_kind k);
 /* The boundary spec of this config (pointing into c for explicit lists). */
 boundary_spec model_config_boundaries(const model_config *c);
 /* Parameter count (every tensor of docs/weights.md). */

@@ -14,6 +14,7 @@
 #include "ops/ops.h"
 #include "ops/ssm.h"
 #include "kv_cache.h"
+#include "tokenizer.h"
 
 /* ---- construction ---- */
 
@@ -77,6 +78,17 @@ static attamba_status bind(model *m) {
     return ATTAMBA_OK;
 }
 
+/* A sentencepiece config's tokenizer file, read into m and checked against the config. */
+static attamba_status load_tokenizer(model *m) {
+    if (m->cfg.tokenizer == TOKENIZER_BYTES) return ATTAMBA_OK;
+    char err[800];
+    tokenizer *t = NULL;
+    attamba_status s = tokenizer_file_read(&m->cfg, &m->tok_file, &m->tok_file_size, err, sizeof err);
+    if (!s) s = tokenizer_for_config(&m->cfg, m->tok_file, m->tok_file_size, &t, err, sizeof err);
+    tokenizer_destroy(t);
+    return s ? rt_fail(m->ctx, s, "%s", err) : ATTAMBA_OK;
+}
+
 /* A model (or the stage of layers [l0, l1)) with allocated, uninitialised weights. */
 static attamba_status create(rt_ctx *ctx, const model_config *cfg, int l0, int l1, model **out) {
     *out = NULL;
@@ -88,7 +100,8 @@ static attamba_status create(rt_ctx *ctx, const model_config *cfg, int l0, int l
     m->cfg = *cfg;
     m->first_layer = l0;
     m->end_layer = l1;
-    attamba_status s = weights_alloc_layers(ctx, cfg, l0, l1, &m->w);
+    attamba_status s = l0 == 0 ? load_tokenizer(m) : ATTAMBA_OK;
+    if (!s) s = weights_alloc_layers(ctx, cfg, l0, l1, &m->w);
     if (!s) s = bind(m);
     if (s) {
         model_destroy(m);
@@ -114,6 +127,7 @@ void model_destroy(model *m) {
             }
     free(m->layers);
     model_tokenizer_free(m);
+    free(m->tok_file);
     model_workspace_free(m->ws);
     free(m->ws);
     weights_free(&m->w);
@@ -199,9 +213,9 @@ attamba_status model_load(rt_ctx *ctx, const char *dir, model **out) {
         m->ctx = ctx;
         m->cfg = cfg;
         m->end_layer = cfg.n_layers;
-        s = weights_load(ctx, &cfg, wpath, &m->w, err, sizeof err);
-        if (s) rt_fail(ctx, s, "%s", err);
-        else s = bind(m);
+        s = load_tokenizer(m);
+        if (!s && (s = weights_load(ctx, &cfg, wpath, &m->w, err, sizeof err))) rt_fail(ctx, s, "%s", err);
+        if (!s) s = bind(m);
     }
     free(cpath);
     free(wpath);
@@ -220,6 +234,7 @@ attamba_status model_save(const model *m, const char *dir) {
         return rt_fail(m->ctx, ATTAMBA_ERR_IO, "cannot create directory %s", dir);
     char err[400], *cpath = core_strdup_printf("%s/config.json", dir), *wpath = core_strdup_printf("%s/model.safetensors", dir);
     attamba_status s = !cpath || !wpath ? ATTAMBA_ERR_OUT_OF_MEMORY : weights_save(&m->w, wpath, err, sizeof err);
+    if (!s && m->tok_file) s = tokenizer_file_write(&m->cfg, dir, m->tok_file, m->tok_file_size, err, sizeof err);
     if (!s) s = model_config_save(&m->cfg, cpath, err, sizeof err);
     if (s) rt_fail(m->ctx, s, "%s", s == ATTAMBA_ERR_OUT_OF_MEMORY ? "out of host memory" : err);
     free(cpath);

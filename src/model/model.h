@@ -40,19 +40,25 @@ struct attamba_model {
     int first_layer, end_layer;
     model *next;
     struct attamba_tokenizer *tok; /* made by attamba_model_tokenizer on first use (api.c) */
+    void *tok_file;                /* a sentencepiece config's tokenizer file, read whole (first stage only): */
+    size_t tok_file_size;          /* model_save writes it beside the config */
     int n_sessions;                /* public sessions open on the model (api.c) */
 };
 
-/* A model with allocated, uninitialised weights. */
+/* A model with allocated, uninitialised weights (and the tokenizer file of a sentencepiece config, read
+ * from cfg->tokenizer_path and checked). */
 attamba_status model_create(rt_ctx *ctx, const model_config *cfg, model **out);
 void model_destroy(model *m);
 /* Internal (api.c): frees m->tok. */
 void model_tokenizer_free(model *m);
 /* Seeded init of all weights (weights_init_host), uploaded. */
 attamba_status model_init_random(model *m, uint64_t seed);
-/* dir/config.json and dir/model.safetensors. Messages go to the context (attamba_context_last_error). */
+/* dir/config.json and dir/model.safetensors (and the tokenizer file a sentencepiece config names, which
+ * must agree with the config's vocab_size, bos_id and eos_id). Messages go to the context
+ * (attamba_context_last_error). */
 attamba_status model_load(rt_ctx *ctx, const char *dir, model **out);
-/* Writes dir/config.json and dir/model.safetensors (each via a temporary file); creates dir. */
+/* Writes dir/config.json and dir/model.safetensors (and the tokenizer file), each via a temporary file;
+ * creates dir. */
 attamba_status model_save(const model *m, const char *dir);
 
 /* The model in dir with its layers spread over the devices ctxs[0..n-1], in proportion to share

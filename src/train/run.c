@@ -145,6 +145,11 @@ attamba_status train_run(rt_ctx *const *ctxs, int n_ctx, const model_config *cfg
         p.seed = o->seed;
         core_rng_seed(&p.rng, o->seed ^ 0xda7a0dadULL);
     }
+    if (!s && m->cfg.tokenizer != TOKENIZER_BYTES && !d.map && !d.example) /* a text file: read as bytes */
+        s = rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG,
+                    "%s is a text file, which train reads as bytes, but the model's tokenizer is %s: make a token "
+                    "file with `attamba tokenize --tokenizer %s --data %s --out FILE.tok` and train on that",
+                    o->data, model_tokenizer_name(m->cfg.tokenizer), m->cfg.tokenizer_path, o->data);
     if (!s && h.batch < ranks)
         s = rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "a batch of %d rows cannot be shared by %d processes", h.batch, ranks);
     if (!s && ranks > CORE_SPLIT_MAX) s = rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "at most %d processes", CORE_SPLIT_MAX);
