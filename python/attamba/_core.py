@@ -393,8 +393,8 @@ class Model(_Owned):
 
     @property
     def tokenizer(self):
-        """The model's :class:`Tokenizer` (byte-level today; raises :class:`Error` for a model whose
-        vocabulary cannot hold the 256 bytes plus BOS and EOS)."""
+        """The model's :class:`Tokenizer` (raises :class:`Error` for a byte-level model whose vocabulary
+        cannot hold the 256 bytes plus BOS and EOS, e.g. the golden test models)."""
         return Tokenizer(self)
 
     def _specials(self):
@@ -446,8 +446,9 @@ class Model(_Owned):
 # ---- tokenizer -----------------------------------------------------------------------------------
 
 class Tokenizer:
-    """Text <-> token ids: the tokenizer a model's config names (byte-level today: ids 0..255 are the
-    bytes, BOS and EOS come from the config). Owned by its model (it keeps the model alive)."""
+    """Text <-> token ids: the tokenizer a model's config names: "bytes" (ids 0..255 are the bytes, BOS and
+    EOS from the config) or "sentencepiece" (the model's tokenizer file; lossless: decoding the ids of a
+    text gives its bytes back). Owned by its model (it keeps the model alive)."""
 
     def __init__(self, model):
         if not isinstance(model, Model):
