@@ -200,13 +200,13 @@ __kernel void ssm_step(__global float *y, int yo, SSM_IN_ARGS, __global const in
 
 /* One causal-conv output of channel c at position t: the new input xc plus the window ring's taps
  * (position q in slot q % W; taps before the segment's first position sf count as zero); the new
- * input then takes slot t % W, which no tap of this step reads. */
+ * input then takes slot t % W (unless keep: a skipped sequence), which no tap of this step reads. */
 inline float ssm_conv_ring(__global const float *w, __global float *win, int c, int CH, int W, int t, int sf,
-                           float xc) {
+                           float xc, int keep) {
     float acc = w[c * W + W - 1] * xc;
     for (int k = 1; k < W; k++)
         if (t - k >= sf) acc += w[c * W + W - 1 - k] * win[((t - k) % W) * CH + c];
-    win[(t % W) * CH + c] = xc;
+    if (!keep) win[(t % W) * CH + c] = xc;
     return acc * atb_sigmoid(acc); /* SiLU */
 }
 
@@ -217,7 +217,9 @@ inline float ssm_conv_ring(__global const float *w, __global float *win, int c, 
  *   g = rmsnorm(y * silu(z)) * norm.
  * B and C of every group go through __local once; each work-item then takes rows r = (h, pi) of
  * the state. xbcdt and z rows are x_rs / z_rs apart; window [B, W, CH]; state [B, nh, p, SSM_N];
- * g [B, E]. Global (WG, B, n), local (WG, 1, 1); lbc holds 2*G*SSM_N floats, red one per item. */
+ * g [B, E]. sf < 0 marks a sequence that skips this step: its window and state are left as they are
+ * (its g is computed from no history and not used). Global (WG, B, n), local (WG, 1, 1); lbc holds
+ * 2*G*SSM_N floats, red one per item. */
 __kernel void ssm_decode(__global const float *xbcdt, int xo, int x_ps, int x_rs,
                          __global const float *z, int zo, int z_ps, int z_rs,
                          __global const float *cw, int cwo, int cw_ps, int W,
@@ -230,7 +232,7 @@ __kernel void ssm_decode(__global const float *xbcdt, int xo, int x_ps, int x_rs
                          __local float *lbc, __local float *red) {
     const int lid = get_local_id(0), n = get_local_size(0), b = get_global_id(1), s = get_global_id(2);
     const int E = nh * p, GN = G * SSM_N, CH = E + 2 * GN, hpg = nh / G;
-    const int t = posv[po + b], sf = sfv[sfo + b];
+    const int t = posv[po + b], keep = sfv[sfo + b] < 0, sf = keep ? t : sfv[sfo + b];
     __global const float *xr = xbcdt + xo + s * x_ps + b * x_rs;
     __global const float *zr = z + zo + s * z_ps + b * z_rs;
     __global float *wr = win + wio + s * wi_ps + b * W * CH;
@@ -241,12 +243,13 @@ __kernel void ssm_decode(__global const float *xbcdt, int xo, int x_ps, int x_rs
     D += Do + s * d_ps;
     nw += nwo + s * nw_ps;
     st += sto + s * st_ps + b * E * SSM_N;
-    for (int c = E + lid; c < CH; c += n) lbc[c - E] = W ? ssm_conv_ring(cw, wr, c, CH, W, t, sf, xr[c]) : xr[c];
+    for (int c = E + lid; c < CH; c += n)
+        lbc[c - E] = W ? ssm_conv_ring(cw, wr, c, CH, W, t, sf, xr[c], keep) : xr[c];
     barrier(CLK_LOCAL_MEM_FENCE);
     float part = 0.0f;
     for (int r = lid; r < E; r += n) {
         int h = r / p, grp = h / hpg;
-        float xs = W ? ssm_conv_ring(cw, wr, r, CH, W, t, sf, xr[r]) : xr[r];
+        float xs = W ? ssm_conv_ring(cw, wr, r, CH, W, t, sf, xr[r], keep) : xr[r];
         float dt = atb_softplus(xr[CH + h] + (has_bias ? dt_bias[h] : 0.0f));
         float decay = exp(-dt * exp(A_log[h]));
         __global float *row = st + r * SSM_N;
@@ -255,13 +258,13 @@ __kernel void ssm_decode(__global const float *xbcdt, int xo, int x_ps, int x_rs
         int fresh = t == sf; /* a restart ignores the stored state, whatever it holds */
         for (int j = 0; j < SSM_N8; j++) {
             float8 v = (fresh ? (float8)(0.0f) : decay * vload8(j, row)) + (dt * xs) * vload8(j, Bg);
-            vstore8(v, j, row);
+            if (!keep) vstore8(v, j, row);
             acc8 += v * vload8(j, Cg);
         }
         float y = atb_hsum8(acc8);
         for (int j = SSM_N8 * 8; j < SSM_N; j++) {
             float v = (fresh ? 0.0f : decay * row[j]) + dt * xs * Bg[j];
-            row[j] = v;
+            if (!keep) row[j] = v;
             y += v * Cg[j];
         }
         y += D[h] * xs;

@@ -3,12 +3,10 @@
  *   build/example_batched [-t TEMPERATURE] MODEL_DIR N "prompt 1" "prompt 2" ...
  * Each sequence has its own sampler (greedy by default) and stops at EOS or after N tokens.
  *
- * A sequence that is finished still takes a token at every step: the step advances all of them. The
- * simplest correct handling is to reset it (its cache is then empty) before each step and give it any
- * valid token, BOS here, whose logits nobody reads: it never holds more than that one token, so it can
- * neither fill its cache nor fail the step for the others. A server does better with the slot: reset
- * it, prefill the next request's prompt into it, sample that request's first token from the prefill's
- * logits, and the new sequence joins the next step. */
+ * A finished sequence takes ATTAMBA_TOKEN_SKIP at every later step: it stays as it is while the others
+ * advance. A server does better with the slot: reset it, prefill the next request's prompt into it,
+ * sample that request's first token from the prefill's logits, and the new sequence joins the next
+ * step. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,10 +78,7 @@ int main(int argc, char **argv) {
                 if (next[i] == attamba_tokenizer_eos(tok)) done[i] = 1, live--;
                 else ids[i][n[i]++] = next[i], generated++;
             }
-            if (done[i]) { /* finished: an empty cache and a filler token (see the top) */
-                st = attamba_session_reset(s, i);
-                next[i] = attamba_tokenizer_bos(tok);
-            }
+            if (done[i]) next[i] = ATTAMBA_TOKEN_SKIP; /* finished: stays as it is */
         }
         if (!st && live > 0) st = attamba_session_step(s, next, logits); /* every sequence's next token */
     }
@@ -95,7 +90,7 @@ int main(int argc, char **argv) {
         st = attamba_tokenizer_decode(tok, ids[i], n[i], NULL, 0, &len); /* how many bytes */
         if (!st && !(out = malloc(len + 1))) st = ATTAMBA_ERR_OUT_OF_MEMORY;
         if (!st) st = attamba_tokenizer_decode(tok, ids[i], n[i], out, len + 1, &len);
-        if (!st && done[i]) printf("[%d] %s\n    (finished at EOS; the sequence was reset)\n", i, out);
+        if (!st && done[i]) printf("[%d] %s\n    (finished at EOS)\n", i, out);
         else if (!st)
             printf("[%d] %s\n    (%d tokens; position %lld, KV cache %lld bytes)\n", i, out, N,
                    (long long)attamba_session_position(s, i), (long long)attamba_session_cache_bytes(s, i));

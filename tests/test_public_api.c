@@ -149,6 +149,61 @@ static void check_batch(const char *name) {
     free(alone), free(pre2), free(got), free(one);
 }
 
+/* Sequences given ATTAMBA_TOKEN_SKIP stay where they are: each sequence's logits at its own steps
+ * equal those of the same tokens fed alone, whatever the others did. */
+static void check_skips(const char *name) {
+    enum { NS = 3, STEPS = 6 };
+    static const int skip[NS][STEPS] = {{0, 1, 1, 0, 0, 1}, {0, 0, 0, 0, 0, 0}, {1, 0, 0, 0, 1, 1}};
+    attamba_context *ctx = open_ctx();
+    attamba_model *m = load_golden(ctx, name);
+    int V = attamba_model_vocab_size(m);
+    const int len[NS] = {5, 8, 3};
+    attamba_session *alone[NS], *b;
+    float *want = malloc((size_t)V * sizeof *want), *got = malloc((size_t)NS * V * sizeof *got);
+    float *last = malloc((size_t)NS * V * sizeof *last);
+    ck_assert_int_eq(attamba_session_create_batch(m, NS, 32, &b), ATTAMBA_OK);
+    for (int i = 0; i < NS; i++) {
+        int32_t prompt[8];
+        for (int t = 0; t < len[i]; t++) prompt[t] = (t * (5 + i) + 2 * i + 1) % V;
+        ck_assert_int_eq(attamba_session_create(m, 32, &alone[i]), ATTAMBA_OK);
+        ck_assert_int_eq(attamba_session_feed(alone[i], prompt, len[i], want), ATTAMBA_OK);
+        ck_assert_int_eq(attamba_session_prefill(b, i, prompt, len[i], last + (size_t)i * V), ATTAMBA_OK);
+    }
+    for (int k = 0; k < STEPS; k++) {
+        int32_t tok[NS];
+        for (int i = 0; i < NS; i++) tok[i] = skip[i][k] ? ATTAMBA_TOKEN_SKIP : argmax(last + (size_t)i * V, V);
+        ck_assert_int_eq(attamba_session_step(b, tok, got), ATTAMBA_OK);
+        for (int i = 0; i < NS; i++) {
+            if (skip[i][k]) continue;
+            ck_assert_int_eq(attamba_session_feed(alone[i], &tok[i], 1, want), ATTAMBA_OK);
+            for (int v = 0; v < V; v++)
+                ck_assert_msg(fabsf(got[(size_t)i * V + v] - want[v]) < 1e-4f, "%s: step %d, sequence %d, logit %d",
+                              name, k, i, v);
+            memcpy(last + (size_t)i * V, want, (size_t)V * sizeof *want);
+        }
+    }
+    for (int i = 0; i < NS; i++) {
+        int ran = 0;
+        for (int k = 0; k < STEPS; k++) ran += !skip[i][k];
+        ck_assert_int_eq(attamba_session_position(b, i), len[i] + ran);
+        ck_assert_int_eq(attamba_session_cache_bytes(b, i), attamba_session_cache_bytes(alone[i], 0));
+        attamba_session_destroy(alone[i]);
+    }
+    int32_t bad[NS] = {ATTAMBA_TOKEN_SKIP, -2, 0};
+    ck_assert_int_eq(attamba_session_step(b, bad, NULL), ATTAMBA_ERR_INVALID_ARG);
+    attamba_session_destroy(b);
+    attamba_model_destroy(m);
+    attamba_context_destroy(ctx);
+    free(want), free(got), free(last);
+}
+
+START_TEST(skipped_sequences_stay_where_they_are) {
+    check_skips("attamba_cyclic");
+    check_skips("transformer_gqa");
+    check_skips("transformer_swa");
+}
+END_TEST
+
 START_TEST(batched_sessions_match_sessions_alone) {
     check_batch("attamba_cyclic");
     check_batch("transformer_gqa");
@@ -406,6 +461,7 @@ int main(void) {
     tcase_add_test(t, session_decoding_matches_the_forward_pass);
     tcase_add_test(t, status_strings_and_version);
     tcase_add_test(t, batched_sessions_match_sessions_alone);
+    tcase_add_test(t, skipped_sequences_stay_where_they_are);
     tcase_add_test(t, init_save_load_and_the_tokenizer);
     tcase_add_test(t, the_sampler);
     tcase_add_test(t, training_lowers_the_loss_and_resumes_exactly);

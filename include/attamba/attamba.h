@@ -134,8 +134,8 @@ typedef struct attamba_model attamba_model;
  * message (attamba_context_last_error). The model must be destroyed before its context. */
 attamba_status attamba_model_load(attamba_context *ctx, const char *dir, attamba_model **out);
 /* A new model with seeded random weights (SPEC 3.1 init) on ctx's device: config is a preset name
- * ("tiny", "small", "paper-60m") or the path of a config file (anything with a '/' or a '.'). The same seed gives the same weights
- * as `attamba init`. */
+ * ("tiny", "small", "paper-60m") or the path of a config file (anything with a '/' or a '.'). The
+ * same seed gives the same weights as `attamba init`. */
 attamba_status attamba_model_init(attamba_context *ctx, const char *config, uint64_t seed, attamba_model **out);
 /* Writes dir/config.json and dir/model.safetensors (each through a temporary file); creates dir.
  * A model split over devices cannot be saved. */
@@ -248,8 +248,10 @@ attamba_status attamba_session_feed(attamba_session *s, const int32_t *tokens, i
  * after the last token (vocab floats) when logits is not NULL. */
 attamba_status attamba_session_prefill(attamba_session *s, int seq, const int32_t *tokens, int n, float *logits);
 /* One decode step of every sequence: sequence i appends tokens[i] (n_seq ids) at its own position;
- * logits (n_seq x vocab floats, sequence-major) when not NULL. A sequence with nothing to decode
- * still takes a token: reset it and prefill its next prompt before the step. */
+ * logits (n_seq x vocab floats, sequence-major) when not NULL. A sequence given ATTAMBA_TOKEN_SKIP
+ * does not advance: its cache, state and position stay as they are, and its row of logits means
+ * nothing (an idle slot of a server, or one waiting for its next prompt). */
+#define ATTAMBA_TOKEN_SKIP (-1)
 attamba_status attamba_session_step(attamba_session *s, const int32_t *tokens, float *logits);
 /* Forgets sequence seq (all when seq < 0); its cache is then empty. */
 attamba_status attamba_session_reset(attamba_session *s, int seq);

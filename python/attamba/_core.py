@@ -14,8 +14,10 @@ import numpy as np
 from . import _lib as L
 from ._lib import Error, INT32_MAX, INT32_MIN, INT64_MAX, UINT64_MAX
 
-__all__ = ["version", "devices", "DeviceInfo", "Memory", "Counters", "Context", "Model", "Tokenizer", "Sampler",
-           "Session", "generate_batch", "Trainer", "TrainStats"]
+TOKEN_SKIP = -1  # ATTAMBA_TOKEN_SKIP: Session.step leaves that sequence as it is
+
+__all__ = ["TOKEN_SKIP", "version", "devices", "DeviceInfo", "Memory", "Counters", "Context", "Model", "Tokenizer",
+           "Sampler", "Session", "generate_batch", "Trainer", "TrainStats"]
 
 
 # ---- helpers -------------------------------------------------------------------------------------
@@ -653,7 +655,8 @@ class Session(_Owned):
 
     def step(self, tokens):
         """One decode step of every sequence: sequence i appends tokens[i] (n_seq ids). Returns the
-        logits, float32 [n_seq, V]. A sequence with nothing to decode still takes a token (any valid id)."""
+        logits, float32 [n_seq, V]. A sequence given :data:`TOKEN_SKIP` stays as it is (its row of
+        logits means nothing)."""
         ids = self._ids(tokens)
         if ids.size != self.n_seq:
             raise ValueError(f"step needs one token per sequence: {self.n_seq}, got {ids.size}")
@@ -760,7 +763,7 @@ def generate_batch(model, prompts, n, samplers=None, stop_at_eos=True):
             outs[i].append(nxt[i])
             done[i] = nxt[i] == eos or len(outs[i]) == n
         while not all(done):
-            logits = s.step([0 if d else t for d, t in zip(done, nxt)])  # finished sequences take id 0
+            logits = s.step([TOKEN_SKIP if d else t for d, t in zip(done, nxt)])  # finished ones stay put
             for i in range(B):
                 if done[i]:
                     continue

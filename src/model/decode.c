@@ -15,6 +15,7 @@ attamba_status model_decode_step(model *m, kv_cache *c, const int32_t *tokens, t
     int B = c->B, L = cfg->n_layers;
     if (c->m != m) return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "decode: the cache was made for another model");
     for (int b = 0; b < B; b++) {
+        if (tokens[b] == ATTAMBA_TOKEN_SKIP) continue;
         if (tokens[b] < 0 || tokens[b] >= cfg->vocab_size)
             return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "decode: token %d outside [0, %d)", tokens[b], cfg->vocab_size);
         if (c->pos[b] >= c->max_tokens)
@@ -27,15 +28,17 @@ attamba_status model_decode_step(model *m, kv_cache *c, const int32_t *tokens, t
     boundary_spec bs = model_config_boundaries(cfg);
     for (int b = 0; b < B; b++) {
         int64_t p = c->pos[b];
-        host[b] = tokens[b];
+        int skip = tokens[b] == ATTAMBA_TOKEN_SKIP;
+        host[b] = skip ? 0 : tokens[b];
         host[B + b] = (int32_t)p;
         for (int l = 0; l < L; l++) {
-            /* a token starts a segment at position 0 or right after a boundary */
+            /* a token starts a segment at position 0 or right after a boundary; -1: skipped (the SSM step
+             * leaves the sequence's state alone) */
             int64_t sf = 0;
             if (cfg->kind == MODEL_ATTAMBA)
-                sf = p == 0 || boundary_is_boundary(&bs, l, L, p - 1) ? p : c->layers[l].seg_first[b];
+                sf = skip ? -1 : p == 0 || boundary_is_boundary(&bs, l, L, p - 1) ? p : c->layers[l].seg_first[b];
             host[(2 + 2 * l) * B + b] = (int32_t)sf;
-            int store = kv_cache_stores(c, l, p);
+            int store = !skip && kv_cache_stores(c, l, p);
             int64_t n = c->layers[l].nb_host[b];
             if (store && n >= c->cap) return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "kv cache full (%d rows)", c->cap);
             host[(3 + 2 * l) * B + b] = store ? (int32_t)n : -1;
@@ -60,6 +63,7 @@ attamba_status model_decode_step(model *m, kv_cache *c, const int32_t *tokens, t
         RT_TRY(rt_fail_from(m->ctx, s, st->ctx));
     }
     for (int b = 0; b < B; b++) {
+        if (tokens[b] == ATTAMBA_TOKEN_SKIP) continue;
         for (int l = 0; l < L; l++) {
             c->layers[l].nb_host[b] += host[(3 + 2 * l) * B + b] >= 0;
             if (cfg->kind == MODEL_ATTAMBA) c->layers[l].seg_first[b] = host[(2 + 2 * l) * B + b];

@@ -61,7 +61,8 @@ int kv_cache_stores(const kv_cache *c, int l, int64_t p);
 attamba_status model_prefill(model *m, kv_cache *c, int b, const int32_t *tokens, int T, tensor *logits);
 /* The same, with the logits of the last position only: [1, V] (what generation reads). */
 attamba_status model_prefill_last(model *m, kv_cache *c, int b, const int32_t *tokens, int T, tensor *logits);
-/* One decode step: tokens[b] is appended to every sequence; logits [B,V] allocated here. */
+/* One decode step: tokens[b] is appended to every sequence but those given ATTAMBA_TOKEN_SKIP, which
+ * stay as they are (their row of logits is computed and meaningless); logits [B,V] allocated here. */
 attamba_status model_decode_step(model *m, kv_cache *c, const int32_t *tokens, tensor *logits);
 
 /* Where the prefill of one sequence leaves an SSM's decode state: views into the cache
