@@ -103,18 +103,20 @@ static int open_model(const char *cmd, const model_opts *o, attamba_context **ct
     if (rows && strcmp(cmd, "eval")) return cli_error(cmd, "--split rows is for eval"), 0;
     if (!(*n = cli_open_devices(o->devices, o->device, ctxs))) return 0;
     double share[ATTAMBA_MAX_DEVICES];
-    attamba_status s;
+    attamba_model_params p = attamba_model_params_default(); /* the public API's placement */
+    p.devices = ctxs, p.n_devices = split ? *n : 1;
+    p.split_mode = split ? ATTAMBA_SPLIT_LAYER : ATTAMBA_SPLIT_NONE;
+    p.tensor_split = o->tensor_split ? share : NULL;
     if (*n > 1 && !split && !rows) {
         cli_error(cmd, "%d devices: give --split layer (or rows, for eval) to use them", *n);
     } else if (o->tensor_split && !parse_shares(cmd, o->tensor_split, *n, share)) {
-    } else if ((s = split ? model_load_split(ctxs, *n, o->model_dir, o->tensor_split ? share : NULL, m)
-                          : model_load(ctxs[0], o->model_dir, m)) ||
-               model_set_attention(*m, o->chunk, o->window >= 0 ? o->window : -1, o->boundaries)) {
+    } else if (attamba_model_load_with(o->model_dir, &p, m) ||
+               attamba_model_set_attention(*m, o->chunk, o->window >= 0 ? o->window : -1, o->boundaries)) {
         cli_error(cmd, "%s", attamba_context_last_error(ctxs[0]));
     } else {
         return 1;
     }
-    model_destroy(*m);
+    attamba_model_destroy(*m);
     *m = NULL;
     cli_close_devices(ctxs, *n);
     *n = 0;
@@ -122,7 +124,7 @@ static int open_model(const char *cmd, const model_opts *o, attamba_context **ct
 }
 
 static void close_model(attamba_context **ctxs, int n, model *m) {
-    model_destroy(m);
+    attamba_model_destroy(m);
     cli_close_devices(ctxs, n);
 }
 
@@ -531,32 +533,31 @@ int cli_forward(int argc, char **argv) {
     if (!rc && !open_model("forward", &mo, ctxs, &n_ctx, &m)) rc = 1;
     else if (!rc) {
         ctx = ctxs[0];
-        tensor logits;
+        int V = attamba_model_vocab_size(m);
+        size_t nl = (size_t)B * T * V;
+        float *host = malloc(nl * sizeof *host);
         double t0 = core_now();
-        if (model_forward(m, tokens, B, T, &logits)) {
+        if (!host) {
+            rc = cli_error("forward", "out of host memory for %zu logits", nl);
+        } else if (attamba_model_forward(m, tokens, B, T, host)) {
             rc = cli_error("forward", "%s", attamba_context_last_error(ctx));
         } else {
-            int64_t nl = tensor_numel(&logits);
-            float *host = malloc((size_t)nl * sizeof *host);
-            if (!host || tensor_download(&logits, host)) rc = cli_error("forward", "cannot read the logits back");
             double secs = core_now() - t0;
             char *tmp = core_strdup_printf("%s.tmp", output);
             FILE *f = rc ? NULL : fopen(tmp, "wb");
-            if (!rc && (!f || fwrite(host, sizeof *host, (size_t)nl, f) != (size_t)nl || fclose(f) != 0 ||
-                        rename(tmp, output) != 0)) {
+            if (!rc && (!f || fwrite(host, sizeof *host, nl, f) != nl || fclose(f) != 0 || rename(tmp, output) != 0)) {
                 rc = cli_error("forward", "cannot write %s", output);
                 remove(tmp);
             }
             free(tmp);
             if (!rc) {
-                printf("logits [%d, %d, %d] f32 little-endian -> %s (%.1f tokens/s)\nlengths:", B, T, m->cfg.vocab_size,
-                       output, B * T / secs);
+                printf("logits [%d, %d, %d] f32 little-endian -> %s (%.1f tokens/s)\nlengths:", B, T, V, output,
+                       B * T / secs);
                 for (int b = 0; b < B; b++) printf(" %d", lens[b]);
                 printf("\n");
             }
-            free(host);
-            tensor_free(&logits);
         }
+        free(host);
         close_model(ctxs, n_ctx, m);
     }
     free(tokens);
