@@ -152,20 +152,22 @@ inline float2 dot_pair(const __global float *a0, const __global float *a1, const
     return r;
 }
 
-/* The dot products of RM rows of A (a: the first, rows lda apart; rows past nrows are not computed)
- * with one row of B, into out: two rows at a time (dot_pair), so the row of B comes from memory for
- * the first pair and from the cache for the rest (a decode step of RM sequences reads the weights
- * once). */
-inline void dot_rows(const __global float *a, int lda, int nrows, const __global BT *w, int K, float *out) {
+/* y[r * ldy] = alpha * (row r of A . w) + beta * y[r * ldy] (y not read when beta is 0) for the first
+ * min(RM, nrows) rows of A (a: the first, rows lda apart) and one row of B (w): two rows at a time
+ * (dot_pair), so the row of B comes from memory for the first pair and from the cache for the rest
+ * (a decode step of RM sequences reads the weights once). Each result is stored as it comes: no
+ * private array (a GPU would keep one in local memory). */
+inline void dot_rows(const __global float *a, int lda, int nrows, const __global BT *w, int K, __global float *y,
+                     int ldy, float alpha, float beta) {
     if (RM == 1 || nrows == 1) {
-        out[0] = dot_row(a, w, K);
+        *y = alpha * dot_row(a, w, K) + (beta != 0.0f ? beta * *y : 0.0f);
         return;
     }
-    for (int r = 0; r < RM; r += 2) {
-        if (r >= nrows) break;
+    for (int r = 0; r < RM && r < nrows; r += 2) {
         float2 d = dot_pair(a + r * lda, a + min(r + 1, nrows - 1) * lda, w, K);
-        out[r] = d.x;
-        if (r + 1 < RM) out[r + 1] = d.y;
+        __global float *y0 = y + r * ldy, *y1 = y0 + ldy;
+        *y0 = alpha * d.x + (beta != 0.0f ? beta * *y0 : 0.0f);
+        if (r + 1 < nrows) *y1 = alpha * d.y + (beta != 0.0f ? beta * *y1 : 0.0f);
     }
 }
 
@@ -211,20 +213,16 @@ __kernel void gemm_dot(int M, int N, int K, float alpha,
     A += ao + batch * sa;
     B += B_STEP(bo + batch * sb);
     C += co + batch * sc;
-    float s[RM];
 #if !TRANS_A && TRANS_B
-    dot_rows(A + m0 * lda, lda, M - m0, B + B_STEP(n * ldb), K, s);
+    dot_rows(A + m0 * lda, lda, M - m0, B + B_STEP(n * ldb), K, C + m0 * ldc + n, ldc, alpha, beta);
 #else
-    for (int r = 0; r < RM; r++) {
-        int m = min(m0 + r, M - 1);
-        s[r] = 0.0f;
-        for (int k = 0; k < K; k++) s[r] = fma(A_AT(m, k), B_AT(k, n), s[r]);
+    for (int m = m0; m < m0 + RM && m < M; m++) {
+        float s = 0.0f;
+        for (int k = 0; k < K; k++) s = fma(A_AT(m, k), B_AT(k, n), s);
+        __global float *c = C + m * ldc + n;
+        *c = alpha * s + (beta != 0.0f ? beta * *c : 0.0f);
     }
 #endif
-    for (int r = 0; r < RM && m0 + r < M; r++) {
-        __global float *c = C + (m0 + r) * ldc + n;
-        *c = alpha * s[r] + (beta != 0.0f ? beta * *c : 0.0f);
-    }
 }
 
 /* Decode projections sharing their input: y_i = x W_i^T (+ y_i when acc_i) for up to 6 (OPS_GEMV_MAX)
@@ -253,9 +251,7 @@ __kernel void gemv_group(int M, int K, __global const float *X, int xo, int ldx,
     __global float *Y = Y0;
     GEMV_PICK(0) GEMV_PICK(1) GEMV_PICK(2) GEMV_PICK(3) GEMV_PICK(4) GEMV_PICK(5)
     if (member < 0) return; /* past the last column */
-    float s[RM];
-    dot_rows(X + xo + m * ldx, ldx, M - m, W, K, s);
-    for (int r = 0; r < RM && m + r < M; r++, Y += ldy) *Y = s[r] + (acc ? *Y : 0.0f);
+    dot_rows(X + xo + m * ldx, ldx, M - m, W, K, Y, ldy, 1.0f, acc ? 1.0f : 0.0f);
 }
 
 #ifdef VW

@@ -3,6 +3,7 @@
  * batch against the sequences alone) and compare with the forward pass, the tokenizer and the
  * sampler, train (the loss falls, a checkpoint resumes exactly), and get clear errors for bad input. */
 #include <check.h>
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -210,6 +211,17 @@ START_TEST(batched_sessions_match_sessions_alone) {
 }
 END_TEST
 
+/* Whether the JSON text has "key": value (any spacing), value given as its text. */
+static int json_field_is(const char *json, const char *key, const char *value) {
+    char k[64];
+    snprintf(k, sizeof k, "\"%s\"", key);
+    const char *p = strstr(json, k);
+    if (!p) return 0;
+    p += strlen(k);
+    while (*p == ' ' || *p == '\t' || *p == ':') p++;
+    return !strncmp(p, value, strlen(value)) && !isalnum((unsigned char)p[strlen(value)]);
+}
+
 START_TEST(init_save_load_and_the_tokenizer) {
     attamba_context *ctx = open_ctx();
     attamba_model *a, *b, *c;
@@ -228,6 +240,13 @@ START_TEST(init_save_load_and_the_tokenizer) {
     ck_assert_int_eq(attamba_model_forward(b, tok, 1, T, lb), ATTAMBA_OK);
     ck_assert_int_eq(attamba_model_forward(c, tok, 1, T, lc), ATTAMBA_OK);
     ck_assert_int_eq(memcmp(la, lb, (size_t)T * V * sizeof *la), 0); /* saved and loaded bit for bit */
+    const char *cfg = attamba_model_config(b);
+    ck_assert_ptr_nonnull(cfg);
+    ck_assert(json_field_is(cfg, "kind", "\"attamba\""));
+    ck_assert(json_field_is(cfg, "vocab_size", "258"));
+    ck_assert_int_eq(attamba_model_set_attention(b, 16, 3, NULL), ATTAMBA_OK);
+    ck_assert(json_field_is(attamba_model_config(b), "chunk", "16"));
+    ck_assert(json_field_is(attamba_model_config(b), "window", "3"));
     ck_assert_int_ne(memcmp(la, lc, (size_t)T * V * sizeof *la), 0); /* another seed, other weights */
     ck_assert_int_eq(attamba_model_init(ctx, "huge", 5, &c), ATTAMBA_ERR_INVALID_ARG);
     ck_assert_ptr_nonnull(strstr(attamba_context_last_error(ctx), "unknown preset"));

@@ -160,6 +160,10 @@ attamba_model_params attamba_model_params_default(void);
 attamba_status attamba_model_load_with(const char *dir, const attamba_model_params *p, attamba_model **out);
 void attamba_model_destroy(attamba_model *m);
 int attamba_model_vocab_size(const attamba_model *m);
+/* The model's config as config.json text (docs/weights.md: kind, sizes, the chunk, window and
+ * boundaries in force, tokenizer): owned by the model, valid until the next call or its destruction;
+ * NULL (and a message) when out of memory. */
+const char *attamba_model_config(attamba_model *m);
 /* Test-time attention pattern: chunk P (<= 0 keeps), window L (< 0 keeps), boundaries "uniform",
  * "cyclic", "random" or "random:SEED" (NULL keeps). Refused while sessions of the model are open
  * (their caches are sized for the pattern in force). attamba_model_save writes the pattern in force. */

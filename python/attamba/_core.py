@@ -359,6 +359,17 @@ class Model(_Owned):
         self._call(L.lib().model_save, _path_bytes(dir, "dir"))
 
     @property
+    def config(self):
+        """The model's config as a dict (config.json's fields: kind, sizes, the chunk, window and
+        boundaries in force, tokenizer)."""
+        import json
+        with self._h.lock:
+            text = L.lib().model_config(self._ptr())
+            if text is None:
+                L.check(L.Status.ERR_OUT_OF_MEMORY, self.context._h.ptr)
+        return json.loads(text.decode())
+
+    @property
     def vocab_size(self):
         """The number of token ids, V (logits have V columns)."""
         with self._h.lock:

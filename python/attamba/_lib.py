@@ -150,6 +150,7 @@ _PROTOTYPES = {
     "attamba_model_save": (c_int, [c_void_p, c_char_p]),
     "attamba_model_destroy": (None, [c_void_p]),
     "attamba_model_vocab_size": (c_int, [c_void_p]),
+    "attamba_model_config": (c_char_p, [c_void_p]),
     "attamba_model_set_attention": (c_int, [c_void_p, c_int, c_int, c_char_p]),
     "attamba_model_forward": (c_int, [c_void_p, P_I32, c_int, c_int, P_F32]),
     "attamba_model_tokenizer": (c_int, [c_void_p, P_HANDLE]),

@@ -130,3 +130,14 @@ def test_missing_library_is_a_clear_import_error(tmp_path):
                        timeout=120, cwd=tmp_path)
     assert p.returncode == 0, p.stderr.decode()
     assert "ATTAMBA_LIBRARY" in p.stdout.decode()
+
+
+def test_config_reads_back_the_config_in_force(ctx, tmp_path):
+    import json
+    with attamba.Model.init(ctx, "tiny", seed=4) as m:
+        m.save(tmp_path)
+        on_disk = json.loads((tmp_path / "config.json").read_text())
+        assert m.config == on_disk
+        assert m.config["kind"] == "attamba" and m.config["vocab_size"] == m.vocab_size
+        m.set_attention(chunk=16, window=3)
+        assert (m.config["chunk"], m.config["window"]) == (16, 3)

@@ -51,6 +51,17 @@ void attamba_model_destroy(attamba_model *m) { model_destroy(m); }
 
 int attamba_model_vocab_size(const attamba_model *m) { return m->cfg.vocab_size; }
 
+const char *attamba_model_config(attamba_model *m) {
+    char *text = model_config_to_json(&m->cfg);
+    if (!text) {
+        rt_fail(m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "attamba_model_config: out of host memory");
+        return NULL;
+    }
+    free(m->config_json);
+    m->config_json = text;
+    return text;
+}
+
 attamba_status attamba_model_set_attention(attamba_model *m, int chunk, int window, const char *boundaries) {
     if (m->n_sessions) /* their caches are sized and filled for the pattern in force */
         return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG,

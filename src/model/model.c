@@ -127,6 +127,7 @@ void model_destroy(model *m) {
             }
     free(m->layers);
     model_tokenizer_free(m);
+    free(m->config_json);
     free(m->tok_file);
     model_workspace_free(m->ws);
     free(m->ws);

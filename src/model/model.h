@@ -43,6 +43,7 @@ struct attamba_model {
     void *tok_file;                /* a sentencepiece config's tokenizer file, read whole (first stage only): */
     size_t tok_file_size;          /* model_save writes it beside the config */
     int n_sessions;                /* public sessions open on the model (api.c) */
+    char *config_json;             /* attamba_model_config's text, made on each call (api.c) */
 };
 
 /* A model with allocated, uninitialised weights (and the tokenizer file of a sentencepiece config, read
