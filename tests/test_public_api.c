@@ -248,10 +248,12 @@ START_TEST(init_save_load_and_the_tokenizer) {
     ck_assert(json_field_is(attamba_model_config(b), "chunk", "16"));
     ck_assert(json_field_is(attamba_model_config(b), "window", "3"));
     ck_assert_int_ne(memcmp(la, lc, (size_t)T * V * sizeof *la), 0); /* another seed, other weights */
-    ck_assert_int_eq(attamba_model_init(ctx, "huge", 5, &c), ATTAMBA_ERR_INVALID_ARG);
+    attamba_model *none = c;
+    ck_assert_int_eq(attamba_model_init(ctx, "huge", 5, &none), ATTAMBA_ERR_INVALID_ARG);
+    ck_assert_ptr_null(none); /* a failed call leaves no model */
     ck_assert_ptr_nonnull(strstr(attamba_context_last_error(ctx), "unknown preset"));
-    ck_assert_int_eq(attamba_model_init(ctx, "/nonexistent/config.json", 5, &c), ATTAMBA_ERR_IO);
-    ck_assert_int_eq(attamba_model_init(ctx, "/nonexistent/conf", 5, &c), ATTAMBA_ERR_IO); /* a path all the same */
+    ck_assert_int_eq(attamba_model_init(ctx, "/nonexistent/config.json", 5, &none), ATTAMBA_ERR_IO);
+    ck_assert_int_eq(attamba_model_init(ctx, "/nonexistent/conf", 5, &none), ATTAMBA_ERR_IO); /* a path all the same */
 
     const attamba_tokenizer *t;
     ck_assert_int_eq(attamba_model_tokenizer(a, &t), ATTAMBA_OK);
