@@ -152,6 +152,60 @@ inline float2 dot_pair(const __global float *a0, const __global float *a1, const
     return r;
 }
 
+/* Four rows of A against one row of B, as dot_pair: each piece of B loaded once for the four. */
+inline float4 dot_quad(const __global float *a0, const __global float *a1, const __global float *a2,
+                       const __global float *a3, const __global BT *w, int K) {
+    float8 s0 = (float8)(0.0f), s1 = s0, t0 = s0, t1 = s0, u0 = s0, u1 = s0, v0 = s0, v1 = s0;
+    int k = 0;
+#if WT == 2
+    for (; k < K; k += Q8_BLOCK, w += Q8_BYTES) {
+        __global const char *q = (__global const char *)(w + 4);
+        float8 w0 = convert_float8(vload8(0, q)), w1 = convert_float8(vload8(1, q));
+        float8 w2 = convert_float8(vload8(2, q)), w3 = convert_float8(vload8(3, q));
+        float8 d = (float8)(*(__global const float *)w);
+        s0 = fma(d, fma(vload8(2, a0 + k), w2, vload8(0, a0 + k) * w0), s0);
+        s1 = fma(d, fma(vload8(3, a0 + k), w3, vload8(1, a0 + k) * w1), s1);
+        t0 = fma(d, fma(vload8(2, a1 + k), w2, vload8(0, a1 + k) * w0), t0);
+        t1 = fma(d, fma(vload8(3, a1 + k), w3, vload8(1, a1 + k) * w1), t1);
+        u0 = fma(d, fma(vload8(2, a2 + k), w2, vload8(0, a2 + k) * w0), u0);
+        u1 = fma(d, fma(vload8(3, a2 + k), w3, vload8(1, a2 + k) * w1), u1);
+        v0 = fma(d, fma(vload8(2, a3 + k), w2, vload8(0, a3 + k) * w0), v0);
+        v1 = fma(d, fma(vload8(3, a3 + k), w3, vload8(1, a3 + k) * w1), v1);
+    }
+#else
+    for (; k + 16 <= K; k += 16) {
+#if WT == 1
+        float8 w0 = vload_half8(0, w + k), w1 = vload_half8(0, w + k + 8);
+#else
+        float8 w0 = vload8(0, w + k), w1 = vload8(0, w + k + 8);
+#endif
+        s0 = fma(vload8(0, a0 + k), w0, s0);
+        s1 = fma(vload8(0, a0 + k + 8), w1, s1);
+        t0 = fma(vload8(0, a1 + k), w0, t0);
+        t1 = fma(vload8(0, a1 + k + 8), w1, t1);
+        u0 = fma(vload8(0, a2 + k), w0, u0);
+        u1 = fma(vload8(0, a2 + k + 8), w1, u1);
+        v0 = fma(vload8(0, a3 + k), w0, v0);
+        v1 = fma(vload8(0, a3 + k + 8), w1, v1);
+    }
+#endif
+    float8 s8 = s0 + s1, t8 = t0 + t1, u8 = u0 + u1, v8 = v0 + v1;
+    float4 s4 = s8.lo + s8.hi, t4 = t8.lo + t8.hi, u4 = u8.lo + u8.hi, v4 = v8.lo + v8.hi;
+    float4 r = (float4)(s4.x + s4.y + s4.z + s4.w, t4.x + t4.y + t4.z + t4.w, u4.x + u4.y + u4.z + u4.w,
+                        v4.x + v4.y + v4.z + v4.w);
+#if WT != 2
+    for (; k < K; k++) {
+#if WT == 1
+        float wk = vload_half(k, w);
+#else
+        float wk = w[k];
+#endif
+        r = fma((float4)(a0[k], a1[k], a2[k], a3[k]), (float4)(wk), r);
+    }
+#endif
+    return r;
+}
+
 /* y[r * ldy] = alpha * (row r of A . w) + beta * y[r * ldy] (y not read when beta is 0) for the first
  * min(RM, nrows) rows of A (a: the first, rows lda apart) and one row of B (w): two rows at a time
  * (dot_pair), so the row of B comes from memory for the first pair and from the cache for the rest
@@ -163,7 +217,19 @@ inline void dot_rows(const __global float *a, int lda, int nrows, const __global
         *y = alpha * dot_row(a, w, K) + (beta != 0.0f ? beta * *y : 0.0f);
         return;
     }
-    for (int r = 0; r < RM && r < nrows; r += 2) {
+    int r = 0;
+#if RM >= 4
+    for (; r + 2 < RM && r + 2 < nrows; r += 4) { /* three or four rows left: four at a time */
+        float4 d = dot_quad(a + r * lda, a + (r + 1) * lda, a + (r + 2) * lda, a + min(r + 3, nrows - 1) * lda,
+                            w, K);
+        float dv[4] = {d.x, d.y, d.z, d.w};
+        for (int j = 0; j < 4 && r + j < nrows; j++) {
+            __global float *yj = y + (r + j) * ldy;
+            *yj = alpha * dv[j] + (beta != 0.0f ? beta * *yj : 0.0f);
+        }
+    }
+#endif
+    for (; r < RM && r < nrows; r += 2) {
         float2 d = dot_pair(a + r * lda, a + min(r + 1, nrows - 1) * lda, w, K);
         __global float *y0 = y + r * ldy, *y1 = y0 + ldy;
         *y0 = alpha * d.x + (beta != 0.0f ? beta * *y0 : 0.0f);

@@ -53,11 +53,11 @@ static const struct {
                                  "register tiles: a plain f32 B under this many KiB is read in place, not packed "
                                  "(default 1024 at 16 lanes, else 0: only for M <= 64)"},
     /* A decode step of several sequences: each dot-product work-item takes up to gemm.dot_rm rows of x
-     * against its row of W, two at a time, so W comes from memory once and from the cache for the
-     * rest. PoCL (Sapphire Rapids), 4 x 32000 x 512: 10.3 ms with one row per item, 2.1 with four;
-     * 8 and 16 rows: 3.0 and 5.5-6.1 ms where the register tiles, which pack W on every call, took
-     * 6.5-7.5 (bench gemm); bench batch at 4K context, 16 sequences: 3.2 -> 3.7-3.9x one sequence's
-     * tokens/s. GPUs: not measured. */
+     * against its row of W, four at a time, so W comes from memory once and from the cache for the
+     * rest. PoCL (Sapphire Rapids), 4 x 32000 x 512: 10.3 ms with one row per item, 2.2-2.7 two rows
+     * at a time, 1.6-1.9 four; 16 rows: 5.4-5.9 ms where the register tiles, which pack W on every
+     * call, took 6.5-7.5 (bench gemm); bench batch at 4K context, 16 sequences: 3.2 -> 4.0x one
+     * sequence's tokens/s. GPUs: not measured. */
     [TUNE_GEMM_DOT_M] = {"gemm.dot_m", 8, 17, 8, SAME, SAME, SAME, 1, 64,
                          "A B^T with fewer rows than this (decode) takes the dot-product kernels"},
     [TUNE_GEMM_DOT_RM] = {"gemm.dot_rm", 4, 16, 4, SAME, SAME, SAME, 1, 16,
