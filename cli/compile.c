@@ -29,7 +29,8 @@ static void usage(FILE *f) {
                "preset with its projections stored so (a quantized model trains nothing: no training step).\n");
 }
 
-/* What generate, eval and train run, once each. */
+/* What generate, eval and train run, once each, and a batched decode step of 2, 4, 8 and 16 sequences
+ * (attamba_session_step: the dot kernels' variants by rows per work-item). */
 static attamba_status exercise(model *m, int max_prompt, int train_seq) {
     rt_ctx *ctx = m->ctx;
     static const int lengths[] = {1, 13, 100};
@@ -59,6 +60,16 @@ static attamba_status exercise(model *m, int max_prompt, int train_seq) {
             tensor_free(&lg);
         }
         tensor_free(&last);
+        kv_cache_destroy(c);
+    }
+    int32_t ids[16];
+    for (int i = 0; i < 16; i++) ids[i] = i % m->cfg.vocab_size;
+    for (int B = 2; B <= 16 && !s; B *= 2) {
+        kv_cache *c = NULL;
+        tensor lg = {0};
+        s = kv_cache_create(m, B, 4, &c);
+        if (!s) s = model_decode_step(m, c, ids, &lg);
+        tensor_free(&lg);
         kv_cache_destroy(c);
     }
     double sum;
