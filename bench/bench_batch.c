@@ -49,6 +49,13 @@ static double step_seconds(model *m, int n, int64_t T, int steps, int64_t *cache
     return med;
 }
 
+/* Prompt i of check_batch: T - 3i tokens into prompt; returns its length. */
+static int fill_prompt(int i, int64_t T, int V, int32_t *prompt) {
+    int len = (int)(T - 3 * i);
+    for (int t = 0; t < len; t++) prompt[t] = (int32_t)(((int64_t)t * 131 + i * 977 + 5) % V);
+    return len;
+}
+
 /* n prompts of about T tokens (each a little shorter than the one before, so positions differ):
  * greedy decode of G tokens, alone and batched. Returns 1 when every sequence got the same tokens,
  * 0 when one did not, -1 on failure; *max_diff gets the largest logit difference seen. */
@@ -61,13 +68,11 @@ static int check_batch(model *m, int n, int64_t T, int G, double *max_diff) {
     attamba_session *b = NULL;
     int same = 1;
     *max_diff = 0;
-#define LEN(i) ((int)(T - 3 * (i)))
-#define FILL(i) for (int64_t t = 0; t < LEN(i); t++) prompt[t] = (int32_t)((t * 131 + (i) * 977 + 5) % V)
     for (int i = 0; i < n && !st; i++) { /* alone: G greedy tokens after the prompt */
         attamba_session *s = NULL;
-        FILL(i);
+        int len = fill_prompt(i, T, V, prompt);
         st = attamba_session_create(m, T + G + 1, &s);
-        if (!st) st = attamba_session_feed(s, prompt, LEN(i), ref + (size_t)i * G * V);
+        if (!st) st = attamba_session_feed(s, prompt, len, ref + (size_t)i * G * V);
         for (int k = 0; k < G && !st; k++) {
             alone[i * G + k] = argmax(ref + ((size_t)i * G + k) * V, V);
             if (k + 1 < G) st = attamba_session_feed(s, &alone[i * G + k], 1, ref + ((size_t)i * G + k + 1) * V);
@@ -76,8 +81,8 @@ static int check_batch(model *m, int n, int64_t T, int G, double *max_diff) {
     }
     if (!st) st = attamba_session_create_batch(m, n, T + G + 1, &b);
     for (int i = 0; i < n && !st; i++) {
-        FILL(i);
-        st = attamba_session_prefill(b, i, prompt, LEN(i), lg + (size_t)i * V);
+        int len = fill_prompt(i, T, V, prompt);
+        st = attamba_session_prefill(b, i, prompt, len, lg + (size_t)i * V);
     }
     for (int k = 0; k < G && !st; k++) {
         for (int i = 0; i < n; i++) {
@@ -88,8 +93,6 @@ static int check_batch(model *m, int n, int64_t T, int G, double *max_diff) {
         }
         if (k + 1 < G) st = attamba_session_step(b, tok, lg);
     }
-#undef LEN
-#undef FILL
     if (st) fprintf(stderr, "attamba bench batch: check: %s\n", attamba_context_last_error(m->ctx));
     attamba_session_destroy(b);
     free(prompt), free(alone), free(tok), free(lg), free(ref);

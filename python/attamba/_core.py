@@ -321,13 +321,18 @@ class Model(_Owned):
     def _wrap(cls, ctx, make):
         if not isinstance(ctx, Context):
             raise TypeError(f"ctx must be an attamba.Context, got {type(ctx).__name__}")
-        self = object.__new__(cls)
-        self.context = ctx
         out = c_void_p()
         with ctx._h.lock:
             cptr = ctx._ptr()
             L.check(make(cptr, byref(out)), cptr)
-            self._h = _Handle(out.value, L.lib().model_destroy, ctx._h)
+            return cls._adopt(ctx, out.value)
+
+    @classmethod
+    def _adopt(cls, ctx, ptr):
+        """The Model owning a C model the library just made on ctx (the caller holds ctx's lock)."""
+        self = object.__new__(cls)
+        self.context = ctx
+        self._h = _Handle(ptr, L.lib().model_destroy, ctx._h)
         self._eos = self._bos = None
         self._specials_known = False
         return self
@@ -857,11 +862,7 @@ class Trainer(_Owned):
         with ctx._h.lock:
             cptr = ctx._ptr()
             L.check(L.lib().trainer_load(cptr, path, byref(m), byref(t)), cptr)
-            model = object.__new__(Model)
-            model.context = ctx
-            model._h = _Handle(m.value, L.lib().model_destroy, ctx._h)
-            model._eos = model._bos = None
-            model._specials_known = False
+            model = Model._adopt(ctx, m.value)
             self = object.__new__(cls)
             self._h = _Handle(t.value, L.lib().trainer_destroy, model._h)
         self.model = model
