@@ -23,12 +23,23 @@ int cli_number(const char *cmd, const char *name, const char *arg, double lo, do
 /* Prints "attamba <cmd>: <message>" to stderr and returns 1 (for `return cli_error(...)`). */
 int cli_error(const char *cmd, const char *fmt, ...);
 
+/* cli/util.c. Seconds on a monotonic clock. */
+double cli_now(void);
+/* A regular file, at most max bytes of it (0: all), NUL-terminated (*len without the NUL); NULL
+ * (said on stderr as cmd's error) on failure. */
+char *cli_read_file(const char *cmd, const char *path, size_t max, size_t *len);
+/* size bytes to path through path.tmp and a rename; non-zero (said) on failure. */
+int cli_write_file(const char *cmd, const char *path, const void *data, size_t size);
+/* A progress line on stderr ("label [####....]  42% suffix"), redrawn in place on a terminal; only the
+ * final one (done) when stderr is not a terminal. */
+void cli_progress(const char *label, double frac, int done, const char *suffix);
+#define CLI_MIN(a, b) ((a) < (b) ? (a) : (b))
+
 /* The processes of an MPI job (cli/mpi.c): under mpirun, MPI_Init and the communicator; else one
  * process (c->size 1). Returns -1 (said on stderr) when it cannot start. cli_mpi_end finishes the job;
  * a non-zero rc ends every process. */
-struct train_comm;
-int cli_mpi_begin(struct train_comm *c);
-void cli_mpi_end(const struct train_comm *c, int rc);
+int cli_mpi_begin(attamba_comm *c);
+void cli_mpi_end(const attamba_comm *c, int rc);
 
 int cli_devices(int argc, char **argv);
 int cli_init(int argc, char **argv);

@@ -1,4 +1,4 @@
-/* `attamba train` under mpirun: the job's processes as a train_comm (src/train/parallel.h). Built
+/* `attamba train` under mpirun: the job's processes as an attamba_comm (include/attamba/attamba.h). Built
  * with MPI when CMake finds it (ATTAMBA_HAVE_MPI); a build without it refuses to run as one of
  * several processes rather than train alone N times. MPI's default error handler stays: a failed
  * collective ends the whole job with MPI's message. */
@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "train/parallel.h"
 
 /* How many processes the launcher started (1 when not under mpirun / srun). */
 static int launched_size(void) {
@@ -50,7 +49,7 @@ static int bcast(void *user, void *buf, size_t bytes) {
     return 0;
 }
 
-int cli_mpi_begin(train_comm *c) {
+int cli_mpi_begin(attamba_comm *c) {
     memset(c, 0, sizeof *c);
     c->size = 1;
     if (launched_size() < 2) return 0;
@@ -63,13 +62,13 @@ int cli_mpi_begin(train_comm *c) {
     return 0;
 }
 
-void cli_mpi_end(const train_comm *c, int rc) {
+void cli_mpi_end(const attamba_comm *c, int rc) {
     if (c->size < 2) return;
     if (rc) MPI_Abort(MPI_COMM_WORLD, rc); /* the others may wait in a collective: end them too */
     MPI_Finalize();
 }
 #else
-int cli_mpi_begin(train_comm *c) {
+int cli_mpi_begin(attamba_comm *c) {
     memset(c, 0, sizeof *c);
     c->size = 1;
     if (launched_size() < 2) return 0;
@@ -77,7 +76,7 @@ int cli_mpi_begin(train_comm *c) {
                               "and rebuild)", launched_size()), -1;
 }
 
-void cli_mpi_end(const train_comm *c, int rc) {
+void cli_mpi_end(const attamba_comm *c, int rc) {
     (void)c;
     (void)rc;
 }

@@ -132,7 +132,7 @@ int cli_train(int argc, char **argv) {
     }
     h.steps = (int64_t)steps;
     h.warmup = warmup >= 0 ? (int64_t)warmup : (h.steps / 20 > 0 ? h.steps / 20 : 1);
-    train_comm comm;
+    attamba_comm comm;
     if (cli_mpi_begin(&comm)) return 1;
     o.comm = &comm;
     o.progress = comm.rank == 0;

@@ -8,8 +8,10 @@
 #ifndef ATTAMBA_ATTAMBA_H
 #define ATTAMBA_ATTAMBA_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -124,6 +126,76 @@ typedef struct attamba_counters {
 } attamba_counters;
 void attamba_context_counters(const attamba_context *ctx, attamba_counters *out);
 
+/* ---- Configs (no device needed) --------------------------------------------------------- */
+
+/* A model's architecture and attention pattern: the fields of config.json (docs/weights.md). */
+typedef struct attamba_config attamba_config;
+
+/* spec: a preset name ("tiny", "small", "paper-60m"), a config file (anything ending in ".json"), or a
+ * model directory (its config.json). On failure *out is NULL and errbuf (may be NULL) says why. */
+attamba_status attamba_config_load(const char *spec, attamba_config **out, char *errbuf, size_t errbuf_size);
+void attamba_config_destroy(attamba_config *c);
+/* Sets one field of config.json: value is JSON text ("8", "true", "\"q8\"") or a bare word taken as a
+ * string ("transformer", "q8"); "boundaries" also takes "random:SEED" (sets boundary_seed). The whole
+ * config must stay valid, else nothing changes and errbuf says why. */
+attamba_status attamba_config_set(attamba_config *c, const char *key, const char *value, char *errbuf,
+                                  size_t errbuf_size);
+/* Makes the SentencePiece model file at path the config's tokenizer: tokenizer "sentencepiece",
+ * tokenizer_file "tokenizer.model", and vocab_size, bos_id and eos_id from the file.
+ * ATTAMBA_ERR_UNSUPPORTED in a build without SentencePiece. */
+attamba_status attamba_config_use_tokenizer(attamba_config *c, const char *path, char *errbuf, size_t errbuf_size);
+/* The config as config.json text: malloc'd, the caller frees it (free()); NULL when out of memory. */
+char *attamba_config_json(const attamba_config *c);
+
+/* The main fields of a config, and what they imply. */
+typedef struct attamba_config_info {
+    char kind[24];        /* "attamba", "transformer", "transformer-swa" */
+    char boundaries[24];  /* "uniform", "cyclic", "random" */
+    char tokenizer[24];   /* "bytes", "sentencepiece" */
+    char weights[8];      /* how projections are stored: "f32", "f16", "q8" */
+    int vocab_size, d_model, n_layers, n_heads, n_kv_heads, head_dim;
+    int chunk, window, pseudo;   /* attamba: P, L, pseudo-chunking; transformer-swa: window L */
+    int32_t bos, eos;
+    int64_t parameters;
+} attamba_config_info;
+void attamba_config_describe(const attamba_config *c, attamba_config_info *out);
+
+/* What a sequence of `context` tokens costs (SPEC 4): per sequence, all layers. */
+typedef struct attamba_config_cost {
+    int64_t cache_bytes;      /* the compressed KV cache (boundary keys, window, SSM state) */
+    int64_t cache_bytes_full; /* a full-attention cache of the same width and depth */
+    double key_visits;        /* keys a query visits per layer, mean over the positions */
+    double attention_flops;   /* attention FLOPs per token, mean over the positions */
+} attamba_config_cost;
+void attamba_config_estimate(const attamba_config *c, int64_t context, attamba_config_cost *out);
+
+/* Device memory a model of config c needs at batch x context, measured on ctx: a model with random
+ * weights runs a prefill of batch x context and a decode step with caches of batch sequences of
+ * context tokens, and the context's accounting (attamba_context_memory) is read around each. */
+typedef struct attamba_memory_report {
+    uint64_t weights;        /* the weights */
+    uint64_t prefill_arena;  /* the prefill's activations (one arena, kept for the next prefill) */
+    uint64_t prefill_peak;   /* weights + arena + logits + op scratch in use */
+    uint64_t kv_cache;       /* the caches of batch sequences of context + 1 tokens */
+    uint64_t decode_arena;   /* a decode step's activations */
+    uint64_t decode_peak;    /* all of the above at once */
+    uint64_t idle_scratch;   /* scratch kept for reuse, not counted in use */
+} attamba_memory_report;
+attamba_status attamba_config_measure_memory(attamba_context *ctx, const attamba_config *c, int batch,
+                                             int64_t context, attamba_memory_report *out);
+
+/* Writes dir/config.json and dir/model.safetensors of a model of config c with seeded random weights
+ * (the same as attamba_model_init's for the seed), and the tokenizer file a SentencePiece config names;
+ * no device is needed. Creates dir; every file through a temporary name. */
+attamba_status attamba_model_create_file(const attamba_config *c, uint64_t seed, const char *dir, char *errbuf,
+                                         size_t errbuf_size);
+/* Writes the model in in_dir to out_dir with its projection matrices and output layer stored as type
+ * ("f16", "q8", or "f32": back to f32, the rounded values); embeddings, norms, convs and SSM parameters
+ * stay f32. *n_converted / *n_f32 (may be NULL) get the parameter counts of each. A non-finite weight
+ * is refused. No device is needed. */
+attamba_status attamba_model_quantize(const char *in_dir, const char *out_dir, const char *type,
+                                      int64_t *n_converted, int64_t *n_f32, char *errbuf, size_t errbuf_size);
+
 /* ---- Models ------------------------------------------------------------------------------- */
 
 /* An Attamba model or transformer baseline on a context's device (docs/weights.md: a directory
@@ -144,15 +216,19 @@ attamba_status attamba_model_save(const attamba_model *m, const char *dir);
  * attamba_model_params_default() and set what you need. */
 typedef enum attamba_split_mode {
     ATTAMBA_SPLIT_NONE = 0,   /* the whole model on devices[0] */
-    ATTAMBA_SPLIT_LAYER = 1   /* the layers spread over the devices: each holds only its layers' weights
+    ATTAMBA_SPLIT_LAYER = 1,  /* the layers spread over the devices: each holds only its layers' weights
                                  and their KV caches; the hidden state moves between them through host
                                  memory (a model or cache larger than one device fits) */
+    ATTAMBA_SPLIT_ROWS = 2    /* a whole copy of the model on every device: forward, loss and argmax share
+                                 each batch's rows out over them (tensor_split: the shares; NULL: equal);
+                                 sessions and training use devices[0]'s copy */
 } attamba_split_mode;
 typedef struct attamba_model_params {
     attamba_context *const *devices; /* n_devices contexts (attamba_contexts_create) */
     int n_devices;
     attamba_split_mode split_mode;
-    const double *tensor_split;      /* ATTAMBA_SPLIT_LAYER: each device's share of the layers (NULL: equal) */
+    const double *tensor_split;      /* each device's share of the layers (SPLIT_LAYER) or of the rows
+                                        (SPLIT_ROWS); NULL: equal */
 } attamba_model_params;
 attamba_model_params attamba_model_params_default(void);
 /* attamba_model_load with the placement of p; forward and sessions work as on one device; messages
@@ -172,6 +248,19 @@ attamba_status attamba_model_set_attention(attamba_model *m, int chunk, int wind
 /* Logits of B sequences of T tokens (tokens: B*T ids in [0, vocab)), written to logits: B*T*vocab
  * floats, row-major. All sequences start at position 0. */
 attamba_status attamba_model_forward(attamba_model *m, const int32_t *tokens, int batch, int T, float *logits);
+
+/* The model's config as it is in force (after attamba_model_set_attention): a copy the caller
+ * destroys. */
+attamba_status attamba_model_get_config(const attamba_model *m, attamba_config **out);
+
+/* The summed cross-entropy (nats) of B sequences of T tokens over their scored targets (targets:
+ * B*T ids; a target < 0 is not scored), and how many were scored: what perplexity and bits per byte
+ * are made of. No gradients, nothing changes. */
+attamba_status attamba_model_loss(attamba_model *m, const int32_t *tokens, const int32_t *targets, int batch, int T,
+                                  double *sum, int64_t *count);
+/* The greedy prediction after every position of B sequences of T tokens: argmax (B*T ids) of the
+ * logits, computed on the device (only the ids come back). */
+attamba_status attamba_model_argmax(attamba_model *m, const int32_t *tokens, int batch, int T, int32_t *argmax);
 
 /* ---- Tokenizer ---------------------------------------------------------------------------- */
 
@@ -195,6 +284,23 @@ attamba_status attamba_tokenizer_encode(const attamba_tokenizer *t, const char *
  * An id outside the vocabulary is ATTAMBA_ERR_INVALID_ARG. */
 attamba_status attamba_tokenizer_decode(const attamba_tokenizer *t, const int32_t *ids, int64_t n, char *out,
                                         size_t cap, size_t *len);
+
+/* A SentencePiece model file on its own (no model): for tokenizing data before a model exists.
+ * Destroy it with attamba_tokenizer_destroy (never a model's). */
+attamba_status attamba_tokenizer_load(const char *path, attamba_tokenizer **out, char *errbuf, size_t errbuf_size);
+void attamba_tokenizer_destroy(attamba_tokenizer *t);
+/* Whether this build reads and trains SentencePiece models. */
+int attamba_have_sentencepiece(void);
+/* Trains a SentencePiece model of vocab_size pieces (unigram, byte fallback, every byte sequence
+ * representable) on the text file at text_path and writes it to out_path (through a temporary name)
+ * after checking that the text comes back exactly from its ids. */
+attamba_status attamba_tokenizer_train(const char *text_path, int vocab_size, const char *out_path, char *errbuf,
+                                       size_t errbuf_size);
+/* Writes a binary token file (docs/training.md: "ATBTOK01", u64 count, u16 ids) for training: the ids
+ * of the text file at in_path under t, or with t NULL the file as training reads it (a text file's
+ * bytes, a token or task file's tokens). *n_tokens and *n_bytes (may be NULL): ids written, bytes read. */
+attamba_status attamba_tokenize_file(const attamba_tokenizer *t, const char *in_path, const char *out_path,
+                                     int64_t *n_tokens, int64_t *n_bytes, char *errbuf, size_t errbuf_size);
 
 /* ---- Sampling ----------------------------------------------------------------------------- */
 
@@ -257,6 +363,11 @@ attamba_status attamba_session_prefill(attamba_session *s, int seq, const int32_
  * nothing (an idle slot of a server, or one waiting for its next prompt). */
 #define ATTAMBA_TOKEN_SKIP (-1)
 attamba_status attamba_session_step(attamba_session *s, const int32_t *tokens, float *logits);
+/* Every sequence (which must be empty) as if `tokens` tokens had been fed: its cache filled with
+ * deterministic pseudo-random keys, values and SSM states, its position `tokens`. For measuring decode
+ * at a long context without its prefill (the cost of a step depends on the position, not the values);
+ * the logits that follow mean nothing. */
+attamba_status attamba_session_fill_synthetic(attamba_session *s, int64_t tokens);
 /* Forgets sequence seq (all when seq < 0); its cache is then empty. */
 attamba_status attamba_session_reset(attamba_session *s, int seq);
 /* Tokens sequence seq has been fed, and the bytes its cache holds now (-1 for a bad seq). */
@@ -309,6 +420,124 @@ attamba_status attamba_trainer_save(attamba_trainer *t, const char *dir);
 /* Resumes dir's newest checkpoint: a new model on ctx and its trainer, which continue exactly where
  * the saved one stopped (the same batches give the same losses). */
 attamba_status attamba_trainer_load(attamba_context *ctx, const char *dir, attamba_model **m, attamba_trainer **t);
+
+/* A whole training run, as `attamba train` does it: random windows of a text, token or task file,
+ * a held-out tail validated every val_every steps, metrics in out/metrics.jsonl, checkpoints in
+ * out/ckpt-* (through temporary directories; out/latest names the newest) and the final model in out.
+ * Several contexts train data-parallel (each micro-batch's rows shared out by measured speed; device
+ * 0 applies AdamW and sends the weights back: docs/multi-device.md); several processes join through
+ * a communicator the caller provides (the CLI's is MPI; the library links none). */
+typedef struct attamba_comm {
+    int rank, size;
+    void *user;
+    /* each returns 0 on success; every process calls them in the same order */
+    int (*sum_f32)(void *user, float *buf, int64_t n);   /* in place: the sum over the processes */
+    int (*sum_f64)(void *user, double *buf, int64_t n);
+    int (*bcast)(void *user, void *buf, size_t bytes);    /* rank 0's bytes to every process */
+} attamba_comm;
+typedef struct attamba_train_run_params {
+    attamba_train_params train; /* micro-batch (this process's rows), accumulation, schedule, AdamW */
+    const char *data;           /* text, token or task file (a task file: whole examples, answers scored) */
+    double val_frac;            /* held-out tail of the data (0.05) */
+    const char *out;            /* the run's directory */
+    int resume;                 /* continue from out/latest (the config is then the checkpoint's) */
+    uint64_t seed;              /* init and data order */
+    int64_t val_every;          /* 0: validate only at the end */
+    int val_windows;            /* windows per validation (32) */
+    int64_t ckpt_every;         /* 0: checkpoint only at the end and when stopped */
+    int progress;               /* draw a live progress line on stderr */
+    volatile sig_atomic_t *stop; /* may be NULL; set (a signal handler): checkpoint, then return
+                                    ATTAMBA_ERR_INTERRUPTED */
+    const attamba_comm *comm;   /* NULL: this process only */
+} attamba_train_run_params;
+/* train_run's defaults for `steps` steps: attamba_train_params_default(steps), val_frac 0.05,
+ * val_windows 32, progress on, the rest 0 / NULL. */
+attamba_train_run_params attamba_train_run_params_default(int64_t steps);
+/* Trains a new model of config c (NULL when resuming) on ctxs[0..n_ctx-1]; errors are reported on
+ * ctxs[0]. *final_val (may be NULL) gets the last validation loss (rank 0). */
+attamba_status attamba_train_run(attamba_context *const *ctxs, int n_ctx, const attamba_config *c,
+                                 const attamba_train_run_params *p, double *final_val);
+/* Whether dir holds a checkpoint a run can resume. */
+int attamba_checkpoint_exists(const char *dir);
+
+/* The mean loss of m on n_windows windows of T tokens (BOS, then T-1 tokens of the file) taken in
+ * order from the held-out tail (the last val_frac) of a training file: attamba_train_run's validation.
+ * batch windows per forward. */
+attamba_status attamba_model_validate(attamba_model *m, const char *data, double val_frac, int T, int batch,
+                                      int n_windows, double *loss);
+
+/* ---- Tasks: synthetic recall benchmarks ---------------------------------------------------- */
+
+/* Files of fixed-length examples whose answers are scored exactly (docs/tasks.md): "mqar" (pairs of
+ * key and value, each key asked once) and "passkey" (a number hidden in filler text). */
+typedef struct attamba_task_params {
+    const char *kind;         /* "mqar" or "passkey" */
+    int example, examples;    /* tokens per example (256), how many (1000) */
+    uint64_t seed;            /* (1) */
+    int vocab;                /* mqar: keys from [1, vocab/2), values from [vocab/2, vocab) (256) */
+    int pairs[16], n_pairs;   /* mqar: example e has pairs[e % n_pairs] pairs ({8}, 1) */
+    int digits;               /* passkey: digits of the number (5) */
+    double depth[16];         /* passkey: example e hides it at depth[e % n_depth] of the filler */
+    int n_depth;              /* (0: uniform at random) */
+    const char *filler;       /* passkey: the text file the filler comes from */
+} attamba_task_params;
+attamba_task_params attamba_task_params_default(const char *kind);
+/* Writes a task file of p's examples to path (through a temporary name); *n_answers (may be NULL)
+ * gets the scored answer tokens. */
+attamba_status attamba_task_generate(const attamba_task_params *p, const char *path, int64_t *n_answers,
+                                     char *errbuf, size_t errbuf_size);
+/* Exact-match accuracy with its 95% Wilson interval. */
+typedef struct attamba_tally {
+    int key;
+    int64_t right, total;
+    double lo, hi;
+} attamba_tally;
+#define ATTAMBA_TASK_MAX_GROUPS 64
+typedef struct attamba_task_report {
+    char kind[16];
+    int example;              /* tokens per example */
+    int64_t examples;
+    attamba_tally all;        /* answers right as a whole (greedy) */
+    attamba_tally tokens;     /* answer tokens right one by one */
+    attamba_tally group[ATTAMBA_TASK_MAX_GROUPS];    /* mqar: by pairs; passkey: by depth (%) */
+    attamba_tally offset[ATTAMBA_TASK_MAX_GROUPS];   /* attamba: by the fact's position mod P */
+    attamba_tally distance[ATTAMBA_TASK_MAX_GROUPS]; /* by tokens from the fact to the answer (from) */
+    int n_group, n_offset, n_distance;
+} attamba_task_report;
+/* Scores m on the task file at path (greedy answers, batches of `batch` examples); a file whose
+ * tokens fall outside the model's vocabulary is refused. */
+attamba_status attamba_model_score_task(attamba_model *m, const char *path, int batch, attamba_task_report *out);
+
+/* ---- Device tuning and program bundles ----------------------------------------------------- */
+
+/* Searches the device-dependent kernel parameters (docs/tuning.md) on ctx's device for the shapes of
+ * config (tokens per batch): each candidate is checked against the plain-C reference, then timed next
+ * to the values in force; a winner must beat them by 3% in interleaved rounds. The winners are stored
+ * in the kernel cache directory, keyed by device and driver, where every later run finds them.
+ * only: a comma list of "gemm", "gemm-inplace", "norm", "attention", "attention-path" (NULL: all).
+ * log (may be NULL): a line per group, and per candidate when verbose. */
+typedef struct attamba_tune_params {
+    const attamba_config *config;
+    int tokens;    /* 512 */
+    int quick;     /* fewer candidates, shorter timings */
+    int verbose;
+    const char *only;
+} attamba_tune_params;
+attamba_status attamba_tune(attamba_context *ctx, const attamba_tune_params *p, FILE *log);
+/* The device's class and every tuning parameter in force with where its value came from. */
+attamba_status attamba_tuning_print(attamba_context *ctx, FILE *out);
+
+/* Writes every OpenCL program the context has built (after running what a deployment runs) to dir as
+ * binaries, with dir/bundle.json listing them; ATTAMBA_PROGRAM_DIR=dir then serves them, so later
+ * runs compile nothing (docs/portability.md). *n_programs (may be NULL) gets how many. */
+attamba_status attamba_context_save_programs(attamba_context *ctx, const char *dir, int *n_programs);
+
+/* Program cache counters since the context was created: built from source, loaded from the kernel
+ * cache, loaded from a bundle. */
+typedef struct attamba_cache_stats {
+    uint64_t misses, hits, prebuilt;
+} attamba_cache_stats;
+void attamba_context_cache_stats(const attamba_context *ctx, attamba_cache_stats *out);
 
 #ifdef __cplusplus
 }

@@ -15,13 +15,7 @@
 /* The processes of a job (MPI ranks across machines), each running a dp_trainer on its devices. The
  * CLI provides it (cli/mpi.c); the library never links MPI. Every call returns 0 on success and is
  * made by every process in the same order. NULL or size 1: one process. */
-typedef struct train_comm {
-    int rank, size;
-    void *user;
-    int (*sum_f32)(void *user, float *buf, int64_t n);  /* in place: the sum over the processes */
-    int (*sum_f64)(void *user, double *buf, int64_t n);
-    int (*bcast)(void *user, void *buf, size_t bytes);   /* rank 0's bytes to every process */
-} train_comm;
+typedef struct attamba_comm train_comm; /* include/attamba/attamba.h */
 
 typedef struct dp_trainer dp_trainer;
 

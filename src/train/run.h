@@ -22,7 +22,7 @@ typedef struct train_run_opts {
     int progress;               /* draw the progress line */
     volatile sig_atomic_t *stop; /* set by the caller (SIGINT): checkpoint and return ATTAMBA_ERR_INTERRUPTED */
     int64_t stop_at;            /* > 0: behave as if interrupted after this step (tests) */
-    const struct train_comm *comm; /* the job's processes (parallel.h); NULL: this one only */
+    const struct attamba_comm *comm; /* the job's processes (parallel.h); NULL: this one only */
 } train_run_opts;
 
 /* Trains a new model of config cfg (ignored when resuming) with hyper-parameters h on the devices
