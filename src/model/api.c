@@ -81,11 +81,6 @@ attamba_status attamba_model_forward(attamba_model *m, const int32_t *tokens, in
 
 /* ---- tokenizer ---- */
 
-struct attamba_tokenizer {
-    tokenizer *t;
-    rt_ctx *ctx; /* the model's: where messages go */
-};
-
 void model_tokenizer_free(model *m) {
     if (!m->tok) return;
     tokenizer_destroy(m->tok->t);

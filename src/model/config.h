@@ -85,4 +85,9 @@ int64_t model_config_cache_bytes(const model_config *c, int64_t tokens);
 double model_config_key_visits(const model_config *c, int64_t T);
 double model_config_attention_flops(const model_config *c, int64_t T);
 
+/* The public attamba_config (include/attamba/attamba.h): a config, owned by the caller. */
+struct attamba_config {
+    model_config c;
+};
+
 #endif

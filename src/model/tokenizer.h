@@ -54,4 +54,11 @@ attamba_status tokenizer_file_read(const model_config *c, void **file, size_t *s
 attamba_status tokenizer_file_write(const model_config *c, const char *dir, const void *file, size_t size, char *err,
                                     size_t err_size);
 
+/* The public attamba_tokenizer: a model's (attamba_model_tokenizer) or one loaded alone
+ * (attamba_tokenizer_load: ctx NULL). */
+struct attamba_tokenizer {
+    tokenizer *t;
+    struct attamba_context *ctx; /* the model's: where messages go; NULL for a tokenizer loaded alone */
+};
+
 #endif
