@@ -66,5 +66,8 @@ int bench_optim_main(int argc, char **argv);
 int bench_attention_backward_main(int argc, char **argv);
 int bench_attention_main(int argc, char **argv);
 int bench_suite_main(int argc, char **argv);
+int bench_peak_main(int argc, char **argv);
+int bench_report_main(int argc, char **argv);
+int bench_compare_main(int argc, char **argv);
 
 #endif

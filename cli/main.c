@@ -5,8 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bench_peak.h"
-#include "bench_report.h"
 #include "cli.h"
 
 static int cmd_bench(int argc, char **argv);

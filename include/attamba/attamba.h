@@ -126,6 +126,23 @@ typedef struct attamba_counters {
 } attamba_counters;
 void attamba_context_counters(const attamba_context *ctx, attamba_counters *out);
 
+/* Kernel profiles: a context created with ATTAMBA_PROFILE=1 in the environment times every launch on
+ * the device (OpenCL profiling events, which slow launches down) and sums the time per kernel. */
+typedef struct attamba_profile_entry {
+    const char *name;   /* the kernel's label */
+    uint64_t launches;
+    double seconds;     /* device time, summed */
+} attamba_profile_entry;
+/* Whether ctx profiles; *entries and *count (may be NULL) get the sums so far, one entry per kernel
+ * (owned by ctx, valid until its next launch). */
+int attamba_context_profile(const attamba_context *ctx, const attamba_profile_entry **entries, int *count);
+/* A table of the sums, one line per kernel by total time, then the counters; with steps > 0, per step
+ * of a repeated piece of work of step_seconds (wall time) each: launches and ms per step and each
+ * kernel's share of the step. */
+void attamba_context_profile_print(const attamba_context *ctx, FILE *out, int64_t steps, double step_seconds);
+/* Zeroes the sums (to profile from a point on, e.g. after a warm-up). */
+void attamba_context_profile_reset(attamba_context *ctx);
+
 /* ---- Configs (no device needed) --------------------------------------------------------- */
 
 /* A model's architecture and attention pattern: the fields of config.json (docs/weights.md). */

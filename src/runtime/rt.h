@@ -36,11 +36,7 @@ typedef struct rt_program {
     int n_kernels;
 } rt_program;
 
-typedef struct rt_profile_entry {
-    char *name;
-    uint64_t launches;
-    double seconds;
-} rt_profile_entry;
+typedef struct attamba_profile_entry rt_profile_entry; /* include/attamba/attamba.h */
 
 typedef struct rt_cache_stats {
     unsigned hits;        /* programs loaded from the on-disk cache */

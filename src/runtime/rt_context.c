@@ -150,7 +150,7 @@ void attamba_context_destroy(attamba_context *ctx) {
     }
     free(ctx->programs);
     rt_pool_destroy(ctx);
-    for (int i = 0; i < ctx->n_profile; i++) free(ctx->profile[i].name);
+    for (int i = 0; i < ctx->n_profile; i++) free((char *)ctx->profile[i].name);
     free(ctx->profile);
     if (ctx->queue) clReleaseCommandQueue(ctx->queue);
     if (ctx->context) clReleaseContext(ctx->context);

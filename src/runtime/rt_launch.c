@@ -131,3 +131,16 @@ void rt_profile_print(const rt_ctx *ctx, void *file) {
             (unsigned long long)c->launches, (unsigned long long)c->allocations, (unsigned long long)c->uploads,
             (unsigned long long)c->copies, (unsigned long long)c->blocking_reads);
 }
+
+int attamba_context_profile(const attamba_context *ctx, const attamba_profile_entry **entries, int *count) {
+    if (entries) *entries = ctx->profile;
+    if (count) *count = ctx->n_profile;
+    return ctx->profiling;
+}
+
+void attamba_context_profile_print(const attamba_context *ctx, FILE *out, int64_t steps, double step_seconds) {
+    if (steps > 0) rt_profile_print_steps(ctx, out, steps, step_seconds);
+    else rt_profile_print(ctx, out);
+}
+
+void attamba_context_profile_reset(attamba_context *ctx) { rt_profile_reset(ctx); }
