@@ -252,6 +252,12 @@ attamba_model_params attamba_model_params_default(void);
  * go to devices[0]. */
 attamba_status attamba_model_load_with(const char *dir, const attamba_model_params *p, attamba_model **out);
 void attamba_model_destroy(attamba_model *m);
+/* A model of config c with seeded random weights (as attamba_model_init) placed as p says
+ * (ATTAMBA_SPLIT_NONE or ATTAMBA_SPLIT_LAYER; split rows is for saved models: attamba_model_load_with). */
+attamba_status attamba_model_create(const attamba_config *c, const attamba_model_params *p, uint64_t seed,
+                                    attamba_model **out);
+/* Starts the peak of attamba_context_memory again from the memory in use now. */
+void attamba_context_memory_reset_peak(attamba_context *ctx);
 int attamba_model_vocab_size(const attamba_model *m);
 /* The model's config as config.json text (docs/weights.md: kind, sizes, the chunk, window and
  * boundaries in force, tokenizer): owned by the model, valid until the next call or its destruction;
