@@ -70,8 +70,9 @@ static void usage(FILE *f) {
 }
 
 /* The report's name for a device: "<P>-<D>-<name>" with everything but [A-Za-z0-9.-] as '-'. */
-static void device_slug(const rt_ctx *ctx, char *out, size_t size) {
-    snprintf(out, size, "%d-%d-%s", ctx->dev.info.platform_index, ctx->dev.info.device_index, ctx->dev.info.name);
+static void device_slug(const attamba_context *ctx, char *out, size_t size) {
+    const attamba_device_info *d = attamba_context_device(ctx);
+    snprintf(out, size, "%d-%d-%s", d->platform_index, d->device_index, d->name);
     for (char *p = out; *p; p++)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '.'))
             *p = '-';
@@ -87,7 +88,7 @@ static void add_roofline(cJSON *e, const bench_peak *pk) {
     double attainable = pk->copy_gbs, achieved = bench_json_number(e, "gbs");
     int compute = 0;
     if (flop > 0) {
-        attainable = bytes > 0 ? CORE_MIN(pk->fma_gflops, flop / bytes * pk->copy_gbs) : pk->fma_gflops;
+        attainable = bytes > 0 ? CLI_MIN(pk->fma_gflops, flop / bytes * pk->copy_gbs) : pk->fma_gflops;
         compute = attainable >= pk->fma_gflops;
         achieved = bench_json_number(e, "gflops");
     }
@@ -96,8 +97,8 @@ static void add_roofline(cJSON *e, const bench_peak *pk) {
     cJSON_AddNumberToObject(r, "fraction", achieved / attainable);
 }
 
-static cJSON *device_json(const rt_ctx *ctx, const bench_peak *pk) {
-    const attamba_device_info *d = &ctx->dev.info;
+static cJSON *device_json(const attamba_context *ctx, const bench_peak *pk) {
+    const attamba_device_info *d = attamba_context_device(ctx);
     cJSON *o = cJSON_CreateObject();
     char id[32];
     snprintf(id, sizeof id, "%d:%d", d->platform_index, d->device_index);
@@ -165,18 +166,17 @@ static void run_step(int i, int full, double seconds, const char *id, const char
     printf("\n");
     fflush(stdout);
     remove(tmp);
-    double t0 = core_now();
+    double t0 = cli_now();
     int rc = steps[i].fn(argc, argv);
-    char err[256] = "";
     size_t len;
-    char *text = rc ? NULL : core_read_file(tmp, (size_t)1 << 30, &len, err, sizeof err);
+    char *text = rc ? NULL : cli_read_file("bench suite", tmp, (size_t)1 << 30, &len);
     cJSON *got = text ? cJSON_Parse(text) : NULL;
     if (!cJSON_IsArray(got)) {
         cJSON *f = cJSON_CreateObject();
         cJSON_AddStringToObject(f, "bench", steps[i].name);
         char msg[400];
         if (rc) snprintf(msg, sizeof msg, "exited with status %d (its message is on stderr)", rc);
-        else snprintf(msg, sizeof msg, "its JSON output is unreadable: %s", *err ? err : "not an array");
+        else snprintf(msg, sizeof msg, "its JSON output is unreadable: %s", text ? "not an array" : "see stderr");
         cJSON_AddStringToObject(f, "message", msg);
         cJSON_AddItemToArray(failures, f);
         fprintf(stderr, "attamba bench suite: %s %s\n", steps[i].name, msg);
@@ -187,7 +187,7 @@ static void run_step(int i, int full, double seconds, const char *id, const char
             cJSON_AddItemToArray(entries, e);
         }
     }
-    printf("== %s: %.1f s\n", steps[i].name, core_now() - t0);
+    printf("== %s: %.1f s\n", steps[i].name, cli_now() - t0);
     cJSON_Delete(got);
     free(text);
     free(opts);
@@ -229,8 +229,8 @@ int bench_suite_main(int argc, char **argv) {
         return 2;
     }
     if (seconds < 0) seconds = full ? 1.0 : 0.2;
-    if (core_mkdirs(out)) return cli_error("bench suite", "cannot create %s", out);
-    rt_ctx *ctxs[ATTAMBA_MAX_DEVICES];
+    if (cli_mkdirs(out)) return cli_error("bench suite", "cannot create %s", out);
+    attamba_context *ctxs[ATTAMBA_MAX_DEVICES];
     int n = cli_open_devices(devices, device, ctxs);
     if (!n) return 1;
     /* Per device: its report, id and slug. The steps run interleaved (each step on every device in
@@ -241,15 +241,16 @@ int bench_suite_main(int argc, char **argv) {
         char id[32], slug[160];
     } dev[ATTAMBA_MAX_DEVICES];
     int rc = 0, n_rep = 0; /* devices with a report */
-    double t_all = core_now();
+    double t_all = cli_now();
     for (int d = 0; d < n && !rc; d++) {
-        rt_ctx *ctx = ctxs[d];
+        attamba_context *ctx = ctxs[d];
         device_slug(ctx, dev[d].slug, sizeof dev[d].slug);
-        snprintf(dev[d].id, sizeof dev[d].id, "%d:%d", ctx->dev.info.platform_index, ctx->dev.info.device_index);
-        printf("=== device %s: %s (%s)\n", dev[d].id, ctx->dev.info.name, ctx->dev.info.platform_name);
+        const attamba_device_info *di = attamba_context_device(ctx);
+        snprintf(dev[d].id, sizeof dev[d].id, "%d:%d", di->platform_index, di->device_index);
+        printf("=== device %s: %s (%s)\n", dev[d].id, di->name, di->platform_name);
         bench_peak *pk = &dev[d].pk;
-        if (bench_peak_measure(ctx, CORE_MIN(seconds, 0.5), pk)) {
-            rc = cli_error("bench suite", "device %s: cannot measure its peaks: %s", dev[d].id, ctx->err);
+        if (bench_peak_measure(ctx, CLI_MIN(seconds, 0.5), pk)) {
+            rc = cli_error("bench suite", "device %s: cannot measure its peaks: %s", dev[d].id, attamba_context_last_error(ctx));
             break;
         }
         printf("peak: %.1f GFLOP/s FMA, copy %.1f GB/s, host->device %.1f GB/s, device->host %.1f GB/s, launch %.1f us\n",
@@ -261,25 +262,25 @@ int bench_suite_main(int argc, char **argv) {
         dev[d].failures = cJSON_AddArrayToObject(dev[d].report, "failures");
         n_rep++;
     }
-    for (int i = 0; i < (int)CORE_LEN(steps) && !rc; i++)
+    for (int i = 0; i < (int)(sizeof steps / sizeof steps[0]) && !rc; i++)
         for (int d = 0; d < n_rep && (full ? steps[i].full : steps[i].quick) && bench_listed(only, steps[i].name); d++) {
-            char *tmp = core_strdup_printf("%s/.%s.step.json", out, dev[d].slug);
+            char tmp[4096];
+            snprintf(tmp, sizeof tmp, "%s/.%s.step.json", out, dev[d].slug);
             run_step(i, full, seconds, dev[d].id, tmp, &dev[d].pk, dev[d].entries, dev[d].failures);
-            free(tmp);
         }
     for (int d = 0; d < n_rep; d++) {
-        char *path = core_strdup_printf("%s/%s.json", out, dev[d].slug);
-        if (!rc && (!path || bench_write_json(dev[d].report, path)))
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s.json", out, dev[d].slug);
+        if (!rc && bench_write_json(dev[d].report, path))
             rc = cli_error("bench suite", "cannot write %s", path);
         else if (!rc)
             printf("=== device %s: %d entries, %d failures -> %s\n", dev[d].id, cJSON_GetArraySize(dev[d].entries),
                    cJSON_GetArraySize(dev[d].failures), path);
-        free(path);
         cJSON_Delete(dev[d].report);
     }
     cli_close_devices(ctxs, n);
     char err[512];
     if (!rc && bench_report_write(out, err, sizeof err)) rc = cli_error("bench suite", "%s", err);
-    if (!rc) printf("suite: %.0f s; report: %s/report.md\n", core_now() - t_all, out);
+    if (!rc) printf("suite: %.0f s; report: %s/report.md\n", cli_now() - t_all, out);
     return rc;
 }

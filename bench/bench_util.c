@@ -1,10 +1,11 @@
+/* bench_util.c: timing and JSON output shared by the benchmarks (public API only). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bench_util.h"
-#include "tensor/tensor.h"
+#include "cli.h"
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -14,12 +15,12 @@ static int cmp_double(const void *a, const void *b) {
 double bench_time(int (*fn)(void *arg), void *arg, int min_reps, double min_seconds, bench_timing *stats) {
     if (fn(arg)) return -1;
     enum { MAX_REPS = 1000 };
-    double times[MAX_REPS], start = core_now();
+    double times[MAX_REPS], start = cli_now();
     int n = 0;
-    while (n < MAX_REPS && (n < min_reps || core_now() - start < min_seconds)) {
-        double t0 = core_now();
+    while (n < MAX_REPS && (n < min_reps || cli_now() - start < min_seconds)) {
+        double t0 = cli_now();
         if (fn(arg)) return -1;
-        times[n++] = core_now() - t0;
+        times[n++] = cli_now() - t0;
     }
     qsort(times, (size_t)n, sizeof times[0], cmp_double);
     if (stats) *stats = (bench_timing){times[n / 2], times[0], n};
@@ -33,7 +34,7 @@ double bench_median(double *x, int n) {
 
 bench_timing bench_timing_once(double seconds) { return (bench_timing){seconds, seconds, 1}; }
 
-attamba_counters bench_count(rt_ctx *ctx, int (*fn)(void *arg), void *arg, int *failed) {
+attamba_counters bench_count(attamba_context *ctx, int (*fn)(void *arg), void *arg, int *failed) {
     attamba_counters a, b;
     attamba_context_counters(ctx, &a);
     *failed = fn(arg) != 0;
@@ -51,42 +52,23 @@ void bench_entry_counters(cJSON *o, const attamba_counters *c, double per) {
     cJSON_AddNumberToObject(k, "blocking_reads", (double)c->blocking_reads / per);
 }
 
-int bench_entry_count(cJSON *o, rt_ctx *ctx, int (*fn)(void *arg), void *arg) {
+int bench_entry_count(cJSON *o, attamba_context *ctx, int (*fn)(void *arg), void *arg) {
     int failed;
     attamba_counters c = bench_count(ctx, fn, arg, &failed);
     if (!failed) bench_entry_counters(o, &c, 1);
     return failed;
 }
 
-typedef struct {
-    tensor src, dst;
-} copy_run;
-
-static int run_copy(void *p) {
-    copy_run *r = p;
-    return tensor_copy(&r->dst, &r->src) || rt_finish(r->src.buf->ctx);
-}
-
-double bench_copy_gbs(rt_ctx *ctx, int mib, double seconds) {
-    copy_run r = {{0}, {0}};
-    int64_t n = (int64_t)mib << 18;
-    double t = -1;
-    if (!tensor_alloc_f32(ctx, &r.src, 1, &n) && !tensor_alloc_f32(ctx, &r.dst, 1, &n) && !tensor_fill(&r.src, 1.0))
-        t = bench_time(run_copy, &r, 3, seconds, NULL);
-    tensor_free(&r.src);
-    tensor_free(&r.dst);
-    return t > 0 ? 8.0 * (double)n / t * 1e-9 : -1;
-}
-
-cJSON *bench_entry(const rt_ctx *ctx, const char *bench, const char *op, const char *shape, const char *variant,
+cJSON *bench_entry(const attamba_context *ctx, const char *bench, const char *op, const char *shape, const char *variant,
                    const bench_timing *t, double flop, double bytes) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "bench", bench);
     cJSON_AddStringToObject(o, "op", op);
     cJSON_AddStringToObject(o, "shape", shape);
     cJSON_AddStringToObject(o, "variant", variant ? variant : "");
-    cJSON_AddStringToObject(o, "device", ctx->dev.info.name);
-    cJSON_AddStringToObject(o, "platform", ctx->dev.info.platform_name);
+    const attamba_device_info *d = attamba_context_device(ctx);
+    cJSON_AddStringToObject(o, "device", d->name);
+    cJSON_AddStringToObject(o, "platform", d->platform_name);
     cJSON_AddNumberToObject(o, "reps", t->reps);
     cJSON_AddNumberToObject(o, "ms", 1e3 * t->median);
     cJSON_AddNumberToObject(o, "min_ms", 1e3 * t->min);
@@ -131,7 +113,7 @@ int bench_write_json(cJSON *array, const char *path) {
     if (!strcmp(path, "-")) {
         ok = printf("%s\n", text) > 0;
     } else {
-        ok = core_write_file_atomic(path, text) == 0;
+        ok = cli_write_file("bench", path, text, strlen(text)) == 0;
     }
     free(text);
     return ok ? 0 : -1;

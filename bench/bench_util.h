@@ -5,7 +5,7 @@
 #include <cJSON.h>
 #include <stdio.h>
 
-#include "runtime/rt.h"
+#include "attamba/attamba.h"
 
 /* How a case's runs went: the median and the fastest (seconds per call) over reps runs. */
 typedef struct bench_timing {
@@ -26,7 +26,7 @@ bench_timing bench_timing_once(double seconds);
  * bench, op, shape, variant, device, platform, reps, ms (median), min_ms, flop and bytes per run (exact
  * counts of what it computes and must move; 0 where none), gflops and gbs at the median. Benchmarks
  * add their own fields beside these. */
-cJSON *bench_entry(const rt_ctx *ctx, const char *bench, const char *op, const char *shape, const char *variant,
+cJSON *bench_entry(const attamba_context *ctx, const char *bench, const char *op, const char *shape, const char *variant,
                    const bench_timing *t, double flop, double bytes);
 /* The case's natural throughput beside the entry (e.g. 1234 "tokens/s"). */
 void bench_entry_rate(cJSON *o, double rate, const char *unit);
@@ -34,7 +34,7 @@ void bench_entry_rate(cJSON *o, double rate, const char *unit);
 void bench_entry_counters(cJSON *o, const attamba_counters *c, double per);
 /* Runs fn(arg) once more and adds what that run asked of ctx's device as the entry's counters;
  * nonzero when fn failed (no counters then). */
-int bench_entry_count(cJSON *o, rt_ctx *ctx, int (*fn)(void *arg), void *arg);
+int bench_entry_count(cJSON *o, attamba_context *ctx, int (*fn)(void *arg), void *arg);
 /* max |x - ref| over max |ref| (the absolute error when ref is all zeros): a result against src/ref. */
 double bench_max_rel_err(const float *x, const float *ref, size_t n);
 /* o[key] when it is a number, else 0. */
@@ -45,15 +45,16 @@ int bench_listed(const char *list, const char *name);
 int bench_write_json(cJSON *array, const char *path);
 
 /* What one call of fn(arg) asks of the device: the context's counters after minus before. */
-attamba_counters bench_count(rt_ctx *ctx, int (*fn)(void *arg), void *arg, int *failed);
+attamba_counters bench_count(attamba_context *ctx, int (*fn)(void *arg), void *arg, int *failed);
 /* The device's copy bandwidth (GB/s, bytes read + written) from tensor_copy of an M MiB tensor: the
- * yardstick of memory-bound work, measured in the run that uses it. Negative on failure. */
-double bench_copy_gbs(rt_ctx *ctx, int mib, double seconds);
+ * yardstick of memory-bound work, measured in the run that uses it. Negative on failure. A kernel-level
+ * measurement: bench/kernels/bench_peak.c. */
+double bench_copy_gbs(attamba_context *ctx, int mib, double seconds);
 
 /* What the bandwidth-bound benchmarks share: the device, the JSON array, the time per case, and the
  * copy bandwidth measured in the same run (the yardstick). */
 typedef struct bench_env {
-    rt_ctx *ctx;
+    attamba_context *ctx;
     const char *bench; /* the benchmark's name in its entries */
     cJSON *out;
     double seconds, copy_gbs;

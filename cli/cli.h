@@ -33,6 +33,8 @@ int cli_write_file(const char *cmd, const char *path, const void *data, size_t s
 /* A progress line on stderr ("label [####....]  42% suffix"), redrawn in place on a terminal; only the
  * final one (done) when stderr is not a terminal. */
 void cli_progress(const char *label, double frac, int done, const char *suffix);
+/* mkdir -p: 0 when dir exists afterwards. */
+int cli_mkdirs(const char *dir);
 #define CLI_MIN(a, b) ((a) < (b) ? (a) : (b))
 
 /* The processes of an MPI job (cli/mpi.c): under mpirun, MPI_Init and the communicator; else one

@@ -66,3 +66,15 @@ void cli_progress(const char *label, double frac, int done, const char *suffix) 
             done ? "\n" : "");
     fflush(stderr);
 }
+
+int cli_mkdirs(const char *dir) {
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path) return -1;
+    for (char *c = path + 1; *c; c++) {
+        if (*c != '/') continue;
+        *c = 0;
+        if (mkdir(path, 0755) != 0 && errno != EEXIST) return -1;
+        *c = '/';
+    }
+    return mkdir(path, 0755) == 0 || errno == EEXIST ? 0 : -1;
+}

@@ -5,7 +5,7 @@
 
 #include <cJSON.h>
 
-#include "runtime/rt.h"
+#include "attamba/attamba.h"
 
 typedef struct bench_peak {
     double fma_gflops;          /* measured fp32 FMA throughput (the best of float4, float8, float16) */
@@ -21,7 +21,7 @@ typedef struct bench_peak {
 
 /* Measures every ceiling of ctx's device, each case for about `seconds` (at least 3 runs); 0 on success,
  * else nonzero with ctx->err set. */
-int bench_peak_measure(rt_ctx *ctx, double seconds, bench_peak *out);
+int bench_peak_measure(attamba_context *ctx, double seconds, bench_peak *out);
 /* The "peak" object of docs/bench/schema.json (definitions/peak): fma_gflops, copy_gbs, write_gbs,
  * read_gbs, launch_us, nominal_gflops (null when unknown), nominal_note. The caller owns it. */
 cJSON *bench_peak_json(const bench_peak *p);

@@ -9,6 +9,8 @@
 #include "bench_peak.h"
 #include "bench_util.h"
 #include "cli.h"
+#include "runtime/rt.h"
+#include "tensor/tensor.h"
 
 enum { FMA_CHAINS = 8, FMA_WAVES = 8, MAX_COUNT = 1 << 24 };
 
@@ -292,4 +294,26 @@ int bench_peak_main(int argc, char **argv) {
     cJSON_Delete(out);
     cli_close_devices(ctxs, n_ctx);
     return rc;
+}
+
+/* ---- the copy bandwidth (bench_util.h): the yardstick of the bandwidth-bound benchmarks ---- */
+
+typedef struct {
+    tensor src, dst;
+} copy_run;
+
+static int run_copy(void *p) {
+    copy_run *r = p;
+    return tensor_copy(&r->dst, &r->src) || rt_finish(r->src.buf->ctx);
+}
+
+double bench_copy_gbs(rt_ctx *ctx, int mib, double seconds) {
+    copy_run r = {{0}, {0}};
+    int64_t n = (int64_t)mib << 18;
+    double t = -1;
+    if (!tensor_alloc_f32(ctx, &r.src, 1, &n) && !tensor_alloc_f32(ctx, &r.dst, 1, &n) && !tensor_fill(&r.src, 1.0))
+        t = bench_time(run_copy, &r, 3, seconds, NULL);
+    tensor_free(&r.src);
+    tensor_free(&r.dst);
+    return t > 0 ? 8.0 * (double)n / t * 1e-9 : -1;
 }
