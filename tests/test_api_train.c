@@ -104,12 +104,183 @@ START_TEST(validate_on_a_short_file) {
 }
 END_TEST
 
+START_TEST(token_files_and_standalone_tokenizers) {
+    char dir[64], text[128], tok[128], back[128], spm[128];
+    temp_dir(dir, sizeof dir);
+    snprintf(text, sizeof text, "%s/text.txt", dir);
+    snprintf(tok, sizeof tok, "%s/bytes.tok", dir);
+    snprintf(back, sizeof back, "%s/again.tok", dir);
+    snprintf(spm, sizeof spm, "%s/t.model", dir);
+    write_text(text, 20000);
+    char err[1024] = "";
+    int64_t n = 0, bytes = 0, n2 = 0;
+    /* without a tokenizer: the file as training reads it (bytes), and a token file's tokens again */
+    ck_assert_msg(attamba_tokenize_file(NULL, text, tok, &n, &bytes, err, sizeof err) == ATTAMBA_OK, "%s", err);
+    ck_assert_int_ge(bytes, 20000);
+    ck_assert_int_eq(n, bytes);
+    ck_assert_msg(attamba_tokenize_file(NULL, tok, back, &n2, NULL, err, sizeof err) == ATTAMBA_OK, "%s", err);
+    ck_assert_int_eq(n2, n);
+    /* a model validates a token file as it does the text it came from */
+    attamba_context *ctx = open_ctx();
+    attamba_model *m;
+    ck_assert_int_eq(attamba_model_init(ctx, "tiny", 1, &m), ATTAMBA_OK);
+    double a = 0, b = 0;
+    ck_assert_int_eq(attamba_model_validate(m, text, 0.05, 32, 4, 6, &a), ATTAMBA_OK);
+    ck_assert_msg(attamba_model_validate(m, tok, 0.05, 32, 4, 6, &b) == ATTAMBA_OK, "%s",
+                  attamba_context_last_error(ctx));
+    ck_assert_msg(a == b, "text %g, token file %g", a, b);
+    attamba_model_destroy(m);
+    attamba_context_destroy(ctx);
+    /* bad input */
+    char missing[128];
+    snprintf(missing, sizeof missing, "%s/missing.txt", dir);
+    ck_assert_int_eq(attamba_tokenize_file(NULL, missing, back, NULL, NULL, err, sizeof err), ATTAMBA_ERR_IO);
+    ck_assert_msg(strstr(err, "missing.txt"), "%s", err);
+    ck_assert_int_eq(attamba_tokenize_file(NULL, NULL, back, NULL, NULL, err, sizeof err), ATTAMBA_ERR_INVALID_ARG);
+    attamba_tokenizer *t = NULL;
+    ck_assert_int_ne(attamba_tokenizer_load(missing, &t, err, sizeof err), ATTAMBA_OK);
+    ck_assert_ptr_null(t);
+
+    if (!attamba_have_sentencepiece()) {
+        ck_assert_int_eq(attamba_tokenizer_train(text, 300, spm, err, sizeof err), ATTAMBA_ERR_UNSUPPORTED);
+        printf("token_files_and_standalone_tokenizers: skipping the SentencePiece part (a build without it)\n");
+        remove_dir(dir);
+        return;
+    }
+    ck_assert_msg(attamba_tokenizer_train(text, 300, spm, err, sizeof err) == ATTAMBA_OK, "%s", err);
+    ck_assert_msg(attamba_tokenizer_load(spm, &t, err, sizeof err) == ATTAMBA_OK, "%s", err);
+    int V = attamba_tokenizer_vocab_size(t);
+    ck_assert_msg(V > 256 && V <= 300, "vocab %d", V);
+    ck_assert_int_ge(attamba_tokenizer_bos(t), 0);
+    static const char sample[] = "the cat sat on the mat.\nbird \xff\xfe in tree \xe2\x96\x81 ok";
+    size_t len = sizeof sample - 1, got = 0;
+    int64_t k = 0;
+    ck_assert_int_eq(attamba_tokenizer_encode(t, sample, len, 1, NULL, 0, &k), ATTAMBA_OK);
+    int32_t ids[128];
+    ck_assert_int_le(k, 128);
+    ck_assert_int_eq(attamba_tokenizer_encode(t, sample, len, 1, ids, 128, &k), ATTAMBA_OK);
+    ck_assert_int_eq(ids[0], attamba_tokenizer_bos(t));
+    char out[128];
+    ck_assert_int_eq(attamba_tokenizer_decode(t, ids, k, out, sizeof out, &got), ATTAMBA_OK);
+    ck_assert_int_eq(got, len);
+    ck_assert_int_eq(memcmp(out, sample, len), 0);
+    /* the token file of the text under the tokenizer: fewer tokens than bytes */
+    snprintf(tok, sizeof tok, "%s/pieces.tok", dir);
+    ck_assert_msg(attamba_tokenize_file(t, text, tok, &n2, &bytes, err, sizeof err) == ATTAMBA_OK, "%s", err);
+    ck_assert_int_eq(bytes, n);
+    ck_assert_msg(n2 > 0 && n2 < n, "%lld tokens of %lld bytes", (long long)n2, (long long)n);
+    ck_assert_int_eq(attamba_tokenize_file(t, missing, tok, NULL, NULL, err, sizeof err), ATTAMBA_ERR_IO);
+    attamba_tokenizer_destroy(t);
+    /* an empty text trains nothing; a file that is not a model is refused */
+    FILE *f = fopen(missing, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    ck_assert_int_ne(attamba_tokenizer_train(missing, 300, spm, err, sizeof err), ATTAMBA_OK);
+    ck_assert_msg(strstr(err, "is empty"), "%s", err);
+    ck_assert_int_ne(attamba_tokenizer_load(text, &t, err, sizeof err), ATTAMBA_OK);
+    ck_assert_ptr_null(t);
+    remove_dir(dir);
+}
+END_TEST
+
+/* Each table's totals add up to the answers, and every interval holds its accuracy. */
+static void check_tallies(const attamba_tally *t, int n, int64_t total, const char *what) {
+    int64_t sum = 0;
+    for (int i = 0; i < n; i++) {
+        double acc = (double)t[i].right / (double)t[i].total;
+        ck_assert_msg(t[i].total > 0 && t[i].right <= t[i].total, "%s %d", what, t[i].key);
+        ck_assert_msg(t[i].lo <= acc + 1e-12 && acc <= t[i].hi + 1e-12 && t[i].lo >= 0 && t[i].hi <= 1,
+                      "%s %d: %g not in [%g, %g]", what, t[i].key, acc, t[i].lo, t[i].hi);
+        sum += t[i].total;
+    }
+    ck_assert_msg(sum == total, "%s: %lld items of %lld", what, (long long)sum, (long long)total);
+}
+
+START_TEST(tasks_generated_and_scored) {
+    char dir[64], mqar[128], passkey[128], big[128], filler[128];
+    temp_dir(dir, sizeof dir);
+    snprintf(mqar, sizeof mqar, "%s/mqar.task", dir);
+    snprintf(passkey, sizeof passkey, "%s/passkey.task", dir);
+    snprintf(big, sizeof big, "%s/big.task", dir);
+    snprintf(filler, sizeof filler, "%s/filler.txt", dir);
+    char err[1024] = "";
+    attamba_task_params p = attamba_task_params_default("mqar");
+    ck_assert_int_eq(p.example, 256);
+    ck_assert_int_eq(p.examples, 1000);
+    ck_assert_int_eq(p.pairs[0], 8);
+    p.example = 64, p.examples = 12, p.vocab = 128, p.pairs[0] = 2, p.pairs[1] = 4, p.n_pairs = 2;
+    int64_t answers = 0;
+    ck_assert_msg(attamba_task_generate(&p, mqar, &answers, err, sizeof err) == ATTAMBA_OK, "%s", err);
+    ck_assert_int_eq(answers, 6 * 2 + 6 * 4); /* every key asked once */
+
+    attamba_context *ctx = open_ctx();
+    attamba_model *m;
+    ck_assert_int_eq(attamba_model_init(ctx, "tiny", 1, &m), ATTAMBA_OK);
+    attamba_task_report r;
+    ck_assert_msg(attamba_model_score_task(m, mqar, 5, &r) == ATTAMBA_OK, "%s", attamba_context_last_error(ctx));
+    ck_assert_str_eq(r.kind, "mqar");
+    ck_assert_int_eq(r.example, 64);
+    ck_assert_int_eq(r.examples, 12);
+    ck_assert_int_eq(r.all.total, answers);
+    ck_assert_int_eq(r.tokens.total, answers); /* one token per answer */
+    check_tallies(&r.all, 1, answers, "all");
+    check_tallies(r.group, r.n_group, answers, "pairs");
+    ck_assert_int_eq(r.n_group, 2);
+    ck_assert_int_eq(r.group[0].key, 2);
+    ck_assert_int_eq(r.group[1].key, 4);
+    ck_assert_int_gt(r.n_offset, 0); /* tiny is an attamba model */
+    check_tallies(r.offset, r.n_offset, answers, "offset");
+    check_tallies(r.distance, r.n_distance, answers, "distance");
+    attamba_task_report again;
+    ck_assert_int_eq(attamba_model_score_task(m, mqar, 12, &again), ATTAMBA_OK); /* other batches, same answers */
+    ck_assert_int_eq(again.all.right, r.all.right);
+
+    /* passkey: the digits of a number hidden in a text */
+    write_text(filler, 4000);
+    p = attamba_task_params_default("passkey");
+    p.example = 128, p.examples = 6, p.filler = filler, p.depth[0] = 0, p.depth[1] = 1, p.n_depth = 2;
+    ck_assert_msg(attamba_task_generate(&p, passkey, &answers, err, sizeof err) == ATTAMBA_OK, "%s", err);
+    ck_assert_int_eq(answers, 6);
+    ck_assert_msg(attamba_model_score_task(m, passkey, 4, &r) == ATTAMBA_OK, "%s", attamba_context_last_error(ctx));
+    ck_assert_str_eq(r.kind, "passkey");
+    ck_assert_int_eq(r.tokens.total, 6 * 5);
+    check_tallies(r.group, r.n_group, 6, "depth");
+    check_tallies(r.distance, r.n_distance, 6, "distance");
+
+    /* bad input: a vocabulary too small for the file, missing files, unknown kinds */
+    p = attamba_task_params_default("mqar");
+    p.example = 64, p.examples = 4, p.vocab = 4096, p.pairs[0] = 4;
+    ck_assert_msg(attamba_task_generate(&p, big, NULL, err, sizeof err) == ATTAMBA_OK, "%s", err);
+    ck_assert_int_eq(attamba_model_score_task(m, big, 4, &r), ATTAMBA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(attamba_context_last_error(ctx), "outside the model's vocabulary"), "%s",
+                  attamba_context_last_error(ctx));
+    ck_assert_int_ne(attamba_model_score_task(m, filler, 4, &r), ATTAMBA_OK); /* not a task file */
+    ck_assert_msg(strstr(attamba_context_last_error(ctx), "not a task file"), "%s", attamba_context_last_error(ctx));
+    ck_assert_int_eq(attamba_model_score_task(m, mqar, 0, &r), ATTAMBA_ERR_INVALID_ARG);
+    p.kind = "recall";
+    ck_assert_int_eq(attamba_task_generate(&p, big, NULL, err, sizeof err), ATTAMBA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(err, "unknown task 'recall'"), "%s", err);
+    p = attamba_task_params_default("passkey");
+    p.filler = "/nonexistent/filler.txt";
+    ck_assert_int_eq(attamba_task_generate(&p, big, NULL, err, sizeof err), ATTAMBA_ERR_IO);
+    ck_assert_msg(strstr(err, "the filler text") && strstr(err, "/nonexistent/filler.txt"), "%s", err);
+    p = attamba_task_params_default("mqar");
+    p.pairs[0] = 500; /* more pairs than 256 tokens hold */
+    ck_assert_int_eq(attamba_task_generate(&p, big, NULL, err, sizeof err), ATTAMBA_ERR_INVALID_ARG);
+    attamba_model_destroy(m);
+    attamba_context_destroy(ctx);
+    remove_dir(dir);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("api_train");
     TCase *t = tcase_create("api");
     tcase_set_timeout(t, 900);
     tcase_add_test(t, argmax_is_the_forward_pass_argmax);
     tcase_add_test(t, validate_on_a_short_file);
+    tcase_add_test(t, token_files_and_standalone_tokenizers);
+    tcase_add_test(t, tasks_generated_and_scored);
     suite_add_tcase(s, t);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_NORMAL);
