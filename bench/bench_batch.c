@@ -3,8 +3,8 @@
  * given context, against one sequence alone, in interleaved rounds; and (--check) whether every
  * sequence of a batch gets exactly the greedy tokens it gets alone, from real prompts at that context.
  *
- * Timing fills every sequence's cache to the context synthetically (kv_cache_fill_synthetic: a step's
- * cost depends on how many rows it reads, not on their values); that is the one internal call here. */
+ * Timing fills every sequence's cache to the context synthetically (attamba_session_fill_synthetic: a
+ * step's cost depends on how many rows it reads, not on their values). */
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -13,7 +13,6 @@
 
 #include "bench_util.h"
 #include "cli.h"
-#include "model/kv_cache.h"
 
 static int32_t argmax(const float *x, int V) {
     int32_t best = 0;
@@ -24,25 +23,26 @@ static int32_t argmax(const float *x, int V) {
 
 /* Median seconds per step of n sequences at context T (each step's logits read back, as a server
  * reads them before sampling); negative on failure (said on stderr). */
-static double step_seconds(model *m, int n, int64_t T, int steps, int64_t *cache_bytes) {
+static double step_seconds(attamba_context *ctx, attamba_model *m, int n, int64_t T, int steps, int64_t *cache_bytes) {
     attamba_session *s = NULL;
-    float *logits = malloc((size_t)n * m->cfg.vocab_size * sizeof *logits);
+    int V = attamba_model_vocab_size(m);
+    float *logits = malloc((size_t)n * V * sizeof *logits);
     int32_t *tok = malloc((size_t)n * sizeof *tok);
     double *t = malloc((size_t)(steps + 1) * sizeof *t), med = -1;
     attamba_status st = logits && tok && t ? ATTAMBA_OK : ATTAMBA_ERR_OUT_OF_MEMORY;
     if (!st) st = attamba_session_create_batch(m, n, T + steps + 2, &s);
-    if (!st) st = kv_cache_fill_synthetic(s, T);
-    for (int i = 0; i < n && !st; i++) tok[i] = (int32_t)((i * 7919 + 65) % m->cfg.vocab_size);
+    if (!st) st = attamba_session_fill_synthetic(s, T);
+    for (int i = 0; i < n && !st; i++) tok[i] = (int32_t)((i * 7919 + 65) % V);
     for (int k = 0; k <= steps && !st; k++) { /* the first step warms up */
-        double t0 = core_now();
+        double t0 = cli_now();
         st = attamba_session_step(s, tok, logits);
-        t[k] = core_now() - t0;
+        t[k] = cli_now() - t0;
     }
     if (!st) {
         med = bench_median(t + 1, steps);
         *cache_bytes = attamba_session_cache_bytes(s, 0);
     } else {
-        fprintf(stderr, "attamba bench batch: %d sequences at %lld: %s\n", n, (long long)T, attamba_context_last_error(m->ctx));
+        fprintf(stderr, "attamba bench batch: %d sequences at %lld: %s\n", n, (long long)T, attamba_context_last_error(ctx));
     }
     attamba_session_destroy(s);
     free(logits), free(tok), free(t);
@@ -59,8 +59,8 @@ static int fill_prompt(int i, int64_t T, int V, int32_t *prompt) {
 /* n prompts of about T tokens (each a little shorter than the one before, so positions differ):
  * greedy decode of G tokens, alone and batched. Returns 1 when every sequence got the same tokens,
  * 0 when one did not, -1 on failure; *max_diff gets the largest logit difference seen. */
-static int check_batch(model *m, int n, int64_t T, int G, double *max_diff) {
-    int V = m->cfg.vocab_size;
+static int check_batch(attamba_context *ctx, attamba_model *m, int n, int64_t T, int G, double *max_diff) {
+    int V = attamba_model_vocab_size(m);
     int32_t *prompt = malloc((size_t)T * sizeof *prompt), *alone = malloc((size_t)n * G * sizeof *alone);
     int32_t *tok = malloc((size_t)n * sizeof *tok);
     float *lg = malloc((size_t)n * V * sizeof *lg), *ref = malloc((size_t)n * G * V * sizeof *ref);
@@ -87,13 +87,13 @@ static int check_batch(model *m, int n, int64_t T, int G, double *max_diff) {
     for (int k = 0; k < G && !st; k++) {
         for (int i = 0; i < n; i++) {
             const float *want = ref + ((size_t)i * G + k) * V, *got = lg + (size_t)i * V;
-            for (int v = 0; v < V; v++) *max_diff = CORE_MAX(*max_diff, (double)fabsf(got[v] - want[v]));
+            for (int v = 0; v < V; v++) *max_diff = fmax(*max_diff, (double)fabsf(got[v] - want[v]));
             tok[i] = argmax(got, V);
             same &= tok[i] == alone[i * G + k];
         }
         if (k + 1 < G) st = attamba_session_step(b, tok, lg);
     }
-    if (st) fprintf(stderr, "attamba bench batch: check: %s\n", attamba_context_last_error(m->ctx));
+    if (st) fprintf(stderr, "attamba bench batch: check: %s\n", attamba_context_last_error(ctx));
     attamba_session_destroy(b);
     free(prompt), free(alone), free(tok), free(lg), free(ref);
     return st ? -1 : same;
@@ -150,34 +150,38 @@ int bench_batch_main(int argc, char **argv) {
     if (!ctx) return 1;
     cJSON *out = cJSON_CreateArray();
     int rc = 0;
-    printf("device: %s; preset %s, context %lld, median of %d steps, %d rounds\n", ctx->dev.info.name, preset,
+    printf("device: %s; preset %s, context %lld, median of %d steps, %d rounds\n", attamba_context_device(ctx)->name,
+           preset,
            (long long)T, steps, rounds);
     printf("%-12s %9s %14s %14s %10s %14s\n", "model", "sequences", "step ms", "tokens/s", "vs one", "check");
     for (const char *k = kinds; *k && !rc;) {
         char kind[32];
         size_t len = strcspn(k, ",");
-        snprintf(kind, sizeof kind, "%.*s", (int)CORE_MIN(len, sizeof kind - 1), k);
+        snprintf(kind, sizeof kind, "%.*s", (int)CLI_MIN(len, sizeof kind - 1), k);
         k += len + (k[len] == ',');
-        model_config cfg;
-        char err[300];
-        model *m = NULL;
-        int mk = -1;
-        for (int i = 0; i <= MODEL_TRANSFORMER_SWA; i++)
-            if (!strcmp(kind, model_kind_name((model_kind)i))) mk = i;
-        if (model_config_preset(preset, &cfg, err, sizeof err)) rc = cli_error("bench batch", "%s", err);
-        else if (mk < 0) rc = cli_error("bench batch", "unknown kind '%s'", kind);
-        else {
-            cfg.kind = (model_kind)mk;
-            if (model_create(ctx, &cfg, &m) || model_init_random(m, 1)) rc = cli_error("bench batch", "%s", ctx->err);
+        char err[600];
+        attamba_config *cfg = NULL;
+        attamba_model *m = NULL;
+        attamba_model_params mp = attamba_model_params_default();
+        mp.devices = &ctx, mp.n_devices = 1;
+        uint64_t before = 0, weight_bytes = 0; /* what the model's weights take on the device */
+        attamba_context_memory(ctx, &before, NULL);
+        if (attamba_config_load(preset, &cfg, err, sizeof err) || attamba_config_set(cfg, "kind", kind, err, sizeof err))
+            rc = cli_error("bench batch", "%s", err);
+        else if (attamba_model_create(cfg, &mp, 1, &m))
+            rc = cli_error("bench batch", "%s", attamba_context_last_error(ctx));
+        attamba_config_info info;
+        if (!rc) {
+            attamba_context_memory(ctx, &weight_bytes, NULL);
+            weight_bytes -= before;
+            attamba_config_describe(cfg, &info);
         }
-        if (rc) {
-            model_destroy(m);
-            break;
-        }
+        attamba_config_destroy(cfg);
+        if (rc) break;
         const char *checks[16] = {0};
         double diffs[16] = {0};
         for (int j = 0; j < nn && check && !rc; j++) {
-            int same = check_batch(m, ns[j], T, check, &diffs[j]);
+            int same = check_batch(ctx, m, ns[j], T, check, &diffs[j]);
             rc = same < 0;
             checks[j] = same > 0 ? "same tokens" : "DIFFERENT";
         }
@@ -185,7 +189,7 @@ int bench_batch_main(int argc, char **argv) {
         int64_t bytes[16] = {0};
         for (int r = 0; r < rounds && !rc; r++)
             for (int j = 0; j < nn && !rc; j++) {
-                sec[j * rounds + r] = step_seconds(m, ns[j], T, steps, &bytes[j]);
+                sec[j * rounds + r] = step_seconds(ctx, m, ns[j], T, steps, &bytes[j]);
                 rc = !(sec[j * rounds + r] > 0);
                 /* tokens/s over the first count's in the same round */
                 ratio[j * rounds + r] = ns[j] * sec[r] / (ns[0] * sec[j * rounds + r]);
@@ -199,9 +203,8 @@ int bench_batch_main(int argc, char **argv) {
             snprintf(shape, sizeof shape, "context=%lld", (long long)T);
             snprintf(variant, sizeof variant, "%s n=%d", kind, ns[j]);
             bench_timing tm = {s, s, steps};
-            double w = (double)weights_bytes(&m->w);
-            cJSON *o = bench_entry(ctx, "batch", "decode", shape, variant, &tm, 2.0 * (double)m->w.numel * ns[j],
-                                   w + (double)ns[j] * (double)bytes[j]);
+            cJSON *o = bench_entry(ctx, "batch", "decode", shape, variant, &tm, 2.0 * (double)info.parameters * ns[j],
+                                   (double)weight_bytes + (double)ns[j] * (double)bytes[j]);
             bench_entry_rate(o, tps, "tokens/s");
             cJSON_AddStringToObject(o, "model", kind);
             cJSON_AddNumberToObject(o, "sequences", ns[j]);
@@ -214,10 +217,10 @@ int bench_batch_main(int argc, char **argv) {
             cJSON_AddItemToArray(out, o);
         }
         free(sec), free(ratio);
-        model_destroy(m);
+        attamba_model_destroy(m);
         fflush(stdout);
     }
-    if (ctx->profiling) rt_profile_print(ctx, stdout);
+    if (attamba_context_profile(ctx, NULL, NULL)) attamba_context_profile_print(ctx, stdout, 0, 0);
     if (!rc && json && bench_write_json(out, json)) rc = cli_error("bench batch", "cannot write %s", json);
     cJSON_Delete(out);
     attamba_context_destroy(ctx);

@@ -15,7 +15,7 @@
 #include <cJSON.h>
 
 #include "bench_report.h"
-#include "core/core.h"
+#include "cli.h"
 
 /* ---- reports in memory ---- */
 
@@ -201,8 +201,8 @@ static int report_load(const char *path, const char *file, int arrays, report *r
     memset(r, 0, sizeof *r);
     snprintf(r->file, sizeof r->file, "%s", file);
     size_t len;
-    char *text = core_read_file(path, 0, &len, err, err_size);
-    if (!text) return -1;
+    char *text = cli_read_file("bench report", path, 0, &len); /* says why not on stderr */
+    if (!text) return snprintf(err, err_size, "%s: unreadable", file), -1;
     r->root = cJSON_Parse(text);
     free(text);
     if (!r->root) return snprintf(err, err_size, "%s: not valid JSON", file), -1;
