@@ -4,6 +4,7 @@
  * that resume exactly. Bad input gets a status and a message, never an abort. */
 #include <check.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -273,6 +274,95 @@ START_TEST(tasks_generated_and_scored) {
 }
 END_TEST
 
+/* The last "val_loss" of DIR/metrics.jsonl (NAN when none). */
+static double last_val(const char *dir) {
+    char path[256], line[2048];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    FILE *f = fopen(path, "r");
+    double v = NAN;
+    while (f && fgets(line, sizeof line, f)) {
+        const char *at = strstr(line, "\"val_loss\"");
+        if (at && (at = strchr(at, ':'))) v = strtod(at + 1, NULL);
+    }
+    if (f) fclose(f);
+    return v;
+}
+
+START_TEST(training_runs_resume_exactly) {
+    char dir[64], text[128], once[128], split[128], none[128];
+    temp_dir(dir, sizeof dir);
+    snprintf(text, sizeof text, "%s/text.txt", dir);
+    snprintf(once, sizeof once, "%s/once", dir);
+    snprintf(split, sizeof split, "%s/split", dir);
+    snprintf(none, sizeof none, "%s/none", dir);
+    write_text(text, 20000);
+    attamba_context *ctx = open_ctx();
+    char err[600];
+    attamba_config *c;
+    ck_assert_msg(attamba_config_load("tiny", &c, err, sizeof err) == ATTAMBA_OK, "%s", err);
+    attamba_train_run_params p = attamba_train_run_params_default(8);
+    ck_assert(p.val_frac == 0.05 && p.val_windows == 32 && p.progress == 1 && !p.resume && !p.comm && !p.stop);
+    ck_assert_int_eq(p.train.batch, 8);
+    /* a constant rate, so that a run of 4 steps extended to 8 follows the schedule of a run of 8 */
+    p.train.batch = 2, p.train.seq = 32, p.train.warmup = 0, p.train.min_lr = p.train.lr;
+    p.data = text, p.seed = 7, p.val_windows = 8, p.progress = 0;
+    ck_assert(!attamba_checkpoint_exists(once));
+    p.out = once;
+    double whole = 0, resumed = 0, first = 0;
+    ck_assert_msg(attamba_train_run(&ctx, 1, c, &p, &whole) == ATTAMBA_OK, "%s", attamba_context_last_error(ctx));
+    ck_assert(attamba_checkpoint_exists(once));
+    ck_assert_msg(whole > 0 && whole < 5.6, "validation loss %g after 8 steps", whole);
+    ck_assert_msg(fabs(last_val(once) - whole) < 1e-3, "metrics.jsonl %g, returned %g", last_val(once), whole);
+    attamba_model *m;
+    ck_assert_int_eq(attamba_model_load(ctx, once, &m), ATTAMBA_OK); /* the final model */
+    double v = 0;
+    ck_assert_int_eq(attamba_model_validate(m, text, 0.05, 32, 2, 8, &v), ATTAMBA_OK);
+    ck_assert_msg(fabs(v - whole) < 1e-5, "attamba_model_validate %g, the run's %g", v, whole);
+    attamba_model_destroy(m);
+
+    p.out = split;
+    p.train.steps = 4;
+    ck_assert_msg(attamba_train_run(&ctx, 1, c, &p, &first) == ATTAMBA_OK, "%s", attamba_context_last_error(ctx));
+    p.train.steps = 8, p.resume = 1;
+    ck_assert_msg(attamba_train_run(&ctx, 1, NULL, &p, &resumed) == ATTAMBA_OK, "%s",
+                  attamba_context_last_error(ctx));
+    ck_assert_msg(resumed == whole, "4 + 4 steps: %.9g, 8 steps at once: %.9g", resumed, whole);
+    ck_assert_msg(resumed < first, "after 8 steps %g, after 4 %g", resumed, first);
+
+    /* a stop request: a checkpoint, then ATTAMBA_ERR_INTERRUPTED */
+    volatile sig_atomic_t stop = 1;
+    p.out = none, p.resume = 0, p.stop = &stop;
+    ck_assert_int_eq(attamba_train_run(&ctx, 1, c, &p, NULL), ATTAMBA_ERR_INTERRUPTED);
+    ck_assert(attamba_checkpoint_exists(none));
+    p.stop = NULL;
+
+    /* bad input */
+    char missing[128];
+    snprintf(missing, sizeof missing, "%s/missing.txt", dir);
+    p.data = missing, p.out = split;
+    ck_assert_int_eq(attamba_train_run(&ctx, 1, c, &p, NULL), ATTAMBA_ERR_IO);
+    ck_assert_msg(strstr(attamba_context_last_error(ctx), "missing.txt"), "%s", attamba_context_last_error(ctx));
+    p.data = text, p.resume = 1;
+    snprintf(missing, sizeof missing, "%s/no-run", dir);
+    p.out = missing;
+    ck_assert_int_eq(attamba_train_run(&ctx, 1, NULL, &p, NULL), ATTAMBA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(attamba_context_last_error(ctx), "no checkpoint"), "%s", attamba_context_last_error(ctx));
+    p.resume = 0, p.train.seq = 4096; /* windows longer than the validation tail */
+    ck_assert_int_eq(attamba_train_run(&ctx, 1, c, &p, NULL), ATTAMBA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(attamba_context_last_error(ctx), "too few"), "%s", attamba_context_last_error(ctx));
+    p.train.seq = 32, p.train.batch = 0;
+    ck_assert_int_eq(attamba_train_run(&ctx, 1, c, &p, NULL), ATTAMBA_ERR_INVALID_ARG);
+    ck_assert_int_eq(attamba_train_run(&ctx, 1, c, NULL, NULL), ATTAMBA_ERR_INVALID_ARG);
+    ck_assert(!attamba_checkpoint_exists(NULL));
+    attamba_config_destroy(c);
+    uint64_t cur;
+    attamba_context_memory(ctx, &cur, NULL);
+    ck_assert_uint_eq(cur, 0);
+    attamba_context_destroy(ctx);
+    remove_dir(dir);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("api_train");
     TCase *t = tcase_create("api");
@@ -281,6 +371,7 @@ int main(void) {
     tcase_add_test(t, validate_on_a_short_file);
     tcase_add_test(t, token_files_and_standalone_tokenizers);
     tcase_add_test(t, tasks_generated_and_scored);
+    tcase_add_test(t, training_runs_resume_exactly);
     suite_add_tcase(s, t);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_NORMAL);
