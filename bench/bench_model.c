@@ -2,9 +2,10 @@
  * full-attention and sliding-window transformers of the same width, against context length, with
  * KV-cache bytes and peak device memory; measured in one run. Writes a table, JSON and an SVG plot.
  *
- * Decode at context T is timed after filling the cache to T synthetically (every stored row and
- * state set to a constant): a decode step's cost depends on how many rows it reads, not on their
- * values, and prefilling 32K tokens per model would take far longer than the measurement. */
+ * Decode at context T is timed after filling the cache to T synthetically (attamba_session_fill_synthetic):
+ * a decode step's cost depends on how many rows it reads, not on their values, and prefilling 32K tokens
+ * per model would take far longer than the measurement; the timed steps then run at T, T + 1, ...
+ * A prefill is a session's first feed: the logits of the last token come back, as in generate. */
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -13,19 +14,17 @@
 
 #include "bench_util.h"
 #include "cli.h"
-#include "model/kv_cache.h"
-#include "model/model.h"
 
 typedef struct {
     char name[40];
-    model_kind kind;
+    const char *kind;
     int chunk, window;
-    weight_type weights;
+    const char *weights;
 } variant;
 
 typedef struct {
-    model *m;
-    kv_cache *c;
+    attamba_context *ctx;
+    attamba_session *s;
     int32_t token;
     float *logits;                /* [V] on the host */
     attamba_counters per_token;   /* what the last step asked of the device, logits read included */
@@ -34,43 +33,29 @@ typedef struct {
 /* One decode step and the read of its logits (what generation does before sampling). */
 static int one_step(void *p) {
     step_arg *a = p;
-    int n_layers = a->m->cfg.n_layers;
-    int64_t before[256];
-    for (int l = 0; l < n_layers && l < 256; l++) before[l] = a->c->layers[l].nb_host[0];
-    tensor lg;
     attamba_counters c0, c1;
-    attamba_context_counters(a->m->ctx, &c0);
-    if (model_decode_step(a->m, a->c, &a->token, &lg)) return 1;
-    int rc = tensor_download(&lg, a->logits) != ATTAMBA_OK;
-    attamba_context_counters(a->m->ctx, &c1);
+    attamba_context_counters(a->ctx, &c0);
+    int rc = attamba_session_feed(a->s, &a->token, 1, a->logits) != ATTAMBA_OK;
+    attamba_context_counters(a->ctx, &c1);
     a->per_token = (attamba_counters){c1.launches - c0.launches, c1.allocations - c0.allocations,
                                       c1.uploads - c0.uploads, c1.copies - c0.copies,
                                       c1.blocking_reads - c0.blocking_reads};
-    tensor_free(&lg);
-    /* forget what the step appended, so every timed step decodes at the same context */
-    a->c->pos[0]--;
-    for (int l = 0; l < n_layers && l < 256; l++) {
-        kv_layer *L = &a->c->layers[l];
-        if (L->nb_host[0] == before[l]) continue;
-        L->nb_host[0] = before[l];
-        int32_t n = (int32_t)before[l];
-        rc |= tensor_upload(&L->nb, &n) != ATTAMBA_OK;
-    }
     return rc;
 }
 
 typedef struct {
-    model *m;
+    attamba_model *m;
     int32_t *tokens;
     int T;
+    float *logits;
 } prefill_arg;
 
+/* A prompt's prefill as generation runs it: the logits of its last token come back. */
 static int one_prefill(void *p) {
     prefill_arg *a = p;
-    tensor lg;
-    if (model_forward(a->m, a->tokens, 1, a->T, &lg)) return 1;
-    int rc = rt_finish(lg.buf->ctx) != ATTAMBA_OK; /* the last stage's device with a layer split */
-    tensor_free(&lg);
+    attamba_session *s = NULL;
+    int rc = attamba_session_create(a->m, a->T + 1, &s) || attamba_session_feed(s, a->tokens, a->T, a->logits);
+    attamba_session_destroy(s);
     return rc;
 }
 
@@ -108,25 +93,39 @@ static void write_svg(const char *path, const variant *vs, int nv, const int64_t
     fclose(f);
 }
 
-/* Decode tokens/s of m at context T (cache filled synthetically); 0 when it cannot run (said on
- * stderr). sa gets the last step's counters, *bytes (may be NULL) what the cache holds at T. */
-static double decode_rate(model *m, const char *name, int64_t T, int steps, step_arg *sa, int64_t *bytes,
-                          bench_timing *tm) {
-    kv_cache *cache = NULL;
+/* Decode tokens/s of m at context T (the cache filled synthetically to T, then `steps` timed steps, the
+ * i-th at context T + i, after one untimed); 0 when it cannot run (said on stderr). sa gets the last
+ * step's counters, *bytes (may be NULL) what the cache holds at T. */
+static double decode_rate(attamba_context *ctx, attamba_model *m, const char *name, int64_t T, int steps,
+                          step_arg *sa, int64_t *bytes, bench_timing *tm) {
+    attamba_session *s = NULL;
     memset(sa, 0, sizeof *sa);
-    if (kv_cache_create(m, 1, T + 2, &cache) || kv_cache_fill_synthetic(cache, T)) {
-        fprintf(stderr, "attamba bench decode: %s at %lld: %s\n", name, (long long)T, m->ctx->err);
-        kv_cache_destroy(cache);
+    if (attamba_session_create(m, T + steps + 2, &s) || attamba_session_fill_synthetic(s, T)) {
+        fprintf(stderr, "attamba bench decode: %s at %lld: %s\n", name, (long long)T, attamba_context_last_error(ctx));
+        attamba_session_destroy(s);
         return 0;
     }
-    float *host_logits = malloc((size_t)m->cfg.vocab_size * sizeof *host_logits);
-    *sa = (step_arg){m, cache, 65, host_logits, {0}};
-    double t = host_logits ? bench_time(one_step, sa, steps, 0.5, tm) : -1;
+    if (bytes) *bytes = attamba_session_cache_bytes(s, 0);
+    float *host_logits = malloc((size_t)attamba_model_vocab_size(m) * sizeof *host_logits);
+    *sa = (step_arg){ctx, s, 65, host_logits, {0}};
+    double t = host_logits ? bench_time(one_step, sa, steps, 0.0, tm) : -1;
     free(host_logits);
-    if (bytes) *bytes = kv_cache_bytes_used(cache, 0);
-    kv_cache_destroy(cache);
-    sa->c = NULL;
+    attamba_session_destroy(s);
+    sa->s = NULL;
     return t > 0 ? 1.0 / t : 0;
+}
+
+/* paper-60m at width dim, depth layers, heads of 64, as variant v. */
+static attamba_status variant_config(const variant *v, int dim, int layers, attamba_config **cfg, char *err,
+                                     size_t err_size) {
+    char fields[400];
+    snprintf(fields, sizeof fields,
+             "{\"kind\": \"%s\", \"dim\": %d, \"n_layers\": %d, \"n_heads\": %d, \"n_kv_heads\": %d, "
+             "\"ssm_inner\": %d, \"chunk\": %d, \"window\": %d, \"weight_type\": \"%s\", \"boundaries\": \"cyclic\"}",
+             v->kind, dim, layers, dim / 64, dim / 64, dim / 2, v->chunk, v->window, v->weights);
+    attamba_status s = attamba_config_load("paper-60m", cfg, err, err_size);
+    if (!s) s = attamba_config_set(*cfg, NULL, fields, err, err_size);
+    return s;
 }
 
 int bench_decode_main(int argc, char **argv) {
@@ -183,35 +182,38 @@ int bench_decode_main(int argc, char **argv) {
         if (ctxs[nc - 1] < 16) return cli_error("bench decode", "bad --contexts '%s'", contexts), 2;
         if (*p == ',') p++;
     }
-    static const variant base[] = {{"transformer", MODEL_TRANSFORMER, 1, 0, WEIGHTS_F32},
-                                   {"transformer-swa L=64", MODEL_TRANSFORMER_SWA, 1, 64, WEIGHTS_F32},
-                                   {"attamba P=4 L=8", MODEL_ATTAMBA, 4, 8, WEIGHTS_F32},
-                                   {"attamba P=8 L=8", MODEL_ATTAMBA, 8, 8, WEIGHTS_F32},
-                                   {"attamba P=16 L=8", MODEL_ATTAMBA, 16, 8, WEIGHTS_F32}};
+    static const variant base[] = {{"transformer", "transformer", 1, 0, "f32"},
+                                   {"transformer-swa L=64", "transformer-swa", 1, 64, "f32"},
+                                   {"attamba P=4 L=8", "attamba", 4, 8, "f32"},
+                                   {"attamba P=8 L=8", "attamba", 8, 8, "f32"},
+                                   {"attamba P=16 L=8", "attamba", 16, 8, "f32"}};
+    static const char *const weight_types[] = {"f32", "f16", "q8"};
+    enum { N_BASE = sizeof base / sizeof base[0] };
     /* every model with every weight type asked for: f32 keeps the plain name */
-    variant vs[3 * CORE_LEN(base)];
+    variant vs[3 * N_BASE];
     int nv = 0;
-    for (size_t b = 0; b < CORE_LEN(base); b++) {
+    for (int b = 0; b < N_BASE; b++) {
         if (!bench_listed(only, base[b].name)) continue;
         for (int t = 0; t < 3; t++) {
-            if (!bench_listed(types, model_weight_type_name((weight_type)t))) continue;
+            if (!bench_listed(types, weight_types[t])) continue;
             vs[nv] = base[b];
-            vs[nv].weights = (weight_type)t;
-            if (t) snprintf(vs[nv].name, sizeof vs[nv].name, "%.32s %s", base[b].name, model_weight_type_name(vs[nv].weights));
+            vs[nv].weights = weight_types[t];
+            if (t) snprintf(vs[nv].name, sizeof vs[nv].name, "%.32s %s", base[b].name, weight_types[t]);
             nv++;
         }
     }
     if (!nv) return cli_error("bench decode", "no model matches --only '%s' and --weight-types '%s'", only ? only : "", types), 2;
-    rt_ctx *ctxs_[ATTAMBA_MAX_DEVICES];
+    attamba_context *ctxs_[ATTAMBA_MAX_DEVICES];
     int n_dev = cli_open_devices(devices, device, ctxs_);
     if (!n_dev) return 1;
-    rt_ctx *ctx = ctxs_[0];
+    attamba_context *ctx = ctxs_[0];
     if (n_dev > 1 && !(split && !strcmp(split, "layer"))) {
         cli_close_devices(ctxs_, n_dev);
         return cli_error("bench decode", "%d devices: give --split layer", n_dev), 2;
     }
     double copy_gbs = bench_copy_gbs(ctx, copy_mib, 1.0);
-    printf("device: %s; d=%d, %d layers, 64-wide heads, vocab 32000; copy bandwidth %.1f GB/s\n", ctx->dev.info.name,
+    printf("device: %s; d=%d, %d layers, 64-wide heads, vocab 32000; copy bandwidth %.1f GB/s\n",
+           attamba_context_device(ctx)->name,
            dim, layers, copy_gbs);
     printf("%-22s %8s %12s %12s %14s %12s %12s %9s %18s\n", "model", "context", "decode tok/s", "prefill tok/s",
            "cache bytes", "vs full", "peak MiB", "of BW", "launch/alloc/read");
@@ -220,48 +222,64 @@ int bench_decode_main(int argc, char **argv) {
     int64_t *full_bytes = calloc((size_t)nc, sizeof *full_bytes);
     int rc = 0;
     for (int j = 0; j < nv && !rc; j++) {
-        model_config cfg;
-        model_config_preset("paper-60m", &cfg, NULL, 0);
-        cfg.kind = vs[j].kind;
-        cfg.dim = dim;
-        cfg.n_layers = layers;
-        cfg.n_heads = cfg.n_kv_heads = dim / 64;
-        cfg.ssm_inner = dim / 2;
-        cfg.chunk = vs[j].chunk;
-        cfg.window = vs[j].window;
-        cfg.weights = vs[j].weights;
-        cfg.boundaries = BOUNDARY_CYCLIC;
-        model *m, *ms = NULL; /* ms: the same model split over the devices */
-        if (model_create(ctx, &cfg, &m) || model_init_random(m, 1) ||
-            (n_dev > 1 && (model_create_split(ctxs_, n_dev, &cfg, NULL, &ms) || model_init_random(ms, 1)))) {
-            rc = cli_error("bench decode", "%s", ctx->err);
-            model_destroy(m);
+        attamba_config *cfg = NULL;
+        attamba_model *m = NULL, *ms = NULL; /* ms: the same model split over the devices */
+        attamba_model_params one = attamba_model_params_default(), all = one;
+        one.devices = all.devices = ctxs_;
+        one.n_devices = 1;
+        all.n_devices = n_dev;
+        all.split_mode = ATTAMBA_SPLIT_LAYER;
+        char err[600];
+        uint64_t before, after;
+        attamba_context_memory(ctx, &before, NULL);
+        if (variant_config(&vs[j], dim, layers, &cfg, err, sizeof err)) rc = cli_error("bench decode", "%s", err);
+        else if (attamba_model_create(cfg, &one, 1, &m)) rc = cli_error("bench decode", "%s", attamba_context_last_error(ctx));
+        attamba_context_memory(ctx, &after, NULL); /* after - before: m's weights */
+        if (!rc && n_dev > 1 && attamba_model_create(cfg, &all, 1, &ms))
+            rc = cli_error("bench decode", "%s", attamba_context_last_error(ctx));
+        attamba_config_info info;
+        int tied = 0;
+        if (!rc) {
+            attamba_config_describe(cfg, &info);
+            char *text = attamba_config_json(cfg);
+            cJSON *o = text ? cJSON_Parse(text) : NULL;
+            tied = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "tie_embeddings"));
+            cJSON_Delete(o);
+            free(text);
+        }
+        if (rc) {
+            attamba_model_destroy(m);
+            attamba_config_destroy(cfg);
             break;
         }
         for (int i = 0; i < nc && !rc; i++) {
             int64_t T = ctxs[i];
-            ctx->mem_peak = ctx->mem_current;
+            attamba_context_memory_reset_peak(ctx);
             step_arg sa, ssa;
             int64_t bytes = 0;
             bench_timing tm, tp_tm = {0};
-            double rate = decode_rate(m, vs[j].name, T, steps, &sa, &bytes, &tm), t = rate > 0 ? 1.0 / rate : -1;
+            double rate = decode_rate(ctx, m, vs[j].name, T, steps, &sa, &bytes, &tm), t = rate > 0 ? 1.0 / rate : -1;
             if (!(rate > 0)) continue;
-            double split_rate = ms ? decode_rate(ms, vs[j].name, T, steps, &ssa, NULL, NULL) : 0;
+            double split_rate = ms ? decode_rate(ctx, ms, vs[j].name, T, steps, &ssa, NULL, NULL) : 0;
             double prefill = 0;
             if (T <= prefill_max) {
                 int32_t *tok = malloc((size_t)T * sizeof *tok);
-                for (int64_t k = 0; k < T; k++) tok[k] = (int32_t)((k * 7919) % 32000);
-                prefill_arg pa = {m, tok, (int)T};
-                double tp = bench_time(one_prefill, &pa, 1, 0.0, &tp_tm);
+                float *lg = malloc((size_t)info.vocab_size * sizeof *lg);
+                for (int64_t k = 0; tok && k < T; k++) tok[k] = (int32_t)((k * 7919) % 32000);
+                prefill_arg pa = {m, tok, (int)T, lg};
+                double tp = tok && lg ? bench_time(one_prefill, &pa, 1, 0.0, &tp_tm) : -1;
                 prefill = tp > 0 ? T / tp : 0;
                 free(tok);
+                free(lg);
             }
             if (j == 0) full_bytes[i] = bytes;
             tps[j * nc + i] = t > 0 ? 1.0 / t : 0;
-            double peak = (double)ctx->mem_peak / (1 << 20);
+            uint64_t peak_bytes;
+            attamba_context_memory(ctx, NULL, &peak_bytes);
+            double peak = (double)peak_bytes / (1 << 20);
             /* a step reads every weight but the embedding table (one row), and the cache */
-            int64_t emb = cfg.tie_embeddings ? 0 : (int64_t)cfg.vocab_size * cfg.dim;
-            double w_bytes = (double)weights_bytes(&m->w) - 4.0 * (double)emb, step_bytes = w_bytes + (double)bytes;
+            int64_t emb = tied ? 0 : (int64_t)info.vocab_size * info.d_model;
+            double w_bytes = (double)(after - before) - 4.0 * (double)emb, step_bytes = w_bytes + (double)bytes;
             double bw = copy_gbs > 0 ? step_bytes * tps[j * nc + i] * 1e-9 / copy_gbs : 0;
             const attamba_counters *pt = &sa.per_token;
             char cnt[48];
@@ -273,19 +291,23 @@ int bench_decode_main(int argc, char **argv) {
                    tps[j * nc + i], prefill > 0 ? "" : "-", (long long)bytes, vs_full, peak, 100 * bw, cnt);
             if (prefill > 0) printf("%-22s %8s %12s %12.1f\n", "", "", "", prefill);
             if (ms) printf("%-22s %8s %12.1f   over %d devices (layer split): %.2fx of one\n", "", "", split_rate,
-                           model_stages(ms), split_rate / tps[j * nc + i]);
+                           n_dev, split_rate / tps[j * nc + i]);
             fflush(stdout);
             /* FLOPs: two per weight (embedding row excluded) and the attention over the keys position T
              * visits (the model's total over [0, T + 1) minus that over [0, T)); bytes: every weight
              * and the cache read once. Prefill: the same over T tokens, the weights read once. */
-            double w_flop = 2.0 * (double)(m->w.numel - emb);
-            double attn_T = model_config_attention_flops(&cfg, T) * (double)T;
-            double flop = w_flop + model_config_attention_flops(&cfg, T + 1) * (double)(T + 1) - attn_T;
+            attamba_config_cost at_T, at_T1;
+            attamba_config_estimate(cfg, T, &at_T);
+            attamba_config_estimate(cfg, T + 1, &at_T1);
+            double w_flop = 2.0 * (double)(info.parameters - emb), head = 2.0 * info.vocab_size * info.d_model;
+            double attn_T = at_T.attention_flops * (double)T;
+            double flop = w_flop + at_T1.attention_flops * (double)(T + 1) - attn_T;
             char shape[48];
             snprintf(shape, sizeof shape, "context=%lld", (long long)T);
             if (prefill > 0) {
-                cJSON *po = bench_entry(ctx, "decode", "prefill", shape, vs[j].name, &tp_tm, w_flop * (double)T + attn_T,
-                                        w_bytes + (double)bytes);
+                /* a prefill computes the output layer for its last token only */
+                cJSON *po = bench_entry(ctx, "decode", "prefill", shape, vs[j].name, &tp_tm,
+                                        (w_flop - head) * (double)T + head + attn_T, w_bytes + (double)bytes);
                 cJSON_AddNumberToObject(po, "context", (double)T);
                 bench_entry_rate(po, prefill, "tokens/s");
                 cJSON_AddItemToArray(out, po);
@@ -293,11 +315,11 @@ int bench_decode_main(int argc, char **argv) {
             cJSON *o = bench_entry(ctx, "decode", "decode", shape, vs[j].name, &tm, flop, step_bytes);
             bench_entry_rate(o, tps[j * nc + i], "tokens/s");
             cJSON_AddStringToObject(o, "model", vs[j].name);
-            cJSON_AddStringToObject(o, "weight_type", model_weight_type_name(vs[j].weights));
+            cJSON_AddStringToObject(o, "weight_type", vs[j].weights);
             cJSON_AddNumberToObject(o, "context", (double)T);
             if (prefill > 0) cJSON_AddNumberToObject(o, "prefill_tokens_per_s", prefill);
             cJSON_AddNumberToObject(o, "cache_bytes", (double)bytes);
-            cJSON_AddNumberToObject(o, "peak_device_bytes", (double)ctx->mem_peak);
+            cJSON_AddNumberToObject(o, "peak_device_bytes", (double)peak_bytes);
             cJSON_AddNumberToObject(o, "copy_gbs", copy_gbs);
             cJSON_AddNumberToObject(o, "bandwidth_fraction", bw);
             cJSON_AddNumberToObject(o, "n_layers", layers);
@@ -305,15 +327,16 @@ int bench_decode_main(int argc, char **argv) {
             if (full_bytes[i]) cJSON_AddNumberToObject(o, "cache_ratio_to_full", (double)full_bytes[i] / bytes);
             if (tps[i] > 0) cJSON_AddNumberToObject(o, "decode_speedup_vs_full", tps[j * nc + i] / tps[i]);
             if (ms) {
-                cJSON_AddNumberToObject(o, "split_devices", model_stages(ms));
+                cJSON_AddNumberToObject(o, "split_devices", n_dev);
                 cJSON_AddNumberToObject(o, "split_decode_tokens_per_s", split_rate);
             }
             cJSON_AddItemToArray(out, o);
         }
-        model_destroy(m);
-        model_destroy(ms);
+        attamba_model_destroy(m);
+        attamba_model_destroy(ms);
+        attamba_config_destroy(cfg);
     }
-    if (ctx->profiling) rt_profile_print(ctx, stdout);
+    if (attamba_context_profile(ctx, NULL, NULL)) attamba_context_profile_print(ctx, stdout, 0, 0);
     if (tps[0] > 0) printf("\ndecode speedup over the full transformer:\n%-22s", "model");
     for (int i = 0; i < nc && tps[0] > 0; i++) printf(" %8lld", (long long)ctxs[i]);
     if (tps[0] > 0) printf("\n");
