@@ -1,5 +1,6 @@
 /* The public model and session API (include/attamba/attamba.h) over model.h and kv_cache.h. */
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,17 +38,59 @@ attamba_model_params attamba_model_params_default(void) {
     return (attamba_model_params){NULL, 0, ATTAMBA_SPLIT_NONE, NULL};
 }
 
+/* A row split: a whole copy of the model in dir on every device (replicas[0], the model itself, on
+ * devices[0]), with the devices' shares of a batch's rows. */
+static attamba_status load_rows(const char *dir, const attamba_model_params *p, attamba_model **out) {
+    rt_ctx *ctx = p->devices[0];
+    int n = p->n_devices;
+    if (n > ATTAMBA_MAX_DEVICES)
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "attamba_model_load_with: %d devices (at most %d)", n,
+                       ATTAMBA_MAX_DEVICES);
+    for (int i = 0; i < n; i++) {
+        if (!p->devices[i]) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "attamba_model_load_with: device %d is NULL", i);
+        if (p->tensor_split && !(p->tensor_split[i] >= 0 && p->tensor_split[i] <= 1e9))
+            return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "attamba_model_load_with: tensor_split[%d] = %g", i,
+                           p->tensor_split[i]);
+    }
+    model *m;
+    RT_TRY(model_load(ctx, dir, &m));
+    m->replicas = calloc((size_t)n, sizeof *m->replicas);
+    m->row_share = p->tensor_split ? malloc((size_t)n * sizeof *m->row_share) : NULL;
+    attamba_status s = !m->replicas || (p->tensor_split && !m->row_share)
+                           ? rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory")
+                           : ATTAMBA_OK;
+    if (!s) {
+        m->replicas[0] = m;
+        m->n_replicas = n;
+        if (m->row_share) memcpy(m->row_share, p->tensor_split, (size_t)n * sizeof *m->row_share);
+    }
+    for (int i = 1; i < n && !s; i++)
+        if ((s = model_load(p->devices[i], dir, &m->replicas[i]))) rt_fail_from(ctx, s, p->devices[i]);
+    if (s) attamba_model_destroy(m);
+    else *out = m;
+    return s;
+}
+
 attamba_status attamba_model_load_with(const char *dir, const attamba_model_params *p, attamba_model **out) {
     *out = NULL;
     if (!p || !p->devices || p->n_devices < 1 || !p->devices[0]) return ATTAMBA_ERR_INVALID_ARG;
+    if (!dir) return rt_fail(p->devices[0], ATTAMBA_ERR_INVALID_ARG, "attamba_model_load_with: NULL dir");
     if (p->split_mode == ATTAMBA_SPLIT_LAYER) return model_load_split(p->devices, p->n_devices, dir, p->tensor_split, out);
+    if (p->split_mode == ATTAMBA_SPLIT_ROWS) return load_rows(dir, p, out);
     if (p->split_mode != ATTAMBA_SPLIT_NONE || p->n_devices != 1)
         return rt_fail(p->devices[0], ATTAMBA_ERR_INVALID_ARG,
-                       "attamba_model_load_with: %d devices need split_mode ATTAMBA_SPLIT_LAYER", p->n_devices);
+                       "attamba_model_load_with: %d devices need split_mode ATTAMBA_SPLIT_LAYER or ATTAMBA_SPLIT_ROWS",
+                       p->n_devices);
     return model_load(p->devices[0], dir, out);
 }
 
-void attamba_model_destroy(attamba_model *m) { model_destroy(m); }
+void attamba_model_destroy(attamba_model *m) {
+    if (!m) return;
+    for (int i = 1; i < m->n_replicas; i++) model_destroy(m->replicas[i]);
+    free(m->replicas);
+    free(m->row_share);
+    model_destroy(m);
+}
 
 int attamba_model_vocab_size(const attamba_model *m) { return m->cfg.vocab_size; }
 
@@ -67,15 +110,105 @@ attamba_status attamba_model_set_attention(attamba_model *m, int chunk, int wind
         return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG,
                        "attamba_model_set_attention: %d session(s) of this model are open; destroy them first",
                        m->n_sessions);
-    return model_set_attention(m, chunk, window, boundaries);
+    RT_TRY(model_set_attention(m, chunk, window, boundaries));
+    for (int i = 1; i < m->n_replicas; i++) /* the copies of a row split: the same pattern, already checked */
+        RT_TRY(rt_fail_from(m->ctx, model_set_attention(m->replicas[i], chunk, window, boundaries), m->replicas[i]->ctx));
+    return ATTAMBA_OK;
+}
+
+/* ---- rows of a batch over the replicas of a row split ---- */
+
+typedef struct {
+    model *r;
+    int i, row, rows;
+    model_rows_fn fn;
+    void *user;
+    attamba_status s;
+} rows_job;
+
+static void *rows_work(void *arg) {
+    rows_job *j = arg;
+    j->s = j->fn(j->r, j->i, j->row, j->rows, j->user);
+    return NULL;
+}
+
+attamba_status model_rows_run(model *m, int B, model_rows_fn fn, void *user) {
+    if (B < 1) return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "a batch of %d rows", B);
+    if (m->n_replicas <= 1) return fn(m, 0, 0, B, user);
+    int n = m->n_replicas, rows[CORE_SPLIT_MAX], started[CORE_SPLIT_MAX] = {0};
+    double equal[CORE_SPLIT_MAX] = {0};
+    rows_job job[CORE_SPLIT_MAX];
+    pthread_t th[CORE_SPLIT_MAX];
+    core_split(m->row_share ? m->row_share : equal, n, B, rows);
+    for (int i = 0, row = 0; i < n; row += rows[i], i++) {
+        job[i] = (rows_job){m->replicas[i], i, row, rows[i], fn, user, ATTAMBA_OK};
+        if (i > 0 && rows[i]) started[i] = pthread_create(&th[i], NULL, rows_work, &job[i]) == 0;
+        if (i > 0 && rows[i] && !started[i]) rows_work(&job[i]); /* no thread to be had: here */
+    }
+    if (rows[0]) rows_work(&job[0]);
+    attamba_status s = ATTAMBA_OK;
+    for (int i = 0; i < n; i++) {
+        if (started[i]) pthread_join(th[i], NULL);
+        if (job[i].s && !s) s = rt_fail_from(m->ctx, job[i].s, m->replicas[i]->ctx);
+    }
+    return s;
+}
+
+typedef struct {
+    const int32_t *tokens, *targets;
+    int T;
+    float *logits;
+    double sum[CORE_SPLIT_MAX];
+    int64_t count[CORE_SPLIT_MAX];
+} rows_args;
+
+static attamba_status forward_rows(model *r, int i, int row, int rows, void *user) {
+    (void)i;
+    rows_args *a = user;
+    int64_t V = r->cfg.vocab_size;
+    tensor out;
+    RT_TRY(model_forward(r, a->tokens + (int64_t)row * a->T, rows, a->T, &out));
+    attamba_status s = tensor_download(&out, a->logits + (int64_t)row * a->T * V);
+    tensor_free(&out);
+    return s;
 }
 
 attamba_status attamba_model_forward(attamba_model *m, const int32_t *tokens, int batch, int T, float *logits) {
     if (!tokens || !logits) return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "attamba_model_forward: NULL buffer");
-    tensor out;
-    RT_TRY(model_forward(m, tokens, batch, T, &out));
-    attamba_status s = tensor_download(&out, logits);
-    tensor_free(&out);
+    if (batch < 1 || T < 1) return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "forward: B = %d, T = %d", batch, T);
+    rows_args a = {.tokens = tokens, .T = T, .logits = logits};
+    return model_rows_run(m, batch, forward_rows, &a);
+}
+
+static attamba_status loss_rows(model *r, int i, int row, int rows, void *user) {
+    rows_args *a = user;
+    int64_t at = (int64_t)row * a->T;
+    return model_loss(r, a->tokens + at, a->targets + at, rows, a->T, &a->sum[i], &a->count[i]);
+}
+
+attamba_status attamba_model_loss(attamba_model *m, const int32_t *tokens, const int32_t *targets, int batch, int T,
+                                  double *sum, int64_t *count) {
+    static const char *op = "attamba_model_loss";
+    if (!tokens || !targets || !sum || !count) return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "%s: NULL buffer", op);
+    if (batch < 1 || T < 1) return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "%s: B = %d, T = %d", op, batch, T);
+    *sum = 0;
+    *count = 0;
+    /* every negative target is "not scored", which the loss op spells -1 */
+    int32_t *own = NULL;
+    int64_t n = (int64_t)batch * T;
+    for (int64_t i = 0; i < n && !own; i++)
+        if (targets[i] < -1) {
+            if (!(own = malloc((size_t)n * sizeof *own)))
+                return rt_fail(m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "%s: out of host memory", op);
+            for (int64_t j = 0; j < n; j++) own[j] = targets[j] < 0 ? -1 : targets[j];
+        }
+    rows_args a = {.tokens = tokens, .targets = own ? own : targets, .T = T};
+    attamba_status s = model_rows_run(m, batch, loss_rows, &a);
+    for (int i = 0; i < CORE_SPLIT_MAX && !s; i++) {
+        *sum += a.sum[i];
+        *count += a.count[i];
+    }
+    free(own);
     return s;
 }
 
@@ -288,6 +421,21 @@ attamba_status attamba_session_feed(attamba_session *s, const int32_t *tokens, i
     if (s->pos[0] == 0) return attamba_session_prefill(s, 0, tokens, n, logits); /* the whole prompt at once */
     for (int i = 0; i < n; i++) RT_TRY(attamba_session_step(s, &tokens[i], i == n - 1 ? logits : NULL));
     return ATTAMBA_OK;
+}
+
+attamba_status attamba_session_fill_synthetic(attamba_session *s, int64_t tokens) {
+    static const char *op = "attamba_session_fill_synthetic";
+    model *m = s->m;
+    if (tokens < 0 || tokens > s->max_tokens)
+        return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "%s: %lld tokens outside [0, %lld] (the session's capacity)",
+                       op, (long long)tokens, (long long)s->max_tokens);
+    for (int b = 0; b < s->B; b++)
+        if (s->pos[b] != 0)
+            return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "%s: sequence %d is not empty (%lld tokens; reset it first)",
+                           op, b, (long long)s->pos[b]);
+    attamba_status st = kv_cache_fill_synthetic(s, tokens);
+    if (st) kv_cache_reset(s, -1); /* half filled is no state to decode from */
+    return st;
 }
 
 attamba_status attamba_session_reset(attamba_session *s, int seq) {

@@ -44,6 +44,12 @@ struct attamba_model {
     size_t tok_file_size;          /* model_save writes it beside the config */
     int n_sessions;                /* public sessions open on the model (api.c) */
     char *config_json;             /* attamba_model_config's text, made on each call (api.c) */
+    /* Row split (ATTAMBA_SPLIT_ROWS, api.c): whole copies of the model, replicas[0] being this one and
+     * the others on the other devices, and each one's share of a batch's rows (NULL: equal); n_replicas
+     * is 0 for a model that is not row-split. attamba_model_destroy destroys the copies. */
+    model **replicas;
+    double *row_share;
+    int n_replicas;
 };
 
 /* A model with allocated, uninitialised weights (and the tokenizer file of a sentencepiece config, read
@@ -94,6 +100,13 @@ attamba_status model_loss(model *m, const int32_t *tokens, const int32_t *target
  * host thread; equal shares): evaluation over a device set. Messages go to ms[0]'s context. */
 attamba_status model_loss_replicas(model *const *ms, int n, const int32_t *tokens, const int32_t *targets, int B,
                                    int T, double *sum, int64_t *count);
+
+/* Runs fn(r, i, row, rows, user) for the B rows of a batch: on m itself (i 0, all rows), or for a row
+ * split on each replica r = m->replicas[i] with its share [row, row + rows) of them, each on its own
+ * host thread (a replica given no rows is skipped). The first failure's message goes to m's context
+ * (api.c). */
+typedef attamba_status (*model_rows_fn)(model *r, int i, int row, int rows, void *user);
+attamba_status model_rows_run(model *m, int B, model_rows_fn fn, void *user);
 
 /* ---- the layer program (layer.c), shared by prefill, decode and the trainer ---- */
 
