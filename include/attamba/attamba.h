@@ -153,8 +153,10 @@ typedef struct attamba_config attamba_config;
 attamba_status attamba_config_load(const char *spec, attamba_config **out, char *errbuf, size_t errbuf_size);
 void attamba_config_destroy(attamba_config *c);
 /* Sets one field of config.json: value is JSON text ("8", "true", "\"q8\"") or a bare word taken as a
- * string ("transformer", "q8"); "boundaries" also takes "random:SEED" (sets boundary_seed). The whole
- * config must stay valid, else nothing changes and errbuf says why. */
+ * string ("transformer", "q8"); "boundaries" also takes "random:SEED" (sets boundary_seed). key NULL:
+ * value is a JSON object whose fields are all set at once (a wider model: {"dim": 1024, "n_heads": 16,
+ * ...}, where one field at a time would pass through invalid configs). The whole config must stay valid,
+ * else nothing changes and errbuf says why. */
 attamba_status attamba_config_set(attamba_config *c, const char *key, const char *value, char *errbuf,
                                   size_t errbuf_size);
 /* Makes the SentencePiece model file at path the config's tokenizer: tokenizer "sentencepiece",

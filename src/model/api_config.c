@@ -51,37 +51,61 @@ attamba_status attamba_config_load(const char *spec, attamba_config **out, char 
 
 void attamba_config_destroy(attamba_config *c) { free(c); }
 
+/* Sets key to v in root (replacing it, or adding it); takes v. */
+static void put(cJSON *root, const char *key, cJSON *v) {
+    if (cJSON_GetObjectItemCaseSensitive(root, key)) cJSON_ReplaceItemInObjectCaseSensitive(root, key, v);
+    else cJSON_AddItemToObject(root, key, v);
+}
+
 attamba_status attamba_config_set(attamba_config *c, const char *key, const char *value, char *errbuf,
                                   size_t errbuf_size) {
-    if (!c || !key || !*key || !value)
-        return core_errbuf(errbuf, errbuf_size, ATTAMBA_ERR_INVALID_ARG, "attamba_config_set: NULL config, key or value");
-    /* the config as JSON with the one field replaced, read back whole: the loader's checks and messages
+    if (!c || (key && !*key) || !value)
+        return core_errbuf(errbuf, errbuf_size, ATTAMBA_ERR_INVALID_ARG, "attamba_config_set: NULL config or value");
+    /* the config as JSON with the fields replaced, read back whole: the loader's checks and messages
      * apply, and the config only changes when the result is valid */
     char *text = model_config_to_json(&c->c);
     cJSON *root = text ? cJSON_Parse(text) : NULL;
     free(text);
     cJSON *v = cJSON_Parse(value); /* JSON text, else a bare word taken as a string */
-    if (!v) v = cJSON_CreateString(value);
+    if (!v && key) v = cJSON_CreateString(value);
+    const char *what = key ? key : "fields";
     attamba_status s = ATTAMBA_OK;
-    if (!root || !v) {
+    if (!key && !cJSON_IsObject(v)) {
+        s = core_errbuf(errbuf, errbuf_size, ATTAMBA_ERR_INVALID_ARG,
+                        "attamba_config_set: without a key, the value must be a JSON object, not '%.200s'", value);
+    } else if (!root || !v) {
         s = core_errbuf(errbuf, errbuf_size, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
     } else {
-        if (cJSON_GetObjectItemCaseSensitive(root, key)) cJSON_ReplaceItemInObjectCaseSensitive(root, key, v);
-        else cJSON_AddItemToObject(root, key, v);
-        v = NULL; /* root owns it now */
+        int tokenizer_changes = 0;
+        if (key) {
+            put(root, key, v);
+            tokenizer_changes = !strcmp(key, "tokenizer_file") || !strcmp(key, "tokenizer");
+            v = NULL; /* root owns it now */
+        } else {
+            while (v->child) {
+                cJSON *f = cJSON_DetachItemViaPointer(v, v->child);
+                tokenizer_changes |= !strcmp(f->string, "tokenizer_file") || !strcmp(f->string, "tokenizer");
+                char *name = strdup(f->string);
+                if (!name) {
+                    cJSON_Delete(f);
+                    break;
+                }
+                put(root, name, f);
+                free(name);
+            }
+        }
         text = cJSON_PrintUnformatted(root);
         model_config next;
         char why[600];
         if (!text) s = core_errbuf(errbuf, errbuf_size, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
         else if ((s = model_config_from_json(text, &next, why, sizeof why)))
-            s = core_errbuf(errbuf, errbuf_size, ATTAMBA_ERR_INVALID_ARG, "%s = %.200s: %s", key, value, why);
+            s = core_errbuf(errbuf, errbuf_size, ATTAMBA_ERR_INVALID_ARG, "%s = %.200s: %s", what, value, why);
         free(text);
         if (!s) {
             /* the tokenizer file's location is not part of the JSON: it stays unless the file changes */
-            if (strcmp(key, "tokenizer_file") && strcmp(key, "tokenizer"))
-                memcpy(next.tokenizer_path, c->c.tokenizer_path, sizeof next.tokenizer_path);
+            if (!tokenizer_changes) memcpy(next.tokenizer_path, c->c.tokenizer_path, sizeof next.tokenizer_path);
             if (!(s = model_config_validate(&next, why, sizeof why))) c->c = next;
-            else core_errbuf(errbuf, errbuf_size, s, "%s = %.200s: %s", key, value, why);
+            else core_errbuf(errbuf, errbuf_size, s, "%s = %.200s: %s", what, value, why);
         }
     }
     cJSON_Delete(v);
