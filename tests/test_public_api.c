@@ -468,7 +468,7 @@ START_TEST(status_strings_and_version) {
     ck_assert_str_eq(attamba_status_str(ATTAMBA_OK), "ok");
     ck_assert_str_eq(attamba_status_str(ATTAMBA_ERR_OUT_OF_MEMORY), "out of memory");
     ck_assert_str_eq(attamba_status_str((attamba_status)999), "unknown status");
-    ck_assert_str_eq(attamba_version(), "0.2.0");
+    ck_assert_str_eq(attamba_version(), "0.3.0");
     ck_assert_str_eq(attamba_device_type_name(ATTAMBA_DEVICE_GPU), "gpu");
     ck_assert_str_eq(attamba_device_type_name(ATTAMBA_DEVICE_ACCELERATOR), "accelerator");
     ck_assert_str_eq(attamba_device_type_name((attamba_device_type)0), "other");

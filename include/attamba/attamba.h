@@ -18,7 +18,7 @@ extern "C" {
 #endif
 
 #define ATTAMBA_VERSION_MAJOR 0
-#define ATTAMBA_VERSION_MINOR 2
+#define ATTAMBA_VERSION_MINOR 3
 #define ATTAMBA_VERSION_PATCH 0
 
 typedef enum attamba_status {

@@ -19,7 +19,7 @@ from ._lib import Error, LibraryNotFoundError, Status, load_library
 from ._core import (TOKEN_SKIP, Context, Counters, DeviceInfo, Memory, Model, Sampler, Session, Tokenizer, Trainer,
                     TrainStats, devices, generate_batch, version)
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = ["TOKEN_SKIP", "Error", "LibraryNotFoundError", "Status", "load_library", "version", "devices", "DeviceInfo",
            "Memory", "Counters", "Context", "Model", "Tokenizer", "Sampler", "Session", "generate_batch", "Trainer",
