@@ -7,8 +7,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "core/core.h"
-#include "model/tokenizer.h"
 
 static int usage(FILE *f) {
     fprintf(f, "usage: attamba tokenizer train --vocab N --data TEXT --out FILE.model\n\n"
@@ -16,27 +14,25 @@ static int usage(FILE *f) {
                "prefix, spaces kept, \"\\n\" a piece of its own) of N pieces (fewer if TEXT is too small) on\n"
                "TEXT, one sentence per line; checks that TEXT comes back exactly; says the vocabulary and\n"
                "the tokens per byte on TEXT. Use it with `attamba tokenize --tokenizer` and\n"
-               "`attamba init --tokenizer`.%s\n", tokenizer_have_sentencepiece() ? "" :
+               "`attamba init --tokenizer`.%s\n", attamba_have_sentencepiece() ? "" :
                "\n(This build has no SentencePiece: install libsentencepiece-dev and rebuild.)");
     return f == stdout ? 0 : 2;
 }
 
-/* The ids of text, then its bytes again: whether they are the text; *n gets the token count. */
-static int round_trip(const tokenizer *t, const char *text, size_t len, int64_t *n, char *err, size_t err_size) {
-    int32_t *ids = malloc((len ? len : 1) * sizeof *ids); /* a piece is at least one byte */
-    char *back = malloc(len + 1);
-    size_t w = 0;
-    int ok = ids && back && !t->encode(t, text, len, ids, (int64_t)len, n) && *n <= (int64_t)len;
-    for (int64_t i = 0; ok && i < *n; i++) {
-        size_t k = (size_t)t->decode(t, ids[i], back + w, (int)CORE_MIN(len - w, (size_t)INT32_MAX));
-        ok = w + k <= len;
-        w += k;
-    }
-    ok = ok && w == len && !memcmp(back, text, len);
-    if (!ok) core_errbuf(err, err_size, ATTAMBA_ERR_INTERNAL, "the text does not come back exactly from its tokens");
-    free(ids);
-    free(back);
-    return ok;
+/* The vocabulary, BOS and EOS of the tokenizer at path, and the tokens of the text at data under it;
+ * non-zero (said) on failure. */
+static int describe(const char *path, const char *data, int *vocab, int *bos, int *eos, size_t *len, int64_t *n) {
+    char err[1024];
+    attamba_tokenizer *t;
+    if (attamba_tokenizer_load(path, &t, err, sizeof err)) return cli_error("tokenizer", "%s", err);
+    *vocab = attamba_tokenizer_vocab_size(t), *bos = attamba_tokenizer_bos(t), *eos = attamba_tokenizer_eos(t);
+    char *text = cli_read_file("tokenizer", data, 0, len);
+    int rc = !text;
+    if (text && attamba_tokenizer_encode(t, text, *len, 0, NULL, 0, n)) /* cap 0: the count alone */
+        rc = cli_error("tokenizer", "%s: encoding failed", data);
+    free(text);
+    attamba_tokenizer_destroy(t);
+    return rc;
 }
 
 static int train(int argc, char **argv) {
@@ -57,28 +53,15 @@ static int train(int argc, char **argv) {
     }
     if (!data || !out || !vocab) return cli_error("tokenizer", "--vocab, --data and --out are required"), 2;
     char err[1024];
-    size_t len = 0, size = 0;
-    char *text = core_read_file(data, 0, &len, err, sizeof err);
-    if (!text) return cli_error("tokenizer", "%s", err);
-    void *model = NULL;
-    tokenizer *t = NULL;
+    if (attamba_tokenizer_train(data, (int)vocab, out, err, sizeof err)) return cli_error("tokenizer", "%s", err);
+    int v = 0, bos = 0, eos = 0;
+    size_t len = 0;
     int64_t n = 0;
-    int rc = 0;
-    if (!len) rc = cli_error("tokenizer", "%s is empty", data);
-    else if (tokenizer_train_sentencepiece(text, len, (int)vocab, &model, &size, err, sizeof err) ||
-             tokenizer_create_sentencepiece(model, size, &t, err, sizeof err) ||
-             !round_trip(t, text, len, &n, err, sizeof err))
-        rc = cli_error("tokenizer", "%s", err);
-    else if (core_write_bytes_atomic(out, model, size) != 0)
-        rc = cli_error("tokenizer", "cannot write %s", out);
-    else
-        printf("wrote %s: vocab %d (bos %d, eos %d); %s: %zu bytes -> %lld tokens, %.4f tokens per byte "
-               "(%.2f bytes per token), back exactly\n", out, t->vocab_size, t->bos_id, t->eos_id, data, len,
-               (long long)n, (double)n / (double)len, (double)len / (double)(n ? n : 1));
-    tokenizer_destroy(t);
-    free(model);
-    free(text);
-    return rc;
+    if (describe(out, data, &v, &bos, &eos, &len, &n)) return 1;
+    printf("wrote %s: vocab %d (bos %d, eos %d); %s: %zu bytes -> %lld tokens, %.4f tokens per byte "
+           "(%.2f bytes per token), back exactly\n", out, v, bos, eos, data, len, (long long)n, (double)n / (double)len,
+           (double)len / (double)(n ? n : 1));
+    return 0;
 }
 
 int cli_tokenizer(int argc, char **argv) {

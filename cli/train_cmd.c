@@ -6,12 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cJSON.h>
+
 #include "cli.h"
-#include "model/tokenizer.h"
-#include "train/checkpoint.h"
-#include "train/data.h"
-#include "train/parallel.h"
-#include "train/run.h"
 
 static volatile sig_atomic_t stop_requested;
 
@@ -22,6 +19,55 @@ static void on_sigint(int sig) {
 
 static int num_opt(const char *name, const char *arg, double lo, double hi, double *out) {
     return cli_number("train", name, arg, lo, hi, 0, out);
+}
+
+/* The config of a new run: a preset name or a config file, then the command line's overrides (--kind,
+ * --chunk, --window, --boundaries), each checked with the whole config. Returns 0, or the exit code
+ * (said). */
+static int make_config(const char *spec, const char *kind, double chunk, double window, const char *boundaries,
+                       attamba_config **out) {
+    static const char *const kinds[] = {"attamba", "transformer", "transformer-swa"};
+    char err[600], num[32];
+    if (kind) {
+        int known = 0;
+        for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++) known |= !strcmp(kind, kinds[i]);
+        if (!known) return cli_error("train", "unknown --kind '%s'", kind), 2;
+    }
+    if (boundaries && strcmp(boundaries, "uniform") && strcmp(boundaries, "cyclic") && strcmp(boundaries, "random")) {
+        const char *seed = !strncmp(boundaries, "random:", 7) ? boundaries + 7 : NULL;
+        if (!seed) return cli_error("train", "unknown boundary strategy '%s' (uniform, cyclic, random or random:SEED)",
+                                    boundaries);
+        if (!*seed || strspn(seed, "0123456789") != strlen(seed))
+            return cli_error("train", "bad boundary seed in '%s'", boundaries);
+    }
+    attamba_config *c;
+    if (attamba_config_load(spec, &c, err, sizeof err)) return cli_error("train", "%s", err);
+    char *keep = NULL; /* plain "random" keeps the config's seed */
+    if (boundaries && !strcmp(boundaries, "random")) {
+        char *json = attamba_config_json(c);
+        cJSON *root = json ? cJSON_Parse(json) : NULL;
+        const cJSON *b = cJSON_GetObjectItemCaseSensitive(root, "boundaries");
+        if (cJSON_IsString(b) && !strncmp(b->valuestring, "random:", 7)) keep = strdup(b->valuestring);
+        cJSON_Delete(root);
+        free(json);
+    }
+    attamba_status s = kind ? attamba_config_set(c, "kind", kind, err, sizeof err) : ATTAMBA_OK;
+    if (!s && chunk > 0) {
+        snprintf(num, sizeof num, "%d", (int)chunk);
+        s = attamba_config_set(c, "chunk", num, err, sizeof err);
+    }
+    if (!s && window >= 0) {
+        snprintf(num, sizeof num, "%d", (int)window);
+        s = attamba_config_set(c, "window", num, err, sizeof err);
+    }
+    if (!s && boundaries) s = attamba_config_set(c, "boundaries", keep ? keep : boundaries, err, sizeof err);
+    free(keep);
+    if (s) {
+        attamba_config_destroy(c);
+        return cli_error("train", "%s", err);
+    }
+    *out = c;
+    return 0;
 }
 
 int cli_train(int argc, char **argv) {
@@ -44,10 +90,10 @@ int cli_train(int argc, char **argv) {
         {"window", required_argument, 0, O_WINDOW},   {"boundaries", required_argument, 0, O_BOUNDARIES},
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
     const char *config = NULL, *preset = NULL, *device = NULL, *devices = NULL, *kind = NULL, *boundaries = NULL;
-    train_run_opts o = {.val_frac = 0.05, .val_windows = 32, .progress = 1, .stop = &stop_requested};
+    attamba_train_run_params o = attamba_train_run_params_default(0);
+    o.stop = &stop_requested;
+    attamba_train_params *h = &o.train;
     double v = 0, steps = 0, warmup = -1, chunk = 0, window = -1;
-    train_hparams h;
-    train_hparams_default(&h, 1);
     int c, ok = 1;
     optind = 1;
     while (ok && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -62,14 +108,14 @@ int cli_train(int argc, char **argv) {
         case O_KIND: kind = optarg; break;
         case O_BOUNDARIES: boundaries = optarg; break;
         case O_STEPS: ok = num_opt("steps", optarg, 1, 1e12, &steps); break;
-        case O_BATCH: ok = num_opt("batch", optarg, 1, 1 << 20, &v); h.batch = (int)v; break;
-        case O_SEQ: ok = num_opt("seq", optarg, 2, 1 << 20, &v); h.seq = (int)v; break;
-        case O_ACCUM: ok = num_opt("accum", optarg, 1, 1 << 20, &v); h.accum = (int)v; break;
-        case O_LR: ok = num_opt("lr", optarg, 1e-9, 10, &v); h.lr = (float)v; break;
-        case O_MIN_LR: ok = num_opt("min-lr", optarg, 0, 10, &v); h.min_lr = (float)v; break;
+        case O_BATCH: ok = num_opt("batch", optarg, 1, 1 << 20, &v); h->batch = (int)v; break;
+        case O_SEQ: ok = num_opt("seq", optarg, 2, 1 << 20, &v); h->seq = (int)v; break;
+        case O_ACCUM: ok = num_opt("accum", optarg, 1, 1 << 20, &v); h->accum = (int)v; break;
+        case O_LR: ok = num_opt("lr", optarg, 1e-9, 10, &v); h->lr = (float)v; break;
+        case O_MIN_LR: ok = num_opt("min-lr", optarg, 0, 10, &v); h->min_lr = (float)v; break;
         case O_WARMUP: ok = num_opt("warmup", optarg, 0, 1e12, &warmup); break;
-        case O_WD: ok = num_opt("weight-decay", optarg, 0, 10, &v); h.weight_decay = (float)v; break;
-        case O_CLIP: ok = num_opt("clip", optarg, 0, 1e9, &v); h.clip = (float)v; break;
+        case O_WD: ok = num_opt("weight-decay", optarg, 0, 10, &v); h->weight_decay = (float)v; break;
+        case O_CLIP: ok = num_opt("clip", optarg, 0, 1e9, &v); h->clip = (float)v; break;
         case O_SEED: ok = num_opt("seed", optarg, 0, 1e18, &v); o.seed = (uint64_t)v; break;
         case O_VAL_EVERY: ok = num_opt("val-every", optarg, 0, 1e12, &v); o.val_every = (int64_t)v; break;
         case O_VAL_WINDOWS: ok = num_opt("val-windows", optarg, 1, 1e9, &v); o.val_windows = (int)v; break;
@@ -105,40 +151,23 @@ int cli_train(int argc, char **argv) {
     if (!o.data || !o.out) return cli_error("train", "--data and --out are required"), 2;
     if (!o.resume && !config == !preset) return cli_error("train", "give --config or --preset (or --resume)"), 2;
     if (!o.resume && steps < 1) return cli_error("train", "--steps N is required"), 2;
-    model_config cfg;
     char err[600];
-    memset(&cfg, 0, sizeof cfg);
-    if (o.resume && !config && !preset && !checkpoint_exists(o.out))
+    if (o.resume && !config && !preset && !attamba_checkpoint_exists(o.out))
         return cli_error("train", "--resume: no checkpoint in %s (give --config or --preset to start a run)", o.out), 2;
+    attamba_config *cfg = NULL;
     if (!o.resume || config || preset) {
-        if (config ? model_config_load(config, &cfg, err, sizeof err) : model_config_preset(preset, &cfg, err, sizeof err))
-            return cli_error("train", "%s", err);
-        if (kind) {
-            int k = -1;
-            for (int i = 0; i <= MODEL_TRANSFORMER_SWA; i++)
-                if (!strcmp(kind, model_kind_name((model_kind)i))) k = i;
-            if (k < 0) return cli_error("train", "unknown --kind '%s'", kind), 2;
-            cfg.kind = (model_kind)k;
-        }
-        if (chunk > 0) cfg.chunk = (int)chunk;
-        if (window >= 0) cfg.window = (int)window;
-        if (boundaries) {
-            boundary_spec b = model_config_boundaries(&cfg);
-            if (boundary_parse(boundaries, &b, err, sizeof err)) return cli_error("train", "%s", err);
-            cfg.boundaries = b.strategy;
-            cfg.boundary_seed = b.seed;
-        }
-        if (model_config_validate(&cfg, err, sizeof err)) return cli_error("train", "%s", err);
+        int rc = make_config(config ? config : preset, kind, chunk, window, boundaries, &cfg);
+        if (rc) return rc;
     }
-    h.steps = (int64_t)steps;
-    h.warmup = warmup >= 0 ? (int64_t)warmup : (h.steps / 20 > 0 ? h.steps / 20 : 1);
+    h->steps = (int64_t)steps;
+    h->warmup = warmup >= 0 ? (int64_t)warmup : (h->steps / 20 > 0 ? h->steps / 20 : 1);
     attamba_comm comm;
-    if (cli_mpi_begin(&comm)) return 1;
+    if (cli_mpi_begin(&comm)) return attamba_config_destroy(cfg), 1;
     o.comm = &comm;
     o.progress = comm.rank == 0;
     attamba_context *ctxs[ATTAMBA_MAX_DEVICES];
     int n_ctx = cli_open_devices(devices, device, ctxs);
-    if (!n_ctx) return cli_mpi_end(&comm, 1), 1;
+    if (!n_ctx) return attamba_config_destroy(cfg), cli_mpi_end(&comm, 1), 1;
     attamba_context *ctx = ctxs[0];
     signal(SIGINT, on_sigint);
     signal(SIGTERM, on_sigint); /* what mpirun (on Ctrl-C) and batch schedulers (at the time limit) send */
@@ -149,7 +178,8 @@ int cli_train(int argc, char **argv) {
         fprintf(stderr, "%sdevice %d:%d: %s\n", rank, d->platform_index, d->device_index, d->name);
     }
     double val;
-    attamba_status s = train_run(ctxs, n_ctx, &cfg, &h, &o, &val);
+    attamba_status s = attamba_train_run(ctxs, n_ctx, cfg, &o, &val);
+    attamba_config_destroy(cfg);
     int rc = 0;
     if (s == ATTAMBA_ERR_INTERRUPTED) {
         rc = 130;
@@ -158,9 +188,14 @@ int cli_train(int argc, char **argv) {
         rc = comm.size > 1 ? cli_error("train", "rank %d: %s", comm.rank, attamba_context_last_error(ctx))
                            : cli_error("train", "%s", attamba_context_last_error(ctx));
     } else if (comm.rank == 0) {
-        char *cpath = core_strdup_printf("%s/config.json", o.out); /* the trained model's, also after --resume */
-        int bytes = cpath && !model_config_load(cpath, &cfg, err, sizeof err) && cfg.tokenizer == TOKENIZER_BYTES;
-        free(cpath);
+        attamba_config *trained; /* the trained model's, also after --resume */
+        int bytes = !attamba_config_load(o.out, &trained, err, sizeof err);
+        if (bytes) {
+            attamba_config_info info;
+            attamba_config_describe(trained, &info);
+            bytes = !strcmp(info.tokenizer, "bytes");
+            attamba_config_destroy(trained);
+        }
         if (bytes)
             printf("trained %s: validation loss %.4f, perplexity %.3f, bits/byte %.4f\n", o.out, val, exp(val),
                    val / log(2.0));
@@ -178,32 +213,21 @@ int cli_train(int argc, char **argv) {
  * comfortably, and the way SentencePiece models get their data. */
 static int tokenize_with(const char *spm, const char *in, const char *out) {
     char err[1024];
-    tokenizer *t = NULL;
-    if (tokenizer_load_sentencepiece(spm, &t, err, sizeof err)) return cli_error("tokenize", "%s", err);
-    if (t->vocab_size > 65535) {
-        cli_error("tokenize", "%s has %d pieces: token files hold u16 ids, at most 65535", spm, t->vocab_size);
-        tokenizer_destroy(t);
+    attamba_tokenizer *t = NULL;
+    if (attamba_tokenizer_load(spm, &t, err, sizeof err)) return cli_error("tokenize", "%s", err);
+    int vocab = attamba_tokenizer_vocab_size(t);
+    if (vocab > 65535) {
+        cli_error("tokenize", "%s has %d pieces: token files hold u16 ids, at most 65535", spm, vocab);
+        attamba_tokenizer_destroy(t);
         return 1;
     }
-    size_t len = 0;
-    char *text = core_read_file(in, 0, &len, err, sizeof err);
-    int32_t *ids = text ? malloc((len ? len : 1) * sizeof *ids) : NULL; /* a piece is at least one byte */
-    uint16_t *tok = ids ? malloc((len ? len : 1) * sizeof *tok) : NULL;
-    int64_t n = 0;
+    int64_t n = 0, len = 0;
     int rc = 0;
-    if (!text) rc = cli_error("tokenize", "%s", err);
-    else if (!tok) rc = cli_error("tokenize", "out of host memory for the tokens of %zu bytes", len);
-    else if (t->encode(t, text, len, ids, (int64_t)len, &n) || n > (int64_t)len)
-        rc = cli_error("tokenize", "%s: encoding failed", in);
-    for (int64_t i = 0; !rc && i < n; i++) tok[i] = (uint16_t)ids[i];
-    if (!rc && data_write_tokens(out, tok, n, err, sizeof err)) rc = cli_error("tokenize", "%s", err);
-    if (!rc)
-        printf("wrote %s: %lld tokens of %s (vocab %d) from %zu bytes, %.4f tokens per byte\n", out, (long long)n,
-               spm, t->vocab_size, len, (double)n / (double)(len ? len : 1));
-    tokenizer_destroy(t);
-    free(text);
-    free(ids);
-    free(tok);
+    if (attamba_tokenize_file(t, in, out, &n, &len, err, sizeof err)) rc = cli_error("tokenize", "%s", err);
+    else
+        printf("wrote %s: %lld tokens of %s (vocab %d) from %lld bytes, %.4f tokens per byte\n", out, (long long)n,
+               spm, vocab, (long long)len, (double)n / (double)(len ? len : 1));
+    attamba_tokenizer_destroy(t);
     return rc;
 }
 
@@ -228,11 +252,9 @@ int cli_tokenize(int argc, char **argv) {
     }
     if (!in || !out) return cli_error("tokenize", "--data and --out are required"), 2;
     if (spm) return tokenize_with(spm, in, out);
-    dataset d;
-    char err[400];
-    if (data_open(in, &d, err, sizeof err)) return cli_error("tokenize", "%s", err);
-    attamba_status s = data_write_tokens(out, d.tok, d.n, err, sizeof err);
-    if (!s) printf("wrote %s: %lld tokens\n", out, (long long)d.n);
-    data_close(&d);
-    return s ? cli_error("tokenize", "%s", err) : 0;
+    char err[1024];
+    int64_t n = 0;
+    if (attamba_tokenize_file(NULL, in, out, &n, NULL, err, sizeof err)) return cli_error("tokenize", "%s", err);
+    printf("wrote %s: %lld tokens\n", out, (long long)n);
+    return 0;
 }
