@@ -125,6 +125,8 @@ typedef struct attamba_counters {
     uint64_t blocking_reads;  /* host waits for the queue: device -> host reads and clFinish */
 } attamba_counters;
 void attamba_context_counters(const attamba_context *ctx, attamba_counters *out);
+/* Waits until the work queued on the context's device is done (to time asynchronous calls). */
+attamba_status attamba_context_finish(attamba_context *ctx);
 
 /* Kernel profiles: a context created with ATTAMBA_PROFILE=1 in the environment times every launch on
  * the device (OpenCL profiling events, which slow launches down) and sums the time per kernel. */
@@ -420,7 +422,17 @@ attamba_train_params attamba_train_params_default(int64_t steps);
 /* A trainer of m (f32 weights, on one device): its gradients, AdamW moments and the activations of
  * one micro-batch. Destroy it before the model. */
 attamba_status attamba_trainer_create(attamba_model *m, const attamba_train_params *p, attamba_trainer **out);
+/* A data-parallel trainer of m (which lives on devices[0]) over devices[0..n-1]: a replica of the model on
+ * each other device; each micro-batch's rows are shared out by measured speed (equal for the first, then
+ * re-measured every few), the gradients summed into devices[0]'s, which applies AdamW and sends the new
+ * weights back (docs/multi-device.md). A step's loss and update are those of the whole micro-batch, as on
+ * one device (up to the order of float sums). n = 1 is attamba_trainer_create. */
+attamba_status attamba_trainer_create_parallel(attamba_model *m, attamba_context *const *devices, int n,
+                                               const attamba_train_params *p, attamba_trainer **out);
 void attamba_trainer_destroy(attamba_trainer *t);
+/* How a parallel trainer shares the rows now, e.g. "0:0 pthread 5 rows (41.2 rows/s), 0:1 basic 3 rows
+ * (24.9 rows/s)"; returns whether that changed since the last call (so a caller prints it once per change). */
+int attamba_trainer_split(attamba_trainer *t, char *buf, size_t size);
 typedef struct attamba_train_stats {
     int64_t step;      /* optimiser steps done, this one included */
     double loss;       /* the step's mean cross-entropy (nats per scored target) */

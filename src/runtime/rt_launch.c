@@ -144,3 +144,5 @@ void attamba_context_profile_print(const attamba_context *ctx, FILE *out, int64_
 }
 
 void attamba_context_profile_reset(attamba_context *ctx) { rt_profile_reset(ctx); }
+
+attamba_status attamba_context_finish(attamba_context *ctx) { return rt_finish(ctx); }

@@ -1,11 +1,14 @@
-/* The public training API (include/attamba/attamba.h) over train.h and checkpoint.h. */
+/* The public training API (include/attamba/attamba.h) over parallel.h (one device: the plain trainer)
+ * and checkpoint.h. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "checkpoint.h"
+#include "parallel.h"
 
 struct attamba_trainer {
-    trainer *t;
+    dp_trainer *g;
+    trainer *t; /* device 0's: the optimiser state */
     train_hparams h;
     train_progress p; /* the step; the data RNG is the caller's and stays zero */
 };
@@ -29,32 +32,41 @@ attamba_train_params attamba_train_params_default(int64_t steps) {
     return from_hparams(&h);
 }
 
-static attamba_status wrap(trainer *t, const train_hparams *h, const train_progress *p, attamba_trainer **out) {
+/* A trainer of m over ctxs[0..n-1] (ctxs[0] m's), at progress p. */
+static attamba_status wrap(model *m, rt_ctx *const *ctxs, int n, const train_hparams *h, const train_progress *p,
+                           attamba_trainer **out) {
     attamba_trainer *a = calloc(1, sizeof *a);
-    if (!a) {
-        rt_ctx *ctx = trainer_model(t)->ctx;
-        trainer_destroy(t);
-        return rt_fail(ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "trainer: out of host memory");
+    if (!a) return rt_fail(m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "trainer: out of host memory");
+    *a = (attamba_trainer){.h = *h, .p = *p};
+    attamba_status s = dp_create(ctxs, n, m, h, NULL, &a->g);
+    if (s) {
+        free(a);
+        return s;
     }
-    *a = (attamba_trainer){.t = t, .h = *h, .p = *p};
+    a->t = dp_primary(a->g);
     *out = a;
     return ATTAMBA_OK;
 }
 
-attamba_status attamba_trainer_create(attamba_model *m, const attamba_train_params *p, attamba_trainer **out) {
+attamba_status attamba_trainer_create_parallel(attamba_model *m, attamba_context *const *devices, int n,
+                                               const attamba_train_params *p, attamba_trainer **out) {
     *out = NULL;
-    if (!p) return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "attamba_trainer_create: NULL params");
+    if (!p || !devices) return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "attamba_trainer_create: NULL params or devices");
     train_hparams h = to_hparams(p);
-    trainer *t;
-    RT_TRY(trainer_create(m, &h, &t));
-    return wrap(t, &h, &(train_progress){0}, out);
+    return wrap(m, devices, n, &h, &(train_progress){0}, out);
+}
+
+attamba_status attamba_trainer_create(attamba_model *m, const attamba_train_params *p, attamba_trainer **out) {
+    return attamba_trainer_create_parallel(m, &m->ctx, 1, p, out);
 }
 
 void attamba_trainer_destroy(attamba_trainer *t) {
     if (!t) return;
-    trainer_destroy(t->t);
+    dp_destroy(t->g);
     free(t);
 }
+
+int attamba_trainer_split(attamba_trainer *t, char *buf, size_t size) { return dp_describe_split(t->g, buf, size); }
 
 /* Each of the n rows' targets: ignore_id, or an id of the vocabulary (tokens are checked by the forward). */
 static attamba_status check_targets(attamba_trainer *t, const char *op, const int32_t *targets, int64_t n) {
@@ -76,15 +88,14 @@ attamba_status attamba_trainer_step(attamba_trainer *t, const int32_t *tokens, c
     RT_TRY(check_targets(t, op, targets, rows * h->accum));
     double sum = 0, grad_norm = 0;
     float lr = 0;
-    RT_TRY(trainer_zero_grad(t->t));
+    RT_TRY(dp_zero_grad(t->g));
     for (int a = 0; a < h->accum; a++) {
         double loss;
         int64_t count;
-        RT_TRY(trainer_forward_backward(t->t, tokens + a * rows, targets + a * rows, 1.0f / (float)h->accum, &loss,
-                                        &count));
+        RT_TRY(dp_forward_backward(t->g, tokens + a * rows, targets + a * rows, 1.0f / (float)h->accum, &loss, &count));
         sum += loss;
     }
-    RT_TRY(trainer_apply(t->t, t->p.step + 1, &grad_norm, &lr));
+    RT_TRY(dp_apply(t->g, t->p.step + 1, &grad_norm, &lr));
     t->p.step++;
     t->p.tokens += rows * h->accum;
     if (stats) *stats = (attamba_train_stats){t->p.step, sum / h->accum, grad_norm, lr};
@@ -131,12 +142,11 @@ attamba_status attamba_trainer_load(attamba_context *ctx, const char *dir, attam
     if (!dir) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "attamba_trainer_load: NULL dir");
     attamba_status s = checkpoint_load(ctx, dir, m, &h, &p, err, sizeof err);
     if (s) return rt_fail(ctx, s, "attamba_trainer_load: %s", err);
-    trainer *tr = NULL;
-    s = trainer_create(*m, &h, &tr);
-    if (!s && (s = checkpoint_load_moments(dir, tr, err, sizeof err))) rt_fail(ctx, s, "attamba_trainer_load: %s", err);
-    if (!s) s = wrap(tr, &h, &p, t);
-    else trainer_destroy(tr);
+    s = wrap(*m, &ctx, 1, &h, &p, t);
+    if (!s && (s = checkpoint_load_moments(dir, (*t)->t, err, sizeof err))) rt_fail(ctx, s, "attamba_trainer_load: %s", err);
     if (s) {
+        attamba_trainer_destroy(*t);
+        *t = NULL;
         model_destroy(*m);
         *m = NULL;
     }

@@ -91,7 +91,7 @@ attamba_status dp_create(rt_ctx *const *ctxs, int n, model *m0, const train_hpar
     for (int i = 0; i < n && !s; i++) {
         replica *r = &g->r[i];
         train_hparams hi = *h;
-        hi.batch = rows[i] > 0 ? rows[i] : 1;
+        hi.batch = h->batch < 1 ? h->batch : rows[i] > 0 ? rows[i] : 1; /* a bad batch meets trainer_create's check */
         r->rows = rows[i];
         if (i == 0) {
             r->m = m0;
