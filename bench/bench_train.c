@@ -9,70 +9,78 @@
 
 #include "bench_util.h"
 #include "cli.h"
-#include "train/parallel.h"
 
 typedef struct {
-    dp_trainer *g;
+    attamba_context *ctx; /* the trainer's first device */
+    attamba_trainer *t;
     const int32_t *tok, *tgt;
-    int64_t step;
 } step_arg;
 
 static int one_step(void *p) {
     step_arg *a = p;
-    double loss;
-    int64_t count;
-    if (dp_zero_grad(a->g) || dp_forward_backward(a->g, a->tok, a->tgt, 1.0f, &loss, &count) ||
-        dp_apply(a->g, ++a->step, NULL, NULL))
-        return 1;
-    return rt_finish(dp_replica(a->g, 0)->ctx) != ATTAMBA_OK;
+    return attamba_trainer_step(a->t, a->tok, a->tgt, NULL) || attamba_context_finish(a->ctx);
 }
 
-/* A model of cfg on ctxs[0] and its data-parallel trainer over ctxs[0..n-1]. */
-static attamba_status setup(rt_ctx *const *ctxs, int n, const model_config *cfg, const train_hparams *h, model **m,
-                            dp_trainer **g) {
-    *g = NULL;
-    attamba_status s = model_create(ctxs[0], cfg, m);
-    if (!s) s = model_init_random(*m, 1);
-    if (!s) s = dp_create(ctxs, n, *m, h, NULL, g);
+/* A model of cfg on ctxs[0] (seed 1) and its trainer over ctxs[0..n-1]. */
+static attamba_status setup(attamba_context *const *ctxs, int n, const attamba_config *cfg,
+                            const attamba_train_params *h, attamba_model **m, attamba_trainer **t) {
+    *t = NULL;
+    attamba_model_params mp = attamba_model_params_default();
+    mp.devices = ctxs;
+    mp.n_devices = 1;
+    attamba_status s = attamba_model_create(cfg, &mp, 1, m);
+    if (!s) s = attamba_trainer_create_parallel(*m, ctxs, n, h, t);
     return s;
 }
 
 /* A training step's FLOPs: six per non-embedding weight per token (forward, two backward GEMMs) and the
  * attention, forward (4 dh per key visit) and backward (10 dh); bytes: what a step must move at least,
  * each weight read forward and backward, its gradient written, and AdamW's 28 bytes per parameter. */
-static void train_cost(const model_config *cfg, int B, int T, double *flop, double *bytes) {
-    double params = (double)model_config_param_count(cfg);
-    double nonemb = params - (cfg->tie_embeddings ? 0 : (double)cfg->vocab_size * cfg->dim);
-    *flop = (double)B * T * (6.0 * nonemb + 3.5 * model_config_attention_flops(cfg, T));
+static void train_cost(const attamba_config *cfg, int B, int T, double *flop, double *bytes) {
+    attamba_config_info info;
+    attamba_config_cost cost;
+    attamba_config_describe(cfg, &info);
+    attamba_config_estimate(cfg, T, &cost);
+    char *text = attamba_config_json(cfg);
+    cJSON *o = text ? cJSON_Parse(text) : NULL;
+    int tied = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "tie_embeddings"));
+    cJSON_Delete(o);
+    free(text);
+    double params = (double)info.parameters;
+    double nonemb = params - (tied ? 0 : (double)info.vocab_size * info.d_model);
+    *flop = (double)B * T * (6.0 * nonemb + 3.5 * cost.attention_flops);
     *bytes = 40.0 * params;
 }
 
-static char *device_label(const rt_ctx *ctx) {
-    return core_strdup_printf("%d:%d %s", ctx->dev.info.platform_index, ctx->dev.info.device_index, ctx->dev.info.name);
+static void device_label(const attamba_context *ctx, char *out, size_t size) {
+    const attamba_device_info *d = attamba_context_device(ctx);
+    snprintf(out, size, "%d:%d %s", d->platform_index, d->device_index, d->name);
 }
 
 /* Each device alone, then all together (configuration n), `rounds` interleaved rounds of `steps`
  * steps; prints and records the median tokens/s of each and the scaling. */
-static int scaling(rt_ctx *const *ctxs, int n, const char *name, const model_config *cfg, const train_hparams *h,
-                   const int32_t *tok, const int32_t *tgt, int steps, cJSON *out) {
+static int scaling(attamba_context *const *ctxs, int n, const char *name, const attamba_config *cfg,
+                   const attamba_train_params *h, const int32_t *tok, const int32_t *tgt, int steps, cJSON *out) {
     enum { ROUNDS = 3 };
-    model *m[ATTAMBA_MAX_DEVICES + 1] = {0};
-    dp_trainer *g[ATTAMBA_MAX_DEVICES + 1] = {0};
+    attamba_model *m[ATTAMBA_MAX_DEVICES + 1] = {0};
+    attamba_trainer *g[ATTAMBA_MAX_DEVICES + 1] = {0};
     step_arg a[ATTAMBA_MAX_DEVICES + 1];
     double rate[ATTAMBA_MAX_DEVICES + 1][ROUNDS];
     int rc = 0;
     for (int c = 0; c <= n && !rc; c++) {
-        rt_ctx *const *set = c < n ? &ctxs[c] : ctxs;
-        if (setup(set, c < n ? 1 : n, cfg, h, &m[c], &g[c])) rc = cli_error("bench train", "%s: %s", name, set[0]->err);
-        a[c] = (step_arg){g[c], tok, tgt, 0};
+        attamba_context *const *set = c < n ? &ctxs[c] : ctxs;
+        const char *why = NULL;
+        if (setup(set, c < n ? 1 : n, cfg, h, &m[c], &g[c])) why = attamba_context_last_error(set[0]);
+        a[c] = (step_arg){set[0], g[c], tok, tgt};
         /* warm-up: compiles the kernels, and the second micro-batch calibrates the split */
-        for (int w = 0; w < 3 && !rc; w++)
-            if (one_step(&a[c])) rc = cli_error("bench train", "%s: %s", name, set[0]->err);
+        for (int w = 0; w < 3 && !why; w++)
+            if (one_step(&a[c])) why = attamba_context_last_error(set[0]);
+        if (why) rc = cli_error("bench train", "%s: %s", name, why);
     }
     for (int r = 0; r < ROUNDS && !rc; r++)
         for (int c = 0; c <= n && !rc; c++) {
             double sec = bench_time(one_step, &a[c], steps, 0.0, NULL);
-            if (sec <= 0) rc = cli_error("bench train", "%s: %s", name, ctxs[c < n ? c : 0]->err);
+            if (sec <= 0) rc = cli_error("bench train", "%s: %s", name, attamba_context_last_error(ctxs[c < n ? c : 0]));
             else rate[c][r] = h->batch * h->seq / sec;
         }
     double best = 0, sum = 0, med[ATTAMBA_MAX_DEVICES + 1];
@@ -83,26 +91,29 @@ static int scaling(rt_ctx *const *ctxs, int n, const char *name, const model_con
                 rate[c][k] = rate[c][k - 1], rate[c][k - 1] = t;
             }
         med[c] = rate[c][ROUNDS / 2];
-        if (c < n) sum += med[c], best = CORE_MAX(best, med[c]);
+        if (c < n) sum += med[c], best = med[c] > best ? med[c] : best;
     }
     for (int c = 0; c <= n && !rc; c++) {
-        char *label = c < n ? device_label(ctxs[c]) : core_strdup_printf("all %d together", n);
-        char split[600] = "";
-        if (c == n) dp_describe_split(g[c], split, sizeof split);
-        printf("%-12s %-40.40s %12.0f", name, label ? label : "?", med[c]);
+        char label[200], split[600] = "";
+        if (c < n) device_label(ctxs[c], label, sizeof label);
+        else snprintf(label, sizeof label, "all %d together", n);
+        if (c == n) attamba_trainer_split(g[c], split, sizeof split);
+        printf("%-12s %-40.40s %12.0f", name, label, med[c]);
         if (c == n) printf("   %.2f of the sum, %.2fx the fastest alone\n%12s split: %s\n", med[c] / sum,
                            med[c] / best, "", split);
         else printf("\n");
         double flop, bytes, steps_per_s = med[c] / (h->batch * h->seq);
         train_cost(cfg, h->batch, h->seq, &flop, &bytes);
         bench_timing tm = {1.0 / steps_per_s, h->batch * h->seq / rate[c][ROUNDS - 1], ROUNDS};
-        char shape[48], variant[80];
+        char shape[48], variant[320];
         snprintf(shape, sizeof shape, "B=%d T=%d", h->batch, h->seq);
-        snprintf(variant, sizeof variant, "%s %s: %s", name, model_kind_name(cfg->kind), label ? label : "?");
+        attamba_config_info info;
+        attamba_config_describe(cfg, &info);
+        snprintf(variant, sizeof variant, "%s %s: %s", name, info.kind, label);
         cJSON *o = bench_entry(c < n ? ctxs[c] : ctxs[0], "train", "train_step", shape, variant, &tm, flop, bytes);
         bench_entry_rate(o, med[c], "tokens/s");
         cJSON_AddStringToObject(o, "preset", name);
-        cJSON_AddStringToObject(o, "devices", label ? label : "?");
+        cJSON_AddStringToObject(o, "devices", label);
         cJSON_AddNumberToObject(o, "batch", h->batch);
         cJSON_AddNumberToObject(o, "seq", h->seq);
         cJSON_AddNumberToObject(o, "tokens_per_s", med[c]);
@@ -113,28 +124,28 @@ static int scaling(rt_ctx *const *ctxs, int n, const char *name, const model_con
             cJSON_AddStringToObject(o, "split", split);
         }
         cJSON_AddItemToArray(out, o);
-        free(label);
     }
     for (int c = 0; c <= n; c++) {
-        dp_destroy(g[c]);
-        model_destroy(m[c]);
+        attamba_trainer_destroy(g[c]);
+        attamba_model_destroy(m[c]);
     }
     return rc;
 }
 
 /* Runs the PyTorch twin's step timing (bench_train_torch.py); returns its tokens/s or 0. */
-static double torch_rate(const char *script, const model_config *cfg, int B, int T, int steps) {
+static double torch_rate(const char *script, const attamba_config *cfg, int B, int T, int steps) {
     char cfg_path[] = "/tmp/attamba-bench-train-XXXXXX";
     int fd = mkstemp(cfg_path);
     if (fd < 0) return 0;
-    char *json = model_config_to_json(cfg);
+    char *json = attamba_config_json(cfg);
     FILE *f = fdopen(fd, "w");
-    fputs(json, f);
-    fclose(f);
+    if (f && json) fputs(json, f);
+    if (f) fclose(f);
     free(json);
-    char *cmd = core_strdup_printf("/usr/bin/python3 %s --config %s --batch %d --seq %d --steps %d", script, cfg_path,
-                                   B, T, steps);
-    FILE *p = cmd ? popen(cmd, "r") : NULL;
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s --config %s --batch %d --seq %d --steps %d", script, cfg_path, B, T,
+             steps);
+    FILE *p = popen(cmd, "r");
     char line[512] = "";
     double rate = 0;
     if (p) {
@@ -146,19 +157,21 @@ static double torch_rate(const char *script, const model_config *cfg, int B, int
         }
         pclose(p);
     }
-    free(cmd);
     remove(cfg_path);
     return rate;
 }
 
 /* --profile: the kernels of the steps after the warm-up, per step, and zeroing + AdamW (issue 17 asks
  * for < 5% of a paper-60m step). Kernel times are device times, the step a wall-clock median. */
-static void print_profile(const rt_ctx *ctx, int64_t steps, double step_seconds) {
-    rt_profile_print_steps(ctx, stdout, steps, step_seconds);
+static void print_profile(const attamba_context *ctx, int64_t steps, double step_seconds) {
+    attamba_context_profile_print(ctx, stdout, steps, step_seconds);
+    const attamba_profile_entry *e;
+    int n = 0;
     double zero = 0, adamw = 0;
-    for (int i = 0; i < ctx->n_profile; i++) {
-        if (!strcmp(ctx->profile[i].name, "fill_u32")) zero += ctx->profile[i].seconds;
-        if (!strcmp(ctx->profile[i].name, "adamw_step")) adamw += ctx->profile[i].seconds;
+    attamba_context_profile(ctx, &e, &n);
+    for (int i = 0; i < n; i++) {
+        if (!strcmp(e[i].name, "fill_u32")) zero += e[i].seconds;
+        if (!strcmp(e[i].name, "adamw_step")) adamw += e[i].seconds;
     }
     printf("zeroing (fill_u32) %.1f ms + AdamW (adamw_step) %.1f ms per step: %.1f%% of the %.1f ms step "
            "(%lld steps profiled)\n",
@@ -206,15 +219,15 @@ int bench_train_main(int argc, char **argv) {
         }
     }
     if (profile) setenv("ATTAMBA_PROFILE", "1", 1); /* read when the context makes its queue */
-    rt_ctx *ctxs[ATTAMBA_MAX_DEVICES];
+    attamba_context *ctxs[ATTAMBA_MAX_DEVICES];
     int n_ctx = cli_open_devices(devices, device, ctxs);
     if (!n_ctx) return 1;
-    rt_ctx *ctx = ctxs[0];
+    attamba_context *ctx = ctxs[0];
     if (n_ctx > 1) {
         printf("%d devices, data-parallel; %s, batch %d x seq %d\n%-12s %-40s %12s\n", n_ctx, kind, B, T, "preset",
                "devices", "tok/s");
     } else {
-        printf("device: %s; %s, batch %d x seq %d\n", ctx->dev.info.name, kind, B, T);
+        printf("device: %s; %s, batch %d x seq %d\n", attamba_context_device(ctx)->name, kind, B, T);
         printf("%-12s %12s %12s %14s %14s %10s %s\n", "preset", "params", "ms/step", "engine tok/s", "torch tok/s",
                "ratio", "launch/alloc/read per step");
     }
@@ -222,57 +235,61 @@ int bench_train_main(int argc, char **argv) {
     int rc = 0;
     char *list = strdup(presets);
     for (char *save = NULL, *name = strtok_r(list, ",", &save); name && !rc; name = strtok_r(NULL, ",", &save)) {
-        model_config cfg;
-        char err[300];
-        if (model_config_preset(name, &cfg, err, sizeof err)) {
+        attamba_config *cfg = NULL;
+        char err[600];
+        if (attamba_config_load(name, &cfg, err, sizeof err) ||
+            (!strcmp(kind, "transformer") && attamba_config_set(cfg, "kind", "transformer", err, sizeof err))) {
+            attamba_config_destroy(cfg);
             rc = cli_error("bench train", "%s", err);
             break;
         }
-        if (!strcmp(kind, "transformer")) cfg.kind = MODEL_TRANSFORMER;
-        model *m = NULL;
-        dp_trainer *g = NULL;
-        train_hparams h;
-        train_hparams_default(&h, 1000);
+        attamba_config_info info;
+        attamba_config_describe(cfg, &info);
+        attamba_model *m = NULL;
+        attamba_trainer *g = NULL;
+        attamba_train_params h = attamba_train_params_default(1000);
         h.batch = B;
         h.seq = T;
         int32_t *tok = malloc((size_t)B * T * sizeof *tok), *tgt = malloc((size_t)B * T * sizeof *tgt);
-        for (int i = 0; i < B * T; i++) {
-            tok[i] = (int32_t)((i * 7919) % cfg.vocab_size);
-            tgt[i] = (int32_t)((i * 104729 + 1) % cfg.vocab_size);
+        for (int i = 0; tok && tgt && i < B * T; i++) {
+            tok[i] = (int32_t)((i * 7919) % info.vocab_size);
+            tgt[i] = (int32_t)((i * 104729 + 1) % info.vocab_size);
         }
-        if (n_ctx > 1) {
-            rc = scaling(ctxs, n_ctx, name, &cfg, &h, tok, tgt, steps, out);
-        } else if (setup(ctxs, 1, &cfg, &h, &m, &g)) {
-            rc = cli_error("bench train", "%s: %s", name, ctx->err);
+        if (!tok || !tgt) {
+            rc = cli_error("bench train", "out of host memory");
+        } else if (n_ctx > 1) {
+            rc = scaling(ctxs, n_ctx, name, cfg, &h, tok, tgt, steps, out);
+        } else if (setup(ctxs, 1, cfg, &h, &m, &g)) {
+            rc = cli_error("bench train", "%s: %s", name, attamba_context_last_error(ctx));
         } else {
-            step_arg a = {g, tok, tgt, 0};
-            if (profile && !one_step(&a)) rt_profile_reset(ctx); /* the kernel builds and first touches */
-            int64_t first = a.step;
+            step_arg a = {ctx, g, tok, tgt};
+            if (profile && !one_step(&a)) attamba_context_profile_reset(ctx); /* the kernel builds and first touches */
+            int64_t first = attamba_trainer_steps_done(g);
             bench_timing tm;
             double s = bench_time(one_step, &a, steps, 0.0, &tm);
             int failed = 0;
             attamba_counters per_step = bench_count(ctx, one_step, &a, &failed);
-            double mine = s > 0 ? B * T / s : 0, theirs = torch ? torch_rate(torch, &cfg, B, T, steps) : 0;
+            double mine = s > 0 ? B * T / s : 0, theirs = torch ? torch_rate(torch, cfg, B, T, steps) : 0;
             char tb[32] = "-", rb[32] = "-";
             if (theirs > 0) {
                 snprintf(tb, sizeof tb, "%.0f", theirs);
                 snprintf(rb, sizeof rb, "%.2fx", mine / theirs);
             }
             printf("%-12s %12lld %12.1f %14.0f %14s %10s %8llu/%llu/%llu\n", name,
-                   (long long)model_config_param_count(&cfg), s * 1e3, mine, tb, rb,
+                   (long long)info.parameters, s * 1e3, mine, tb, rb,
                    (unsigned long long)per_step.launches, (unsigned long long)per_step.allocations,
                    (unsigned long long)per_step.blocking_reads);
-            if (profile && s > 0) print_profile(ctx, a.step - first, s);
+            if (profile && s > 0) print_profile(ctx, attamba_trainer_steps_done(g) - first, s);
             fflush(stdout);
             double flop, bytes;
-            train_cost(&cfg, B, T, &flop, &bytes);
+            train_cost(cfg, B, T, &flop, &bytes);
             char shape[48], variant[64];
             snprintf(shape, sizeof shape, "B=%d T=%d", B, T);
-            snprintf(variant, sizeof variant, "%s %s", name, model_kind_name(cfg.kind));
+            snprintf(variant, sizeof variant, "%s %s", name, info.kind);
             cJSON *o = bench_entry(ctx, "train", "train_step", shape, variant, &tm, flop, bytes);
             bench_entry_rate(o, mine, "tokens/s");
             cJSON_AddStringToObject(o, "preset", name);
-            cJSON_AddStringToObject(o, "kind", model_kind_name(cfg.kind));
+            cJSON_AddStringToObject(o, "kind", info.kind);
             cJSON_AddNumberToObject(o, "batch", B);
             cJSON_AddNumberToObject(o, "seq", T);
             if (!failed) bench_entry_counters(o, &per_step, 1);
@@ -282,13 +299,14 @@ int bench_train_main(int argc, char **argv) {
             }
             cJSON_AddItemToArray(out, o);
         }
-        dp_destroy(g);
-        model_destroy(m);
+        attamba_trainer_destroy(g);
+        attamba_model_destroy(m);
+        attamba_config_destroy(cfg);
         free(tok);
         free(tgt);
     }
     free(list);
-    if (ctx->profiling && !profile) rt_profile_print(ctx, stdout);
+    if (attamba_context_profile(ctx, NULL, NULL) && !profile) attamba_context_profile_print(ctx, stdout, 0, 0);
     if (!rc && json && bench_write_json(out, json)) rc = cli_error("bench train", "cannot write %s", json);
     cJSON_Delete(out);
     cli_close_devices(ctxs, n_ctx);
