@@ -63,6 +63,29 @@ START_TEST(argmax_is_the_forward_pass_argmax) {
             if (logits[(size_t)r * V + v] > logits[(size_t)r * V + want]) want = v;
         ck_assert_msg(best[r] == want, "row %d: argmax %d, the logits' %d", r, best[r], want);
     }
+    /* a row split over two contexts shares the rows out and gives the same ids */
+    attamba_context *two[2] = {ctx, open_ctx()};
+    char dir[64];
+    temp_dir(dir, sizeof dir);
+    ck_assert_int_eq(attamba_model_save(m, dir), ATTAMBA_OK);
+    attamba_model_params mp = attamba_model_params_default();
+    mp.devices = two, mp.n_devices = 2, mp.split_mode = ATTAMBA_SPLIT_ROWS;
+    attamba_model *split;
+    ck_assert_msg(attamba_model_load_with(dir, &mp, &split) == ATTAMBA_OK, "%s", attamba_context_last_error(ctx));
+    int32_t shared[48];
+    ck_assert_msg(attamba_model_argmax(split, tok, B, T, shared) == ATTAMBA_OK, "%s", attamba_context_last_error(ctx));
+    ck_assert_int_eq(memcmp(shared, best, sizeof shared), 0);
+    char text[128];
+    snprintf(text, sizeof text, "%s/text.txt", dir);
+    write_text(text, 3000);
+    double alone = 0, both = 0;
+    ck_assert_int_eq(attamba_model_validate(m, text, 0.1, 32, 4, 9, &alone), ATTAMBA_OK);
+    ck_assert_msg(attamba_model_validate(split, text, 0.1, 32, 4, 9, &both) == ATTAMBA_OK, "%s",
+                  attamba_context_last_error(ctx));
+    ck_assert_msg(fabs(both - alone) < 1e-5 * alone, "row split %g, one device %g", both, alone);
+    attamba_model_destroy(split);
+    attamba_context_destroy(two[1]);
+    remove_dir(dir);
     free(logits);
     tok[7] = V;
     ck_assert_int_eq(attamba_model_argmax(m, tok, B, T, best), ATTAMBA_ERR_INVALID_ARG);

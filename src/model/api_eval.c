@@ -8,22 +8,37 @@
 #include "train/data.h"
 #include "train/run.h"
 
+typedef struct argmax_args {
+    const int32_t *tokens;
+    int T;
+    int32_t *argmax;
+} argmax_args;
+
+/* The argmax of rows [row, row + rows) on r (the model, or its copy on one device of a row split). */
+static attamba_status argmax_rows(model *r, int i, int row, int rows, void *user) {
+    (void)i;
+    const argmax_args *a = user;
+    int64_t at = (int64_t)row * a->T, n = (int64_t)rows * a->T;
+    tensor logits = {0}, flat = {0}, best = {0};
+    RT_TRY(model_forward(r, a->tokens + at, rows, a->T, &logits));
+    rt_ctx *ctx = logits.buf->ctx; /* the last stage's device with a layer split */
+    attamba_status s = tensor_rows(&logits, &flat);
+    if (!s) s = tensor_scratch(ctx, &best, TENSOR_I32, 1, &n);
+    if (!s) s = ops_argmax(ctx, &flat, &best);
+    if (!s) s = tensor_download(&best, a->argmax + at);
+    if (s) rt_fail_from(r->ctx, s, ctx);
+    tensor_free(&best);
+    tensor_free(&flat);
+    tensor_free(&logits);
+    return s;
+}
+
 attamba_status attamba_model_argmax(attamba_model *m, const int32_t *tokens, int batch, int T, int32_t *argmax) {
     if (!tokens || !argmax) return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "attamba_model_argmax: NULL buffer");
     if (batch < 1 || T < 1)
         return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "attamba_model_argmax: %d sequences of %d tokens", batch, T);
-    tensor logits = {0}, rows = {0}, best = {0};
-    RT_TRY(model_forward(m, tokens, batch, T, &logits));
-    rt_ctx *ctx = logits.buf->ctx; /* the last stage's device with a layer split */
-    attamba_status s = tensor_rows(&logits, &rows);
-    if (!s) s = tensor_scratch(ctx, &best, TENSOR_I32, 1, (int64_t[]){(int64_t)batch * T});
-    if (!s) s = ops_argmax(ctx, &rows, &best);
-    if (!s) s = tensor_download(&best, argmax);
-    if (s) rt_fail_from(m->ctx, s, ctx);
-    tensor_free(&best);
-    tensor_free(&rows);
-    tensor_free(&logits);
-    return s;
+    argmax_args a = {tokens, T, argmax};
+    return model_rows_run(m, batch, argmax_rows, &a); /* a row split shares the rows out over the devices */
 }
 
 attamba_status attamba_model_validate(attamba_model *m, const char *data, double val_frac, int T, int batch,
@@ -51,7 +66,10 @@ attamba_status attamba_model_validate(attamba_model *m, const char *data, double
         if (d.tok[i] >= m->cfg.vocab_size)
             s = rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "%s: %s has token %d at %lld, outside the model's vocabulary "
                         "of %d", op, data, d.tok[i], (long long)i, m->cfg.vocab_size);
-    if (!s) s = train_eval(m, &d, begin, d.n, T, batch, n_windows, loss);
+    /* a row split shares each batch's windows out over its copies (equal shares) */
+    if (!s && m->n_replicas > 1) s = train_eval_replicas(m->replicas, m->n_replicas, &d, begin, d.n, T, batch,
+                                                         n_windows, loss);
+    else if (!s) s = train_eval(m, &d, begin, d.n, T, batch, n_windows, loss);
     data_close(&d);
     return s;
 }
