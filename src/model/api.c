@@ -47,7 +47,8 @@ static attamba_status load_rows(const char *dir, const attamba_model_params *p, 
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "attamba_model_load_with: %d devices (at most %d)", n,
                        ATTAMBA_MAX_DEVICES);
     for (int i = 0; i < n; i++) {
-        if (!p->devices[i]) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "attamba_model_load_with: device %d is NULL", i);
+        if (!p->devices[i])
+            return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "attamba_model_load_with: device %d is NULL", i);
         if (p->tensor_split && !(p->tensor_split[i] >= 0 && p->tensor_split[i] <= 1e9))
             return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "attamba_model_load_with: tensor_split[%d] = %g", i,
                            p->tensor_split[i]);
@@ -75,7 +76,8 @@ attamba_status attamba_model_load_with(const char *dir, const attamba_model_para
     *out = NULL;
     if (!p || !p->devices || p->n_devices < 1 || !p->devices[0]) return ATTAMBA_ERR_INVALID_ARG;
     if (!dir) return rt_fail(p->devices[0], ATTAMBA_ERR_INVALID_ARG, "attamba_model_load_with: NULL dir");
-    if (p->split_mode == ATTAMBA_SPLIT_LAYER) return model_load_split(p->devices, p->n_devices, dir, p->tensor_split, out);
+    if (p->split_mode == ATTAMBA_SPLIT_LAYER)
+        return model_load_split(p->devices, p->n_devices, dir, p->tensor_split, out);
     if (p->split_mode == ATTAMBA_SPLIT_ROWS) return load_rows(dir, p, out);
     if (p->split_mode != ATTAMBA_SPLIT_NONE || p->n_devices != 1)
         return rt_fail(p->devices[0], ATTAMBA_ERR_INVALID_ARG,
@@ -112,7 +114,8 @@ attamba_status attamba_model_set_attention(attamba_model *m, int chunk, int wind
                        m->n_sessions);
     RT_TRY(model_set_attention(m, chunk, window, boundaries));
     for (int i = 1; i < m->n_replicas; i++) /* the copies of a row split: the same pattern, already checked */
-        RT_TRY(rt_fail_from(m->ctx, model_set_attention(m->replicas[i], chunk, window, boundaries), m->replicas[i]->ctx));
+        RT_TRY(rt_fail_from(m->ctx, model_set_attention(m->replicas[i], chunk, window, boundaries),
+                            m->replicas[i]->ctx));
     return ATTAMBA_OK;
 }
 
@@ -431,8 +434,8 @@ attamba_status attamba_session_fill_synthetic(attamba_session *s, int64_t tokens
                        op, (long long)tokens, (long long)s->max_tokens);
     for (int b = 0; b < s->B; b++)
         if (s->pos[b] != 0)
-            return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "%s: sequence %d is not empty (%lld tokens; reset it first)",
-                           op, b, (long long)s->pos[b]);
+            return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG,
+                           "%s: sequence %d is not empty (%lld tokens; reset it first)", op, b, (long long)s->pos[b]);
     attamba_status st = kv_cache_fill_synthetic(s, tokens);
     if (st) kv_cache_reset(s, -1); /* half filled is no state to decode from */
     return st;

@@ -227,11 +227,13 @@ static attamba_status copy_tokenizer(const model_config *cfg, const char *dir, c
 attamba_status attamba_model_create_file(const attamba_config *c, uint64_t seed, const char *dir, char *errbuf,
                                          size_t errbuf_size) {
     if (!c || !dir || !*dir)
-        return core_errbuf(errbuf, errbuf_size, ATTAMBA_ERR_INVALID_ARG, "attamba_model_create_file: NULL config or dir");
+        return core_errbuf(errbuf, errbuf_size, ATTAMBA_ERR_INVALID_ARG,
+                           "attamba_model_create_file: NULL config or dir");
     const model_config *cfg = &c->c;
     weight_info *list = NULL;
     int n = 0;
-    if (weights_list(cfg, &list, &n)) return core_errbuf(errbuf, errbuf_size, ATTAMBA_ERR_OUT_OF_MEMORY, "out of memory");
+    if (weights_list(cfg, &list, &n))
+        return core_errbuf(errbuf, errbuf_size, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
     int64_t numel = list[n - 1].offset + weight_numel(&list[n - 1]);
     float *host = malloc((size_t)numel * sizeof *host);
     char *wpath = core_strdup_printf("%s/model.safetensors", dir), *cpath = core_strdup_printf("%s/config.json", dir);
@@ -261,7 +263,8 @@ attamba_status attamba_model_quantize(const char *in_dir, const char *out_dir, c
         return core_errbuf(errbuf, errbuf_size, ATTAMBA_ERR_INVALID_ARG, "attamba_model_quantize: NULL argument");
     int wt = model_weight_type_parse(type);
     if (wt < 0)
-        return core_errbuf(errbuf, errbuf_size, ATTAMBA_ERR_INVALID_ARG, "bad weight type %.32s (f32, f16 or q8)", type);
+        return core_errbuf(errbuf, errbuf_size, ATTAMBA_ERR_INVALID_ARG, "bad weight type %.32s (f32, f16 or q8)",
+                           type);
     model_config cfg;
     char *cin = core_strdup_printf("%s/config.json", in_dir), *win = core_strdup_printf("%s/model.safetensors", in_dir);
     char *cout = core_strdup_printf("%s/config.json", out_dir);
@@ -270,12 +273,14 @@ attamba_status attamba_model_quantize(const char *in_dir, const char *out_dir, c
     weight_info *list = NULL;
     int n = 0;
     attamba_status s = ATTAMBA_OK;
-    if (!cin || !win || !cout || !wout) s = core_errbuf(errbuf, errbuf_size, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+    if (!cin || !win || !cout || !wout)
+        s = core_errbuf(errbuf, errbuf_size, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
     if (!s) s = model_config_load(cin, &cfg, errbuf, errbuf_size);
     if (!s) s = weights_read_host(&cfg, win, &host, errbuf, errbuf_size);
     if (!s) {
         cfg.weights = (weight_type)wt;
-        if (weights_list(&cfg, &list, &n)) s = core_errbuf(errbuf, errbuf_size, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+        if (weights_list(&cfg, &list, &n))
+            s = core_errbuf(errbuf, errbuf_size, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
     }
     /* the matrices stored in low precision must be finite (a NaN or inf has no f16 or q8 block) */
     int64_t low = 0, kept = 0;
@@ -288,10 +293,11 @@ attamba_status attamba_model_quantize(const char *in_dir, const char *out_dir, c
         low += numel;
         for (int64_t j = 0; j < numel && !s; j++)
             if (!isfinite(host[list[i].offset + j]))
-                s = core_errbuf(errbuf, errbuf_size, ATTAMBA_ERR_FORMAT, "%s: tensor '%s' has a non-finite value at %lld",
-                                win, list[i].name, (long long)j);
+                s = core_errbuf(errbuf, errbuf_size, ATTAMBA_ERR_FORMAT,
+                                "%s: tensor '%s' has a non-finite value at %lld", win, list[i].name, (long long)j);
     }
-    if (!s && core_mkdirs(out_dir) != 0) s = core_errbuf(errbuf, errbuf_size, ATTAMBA_ERR_IO, "cannot create %s", out_dir);
+    if (!s && core_mkdirs(out_dir) != 0)
+        s = core_errbuf(errbuf, errbuf_size, ATTAMBA_ERR_IO, "cannot create %s", out_dir);
     if (!s) s = weights_save_host(list, n, host, wout, errbuf, errbuf_size);
     if (!s) s = copy_tokenizer(&cfg, out_dir, errbuf, errbuf_size);
     if (!s) s = model_config_save(&cfg, cout, errbuf, errbuf_size);
