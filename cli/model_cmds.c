@@ -30,7 +30,8 @@ static const char *model_opts_help =
     "  --device P:D|gpu|cpu|accelerator   (default: $ATTAMBA_DEVICE, else first GPU, accelerator, CPU)\n"
     "  --devices LIST --split layer [--tensor-split 3,1]   the layers spread over a device set, in\n"
     "                       proportion to the shares (default equal); eval also --split rows: each\n"
-    "                       device evaluates its share of every batch with a whole copy of the model\n"
+    "                       device evaluates its share of every batch (--tensor-split: the shares)\n"
+    "                       with a whole copy of the model\n"
     "  --chunk P            test-time chunk size (attamba)\n"
     "  --window L           test-time window of leading tokens\n"
     "  --boundaries S       uniform | cyclic | random | random:SEED\n";
