@@ -301,6 +301,12 @@ START_TEST(loss_on_one_device_and_split_by_rows) {
     OK(attamba_session_create(rows, 32, &s), ctx);
     OK(attamba_session_feed(s, tok, T, lr), ctx);
     attamba_session_destroy(s);
+    /* training would update the first copy only: refused */
+    attamba_train_params tp = attamba_train_params_default(10);
+    attamba_trainer *tr = NULL;
+    ck_assert_int_eq(attamba_trainer_create(rows, &tp, &tr), ATTAMBA_ERR_UNSUPPORTED);
+    ck_assert_ptr_null(tr);
+    ck_assert_ptr_nonnull(strstr(attamba_context_last_error(ctx), "row-split"));
     attamba_model_destroy(rows);
     attamba_model_destroy(m);
     free(logits);

@@ -242,7 +242,8 @@ typedef enum attamba_split_mode {
                                  memory (a model or cache larger than one device fits) */
     ATTAMBA_SPLIT_ROWS = 2    /* a whole copy of the model on every device: forward, loss and argmax share
                                  each batch's rows out over them (tensor_split: the shares; NULL: equal);
-                                 sessions and training use devices[0]'s copy */
+                                 sessions use devices[0]'s copy; a trainer refuses such a model
+                                 (attamba_trainer_create_parallel trains over several devices) */
 } attamba_split_mode;
 typedef struct attamba_model_params {
     attamba_context *const *devices; /* n_devices contexts (attamba_contexts_create) */
@@ -313,7 +314,8 @@ attamba_status attamba_tokenizer_decode(const attamba_tokenizer *t, const int32_
                                         size_t cap, size_t *len);
 
 /* A SentencePiece model file on its own (no model): for tokenizing data before a model exists.
- * Destroy it with attamba_tokenizer_destroy (never a model's). */
+ * Destroy it with attamba_tokenizer_destroy (never a model's). It has no context for messages: a failed
+ * encode or decode writes its message to stderr (the log's warnings) and returns the status. */
 attamba_status attamba_tokenizer_load(const char *path, attamba_tokenizer **out, char *errbuf, size_t errbuf_size);
 void attamba_tokenizer_destroy(attamba_tokenizer *t);
 /* Whether this build reads and trains SentencePiece models. */

@@ -80,7 +80,7 @@ typedef struct attamba_context rt_ctx;
 
 /* ---- errors ---- */
 const char *rt_cl_error_name(cl_int err);
-/* Records a message on the context and returns s. */
+/* Records a message on the context and returns s (ctx NULL: the message goes to the log at warn level). */
 attamba_status rt_fail(rt_ctx *ctx, attamba_status s, const char *fmt, ...) CORE_PRINTF(3, 4);
 /* Returns s; when s is a failure on another context `from`, first records its message on `to`,
  * naming its device (a failure on one device of a set, reported where the caller looks). */

@@ -15,6 +15,13 @@ attamba_status rt_fail(rt_ctx *ctx, attamba_status s, const char *fmt, ...) {
         va_start(ap, fmt);
         vsnprintf(msg, (size_t)n + 1, fmt, ap);
         va_end(ap);
+    }
+    if (!ctx) { /* no context to keep the message (a tokenizer loaded alone): the log has it */
+        core_log(CORE_LOG_WARN, "%s", msg ? msg : "?");
+        free(msg);
+        return s;
+    }
+    if (msg) {
         free(ctx->err);
         ctx->err = msg;
     }

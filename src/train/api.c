@@ -35,6 +35,10 @@ attamba_train_params attamba_train_params_default(int64_t steps) {
 /* A trainer of m over ctxs[0..n-1] (ctxs[0] m's), at progress p. */
 static attamba_status wrap(model *m, rt_ctx *const *ctxs, int n, const train_hparams *h, const train_progress *p,
                            attamba_trainer **out) {
+    if (m->n_replicas > 1) /* only devices[0]'s copy would learn; the others would go stale */
+        return rt_fail(m->ctx, ATTAMBA_ERR_UNSUPPORTED,
+                       "training a row-split model: load it on one device and train with "
+                       "attamba_trainer_create_parallel over the devices");
     attamba_trainer *a = calloc(1, sizeof *a);
     if (!a) return rt_fail(m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "trainer: out of host memory");
     *a = (attamba_trainer){.h = *h, .p = *p};
