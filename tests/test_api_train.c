@@ -188,6 +188,10 @@ START_TEST(token_files_and_standalone_tokenizers) {
     ck_assert_int_eq(attamba_tokenizer_decode(t, ids, k, out, sizeof out, &got), ATTAMBA_OK);
     ck_assert_int_eq(got, len);
     ck_assert_int_eq(memcmp(out, sample, len), 0);
+    /* failures without a context to hold the message: a status (the message goes to the log) */
+    int32_t outside = attamba_tokenizer_vocab_size(t);
+    ck_assert_int_eq(attamba_tokenizer_decode(t, &outside, 1, out, sizeof out, &got), ATTAMBA_ERR_INVALID_ARG);
+    ck_assert_int_eq(attamba_tokenizer_encode(t, sample, len, 0, NULL, 4, &k), ATTAMBA_ERR_INVALID_ARG);
     /* the token file of the text under the tokenizer: fewer tokens than bytes */
     snprintf(tok, sizeof tok, "%s/pieces.tok", dir);
     ck_assert_msg(attamba_tokenize_file(t, text, tok, &n2, &bytes, err, sizeof err) == ATTAMBA_OK, "%s", err);
