@@ -10,35 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "attamba/attamba.h"
+#include "apiutil.h"
 
-static attamba_context *open_ctx(void) {
-    attamba_context *ctx;
-    char err[300];
-    ck_assert_msg(attamba_context_create(NULL, &ctx, err, sizeof err) == ATTAMBA_OK, "%s", err);
-    return ctx;
-}
-
-static char *temp_dir(void) {
-    char *dir = malloc(64);
-    snprintf(dir, 64, "/tmp/attamba_api_config_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    return dir;
-}
-
-static void remove_dir(char *dir) {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
-    free(dir);
-}
-
-#define OK(expr, ctx)                                                                                  \
-    do {                                                                                               \
-        attamba_status ok_s_ = (expr);                                                                 \
-        ck_assert_msg(ok_s_ == ATTAMBA_OK, "%s -> %s: %s", #expr, attamba_status_str(ok_s_),           \
-                      (ctx) ? attamba_context_last_error(ctx) : "");                                  \
-    } while (0)
 
 START_TEST(configs_load_set_describe_and_estimate) {
     attamba_config *c, *bad = (attamba_config *)&bad;
@@ -106,7 +79,7 @@ START_TEST(configs_load_set_describe_and_estimate) {
     attamba_config_destroy(c);
 
     /* a config file and a model directory */
-    char *dir = temp_dir(), path[300];
+    char *dir = tu_temp_dir(), path[300];
     ck_assert_int_eq(attamba_config_load("small", &c, err, sizeof err), ATTAMBA_OK);
     ck_assert_msg(attamba_model_create_file(c, 1, dir, err, sizeof err) == ATTAMBA_OK, "%s", err);
     json = attamba_config_json(c);
@@ -123,14 +96,14 @@ START_TEST(configs_load_set_describe_and_estimate) {
     free(after);
     free(json);
     attamba_config_destroy(c);
-    remove_dir(dir);
+    tu_remove_dir(dir);
 }
 END_TEST
 
 START_TEST(model_files_created_and_quantized) {
-    attamba_context *ctx = open_ctx();
+    attamba_context *ctx = tu_api_context();
     attamba_config *c;
-    char err[600] = "", *dir = temp_dir(), mdir[300], qdir[300];
+    char err[600] = "", *dir = tu_temp_dir(), mdir[300], qdir[300];
     snprintf(mdir, sizeof mdir, "%s/m/sub", dir); /* created, parents too */
     snprintf(qdir, sizeof qdir, "%s/q8", dir);
     ck_assert_int_eq(attamba_config_load("tiny", &c, err, sizeof err), ATTAMBA_OK);
@@ -138,20 +111,20 @@ START_TEST(model_files_created_and_quantized) {
 
     /* the file's weights are attamba_model_init's for the seed */
     attamba_model *a, *b;
-    OK(attamba_model_load(ctx, mdir, &a), ctx);
-    OK(attamba_model_init(ctx, "tiny", 7, &b), ctx);
+    API_OK(attamba_model_load(ctx, mdir, &a), ctx);
+    API_OK(attamba_model_init(ctx, "tiny", 7, &b), ctx);
     int V = attamba_model_vocab_size(a), T = 9;
     int32_t tok[9];
     for (int t = 0; t < T; t++) tok[t] = (t * 31 + 5) % V;
     float *la = malloc((size_t)T * V * sizeof *la), *lb = malloc((size_t)T * V * sizeof *lb);
-    OK(attamba_model_forward(a, tok, 1, T, la), ctx);
-    OK(attamba_model_forward(b, tok, 1, T, lb), ctx);
+    API_OK(attamba_model_forward(a, tok, 1, T, la), ctx);
+    API_OK(attamba_model_forward(b, tok, 1, T, lb), ctx);
     for (int i = 0; i < T * V; i++) ck_assert_msg(la[i] == lb[i], "logit %d: %g vs %g", i, la[i], lb[i]);
 
     /* the model's config in force */
     attamba_config *mc;
-    OK(attamba_model_set_attention(b, 4, 2, "cyclic"), ctx);
-    OK(attamba_model_get_config(b, &mc), ctx);
+    API_OK(attamba_model_set_attention(b, 4, 2, "cyclic"), ctx);
+    API_OK(attamba_model_get_config(b, &mc), ctx);
     attamba_config_info info;
     attamba_config_describe(mc, &info);
     ck_assert_int_eq(info.chunk, 4);
@@ -178,8 +151,8 @@ START_TEST(model_files_created_and_quantized) {
     attamba_config_describe(qc, &info);
     ck_assert_str_eq(info.weights, "q8");
     attamba_config_destroy(qc);
-    OK(attamba_model_load(ctx, qdir, &b), ctx);
-    OK(attamba_model_forward(b, tok, 1, T, lb), ctx);
+    API_OK(attamba_model_load(ctx, qdir, &b), ctx);
+    API_OK(attamba_model_forward(b, tok, 1, T, lb), ctx);
     double worst = 0;
     for (int i = 0; i < T * V; i++) worst = fmax(worst, fabs((double)la[i] - lb[i]));
     ck_assert_msg(worst < 0.2, "q8 logits differ by %g", worst);
@@ -195,17 +168,17 @@ START_TEST(model_files_created_and_quantized) {
     free(la);
     free(lb);
     attamba_context_destroy(ctx);
-    remove_dir(dir);
+    tu_remove_dir(dir);
 }
 END_TEST
 
 START_TEST(memory_measured) {
-    attamba_context *ctx = open_ctx();
+    attamba_context *ctx = tu_api_context();
     attamba_config *c;
     char err[600];
     ck_assert_int_eq(attamba_config_load("tiny", &c, err, sizeof err), ATTAMBA_OK);
     attamba_memory_report r;
-    OK(attamba_config_measure_memory(ctx, c, 2, 64, &r), ctx);
+    API_OK(attamba_config_measure_memory(ctx, c, 2, 64, &r), ctx);
     ck_assert_uint_gt(r.weights, 0);
     ck_assert_uint_gt(r.prefill_arena, 0);
     ck_assert_uint_ge(r.prefill_peak, r.weights + r.prefill_arena);
@@ -244,17 +217,17 @@ START_TEST(loss_on_one_device_and_split_by_rows) {
     char err[600];
     if (attamba_contexts_create("all", ctxs, 2, &n, err, sizeof err) != ATTAMBA_OK || n < 2) {
         for (int i = 0; i < n; i++) attamba_context_destroy(ctxs[i]);
-        ctxs[0] = open_ctx();
-        ctxs[1] = open_ctx();
+        ctxs[0] = tu_api_context();
+        ctxs[1] = tu_api_context();
     }
     attamba_context *ctx = ctxs[0];
-    char *dir = temp_dir();
+    char *dir = tu_temp_dir();
     attamba_config *c;
     ck_assert_int_eq(attamba_config_load("tiny", &c, err, sizeof err), ATTAMBA_OK);
     ck_assert_msg(attamba_model_create_file(c, 3, dir, err, sizeof err) == ATTAMBA_OK, "%s", err);
     attamba_config_destroy(c);
     attamba_model *m, *rows;
-    OK(attamba_model_load(ctx, dir, &m), ctx);
+    API_OK(attamba_model_load(ctx, dir, &m), ctx);
     int V = attamba_model_vocab_size(m), B = 3, T = 12, N = B * T;
     int32_t tok[36], tgt[36];
     for (int i = 0; i < N; i++) {
@@ -262,11 +235,11 @@ START_TEST(loss_on_one_device_and_split_by_rows) {
         tgt[i] = i % 5 == 0 ? -1 : i % 7 == 0 ? -3 : (i * 53 + 1) % V; /* every negative one not scored */
     }
     float *logits = malloc((size_t)N * V * sizeof *logits), *lr = malloc((size_t)N * V * sizeof *lr);
-    OK(attamba_model_forward(m, tok, B, T, logits), ctx);
+    API_OK(attamba_model_forward(m, tok, B, T, logits), ctx);
     int64_t want_count;
     double want = host_loss(logits, tgt, N, V, &want_count), sum;
     int64_t count;
-    OK(attamba_model_loss(m, tok, tgt, B, T, &sum, &count), ctx);
+    API_OK(attamba_model_loss(m, tok, tgt, B, T, &sum, &count), ctx);
     ck_assert_int_eq(count, want_count);
     ck_assert_msg(fabs(sum - want) < 1e-4 * want, "loss %g, from the logits %g", sum, want);
     int32_t bad[36];
@@ -279,27 +252,27 @@ START_TEST(loss_on_one_device_and_split_by_rows) {
     double share[2] = {3, 1};
     attamba_model_params p = attamba_model_params_default();
     p.devices = ctxs, p.n_devices = 2, p.split_mode = ATTAMBA_SPLIT_ROWS, p.tensor_split = share;
-    OK(attamba_model_load_with(dir, &p, &rows), ctx);
+    API_OK(attamba_model_load_with(dir, &p, &rows), ctx);
     double sum_rows;
     int64_t count_rows;
-    OK(attamba_model_loss(rows, tok, tgt, B, T, &sum_rows, &count_rows), ctx);
+    API_OK(attamba_model_loss(rows, tok, tgt, B, T, &sum_rows, &count_rows), ctx);
     ck_assert_int_eq(count_rows, want_count);
-    OK(attamba_model_loss(m, tok, tgt, B, T, &sum, &count), ctx);
+    API_OK(attamba_model_loss(m, tok, tgt, B, T, &sum, &count), ctx);
     ck_assert_msg(fabs(sum_rows - sum) < 1e-5 * sum, "split rows %g, one device %g", sum_rows, sum);
-    OK(attamba_model_forward(rows, tok, B, T, lr), ctx);
+    API_OK(attamba_model_forward(rows, tok, B, T, lr), ctx);
     for (int i = 0; i < N * V; i++) ck_assert_msg(fabsf(lr[i] - logits[i]) < 1e-4f, "logit %d", i);
     /* one row: only the first copy works; the attention pattern reaches every copy */
-    OK(attamba_model_loss(rows, tok, tgt, 1, T, &sum_rows, &count_rows), ctx);
-    OK(attamba_model_set_attention(rows, 4, 1, "uniform"), ctx);
-    OK(attamba_model_set_attention(m, 4, 1, "uniform"), ctx);
-    OK(attamba_model_loss(rows, tok, tgt, B, T, &sum_rows, &count_rows), ctx);
-    OK(attamba_model_loss(m, tok, tgt, B, T, &sum, &count), ctx);
+    API_OK(attamba_model_loss(rows, tok, tgt, 1, T, &sum_rows, &count_rows), ctx);
+    API_OK(attamba_model_set_attention(rows, 4, 1, "uniform"), ctx);
+    API_OK(attamba_model_set_attention(m, 4, 1, "uniform"), ctx);
+    API_OK(attamba_model_loss(rows, tok, tgt, B, T, &sum_rows, &count_rows), ctx);
+    API_OK(attamba_model_loss(m, tok, tgt, B, T, &sum, &count), ctx);
     ck_assert_msg(fabs(sum_rows - sum) < 1e-5 * sum, "after set_attention: split rows %g, one device %g", sum_rows,
                   sum);
     /* sessions use the first copy */
     attamba_session *s;
-    OK(attamba_session_create(rows, 32, &s), ctx);
-    OK(attamba_session_feed(s, tok, T, lr), ctx);
+    API_OK(attamba_session_create(rows, 32, &s), ctx);
+    API_OK(attamba_session_feed(s, tok, T, lr), ctx);
     attamba_session_destroy(s);
     /* training would update the first copy only: refused */
     attamba_train_params tp = attamba_train_params_default(10);
@@ -313,32 +286,32 @@ START_TEST(loss_on_one_device_and_split_by_rows) {
     free(lr);
     attamba_context_destroy(ctxs[1]);
     attamba_context_destroy(ctxs[0]);
-    remove_dir(dir);
+    tu_remove_dir(dir);
 }
 END_TEST
 
 START_TEST(sessions_filled_synthetically) {
-    attamba_context *ctx = open_ctx();
+    attamba_context *ctx = tu_api_context();
     attamba_model *m;
-    OK(attamba_model_init(ctx, "tiny", 1, &m), ctx);
+    API_OK(attamba_model_init(ctx, "tiny", 1, &m), ctx);
     attamba_session *s;
-    OK(attamba_session_create_batch(m, 2, 128, &s), ctx);
-    OK(attamba_session_fill_synthetic(s, 100), ctx);
+    API_OK(attamba_session_create_batch(m, 2, 128, &s), ctx);
+    API_OK(attamba_session_fill_synthetic(s, 100), ctx);
     ck_assert_int_eq(attamba_session_position(s, 0), 100);
     ck_assert_int_eq(attamba_session_position(s, 1), 100);
     ck_assert_int_gt(attamba_session_cache_bytes(s, 1), 0);
     int V = attamba_model_vocab_size(m);
     int32_t next[2] = {1, 2};
     float *logits = malloc((size_t)2 * V * sizeof *logits);
-    OK(attamba_session_step(s, next, logits), ctx);
+    API_OK(attamba_session_step(s, next, logits), ctx);
     ck_assert_int_eq(attamba_session_position(s, 0), 101);
     /* not on a session that holds tokens, nor past its capacity */
     ck_assert_int_eq(attamba_session_fill_synthetic(s, 10), ATTAMBA_ERR_INVALID_ARG);
     ck_assert_ptr_nonnull(strstr(attamba_context_last_error(ctx), "not empty"));
-    OK(attamba_session_reset(s, -1), ctx);
+    API_OK(attamba_session_reset(s, -1), ctx);
     ck_assert_int_eq(attamba_session_fill_synthetic(s, 129), ATTAMBA_ERR_INVALID_ARG);
     ck_assert_int_eq(attamba_session_fill_synthetic(s, -1), ATTAMBA_ERR_INVALID_ARG);
-    OK(attamba_session_fill_synthetic(s, 128), ctx);
+    API_OK(attamba_session_fill_synthetic(s, 128), ctx);
     ck_assert_int_eq(attamba_session_position(s, 1), 128);
     attamba_session_destroy(s);
     free(logits);
@@ -357,9 +330,5 @@ int main(void) {
     tcase_add_test(t, loss_on_one_device_and_split_by_rows);
     tcase_add_test(t, sessions_filled_synthetically);
     suite_add_tcase(s, t);
-    SRunner *r = srunner_create(s);
-    srunner_run_all(r, CK_NORMAL);
-    int failed = srunner_ntests_failed(r);
-    srunner_free(r);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run(s);
 }

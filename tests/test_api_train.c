@@ -10,26 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "attamba/attamba.h"
-
-static attamba_context *open_ctx(void) {
-    attamba_context *ctx;
-    char err[300];
-    ck_assert_msg(attamba_context_create(NULL, &ctx, err, sizeof err) == ATTAMBA_OK, "%s", err);
-    return ctx;
-}
-
-/* A new temporary directory, its path written to dir. */
-static void temp_dir(char *dir, size_t n) {
-    snprintf(dir, n, "/tmp/attamba_api_train_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-}
-
-static void remove_dir(const char *dir) {
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
-}
+#include "apiutil.h"
 
 /* Writes a small English text of about `bytes` bytes (sentences repeated with variations) to path. */
 static void write_text(const char *path, int bytes) {
@@ -48,7 +29,7 @@ static void write_text(const char *path, int bytes) {
 }
 
 START_TEST(argmax_is_the_forward_pass_argmax) {
-    attamba_context *ctx = open_ctx();
+    attamba_context *ctx = tu_api_context();
     attamba_model *m;
     ck_assert_int_eq(attamba_model_init(ctx, "tiny", 3, &m), ATTAMBA_OK);
     int V = attamba_model_vocab_size(m), B = 2, T = 24;
@@ -64,9 +45,8 @@ START_TEST(argmax_is_the_forward_pass_argmax) {
         ck_assert_msg(best[r] == want, "row %d: argmax %d, the logits' %d", r, best[r], want);
     }
     /* a row split over two contexts shares the rows out and gives the same ids */
-    attamba_context *two[2] = {ctx, open_ctx()};
-    char dir[64];
-    temp_dir(dir, sizeof dir);
+    attamba_context *two[2] = {ctx, tu_api_context()};
+    char *dir = tu_temp_dir();
     ck_assert_int_eq(attamba_model_save(m, dir), ATTAMBA_OK);
     attamba_model_params mp = attamba_model_params_default();
     mp.devices = two, mp.n_devices = 2, mp.split_mode = ATTAMBA_SPLIT_ROWS;
@@ -85,7 +65,7 @@ START_TEST(argmax_is_the_forward_pass_argmax) {
     ck_assert_msg(fabs(both - alone) < 1e-5 * alone, "row split %g, one device %g", both, alone);
     attamba_model_destroy(split);
     attamba_context_destroy(two[1]);
-    remove_dir(dir);
+    tu_remove_dir(dir);
     free(logits);
     tok[7] = V;
     ck_assert_int_eq(attamba_model_argmax(m, tok, B, T, best), ATTAMBA_ERR_INVALID_ARG);
@@ -101,11 +81,10 @@ START_TEST(argmax_is_the_forward_pass_argmax) {
 END_TEST
 
 START_TEST(validate_on_a_short_file) {
-    attamba_context *ctx = open_ctx();
+    attamba_context *ctx = tu_api_context();
     attamba_model *m;
     ck_assert_int_eq(attamba_model_init(ctx, "tiny", 1, &m), ATTAMBA_OK);
-    char dir[64], path[128];
-    temp_dir(dir, sizeof dir);
+    char *dir = tu_temp_dir(), path[128];
     snprintf(path, sizeof path, "%s/text.txt", dir);
     write_text(path, 3000);
     double loss = 0;
@@ -124,13 +103,12 @@ START_TEST(validate_on_a_short_file) {
     ck_assert_int_eq(attamba_model_validate(m, path, 1.5, 32, 4, 8, &loss), ATTAMBA_ERR_INVALID_ARG);
     attamba_model_destroy(m);
     attamba_context_destroy(ctx);
-    remove_dir(dir);
+    tu_remove_dir(dir);
 }
 END_TEST
 
 START_TEST(token_files_and_standalone_tokenizers) {
-    char dir[64], text[128], tok[128], back[128], spm[128];
-    temp_dir(dir, sizeof dir);
+    char *dir = tu_temp_dir(), text[128], tok[128], back[128], spm[128];
     snprintf(text, sizeof text, "%s/text.txt", dir);
     snprintf(tok, sizeof tok, "%s/bytes.tok", dir);
     snprintf(back, sizeof back, "%s/again.tok", dir);
@@ -145,7 +123,7 @@ START_TEST(token_files_and_standalone_tokenizers) {
     ck_assert_msg(attamba_tokenize_file(NULL, tok, back, &n2, NULL, err, sizeof err) == ATTAMBA_OK, "%s", err);
     ck_assert_int_eq(n2, n);
     /* a model validates a token file as it does the text it came from */
-    attamba_context *ctx = open_ctx();
+    attamba_context *ctx = tu_api_context();
     attamba_model *m;
     ck_assert_int_eq(attamba_model_init(ctx, "tiny", 1, &m), ATTAMBA_OK);
     double a = 0, b = 0;
@@ -168,7 +146,7 @@ START_TEST(token_files_and_standalone_tokenizers) {
     if (!attamba_have_sentencepiece()) {
         ck_assert_int_eq(attamba_tokenizer_train(text, 300, spm, err, sizeof err), ATTAMBA_ERR_UNSUPPORTED);
         printf("token_files_and_standalone_tokenizers: skipping the SentencePiece part (a build without it)\n");
-        remove_dir(dir);
+        tu_remove_dir(dir);
         return;
     }
     ck_assert_msg(attamba_tokenizer_train(text, 300, spm, err, sizeof err) == ATTAMBA_OK, "%s", err);
@@ -207,7 +185,7 @@ START_TEST(token_files_and_standalone_tokenizers) {
     ck_assert_msg(strstr(err, "is empty"), "%s", err);
     ck_assert_int_ne(attamba_tokenizer_load(text, &t, err, sizeof err), ATTAMBA_OK);
     ck_assert_ptr_null(t);
-    remove_dir(dir);
+    tu_remove_dir(dir);
 }
 END_TEST
 
@@ -225,8 +203,7 @@ static void check_tallies(const attamba_tally *t, int n, int64_t total, const ch
 }
 
 START_TEST(tasks_generated_and_scored) {
-    char dir[64], mqar[128], passkey[128], big[128], filler[128];
-    temp_dir(dir, sizeof dir);
+    char *dir = tu_temp_dir(), mqar[128], passkey[128], big[128], filler[128];
     snprintf(mqar, sizeof mqar, "%s/mqar.task", dir);
     snprintf(passkey, sizeof passkey, "%s/passkey.task", dir);
     snprintf(big, sizeof big, "%s/big.task", dir);
@@ -241,7 +218,7 @@ START_TEST(tasks_generated_and_scored) {
     ck_assert_msg(attamba_task_generate(&p, mqar, &answers, err, sizeof err) == ATTAMBA_OK, "%s", err);
     ck_assert_int_eq(answers, 6 * 2 + 6 * 4); /* every key asked once */
 
-    attamba_context *ctx = open_ctx();
+    attamba_context *ctx = tu_api_context();
     attamba_model *m;
     ck_assert_int_eq(attamba_model_init(ctx, "tiny", 1, &m), ATTAMBA_OK);
     attamba_task_report r;
@@ -297,7 +274,7 @@ START_TEST(tasks_generated_and_scored) {
     ck_assert_int_eq(attamba_task_generate(&p, big, NULL, err, sizeof err), ATTAMBA_ERR_INVALID_ARG);
     attamba_model_destroy(m);
     attamba_context_destroy(ctx);
-    remove_dir(dir);
+    tu_remove_dir(dir);
 }
 END_TEST
 
@@ -316,14 +293,13 @@ static double last_val(const char *dir) {
 }
 
 START_TEST(training_runs_resume_exactly) {
-    char dir[64], text[128], once[128], split[128], none[128];
-    temp_dir(dir, sizeof dir);
+    char *dir = tu_temp_dir(), text[128], once[128], split[128], none[128];
     snprintf(text, sizeof text, "%s/text.txt", dir);
     snprintf(once, sizeof once, "%s/once", dir);
     snprintf(split, sizeof split, "%s/split", dir);
     snprintf(none, sizeof none, "%s/none", dir);
     write_text(text, 20000);
-    attamba_context *ctx = open_ctx();
+    attamba_context *ctx = tu_api_context();
     char err[600];
     attamba_config *c;
     ck_assert_msg(attamba_config_load("tiny", &c, err, sizeof err) == ATTAMBA_OK, "%s", err);
@@ -386,7 +362,7 @@ START_TEST(training_runs_resume_exactly) {
     attamba_context_memory(ctx, &cur, NULL);
     ck_assert_uint_eq(cur, 0);
     attamba_context_destroy(ctx);
-    remove_dir(dir);
+    tu_remove_dir(dir);
 }
 END_TEST
 
@@ -400,9 +376,5 @@ int main(void) {
     tcase_add_test(t, tasks_generated_and_scored);
     tcase_add_test(t, training_runs_resume_exactly);
     suite_add_tcase(s, t);
-    SRunner *r = srunner_create(s);
-    srunner_run_all(r, CK_NORMAL);
-    int failed = srunner_ntests_failed(r);
-    srunner_free(r);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run(s);
 }

@@ -10,17 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "attamba/attamba.h"
-
-/* A new empty directory under $TMPDIR (malloc'd). */
-static char *temp_dir(void) {
-    const char *tmp = getenv("TMPDIR");
-    char *dir = malloc(512);
-    ck_assert_ptr_nonnull(dir);
-    snprintf(dir, 512, "%s/attamba-tune-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    return dir;
-}
+#include "apiutil.h"
 
 /* A context whose kernel cache (and so its tuned values) lives in cache_dir, not the shared cache
  * (NULL: the shared one). */
@@ -66,7 +56,7 @@ static void tuning_file(const char *dir, char *name, size_t size) {
 /* A quick search of the norms' group keeps the values in force or a tuned winner, stores them in the
  * cache directory, and a new context there starts from the same values. */
 START_TEST(a_search_stores_what_it_leaves_in_force) {
-    char *cache = temp_dir(), err[300], before[256], after[256], again[256], file[256];
+    char *cache = tu_temp_dir(), err[300], before[256], after[256], again[256], file[256];
     attamba_context *ctx = open_ctx(cache);
     attamba_config *c;
     ck_assert_msg(attamba_config_load("tiny", &c, err, sizeof err) == ATTAMBA_OK, "%s", err);
@@ -90,14 +80,14 @@ START_TEST(a_search_stores_what_it_leaves_in_force) {
     attamba_context_destroy(ctx);
     attamba_config_destroy(c);
     free(log);
-    free(cache);
+    tu_remove_dir(cache);
 }
 END_TEST
 
 /* A group it does not know (a typo would search nothing), no config, or a batch out of range are
  * refused before anything runs. */
 START_TEST(bad_requests_are_refused) {
-    char *cache = temp_dir(), err[300];
+    char *cache = tu_temp_dir(), err[300];
     attamba_context *ctx = open_ctx(cache);
     attamba_config *c;
     ck_assert_msg(attamba_config_load("tiny", &c, err, sizeof err) == ATTAMBA_OK, "%s", err);
@@ -119,7 +109,7 @@ START_TEST(bad_requests_are_refused) {
     ck_assert_msg(!file[0], "a refused search wrote %s", file);
     attamba_context_destroy(ctx);
     attamba_config_destroy(c);
-    free(cache);
+    tu_remove_dir(cache);
 }
 END_TEST
 
@@ -127,7 +117,7 @@ END_TEST
  * bundle.json; the counters account for every one of them; a directory that cannot exist is an I/O
  * error. */
 START_TEST(a_bundle_lists_every_program_it_wrote) {
-    char *out = temp_dir(), path[1024];
+    char *out = tu_temp_dir(), path[1024];
     attamba_context *ctx = open_ctx(NULL);
     attamba_model *m;
     ck_assert_msg(attamba_model_init(ctx, "tiny", 1, &m) == ATTAMBA_OK, "%s", attamba_context_last_error(ctx));
@@ -171,7 +161,7 @@ START_TEST(a_bundle_lists_every_program_it_wrote) {
     attamba_model_destroy(m);
     attamba_context_destroy(ctx);
     free(logits);
-    free(out);
+    tu_remove_dir(out);
 }
 END_TEST
 
@@ -183,9 +173,5 @@ int main(void) {
     tcase_add_test(t, bad_requests_are_refused);
     tcase_add_test(t, a_bundle_lists_every_program_it_wrote);
     suite_add_tcase(s, t);
-    SRunner *r = srunner_create(s);
-    srunner_run_all(r, CK_NORMAL);
-    int failed = srunner_ntests_failed(r);
-    srunner_free(r);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run(s);
 }

@@ -10,17 +10,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "attamba/attamba.h"
-
-static attamba_context *open_ctx(void) {
-    attamba_context *ctx;
-    char err[300];
-    ck_assert_msg(attamba_context_create(NULL, &ctx, err, sizeof err) == ATTAMBA_OK, "%s", err);
-    return ctx;
-}
+#include "apiutil.h"
 
 START_TEST(session_decoding_matches_the_forward_pass) {
-    attamba_context *ctx = open_ctx();
+    attamba_context *ctx = tu_api_context();
     attamba_model *m;
     char dir[512];
     snprintf(dir, sizeof dir, "%s/attamba_cyclic", GOLDEN_DIR);
@@ -80,7 +73,7 @@ static int32_t argmax(const float *x, int V) {
  * alone, also after one is reset and given a new prompt mid-way. */
 static void check_batch(const char *name) {
     enum { NS = 3, STEPS = 7, RESET_AT = 3 };
-    attamba_context *ctx = open_ctx();
+    attamba_context *ctx = tu_api_context();
     attamba_model *m = load_golden(ctx, name);
     int V = attamba_model_vocab_size(m);
     const int len[NS] = {5, 11, 1}, len2 = 6; /* sequence 1 gets a prompt of len2 after RESET_AT steps */
@@ -155,7 +148,7 @@ static void check_batch(const char *name) {
 static void check_skips(const char *name) {
     enum { NS = 3, STEPS = 6 };
     static const int skip[NS][STEPS] = {{0, 1, 1, 0, 0, 1}, {0, 0, 0, 0, 0, 0}, {1, 0, 0, 0, 1, 1}};
-    attamba_context *ctx = open_ctx();
+    attamba_context *ctx = tu_api_context();
     attamba_model *m = load_golden(ctx, name);
     int V = attamba_model_vocab_size(m);
     const int len[NS] = {5, 8, 3};
@@ -223,12 +216,11 @@ static int json_field_is(const char *json, const char *key, const char *value) {
 }
 
 START_TEST(init_save_load_and_the_tokenizer) {
-    attamba_context *ctx = open_ctx();
+    attamba_context *ctx = tu_api_context();
     attamba_model *a, *b, *c;
     ck_assert_int_eq(attamba_model_init(ctx, "tiny", 5, &a), ATTAMBA_OK);
     ck_assert_int_eq(attamba_model_init(ctx, "tiny", 6, &c), ATTAMBA_OK);
-    char dir[] = "/tmp/attamba_api_XXXXXX";
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char *dir = tu_temp_dir();
     ck_assert_int_eq(attamba_model_save(a, dir), ATTAMBA_OK);
     ck_assert_int_eq(attamba_model_load(ctx, dir, &b), ATTAMBA_OK);
     int V = attamba_model_vocab_size(a), T = 9;
@@ -290,15 +282,12 @@ START_TEST(init_save_load_and_the_tokenizer) {
     attamba_model_destroy(a), attamba_model_destroy(b), attamba_model_destroy(c);
     attamba_context_destroy(ctx);
     free(la), free(lb), free(lc);
-    char path[600];
-    snprintf(path, sizeof path, "%s/config.json", dir), remove(path);
-    snprintf(path, sizeof path, "%s/model.safetensors", dir), remove(path);
-    rmdir(dir);
+    tu_remove_dir(dir);
 }
 END_TEST
 
 START_TEST(the_sampler) {
-    attamba_context *ctx = open_ctx();
+    attamba_context *ctx = tu_api_context();
     enum { V = 50 };
     float x[V];
     for (int v = 0; v < V; v++) x[v] = 0.1f * (float)((v * 17) % 53); /* distinct */
@@ -388,7 +377,7 @@ static void windows(int first_row, int rows, int32_t *tok, int32_t *tgt) {
 }
 
 START_TEST(training_lowers_the_loss_and_resumes_exactly) {
-    attamba_context *ctx = open_ctx();
+    attamba_context *ctx = tu_api_context();
     attamba_model *m;
     ck_assert_int_eq(attamba_model_init(ctx, "tiny", 1, &m), ATTAMBA_OK);
     attamba_train_params p = attamba_train_params_default(40);
@@ -415,8 +404,7 @@ START_TEST(training_lowers_the_loss_and_resumes_exactly) {
     ck_assert_msg(after < 0.6 * before, "held-out loss %g after, %g before", after, before);
 
     /* a checkpoint resumes exactly: the next step's loss, and the weights after it */
-    char dir[] = "/tmp/attamba_train_api_XXXXXX";
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char *dir = tu_temp_dir();
     ck_assert_int_eq(attamba_trainer_save(tr, dir), ATTAMBA_OK);
     attamba_model *m2;
     attamba_trainer *tr2;
@@ -458,9 +446,7 @@ START_TEST(training_lowers_the_loss_and_resumes_exactly) {
     attamba_trainer_destroy(tr);
     attamba_model_destroy(m);
     attamba_context_destroy(ctx);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    tu_remove_dir(dir);
 }
 END_TEST
 
@@ -487,9 +473,5 @@ int main(void) {
     tcase_add_test(t, the_sampler);
     tcase_add_test(t, training_lowers_the_loss_and_resumes_exactly);
     suite_add_tcase(s, t);
-    SRunner *r = srunner_create(s);
-    srunner_run_all(r, CK_NORMAL);
-    int failed = srunner_ntests_failed(r);
-    srunner_free(r);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run(s);
 }

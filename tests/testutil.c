@@ -148,6 +148,21 @@ char *tu_temp_dir(void) {
     return strdup(tmpl);
 }
 
+void tu_remove_dir(char *dir) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+    free(dir);
+}
+
+attamba_context *tu_api_context(void) {
+    attamba_context *ctx;
+    char err[1024];
+    attamba_status s = attamba_context_create(NULL, &ctx, err, sizeof err);
+    ck_assert_msg(s == ATTAMBA_OK, "cannot open the test device: %s", err);
+    return ctx;
+}
+
 int tu_read_losses(const char *out, double *loss, int cap) {
     char path[512];
     snprintf(path, sizeof path, "%s/metrics.jsonl", out);

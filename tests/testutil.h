@@ -6,6 +6,7 @@
 #include <check.h>
 #include <stdint.h>
 
+#include "apiutil.h"
 #include "ops/boundaries.h"
 #include "ops/ops.h"
 #include "ref/ref.h"
@@ -52,10 +53,9 @@ tu_bset tu_bset_make(const boundary_spec *spec, int layer, int n_layers, int T);
 void tu_bset_free(tu_bset *s);
 
 /* Training fixtures: a small fixed corpus (a few sentences repeated with variations, enough to learn
- * in seconds; written once per process), a new temporary directory (malloc'd), and the "loss" values
- * of DIR/metrics.jsonl in order (how many). */
+ * in seconds; written once per process) and the "loss" values of DIR/metrics.jsonl in order (how many);
+ * temporary directories: apiutil.h. */
 const char *tu_corpus_path(void);
-char *tu_temp_dir(void);
 int tu_read_losses(const char *out, double *loss, int cap);
 
 /* Prefill of n0 of T random tokens into a cache, then decode one by one: the logits at every position
@@ -67,7 +67,5 @@ void tu_check_decode_matches_prefill(struct attamba_model *m, int T, int n0, con
 /* A device as enumeration would list it (no OpenCL handles): for the pure selection functions. */
 rt_device tu_fake_device(int platform, int device, attamba_device_type type);
 
-/* Runs the suite; returns the process exit code. */
-int tu_run(Suite *s);
 
 #endif
