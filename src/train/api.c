@@ -13,7 +13,7 @@ struct attamba_trainer {
     train_progress p; /* the step; the data RNG is the caller's and stays zero */
 };
 
-static train_hparams to_hparams(const attamba_train_params *p) {
+train_hparams train_hparams_from_api(const attamba_train_params *p) {
     return (train_hparams){.batch = p->batch, .seq = p->seq, .accum = p->accum, .lr = p->lr, .min_lr = p->min_lr,
                            .warmup = p->warmup, .steps = p->steps, .beta1 = p->beta1, .beta2 = p->beta2,
                            .eps = p->eps, .weight_decay = p->weight_decay, .clip = p->clip, .ignore_id = p->ignore_id};
@@ -56,7 +56,7 @@ attamba_status attamba_trainer_create_parallel(attamba_model *m, attamba_context
                                                const attamba_train_params *p, attamba_trainer **out) {
     *out = NULL;
     if (!p || !devices) return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "attamba_trainer_create: NULL params or devices");
-    train_hparams h = to_hparams(p);
+    train_hparams h = train_hparams_from_api(p);
     return wrap(m, devices, n, &h, &(train_progress){0}, out);
 }
 

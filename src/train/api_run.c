@@ -29,10 +29,7 @@ attamba_status attamba_train_run(attamba_context *const *ctxs, int n_ctx, const 
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: %lld steps (want >= 1)", op, (long long)p->train.steps);
     if (!c && !(p->resume && checkpoint_exists(p->out)))
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: no config, and no checkpoint in %s to resume", op, p->out);
-    const attamba_train_params *t = &p->train;
-    train_hparams h = {.batch = t->batch, .seq = t->seq, .accum = t->accum, .lr = t->lr, .min_lr = t->min_lr,
-                       .warmup = t->warmup, .steps = t->steps, .beta1 = t->beta1, .beta2 = t->beta2, .eps = t->eps,
-                       .weight_decay = t->weight_decay, .clip = t->clip, .ignore_id = t->ignore_id};
+    train_hparams h = train_hparams_from_api(&p->train);
     train_run_opts o = {.data = p->data, .val_frac = p->val_frac, .out = p->out, .resume = p->resume,
                         .seed = p->seed, .val_every = p->val_every, .val_windows = p->val_windows,
                         .ckpt_every = p->ckpt_every, .progress = p->progress, .stop = p->stop, .comm = p->comm};

@@ -18,6 +18,8 @@ typedef struct train_hparams {
 /* The paper's optimiser settings (SPEC 5) at a small scale: lr 3e-3, betas 0.9/0.95, wd 0.033,
  * clip 1.0, eps 1e-8, warmup 5% of the steps. */
 void train_hparams_default(train_hparams *h, int64_t steps);
+/* The public API's parameters as hyper-parameters (src/train/api.c). */
+train_hparams train_hparams_from_api(const attamba_train_params *p);
 
 typedef struct trainer trainer;
 
