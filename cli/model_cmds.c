@@ -618,8 +618,6 @@ static cJSON *tallies_json(const attamba_tally *t, int n) {
 /* eval --task: exact-match accuracy on a task file (attamba data), with 95% intervals, by group, by
  * the fact's offset in its chunk (attamba models) and by distance; --json adds a machine copy. */
 static int eval_task(const model_opts *mo, const char *kind, const char *data, long batch, const char *json) {
-    if (mo->split && !strcmp(mo->split, "rows"))
-        return cli_error("eval", "--task runs on one device or --split layer, not --split rows");
     attamba_context *ctxs[ATTAMBA_MAX_DEVICES];
     int n_ctx, rc = 0;
     attamba_model *m;
@@ -628,11 +626,10 @@ static int eval_task(const model_opts *mo, const char *kind, const char *data, l
     attamba_config_info info;
     attamba_config_cost cost;
     double t0 = cli_now();
-    if (attamba_model_score_task(m, data, (int)batch, &r)) {
+    attamba_status st = attamba_model_score_task(m, data, kind, (int)batch, &r);
+    if (st) {
         rc = cli_error("eval", "%s", attamba_context_last_error(ctxs[0]));
-    } else if (strcmp(r.kind, kind)) {
-        cli_error("eval", "--task %s, but %s holds %s examples", kind, data, r.kind);
-        rc = 2;
+        if (st == ATTAMBA_ERR_INVALID_ARG) rc = 2; /* e.g. a file of the other task */
     } else {
         rc = model_describe(ctxs[0], m, r.example, &info, &cost);
     }

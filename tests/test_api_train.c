@@ -222,7 +222,7 @@ START_TEST(tasks_generated_and_scored) {
     attamba_model *m;
     ck_assert_int_eq(attamba_model_init(ctx, "tiny", 1, &m), ATTAMBA_OK);
     attamba_task_report r;
-    ck_assert_msg(attamba_model_score_task(m, mqar, 5, &r) == ATTAMBA_OK, "%s", attamba_context_last_error(ctx));
+    ck_assert_msg(attamba_model_score_task(m, mqar, NULL, 5, &r) == ATTAMBA_OK, "%s", attamba_context_last_error(ctx));
     ck_assert_str_eq(r.kind, "mqar");
     ck_assert_int_eq(r.example, 64);
     ck_assert_int_eq(r.examples, 12);
@@ -237,7 +237,7 @@ START_TEST(tasks_generated_and_scored) {
     check_tallies(r.offset, r.n_offset, answers, "offset");
     check_tallies(r.distance, r.n_distance, answers, "distance");
     attamba_task_report again;
-    ck_assert_int_eq(attamba_model_score_task(m, mqar, 12, &again), ATTAMBA_OK); /* other batches, same answers */
+    ck_assert_int_eq(attamba_model_score_task(m, mqar, NULL, 12, &again), ATTAMBA_OK); /* other batches, same answers */
     ck_assert_int_eq(again.all.right, r.all.right);
 
     /* passkey: the digits of a number hidden in a text */
@@ -246,7 +246,7 @@ START_TEST(tasks_generated_and_scored) {
     p.example = 128, p.examples = 6, p.filler = filler, p.depth[0] = 0, p.depth[1] = 1, p.n_depth = 2;
     ck_assert_msg(attamba_task_generate(&p, passkey, &answers, err, sizeof err) == ATTAMBA_OK, "%s", err);
     ck_assert_int_eq(answers, 6);
-    ck_assert_msg(attamba_model_score_task(m, passkey, 4, &r) == ATTAMBA_OK, "%s", attamba_context_last_error(ctx));
+    ck_assert_msg(attamba_model_score_task(m, passkey, NULL, 4, &r) == ATTAMBA_OK, "%s", attamba_context_last_error(ctx));
     ck_assert_str_eq(r.kind, "passkey");
     ck_assert_int_eq(r.tokens.total, 6 * 5);
     check_tallies(r.group, r.n_group, 6, "depth");
@@ -256,12 +256,14 @@ START_TEST(tasks_generated_and_scored) {
     p = attamba_task_params_default("mqar");
     p.example = 64, p.examples = 4, p.vocab = 4096, p.pairs[0] = 4;
     ck_assert_msg(attamba_task_generate(&p, big, NULL, err, sizeof err) == ATTAMBA_OK, "%s", err);
-    ck_assert_int_eq(attamba_model_score_task(m, big, 4, &r), ATTAMBA_ERR_INVALID_ARG);
+    ck_assert_int_eq(attamba_model_score_task(m, big, NULL, 4, &r), ATTAMBA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(attamba_context_last_error(ctx), "outside the model's vocabulary"), "%s",
                   attamba_context_last_error(ctx));
-    ck_assert_int_ne(attamba_model_score_task(m, filler, 4, &r), ATTAMBA_OK); /* not a task file */
+    ck_assert_int_ne(attamba_model_score_task(m, filler, NULL, 4, &r), ATTAMBA_OK); /* not a task file */
     ck_assert_msg(strstr(attamba_context_last_error(ctx), "not a task file"), "%s", attamba_context_last_error(ctx));
-    ck_assert_int_eq(attamba_model_score_task(m, mqar, 0, &r), ATTAMBA_ERR_INVALID_ARG);
+    ck_assert_int_eq(attamba_model_score_task(m, mqar, NULL, 0, &r), ATTAMBA_ERR_INVALID_ARG);
+    ck_assert_int_eq(attamba_model_score_task(m, mqar, "passkey", 4, &r), ATTAMBA_ERR_INVALID_ARG); /* other kind */
+    ck_assert_ptr_nonnull(strstr(attamba_context_last_error(ctx), "holds mqar examples, not passkey"));
     p.kind = "recall";
     ck_assert_int_eq(attamba_task_generate(&p, big, NULL, err, sizeof err), ATTAMBA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(err, "unknown task 'recall'"), "%s", err);

@@ -543,9 +543,11 @@ typedef struct attamba_task_report {
     attamba_tally distance[ATTAMBA_TASK_MAX_GROUPS]; /* by tokens from the fact to the answer (from) */
     int n_group, n_offset, n_distance;
 } attamba_task_report;
-/* Scores m on the task file at path (greedy answers, batches of `batch` examples); a file whose
- * tokens fall outside the model's vocabulary is refused. */
-attamba_status attamba_model_score_task(attamba_model *m, const char *path, int batch, attamba_task_report *out);
+/* Scores m on the task file at path (greedy answers, batches of `batch` examples). kind: "mqar" or
+ * "passkey", and a file of the other kind is refused before anything runs; NULL takes either. A file
+ * whose tokens fall outside the model's vocabulary is refused. */
+attamba_status attamba_model_score_task(attamba_model *m, const char *path, const char *kind, int batch,
+                                        attamba_task_report *out);
 
 /* ---- Device tuning and program bundles ----------------------------------------------------- */
 

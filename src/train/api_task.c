@@ -69,7 +69,8 @@ static attamba_tally public_tally(const task_tally *t) {
     return a;
 }
 
-attamba_status attamba_model_score_task(attamba_model *m, const char *path, int batch, attamba_task_report *out) {
+attamba_status attamba_model_score_task(attamba_model *m, const char *path, const char *kind, int batch,
+                                        attamba_task_report *out) {
     static const char *op = "attamba_model_score_task";
     if (!path || !out) return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "%s: NULL path or report", op);
     if (batch < 1) return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "%s: batch %d (want >= 1)", op, batch);
@@ -77,6 +78,8 @@ attamba_status attamba_model_score_task(attamba_model *m, const char *path, int 
     task_set t;
     attamba_status s = task_read(path, &t, err, sizeof err);
     if (s) return rt_fail(m->ctx, s, "%s", err);
+    if (kind && task_kind_from_name(kind) != t.kind)
+        s = rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "%s holds %s examples, not %s", path, task_kind_name(t.kind), kind);
     for (int64_t i = 0; i < t.n && !s; i++)
         if (t.tok[i] >= m->cfg.vocab_size)
             s = rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "%s has token %d, outside the model's vocabulary of %d", path,
