@@ -1,6 +1,6 @@
 """attamba: Python bindings for libattamba, the portable OpenCL engine for Attamba language models.
 
-A thin ctypes layer over the C API (include/attamba/attamba.h, API 0.2) with numpy arrays in and
+A thin ctypes layer over the C API (include/attamba/attamba.h, API 0.3) with numpy arrays in and
 out: float32 logits, int32 token ids.
 
     import attamba
@@ -16,11 +16,13 @@ library's status and message; see docs/python.md.
 """
 
 from ._lib import Error, LibraryNotFoundError, Status, load_library
-from ._core import (TOKEN_SKIP, Context, Counters, DeviceInfo, Memory, Model, Sampler, Session, Tokenizer, Trainer,
-                    TrainStats, devices, generate_batch, version)
+from ._core import (MAX_DEVICES, TOKEN_SKIP, CacheStats, Config, Context, Counters, DeviceInfo, Memory, Model, Sampler,
+                    Session, Tokenizer, Trainer, TrainStats, checkpoint_exists, contexts, devices, generate_batch,
+                    generate_task, have_sentencepiece, quantize, tokenize_file, train_run, train_tokenizer, version)
 
 __version__ = "0.3.0"
 
 __all__ = ["TOKEN_SKIP", "Error", "LibraryNotFoundError", "Status", "load_library", "version", "devices", "DeviceInfo",
            "Memory", "Counters", "Context", "Model", "Tokenizer", "Sampler", "Session", "generate_batch", "Trainer",
-           "TrainStats"]
+           "TrainStats", "MAX_DEVICES", "CacheStats", "contexts", "Config", "quantize", "have_sentencepiece",
+           "train_tokenizer", "tokenize_file", "train_run", "checkpoint_exists", "generate_task"]

@@ -1,4 +1,4 @@
-"""Loading libattamba and declaring its C API (include/attamba/attamba.h, API 0.2) for ctypes.
+"""Loading libattamba and declaring its C API (include/attamba/attamba.h, API 0.3) for ctypes.
 
 Nothing here is public except what ``attamba/__init__.py`` re-exports: :class:`Error`,
 :class:`Status`, :class:`LibraryNotFoundError` and :func:`load_library`.
@@ -128,6 +128,115 @@ class SamplerParamsStruct(Structure):
     ]
 
 
+# ---- C types of API 0.3 ----------------------------------------------------------------------------
+
+class CacheStatsStruct(Structure):
+    _fields_ = [(name, c_uint64) for name in ("misses", "hits", "prebuilt")]
+
+
+class ConfigInfoStruct(Structure):
+    _fields_ = [
+        ("kind", c_char * 24),
+        ("boundaries", c_char * 24),
+        ("tokenizer", c_char * 24),
+        ("weights", c_char * 8),
+        ("vocab_size", c_int),
+        ("d_model", c_int),
+        ("n_layers", c_int),
+        ("n_heads", c_int),
+        ("n_kv_heads", c_int),
+        ("head_dim", c_int),
+        ("chunk", c_int),
+        ("window", c_int),
+        ("pseudo", c_int),
+        ("bos", c_int32),
+        ("eos", c_int32),
+        ("parameters", c_int64),
+    ]
+
+
+class ConfigCostStruct(Structure):
+    _fields_ = [
+        ("cache_bytes", c_int64),
+        ("cache_bytes_full", c_int64),
+        ("key_visits", c_double),
+        ("attention_flops", c_double),
+    ]
+
+
+class MemoryReportStruct(Structure):
+    _fields_ = [(name, c_uint64) for name in ("weights", "prefill_arena", "prefill_peak", "kv_cache", "decode_arena",
+                                              "decode_peak", "idle_scratch")]
+
+
+SPLIT_NONE, SPLIT_LAYER, SPLIT_ROWS = 0, 1, 2  # attamba_split_mode
+
+
+class ModelParamsStruct(Structure):
+    _fields_ = [
+        ("devices", POINTER(c_void_p)),       # attamba_context *const *
+        ("n_devices", c_int),
+        ("split_mode", c_int),                # attamba_split_mode
+        ("tensor_split", POINTER(c_double)),  # const double *
+    ]
+
+
+class TallyStruct(Structure):
+    _fields_ = [("key", c_int), ("right", c_int64), ("total", c_int64), ("lo", c_double), ("hi", c_double)]
+
+
+TASK_MAX_GROUPS = 64  # ATTAMBA_TASK_MAX_GROUPS
+
+
+class TaskReportStruct(Structure):
+    _fields_ = [
+        ("kind", c_char * 16),
+        ("example", c_int),
+        ("examples", c_int64),
+        ("all", TallyStruct),
+        ("tokens", TallyStruct),
+        ("group", TallyStruct * TASK_MAX_GROUPS),
+        ("offset", TallyStruct * TASK_MAX_GROUPS),
+        ("distance", TallyStruct * TASK_MAX_GROUPS),
+        ("n_group", c_int),
+        ("n_offset", c_int),
+        ("n_distance", c_int),
+    ]
+
+
+class TaskParamsStruct(Structure):
+    _fields_ = [
+        ("kind", c_char_p),
+        ("example", c_int),
+        ("examples", c_int),
+        ("seed", c_uint64),
+        ("vocab", c_int),
+        ("pairs", c_int * 16),
+        ("n_pairs", c_int),
+        ("digits", c_int),
+        ("depth", c_double * 16),
+        ("n_depth", c_int),
+        ("filler", c_char_p),
+    ]
+
+
+class TrainRunParamsStruct(Structure):
+    _fields_ = [
+        ("train", TrainParamsStruct),
+        ("data", c_char_p),
+        ("val_frac", c_double),
+        ("out", c_char_p),
+        ("resume", c_int),
+        ("seed", c_uint64),
+        ("val_every", c_int64),
+        ("val_windows", c_int),
+        ("ckpt_every", c_int64),
+        ("progress", c_int),
+        ("stop", c_void_p),   # volatile sig_atomic_t *: always NULL from Python
+        ("comm", c_void_p),   # const attamba_comm *: always NULL from Python (no MPI)
+    ]
+
+
 P_I32 = POINTER(c_int32)
 P_F32 = POINTER(c_float)
 P_HANDLE = POINTER(c_void_p)
@@ -187,6 +296,49 @@ _PROTOTYPES = {
     "attamba_trainer_load": (c_int, [c_void_p, c_char_p, P_HANDLE, P_HANDLE]),
 }
 
+# API 0.3: without them the 0.2 bindings still work; calling one raises LibraryNotFoundError.
+_PROTOTYPES_03 = {
+    "attamba_contexts_create": (c_int, [c_char_p, P_HANDLE, c_int, POINTER(c_int), POINTER(c_char), c_size_t]),
+    "attamba_context_finish": (c_int, [c_void_p]),
+    "attamba_context_memory_reset_peak": (None, [c_void_p]),
+    "attamba_context_save_programs": (c_int, [c_void_p, c_char_p, POINTER(c_int)]),
+    "attamba_context_cache_stats": (None, [c_void_p, POINTER(CacheStatsStruct)]),
+    "attamba_config_load": (c_int, [c_char_p, P_HANDLE, POINTER(c_char), c_size_t]),
+    "attamba_config_destroy": (None, [c_void_p]),
+    "attamba_config_set": (c_int, [c_void_p, c_char_p, c_char_p, POINTER(c_char), c_size_t]),
+    "attamba_config_use_tokenizer": (c_int, [c_void_p, c_char_p, POINTER(c_char), c_size_t]),
+    "attamba_config_json": (c_void_p, [c_void_p]),  # malloc'd char *: read, then free()
+    "attamba_config_describe": (None, [c_void_p, POINTER(ConfigInfoStruct)]),
+    "attamba_config_estimate": (None, [c_void_p, c_int64, POINTER(ConfigCostStruct)]),
+    "attamba_config_measure_memory": (c_int, [c_void_p, c_void_p, c_int, c_int64, POINTER(MemoryReportStruct)]),
+    "attamba_model_create_file": (c_int, [c_void_p, c_uint64, c_char_p, POINTER(c_char), c_size_t]),
+    "attamba_model_quantize": (c_int, [c_char_p, c_char_p, c_char_p, POINTER(c_int64), POINTER(c_int64),
+                                       POINTER(c_char), c_size_t]),
+    "attamba_model_params_default": (ModelParamsStruct, []),
+    "attamba_model_load_with": (c_int, [c_char_p, POINTER(ModelParamsStruct), P_HANDLE]),
+    "attamba_model_create": (c_int, [c_void_p, POINTER(ModelParamsStruct), c_uint64, P_HANDLE]),
+    "attamba_model_get_config": (c_int, [c_void_p, P_HANDLE]),
+    "attamba_model_loss": (c_int, [c_void_p, P_I32, P_I32, c_int, c_int, POINTER(c_double), POINTER(c_int64)]),
+    "attamba_model_argmax": (c_int, [c_void_p, P_I32, c_int, c_int, P_I32]),
+    "attamba_model_validate": (c_int, [c_void_p, c_char_p, c_double, c_int, c_int, c_int, POINTER(c_double)]),
+    "attamba_model_score_task": (c_int, [c_void_p, c_char_p, c_char_p, c_int, POINTER(TaskReportStruct)]),
+    "attamba_tokenizer_load": (c_int, [c_char_p, P_HANDLE, POINTER(c_char), c_size_t]),
+    "attamba_tokenizer_destroy": (None, [c_void_p]),
+    "attamba_have_sentencepiece": (c_int, []),
+    "attamba_tokenizer_train": (c_int, [c_char_p, c_int, c_char_p, POINTER(c_char), c_size_t]),
+    "attamba_tokenize_file": (c_int, [c_void_p, c_char_p, c_char_p, POINTER(c_int64), POINTER(c_int64),
+                                      POINTER(c_char), c_size_t]),
+    "attamba_session_fill_synthetic": (c_int, [c_void_p, c_int64]),
+    "attamba_trainer_create_parallel": (c_int, [c_void_p, P_HANDLE, c_int, POINTER(TrainParamsStruct), P_HANDLE]),
+    "attamba_trainer_split": (c_int, [c_void_p, POINTER(c_char), c_size_t]),
+    "attamba_train_run_params_default": (TrainRunParamsStruct, [c_int64]),
+    "attamba_train_run": (c_int, [P_HANDLE, c_int, c_void_p, POINTER(TrainRunParamsStruct), POINTER(c_double)]),
+    "attamba_checkpoint_exists": (c_int, [c_char_p]),
+    "attamba_task_params_default": (TaskParamsStruct, [c_char_p]),
+    "attamba_task_generate": (c_int, [POINTER(TaskParamsStruct), c_char_p, POINTER(c_int64), POINTER(c_char),
+                                      c_size_t]),
+}
+
 
 class _Lib:
     """The loaded library: one attribute per C function, with its prototype set."""
@@ -213,6 +365,35 @@ class _Lib:
             raise LibraryNotFoundError(
                 f"{path} lacks {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}: these bindings "
                 f"need the C API 0.2 or later; point ATTAMBA_LIBRARY at a newer libattamba.so")
+        for name, (restype, argtypes) in _PROTOTYPES_03.items():
+            try:
+                fn = getattr(self._dll, name)
+                fn.restype = restype
+                fn.argtypes = argtypes
+            except AttributeError:
+                fn = _missing(path, name)
+            setattr(self, name[len("attamba_"):], fn)
+        libc = ctypes.util.find_library("c")
+        self._free = ctypes.CDLL(libc).free if libc else ctypes.CDLL(None).free
+        self._free.restype = None
+        self._free.argtypes = [c_void_p]
+
+    def take_string(self, ptr):
+        """The text of a char * the library malloc'd (None for NULL), which is then freed."""
+        if not ptr:
+            return None
+        try:
+            return ctypes.string_at(ptr)
+        finally:
+            self._free(ptr)
+
+
+def _missing(path, name):
+    def fn(*args, **kwargs):
+        raise LibraryNotFoundError(f"{path} lacks {name}: this needs the C API 0.3 or later; point ATTAMBA_LIBRARY "
+                                   f"at a newer libattamba.so")
+    fn.__name__ = name
+    return fn
 
 
 
@@ -241,7 +422,8 @@ def load_library(path=None):
 
     ``path`` defaults to ``$ATTAMBA_LIBRARY``, else ``ctypes.util.find_library("attamba")``. The
     library is otherwise loaded on first use; once loaded it cannot be swapped for another.
-    Raises :class:`LibraryNotFoundError` when it cannot be found or lacks the 0.2 API.
+    Raises :class:`LibraryNotFoundError` when it cannot be found or lacks the 0.2 API (a library without
+    the 0.3 additions loads, and calling one of them raises it).
     """
     global _lib
     with _lib_lock:
