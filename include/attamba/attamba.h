@@ -522,7 +522,7 @@ typedef struct attamba_task_params {
 } attamba_task_params;
 attamba_task_params attamba_task_params_default(const char *kind);
 /* Writes a task file of p's examples to path (through a temporary name); *n_answers (may be NULL)
- * gets the scored answer tokens. */
+ * gets the answers asked (a passkey's answer is one, however many digit tokens it has). */
 attamba_status attamba_task_generate(const attamba_task_params *p, const char *path, int64_t *n_answers,
                                      char *errbuf, size_t errbuf_size);
 /* Exact-match accuracy with its 95% Wilson interval. */
