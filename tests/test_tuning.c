@@ -7,7 +7,9 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "ops/layer.h"
 #include "ops/tuning.h"
+#include "ref/ref_layer.h"
 #include "testutil.h"
 
 START_TEST(device_classes_by_type_and_vendor) {
@@ -177,6 +179,71 @@ START_TEST(device_decisions_live_only_in_the_table) {
 }
 END_TEST
 
+/* A kernel that fails with tuned values in force drops them for the defaults (a warning, and the
+ * message says so); the failing call of an op fails, the next runs; a forward runs once more itself. */
+START_TEST(tuned_values_that_fail_fall_back_to_the_defaults) {
+    char *dir = tu_temp_dir(); /* no tuning file: the defaults are the rows */
+    setenv("ATTAMBA_CACHE_DIR", dir, 1);
+    rt_ctx *ctx = NULL, *plain = NULL;
+    tu_ok(attamba_context_create(NULL, &ctx, NULL, 0));
+    tu_ok(attamba_context_create(NULL, &plain, NULL, 0));
+    unsetenv("ATTAMBA_CACHE_DIR");
+    int def = ops_tune(ctx, TUNE_NORM_GROUP), group = def == 32 ? 64 : 32;
+    tu_ok(ops_tune_set(ctx, TUNE_NORM_GROUP, group, "tuned"));
+    enum { ROWS = 5, C = 96 };
+    float *x = tu_random(ROWS * C, 1, -1, 1), *w = tu_random(C, 2, 0.5f, 1.5f), want[ROWS * C], got[ROWS * C];
+    ref_rmsnorm(ROWS, C, x, w, 1e-5f, want);
+    tensor tx = {0}, tw = {0}, to = {0};
+    const int64_t xs[2] = {ROWS, C}, ws[1] = {C};
+    tu_ok(tensor_alloc_f32(ctx, &tx, 2, xs));
+    tu_ok(tensor_alloc_f32(ctx, &tw, 1, ws));
+    tu_ok(tensor_alloc_f32(ctx, &to, 2, xs));
+    tu_ok(tensor_upload(&tx, x));
+    tu_ok(tensor_upload(&tw, w));
+    ctx->fail_launch = 1;
+    ck_assert_int_ne(ops_rmsnorm(ctx, &tx, &tw, 1e-5f, &to), ATTAMBA_OK);
+    ck_assert_msg(strstr(ctx->err, "tuned kernel parameters of this device are off"), "%s", ctx->err);
+    ck_assert_int_eq(ctx->tuning_fallbacks, 1);
+    ck_assert_int_eq(ops_tune(ctx, TUNE_NORM_GROUP), def);
+    ck_assert_str_eq(ops_tune_source(ctx, TUNE_NORM_GROUP), "default: the tuned value failed");
+    tu_ok(ops_rmsnorm(ctx, &tx, &tw, 1e-5f, &to));
+    tu_ok(tensor_download(&to, got));
+    tu_assert_close(got, want, ROWS * C, 1e-5, 1e-6, "rmsnorm after the fallback");
+    /* with nothing tuned left, a failure is only a failure */
+    ctx->fail_launch = 1;
+    ck_assert_int_ne(ops_rmsnorm(ctx, &tx, &tw, 1e-5f, &to), ATTAMBA_OK);
+    ck_assert_int_eq(ctx->tuning_fallbacks, 1);
+    ck_assert_ptr_null(strstr(ctx->err, "tuned"));
+    /* a forward pass (it changes nothing but its logits) runs once more with the defaults */
+    tu_ok(ops_tune_set(ctx, TUNE_NORM_GROUP, group, "tuned"));
+    enum { B = 2, T = 9 };
+    int32_t tok[B * T];
+    for (int i = 0; i < B * T; i++) tok[i] = (i * 37 + 5) % 256;
+    attamba_model *m = NULL, *mp = NULL;
+    tu_ok(attamba_model_init(ctx, "tiny", 3, &m));
+    tu_ok(attamba_model_init(plain, "tiny", 3, &mp));
+    int V = attamba_model_vocab_size(m);
+    float *l = malloc((size_t)B * T * V * sizeof *l), *lp = malloc((size_t)B * T * V * sizeof *lp);
+    tu_ok(attamba_model_forward(mp, tok, B, T, lp));
+    ctx->fail_launch = 3;
+    tu_ok(attamba_model_forward(m, tok, B, T, l));
+    ck_assert_int_eq(ctx->tuning_fallbacks, 2);
+    tu_assert_close(l, lp, B * T * V, 1e-4, 1e-4, "forward after the fallback");
+    free(l);
+    free(lp);
+    attamba_model_destroy(m);
+    attamba_model_destroy(mp);
+    tensor_free(&tx);
+    tensor_free(&tw);
+    tensor_free(&to);
+    free(x);
+    free(w);
+    attamba_context_destroy(ctx);
+    attamba_context_destroy(plain);
+    tu_remove_dir(dir);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("tuning");
     TCase *t = tcase_create("table");
@@ -187,6 +254,7 @@ int main(void) {
     tcase_add_test(t, environment_overrides);
     tcase_add_test(t, tuned_values_persist_per_device);
     tcase_add_test(t, device_decisions_live_only_in_the_table);
+    tcase_add_test(t, tuned_values_that_fail_fall_back_to_the_defaults);
     suite_add_tcase(s, t);
     return tu_run(s);
 }

@@ -129,15 +129,31 @@ typedef struct {
     attamba_status s;
 } rows_job;
 
+/* Tuned kernel parameters dropped so far on the devices of m's stages (rt.h: on_kernel_failure). */
+static int fallbacks(const model *m) {
+    int n = 0;
+    for (; m; m = m->next) n += m->ctx->tuning_fallbacks;
+    return n;
+}
+
+/* fn on rows of r; a failure that dropped the device's tuned parameters runs once more with the defaults
+ * (forward, loss and argmax change nothing but their outputs, so a second run is safe). */
+static attamba_status rows_once(model *r, int i, int row, int rows, model_rows_fn fn, void *user) {
+    int before = fallbacks(r);
+    attamba_status s = fn(r, i, row, rows, user);
+    if (s && fallbacks(r) != before) s = fn(r, i, row, rows, user);
+    return s;
+}
+
 static void *rows_work(void *arg) {
     rows_job *j = arg;
-    j->s = j->fn(j->r, j->i, j->row, j->rows, j->user);
+    j->s = rows_once(j->r, j->i, j->row, j->rows, j->fn, j->user);
     return NULL;
 }
 
 attamba_status model_rows_run(model *m, int B, model_rows_fn fn, void *user) {
     if (B < 1) return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "a batch of %d rows", B);
-    if (m->n_replicas <= 1) return fn(m, 0, 0, B, user);
+    if (m->n_replicas <= 1) return rows_once(m, 0, 0, B, fn, user);
     int n = m->n_replicas, rows[CORE_SPLIT_MAX], started[CORE_SPLIT_MAX] = {0};
     double equal[CORE_SPLIT_MAX] = {0};
     rows_job job[CORE_SPLIT_MAX];

@@ -466,8 +466,13 @@ attamba_status attamba_tune(attamba_context *ctx, const attamba_tune_params *p, 
         fprintf(log, "device %d:%d %s (%s), %d tokens of %s %s\n", d->platform_index, d->device_index, d->name,
                 d->platform_name, tokens, model_kind_name(cfg->kind), p->quick ? "(quick)" : "");
     attamba_status s = ATTAMBA_OK;
+    /* a candidate that fails is the search's to judge: it must not drop the winners found so far */
+    ops_tune(ctx, TUNE_GEMM_BACKEND); /* the table (and its failure hook) exist from here */
+    int (*hook)(rt_ctx *, const char *) = ctx->on_kernel_failure;
+    ctx->on_kernel_failure = NULL;
     for (size_t i = 0; i < CORE_LEN(defs) && !s; i++)
         if (listed(p->only, defs[i].name)) s = tune_group(ctx, &defs[i], cfg, tokens, p->quick, p->verbose, log);
+    ctx->on_kernel_failure = hook;
     if (!s) s = ops_tuning_save(ctx);
     if (!s && log) {
         fprintf(log, "tuned values -> %s (%.0f s)\n", path, core_now() - t0);

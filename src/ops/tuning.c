@@ -211,7 +211,7 @@ static void load_tuned(rt_ctx *ctx, ops_tuning *t) {
     free(path);
 }
 
-static ops_tuning *build(rt_ctx *ctx) {
+static ops_tuning *build(rt_ctx *ctx, int with_tuned) {
     ops_tuning *t = calloc(1, sizeof *t);
     if (!t) return NULL;
     t->cls = ops_tune_class(&ctx->dev.info);
@@ -233,7 +233,7 @@ static ops_tuning *build(rt_ctx *ctx) {
     if (t->value[TUNE_GEMM_RM] == RM_AUTO) put(t, TUNE_GEMM_RM, t->value[TUNE_GEMM_VW] >= 16 ? 8 : 6, "from gemm.vw");
     if (t->value[TUNE_GEMM_INPLACE_B_KIB] == INPLACE_AUTO)
         put(t, TUNE_GEMM_INPLACE_B_KIB, t->value[TUNE_GEMM_VW] >= 16 ? 1024 : 0, "from gemm.vw");
-    load_tuned(ctx, t);
+    if (with_tuned) load_tuned(ctx, t);
     static const char *const gemm_words[] = {"own", "clblast"};
     static const char *const path_words[] = {NULL, "sequential", "chunked", "seq"};
     int v;
@@ -244,8 +244,31 @@ static ops_tuning *build(rt_ctx *ctx) {
     return t;
 }
 
+/* rt.h's on_kernel_failure: a program failed to build or a kernel to launch. Whatever the cause, the
+ * tuner's values are dropped for the defaults (they are what differs from the tested rows), with a
+ * warning; 1 when there were any. */
+static int drop_tuned(rt_ctx *ctx, const char *what) {
+    ops_tuning *t = ctx->tuning, *d = NULL;
+    int n = 0;
+    for (int p = 0; t && p < TUNE_N; p++) {
+        if (strcmp(t->source[p], "tuned")) continue;
+        if (!d && !(d = build(ctx, 0))) return 0;
+        put(t, (tune_param)p, d->value[p], "default: the tuned value failed");
+        n++;
+    }
+    free(d);
+    if (!n) return 0;
+    ctx->tuning_fallbacks++;
+    core_log(CORE_LOG_WARN, "%s failed on %s with the tuned kernel parameters: %d of them are off for this "
+             "context, the defaults are used (run `attamba tune` again)", what, ctx->dev.info.name, n);
+    return 1;
+}
+
 static ops_tuning *table(rt_ctx *ctx) {
-    if (!ctx->tuning) ctx->tuning = build(ctx);
+    if (!ctx->tuning) {
+        ctx->tuning = build(ctx, 1);
+        ctx->on_kernel_failure = drop_tuned;
+    }
     return ctx->tuning;
 }
 

@@ -65,6 +65,14 @@ struct attamba_context {
     int n_pool;
     uint64_t mem_limit;        /* 0 = the device's global memory */
     uint64_t fail_allocation;  /* fault injection (tests): the allocation this many creations from now fails; 0 = none */
+    uint64_t fail_launch;      /* fault injection (tests): the launch this many launches from now fails with
+                                  CL_OUT_OF_RESOURCES; 0 = none */
+    /* Set by the op layer (ops/tuning.c): called after a program failed to build or a kernel to launch;
+     * returns 1 when it changed what later calls build (the device's tuned parameters dropped for the
+     * defaults), and counts that in tuning_fallbacks, so that a call that changes nothing else can run
+     * once more. */
+    int (*on_kernel_failure)(struct attamba_context *ctx, const char *what);
+    int tuning_fallbacks;
     int profiling;             /* per-kernel timing through profiling events */
     int gemm_clblast_broken;   /* CLBlast failed here once: ops_gemm uses the own kernel */
     rt_profile_entry *profile;
@@ -155,6 +163,9 @@ attamba_status rt_launch(rt_ctx *ctx, cl_kernel k, const char *label, cl_uint di
 size_t rt_local_1d(rt_ctx *ctx, cl_kernel k, size_t cap);
 size_t rt_round_up(size_t x, size_t m);
 attamba_status rt_finish(rt_ctx *ctx);
+/* After a failed launch or build (s, already on the context): lets the op layer drop the tuned
+ * parameters (on_kernel_failure) and says so in the message; returns s. */
+attamba_status rt_kernel_failed(rt_ctx *ctx, attamba_status s, const char *what);
 
 /* Profiling report: one line per kernel label, sorted by total time, then the counters. */
 void rt_profile_print(const rt_ctx *ctx, void *file /* FILE* */);

@@ -55,13 +55,15 @@ attamba_status rt_launch(rt_ctx *ctx, cl_kernel k, const char *label, cl_uint di
         g[d] = local ? rt_round_up(global[d], local[d]) : global[d];
     }
     cl_event ev = NULL;
-    cl_int err = clEnqueueNDRangeKernel(ctx->queue, k, dims, NULL, g, local, 0, NULL,
-                                        ctx->profiling ? &ev : NULL);
+    cl_int err = ctx->fail_launch && --ctx->fail_launch == 0
+                     ? CL_OUT_OF_RESOURCES /* fault injection (tests) */
+                     : clEnqueueNDRangeKernel(ctx->queue, k, dims, NULL, g, local, 0, NULL, ctx->profiling ? &ev : NULL);
     ctx->counters.launches++;
     if (err != CL_SUCCESS) {
         char what[160];
         snprintf(what, sizeof what, "launching %s", label);
-        return rt_check(ctx, err, what);
+        attamba_status s = rt_check(ctx, err, what);
+        return rt_kernel_failed(ctx, s, what);
     }
     if (ev) {
         cl_ulong t0 = 0, t1 = 0;
@@ -146,3 +148,9 @@ void attamba_context_profile_print(const attamba_context *ctx, FILE *out, int64_
 void attamba_context_profile_reset(attamba_context *ctx) { rt_profile_reset(ctx); }
 
 attamba_status attamba_context_finish(attamba_context *ctx) { return rt_finish(ctx); }
+
+attamba_status rt_kernel_failed(rt_ctx *ctx, attamba_status s, const char *what) {
+    if (!ctx->on_kernel_failure || !ctx->on_kernel_failure(ctx, what)) return s;
+    return rt_fail(ctx, s, "%s (the tuned kernel parameters of this device are off from now on: the defaults "
+                   "are used)", ctx->err);
+}

@@ -277,6 +277,11 @@ attamba_status rt_program_get(rt_ctx *ctx, const char *name, const char *options
     const char *sources[2] = {rt_embedded_source("common"), src};
     int has_common = sources[0] != NULL && strcmp(name, "common") != 0;
     attamba_status s = build(ctx, name, has_common ? sources : sources + 1, has_common ? 2 : 1, options, out);
+    if (s == ATTAMBA_ERR_BUILD) {
+        char what[160];
+        snprintf(what, sizeof what, "building %s", name);
+        rt_kernel_failed(ctx, s, what);
+    }
     if (s && ctx->program_dir) /* the variant a bundle lacks, named, when it cannot be built here either */
         rt_fail(ctx, s, "program %s with options '%s' is not in the prebuilt bundle %s (make one with `attamba "
                 "compile` for this model and device), and building it here failed: %.600s",
