@@ -174,6 +174,8 @@ static const scan_case scan_cases[] = {
     {3, 91, 2, 5, 1, 13, 0, {SEG_RANDOM, 6}},    /* random boundaries, odd p and N */
     {1, 100, 8, 4, 2, 32, 1, {SEG_EXPLICIT, 0}}, /* explicit boundaries */
     {1, 130, 2, 4, 1, 32, 0, {SEG_ONE, 0}},      /* one segment: pure Mamba-2 */
+    {2, 45, 2, 32, 1, 24, 1, {SEG_CYCLIC, 8}},   /* p = 32: 16 channels per work-item on 16-lane CPUs */
+    {1, 40, 3, 48, 3, 9, 1, {SEG_UNIFORM, 6}},   /* p = 48 (16 lanes), G = 3, odd N */
 };
 
 typedef struct {

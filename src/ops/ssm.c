@@ -246,8 +246,13 @@ attamba_status ops_ssm_scan_with(rt_ctx *ctx, ops_ssm_path path, int block, cons
     if (block <= 0) block = path == OPS_SSM_SEQUENTIAL ? SEQ_BLOCK : CHUNK_BLOCK;
     int64_t nblk = (T + block - 1) / block;
 
-    char opts[32];
+    /* channels per work-item of the block scan: the table's, lowered to a power of two dividing p */
+    int vp = ops_tune(ctx, TUNE_SSM_VP);
+    vp = vp >= 16 ? 16 : vp >= 8 ? 8 : vp >= 4 ? 4 : vp >= 2 ? 2 : 1;
+    while (vp > 1 && p % vp) vp /= 2;
+    char opts[32], scan_opts[48];
     snprintf(opts, sizeof opts, "-DSSM_N=%d", (int)N);
+    snprintf(scan_opts, sizeof scan_opts, "-DSSM_N=%d -DSSM_VP=%d", (int)N, vp);
     cl_mem fin_mem = final_state ? final_state->buf->mem : y->buf->mem;
     cl_int fin_off = final_state ? (cl_int)final_state->offset : 0, want_final = final_state != NULL;
     cl_int hpg = (cl_int)(nh / in.G);
@@ -280,7 +285,7 @@ attamba_status ops_ssm_scan_with(rt_ctx *ctx, ops_ssm_path path, int block, cons
         a[k++] = RT_MEM(y->buf->mem), a[k++] = RT_I32(0);
         a[k++] = RT_I32(B), a[k++] = RT_I32(T), a[k++] = RT_I32(nh), a[k++] = RT_I32(p), a[k++] = RT_I32(hpg);
         a[k++] = RT_I32(block), a[k++] = RT_I32(nblk), a[k++] = RT_I32(0), a[k++] = RT_I32_AT(&want_final);
-        s = ops_launch_1d(ctx, "ssm", opts, "ssm_scan_blocks", B * nblk * nh * p, k, a);
+        s = ops_launch_1d(ctx, "ssm", vp > 1 ? scan_opts : opts, "ssm_scan_blocks", B * nblk * nh * p / vp, k, a);
         goto done;
     }
     int k0 = k;
@@ -288,7 +293,7 @@ attamba_status ops_ssm_scan_with(rt_ctx *ctx, ops_ssm_path path, int block, cons
     a[k++] = RT_MEM(dec.buf->mem), a[k++] = RT_I32(0);
     a[k++] = RT_I32(B), a[k++] = RT_I32(T), a[k++] = RT_I32(nh), a[k++] = RT_I32(p), a[k++] = RT_I32(hpg);
     a[k++] = RT_I32(block), a[k++] = RT_I32(nblk), a[k++] = RT_I32(1), a[k++] = RT_I32_AT(&want_final);
-    s = ops_launch_1d(ctx, "ssm", opts, "ssm_scan_blocks", B * nblk * nh * p, k, a);
+    s = ops_launch_1d(ctx, "ssm", vp > 1 ? scan_opts : opts, "ssm_scan_blocks", B * nblk * nh * p / vp, k, a);
     if (!s) {
         rt_arg pa[] = {RT_MEM(states.buf->mem), RT_I32(0), RT_MEM(dec.buf->mem), RT_I32(0),
                        RT_MEM(seg_start->buf->mem), RT_I32(seg_start->offset), RT_MEM(fin_mem),

@@ -11,9 +11,9 @@
 
 /* A row of the table: the default (accelerators, unknown devices), the CPU value, the GPU value
  * (every GPU vendor unless a vendor column below differs), the accepted range and the meaning.
- * VW_AUTO / RM_AUTO / INPLACE_AUTO: derived from the device's preferred float vector width when the
- * table is built. */
-enum { SAME = -1000000, VW_AUTO = -1, RM_AUTO = -2, INPLACE_AUTO = -3 };
+ * VW_AUTO / RM_AUTO / INPLACE_AUTO / SSM_VP_AUTO: derived from the device's preferred float vector width
+ * when the table is built. */
+enum { SAME = -1000000, VW_AUTO = -1, RM_AUTO = -2, INPLACE_AUTO = -3, SSM_VP_AUTO = -4 };
 static const struct {
     const char *name;
     int def, cpu, gpu;
@@ -109,6 +109,15 @@ static const struct {
      * hundreds to hide memory latency */
     [TUNE_SSM_PER_CU] = {"ssm.per_cu", 256, 16, 256, SAME, SAME, SAME, 1, 1 << 20,
                          "scan: sequential while there are this many scans per compute unit"},
+    /* A work-item of the prefill scan takes this many channels of a head as one vector (they share dt,
+     * B and C: B[n] and C[n] broadcast, no horizontal sum for y), its state SSM_N such vectors; the
+     * CPU default is gemm.vw, the device's preferred float width. PoCL (Sapphire Rapids, 16 lanes), bench
+     * ssm at T = 4096, N = 32, p = 32: segments of 8 tokens 4.3-5.4 ms with one channel per work-item,
+     * 3.5-3.7 with 8, 2.6-2.9 with 16; one segment of 4096 17-18, 5.5-5.8, 3.5-3.7 ms. GPUs keep one
+     * channel per work-item (a state of SSM_N x 16 floats would take the registers). Lowered to a power
+     * of two dividing p. */
+    [TUNE_SSM_VP] = {"ssm.vp", 1, SSM_VP_AUTO, 1, SAME, SAME, SAME, 1, 16,
+                     "scan: channels per work-item as one vector (1, 2, 4, 8, 16; at most what divides p)"},
     [TUNE_SSM_DECODE_WG] = {"ssm.decode_wg", 256, 8, 256, SAME, SAME, SAME, 1, 1024,
                             "SSM decode step: the largest work-group"},
 };
@@ -230,6 +239,7 @@ static ops_tuning *build(rt_ctx *ctx, int with_tuned) {
             w = 4;
         put(t, TUNE_GEMM_VW, w >= 16 ? 16 : w >= 8 ? 8 : 4, "device: preferred float width");
     }
+    if (t->value[TUNE_SSM_VP] == SSM_VP_AUTO) put(t, TUNE_SSM_VP, t->value[TUNE_GEMM_VW], "from gemm.vw");
     if (t->value[TUNE_GEMM_RM] == RM_AUTO) put(t, TUNE_GEMM_RM, t->value[TUNE_GEMM_VW] >= 16 ? 8 : 6, "from gemm.vw");
     if (t->value[TUNE_GEMM_INPLACE_B_KIB] == INPLACE_AUTO)
         put(t, TUNE_GEMM_INPLACE_B_KIB, t->value[TUNE_GEMM_VW] >= 16 ? 1024 : 0, "from gemm.vw");

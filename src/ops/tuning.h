@@ -58,6 +58,7 @@ typedef enum tune_param {
     TUNE_SUMSQ_SPLIT,    /* sum of squares: 0 contiguous chunks per work-item, 1 interleaved */
     TUNE_SSM_PATH,       /* scan: 0 by the rule below, 1 sequential, 2 chunked */
     TUNE_SSM_PER_CU,     /*   sequential while there are this many scans per compute unit */
+    TUNE_SSM_VP,         /*   channels per work-item as one vector (1: one channel, its state along the lanes) */
     TUNE_SSM_DECODE_WG,  /* SSM decode step: the largest work-group */
     TUNE_N
 } tune_param;
