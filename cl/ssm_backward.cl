@@ -44,6 +44,67 @@ __kernel void ssmb_dt(__global float4 *dd, SSMB_ROWS(dtr, dt), __global const fl
     dd[i] = (float4)(dt, exp(-dt * exp(A_log[ao + h])), v > 20.0f ? 1.0f : atb_sigmoid(v), 0.0f);
 }
 
+#ifndef SSM_VN
+#define SSM_VN 1
+#endif
+#ifndef SSM_VP
+#define SSM_VP 1
+#endif
+#define SSMB_CAT_(a, b) a##b
+#define SSMB_CAT(a, b) SSMB_CAT_(a, b)
+
+#if SSM_VN > 1
+/* Column scans with SSM_VN columns per work-item as one vector (-DSSM_VN=2..16, N % SSM_VN == 0): the
+ * state is SSM_P such vectors (row i of the columns), x[i] and dy[i] broadcast, and dCh and U come out
+ * as vectors without a horizontal sum. Same arguments and results as the one-column kernel below. */
+#define VNT SSMB_CAT(float, SSM_VN)
+#define VNLOAD SSMB_CAT(vload, SSM_VN)
+#define VNSTORE SSMB_CAT(vstore, SSM_VN)
+__kernel void ssmb_cols(__global float *dch, __global float *u, SSMB_ROWS(xs, x), SSMB_ROWS(Bm, b),
+                        SSMB_ROWS(Cm, c), SSMB_ROWS(dy, gy), __global const float4 *dd, __global const int *seg,
+                        int so, int B, int T, int nh, int hpg, int Q, int nblk) {
+    int gid = get_global_id(0), nv = SSM_N / SSM_VN;
+    if (gid >= B * nblk * nh * nv) return;
+    int n = (gid % nv) * SSM_VN, r = gid / nv;
+    int h = r % nh;
+    r /= nh;
+    int k = r % nblk, bb = r / nblk;
+    int col = (h / hpg) * SSM_N + n, hp = h * SSM_P;
+    int t1 = min(T, (k + 1) * Q);
+    VNT S[SSM_P];
+    for (int t = k * Q; t < t1; t++) {
+        if (seg[so + t] != t) continue;
+        int e = atb_next_start(seg, so, t + 1, T);
+        /* forward: S[:, n] += dt B[n] x */
+        for (int i = 0; i < SSM_P; i++) S[i] = (VNT)(0.0f);
+        for (int s = t; s < e; s++) {
+            float4 d = dd[(bb * T + s) * nh + h];
+            __global const float *xr = xs + SSMB_AT(x, bb, s) + hp, *gr = dy + SSMB_AT(gy, bb, s) + hp;
+            float a = s > t ? d.y : 0.0f;
+            VNT bv = d.x * VNLOAD(0, Bm + SSMB_AT(b, bb, s) + col), acc = (VNT)(0.0f);
+            for (int i = 0; i < SSM_P; i++) {
+                S[i] = fma(bv, (VNT)(xr[i]), a * S[i]);
+                acc = fma(S[i], (VNT)(gr[i]), acc);
+            }
+            VNSTORE(acc, 0, dch + ((bb * T + s) * nh + h) * SSM_N + n);
+        }
+        /* backward: G[:, n] = a_{s+1} G[:, n] + C[n] dy */
+        for (int i = 0; i < SSM_P; i++) S[i] = (VNT)(0.0f);
+        float an = 0.0f; /* a_{s+1} */
+        for (int s = e - 1; s >= t; s--) {
+            __global const float *xr = xs + SSMB_AT(x, bb, s) + hp, *gr = dy + SSMB_AT(gy, bb, s) + hp;
+            VNT cv = VNLOAD(0, Cm + SSMB_AT(c, bb, s) + col), acc = (VNT)(0.0f);
+            for (int i = 0; i < SSM_P; i++) {
+                S[i] = fma(cv, (VNT)(gr[i]), an * S[i]);
+                acc = fma(S[i], (VNT)(xr[i]), acc);
+            }
+            VNSTORE(acc, 0, u + ((bb * T + s) * nh + h) * SSM_N + n);
+            an = dd[(bb * T + s) * nh + h].y;
+        }
+        t = e - 1; /* the loop's t++ lands on the next segment's start */
+    }
+}
+#else
 /* Column scans: one work-item per (b, block, h, n), n fastest (neighbours share the xs/dy rows). */
 __kernel void ssmb_cols(__global float *dch, __global float *u, SSMB_ROWS(xs, x), SSMB_ROWS(Bm, b),
                         SSMB_ROWS(Cm, c), SSMB_ROWS(dy, gy), __global const float4 *dd, __global const int *seg,
@@ -79,7 +140,48 @@ __kernel void ssmb_cols(__global float *dch, __global float *u, SSMB_ROWS(xs, x)
         t = e - 1; /* the loop's t++ lands on the next segment's start */
     }
 }
+#endif
 
+#if SSM_VP > 1
+/* Row scan with SSM_VP rows (channels) per work-item as one vector (-DSSM_VP=2..16, p % SSM_VP == 0):
+ * the state is SSM_N such vectors (column n of the rows), C[n] and B[n] broadcast, dx without a
+ * horizontal sum. Same arguments and results as the one-row kernel below. */
+#define VPT SSMB_CAT(float, SSM_VP)
+#define VPLOAD SSMB_CAT(vload, SSM_VP)
+#define VPSTORE SSMB_CAT(vstore, SSM_VP)
+__kernel void ssmb_rows(__global float *dx, int dxo, int dx_rs, int dx_bs, SSMB_ROWS(Bm, b), SSMB_ROWS(Cm, c),
+                        SSMB_ROWS(dy, gy), __global const float4 *dd, __global const int *seg, int so,
+                        __global const float *D, int Do, int B, int T, int nh, int p, int hpg, int Q, int nblk) {
+    int gid = get_global_id(0), pv = p / SSM_VP;
+    if (gid >= B * nblk * nh * pv) return;
+    int pi = (gid % pv) * SSM_VP, r = gid / pv;
+    int h = r % nh;
+    r /= nh;
+    int k = r % nblk, bb = r / nblk;
+    int go = (h / hpg) * SSM_N, col = h * p + pi;
+    float dh = D[Do + h];
+    int t1 = min(T, (k + 1) * Q);
+    VPT G[SSM_N];
+    for (int t = k * Q; t < t1; t++) {
+        if (seg[so + t] != t) continue;
+        int e = atb_next_start(seg, so, t + 1, T);
+        for (int n = 0; n < SSM_N; n++) G[n] = (VPT)(0.0f);
+        float an = 0.0f;
+        for (int s = e - 1; s >= t; s--) {
+            float4 d = dd[(bb * T + s) * nh + h];
+            VPT gv = VPLOAD(0, dy + SSMB_AT(gy, bb, s) + col), acc = (VPT)(0.0f);
+            __global const float *cr = Cm + SSMB_AT(c, bb, s) + go, *br = Bm + SSMB_AT(b, bb, s) + go;
+            for (int n = 0; n < SSM_N; n++) {
+                G[n] = fma(gv, (VPT)(cr[n]), an * G[n]);
+                acc = fma(G[n], (VPT)(br[n]), acc);
+            }
+            VPSTORE(fma((VPT)(dh), gv, d.x * acc), 0, dx + dxo + bb * dx_bs + s * dx_rs + col);
+            an = d.y;
+        }
+        t = e - 1;
+    }
+}
+#else
 /* Row scan: one work-item per (b, block, h, i), i fastest; writes dx (row-strided). */
 __kernel void ssmb_rows(__global float *dx, int dxo, int dx_rs, int dx_bs, SSMB_ROWS(Bm, b), SSMB_ROWS(Cm, c),
                         SSMB_ROWS(dy, gy), __global const float4 *dd, __global const int *seg, int so,
@@ -109,6 +211,8 @@ __kernel void ssmb_rows(__global float *dx, int dxo, int dx_rs, int dx_bs, SSMB_
         t = e - 1;
     }
 }
+
+#endif
 
 /* Per (b, t, g, n), n fastest: dC = sum over the group's heads of dCh, dB = sum of dt U. */
 __kernel void ssmb_bc(__global float *dB, int dbo_, int dB_rs, int dB_bs, int want_b, __global float *dC, int dco_,

@@ -322,6 +322,7 @@ static const scan_case kern_cases[] = {
     {1, 300, 4, 8, 2, 32, 1, SEG_EXPLICIT, 0},  /* long T, explicit boundaries */
     {2, 130, 2, 4, 1, 7, 1, SEG_ONE, 0},        /* one segment: pure Mamba-2 */
     {1, 70, 4, 3, 4, 32, 1, SEG_UNIFORM, 500},  /* P >= T, G = nh */
+    {2, 45, 2, 32, 1, 48, 1, SEG_UNIFORM, 8},   /* p = 32, N = 48: 16 lanes a work-item on 16-lane CPUs */
 };
 
 typedef struct {

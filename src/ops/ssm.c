@@ -220,6 +220,15 @@ ops_ssm_path ops_ssm_choose_path(rt_ctx *ctx, int64_t rows, int64_t T, int64_t l
     return items >= (int64_t)ctx->dev.info.compute_units * per_cu ? OPS_SSM_SEQUENTIAL : OPS_SSM_CHUNKED;
 }
 
+/* Lanes of a scan work-item's vectors (channels of the forward and the row scan, state columns of the
+ * column scan): the table's ssm.vp, lowered to a power of two dividing n. */
+static int scan_lanes(rt_ctx *ctx, int64_t n) {
+    int v = ops_tune(ctx, TUNE_SSM_VP);
+    v = v >= 16 ? 16 : v >= 8 ? 8 : v >= 4 ? 4 : v >= 2 ? 2 : 1;
+    while (v > 1 && n % v) v /= 2;
+    return v;
+}
+
 /* The tuning table's ssm.path, AUTO when it leaves the choice to ops_ssm_choose_path. */
 static ops_ssm_path table_path(rt_ctx *ctx) {
     int v = ops_tune(ctx, TUNE_SSM_PATH);
@@ -246,10 +255,7 @@ attamba_status ops_ssm_scan_with(rt_ctx *ctx, ops_ssm_path path, int block, cons
     if (block <= 0) block = path == OPS_SSM_SEQUENTIAL ? SEQ_BLOCK : CHUNK_BLOCK;
     int64_t nblk = (T + block - 1) / block;
 
-    /* channels per work-item of the block scan: the table's, lowered to a power of two dividing p */
-    int vp = ops_tune(ctx, TUNE_SSM_VP);
-    vp = vp >= 16 ? 16 : vp >= 8 ? 8 : vp >= 4 ? 4 : vp >= 2 ? 2 : 1;
-    while (vp > 1 && p % vp) vp /= 2;
+    int vp = scan_lanes(ctx, p); /* channels per work-item of the block scan */
     char opts[32], scan_opts[48];
     snprintf(opts, sizeof opts, "-DSSM_N=%d", (int)N);
     snprintf(scan_opts, sizeof scan_opts, "-DSSM_N=%d -DSSM_VP=%d", (int)N, vp);
@@ -578,8 +584,9 @@ attamba_status ops_ssm_scan_backward(rt_ctx *ctx, const tensor *xs, const tensor
 
     int want_tok = ddt_raw || ddt_bias || dA_log || dD, want_cols = want_tok || dBm || dCm;
     if (!dxs && !want_cols) return ATTAMBA_OK;
-    char opts[48];
-    snprintf(opts, sizeof opts, "-DSSM_N=%d -DSSM_P=%d", (int)N, (int)p);
+    int vp = scan_lanes(ctx, p), vn = scan_lanes(ctx, N); /* rows per row-scan item, columns per column-scan item */
+    char opts[80];
+    snprintf(opts, sizeof opts, "-DSSM_N=%d -DSSM_P=%d -DSSM_VP=%d -DSSM_VN=%d", (int)N, (int)p, vp, vn);
     cl_int hpg = (cl_int)(nh / in.G), Q = BWD_BLOCK, nblk = (cl_int)((T + Q - 1) / Q);
     tensor dd = {0}, dch = {0}, u = {0}, tok = {0};
     attamba_status s = tensor_scratch(ctx, &dd, TENSOR_F32, 1, (int64_t[]){B * T * nh * 4});
@@ -608,7 +615,7 @@ attamba_status ops_ssm_scan_backward(rt_ctx *ctx, const tensor *xs, const tensor
         a[k++] = RT_MEM(in.D_mem), a[k++] = RT_I32_AT(&in.D_off);
         a[k++] = RT_I32(B), a[k++] = RT_I32(T), a[k++] = RT_I32(nh), a[k++] = RT_I32(p), a[k++] = RT_I32(hpg);
         a[k++] = RT_I32(Q), a[k++] = RT_I32(nblk);
-        s = ops_launch_1d(ctx, "ssm_backward", opts, "ssmb_rows", B * nblk * nh * p, k, a);
+        s = ops_launch_1d(ctx, "ssm_backward", opts, "ssmb_rows", B * nblk * nh * p / vp, k, a);
     }
     if (!s && want_cols) {
         rt_arg a[32];
@@ -621,7 +628,7 @@ attamba_status ops_ssm_scan_backward(rt_ctx *ctx, const tensor *xs, const tensor
         a[k++] = RT_MEM(dd.buf->mem), a[k++] = RT_MEM(seg_start->buf->mem), a[k++] = RT_I32(seg_start->offset);
         a[k++] = RT_I32(B), a[k++] = RT_I32(T), a[k++] = RT_I32(nh), a[k++] = RT_I32(hpg);
         a[k++] = RT_I32(Q), a[k++] = RT_I32(nblk);
-        s = ops_launch_1d(ctx, "ssm_backward", opts, "ssmb_cols", B * nblk * nh * N, k, a);
+        s = ops_launch_1d(ctx, "ssm_backward", opts, "ssmb_cols", B * nblk * nh * N / vn, k, a);
     }
     if (!s && (dBm || dCm)) {
         /* an output not wanted still needs a valid buffer argument; the kernel never writes it */

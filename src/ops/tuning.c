@@ -110,7 +110,8 @@ static const struct {
     [TUNE_SSM_PER_CU] = {"ssm.per_cu", 256, 16, 256, SAME, SAME, SAME, 1, 1 << 20,
                          "scan: sequential while there are this many scans per compute unit"},
     /* A work-item of the prefill scan takes this many channels of a head as one vector (they share dt,
-     * B and C: B[n] and C[n] broadcast, no horizontal sum for y), its state SSM_N such vectors; the
+     * B and C: B[n] and C[n] broadcast, no horizontal sum for y), its state SSM_N such vectors (the
+     * backward's row scan likewise, its column scan as many state columns); the
      * CPU default is gemm.vw, the device's preferred float width. PoCL (Sapphire Rapids, 16 lanes), bench
      * ssm at T = 4096, N = 32, p = 32: segments of 8 tokens 4.3-5.4 ms with one channel per work-item,
      * 3.5-3.7 with 8, 2.6-2.9 with 16; one segment of 4096 17-18, 5.5-5.8, 3.5-3.7 ms. GPUs keep one
