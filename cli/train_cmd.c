@@ -27,7 +27,7 @@ static int num_opt(const char *name, const char *arg, double lo, double hi, doub
 static int make_config(const char *spec, const char *kind, double chunk, double window, const char *boundaries,
                        attamba_config **out) {
     static const char *const kinds[] = {"attamba", "transformer", "transformer-swa"};
-    char err[600], num[32];
+    char err[600];
     if (kind) {
         int known = 0;
         for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++) known |= !strcmp(kind, kinds[i]);
@@ -51,16 +51,18 @@ static int make_config(const char *spec, const char *kind, double chunk, double 
         cJSON_Delete(root);
         free(json);
     }
-    attamba_status s = kind ? attamba_config_set(c, "kind", kind, err, sizeof err) : ATTAMBA_OK;
-    if (!s && chunk > 0) {
-        snprintf(num, sizeof num, "%d", (int)chunk);
-        s = attamba_config_set(c, "chunk", num, err, sizeof err);
-    }
-    if (!s && window >= 0) {
-        snprintf(num, sizeof num, "%d", (int)window);
-        s = attamba_config_set(c, "window", num, err, sizeof err);
-    }
-    if (!s && boundaries) s = attamba_config_set(c, "boundaries", keep ? keep : boundaries, err, sizeof err);
+    /* the overrides at once: one at a time could pass through an invalid config (a kind whose window
+     * the next option sets) */
+    cJSON *o = cJSON_CreateObject();
+    if (kind) cJSON_AddStringToObject(o, "kind", kind);
+    if (chunk > 0) cJSON_AddNumberToObject(o, "chunk", (int)chunk);
+    if (window >= 0) cJSON_AddNumberToObject(o, "window", (int)window);
+    if (boundaries) cJSON_AddStringToObject(o, "boundaries", keep ? keep : boundaries);
+    char *fields = cJSON_PrintUnformatted(o);
+    attamba_status s = fields ? attamba_config_set(c, NULL, fields, err, sizeof err) : ATTAMBA_ERR_OUT_OF_MEMORY;
+    if (!fields) snprintf(err, sizeof err, "out of host memory");
+    free(fields);
+    cJSON_Delete(o);
     free(keep);
     if (s) {
         attamba_config_destroy(c);
