@@ -73,30 +73,57 @@ __kernel void ssm_dt(__global float2 *dd, __global const float *dtr, int dto, in
     dd[i] = (float2)(dt, exp(-dt * exp(A_log[ao + h])));
 }
 
+/* A block-scan work-item's channels and state (-DSSM_VP, default 1):
+ *  - SSM_VP = 1: one channel pi, its state row S[pi, 0..N-1] along the vector lanes (SSM_ROW);
+ *  - SSM_VP = 2..16 (p % SSM_VP == 0): SSM_VP neighbouring channels of a head, which share dt, B and C,
+ *    as one vector, and their state as SSM_N such vectors (column n of the rows): a token is then 2 SSM_N
+ *    vector FMAs with B[n] and C[n] broadcast, and y needs no horizontal sum (CPUs: ssm.vp).
+ * SSM_XT is the channels' type; SSM_STATE declares S, SSM_ZERO clears it, SSM_TOKEN(S, decay, u, Bt, Ct)
+ * makes S = decay S + u B and returns S . C, SSM_STORE(S, dst) writes the rows (SSM_N floats each). */
 #ifndef SSM_VP
 #define SSM_VP 1
 #endif
 #if SSM_VP > 1
-/* Lanes across channels (-DSSM_VP=4, 8 or 16; p % SSM_VP == 0): a work-item takes SSM_VP neighbouring
- * channels pi of a head, which share dt, B and C, as one vector, and its state as SSM_N such vectors
- * (column n of the channels' rows). A token is then 2 SSM_N vector FMAs with B[n] and C[n] broadcast,
- * and y needs no horizontal sum. */
 #define SSM_CAT_(a, b) a##b
 #define SSM_CAT(a, b) SSM_CAT_(a, b)
-#define VPT SSM_CAT(float, SSM_VP)
-#define VPLOAD SSM_CAT(vload, SSM_VP)
-#define VPSTORE SSM_CAT(vstore, SSM_VP)
+#define SSM_XT SSM_CAT(float, SSM_VP)
+#define SSM_XLOAD(p) SSM_CAT(vload, SSM_VP)(0, (p))
+#define SSM_YSTORE(v, p) SSM_CAT(vstore, SSM_VP)((v), 0, (p))
+#define SSM_STATE(S) SSM_XT S[SSM_N]
+#define SSM_ZERO(S) for (int n_ = 0; n_ < SSM_N; n_++) S[n_] = (SSM_XT)(0.0f)
+#define SSM_TOKEN(S, decay, u, Bt, Ct) ssm_token_lanes(S, decay, u, Bt, Ct)
+#define SSM_STORE(S, dst) ssm_store_lanes(S, dst)
 
-/* The block end state of channels pi0.. (rows of SSM_N floats each): column n of S is lane l of row l. */
-inline void ssm_store_lanes(const VPT *S, __global float *dst) {
+inline SSM_XT ssm_token_lanes(SSM_XT *S, float decay, SSM_XT u, __global const float *Bt, __global const float *Ct) {
+    SSM_XT acc = (SSM_XT)(0.0f);
+    for (int n = 0; n < SSM_N; n++) {
+        S[n] = fma(u, (SSM_XT)(Bt[n]), decay * S[n]);
+        acc = fma(S[n], (SSM_XT)(Ct[n]), acc);
+    }
+    return acc;
+}
+
+/* Column n of S is lane l of row l. */
+inline void ssm_store_lanes(const SSM_XT *S, __global float *dst) {
     for (int n = 0; n < SSM_N; n++) {
         float lanes[SSM_VP];
-        VPSTORE(S[n], 0, lanes);
+        SSM_CAT(vstore, SSM_VP)(S[n], 0, lanes);
         for (int l = 0; l < SSM_VP; l++) dst[l * SSM_N + n] = lanes[l];
     }
 }
+#else
+#define SSM_XT float
+#define SSM_XLOAD(p) (*(p))
+#define SSM_YSTORE(v, p) (*(p) = (v))
+#define SSM_STATE(S) SSM_ROW(S##8, S##t)
+#define SSM_ZERO(S) ssm_token_zero(S##8, S##t)
+#define SSM_TOKEN(S, decay, u, Bt, Ct) ssm_token(S##8, S##t, decay, u, Bt, Ct)
+#define SSM_STORE(S, dst) ssm_store(S##8, S##t, dst)
+#endif
 
-/* ssm_scan_blocks with SSM_VP channels per work-item: the same arguments, modes and results. */
+/* Scans blocks of Q tokens; see the header for the two modes.
+ * mode 0: st = final_state [B,nh,p,N] (written by whoever scans token T-1 when want_final).
+ * mode 1: st = block end states [B,nblk,nh,p,N], dec = block decays [B,nblk,nh]. */
 __kernel void ssm_scan_blocks(__global float *y, int yo, SSM_IN_ARGS, __global const float2 *dd,
                               __global const int *seg, int so,
                               __global float *st, int sto, __global float *dec, int deo, int B, int T, int nh,
@@ -110,59 +137,8 @@ __kernel void ssm_scan_blocks(__global float *y, int yo, SSM_IN_ARGS, __global c
     int E = nh * p, g = h / hpg;
     float a = -exp(A_log[ao + h]), dh = D[Do + h];
     int t0 = k * Q, t1 = min(T, t0 + Q);
-    VPT S[SSM_N];
-    for (int n = 0; n < SSM_N; n++) S[n] = (VPT)(0.0f);
-
-    int t = t0, end = t1;
-    if (mode == 0) {
-        while (t < t1 && seg[so + t] != t) t++;
-        if (t == t1) return;
-        end = atb_next_start(seg, so, t1, T);
-    }
-    float logdec = 0.0f;
-    int cont = 1;
-    for (; t < end; t++) {
-        float2 d = dd[(b * T + t) * nh + h];
-        int restart = seg[so + t] == t;
-        cont &= !restart;
-        logdec += d.x * a;
-        float decay = restart ? 0.0f : d.y;
-        VPT xv = VPLOAD(0, xs + xo + b * x_bs + t * x_rs + h * p + pi), u = d.x * xv, acc = (VPT)(0.0f);
-        __global const float *Bt = Bm + bo + b * b_bs + t * b_rs + g * SSM_N;
-        __global const float *Ct = Cm + co + b * c_bs + t * c_rs + g * SSM_N;
-        for (int n = 0; n < SSM_N; n++) {
-            S[n] = fma(u, (VPT)(Bt[n]), decay * S[n]);
-            acc = fma(S[n], (VPT)(Ct[n]), acc);
-        }
-        VPSTORE(fma((VPT)(dh), xv, acc), 0, y + yo + (b * T + t) * E + h * p + pi);
-    }
-    if (mode == 0) {
-        if (end == T && want_final) ssm_store_lanes(S, st + sto + ((b * nh + h) * p + pi) * SSM_N);
-        return;
-    }
-    int need = t1 < T ? seg[so + t1] != t1 : want_final;
-    if (need) ssm_store_lanes(S, st + sto + (((b * nblk + k) * nh + h) * p + pi) * SSM_N);
-    if (pi == 0) dec[deo + (b * nblk + k) * nh + h] = cont ? exp(logdec) : 0.0f;
-}
-#else
-/* Scans blocks of Q tokens; see the header for the two modes.
- * mode 0: st = final_state [B,nh,p,N] (written by whoever scans token T-1 when want_final).
- * mode 1: st = block end states [B,nblk,nh,p,N], dec = block decays [B,nblk,nh]. */
-__kernel void ssm_scan_blocks(__global float *y, int yo, SSM_IN_ARGS, __global const float2 *dd,
-                              __global const int *seg, int so,
-                              __global float *st, int sto, __global float *dec, int deo, int B, int T, int nh,
-                              int p, int hpg, int Q, int nblk, int mode, int want_final) {
-    int gid = get_global_id(0);
-    if (gid >= B * nblk * nh * p) return;
-    int pi = gid % p, r = gid / p;
-    int h = r % nh;
-    r /= nh;
-    int k = r % nblk, b = r / nblk;
-    int E = nh * p, g = h / hpg;
-    float a = -exp(A_log[ao + h]), dh = D[Do + h];
-    int t0 = k * Q, t1 = min(T, t0 + Q);
-    SSM_ROW(S8, St);
-    ssm_token_zero(S8, St);
+    SSM_STATE(S);
+    SSM_ZERO(S);
 
     int t = t0, end = t1;
     if (mode == 0) {
@@ -178,25 +154,20 @@ __kernel void ssm_scan_blocks(__global float *y, int yo, SSM_IN_ARGS, __global c
         int restart = seg[so + t] == t;
         cont &= !restart;
         logdec += d.x * a;
-        float xv = xs[xo + b * x_bs + t * x_rs + h * p + pi];
-        float acc = ssm_token(S8, St, restart ? 0.0f : d.y, d.x * xv, Bm + bo + b * b_bs + t * b_rs + g * SSM_N,
-                              Cm + co + b * c_bs + t * c_rs + g * SSM_N);
-        y[yo + (b * T + t) * E + h * p + pi] = acc + dh * xv;
+        SSM_XT xv = SSM_XLOAD(xs + xo + b * x_bs + t * x_rs + h * p + pi);
+        SSM_XT acc = SSM_TOKEN(S, restart ? 0.0f : d.y, d.x * xv, Bm + bo + b * b_bs + t * b_rs + g * SSM_N,
+                               Cm + co + b * c_bs + t * c_rs + g * SSM_N);
+        SSM_YSTORE(acc + dh * xv, y + yo + (b * T + t) * E + h * p + pi);
     }
     if (mode == 0) {
-        if (end == T && want_final) {
-            ssm_store(S8, St, st + sto + ((b * nh + h) * p + pi) * SSM_N);
-        }
+        if (end == T && want_final) SSM_STORE(S, st + sto + ((b * nh + h) * p + pi) * SSM_N);
         return;
     }
     /* the end state is needed when the segment runs on into the next block, or for final_state */
     int need = t1 < T ? seg[so + t1] != t1 : want_final;
-    if (need) {
-        ssm_store(S8, St, st + sto + (((b * nblk + k) * nh + h) * p + pi) * SSM_N);
-    }
+    if (need) SSM_STORE(S, st + sto + (((b * nblk + k) * nh + h) * p + pi) * SSM_N);
     if (pi == 0) dec[deo + (b * nblk + k) * nh + h] = cont ? exp(logdec) : 0.0f;
 }
-#endif
 
 /* Carries states across blocks: one work-item per (b, h, pi, n), sequential over blocks. Block k's
  * stored state becomes E_k = S_k + decay_k E_{k-1} (only where someone reads it); E of the last
