@@ -44,6 +44,11 @@ __kernel void ssmb_dt(__global float4 *dd, SSMB_ROWS(dtr, dt), __global const fl
     dd[i] = (float4)(dt, exp(-dt * exp(A_log[ao + h])), v > 20.0f ? 1.0f : atb_sigmoid(v), 0.0f);
 }
 
+/* The scans' work-item layouts. -DSSM_VN (column scans) and -DSSM_VP (row scan), default 1: one column
+ * (row) per work-item with its state along the vector lanes (ATB_VEC8: p, resp. N floats); 2..16 (dividing
+ * N, resp. p; CPUs: ssm.vp): that many columns (rows) as one vector, the state p (N) such vectors, the
+ * other operand broadcast, and the results as vectors without a horizontal sum. SSMB_CT is a work-item's
+ * columns (SSMB_RT rows); STEP(S, a, s, v1, v2) makes S = a S + s v1 and returns S . v2 per lane. */
 #ifndef SSM_VN
 #define SSM_VN 1
 #endif
@@ -52,14 +57,51 @@ __kernel void ssmb_dt(__global float4 *dd, SSMB_ROWS(dtr, dt), __global const fl
 #endif
 #define SSMB_CAT_(a, b) a##b
 #define SSMB_CAT(a, b) SSMB_CAT_(a, b)
-
+/* V = a V + s v1 over LEN vectors of type VT; returns V . v2 */
+#define SSMB_DEFINE_LANES_STEP(NAME, VT, LEN)                                                           \
+    inline VT NAME(VT *V, float a, VT s, __global const float *v1, __global const float *v2) {          \
+        VT acc = (VT)(0.0f);                                                                            \
+        for (int i = 0; i < (LEN); i++) {                                                               \
+            V[i] = fma(s, (VT)(v1[i]), a * V[i]);                                                       \
+            acc = fma(V[i], (VT)(v2[i]), acc);                                                          \
+        }                                                                                               \
+        return acc;                                                                                     \
+    }
 #if SSM_VN > 1
-/* Column scans with SSM_VN columns per work-item as one vector (-DSSM_VN=2..16, N % SSM_VN == 0): the
- * state is SSM_P such vectors (row i of the columns), x[i] and dy[i] broadcast, and dCh and U come out
- * as vectors without a horizontal sum. Same arguments and results as the one-column kernel below. */
-#define VNT SSMB_CAT(float, SSM_VN)
-#define VNLOAD SSMB_CAT(vload, SSM_VN)
-#define VNSTORE SSMB_CAT(vstore, SSM_VN)
+#define SSMB_CT SSMB_CAT(float, SSM_VN)
+#define SSMB_CLOAD(p) SSMB_CAT(vload, SSM_VN)(0, (p))
+#define SSMB_CSTORE(v, p) SSMB_CAT(vstore, SSM_VN)((v), 0, (p))
+#define SSMB_CSTATE(S) SSMB_CT S[SSM_P]
+#define SSMB_CZERO(S) for (int i_ = 0; i_ < SSM_P; i_++) S[i_] = (SSMB_CT)(0.0f)
+#define SSMB_CSTEP(S, a, s, v1, v2) ssmb_cols_step(S, a, s, v1, v2)
+SSMB_DEFINE_LANES_STEP(ssmb_cols_step, SSMB_CT, SSM_P)
+#else
+#define SSMB_CT float
+#define SSMB_CLOAD(p) (*(p))
+#define SSMB_CSTORE(v, p) (*(p) = (v))
+#define SSMB_CSTATE(S) ATB_VEC8(S##8, S##t, SSM_P)
+#define SSMB_CZERO(S) ssmb_step_p_zero(S##8, S##t)
+#define SSMB_CSTEP(S, a, s, v1, v2) ssmb_step_p(S##8, S##t, a, s, v1, v2)
+#endif
+#if SSM_VP > 1
+#define SSMB_RT SSMB_CAT(float, SSM_VP)
+#define SSMB_RLOAD(p) SSMB_CAT(vload, SSM_VP)(0, (p))
+#define SSMB_RSTORE(v, p) SSMB_CAT(vstore, SSM_VP)((v), 0, (p))
+#define SSMB_RSTATE(G) SSMB_RT G[SSM_N]
+#define SSMB_RZERO(G) for (int n_ = 0; n_ < SSM_N; n_++) G[n_] = (SSMB_RT)(0.0f)
+#define SSMB_RSTEP(G, a, s, v1, v2) ssmb_rows_step(G, a, s, v1, v2)
+SSMB_DEFINE_LANES_STEP(ssmb_rows_step, SSMB_RT, SSM_N)
+#else
+#define SSMB_RT float
+#define SSMB_RLOAD(p) (*(p))
+#define SSMB_RSTORE(v, p) (*(p) = (v))
+#define SSMB_RSTATE(G) ATB_VEC8(G##8, G##t, SSM_N)
+#define SSMB_RZERO(G) ssmb_step_n_zero(G##8, G##t)
+#define SSMB_RSTEP(G, a, s, v1, v2) ssmb_step_n(G##8, G##t, a, s, v1, v2)
+#endif
+
+/* Column scans: one work-item per (b, block, h, SSM_VN columns from n), n fastest (neighbours share the
+ * xs/dy rows). */
 __kernel void ssmb_cols(__global float *dch, __global float *u, SSMB_ROWS(xs, x), SSMB_ROWS(Bm, b),
                         SSMB_ROWS(Cm, c), SSMB_ROWS(dy, gy), __global const float4 *dd, __global const int *seg,
                         int so, int B, int T, int nh, int hpg, int Q, int nblk) {
@@ -71,84 +113,32 @@ __kernel void ssmb_cols(__global float *dch, __global float *u, SSMB_ROWS(xs, x)
     int k = r % nblk, bb = r / nblk;
     int col = (h / hpg) * SSM_N + n, hp = h * SSM_P;
     int t1 = min(T, (k + 1) * Q);
-    VNT S[SSM_P];
+    SSMB_CSTATE(S);
     for (int t = k * Q; t < t1; t++) {
         if (seg[so + t] != t) continue;
         int e = atb_next_start(seg, so, t + 1, T);
         /* forward: S[:, n] += dt B[n] x */
-        for (int i = 0; i < SSM_P; i++) S[i] = (VNT)(0.0f);
+        SSMB_CZERO(S);
         for (int s = t; s < e; s++) {
             float4 d = dd[(bb * T + s) * nh + h];
             __global const float *xr = xs + SSMB_AT(x, bb, s) + hp, *gr = dy + SSMB_AT(gy, bb, s) + hp;
-            float a = s > t ? d.y : 0.0f;
-            VNT bv = d.x * VNLOAD(0, Bm + SSMB_AT(b, bb, s) + col), acc = (VNT)(0.0f);
-            for (int i = 0; i < SSM_P; i++) {
-                S[i] = fma(bv, (VNT)(xr[i]), a * S[i]);
-                acc = fma(S[i], (VNT)(gr[i]), acc);
-            }
-            VNSTORE(acc, 0, dch + ((bb * T + s) * nh + h) * SSM_N + n);
+            SSMB_CT acc = SSMB_CSTEP(S, s > t ? d.y : 0.0f, d.x * SSMB_CLOAD(Bm + SSMB_AT(b, bb, s) + col), xr, gr);
+            SSMB_CSTORE(acc, dch + ((bb * T + s) * nh + h) * SSM_N + n);
         }
         /* backward: G[:, n] = a_{s+1} G[:, n] + C[n] dy */
-        for (int i = 0; i < SSM_P; i++) S[i] = (VNT)(0.0f);
+        SSMB_CZERO(S);
         float an = 0.0f; /* a_{s+1} */
         for (int s = e - 1; s >= t; s--) {
             __global const float *xr = xs + SSMB_AT(x, bb, s) + hp, *gr = dy + SSMB_AT(gy, bb, s) + hp;
-            VNT cv = VNLOAD(0, Cm + SSMB_AT(c, bb, s) + col), acc = (VNT)(0.0f);
-            for (int i = 0; i < SSM_P; i++) {
-                S[i] = fma(cv, (VNT)(gr[i]), an * S[i]);
-                acc = fma(S[i], (VNT)(xr[i]), acc);
-            }
-            VNSTORE(acc, 0, u + ((bb * T + s) * nh + h) * SSM_N + n);
+            SSMB_CT acc = SSMB_CSTEP(S, an, SSMB_CLOAD(Cm + SSMB_AT(c, bb, s) + col), gr, xr);
+            SSMB_CSTORE(acc, u + ((bb * T + s) * nh + h) * SSM_N + n);
             an = dd[(bb * T + s) * nh + h].y;
         }
         t = e - 1; /* the loop's t++ lands on the next segment's start */
     }
 }
-#else
-/* Column scans: one work-item per (b, block, h, n), n fastest (neighbours share the xs/dy rows). */
-__kernel void ssmb_cols(__global float *dch, __global float *u, SSMB_ROWS(xs, x), SSMB_ROWS(Bm, b),
-                        SSMB_ROWS(Cm, c), SSMB_ROWS(dy, gy), __global const float4 *dd, __global const int *seg,
-                        int so, int B, int T, int nh, int hpg, int Q, int nblk) {
-    int gid = get_global_id(0);
-    if (gid >= B * nblk * nh * SSM_N) return;
-    int n = gid % SSM_N, r = gid / SSM_N;
-    int h = r % nh;
-    r /= nh;
-    int k = r % nblk, bb = r / nblk;
-    int col = (h / hpg) * SSM_N + n, hp = h * SSM_P;
-    int t1 = min(T, (k + 1) * Q);
-    ATB_VEC8(S8, St, SSM_P);
-    for (int t = k * Q; t < t1; t++) {
-        if (seg[so + t] != t) continue;
-        int e = atb_next_start(seg, so, t + 1, T);
-        /* forward: S[:, n] += dt B[n] x */
-        ssmb_step_p_zero(S8, St);
-        for (int s = t; s < e; s++) {
-            float4 d = dd[(bb * T + s) * nh + h];
-            __global const float *xr = xs + SSMB_AT(x, bb, s) + hp, *gr = dy + SSMB_AT(gy, bb, s) + hp;
-            dch[((bb * T + s) * nh + h) * SSM_N + n] =
-                ssmb_step_p(S8, St, s > t ? d.y : 0.0f, d.x * Bm[SSMB_AT(b, bb, s) + col], xr, gr);
-        }
-        /* backward: G[:, n] = a_{s+1} G[:, n] + C[n] dy */
-        ssmb_step_p_zero(S8, St);
-        float an = 0.0f; /* a_{s+1} */
-        for (int s = e - 1; s >= t; s--) {
-            __global const float *xr = xs + SSMB_AT(x, bb, s) + hp, *gr = dy + SSMB_AT(gy, bb, s) + hp;
-            u[((bb * T + s) * nh + h) * SSM_N + n] = ssmb_step_p(S8, St, an, Cm[SSMB_AT(c, bb, s) + col], gr, xr);
-            an = dd[(bb * T + s) * nh + h].y;
-        }
-        t = e - 1; /* the loop's t++ lands on the next segment's start */
-    }
-}
-#endif
 
-#if SSM_VP > 1
-/* Row scan with SSM_VP rows (channels) per work-item as one vector (-DSSM_VP=2..16, p % SSM_VP == 0):
- * the state is SSM_N such vectors (column n of the rows), C[n] and B[n] broadcast, dx without a
- * horizontal sum. Same arguments and results as the one-row kernel below. */
-#define VPT SSMB_CAT(float, SSM_VP)
-#define VPLOAD SSMB_CAT(vload, SSM_VP)
-#define VPSTORE SSMB_CAT(vstore, SSM_VP)
+/* Row scan: one work-item per (b, block, h, SSM_VP rows from i), i fastest; writes dx (row-strided). */
 __kernel void ssmb_rows(__global float *dx, int dxo, int dx_rs, int dx_bs, SSMB_ROWS(Bm, b), SSMB_ROWS(Cm, c),
                         SSMB_ROWS(dy, gy), __global const float4 *dd, __global const int *seg, int so,
                         __global const float *D, int Do, int B, int T, int nh, int p, int hpg, int Q, int nblk) {
@@ -161,58 +151,22 @@ __kernel void ssmb_rows(__global float *dx, int dxo, int dx_rs, int dx_bs, SSMB_
     int go = (h / hpg) * SSM_N, col = h * p + pi;
     float dh = D[Do + h];
     int t1 = min(T, (k + 1) * Q);
-    VPT G[SSM_N];
+    SSMB_RSTATE(G);
     for (int t = k * Q; t < t1; t++) {
         if (seg[so + t] != t) continue;
         int e = atb_next_start(seg, so, t + 1, T);
-        for (int n = 0; n < SSM_N; n++) G[n] = (VPT)(0.0f);
+        SSMB_RZERO(G);
         float an = 0.0f;
         for (int s = e - 1; s >= t; s--) {
             float4 d = dd[(bb * T + s) * nh + h];
-            VPT gv = VPLOAD(0, dy + SSMB_AT(gy, bb, s) + col), acc = (VPT)(0.0f);
-            __global const float *cr = Cm + SSMB_AT(c, bb, s) + go, *br = Bm + SSMB_AT(b, bb, s) + go;
-            for (int n = 0; n < SSM_N; n++) {
-                G[n] = fma(gv, (VPT)(cr[n]), an * G[n]);
-                acc = fma(G[n], (VPT)(br[n]), acc);
-            }
-            VPSTORE(fma((VPT)(dh), gv, d.x * acc), 0, dx + dxo + bb * dx_bs + s * dx_rs + col);
+            SSMB_RT gv = SSMB_RLOAD(dy + SSMB_AT(gy, bb, s) + col);
+            SSMB_RT acc = SSMB_RSTEP(G, an, gv, Cm + SSMB_AT(c, bb, s) + go, Bm + SSMB_AT(b, bb, s) + go);
+            SSMB_RSTORE(dh * gv + d.x * acc, dx + dxo + bb * dx_bs + s * dx_rs + col);
             an = d.y;
         }
         t = e - 1;
     }
 }
-#else
-/* Row scan: one work-item per (b, block, h, i), i fastest; writes dx (row-strided). */
-__kernel void ssmb_rows(__global float *dx, int dxo, int dx_rs, int dx_bs, SSMB_ROWS(Bm, b), SSMB_ROWS(Cm, c),
-                        SSMB_ROWS(dy, gy), __global const float4 *dd, __global const int *seg, int so,
-                        __global const float *D, int Do, int B, int T, int nh, int p, int hpg, int Q, int nblk) {
-    int gid = get_global_id(0);
-    if (gid >= B * nblk * nh * p) return;
-    int pi = gid % p, r = gid / p;
-    int h = r % nh;
-    r /= nh;
-    int k = r % nblk, bb = r / nblk;
-    int go = (h / hpg) * SSM_N, col = h * p + pi;
-    float dh = D[Do + h];
-    int t1 = min(T, (k + 1) * Q);
-    ATB_VEC8(G8, Gt, SSM_N);
-    for (int t = k * Q; t < t1; t++) {
-        if (seg[so + t] != t) continue;
-        int e = atb_next_start(seg, so, t + 1, T);
-        ssmb_step_n_zero(G8, Gt);
-        float an = 0.0f;
-        for (int s = e - 1; s >= t; s--) {
-            float4 d = dd[(bb * T + s) * nh + h];
-            float gv = dy[SSMB_AT(gy, bb, s) + col];
-            float acc = ssmb_step_n(G8, Gt, an, gv, Cm + SSMB_AT(c, bb, s) + go, Bm + SSMB_AT(b, bb, s) + go);
-            dx[dxo + bb * dx_bs + s * dx_rs + col] = dh * gv + d.x * acc;
-            an = d.y;
-        }
-        t = e - 1;
-    }
-}
-
-#endif
 
 /* Per (b, t, g, n), n fastest: dC = sum over the group's heads of dCh, dB = sum of dt U. */
 __kernel void ssmb_bc(__global float *dB, int dbo_, int dB_rs, int dB_bs, int want_b, __global float *dC, int dco_,
