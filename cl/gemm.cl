@@ -66,6 +66,46 @@ inline float q8_at(__global const uchar *B, int row_blk, int k) {
 #define B_AT(k, n) B_LOAD((k) * ldb + (n))
 #endif
 
+/* What the dot kernels share. DOT_PIECES(ACCS) walks row w of B a piece at a time from k, ACCS
+ * adding the piece to rows of A: q8, a block of 32 as w0..w3 and its scale d; f32 / f16, 16 weights as
+ * w0, w1. DOT_ACC(a, s0, s1) is one row's share (two accumulators); DOT_W(k) one weight of the tail
+ * (f32 / f16: K need not be a multiple of 16); dot_hsum the sum of a row's two accumulators. */
+#if WT == 2
+#define DOT_PIECES(ACCS)                                                                              \
+    for (; k < K; k += Q8_BLOCK, w += Q8_BYTES) {                                                     \
+        __global const char *q = (__global const char *)(w + 4);                                      \
+        float8 w0 = convert_float8(vload8(0, q)), w1 = convert_float8(vload8(1, q));                  \
+        float8 w2 = convert_float8(vload8(2, q)), w3 = convert_float8(vload8(3, q));                  \
+        float8 d = (float8)(*(__global const float *)w);                                              \
+        ACCS                                                                                          \
+    }
+#define DOT_ACC(a, s0, s1)                                                                            \
+    s0 = fma(d, fma(vload8(2, (a) + k), w2, vload8(0, (a) + k) * w0), s0);                            \
+    s1 = fma(d, fma(vload8(3, (a) + k), w3, vload8(1, (a) + k) * w1), s1);
+#else
+#if WT == 1
+#define DOT_W8(k) vload_half8(0, w + (k))
+#define DOT_W(k) vload_half((k), w)
+#else
+#define DOT_W8(k) vload8(0, w + (k))
+#define DOT_W(k) w[k]
+#endif
+#define DOT_PIECES(ACCS)                                                                              \
+    for (; k + 16 <= K; k += 16) {                                                                    \
+        float8 w0 = DOT_W8(k), w1 = DOT_W8(k + 8);                                                    \
+        ACCS                                                                                          \
+    }
+#define DOT_ACC(a, s0, s1)                                                                            \
+    s0 = fma(vload8(0, (a) + k), w0, s0);                                                             \
+    s1 = fma(vload8(0, (a) + k + 8), w1, s1);
+#endif
+
+inline float dot_hsum(float8 s0, float8 s1) {
+    float8 h8 = s0 + s1;
+    float4 h4 = h8.lo + h8.hi;
+    return h4.x + h4.y + h4.z + h4.w;
+}
+
 /* The dot product of K floats at a with a row of B (w: its start, B_STEP(row * ldb) from B): two
  * float8 accumulators (not a float16: AVX2 has no 16-wide ABI), the stored type converted as it is
  * loaded (q8: K is a multiple of 32, one scale per block). */
@@ -94,15 +134,9 @@ inline float dot_row(const __global float *a, const __global BT *w, int K) {
 #endif
     }
 #endif
-    float8 h8 = s0 + s1;
-    float4 h4 = h8.lo + h8.hi;
-    float s = h4.x + h4.y + h4.z + h4.w;
+    float s = dot_hsum(s0, s1);
 #if WT != 2
-#if WT == 1
-    for (; k < K; k++) s = fma(a[k], vload_half(k, w), s);
-#else
-    for (; k < K; k++) s = fma(a[k], w[k], s);
-#endif
+    for (; k < K; k++) s = fma(a[k], DOT_W(k), s);
 #endif
     return s;
 }
@@ -110,44 +144,12 @@ inline float dot_row(const __global float *a, const __global BT *w, int K) {
 /* Two rows of A (a0, a1) against one row of B, as dot_row: each piece of B loaded once for both,
  * four independent accumulators (one pair of chains per row hides the FMA latency). */
 inline float2 dot_pair(const __global float *a0, const __global float *a1, const __global BT *w, int K) {
-    float8 s0 = (float8)(0.0f), s1 = (float8)(0.0f), t0 = (float8)(0.0f), t1 = (float8)(0.0f);
+    float8 s0 = (float8)(0.0f), s1 = s0, t0 = s0, t1 = s0;
     int k = 0;
-#if WT == 2
-    for (; k < K; k += Q8_BLOCK, w += Q8_BYTES) {
-        __global const char *q = (__global const char *)(w + 4);
-        float8 w0 = convert_float8(vload8(0, q)), w1 = convert_float8(vload8(1, q));
-        float8 w2 = convert_float8(vload8(2, q)), w3 = convert_float8(vload8(3, q));
-        float8 d = (float8)(*(__global const float *)w);
-        s0 = fma(d, fma(vload8(2, a0 + k), w2, vload8(0, a0 + k) * w0), s0);
-        s1 = fma(d, fma(vload8(3, a0 + k), w3, vload8(1, a0 + k) * w1), s1);
-        t0 = fma(d, fma(vload8(2, a1 + k), w2, vload8(0, a1 + k) * w0), t0);
-        t1 = fma(d, fma(vload8(3, a1 + k), w3, vload8(1, a1 + k) * w1), t1);
-    }
-#else
-    for (; k + 16 <= K; k += 16) {
-#if WT == 1
-        float8 w0 = vload_half8(0, w + k), w1 = vload_half8(0, w + k + 8);
-#else
-        float8 w0 = vload8(0, w + k), w1 = vload8(0, w + k + 8);
-#endif
-        s0 = fma(vload8(0, a0 + k), w0, s0);
-        s1 = fma(vload8(0, a0 + k + 8), w1, s1);
-        t0 = fma(vload8(0, a1 + k), w0, t0);
-        t1 = fma(vload8(0, a1 + k + 8), w1, t1);
-    }
-#endif
-    float8 h8 = s0 + s1, g8 = t0 + t1;
-    float4 h4 = h8.lo + h8.hi, g4 = g8.lo + g8.hi;
-    float2 r = (float2)(h4.x + h4.y + h4.z + h4.w, g4.x + g4.y + g4.z + g4.w);
+    DOT_PIECES(DOT_ACC(a0, s0, s1) DOT_ACC(a1, t0, t1))
+    float2 r = (float2)(dot_hsum(s0, s1), dot_hsum(t0, t1));
 #if WT != 2
-    for (; k < K; k++) {
-#if WT == 1
-        float wk = vload_half(k, w);
-#else
-        float wk = w[k];
-#endif
-        r = fma((float2)(a0[k], a1[k]), (float2)(wk), r);
-    }
+    for (; k < K; k++) r = fma((float2)(a0[k], a1[k]), (float2)(DOT_W(k)), r);
 #endif
     return r;
 }
@@ -157,51 +159,10 @@ inline float4 dot_quad(const __global float *a0, const __global float *a1, const
                        const __global float *a3, const __global BT *w, int K) {
     float8 s0 = (float8)(0.0f), s1 = s0, t0 = s0, t1 = s0, u0 = s0, u1 = s0, v0 = s0, v1 = s0;
     int k = 0;
-#if WT == 2
-    for (; k < K; k += Q8_BLOCK, w += Q8_BYTES) {
-        __global const char *q = (__global const char *)(w + 4);
-        float8 w0 = convert_float8(vload8(0, q)), w1 = convert_float8(vload8(1, q));
-        float8 w2 = convert_float8(vload8(2, q)), w3 = convert_float8(vload8(3, q));
-        float8 d = (float8)(*(__global const float *)w);
-        s0 = fma(d, fma(vload8(2, a0 + k), w2, vload8(0, a0 + k) * w0), s0);
-        s1 = fma(d, fma(vload8(3, a0 + k), w3, vload8(1, a0 + k) * w1), s1);
-        t0 = fma(d, fma(vload8(2, a1 + k), w2, vload8(0, a1 + k) * w0), t0);
-        t1 = fma(d, fma(vload8(3, a1 + k), w3, vload8(1, a1 + k) * w1), t1);
-        u0 = fma(d, fma(vload8(2, a2 + k), w2, vload8(0, a2 + k) * w0), u0);
-        u1 = fma(d, fma(vload8(3, a2 + k), w3, vload8(1, a2 + k) * w1), u1);
-        v0 = fma(d, fma(vload8(2, a3 + k), w2, vload8(0, a3 + k) * w0), v0);
-        v1 = fma(d, fma(vload8(3, a3 + k), w3, vload8(1, a3 + k) * w1), v1);
-    }
-#else
-    for (; k + 16 <= K; k += 16) {
-#if WT == 1
-        float8 w0 = vload_half8(0, w + k), w1 = vload_half8(0, w + k + 8);
-#else
-        float8 w0 = vload8(0, w + k), w1 = vload8(0, w + k + 8);
-#endif
-        s0 = fma(vload8(0, a0 + k), w0, s0);
-        s1 = fma(vload8(0, a0 + k + 8), w1, s1);
-        t0 = fma(vload8(0, a1 + k), w0, t0);
-        t1 = fma(vload8(0, a1 + k + 8), w1, t1);
-        u0 = fma(vload8(0, a2 + k), w0, u0);
-        u1 = fma(vload8(0, a2 + k + 8), w1, u1);
-        v0 = fma(vload8(0, a3 + k), w0, v0);
-        v1 = fma(vload8(0, a3 + k + 8), w1, v1);
-    }
-#endif
-    float8 s8 = s0 + s1, t8 = t0 + t1, u8 = u0 + u1, v8 = v0 + v1;
-    float4 s4 = s8.lo + s8.hi, t4 = t8.lo + t8.hi, u4 = u8.lo + u8.hi, v4 = v8.lo + v8.hi;
-    float4 r = (float4)(s4.x + s4.y + s4.z + s4.w, t4.x + t4.y + t4.z + t4.w, u4.x + u4.y + u4.z + u4.w,
-                        v4.x + v4.y + v4.z + v4.w);
+    DOT_PIECES(DOT_ACC(a0, s0, s1) DOT_ACC(a1, t0, t1) DOT_ACC(a2, u0, u1) DOT_ACC(a3, v0, v1))
+    float4 r = (float4)(dot_hsum(s0, s1), dot_hsum(t0, t1), dot_hsum(u0, u1), dot_hsum(v0, v1));
 #if WT != 2
-    for (; k < K; k++) {
-#if WT == 1
-        float wk = vload_half(k, w);
-#else
-        float wk = w[k];
-#endif
-        r = fma((float4)(a0[k], a1[k], a2[k], a3[k]), (float4)(wk), r);
-    }
+    for (; k < K; k++) r = fma((float4)(a0[k], a1[k], a2[k], a3[k]), (float4)(DOT_W(k)), r);
 #endif
     return r;
 }
