@@ -721,14 +721,7 @@ class Model(_Owned):
 
         Every sequence starts at position 0. Ids outside [0, V) raise :class:`Error`.
         """
-        ids = _tokens(tokens)
-        if ids.ndim not in (1, 2):
-            raise ValueError(f"tokens must have shape [T] or [B, T], got {ids.shape}")
-        B, T = (1, ids.shape[0]) if ids.ndim == 1 else ids.shape
-        if B < 1 or T < 1:
-            raise ValueError(f"tokens must not be empty, got shape {ids.shape}")
-        if B > INT32_MAX or T > INT32_MAX:
-            raise ValueError(f"tokens shape {ids.shape} is too large")
+        ids, B, T = self._rows(tokens)
         V = self.vocab_size
         logits = np.empty((B, T, V), dtype=np.float32)
         self._call(L.lib().model_forward, _i32p(ids), B, T, _f32p(logits))
