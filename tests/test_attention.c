@@ -217,6 +217,40 @@ START_TEST(key_visits_match_the_closed_form) {
 }
 END_TEST
 
+/* The table's attn.gemm_waste decides between the GEMM path (a launch per product per block) and the
+ * kernels: compressed P = 8, L = 8 at T = 256 in blocks of 64 computes ~3x the pairs its mask allows,
+ * so a 150% bound leaves it to the kernels and a 1000% one takes the GEMMs; both match the reference. */
+START_TEST(the_waste_bound_chooses_the_gemm_path) {
+    rt_ctx *ctx = tu_ctx();
+    int T = 256, L = 8;
+    boundary_spec spec = {BOUNDARY_CYCLIC, 8, 0, NULL, 0};
+    tu_bset bs = bset_make(&spec, 1, T);
+    qkv x = qkv_make(1, T, 2, 2, 16, 77);
+    float *want = run_ref(&x, ATTN_COMPRESSED, L, &bs);
+    int was_bq = ops_tune(ctx, TUNE_ATTN_GEMM_BQ), was_waste = ops_tune(ctx, TUNE_ATTN_GEMM_WASTE);
+    unsigned long long launches[2];
+    for (int i = 0; i < 2; i++) {
+        tu_ok(ops_tune_set(ctx, TUNE_ATTN_GEMM_BQ, 64, "test"));
+        tu_ok(ops_tune_set(ctx, TUNE_ATTN_GEMM_WASTE, i ? 1000 : 150, "test"));
+        attamba_counters c0, c1;
+        attamba_context_counters(ctx, &c0);
+        float *got = run_prefill(&x, ATTN_COMPRESSED, L, &bs, NULL);
+        attamba_context_counters(ctx, &c1);
+        launches[i] = (unsigned long long)(c1.launches - c0.launches);
+        tu_assert_close(got, want, qkv_nout(&x), RTOL, ATOL, i ? "waste 1000%" : "waste 150%");
+        free(got);
+    }
+    tu_ok(ops_tune_set(ctx, TUNE_ATTN_GEMM_BQ, was_bq, "test"));
+    tu_ok(ops_tune_set(ctx, TUNE_ATTN_GEMM_WASTE, was_waste, "test"));
+    /* four blocks through the GEMMs: more than 20 launches; the kernels: a gather and the prefill */
+    ck_assert_msg(launches[0] <= 4 && launches[1] > 20, "launches: %llu at 150%%, %llu at 1000%%", launches[0],
+                  launches[1]);
+    free(want);
+    tu_bset_free(&bs);
+    qkv_free(&x);
+}
+END_TEST
+
 /* ---- decode vs prefill ---- */
 
 typedef struct {
@@ -547,6 +581,7 @@ int main(void) {
     tcase_add_test(t, chunk_one_and_window_at_least_t_equal_causal);
     tcase_add_test(t, compressed_with_only_boundary_zero_is_sliding_plus_key_zero);
     tcase_add_test(t, key_visits_match_the_closed_form);
+    tcase_add_test(t, the_waste_bound_chooses_the_gemm_path);
     tcase_add_loop_test(t, decode_token_by_token_equals_prefill_rows, 0, N_DCASES);
     tcase_add_test(t, gather_rows_copies_the_indexed_rows);
     tcase_add_test(t, kv_append_writes_the_ring_and_the_chosen_store_rows);

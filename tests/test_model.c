@@ -303,7 +303,8 @@ START_TEST(attention_through_the_gemm_gives_the_kernels_logits) {
     rt_ctx *ctx = tu_ctx();
     model *m = tiny(path_cases[_i].kind, path_cases[_i].chunk, path_cases[_i].window, path_cases[_i].bs, 0,
                     40 + (uint64_t)_i);
-    /* long enough that every case's blocks of 16 compute under 1.6x the pairs its mask allows */
+    /* long enough that every case's blocks of 16 compute under 1.6x the pairs its mask allows (the
+     * smallest attn.gemm_waste of the table) */
     int V = m->cfg.vocab_size, B = 2, T = 256;
     int32_t tok[2 * 256];
     for (int t = 0; t < B * T; t++) tok[t] = (11 * t + 5) % V;

@@ -10,9 +10,10 @@
  * The register-tiled GEMM runs these shapes at ~3.5x the per-query kernels' FLOP rate on CPUs, which
  * repays the masked scores a block computes (for causal, the triangle: (bq - 1) / (2 bq) of them).
  * Where the mask hides most of the block's scores (short windows, few boundaries) the kernels are
- * faster: the path is taken only while the scores computed are at most ATTN_GEMM_WASTE times the
- * (query, key) pairs the mask allows. Scratch: [H, bq, keys] score buffers (never T x T) and the
- * boundary copies. */
+ * faster: the path is taken only while the scores computed are at most the tuning table's
+ * attn.gemm_waste per cent of the (query, key) pairs the mask allows (causal: ~106%; why the bound
+ * is a device's: ops/tuning.c). Scratch: [H, bq, keys] score buffers (never T x T) and the boundary
+ * copies. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -22,12 +23,6 @@
 /* Each score buffer stays under 64 MiB: the block shrinks to fit, else the kernels serve the call. */
 #define ATTN_GEMM_MAX_FLOATS ((int64_t)16 << 20)
 #define ATTN_GEMM_MIN_BQ 16
-/* Computed scores / allowed pairs at most this. The GEMMs run ~3.5x the kernels' FLOP rate, but each
- * block adds launches (about 27 per block in the backward, 9 in the forward), whose cost the op
- * benchmarks do not show and a training step does: paper-60m Attamba (P = 8, L = 8, 8 heads of 64)
- * trained 1.31x faster through the GEMM at T = 4096 (1.47x the pairs) and 7-8% slower at T = 2048
- * (1.93x), though its attention alone ran 1.6x faster there (docs/benchmarks.md). Causal: ~1.06. */
-#define ATTN_GEMM_WASTE 1.6
 
 /* The keys of one query block: queries [t0, t0 + nq) see the boundaries bnd[0 .. nbb) and the window
  * keys [kb, kb + nw); score rows of nk = nbb + nw columns, ld floats apart. */
@@ -73,8 +68,8 @@ static int64_t widest_row(const gemm_plan *pl) {
     return rows;
 }
 
-/* Whether the GEMMs' scores stay within ATTN_GEMM_WASTE of the (query, key) pairs the mask allows. */
-static int plan_pays(const gemm_plan *pl) {
+/* Whether the GEMMs' scores stay within waste % of the (query, key) pairs the mask allows. */
+static int plan_pays(const gemm_plan *pl, int waste) {
     double computed = 0, allowed = 0;
     for (int64_t t0 = 0; t0 < pl->T; t0 += pl->bq) {
         gemm_block g = block_at(pl, t0);
@@ -83,7 +78,7 @@ static int plan_pays(const gemm_plan *pl) {
     for (int64_t t = 0; t < pl->T; t++)
         allowed += pl->win < 0 ? t + 1 : CORE_MIN(t, (int64_t)pl->win) + 1 +
                                           (pl->nb ? count_below(pl->bnd, pl->nb, t - pl->win) : 0);
-    return computed <= ATTN_GEMM_WASTE * allowed;
+    return computed <= waste / 100.0 * allowed;
 }
 
 /* Decides the path: *taken = 0 leaves the call to the kernels. The caller checked the arguments.
@@ -105,7 +100,8 @@ static attamba_status plan_make(rt_ctx *ctx, const attn_mask *mask, int64_t T, i
     }
     while (n_heads * (int64_t)pl->bq * (pl->row = widest_row(pl)) > ATTN_GEMM_MAX_FLOATS)
         if ((pl->bq /= 2) < ATTN_GEMM_MIN_BQ) return ATTAMBA_OK;
-    *taken = want > 0 || plan_pays(pl); /* an explicit block is taken whatever it wastes (tests) */
+    /* an explicit block is taken whatever it wastes (tests) */
+    *taken = want > 0 || plan_pays(pl, ops_tune(ctx, TUNE_ATTN_GEMM_WASTE));
     return ATTAMBA_OK;
 }
 

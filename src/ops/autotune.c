@@ -11,6 +11,7 @@
 
 #include "model/config.h"
 #include "ops/attention.h"
+#include "ops/attention_backward.h"
 #include "ops/boundaries.h"
 #include "ops/layer.h"
 #include "ops/ops.h"
@@ -34,7 +35,7 @@ typedef struct group {
     rt_ctx *ctx;
     model_config cfg;
     int tokens;
-    tensor t[6];  /* the timed case's tensors */
+    tensor t[8];  /* the timed case's tensors */
     tensor bnd;   /* compressed attention: boundaries */
     int32_t *bnd_host;
     attn_mask mask;
@@ -287,11 +288,30 @@ static attamba_status attn_setup(group *g, int quick) {
     return attn_tensors(g);
 }
 
-/* Kernels (0) or the GEMM path in blocks of 64 to 256 queries, where the mask lets it pay. */
+/* The kernels (attn.gemm_bq 0) or the GEMM path in blocks of 64 to 256 queries, taken while its scores
+ * stay within attn.gemm_waste % of the allowed pairs (at the tuned length only the bounds below and
+ * above this mask's share differ; the winner's bound then applies to every length). Timed as training
+ * runs them: forward and backward, one wait. */
 static attamba_status path_setup(group *g, int quick) {
     (void)quick;
-    for (int bq = 0; bq <= 256; bq = bq ? 2 * bq : 64) g->cand[g->n_cand++][0] = bq;
-    return attn_tensors(g);
+    static const int waste[] = {160, 200, 400, 1000};
+    g->cand[g->n_cand][0] = 0, g->cand[g->n_cand++][1] = ops_tune(g->ctx, TUNE_ATTN_GEMM_WASTE);
+    for (int bq = 64; bq <= 256; bq *= 2)
+        for (size_t w = 0; w < CORE_LEN(waste); w++) g->cand[g->n_cand][0] = bq, g->cand[g->n_cand++][1] = waste[w];
+    attamba_status s = attn_tensors(g); /* q, k, v, out; then dout, dq, dk, dv */
+    if (!s) s = upload_random(g, &g->t[4], 3, g->t[0].shape, 15);
+    for (int i = 5; i < 8 && !s; i++) s = tensor_alloc_f32(g->ctx, &g->t[i], 3, g->t[i == 5 ? 0 : 1].shape);
+    return s;
+}
+
+static attamba_status path_run(group *g) {
+    const tensor *t = g->t;
+    attamba_status s = ops_attention_prefill(g->ctx, &t[0], &t[1], &t[2], g->cfg.n_heads, g->cfg.n_kv_heads, &g->mask,
+                                             &g->t[3]);
+    if (!s)
+        s = ops_attention_prefill_backward(g->ctx, &t[0], &t[1], &t[2], g->cfg.n_heads, g->cfg.n_kv_heads, &g->mask,
+                                           &t[3], &t[4], &g->t[5], &g->t[6], &g->t[7]);
+    return s ? s : rt_finish(g->ctx);
 }
 
 /* ---- the search ---- */
@@ -394,7 +414,7 @@ static const group_def defs[] = {
     {"gemm-inplace", 1, {TUNE_GEMM_INPLACE_B_KIB}, gemm_inplace_setup, gemm_check, gemm_run},
     {"norm", 1, {TUNE_NORM_GROUP}, norm_setup, norm_check, norm_run},
     {"attention", 2, {TUNE_ATTN_TK, TUNE_ATTN_BQ_SHORT}, attn_setup, attn_check, attn_run},
-    {"attention-path", 1, {TUNE_ATTN_GEMM_BQ}, path_setup, attn_check, attn_run},
+    {"attention-path", 2, {TUNE_ATTN_GEMM_BQ, TUNE_ATTN_GEMM_WASTE}, path_setup, attn_check, path_run},
 };
 
 /* Whether name is an entry of the comma list (NULL: every name is). */

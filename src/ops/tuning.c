@@ -91,6 +91,15 @@ static const struct {
      * kernels' rate (docs/benchmarks.md). GPUs: off until measured there. */
     [TUNE_ATTN_GEMM_BQ] = {"attn.gemm_bq", 0, 128, 0, SAME, SAME, SAME, 0, 1024,
                            "prefill and backward attention through the GEMM: queries per block (0 off)"},
+    /* The GEMM path also computes the scores the mask hides (a block's window columns past each query's L,
+     * the boundaries its first queries do not see yet): it is taken while they are at most this share of
+     * the allowed pairs. CPUs: 200. On the Sapphire Rapids kind (2026-12-02) it was faster on every
+     * compressed shape measured up to 6x (op benchmarks), and paper-60m Attamba P = 8, L = 8 trained
+     * 1.16x faster at T = 2048 (1.93x) and 1.0-1.03x at T = 512 (~4x); on the EPYC kind, before the row
+     * pass bisected its boundaries, 7-8% slower at T = 2048 (more launches per step): so 200, which
+     * takes T = 2048 and leaves T = 512 to the kernels. `attamba tune` times both paths per device. */
+    [TUNE_ATTN_GEMM_WASTE] = {"attn.gemm_waste", 160, 200, 160, SAME, SAME, SAME, 100, 100000,
+                              "GEMM attention only while its scores are at most this % of the allowed pairs"},
     [TUNE_BWD_BQ] = {"bwd.bq", 16, 16, 64, SAME, SAME, SAME, 1, 256, "backward: queries per group (dq)"},
     [TUNE_BWD_TK] = {"bwd.tk", 8, 8, 16, SAME, SAME, SAME, 1, 16, "backward: keys per tile"},
     [TUNE_BWD_BK] = {"bwd.bk", 16, 16, 64, SAME, SAME, SAME, 1, 256, "backward: keys per group (dk, dv)"},
