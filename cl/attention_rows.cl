@@ -70,15 +70,10 @@ __kernel void attn_rows_softmax(__global float *s, int so, int ld, int nq, int n
     rows_softmax(s + so + row, ld, j0, j1, cb, lo, hi);
 }
 
-/* The backward's row pass: scores -> P in place, then with dP = dout . v (dp, same layout) the
- * score gradient dS = P * (dP - D), D = sum_j P dP (= dout . out), written over dp. P is exactly 0
- * where the query does not see the key, so P != 0 selects what to keep (a visible P that underflowed
- * to 0 has dS = 0 either way). */
-__kernel void attn_rows_dsoftmax(__global float *s, __global float *dp, int so, int ld, int nq, int nh, int off,
-                                 int win, int t0, int nbb, __global const int *bnd, int bo) {
-    ROWS_SETUP();
-    __global float *p = s + so + row, *g = dp + so + row;
-    rows_softmax(p, ld, j0, j1, cb, lo, hi);
+/* dS = P * (dP - D), D = sum_j P dP, over g (dP on entry) with the probabilities p of the same row. P is
+ * exactly 0 where the query does not see the key, so P != 0 selects what to keep (a visible P that
+ * underflowed to 0 has dS = 0 either way). */
+inline void rows_dscores(__global const float *p, __global float *g, int ld, int j0, int j1) {
     float8 d8 = (float8)(0.0f);
     for (int j = j0; j < j1; j += 8) {
         const float8 pv = vload8(0, p + j);
@@ -92,6 +87,136 @@ __kernel void attn_rows_dsoftmax(__global float *s, __global float *dp, int so, 
     }
     for (int j = 0; j < j0; j += 8) vstore8((float8)(0.0f), 0, g + j);
     for (int j = j1; j < ld; j += 8) vstore8((float8)(0.0f), 0, g + j);
+}
+
+/* The backward's row pass: scores -> P in place, then with dP = dout . v (dp, same layout) the
+ * score gradient dS written over dp (D = dout . out: the forward's out is not read). */
+__kernel void attn_rows_dsoftmax(__global float *s, __global float *dp, int so, int ld, int nq, int nh, int off,
+                                 int win, int t0, int nbb, __global const int *bnd, int bo) {
+    ROWS_SETUP();
+    rows_softmax(s + so + row, ld, j0, j1, cb, lo, hi);
+    rows_dscores(s + so + row, dp + so + row, ld, j0, j1);
+}
+
+/* ---- short windows in the row pass (compressed masks; src/ops/attention_gemm.c "row window") ----
+ * The GEMMs then compute only the boundary columns [0, nbb); the row holds the query's win + 1 window
+ * slots after them, slot j for key position t - win + j (the slots before position 0 are not seen),
+ * whose scores and products with v the work-item computes itself: win + 1 dot products of dh where
+ * the GEMM would have computed a block's bq + win window columns per row. q, k, v, out, dout, dq:
+ * [T, nh * dh] and [T, nh / grp * dh] rows of one sequence from their offsets. */
+
+/* a . b over dh floats: float8 pieces, then the tail. */
+inline float rows_dot(__global const float *a, __global const float *b, int dh) {
+    float8 acc = (float8)(0.0f);
+    int d = 0;
+    for (; d + 8 <= dh; d += 8) acc = fma(vload8(0, a + d), vload8(0, b + d), acc);
+    const float4 a4 = acc.lo + acc.hi;
+    float r = (a4.x + a4.y) + (a4.z + a4.w);
+    for (; d < dh; d++) r = fma(a[d], b[d], r);
+    return r;
+}
+
+/* y = alpha sum_{j in [j0, n)} w[j] x_j, x_j = x + j * xs (dh floats each); assigns y. */
+inline void rows_combine(__global float *y, float alpha, __global const float *w, __global const float *x, int xs,
+                         int j0, int n, int dh) {
+    int d = 0;
+    for (; d + 8 <= dh; d += 8) {
+        float8 acc = (float8)(0.0f);
+        for (int j = j0; j < n; j++) acc = fma((float8)(w[j]), vload8(0, x + j * xs + d), acc);
+        vstore8(alpha * acc, 0, y + d);
+    }
+    for (; d < dh; d++) {
+        float acc = 0.0f;
+        for (int j = j0; j < n; j++) acc = fma(w[j], x[j * xs + d], acc);
+        y[d] = alpha * acc;
+    }
+}
+
+/* The row's geometry: query t, kv head g, visible boundary columns [0, cb), window slots from jw (the
+ * first at a position >= 0) at columns [lo, hi]; qt, the query row; kw, vw: window slot 0's key and
+ * value rows (position t - win: only slots from jw are read). */
+#define ROWS_WINDOW_SETUP()                                                              \
+    const int i = get_global_id(0), h = get_global_id(1);                                \
+    if (i >= nq || h >= nh) return;                                                      \
+    const int t = t0 + i, g = h / grp, qs = nh * dh, ks = nh / grp * dh;                 \
+    const int cb = nbb ? rows_below(bnd + bo, nbb, t - win) : 0;                        \
+    const int jw = max(0, win - t), lo = nbb + jw, hi = nbb + win;                       \
+    const int j0 = cb ? 0 : lo & ~7, j1 = (hi + 8) & ~7;                                 \
+    const int row = (h * nq + i) * ld, base = (t - win) * ks + g * dh;                   \
+    __global const float *qt = q + qo + t * qs + h * dh
+
+/* The forward: the window slots' scores, the softmax over the row, and out = P v over the window (the
+ * boundary columns' P Vc follows as a GEMM adding to out). */
+__kernel void attn_rows_window_softmax(__global float *s, int so, int ld, int nq, int nh, int t0, int nbb,
+                                       __global const int *bnd, int bo, int win, float scale, int grp, int dh,
+                                       __global const float *q, int qo, __global const float *k, int ko,
+                                       __global const float *v, int vo, __global float *out, int oo) {
+    ROWS_WINDOW_SETUP();
+    __global float *x = s + so + row;
+    for (int j = jw; j <= win; j++) x[nbb + j] = scale * rows_dot(qt, k + ko + base + j * ks, dh);
+    rows_softmax(x, ld, j0, j1, cb, lo, hi);
+    rows_combine(out + oo + t * qs + h * dh, 1.0f, x + nbb, v + vo + base, ks, jw, win + 1, dh);
+}
+
+/* The backward: the window slots' scores and dP = dout . v, then P and dS over the row (as
+ * attn_rows_dsoftmax); the window slots' P and dS also go to pw, dsw [nh, T, win + 1] (from pwo, dswo; zeros
+ * before position 0) for attn_window_dkv, and dq = scale dS k over the window (the boundary columns'
+ * part follows as a GEMM adding to dq). */
+__kernel void attn_rows_window_dsoftmax(__global float *s, __global float *dp, int so, int ld, int nq, int nh, int t0,
+                                        int nbb, __global const int *bnd, int bo, int win, float scale, int grp,
+                                        int dh, __global const float *q, int qo, __global const float *k, int ko,
+                                        __global const float *v, int vo, __global const float *dout, int go,
+                                        __global float *dq, int dqo, __global float *pw, int pwo,
+                                        __global float *dsw, int dswo, int T) {
+    ROWS_WINDOW_SETUP();
+    __global float *x = s + so + row, *gr = dp + so + row;
+    __global const float *gt = dout + go + t * qs + h * dh;
+    for (int j = jw; j <= win; j++) {
+        x[nbb + j] = scale * rows_dot(qt, k + ko + base + j * ks, dh);
+        gr[nbb + j] = rows_dot(gt, v + vo + base + j * ks, dh);
+    }
+    rows_softmax(x, ld, j0, j1, cb, lo, hi);
+    rows_dscores(x, gr, ld, j0, j1);
+    __global float *pr = pw + pwo + (h * T + t) * (win + 1), *dr = dsw + dswo + (h * T + t) * (win + 1);
+    for (int j = 0; j <= win; j++) {
+        pr[j] = x[nbb + j];
+        dr[j] = gr[nbb + j];
+    }
+    rows_combine(dq + dqo + t * qs + h * dh, scale, gr + nbb, k + ko + base, ks, jw, win + 1, dh);
+}
+
+/* The window keys' gradients, assigned (every key is in its own window): for key s of kv head g,
+ * dk[s] = scale sum_h sum_t dS[h, t, win - (t - s)] q[t, h] and dv[s] = sum_h sum_t P[h, t, ..] dout[t, h]
+ * over the grp query heads h of g and the queries t in [s, min(s + win, T - 1)], from the window slots
+ * pw, dsw [B, nh, T, win + 1] that attn_rows_window_dsoftmax stored. Work-item (s, c, b * Hkv + g)
+ * writes dims [8c, 8c + 8). Global (T, ceil(dh / 8), B * Hkv). */
+__kernel void attn_window_dkv(__global const float *pw, int pwo, __global const float *dsw, int dswo,
+                              __global const float *q, int qo,
+                              __global const float *dout, int go, __global float *dk, int dko, __global float *dv,
+                              int dvo, int T, int nh, int grp, int dh, int win, float scale, int nbh) {
+    const int s = get_global_id(0), d0 = 8 * get_global_id(1), bg = get_global_id(2);
+    const int hkv = nh / grp;
+    if (s >= T || d0 >= dh || bg >= nbh) return;
+    const int b = bg / hkv, g = bg - b * hkv, qs = nh * dh, ks = hkv * dh, n = min(8, dh - d0);
+    const int t1 = min(s + win, T - 1);
+    float ak[8] = {0}, av[8] = {0};
+    for (int h = g * grp; h < (g + 1) * grp; h++) {
+        __global const float *ws = pw + pwo + (b * nh + h) * T * (win + 1);
+        __global const float *wd = dsw + dswo + (b * nh + h) * T * (win + 1);
+        for (int t = s; t <= t1; t++) {
+            const int wi = t * (win + 1) + win - (t - s), r = (b * T + t) * qs + h * dh + d0;
+            const float cp = ws[wi], cd = wd[wi];
+            for (int e = 0; e < n; e++) {
+                ak[e] = fma(cd, q[qo + r + e], ak[e]);
+                av[e] = fma(cp, dout[go + r + e], av[e]);
+            }
+        }
+    }
+    const int o = (b * T + s) * ks + g * dh + d0;
+    for (int e = 0; e < n; e++) {
+        dk[dko + o + e] = scale * ak[e];
+        dv[dvo + o + e] = av[e];
+    }
 }
 
 /* The boundary rows of x [B, T, nh * dh] (from xo), head-major: xc[b, h, r, d] = x[b, bnd[bo + r], h * dh + d]

@@ -218,8 +218,10 @@ START_TEST(key_visits_match_the_closed_form) {
 END_TEST
 
 /* The table's attn.gemm_waste decides between the GEMM path (a launch per product per block) and the
- * kernels: compressed P = 8, L = 8 at T = 256 in blocks of 64 computes ~3x the pairs its mask allows,
- * so a 150% bound leaves it to the kernels and a 1000% one takes the GEMMs; both match the reference. */
+ * kernels: compressed P = 8, L = 8 at T = 256 in blocks of 64 with the window through the GEMM
+ * (attn.gemm_row_window -1) computes ~3x the pairs its mask allows, so a 150% bound leaves it to the
+ * kernels and a 1000% one takes the GEMMs; with the window in the row pass (L <= 32) it computes
+ * ~1.1x, so 150% takes the GEMMs. Each matches the reference. */
 START_TEST(the_waste_bound_chooses_the_gemm_path) {
     rt_ctx *ctx = tu_ctx();
     int T = 256, L = 8;
@@ -228,23 +230,27 @@ START_TEST(the_waste_bound_chooses_the_gemm_path) {
     qkv x = qkv_make(1, T, 2, 2, 16, 77);
     float *want = run_ref(&x, ATTN_COMPRESSED, L, &bs);
     int was_bq = ops_tune(ctx, TUNE_ATTN_GEMM_BQ), was_waste = ops_tune(ctx, TUNE_ATTN_GEMM_WASTE);
-    unsigned long long launches[2];
-    for (int i = 0; i < 2; i++) {
+    int was_row = ops_tune(ctx, TUNE_ATTN_GEMM_ROW_WINDOW);
+    unsigned long long launches[3];
+    for (int i = 0; i < 3; i++) {
         tu_ok(ops_tune_set(ctx, TUNE_ATTN_GEMM_BQ, 64, "test"));
-        tu_ok(ops_tune_set(ctx, TUNE_ATTN_GEMM_WASTE, i ? 1000 : 150, "test"));
+        tu_ok(ops_tune_set(ctx, TUNE_ATTN_GEMM_WASTE, i == 1 ? 1000 : 150, "test"));
+        tu_ok(ops_tune_set(ctx, TUNE_ATTN_GEMM_ROW_WINDOW, i == 2 ? 32 : -1, "test"));
         attamba_counters c0, c1;
         attamba_context_counters(ctx, &c0);
         float *got = run_prefill(&x, ATTN_COMPRESSED, L, &bs, NULL);
         attamba_context_counters(ctx, &c1);
         launches[i] = (unsigned long long)(c1.launches - c0.launches);
-        tu_assert_close(got, want, qkv_nout(&x), RTOL, ATOL, i ? "waste 1000%" : "waste 150%");
+        tu_assert_close(got, want, qkv_nout(&x), RTOL, ATOL, i == 2 ? "row window" : i ? "waste 1000%" : "waste 150%");
         free(got);
     }
     tu_ok(ops_tune_set(ctx, TUNE_ATTN_GEMM_BQ, was_bq, "test"));
     tu_ok(ops_tune_set(ctx, TUNE_ATTN_GEMM_WASTE, was_waste, "test"));
-    /* four blocks through the GEMMs: more than 20 launches; the kernels: a gather and the prefill */
-    ck_assert_msg(launches[0] <= 4 && launches[1] > 20, "launches: %llu at 150%%, %llu at 1000%%", launches[0],
-                  launches[1]);
+    tu_ok(ops_tune_set(ctx, TUNE_ATTN_GEMM_ROW_WINDOW, was_row, "test"));
+    /* four blocks through the GEMMs: more than 12 launches; the kernels: a gather and the prefill */
+    ck_assert_msg(launches[0] <= 4 && launches[1] > 12 && launches[2] > 12,
+                  "launches: %llu at 150%%, %llu at 1000%%, %llu with the row window", launches[0], launches[1],
+                  launches[2]);
     free(want);
     tu_bset_free(&bs);
     qkv_free(&x);

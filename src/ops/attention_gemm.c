@@ -7,6 +7,13 @@
  * dP = dout V^T, dq = dS K, dk += dS^T q and dv += P^T dout (the boundary keys' gradients into the
  * compact copy, then added to their rows).
  *
+ * Compressed masks with short windows (up to the table's attn.gemm_row_window) keep the window out of
+ * the GEMMs: a block's window columns are bq + L per row of which the query sees L + 1, so the row
+ * pass computes each query's L + 1 window scores and their products with v itself (the GEMMs then
+ * run over the boundary columns alone and add their part); the backward's row pass also keeps the
+ * window slots' P and dS of every row, from which one pass over the keys assigns dk and dv before the
+ * boundary keys' parts are added.
+ *
  * The register-tiled GEMM runs these shapes at ~3.5x the per-query kernels' FLOP rate on CPUs, which
  * repays the masked scores a block computes (for causal, the triangle: (bq - 1) / (2 bq) of them).
  * Where the mask hides most of the block's scores (short windows, few boundaries) the kernels are
@@ -15,7 +22,9 @@
  * is a device's: ops/tuning.c). Scratch: [H, bq, keys] score buffers (never T x T) and the boundary
  * copies. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "attention.h"
 #include "ops/tuning.h"
@@ -25,16 +34,19 @@
 #define ATTN_GEMM_MIN_BQ 16
 
 /* The keys of one query block: queries [t0, t0 + nq) see the boundaries bnd[0 .. nbb) and the window
- * keys [kb, kb + nw); score rows of nk = nbb + nw columns, ld floats apart. */
+ * keys [kb, kb + nw); score rows of nk = nbb + nw columns, ld floats apart. With the window in the row
+ * pass nw = 0, and the rows hold each query's win + 1 window slots after the boundary columns. */
 typedef struct gemm_block {
     int64_t t0, nq, kb, nw, nbb, nk, ld;
 } gemm_block;
 
-/* The call's geometry: block size, window (-1: causal), the boundaries (host copy) and the widest
- * score row of its blocks (floats). */
+/* The call's geometry: block size, window (-1: causal), the boundaries (host copy), the widest score
+ * row of its blocks (floats), and whether the row pass computes each query's window keys itself
+ * (row_win: compressed masks with windows up to the table's attn.gemm_row_window; the GEMMs then see
+ * only boundary columns, not a block's bq + win window columns). */
 typedef struct gemm_plan {
     int64_t T, row;
-    int bq, win, nb;
+    int bq, win, nb, row_win;
     const int32_t *bnd;
     int32_t *owned; /* bnd when downloaded here */
 } gemm_plan;
@@ -53,11 +65,11 @@ static gemm_block block_at(const gemm_plan *pl, int64_t t0) {
     gemm_block g = {.t0 = t0, .nq = CORE_MIN((int64_t)pl->bq, pl->T - t0)};
     int64_t last = t0 + g.nq - 1; /* the block's last query */
     g.kb = pl->win < 0 ? 0 : CORE_MAX(0, t0 - pl->win);
-    g.nw = last + 1 - g.kb;
+    g.nw = pl->row_win ? 0 : last + 1 - g.kb;
     /* boundaries some query of the block sees as such: below last - win (the rest are window keys) */
     g.nbb = pl->nb && pl->win >= 0 ? count_below(pl->bnd, pl->nb, last - pl->win) : 0;
     g.nk = g.nbb + g.nw;
-    g.ld = (g.nk + 7) / 8 * 8;
+    g.ld = (g.nk + (pl->row_win ? pl->win + 1 : 0) + 7) / 8 * 8;
     return g;
 }
 
@@ -75,9 +87,11 @@ static int plan_pays(const gemm_plan *pl, int waste) {
         gemm_block g = block_at(pl, t0);
         computed += (double)g.nq * g.nk;
     }
-    for (int64_t t = 0; t < pl->T; t++)
-        allowed += pl->win < 0 ? t + 1 : CORE_MIN(t, (int64_t)pl->win) + 1 +
-                                          (pl->nb ? count_below(pl->bnd, pl->nb, t - pl->win) : 0);
+    for (int64_t t = 0; t < pl->T; t++) {
+        int64_t near = pl->win < 0 ? t + 1 : CORE_MIN(t, (int64_t)pl->win) + 1; /* the row pass's, if row_win */
+        allowed += near + (pl->nb ? count_below(pl->bnd, pl->nb, t - pl->win) : 0);
+        computed += pl->row_win ? near : 0;
+    }
     return computed <= waste / 100.0 * allowed;
 }
 
@@ -88,6 +102,7 @@ static attamba_status plan_make(rt_ctx *ctx, const attn_mask *mask, int64_t T, i
                                 int *taken) {
     *pl = (gemm_plan){.T = T, .bq = want ? want : ops_tune(ctx, TUNE_ATTN_GEMM_BQ)};
     pl->win = mask->mode == ATTN_CAUSAL ? -1 : (int)CORE_MIN((int64_t)mask->window, T);
+    pl->row_win = mask->mode == ATTN_COMPRESSED && pl->win <= ops_tune(ctx, TUNE_ATTN_GEMM_ROW_WINDOW);
     *taken = 0;
     if (pl->bq <= 0) return ATTAMBA_OK;
     if (mask->mode == ATTN_COMPRESSED) {
@@ -231,7 +246,7 @@ static attamba_status score_scratch(rt_ctx *ctx, const gemm_plan *pl, int n_head
 }
 
 /* What the forward and the backward share: the plan, the head grouping, the score scale and the row
- * kernel (only when taken). */
+ * kernel (only when taken; its "attn_rows_window_" variant when the plan has the window in the row pass). */
 typedef struct gemm_call {
     gemm_plan pl;
     int grp;
@@ -243,7 +258,52 @@ static attamba_status call_begin(rt_ctx *ctx, const attn_mask *mask, const tenso
                                  int dh, int want, const char *rows_kernel, gemm_call *c, int *taken) {
     *c = (gemm_call){.grp = n_heads / n_kv_heads, .scale = (float)(1.0 / sqrt((double)dh))};
     RT_TRY(plan_make(ctx, mask, q->shape[1], n_heads, want, &c->pl, taken));
-    return *taken ? rt_kernel(ctx, "attention_rows", "", rows_kernel, &c->rows) : ATTAMBA_OK;
+    char name[64];
+    snprintf(name, sizeof name, "attn_rows_%s%s", c->pl.row_win ? "window_" : "", rows_kernel);
+    return *taken ? rt_kernel(ctx, "attention_rows", "", name, &c->rows) : ATTAMBA_OK;
+}
+
+/* The row pass with the window in it (plan row_win) over block g of sequence b: the forward (dp NULL)
+ * assigns the window's part of out (y), the backward dq's (y) and the window slots pw, dsw. */
+typedef struct window_io {
+    const tensor *q, *k, *v, *y, *dout, *pw, *dsw;
+} window_io;
+
+static attamba_status window_rows(rt_ctx *ctx, const gemm_call *c, const gemm_block *g, int64_t b, int n_heads,
+                                  const attn_mask *mask, const tensor *sc, const tensor *dp, const window_io *io) {
+    int64_t T = c->pl.T, qs = io->q->shape[2], ks = io->k->shape[2], dh = qs / n_heads, wo = b * n_heads * T * (c->pl.win + 1);
+    const tensor *bt = g->nbb ? mask->boundaries : sc; /* never read without boundary columns */
+    const tensor *pw = dp ? io->pw : sc, *dsw = dp ? io->dsw : sc, *dout = dp ? io->dout : io->q; /* forward: unused */
+    /* the backward's arguments; the forward's are the same without dp, dout and the slots */
+    rt_arg all[] = {RT_MEM(sc->buf->mem), RT_MEM((dp ? dp : sc)->buf->mem), RT_I32(sc->offset),
+                    RT_I32(g->ld), RT_I32(g->nq), RT_I32(n_heads), RT_I32(g->t0), RT_I32(g->nbb), RT_MEM(bt->buf->mem),
+                    RT_I32(g->nbb ? bt->offset : 0), RT_I32(c->pl.win), RT_F32(c->scale), RT_I32(c->grp), RT_I32(dh),
+                    RT_MEM(io->q->buf->mem), RT_I32(io->q->offset + b * T * qs), RT_MEM(io->k->buf->mem),
+                    RT_I32(io->k->offset + b * T * ks), RT_MEM(io->v->buf->mem), RT_I32(io->v->offset + b * T * ks),
+                    RT_MEM(dout->buf->mem), RT_I32(dout->offset + b * T * qs), RT_MEM(io->y->buf->mem),
+                    RT_I32(io->y->offset + b * T * qs), RT_MEM(pw->buf->mem), RT_I32(pw->offset + wo),
+                    RT_MEM(dsw->buf->mem), RT_I32(dsw->offset + wo), RT_I32(T)};
+    if (dp)
+        return ops_launch_grid(ctx, c->rows, "attn_rows_window_dsoftmax", g->nq, n_heads, 1, (int)CORE_LEN(all), all);
+    rt_arg fwd[21];
+    fwd[0] = all[0];
+    memcpy(fwd + 1, all + 2, 18 * sizeof *fwd);   /* so .. vo */
+    memcpy(fwd + 19, all + 22, 2 * sizeof *fwd);  /* out, oo */
+    return ops_launch_grid(ctx, c->rows, "attn_rows_window_softmax", g->nq, n_heads, 1, 21, fwd);
+}
+
+/* The window keys' dk and dv (assigned) from the slots of every row (plan row_win). */
+static attamba_status window_dkv(rt_ctx *ctx, const gemm_call *c, int n_heads, const tensor *pw, const tensor *dsw,
+                                 const tensor *q, const tensor *dout, tensor *dk, tensor *dv) {
+    int64_t B = q->shape[0], T = q->shape[1], dh = q->shape[2] / n_heads, hkv = n_heads / c->grp;
+    cl_kernel k;
+    RT_TRY(rt_kernel(ctx, "attention_rows", "", "attn_window_dkv", &k));
+    rt_arg args[] = {RT_MEM(pw->buf->mem),   RT_I32(pw->offset),   RT_MEM(dsw->buf->mem), RT_I32(dsw->offset),
+                     RT_MEM(q->buf->mem),    RT_I32(q->offset),
+                     RT_MEM(dout->buf->mem), RT_I32(dout->offset), RT_MEM(dk->buf->mem), RT_I32(dk->offset),
+                     RT_MEM(dv->buf->mem), RT_I32(dv->offset), RT_I32(T), RT_I32(n_heads), RT_I32(c->grp),
+                     RT_I32(dh), RT_I32(c->pl.win), RT_F32(c->scale), RT_I32(B * hkv)};
+    return ops_launch_grid(ctx, k, "attn_window_dkv", T, (dh + 7) / 8, B * hkv, (int)CORE_LEN(args), args);
 }
 
 attamba_status attn_gemm_prefill(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v, int n_heads,
@@ -251,7 +311,7 @@ attamba_status attn_gemm_prefill(rt_ctx *ctx, const tensor *q, const tensor *k, 
     int64_t B = q->shape[0], T = q->shape[1];
     gemm_call c;
     tensor sc = {0}, kv[2] = {{0}};
-    attamba_status s = call_begin(ctx, mask, q, n_heads, n_kv_heads, dh, want, "attn_rows_softmax", &c, taken);
+    attamba_status s = call_begin(ctx, mask, q, n_heads, n_kv_heads, dh, want, "softmax", &c, taken);
     if (!s && *taken) s = score_scratch(ctx, &c.pl, n_heads, &sc);
     if (!s && *taken && c.pl.nb) s = bnd_copies(ctx, mask, &c.pl, k, n_kv_heads, 2, (const tensor *[]){k, v}, kv);
     for (int64_t b = 0; b < B && !s && *taken; b++)
@@ -262,6 +322,12 @@ attamba_status attn_gemm_prefill(rt_ctx *ctx, const tensor *q, const tensor *k, 
             tensor kc = bnd_rows(&kv[0], b, g.nbb), vc = bnd_rows(&kv[1], b, g.nbb);
             block_scores p = scores(&sc, n_heads, &g);
             s = heads_gemm(ctx, 0, 1, c.scale, &qb, &kc, 0.0f, &p.bnd, c.grp);
+            if (c.pl.row_win) { /* the window's part of out from the row pass, the boundaries' added */
+                window_io io = {.q = q, .k = k, .v = v, .y = out};
+                if (!s) s = window_rows(ctx, &c, &g, b, n_heads, mask, &p.all, NULL, &io);
+                if (!s) s = heads_gemm(ctx, 0, 0, 1.0f, &p.bnd, &vc, 1.0f, &ob, c.grp);
+                continue;
+            }
             if (!s) s = heads_gemm(ctx, 0, 1, c.scale, &qb, &kw, 0.0f, &p.win, c.grp);
             if (!s) s = rows_pass(ctx, c.rows, "attn_rows_softmax", &p.all, NULL, &g, n_heads, &c.pl, mask);
             if (!s) s = heads_gemm(ctx, 0, 0, 1.0f, &p.bnd, &vc, 0.0f, &ob, c.grp);
@@ -279,12 +345,18 @@ attamba_status attn_gemm_backward(rt_ctx *ctx, const tensor *q, const tensor *k,
                                   tensor *dq, tensor *dk, tensor *dv, int *taken) {
     int64_t B = q->shape[0], T = q->shape[1];
     gemm_call c;
-    /* kv[0..1]: the boundary rows of k and v; kv[2..3]: their gradients, added to dk, dv at the end */
-    tensor sc = {0}, gsc = {0}, kv[4] = {{0}};
-    attamba_status s = call_begin(ctx, mask, q, n_heads, n_kv_heads, dh, want, "attn_rows_dsoftmax", &c, taken);
-    /* dk and dv gather from every block that sees their key: zero, then accumulate. */
-    if (!s && *taken) s = tensor_fill(dk, 0.0);
-    if (!s && *taken) s = tensor_fill(dv, 0.0);
+    /* kv[0..1]: the boundary rows of k and v; kv[2..3]: their gradients, added to dk, dv at the end;
+     * pw, dsw: the window slots' P and dS of every row (row_win) */
+    tensor sc = {0}, gsc = {0}, kv[4] = {{0}}, pw = {0}, dsw = {0};
+    attamba_status s = call_begin(ctx, mask, q, n_heads, n_kv_heads, dh, want, "dsoftmax", &c, taken);
+    int row_win = *taken && c.pl.row_win;
+    /* dk and dv gather from every block that sees their key: zero, then accumulate (row_win: the
+     * window pass assigns them after the blocks, then the boundary parts are added). */
+    if (!s && *taken && !row_win) s = tensor_fill(dk, 0.0);
+    if (!s && *taken && !row_win) s = tensor_fill(dv, 0.0);
+    int64_t nslots = B * n_heads * T * (c.pl.win + 1);
+    if (!s && row_win) s = tensor_scratch(ctx, &pw, TENSOR_F32, 1, &nslots);
+    if (!s && row_win) s = tensor_scratch(ctx, &dsw, TENSOR_F32, 1, &nslots);
     if (!s && *taken) s = score_scratch(ctx, &c.pl, n_heads, &sc);
     if (!s && *taken) s = score_scratch(ctx, &c.pl, n_heads, &gsc);
     if (!s && *taken && c.pl.nb)
@@ -300,6 +372,15 @@ attamba_status attn_gemm_backward(rt_ctx *ctx, const tensor *q, const tensor *k,
             tensor dkc = bnd_rows(&kv[2], b, g.nbb), dvc = bnd_rows(&kv[3], b, g.nbb);
             block_scores p = scores(&sc, n_heads, &g), ds = scores(&gsc, n_heads, &g);
             s = heads_gemm(ctx, 0, 1, c.scale, &qb, &kc, 0.0f, &p.bnd, c.grp);
+            if (row_win) { /* the window's part of dq and its slots from the row pass, the boundaries' GEMMs */
+                window_io io = {.q = q, .k = k, .v = v, .y = dq, .dout = dout, .pw = &pw, .dsw = &dsw};
+                if (!s) s = heads_gemm(ctx, 0, 1, 1.0f, &gb, &vc, 0.0f, &ds.bnd, c.grp);
+                if (!s) s = window_rows(ctx, &c, &g, b, n_heads, mask, &p.all, &ds.all, &io);
+                if (!s) s = heads_gemm(ctx, 0, 0, c.scale, &ds.bnd, &kc, 1.0f, &dqb, c.grp);
+                if (!s) s = heads_gemm_sum(ctx, 1, 0, c.scale, &ds.bnd, &qb, &dkc, c.grp);
+                if (!s) s = heads_gemm_sum(ctx, 1, 0, 1.0f, &p.bnd, &gb, &dvc, c.grp);
+                continue;
+            }
             if (!s) s = heads_gemm(ctx, 0, 1, c.scale, &qb, &kw, 0.0f, &p.win, c.grp);
             if (!s) s = heads_gemm(ctx, 0, 1, 1.0f, &gb, &vc, 0.0f, &ds.bnd, c.grp);
             if (!s) s = heads_gemm(ctx, 0, 1, 1.0f, &gb, &vw, 0.0f, &ds.win, c.grp);
@@ -311,10 +392,13 @@ attamba_status attn_gemm_backward(rt_ctx *ctx, const tensor *q, const tensor *k,
             if (!s) s = heads_gemm_sum(ctx, 1, 0, 1.0f, &p.bnd, &gb, &dvc, c.grp);
             if (!s) s = heads_gemm_sum(ctx, 1, 0, 1.0f, &p.win, &gb, &dvw, c.grp);
         }
+    if (!s && row_win) s = window_dkv(ctx, &c, n_heads, &pw, &dsw, q, dout, dk, dv);
     if (!s && *taken && c.pl.nb) s = bnd_move(ctx, mask, &kv[2], dk, 0);
     if (!s && *taken && c.pl.nb) s = bnd_move(ctx, mask, &kv[3], dv, 0);
     tensor_free(&sc);
     tensor_free(&gsc);
+    tensor_free(&pw);
+    tensor_free(&dsw);
     for (int i = 0; i < 4; i++) tensor_free(&kv[i]);
     free(c.pl.owned);
     return s;

@@ -100,6 +100,12 @@ static const struct {
      * takes T = 2048 and leaves T = 512 to the kernels. `attamba tune` times both paths per device. */
     [TUNE_ATTN_GEMM_WASTE] = {"attn.gemm_waste", 160, 200, 160, SAME, SAME, SAME, 100, 100000,
                               "GEMM attention only while its scores are at most this % of the allowed pairs"},
+    /* A query's window keys through the GEMM cost the block's bq + L columns per row, in the row pass
+     * L + 1 dot products of one work-item: compressed P = 8, L = 8 forward 1.8x (T = 512) and 1.5x
+     * (T = 2048) faster, backward 1.6x and 1.4x (docs/benchmarks.md, "Window in the row pass"). Up to
+     * L = 32 (the row pass walks the window per query, as the kernels do; not measured beyond). */
+    [TUNE_ATTN_GEMM_ROW_WINDOW] = {"attn.gemm_row_window", 32, 32, 32, SAME, SAME, SAME, -1, 4096,
+                                   "GEMM attention, compressed masks: windows up to this in the row pass (-1 never)"},
     [TUNE_BWD_BQ] = {"bwd.bq", 16, 16, 64, SAME, SAME, SAME, 1, 256, "backward: queries per group (dq)"},
     [TUNE_BWD_TK] = {"bwd.tk", 8, 8, 16, SAME, SAME, SAME, 1, 16, "backward: keys per tile"},
     [TUNE_BWD_BK] = {"bwd.bk", 16, 16, 64, SAME, SAME, SAME, 1, 256, "backward: keys per group (dk, dv)"},
