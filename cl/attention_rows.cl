@@ -185,6 +185,24 @@ __kernel void attn_rows_window_dsoftmax(__global float *s, __global float *dp, i
     rows_combine(dq + dqo + t * qs + h * dh, scale, gr + nbb, k + ko + base, ks, jw, win + 1, dh);
 }
 
+/* The first n <= 8 floats at p as a float8 (zeros past n), and the way back. */
+inline float8 rows_load(__global const float *p, int n) {
+    if (n == 8) return vload8(0, p);
+    float x[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+    for (int e = 0; e < n; e++) x[e] = p[e];
+    return vload8(0, x);
+}
+
+inline void rows_store(float8 v, __global float *p, int n) {
+    if (n == 8) {
+        vstore8(v, 0, p);
+        return;
+    }
+    float x[8];
+    vstore8(v, 0, x);
+    for (int e = 0; e < n; e++) p[e] = x[e];
+}
+
 /* The window keys' gradients, assigned (every key is in its own window): for key s of kv head g,
  * dk[s] = scale sum_h sum_t dS[h, t, win - (t - s)] q[t, h] and dv[s] = sum_h sum_t P[h, t, ..] dout[t, h]
  * over the grp query heads h of g and the queries t in [s, min(s + win, T - 1)], from the window slots
@@ -198,25 +216,19 @@ __kernel void attn_window_dkv(__global const float *pw, int pwo, __global const 
     const int hkv = nh / grp;
     if (s >= T || d0 >= dh || bg >= nbh) return;
     const int b = bg / hkv, g = bg - b * hkv, qs = nh * dh, ks = hkv * dh, n = min(8, dh - d0);
-    const int t1 = min(s + win, T - 1);
-    float ak[8] = {0}, av[8] = {0};
+    const int t1 = min(s + win, T - 1), o = (b * T + s) * ks + g * dh + d0;
+    float8 ak = (float8)(0.0f), av = (float8)(0.0f);
     for (int h = g * grp; h < (g + 1) * grp; h++) {
         __global const float *ws = pw + pwo + (b * nh + h) * T * (win + 1);
         __global const float *wd = dsw + dswo + (b * nh + h) * T * (win + 1);
         for (int t = s; t <= t1; t++) {
             const int wi = t * (win + 1) + win - (t - s), r = (b * T + t) * qs + h * dh + d0;
-            const float cp = ws[wi], cd = wd[wi];
-            for (int e = 0; e < n; e++) {
-                ak[e] = fma(cd, q[qo + r + e], ak[e]);
-                av[e] = fma(cp, dout[go + r + e], av[e]);
-            }
+            ak = fma((float8)(wd[wi]), rows_load(q + qo + r, n), ak);
+            av = fma((float8)(ws[wi]), rows_load(dout + go + r, n), av);
         }
     }
-    const int o = (b * T + s) * ks + g * dh + d0;
-    for (int e = 0; e < n; e++) {
-        dk[dko + o + e] = scale * ak[e];
-        dv[dvo + o + e] = av[e];
-    }
+    rows_store(scale * ak, dk + dko + o, n);
+    rows_store(av, dv + dvo + o, n);
 }
 
 /* The boundary rows of x [B, T, nh * dh] (from xo), head-major: xc[b, h, r, d] = x[b, bnd[bo + r], h * dh + d]
@@ -229,10 +241,8 @@ __kernel void attn_rows_gather(__global float *xc, __global const float *x, int 
     const int b = bh / nh, h = bh - b * nh;
     __global const float *src = x + xo + (b * T + bnd[bo + r]) * nh * dh + h * dh + d0;
     __global float *dst = xc + (bh * nb + r) * dh + d0;
-    if (d0 + 8 <= dh)
-        vstore8(vload8(0, src), 0, dst);
-    else
-        for (int j = 0; j < dh - d0; j++) dst[j] = src[j];
+    const int n = min(8, dh - d0);
+    rows_store(rows_load(src, n), dst, n);
 }
 
 /* The way back, adding: x[b, bnd[bo + r], h * dh + d] += xc[b, h, r, d]. The boundaries are distinct,
@@ -244,8 +254,6 @@ __kernel void attn_rows_scatter_add(__global const float *xc, __global float *x,
     const int b = bh / nh, h = bh - b * nh;
     __global float *dst = x + xo + (b * T + bnd[bo + r]) * nh * dh + h * dh + d0;
     __global const float *src = xc + (bh * nb + r) * dh + d0;
-    if (d0 + 8 <= dh)
-        vstore8(vload8(0, dst) + vload8(0, src), 0, dst);
-    else
-        for (int j = 0; j < dh - d0; j++) dst[j] += src[j];
+    const int n = min(8, dh - d0);
+    rows_store(rows_load(dst, n) + rows_load(src, n), dst, n);
 }
