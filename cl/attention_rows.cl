@@ -145,29 +145,30 @@ inline void rows_combine(__global float *y, float alpha, __global const float *w
     const int row = (h * nq + i) * ld, base = (t - win) * ks + g * dh;                   \
     __global const float *qt = q + qo + t * qs + h * dh
 
-/* The forward: the window slots' scores, the softmax over the row, and out = P v over the window (the
- * boundary columns' P Vc follows as a GEMM adding to out). */
-__kernel void attn_rows_window_softmax(__global float *s, int so, int ld, int nq, int nh, int t0, int nbb,
-                                       __global const int *bnd, int bo, int win, float scale, int grp, int dh,
-                                       __global const float *q, int qo, __global const float *k, int ko,
-                                       __global const float *v, int vo, __global float *out, int oo) {
+/* Both window kernels take these arguments: the score rows s (and dP rows dp, so apart), the block, the
+ * boundaries, the window, q, k, v, dout, y (out or dq) and the slots pw, dsw [nh, T, win + 1]. */
+#define ROWS_WINDOW_ARGS                                                                                 \
+    __global float *s, __global float *dp, int so, int ld, int nq, int nh, int t0, int nbb,              \
+        __global const int *bnd, int bo, int win, float scale, int grp, int dh, __global const float *q, \
+        int qo, __global const float *k, int ko, __global const float *v, int vo,                        \
+        __global const float *dout, int go, __global float *y, int yo, __global float *pw, int pwo,      \
+        __global float *dsw, int dswo, int T
+
+/* The forward: the window slots' scores, the softmax over the row, and y = out = P v over the window
+ * (the boundary columns' P Vc follows as a GEMM adding to out). dp, dout and the slots are not used. */
+__kernel void attn_rows_window_softmax(ROWS_WINDOW_ARGS) {
     ROWS_WINDOW_SETUP();
     __global float *x = s + so + row;
     for (int j = jw; j <= win; j++) x[nbb + j] = scale * rows_dot(qt, k + ko + base + j * ks, dh);
     rows_softmax(x, ld, j0, j1, cb, lo, hi);
-    rows_combine(out + oo + t * qs + h * dh, 1.0f, x + nbb, v + vo + base, ks, jw, win + 1, dh);
+    rows_combine(y + yo + t * qs + h * dh, 1.0f, x + nbb, v + vo + base, ks, jw, win + 1, dh);
 }
 
 /* The backward: the window slots' scores and dP = dout . v, then P and dS over the row (as
- * attn_rows_dsoftmax); the window slots' P and dS also go to pw, dsw [nh, T, win + 1] (from pwo, dswo; zeros
- * before position 0) for attn_window_dkv, and dq = scale dS k over the window (the boundary columns'
- * part follows as a GEMM adding to dq). */
-__kernel void attn_rows_window_dsoftmax(__global float *s, __global float *dp, int so, int ld, int nq, int nh, int t0,
-                                        int nbb, __global const int *bnd, int bo, int win, float scale, int grp,
-                                        int dh, __global const float *q, int qo, __global const float *k, int ko,
-                                        __global const float *v, int vo, __global const float *dout, int go,
-                                        __global float *dq, int dqo, __global float *pw, int pwo,
-                                        __global float *dsw, int dswo, int T) {
+ * attn_rows_dsoftmax); the window slots' P and dS also go to pw, dsw (zeros before position 0) for
+ * attn_window_dkv, and y = dq = scale dS k over the window (the boundary columns' part follows as a
+ * GEMM adding to dq). */
+__kernel void attn_rows_window_dsoftmax(ROWS_WINDOW_ARGS) {
     ROWS_WINDOW_SETUP();
     __global float *x = s + so + row, *gr = dp + so + row;
     __global const float *gt = dout + go + t * qs + h * dh;
@@ -182,7 +183,7 @@ __kernel void attn_rows_window_dsoftmax(__global float *s, __global float *dp, i
         pr[j] = x[nbb + j];
         dr[j] = gr[nbb + j];
     }
-    rows_combine(dq + dqo + t * qs + h * dh, scale, gr + nbb, k + ko + base, ks, jw, win + 1, dh);
+    rows_combine(y + yo + t * qs + h * dh, scale, gr + nbb, k + ko + base, ks, jw, win + 1, dh);
 }
 
 /* The first n <= 8 floats at p as a float8 (zeros past n), and the way back. */

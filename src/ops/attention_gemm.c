@@ -24,7 +24,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "attention.h"
 #include "ops/tuning.h"
@@ -246,7 +245,7 @@ static attamba_status score_scratch(rt_ctx *ctx, const gemm_plan *pl, int n_head
 }
 
 /* What the forward and the backward share: the plan, the head grouping, the score scale and the row
- * kernel (only when taken; its "attn_rows_window_" variant when the plan has the window in the row pass). */
+ * kernel (only when taken; its attn_rows_window_ variant when the plan has the window in the row pass). */
 typedef struct gemm_call {
     gemm_plan pl;
     int grp;
@@ -264,32 +263,28 @@ static attamba_status call_begin(rt_ctx *ctx, const attn_mask *mask, const tenso
 }
 
 /* The row pass with the window in it (plan row_win) over block g of sequence b: the forward (dp NULL)
- * assigns the window's part of out (y), the backward dq's (y) and the window slots pw, dsw. */
+ * assigns the window's part of out (y), the backward dq's (y) and the window slots pw, dsw. Both
+ * kernels take the same arguments (the forward ignores dp, dout and the slots: sc stands in). */
 typedef struct window_io {
     const tensor *q, *k, *v, *y, *dout, *pw, *dsw;
 } window_io;
 
 static attamba_status window_rows(rt_ctx *ctx, const gemm_call *c, const gemm_block *g, int64_t b, int n_heads,
                                   const attn_mask *mask, const tensor *sc, const tensor *dp, const window_io *io) {
-    int64_t T = c->pl.T, qs = io->q->shape[2], ks = io->k->shape[2], dh = qs / n_heads, wo = b * n_heads * T * (c->pl.win + 1);
+    int64_t T = c->pl.T, qs = io->q->shape[2], ks = io->k->shape[2], dh = qs / n_heads;
+    int64_t wo = b * n_heads * T * (c->pl.win + 1); /* sequence b's slots */
     const tensor *bt = g->nbb ? mask->boundaries : sc; /* never read without boundary columns */
-    const tensor *pw = dp ? io->pw : sc, *dsw = dp ? io->dsw : sc, *dout = dp ? io->dout : io->q; /* forward: unused */
-    /* the backward's arguments; the forward's are the same without dp, dout and the slots */
-    rt_arg all[] = {RT_MEM(sc->buf->mem), RT_MEM((dp ? dp : sc)->buf->mem), RT_I32(sc->offset),
-                    RT_I32(g->ld), RT_I32(g->nq), RT_I32(n_heads), RT_I32(g->t0), RT_I32(g->nbb), RT_MEM(bt->buf->mem),
-                    RT_I32(g->nbb ? bt->offset : 0), RT_I32(c->pl.win), RT_F32(c->scale), RT_I32(c->grp), RT_I32(dh),
-                    RT_MEM(io->q->buf->mem), RT_I32(io->q->offset + b * T * qs), RT_MEM(io->k->buf->mem),
-                    RT_I32(io->k->offset + b * T * ks), RT_MEM(io->v->buf->mem), RT_I32(io->v->offset + b * T * ks),
-                    RT_MEM(dout->buf->mem), RT_I32(dout->offset + b * T * qs), RT_MEM(io->y->buf->mem),
-                    RT_I32(io->y->offset + b * T * qs), RT_MEM(pw->buf->mem), RT_I32(pw->offset + wo),
-                    RT_MEM(dsw->buf->mem), RT_I32(dsw->offset + wo), RT_I32(T)};
-    if (dp)
-        return ops_launch_grid(ctx, c->rows, "attn_rows_window_dsoftmax", g->nq, n_heads, 1, (int)CORE_LEN(all), all);
-    rt_arg fwd[21];
-    fwd[0] = all[0];
-    memcpy(fwd + 1, all + 2, 18 * sizeof *fwd);   /* so .. vo */
-    memcpy(fwd + 19, all + 22, 2 * sizeof *fwd);  /* out, oo */
-    return ops_launch_grid(ctx, c->rows, "attn_rows_window_softmax", g->nq, n_heads, 1, 21, fwd);
+    const tensor *pw = dp ? io->pw : sc, *dsw = dp ? io->dsw : sc, *dout = dp ? io->dout : io->q;
+    rt_arg args[] = {RT_MEM(sc->buf->mem), RT_MEM((dp ? dp : sc)->buf->mem), RT_I32(sc->offset),
+                     RT_I32(g->ld), RT_I32(g->nq), RT_I32(n_heads), RT_I32(g->t0), RT_I32(g->nbb),
+                     RT_MEM(bt->buf->mem), RT_I32(g->nbb ? bt->offset : 0), RT_I32(c->pl.win), RT_F32(c->scale),
+                     RT_I32(c->grp), RT_I32(dh), RT_MEM(io->q->buf->mem), RT_I32(io->q->offset + b * T * qs),
+                     RT_MEM(io->k->buf->mem), RT_I32(io->k->offset + b * T * ks), RT_MEM(io->v->buf->mem),
+                     RT_I32(io->v->offset + b * T * ks), RT_MEM(dout->buf->mem), RT_I32(dout->offset + b * T * qs),
+                     RT_MEM(io->y->buf->mem), RT_I32(io->y->offset + b * T * qs), RT_MEM(pw->buf->mem),
+                     RT_I32(pw->offset + wo), RT_MEM(dsw->buf->mem), RT_I32(dsw->offset + wo), RT_I32(T)};
+    return ops_launch_grid(ctx, c->rows, dp ? "attn_rows_window_dsoftmax" : "attn_rows_window_softmax", g->nq,
+                           n_heads, 1, (int)CORE_LEN(args), args);
 }
 
 /* The window keys' dk and dv (assigned) from the slots of every row (plan row_win). */
