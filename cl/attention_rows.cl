@@ -186,12 +186,12 @@ __kernel void attn_rows_window_dsoftmax(ROWS_WINDOW_ARGS) {
     rows_combine(y + yo + t * qs + h * dh, scale, gr + nbb, k + ko + base, ks, jw, win + 1, dh);
 }
 
-/* The first n <= 8 floats at p as a float8 (zeros past n), and the way back. */
+/* The first n (1..8) floats at p as a float8 (zeros past n), and the way back; no private array (it
+ * would take scratch memory on GPUs). */
 inline float8 rows_load(__global const float *p, int n) {
     if (n == 8) return vload8(0, p);
-    float x[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
-    for (int e = 0; e < n; e++) x[e] = p[e];
-    return vload8(0, x);
+    return (float8)(p[0], n > 1 ? p[1] : 0.0f, n > 2 ? p[2] : 0.0f, n > 3 ? p[3] : 0.0f, n > 4 ? p[4] : 0.0f,
+                    n > 5 ? p[5] : 0.0f, n > 6 ? p[6] : 0.0f, 0.0f);
 }
 
 inline void rows_store(float8 v, __global float *p, int n) {
@@ -199,9 +199,13 @@ inline void rows_store(float8 v, __global float *p, int n) {
         vstore8(v, 0, p);
         return;
     }
-    float x[8];
-    vstore8(v, 0, x);
-    for (int e = 0; e < n; e++) p[e] = x[e];
+    p[0] = v.s0;
+    if (n > 1) p[1] = v.s1;
+    if (n > 2) p[2] = v.s2;
+    if (n > 3) p[3] = v.s3;
+    if (n > 4) p[4] = v.s4;
+    if (n > 5) p[5] = v.s5;
+    if (n > 6) p[6] = v.s6;
 }
 
 /* The window keys' gradients, assigned (every key is in its own window): for key s of kv head g,
