@@ -170,6 +170,33 @@ START_TEST(strided_upload_and_copy) {
 }
 END_TEST
 
+/* Strided copies whose last dim is contiguous on both sides and whole quads long take the uint4 kernel:
+ * a permutation of the middle dims (as the KV-cache fill does) and a column slice of a wider matrix. */
+START_TEST(strided_copy_with_a_contiguous_last_dim) {
+    float h[2 * 3 * 5 * 8];
+    for (int i = 0; i < 240; i++) h[i] = (float)i;
+    tensor t = tu_tensor(4, ((int64_t[]){2, 3, 5, 8}), h), v, d = tu_zeros(4, ((int64_t[]){2, 5, 3, 8}));
+    tu_ok(tensor_transpose(&t, 1, 2, &v)); /* [2, 5, 3, 8], last dim contiguous */
+    tu_ok(tensor_copy(&d, &v));
+    float *y = tu_download(&d);
+    for (int a = 0; a < 2; a++)
+        for (int b = 0; b < 5; b++)
+            for (int c = 0; c < 3; c++)
+                for (int e = 0; e < 8; e++)
+                    ck_assert_float_eq(y[((a * 5 + b) * 3 + c) * 8 + e], h[((a * 3 + c) * 5 + b) * 8 + e]);
+    tensor w = tu_tensor(2, ((int64_t[]){6, 12}), h), col, out = tu_zeros(2, ((int64_t[]){6, 8}));
+    tu_ok(tensor_slice(&w, 1, 4, 8, &col)); /* columns 4..11: rows 12 apart */
+    tu_ok(tensor_copy(&out, &col));
+    float *z = tu_download(&out);
+    for (int r = 0; r < 6; r++)
+        for (int c = 0; c < 8; c++) ck_assert_float_eq(z[r * 8 + c], h[r * 12 + 4 + c]);
+    free(y);
+    free(z);
+    tensor *ts[] = {&t, &v, &d, &w, &col, &out};
+    for (int i = 0; i < 6; i++) tensor_free(ts[i]);
+}
+END_TEST
+
 START_TEST(bad_shapes_are_refused_with_a_message) {
     rt_ctx *ctx = tu_ctx();
     tensor t = tu_zeros(2, ((int64_t[]){4, 6})), v, u;
@@ -215,6 +242,7 @@ int main(void) {
     tcase_add_test(t, transpose_view_and_contiguous_copy);
     tcase_add_test(t, reshape_views_contiguous_and_copies_strided);
     tcase_add_test(t, strided_upload_and_copy);
+    tcase_add_test(t, strided_copy_with_a_contiguous_last_dim);
     tcase_add_test(t, bad_shapes_are_refused_with_a_message);
     tcase_add_test(t, peak_memory_is_tracked);
     suite_add_tcase(s, t);

@@ -150,6 +150,20 @@ attamba_status tensor_copy(tensor *dst, const tensor *src) {
     dims4(dst, s, ds);
     dims4(src, s, ss);
     int n = (int)tensor_numel(src);
+    if (es == 4 && ds[3] == 1 && ss[3] == 1 && s[3] % 4 == 0) { /* whole quads along a contiguous last dim */
+        cl_kernel k;
+        RT_TRY(rt_kernel(ctx, "tensor", "", "copy_strided4_u32", &k));
+        int q3 = s[3] / 4, s01 = s[0] * s[1];
+        rt_arg args[] = {RT_MEM(dst->buf->mem), RT_I32(dst->offset), RT_I32(ds[0]), RT_I32(ds[1]), RT_I32(ds[2]),
+                         RT_MEM(src->buf->mem), RT_I32(src->offset), RT_I32(ss[0]), RT_I32(ss[1]), RT_I32(ss[2]),
+                         RT_I32(s[1]), RT_I32(s[2]), RT_I32(q3), RT_I32(s01)};
+        /* a group of about 64 work-items: the row's quads (up to 64), then rows of dim 2 */
+        size_t lx = 1, cap = rt_local_1d(ctx, k, 64);
+        while (lx < (size_t)q3 && 2 * lx <= cap) lx *= 2;
+        size_t local[3] = {lx, CORE_MAX((size_t)1, cap / lx), 1};
+        size_t global[3] = {(size_t)q3, (size_t)s[2], (size_t)s01};
+        return rt_launch(ctx, k, "copy_strided4_u32", 3, global, local, (int)CORE_LEN(args), args);
+    }
     rt_arg args[] = {RT_MEM(dst->buf->mem), RT_I32(dst->offset), RT_I32(ds[0]), RT_I32(ds[1]), RT_I32(ds[2]),
                      RT_I32(ds[3]), RT_MEM(src->buf->mem), RT_I32(src->offset), RT_I32(ss[0]),
                      RT_I32(ss[1]), RT_I32(ss[2]), RT_I32(ss[3]), RT_I32(n), RT_I32(s[1]), RT_I32(s[2]),
