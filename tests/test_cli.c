@@ -173,6 +173,18 @@ START_TEST(generate_checks_and_runs_its_sampling_filters) {
     rc = cli(out, sizeof out, "generate --model %s/m --prompt 'In the' -n 8 --min-p 0.1 --repeat-penalty 1.5 "
                               "--repeat-last-n 4 --seed 3", dir);
     ck_assert_msg(rc == 0 && strstr(out, "\nprefill "), "generate with filters: exit %d: %s", rc, out);
+    /* warm-up prefills change nothing the generation writes (greedy: the same text before the timings);
+     * -1 is refused */
+    char warm[8192];
+    const char *greedy = "generate --model %s/m --prompt 'In the' -n 12 --temperature 0 %s";
+    rc = cli(out, sizeof out, greedy, dir, "");
+    ck_assert_msg(rc == 0 && strstr(out, "\nprefill "), "generate: %s", out);
+    rc = cli(warm, sizeof warm, greedy, dir, "--warmup 2");
+    ck_assert_msg(rc == 0 && strstr(warm, "\nprefill "), "generate --warmup 2: %s", warm);
+    *strstr(out, "\nprefill ") = *strstr(warm, "\nprefill ") = 0;
+    ck_assert_msg(!strcmp(out, warm), "--warmup 2 changed the text:\n%s\n---\n%s", out, warm);
+    rc = cli(out, sizeof out, "generate --model %s/m --prompt x --warmup -1", dir);
+    ck_assert_msg(rc == 2 && strstr(out, "warmup"), "--warmup -1: exit %d: %s", rc, out);
 }
 END_TEST
 

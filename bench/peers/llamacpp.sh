@@ -11,6 +11,8 @@
 #   5. ROUNDS interleaved rounds (the engines alternate who goes first): pp512, pp2048, tg128, and decode
 #      at 4K and 16K of context, per weight type;
 #   6. summarize.py: medians and ratios -> docs/bench/peers.json, a markdown table on stdout.
+# Both warm up once before they are timed (llama-bench's default; attamba generate --warmup 1: the first
+# prefill of a process also creates its scratch buffers, 8-15% of a 512-token prefill here).
 # llama.cpp runs with OMP_WAIT_POLICY=PASSIVE (its OpenMP barriers spin otherwise, which collapses on a
 # shared machine) and --repack 0 (AMX may be advertised in a VM and not work); attamba on PoCL with
 # POCL_MAX_PTHREAD_COUNT=THREADS. Both with THREADS threads (default 2).
@@ -112,9 +114,12 @@ attamba_round() {
     local r=$1
     for m in tf tf-f16 tf-q8 p8 p8-f16 p8-q8; do
         {
-            "$ATTAMBA" generate --model "$M/$m" --prompt "$PROMPT512" -n 1 --temperature 0 2>&1 >/dev/null | grep prefill
-            "$ATTAMBA" generate --model "$M/$m" --prompt "$PROMPT2048" -n 1 --temperature 0 2>&1 >/dev/null | grep prefill
-            "$ATTAMBA" generate --model "$M/$m" --prompt "" -n 128 --temperature 0 2>&1 >/dev/null | grep prefill
+            "$ATTAMBA" generate --model "$M/$m" --prompt "$PROMPT512" -n 1 --temperature 0 --warmup 1 2>&1 >/dev/null |
+                grep prefill
+            "$ATTAMBA" generate --model "$M/$m" --prompt "$PROMPT2048" -n 1 --temperature 0 --warmup 1 2>&1 >/dev/null |
+                grep prefill
+            "$ATTAMBA" generate --model "$M/$m" --prompt "" -n 128 --temperature 0 --warmup 1 2>&1 >/dev/null |
+                grep prefill
         } >runs/at-r$r-$m.txt
     done
     "$ATTAMBA" bench decode --contexts 4096,16384 --prefill-max 0 --steps 8 --only "transformer,attamba P=8 L=8" \
