@@ -113,7 +113,11 @@ END_TEST
  * buffer (the K and V projections as one launch) with its batch stride in elements (q8: blocks). */
 START_TEST(f16_odd_widths_and_batched_weight_pairs) {
     rt_ctx *ctx = tu_ctx();
-    for (int k = 0; k < (int)CORE_LEN(kernels); k++) check_lowp_gemm(TENSOR_F16, k, 3, 7, 37);
+    for (int k = 0; k < (int)CORE_LEN(kernels); k++) {
+        check_lowp_gemm(TENSOR_F16, k, 3, 7, 37);
+        check_lowp_gemm(TENSOR_F16, k, 1, 7, 37); /* one row (decode): the dot kernels' 16-wide tails */
+        check_lowp_gemm(TENSOR_F16, k, 1, 5, 80);
+    }
     const tensor_dtype types[2] = {TENSOR_F16, TENSOR_Q8};
     for (int ti = 0; ti < 2; ti++) {
         const int M = 10, N = 24, K = 64;

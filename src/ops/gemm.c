@@ -54,6 +54,10 @@ static attamba_status operand(rt_ctx *ctx, const char *name, const tensor *t, in
 /* " -DWT=n" for a low-precision B, nothing for f32 (whose programs keep their option strings). */
 static const char *wt_option(int wt) { return wt == 1 ? " -DWT=1" : wt == 2 ? " -DWT=2" : ""; }
 
+/* The dot kernels' extra option: 8-bit weights on a 16-wide device (gemm.vw) convert 16 at a time. */
+static const char *dot_vw_option(rt_ctx *ctx, int wt) {
+    return wt == 2 && ops_tune(ctx, TUNE_GEMM_VW) == 16 ? " -DDOT_VW=16" : "";
+}
 /* Parameters of the own kernels for one device (see cl/gemm.cl). */
 typedef struct {
     int rm, vw, nv; /* gemm_tiles: RM rows x NV vectors of VW floats per work-item */
@@ -111,8 +115,9 @@ static ops_gemm_kernel auto_kernel(rt_ctx *ctx, const gemm_tuning *t, int M, int
 static attamba_status gemm_columns(rt_ctx *ctx, const char *kernel, int rows, int ta, int tb, int wt, int M, int N,
                                    int K, float alpha, const gemm_operand *a, const gemm_operand *b, float beta,
                                    const gemm_operand *c, int batch) {
-    char opts[80];
-    snprintf(opts, sizeof opts, "-DTRANS_A=%d -DTRANS_B=%d -DRM=%d%s", ta, tb, rows, wt_option(wt));
+    char opts[96];
+    snprintf(opts, sizeof opts, "-DTRANS_A=%d -DTRANS_B=%d -DRM=%d%s%s", ta, tb, rows, wt_option(wt),
+             !strcmp(kernel, "gemm_dot") ? dot_vw_option(ctx, wt) : "");
     cl_kernel k;
     RT_TRY(rt_kernel(ctx, "gemm", opts, kernel, &k));
     size_t lx = rt_local_1d(ctx, k, 64);
@@ -407,9 +412,9 @@ attamba_status ops_gemm_group(rt_ctx *ctx, const tensor *x, int n, const tensor 
         args[k++] = RT_I32_AT(&v[4]), args[k++] = RT_I32_AT(&v[5]);
     }
     cl_kernel kern;
-    char opts[64];
-    int rows = dot_rows_per_item(ctx, (int)M);
-    snprintf(opts, sizeof opts, "-DTRANS_A=0 -DTRANS_B=1 -DRM=%d%s", rows, wt_option(weight_wt(W[0]->dtype)));
+    char opts[96];
+    int rows = dot_rows_per_item(ctx, (int)M), wt = weight_wt(W[0]->dtype);
+    snprintf(opts, sizeof opts, "-DTRANS_A=0 -DTRANS_B=1 -DRM=%d%s%s", rows, wt_option(wt), dot_vw_option(ctx, wt));
     RT_TRY(rt_kernel(ctx, "gemm", opts, "gemv_group", &kern));
     size_t lx = rt_local_1d(ctx, kern, 64);
     size_t local[2] = {lx, 1}, global[2] = {(size_t)total, (size_t)((M + rows - 1) / rows)};
