@@ -116,33 +116,33 @@ inline float rows_dot(__global const float *a, __global const float *b, int dh) 
     return r;
 }
 
-/* y = alpha sum_{j in [j0, n)} w[j] x_j, x_j = x + j * xs (dh floats each); assigns y. */
+/* y = alpha sum_{j < n} w[j] x_j, x_j = x + j * xs (dh floats each); assigns y. */
 inline void rows_combine(__global float *y, float alpha, __global const float *w, __global const float *x, int xs,
-                         int j0, int n, int dh) {
+                         int n, int dh) {
     int d = 0;
     for (; d + 8 <= dh; d += 8) {
         float8 acc = (float8)(0.0f);
-        for (int j = j0; j < n; j++) acc = fma((float8)(w[j]), vload8(0, x + j * xs + d), acc);
+        for (int j = 0; j < n; j++) acc = fma((float8)(w[j]), vload8(0, x + j * xs + d), acc);
         vstore8(alpha * acc, 0, y + d);
     }
     for (; d < dh; d++) {
         float acc = 0.0f;
-        for (int j = j0; j < n; j++) acc = fma(w[j], x[j * xs + d], acc);
+        for (int j = 0; j < n; j++) acc = fma(w[j], x[j * xs + d], acc);
         y[d] = alpha * acc;
     }
 }
 
 /* The row's geometry: query t, kv head g, visible boundary columns [0, cb), window slots from jw (the
- * first at a position >= 0) at columns [lo, hi]; qt, the query row; kw, vw: window slot 0's key and
- * value rows (position t - win: only slots from jw are read). */
-#define ROWS_WINDOW_SETUP()                                                              \
-    const int i = get_global_id(0), h = get_global_id(1);                                \
-    if (i >= nq || h >= nh) return;                                                      \
-    const int t = t0 + i, g = h / grp, qs = nh * dh, ks = nh / grp * dh;                 \
-    const int cb = nbb ? rows_below(bnd + bo, nbb, t - win) : 0;                        \
-    const int jw = max(0, win - t), lo = nbb + jw, hi = nbb + win;                       \
-    const int j0 = cb ? 0 : lo & ~7, j1 = (hi + 8) & ~7;                                 \
-    const int row = (h * nq + i) * ld, base = (t - win) * ks + g * dh;                   \
+ * first at a position >= 0) at columns [lo, hi]; qt, the query row; base, the offset of slot jw's key
+ * and value rows in k and v (position t - win + jw); nw, the slots from jw on. */
+#define ROWS_WINDOW_SETUP()                                                                        \
+    const int i = get_global_id(0), h = get_global_id(1);                                          \
+    if (i >= nq || h >= nh) return;                                                                \
+    const int t = t0 + i, g = h / grp, qs = nh * dh, ks = nh / grp * dh;                           \
+    const int cb = nbb ? rows_below(bnd + bo, nbb, t - win) : 0;                                   \
+    const int jw = max(0, win - t), lo = nbb + jw, hi = nbb + win;                                 \
+    const int j0 = cb ? 0 : lo & ~7, j1 = (hi + 8) & ~7;                                           \
+    const int row = (h * nq + i) * ld, base = (t - win + jw) * ks + g * dh, nw = win + 1 - jw;     \
     __global const float *qt = q + qo + t * qs + h * dh
 
 /* Both window kernels take these arguments: the score rows s (and dP rows dp, so apart), the block, the
@@ -159,9 +159,9 @@ inline void rows_combine(__global float *y, float alpha, __global const float *w
 __kernel void attn_rows_window_softmax(ROWS_WINDOW_ARGS) {
     ROWS_WINDOW_SETUP();
     __global float *x = s + so + row;
-    for (int j = jw; j <= win; j++) x[nbb + j] = scale * rows_dot(qt, k + ko + base + j * ks, dh);
+    for (int j = 0; j < nw; j++) x[lo + j] = scale * rows_dot(qt, k + ko + base + j * ks, dh);
     rows_softmax(x, ld, j0, j1, cb, lo, hi);
-    rows_combine(y + yo + t * qs + h * dh, 1.0f, x + nbb, v + vo + base, ks, jw, win + 1, dh);
+    rows_combine(y + yo + t * qs + h * dh, 1.0f, x + lo, v + vo + base, ks, nw, dh);
 }
 
 /* The backward: the window slots' scores and dP = dout . v, then P and dS over the row (as
@@ -172,9 +172,9 @@ __kernel void attn_rows_window_dsoftmax(ROWS_WINDOW_ARGS) {
     ROWS_WINDOW_SETUP();
     __global float *x = s + so + row, *gr = dp + so + row;
     __global const float *gt = dout + go + t * qs + h * dh;
-    for (int j = jw; j <= win; j++) {
-        x[nbb + j] = scale * rows_dot(qt, k + ko + base + j * ks, dh);
-        gr[nbb + j] = rows_dot(gt, v + vo + base + j * ks, dh);
+    for (int j = 0; j < nw; j++) {
+        x[lo + j] = scale * rows_dot(qt, k + ko + base + j * ks, dh);
+        gr[lo + j] = rows_dot(gt, v + vo + base + j * ks, dh);
     }
     rows_softmax(x, ld, j0, j1, cb, lo, hi);
     rows_dscores(x, gr, ld, j0, j1);
@@ -183,7 +183,7 @@ __kernel void attn_rows_window_dsoftmax(ROWS_WINDOW_ARGS) {
         pr[j] = x[nbb + j];
         dr[j] = gr[nbb + j];
     }
-    rows_combine(y + yo + t * qs + h * dh, scale, gr + nbb, k + ko + base, ks, jw, win + 1, dh);
+    rows_combine(y + yo + t * qs + h * dh, scale, gr + lo, k + ko + base, ks, nw, dh);
 }
 
 /* The first n (1..8) floats at p as a float8 (zeros past n), and the way back; no private array (it
