@@ -38,6 +38,9 @@ while [ $# -gt 0 ]; do
 done
 ATTAMBA=${ATTAMBA:-$ROOT/build/attamba}
 [ -x "$ATTAMBA" ] || { echo "llamacpp.sh: build attamba first ($ATTAMBA)" >&2; exit 1; }
+# a python with numpy (the GGUF conversion): $PYTHON, else python3 on PATH, else Debian's
+for PY in ${PYTHON:-} python3 /usr/bin/python3; do "$PY" -c 'import numpy' 2>/dev/null && break; PY=; done
+[ -n "$PY" ] || { echo "llamacpp.sh: no python3 with numpy (set PYTHON, or apt-get install python3-numpy)" >&2; exit 1; }
 mkdir -p "$DIR/models" "$DIR/runs"
 cd "$DIR"
 export POCL_CACHE_DIR=${POCL_CACHE_DIR:-$ROOT/build/pocl-cache} ATTAMBA_CACHE_DIR=${ATTAMBA_CACHE_DIR:-$ROOT/build/kernel-cache}
@@ -71,7 +74,7 @@ fi
 M=$DIR/models
 [ -f "$M/p8/model.safetensors" ] || "$ATTAMBA" init --preset paper-60m --seed 1 --out "$M/p8"
 if [ ! -f "$M/tf/model.safetensors" ]; then
-    python3 - "$M" <<'EOF'
+    "$PY" - "$M" <<'EOF'
 import json, sys
 c = json.load(open(f"{sys.argv[1]}/p8/config.json"))
 c["kind"] = "transformer"
@@ -84,13 +87,13 @@ for m in tf p8; do
         [ -f "$M/$m-$t/model.safetensors" ] || "$ATTAMBA" quantize --type $t --in "$M/$m" --out "$M/$m-$t"
     done
 done
-[ -f "$M/tf-f32.gguf" ] || PYTHONPATH=$LC/gguf-py python3 "$ROOT/bench/peers/to_gguf.py" "$M/tf" "$M/tf-f32.gguf"
+[ -f "$M/tf-f32.gguf" ] || PYTHONPATH=$LC/gguf-py "$PY" "$ROOT/bench/peers/to_gguf.py" "$M/tf" "$M/tf-f32.gguf"
 [ -f "$M/tf-f16.gguf" ] || "$BIN/llama-quantize" "$M/tf-f32.gguf" "$M/tf-f16.gguf" F16 >runs/quantize-f16.log 2>&1
 [ -f "$M/tf-q8.gguf" ] || "$BIN/llama-quantize" "$M/tf-f32.gguf" "$M/tf-q8.gguf" Q8_0 >runs/quantize-q8.log 2>&1
 
 # 4. equivalence: 64 ids (256 = our BOS, then bytes-and-beyond ids), through both engines
 say "equivalence"
-python3 -c "import random; r = random.Random(7); print(' '.join(['256'] + [str(r.randrange(32000)) for _ in range(63)]))" \
+"$PY" -c "import random; r = random.Random(7); print(' '.join(['256'] + [str(r.randrange(32000)) for _ in range(63)]))" \
     > runs/tok64.txt
 for t in f32 f16 q8; do
     am=$M/tf && [ $t != f32 ] && am=$M/tf-$t
@@ -99,8 +102,8 @@ for t in f32 f16 q8; do
 done
 
 # 5. rounds
-PROMPT512=$(python3 -c "print(('In the beginning God created the heaven and the earth. ' * 64)[:511], end='')")
-PROMPT2048=$(python3 -c "print(('And the earth was without form, and void. ' * 64)[:2047], end='')")
+PROMPT512=$("$PY" -c "print(('In the beginning God created the heaven and the earth. ' * 64)[:511], end='')")
+PROMPT2048=$("$PY" -c "print(('And the earth was without form, and void. ' * 64)[:2047], end='')")
 llama_round() {
     local r=$1
     for t in f32 f16 q8; do
@@ -132,4 +135,4 @@ done
 
 # 6. summary
 say "summary"
-python3 "$ROOT/bench/peers/summarize.py" --runs runs --rounds "$ROUNDS" --threads "$THREADS" --sdist "$SDIST" --out "$OUT"
+"$PY" "$ROOT/bench/peers/summarize.py" --runs runs --rounds "$ROUNDS" --threads "$THREADS" --sdist "$SDIST" --out "$OUT"
