@@ -96,8 +96,10 @@ static const struct {
      * the allowed pairs. CPUs: 200. On the Sapphire Rapids kind (2026-12-02) it was faster on every
      * compressed shape measured up to 6x (op benchmarks), and paper-60m Attamba P = 8, L = 8 trained
      * 1.16x faster at T = 2048 (1.93x) and 1.0-1.03x at T = 512 (~4x); on the EPYC kind, before the row
-     * pass bisected its boundaries, 7-8% slower at T = 2048 (more launches per step): so 200, which
-     * takes T = 2048 and leaves T = 512 to the kernels. `attamba tune` times both paths per device. */
+     * pass bisected its boundaries, 7-8% slower at T = 2048 (more launches per step): so 200. Those
+     * ratios are of the window through the GEMM; with the window in the row pass (attn.gemm_row_window)
+     * compressed masks compute 1.1-1.2x and take the GEMMs at every T, while causal (~1.06x) does and
+     * sliding windows (bq + L columns per L + 1) do not. `attamba tune` times both paths per device. */
     [TUNE_ATTN_GEMM_WASTE] = {"attn.gemm_waste", 160, 200, 160, SAME, SAME, SAME, 100, 100000,
                               "GEMM attention only while its scores are at most this % of the allowed pairs"},
     /* A query's window keys through the GEMM cost the block's bq + L columns per row, in the row pass
