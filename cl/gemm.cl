@@ -106,14 +106,13 @@ inline float dot_hsum(float8 s0, float8 s1) {
     return h4.x + h4.y + h4.z + h4.w;
 }
 
-/* The dot product of K floats at a with a row of B (w: its start, B_STEP(row * ldb) from B): two
- * float8 accumulators (not a float16: AVX2 has no 16-wide ABI), the stored type converted as it is
- * loaded (q8: K is a multiple of 32, one scale per block). */
+/* The dot product of K floats at a with a row of B (w: its start, B_STEP(row * ldb) from B): the
+ * stored type converted as it is loaded (q8: K is a multiple of 32, one scale per block), two float8
+ * accumulators (AVX2 has no 16-wide ABI), except for 8-bit weights on 16-wide devices (-DDOT_VW=16:
+ * the table's gemm.vw), where the conversions, not memory, bound the loop and a float16 converts half
+ * a block at once (8-bit decode of paper-60m 1.3-1.5x on AVX-512; f16 weights so measured no faster). */
 inline float dot_row(const __global float *a, const __global BT *w, int K) {
 #if DOT_VW == 16 && WT == 2
-    /* 8-bit weights on 16-wide devices (-DDOT_VW=16: the table's gemm.vw): the conversions, not memory,
-     * bound this loop, and a float16 converts a half block at once (8-bit decode of paper-60m 1.3-1.5x
-     * on AVX-512; f16 weights the same way measured no faster); the float8 pair below serves the rest. */
     float16 s = (float16)(0.0f);
     for (int k = 0; k < K; k += Q8_BLOCK, w += Q8_BYTES) {
         __global const char *q = (__global const char *)(w + 4);
@@ -123,30 +122,9 @@ inline float dot_row(const __global float *a, const __global BT *w, int K) {
     }
     return dot_hsum(s.lo, s.hi);
 #else
-    float8 s0 = (float8)(0.0f), s1 = (float8)(0.0f);
+    float8 s0 = (float8)(0.0f), s1 = s0;
     int k = 0;
-#if WT == 2
-    for (; k < K; k += Q8_BLOCK, w += Q8_BYTES) {
-        __global const char *q = (__global const char *)(w + 4);
-        float8 t0 = vload8(0, a + k) * convert_float8(vload8(0, q));
-        float8 t1 = vload8(1, a + k) * convert_float8(vload8(1, q));
-        t0 = fma(vload8(2, a + k), convert_float8(vload8(2, q)), t0);
-        t1 = fma(vload8(3, a + k), convert_float8(vload8(3, q)), t1);
-        float d = *(__global const float *)w;
-        s0 = fma((float8)(d), t0, s0);
-        s1 = fma((float8)(d), t1, s1);
-    }
-#else
-    for (; k + 16 <= K; k += 16) {
-#if WT == 1
-        s0 = fma(vload8(0, a + k), vload_half8(0, w + k), s0);
-        s1 = fma(vload8(0, a + k + 8), vload_half8(0, w + k + 8), s1);
-#else
-        s0 = fma(vload8(0, a + k), vload8(0, w + k), s0);
-        s1 = fma(vload8(0, a + k + 8), vload8(0, w + k + 8), s1);
-#endif
-    }
-#endif
+    DOT_PIECES(DOT_ACC(a, s0, s1))
     float s = dot_hsum(s0, s1);
 #if WT != 2
     for (; k < K; k++) s = fma(a[k], DOT_W(k), s);

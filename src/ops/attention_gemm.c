@@ -349,7 +349,7 @@ attamba_status attn_gemm_backward(rt_ctx *ctx, const tensor *q, const tensor *k,
      * window pass assigns them after the blocks, then the boundary parts are added). */
     if (!s && *taken && !row_win) s = tensor_fill(dk, 0.0);
     if (!s && *taken && !row_win) s = tensor_fill(dv, 0.0);
-    int64_t nslots = B * n_heads * T * (c.pl.win + 1);
+    int64_t nslots = row_win ? B * n_heads * T * (c.pl.win + 1) : 0;
     if (!s && row_win) s = tensor_scratch(ctx, &pw, TENSOR_F32, 1, &nslots);
     if (!s && row_win) s = tensor_scratch(ctx, &dsw, TENSOR_F32, 1, &nslots);
     if (!s && *taken) s = score_scratch(ctx, &c.pl, n_heads, &sc);

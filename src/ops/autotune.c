@@ -305,12 +305,11 @@ static attamba_status path_setup(group *g, int quick) {
 }
 
 static attamba_status path_run(group *g) {
-    const tensor *t = g->t;
-    attamba_status s = ops_attention_prefill(g->ctx, &t[0], &t[1], &t[2], g->cfg.n_heads, g->cfg.n_kv_heads, &g->mask,
-                                             &g->t[3]);
-    if (!s)
-        s = ops_attention_prefill_backward(g->ctx, &t[0], &t[1], &t[2], g->cfg.n_heads, g->cfg.n_kv_heads, &g->mask,
-                                           &t[3], &t[4], &g->t[5], &g->t[6], &g->t[7]);
+    tensor *t = g->t; /* q, k, v, out, dout, dq, dk, dv */
+    int H = g->cfg.n_heads, Hkv = g->cfg.n_kv_heads;
+    attamba_status s = ops_attention_prefill(g->ctx, &t[0], &t[1], &t[2], H, Hkv, &g->mask, &t[3]);
+    if (!s) s = ops_attention_prefill_backward(g->ctx, &t[0], &t[1], &t[2], H, Hkv, &g->mask, &t[3], &t[4], &t[5],
+                                               &t[6], &t[7]);
     return s ? s : rt_finish(g->ctx);
 }
 
