@@ -98,16 +98,39 @@ typedef int itvec;
 #define TV(x, j) ((x)[j])
 #endif
 
+/* The decode store's element type (-DKV_F16=1: half, read with vload_half / written with vstore_half,
+ * core OpenCL 1.2: no cl_khr_fp16 needed), and KV_LOAD, VLOAD for it. */
+#ifndef KV_F16
+#define KV_F16 0
+#endif
+#if KV_F16
+#define KV_T half
+#if VW == 16
+#define KV_LOAD(p) ((float16)(vload_half8(0, (p)), vload_half8(1, (p))))
+#elif VW == 8
+#define KV_LOAD(p) vload_half8(0, (p))
+#elif VW == 4
+#define KV_LOAD(p) vload_half4(0, (p))
+#else
+#define KV_LOAD(p) vload_half(0, (p))
+#endif
+#else
+#define KV_T float
+#define KV_LOAD(p) VLOAD(p)
+#endif
+
 /* One tile of TK keys for one query: scores, online-softmax update of (m, l, acc).
- * KPTR(j) / VPTR(j) point at key/value row j of the tile, ok[j] says whether the query sees it.
- * Masked scores become ATTN_NEG before the max and get probability 0 explicitly. */
-#define ATTN_TILE_UPDATE(KPTR, VPTR)                                          \
+ * KPTR(j) / VPTR(j) point at key/value row j of the tile, ok[j] says whether the query sees it, and
+ * LOAD reads VW elements of a row as a vec. Masked scores become ATTN_NEG before the max and get
+ * probability 0 explicitly. */
+#define ATTN_TILE_UPDATE(KPTR, VPTR) ATTN_TILE_UPDATE_L(KPTR, VPTR, VLOAD)
+#define ATTN_TILE_UPDATE_L(KPTR, VPTR, LOAD)                                  \
     do {                                                                      \
         tvec sc;                                                              \
         itvec okv;                                                            \
         for (int j = 0; j < TK; j++) {                                        \
-            vec s_ = qv[0] * VLOAD(KPTR(j));                                  \
-            for (int c = 1; c < DV; c++) s_ = VFMA(qv[c], VLOAD(KPTR(j) + c * VW), s_); \
+            vec s_ = qv[0] * LOAD(KPTR(j));                                   \
+            for (int c = 1; c < DV; c++) s_ = VFMA(qv[c], LOAD(KPTR(j) + c * VW), s_); \
             TV(sc, j) = HSUM(s_);                                             \
             TV(okv, j) = ok[j] ? -1 : 0;                                      \
         }                                                                     \
@@ -122,7 +145,7 @@ typedef int itvec;
         m = mt;                                                               \
         for (int c = 0; c < DV; c++) {                                        \
             vec a = acc[c] * corr;                                            \
-            for (int j = 0; j < TK; j++) a = VFMA((vec)(TV(p, j)), VLOAD(VPTR(j) + c * VW), a); \
+            for (int j = 0; j < TK; j++) a = VFMA((vec)(TV(p, j)), LOAD(VPTR(j) + c * VW), a); \
             acc[c] = a;                                                       \
         }                                                                     \
     } while (0)
@@ -305,7 +328,8 @@ __kernel void attn_transpose_k(__global float *kt, __global const float *k, int 
  * floats apart), head kvh's row e at kvh * hs + e * es ([B,cap,Hkv*DH]: hs = DH, es = Hkv*DH;
  * head-major [B,Hkv,cap,DH]: hs = cap*DH, es = DH, so a head's keys are one contiguous stream), with
  * positions bpos [B,cap] (increasing) and counts nb [B]; kr/vr [B,R,Hkv*DH] holding position p in slot
- * p % R. The query sees ring positions max(0, pos-window)..pos and boundaries with
+ * p % R. The store's elements are KV_T (float, or half with -DKV_F16=1); the ring's are float. The query
+ * sees ring positions max(0, pos-window)..pos and boundaries with
  * bpos < pos - window. With S = 1, WG work-items per (sequence, head) split those keys into
  * contiguous runs with an online softmax each, then merge through __local (one barrier, outside every
  * loop) into out. With S > 1 (split-K, for devices that need more groups than sequences x heads),
@@ -314,8 +338,8 @@ __kernel void attn_transpose_k(__global float *kt, __global const float *k, int 
  * no key writes max ATTN_NEG and zeros); attn_decode_merge then combines them.
  * Global (WG, H * S, B), local (WG, 1, 1). */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void attn_decode(__global const float *q, int qo, __global const float *kb, int kbo,
-                 __global const float *vb, int vbo, __global const int *bpos, int bpo,
+void attn_decode(__global const float *q, int qo, __global const KV_T *kb, int kbo,
+                 __global const KV_T *vb, int vbo, __global const int *bpos, int bpo,
                  __global const int *nbv, int nbo, __global const float *kr, int kro,
                  __global const float *vr, int vro, __global const int *posv, int poso,
                  __global float *out, int oo, int cap, int bs, int hs, int es, int R, int H, int Hkv,
@@ -347,19 +371,29 @@ void attn_decode(__global const float *q, int qo, __global const float *kb, int 
     const int per = (k1 - k0 + WG - 1) / WG;
     const int lo = min(k1, k0 + lid * per), hi = min(k1, lo + per);
     int ok[TK];
-    __global const float *kp[TK], *vp[TK];
-    for (int e0 = lo; e0 < hi; e0 += TK) {
+    /* this work-item's keys [lo, hi): the stored ones [lo, shi), then the ring's */
+    const int shi = min(hi, nvis);
+    __global const KV_T *sk[TK], *sv[TK];
+    for (int e0 = lo; e0 < shi; e0 += TK) {
         for (int j = 0; j < TK; j++) {
-            int e = min(e0 + j, hi - 1);
+            int e = min(e0 + j, shi - 1);
+            ok[j] = e0 + j < shi;
+            sk[j] = kb + e * es;
+            sv[j] = vb + e * es;
+        }
+#define KPTR_S(j) sk[j]
+#define VPTR_S(j) sv[j]
+        ATTN_TILE_UPDATE_L(KPTR_S, VPTR_S, KV_LOAD);
+#undef KPTR_S
+#undef VPTR_S
+    }
+    __global const float *kp[TK], *vp[TK];
+    for (int e0 = max(lo, nvis); e0 < hi; e0 += TK) {
+        for (int j = 0; j < TK; j++) {
+            int slot = (plo + min(e0 + j, hi - 1) - nvis) % R;
             ok[j] = e0 + j < hi;
-            if (e < nvis) {
-                kp[j] = kb + e * es;
-                vp[j] = vb + e * es;
-            } else {
-                int slot = (plo + e - nvis) % R;
-                kp[j] = kr + slot * ks;
-                vp[j] = vr + slot * ks;
-            }
+            kp[j] = kr + slot * ks;
+            vp[j] = vr + slot * ks;
         }
 #define KPTR_D(j) kp[j]
 #define VPTR_D(j) vp[j]
@@ -435,12 +469,13 @@ __kernel void attn_gather_heads(__global float *out, __global const float *src, 
 
 /* Decode, one step: k, v [B, C] go to the ring (slot pos % R) and, where store[b] >= 0, to the
  * store's row store[b] (laid out as for attn_decode: sequence b at b * bs, head c / dh at
- * (c / dh) * hs, row at row * es) with their position; nb[b] becomes store[b] + 1. Work-item (b, c)
- * writes element c; the c == 0 ones also write the position and the count. Global B*C. */
+ * (c / dh) * hs, row at row * es; KV_T elements, rounded to the nearest half with -DKV_F16=1) with
+ * their position; nb[b] becomes store[b] + 1. Work-item (b, c) writes element c; the c == 0 ones also
+ * write the position and the count. Global B*C. */
 __kernel void kv_append(__global const float *k, int ko, __global const float *v, int vo,
                         __global const int *pos, int po, __global const int *store, int so,
                         __global float *kr, int kro, __global float *vr, int vro, int R,
-                        __global float *kb, int kbo, __global float *vb, int vbo, int cap, int bs, int hs, int es,
+                        __global KV_T *kb, int kbo, __global KV_T *vb, int vbo, int cap, int bs, int hs, int es,
                         int dh, __global int *bpos, int bpo, __global int *nb, int nbo, int C, int total) {
     int i = get_global_id(0);
     if (i >= total) return;
@@ -451,8 +486,13 @@ __kernel void kv_append(__global const float *k, int ko, __global const float *v
     vr[vro + slot] = vv;
     if (row < 0 || row >= cap) return;
     int at = b * bs + (c / dh) * hs + row * es + c % dh;
+#if KV_F16
+    vstore_half_rte(kv, kbo + at, kb);
+    vstore_half_rte(vv, vbo + at, vb);
+#else
     kb[kbo + at] = kv;
     vb[vbo + at] = vv;
+#endif
     if (c == 0) {
         bpos[bpo + b * cap + row] = p;
         nb[nbo + b] = row + 1;

@@ -16,6 +16,7 @@
 #include "ops/boundaries.h"
 #include "ops/tuning.h"
 #include "ref/ref_attention.h"
+#include "tensor/quant.h"
 #include "testutil.h"
 
 #define RTOL 1e-4
@@ -510,6 +511,70 @@ START_TEST(head_major_store_decodes_and_appends_like_row_major) {
 }
 END_TEST
 
+/* An f16 store tensor of n values, and the values it holds (x rounded to the nearest half) in r. */
+static tensor f16_tensor(int ndim, const int64_t *shape, const float *x, int64_t n, float *r) {
+    uint16_t *h = malloc((size_t)n * sizeof *h);
+    for (int64_t i = 0; i < n; i++) r[i] = quant_f32_from_f16(h[i] = quant_f16_from_f32(x[i]));
+    tensor t;
+    tu_ok(tensor_alloc(tu_ctx(), &t, TENSOR_F16, ndim, shape));
+    tu_ok(tensor_upload(&t, h));
+    free(h);
+    return t;
+}
+
+/* An f16 store (head-major, as the cache keeps it) holds what kv_append writes rounded to the nearest
+ * half, and decodes exactly as an f32 store holding those rounded values: every vector width of the
+ * store's loads (dh 6, 8, 12, 16: widths 1, 8, 4, 16), the ring staying f32. */
+START_TEST(f16_store_appends_and_decodes_its_rounded_values) {
+    static const int dhs[] = {6, 8, 12, 16};
+    rt_ctx *ctx = tu_ctx();
+    const int B = 2, H = 4, Hkv = 2, dh = dhs[_i], cap = 6, window = 2, R = window + 1, C = Hkv * dh;
+    const int64_t n = (int64_t)B * cap * C, shape[4] = {B, Hkv, cap, dh};
+    float *q = tu_random(B * H * dh, 31, -1, 1), *kb = tu_random(n, 32, -1, 1), *vb = tu_random(n, 33, -1, 1);
+    float *kr = tu_random(B * R * C, 34, -1, 1), *vr = tu_random(B * R * C, 35, -1, 1);
+    float *k = tu_random(B * C, 36, -1, 1), *v = tu_random(B * C, 37, -1, 1);
+    float *kb_r = malloc((size_t)n * sizeof *kb_r), *vb_r = malloc((size_t)n * sizeof *vb_r);
+    int32_t bpos[12] = {0, 3, 7, 9, 0, 0, 0, 2, 5, 6, 8, 11}, nb[2] = {4, 6}, pos[2] = {12, 13}, store[2] = {4, -1};
+    tensor tq = tu_tensor(2, ((int64_t[]){B, H * dh}), q), tkr = tu_tensor(3, ((int64_t[]){B, R, C}), kr);
+    tensor tvr = tu_tensor(3, ((int64_t[]){B, R, C}), vr), tk = tu_tensor(2, ((int64_t[]){B, C}), k);
+    tensor tv = tu_tensor(2, ((int64_t[]){B, C}), v);
+    tensor h16[2] = {f16_tensor(4, shape, kb, n, kb_r), f16_tensor(4, shape, vb, n, vb_r)};
+    tensor tbp = i32_tensor(2, ((int64_t[]){B, cap}), bpos), tnb = i32_tensor(1, ((int64_t[]){B}), nb);
+    tensor tp = i32_tensor(1, ((int64_t[]){B}), pos), ts = i32_tensor(1, ((int64_t[]){B}), store);
+    tensor o16 = tu_zeros(2, ((int64_t[]){B, H * dh})), o32 = tu_zeros(2, ((int64_t[]){B, H * dh}));
+    tu_ok(ops_kv_append(ctx, &tk, &tv, &tp, &ts, &tkr, &tvr, &h16[0], &h16[1], &tbp, &tnb));
+    /* the append: sequence 0's row 4 of every head holds k, v rounded; everything else is unchanged */
+    for (int h = 0; h < Hkv; h++)
+        for (int d = 0; d < dh; d++) {
+            int64_t at = (((int64_t)0 * Hkv + h) * cap + 4) * dh + d;
+            kb_r[at] = quant_f32_from_f16(quant_f16_from_f32(k[h * dh + d]));
+            vb_r[at] = quant_f32_from_f16(quant_f16_from_f32(v[h * dh + d]));
+        }
+    uint16_t *got16 = malloc((size_t)n * sizeof *got16);
+    float *got = malloc((size_t)n * sizeof *got);
+    for (int i = 0; i < 2; i++) {
+        tu_ok(tensor_download(&h16[i], got16));
+        for (int64_t j = 0; j < n; j++) got[j] = quant_f32_from_f16(got16[j]);
+        tu_assert_close(got, i ? vb_r : kb_r, n, 0, 0, i ? "f16 store values after the append" : "f16 store keys");
+    }
+    /* the decode: as from an f32 store holding the same values */
+    tensor t32[2] = {tu_tensor(4, shape, kb_r), tu_tensor(4, shape, vb_r)};
+    tu_ok(ops_attention_decode(ctx, &tq, &h16[0], &h16[1], &tbp, &tnb, &tkr, &tvr, &tp, H, Hkv, window, &o16));
+    tu_ok(ops_attention_decode(ctx, &tq, &t32[0], &t32[1], &tbp, &tnb, &tkr, &tvr, &tp, H, Hkv, window, &o32));
+    float *a = tu_download(&o16), *b = tu_download(&o32);
+    tu_assert_close(a, b, B * H * dh, 1e-6, 1e-7, "decode from the f16 store");
+    /* stores of two types are refused */
+    ck_assert_int_eq(ops_attention_decode(ctx, &tq, &h16[0], &t32[1], &tbp, &tnb, &tkr, &tvr, &tp, H, Hkv, window,
+                                          &o16),
+                     ATTAMBA_ERR_SHAPE);
+    tensor *all[] = {&tq, &tkr, &tvr, &tk, &tv, &h16[0], &h16[1], &t32[0], &t32[1], &tbp, &tnb, &tp, &ts, &o16, &o32};
+    for (size_t i = 0; i < CORE_LEN(all); i++) tensor_free(all[i]);
+    float *fr[] = {q, kb, vb, kr, vr, k, v, kb_r, vb_r, got, a, b};
+    for (size_t i = 0; i < CORE_LEN(fr); i++) free(fr[i]);
+    free(got16);
+}
+END_TEST
+
 /* ---- bad arguments ---- */
 
 static void expect_fail(attamba_status s, attamba_status want, const char *needle) {
@@ -592,6 +657,7 @@ int main(void) {
     tcase_add_test(t, gather_rows_copies_the_indexed_rows);
     tcase_add_test(t, kv_append_writes_the_ring_and_the_chosen_store_rows);
     tcase_add_test(t, head_major_store_decodes_and_appends_like_row_major);
+    tcase_add_loop_test(t, f16_store_appends_and_decodes_its_rounded_values, 0, 4);
     tcase_add_test(t, bad_arguments_return_a_status_and_a_message);
     suite_add_tcase(s, t);
     return tu_run(s);

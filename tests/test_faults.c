@@ -25,7 +25,7 @@ static attamba_status scenario(rt_ctx *ctx, model_kind kind) {
     if (!s) s = model_init_random(m, 1);
     if (!s) s = model_forward(m, tok, 2, 12, &lg);
     tensor_free(&lg);
-    if (!s) s = kv_cache_create(m, 1, 16, &cache);
+    if (!s) s = kv_cache_create(m, 1, 16, TENSOR_F32, &cache);
     if (!s) s = model_prefill_last(m, cache, 0, tok, 9, &lg);
     tensor_free(&lg);
     if (!s) s = model_decode_step(m, cache, tok + 9, &lg);

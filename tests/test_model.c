@@ -125,7 +125,7 @@ START_TEST(batched_decode_keeps_sequences_apart) {
         b[t] = (11 * t + 5) % V;
     }
     kv_cache *c;
-    tu_ok(kv_cache_create(m, 2, T + 8, &c));
+    tu_ok(kv_cache_create(m, 2, T + 8, TENSOR_F32, &c));
     /* different prompt lengths: 5 and 9, then lockstep decode */
     tu_ok(model_prefill(m, c, 0, a, 5, NULL));
     tu_ok(model_prefill(m, c, 1, b, 9, NULL));
@@ -214,7 +214,7 @@ START_TEST(bad_tokens_and_shapes_are_refused) {
     ck_assert_ptr_nonnull(strstr(ctx->err, "258"));
     ck_assert_int_eq(model_forward(m, tok, 0, 3, &lg), ATTAMBA_ERR_INVALID_ARG);
     kv_cache *c;
-    tu_ok(kv_cache_create(m, 1, 4, &c));
+    tu_ok(kv_cache_create(m, 1, 4, TENSOR_F32, &c));
     int32_t ok[5] = {1, 2, 3, 4, 5};
     ck_assert_int_eq(model_prefill(m, c, 0, ok, 5, NULL), ATTAMBA_ERR_INVALID_ARG);
     tu_ok(model_prefill(m, c, 0, ok, 4, NULL));
@@ -262,7 +262,7 @@ static void check_no_allocations(model *m, const char *what) {
                       sizes[i][0], sizes[i][1], (unsigned long long)d.blocking_reads);
     }
     kv_cache *c;
-    tu_ok(kv_cache_create(m, 1, 40, &c));
+    tu_ok(kv_cache_create(m, 1, 40, TENSOR_F32, &c));
     tu_ok(model_prefill(m, c, 0, tok, 9, NULL));
     for (int t = 9; t < 30; t++) {
         attamba_counters c0;
@@ -356,8 +356,8 @@ START_TEST(prefill_of_the_last_position_equals_the_last_row) {
     int32_t tok[13];
     for (int t = 0; t < T; t++) tok[t] = (5 * t + 2) % V;
     kv_cache *c1, *c2;
-    tu_ok(kv_cache_create(m, 1, 20, &c1));
-    tu_ok(kv_cache_create(m, 1, 20, &c2));
+    tu_ok(kv_cache_create(m, 1, 20, TENSOR_F32, &c1));
+    tu_ok(kv_cache_create(m, 1, 20, TENSOR_F32, &c2));
     tensor all, last;
     tu_ok(model_prefill(m, c1, 0, tok, T, &all));
     tu_ok(model_prefill_last(m, c2, 0, tok, T, &last));

@@ -24,7 +24,7 @@ static void run_everything(model_kind kind) {
     tu_ok(model_forward(m, tok, 2, 12, &lg));
     tensor_free(&lg);
     kv_cache *cache;
-    tu_ok(kv_cache_create(m, 1, 16, &cache));
+    tu_ok(kv_cache_create(m, 1, 16, TENSOR_F32, &cache));
     tu_ok(model_prefill_last(m, cache, 0, tok, 9, &lg));
     tensor_free(&lg);
     tu_ok(model_decode_step(m, cache, tok + 9, &lg));

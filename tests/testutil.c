@@ -187,7 +187,7 @@ void tu_check_decode_matches_prefill(model *m, int T, int n0, const char *what) 
     tu_ok(model_forward(m, tok, 1, T, &full));
     float *want = tu_download(&full);
     kv_cache *c;
-    tu_ok(kv_cache_create(m, 1, T, &c));
+    tu_ok(kv_cache_create(m, 1, T, TENSOR_F32, &c));
     int V = m->cfg.vocab_size;
     tensor pre;
     tu_ok(model_prefill(m, c, 0, tok, n0, &pre));

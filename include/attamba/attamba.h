@@ -377,6 +377,23 @@ attamba_status attamba_session_create(attamba_model *m, int64_t max_tokens, atta
  * (what a server needs: one pass over the weights per step for all of them). */
 attamba_status attamba_session_create_batch(attamba_model *m, int n_seq, int64_t max_tokens,
                                             attamba_session **out);
+/* The element type of a session's stored keys and values (the boundaries of an Attamba model, every
+ * token of a transformer); the window's ring and the SSM states stay f32. */
+typedef enum attamba_cache_type {
+    ATTAMBA_CACHE_F32 = 0, /* exact: decoding gives the logits of attamba_model_forward */
+    ATTAMBA_CACHE_F16 = 1  /* half the bytes to hold and to read per step (what long contexts are bound by);
+                              the stored keys and values rounded to the nearest half, as llama.cpp's default
+                              cache */
+} attamba_cache_type;
+typedef struct attamba_session_params {
+    int n_seq;                     /* sequences, as attamba_session_create_batch (1) */
+    int64_t max_tokens;            /* capacity of each */
+    attamba_cache_type cache_type; /* ATTAMBA_CACHE_F32 */
+} attamba_session_params;
+attamba_session_params attamba_session_params_default(int64_t max_tokens);
+/* A session as p says (what attamba_session_create and _create_batch are with the defaults). */
+attamba_status attamba_session_create_with(attamba_model *m, const attamba_session_params *p,
+                                           attamba_session **out);
 /* A session must be destroyed before its model. */
 void attamba_session_destroy(attamba_session *s);
 int attamba_session_sequences(const attamba_session *s);

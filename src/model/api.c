@@ -370,17 +370,34 @@ void attamba_sampler_set_seed(attamba_sampler *s, uint64_t seed) {
 
 /* ---- sessions ---- */
 
+attamba_session_params attamba_session_params_default(int64_t max_tokens) {
+    attamba_session_params p = {.n_seq = 1, .max_tokens = max_tokens, .cache_type = ATTAMBA_CACHE_F32};
+    return p;
+}
+
+attamba_status attamba_session_create_with(attamba_model *m, const attamba_session_params *p, attamba_session **out) {
+    static const char *op = "attamba_session_create";
+    *out = NULL;
+    if (p->n_seq < 1 || p->n_seq > 4096)
+        return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "%s: n_seq %d outside [1, 4096]", op, p->n_seq);
+    if (p->cache_type != ATTAMBA_CACHE_F32 && p->cache_type != ATTAMBA_CACHE_F16)
+        return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "%s: cache_type %d is neither ATTAMBA_CACHE_F32 nor _F16", op,
+                       (int)p->cache_type);
+    tensor_dtype store = p->cache_type == ATTAMBA_CACHE_F16 ? TENSOR_F16 : TENSOR_F32;
+    RT_TRY(kv_cache_create(m, p->n_seq, p->max_tokens, store, out));
+    m->n_sessions++;
+    return ATTAMBA_OK;
+}
+
 attamba_status attamba_session_create(attamba_model *m, int64_t max_tokens, attamba_session **out) {
-    return attamba_session_create_batch(m, 1, max_tokens, out);
+    attamba_session_params p = attamba_session_params_default(max_tokens);
+    return attamba_session_create_with(m, &p, out);
 }
 
 attamba_status attamba_session_create_batch(attamba_model *m, int n_seq, int64_t max_tokens, attamba_session **out) {
-    *out = NULL;
-    if (n_seq < 1 || n_seq > 4096)
-        return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "attamba_session_create_batch: n_seq %d outside [1, 4096]", n_seq);
-    RT_TRY(kv_cache_create(m, n_seq, max_tokens, out));
-    m->n_sessions++;
-    return ATTAMBA_OK;
+    attamba_session_params p = attamba_session_params_default(max_tokens);
+    p.n_seq = n_seq;
+    return attamba_session_create_with(m, &p, out);
 }
 
 void attamba_session_destroy(attamba_session *s) {

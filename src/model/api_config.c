@@ -186,7 +186,7 @@ attamba_status attamba_config_measure_memory(attamba_context *ctx, const attamba
     if (!s) { /* then a decode step of B sequences at position T, the peak counted from there */
         ctx->mem_peak = after_prefill;
         tensor lg;
-        s = kv_cache_create(m, B, T + 1, &cache);
+        s = kv_cache_create(m, B, T + 1, TENSOR_F32, &cache);
         if (!s) s = kv_cache_fill_synthetic(cache, T);
         if (!s) s = model_decode_step(m, cache, tok, &lg);
         if (!s) tensor_free(&lg);

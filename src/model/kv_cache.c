@@ -21,12 +21,15 @@ int kv_cache_stores(const kv_cache *c, int l, int64_t p) {
     return boundary_is_boundary(&b, l, cfg->n_layers, p);
 }
 
-attamba_status kv_cache_create(model *m, int B, int64_t max_tokens, kv_cache **out) {
+attamba_status kv_cache_create(model *m, int B, int64_t max_tokens, tensor_dtype store, kv_cache **out) {
     const model_config *cfg = &m->cfg;
     *out = NULL;
     if (B < 1 || max_tokens < 1 || max_tokens > INT32_MAX) /* positions are i32 on the device */
         return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "kv_cache_create: B = %d, max_tokens = %lld (1 .. 2^31-1)", B,
                        (long long)max_tokens);
+    if (store != TENSOR_F32 && store != TENSOR_F16)
+        return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "kv_cache_create: stored keys and values are f32 or f16, "
+                       "not %s", tensor_dtype_name(store));
     kv_cache *c = calloc(1, sizeof *c);
     if (!c) return rt_fail(m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
     c->m = m;
@@ -57,8 +60,8 @@ attamba_status kv_cache_create(model *m, int B, int64_t max_tokens, kv_cache **o
         ctx = model_stage(m, l)->ctx; /* the layer's device */
         if (!(L->nb_host = calloc((size_t)B, sizeof *L->nb_host))) s = rt_fail(m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "oom");
         int64_t head_major[4] = {B, cfg->n_kv_heads, c->cap, cfg->head_dim};
-        if (!s) s = tensor_alloc_f32(ctx, &L->kb, 4, head_major);
-        if (!s) s = tensor_alloc_f32(ctx, &L->vb, 4, head_major);
+        if (!s) s = tensor_alloc(ctx, &L->kb, store, 4, head_major);
+        if (!s) s = tensor_alloc(ctx, &L->vb, store, 4, head_major);
         if (!s) s = tensor_alloc(ctx, &L->bpos, TENSOR_I32, 2, ((int64_t[]){B, c->cap}));
         if (!s) s = tensor_alloc(ctx, &L->nb, TENSOR_I32, 1, ((int64_t[]){B}));
         if (!s) s = tensor_fill(&L->nb, 0);
@@ -118,8 +121,8 @@ int64_t kv_cache_bytes_used(const kv_cache *c, int b) {
     int64_t kvw = kv_width(cfg), total = 0;
     for (int l = 0; l < cfg->n_layers; l++) {
         const kv_layer *L = &c->layers[l];
-        int64_t rows = L->nb_host[b] + (c->store_all ? 0 : CORE_MIN(c->pos[b], (int64_t)c->R));
-        total += rows * 2 * kvw * 4;
+        int64_t ring = c->store_all ? 0 : CORE_MIN(c->pos[b], (int64_t)c->R);
+        total += (L->nb_host[b] * (int64_t)tensor_dtype_size(L->kb.dtype) + ring * 4) * 2 * kvw;
         for (int i = 0; i < 2; i++) { /* SPEC 4's state: w-1 conv inputs (the ring keeps one slot more) */
             if (L->conv[i].buf) total += (L->conv[i].shape[1] - 1) * L->conv[i].shape[2] * 4;
             if (L->state[i].buf) total += tensor_numel(&L->state[i]) / c->B * 4;

@@ -8,7 +8,7 @@
 #include "model.h"
 
 typedef struct kv_layer {
-    tensor kb, vb;          /* [B, Hkv, cap, dh] stored keys/values (boundaries, or all tokens), head-major */
+    tensor kb, vb;          /* [B, Hkv, cap, dh] stored keys/values (boundaries, or all tokens), head-major, f32/f16 */
     tensor bpos;            /* i32 [B, cap] their positions */
     tensor nb;              /* i32 [B] how many are stored */
     int64_t *nb_host;       /* [B] the same on the host */
@@ -36,13 +36,16 @@ typedef struct attamba_session {
     int32_t *step_host;     /* [(2 + 2L) * B] the step table on the host */
 } kv_cache;
 
-/* A cache for B sequences of up to max_tokens tokens under the model's current P, L, boundaries. */
-attamba_status kv_cache_create(model *m, int B, int64_t max_tokens, kv_cache **out);
+/* A cache for B sequences of up to max_tokens tokens under the model's current P, L, boundaries, its
+ * stored keys and values of type store (TENSOR_F32, or TENSOR_F16: half the bytes; the ring and the SSM
+ * states stay f32). */
+attamba_status kv_cache_create(model *m, int B, int64_t max_tokens, tensor_dtype store, kv_cache **out);
 void kv_cache_destroy(kv_cache *c);
 /* Forgets sequence b (or all when b < 0). */
 void kv_cache_reset(kv_cache *c, int b);
 /* Bytes the cache holds now for sequence b (SPEC 4: (|B| + min(pos, L+1)) * 2 * kvw * 4 + constant
- * per layer), and the bytes allocated for the whole batch. */
+ * per layer; 2 bytes instead of 4 for the |B| stored rows of an f16 store), and the bytes allocated for
+ * the whole batch. */
 int64_t kv_cache_bytes_used(const kv_cache *c, int b);
 int64_t kv_cache_bytes_allocated(const kv_cache *c);
 

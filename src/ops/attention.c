@@ -237,10 +237,11 @@ attamba_status ops_gather_rows(rt_ctx *ctx, const tensor *src, const tensor *idx
 }
 
 /* The boundary store of the decode ops: [B, cap, Hkv*dh] (row-major) or [B, Hkv, cap, dh] (head-major),
- * kb and vb alike, contiguous; the strides the kernels take. */
+ * kb and vb alike, contiguous, f32 or f16; the strides the kernels take. */
 typedef struct {
     int64_t cap;
-    int bs, hs, es; /* floats between sequences, heads, rows */
+    int bs, hs, es;     /* elements between sequences, heads, rows */
+    const char *option; /* the kernels' element type: "" (f32) or " -DKV_F16=1" */
 } store_layout;
 
 static attamba_status store_check(rt_ctx *ctx, const char *op, const tensor *kb, const tensor *vb, int64_t B,
@@ -251,8 +252,10 @@ static attamba_status store_check(rt_ctx *ctx, const char *op, const tensor *kb,
     st->cap = kb->shape[head_major ? 2 : 1];
     int64_t C = (int64_t)Hkv * dh, shape[4] = {B, st->cap, C};
     if (head_major) shape[1] = Hkv, shape[2] = st->cap, shape[3] = dh;
-    RT_TRY(ops_expect(ctx, op, "kb", kb, TENSOR_F32, kb->ndim, shape));
-    RT_TRY(ops_expect(ctx, op, "vb", vb, TENSOR_F32, kb->ndim, shape));
+    tensor_dtype t = kb->dtype == TENSOR_F16 ? TENSOR_F16 : TENSOR_F32;
+    RT_TRY(ops_expect(ctx, op, "kb", kb, t, kb->ndim, shape));
+    RT_TRY(ops_expect(ctx, op, "vb", vb, t, kb->ndim, shape));
+    st->option = t == TENSOR_F16 ? " -DKV_F16=1" : "";
     st->bs = (int)(st->cap * C);
     st->hs = head_major ? (int)(st->cap * dh) : dh;
     st->es = head_major ? dh : (int)C;
@@ -306,7 +309,7 @@ attamba_status ops_attention_decode(rt_ctx *ctx, const tensor *q, const tensor *
     if (S > 1) RT_TRY(tensor_scratch(ctx, &part, TENSOR_F32, 1, (int64_t[]){B * n_heads * S * (dh + 2)}));
     const tensor *pt = S > 1 ? &part : out; /* unused when S = 1 */
     char options[96];
-    snprintf(options, sizeof options, "-DDH=%d -DTK=4 -DWG=%d -DVW=%d", dh, wg, attn_vec_width(dh));
+    snprintf(options, sizeof options, "-DDH=%d -DTK=4 -DWG=%d -DVW=%d%s", dh, wg, attn_vec_width(dh), st.option);
     cl_kernel kern, merge;
     attamba_status s = rt_kernel(ctx, "attention", options, "attn_decode", &kern);
     if (!s && S > 1) s = rt_kernel(ctx, "attention", options, "attn_decode_merge", &merge);
@@ -362,5 +365,5 @@ attamba_status ops_kv_append(rt_ctx *ctx, const tensor *k, const tensor *v, cons
                      RT_I32(vb->offset),     RT_I32(cap),           RT_I32(st.bs),        RT_I32(st.hs),
                      RT_I32(st.es),          RT_I32(dh),            RT_MEM(bpos->buf->mem), RT_I32(bpos->offset),
                      RT_MEM(nb->buf->mem),   RT_I32(nb->offset),    RT_I32(C),            RT_I32(B * C)};
-    return ops_launch_1d(ctx, "attention", "", "kv_append", B * C, (int)CORE_LEN(args), args);
+    return ops_launch_1d(ctx, "attention", st.option, "kv_append", B * C, (int)CORE_LEN(args), args);
 }

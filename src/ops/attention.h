@@ -82,7 +82,7 @@ attamba_status ops_gather_rows(rt_ctx *ctx, const tensor *src, const tensor *idx
 
 /* Decode: one query per sequence at absolute position pos[b] (i32 [B]). The KV cache layout:
  * boundary cache kb,vb [B,cap,Hkv*dh], or head-major [B,Hkv,cap,dh] (each head's keys one contiguous
- * stream: about 2x faster on CPUs at long contexts), with positions bpos i32 [B,cap] (increasing) and counts
+ * stream: about 2x faster on CPUs at long contexts), f32 or f16 (half the bytes to read), with positions bpos i32 [B,cap] (increasing) and counts
  * nb i32 [B]; a ring kr,vr [B,R,Hkv*dh] (R = window+1) holding positions p in slot p % R, the
  * current token already written. The query sees ring entries for positions max(0,pos-window)..pos
  * and boundary entries with bpos < pos - window (so nothing is visited twice). With window = 0 and
@@ -94,7 +94,8 @@ attamba_status ops_attention_decode(rt_ctx *ctx, const tensor *q, const tensor *
 
 /* Decode: appends one step's k, v [B, Hkv*dh] (contiguous) to the cache of ops_attention_decode:
  * to the ring kr, vr [B, R, C] at slot pos[b] % R and, where store[b] >= 0 (i32 [B]), to row store[b]
- * of kb, vb ([B, cap, C] or head-major [B, Hkv, cap, dh]) with bpos[b, store[b]] = pos[b] and nb[b] = store[b] + 1. One launch, no
+ * of kb, vb ([B, cap, C] or head-major [B, Hkv, cap, dh]; f16 ones take k, v rounded to the nearest half)
+ * with bpos[b, store[b]] = pos[b] and nb[b] = store[b] + 1. One launch, no
  * host round-trip: the caller (who knows the counts) decides the rows. */
 attamba_status ops_kv_append(rt_ctx *ctx, const tensor *k, const tensor *v, const tensor *pos, const tensor *store,
                              tensor *kr, tensor *vr, tensor *kb, tensor *vb, tensor *bpos, tensor *nb);

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "quant.h"
 #include "tensor.h"
 
 size_t tensor_dtype_size(tensor_dtype t) {
@@ -132,14 +133,15 @@ attamba_status tensor_copy(tensor *dst, const tensor *src) {
     rt_ctx *ctx = dst->buf ? dst->buf->ctx : NULL;
     if (!ctx || !src->buf) return ATTAMBA_ERR_INVALID_ARG;
     char a[64], b[64];
-    if (!tensor_same_shape(dst, src) || dst->dtype != src->dtype)
+    int to_f16 = dst->dtype == TENSOR_F16 && src->dtype == TENSOR_F32; /* a conversion */
+    if (!tensor_same_shape(dst, src) || (dst->dtype != src->dtype && !to_f16))
         return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "tensor_copy: %s from %s", tensor_describe(dst, a, sizeof a),
                        tensor_describe(src, b, sizeof b));
     if (src->buf->ctx != ctx)
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "tensor_copy: the source lives on another device (%s); "
                        "tensor_transfer copies between devices", src->buf->ctx->dev.info.name);
     size_t es = tensor_dtype_size(src->dtype);
-    if (tensor_is_contiguous(dst) && tensor_is_contiguous(src)) {
+    if (!to_f16 && tensor_is_contiguous(dst) && tensor_is_contiguous(src)) {
         size_t bytes = (size_t)tensor_numel(src) * es;
         return rt_buffer_copy(ctx, src->buf->mem, (size_t)src->offset * es, dst->buf->mem, (size_t)dst->offset * es,
                               bytes);
@@ -151,8 +153,9 @@ attamba_status tensor_copy(tensor *dst, const tensor *src) {
     dims4(src, s, ss);
     int n = (int)tensor_numel(src);
     if (es == 4 && ds[3] == 1 && ss[3] == 1 && s[3] % 4 == 0) { /* whole quads along a contiguous last dim */
+        const char *name = to_f16 ? "convert_strided4_f32_f16" : "copy_strided4_u32";
         cl_kernel k;
-        RT_TRY(rt_kernel(ctx, "tensor", "", "copy_strided4_u32", &k));
+        RT_TRY(rt_kernel(ctx, "tensor", "", name, &k));
         int q3 = s[3] / 4, s01 = s[0] * s[1];
         rt_arg args[] = {RT_MEM(dst->buf->mem), RT_I32(dst->offset), RT_I32(ds[0]), RT_I32(ds[1]), RT_I32(ds[2]),
                          RT_MEM(src->buf->mem), RT_I32(src->offset), RT_I32(ss[0]), RT_I32(ss[1]), RT_I32(ss[2]),
@@ -162,13 +165,14 @@ attamba_status tensor_copy(tensor *dst, const tensor *src) {
         while (lx < (size_t)q3 && 2 * lx <= cap) lx *= 2;
         size_t local[3] = {lx, CORE_MAX((size_t)1, cap / lx), 1};
         size_t global[3] = {(size_t)q3, (size_t)s[2], (size_t)s01};
-        return rt_launch(ctx, k, "copy_strided4_u32", 3, global, local, (int)CORE_LEN(args), args);
+        return rt_launch(ctx, k, name, 3, global, local, (int)CORE_LEN(args), args);
     }
     rt_arg args[] = {RT_MEM(dst->buf->mem), RT_I32(dst->offset), RT_I32(ds[0]), RT_I32(ds[1]), RT_I32(ds[2]),
                      RT_I32(ds[3]), RT_MEM(src->buf->mem), RT_I32(src->offset), RT_I32(ss[0]),
                      RT_I32(ss[1]), RT_I32(ss[2]), RT_I32(ss[3]), RT_I32(n), RT_I32(s[1]), RT_I32(s[2]),
                      RT_I32(s[3])};
-    return launch_1d(ctx, es == 4 ? "copy_strided_u32" : "copy_strided_u16", n, (int)CORE_LEN(args), args);
+    const char *name = to_f16 ? "convert_strided_f32_f16" : es == 4 ? "copy_strided_u32" : "copy_strided_u16";
+    return launch_1d(ctx, name, n, (int)CORE_LEN(args), args);
 }
 
 attamba_status tensor_transfer(tensor *dst, const tensor *src) {
@@ -198,11 +202,13 @@ attamba_status tensor_fill(tensor *t, double value) {
     } else if (t->dtype == TENSOR_I32) {
         int32_t i = (int32_t)value;
         memcpy(&bits, &i, 4);
+    } else if (t->dtype == TENSOR_F16) {
+        bits = quant_f16_from_f32((float)value);
     } else {
         return rt_fail(ctx, ATTAMBA_ERR_UNSUPPORTED, "tensor_fill: %s", tensor_dtype_name(t->dtype));
     }
-    int n = (int)tensor_numel(t);
-    if (tensor_is_contiguous(t)) { /* vector stores; the strided kernel divides per element */
+    int n = (int)tensor_numel(t), wide = t->dtype != TENSOR_F16;
+    if (wide && tensor_is_contiguous(t)) { /* vector stores; the strided kernel divides per element */
         rt_arg args[] = {RT_MEM(t->buf->mem), RT_I32(t->offset), RT_I32_AT(&bits), RT_I32(n)};
         return launch_1d(ctx, "fill_u32", (n + 15) / 16, (int)CORE_LEN(args), args);
     }
@@ -211,7 +217,7 @@ attamba_status tensor_fill(tensor *t, double value) {
     rt_arg args[] = {RT_MEM(t->buf->mem), RT_I32(t->offset), RT_I32(st[0]), RT_I32(st[1]), RT_I32(st[2]),
                      RT_I32(st[3]), RT_I32_AT(&bits), RT_I32(n), RT_I32(s[1]), RT_I32(s[2]),
                      RT_I32(s[3])};
-    return launch_1d(ctx, "fill_strided_u32", n, (int)CORE_LEN(args), args);
+    return launch_1d(ctx, wide ? "fill_strided_u32" : "fill_strided_u16", n, (int)CORE_LEN(args), args);
 }
 
 attamba_status tensor_upload(tensor *t, const void *host) {

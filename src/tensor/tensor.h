@@ -59,9 +59,10 @@ char *tensor_describe(const tensor *t, char *buf, size_t n);
 /* Host <-> device for a whole tensor (any strides): host holds numel elements, row-major. */
 attamba_status tensor_upload(tensor *t, const void *host);
 attamba_status tensor_download(const tensor *t, void *host);
-/* Fills every element with value (converted to the dtype; f16/bf16 unsupported for now). */
+/* Fills every element with value (converted to the dtype: f32, f16 or i32). */
 attamba_status tensor_fill(tensor *t, double value);
-/* Elementwise copy between tensors of the same shape and dtype, any strides. */
+/* Elementwise copy between tensors of the same shape and dtype, any strides; also f32 into f16
+ * (rounded to the nearest half, ties to even). */
 attamba_status tensor_copy(tensor *dst, const tensor *src);
 
 /* The same between tensors of any two devices: a device copy on one device, else through host
