@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tensor/quant.h"
 #include "testutil.h"
 
 START_TEST(upload_download_round_trip_f32_and_i32) {
@@ -197,6 +198,58 @@ START_TEST(strided_copy_with_a_contiguous_last_dim) {
 }
 END_TEST
 
+static uint16_t *download_u16(const tensor *t) {
+    uint16_t *h = malloc((size_t)tensor_numel(t) * sizeof *h);
+    tu_ok(tensor_download(t, h));
+    return h;
+}
+
+/* f32 into f16 copies round as quant_f16_from_f32 (nearest, ties to even; overflow to infinity),
+ * through the quad kernel (a transposed view with a contiguous last dim of 8) and the one-element one
+ * (rows of 7); the other direction is refused; f16 fills reach exactly their elements. */
+START_TEST(f32_into_f16_copies_round_and_f16_fills) {
+    rt_ctx *ctx = tu_ctx();
+    float h[2 * 3 * 5 * 8];
+    const float odd[] = {1.0f / 3, 65504.0f, 70000.0f, -1e-8f, 1.0f + 1.0f / 2048, 1.0f + 3.0f / 2048, -2.5e-5f, 0.0f};
+    for (int i = 0; i < 240; i++) h[i] = i < 8 ? odd[i] : (float)(i - 120) * 0.37f;
+    tensor t = tu_tensor(4, ((int64_t[]){2, 3, 5, 8}), h), v, d;
+    tu_ok(tensor_transpose(&t, 1, 2, &v));
+    tu_ok(tensor_alloc(ctx, &d, TENSOR_F16, 4, ((int64_t[]){2, 5, 3, 8})));
+    tu_ok(tensor_copy(&d, &v));
+    uint16_t *y = download_u16(&d);
+    for (int a = 0; a < 2; a++)
+        for (int b = 0; b < 5; b++)
+            for (int c = 0; c < 3; c++)
+                for (int e = 0; e < 8; e++)
+                    ck_assert_uint_eq(y[((a * 5 + b) * 3 + c) * 8 + e],
+                                      quant_f16_from_f32(h[((a * 3 + c) * 5 + b) * 8 + e]));
+    tensor w = tu_tensor(2, ((int64_t[]){8, 30}), h), cols, out;
+    tu_ok(tensor_slice(&w, 1, 3, 7, &cols)); /* rows of 7 columns, 30 apart */
+    tu_ok(tensor_alloc(ctx, &out, TENSOR_F16, 2, ((int64_t[]){8, 7})));
+    tu_ok(tensor_copy(&out, &cols));
+    uint16_t *z = download_u16(&out);
+    for (int r = 0; r < 8; r++)
+        for (int c = 0; c < 7; c++) ck_assert_uint_eq(z[r * 7 + c], quant_f16_from_f32(h[r * 30 + 3 + c]));
+    tensor back = tu_zeros(2, ((int64_t[]){8, 7}));
+    ck_assert_int_eq(tensor_copy(&back, &out), ATTAMBA_ERR_SHAPE);
+    /* a fill of columns 2..4 of the f16 [8, 7], then of all of it */
+    tensor mid;
+    tu_ok(tensor_slice(&out, 1, 2, 3, &mid));
+    tu_ok(tensor_fill(&mid, -0.1));
+    uint16_t *f = download_u16(&out);
+    for (int r = 0; r < 8; r++)
+        for (int c = 0; c < 7; c++)
+            ck_assert_uint_eq(f[r * 7 + c], c >= 2 && c < 5 ? quant_f16_from_f32(-0.1f) : z[r * 7 + c]);
+    tu_ok(tensor_fill(&out, 3.0));
+    free(f);
+    f = download_u16(&out);
+    for (int i = 0; i < 56; i++) ck_assert_uint_eq(f[i], 0x4200); /* 3.0 */
+    free(y), free(z), free(f);
+    tensor *ts[] = {&t, &v, &d, &w, &cols, &out, &back, &mid};
+    for (size_t i = 0; i < CORE_LEN(ts); i++) tensor_free(ts[i]);
+}
+END_TEST
+
 START_TEST(bad_shapes_are_refused_with_a_message) {
     rt_ctx *ctx = tu_ctx();
     tensor t = tu_zeros(2, ((int64_t[]){4, 6})), v, u;
@@ -243,6 +296,7 @@ int main(void) {
     tcase_add_test(t, reshape_views_contiguous_and_copies_strided);
     tcase_add_test(t, strided_upload_and_copy);
     tcase_add_test(t, strided_copy_with_a_contiguous_last_dim);
+    tcase_add_test(t, f32_into_f16_copies_round_and_f16_fills);
     tcase_add_test(t, bad_shapes_are_refused_with_a_message);
     tcase_add_test(t, peak_memory_is_tracked);
     suite_add_tcase(s, t);
