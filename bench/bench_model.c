@@ -16,10 +16,11 @@
 #include "cli.h"
 
 typedef struct {
-    char name[40];
+    char name[48];
     const char *kind;
     int chunk, window;
     const char *weights;
+    attamba_cache_type cache; /* the stored keys and values */
 } variant;
 
 typedef struct {
@@ -93,14 +94,18 @@ static void write_svg(const char *path, const variant *vs, int nv, const int64_t
     fclose(f);
 }
 
-/* Decode tokens/s of m at context T (the cache filled synthetically to T, then `steps` timed steps, the
- * i-th at context T + i, after one untimed); 0 when it cannot run (said on stderr). sa gets the last
+/* Decode tokens/s of m (as variant v, its cache type) at context T (the cache filled synthetically to T,
+ * then `steps` timed steps, the i-th at context T + i, after one untimed); 0 when it cannot run (said on
+ * stderr). sa gets the last
  * step's counters, *bytes (may be NULL) what the cache holds at T. */
-static double decode_rate(attamba_context *ctx, attamba_model *m, const char *name, int64_t T, int steps,
+static double decode_rate(attamba_context *ctx, attamba_model *m, const variant *v, int64_t T, int steps,
                           step_arg *sa, int64_t *bytes, bench_timing *tm) {
     attamba_session *s = NULL;
+    attamba_session_params p = attamba_session_params_default(T + steps + 2);
+    const char *name = v->name;
+    p.cache_type = v->cache;
     memset(sa, 0, sizeof *sa);
-    if (attamba_session_create(m, T + steps + 2, &s) || attamba_session_fill_synthetic(s, T)) {
+    if (attamba_session_create_with(m, &p, &s) || attamba_session_fill_synthetic(s, T)) {
         fprintf(stderr, "attamba bench decode: %s at %lld: %s\n", name, (long long)T, attamba_context_last_error(ctx));
         attamba_session_destroy(s);
         return 0;
@@ -135,15 +140,17 @@ int bench_decode_main(int argc, char **argv) {
                                          {"json", required_argument, 0, 'j'},   {"svg", required_argument, 0, 'g'},
                                          {"only", required_argument, 0, 'o'},   {"devices", required_argument, 0, 'E'},
                                          {"split", required_argument, 0, 'S'},  {"weight-types", required_argument, 0, 'w'},
+                                         {"cache-types", required_argument, 0, 'k'},
                                          {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     const char *device = NULL, *devices = NULL, *split = NULL, *contexts = "1024,4096,16384,32768", *json = NULL, *svg = NULL, *only = NULL;
-    const char *types = "f32";
+    const char *types = "f32", *cache_types = "f32";
     int dim = 512, layers = 8, steps = 5, prefill_max = 2048, copy_mib = 256, c;
     double v;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "d:c:D:l:s:p:j:g:o:E:S:w:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "d:c:D:l:s:p:j:g:o:E:S:w:k:h", opts, NULL)) != -1) {
         switch (c) {
         case 'w': types = optarg; break;
+        case 'k': cache_types = optarg; break;
         case 'E': devices = optarg; break;
         case 'S': split = optarg; break;
         case 'o': only = optarg; break;
@@ -158,7 +165,8 @@ int bench_decode_main(int argc, char **argv) {
         case 'h':
             printf("usage: attamba bench decode [--contexts 1024,4096,...] [--dim 512] [--layers 8] [--steps 5]\n"
                    "                            [--prefill-max 2048] [--only NAME,...] [--json FILE|-] [--svg FILE]\n"
-                   "                            [--weight-types f32,f16,q8] [--device P:D | --devices LIST --split layer]\n\n"
+                   "                            [--weight-types f32,f16,q8] [--cache-types f32,f16]\n"
+                   "                            [--device P:D | --devices LIST --split layer]\n\n"
                    "Decode tokens/s at each context (cache filled synthetically to that length), prefill tokens/s\n"
                    "for contexts up to --prefill-max, KV-cache bytes and peak device memory, for Attamba P=4/8/16\n"
                    "(L=8), a full-attention transformer and a sliding-window one (L=64), all of width --dim with\n"
@@ -169,7 +177,9 @@ int bench_decode_main(int argc, char **argv) {
                    "--devices LIST --split layer, each model also decodes with its layers spread over the devices\n"
                    "(equal shares), next to the first device alone: what a split costs (it is for models or\n"
                    "caches that do not fit one device, not for speed). --weight-types: each model with its\n"
-                   "projections stored as each type (attamba quantize; named e.g. 'transformer q8'), in turn.\n");
+                   "projections stored as each type (attamba quantize; named e.g. 'transformer q8'), in turn.\n"
+                   "--cache-types: each of those with its KV cache's stored keys and values of each type (named\n"
+                   "e.g. 'transformer q8 kv-f16').\n");
             return 0;
         default: return 2;
         }
@@ -182,27 +192,32 @@ int bench_decode_main(int argc, char **argv) {
         if (ctxs[nc - 1] < 16) return cli_error("bench decode", "bad --contexts '%s'", contexts), 2;
         if (*p == ',') p++;
     }
-    static const variant base[] = {{"transformer", "transformer", 1, 0, "f32"},
-                                   {"transformer-swa L=64", "transformer-swa", 1, 64, "f32"},
-                                   {"attamba P=4 L=8", "attamba", 4, 8, "f32"},
-                                   {"attamba P=8 L=8", "attamba", 8, 8, "f32"},
-                                   {"attamba P=16 L=8", "attamba", 16, 8, "f32"}};
+    static const variant base[] = {{"transformer", "transformer", 1, 0, "f32", ATTAMBA_CACHE_F32},
+                                   {"transformer-swa L=64", "transformer-swa", 1, 64, "f32", ATTAMBA_CACHE_F32},
+                                   {"attamba P=4 L=8", "attamba", 4, 8, "f32", ATTAMBA_CACHE_F32},
+                                   {"attamba P=8 L=8", "attamba", 8, 8, "f32", ATTAMBA_CACHE_F32},
+                                   {"attamba P=16 L=8", "attamba", 16, 8, "f32", ATTAMBA_CACHE_F32}};
     static const char *const weight_types[] = {"f32", "f16", "q8"};
     enum { N_BASE = sizeof base / sizeof base[0] };
-    /* every model with every weight type asked for: f32 keeps the plain name */
-    variant vs[3 * N_BASE];
+    /* every model with every weight type and cache type asked for: f32 ones keep the plain name */
+    variant vs[3 * 2 * N_BASE];
     int nv = 0;
     for (int b = 0; b < N_BASE; b++) {
         if (!bench_listed(only, base[b].name)) continue;
-        for (int t = 0; t < 3; t++) {
-            if (!bench_listed(types, weight_types[t])) continue;
-            vs[nv] = base[b];
-            vs[nv].weights = weight_types[t];
-            if (t) snprintf(vs[nv].name, sizeof vs[nv].name, "%.32s %s", base[b].name, weight_types[t]);
-            nv++;
-        }
+        for (int t = 0; t < 3; t++)
+            for (int k = 0; k < 2; k++) {
+                if (!bench_listed(types, weight_types[t]) || !bench_listed(cache_types, k ? "f16" : "f32")) continue;
+                vs[nv] = base[b];
+                vs[nv].weights = weight_types[t];
+                vs[nv].cache = k ? ATTAMBA_CACHE_F16 : ATTAMBA_CACHE_F32;
+                snprintf(vs[nv].name, sizeof vs[nv].name, "%.32s%s%s%s", base[b].name, t ? " " : "",
+                         t ? weight_types[t] : "", k ? " kv-f16" : "");
+                nv++;
+            }
     }
-    if (!nv) return cli_error("bench decode", "no model matches --only '%s' and --weight-types '%s'", only ? only : "", types), 2;
+    if (!nv)
+        return cli_error("bench decode", "no model matches --only '%s', --weight-types '%s' and --cache-types '%s'",
+                         only ? only : "", types, cache_types), 2;
     attamba_context *ctxs_[ATTAMBA_MAX_DEVICES];
     int n_dev = cli_open_devices(devices, device, ctxs_);
     if (!n_dev) return 1;
@@ -258,9 +273,9 @@ int bench_decode_main(int argc, char **argv) {
             step_arg sa, ssa;
             int64_t bytes = 0;
             bench_timing tm, tp_tm = {0};
-            double rate = decode_rate(ctx, m, vs[j].name, T, steps, &sa, &bytes, &tm), t = rate > 0 ? 1.0 / rate : -1;
+            double rate = decode_rate(ctx, m, &vs[j], T, steps, &sa, &bytes, &tm), t = rate > 0 ? 1.0 / rate : -1;
             if (!(rate > 0)) continue;
-            double split_rate = ms ? decode_rate(ctx, ms, vs[j].name, T, steps, &ssa, NULL, NULL) : 0;
+            double split_rate = ms ? decode_rate(ctx, ms, &vs[j], T, steps, &ssa, NULL, NULL) : 0;
             double prefill = 0;
             if (T <= prefill_max) {
                 int32_t *tok = malloc((size_t)T * sizeof *tok);
@@ -316,6 +331,7 @@ int bench_decode_main(int argc, char **argv) {
             bench_entry_rate(o, tps[j * nc + i], "tokens/s");
             cJSON_AddStringToObject(o, "model", vs[j].name);
             cJSON_AddStringToObject(o, "weight_type", vs[j].weights);
+            cJSON_AddStringToObject(o, "cache_type", vs[j].cache == ATTAMBA_CACHE_F16 ? "f16" : "f32");
             cJSON_AddNumberToObject(o, "context", (double)T);
             if (prefill > 0) cJSON_AddNumberToObject(o, "prefill_tokens_per_s", prefill);
             cJSON_AddNumberToObject(o, "cache_bytes", (double)bytes);

@@ -3,7 +3,7 @@
  * variants depend on shapes (GEMM layouts and whether M is small, the attention head width and
  * block sizes) and on the tuning table in force, so they are found by running the model once through
  * the public API, the way generate, eval and train do (prefills of 1, 13, 100 and --max-prompt
- * tokens, decode steps, batched decode steps, a loss, a training step); then
+ * tokens, decode steps with f32 and f16 caches, batched decode steps, a loss, a training step); then
  * attamba_context_save_programs writes every program the context built as DIR/<program>.bin or
  * DIR/<program>@<hash of its options>.bin, with DIR/bundle.json listing them. A run that needs a
  * variant the bundle lacks compiles it where it can, else fails naming it. */
@@ -18,21 +18,24 @@ static void usage(FILE *f) {
     fprintf(f, "usage: attamba compile (--model DIR | --preset NAME) --out DIR [--device P:D] [--max-prompt N]\n"
                "                       [--train-seq T] [--weight-type f32|f16|q8]\n\n"
                "Runs the model once on the device (prefills of 1, 13, 100 and N tokens, default N 512,\n"
-               "decode steps, a loss, a training step of T tokens, default 128) and writes every OpenCL\n"
-               "program variant it built to DIR as binaries, with DIR/bundle.json. Then\n"
+               "decode steps with f32 and f16 caches, a loss, a training step of T tokens, default 128) and\n"
+               "writes every OpenCL program variant it built to DIR as binaries, with DIR/bundle.json. Then\n"
                "ATTAMBA_PROGRAM_DIR=DIR serves them: with ATTAMBA_CACHE_DIR=off, generate, eval and train\n"
                "compile nothing (ATTAMBA_LOG=info says where each program came from). Shapes outside\n"
                "these (e.g. much longer prompts) may need variants the bundle lacks. --weight-type: the\n"
                "preset with its projections stored so (a quantized model trains nothing: no training step).\n");
 }
 
-/* A prompt of T tokens, then two decode steps of sampled tokens (on the host, as generate does). */
+/* A prompt of T tokens, then two decode steps of sampled tokens (on the host, as generate does), with
+ * the cache's stored keys and values of type cache. */
 static attamba_status prompt_and_decode(attamba_model *m, attamba_sampler *smp, const int32_t *tok, int T,
-                                        float *logits) {
+                                        attamba_cache_type cache, float *logits) {
     attamba_session *sess = NULL;
     int32_t next = 0;
     int vocab = attamba_model_vocab_size(m);
-    attamba_status s = attamba_session_create(m, T + 4, &sess);
+    attamba_session_params p = attamba_session_params_default(T + 4);
+    p.cache_type = cache;
+    attamba_status s = attamba_session_create_with(m, &p, &sess);
     if (!s) s = attamba_session_feed(sess, tok, T, logits);
     if (!s) s = attamba_sampler_sample(smp, logits, vocab, &next);
     for (int d = 0; d < 2 && !s; d++) {
@@ -84,8 +87,9 @@ static attamba_status exercise(attamba_context *ctx, attamba_model *m, int max_p
     for (int li = 0; li < 4 && !s; li++) {
         int T = li < 3 ? lengths[li] : max_prompt;
         if (li < 3 && T >= max_prompt) continue;
-        s = prompt_and_decode(m, smp, tok, T, logits);
+        s = prompt_and_decode(m, smp, tok, T, ATTAMBA_CACHE_F32, logits);
     }
+    if (!s) s = prompt_and_decode(m, smp, tok, CLI_MIN(13, max_prompt), ATTAMBA_CACHE_F16, logits); /* its kernels */
     int32_t ids[16];
     for (int i = 0; i < 16; i++) ids[i] = i % vocab;
     for (int B = 2; B <= 16 && !s; B *= 2) {

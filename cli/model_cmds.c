@@ -461,14 +461,16 @@ int cli_generate(int argc, char **argv) {
                                          {"repeat-last-n", required_argument, 0, 'N'},
                                          {"seed", required_argument, 0, 's'},
                                          {"warmup", required_argument, 0, 'w'},
+                                         {"cache-type", required_argument, 0, 'C'},
                                          {0, 0, 0, 0}};
     model_opts mo = {.window = -1};
     const char *prompt = "";
     long n_new = 200, top_k = 0, seed = 0, last_n = 64, warmup = 0;
     double temperature = 0.8, top_p = 1.0, min_p = 0.0, penalty = 1.0;
+    attamba_session_params spar = attamba_session_params_default(0);
     int c, bad = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "p:n:t:k:P:M:R:N:s:w:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "p:n:t:k:P:M:R:N:s:w:C:h", opts, NULL)) != -1) {
         if (model_opt(&mo, c, optarg, &bad)) continue;
         switch (c) {
         case 'p': prompt = optarg; break;
@@ -481,17 +483,26 @@ int cli_generate(int argc, char **argv) {
         case 'N': bad |= !parse_int("generate", "repeat-last-n", optarg, 1, 65536, &last_n); break;
         case 's': bad |= !parse_int("generate", "seed", optarg, 0, 2147483647L, &seed); break;
         case 'w': bad |= !parse_int("generate", "warmup", optarg, 0, 100, &warmup); break;
+        case 'C':
+            spar.cache_type = !strcmp(optarg, "f16") ? ATTAMBA_CACHE_F16 : ATTAMBA_CACHE_F32;
+            if (strcmp(optarg, "f16") && strcmp(optarg, "f32")) {
+                cli_error("generate", "--cache-type '%s': f32 or f16", optarg);
+                bad = 1;
+            }
+            break;
         case 'h':
             printf("usage: attamba generate --model DIR --prompt TEXT [-n N] [--temperature T] [--top-k K]\n"
                    "                        [--top-p P] [--min-p P] [--repeat-penalty R [--repeat-last-n N]]\n"
-                   "                        [--seed S] [--warmup W] [options]\n\n"
+                   "                        [--seed S] [--warmup W] [--cache-type f32|f16] [options]\n\n"
                    "Streams N new tokens (default 200; temperature 0 = greedy), then prints tokens/s and the KV\n"
                    "cache bytes. Sampling: temperature, then top-k, top-p and min-p (drops tokens below P times\n"
                    "the most probable; default 0 = off); --repeat-penalty R (default 1 = off) first divides the\n"
                    "positive logits of the tokens among the last N (default 64) of prompt and output by R and\n"
                    "multiplies the negative ones, each distinct token once. --warmup W: W untimed prefills of the\n"
                    "prompt first, each in a session of its own (a benchmark's warm-up: the first prefill of a\n"
-                   "process also creates its scratch buffers; llama-bench warms up the same way).\n%s",
+                   "process also creates its scratch buffers; llama-bench warms up the same way). --cache-type:\n"
+                   "the KV cache's stored keys and values (default f32; f16: half the bytes, rounded to half,\n"
+                   "as llama.cpp's default cache).\n%s",
                    model_opts_help);
             return 0;
         default: return 2;
@@ -520,13 +531,14 @@ int cli_generate(int argc, char **argv) {
     if (!rc) rc = attamba_tokenizer_encode(tok, prompt, plen, 1, ids, (int64_t)plen + 1, &np);
     int T = (int)np;
     if (!rc) rc = attamba_sampler_create(ctx, &sp, &smp);
+    spar.max_tokens = T + n_new + 1;
     for (long w = 0; w < warmup && !rc; w++) { /* untimed prefills in throwaway sessions */
-        rc = attamba_session_create(m, T + n_new + 1, &ses);
+        rc = attamba_session_create_with(m, &spar, &ses);
         if (!rc) rc = attamba_session_feed(ses, ids, T, logits);
         attamba_session_destroy(ses);
         ses = NULL;
     }
-    if (!rc) rc = attamba_session_create(m, T + n_new + 1, &ses);
+    if (!rc) rc = attamba_session_create_with(m, &spar, &ses);
     double t_prefill = 0, t_decode = 0;
     int generated = 0;
     if (!rc) {

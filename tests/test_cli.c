@@ -185,6 +185,16 @@ START_TEST(generate_checks_and_runs_its_sampling_filters) {
     ck_assert_msg(!strcmp(out, warm), "--warmup 2 changed the text:\n%s\n---\n%s", out, warm);
     rc = cli(out, sizeof out, "generate --model %s/m --prompt x --warmup -1", dir);
     ck_assert_msg(rc == 2 && strstr(out, "warmup"), "--warmup -1: exit %d: %s", rc, out);
+    /* an f16 cache holds fewer bytes (tiny: a transformer, every token stored); q8 is refused */
+    long long bytes[2];
+    for (int i = 0; i < 2; i++) {
+        rc = cli(out, sizeof out, greedy, dir, i ? "--cache-type f16" : "--cache-type f32");
+        const char *at = strstr(out, "KV cache ");
+        ck_assert_msg(rc == 0 && at && sscanf(at, "KV cache %lld bytes", &bytes[i]) == 1, "generate: %s", out);
+    }
+    ck_assert_msg(bytes[1] < bytes[0], "f16 cache %lld bytes, f32 %lld", bytes[1], bytes[0]);
+    rc = cli(out, sizeof out, "generate --model %s/m --prompt x --cache-type q8", dir);
+    ck_assert_msg(rc == 2 && strstr(out, "cache-type"), "--cache-type q8: exit %d: %s", rc, out);
 }
 END_TEST
 

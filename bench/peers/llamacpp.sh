@@ -15,7 +15,8 @@
 # prefill of a process also creates its scratch buffers, 8-15% of a 512-token prefill here).
 # llama.cpp runs with OMP_WAIT_POLICY=PASSIVE (its OpenMP barriers spin otherwise, which collapses on a
 # shared machine) and --repack 0 (AMX may be advertised in a VM and not work); attamba on PoCL with
-# POCL_MAX_PTHREAD_COUNT=THREADS. Both with THREADS threads (default 2).
+# POCL_MAX_PTHREAD_COUNT=THREADS. Both with THREADS threads (default 2). Both keep an f16 KV cache
+# (llama-bench's default; attamba --cache-type f16); decode at depth also runs attamba's f32 cache.
 #
 #   bench/peers/llamacpp.sh [--rounds N] [--threads T] [--dir DIR] [--out FILE]
 set -euo pipefail
@@ -32,11 +33,12 @@ while [ $# -gt 0 ]; do
     --threads) THREADS=$2; shift 2 ;;
     --dir) DIR=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
-    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "llamacpp.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
 ATTAMBA=${ATTAMBA:-$ROOT/build/attamba}
+KV="--cache-type f16" # as llama-bench's default cache
 [ -x "$ATTAMBA" ] || { echo "llamacpp.sh: build attamba first ($ATTAMBA)" >&2; exit 1; }
 # a python with numpy (the GGUF conversion): $PYTHON, else python3 on PATH, else Debian's
 for PY in ${PYTHON:-} python3 /usr/bin/python3; do "$PY" -c 'import numpy' 2>/dev/null && break; PY=; done
@@ -117,16 +119,16 @@ attamba_round() {
     local r=$1
     for m in tf tf-f16 tf-q8 p8 p8-f16 p8-q8; do
         {
-            "$ATTAMBA" generate --model "$M/$m" --prompt "$PROMPT512" -n 1 --temperature 0 --warmup 1 2>&1 >/dev/null |
+            "$ATTAMBA" generate --model "$M/$m" --prompt "$PROMPT512" -n 1 --temperature 0 --warmup 1 $KV 2>&1 >/dev/null |
                 grep prefill
-            "$ATTAMBA" generate --model "$M/$m" --prompt "$PROMPT2048" -n 1 --temperature 0 --warmup 1 2>&1 >/dev/null |
+            "$ATTAMBA" generate --model "$M/$m" --prompt "$PROMPT2048" -n 1 --temperature 0 --warmup 1 $KV 2>&1 >/dev/null |
                 grep prefill
-            "$ATTAMBA" generate --model "$M/$m" --prompt "" -n 128 --temperature 0 --warmup 1 2>&1 >/dev/null |
+            "$ATTAMBA" generate --model "$M/$m" --prompt "" -n 128 --temperature 0 --warmup 1 $KV 2>&1 >/dev/null |
                 grep prefill
         } >runs/at-r$r-$m.txt
     done
     "$ATTAMBA" bench decode --contexts 4096,16384 --prefill-max 0 --steps 8 --only "transformer,attamba P=8 L=8" \
-        --weight-types f32 --json runs/at-r$r-depth.json >/dev/null
+        --weight-types f32 --cache-types f32,f16 --json runs/at-r$r-depth.json >/dev/null
 }
 for r in $(seq 1 "$ROUNDS"); do
     say "round $r of $ROUNDS ($(uptime | sed 's/.*load/load/'))"
