@@ -1047,22 +1047,29 @@ class Session(_Owned):
     max_tokens tokens. Keeps its model alive.
 
     One sequence: :meth:`feed`. Several: :meth:`prefill` each prompt, then :meth:`step` them all
-    together (one pass over the weights per step).
+    together (one pass over the weights per step). cache_type "f16" keeps the stored keys and values as
+    halves (half the bytes; logits within f16 rounding of the forward pass; docs/api.md).
     """
 
     _kind = "Session"
 
-    def __init__(self, model, max_tokens, n_seq=1):
+    def __init__(self, model, max_tokens, n_seq=1, cache_type="f32"):
         if not isinstance(model, Model):
             raise TypeError(f"model must be an attamba.Model, got {type(model).__name__}")
+        if cache_type not in ("f32", "f16"):
+            raise ValueError(f"cache_type must be 'f32' or 'f16', got {cache_type!r}")
         self.model = model
         self.max_tokens = _int(max_tokens, "max_tokens", -INT64_MAX, INT64_MAX)
         self.n_seq = _int(n_seq, "n_seq", INT32_MIN, INT32_MAX)
+        self.cache_type = cache_type
         lib = L.lib()
         out = c_void_p()
         with model._h.lock:
             mptr = model._ptr()
-            if self.n_seq == 1:
+            if cache_type == "f16":
+                p = L.SessionParamsStruct(self.n_seq, self.max_tokens, L.CACHE_F16)
+                status = lib.session_create_with(mptr, byref(p), byref(out))
+            elif self.n_seq == 1:
                 status = lib.session_create(mptr, self.max_tokens, byref(out))
             else:
                 status = lib.session_create_batch(mptr, self.n_seq, self.max_tokens, byref(out))

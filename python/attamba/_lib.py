@@ -181,6 +181,13 @@ class ModelParamsStruct(Structure):
     ]
 
 
+CACHE_F32, CACHE_F16 = 0, 1  # attamba_cache_type
+
+
+class SessionParamsStruct(Structure):
+    _fields_ = [("n_seq", c_int), ("max_tokens", c_int64), ("cache_type", c_int)]
+
+
 class TallyStruct(Structure):
     _fields_ = [("key", c_int), ("right", c_int64), ("total", c_int64), ("lo", c_double), ("hi", c_double)]
 
@@ -315,6 +322,7 @@ _PROTOTYPES_03 = {
     "attamba_model_quantize": (c_int, [c_char_p, c_char_p, c_char_p, POINTER(c_int64), POINTER(c_int64),
                                        POINTER(c_char), c_size_t]),
     "attamba_model_params_default": (ModelParamsStruct, []),
+    "attamba_session_create_with": (c_int, [c_void_p, POINTER(SessionParamsStruct), P_HANDLE]),
     "attamba_model_load_with": (c_int, [c_char_p, POINTER(ModelParamsStruct), P_HANDLE]),
     "attamba_model_create": (c_int, [c_void_p, POINTER(ModelParamsStruct), c_uint64, P_HANDLE]),
     "attamba_model_get_config": (c_int, [c_void_p, P_HANDLE]),

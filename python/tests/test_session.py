@@ -62,3 +62,19 @@ def test_batched_session_matches_forward(case):
         s.reset(1)
         assert s.position(1) == 0 and s.position(0) == len(seqs[0]) + n_steps
         np.testing.assert_allclose(s.prefill(1, ids[:2]), m.forward(ids[:2])[-1], **TOL)
+
+
+def test_f16_cache_decodes_within_rounding(case):
+    m, ids = case
+    full = m.forward(ids)
+    T = ids.size
+    with attamba.Session(m, max_tokens=T, cache_type="f16") as s, attamba.Session(m, max_tokens=T) as s32:
+        assert s.cache_type == "f16"
+        s.feed(ids[:4])
+        s32.feed(ids[:4])
+        for j in range(4, T):
+            np.testing.assert_allclose(s.feed(ids[j]), full[j], atol=5e-3)  # f16 rounding (docs/api.md)
+            s32.feed(ids[j])
+        assert s.cache_bytes() <= s32.cache_bytes()  # equal for a sliding window: only its f32 ring
+    with pytest.raises(ValueError, match="cache_type"):
+        attamba.Session(m, max_tokens=T, cache_type="q8")
