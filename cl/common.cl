@@ -76,6 +76,18 @@ ATB_DEFINE_GROUP_SUM(atb_group_sum2, float2)
         return acc;                                                                                      \
     }
 
+/* The same over LEN vectors of type VT (a work-item's neighbouring channels as lanes, the other operand
+ * broadcast): V = a V + s v1, returns V . v2 per lane (the SSM scans, forward and backward). */
+#define ATB_DEFINE_LANES_STEP(NAME, VT, LEN)                                                             \
+    inline VT NAME(VT *V, float a, VT s, __global const float *v1, __global const float *v2) {          \
+        VT acc = (VT)(0.0f);                                                                            \
+        for (int i = 0; i < (LEN); i++) {                                                               \
+            V[i] = fma(s, (VT)(v1[i]), a * V[i]);                                                       \
+            acc = fma(V[i], (VT)(v2[i]), acc);                                                          \
+        }                                                                                               \
+        return acc;                                                                                     \
+    }
+
 /* ---- segments and boundaries */
 
 /* First position >= e that starts a segment (seg[so + p] == p), or T. */

@@ -94,14 +94,7 @@ __kernel void ssm_dt(__global float2 *dd, __global const float *dtr, int dto, in
 #define SSM_TOKEN(S, decay, u, Bt, Ct) ssm_token_lanes(S, decay, u, Bt, Ct)
 #define SSM_STORE(S, dst) ssm_store_lanes(S, dst)
 
-inline SSM_XT ssm_token_lanes(SSM_XT *S, float decay, SSM_XT u, __global const float *Bt, __global const float *Ct) {
-    SSM_XT acc = (SSM_XT)(0.0f);
-    for (int n = 0; n < SSM_N; n++) {
-        S[n] = fma(u, (SSM_XT)(Bt[n]), decay * S[n]);
-        acc = fma(S[n], (SSM_XT)(Ct[n]), acc);
-    }
-    return acc;
-}
+ATB_DEFINE_LANES_STEP(ssm_token_lanes, SSM_XT, SSM_N)
 
 /* Column n of S is lane l of row l. */
 inline void ssm_store_lanes(const SSM_XT *S, __global float *dst) {

@@ -57,16 +57,6 @@ __kernel void ssmb_dt(__global float4 *dd, SSMB_ROWS(dtr, dt), __global const fl
 #endif
 #define SSMB_CAT_(a, b) a##b
 #define SSMB_CAT(a, b) SSMB_CAT_(a, b)
-/* V = a V + s v1 over LEN vectors of type VT; returns V . v2 */
-#define SSMB_DEFINE_LANES_STEP(NAME, VT, LEN)                                                           \
-    inline VT NAME(VT *V, float a, VT s, __global const float *v1, __global const float *v2) {          \
-        VT acc = (VT)(0.0f);                                                                            \
-        for (int i = 0; i < (LEN); i++) {                                                               \
-            V[i] = fma(s, (VT)(v1[i]), a * V[i]);                                                       \
-            acc = fma(V[i], (VT)(v2[i]), acc);                                                          \
-        }                                                                                               \
-        return acc;                                                                                     \
-    }
 #if SSM_VN > 1
 #define SSMB_CT SSMB_CAT(float, SSM_VN)
 #define SSMB_CLOAD(p) SSMB_CAT(vload, SSM_VN)(0, (p))
@@ -74,7 +64,7 @@ __kernel void ssmb_dt(__global float4 *dd, SSMB_ROWS(dtr, dt), __global const fl
 #define SSMB_CSTATE(S) SSMB_CT S[SSM_P]
 #define SSMB_CZERO(S) for (int i_ = 0; i_ < SSM_P; i_++) S[i_] = (SSMB_CT)(0.0f)
 #define SSMB_CSTEP(S, a, s, v1, v2) ssmb_cols_step(S, a, s, v1, v2)
-SSMB_DEFINE_LANES_STEP(ssmb_cols_step, SSMB_CT, SSM_P)
+ATB_DEFINE_LANES_STEP(ssmb_cols_step, SSMB_CT, SSM_P)
 #else
 #define SSMB_CT float
 #define SSMB_CLOAD(p) (*(p))
@@ -90,7 +80,7 @@ SSMB_DEFINE_LANES_STEP(ssmb_cols_step, SSMB_CT, SSM_P)
 #define SSMB_RSTATE(G) SSMB_RT G[SSM_N]
 #define SSMB_RZERO(G) for (int n_ = 0; n_ < SSM_N; n_++) G[n_] = (SSMB_RT)(0.0f)
 #define SSMB_RSTEP(G, a, s, v1, v2) ssmb_rows_step(G, a, s, v1, v2)
-SSMB_DEFINE_LANES_STEP(ssmb_rows_step, SSMB_RT, SSM_N)
+ATB_DEFINE_LANES_STEP(ssmb_rows_step, SSMB_RT, SSM_N)
 #else
 #define SSMB_RT float
 #define SSMB_RLOAD(p) (*(p))
