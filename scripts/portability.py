@@ -7,16 +7,20 @@ The variants are the ones `attamba compile` finds for each preset with the CPU r
 table and with the GPU rows (ATTAMBA_TUNE_CLASS=gpu): the program, its -D options. Each is compiled
 by clang-15 as OpenCL C 1.2 (the sources cl/common.cl + cl/<program>.cl, as the runtime joins them)
 for AMD gfx90a and gfx1030 (with Debian's rocm-device-libs; resource use from clang's
-kernel-resource-usage remarks), NVIDIA nvptx64 (PTX: the per-kernel local-memory stack, where spills
-land; physical registers need ptxas, which Debian lacks) and SPIR (spir64: a front-end check). Any
-compile error fails the run. The table goes to FILE (default docs/portability.md), with a flag on
-every kernel that spills or whose gfx90a occupancy falls below FLOOR waves per SIMD.
+kernel-resource-usage remarks), NVIDIA nvptx64 (PTX for sm_80, linked with Debian's libclc where it is
+installed: the per-kernel local-memory stack, where private arrays and spills land; then, where NVIDIA's
+ptxas is on PATH or in /usr/local/cuda/bin (not in Debian, so not in CI), assembled for sm_90: physical
+registers, stack frame and spill stores) and SPIR (spir64: a front-end check). Any compile error fails
+the run. The table goes to FILE (default docs/portability.md), with a flag on every kernel that spills
+or keeps a stack, or whose occupancy falls below FLOOR waves per SIMD on gfx90a or SM90_FLOOR warps per
+SM on sm_90.
 """
 import argparse
 import concurrent.futures
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,7 +29,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLANG = "clang-15"
 DEVICE_LIBS = "/usr/lib/x86_64-linux-gnu/amdgcn/bitcode"
 FLOOR = 4  # waves per SIMD on gfx90a: below it a kernel cannot hide memory latency
+SM90_FLOOR = 16  # warps per SM on sm_90 (of 64): 25%, the register budget of 128 per thread
 AMD = ["gfx90a", "gfx1030"]
+LIBCLC = "/usr/lib/clc/nvptx64--nvidiacl.bc"  # libclc-15: the OpenCL builtins for nvptx
+PTXAS = shutil.which("ptxas") or next((p for p in ["/usr/local/cuda/bin/ptxas"] if os.access(p, os.X_OK)), None)
 
 
 def variants(cli, presets):
@@ -73,7 +80,10 @@ def compile_one(program, options, target):
             cmd = base + ["-target", "amdgcn-amd-amdhsa", "-mcpu=" + target, "--rocm-device-lib-path=" + DEVICE_LIBS,
                           "-O3", "-Rpass-analysis=kernel-resource-usage", "-c", src, "-o", os.path.join(tmp, "o")]
         elif target == "nvptx64":
-            cmd = base + ["-target", "nvptx64-nvidia-nvcl", "-O3", "-S", src, "-o", os.path.join(tmp, "o.ptx")]
+            cmd = base + ["-target", "nvptx64-nvidia-nvcl", "-Xclang", "-target-cpu", "-Xclang", "sm_80", "-O3", "-S",
+                          src, "-o", os.path.join(tmp, "o.ptx")]
+            if os.path.exists(LIBCLC):  # builtins resolved (ptxas needs them), the triples differ in name only
+                cmd += ["-Xclang", "-mlink-builtin-bitcode", "-Xclang", LIBCLC, "-Wno-linker-warnings"]
         else:
             cmd = base + ["-target", "spir64", "-O0", "-emit-llvm", "-c", src, "-o", os.path.join(tmp, "o.bc")]
         r = subprocess.run(cmd, capture_output=True, text=True)
@@ -94,7 +104,26 @@ def compile_one(program, options, target):
             for m in re.finditer(r"\.entry\s+(\w+)\s*\((.*?)\n\}", ptx, re.S):
                 depot = re.search(r"__local_depot\d+\[(\d+)\]", m.group(2))
                 kernels[m.group(1)] = {"local": int(depot.group(1)) if depot else 0}
+            if PTXAS and os.path.exists(LIBCLC):
+                return sm90(kernels, os.path.join(tmp, "o.ptx"))
         return kernels, None
+
+
+SASS = re.compile(r"Compiling entry function '(\w+)' for 'sm_90'.*?(\d+) bytes stack frame, (\d+) bytes spill stores"
+                  r".*?Used (\d+) registers", re.S)
+
+
+def sm90(kernels, ptx):
+    """ptxas -arch=sm_90 -v on the PTX: each kernel's registers, stack frame and spill stores added."""
+    r = subprocess.run([PTXAS, "-arch=sm_90", "-v", ptx, "-o", ptx + ".cubin"], capture_output=True, text=True)
+    if r.returncode:
+        return kernels, "ptxas: " + r.stderr[-2000:]
+    for m in SASS.finditer(r.stderr):
+        regs = int(m.group(4))
+        warps = min(64, 65536 // (((regs + 7) // 8) * 8 * 32))
+        kernels.setdefault(m.group(1), {}).update(
+            {"regs": regs, "stack": int(m.group(2)), "spill": int(m.group(3)), "warps": warps})
+    return kernels, None
 
 
 def short(options):
@@ -134,13 +163,27 @@ def main():
                 flags.append(f"gfx90a occupancy < {FLOOR}")
             if r.get("ScratchSize", 0):
                 flags.append("gfx1030 scratch")
-            if p.get("local", 0):
+            if "regs" in p:  # ptxas ran: its figures replace the PTX stack's
+                if p["spill"]:
+                    flags.append("sm_90 spills")
+                if p["stack"]:
+                    flags.append("sm_90 stack")
+                if p["warps"] < SM90_FLOOR:
+                    flags.append(f"sm_90 occupancy < {SM90_FLOOR} warps")
+            elif p.get("local", 0):
                 flags.append("PTX local stack")
             flagged += bool(flags)
             rows.append(f"| {program} | {kernel} | {short(options)} | {g.get('VGPRs', '?')} | {g.get('AGPRs', '?')} | "
                         f"{g.get('ScratchSize', '?')} | {g.get('Occupancy', '?')} | {g.get('LDS Size', '?')} | "
                         f"{r.get('VGPRs', '?')} | {r.get('ScratchSize', '?')} | {r.get('Occupancy', '?')} | "
-                        f"{p.get('local', '?')} | {', '.join(flags) or '-'} |")
+                        f"{p.get('local', '?')} | {p.get('regs', '-')} | {p.get('stack', '-')} | {p.get('spill', '-')} | "
+                        f"{p.get('warps', '-')} | {', '.join(flags) or '-'} |")
+    ran = any("regs" in jobs[(key, "nvptx64")].result()[0].get(k, {}) for key in found
+              for k in jobs[(key, "nvptx64")].result()[0])
+    version = subprocess.run([PTXAS, "--version"], capture_output=True, text=True).stdout if ran else ""
+    release = re.search(r"release ([\d.]+)", version)
+    sm90_how = (f"that PTX assembled for sm_90 by NVIDIA's ptxas (CUDA {release.group(1) if release else '?'}):"
+                if ran else "where NVIDIA's ptxas is installed (not on the machine that wrote this table: '-'),")
     with open(a.out + ".tmp", "w", encoding="utf-8") as f:
         f.write(f"""# Portability: every program variant, compiled offline for GPUs
 
@@ -153,13 +196,14 @@ CI runs the script and fails on any error.
 Columns: gfx90a vector registers (VGPR), accumulation registers (AGPR), scratch bytes per lane
 (spills and private arrays), waves per SIMD (occupancy, of 8), LDS bytes per group; gfx1030 (RDNA2:
 Debian's ROCm 5.2 device libraries stop before gfx1100) VGPRs, scratch and occupancy (of 16); the PTX
-local-memory stack per thread (where nvptx puts private
-arrays and spills; physical registers need NVIDIA's ptxas, not in Debian). Flagged: any scratch or
-PTX stack, or gfx90a occupancy below {FLOOR} waves per SIMD: {flagged} of {len(rows)} kernels. The
-options column drops the `-D`.
+local-memory stack per thread (sm_80 PTX: where nvptx puts private arrays and spills); then,
+{sm90_how} registers per thread, stack frame bytes (private arrays in local memory),
+spill-store bytes and warps per SM (of 64) that its registers allow. Flagged: any scratch, spill or stack (the PTX stack where
+ptxas did not run), gfx90a occupancy below {FLOOR} waves per SIMD, sm_90 below {SM90_FLOOR} warps per SM:
+{flagged} of {len(rows)} kernels. The options column drops the `-D`.
 
-| program | kernel | options | 90a VGPR | 90a AGPR | 90a scratch | 90a waves | 90a LDS | 1030 VGPR | 1030 scratch | 1030 waves | PTX local | flags |
-|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|
+| program | kernel | options | 90a VGPR | 90a AGPR | 90a scratch | 90a waves | 90a LDS | 1030 VGPR | 1030 scratch | 1030 waves | PTX local | sm_90 regs | sm_90 stack | sm_90 spill | sm_90 warps | flags |
+|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|
 """)
         f.write("\n".join(rows) + "\n")
     os.replace(a.out + ".tmp", a.out)

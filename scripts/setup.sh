@@ -10,6 +10,7 @@ pkgs=(build-essential cmake pkg-config
       libclblast-dev check libcjson-dev libopenblas-dev libxxhash-dev bible-kjv
       clang-15   # PoCL's kernel compiler, libFuzzer for scripts/fuzz.sh, offline GPU compiles
       rocm-device-libs  # AMD GPU builtins for scripts/portability.py
+      libclc-15  # OpenCL builtins for nvptx: scripts/portability.py links them (PTX that ptxas accepts)
       openmpi-bin libopenmpi-dev   # training across processes and machines (mpirun)
       libsentencepiece-dev         # SentencePiece tokenizers (optional: CMake builds without them)
       python3-jsonschema           # tests: benchmark reports against docs/bench/schema.json
