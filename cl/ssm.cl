@@ -256,7 +256,7 @@ inline float ssm_conv_ring(__global const float *w, __global float *win, int c, 
  * the state. xbcdt and z rows are x_rs / z_rs apart; window [B, W, CH]; state [B, nh, p, SSM_N];
  * g [B, E]. sf < 0 marks a sequence that skips this step: its window and state are left as they are
  * (its g is computed from no history and not used). Global (WG, B, n), local (WG, 1, 1); lbc holds
- * 2*G*SSM_N floats, red one per item. */
+ * 2*G*SSM_N + 2*nh floats (B, C, then dt and exp(dt A) per head), red one per item. */
 __kernel void ssm_decode(__global const float *xbcdt, int xo, int x_ps, int x_rs,
                          __global const float *z, int zo, int z_ps, int z_rs,
                          __global const float *cw, int cwo, int cw_ps, int W,
@@ -282,13 +282,18 @@ __kernel void ssm_decode(__global const float *xbcdt, int xo, int x_ps, int x_rs
     st += sto + s * st_ps + b * E * SSM_N;
     for (int c = E + lid; c < CH; c += n)
         lbc[c - E] = W ? ssm_conv_ring(cw, wr, c, CH, W, t, sf, xr[c], keep) : xr[c];
+    __local float *ldt = lbc + 2 * GN, *ldecay = ldt + nh; /* once per head, not per channel */
+    for (int h = lid; h < nh; h += n) {
+        float dt = atb_softplus(xr[CH + h] + (has_bias ? dt_bias[h] : 0.0f));
+        ldt[h] = dt;
+        ldecay[h] = exp(-dt * exp(A_log[h]));
+    }
     barrier(CLK_LOCAL_MEM_FENCE);
     float part = 0.0f;
     for (int r = lid; r < E; r += n) {
         int h = r / p, grp = h / hpg;
         float xs = W ? ssm_conv_ring(cw, wr, r, CH, W, t, sf, xr[r], keep) : xr[r];
-        float dt = atb_softplus(xr[CH + h] + (has_bias ? dt_bias[h] : 0.0f));
-        float decay = exp(-dt * exp(A_log[h]));
+        float dt = ldt[h], decay = ldecay[h];
         __global float *row = st + r * SSM_N;
         __local const float *Bg = lbc + grp * SSM_N, *Cg = lbc + GN + grp * SSM_N;
         float8 acc8 = (float8)(0.0f);

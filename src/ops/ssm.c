@@ -451,7 +451,8 @@ attamba_status ops_ssm_decode(rt_ctx *ctx, int n, const ops_ssm_decode_io *io, c
                      RT_MEM(a->g->buf->mem), RT_I32(a->g->offset), RT_I32(ps[9]),
                      RT_MEM(pos->buf->mem), RT_I32(pos->offset), RT_MEM(seg_first->buf->mem), RT_I32(seg_first->offset),
                      RT_I32(nh), RT_I32(E / nh), RT_I32(n_groups), RT_F32(eps),
-                     RT_LOCAL(2 * (size_t)n_groups * (size_t)N * sizeof(cl_float)), RT_LOCAL(wg * sizeof(cl_float))};
+                     RT_LOCAL((2 * (size_t)n_groups * (size_t)N + 2 * (size_t)nh) * sizeof(cl_float)),
+                     RT_LOCAL(wg * sizeof(cl_float))};
     return rt_launch(ctx, k, "ssm_decode", 3, global, local, (int)CORE_LEN(args), args);
 }
 
