@@ -1,5 +1,6 @@
 /* tensor.cl: strided copy and fill over up to 4 dims (shape s0..s3, strides in elements).
- * Copies move raw bits, so one kernel per element width serves every dtype. */
+ * Copies move raw bits, so one kernel per element width serves every dtype; the convert_ ones round f32
+ * to f16. */
 
 /* MOVE(d, s) is the element move: raw bits, or f32 -> f16 (vstore_half_rte: round to nearest even,
  * core OpenCL 1.2, no cl_khr_fp16 needed). */

@@ -119,10 +119,10 @@ attamba_round() {
     local r=$1
     for m in tf tf-f16 tf-q8 p8 p8-f16 p8-q8; do
         {
-            "$ATTAMBA" generate --model "$M/$m" --prompt "$PROMPT512" -n 1 --temperature 0 --warmup 1 $KV 2>&1 >/dev/null |
-                grep prefill
-            "$ATTAMBA" generate --model "$M/$m" --prompt "$PROMPT2048" -n 1 --temperature 0 --warmup 1 $KV 2>&1 >/dev/null |
-                grep prefill
+            "$ATTAMBA" generate --model "$M/$m" --prompt "$PROMPT512" -n 1 --temperature 0 --warmup 1 $KV \
+                2>&1 >/dev/null | grep prefill
+            "$ATTAMBA" generate --model "$M/$m" --prompt "$PROMPT2048" -n 1 --temperature 0 --warmup 1 $KV \
+                2>&1 >/dev/null | grep prefill
             "$ATTAMBA" generate --model "$M/$m" --prompt "" -n 128 --temperature 0 --warmup 1 $KV 2>&1 >/dev/null |
                 grep prefill
         } >runs/at-r$r-$m.txt

@@ -82,11 +82,12 @@ attamba_status ops_gather_rows(rt_ctx *ctx, const tensor *src, const tensor *idx
 
 /* Decode: one query per sequence at absolute position pos[b] (i32 [B]). The KV cache layout:
  * boundary cache kb,vb [B,cap,Hkv*dh], or head-major [B,Hkv,cap,dh] (each head's keys one contiguous
- * stream: about 2x faster on CPUs at long contexts), f32 or f16 (half the bytes to read), with positions bpos i32 [B,cap] (increasing) and counts
- * nb i32 [B]; a ring kr,vr [B,R,Hkv*dh] (R = window+1) holding positions p in slot p % R, the
- * current token already written. The query sees ring entries for positions max(0,pos-window)..pos
- * and boundary entries with bpos < pos - window (so nothing is visited twice). With window = 0 and
- * every token a boundary this is a plain full-cache transformer; with nb = 0 a sliding-window one.
+ * stream: about 2x faster on CPUs at long contexts), f32 or f16 (half the bytes to read), with positions
+ * bpos i32 [B,cap] (increasing) and counts nb i32 [B]; a ring kr,vr [B,R,Hkv*dh] (R = window+1) holding
+ * positions p in slot p % R, the current token already written. The query sees ring entries for
+ * positions max(0,pos-window)..pos and boundary entries with bpos < pos - window (so nothing is visited
+ * twice). With window = 0 and every token a boundary this is a plain full-cache transformer; with nb = 0
+ * a sliding-window one.
  * q [B,H*dh], out [B,H*dh]. nb is clamped to [0, cap] on the device. */
 attamba_status ops_attention_decode(rt_ctx *ctx, const tensor *q, const tensor *kb, const tensor *vb,
                                     const tensor *bpos, const tensor *nb, const tensor *kr, const tensor *vr,
