@@ -1,20 +1,30 @@
 /* conv1d.cl: the causal depthwise conv of the K/V SSM (SPEC 3.1) with segment restarts.
  * Compiled with -DCONV_W=<taps>. Inputs may have strided rows (a column slice of a wider projection);
  * the last dim is contiguous.
- * Prefill and g of the backward: a 3-D launch (c / 4, t / CONV_TT, b); each work-item takes four
- * neighbouring channels as a float4 down CONV_TT tokens, sliding a private window of CONV_W rows
- * (each x row read once). No division per element, and the exp of SiLU runs on float4: PoCL runs
+ * Prefill and g of the backward: a 3-D launch (c / CONV_VC, t / CONV_TT, b); each work-item takes CONV_VC
+ * neighbouring channels as one vector (cvec) down CONV_TT tokens, sliding a private window of CONV_W
+ * rows (each x row read once). No division per element, and the exp of SiLU runs on vectors: PoCL runs
  * exp() scalar unless the code is written on vectors (the scalar one-output-per-item version ran at
- * 3-5% of copy bandwidth). The last item of a row takes the C % 4 tail channel by channel. Taps
+ * 3-5% of copy bandwidth). The last item of a row takes the C % CONV_VC tail channel by channel. Taps
  * before the segment start are selected to 0. */
 
 #ifndef CONV_W
 #error "compile with -DCONV_W=<taps>"
 #endif
-#define CONV_TT 8 /* tokens per work-item; the host launches ceil(T / CONV_TT) along dim 1 */
+#ifndef CONV_TT
+#define CONV_TT 8 /* tokens per work-item (the table's conv.tt); the host launches ceil(T / CONV_TT) along dim 1 */
+#endif
+#ifndef CONV_VC
+#define CONV_VC 4 /* channels per work-item as one vector (the table's conv.vc: 4 or 8) */
+#endif
+#define CONV_CAT_(a, b) a##b
+#define CONV_CAT(a, b) CONV_CAT_(a, b)
+typedef CONV_CAT(float, CONV_VC) cvec;
+#define CLOAD(p) CONV_CAT(vload, CONV_VC)(0, (p))
+#define CSTORE(v, p) CONV_CAT(vstore, CONV_VC)((v), 0, (p))
 
 inline float conv_act(float v, int silu) { return silu ? v * atb_sigmoid(v) : v; }
-inline float4 conv_act4(float4 v, int silu) { return silu ? v / (1.0f + exp(-v)) : v; }
+inline cvec conv_actv(cvec v, int silu) { return silu ? v / (1.0f + exp(-v)) : v; }
 
 /* Pre-activation of output t of one channel: taps of x column xc (row stride x_rs) times wc, the
  * taps before the segment start lo selected to 0 (the tail channels' path). */
@@ -28,44 +38,46 @@ inline float conv_pre(__global const float *xc, int x_rs, __global const float *
     return acc;
 }
 
-/* The weights of tap j for the four channels at wc (channel k's taps at wc[k * CONV_W]). */
-inline float4 conv_w4(__global const float *wc, int j) {
-    return (float4)(wc[j], wc[CONV_W + j], wc[2 * CONV_W + j], wc[3 * CONV_W + j]);
+/* The weights of tap j for the CONV_VC channels at wc (channel k's taps at wc[k * CONV_W]). */
+inline cvec conv_wv(__global const float *wc, int j) {
+    float t[CONV_VC];
+    for (int k = 0; k < CONV_VC; k++) t[k] = wc[k * CONV_W + j];
+    return CLOAD(t);
 }
 
-/* The window of four channels at xc (weights wc[k * CONV_W + j] for channel k) before token t0:
+/* The window of CONV_VC channels at xc (weights wc[k * CONV_W + j] for channel k) before token t0:
  * win[1 .. CONV_W-1] = rows t0 - CONV_W + 1 .. t0 - 1 (clamped at 0; selected away by conv_step). */
-inline void conv_start(__global const float *xc, int x_rs, __global const float *wc, int t0, float4 *wv,
-                       float4 *win) {
+inline void conv_start(__global const float *xc, int x_rs, __global const float *wc, int t0, cvec *wv,
+                       cvec *win) {
     for (int j = 0; j < CONV_W; j++) {
-        wv[j] = conv_w4(wc, j);
-        win[j] = vload4(0, xc + max(t0 - CONV_W + j, 0) * x_rs);
+        wv[j] = conv_wv(wc, j);
+        win[j] = CLOAD(xc + max(t0 - CONV_W + j, 0) * x_rs);
     }
 }
 
 /* Slides the window to token t and returns its pre-activation. The forward and the backward's
  * recomputation both call it, so they see the same float. */
-inline float4 conv_step(__global const float *xc, int x_rs, const float4 *wv, float4 *win, int t, int lo) {
+inline cvec conv_step(__global const float *xc, int x_rs, const cvec *wv, cvec *win, int t, int lo) {
     for (int j = 0; j < CONV_W - 1; j++) win[j] = win[j + 1];
-    win[CONV_W - 1] = vload4(0, xc + t * x_rs);
-    float4 acc = (float4)(0.0f);
-    for (int j = 0; j < CONV_W; j++) acc += t - (CONV_W - 1) + j >= lo ? wv[j] * win[j] : (float4)(0.0f);
+    win[CONV_W - 1] = CLOAD(xc + t * x_rs);
+    cvec acc = (cvec)(0.0f);
+    for (int j = 0; j < CONV_W; j++) acc += t - (CONV_W - 1) + j >= lo ? wv[j] * win[j] : (cvec)(0.0f);
     return acc;
 }
 
 __kernel void conv1d_f32(__global float *out, int oo, __global const float *x, int xo, int x_rs, int x_bs,
                          __global const float *w, int wo, __global const int *seg, int so,
                          int B, int T, int C, int silu) {
-    int c = 4 * get_global_id(0), t0 = CONV_TT * get_global_id(1), b = get_global_id(2);
+    int c = CONV_VC * get_global_id(0), t0 = CONV_TT * get_global_id(1), b = get_global_id(2);
     if (c >= C || t0 >= T || b >= B) return;
     int t1 = min(T, t0 + CONV_TT);
     __global const float *xc = x + xo + b * x_bs + c, *wc = w + wo + c * CONV_W;
     __global float *o = out + oo + b * T * C + c;
-    if (c + 4 <= C) {
-        float4 wv[CONV_W], win[CONV_W];
+    if (c + CONV_VC <= C) {
+        cvec wv[CONV_W], win[CONV_W];
         conv_start(xc, x_rs, wc, t0, wv, win);
         for (int t = t0; t < t1; t++)
-            vstore4(conv_act4(conv_step(xc, x_rs, wv, win, t, seg[so + t]), silu), 0, o + t * C);
+            CSTORE(conv_actv(conv_step(xc, x_rs, wv, win, t, seg[so + t]), silu), o + t * C);
     } else {
         for (int t = t0; t < t1; t++)
             for (int k = 0; k < C - c; k++)
@@ -101,18 +113,18 @@ __kernel void conv1d_step_f32(__global float *out, int oo, __global const float 
 __kernel void conv1d_bwd_g(__global float *g, __global const float *x, int xo, int x_rs, int x_bs,
                            __global const float *w, int wo, __global const int *seg, int so, __global const float *dout,
                            int go, int g_rs, int g_bs, int B, int T, int C) {
-    int c = 4 * get_global_id(0), t0 = CONV_TT * get_global_id(1), b = get_global_id(2);
+    int c = CONV_VC * get_global_id(0), t0 = CONV_TT * get_global_id(1), b = get_global_id(2);
     if (c >= C || t0 >= T || b >= B) return;
     int t1 = min(T, t0 + CONV_TT);
     __global const float *xc = x + xo + b * x_bs + c, *wc = w + wo + c * CONV_W;
     __global const float *d = dout + go + b * g_bs + c;
     __global float *gr = g + b * T * C + c;
-    if (c + 4 <= C) {
-        float4 wv[CONV_W], win[CONV_W];
+    if (c + CONV_VC <= C) {
+        cvec wv[CONV_W], win[CONV_W];
         conv_start(xc, x_rs, wc, t0, wv, win);
         for (int t = t0; t < t1; t++) {
-            float4 pre = conv_step(xc, x_rs, wv, win, t, seg[so + t]), sg = 1.0f / (1.0f + exp(-pre));
-            vstore4(vload4(0, d + t * g_rs) * sg * (1.0f + pre * (1.0f - sg)), 0, gr + t * C);
+            cvec pre = conv_step(xc, x_rs, wv, win, t, seg[so + t]), sg = 1.0f / (1.0f + exp(-pre));
+            CSTORE(CLOAD(d + t * g_rs) * sg * (1.0f + pre * (1.0f - sg)), gr + t * C);
         }
     } else {
         for (int t = t0; t < t1; t++)
@@ -129,19 +141,19 @@ __kernel void conv1d_bwd_g(__global float *g, __global const float *x, int xo, i
 __kernel void conv1d_bwd_dx(__global float *dx, int gxo, int gx_rs, int gx_bs, __global const float *w, int wo,
                             __global const int *seg, int so, __global const float *g, int go, int g_rs, int g_bs,
                             int B, int T, int C) {
-    int c = 4 * get_global_id(0), s0 = CONV_TT * get_global_id(1), b = get_global_id(2);
+    int c = CONV_VC * get_global_id(0), s0 = CONV_TT * get_global_id(1), b = get_global_id(2);
     if (c >= C || s0 >= T || b >= B) return;
     int s1 = min(T, s0 + CONV_TT);
     __global const float *wc = w + wo + c * CONV_W, *gc = g + go + b * g_bs + c;
     __global float *o = dx + gxo + b * gx_bs + c;
-    if (c + 4 <= C) {
+    if (c + CONV_VC <= C) {
         /* win[j] = g row t = s + j, lo[j] its segment start (T past the end: never s >= lo) */
-        float4 wv[CONV_W], win[CONV_W];
+        cvec wv[CONV_W], win[CONV_W];
         int lo[CONV_W];
         for (int j = 0; j < CONV_W; j++) {
-            wv[j] = conv_w4(wc, j);
+            wv[j] = conv_wv(wc, j);
             int t = s0 - 1 + j, tc = clamp(t, 0, T - 1);
-            win[j] = vload4(0, gc + tc * g_rs);
+            win[j] = CLOAD(gc + tc * g_rs);
             lo[j] = t < T ? seg[so + tc] : T;
         }
         for (int s = s0; s < s1; s++) {
@@ -150,12 +162,12 @@ __kernel void conv1d_bwd_dx(__global float *dx, int gxo, int gx_rs, int gx_bs, _
                 lo[j] = lo[j + 1];
             }
             int t = s + CONV_W - 1, tc = min(t, T - 1);
-            win[CONV_W - 1] = vload4(0, gc + tc * g_rs);
+            win[CONV_W - 1] = CLOAD(gc + tc * g_rs);
             lo[CONV_W - 1] = t < T ? seg[so + tc] : T;
-            float4 acc = (float4)(0.0f);
+            cvec acc = (cvec)(0.0f);
             for (int j = 0; j < CONV_W; j++) /* output s + j reads x[s] through tap W-1-j */
-                acc += s >= lo[j] ? wv[CONV_W - 1 - j] * win[j] : (float4)(0.0f);
-            vstore4(acc, 0, o + s * gx_rs);
+                acc += s >= lo[j] ? wv[CONV_W - 1 - j] * win[j] : (cvec)(0.0f);
+            CSTORE(acc, o + s * gx_rs);
         }
     } else {
         for (int s = s0; s < s1; s++)
@@ -171,34 +183,33 @@ __kernel void conv1d_bwd_dx(__global float *dx, int gxo, int gx_rs, int gx_bs, _
 }
 
 /* dw, first pass: partial sums over the R tokens [k R, (k + 1) R) of one sequence b per work-item,
- * a 3-D launch (c / 4, k, b) with a sliding x window; part [B, nk, C, W]. Fixed token order: the
+ * a 3-D launch (c / CONV_VC, k, b) with a sliding x window; part [B, nk, C, W]. Fixed token order: the
  * result does not depend on scheduling. */
 __kernel void conv1d_bwd_dw_part(__global float *part, __global const float *x, int xo, int x_rs, int x_bs,
                                  __global const int *seg, int so, __global const float *g, int go, int g_rs,
                                  int g_bs, int B, int T, int C, int R, int nk) {
-    int c = 4 * get_global_id(0), k = get_global_id(1), b = get_global_id(2);
+    int c = CONV_VC * get_global_id(0), k = get_global_id(1), b = get_global_id(2);
     if (c >= C || k >= nk || b >= B) return;
     int t0 = k * R, t1 = min(T, t0 + R);
     __global const float *xc = x + xo + b * x_bs + c, *gc = g + go + b * g_bs + c;
     __global float *pc = part + ((b * nk + k) * C + c) * CONV_W;
-    if (c + 4 <= C) {
-        float4 acc[CONV_W], win[CONV_W];
+    if (c + CONV_VC <= C) {
+        cvec acc[CONV_W], win[CONV_W];
         for (int j = 0; j < CONV_W; j++) {
-            acc[j] = (float4)(0.0f);
-            win[j] = vload4(0, xc + max(t0 - CONV_W + j, 0) * x_rs);
+            acc[j] = (cvec)(0.0f);
+            win[j] = CLOAD(xc + max(t0 - CONV_W + j, 0) * x_rs);
         }
         for (int t = t0; t < t1; t++) {
             for (int j = 0; j < CONV_W - 1; j++) win[j] = win[j + 1];
-            win[CONV_W - 1] = vload4(0, xc + t * x_rs);
-            float4 gv = vload4(0, gc + t * g_rs);
+            win[CONV_W - 1] = CLOAD(xc + t * x_rs);
+            cvec gv = CLOAD(gc + t * g_rs);
             int lo = seg[so + t];
-            for (int j = 0; j < CONV_W; j++) acc[j] += t - (CONV_W - 1) + j >= lo ? gv * win[j] : (float4)(0.0f);
+            for (int j = 0; j < CONV_W; j++) acc[j] += t - (CONV_W - 1) + j >= lo ? gv * win[j] : (cvec)(0.0f);
         }
         for (int j = 0; j < CONV_W; j++) {
-            pc[j] = acc[j].x;
-            pc[CONV_W + j] = acc[j].y;
-            pc[2 * CONV_W + j] = acc[j].z;
-            pc[3 * CONV_W + j] = acc[j].w;
+            float t[CONV_VC];
+            CSTORE(acc[j], t);
+            for (int k = 0; k < CONV_VC; k++) pc[k * CONV_W + j] = t[k];
         }
     } else {
         for (int q = 0; q < C - c; q++) {

@@ -61,14 +61,24 @@ static attamba_status expect_conv_xw(rt_ctx *ctx, const char *op, const tensor *
     return ATTAMBA_OK;
 }
 
-/* The prefill and backward kernels of cl/conv1d.cl: a (c / 4, rows, b) grid (rows: tokens, or tiles
- * of CONV_TT tokens). */
-enum { CONV_TT = 8 }; /* as in cl/conv1d.cl */
-static attamba_status launch_conv(rt_ctx *ctx, const char *opts, const char *kernel, int64_t B, int64_t rows,
+/* The prefill and backward kernels of cl/conv1d.cl: a (c / vc, rows, b) grid (rows: tiles of tt tokens,
+ * or of CONV_DW_ROWS for dw), each work-item vc channels as one vector (the table's conv.tt, conv.vc). */
+typedef struct {
+    char opts[64];
+    int tt, vc;
+} conv_cfg;
+
+static conv_cfg conv_config(rt_ctx *ctx, int64_t W) {
+    conv_cfg c = {.tt = ops_tune(ctx, TUNE_CONV_TT), .vc = ops_tune(ctx, TUNE_CONV_VC) == 8 ? 8 : 4};
+    snprintf(c.opts, sizeof c.opts, "-DCONV_W=%d -DCONV_TT=%d -DCONV_VC=%d", (int)W, c.tt, c.vc);
+    return c;
+}
+
+static attamba_status launch_conv(rt_ctx *ctx, const conv_cfg *cc, const char *kernel, int64_t B, int64_t rows,
                                   int64_t C, int n_args, const rt_arg *args) {
     cl_kernel k;
-    RT_TRY(rt_kernel(ctx, "conv1d", opts, kernel, &k));
-    return ops_launch_grid(ctx, k, kernel, (C + 3) / 4, rows, B, n_args, args);
+    RT_TRY(rt_kernel(ctx, "conv1d", cc->opts, kernel, &k));
+    return ops_launch_grid(ctx, k, kernel, (C + cc->vc - 1) / cc->vc, rows, B, n_args, args);
 }
 
 attamba_status ops_conv1d(rt_ctx *ctx, const tensor *x, const tensor *w, const tensor *seg_start, int silu,
@@ -83,13 +93,12 @@ attamba_status ops_conv1d(rt_ctx *ctx, const tensor *x, const tensor *w, const t
     RT_TRY(ops_expect(ctx, op, "out", out, TENSOR_F32, 3, (int64_t[]){B, T, C}));
     if (ops_overlap(out, x))
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: out must not share x's buffer (taps read earlier rows)", op);
-    char opts[32];
-    snprintf(opts, sizeof opts, "-DCONV_W=%d", (int)W);
+    conv_cfg cc = conv_config(ctx, W);
     rt_arg args[] = {RT_MEM(out->buf->mem), RT_I32(out->offset), RT_MEM(xi.mem),  RT_I32(xi.off),
                      RT_I32(xi.rs),         RT_I32(xi.bs),       RT_MEM(w->buf->mem), RT_I32(w->offset),
                      RT_MEM(seg_start->buf->mem), RT_I32(seg_start->offset), RT_I32(B), RT_I32(T),
                      RT_I32(C),             RT_I32(silu != 0)};
-    return launch_conv(ctx, opts, "conv1d_f32", B, (T + CONV_TT - 1) / CONV_TT, C, (int)CORE_LEN(args), args);
+    return launch_conv(ctx, &cc, "conv1d_f32", B, (T + cc.tt - 1) / cc.tt, C, (int)CORE_LEN(args), args);
 }
 
 attamba_status ops_conv1d_step(rt_ctx *ctx, const tensor *x, const tensor *w, tensor *state, const tensor *restart,
@@ -112,9 +121,8 @@ attamba_status ops_conv1d_step(rt_ctx *ctx, const tensor *x, const tensor *w, te
                      RT_I32(xi.rs),         RT_MEM(w->buf->mem), RT_I32(w->offset), RT_MEM(st->buf->mem),
                      RT_I32(st->offset),    RT_MEM(restart->buf->mem), RT_I32(restart->offset), RT_I32(B),
                      RT_I32(C),             RT_I32(W),           RT_I32(silu != 0)};
-    char opts[32];
-    snprintf(opts, sizeof opts, "-DCONV_W=%d", (int)W);
-    return ops_launch_1d(ctx, "conv1d", opts, "conv1d_step_f32", B * C, (int)CORE_LEN(args), args);
+    conv_cfg cc = conv_config(ctx, W); /* the prefill's program */
+    return ops_launch_1d(ctx, "conv1d", cc.opts, "conv1d_step_f32", B * C, (int)CORE_LEN(args), args);
 }
 
 /* ------------------------------------------------------------------------------------------- ssm */
@@ -499,9 +507,8 @@ attamba_status ops_conv1d_backward(rt_ctx *ctx, const tensor *x, const tensor *w
     RT_TRY(no_alias(ctx, op, "dw", dw, ins, 4));
     if (ops_overlap(dx, dw)) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: dx and dw overlap", op);
     if (!dx && !dw) return ATTAMBA_OK;
-    char opts[32];
-    snprintf(opts, sizeof opts, "-DCONV_W=%d", (int)W);
-    int64_t nk = (T + CONV_DW_ROWS - 1) / CONV_DW_ROWS; /* token tiles per sequence */
+    conv_cfg cc = conv_config(ctx, W);
+    int64_t tiles = (T + cc.tt - 1) / cc.tt, nk = (T + CONV_DW_ROWS - 1) / CONV_DW_ROWS; /* per sequence */
     tensor g = {0}, part = {0};
     attamba_status s = ATTAMBA_OK;
     if (silu) { /* g = dL/d(pre-activation) once, then read like dout */
@@ -511,7 +518,7 @@ attamba_status ops_conv1d_backward(rt_ctx *ctx, const tensor *x, const tensor *w
                           RT_MEM(w->buf->mem), RT_I32(w->offset), RT_MEM(seg_start->buf->mem),
                           RT_I32(seg_start->offset), RT_MEM(gi.mem), RT_I32(gi.off), RT_I32(gi.rs), RT_I32(gi.bs),
                           RT_I32(B), RT_I32(T), RT_I32(C)};
-            s = launch_conv(ctx, opts, "conv1d_bwd_g", B, (T + CONV_TT - 1) / CONV_TT, C, (int)CORE_LEN(a), a);
+            s = launch_conv(ctx, &cc, "conv1d_bwd_g", B, tiles, C, (int)CORE_LEN(a), a);
         }
         if (!s) gi = (ssm_in){g.buf->mem, 0, (cl_int)C, (cl_int)(T * C)};
     }
@@ -519,7 +526,7 @@ attamba_status ops_conv1d_backward(rt_ctx *ctx, const tensor *x, const tensor *w
         rt_arg a[] = {RT_MEM(oi.mem), RT_I32(oi.off), RT_I32(oi.rs), RT_I32(oi.bs), RT_MEM(w->buf->mem),
                       RT_I32(w->offset), RT_MEM(seg_start->buf->mem), RT_I32(seg_start->offset), RT_MEM(gi.mem),
                       RT_I32(gi.off), RT_I32(gi.rs), RT_I32(gi.bs), RT_I32(B), RT_I32(T), RT_I32(C)};
-        s = launch_conv(ctx, opts, "conv1d_bwd_dx", B, (T + CONV_TT - 1) / CONV_TT, C, (int)CORE_LEN(a), a);
+        s = launch_conv(ctx, &cc, "conv1d_bwd_dx", B, tiles, C, (int)CORE_LEN(a), a);
     }
     if (!s && dw) s = tensor_scratch(ctx, &part, TENSOR_F32, 1, (int64_t[]){B * nk * C * W});
     if (!s && dw) {
@@ -527,11 +534,11 @@ attamba_status ops_conv1d_backward(rt_ctx *ctx, const tensor *x, const tensor *w
                       RT_MEM(seg_start->buf->mem), RT_I32(seg_start->offset), RT_MEM(gi.mem), RT_I32(gi.off),
                       RT_I32(gi.rs), RT_I32(gi.bs), RT_I32(B), RT_I32(T), RT_I32(C), RT_I32(CONV_DW_ROWS),
                       RT_I32(nk)};
-        s = launch_conv(ctx, opts, "conv1d_bwd_dw_part", B, nk, C, (int)CORE_LEN(a), a);
+        s = launch_conv(ctx, &cc, "conv1d_bwd_dw_part", B, nk, C, (int)CORE_LEN(a), a);
     }
     if (!s && dw) {
         rt_arg a[] = {RT_MEM(dw->buf->mem), RT_I32(dw->offset), RT_MEM(part.buf->mem), RT_I32(C), RT_I32(B * nk)};
-        s = ops_launch_1d(ctx, "conv1d", opts, "conv1d_bwd_dw_sum", C * W, (int)CORE_LEN(a), a);
+        s = ops_launch_1d(ctx, "conv1d", cc.opts, "conv1d_bwd_dw_sum", C * W, (int)CORE_LEN(a), a);
     }
     /* released now, freed by OpenCL once the queued kernels are done with them */
     tensor_free(&g);

@@ -143,6 +143,14 @@ static const struct {
                      "scan: channels per work-item as one vector (1, 2, 4, 8, 16; at most what divides p)"},
     [TUNE_SSM_DECODE_WG] = {"ssm.decode_wg", 256, 8, 256, SAME, SAME, SAME, 1, 1024,
                             "SSM decode step: the largest work-group"},
+    /* A conv1d work-item slides its window of conv.vc channels (one vector) down conv.tt tokens (each x
+     * row read once). CPUs: 8 x 32; on the EPYC kind (bench ssm --T 4096 --P 64, three interleaved rounds,
+     * medians) the forward 4.74 -> 2.77 ms and the backward 8.74 -> 6.25 ms against 4 x 8 (tt 64 or 128:
+     * the same within noise). GPUs keep 4 x 8 (more work-items; not measured there). */
+    [TUNE_CONV_TT] = {"conv.tt", 8, 32, 8, SAME, SAME, SAME, 1, 256,
+                      "conv1d prefill and backward: tokens per work-item"},
+    [TUNE_CONV_VC] = {"conv.vc", 4, 8, 4, SAME, SAME, SAME, 4, 8,
+                      "conv1d prefill and backward: channels per work-item as one vector (4 or 8)"},
 };
 
 typedef struct ops_tuning {
