@@ -32,7 +32,7 @@ FLOOR = 4  # waves per SIMD on gfx90a: below it a kernel cannot hide memory late
 SM90_FLOOR = 16  # warps per SM on sm_90 (of 64): 25%, the register budget of 128 per thread
 AMD = ["gfx90a", "gfx1030"]
 LIBCLC = "/usr/lib/clc/nvptx64--nvidiacl.bc"  # libclc-15: the OpenCL builtins for nvptx
-PTXAS = shutil.which("ptxas") or next((p for p in ["/usr/local/cuda/bin/ptxas"] if os.access(p, os.X_OK)), None)
+PTXAS = shutil.which("ptxas") or shutil.which("ptxas", path="/usr/local/cuda/bin")
 
 
 def variants(cli, presets):
@@ -146,7 +146,7 @@ def main():
         for key in found:
             for t in targets:
                 jobs[(key, t)] = pool.submit(compile_one, key[0], key[1], t)
-    errors, rows, flagged = [], [], 0
+    errors, rows, flagged, ran = [], [], 0, False  # ran: ptxas gave figures
     for key in sorted(found):
         program, options = key
         res = {t: jobs[(key, t)].result() for t in targets}
@@ -163,6 +163,7 @@ def main():
                 flags.append(f"gfx90a occupancy < {FLOOR}")
             if r.get("ScratchSize", 0):
                 flags.append("gfx1030 scratch")
+            ran |= "regs" in p
             if "regs" in p:  # ptxas ran: its figures replace the PTX stack's
                 if p["spill"]:
                     flags.append("sm_90 spills")
@@ -178,8 +179,6 @@ def main():
                         f"{r.get('VGPRs', '?')} | {r.get('ScratchSize', '?')} | {r.get('Occupancy', '?')} | "
                         f"{p.get('local', '?')} | {p.get('regs', '-')} | {p.get('stack', '-')} | {p.get('spill', '-')} | "
                         f"{p.get('warps', '-')} | {', '.join(flags) or '-'} |")
-    ran = any("regs" in jobs[(key, "nvptx64")].result()[0].get(k, {}) for key in found
-              for k in jobs[(key, "nvptx64")].result()[0])
     version = subprocess.run([PTXAS, "--version"], capture_output=True, text=True).stdout if ran else ""
     release = re.search(r"release ([\d.]+)", version)
     sm90_how = (f"that PTX assembled for sm_90 by NVIDIA's ptxas (CUDA {release.group(1) if release else '?'}):"
@@ -197,10 +196,11 @@ Columns: gfx90a vector registers (VGPR), accumulation registers (AGPR), scratch 
 (spills and private arrays), waves per SIMD (occupancy, of 8), LDS bytes per group; gfx1030 (RDNA2:
 Debian's ROCm 5.2 device libraries stop before gfx1100) VGPRs, scratch and occupancy (of 16); the PTX
 local-memory stack per thread (sm_80 PTX: where nvptx puts private arrays and spills); then,
-{sm90_how} registers per thread, stack frame bytes (private arrays in local memory),
-spill-store bytes and warps per SM (of 64) that its registers allow. Flagged: any scratch, spill or stack (the PTX stack where
-ptxas did not run), gfx90a occupancy below {FLOOR} waves per SIMD, sm_90 below {SM90_FLOOR} warps per SM:
-{flagged} of {len(rows)} kernels. The options column drops the `-D`.
+{sm90_how}
+registers per thread, stack frame bytes (private arrays in local memory), spill-store bytes and warps
+per SM (of 64) that its registers allow. Flagged: any scratch, spill or stack (the PTX stack where
+ptxas did not run), gfx90a occupancy below {FLOOR} waves per SIMD, sm_90 below {SM90_FLOOR} warps per
+SM: {flagged} of {len(rows)} kernels. The options column drops the `-D`.
 
 | program | kernel | options | 90a VGPR | 90a AGPR | 90a scratch | 90a waves | 90a LDS | 1030 VGPR | 1030 scratch | 1030 waves | PTX local | sm_90 regs | sm_90 stack | sm_90 spill | sm_90 warps | flags |
 |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|

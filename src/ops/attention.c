@@ -29,7 +29,14 @@ static attamba_status check_heads(rt_ctx *ctx, const char *op, int n_heads, int 
     return ATTAMBA_OK;
 }
 
-int attn_vec_width(int dh) { return dh % 16 == 0 ? 16 : dh % 8 == 0 ? 8 : dh % 4 == 0 ? 4 : 1; }
+int attn_vec_width_max(int dh, int most) {
+    static const int widths[] = {16, 8, 4};
+    for (size_t i = 0; i < CORE_LEN(widths); i++)
+        if (widths[i] <= most && dh % widths[i] == 0) return widths[i];
+    return 1;
+}
+
+int attn_vec_width(int dh) { return attn_vec_width_max(dh, 16); }
 
 /* Declared in attention.h: attention_backward.c checks its arguments the same way. */
 attamba_status attn_check_boundaries(rt_ctx *ctx, const char *op, const tensor *bt, int trusted, int64_t T, int *nb) {

@@ -56,8 +56,10 @@ attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const te
 attamba_status attn_check_prefill(rt_ctx *ctx, const char *op, const tensor *q, const tensor *k, const tensor *v,
                                   int n_heads, int n_kv_heads, const attn_mask *mask, int *dh);
 /* Floats per vector along the head dim: the largest of 16, 8, 4, 1 dividing dh (16 measured 10-20%
- * faster than 8 on an AVX2 CPU too; the kernels move float16 as float8 halves). */
+ * faster than 8 on an AVX2 CPU too; the kernels move float16 as float8 halves), or the largest of them
+ * at most `most`. */
 int attn_vec_width(int dh);
+int attn_vec_width_max(int dh, int most);
 attamba_status attn_check_boundaries(rt_ctx *ctx, const char *op, const tensor *bt, int trusted, int64_t T, int *nb);
 
 /* Attention through the GEMM (attention_gemm.c, the CPU path), every mask: per block of queries, batched

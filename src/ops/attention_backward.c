@@ -71,8 +71,7 @@ attamba_status ops_attention_prefill_backward_with(rt_ctx *ctx, const tensor *q,
     if (use_local && (uint64_t)(2 * tile_rows * dh + 2 * tq) * sizeof(float) > ctx->dev.info.local_mem_bytes)
         use_local = 0;
 
-    int vw = ops_tune(ctx, TUNE_BWD_VW); /* a width the kernels have (16, 8, 4, 1) dividing DH, else the widest */
-    if ((vw != 1 && vw != 4 && vw != 8 && vw != 16) || dh % vw) vw = attn_vec_width(dh);
+    int most = ops_tune(ctx, TUNE_BWD_VW), vw = attn_vec_width_max(dh, most > 0 ? most : 16);
 
     char options[160];
     snprintf(options, sizeof options, "-DDH=%d -DBQ=%d -DTK=%d -DBK=%d -DTQ=%d -DUSE_LOCAL=%d -DPER_ITEM=%d -DVW=%d",

@@ -119,7 +119,7 @@ static const struct {
      * (16 at DH = 64: one AVX-512 register each). GPUs: 8; at DH = 64 float16s made attn_bwd_dkv spill
      * 356 bytes per lane on gfx90a (256 VGPRs + 256 AGPRs), float8s none (docs/portability.md). */
     [TUNE_BWD_VW] = {"bwd.vw", 0, 0, 8, SAME, SAME, SAME, 0, 16,
-                     "backward: head-dim vector width (1, 4, 8, 16 dividing DH; 0 the widest that does)"},
+                     "backward: head-dim vector width, the widest of 16, 8, 4, 1 dividing DH up to this (0: 16)"},
     /* PoCL: every barrier costs a pass over the group's work-items; 8 measured fastest there
      * (rmsnorm on [4096, 512]: ~1 ms at 8, 2.4 at 32, 7-17 at 128). GPUs want wide groups. */
     [TUNE_NORM_GROUP] = {"norm.group", 256, 8, 256, SAME, SAME, SAME, 1, 1024,

@@ -56,7 +56,7 @@ typedef enum tune_param {
     TUNE_BWD_TQ,         /*   queries per tile */
     TUNE_BWD_LOCAL,      /*   1: tiles through __local */
     TUNE_BWD_PER_ITEM,   /*   1: each work-item walks its own rows (without __local) */
-    TUNE_BWD_VW,         /*   head-dim vector width of a work-item's rows (0: the widest dividing DH) */
+    TUNE_BWD_VW,         /*   head-dim vector width of a work-item's rows: at most this (0: 16) */
     TUNE_NORM_GROUP,     /* norms and row reductions: the largest work-group */
     TUNE_SUMSQ_SPLIT,    /* sum of squares: 0 contiguous chunks per work-item, 1 interleaved */
     TUNE_SSM_PATH,       /* scan: 0 by the rule below, 1 sequential, 2 chunked */
