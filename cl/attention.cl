@@ -1,6 +1,8 @@
 /* attention.cl: causal / sliding / compressed (Attamba) attention, forward, f32.
  * Options: -DDH=<head dim> -DBQ=<queries per work-group> -DTK=<keys per tile> -DUSE_LOCAL=0|1
- *          (decode: -DWG=<work-items per (sequence, head)>).
+ *          (decode: -DWG=<work-items per (sequence, head)>); -DDS=<work-items per query> builds
+ *          attn_prefill_slices instead of attn_prefill, -DDECODE_SLICES=1 the sliced attn_decode (GPUs:
+ *          no per-work-item rows of DH floats; see there).
  *
  * Prefill: a work-group is a block of BQ consecutive queries of one head of one sequence, one
  * work-item per query. The keys a block needs are the union of its queries' keys, split in two:
@@ -162,6 +164,7 @@ typedef int itvec;
 
 /* q [B,T,H*DH], k/v [B,T,Hkv*DH], out [B,T,H*DH]; bnd: nbnd sorted boundary positions.
  * window: L (CAUSAL: ignored). Global (ceil(T/BQ)*BQ, H, B), local (BQ, 1, 1). */
+#ifndef DS
 __kernel __attribute__((reqd_work_group_size(BQ, 1, 1)))
 void attn_prefill(__global const float *q, int qo, __global const float *k, int ko,
                   __global const float *v, int vo, __global float *out, int oo,
@@ -236,6 +239,143 @@ void attn_prefill(__global const float *q, int qo, __global const float *k, int 
         }
     }
 }
+
+#else /* DS: the prefill with each query's head dims split over DS work-items */
+
+/* GPUs: attn_prefill keeps a query and its accumulator as 2 x DH private floats per work-item, which
+ * spill at DH = 128 on gfx90a and live on the stack on sm_90 (docs/portability.md). Here a group of
+ * BQ x DS work-items takes BQ queries, and work-item (query qi, slice sl) owns the head dims
+ * d = sl + DS * i (DHS of them; lanes of one query read consecutive floats). Per tile of TK keys:
+ *   1. the group copies the key and value rows into __local kt, vt;
+ *   2. the BQ x TK scores, one dot product over DH each, from the block's queries qs (__local, scaled,
+ *      loaded once) and kt, masked by the same rule as attn_prefill, go to __local sc;
+ *   3. each work-item updates its query's running max and sum (the DS work-items of a query compute
+ *      the same ones) and its DHS accumulator dims from sc and vt.
+ * Same phases and key order as attn_prefill; every loop trip count depends on the group only, so all
+ * barriers are reached by the whole group. __local rows are DH + 1 floats apart: the score loop's lanes
+ * (consecutive keys) read distinct banks. Global (ceil(T/BQ) * BQ * DS, H, B), local (BQ * DS, 1, 1). */
+#define NW (BQ * DS)
+#define DHP (DH + 1)
+#define DHS (DH / DS) /* the host picks DS dividing DH */
+
+/* Copies key rows s0 .. s0 + TK - 1 of a phase (row offset of key s: rows[s] * stride, or s * stride)
+ * into kt / vt; keys past `end` repeat the last one (their scores are masked). */
+inline void attn_slices_tile(__local float *kt, __local float *vt, __global const float *kbase,
+                             __global const float *vbase, int s0, int end, __global const int *rows, int stride,
+                             int lid) {
+    for (int e = lid; e < TK * DH; e += NW) {
+        const int j = e / DH, d = e - j * DH, s = min(s0 + j, end - 1);
+        const int off = (rows ? rows[s] : s) * stride + d;
+        kt[j * DHP + d] = kbase[off];
+        vt[j * DHP + d] = vbase[off];
+    }
+}
+
+/* Whether s is one of the sorted boundaries bnd[0 .. n). */
+inline int attn_is_boundary(__global const int *bnd, int n, int s) {
+    const int i = atb_count_below(bnd, n, s);
+    return i < n && bnd[i] == s;
+}
+
+/* Step 3 for work-item (qi, sl): the online-softmax update with the tile's scores (masked ones are
+ * exactly ATTN_NEG and get probability 0, so an all-masked tile before any key adds nothing). */
+inline void attn_slices_update(__local const float *sc, __local const float *vt, int qi, int sl, float *m, float *l,
+                               float *acc) {
+    float mt = *m;
+    for (int j = 0; j < TK; j++) mt = fmax(mt, sc[qi * TK + j]);
+    const float corr = exp(*m - mt);
+    for (int i = 0; i < DHS; i++) acc[i] *= corr;
+    float ls = 0.0f;
+    /* not unrolled: clang otherwise hoists the TK x DHS value loads (gfx90a, DH = 128: 172 VGPRs, 64 so) */
+#pragma unroll 1
+    for (int j = 0; j < TK; j++) {
+        const float x = sc[qi * TK + j], p = x > ATTN_NEG ? exp(x - mt) : 0.0f;
+        ls += p;
+        for (int i = 0; i < DHS; i++) acc[i] = fma(p, vt[j * DHP + sl + DS * i], acc[i]);
+    }
+    *l = *l * corr + ls;
+    *m = mt;
+}
+
+__kernel __attribute__((reqd_work_group_size(NW, 1, 1)))
+void attn_prefill_slices(__global const float *q, int qo, __global const float *k, int ko,
+                         __global const float *v, int vo, __global float *out, int oo,
+                         __global const int *bnd, int bo, int nbnd, int T, int H, int Hkv, int mode, int window,
+                         float scale, __global const float *kc, int kco, __global const float *vc, int vco,
+                         int compact) {
+    const int lid = get_local_id(0), sl = lid % DS, qi = lid / DS;
+    const int t0 = get_group_id(0) * BQ;
+    const int h = get_global_id(1), b = get_global_id(2);
+    const int kvh = h / (H / Hkv);
+    const int qs_ = H * DH, ks = Hkv * DH;
+    bnd += bo;
+    k += ko + b * T * ks + kvh * DH;
+    v += vo + b * T * ks + kvh * DH;
+    __local float qs[BQ * DHP], kt[TK * DHP], vt[TK * DHP], sc[BQ * TK];
+    /* the block's queries, scaled; rows past T repeat the last query and are never stored */
+    for (int e = lid; e < BQ * DH; e += NW) {
+        const int r = e / DH, d = e - r * DH;
+        qs[r * DHP + d] = q[qo + (b * T + min(t0 + r, T - 1)) * qs_ + h * DH + d] * scale;
+    }
+    float acc[DHS];
+    for (int i = 0; i < DHS; i++) acc[i] = 0.0f;
+    float m = ATTN_NEG, l = 0.0f;
+
+    /* Phase A: keys every query of the block sees (attn_prefill's), boundary rows through bnd or
+     * the compact copy. */
+    const int wlo = mode == ATTN_CAUSAL ? t0 : max(0, t0 - window);
+    const int na = mode == ATTN_CAUSAL ? t0
+                 : mode == ATTN_COMPRESSED ? atb_count_below(bnd, nbnd, wlo) : 0;
+    __global const float *kbase = k, *vbase = v;
+    __global const int *rows = mode == ATTN_COMPRESSED && !compact ? bnd : 0;
+    int rstride = ks;
+    if (mode == ATTN_COMPRESSED && compact) {
+        kbase = kc + kco + (b * Hkv + kvh) * nbnd * DH;
+        vbase = vc + vco + (b * Hkv + kvh) * nbnd * DH;
+        rstride = DH;
+    }
+    for (int i0 = 0; i0 < na; i0 += TK) {
+        barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile is done with (and, first, qs is written) */
+        attn_slices_tile(kt, vt, kbase, vbase, i0, na, rows, rstride, lid);
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int e = lid; e < BQ * TK; e += NW) {
+            const int r = e / TK, j = e - r * TK;
+            float s = 0.0f;
+            for (int d = 0; d < DH; d++) s = fma(qs[r * DHP + d], kt[j * DHP + d], s);
+            sc[e] = i0 + j < na ? s : ATTN_NEG;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        attn_slices_update(sc, vt, qi, sl, &m, &l, acc);
+    }
+
+    /* Phase B: the window range [wlo, whi), masked per query by the SPEC 3.3 rule. */
+    const int whi = min(T, t0 + BQ);
+    const int lwin = mode == ATTN_CAUSAL ? T : window;
+    const int nb_b = mode == ATTN_COMPRESSED ? nbnd : 0;
+    for (int s0 = wlo; s0 < whi; s0 += TK) {
+        barrier(CLK_LOCAL_MEM_FENCE);
+        attn_slices_tile(kt, vt, k, v, s0, whi, 0, ks, lid);
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int e = lid; e < BQ * TK; e += NW) {
+            const int r = e / TK, j = e - r * TK, s = s0 + j, t = min(t0 + r, T - 1);
+            float x = ATTN_NEG;
+            if (s < whi && s <= t && (t - s <= lwin || attn_is_boundary(bnd, nb_b, s))) {
+                x = 0.0f;
+                for (int d = 0; d < DH; d++) x = fma(qs[r * DHP + d], kt[j * DHP + d], x);
+            }
+            sc[e] = x;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        attn_slices_update(sc, vt, qi, sl, &m, &l, acc);
+    }
+
+    if (t0 + qi < T) {
+        const float inv = 1.0f / l; /* l >= 1: every query sees itself */
+        __global float *op = out + oo + (b * T + t0 + qi) * qs_ + h * DH + sl;
+        for (int i = 0; i < DHS; i++) op[DS * i] = acc[i] * inv;
+    }
+}
+#endif /* DS */
 
 /* Dense causal prefill with the keys along the vector lanes (CPUs; -DRQ=<queries per work-item>,
  * DH % 8 == 0). A work-item takes RQ consecutive queries of one head and walks the keys in tiles of
@@ -337,6 +477,7 @@ __kernel void attn_transpose_k(__global float *kt, __global const float *k, int 
  * writes its unnormalised accumulator, running max and sum to part [B, H, S, DH + 2] (a group with
  * no key writes max ATTN_NEG and zeros); attn_decode_merge then combines them.
  * Global (WG, H * S, B), local (WG, 1, 1). */
+#ifndef DECODE_SLICES
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void attn_decode(__global const float *q, int qo, __global const KV_T *kb, int kbo,
                  __global const KV_T *vb, int vbo, __global const int *bpos, int bpo,
@@ -427,6 +568,100 @@ void attn_decode(__global const float *q, int qo, __global const KV_T *kb, int k
     }
     if (S > 1 && lid == 0) pp[DH] = M, pp[DH + 1] = L;
 }
+
+#else /* DECODE_SLICES */
+
+/* The decode with the head dims split over the group (GPUs: attn_decode's per-work-item query and
+ * accumulator are 2 x DH private floats). Same arguments, keys, split-K parts and output as
+ * attn_decode; the query goes to __local once (scaled) and the group walks its keys in tiles of WG:
+ * work-item lid takes key e0 + lid's score (a dot product over DH with its key row, the store's
+ * elements KV_T, the ring's float) into __local sc; then every work-item updates the running max and
+ * sum from sc (all compute the same ones) and its DHW head dims d = lid + WG * i with the tile's value
+ * rows (consecutive lanes, consecutive floats). Trip counts depend on the group only.
+ * Global (WG, H * S, B), local (WG, 1, 1). */
+#define DHW ((DH + WG - 1) / WG)
+#if KV_F16
+#define KV_AT(p, d) vload_half((d), (p))
+#else
+#define KV_AT(p, d) ((p)[d])
+#endif
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void attn_decode(__global const float *q, int qo, __global const KV_T *kb, int kbo,
+                 __global const KV_T *vb, int vbo, __global const int *bpos, int bpo,
+                 __global const int *nbv, int nbo, __global const float *kr, int kro,
+                 __global const float *vr, int vro, __global const int *posv, int poso,
+                 __global float *out, int oo, int cap, int bs, int hs, int es, int R, int H, int Hkv,
+                 int window, float scale, int S, __global float *part, int po) {
+    const int lid = get_local_id(0);
+    const int h = get_global_id(1) / S, split = get_global_id(1) % S, b = get_global_id(2);
+    const int kvh = h / (H / Hkv);
+    const int ks = Hkv * DH;
+    const int pos = posv[poso + b];
+    const int nb = clamp(nbv[nbo + b], 0, cap);
+    const int plo = max(0, pos - window);
+    const int nvis = atb_count_below(bpos + bpo + b * cap, nb, plo);
+    const int nring = min(pos - plo + 1, R);
+    const int n = nvis + nring;
+    kb += kbo + b * bs + kvh * hs;
+    vb += vbo + b * bs + kvh * hs;
+    kr += kro + b * R * ks + kvh * DH;
+    vr += vro + b * R * ks + kvh * DH;
+    __local float qs[DH], sc[WG];
+    for (int d = lid; d < DH; d += WG) qs[d] = q[qo + b * H * DH + h * DH + d] * scale;
+    float acc[DHW];
+    for (int i = 0; i < DHW; i++) acc[i] = 0.0f;
+    float m = ATTN_NEG, l = 0.0f;
+    const int per_s = (n + S - 1) / S, k0 = min(n, split * per_s), k1 = min(n, k0 + per_s);
+    for (int e0 = k0; e0 < k1; e0 += WG) {
+        barrier(CLK_LOCAL_MEM_FENCE); /* sc is free again (and, first, qs is written) */
+        const int e = e0 + lid;
+        float x = ATTN_NEG;
+        if (e < k1) {
+            x = 0.0f;
+            if (e < nvis) {
+                __global const KV_T *kp = kb + e * es;
+                for (int d = 0; d < DH; d++) x = fma(qs[d], KV_AT(kp, d), x);
+            } else {
+                __global const float *kp = kr + ((plo + e - nvis) % R) * ks;
+                for (int d = 0; d < DH; d++) x = fma(qs[d], kp[d], x);
+            }
+        }
+        sc[lid] = x;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        const int jn = min(WG, k1 - e0);
+        float mt = m;
+        for (int j = 0; j < jn; j++) mt = fmax(mt, sc[j]);
+        const float corr = exp(m - mt);
+        for (int i = 0; i < DHW; i++) acc[i] *= corr;
+        float ls = 0.0f;
+        for (int j = 0; j < jn; j++) {
+            const float p = exp(sc[j] - mt);
+            const int ej = e0 + j;
+            ls += p;
+            if (ej < nvis) { /* the same branch for the whole group */
+                __global const KV_T *vp = vb + ej * es;
+                for (int i = 0; i < DHW; i++)
+                    if (lid + WG * i < DH) acc[i] = fma(p, KV_AT(vp, lid + WG * i), acc[i]);
+            } else {
+                __global const float *vp = vr + ((plo + ej - nvis) % R) * ks;
+                for (int i = 0; i < DHW; i++)
+                    if (lid + WG * i < DH) acc[i] = fma(p, vp[lid + WG * i], acc[i]);
+            }
+        }
+        l = l * corr + ls;
+        m = mt;
+    }
+    __global float *pp = part + po + ((b * H + h) * S + split) * (DH + 2);
+    const float inv = S == 1 ? 1.0f / l : 1.0f; /* split: the merge normalises */
+    for (int i = 0; i < DHW; i++) {
+        const int d = lid + WG * i;
+        if (d >= DH) break;
+        if (S == 1) out[oo + b * H * DH + h * DH + d] = acc[i] * inv;
+        else pp[d] = acc[i];
+    }
+    if (S > 1 && lid == 0) pp[DH] = m, pp[DH + 1] = l;
+}
+#endif /* DECODE_SLICES */
 
 /* Split-K decode, second pass: out[b, h*DH + d] = sum_s acc_s[d] e^(m_s - M) / sum_s l_s e^(m_s - M)
  * over the S partial results of attn_decode (M: their largest max; a group without keys has max

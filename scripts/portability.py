@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Every OpenCL program variant the engine builds, compiled offline for GPUs it cannot run on here.
 
-usage: scripts/portability.py ATTAMBA_BINARY [--out FILE] [--presets tiny,paper-60m] [--jobs N]
+usage: scripts/portability.py ATTAMBA_BINARY [--out FILE] [--presets tiny,paper-60m,tiny+head_dim=128] [--jobs N]
 
 The variants are the ones `attamba compile` finds for each preset with the CPU rows of the tuning
 table and with the GPU rows (ATTAMBA_TUNE_CLASS=gpu): the program, its -D options. Each is compiled
@@ -35,6 +35,21 @@ LIBCLC = "/usr/lib/clc/nvptx64--nvidiacl.bc"  # libclc-15: the OpenCL builtins f
 PTXAS = shutil.which("ptxas") or shutil.which("ptxas", path="/usr/local/cuda/bin")
 
 
+def changed(cli, name, sets, out):
+    """A model directory made by `attamba init` from preset NAME with its config's integer fields
+    changed (["head_dim=128"]): its path."""
+    subprocess.run([cli, "init", "--preset", name, "--out", out], check=True, capture_output=True)
+    with open(os.path.join(out, "config.json"), encoding="utf-8") as f:
+        config = json.load(f)
+    for field, _, value in (x.partition("=") for x in sets):
+        config[field] = int(value)
+    with open(out + ".json", "w", encoding="utf-8") as f:
+        json.dump(config, f)
+    shutil.rmtree(out)
+    subprocess.run([cli, "init", "--config", out + ".json", "--out", out], check=True, capture_output=True)
+    return out
+
+
 def variants(cli, presets):
     """(program, options) pairs, each with the classes and presets that build it."""
     found = {}
@@ -43,8 +58,10 @@ def variants(cli, presets):
             for preset in presets:
                 out = os.path.join(tmp, f"{cls}-{preset}".replace(":", "-"))
                 env = dict(os.environ, ATTAMBA_TUNE_CLASS=cls, ATTAMBA_GEMM="own")
-                name, _, wtype = preset.partition(":")  # NAME:TYPE: the preset with f16 / q8 weights
-                r = subprocess.run([cli, "compile", "--preset", name, "--out", out, "--max-prompt", "128",
+                spec, _, wtype = preset.partition(":")  # NAME:TYPE: the preset with f16 / q8 weights
+                name, *sets = spec.split("+")  # NAME+field=value: the preset with config fields changed
+                model = ["--preset", name] if not sets else ["--model", changed(cli, name, sets, out + "-model")]
+                r = subprocess.run([cli, "compile"] + model + ["--out", out, "--max-prompt", "128",
                                     "--train-seq", "64"] + (["--weight-type", wtype] if wtype else []),
                                    env=env, capture_output=True, text=True)
                 if r.returncode:
@@ -135,8 +152,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("cli")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "portability.md"))
-    ap.add_argument("--presets", default="tiny,paper-60m,tiny:f16,tiny:q8",
-                    help="presets to compile, NAME or NAME:f16 / NAME:q8 for low-precision weights")
+    ap.add_argument("--presets", default="tiny,paper-60m,tiny:f16,tiny:q8,tiny+head_dim=128",
+                    help="presets to compile, NAME or NAME:f16 / NAME:q8 for low-precision weights, "
+                         "NAME+FIELD=N for the preset with an integer config field changed")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     a = ap.parse_args()
     found = variants(a.cli, a.presets.split(","))

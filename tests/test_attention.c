@@ -90,11 +90,15 @@ static float *run_ref(const qkv *x, attn_mode mode, int window, const tu_bset *b
  * with tile sizes that do not divide the key ranges, narrower head-dim vectors, and boundary rows
  * read in place or from the compact gathered copy; dense causal also with the keys-along-lanes
  * kernel at 3 and 1 queries per work-item (the default takes the table's, 16 on CPUs) and without it;
- * and every mask through the GEMM in blocks of 5 and 16 queries (on CPUs the default takes the table's
- * 128 where the mask leaves the GEMMs enough work, so the four kernel variants turn it off). */
+ * every mask through the GEMM in blocks of 5 and 16 queries (on CPUs the default takes the table's
+ * 128 where the mask leaves the GEMMs enough work, so the four kernel variants turn it off); and the
+ * sliced kernel (the GPU rows' default) at up to 8, 4 and 64 work-items per query (dh 8: 8, dh 24: 8
+ * and 4, dh 64: 64), with query blocks of 16, 5 and 3 and tiles of 8, 4 and 16 keys. */
 static const attn_prefill_opts variants[] = {
-    {0, 0, 0, 0, 0, 0, 0},  {1, 1, 2, 0, 1, -1, -1}, {32, 2, 1, 4, 2, 3, -1}, {8, 16, 2, 8, 0, -1, -1},
-    {16, 8, 1, 0, 1, 1, -1}, {0, 0, 0, 0, 0, 0, 5},   {0, 0, 0, 0, 0, 0, 16},
+    {0, 0, 0, 0, 0, 0, 0, 0},       {1, 1, 2, 0, 1, -1, -1, -1},    {32, 2, 1, 4, 2, 3, -1, -1},
+    {8, 16, 2, 8, 0, -1, -1, -1},   {16, 8, 1, 0, 1, 1, -1, -1},    {0, 0, 0, 0, 0, 0, 5, -1},
+    {0, 0, 0, 0, 0, 0, 16, -1},     {16, 8, 0, 0, 0, -1, -1, 8},    {5, 4, 0, 0, 2, -1, -1, 4},
+    {3, 16, 0, 0, 1, -1, -1, 64},
 };
 #define N_VARIANTS ((int)(sizeof variants / sizeof variants[0]))
 
@@ -368,7 +372,7 @@ START_TEST(decode_token_by_token_equals_prefill_rows) {
      * too little for one work-item the op refuses, naming the sizes */
     rt_ctx *ctx = tu_ctx();
     uint64_t local = ctx->dev.info.local_mem_bytes;
-    ctx->dev.info.local_mem_bytes = 250; /* two work-items of dh + 2 = 26 floats */
+    ctx->dev.info.local_mem_bytes = 250; /* two work-items of dh + 2 = 26 floats (sliced: dh + 32) */
     tu_ok(ops_attention_decode(ctx, &tq, &tkb, &tvb, &tbpos, &tnb, &tkr, &tvr, &tpos, H, Hkv, c->window, &tout));
     float *got = tu_download(&tout);
     for (int b = 0; b < B; b++)

@@ -120,6 +120,11 @@ static attamba_status prefill_lanes(rt_ctx *ctx, const tensor *q, const tensor *
     return s;
 }
 
+/* attn_prefill_slices' __local bytes: bq queries and two tk-key tiles in rows of dh + 1, bq x tk scores */
+static uint64_t slices_lmem(int bq, int tk, int dh) {
+    return (uint64_t)((bq + 2 * tk) * (dh + 1) + bq * tk) * sizeof(float);
+}
+
 attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v,
                                           int n_heads, int n_kv_heads, const attn_mask *mask,
                                           const attn_prefill_opts *opts, tensor *out) {
@@ -143,6 +148,8 @@ attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const te
     if (mask->mode == ATTN_CAUSAL && rq > 0 && dh % 8 == 0)
         return prefill_lanes(ctx, q, k, v, n_heads, n_kv_heads, dh, CORE_MIN(rq, 2048 / dh), out);
 
+    /* GPUs (the table's attn.slices): each query's head dims over several work-items. */
+    int ds = opts && opts->slices ? CORE_MAX(opts->slices, 0) : ops_tune(ctx, TUNE_ATTN_SLICES);
     /* Defaults (ops/tuning.c): __local key tiles and the long query block when the keys all queries
      * of a block share (all earlier keys for CAUSAL, the boundaries for COMPRESSED) exceed attn.long_kib
      * of K+V per head (GPUs: always), else straight from global with the short block, whose window
@@ -159,19 +166,39 @@ attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const te
     if (bq < 1 || bq > 256 || tk < 1 || tk > 16 || (tk & (tk - 1)))
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: block_q %d (1..256) or tile_k %d (1, 2, 4, 8, 16) out of range",
                        op, bq, tk);
-    if ((size_t)bq > ctx->dev.info.max_work_group_size) bq = (int)ctx->dev.info.max_work_group_size;
-    /* Two TK x dh tiles must fit the device's local memory, else read keys from global. */
-    if (use_local && (uint64_t)2 * tk * dh * sizeof(float) > ctx->dev.info.local_mem_bytes) use_local = 0;
+    char options[96];
+    const char *kname = "attn_prefill";
+    size_t per_query = 1; /* work-items */
+    if (ds > 0) {
+        /* the largest power of two up to ds dividing dh; bq x ds work-items; the queries, two key
+         * tiles (rows of dh + 1) and the scores in __local: halve bq, then tk, until they fit */
+        int p = 1;
+        while (p * 2 <= ds && dh % (p * 2) == 0) p *= 2;
+        per_query = (size_t)p;
+        while ((size_t)bq * per_query > ctx->dev.info.max_work_group_size && bq > 1) bq /= 2;
+        uint64_t lmem = ctx->dev.info.local_mem_bytes;
+        while (slices_lmem(bq, tk, dh) > lmem && bq > 1) bq /= 2;
+        while (slices_lmem(bq, tk, dh) > lmem && tk > 1) tk /= 2;
+        if (slices_lmem(bq, tk, dh) > lmem || (size_t)bq * per_query > ctx->dev.info.max_work_group_size)
+            return rt_fail(ctx, ATTAMBA_ERR_UNSUPPORTED, "%s: head width %d does not fit %s's local memory (%llu bytes)",
+                           op, dh, ctx->dev.info.name, (unsigned long long)lmem);
+        snprintf(options, sizeof options, "-DDH=%d -DBQ=%d -DTK=%d -DDS=%d", dh, bq, tk, p);
+        kname = "attn_prefill_slices";
+    } else {
+        if ((size_t)bq > ctx->dev.info.max_work_group_size) bq = (int)ctx->dev.info.max_work_group_size;
+        /* Two TK x dh tiles must fit the device's local memory, else read keys from global. */
+        if (use_local && (uint64_t)2 * tk * dh * sizeof(float) > ctx->dev.info.local_mem_bytes) use_local = 0;
+        snprintf(options, sizeof options, "-DDH=%d -DBQ=%d -DTK=%d -DUSE_LOCAL=%d -DVW=%d", dh, bq, tk, use_local,
+                 vw);
+    }
 
     /* The compact copy costs one gather but turns each block's boundary keys into a contiguous
      * stream: ~5% less CPU time at T = 4096, P = 8, L = 8 on PoCL (3 of 3 interleaved pairs). */
     int want_compact = opts && opts->compact ? opts->compact == 1 : 1;
     int compact = mask->mode == ATTN_COMPRESSED && want_compact;
 
-    char options[96];
-    snprintf(options, sizeof options, "-DDH=%d -DBQ=%d -DTK=%d -DUSE_LOCAL=%d -DVW=%d", dh, bq, tk, use_local, vw);
     cl_kernel kern;
-    RT_TRY(rt_kernel(ctx, "attention", options, "attn_prefill", &kern));
+    RT_TRY(rt_kernel(ctx, "attention", options, kname, &kern));
     const tensor *bt = mask->mode == ATTN_COMPRESSED ? mask->boundaries : q; /* q: a buffer never read */
     tensor kc = {0}, vc = {0};
     if (compact) {
@@ -201,15 +228,15 @@ attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const te
     }
     const tensor *kcp = compact ? &kc : k, *vcp = compact ? &vc : v;
     int64_t nblk = (T + bq - 1) / bq;
-    size_t global[3] = {(size_t)(nblk * bq), (size_t)n_heads, (size_t)B}, local[3] = {(size_t)bq, 1, 1};
+    size_t global[3] = {(size_t)(nblk * bq) * per_query, (size_t)n_heads, (size_t)B};
+    size_t local[3] = {(size_t)bq * per_query, 1, 1};
     rt_arg args[] = {RT_MEM(q->buf->mem), RT_I32(q->offset), RT_MEM(k->buf->mem), RT_I32(k->offset),
                      RT_MEM(v->buf->mem), RT_I32(v->offset), RT_MEM(out->buf->mem), RT_I32(out->offset),
                      RT_MEM(bt->buf->mem), RT_I32(mask->mode == ATTN_COMPRESSED ? bt->offset : 0), RT_I32(nb),
                      RT_I32(T), RT_I32(n_heads), RT_I32(n_kv_heads), RT_I32(mask->mode), RT_I32(mask->window),
                      RT_F32(1.0 / sqrt((double)dh)), RT_MEM(kcp->buf->mem), RT_I32(compact ? 0 : kcp->offset),
                      RT_MEM(vcp->buf->mem), RT_I32(compact ? 0 : vcp->offset), RT_I32(compact)};
-    attamba_status s = rt_launch(ctx, kern, "attn_prefill", 3, global, local, (int)(sizeof args / sizeof args[0]),
-                                 args);
+    attamba_status s = rt_launch(ctx, kern, kname, 3, global, local, (int)CORE_LEN(args), args);
     /* The queue keeps the buffers alive until the kernel has run (OpenCL retains enqueued memory). */
     tensor_free(&kc);
     tensor_free(&vc);
@@ -269,6 +296,11 @@ static attamba_status store_check(rt_ctx *ctx, const char *op, const tensor *kb,
     return ATTAMBA_OK;
 }
 
+/* attn_decode's __local bytes: the sliced kernel's query and wg scores, or the merge's wg x (dh + 2) */
+static uint64_t decode_lmem(int sliced, int dh, int wg) {
+    return (uint64_t)(sliced ? dh + wg : wg * (dh + 2)) * sizeof(float);
+}
+
 attamba_status ops_attention_decode(rt_ctx *ctx, const tensor *q, const tensor *kb, const tensor *vb,
                                     const tensor *bpos, const tensor *nb, const tensor *kr, const tensor *vr,
                                     const tensor *pos, int n_heads, int n_kv_heads, int window, tensor *out) {
@@ -297,14 +329,16 @@ attamba_status ops_attention_decode(rt_ctx *ctx, const tensor *q, const tensor *
 
     int wg = ops_tune(ctx, TUNE_ATTN_DECODE_WG);
     if ((size_t)wg > ctx->dev.info.max_work_group_size) wg = (int)ctx->dev.info.max_work_group_size;
-    /* the merge keeps WG x (DH + 2) floats in __local: halve the group until they fit the device
-     * (DH = 256 at 32 work-items needs 33 KB, more than some GPUs have) */
-    uint64_t lmem = ctx->dev.info.local_mem_bytes, need = (uint64_t)(dh + 2) * sizeof(float);
-    while (wg > 1 && (uint64_t)wg * need > lmem) wg /= 2;
-    if ((uint64_t)wg * need > lmem)
-        return rt_fail(ctx, ATTAMBA_ERR_UNSUPPORTED,
-                       "%s: head width %d needs %llu bytes of local memory per work-item, %s has %llu", op, dh,
-                       (unsigned long long)need, ctx->dev.info.name, (unsigned long long)lmem);
+    /* GPUs (attn.slices): the group shares the query's head dims, dh + wg floats of __local. Else the
+     * merge keeps WG x (DH + 2) floats in __local: halve the group until they fit the device (DH = 256
+     * at 32 work-items needs 33 KB, more than some GPUs have). */
+    int sliced = ops_tune(ctx, TUNE_ATTN_SLICES) > 0;
+    uint64_t lmem = ctx->dev.info.local_mem_bytes;
+    while (wg > 1 && decode_lmem(sliced, dh, wg) > lmem) wg /= 2;
+    if (decode_lmem(sliced, dh, wg) > lmem)
+        return rt_fail(ctx, ATTAMBA_ERR_UNSUPPORTED, "%s: head width %d needs %llu bytes of local memory, %s has %llu",
+                       op, dh, (unsigned long long)decode_lmem(sliced, dh, wg), ctx->dev.info.name,
+                       (unsigned long long)lmem);
     /* split-K: each (sequence, head) over S groups when there are too few pairs for the device; a
      * sequence has at most cap stored keys and R in the ring */
     int64_t S = 1, want = (int64_t)ops_tune(ctx, TUNE_ATTN_DECODE_GROUPS) * ctx->dev.info.compute_units;
@@ -316,7 +350,10 @@ attamba_status ops_attention_decode(rt_ctx *ctx, const tensor *q, const tensor *
     if (S > 1) RT_TRY(tensor_scratch(ctx, &part, TENSOR_F32, 1, (int64_t[]){B * n_heads * S * (dh + 2)}));
     const tensor *pt = S > 1 ? &part : out; /* unused when S = 1 */
     char options[96];
-    snprintf(options, sizeof options, "-DDH=%d -DTK=4 -DWG=%d -DVW=%d%s", dh, wg, attn_vec_width(dh), st.option);
+    if (sliced)
+        snprintf(options, sizeof options, "-DDH=%d -DWG=%d -DDECODE_SLICES=1%s", dh, wg, st.option);
+    else
+        snprintf(options, sizeof options, "-DDH=%d -DTK=4 -DWG=%d -DVW=%d%s", dh, wg, attn_vec_width(dh), st.option);
     cl_kernel kern, merge;
     attamba_status s = rt_kernel(ctx, "attention", options, "attn_decode", &kern);
     if (!s && S > 1) s = rt_kernel(ctx, "attention", options, "attn_decode_merge", &merge);

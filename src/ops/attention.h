@@ -43,6 +43,8 @@ typedef struct attn_prefill_opts {
     int compact;
     int lanes;  /* dense causal: queries per work-item of attn_causal_lanes; 0 the table's attn.rq, -1 off */
     int gemm_block; /* through the GEMM: queries per block; 0 the table's attn.gemm_bq, -1 off */
+    int slices; /* attn_prefill_slices: work-items per query (at most); 0 the table's attn.slices, -1 off.
+                 * block_q and tile_k apply; use_local and vec_width do not. */
 } attn_prefill_opts;
 attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v,
                                           int n_heads, int n_kv_heads, const attn_mask *mask,

@@ -82,6 +82,16 @@ static const struct {
                                  "split their keys over several groups (0: never)"},
     [TUNE_ATTN_DECODE_SPLIT_KEYS] = {"attn.decode_split_keys", 64, 64, 64, SAME, SAME, SAME, 1, 1 << 20,
                                      "decode split-K: at least this many keys per group"},
+    /* attn_prefill and attn_decode keep a query row and its accumulator in private memory (2 x DH
+     * floats per work-item): at DH = 128 that spills on gfx90a (544-576 bytes of scratch per lane) and
+     * lives in a 1.1-2 KB stack on sm_90. The sliced kernels split the head dims: a prefill query over
+     * this many work-items (the largest power of two up to it dividing DH), the decode's query over the
+     * whole group, scores through __local; gfx90a 56-64 VGPRs, sm_90 47-56 registers and no stack at
+     * DH = 64 and 128 (docs/portability.md). CPUs: off (PoCL runs each barrier as a loop over the group;
+     * the per-item kernels vectorise the rows). Not measured on a GPU yet. */
+    [TUNE_ATTN_SLICES] = {"attn.slices", 0, 0, 8, SAME, SAME, SAME, 0, 64,
+                          "prefill and decode: work-items sharing a query's head dims, scores through __local "
+                          "(0: one work-item per query row)"},
     /* CPUs: 16 queries per work-item share each transposed key load (dense attention 1.22x the
      * per-query kernel at T = 512, 1.38x at 2048 on AVX2: docs/benchmarks.md). GPUs: off, RQ x DH
      * private floats would spill. */
