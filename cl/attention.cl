@@ -15,6 +15,14 @@
  * All trip counts depend only on the group (t0) and the data, never on the work-item, so the
  * barriers of the __local variant sit in uniform loops, and PoCL can vectorise across work-items
  * with the key rows as uniform (broadcast) loads. */
+/* A variant builds the query kernel its options ask for (the host passes BQ with a prefill's, WG with a
+ * decode's); the gathers', kv_append's and attn_causal_lanes' variants build neither. */
+#ifdef BQ
+#define ATTN_PREFILL 1
+#endif
+#ifdef WG
+#define ATTN_DECODE 1
+#endif
 #ifndef DH
 #define DH 64
 #endif
@@ -164,7 +172,7 @@ typedef int itvec;
 
 /* q [B,T,H*DH], k/v [B,T,Hkv*DH], out [B,T,H*DH]; bnd: nbnd sorted boundary positions.
  * window: L (CAUSAL: ignored). Global (ceil(T/BQ)*BQ, H, B), local (BQ, 1, 1). */
-#ifndef DS
+#if defined(ATTN_PREFILL) && !defined(DS)
 __kernel __attribute__((reqd_work_group_size(BQ, 1, 1)))
 void attn_prefill(__global const float *q, int qo, __global const float *k, int ko,
                   __global const float *v, int vo, __global float *out, int oo,
@@ -240,7 +248,7 @@ void attn_prefill(__global const float *q, int qo, __global const float *k, int 
     }
 }
 
-#else /* DS: the prefill with each query's head dims split over DS work-items */
+#elif defined(ATTN_PREFILL) /* DS: the prefill with each query's head dims split over DS work-items */
 
 /* GPUs: attn_prefill keeps a query and its accumulator as 2 x DH private floats per work-item, which
  * spill at DH = 128 on gfx90a and live on the stack on sm_90 (docs/portability.md). Here a group of
@@ -269,12 +277,6 @@ inline void attn_slices_tile(__local float *kt, __local float *vt, __global cons
         kt[j * DHP + d] = kbase[off];
         vt[j * DHP + d] = vbase[off];
     }
-}
-
-/* Whether s is one of the sorted boundaries bnd[0 .. n). */
-inline int attn_is_boundary(__global const int *bnd, int n, int s) {
-    const int i = atb_count_below(bnd, n, s);
-    return i < n && bnd[i] == s;
 }
 
 /* Step 3 for work-item (qi, sl): the online-softmax update with the tile's scores (masked ones are
@@ -375,7 +377,7 @@ void attn_prefill_slices(__global const float *q, int qo, __global const float *
         for (int i = 0; i < DHS; i++) op[DS * i] = acc[i] * inv;
     }
 }
-#endif /* DS */
+#endif
 
 /* Dense causal prefill with the keys along the vector lanes (CPUs; -DRQ=<queries per work-item>,
  * DH % 8 == 0). A work-item takes RQ consecutive queries of one head and walks the keys in tiles of
@@ -477,7 +479,7 @@ __kernel void attn_transpose_k(__global float *kt, __global const float *k, int 
  * writes its unnormalised accumulator, running max and sum to part [B, H, S, DH + 2] (a group with
  * no key writes max ATTN_NEG and zeros); attn_decode_merge then combines them.
  * Global (WG, H * S, B), local (WG, 1, 1). */
-#ifndef DECODE_SLICES
+#if defined(ATTN_DECODE) && !defined(DECODE_SLICES)
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void attn_decode(__global const float *q, int qo, __global const KV_T *kb, int kbo,
                  __global const KV_T *vb, int vbo, __global const int *bpos, int bpo,
@@ -569,7 +571,7 @@ void attn_decode(__global const float *q, int qo, __global const KV_T *kb, int k
     if (S > 1 && lid == 0) pp[DH] = M, pp[DH + 1] = L;
 }
 
-#else /* DECODE_SLICES */
+#elif defined(ATTN_DECODE) /* DECODE_SLICES */
 
 /* The decode with the head dims split over the group (GPUs: attn_decode's per-work-item query and
  * accumulator are 2 x DH private floats). Same arguments, keys, split-K parts and output as
@@ -661,7 +663,7 @@ void attn_decode(__global const float *q, int qo, __global const KV_T *kb, int k
     }
     if (S > 1 && lid == 0) pp[DH] = m, pp[DH + 1] = l;
 }
-#endif /* DECODE_SLICES */
+#endif
 
 /* Split-K decode, second pass: out[b, h*DH + d] = sum_s acc_s[d] e^(m_s - M) / sum_s l_s e^(m_s - M)
  * over the S partial results of attn_decode (M: their largest max; a group without keys has max

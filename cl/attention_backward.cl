@@ -176,6 +176,7 @@ typedef BWD_CAT(int, QW) qtmask;
 #define BWD_VPTR(j) (v + krow[j])
 #endif
 
+#ifndef DS
 /* q, out, dout, dq [B,T,H*DH]; k, v [B,T,Hkv*DH]; lse, dsum [B,H,T] (written: row log-sum-exp of
  * the scaled scores, and D = dout . out). bnd: nbnd sorted boundaries. Global (ceil(T/BQ)*BQ, H, B),
  * local (BQ, 1, 1). */
@@ -392,3 +393,190 @@ void attn_bwd_dkv(__global const float *q, int qo, __global const float *k, int 
             VSTORE(v0 + gvacc[c], vp);
         }
 }
+#else /* DS: the same two passes with each row's head dims split over DS work-items */
+
+/* GPUs: the kernels above keep 3-4 rows of DH floats per work-item (dq: q, dout, the accumulator;
+ * dkv: k, v and two accumulators), which spill at DH = 128 on gfx90a. Here a row belongs to DS
+ * work-items, work-item (row r, slice sl) holding its accumulators' dims d = sl + DS * i; the rows
+ * the dot products need sit in __local (rows DH + 1 floats apart: the dot loops' lanes read distinct
+ * banks), and each tile's products go through __local: one dot product per (row, tile entry) pair
+ * by the group's work-items in turn, then every work-item updates its dims. The same pairs, phases,
+ * launches and masks as attn_bwd_dq / attn_bwd_dkv (not PER_ITEM); trip counts depend on the group
+ * only. dq: local (BQ * DS); dkv: local (BK * DS). */
+#define DHP (DH + 1)
+#define DHS (DH / DS) /* the host picks DS dividing DH */
+
+inline float bwd_dot(__local const float *a, __local const float *b) {
+    float s = 0.0f;
+    for (int d = 0; d < DH; d++) s = fma(a[d], b[d], s);
+    return s;
+}
+
+/* Copies n rows of DH floats, row j from src + rows[j] (rows[j] < 0: zeros), into dst (rows DHP
+ * apart) with nw work-items. */
+inline void bwd_rows_to_local(__local float *dst, __global const float *src, __local const int *rows, int n, int lid,
+                              int nw) {
+    for (int e = lid; e < n * DH; e += nw) {
+        const int j = e / DH, d = e - j * DH;
+        dst[j * DHP + d] = src[rows[j] + d];
+    }
+}
+
+__kernel __attribute__((reqd_work_group_size(BQ * DS, 1, 1)))
+void attn_bwd_dq_slices(__global const float *q, int qo, __global const float *k, int ko, __global const float *v,
+                        int vo, __global const float *out, int oo, __global const float *dout, int go,
+                        __global float *dq, int dqo, __global float *lse, __global float *dsum,
+                        __global const int *bnd, int bo, int nbnd, int T, int H, int Hkv, int mode, int window,
+                        float scale) {
+    const int lid = get_local_id(0), sl = lid % DS, qi = lid / DS, nw = BQ * DS;
+    const int t0 = get_group_id(0) * BQ;
+    const int h = get_global_id(1), b = get_global_id(2);
+    const int kvh = h / (H / Hkv);
+    const int qs_ = H * DH, ks = Hkv * DH;
+    bnd += bo;
+    k += ko + b * T * ks + kvh * DH;
+    v += vo + b * T * ks + kvh * DH;
+    __local float qt[BQ * DHP], gt[BQ * DHP], kt[TK * DHP], vt[TK * DHP], sc[BQ * TK], dp[BQ * TK], dd[BQ];
+    __local int rows[TK];
+    /* the block's queries (scaled) and douts; rows past T repeat the last query, never stored */
+    for (int e = lid; e < BQ * DH; e += nw) {
+        const int r = e / DH, d = e - r * DH, row = (b * T + min(t0 + r, T - 1)) * qs_ + h * DH + d;
+        qt[r * DHP + d] = q[qo + row] * scale;
+        gt[r * DHP + d] = dout[go + row];
+    }
+    if (lid < BQ) { /* D = dout . out */
+        const int row = (b * T + min(t0 + lid, T - 1)) * qs_ + h * DH;
+        float x = 0.0f;
+        for (int d = 0; d < DH; d++) x = fma(dout[go + row + d], out[oo + row + d], x);
+        dd[lid] = x;
+    }
+    float acc[DHS];
+    for (int i = 0; i < DHS; i++) acc[i] = 0.0f;
+    float m = ATTN_NEG, l = 0.0f;
+
+    /* Phase A (keys every query of the block sees), then phase B (the window range, masked per
+     * query by the SPEC 3.3 rule), as attn_bwd_dq: one loop over both, key i of the walk being
+     * boundary i (phase A) or position wlo + i - na (phase B). */
+    const int wlo = mode == ATTN_CAUSAL ? t0 : max(0, t0 - window);
+    const int na = mode == ATTN_CAUSAL ? t0 : mode == ATTN_COMPRESSED ? atb_count_below(bnd, nbnd, wlo) : 0;
+    const int whi = min(T, t0 + BQ), nkeys = na + whi - wlo;
+    const int lwin = mode == ATTN_CAUSAL ? T : window;
+    const int nb_b = mode == ATTN_COMPRESSED ? nbnd : 0;
+    for (int i0 = 0; i0 < nkeys; i0 += TK) {
+        barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile is done with (first: qt, gt, dd written) */
+        for (int j = lid; j < TK; j += nw) { /* a group can be narrower than a tile */
+            const int i = min(i0 + j, nkeys - 1);
+            rows[j] = (i < na ? (mode == ATTN_COMPRESSED ? bnd[i] : i) : wlo + i - na) * ks;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        bwd_rows_to_local(kt, k, rows, TK, lid, nw);
+        bwd_rows_to_local(vt, v, rows, TK, lid, nw);
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int e = lid; e < BQ * TK; e += nw) {
+            const int r = e / TK, j = e - r * TK, i = i0 + j, s = wlo + i - na, t = min(t0 + r, T - 1);
+            const int ok = i < na || (i < nkeys && s <= t && (t - s <= lwin || attn_is_boundary(bnd, nb_b, s)));
+            sc[e] = ok ? bwd_dot(qt + r * DHP, kt + j * DHP) : ATTN_NEG;
+            dp[e] = ok ? bwd_dot(gt + r * DHP, vt + j * DHP) : 0.0f;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        float mt = m;
+        for (int j = 0; j < TK; j++) mt = fmax(mt, sc[qi * TK + j]);
+        const float corr = exp(m - mt);
+        for (int i = 0; i < DHS; i++) acc[i] *= corr;
+        float ls = 0.0f;
+#pragma unroll 1 /* as in attn_prefill_slices: unrolled, clang hoists every key load */
+        for (int j = 0; j < TK; j++) {
+            const float x = sc[qi * TK + j], p = x > ATTN_NEG ? exp(x - mt) : 0.0f, w = p * (dp[qi * TK + j] - dd[qi]);
+            ls += p;
+            for (int i = 0; i < DHS; i++) acc[i] = fma(w, kt[j * DHP + sl + DS * i], acc[i]);
+        }
+        l = l * corr + ls;
+        m = mt;
+    }
+
+    if (t0 + qi < T) {
+        const int row = (b * T + t0 + qi) * qs_ + h * DH + sl;
+        const float f = scale / l; /* l >= 1: every query sees itself */
+        for (int i = 0; i < DHS; i++) dq[dqo + row + DS * i] = acc[i] * f;
+        if (sl == 0) {
+            lse[(b * H + h) * T + t0 + qi] = m + log(l);
+            dsum[(b * H + h) * T + t0 + qi] = dd[qi];
+        }
+    }
+}
+
+__kernel __attribute__((reqd_work_group_size(BK * DS, 1, 1)))
+void attn_bwd_dkv_slices(__global const float *q, int qo, __global const float *k, int ko, __global const float *v,
+                         int vo, __global const float *dout, int go, __global const float *lse,
+                         __global const float *dsum, __global float *dk, int dko, __global float *dv, int dvo,
+                         __global const int *bnd, int bo, int nbnd, int T, int H, int Hkv, int far, int lw,
+                         float scale) {
+    const int lid = get_local_id(0), sl = lid % DS, ki = lid / DS, nw = BK * DS;
+    const int g0 = get_group_id(0) * BK;
+    const int kvh = get_global_id(1), b = get_global_id(2);
+    const int grp = H / Hkv;
+    const int qs_ = H * DH, ks = Hkv * DH;
+    bnd += bo;
+    /* Keys of the group (far: boundaries); padding rows repeat the last key and are never stored. */
+    const int n = far ? nbnd : T;
+    const int qlo = far ? bnd[g0] + lw + 1 : g0;
+    const int qhi = far ? T : min(T, g0 + BK + lw);
+    __local float kt[BK * DHP], vt[BK * DHP], qt[TQ * DHP], gt[TQ * DHP], pt[BK * TQ], dst[BK * TQ], lt[TQ], dt[TQ];
+    __local int rows[BK > TQ ? BK : TQ], spos[BK];
+    if (lid < BK) {
+        const int s = far ? bnd[min(g0 + lid, n - 1)] : min(g0 + lid, n - 1);
+        spos[lid] = s;
+        rows[lid] = (b * T + s) * ks + kvh * DH;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    bwd_rows_to_local(kt, k + ko, rows, BK, lid, nw);
+    bwd_rows_to_local(vt, v + vo, rows, BK, lid, nw);
+    const int s = spos[ki], krow = rows[ki];
+    float gk[DHS], gv[DHS];
+    for (int i = 0; i < DHS; i++) gk[i] = gv[i] = 0.0f;
+    for (int hh = 0; hh < grp; hh++) {
+        const int h = kvh * grp + hh;
+        for (int t0 = qlo; t0 < qhi; t0 += TQ) {
+            barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile (first: kt, vt, rows) is done with */
+            for (int j = lid; j < TQ; j += nw) {
+                const int t = min(t0 + j, qhi - 1);
+                rows[j] = (b * T + t) * qs_ + h * DH;
+                lt[j] = lse[(b * H + h) * T + t];
+                dt[j] = dsum[(b * H + h) * T + t];
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+            bwd_rows_to_local(qt, q + qo, rows, TQ, lid, nw);
+            bwd_rows_to_local(gt, dout + go, rows, TQ, lid, nw);
+            barrier(CLK_LOCAL_MEM_FENCE);
+            for (int e = lid; e < BK * TQ; e += nw) {
+                const int r = e / TQ, j = e - r * TQ, t = t0 + j, sr = spos[r];
+                const int ok = t < qhi && (far ? t - sr > lw : t >= sr && t - sr <= lw);
+                float p = 0.0f, g = 0.0f;
+                if (ok) {
+                    p = exp(bwd_dot(kt + r * DHP, qt + j * DHP) * scale - lt[j]);
+                    g = p * (bwd_dot(vt + r * DHP, gt + j * DHP) - dt[j]);
+                }
+                pt[e] = p;
+                dst[e] = g;
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+#pragma unroll 1
+            for (int j = 0; j < TQ; j++) {
+                const float p = pt[ki * TQ + j], g = dst[ki * TQ + j];
+                for (int i = 0; i < DHS; i++) {
+                    gv[i] = fma(p, gt[j * DHP + sl + DS * i], gv[i]);
+                    gk[i] = fma(g, qt[j * DHP + sl + DS * i], gk[i]);
+                }
+            }
+        }
+    }
+    if (g0 + ki < n)
+#pragma unroll /* else nvptx keeps gk and gv in a stack frame (sm_90, DH = 128: 128 bytes) */
+        for (int i = 0; i < DHS; i++) {
+            /* far: the near launch's part of this boundary row comes first, in the same order always */
+            const int at = krow + sl + DS * i;
+            dk[dko + at] = (far ? dk[dko + at] : 0.0f) + gk[i] * scale;
+            dv[dvo + at] = (far ? dv[dvo + at] : 0.0f) + gv[i];
+        }
+}
+#endif /* DS */

@@ -107,6 +107,12 @@ inline int atb_count_below(__global const int *a, int n, int x) {
     return lo;
 }
 
+/* Whether s is one of the sorted boundaries bnd[0 .. n). */
+inline int attn_is_boundary(__global const int *bnd, int n, int s) {
+    const int i = atb_count_below(bnd, n, s);
+    return i < n && bnd[i] == s;
+}
+
 /* ---- prefill attention key tiles (attention.cl forward, attention_backward.cl dq) */
 
 #define ATTN_CAUSAL 0

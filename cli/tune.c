@@ -10,14 +10,15 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: attamba tune [--preset NAME | --model DIR] [--quick] [--tokens N] [--verbose]\n"
-               "                    [--only gemm,gemm-inplace,norm,attention,attention-path]\n"
+               "                    [--only gemm,gemm-inplace,norm,attention,attention-slices,attention-path]\n"
                "                    [--device P:D | --devices LIST]\n"
                "       attamba tune --show [--device P:D | --devices LIST]\n\n"
                "Searches the device-dependent kernel parameters (src/ops/tuning.c) on each device for the\n"
                "shapes of a model (default preset paper-60m; N tokens per batch, default 512): the GEMM\n"
                "register tiles (gemm.vw, gemm.nv, gemm.rm; nn, nt, tn) and the plain B sizes they read in\n"
                "place (gemm.inplace_b_kib: 0, 256, 1024, 4096), the norms' group (norm.group) and\n"
-               "the prefill attention tiles (attn.tk, attn.bq_short) with the model's mask, then whether that\n"
+               "the prefill attention tiles (attn.tk, attn.bq_short) with the model's mask, how many work-items\n"
+               "share a row's head dims (attn.slices: 0, 4, 8, 16), then whether that\n"
                "attention (prefill and backward) goes through the GEMM and in blocks of how many queries\n"
                "(attn.gemm_bq: 0 = the kernels, 64, 128, 256). Each candidate is\n"
                "checked against src/ref, then timed next to the values in force; a winner must beat them by\n"

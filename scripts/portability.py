@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Every OpenCL program variant the engine builds, compiled offline for GPUs it cannot run on here.
 
-usage: scripts/portability.py ATTAMBA_BINARY [--out FILE] [--presets tiny,paper-60m,tiny+head_dim=128] [--jobs N]
+usage: scripts/portability.py ATTAMBA_BINARY [--out FILE] [--presets LIST] [--jobs N]
 
 The variants are the ones `attamba compile` finds for each preset with the CPU rows of the tuning
-table and with the GPU rows (ATTAMBA_TUNE_CLASS=gpu): the program, its -D options. Each is compiled
+table and with the GPU rows (ATTAMBA_TUNE_CLASS=gpu): the program, its -D options (the default
+presets include tiny reshaped to two heads of 128, the attention kernels' DH = 128). Each is compiled
 by clang-15 as OpenCL C 1.2 (the sources cl/common.cl + cl/<program>.cl, as the runtime joins them)
 for AMD gfx90a and gfx1030 (with Debian's rocm-device-libs; resource use from clang's
 kernel-resource-usage remarks), NVIDIA nvptx64 (PTX for sm_80, linked with Debian's libclc where it is
@@ -152,9 +153,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("cli")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "portability.md"))
-    ap.add_argument("--presets", default="tiny,paper-60m,tiny:f16,tiny:q8,tiny+head_dim=128",
+    ap.add_argument("--presets", default="tiny,paper-60m,tiny:f16,tiny:q8,tiny+dim=256+n_heads=2+n_kv_heads=2+head_dim=128",
                     help="presets to compile, NAME or NAME:f16 / NAME:q8 for low-precision weights, "
-                         "NAME+FIELD=N for the preset with an integer config field changed")
+                         "NAME+FIELD=N+... for the preset with integer config fields changed")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     a = ap.parse_args()
     found = variants(a.cli, a.presets.split(","))

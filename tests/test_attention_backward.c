@@ -223,11 +223,15 @@ static void run_backward(prob *x, const attn_mask *m, const attn_backward_opts *
  * whose tile sizes do not divide the ranges or the group sizes (tile sizes 3 and 5 also leave
  * padding lanes in the tile vectors). On a CPU the global ones walk per work-item by default; the
  * fifth variant forces the group walk (masked triangles, separate far launch) from global memory.
- * The last two go through the GEMM in blocks of 7 and 32 queries (the default on CPUs where the mask
- * leaves the GEMMs enough work, so the kernel variants turn it off). */
+ * Then two go through the GEMM in blocks of 7 and 32 queries (the default on CPUs where the mask
+ * leaves the GEMMs enough work, so the kernel variants turn it off), and three through the sliced
+ * kernels (the GPU rows' default) at up to 8, 4 and 64 work-items per row, the last with groups of
+ * one row narrower than its 16-row tiles. */
 static const attn_backward_opts variants[] = {
-    {0, 0, 0, 0, 0, 0, 0},      {1, 1, 1, 1, 2, 0, -1}, {32, 3, 8, 5, 1, 0, -1}, {8, 16, 24, 3, 2, 0, -1},
-    {8, 16, 24, 3, 2, 2, -1}, {0, 0, 0, 0, 0, 0, 7},  {0, 0, 0, 0, 0, 0, 32},
+    {0, 0, 0, 0, 0, 0, 0, 0},      {1, 1, 1, 1, 2, 0, -1, -1},  {32, 3, 8, 5, 1, 0, -1, -1},
+    {8, 16, 24, 3, 2, 0, -1, -1},  {8, 16, 24, 3, 2, 2, -1, -1}, {0, 0, 0, 0, 0, 0, 7, -1},
+    {0, 0, 0, 0, 0, 0, 32, -1},    {16, 8, 16, 8, 0, 0, -1, 8},  {5, 3, 7, 5, 0, 0, -1, 4},
+    {1, 16, 1, 16, 0, 0, -1, 64},
 };
 #define N_VARIANTS ((int)(sizeof variants / sizeof variants[0]))
 
@@ -383,11 +387,11 @@ START_TEST(bad_arguments_return_a_status_and_a_message) {
     expect_fail(BWD(4, 2, &m, &x.out, &x.tg, &x.dq, &x.dk, &x.dv), ATTAMBA_ERR_INVALID_ARG, "below T");
     m.boundaries = &x.tk; /* f32, 3-D */
     expect_fail(BWD(4, 2, &m, &x.out, &x.tg, &x.dq, &x.dk, &x.dv), ATTAMBA_ERR_SHAPE, "i32");
-    attn_backward_opts opts = {0, 0, 300, 0, 0, 0, -1};
+    attn_backward_opts opts = {0, 0, 300, 0, 0, 0, -1, 0};
     expect_fail(ops_attention_prefill_backward_with(ctx, &x.tq, &x.tk, &x.tv, 4, 2, &causal, &x.out, &x.tg,
                                                     &opts, &x.dq, &x.dk, &x.dv),
                 ATTAMBA_ERR_INVALID_ARG, "out of range");
-    attn_backward_opts item_local = {0, 0, 0, 0, 1, 1, -1}, item_bad = {0, 0, 0, 0, 0, 3, -1};
+    attn_backward_opts item_local = {0, 0, 0, 0, 1, 1, -1, -1}, item_bad = {0, 0, 0, 0, 0, 3, -1, -1};
     expect_fail(ops_attention_prefill_backward_with(ctx, &x.tq, &x.tk, &x.tv, 4, 2, &causal, &x.out, &x.tg,
                                                     &item_local, &x.dq, &x.dk, &x.dv),
                 ATTAMBA_ERR_INVALID_ARG, "__local");

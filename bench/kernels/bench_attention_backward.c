@@ -191,7 +191,7 @@ int bench_attention_backward_main(int argc, char **argv) {
     const char *device = NULL, *json = NULL, *tlist = "1024,4096";
     double seconds = 1.0;
     int reps = 3, c, B = 1, H = 8, dh = 64;
-    attn_backward_opts variant = {0, 0, 0, 0, 0, 0, 0};
+    attn_backward_opts variant = {0};
     optind = 1;
     while ((c = getopt_long(argc, argv, "d:s:r:t:v:j:S:h", opts, NULL)) != -1) {
         switch (c) {

@@ -38,6 +38,12 @@ int attn_vec_width_max(int dh, int most) {
 
 int attn_vec_width(int dh) { return attn_vec_width_max(dh, 16); }
 
+int attn_slices_per_row(int dh, int most) {
+    int p = 1;
+    while (p * 2 <= most && dh % (p * 2) == 0) p *= 2;
+    return p;
+}
+
 /* Declared in attention.h: attention_backward.c checks its arguments the same way. */
 attamba_status attn_check_boundaries(rt_ctx *ctx, const char *op, const tensor *bt, int trusted, int64_t T, int *nb) {
     if (!bt || !bt->buf)
@@ -170,10 +176,9 @@ attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const te
     const char *kname = "attn_prefill";
     size_t per_query = 1; /* work-items */
     if (ds > 0) {
-        /* the largest power of two up to ds dividing dh; bq x ds work-items; the queries, two key
-         * tiles (rows of dh + 1) and the scores in __local: halve bq, then tk, until they fit */
-        int p = 1;
-        while (p * 2 <= ds && dh % (p * 2) == 0) p *= 2;
+        /* bq x p work-items; the queries, two key tiles (rows of dh + 1) and the scores in __local:
+         * halve bq, then tk, until they fit */
+        int p = attn_slices_per_row(dh, ds);
         per_query = (size_t)p;
         while ((size_t)bq * per_query > ctx->dev.info.max_work_group_size && bq > 1) bq /= 2;
         uint64_t lmem = ctx->dev.info.local_mem_bytes;

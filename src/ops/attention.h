@@ -62,6 +62,8 @@ attamba_status attn_check_prefill(rt_ctx *ctx, const char *op, const tensor *q, 
  * at most `most`. */
 int attn_vec_width(int dh);
 int attn_vec_width_max(int dh, int most);
+/* Work-items sharing a row of dh in the sliced kernels: the largest power of two up to `most` dividing dh. */
+int attn_slices_per_row(int dh, int most);
 attamba_status attn_check_boundaries(rt_ctx *ctx, const char *op, const tensor *bt, int trusted, int64_t T, int *nb);
 
 /* Attention through the GEMM (attention_gemm.c, the CPU path), every mask: per block of queries, batched

@@ -22,6 +22,17 @@ static attamba_status check_no_alias(rt_ctx *ctx, const tensor *const *ts, const
     return ATTAMBA_OK;
 }
 
+/* __local bytes of the sliced kernels: dq's queries and douts, a key and a value tile (rows of dh + 1),
+ * two bq x tk score tiles, D and tk row offsets; dkv's keys and values, a query and a dout tile, two
+ * bk x tq tiles, lse and D, and its row offsets and key positions. */
+static uint64_t dq_slices_lmem(int bq, int tk, int dh) {
+    return (uint64_t)((2 * bq + 2 * tk) * (dh + 1) + 2 * bq * tk + bq + tk) * sizeof(float);
+}
+
+static uint64_t dkv_slices_lmem(int bk, int tq, int dh) {
+    return (uint64_t)((2 * bk + 2 * tq) * (dh + 1) + 2 * bk * tq + 2 * tq + (bk > tq ? bk : tq) + bk) * sizeof(float);
+}
+
 attamba_status ops_attention_prefill_backward_with(rt_ctx *ctx, const tensor *q, const tensor *k,
                                                    const tensor *v, int n_heads, int n_kv_heads,
                                                    const attn_mask *mask, const tensor *out,
@@ -73,12 +84,33 @@ attamba_status ops_attention_prefill_backward_with(rt_ctx *ctx, const tensor *q,
 
     int most = ops_tune(ctx, TUNE_BWD_VW), vw = attn_vec_width_max(dh, most > 0 ? most : 16);
 
+    /* GPUs (the table's attn.slices): each row's head dims over ds work-items, the rows in __local */
+    int ds = opts && opts->slices ? CORE_MAX(opts->slices, 0) : ops_tune(ctx, TUNE_ATTN_SLICES);
     char options[160];
-    snprintf(options, sizeof options, "-DDH=%d -DBQ=%d -DTK=%d -DBK=%d -DTQ=%d -DUSE_LOCAL=%d -DPER_ITEM=%d -DVW=%d",
-             dh, bq, tk, bk, tq, use_local, per_item, vw);
+    if (ds > 0) {
+        ds = attn_slices_per_row(dh, ds);
+        uint64_t lmem = ctx->dev.info.local_mem_bytes;
+        while ((size_t)bq * ds > maxwg && bq > 1) bq /= 2;
+        while ((size_t)bk * ds > maxwg && bk > 1) bk /= 2;
+        while (dq_slices_lmem(bq, tk, dh) > lmem && bq > 1) bq /= 2;
+        while (dq_slices_lmem(bq, tk, dh) > lmem && tk > 1) tk /= 2;
+        while (dkv_slices_lmem(bk, tq, dh) > lmem && bk > 1) bk /= 2;
+        while (dkv_slices_lmem(bk, tq, dh) > lmem && tq > 1) tq /= 2;
+        if (dq_slices_lmem(bq, tk, dh) > lmem || dkv_slices_lmem(bk, tq, dh) > lmem || (size_t)bq * ds > maxwg ||
+            (size_t)bk * ds > maxwg)
+            return rt_fail(ctx, ATTAMBA_ERR_UNSUPPORTED, "%s: head width %d does not fit %s's local memory (%llu bytes)",
+                           OP, dh, ctx->dev.info.name, (unsigned long long)lmem);
+        snprintf(options, sizeof options, "-DDH=%d -DBQ=%d -DTK=%d -DBK=%d -DTQ=%d -DDS=%d", dh, bq, tk, bk, tq, ds);
+        per_item = 0; /* the group walk: masked triangles and the far launch */
+    } else {
+        snprintf(options, sizeof options,
+                 "-DDH=%d -DBQ=%d -DTK=%d -DBK=%d -DTQ=%d -DUSE_LOCAL=%d -DPER_ITEM=%d -DVW=%d", dh, bq, tk, bk, tq,
+                 use_local, per_item, vw);
+    }
     cl_kernel kq, kkv;
-    RT_TRY(rt_kernel(ctx, "attention_backward", options, "attn_bwd_dq", &kq));
-    RT_TRY(rt_kernel(ctx, "attention_backward", options, "attn_bwd_dkv", &kkv));
+    RT_TRY(rt_kernel(ctx, "attention_backward", options, ds > 0 ? "attn_bwd_dq_slices" : "attn_bwd_dq", &kq));
+    RT_TRY(rt_kernel(ctx, "attention_backward", options, ds > 0 ? "attn_bwd_dkv_slices" : "attn_bwd_dkv", &kkv));
+    size_t per_row = ds > 0 ? (size_t)ds : 1; /* work-items */
 
     /* Per (sequence, head, query): the row log-sum-exp and D = dout . out, from the dq pass. */
     tensor lse = {0}, dsum = {0};
@@ -92,7 +124,8 @@ attamba_status ops_attention_prefill_backward_with(rt_ctx *ctx, const tensor *q,
     int win = mask->window < T ? mask->window : (int)T;
     if (s == ATTAMBA_OK) {
         int64_t nblk = (T + bq - 1) / bq;
-        size_t global[3] = {(size_t)(nblk * bq), (size_t)n_heads, (size_t)B}, local[3] = {(size_t)bq, 1, 1};
+        size_t global[3] = {(size_t)(nblk * bq) * per_row, (size_t)n_heads, (size_t)B};
+        size_t local[3] = {(size_t)bq * per_row, 1, 1};
         rt_arg args[] = {RT_MEM(q->buf->mem), RT_I32(q->offset), RT_MEM(k->buf->mem), RT_I32(k->offset),
                          RT_MEM(v->buf->mem), RT_I32(v->offset), RT_MEM(out->buf->mem), RT_I32(out->offset),
                          RT_MEM(dout->buf->mem), RT_I32(dout->offset), RT_MEM(dq->buf->mem),
@@ -108,8 +141,8 @@ attamba_status ops_attention_prefill_backward_with(rt_ctx *ctx, const tensor *q,
         int64_t n = far ? nb : T;
         int lw = mask->mode == ATTN_CAUSAL ? (int)T : win;
         int64_t nblk = (n + bk - 1) / bk;
-        size_t global[3] = {(size_t)(nblk * bk), (size_t)n_kv_heads, (size_t)B},
-               local[3] = {(size_t)bk, 1, 1};
+        size_t global[3] = {(size_t)(nblk * bk) * per_row, (size_t)n_kv_heads, (size_t)B};
+        size_t local[3] = {(size_t)bk * per_row, 1, 1};
         rt_arg args[] = {RT_MEM(q->buf->mem), RT_I32(q->offset), RT_MEM(k->buf->mem), RT_I32(k->offset),
                          RT_MEM(v->buf->mem), RT_I32(v->offset), RT_MEM(dout->buf->mem), RT_I32(dout->offset),
                          RT_MEM(lse.buf->mem), RT_MEM(dsum.buf->mem), RT_MEM(dk->buf->mem),

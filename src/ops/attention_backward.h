@@ -35,6 +35,8 @@ typedef struct attn_backward_opts {
     int use_local;
     int per_item;
     int gemm_block; /* through the GEMM (attention.h): queries per block; 0 the table's attn.gemm_bq, -1 off */
+    int slices; /* attn_bwd_*_slices: work-items per row (at most); 0 the table's attn.slices, -1 off.
+                 * The group walk with __local rows: use_local and per_item do not apply. */
 } attn_backward_opts;
 attamba_status ops_attention_prefill_backward_with(rt_ctx *ctx, const tensor *q, const tensor *k,
                                                    const tensor *v, int n_heads, int n_kv_heads,

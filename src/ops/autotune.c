@@ -292,16 +292,20 @@ static attamba_status attn_setup(group *g, int quick) {
  * stay within attn.gemm_waste % of the allowed pairs (at the tuned length only the bounds below and
  * above this mask's share differ; the winner's bound then applies to every length). Timed as training
  * runs them: forward and backward, one wait. */
+static attamba_status training_tensors(group *g) {
+    attamba_status s = attn_tensors(g); /* q, k, v, out; then dout, dq, dk, dv */
+    if (!s) s = upload_random(g, &g->t[4], 3, g->t[0].shape, 15);
+    for (int i = 5; i < 8 && !s; i++) s = tensor_alloc_f32(g->ctx, &g->t[i], 3, g->t[i == 5 ? 0 : 1].shape);
+    return s;
+}
+
 static attamba_status path_setup(group *g, int quick) {
     (void)quick;
     static const int waste[] = {160, 200, 400, 1000};
     g->cand[g->n_cand][0] = 0, g->cand[g->n_cand++][1] = ops_tune(g->ctx, TUNE_ATTN_GEMM_WASTE);
     for (int bq = 64; bq <= 256; bq *= 2)
         for (size_t w = 0; w < CORE_LEN(waste); w++) g->cand[g->n_cand][0] = bq, g->cand[g->n_cand++][1] = waste[w];
-    attamba_status s = attn_tensors(g); /* q, k, v, out; then dout, dq, dk, dv */
-    if (!s) s = upload_random(g, &g->t[4], 3, g->t[0].shape, 15);
-    for (int i = 5; i < 8 && !s; i++) s = tensor_alloc_f32(g->ctx, &g->t[i], 3, g->t[i == 5 ? 0 : 1].shape);
-    return s;
+    return training_tensors(g);
 }
 
 static attamba_status path_run(group *g) {
@@ -310,6 +314,27 @@ static attamba_status path_run(group *g) {
     attamba_status s = ops_attention_prefill(g->ctx, &t[0], &t[1], &t[2], H, Hkv, &g->mask, &t[3]);
     if (!s) s = ops_attention_prefill_backward(g->ctx, &t[0], &t[1], &t[2], H, Hkv, &g->mask, &t[3], &t[4], &t[5],
                                                &t[6], &t[7]);
+    return s ? s : rt_finish(g->ctx);
+}
+
+/* Rows of head dims over 0 (one work-item per row), 4, 8 or 16 work-items (attn.slices): timed as training
+ * runs the kernels, forward and backward, with the GEMM path off (the kernels are what the value changes;
+ * the decode takes the same value). */
+static attamba_status slices_setup(group *g, int quick) {
+    static const int slices[] = {0, 4, 8, 16};
+    for (size_t i = 0; i < CORE_LEN(slices) - (quick ? 1 : 0); i++) g->cand[g->n_cand++][0] = slices[i];
+    return training_tensors(g);
+}
+
+static attamba_status slices_run(group *g) {
+    tensor *t = g->t; /* q, k, v, out, dout, dq, dk, dv */
+    int H = g->cfg.n_heads, Hkv = g->cfg.n_kv_heads;
+    attn_prefill_opts fo = {.gemm_block = -1};
+    attn_backward_opts bo = {.gemm_block = -1};
+    attamba_status s = ops_attention_prefill_with(g->ctx, &t[0], &t[1], &t[2], H, Hkv, &g->mask, &fo, &t[3]);
+    if (!s)
+        s = ops_attention_prefill_backward_with(g->ctx, &t[0], &t[1], &t[2], H, Hkv, &g->mask, &t[3], &t[4], &bo,
+                                                &t[5], &t[6], &t[7]);
     return s ? s : rt_finish(g->ctx);
 }
 
@@ -413,6 +438,7 @@ static const group_def defs[] = {
     {"gemm-inplace", 1, {TUNE_GEMM_INPLACE_B_KIB}, gemm_inplace_setup, gemm_check, gemm_run},
     {"norm", 1, {TUNE_NORM_GROUP}, norm_setup, norm_check, norm_run},
     {"attention", 2, {TUNE_ATTN_TK, TUNE_ATTN_BQ_SHORT}, attn_setup, attn_check, attn_run},
+    {"attention-slices", 1, {TUNE_ATTN_SLICES}, slices_setup, attn_check, slices_run},
     {"attention-path", 2, {TUNE_ATTN_GEMM_BQ, TUNE_ATTN_GEMM_WASTE}, path_setup, attn_check, path_run},
 };
 

@@ -68,7 +68,9 @@ static const struct {
      * about even). GPUs always tile through __local. */
     [TUNE_ATTN_LONG_KIB] = {"attn.long_kib", 256, 256, 0, SAME, SAME, SAME, 0, 1 << 20,
                             "prefill: __local tiles and the long block above this many KiB of shared K+V"},
-    [TUNE_ATTN_BQ_LONG] = {"attn.bq_long", 64, 64, 64, SAME, SAME, SAME, 1, 256, "prefill: queries per group, long"},
+    /* GPUs: 32 queries x attn.slices 8 = 256 work-items per group (the backward's groups likewise, with
+     * 8-row tiles: at DH = 128 each kernel's __local stays under 48 KB) */
+    [TUNE_ATTN_BQ_LONG] = {"attn.bq_long", 64, 64, 32, SAME, SAME, SAME, 1, 256, "prefill: queries per group, long"},
     [TUNE_ATTN_BQ_SHORT] = {"attn.bq_short", 16, 16, 16, SAME, SAME, SAME, 1, 256, "prefill: queries per group, short"},
     [TUNE_ATTN_TK] = {"attn.tk", 8, 8, 16, SAME, SAME, SAME, 1, 16, "prefill: keys per tile (power of two)"},
     [TUNE_ATTN_DECODE_WG] = {"attn.decode_wg", 8, 8, 32, SAME, SAME, SAME, 1, 256,
@@ -82,16 +84,17 @@ static const struct {
                                  "split their keys over several groups (0: never)"},
     [TUNE_ATTN_DECODE_SPLIT_KEYS] = {"attn.decode_split_keys", 64, 64, 64, SAME, SAME, SAME, 1, 1 << 20,
                                      "decode split-K: at least this many keys per group"},
-    /* attn_prefill and attn_decode keep a query row and its accumulator in private memory (2 x DH
-     * floats per work-item): at DH = 128 that spills on gfx90a (544-576 bytes of scratch per lane) and
-     * lives in a 1.1-2 KB stack on sm_90. The sliced kernels split the head dims: a prefill query over
-     * this many work-items (the largest power of two up to it dividing DH), the decode's query over the
-     * whole group, scores through __local; gfx90a 56-64 VGPRs, sm_90 47-56 registers and no stack at
-     * DH = 64 and 128 (docs/portability.md). CPUs: off (PoCL runs each barrier as a loop over the group;
-     * the per-item kernels vectorise the rows). Not measured on a GPU yet. */
+    /* The attention kernels keep their rows in private memory (the forward a query and its accumulator,
+     * the backward three or four rows, DH floats each): at DH = 128 they spill on gfx90a (544-1152
+     * bytes of scratch per lane) and keep 1.1-2.7 KB stacks on sm_90. The sliced kernels split a row's
+     * head dims over this many work-items (the largest power of two up to it dividing DH; the decode's
+     * one query over the whole group), with the rows and each tile's scores in __local: no scratch or
+     * stack on gfx90a and sm_90 at DH = 64 and 128 (docs/portability.md). CPUs: off (PoCL runs each
+     * barrier as a loop over the group; the per-item kernels vectorise the rows). Not measured on a
+     * GPU yet. */
     [TUNE_ATTN_SLICES] = {"attn.slices", 0, 0, 8, SAME, SAME, SAME, 0, 64,
-                          "prefill and decode: work-items sharing a query's head dims, scores through __local "
-                          "(0: one work-item per query row)"},
+                          "attention prefill, decode and backward: work-items sharing a row's head dims, rows and "
+                          "scores through __local (0: a row per work-item)"},
     /* CPUs: 16 queries per work-item share each transposed key load (dense attention 1.22x the
      * per-query kernel at T = 512, 1.38x at 2048 on AVX2: docs/benchmarks.md). GPUs: off, RQ x DH
      * private floats would spill. */
@@ -118,10 +121,10 @@ static const struct {
      * L = 32 (the row pass walks the window per query, as the kernels do; not measured beyond). */
     [TUNE_ATTN_GEMM_ROW_WINDOW] = {"attn.gemm_row_window", 32, 32, 32, SAME, SAME, SAME, -1, 4096,
                                    "GEMM attention, compressed masks: windows up to this in the row pass (-1 never)"},
-    [TUNE_BWD_BQ] = {"bwd.bq", 16, 16, 64, SAME, SAME, SAME, 1, 256, "backward: queries per group (dq)"},
-    [TUNE_BWD_TK] = {"bwd.tk", 8, 8, 16, SAME, SAME, SAME, 1, 16, "backward: keys per tile"},
-    [TUNE_BWD_BK] = {"bwd.bk", 16, 16, 64, SAME, SAME, SAME, 1, 256, "backward: keys per group (dk, dv)"},
-    [TUNE_BWD_TQ] = {"bwd.tq", 8, 8, 16, SAME, SAME, SAME, 1, 16, "backward: queries per tile"},
+    [TUNE_BWD_BQ] = {"bwd.bq", 16, 16, 32, SAME, SAME, SAME, 1, 256, "backward: queries per group (dq)"},
+    [TUNE_BWD_TK] = {"bwd.tk", 8, 8, 8, SAME, SAME, SAME, 1, 16, "backward: keys per tile"},
+    [TUNE_BWD_BK] = {"bwd.bk", 16, 16, 32, SAME, SAME, SAME, 1, 256, "backward: keys per group (dk, dv)"},
+    [TUNE_BWD_TQ] = {"bwd.tq", 8, 8, 8, SAME, SAME, SAME, 1, 16, "backward: queries per tile"},
     [TUNE_BWD_LOCAL] = {"bwd.local", 0, 0, 1, SAME, SAME, SAME, 0, 1, "backward: 1 tiles through __local"},
     [TUNE_BWD_PER_ITEM] = {"bwd.per_item", 1, 1, 0, SAME, SAME, SAME, 0, 1,
                            "backward: 1 each work-item walks its own rows (only without __local)"},

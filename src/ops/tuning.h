@@ -46,7 +46,7 @@ typedef enum tune_param {
     TUNE_ATTN_DECODE_GROUPS, /*   work-groups per compute unit wanted: fewer (sequence, head) pairs split
                                 their keys (split-K; 0: never) */
     TUNE_ATTN_DECODE_SPLIT_KEYS, /* at least this many keys per split */
-    TUNE_ATTN_SLICES,    /* prefill and decode attention: head dims split over work-items (0: a row per work-item) */
+    TUNE_ATTN_SLICES,    /* attention prefill, decode, backward: head dims split over work-items (0: a row each) */
     TUNE_ATTN_RQ,        /* dense causal prefill: queries per work-item with the keys along the lanes (0: off) */
     TUNE_ATTN_GEMM_BQ,   /* prefill and backward attention through the GEMM: queries per block (0: off) */
     TUNE_ATTN_GEMM_WASTE, /*   ... only while its scores are at most this many % of the pairs the mask allows */
