@@ -279,6 +279,25 @@ static attamba_status ssm_step_both(model *m, int l, ssm_acts *a, const tensor *
     return s;
 }
 
+/* y0 = y1 = x: one strided copy (x seen twice, batch stride 0) where y0 and y1 pair up, else two. */
+static attamba_status copy_twice(const tensor *x, tensor *y0, tensor *y1) {
+    tensor y = {0};
+    int64_t r, c, l;
+    attamba_status s;
+    if (pair_view(y0, y1, &y) && y.ndim == 3 && rows_cols(x, &r, &c, &l) && r == y.shape[1] && c == y.shape[2]) {
+        tensor xx = *x; /* a view without a reference of its own */
+        xx.ndim = 3;
+        xx.shape[0] = 2, xx.shape[1] = r, xx.shape[2] = c;
+        xx.stride[0] = 0, xx.stride[1] = l, xx.stride[2] = 1;
+        s = tensor_copy(&y, &xx);
+    } else {
+        s = tensor_copy(y0, x);
+        if (!s) s = tensor_copy(y1, x);
+    }
+    tensor_free(&y);
+    return s;
+}
+
 /* k = x + SSM_K(x), v = x + SSM_V(x) after their in_proj (done with q's): conv (+SiLU), scan, gated
  * norm, out_proj; the two SSMs run side by side (one launch for both where the buffers allow). */
 static attamba_status ssm_forward(model *m, int l, layer_acts *a, const tensor *seg_first, const layer_mode *md) {
@@ -287,8 +306,7 @@ static attamba_status ssm_forward(model *m, int l, layer_acts *a, const tensor *
     if (md->decode) RT_TRY(ssm_step_both(m, l, s, seg_first, md));
     else
         for (int i = 0; i < 2; i++) RT_TRY(ssm_scan_sequence(m, l, i, &a->seg, &s[i], md));
-    RT_TRY(tensor_copy(&a->k, &a->x));
-    RT_TRY(tensor_copy(&a->v, &a->x));
+    RT_TRY(copy_twice(&a->x, &a->k, &a->v));
     return linear_pair(m, &s[0].g, &s[1].g, w[0].out_proj, w[1].out_proj, 1, &a->k, &a->v);
 }
 
