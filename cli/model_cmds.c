@@ -209,12 +209,20 @@ int cli_quantize(int argc, char **argv) {
 
 /* Device memory of a model at B x T, measured: the arenas and scratch a prefill and a decode step
  * of that size use, read from the context's accounting (attamba_config_measure_memory). */
-static int info_memory(const attamba_config *cfg, const char *device, int B, int64_t T, cJSON *json) {
+/* --cache-type f32|f16 into *t; 0 (with the message) for anything else. */
+static int parse_cache_type(const char *cmd, const char *arg, attamba_cache_type *t) {
+    if (strcmp(arg, "f32") && strcmp(arg, "f16")) return cli_error(cmd, "--cache-type '%s': f32 or f16", arg), 0;
+    *t = strcmp(arg, "f16") ? ATTAMBA_CACHE_F32 : ATTAMBA_CACHE_F16;
+    return 1;
+}
+
+static int info_memory(const attamba_config *cfg, const char *device, int B, int64_t T, attamba_cache_type ct,
+                       cJSON *json) {
     attamba_context *ctx = cli_open_device(device);
     if (!ctx) return 1;
     attamba_memory_report r;
     int rc = 0;
-    if (attamba_config_measure_memory(ctx, cfg, B, T, &r)) {
+    if (attamba_config_measure_memory_with(ctx, cfg, B, T, ct, &r)) {
         rc = cli_error("info", "measuring memory: %s", attamba_context_last_error(ctx));
     } else if (json) {
         cJSON *o = cJSON_AddObjectToObject(json, "device_memory");
@@ -248,7 +256,7 @@ static int info_memory(const attamba_config *cfg, const char *device, int B, int
 
 /* What info prints: the config, its parameters and its costs at each context, then the measured memory. */
 static int info_print(const attamba_config *cfg, const int64_t *contexts, int nc, int json, int batch,
-                      const char *device) {
+                      const char *device, attamba_cache_type ct) {
     attamba_config_info info;
     attamba_config_describe(cfg, &info);
     char *text = attamba_config_json(cfg);
@@ -258,10 +266,11 @@ static int info_print(const attamba_config *cfg, const int64_t *contexts, int nc
         cJSON_AddItemToObject(o, "config", cJSON_Parse(text));
         free(text);
         cJSON_AddNumberToObject(o, "parameters", (double)info.parameters);
+        cJSON_AddStringToObject(o, "cache_type", ct == ATTAMBA_CACHE_F16 ? "f16" : "f32");
         cJSON *a = cJSON_AddArrayToObject(o, "contexts");
         for (int i = 0; i < nc; i++) {
             attamba_config_cost k;
-            attamba_config_estimate(cfg, contexts[i], &k);
+            attamba_config_estimate_with(cfg, contexts[i], ct, &k);
             cJSON *e = cJSON_CreateObject();
             cJSON_AddNumberToObject(e, "context", (double)contexts[i]);
             cJSON_AddNumberToObject(e, "cache_bytes", (double)k.cache_bytes);
@@ -270,7 +279,7 @@ static int info_print(const attamba_config *cfg, const int64_t *contexts, int nc
             cJSON_AddNumberToObject(e, "attention_flops_per_token", k.attention_flops);
             cJSON_AddItemToArray(a, e);
         }
-        if (batch && info_memory(cfg, device, batch, contexts[0], o)) {
+        if (batch && info_memory(cfg, device, batch, contexts[0], ct, o)) {
             cJSON_Delete(o);
             return 1;
         }
@@ -288,25 +297,30 @@ static int info_print(const attamba_config *cfg, const int64_t *contexts, int nc
     for (int i = 0; i < nc; i++) {
         attamba_config_cost k;
         int64_t T = contexts[i];
-        attamba_config_estimate(cfg, T, &k);
+        attamba_config_estimate_with(cfg, T, ct, &k);
         printf("%-9lld %14lld %11.1f %8.2fx %13.1f %17.3g\n", (long long)T, (long long)k.cache_bytes,
                (double)k.cache_bytes / (double)T, (double)k.cache_bytes_full / (double)k.cache_bytes, k.key_visits,
                k.attention_flops);
     }
-    return batch ? info_memory(cfg, device, batch, contexts[0], NULL) : 0;
+    return batch ? info_memory(cfg, device, batch, contexts[0], ct, NULL) : 0;
 }
 
 int cli_info(int argc, char **argv) {
     static const struct option opts[] = {{"model", required_argument, 0, 'm'}, {"preset", required_argument, 0, 'p'},
                                          {"context", required_argument, 0, 'c'}, {"json", no_argument, 0, 'j'},
                                          {"batch", required_argument, 0, 'b'}, {"device", required_argument, 0, 'd'},
-                                         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+                                         {"cache-type", required_argument, 0, 'C'}, {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     const char *dir = NULL, *preset = NULL, *device = NULL;
     long context = 0, batch = 0;
     int c, json = 0;
+    attamba_cache_type ct = ATTAMBA_CACHE_F32;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:p:c:jb:d:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:p:c:jb:d:C:h", opts, NULL)) != -1) {
         if (c == 'm') dir = optarg;
+        else if (c == 'C') {
+            if (!parse_cache_type("info", optarg, &ct)) return 2;
+        }
         else if (c == 'p') preset = optarg;
         else if (c == 'j') json = 1;
         else if (c == 'd') device = optarg;
@@ -315,13 +329,15 @@ int cli_info(int argc, char **argv) {
         } else if (c == 'b') {
             if (!parse_int("info", "batch", optarg, 1, 1L << 16, &batch)) return 2;
         } else if (c == 'h') {
-            printf("usage: attamba info (--model DIR | --preset NAME) [--context T] [--batch B [--device P:D]] [--json]\n\n"
+            printf("usage: attamba info (--model DIR | --preset NAME) [--context T] [--batch B [--device P:D]]\n"
+                   "                    [--cache-type f32|f16] [--json]\n\n"
                    "Prints the config, the parameter count, and per context length the KV-cache bytes, the keys\n"
                    "a query visits per layer and the attention FLOPs per token (for T = 1K, 4K, 16K, 32K, or\n"
                    "only --context T). --json prints one object. No device is needed, except with --batch:\n"
                    "then a model of this config (random weights) runs a prefill of B x T and a decode step with\n"
                    "a cache of B sequences of T on the device, and the device memory each needs is printed as\n"
-                   "measured (weights, activation arenas, KV cache, peaks).\n");
+                   "measured (weights, activation arenas, KV cache, peaks). --cache-type: the stored keys and\n"
+                   "values of both the estimate and the measured caches (as `generate --cache-type`).\n");
             return 0;
         } else return 2;
     }
@@ -338,7 +354,7 @@ int cli_info(int argc, char **argv) {
         contexts[0] = context;
         nc = 1;
     }
-    int rc = info_print(cfg, contexts, nc, json, (int)batch, device);
+    int rc = info_print(cfg, contexts, nc, json, (int)batch, device, ct);
     attamba_config_destroy(cfg);
     return rc;
 }
@@ -483,13 +499,7 @@ int cli_generate(int argc, char **argv) {
         case 'N': bad |= !parse_int("generate", "repeat-last-n", optarg, 1, 65536, &last_n); break;
         case 's': bad |= !parse_int("generate", "seed", optarg, 0, 2147483647L, &seed); break;
         case 'w': bad |= !parse_int("generate", "warmup", optarg, 0, 100, &warmup); break;
-        case 'C':
-            spar.cache_type = !strcmp(optarg, "f16") ? ATTAMBA_CACHE_F16 : ATTAMBA_CACHE_F32;
-            if (strcmp(optarg, "f16") && strcmp(optarg, "f32")) {
-                cli_error("generate", "--cache-type '%s': f32 or f16", optarg);
-                bad = 1;
-            }
-            break;
+        case 'C': bad |= !parse_cache_type("generate", optarg, &spar.cache_type); break;
         case 'h':
             printf("usage: attamba generate --model DIR --prompt TEXT [-n N] [--temperature T] [--top-k K]\n"
                    "                        [--top-p P] [--min-p P] [--repeat-penalty R [--repeat-last-n N]]\n"

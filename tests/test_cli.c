@@ -185,7 +185,7 @@ START_TEST(generate_checks_and_runs_its_sampling_filters) {
     ck_assert_msg(!strcmp(out, warm), "--warmup 2 changed the text:\n%s\n---\n%s", out, warm);
     rc = cli(out, sizeof out, "generate --model %s/m --prompt x --warmup -1", dir);
     ck_assert_msg(rc == 2 && strstr(out, "warmup"), "--warmup -1: exit %d: %s", rc, out);
-    /* an f16 cache holds fewer bytes (tiny: a transformer, every token stored); q8 is refused */
+    /* an f16 cache holds fewer bytes (tiny's stored boundaries); q8 is refused */
     long long bytes[2];
     for (int i = 0; i < 2; i++) {
         rc = cli(out, sizeof out, greedy, dir, i ? "--cache-type f16" : "--cache-type f32");
@@ -195,6 +195,18 @@ START_TEST(generate_checks_and_runs_its_sampling_filters) {
     ck_assert_msg(bytes[1] < bytes[0], "f16 cache %lld bytes, f32 %lld", bytes[1], bytes[0]);
     rc = cli(out, sizeof out, "generate --model %s/m --prompt x --cache-type q8", dir);
     ck_assert_msg(rc == 2 && strstr(out, "cache-type"), "--cache-type q8: exit %d: %s", rc, out);
+    /* info's estimate for the 18 tokens the runs held (bos and the 6-byte prompt, then 11 of the 12
+     * generated: the last is never fed back) is what they held, for both caches */
+    for (int i = 0; i < 2; i++) {
+        long long est;
+        rc = cli(out, sizeof out, "info --model %s/m --context 18 --cache-type %s", dir, i ? "f16" : "f32");
+        const char *at = strstr(out, "\n18 ");
+        ck_assert_msg(rc == 0 && at && sscanf(at, "\n18 %lld", &est) == 1, "info: %s", out);
+        ck_assert_msg(est == bytes[i], "info --cache-type %s: %lld bytes, generate held %lld", i ? "f16" : "f32",
+                      est, bytes[i]);
+    }
+    rc = cli(out, sizeof out, "info --model %s/m --cache-type q8", dir);
+    ck_assert_msg(rc == 2 && strstr(out, "cache-type"), "info --cache-type q8: exit %d: %s", rc, out);
 }
 END_TEST
 

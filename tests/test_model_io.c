@@ -64,11 +64,15 @@ START_TEST(cache_bytes_follow_spec_formula) {
     c.boundaries = BOUNDARY_UNIFORM;
     int64_t T = 4096, d = 512, nb = 1 + T / 8; /* 0 plus 7, 15, ..., 4095 */
     int64_t constant = 2 * (3 * (256 + 64) + 256 * 32) * 4;
-    ck_assert_int_eq(model_config_cache_bytes(&c, T), 8 * ((nb + 8 + 1) * 2 * d * 4 + constant));
+    ck_assert_int_eq(model_config_cache_bytes(&c, T, 4), 8 * ((nb + 8 + 1) * 2 * d * 4 + constant));
+    /* f16 store: the boundaries at 2 bytes, the ring (L + 1 rows) and the SSM states still f32 */
+    ck_assert_int_eq(model_config_cache_bytes(&c, T, 2), 8 * ((nb * 2 + (8 + 1) * 4) * 2 * d + constant));
     c.kind = MODEL_TRANSFORMER;
-    ck_assert_int_eq(model_config_cache_bytes(&c, T), 8 * T * 2 * d * 4);
-    c.kind = MODEL_TRANSFORMER_SWA;
-    ck_assert_int_eq(model_config_cache_bytes(&c, T), 8 * 9 * 2 * d * 4);
+    ck_assert_int_eq(model_config_cache_bytes(&c, T, 4), 8 * T * 2 * d * 4);
+    ck_assert_int_eq(model_config_cache_bytes(&c, T, 2), 8 * T * 2 * d * 2);
+    c.kind = MODEL_TRANSFORMER_SWA; /* the ring only */
+    ck_assert_int_eq(model_config_cache_bytes(&c, T, 4), 8 * 9 * 2 * d * 4);
+    ck_assert_int_eq(model_config_cache_bytes(&c, T, 2), 8 * 9 * 2 * d * 4);
 }
 END_TEST
 

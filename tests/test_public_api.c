@@ -95,8 +95,21 @@ static void check_f16_cache(const char *name, float tol) {
             }
     }
     ck_assert_msg(worst < tol, "%s: f16 cache logits %.3g from the forward pass (tolerance %.3g)", name, worst, tol);
-    for (int i = 0; i < 2; i++)
+    /* the estimate from the config alone is what each session holds */
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/%s", GOLDEN_DIR, name);
+    attamba_config *cfg;
+    ck_assert_int_eq(attamba_config_load(dir, &cfg, NULL, 0), ATTAMBA_OK);
+    for (int i = 0; i < 2; i++) {
         ck_assert_int_lt(attamba_session_cache_bytes(s, i), attamba_session_cache_bytes(s32, i));
+        int64_t tokens = 4 + 3 * i + (T - 7);
+        attamba_config_cost c16, c32;
+        attamba_config_estimate_with(cfg, tokens, ATTAMBA_CACHE_F16, &c16);
+        attamba_config_estimate(cfg, tokens, &c32);
+        ck_assert_int_eq(attamba_session_cache_bytes(s, i), c16.cache_bytes);
+        ck_assert_int_eq(attamba_session_cache_bytes(s32, i), c32.cache_bytes);
+    }
+    attamba_config_destroy(cfg);
     attamba_session_destroy(s);
     attamba_session_destroy(s32);
     p.cache_type = (attamba_cache_type)7;

@@ -208,7 +208,7 @@ void tu_check_decode_matches_prefill(model *m, int T, int n0, const char *what) 
     }
     /* SPEC 4: cache bytes */
     model_config cc = m->cfg;
-    ck_assert_int_eq(kv_cache_bytes_used(c, 0), model_config_cache_bytes(&cc, T));
+    ck_assert_int_eq(kv_cache_bytes_used(c, 0), model_config_cache_bytes(&cc, T, (int)tensor_dtype_size(c->layers[0].kb.dtype)));
     kv_cache_destroy(c);
     tensor_free(&full);
     free(want);

@@ -181,6 +181,14 @@ typedef struct attamba_config_info {
 } attamba_config_info;
 void attamba_config_describe(const attamba_config *c, attamba_config_info *out);
 
+/* The element type of a session's stored keys and values (the boundaries of an Attamba model, every
+ * token of a transformer); the window's ring and the SSM states stay f32. */
+typedef enum attamba_cache_type {
+    ATTAMBA_CACHE_F32 = 0, /* exact: decoding gives the logits of attamba_model_forward */
+    ATTAMBA_CACHE_F16 = 1  /* half the bytes to hold and to read per step (what long contexts are bound by);
+                              the stored keys and values rounded to the nearest half, as llama.cpp's default
+                              cache */
+} attamba_cache_type;
 /* What a sequence of `context` tokens costs (SPEC 4): per sequence, all layers. */
 typedef struct attamba_config_cost {
     int64_t cache_bytes;      /* the compressed KV cache (boundary keys, window, SSM state) */
@@ -189,6 +197,9 @@ typedef struct attamba_config_cost {
     double attention_flops;   /* attention FLOPs per token, mean over the positions */
 } attamba_config_cost;
 void attamba_config_estimate(const attamba_config *c, int64_t context, attamba_config_cost *out);
+/* The same with the stored keys and values of both caches as cache_type (attamba_session_params). */
+void attamba_config_estimate_with(const attamba_config *c, int64_t context, attamba_cache_type cache_type,
+                                  attamba_config_cost *out);
 
 /* Device memory a model of config c needs at batch x context, measured on ctx: a model with random
  * weights runs a prefill of batch x context and a decode step with caches of batch sequences of
@@ -204,6 +215,10 @@ typedef struct attamba_memory_report {
 } attamba_memory_report;
 attamba_status attamba_config_measure_memory(attamba_context *ctx, const attamba_config *c, int batch,
                                              int64_t context, attamba_memory_report *out);
+/* The same with caches of cache_type (attamba_session_params). */
+attamba_status attamba_config_measure_memory_with(attamba_context *ctx, const attamba_config *c, int batch,
+                                                  int64_t context, attamba_cache_type cache_type,
+                                                  attamba_memory_report *out);
 
 /* Writes dir/config.json and dir/model.safetensors of a model of config c with seeded random weights
  * (the same as attamba_model_init's for the seed), and the tokenizer file a SentencePiece config names;
@@ -377,14 +392,6 @@ attamba_status attamba_session_create(attamba_model *m, int64_t max_tokens, atta
  * (what a server needs: one pass over the weights per step for all of them). */
 attamba_status attamba_session_create_batch(attamba_model *m, int n_seq, int64_t max_tokens,
                                             attamba_session **out);
-/* The element type of a session's stored keys and values (the boundaries of an Attamba model, every
- * token of a transformer); the window's ring and the SSM states stay f32. */
-typedef enum attamba_cache_type {
-    ATTAMBA_CACHE_F32 = 0, /* exact: decoding gives the logits of attamba_model_forward */
-    ATTAMBA_CACHE_F16 = 1  /* half the bytes to hold and to read per step (what long contexts are bound by);
-                              the stored keys and values rounded to the nearest half, as llama.cpp's default
-                              cache */
-} attamba_cache_type;
 typedef struct attamba_session_params {
     int n_seq;                     /* sequences, as attamba_session_create_batch (1) */
     int64_t max_tokens;            /* capacity of each */

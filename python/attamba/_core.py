@@ -25,6 +25,14 @@ __all__ = ["TOKEN_SKIP", "version", "devices", "DeviceInfo", "Memory", "Counters
 
 # ---- helpers -------------------------------------------------------------------------------------
 
+
+def _cache_type(name):
+    """"f32" / "f16" as attamba_cache_type."""
+    if name not in ("f32", "f16"):
+        raise ValueError(f"cache_type must be 'f32' or 'f16', got {name!r}")
+    return L.CACHE_F16 if name == "f16" else L.CACHE_F32
+
+
 def _int(value, name, lo, hi):
     """value as a Python int in [lo, hi] (TypeError for non-integers, ValueError outside)."""
     if isinstance(value, (bool, np.bool_)):
@@ -536,29 +544,31 @@ class Config(_Owned):
         out["pseudo"] = bool(out["pseudo"])
         return out
 
-    def estimate(self, context):
+    def estimate(self, context, cache_type="f32"):
         """What a sequence of ``context`` tokens costs, per sequence and all layers (a dict):
         cache_bytes (the compressed KV cache), cache_bytes_full (a full-attention cache of the same width
         and depth), key_visits (keys a query visits per layer, mean over the positions), attention_flops
-        (per token, mean over the positions)."""
+        (per token, mean over the positions). cache_type: the caches' stored keys and values, as Session's."""
         c = L.ConfigCostStruct()
+        t = _cache_type(cache_type)
         with self._h.lock:
-            L.lib().config_estimate(self._ptr(), _int(context, "context", 0, INT64_MAX), byref(c))
+            L.lib().config_estimate_with(self._ptr(), _int(context, "context", 0, INT64_MAX), t, byref(c))
         return {"cache_bytes": int(c.cache_bytes), "cache_bytes_full": int(c.cache_bytes_full),
                 "key_visits": float(c.key_visits), "attention_flops": float(c.attention_flops)}
 
-    def measure_memory(self, ctx, batch, context):
+    def measure_memory(self, ctx, batch, context, cache_type="f32"):
         """Device memory (bytes) a model of this config needs at batch x context, measured on ctx's device
         with random weights: a dict with weights, prefill_arena, prefill_peak, kv_cache, decode_arena,
-        decode_peak, idle_scratch."""
+        decode_peak, idle_scratch. cache_type: the caches' stored keys and values, as Session's."""
         if not isinstance(ctx, Context):
             raise TypeError(f"ctx must be an attamba.Context, got {type(ctx).__name__}")
         r = L.MemoryReportStruct()
         b = _int(batch, "batch", INT32_MIN, INT32_MAX)
         t = _int(context, "context", -INT64_MAX, INT64_MAX)
+        ct = _cache_type(cache_type)
         with _MultiLock([ctx._h.lock, self._h.lock]):
             cptr = ctx._ptr()
-            L.check(L.lib().config_measure_memory(cptr, self._ptr(), b, t, byref(r)), cptr)
+            L.check(L.lib().config_measure_memory_with(cptr, self._ptr(), b, t, ct, byref(r)), cptr)
         return {name: int(getattr(r, name)) for name, _ in L.MemoryReportStruct._fields_}
 
     def use_tokenizer(self, path):
@@ -1056,8 +1066,7 @@ class Session(_Owned):
     def __init__(self, model, max_tokens, n_seq=1, cache_type="f32"):
         if not isinstance(model, Model):
             raise TypeError(f"model must be an attamba.Model, got {type(model).__name__}")
-        if cache_type not in ("f32", "f16"):
-            raise ValueError(f"cache_type must be 'f32' or 'f16', got {cache_type!r}")
+        ct = _cache_type(cache_type)
         self.model = model
         self.max_tokens = _int(max_tokens, "max_tokens", -INT64_MAX, INT64_MAX)
         self.n_seq = _int(n_seq, "n_seq", INT32_MIN, INT32_MAX)
@@ -1066,8 +1075,8 @@ class Session(_Owned):
         out = c_void_p()
         with model._h.lock:
             mptr = model._ptr()
-            if cache_type == "f16":
-                p = L.SessionParamsStruct(self.n_seq, self.max_tokens, L.CACHE_F16)
+            if ct == L.CACHE_F16:
+                p = L.SessionParamsStruct(self.n_seq, self.max_tokens, ct)
                 status = lib.session_create_with(mptr, byref(p), byref(out))
             elif self.n_seq == 1:
                 status = lib.session_create(mptr, self.max_tokens, byref(out))

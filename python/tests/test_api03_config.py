@@ -22,6 +22,10 @@ def test_load_describe_estimate():
     assert 0 < e["cache_bytes"] < e["cache_bytes_full"]          # compressed: less than full attention
     assert e["key_visits"] > 0 and e["attention_flops"] > 0
     assert c.estimate(512)["cache_bytes_full"] == 2 * e["cache_bytes_full"]
+    h = c.estimate(256, cache_type="f16")                         # stored rows at half the bytes
+    assert h["cache_bytes_full"] * 2 == e["cache_bytes_full"] and h["cache_bytes"] < e["cache_bytes"]
+    with pytest.raises(ValueError, match="cache_type"):
+        c.estimate(256, cache_type="q8")
 
 
 def test_set_update_and_a_refused_value_changes_nothing():
@@ -85,6 +89,8 @@ def test_measure_memory(ctx):
     assert set(r) == {"weights", "prefill_arena", "prefill_peak", "kv_cache", "decode_arena", "decode_peak",
                       "idle_scratch"}
     assert r["weights"] > 0 and r["kv_cache"] > 0 and r["prefill_peak"] >= r["weights"] + r["prefill_arena"]
+    h = attamba.Config.load("tiny").measure_memory(ctx, 2, 64, cache_type="f16")
+    assert 0 < h["kv_cache"] < r["kv_cache"] and h["weights"] == r["weights"]
 
 
 def test_quantize_q8_then_load(ctx, tiny, tiny_dir, tmp_path):

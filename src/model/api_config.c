@@ -147,20 +147,35 @@ void attamba_config_describe(const attamba_config *c, attamba_config_info *out) 
     out->parameters = model_config_param_count(m);
 }
 
-void attamba_config_estimate(const attamba_config *c, int64_t context, attamba_config_cost *out) {
+void attamba_config_estimate_with(const attamba_config *c, int64_t context, attamba_cache_type cache_type,
+                                  attamba_config_cost *out) {
     model_config full = c->c; /* a full-attention cache of the same width and depth */
     full.kind = MODEL_TRANSFORMER;
     full.pseudo = 0;
-    out->cache_bytes = model_config_cache_bytes(&c->c, context);
-    out->cache_bytes_full = model_config_cache_bytes(&full, context);
+    int es = cache_type == ATTAMBA_CACHE_F16 ? 2 : 4;
+    out->cache_bytes = model_config_cache_bytes(&c->c, context, es);
+    out->cache_bytes_full = model_config_cache_bytes(&full, context, es);
     out->key_visits = model_config_key_visits(&c->c, context);
     out->attention_flops = model_config_attention_flops(&c->c, context);
 }
 
+void attamba_config_estimate(const attamba_config *c, int64_t context, attamba_config_cost *out) {
+    attamba_config_estimate_with(c, context, ATTAMBA_CACHE_F32, out);
+}
+
 attamba_status attamba_config_measure_memory(attamba_context *ctx, const attamba_config *c, int batch,
                                              int64_t context, attamba_memory_report *out) {
+    return attamba_config_measure_memory_with(ctx, c, batch, context, ATTAMBA_CACHE_F32, out);
+}
+
+attamba_status attamba_config_measure_memory_with(attamba_context *ctx, const attamba_config *c, int batch,
+                                                  int64_t context, attamba_cache_type cache_type,
+                                                  attamba_memory_report *out) {
     static const char *op = "attamba_config_measure_memory";
     if (!c || !out) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: NULL config or report", op);
+    if (cache_type != ATTAMBA_CACHE_F32 && cache_type != ATTAMBA_CACHE_F16)
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: cache_type %d is neither ATTAMBA_CACHE_F32 nor _F16", op,
+                       (int)cache_type);
     if (batch < 1 || context < 1 || context > INT32_MAX - 1 || (int64_t)batch * context > ((int64_t)1 << 40))
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: batch %d x context %lld", op, batch, (long long)context);
     memset(out, 0, sizeof *out);
@@ -186,7 +201,7 @@ attamba_status attamba_config_measure_memory(attamba_context *ctx, const attamba
     if (!s) { /* then a decode step of B sequences at position T, the peak counted from there */
         ctx->mem_peak = after_prefill;
         tensor lg;
-        s = kv_cache_create(m, B, T + 1, TENSOR_F32, &cache);
+        s = kv_cache_create(m, B, T + 1, cache_type == ATTAMBA_CACHE_F16 ? TENSOR_F16 : TENSOR_F32, &cache);
         if (!s) s = kv_cache_fill_synthetic(cache, T);
         if (!s) s = model_decode_step(m, cache, tok, &lg);
         if (!s) tensor_free(&lg);

@@ -383,21 +383,21 @@ int64_t model_config_param_count(const model_config *c) {
     return V * d + c->n_layers * layer + d + (c->tie_embeddings ? 0 : V * d);
 }
 
-int64_t model_config_cache_bytes(const model_config *c, int64_t tokens) {
+int64_t model_config_cache_bytes(const model_config *c, int64_t tokens, int store_bytes) {
     const int64_t f32 = 4;
     int64_t kvw = (int64_t)c->n_kv_heads * c->head_dim, total = 0;
     for (int l = 0; l < c->n_layers; l++) {
-        int64_t rows;
+        int64_t stored, ring; /* rows of the store (store_bytes per element) and of the f32 ring */
         if (c->kind == MODEL_TRANSFORMER || (c->kind == MODEL_ATTAMBA && c->pseudo)) {
-            rows = tokens;
+            stored = tokens, ring = 0;
         } else if (c->kind == MODEL_TRANSFORMER_SWA) {
-            rows = CORE_MIN(tokens, (int64_t)c->window + 1);
+            stored = 0, ring = CORE_MIN(tokens, (int64_t)c->window + 1);
         } else {
             boundary_spec b = model_config_boundaries(c);
-            int64_t nb = tokens > 0 ? boundary_positions(&b, l, c->n_layers, tokens, NULL, 0) : 0;
-            rows = nb + CORE_MIN(tokens, (int64_t)c->window + 1); /* the ring never outgrows the sequence */
+            stored = tokens > 0 ? boundary_positions(&b, l, c->n_layers, tokens, NULL, 0) : 0;
+            ring = CORE_MIN(tokens, (int64_t)c->window + 1); /* the ring never outgrows the sequence */
         }
-        total += rows * 2 * kvw * f32;
+        total += (stored * store_bytes + ring * f32) * 2 * kvw;
         if (c->kind == MODEL_ATTAMBA) {
             int64_t conv_ch = c->ssm_inner + 2 * (int64_t)c->ssm_groups * c->ssm_state;
             int64_t state = (int64_t)c->ssm_inner * c->ssm_state; /* nh * p * N */

@@ -77,8 +77,10 @@ const char *model_tokenizer_name(tokenizer_kind k);
 boundary_spec model_config_boundaries(const model_config *c);
 /* Parameter count (every tensor of docs/weights.md). */
 int64_t model_config_param_count(const model_config *c);
-/* KV-cache bytes per layer after `tokens` tokens (SPEC 4), f32; layer matters for cyclic shifts. */
-int64_t model_config_cache_bytes(const model_config *c, int64_t tokens);
+/* KV-cache bytes of all layers after `tokens` tokens (SPEC 4; the layer matters for cyclic shifts):
+ * stored keys and values of store_bytes per element (4: f32, 2: f16), the window's ring and the SSM
+ * states f32. */
+int64_t model_config_cache_bytes(const model_config *c, int64_t tokens, int store_bytes);
 
 /* Mean number of keys a query visits per layer over positions [0, T) (SPEC 3.3 masks), and the
  * attention FLOPs per token of the whole model at that context (QK^T and PV: 4 * H * dh per key). */

@@ -14,7 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
     model_config c;
     char err[600];
     if (model_config_from_json(text, &c, err, sizeof err) == ATTAMBA_OK) {
-        volatile int64_t sink = model_config_param_count(&c) + model_config_cache_bytes(&c, 4096);
+        volatile int64_t sink = model_config_param_count(&c) + model_config_cache_bytes(&c, 4096, 2);
         volatile double f = model_config_key_visits(&c, 257) + model_config_attention_flops(&c, 257);
         (void)sink;
         (void)f;
