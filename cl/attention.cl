@@ -479,7 +479,20 @@ __kernel void attn_transpose_k(__global float *kt, __global const float *k, int 
  * writes its unnormalised accumulator, running max and sum to part [B, H, S, DH + 2] (a group with
  * no key writes max ATTN_NEG and zeros); attn_decode_merge then combines them.
  * Global (WG, H * S, B), local (WG, 1, 1). */
-#if defined(ATTN_DECODE) && !defined(DECODE_SLICES)
+#ifdef ATTN_DECODE
+/* -DDECODE_SLICES=1: the head dims split over the group (GPUs: the above keeps a query and its
+ * accumulator as 2 x DH private floats per work-item). Same keys, split-K parts and output; the query
+ * goes to __local once (scaled) and the group walks its keys in tiles of WG: work-item lid takes key
+ * e0 + lid's score (a dot product over DH with its key row, the store's elements KV_T, the ring's
+ * float) into __local sc; then every work-item updates the running max and sum from sc (all compute
+ * the same ones) and its DHW head dims d = lid + WG * i with the tile's value rows (consecutive lanes,
+ * consecutive floats). Trip counts depend on the group only. */
+#define DHW ((DH + WG - 1) / WG)
+#if KV_F16
+#define KV_AT(p, d) vload_half((d), (p))
+#else
+#define KV_AT(p, d) ((p)[d])
+#endif
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void attn_decode(__global const float *q, int qo, __global const KV_T *kb, int kbo,
                  __global const KV_T *vb, int vbo, __global const int *bpos, int bpo,
@@ -502,6 +515,62 @@ void attn_decode(__global const float *q, int qo, __global const KV_T *kb, int k
     vb += vbo + b * bs + kvh * hs;
     kr += kro + b * R * ks + kvh * DH;
     vr += vro + b * R * ks + kvh * DH;
+    const int per_s = (n + S - 1) / S, k0 = min(n, split * per_s), k1 = min(n, k0 + per_s); /* this group's */
+    float m = ATTN_NEG, l = 0.0f;
+#if defined(DECODE_SLICES)
+    __local float qs[DH], sc[WG];
+    for (int d = lid; d < DH; d += WG) qs[d] = q[qo + b * H * DH + h * DH + d] * scale;
+    float acc[DHW];
+    for (int i = 0; i < DHW; i++) acc[i] = 0.0f;
+    for (int e0 = k0; e0 < k1; e0 += WG) {
+        barrier(CLK_LOCAL_MEM_FENCE); /* sc is free again (and, first, qs is written) */
+        const int e = e0 + lid;
+        float x = ATTN_NEG;
+        if (e < k1) {
+            x = 0.0f;
+            if (e < nvis) {
+                __global const KV_T *kp = kb + e * es;
+                for (int d = 0; d < DH; d++) x = fma(qs[d], KV_AT(kp, d), x);
+            } else {
+                __global const float *kp = kr + ((plo + e - nvis) % R) * ks;
+                for (int d = 0; d < DH; d++) x = fma(qs[d], kp[d], x);
+            }
+        }
+        sc[lid] = x;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        const int jn = min(WG, k1 - e0);
+        float mt = m;
+        for (int j = 0; j < jn; j++) mt = fmax(mt, sc[j]);
+        const float corr = exp(m - mt);
+        for (int i = 0; i < DHW; i++) acc[i] *= corr;
+        float ls = 0.0f;
+        for (int j = 0; j < jn; j++) {
+            const float p = exp(sc[j] - mt);
+            const int ej = e0 + j;
+            ls += p;
+            if (ej < nvis) { /* the same branch for the whole group */
+                __global const KV_T *vp = vb + ej * es;
+                for (int i = 0; i < DHW; i++)
+                    if (lid + WG * i < DH) acc[i] = fma(p, KV_AT(vp, lid + WG * i), acc[i]);
+            } else {
+                __global const float *vp = vr + ((plo + ej - nvis) % R) * ks;
+                for (int i = 0; i < DHW; i++)
+                    if (lid + WG * i < DH) acc[i] = fma(p, vp[lid + WG * i], acc[i]);
+            }
+        }
+        l = l * corr + ls;
+        m = mt;
+    }
+    __global float *pp = part + po + ((b * H + h) * S + split) * (DH + 2);
+    const float inv = S == 1 ? 1.0f / l : 1.0f; /* split: the merge normalises */
+    for (int i = 0; i < DHW; i++) {
+        const int d = lid + WG * i;
+        if (d >= DH) break;
+        if (S == 1) out[oo + b * H * DH + h * DH + d] = acc[i] * inv;
+        else pp[d] = acc[i];
+    }
+    if (S > 1 && lid == 0) pp[DH] = m, pp[DH + 1] = l;
+#else
     __global const float *qp = q + qo + b * H * DH + h * DH;
 
     vec qv[DV], acc[DV];
@@ -509,8 +578,6 @@ void attn_decode(__global const float *q, int qo, __global const KV_T *kb, int k
         qv[c] = VLOAD(qp + c * VW) * scale;
         acc[c] = (vec)(0.0f);
     }
-    float m = ATTN_NEG, l = 0.0f;
-    const int per_s = (n + S - 1) / S, k0 = min(n, split * per_s), k1 = min(n, k0 + per_s); /* this group's */
     const int per = (k1 - k0 + WG - 1) / WG;
     const int lo = min(k1, k0 + lid * per), hi = min(k1, lo + per);
     int ok[TK];
@@ -569,101 +636,9 @@ void attn_decode(__global const float *q, int qo, __global const KV_T *kb, int k
         else pp[d] = a;
     }
     if (S > 1 && lid == 0) pp[DH] = M, pp[DH + 1] = L;
-}
-
-#elif defined(ATTN_DECODE) /* DECODE_SLICES */
-
-/* The decode with the head dims split over the group (GPUs: attn_decode's per-work-item query and
- * accumulator are 2 x DH private floats). Same arguments, keys, split-K parts and output as
- * attn_decode; the query goes to __local once (scaled) and the group walks its keys in tiles of WG:
- * work-item lid takes key e0 + lid's score (a dot product over DH with its key row, the store's
- * elements KV_T, the ring's float) into __local sc; then every work-item updates the running max and
- * sum from sc (all compute the same ones) and its DHW head dims d = lid + WG * i with the tile's value
- * rows (consecutive lanes, consecutive floats). Trip counts depend on the group only.
- * Global (WG, H * S, B), local (WG, 1, 1). */
-#define DHW ((DH + WG - 1) / WG)
-#if KV_F16
-#define KV_AT(p, d) vload_half((d), (p))
-#else
-#define KV_AT(p, d) ((p)[d])
 #endif
-__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void attn_decode(__global const float *q, int qo, __global const KV_T *kb, int kbo,
-                 __global const KV_T *vb, int vbo, __global const int *bpos, int bpo,
-                 __global const int *nbv, int nbo, __global const float *kr, int kro,
-                 __global const float *vr, int vro, __global const int *posv, int poso,
-                 __global float *out, int oo, int cap, int bs, int hs, int es, int R, int H, int Hkv,
-                 int window, float scale, int S, __global float *part, int po) {
-    const int lid = get_local_id(0);
-    const int h = get_global_id(1) / S, split = get_global_id(1) % S, b = get_global_id(2);
-    const int kvh = h / (H / Hkv);
-    const int ks = Hkv * DH;
-    const int pos = posv[poso + b];
-    const int nb = clamp(nbv[nbo + b], 0, cap);
-    const int plo = max(0, pos - window);
-    const int nvis = atb_count_below(bpos + bpo + b * cap, nb, plo);
-    const int nring = min(pos - plo + 1, R);
-    const int n = nvis + nring;
-    kb += kbo + b * bs + kvh * hs;
-    vb += vbo + b * bs + kvh * hs;
-    kr += kro + b * R * ks + kvh * DH;
-    vr += vro + b * R * ks + kvh * DH;
-    __local float qs[DH], sc[WG];
-    for (int d = lid; d < DH; d += WG) qs[d] = q[qo + b * H * DH + h * DH + d] * scale;
-    float acc[DHW];
-    for (int i = 0; i < DHW; i++) acc[i] = 0.0f;
-    float m = ATTN_NEG, l = 0.0f;
-    const int per_s = (n + S - 1) / S, k0 = min(n, split * per_s), k1 = min(n, k0 + per_s);
-    for (int e0 = k0; e0 < k1; e0 += WG) {
-        barrier(CLK_LOCAL_MEM_FENCE); /* sc is free again (and, first, qs is written) */
-        const int e = e0 + lid;
-        float x = ATTN_NEG;
-        if (e < k1) {
-            x = 0.0f;
-            if (e < nvis) {
-                __global const KV_T *kp = kb + e * es;
-                for (int d = 0; d < DH; d++) x = fma(qs[d], KV_AT(kp, d), x);
-            } else {
-                __global const float *kp = kr + ((plo + e - nvis) % R) * ks;
-                for (int d = 0; d < DH; d++) x = fma(qs[d], kp[d], x);
-            }
-        }
-        sc[lid] = x;
-        barrier(CLK_LOCAL_MEM_FENCE);
-        const int jn = min(WG, k1 - e0);
-        float mt = m;
-        for (int j = 0; j < jn; j++) mt = fmax(mt, sc[j]);
-        const float corr = exp(m - mt);
-        for (int i = 0; i < DHW; i++) acc[i] *= corr;
-        float ls = 0.0f;
-        for (int j = 0; j < jn; j++) {
-            const float p = exp(sc[j] - mt);
-            const int ej = e0 + j;
-            ls += p;
-            if (ej < nvis) { /* the same branch for the whole group */
-                __global const KV_T *vp = vb + ej * es;
-                for (int i = 0; i < DHW; i++)
-                    if (lid + WG * i < DH) acc[i] = fma(p, KV_AT(vp, lid + WG * i), acc[i]);
-            } else {
-                __global const float *vp = vr + ((plo + ej - nvis) % R) * ks;
-                for (int i = 0; i < DHW; i++)
-                    if (lid + WG * i < DH) acc[i] = fma(p, vp[lid + WG * i], acc[i]);
-            }
-        }
-        l = l * corr + ls;
-        m = mt;
-    }
-    __global float *pp = part + po + ((b * H + h) * S + split) * (DH + 2);
-    const float inv = S == 1 ? 1.0f / l : 1.0f; /* split: the merge normalises */
-    for (int i = 0; i < DHW; i++) {
-        const int d = lid + WG * i;
-        if (d >= DH) break;
-        if (S == 1) out[oo + b * H * DH + h * DH + d] = acc[i] * inv;
-        else pp[d] = acc[i];
-    }
-    if (S > 1 && lid == 0) pp[DH] = m, pp[DH + 1] = l;
 }
-#endif
+#endif /* ATTN_DECODE */
 
 /* Split-K decode, second pass: out[b, h*DH + d] = sum_s acc_s[d] e^(m_s - M) / sum_s l_s e^(m_s - M)
  * over the S partial results of attn_decode (M: their largest max; a group without keys has max
