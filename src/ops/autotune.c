@@ -241,7 +241,8 @@ static attamba_status attn_reference(group *g, int T, int H, int Hkv, int dh, co
     return s;
 }
 
-static attamba_status attn_check(group *g) {
+/* The prefill (variant opts, NULL: the defaults) against src/ref on a short sequence. */
+static attamba_status attn_check_with(group *g, const attn_prefill_opts *opts) {
     int T = 67, H = g->cfg.n_heads, Hkv = g->cfg.n_kv_heads, dh = g->cfg.dim / H;
     int64_t nq = (int64_t)T * H * dh, nk = (int64_t)T * Hkv * dh;
     float *q = random_host(nq, 9), *k = random_host(nk, 10), *v = random_host(nk, 11);
@@ -254,7 +255,7 @@ static attamba_status attn_check(group *g) {
     if (!s) s = upload(g->ctx, &tk, 3, ((int64_t[]){1, T, Hkv * dh}), k);
     if (!s) s = upload(g->ctx, &tv, 3, ((int64_t[]){1, T, Hkv * dh}), v);
     if (!s) s = tensor_alloc_f32(g->ctx, &out, 3, ((int64_t[]){1, T, H * dh}));
-    if (!s) s = ops_attention_prefill(g->ctx, &tq, &tk, &tv, H, Hkv, &m, &out);
+    if (!s) s = ops_attention_prefill_with(g->ctx, &tq, &tk, &tv, H, Hkv, &m, opts, &out);
     if (!s) s = tensor_download(&out, got);
     if (!s) s = attn_reference(g, T, H, Hkv, dh, q, k, v, &m, &bnd, b32, want);
     if (!s) s = compare(g, got, want, (size_t)nq, 1e-4);
@@ -262,6 +263,8 @@ static attamba_status attn_check(group *g) {
     free(q), free(k), free(v), free(want), free(got), free(b32);
     return s;
 }
+
+static attamba_status attn_check(group *g) { return attn_check_with(g, NULL); }
 
 static attamba_status attn_run(group *g) {
     attamba_status s = ops_attention_prefill(g->ctx, &g->t[0], &g->t[1], &g->t[2], g->cfg.n_heads, g->cfg.n_kv_heads,
@@ -288,17 +291,18 @@ static attamba_status attn_setup(group *g, int quick) {
     return attn_tensors(g);
 }
 
-/* The kernels (attn.gemm_bq 0) or the GEMM path in blocks of 64 to 256 queries, taken while its scores
- * stay within attn.gemm_waste % of the allowed pairs (at the tuned length only the bounds below and
- * above this mask's share differ; the winner's bound then applies to every length). Timed as training
- * runs them: forward and backward, one wait. */
+/* The timed case of a training step's attention: attn_tensors' q, k, v, out, then dout, dq, dk, dv. */
 static attamba_status training_tensors(group *g) {
-    attamba_status s = attn_tensors(g); /* q, k, v, out; then dout, dq, dk, dv */
+    attamba_status s = attn_tensors(g);
     if (!s) s = upload_random(g, &g->t[4], 3, g->t[0].shape, 15);
     for (int i = 5; i < 8 && !s; i++) s = tensor_alloc_f32(g->ctx, &g->t[i], 3, g->t[i == 5 ? 0 : 1].shape);
     return s;
 }
 
+/* The kernels (attn.gemm_bq 0) or the GEMM path in blocks of 64 to 256 queries, taken while its scores
+ * stay within attn.gemm_waste % of the allowed pairs (at the tuned length only the bounds below and
+ * above this mask's share differ; the winner's bound then applies to every length). Timed as training
+ * runs them: forward and backward, one wait. */
 static attamba_status path_setup(group *g, int quick) {
     (void)quick;
     static const int waste[] = {160, 200, 400, 1000};
@@ -326,12 +330,16 @@ static attamba_status slices_setup(group *g, int quick) {
     return training_tensors(g);
 }
 
+static const attn_prefill_opts kernels_only = {.gemm_block = -1};
+
+static attamba_status slices_check(group *g) { return attn_check_with(g, &kernels_only); }
+
 static attamba_status slices_run(group *g) {
     tensor *t = g->t; /* q, k, v, out, dout, dq, dk, dv */
     int H = g->cfg.n_heads, Hkv = g->cfg.n_kv_heads;
-    attn_prefill_opts fo = {.gemm_block = -1};
     attn_backward_opts bo = {.gemm_block = -1};
-    attamba_status s = ops_attention_prefill_with(g->ctx, &t[0], &t[1], &t[2], H, Hkv, &g->mask, &fo, &t[3]);
+    attamba_status s =
+        ops_attention_prefill_with(g->ctx, &t[0], &t[1], &t[2], H, Hkv, &g->mask, &kernels_only, &t[3]);
     if (!s)
         s = ops_attention_prefill_backward_with(g->ctx, &t[0], &t[1], &t[2], H, Hkv, &g->mask, &t[3], &t[4], &bo,
                                                 &t[5], &t[6], &t[7]);
@@ -438,7 +446,7 @@ static const group_def defs[] = {
     {"gemm-inplace", 1, {TUNE_GEMM_INPLACE_B_KIB}, gemm_inplace_setup, gemm_check, gemm_run},
     {"norm", 1, {TUNE_NORM_GROUP}, norm_setup, norm_check, norm_run},
     {"attention", 2, {TUNE_ATTN_TK, TUNE_ATTN_BQ_SHORT}, attn_setup, attn_check, attn_run},
-    {"attention-slices", 1, {TUNE_ATTN_SLICES}, slices_setup, attn_check, slices_run},
+    {"attention-slices", 1, {TUNE_ATTN_SLICES}, slices_setup, slices_check, slices_run},
     {"attention-path", 2, {TUNE_ATTN_GEMM_BQ, TUNE_ATTN_GEMM_WASTE}, path_setup, attn_check, path_run},
 };
 
