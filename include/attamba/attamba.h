@@ -579,8 +579,8 @@ attamba_status attamba_model_score_task(attamba_model *m, const char *path, cons
  * config (tokens per batch): each candidate is checked against the plain-C reference, then timed next
  * to the values in force; a winner must beat them by 3% in interleaved rounds. The winners are stored
  * in the kernel cache directory, keyed by device and driver, where every later run finds them.
- * only: a comma list of "gemm", "gemm-inplace", "norm", "attention", "attention-slices", "attention-path"
- * (NULL: all).
+ * only: a comma list of "gemm", "gemm-inplace", "norm", "attention", "attention-slices",
+ * "attention-backward", "attention-path" (NULL: all).
  * log (may be NULL): a line per group, and per candidate when verbose. */
 typedef struct attamba_tune_params {
     const attamba_config *config;

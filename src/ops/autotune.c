@@ -18,9 +18,10 @@
 #include "ops/tuning.h"
 #include "ref/ref.h"
 #include "ref/ref_attention.h"
+#include "ref/ref_attention_backward.h"
 #include "ref/ref_layer.h"
 
-enum { MAX_PARAMS = 3, MAX_CANDIDATES = 64 };
+enum { MAX_PARAMS = 4, MAX_CANDIDATES = 64 };
 
 /* A group of parameters searched together over a list of value tuples. check(): ATTAMBA_OK when the
  * values in force compute what src/ref does; run(): one timed call on the model's shapes (waits). */
@@ -222,49 +223,69 @@ static attamba_status attn_mask_for(group *g, int T, tensor *bnd, int32_t **host
     return s;
 }
 
-/* src/ref's attention of q, k, v under m (bnd: its boundaries, b32 their host copy) into want. */
-static attamba_status attn_reference(group *g, int T, int H, int Hkv, int dh, const float *q, const float *k,
-                                     const float *v, const attn_mask *m, const tensor *bnd, const int32_t *b32,
-                                     float *want) {
+/* src/ref's boundary flags of m over T tokens (bnd: its boundaries, b32 their host copy; all zero for
+ * masks without boundaries), malloc'd; NULL when out of host memory. */
+static uint8_t *ref_flags(int T, const attn_mask *m, const tensor *bnd, const int32_t *b32) {
     uint8_t *flags = calloc((size_t)T, 1);
-    attamba_status s = flags ? ATTAMBA_OK : no_host_memory(g);
-    if (!s && m->mode == ATTN_COMPRESSED) {
-        int64_t nb = bnd->shape[0];
-        int64_t *b = malloc((size_t)nb * 8);
-        if (!b) s = no_host_memory(g);
-        for (int64_t i = 0; !s && i < nb; i++) b[i] = b32[i];
-        if (!s) ref_boundary_flags(T, b, nb, flags);
-        free(b);
+    if (!flags || m->mode != ATTN_COMPRESSED) return flags;
+    int64_t nb = bnd->shape[0];
+    int64_t *b = malloc((size_t)nb * 8);
+    if (b) {
+        for (int64_t i = 0; i < nb; i++) b[i] = b32[i];
+        ref_boundary_flags(T, b, nb, flags);
+    } else {
+        free(flags), flags = NULL;
     }
-    if (!s) ref_attention(1, T, H, Hkv, dh, q, k, v, (int)m->mode, m->window, flags, want);
-    free(flags);
+    free(b);
+    return flags;
+}
+
+/* Downloads t (n floats) and compares it with want. */
+static attamba_status check_tensor(group *g, const tensor *t, const float *want, int64_t n, double tol) {
+    float *got = malloc((size_t)n * sizeof *got);
+    attamba_status s = got ? tensor_download(t, got) : no_host_memory(g);
+    if (!s) s = compare(g, got, want, (size_t)n, tol);
+    free(got);
     return s;
 }
 
-/* The prefill (variant opts, NULL: the defaults) against src/ref on a short sequence. */
-static attamba_status attn_check_with(group *g, const attn_prefill_opts *opts) {
+/* The prefill (variant opts, NULL: the defaults) against src/ref on a short sequence of the model's
+ * widths and mask; with bopts (non-NULL) its backward's dq, dk and dv too. */
+static attamba_status attn_check_with(group *g, const attn_prefill_opts *opts, const attn_backward_opts *bopts) {
     int T = 67, H = g->cfg.n_heads, Hkv = g->cfg.n_kv_heads, dh = g->cfg.dim / H;
-    int64_t nq = (int64_t)T * H * dh, nk = (int64_t)T * Hkv * dh;
-    float *q = random_host(nq, 9), *k = random_host(nk, 10), *v = random_host(nk, 11);
-    float *want = malloc((size_t)nq * 4), *got = malloc((size_t)nq * 4);
-    tensor tq = {0}, tk = {0}, tv = {0}, out = {0}, bnd = {0};
+    int64_t nq = (int64_t)T * H * dh, nk = (int64_t)T * Hkv * dh, qshape[3] = {1, T, H * dh}, kshape[3] = {1, T, Hkv * dh};
+    float *q = random_host(nq, 9), *k = random_host(nk, 10), *v = random_host(nk, 11), *dout = random_host(nq, 16);
+    float *want = malloc((size_t)(2 * nq + 2 * nk) * sizeof *want); /* out (then dq), dk, dv */
+    tensor t[8] = {{0}}, bnd = {0}; /* q, k, v, out, dout, dq, dk, dv */
     int32_t *b32 = NULL;
+    uint8_t *flags = NULL;
     attn_mask m;
-    attamba_status s = q && k && v && want && got ? attn_mask_for(g, T, &bnd, &b32, &m) : no_host_memory(g);
-    if (!s) s = upload(g->ctx, &tq, 3, ((int64_t[]){1, T, H * dh}), q);
-    if (!s) s = upload(g->ctx, &tk, 3, ((int64_t[]){1, T, Hkv * dh}), k);
-    if (!s) s = upload(g->ctx, &tv, 3, ((int64_t[]){1, T, Hkv * dh}), v);
-    if (!s) s = tensor_alloc_f32(g->ctx, &out, 3, ((int64_t[]){1, T, H * dh}));
-    if (!s) s = ops_attention_prefill_with(g->ctx, &tq, &tk, &tv, H, Hkv, &m, opts, &out);
-    if (!s) s = tensor_download(&out, got);
-    if (!s) s = attn_reference(g, T, H, Hkv, dh, q, k, v, &m, &bnd, b32, want);
-    if (!s) s = compare(g, got, want, (size_t)nq, 1e-4);
-    tensor_free(&tq), tensor_free(&tk), tensor_free(&tv), tensor_free(&out), tensor_free(&bnd);
-    free(q), free(k), free(v), free(want), free(got), free(b32);
+    attamba_status s = q && k && v && dout && want ? attn_mask_for(g, T, &bnd, &b32, &m) : no_host_memory(g);
+    if (!s && !(flags = ref_flags(T, &m, &bnd, b32))) s = no_host_memory(g);
+    if (!s) s = upload(g->ctx, &t[0], 3, qshape, q);
+    if (!s) s = upload(g->ctx, &t[1], 3, kshape, k);
+    if (!s) s = upload(g->ctx, &t[2], 3, kshape, v);
+    if (!s) s = upload(g->ctx, &t[4], 3, qshape, dout);
+    for (int i = 3; i < 8 && !s; i += i == 3 ? 2 : 1) s = tensor_alloc_f32(g->ctx, &t[i], 3, i < 6 ? qshape : kshape);
+    if (!s) s = ops_attention_prefill_with(g->ctx, &t[0], &t[1], &t[2], H, Hkv, &m, opts, &t[3]);
+    if (!s) ref_attention(1, T, H, Hkv, dh, q, k, v, (int)m.mode, m.window, flags, want);
+    if (!s) s = check_tensor(g, &t[3], want, nq, 1e-4);
+    if (!s && bopts) {
+        s = ops_attention_prefill_backward_with(g->ctx, &t[0], &t[1], &t[2], H, Hkv, &m, &t[3], &t[4], bopts, &t[5],
+                                                &t[6], &t[7]);
+        float *wk = want + 2 * nq, *wv = wk + nk;
+        if (!s) ref_attention_backward(1, T, H, Hkv, dh, q, k, v, dout, (int)m.mode, m.window, flags, want, wk, wv);
+        if (!s) s = check_tensor(g, &t[5], want, nq, 1e-4);
+        if (!s) s = check_tensor(g, &t[6], wk, nk, 1e-4);
+        if (!s) s = check_tensor(g, &t[7], wv, nk, 1e-4);
+    }
+    for (int i = 0; i < 8; i++) tensor_free(&t[i]);
+    tensor_free(&bnd);
+    free(q), free(k), free(v), free(dout), free(want), free(b32), free(flags);
     return s;
 }
 
-static attamba_status attn_check(group *g) { return attn_check_with(g, NULL); }
+static attamba_status attn_check(group *g) { return attn_check_with(g, NULL, NULL); }
 
 static attamba_status attn_run(group *g) {
     attamba_status s = ops_attention_prefill(g->ctx, &g->t[0], &g->t[1], &g->t[2], g->cfg.n_heads, g->cfg.n_kv_heads,
@@ -332,18 +353,30 @@ static attamba_status slices_setup(group *g, int quick) {
 
 static const attn_prefill_opts kernels_only = {.gemm_block = -1};
 
-static attamba_status slices_check(group *g) { return attn_check_with(g, &kernels_only); }
+static const attn_backward_opts bwd_kernels_only = {.gemm_block = -1};
 
-static attamba_status slices_run(group *g) {
+static attamba_status kernels_check(group *g) { return attn_check_with(g, &kernels_only, &bwd_kernels_only); }
+
+static attamba_status kernels_run(group *g) {
     tensor *t = g->t; /* q, k, v, out, dout, dq, dk, dv */
     int H = g->cfg.n_heads, Hkv = g->cfg.n_kv_heads;
-    attn_backward_opts bo = {.gemm_block = -1};
     attamba_status s =
         ops_attention_prefill_with(g->ctx, &t[0], &t[1], &t[2], H, Hkv, &g->mask, &kernels_only, &t[3]);
     if (!s)
-        s = ops_attention_prefill_backward_with(g->ctx, &t[0], &t[1], &t[2], H, Hkv, &g->mask, &t[3], &t[4], &bo,
-                                                &t[5], &t[6], &t[7]);
+        s = ops_attention_prefill_backward_with(g->ctx, &t[0], &t[1], &t[2], H, Hkv, &g->mask, &t[3], &t[4],
+                                                &bwd_kernels_only, &t[5], &t[6], &t[7]);
     return s ? s : rt_finish(g->ctx);
+}
+
+/* The backward kernels' blocks and tiles, both passes alike (bwd.bq = bwd.bk, bwd.tk = bwd.tq), timed and
+ * checked as the attention-slices group (the forward's share is the same for every candidate). */
+static attamba_status bwd_setup(group *g, int quick) {
+    for (int b = 16; b <= (quick ? 32 : 64); b *= 2)
+        for (int t = 4; t <= 16; t *= 2) {
+            int *c = g->cand[g->n_cand++];
+            c[0] = c[2] = b, c[1] = c[3] = t;
+        }
+    return training_tensors(g);
 }
 
 /* ---- the search ---- */
@@ -446,7 +479,9 @@ static const group_def defs[] = {
     {"gemm-inplace", 1, {TUNE_GEMM_INPLACE_B_KIB}, gemm_inplace_setup, gemm_check, gemm_run},
     {"norm", 1, {TUNE_NORM_GROUP}, norm_setup, norm_check, norm_run},
     {"attention", 2, {TUNE_ATTN_TK, TUNE_ATTN_BQ_SHORT}, attn_setup, attn_check, attn_run},
-    {"attention-slices", 1, {TUNE_ATTN_SLICES}, slices_setup, slices_check, slices_run},
+    {"attention-slices", 1, {TUNE_ATTN_SLICES}, slices_setup, kernels_check, kernels_run},
+    {"attention-backward", 4, {TUNE_BWD_BQ, TUNE_BWD_TK, TUNE_BWD_BK, TUNE_BWD_TQ}, bwd_setup, kernels_check,
+     kernels_run},
     {"attention-path", 2, {TUNE_ATTN_GEMM_BQ, TUNE_ATTN_GEMM_WASTE}, path_setup, attn_check, path_run},
 };
 
