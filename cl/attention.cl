@@ -254,28 +254,30 @@ void attn_prefill(__global const float *q, int qo, __global const float *k, int 
  * spill at DH = 128 on gfx90a and live on the stack on sm_90 (docs/portability.md). Here a group of
  * BQ x DS work-items takes BQ queries, and work-item (query qi, slice sl) owns the head dims
  * d = sl + DS * i (DHS of them; lanes of one query read consecutive floats). Per tile of TK keys:
- *   1. the group copies the key and value rows into __local kt, vt;
+ *   1. the group copies the key and value rows into __local kt, vt (phase A's keys, then phase B's, as
+ *      one walk);
  *   2. the BQ x TK scores, one dot product over DH each, from the block's queries qs (__local, scaled,
  *      loaded once) and kt, masked by the same rule as attn_prefill, go to __local sc;
  *   3. each work-item updates its query's running max and sum (the DS work-items of a query compute
  *      the same ones) and its DHS accumulator dims from sc and vt.
- * Same phases and key order as attn_prefill; every loop trip count depends on the group only, so all
+ * Same keys and masks as attn_prefill; every loop trip count depends on the group only, so all
  * barriers are reached by the whole group. __local rows are DH + 1 floats apart: the score loop's lanes
  * (consecutive keys) read distinct banks. Global (ceil(T/BQ) * BQ * DS, H, B), local (BQ * DS, 1, 1). */
 #define NW (BQ * DS)
 #define DHP (DH + 1)
 #define DHS (DH / DS) /* the host picks DS dividing DH */
 
-/* Copies key rows s0 .. s0 + TK - 1 of a phase (row offset of key s: rows[s] * stride, or s * stride)
- * into kt / vt; keys past `end` repeat the last one (their scores are masked). */
-inline void attn_slices_tile(__local float *kt, __local float *vt, __global const float *kbase,
-                             __global const float *vbase, int s0, int end, __global const int *rows, int stride,
-                             int lid) {
+/* Copies keys i0 .. i0 + TK - 1 of the block's walk and their values into kt / vt: key i < na from
+ * kbase / vbase at row (rows ? rows[i] : i) * rstride (phase A), the others from k / v at position
+ * wlo + i - na (phase B); keys past nkeys repeat the last one (their scores are masked). */
+inline void attn_slices_tile(__local float *kt, __local float *vt, int i0, int na, int nkeys,
+                             __global const float *kbase, __global const float *vbase, __global const int *rows,
+                             int rstride, __global const float *k, __global const float *v, int wlo, int ks, int lid) {
     for (int e = lid; e < TK * DH; e += NW) {
-        const int j = e / DH, d = e - j * DH, s = min(s0 + j, end - 1);
-        const int off = (rows ? rows[s] : s) * stride + d;
-        kt[j * DHP + d] = kbase[off];
-        vt[j * DHP + d] = vbase[off];
+        const int j = e / DH, d = e - j * DH, i = min(i0 + j, nkeys - 1);
+        const int a = i < na, off = (a ? (rows ? rows[i] : i) * rstride : (wlo + i - na) * ks) + d;
+        kt[j * DHP + d] = (a ? kbase : k)[off];
+        vt[j * DHP + d] = (a ? vbase : v)[off];
     }
 }
 
@@ -323,11 +325,14 @@ void attn_prefill_slices(__global const float *q, int qo, __global const float *
     for (int i = 0; i < DHS; i++) acc[i] = 0.0f;
     float m = ATTN_NEG, l = 0.0f;
 
-    /* Phase A: keys every query of the block sees (attn_prefill's), boundary rows through bnd or
-     * the compact copy. */
+    /* Phase A (keys every query of the block sees: attn_prefill's, boundary rows through bnd or the
+     * compact copy), then phase B (the window range [wlo, whi), masked per query), as one walk. */
     const int wlo = mode == ATTN_CAUSAL ? t0 : max(0, t0 - window);
     const int na = mode == ATTN_CAUSAL ? t0
                  : mode == ATTN_COMPRESSED ? atb_count_below(bnd, nbnd, wlo) : 0;
+    const int whi = min(T, t0 + BQ), nkeys = na + whi - wlo;
+    const int lwin = mode == ATTN_CAUSAL ? T : window;
+    const int nb_b = mode == ATTN_COMPRESSED ? nbnd : 0;
     __global const float *kbase = k, *vbase = v;
     __global const int *rows = mode == ATTN_COMPRESSED && !compact ? bnd : 0;
     int rstride = ks;
@@ -336,32 +341,14 @@ void attn_prefill_slices(__global const float *q, int qo, __global const float *
         vbase = vc + vco + (b * Hkv + kvh) * nbnd * DH;
         rstride = DH;
     }
-    for (int i0 = 0; i0 < na; i0 += TK) {
+    for (int i0 = 0; i0 < nkeys; i0 += TK) {
         barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile is done with (and, first, qs is written) */
-        attn_slices_tile(kt, vt, kbase, vbase, i0, na, rows, rstride, lid);
+        attn_slices_tile(kt, vt, i0, na, nkeys, kbase, vbase, rows, rstride, k, v, wlo, ks, lid);
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int e = lid; e < BQ * TK; e += NW) {
-            const int r = e / TK, j = e - r * TK;
-            float s = 0.0f;
-            for (int d = 0; d < DH; d++) s = fma(qs[r * DHP + d], kt[j * DHP + d], s);
-            sc[e] = i0 + j < na ? s : ATTN_NEG;
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-        attn_slices_update(sc, vt, qi, sl, &m, &l, acc);
-    }
-
-    /* Phase B: the window range [wlo, whi), masked per query by the SPEC 3.3 rule. */
-    const int whi = min(T, t0 + BQ);
-    const int lwin = mode == ATTN_CAUSAL ? T : window;
-    const int nb_b = mode == ATTN_COMPRESSED ? nbnd : 0;
-    for (int s0 = wlo; s0 < whi; s0 += TK) {
-        barrier(CLK_LOCAL_MEM_FENCE);
-        attn_slices_tile(kt, vt, k, v, s0, whi, 0, ks, lid);
-        barrier(CLK_LOCAL_MEM_FENCE);
-        for (int e = lid; e < BQ * TK; e += NW) {
-            const int r = e / TK, j = e - r * TK, s = s0 + j, t = min(t0 + r, T - 1);
+            const int r = e / TK, j = e - r * TK, i = i0 + j, t = min(t0 + r, T - 1);
             float x = ATTN_NEG;
-            if (s < whi && s <= t && (t - s <= lwin || attn_is_boundary(bnd, nb_b, s))) {
+            if (attn_walk_sees(i, na, nkeys, wlo + i - na, t, lwin, bnd, nb_b)) {
                 x = 0.0f;
                 for (int d = 0; d < DH; d++) x = fma(qs[r * DHP + d], kt[j * DHP + d], x);
             }

@@ -473,8 +473,8 @@ void attn_bwd_dq_slices(__global const float *q, int qo, __global const float *k
         bwd_rows_to_local(vt, v, rows, TK, lid, nw);
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int e = lid; e < BQ * TK; e += nw) {
-            const int r = e / TK, j = e - r * TK, i = i0 + j, s = wlo + i - na, t = min(t0 + r, T - 1);
-            const int ok = i < na || (i < nkeys && s <= t && (t - s <= lwin || attn_is_boundary(bnd, nb_b, s)));
+            const int r = e / TK, j = e - r * TK, i = i0 + j, t = min(t0 + r, T - 1);
+            const int ok = attn_walk_sees(i, na, nkeys, wlo + i - na, t, lwin, bnd, nb_b);
             sc[e] = ok ? bwd_dot(qt + r * DHP, kt + j * DHP) : ATTN_NEG;
             dp[e] = ok ? bwd_dot(gt + r * DHP, vt + j * DHP) : 0.0f;
         }

@@ -113,6 +113,13 @@ inline int attn_is_boundary(__global const int *bnd, int n, int s) {
     return i < n && bnd[i] == s;
 }
 
+/* Whether query t sees key i of a sliced kernel's walk over a query block's keys: the na phase-A keys
+ * (every query of the block sees them), then the window range's positions s = wlo + i - na up to
+ * nkeys, by the SPEC 3.3 rule (s <= t and (t - s <= lwin or s is one of the nb boundaries)). */
+inline int attn_walk_sees(int i, int na, int nkeys, int s, int t, int lwin, __global const int *bnd, int nb) {
+    return i < na || (i < nkeys && s <= t && (t - s <= lwin || attn_is_boundary(bnd, nb, s)));
+}
+
 /* ---- prefill attention key tiles (attention.cl forward, attention_backward.cl dq) */
 
 #define ATTN_CAUSAL 0
