@@ -380,10 +380,8 @@ attamba_status attamba_session_create_with(attamba_model *m, const attamba_sessi
     *out = NULL;
     if (p->n_seq < 1 || p->n_seq > 4096)
         return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "%s: n_seq %d outside [1, 4096]", op, p->n_seq);
-    if (p->cache_type != ATTAMBA_CACHE_F32 && p->cache_type != ATTAMBA_CACHE_F16)
-        return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "%s: cache_type %d is neither ATTAMBA_CACHE_F32 nor _F16", op,
-                       (int)p->cache_type);
-    tensor_dtype store = p->cache_type == ATTAMBA_CACHE_F16 ? TENSOR_F16 : TENSOR_F32;
+    tensor_dtype store;
+    RT_TRY(kv_cache_store_type(m->ctx, op, p->cache_type, &store));
     RT_TRY(kv_cache_create(m, p->n_seq, p->max_tokens, store, out));
     m->n_sessions++;
     return ATTAMBA_OK;

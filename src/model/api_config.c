@@ -173,9 +173,8 @@ attamba_status attamba_config_measure_memory_with(attamba_context *ctx, const at
                                                   attamba_memory_report *out) {
     static const char *op = "attamba_config_measure_memory";
     if (!c || !out) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: NULL config or report", op);
-    if (cache_type != ATTAMBA_CACHE_F32 && cache_type != ATTAMBA_CACHE_F16)
-        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: cache_type %d is neither ATTAMBA_CACHE_F32 nor _F16", op,
-                       (int)cache_type);
+    tensor_dtype store;
+    RT_TRY(kv_cache_store_type(ctx, op, cache_type, &store));
     if (batch < 1 || context < 1 || context > INT32_MAX - 1 || (int64_t)batch * context > ((int64_t)1 << 40))
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: batch %d x context %lld", op, batch, (long long)context);
     memset(out, 0, sizeof *out);
@@ -201,7 +200,7 @@ attamba_status attamba_config_measure_memory_with(attamba_context *ctx, const at
     if (!s) { /* then a decode step of B sequences at position T, the peak counted from there */
         ctx->mem_peak = after_prefill;
         tensor lg;
-        s = kv_cache_create(m, B, T + 1, cache_type == ATTAMBA_CACHE_F16 ? TENSOR_F16 : TENSOR_F32, &cache);
+        s = kv_cache_create(m, B, T + 1, store, &cache);
         if (!s) s = kv_cache_fill_synthetic(cache, T);
         if (!s) s = model_decode_step(m, cache, tok, &lg);
         if (!s) tensor_free(&lg);

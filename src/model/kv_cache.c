@@ -21,6 +21,14 @@ int kv_cache_stores(const kv_cache *c, int l, int64_t p) {
     return boundary_is_boundary(&b, l, cfg->n_layers, p);
 }
 
+attamba_status kv_cache_store_type(rt_ctx *ctx, const char *op, attamba_cache_type t, tensor_dtype *out) {
+    if (t != ATTAMBA_CACHE_F32 && t != ATTAMBA_CACHE_F16)
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: cache_type %d is neither ATTAMBA_CACHE_F32 nor _F16", op,
+                       (int)t);
+    *out = t == ATTAMBA_CACHE_F16 ? TENSOR_F16 : TENSOR_F32;
+    return ATTAMBA_OK;
+}
+
 attamba_status kv_cache_create(model *m, int B, int64_t max_tokens, tensor_dtype store, kv_cache **out) {
     const model_config *cfg = &m->cfg;
     *out = NULL;

@@ -40,6 +40,9 @@ typedef struct attamba_session {
  * stored keys and values of type store (TENSOR_F32, or TENSOR_F16: half the bytes; the ring and the SSM
  * states stay f32). */
 attamba_status kv_cache_create(model *m, int B, int64_t max_tokens, tensor_dtype store, kv_cache **out);
+/* The store type of a public attamba_cache_type; ATTAMBA_ERR_INVALID_ARG (the message naming op) for
+ * any other value. */
+attamba_status kv_cache_store_type(rt_ctx *ctx, const char *op, attamba_cache_type t, tensor_dtype *out);
 void kv_cache_destroy(kv_cache *c);
 /* Forgets sequence b (or all when b < 0). */
 void kv_cache_reset(kv_cache *c, int b);

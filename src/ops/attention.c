@@ -176,10 +176,9 @@ attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const te
     const char *kname = "attn_prefill";
     size_t per_query = 1; /* work-items */
     if (ds > 0) {
-        /* bq x p work-items; the queries, two key tiles (rows of dh + 1) and the scores in __local:
-         * halve bq, then tk, until they fit */
-        int p = attn_slices_per_row(dh, ds);
-        per_query = (size_t)p;
+        /* bq x per_query work-items; the queries, two key tiles (rows of dh + 1) and the scores in
+         * __local: halve bq, then tk, until they fit */
+        per_query = (size_t)attn_slices_per_row(dh, ds);
         while ((size_t)bq * per_query > ctx->dev.info.max_work_group_size && bq > 1) bq /= 2;
         uint64_t lmem = ctx->dev.info.local_mem_bytes;
         while (slices_lmem(bq, tk, dh) > lmem && bq > 1) bq /= 2;
@@ -187,7 +186,7 @@ attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const te
         if (slices_lmem(bq, tk, dh) > lmem || (size_t)bq * per_query > ctx->dev.info.max_work_group_size)
             return rt_fail(ctx, ATTAMBA_ERR_UNSUPPORTED, "%s: head width %d does not fit %s's local memory (%llu bytes)",
                            op, dh, ctx->dev.info.name, (unsigned long long)lmem);
-        snprintf(options, sizeof options, "-DDH=%d -DBQ=%d -DTK=%d -DDS=%d", dh, bq, tk, p);
+        snprintf(options, sizeof options, "-DDH=%d -DBQ=%d -DTK=%d -DDS=%d", dh, bq, tk, (int)per_query);
         kname = "attn_prefill_slices";
     } else {
         if ((size_t)bq > ctx->dev.info.max_work_group_size) bq = (int)ctx->dev.info.max_work_group_size;
