@@ -12,6 +12,7 @@
 
 #include "ops/boundaries.h"
 #include "ops/ssm.h"
+#include "ops/tuning.h"
 #include "ref/ref_ssm.h"
 #include "testutil.h"
 
@@ -99,9 +100,15 @@ static const conv_case conv_cases[] = {
     {2, 20, 8, 1, 1, {SEG_CYCLIC, 3}},    {1, 60, 12, 4, 1, {SEG_ONE, 0}},
 };
 
+/* Each case with every vector width a work-item may take (the table's conv.vc). */
+static const int conv_widths[] = {4, 8, 16};
+#define N_CONV_WIDTHS ((int)CORE_LEN(conv_widths))
+
 START_TEST(conv1d_matches_reference_and_restarts_at_segment_starts) {
-    const conv_case *cc = &conv_cases[_i];
+    const conv_case *cc = &conv_cases[_i / N_CONV_WIDTHS];
     rt_ctx *ctx = tu_ctx();
+    int was_vc = ops_tune(ctx, TUNE_CONV_VC);
+    tu_ok(ops_tune_set(ctx, TUNE_CONV_VC, conv_widths[_i % N_CONV_WIDTHS], "test"));
     int64_t n = (int64_t)cc->B * cc->T * cc->C;
     float *x = tu_random(n, 100 + (uint64_t)_i, -2, 2), *w = tu_random((int64_t)cc->C * cc->W, 200 + (uint64_t)_i, -1, 1);
     float *want = malloc((size_t)n * sizeof *want);
@@ -135,6 +142,7 @@ START_TEST(conv1d_matches_reference_and_restarts_at_segment_starts) {
             memcpy(steps + ((int64_t)b * cc->T + t) * cc->C, row + (int64_t)b * cc->C, (size_t)cc->C * sizeof *row);
     }
     tu_assert_close(steps, got, n, 1e-5, 1e-6, "conv1d_step vs conv1d");
+    tu_ok(ops_tune_set(ctx, TUNE_CONV_VC, was_vc, "test"));
     free(steps), free(row), free(r), free(got), free(want), free(seg), free(x), free(w);
     tensor_free(&tx), tensor_free(&tw), tensor_free(&ts), tensor_free(&out), tensor_free(&state);
     tensor_free(&restart), tensor_free(&o1);
@@ -596,7 +604,7 @@ int main(void) {
     TCase *t = tcase_create("ssm");
     tcase_set_timeout(t, 600);
     int nconv = (int)(sizeof conv_cases / sizeof conv_cases[0]), nscan = (int)(sizeof scan_cases / sizeof scan_cases[0]);
-    tcase_add_loop_test(t, conv1d_matches_reference_and_restarts_at_segment_starts, 0, nconv);
+    tcase_add_loop_test(t, conv1d_matches_reference_and_restarts_at_segment_starts, 0, nconv * N_CONV_WIDTHS);
     tcase_add_test(t, conv1d_step_matches_reference_with_mixed_restarts);
     tcase_add_loop_test(t, reference_scan_equals_naive_recurrence_and_quadratic_form, 0, nscan);
     tcase_add_loop_test(t, scan_paths_match_reference_on_awkward_shapes, 0, nscan);

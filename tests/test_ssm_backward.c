@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "ops/ssm.h"
+#include "ops/tuning.h"
 #include "ref/ref_ssm.h"
 #include "testutil.h"
 
@@ -273,9 +274,14 @@ static const conv_case conv_cases[] = {
     {1, 130, 12, 4, 1, SEG_ONE, 0},
 };
 
+/* Each case with every vector width a work-item may take (the table's conv.vc). */
+static const int conv_widths[] = {4, 8, 16};
+
 START_TEST(conv1d_backward_matches_reference_and_accumulates_dw) {
-    const conv_case *k = &conv_cases[_i];
+    const conv_case *k = &conv_cases[_i / (int)CORE_LEN(conv_widths)];
     rt_ctx *ctx = tu_ctx();
+    int was_vc = ops_tune(ctx, TUNE_CONV_VC);
+    tu_ok(ops_tune_set(ctx, TUNE_CONV_VC, conv_widths[_i % (int)CORE_LEN(conv_widths)], "test"));
     int64_t n = (int64_t)k->B * k->T * k->C, nw = (int64_t)k->C * k->W;
     float *x = tu_random(n, 50 + (uint64_t)_i, -2, 2), *w = tu_random(nw, 60 + (uint64_t)_i, -1, 1);
     float *dout = tu_random(n, 70 + (uint64_t)_i, -1, 1), *dw = tu_random(nw, 80 + (uint64_t)_i, -1, 1);
@@ -300,6 +306,7 @@ START_TEST(conv1d_backward_matches_reference_and_accumulates_dw) {
     free(gdw);
     gdw = tu_download(&tdw);
     tu_assert_close(gdw, dw, nw, 1e-5, 1e-5 * max_abs(dw, nw), "conv dw accumulated twice");
+    tu_ok(ops_tune_set(ctx, TUNE_CONV_VC, was_vc, "test"));
     free(x), free(w), free(dout), free(dw), free(seg), free(want_dx), free(gdx), free(gdx2), free(gdw);
     tensor_free(&tx), tensor_free(&tw), tensor_free(&tg), tensor_free(&tdw), tensor_free(&ts), tensor_free(&tdx);
 }
@@ -569,7 +576,8 @@ int main(void) {
 #define N_OF(a) ((int)(sizeof(a) / sizeof((a)[0])))
     tcase_add_loop_test(t, reference_conv1d_backward_matches_finite_differences, 0, N_OF(conv_fd_cases));
     tcase_add_loop_test(t, reference_scan_backward_matches_finite_differences, 0, N_OF(fd_cases));
-    tcase_add_loop_test(t, conv1d_backward_matches_reference_and_accumulates_dw, 0, N_OF(conv_cases));
+    tcase_add_loop_test(t, conv1d_backward_matches_reference_and_accumulates_dw, 0,
+                        N_OF(conv_cases) * (int)CORE_LEN(conv_widths));
     tcase_add_loop_test(t, scan_backward_matches_reference_on_awkward_shapes, 0, N_OF(kern_cases));
     tcase_add_test(t, scan_and_conv_backward_use_column_slices);
     tcase_add_test(t, bad_arguments_are_refused_with_a_message);

@@ -69,7 +69,8 @@ typedef struct {
 } conv_cfg;
 
 static conv_cfg conv_config(rt_ctx *ctx, int64_t W) {
-    conv_cfg c = {.tt = ops_tune(ctx, TUNE_CONV_TT), .vc = ops_tune(ctx, TUNE_CONV_VC) == 8 ? 8 : 4};
+    int vc = ops_tune(ctx, TUNE_CONV_VC);
+    conv_cfg c = {.tt = ops_tune(ctx, TUNE_CONV_TT), .vc = vc >= 16 ? 16 : vc >= 8 ? 8 : 4};
     snprintf(c.opts, sizeof c.opts, "-DCONV_W=%d -DCONV_TT=%d -DCONV_VC=%d", (int)W, c.tt, c.vc);
     return c;
 }

@@ -11,9 +11,9 @@
 
 /* A row of the table: the default (accelerators, unknown devices), the CPU value, the GPU value
  * (every GPU vendor unless a vendor column below differs), the accepted range and the meaning.
- * VW_AUTO / RM_AUTO / INPLACE_AUTO / SSM_VP_AUTO: derived from the device's preferred float vector width
- * when the table is built. */
-enum { SAME = -1000000, VW_AUTO = -1, RM_AUTO = -2, INPLACE_AUTO = -3, SSM_VP_AUTO = -4 };
+ * VW_AUTO / RM_AUTO / INPLACE_AUTO / FROM_VW: derived from the device's preferred float vector width
+ * when the table is built (FROM_VW: gemm.vw itself). */
+enum { SAME = -1000000, VW_AUTO = -1, RM_AUTO = -2, INPLACE_AUTO = -3, FROM_VW = -4 };
 static const struct {
     const char *name;
     int def, cpu, gpu;
@@ -152,18 +152,19 @@ static const struct {
      * 3.5-3.7 with 8, 2.6-2.9 with 16; one segment of 4096 17-18, 5.5-5.8, 3.5-3.7 ms. GPUs keep one
      * channel per work-item (a state of SSM_N x 16 floats would take the registers). Lowered to a power
      * of two dividing p. */
-    [TUNE_SSM_VP] = {"ssm.vp", 1, SSM_VP_AUTO, 1, SAME, SAME, SAME, 1, 16,
+    [TUNE_SSM_VP] = {"ssm.vp", 1, FROM_VW, 1, SAME, SAME, SAME, 1, 16,
                      "scan: channels per work-item as one vector (1, 2, 4, 8, 16; at most what divides p)"},
     [TUNE_SSM_DECODE_WG] = {"ssm.decode_wg", 256, 8, 256, SAME, SAME, SAME, 1, 1024,
                             "SSM decode step: the largest work-group"},
     /* A conv1d work-item slides its window of conv.vc channels (one vector) down conv.tt tokens (each x
-     * row read once). CPUs: 8 x 32; on the EPYC kind (bench ssm --T 4096 --P 64, three interleaved rounds,
-     * medians) the forward 4.74 -> 2.77 ms and the backward 8.74 -> 6.25 ms against 4 x 8 (tt 64 or 128:
-     * the same within noise). GPUs keep 4 x 8 (more work-items; not measured there). */
+     * row read once). CPUs: the device's float width x 32. On the EPYC kind (bench ssm --T 4096 --P 64,
+     * three interleaved rounds, medians) 8 x 32 took the forward 4.74 -> 2.77 ms and the backward 8.74 ->
+     * 6.25 ms against 4 x 8 (tt 64 or 128: the same within noise); 16 x 32 (AVX-512) a further ~3x on the
+     * forward, docs/benchmarks.md. GPUs keep 4 x 8 (more work-items; not measured there). */
     [TUNE_CONV_TT] = {"conv.tt", 8, 32, 8, SAME, SAME, SAME, 1, 256,
                       "conv1d prefill and backward: tokens per work-item"},
-    [TUNE_CONV_VC] = {"conv.vc", 4, 8, 4, SAME, SAME, SAME, 4, 8,
-                      "conv1d prefill and backward: channels per work-item as one vector (4 or 8)"},
+    [TUNE_CONV_VC] = {"conv.vc", 4, FROM_VW, 4, SAME, SAME, SAME, 4, 16,
+                      "conv1d prefill and backward: channels per work-item as one vector (4, 8 or 16)"},
 };
 
 typedef struct ops_tuning {
@@ -283,7 +284,8 @@ static ops_tuning *build(rt_ctx *ctx, int with_tuned) {
             w = 4;
         put(t, TUNE_GEMM_VW, w >= 16 ? 16 : w >= 8 ? 8 : 4, "device: preferred float width");
     }
-    if (t->value[TUNE_SSM_VP] == SSM_VP_AUTO) put(t, TUNE_SSM_VP, t->value[TUNE_GEMM_VW], "from gemm.vw");
+    for (int p = 0; p < TUNE_N; p++)
+        if (t->value[p] == FROM_VW) put(t, (tune_param)p, t->value[TUNE_GEMM_VW], "from gemm.vw");
     if (t->value[TUNE_GEMM_RM] == RM_AUTO) put(t, TUNE_GEMM_RM, t->value[TUNE_GEMM_VW] >= 16 ? 8 : 6, "from gemm.vw");
     if (t->value[TUNE_GEMM_INPLACE_B_KIB] == INPLACE_AUTO)
         put(t, TUNE_GEMM_INPLACE_B_KIB, t->value[TUNE_GEMM_VW] >= 16 ? 1024 : 0, "from gemm.vw");
@@ -356,7 +358,7 @@ int ops_tune(rt_ctx *ctx, tune_param p) {
     /* out of host memory for a few hundred bytes: the class value still holds */
     const char *row;
     int v = class_value(p, ops_tune_class(&ctx->dev.info), &row);
-    return v == VW_AUTO ? 4 : v == RM_AUTO ? 6 : v;
+    return v == VW_AUTO || v == FROM_VW ? 4 : v == RM_AUTO ? 6 : v == INPLACE_AUTO ? 0 : v;
 }
 
 attamba_status ops_tune_set(rt_ctx *ctx, tune_param p, int value, const char *source) {

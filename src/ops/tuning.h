@@ -65,7 +65,7 @@ typedef enum tune_param {
     TUNE_SSM_VP,         /*   channels per work-item as one vector (1: one channel, its state along the lanes) */
     TUNE_SSM_DECODE_WG,  /* SSM decode step: the largest work-group */
     TUNE_CONV_TT,        /* conv1d prefill and backward: tokens per work-item */
-    TUNE_CONV_VC,        /*   channels per work-item as one vector (4 or 8) */
+    TUNE_CONV_VC,        /*   channels per work-item as one vector (4, 8 or 16) */
     TUNE_N
 } tune_param;
 
