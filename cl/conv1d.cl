@@ -24,7 +24,7 @@ typedef CONV_CAT(float, CONV_VC) cvec;
 #define CSTORE(v, p) CONV_CAT(vstore, CONV_VC)((v), 0, (p))
 
 inline float conv_act(float v, int silu) { return silu ? v * atb_sigmoid(v) : v; }
-inline cvec conv_actv(cvec v, int silu) { return silu ? v / (1.0f + exp(-v)) : v; }
+static inline cvec conv_actv(cvec v, int silu) { return silu ? v / (1.0f + exp(-v)) : v; }
 
 /* Pre-activation of output t of one channel: taps of x column xc (row stride x_rs) times wc, the
  * taps before the segment start lo selected to 0 (the tail channels' path). */

@@ -61,18 +61,6 @@ inline float ssm_decay_dot(float8 *S8, float *St, float decay, __global const fl
     return acc;
 }
 
-/* dt and exp(dt A) of every (b, t, h) once, instead of once per channel of the head. */
-__kernel void ssm_dt(__global float2 *dd, __global const float *dtr, int dto, int dt_rs, int dt_bs,
-                     __global const float *dt_bias, int dbo, int has_bias, __global const float *A_log, int ao,
-                     int B, int T, int nh) {
-    int i = get_global_id(0);
-    if (i >= B * T * nh) return;
-    int h = i % nh, bt = i / nh, t = bt % T, b = bt / T;
-    float bias = has_bias ? dt_bias[dbo + h] : 0.0f;
-    float dt = SSM_DT(b, t, h);
-    dd[i] = (float2)(dt, exp(-dt * exp(A_log[ao + h])));
-}
-
 /* A block-scan work-item's channels and state (-DSSM_VP, default 1):
  *  - SSM_VP = 1: one channel pi, its state row S[pi, 0..N-1] along the vector lanes (SSM_ROW);
  *  - SSM_VP = 2..16 (p % SSM_VP == 0): SSM_VP neighbouring channels of a head, which share dt, B and C,
@@ -113,6 +101,23 @@ inline void ssm_store_lanes(const SSM_XT *S, __global float *dst) {
 #define SSM_TOKEN(S, decay, u, Bt, Ct) ssm_token(S##8, S##t, decay, u, Bt, Ct)
 #define SSM_STORE(S, dst) ssm_store(S##8, S##t, dst)
 #endif
+
+/* dt and exp(dt A) of every (b, t, h) once, instead of once per channel of the head; a work-item takes
+ * SSM_VP tokens of one (b, h) as one vector (PoCL runs exp and log1p scalar unless written on vectors:
+ * one token per work-item took ~1 ms at T = 4096, 8 heads, longer than the scan). */
+__kernel void ssm_dt(__global float2 *dd, __global const float *dtr, int dto, int dt_rs, int dt_bs,
+                     __global const float *dt_bias, int dbo, int has_bias, __global const float *A_log, int ao,
+                     int B, int T, int nh) {
+    int i = get_global_id(0), nt = (T + SSM_VP - 1) / SSM_VP;
+    if (i >= B * nt * nh) return;
+    int h = i % nh, r = i / nh, t0 = r % nt * SSM_VP, b = r / nt;
+    float bias = has_bias ? dt_bias[dbo + h] : 0.0f, v[SSM_VP], o[2 * SSM_VP];
+    for (int l = 0; l < SSM_VP; l++) v[l] = dtr[dto + b * dt_bs + min(t0 + l, T - 1) * dt_rs + h] + bias;
+    SSM_XT x = SSM_XLOAD(v), dt = x > 20.0f ? x : log1p(exp(x)); /* atb_softplus on the lanes */
+    SSM_YSTORE(dt, o);
+    SSM_YSTORE(exp(-dt * exp(A_log[ao + h])), o + SSM_VP);
+    for (int l = 0; l < SSM_VP && t0 + l < T; l++) dd[(b * T + t0 + l) * nh + h] = (float2)(o[l], o[SSM_VP + l]);
+}
 
 /* Scans blocks of Q tokens; see the header for the two modes.
  * mode 0: st = final_state [B,nh,p,N] (written by whoever scans token T-1 when want_final).
@@ -208,6 +213,77 @@ __kernel void ssm_fix(__global float *y, int yo, SSM_IN_ARGS, __global const flo
     for (int t = t0; t < t1 && seg[so + t] != t; t++)
         y[yo + (b * T + t) * E + h * p + pi] +=
             ssm_decay_dot(S8, St, dd[(b * T + t) * nh + h].y, Cm + co + b * c_bs + t * c_rs + g * SSM_N);
+}
+
+/* The quadratic path: y_t = sum over s from t's segment start to t of (C_t . B_s) dt_s x_s times the
+ * decay prod_{r=s+1..t} exp(dt_r A), plus D x_t; the state itself is never formed. A work-item per
+ * (b, t, h) holds C_t and the head's SSM_P channels as SSM_P / SSM_VP vectors and walks its segment
+ * back from t (the decay one product per step). A token's work grows with its place in its segment,
+ * so the host takes this path only for short segments (ssm.quad_max: Attamba's chunks), where it does
+ * (P + 1) / 2 x (N + p) multiply-adds per token and head against the recurrence's 3 p N. */
+#ifdef SSM_P
+inline float ssm_dot(const float8 *C8, const float *Ct, __global const float *Bs) {
+    float8 acc8 = (float8)(0.0f);
+    for (int j = 0; j < SSM_N8; j++) acc8 = fma(C8[j], vload8(j, Bs), acc8);
+    float acc = atb_hsum8(acc8);
+    for (int j = 0; j < SSM_NT; j++) acc = fma(Ct[j], Bs[SSM_N8 * 8 + j], acc);
+    return acc;
+}
+
+#ifndef SSM_QH
+#define SSM_QH 1 /* heads per work-item (of one group: they share B and C, so C_t . B_s once for all) */
+#endif
+__kernel void ssm_scan_quad(__global float *y, int yo, SSM_IN_ARGS, __global const float2 *dd,
+                            __global const int *seg, int so, int B, int T, int nh, int hpg) {
+    int gid = get_global_id(0), nq = nh / SSM_QH;
+    if (gid >= B * T * nq) return;
+    int h0 = gid % nq * SSM_QH, bt = gid / nq, t = bt % T, b = bt / T, g = h0 / hpg;
+    SSM_ROW(C8, Ct);
+    ssm_load(C8, Ct, Cm + co + b * c_bs + t * c_rs + g * SSM_N);
+    __global const float *xh = xs + xo + b * x_bs + h0 * SSM_P, *bg = Bm + bo + b * b_bs + g * SSM_N;
+    __global const float2 *dh = dd + b * T * nh + h0;
+    SSM_XT acc[SSM_QH][SSM_P / SSM_VP];
+    float w[SSM_QH];
+    for (int q = 0; q < SSM_QH; q++) {
+        w[q] = 1.0f;
+        for (int j = 0; j < SSM_P / SSM_VP; j++) acc[q][j] = (SSM_XT)(0.0f);
+    }
+    for (int s = t, lo = seg[so + t]; s >= lo; s--) {
+        float cb = ssm_dot(C8, Ct, bg + s * b_rs);
+        for (int q = 0; q < SSM_QH; q++) {
+            float2 d = dh[s * nh + q];
+            SSM_XT coef = (SSM_XT)(w[q] * d.x * cb);
+            for (int j = 0; j < SSM_P / SSM_VP; j++)
+                acc[q][j] = fma(coef, SSM_XLOAD(xh + s * x_rs + q * SSM_P + j * SSM_VP), acc[q][j]);
+            w[q] *= d.y;
+        }
+    }
+    __global float *yt = y + yo + bt * nh * SSM_P + h0 * SSM_P;
+    for (int q = 0; q < SSM_QH; q++)
+        for (int j = 0; j < SSM_P / SSM_VP; j++)
+            SSM_YSTORE(acc[q][j] + D[Do + h0 + q] * SSM_XLOAD(xh + t * x_rs + q * SSM_P + j * SSM_VP),
+                       yt + q * SSM_P + j * SSM_VP);
+}
+#endif
+
+/* The quadratic path's state after token T-1 (final_state [B,nh,p,N]): the sum over the last segment
+ * of dt_s x_s B_s^T and its decay to T-1, a work-item per (b, h, pi) walking the segment back. */
+__kernel void ssm_final(__global float *st, int sto, SSM_IN_ARGS, __global const float2 *dd,
+                        __global const int *seg, int so, int B, int T, int nh, int p, int hpg) {
+    int gid = get_global_id(0);
+    if (gid >= B * nh * p) return;
+    int pi = gid % p, r = gid / p;
+    int h = r % nh, b = r / nh, g = h / hpg;
+    SSM_ROW(S8, St);
+    ssm_token_zero(S8, St);
+    float w = 1.0f;
+    for (int s = T - 1, lo = seg[so + T - 1]; s >= lo; s--) {
+        float2 d = dd[(b * T + s) * nh + h];
+        __global const float *Bs = Bm + bo + b * b_bs + s * b_rs + g * SSM_N;
+        ssm_token(S8, St, 1.0f, w * d.x * xs[xo + b * x_bs + s * x_rs + h * p + pi], Bs, Bs);
+        w *= d.y;
+    }
+    ssm_store(S8, St, st + sto + gid * SSM_N);
 }
 
 /* Decode: one token per sequence; one work-item per (b, h, pi), state row updated in place. */

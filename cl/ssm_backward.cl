@@ -33,17 +33,6 @@
 ATB_DEFINE_VEC_STEP(ssmb_step_p, SSM_P)
 ATB_DEFINE_VEC_STEP(ssmb_step_n, SSM_N)
 
-/* Per (b, t, h): dt, decay exp(dt A), d dt / d dt_raw (softplus' as the forward computes softplus). */
-__kernel void ssmb_dt(__global float4 *dd, SSMB_ROWS(dtr, dt), __global const float *dt_bias, int dbo, int has_bias,
-                      __global const float *A_log, int ao, int B, int T, int nh) {
-    int i = get_global_id(0);
-    if (i >= B * T * nh) return;
-    int h = i % nh, bt = i / nh, t = bt % T, b = bt / T;
-    float v = dtr[SSMB_AT(dt, b, t) + h] + (has_bias ? dt_bias[dbo + h] : 0.0f);
-    float dt = atb_softplus(v);
-    dd[i] = (float4)(dt, exp(-dt * exp(A_log[ao + h])), v > 20.0f ? 1.0f : atb_sigmoid(v), 0.0f);
-}
-
 /* The scans' work-item layouts. -DSSM_VN (column scans) and -DSSM_VP (row scan), default 1: one column
  * (row) per work-item with its state along the vector lanes (ATB_VEC8: p, resp. N floats); 2..16 (dividing
  * N, resp. p; CPUs: ssm.vp): that many columns (rows) as one vector, the state p (N) such vectors, the
@@ -89,6 +78,24 @@ ATB_DEFINE_LANES_STEP(ssmb_rows_step, SSMB_RT, SSM_N)
 #define SSMB_RZERO(G) ssmb_step_n_zero(G##8, G##t)
 #define SSMB_RSTEP(G, a, s, v1, v2) ssmb_step_n(G##8, G##t, a, s, v1, v2)
 #endif
+
+/* Per (b, t, h): dt, decay exp(dt A), d dt / d dt_raw (softplus' as the forward computes softplus); a
+ * work-item takes SSM_VP tokens of one (b, h) as one vector, as ssm_dt does (PoCL's exp is scalar
+ * unless written on vectors). */
+__kernel void ssmb_dt(__global float4 *dd, SSMB_ROWS(dtr, dt), __global const float *dt_bias, int dbo, int has_bias,
+                      __global const float *A_log, int ao, int B, int T, int nh) {
+    int i = get_global_id(0), nt = (T + SSM_VP - 1) / SSM_VP;
+    if (i >= B * nt * nh) return;
+    int h = i % nh, r = i / nh, t0 = r % nt * SSM_VP, b = r / nt;
+    float bias = has_bias ? dt_bias[dbo + h] : 0.0f, v[SSM_VP], o[3 * SSM_VP];
+    for (int l = 0; l < SSM_VP; l++) v[l] = dtr[SSMB_AT(dt, b, min(t0 + l, T - 1)) + h] + bias;
+    SSMB_RT x = SSMB_RLOAD(v), dt = x > 20.0f ? x : log1p(exp(x));
+    SSMB_RSTORE(dt, o);
+    SSMB_RSTORE(exp(-dt * exp(A_log[ao + h])), o + SSM_VP);
+    SSMB_RSTORE(x > 20.0f ? (SSMB_RT)(1.0f) : 1.0f / (1.0f + exp(-x)), o + 2 * SSM_VP);
+    for (int l = 0; l < SSM_VP && t0 + l < T; l++)
+        dd[(b * T + t0 + l) * nh + h] = (float4)(o[l], o[SSM_VP + l], o[2 * SSM_VP + l], 0.0f);
+}
 
 /* Column scans: one work-item per (b, block, h, SSM_VN columns from n), n fastest (neighbours share the
  * xs/dy rows). */

@@ -312,12 +312,12 @@ START_TEST(reference_scan_equals_naive_recurrence_and_quadratic_form) {
 }
 END_TEST
 
-/* Each path with its default block and with blocks small enough that segments span many blocks. */
-static const struct {
-    ops_ssm_path path;
-    int block;
-} runs[] = {{OPS_SSM_AUTO, 0},       {OPS_SSM_SEQUENTIAL, 0}, {OPS_SSM_SEQUENTIAL, 1}, {OPS_SSM_SEQUENTIAL, 7},
-            {OPS_SSM_CHUNKED, 0},    {OPS_SSM_CHUNKED, 1},    {OPS_SSM_CHUNKED, 4},    {OPS_SSM_CHUNKED, 9}};
+/* Each path with its default block and with blocks small enough that segments span many blocks; AUTO
+ * told the longest segment too (a wrong figure may slow the scan, never change it). */
+static const ops_ssm_opts runs[] = {
+    {OPS_SSM_AUTO, 0, 0},       {OPS_SSM_AUTO, 0, 3},       {OPS_SSM_SEQUENTIAL, 0, 0}, {OPS_SSM_SEQUENTIAL, 1, 0},
+    {OPS_SSM_SEQUENTIAL, 7, 0}, {OPS_SSM_CHUNKED, 0, 0},    {OPS_SSM_CHUNKED, 1, 0},    {OPS_SSM_CHUNKED, 4, 0},
+    {OPS_SSM_CHUNKED, 9, 0},    {OPS_SSM_QUADRATIC, 0, 0}};
 
 START_TEST(scan_paths_match_reference_on_awkward_shapes) {
     const scan_case *c = &scan_cases[_i];
@@ -329,8 +329,8 @@ START_TEST(scan_paths_match_reference_on_awkward_shapes) {
     for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
         tu_ok(tensor_fill(&v.y, NAN));
         tu_ok(tensor_fill(&v.fin, NAN));
-        tu_ok(ops_ssm_scan_with(ctx, runs[r].path, runs[r].block, &v.xs, &v.Bm, &v.Cm, &v.dt, bias_of(&v), &v.A_log,
-                                &v.D, &v.seg, c->G, &v.y, &v.fin));
+        tu_ok(ops_ssm_scan_with(ctx, &runs[r], &v.xs, &v.Bm, &v.Cm, &v.dt, bias_of(&v), &v.A_log, &v.D, &v.seg, c->G,
+                                &v.y, &v.fin));
         float *y = tu_download(&v.y), *fin = tu_download(&v.fin);
         char what[96];
         snprintf(what, sizeof what, "case %d, %s block %d: y", _i, ops_ssm_path_name(runs[r].path), runs[r].block);
@@ -345,11 +345,14 @@ START_TEST(scan_paths_match_reference_on_awkward_shapes) {
         free(fin);
     }
     /* without final_state the outputs are the same */
-    tu_ok(ops_ssm_scan_with(ctx, OPS_SSM_CHUNKED, 4, &v.xs, &v.Bm, &v.Cm, &v.dt, bias_of(&v), &v.A_log, &v.D, &v.seg,
-                            c->G, &v.y, NULL));
-    float *y = tu_download(&v.y);
-    tu_assert_close(y, d.y, d.nx, SCAN_RTOL, SCAN_ATOL(d.y, d.nx), "chunked without final_state");
-    free(y), free(first);
+    for (int path = OPS_SSM_CHUNKED; path <= OPS_SSM_QUADRATIC; path++) {
+        tu_ok(ops_ssm_scan_with(ctx, &(ops_ssm_opts){(ops_ssm_path)path, 4, 0}, &v.xs, &v.Bm, &v.Cm, &v.dt,
+                                bias_of(&v), &v.A_log, &v.D, &v.seg, c->G, &v.y, NULL));
+        float *y = tu_download(&v.y);
+        tu_assert_close(y, d.y, d.nx, SCAN_RTOL, SCAN_ATOL(d.y, d.nx), "without final_state");
+        free(y);
+    }
+    free(first);
     free_dev(&v);
     free_data(&d);
 }
@@ -363,12 +366,14 @@ START_TEST(ssm_step_continues_a_prefill_exactly) {
     scan_data d = make_data(c, 3000 + 10 * (uint64_t)_i);
     scan_dev v = upload(c, &d);
     int64_t E = c->nh * c->p, nf = (int64_t)c->B * c->nh * c->p * c->N;
-    int T0s[2] = {0, c->T / 2 + 1};
+    /* no prefill, then prefills of each path */
+    int T0s[4] = {0, c->T / 2 + 1, c->T / 2 + 1, c->T / 3 + 1};
+    ops_ssm_path paths[4] = {OPS_SSM_AUTO, OPS_SSM_CHUNKED, OPS_SSM_QUADRATIC, OPS_SSM_SEQUENTIAL};
     tensor yt = tu_zeros(2, ((int64_t[]){c->B, E})), restart;
     tu_ok(tensor_alloc(ctx, &restart, TENSOR_I32, 1, ((int64_t[]){c->B})));
     int32_t *r = malloc((size_t)c->B * sizeof *r);
     float *ys = malloc((size_t)d.nx * sizeof *ys), *row = malloc((size_t)c->B * E * sizeof *row);
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 4; k++) {
         int T0 = T0s[k];
         tu_ok(tensor_fill(&v.fin, 0.0));
         if (T0 > 0) {
@@ -378,8 +383,8 @@ START_TEST(ssm_step_continues_a_prefill_exactly) {
             tu_ok(tensor_slice(&v.seg, 0, 0, T0, &ps));
             tensor py;
             tu_ok(tensor_alloc_f32(ctx, &py, 3, ((int64_t[]){c->B, T0, E})));
-            tu_ok(ops_ssm_scan_with(ctx, k ? OPS_SSM_CHUNKED : OPS_SSM_SEQUENTIAL, 4, &px[0], &px[1], &px[2], &px[3],
-                                    bias_of(&v), &v.A_log, &v.D, &ps, c->G, &py, &v.fin));
+            tu_ok(ops_ssm_scan_with(ctx, &(ops_ssm_opts){paths[k], 4, 0}, &px[0], &px[1], &px[2], &px[3], bias_of(&v),
+                                    &v.A_log, &v.D, &ps, c->G, &py, &v.fin));
             float *hy = tu_download(&py);
             for (int b = 0; b < c->B; b++)
                 memcpy(ys + (int64_t)b * c->T * E, hy + (int64_t)b * T0 * E, (size_t)(T0 * E) * sizeof *hy);
@@ -452,9 +457,9 @@ START_TEST(scan_and_conv_read_column_slices_of_a_projection) {
     tu_ok(tensor_slice(&tp, 2, 1 + E + GN, GN, &vc));
     tu_ok(tensor_slice(&tp, 2, 1 + E + 2 * GN, c->nh, &vd));
     scan_dev v = upload(c, &d);
-    for (int path = OPS_SSM_SEQUENTIAL; path <= OPS_SSM_CHUNKED; path++) {
-        tu_ok(ops_ssm_scan_with(ctx, (ops_ssm_path)path, 8, &vx, &vb, &vc, &vd, bias_of(&v), &v.A_log, &v.D, &v.seg,
-                                c->G, &v.y, &v.fin));
+    for (int path = OPS_SSM_SEQUENTIAL; path <= OPS_SSM_QUADRATIC; path++) {
+        tu_ok(ops_ssm_scan_with(ctx, &(ops_ssm_opts){(ops_ssm_path)path, 8, 0}, &vx, &vb, &vc, &vd, bias_of(&v),
+                                &v.A_log, &v.D, &v.seg, c->G, &v.y, &v.fin));
         float *y = tu_download(&v.y);
         tu_assert_close(y, d.y, d.nx, SCAN_RTOL, SCAN_ATOL(d.y, d.nx), "scan on column slices");
         free(y);
@@ -576,7 +581,7 @@ START_TEST(bad_arguments_are_refused_with_a_message) {
     REFUSED(ops_ssm_scan(ctx, &xs, &bm, &bm, &dt, NULL, &al, &D, &seg, G, &xs, NULL), ATTAMBA_ERR_INVALID_ARG, "share");
     REFUSED(ops_ssm_scan(ctx, NULL, &bm, &bm, &dt, NULL, &al, &D, &seg, G, &y, NULL), ATTAMBA_ERR_INVALID_ARG, "required");
     REFUSED(ops_ssm_scan(ctx, &xs, &big, &big, &dt, NULL, &al, &D, &seg, G, &y, NULL), ATTAMBA_ERR_INVALID_ARG, "N = 300");
-    REFUSED(ops_ssm_scan_with(ctx, (ops_ssm_path)7, 0, &xs, &bm, &bm, &dt, NULL, &al, &D, &seg, G, &y, &fin),
+    REFUSED(ops_ssm_scan_with(ctx, &(ops_ssm_opts){(ops_ssm_path)7, 0, 0}, &xs, &bm, &bm, &dt, NULL, &al, &D, &seg, G, &y, &fin),
             ATTAMBA_ERR_INVALID_ARG, "path");
     tensor x1 = token_view(&xs, 0), b1 = token_view(&bm, 0), d1 = token_view(&dt, 0);
     REFUSED(ops_ssm_step(ctx, &x1, &b1, &b1, &d1, NULL, &al, &D, &restart, G, &y, &x1), ATTAMBA_ERR_SHAPE, "state");

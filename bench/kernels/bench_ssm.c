@@ -1,6 +1,6 @@
 /* attamba bench ssm: the K/V-SSM kernels at the paper's sizes (E=256, nh=8, p=32, N=32, G=1, w=4):
- * conv1d over [xs, Bm, Cm], the SSM scan on both paths (sequential over segments, chunked over
- * blocks), and the decode steps, next to the device's copy bandwidth measured in the same run.
+ * conv1d over [xs, Bm, Cm], the SSM scan on its paths (sequential over segments, chunked over
+ * blocks, quadratic within segments up to QUAD_BENCH_MAX tokens), and the decode steps, next to the device's copy bandwidth measured in the same run.
  * Byte model (compulsory traffic, f32): conv1d reads x and writes out once (2*B*T*C*4, C = E+2GN);
  * the scan reads xs, Bm, Cm, dt_raw once and writes y and final_state once
  * (B*T*(2E+2GN+nh)*4 + B*nh*p*N*4). The chunked path's scratch states are extra traffic not
@@ -20,6 +20,8 @@
 #include "ops/boundaries.h"
 #include "ops/ssm.h"
 
+enum { QUAD_BENCH_MAX = 256 };
+
 typedef struct {
     rt_ctx *ctx;
     int which; /* 0 copy, 1 conv1d, 2 scan, 3 conv1d_step, 4 ssm_step, 5 conv1d_backward, 6 scan backward */
@@ -34,7 +36,7 @@ static int run(void *arg) {
     switch (r->which) {
     case 0: s = tensor_copy(r->b, r->a); break;
     case 1: s = ops_conv1d(r->ctx, r->a, r->b, r->c, 1, r->d); break;
-    case 2: s = ops_ssm_scan_with(r->ctx, r->path, 0, r->a, r->b, r->c, r->d, NULL, r->e, r->f, r->g, r->G, r->h, r->i); break;
+    case 2: s = ops_ssm_scan_with(r->ctx, &(ops_ssm_opts){r->path, 0, 0}, r->a, r->b, r->c, r->d, NULL, r->e, r->f, r->g, r->G, r->h, r->i); break;
     case 3: s = ops_conv1d_step(r->ctx, r->a, r->b, r->c, r->d, 1, r->e); break;
     case 4: s = ops_ssm_step(r->ctx, r->a, r->b, r->c, r->d, NULL, r->e, r->f, r->g, r->G, r->h, r->i); break;
     case 5: s = ops_conv1d_backward(r->ctx, r->a, r->b, r->c, 1, r->d, r->e, r->f); break;
@@ -198,7 +200,9 @@ done_copy:
             record(out, &r, "conv1d", "-", B, T, P, N, &tm, 2.0 * B * T * C * 4, copy_gbs, 0, NULL);
             double bytes = 4.0 * B * T * (2 * E + 2 * GN + nh) + 4.0 * B * nh * p * N, seq_s = 0, fwd_s = 0;
             double conv_s = t;
-            for (int path = OPS_SSM_SEQUENTIAL; path <= OPS_SSM_CHUNKED && !rc; path++) {
+            /* the quadratic path does (P + 1) / 2 steps per token: timed for segments up to QUAD_BENCH_MAX */
+            for (int path = OPS_SSM_SEQUENTIAL; path <= OPS_SSM_QUADRATIC && !rc; path++) {
+                if (path == OPS_SSM_QUADRATIC && P > QUAD_BENCH_MAX) continue;
                 ssm_run sr = {ctx, 2, (ops_ssm_path)path, &xs, &bm, &cm, &dt, &al, &D, &ts,
                               path == OPS_SSM_SEQUENTIAL ? &y : &y2, &fin, .G = G};
                 t = bench_time(run, &sr, 3, seconds, &tm);
@@ -206,19 +210,20 @@ done_copy:
                     rc = cli_error("bench ssm", "scan: %s", ctx->err);
                     break;
                 }
+                fwd_s = path == OPS_SSM_SEQUENTIAL ? t : fmin(fwd_s, t);
                 if (path == OPS_SSM_SEQUENTIAL) seq_s = t;
                 record(out, &sr, "ssm_scan", ops_ssm_path_name((ops_ssm_path)path), B, T, P, N, &tm, bytes, copy_gbs,
-                       path == OPS_SSM_CHUNKED ? seq_s / t : 0, "speedup_vs_sequential");
-                if (path == OPS_SSM_CHUNKED) fwd_s = fmin(seq_s, t);
-            }
-            if (!rc) { /* the two paths must agree; a benchmark of wrong answers is worthless */
-                size_t n = (size_t)B * T * E;
-                float *a = malloc(n * 4), *b2 = malloc(n * 4);
-                double md = 0, mx = 0;
-                if (a && b2 && !tensor_download(&y, a) && !tensor_download(&y2, b2))
-                    for (size_t i = 0; i < n; i++) md = fmax(md, fabs(a[i] - b2[i])), mx = fmax(mx, fabs(a[i]));
-                printf("%-12s max |seq - chunked| = %.2e (max |y| = %.2f)\n", "", md, mx);
-                free(a), free(b2);
+                       path != OPS_SSM_SEQUENTIAL ? seq_s / t : 0, "speedup_vs_sequential");
+                if (path != OPS_SSM_SEQUENTIAL) { /* paths must agree; a benchmark of wrong answers is worthless */
+                    size_t n = (size_t)B * T * E;
+                    float *a = malloc(n * 4), *b2 = malloc(n * 4);
+                    double md = 0, mx = 0;
+                    if (a && b2 && !tensor_download(&y, a) && !tensor_download(&y2, b2))
+                        for (size_t i = 0; i < n; i++) md = fmax(md, fabs(a[i] - b2[i])), mx = fmax(mx, fabs(a[i]));
+                    printf("%-12s max |sequential - %s| = %.2e (max |y| = %.2f)\n", "",
+                           ops_ssm_path_name((ops_ssm_path)path), md, mx);
+                    free(a), free(b2);
+                }
             }
             if (!rc) { /* backward: all gradients, as training needs them */
                 tensor gx = {0}, gw = {0}, gxs = {0}, gbm = {0}, gcm = {0}, gdt = {0}, ga = {0}, gD = {0};
@@ -282,6 +287,7 @@ done_copy:
         for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) tensor_free(all[i]);
     }
     if (!rc && json && bench_write_json(out, json)) rc = cli_error("bench ssm", "cannot write %s", json);
+    if (ctx->profiling) rt_profile_print(ctx, stderr); /* ATTAMBA_PROFILE=1: each path's kernels apart */
     cJSON_Delete(out);
     attamba_context_destroy(ctx);
     return rc;

@@ -98,7 +98,8 @@ attamba_status boundary_plan_take(const model_config *c, tensor_arena *ar, int64
     free(p->host);
     p->host = calloc((size_t)(2 * c->n_layers * T), sizeof *p->host);
     if (!p->nb) p->nb = calloc((size_t)c->n_layers, sizeof *p->nb);
-    if (!p->nb || !p->host) return rt_fail(ar->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
+    if (!p->longest) p->longest = calloc((size_t)c->n_layers, sizeof *p->longest);
+    if (!p->nb || !p->longest || !p->host) return rt_fail(ar->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "out of host memory");
     return tensor_arena_take(ar, &p->all, TENSOR_I32, 3, (int64_t[]){2, c->n_layers, T});
 }
 
@@ -106,6 +107,7 @@ void boundary_plan_release(boundary_plan *p) {
     tensor_free(&p->all);
     free(p->host);
     free(p->nb);
+    free(p->longest);
     memset(p, 0, sizeof *p);
 }
 
@@ -128,7 +130,11 @@ attamba_status boundary_plan_update(model *m, boundary_plan *p) {
             break;
         }
         p->nb[l] = nb;
-        for (int64_t i = 0; i < nb; i++) host[(int64_t)l * T + i] = (int32_t)pos[i];
+        p->longest[l] = T - pos[nb - 1];
+        for (int64_t i = 0; i < nb; i++) {
+            host[(int64_t)l * T + i] = (int32_t)pos[i];
+            if (i + 1 < nb) p->longest[l] = CORE_MAX(p->longest[l], pos[i + 1] - pos[i]);
+        }
         boundary_segment_starts(pos, nb, T, host + (int64_t)(L + l) * T);
     }
     if (!s) s = tensor_upload(&p->all, host);
@@ -249,8 +255,9 @@ static attamba_status ssm_scan_sequence(model *m, int l, int i, const tensor *se
     attamba_status s = md->cache && w->conv ? conv_tail(&a->xbc_in, &tail.conv, tail.seg_first) : ATTAMBA_OK;
     if (!s && w->conv) s = ops_conv1d(m->ctx, &a->xbc_in, w->conv, seg, 1, &a->xbc);
     if (!s)
-        s = ops_ssm_scan(m->ctx, &a->xs, &a->bm, &a->cm, &a->dt, w->dt_bias, w->A_log, w->D, seg, c->ssm_groups,
-                         &a->y, md->cache ? &tail.state : NULL);
+        s = ops_ssm_scan_with(m->ctx, &(ops_ssm_opts){.longest_segment = md->plan->longest[l]}, &a->xs, &a->bm, &a->cm,
+                              &a->dt, w->dt_bias, w->A_log, w->D, seg, c->ssm_groups, &a->y,
+                              md->cache ? &tail.state : NULL);
     if (!s) s = ops_gated_rmsnorm(m->ctx, &a->y, &a->z, w->norm, c->norm_eps, &a->g);
     ssm_tail_free(&tail);
     return s;

@@ -138,6 +138,7 @@ typedef struct boundary_plan {
     tensor all;          /* i32 [2, L, T]: [0, l, :nb[l]] boundaries, [1, l, :] segment starts */
     int32_t *host;       /* [2, L, T]: the same on the host (attention plans its blocks with the boundaries) */
     int64_t *nb;         /* [L] */
+    int64_t *longest;    /* [L]: each layer's longest segment (the SSM scan picks its path by it) */
     int64_t T;
     boundary_spec spec;  /* what `all` holds; chunk 0 = nothing yet */
 } boundary_plan;

@@ -214,12 +214,14 @@ const char *ops_ssm_path_name(ops_ssm_path path) {
     case OPS_SSM_AUTO: return "auto";
     case OPS_SSM_SEQUENTIAL: return "sequential";
     case OPS_SSM_CHUNKED: return "chunked";
+    case OPS_SSM_QUADRATIC: return "quadratic";
     }
     return NULL;
 }
 
 ops_ssm_path ops_ssm_choose_path(rt_ctx *ctx, int64_t rows, int64_t T, int64_t longest_segment) {
     if (longest_segment <= 0 || longest_segment > T) longest_segment = T;
+    if (longest_segment <= ops_tune(ctx, TUNE_SSM_QUAD_MAX)) return OPS_SSM_QUADRATIC;
     /* a sequential work-item walks at most SEQ_BLOCK + its segment; the chunked critical path is
      * ~2 blocks + T/block steps of the state pass, so short segments always favour one launch */
     if (longest_segment <= 4 * CHUNK_BLOCK) return OPS_SSM_SEQUENTIAL;
@@ -241,10 +243,10 @@ static int scan_lanes(rt_ctx *ctx, int64_t n) {
 /* The tuning table's ssm.path, AUTO when it leaves the choice to ops_ssm_choose_path. */
 static ops_ssm_path table_path(rt_ctx *ctx) {
     int v = ops_tune(ctx, TUNE_SSM_PATH);
-    return v == 1 ? OPS_SSM_SEQUENTIAL : v == 2 ? OPS_SSM_CHUNKED : OPS_SSM_AUTO;
+    return v >= 1 && v <= 3 ? (ops_ssm_path)v : OPS_SSM_AUTO;
 }
 
-attamba_status ops_ssm_scan_with(rt_ctx *ctx, ops_ssm_path path, int block, const tensor *xs, const tensor *Bm,
+attamba_status ops_ssm_scan_with(rt_ctx *ctx, const ops_ssm_opts *o, const tensor *xs, const tensor *Bm,
                                  const tensor *Cm, const tensor *dt_raw, const tensor *dt_bias, const tensor *A_log,
                                  const tensor *D, const tensor *seg_start, int n_groups, tensor *y,
                                  tensor *final_state) {
@@ -257,17 +259,20 @@ attamba_status ops_ssm_scan_with(rt_ctx *ctx, ops_ssm_path path, int block, cons
     if (final_state) RT_TRY(ops_expect(ctx, op, "final_state", final_state, TENSOR_F32, 4, (int64_t[]){B, nh, p, N}));
     if (ops_overlap(y, xs) || ops_overlap(y, Bm) || ops_overlap(y, Cm) || ops_overlap(y, dt_raw))
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: y must not share a buffer with xs, Bm, Cm or dt_raw", op);
-    if (path != OPS_SSM_AUTO && path != OPS_SSM_SEQUENTIAL && path != OPS_SSM_CHUNKED)
+    ops_ssm_path path = o ? o->path : OPS_SSM_AUTO;
+    if (path < OPS_SSM_AUTO || path > OPS_SSM_QUADRATIC)
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: unknown path %d", op, (int)path);
     if (path == OPS_SSM_AUTO) path = table_path(ctx);
-    if (path == OPS_SSM_AUTO) path = ops_ssm_choose_path(ctx, B * nh * p, T, T);
-    if (block <= 0) block = path == OPS_SSM_SEQUENTIAL ? SEQ_BLOCK : CHUNK_BLOCK;
+    if (path == OPS_SSM_AUTO) path = ops_ssm_choose_path(ctx, B * nh * p, T, o ? o->longest_segment : 0);
+    int block = o && o->block > 0 ? o->block : path == OPS_SSM_SEQUENTIAL ? SEQ_BLOCK : CHUNK_BLOCK;
     int64_t nblk = (T + block - 1) / block;
 
     int vp = scan_lanes(ctx, p); /* channels per work-item of the block scan */
     char opts[32], scan_opts[48];
     snprintf(opts, sizeof opts, "-DSSM_N=%d", (int)N);
-    snprintf(scan_opts, sizeof scan_opts, "-DSSM_N=%d -DSSM_VP=%d", (int)N, vp);
+    /* the kernels that take SSM_VP lanes (ssm_dt, ssm_scan_blocks); -DSSM_VP=1 is the default */
+    if (vp > 1) snprintf(scan_opts, sizeof scan_opts, "-DSSM_N=%d -DSSM_VP=%d", (int)N, vp);
+    else snprintf(scan_opts, sizeof scan_opts, "%s", opts);
     cl_mem fin_mem = final_state ? final_state->buf->mem : y->buf->mem;
     cl_int fin_off = final_state ? (cl_int)final_state->offset : 0, want_final = final_state != NULL;
     cl_int hpg = (cl_int)(nh / in.G);
@@ -281,7 +286,7 @@ attamba_status ops_ssm_scan_with(rt_ctx *ctx, ops_ssm_path path, int block, cons
                        RT_I32_AT(&in.dt.rs), RT_I32_AT(&in.dt.bs), RT_MEM(in.bias_mem),
                        RT_I32_AT(&in.bias_off), RT_I32_AT(&in.has_bias),
                        RT_MEM(in.A_mem), RT_I32_AT(&in.A_off), RT_I32(B), RT_I32(T), RT_I32(nh)};
-        s = ops_launch_1d(ctx, "ssm", opts, "ssm_dt", B * T * nh, (int)CORE_LEN(da), da);
+        s = ops_launch_1d(ctx, "ssm", scan_opts, "ssm_dt", B * ((T + vp - 1) / vp) * nh, (int)CORE_LEN(da), da);
     }
     if (s) goto done;
     rt_arg a[48];
@@ -294,13 +299,29 @@ attamba_status ops_ssm_scan_with(rt_ctx *ctx, ops_ssm_path path, int block, cons
     a[k++] = RT_MEM(seg_start->buf->mem);
     a[k++] = RT_I32(seg_start->offset);
 
+    if (path == OPS_SSM_QUADRATIC) {
+        char quad_opts[80];
+        int qh = ops_tune(ctx, TUNE_SSM_QUAD_HEADS); /* lowered to a divisor of the heads per group */
+        while (hpg % qh) qh--;
+        snprintf(quad_opts, sizeof quad_opts, "-DSSM_N=%d -DSSM_VP=%d -DSSM_P=%d -DSSM_QH=%d", (int)N, vp, (int)p, qh);
+        int kq = k;
+        a[k++] = RT_I32(B), a[k++] = RT_I32(T), a[k++] = RT_I32(nh), a[k++] = RT_I32(hpg);
+        s = ops_launch_1d(ctx, "ssm", quad_opts, "ssm_scan_quad", B * T * nh / qh, k, a);
+        if (!s && final_state) {
+            /* ssm_final: the same arguments with the state for y, and p */
+            a[0] = RT_MEM(fin_mem), a[1] = RT_I32_AT(&fin_off), k = kq;
+            a[k++] = RT_I32(B), a[k++] = RT_I32(T), a[k++] = RT_I32(nh), a[k++] = RT_I32(p), a[k++] = RT_I32(hpg);
+            s = ops_launch_1d(ctx, "ssm", opts, "ssm_final", B * nh * p, k, a);
+        }
+        goto done;
+    }
     if (path == OPS_SSM_SEQUENTIAL) {
         /* st = final_state; dec unused (any buffer) */
         a[k++] = RT_MEM(fin_mem), a[k++] = RT_I32_AT(&fin_off);
         a[k++] = RT_MEM(y->buf->mem), a[k++] = RT_I32(0);
         a[k++] = RT_I32(B), a[k++] = RT_I32(T), a[k++] = RT_I32(nh), a[k++] = RT_I32(p), a[k++] = RT_I32(hpg);
         a[k++] = RT_I32(block), a[k++] = RT_I32(nblk), a[k++] = RT_I32(0), a[k++] = RT_I32_AT(&want_final);
-        s = ops_launch_1d(ctx, "ssm", vp > 1 ? scan_opts : opts, "ssm_scan_blocks", B * nblk * nh * p / vp, k, a);
+        s = ops_launch_1d(ctx, "ssm", scan_opts, "ssm_scan_blocks", B * nblk * nh * p / vp, k, a);
         goto done;
     }
     int k0 = k;
@@ -308,7 +329,7 @@ attamba_status ops_ssm_scan_with(rt_ctx *ctx, ops_ssm_path path, int block, cons
     a[k++] = RT_MEM(dec.buf->mem), a[k++] = RT_I32(0);
     a[k++] = RT_I32(B), a[k++] = RT_I32(T), a[k++] = RT_I32(nh), a[k++] = RT_I32(p), a[k++] = RT_I32(hpg);
     a[k++] = RT_I32(block), a[k++] = RT_I32(nblk), a[k++] = RT_I32(1), a[k++] = RT_I32_AT(&want_final);
-    s = ops_launch_1d(ctx, "ssm", vp > 1 ? scan_opts : opts, "ssm_scan_blocks", B * nblk * nh * p / vp, k, a);
+    s = ops_launch_1d(ctx, "ssm", scan_opts, "ssm_scan_blocks", B * nblk * nh * p / vp, k, a);
     if (!s) {
         rt_arg pa[] = {RT_MEM(states.buf->mem), RT_I32(0), RT_MEM(dec.buf->mem), RT_I32(0),
                        RT_MEM(seg_start->buf->mem), RT_I32(seg_start->offset), RT_MEM(fin_mem),
@@ -335,8 +356,7 @@ done:
 attamba_status ops_ssm_scan(rt_ctx *ctx, const tensor *xs, const tensor *Bm, const tensor *Cm, const tensor *dt_raw,
                             const tensor *dt_bias, const tensor *A_log, const tensor *D, const tensor *seg_start,
                             int n_groups, tensor *y, tensor *final_state) {
-    return ops_ssm_scan_with(ctx, OPS_SSM_AUTO, 0, xs, Bm, Cm, dt_raw, dt_bias, A_log, D, seg_start, n_groups, y,
-                             final_state);
+    return ops_ssm_scan_with(ctx, NULL, xs, Bm, Cm, dt_raw, dt_bias, A_log, D, seg_start, n_groups, y, final_state);
 }
 
 attamba_status ops_ssm_step(rt_ctx *ctx, const tensor *xs, const tensor *Bm, const tensor *Cm, const tensor *dt_raw,
@@ -612,7 +632,7 @@ attamba_status ops_ssm_scan_backward(rt_ctx *ctx, const tensor *xs, const tensor
         a[k++] = RT_I32_AT(&in.has_bias);
         a[k++] = RT_MEM(in.A_mem), a[k++] = RT_I32_AT(&in.A_off);
         a[k++] = RT_I32(B), a[k++] = RT_I32(T), a[k++] = RT_I32(nh);
-        s = ops_launch_1d(ctx, "ssm_backward", opts, "ssmb_dt", B * T * nh, k, a);
+        s = ops_launch_1d(ctx, "ssm_backward", opts, "ssmb_dt", B * ((T + vp - 1) / vp) * nh, k, a);
     }
     if (!s && dxs) {
         rt_arg a[32];

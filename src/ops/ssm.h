@@ -51,24 +51,35 @@ typedef struct ops_ssm_decode_io {
 attamba_status ops_ssm_decode(rt_ctx *ctx, int n, const ops_ssm_decode_io *io, const tensor *pos,
                               const tensor *seg_first, int n_groups, float eps);
 
-/* The two prefill scan paths (cl/ssm.cl):
+/* The prefill scan paths (cl/ssm.cl):
  * SEQUENTIAL: one work-item per (batch, segment, head, channel) scans its whole segment token by token;
  *   one launch, no scratch. Best when segments are short (P up to a few hundred).
  * CHUNKED: blocks of `block` tokens are scanned in parallel from zero states, block end states are
  *   carried across blocks, then each block's head (the tokens before its first segment start) gets
  *   the carried state's contribution. Three launches and a scratch of B*ceil(T/block)*nh*p*N floats;
  *   parallel over blocks even inside one long segment (P >= T: pure Mamba-2).
- * AUTO: the tuning table's ssm.path ($ATTAMBA_SSM_PATH seq|chunked) if set, else ops_ssm_choose_path with the longest segment
- *   taken as T (the op does not read seg_start back: that would stall the queue). */
-typedef enum { OPS_SSM_AUTO = 0, OPS_SSM_SEQUENTIAL = 1, OPS_SSM_CHUNKED = 2 } ops_ssm_path;
-/* block <= 0 picks the default block for the path (16 sequential, 64 chunked). */
-attamba_status ops_ssm_scan_with(rt_ctx *ctx, ops_ssm_path path, int block, const tensor *xs, const tensor *Bm,
+ * QUADRATIC: one work-item per (batch, token, head) sums its segment's earlier tokens directly, y_t =
+ *   sum_s (C_t . B_s) decay(s..t) dt_s x_s + D x_t, the state never formed (Mamba-2's diagonal blocks):
+ *   (P + 1) / 2 x (N + p) multiply-adds per token and head for segments of P tokens against the
+ *   recurrence's 3 p N, so the fastest for Attamba's short chunks and quadratic in the segment length.
+ * AUTO: the tuning table's ssm.path ($ATTAMBA_SSM_PATH seq|chunked|quadratic) if set, else
+ *   ops_ssm_choose_path with the caller's longest segment (T when it passes 0: the op does not read
+ *   seg_start back, that would stall the queue). */
+typedef enum { OPS_SSM_AUTO = 0, OPS_SSM_SEQUENTIAL = 1, OPS_SSM_CHUNKED = 2, OPS_SSM_QUADRATIC = 3 } ops_ssm_path;
+typedef struct ops_ssm_opts {
+    ops_ssm_path path;
+    int block;               /* <= 0: the path's default (16 sequential, 64 chunked) */
+    int64_t longest_segment; /* the longest segment of seg_start, for AUTO; <= 0: unknown (T) */
+} ops_ssm_opts;
+/* ops_ssm_scan with options (NULL: AUTO, nothing known of the segments). */
+attamba_status ops_ssm_scan_with(rt_ctx *ctx, const ops_ssm_opts *opts, const tensor *xs, const tensor *Bm,
                                  const tensor *Cm, const tensor *dt_raw, const tensor *dt_bias, const tensor *A_log,
                                  const tensor *D, const tensor *seg_start, int n_groups, tensor *y,
                                  tensor *final_state);
 /* The path for a scan of `rows` = B*nh*p independent channels over T tokens whose longest segment has
- * `longest_segment` tokens (callers that know their boundaries pass the real figure). Sequential when
- * segments are short or when the sequential path alone has enough work-items for the device. */
+ * `longest_segment` tokens (callers that know their boundaries pass the real figure). Quadratic up to
+ * ssm.quad_max tokens; sequential when segments are short or when the sequential path alone has
+ * enough work-items for the device; else chunked. */
 ops_ssm_path ops_ssm_choose_path(rt_ctx *ctx, int64_t rows, int64_t T, int64_t longest_segment);
 const char *ops_ssm_path_name(ops_ssm_path path);
 

@@ -139,7 +139,22 @@ static const struct {
                          "norms (forward and backward rows): the largest work-group"},
     /* CPUs scan contiguous chunks (one stream per core), GPUs interleave (coalesced). */
     [TUNE_SUMSQ_SPLIT] = {"sumsq.split", 1, 0, 1, SAME, SAME, SAME, 0, 1, "sum of squares: 0 chunks, 1 interleaved"},
-    [TUNE_SSM_PATH] = {"ssm.path", 0, 0, 0, SAME, SAME, SAME, 0, 2, "scan: 0 by ssm.per_cu, 1 sequential, 2 chunked"},
+    [TUNE_SSM_PATH] = {"ssm.path", 0, 0, 0, SAME, SAME, SAME, 0, 3,
+                       "scan: 0 by ssm.quad_max and ssm.per_cu, 1 sequential, 2 chunked, 3 quadratic"},
+    /* The quadratic path's work per token grows with its segment ((P + 1) / 2 steps of N + p
+     * multiply-adds per head), the recurrence's does not (3 p N). EPYC kind, bench ssm --T 4096, two
+     * rounds (ms, sequential / quadratic): P = 8 1.5-2.4 / 0.67-0.75, P = 16 1.6-1.7 / 1.1-1.3, P = 32
+     * 1.6 / 1.9-2.1, P = 64 1.7 / 4.0: so up to 16. GPUs: the same, not measured there (the quadratic
+     * form has T x nh work-items and ~1/10 of the recurrence's FLOPs at P = 8). */
+    [TUNE_SSM_QUAD_MAX] = {"ssm.quad_max", 16, 16, 16, SAME, SAME, SAME, 0, 4096,
+                           "scan: the quadratic path while the longest segment has at most this many tokens"},
+    /* A quadratic work-item's heads share B and C (one group), so C_t . B_s is computed once for all
+     * of them; each head adds p / ssm.vp accumulators (CPUs: 8 heads x 2 float16s at p = 32 = 16 of the
+     * 32 AVX-512 registers; at T = 4096, P = 8 the kernel 0.81-1.47 ms -> 0.62-0.80 ms against one
+     * head). GPUs: one head (p accumulators per work-item already). Lowered to a divisor of the heads
+     * per group. */
+    [TUNE_SSM_QUAD_HEADS] = {"ssm.quad_heads", 1, 8, 1, SAME, SAME, SAME, 1, 64,
+                             "scan, quadratic path: heads per work-item (of one group)"},
     /* enough independent scans to fill the device: a CPU core needs a few, a GPU compute unit
      * hundreds to hide memory latency */
     [TUNE_SSM_PER_CU] = {"ssm.per_cu", 256, 16, 256, SAME, SAME, SAME, 1, 1 << 20,
@@ -291,12 +306,12 @@ static ops_tuning *build(rt_ctx *ctx, int with_tuned) {
         put(t, TUNE_GEMM_INPLACE_B_KIB, t->value[TUNE_GEMM_VW] >= 16 ? 1024 : 0, "from gemm.vw");
     if (with_tuned) load_tuned(ctx, t);
     static const char *const gemm_words[] = {"own", "clblast"};
-    static const char *const path_words[] = {NULL, "sequential", "chunked", "seq"};
+    static const char *const path_words[] = {NULL, "sequential", "chunked", "quadratic", "seq"};
     int v;
     if ((v = env_word("ATTAMBA_GEMM", gemm_words, 2)) >= 0) put(t, TUNE_GEMM_BACKEND, v, "env ATTAMBA_GEMM");
     if ((v = env_int("ATTAMBA_NORM_GROUP", TUNE_NORM_GROUP)) >= 0) put(t, TUNE_NORM_GROUP, v, "env ATTAMBA_NORM_GROUP");
-    if ((v = env_word("ATTAMBA_SSM_PATH", path_words, 4)) >= 0)
-        put(t, TUNE_SSM_PATH, v == 3 ? 1 : v, "env ATTAMBA_SSM_PATH");
+    if ((v = env_word("ATTAMBA_SSM_PATH", path_words, 5)) >= 0)
+        put(t, TUNE_SSM_PATH, v == 4 ? 1 : v, "env ATTAMBA_SSM_PATH");
     return t;
 }
 

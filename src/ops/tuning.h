@@ -60,7 +60,9 @@ typedef enum tune_param {
     TUNE_BWD_VW,         /*   head-dim vector width of a work-item's rows: at most this (0: 16) */
     TUNE_NORM_GROUP,     /* norms and row reductions: the largest work-group */
     TUNE_SUMSQ_SPLIT,    /* sum of squares: 0 contiguous chunks per work-item, 1 interleaved */
-    TUNE_SSM_PATH,       /* scan: 0 by the rule below, 1 sequential, 2 chunked */
+    TUNE_SSM_PATH,       /* scan: 0 by the rules below, 1 sequential, 2 chunked, 3 quadratic */
+    TUNE_SSM_QUAD_MAX,   /*   quadratic while the longest segment has at most this many tokens */
+    TUNE_SSM_QUAD_HEADS, /*   quadratic: heads per work-item */
     TUNE_SSM_PER_CU,     /*   sequential while there are this many scans per compute unit */
     TUNE_SSM_VP,         /*   channels per work-item as one vector (1: one channel, its state along the lanes) */
     TUNE_SSM_DECODE_WG,  /* SSM decode step: the largest work-group */
