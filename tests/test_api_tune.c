@@ -84,6 +84,38 @@ START_TEST(a_search_stores_what_it_leaves_in_force) {
 }
 END_TEST
 
+/* The K/V SSM's groups search an Attamba model (every candidate checked against src/ref first) and
+ * are skipped, with a word, for a transformer, which has no SSM. */
+START_TEST(the_ssm_groups_search_attamba_models_only) {
+    char *cache = tu_temp_dir(), err[300];
+    attamba_context *ctx = open_ctx(cache);
+    attamba_config *c;
+    ck_assert_msg(attamba_config_load("tiny", &c, err, sizeof err) == ATTAMBA_OK, "%s", err);
+    for (int kind = 0; kind < 2; kind++) {
+        if (kind) ck_assert_msg(attamba_config_set(c, "kind", "transformer", err, sizeof err) == ATTAMBA_OK, "%s", err);
+        attamba_tune_params p = {.config = c, .tokens = 64, .quick = 1, .only = "conv,ssm-scan", .verbose = 1};
+        char *log = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&log, &len);
+        ck_assert_msg(attamba_tune(ctx, &p, f) == ATTAMBA_OK, "%s", attamba_context_last_error(ctx));
+        fclose(f);
+        if (kind) {
+            ck_assert_msg(strstr(log, "conv       skipped: the model has no SSM"), "%s", log);
+            ck_assert_msg(strstr(log, "ssm-scan   skipped: the model has no SSM"), "%s", log);
+        } else {
+            /* every candidate passed its check and was timed: none "failed" */
+            ck_assert_msg(strstr(log, "conv.vc=4 conv.tt=8") && strstr(log, "ssm.quad_max=0"), "%s", log);
+            const char *a = strstr(log, " 0 failed"), *b = a ? strstr(a + 1, " 0 failed") : NULL;
+            ck_assert_msg(b, "%s", log);
+        }
+        free(log);
+    }
+    attamba_context_destroy(ctx);
+    attamba_config_destroy(c);
+    tu_remove_dir(cache);
+}
+END_TEST
+
 /* A group it does not know (a typo would search nothing), no config, or a batch out of range are
  * refused before anything runs. */
 START_TEST(bad_requests_are_refused) {
@@ -93,7 +125,8 @@ START_TEST(bad_requests_are_refused) {
     ck_assert_msg(attamba_config_load("tiny", &c, err, sizeof err) == ATTAMBA_OK, "%s", err);
     attamba_tune_params p = {.config = c, .quick = 1, .only = "norm,nrom"};
     ck_assert_int_eq(attamba_tune(ctx, &p, NULL), ATTAMBA_ERR_INVALID_ARG);
-    ck_assert_msg(strstr(attamba_context_last_error(ctx), "'nrom'"), "%s", attamba_context_last_error(ctx));
+    ck_assert_msg(strstr(attamba_context_last_error(ctx), "'nrom'") && strstr(attamba_context_last_error(ctx), "ssm-scan"),
+                  "%s", attamba_context_last_error(ctx));
     p.only = "norm,";
     ck_assert_int_eq(attamba_tune(ctx, &p, NULL), ATTAMBA_ERR_INVALID_ARG);
     p.only = "norm";
@@ -171,6 +204,7 @@ int main(void) {
     tcase_set_timeout(t, 600);
     tcase_add_test(t, a_search_stores_what_it_leaves_in_force);
     tcase_add_test(t, bad_requests_are_refused);
+    tcase_add_test(t, the_ssm_groups_search_attamba_models_only);
     tcase_add_test(t, a_bundle_lists_every_program_it_wrote);
     suite_add_tcase(s, t);
     return tu_run(s);

@@ -15,11 +15,13 @@
 #include "ops/boundaries.h"
 #include "ops/layer.h"
 #include "ops/ops.h"
+#include "ops/ssm.h"
 #include "ops/tuning.h"
 #include "ref/ref.h"
 #include "ref/ref_attention.h"
 #include "ref/ref_attention_backward.h"
 #include "ref/ref_layer.h"
+#include "ref/ref_ssm.h"
 
 enum { MAX_PARAMS = 4, MAX_CANDIDATES = 64 };
 
@@ -40,6 +42,7 @@ typedef struct group {
     tensor bnd;   /* compressed attention: boundaries */
     int32_t *bnd_host;
     attn_mask mask;
+    int64_t longest;            /* the SSM groups: the model's longest segment over the tuned tokens */
     attamba_status run_failure; /* what the last failed timed run returned */
 } group;
 
@@ -379,6 +382,159 @@ static attamba_status bwd_setup(group *g, int quick) {
     return training_tensors(g);
 }
 
+/* ---- the K/V SSM (Attamba): conv1d's work-item shape, the scan's quadratic path ---- */
+
+/* Segment starts of layer 0's boundaries over T tokens into seg (i32 [T]); the longest segment to
+ * *longest. */
+static attamba_status ssm_segments(group *g, int64_t T, tensor *seg, int64_t *longest) {
+    boundary_spec spec = model_config_boundaries(&g->cfg);
+    int64_t *b = malloc((size_t)T * sizeof *b);
+    int32_t *starts = malloc((size_t)T * sizeof *starts);
+    attamba_status s = b && starts ? ATTAMBA_OK : no_host_memory(g);
+    if (!s) {
+        int64_t nb = boundary_positions(&spec, 0, g->cfg.n_layers, T, b, T);
+        boundary_segment_starts(b, nb, T, starts);
+        *longest = 0;
+        for (int64_t t = 0; t < T; t++) *longest = CORE_MAX(*longest, t - starts[t] + 1);
+        s = tensor_alloc(g->ctx, seg, TENSOR_I32, 1, &T);
+        if (!s) s = tensor_upload(seg, starts);
+    }
+    free(b), free(starts);
+    return s;
+}
+
+static int64_t conv_channels(const model_config *c) { return c->ssm_inner + 2 * c->ssm_groups * c->ssm_state; }
+
+/* conv1d with SiLU and its backward (dx, dw) against src/ref on 2 x 37 tokens of 21 channels (every
+ * vector width leaves a tail), segments from the model's boundaries. */
+static attamba_status conv_check(group *g) {
+    int B = 2, T = 37, C = 21, W = g->cfg.ssm_conv;
+    int64_t n = (int64_t)B * T * C, shape[3] = {B, T, C}, wshape[2] = {C, W};
+    float *x = random_host(n, 30), *w = random_host((int64_t)C * W, 31), *dout = random_host(n, 32);
+    float *want = malloc((size_t)n * sizeof *want), *dx = malloc((size_t)n * sizeof *dx);
+    float *dw = calloc((size_t)C * W, sizeof *dw);
+    int32_t *seg = malloc((size_t)T * sizeof *seg);
+    tensor t[6] = {{0}}, ts = {0}; /* x, w, out, dout, dx, dw */
+    int64_t longest;
+    attamba_status s = x && w && dout && want && dx && dw && seg ? ssm_segments(g, T, &ts, &longest) : no_host_memory(g);
+    if (!s) s = tensor_download(&ts, seg);
+    if (!s) s = upload(g->ctx, &t[0], 3, shape, x);
+    if (!s) s = upload(g->ctx, &t[1], 2, wshape, w);
+    if (!s) s = tensor_alloc_f32(g->ctx, &t[2], 3, shape);
+    if (!s) s = upload(g->ctx, &t[3], 3, shape, dout);
+    if (!s) s = tensor_alloc_f32(g->ctx, &t[4], 3, shape);
+    if (!s) s = upload(g->ctx, &t[5], 2, wshape, dw);
+    if (!s) s = ops_conv1d(g->ctx, &t[0], &t[1], &ts, 1, &t[2]);
+    if (!s) s = ops_conv1d_backward(g->ctx, &t[0], &t[1], &ts, 1, &t[3], &t[4], &t[5]);
+    if (!s) {
+        ref_conv1d(B, T, C, W, x, w, seg, 1, want);
+        s = check_tensor(g, &t[2], want, n, 1e-5);
+    }
+    if (!s) {
+        ref_conv1d_backward(B, T, C, W, x, w, seg, 1, dout, dx, dw);
+        s = check_tensor(g, &t[4], dx, n, 1e-5);
+    }
+    if (!s) s = check_tensor(g, &t[5], dw, (int64_t)C * W, 1e-5);
+    for (int i = 0; i < 6; i++) tensor_free(&t[i]);
+    tensor_free(&ts);
+    free(x), free(w), free(dout), free(want), free(dx), free(dw), free(seg);
+    return s;
+}
+
+/* As training runs it: the forward and the backward over the model's tokens, one wait. */
+static attamba_status conv_run(group *g) {
+    tensor *t = g->t; /* x, w, out, dout, dx, dw */
+    attamba_status s = ops_conv1d(g->ctx, &t[0], &t[1], &g->bnd, 1, &t[2]);
+    if (!s) s = ops_conv1d_backward(g->ctx, &t[0], &t[1], &g->bnd, 1, &t[3], &t[4], &t[5]);
+    return s ? s : rt_finish(g->ctx);
+}
+
+/* conv.vc (4, 8, 16 channels as one vector) x conv.tt (8, 32 tokens per work-item). */
+static attamba_status conv_setup(group *g, int quick) {
+    (void)quick;
+    for (int vc = 4; vc <= 16; vc *= 2)
+        for (int tt = 8; tt <= 32; tt *= 4) g->cand[g->n_cand][0] = vc, g->cand[g->n_cand++][1] = tt;
+    int64_t T = g->tokens, C = conv_channels(&g->cfg), shape[3] = {1, T, C}, wshape[2] = {C, g->cfg.ssm_conv};
+    attamba_status s = ssm_segments(g, T, &g->bnd, &g->longest);
+    if (!s) s = upload_random(g, &g->t[0], 3, shape, 33);
+    if (!s) s = upload_random(g, &g->t[1], 2, wshape, 34);
+    if (!s) s = tensor_alloc_f32(g->ctx, &g->t[2], 3, shape);
+    if (!s) s = upload_random(g, &g->t[3], 3, shape, 35);
+    if (!s) s = tensor_alloc_f32(g->ctx, &g->t[4], 3, shape);
+    if (!s) s = upload_random(g, &g->t[5], 2, wshape, 36);
+    return s;
+}
+
+/* The scan's inputs for B x T tokens of the model's SSM shape into t[0..5] (xs, Bm, Cm, dt_raw, A_log,
+ * D), the host copies to h[0..5] when h is non-NULL (malloc'd). */
+static attamba_status scan_inputs(group *g, int64_t B, int64_t T, tensor *t, float **h) {
+    const model_config *c = &g->cfg;
+    int64_t nh = c->ssm_heads, GN = (int64_t)c->ssm_groups * c->ssm_state;
+    int64_t shapes[6][3] = {{B, T, c->ssm_inner}, {B, T, GN}, {B, T, GN}, {B, T, nh}, {nh}, {nh}};
+    attamba_status s = ATTAMBA_OK;
+    for (int i = 0; i < 6 && !s; i++) {
+        int nd = i < 4 ? 3 : 1;
+        int64_t n = i < 4 ? shapes[i][0] * shapes[i][1] * shapes[i][2] : nh;
+        float *x = random_host(n, 40 + (uint64_t)i);
+        if (x && i == 4)
+            for (int64_t k = 0; k < n; k++) x[k] = 0.5f * x[k]; /* A = -exp(A_log) around -1 */
+        s = x ? upload(g->ctx, &t[i], nd, shapes[i], x) : no_host_memory(g);
+        if (h) h[i] = x;
+        else free(x);
+    }
+    return s;
+}
+
+/* The scan (as ops_ssm_scan picks its path, told the segments) against src/ref on 45 tokens of the
+ * model's SSM shape, y and the final state. */
+static attamba_status scan_check(group *g) {
+    const model_config *c = &g->cfg;
+    int B = 1, T = 45, nh = c->ssm_heads, p = c->ssm_inner / nh, G = c->ssm_groups, N = c->ssm_state;
+    int64_t ny = (int64_t)B * T * nh * p, nf = (int64_t)B * nh * p * N, longest;
+    tensor t[8] = {{0}}, ts = {0}; /* xs, Bm, Cm, dt_raw, A_log, D, y, final state */
+    float *h[6] = {NULL}, *want = malloc((size_t)(ny + nf) * sizeof *want);
+    int32_t *seg = malloc((size_t)T * sizeof *seg);
+    attamba_status s = want && seg ? ssm_segments(g, T, &ts, &longest) : no_host_memory(g);
+    if (!s) s = tensor_download(&ts, seg);
+    if (!s) s = scan_inputs(g, B, T, t, h);
+    if (!s) s = tensor_alloc_f32(g->ctx, &t[6], 3, ((int64_t[]){B, T, (int64_t)nh * p}));
+    if (!s) s = tensor_alloc_f32(g->ctx, &t[7], 4, ((int64_t[]){B, nh, p, N}));
+    if (!s)
+        s = ops_ssm_scan_with(g->ctx, &(ops_ssm_opts){.longest_segment = longest}, &t[0], &t[1], &t[2], &t[3], NULL,
+                              &t[4], &t[5], &ts, G, &t[6], &t[7]);
+    if (!s) {
+        ref_ssm_scan(B, T, nh, p, G, N, h[0], h[1], h[2], h[3], NULL, h[4], h[5], seg, want, want + ny);
+        s = check_tensor(g, &t[6], want, ny, 1e-4);
+    }
+    if (!s) s = check_tensor(g, &t[7], want + ny, nf, 1e-4);
+    for (int i = 0; i < 8; i++) tensor_free(&t[i]);
+    for (int i = 0; i < 6; i++) free(h[i]);
+    tensor_free(&ts);
+    free(want), free(seg);
+    return s;
+}
+
+static attamba_status scan_run(group *g) {
+    tensor *t = g->t; /* xs, Bm, Cm, dt_raw, A_log, D, y */
+    attamba_status s = ops_ssm_scan_with(g->ctx, &(ops_ssm_opts){.longest_segment = g->longest}, &t[0], &t[1], &t[2],
+                                         &t[3], NULL, &t[4], &t[5], &g->bnd, g->cfg.ssm_groups, &t[6], NULL);
+    return s ? s : rt_finish(g->ctx);
+}
+
+/* The quadratic path off (ssm.quad_max 0: the recurrence) or on for the model's segments, with 1, 2, 4
+ * or 8 heads per work-item. */
+static attamba_status scan_setup(group *g, int quick) {
+    (void)quick;
+    attamba_status s = ssm_segments(g, g->tokens, &g->bnd, &g->longest);
+    int qm = ops_tune(g->ctx, TUNE_SSM_QUAD_MAX), on = qm >= g->longest ? qm : (int)CORE_MIN(g->longest, 4096);
+    g->cand[g->n_cand][0] = 0, g->cand[g->n_cand++][1] = ops_tune(g->ctx, TUNE_SSM_QUAD_HEADS);
+    for (int qh = 1; qh <= 8; qh *= 2) g->cand[g->n_cand][0] = on, g->cand[g->n_cand++][1] = qh;
+    if (!s) s = scan_inputs(g, 1, g->tokens, g->t, NULL);
+    if (!s)
+        s = tensor_alloc_f32(g->ctx, &g->t[6], 3, ((int64_t[]){1, g->tokens, g->cfg.ssm_inner}));
+    return s;
+}
+
 /* ---- the search ---- */
 
 static int cmp_double(const void *a, const void *b) {
@@ -483,6 +639,8 @@ static const group_def defs[] = {
     {"attention-backward", 4, {TUNE_BWD_BQ, TUNE_BWD_TK, TUNE_BWD_BK, TUNE_BWD_TQ}, bwd_setup, kernels_check,
      kernels_run},
     {"attention-path", 2, {TUNE_ATTN_GEMM_BQ, TUNE_ATTN_GEMM_WASTE}, path_setup, attn_check, path_run},
+    {"conv", 2, {TUNE_CONV_VC, TUNE_CONV_TT}, conv_setup, conv_check, conv_run},
+    {"ssm-scan", 2, {TUNE_SSM_QUAD_MAX, TUNE_SSM_QUAD_HEADS}, scan_setup, scan_check, scan_run},
 };
 
 /* Whether name is an entry of the comma list (NULL: every name is). */
@@ -501,11 +659,14 @@ static attamba_status check_only(rt_ctx *ctx, const char *only) {
         int known = 0;
         for (size_t i = 0; i < CORE_LEN(defs) && !known; i++)
             known = strlen(defs[i].name) == n && !strncmp(p, defs[i].name, n);
-        if (!known)
-            return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG,
-                           "no group '%.*s' to tune (only: a comma list of gemm, gemm-inplace, norm, attention, "
-                           "attention-path)",
-                           (int)CORE_MIN(n, 64), p);
+        if (!known) {
+            char names[256];
+            size_t u = 0;
+            for (size_t i = 0; i < CORE_LEN(defs) && u < sizeof names; i++)
+                u += (size_t)snprintf(names + u, sizeof names - u, "%s%s", i ? ", " : "", defs[i].name);
+            return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "no group '%.*s' to tune (only: a comma list of %s)",
+                           (int)CORE_MIN(n, 64), p, names);
+        }
     }
     return ATTAMBA_OK;
 }
@@ -518,6 +679,10 @@ static attamba_status tune_group(rt_ctx *ctx, const group_def *def, const model_
                                      (ops_tune(ctx, TUNE_GEMM_BACKEND) == 1 && ops_gemm_have_clblast()))) {
         if (log)
             fprintf(log, "%-10s skipped: this device's GEMM runs through CLBlast or the __local kernel\n", def->name);
+        return ATTAMBA_OK;
+    }
+    if ((def->check == conv_check || def->check == scan_check) && cfg->kind != MODEL_ATTAMBA) {
+        if (log) fprintf(log, "%-10s skipped: the model has no SSM\n", def->name);
         return ATTAMBA_OK;
     }
     group *g = calloc(1, sizeof *g);
