@@ -4,7 +4,11 @@
  * Byte model (compulsory traffic, f32): conv1d reads x and writes out once (2*B*T*C*4, C = E+2GN);
  * the scan reads xs, Bm, Cm, dt_raw once and writes y and final_state once
  * (B*T*(2E+2GN+nh)*4 + B*nh*p*N*4). The chunked path's scratch states are extra traffic not
- * credited, so its GB/s understate what it moves. Copy: tensor_copy of 64 MiB (reads + writes).
+ * credited, so its GB/s understate what it moves. Yardsticks: tensor_copy of 64 MiB (reads + writes;
+ * clEnqueueCopyBuffer, one thread on PoCL) and the device's ceilings (bench peak: the better of a copy
+ * kernel and that, the FMA peak); "of copy" is against the copy ceiling, "of roof" against the time the
+ * ceilings allow for the entry's bytes and FLOPs (the scan's recurrence does 5 p N FLOPs per token and
+ * head, more than its bytes allow on CPUs: it is FMA-bound there).
  * Backward (training): conv1d_bwd (silu, dx and dw) reads x and dout and writes dx (3*B*T*C*4);
  * ssm_scan_bwd (all gradients) reads xs, Bm, Cm, dt_raw, dy and writes dxs, dBm, dCm, ddt_raw
  * (B*T*(3E+4GN+2nh)*4); its scratch (2*B*T*nh*N + 8*B*T*nh floats) is not credited. Their "ratio"
@@ -15,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_peak.h"
 #include "bench_util.h"
 #include "cli.h"
 #include "ops/boundaries.h"
@@ -71,18 +76,27 @@ static tensor rand_tensor(rt_ctx *ctx, int ndim, const int64_t *shape, float lo,
     return t;
 }
 
+/* The yardsticks: tensor_copy of 64 MiB, and the device's ceilings (bench peak: the better of a copy
+ * kernel and clEnqueueCopyBuffer, the FMA throughput). */
+typedef struct {
+    double tensor_copy_gbs, copy_gbs, fma_gflops;
+} yardstick;
+
 /* ratio_seq: printed in the last column and stored under ratio_key (speedup vs sequential, or
- * backward / forward time); 0 = none. */
+ * backward / forward time); 0 = none. "of copy" is against the copy ceiling, "of roof" the time the
+ * ceilings allow (bytes at the copy ceiling or flop at the FMA peak, the longer) over the time taken. */
 static void record(cJSON *out, ssm_run *r, const char *op, const char *path, int B, int T, int P, int N,
-                   const bench_timing *tm, double bytes, double copy_gbs, double ratio_seq, const char *ratio_key) {
-    double s = tm->median, gbs = bytes / s * 1e-9;
-    printf("%-12s %-11s %3d %6d %6d %10.3f %9.2f %8.0f%%", op, path, B, T, P, 1e3 * s, gbs, 100 * gbs / copy_gbs);
+                   const bench_timing *tm, double bytes, double flop, const yardstick *y, double ratio_seq,
+                   const char *ratio_key) {
+    double s = tm->median, gbs = bytes / s * 1e-9, roof = fmax(bytes / y->copy_gbs, flop / y->fma_gflops) * 1e-9 / s;
+    printf("%-12s %-11s %3d %6d %6d %10.3f %9.2f %8.0f%% %8.2f %7.0f%%", op, path, B, T, P, 1e3 * s, gbs,
+           100 * gbs / y->copy_gbs, flop / s * 1e-9, 100 * roof);
     if (ratio_seq > 0) printf(" %9.2fx", ratio_seq);
     printf("\n");
     fflush(stdout);
     char shape[64];
     snprintf(shape, sizeof shape, "B=%d T=%d P=%d N=%d", B, T, P, N);
-    cJSON *o = bench_entry(r->ctx, "ssm", op, shape, path, tm, 0, bytes);
+    cJSON *o = bench_entry(r->ctx, "ssm", op, shape, path, tm, flop, bytes);
     bench_entry_count(o, r->ctx, run, r);
     cJSON_AddStringToObject(o, "path", path);
     cJSON_AddNumberToObject(o, "B", B);
@@ -91,7 +105,9 @@ static void record(cJSON *out, ssm_run *r, const char *op, const char *path, int
     cJSON_AddNumberToObject(o, "E", 256);
     cJSON_AddNumberToObject(o, "nh", 8);
     cJSON_AddNumberToObject(o, "N", N);
-    cJSON_AddNumberToObject(o, "ratio_to_copy", gbs / copy_gbs);
+    cJSON_AddNumberToObject(o, "ratio_to_copy", gbs / y->copy_gbs);
+    cJSON_AddNumberToObject(o, "ratio_to_tensor_copy", gbs / y->tensor_copy_gbs);
+    cJSON_AddNumberToObject(o, "ratio_to_roofline", roof);
     if (ratio_seq > 0) cJSON_AddNumberToObject(o, ratio_key, ratio_seq);
     cJSON_AddItemToArray(out, o);
 }
@@ -126,7 +142,7 @@ int bench_ssm_main(int argc, char **argv) {
     printf("device: %s (%s)\n", ctx->dev.info.name, ctx->dev.info.platform_name);
     cJSON *out = cJSON_CreateArray();
     int rc = 0, fail = 0;
-    double copy_gbs = 1;
+    yardstick ys = {1, 1, 1};
     bench_timing tm;
 
     /* the yardstick: a streaming copy of 64 MiB */
@@ -142,10 +158,17 @@ int bench_ssm_main(int argc, char **argv) {
         rc = cli_error("bench ssm", "copy: %s", ctx->err);
         goto done_copy;
     }
-    copy_gbs = 8.0 * ncopy / copy_s * 1e-9;
-    printf("copy 64 MiB: %.3f ms, %.2f GB/s (read + write)\n\n", 1e3 * copy_s, copy_gbs);
-    printf("%-12s %-11s %3s %6s %6s %10s %9s %9s %10s\n", "op", "path", "B", "T", "P", "ms", "GB/s", "of copy",
-           "ratio");
+    ys.tensor_copy_gbs = 8.0 * ncopy / copy_s * 1e-9;
+    bench_peak pk;
+    if (bench_peak_measure(ctx, 0.25, &pk)) {
+        rc = cli_error("bench ssm", "the device's ceilings: %s", ctx->err);
+        goto done_copy;
+    }
+    ys.copy_gbs = fmax(pk.copy_gbs, ys.tensor_copy_gbs), ys.fma_gflops = pk.fma_gflops;
+    printf("tensor_copy of 64 MiB: %.3f ms, %.2f GB/s (read + write); ceilings (bench peak): copy %.2f GB/s, FMA "
+           "%.1f GFLOP/s\n\n", 1e3 * copy_s, ys.tensor_copy_gbs, ys.copy_gbs, ys.fma_gflops);
+    printf("%-12s %-11s %3s %6s %6s %10s %9s %9s %8s %8s %10s\n", "op", "path", "B", "T", "P", "ms", "GB/s", "of copy",
+           "GFLOP/s", "of roof", "ratio");
     cJSON *co = bench_entry(ctx, "ssm", "copy", "[16777216]", "tensor_copy", &tm, 0, 8.0 * ncopy);
     bench_entry_count(co, ctx, run, &cr);
     cJSON_AddItemToArray(out, co);
@@ -197,9 +220,15 @@ done_copy:
                 rc = cli_error("bench ssm", "conv1d: %s", ctx->err);
                 goto next;
             }
-            record(out, &r, "conv1d", "-", B, T, P, N, &tm, 2.0 * B * T * C * 4, copy_gbs, 0, NULL);
+            record(out, &r, "conv1d", "-", B, T, P, N, &tm, 2.0 * B * T * C * 4, 2.0 * W * B * T * C, &ys, 0, NULL);
             double bytes = 4.0 * B * T * (2 * E + 2 * GN + nh) + 4.0 * B * nh * p * N, seq_s = 0, fwd_s = 0;
             double conv_s = t;
+            /* the recurrence: S = a S + u B^T (a multiply, a multiply-add) and y = S C (a multiply-add) per
+             * state element; the quadratic form: per pair (s <= t in a segment) C_t . B_s once per group and
+             * a multiply-add per channel of each head */
+            double scan_flop = 5.0 * B * T * nh * p * N, pairs = 0;
+            for (int i = 0; i < T; i++) pairs += i - seg[i] + 1;
+            double quad_flop = B * pairs * (2.0 * G * N + 2.0 * nh * p);
             /* the quadratic path does (P + 1) / 2 steps per token: timed for segments up to QUAD_BENCH_MAX */
             for (int path = OPS_SSM_SEQUENTIAL; path <= OPS_SSM_QUADRATIC && !rc; path++) {
                 if (path == OPS_SSM_QUADRATIC && P > QUAD_BENCH_MAX) continue;
@@ -212,8 +241,9 @@ done_copy:
                 }
                 fwd_s = path == OPS_SSM_SEQUENTIAL ? t : fmin(fwd_s, t);
                 if (path == OPS_SSM_SEQUENTIAL) seq_s = t;
-                record(out, &sr, "ssm_scan", ops_ssm_path_name((ops_ssm_path)path), B, T, P, N, &tm, bytes, copy_gbs,
-                       path != OPS_SSM_SEQUENTIAL ? seq_s / t : 0, "speedup_vs_sequential");
+                record(out, &sr, "ssm_scan", ops_ssm_path_name((ops_ssm_path)path), B, T, P, N, &tm, bytes,
+                       path == OPS_SSM_QUADRATIC ? quad_flop : scan_flop, &ys, path != OPS_SSM_SEQUENTIAL ? seq_s / t : 0,
+                       "speedup_vs_sequential");
                 if (path != OPS_SSM_SEQUENTIAL) { /* paths must agree; a benchmark of wrong answers is worthless */
                     size_t n = (size_t)B * T * E;
                     float *a = malloc(n * 4), *b2 = malloc(n * 4);
@@ -238,15 +268,15 @@ done_copy:
                     ssm_run br = {.ctx = ctx, .which = 5, .a = &x, .b = &w, .c = &ts, .d = &conv_out, .e = &gx, .f = &gw};
                     t = bench_time(run, &br, 3, seconds, &tm);
                     if (t < 0) rc = cli_error("bench ssm", "conv1d backward: %s", ctx->err);
-                    else record(out, &br, "conv1d_bwd", "-", B, T, P, N, &tm, 3.0 * B * T * C * 4, copy_gbs, t / conv_s,
-                                "ratio_to_forward");
+                    else record(out, &br, "conv1d_bwd", "-", B, T, P, N, &tm, 3.0 * B * T * C * 4,
+                                6.0 * W * B * T * C, &ys, t / conv_s, "ratio_to_forward");
                     ssm_run sr = {ctx, 6, OPS_SSM_AUTO, &xs, &bm, &cm, &dt, &al, &D, &ts, &y, &gxs, &gbm, &gcm,
                                   &gdt, &ga, &gD, .G = G};
                     t = rc ? -1 : bench_time(run, &sr, 3, seconds, &tm);
                     if (!rc && t < 0) rc = cli_error("bench ssm", "scan backward: %s", ctx->err);
                     else if (!rc)
                         record(out, &sr, "ssm_scan_bwd", "-", B, T, P, N, &tm, 4.0 * B * T * (3 * E + 4 * GN + 2 * nh),
-                               copy_gbs, t / fwd_s, "ratio_to_forward");
+                               3 * scan_flop, &ys, t / fwd_s, "ratio_to_forward");
                 }
                 tensor *gs[] = {&gx, &gw, &gxs, &gbm, &gcm, &gdt, &ga, &gD};
                 for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++) tensor_free(gs[i]);
@@ -276,10 +306,12 @@ done_copy:
         } else {
             ssm_run r1 = {.ctx = ctx, .which = 3, .a = &x, .b = &w, .c = &cst, .d = &rs, .e = &o1};
             double t1 = bench_time(run, &r1, 10, seconds, &tm);
-            record(out, &r1, "conv1d_step", "-", B, 1, 0, N, &tm, 4.0 * B * (2 * C + 2 * (W - 1) * C), copy_gbs, 0, NULL);
+            record(out, &r1, "conv1d_step", "-", B, 1, 0, N, &tm, 4.0 * B * (2 * C + 2 * (W - 1) * C), 2.0 * W * B * C, &ys,
+                   0, NULL);
             ssm_run r2 = {ctx, 4, OPS_SSM_AUTO, &xs, &bm, &bm, &dt, &al, &D, &rs, &st, &o2, .G = G};
             double t2 = bench_time(run, &r2, 10, seconds, &tm);
-            record(out, &r2, "ssm_step", "-", B, 1, 0, N, &tm, 4.0 * B * (2 * E + 2 * GN + nh + 2 * nh * p * N), copy_gbs, 0, NULL);
+            record(out, &r2, "ssm_step", "-", B, 1, 0, N, &tm, 4.0 * B * (2 * E + 2 * GN + nh + 2 * nh * p * N),
+                   5.0 * B * nh * p * N, &ys, 0, NULL);
             if (t1 < 0 || t2 < 0) rc = cli_error("bench ssm", "decode: %s", ctx->err);
         }
         free(zr);
