@@ -268,14 +268,22 @@ attamba_status ops_ssm_scan_with(rt_ctx *ctx, const ops_ssm_opts *o, const tenso
     int64_t nblk = (T + block - 1) / block;
 
     int vp = scan_lanes(ctx, p); /* channels per work-item of the block scan */
-    char opts[32], scan_opts[48];
+    cl_int hpg = (cl_int)(nh / in.G), qh = ops_tune(ctx, TUNE_SSM_QUAD_HEADS); /* heads per quadratic item */
+    while (hpg % qh) qh--;
+    char opts[80], scan_opts[80];
     snprintf(opts, sizeof opts, "-DSSM_N=%d", (int)N);
-    /* the kernels that take SSM_VP lanes (ssm_dt, ssm_scan_blocks); -DSSM_VP=1 is the default */
-    if (vp > 1) snprintf(scan_opts, sizeof scan_opts, "-DSSM_N=%d -DSSM_VP=%d", (int)N, vp);
-    else snprintf(scan_opts, sizeof scan_opts, "%s", opts);
+    /* the kernels that take SSM_VP lanes (ssm_dt, ssm_scan_blocks); -DSSM_VP=1 is the default. The
+     * quadratic path builds one variant for its three kernels (ssm_dt, ssm_scan_quad, ssm_final). */
+    if (path == OPS_SSM_QUADRATIC) {
+        snprintf(scan_opts, sizeof scan_opts, "-DSSM_N=%d -DSSM_VP=%d -DSSM_P=%d -DSSM_QH=%d", (int)N, vp, (int)p, qh);
+        snprintf(opts, sizeof opts, "%s", scan_opts);
+    } else if (vp > 1) {
+        snprintf(scan_opts, sizeof scan_opts, "-DSSM_N=%d -DSSM_VP=%d", (int)N, vp);
+    } else {
+        snprintf(scan_opts, sizeof scan_opts, "%s", opts);
+    }
     cl_mem fin_mem = final_state ? final_state->buf->mem : y->buf->mem;
     cl_int fin_off = final_state ? (cl_int)final_state->offset : 0, want_final = final_state != NULL;
-    cl_int hpg = (cl_int)(nh / in.G);
     /* scratch: (dt, exp(dt A)) per (b, t, h); chunked adds block end states and block decays */
     tensor dd = {0}, states = {0}, dec = {0};
     attamba_status s = tensor_scratch(ctx, &dd, TENSOR_F32, 1, (int64_t[]){B * T * nh * 2});
@@ -300,13 +308,9 @@ attamba_status ops_ssm_scan_with(rt_ctx *ctx, const ops_ssm_opts *o, const tenso
     a[k++] = RT_I32(seg_start->offset);
 
     if (path == OPS_SSM_QUADRATIC) {
-        char quad_opts[80];
-        int qh = ops_tune(ctx, TUNE_SSM_QUAD_HEADS); /* lowered to a divisor of the heads per group */
-        while (hpg % qh) qh--;
-        snprintf(quad_opts, sizeof quad_opts, "-DSSM_N=%d -DSSM_VP=%d -DSSM_P=%d -DSSM_QH=%d", (int)N, vp, (int)p, qh);
         int kq = k;
         a[k++] = RT_I32(B), a[k++] = RT_I32(T), a[k++] = RT_I32(nh), a[k++] = RT_I32(hpg);
-        s = ops_launch_1d(ctx, "ssm", quad_opts, "ssm_scan_quad", B * T * nh / qh, k, a);
+        s = ops_launch_1d(ctx, "ssm", scan_opts, "ssm_scan_quad", B * T * nh / qh, k, a);
         if (!s && final_state) {
             /* ssm_final: the same arguments with the state for y, and p */
             a[0] = RT_MEM(fin_mem), a[1] = RT_I32_AT(&fin_off), k = kq;
