@@ -33,15 +33,23 @@ inline int8 rows_visible(int j, int cb, int lo, int hi) {
 }
 
 /* Softmax over the visible columns of row x in place; zeros elsewhere in [0, ld). [j0, j1) are the
- * float8s that may hold visible columns. */
+ * float8s that may hold visible columns; those below jm are whole float8s of seen boundary columns and
+ * skip the mask (most of a long row: the lanes' sums are the same as with it). */
 inline void rows_softmax(__global float *x, int ld, int j0, int j1, int cb, int lo, int hi) {
+    const int jm = max(j0, cb & ~7);
     float8 mx = (float8)(-INFINITY);
-    for (int j = j0; j < j1; j += 8)
+    for (int j = j0; j < jm; j += 8) mx = fmax(mx, vload8(0, x + j));
+    for (int j = jm; j < j1; j += 8)
         mx = rows_visible(j, cb, lo, hi) ? fmax(mx, vload8(0, x + j)) : mx;
     const float4 m4 = fmax(mx.lo, mx.hi);
     const float m = fmax(fmax(m4.x, m4.y), fmax(m4.z, m4.w)); /* finite: the query sees itself */
     float8 sum = (float8)(0.0f);
-    for (int j = j0; j < j1; j += 8) {
+    for (int j = j0; j < jm; j += 8) {
+        const float8 e = exp(vload8(0, x + j) - (float8)(m));
+        vstore8(e, 0, x + j);
+        sum += e;
+    }
+    for (int j = jm; j < j1; j += 8) {
         const int8 ok = rows_visible(j, cb, lo, hi);
         const float8 e = ok ? exp(vload8(0, x + j) - (float8)(m)) : (float8)(0.0f);
         vstore8(e, 0, x + j);
