@@ -80,7 +80,7 @@ typedef float vec;
 #define VFMA(a, b, c) fma((a), (b), (c))
 #define HSUM(x) (x)
 #endif
-inline float attn_hsum4(float4 x) { return (x.x + x.y) + (x.z + x.w); }
+static inline float attn_hsum4(float4 x) { return (x.x + x.y) + (x.z + x.w); }
 
 /* A tile's TK scores as one vector, so exp runs vectorised (it dominates a scalar loop). */
 #if TK == 16
@@ -270,7 +270,7 @@ void attn_prefill(__global const float *q, int qo, __global const float *k, int 
 /* Copies keys i0 .. i0 + TK - 1 of the block's walk and their values into kt / vt: key i < na from
  * kbase / vbase at row (rows ? rows[i] : i) * rstride (phase A), the others from k / v at position
  * wlo + i - na (phase B); keys past nkeys repeat the last one (their scores are masked). */
-inline void attn_slices_tile(__local float *kt, __local float *vt, int i0, int na, int nkeys,
+static inline void attn_slices_tile(__local float *kt, __local float *vt, int i0, int na, int nkeys,
                              __global const float *kbase, __global const float *vbase, __global const int *rows,
                              int rstride, __global const float *k, __global const float *v, int wlo, int ks, int lid) {
     for (int e = lid; e < TK * DH; e += NW) {
@@ -283,7 +283,7 @@ inline void attn_slices_tile(__local float *kt, __local float *vt, int i0, int n
 
 /* Step 3 for work-item (qi, sl): the online-softmax update with the tile's scores (masked ones are
  * exactly ATTN_NEG and get probability 0, so an all-masked tile before any key adds nothing). */
-inline void attn_slices_update(__local const float *sc, __local const float *vt, int qi, int sl, float *m, float *l,
+static inline void attn_slices_update(__local const float *sc, __local const float *vt, int qi, int sl, float *m, float *l,
                                float *acc) {
     float mt = *m;
     for (int j = 0; j < TK; j++) mt = fmax(mt, sc[qi * TK + j]);

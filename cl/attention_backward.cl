@@ -100,7 +100,7 @@ typedef float vec;
 #define VSTORE(x, p) (*(p) = (x))
 #define HSUM(x) (x)
 #endif
-inline float bwd_hsum4(float4 x) { return (x.x + x.y) + (x.z + x.w); }
+static inline float bwd_hsum4(float4 x) { return (x.x + x.y) + (x.z + x.w); }
 
 /* A tile's scores as one vector (so exp runs vectorised: scalar exp dominated the loops). The
  * vector is the tile size rounded up to 2, 4, 8 or 16 lanes; lanes beyond the tile are masked. */
@@ -406,7 +406,7 @@ void attn_bwd_dkv(__global const float *q, int qo, __global const float *k, int 
 #define DHP (DH + 1)
 #define DHS (DH / DS) /* the host picks DS dividing DH */
 
-inline float bwd_dot(__local const float *a, __local const float *b) {
+static inline float bwd_dot(__local const float *a, __local const float *b) {
     float s = 0.0f;
     for (int d = 0; d < DH; d++) s = fma(a[d], b[d], s);
     return s;
@@ -414,7 +414,7 @@ inline float bwd_dot(__local const float *a, __local const float *b) {
 
 /* Copies n rows of DH floats, row j from src + rows[j] (rows[j] < 0: zeros), into dst (rows DHP
  * apart) with nw work-items. */
-inline void bwd_rows_to_local(__local float *dst, __global const float *src, __local const int *rows, int n, int lid,
+static inline void bwd_rows_to_local(__local float *dst, __global const float *src, __local const int *rows, int n, int lid,
                               int nw) {
     for (int e = lid; e < n * DH; e += nw) {
         const int j = e / DH, d = e - j * DH;

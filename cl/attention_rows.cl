@@ -16,7 +16,7 @@
 
 /* How many of the (ascending) boundaries bnd[0 .. nbb) lie below lim = t - win: the row sees boundary
  * columns [0, cb). */
-inline int rows_below(__global const int *bnd, int nbb, int lim) {
+static inline int rows_below(__global const int *bnd, int nbb, int lim) {
     int lo = 0, hi = nbb;
     while (lo < hi) {
         const int mid = (lo + hi) / 2;
@@ -27,7 +27,7 @@ inline int rows_below(__global const int *bnd, int nbb, int lim) {
 }
 
 /* Which columns of [j, j + 8) the row sees. */
-inline int8 rows_visible(int j, int cb, int lo, int hi) {
+static inline int8 rows_visible(int j, int cb, int lo, int hi) {
     const int8 jj = (int8)(0, 1, 2, 3, 4, 5, 6, 7) + j;
     return (jj < cb) | ((jj >= lo) & (jj <= hi));
 }
@@ -35,7 +35,7 @@ inline int8 rows_visible(int j, int cb, int lo, int hi) {
 /* Softmax over the visible columns of row x in place; zeros elsewhere in [0, ld). [j0, j1) are the
  * float8s that may hold visible columns; those below jm are whole float8s of seen boundary columns and
  * skip the mask (most of a long row: the lanes' sums are the same as with it). */
-inline void rows_softmax(__global float *x, int ld, int j0, int j1, int cb, int lo, int hi) {
+static inline void rows_softmax(__global float *x, int ld, int j0, int j1, int cb, int lo, int hi) {
     const int jm = max(j0, cb & ~7);
     float8 mx = (float8)(-INFINITY);
     for (int j = j0; j < jm; j += 8) mx = fmax(mx, vload8(0, x + j));
@@ -81,7 +81,7 @@ __kernel void attn_rows_softmax(__global float *s, int so, int ld, int nq, int n
 /* dS = P * (dP - D), D = sum_j P dP, over g (dP on entry) with the probabilities p of the same row. P is
  * exactly 0 where the query does not see the key, so P != 0 selects what to keep (a visible P that
  * underflowed to 0 has dS = 0 either way). */
-inline void rows_dscores(__global const float *p, __global float *g, int ld, int j0, int j1) {
+static inline void rows_dscores(__global const float *p, __global float *g, int ld, int j0, int j1) {
     float8 d8 = (float8)(0.0f);
     for (int j = j0; j < j1; j += 8) {
         const float8 pv = vload8(0, p + j);
@@ -114,7 +114,7 @@ __kernel void attn_rows_dsoftmax(__global float *s, __global float *dp, int so, 
  * [T, nh * dh] and [T, nh / grp * dh] rows of one sequence from their offsets. */
 
 /* a . b over dh floats: float8 pieces, then the tail. */
-inline float rows_dot(__global const float *a, __global const float *b, int dh) {
+static inline float rows_dot(__global const float *a, __global const float *b, int dh) {
     float8 acc = (float8)(0.0f);
     int d = 0;
     for (; d + 8 <= dh; d += 8) acc = fma(vload8(0, a + d), vload8(0, b + d), acc);
@@ -125,7 +125,7 @@ inline float rows_dot(__global const float *a, __global const float *b, int dh) 
 }
 
 /* y = alpha sum_{j < n} w[j] x_j, x_j = x + j * xs (dh floats each); assigns y. */
-inline void rows_combine(__global float *y, float alpha, __global const float *w, __global const float *x, int xs,
+static inline void rows_combine(__global float *y, float alpha, __global const float *w, __global const float *x, int xs,
                          int n, int dh) {
     int d = 0;
     for (; d + 8 <= dh; d += 8) {
@@ -196,13 +196,13 @@ __kernel void attn_rows_window_dsoftmax(ROWS_WINDOW_ARGS) {
 
 /* The first n (1..8) floats at p as a float8 (zeros past n), and the way back; no private array (it
  * would take scratch memory on GPUs). */
-inline float8 rows_load(__global const float *p, int n) {
+static inline float8 rows_load(__global const float *p, int n) {
     if (n == 8) return vload8(0, p);
     return (float8)(p[0], n > 1 ? p[1] : 0.0f, n > 2 ? p[2] : 0.0f, n > 3 ? p[3] : 0.0f, n > 4 ? p[4] : 0.0f,
                     n > 5 ? p[5] : 0.0f, n > 6 ? p[6] : 0.0f, 0.0f);
 }
 
-inline void rows_store(float8 v, __global float *p, int n) {
+static inline void rows_store(float8 v, __global float *p, int n) {
     if (n == 8) {
         vstore8(v, 0, p);
         return;

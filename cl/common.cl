@@ -4,24 +4,24 @@
  * control flow (PoCL miscompiles that). */
 
 /* Offset of element i (row-major over shape s0..s3) under strides t0..t3. */
-inline int atb_offset4(int i, int s1, int s2, int s3, int t0, int t1, int t2, int t3) {
+static inline int atb_offset4(int i, int s1, int s2, int s3, int t0, int t1, int t2, int t3) {
     int i3 = i % s3; i /= s3;
     int i2 = i % s2; i /= s2;
     int i1 = i % s1; i /= s1;
     return i * t0 + i1 * t1 + i2 * t2 + i3 * t3;
 }
 
-inline float atb_sigmoid(float x) { return 1.0f / (1.0f + exp(-x)); }
+static inline float atb_sigmoid(float x) { return 1.0f / (1.0f + exp(-x)); }
 
 /* 8-lane horizontal sum, pairwise. */
-inline float atb_hsum8(float8 v) {
+static inline float atb_hsum8(float8 v) {
     float4 a = v.lo + v.hi;
     float2 b = a.lo + a.hi;
     return b.x + b.y;
 }
 
 /* softplus(v) = log(1 + exp(v)), exactly v above 20 (where the f32 difference is below an ulp). */
-inline float atb_softplus(float v) { return v > 20.0f ? v : log1p(exp(v)); }
+static inline float atb_softplus(float v) { return v > 20.0f ? v : log1p(exp(v)); }
 
 /* ---- work-group reductions */
 
@@ -31,7 +31,7 @@ inline float atb_softplus(float v) { return v > 20.0f ? v : log1p(exp(v)); }
  * nothing. Every barrier sits in a loop whose trip count depends on the group size only, and the
  * last one lets the caller reuse scratch. */
 #define ATB_DEFINE_GROUP_SUM(NAME, T)                                         \
-    inline T NAME(T part, __local T *scratch) {                               \
+    static inline T NAME(T part, __local T *scratch) {                               \
         int lid = get_local_id(0), n = get_local_size(0);                     \
         int p2 = 1;                                                           \
         while (p2 < n) p2 <<= 1;                                              \
@@ -57,11 +57,11 @@ ATB_DEFINE_GROUP_SUM(atb_group_sum2, float2)
 /* NAME_zero(V8, Vt): V = 0. NAME(V8, Vt, a, s, v1, v2): V = a V + s v1; returns V . v2 (a == 0
  * restarts V). LEN is expanded where the pair is defined, so it may be a -D option. */
 #define ATB_DEFINE_VEC_STEP(NAME, LEN)                                                                   \
-    inline void NAME##_zero(float8 *V8, float *Vt) {                                                     \
+    static inline void NAME##_zero(float8 *V8, float *Vt) {                                                     \
         for (int j = 0; j < (LEN) / 8; j++) V8[j] = (float8)(0.0f);                                      \
         for (int j = 0; j < (LEN) % 8; j++) Vt[j] = 0.0f;                                                \
     }                                                                                                    \
-    inline float NAME(float8 *V8, float *Vt, float a, float s, __global const float *v1,                 \
+    static inline float NAME(float8 *V8, float *Vt, float a, float s, __global const float *v1,                 \
                       __global const float *v2) {                                                        \
         float8 acc8 = (float8)(0.0f);                                                                    \
         for (int j = 0; j < (LEN) / 8; j++) {                                                            \
@@ -79,7 +79,7 @@ ATB_DEFINE_GROUP_SUM(atb_group_sum2, float2)
 /* The same over LEN vectors of type VT (a work-item's neighbouring channels as lanes, the other operand
  * broadcast): V = a V + s v1, returns V . v2 per lane (the SSM scans, forward and backward). */
 #define ATB_DEFINE_LANES_STEP(NAME, VT, LEN)                                                             \
-    inline VT NAME(VT *V, float a, VT s, __global const float *v1, __global const float *v2) {          \
+    static inline VT NAME(VT *V, float a, VT s, __global const float *v1, __global const float *v2) {          \
         VT acc = (VT)(0.0f);                                                                            \
         for (int i = 0; i < (LEN); i++) {                                                               \
             V[i] = fma(s, (VT)(v1[i]), a * V[i]);                                                       \
@@ -91,13 +91,13 @@ ATB_DEFINE_GROUP_SUM(atb_group_sum2, float2)
 /* ---- segments and boundaries */
 
 /* First position >= e that starts a segment (seg[so + p] == p), or T. */
-inline int atb_next_start(__global const int *seg, int so, int e, int T) {
+static inline int atb_next_start(__global const int *seg, int so, int e, int T) {
     while (e < T && seg[so + e] != e) e++;
     return e;
 }
 
 /* Number of entries of the sorted list a[0..n) that are < x. */
-inline int atb_count_below(__global const int *a, int n, int x) {
+static inline int atb_count_below(__global const int *a, int n, int x) {
     int lo = 0, hi = n;
     while (lo < hi) {
         int mid = (lo + hi) >> 1;
@@ -108,7 +108,7 @@ inline int atb_count_below(__global const int *a, int n, int x) {
 }
 
 /* Whether s is one of the sorted boundaries bnd[0 .. n). */
-inline int attn_is_boundary(__global const int *bnd, int n, int s) {
+static inline int attn_is_boundary(__global const int *bnd, int n, int s) {
     const int i = atb_count_below(bnd, n, s);
     return i < n && bnd[i] == s;
 }
@@ -116,7 +116,7 @@ inline int attn_is_boundary(__global const int *bnd, int n, int s) {
 /* Whether query t sees key i of a sliced kernel's walk over a query block's keys: the na phase-A keys
  * (every query of the block sees them), then the window range's positions s = wlo + i - na up to
  * nkeys, by the SPEC 3.3 rule (s <= t and (t - s <= lwin or s is one of the nb boundaries)). */
-inline int attn_walk_sees(int i, int na, int nkeys, int s, int t, int lwin, __global const int *bnd, int nb) {
+static inline int attn_walk_sees(int i, int na, int nkeys, int s, int t, int lwin, __global const int *bnd, int nb) {
     return i < na || (i < nkeys && s <= t && (t - s <= lwin || attn_is_boundary(bnd, nb, s)));
 }
 
@@ -131,7 +131,7 @@ inline int attn_walk_sees(int i, int na, int nkeys, int s, int t, int lwin, __gl
 
 /* Phase A tile of n keys from i0: key i < na (row bnd[i] when indirect, else i) at row offset
  * key * stride; padding entries repeat the last key with ok = 0. */
-inline void attn_tile_all(int *krow, int *ok, int n, int i0, int na, int indirect, __global const int *bnd,
+static inline void attn_tile_all(int *krow, int *ok, int n, int i0, int na, int indirect, __global const int *bnd,
                           int stride) {
     for (int j = 0; j < n; j++) {
         int i = min(i0 + j, na - 1);
@@ -158,7 +158,7 @@ inline void attn_tile_all(int *krow, int *ok, int n, int i0, int na, int indirec
 /* Phase B tile of n keys s0.. of the block's window range [.., whi), masked for query t by the
  * SPEC 3.3 rule (s <= t and (t - s <= lwin or s is a boundary)). *bi walks the sorted boundaries
  * along with s, so it must start at the first boundary >= the range's start. Row offset s * stride. */
-inline void attn_tile_window(int *krow, int *ok, int n, int s0, int whi, int t, int lwin,
+static inline void attn_tile_window(int *krow, int *ok, int n, int s0, int whi, int t, int lwin,
                              __global const int *bnd, int nbnd, int *bi, int stride) {
     for (int j = 0; j < n; j++) {
         int s = s0 + j;

@@ -23,12 +23,12 @@ typedef CONV_CAT(float, CONV_VC) cvec;
 #define CLOAD(p) CONV_CAT(vload, CONV_VC)(0, (p))
 #define CSTORE(v, p) CONV_CAT(vstore, CONV_VC)((v), 0, (p))
 
-inline float conv_act(float v, int silu) { return silu ? v * atb_sigmoid(v) : v; }
+static inline float conv_act(float v, int silu) { return silu ? v * atb_sigmoid(v) : v; }
 static inline cvec conv_actv(cvec v, int silu) { return silu ? v / (1.0f + exp(-v)) : v; }
 
 /* Pre-activation of output t of one channel: taps of x column xc (row stride x_rs) times wc, the
  * taps before the segment start lo selected to 0 (the tail channels' path). */
-inline float conv_pre(__global const float *xc, int x_rs, __global const float *wc, int t, int lo) {
+static inline float conv_pre(__global const float *xc, int x_rs, __global const float *wc, int t, int lo) {
     float acc = 0.0f;
     for (int j = 0; j < CONV_W; j++) {
         int s = t - (CONV_W - 1) + j;
@@ -39,7 +39,7 @@ inline float conv_pre(__global const float *xc, int x_rs, __global const float *
 }
 
 /* The weights of tap j for the CONV_VC channels at wc (channel k's taps at wc[k * CONV_W]). */
-inline cvec conv_wv(__global const float *wc, int j) {
+static inline cvec conv_wv(__global const float *wc, int j) {
     float t[CONV_VC];
     for (int k = 0; k < CONV_VC; k++) t[k] = wc[k * CONV_W + j];
     return CLOAD(t);
@@ -47,7 +47,7 @@ inline cvec conv_wv(__global const float *wc, int j) {
 
 /* The window of CONV_VC channels at xc (weights wc[k * CONV_W + j] for channel k) before token t0:
  * win[1 .. CONV_W-1] = rows t0 - CONV_W + 1 .. t0 - 1 (clamped at 0; selected away by conv_step). */
-inline void conv_start(__global const float *xc, int x_rs, __global const float *wc, int t0, cvec *wv,
+static inline void conv_start(__global const float *xc, int x_rs, __global const float *wc, int t0, cvec *wv,
                        cvec *win) {
     for (int j = 0; j < CONV_W; j++) {
         wv[j] = conv_wv(wc, j);
@@ -57,7 +57,7 @@ inline void conv_start(__global const float *xc, int x_rs, __global const float 
 
 /* Slides the window to token t and returns its pre-activation. The forward and the backward's
  * recomputation both call it, so they see the same float. */
-inline cvec conv_step(__global const float *xc, int x_rs, const cvec *wv, cvec *win, int t, int lo) {
+static inline cvec conv_step(__global const float *xc, int x_rs, const cvec *wv, cvec *win, int t, int lo) {
     for (int j = 0; j < CONV_W - 1; j++) win[j] = win[j + 1];
     win[CONV_W - 1] = CLOAD(xc + t * x_rs);
     cvec acc = (cvec)(0.0f);

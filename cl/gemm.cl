@@ -51,7 +51,7 @@
 #define Q8_BYTES 36
 #define B_STEP(x) ((x) * Q8_BYTES)
 /* value k of the row whose first block is row_blk blocks from B */
-inline float q8_at(__global const uchar *B, int row_blk, int k) {
+static inline float q8_at(__global const uchar *B, int row_blk, int k) {
     __global const uchar *blk = B + (row_blk + k / Q8_BLOCK) * Q8_BYTES;
     return *(__global const float *)blk * (float)((__global const char *)blk)[4 + k % Q8_BLOCK];
 }
@@ -100,7 +100,7 @@ inline float q8_at(__global const uchar *B, int row_blk, int k) {
     s1 = fma(vload8(0, (a) + k + 8), w1, s1);
 #endif
 
-inline float dot_hsum(float8 s0, float8 s1) {
+static inline float dot_hsum(float8 s0, float8 s1) {
     float8 h8 = s0 + s1;
     float4 h4 = h8.lo + h8.hi;
     return h4.x + h4.y + h4.z + h4.w;
@@ -111,7 +111,7 @@ inline float dot_hsum(float8 s0, float8 s1) {
  * accumulators (AVX2 has no 16-wide ABI), except for 8-bit weights on 16-wide devices (-DDOT_VW=16:
  * the table's gemm.vw), where the conversions, not memory, bound the loop and a float16 converts half
  * a block at once (8-bit decode of paper-60m 1.3-1.5x on AVX-512; f16 weights so measured no faster). */
-inline float dot_row(const __global float *a, const __global BT *w, int K) {
+static inline float dot_row(const __global float *a, const __global BT *w, int K) {
 #if DOT_VW == 16 && WT == 2
     float16 s = (float16)(0.0f);
     for (int k = 0; k < K; k += Q8_BLOCK, w += Q8_BYTES) {
@@ -135,7 +135,7 @@ inline float dot_row(const __global float *a, const __global BT *w, int K) {
 
 /* Two rows of A (a0, a1) against one row of B, as dot_row: each piece of B loaded once for both,
  * four independent accumulators (one pair of chains per row hides the FMA latency). */
-inline float2 dot_pair(const __global float *a0, const __global float *a1, const __global BT *w, int K) {
+static inline float2 dot_pair(const __global float *a0, const __global float *a1, const __global BT *w, int K) {
     float8 s0 = (float8)(0.0f), s1 = s0, t0 = s0, t1 = s0;
     int k = 0;
     DOT_PIECES(DOT_ACC(a0, s0, s1) DOT_ACC(a1, t0, t1))
@@ -147,7 +147,7 @@ inline float2 dot_pair(const __global float *a0, const __global float *a1, const
 }
 
 /* Four rows of A against one row of B, as dot_pair: each piece of B loaded once for the four. */
-inline float4 dot_quad(const __global float *a0, const __global float *a1, const __global float *a2,
+static inline float4 dot_quad(const __global float *a0, const __global float *a1, const __global float *a2,
                        const __global float *a3, const __global BT *w, int K) {
     float8 s0 = (float8)(0.0f), s1 = s0, t0 = s0, t1 = s0, u0 = s0, u1 = s0, v0 = s0, v1 = s0;
     int k = 0;
@@ -164,7 +164,7 @@ inline float4 dot_quad(const __global float *a0, const __global float *a1, const
  * (dot_pair), so the row of B comes from memory for the first pair and from the cache for the rest
  * (a decode step of RM sequences reads the weights once). Each result is stored as it comes: no
  * private array (a GPU would keep one in local memory). */
-inline void dot_rows(const __global float *a, int lda, int nrows, const __global BT *w, int K, __global float *y,
+static inline void dot_rows(const __global float *a, int lda, int nrows, const __global BT *w, int K, __global float *y,
                      int ldy, float alpha, float beta) {
     if (RM == 1 || nrows == 1) {
         *y = alpha * dot_row(a, w, K) + (beta != 0.0f ? beta * *y : 0.0f);

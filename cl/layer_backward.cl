@@ -15,7 +15,7 @@
 /* The row's pair of sums (sum g^2, sum dout * w * g), group-reduced with atb_group_sum2 (common.cl),
  * gives r = rsqrt(mean(g^2) + eps) and coef = r^3 s / C; work-item 0 stores both in stats[2 row],
  * stats[2 row + 1]. Returns r, and coef through *coef. */
-inline float norm_bwd_stats(float2 part, __local float2 *scratch, int C, float eps, __global float *stats,
+static inline float norm_bwd_stats(float2 part, __local float2 *scratch, int C, float eps, __global float *stats,
                             int row, float *coef) {
     float2 tot = atb_group_sum2(part, scratch);
     float inv = 1.0f / sqrt(tot.x / (float)C + eps);
@@ -28,7 +28,7 @@ inline float norm_bwd_stats(float2 part, __local float2 *scratch, int C, float e
 }
 
 /* d silu(z) / dz = sigmoid(z) (1 + z (1 - sigmoid(z))). */
-inline float atb_dsilu(float z) {
+static inline float atb_dsilu(float z) {
     float sg = atb_sigmoid(z);
     return sg * (1.0f + z * (1.0f - sg));
 }
@@ -72,7 +72,7 @@ __kernel void rmsnorm_bwd_dx_f32(__global float *dx, int dxo, __global const flo
 
 /* Gated: the same with g = y * silu(z); dy = dg * silu(z), dz = dg * y * silu'(z), here for four
  * elements (PoCL runs the scalar exp of silu unvectorised; the C % 4 tails use lane x). */
-inline void gated_dyz(float4 yv, float4 zv, float4 gv, float4 wv, float inv, float coef, float4 *dy, float4 *dz) {
+static inline void gated_dyz(float4 yv, float4 zv, float4 gv, float4 wv, float inv, float coef, float4 *dy, float4 *dz) {
     float4 sg = 1.0f / (1.0f + exp(-zv)), silu = zv * sg;
     float4 dg = inv * gv * wv - yv * silu * coef;
     *dz = dg * yv * sg * (1.0f + zv * (1.0f - sg));
@@ -150,7 +150,7 @@ __kernel void gated_rmsnorm_bwd_dyz_f32(__global float *dy, int dyo, __global fl
  * columns (float4; the C % 4 tail one column at a time) over the rows r of block blk (rb rows),
  * g = a (gated = 0) or a * silu(z) (gated = 1). With accumulate it adds the sum to
  * out[blk * C + c] (the single-block case writes straight into dw), else stores it. */
-inline float4 norm_dw_term(float4 d, float4 a, float4 z, float st, int gated) {
+static inline float4 norm_dw_term(float4 d, float4 a, float4 z, float st, int gated) {
     return d * (gated ? a * z / (1.0f + exp(-z)) : a) * st;
 }
 
@@ -195,7 +195,7 @@ __kernel void colsum_acc_f32(__global float *dw, int dwo, __global const float *
 /* out = silu(gate) * up: dgate = dout * up * silu'(gate), dup = dout * silu(gate). Inputs are
  * read before either output is written, so dgate/dup may alias gate, up or dout. */
 /* Work-items 0..n/4-1 take a float4 each, the next n % 4 one element each (as swiglu_f32). */
-inline void swiglu_bwd4(float4 g, float4 u, float4 d, float4 *dg, float4 *du) {
+static inline void swiglu_bwd4(float4 g, float4 u, float4 d, float4 *dg, float4 *du) {
     float4 sg = 1.0f / (1.0f + exp(-g));
     *dg = d * u * sg * (1.0f + g * (1.0f - sg));
     *du = d * g * sg;

@@ -9,7 +9,7 @@
  * across work-items only then). Offsets are in elements. */
 
 /* Tree-reduce red[0..n) to red[0] with max; every work-item of the group must call this. */
-inline float loss_group_max(__local float *red, float v) {
+static inline float loss_group_max(__local float *red, float v) {
     int lid = get_local_id(0), n = get_local_size(0);
     red[lid] = v;
     barrier(CLK_LOCAL_MEM_FENCE);
@@ -22,7 +22,7 @@ inline float loss_group_max(__local float *red, float v) {
     return r;
 }
 
-inline float loss_group_sum(__local float *red, float v) {
+static inline float loss_group_sum(__local float *red, float v) {
     int lid = get_local_id(0), n = get_local_size(0);
     red[lid] = v;
     barrier(CLK_LOCAL_MEM_FENCE);
@@ -35,7 +35,7 @@ inline float loss_group_sum(__local float *red, float v) {
     return r;
 }
 
-inline float loss_hmax8(float8 v) {
+static inline float loss_hmax8(float8 v) {
     float4 a = fmax(v.lo, v.hi);
     float2 b = fmax(a.lo, a.hi);
     return fmax(b.lo, b.hi);
@@ -47,7 +47,7 @@ inline float loss_hmax8(float8 v) {
  * takes every n-th group of eight; the V % 8 tail goes element by element. */
 
 /* Max of one row over the group, returned to every work-item. */
-inline float loss_row_max(__global const float *row, int V, __local float *red) {
+static inline float loss_row_max(__global const float *row, int V, __local float *red) {
     int lid = get_local_id(0), n = get_local_size(0), nv = V / 8;
     float8 m8 = (float8)(-INFINITY);
     for (int jv = lid; jv < nv; jv += n) m8 = fmax(m8, vload8(jv, row));
@@ -59,7 +59,7 @@ inline float loss_row_max(__global const float *row, int V, __local float *red) 
 /* Max, then sum of exp(scale * (x - max)) over one row: the numerically stable log-sum-exp.
  * With scale > 0 the max of scale * x is scale * max(x). A row of all -inf gives max -inf, and
  * then the sum is NaN (exp(NaN)): such a row has no distribution. */
-inline void loss_row_max_sum(__global const float *row, int V, float scale, __local float *red,
+static inline void loss_row_max_sum(__global const float *row, int V, float scale, __local float *red,
                              float *max_out, float *sum_out) {
     int lid = get_local_id(0), n = get_local_size(0), nv = V / 8;
     float m = loss_row_max(row, V, red);
@@ -137,7 +137,7 @@ __kernel void cross_entropy_sum(__global const float *losses, int so, __global c
 
 /* Whether (v, i) comes before (w, j) in the argmax order: NaN beats every number (as in NumPy and
  * PyTorch), then larger values, then the smaller index; i < 0 marks "no element yet". */
-inline int loss_before(float v, int i, float w, int j) {
+static inline int loss_before(float v, int i, float w, int j) {
     if (j < 0) return i >= 0;
     if (i < 0) return 0;
     if (isnan(v) || isnan(w)) return isnan(v) && (!isnan(w) || i < j);

@@ -5,13 +5,13 @@
  * power-of-two local size) is uniform, so every work-item reaches every barrier equally often. */
 
 /* s + x with the running compensation c (the negated low part lost so far); s - c is the sum. */
-inline void optim_kahan(float *s, float *c, float x) {
+static inline void optim_kahan(float *s, float *c, float x) {
     float y = x - *c, t = *s + y;
     *c = (t - *s) - y;
     *s = t;
 }
 
-inline void optim_kahan8(float8 *s, float8 *c, float8 x) {
+static inline void optim_kahan8(float8 *s, float8 *c, float8 x) {
     float8 y = x - *c, t = *s + y;
     *c = (t - *s) - y;
     *s = t;
@@ -113,7 +113,7 @@ __kernel void sum_rows_chunk8(__global const float *x, int xo, int R, int C, int
  * subtracted as lr_wd * p rather than multiplied as (1 - lr_wd) * p: with lr_wd ~ 1e-5, 1 - lr_wd in
  * f32 would keep only ~3 digits of the decay. 1 - b1 and 1 - b2 are exact in f32 for betas in
  * [0.5, 1). The four tensors are distinct (the host refuses overlaps). */
-inline float8 adamw8(float8 pi, float8 g, float8 *m, float8 *v, float b1, float b2, float eps, float lr_wd,
+static inline float8 adamw8(float8 pi, float8 g, float8 *m, float8 *v, float b1, float b2, float eps, float lr_wd,
                      float step_size, float inv_sqrt_bc2) {
     *m = b1 * *m + (1.0f - b1) * g;
     *v = b2 * *v + (1.0f - b2) * (g * g);

@@ -32,12 +32,12 @@
 #define SSM_NT (SSM_N % 8)
 #define SSM_ROW(S8, St) ATB_VEC8(S8, St, SSM_N)
 
-inline void ssm_load(float8 *S8, float *St, __global const float *src) {
+static inline void ssm_load(float8 *S8, float *St, __global const float *src) {
     for (int j = 0; j < SSM_N8; j++) S8[j] = vload8(j, src);
     for (int j = 0; j < SSM_NT; j++) St[j] = src[SSM_N8 * 8 + j];
 }
 
-inline void ssm_store(const float8 *S8, const float *St, __global float *dst) {
+static inline void ssm_store(const float8 *S8, const float *St, __global float *dst) {
     for (int j = 0; j < SSM_N8; j++) vstore8(S8[j], j, dst);
     for (int j = 0; j < SSM_NT; j++) dst[SSM_N8 * 8 + j] = St[j];
 }
@@ -47,7 +47,7 @@ inline void ssm_store(const float8 *S8, const float *St, __global float *dst) {
 ATB_DEFINE_VEC_STEP(ssm_token, SSM_N)
 
 /* S *= decay; returns S . C (the carried state's contribution in ssm_fix). */
-inline float ssm_decay_dot(float8 *S8, float *St, float decay, __global const float *Ct) {
+static inline float ssm_decay_dot(float8 *S8, float *St, float decay, __global const float *Ct) {
     float8 acc8 = (float8)(0.0f);
     for (int j = 0; j < SSM_N8; j++) {
         S8[j] *= decay;
@@ -85,7 +85,7 @@ inline float ssm_decay_dot(float8 *S8, float *St, float decay, __global const fl
 ATB_DEFINE_LANES_STEP(ssm_token_lanes, SSM_XT, SSM_N)
 
 /* Column n of S is lane l of row l. */
-inline void ssm_store_lanes(const SSM_XT *S, __global float *dst) {
+static inline void ssm_store_lanes(const SSM_XT *S, __global float *dst) {
     for (int n = 0; n < SSM_N; n++) {
         float lanes[SSM_VP];
         SSM_CAT(vstore, SSM_VP)(S[n], 0, lanes);
@@ -222,7 +222,7 @@ __kernel void ssm_fix(__global float *y, int yo, SSM_IN_ARGS, __global const flo
  * so the host takes this path only for short segments (ssm.quad_max: Attamba's chunks), where it does
  * (P + 1) / 2 x (N + p) multiply-adds per token and head against the recurrence's 3 p N. */
 #ifdef SSM_P
-inline float ssm_dot(const float8 *C8, const float *Ct, __global const float *Bs) {
+static inline float ssm_dot(const float8 *C8, const float *Ct, __global const float *Bs) {
     float8 acc8 = (float8)(0.0f);
     for (int j = 0; j < SSM_N8; j++) acc8 = fma(C8[j], vload8(j, Bs), acc8);
     float acc = atb_hsum8(acc8);
@@ -314,7 +314,7 @@ __kernel void ssm_step(__global float *y, int yo, SSM_IN_ARGS, __global const in
 /* One causal-conv output of channel c at position t: the new input xc plus the window ring's taps
  * (position q in slot q % W; taps before the segment's first position sf count as zero); the new
  * input then takes slot t % W (unless keep: a skipped sequence), which no tap of this step reads. */
-inline float ssm_conv_ring(__global const float *w, __global float *win, int c, int CH, int W, int t, int sf,
+static inline float ssm_conv_ring(__global const float *w, __global float *win, int c, int CH, int W, int t, int sf,
                            float xc, int keep) {
     float acc = w[c * W + W - 1] * xc;
     for (int k = 1; k < W; k++)
