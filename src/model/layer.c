@@ -130,11 +130,8 @@ attamba_status boundary_plan_update(model *m, boundary_plan *p) {
             break;
         }
         p->nb[l] = nb;
-        p->longest[l] = T - pos[nb - 1];
-        for (int64_t i = 0; i < nb; i++) {
-            host[(int64_t)l * T + i] = (int32_t)pos[i];
-            if (i + 1 < nb) p->longest[l] = CORE_MAX(p->longest[l], pos[i + 1] - pos[i]);
-        }
+        p->longest[l] = boundary_longest_segment(pos, nb, T);
+        for (int64_t i = 0; i < nb; i++) host[(int64_t)l * T + i] = (int32_t)pos[i];
         boundary_segment_starts(pos, nb, T, host + (int64_t)(L + l) * T);
     }
     if (!s) s = tensor_upload(&p->all, host);

@@ -384,22 +384,22 @@ static attamba_status bwd_setup(group *g, int quick) {
 
 /* ---- the K/V SSM (Attamba): conv1d's work-item shape, the scan's quadratic path ---- */
 
-/* Segment starts of layer 0's boundaries over T tokens into seg (i32 [T]); the longest segment to
- * *longest. */
-static attamba_status ssm_segments(group *g, int64_t T, tensor *seg, int64_t *longest) {
+/* Segment starts of layer 0's boundaries over T tokens into seg (i32 [T]) and, when host is non-NULL,
+ * into host[0 .. T); the longest segment to *longest. */
+static attamba_status ssm_segments(group *g, int64_t T, tensor *seg, int32_t *host, int64_t *longest) {
     boundary_spec spec = model_config_boundaries(&g->cfg);
     int64_t *b = malloc((size_t)T * sizeof *b);
-    int32_t *starts = malloc((size_t)T * sizeof *starts);
+    int32_t *starts = host ? host : malloc((size_t)T * sizeof *starts);
     attamba_status s = b && starts ? ATTAMBA_OK : no_host_memory(g);
     if (!s) {
         int64_t nb = boundary_positions(&spec, 0, g->cfg.n_layers, T, b, T);
         boundary_segment_starts(b, nb, T, starts);
-        *longest = 0;
-        for (int64_t t = 0; t < T; t++) *longest = CORE_MAX(*longest, t - starts[t] + 1);
+        *longest = boundary_longest_segment(b, nb, T);
         s = tensor_alloc(g->ctx, seg, TENSOR_I32, 1, &T);
         if (!s) s = tensor_upload(seg, starts);
     }
-    free(b), free(starts);
+    free(b);
+    if (!host) free(starts);
     return s;
 }
 
@@ -416,8 +416,8 @@ static attamba_status conv_check(group *g) {
     int32_t *seg = malloc((size_t)T * sizeof *seg);
     tensor t[6] = {{0}}, ts = {0}; /* x, w, out, dout, dx, dw */
     int64_t longest;
-    attamba_status s = x && w && dout && want && dx && dw && seg ? ssm_segments(g, T, &ts, &longest) : no_host_memory(g);
-    if (!s) s = tensor_download(&ts, seg);
+    int ok = x && w && dout && want && dx && dw && seg;
+    attamba_status s = ok ? ssm_segments(g, T, &ts, seg, &longest) : no_host_memory(g);
     if (!s) s = upload(g->ctx, &t[0], 3, shape, x);
     if (!s) s = upload(g->ctx, &t[1], 2, wshape, w);
     if (!s) s = tensor_alloc_f32(g->ctx, &t[2], 3, shape);
@@ -455,7 +455,7 @@ static attamba_status conv_setup(group *g, int quick) {
     for (int vc = 4; vc <= 16; vc *= 2)
         for (int tt = 8; tt <= 32; tt *= 4) g->cand[g->n_cand][0] = vc, g->cand[g->n_cand++][1] = tt;
     int64_t T = g->tokens, C = conv_channels(&g->cfg), shape[3] = {1, T, C}, wshape[2] = {C, g->cfg.ssm_conv};
-    attamba_status s = ssm_segments(g, T, &g->bnd, &g->longest);
+    attamba_status s = ssm_segments(g, T, &g->bnd, NULL, &g->longest);
     if (!s) s = upload_random(g, &g->t[0], 3, shape, 33);
     if (!s) s = upload_random(g, &g->t[1], 2, wshape, 34);
     if (!s) s = tensor_alloc_f32(g->ctx, &g->t[2], 3, shape);
@@ -494,8 +494,7 @@ static attamba_status scan_check(group *g) {
     tensor t[8] = {{0}}, ts = {0}; /* xs, Bm, Cm, dt_raw, A_log, D, y, final state */
     float *h[6] = {NULL}, *want = malloc((size_t)(ny + nf) * sizeof *want);
     int32_t *seg = malloc((size_t)T * sizeof *seg);
-    attamba_status s = want && seg ? ssm_segments(g, T, &ts, &longest) : no_host_memory(g);
-    if (!s) s = tensor_download(&ts, seg);
+    attamba_status s = want && seg ? ssm_segments(g, T, &ts, seg, &longest) : no_host_memory(g);
     if (!s) s = scan_inputs(g, B, T, t, h);
     if (!s) s = tensor_alloc_f32(g->ctx, &t[6], 3, ((int64_t[]){B, T, (int64_t)nh * p}));
     if (!s) s = tensor_alloc_f32(g->ctx, &t[7], 4, ((int64_t[]){B, nh, p, N}));
@@ -525,7 +524,7 @@ static attamba_status scan_run(group *g) {
  * or 8 heads per work-item. */
 static attamba_status scan_setup(group *g, int quick) {
     (void)quick;
-    attamba_status s = ssm_segments(g, g->tokens, &g->bnd, &g->longest);
+    attamba_status s = ssm_segments(g, g->tokens, &g->bnd, NULL, &g->longest);
     int qm = ops_tune(g->ctx, TUNE_SSM_QUAD_MAX), on = qm >= g->longest ? qm : (int)CORE_MIN(g->longest, 4096);
     g->cand[g->n_cand][0] = 0, g->cand[g->n_cand++][1] = ops_tune(g->ctx, TUNE_SSM_QUAD_HEADS);
     for (int qh = 1; qh <= 8; qh *= 2) g->cand[g->n_cand][0] = on, g->cand[g->n_cand++][1] = qh;

@@ -126,3 +126,12 @@ void boundary_segment_starts(const int64_t *b, int64_t nb, int64_t T, int32_t *s
         if (j < nb && b[j] == t) start = t + 1; /* t ends its segment */
     }
 }
+
+int64_t boundary_longest_segment(const int64_t *b, int64_t nb, int64_t T) {
+    int64_t longest = 0, start = 0;
+    for (int64_t j = 0; j < nb && b[j] < T; j++) {
+        longest = b[j] + 1 - start > longest ? b[j] + 1 - start : longest; /* b[j] ends its segment */
+        start = b[j] + 1;
+    }
+    return T - start > longest ? T - start : longest;
+}

@@ -42,5 +42,7 @@ int64_t boundary_positions(const boundary_spec *spec, int layer, int n_layers, i
 int boundary_is_boundary(const boundary_spec *spec, int layer, int n_layers, int64_t pos);
 /* seg_start[t] = the first position of t's segment, for t in [0, T). */
 void boundary_segment_starts(const int64_t *b, int64_t nb, int64_t T, int32_t *seg_start);
+/* The most tokens any segment of [0, T) has, for the sorted boundaries b (as above). */
+int64_t boundary_longest_segment(const int64_t *b, int64_t nb, int64_t T);
 
 #endif
