@@ -11,7 +11,8 @@
  * GEMMs run over whole rows. Lanes outside are selected away, never multiplied: the padding past nk
  * and the masked scores may hold anything.
  *
- * One work-item per row, on float8 vectors; no barriers. Global (nq, nh heads), padded to any local
+ * One work-item per row, on float8 vectors; no work-item reads what another wrote (the window kernels'
+ * barriers only order the work: see below). Global (nq, nh heads), padded to any local
  * size. Without boundary columns (nbb = 0) bnd is never read. */
 
 /* How many of the (ascending) boundaries bnd[0 .. nbb) lie below lim = t - win: the row sees boundary
@@ -111,23 +112,69 @@ __kernel void attn_rows_dsoftmax(__global float *s, __global float *dp, int so, 
  * slots after them, slot j for key position t - win + j (the slots before position 0 are not seen),
  * whose scores and products with v the work-item computes itself: win + 1 dot products of dh where
  * the GEMM would have computed a block's bq + win window columns per row. q, k, v, out, dout, dq:
- * [T, nh * dh] and [T, nh / grp * dh] rows of one sequence from their offsets. */
+ * [T, nh * dh] and [T, nh / grp * dh] rows of one sequence from their offsets.
+ *
+ * The window kernels run in phases with a barrier between them, though no work-item reads another's
+ * data: a CPU driver (PoCL) runs a work-group phase by phase, each over all its items, so the rows of
+ * k that a head's consecutive queries share stay in L1 while that phase walks them. Without the
+ * barriers every item walked its k rows, then its v rows, and rows nh * dh floats apart (2 KiB at
+ * d = 512) fall into a few cache sets: the v rows evicted the k rows the next query wanted. T = 1024,
+ * P = 8, L = 8: the forward 1.2x (docs/benchmarks.md). The barriers are at the top level, reached by
+ * every item (those outside the block skip the work). */
 
-/* a . b over dh floats: float8 pieces, then the tail. */
-static inline float rows_dot(__global const float *a, __global const float *b, int dh) {
-    float8 acc = (float8)(0.0f);
-    int d = 0;
-    for (; d + 8 <= dh; d += 8) acc = fma(vload8(0, a + d), vload8(0, b + d), acc);
-    const float4 a4 = acc.lo + acc.hi;
-    float r = (a4.x + a4.y) + (a4.z + a4.w);
-    for (; d < dh; d++) r = fma(a[d], b[d], r);
-    return r;
+/* The sum of a float8's lanes. */
+static inline float rows_hsum(float8 a) {
+    const float4 a4 = a.lo + a.hi;
+    return (a4.x + a4.y) + (a4.z + a4.w);
 }
 
-/* y = alpha sum_{j < n} w[j] x_j, x_j = x + j * xs (dh floats each); assigns y. */
-static inline void rows_combine(__global float *y, float alpha, __global const float *w, __global const float *x, int xs,
-                         int n, int dh) {
+/* The dot products of a with the n rows b + j * bs, j < n, over dh floats: n scores from lo on in x,
+ * times scale. Four rows at a time, four independent chains sharing each load of a (one chain's
+ * latency would bound the loop); a group's rows past n repeat its last row and are not stored. */
+static inline void rows_dots(__global float *x, float scale, __global const float *a, __global const float *b, int bs,
+                             int n, int dh) {
+    for (int j = 0; j < n; j += 4) {
+        __global const float *b0 = b + j * bs, *b1 = b0 + min(1, n - 1 - j) * bs;
+        __global const float *b2 = b0 + min(2, n - 1 - j) * bs, *b3 = b0 + min(3, n - 1 - j) * bs;
+        float8 c0 = (float8)(0.0f), c1 = c0, c2 = c0, c3 = c0;
+        int d = 0;
+        for (; d + 8 <= dh; d += 8) {
+            const float8 av = vload8(0, a + d);
+            c0 = fma(av, vload8(0, b0 + d), c0);
+            c1 = fma(av, vload8(0, b1 + d), c1);
+            c2 = fma(av, vload8(0, b2 + d), c2);
+            c3 = fma(av, vload8(0, b3 + d), c3);
+        }
+        float4 r = (float4)(rows_hsum(c0), rows_hsum(c1), rows_hsum(c2), rows_hsum(c3));
+        for (; d < dh; d++) r = fma((float4)(a[d]), (float4)(b0[d], b1[d], b2[d], b3[d]), r);
+        r *= scale;
+        x[j] = r.x;
+        if (j + 1 < n) x[j + 1] = r.y;
+        if (j + 2 < n) x[j + 2] = r.z;
+        if (j + 3 < n) x[j + 3] = r.w;
+    }
+}
+
+/* y = alpha sum_{j < n} w[j] x_j, x_j = x + j * xs (dh floats each); assigns y. 32 dims at a time: four
+ * independent chains over j. */
+static inline void rows_combine(__global float *y, float alpha, __global const float *w, __global const float *x,
+                                int xs, int n, int dh) {
     int d = 0;
+    for (; d + 32 <= dh; d += 32) {
+        float8 a0 = (float8)(0.0f), a1 = a0, a2 = a0, a3 = a0;
+        for (int j = 0; j < n; j++) {
+            const float8 wj = (float8)(w[j]);
+            __global const float *xj = x + j * xs + d;
+            a0 = fma(wj, vload8(0, xj), a0);
+            a1 = fma(wj, vload8(1, xj), a1);
+            a2 = fma(wj, vload8(2, xj), a2);
+            a3 = fma(wj, vload8(3, xj), a3);
+        }
+        vstore8(alpha * a0, 0, y + d);
+        vstore8(alpha * a1, 1, y + d);
+        vstore8(alpha * a2, 2, y + d);
+        vstore8(alpha * a3, 3, y + d);
+    }
     for (; d + 8 <= dh; d += 8) {
         float8 acc = (float8)(0.0f);
         for (int j = 0; j < n; j++) acc = fma((float8)(w[j]), vload8(0, x + j * xs + d), acc);
@@ -144,8 +191,7 @@ static inline void rows_combine(__global float *y, float alpha, __global const f
  * first at a position >= 0) at columns [lo, hi]; qt, the query row; base, the offset of slot jw's key
  * and value rows in k and v (position t - win + jw); nw, the slots from jw on. */
 #define ROWS_WINDOW_SETUP()                                                                        \
-    const int i = get_global_id(0), h = get_global_id(1);                                          \
-    if (i >= nq || h >= nh) return;                                                                \
+    const int i = get_global_id(0), h = get_global_id(1), on = i < nq && h < nh;                   \
     const int t = t0 + i, g = h / grp, qs = nh * dh, ks = nh / grp * dh;                           \
     const int cb = nbb ? rows_below(bnd + bo, nbb, t - win) : 0;                                   \
     const int jw = max(0, win - t), lo = nbb + jw, hi = nbb + win;                                 \
@@ -167,9 +213,11 @@ static inline void rows_combine(__global float *y, float alpha, __global const f
 __kernel void attn_rows_window_softmax(ROWS_WINDOW_ARGS) {
     ROWS_WINDOW_SETUP();
     __global float *x = s + so + row;
-    for (int j = 0; j < nw; j++) x[lo + j] = scale * rows_dot(qt, k + ko + base + j * ks, dh);
-    rows_softmax(x, ld, j0, j1, cb, lo, hi);
-    rows_combine(y + yo + t * qs + h * dh, 1.0f, x + lo, v + vo + base, ks, nw, dh);
+    if (on) rows_dots(x + lo, scale, qt, k + ko + base, ks, nw, dh);
+    barrier(CLK_GLOBAL_MEM_FENCE);
+    if (on) rows_softmax(x, ld, j0, j1, cb, lo, hi);
+    barrier(CLK_GLOBAL_MEM_FENCE);
+    if (on) rows_combine(y + yo + t * qs + h * dh, 1.0f, x + lo, v + vo + base, ks, nw, dh);
 }
 
 /* The backward: the window slots' scores and dP = dout . v, then P and dS over the row (as
@@ -180,10 +228,10 @@ __kernel void attn_rows_window_dsoftmax(ROWS_WINDOW_ARGS) {
     ROWS_WINDOW_SETUP();
     __global float *x = s + so + row, *gr = dp + so + row;
     __global const float *gt = dout + go + t * qs + h * dh;
-    for (int j = 0; j < nw; j++) {
-        x[lo + j] = scale * rows_dot(qt, k + ko + base + j * ks, dh);
-        gr[lo + j] = rows_dot(gt, v + vo + base + j * ks, dh);
-    }
+    if (on) rows_dots(gr + lo, 1.0f, gt, v + vo + base, ks, nw, dh);
+    barrier(CLK_GLOBAL_MEM_FENCE); /* the phase over v rows, then the phases over k rows */
+    if (!on) return;
+    rows_dots(x + lo, scale, qt, k + ko + base, ks, nw, dh);
     rows_softmax(x, ld, j0, j1, cb, lo, hi);
     rows_dscores(x, gr, ld, j0, j1);
     __global float *pr = pw + pwo + (h * T + t) * (win + 1), *dr = dsw + dswo + (h * T + t) * (win + 1);

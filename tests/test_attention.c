@@ -122,6 +122,7 @@ static const pcase pcases[] = {
     {2, 33, 4, 4, 64, ATTN_COMPRESSED, 40, BOUNDARY_CYCLIC, 8},   /* L >= T */
     {1, 41, 8, 2, 8, ATTN_COMPRESSED, 5, BOUNDARY_EXPLICIT, 0},   /* explicit list */
     {1, 300, 2, 1, 64, ATTN_COMPRESSED, 8, BOUNDARY_RANDOM, 6},   /* many blocks, phase-A tails */
+    {1, 90, 2, 1, 40, ATTN_COMPRESSED, 6, BOUNDARY_CYCLIC, 8},    /* dh 40: the row pass in 32s and 8s */
     {2, 45, 4, 2, 24, ATTN_CAUSAL, 0, BOUNDARY_UNIFORM, 1},
     {1, 70, 2, 1, 64, ATTN_CAUSAL, 0, BOUNDARY_UNIFORM, 1},       /* tiles of 16 keys, T past them */
     {2, 17, 3, 3, 8, ATTN_CAUSAL, 0, BOUNDARY_UNIFORM, 1},        /* dh = 8: one vector */

@@ -244,6 +244,7 @@ static const bcase kcases[] = {
     {2, 41, 4, 1, 8, ATTN_COMPRESSED, 2, BOUNDARY_EXPLICIT, 0},  /* explicit list, H = 4 Hkv */
     {1, 33, 2, 2, 24, ATTN_COMPRESSED, 40, BOUNDARY_CYCLIC, 8},  /* L >= T: no far pass */
     {1, 50, 2, 1, 12, ATTN_COMPRESSED, 3, BOUNDARY_CYCLIC, 4},   /* dh % 8 != 0: partial float8s */
+    {1, 90, 2, 1, 40, ATTN_COMPRESSED, 6, BOUNDARY_CYCLIC, 8},   /* dh 40: the row pass in 32s and 8s */
     {2, 45, 4, 2, 24, ATTN_CAUSAL, 0, BOUNDARY_UNIFORM, 1},
     {1, 257, 2, 2, 8, ATTN_CAUSAL, 0, BOUNDARY_UNIFORM, 1},
     {1, 100, 2, 1, 64, ATTN_SLIDING, 6, BOUNDARY_UNIFORM, 1},
