@@ -299,6 +299,58 @@ START_TEST(grouped_projections_match_reference) {
 }
 END_TEST
 
+/* ops_gemm_panels: B [3, 40, 24] (op(B) = B^T per batch entry) or [3, 24, 40] packed once, then
+ * products with its first n columns: all entries batched, and entry 1 shared by a batch of 2 (the
+ * grouped heads of attention), against ref_gemm; packed on the own tiles and unpacked (CLBlast, or a
+ * small plain B that the tiles read in place). */
+static void check_panels(int tb, int M, int want_packed /* -1: either */) {
+    rt_ctx *ctx = tu_ctx();
+    const int NB = 3, N = 40, K = 24, ns[] = {1, 17, 40};
+    float *b = tu_random((int64_t)NB * N * K, 91 + tb, -1, 1), *a = tu_random((int64_t)NB * M * K, 92, -1, 1);
+    tensor Bt = tu_tensor(3, tb ? (int64_t[]){NB, N, K} : (int64_t[]){NB, K, N}, b);
+    ops_gemm_panels p;
+    tu_ok(ops_gemm_panels_make(ctx, tb, &Bt, M, &p));
+    if (want_packed >= 0) ck_assert_int_eq(p.packed, want_packed);
+    for (int i = 0; i < 3; i++)
+        for (int entry = -1; entry <= 1; entry += 2) {
+            int n = ns[i], batch = entry < 0 ? NB : 2;
+            tensor A = tu_tensor(3, (int64_t[]){batch, M, K}, a), C = tu_zeros(3, (int64_t[]){batch, M, n});
+            tu_ok(ops_gemm_panels_apply(ctx, 0.5f, &A, &p, entry, n, 0.0f, &C));
+            float *got = tu_download(&C), *want = malloc((size_t)M * n * sizeof *want);
+            for (int e = 0; e < batch; e++) {
+                const float *be = b + (int64_t)(entry < 0 ? e : entry) * N * K;
+                ref_gemm(0, tb, M, n, K, 0.5f, a + (int64_t)e * M * K, K, be, tb ? K : N, 0.0f, want, n);
+                char what[96];
+                snprintf(what, sizeof what, "panels tb %d packed %d n %d entry %d batch %d", tb, p.packed, n, entry, e);
+                tu_assert_close(got + (int64_t)e * M * n, want, (int64_t)M * n, 1e-4, 1e-5, what);
+            }
+            free(got);
+            free(want);
+            tensor_free(&A);
+            tensor_free(&C);
+        }
+    ops_gemm_panels_free(&p);
+    tensor_free(&Bt);
+    free(a);
+    free(b);
+}
+
+START_TEST(panels_packed_once_serve_every_product) {
+    rt_ctx *ctx = tu_ctx();
+    int kept = ops_tune(ctx, TUNE_GEMM_BACKEND);
+    tu_ok(ops_tune_set(ctx, TUNE_GEMM_BACKEND, 0, "test"));
+    /* M = 70: the register tiles pack; __local tiles (GPU rows) do not, where the device runs them */
+    check_panels(1, 70, ops_tune(ctx, TUNE_GEMM_KERNEL) == 0 ? 1 : -1);
+    check_panels(1, 9, 0);  /* few rows: the dot kernel */
+    check_panels(0, 70, 0); /* a small plain B: read in place */
+    if (ops_gemm_have_clblast()) {
+        tu_ok(ops_tune_set(ctx, TUNE_GEMM_BACKEND, 1, "test"));
+        check_panels(1, 70, 0);
+    }
+    tu_ok(ops_tune_set(ctx, TUNE_GEMM_BACKEND, kept, "test"));
+}
+END_TEST
+
 START_TEST(mismatched_shapes_are_refused) {
     rt_ctx *ctx = tu_ctx();
     tensor A = tu_zeros(2, (int64_t[]){4, 5}), B = tu_zeros(2, (int64_t[]){6, 7}), C = tu_zeros(2, (int64_t[]){4, 7}), T;
@@ -337,6 +389,7 @@ int main(void) {
     tcase_add_test(t, strided_row_views);
     tcase_add_test(t, strided_output_view_is_written_only_inside);
     tcase_add_test(t, grouped_projections_match_reference);
+    tcase_add_test(t, panels_packed_once_serve_every_product);
     tcase_add_test(t, mismatched_shapes_are_refused);
     suite_add_tcase(s, t);
     return tu_run(s);

@@ -165,6 +165,19 @@ static attamba_status heads_gemm(rt_ctx *ctx, int ta, int tb, float alpha, const
     return ATTAMBA_OK;
 }
 
+/* C_h = alpha A_h op(B_{h / grp})[:, :n] for every query head h, op(B) from its panels (B: the kv
+ * heads' boundary rows, packed once per sequence for all its query blocks). Nothing for n = 0. */
+static attamba_status heads_panels(rt_ctx *ctx, float alpha, const tensor *A, const ops_gemm_panels *p, int64_t n,
+                                   tensor *C, int grp) {
+    if (n == 0) return ATTAMBA_OK;
+    if (grp == 1) return ops_gemm_panels_apply(ctx, alpha, A, p, -1, (int)n, 0.0f, C);
+    for (int64_t kh = 0; kh < p->b->shape[0]; kh++) {
+        tensor a = head_slice(A, kh * grp, grp), c = head_slice(C, kh * grp, grp);
+        RT_TRY(ops_gemm_panels_apply(ctx, alpha, &a, p, (int)kh, (int)n, 0.0f, &c));
+    }
+    return ATTAMBA_OK;
+}
+
 /* C_g += alpha op(A_h) op(B_h) summed over the query heads h of each kv head g (C holds the kv heads). */
 static attamba_status heads_gemm_sum(rt_ctx *ctx, int ta, int tb, float alpha, const tensor *A, const tensor *B,
                                      tensor *C, int grp) {
@@ -305,18 +318,22 @@ attamba_status attn_gemm_prefill(rt_ctx *ctx, const tensor *q, const tensor *k, 
                                  int n_kv_heads, int dh, const attn_mask *mask, int want, tensor *out, int *taken) {
     int64_t B = q->shape[0], T = q->shape[1];
     gemm_call c;
-    tensor sc = {0}, kv[2] = {{0}};
+    tensor sc = {0}, kv[2] = {{0}}, kb_all = {0};
+    ops_gemm_panels kp = {0}; /* the boundary keys' panels, per sequence */
     attamba_status s = call_begin(ctx, mask, q, n_heads, n_kv_heads, dh, want, "softmax", &c, taken);
     if (!s && *taken) s = score_scratch(ctx, &c.pl, n_heads, &sc);
     if (!s && *taken && c.pl.nb) s = bnd_copies(ctx, mask, &c.pl, k, n_kv_heads, 2, (const tensor *[]){k, v}, kv);
-    for (int64_t b = 0; b < B && !s && *taken; b++)
+    for (int64_t b = 0; b < B && !s && *taken; b++) {
+        ops_gemm_panels_free(&kp);
+        kb_all = bnd_rows(&kv[0], b, c.pl.nb);
+        if (c.pl.nb) s = ops_gemm_panels_make(ctx, 1, &kb_all, c.pl.bq, &kp);
         for (int64_t t0 = 0; t0 < T && !s; t0 += c.pl.bq) {
             gemm_block g = block_at(&c.pl, t0);
             tensor qb = rows_of(q, b, t0, g.nq, n_heads), ob = rows_of(out, b, t0, g.nq, n_heads);
             tensor kw = rows_of(k, b, g.kb, g.nw, n_kv_heads), vw = rows_of(v, b, g.kb, g.nw, n_kv_heads);
-            tensor kc = bnd_rows(&kv[0], b, g.nbb), vc = bnd_rows(&kv[1], b, g.nbb);
+            tensor vc = bnd_rows(&kv[1], b, g.nbb);
             block_scores p = scores(&sc, n_heads, &g);
-            s = heads_gemm(ctx, 0, 1, c.scale, &qb, &kc, 0.0f, &p.bnd, c.grp);
+            s = heads_panels(ctx, c.scale, &qb, &kp, g.nbb, &p.bnd, c.grp);
             if (c.pl.row_win) { /* the window's part of out from the row pass, the boundaries' added */
                 window_io io = {.q = q, .k = k, .v = v, .y = out};
                 if (!s) s = window_rows(ctx, &c, &g, b, n_heads, mask, &p.all, NULL, &io);
@@ -328,8 +345,10 @@ attamba_status attn_gemm_prefill(rt_ctx *ctx, const tensor *q, const tensor *k, 
             if (!s) s = heads_gemm(ctx, 0, 0, 1.0f, &p.bnd, &vc, 0.0f, &ob, c.grp);
             if (!s) s = heads_gemm(ctx, 0, 0, 1.0f, &p.win, &vw, g.nbb ? 1.0f : 0.0f, &ob, c.grp);
         }
+    }
     /* the queue keeps the scratch alive until its kernels have run */
     tensor_free(&sc);
+    ops_gemm_panels_free(&kp);
     for (int i = 0; i < 2; i++) tensor_free(&kv[i]);
     free(c.pl.owned);
     return s;
@@ -342,7 +361,8 @@ attamba_status attn_gemm_backward(rt_ctx *ctx, const tensor *q, const tensor *k,
     gemm_call c;
     /* kv[0..1]: the boundary rows of k and v; kv[2..3]: their gradients, added to dk, dv at the end;
      * pw, dsw: the window slots' P and dS of every row (row_win) */
-    tensor sc = {0}, gsc = {0}, kv[4] = {{0}}, pw = {0}, dsw = {0};
+    tensor sc = {0}, gsc = {0}, kv[4] = {{0}}, pw = {0}, dsw = {0}, kb_all = {0}, vb_all = {0};
+    ops_gemm_panels kp = {0}, vp = {0}; /* the boundary keys' and values' panels, per sequence */
     attamba_status s = call_begin(ctx, mask, q, n_heads, n_kv_heads, dh, want, "dsoftmax", &c, taken);
     int row_win = *taken && c.pl.row_win;
     /* dk and dv gather from every block that sees their key: zero, then accumulate (row_win: the
@@ -356,20 +376,25 @@ attamba_status attn_gemm_backward(rt_ctx *ctx, const tensor *q, const tensor *k,
     if (!s && *taken) s = score_scratch(ctx, &c.pl, n_heads, &gsc);
     if (!s && *taken && c.pl.nb)
         s = bnd_copies(ctx, mask, &c.pl, k, n_kv_heads, 4, (const tensor *[]){k, v, NULL, NULL}, kv);
-    for (int64_t b = 0; b < B && !s && *taken; b++)
+    for (int64_t b = 0; b < B && !s && *taken; b++) {
+        ops_gemm_panels_free(&kp);
+        ops_gemm_panels_free(&vp);
+        kb_all = bnd_rows(&kv[0], b, c.pl.nb), vb_all = bnd_rows(&kv[1], b, c.pl.nb);
+        if (c.pl.nb) s = ops_gemm_panels_make(ctx, 1, &kb_all, c.pl.bq, &kp);
+        if (!s && c.pl.nb) s = ops_gemm_panels_make(ctx, 1, &vb_all, c.pl.bq, &vp);
         for (int64_t t0 = 0; t0 < T && !s; t0 += c.pl.bq) {
             gemm_block g = block_at(&c.pl, t0);
             tensor qb = rows_of(q, b, t0, g.nq, n_heads), gb = rows_of(dout, b, t0, g.nq, n_heads);
             tensor dqb = rows_of(dq, b, t0, g.nq, n_heads);
             tensor kw = rows_of(k, b, g.kb, g.nw, n_kv_heads), vw = rows_of(v, b, g.kb, g.nw, n_kv_heads);
             tensor dkw = rows_of(dk, b, g.kb, g.nw, n_kv_heads), dvw = rows_of(dv, b, g.kb, g.nw, n_kv_heads);
-            tensor kc = bnd_rows(&kv[0], b, g.nbb), vc = bnd_rows(&kv[1], b, g.nbb);
+            tensor kc = bnd_rows(&kv[0], b, g.nbb);
             tensor dkc = bnd_rows(&kv[2], b, g.nbb), dvc = bnd_rows(&kv[3], b, g.nbb);
             block_scores p = scores(&sc, n_heads, &g), ds = scores(&gsc, n_heads, &g);
-            s = heads_gemm(ctx, 0, 1, c.scale, &qb, &kc, 0.0f, &p.bnd, c.grp);
+            s = heads_panels(ctx, c.scale, &qb, &kp, g.nbb, &p.bnd, c.grp);
             if (row_win) { /* the window's part of dq and its slots from the row pass, the boundaries' GEMMs */
                 window_io io = {.q = q, .k = k, .v = v, .y = dq, .dout = dout, .pw = &pw, .dsw = &dsw};
-                if (!s) s = heads_gemm(ctx, 0, 1, 1.0f, &gb, &vc, 0.0f, &ds.bnd, c.grp);
+                if (!s) s = heads_panels(ctx, 1.0f, &gb, &vp, g.nbb, &ds.bnd, c.grp);
                 if (!s) s = window_rows(ctx, &c, &g, b, n_heads, mask, &p.all, &ds.all, &io);
                 if (!s) s = heads_gemm(ctx, 0, 0, c.scale, &ds.bnd, &kc, 1.0f, &dqb, c.grp);
                 if (!s) s = heads_gemm_sum(ctx, 1, 0, c.scale, &ds.bnd, &qb, &dkc, c.grp);
@@ -377,7 +402,7 @@ attamba_status attn_gemm_backward(rt_ctx *ctx, const tensor *q, const tensor *k,
                 continue;
             }
             if (!s) s = heads_gemm(ctx, 0, 1, c.scale, &qb, &kw, 0.0f, &p.win, c.grp);
-            if (!s) s = heads_gemm(ctx, 0, 1, 1.0f, &gb, &vc, 0.0f, &ds.bnd, c.grp);
+            if (!s) s = heads_panels(ctx, 1.0f, &gb, &vp, g.nbb, &ds.bnd, c.grp);
             if (!s) s = heads_gemm(ctx, 0, 1, 1.0f, &gb, &vw, 0.0f, &ds.win, c.grp);
             if (!s) s = rows_pass(ctx, c.rows, "attn_rows_dsoftmax", &p.all, &ds.all, &g, n_heads, &c.pl, mask);
             if (!s) s = heads_gemm(ctx, 0, 0, c.scale, &ds.bnd, &kc, 0.0f, &dqb, c.grp);
@@ -387,6 +412,7 @@ attamba_status attn_gemm_backward(rt_ctx *ctx, const tensor *q, const tensor *k,
             if (!s) s = heads_gemm_sum(ctx, 1, 0, 1.0f, &p.bnd, &gb, &dvc, c.grp);
             if (!s) s = heads_gemm_sum(ctx, 1, 0, 1.0f, &p.win, &gb, &dvw, c.grp);
         }
+    }
     if (!s && row_win) s = window_dkv(ctx, &c, n_heads, &pw, &dsw, q, dout, dk, dv);
     if (!s && *taken && c.pl.nb) s = bnd_move(ctx, mask, &kv[2], dk, 0);
     if (!s && *taken && c.pl.nb) s = bnd_move(ctx, mask, &kv[3], dv, 0);
@@ -394,6 +420,8 @@ attamba_status attn_gemm_backward(rt_ctx *ctx, const tensor *q, const tensor *k,
     tensor_free(&gsc);
     tensor_free(&pw);
     tensor_free(&dsw);
+    ops_gemm_panels_free(&kp);
+    ops_gemm_panels_free(&vp);
     for (int i = 0; i < 4; i++) tensor_free(&kv[i]);
     free(c.pl.owned);
     return s;

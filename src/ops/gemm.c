@@ -147,36 +147,60 @@ static void pack_local(rt_ctx *ctx, cl_kernel k, size_t x, size_t local[3]) {
  * 32-float panels, else 0; `attamba tune` measures it). The copies are scratch tensors, released once
  * enqueued: OpenCL keeps them alive until the kernels that use them have run. */
 enum { PACK_A_MIN = 128 * 1024, PACK_KB = 8 /* k per packing work-item, as in cl/gemm.cl */ };
+
+/* The options of the gemm_tiles program (its pack kernels included). */
+static void tiles_options(const gemm_tuning *t, int ta, int tb, int wt, int packed, int packed_a, char *opts,
+                          size_t n) {
+    snprintf(opts, n, "-DTRANS_A=%d -DTRANS_B=%d -DRM=%d -DVW=%d -DNV=%d -DPACKED=%d -DPACKED_A=%d -DPB=%d%s", ta, tb,
+             t->rm, t->vw, t->nv, packed, packed_a, t->pb, wt_option(wt));
+}
+
+/* op(B) (K x N, b_batch of them) into zero-padded panels [b_batch][panels][K][NW] in a new scratch
+ * tensor; *bt then reads them. */
+static attamba_status pack_b(rt_ctx *ctx, const char *opts, const gemm_tuning *t, int tb, int N, int K,
+                             const gemm_operand *b, int b_batch, tensor *scratch, gemm_operand *bt) {
+    int nw = t->vw * t->nv, panels = (N + nw - 1) / nw;
+    size_t kblocks = (size_t)(K + PACK_KB - 1) / PACK_KB; /* the packing pass's blocks of k */
+    cl_kernel kp;
+    RT_TRY(rt_kernel(ctx, "gemm", opts, "gemm_pack_b", &kp));
+    RT_TRY(tensor_scratch(ctx, scratch, TENSOR_F32, 2, ((int64_t[]){(int64_t)b_batch * panels * K, nw})));
+    *bt = (gemm_operand){scratch->buf->mem, 0, nw, b->stride ? panels * K * nw : 0, K, nw};
+    /* x = block of k for a transposed B, x = panel for a plain one (cl/gemm.cl) */
+    size_t x = tb ? kblocks : (size_t)panels, y = tb ? (size_t)panels : kblocks;
+    size_t pglobal[3] = {x, y, (size_t)b_batch}, plocal[3];
+    pack_local(ctx, kp, x, plocal);
+    rt_arg pargs[] = {RT_I32(N), RT_I32(K), RT_I32(panels), GEMM_A_ARGS(b), RT_MEM(bt->mem)};
+    return rt_launch(ctx, kp, "gemm_pack_b", 3, pglobal, plocal, (int)CORE_LEN(pargs), pargs);
+}
+
+/* The gemm_tiles launch: C (M x N, batch of them) from A (or its panels) and B (or its panels). */
+static attamba_status tiles_launch(rt_ctx *ctx, const char *opts, const gemm_tuning *t, int M, int N, int K,
+                                   float alpha, const gemm_operand *a, const gemm_operand *b, float beta,
+                                   const gemm_operand *c, int batch) {
+    cl_kernel kt;
+    RT_TRY(rt_kernel(ctx, "gemm", opts, "gemm_tiles", &kt));
+    /* 8 row blocks per group: enough to amortise a group's start on PoCL, small enough that M = 4096
+     * still gives dozens of groups per column panel to share among the cores */
+    size_t lx = rt_local_1d(ctx, kt, 8), nw = (size_t)(t->vw * t->nv);
+    size_t global[3] = {(size_t)(M + t->rm - 1) / t->rm, ((size_t)N + nw - 1) / nw, (size_t)batch};
+    size_t local[3] = {lx, 1, 1};
+    rt_arg args[] = {RT_I32(M), RT_I32(N), RT_I32(K), RT_F32(alpha), GEMM_A_ARGS(a), GEMM_A_ARGS(b),
+                     RT_F32(beta), GEMM_A_ARGS(c)};
+    return rt_launch(ctx, kt, "gemm_tiles", 3, global, local, (int)CORE_LEN(args), args);
+}
+
 static attamba_status gemm_tiles_pass(rt_ctx *ctx, const gemm_tuning *t, int ta, int tb, int wt, int M, int N,
                                       int K, float alpha, const gemm_operand *a, const gemm_operand *b, float beta,
                                       const gemm_operand *c, int batch) {
-    int nw = t->vw * t->nv, panels = (N + nw - 1) / nw, b_batch = b->stride ? batch : 1;
     int mpanels = (M + t->rm - 1) / t->rm, a_batch = a->stride ? batch : 1;
-    size_t kblocks = (size_t)(K + PACK_KB - 1) / PACK_KB; /* the packing passes' blocks of k */
     int packed = tb || wt || (M > 64 && (int64_t)K * N * 4 >= t->inplace_b_kib * 1024LL);
     int packed_a = ta && (int64_t)K * M > PACK_A_MIN;
     char opts[176];
-    snprintf(opts, sizeof opts, "-DTRANS_A=%d -DTRANS_B=%d -DRM=%d -DVW=%d -DNV=%d -DPACKED=%d -DPACKED_A=%d -DPB=%d%s",
-             ta, tb, t->rm, t->vw, t->nv, packed, packed_a, t->pb, wt_option(wt));
-    cl_kernel kt;
-    RT_TRY(rt_kernel(ctx, "gemm", opts, "gemm_tiles", &kt));
+    tiles_options(t, ta, tb, wt, packed, packed_a, opts, sizeof opts);
     gemm_operand at = *a, bt = *b;
     tensor scratch = {0}, scratch_a = {0};
     attamba_status s = ATTAMBA_OK;
-    if (packed) {
-        cl_kernel kp;
-        s = rt_kernel(ctx, "gemm", opts, "gemm_pack_b", &kp);
-        if (!s) s = tensor_scratch(ctx, &scratch, TENSOR_F32, 2, ((int64_t[]){(int64_t)b_batch * panels * K, nw}));
-        if (!s) {
-            bt = (gemm_operand){scratch.buf->mem, 0, nw, b->stride ? panels * K * nw : 0, K, nw};
-            /* x = block of k for a transposed B, x = panel for a plain one (cl/gemm.cl) */
-            size_t x = tb ? kblocks : (size_t)panels, y = tb ? (size_t)panels : kblocks;
-            size_t pglobal[3] = {x, y, (size_t)b_batch}, plocal[3];
-            pack_local(ctx, kp, x, plocal);
-            rt_arg pargs[] = {RT_I32(N), RT_I32(K), RT_I32(panels), GEMM_A_ARGS(b), RT_MEM(bt.mem)};
-            s = rt_launch(ctx, kp, "gemm_pack_b", 3, pglobal, plocal, (int)CORE_LEN(pargs), pargs);
-        }
-    }
+    if (packed) s = pack_b(ctx, opts, t, tb, N, K, b, b->stride ? batch : 1, &scratch, &bt);
     if (!s && packed_a) {
         cl_kernel kp;
         s = rt_kernel(ctx, "gemm", opts, "gemm_pack_a", &kp);
@@ -185,22 +209,14 @@ static attamba_status gemm_tiles_pass(rt_ctx *ctx, const gemm_tuning *t, int ta,
         if (!s) {
             at = (gemm_operand){scratch_a.buf->mem, 0, t->rm, a->stride ? mpanels * K * t->rm : 0, M, K};
             /* x = block of RM rows, y = block of k */
+            size_t kblocks = (size_t)(K + PACK_KB - 1) / PACK_KB;
             size_t pglobal[3] = {(size_t)mpanels, kblocks, (size_t)a_batch}, plocal[3];
             pack_local(ctx, kp, (size_t)mpanels, plocal);
             rt_arg pargs[] = {RT_I32(M), RT_I32(K), RT_I32(mpanels), GEMM_A_ARGS(a), RT_MEM(at.mem)};
             s = rt_launch(ctx, kp, "gemm_pack_a", 3, pglobal, plocal, (int)CORE_LEN(pargs), pargs);
         }
     }
-    if (!s) {
-        /* 8 row blocks per group: enough to amortise a group's start on PoCL, small enough that
-         * M = 4096 still gives dozens of groups per column panel to share among the cores */
-        size_t lx = rt_local_1d(ctx, kt, 8);
-        size_t global[3] = {(size_t)mpanels, (size_t)panels, (size_t)batch};
-        size_t local[3] = {lx, 1, 1};
-        rt_arg args[] = {RT_I32(M), RT_I32(N), RT_I32(K), RT_F32(alpha), GEMM_A_ARGS(&at), GEMM_A_ARGS(&bt),
-                         RT_F32(beta), GEMM_A_ARGS(c)};
-        s = rt_launch(ctx, kt, "gemm_tiles", 3, global, local, (int)CORE_LEN(args), args);
-    }
+    if (!s) s = tiles_launch(ctx, opts, t, M, N, K, alpha, &at, &bt, beta, c, batch);
     tensor_free(&scratch);
     tensor_free(&scratch_a);
     return s;
@@ -356,6 +372,60 @@ attamba_status ops_gemm(rt_ctx *ctx, int trans_a, int trans_b, float alpha, cons
                         float beta, tensor *c) {
     return ops_gemm_with(ctx, OPS_GEMM_AUTO, trans_a, trans_b, alpha, a, b, beta, c);
 }
+
+attamba_status ops_gemm_panels_make(rt_ctx *ctx, int trans_b, const tensor *b, int m, ops_gemm_panels *p) {
+    *p = (ops_gemm_panels){.b = b, .trans_b = trans_b};
+    gemm_operand B;
+    RT_TRY(operand(ctx, "B", b, b && b->ndim == 3 ? b->shape[0] : 1, &B));
+    gemm_tuning t = tuning_for(ctx);
+    int K = (int)(trans_b ? B.cols : B.rows), N = (int)(trans_b ? B.rows : B.cols);
+    int kc = (int)CORE_MAX(8, t.kc_kib * 1024LL / (4 * t.vw * t.nv));
+    int own = ctx->gemm_clblast_broken || auto_backend(ctx) == OPS_GEMM_OWN;
+    if (b->dtype != TENSOR_F32 || !own || auto_kernel(ctx, &t, m, 0, trans_b, 0) != OPS_GEMM_KERNEL_TILES ||
+        (t.kc_kib && K > kc) || !(trans_b || (m > 64 && (int64_t)K * N * 4 >= t.inplace_b_kib * 1024LL)))
+        return ATTAMBA_OK; /* as gemm_tiles_pass decides */
+    char opts[176];
+    tiles_options(&t, 0, trans_b, 0, 1, 0, opts, sizeof opts);
+    gemm_operand bt;
+    RT_TRY(pack_b(ctx, opts, &t, trans_b, N, K, &B, b->ndim == 3 ? (int)b->shape[0] : 1, &p->buf, &bt));
+    p->packed = 1, p->K = K, p->N = N, p->vw = t.vw, p->nv = t.nv, p->stride = bt.stride;
+    return ATTAMBA_OK;
+}
+
+attamba_status ops_gemm_panels_apply(rt_ctx *ctx, float alpha, const tensor *a, const ops_gemm_panels *p, int entry,
+                                     int n, float beta, tensor *c) {
+    if (!p->packed) { /* B's first n columns of op(B), of one entry or all */
+        tensor v = *p->b;
+        int r = v.ndim - 2;
+        v.shape[r + !p->trans_b] = n;
+        if (entry >= 0 && v.ndim == 3) {
+            v.offset += entry * v.stride[0];
+            v.ndim = 2;
+            for (int d = 0; d < 2; d++) v.shape[d] = v.shape[d + 1], v.stride[d] = v.stride[d + 1];
+        }
+        return ops_gemm(ctx, 0, p->trans_b, alpha, a, &v, beta, c);
+    }
+    gemm_operand A, C;
+    int batch = c && c->ndim == 3 ? (int)c->shape[0] : 1;
+    RT_TRY(operand(ctx, "C", c, batch, &C));
+    RT_TRY(operand(ctx, "A", a, batch, &A));
+    int shared = entry >= 0 || !p->stride;
+    if (A.cols != p->K || C.rows != A.rows || C.cols != n || n > p->N ||
+        (!shared && p->b->shape[0] != batch))
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "ops_gemm_panels_apply: A is %lldx%lld, op(B) %dx%d (first %d columns, "
+                       "%d batch), C is %lldx%lld", (long long)A.rows, (long long)A.cols, p->K, p->N, n,
+                       shared ? 1 : (int)p->b->shape[0], (long long)C.rows, (long long)C.cols);
+    gemm_tuning t = tuning_for(ctx);
+    t.vw = p->vw, t.nv = p->nv; /* the panels' width, whatever the table says now */
+    char opts[176];
+    tiles_options(&t, 0, p->trans_b, 0, 1, 0, opts, sizeof opts);
+    int nw = p->vw * p->nv;
+    gemm_operand bt = {p->buf.buf->mem, (int)(entry >= 0 ? entry * p->stride : 0), nw, shared ? 0 : (int)p->stride,
+                       p->K, nw};
+    return tiles_launch(ctx, opts, &t, (int)A.rows, n, p->K, alpha, &A, &bt, beta, &C, batch);
+}
+
+void ops_gemm_panels_free(ops_gemm_panels *p) { tensor_free(&p->buf); }
 
 attamba_status ops_gemm_group(rt_ctx *ctx, const tensor *x, int n, const tensor *const *W, tensor *const *y,
                               const int *accumulate) {

@@ -72,6 +72,24 @@ typedef enum {
 } ops_gemm_kernel;
 attamba_status ops_gemm_own(rt_ctx *ctx, ops_gemm_kernel kernel, int trans_a, int trans_b, float alpha,
                             const tensor *a, const tensor *b, float beta, tensor *c);
+/* op(B) packed once for several products A op(B) that each take its first n columns (attention's
+ * query blocks and the boundary keys before them: ops/attention_gemm.c), where ops_gemm would pack it
+ * again for every product. Where the device's GEMM does not pack such a B (CLBlast, kernels other than
+ * the register tiles, B over one pass of K, a small plain B read in place) nothing is packed and each
+ * product is ops_gemm on B itself. B is f32, 2-D or batched; it must stay unchanged while in use. */
+typedef struct ops_gemm_panels {
+    const tensor *b;
+    int trans_b, packed, K, N, vw, nv;
+    int64_t stride; /* floats between the panels of consecutive batch entries */
+    tensor buf;     /* the panels, when packed */
+} ops_gemm_panels;
+/* m: the rows of the A the products will have (the kernel's choice depends on it). */
+attamba_status ops_gemm_panels_make(rt_ctx *ctx, int trans_b, const tensor *b, int m, ops_gemm_panels *p);
+/* C = alpha A op(B)[:, :n] + beta C, A [M, K] not transposed, C [M, n]. entry < 0: A and C batched as
+ * B is (or B shared); entry >= 0: batch entry `entry` of B for every batch entry of C. */
+attamba_status ops_gemm_panels_apply(rt_ctx *ctx, float alpha, const tensor *a, const ops_gemm_panels *p, int entry,
+                                     int n, float beta, tensor *c);
+void ops_gemm_panels_free(ops_gemm_panels *p);
 /* y_i = x W_i^T (+ y_i where accumulate[i]) for n matrices sharing the input x [..., K]: W_i [N_i, K]
  * (rows contiguous; row blocks of a larger matrix are fine), y_i [..., N_i] with x's leading dims.
  * With a few rows of x (decode: fewer than gemm.dot_m) and n <= 6, one launch for all (the decode step's
