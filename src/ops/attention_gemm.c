@@ -20,7 +20,9 @@
  * faster: the path is taken only while the scores computed are at most the tuning table's
  * attn.gemm_waste per cent of the (query, key) pairs the mask allows (causal: ~106%; why the bound
  * is a device's: ops/tuning.c). Scratch: [H, bq, keys] score buffers (never T x T) and the boundary
- * copies. */
+ * copies. The boundary keys (and, in the backward, values) enter their products transposed; their GEMM
+ * panels are packed once per sequence (ops_gemm_panels), each block taking its first columns, where
+ * ops_gemm would pack them again for every block. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
