@@ -329,6 +329,11 @@ static void check_panels(int tb, int M, int want_packed /* -1: either */) {
             tensor_free(&A);
             tensor_free(&C);
         }
+    tensor A = tu_zeros(2, (int64_t[]){M, K}), C = tu_zeros(2, (int64_t[]){M, N + 1});
+    ck_assert_int_eq(ops_gemm_panels_apply(ctx, 1.0f, &A, &p, 0, N + 1, 0.0f, &C), ATTAMBA_ERR_SHAPE);
+    ck_assert_ptr_nonnull(strstr(ctx->err, "columns 41 of 40"));
+    tensor_free(&A);
+    tensor_free(&C);
     ops_gemm_panels_free(&p);
     tensor_free(&Bt);
     free(a);

@@ -148,6 +148,16 @@ static void pack_local(rt_ctx *ctx, cl_kernel k, size_t x, size_t local[3]) {
  * enqueued: OpenCL keeps them alive until the kernels that use them have run. */
 enum { PACK_A_MIN = 128 * 1024, PACK_KB = 8 /* k per packing work-item, as in cl/gemm.cl */ };
 
+/* Whether gemm_tiles packs op(B) (K x N) for M rows of A, rather than reading B in place. */
+static int b_packed(const gemm_tuning *t, int tb, int wt, int M, int N, int K) {
+    return tb || wt || (M > 64 && (int64_t)K * N * 4 >= t->inplace_b_kib * 1024LL);
+}
+
+/* The longest K of one pass of gemm_tiles (0: any K in one pass). */
+static int pass_k(const gemm_tuning *t) {
+    return t->kc_kib ? (int)CORE_MAX(8, t->kc_kib * 1024LL / (4 * t->vw * t->nv)) : 0;
+}
+
 /* The options of the gemm_tiles program (its pack kernels included). */
 static void tiles_options(const gemm_tuning *t, int ta, int tb, int wt, int packed, int packed_a, char *opts,
                           size_t n) {
@@ -193,7 +203,7 @@ static attamba_status gemm_tiles_pass(rt_ctx *ctx, const gemm_tuning *t, int ta,
                                       int K, float alpha, const gemm_operand *a, const gemm_operand *b, float beta,
                                       const gemm_operand *c, int batch) {
     int mpanels = (M + t->rm - 1) / t->rm, a_batch = a->stride ? batch : 1;
-    int packed = tb || wt || (M > 64 && (int64_t)K * N * 4 >= t->inplace_b_kib * 1024LL);
+    int packed = b_packed(t, tb, wt, M, N, K);
     int packed_a = ta && (int64_t)K * M > PACK_A_MIN;
     char opts[176];
     tiles_options(t, ta, tb, wt, packed, packed_a, opts, sizeof opts);
@@ -231,8 +241,8 @@ static attamba_status gemm_tiles_pass(rt_ctx *ctx, const gemm_tuning *t, int ta,
 static attamba_status gemm_tiles(rt_ctx *ctx, const gemm_tuning *t, int ta, int tb, int wt, int M, int N, int K,
                                  float alpha, const gemm_operand *a, const gemm_operand *b, float beta,
                                  const gemm_operand *c, int batch) {
-    int kc = (int)CORE_MAX(8, t->kc_kib * 1024LL / (4 * t->vw * t->nv));
-    if (wt || !t->kc_kib || K <= kc) return gemm_tiles_pass(ctx, t, ta, tb, wt, M, N, K, alpha, a, b, beta, c, batch);
+    int kc = pass_k(t);
+    if (wt || !kc || K <= kc) return gemm_tiles_pass(ctx, t, ta, tb, wt, M, N, K, alpha, a, b, beta, c, batch);
     for (int k0 = 0; k0 < K; k0 += kc) {
         gemm_operand ak = *a, bk = *b; /* columns k0.. of op(A), rows k0.. of op(B) */
         ak.off += ta ? k0 * a->ld : k0;
@@ -378,22 +388,25 @@ attamba_status ops_gemm_panels_make(rt_ctx *ctx, int trans_b, const tensor *b, i
     gemm_operand B;
     RT_TRY(operand(ctx, "B", b, b && b->ndim == 3 ? b->shape[0] : 1, &B));
     gemm_tuning t = tuning_for(ctx);
-    int K = (int)(trans_b ? B.cols : B.rows), N = (int)(trans_b ? B.rows : B.cols);
-    int kc = (int)CORE_MAX(8, t.kc_kib * 1024LL / (4 * t.vw * t.nv));
-    int own = ctx->gemm_clblast_broken || auto_backend(ctx) == OPS_GEMM_OWN;
+    p->K = (int)(trans_b ? B.cols : B.rows), p->N = (int)(trans_b ? B.rows : B.cols);
+    int kc = pass_k(&t), own = ctx->gemm_clblast_broken || auto_backend(ctx) == OPS_GEMM_OWN;
     if (b->dtype != TENSOR_F32 || !own || auto_kernel(ctx, &t, m, 0, trans_b, 0) != OPS_GEMM_KERNEL_TILES ||
-        (t.kc_kib && K > kc) || !(trans_b || (m > 64 && (int64_t)K * N * 4 >= t.inplace_b_kib * 1024LL)))
-        return ATTAMBA_OK; /* as gemm_tiles_pass decides */
+        (kc && p->K > kc) || !b_packed(&t, trans_b, 0, m, p->N, p->K))
+        return ATTAMBA_OK; /* ops_gemm would not pack it either */
     char opts[176];
     tiles_options(&t, 0, trans_b, 0, 1, 0, opts, sizeof opts);
     gemm_operand bt;
-    RT_TRY(pack_b(ctx, opts, &t, trans_b, N, K, &B, b->ndim == 3 ? (int)b->shape[0] : 1, &p->buf, &bt));
-    p->packed = 1, p->K = K, p->N = N, p->vw = t.vw, p->nv = t.nv, p->stride = bt.stride;
+    RT_TRY(pack_b(ctx, opts, &t, trans_b, p->N, p->K, &B, b->ndim == 3 ? (int)b->shape[0] : 1, &p->buf, &bt));
+    p->packed = 1, p->vw = t.vw, p->nv = t.nv, p->stride = bt.stride;
     return ATTAMBA_OK;
 }
 
 attamba_status ops_gemm_panels_apply(rt_ctx *ctx, float alpha, const tensor *a, const ops_gemm_panels *p, int entry,
                                      int n, float beta, tensor *c) {
+    int entries = p->b->ndim == 3 ? (int)p->b->shape[0] : 1;
+    if (n < 0 || n > p->N || entry >= entries)
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "ops_gemm_panels_apply: columns %d of %d, entry %d of %d", n, p->N,
+                       entry, entries);
     if (!p->packed) { /* B's first n columns of op(B), of one entry or all */
         tensor v = *p->b;
         int r = v.ndim - 2;
@@ -406,15 +419,13 @@ attamba_status ops_gemm_panels_apply(rt_ctx *ctx, float alpha, const tensor *a, 
         return ops_gemm(ctx, 0, p->trans_b, alpha, a, &v, beta, c);
     }
     gemm_operand A, C;
-    int batch = c && c->ndim == 3 ? (int)c->shape[0] : 1;
+    int batch = c && c->ndim == 3 ? (int)c->shape[0] : 1, shared = entry >= 0 || !p->stride;
     RT_TRY(operand(ctx, "C", c, batch, &C));
     RT_TRY(operand(ctx, "A", a, batch, &A));
-    int shared = entry >= 0 || !p->stride;
-    if (A.cols != p->K || C.rows != A.rows || C.cols != n || n > p->N ||
-        (!shared && p->b->shape[0] != batch))
-        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "ops_gemm_panels_apply: A is %lldx%lld, op(B) %dx%d (first %d columns, "
-                       "%d batch), C is %lldx%lld", (long long)A.rows, (long long)A.cols, p->K, p->N, n,
-                       shared ? 1 : (int)p->b->shape[0], (long long)C.rows, (long long)C.cols);
+    if (A.cols != p->K || C.rows != A.rows || C.cols != n || (!shared && entries != batch))
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "ops_gemm_panels_apply: A is %lldx%lld, op(B) %dx%d (%d entries), C is "
+                       "%lldx%lld (%d)", (long long)A.rows, (long long)A.cols, p->K, n, shared ? 1 : entries,
+                       (long long)C.rows, (long long)C.cols, batch);
     gemm_tuning t = tuning_for(ctx);
     t.vw = p->vw, t.nv = p->nv; /* the panels' width, whatever the table says now */
     char opts[176];
