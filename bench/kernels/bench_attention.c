@@ -25,6 +25,42 @@ static int run_prefill(void *p) {
     return rt_finish(r->ctx) != ATTAMBA_OK;
 }
 
+/* The yardstick of issue 12 (compressed attention at half our GEMM's FLOP rate): ops_gemm on a
+ * d-wide projection of 4096 rows (nn), in the same run. GFLOP/s, or -1 (ctx->err says why). */
+typedef struct {
+    rt_ctx *ctx;
+    tensor a, b, c;
+} gemm_run;
+
+static int run_gemm(void *p) {
+    gemm_run *g = p;
+    if (ops_gemm(g->ctx, 0, 0, 1.0f, &g->a, &g->b, 0.0f, &g->c)) return 1;
+    return rt_finish(g->ctx) != ATTAMBA_OK;
+}
+
+static double gemm_rate(rt_ctx *ctx, int d, double seconds) {
+    const int64_t M = 4096;
+    gemm_run g = {ctx, {0}, {0}, {0}};
+    float *h = malloc((size_t)(M * d) * sizeof *h);
+    double s = -1;
+    if (h) {
+        core_rng rng;
+        core_rng_seed(&rng, 7);
+        for (int64_t i = 0; i < M * d; i++) h[i] = core_rng_uniform(&rng) * 2.0f - 1.0f;
+        int64_t sa[2] = {M, d}, sb[2] = {d, d};
+        if (!tensor_alloc_f32(ctx, &g.a, 2, sa) && !tensor_upload(&g.a, h) && !tensor_alloc_f32(ctx, &g.b, 2, sb) &&
+            !tensor_upload(&g.b, h) && !tensor_alloc_f32(ctx, &g.c, 2, sa)) {
+            bench_timing tm;
+            s = bench_time(run_gemm, &g, 3, seconds, &tm);
+        }
+    }
+    free(h);
+    tensor_free(&g.a);
+    tensor_free(&g.b);
+    tensor_free(&g.c);
+    return s > 0 ? 2.0 * M * d * d / s * 1e-9 : -1;
+}
+
 static void usage(FILE *f) {
     fprintf(f,
             "usage: attamba bench attention [--seq T --chunk P --window L] [--heads H] [--head-dim dh]\n"
@@ -35,8 +71,9 @@ static void usage(FILE *f) {
             "mask; key_visits_formula = T^2/(2P) + T(L+1). GFLOP/s counts 4*dh FLOPs per visited key and head.\n"
             "Without --seq/--chunk/--window: T in 1K..16K, P in {1,4,8,16,64}, L in {P, 32}; dense runs only\n"
             "up to T = --dense-max (default 4096 in the sweep) and compressed runs only up to --max-gflop\n"
-            "(default 40) per call, so the sweep finishes in minutes on 2 CPU cores. With --json - the\n"
-            "table goes to stderr and stdout holds only the JSON array.\n");
+            "(default 40) per call, so the sweep finishes in minutes on 2 CPU cores. of_gemm: GF/s_cmp\n"
+            "over our GEMM's rate on 4096 x d x d (nn), measured once at the start of the run. With\n"
+            "--json - the table goes to stderr and stdout holds only the JSON array.\n");
 }
 
 /* Exact count from the mask, and the closed form. */
@@ -134,8 +171,15 @@ int bench_attention_main(int argc, char **argv) {
     if (sweep)
         fprintf(tab, "sweep: dense causal only for T <= %d, compressed only up to %.0f GFLOP per call "
                      "(--dense-max, --max-gflop to change)\n", dense_max, max_gflop);
-    fprintf(tab, "%6s %4s %4s %10s %10s %8s %12s %12s %8s %9s %9s\n", "T", "P", "L", "ms_comp", "ms_dense",
-            "speedup", "key_visits", "formula", "ratio", "GF/s_cmp", "GF/s_dns");
+    double gemm_gflops = gemm_rate(ctx, H * dh, seconds);
+    if (gemm_gflops < 0) {
+        int rc = cli_error("bench attention", "the GEMM yardstick: %s", ctx->err);
+        attamba_context_destroy(ctx);
+        return rc;
+    }
+    fprintf(tab, "our GEMM 4096x%dx%d (nn): %.1f GFLOP/s in this run\n", H * dh, H * dh, gemm_gflops);
+    fprintf(tab, "%6s %4s %4s %10s %10s %8s %12s %12s %8s %9s %9s %7s\n", "T", "P", "L", "ms_comp", "ms_dense",
+            "speedup", "key_visits", "formula", "ratio", "GF/s_cmp", "GF/s_dns", "of_gemm");
     cJSON *out = cJSON_CreateArray();
     int rc = 0;
     for (int it = 0; it < nT && !rc; it++) {
@@ -162,6 +206,8 @@ int bench_attention_main(int argc, char **argv) {
                 cJSON *o = bench_entry(ctx, "attention", "attention_prefill", shape, "dense", &tm,
                                        (double)dense_visits * flop_per_visit, bytes);
                 cJSON_AddNumberToObject(o, "key_visits", (double)dense_visits);
+                cJSON_AddNumberToObject(o, "gemm_gflops", gemm_gflops);
+                cJSON_AddNumberToObject(o, "ratio_to_gemm", dense_visits * flop_per_visit / s * 1e-9 / gemm_gflops);
                 bench_entry_count(o, ctx, run_prefill, &r);
                 cJSON_AddItemToArray(out, o);
             }
@@ -205,8 +251,8 @@ int bench_attention_main(int argc, char **argv) {
                 if (ms_comp > 0) snprintf(sc, sizeof sc, "%.2f", ms_comp);
                 if (ms_dense > 0) snprintf(sd, sizeof sd, "%.2f", ms_dense);
                 if (speedup > 0) snprintf(ss, sizeof ss, "%.2fx", speedup);
-                fprintf(tab, "%6d %4d %4d %10s %10s %8s %12lld %12.0f %7.2fx %9.2f %9.2f\n", T, P, L, sc, sd, ss,
-                        (long long)visits, formula, ratio, gf_c, gf_d);
+                fprintf(tab, "%6d %4d %4d %10s %10s %8s %12lld %12.0f %7.2fx %9.2f %9.2f %7.2f\n", T, P, L, sc, sd,
+                        ss, (long long)visits, formula, ratio, gf_c, gf_d, gf_c / gemm_gflops);
                 fflush(tab);
                 if (ms_comp > 0) {
                     char variant[48];
@@ -225,6 +271,8 @@ int bench_attention_main(int argc, char **argv) {
                     cJSON_AddNumberToObject(o, "key_visits_formula", formula);
                     cJSON_AddNumberToObject(o, "key_visits_dense", (double)dense_visits);
                     cJSON_AddNumberToObject(o, "visit_ratio", ratio);
+                    cJSON_AddNumberToObject(o, "gemm_gflops", gemm_gflops);
+                    cJSON_AddNumberToObject(o, "ratio_to_gemm", gf_c / gemm_gflops);
                     bench_entry_count(o, ctx, run_prefill, &r);
                     cJSON_AddItemToArray(out, o);
                 }
