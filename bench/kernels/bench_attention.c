@@ -26,7 +26,8 @@ static int run_prefill(void *p) {
 }
 
 /* The yardstick of issue 12 (compressed attention at half our GEMM's FLOP rate): ops_gemm on a
- * d-wide projection of 4096 rows (nn), in the same run. GFLOP/s, or -1 (ctx->err says why). */
+ * d-wide projection of M rows (nn, 4096 unless --gemm-rows), in the same run. GFLOP/s, or -1
+ * (ctx->err says why). */
 typedef struct {
     rt_ctx *ctx;
     tensor a, b, c;
@@ -38,8 +39,7 @@ static int run_gemm(void *p) {
     return rt_finish(g->ctx) != ATTAMBA_OK;
 }
 
-static double gemm_rate(rt_ctx *ctx, int d, double seconds) {
-    const int64_t M = 4096;
+static double gemm_rate(rt_ctx *ctx, int64_t M, int d, double seconds) {
     gemm_run g = {ctx, {0}, {0}, {0}};
     float *h = malloc((size_t)(M * d) * sizeof *h);
     double s = -1;
@@ -65,15 +65,16 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: attamba bench attention [--seq T --chunk P --window L] [--heads H] [--head-dim dh]\n"
             "       [--batch B] [--boundaries uniform|cyclic|random[:SEED]] [--dense-max T] [--max-gflop G]\n"
-            "       [--seconds S] [--device P:D] [--json FILE|-]\n\n"
+            "       [--gemm-rows M] [--seconds S] [--device P:D] [--json FILE|-]\n\n"
             "Times compressed attention (boundaries of chunk P plus a window of L) against dense causal\n"
             "attention, f32, d = H * dh (default 8 x 64), B = 1. key_visits is counted pair by pair from the\n"
             "mask; key_visits_formula = T^2/(2P) + T(L+1). GFLOP/s counts 4*dh FLOPs per visited key and head.\n"
             "Without --seq/--chunk/--window: T in 1K..16K, P in {1,4,8,16,64}, L in {P, 32}; dense runs only\n"
             "up to T = --dense-max (default 4096 in the sweep) and compressed runs only up to --max-gflop\n"
             "(default 40) per call, so the sweep finishes in minutes on 2 CPU cores. of_gemm: GF/s_cmp\n"
-            "over our GEMM's rate on 4096 x d x d (nn), measured once at the start of the run. With\n"
-            "--json - the table goes to stderr and stdout holds only the JSON array.\n");
+            "over our GEMM's rate on M x d x d (nn; --gemm-rows, default 4096, 0 skips it: simulators),\n"
+            "measured once at the start of the run. With --json - the table goes to stderr and stdout\n"
+            "holds only the JSON array.\n");
 }
 
 /* Exact count from the mask, and the closed form. */
@@ -124,13 +125,14 @@ int bench_attention_main(int argc, char **argv) {
         {"boundaries", required_argument, 0, 'b'}, {"dense-max", required_argument, 0, 'm'},
         {"max-gflop", required_argument, 0, 'g'},  {"seconds", required_argument, 0, 't'},
         {"device", required_argument, 0, 'd'},     {"json", required_argument, 0, 'j'},
+        {"gemm-rows", required_argument, 0, 'G'},
         {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
-    int seq = 0, chunk = 0, window = -1, H = 8, dh = 64, B = 1, dense_max = -1;
+    int seq = 0, chunk = 0, window = -1, H = 8, dh = 64, B = 1, dense_max = -1, gemm_rows = 4096;
     double seconds = 0.5, max_gflop = -1;
     const char *device = NULL, *json = NULL, *strategy = "uniform";
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "T:P:L:H:D:B:b:m:g:t:d:j:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "T:P:L:H:D:B:b:m:g:G:t:d:j:h", opts, NULL)) != -1) {
         switch (c) {
         case 'T': seq = atoi(optarg); break;
         case 'P': chunk = atoi(optarg); break;
@@ -141,6 +143,7 @@ int bench_attention_main(int argc, char **argv) {
         case 'b': strategy = optarg; break;
         case 'm': dense_max = atoi(optarg); break;
         case 'g': max_gflop = atof(optarg); break;
+        case 'G': gemm_rows = atoi(optarg); break;
         case 't': seconds = atof(optarg); break;
         case 'd': device = optarg; break;
         case 'j': json = optarg; break;
@@ -156,6 +159,7 @@ int bench_attention_main(int argc, char **argv) {
     if (!sweep && (seq < 1 || chunk < 1 || window < 0))
         return cli_error("bench attention", "give all of --seq T >= 1, --chunk P >= 1 and --window L >= 0, or none");
     if (H < 1 || dh < 1 || B < 1) return cli_error("bench attention", "--heads, --head-dim, --batch must be >= 1");
+    if (gemm_rows < 0) return cli_error("bench attention", "--gemm-rows must be >= 0");
     /* A single measurement runs whatever is asked; the sweep caps the slow ends by default. */
     if (dense_max < 0) dense_max = sweep ? 4096 : 1 << 30;
     if (max_gflop < 0) max_gflop = sweep ? 40 : 1e30;
@@ -171,13 +175,14 @@ int bench_attention_main(int argc, char **argv) {
     if (sweep)
         fprintf(tab, "sweep: dense causal only for T <= %d, compressed only up to %.0f GFLOP per call "
                      "(--dense-max, --max-gflop to change)\n", dense_max, max_gflop);
-    double gemm_gflops = gemm_rate(ctx, H * dh, seconds);
+    double gemm_gflops = gemm_rows ? gemm_rate(ctx, gemm_rows, H * dh, seconds) : 0;
     if (gemm_gflops < 0) {
         int rc = cli_error("bench attention", "the GEMM yardstick: %s", ctx->err);
         attamba_context_destroy(ctx);
         return rc;
     }
-    fprintf(tab, "our GEMM 4096x%dx%d (nn): %.1f GFLOP/s in this run\n", H * dh, H * dh, gemm_gflops);
+    if (gemm_rows)
+        fprintf(tab, "our GEMM %dx%dx%d (nn): %.1f GFLOP/s in this run\n", gemm_rows, H * dh, H * dh, gemm_gflops);
     fprintf(tab, "%6s %4s %4s %10s %10s %8s %12s %12s %8s %9s %9s %7s\n", "T", "P", "L", "ms_comp", "ms_dense",
             "speedup", "key_visits", "formula", "ratio", "GF/s_cmp", "GF/s_dns", "of_gemm");
     cJSON *out = cJSON_CreateArray();
@@ -206,8 +211,10 @@ int bench_attention_main(int argc, char **argv) {
                 cJSON *o = bench_entry(ctx, "attention", "attention_prefill", shape, "dense", &tm,
                                        (double)dense_visits * flop_per_visit, bytes);
                 cJSON_AddNumberToObject(o, "key_visits", (double)dense_visits);
-                cJSON_AddNumberToObject(o, "gemm_gflops", gemm_gflops);
-                cJSON_AddNumberToObject(o, "ratio_to_gemm", dense_visits * flop_per_visit / s * 1e-9 / gemm_gflops);
+                if (gemm_gflops > 0) {
+                    cJSON_AddNumberToObject(o, "gemm_gflops", gemm_gflops);
+                    cJSON_AddNumberToObject(o, "ratio_to_gemm", dense_visits * flop_per_visit / s * 1e-9 / gemm_gflops);
+                }
                 bench_entry_count(o, ctx, run_prefill, &r);
                 cJSON_AddItemToArray(out, o);
             }
@@ -251,8 +258,10 @@ int bench_attention_main(int argc, char **argv) {
                 if (ms_comp > 0) snprintf(sc, sizeof sc, "%.2f", ms_comp);
                 if (ms_dense > 0) snprintf(sd, sizeof sd, "%.2f", ms_dense);
                 if (speedup > 0) snprintf(ss, sizeof ss, "%.2fx", speedup);
-                fprintf(tab, "%6d %4d %4d %10s %10s %8s %12lld %12.0f %7.2fx %9.2f %9.2f %7.2f\n", T, P, L, sc, sd,
-                        ss, (long long)visits, formula, ratio, gf_c, gf_d, gf_c / gemm_gflops);
+                char sg[16] = "-";
+                if (gemm_gflops > 0 && gf_c > 0) snprintf(sg, sizeof sg, "%.2f", gf_c / gemm_gflops);
+                fprintf(tab, "%6d %4d %4d %10s %10s %8s %12lld %12.0f %7.2fx %9.2f %9.2f %7s\n", T, P, L, sc, sd, ss,
+                        (long long)visits, formula, ratio, gf_c, gf_d, sg);
                 fflush(tab);
                 if (ms_comp > 0) {
                     char variant[48];
@@ -271,8 +280,10 @@ int bench_attention_main(int argc, char **argv) {
                     cJSON_AddNumberToObject(o, "key_visits_formula", formula);
                     cJSON_AddNumberToObject(o, "key_visits_dense", (double)dense_visits);
                     cJSON_AddNumberToObject(o, "visit_ratio", ratio);
-                    cJSON_AddNumberToObject(o, "gemm_gflops", gemm_gflops);
-                    cJSON_AddNumberToObject(o, "ratio_to_gemm", gf_c / gemm_gflops);
+                    if (gemm_gflops > 0) {
+                        cJSON_AddNumberToObject(o, "gemm_gflops", gemm_gflops);
+                        cJSON_AddNumberToObject(o, "ratio_to_gemm", gf_c / gemm_gflops);
+                    }
                     bench_entry_count(o, ctx, run_prefill, &r);
                     cJSON_AddItemToArray(out, o);
                 }
