@@ -33,6 +33,12 @@ static inline int8 rows_visible(int j, int cb, int lo, int hi) {
     return (jj < cb) | ((jj >= lo) & (jj <= hi));
 }
 
+/* The sum of a float8's lanes. */
+static inline float rows_hsum(float8 a) {
+    const float4 a4 = a.lo + a.hi;
+    return (a4.x + a4.y) + (a4.z + a4.w);
+}
+
 /* Softmax over the visible columns of row x in place; zeros elsewhere in [0, ld). [j0, j1) are the
  * float8s that may hold visible columns; those below jm are whole float8s of seen boundary columns and
  * skip the mask (most of a long row: the lanes' sums are the same as with it). */
@@ -56,8 +62,7 @@ static inline void rows_softmax(__global float *x, int ld, int j0, int j1, int c
         vstore8(e, 0, x + j);
         sum += e;
     }
-    const float4 s4 = sum.lo + sum.hi;
-    const float inv = 1.0f / ((s4.x + s4.y) + (s4.z + s4.w));
+    const float inv = 1.0f / rows_hsum(sum);
     for (int j = j0; j < j1; j += 8) vstore8(vload8(0, x + j) * inv, 0, x + j);
     for (int j = 0; j < j0; j += 8) vstore8((float8)(0.0f), 0, x + j);
     for (int j = j1; j < ld; j += 8) vstore8((float8)(0.0f), 0, x + j);
@@ -88,8 +93,7 @@ static inline void rows_dscores(__global const float *p, __global float *g, int 
         const float8 pv = vload8(0, p + j);
         d8 += pv != (float8)(0.0f) ? pv * vload8(0, g + j) : (float8)(0.0f);
     }
-    const float4 d4 = d8.lo + d8.hi;
-    const float d = (d4.x + d4.y) + (d4.z + d4.w);
+    const float d = rows_hsum(d8);
     for (int j = j0; j < j1; j += 8) {
         const float8 pv = vload8(0, p + j);
         vstore8(pv != (float8)(0.0f) ? pv * (vload8(0, g + j) - (float8)(d)) : (float8)(0.0f), 0, g + j);
@@ -122,15 +126,9 @@ __kernel void attn_rows_dsoftmax(__global float *s, __global float *dp, int so, 
  * P = 8, L = 8: the forward 1.2x (docs/benchmarks.md). The barriers are at the top level, reached by
  * every item (those outside the block skip the work). */
 
-/* The sum of a float8's lanes. */
-static inline float rows_hsum(float8 a) {
-    const float4 a4 = a.lo + a.hi;
-    return (a4.x + a4.y) + (a4.z + a4.w);
-}
-
-/* The dot products of a with the n rows b + j * bs, j < n, over dh floats: n scores from lo on in x,
- * times scale. Four rows at a time, four independent chains sharing each load of a (one chain's
- * latency would bound the loop); a group's rows past n repeat its last row and are not stored. */
+/* The dot products of a with the n rows b + j * bs, j < n, over dh floats, times scale, into x[0, n).
+ * Four rows at a time, four independent chains sharing each load of a (one chain's latency would
+ * bound the loop); a group's rows past n repeat its last row and are not stored. */
 static inline void rows_dots(__global float *x, float scale, __global const float *a, __global const float *b, int bs,
                              int n, int dh) {
     for (int j = 0; j < n; j += 4) {
