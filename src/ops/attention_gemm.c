@@ -204,6 +204,18 @@ static tensor bnd_rows(const tensor *xc, int64_t b, int64_t n) {
     return view3(xc, b * nh * nb * dh, nh, n, dh, nb * dh, dh);
 }
 
+/* The panels of sequence b's boundary rows in each of the first n compact copies xc (those of the
+ * previous sequence freed); rows[i] holds the view that p[i] reads. */
+static attamba_status seq_panels(rt_ctx *ctx, const gemm_plan *pl, const tensor *xc, int n, int64_t b, tensor *rows,
+                                 ops_gemm_panels *p) {
+    for (int i = 0; i < n; i++) {
+        ops_gemm_panels_free(&p[i]);
+        rows[i] = bnd_rows(&xc[i], b, pl->nb);
+        if (pl->nb) RT_TRY(ops_gemm_panels_make(ctx, 1, &rows[i], pl->bq, &p[i]));
+    }
+    return ATTAMBA_OK;
+}
+
 /* A block's score rows [H, nq, nk] in a scratch: all of them, and their boundary and window columns. */
 typedef struct block_scores {
     tensor all, bnd, win;
@@ -326,9 +338,7 @@ attamba_status attn_gemm_prefill(rt_ctx *ctx, const tensor *q, const tensor *k, 
     if (!s && *taken) s = score_scratch(ctx, &c.pl, n_heads, &sc);
     if (!s && *taken && c.pl.nb) s = bnd_copies(ctx, mask, &c.pl, k, n_kv_heads, 2, (const tensor *[]){k, v}, kv);
     for (int64_t b = 0; b < B && !s && *taken; b++) {
-        ops_gemm_panels_free(&kp);
-        kb_all = bnd_rows(&kv[0], b, c.pl.nb);
-        if (c.pl.nb) s = ops_gemm_panels_make(ctx, 1, &kb_all, c.pl.bq, &kp);
+        s = seq_panels(ctx, &c.pl, kv, 1, b, &kb_all, &kp);
         for (int64_t t0 = 0; t0 < T && !s; t0 += c.pl.bq) {
             gemm_block g = block_at(&c.pl, t0);
             tensor qb = rows_of(q, b, t0, g.nq, n_heads), ob = rows_of(out, b, t0, g.nq, n_heads);
@@ -363,8 +373,8 @@ attamba_status attn_gemm_backward(rt_ctx *ctx, const tensor *q, const tensor *k,
     gemm_call c;
     /* kv[0..1]: the boundary rows of k and v; kv[2..3]: their gradients, added to dk, dv at the end;
      * pw, dsw: the window slots' P and dS of every row (row_win) */
-    tensor sc = {0}, gsc = {0}, kv[4] = {{0}}, pw = {0}, dsw = {0}, kb_all = {0}, vb_all = {0};
-    ops_gemm_panels kp = {0}, vp = {0}; /* the boundary keys' and values' panels, per sequence */
+    tensor sc = {0}, gsc = {0}, kv[4] = {{0}}, pw = {0}, dsw = {0}, kv_all[2] = {{0}};
+    ops_gemm_panels kvp[2] = {{0}}; /* the boundary keys' and values' panels, per sequence */
     attamba_status s = call_begin(ctx, mask, q, n_heads, n_kv_heads, dh, want, "dsoftmax", &c, taken);
     int row_win = *taken && c.pl.row_win;
     /* dk and dv gather from every block that sees their key: zero, then accumulate (row_win: the
@@ -379,11 +389,7 @@ attamba_status attn_gemm_backward(rt_ctx *ctx, const tensor *q, const tensor *k,
     if (!s && *taken && c.pl.nb)
         s = bnd_copies(ctx, mask, &c.pl, k, n_kv_heads, 4, (const tensor *[]){k, v, NULL, NULL}, kv);
     for (int64_t b = 0; b < B && !s && *taken; b++) {
-        ops_gemm_panels_free(&kp);
-        ops_gemm_panels_free(&vp);
-        kb_all = bnd_rows(&kv[0], b, c.pl.nb), vb_all = bnd_rows(&kv[1], b, c.pl.nb);
-        if (c.pl.nb) s = ops_gemm_panels_make(ctx, 1, &kb_all, c.pl.bq, &kp);
-        if (!s && c.pl.nb) s = ops_gemm_panels_make(ctx, 1, &vb_all, c.pl.bq, &vp);
+        s = seq_panels(ctx, &c.pl, kv, 2, b, kv_all, kvp);
         for (int64_t t0 = 0; t0 < T && !s; t0 += c.pl.bq) {
             gemm_block g = block_at(&c.pl, t0);
             tensor qb = rows_of(q, b, t0, g.nq, n_heads), gb = rows_of(dout, b, t0, g.nq, n_heads);
@@ -393,10 +399,10 @@ attamba_status attn_gemm_backward(rt_ctx *ctx, const tensor *q, const tensor *k,
             tensor kc = bnd_rows(&kv[0], b, g.nbb);
             tensor dkc = bnd_rows(&kv[2], b, g.nbb), dvc = bnd_rows(&kv[3], b, g.nbb);
             block_scores p = scores(&sc, n_heads, &g), ds = scores(&gsc, n_heads, &g);
-            s = heads_panels(ctx, c.scale, &qb, &kp, g.nbb, &p.bnd, c.grp);
+            s = heads_panels(ctx, c.scale, &qb, &kvp[0], g.nbb, &p.bnd, c.grp);
             if (row_win) { /* the window's part of dq and its slots from the row pass, the boundaries' GEMMs */
                 window_io io = {.q = q, .k = k, .v = v, .y = dq, .dout = dout, .pw = &pw, .dsw = &dsw};
-                if (!s) s = heads_panels(ctx, 1.0f, &gb, &vp, g.nbb, &ds.bnd, c.grp);
+                if (!s) s = heads_panels(ctx, 1.0f, &gb, &kvp[1], g.nbb, &ds.bnd, c.grp);
                 if (!s) s = window_rows(ctx, &c, &g, b, n_heads, mask, &p.all, &ds.all, &io);
                 if (!s) s = heads_gemm(ctx, 0, 0, c.scale, &ds.bnd, &kc, 1.0f, &dqb, c.grp);
                 if (!s) s = heads_gemm_sum(ctx, 1, 0, c.scale, &ds.bnd, &qb, &dkc, c.grp);
@@ -404,7 +410,7 @@ attamba_status attn_gemm_backward(rt_ctx *ctx, const tensor *q, const tensor *k,
                 continue;
             }
             if (!s) s = heads_gemm(ctx, 0, 1, c.scale, &qb, &kw, 0.0f, &p.win, c.grp);
-            if (!s) s = heads_panels(ctx, 1.0f, &gb, &vp, g.nbb, &ds.bnd, c.grp);
+            if (!s) s = heads_panels(ctx, 1.0f, &gb, &kvp[1], g.nbb, &ds.bnd, c.grp);
             if (!s) s = heads_gemm(ctx, 0, 1, 1.0f, &gb, &vw, 0.0f, &ds.win, c.grp);
             if (!s) s = rows_pass(ctx, c.rows, "attn_rows_dsoftmax", &p.all, &ds.all, &g, n_heads, &c.pl, mask);
             if (!s) s = heads_gemm(ctx, 0, 0, c.scale, &ds.bnd, &kc, 0.0f, &dqb, c.grp);
@@ -422,8 +428,7 @@ attamba_status attn_gemm_backward(rt_ctx *ctx, const tensor *q, const tensor *k,
     tensor_free(&gsc);
     tensor_free(&pw);
     tensor_free(&dsw);
-    ops_gemm_panels_free(&kp);
-    ops_gemm_panels_free(&vp);
+    for (int i = 0; i < 2; i++) ops_gemm_panels_free(&kvp[i]);
     for (int i = 0; i < 4; i++) tensor_free(&kv[i]);
     free(c.pl.owned);
     return s;
