@@ -93,12 +93,15 @@ static float *run_ref(const qkv *x, attn_mode mode, int window, const tu_bset *b
  * every mask through the GEMM in blocks of 5 and 16 queries (on CPUs the default takes the table's
  * 128 where the mask leaves the GEMMs enough work, so the four kernel variants turn it off); and the
  * sliced kernel (the GPU rows' default) at up to 8, 4 and 64 work-items per query (dh 8: 8, dh 24: 8
- * and 4, dh 64: 64), with query blocks of 16, 5 and 3 and tiles of 8, 4 and 16 keys. */
+ * and 4, dh 64: 64), with query blocks of 16, 5 and 3 and tiles of 8, 4 and 16 keys; compressed and
+ * sliding masks also with the queries along the lanes (attn_lanes) at 8, 16 and 24 per work-item (the
+ * default takes the table's on CPUs, so the other variants turn it off). */
 static const attn_prefill_opts variants[] = {
-    {0, 0, 0, 0, 0, 0, 0, 0},       {1, 1, 2, 0, 1, -1, -1, -1},    {32, 2, 1, 4, 2, 3, -1, -1},
-    {8, 16, 2, 8, 0, -1, -1, -1},   {16, 8, 1, 0, 1, 1, -1, -1},    {0, 0, 0, 0, 0, 0, 5, -1},
-    {0, 0, 0, 0, 0, 0, 16, -1},     {16, 8, 0, 0, 0, -1, -1, 8},    {5, 4, 0, 0, 2, -1, -1, 4},
-    {3, 16, 0, 0, 1, -1, -1, 64},
+    {0, 0, 0, 0, 0, 0, 0, 0, 0},       {1, 1, 2, 0, 1, -1, -1, -1, -1},  {32, 2, 1, 4, 2, 3, -1, -1, -1},
+    {8, 16, 2, 8, 0, -1, -1, -1, -1},  {16, 8, 1, 0, 1, 1, -1, -1, -1},  {0, 0, 0, 0, 0, 0, 5, -1, 0},
+    {0, 0, 0, 0, 0, 0, 16, -1, 0},     {16, 8, 0, 0, 0, -1, -1, 8, -1},  {5, 4, 0, 0, 2, -1, -1, 4, -1},
+    {3, 16, 0, 0, 1, -1, -1, 64, -1},  {0, 0, 0, 0, 0, 0, 0, 0, 1},      {0, 0, 0, 0, 0, 0, 0, 0, 2},
+    {0, 0, 0, 0, 0, 0, 0, 0, 3},
 };
 #define N_VARIANTS ((int)(sizeof variants / sizeof variants[0]))
 
@@ -236,7 +239,8 @@ START_TEST(the_waste_bound_chooses_the_gemm_path) {
     qkv x = qkv_make(1, T, 2, 2, 12, 77); /* dh % 8 != 0: the row pass's partial float8s too */
     float *want = run_ref(&x, ATTN_COMPRESSED, L, &bs);
     int was_bq = ops_tune(ctx, TUNE_ATTN_GEMM_BQ), was_waste = ops_tune(ctx, TUNE_ATTN_GEMM_WASTE);
-    int was_row = ops_tune(ctx, TUNE_ATTN_GEMM_ROW_WINDOW);
+    int was_row = ops_tune(ctx, TUNE_ATTN_GEMM_ROW_WINDOW), was_qv = ops_tune(ctx, TUNE_ATTN_QV);
+    tu_ok(ops_tune_set(ctx, TUNE_ATTN_QV, 0, "test"));
     unsigned long long launches[3];
     for (int i = 0; i < 3; i++) {
         tu_ok(ops_tune_set(ctx, TUNE_ATTN_GEMM_BQ, 64, "test"));
@@ -253,6 +257,7 @@ START_TEST(the_waste_bound_chooses_the_gemm_path) {
     tu_ok(ops_tune_set(ctx, TUNE_ATTN_GEMM_BQ, was_bq, "test"));
     tu_ok(ops_tune_set(ctx, TUNE_ATTN_GEMM_WASTE, was_waste, "test"));
     tu_ok(ops_tune_set(ctx, TUNE_ATTN_GEMM_ROW_WINDOW, was_row, "test"));
+    tu_ok(ops_tune_set(ctx, TUNE_ATTN_QV, was_qv, "test"));
     /* four blocks through the GEMMs: more than 12 launches; the kernels: a gather and the prefill */
     ck_assert_msg(launches[0] <= 4 && launches[1] > 12 && launches[2] > 12,
                   "launches: %llu at 150%%, %llu at 1000%%, %llu with the row window", launches[0], launches[1],

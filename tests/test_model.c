@@ -283,8 +283,9 @@ static void check_no_allocations(model *m, const char *what) {
 
 /* Finding 5 of the hardening campaign: a model larger than the device is refused before any
  * allocation, saying how large it is. */
-/* The CPU path through the GEMM (attn.gemm_bq, here blocks of 16 queries) and the attention kernels
- * (0) give the same logits in a whole model, for each mask kind; the compressed plan comes from the
+/* The CPU path through the GEMM (attn.gemm_bq, here blocks of 16 queries), the attention kernels (0)
+ * and, for compressed and sliding masks, the queries along the lanes (attn.qv 2) give the same logits
+ * in a whole model, for each mask kind; the compressed plan comes from the
  * boundary plan's host copy, so the prefill still waits only for its logits. Tolerance: f32 sums in
  * another order through 2 layers (observed ~1e-6). */
 static const struct {
@@ -308,11 +309,12 @@ START_TEST(attention_through_the_gemm_gives_the_kernels_logits) {
     int V = m->cfg.vocab_size, B = 2, T = 256;
     int32_t tok[2 * 256];
     for (int t = 0; t < B * T; t++) tok[t] = (11 * t + 5) % V;
-    int was = ops_tune(ctx, TUNE_ATTN_GEMM_BQ);
-    float *got[2];
-    unsigned long long launches[2];
-    for (int i = 0; i < 2; i++) {
+    int was = ops_tune(ctx, TUNE_ATTN_GEMM_BQ), was_qv = ops_tune(ctx, TUNE_ATTN_QV);
+    float *got[3];
+    unsigned long long launches[3];
+    for (int i = 0; i < 3; i++) {
         tu_ok(ops_tune_set(ctx, TUNE_ATTN_GEMM_BQ, i ? 0 : 16, "test"));
+        tu_ok(ops_tune_set(ctx, TUNE_ATTN_QV, i == 2 ? 2 : 0, "test"));
         tensor lg;
         attamba_counters c0;
         attamba_context_counters(ctx, &c0);
@@ -328,8 +330,10 @@ START_TEST(attention_through_the_gemm_gives_the_kernels_logits) {
     ck_assert_msg(launches[0] > launches[1] + 20, "%s: the GEMM path did not run (%llu vs %llu launches)",
                   path_cases[_i].name, launches[0], launches[1]);
     tu_ok(ops_tune_set(ctx, TUNE_ATTN_GEMM_BQ, was, "test"));
+    tu_ok(ops_tune_set(ctx, TUNE_ATTN_QV, was_qv, "test"));
     tu_assert_close(got[0], got[1], (int64_t)B * T * V, 1e-4, 1e-5, path_cases[_i].name);
-    free(got[0]), free(got[1]);
+    tu_assert_close(got[2], got[1], (int64_t)B * T * V, 1e-4, 1e-5, path_cases[_i].name);
+    free(got[0]), free(got[1]), free(got[2]);
     model_destroy(m);
 }
 END_TEST

@@ -126,6 +126,37 @@ static attamba_status prefill_lanes(rt_ctx *ctx, const tensor *q, const tensor *
     return s;
 }
 
+/* Compressed and sliding prefill through attn_lanes (cl/attention_lanes.cl): 8 qv queries per work-item
+ * along the lanes; the boundary keys and values from compact head-major copies, the window's in place. */
+static attamba_status prefill_qlanes(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v, int n_heads,
+                                     int n_kv_heads, int dh, const attn_mask *mask, int qv, tensor *out) {
+    int64_t B = q->shape[0], T = q->shape[1];
+    char options[48];
+    snprintf(options, sizeof options, "-DDH=%d -DQV=%d", dh, qv);
+    cl_kernel kern;
+    RT_TRY(rt_kernel(ctx, "attention_lanes", options, "attn_lanes", &kern));
+    int compressed = mask->mode == ATTN_COMPRESSED;
+    int64_t nb = compressed ? mask->boundaries->shape[0] : 0;
+    tensor kv[2] = {{0}};
+    attamba_status s = ATTAMBA_OK;
+    for (int i = 0; i < 2 && compressed && !s; i++) {
+        s = tensor_scratch(ctx, &kv[i], TENSOR_F32, 4, (int64_t[]){B, n_kv_heads, nb, dh});
+        if (!s) s = attn_bnd_move(ctx, mask, &kv[i], i ? v : k, 1);
+    }
+    const tensor *bt = compressed ? mask->boundaries : q, *kc = compressed ? &kv[0] : k, *vc = compressed ? &kv[1] : v;
+    size_t lx = rt_local_1d(ctx, kern, 8), items = (size_t)((T + 8 * qv - 1) / (8 * qv));
+    size_t global[3] = {rt_round_up(items, lx), (size_t)n_heads, (size_t)B}, local[3] = {lx, 1, 1};
+    rt_arg args[] = {RT_MEM(q->buf->mem),   RT_I32(q->offset),   RT_MEM(k->buf->mem),   RT_I32(k->offset),
+                     RT_MEM(v->buf->mem),   RT_I32(v->offset),   RT_MEM(kc->buf->mem),  RT_I32(kc->offset),
+                     RT_MEM(vc->buf->mem),  RT_I32(vc->offset),  RT_MEM(out->buf->mem), RT_I32(out->offset),
+                     RT_MEM(bt->buf->mem),  RT_I32(compressed ? bt->offset : 0), RT_I32(nb), RT_I32(T),
+                     RT_I32(n_heads), RT_I32(n_kv_heads), RT_I32(CORE_MIN((int64_t)mask->window, T)),
+                     RT_F32(1.0 / sqrt((double)dh))};
+    if (!s) s = rt_launch(ctx, kern, "attn_lanes", 3, global, local, (int)CORE_LEN(args), args);
+    for (int i = 0; i < 2; i++) tensor_free(&kv[i]); /* the queue keeps them alive until the kernel has run */
+    return s;
+}
+
 /* attn_prefill_slices' __local bytes: bq queries and two tk-key tiles in rows of dh + 1, bq x tk scores */
 static uint64_t slices_lmem(int bq, int tk, int dh) {
     return (uint64_t)((bq + 2 * tk) * (dh + 1) + bq * tk) * sizeof(float);
@@ -142,6 +173,12 @@ attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const te
     int nb = 0;
     if (mask->mode == ATTN_COMPRESSED) RT_TRY(attn_check_boundaries(ctx, op, mask->boundaries, mask->trusted, T, &nb));
     if (B * T == 0) return ATTAMBA_OK;
+
+    /* Compressed and sliding masks on CPUs (the table's attn.qv): the queries along the lanes (an explicit
+     * GEMM block keeps the GEMM path: tests). */
+    int qv = opts && opts->qv ? opts->qv : opts && opts->gemm_block > 0 ? 0 : ops_tune(ctx, TUNE_ATTN_QV);
+    if (mask->mode != ATTN_CAUSAL && qv > 0)
+        return prefill_qlanes(ctx, q, k, v, n_heads, n_kv_heads, dh, mask, qv, out);
 
     /* On CPUs through the GEMM (the table's attn.gemm_bq), unless the mask hides most of its work. */
     int taken;

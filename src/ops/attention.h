@@ -45,6 +45,8 @@ typedef struct attn_prefill_opts {
     int gemm_block; /* through the GEMM: queries per block; 0 the table's attn.gemm_bq, -1 off */
     int slices; /* attn_prefill_slices: work-items per query (at most); 0 the table's attn.slices, -1 off.
                  * block_q and tile_k apply; use_local and vec_width do not. */
+    int qv;     /* compressed and sliding: float8s of queries per work-item of attn_lanes; 0 the table's
+                 * attn.qv (unless gemm_block > 0), -1 off */
 } attn_prefill_opts;
 attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v,
                                           int n_heads, int n_kv_heads, const attn_mask *mask,
@@ -81,6 +83,11 @@ attamba_status attn_gemm_prefill(rt_ctx *ctx, const tensor *q, const tensor *k, 
 attamba_status attn_gemm_backward(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v, int n_heads,
                                   int n_kv_heads, int dh, const attn_mask *mask, int want, const tensor *dout,
                                   tensor *dq, tensor *dk, tensor *dv, int *taken);
+
+/* The boundary rows of x [B, T, nh * dh] into a compact head-major copy xc [B, nh, nb, dh] (to), or
+ * added back to x's rows (!to); the mask's boundaries, on the device (attn_rows_gather and
+ * attn_rows_scatter_add, cl/attention_rows.cl). */
+attamba_status attn_bnd_move(rt_ctx *ctx, const attn_mask *mask, tensor *xc, const tensor *x, int to);
 
 /* out[b,i,:] = src[b, idx[i], :]: src [B,T,C], idx i32 [n], out [B,n,C] (gathers boundary K/V).
  * Indices outside [0, T) are clamped (the device cannot report them without a host wait). */

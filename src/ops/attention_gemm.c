@@ -228,9 +228,7 @@ static block_scores scores(const tensor *scratch, int64_t H, const gemm_block *g
     return r;
 }
 
-/* The boundary rows of x [B, T, nh * dh] into a compact copy xc [B, nh, nb, dh] (to), or added back
- * to x's rows (!to). */
-static attamba_status bnd_move(rt_ctx *ctx, const attn_mask *mask, tensor *xc, const tensor *x, int to) {
+attamba_status attn_bnd_move(rt_ctx *ctx, const attn_mask *mask, tensor *xc, const tensor *x, int to) {
     int64_t B = x->shape[0], T = x->shape[1], nh = xc->shape[1], nb = xc->shape[2], dh = xc->shape[3];
     const char *name = to ? "attn_rows_gather" : "attn_rows_scatter_add";
     cl_kernel k;
@@ -247,7 +245,7 @@ static attamba_status bnd_copies(rt_ctx *ctx, const attn_mask *mask, const gemm_
     int64_t shape[4] = {like->shape[0], nh, pl->nb, like->shape[2] / nh};
     for (int i = 0; i < n; i++) {
         RT_TRY(tensor_scratch(ctx, &out[i], TENSOR_F32, 4, shape));
-        RT_TRY(x[i] ? bnd_move(ctx, mask, &out[i], x[i], 1) : tensor_fill(&out[i], 0.0));
+        RT_TRY(x[i] ? attn_bnd_move(ctx, mask, &out[i], x[i], 1) : tensor_fill(&out[i], 0.0));
     }
     return ATTAMBA_OK;
 }
@@ -422,8 +420,8 @@ attamba_status attn_gemm_backward(rt_ctx *ctx, const tensor *q, const tensor *k,
         }
     }
     if (!s && row_win) s = window_dkv(ctx, &c, n_heads, &pw, &dsw, q, dout, dk, dv);
-    if (!s && *taken && c.pl.nb) s = bnd_move(ctx, mask, &kv[2], dk, 0);
-    if (!s && *taken && c.pl.nb) s = bnd_move(ctx, mask, &kv[3], dv, 0);
+    if (!s && *taken && c.pl.nb) s = attn_bnd_move(ctx, mask, &kv[2], dk, 0);
+    if (!s && *taken && c.pl.nb) s = attn_bnd_move(ctx, mask, &kv[3], dv, 0);
     tensor_free(&sc);
     tensor_free(&gsc);
     tensor_free(&pw);

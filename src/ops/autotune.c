@@ -290,11 +290,21 @@ static attamba_status attn_check_with(group *g, const attn_prefill_opts *opts, c
 
 static attamba_status attn_check(group *g) { return attn_check_with(g, NULL, NULL); }
 
-static attamba_status attn_run(group *g) {
-    attamba_status s = ops_attention_prefill(g->ctx, &g->t[0], &g->t[1], &g->t[2], g->cfg.n_heads, g->cfg.n_kv_heads,
-                                             &g->mask, &g->t[3]);
+/* The attention group's values are the per-query kernels' (the lanes kernel left out); the lanes group
+ * times the table in force. */
+static const attn_prefill_opts no_lanes = {.qv = -1};
+
+static attamba_status prefill_run(group *g, const attn_prefill_opts *opts) {
+    attamba_status s = ops_attention_prefill_with(g->ctx, &g->t[0], &g->t[1], &g->t[2], g->cfg.n_heads,
+                                                  g->cfg.n_kv_heads, &g->mask, opts, &g->t[3]);
     return s ? s : rt_finish(g->ctx);
 }
+
+static attamba_status attn_run(group *g) { return prefill_run(g, &no_lanes); }
+
+static attamba_status no_lanes_check(group *g) { return attn_check_with(g, &no_lanes, NULL); }
+
+static attamba_status lanes_run(group *g) { return prefill_run(g, NULL); }
 
 /* The timed case: q, k, v, out of the model's widths over its tokens, and its mask. */
 static attamba_status attn_tensors(group *g) {
@@ -321,6 +331,14 @@ static attamba_status training_tensors(group *g) {
     if (!s) s = upload_random(g, &g->t[4], 3, g->t[0].shape, 15);
     for (int i = 5; i < 8 && !s; i++) s = tensor_alloc_f32(g->ctx, &g->t[i], 3, g->t[i == 5 ? 0 : 1].shape);
     return s;
+}
+
+/* The queries along the lanes (attn.qv: 8 or 16 per work-item) or not (0: the GEMM path or the kernels),
+ * the forward with the model's mask; only compressed and sliding masks take it. */
+static attamba_status lanes_setup(group *g, int quick) {
+    (void)quick;
+    for (int qv = 0; qv <= 2; qv++) g->cand[g->n_cand++][0] = qv;
+    return attn_tensors(g);
 }
 
 /* The kernels (attn.gemm_bq 0) or the GEMM path in blocks of 64 to 256 queries, taken while its scores
@@ -354,7 +372,7 @@ static attamba_status slices_setup(group *g, int quick) {
     return training_tensors(g);
 }
 
-static const attn_prefill_opts kernels_only = {.gemm_block = -1};
+static const attn_prefill_opts kernels_only = {.gemm_block = -1, .qv = -1};
 
 static const attn_backward_opts bwd_kernels_only = {.gemm_block = -1};
 
@@ -633,10 +651,11 @@ static const group_def defs[] = {
     {"gemm", 3, {TUNE_GEMM_VW, TUNE_GEMM_NV, TUNE_GEMM_RM}, gemm_setup, gemm_check, gemm_run},
     {"gemm-inplace", 1, {TUNE_GEMM_INPLACE_B_KIB}, gemm_inplace_setup, gemm_check, gemm_run},
     {"norm", 1, {TUNE_NORM_GROUP}, norm_setup, norm_check, norm_run},
-    {"attention", 2, {TUNE_ATTN_TK, TUNE_ATTN_BQ_SHORT}, attn_setup, attn_check, attn_run},
+    {"attention", 2, {TUNE_ATTN_TK, TUNE_ATTN_BQ_SHORT}, attn_setup, no_lanes_check, attn_run},
     {"attention-slices", 1, {TUNE_ATTN_SLICES}, slices_setup, kernels_check, kernels_run},
     {"attention-backward", 4, {TUNE_BWD_BQ, TUNE_BWD_TK, TUNE_BWD_BK, TUNE_BWD_TQ}, bwd_setup, kernels_check,
      kernels_run},
+    {"attention-lanes", 1, {TUNE_ATTN_QV}, lanes_setup, attn_check, lanes_run},
     {"attention-path", 2, {TUNE_ATTN_GEMM_BQ, TUNE_ATTN_GEMM_WASTE}, path_setup, attn_check, path_run},
     {"conv", 2, {TUNE_CONV_VC, TUNE_CONV_TT}, conv_setup, conv_check, conv_run},
     {"ssm-scan", 2, {TUNE_SSM_QUAD_MAX, TUNE_SSM_QUAD_HEADS}, scan_setup, scan_check, scan_run},

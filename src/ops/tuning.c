@@ -11,9 +11,9 @@
 
 /* A row of the table: the default (accelerators, unknown devices), the CPU value, the GPU value
  * (every GPU vendor unless a vendor column below differs), the accepted range and the meaning.
- * VW_AUTO / RM_AUTO / INPLACE_AUTO / FROM_VW: derived from the device's preferred float vector width
- * when the table is built (FROM_VW: gemm.vw itself). */
-enum { SAME = -1000000, VW_AUTO = -1, RM_AUTO = -2, INPLACE_AUTO = -3, FROM_VW = -4 };
+ * VW_AUTO / RM_AUTO / INPLACE_AUTO / QV_AUTO / FROM_VW: derived from the device's preferred float vector
+ * width when the table is built (FROM_VW: gemm.vw itself). */
+enum { SAME = -1000000, VW_AUTO = -1, RM_AUTO = -2, INPLACE_AUTO = -3, FROM_VW = -4, QV_AUTO = -5 };
 static const struct {
     const char *name;
     int def, cpu, gpu;
@@ -100,6 +100,14 @@ static const struct {
      * private floats would spill. */
     [TUNE_ATTN_RQ] = {"attn.rq", 0, 16, 0, SAME, SAME, SAME, 0, 32,
                       "dense causal prefill: queries per work-item, keys along the lanes (0 off)"},
+    /* CPUs: the queries along the lanes, keys and values broadcast (cl/attention_lanes.cl): on the EPYC
+     * kind against the GEMM path (compressed) or the kernels (long windows), one run, medians of 3-8
+     * interleaved rounds: T = 512, P = L = 8: 1.43x; 1024: 1.22x; 2048: 1.0x; 4096: 0.95x; 4096,
+     * P = L = 64: 3.1x (docs/benchmarks.md). A work-item's scores are 8 x QV float8 accumulators: 2 where
+     * the device prefers 16 floats (AVX-512's 32 registers), else 1 (AVX2's 16). GPUs: off, 2 x DH x 8 QV
+     * private floats per work-item would spill. */
+    [TUNE_ATTN_QV] = {"attn.qv", 0, QV_AUTO, 0, SAME, SAME, SAME, 0, 4,
+                      "compressed and sliding prefill: float8s of queries per work-item along the lanes (0 off)"},
     /* CPUs: the register-tiled GEMM runs the scores and their products at ~3.5x the per-query
      * kernels' rate (docs/benchmarks.md). GPUs: off until measured there. */
     [TUNE_ATTN_GEMM_BQ] = {"attn.gemm_bq", 0, 128, 0, SAME, SAME, SAME, 0, 1024,
@@ -302,6 +310,7 @@ static ops_tuning *build(rt_ctx *ctx, int with_tuned) {
     for (int p = 0; p < TUNE_N; p++)
         if (t->value[p] == FROM_VW) put(t, (tune_param)p, t->value[TUNE_GEMM_VW], "from gemm.vw");
     if (t->value[TUNE_GEMM_RM] == RM_AUTO) put(t, TUNE_GEMM_RM, t->value[TUNE_GEMM_VW] >= 16 ? 8 : 6, "from gemm.vw");
+    if (t->value[TUNE_ATTN_QV] == QV_AUTO) put(t, TUNE_ATTN_QV, t->value[TUNE_GEMM_VW] >= 16 ? 2 : 1, "from gemm.vw");
     if (t->value[TUNE_GEMM_INPLACE_B_KIB] == INPLACE_AUTO)
         put(t, TUNE_GEMM_INPLACE_B_KIB, t->value[TUNE_GEMM_VW] >= 16 ? 1024 : 0, "from gemm.vw");
     if (with_tuned) load_tuned(ctx, t);
@@ -373,7 +382,7 @@ int ops_tune(rt_ctx *ctx, tune_param p) {
     /* out of host memory for a few hundred bytes: the class value still holds */
     const char *row;
     int v = class_value(p, ops_tune_class(&ctx->dev.info), &row);
-    return v == VW_AUTO || v == FROM_VW ? 4 : v == RM_AUTO ? 6 : v == INPLACE_AUTO ? 0 : v;
+    return v == VW_AUTO || v == FROM_VW ? 4 : v == RM_AUTO ? 6 : v == INPLACE_AUTO ? 0 : v == QV_AUTO ? 1 : v;
 }
 
 attamba_status ops_tune_set(rt_ctx *ctx, tune_param p, int value, const char *source) {
