@@ -12,8 +12,10 @@
  * head-major copies kc, vc [B, Hkv, nb, DH] (attn_rows_gather: in place, rows P x Hkv x DH floats apart
  * fall into one L1 set), the window's from k and v in place. The queries' and the accumulator's
  * DH x NQ floats are private arrays (a CPU's stack, in L1), transposed in and out by 8 x 8 blocks.
- * GPUs do not take this kernel (the table's attn.qv is 0 there). No barriers; a work-item past T
- * returns. Global (ceil(ceil(T / NQ) / lx) * lx, H, B).
+ * GPUs do not take this kernel (the table's attn.qv is 0 there). No barriers; a work-item past H
+ * returns. Global (ceil(H / lx) * lx, ceil(T / NQ), B): the heads along the work-group, so a group's
+ * items read their queries' and outputs' rows (all heads of them) and the window's in turn, 1.13x
+ * over tiles along it.
  *
  * Against the GEMM path's ~25 launches per call at T = 1024 (P = L = 8): one launch and two gathers,
  * no score buffers; 1.2-1.4x at T <= 1024, even at 2048, 0.95x at 4096, 3x the per-query kernels on
@@ -61,8 +63,8 @@ __kernel void attn_lanes(__global const float *q, int qo, __global const float *
                          int vo, __global const float *kc, int kco, __global const float *vc, int vco,
                          __global float *out, int oo, __global const int *bnd, int bo, int nb, int T, int H,
                          int Hkv, int win, float scale) {
-    const int t0 = get_global_id(0) * NQ, h = get_global_id(1), b = get_global_id(2);
-    if (t0 >= T) return;
+    const int h = get_global_id(0), t0 = get_global_id(1) * NQ, b = get_global_id(2);
+    if (h >= H) return;
     const int qs = H * DH, ks = Hkv * DH, last = min(t0 + NQ, T) - 1;
     const int g = h / (H / Hkv);
     __global const float *kh = k + ko + b * T * ks + g * DH, *vh = v + vo + b * T * ks + g * DH;

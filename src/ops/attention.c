@@ -145,7 +145,7 @@ static attamba_status prefill_qlanes(rt_ctx *ctx, const tensor *q, const tensor 
     }
     const tensor *bt = compressed ? mask->boundaries : q, *kc = compressed ? &kv[0] : k, *vc = compressed ? &kv[1] : v;
     size_t lx = rt_local_1d(ctx, kern, 8), items = (size_t)((T + 8 * qv - 1) / (8 * qv));
-    size_t global[3] = {rt_round_up(items, lx), (size_t)n_heads, (size_t)B}, local[3] = {lx, 1, 1};
+    size_t global[3] = {rt_round_up((size_t)n_heads, lx), items, (size_t)B}, local[3] = {lx, 1, 1};
     rt_arg args[] = {RT_MEM(q->buf->mem),   RT_I32(q->offset),   RT_MEM(k->buf->mem),   RT_I32(k->offset),
                      RT_MEM(v->buf->mem),   RT_I32(v->offset),   RT_MEM(kc->buf->mem),  RT_I32(kc->offset),
                      RT_MEM(vc->buf->mem),  RT_I32(vc->offset),  RT_MEM(out->buf->mem), RT_I32(out->offset),
