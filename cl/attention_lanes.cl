@@ -1,11 +1,11 @@
 /* attention_lanes.cl: compressed and sliding-window prefill with the queries along the vector lanes
- * (CPUs). Options: -DDH=<head dim> -DQV=<float8s of queries per work-item>.
+ * (CPUs). Options: -DDH=<head dim> -DQV=<1 or 2: 8 or 16 queries per work-item>.
  *
  * A work-item takes NQ = 8 * QV consecutive queries t0 .. t0 + NQ - 1 of one head and walks the keys
  * any of them sees: the boundaries below the last query's window (ascending; query t sees bnd < t - win)
  * and then the window range [max(0, t0 - win), last] (query t sees [t - win, t]), RK keys at a time.
- * A group's scores are RK x QV float8s, one lane per query: for each of the DH dims, QV loads of the
- * transposed queries and RK broadcasts of the keys' elements, RK x QV FMAs; no lane reduction anywhere.
+ * A group's scores are RK vectors of NQ lanes, one lane per query: for each of the DH dims, one load of
+ * the transposed queries and RK broadcasts of the keys' elements, RK FMAs; no lane reduction anywhere.
  * Each lane's online softmax is lane-wise (max, exp, sum), and the output accumulates transposed,
  * o[d] += p_j * v_j[d], again from broadcasts of the value rows. Keys a lane does not see get
  * probability 0 (selected, never multiplied). The boundary keys and values come from compact
@@ -18,8 +18,9 @@
  * over tiles along it.
  *
  * Against the GEMM path's ~25 launches per call at T = 1024 (P = L = 8): one launch and two gathers,
- * no score buffers; 1.2-1.4x at T <= 1024, even at 2048, 0.95x at 4096, 3x the per-query kernels on
- * windows the GEMM path leaves to them (docs/benchmarks.md). RK = 12 or 16 ran slower (registers). */
+ * no score buffers; 1.3x at T = 1024 and 1.2x at 4096 on AVX-512 with 16 queries as one float16 (as
+ * two float8s: 1.2x and 0.9x), 3x the per-query kernels on windows the GEMM path leaves to them
+ * (docs/benchmarks.md). 12 or 16 keys per group ran slower (registers). */
 #ifndef DH
 #define DH 64
 #endif
@@ -30,6 +31,24 @@
 #define NQ (8 * QV)
 #define LANES_NEG (-1e30f)
 #define LANES_SLACK 8.0f
+
+/* A work-item's queries as one vector: float16 for QV = 2 (one AVX-512 register), float8 for QV = 1.
+ * Library calls (exp) take float8 halves: a float16 argument changes the ABI on CPUs without AVX-512. */
+#if QV == 2
+typedef float16 fq;
+typedef int16 iq;
+#define LANE_IDS ((int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
+#define HALF(x, c) ((c) ? (x).hi : (x).lo)
+#define JOIN(a, b) ((float16)((a), (b)))
+#define LEXP(x) ((float16)(exp((x).lo), exp((x).hi)))
+#else
+typedef float8 fq;
+typedef int8 iq;
+#define LANE_IDS ((int8)(0, 1, 2, 3, 4, 5, 6, 7))
+#define HALF(x, c) (x)
+#define JOIN(a, b) (a)
+#define LEXP(x) exp(x)
+#endif
 
 /* How many of the ascending bnd[0 .. n) lie below lim. */
 static inline int lanes_below(__global const int *bnd, int n, int lim) {
@@ -69,28 +88,28 @@ __kernel void attn_lanes(__global const float *q, int qo, __global const float *
     const int g = h / (H / Hkv);
     __global const float *kh = k + ko + b * T * ks + g * DH, *vh = v + vo + b * T * ks + g * DH;
     __global const float *kch = kc + kco + (b * Hkv + g) * nb * DH, *vch = vc + vco + (b * Hkv + g) * nb * DH;
-    /* the queries transposed and scaled, and the accumulator: [d][c], lane r of float8 c is query t0 + 8c + r */
-    float8 qt[DH][QV], o[DH][QV];
-    _Pragma("unroll") for (int c = 0; c < QV; c++) {
-        __global const float *p[8];
-        _Pragma("unroll") for (int r = 0; r < 8; r++)
-            p[r] = q + qo + (b * T + min(t0 + 8 * c + r, last)) * qs + h * DH;
-        int d = 0;
-        for (; d + 8 <= DH; d += 8) {
-            float8 x[8];
-            _Pragma("unroll") for (int r = 0; r < 8; r++) x[r] = vload8(0, p[r] + d);
-            lanes_transpose8(x);
-            _Pragma("unroll") for (int e = 0; e < 8; e++) qt[d + e][c] = x[e] * scale;
+    /* the queries transposed and scaled, and the accumulator: lane r of [d] is query t0 + r's dim d */
+    fq qt[DH], o[DH];
+    __global const float *p[NQ];
+    _Pragma("unroll") for (int r = 0; r < NQ; r++) p[r] = q + qo + (b * T + min(t0 + r, last)) * qs + h * DH;
+    int d = 0;
+    for (; d + 8 <= DH; d += 8) {
+        float8 x[QV][8];
+        _Pragma("unroll") for (int c = 0; c < QV; c++) {
+            _Pragma("unroll") for (int r = 0; r < 8; r++) x[c][r] = vload8(0, p[8 * c + r] + d);
+            lanes_transpose8(x[c]);
         }
-        for (; d < DH; d++)
-            qt[d][c] = (float8)(p[0][d], p[1][d], p[2][d], p[3][d], p[4][d], p[5][d], p[6][d], p[7][d]) * scale;
-        for (d = 0; d < DH; d++) o[d][c] = (float8)(0.0f);
+        _Pragma("unroll") for (int e = 0; e < 8; e++) qt[d + e] = JOIN(x[0][e], x[QV - 1][e]) * scale;
     }
-    float8 m[QV], l[QV];
-    _Pragma("unroll") for (int c = 0; c < QV; c++) {
-        m[c] = (float8)(LANES_NEG);
-        l[c] = (float8)(0.0f);
+    for (; d < DH; d++) {
+        float8 x[QV];
+        _Pragma("unroll") for (int c = 0; c < QV; c++)
+            x[c] = (float8)(p[8 * c][d], p[8 * c + 1][d], p[8 * c + 2][d], p[8 * c + 3][d], p[8 * c + 4][d],
+                            p[8 * c + 5][d], p[8 * c + 6][d], p[8 * c + 7][d]);
+        qt[d] = JOIN(x[0], x[QV - 1]) * scale;
     }
+    for (d = 0; d < DH; d++) o[d] = (fq)(0.0f);
+    fq m = (fq)(LANES_NEG), l = (fq)(0.0f);
     const int cb = nb ? lanes_below(bnd + bo, nb, last - win) : 0; /* the boundaries the last query sees */
     const int s0 = max(0, t0 - win), n = cb + last + 1 - s0;
     for (int j0 = 0; j0 < n; j0 += RK) {
@@ -104,50 +123,37 @@ __kernel void attn_lanes(__global const float *q, int qo, __global const float *
             lo[j] = i >= n ? T : i < cb ? p + win + 1 : p;
             hi[j] = i < cb ? T : p + win;
         }
-        float8 s[RK][QV];
-        _Pragma("unroll") for (int j = 0; j < RK; j++)
-            _Pragma("unroll") for (int c = 0; c < QV; c++) s[j][c] = (float8)(0.0f);
-        for (int d = 0; d < DH; d++) {
-            float8 qd[QV];
-            _Pragma("unroll") for (int c = 0; c < QV; c++) qd[c] = qt[d][c];
-            _Pragma("unroll") for (int j = 0; j < RK; j++) {
-                const float8 kd = (float8)(kr[j][d]);
-                _Pragma("unroll") for (int c = 0; c < QV; c++) s[j][c] = fma(qd[c], kd, s[j][c]);
-            }
+        fq sc[RK];
+        _Pragma("unroll") for (int j = 0; j < RK; j++) sc[j] = (fq)(0.0f);
+        for (int e = 0; e < DH; e++) {
+            const fq qd = qt[e];
+            _Pragma("unroll") for (int j = 0; j < RK; j++) sc[j] = qd * (fq)(kr[j][e]) + sc[j];
         }
         /* each lane's reference max m moves only when a score passes it by LANES_SLACK (then the
          * accumulator is rescaled): exp(s - m) <= e^LANES_SLACK, and most groups skip the rescale */
-        float8 alpha[QV];
-        int moved = 0;
-        _Pragma("unroll") for (int c = 0; c < QV; c++) {
-            const int8 t = (int8)(0, 1, 2, 3, 4, 5, 6, 7) + (t0 + 8 * c);
-            float8 mx = m[c];
-            _Pragma("unroll") for (int j = 0; j < RK; j++)
-                mx = t >= lo[j] && t <= hi[j] ? fmax(mx, s[j][c]) : mx;
-            const int8 up = mx > m[c] + LANES_SLACK;
-            moved |= any(up);
-            mx = up ? mx : m[c];
-            alpha[c] = exp(m[c] - mx);
-            m[c] = mx;
-            l[c] *= alpha[c];
-            _Pragma("unroll") for (int j = 0; j < RK; j++) {
-                s[j][c] = t >= lo[j] && t <= hi[j] ? exp(s[j][c] - mx) : (float8)(0.0f);
-                l[c] += s[j][c];
-            }
+        const iq t = LANE_IDS + t0;
+        fq mx = m;
+        _Pragma("unroll") for (int j = 0; j < RK; j++) mx = t >= lo[j] && t <= hi[j] ? fmax(mx, sc[j]) : mx;
+        const iq up = mx > m + LANES_SLACK;
+        mx = up ? mx : m;
+        const fq alpha = LEXP(m - mx);
+        m = mx;
+        l *= alpha;
+        _Pragma("unroll") for (int j = 0; j < RK; j++) {
+            sc[j] = t >= lo[j] && t <= hi[j] ? LEXP(sc[j] - mx) : (fq)(0.0f);
+            l += sc[j];
         }
-        if (moved)
-            for (int d = 0; d < DH; d++)
-                _Pragma("unroll") for (int c = 0; c < QV; c++) o[d][c] *= alpha[c];
-        _Pragma("unroll 2") for (int d = 0; d < DH; d++) {
-            _Pragma("unroll") for (int c = 0; c < QV; c++) {
-                float8 a = o[d][c];
-                _Pragma("unroll") for (int j = 0; j < RK; j++) a = fma(s[j][c], (float8)(vr[j][d]), a);
-                o[d][c] = a;
-            }
+        if (any(up))
+            for (int e = 0; e < DH; e++) o[e] *= alpha;
+        _Pragma("unroll 2") for (int e = 0; e < DH; e++) {
+            fq a = o[e];
+            _Pragma("unroll") for (int j = 0; j < RK; j++) a = sc[j] * (fq)(vr[j][e]) + a;
+            o[e] = a;
         }
     }
+    const fq inv = 1.0f / l; /* l >= 1 in every stored lane: each query sees itself */
     _Pragma("unroll") for (int c = 0; c < QV; c++) {
-        const float8 inv = 1.0f / l[c]; /* l >= 1 in every stored lane: each query sees itself */
+        const float8 iv = HALF(inv, c);
         __global float *p[8];
         _Pragma("unroll") for (int r = 0; r < 8; r++)
             p[r] = out + oo + (b * T + min(t0 + 8 * c + r, last)) * qs + h * DH;
@@ -156,18 +162,18 @@ __kernel void attn_lanes(__global const float *q, int qo, __global const float *
             int d = 0;
             for (; d + 8 <= DH; d += 8) {
                 float8 x[8];
-                _Pragma("unroll") for (int e = 0; e < 8; e++) x[e] = o[d + e][c] * inv;
+                _Pragma("unroll") for (int e = 0; e < 8; e++) x[e] = HALF(o[d + e], c) * iv;
                 lanes_transpose8(x);
                 _Pragma("unroll") for (int r = 0; r < 8; r++) vstore8(x[r], 0, p[r] + d);
             }
             for (; d < DH; d++) {
-                const float8 y = o[d][c] * inv;
+                const float8 y = HALF(o[d], c) * iv;
                 p[0][d] = y.s0, p[1][d] = y.s1, p[2][d] = y.s2, p[3][d] = y.s3;
                 p[4][d] = y.s4, p[5][d] = y.s5, p[6][d] = y.s6, p[7][d] = y.s7;
             }
         } else if (n > 0) {
             for (int d = 0; d < DH; d++) {
-                const float8 y = o[d][c] * inv;
+                const float8 y = HALF(o[d], c) * iv;
                 p[0][d] = y.s0;
                 if (n > 1) p[1][d] = y.s1;
                 if (n > 2) p[2][d] = y.s2;

@@ -94,14 +94,13 @@ static float *run_ref(const qkv *x, attn_mode mode, int window, const tu_bset *b
  * 128 where the mask leaves the GEMMs enough work, so the four kernel variants turn it off); and the
  * sliced kernel (the GPU rows' default) at up to 8, 4 and 64 work-items per query (dh 8: 8, dh 24: 8
  * and 4, dh 64: 64), with query blocks of 16, 5 and 3 and tiles of 8, 4 and 16 keys; compressed and
- * sliding masks also with the queries along the lanes (attn_lanes) at 8, 16 and 24 per work-item (the
+ * sliding masks also with the queries along the lanes (attn_lanes) at 8 and 16 per work-item (the
  * default takes the table's on CPUs, so the other variants turn it off). */
 static const attn_prefill_opts variants[] = {
     {0, 0, 0, 0, 0, 0, 0, 0, 0},       {1, 1, 2, 0, 1, -1, -1, -1, -1},  {32, 2, 1, 4, 2, 3, -1, -1, -1},
     {8, 16, 2, 8, 0, -1, -1, -1, -1},  {16, 8, 1, 0, 1, 1, -1, -1, -1},  {0, 0, 0, 0, 0, 0, 5, -1, 0},
     {0, 0, 0, 0, 0, 0, 16, -1, 0},     {16, 8, 0, 0, 0, -1, -1, 8, -1},  {5, 4, 0, 0, 2, -1, -1, 4, -1},
     {3, 16, 0, 0, 1, -1, -1, 64, -1},  {0, 0, 0, 0, 0, 0, 0, 0, 1},      {0, 0, 0, 0, 0, 0, 0, 0, 2},
-    {0, 0, 0, 0, 0, 0, 0, 0, 3},
 };
 #define N_VARIANTS ((int)(sizeof variants / sizeof variants[0]))
 

@@ -177,6 +177,7 @@ attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const te
     /* Compressed and sliding masks on CPUs (the table's attn.qv): the queries along the lanes (an explicit
      * GEMM block keeps the GEMM path: tests). */
     int qv = opts && opts->qv ? opts->qv : opts && opts->gemm_block > 0 ? 0 : ops_tune(ctx, TUNE_ATTN_QV);
+    if (qv > 2) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: qv %d must be 1 or 2 (float8s of queries)", op, qv);
     if (mask->mode != ATTN_CAUSAL && qv > 0)
         return prefill_qlanes(ctx, q, k, v, n_heads, n_kv_heads, dh, mask, qv, out);
 

@@ -101,12 +101,11 @@ static const struct {
     [TUNE_ATTN_RQ] = {"attn.rq", 0, 16, 0, SAME, SAME, SAME, 0, 32,
                       "dense causal prefill: queries per work-item, keys along the lanes (0 off)"},
     /* CPUs: the queries along the lanes, keys and values broadcast (cl/attention_lanes.cl): on the EPYC
-     * kind against the GEMM path (compressed) or the kernels (long windows), one run, medians of 3-8
-     * interleaved rounds: T = 512, P = L = 8: 1.43x; 1024: 1.22x; 2048: 1.0x; 4096: 0.95x; 4096,
-     * P = L = 64: 3.1x (docs/benchmarks.md). A work-item's scores are 8 x QV float8 accumulators: 2 where
-     * the device prefers 16 floats (AVX-512's 32 registers), else 1 (AVX2's 16). GPUs: off, 2 x DH x 8 QV
-     * private floats per work-item would spill. */
-    [TUNE_ATTN_QV] = {"attn.qv", 0, QV_AUTO, 0, SAME, SAME, SAME, 0, 4,
+     * kind against the GEMM path, P = L = 8, medians of interleaved rounds: 1.3x at T = 1024, 1.2x at
+     * 4096; 3x the kernels at T = 4096, P = L = 64 (docs/benchmarks.md). 16 queries (one float16: an
+     * AVX-512 register) where the device prefers 16 floats, else 8 (AVX2's 16 registers hold the 8 score
+     * vectors). GPUs: off, 2 x DH x 8 QV private floats per work-item would spill. */
+    [TUNE_ATTN_QV] = {"attn.qv", 0, QV_AUTO, 0, SAME, SAME, SAME, 0, 2,
                       "compressed and sliding prefill: float8s of queries per work-item along the lanes (0 off)"},
     /* CPUs: the register-tiled GEMM runs the scores and their products at ~3.5x the per-query
      * kernels' rate (docs/benchmarks.md). GPUs: off until measured there. */
