@@ -128,8 +128,9 @@ static attamba_status prefill_lanes(rt_ctx *ctx, const tensor *q, const tensor *
 
 /* Compressed and sliding prefill through attn_lanes (cl/attention_lanes.cl): 8 qv queries per work-item
  * along the lanes; the boundary keys and values from compact head-major copies, the window's in place. */
-static attamba_status prefill_qlanes(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v, int n_heads,
-                                     int n_kv_heads, int dh, const attn_mask *mask, int qv, tensor *out) {
+static attamba_status prefill_query_lanes(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v,
+                                          int n_heads, int n_kv_heads, int dh, const attn_mask *mask, int qv,
+                                          tensor *out) {
     int64_t B = q->shape[0], T = q->shape[1];
     char options[48];
     snprintf(options, sizeof options, "-DDH=%d -DQV=%d", dh, qv);
@@ -179,7 +180,7 @@ attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const te
     int qv = opts && opts->qv ? opts->qv : opts && opts->gemm_block > 0 ? 0 : ops_tune(ctx, TUNE_ATTN_QV);
     if (qv > 2) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: qv %d must be 1 or 2 (float8s of queries)", op, qv);
     if (mask->mode != ATTN_CAUSAL && qv > 0)
-        return prefill_qlanes(ctx, q, k, v, n_heads, n_kv_heads, dh, mask, qv, out);
+        return prefill_query_lanes(ctx, q, k, v, n_heads, n_kv_heads, dh, mask, qv, out);
 
     /* On CPUs through the GEMM (the table's attn.gemm_bq), unless the mask hides most of its work. */
     int taken;
