@@ -70,17 +70,6 @@ static inline fq lanes_exp(fq x) {
     return p * AS_FQ((AS_IQ(y) - AS_IQ(big) + 127) << 23);
 }
 
-/* How many of the ascending bnd[0 .. n) lie below lim. */
-static inline int lanes_below(__global const int *bnd, int n, int lim) {
-    int lo = 0, hi = n;
-    while (lo < hi) {
-        const int mid = (lo + hi) / 2;
-        if (bnd[mid] < lim) lo = mid + 1;
-        else hi = mid;
-    }
-    return lo;
-}
-
 /* The 8 x 8 transpose of rows r[0..8) (r[i].s_j <-> r[j].s_i): three rounds of row m <- the even
  * elements of rows 2m, 2m + 1 (m < 4; their odd ones for m >= 4), each moving the element of row
  * (i2 i1 i0), column (j2 j1 j0) to row (j0 i2 i1), column (i0 j2 j1). Swizzles, so the compiler sees
@@ -130,7 +119,7 @@ __kernel void attn_lanes(__global const float *q, int qo, __global const float *
     }
     for (d = 0; d < DH; d++) o[d] = (fq)(0.0f);
     fq m = (fq)(LANES_NEG), l = (fq)(0.0f);
-    const int cb = nb ? lanes_below(bnd + bo, nb, last - win) : 0; /* the boundaries the last query sees */
+    const int cb = nb ? atb_count_below(bnd + bo, nb, last - win) : 0; /* the boundaries the last query sees */
     const int s0 = max(0, t0 - win), n = cb + last + 1 - s0;
     for (int j0 = 0; j0 < n; j0 += RK) {
         /* key j: its row, and the queries [lo, hi] that see it (none past n) */

@@ -15,18 +15,6 @@
  * barriers only order the work: see below). Global (nq, nh heads), padded to any local
  * size. Without boundary columns (nbb = 0) bnd is never read. */
 
-/* How many of the (ascending) boundaries bnd[0 .. nbb) lie below lim = t - win: the row sees boundary
- * columns [0, cb). */
-static inline int rows_below(__global const int *bnd, int nbb, int lim) {
-    int lo = 0, hi = nbb;
-    while (lo < hi) {
-        const int mid = (lo + hi) / 2;
-        if (bnd[mid] < lim) lo = mid + 1;
-        else hi = mid;
-    }
-    return lo;
-}
-
 /* Which columns of [j, j + 8) the row sees. */
 static inline int8 rows_visible(int j, int cb, int lo, int hi) {
     const int8 jj = (int8)(0, 1, 2, 3, 4, 5, 6, 7) + j;
@@ -73,7 +61,7 @@ static inline void rows_softmax(__global float *x, int ld, int j0, int j1, int c
     const int i = get_global_id(0), h = get_global_id(1);                                \
     if (i >= nq || h >= nh) return;                                                      \
     const int hi = nbb + i + off, lo = win < 0 ? nbb : max(nbb, hi - win);               \
-    const int cb = nbb ? rows_below(bnd + bo, nbb, t0 + i - win) : 0;                   \
+    const int cb = nbb ? atb_count_below(bnd + bo, nbb, t0 + i - win) : 0;               \
     const int j0 = cb ? 0 : lo & ~7, j1 = (hi + 8) & ~7;                                 \
     const int row = (h * nq + i) * ld
 
@@ -191,7 +179,7 @@ static inline void rows_combine(__global float *y, float alpha, __global const f
 #define ROWS_WINDOW_SETUP()                                                                        \
     const int i = get_global_id(0), h = get_global_id(1), on = i < nq && h < nh;                   \
     const int t = t0 + i, g = h / grp, qs = nh * dh, ks = nh / grp * dh;                           \
-    const int cb = nbb ? rows_below(bnd + bo, nbb, t - win) : 0;                                   \
+    const int cb = nbb ? atb_count_below(bnd + bo, nbb, t - win) : 0;                              \
     const int jw = max(0, win - t), lo = nbb + jw, hi = nbb + win;                                 \
     const int j0 = cb ? 0 : lo & ~7, j1 = (hi + 8) & ~7;                                           \
     const int row = (h * nq + i) * ld, base = (t - win + jw) * ks + g * dh, nw = win + 1 - jw;     \
