@@ -155,6 +155,28 @@ END_TEST
 
 /* ---- properties ---- */
 
+/* The queries along the lanes at the widest head (dh = 256: 2 x 256 x 16 private floats per work-item)
+ * and 8 or 16 queries per work-item, compressed and sliding, against the reference. */
+START_TEST(query_lanes_at_the_widest_head_match_the_reference) {
+    qkv x = qkv_make(1, 41, 2, 1, 256, 61);
+    boundary_spec spec = {BOUNDARY_CYCLIC, 4, 0, NULL, 0};
+    tu_bset bs = bset_make(&spec, 1, x.T);
+    for (int mode = 0; mode < 2; mode++) {
+        attn_mode m = mode ? ATTN_SLIDING : ATTN_COMPRESSED;
+        float *want = run_ref(&x, m, 5, mode ? NULL : &bs);
+        for (int qv = 1; qv <= 2; qv++) {
+            attn_prefill_opts o = {.qv = qv};
+            float *got = run_prefill(&x, m, 5, mode ? NULL : &bs, &o);
+            tu_assert_close(got, want, qkv_nout(&x), RTOL, ATOL, mode ? "sliding, dh 256" : "compressed, dh 256");
+            free(got);
+        }
+        free(want);
+    }
+    tu_bset_free(&bs);
+    qkv_free(&x);
+}
+END_TEST
+
 START_TEST(chunk_one_and_window_at_least_t_equal_causal) {
     qkv x = qkv_make(2, 53, 4, 2, 24, 7);
     float *causal = run_prefill(&x, ATTN_CAUSAL, 0, NULL, NULL);
@@ -658,6 +680,7 @@ int main(void) {
     Suite *s = suite_create("attention");
     TCase *t = tcase_create("attention");
     tcase_add_loop_test(t, prefill_matches_dense_reference_on_awkward_shapes, 0, N_PCASES);
+    tcase_add_test(t, query_lanes_at_the_widest_head_match_the_reference);
     tcase_add_test(t, chunk_one_and_window_at_least_t_equal_causal);
     tcase_add_test(t, compressed_with_only_boundary_zero_is_sliding_plus_key_zero);
     tcase_add_test(t, key_visits_match_the_closed_form);
