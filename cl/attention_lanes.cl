@@ -33,7 +33,8 @@
 #define LANES_SLACK 8.0f
 
 /* A work-item's queries as one vector: float16 for QV = 2 (one AVX-512 register), float8 for QV = 1.
- * No library calls on them (a float16 argument changes the ABI on CPUs without AVX-512). */
+ * exp is written out below (a float16 argument of a library call changes the ABI on CPUs without
+ * AVX-512, and PoCL's exp cost 20% of the kernel). */
 #if QV == 2
 typedef float16 fq;
 typedef int16 iq;
@@ -126,11 +127,11 @@ __kernel void attn_lanes(__global const float *q, int qo, __global const float *
         __global const float *kr[RK], *vr[RK];
         int lo[RK], hi[RK];
         _Pragma("unroll") for (int j = 0; j < RK; j++) {
-            const int i = j0 + j, p = i < cb ? bnd[bo + i] : min(s0 + i - cb, last);
-            kr[j] = i < cb ? kch + i * DH : kh + p * ks;
-            vr[j] = i < cb ? vch + i * DH : vh + p * ks;
-            lo[j] = i >= n ? T : i < cb ? p + win + 1 : p;
-            hi[j] = i < cb ? T : p + win;
+            const int i = j0 + j, pos = i < cb ? bnd[bo + i] : min(s0 + i - cb, last);
+            kr[j] = i < cb ? kch + i * DH : kh + pos * ks;
+            vr[j] = i < cb ? vch + i * DH : vh + pos * ks;
+            lo[j] = i >= n ? T : i < cb ? pos + win + 1 : pos;
+            hi[j] = i < cb ? T : pos + win;
         }
         fq sc[RK];
         _Pragma("unroll") for (int j = 0; j < RK; j++) sc[j] = (fq)(0.0f);
