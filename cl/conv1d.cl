@@ -2,8 +2,8 @@
  * Compiled with -DCONV_W=<taps>. Inputs may have strided rows (a column slice of a wider projection);
  * the last dim is contiguous.
  * Prefill and g of the backward: a 3-D launch (c / CONV_VC, t / CONV_TT, b); each work-item takes CONV_VC
- * neighbouring channels as one vector (cvec) down CONV_TT tokens, sliding a private window of CONV_W
- * rows (each x row read once). No division per element, and the exp of SiLU runs on vectors: PoCL runs
+ * neighbouring channels as one vector (cvec) down CONV_TT tokens, reading each output's CONV_W tap rows
+ * (conv_at; each row comes from memory once, the later reads hit L1). No division per element, and the exp of SiLU runs on vectors: PoCL runs
  * exp() scalar unless the code is written on vectors (the scalar one-output-per-item version ran at
  * 3-5% of copy bandwidth). The last item of a row takes the C % CONV_VC tail channel by channel. Taps
  * before the segment start are selected to 0. */
@@ -45,23 +45,24 @@ static inline cvec conv_wv(__global const float *wc, int j) {
     return CLOAD(t);
 }
 
-/* The window of CONV_VC channels at xc (weights wc[k * CONV_W + j] for channel k) before token t0:
- * win[1 .. CONV_W-1] = rows t0 - CONV_W + 1 .. t0 - 1 (clamped at 0; selected away by conv_step). */
-static inline void conv_start(__global const float *xc, int x_rs, __global const float *wc, int t0, cvec *wv,
-                       cvec *win) {
-    for (int j = 0; j < CONV_W; j++) {
-        wv[j] = conv_wv(wc, j);
-        win[j] = CLOAD(xc + max(t0 - CONV_W + j, 0) * x_rs);
-    }
+/* The weights of the CONV_VC channels at wc, tap by tap. */
+static inline void conv_weights(__global const float *wc, cvec *wv) {
+#pragma unroll
+    for (int j = 0; j < CONV_W; j++) wv[j] = conv_wv(wc, j);
 }
 
-/* Slides the window to token t and returns its pre-activation. The forward and the backward's
- * recomputation both call it, so they see the same float. */
-static inline cvec conv_step(__global const float *xc, int x_rs, const cvec *wv, cvec *win, int t, int lo) {
-    for (int j = 0; j < CONV_W - 1; j++) win[j] = win[j + 1];
-    win[CONV_W - 1] = CLOAD(xc + t * x_rs);
+/* The pre-activation of token t for CONV_VC channels at xc: each tap's row read straight from x (the
+ * rows are in L1 after the first output). A private window slid from row to row was slower on PoCL
+ * (AVX2, 1.5-2x): the shift went through the stack, and a row stored there as two halves and reloaded
+ * whole stalls store-to-load forwarding. The tap loops are unrolled by pragma (PoCL left them loops). The forward and the backward's recomputation both call it, so they
+ * see the same float. */
+static inline cvec conv_at(__global const float *xc, int x_rs, const cvec *wv, int t, int lo) {
     cvec acc = (cvec)(0.0f);
-    for (int j = 0; j < CONV_W; j++) acc += t - (CONV_W - 1) + j >= lo ? wv[j] * win[j] : (cvec)(0.0f);
+#pragma unroll
+    for (int j = 0; j < CONV_W; j++) {
+        int s = t - (CONV_W - 1) + j;
+        acc += s >= lo ? wv[j] * CLOAD(xc + max(s, 0) * x_rs) : (cvec)(0.0f);
+    }
     return acc;
 }
 
@@ -74,10 +75,9 @@ __kernel void conv1d_f32(__global float *out, int oo, __global const float *x, i
     __global const float *xc = x + xo + b * x_bs + c, *wc = w + wo + c * CONV_W;
     __global float *o = out + oo + b * T * C + c;
     if (c + CONV_VC <= C) {
-        cvec wv[CONV_W], win[CONV_W];
-        conv_start(xc, x_rs, wc, t0, wv, win);
-        for (int t = t0; t < t1; t++)
-            CSTORE(conv_actv(conv_step(xc, x_rs, wv, win, t, seg[so + t]), silu), o + t * C);
+        cvec wv[CONV_W];
+        conv_weights(wc, wv);
+        for (int t = t0; t < t1; t++) CSTORE(conv_actv(conv_at(xc, x_rs, wv, t, seg[so + t]), silu), o + t * C);
     } else {
         for (int t = t0; t < t1; t++)
             for (int k = 0; k < C - c; k++)
@@ -120,10 +120,10 @@ __kernel void conv1d_bwd_g(__global float *g, __global const float *x, int xo, i
     __global const float *d = dout + go + b * g_bs + c;
     __global float *gr = g + b * T * C + c;
     if (c + CONV_VC <= C) {
-        cvec wv[CONV_W], win[CONV_W];
-        conv_start(xc, x_rs, wc, t0, wv, win);
+        cvec wv[CONV_W];
+        conv_weights(wc, wv);
         for (int t = t0; t < t1; t++) {
-            cvec pre = conv_step(xc, x_rs, wv, win, t, seg[so + t]), sg = 1.0f / (1.0f + exp(-pre));
+            cvec pre = conv_at(xc, x_rs, wv, t, seg[so + t]), sg = 1.0f / (1.0f + exp(-pre));
             CSTORE(CLOAD(d + t * g_rs) * sg * (1.0f + pre * (1.0f - sg)), gr + t * C);
         }
     } else {
@@ -136,8 +136,8 @@ __kernel void conv1d_bwd_g(__global float *g, __global const float *x, int xo, i
 }
 
 /* dx[b, s, c] = sum over the outputs t = s + W-1-j that read x[b, s, c] (t < T, s >= seg_start[t]) of
- * w[c, j] g[b, t, c]; launched like conv1d_f32, each item sliding a window of the g rows
- * s .. s + W-1 (and their segment starts) down its tokens. */
+ * w[c, j] g[b, t, c]; launched like conv1d_f32, each item reading the g rows s .. s + W-1 (and
+ * their segment starts) for each of its tokens. */
 __kernel void conv1d_bwd_dx(__global float *dx, int gxo, int gx_rs, int gx_bs, __global const float *w, int wo,
                             __global const int *seg, int so, __global const float *g, int go, int g_rs, int g_bs,
                             int B, int T, int C) {
@@ -147,26 +147,15 @@ __kernel void conv1d_bwd_dx(__global float *dx, int gxo, int gx_rs, int gx_bs, _
     __global const float *wc = w + wo + c * CONV_W, *gc = g + go + b * g_bs + c;
     __global float *o = dx + gxo + b * gx_bs + c;
     if (c + CONV_VC <= C) {
-        /* win[j] = g row t = s + j, lo[j] its segment start (T past the end: never s >= lo) */
-        cvec wv[CONV_W], win[CONV_W];
-        int lo[CONV_W];
-        for (int j = 0; j < CONV_W; j++) {
-            wv[j] = conv_wv(wc, j);
-            int t = s0 - 1 + j, tc = clamp(t, 0, T - 1);
-            win[j] = CLOAD(gc + tc * g_rs);
-            lo[j] = t < T ? seg[so + tc] : T;
-        }
+        cvec wv[CONV_W];
+        conv_weights(wc, wv);
         for (int s = s0; s < s1; s++) {
-            for (int j = 0; j < CONV_W - 1; j++) {
-                win[j] = win[j + 1];
-                lo[j] = lo[j + 1];
-            }
-            int t = s + CONV_W - 1, tc = min(t, T - 1);
-            win[CONV_W - 1] = CLOAD(gc + tc * g_rs);
-            lo[CONV_W - 1] = t < T ? seg[so + tc] : T;
             cvec acc = (cvec)(0.0f);
-            for (int j = 0; j < CONV_W; j++) /* output s + j reads x[s] through tap W-1-j */
-                acc += s >= lo[j] ? wv[CONV_W - 1 - j] * win[j] : (cvec)(0.0f);
+#pragma unroll
+            for (int j = 0; j < CONV_W; j++) { /* output t = s + j reads x[s] through tap W-1-j */
+                int t = s + j, tc = min(t, T - 1), lo = t < T ? seg[so + tc] : T;
+                acc += s >= lo ? wv[CONV_W - 1 - j] * CLOAD(gc + tc * g_rs) : (cvec)(0.0f);
+            }
             CSTORE(acc, o + s * gx_rs);
         }
     } else {
@@ -183,7 +172,7 @@ __kernel void conv1d_bwd_dx(__global float *dx, int gxo, int gx_rs, int gx_bs, _
 }
 
 /* dw, first pass: partial sums over the R tokens [k R, (k + 1) R) of one sequence b per work-item,
- * a 3-D launch (c / CONV_VC, k, b) with a sliding x window; part [B, nk, C, W]. Fixed token order: the
+ * a 3-D launch (c / CONV_VC, k, b), each token's tap rows read as in conv_at; part [B, nk, C, W]. Fixed token order: the
  * result does not depend on scheduling. */
 __kernel void conv1d_bwd_dw_part(__global float *part, __global const float *x, int xo, int x_rs, int x_bs,
                                  __global const int *seg, int so, __global const float *g, int go, int g_rs,
@@ -194,17 +183,16 @@ __kernel void conv1d_bwd_dw_part(__global float *part, __global const float *x, 
     __global const float *xc = x + xo + b * x_bs + c, *gc = g + go + b * g_bs + c;
     __global float *pc = part + ((b * nk + k) * C + c) * CONV_W;
     if (c + CONV_VC <= C) {
-        cvec acc[CONV_W], win[CONV_W];
-        for (int j = 0; j < CONV_W; j++) {
-            acc[j] = (cvec)(0.0f);
-            win[j] = CLOAD(xc + max(t0 - CONV_W + j, 0) * x_rs);
-        }
+        cvec acc[CONV_W];
+        for (int j = 0; j < CONV_W; j++) acc[j] = (cvec)(0.0f);
         for (int t = t0; t < t1; t++) {
-            for (int j = 0; j < CONV_W - 1; j++) win[j] = win[j + 1];
-            win[CONV_W - 1] = CLOAD(xc + t * x_rs);
             cvec gv = CLOAD(gc + t * g_rs);
             int lo = seg[so + t];
-            for (int j = 0; j < CONV_W; j++) acc[j] += t - (CONV_W - 1) + j >= lo ? gv * win[j] : (cvec)(0.0f);
+#pragma unroll
+            for (int j = 0; j < CONV_W; j++) {
+                int s = t - (CONV_W - 1) + j;
+                acc[j] += s >= lo ? gv * CLOAD(xc + max(s, 0) * x_rs) : (cvec)(0.0f);
+            }
         }
         for (int j = 0; j < CONV_W; j++) {
             float t[CONV_VC];

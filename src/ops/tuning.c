@@ -178,8 +178,8 @@ static const struct {
                      "scan: channels per work-item as one vector (1, 2, 4, 8, 16; at most what divides p)"},
     [TUNE_SSM_DECODE_WG] = {"ssm.decode_wg", 256, 8, 256, SAME, SAME, SAME, 1, 1024,
                             "SSM decode step: the largest work-group"},
-    /* A conv1d work-item slides its window of conv.vc channels (one vector) down conv.tt tokens (each x
-     * row read once). CPUs: the device's float width x 32. On the EPYC kind (bench ssm --T 4096 --P 64,
+    /* A conv1d work-item takes conv.vc channels (one vector) down conv.tt tokens (each x row from memory
+     * once, the other taps' reads from L1). CPUs: the device's float width x 32. On the EPYC kind (bench ssm --T 4096 --P 64,
      * three interleaved rounds, medians) 8 x 32 took the forward 4.74 -> 2.77 ms and the backward 8.74 ->
      * 6.25 ms against 4 x 8 (tt 64 or 128: the same within noise); 16 x 32 (AVX-512) a further ~3x on the
      * forward, docs/benchmarks.md. GPUs keep 4 x 8 (more work-items; not measured there). */
