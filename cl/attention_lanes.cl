@@ -33,8 +33,7 @@
 #define LANES_SLACK 8.0f
 
 /* A work-item's queries as one vector: float16 for QV = 2 (one AVX-512 register), float8 for QV = 1.
- * exp is written out below (a float16 argument of a library call changes the ABI on CPUs without
- * AVX-512, and PoCL's exp cost 20% of the kernel). */
+ * exp is common.cl's vector one (see ATB_DEFINE_EXP). */
 #if QV == 2
 typedef float16 fq;
 typedef int16 iq;
@@ -53,23 +52,7 @@ typedef int8 iq;
 #define AS_FQ(x) as_float8(x)
 #endif
 
-/* e^x to about 2 ulp for x in [-87, 88] (clamped there: e^-87 ~ 1.6e-38; the masked lanes' values are
- * selected away): x = n ln 2 + r with |r| <= ln 2 / 2 (n rounded by adding 1.5 x 2^23), e^r by its
- * Taylor series to r^7 (remainder < 1e-8), times 2^n built in the exponent bits. Vector arithmetic
- * only: the library's exp took 20% of the kernel, handling what cannot occur here. */
-static inline fq lanes_exp(fq x) {
-    x = fmin(fmax(x, (fq)(-87.0f)), (fq)(88.0f));
-    const fq big = (fq)(12582912.0f), y = x * 1.44269504f + big, n = y - big;
-    const fq r = (x - n * 0.693145752f) - n * 1.42860677e-6f; /* ln 2 in two parts, the first exact times n */
-    fq p = r * (1.0f / 5040.0f) + (1.0f / 720.0f);
-    p = p * r + (1.0f / 120.0f);
-    p = p * r + (1.0f / 24.0f);
-    p = p * r + (1.0f / 6.0f);
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    return p * AS_FQ((AS_IQ(y) - AS_IQ(big) + 127) << 23);
-}
+ATB_DEFINE_EXP(lanes_exp, fq, iq, AS_IQ, AS_FQ) /* common.cl */
 
 /* The 8 x 8 transpose of rows r[0..8) (r[i].s_j <-> r[j].s_i): three rounds of row m <- the even
  * elements of rows 2m, 2m + 1 (m < 4; their odd ones for m >= 4), each moving the element of row

@@ -23,6 +23,27 @@ static inline float atb_hsum8(float8 v) {
 /* softplus(v) = log(1 + exp(v)), exactly v above 20 (where the f32 difference is below an ulp). */
 static inline float atb_softplus(float v) { return v > 20.0f ? v : log1p(exp(v)); }
 
+/* NAME(x) = e^x on vectors of type VT (IT the matching int vector, AS_I / AS_F the reinterpretations)
+ * to about 2 ulp for x in [-87, 88] (clamped there: e^-87 ~ 1.6e-38, e^88 ~ 1.7e38; a NaN comes back
+ * clamped, so callers keep x's NaN elsewhere): x = n ln 2 + r with |r| <= ln 2 / 2 (n rounded by
+ * adding 1.5 x 2^23), e^r by its Taylor series to r^7 (remainder < 1e-8), times 2^n built in the
+ * exponent bits. Vector arithmetic only: PoCL's library exp handles what cannot occur here (20% of
+ * attn_lanes), and a float16 argument of a library call changes the ABI on CPUs without AVX-512. */
+#define ATB_DEFINE_EXP(NAME, VT, IT, AS_I, AS_F)                                                          \
+    static inline VT NAME(VT x) {                                                                         \
+        x = fmin(fmax(x, (VT)(-87.0f)), (VT)(88.0f));                                                     \
+        const VT big = (VT)(12582912.0f), y = x * 1.44269504f + big, n = y - big;                         \
+        const VT r = (x - n * 0.693145752f) - n * 1.42860677e-6f; /* ln 2 in two parts, n x the first exact */ \
+        VT p = r * (1.0f / 5040.0f) + (1.0f / 720.0f);                                                    \
+        p = p * r + (1.0f / 120.0f);                                                                      \
+        p = p * r + (1.0f / 24.0f);                                                                       \
+        p = p * r + (1.0f / 6.0f);                                                                        \
+        p = p * r + 0.5f;                                                                                 \
+        p = p * r + 1.0f;                                                                                 \
+        p = p * r + 1.0f;                                                                                 \
+        return p * AS_F((AS_I(y) - AS_I(big) + 127) << 23);                                               \
+    }
+
 /* ---- work-group reductions */
 
 /* NAME(part, scratch): sum of part of type T over the group into scratch[0], returned to every

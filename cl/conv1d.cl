@@ -3,9 +3,10 @@
  * the last dim is contiguous.
  * Prefill and g of the backward: a 3-D launch (c / CONV_VC, t / CONV_TT, b); each work-item takes CONV_VC
  * neighbouring channels as one vector (cvec) down CONV_TT tokens, reading each output's CONV_W tap rows
- * (conv_at; each row comes from memory once, the later reads hit L1). No division per element, and the exp of SiLU runs on vectors: PoCL runs
- * exp() scalar unless the code is written on vectors (the scalar one-output-per-item version ran at
- * 3-5% of copy bandwidth). The last item of a row takes the C % CONV_VC tail channel by channel. Taps
+ * (conv_at; each row comes from memory once, the later reads hit L1). No division per element, and the
+ * SiLU's exp is common.cl's vector one (PoCL runs exp() scalar unless the code is written on vectors:
+ * the scalar one-output-per-item version ran at 3-5% of copy bandwidth; its library exp on vectors
+ * cost ~8% more at T = 4096 on AVX2). The last item of a row takes the C % CONV_VC tail channel by channel. Taps
  * before the segment start are selected to 0. */
 
 #ifndef CONV_W
@@ -20,11 +21,13 @@
 #define CONV_CAT_(a, b) a##b
 #define CONV_CAT(a, b) CONV_CAT_(a, b)
 typedef CONV_CAT(float, CONV_VC) cvec;
+typedef CONV_CAT(int, CONV_VC) civec;
+ATB_DEFINE_EXP(conv_exp, cvec, civec, CONV_CAT(as_int, CONV_VC), CONV_CAT(as_float, CONV_VC))
 #define CLOAD(p) CONV_CAT(vload, CONV_VC)(0, (p))
 #define CSTORE(v, p) CONV_CAT(vstore, CONV_VC)((v), 0, (p))
 
 static inline float conv_act(float v, int silu) { return silu ? v * atb_sigmoid(v) : v; }
-static inline cvec conv_actv(cvec v, int silu) { return silu ? v / (1.0f + exp(-v)) : v; }
+static inline cvec conv_actv(cvec v, int silu) { return silu ? v / (1.0f + conv_exp(-v)) : v; }
 
 /* Pre-activation of output t of one channel: taps of x column xc (row stride x_rs) times wc, the
  * taps before the segment start lo selected to 0 (the tail channels' path). */
@@ -63,8 +66,8 @@ static inline void conv_weights(__global const float *wc, cvec *wv) {
 /* The pre-activation of token t for CONV_VC channels at xc: each tap's row read straight from x (the
  * rows are in L1 after the first output). A private window slid from row to row was slower on PoCL
  * (AVX2, 1.5-2x): the shift went through the stack, and a row stored there as two halves and reloaded
- * whole stalls store-to-load forwarding. The tap loops are unrolled by pragma (PoCL left them loops). The forward and the backward's recomputation both call it, so they
- * see the same float. */
+ * whole stalls store-to-load forwarding. The tap loops are unrolled by pragma (PoCL left them loops).
+ * The forward and the backward's recomputation both call it, so they see the same float. */
 static inline cvec conv_at(__global const float *xc, int x_rs, const cvec *wv, int t, int lo) {
     cvec acc = (cvec)(0.0f);
 #pragma unroll
@@ -132,7 +135,7 @@ __kernel void conv1d_bwd_g(__global float *g, __global const float *x, int xo, i
         cvec wv[CONV_W];
         conv_weights(wc, wv);
         for (int t = t0; t < t1; t++) {
-            cvec pre = conv_at(xc, x_rs, wv, t, seg[so + t]), sg = 1.0f / (1.0f + exp(-pre));
+            cvec pre = conv_at(xc, x_rs, wv, t, seg[so + t]), sg = 1.0f / (1.0f + conv_exp(-pre));
             CSTORE(CLOAD(d + t * g_rs) * sg * (1.0f + pre * (1.0f - sg)), gr + t * C);
         }
     } else {
@@ -181,8 +184,8 @@ __kernel void conv1d_bwd_dx(__global float *dx, int gxo, int gx_rs, int gx_bs, _
 }
 
 /* dw, first pass: partial sums over the R tokens [k R, (k + 1) R) of one sequence b per work-item,
- * a 3-D launch (c / CONV_VC, k, b), each token's tap rows read as in conv_at; part [B, nk, C, W]. Fixed token order: the
- * result does not depend on scheduling. */
+ * a 3-D launch (c / CONV_VC, k, b), each token's tap rows read as in conv_at; part [B, nk, C, W].
+ * Fixed token order: the result does not depend on scheduling. */
 __kernel void conv1d_bwd_dw_part(__global float *part, __global const float *x, int xo, int x_rs, int x_bs,
                                  __global const int *seg, int so, __global const float *g, int go, int g_rs,
                                  int g_bs, int B, int T, int C, int R, int nk) {
