@@ -6,8 +6,8 @@
  * (conv_at; each row comes from memory once, the later reads hit L1). No division per element, and the
  * SiLU's exp is common.cl's vector one (PoCL runs exp() scalar unless the code is written on vectors:
  * the scalar one-output-per-item version ran at 3-5% of copy bandwidth; its library exp on vectors
- * cost ~8% more at T = 4096 on AVX2). The last item of a row takes the C % CONV_VC tail channel by channel. Taps
- * before the segment start are selected to 0. */
+ * cost ~8% more at T = 4096 on AVX2). The last item of a row takes the C % CONV_VC tail channel by
+ * channel. Taps before the segment start are selected to 0. */
 
 #ifndef CONV_W
 #error "compile with -DCONV_W=<taps>"
