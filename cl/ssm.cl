@@ -233,6 +233,14 @@ static inline float ssm_dot(const float8 *C8, const float *Ct, __global const fl
 #ifndef SSM_QH
 #define SSM_QH 1 /* heads per work-item (of one group: they share B and C, so C_t . B_s once for all) */
 #endif
+#ifndef SSM_QC
+#define SSM_QC 16 /* the C_t . B_s a work-item keeps (its segment's last SSM_QC tokens; ssm.quad_max's 16) */
+#endif
+/* The heads one after another, each with its SSM_P / SSM_VP accumulators in registers, the products
+ * C_t . B_s computed once for all of them (kept for the last SSM_QC tokens of the segment, recomputed
+ * per head beyond: longer segments take this path only when asked to). Walking the heads inside the
+ * token loop instead kept SSM_QH x SSM_P / SSM_VP accumulators, 32 vectors at 8 heads on AVX2, on the
+ * stack, a load and a store per multiply-add. */
 __kernel void ssm_scan_quad(__global float *y, int yo, SSM_IN_ARGS, __global const float2 *dd,
                             __global const int *seg, int so, int B, int T, int nh, int hpg) {
     int gid = get_global_id(0), nq = nh / SSM_QH;
@@ -242,27 +250,27 @@ __kernel void ssm_scan_quad(__global float *y, int yo, SSM_IN_ARGS, __global con
     ssm_load(C8, Ct, Cm + co + b * c_bs + t * c_rs + g * SSM_N);
     __global const float *xh = xs + xo + b * x_bs + h0 * SSM_P, *bg = Bm + bo + b * b_bs + g * SSM_N;
     __global const float2 *dh = dd + b * T * nh + h0;
-    SSM_XT acc[SSM_QH][SSM_P / SSM_VP];
-    float w[SSM_QH];
-    for (int q = 0; q < SSM_QH; q++) {
-        w[q] = 1.0f;
-        for (int j = 0; j < SSM_P / SSM_VP; j++) acc[q][j] = (SSM_XT)(0.0f);
-    }
-    for (int s = t, lo = seg[so + t]; s >= lo; s--) {
-        float cb = ssm_dot(C8, Ct, bg + s * b_rs);
-        for (int q = 0; q < SSM_QH; q++) {
-            float2 d = dh[s * nh + q];
-            SSM_XT coef = (SSM_XT)(w[q] * d.x * cb);
-            for (int j = 0; j < SSM_P / SSM_VP; j++)
-                acc[q][j] = fma(coef, SSM_XLOAD(xh + s * x_rs + q * SSM_P + j * SSM_VP), acc[q][j]);
-            w[q] *= d.y;
-        }
-    }
     __global float *yt = y + yo + bt * nh * SSM_P + h0 * SSM_P;
-    for (int q = 0; q < SSM_QH; q++)
-        for (int j = 0; j < SSM_P / SSM_VP; j++)
-            SSM_YSTORE(acc[q][j] + D[Do + h0 + q] * SSM_XLOAD(xh + t * x_rs + q * SSM_P + j * SSM_VP),
+    const int n = t - seg[so + t] + 1; /* tokens t, t - 1, .., the segment start */
+    float cbs[SSM_QC];
+    for (int i = 0; i < min(n, SSM_QC); i++) cbs[i] = ssm_dot(C8, Ct, bg + (t - i) * b_rs);
+    for (int q = 0; q < SSM_QH; q++) {
+        SSM_XT acc[SSM_P / SSM_VP];
+        _Pragma("unroll") for (int j = 0; j < SSM_P / SSM_VP; j++) acc[j] = (SSM_XT)(0.0f);
+        float w = 1.0f;
+        for (int i = 0; i < n; i++) {
+            const int s = t - i;
+            const float2 d = dh[s * nh + q];
+            const float cb = i < SSM_QC ? cbs[i] : ssm_dot(C8, Ct, bg + s * b_rs);
+            const SSM_XT coef = (SSM_XT)(w * d.x * cb);
+            _Pragma("unroll") for (int j = 0; j < SSM_P / SSM_VP; j++)
+                acc[j] = fma(coef, SSM_XLOAD(xh + s * x_rs + q * SSM_P + j * SSM_VP), acc[j]);
+            w *= d.y;
+        }
+        _Pragma("unroll") for (int j = 0; j < SSM_P / SSM_VP; j++)
+            SSM_YSTORE(acc[j] + D[Do + h0 + q] * SSM_XLOAD(xh + t * x_rs + q * SSM_P + j * SSM_VP),
                        yt + q * SSM_P + j * SSM_VP);
+    }
 }
 #endif
 
