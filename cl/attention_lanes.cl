@@ -1,5 +1,6 @@
 /* attention_lanes.cl: compressed and sliding-window prefill with the queries along the vector lanes
- * (CPUs). Options: -DDH=<head dim> -DQV=<1 or 2: 8 or 16 queries per work-item>.
+ * (CPUs). Options: -DDH=<head dim> -DQV=<1 or 2: 8 or 16 queries per work-item> -DRK=<4 or 8: keys per
+ * group (the table's attn.rk: RK score vectors of NQ floats take 8 of the device's registers)>.
  *
  * A work-item takes NQ = 8 * QV consecutive queries t0 .. t0 + NQ - 1 of one head and walks the keys
  * any of them sees: the boundaries below the last query's window (ascending; query t sees bnd < t - win)
@@ -20,14 +21,16 @@
  * Against the GEMM path's ~25 launches per call at T = 1024 (P = L = 8): one launch and two gathers,
  * no score buffers; 1.3x at T = 1024 and 1.2x at 4096 on AVX-512 with 16 queries as one float16 (as
  * two float8s: 1.2x and 0.9x), 3x the per-query kernels on windows the GEMM path leaves to them
- * (docs/benchmarks.md). 12 or 16 keys per group ran slower (registers). */
+ * (docs/benchmarks.md). 12 or 16 keys per group ran slower (registers), as 16 queries x 8 keys on AVX2. */
 #ifndef DH
 #define DH 64
 #endif
 #ifndef QV
 #define QV 2
 #endif
+#ifndef RK
 #define RK 8
+#endif
 #define NQ (8 * QV)
 #define LANES_NEG (-1e30f)
 #define LANES_SLACK 8.0f
@@ -35,6 +38,11 @@
 /* A work-item's queries as one vector: float16 for QV = 2 (one AVX-512 register), float8 for QV = 1.
  * exp is common.cl's vector one (see ATB_DEFINE_EXP). */
 #if QV == 2
+#ifdef __clang__
+/* float16 values passed between inlined functions and builtins: clang warns that the ABI of such a call
+ * differs without AVX-512 (no call is left after inlining; PoCL printed "6 warnings generated"). */
+#pragma clang diagnostic ignored "-Wpsabi"
+#endif
 typedef float16 fq;
 typedef int16 iq;
 #define LANE_IDS ((int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))

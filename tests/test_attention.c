@@ -94,13 +94,14 @@ static float *run_ref(const qkv *x, attn_mode mode, int window, const tu_bset *b
  * 128 where the mask leaves the GEMMs enough work, so the four kernel variants turn it off); and the
  * sliced kernel (the GPU rows' default) at up to 8, 4 and 64 work-items per query (dh 8: 8, dh 24: 8
  * and 4, dh 64: 64), with query blocks of 16, 5 and 3 and tiles of 8, 4 and 16 keys; compressed and
- * sliding masks also with the queries along the lanes (attn_lanes) at 8 and 16 per work-item (the
- * default takes the table's on CPUs, so the other variants turn it off). */
+ * sliding masks also with the queries along the lanes (attn_lanes) at 8 and 16 per work-item, 8 and 4
+ * keys per group (the default takes the table's on CPUs, so the other variants turn it off). */
 static const attn_prefill_opts variants[] = {
-    {0, 0, 0, 0, 0, 0, 0, 0, 0},       {1, 1, 2, 0, 1, -1, -1, -1, -1},  {32, 2, 1, 4, 2, 3, -1, -1, -1},
-    {8, 16, 2, 8, 0, -1, -1, -1, -1},  {16, 8, 1, 0, 1, 1, -1, -1, -1},  {0, 0, 0, 0, 0, 0, 5, -1, 0},
-    {0, 0, 0, 0, 0, 0, 16, -1, 0},     {16, 8, 0, 0, 0, -1, -1, 8, -1},  {5, 4, 0, 0, 2, -1, -1, 4, -1},
-    {3, 16, 0, 0, 1, -1, -1, 64, -1},  {0, 0, 0, 0, 0, 0, 0, 0, 1},      {0, 0, 0, 0, 0, 0, 0, 0, 2},
+    {0, 0, 0, 0, 0, 0, 0, 0, 0, 0},      {1, 1, 2, 0, 1, -1, -1, -1, -1, 0},  {32, 2, 1, 4, 2, 3, -1, -1, -1, 0},
+    {8, 16, 2, 8, 0, -1, -1, -1, -1, 0}, {16, 8, 1, 0, 1, 1, -1, -1, -1, 0},  {0, 0, 0, 0, 0, 0, 5, -1, 0, 0},
+    {0, 0, 0, 0, 0, 0, 16, -1, 0, 0},    {16, 8, 0, 0, 0, -1, -1, 8, -1, 0},  {5, 4, 0, 0, 2, -1, -1, 4, -1, 0},
+    {3, 16, 0, 0, 1, -1, -1, 64, -1, 0}, {0, 0, 0, 0, 0, 0, 0, 0, 1, 8},      {0, 0, 0, 0, 0, 0, 0, 0, 2, 8},
+    {0, 0, 0, 0, 0, 0, 0, 0, 1, 4},      {0, 0, 0, 0, 0, 0, 0, 0, 2, 4},
 };
 #define N_VARIANTS ((int)(sizeof variants / sizeof variants[0]))
 
@@ -155,8 +156,8 @@ END_TEST
 
 /* ---- properties ---- */
 
-/* The queries along the lanes at the widest head (dh = 256: 2 x 256 x 16 private floats per work-item)
- * and 8 or 16 queries per work-item, compressed and sliding, against the reference. */
+/* The queries along the lanes at the widest head (dh = 256: 2 x 256 x 16 private floats per work-item),
+ * 8 or 16 queries per work-item and 4 or 8 keys per group, compressed and sliding, against the reference. */
 START_TEST(query_lanes_at_the_widest_head_match_the_reference) {
     qkv x = qkv_make(1, 41, 2, 1, 256, 61);
     boundary_spec spec = {BOUNDARY_CYCLIC, 4, 0, NULL, 0};
@@ -164,12 +165,13 @@ START_TEST(query_lanes_at_the_widest_head_match_the_reference) {
     for (int mode = 0; mode < 2; mode++) {
         attn_mode m = mode ? ATTN_SLIDING : ATTN_COMPRESSED;
         float *want = run_ref(&x, m, 5, mode ? NULL : &bs);
-        for (int qv = 1; qv <= 2; qv++) {
-            attn_prefill_opts o = {.qv = qv};
-            float *got = run_prefill(&x, m, 5, mode ? NULL : &bs, &o);
-            tu_assert_close(got, want, qkv_nout(&x), RTOL, ATOL, mode ? "sliding, dh 256" : "compressed, dh 256");
-            free(got);
-        }
+        for (int qv = 1; qv <= 2; qv++)
+            for (int rk = 4; rk <= 8; rk += 4) {
+                attn_prefill_opts o = {.qv = qv, .rk = rk};
+                float *got = run_prefill(&x, m, 5, mode ? NULL : &bs, &o);
+                tu_assert_close(got, want, qkv_nout(&x), RTOL, ATOL, mode ? "sliding, dh 256" : "compressed, dh 256");
+                free(got);
+            }
         free(want);
     }
     tu_bset_free(&bs);

@@ -127,13 +127,14 @@ static attamba_status prefill_lanes(rt_ctx *ctx, const tensor *q, const tensor *
 }
 
 /* Compressed and sliding prefill through attn_lanes (cl/attention_lanes.cl): 8 qv queries per work-item
- * along the lanes; the boundary keys and values from compact head-major copies, the window's in place. */
+ * along the lanes, rk keys per group; the boundary keys and values from compact head-major copies, the
+ * window's in place. */
 static attamba_status prefill_query_lanes(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v,
                                           int n_heads, int n_kv_heads, int dh, const attn_mask *mask, int qv,
-                                          tensor *out) {
+                                          int rk, tensor *out) {
     int64_t B = q->shape[0], T = q->shape[1];
     char options[48];
-    snprintf(options, sizeof options, "-DDH=%d -DQV=%d", dh, qv);
+    snprintf(options, sizeof options, "-DDH=%d -DQV=%d -DRK=%d", dh, qv, rk);
     cl_kernel kern;
     RT_TRY(rt_kernel(ctx, "attention_lanes", options, "attn_lanes", &kern));
     int compressed = mask->mode == ATTN_COMPRESSED;
@@ -179,8 +180,11 @@ attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const te
      * GEMM block keeps the GEMM path: tests). */
     int qv = opts && opts->qv ? opts->qv : opts && opts->gemm_block > 0 ? 0 : ops_tune(ctx, TUNE_ATTN_QV);
     if (qv > 2) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: qv %d must be 1 or 2 (float8s of queries)", op, qv);
+    int rk = opts && opts->rk ? opts->rk : ops_tune(ctx, TUNE_ATTN_RK);
+    if (rk != 4 && rk != 8)
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: rk %d must be 4 or 8 (keys per group)", op, rk);
     if (mask->mode != ATTN_CAUSAL && qv > 0)
-        return prefill_query_lanes(ctx, q, k, v, n_heads, n_kv_heads, dh, mask, qv, out);
+        return prefill_query_lanes(ctx, q, k, v, n_heads, n_kv_heads, dh, mask, qv, rk, out);
 
     /* On CPUs through the GEMM (the table's attn.gemm_bq), unless the mask hides most of its work. */
     int taken;

@@ -333,11 +333,14 @@ static attamba_status training_tensors(group *g) {
     return s;
 }
 
-/* The queries along the lanes (attn.qv: 8 or 16 per work-item) or not (0: the GEMM path or the kernels),
- * the forward with the model's mask; only compressed and sliding masks take it. */
+/* The queries along the lanes (attn.qv: 8 or 16 per work-item, attn.rk: 4 or 8 keys per group) or not
+ * (qv 0: the GEMM path or the kernels), the forward with the model's mask; only compressed and sliding
+ * masks take it. */
 static attamba_status lanes_setup(group *g, int quick) {
     (void)quick;
-    for (int qv = 0; qv <= 2; qv++) g->cand[g->n_cand++][0] = qv;
+    static const int qv_rk[][2] = {{0, 8}, {1, 8}, {1, 4}, {2, 8}, {2, 4}}; /* rk does nothing at qv 0 */
+    for (size_t i = 0; i < CORE_LEN(qv_rk); i++, g->n_cand++)
+        g->cand[g->n_cand][0] = qv_rk[i][0], g->cand[g->n_cand][1] = qv_rk[i][1];
     return attn_tensors(g);
 }
 
@@ -655,7 +658,7 @@ static const group_def defs[] = {
     {"attention-slices", 1, {TUNE_ATTN_SLICES}, slices_setup, kernels_check, kernels_run},
     {"attention-backward", 4, {TUNE_BWD_BQ, TUNE_BWD_TK, TUNE_BWD_BK, TUNE_BWD_TQ}, bwd_setup, kernels_check,
      kernels_run},
-    {"attention-lanes", 1, {TUNE_ATTN_QV}, lanes_setup, attn_check, lanes_run},
+    {"attention-lanes", 2, {TUNE_ATTN_QV, TUNE_ATTN_RK}, lanes_setup, attn_check, lanes_run},
     {"attention-path", 2, {TUNE_ATTN_GEMM_BQ, TUNE_ATTN_GEMM_WASTE}, path_setup, attn_check, path_run},
     {"conv", 2, {TUNE_CONV_VC, TUNE_CONV_TT}, conv_setup, conv_check, conv_run},
     {"ssm-scan", 2, {TUNE_SSM_QUAD_MAX, TUNE_SSM_QUAD_HEADS}, scan_setup, scan_check, scan_run},

@@ -11,9 +11,9 @@
 
 /* A row of the table: the default (accelerators, unknown devices), the CPU value, the GPU value
  * (every GPU vendor unless a vendor column below differs), the accepted range and the meaning.
- * VW_AUTO / RM_AUTO / INPLACE_AUTO / QV_AUTO / FROM_VW: derived from the device's preferred float vector
+ * VW_AUTO / RM_AUTO / INPLACE_AUTO / QV_AUTO / RK_AUTO / FROM_VW: derived from the device's preferred float vector
  * width when the table is built (FROM_VW: gemm.vw itself). */
-enum { SAME = -1000000, VW_AUTO = -1, RM_AUTO = -2, INPLACE_AUTO = -3, FROM_VW = -4, QV_AUTO = -5 };
+enum { SAME = -1000000, VW_AUTO = -1, RM_AUTO = -2, INPLACE_AUTO = -3, FROM_VW = -4, QV_AUTO = -5, RK_AUTO = -6 };
 static const struct {
     const char *name;
     int def, cpu, gpu;
@@ -102,11 +102,17 @@ static const struct {
                       "dense causal prefill: queries per work-item, keys along the lanes (0 off)"},
     /* CPUs: the queries along the lanes, keys and values broadcast (cl/attention_lanes.cl): on the EPYC
      * kind against the GEMM path, P = L = 8, medians of interleaved rounds: 1.3x at T = 1024, 1.2x at
-     * 4096; 3x the kernels at T = 4096, P = L = 64 (docs/benchmarks.md). 16 queries (one float16: an
-     * AVX-512 register) where the device prefers 16 floats, else 8 (AVX2's 16 registers hold the 8 score
-     * vectors). GPUs: off, 2 x DH x 8 QV private floats per work-item would spill. */
+     * 4096; 3x the kernels at T = 4096, P = L = 64 (docs/benchmarks.md). 16 queries where the device
+     * prefers 8 or more floats (one AVX-512 register, two AVX2 ones), else 8. GPUs: off, 2 x DH x 8 QV
+     * private floats per work-item would spill. */
     [TUNE_ATTN_QV] = {"attn.qv", 0, QV_AUTO, 0, SAME, SAME, SAME, 0, 2,
                       "compressed and sliding prefill: float8s of queries per work-item along the lanes (0 off)"},
+    /* Keys per group of attn_lanes: its RK score vectors of 8 qv floats take 8 registers, so RK = the
+     * device's float width / qv within [4, 8]: 8 on AVX-512 (16 queries) and on AVX2 with 8, 4 on AVX2
+     * with 16 (the Zen 3 kind, P = L = 8, five interleaved rounds: 16 queries x 4 keys 1.29x / 1.45x /
+     * 1.23x 8 x 8 at T = 1024 / 2048 / 4096; 16 x 8 spills: 0.76x in the tuner). */
+    [TUNE_ATTN_RK] = {"attn.rk", 8, RK_AUTO, 8, SAME, SAME, SAME, 4, 8,
+                      "compressed and sliding prefill along the lanes: keys per group (4 or 8)"},
     /* CPUs: the register-tiled GEMM runs the scores and their products at ~3.5x the per-query
      * kernels' rate (docs/benchmarks.md). GPUs: off until measured there. */
     [TUNE_ATTN_GEMM_BQ] = {"attn.gemm_bq", 0, 128, 0, SAME, SAME, SAME, 0, 1024,
@@ -309,7 +315,11 @@ static ops_tuning *build(rt_ctx *ctx, int with_tuned) {
     for (int p = 0; p < TUNE_N; p++)
         if (t->value[p] == FROM_VW) put(t, (tune_param)p, t->value[TUNE_GEMM_VW], "from gemm.vw");
     if (t->value[TUNE_GEMM_RM] == RM_AUTO) put(t, TUNE_GEMM_RM, t->value[TUNE_GEMM_VW] >= 16 ? 8 : 6, "from gemm.vw");
-    if (t->value[TUNE_ATTN_QV] == QV_AUTO) put(t, TUNE_ATTN_QV, t->value[TUNE_GEMM_VW] >= 16 ? 2 : 1, "from gemm.vw");
+    if (t->value[TUNE_ATTN_QV] == QV_AUTO) put(t, TUNE_ATTN_QV, t->value[TUNE_GEMM_VW] >= 8 ? 2 : 1, "from gemm.vw");
+    if (t->value[TUNE_ATTN_RK] == RK_AUTO) {
+        int qv = t->value[TUNE_ATTN_QV] > 0 ? t->value[TUNE_ATTN_QV] : 1, rk = t->value[TUNE_GEMM_VW] / qv;
+        put(t, TUNE_ATTN_RK, rk >= 8 ? 8 : 4, "from gemm.vw, attn.qv");
+    }
     if (t->value[TUNE_GEMM_INPLACE_B_KIB] == INPLACE_AUTO)
         put(t, TUNE_GEMM_INPLACE_B_KIB, t->value[TUNE_GEMM_VW] >= 16 ? 1024 : 0, "from gemm.vw");
     if (with_tuned) load_tuned(ctx, t);
@@ -381,7 +391,8 @@ int ops_tune(rt_ctx *ctx, tune_param p) {
     /* out of host memory for a few hundred bytes: the class value still holds */
     const char *row;
     int v = class_value(p, ops_tune_class(&ctx->dev.info), &row);
-    return v == VW_AUTO || v == FROM_VW ? 4 : v == RM_AUTO ? 6 : v == INPLACE_AUTO ? 0 : v == QV_AUTO ? 1 : v;
+    if (v == VW_AUTO || v == FROM_VW) return 4;
+    return v == RM_AUTO ? 6 : v == INPLACE_AUTO ? 0 : v == QV_AUTO ? 1 : v == RK_AUTO ? 8 : v;
 }
 
 attamba_status ops_tune_set(rt_ctx *ctx, tune_param p, int value, const char *source) {
