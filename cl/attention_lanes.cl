@@ -1,6 +1,6 @@
 /* attention_lanes.cl: compressed and sliding-window prefill with the queries along the vector lanes
- * (CPUs). Options: -DDH=<head dim> -DQV=<1 or 2: 8 or 16 queries per work-item> -DRK=<4 or 8: keys per
- * group (the table's attn.rk: RK score vectors of NQ floats take 8 of the device's registers)>.
+ * (CPUs). Options: -DDH=<head dim> -DQV=<1 or 2: 8 or 16 queries per work-item> -DRK=<keys per group:
+ * the table's attn.rk, 4 to 8, so that the RK score vectors of NQ floats take 8 of the device's registers>.
  *
  * A work-item takes NQ = 8 * QV consecutive queries t0 .. t0 + NQ - 1 of one head and walks the keys
  * any of them sees: the boundaries below the last query's window (ascending; query t sees bnd < t - win)

@@ -181,8 +181,8 @@ attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const te
     int qv = opts && opts->qv ? opts->qv : opts && opts->gemm_block > 0 ? 0 : ops_tune(ctx, TUNE_ATTN_QV);
     if (qv > 2) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: qv %d must be 1 or 2 (float8s of queries)", op, qv);
     int rk = opts && opts->rk ? opts->rk : ops_tune(ctx, TUNE_ATTN_RK);
-    if (rk != 4 && rk != 8)
-        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: rk %d must be 4 or 8 (keys per group)", op, rk);
+    if (rk < 1 || rk > 16)
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: rk %d must be 1 to 16 (keys per group)", op, rk);
     if (mask->mode != ATTN_CAUSAL && qv > 0)
         return prefill_query_lanes(ctx, q, k, v, n_heads, n_kv_heads, dh, mask, qv, rk, out);
 

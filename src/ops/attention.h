@@ -47,7 +47,7 @@ typedef struct attn_prefill_opts {
                  * block_q and tile_k apply; use_local and vec_width do not. */
     int qv;     /* compressed and sliding: float8s of queries per work-item of attn_lanes; 0 the table's
                  * attn.qv (unless gemm_block > 0), -1 off */
-    int rk;     /* attn_lanes: keys per group (4 or 8); 0 the table's attn.rk */
+    int rk;     /* attn_lanes: keys per group (1 to 16); 0 the table's attn.rk */
 } attn_prefill_opts;
 attamba_status ops_attention_prefill_with(rt_ctx *ctx, const tensor *q, const tensor *k, const tensor *v,
                                           int n_heads, int n_kv_heads, const attn_mask *mask,

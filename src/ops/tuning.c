@@ -11,8 +11,8 @@
 
 /* A row of the table: the default (accelerators, unknown devices), the CPU value, the GPU value
  * (every GPU vendor unless a vendor column below differs), the accepted range and the meaning.
- * VW_AUTO / RM_AUTO / INPLACE_AUTO / QV_AUTO / RK_AUTO / FROM_VW: derived from the device's preferred float vector
- * width when the table is built (FROM_VW: gemm.vw itself). */
+ * VW_AUTO / RM_AUTO / INPLACE_AUTO / QV_AUTO / RK_AUTO / FROM_VW: derived from the device's preferred
+ * float vector width when the table is built (FROM_VW: gemm.vw itself). */
 enum { SAME = -1000000, VW_AUTO = -1, RM_AUTO = -2, INPLACE_AUTO = -3, FROM_VW = -4, QV_AUTO = -5, RK_AUTO = -6 };
 static const struct {
     const char *name;
@@ -112,7 +112,7 @@ static const struct {
      * with 16 (the Zen 3 kind, P = L = 8, five interleaved rounds: 16 queries x 4 keys 1.29x / 1.45x /
      * 1.23x 8 x 8 at T = 1024 / 2048 / 4096; 16 x 8 spills: 0.76x in the tuner). */
     [TUNE_ATTN_RK] = {"attn.rk", 8, RK_AUTO, 8, SAME, SAME, SAME, 4, 8,
-                      "compressed and sliding prefill along the lanes: keys per group (4 or 8)"},
+                      "compressed and sliding prefill along the lanes: keys per group (4 to 8)"},
     /* CPUs: the register-tiled GEMM runs the scores and their products at ~3.5x the per-query
      * kernels' rate (docs/benchmarks.md). GPUs: off until measured there. */
     [TUNE_ATTN_GEMM_BQ] = {"attn.gemm_bq", 0, 128, 0, SAME, SAME, SAME, 0, 1024,
@@ -185,10 +185,11 @@ static const struct {
     [TUNE_SSM_DECODE_WG] = {"ssm.decode_wg", 256, 8, 256, SAME, SAME, SAME, 1, 1024,
                             "SSM decode step: the largest work-group"},
     /* A conv1d work-item takes conv.vc channels (one vector) down conv.tt tokens (each x row from memory
-     * once, the other taps' reads from L1). CPUs: the device's float width x 32. On the EPYC kind (bench ssm --T 4096 --P 64,
-     * three interleaved rounds, medians) 8 x 32 took the forward 4.74 -> 2.77 ms and the backward 8.74 ->
-     * 6.25 ms against 4 x 8 (tt 64 or 128: the same within noise); 16 x 32 (AVX-512) a further ~3x on the
-     * forward, docs/benchmarks.md. GPUs keep 4 x 8 (more work-items; not measured there). */
+     * once, the other taps' reads from L1). CPUs: the device's float width x 32. On the EPYC kind (bench
+     * ssm --T 4096 --P 64, three interleaved rounds, medians) 8 x 32 took the forward 4.74 -> 2.77 ms and
+     * the backward 8.74 -> 6.25 ms against 4 x 8 (tt 64 or 128: the same within noise); 16 x 32 (AVX-512)
+     * a further ~3x on the forward, docs/benchmarks.md. GPUs keep 4 x 8 (more work-items; not measured
+     * there). */
     [TUNE_CONV_TT] = {"conv.tt", 8, 32, 8, SAME, SAME, SAME, 1, 256,
                       "conv1d prefill and backward: tokens per work-item"},
     [TUNE_CONV_VC] = {"conv.vc", 4, FROM_VW, 4, SAME, SAME, SAME, 4, 16,

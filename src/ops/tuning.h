@@ -49,7 +49,7 @@ typedef enum tune_param {
     TUNE_ATTN_SLICES,    /* attention prefill, decode, backward: head dims split over work-items (0: a row each) */
     TUNE_ATTN_RQ,        /* dense causal prefill: queries per work-item with the keys along the lanes (0: off) */
     TUNE_ATTN_QV,        /* compressed and sliding prefill: float8s of queries per work-item along the lanes (0: off) */
-    TUNE_ATTN_RK,        /* the same kernel: keys per group (4 or 8) */
+    TUNE_ATTN_RK,        /* the same kernel: keys per group (4 to 8) */
     TUNE_ATTN_GEMM_BQ,   /* prefill and backward attention through the GEMM: queries per block (0: off) */
     TUNE_ATTN_GEMM_WASTE, /*   ... only while its scores are at most this many % of the pairs the mask allows */
     TUNE_ATTN_GEMM_ROW_WINDOW, /*   compressed windows up to this: each query's window keys in the row pass */
