@@ -252,8 +252,13 @@ __kernel void ssm_scan_quad(__global float *y, int yo, SSM_IN_ARGS, __global con
     __global const float2 *dh = dd + b * T * nh + h0;
     __global float *yt = y + yo + bt * nh * SSM_P + h0 * SSM_P;
     const int n = t - seg[so + t] + 1; /* tokens t, t - 1, .., the segment start */
+#if SSM_QH > 1
     float cbs[SSM_QC];
     for (int i = 0; i < min(n, SSM_QC); i++) cbs[i] = ssm_dot(C8, Ct, bg + (t - i) * b_rs);
+#define SSM_CB(i, s) ((i) < SSM_QC ? cbs[i] : ssm_dot(C8, Ct, bg + (s) * b_rs))
+#else /* one head: each product used once (an array would be GPU stack) */
+#define SSM_CB(i, s) ssm_dot(C8, Ct, bg + (s) * b_rs)
+#endif
     for (int q = 0; q < SSM_QH; q++) {
         SSM_XT acc[SSM_P / SSM_VP];
         _Pragma("unroll") for (int j = 0; j < SSM_P / SSM_VP; j++) acc[j] = (SSM_XT)(0.0f);
@@ -261,7 +266,7 @@ __kernel void ssm_scan_quad(__global float *y, int yo, SSM_IN_ARGS, __global con
         for (int i = 0; i < n; i++) {
             const int s = t - i;
             const float2 d = dh[s * nh + q];
-            const float cb = i < SSM_QC ? cbs[i] : ssm_dot(C8, Ct, bg + s * b_rs);
+            const float cb = SSM_CB(i, s);
             const SSM_XT coef = (SSM_XT)(w * d.x * cb);
             _Pragma("unroll") for (int j = 0; j < SSM_P / SSM_VP; j++)
                 acc[j] = fma(coef, SSM_XLOAD(xh + s * x_rs + q * SSM_P + j * SSM_VP), acc[j]);

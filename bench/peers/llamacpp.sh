@@ -31,8 +31,8 @@ while [ $# -gt 0 ]; do
     case $1 in
     --rounds) ROUNDS=$2; shift 2 ;;
     --threads) THREADS=$2; shift 2 ;;
-    --dir) DIR=$2; shift 2 ;;
-    --out) OUT=$2; shift 2 ;;
+    --dir) DIR=$(realpath -m "$2"); shift 2 ;; # absolute: the script works from DIR
+    --out) OUT=$(realpath -m "$2"); shift 2 ;;
     -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "llamacpp.sh: unknown option $1" >&2; exit 2 ;;
     esac
