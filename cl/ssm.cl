@@ -276,6 +276,7 @@ __kernel void ssm_scan_quad(__global float *y, int yo, SSM_IN_ARGS, __global con
             SSM_YSTORE(acc[j] + D[Do + h0 + q] * SSM_XLOAD(xh + t * x_rs + q * SSM_P + j * SSM_VP),
                        yt + q * SSM_P + j * SSM_VP);
     }
+#undef SSM_CB
 }
 #endif
 
