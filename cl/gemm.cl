@@ -66,6 +66,14 @@ static inline float q8_at(__global const uchar *B, int row_blk, int k) {
 #define B_AT(k, n) B_LOAD((k) * ldb + (n))
 #endif
 
+/* The dot helpers' A: global memory, or the __local rows gemv_group normalises first (-DNORM=1, a
+ * program of gemv_group alone). */
+#if NORM
+#define A_SPACE __local
+#else
+#define A_SPACE __global
+#endif
+
 /* What the dot kernels share. DOT_PIECES(ACCS) walks row w of B a piece at a time from k, ACCS
  * adding the piece to rows of A: q8, a block of 32 as w0..w3 and its scale d; f32 / f16, 16 weights as
  * w0, w1. DOT_ACC(a, s0, s1) is one row's share (two accumulators); DOT_W(k) one weight of the tail
@@ -111,7 +119,7 @@ static inline float dot_hsum(float8 s0, float8 s1) {
  * accumulators (AVX2 has no 16-wide ABI), except for 8-bit weights on 16-wide devices (-DDOT_VW=16:
  * the table's gemm.vw), where the conversions, not memory, bound the loop and a float16 converts half
  * a block at once (8-bit decode of paper-60m 1.3-1.5x on AVX-512; f16 weights so measured no faster). */
-static inline float dot_row(const __global float *a, const __global BT *w, int K) {
+static inline float dot_row(const A_SPACE float *a, const __global BT *w, int K) {
 #if DOT_VW == 16 && WT == 2
     float16 s = (float16)(0.0f);
     for (int k = 0; k < K; k += Q8_BLOCK, w += Q8_BYTES) {
@@ -135,7 +143,7 @@ static inline float dot_row(const __global float *a, const __global BT *w, int K
 
 /* Two rows of A (a0, a1) against one row of B, as dot_row: each piece of B loaded once for both,
  * four independent accumulators (one pair of chains per row hides the FMA latency). */
-static inline float2 dot_pair(const __global float *a0, const __global float *a1, const __global BT *w, int K) {
+static inline float2 dot_pair(const A_SPACE float *a0, const A_SPACE float *a1, const __global BT *w, int K) {
     float8 s0 = (float8)(0.0f), s1 = s0, t0 = s0, t1 = s0;
     int k = 0;
     DOT_PIECES(DOT_ACC(a0, s0, s1) DOT_ACC(a1, t0, t1))
@@ -147,8 +155,8 @@ static inline float2 dot_pair(const __global float *a0, const __global float *a1
 }
 
 /* Four rows of A against one row of B, as dot_pair: each piece of B loaded once for the four. */
-static inline float4 dot_quad(const __global float *a0, const __global float *a1, const __global float *a2,
-                       const __global float *a3, const __global BT *w, int K) {
+static inline float4 dot_quad(const A_SPACE float *a0, const A_SPACE float *a1, const A_SPACE float *a2,
+                              const A_SPACE float *a3, const __global BT *w, int K) {
     float8 s0 = (float8)(0.0f), s1 = s0, t0 = s0, t1 = s0, u0 = s0, u1 = s0, v0 = s0, v1 = s0;
     int k = 0;
     DOT_PIECES(DOT_ACC(a0, s0, s1) DOT_ACC(a1, t0, t1) DOT_ACC(a2, u0, u1) DOT_ACC(a3, v0, v1))
@@ -164,7 +172,7 @@ static inline float4 dot_quad(const __global float *a0, const __global float *a1
  * (dot_pair), so the row of B comes from memory for the first pair and from the cache for the rest
  * (a decode step of RM sequences reads the weights once). Each result is stored as it comes: no
  * private array (a GPU would keep one in local memory). */
-static inline void dot_rows(const __global float *a, int lda, int nrows, const __global BT *w, int K, __global float *y,
+static inline void dot_rows(const A_SPACE float *a, int lda, int nrows, const __global BT *w, int K, __global float *y,
                      int ldy, float alpha, float beta) {
     if (RM == 1 || nrows == 1) {
         *y = alpha * dot_row(a, w, K) + (beta != 0.0f ? beta * *y : 0.0f);
@@ -220,6 +228,7 @@ __kernel void gemm_f32(int M, int N, int K, float alpha,
     }
 }
 
+#if !NORM
 /* One column of RM rows of C per work-item (x = column n, y = block of RM rows, z = batch): dot products
  * of rows of A and a row of B^T, both contiguous along k when !TRANS_A && TRANS_B, so they run on
  * float8 loads (decode: x W^T with one or a few rows, dot_rows); other layouts take the scalar loop. */
@@ -243,11 +252,15 @@ __kernel void gemm_dot(int M, int N, int K, float alpha,
     }
 #endif
 }
+#endif
 
 /* Decode projections sharing their input: y_i = x W_i^T (+ y_i when acc_i) for up to 6 (OPS_GEMV_MAX)
  * matrices W_i [N_i, K] (rows ldw_i apart) in one launch, x [M, K] (rows ldx apart), y_i [M, N_i] (rows
  * ldy_i apart). Work-item x = an output column of the concatenation [N_0 | N_1 | ...], y = row m;
- * each is a float8 dot product, as gemm_dot. Members past n_members have N_i = 0. */
+ * each is a float8 dot product, as gemm_dot. Members past n_members have N_i = 0.
+ * -DNORM=1: x is first RMS-normalised with the gain G (as rmsnorm_f32, the sum in another order): every
+ * work-group does its RM rows into __local xn (RM x K floats) and reads them from there; the first group
+ * of a row block also writes them to XN when keep (for a residual that needs them). One launch, not two. */
 #define GEMV_MEMBER(i) __global const BT *W##i, int wo##i, int ldw##i, int n##i, __global float *Y##i, int yo##i, \
                        int ldy##i, int acc##i
 #define GEMV_PICK(i)                                                                                   \
@@ -263,14 +276,49 @@ __kernel void gemm_dot(int M, int N, int K, float alpha,
         }                                                                                             \
     }
 __kernel void gemv_group(int M, int K, __global const float *X, int xo, int ldx, GEMV_MEMBER(0), GEMV_MEMBER(1),
-                         GEMV_MEMBER(2), GEMV_MEMBER(3), GEMV_MEMBER(4), GEMV_MEMBER(5)) {
+                         GEMV_MEMBER(2), GEMV_MEMBER(3), GEMV_MEMBER(4), GEMV_MEMBER(5)
+#if NORM
+                         , __global const float *G, int go, float eps, __global float *XN, int xno, int keep,
+                         __local float *xn
+#endif
+) {
     int n = get_global_id(0), m = get_global_id(1) * RM, member = -1, acc = 0, ldy = 0;
+#if NORM /* the group's rows (m is the same for all its items: local y is 1) by its first item, float8 at
+          * a time (a barrier tree per group cost more than the launch saved on PoCL) */
+    if (get_local_id(0) == 0) {
+        for (int r = 0; r < RM && m + r < M; r++) {
+            __global const float *xr = X + xo + (m + r) * ldx;
+            __local float *o = xn + r * K;
+            float8 s8 = (float8)(0.0f);
+            int k = 0;
+            for (; k + 8 <= K; k += 8) {
+                float8 v = vload8(0, xr + k);
+                s8 = fma(v, v, s8);
+            }
+            float ss = dot_hsum(s8, (float8)(0.0f));
+            for (int j = k; j < K; j++) ss = fma(xr[j], xr[j], ss);
+            float inv = 1.0f / sqrt(ss / (float)K + eps);
+            for (k = 0; k + 8 <= K; k += 8) vstore8(vload8(0, xr + k) * inv * vload8(0, G + go + k), 0, o + k);
+            for (; k < K; k++) o[k] = xr[k] * inv * G[go + k];
+            if (keep && get_group_id(0) == 0) {
+                __global float *out = XN + xno + (m + r) * K;
+                for (k = 0; k < K; k++) out[k] = o[k];
+            }
+        }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    const __local float *A = xn;
+    int lda = K;
+#else
     if (m >= M) return;
+    __global const float *A = X + xo + m * ldx;
+    int lda = ldx;
+#endif
     __global const BT *W = W0;
     __global float *Y = Y0;
     GEMV_PICK(0) GEMV_PICK(1) GEMV_PICK(2) GEMV_PICK(3) GEMV_PICK(4) GEMV_PICK(5)
     if (member < 0) return; /* past the last column */
-    dot_rows(X + xo + m * ldx, ldx, M - m, W, K, Y, ldy, 1.0f, acc ? 1.0f : 0.0f);
+    dot_rows(A, lda, M - m, W, K, Y, ldy, 1.0f, acc ? 1.0f : 0.0f);
 }
 
 #ifdef VW

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "ops/tuning.h"
+#include "ref/ref_layer.h"
 #include "testutil.h"
 
 static const int shapes[][3] = {{1, 1, 1},    {3, 7, 33},     {33, 129, 7},  {129, 3, 1000}, {1000, 33, 129},
@@ -256,46 +257,68 @@ START_TEST(strided_output_view_is_written_only_inside) {
 END_TEST
 
 /* Projections sharing an input in one call: row blocks of one matrix (like in_proj's z | xBC+dt) and
- * another matrix, awkward widths (1, 7, 33; K = 37 is no multiple of 16), one accumulating; with 3
- * rows (one grouped launch) and 9 (one GEMM each). */
-START_TEST(grouped_projections_match_reference) {
+ * another matrix, awkward widths (1, 7, 33; K = 37 is no multiple of 16 or 8), one accumulating; with
+ * 1, 2 and 3 rows (one grouped launch) and 9 (one GEMM each); plain, and with the RMS norm of the input
+ * first (in the same launch below 8 rows; its output written when kept, or when it ran on its own). */
+static void check_group(int M, int norm_mode /* 0: none, 1: norm, 2: norm kept */) {
     rt_ctx *ctx = tu_ctx();
-    const int K = 37, Ns[3] = {1, 7, 33}, rows[2] = {3, 9};
-    for (int r = 0; r < 2; r++) {
-        int M = rows[r];
-        float *x = tu_random(M * K, 60 + (uint64_t)r, -1, 1), *w01 = tu_random(8 * K, 61, -1, 1);
-        float *w2 = tu_random(33 * K, 62, -1, 1);
-        tensor tx = tu_tensor(3, ((int64_t[]){M, 1, K}), x), tw01 = tu_tensor(2, ((int64_t[]){8, K}), w01);
-        tensor tw2 = tu_tensor(2, ((int64_t[]){33, K}), w2), tw[3] = {{0}, {0}, tw2}, ty[3];
-        tu_ok(tensor_slice(&tw01, 0, 0, 1, &tw[0]));
-        tu_ok(tensor_slice(&tw01, 0, 1, 7, &tw[1]));
-        float *init[3], *want[3];
-        const float *wsrc[3] = {w01, w01 + K, w2};
-        for (int i = 0; i < 3; i++) {
-            init[i] = tu_random(M * Ns[i], 70 + (uint64_t)i, -1, 1);
-            want[i] = malloc((size_t)M * Ns[i] * sizeof *want[i]);
-            memcpy(want[i], init[i], (size_t)M * Ns[i] * sizeof *want[i]);
-            ty[i] = tu_tensor(3, ((int64_t[]){M, 1, Ns[i]}), init[i]);
-        }
-        const tensor *W[3] = {&tw[0], &tw[1], &tw[2]};
-        tensor *Y[3] = {&ty[0], &ty[1], &ty[2]};
-        int acc[3] = {0, 1, 0};
-        attamba_counters c0, c1;
-        attamba_context_counters(ctx, &c0);
-        tu_ok(ops_gemm_group(ctx, &tx, 3, W, Y, acc));
-        attamba_context_counters(ctx, &c1);
-        if (M < 8) ck_assert_uint_eq(c1.launches - c0.launches, 1);
-        for (int i = 0; i < 3; i++) {
-            ref_gemm(0, 1, M, Ns[i], K, 1.0f, x, K, wsrc[i], K, acc[i] ? 1.0f : 0.0f, want[i], Ns[i]);
-            float *got = tu_download(&ty[i]);
-            tu_assert_close(got, want[i], M * Ns[i], 1e-4, 2e-6 * K + 1e-6, "grouped projection");
-            free(got), free(init[i]), free(want[i]);
-            tensor_free(&ty[i]);
-        }
-        tensor *all[] = {&tx, &tw01, &tw2, &tw[0], &tw[1]};
-        for (size_t i = 0; i < CORE_LEN(all); i++) tensor_free(all[i]);
-        free(x), free(w01), free(w2);
+    const int K = 37, Ns[3] = {1, 7, 33};
+    float *x = tu_random(M * K, 60 + (uint64_t)M, -1, 1), *w01 = tu_random(8 * K, 61, -1, 1);
+    float *w2 = tu_random(33 * K, 62, -1, 1), *gain = tu_random(K, 63, 0.5, 1.5), *xn = malloc(M * K * sizeof *xn);
+    tensor tx = tu_tensor(3, ((int64_t[]){M, 1, K}), x), tw01 = tu_tensor(2, ((int64_t[]){8, K}), w01);
+    tensor tw2 = tu_tensor(2, ((int64_t[]){33, K}), w2), tw[3] = {{0}, {0}, tw2}, ty[3];
+    tensor tg = tu_tensor(1, ((int64_t[]){K}), gain), tout = tu_zeros(3, ((int64_t[]){M, 1, K}));
+    tu_ok(tensor_slice(&tw01, 0, 0, 1, &tw[0]));
+    tu_ok(tensor_slice(&tw01, 0, 1, 7, &tw[1]));
+    if (norm_mode) ref_rmsnorm(M, K, x, gain, 1e-5f, xn);
+    else memcpy(xn, x, M * K * sizeof *xn);
+    float *init[3], *want[3];
+    const float *wsrc[3] = {w01, w01 + K, w2};
+    for (int i = 0; i < 3; i++) {
+        init[i] = tu_random(M * Ns[i], 70 + (uint64_t)i, -1, 1);
+        want[i] = malloc((size_t)M * Ns[i] * sizeof *want[i]);
+        memcpy(want[i], init[i], (size_t)M * Ns[i] * sizeof *want[i]);
+        ty[i] = tu_tensor(3, ((int64_t[]){M, 1, Ns[i]}), init[i]);
     }
+    const tensor *W[3] = {&tw[0], &tw[1], &tw[2]};
+    tensor *Y[3] = {&ty[0], &ty[1], &ty[2]};
+    int acc[3] = {0, 1, 0};
+    ops_gemv_norm norm = {&tg, 1e-5f, &tout, norm_mode == 2};
+    attamba_counters c0, c1;
+    attamba_context_counters(ctx, &c0);
+    tu_ok(ops_gemm_group(ctx, &tx, norm_mode ? &norm : NULL, 3, W, Y, acc));
+    attamba_context_counters(ctx, &c1);
+    int grouped = M < ops_dot_max_rows(ctx);
+    if (grouped) ck_assert_uint_eq(c1.launches - c0.launches, 1);
+    for (int i = 0; i < 3; i++) {
+        ref_gemm(0, 1, M, Ns[i], K, 1.0f, xn, K, wsrc[i], K, acc[i] ? 1.0f : 0.0f, want[i], Ns[i]);
+        float *got = tu_download(&ty[i]);
+        tu_assert_close(got, want[i], M * Ns[i], 1e-4, 2e-6 * K + 1e-6, "grouped projection");
+        free(got), free(init[i]), free(want[i]);
+        tensor_free(&ty[i]);
+    }
+    if (norm_mode == 2 || (norm_mode && !grouped)) {
+        float *got = tu_download(&tout);
+        tu_assert_close(got, xn, M * K, 1e-5, 1e-6, "the normalised input");
+        free(got);
+    }
+    if (norm_mode) { /* bad input: a gain of the wrong width, an out overlapping x */
+        tensor g2 = tu_zeros(1, ((int64_t[]){K + 1}));
+        ops_gemv_norm bad = {&g2, 1e-5f, &tout, 0};
+        ck_assert_int_eq(ops_gemm_group(ctx, &tx, &bad, 3, W, Y, acc), ATTAMBA_ERR_SHAPE);
+        bad = (ops_gemv_norm){&tg, 1e-5f, &tx, 0};
+        ck_assert_int_eq(ops_gemm_group(ctx, &tx, &bad, 3, W, Y, acc), ATTAMBA_ERR_INVALID_ARG);
+        tensor_free(&g2);
+    }
+    tensor *all[] = {&tx, &tw01, &tw2, &tw[0], &tw[1], &tg, &tout};
+    for (size_t i = 0; i < CORE_LEN(all); i++) tensor_free(all[i]);
+    free(x), free(w01), free(w2), free(gain), free(xn);
+}
+
+START_TEST(grouped_projections_match_reference) {
+    const int rows[] = {1, 2, 3, 9};
+    for (int r = 0; r < 4; r++)
+        for (int norm = 0; norm < 3; norm++) check_group(rows[r], norm);
 }
 END_TEST
 

@@ -170,7 +170,7 @@ START_TEST(grouped_projections_read_low_precision_members) {
         tensor *Y[3] = {&ty[0], &ty[1], &ty[2]};
         attamba_counters c0, c1;
         attamba_context_counters(ctx, &c0);
-        tu_ok(ops_gemm_group(ctx, &tx, 3, W, Y, NULL));
+        tu_ok(ops_gemm_group(ctx, &tx, NULL, 3, W, Y, NULL));
         attamba_context_counters(ctx, &c1);
         if (!mixed) ck_assert_uint_eq(c1.launches - c0.launches, 1);
         const float *wsrc[3] = {w01, w01 + 5 * K, w2};

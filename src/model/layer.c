@@ -227,11 +227,17 @@ static attamba_status conv_tail(const tensor *src, const tensor *dst, int64_t se
     return ATTAMBA_OK;
 }
 
-/* y_i = x W_i^T for projections sharing their input x: in decode (a few rows) one launch for all
- * (ops_gemm_group); otherwise consecutive twins (K's and V's, W1 and W3) as one batched GEMM each. */
-static attamba_status linear_shared(model *m, const tensor *x, int n, const tensor *const *W, tensor *const *y) {
-    if (tensor_numel(x) / x->shape[x->ndim - 1] < ops_dot_max_rows(m->ctx) && n <= OPS_GEMV_MAX)
-        return ops_gemm_group(m->ctx, x, n, W, y, NULL);
+/* y_i = rmsnorm(h) W_i^T for projections sharing their input (the norm into x): in decode (a few rows)
+ * one launch for all, the norm included (ops_gemm_group; x written only when keep_x: what training's
+ * backward or a residual reads); otherwise the norm, then consecutive twins (K's and V's, W1 and W3) as
+ * one batched GEMM each. */
+static attamba_status linear_shared(model *m, const tensor *h, const tensor *gain, tensor *x, int keep_x, int n,
+                                    const tensor *const *W, tensor *const *y) {
+    if (tensor_numel(h) / h->shape[h->ndim - 1] < ops_dot_max_rows(m->ctx) && n <= OPS_GEMV_MAX) {
+        ops_gemv_norm norm = {gain, m->cfg.norm_eps, x, keep_x};
+        return ops_gemm_group(m->ctx, h, &norm, n, W, y, NULL);
+    }
+    RT_TRY(ops_rmsnorm(m->ctx, h, gain, m->cfg.norm_eps, x));
     for (int i = 0; i < n; i++) {
         int twins = i + 1 < n && W[i]->shape[0] == W[i + 1]->shape[0];
         if (twins) RT_TRY(linear_pair(m, x, x, W[i], W[i + 1], 0, y[i], y[i + 1]));
@@ -357,26 +363,24 @@ attamba_status model_layer_forward(model *m, int l, layer_acts *a, const layer_m
     } else if (c->kind == MODEL_ATTAMBA) {
         TRY(plan_layer(md->plan, c->n_layers, l, &a->bpos, &a->seg));
     }
-    TRY(ops_rmsnorm(m->ctx, a->h_in, L->attn_norm, c->norm_eps, &a->x));
     if (c->kind == MODEL_ATTAMBA) { /* q and the SSMs' in_proj: z and [xs, B, C | dt] of K, then of V */
         const ssm_weights *w = L->ssm;
         ssm_acts *s = a->ssm;
         const tensor *W[5] = {L->wq, &w[0].in_z, &w[1].in_z, &w[0].in_xbcdt, &w[1].in_xbcdt};
         tensor *y[5] = {&a->q, &s[0].z, &s[1].z, &s[0].xbcdt, &s[1].xbcdt};
-        TRY(linear_shared(m, &a->x, 5, W, y));
+        TRY(linear_shared(m, a->h_in, L->attn_norm, &a->x, 1, 5, W, y)); /* x: the SSMs' residual */
         TRY(ssm_forward(m, l, a, &seg_first, md));
     } else {
         const tensor *W[3] = {L->wq, L->wk, L->wv};
         tensor *y[3] = {&a->q, &a->k, &a->v};
-        TRY(linear_shared(m, &a->x, 3, W, y));
+        TRY(linear_shared(m, a->h_in, L->attn_norm, &a->x, !md->decode, 3, W, y));
     }
     TRY(ops_rope2(m->ctx, &a->q, c->n_heads, &a->k, c->n_kv_heads, md->pos, c->rope_theta));
     TRY(attend(m, l, a, &store, md));
     TRY(residual(m, a->h_mid, a->h_in, &a->o, L->wo));
-    TRY(ops_rmsnorm(m->ctx, a->h_mid, L->ffn_norm, c->norm_eps, &a->y));
     const tensor *W13[2] = {L->w1, L->w3};
     tensor *f13[2] = {&a->f1, &a->f3};
-    TRY(linear_shared(m, &a->y, 2, W13, f13));
+    TRY(linear_shared(m, a->h_mid, L->ffn_norm, &a->y, !md->decode, 2, W13, f13));
     TRY(ops_swiglu(m->ctx, &a->f1, &a->f3, &a->hid));
     TRY(residual(m, a->h_out, a->h_mid, &a->hid, L->w2));
 #undef TRY

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "layer.h"
 #include "ops.h"
 #include "tuning.h"
 #ifdef ATTAMBA_HAVE_CLBLAST
@@ -438,15 +439,28 @@ attamba_status ops_gemm_panels_apply(rt_ctx *ctx, float alpha, const tensor *a, 
 
 void ops_gemm_panels_free(ops_gemm_panels *p) { tensor_free(&p->buf); }
 
-attamba_status ops_gemm_group(rt_ctx *ctx, const tensor *x, int n, const tensor *const *W, tensor *const *y,
-                              const int *accumulate) {
+attamba_status ops_gemm_group(rt_ctx *ctx, const tensor *x, const ops_gemv_norm *norm, int n, const tensor *const *W,
+                              tensor *const *y, const int *accumulate) {
     static const char op[] = "ops_gemm_group";
     if (n < 1 || !x || !x->buf || x->ndim < 1 || !tensor_is_contiguous(x))
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: need n >= 1 and a contiguous x", op);
     int64_t K = x->shape[x->ndim - 1], M = tensor_numel(x) / K;
     int mixed = 0; /* the members' storage types differ: one kernel reads one type */
     for (int i = 1; i < n; i++) mixed |= W[i] && W[0] && W[i]->dtype != W[0]->dtype;
-    if (n > OPS_GEMV_MAX || M >= ops_dot_max_rows(ctx) || mixed) { /* one GEMM each */
+    int rows = dot_rows_per_item(ctx, (int)M), grouped = n <= OPS_GEMV_MAX && M < ops_dot_max_rows(ctx) && !mixed;
+    if (norm) {
+        RT_TRY(ops_expect(ctx, op, "gain", norm->gain, TENSOR_F32, 1, &K));
+        RT_TRY(ops_expect_same(ctx, op, "out", norm->out, x));
+        RT_TRY(ops_expect_nonneg(ctx, op, "eps", norm->eps));
+        if (ops_overlap(norm->out, x)) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: out overlaps x", op);
+        /* the group's normalised rows in half the local memory */
+        if (!grouped || (uint64_t)rows * K * sizeof(cl_float) > ctx->dev.info.local_mem_bytes / 2) {
+            RT_TRY(ops_rmsnorm(ctx, x, norm->gain, norm->eps, norm->out));
+            x = norm->out;
+            norm = NULL;
+        }
+    }
+    if (!grouped) { /* one GEMM each */
         tensor x2 = {0};
         RT_TRY(tensor_rows(x, &x2));
         attamba_status s = ATTAMBA_OK;
@@ -459,7 +473,7 @@ attamba_status ops_gemm_group(rt_ctx *ctx, const tensor *x, int n, const tensor 
         tensor_free(&x2);
         return s;
     }
-    rt_arg args[5 + 8 * OPS_GEMV_MAX];
+    rt_arg args[5 + 8 * OPS_GEMV_MAX + 8];
     cl_int ints[OPS_GEMV_MAX][6];
     int k = 0;
     int64_t total = 0;
@@ -481,7 +495,8 @@ attamba_status ops_gemm_group(rt_ctx *ctx, const tensor *x, int n, const tensor 
                 yi->shape[yi->ndim - 1] != N || tensor_numel(yi) != M * N)
                 return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: y[%d] must be contiguous f32 [..., %lld] with x's rows", op, i,
                                (long long)N);
-            if (ops_overlap(yi, x)) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: y[%d] overlaps x", op, i);
+            if (ops_overlap(yi, x) || (norm && norm->keep && ops_overlap(yi, norm->out)))
+                return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: y[%d] overlaps x", op, i);
             total += N;
         }
         cl_int *v = ints[i];
@@ -493,11 +508,22 @@ attamba_status ops_gemm_group(rt_ctx *ctx, const tensor *x, int n, const tensor 
         args[k++] = RT_I32_AT(&v[4]), args[k++] = RT_I32_AT(&v[5]);
     }
     cl_kernel kern;
-    char opts[96];
-    int rows = dot_rows_per_item(ctx, (int)M), wt = weight_wt(W[0]->dtype);
-    snprintf(opts, sizeof opts, "-DTRANS_A=0 -DTRANS_B=1 -DRM=%d%s%s", rows, wt_option(wt), dot_vw_option(ctx, wt));
+    char opts[112];
+    int wt = weight_wt(W[0]->dtype);
+    snprintf(opts, sizeof opts, "-DTRANS_A=0 -DTRANS_B=1 -DRM=%d%s%s%s", rows, wt_option(wt), dot_vw_option(ctx, wt),
+             norm ? " -DNORM=1" : "");
     RT_TRY(rt_kernel(ctx, "gemm", opts, "gemv_group", &kern));
     size_t lx = rt_local_1d(ctx, kern, 64);
+    cl_int nv[3]; /* the norm's offsets and keep: alive until the launch */
+    cl_float eps = norm ? norm->eps : 0.0f;
+    if (norm) {
+        const tensor *g = norm->gain, *o = norm->out;
+        nv[0] = (cl_int)g->offset, nv[1] = (cl_int)o->offset, nv[2] = norm->keep != 0;
+        args[k++] = RT_MEM(g->buf->mem), args[k++] = RT_I32_AT(&nv[0]);
+        args[k++] = (rt_arg){sizeof eps, &eps, 0};
+        args[k++] = RT_MEM(o->buf->mem), args[k++] = RT_I32_AT(&nv[1]), args[k++] = RT_I32_AT(&nv[2]);
+        args[k++] = RT_LOCAL((size_t)rows * K * sizeof(cl_float));
+    }
     size_t local[2] = {lx, 1}, global[2] = {(size_t)total, (size_t)((M + rows - 1) / rows)};
     return rt_launch(ctx, kern, "gemv_group", 2, global, local, k, args);
 }

@@ -98,8 +98,17 @@ void ops_gemm_panels_free(ops_gemm_panels *p);
 #define OPS_GEMV_MAX 6 /* ops_gemm_group: one launch for up to this many matrices ... */
 /* ... and below this many rows of x (the tuning row gemm.dot_m; where ops_gemm takes the dot kernel). */
 int ops_dot_max_rows(rt_ctx *ctx);
-attamba_status ops_gemm_group(rt_ctx *ctx, const tensor *x, int n, const tensor *const *W, tensor *const *y,
-                              const int *accumulate);
+/* norm (may be NULL): x is RMS-normalised first, as ops_rmsnorm(x, gain, eps, out): in the same launch
+ * where it is one (the normalised rows then written to out only when keep), else by ops_rmsnorm into out
+ * first. out: x's shape, apart from x. */
+typedef struct {
+    const tensor *gain;
+    float eps;
+    tensor *out;
+    int keep;
+} ops_gemv_norm;
+attamba_status ops_gemm_group(rt_ctx *ctx, const tensor *x, const ops_gemv_norm *norm, int n, const tensor *const *W,
+                              tensor *const *y, const int *accumulate);
 /* Whether this build has CLBlast. */
 int ops_gemm_have_clblast(void);
 
