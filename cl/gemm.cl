@@ -260,7 +260,8 @@ __kernel void gemm_dot(int M, int N, int K, float alpha,
  * each is a float8 dot product, as gemm_dot. Members past n_members have N_i = 0.
  * -DNORM=1: x is first RMS-normalised with the gain G (as rmsnorm_f32, the sum in another order): every
  * work-group does its RM rows into __local xn (RM x K floats) and reads them from there; the first group
- * of a row block also writes them to XN when keep (for a residual that needs them). One launch, not two. */
+ * of a row block also writes them to XN when keep (for a residual that needs them). One launch, not two.
+ * -DGLU=1: the SwiGLU of members 0 and 1 (below) in the same launch, one work-item per output column. */
 #define GEMV_MEMBER(i) __global const BT *W##i, int wo##i, int ldw##i, int n##i, __global float *Y##i, int yo##i, \
                        int ldy##i, int acc##i
 #define GEMV_PICK(i)                                                                                   \
@@ -282,7 +283,7 @@ __kernel void gemv_group(int M, int K, __global const float *X, int xo, int ldx,
                          __local float *xn
 #endif
 ) {
-    int n = get_global_id(0), m = get_global_id(1) * RM, member = -1, acc = 0, ldy = 0;
+    int n = get_global_id(0), m = get_global_id(1) * RM;
 #if NORM /* the group's rows (m is the same for all its items: local y is 1) by its first item, float8 at
           * a time (a barrier tree per group cost more than the launch saved on PoCL) */
     if (get_local_id(0) == 0) {
@@ -314,11 +315,21 @@ __kernel void gemv_group(int M, int K, __global const float *X, int xo, int ldx,
     __global const float *A = X + xo + m * ldx;
     int lda = ldx;
 #endif
+#if GLU /* members 0 and 1 are a gate and an up matrix of one width: Y0 = silu(x W0^T) * (x W1^T), as swiglu_f32 */
+    if (n >= n0) return;
+    __global const BT *wg = W0 + B_STEP(wo0 + n * ldw0), *wu = W1 + B_STEP(wo1 + n * ldw1);
+    for (int r = 0; r < RM && m + r < M; r++) {
+        float g = dot_row(A + r * lda, wg, K), u = dot_row(A + r * lda, wu, K);
+        Y0[yo0 + (m + r) * ldy0 + n] = g / (1.0f + exp(-g)) * u;
+    }
+#else
+    int member = -1, acc = 0, ldy = 0;
     __global const BT *W = W0;
     __global float *Y = Y0;
     GEMV_PICK(0) GEMV_PICK(1) GEMV_PICK(2) GEMV_PICK(3) GEMV_PICK(4) GEMV_PICK(5)
     if (member < 0) return; /* past the last column */
     dot_rows(A, lda, M - m, W, K, Y, ldy, 1.0f, acc ? 1.0f : 0.0f);
+#endif
 }
 
 #ifdef VW

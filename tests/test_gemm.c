@@ -322,6 +322,47 @@ START_TEST(grouped_projections_match_reference) {
 }
 END_TEST
 
+/* The decode FFN's gate and up products and their SwiGLU (ops_gemm_swiglu) against src/ref: N = 45, with
+ * and without the RMS norm first, on 1-3 rows (one launch) and 9 (the group into f1, f3, then the SwiGLU),
+ * weights stored as t (K = 37 for f32 / f16, 64 for q8 blocks). */
+static void check_swiglu(int M, int with_norm, tensor_dtype t) {
+    rt_ctx *ctx = tu_ctx();
+    const int K = t == TENSOR_Q8 ? 64 : 37, N = 45;
+    float *x = tu_random(M * K, 80 + (uint64_t)M, -1, 1), *gain = tu_random(K, 83, 0.5, 1.5), *w1, *w3;
+    float *xn = malloc(M * K * sizeof *xn), *g = malloc(M * N * sizeof *g), *u = malloc(M * N * sizeof *u);
+    float *want = malloc(M * N * sizeof *want);
+    tensor t1 = tu_weight(t, N, K, 81, &w1), t3 = tu_weight(t, N, K, 82, &w3);
+    tensor tx = tu_tensor(2, ((int64_t[]){M, K}), x), tg = tu_tensor(1, ((int64_t[]){K}), gain);
+    tensor tout = tu_zeros(2, ((int64_t[]){M, K})), f1 = tu_zeros(2, ((int64_t[]){M, N}));
+    tensor f3 = tu_zeros(2, ((int64_t[]){M, N})), hid = tu_zeros(2, ((int64_t[]){M, N}));
+    if (with_norm) ref_rmsnorm(M, K, x, gain, 1e-5f, xn);
+    else memcpy(xn, x, M * K * sizeof *xn);
+    ref_gemm(0, 1, M, N, K, 1.0f, xn, K, w1, K, 0.0f, g, N);
+    ref_gemm(0, 1, M, N, K, 1.0f, xn, K, w3, K, 0.0f, u, N);
+    ref_swiglu((int64_t)M * N, g, u, want);
+    ops_gemv_norm norm = {&tg, 1e-5f, &tout, 0};
+    attamba_counters c0, c1;
+    attamba_context_counters(ctx, &c0);
+    tu_ok(ops_gemm_swiglu(ctx, &tx, with_norm ? &norm : NULL, &t1, &t3, &f1, &f3, &hid));
+    attamba_context_counters(ctx, &c1);
+    if (M < ops_dot_max_rows(ctx)) ck_assert_uint_eq(c1.launches - c0.launches, 1);
+    float *got = tu_download(&hid);
+    char what[64];
+    snprintf(what, sizeof what, "fused swiglu, %s weights, %d rows", tensor_dtype_name(t), M);
+    tu_assert_close(got, want, M * N, 1e-4, 2e-6 * K + 1e-6, what);
+    tensor *all[] = {&tx, &tg, &t1, &t3, &tout, &f1, &f3, &hid};
+    for (size_t i = 0; i < CORE_LEN(all); i++) tensor_free(all[i]);
+    free(x), free(w1), free(w3), free(gain), free(xn), free(g), free(u), free(want), free(got);
+}
+
+START_TEST(fused_swiglu_matches_reference) {
+    const int rows[] = {1, 2, 3, 9};
+    for (int r = 0; r < 4; r++)
+        for (int norm = 0; norm < 2; norm++)
+            for (int t = 0; t < 3; t++) check_swiglu(rows[r], norm, (tensor_dtype[]){TENSOR_F32, TENSOR_F16, TENSOR_Q8}[t]);
+}
+END_TEST
+
 /* ops_gemm_panels: B [3, 40, 24] (op(B) = B^T per batch entry) or [3, 24, 40] packed once, then
  * products with its first n columns: all entries batched, and entry 1 shared by a batch of 2 (the
  * grouped heads of attention), against ref_gemm; packed on the own tiles and unpacked (CLBlast, or a
@@ -420,6 +461,7 @@ int main(void) {
     tcase_add_test(t, strided_row_views);
     tcase_add_test(t, strided_output_view_is_written_only_inside);
     tcase_add_test(t, grouped_projections_match_reference);
+    tcase_add_test(t, fused_swiglu_matches_reference);
     tcase_add_test(t, panels_packed_once_serve_every_product);
     tcase_add_test(t, mismatched_shapes_are_refused);
     suite_add_tcase(s, t);

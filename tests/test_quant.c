@@ -61,21 +61,6 @@ START_TEST(q8_blocks_keep_each_value_within_half_a_step) {
 }
 END_TEST
 
-/* A [rows, K] weight stored as t on the device; *deq: the values the kernels must see. */
-static tensor lowp_weight(tensor_dtype t, int64_t rows, int64_t K, uint64_t seed, float **deq) {
-    float *w = tu_random(rows * K, seed, -1, 1);
-    void *q = malloc(quant_bytes(t, rows * K));
-    quant_encode(t, w, rows * K, q);
-    quant_decode(t, q, rows * K, w);
-    tensor out;
-    int64_t shape[2] = {rows, t == TENSOR_Q8 ? K / TENSOR_Q8_BLOCK : K};
-    tu_ok(tensor_alloc(tu_ctx(), &out, t, 2, shape));
-    tu_ok(tensor_upload(&out, q));
-    free(q);
-    *deq = w;
-    return out;
-}
-
 static const ops_gemm_kernel kernels[] = {OPS_GEMM_KERNEL_AUTO, OPS_GEMM_KERNEL_SIMPLE, OPS_GEMM_KERNEL_TILES,
                                           OPS_GEMM_KERNEL_LOCAL, OPS_GEMM_KERNEL_DOT};
 /* M x N x K: one row (decode), a few, one past a register tile, more than a tile of rows; K a
@@ -89,7 +74,7 @@ static void check_lowp_gemm(tensor_dtype t, int kernel, int M, int N, int K) {
     float *wv, *x = tu_random((int64_t)M * K, seed, -1, 1), *c = tu_random((int64_t)M * N, seed + 1, -1, 1);
     float *want = malloc((size_t)M * N * sizeof *want);
     memcpy(want, c, (size_t)M * N * sizeof *want);
-    tensor W = lowp_weight(t, N, K, seed + 2, &wv), X = tu_tensor(2, (int64_t[]){M, K}, x);
+    tensor W = tu_weight(t, N, K, seed + 2, &wv), X = tu_tensor(2, (int64_t[]){M, K}, x);
     tensor C = tu_tensor(2, (int64_t[]){M, N}, c);
     tu_ok(ops_gemm_own(ctx, kernels[kernel], 0, 1, 0.5f, &X, &W, 2.0f, &C));
     ref_gemm(0, 1, M, N, K, 0.5f, x, K, wv, K, 2.0f, want, N);
@@ -122,7 +107,7 @@ START_TEST(f16_odd_widths_and_batched_weight_pairs) {
     for (int ti = 0; ti < 2; ti++) {
         const int M = 10, N = 24, K = 64;
         float *wv, *x = tu_random(2 * M * K, 90, -1, 1), *want = calloc(2 * M * N, sizeof *want);
-        tensor Wb = lowp_weight(types[ti], 2 * N, K, 91, &wv), W3;
+        tensor Wb = tu_weight(types[ti], 2 * N, K, 91, &wv), W3;
         tensor X = tu_tensor(3, (int64_t[]){2, M, K}, x), C = tu_zeros(3, (int64_t[]){2, M, N});
         tu_ok(tensor_reshape(&Wb, 3, (int64_t[]){2, N, Wb.shape[1]}, &W3));
         for (int m = 1; m >= 0; m--) { /* M = 10 rows: tiles; then with one row each: dot products */
@@ -155,12 +140,12 @@ START_TEST(grouped_projections_read_low_precision_members) {
         tensor_dtype t = ti == 1 ? TENSOR_Q8 : TENSOR_F16;
         int mixed = ti == 2;
         float *w01, *w2, *x = tu_random(M * K, 80, -1, 1);
-        tensor tw01 = lowp_weight(t, 32, K, 81, &w01), tw2;
+        tensor tw01 = tu_weight(t, 32, K, 81, &w01), tw2;
         if (mixed) {
             w2 = tu_random(33 * K, 82, -1, 1);
             tw2 = tu_tensor(2, (int64_t[]){33, K}, w2);
         } else {
-            tw2 = lowp_weight(t, 33, K, 82, &w2);
+            tw2 = tu_weight(t, 33, K, 82, &w2);
         }
         tensor tx = tu_tensor(2, (int64_t[]){M, K}, x), tw[2], ty[3];
         tu_ok(tensor_slice(&tw01, 0, 0, 5, &tw[0]));
@@ -190,7 +175,7 @@ END_TEST
 START_TEST(low_precision_operands_are_refused_where_unsupported) {
     rt_ctx *ctx = tu_ctx();
     float *wv;
-    tensor W = lowp_weight(TENSOR_Q8, 8, 32, 3, &wv), X = tu_zeros(2, (int64_t[]){4, 32}), C = tu_zeros(2, (int64_t[]){4, 8});
+    tensor W = tu_weight(TENSOR_Q8, 8, 32, 3, &wv), X = tu_zeros(2, (int64_t[]){4, 32}), C = tu_zeros(2, (int64_t[]){4, 8});
     tensor Xt = tu_zeros(2, (int64_t[]){4, 8}), Ct = tu_zeros(2, (int64_t[]){4, 32});
     ck_assert_int_eq(ops_gemm(ctx, 0, 0, 1, &Xt, &W, 0, &Ct), ATTAMBA_ERR_SHAPE); /* not read as W^T */
     ck_assert_ptr_nonnull(strstr(ctx->err, "transposed"));

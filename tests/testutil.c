@@ -6,6 +6,7 @@
 
 #include "model/kv_cache.h"
 #include "ref/ref_attention.h"
+#include "tensor/quant.h"
 #include "testutil.h"
 
 /* The suite's context, made on first use. tu_run destroys it after the run, while the driver is
@@ -48,6 +49,23 @@ tensor tu_zeros(int ndim, const int64_t *shape) {
     tu_ok(tensor_alloc_f32(tu_ctx(), &t, ndim, shape));
     tu_ok(tensor_fill(&t, 0.0));
     return t;
+}
+
+tensor tu_weight(tensor_dtype t, int64_t rows, int64_t K, uint64_t seed, float **vals) {
+    float *w = tu_random(rows * K, seed, -1, 1);
+    tensor out;
+    if (t == TENSOR_F32) {
+        out = tu_tensor(2, ((int64_t[]){rows, K}), w);
+    } else {
+        void *q = malloc(quant_bytes(t, rows * K));
+        quant_encode(t, w, rows * K, q);
+        quant_decode(t, q, rows * K, w);
+        tu_ok(tensor_alloc(tu_ctx(), &out, t, 2, ((int64_t[]){rows, t == TENSOR_Q8 ? K / TENSOR_Q8_BLOCK : K})));
+        tu_ok(tensor_upload(&out, q));
+        free(q);
+    }
+    *vals = w;
+    return out;
 }
 
 float *tu_download(const tensor *t) {

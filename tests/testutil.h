@@ -21,6 +21,9 @@ float *tu_random(int64_t n, uint64_t seed, float lo, float hi);
 tensor tu_tensor(int ndim, const int64_t *shape, const float *host);
 /* A new zero-filled f32 device tensor. */
 tensor tu_zeros(int ndim, const int64_t *shape);
+/* A [rows, K] weight of random values in [-1, 1] stored as t (f32, f16, q8: K a multiple of 32) on the
+ * device; *vals (malloc'd): the floats the kernels must see (the stored values decoded). */
+tensor tu_weight(tensor_dtype t, int64_t rows, int64_t K, uint64_t seed, float **vals);
 /* malloc'd copy of the tensor's elements. */
 float *tu_download(const tensor *t);
 /* Asserts |got - want| <= atol + rtol * |want| everywhere; the message names the worst element. */

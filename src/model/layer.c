@@ -378,10 +378,15 @@ attamba_status model_layer_forward(model *m, int l, layer_acts *a, const layer_m
     TRY(ops_rope2(m->ctx, &a->q, c->n_heads, &a->k, c->n_kv_heads, md->pos, c->rope_theta));
     TRY(attend(m, l, a, &store, md));
     TRY(residual(m, a->h_mid, a->h_in, &a->o, L->wo));
-    const tensor *W13[2] = {L->w1, L->w3};
-    tensor *f13[2] = {&a->f1, &a->f3};
-    TRY(linear_shared(m, a->h_mid, L->ffn_norm, &a->y, !md->decode, 2, W13, f13));
-    TRY(ops_swiglu(m->ctx, &a->f1, &a->f3, &a->hid));
+    if (md->decode) { /* nothing reads y, f1, f3 afterwards: norm, projections and SwiGLU in one launch */
+        ops_gemv_norm norm = {L->ffn_norm, c->norm_eps, &a->y, 0};
+        TRY(ops_gemm_swiglu(m->ctx, a->h_mid, &norm, L->w1, L->w3, &a->f1, &a->f3, &a->hid));
+    } else {
+        const tensor *W13[2] = {L->w1, L->w3};
+        tensor *f13[2] = {&a->f1, &a->f3};
+        TRY(linear_shared(m, a->h_mid, L->ffn_norm, &a->y, 1, 2, W13, f13));
+        TRY(ops_swiglu(m->ctx, &a->f1, &a->f3, &a->hid));
+    }
     TRY(residual(m, a->h_out, a->h_mid, &a->hid, L->w2));
 #undef TRY
 done:

@@ -439,9 +439,9 @@ attamba_status ops_gemm_panels_apply(rt_ctx *ctx, float alpha, const tensor *a, 
 
 void ops_gemm_panels_free(ops_gemm_panels *p) { tensor_free(&p->buf); }
 
-attamba_status ops_gemm_group(rt_ctx *ctx, const tensor *x, const ops_gemv_norm *norm, int n, const tensor *const *W,
-                              tensor *const *y, const int *accumulate) {
-    static const char op[] = "ops_gemm_group";
+/* ops_gemm_group, or with glu (n = 2, y[0] = y[1]: the product's output) ops_gemm_swiglu's one launch. */
+static attamba_status gemm_group(rt_ctx *ctx, const char *op, const tensor *x, const ops_gemv_norm *norm, int n,
+                                 const tensor *const *W, tensor *const *y, const int *accumulate, int glu) {
     if (n < 1 || !x || !x->buf || x->ndim < 1 || !tensor_is_contiguous(x))
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: need n >= 1 and a contiguous x", op);
     int64_t K = x->shape[x->ndim - 1], M = tensor_numel(x) / K;
@@ -507,11 +507,12 @@ attamba_status ops_gemm_group(rt_ctx *ctx, const tensor *x, const ops_gemv_norm 
         args[k++] = RT_MEM(yi->buf->mem), args[k++] = RT_I32_AT(&v[3]);
         args[k++] = RT_I32_AT(&v[4]), args[k++] = RT_I32_AT(&v[5]);
     }
+    if (glu) total = W[0]->shape[0];
     cl_kernel kern;
-    char opts[112];
+    char opts[128];
     int wt = weight_wt(W[0]->dtype);
-    snprintf(opts, sizeof opts, "-DTRANS_A=0 -DTRANS_B=1 -DRM=%d%s%s%s", rows, wt_option(wt), dot_vw_option(ctx, wt),
-             norm ? " -DNORM=1" : "");
+    snprintf(opts, sizeof opts, "-DTRANS_A=0 -DTRANS_B=1 -DRM=%d%s%s%s%s", rows, wt_option(wt), dot_vw_option(ctx, wt),
+             norm ? " -DNORM=1" : "", glu ? " -DGLU=1" : "");
     RT_TRY(rt_kernel(ctx, "gemm", opts, "gemv_group", &kern));
     size_t lx = rt_local_1d(ctx, kern, 64);
     cl_int nv[3]; /* the norm's offsets and keep: alive until the launch */
@@ -525,5 +526,26 @@ attamba_status ops_gemm_group(rt_ctx *ctx, const tensor *x, const ops_gemv_norm 
         args[k++] = RT_LOCAL((size_t)rows * K * sizeof(cl_float));
     }
     size_t local[2] = {lx, 1}, global[2] = {(size_t)total, (size_t)((M + rows - 1) / rows)};
-    return rt_launch(ctx, kern, "gemv_group", 2, global, local, k, args);
+    return rt_launch(ctx, kern, glu ? "gemv_swiglu" : "gemv_group", 2, global, local, k, args);
+}
+
+attamba_status ops_gemm_group(rt_ctx *ctx, const tensor *x, const ops_gemv_norm *norm, int n, const tensor *const *W,
+                              tensor *const *y, const int *accumulate) {
+    return gemm_group(ctx, "ops_gemm_group", x, norm, n, W, y, accumulate, 0);
+}
+
+attamba_status ops_gemm_swiglu(rt_ctx *ctx, const tensor *x, const ops_gemv_norm *norm, const tensor *W1,
+                               const tensor *W3, tensor *f1, tensor *f3, tensor *hid) {
+    static const char op[] = "ops_gemm_swiglu";
+    const tensor *W[2] = {W1, W3};
+    int64_t K = x && x->buf && x->ndim ? x->shape[x->ndim - 1] : 0;
+    int one = K > 0 && tensor_numel(x) / K < ops_dot_max_rows(ctx) && W1 && W3 && W1->buf && W3->buf &&
+              W1->dtype == W3->dtype && W1->ndim == 2 && W3->ndim == 2 && W1->shape[0] == W3->shape[0];
+    if (!one) {
+        tensor *f[2] = {f1, f3};
+        RT_TRY(gemm_group(ctx, op, x, norm, 2, W, f, NULL, 0));
+        return ops_swiglu(ctx, f1, f3, hid);
+    }
+    tensor *y[2] = {hid, hid};
+    return gemm_group(ctx, op, x, norm, 2, W, y, NULL, 1);
 }

@@ -109,6 +109,11 @@ typedef struct {
 } ops_gemv_norm;
 attamba_status ops_gemm_group(rt_ctx *ctx, const tensor *x, const ops_gemv_norm *norm, int n, const tensor *const *W,
                               tensor *const *y, const int *accumulate);
+/* hid = silu(x W1^T) * (x W3^T) (ops_swiglu of the two products), x RMS-normalised first when norm is given
+ * (as in ops_gemm_group): one launch for decode rows where W1 and W3 are of one type and width; otherwise
+ * ops_gemm_group into f1, f3 (which it then writes), then ops_swiglu. */
+attamba_status ops_gemm_swiglu(rt_ctx *ctx, const tensor *x, const ops_gemv_norm *norm, const tensor *W1,
+                               const tensor *W3, tensor *f1, tensor *f3, tensor *hid);
 /* Whether this build has CLBlast. */
 int ops_gemm_have_clblast(void);
 
