@@ -343,9 +343,9 @@ static inline float ssm_conv_ring(__global const float *w, __global float *win, 
  *   S = exp(dt A) S + dt xs B^T (S = dt xs B^T when t == sf), y = S C + D xs,
  *   g = rmsnorm(y * silu(z)) * norm.
  * B and C of every group go through __local once; each work-item then takes rows r = (h, pi) of
- * the state. xbcdt and z rows are x_rs / z_rs apart; window [B, W, CH]; state [B, nh, p, SSM_N];
- * g [B, E]. sf < 0 marks a sequence that skips this step: its window and state are left as they are
- * (its g is computed from no history and not used). Global (WG, B, n), local (WG, 1, 1); lbc holds
+ * the state (a run of consecutive rows each). xbcdt and z rows are x_rs / z_rs apart; window
+ * [B, W, CH]; state [B, nh, p, SSM_N]; g [B, E]. sf < 0 marks a sequence that skips this step: its
+ * window and state are left as they are (its g is computed from no history and not used). Global (WG, B, n), local (WG, 1, 1); lbc holds
  * 2*G*SSM_N + 2*nh floats (B, C, then dt and exp(dt A) per head), red one per item. */
 __kernel void ssm_decode(__global const float *xbcdt, int xo, int x_ps, int x_rs,
                          __global const float *z, int zo, int z_ps, int z_rs,
@@ -380,7 +380,11 @@ __kernel void ssm_decode(__global const float *xbcdt, int xo, int x_ps, int x_rs
     }
     barrier(CLK_LOCAL_MEM_FENCE);
     float part = 0.0f;
-    for (int r = lid; r < E; r += n) {
+    /* each work-item takes consecutive rows: one stream through the state (rows lid, lid + n, ... were
+     * 1 KB strides on a CPU, where the state comes from memory after a step's weights went through the
+     * cache: its loads were 56% of the kernel) */
+    int per = (E + n - 1) / n, r1 = min(E, (lid + 1) * per);
+    for (int r = lid * per; r < r1; r++) {
         int h = r / p, grp = h / hpg;
         float xs = W ? ssm_conv_ring(cw, wr, r, CH, W, t, sf, xr[r], keep) : xr[r];
         float dt = ldt[h], decay = ldecay[h];
