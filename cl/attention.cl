@@ -612,13 +612,16 @@ void attn_decode(__global const float *q, int qo, __global const KV_T *kb, int k
     barrier(CLK_LOCAL_MEM_FENCE);
     float M = ATTN_NEG;
     for (int w = 0; w < WG; w++) M = fmax(M, lm[w]);
+    barrier(CLK_LOCAL_MEM_FENCE); /* all have read lm: each item's entry becomes its scale e^(m - M), */
+    lm[lid] = exp(lm[lid] - M);   /* one exp per item, not one per head dim and item */
+    barrier(CLK_LOCAL_MEM_FENCE);
     float L = 0.0f;
-    for (int w = 0; w < WG; w++) L += ll[w] * exp(lm[w] - M);
+    for (int w = 0; w < WG; w++) L += ll[w] * lm[w];
     __global float *pp = part + po + ((b * H + h) * S + split) * (DH + 2);
     const float inv = S == 1 ? 1.0f / L : 1.0f; /* split: the merge normalises */
     for (int d = lid; d < DH; d += WG) {
         float a = 0.0f;
-        for (int w = 0; w < WG; w++) a += lacc[w * DH + d] * exp(lm[w] - M);
+        for (int w = 0; w < WG; w++) a += lacc[w * DH + d] * lm[w];
         if (S == 1) out[oo + b * H * DH + h * DH + d] = a * inv;
         else pp[d] = a;
     }
