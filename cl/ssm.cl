@@ -345,8 +345,9 @@ static inline float ssm_conv_ring(__global const float *w, __global float *win, 
  * B and C of every group go through __local once; each work-item then takes rows r = (h, pi) of
  * the state (a run of consecutive rows each). xbcdt and z rows are x_rs / z_rs apart; window
  * [B, W, CH]; state [B, nh, p, SSM_N]; g [B, E]. sf < 0 marks a sequence that skips this step: its
- * window and state are left as they are (its g is computed from no history and not used). Global (WG, B, n), local (WG, 1, 1); lbc holds
- * 2*G*SSM_N + 2*nh floats (B, C, then dt and exp(dt A) per head), red one per item. */
+ * window and state are left as they are (its g is computed from no history and not used). Global
+ * (WG, B, n), local (WG, 1, 1); lbc holds 2*G*SSM_N + 2*nh floats (B, C, then dt and exp(dt A) per
+ * head), red one per item. */
 __kernel void ssm_decode(__global const float *xbcdt, int xo, int x_ps, int x_rs,
                          __global const float *z, int zo, int z_ps, int z_rs,
                          __global const float *cw, int cwo, int cw_ps, int W,
