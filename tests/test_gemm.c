@@ -357,9 +357,10 @@ static void check_swiglu(int M, int with_norm, tensor_dtype t) {
 
 START_TEST(fused_swiglu_matches_reference) {
     const int rows[] = {1, 2, 3, 9};
+    const tensor_dtype types[] = {TENSOR_F32, TENSOR_F16, TENSOR_Q8};
     for (int r = 0; r < 4; r++)
         for (int norm = 0; norm < 2; norm++)
-            for (int t = 0; t < 3; t++) check_swiglu(rows[r], norm, (tensor_dtype[]){TENSOR_F32, TENSOR_F16, TENSOR_Q8}[t]);
+            for (int t = 0; t < 3; t++) check_swiglu(rows[r], norm, types[t]);
 }
 END_TEST
 

@@ -175,7 +175,8 @@ END_TEST
 START_TEST(low_precision_operands_are_refused_where_unsupported) {
     rt_ctx *ctx = tu_ctx();
     float *wv;
-    tensor W = tu_weight(TENSOR_Q8, 8, 32, 3, &wv), X = tu_zeros(2, (int64_t[]){4, 32}), C = tu_zeros(2, (int64_t[]){4, 8});
+    tensor W = tu_weight(TENSOR_Q8, 8, 32, 3, &wv), X = tu_zeros(2, (int64_t[]){4, 32});
+    tensor C = tu_zeros(2, (int64_t[]){4, 8});
     tensor Xt = tu_zeros(2, (int64_t[]){4, 8}), Ct = tu_zeros(2, (int64_t[]){4, 32});
     ck_assert_int_eq(ops_gemm(ctx, 0, 0, 1, &Xt, &W, 0, &Ct), ATTAMBA_ERR_SHAPE); /* not read as W^T */
     ck_assert_ptr_nonnull(strstr(ctx->err, "transposed"));

@@ -439,15 +439,21 @@ attamba_status ops_gemm_panels_apply(rt_ctx *ctx, float alpha, const tensor *a, 
 
 void ops_gemm_panels_free(ops_gemm_panels *p) { tensor_free(&p->buf); }
 
+/* Whether n products of M rows sharing their input go in one gemv_group launch: few rows (decode), at most
+ * OPS_GEMV_MAX matrices, one storage type (one kernel reads one type). */
+static int group_in_one_launch(rt_ctx *ctx, int64_t M, int n, const tensor *const *W) {
+    int mixed = 0;
+    for (int i = 1; i < n; i++) mixed |= W[i] && W[0] && W[i]->dtype != W[0]->dtype;
+    return n <= OPS_GEMV_MAX && M < ops_dot_max_rows(ctx) && !mixed;
+}
+
 /* ops_gemm_group, or with glu (n = 2, y[0] = y[1]: the product's output) ops_gemm_swiglu's one launch. */
 static attamba_status gemm_group(rt_ctx *ctx, const char *op, const tensor *x, const ops_gemv_norm *norm, int n,
                                  const tensor *const *W, tensor *const *y, const int *accumulate, int glu) {
     if (n < 1 || !x || !x->buf || x->ndim < 1 || !tensor_is_contiguous(x))
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: need n >= 1 and a contiguous x", op);
     int64_t K = x->shape[x->ndim - 1], M = tensor_numel(x) / K;
-    int mixed = 0; /* the members' storage types differ: one kernel reads one type */
-    for (int i = 1; i < n; i++) mixed |= W[i] && W[0] && W[i]->dtype != W[0]->dtype;
-    int rows = dot_rows_per_item(ctx, (int)M), grouped = n <= OPS_GEMV_MAX && M < ops_dot_max_rows(ctx) && !mixed;
+    int rows = dot_rows_per_item(ctx, (int)M), grouped = group_in_one_launch(ctx, M, n, W);
     if (norm) {
         RT_TRY(ops_expect(ctx, op, "gain", norm->gain, TENSOR_F32, 1, &K));
         RT_TRY(ops_expect_same(ctx, op, "out", norm->out, x));
@@ -539,8 +545,8 @@ attamba_status ops_gemm_swiglu(rt_ctx *ctx, const tensor *x, const ops_gemv_norm
     static const char op[] = "ops_gemm_swiglu";
     const tensor *W[2] = {W1, W3};
     int64_t K = x && x->buf && x->ndim ? x->shape[x->ndim - 1] : 0;
-    int one = K > 0 && tensor_numel(x) / K < ops_dot_max_rows(ctx) && W1 && W3 && W1->buf && W3->buf &&
-              W1->dtype == W3->dtype && W1->ndim == 2 && W3->ndim == 2 && W1->shape[0] == W3->shape[0];
+    int one = K > 0 && W1 && W3 && W1->buf && W3->buf && W1->ndim == 2 && W3->ndim == 2 &&
+              W1->shape[0] == W3->shape[0] && group_in_one_launch(ctx, tensor_numel(x) / K, 2, W);
     if (!one) {
         tensor *f[2] = {f1, f3};
         RT_TRY(gemm_group(ctx, op, x, norm, 2, W, f, NULL, 0));
