@@ -700,3 +700,43 @@ __kernel void kv_append(__global const float *k, int ko, __global const float *v
         nb[nbo + b] = row + 1;
     }
 }
+
+/* Decode, one step: RoPE of q [B, H*DQ] and k [B, Hkv*DQ] at positions pos (in place, as rope4_f32 with
+ * T = 1), then kv_append of k, v (the store's heads sdh floats wide: DQ, or Hkv*DQ for a row-major
+ * store). Work-item (b, jq) takes the 8 floats at 8*jq of every head of q, k and v (DQ = 8 * quads). */
+__kernel void kv_append_rope(__global float *q, int qo, int H, __global float *k, int ko, __global const float *v,
+                             int vo, __global const int *pos, int po, __global const int *store, int so,
+                             __global float *kr, int kro, __global float *vr, int vro, int R,
+                             __global KV_T *kb, int kbo, __global KV_T *vb, int vbo, int cap, int bs, int hs,
+                             int es, int sdh, __global int *bpos, int bpo, __global int *nb, int nbo, int Hkv,
+                             int quads, float log2_theta, float log2_pi, int total) {
+    int i = get_global_id(0);
+    if (i >= total) return;
+    int jq = i % quads, b = i / quads, p = pos[po + b], row = store[so + b], dq = 8 * quads, C = Hkv * dq;
+    float4 c, s;
+    atb_rope_angles4((float)p, jq, quads, log2_theta, log2_pi, 1.0f, &c, &s);
+    __global float *qp = q + qo + b * H * dq + 8 * jq;
+    for (int h = 0; h < H; h++, qp += dq) vstore8(atb_rope8(vload8(0, qp), c, s), 0, qp);
+    int stored = row >= 0 && row < cap;
+    for (int h = 0; h < Hkv; h++) {
+        int col = h * dq + 8 * jq, slot = (b * R + p % R) * C + col;
+        __global float *kp = k + ko + b * C + col;
+        float8 kv = atb_rope8(vload8(0, kp), c, s), vv = vload8(0, v + vo + b * C + col);
+        vstore8(kv, 0, kp);
+        vstore8(kv, 0, kr + kro + slot);
+        vstore8(vv, 0, vr + vro + slot);
+        if (!stored) continue;
+        int at = b * bs + (col / sdh) * hs + row * es + col % sdh;
+#if KV_F16
+        vstore_half8_rte(kv, 0, kb + kbo + at);
+        vstore_half8_rte(vv, 0, vb + vbo + at);
+#else
+        vstore8(kv, 0, kb + kbo + at);
+        vstore8(vv, 0, vb + vbo + at);
+#endif
+    }
+    if (jq == 0 && stored) {
+        bpos[bpo + b * cap + row] = p;
+        nb[nbo + b] = row + 1;
+    }
+}

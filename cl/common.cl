@@ -20,6 +20,22 @@ static inline float atb_hsum8(float8 v) {
     return b.x + b.y;
 }
 
+/* RoPE of pair indices 4jq .. 4jq+3 of a head of 8*quads floats at position pos (see rope_f32 in
+ * layer.cl: angles in half-turns, the frequency from log2(theta) and log2(pi)): the cosines and sign *
+ * sines of the four angles, and the rotation of those pairs, 8 consecutive floats. */
+static inline void atb_rope_angles4(float pos, int jq, int quads, float log2_theta, float log2_pi, float sign,
+                                    float4 *c, float4 *s) {
+    float4 j = (float4)(4 * jq) + (float4)(0.0f, 1.0f, 2.0f, 3.0f);
+    float4 half_turns = pos * exp2(-(j / (float)(4 * quads)) * log2_theta - log2_pi);
+    *c = cospi(half_turns);
+    *s = sign * sinpi(half_turns);
+}
+
+static inline float8 atb_rope8(float8 v, float4 c, float4 s) {
+    float4 e = v.even * c - v.odd * s, o = v.even * s + v.odd * c;
+    return shuffle2(e, o, (uint8)(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
 /* softplus(v) = log(1 + exp(v)), exactly v above 20 (where the f32 difference is below an ulp). */
 static inline float atb_softplus(float v) { return v > 20.0f ? v : log1p(exp(v)); }
 

@@ -101,21 +101,12 @@ __kernel void rope4_f32(__global float *x, int xo, __global float *x2, int x2o, 
     int jq = i % quads, row = i / quads;
     int b = row / T, t = row - b * T;
     float pos = (float)(pos0[po + b] + t);
-    float4 j = (float4)(4 * jq) + (float4)(0.0f, 1.0f, 2.0f, 3.0f);
-    float4 half_turns = pos * exp2(-(j / (float)(4 * quads)) * log2_theta - log2_pi);
-    float4 c = cospi(half_turns), s = sign * sinpi(half_turns);
+    float4 c, s;
+    atb_rope_angles4(pos, jq, quads, log2_theta, log2_pi, sign, &c, &s);
     __global float *p = x + xo + (size_t)row * H * 8 * quads + 8 * jq;
-    for (int h = 0; h < H; h++, p += 8 * quads) {
-        float8 v = vload8(0, p);
-        float4 e = v.even * c - v.odd * s, o = v.even * s + v.odd * c;
-        vstore8(shuffle2(e, o, (uint8)(0, 4, 1, 5, 2, 6, 3, 7)), 0, p);
-    }
+    for (int h = 0; h < H; h++, p += 8 * quads) vstore8(atb_rope8(vload8(0, p), c, s), 0, p);
     p = x2 + x2o + (size_t)row * H2 * 8 * quads + 8 * jq;
-    for (int h = 0; h < H2; h++, p += 8 * quads) {
-        float8 v = vload8(0, p);
-        float4 e = v.even * c - v.odd * s, o = v.even * s + v.odd * c;
-        vstore8(shuffle2(e, o, (uint8)(0, 4, 1, 5, 2, 6, 3, 7)), 0, p);
-    }
+    for (int h = 0; h < H2; h++, p += 8 * quads) vstore8(atb_rope8(vload8(0, p), c, s), 0, p);
 }
 
 /* Work-items 0..n/4-1 take a float4 each, the next n % 4 one scalar each (explicit vectors:

@@ -14,8 +14,10 @@
 
 #include "ops/attention.h"
 #include "ops/boundaries.h"
+#include "ops/layer.h"
 #include "ops/tuning.h"
 #include "ref/ref_attention.h"
+#include "ref/ref_layer.h"
 #include "tensor/quant.h"
 #include "testutil.h"
 
@@ -608,6 +610,85 @@ START_TEST(f16_store_appends_and_decodes_its_rounded_values) {
 }
 END_TEST
 
+/* The decode step's RoPE and append in one call: bit for bit ops_rope2 then ops_kv_append (dh 8 and 16: one
+ * launch; dh 6: the two-launch fallback), into row-major f32, head-major f32 and head-major f16 stores; q and
+ * k as the host reference rotates them; bad arguments refused before anything is written. */
+START_TEST(kv_append_rope_is_rope2_then_append) {
+    static const int dhs[] = {8, 16, 6};
+    rt_ctx *ctx = tu_ctx();
+    const int dh = dhs[_i / 3], layout = _i % 3, B = 3, H = 4, Hkv = 2, C = Hkv * dh, R = 3, cap = 5;
+    const float theta = 10000.0f;
+    const int64_t n = (int64_t)B * cap * C, rows[3] = {B, cap, C}, heads[4] = {B, Hkv, cap, dh};
+    float *q = tu_random(B * H * dh, 41, -1, 1), *k = tu_random(B * C, 42, -1, 1), *v = tu_random(B * C, 43, -1, 1);
+    float *kr = tu_random(B * R * C, 44, -1, 1), *vr = tu_random(B * R * C, 45, -1, 1);
+    float *kb = tu_random(n, 46, -1, 1), *vb = tu_random(n, 47, -1, 1), *r16 = malloc((size_t)n * sizeof *r16);
+    int32_t pos[3] = {0, 11, 4}, store[3] = {0, -1, 4}, bpos[15], nb[3] = {9, 9, 9};
+    for (int i = 0; i < B * cap; i++) bpos[i] = -7;
+    tensor tp = i32_tensor(1, ((int64_t[]){B}), pos), ts = i32_tensor(1, ((int64_t[]){B}), store);
+    tensor t[2][9]; /* [0]: the fused call's operands, [1]: the two-call path's (q k v kr vr kb vb bpos nb) */
+    for (int w = 0; w < 2; w++) {
+        tensor *x = t[w];
+        x[0] = tu_tensor(2, ((int64_t[]){B, H * dh}), q);
+        x[1] = tu_tensor(2, ((int64_t[]){B, C}), k), x[2] = tu_tensor(2, ((int64_t[]){B, C}), v);
+        x[3] = tu_tensor(3, ((int64_t[]){B, R, C}), kr), x[4] = tu_tensor(3, ((int64_t[]){B, R, C}), vr);
+        if (layout == 2) {
+            x[5] = f16_tensor(4, heads, kb, n, r16), x[6] = f16_tensor(4, heads, vb, n, r16);
+        } else {
+            x[5] = tu_tensor(layout ? 4 : 3, layout ? heads : rows, kb);
+            x[6] = tu_tensor(layout ? 4 : 3, layout ? heads : rows, vb);
+        }
+        x[7] = i32_tensor(2, ((int64_t[]){B, cap}), bpos), x[8] = i32_tensor(1, ((int64_t[]){B}), nb);
+    }
+    tensor *f = t[0], *u = t[1];
+    tu_ok(ops_kv_append_rope(ctx, &f[0], H, &f[1], Hkv, &f[2], &tp, theta, &ts, &f[3], &f[4], &f[5], &f[6], &f[7],
+                             &f[8]));
+    /* each two-call operand as a [B, 1, width] sequence of one token for ops_rope2 */
+    tensor q3, k3;
+    tu_ok(tensor_reshape(&u[0], 3, ((int64_t[]){B, 1, H * dh}), &q3));
+    tu_ok(tensor_reshape(&u[1], 3, ((int64_t[]){B, 1, C}), &k3));
+    tu_ok(ops_rope2(ctx, &q3, H, &k3, Hkv, &tp, theta));
+    tu_ok(ops_kv_append(ctx, &u[1], &u[2], &tp, &ts, &u[3], &u[4], &u[5], &u[6], &u[7], &u[8]));
+    for (int i = 0; i < 9; i++) {
+        size_t bytes = (size_t)tensor_numel(&f[i]) * tensor_dtype_size(f[i].dtype);
+        unsigned char *a = malloc(bytes), *b = malloc(bytes);
+        tu_ok(tensor_download(&f[i], a));
+        tu_ok(tensor_download(&u[i], b));
+        ck_assert_msg(!memcmp(a, b, bytes), "dh %d layout %d: operand %d differs from rope2 + append", dh, layout, i);
+        free(a), free(b);
+    }
+    ref_rope(B, 1, H, dh, q, pos, theta);
+    ref_rope(B, 1, Hkv, dh, k, pos, theta);
+    float *gq = tu_download(&f[0]), *gk = tu_download(&f[1]);
+    tu_assert_close(gq, q, B * H * dh, 0, 1.5e-6 * 12 + 1e-6, "rotated q"); /* positions to 11: see test_layer */
+    tu_assert_close(gk, k, B * C, 0, 1.5e-6 * 12 + 1e-6, "rotated k");
+    /* refused: an odd head width, a q of another batch, theta 0, q overlapping k */
+    tensor oq = tu_zeros(2, ((int64_t[]){B, H * 3})), ok = tu_zeros(2, ((int64_t[]){B, Hkv * 3}));
+    tensor one = tu_zeros(2, ((int64_t[]){1, H * dh}));
+    ck_assert_int_eq(ops_kv_append_rope(ctx, &oq, H, &ok, Hkv, &f[2], &tp, theta, &ts, &f[3], &f[4], &f[5], &f[6],
+                                        &f[7], &f[8]),
+                     ATTAMBA_ERR_SHAPE);
+    ck_assert_int_eq(ops_kv_append_rope(ctx, &one, H, &f[1], Hkv, &f[2], &tp, theta, &ts, &f[3], &f[4], &f[5], &f[6],
+                                        &f[7], &f[8]),
+                     ATTAMBA_ERR_SHAPE);
+    ck_assert_int_eq(ops_kv_append_rope(ctx, &f[0], H, &f[1], Hkv, &f[2], &tp, 0.0f, &ts, &f[3], &f[4], &f[5], &f[6],
+                                        &f[7], &f[8]),
+                     ATTAMBA_ERR_INVALID_ARG);
+    tensor qk;
+    tu_ok(tensor_reshape(&f[1], 2, ((int64_t[]){B, C}), &qk));
+    ck_assert_int_eq(ops_kv_append_rope(ctx, &qk, Hkv, &f[1], Hkv, &f[2], &tp, theta, &ts, &f[3], &f[4], &f[5],
+                                        &f[6], &f[7], &f[8]),
+                     ATTAMBA_ERR_INVALID_ARG);
+    float *after = tu_download(&f[1]);
+    tu_assert_close(after, gk, B * C, 0, 0, "k after the refused calls");
+    tensor *all[] = {&tp, &ts, &oq, &ok, &one, &q3, &k3, &qk};
+    for (size_t i = 0; i < CORE_LEN(all); i++) tensor_free(all[i]);
+    for (int w = 0; w < 2; w++)
+        for (int i = 0; i < 9; i++) tensor_free(&t[w][i]);
+    float *fr[] = {q, k, v, kr, vr, kb, vb, r16, gq, gk, after};
+    for (size_t i = 0; i < CORE_LEN(fr); i++) free(fr[i]);
+}
+END_TEST
+
 /* ---- bad arguments ---- */
 
 static void expect_fail(attamba_status s, attamba_status want, const char *needle) {
@@ -692,6 +773,7 @@ int main(void) {
     tcase_add_test(t, kv_append_writes_the_ring_and_the_chosen_store_rows);
     tcase_add_test(t, head_major_store_decodes_and_appends_like_row_major);
     tcase_add_loop_test(t, f16_store_appends_and_decodes_its_rounded_values, 0, 4);
+    tcase_add_loop_test(t, kv_append_rope_is_rope2_then_append, 0, 9);
     tcase_add_test(t, bad_arguments_return_a_status_and_a_message);
     suite_add_tcase(s, t);
     return tu_run(s);

@@ -327,7 +327,7 @@ static attamba_status residual(model *m, tensor *dst, const tensor *src, const t
 }
 
 /* Attention over the sequence (prefill, training; a prefill into a cache stores k, v there first) or,
- * decoding, over the cache after appending this step's k, v. */
+ * decoding, over the cache after rotating this step's q, k (RoPE) and appending k, v. */
 static attamba_status attend(model *m, int l, layer_acts *a, const tensor *store, const layer_mode *md) {
     const model_config *c = &m->cfg;
     if (md->decode) {
@@ -338,7 +338,9 @@ static attamba_status attend(model *m, int l, layer_acts *a, const tensor *store
         if (!s) s = rows2(&a->k, &k);
         if (!s) s = rows2(&a->v, &v);
         if (!s) s = rows2(&a->o, &o);
-        if (!s) s = ops_kv_append(m->ctx, &k, &v, md->pos, store, &C->kr, &C->vr, &C->kb, &C->vb, &C->bpos, &C->nb);
+        if (!s)
+            s = ops_kv_append_rope(m->ctx, &q, c->n_heads, &k, c->n_kv_heads, &v, md->pos, c->rope_theta, store,
+                                   &C->kr, &C->vr, &C->kb, &C->vb, &C->bpos, &C->nb);
         if (!s)
             s = ops_attention_decode(m->ctx, &q, &C->kb, &C->vb, &C->bpos, &C->nb, &C->kr, &C->vr, md->pos,
                                      c->n_heads, c->n_kv_heads, cache->window, &o);
@@ -375,8 +377,8 @@ attamba_status model_layer_forward(model *m, int l, layer_acts *a, const layer_m
         tensor *y[3] = {&a->q, &a->k, &a->v};
         TRY(linear_shared(m, a->h_in, L->attn_norm, &a->x, !md->decode, 3, W, y));
     }
-    TRY(ops_rope2(m->ctx, &a->q, c->n_heads, &a->k, c->n_kv_heads, md->pos, c->rope_theta));
-    TRY(attend(m, l, a, &store, md));
+    if (!md->decode) TRY(ops_rope2(m->ctx, &a->q, c->n_heads, &a->k, c->n_kv_heads, md->pos, c->rope_theta));
+    TRY(attend(m, l, a, &store, md)); /* decoding, RoPE comes with the append */
     TRY(residual(m, a->h_mid, a->h_in, &a->o, L->wo));
     if (md->decode) { /* nothing reads y, f1, f3 afterwards: norm, projections and SwiGLU in one launch */
         ops_gemv_norm norm = {L->ffn_norm, c->norm_eps, &a->y, 0};

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "attention.h"
+#include "ops/layer.h"
 #include "ops/tuning.h"
 
 /* Private arrays of dh floats per work-item (q and the accumulator): beyond this they spill
@@ -429,9 +430,16 @@ attamba_status ops_attention_decode(rt_ctx *ctx, const tensor *q, const tensor *
     return s;
 }
 
-attamba_status ops_kv_append(rt_ctx *ctx, const tensor *k, const tensor *v, const tensor *pos, const tensor *store,
-                             tensor *kr, tensor *vr, tensor *kb, tensor *vb, tensor *bpos, tensor *nb) {
-    static const char *op = "ops_kv_append";
+/* RoPE before the append (ops_kv_append_rope): q [B, H*dh] and its heads, theta. */
+typedef struct {
+    tensor *q;
+    int q_heads, k_heads;
+    float theta;
+} kv_rope;
+
+static attamba_status kv_append(rt_ctx *ctx, const char *op, const kv_rope *rope, const tensor *k, const tensor *v,
+                                const tensor *pos, const tensor *store, tensor *kr, tensor *vr, tensor *kb, tensor *vb,
+                                tensor *bpos, tensor *nb) {
     if (!k || !k->buf || k->ndim != 2) return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: k must be a [B, C] tensor", op);
     int64_t B = k->shape[0], C = k->shape[1];
     if (!kr || !kr->buf || kr->ndim != 3)
@@ -449,12 +457,64 @@ attamba_status ops_kv_append(rt_ctx *ctx, const tensor *k, const tensor *v, cons
     RT_TRY(ops_expect(ctx, op, "vr", vr, TENSOR_F32, 3, (int64_t[]){B, R, C}));
     RT_TRY(ops_expect(ctx, op, "bpos", bpos, TENSOR_I32, 2, (int64_t[]){B, cap}));
     RT_TRY(ops_expect(ctx, op, "nb", nb, TENSOR_I32, 1, &B));
-    rt_arg args[] = {RT_MEM(k->buf->mem),    RT_I32(k->offset),     RT_MEM(v->buf->mem),  RT_I32(v->offset),
-                     RT_MEM(pos->buf->mem),  RT_I32(pos->offset),   RT_MEM(store->buf->mem), RT_I32(store->offset),
-                     RT_MEM(kr->buf->mem),   RT_I32(kr->offset),    RT_MEM(vr->buf->mem), RT_I32(vr->offset),
-                     RT_I32(R),              RT_MEM(kb->buf->mem),  RT_I32(kb->offset),   RT_MEM(vb->buf->mem),
-                     RT_I32(vb->offset),     RT_I32(cap),           RT_I32(st.bs),        RT_I32(st.hs),
-                     RT_I32(st.es),          RT_I32(dh),            RT_MEM(bpos->buf->mem), RT_I32(bpos->offset),
-                     RT_MEM(nb->buf->mem),   RT_I32(nb->offset),    RT_I32(C),            RT_I32(B * C)};
-    return ops_launch_1d(ctx, "attention", st.option, "kv_append", B * C, (int)CORE_LEN(args), args);
+    int64_t dq = rope && rope->k_heads > 0 && C % rope->k_heads == 0 ? C / rope->k_heads : 0;
+    if (rope && (dq % 8 || dh % dq)) { /* no whole pieces of 8 floats in a head: ops_rope2 first */
+        tensor q3 = *rope->q, k3 = *k; /* [B, 1, width] views without references of their own */
+        tensor *x[2] = {&q3, &k3};
+        for (int i = 0; i < 2; i++) {
+            x[i]->ndim = 3;
+            x[i]->shape[2] = x[i]->shape[1], x[i]->shape[1] = 1;
+            x[i]->stride[2] = 1, x[i]->stride[1] = x[i]->shape[2];
+        }
+        RT_TRY(ops_rope_rotate(ctx, op, &q3, rope->q_heads, &k3, rope->k_heads, pos, rope->theta, 1.0f));
+        rope = NULL;
+    }
+    if (!rope) {
+        rt_arg args[] = {RT_MEM(k->buf->mem),   RT_I32(k->offset),      RT_MEM(v->buf->mem),     RT_I32(v->offset),
+                         RT_MEM(pos->buf->mem), RT_I32(pos->offset),    RT_MEM(store->buf->mem), RT_I32(store->offset),
+                         RT_MEM(kr->buf->mem),  RT_I32(kr->offset),     RT_MEM(vr->buf->mem),    RT_I32(vr->offset),
+                         RT_I32(R),             RT_MEM(kb->buf->mem),   RT_I32(kb->offset),      RT_MEM(vb->buf->mem),
+                         RT_I32(vb->offset),    RT_I32(cap),            RT_I32(st.bs),           RT_I32(st.hs),
+                         RT_I32(st.es),         RT_I32(dh),             RT_MEM(bpos->buf->mem),  RT_I32(bpos->offset),
+                         RT_MEM(nb->buf->mem),  RT_I32(nb->offset),     RT_I32(C),               RT_I32(B * C)};
+        return ops_launch_1d(ctx, "attention", st.option, "kv_append", B * C, (int)CORE_LEN(args), args);
+    }
+    const tensor *q = rope->q;
+    int quads = (int)(dq / 8);
+    rt_arg args[] = {RT_MEM(q->buf->mem),      RT_I32(q->offset),       RT_I32(rope->q_heads),
+                     RT_MEM(k->buf->mem),      RT_I32(k->offset),       RT_MEM(v->buf->mem),
+                     RT_I32(v->offset),        RT_MEM(pos->buf->mem),   RT_I32(pos->offset),
+                     RT_MEM(store->buf->mem),  RT_I32(store->offset),   RT_MEM(kr->buf->mem),
+                     RT_I32(kr->offset),       RT_MEM(vr->buf->mem),    RT_I32(vr->offset),
+                     RT_I32(R),                RT_MEM(kb->buf->mem),    RT_I32(kb->offset),
+                     RT_MEM(vb->buf->mem),     RT_I32(vb->offset),      RT_I32(cap),
+                     RT_I32(st.bs),            RT_I32(st.hs),           RT_I32(st.es),
+                     RT_I32(dh),               RT_MEM(bpos->buf->mem),  RT_I32(bpos->offset),
+                     RT_MEM(nb->buf->mem),     RT_I32(nb->offset),      RT_I32(rope->k_heads),
+                     RT_I32(quads),            RT_F32(log2((double)rope->theta)),
+                     RT_F32(log2(3.14159265358979323846)), RT_I32(B * quads)};
+    return ops_launch_1d(ctx, "attention", st.option, "kv_append_rope", B * quads, (int)CORE_LEN(args), args);
+}
+
+attamba_status ops_kv_append(rt_ctx *ctx, const tensor *k, const tensor *v, const tensor *pos, const tensor *store,
+                             tensor *kr, tensor *vr, tensor *kb, tensor *vb, tensor *bpos, tensor *nb) {
+    return kv_append(ctx, "ops_kv_append", NULL, k, v, pos, store, kr, vr, kb, vb, bpos, nb);
+}
+
+attamba_status ops_kv_append_rope(rt_ctx *ctx, tensor *q, int q_heads, tensor *k, int k_heads, const tensor *v,
+                                  const tensor *pos, float theta, const tensor *store, tensor *kr, tensor *vr,
+                                  tensor *kb, tensor *vb, tensor *bpos, tensor *nb) {
+    static const char op[] = "ops_kv_append_rope";
+    if (!q || !q->buf || q->ndim != 2 || !k || !k->buf || k->ndim != 2 || q->shape[0] != k->shape[0] ||
+        q_heads < 1 || k_heads < 1 || q->shape[1] % q_heads || k->shape[1] % k_heads ||
+        q->shape[1] / q_heads != k->shape[1] / k_heads || (q->shape[1] / q_heads) % 2)
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: q [B, q_heads*dh] and k [B, k_heads*dh] need one B and an even dh",
+                       op);
+    RT_TRY(ops_expect(ctx, op, "q", q, TENSOR_F32, 2, q->shape));
+    if (!(theta > 0.0f) || isinf(theta))
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: theta must be finite and > 0, got %g", op, (double)theta);
+    if (ops_overlap(q, k) || ops_overlap(q, v))
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: q overlaps k or v", op);
+    kv_rope rope = {q, q_heads, k_heads, theta};
+    return kv_append(ctx, op, &rope, k, v, pos, store, kr, vr, kb, vb, bpos, nb);
 }

@@ -114,5 +114,11 @@ attamba_status ops_attention_decode(rt_ctx *ctx, const tensor *q, const tensor *
  * host round-trip: the caller (who knows the counts) decides the rows. */
 attamba_status ops_kv_append(rt_ctx *ctx, const tensor *k, const tensor *v, const tensor *pos, const tensor *store,
                              tensor *kr, tensor *vr, tensor *kb, tensor *vb, tensor *bpos, tensor *nb);
+/* The decode step's RoPE and append: ops_rope2 of q [B, q_heads*dh] and k [B, k_heads*dh] (contiguous) at
+ * positions pos (both rotated in place), then ops_kv_append of k and v. One launch where dh % 8 == 0,
+ * else two. */
+attamba_status ops_kv_append_rope(rt_ctx *ctx, tensor *q, int q_heads, tensor *k, int k_heads, const tensor *v,
+                                  const tensor *pos, float theta, const tensor *store, tensor *kr, tensor *vr,
+                                  tensor *kb, tensor *vb, tensor *bpos, tensor *nb);
 
 #endif
