@@ -260,7 +260,8 @@ __kernel void gemm_dot(int M, int N, int K, float alpha,
  * each is a float8 dot product, as gemm_dot. Members past n_members have N_i = 0.
  * -DNORM=1: x is first RMS-normalised with the gain G (as rmsnorm_f32, the sum in another order): every
  * work-group does its RM rows into __local xn (RM x K floats) and reads them from there; the first group
- * of a row block also writes them to XN when keep (for a residual that needs them). One launch, not two.
+ * of a row block also writes them to XN when keep >= 1 and to XN2 when keep == 2 (for residuals that
+ * start from them). One launch, not two.
  * -DGLU=1: the SwiGLU of members 0 and 1 (below) in the same launch, one work-item per output column. */
 #define GEMV_MEMBER(i) __global const BT *W##i, int wo##i, int ldw##i, int n##i, __global float *Y##i, int yo##i, \
                        int ldy##i, int acc##i
@@ -279,7 +280,8 @@ __kernel void gemm_dot(int M, int N, int K, float alpha,
 __kernel void gemv_group(int M, int K, __global const float *X, int xo, int ldx, GEMV_MEMBER(0), GEMV_MEMBER(1),
                          GEMV_MEMBER(2), GEMV_MEMBER(3), GEMV_MEMBER(4), GEMV_MEMBER(5)
 #if NORM
-                         , __global const float *G, int go, float eps, __global float *XN, int xno, int keep,
+                         , __global const float *G, int go, float eps, __global float *XN, int xno,
+                         __global float *XN2, int xn2o, int keep,
                          __local float *xn
 #endif
 ) {
@@ -302,8 +304,9 @@ __kernel void gemv_group(int M, int K, __global const float *X, int xo, int ldx,
             for (k = 0; k + 8 <= K; k += 8) vstore8(vload8(0, xr + k) * inv * vload8(0, G + go + k), 0, o + k);
             for (; k < K; k++) o[k] = xr[k] * inv * G[go + k];
             if (keep && get_group_id(0) == 0) {
-                __global float *out = XN + xno + (m + r) * K;
+                __global float *out = XN + xno + (m + r) * K, *out2 = XN2 + xn2o + (m + r) * K;
                 for (k = 0; k < K; k++) out[k] = o[k];
+                for (k = 0; keep == 2 && k < K; k++) out2[k] = o[k];
             }
         }
     }

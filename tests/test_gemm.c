@@ -259,8 +259,9 @@ END_TEST
 /* Projections sharing an input in one call: row blocks of one matrix (like in_proj's z | xBC+dt) and
  * another matrix, awkward widths (1, 7, 33; K = 37 is no multiple of 16 or 8), one accumulating; with
  * 1, 2 and 3 rows (one grouped launch) and 9 (one GEMM each); plain, and with the RMS norm of the input
- * first (in the same launch below 8 rows; its output written when kept, or when it ran on its own). */
-static void check_group(int M, int norm_mode /* 0: none, 1: norm, 2: norm kept */) {
+ * first (in the same launch below 8 rows; its output written when kept, or when it ran on its own; kept
+ * twice: into out and out2). */
+static void check_group(int M, int norm_mode /* 0: none, 1: norm, 2: norm kept, 3: kept twice */) {
     rt_ctx *ctx = tu_ctx();
     const int K = 37, Ns[3] = {1, 7, 33};
     float *x = tu_random(M * K, 60 + (uint64_t)M, -1, 1), *w01 = tu_random(8 * K, 61, -1, 1);
@@ -268,6 +269,7 @@ static void check_group(int M, int norm_mode /* 0: none, 1: norm, 2: norm kept *
     tensor tx = tu_tensor(3, ((int64_t[]){M, 1, K}), x), tw01 = tu_tensor(2, ((int64_t[]){8, K}), w01);
     tensor tw2 = tu_tensor(2, ((int64_t[]){33, K}), w2), tw[3] = {{0}, {0}, tw2}, ty[3];
     tensor tg = tu_tensor(1, ((int64_t[]){K}), gain), tout = tu_zeros(3, ((int64_t[]){M, 1, K}));
+    tensor tout2 = tu_zeros(3, ((int64_t[]){M, 1, K}));
     tu_ok(tensor_slice(&tw01, 0, 0, 1, &tw[0]));
     tu_ok(tensor_slice(&tw01, 0, 1, 7, &tw[1]));
     if (norm_mode) ref_rmsnorm(M, K, x, gain, 1e-5f, xn);
@@ -283,7 +285,7 @@ static void check_group(int M, int norm_mode /* 0: none, 1: norm, 2: norm kept *
     const tensor *W[3] = {&tw[0], &tw[1], &tw[2]};
     tensor *Y[3] = {&ty[0], &ty[1], &ty[2]};
     int acc[3] = {0, 1, 0};
-    ops_gemv_norm norm = {&tg, 1e-5f, &tout, norm_mode == 2};
+    ops_gemv_norm norm = {&tg, 1e-5f, &tout, norm_mode >= 2, norm_mode == 3 ? &tout2 : NULL};
     attamba_counters c0, c1;
     attamba_context_counters(ctx, &c0);
     tu_ok(ops_gemm_group(ctx, &tx, norm_mode ? &norm : NULL, 3, W, Y, acc));
@@ -297,20 +299,25 @@ static void check_group(int M, int norm_mode /* 0: none, 1: norm, 2: norm kept *
         free(got), free(init[i]), free(want[i]);
         tensor_free(&ty[i]);
     }
-    if (norm_mode == 2 || (norm_mode && !grouped)) {
+    if (norm_mode >= 2 || (norm_mode && !grouped)) {
         float *got = tu_download(&tout);
         tu_assert_close(got, xn, M * K, 1e-5, 1e-6, "the normalised input");
         free(got);
     }
+    float *got2 = tu_download(&tout2), *zero = calloc((size_t)M * K, sizeof *zero);
+    tu_assert_close(got2, norm_mode == 3 ? xn : zero, M * K, 1e-5, 1e-6, "the normalised input's second copy");
+    free(got2), free(zero);
     if (norm_mode) { /* bad input: a gain of the wrong width, an out overlapping x */
         tensor g2 = tu_zeros(1, ((int64_t[]){K + 1}));
-        ops_gemv_norm bad = {&g2, 1e-5f, &tout, 0};
+        ops_gemv_norm bad = {&g2, 1e-5f, &tout, 0, NULL};
         ck_assert_int_eq(ops_gemm_group(ctx, &tx, &bad, 3, W, Y, acc), ATTAMBA_ERR_SHAPE);
-        bad = (ops_gemv_norm){&tg, 1e-5f, &tx, 0};
+        bad = (ops_gemv_norm){&tg, 1e-5f, &tx, 0, NULL};
+        ck_assert_int_eq(ops_gemm_group(ctx, &tx, &bad, 3, W, Y, acc), ATTAMBA_ERR_INVALID_ARG);
+        bad = (ops_gemv_norm){&tg, 1e-5f, &tout, 1, &tout}; /* the second copy over the first */
         ck_assert_int_eq(ops_gemm_group(ctx, &tx, &bad, 3, W, Y, acc), ATTAMBA_ERR_INVALID_ARG);
         tensor_free(&g2);
     }
-    tensor *all[] = {&tx, &tw01, &tw2, &tw[0], &tw[1], &tg, &tout};
+    tensor *all[] = {&tx, &tw01, &tw2, &tw[0], &tw[1], &tg, &tout, &tout2};
     for (size_t i = 0; i < CORE_LEN(all); i++) tensor_free(all[i]);
     free(x), free(w01), free(w2), free(gain), free(xn);
 }
@@ -318,7 +325,7 @@ static void check_group(int M, int norm_mode /* 0: none, 1: norm, 2: norm kept *
 START_TEST(grouped_projections_match_reference) {
     const int rows[] = {1, 2, 3, 9};
     for (int r = 0; r < 4; r++)
-        for (int norm = 0; norm < 3; norm++) check_group(rows[r], norm);
+        for (int norm = 0; norm < 4; norm++) check_group(rows[r], norm);
 }
 END_TEST
 
@@ -340,7 +347,7 @@ static void check_swiglu(int M, int with_norm, tensor_dtype t) {
     ref_gemm(0, 1, M, N, K, 1.0f, xn, K, w1, K, 0.0f, g, N);
     ref_gemm(0, 1, M, N, K, 1.0f, xn, K, w3, K, 0.0f, u, N);
     ref_swiglu((int64_t)M * N, g, u, want);
-    ops_gemv_norm norm = {&tg, 1e-5f, &tout, 0};
+    ops_gemv_norm norm = {&tg, 1e-5f, &tout, 0, NULL};
     attamba_counters c0, c1;
     attamba_context_counters(ctx, &c0);
     tu_ok(ops_gemm_swiglu(ctx, &tx, with_norm ? &norm : NULL, &t1, &t3, &f1, &f3, &hid));

@@ -227,17 +227,18 @@ static attamba_status conv_tail(const tensor *src, const tensor *dst, int64_t se
     return ATTAMBA_OK;
 }
 
-/* y_i = rmsnorm(h) W_i^T for projections sharing their input (the norm into x): in decode (a few rows)
- * one launch for all, the norm included (ops_gemm_group; x written only when keep_x: what training's
- * backward or a residual reads); otherwise the norm, then consecutive twins (K's and V's, W1 and W3) as
- * one batched GEMM each. */
-static attamba_status linear_shared(model *m, const tensor *h, const tensor *gain, tensor *x, int keep_x, int n,
-                                    const tensor *const *W, tensor *const *y) {
+/* y_i = rmsnorm(h) W_i^T for projections sharing their input (the norm into x, and into x2 too unless
+ * NULL): in decode (a few rows) one launch for all, the norm included (ops_gemm_group; x, x2 written only
+ * when keep_x: what training's backward or a residual reads); otherwise the norm, then consecutive twins
+ * (K's and V's, W1 and W3) as one batched GEMM each. */
+static attamba_status linear_shared(model *m, const tensor *h, const tensor *gain, tensor *x, tensor *x2, int keep_x,
+                                    int n, const tensor *const *W, tensor *const *y) {
     if (tensor_numel(h) / h->shape[h->ndim - 1] < ops_dot_max_rows(m->ctx) && n <= OPS_GEMV_MAX) {
-        ops_gemv_norm norm = {gain, m->cfg.norm_eps, x, keep_x};
+        ops_gemv_norm norm = {gain, m->cfg.norm_eps, x, keep_x, x2};
         return ops_gemm_group(m->ctx, h, &norm, n, W, y, NULL);
     }
     RT_TRY(ops_rmsnorm(m->ctx, h, gain, m->cfg.norm_eps, x));
+    if (x2) RT_TRY(tensor_copy(x2, x));
     for (int i = 0; i < n; i++) {
         int twins = i + 1 < n && W[i]->shape[0] == W[i + 1]->shape[0];
         if (twins) RT_TRY(linear_pair(m, x, x, W[i], W[i + 1], 0, y[i], y[i + 1]));
@@ -309,14 +310,15 @@ static attamba_status copy_twice(const tensor *x, tensor *y0, tensor *y1) {
 }
 
 /* k = x + SSM_K(x), v = x + SSM_V(x) after their in_proj (done with q's): conv (+SiLU), scan, gated
- * norm, out_proj; the two SSMs run side by side (one launch for both where the buffers allow). */
+ * norm, out_proj; the two SSMs run side by side (one launch for both where the buffers allow). Decoding,
+ * k and v already hold x (written with the in_proj). */
 static attamba_status ssm_forward(model *m, int l, layer_acts *a, const tensor *seg_first, const layer_mode *md) {
     const ssm_weights *w = m->layers[l].ssm;
     ssm_acts *s = a->ssm;
     if (md->decode) RT_TRY(ssm_step_both(m, l, s, seg_first, md));
     else
         for (int i = 0; i < 2; i++) RT_TRY(ssm_scan_sequence(m, l, i, &a->seg, &s[i], md));
-    RT_TRY(copy_twice(&a->x, &a->k, &a->v));
+    if (!md->decode) RT_TRY(copy_twice(&a->x, &a->k, &a->v));
     return linear_pair(m, &s[0].g, &s[1].g, w[0].out_proj, w[1].out_proj, 1, &a->k, &a->v);
 }
 
@@ -370,23 +372,25 @@ attamba_status model_layer_forward(model *m, int l, layer_acts *a, const layer_m
         ssm_acts *s = a->ssm;
         const tensor *W[5] = {L->wq, &w[0].in_z, &w[1].in_z, &w[0].in_xbcdt, &w[1].in_xbcdt};
         tensor *y[5] = {&a->q, &s[0].z, &s[1].z, &s[0].xbcdt, &s[1].xbcdt};
-        TRY(linear_shared(m, a->h_in, L->attn_norm, &a->x, 1, 5, W, y)); /* x: the SSMs' residual */
+        /* x: the SSMs' residual (decoding, straight into k and v, where the SSMs' outputs add to it) */
+        TRY(linear_shared(m, a->h_in, L->attn_norm, md->decode ? &a->k : &a->x, md->decode ? &a->v : NULL, 1, 5, W,
+                          y));
         TRY(ssm_forward(m, l, a, &seg_first, md));
     } else {
         const tensor *W[3] = {L->wq, L->wk, L->wv};
         tensor *y[3] = {&a->q, &a->k, &a->v};
-        TRY(linear_shared(m, a->h_in, L->attn_norm, &a->x, !md->decode, 3, W, y));
+        TRY(linear_shared(m, a->h_in, L->attn_norm, &a->x, NULL, !md->decode, 3, W, y));
     }
     if (!md->decode) TRY(ops_rope2(m->ctx, &a->q, c->n_heads, &a->k, c->n_kv_heads, md->pos, c->rope_theta));
     TRY(attend(m, l, a, &store, md)); /* decoding, RoPE comes with the append */
     TRY(residual(m, a->h_mid, a->h_in, &a->o, L->wo));
     if (md->decode) { /* nothing reads y, f1, f3 afterwards: norm, projections and SwiGLU in one launch */
-        ops_gemv_norm norm = {L->ffn_norm, c->norm_eps, &a->y, 0};
+        ops_gemv_norm norm = {L->ffn_norm, c->norm_eps, &a->y, 0, NULL};
         TRY(ops_gemm_swiglu(m->ctx, a->h_mid, &norm, L->w1, L->w3, &a->f1, &a->f3, &a->hid));
     } else {
         const tensor *W13[2] = {L->w1, L->w3};
         tensor *f13[2] = {&a->f1, &a->f3};
-        TRY(linear_shared(m, a->h_mid, L->ffn_norm, &a->y, 1, 2, W13, f13));
+        TRY(linear_shared(m, a->h_mid, L->ffn_norm, &a->y, NULL, 1, 2, W13, f13));
         TRY(ops_swiglu(m->ctx, &a->f1, &a->f3, &a->hid));
     }
     TRY(residual(m, a->h_out, a->h_mid, &a->hid, L->w2));

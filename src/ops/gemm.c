@@ -459,9 +459,15 @@ static attamba_status gemm_group(rt_ctx *ctx, const char *op, const tensor *x, c
         RT_TRY(ops_expect_same(ctx, op, "out", norm->out, x));
         RT_TRY(ops_expect_nonneg(ctx, op, "eps", norm->eps));
         if (ops_overlap(norm->out, x)) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: out overlaps x", op);
+        if (norm->out2) {
+            RT_TRY(ops_expect_same(ctx, op, "out2", norm->out2, x));
+            if (ops_overlap(norm->out2, x) || ops_overlap(norm->out2, norm->out))
+                return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: out2 overlaps x or out", op);
+        }
         /* the group's normalised rows in half the local memory */
         if (!grouped || (uint64_t)rows * K * sizeof(cl_float) > ctx->dev.info.local_mem_bytes / 2) {
             RT_TRY(ops_rmsnorm(ctx, x, norm->gain, norm->eps, norm->out));
+            if (norm->keep && norm->out2) RT_TRY(tensor_copy(norm->out2, norm->out));
             x = norm->out;
             norm = NULL;
         }
@@ -479,7 +485,7 @@ static attamba_status gemm_group(rt_ctx *ctx, const char *op, const tensor *x, c
         tensor_free(&x2);
         return s;
     }
-    rt_arg args[5 + 8 * OPS_GEMV_MAX + 8];
+    rt_arg args[5 + 8 * OPS_GEMV_MAX + 9]; /* x, the members, the norm */
     cl_int ints[OPS_GEMV_MAX][6];
     int k = 0;
     int64_t total = 0;
@@ -501,7 +507,8 @@ static attamba_status gemm_group(rt_ctx *ctx, const char *op, const tensor *x, c
                 yi->shape[yi->ndim - 1] != N || tensor_numel(yi) != M * N)
                 return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: y[%d] must be contiguous f32 [..., %lld] with x's rows", op, i,
                                (long long)N);
-            if (ops_overlap(yi, x) || (norm && norm->keep && ops_overlap(yi, norm->out)))
+            if (ops_overlap(yi, x) ||
+                (norm && norm->keep && (ops_overlap(yi, norm->out) || ops_overlap(yi, norm->out2))))
                 return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: y[%d] overlaps x", op, i);
             total += N;
         }
@@ -521,14 +528,16 @@ static attamba_status gemm_group(rt_ctx *ctx, const char *op, const tensor *x, c
              norm ? " -DNORM=1" : "", glu ? " -DGLU=1" : "");
     RT_TRY(rt_kernel(ctx, "gemm", opts, "gemv_group", &kern));
     size_t lx = rt_local_1d(ctx, kern, 64);
-    cl_int nv[3]; /* the norm's offsets and keep: alive until the launch */
+    cl_int nv[4]; /* the norm's offsets and copies kept: alive until the launch */
     cl_float eps = norm ? norm->eps : 0.0f;
     if (norm) {
-        const tensor *g = norm->gain, *o = norm->out;
-        nv[0] = (cl_int)g->offset, nv[1] = (cl_int)o->offset, nv[2] = norm->keep != 0;
+        const tensor *g = norm->gain, *o = norm->out, *o2 = norm->out2 ? norm->out2 : o;
+        nv[0] = (cl_int)g->offset, nv[1] = (cl_int)o->offset, nv[2] = (cl_int)o2->offset;
+        nv[3] = norm->keep ? 1 + (norm->out2 != NULL) : 0;
         args[k++] = RT_MEM(g->buf->mem), args[k++] = RT_I32_AT(&nv[0]);
         args[k++] = (rt_arg){sizeof eps, &eps, 0};
-        args[k++] = RT_MEM(o->buf->mem), args[k++] = RT_I32_AT(&nv[1]), args[k++] = RT_I32_AT(&nv[2]);
+        args[k++] = RT_MEM(o->buf->mem), args[k++] = RT_I32_AT(&nv[1]);
+        args[k++] = RT_MEM(o2->buf->mem), args[k++] = RT_I32_AT(&nv[2]), args[k++] = RT_I32_AT(&nv[3]);
         args[k++] = RT_LOCAL((size_t)rows * K * sizeof(cl_float));
     }
     size_t local[2] = {lx, 1}, global[2] = {(size_t)total, (size_t)((M + rows - 1) / rows)};

@@ -100,12 +100,14 @@ void ops_gemm_panels_free(ops_gemm_panels *p);
 int ops_dot_max_rows(rt_ctx *ctx);
 /* norm (may be NULL): x is RMS-normalised first, as ops_rmsnorm(x, gain, eps, out): in the same launch
  * where it is one (the normalised rows then written to out only when keep), else by ops_rmsnorm into out
- * first. out: x's shape, apart from x. */
+ * first. out: x's shape, apart from x. out2 (may be NULL): with keep, a second copy of them (a residual
+ * that two sums start from), apart from x and out. */
 typedef struct {
     const tensor *gain;
     float eps;
     tensor *out;
     int keep;
+    tensor *out2;
 } ops_gemv_norm;
 attamba_status ops_gemm_group(rt_ctx *ctx, const tensor *x, const ops_gemv_norm *norm, int n, const tensor *const *W,
                               tensor *const *y, const int *accumulate);
