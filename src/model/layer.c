@@ -372,9 +372,9 @@ attamba_status model_layer_forward(model *m, int l, layer_acts *a, const layer_m
         ssm_acts *s = a->ssm;
         const tensor *W[5] = {L->wq, &w[0].in_z, &w[1].in_z, &w[0].in_xbcdt, &w[1].in_xbcdt};
         tensor *y[5] = {&a->q, &s[0].z, &s[1].z, &s[0].xbcdt, &s[1].xbcdt};
-        /* x: the SSMs' residual (decoding, straight into k and v, where the SSMs' outputs add to it) */
-        TRY(linear_shared(m, a->h_in, L->attn_norm, md->decode ? &a->k : &a->x, md->decode ? &a->v : NULL, 1, 5, W,
-                          y));
+        /* x: the SSMs' residual; decoding, it is written straight into k and v, where their outputs add to it */
+        tensor *x = md->decode ? &a->k : &a->x, *x2 = md->decode ? &a->v : NULL;
+        TRY(linear_shared(m, a->h_in, L->attn_norm, x, x2, 1, 5, W, y));
         TRY(ssm_forward(m, l, a, &seg_first, md));
     } else {
         const tensor *W[3] = {L->wq, L->wk, L->wv};

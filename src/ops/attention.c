@@ -430,9 +430,9 @@ attamba_status ops_attention_decode(rt_ctx *ctx, const tensor *q, const tensor *
     return s;
 }
 
-/* RoPE before the append (ops_kv_append_rope): q [B, H*dh] and its heads, theta. */
+/* RoPE before the append (ops_kv_append_rope): q and k as [B, 1, heads*dh] views, their heads, theta. */
 typedef struct {
-    tensor *q;
+    tensor q3, k3;
     int q_heads, k_heads;
     float theta;
 } kv_rope;
@@ -457,15 +457,9 @@ static attamba_status kv_append(rt_ctx *ctx, const char *op, const kv_rope *rope
     RT_TRY(ops_expect(ctx, op, "vr", vr, TENSOR_F32, 3, (int64_t[]){B, R, C}));
     RT_TRY(ops_expect(ctx, op, "bpos", bpos, TENSOR_I32, 2, (int64_t[]){B, cap}));
     RT_TRY(ops_expect(ctx, op, "nb", nb, TENSOR_I32, 1, &B));
-    int64_t dq = rope && rope->k_heads > 0 && C % rope->k_heads == 0 ? C / rope->k_heads : 0;
-    if (rope && (dq % 8 || dh % dq)) { /* no whole pieces of 8 floats in a head: ops_rope2 first */
-        tensor q3 = *rope->q, k3 = *k; /* [B, 1, width] views without references of their own */
-        tensor *x[2] = {&q3, &k3};
-        for (int i = 0; i < 2; i++) {
-            x[i]->ndim = 3;
-            x[i]->shape[2] = x[i]->shape[1], x[i]->shape[1] = 1;
-            x[i]->stride[2] = 1, x[i]->stride[1] = x[i]->shape[2];
-        }
+    int64_t dq = rope ? C / rope->k_heads : 0;
+    if (rope && (dq % 8 || dh % dq)) { /* no whole pieces of 8 floats in a head: the RoPE launch first */
+        tensor q3 = rope->q3, k3 = rope->k3; /* copies of the views, which ops_rope_rotate takes non-const */
         RT_TRY(ops_rope_rotate(ctx, op, &q3, rope->q_heads, &k3, rope->k_heads, pos, rope->theta, 1.0f));
         rope = NULL;
     }
@@ -479,7 +473,7 @@ static attamba_status kv_append(rt_ctx *ctx, const char *op, const kv_rope *rope
                          RT_MEM(nb->buf->mem),  RT_I32(nb->offset),     RT_I32(C),               RT_I32(B * C)};
         return ops_launch_1d(ctx, "attention", st.option, "kv_append", B * C, (int)CORE_LEN(args), args);
     }
-    const tensor *q = rope->q;
+    const tensor *q = &rope->q3;
     int quads = (int)(dq / 8);
     rt_arg args[] = {RT_MEM(q->buf->mem),      RT_I32(q->offset),       RT_I32(rope->q_heads),
                      RT_MEM(k->buf->mem),      RT_I32(k->offset),       RT_MEM(v->buf->mem),
@@ -505,16 +499,18 @@ attamba_status ops_kv_append_rope(rt_ctx *ctx, tensor *q, int q_heads, tensor *k
                                   const tensor *pos, float theta, const tensor *store, tensor *kr, tensor *vr,
                                   tensor *kb, tensor *vb, tensor *bpos, tensor *nb) {
     static const char op[] = "ops_kv_append_rope";
-    if (!q || !q->buf || q->ndim != 2 || !k || !k->buf || k->ndim != 2 || q->shape[0] != k->shape[0] ||
-        q_heads < 1 || k_heads < 1 || q->shape[1] % q_heads || k->shape[1] % k_heads ||
-        q->shape[1] / q_heads != k->shape[1] / k_heads || (q->shape[1] / q_heads) % 2)
-        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: q [B, q_heads*dh] and k [B, k_heads*dh] need one B and an even dh",
-                       op);
-    RT_TRY(ops_expect(ctx, op, "q", q, TENSOR_F32, 2, q->shape));
-    if (!(theta > 0.0f) || isinf(theta))
-        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: theta must be finite and > 0, got %g", op, (double)theta);
-    if (ops_overlap(q, k) || ops_overlap(q, v))
-        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: q overlaps k or v", op);
-    kv_rope rope = {q, q_heads, k_heads, theta};
-    return kv_append(ctx, op, &rope, k, v, pos, store, kr, vr, kb, vb, bpos, nb);
+    if (!q || !q->buf || q->ndim != 2 || !k || !k->buf || k->ndim != 2)
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: q and k must be [B, heads*dh] tensors", op);
+    RT_TRY(ops_expect(ctx, op, "q", q, TENSOR_F32, 2, q->shape)); /* contiguous: the views below are views */
+    RT_TRY(ops_expect(ctx, op, "k", k, TENSOR_F32, 2, k->shape));
+    if (ops_overlap(q, v)) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: q overlaps v", op);
+    kv_rope rope = {{0}, {0}, q_heads, k_heads, theta};
+    int half_dh = 0;
+    attamba_status s = tensor_reshape(q, 3, (int64_t[]){q->shape[0], 1, q->shape[1]}, &rope.q3);
+    if (!s) s = tensor_reshape(k, 3, (int64_t[]){k->shape[0], 1, k->shape[1]}, &rope.k3);
+    if (!s) s = ops_rope_check(ctx, op, &rope.q3, q_heads, &rope.k3, k_heads, pos, theta, &half_dh);
+    if (!s) s = kv_append(ctx, op, &rope, k, v, pos, store, kr, vr, kb, vb, bpos, nb);
+    tensor_free(&rope.q3);
+    tensor_free(&rope.k3);
+    return s;
 }

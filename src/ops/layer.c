@@ -73,21 +73,27 @@ static attamba_status rope_check(rt_ctx *ctx, const char *op, const char *name, 
     return ATTAMBA_OK;
 }
 
-attamba_status ops_rope_rotate(rt_ctx *ctx, const char *op, tensor *x, int n_heads, tensor *x2, int n_heads2,
-                               const tensor *pos0, float theta, float sign) {
-    int half_dh = 0, half2 = 0;
-    RT_TRY(rope_check(ctx, op, "x", x, n_heads, &half_dh));
+attamba_status ops_rope_check(rt_ctx *ctx, const char *op, const tensor *x, int n_heads, const tensor *x2,
+                              int n_heads2, const tensor *pos0, float theta, int *half_dh) {
+    int half2 = 0;
+    RT_TRY(rope_check(ctx, op, "x", x, n_heads, half_dh));
     if (x2) {
         RT_TRY(rope_check(ctx, op, "x2", x2, n_heads2, &half2));
-        if (half2 != half_dh || x2->shape[0] != x->shape[0] || x2->shape[1] != x->shape[1])
+        if (half2 != *half_dh || x2->shape[0] != x->shape[0] || x2->shape[1] != x->shape[1])
             return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: x2 needs x's B, T and head dim", op);
         if (ops_overlap(x, x2)) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: x and x2 overlap", op);
     }
     if (!(theta > 0.0f) || isinf(theta))
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: theta must be finite and > 0, got %g", op,
                        (double)theta);
+    return ops_expect(ctx, op, "pos0", pos0, TENSOR_I32, 1, x->shape);
+}
+
+attamba_status ops_rope_rotate(rt_ctx *ctx, const char *op, tensor *x, int n_heads, tensor *x2, int n_heads2,
+                               const tensor *pos0, float theta, float sign) {
+    int half_dh = 0;
+    RT_TRY(ops_rope_check(ctx, op, x, n_heads, x2, n_heads2, pos0, theta, &half_dh));
     int64_t B = x->shape[0], T = x->shape[1];
-    RT_TRY(ops_expect(ctx, op, "pos0", pos0, TENSOR_I32, 1, &B));
     /* one work-item per (token, pair index), or per four pair indices when dh % 8 == 0; each
      * loops over the heads of x, then of x2 (the same angles) */
     int vec = half_dh % 4 ? 1 : 4;

@@ -28,6 +28,10 @@ attamba_status ops_rope2(rt_ctx *ctx, tensor *q, int q_heads, tensor *k, int k_h
  * in messages. */
 attamba_status ops_rope_rotate(rt_ctx *ctx, const char *op, tensor *x, int n_heads, tensor *x2, int n_heads2,
                                const tensor *pos0, float theta, float sign);
+/* ops_rope_rotate's checks of its arguments, alone (for ops that rotate inside another kernel); *half_dh
+ * gets half the head width. */
+attamba_status ops_rope_check(rt_ctx *ctx, const char *op, const tensor *x, int n_heads, const tensor *x2,
+                              int n_heads2, const tensor *pos0, float theta, int *half_dh);
 
 /* out = silu(gate) * up; all three of one shape; out may alias either input. */
 attamba_status ops_swiglu(rt_ctx *ctx, const tensor *gate, const tensor *up, tensor *out);
