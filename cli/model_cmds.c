@@ -508,11 +508,13 @@ int cli_generate(int argc, char **argv) {
                    "cache bytes. Sampling: temperature, then top-k, top-p and min-p (drops tokens below P times\n"
                    "the most probable; default 0 = off); --repeat-penalty R (default 1 = off) first divides the\n"
                    "positive logits of the tokens among the last N (default 64) of prompt and output by R and\n"
-                   "multiplies the negative ones, each distinct token once. --warmup W: W untimed prefills of the\n"
-                   "prompt first, each in a session of its own (a benchmark's warm-up: the first prefill of a\n"
-                   "process also creates its scratch buffers; llama-bench warms up the same way). --cache-type:\n"
-                   "the KV cache's stored keys and values (default f32; f16: half the bytes, rounded to half,\n"
-                   "as llama.cpp's default cache).\n%s",
+                   "multiplies the negative ones, each distinct token once. --warmup W: W untimed runs first, each\n"
+                   "in a session of its own: a prefill of the prompt and, when N > 1, one decode step (a\n"
+                   "benchmark's warm-up: the first prefill and the first decode step of a process also load\n"
+                   "their kernels and create their scratch buffers; llama-bench warms up the same way).\n"
+                   "--cache-type:"
+                   " the KV cache's stored keys and values (default f32; f16: half the bytes, rounded\n"
+                   "to half, as llama.cpp's default cache).\n%s",
                    model_opts_help);
             return 0;
         default: return 2;
@@ -542,9 +544,10 @@ int cli_generate(int argc, char **argv) {
     int T = (int)np;
     if (!rc) rc = attamba_sampler_create(ctx, &sp, &smp);
     spar.max_tokens = T + n_new + 1;
-    for (long w = 0; w < warmup && !rc; w++) { /* untimed prefills in throwaway sessions */
+    for (long w = 0; w < warmup && !rc; w++) { /* untimed runs in throwaway sessions */
         rc = attamba_session_create_with(m, &spar, &ses);
         if (!rc) rc = attamba_session_feed(ses, ids, T, logits);
+        if (!rc && n_new > 1) rc = attamba_session_feed(ses, ids, 1, logits); /* any token: a decode step */
         attamba_session_destroy(ses);
         ses = NULL;
     }

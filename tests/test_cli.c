@@ -173,8 +173,8 @@ START_TEST(generate_checks_and_runs_its_sampling_filters) {
     rc = cli(out, sizeof out, "generate --model %s/m --prompt 'In the' -n 8 --min-p 0.1 --repeat-penalty 1.5 "
                               "--repeat-last-n 4 --seed 3", dir);
     ck_assert_msg(rc == 0 && strstr(out, "\nprefill "), "generate with filters: exit %d: %s", rc, out);
-    /* warm-up prefills change nothing the generation writes (greedy: the same text before the timings);
-     * -1 is refused */
+    /* warm-up runs (a prefill and a decode step each) change nothing the generation writes (greedy: the
+     * same text before the timings); -1 is refused */
     char warm[8192];
     const char *greedy = "generate --model %s/m --prompt 'In the' -n 12 --temperature 0 %s";
     rc = cli(out, sizeof out, greedy, dir, "");

@@ -11,8 +11,9 @@
 #   5. ROUNDS interleaved rounds (the engines alternate who goes first): pp512, pp2048, tg128, and decode
 #      at 4K and 16K of context, per weight type;
 #   6. summarize.py: medians and ratios -> docs/bench/peers.json, a markdown table on stdout.
-# Both warm up once before they are timed (llama-bench's default; attamba generate --warmup 1: the first
-# prefill of a process also creates its scratch buffers, 8-15% of a 512-token prefill here).
+# Both warm up once before they are timed (llama-bench's default: a prompt run, then one generated token;
+# attamba generate --warmup 1 the same: the first prefill of a process also creates its scratch buffers,
+# 8-15% of a 512-token prefill here, and its first decode step loads the decode kernels, ~10 ms).
 # llama.cpp runs with OMP_WAIT_POLICY=PASSIVE (its OpenMP barriers spin otherwise, which collapses on a
 # shared machine) and --repack 0 (AMX may be advertised in a VM and not work); attamba on PoCL with
 # POCL_MAX_PTHREAD_COUNT=THREADS. Both with THREADS threads (default 2). Both keep an f16 KV cache
@@ -33,7 +34,7 @@ while [ $# -gt 0 ]; do
     --threads) THREADS=$2; shift 2 ;;
     --dir) DIR=$(realpath -m "$2"); shift 2 ;; # absolute: the script works from DIR
     --out) OUT=$(realpath -m "$2"); shift 2 ;;
-    -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "llamacpp.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
