@@ -96,12 +96,12 @@ static void write_svg(const char *path, const variant *vs, int nv, const int64_t
 
 /* Decode tokens/s of m (as variant v, its cache type) at context T (the cache filled synthetically to T,
  * then `steps` timed steps, the i-th at context T + i, after one untimed); 0 when it cannot run (said on
- * stderr). sa gets the last
- * step's counters, *bytes (may be NULL) what the cache holds at T. */
+ * stderr). sa gets the last step's counters, *bytes (may be NULL) what the cache holds at T. A profiling
+ * context (ATTAMBA_PROFILE=1) then runs `steps` more and prints their kernels and idle time per step. */
 static double decode_rate(attamba_context *ctx, attamba_model *m, const variant *v, int64_t T, int steps,
                           step_arg *sa, int64_t *bytes, bench_timing *tm) {
     attamba_session *s = NULL;
-    attamba_session_params p = attamba_session_params_default(T + steps + 2);
+    attamba_session_params p = attamba_session_params_default(T + 2 * (int64_t)steps + 2);
     const char *name = v->name;
     p.cache_type = v->cache;
     memset(sa, 0, sizeof *sa);
@@ -114,6 +114,16 @@ static double decode_rate(attamba_context *ctx, attamba_model *m, const variant 
     float *host_logits = malloc((size_t)attamba_model_vocab_size(m) * sizeof *host_logits);
     *sa = (step_arg){ctx, s, 65, host_logits, {0}};
     double t = host_logits ? bench_time(one_step, sa, steps, 0.0, tm) : -1;
+    if (t > 0 && attamba_context_profile(ctx, NULL, NULL)) {
+        attamba_context_profile_reset(ctx);
+        double t0 = cli_now();
+        int failed = 0;
+        for (int i = 0; i < steps && !failed; i++) failed = one_step(sa);
+        if (!failed) {
+            printf("\n%s at %lld, per step of %d:\n", name, (long long)T, steps);
+            attamba_context_profile_print(ctx, stdout, steps, (cli_now() - t0) / steps);
+        }
+    }
     free(host_logits);
     attamba_session_destroy(s);
     sa->s = NULL;
@@ -179,7 +189,9 @@ int bench_decode_main(int argc, char **argv) {
                    "caches that do not fit one device, not for speed). --weight-types: each model with its\n"
                    "projections stored as each type (attamba quantize; named e.g. 'transformer q8'), in turn.\n"
                    "--cache-types: each of those with its KV cache's stored keys and values of each type (named\n"
-                   "e.g. 'transformer q8 kv-f16').\n");
+                   "e.g. 'transformer q8 kv-f16'). With ATTAMBA_PROFILE=1 each model and context then decodes\n"
+                   "--steps more tokens and prints their kernels per step, with the device's idle time before\n"
+                   "each kernel and in all (the host's work between steps, launch gaps).\n");
             return 0;
         default: return 2;
         }
@@ -352,7 +364,6 @@ int bench_decode_main(int argc, char **argv) {
         attamba_model_destroy(ms);
         attamba_config_destroy(cfg);
     }
-    if (attamba_context_profile(ctx, NULL, NULL)) attamba_context_profile_print(ctx, stdout, 0, 0);
     if (tps[0] > 0) printf("\ndecode speedup over the full transformer:\n%-22s", "model");
     for (int i = 0; i < nc && tps[0] > 0; i++) printf(" %8lld", (long long)ctxs[i]);
     if (tps[0] > 0) printf("\n");

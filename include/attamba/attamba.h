@@ -129,7 +129,9 @@ void attamba_context_counters(const attamba_context *ctx, attamba_counters *out)
 attamba_status attamba_context_finish(attamba_context *ctx);
 
 /* Kernel profiles: a context created with ATTAMBA_PROFILE=1 in the environment times every launch on
- * the device (OpenCL profiling events, which slow launches down) and sums the time per kernel. */
+ * the device (OpenCL profiling events) and sums the time per kernel. The events are read after the
+ * fact (at the host's waits, the older half once 256 are in flight, and when the profile is read), so launches do not
+ * wait for their kernels; the report also sums the device's idle time between kernels. */
 typedef struct attamba_profile_entry {
     const char *name;   /* the kernel's label */
     uint64_t launches;

@@ -37,6 +37,8 @@ typedef struct rt_program {
 } rt_program;
 
 typedef struct attamba_profile_entry rt_profile_entry; /* include/attamba/attamba.h */
+/* Profiled launches kept in flight before their times are read (the older half then is). */
+#define RT_PROFILE_PENDING 256
 
 typedef struct rt_cache_stats {
     unsigned hits;        /* programs loaded from the on-disk cache */
@@ -76,7 +78,18 @@ struct attamba_context {
     int profiling;             /* per-kernel timing through profiling events */
     int gemm_clblast_broken;   /* CLBlast failed here once: ops_gemm uses the own kernel */
     rt_profile_entry *profile;
+    double *profile_wait;      /* per entry of profile: the device's idle time right before its launches */
     int n_profile;
+    /* Profiled launches whose events are read later (rt_profile_drain), so that profiling does not
+     * make every launch wait for its kernel: the event and its profile entry, in queue order. */
+    struct rt_pending_launch {
+        cl_event ev;
+        int entry;
+    } pending[RT_PROFILE_PENDING];
+    int n_pending;
+    cl_ulong prof_last_end;    /* device time at which the last drained kernel ended (0: none yet) */
+    double prof_idle_seconds;  /* device idle between consecutive profiled kernels, summed */
+    uint64_t prof_gaps;        /* how many such gaps were summed */
     void *tuning;              /* the op layer's tuning table (ops/tuning.c), one malloc'd block */
     /* Set by a layer above that holds driver objects of this context outside it (CLBlast's program
      * cache): called by attamba_context_destroy after the queue has finished, before anything of
@@ -167,11 +180,16 @@ attamba_status rt_finish(rt_ctx *ctx);
  * parameters (on_kernel_failure) and says so in the message; returns s. */
 attamba_status rt_kernel_failed(rt_ctx *ctx, attamba_status s, const char *what);
 
-/* Profiling report: one line per kernel label, sorted by total time, then the counters. */
-void rt_profile_print(const rt_ctx *ctx, void *file /* FILE* */);
+/* Reads the times of the profiled launches in flight (ATTAMBA_PROFILE) into the profile, all but the
+ * newest `keep` of them, waiting for those kernels to finish. The report and the public accessors call
+ * it with keep = 0, and so do the host's waits (rt_finish, blocking reads), where it waits for nothing. */
+void rt_profile_drain(rt_ctx *ctx, int keep);
+/* Profiling report: one line per kernel label, sorted by total time, the device's idle time between
+ * kernels, then the counters. */
+void rt_profile_print(rt_ctx *ctx, void *file /* FILE* */);
 /* The same per step of a repeated piece of work: launches and kernel ms per step over `steps`
- * steps, and each label's share of a step of step_seconds (wall time). */
-void rt_profile_print_steps(const rt_ctx *ctx, void *file /* FILE* */, int64_t steps, double step_seconds);
+ * steps, and each label's share of a step of step_seconds (wall time); the idle time as a last row. */
+void rt_profile_print_steps(rt_ctx *ctx, void *file /* FILE* */, int64_t steps, double step_seconds);
 /* Zeroes every label's launches and time (to profile from a point on, e.g. after a warm-up). */
 void rt_profile_reset(rt_ctx *ctx);
 

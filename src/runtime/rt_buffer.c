@@ -67,8 +67,10 @@ attamba_status rt_buffer_write(rt_ctx *ctx, cl_mem mem, size_t offset, size_t by
 
 attamba_status rt_buffer_read(rt_ctx *ctx, cl_mem mem, size_t offset, size_t bytes, void *host) {
     ctx->counters.blocking_reads++;
-    return rt_check(ctx, clEnqueueReadBuffer(ctx->queue, mem, CL_TRUE, offset, bytes, host, 0, NULL, NULL),
-                    "reading from the device");
+    attamba_status s = rt_check(ctx, clEnqueueReadBuffer(ctx->queue, mem, CL_TRUE, offset, bytes, host, 0, NULL, NULL),
+                                "reading from the device");
+    rt_profile_drain(ctx, 0); /* the queue is done up to here: reading the profiled launches waits for nothing */
+    return s;
 }
 
 attamba_status rt_buffer_copy(rt_ctx *ctx, cl_mem src, size_t src_offset, cl_mem dst, size_t dst_offset,

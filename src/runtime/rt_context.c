@@ -142,6 +142,7 @@ attamba_status attamba_contexts_create(const char *devices, attamba_context **ou
 void attamba_context_destroy(attamba_context *ctx) {
     if (!ctx) return;
     if (ctx->queue) clFinish(ctx->queue);
+    rt_profile_drain(ctx, 0); /* releases the events of the profiled launches in flight */
     if (ctx->release_outside) ctx->release_outside();
     for (int i = 0; i < ctx->n_programs; i++) {
         rt_program *p = &ctx->programs[i];
@@ -159,6 +160,7 @@ void attamba_context_destroy(attamba_context *ctx) {
     rt_pool_destroy(ctx);
     for (int i = 0; i < ctx->n_profile; i++) free((char *)ctx->profile[i].name);
     free(ctx->profile);
+    free(ctx->profile_wait);
     if (ctx->queue) clReleaseCommandQueue(ctx->queue);
     if (ctx->context) clReleaseContext(ctx->context);
     free(ctx->err);

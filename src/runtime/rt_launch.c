@@ -16,21 +16,51 @@ size_t rt_local_1d(rt_ctx *ctx, cl_kernel k, size_t cap) {
     return wg ? wg : 1;
 }
 
-static void profile_add(rt_ctx *ctx, const char *label, double seconds) {
+/* The profile entry of label (created with no launches yet); -1 when out of memory. */
+static int profile_entry(rt_ctx *ctx, const char *label) {
     for (int i = 0; i < ctx->n_profile; i++)
-        if (!strcmp(ctx->profile[i].name, label)) {
-            ctx->profile[i].launches++;
-            ctx->profile[i].seconds += seconds;
-            return;
-        }
-    rt_profile_entry *grown = realloc(ctx->profile, (size_t)(ctx->n_profile + 1) * sizeof *grown);
-    if (!grown) return;
+        if (!strcmp(ctx->profile[i].name, label)) return i;
+    size_t n = (size_t)ctx->n_profile + 1;
+    rt_profile_entry *grown = realloc(ctx->profile, n * sizeof *grown);
+    if (!grown) return -1;
     ctx->profile = grown;
+    double *wait = realloc(ctx->profile_wait, n * sizeof *wait);
+    if (!wait) return -1;
+    ctx->profile_wait = wait;
     grown[ctx->n_profile].name = strdup(label);
-    if (!grown[ctx->n_profile].name) return;
-    grown[ctx->n_profile].launches = 1;
-    grown[ctx->n_profile].seconds = seconds;
-    ctx->n_profile++;
+    if (!grown[ctx->n_profile].name) return -1;
+    grown[ctx->n_profile].launches = 0;
+    grown[ctx->n_profile].seconds = 0;
+    wait[ctx->n_profile] = 0;
+    return ctx->n_profile++;
+}
+
+void rt_profile_drain(rt_ctx *ctx, int keep) {
+    int n = ctx->n_pending - keep;
+    for (int i = 0; i < n; i++) {
+        struct rt_pending_launch *p = &ctx->pending[i];
+        cl_ulong t0 = 0, t1 = 0;
+        if (clWaitForEvents(1, &p->ev) == CL_SUCCESS &&
+            clGetEventProfilingInfo(p->ev, CL_PROFILING_COMMAND_START, sizeof t0, &t0, NULL) == CL_SUCCESS &&
+            clGetEventProfilingInfo(p->ev, CL_PROFILING_COMMAND_END, sizeof t1, &t1, NULL) == CL_SUCCESS &&
+            t1 >= t0) {
+            ctx->profile[p->entry].launches++;
+            ctx->profile[p->entry].seconds += 1e-9 * (double)(t1 - t0);
+            /* in-order queue: the device had nothing of ours running from the last kernel's end to this
+             * one's start (the host's work, transfers, the launch itself) */
+            if (ctx->prof_last_end && t0 > ctx->prof_last_end) {
+                double idle = 1e-9 * (double)(t0 - ctx->prof_last_end);
+                ctx->prof_idle_seconds += idle;
+                ctx->profile_wait[p->entry] += idle;
+                ctx->prof_gaps++;
+            }
+            ctx->prof_last_end = t1;
+        }
+        clReleaseEvent(p->ev);
+    }
+    if (n <= 0) return;
+    memmove(ctx->pending, ctx->pending + n, (size_t)keep * sizeof *ctx->pending);
+    ctx->n_pending = keep;
 }
 
 attamba_status rt_launch(rt_ctx *ctx, cl_kernel k, const char *label, cl_uint dims,
@@ -65,68 +95,96 @@ attamba_status rt_launch(rt_ctx *ctx, cl_kernel k, const char *label, cl_uint di
         attamba_status s = rt_check(ctx, err, what);
         return rt_kernel_failed(ctx, s, what);
     }
-    if (ev) {
-        cl_ulong t0 = 0, t1 = 0;
-        clWaitForEvents(1, &ev);
-        clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof t0, &t0, NULL);
-        clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof t1, &t1, NULL);
-        clReleaseEvent(ev);
-        profile_add(ctx, label, 1e-9 * (double)(t1 - t0));
+    if (ev) { /* read later: waiting here would serialise the host with every kernel */
+        int entry = profile_entry(ctx, label);
+        if (entry < 0) {
+            clReleaseEvent(ev);
+            return ATTAMBA_OK;
+        }
+        if (ctx->n_pending == RT_PROFILE_PENDING) rt_profile_drain(ctx, RT_PROFILE_PENDING / 2);
+        ctx->pending[ctx->n_pending++] = (struct rt_pending_launch){ev, entry};
     }
     return ATTAMBA_OK;
 }
 
 attamba_status rt_finish(rt_ctx *ctx) {
     ctx->counters.blocking_reads++;
-    return rt_check(ctx, clFinish(ctx->queue), "clFinish");
-}
-
-static int by_time(const void *a, const void *b) {
-    double x = ((const rt_profile_entry *)a)->seconds, y = ((const rt_profile_entry *)b)->seconds;
-    return (x < y) - (x > y);
+    attamba_status s = rt_check(ctx, clFinish(ctx->queue), "clFinish");
+    rt_profile_drain(ctx, 0);
+    return s;
 }
 
 void rt_profile_reset(rt_ctx *ctx) {
+    rt_profile_drain(ctx, 0); /* launches before the reset count for nothing after it */
+    ctx->prof_last_end = 0;
+    ctx->prof_idle_seconds = 0;
+    ctx->prof_gaps = 0;
     for (int i = 0; i < ctx->n_profile; i++) {
         ctx->profile[i].launches = 0;
         ctx->profile[i].seconds = 0;
+        ctx->profile_wait[i] = 0;
     }
 }
 
+/* A label's sums and the device's idle time right before its launches. */
+typedef struct {
+    rt_profile_entry e;
+    double wait;
+} profile_row;
+
+static int by_time(const void *a, const void *b) {
+    double x = ((const profile_row *)a)->e.seconds, y = ((const profile_row *)b)->e.seconds;
+    return (x < y) - (x > y);
+}
+
 /* The labels that ran, sorted by total time (malloc'd; NULL when none or out of memory). */
-static rt_profile_entry *profile_sorted(const rt_ctx *ctx, int *n) {
-    rt_profile_entry *sorted = ctx->n_profile ? malloc((size_t)ctx->n_profile * sizeof *sorted) : NULL;
+static profile_row *profile_sorted(const rt_ctx *ctx, int *n) {
+    profile_row *sorted = ctx->n_profile ? malloc((size_t)ctx->n_profile * sizeof *sorted) : NULL;
     *n = 0;
     if (!sorted) return NULL;
     for (int i = 0; i < ctx->n_profile; i++)
-        if (ctx->profile[i].launches) sorted[(*n)++] = ctx->profile[i];
+        if (ctx->profile[i].launches) sorted[(*n)++] = (profile_row){ctx->profile[i], ctx->profile_wait[i]};
     qsort(sorted, (size_t)*n, sizeof *sorted, by_time);
     return sorted;
 }
 
-void rt_profile_print_steps(const rt_ctx *ctx, void *file, int64_t steps, double step_seconds) {
+#define IDLE_LABEL "(device idle between kernels)"
+
+void rt_profile_print_steps(rt_ctx *ctx, void *file, int64_t steps, double step_seconds) {
     FILE *f = file;
     int n;
-    rt_profile_entry *sorted = profile_sorted(ctx, &n);
-    fprintf(f, "%-32s %12s %10s %8s\n", "kernel", "launches/step", "ms/step", "of step");
-    for (int i = 0; i < n && steps > 0; i++)
-        fprintf(f, "%-32s %12.1f %10.2f %7.1f%%\n", sorted[i].name, (double)sorted[i].launches / (double)steps,
-                1e3 * sorted[i].seconds / (double)steps, 100.0 * sorted[i].seconds / (double)steps / step_seconds);
+    rt_profile_drain(ctx, 0);
+    if (steps <= 0) return;
+    profile_row *sorted = profile_sorted(ctx, &n);
+    double per = 1e3 / (double)steps, share = 100.0 / (double)steps / step_seconds;
+    fprintf(f, "%-32s %12s %10s %8s %14s\n", "kernel", "launches/step", "ms/step", "of step", "idle before ms");
+    for (int i = 0; i < n; i++)
+        fprintf(f, "%-32s %12.1f %10.2f %7.1f%% %14.3f\n", sorted[i].e.name, (double)sorted[i].e.launches / (double)steps,
+                per * sorted[i].e.seconds, share * sorted[i].e.seconds, per * sorted[i].wait);
+    if (ctx->prof_gaps)
+        fprintf(f, "%-32s %12.1f %10.2f %7.1f%%\n", IDLE_LABEL, (double)ctx->prof_gaps / (double)steps,
+                per * ctx->prof_idle_seconds, share * ctx->prof_idle_seconds);
     free(sorted);
 }
 
-void rt_profile_print(const rt_ctx *ctx, void *file) {
+void rt_profile_print(rt_ctx *ctx, void *file) {
     FILE *f = file;
+    rt_profile_drain(ctx, 0);
     if (!ctx->n_profile) {
         fprintf(f, "no kernel profile (set ATTAMBA_PROFILE=1)\n");
         return;
     }
     int n;
-    rt_profile_entry *sorted = profile_sorted(ctx, &n);
-    fprintf(f, "%-32s %10s %12s %12s\n", "kernel", "launches", "total ms", "mean us");
-    for (int i = 0; i < n; i++)
-        fprintf(f, "%-32s %10llu %12.3f %12.1f\n", sorted[i].name, (unsigned long long)sorted[i].launches,
-                1e3 * sorted[i].seconds, 1e6 * sorted[i].seconds / (double)sorted[i].launches);
+    profile_row *sorted = profile_sorted(ctx, &n);
+    fprintf(f, "%-32s %10s %12s %12s %14s\n", "kernel", "launches", "total ms", "mean us", "idle before us");
+    for (int i = 0; i < n; i++) {
+        double k = (double)sorted[i].e.launches;
+        fprintf(f, "%-32s %10llu %12.3f %12.1f %14.1f\n", sorted[i].e.name, (unsigned long long)sorted[i].e.launches,
+                1e3 * sorted[i].e.seconds, 1e6 * sorted[i].e.seconds / k, 1e6 * sorted[i].wait / k);
+    }
+    if (ctx->prof_gaps)
+        fprintf(f, "%-32s %10llu %12.3f %12.1f\n", IDLE_LABEL, (unsigned long long)ctx->prof_gaps,
+                1e3 * ctx->prof_idle_seconds, 1e6 * ctx->prof_idle_seconds / (double)ctx->prof_gaps);
     free(sorted);
     const attamba_counters *c = &ctx->counters;
     fprintf(f, "counters: %llu launches, %llu buffers created, %llu uploads, %llu device copies, %llu blocking reads\n",
@@ -134,15 +192,18 @@ void rt_profile_print(const rt_ctx *ctx, void *file) {
             (unsigned long long)c->copies, (unsigned long long)c->blocking_reads);
 }
 
+/* The public readers take a const context: reading the launches in flight into the sums first changes
+ * nothing else of it (the context itself is never a const object). */
 int attamba_context_profile(const attamba_context *ctx, const attamba_profile_entry **entries, int *count) {
+    rt_profile_drain((rt_ctx *)ctx, 0);
     if (entries) *entries = ctx->profile;
     if (count) *count = ctx->n_profile;
     return ctx->profiling;
 }
 
 void attamba_context_profile_print(const attamba_context *ctx, FILE *out, int64_t steps, double step_seconds) {
-    if (steps > 0) rt_profile_print_steps(ctx, out, steps, step_seconds);
-    else rt_profile_print(ctx, out);
+    if (steps > 0) rt_profile_print_steps((rt_ctx *)ctx, out, steps, step_seconds);
+    else rt_profile_print((rt_ctx *)ctx, out);
 }
 
 void attamba_context_profile_reset(attamba_context *ctx) { rt_profile_reset(ctx); }
