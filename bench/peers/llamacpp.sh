@@ -8,9 +8,11 @@
 #      quantized by `attamba quantize` to f16 and q8; the transformer as GGUF (to_gguf.py), then
 #      llama-quantize to F16 and Q8_0;
 #   4. equivalence: the logits of 64 token ids from both engines, f32 / f16 / 8-bit;
-#   5. ROUNDS interleaved rounds (the engines alternate who goes first): pp512, pp2048, tg128, and decode
-#      at 4K and 16K of context, per weight type;
-#   6. summarize.py: medians and ratios -> docs/bench/peers.json, a markdown table on stdout.
+#   5. ROUNDS rounds (default 5) of pp512, pp2048 and tg128 per weight type, and decode at 4K and 16K
+#      of context: each test's engines back to back, who goes first alternating;
+#   6. summarize.py: medians, and each ratio as the median over the rounds of attamba's figure over
+#      llama.cpp's in the same round and test (a drift of the shared host between tests cancels)
+#      -> docs/bench/peers.json, a markdown table on stdout.
 # Both warm up once before they are timed (llama-bench's default: a prompt run, then one generated token;
 # attamba generate --warmup 1 the same: the first prefill of a process also creates its scratch buffers,
 # 8-15% of a 512-token prefill here, and its first decode step loads the decode kernels, ~10 ms).
@@ -24,7 +26,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 VERSION=0.3.36 # llama-cpp-python; vendors llama.cpp 0c1e570 (2026-10-01)
-ROUNDS=3
+ROUNDS=5
 THREADS=2
 DIR=$ROOT/build/peers
 OUT=$ROOT/docs/bench/peers.json
@@ -34,7 +36,7 @@ while [ $# -gt 0 ]; do
     --threads) THREADS=$2; shift 2 ;;
     --dir) DIR=$(realpath -m "$2"); shift 2 ;; # absolute: the script works from DIR
     --out) OUT=$(realpath -m "$2"); shift 2 ;;
-    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "llamacpp.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -104,36 +106,51 @@ for t in f32 f16 q8; do
     ./lc_logits "$M/tf-$t.gguf" runs/tok64.txt runs/lc-$t.bin >/dev/null 2>runs/lc-$t.log
 done
 
-# 5. rounds
+# 5. rounds: each test's engines back to back (seconds apart, so that a drift of the shared host hits
+# both alike), the order alternating between tests and rounds; summarize.py sets each attamba figure
+# against llama.cpp's of the same round and test
 PROMPT512=$("$PY" -c "print(('In the beginning God created the heaven and the earth. ' * 64)[:511], end='')")
 PROMPT2048=$("$PY" -c "print(('And the earth was without form, and void. ' * 64)[:2047], end='')")
-llama_round() {
-    local r=$1
-    for t in f32 f16 q8; do
-        OMP_WAIT_POLICY=PASSIVE "$BIN/llama-bench" -m "$M/tf-$t.gguf" -t "$THREADS" -p 512,2048 -n 128 -r 1 \
-            --repack 0 -o json >runs/lc-r$r-$t.json 2>runs/lc-r$r-$t.log
-    done
-    OMP_WAIT_POLICY=PASSIVE "$BIN/llama-bench" -m "$M/tf-f32.gguf" -t "$THREADS" -p 0 -n 32 -d 4096,16384 -r 1 \
-        --repack 0 -o json >runs/lc-r$r-depth.json 2>runs/lc-r$r-depth.log
+rm -f runs/lc-r* runs/at-r*
+llama_test() { # round, weight type, test
+    local args
+    case $3 in
+    pp512) args="-p 512 -n 0" ;;
+    pp2048) args="-p 2048 -n 0" ;;
+    tg128) args="-p 0 -n 128" ;;
+    esac
+    OMP_WAIT_POLICY=PASSIVE "$BIN/llama-bench" -m "$M/tf-$2.gguf" -t "$THREADS" $args -r 1 --repack 0 -o json \
+        >runs/lc-r$1-$2-$3.json 2>runs/lc-r$1-$2-$3.log
 }
-attamba_round() {
-    local r=$1
-    for m in tf tf-f16 tf-q8 p8 p8-f16 p8-q8; do
-        {
-            "$ATTAMBA" generate --model "$M/$m" --prompt "$PROMPT512" -n 1 --temperature 0 --warmup 1 $KV \
-                2>&1 >/dev/null | grep prefill
-            "$ATTAMBA" generate --model "$M/$m" --prompt "$PROMPT2048" -n 1 --temperature 0 --warmup 1 $KV \
-                2>&1 >/dev/null | grep prefill
-            "$ATTAMBA" generate --model "$M/$m" --prompt "" -n 128 --temperature 0 --warmup 1 $KV 2>&1 >/dev/null |
-                grep prefill
-        } >runs/at-r$r-$m.txt
+attamba_test() { # round, weight type, test: both kinds
+    local prompt=$PROMPT512 n=1 m
+    [ $3 = pp2048 ] && prompt=$PROMPT2048
+    [ $3 = tg128 ] && prompt="" && n=128
+    for m in tf p8; do
+        [ $2 = f32 ] || m=$m-$2
+        "$ATTAMBA" generate --model "$M/$m" --prompt "$prompt" -n $n --temperature 0 --warmup 1 $KV 2>&1 \
+            >/dev/null | grep prefill >runs/at-r$1-$m-$3.txt
     done
+}
+llama_depth() {
+    OMP_WAIT_POLICY=PASSIVE "$BIN/llama-bench" -m "$M/tf-f32.gguf" -t "$THREADS" -p 0 -n 32 -d 4096,16384 -r 1 \
+        --repack 0 -o json >runs/lc-r$1-depth.json 2>runs/lc-r$1-depth.log
+}
+attamba_depth() {
     "$ATTAMBA" bench decode --contexts 4096,16384 --prefill-max 0 --steps 8 --only "transformer,attamba P=8 L=8" \
-        --weight-types f32 --cache-types f32,f16 --json runs/at-r$r-depth.json >/dev/null
+        --weight-types f32 --cache-types f32,f16 --json runs/at-r$1-depth.json >/dev/null
 }
 for r in $(seq 1 "$ROUNDS"); do
     say "round $r of $ROUNDS ($(uptime | sed 's/.*load/load/'))"
-    if [ $((r % 2)) = 1 ]; then llama_round "$r"; attamba_round "$r"; else attamba_round "$r"; llama_round "$r"; fi
+    i=$r
+    for t in f32 f16 q8; do
+        for test in pp512 pp2048 tg128; do
+            i=$((i + 1))
+            if [ $((i % 2)) = 0 ]; then llama_test $r $t $test; attamba_test $r $t $test
+            else attamba_test $r $t $test; llama_test $r $t $test; fi
+        done
+    done
+    if [ $((r % 2)) = 1 ]; then llama_depth $r; attamba_depth $r; else attamba_depth $r; llama_depth $r; fi
 done
 
 # 6. summary

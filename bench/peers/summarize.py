@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""The figures of bench/peers/llamacpp.sh's runs: medians over the rounds, ratios attamba / llama.cpp,
-the logit agreement, as JSON (--out) and a markdown table (stdout)."""
+"""The figures of bench/peers/llamacpp.sh's runs: medians over the rounds; each ratio attamba / llama.cpp
+as the median over the rounds of the two engines' figures in the same round and test (run back to back,
+so that a drift of the shared host cancels); the logit agreement. JSON (--out) and a markdown table
+(stdout)."""
 import argparse
 import datetime
 import glob
@@ -27,14 +29,13 @@ def llama_rates(path):
     return out
 
 
-def attamba_rates(path):
-    """pp512, pp2048 (prefill rates of generate) and tg128 (its decode rate) of one model's run file."""
+def attamba_rate(path, test):
+    """The prefill rate (pp512, pp2048) or the decode rate (tg128) of one generate run's file."""
     with open(path, encoding="utf-8") as f:
-        lines = [LINE.search(line) for line in f]
-    lines = [m for m in lines if m]
-    if len(lines) != 3:
-        raise SystemExit(f"summarize: {path}: expected 3 generate lines, found {len(lines)}")
-    return {"pp512": float(lines[0][2]), "pp2048": float(lines[1][2]), "tg128": float(lines[2][4])}
+        lines = [m for m in (LINE.search(line) for line in f) if m]
+    if len(lines) != 1:
+        raise SystemExit(f"summarize: {path}: expected 1 generate line, found {len(lines)}")
+    return float(lines[0][4] if test.startswith("tg") else lines[0][2])
 
 
 def attamba_depth(path):
@@ -74,39 +75,50 @@ def main():
     ap.add_argument("--sdist", default="")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
-    samples = {}  # (engine, model, type, test) -> [rates]
+    samples = {}  # (engine, model, type, test) -> [rate of each round]
     for r in range(1, a.rounds + 1):
         for t in TYPES:
-            for test, v in llama_rates(f"{a.runs}/lc-r{r}-{t}.json").items():
-                samples.setdefault(("llama.cpp", "tf", t, test), []).append(v)
-            for m in ("tf", "p8"):
-                name = m if t == "f32" else f"{m}-{t}"
-                for test, v in attamba_rates(f"{a.runs}/at-r{r}-{name}.txt").items():
+            for test in ("pp512", "pp2048", "tg128"):
+                for lt, v in llama_rates(f"{a.runs}/lc-r{r}-{t}-{test}.json").items():
+                    samples.setdefault(("llama.cpp", "tf", t, lt), []).append(v)
+                for m in ("tf", "p8"):
+                    name = m if t == "f32" else f"{m}-{t}"
+                    v = attamba_rate(f"{a.runs}/at-r{r}-{name}-{test}.txt", test)
                     samples.setdefault(("attamba", m, t, test), []).append(v)
         for test, v in llama_rates(f"{a.runs}/lc-r{r}-depth.json").items():
             samples.setdefault(("llama.cpp", "tf", "f32", test.replace("tg32", "tg")), []).append(v)
         for key, v in attamba_depth(f"{a.runs}/at-r{r}-depth.json").items():
             m, test = key.split(":")
             samples.setdefault(("attamba", m, "f32", test), []).append(v)
+    for k, v in samples.items():
+        if len(v) != a.rounds:
+            raise SystemExit(f"summarize: {k}: {len(v)} figures for {a.rounds} rounds")
     med = {k: median(v) for k, v in samples.items()}
 
     def ratio(m, t, test, lt=None):
-        # llama.cpp runs its f16 cache only: attamba's f32-cache rows are set against the same figure
-        x, y = med.get(("attamba", m, t, test)), med.get(("llama.cpp", "tf", lt or t, test.replace(" kv-f32", "")))
-        return x / y if x and y else None
+        """median over the rounds of attamba / llama.cpp in the same round (paired), and the ratio of the
+        medians; llama.cpp runs its f16 cache only: attamba's f32-cache rows are set against the same
+        figure. Prefill is judged against llama.cpp f32 (lt): for the f16 and q8 rows that is the same
+        round's f32 run, a minute or so earlier."""
+        xs, ys = samples.get(("attamba", m, t, test)), samples.get(("llama.cpp", "tf", lt or t, test.replace(" kv-f32", "")))
+        if not xs or not ys:
+            return None, None
+        return median([x / y for x, y in zip(xs, ys)]), median(xs) / median(ys)
 
     rows = []
     for test in ["pp512", "pp2048", "tg128", "tg@4096", "tg@16384", "tg@4096 kv-f32", "tg@16384 kv-f32"]:
         for t in TYPES:
             if test.startswith("tg@") and t != "f32":
                 continue
+            # prefill is judged against llama.cpp f32, decode against the matching type
+            lt = "f32" if test.startswith("pp") else t
+            (rt, rtm), (rp, rpm) = ratio("tf", t, test, lt), ratio("p8", t, test, lt)
             rows.append({"test": test, "weights": t,
                          "llama.cpp": med.get(("llama.cpp", "tf", t, test.replace(" kv-f32", ""))),
                          "attamba transformer": med.get(("attamba", "tf", t, test)),
                          "attamba P=8 L=8": med.get(("attamba", "p8", t, test)),
-                         # prefill is judged against llama.cpp f32, decode against the matching type
-                         "ratio transformer": ratio("tf", t, test, "f32" if test.startswith("pp") else t),
-                         "ratio P=8": ratio("p8", t, test, "f32" if test.startswith("pp") else t)})
+                         "ratio transformer": rt, "ratio P=8": rp,
+                         "ratio of medians transformer": rtm, "ratio of medians P=8": rpm})
     report = {"schema": "attamba-peers", "date": datetime.date.today().isoformat(), "sdist": a.sdist,
               "threads": a.threads, "rounds": a.rounds, "logits": logits_agreement(a.runs), "rows": rows,
               "samples": [{"engine": k[0], "model": k[1], "weights": k[2], "test": k[3], "tokens_per_s": v}
@@ -118,6 +130,8 @@ def main():
 
     fmt = lambda x, d=1: "-" if x is None else f"{x:.{d}f}"
     print("KV caches f16 (llama-bench's default, attamba --cache-type f16) but in the kv-f32 rows (attamba's f32).")
+    print(f"Rates: medians of {a.rounds} rounds. Ratios: medians of the rounds' attamba / llama.cpp (prefill against")
+    print("llama.cpp f32; the f16 and q8 pp rows are paired with its f32 run of the same round).")
     print("| test | weights | llama.cpp tok/s | attamba transformer | ratio | attamba P=8 L=8 | ratio |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for r in rows:
