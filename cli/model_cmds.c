@@ -512,9 +512,8 @@ int cli_generate(int argc, char **argv) {
                    "in a session of its own: a prefill of the prompt and, when N > 1, one decode step (a\n"
                    "benchmark's warm-up: the first prefill and the first decode step of a process also load\n"
                    "their kernels and create their scratch buffers; llama-bench warms up the same way).\n"
-                   "--cache-type:"
-                   " the KV cache's stored keys and values (default f32; f16: half the bytes, rounded\n"
-                   "to half, as llama.cpp's default cache).\n%s",
+                   "--cache-type: the KV cache's stored keys and values (default f32; f16: half the bytes,\n"
+                   "rounded to half, as llama.cpp's default cache).\n%s",
                    model_opts_help);
             return 0;
         default: return 2;

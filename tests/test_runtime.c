@@ -310,7 +310,7 @@ START_TEST(profiling_records_kernel_times) {
     ck_assert(attamba_context_profile(ctx, &e, &n));
     for (int i = 0; i < n; i++)
         ck_assert_uint_eq(e[i].launches, !strcmp(e[i].name, "scale_f32") ? RT_PROFILE_PENDING + 45 : 0);
-    ck_assert(ctx->prof_idle_seconds >= 0 && ctx->prof_gaps <= RT_PROFILE_PENDING + 44);
+    ck_assert(rt_profile_idle(ctx) >= 0 && ctx->prof_gaps <= RT_PROFILE_PENDING + 44);
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);

@@ -5,7 +5,6 @@ so that a drift of the shared host cancels); the logit agreement. JSON (--out) a
 (stdout)."""
 import argparse
 import datetime
-import glob
 import json
 import os
 import re
@@ -95,12 +94,12 @@ def main():
             raise SystemExit(f"summarize: {k}: {len(v)} figures for {a.rounds} rounds")
     med = {k: median(v) for k, v in samples.items()}
 
-    def ratio(m, t, test, lt=None):
+    def ratio(m, t, test, lt):
         """median over the rounds of attamba / llama.cpp in the same round (paired), and the ratio of the
         medians; llama.cpp runs its f16 cache only: attamba's f32-cache rows are set against the same
         figure. Prefill is judged against llama.cpp f32 (lt): for the f16 and q8 rows that is the same
         round's f32 run, a minute or so earlier."""
-        xs, ys = samples.get(("attamba", m, t, test)), samples.get(("llama.cpp", "tf", lt or t, test.replace(" kv-f32", "")))
+        xs, ys = samples.get(("attamba", m, t, test)), samples.get(("llama.cpp", "tf", lt, test.replace(" kv-f32", "")))
         if not xs or not ys:
             return None, None
         return median([x / y for x, y in zip(xs, ys)]), median(xs) / median(ys)

@@ -88,8 +88,7 @@ struct attamba_context {
     } pending[RT_PROFILE_PENDING];
     int n_pending;
     cl_ulong prof_last_end;    /* device time at which the last drained kernel ended (0: none yet) */
-    double prof_idle_seconds;  /* device idle between consecutive profiled kernels, summed */
-    uint64_t prof_gaps;        /* how many such gaps were summed */
+    uint64_t prof_gaps;        /* gaps between consecutive profiled kernels summed into profile_wait */
     void *tuning;              /* the op layer's tuning table (ops/tuning.c), one malloc'd block */
     /* Set by a layer above that holds driver objects of this context outside it (CLBlast's program
      * cache): called by attamba_context_destroy after the queue has finished, before anything of
@@ -184,6 +183,8 @@ attamba_status rt_kernel_failed(rt_ctx *ctx, attamba_status s, const char *what)
  * newest `keep` of them, waiting for those kernels to finish. The report and the public accessors call
  * it with keep = 0, and so do the host's waits (rt_finish, blocking reads), where it waits for nothing. */
 void rt_profile_drain(rt_ctx *ctx, int keep);
+/* The device's idle time between the profiled kernels drained so far, summed over every label. */
+double rt_profile_idle(const rt_ctx *ctx);
 /* Profiling report: one line per kernel label, sorted by total time, the device's idle time between
  * kernels, then the counters. */
 void rt_profile_print(rt_ctx *ctx, void *file /* FILE* */);

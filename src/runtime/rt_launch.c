@@ -49,9 +49,7 @@ void rt_profile_drain(rt_ctx *ctx, int keep) {
             /* in-order queue: the device had nothing of ours running from the last kernel's end to this
              * one's start (the host's work, transfers, the launch itself) */
             if (ctx->prof_last_end && t0 > ctx->prof_last_end) {
-                double idle = 1e-9 * (double)(t0 - ctx->prof_last_end);
-                ctx->prof_idle_seconds += idle;
-                ctx->profile_wait[p->entry] += idle;
+                ctx->profile_wait[p->entry] += 1e-9 * (double)(t0 - ctx->prof_last_end);
                 ctx->prof_gaps++;
             }
             ctx->prof_last_end = t1;
@@ -61,6 +59,12 @@ void rt_profile_drain(rt_ctx *ctx, int keep) {
     if (n <= 0) return;
     memmove(ctx->pending, ctx->pending + n, (size_t)keep * sizeof *ctx->pending);
     ctx->n_pending = keep;
+}
+
+double rt_profile_idle(const rt_ctx *ctx) {
+    double idle = 0;
+    for (int i = 0; i < ctx->n_profile; i++) idle += ctx->profile_wait[i];
+    return idle;
 }
 
 attamba_status rt_launch(rt_ctx *ctx, cl_kernel k, const char *label, cl_uint dims,
@@ -117,7 +121,6 @@ attamba_status rt_finish(rt_ctx *ctx) {
 void rt_profile_reset(rt_ctx *ctx) {
     rt_profile_drain(ctx, 0); /* launches before the reset count for nothing after it */
     ctx->prof_last_end = 0;
-    ctx->prof_idle_seconds = 0;
     ctx->prof_gaps = 0;
     for (int i = 0; i < ctx->n_profile; i++) {
         ctx->profile[i].launches = 0;
@@ -161,9 +164,10 @@ void rt_profile_print_steps(rt_ctx *ctx, void *file, int64_t steps, double step_
     for (int i = 0; i < n; i++)
         fprintf(f, "%-32s %12.1f %10.2f %7.1f%% %14.3f\n", sorted[i].e.name, (double)sorted[i].e.launches / (double)steps,
                 per * sorted[i].e.seconds, share * sorted[i].e.seconds, per * sorted[i].wait);
+    double idle = rt_profile_idle(ctx);
     if (ctx->prof_gaps)
-        fprintf(f, "%-32s %12.1f %10.2f %7.1f%%\n", IDLE_LABEL, (double)ctx->prof_gaps / (double)steps,
-                per * ctx->prof_idle_seconds, share * ctx->prof_idle_seconds);
+        fprintf(f, "%-32s %12.1f %10.2f %7.1f%%\n", IDLE_LABEL, (double)ctx->prof_gaps / (double)steps, per * idle,
+                share * idle);
     free(sorted);
 }
 
@@ -182,9 +186,10 @@ void rt_profile_print(rt_ctx *ctx, void *file) {
         fprintf(f, "%-32s %10llu %12.3f %12.1f %14.1f\n", sorted[i].e.name, (unsigned long long)sorted[i].e.launches,
                 1e3 * sorted[i].e.seconds, 1e6 * sorted[i].e.seconds / k, 1e6 * sorted[i].wait / k);
     }
+    double idle = rt_profile_idle(ctx);
     if (ctx->prof_gaps)
-        fprintf(f, "%-32s %10llu %12.3f %12.1f\n", IDLE_LABEL, (unsigned long long)ctx->prof_gaps,
-                1e3 * ctx->prof_idle_seconds, 1e6 * ctx->prof_idle_seconds / (double)ctx->prof_gaps);
+        fprintf(f, "%-32s %10llu %12.3f %12.1f\n", IDLE_LABEL, (unsigned long long)ctx->prof_gaps, 1e3 * idle,
+                1e6 * idle / (double)ctx->prof_gaps);
     free(sorted);
     const attamba_counters *c = &ctx->counters;
     fprintf(f, "counters: %llu launches, %llu buffers created, %llu uploads, %llu device copies, %llu blocking reads\n",
