@@ -6,7 +6,7 @@ usage: scripts/portability.py ATTAMBA_BINARY [--out FILE] [--presets LIST] [--jo
 The variants are the ones `attamba compile` finds for each preset with the CPU rows of the tuning
 table and with the GPU rows (ATTAMBA_TUNE_CLASS=gpu): the program, its -D options (the default
 presets include tiny reshaped to two heads of 128, the attention kernels' DH = 128). Each is compiled
-by clang-15 as OpenCL C 1.2 (the sources cl/common.cl + cl/<program>.cl, as the runtime joins them)
+by clang-15 as OpenCL C 1.2 (the sources cl/common.cl [+ cl/dot.cl] + cl/<program>.cl, as the runtime joins them)
 for AMD gfx90a and gfx1030 (with Debian's rocm-device-libs; resource use from clang's
 kernel-resource-usage remarks), NVIDIA nvptx64 (PTX for sm_80, linked with Debian's libclc where it is
 installed: the per-kernel local-memory stack, where private arrays and spills land; then, where NVIDIA's
@@ -75,7 +75,8 @@ def variants(cli, presets):
 
 
 def source(program):
-    parts = [] if program == "common" else ["common"]
+    parts = [] if program == "common" else ["common"]  # as src/runtime/rt_program.c's program_sources
+    parts += ["dot"] if program in ("gemm", "ssm") else []
     text = ""
     for name in parts + [program]:
         with open(os.path.join(ROOT, "cl", name + ".cl"), encoding="utf-8") as f:

@@ -253,6 +253,17 @@ char *rt_bundle_file(const char *dir, const char *name, const char *options) {
     return core_strdup_printf("%s/%s@%016llx.bin", dir, name, (unsigned long long)XXH64(options, strlen(options), 0));
 }
 
+/* The sources of program name (its own, src), as the compiler gets them: common.cl first, then dot.cl
+ * for the programs that read weights (scripts/portability.py joins them alike). */
+static int program_sources(const char *name, const char *src, const char *sources[3]) {
+    int n = 0;
+    const char *common = rt_embedded_source("common"), *dot = rt_embedded_source("dot");
+    if (common && strcmp(name, "common")) sources[n++] = common;
+    if (dot && (!strcmp(name, "gemm") || !strcmp(name, "ssm"))) sources[n++] = dot;
+    sources[n++] = src;
+    return n;
+}
+
 attamba_status rt_program_get(rt_ctx *ctx, const char *name, const char *options, rt_program **out) {
     if (!options) options = "";
     if ((*out = find_program(ctx, name, options))) return ATTAMBA_OK;
@@ -274,9 +285,9 @@ attamba_status rt_program_get(rt_ctx *ctx, const char *name, const char *options
         }
         free(path);
     }
-    const char *sources[2] = {rt_embedded_source("common"), src};
-    int has_common = sources[0] != NULL && strcmp(name, "common") != 0;
-    attamba_status s = build(ctx, name, has_common ? sources : sources + 1, has_common ? 2 : 1, options, out);
+    const char *sources[3];
+    int n_sources = program_sources(name, src, sources);
+    attamba_status s = build(ctx, name, sources, n_sources, options, out);
     if (s == ATTAMBA_ERR_BUILD) {
         char what[160];
         snprintf(what, sizeof what, "building %s", name);
