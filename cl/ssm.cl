@@ -348,16 +348,19 @@ static inline float ssm_conv_ring(__global const float *w, __global float *win, 
  * window and state are left as they are (its g is computed from no history and not used). Global
  * (WG, B, n), local (WG, 1, 1); lbc holds 2*G*SSM_N + 2*nh floats (B, C, then dt and exp(dt A) per
  * head), red one per item. */
-__kernel void ssm_decode(__global const float *xbcdt, int xo, int x_ps, int x_rs,
-                         __global const float *z, int zo, int z_ps, int z_rs,
-                         __global const float *cw, int cwo, int cw_ps, int W,
-                         __global float *win, int wio, int wi_ps,
-                         __global const float *dt_bias, int dbo, int db_ps, int has_bias,
-                         __global const float *A_log, int ao, int a_ps, __global const float *D, int Do, int d_ps,
-                         __global const float *nw, int nwo, int nw_ps, __global float *st, int sto, int st_ps,
-                         __global float *g, int go, int g_ps, __global const int *posv, int po,
-                         __global const int *sfv, int sfo, int nh, int p, int G, float eps,
-                         __local float *lbc, __local float *red) {
+#define SSM_DECODE_ARGS                                                                                   \
+    __global const float *xbcdt, int xo, int x_ps, int x_rs, __global const float *z, int zo, int z_ps, int z_rs, \
+        __global const float *cw, int cwo, int cw_ps, int W, __global float *win, int wio, int wi_ps,           \
+        __global const float *dt_bias, int dbo, int db_ps, int has_bias, __global const float *A_log, int ao,   \
+        int a_ps, __global const float *D, int Do, int d_ps, __global const float *nw, int nwo, int nw_ps,    \
+        __global float *st, int sto, int st_ps, __global float *g, int go, int g_ps, __global const int *posv, \
+        int po, __global const int *sfv, int sfo, int nh, int p, int G, float eps, __local float *lbc,         \
+        __local float *red
+#define SSM_DECODE_PASS                                                                                   \
+    xbcdt, xo, x_ps, x_rs, z, zo, z_ps, z_rs, cw, cwo, cw_ps, W, win, wio, wi_ps, dt_bias, dbo, db_ps, has_bias, \
+        A_log, ao, a_ps, D, Do, d_ps, nw, nwo, nw_ps, st, sto, st_ps, g, go, g_ps, posv, po, sfv, sfo, nh, p, G, \
+        eps, lbc, red
+static inline void ssm_decode_group(SSM_DECODE_ARGS) {
     const int lid = get_local_id(0), n = get_local_size(0), b = get_global_id(1), s = get_global_id(2);
     const int E = nh * p, GN = G * SSM_N, CH = E + 2 * GN, hpg = nh / G;
     const int t = posv[po + b], keep = sfv[sfo + b] < 0, sf = keep ? t : sfv[sfo + b];
@@ -412,3 +415,71 @@ __kernel void ssm_decode(__global const float *xbcdt, int xo, int x_ps, int x_rs
     float inv = 1.0f / sqrt(atb_group_sum(part, red) / (float)E + eps);
     for (int r = lid; r < E; r += n) gr[r] = gr[r] * inv * nw[r];
 }
+
+__kernel void ssm_decode(SSM_DECODE_ARGS) { ssm_decode_group(SSM_DECODE_PASS); }
+
+#ifdef SSM_APPEND
+/* -DSSM_APPEND=1 (dot.cl's -DWT for the weights, -DKV_F16=1 for a half store): the decode step of
+ * the K and V SSMs as above, then in the same group what follows them in an Attamba layer (SPEC 3.2),
+ * sequence b, SSM s: y_s = x + g_s Wo_s^T (y_0 = k, y_1 = v [B, C], holding x; Wo_s [C, E] rows ldw
+ * apart, the pair wo_ps apart), RoPE of k and q at position pos[b] (heads of DQ = 8 * quads floats,
+ * pairs adjacent; k by SSM 0's group, q [B, Hq * DQ] too) and the append of k, v as kv_append_rope
+ * (attention.cl): the ring kr/vr [B, R, C] at slot pos % R, the store kb/vb at row store[b] (sequence at
+ * b * bs, head c / sdh at (c / sdh) * hs, row at row * es) when 0 <= store[b] < cap, with bpos and nb.
+ * Each work-item takes a run of pieces of 8 consecutive columns (8 dot products each of g_s, read back
+ * from global memory after a barrier, with weight rows). One launch where there were three: on a CPU the two
+ * groups of a sequence are the two cores' work, and the launches cost more than the out_proj does. */
+#if KV_F16
+#define KV_T half
+#else
+#define KV_T float
+#endif
+__kernel void ssm_decode_append(SSM_DECODE_ARGS, __global const BT *Wo, int woo, int wo_ps, int ldw,
+                                __global float *kv, int kvo, int kv_ps, int C, __global float *q, int qo, int Hq,
+                                int quads, float log2_theta, float log2_pi, __global const int *store, int so,
+                                __global float *kr, int kro, __global float *vr, int vro, int R,
+                                __global KV_T *kb, int kbo, __global KV_T *vb, int vbo, int cap, int bs, int hs,
+                                int es, int sdh, __global int *bpos, int bpo, __global int *nb, int nbo) {
+    ssm_decode_group(SSM_DECODE_PASS);
+    barrier(CLK_GLOBAL_MEM_FENCE); /* the group's g, written by all its items, read by all below */
+    const int lid = get_local_id(0), n = get_local_size(0), b = get_global_id(1), s = get_global_id(2);
+    const int E = nh * p, t = posv[po + b], row = store[so + b], DQ = 8 * quads;
+    const int stored = row >= 0 && row < cap;
+    __global const float *gr = g + go + s * g_ps + b * E;
+    __global float *y = kv + kvo + s * kv_ps + b * C;
+    __global float *ring = (s ? vr + vro : kr + kro) + (b * R + t % R) * C;
+    __global KV_T *kvs = (s ? vb + vbo : kb + kbo) + b * bs;
+    Wo += B_STEP(woo + s * wo_ps);
+    const int per = (C / 8 + n - 1) / n, j1 = min(C / 8, (lid + 1) * per);
+    for (int j = lid * per; j < j1; j++) { /* a run of consecutive pieces: one stream through Wo (a CPU) */
+        float o[8];
+        for (int i = 0; i < 8; i++) o[i] = y[8 * j + i] + dot_row(gr, Wo + B_STEP((8 * j + i) * ldw), E);
+        float8 v = vload8(0, o);
+        if (s == 0) {
+            float4 c, sn;
+            atb_rope_angles4((float)t, j % quads, quads, log2_theta, log2_pi, 1.0f, &c, &sn);
+            v = atb_rope8(v, c, sn);
+        }
+        vstore8(v, j, y);
+        vstore8(v, j, ring);
+        if (!stored) continue;
+        const int col = 8 * j, at = (col / sdh) * hs + row * es + col % sdh;
+#if KV_F16
+        vstore_half8_rte(v, 0, kvs + at);
+#else
+        vstore8(v, 0, kvs + at);
+#endif
+    }
+    if (s) return;
+    for (int j = lid; j < Hq * quads; j += n) { /* q's pieces: head j / quads, piece j % quads */
+        __global float *qp = q + qo + b * Hq * DQ + 8 * j;
+        float4 c, sn;
+        atb_rope_angles4((float)t, j % quads, quads, log2_theta, log2_pi, 1.0f, &c, &sn);
+        vstore8(atb_rope8(vload8(0, qp), c, sn), 0, qp);
+    }
+    if (lid == 0 && stored) {
+        bpos[bpo + b * cap + row] = t;
+        nb[nbo + b] = row + 1;
+    }
+}
+#endif

@@ -10,10 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops/attention.h"
 #include "ops/boundaries.h"
 #include "ops/ssm.h"
 #include "ops/tuning.h"
+#include "ref/ref_layer.h"
 #include "ref/ref_ssm.h"
+#include "tensor/quant.h"
 #include "testutil.h"
 
 /* ------------------------------------------------------------------------------------------ helpers */
@@ -554,6 +557,224 @@ START_TEST(ssm_decode_matches_reference_for_both_ssms) {
 }
 END_TEST
 
+/* One operand set of ssm_decode_append_is_decode_out_proj_then_append, uploaded from the same host data
+ * twice: the SSMs' tensors as [2, ...] twins (views v), k and v as the twins of kv, q, the ring and a
+ * head-major store (f32 or f16). */
+enum { FB = 3, Fnh = 4, Fp = 8, FG = 2, FN = 12, FW = 3, FE = Fnh * Fp, FGN = FG * FN, FCH = FE + 2 * FGN,
+       FF = FCH + Fnh, FH = 4, FHkv = 2, FR = 3, Fcap = 4 };
+typedef struct {
+    float *x, *z, *cw, *win, *bias, *alog, *dd, *nw, *st, *kv, *q, *kr, *vr, *kb, *vb;
+    int32_t pos[FB], sf[FB], store[FB], bpos[FB * Fcap], nb[FB];
+} fused_host;
+typedef struct {
+    tensor x, z, cw, win, bias, alog, dd, nw, st, g, kv, q, kr, vr, kb, vb, bpos, nb, pos, sf, store;
+    tensor v[2][10], k[2];
+    ops_ssm_decode_io io[2];
+} fused_dev;
+
+static fused_host fused_data(int dh, uint64_t seed) {
+    const int C = FHkv * dh, nst = FB * FHkv * Fcap * dh;
+    fused_host h = {tu_random(2 * FB * FF, seed, -2, 2), tu_random(2 * FB * FE, seed + 1, -2, 2),
+                    tu_random(2 * FCH * FW, seed + 2, -0.5, 0.5), tu_random(2 * FB * FW * FCH, seed + 3, -1, 1),
+                    tu_random(2 * Fnh, seed + 4, -1, 1), tu_random(2 * Fnh, seed + 5, -1, 1),
+                    tu_random(2 * Fnh, seed + 6, -1, 1), tu_random(2 * FE, seed + 7, 0.5, 1.5),
+                    tu_random(2 * FB * FE * FN, seed + 8, -1, 1), tu_random(2 * FB * C, seed + 9, -1, 1),
+                    tu_random(FB * FH * dh, seed + 10, -1, 1), tu_random(FB * FR * C, seed + 11, -1, 1),
+                    tu_random(FB * FR * C, seed + 12, -1, 1), tu_random(nst, seed + 13, -1, 1),
+                    tu_random(nst, seed + 14, -1, 1), {5, 9, 2}, {5, 8, 0}, {0, -1, 3}, {0}, {1, 3, 2}};
+    for (int i = 0; i < FB * Fcap; i++) h.bpos[i] = -7;
+    return h;
+}
+
+static void fused_host_free(fused_host *h) {
+    float *fr[] = {h->x, h->z, h->cw, h->win, h->bias, h->alog, h->dd, h->nw, h->st, h->kv, h->q, h->kr, h->vr,
+                   h->kb, h->vb};
+    for (size_t i = 0; i < CORE_LEN(fr); i++) free(fr[i]);
+}
+
+static tensor i32_shaped(int ndim, const int64_t *shape, const int32_t *host) {
+    tensor t;
+    tu_ok(tensor_alloc(tu_ctx(), &t, TENSOR_I32, ndim, shape));
+    tu_ok(tensor_upload(&t, host));
+    return t;
+}
+
+static tensor store_tensor(tensor_dtype t, int dh, const float *x) {
+    int64_t shape[4] = {FB, FHkv, Fcap, dh}, n = (int64_t)FB * FHkv * Fcap * dh;
+    if (t == TENSOR_F32) return tu_tensor(4, shape, x);
+    uint16_t *h = malloc((size_t)n * sizeof *h);
+    for (int64_t i = 0; i < n; i++) h[i] = quant_f16_from_f32(x[i]);
+    tensor out;
+    tu_ok(tensor_alloc(tu_ctx(), &out, TENSOR_F16, 4, shape));
+    tu_ok(tensor_upload(&out, h));
+    free(h);
+    return out;
+}
+
+static void fused_upload(fused_dev *d, const fused_host *h, int dh, tensor_dtype store_type) {
+    const int C = FHkv * dh;
+    d->x = tu_tensor(3, ((int64_t[]){2, FB, FF}), h->x), d->z = tu_tensor(3, ((int64_t[]){2, FB, FE}), h->z);
+    d->cw = tu_tensor(3, ((int64_t[]){2, FCH, FW}), h->cw);
+    d->win = tu_tensor(4, ((int64_t[]){2, FB, FW, FCH}), h->win);
+    d->bias = tu_tensor(2, ((int64_t[]){2, Fnh}), h->bias), d->alog = tu_tensor(2, ((int64_t[]){2, Fnh}), h->alog);
+    d->dd = tu_tensor(2, ((int64_t[]){2, Fnh}), h->dd), d->nw = tu_tensor(2, ((int64_t[]){2, FE}), h->nw);
+    d->st = tu_tensor(2, ((int64_t[]){2, FB * FE * FN}), h->st), d->g = tu_zeros(3, ((int64_t[]){2, FB, FE}));
+    d->kv = tu_tensor(3, ((int64_t[]){2, FB, C}), h->kv), d->q = tu_tensor(2, ((int64_t[]){FB, FH * dh}), h->q);
+    d->kr = tu_tensor(3, ((int64_t[]){FB, FR, C}), h->kr), d->vr = tu_tensor(3, ((int64_t[]){FB, FR, C}), h->vr);
+    d->kb = store_tensor(store_type, dh, h->kb), d->vb = store_tensor(store_type, dh, h->vb);
+    d->bpos = i32_shaped(2, ((int64_t[]){FB, Fcap}), h->bpos), d->nb = i32_tensor(FB, h->nb);
+    d->pos = i32_tensor(FB, h->pos), d->sf = i32_tensor(FB, h->sf), d->store = i32_tensor(FB, h->store);
+    for (int i = 0; i < 2; i++) {
+        tensor *v = d->v[i];
+        v[0] = half(&d->x, i), v[1] = half(&d->z, i), v[2] = half(&d->cw, i), v[3] = half(&d->win, i);
+        v[4] = half(&d->bias, i), v[5] = half(&d->alog, i), v[6] = half(&d->dd, i), v[7] = half(&d->nw, i);
+        v[8] = half(&d->st, i), v[9] = half(&d->g, i);
+        v[8].ndim = 4;
+        int64_t ss[4] = {FB, Fnh, Fp, FN}, sst[4] = {FE * FN, Fp * FN, FN, 1};
+        memcpy(v[8].shape, ss, sizeof ss);
+        memcpy(v[8].stride, sst, sizeof sst);
+        d->io[i] = (ops_ssm_decode_io){&v[0], &v[1], &v[2], &v[4], &v[5], &v[6], &v[7], &v[3], &v[8], &v[9]};
+        d->k[i] = half(&d->kv, i);
+    }
+}
+
+static void fused_free(fused_dev *d) {
+    for (int i = 0; i < 2; i++) {
+        for (int k = 0; k < 10; k++) tensor_free(&d->v[i][k]);
+        tensor_free(&d->k[i]);
+    }
+    tensor *all[] = {&d->x, &d->z, &d->cw, &d->win, &d->bias, &d->alog, &d->dd, &d->nw, &d->st, &d->g, &d->kv,
+                     &d->q, &d->kr, &d->vr, &d->kb, &d->vb, &d->bpos, &d->nb, &d->pos, &d->sf, &d->store};
+    for (size_t i = 0; i < CORE_LEN(all); i++) tensor_free(all[i]);
+}
+
+static ops_kv_step fused_step(fused_dev *d, const tensor W[2]) {
+    return (ops_kv_step){{&W[0], &W[1]}, &d->q, &d->k[0], &d->k[1], FH, FHkv, 10000.0f, &d->store,
+                         &d->kr, &d->vr, &d->kb, &d->vb, &d->bpos, &d->nb};
+}
+
+/* An output of both sets as floats (f16 stores decoded, i32 converted). */
+static float *fused_floats(const tensor *t) {
+    int64_t n = tensor_numel(t);
+    float *f = malloc((size_t)n * sizeof *f);
+    if (t->dtype == TENSOR_F32) {
+        tu_ok(tensor_download(t, f));
+    } else {
+        void *raw = malloc((size_t)n * tensor_dtype_size(t->dtype));
+        tu_ok(tensor_download(t, raw));
+        for (int64_t i = 0; i < n; i++)
+            f[i] = t->dtype == TENSOR_F16 ? quant_f32_from_f16(((uint16_t *)raw)[i]) : (float)((int32_t *)raw)[i];
+        free(raw);
+    }
+    return f;
+}
+
+/* The one-launch decode step of an Attamba layer (ops_ssm_decode_append) against its three ops
+ * (ops_ssm_decode, the out_proj by ops_gemm, ops_kv_append_rope) on a second copy of every operand,
+ * and k, v, q against the host reference (ref_ssm_decode, the products with the weights the kernels
+ * see, ref_rope): f32, f16 and q8 out_proj, f32 and f16 head-major stores; sequences that restart,
+ * continue, and skip the store (store -1). Heads of 6 (no whole pieces of 8) decline with nothing
+ * launched, and so is everything where the device's table has it off (the GPU rows: then both copies take
+ * the three ops). Awkward sizes: N = 12 (a float8 and a tail), G = 2, B = 3. */
+START_TEST(ssm_decode_append_is_decode_out_proj_then_append) {
+    static const tensor_dtype wts[] = {TENSOR_F32, TENSOR_F16, TENSOR_Q8};
+    rt_ctx *ctx = tu_ctx();
+    const tensor_dtype wt = wts[_i % 3], store_type = _i < 3 ? TENSOR_F32 : TENSOR_F16;
+    const int dh = 16, C = FHkv * dh;
+    fused_host h = fused_data(dh, 1200 + (uint64_t)_i);
+    float *wv;
+    tensor Wall = tu_weight(wt, 2 * C, FE, 1300 + (uint64_t)_i, &wv), W[2];
+    for (int i = 0; i < 2; i++) tu_ok(tensor_slice(&Wall, 0, i * C, C, &W[i]));
+    fused_dev f, u;
+    fused_upload(&f, &h, dh, store_type);
+    fused_upload(&u, &h, dh, store_type);
+    ops_kv_step fs = fused_step(&f, W), us = fused_step(&u, W);
+    attamba_counters c0, c1;
+    attamba_context_counters(ctx, &c0);
+    int done = -1;
+    tu_ok(ops_ssm_decode_append(ctx, f.io, &fs, &f.pos, &f.sf, FG, 1e-5f, &done));
+    attamba_context_counters(ctx, &c1);
+    int on = ops_tune(ctx, TUNE_SSM_DECODE_APPEND) != 0; /* off (the GPU rows): declined, the three ops below */
+    ck_assert_int_eq(done, on);
+    ck_assert_uint_eq(c1.launches - c0.launches, on);
+    for (int w = on; w < 2; w++) {
+        fused_dev *d = w ? &u : &f;
+        ops_kv_step *ds = w ? &us : &fs;
+        tu_ok(ops_ssm_decode(ctx, 2, d->io, &d->pos, &d->sf, FG, 1e-5f));
+        for (int i = 0; i < 2; i++)
+            tu_ok(ops_gemm(ctx, 0, 1, 1.0f, &d->v[i][9], ds->out_w[i], 1.0f, i ? ds->v : ds->k));
+        tu_ok(ops_kv_append_rope(ctx, ds->q, ds->q_heads, ds->k, ds->k_heads, ds->v, &d->pos, ds->theta, ds->store,
+                                 ds->kr, ds->vr, ds->kb, ds->vb, ds->bpos, ds->nb));
+    }
+    const tensor *fo[] = {&f.g, &f.st, &f.win, &f.kv, &f.q, &f.kr, &f.vr, &f.kb, &f.vb, &f.bpos, &f.nb};
+    const tensor *uo[] = {&u.g, &u.st, &u.win, &u.kv, &u.q, &u.kr, &u.vr, &u.kb, &u.vb, &u.bpos, &u.nb};
+    for (size_t i = 0; i < CORE_LEN(fo); i++) {
+        float *a = fused_floats(fo[i]), *b = fused_floats(uo[i]);
+        char what[96];
+        snprintf(what, sizeof what, "weights %d, store %d: operand %zu against the three ops", (int)wt,
+                 (int)store_type, i);
+        tu_assert_close(a, b, tensor_numel(fo[i]), 1e-5, 1e-6, what);
+        free(a), free(b);
+    }
+    /* the host reference: g, then k = RoPE(x + g_K W_K^T), v = x + g_V W_V^T, q rotated */
+    float *g = malloc(2 * FB * FE * sizeof *g);
+    for (int i = 0; i < 2; i++)
+        ref_ssm_decode(FB, Fnh, Fp, FG, FN, FW, h.x + i * FB * FF, FF, h.z + i * FB * FE, h.cw + i * FCH * FW,
+                       h.win + i * FB * FW * FCH, h.bias + i * Fnh, h.alog + i * Fnh, h.dd + i * Fnh, h.nw + i * FE,
+                       1e-5f, h.pos, h.sf, h.st + i * FB * FE * FN, g + i * FB * FE);
+    for (int i = 0; i < 2; i++)
+        for (int b = 0; b < FB; b++)
+            for (int c = 0; c < C; c++) {
+                double acc = h.kv[(i * FB + b) * C + c];
+                for (int e = 0; e < FE; e++) acc += (double)g[(i * FB + b) * FE + e] * wv[(i * C + c) * FE + e];
+                h.kv[(i * FB + b) * C + c] = (float)acc;
+            }
+    ref_rope(FB, 1, FHkv, dh, h.kv, h.pos, 10000.0f);
+    ref_rope(FB, 1, FH, dh, h.q, h.pos, 10000.0f);
+    float *gk = tu_download(&f.kv), *gq = tu_download(&f.q);
+    tu_assert_close(gk, h.kv, 2 * FB * C, 1e-4, 2e-5, "k and v against the host reference");
+    tu_assert_close(gq, h.q, FB * FH * dh, 0, 1.5e-6 * 10 + 1e-6, "q against the host reference");
+    /* refused before anything is written: theta 0, an out_proj of another width, k overlapping g */
+    ops_kv_step bad = fs;
+    bad.theta = 0.0f;
+    ck_assert_int_eq(ops_ssm_decode_append(ctx, f.io, &bad, &f.pos, &f.sf, FG, 1e-5f, &done), ATTAMBA_ERR_INVALID_ARG);
+    tensor narrow;
+    tu_ok(tensor_slice(&W[1], 0, 0, C / 2, &narrow));
+    bad = fs, bad.out_w[1] = &narrow;
+    ck_assert_int_eq(ops_ssm_decode_append(ctx, f.io, &bad, &f.pos, &f.sf, FG, 1e-5f, &done), ATTAMBA_ERR_SHAPE);
+    tensor gview;
+    tu_ok(tensor_reshape(&f.v[0][9], 2, ((int64_t[]){FB, FE}), &gview));
+    bad = fs, bad.k = &gview;
+    ck_assert_int_eq(ops_ssm_decode_append(ctx, f.io, &bad, &f.pos, &f.sf, FG, 1e-5f, &done), ATTAMBA_ERR_INVALID_ARG);
+    float *after = tu_download(&f.kv);
+    tu_assert_close(after, gk, 2 * FB * C, 0, 0, "k and v after the refused calls");
+    tensor_free(&narrow), tensor_free(&gview);
+    free(after), free(gk), free(gq), free(g), free(wv);
+    fused_free(&f);
+    fused_free(&u);
+    fused_host_free(&h);
+    /* heads of 6 floats: declined, nothing launched or written */
+    fused_host h6 = fused_data(6, 1400);
+    tensor W6all = tu_weight(wt, 2 * FHkv * 6, FE, 1401, &wv), W6[2];
+    for (int i = 0; i < 2; i++) tu_ok(tensor_slice(&W6all, 0, i * FHkv * 6, FHkv * 6, &W6[i]));
+    fused_dev d6;
+    fused_upload(&d6, &h6, 6, store_type);
+    ops_kv_step s6 = fused_step(&d6, W6);
+    attamba_context_counters(ctx, &c0);
+    tu_ok(ops_ssm_decode_append(ctx, d6.io, &s6, &d6.pos, &d6.sf, FG, 1e-5f, &done));
+    attamba_context_counters(ctx, &c1);
+    ck_assert_int_eq(done, 0);
+    ck_assert_uint_eq(c1.launches - c0.launches, 0);
+    float *kv6 = tu_download(&d6.kv);
+    tu_assert_close(kv6, h6.kv, 2 * FB * FHkv * 6, 0, 0, "k and v after the declined call");
+    free(kv6), free(wv);
+    fused_free(&d6);
+    fused_host_free(&h6);
+    tensor *ws[] = {&Wall, &W[0], &W[1], &W6all, &W6[0], &W6[1]};
+    for (size_t i = 0; i < CORE_LEN(ws); i++) tensor_free(ws[i]);
+}
+END_TEST
+
 START_TEST(bad_arguments_are_refused_with_a_message) {
     rt_ctx *ctx = tu_ctx();
     int B = 2, T = 6, nh = 4, p = 2, G = 2, N = 8, E = nh * p;
@@ -617,6 +838,7 @@ int main(void) {
     tcase_add_test(t, ssm_step_matches_reference_with_mixed_restarts);
     tcase_add_test(t, scan_and_conv_read_column_slices_of_a_projection);
     tcase_add_test(t, ssm_decode_matches_reference_for_both_ssms);
+    tcase_add_loop_test(t, ssm_decode_append_is_decode_out_proj_then_append, 0, 6);
     tcase_add_test(t, bad_arguments_are_refused_with_a_message);
     suite_add_tcase(s, t);
     return tu_run(s);

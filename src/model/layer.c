@@ -268,25 +268,37 @@ static attamba_status ssm_scan_sequence(model *m, int l, int i, const tensor *se
 }
 
 /* Decode: both SSMs' conv window, state step and gated norm for one token per sequence, in one
- * launch (ops_ssm_decode; the cache keeps K's and V's states in one allocation). */
-static attamba_status ssm_step_both(model *m, int l, ssm_acts *a, const tensor *seg_first, const layer_mode *md) {
+ * launch (ops_ssm_decode; the cache keeps K's and V's states in one allocation); where the device
+ * takes it, the out_proj, RoPE and cache append in the same launch (ops_ssm_decode_append: *appended). */
+static attamba_status ssm_step_both(model *m, int l, layer_acts *la, const tensor *seg_first, const tensor *store,
+                                    const layer_mode *md, int *appended) {
     const model_config *c = &m->cfg;
     kv_layer *C = &md->cache->layers[l];
-    tensor v[2][3];
+    ssm_acts *a = la->ssm;
+    const ssm_weights *w = m->layers[l].ssm;
+    tensor v[2][3], q = {0}, k = {0}, vv = {0};
     ops_ssm_decode_io io[2];
     memset(v, 0, sizeof v);
     attamba_status s = ATTAMBA_OK;
     for (int i = 0; i < 2 && !s; i++) {
-        const ssm_weights *w = &m->layers[l].ssm[i];
         s = rows2(&a[i].xbcdt, &v[i][0]);
         if (!s) s = rows2(&a[i].z, &v[i][1]);
         if (!s) s = rows2(&a[i].g, &v[i][2]);
-        io[i] = (ops_ssm_decode_io){&v[i][0], &v[i][1], w->conv, w->dt_bias, w->A_log, w->D, w->norm,
+        io[i] = (ops_ssm_decode_io){&v[i][0], &v[i][1], w[i].conv, w[i].dt_bias, w[i].A_log, w[i].D, w[i].norm,
                                     &C->conv[i], &C->state[i], &v[i][2]};
     }
-    if (!s) s = ops_ssm_decode(m->ctx, 2, io, md->pos, seg_first, c->ssm_groups, c->norm_eps);
+    if (!s) s = rows2(&la->q, &q);
+    if (!s) s = rows2(&la->k, &k);
+    if (!s) s = rows2(&la->v, &vv);
+    ops_kv_step kv = {{w[0].out_proj, w[1].out_proj}, &q, &k, &vv, c->n_heads, c->n_kv_heads, c->rope_theta, store,
+                      &C->kr, &C->vr, &C->kb, &C->vb, &C->bpos, &C->nb};
+    if (!s) s = ops_ssm_decode_append(m->ctx, io, &kv, md->pos, seg_first, c->ssm_groups, c->norm_eps, appended);
+    if (!s && !*appended) s = ops_ssm_decode(m->ctx, 2, io, md->pos, seg_first, c->ssm_groups, c->norm_eps);
     for (int i = 0; i < 2; i++)
-        for (int k = 0; k < 3; k++) tensor_free(&v[i][k]);
+        for (int j = 0; j < 3; j++) tensor_free(&v[i][j]);
+    tensor_free(&q);
+    tensor_free(&k);
+    tensor_free(&vv);
     return s;
 }
 
@@ -311,13 +323,17 @@ static attamba_status copy_twice(const tensor *x, tensor *y0, tensor *y1) {
 
 /* k = x + SSM_K(x), v = x + SSM_V(x) after their in_proj (done with q's): conv (+SiLU), scan, gated
  * norm, out_proj; the two SSMs run side by side (one launch for both where the buffers allow). Decoding,
- * k and v already hold x (written with the in_proj). */
-static attamba_status ssm_forward(model *m, int l, layer_acts *a, const tensor *seg_first, const layer_mode *md) {
+ * k and v already hold x (written with the in_proj), and *appended says whether the step's RoPE and
+ * cache append came with the SSMs (ssm_step_both). */
+static attamba_status ssm_forward(model *m, int l, layer_acts *a, const tensor *seg_first, const tensor *store,
+                                  const layer_mode *md, int *appended) {
     const ssm_weights *w = m->layers[l].ssm;
     ssm_acts *s = a->ssm;
-    if (md->decode) RT_TRY(ssm_step_both(m, l, s, seg_first, md));
+    *appended = 0;
+    if (md->decode) RT_TRY(ssm_step_both(m, l, a, seg_first, store, md, appended));
     else
         for (int i = 0; i < 2; i++) RT_TRY(ssm_scan_sequence(m, l, i, &a->seg, &s[i], md));
+    if (*appended) return ATTAMBA_OK;
     if (!md->decode) RT_TRY(copy_twice(&a->x, &a->k, &a->v));
     return linear_pair(m, &s[0].g, &s[1].g, w[0].out_proj, w[1].out_proj, 1, &a->k, &a->v);
 }
@@ -329,8 +345,10 @@ static attamba_status residual(model *m, tensor *dst, const tensor *src, const t
 }
 
 /* Attention over the sequence (prefill, training; a prefill into a cache stores k, v there first) or,
- * decoding, over the cache after rotating this step's q, k (RoPE) and appending k, v. */
-static attamba_status attend(model *m, int l, layer_acts *a, const tensor *store, const layer_mode *md) {
+ * decoding, over the cache after rotating this step's q, k (RoPE) and appending k, v (unless appended
+ * already). */
+static attamba_status attend(model *m, int l, layer_acts *a, const tensor *store, const layer_mode *md,
+                             int appended) {
     const model_config *c = &m->cfg;
     if (md->decode) {
         kv_cache *cache = md->cache;
@@ -340,7 +358,7 @@ static attamba_status attend(model *m, int l, layer_acts *a, const tensor *store
         if (!s) s = rows2(&a->k, &k);
         if (!s) s = rows2(&a->v, &v);
         if (!s) s = rows2(&a->o, &o);
-        if (!s)
+        if (!s && !appended)
             s = ops_kv_append_rope(m->ctx, &q, c->n_heads, &k, c->n_kv_heads, &v, md->pos, c->rope_theta, store,
                                    &C->kr, &C->vr, &C->kb, &C->vb, &C->bpos, &C->nb);
         if (!s)
@@ -359,6 +377,7 @@ attamba_status model_layer_forward(model *m, int l, layer_acts *a, const layer_m
     const model_config *c = &m->cfg;
     const layer_weights *L = &m->layers[l];
     tensor seg_first = {0}, store = {0};
+    int appended = 0; /* decoding: the cache append done with the SSMs */
     attamba_status st;
 #define TRY(e) do { if ((st = (e))) goto done; } while (0)
     if (md->decode) {
@@ -375,14 +394,14 @@ attamba_status model_layer_forward(model *m, int l, layer_acts *a, const layer_m
         /* x: the SSMs' residual; decoding, it is written straight into k and v, where their outputs add to it */
         tensor *x = md->decode ? &a->k : &a->x, *x2 = md->decode ? &a->v : NULL;
         TRY(linear_shared(m, a->h_in, L->attn_norm, x, x2, 1, 5, W, y));
-        TRY(ssm_forward(m, l, a, &seg_first, md));
+        TRY(ssm_forward(m, l, a, &seg_first, &store, md, &appended));
     } else {
         const tensor *W[3] = {L->wq, L->wk, L->wv};
         tensor *y[3] = {&a->q, &a->k, &a->v};
         TRY(linear_shared(m, a->h_in, L->attn_norm, &a->x, NULL, !md->decode, 3, W, y));
     }
     if (!md->decode) TRY(ops_rope2(m->ctx, &a->q, c->n_heads, &a->k, c->n_kv_heads, md->pos, c->rope_theta));
-    TRY(attend(m, l, a, &store, md)); /* decoding, RoPE comes with the append */
+    TRY(attend(m, l, a, &store, md, appended)); /* decoding, RoPE comes with the append */
     TRY(residual(m, a->h_mid, a->h_in, &a->o, L->wo));
     if (md->decode) { /* nothing reads y, f1, f3 afterwards: norm, projections and SwiGLU in one launch */
         ops_gemv_norm norm = {L->ffn_norm, c->norm_eps, &a->y, 0, NULL};

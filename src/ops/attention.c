@@ -430,16 +430,9 @@ attamba_status ops_attention_decode(rt_ctx *ctx, const tensor *q, const tensor *
     return s;
 }
 
-/* RoPE before the append (ops_kv_append_rope): q and k as [B, 1, heads*dh] views, their heads, theta. */
-typedef struct {
-    tensor q3, k3;
-    int q_heads, k_heads;
-    float theta;
-} kv_rope;
-
-static attamba_status kv_append(rt_ctx *ctx, const char *op, const kv_rope *rope, const tensor *k, const tensor *v,
-                                const tensor *pos, const tensor *store, tensor *kr, tensor *vr, tensor *kb, tensor *vb,
-                                tensor *bpos, tensor *nb) {
+attamba_status ops_kv_check(rt_ctx *ctx, const char *op, const tensor *k, const tensor *v, const tensor *pos,
+                            const tensor *store, const tensor *kr, const tensor *vr, const tensor *kb,
+                            const tensor *vb, const tensor *bpos, const tensor *nb, ops_kv_layout *L) {
     if (!k || !k->buf || k->ndim != 2) return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: k must be a [B, C] tensor", op);
     int64_t B = k->shape[0], C = k->shape[1];
     if (!kr || !kr->buf || kr->ndim != 3)
@@ -457,60 +450,82 @@ static attamba_status kv_append(rt_ctx *ctx, const char *op, const kv_rope *rope
     RT_TRY(ops_expect(ctx, op, "vr", vr, TENSOR_F32, 3, (int64_t[]){B, R, C}));
     RT_TRY(ops_expect(ctx, op, "bpos", bpos, TENSOR_I32, 2, (int64_t[]){B, cap}));
     RT_TRY(ops_expect(ctx, op, "nb", nb, TENSOR_I32, 1, &B));
-    int64_t dq = rope ? C / rope->k_heads : 0;
-    if (rope && (dq % 8 || dh % dq)) { /* no whole pieces of 8 floats in a head: the RoPE launch first */
-        tensor q3 = rope->q3, k3 = rope->k3; /* copies of the views, which ops_rope_rotate takes non-const */
-        RT_TRY(ops_rope_rotate(ctx, op, &q3, rope->q_heads, &k3, rope->k_heads, pos, rope->theta, 1.0f));
-        rope = NULL;
-    }
-    if (!rope) {
-        rt_arg args[] = {RT_MEM(k->buf->mem),   RT_I32(k->offset),      RT_MEM(v->buf->mem),     RT_I32(v->offset),
-                         RT_MEM(pos->buf->mem), RT_I32(pos->offset),    RT_MEM(store->buf->mem), RT_I32(store->offset),
-                         RT_MEM(kr->buf->mem),  RT_I32(kr->offset),     RT_MEM(vr->buf->mem),    RT_I32(vr->offset),
-                         RT_I32(R),             RT_MEM(kb->buf->mem),   RT_I32(kb->offset),      RT_MEM(vb->buf->mem),
-                         RT_I32(vb->offset),    RT_I32(cap),            RT_I32(st.bs),           RT_I32(st.hs),
-                         RT_I32(st.es),         RT_I32(dh),             RT_MEM(bpos->buf->mem),  RT_I32(bpos->offset),
-                         RT_MEM(nb->buf->mem),  RT_I32(nb->offset),     RT_I32(C),               RT_I32(B * C)};
-        return ops_launch_1d(ctx, "attention", st.option, "kv_append", B * C, (int)CORE_LEN(args), args);
-    }
-    const tensor *q = &rope->q3;
-    int quads = (int)(dq / 8);
-    rt_arg args[] = {RT_MEM(q->buf->mem),      RT_I32(q->offset),       RT_I32(rope->q_heads),
-                     RT_MEM(k->buf->mem),      RT_I32(k->offset),       RT_MEM(v->buf->mem),
-                     RT_I32(v->offset),        RT_MEM(pos->buf->mem),   RT_I32(pos->offset),
-                     RT_MEM(store->buf->mem),  RT_I32(store->offset),   RT_MEM(kr->buf->mem),
-                     RT_I32(kr->offset),       RT_MEM(vr->buf->mem),    RT_I32(vr->offset),
-                     RT_I32(R),                RT_MEM(kb->buf->mem),    RT_I32(kb->offset),
-                     RT_MEM(vb->buf->mem),     RT_I32(vb->offset),      RT_I32(cap),
-                     RT_I32(st.bs),            RT_I32(st.hs),           RT_I32(st.es),
-                     RT_I32(dh),               RT_MEM(bpos->buf->mem),  RT_I32(bpos->offset),
-                     RT_MEM(nb->buf->mem),     RT_I32(nb->offset),      RT_I32(rope->k_heads),
-                     RT_I32(quads),            RT_F32(log2((double)rope->theta)),
-                     RT_F32(log2(3.14159265358979323846)), RT_I32(B * quads)};
-    return ops_launch_1d(ctx, "attention", st.option, "kv_append_rope", B * quads, (int)CORE_LEN(args), args);
+    *L = (ops_kv_layout){B, C, R, cap, dh, st.bs, st.hs, st.es, st.option};
+    return ATTAMBA_OK;
 }
 
-attamba_status ops_kv_append(rt_ctx *ctx, const tensor *k, const tensor *v, const tensor *pos, const tensor *store,
-                             tensor *kr, tensor *vr, tensor *kb, tensor *vb, tensor *bpos, tensor *nb) {
-    return kv_append(ctx, "ops_kv_append", NULL, k, v, pos, store, kr, vr, kb, vb, bpos, nb);
-}
-
-attamba_status ops_kv_append_rope(rt_ctx *ctx, tensor *q, int q_heads, tensor *k, int k_heads, const tensor *v,
-                                  const tensor *pos, float theta, const tensor *store, tensor *kr, tensor *vr,
-                                  tensor *kb, tensor *vb, tensor *bpos, tensor *nb) {
-    static const char op[] = "ops_kv_append_rope";
+attamba_status ops_kv_rope_check(rt_ctx *ctx, const char *op, const tensor *q, int q_heads, const tensor *k,
+                                 int k_heads, const tensor *v, const tensor *pos, float theta, int *dq) {
     if (!q || !q->buf || q->ndim != 2 || !k || !k->buf || k->ndim != 2)
         return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: q and k must be [B, heads*dh] tensors", op);
     RT_TRY(ops_expect(ctx, op, "q", q, TENSOR_F32, 2, q->shape)); /* contiguous: the views below are views */
     RT_TRY(ops_expect(ctx, op, "k", k, TENSOR_F32, 2, k->shape));
     if (ops_overlap(q, v)) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: q overlaps v", op);
-    kv_rope rope = {{0}, {0}, q_heads, k_heads, theta};
+    tensor q3 = {0}, k3 = {0};
     int half_dh = 0;
-    attamba_status s = tensor_reshape(q, 3, (int64_t[]){q->shape[0], 1, q->shape[1]}, &rope.q3);
-    if (!s) s = tensor_reshape(k, 3, (int64_t[]){k->shape[0], 1, k->shape[1]}, &rope.k3);
-    if (!s) s = ops_rope_check(ctx, op, &rope.q3, q_heads, &rope.k3, k_heads, pos, theta, &half_dh);
-    if (!s) s = kv_append(ctx, op, &rope, k, v, pos, store, kr, vr, kb, vb, bpos, nb);
-    tensor_free(&rope.q3);
-    tensor_free(&rope.k3);
+    attamba_status s = tensor_reshape(q, 3, (int64_t[]){q->shape[0], 1, q->shape[1]}, &q3);
+    if (!s) s = tensor_reshape(k, 3, (int64_t[]){k->shape[0], 1, k->shape[1]}, &k3);
+    if (!s) s = ops_rope_check(ctx, op, &q3, q_heads, &k3, k_heads, pos, theta, &half_dh);
+    tensor_free(&q3);
+    tensor_free(&k3);
+    *dq = 2 * half_dh;
     return s;
+}
+
+/* The append, with the RoPE of q (q_heads) and k (k_heads) first when q is given. */
+static attamba_status kv_append(rt_ctx *ctx, const char *op, tensor *q, int q_heads, int k_heads, float theta,
+                                const tensor *k, const tensor *v, const tensor *pos, const tensor *store, tensor *kr,
+                                tensor *vr, tensor *kb, tensor *vb, tensor *bpos, tensor *nb) {
+    int dq = 0;
+    if (q) RT_TRY(ops_kv_rope_check(ctx, op, q, q_heads, k, k_heads, v, pos, theta, &dq));
+    ops_kv_layout L;
+    RT_TRY(ops_kv_check(ctx, op, k, v, pos, store, kr, vr, kb, vb, bpos, nb, &L));
+    if (q && (dq % 8 || L.dh % dq)) { /* no whole pieces of 8 floats in a head: the RoPE launch first */
+        tensor q3 = {0}, k3 = {0};
+        attamba_status s = tensor_reshape(q, 3, (int64_t[]){q->shape[0], 1, q->shape[1]}, &q3);
+        if (!s) s = tensor_reshape((tensor *)k, 3, (int64_t[]){k->shape[0], 1, k->shape[1]}, &k3);
+        if (!s) s = ops_rope_rotate(ctx, op, &q3, q_heads, &k3, k_heads, pos, theta, 1.0f);
+        tensor_free(&q3);
+        tensor_free(&k3);
+        RT_TRY(s);
+        q = NULL;
+    }
+    int64_t B = L.B, C = L.C;
+    if (!q) {
+        rt_arg args[] = {RT_MEM(k->buf->mem),   RT_I32(k->offset),      RT_MEM(v->buf->mem),     RT_I32(v->offset),
+                         RT_MEM(pos->buf->mem), RT_I32(pos->offset),    RT_MEM(store->buf->mem), RT_I32(store->offset),
+                         RT_MEM(kr->buf->mem),  RT_I32(kr->offset),     RT_MEM(vr->buf->mem),    RT_I32(vr->offset),
+                         RT_I32(L.R),           RT_MEM(kb->buf->mem),   RT_I32(kb->offset),      RT_MEM(vb->buf->mem),
+                         RT_I32(vb->offset),    RT_I32(L.cap),          RT_I32(L.bs),            RT_I32(L.hs),
+                         RT_I32(L.es),          RT_I32(L.dh),           RT_MEM(bpos->buf->mem),  RT_I32(bpos->offset),
+                         RT_MEM(nb->buf->mem),  RT_I32(nb->offset),     RT_I32(C),               RT_I32(B * C)};
+        return ops_launch_1d(ctx, "attention", L.option, "kv_append", B * C, (int)CORE_LEN(args), args);
+    }
+    int quads = dq / 8;
+    rt_arg args[] = {RT_MEM(q->buf->mem),      RT_I32(q->offset),       RT_I32(q_heads),
+                     RT_MEM(k->buf->mem),      RT_I32(k->offset),       RT_MEM(v->buf->mem),
+                     RT_I32(v->offset),        RT_MEM(pos->buf->mem),   RT_I32(pos->offset),
+                     RT_MEM(store->buf->mem),  RT_I32(store->offset),   RT_MEM(kr->buf->mem),
+                     RT_I32(kr->offset),       RT_MEM(vr->buf->mem),    RT_I32(vr->offset),
+                     RT_I32(L.R),              RT_MEM(kb->buf->mem),    RT_I32(kb->offset),
+                     RT_MEM(vb->buf->mem),     RT_I32(vb->offset),      RT_I32(L.cap),
+                     RT_I32(L.bs),             RT_I32(L.hs),            RT_I32(L.es),
+                     RT_I32(L.dh),             RT_MEM(bpos->buf->mem),  RT_I32(bpos->offset),
+                     RT_MEM(nb->buf->mem),     RT_I32(nb->offset),      RT_I32(k_heads),
+                     RT_I32(quads),            RT_F32(log2((double)theta)),
+                     RT_F32(log2(3.14159265358979323846)), RT_I32(B * quads)};
+    return ops_launch_1d(ctx, "attention", L.option, "kv_append_rope", B * quads, (int)CORE_LEN(args), args);
+}
+
+attamba_status ops_kv_append(rt_ctx *ctx, const tensor *k, const tensor *v, const tensor *pos, const tensor *store,
+                             tensor *kr, tensor *vr, tensor *kb, tensor *vb, tensor *bpos, tensor *nb) {
+    return kv_append(ctx, "ops_kv_append", NULL, 0, 0, 0.0f, k, v, pos, store, kr, vr, kb, vb, bpos, nb);
+}
+
+attamba_status ops_kv_append_rope(rt_ctx *ctx, tensor *q, int q_heads, tensor *k, int k_heads, const tensor *v,
+                                  const tensor *pos, float theta, const tensor *store, tensor *kr, tensor *vr,
+                                  tensor *kb, tensor *vb, tensor *bpos, tensor *nb) {
+    if (!q) return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "ops_kv_append_rope: q and k must be [B, heads*dh] tensors");
+    return kv_append(ctx, "ops_kv_append_rope", q, q_heads, k_heads, theta, k, v, pos, store, kr, vr, kb, vb, bpos,
+                     nb);
 }

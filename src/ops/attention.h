@@ -121,4 +121,18 @@ attamba_status ops_kv_append_rope(rt_ctx *ctx, tensor *q, int q_heads, tensor *k
                                   const tensor *pos, float theta, const tensor *store, tensor *kr, tensor *vr,
                                   tensor *kb, tensor *vb, tensor *bpos, tensor *nb);
 
+/* The checks of ops_kv_append (op names the caller in messages), and the cache's layout they find: for
+ * kernels that append as kv_append does (ops_ssm_decode_append). */
+typedef struct ops_kv_layout {
+    int64_t B, C, R, cap; /* sequences, k's width, ring slots, store rows */
+    int dh, bs, hs, es;   /* the store's head width; elements between its sequences, heads, rows */
+    const char *option;   /* the kernels' store type: "" (f32) or " -DKV_F16=1" */
+} ops_kv_layout;
+attamba_status ops_kv_check(rt_ctx *ctx, const char *op, const tensor *k, const tensor *v, const tensor *pos,
+                            const tensor *store, const tensor *kr, const tensor *vr, const tensor *kb,
+                            const tensor *vb, const tensor *bpos, const tensor *nb, ops_kv_layout *L);
+/* ... and those of ops_kv_append_rope's RoPE (q, k contiguous, q apart from v): *dq, the heads' width. */
+attamba_status ops_kv_rope_check(rt_ctx *ctx, const char *op, const tensor *q, int q_heads, const tensor *k,
+                                 int k_heads, const tensor *v, const tensor *pos, float theta, int *dq);
+
 #endif

@@ -59,6 +59,11 @@ static const char *wt_option(int wt) { return wt == 1 ? " -DWT=1" : wt == 2 ? " 
 static const char *dot_vw_option(rt_ctx *ctx, int wt) {
     return wt == 2 && ops_tune(ctx, TUNE_GEMM_VW) == 16 ? " -DDOT_VW=16" : "";
 }
+
+const char *ops_dot_weight_options(rt_ctx *ctx, tensor_dtype t) {
+    if (t == TENSOR_Q8) return *dot_vw_option(ctx, 2) ? " -DWT=2 -DDOT_VW=16" : " -DWT=2";
+    return t == TENSOR_F16 ? " -DWT=1" : "";
+}
 /* Parameters of the own kernels for one device (see cl/gemm.cl). */
 typedef struct {
     int rm, vw, nv; /* gemm_tiles: RM rows x NV vectors of VW floats per work-item */

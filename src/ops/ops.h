@@ -116,6 +116,9 @@ attamba_status ops_gemm_group(rt_ctx *ctx, const tensor *x, const ops_gemv_norm 
  * ops_gemm_group into f1, f3 (which it then writes), then ops_swiglu. */
 attamba_status ops_gemm_swiglu(rt_ctx *ctx, const tensor *x, const ops_gemv_norm *norm, const tensor *W1,
                                const tensor *W3, tensor *f1, tensor *f3, tensor *hid);
+/* The options of a dot-product kernel (cl/dot.cl) reading weights of type t: "" (f32), " -DWT=1" (f16),
+ * " -DWT=2" (q8, with " -DDOT_VW=16" on a 16-wide device: the table's gemm.vw). */
+const char *ops_dot_weight_options(rt_ctx *ctx, tensor_dtype t);
 /* Whether this build has CLBlast. */
 int ops_gemm_have_clblast(void);
 

@@ -1,9 +1,11 @@
 /* The K/V-SSM kernels (SPEC 3.1): argument checks, path choice, launches of cl/conv1d.cl and cl/ssm.cl. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ssm.h"
+#include "ops/attention.h"
 #include "ops/tuning.h"
 
 enum { SSM_MAX_N = 256, SEQ_BLOCK = 16, CHUNK_BLOCK = 64 };
@@ -437,56 +439,135 @@ static attamba_status ssm_decode_check(rt_ctx *ctx, const ops_ssm_decode_io *io,
     return ATTAMBA_OK;
 }
 
-attamba_status ops_ssm_decode(rt_ctx *ctx, int n, const ops_ssm_decode_io *io, const tensor *pos,
-                              const tensor *seg_first, int n_groups, float eps) {
-    const char *op = "ops_ssm_decode";
+/* ops_ssm_decode's checks of n SSMs; *paired: every tensor of io[0] has its twin in io[n - 1] at a fixed
+ * distance (ps[], in the order of decode_args), so one launch takes both. */
+typedef struct {
+    int64_t B, E, nh, N, W;
+    int64_t ps[10];
+    int paired;
+} decode_plan;
+
+static attamba_status plan_decode(rt_ctx *ctx, const char *op, int n, const ops_ssm_decode_io *io, const tensor *pos,
+                                  const tensor *seg_first, int n_groups, float eps, decode_plan *P) {
     if (n < 1 || n > 2 || !io) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: n = %d SSMs (1 or 2)", op, n);
     if (!pos || !pos->buf || pos->ndim != 1) return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: pos must be i32 [B]", op);
-    int64_t B = pos->shape[0], E = 0, nh = 0, N = 0, W = 0;
-    RT_TRY(expect_i32(ctx, op, "pos", pos, B));
-    RT_TRY(expect_i32(ctx, op, "seg_first", seg_first, B));
+    memset(P, 0, sizeof *P);
+    P->B = pos->shape[0];
+    RT_TRY(expect_i32(ctx, op, "pos", pos, P->B));
+    RT_TRY(expect_i32(ctx, op, "seg_first", seg_first, P->B));
     RT_TRY(ops_expect_nonneg(ctx, op, "eps", eps));
     for (int i = 0; i < n; i++) {
         int64_t e = 0, h = 0, nn = 0, w = 0;
-        RT_TRY(ssm_decode_check(ctx, &io[i], n_groups, B, &e, &h, &nn, &w));
-        if (i && (e != E || h != nh || nn != N || w != W || !io[0].dt_bias != !io[1].dt_bias))
+        RT_TRY(ssm_decode_check(ctx, &io[i], n_groups, P->B, &e, &h, &nn, &w));
+        if (i && (e != P->E || h != P->nh || nn != P->N || w != P->W || !io[0].dt_bias != !io[1].dt_bias))
             return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: the two SSMs differ in shape", op);
-        E = e, nh = h, N = nn, W = w;
+        P->E = e, P->nh = h, P->N = nn, P->W = w;
     }
-    /* one launch for both when every tensor has its twin at a fixed distance in the same buffer */
     const ops_ssm_decode_io *a = &io[0], *b = &io[n - 1];
     int64_t ps[10] = {twin_stride(a->xbcdt, b->xbcdt), twin_stride(a->z, b->z), twin_stride(a->conv_w, b->conv_w),
                       twin_stride(a->conv_w ? a->window : NULL, b->conv_w ? b->window : NULL),
                       twin_stride(a->dt_bias, b->dt_bias), twin_stride(a->A_log, b->A_log), twin_stride(a->D, b->D),
                       twin_stride(a->norm_w, b->norm_w), twin_stride(a->state, b->state), twin_stride(a->g, b->g)};
-    for (int i = 0; i < 10 && n == 2; i++)
-        if (ps[i] < 0 || ps[i] > INT32_MAX) {
-            RT_TRY(ops_ssm_decode(ctx, 1, &io[0], pos, seg_first, n_groups, eps));
-            return ops_ssm_decode(ctx, 1, &io[1], pos, seg_first, n_groups, eps);
-        }
+    P->paired = 1;
+    for (int i = 0; i < 10; i++) {
+        P->ps[i] = ps[i];
+        if (ps[i] < 0 || ps[i] > INT32_MAX) P->paired = 0;
+    }
+    return ATTAMBA_OK;
+}
+
+/* The arguments of ssm_decode (cl/ssm.cl's SSM_DECODE_ARGS) for an rt_arg array's initializer (a macro:
+ * their values are compound literals, which live as long as the caller's block); wg: the group's size. */
+#define DECODE_ARGS(a, P, pos, seg_first, n_groups, eps, wg)                                                 \
+    RT_MEM((a)->xbcdt->buf->mem), RT_I32((a)->xbcdt->offset), RT_I32((P).ps[0]), RT_I32((a)->xbcdt->stride[0]), \
+        RT_MEM((a)->z->buf->mem), RT_I32((a)->z->offset), RT_I32((P).ps[1]), RT_I32((a)->z->stride[0]),      \
+        RT_MEM(((a)->conv_w ? (a)->conv_w : (a)->A_log)->buf->mem),                                          \
+        RT_I32(((a)->conv_w ? (a)->conv_w : (a)->A_log)->offset), RT_I32((P).ps[2]), RT_I32((P).W),           \
+        RT_MEM(((a)->conv_w ? (a)->window : (a)->g)->buf->mem),                                              \
+        RT_I32(((a)->conv_w ? (a)->window : (a)->g)->offset), RT_I32((P).ps[3]),                             \
+        RT_MEM(((a)->dt_bias ? (a)->dt_bias : (a)->A_log)->buf->mem),                                        \
+        RT_I32(((a)->dt_bias ? (a)->dt_bias : (a)->A_log)->offset), RT_I32((P).ps[4]),                       \
+        RT_I32((a)->dt_bias != NULL), RT_MEM((a)->A_log->buf->mem), RT_I32((a)->A_log->offset),               \
+        RT_I32((P).ps[5]), RT_MEM((a)->D->buf->mem), RT_I32((a)->D->offset), RT_I32((P).ps[6]),               \
+        RT_MEM((a)->norm_w->buf->mem), RT_I32((a)->norm_w->offset), RT_I32((P).ps[7]),                        \
+        RT_MEM((a)->state->buf->mem), RT_I32((a)->state->offset), RT_I32((P).ps[8]),                          \
+        RT_MEM((a)->g->buf->mem), RT_I32((a)->g->offset), RT_I32((P).ps[9]), RT_MEM((pos)->buf->mem),        \
+        RT_I32((pos)->offset), RT_MEM((seg_first)->buf->mem), RT_I32((seg_first)->offset), RT_I32((P).nh),    \
+        RT_I32((P).E / (P).nh), RT_I32(n_groups), RT_F32(eps),                                                \
+        RT_LOCAL((2 * (size_t)(n_groups) * (size_t)(P).N + 2 * (size_t)(P).nh) * sizeof(cl_float)),           \
+        RT_LOCAL((wg) * sizeof(cl_float))
+
+attamba_status ops_ssm_decode(rt_ctx *ctx, int n, const ops_ssm_decode_io *io, const tensor *pos,
+                              const tensor *seg_first, int n_groups, float eps) {
+    decode_plan P;
+    RT_TRY(plan_decode(ctx, "ops_ssm_decode", n, io, pos, seg_first, n_groups, eps, &P));
+    if (n == 2 && !P.paired) { /* one launch each */
+        RT_TRY(ops_ssm_decode(ctx, 1, &io[0], pos, seg_first, n_groups, eps));
+        return ops_ssm_decode(ctx, 1, &io[1], pos, seg_first, n_groups, eps);
+    }
     char opts[32];
-    snprintf(opts, sizeof opts, "-DSSM_N=%d", (int)N);
+    snprintf(opts, sizeof opts, "-DSSM_N=%d", (int)P.N);
     cl_kernel k;
     RT_TRY(rt_kernel(ctx, "ssm", opts, "ssm_decode", &k));
     size_t wg = rt_local_1d(ctx, k, (size_t)ops_tune(ctx, TUNE_SSM_DECODE_WG));
-    size_t global[3] = {wg, (size_t)B, (size_t)n}, local[3] = {wg, 1, 1};
-    const tensor *cw = a->conv_w ? a->conv_w : a->A_log, *win = a->conv_w ? a->window : a->g;
-    const tensor *bias = a->dt_bias ? a->dt_bias : a->A_log;
-    rt_arg args[] = {RT_MEM(a->xbcdt->buf->mem), RT_I32(a->xbcdt->offset), RT_I32(ps[0]), RT_I32(a->xbcdt->stride[0]),
-                     RT_MEM(a->z->buf->mem), RT_I32(a->z->offset), RT_I32(ps[1]), RT_I32(a->z->stride[0]),
-                     RT_MEM(cw->buf->mem), RT_I32(cw->offset), RT_I32(ps[2]), RT_I32(W),
-                     RT_MEM(win->buf->mem), RT_I32(win->offset), RT_I32(ps[3]),
-                     RT_MEM(bias->buf->mem), RT_I32(bias->offset), RT_I32(ps[4]), RT_I32(a->dt_bias != NULL),
-                     RT_MEM(a->A_log->buf->mem), RT_I32(a->A_log->offset), RT_I32(ps[5]),
-                     RT_MEM(a->D->buf->mem), RT_I32(a->D->offset), RT_I32(ps[6]),
-                     RT_MEM(a->norm_w->buf->mem), RT_I32(a->norm_w->offset), RT_I32(ps[7]),
-                     RT_MEM(a->state->buf->mem), RT_I32(a->state->offset), RT_I32(ps[8]),
-                     RT_MEM(a->g->buf->mem), RT_I32(a->g->offset), RT_I32(ps[9]),
-                     RT_MEM(pos->buf->mem), RT_I32(pos->offset), RT_MEM(seg_first->buf->mem), RT_I32(seg_first->offset),
-                     RT_I32(nh), RT_I32(E / nh), RT_I32(n_groups), RT_F32(eps),
-                     RT_LOCAL((2 * (size_t)n_groups * (size_t)N + 2 * (size_t)nh) * sizeof(cl_float)),
-                     RT_LOCAL(wg * sizeof(cl_float))};
+    size_t global[3] = {wg, (size_t)P.B, (size_t)n}, local[3] = {wg, 1, 1};
+    rt_arg args[] = {DECODE_ARGS(&io[0], P, pos, seg_first, n_groups, eps, wg)};
     return rt_launch(ctx, k, "ssm_decode", 3, global, local, (int)CORE_LEN(args), args);
+}
+
+attamba_status ops_ssm_decode_append(rt_ctx *ctx, const ops_ssm_decode_io io[2], const ops_kv_step *kv,
+                                     const tensor *pos, const tensor *seg_first, int n_groups, float eps, int *done) {
+    static const char op[] = "ops_ssm_decode_append";
+    *done = 0;
+    if (!kv || !kv->out_w[0] || !kv->out_w[1])
+        return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: no out_proj weights", op);
+    decode_plan P;
+    RT_TRY(plan_decode(ctx, op, 2, io, pos, seg_first, n_groups, eps, &P));
+    int dq = 0;
+    ops_kv_layout L;
+    RT_TRY(ops_kv_rope_check(ctx, op, kv->q, kv->q_heads, kv->k, kv->k_heads, kv->v, pos, kv->theta, &dq));
+    RT_TRY(ops_kv_check(ctx, op, kv->k, kv->v, pos, kv->store, kv->kr, kv->vr, kv->kb, kv->vb, kv->bpos, kv->nb, &L));
+    const tensor *W = kv->out_w[0];
+    tensor_dtype wt = W->dtype;
+    int64_t C = L.C, Ew = W->ndim == 2 ? W->shape[1] * (wt == TENSOR_Q8 ? TENSOR_Q8_BLOCK : 1) : -1;
+    if (wt != TENSOR_F32 && wt != TENSOR_F16 && wt != TENSOR_Q8)
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: out_proj weights must be f32, f16 or q8", op);
+    for (int i = 0; i < 2; i++)
+        RT_TRY(ops_expect(ctx, op, "out_w", kv->out_w[i], wt, 2, (int64_t[]){C, W->shape[1]}));
+    if (Ew != P.E || P.B != L.B)
+        return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: out_proj [%lld, %lld] and k [%lld, %lld] do not take g [%lld, "
+                       "%lld]", op, (long long)C, (long long)Ew, (long long)L.B, (long long)C, (long long)P.B,
+                       (long long)P.E);
+    const tensor *kvt[2] = {kv->k, kv->v};
+    const ops_ssm_decode_io *a = &io[0];
+    for (int i = 0; i < 2; i++)
+        if (ops_overlap(kvt[i], a->g) || ops_overlap(kvt[i], io[1].g) || ops_overlap(kvt[i], kv->q))
+            return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: k and v must not overlap g or q", op);
+    /* one launch: both SSMs paired, k / v and the weights too, whole pieces of 8 in the RoPE heads */
+    int64_t kv_ps = twin_stride(kv->k, kv->v), w_ps = twin_stride(kv->out_w[0], kv->out_w[1]);
+    if (!ops_tune(ctx, TUNE_SSM_DECODE_APPEND) || !P.paired || kv_ps <= 0 || kv_ps > INT32_MAX || w_ps < 0 ||
+        w_ps > INT32_MAX || dq % 8 || L.dh % dq || P.B == 0)
+        return ATTAMBA_OK;
+    char opts[96];
+    snprintf(opts, sizeof opts, "-DSSM_N=%d -DSSM_APPEND=1%s%s", (int)P.N, ops_dot_weight_options(ctx, wt), L.option);
+    cl_kernel k;
+    RT_TRY(rt_kernel(ctx, "ssm", opts, "ssm_decode_append", &k));
+    size_t wg = rt_local_1d(ctx, k, (size_t)ops_tune(ctx, TUNE_SSM_DECODE_WG));
+    size_t global[3] = {wg, (size_t)P.B, 2}, local[3] = {wg, 1, 1};
+    rt_arg args[] = {DECODE_ARGS(a, P, pos, seg_first, n_groups, eps, wg),
+                     RT_MEM(W->buf->mem),   RT_I32(W->offset),    RT_I32(w_ps),           RT_I32(W->stride[0]),
+                     RT_MEM(kv->k->buf->mem), RT_I32(kv->k->offset), RT_I32(kv_ps),       RT_I32(C),
+                     RT_MEM(kv->q->buf->mem), RT_I32(kv->q->offset), RT_I32(kv->q_heads), RT_I32(dq / 8),
+                     RT_F32(log2((double)kv->theta)), RT_F32(log2(3.14159265358979323846)),
+                     RT_MEM(kv->store->buf->mem), RT_I32(kv->store->offset),
+                     RT_MEM(kv->kr->buf->mem), RT_I32(kv->kr->offset), RT_MEM(kv->vr->buf->mem),
+                     RT_I32(kv->vr->offset), RT_I32(L.R),
+                     RT_MEM(kv->kb->buf->mem), RT_I32(kv->kb->offset), RT_MEM(kv->vb->buf->mem),
+                     RT_I32(kv->vb->offset), RT_I32(L.cap), RT_I32(L.bs), RT_I32(L.hs), RT_I32(L.es), RT_I32(L.dh),
+                     RT_MEM(kv->bpos->buf->mem), RT_I32(kv->bpos->offset),
+                     RT_MEM(kv->nb->buf->mem), RT_I32(kv->nb->offset)};
+    *done = 1;
+    return rt_launch(ctx, k, "ssm_decode_append", 3, global, local, (int)CORE_LEN(args), args);
 }
 
 /* -------------------------------------------------------------------------------------- backward */

@@ -184,6 +184,12 @@ static const struct {
                      "scan: channels per work-item as one vector (1, 2, 4, 8, 16; at most what divides p)"},
     [TUNE_SSM_DECODE_WG] = {"ssm.decode_wg", 256, 8, 256, SAME, SAME, SAME, 1, 1024,
                             "SSM decode step: the largest work-group"},
+    /* An Attamba decode step's SSMs, out_proj, RoPE and cache append in one launch of one group per
+     * (sequence, SSM) (ops_ssm_decode_append): two launches fewer per layer. CPUs: on (two cores,
+     * two groups; PoCL spends ~10-15 us around each launch, more than the out_proj takes). GPUs: off
+     * (the out_proj would run on 2 x B groups of a device with 100+ compute units; not measured). */
+    [TUNE_SSM_DECODE_APPEND] = {"ssm.decode_append", 0, 1, 0, SAME, SAME, SAME, 0, 1,
+                                "SSM decode step: the out_proj, RoPE and cache append in the same launch (0: apart)"},
     /* A conv1d work-item takes conv.vc channels (one vector) down conv.tt tokens (each x row from memory
      * once, the other taps' reads from L1). CPUs: the device's float width x 32. On the EPYC kind (bench
      * ssm --T 4096 --P 64, three interleaved rounds, medians) 8 x 32 took the forward 4.74 -> 2.77 ms and
