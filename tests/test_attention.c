@@ -31,13 +31,6 @@ static tu_bset bset_make(const boundary_spec *spec, int layer, int T) {
     return tu_bset_make(spec, layer, 4, T);
 }
 
-static tensor i32_tensor(int ndim, const int64_t *shape, const int32_t *host) {
-    tensor t;
-    tu_ok(tensor_alloc(tu_ctx(), &t, TENSOR_I32, ndim, shape));
-    tu_ok(tensor_upload(&t, host));
-    return t;
-}
-
 /* Random q, k, v on host and device. */
 typedef struct {
     int B, T, H, Hkv, dh;
@@ -443,7 +436,7 @@ START_TEST(gather_rows_copies_the_indexed_rows) {
     const int B = 2, T = 9, C = 5, n = 5;
     float *src = tu_random(B * T * C, 77, -1, 1);
     int32_t idx[5] = {0, 3, 8, 3, 99}; /* 99: out of range, clamped to T - 1 */
-    tensor ts = tu_tensor(3, ((int64_t[]){B, T, C}), src), ti = i32_tensor(1, ((int64_t[]){n}), idx);
+    tensor ts = tu_tensor(3, ((int64_t[]){B, T, C}), src), ti = tu_i32(1, ((int64_t[]){n}), idx);
     tensor to = tu_zeros(3, ((int64_t[]){B, n, C}));
     tu_ok(ops_gather_rows(tu_ctx(), &ts, &ti, &to));
     float *got = tu_download(&to), want[2 * 5 * 5];
@@ -480,8 +473,8 @@ START_TEST(kv_append_writes_the_ring_and_the_chosen_store_rows) {
     tensor tk = tu_tensor(2, ((int64_t[]){B, C}), k), tv = tu_tensor(2, ((int64_t[]){B, C}), v);
     tensor tkr = tu_tensor(3, ((int64_t[]){B, R, C}), kr), tvr = tu_tensor(3, ((int64_t[]){B, R, C}), vr);
     tensor tkb = tu_tensor(3, ((int64_t[]){B, cap, C}), kb), tvb = tu_tensor(3, ((int64_t[]){B, cap, C}), vb);
-    tensor tp = i32_tensor(1, ((int64_t[]){B}), pos), ts = i32_tensor(1, ((int64_t[]){B}), store);
-    tensor tbp = i32_tensor(2, ((int64_t[]){B, cap}), bpos), tnb = i32_tensor(1, ((int64_t[]){B}), nb);
+    tensor tp = tu_i32(1, ((int64_t[]){B}), pos), ts = tu_i32(1, ((int64_t[]){B}), store);
+    tensor tbp = tu_i32(2, ((int64_t[]){B, cap}), bpos), tnb = tu_i32(1, ((int64_t[]){B}), nb);
     tu_ok(ops_kv_append(tu_ctx(), &tk, &tv, &tp, &ts, &tkr, &tvr, &tkb, &tvb, &tbp, &tnb));
     ref_kv_append(B, C, R, cap, k, v, pos, store, kr, vr, kb, vb, bpos, nb);
     float *got[4] = {tu_download(&tkr), tu_download(&tvr), tu_download(&tkb), tu_download(&tvb)};
@@ -527,8 +520,8 @@ START_TEST(head_major_store_decodes_and_appends_like_row_major) {
     tensor tv = tu_tensor(2, ((int64_t[]){B, C}), v);
     tensor t3[2] = {tu_tensor(3, ((int64_t[]){B, cap, C}), kb), tu_tensor(3, ((int64_t[]){B, cap, C}), vb)};
     tensor t4[2] = {tu_tensor(4, ((int64_t[]){B, Hkv, cap, dh}), kb4), tu_tensor(4, ((int64_t[]){B, Hkv, cap, dh}), vb4)};
-    tensor tbp = i32_tensor(2, ((int64_t[]){B, cap}), bpos), tnb = i32_tensor(1, ((int64_t[]){B}), nb);
-    tensor tp = i32_tensor(1, ((int64_t[]){B}), pos), ts = i32_tensor(1, ((int64_t[]){B}), store);
+    tensor tbp = tu_i32(2, ((int64_t[]){B, cap}), bpos), tnb = tu_i32(1, ((int64_t[]){B}), nb);
+    tensor tp = tu_i32(1, ((int64_t[]){B}), pos), ts = tu_i32(1, ((int64_t[]){B}), store);
     tensor o3 = tu_zeros(2, ((int64_t[]){B, H * dh})), o4 = tu_zeros(2, ((int64_t[]){B, H * dh}));
     /* append to both layouts, then decode from both: the same keys, so the same outputs */
     tu_ok(ops_kv_append(ctx, &tk, &tv, &tp, &ts, &tkr, &tvr, &t3[0], &t3[1], &tbp, &tnb));
@@ -574,8 +567,8 @@ START_TEST(f16_store_appends_and_decodes_its_rounded_values) {
     tensor tvr = tu_tensor(3, ((int64_t[]){B, R, C}), vr), tk = tu_tensor(2, ((int64_t[]){B, C}), k);
     tensor tv = tu_tensor(2, ((int64_t[]){B, C}), v);
     tensor h16[2] = {f16_tensor(4, shape, kb, n, kb_r), f16_tensor(4, shape, vb, n, vb_r)};
-    tensor tbp = i32_tensor(2, ((int64_t[]){B, cap}), bpos), tnb = i32_tensor(1, ((int64_t[]){B}), nb);
-    tensor tp = i32_tensor(1, ((int64_t[]){B}), pos), ts = i32_tensor(1, ((int64_t[]){B}), store);
+    tensor tbp = tu_i32(2, ((int64_t[]){B, cap}), bpos), tnb = tu_i32(1, ((int64_t[]){B}), nb);
+    tensor tp = tu_i32(1, ((int64_t[]){B}), pos), ts = tu_i32(1, ((int64_t[]){B}), store);
     tensor o16 = tu_zeros(2, ((int64_t[]){B, H * dh})), o32 = tu_zeros(2, ((int64_t[]){B, H * dh}));
     tu_ok(ops_kv_append(ctx, &tk, &tv, &tp, &ts, &tkr, &tvr, &h16[0], &h16[1], &tbp, &tnb));
     /* the append: sequence 0's row 4 of every head holds k, v rounded; everything else is unchanged */
@@ -624,7 +617,7 @@ START_TEST(kv_append_rope_is_rope2_then_append) {
     float *kb = tu_random(n, 46, -1, 1), *vb = tu_random(n, 47, -1, 1), *r16 = malloc((size_t)n * sizeof *r16);
     int32_t pos[3] = {0, 11, 4}, store[3] = {0, -1, 4}, bpos[15], nb[3] = {9, 9, 9};
     for (int i = 0; i < B * cap; i++) bpos[i] = -7;
-    tensor tp = i32_tensor(1, ((int64_t[]){B}), pos), ts = i32_tensor(1, ((int64_t[]){B}), store);
+    tensor tp = tu_i32(1, ((int64_t[]){B}), pos), ts = tu_i32(1, ((int64_t[]){B}), store);
     tensor t[2][9]; /* [0]: the fused call's operands, [1]: the two-call path's (q k v kr vr kb vb bpos nb) */
     for (int w = 0; w < 2; w++) {
         tensor *x = t[w];
@@ -637,7 +630,7 @@ START_TEST(kv_append_rope_is_rope2_then_append) {
             x[5] = tu_tensor(layout ? 4 : 3, layout ? heads : rows, kb);
             x[6] = tu_tensor(layout ? 4 : 3, layout ? heads : rows, vb);
         }
-        x[7] = i32_tensor(2, ((int64_t[]){B, cap}), bpos), x[8] = i32_tensor(1, ((int64_t[]){B}), nb);
+        x[7] = tu_i32(2, ((int64_t[]){B, cap}), bpos), x[8] = tu_i32(1, ((int64_t[]){B}), nb);
     }
     tensor *f = t[0], *u = t[1];
     tu_ok(ops_kv_append_rope(ctx, &f[0], H, &f[1], Hkv, &f[2], &tp, theta, &ts, &f[3], &f[4], &f[5], &f[6], &f[7],
@@ -712,8 +705,8 @@ START_TEST(bad_arguments_return_a_status_and_a_message) {
     expect_fail(ops_attention_prefill(ctx, &x.tq, &x.tk, &x.tv, 4, 2, &missing, &x.out), ATTAMBA_ERR_INVALID_ARG,
                 "boundaries");
     int32_t unsorted[3] = {0, 5, 3}, nozero[2] = {1, 5}, beyond[2] = {0, 10};
-    tensor tu = i32_tensor(1, ((int64_t[]){3}), unsorted), tz = i32_tensor(1, ((int64_t[]){2}), nozero);
-    tensor tb = i32_tensor(1, ((int64_t[]){2}), beyond);
+    tensor tu = tu_i32(1, ((int64_t[]){3}), unsorted), tz = tu_i32(1, ((int64_t[]){2}), nozero);
+    tensor tb = tu_i32(1, ((int64_t[]){2}), beyond);
     attn_mask m = {ATTN_COMPRESSED, 2, &tu, 0, NULL};
     expect_fail(ops_attention_prefill(ctx, &x.tq, &x.tk, &x.tv, 4, 2, &m, &x.out), ATTAMBA_ERR_INVALID_ARG,
                 "increasing");
@@ -730,8 +723,8 @@ START_TEST(bad_arguments_return_a_status_and_a_message) {
     tensor q = tu_zeros(2, ((int64_t[]){1, 32})), kb = tu_zeros(3, ((int64_t[]){1, 4, 16}));
     tensor ring = tu_zeros(3, ((int64_t[]){1, 3, 16}));
     int32_t zero4[4] = {0, 0, 0, 0};
-    tensor bpos = i32_tensor(2, ((int64_t[]){1, 4}), zero4), nb = i32_tensor(1, ((int64_t[]){1}), zero4);
-    tensor pos = i32_tensor(1, ((int64_t[]){1}), zero4);
+    tensor bpos = tu_i32(2, ((int64_t[]){1, 4}), zero4), nb = tu_i32(1, ((int64_t[]){1}), zero4);
+    tensor pos = tu_i32(1, ((int64_t[]){1}), zero4);
     expect_fail(ops_attention_decode(ctx, &q, &kb, &kb, &bpos, &nb, &ring, &ring, &pos, 4, 2, 4, &q),
                 ATTAMBA_ERR_SHAPE, "kr");
     tu_ok(ops_attention_decode(ctx, &q, &kb, &kb, &bpos, &nb, &ring, &ring, &pos, 4, 2, 2, &q));

@@ -21,13 +21,6 @@
 #include "ref/ref_layer.h"
 #include "testutil.h"
 
-static tensor i32_tensor(int ndim, const int64_t *shape, const int32_t *host) {
-    tensor t;
-    tu_ok(tensor_alloc(tu_ctx(), &t, TENSOR_I32, ndim, shape));
-    tu_ok(tensor_upload(&t, host));
-    return t;
-}
-
 /* ---- rows x C over several leading-dim layouts ---- */
 static const int64_t test_rows[] = {1, 3, 1000};
 static const int64_t test_widths[] = {1, 7, 100, 512, 1000};
@@ -284,7 +277,7 @@ START_TEST(rope_matches_reference_with_per_sequence_starts) {
     int64_t shape[3] = {B, T, (int64_t)H * dh}, n = (int64_t)B * T * H * dh, b64 = B;
     float *x = tu_random(n, 700 + (uint64_t)_i, -1, 1), *want = malloc((size_t)n * sizeof *want);
     memcpy(want, x, (size_t)n * sizeof *want);
-    tensor tx = tu_tensor(3, shape, x), tp = i32_tensor(1, &b64, rope_cases[_i].pos0);
+    tensor tx = tu_tensor(3, shape, x), tp = tu_i32(1, &b64, rope_cases[_i].pos0);
     tu_ok(ops_rope(ctx, &tx, H, &tp, 10000.0f));
     ref_rope(B, T, H, dh, want, rope_cases[_i].pos0, 10000.0f);
     int32_t max_pos = 0;
@@ -310,7 +303,7 @@ START_TEST(rope2_rotates_q_and_k_like_two_single_calls) {
         int64_t qs[3] = {B, T, (int64_t)H * dh}, ks[3] = {B, T, (int64_t)Hk * dh}, b64 = B;
         float *q = tu_random(B * T * H * dh, 40 + (uint64_t)v, -1, 1), *k = tu_random(B * T * Hk * dh, 50, -1, 1);
         tensor q1 = tu_tensor(3, qs, q), k1 = tu_tensor(3, ks, k), q2 = tu_tensor(3, qs, q), k2 = tu_tensor(3, ks, k);
-        tensor tp = i32_tensor(1, &b64, (int32_t[]){3, 700});
+        tensor tp = tu_i32(1, &b64, (int32_t[]){3, 700});
         tu_ok(ops_rope(ctx, &q1, H, &tp, 10000.0f));
         tu_ok(ops_rope(ctx, &k1, Hk, &tp, 10000.0f));
         tu_ok(ops_rope2(ctx, &q2, H, &k2, Hk, &tp, 10000.0f));
@@ -330,7 +323,7 @@ START_TEST(rope_leaves_position_zero_unchanged) {
     rt_ctx *ctx = tu_ctx();
     int64_t shape[3] = {2, 4, 64}, n = 2 * 4 * 64, b2 = 2;
     float *x = tu_random(n, 9, -1, 1);
-    tensor tx = tu_tensor(3, shape, x), tp = i32_tensor(1, &b2, (int32_t[]){0, 0});
+    tensor tx = tu_tensor(3, shape, x), tp = tu_i32(1, &b2, (int32_t[]){0, 0});
     tu_ok(ops_rope(ctx, &tx, 2, &tp, 10000.0f));
     float *got = tu_download(&tx);
     ck_assert_mem_eq(got, x, 64 * sizeof(float));
@@ -351,13 +344,13 @@ START_TEST(rope_one_token_at_a_time_equals_whole_sequence) {
     int64_t shape[3] = {B, T, W}, one[3] = {B, 1, W}, b2 = B;
     int32_t start[B] = {0, 1234};
     float *x = tu_random(B * T * W, 11, -1, 1), step[B * W], *whole;
-    tensor tx = tu_tensor(3, shape, x), tp = i32_tensor(1, &b2, start);
+    tensor tx = tu_tensor(3, shape, x), tp = tu_i32(1, &b2, start);
     tu_ok(ops_rope(ctx, &tx, H, &tp, 10000.0f));
     whole = tu_download(&tx);
     for (int t = 0; t < T; t++) {
         for (int b = 0; b < B; b++) memcpy(step + b * W, x + (b * T + t) * W, W * sizeof(float));
         int32_t pos[B] = {start[0] + t, start[1] + t};
-        tensor ts = tu_tensor(3, one, step), tq = i32_tensor(1, &b2, pos);
+        tensor ts = tu_tensor(3, one, step), tq = tu_i32(1, &b2, pos);
         tu_ok(ops_rope(ctx, &ts, H, &tq, 10000.0f));
         float *got = tu_download(&ts);
         for (int b = 0; b < B; b++)
@@ -390,7 +383,7 @@ START_TEST(rope_dot_products_depend_only_on_relative_position) {
         memcpy(q + r * W, q1, W * sizeof(float));
         memcpy(k + r * W, k1, W * sizeof(float));
     }
-    tensor tq = tu_tensor(3, shape, q), tk = tu_tensor(3, shape, k), tp = i32_tensor(1, &b3, start);
+    tensor tq = tu_tensor(3, shape, q), tk = tu_tensor(3, shape, k), tp = tu_i32(1, &b3, start);
     tu_ok(ops_rope(ctx, &tq, H, &tp, 10000.0f));
     tu_ok(ops_rope(ctx, &tk, H, &tp, 10000.0f));
     float *rq = tu_download(&tq), *rk = tu_download(&tk);
@@ -437,7 +430,7 @@ START_TEST(embedding_gathers_rows_and_zeroes_out_of_range_ids) {
     int32_t ids[B * T] = {0, 49, 3, -1, 50, 7, 7, INT32_MIN, INT32_MAX, 25, 1,
                           2, 3, 4, 1000, 48, 0, 0, 13, -50, 12};
     float *table = tu_random(V * d, 800 + (uint64_t)_i, -1, 1), *want = malloc(B * T * d * sizeof *want);
-    tensor tt = tu_tensor(2, table_shape, table), ti = i32_tensor(2, ids_shape, ids);
+    tensor tt = tu_tensor(2, table_shape, table), ti = tu_i32(2, ids_shape, ids);
     tensor out;
     tu_ok(tensor_alloc_f32(ctx, &out, 3, out_shape));
     tu_ok(tensor_fill(&out, NAN)); /* out-of-range rows must be written as zeros, not left alone */

@@ -23,13 +23,6 @@
 #include "ref/ref_layer_backward.h"
 #include "testutil.h"
 
-static tensor i32_tensor(int ndim, const int64_t *shape, const int32_t *host) {
-    tensor t;
-    tu_ok(tensor_alloc(tu_ctx(), &t, TENSOR_I32, ndim, shape));
-    tu_ok(tensor_upload(&t, host));
-    return t;
-}
-
 static double *to_double(const float *x, int64_t n) {
     double *d = malloc((size_t)n * sizeof *d);
     ck_assert_ptr_nonnull(d);
@@ -520,7 +513,7 @@ START_TEST(rope_backward_matches_reference) {
     int64_t shape[3] = {B, T, (int64_t)H * dh}, n = (int64_t)B * T * H * dh, b64 = B;
     float *g = tu_random(n, 80 + (uint64_t)_i, -1, 1), *want = malloc((size_t)n * sizeof *want);
     memcpy(want, g, (size_t)n * sizeof *want);
-    tensor tg = tu_tensor(3, shape, g), tp = i32_tensor(1, &b64, rope_cases[_i].pos0);
+    tensor tg = tu_tensor(3, shape, g), tp = tu_i32(1, &b64, rope_cases[_i].pos0);
     tu_ok(ops_rope_backward(ctx, &tg, H, &tp, 10000.0f));
     ref_rope_backward(B, T, H, dh, want, rope_cases[_i].pos0, 10000.0f);
     int32_t max_pos = 0;
@@ -545,7 +538,7 @@ START_TEST(rope_backward_undoes_rope_forward) {
     int B = rope_cases[_i].B, T = rope_cases[_i].T, H = rope_cases[_i].H, dh = rope_cases[_i].dh;
     int64_t shape[3] = {B, T, (int64_t)H * dh}, n = (int64_t)B * T * H * dh, b64 = B;
     float *x = tu_random(n, 90 + (uint64_t)_i, -1, 1);
-    tensor tx = tu_tensor(3, shape, x), tp = i32_tensor(1, &b64, rope_cases[_i].pos0);
+    tensor tx = tu_tensor(3, shape, x), tp = tu_i32(1, &b64, rope_cases[_i].pos0);
     tu_ok(ops_rope(ctx, &tx, H, &tp, 10000.0f));
     float *mid = tu_download(&tx);
     tu_ok(ops_rope_backward(ctx, &tx, H, &tp, 10000.0f));
@@ -682,7 +675,7 @@ START_TEST(embedding_backward_sums_repeated_ids_and_leaves_unused_rows) {
     dyadic(table, V * d);
     float *want = malloc((size_t)(V * d) * sizeof *want);
     memcpy(want, table, (size_t)(V * d) * sizeof *want);
-    tensor ti = i32_tensor(2, ids_shape, ids), tg = tu_tensor(3, dshape, dout), tt = tu_tensor(2, tshape, table);
+    tensor ti = tu_i32(2, ids_shape, ids), tg = tu_tensor(3, dshape, dout), tt = tu_tensor(2, tshape, table);
     tu_ok(ops_embedding_backward(ctx, &ti, ids, &tg, &tt));
     ref_embedding_backward(B * T, ids, V, d, dout, want);
     float *got = tu_download(&tt);
@@ -716,7 +709,7 @@ START_TEST(embedding_backward_matches_reference_on_random_data) {
     float *dout = tu_random(N * D, 171, -1, 1), *table = tu_random(V * D, 172, -1, 1);
     float *want = malloc((size_t)V * D * sizeof *want);
     memcpy(want, table, (size_t)V * D * sizeof *want);
-    tensor ti = i32_tensor(2, ids_shape, ids), tg = tu_tensor(3, dshape, dout), tt = tu_tensor(2, tshape, table);
+    tensor ti = tu_i32(2, ids_shape, ids), tg = tu_tensor(3, dshape, dout), tt = tu_tensor(2, tshape, table);
     tu_ok(ops_embedding_backward(ctx, &ti, ids, &tg, &tt));
     ref_embedding_backward(N, ids, V, D, dout, want);
     float *got = tu_download(&tt);
@@ -808,7 +801,7 @@ START_TEST(bad_arguments_are_refused_with_a_message) {
     const char *en = "ops_embedding_backward";
     int64_t ids_shape[2] = {2, 3};
     int32_t good[6] = {0, 1, 2, 9, 9, 0}, neg[6] = {0, 1, -1, 2, 3, 4}, high[6] = {0, 1, 2, 3, 10, 4};
-    tensor ids = i32_tensor(2, ids_shape, good), ids_f = tu_zeros(2, ids_shape);
+    tensor ids = tu_i32(2, ids_shape, good), ids_f = tu_zeros(2, ids_shape);
     tensor table = tu_zeros(2, ((int64_t[]){10, 4})), dout4 = tu_zeros(3, ((int64_t[]){2, 3, 4}));
     tensor dout5 = tu_zeros(3, ((int64_t[]){2, 3, 5}));
     float before[40], *after;

@@ -23,13 +23,6 @@
 #include "ref/ref_loss.h"
 #include "testutil.h"
 
-static tensor i32_tensor(int ndim, const int64_t *shape, const int32_t *host) {
-    tensor t;
-    tu_ok(tensor_alloc(tu_ctx(), &t, TENSOR_I32, ndim, shape));
-    tu_ok(tensor_upload(&t, host));
-    return t;
-}
-
 static tensor alloc_as(tensor_dtype dt, int ndim, const int64_t *shape) {
     tensor t;
     tu_ok(tensor_alloc(tu_ctx(), &t, dt, ndim, shape));
@@ -48,7 +41,7 @@ static float *to_float(const double *x, int64_t n) {
 static void check_ce(int64_t N, int V, const float *logits, const int32_t *targets, int ignore_id, double rtol,
                      double atol, const char *what) {
     rt_ctx *ctx = tu_ctx();
-    tensor tl = tu_tensor(2, ((int64_t[]){N, V}), logits), tt = i32_tensor(1, &N, targets);
+    tensor tl = tu_tensor(2, ((int64_t[]){N, V}), logits), tt = tu_i32(1, &N, targets);
     tensor loss = tu_zeros(1, &N), lse = tu_zeros(1, &N);
     tu_ok(ops_cross_entropy(ctx, &tl, &tt, ignore_id, &loss, &lse));
     double *wl = malloc((size_t)N * sizeof *wl), *we = malloc((size_t)N * sizeof *we), want_mean;
@@ -99,7 +92,7 @@ START_TEST(ignored_rows_get_zero_loss_and_are_not_counted) {
     check_ce(N, V, x, t, pad, 3e-6, 3e-5, "ignore pad id 7");
     double mean;
     int64_t count;
-    tensor tl = tu_tensor(2, ((int64_t[]){N, V}), x), tt = i32_tensor(1, &N, t);
+    tensor tl = tu_tensor(2, ((int64_t[]){N, V}), x), tt = tu_i32(1, &N, t);
     tu_ok(ops_cross_entropy_mean(tu_ctx(), &tl, &tt, pad, &mean, &count));
     ck_assert_int_eq(count, N - 22); /* rows 0, 3, ..., 63 are pads */
     /* Every row ignored: nothing counted, mean 0. */
@@ -126,7 +119,7 @@ START_TEST(huge_logits_do_not_overflow) {
         x[5 * V + j] = j == 3 ? 1e4f - 1.0f : (j == 9 ? 1e4f : 0.0f);
     }
     check_ce(N, V, x, t, -1, 1e-6, 1e-5, "huge logits");
-    tensor tl = tu_tensor(2, ((int64_t[]){N, V}), x), tt = i32_tensor(1, (int64_t[]){N}, t);
+    tensor tl = tu_tensor(2, ((int64_t[]){N, V}), x), tt = tu_i32(1, (int64_t[]){N}, t);
     tensor loss = tu_zeros(1, (int64_t[]){N});
     tu_ok(ops_cross_entropy(tu_ctx(), &tl, &tt, -1, &loss, NULL));
     float *g = tu_download(&loss);
@@ -146,7 +139,7 @@ START_TEST(uniform_logits_give_log_v) {
         float *x = malloc((size_t)(N * V) * sizeof *x);
         for (int64_t i = 0; i < N * V; i++) x[i] = i < V ? 2.5f : (i < 2 * V ? -300.0f : 4000.0f);
         int32_t t[3] = {0, V - 1, V / 2};
-        tensor tl = tu_tensor(2, ((int64_t[]){N, V}), x), tt = i32_tensor(1, &N, t), loss = tu_zeros(1, &N);
+        tensor tl = tu_tensor(2, ((int64_t[]){N, V}), x), tt = tu_i32(1, &N, t), loss = tu_zeros(1, &N);
         tu_ok(ops_cross_entropy(tu_ctx(), &tl, &tt, -1, &loss, NULL));
         float *g = tu_download(&loss);
         for (int i = 0; i < N; i++)
@@ -164,7 +157,7 @@ START_TEST(targets_outside_the_vocabulary_give_nan_and_the_mean_reports_them) {
     int V = 3;
     float x[12] = {1, 2, 3, 0, 0, 0, -1, 5, 2, 7, 7, 7};
     int32_t t[4] = {2, 3, -5, 1};
-    tensor tl = tu_tensor(2, ((int64_t[]){N, V}), x), tt = i32_tensor(1, &N, t), loss = tu_zeros(1, &N);
+    tensor tl = tu_tensor(2, ((int64_t[]){N, V}), x), tt = tu_i32(1, &N, t), loss = tu_zeros(1, &N);
     tu_ok(ops_cross_entropy(tu_ctx(), &tl, &tt, -1, &loss, NULL));
     float *g = tu_download(&loss);
     ck_assert(isfinite(g[0]) && isnan(g[1]) && isnan(g[2]) && isfinite(g[3]));
@@ -186,7 +179,7 @@ START_TEST(cross_entropy_takes_batched_logits_and_views) {
     int V = 40;
     float *x = tu_random(B * T * V, 9, -3, 3);
     int32_t t[6] = {0, 39, 5, 6, 7, 8};
-    tensor tl = tu_tensor(3, ((int64_t[]){B, T, V}), x), tt = i32_tensor(2, ((int64_t[]){B, T}), t);
+    tensor tl = tu_tensor(3, ((int64_t[]){B, T, V}), x), tt = tu_i32(2, ((int64_t[]){B, T}), t);
     tensor loss = tu_zeros(2, ((int64_t[]){B, T}));
     tu_ok(ops_cross_entropy(tu_ctx(), &tl, &tt, -1, &loss, NULL));
     double want[6];
@@ -198,7 +191,7 @@ START_TEST(cross_entropy_takes_batched_logits_and_views) {
     tensor flat, rows, tsub, lsub;
     tu_ok(tensor_reshape(&tl, 2, ((int64_t[]){6, V}), &flat));
     tu_ok(tensor_slice(&flat, 0, 2, 3, &rows));
-    tensor t1 = i32_tensor(1, (int64_t[]){6}, t), l1 = tu_zeros(1, (int64_t[]){6});
+    tensor t1 = tu_i32(1, (int64_t[]){6}, t), l1 = tu_zeros(1, (int64_t[]){6});
     tu_ok(tensor_slice(&t1, 0, 2, 3, &tsub));
     tu_ok(tensor_slice(&l1, 0, 1, 3, &lsub));
     tu_ok(ops_cross_entropy(tu_ctx(), &rows, &tsub, -1, &lsub, NULL));

@@ -22,13 +22,6 @@
 #include "ref/ref_loss.h"
 #include "testutil.h"
 
-static tensor i32_tensor(int ndim, const int64_t *shape, const int32_t *host) {
-    tensor t;
-    tu_ok(tensor_alloc(tu_ctx(), &t, TENSOR_I32, ndim, shape));
-    tu_ok(tensor_upload(&t, host));
-    return t;
-}
-
 /* Random targets in [0, V), with every `every`-th row (if > 0) set to ignore_id. */
 static int32_t *make_targets(int64_t N, int V, uint64_t seed, int every, int ignore_id) {
     int32_t *t = malloc((size_t)N * sizeof *t);
@@ -67,7 +60,7 @@ static float *run_backward(int ndim, const int64_t *shape, const float *x, const
     rt_ctx *ctx = tu_ctx();
     int64_t N = 1;
     for (int d = 0; d < ndim - 1; d++) N *= shape[d];
-    tensor tl = tu_tensor(ndim, shape, x), tt = i32_tensor(ndim - 1, shape, t);
+    tensor tl = tu_tensor(ndim, shape, x), tt = tu_i32(ndim - 1, shape, t);
     tensor loss = tu_zeros(ndim - 1, shape), lse = tu_zeros(ndim - 1, shape);
     tensor d1 = tu_zeros(ndim, shape), d2 = tu_zeros(ndim, shape);
     tu_ok(ops_cross_entropy(ctx, &tl, &tt, ignore_id, &loss, &lse));
@@ -164,7 +157,7 @@ START_TEST(in_place_gives_the_same_gradient_as_out_of_place) {
     int64_t n = B * T * V, total = n + 2 * PAD;
     float *x = tu_random(total, 21, -6, 6);
     int32_t *t = make_targets(B * T, V, 22, 4, -100);
-    tensor big = tu_tensor(1, &total, x), flat, view, tt = i32_tensor(2, (int64_t[]){B, T}, t);
+    tensor big = tu_tensor(1, &total, x), flat, view, tt = tu_i32(2, (int64_t[]){B, T}, t);
     tu_ok(tensor_slice(&big, 0, PAD, n, &flat));
     tu_ok(tensor_reshape(&flat, 3, (int64_t[]){B, T, V}, &view));
     tensor out = tu_zeros(3, (int64_t[]){B, T, V}), lse = tu_zeros(2, (int64_t[]){B, T});
@@ -201,7 +194,7 @@ START_TEST(ignored_rows_get_zero_even_with_infinite_logits_and_bad_targets_get_n
     x[0 * V + 5] = NAN;
     int32_t t[N] = {-1, 4, 10, -5}; /* row 2: t == V, row 3: negative but not the ignore id */
     rt_ctx *ctx = tu_ctx();
-    tensor tl = tu_tensor(2, (int64_t[]){N, V}, x), tt = i32_tensor(1, (int64_t[]){N}, t);
+    tensor tl = tu_tensor(2, (int64_t[]){N, V}, x), tt = tu_i32(1, (int64_t[]){N}, t);
     tensor d = tu_zeros(2, (int64_t[]){N, V});
     tu_ok(ops_cross_entropy_backward(ctx, &tl, &tt, -1, NULL, 1.0f, &d));
     float *g = tu_download(&d);
@@ -221,7 +214,7 @@ START_TEST(bad_arguments_return_a_status_and_a_message) {
     tensor d5 = tu_zeros(2, (int64_t[]){5, 10});
     tensor lse = tu_zeros(1, (int64_t[]){4}), lse5 = tu_zeros(1, (int64_t[]){5}), tf = tu_zeros(1, (int64_t[]){4});
     int32_t h[4] = {0, 1, 2, 3};
-    tensor t = i32_tensor(1, (int64_t[]){4}, h), empty = {0}, tr, big = tu_zeros(1, (int64_t[]){60}), s1, s1v;
+    tensor t = tu_i32(1, (int64_t[]){4}, h), empty = {0}, tr, big = tu_zeros(1, (int64_t[]){60}), s1, s1v;
     ck_assert_int_eq(ops_cross_entropy_backward(ctx, &lg, &t, -1, &lse, 1.0f, &d5), ATTAMBA_ERR_SHAPE);
     ck_assert_ptr_nonnull(strstr(ctx->err, "dlogits must be contiguous [4, 10] f32"));
     ck_assert_int_eq(ops_cross_entropy_backward(ctx, &lg, &t, -1, &lse5, 1.0f, &d), ATTAMBA_ERR_SHAPE);

@@ -21,12 +21,7 @@
 
 /* ------------------------------------------------------------------------------------------ helpers */
 
-static tensor i32_tensor(int64_t n, const int32_t *host) {
-    tensor t;
-    tu_ok(tensor_alloc(tu_ctx(), &t, TENSOR_I32, 1, &n));
-    tu_ok(tensor_upload(&t, host));
-    return t;
-}
+static tensor i32_tensor(int64_t n, const int32_t *host) { return tu_i32(1, &n, host); }
 
 /* A row view of token t of a [B,T,C] tensor as [B,C] (row stride T*C); not owned, never freed. */
 static tensor token_view(const tensor *full, int64_t t) {
@@ -592,13 +587,6 @@ static void fused_host_free(fused_host *h) {
     for (size_t i = 0; i < CORE_LEN(fr); i++) free(fr[i]);
 }
 
-static tensor i32_shaped(int ndim, const int64_t *shape, const int32_t *host) {
-    tensor t;
-    tu_ok(tensor_alloc(tu_ctx(), &t, TENSOR_I32, ndim, shape));
-    tu_ok(tensor_upload(&t, host));
-    return t;
-}
-
 static tensor store_tensor(tensor_dtype t, int dh, const float *x) {
     int64_t shape[4] = {FB, FHkv, Fcap, dh}, n = (int64_t)FB * FHkv * Fcap * dh;
     if (t == TENSOR_F32) return tu_tensor(4, shape, x);
@@ -622,7 +610,7 @@ static void fused_upload(fused_dev *d, const fused_host *h, int dh, tensor_dtype
     d->kv = tu_tensor(3, ((int64_t[]){2, FB, C}), h->kv), d->q = tu_tensor(2, ((int64_t[]){FB, FH * dh}), h->q);
     d->kr = tu_tensor(3, ((int64_t[]){FB, FR, C}), h->kr), d->vr = tu_tensor(3, ((int64_t[]){FB, FR, C}), h->vr);
     d->kb = store_tensor(store_type, dh, h->kb), d->vb = store_tensor(store_type, dh, h->vb);
-    d->bpos = i32_shaped(2, ((int64_t[]){FB, Fcap}), h->bpos), d->nb = i32_tensor(FB, h->nb);
+    d->bpos = tu_i32(2, ((int64_t[]){FB, Fcap}), h->bpos), d->nb = i32_tensor(FB, h->nb);
     d->pos = i32_tensor(FB, h->pos), d->sf = i32_tensor(FB, h->sf), d->store = i32_tensor(FB, h->store);
     for (int i = 0; i < 2; i++) {
         tensor *v = d->v[i];

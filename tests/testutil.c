@@ -44,6 +44,13 @@ tensor tu_tensor(int ndim, const int64_t *shape, const float *host) {
     return t;
 }
 
+tensor tu_i32(int ndim, const int64_t *shape, const int32_t *host) {
+    tensor t;
+    tu_ok(tensor_alloc(tu_ctx(), &t, TENSOR_I32, ndim, shape));
+    tu_ok(tensor_upload(&t, host));
+    return t;
+}
+
 tensor tu_zeros(int ndim, const int64_t *shape) {
     tensor t;
     tu_ok(tensor_alloc_f32(tu_ctx(), &t, ndim, shape));

@@ -19,6 +19,8 @@ void tu_fill_uniform(float *x, int64_t n, uint64_t seed, float lo, float hi);
 float *tu_random(int64_t n, uint64_t seed, float lo, float hi);
 /* A new device tensor holding host data (ck_assert on failure). */
 tensor tu_tensor(int ndim, const int64_t *shape, const float *host);
+/* A new i32 device tensor holding host data. */
+tensor tu_i32(int ndim, const int64_t *shape, const int32_t *host);
 /* A new zero-filled f32 device tensor. */
 tensor tu_zeros(int ndim, const int64_t *shape);
 /* A [rows, K] weight of random values in [-1, 1] stored as t (f32, f16, q8: K a multiple of 32) on the
