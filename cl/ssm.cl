@@ -327,13 +327,17 @@ __kernel void ssm_step(__global float *y, int yo, SSM_IN_ARGS, __global const in
 
 /* One causal-conv output of channel c at position t: the new input xc plus the window ring's taps
  * (position q in slot q % W; taps before the segment's first position sf count as zero); the new
- * input then takes slot t % W (unless keep: a skipped sequence), which no tap of this step reads. */
-static inline float ssm_conv_ring(__global const float *w, __global float *win, int c, int CH, int W, int t, int sf,
-                           float xc, int keep) {
+ * input then takes slot tw = t % W (unless keep: a skipped sequence), which no tap of this step reads.
+ * tw comes from the caller, once per work-item: no integer division per channel and tap. */
+static inline float ssm_conv_ring(__global const float *w, __global float *win, int c, int CH, int W, int t, int tw,
+                                  int sf, float xc, int keep) {
     float acc = w[c * W + W - 1] * xc;
-    for (int k = 1; k < W; k++)
-        if (t - k >= sf) acc += w[c * W + W - 1 - k] * win[((t - k) % W) * CH + c];
-    if (!keep) win[(t % W) * CH + c] = xc;
+    for (int k = 1; k < W; k++) {
+        int slot = tw - k;
+        slot += slot < 0 ? W : 0;
+        if (t - k >= sf) acc += w[c * W + W - 1 - k] * win[slot * CH + c];
+    }
+    if (!keep) win[tw * CH + c] = xc;
     return acc * atb_sigmoid(acc); /* SiLU */
 }
 
@@ -363,7 +367,7 @@ static inline float ssm_conv_ring(__global const float *w, __global float *win, 
 static inline void ssm_decode_group(SSM_DECODE_ARGS) {
     const int lid = get_local_id(0), n = get_local_size(0), b = get_global_id(1), s = get_global_id(2);
     const int E = nh * p, GN = G * SSM_N, CH = E + 2 * GN, hpg = nh / G;
-    const int t = posv[po + b], keep = sfv[sfo + b] < 0, sf = keep ? t : sfv[sfo + b];
+    const int t = posv[po + b], keep = sfv[sfo + b] < 0, sf = keep ? t : sfv[sfo + b], tw = W ? t % W : 0;
     __global const float *xr = xbcdt + xo + s * x_ps + b * x_rs;
     __global const float *zr = z + zo + s * z_ps + b * z_rs;
     __global float *wr = win + wio + s * wi_ps + b * W * CH;
@@ -375,7 +379,7 @@ static inline void ssm_decode_group(SSM_DECODE_ARGS) {
     nw += nwo + s * nw_ps;
     st += sto + s * st_ps + b * E * SSM_N;
     for (int c = E + lid; c < CH; c += n)
-        lbc[c - E] = W ? ssm_conv_ring(cw, wr, c, CH, W, t, sf, xr[c], keep) : xr[c];
+        lbc[c - E] = W ? ssm_conv_ring(cw, wr, c, CH, W, t, tw, sf, xr[c], keep) : xr[c];
     __local float *ldt = lbc + 2 * GN, *ldecay = ldt + nh; /* once per head, not per channel */
     for (int h = lid; h < nh; h += n) {
         float dt = atb_softplus(xr[CH + h] + (has_bias ? dt_bias[h] : 0.0f));
@@ -387,10 +391,11 @@ static inline void ssm_decode_group(SSM_DECODE_ARGS) {
     /* each work-item takes consecutive rows: one stream through the state (rows lid, lid + n, ... were
      * 1 KB strides on a CPU, where the state comes from memory after a step's weights went through the
      * cache: its loads were 56% of the kernel) */
-    int per = (E + n - 1) / n, r1 = min(E, (lid + 1) * per);
-    for (int r = lid * per; r < r1; r++) {
-        int h = r / p, grp = h / hpg;
-        float xs = W ? ssm_conv_ring(cw, wr, r, CH, W, t, sf, xr[r], keep) : xr[r];
+    int per = (E + n - 1) / n, r0 = lid * per, r1 = min(E, r0 + per);
+    int h = r0 / p, pi = r0 - h * p, grp = h / hpg; /* row r = (h, pi), advanced without dividing */
+    for (int r = r0; r < r1; r++, pi++) {
+        if (pi == p) pi = 0, h++, grp = h / hpg;
+        float xs = W ? ssm_conv_ring(cw, wr, r, CH, W, t, tw, sf, xr[r], keep) : xr[r];
         float dt = ldt[h], decay = ldecay[h];
         __global float *row = st + r * SSM_N;
         __local const float *Bg = lbc + grp * SSM_N, *Cg = lbc + GN + grp * SSM_N;
