@@ -662,8 +662,9 @@ static float *fused_floats(const tensor *t) {
  * and k, v, q against the host reference (ref_ssm_decode, the products with the weights the kernels
  * see, ref_rope): f32, f16 and q8 out_proj, f32 and f16 head-major stores; sequences that restart,
  * continue, and skip the store (store -1). Heads of 6 (no whole pieces of 8) decline with nothing
- * launched, and so is everything where the device's table has it off (the GPU rows: then both copies take
- * the three ops). Awkward sizes: N = 12 (a float8 and a tail), G = 2, B = 3. */
+ * launched, and so is a step of more sequences than the device's table takes (ssm.decode_append, set here
+ * for the test: the GPU rows have it off but their work-groups are checked too). Awkward sizes: N = 12 (a
+ * float8 and a tail), G = 2, B = 3. */
 START_TEST(ssm_decode_append_is_decode_out_proj_then_append) {
     static const tensor_dtype wts[] = {TENSOR_F32, TENSOR_F16, TENSOR_Q8};
     rt_ctx *ctx = tu_ctx();
@@ -678,22 +679,17 @@ START_TEST(ssm_decode_append_is_decode_out_proj_then_append) {
     fused_upload(&u, &h, dh, store_type);
     ops_kv_step fs = fused_step(&f, W), us = fused_step(&u, W);
     attamba_counters c0, c1;
+    int table = ops_tune(ctx, TUNE_SSM_DECODE_APPEND), done = -1; /* the GPU rows say 0: set here, restored */
+    tu_ok(ops_tune_set(ctx, TUNE_SSM_DECODE_APPEND, FB, "test"));
     attamba_context_counters(ctx, &c0);
-    int done = -1;
     tu_ok(ops_ssm_decode_append(ctx, f.io, &fs, &f.pos, &f.sf, FG, 1e-5f, &done));
     attamba_context_counters(ctx, &c1);
-    int on = ops_tune(ctx, TUNE_SSM_DECODE_APPEND) != 0; /* off (the GPU rows): declined, the three ops below */
-    ck_assert_int_eq(done, on);
-    ck_assert_uint_eq(c1.launches - c0.launches, on);
-    for (int w = on; w < 2; w++) {
-        fused_dev *d = w ? &u : &f;
-        ops_kv_step *ds = w ? &us : &fs;
-        tu_ok(ops_ssm_decode(ctx, 2, d->io, &d->pos, &d->sf, FG, 1e-5f));
-        for (int i = 0; i < 2; i++)
-            tu_ok(ops_gemm(ctx, 0, 1, 1.0f, &d->v[i][9], ds->out_w[i], 1.0f, i ? ds->v : ds->k));
-        tu_ok(ops_kv_append_rope(ctx, ds->q, ds->q_heads, ds->k, ds->k_heads, ds->v, &d->pos, ds->theta, ds->store,
-                                 ds->kr, ds->vr, ds->kb, ds->vb, ds->bpos, ds->nb));
-    }
+    ck_assert_int_eq(done, 1);
+    ck_assert_uint_eq(c1.launches - c0.launches, 1);
+    tu_ok(ops_ssm_decode(ctx, 2, u.io, &u.pos, &u.sf, FG, 1e-5f));
+    for (int i = 0; i < 2; i++) tu_ok(ops_gemm(ctx, 0, 1, 1.0f, &u.v[i][9], us.out_w[i], 1.0f, i ? us.v : us.k));
+    tu_ok(ops_kv_append_rope(ctx, us.q, us.q_heads, us.k, us.k_heads, us.v, &u.pos, us.theta, us.store, us.kr, us.vr,
+                             us.kb, us.vb, us.bpos, us.nb));
     const tensor *fo[] = {&f.g, &f.st, &f.win, &f.kv, &f.q, &f.kr, &f.vr, &f.kb, &f.vb, &f.bpos, &f.nb};
     const tensor *uo[] = {&u.g, &u.st, &u.win, &u.kv, &u.q, &u.kr, &u.vr, &u.kb, &u.vb, &u.bpos, &u.nb};
     for (size_t i = 0; i < CORE_LEN(fo); i++) {
@@ -734,8 +730,16 @@ START_TEST(ssm_decode_append_is_decode_out_proj_then_append) {
     tu_ok(tensor_reshape(&f.v[0][9], 2, ((int64_t[]){FB, FE}), &gview));
     bad = fs, bad.k = &gview;
     ck_assert_int_eq(ops_ssm_decode_append(ctx, f.io, &bad, &f.pos, &f.sf, FG, 1e-5f, &done), ATTAMBA_ERR_INVALID_ARG);
+    /* a table that stops below B = 3 sequences: declined, nothing launched */
+    tu_ok(ops_tune_set(ctx, TUNE_SSM_DECODE_APPEND, FB - 1, "test"));
+    attamba_context_counters(ctx, &c0);
+    tu_ok(ops_ssm_decode_append(ctx, f.io, &fs, &f.pos, &f.sf, FG, 1e-5f, &done));
+    attamba_context_counters(ctx, &c1);
+    ck_assert_int_eq(done, 0);
+    ck_assert_uint_eq(c1.launches - c0.launches, 0);
+    tu_ok(ops_tune_set(ctx, TUNE_SSM_DECODE_APPEND, FB, "test"));
     float *after = tu_download(&f.kv);
-    tu_assert_close(after, gk, 2 * FB * C, 0, 0, "k and v after the refused calls");
+    tu_assert_close(after, gk, 2 * FB * C, 0, 0, "k and v after the refused and declined calls");
     tensor_free(&narrow), tensor_free(&gview);
     free(after), free(gk), free(gq), free(g), free(wv);
     fused_free(&f);
@@ -758,6 +762,7 @@ START_TEST(ssm_decode_append_is_decode_out_proj_then_append) {
     free(kv6), free(wv);
     fused_free(&d6);
     fused_host_free(&h6);
+    tu_ok(ops_tune_set(ctx, TUNE_SSM_DECODE_APPEND, table, "restored"));
     tensor *ws[] = {&Wall, &W[0], &W[1], &W6all, &W6[0], &W6[1]};
     for (size_t i = 0; i < CORE_LEN(ws); i++) tensor_free(ws[i]);
 }

@@ -543,9 +543,10 @@ attamba_status ops_ssm_decode_append(rt_ctx *ctx, const ops_ssm_decode_io io[2],
     for (int i = 0; i < 2; i++)
         if (ops_overlap(kvt[i], a->g) || ops_overlap(kvt[i], io[1].g) || ops_overlap(kvt[i], kv->q))
             return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: k and v must not overlap g or q", op);
-    /* one launch: both SSMs paired, k / v and the weights too, whole pieces of 8 in the RoPE heads */
+    /* one launch: few enough sequences for the table, both SSMs paired, k / v and the weights too, whole
+     * pieces of 8 in the RoPE heads */
     int64_t kv_ps = twin_stride(kv->k, kv->v), w_ps = twin_stride(kv->out_w[0], kv->out_w[1]);
-    if (!ops_tune(ctx, TUNE_SSM_DECODE_APPEND) || !P.paired || kv_ps <= 0 || kv_ps > INT32_MAX || w_ps < 0 ||
+    if (P.B > ops_tune(ctx, TUNE_SSM_DECODE_APPEND) || !P.paired || kv_ps <= 0 || kv_ps > INT32_MAX || w_ps < 0 ||
         w_ps > INT32_MAX || dq % 8 || L.dh % dq || P.B == 0)
         return ATTAMBA_OK;
     char opts[96];

@@ -55,7 +55,8 @@ attamba_status ops_ssm_decode(rt_ctx *ctx, int n, const ops_ssm_decode_io *io, c
  * and V SSMs (io[0], io[1]), then k = RoPE(k + g_K out_w[0]^T) and v += g_V out_w[1]^T (k, v [B, C] hold
  * x on entry; out_w [C, E], f32, f16 or q8), q [B, q_heads * dq] rotated too, and the append of k and v to
  * the cache: ops_kv_append_rope's arguments and results (k_heads heads of dq in k). Taken where the
- * device's table asks for it (ssm.decode_append) and one launch can: the SSMs paired as in ops_ssm_decode,
+ * device's table asks for it (ssm.decode_append: up to that many sequences) and one launch can: the SSMs
+ * paired as in ops_ssm_decode,
  * v and out_w[1] their twins' fixed distance after k and out_w[0], heads of whole pieces of 8 floats.
  * Otherwise nothing is launched and *done = 0: the caller runs ops_ssm_decode, the out_proj and
  * ops_kv_append_rope. Bad arguments fail as those would. */

@@ -185,11 +185,16 @@ static const struct {
     [TUNE_SSM_DECODE_WG] = {"ssm.decode_wg", 256, 8, 256, SAME, SAME, SAME, 1, 1024,
                             "SSM decode step: the largest work-group"},
     /* An Attamba decode step's SSMs, out_proj, RoPE and cache append in one launch of one group per
-     * (sequence, SSM) (ops_ssm_decode_append): two launches fewer per layer. CPUs: on (two cores,
-     * two groups; PoCL spends ~10-15 us around each launch, more than the out_proj takes). GPUs: off
-     * (the out_proj would run on 2 x B groups of a device with 100+ compute units; not measured). */
-    [TUNE_SSM_DECODE_APPEND] = {"ssm.decode_append", 0, 1, 0, SAME, SAME, SAME, 0, 1,
-                                "SSM decode step: the out_proj, RoPE and cache append in the same launch (0: apart)"},
+     * (sequence, SSM) (ops_ssm_decode_append): two launches fewer per layer, for steps of up to this
+     * many sequences. CPUs: 2 (two cores, two groups a sequence; PoCL spends ~10-15 us around each
+     * launch, more than the out_proj takes; each group reads its SSM's out_proj for its own sequence,
+     * so batches pay it again per sequence: `bench batch` at context 128, f32, fused against apart, step
+     * ms 1 sequence 6.57 / 7.12, 2 6.91 / 7.34, 4 10.88 / 10.09, 13.28 / 12.11, 9.74 / 9.71, 16 28.6 /
+     * 31.8, 35.0 / 27.4, 27.1 / 26.2). GPUs: 0 (the out_proj would run on 2 x B groups of a device
+     * with 100+ compute units; not measured). */
+    [TUNE_SSM_DECODE_APPEND] = {"ssm.decode_append", 0, 2, 0, SAME, SAME, SAME, 0, 1024,
+                                "SSM decode step: the out_proj, RoPE and cache append in the same launch for "
+                                "up to this many sequences (0: never)"},
     /* A conv1d work-item takes conv.vc channels (one vector) down conv.tt tokens (each x row from memory
      * once, the other taps' reads from L1). CPUs: the device's float width x 32. On the EPYC kind (bench
      * ssm --T 4096 --P 64, three interleaved rounds, medians) 8 x 32 took the forward 4.74 -> 2.77 ms and

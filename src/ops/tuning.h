@@ -68,7 +68,8 @@ typedef enum tune_param {
     TUNE_SSM_PER_CU,     /*   sequential while there are this many scans per compute unit */
     TUNE_SSM_VP,         /*   channels per work-item as one vector (1: one channel, its state along the lanes) */
     TUNE_SSM_DECODE_WG,  /* SSM decode step: the largest work-group */
-    TUNE_SSM_DECODE_APPEND, /*   1: with the out_proj, RoPE and cache append in the same launch */
+    TUNE_SSM_DECODE_APPEND, /*   with the out_proj, RoPE and cache append in one launch, up to this many
+                               sequences (0: never) */
     TUNE_CONV_TT,        /* conv1d prefill and backward: tokens per work-item */
     TUNE_CONV_VC,        /*   channels per work-item as one vector (4, 8 or 16) */
     TUNE_N
