@@ -440,7 +440,7 @@ static attamba_status ssm_decode_check(rt_ctx *ctx, const ops_ssm_decode_io *io,
 }
 
 /* ops_ssm_decode's checks of n SSMs; *paired: every tensor of io[0] has its twin in io[n - 1] at a fixed
- * distance (ps[], in the order of decode_args), so one launch takes both. */
+ * distance (ps[], in the order of DECODE_ARGS), so one launch takes both. */
 typedef struct {
     int64_t B, E, nh, N, W;
     int64_t ps[10];
