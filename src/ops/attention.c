@@ -454,6 +454,12 @@ attamba_status ops_kv_check(rt_ctx *ctx, const char *op, const tensor *k, const 
     return ATTAMBA_OK;
 }
 
+/* q [B, Hq*dh] and k [B, Hkv*dh] as the one-token sequences [B, 1, ...] the RoPE ops take (views). */
+static attamba_status token_views(const tensor *q, const tensor *k, tensor *q3, tensor *k3) {
+    attamba_status s = tensor_reshape(q, 3, (int64_t[]){q->shape[0], 1, q->shape[1]}, q3);
+    return s ? s : tensor_reshape(k, 3, (int64_t[]){k->shape[0], 1, k->shape[1]}, k3);
+}
+
 attamba_status ops_kv_rope_check(rt_ctx *ctx, const char *op, const tensor *q, int q_heads, const tensor *k,
                                  int k_heads, const tensor *v, const tensor *pos, float theta, int *dq) {
     if (!q || !q->buf || q->ndim != 2 || !k || !k->buf || k->ndim != 2)
@@ -463,8 +469,7 @@ attamba_status ops_kv_rope_check(rt_ctx *ctx, const char *op, const tensor *q, i
     if (ops_overlap(q, v)) return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: q overlaps v", op);
     tensor q3 = {0}, k3 = {0};
     int half_dh = 0;
-    attamba_status s = tensor_reshape(q, 3, (int64_t[]){q->shape[0], 1, q->shape[1]}, &q3);
-    if (!s) s = tensor_reshape(k, 3, (int64_t[]){k->shape[0], 1, k->shape[1]}, &k3);
+    attamba_status s = token_views(q, k, &q3, &k3);
     if (!s) s = ops_rope_check(ctx, op, &q3, q_heads, &k3, k_heads, pos, theta, &half_dh);
     tensor_free(&q3);
     tensor_free(&k3);
@@ -482,8 +487,7 @@ static attamba_status kv_append(rt_ctx *ctx, const char *op, tensor *q, int q_he
     RT_TRY(ops_kv_check(ctx, op, k, v, pos, store, kr, vr, kb, vb, bpos, nb, &L));
     if (q && (dq % 8 || L.dh % dq)) { /* no whole pieces of 8 floats in a head: the RoPE launch first */
         tensor q3 = {0}, k3 = {0};
-        attamba_status s = tensor_reshape(q, 3, (int64_t[]){q->shape[0], 1, q->shape[1]}, &q3);
-        if (!s) s = tensor_reshape((tensor *)k, 3, (int64_t[]){k->shape[0], 1, k->shape[1]}, &k3);
+        attamba_status s = token_views(q, k, &q3, &k3);
         if (!s) s = ops_rope_rotate(ctx, op, &q3, q_heads, &k3, k_heads, pos, theta, 1.0f);
         tensor_free(&q3);
         tensor_free(&k3);

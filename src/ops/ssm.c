@@ -519,6 +519,8 @@ attamba_status ops_ssm_decode_append(rt_ctx *ctx, const ops_ssm_decode_io io[2],
                                      const tensor *pos, const tensor *seg_first, int n_groups, float eps, int *done) {
     static const char op[] = "ops_ssm_decode_append";
     *done = 0;
+    /* more sequences than the table takes: declined before any check (the caller's three ops make them) */
+    if (pos && pos->ndim == 1 && pos->shape[0] > ops_tune(ctx, TUNE_SSM_DECODE_APPEND)) return ATTAMBA_OK;
     if (!kv || !kv->out_w[0] || !kv->out_w[1])
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: no out_proj weights", op);
     decode_plan P;
@@ -529,11 +531,12 @@ attamba_status ops_ssm_decode_append(rt_ctx *ctx, const ops_ssm_decode_io io[2],
     RT_TRY(ops_kv_check(ctx, op, kv->k, kv->v, pos, kv->store, kv->kr, kv->vr, kv->kb, kv->vb, kv->bpos, kv->nb, &L));
     const tensor *W = kv->out_w[0];
     tensor_dtype wt = W->dtype;
-    int64_t C = L.C, Ew = W->ndim == 2 ? W->shape[1] * (wt == TENSOR_Q8 ? TENSOR_Q8_BLOCK : 1) : -1;
     if (wt != TENSOR_F32 && wt != TENSOR_F16 && wt != TENSOR_Q8)
         return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: out_proj weights must be f32, f16 or q8", op);
+    int64_t C = L.C;
     for (int i = 0; i < 2; i++)
         RT_TRY(ops_expect(ctx, op, "out_w", kv->out_w[i], wt, 2, (int64_t[]){C, W->shape[1]}));
+    int64_t Ew = W->shape[1] * (wt == TENSOR_Q8 ? TENSOR_Q8_BLOCK : 1); /* q8: blocks of 32 per row */
     if (Ew != P.E || P.B != L.B)
         return rt_fail(ctx, ATTAMBA_ERR_SHAPE, "%s: out_proj [%lld, %lld] and k [%lld, %lld] do not take g [%lld, "
                        "%lld]", op, (long long)C, (long long)Ew, (long long)L.B, (long long)C, (long long)P.B,
@@ -543,10 +546,9 @@ attamba_status ops_ssm_decode_append(rt_ctx *ctx, const ops_ssm_decode_io io[2],
     for (int i = 0; i < 2; i++)
         if (ops_overlap(kvt[i], a->g) || ops_overlap(kvt[i], io[1].g) || ops_overlap(kvt[i], kv->q))
             return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: k and v must not overlap g or q", op);
-    /* one launch: few enough sequences for the table, both SSMs paired, k / v and the weights too, whole
-     * pieces of 8 in the RoPE heads */
+    /* one launch: both SSMs paired, k / v and the weights too, whole pieces of 8 in the RoPE heads */
     int64_t kv_ps = twin_stride(kv->k, kv->v), w_ps = twin_stride(kv->out_w[0], kv->out_w[1]);
-    if (P.B > ops_tune(ctx, TUNE_SSM_DECODE_APPEND) || !P.paired || kv_ps <= 0 || kv_ps > INT32_MAX || w_ps < 0 ||
+    if (!P.paired || kv_ps <= 0 || kv_ps > INT32_MAX || w_ps < 0 ||
         w_ps > INT32_MAX || dq % 8 || L.dh % dq || P.B == 0)
         return ATTAMBA_OK;
     char opts[96];

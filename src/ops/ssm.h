@@ -59,7 +59,8 @@ attamba_status ops_ssm_decode(rt_ctx *ctx, int n, const ops_ssm_decode_io *io, c
  * paired as in ops_ssm_decode,
  * v and out_w[1] their twins' fixed distance after k and out_w[0], heads of whole pieces of 8 floats.
  * Otherwise nothing is launched and *done = 0: the caller runs ops_ssm_decode, the out_proj and
- * ops_kv_append_rope. Bad arguments fail as those would. */
+ * ops_kv_append_rope. Bad arguments fail as those would (above the table's limit, there: this op then
+ * declines before checking). */
 typedef struct ops_kv_step {
     const tensor *out_w[2];
     tensor *q, *k, *v;
