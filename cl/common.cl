@@ -20,6 +20,16 @@ static inline float atb_hsum8(float8 v) {
     return b.x + b.y;
 }
 
+/* The sums of eight float8 rows as one float8 (lane i: the sum of r_i), by three rounds of pairwise
+ * adds across the rows instead of eight horizontal sums. */
+static inline float8 atb_hsum8x8(float8 r0, float8 r1, float8 r2, float8 r3, float8 r4, float8 r5, float8 r6,
+                                 float8 r7) {
+    float8 a0 = (float8)(r0.even + r0.odd, r1.even + r1.odd), a1 = (float8)(r2.even + r2.odd, r3.even + r3.odd);
+    float8 a2 = (float8)(r4.even + r4.odd, r5.even + r5.odd), a3 = (float8)(r6.even + r6.odd, r7.even + r7.odd);
+    float8 b0 = (float8)(a0.even + a0.odd, a1.even + a1.odd), b1 = (float8)(a2.even + a2.odd, a3.even + a3.odd);
+    return (float8)(b0.even + b0.odd, b1.even + b1.odd);
+}
+
 /* RoPE of pair indices 4jq .. 4jq+3 of a head of 8*quads floats at position pos (see rope_f32 in
  * layer.cl: angles in half-turns, the frequency from log2(theta) and log2(pi)): the cosines and sign *
  * sines of the four angles, and the rotation of those pairs, 8 consecutive floats. */

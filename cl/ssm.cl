@@ -341,6 +341,47 @@ static inline float ssm_conv_ring(__global const float *w, __global float *win, 
     return acc * atb_sigmoid(acc); /* SiLU */
 }
 
+/* One row of the state, S = decay S + u B (S = u B when fresh: a restart ignores the stored state,
+ * whatever it holds), stored unless keep; returns S . C as a float8 of partial sums plus *tail, the
+ * part past the last whole float8. */
+static inline float8 ssm_row_step(__global float *row, __local const float *Bg, __local const float *Cg, float u,
+                                  float decay, int fresh, int keep, float *tail) {
+    float8 acc8 = (float8)(0.0f);
+    for (int j = 0; j < SSM_N8; j++) {
+        float8 v = (fresh ? (float8)(0.0f) : decay * vload8(j, row)) + u * vload8(j, Bg);
+        if (!keep) vstore8(v, j, row);
+        acc8 += v * vload8(j, Cg);
+    }
+    float y = 0.0f;
+    for (int j = SSM_N8 * 8; j < SSM_N; j++) {
+        float v = (fresh ? 0.0f : decay * row[j]) + u * Bg[j];
+        if (!keep) row[j] = v;
+        y += v * Cg[j];
+    }
+    *tail = y;
+    return acc8;
+}
+
+ATB_DEFINE_EXP(ssm_exp8, float8, int8, as_int8, as_float8) /* common.cl */
+
+static inline float8 ssm_sigmoid8(float8 x) { return 1.0f / (1.0f + ssm_exp8(-x)); }
+
+/* ssm_conv_ring of channels c .. c + 7 as one vector (their taps, W apart in w, gathered). */
+static inline float8 ssm_conv_ring8(__global const float *w, __global float *win, int c, int CH, int W, int t,
+                                    int tw, int sf, float8 xc, int keep) {
+    float wk[8];
+    for (int i = 0; i < 8; i++) wk[i] = w[(c + i) * W + W - 1];
+    float8 acc = vload8(0, wk) * xc;
+    for (int k = 1; k < W && t - k >= sf; k++) {
+        int slot = tw - k;
+        slot += slot < 0 ? W : 0;
+        for (int i = 0; i < 8; i++) wk[i] = w[(c + i) * W + W - 1 - k];
+        acc += vload8(0, wk) * vload8(0, win + slot * CH + c);
+    }
+    if (!keep) vstore8(xc, 0, win + tw * CH + c);
+    return acc * ssm_sigmoid8(acc); /* SiLU */
+}
+
 /* Decode step of up to two SSMs of one shape (K and V: get_global_id(2), their tensors ps floats
  * apart), one work-group per (sequence b, SSM). For token t = pos[b] with segment start sf:
  *   xbc = SiLU(conv(xbcdt[:, :CH])) (raw when W == 0), dt = softplus(dt_raw + bias),
@@ -378,8 +419,12 @@ static inline void ssm_decode_group(SSM_DECODE_ARGS) {
     D += Do + s * d_ps;
     nw += nwo + s * nw_ps;
     st += sto + s * st_ps + b * E * SSM_N;
-    for (int c = E + lid; c < CH; c += n)
-        lbc[c - E] = W ? ssm_conv_ring(cw, wr, c, CH, W, t, tw, sf, xr[c], keep) : xr[c];
+    if (W && GN % 4 == 0) /* B and C, 8 channels at a time */
+        for (int c = E + 8 * lid; c < CH; c += 8 * n)
+            vstore8(ssm_conv_ring8(cw, wr, c, CH, W, t, tw, sf, vload8(0, xr + c), keep), 0, lbc + c - E);
+    else
+        for (int c = E + lid; c < CH; c += n)
+            lbc[c - E] = W ? ssm_conv_ring(cw, wr, c, CH, W, t, tw, sf, xr[c], keep) : xr[c];
     __local float *ldt = lbc + 2 * GN, *ldecay = ldt + nh; /* once per head, not per channel */
     for (int h = lid; h < nh; h += n) {
         float dt = atb_softplus(xr[CH + h] + (has_bias ? dt_bias[h] : 0.0f));
@@ -388,34 +433,45 @@ static inline void ssm_decode_group(SSM_DECODE_ARGS) {
     }
     barrier(CLK_LOCAL_MEM_FENCE);
     float part = 0.0f;
-    /* each work-item takes consecutive rows: one stream through the state (rows lid, lid + n, ... were
-     * 1 KB strides on a CPU, where the state comes from memory after a step's weights went through the
-     * cache: its loads were 56% of the kernel) */
-    int per = (E + n - 1) / n, r0 = lid * per, r1 = min(E, r0 + per);
-    int h = r0 / p, pi = r0 - h * p, grp = h / hpg; /* row r = (h, pi), advanced without dividing */
-    for (int r = r0; r < r1; r++, pi++) {
-        if (pi == p) pi = 0, h++, grp = h / hpg;
-        float xs = W ? ssm_conv_ring(cw, wr, r, CH, W, t, tw, sf, xr[r], keep) : xr[r];
-        float dt = ldt[h], decay = ldecay[h];
-        __global float *row = st + r * SSM_N;
-        __local const float *Bg = lbc + grp * SSM_N, *Cg = lbc + GN + grp * SSM_N;
-        float8 acc8 = (float8)(0.0f);
-        int fresh = t == sf; /* a restart ignores the stored state, whatever it holds */
-        for (int j = 0; j < SSM_N8; j++) {
-            float8 v = (fresh ? (float8)(0.0f) : decay * vload8(j, row)) + (dt * xs) * vload8(j, Bg);
-            if (!keep) vstore8(v, j, row);
-            acc8 += v * vload8(j, Cg);
+    if (p % 8 == 0 && 8 * n <= E) {
+        /* work-items of 8 rows or more (CPUs): pieces of 8 consecutive rows of one head, their conv, gates
+         * and outputs as vectors (the vector exp: one row at a time spent most of the step in scalar exp,
+         * its divisions and horizontal sums) */
+        int per = (E / 8 + n - 1) / n, j1 = min(E / 8, (lid + 1) * per);
+        for (int j = lid * per; j < j1; j++) {
+            const int r = 8 * j, h = r / p, grp = h / hpg;
+            float8 x8 = vload8(j, xr);
+            if (W) x8 = ssm_conv_ring8(cw, wr, r, CH, W, t, tw, sf, x8, keep);
+            float xs[8], acc[8 * 8], yt[8];
+            vstore8(x8, 0, xs);
+            const float dt = ldt[h], decay = ldecay[h];
+            __local const float *Bg = lbc + grp * SSM_N, *Cg = lbc + GN + grp * SSM_N;
+            const int fresh = t == sf;
+            for (int i = 0; i < 8; i++)
+                vstore8(ssm_row_step(st + (r + i) * SSM_N, Bg, Cg, dt * xs[i], decay, fresh, keep, &yt[i]), i, acc);
+            float8 y = atb_hsum8x8(vload8(0, acc), vload8(1, acc), vload8(2, acc), vload8(3, acc), vload8(4, acc),
+                                   vload8(5, acc), vload8(6, acc), vload8(7, acc)) + vload8(0, yt) + D[h] * x8;
+            float8 zv = vload8(j, zr), gv = y * zv * ssm_sigmoid8(zv);
+            vstore8(gv, j, gr);
+            part += atb_hsum8(gv * gv);
         }
-        float y = atb_hsum8(acc8);
-        for (int j = SSM_N8 * 8; j < SSM_N; j++) {
-            float v = (fresh ? 0.0f : decay * row[j]) + dt * xs * Bg[j];
-            if (!keep) row[j] = v;
-            y += v * Cg[j];
+    } else {
+        /* each work-item takes consecutive rows: one stream through the state (rows lid, lid + n, ... were
+         * 1 KB strides on a CPU, where the state comes from memory after a step's weights went through the
+         * cache: its loads were 56% of the kernel) */
+        int per = (E + n - 1) / n, r0 = lid * per, r1 = min(E, r0 + per);
+        int h = r0 / p, pi = r0 - h * p, grp = h / hpg; /* row r = (h, pi), advanced without dividing */
+        for (int r = r0; r < r1; r++, pi++) {
+            if (pi == p) pi = 0, h++, grp = h / hpg;
+            float xs = W ? ssm_conv_ring(cw, wr, r, CH, W, t, tw, sf, xr[r], keep) : xr[r];
+            float dt = ldt[h], decay = ldecay[h];
+            __local const float *Bg = lbc + grp * SSM_N, *Cg = lbc + GN + grp * SSM_N;
+            float tail, y = atb_hsum8(ssm_row_step(st + r * SSM_N, Bg, Cg, dt * xs, decay, t == sf, keep, &tail));
+            y += tail + D[h] * xs;
+            float zv = zr[r], gv = y * zv * atb_sigmoid(zv);
+            gr[r] = gv;
+            part += gv * gv;
         }
-        y += D[h] * xs;
-        float zv = zr[r], gv = y * zv * atb_sigmoid(zv);
-        gr[r] = gv;
-        part += gv * gv;
     }
     float inv = 1.0f / sqrt(atb_group_sum(part, red) / (float)E + eps);
     for (int r = lid; r < E; r += n) gr[r] = gr[r] * inv * nw[r];

@@ -488,19 +488,17 @@ static tensor half(const tensor *t, int i) {
     return v;
 }
 
-/* The fused decode step (ring conv + SiLU + state step + gated norm) of two SSMs against the
- * reference, for sequences that restart, continue with every tap, and continue with a tap before
- * the segment start masked; in one launch (twins in one buffer), one launch each, and without a
- * conv (ssm_conv = 0: xs, B, C raw). Awkward sizes: p = 3, N = 12 (a float8 and a tail), G = 2. */
-START_TEST(ssm_decode_matches_reference_for_both_ssms) {
+/* One shape of ssm_decode_matches_reference_for_both_ssms (B = 3). */
+static void ssm_decode_case(int nh, int p, int G, int N) {
     rt_ctx *ctx = tu_ctx();
-    enum { B = 3, nh = 4, p = 3, G = 2, N = 12, E = nh * p, GN = G * N, CH = E + 2 * GN, F = CH + nh };
+    enum { B = 3 };
+    const int E = nh * p, GN = G * N, CH = E + 2 * GN, F = CH + nh;
     const int widths[2] = {3, 0};
     int32_t pos[B] = {5, 9, 2}, sf[B] = {5, 8, 0};
     for (int wi = 0; wi < 2; wi++) {
         int W = widths[wi], Wn = W ? W : 1;
         for (int mode = 0; mode < 2; mode++) { /* 0: one launch for both, 1: one launch each */
-            uint64_t seed = 900 + (uint64_t)(10 * wi + mode);
+            uint64_t seed = 900 + (uint64_t)(100 * p + 10 * wi + mode);
             float *x = tu_random(2 * B * F, seed, -2, 2), *z = tu_random(2 * B * E, seed + 1, -2, 2);
             float *cw = tu_random(2 * CH * Wn, seed + 2, -0.5, 0.5), *win = tu_random(2 * B * Wn * CH, seed + 3, -1, 1);
             float *bias = tu_random(2 * nh, seed + 4, -1, 1), *alog = tu_random(2 * nh, seed + 5, -1, 1);
@@ -537,7 +535,7 @@ START_TEST(ssm_decode_matches_reference_for_both_ssms) {
                                win + i * B * Wn * CH, bias + i * nh, alog + i * nh, dd + i * nh, nw + i * E, 1e-5f,
                                pos, sf, st + i * B * E * N, g + i * B * E);
             char what[64];
-            snprintf(what, sizeof what, "g (W = %d, mode %d)", W, mode);
+            snprintf(what, sizeof what, "g (p = %d, W = %d, mode %d)", p, W, mode);
             tu_assert_close(gg, g, 2 * B * E, 1e-4, 1e-5, what);
             tu_assert_close(gs, st, 2 * B * E * N, 1e-5, 1e-5, "state");
             if (W) tu_assert_close(gw, win, 2 * B * W * CH, 0, 0, "window");
@@ -550,12 +548,23 @@ START_TEST(ssm_decode_matches_reference_for_both_ssms) {
         }
     }
 }
+
+/* The fused decode step (ring conv + SiLU + state step + gated norm) of two SSMs against the
+ * reference, for sequences that restart, continue with every tap, and continue with a tap before
+ * the segment start masked; in one launch (twins in one buffer), one launch each, and without a
+ * conv (ssm_conv = 0: xs, B, C raw). Awkward sizes: N = 12 (a float8 and a tail), G = 2; p = 3 (a row
+ * at a time) and p = 16 with E = 64 (on CPU rows, work-items of 8 rows or more: pieces of 8 rows as
+ * vectors, and B, C 8 channels at a time). */
+START_TEST(ssm_decode_matches_reference_for_both_ssms) {
+    ssm_decode_case(4, 3, 2, 12);
+    ssm_decode_case(4, 16, 2, 12);
+}
 END_TEST
 
 /* One operand set of ssm_decode_append_is_decode_out_proj_then_append, uploaded from the same host data
  * twice: the SSMs' tensors as [2, ...] twins (views v), k and v as the twins of kv, q, the ring and a
  * head-major store (f32 or f16). */
-enum { FB = 3, Fnh = 4, Fp = 8, FG = 2, FN = 12, FW = 3, FE = Fnh * Fp, FGN = FG * FN, FCH = FE + 2 * FGN,
+enum { FB = 3, Fnh = 4, Fp = 16, FG = 2, FN = 12, FW = 3, FE = Fnh * Fp, FGN = FG * FN, FCH = FE + 2 * FGN,
        FF = FCH + Fnh, FH = 4, FHkv = 2, FR = 3, Fcap = 4 };
 typedef struct {
     float *x, *z, *cw, *win, *bias, *alog, *dd, *nw, *st, *kv, *q, *kr, *vr, *kb, *vb;
@@ -726,8 +735,10 @@ START_TEST(ssm_decode_append_is_decode_out_proj_then_append) {
     tu_ok(tensor_slice(&W[1], 0, 0, C / 2, &narrow));
     bad = fs, bad.out_w[1] = &narrow;
     ck_assert_int_eq(ops_ssm_decode_append(ctx, f.io, &bad, &f.pos, &f.sf, FG, 1e-5f, &done), ATTAMBA_ERR_SHAPE);
-    tensor gview;
-    tu_ok(tensor_reshape(&f.v[0][9], 2, ((int64_t[]){FB, FE}), &gview));
+    tensor gflat, gpart, gview; /* k's shape [FB, C] on g's first FB * C floats */
+    tu_ok(tensor_reshape(&f.v[0][9], 1, ((int64_t[]){FB * FE}), &gflat));
+    tu_ok(tensor_slice(&gflat, 0, 0, FB * C, &gpart));
+    tu_ok(tensor_reshape(&gpart, 2, ((int64_t[]){FB, C}), &gview));
     bad = fs, bad.k = &gview;
     ck_assert_int_eq(ops_ssm_decode_append(ctx, f.io, &bad, &f.pos, &f.sf, FG, 1e-5f, &done), ATTAMBA_ERR_INVALID_ARG);
     /* a table that stops below B = 3 sequences: declined, nothing launched */
@@ -740,7 +751,7 @@ START_TEST(ssm_decode_append_is_decode_out_proj_then_append) {
     tu_ok(ops_tune_set(ctx, TUNE_SSM_DECODE_APPEND, FB, "test"));
     float *after = tu_download(&f.kv);
     tu_assert_close(after, gk, 2 * FB * C, 0, 0, "k and v after the refused and declined calls");
-    tensor_free(&narrow), tensor_free(&gview);
+    tensor_free(&narrow), tensor_free(&gflat), tensor_free(&gpart), tensor_free(&gview);
     free(after), free(gk), free(gq), free(g), free(wv);
     fused_free(&f);
     fused_free(&u);
