@@ -546,10 +546,12 @@ int cli_generate(int argc, char **argv) {
     for (long w = 0; w < warmup && !rc; w++) { /* untimed runs in throwaway sessions */
         rc = attamba_session_create_with(m, &spar, &ses);
         if (!rc) rc = attamba_session_feed(ses, ids, T, logits);
-        if (!rc && n_new > 1) rc = attamba_session_feed(ses, ids, 1, logits); /* any token: a decode step */
+        int32_t any = ids[0]; /* a decode step as the timed ones take it */
+        if (!rc && n_new > 1) rc = attamba_session_step_sample(ses, &any, &smp, &any);
         attamba_session_destroy(ses);
         ses = NULL;
     }
+    if (!rc) attamba_sampler_reset(smp); /* the warm-up's draws forgotten */
     if (!rc) rc = attamba_session_create_with(m, &spar, &ses);
     double t_prefill = 0, t_decode = 0;
     int generated = 0;
@@ -571,8 +573,7 @@ int cli_generate(int argc, char **argv) {
             fflush(stdout);
             generated++;
             if (rc || next == attamba_tokenizer_eos(tok) || i + 1 == n_new) break;
-            rc = attamba_session_feed(ses, &next, 1, logits);
-            if (!rc) rc = attamba_sampler_sample(smp, logits, V, &next);
+            rc = attamba_session_step_sample(ses, &next, &smp, &next); /* greedy: the argmax on the device */
         }
         t_decode = cli_now() - t0;
         if (shown) printf("\n");

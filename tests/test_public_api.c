@@ -260,6 +260,77 @@ static void check_skips(const char *name) {
     free(want), free(got), free(last);
 }
 
+/* attamba_session_step_sample draws what attamba_session_step's logits and attamba_sampler_sample draw
+ * with twin samplers, step after step on the drawn tokens: greedy (the argmax on the device), a seeded
+ * temperature draw and a greedy one with a repetition penalty (both on the host, the penalty once it
+ * has a history), a NULL sampler and a skipped sequence (no token). With greedy samplers only, a step
+ * reads back once (the tokens, not the logits). */
+static void check_step_sample(const char *name) {
+    enum { NS = 4, STEPS = 8 };
+    attamba_context *ctx = tu_api_context();
+    attamba_model *m = load_golden(ctx, name);
+    int V = attamba_model_vocab_size(m);
+    attamba_session *a, *b;
+    ck_assert_int_eq(attamba_session_create_batch(m, NS, 32, &a), ATTAMBA_OK);
+    ck_assert_int_eq(attamba_session_create_batch(m, NS, 32, &b), ATTAMBA_OK);
+    attamba_sampler *sa[NS] = {0}, *sb[NS] = {0};
+    for (int i = 0; i < 3; i++) {
+        attamba_sampler_params p = attamba_sampler_params_default();
+        p.temperature = i == 1 ? 0.9f : 0.0f, p.seed = 7, p.repeat_penalty = i == 2 ? 1.3f : 1.0f;
+        ck_assert_int_eq(attamba_sampler_create(ctx, &p, &sa[i]), ATTAMBA_OK);
+        ck_assert_int_eq(attamba_sampler_create(ctx, &p, &sb[i]), ATTAMBA_OK);
+    }
+    float *logits = malloc((size_t)NS * V * sizeof *logits);
+    int32_t ta[NS], tb[NS];
+    for (int i = 0; i < NS; i++) {
+        int32_t prompt[4];
+        for (int t = 0; t < 4; t++) prompt[t] = (t * (3 + i) + i + 1) % V;
+        ck_assert_int_eq(attamba_session_prefill(a, i, prompt, 4, NULL), ATTAMBA_OK);
+        ck_assert_int_eq(attamba_session_prefill(b, i, prompt, 4, NULL), ATTAMBA_OK);
+        ta[i] = tb[i] = prompt[3];
+    }
+    for (int k = 0; k < STEPS; k++) {
+        ta[3] = tb[3] = k % 2 ? ATTAMBA_TOKEN_SKIP : k % V; /* no sampler: the caller picks its tokens */
+        int32_t na[NS], nb[NS];
+        attamba_counters c0, c1;
+        attamba_context_counters(ctx, &c0);
+        ck_assert_int_eq(attamba_session_step_sample(a, ta, sa, na), ATTAMBA_OK);
+        attamba_context_counters(ctx, &c1);
+        ck_assert_int_eq(attamba_session_step(b, tb, logits), ATTAMBA_OK);
+        for (int i = 0; i < NS; i++) {
+            nb[i] = ATTAMBA_TOKEN_SKIP;
+            if (sb[i] && tb[i] != ATTAMBA_TOKEN_SKIP)
+                ck_assert_int_eq(attamba_sampler_sample(sb[i], logits + (size_t)i * V, V, &nb[i]), ATTAMBA_OK);
+            ck_assert_msg(na[i] == nb[i], "%s: step %d, sequence %d: %d, expected %d", name, k, i, na[i], nb[i]);
+            if (i < 3) ta[i] = tb[i] = na[i];
+        }
+        /* reads: the argmax, then the temperature row, then the penalised row (once it has a history) */
+        ck_assert_uint_eq(c1.blocking_reads - c0.blocking_reads, 2 + (k > 0));
+    }
+    attamba_sampler *greedy[NS] = {sa[0], sa[0], NULL, NULL};
+    int32_t one[NS] = {1, 2, 3, ATTAMBA_TOKEN_SKIP}, got[NS];
+    attamba_counters c0, c1;
+    attamba_context_counters(ctx, &c0);
+    ck_assert_int_eq(attamba_session_step_sample(a, one, greedy, got), ATTAMBA_OK);
+    attamba_context_counters(ctx, &c1);
+    ck_assert_uint_eq(c1.blocking_reads - c0.blocking_reads, 1);
+    ck_assert_int_eq(got[2], ATTAMBA_TOKEN_SKIP);
+    ck_assert_int_eq(got[3], ATTAMBA_TOKEN_SKIP);
+    ck_assert_int_eq(attamba_session_step_sample(a, one, NULL, got), ATTAMBA_ERR_INVALID_ARG);
+    for (int i = 0; i < 3; i++) attamba_sampler_destroy(sa[i]), attamba_sampler_destroy(sb[i]);
+    attamba_session_destroy(a);
+    attamba_session_destroy(b);
+    attamba_model_destroy(m);
+    attamba_context_destroy(ctx);
+    free(logits);
+}
+
+START_TEST(step_sample_draws_as_the_host_sampler) {
+    check_step_sample("attamba_cyclic");
+    check_step_sample("transformer_gqa");
+}
+END_TEST
+
 START_TEST(skipped_sequences_stay_where_they_are) {
     check_skips("attamba_cyclic");
     check_skips("transformer_gqa");
@@ -538,6 +609,7 @@ int main(void) {
     tcase_add_test(t, status_strings_and_version);
     tcase_add_test(t, batched_sessions_match_sessions_alone);
     tcase_add_test(t, skipped_sequences_stay_where_they_are);
+    tcase_add_test(t, step_sample_draws_as_the_host_sampler);
     tcase_add_test(t, an_f16_cache_decodes_within_rounding);
     tcase_add_test(t, init_save_load_and_the_tokenizer);
     tcase_add_test(t, the_sampler);

@@ -418,6 +418,14 @@ attamba_status attamba_session_prefill(attamba_session *s, int seq, const int32_
  * nothing (an idle slot of a server, or one waiting for its next prompt). */
 #define ATTAMBA_TOKEN_SKIP (-1)
 attamba_status attamba_session_step(attamba_session *s, const int32_t *tokens, float *logits);
+/* attamba_session_step, then sequence i's next token drawn by samplers[i] (n_seq entries) from its
+ * logits as attamba_sampler_sample would draw it (and counted for the sampler's penalty): a greedy
+ * sampler (temperature <= 0 or top_k 1) with no penalty history takes the argmax where the logits are,
+ * so only the tokens come back from the device, not vocab floats a sequence; the others read their
+ * sequence's logits. A NULL sampler, or a sequence given ATTAMBA_TOKEN_SKIP, draws nothing:
+ * next[i] = ATTAMBA_TOKEN_SKIP. next may be tokens (the drawn tokens replace the fed ones). */
+attamba_status attamba_session_step_sample(attamba_session *s, const int32_t *tokens,
+                                           attamba_sampler *const *samplers, int32_t *next);
 /* Every sequence (which must be empty) as if `tokens` tokens had been fed: its cache filled with
  * deterministic pseudo-random keys, values and SSM states, its position `tokens`. For measuring decode
  * at a long context without its prefill (the cost of a step depends on the position, not the values);

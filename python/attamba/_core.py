@@ -1,5 +1,6 @@
 """The Pythonic layer over libattamba: contexts, models, tokenizers, samplers, sessions, generation."""
 
+import contextlib
 import ctypes
 import dataclasses
 import operator
@@ -1125,6 +1126,26 @@ class Session(_Owned):
         logits = np.empty((self.n_seq, self._V), dtype=np.float32)
         self._call(L.lib().session_step, _i32p(ids), _f32p(logits))
         return logits
+
+    def step_sample(self, tokens, samplers):
+        """A decode step (as :meth:`step`), then sequence i's next token drawn by samplers[i] (n_seq
+        :class:`Sampler` or None) as :meth:`Sampler.sample` would from its logits; a greedy sampler
+        without a penalty history takes the argmax on the device (only the tokens come back). Returns
+        the tokens, int32 [n_seq]; :data:`TOKEN_SKIP` where the sampler is None or the sequence skipped."""
+        ids = self._ids(tokens)
+        if ids.size != self.n_seq or len(samplers) != self.n_seq:
+            raise ValueError(f"step_sample needs one token and one sampler (or None) per sequence: {self.n_seq}")
+        for sm in samplers:
+            if sm is not None and not isinstance(sm, Sampler):
+                raise TypeError(f"samplers must be attamba.Sampler or None, got {type(sm).__name__}")
+        out = np.empty(self.n_seq, dtype=np.int32)
+        with contextlib.ExitStack() as held:  # each distinct sampler once (one may serve several sequences)
+            distinct = list({id(sm): sm for sm in samplers if sm is not None}.values())
+            for sm in distinct:
+                held.enter_context(sm._h.lock)
+            ptrs = (c_void_p * self.n_seq)(*[None if sm is None else sm._ptr() for sm in samplers])
+            self._call(L.lib().session_step_sample, _i32p(ids), ptrs, _i32p(out))
+        return out
 
     def fill_synthetic(self, tokens):
         """Every sequence (which must be empty) as if ``tokens`` tokens had been fed: caches filled with

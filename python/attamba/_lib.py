@@ -288,6 +288,7 @@ _PROTOTYPES = {
     "attamba_session_feed": (c_int, [c_void_p, P_I32, c_int, P_F32]),
     "attamba_session_prefill": (c_int, [c_void_p, c_int, P_I32, c_int, P_F32]),
     "attamba_session_step": (c_int, [c_void_p, P_I32, P_F32]),
+    "attamba_session_step_sample": (c_int, [c_void_p, P_I32, P_HANDLE, P_I32]),
     "attamba_session_reset": (c_int, [c_void_p, c_int]),
     "attamba_session_position": (c_int64, [c_void_p, c_int]),
     "attamba_session_cache_bytes": (c_int64, [c_void_p, c_int]),

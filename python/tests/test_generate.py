@@ -68,3 +68,25 @@ def test_generate_matches_cli(tiny, tiny_dir, cli, prompt):
     head = prompt.encode("utf-8")
     assert out.startswith(head) and out.endswith(b"\n"), out
     assert out[len(head):-1] == py
+
+
+def test_step_sample_draws_as_step_then_sample(tiny, ctx):
+    """Session.step_sample: the same tokens as step() and Sampler.sample with twin samplers (greedy: the
+    argmax on the device; a seeded draw and a penalty: the host), None drawing nothing."""
+    make = [lambda: attamba.Sampler(ctx, temperature=0), lambda: attamba.Sampler(ctx, temperature=0.9, seed=5),
+            lambda: attamba.Sampler(ctx, temperature=0, repeat_penalty=1.5)]
+    sa, sb = [f() for f in make] + [None], [f() for f in make] + [None]
+    with attamba.Session(tiny, max_tokens=64, n_seq=4) as a, attamba.Session(tiny, max_tokens=64, n_seq=4) as b:
+        for i, p in enumerate(PROMPTS + ["x"]):
+            ids = tiny.tokenizer.encode(p)
+            a.prefill(i, ids)
+            b.prefill(i, ids)
+        tok = np.array([10, 20, 30, 40], dtype=np.int32)
+        for _ in range(6):
+            got = a.step_sample(tok, sa)
+            logits = b.step(tok)
+            want = [s.sample(logits[i]) if s else attamba.TOKEN_SKIP for i, s in enumerate(sb)]
+            np.testing.assert_array_equal(got, want)
+            tok = np.where(got == attamba.TOKEN_SKIP, 7, got).astype(np.int32)
+        with pytest.raises(ValueError):
+            a.step_sample(tok, sa[:2])

@@ -445,6 +445,43 @@ attamba_status attamba_session_step(attamba_session *s, const int32_t *tokens, f
     return st;
 }
 
+attamba_status attamba_session_step_sample(attamba_session *s, const int32_t *tokens,
+                                           attamba_sampler *const *samplers, int32_t *next) {
+    static const char op[] = "attamba_session_step_sample";
+    model *m = s->m;
+    if (!tokens || !samplers || !next)
+        return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "%s: NULL tokens, samplers or next", op);
+    int B = s->B, V = m->cfg.vocab_size, on_device = 0;
+    for (int b = 0; b < B; b++)
+        on_device |= tokens[b] != ATTAMBA_TOKEN_SKIP && samplers[b] && sampler_takes_argmax(&samplers[b]->s);
+    tensor lg = {0};
+    int32_t *argmax = on_device ? malloc((size_t)B * sizeof *argmax) : NULL;
+    float *row = NULL;
+    attamba_status st = on_device && !argmax ? rt_fail(m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "%s: out of host memory", op)
+                                             : ATTAMBA_OK;
+    if (!st) st = model_decode_step(m, s, tokens, &lg);
+    if (!st && on_device) /* every row's argmax in one launch, on the last stage's device */
+        st = rt_fail_from(m->ctx, ops_argmax_host(lg.buf->ctx, &lg, argmax), lg.buf->ctx);
+    for (int b = 0; !st && b < B; b++) {
+        attamba_sampler *sm = tokens[b] == ATTAMBA_TOKEN_SKIP ? NULL : samplers[b];
+        next[b] = ATTAMBA_TOKEN_SKIP; /* tokens[b] is read: next may be tokens */
+        if (!sm) continue;
+        if (sampler_takes_argmax(&sm->s)) {
+            next[b] = argmax[b];
+            sampler_accept(&sm->s, next[b]);
+            continue;
+        }
+        if (!row && !(row = malloc((size_t)V * sizeof *row)))
+            st = rt_fail(m->ctx, ATTAMBA_ERR_OUT_OF_MEMORY, "%s: out of host memory", op);
+        if (!st) st = download_row(&lg, b, row);
+        if (!st) st = rt_fail_from(m->ctx, attamba_sampler_sample(sm, row, V, &next[b]), sm->ctx);
+    }
+    tensor_free(&lg);
+    free(argmax);
+    free(row);
+    return st;
+}
+
 attamba_status attamba_session_feed(attamba_session *s, const int32_t *tokens, int n, float *logits) {
     model *m = s->m;
     if (!tokens || n < 1) return rt_fail(m->ctx, ATTAMBA_ERR_INVALID_ARG, "attamba_session_feed: no tokens");

@@ -203,6 +203,10 @@ void sampler_free(sampler *s) {
 /* The tokens the penalty counts (their order does not matter). */
 static int sampler_history(const sampler *s) { return s->hist ? (int)CORE_MIN(s->n_seen, (int64_t)s->last_n) : 0; }
 
+int sampler_takes_argmax(const sampler *s) {
+    return !sampler_history(s) && (s->temperature <= 0.0f || s->top_k == 1);
+}
+
 /* One row's token from its (unfiltered, unnormalised) probabilities p [V], in place: top-k, top-p,
  * min-p, then a draw from sm's RNG. A row whose mass is not finite and positive (NaN or +inf
  * logits, or all -inf) has no distribution to draw from. */
@@ -249,9 +253,10 @@ static attamba_status sample_penalised(rt_ctx *ctx, const tensor *logits, int64_
     return s;
 }
 
-/* Greedy: the argmax kernel, then B ints back. */
-static attamba_status sample_greedy(rt_ctx *ctx, const tensor *logits, int rndim, const int64_t *rshape,
-                                    int32_t *tokens) {
+attamba_status ops_argmax_host(rt_ctx *ctx, const tensor *logits, int32_t *tokens) {
+    int64_t rows = 0, rshape[TENSOR_MAX_DIMS] = {0};
+    int V = 0, rndim = 0;
+    RT_TRY(expect_logits(ctx, "ops_argmax_host", logits, &rows, &V, rshape, &rndim));
     tensor out = {0};
     attamba_status s = tensor_scratch(ctx, &out, TENSOR_I32, rndim, rshape);
     if (!s) s = ops_argmax(ctx, logits, &out);
@@ -271,8 +276,8 @@ attamba_status ops_sample(rt_ctx *ctx, const tensor *logits, sampler *sm, int32_
     if (!(sm->top_p > 0.0f && sm->top_p <= 1.0f))
         return rt_fail(ctx, ATTAMBA_ERR_INVALID_ARG, "%s: top_p must be in (0, 1], got %g", op, (double)sm->top_p);
     RT_TRY(expect_logits(ctx, op, logits, &rows, &V, rshape, &rndim));
+    if (sampler_takes_argmax(sm)) return ops_argmax_host(ctx, logits, tokens);
     if (sampler_history(sm)) return sample_penalised(ctx, logits, rows, V, sm, tokens); /* a penalty is set */
-    if (sm->temperature <= 0.0f || sm->top_k == 1) return sample_greedy(ctx, logits, rndim, rshape, tokens);
 
     size_t n = (size_t)rows * (size_t)V;
     float *probs = malloc(n * sizeof *probs);

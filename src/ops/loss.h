@@ -40,6 +40,8 @@ attamba_status ops_cross_entropy_backward(rt_ctx *ctx, const tensor *logits, con
 /* out i32 [B]: index of the max of each row of logits [B,V] (first one on ties; NaN counts as the max,
  * as in NumPy and PyTorch). */
 attamba_status ops_argmax(rt_ctx *ctx, const tensor *logits, tensor *out);
+/* The same, the indices sent to the host (tokens: one int per row); blocks. */
+attamba_status ops_argmax_host(rt_ctx *ctx, const tensor *logits, int32_t *tokens);
 
 typedef struct sampler {
     float temperature;
@@ -63,6 +65,10 @@ attamba_status sampler_set_filters(rt_ctx *ctx, sampler *s, float min_p, float p
 
 /* A token the penalty should count (the prompt's and each generated one). */
 void sampler_accept(sampler *s, int32_t token);
+
+/* Whether s draws the argmax of the logits as they are (greedy or top-k 1, and no penalty history):
+ * a draw the device can make without sending the logits back. */
+int sampler_takes_argmax(const sampler *s);
 
 /* Frees the history; the sampler can be set up again. */
 void sampler_free(sampler *s);
