@@ -1,6 +1,8 @@
 /* attamba bench ssm: the K/V-SSM kernels at the paper's sizes (E=256, nh=8, p=32, N=32, G=1, w=4):
  * conv1d over [xs, Bm, Cm], the SSM scan on its paths (sequential over segments, chunked over
- * blocks, quadratic within segments up to QUAD_BENCH_MAX tokens), and the decode steps, next to the device's copy bandwidth measured in the same run.
+ * blocks, quadratic within segments up to QUAD_BENCH_MAX tokens), and the decode steps (conv1d_step and
+ * ssm_step one call at a time, each waited for; ssm_decode, both SSMs of a layer in one launch, 64 calls
+ * back to back as a model step enqueues them), next to the device's copy bandwidth measured in the same run.
  * Byte model (compulsory traffic, f32): conv1d reads x and writes out once (2*B*T*C*4, C = E+2GN);
  * the scan reads xs, Bm, Cm, dt_raw once and writes y and final_state once
  * (B*T*(2E+2GN+nh)*4 + B*nh*p*N*4). The chunked path's scratch states are extra traffic not
@@ -29,10 +31,12 @@ enum { QUAD_BENCH_MAX = 256 };
 
 typedef struct {
     rt_ctx *ctx;
-    int which; /* 0 copy, 1 conv1d, 2 scan, 3 conv1d_step, 4 ssm_step, 5 conv1d_backward, 6 scan backward */
+    int which; /* 0 copy, 1 conv1d, 2 scan, 3 conv1d_step, 4 ssm_step, 5 conv1d_backward, 6 scan backward,
+                * 7 ssm_decode of two SSMs, `queue` calls back to back */
     ops_ssm_path path;
     tensor *a, *b, *c, *d, *e, *f, *g, *h, *i, *j, *k, *l, *m, *n;
-    int G;
+    int G, queue;
+    const ops_ssm_decode_io *io;
 } ssm_run;
 
 static int run(void *arg) {
@@ -45,6 +49,9 @@ static int run(void *arg) {
     case 3: s = ops_conv1d_step(r->ctx, r->a, r->b, r->c, r->d, 1, r->e); break;
     case 4: s = ops_ssm_step(r->ctx, r->a, r->b, r->c, r->d, NULL, r->e, r->f, r->g, r->G, r->h, r->i); break;
     case 5: s = ops_conv1d_backward(r->ctx, r->a, r->b, r->c, 1, r->d, r->e, r->f); break;
+    case 7:
+        for (int i = 0; i < r->queue && !s; i++) s = ops_ssm_decode(r->ctx, 2, r->io, r->a, r->b, r->G, 1e-5f);
+        break;
     case 6:
         s = ops_ssm_scan_backward(r->ctx, r->a, r->b, r->c, r->d, NULL, r->e, r->f, r->g, r->G, r->h, r->i, r->j, r->k,
                                   r->l, NULL, r->m, r->n);
@@ -58,7 +65,8 @@ static void usage(FILE *f) {
     fprintf(f, "usage: attamba bench ssm [--device P:D] [--T 1024,4096] [--P 8,64,T] [--batch B]\n"
                "                         [--state N] [--seconds S] [--json FILE|-]\n\n"
                "Times conv1d, the SSM scan (sequential and chunked paths), their backward passes and the\n"
-               "decode steps at the paper's sizes (E=256, nh=8, p=32, G=1, w=4; N=32 unless --state),\n"
+               "decode steps (ssm_decode: a layer's two SSMs in one launch, per call of 64 back to back)\n"
+               "at the paper's sizes (E=256, nh=8, p=32, G=1, w=4; N=32 unless --state),\n"
                "uniform boundaries every P tokens (P=T: one long segment), next to a copy kernel's\n"
                "bandwidth. ratio: chunked speedup vs sequential; for *_bwd, backward / forward time.\n");
 }
@@ -74,6 +82,14 @@ static tensor rand_tensor(rt_ctx *ctx, int ndim, const int64_t *shape, float lo,
     if (!h || tensor_alloc_f32(ctx, &t, ndim, shape) || tensor_upload(&t, h)) *fail = 1;
     free(h);
     return t;
+}
+
+/* Twin i of a [2, ...] tensor, as a tensor of the remaining dims; non-zero on failure. */
+static int twin_view(const tensor *t, int i, tensor *v) {
+    if (tensor_slice(t, 0, i, 1, v)) return 1;
+    for (int d = 0; d + 1 < v->ndim; d++) v->shape[d] = v->shape[d + 1], v->stride[d] = v->stride[d + 1];
+    v->ndim--;
+    return 0;
 }
 
 /* The yardsticks: tensor_copy of 64 MiB, and the device's ceilings (bench peak: the better of a copy
@@ -110,6 +126,66 @@ static void record(cJSON *out, ssm_run *r, const char *op, const char *path, int
     cJSON_AddNumberToObject(o, "ratio_to_roofline", roof);
     if (ratio_seq > 0) cJSON_AddNumberToObject(o, ratio_key, ratio_seq);
     cJSON_AddItemToArray(out, o);
+}
+
+/* The decode step of an Attamba layer's two SSMs in one launch (ops_ssm_decode: ring conv, SiLU, state
+ * step, gated norm; the model's ssm_decode, or the SSM part of ssm_decode_append), B sequences
+ * continuing a segment at position 100, timed as QUEUE calls back to back (as a model step enqueues them:
+ * no wait per call, so PoCL's gap between kernels is in the time). Bytes: per SSM and sequence the
+ * xbcdt and z rows, the window ring read and its slot written, the state read and written, g written;
+ * per SSM the conv, norm and per-head weights. */
+static int bench_decode_step(rt_ctx *ctx, cJSON *out, int B, int N, double seconds, const yardstick *ys) {
+    enum { QUEUE = 64, E = 256, nh = 8, p = 32, G = 1, W = 4 };
+    const int GN = G * N, C = E + 2 * GN, F = C + nh;
+    int fail = 0, rc = 0;
+    tensor x = rand_tensor(ctx, 3, (int64_t[]){2, B, F}, -2, 2, 21, &fail);
+    tensor z = rand_tensor(ctx, 3, (int64_t[]){2, B, E}, -2, 2, 22, &fail);
+    tensor cw = rand_tensor(ctx, 3, (int64_t[]){2, C, W}, -0.5f, 0.5f, 23, &fail);
+    tensor win = rand_tensor(ctx, 4, (int64_t[]){2, B, W, C}, -1, 1, 24, &fail);
+    tensor bias = rand_tensor(ctx, 2, (int64_t[]){2, nh}, -1, 1, 25, &fail);
+    tensor al = rand_tensor(ctx, 2, (int64_t[]){2, nh}, -4, 0.7f, 26, &fail);
+    tensor D = rand_tensor(ctx, 2, (int64_t[]){2, nh}, 0.5f, 1.5f, 27, &fail);
+    tensor nw = rand_tensor(ctx, 2, (int64_t[]){2, E}, 0.5f, 1.5f, 28, &fail);
+    tensor st = rand_tensor(ctx, 2, (int64_t[]){2, (int64_t)B * E * N}, -1, 1, 29, &fail);
+    tensor g = rand_tensor(ctx, 3, (int64_t[]){2, B, E}, 0, 1, 30, &fail);
+    tensor pos = {0}, sf = {0}, v[2][10];
+    memset(v, 0, sizeof v);
+    int32_t *hp = malloc((size_t)B * sizeof *hp), *hs = malloc((size_t)B * sizeof *hs);
+    for (int b = 0; hp && hs && b < B; b++) hp[b] = 100, hs[b] = 96;
+    if (fail || !hp || !hs || tensor_alloc(ctx, &pos, TENSOR_I32, 1, (int64_t[]){B}) || tensor_upload(&pos, hp) ||
+        tensor_alloc(ctx, &sf, TENSOR_I32, 1, (int64_t[]){B}) || tensor_upload(&sf, hs))
+        fail = 1;
+    ops_ssm_decode_io io[2];
+    const tensor *all[10] = {&x, &z, &cw, &win, &bias, &al, &D, &nw, &st, &g};
+    for (int i = 0; i < 2 && !fail; i++) {
+        for (int k = 0; k < 10; k++) fail |= twin_view(all[k], i, &v[i][k]);
+        tensor *sv = &v[i][8]; /* [B * E * N] as [B, nh, p, N] */
+        int64_t ss[4] = {B, nh, p, N}, sst[4] = {(int64_t)E * N, (int64_t)p * N, N, 1};
+        sv->ndim = 4;
+        memcpy(sv->shape, ss, sizeof ss), memcpy(sv->stride, sst, sizeof sst);
+        io[i] = (ops_ssm_decode_io){&v[i][0], &v[i][1], &v[i][2], &v[i][4], &v[i][5], &v[i][6], &v[i][7],
+                                    &v[i][3], &v[i][8], &v[i][9]};
+    }
+    if (fail) {
+        rc = cli_error("bench ssm", "decode step setup: %s", ctx->err);
+    } else {
+        ssm_run r = {.ctx = ctx, .which = 7, .a = &pos, .b = &sf, .G = G, .queue = QUEUE, .io = io};
+        bench_timing tm;
+        if (bench_time(run, &r, 3, seconds, &tm) < 0) {
+            rc = cli_error("bench ssm", "decode step: %s", ctx->err);
+        } else {
+            tm.median /= QUEUE, tm.min /= QUEUE, r.queue = 1; /* per call; the counters of one call */
+            double bytes = 2.0 * 4 * ((double)B * (F + E + W * C + C + 2.0 * E * N + E) + C * W + 3 * nh + E);
+            double flop = 2.0 * B * (2.0 * W * C + 5.0 * E * N + 10.0 * E);
+            record(out, &r, "ssm_decode", "2 SSMs", B, 1, 0, N, &tm, bytes, flop, ys, 0, NULL);
+        }
+    }
+    for (int i = 0; i < 2; i++)
+        for (int k = 0; k < 10; k++) tensor_free(&v[i][k]);
+    for (int k = 0; k < 10; k++) tensor_free((tensor *)all[k]);
+    tensor_free(&pos), tensor_free(&sf);
+    free(hp), free(hs);
+    return rc;
 }
 
 int bench_ssm_main(int argc, char **argv) {
@@ -315,6 +391,7 @@ done_copy:
             if (t1 < 0 || t2 < 0) rc = cli_error("bench ssm", "decode: %s", ctx->err);
         }
         free(zr);
+        if (!rc) rc = bench_decode_step(ctx, out, B, N, seconds, &ys);
         tensor *all[] = {&x, &w, &cst, &xs, &bm, &dt, &al, &D, &st, &o1, &o2, &rs};
         for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) tensor_free(all[i]);
     }
