@@ -432,13 +432,17 @@ static inline void ssm_decode_group(SSM_DECODE_ARGS) {
         ldecay[h] = exp(-dt * exp(A_log[h]));
     }
     barrier(CLK_LOCAL_MEM_FENCE);
+    /* Each work-item takes a run of consecutive rows [unit u0, unit u1): one stream through the state (rows
+     * lid, lid + n, ... were 1 KB strides on a CPU, where the state comes from memory after a step's
+     * weights went through the cache: its loads were 56% of the kernel), normalised by the same item at
+     * the end (no other item's global writes read). Work-items of 8 rows or more (CPUs) take pieces of 8
+     * rows of one head as vectors when p % 8 == 0: conv, SiLU, gate and outputs with the vector exp (a row
+     * at a time spent most of the step in scalar exp, its divisions and horizontal sums). */
+    const int vec = p % 8 == 0 && 8 * n <= E, unit = vec ? 8 : 1, units = E / unit, per = (units + n - 1) / n;
+    const int u0 = min(units, lid * per), u1 = min(units, u0 + per);
     float part = 0.0f;
-    if (p % 8 == 0 && 8 * n <= E) {
-        /* work-items of 8 rows or more (CPUs): pieces of 8 consecutive rows of one head, their conv, gates
-         * and outputs as vectors (the vector exp: one row at a time spent most of the step in scalar exp,
-         * its divisions and horizontal sums) */
-        int per = (E / 8 + n - 1) / n, j1 = min(E / 8, (lid + 1) * per);
-        for (int j = lid * per; j < j1; j++) {
+    if (vec) {
+        for (int j = u0; j < u1; j++) {
             const int r = 8 * j, h = r / p, grp = h / hpg;
             float8 x8 = vload8(j, xr);
             if (W) x8 = ssm_conv_ring8(cw, wr, r, CH, W, t, tw, sf, x8, keep);
@@ -456,12 +460,8 @@ static inline void ssm_decode_group(SSM_DECODE_ARGS) {
             part += atb_hsum8(gv * gv);
         }
     } else {
-        /* each work-item takes consecutive rows: one stream through the state (rows lid, lid + n, ... were
-         * 1 KB strides on a CPU, where the state comes from memory after a step's weights went through the
-         * cache: its loads were 56% of the kernel) */
-        int per = (E + n - 1) / n, r0 = lid * per, r1 = min(E, r0 + per);
-        int h = r0 / p, pi = r0 - h * p, grp = h / hpg; /* row r = (h, pi), advanced without dividing */
-        for (int r = r0; r < r1; r++, pi++) {
+        int h = u0 / p, pi = u0 - h * p, grp = h / hpg; /* row r = (h, pi), advanced without dividing */
+        for (int r = u0; r < u1; r++, pi++) {
             if (pi == p) pi = 0, h++, grp = h / hpg;
             float xs = W ? ssm_conv_ring(cw, wr, r, CH, W, t, tw, sf, xr[r], keep) : xr[r];
             float dt = ldt[h], decay = ldecay[h];
@@ -474,7 +474,7 @@ static inline void ssm_decode_group(SSM_DECODE_ARGS) {
         }
     }
     float inv = 1.0f / sqrt(atb_group_sum(part, red) / (float)E + eps);
-    for (int r = lid; r < E; r += n) gr[r] = gr[r] * inv * nw[r];
+    for (int r = unit * u0; r < unit * u1; r++) gr[r] = gr[r] * inv * nw[r];
 }
 
 __kernel void ssm_decode(SSM_DECODE_ARGS) { ssm_decode_group(SSM_DECODE_PASS); }
