@@ -332,10 +332,10 @@ __kernel void ssm_step(__global float *y, int yo, SSM_IN_ARGS, __global const in
 static inline float ssm_conv_ring(__global const float *w, __global float *win, int c, int CH, int W, int t, int tw,
                                   int sf, float xc, int keep) {
     float acc = w[c * W + W - 1] * xc;
-    for (int k = 1; k < W; k++) {
+    for (int k = 1; k < W && t - k >= sf; k++) {
         int slot = tw - k;
         slot += slot < 0 ? W : 0;
-        if (t - k >= sf) acc += w[c * W + W - 1 - k] * win[slot * CH + c];
+        acc += w[c * W + W - 1 - k] * win[slot * CH + c];
     }
     if (!keep) win[tw * CH + c] = xc;
     return acc * atb_sigmoid(acc); /* SiLU */
@@ -439,7 +439,7 @@ static inline void ssm_decode_group(SSM_DECODE_ARGS) {
      * rows of one head as vectors when p % 8 == 0: conv, SiLU, gate and outputs with the vector exp (a row
      * at a time spent most of the step in scalar exp, its divisions and horizontal sums). */
     const int vec = p % 8 == 0 && 8 * n <= E, unit = vec ? 8 : 1, units = E / unit, per = (units + n - 1) / n;
-    const int u0 = min(units, lid * per), u1 = min(units, u0 + per);
+    const int u0 = min(units, lid * per), u1 = min(units, u0 + per), fresh = t == sf;
     float part = 0.0f;
     if (vec) {
         for (int j = u0; j < u1; j++) {
@@ -450,7 +450,6 @@ static inline void ssm_decode_group(SSM_DECODE_ARGS) {
             vstore8(x8, 0, xs);
             const float dt = ldt[h], decay = ldecay[h];
             __local const float *Bg = lbc + grp * SSM_N, *Cg = lbc + GN + grp * SSM_N;
-            const int fresh = t == sf;
             for (int i = 0; i < 8; i++)
                 vstore8(ssm_row_step(st + (r + i) * SSM_N, Bg, Cg, dt * xs[i], decay, fresh, keep, &yt[i]), i, acc);
             float8 y = atb_hsum8x8(vload8(0, acc), vload8(1, acc), vload8(2, acc), vload8(3, acc), vload8(4, acc),
@@ -466,7 +465,7 @@ static inline void ssm_decode_group(SSM_DECODE_ARGS) {
             float xs = W ? ssm_conv_ring(cw, wr, r, CH, W, t, tw, sf, xr[r], keep) : xr[r];
             float dt = ldt[h], decay = ldecay[h];
             __local const float *Bg = lbc + grp * SSM_N, *Cg = lbc + GN + grp * SSM_N;
-            float tail, y = atb_hsum8(ssm_row_step(st + r * SSM_N, Bg, Cg, dt * xs, decay, t == sf, keep, &tail));
+            float tail, y = atb_hsum8(ssm_row_step(st + r * SSM_N, Bg, Cg, dt * xs, decay, fresh, keep, &tail));
             y += tail + D[h] * xs;
             float zv = zr[r], gv = y * zv * atb_sigmoid(zv);
             gr[r] = gv;

@@ -84,14 +84,6 @@ static tensor rand_tensor(rt_ctx *ctx, int ndim, const int64_t *shape, float lo,
     return t;
 }
 
-/* Twin i of a [2, ...] tensor, as a tensor of the remaining dims; non-zero on failure. */
-static int twin_view(const tensor *t, int i, tensor *v) {
-    if (tensor_slice(t, 0, i, 1, v)) return 1;
-    for (int d = 0; d + 1 < v->ndim; d++) v->shape[d] = v->shape[d + 1], v->stride[d] = v->stride[d + 1];
-    v->ndim--;
-    return 0;
-}
-
 /* The yardsticks: tensor_copy of 64 MiB, and the device's ceilings (bench peak: the better of a copy
  * kernel and clEnqueueCopyBuffer, the FMA throughput). */
 typedef struct {
@@ -158,7 +150,7 @@ static int bench_decode_step(rt_ctx *ctx, cJSON *out, int B, int N, double secon
     ops_ssm_decode_io io[2];
     const tensor *all[10] = {&x, &z, &cw, &win, &bias, &al, &D, &nw, &st, &g};
     for (int i = 0; i < 2 && !fail; i++) {
-        for (int k = 0; k < 10; k++) fail |= twin_view(all[k], i, &v[i][k]);
+        for (int k = 0; k < 10; k++) fail |= tensor_index(all[k], i, &v[i][k]) != ATTAMBA_OK;
         tensor *sv = &v[i][8]; /* [B * E * N] as [B, nh, p, N] */
         int64_t ss[4] = {B, nh, p, N}, sst[4] = {(int64_t)E * N, (int64_t)p * N, N, 1};
         sv->ndim = 4;

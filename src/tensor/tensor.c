@@ -260,6 +260,18 @@ attamba_status tensor_slice(const tensor *src, int dim, int64_t start, int64_t l
     return ATTAMBA_OK;
 }
 
+attamba_status tensor_index(const tensor *src, int64_t i, tensor *out) {
+    if (src->ndim < 2) {
+        char a[64];
+        return rt_fail(src->buf->ctx, ATTAMBA_ERR_SHAPE, "tensor_index: %s has no dim to keep",
+                       tensor_describe(src, a, sizeof a));
+    }
+    RT_TRY(tensor_slice(src, 0, i, 1, out));
+    for (int d = 0; d + 1 < out->ndim; d++) out->shape[d] = out->shape[d + 1], out->stride[d] = out->stride[d + 1];
+    out->ndim--;
+    return ATTAMBA_OK;
+}
+
 attamba_status tensor_transpose(const tensor *src, int d0, int d1, tensor *out) {
     if (d0 < 0 || d1 < 0 || d0 >= src->ndim || d1 >= src->ndim)
         return rt_fail(src->buf->ctx, ATTAMBA_ERR_SHAPE, "tensor_transpose: dims %d, %d of %d", d0, d1, src->ndim);

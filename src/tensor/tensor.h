@@ -73,6 +73,8 @@ attamba_status tensor_transfer(tensor *dst, const tensor *src);
 /* Views: share the buffer, no copy. out must not alias src. */
 attamba_status tensor_slice(const tensor *src, int dim, int64_t start, int64_t len, tensor *out);
 attamba_status tensor_transpose(const tensor *src, int d0, int d1, tensor *out);
+/* Entry i of src's first dim as a view of the remaining dims (twins [2, ...] stored as one tensor). */
+attamba_status tensor_index(const tensor *src, int64_t i, tensor *out);
 /* A view when src is contiguous; otherwise a contiguous copy. */
 attamba_status tensor_reshape(const tensor *src, int ndim, const int64_t *shape, tensor *out);
 /* t with its leading dims merged, [..., C] -> [rows, C] (tensor_reshape: a view when contiguous). */
